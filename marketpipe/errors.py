@@ -1,0 +1,63 @@
+"""The one error hierarchy of marketpipe.
+
+Every error a user can cause or meet carries a message that names the offending value, what is
+allowed and what to do. Third-party errors are translated at the seam where they occur and chained
+(``raise ... from exc``) so the cause is kept for debugging but never shown as a traceback to a user.
+"""
+
+from __future__ import annotations
+
+
+class MarketpipeError(Exception):
+    """Root of every error marketpipe raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigurationError(MarketpipeError):
+    """A setting is missing, malformed or out of range."""
+
+    exit_code = 2
+
+
+class ServiceError(MarketpipeError):
+    """A component of the embedded stack cannot be installed, started, stopped or reached."""
+
+
+class PortInUseError(ServiceError):
+    """A port the stack needs is taken by a process marketpipe did not start."""
+
+    def __init__(self, component: str, host: str, port: int, setting: str) -> None:
+        self.component, self.host, self.port, self.setting = component, host, port, setting
+        super().__init__(
+            f"port {port} on {host} is already in use by another process, so {component} cannot start; "
+            f"stop that process or choose another port with {setting}"
+        )
+
+
+class StorageError(MarketpipeError):
+    """The hot store or the lake refused or failed an operation."""
+
+
+class MigrationError(StorageError):
+    """A schema migration cannot be applied or the ledger disagrees with the files."""
+
+
+class SourceError(MarketpipeError):
+    """A vendor request failed. ``retryable`` tells the resilience layer whether to try again."""
+
+    retryable = False
+
+
+class RetryableSourceError(SourceError):
+    """Transient vendor failure: 429, 5xx, timeouts, connection resets."""
+
+    retryable = True
+
+
+class PermanentSourceError(SourceError):
+    """Vendor failure that retrying cannot fix: 400, 401, 403, 404, malformed payloads."""
+
+
+class DataQualityError(MarketpipeError):
+    """Data failed validation in a way that stops the batch."""
