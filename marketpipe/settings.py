@@ -171,6 +171,25 @@ class PrefectSettings(_Section):
         return self.resolved_api_url.removesuffix("/api")
 
 
+class SandboxSettings(_Section):
+    """The market sandbox: one seeded synthetic market served in every vendor's wire format."""
+
+    enabled: bool = Field(default=True, description="start it with `marketpipe up`")
+    route_vendors: bool = Field(
+        default=True,
+        description="vendors without an explicit base_url are reached through the sandbox",
+    )
+    host: str = "127.0.0.1"
+    port: Port = 8765
+    seed: int = 42
+
+    _port = field_validator("port")(_check_port)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
 class VendorSettings(_Section):
     """Credentials and base URL of one vendor; keys are secrets and never printed."""
 
@@ -208,6 +227,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     lake: LakeSettings = LakeSettings()
     prefect: PrefectSettings = PrefectSettings()
+    sandbox: SandboxSettings = SandboxSettings()
     vendors: dict[str, VendorSettings] = Field(default_factory=_default_vendors)
 
     @field_validator("rate_limits")
