@@ -1,0 +1,199 @@
+"""The ``marketpipe`` command line.
+
+Global options build the one settings object (see marketpipe.settings for the precedence) and set
+PREFECT_API_URL for everything the command runs. User mistakes end in one clear line on stderr and
+a non-zero exit code, never a traceback; ``--debug`` adds the traceback for bugs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from loguru import logger
+
+from marketpipe.errors import MarketpipeError
+from marketpipe.logs import configure_logging
+from marketpipe.settings import Settings, load_settings, parse_overrides
+
+app = typer.Typer(
+    name="marketpipe",
+    help="marketpipe: the market-data pipeline (embedded TimescaleDB + S3 lake + Prefect).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+db_app = typer.Typer(help="Hot-store schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    return ctx.obj["settings"]
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="YAML config file [default: config/data_pipeline_config.yaml]"),
+    ] = None,
+    env_file: Annotated[
+        Path | None, typer.Option("--env-file", help="dotenv file with secrets [default: .env]")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="override any setting: --set collection.batch_size=100 (repeatable)"),
+    ] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="where the embedded stack keeps its data")
+    ] = None,
+    db_port: Annotated[int | None, typer.Option("--db-port", help="PostgreSQL port")] = None,
+    s3_port: Annotated[int | None, typer.Option("--s3-port", help="S3 lake port")] = None,
+    prefect_port: Annotated[int | None, typer.Option("--prefect-port", help="Prefect server/UI port")] = None,
+    sandbox_port: Annotated[int | None, typer.Option("--sandbox-port", help="market sandbox port")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="debug logging for marketpipe, tracebacks on errors")] = False,
+) -> None:
+    overrides = parse_overrides(set_ or [])
+    named = {
+        ("state_dir",): state_dir,
+        ("database", "port"): db_port,
+        ("lake", "port"): s3_port,
+        ("prefect", "port"): prefect_port,
+        ("sandbox", "port"): sandbox_port,
+        ("debug",): True if debug else None,
+    }
+    for path, value in named.items():
+        if value is None:
+            continue
+        node = overrides
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = str(value) if isinstance(value, Path) else value
+    settings = load_settings(config_path=config, env_file=env_file, overrides=overrides)
+    configure_logging(settings.log_level, settings.debug, settings.secret_values())
+    # Flows run in this process build their settings again from the same sources.
+    if config is not None:
+        os.environ["MARKETPIPE_CONFIG"] = str(config.absolute())
+    if env_file is not None:
+        os.environ["MARKETPIPE_ENV_FILE"] = str(env_file.absolute())
+    os.environ["PREFECT_API_URL"] = settings.prefect.resolved_api_url
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    ctx.obj = {"settings": settings, "overrides": overrides}
+
+
+@app.command()
+def up(ctx: typer.Context) -> None:
+    """Start the embedded stack (PostgreSQL+TimescaleDB, S3 lake, Prefect server, market sandbox)."""
+    from marketpipe.services import Stack
+
+    settings = _settings(ctx)
+    stack = Stack(settings)
+    report = stack.up()
+    status = stack.status()
+    for name in report.started:
+        typer.echo(f"started  {name:<9} {status.components[name].address}")
+    for name in report.already_running:
+        typer.echo(f"running  {name:<9} {status.components[name].address} (already)")
+    if report.migrations_applied:
+        typer.echo(f"migrations applied: {', '.join(report.migrations_applied)}")
+    ts = status.timescaledb
+    if ts:
+        typer.echo(f"TimescaleDB {ts.version} ({ts.edition} edition)")
+    typer.echo(f"Prefect UI: {settings.prefect.ui_url}")
+    typer.echo(f"stack healthy in {report.seconds:.1f} s; state in {settings.state_dir}")
+
+
+@app.command()
+def down(ctx: typer.Context) -> None:
+    """Stop every component the stack started; the data stays in the state directory."""
+    from marketpipe.services import Stack
+
+    stopped = Stack(_settings(ctx)).down()
+    typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Health of each component; exits 1 when any component is unhealthy."""
+    from marketpipe.services import Stack
+
+    result = Stack(_settings(ctx)).status()
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        for c in result.components.values():
+            mark = "healthy  " if c.healthy else "UNHEALTHY"
+            pid = f"pid {c.pid}" if c.pid else "-"
+            typer.echo(f"{c.name:<9} {mark} {c.address:<28} {pid:<10} {c.detail}")
+        ts = result.timescaledb
+        if ts:
+            typer.echo(f"TimescaleDB {ts.version}, edition: {ts.edition}")
+    if not result.healthy:
+        raise typer.Exit(1)
+
+
+@db_app.command("migrate")
+def db_migrate(ctx: typer.Context) -> None:
+    """Apply pending migrations from db/migrations (refuses edited applied ones)."""
+    from db.migrate import migrate
+    from marketpipe.services import database_connection
+
+    with database_connection(_settings(ctx), autocommit=True) as conn:
+        applied = migrate(conn)
+    typer.echo(f"applied: {', '.join(m.filename for m in applied)}" if applied else "schema is up to date")
+
+
+@db_app.command("status")
+def db_status(ctx: typer.Context) -> None:
+    """Applied and pending migrations."""
+    from db.migrate import applied_migrations, discover, pending
+    from marketpipe.services import database_connection
+
+    with database_connection(_settings(ctx), autocommit=True) as conn:
+        done = applied_migrations(conn)
+    for m in done:
+        typer.echo(f"applied  {m.version}_{m.name}.sql")
+    for m in pending(discover(), done):
+        typer.echo(f"pending  {m.filename}")
+
+
+@app.command()
+def run(ctx: typer.Context) -> None:
+    """The main job. Until the pipeline lands: a smoke run through hot store, lake and Prefect."""
+    from flows.smoke import smoke
+
+    settings = _settings(ctx)
+    result = smoke(ctx.obj["overrides"])
+    typer.echo(
+        f"smoke run {result['flow_run_name']}: wrote and read {result['bars']} bars in the hypertable, "
+        f"{result['lake_bytes']} bytes in s3://{settings.lake.bucket}/{result['lake_key']}"
+    )
+    typer.echo(f"see it in the Prefect UI: {settings.prefect.ui_url}/runs/flow-run/{result['flow_run_id']}")
+
+
+def main() -> None:
+    """Console-script entry point: one error line for a user mistake, tracebacks only with --debug."""
+    debug = "--debug" in sys.argv
+    try:
+        app()
+    except MarketpipeError as exc:
+        if debug:
+            logger.exception("command failed")
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
