@@ -33,7 +33,7 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, DotEnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from marketpipe.errors import ConfigurationError
 
@@ -256,7 +256,8 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # First wins: CLI flags (init) > environment > .env > YAML > defaults.
         yaml_source = _YamlSource(settings_cls, _YAML_PATH.get())
-        return (init_settings, env_settings, dotenv_settings, yaml_source)
+        dotenv = _PrefixedDotEnvSource(settings_cls, env_file=getattr(dotenv_settings, "env_file", None))
+        return (init_settings, env_settings, dotenv, yaml_source)
 
     def secret_values(self) -> list[str]:
         """Every secret's plain value, for the log redactor."""
@@ -283,6 +284,15 @@ class Settings(BaseSettings):
 # The YAML path is chosen at the entry point; pydantic-settings builds its sources inside
 # __init__, so the path travels through a context variable for one load_settings() call.
 _YAML_PATH: ContextVar[Path | None] = ContextVar("marketpipe_yaml_path", default=None)
+
+
+class _PrefixedDotEnvSource(DotEnvSettingsSource):
+    """The .env file is shared with docker compose, so it may hold other programs' variables:
+    only ``MARKETPIPE_`` lines are ours (and an unknown one of those is still an error)."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        prefix = ENV_PREFIX.lower()
+        return {k: v for k, v in super()._load_env_vars().items() if k.lower().startswith(prefix)}
 
 
 class _YamlSource(PydanticBaseSettingsSource):

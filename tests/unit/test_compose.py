@@ -337,12 +337,6 @@ def test_env_example_settings_values_are_valid(monkeypatch: pytest.MonkeyPatch, 
     assert settings.vendors["alpaca"].secret_key is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings' .env source forbids keys it does not know, so compose-only lines "
-    "(PREFECT_DB_PASSWORD, PREFECT_UI_API_URL) in a shared .env stop `marketpipe up`; "
-    "settings should ignore .env keys without the MARKETPIPE_ prefix",
-)
 def test_env_example_as_is_is_accepted_by_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text(ENV_EXAMPLE.read_text())

@@ -1,0 +1,62 @@
+# marketpipe: two commands matter. `make run` and `make test`. Both install what is missing first
+# (system packages via apt, TimescaleDB, the project venv) and do nothing more on a second run.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP_FLAGS ?= -q --disable-pip-version-check
+
+.PHONY: run test install system python up down status lint bench help
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make run   - install what is missing, start the embedded stack, run the main job"
+	@echo "make test  - install what is missing, run the whole test suite"
+	@echo "make up | down | status | lint"
+
+install: system python .env
+
+system:
+	@bash scripts/install-system.sh
+
+$(BIN)/python:
+	@echo "[install] creating the project venv in $(VENV)"
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required, found " + sys.version' 
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install $(PIP_FLAGS) --upgrade pip 2>/dev/null
+
+# Reinstall only when the dependency list changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	@echo "[install] installing marketpipe and its Python dependencies into $(VENV)"
+	@$(BIN)/pip install $(PIP_FLAGS) -e '.[test]' 2> >(grep -v '^WARNING: Location' >&2)
+	@touch $@
+
+python: $(VENV)/.installed
+
+# Secrets for the embedded stack, random per machine, never committed.
+.env:
+	@echo "[install] writing .env with random secrets for the embedded stack"
+	@umask 077; { \
+	  echo "MARKETPIPE_DATABASE__PASSWORD=$$(openssl rand -hex 16)"; \
+	  echo "MARKETPIPE_LAKE__SECRET_KEY=$$(openssl rand -hex 20)"; \
+	  echo "PREFECT_DB_PASSWORD=$$(openssl rand -hex 16)"; \
+	} > .env
+
+up: install
+	@$(BIN)/marketpipe up
+
+down:
+	@$(BIN)/marketpipe down
+
+status:
+	@$(BIN)/marketpipe status
+
+run: install
+	@$(BIN)/marketpipe up
+	@$(BIN)/marketpipe run
+
+test: install
+	@$(BIN)/pytest
+
+lint: python
+	@$(BIN)/ruff check .

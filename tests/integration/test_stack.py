@@ -1,0 +1,251 @@
+"""The embedded stack for real: PostgreSQL+TimescaleDB, the S3 lake, the Prefect server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pyarrow as pa
+import pytest
+
+from db.migrate import MIGRATIONS_DIR, migrate
+from db.server import EmbeddedPostgres
+from marketpipe.errors import MigrationError, StorageError
+from marketpipe.services import Stack, database_connection
+from marketpipe.settings import Settings, load_settings
+from tasks.storage.lake import Lake
+
+pytestmark = pytest.mark.integration
+
+
+# -- status ---------------------------------------------------------------------------------
+def test_status_json_reports_every_component_healthy(stack: Settings, marketpipe_cli) -> None:
+    result = marketpipe_cli("status", "--json")
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    expected = {"postgres", "lake", "prefect"} | ({"sandbox"} if stack.sandbox.enabled else set())
+    assert set(status["components"]) == expected
+    for name, component in status["components"].items():
+        assert component["healthy"] is True, (name, component)
+        assert isinstance(component["pid"], int)
+        assert component["address"]
+    assert status["components"]["postgres"]["address"] == f"127.0.0.1:{stack.database.port}"
+    assert status["components"]["prefect"]["address"] == f"http://127.0.0.1:{stack.prefect.port}"
+    assert status["timescaledb"]["edition"] in ("apache", "timescale")
+    assert status["timescaledb"]["version"].count(".") == 2
+
+
+def test_cluster_runs_as_non_root_with_timescaledb_preloaded(stack: Settings) -> None:
+    server = EmbeddedPostgres(stack.database, stack.state_dir)
+    with server.superuser_connection(stack.database.name) as conn:
+        assert conn.execute("SHOW shared_preload_libraries").fetchone()[0] == "timescaledb"
+        assert conn.execute("SHOW listen_addresses").fetchone()[0] == "127.0.0.1"
+    with database_connection(stack, dbname=stack.database.prefect_database) as prefect_conn:
+        ext = prefect_conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'").fetchone()
+        assert ext is not None
+    pid = server.pid()
+    assert Path(f"/proc/{pid}").stat().st_uid != 0
+
+
+# -- migrations -----------------------------------------------------------------------------
+@pytest.fixture
+def scratch_db(stack: Settings):
+    """A fresh database with TimescaleDB, owned by the application role, dropped afterwards."""
+    server = EmbeddedPostgres(stack.database, stack.state_dir)
+    name = "migration_scratch"
+    with server.superuser_connection("postgres") as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name} OWNER {stack.database.user}")
+    with server.superuser_connection(name) as conn:
+        conn.execute("CREATE EXTENSION timescaledb")
+    with database_connection(stack, dbname=name, autocommit=True) as conn:
+        yield conn
+    with server.superuser_connection("postgres") as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_migrations_fresh_then_rerun(scratch_db: psycopg.Connection) -> None:
+    applied = migrate(scratch_db)
+    assert [m.filename for m in applied][:2] == ["0001_schemas.sql", "0002_bars.sql"]
+    schemas = {r[0] for r in scratch_db.execute("SELECT nspname FROM pg_namespace").fetchall()}
+    assert {"market", "features", "ops"} <= schemas
+    assert migrate(scratch_db) == []  # a re-run applies nothing
+    ledger = scratch_db.execute("SELECT count(*) FROM ops.schema_migrations").fetchone()[0]
+    assert ledger == len(applied)
+
+
+def test_tampered_migration_is_refused(scratch_db: psycopg.Connection, tmp_path: Path) -> None:
+    copy = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, copy)
+    migrate(scratch_db, copy)
+    target = copy / "0002_bars.sql"
+    target.write_text(target.read_text() + "\n-- an innocent-looking edit\n")
+    with pytest.raises(MigrationError, match=r"0002_bars\.sql was edited after it was applied"):
+        migrate(scratch_db, copy)
+
+
+def test_failing_migration_leaves_nothing(scratch_db: psycopg.Connection, tmp_path: Path) -> None:
+    copy = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, copy)
+    (copy / "9999_broken.sql").write_text("CREATE TABLE ops.half_done (x int);\nSELECT no_such_function();\n")
+    with pytest.raises(MigrationError, match="9999_broken.sql failed and was rolled back"):
+        migrate(scratch_db, copy)
+    assert scratch_db.execute("SELECT to_regclass('ops.half_done')").fetchone()[0] is None
+    assert scratch_db.execute("SELECT count(*) FROM ops.schema_migrations WHERE version = '9999'").fetchone()[0] == 0
+
+
+# -- hot store ------------------------------------------------------------------------------
+def test_bars_hypertables_round_trip_with_chunk_interval_by_timeframe(stack: Settings) -> None:
+    with database_connection(stack) as conn:
+        intervals = dict(
+            conn.execute(
+                "SELECT hypertable_name, time_interval FROM timescaledb_information.dimensions "
+                "WHERE hypertable_schema = 'market'"
+            ).fetchall()
+        )
+        assert intervals["bars_intraday"].days == 1
+        assert intervals["bars_daily"].days == 30
+        ts = datetime(2024, 3, 4, 14, 30, tzinfo=UTC)
+        with conn.transaction(force_rollback=True):
+            conn.execute(
+                "INSERT INTO market.bars_intraday (symbol, timeframe, ts, open, high, low, close, volume, source) "
+                "VALUES ('RT.TEST', '1min', %s, 10.5, 11.25, 10.0, 11.0, 12345, 'test')",
+                (ts,),
+            )
+            row = conn.execute(
+                "SELECT ts, open, high, low, close, volume FROM market.bars WHERE symbol = 'RT.TEST'"
+            ).fetchone()
+            assert row == (ts, 10.5, 11.25, 10.0, 11.0, 12345)
+            with pytest.raises(psycopg.errors.UniqueViolation):
+                conn.execute(
+                    "INSERT INTO market.bars_intraday (symbol, timeframe, ts, open, high, low, close, volume, source) "
+                    "VALUES ('RT.TEST', '1min', %s, 1, 1, 1, 1, 1, 'test')",
+                    (ts,),
+                )
+
+
+# -- lake -----------------------------------------------------------------------------------
+def test_lake_round_trip_bytes_and_parquet(stack: Settings) -> None:
+    lake = Lake.from_settings(stack.lake)
+    lake.put_bytes("tests/hello.txt", b"hello lake")
+    assert lake.get_bytes("tests/hello.txt") == b"hello lake"
+    assert lake.exists("tests/hello.txt")
+    assert not lake.exists("tests/absent.txt")
+
+    table = pa.table({"symbol": ["A", "B"], "close": [1.5, 2.5]})
+    size = lake.write_parquet("tests/t.parquet", table, compression="zstd")
+    assert size > 0
+    assert lake.read_parquet("tests/t.parquet").equals(table)
+    keys = {o.key for o in lake.list("tests/")}
+    assert {"tests/hello.txt", "tests/t.parquet"} <= keys
+
+    fs = lake.filesystem()
+    with fs.open_input_file(f"{stack.lake.bucket}/tests/hello.txt") as fh:
+        assert fh.read() == b"hello lake"
+    lake.delete("tests/hello.txt")
+    assert not lake.exists("tests/hello.txt")
+
+
+def test_lake_enforces_credentials_without_leaking_them(stack: Settings) -> None:
+    wrong = "definitely-not-the-secret"
+    lake = Lake(stack.lake.endpoint_url, "nobody", wrong, stack.lake.bucket, stack.lake.region)
+    with pytest.raises(StorageError) as err:
+        lake.get_bytes("anything")
+    assert "InvalidAccessKeyId" in str(err.value) or "SignatureDoesNotMatch" in str(err.value)
+    assert wrong not in str(err.value)
+
+
+# -- Prefect --------------------------------------------------------------------------------
+def test_flow_run_is_recorded_by_the_server(stack: Settings) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+
+    from flows.smoke import smoke
+
+    result = smoke()
+    assert result["bars"] == 3
+    with get_client(sync_client=True) as client:
+        assert str(client.api_url).startswith(f"http://127.0.0.1:{stack.prefect.port}")
+        run = client.read_flow_run(result["flow_run_id"])
+    assert run.state.type == StateType.COMPLETED
+    assert run.name == "smoke-cli"
+    assert Lake.from_settings(stack.lake).exists(result["lake_key"])
+
+
+# -- CLI lifecycle --------------------------------------------------------------------------
+def test_up_twice_reinstalls_and_restarts_nothing(stack: Settings, marketpipe_cli) -> None:
+    before = Stack(stack).status()
+    result = marketpipe_cli("up")
+    assert result.returncode == 0, result.stderr
+    assert "already" in result.stdout
+    assert "started " not in result.stdout
+    after = Stack(stack).status()
+    assert {n: c.pid for n, c in after.components.items()} == {n: c.pid for n, c in before.components.items()}
+
+
+def test_down_with_nothing_running(tmp_path: Path, marketpipe_cli) -> None:
+    empty = tmp_path / "empty-state"
+    result = marketpipe_cli("--state-dir", str(empty), "down")
+    assert result.returncode == 0, result.stderr
+    assert "nothing was running" in result.stdout
+
+
+def test_status_of_a_stopped_stack_exits_non_zero(tmp_path: Path, marketpipe_cli) -> None:
+    result = marketpipe_cli("--state-dir", str(tmp_path / "nothing"), "--db-port", "1", "status", "--json")
+    assert result.returncode == 1
+    status = json.loads(result.stdout)
+    assert status["components"]["postgres"]["healthy"] is False
+    assert status["components"]["postgres"]["detail"] == "not running"
+
+
+def test_port_taken_gives_a_clear_error(tmp_path: Path, marketpipe_cli) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        state = tmp_path / "other"
+        state.mkdir(mode=0o755)
+        result = marketpipe_cli("--state-dir", str(state), "--db-port", str(port), "up")
+    assert result.returncode != 0
+    assert f"port {port}" in result.stderr
+    assert "database.port" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (state / "postgres").exists()  # nothing was created before the check
+
+
+def test_invalid_setting_on_the_command_line_is_one_clear_line(marketpipe_cli) -> None:
+    result = marketpipe_cli("--set", "quality.validation_mode=sloppy", "status")
+    assert result.returncode == 2
+    assert "quality.validation_mode = 'sloppy'" in result.stderr
+    assert "'strict' or 'lenient'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_up_after_down_keeps_the_data(stack: Settings, marketpipe_cli) -> None:
+    ts = datetime(2020, 1, 2, tzinfo=UTC)
+    with database_connection(stack) as conn:
+        conn.execute(
+            "INSERT INTO market.bars_daily (symbol, timeframe, ts, open, high, low, close, volume, source) "
+            "VALUES ('KEEP.ME', '1day', %s, 1, 2, 0.5, 1.5, 100, 'test') ON CONFLICT DO NOTHING",
+            (ts,),
+        )
+        conn.commit()
+    Lake.from_settings(stack.lake).put_bytes("tests/keep.txt", b"still here")
+
+    down = marketpipe_cli("down")
+    assert down.returncode == 0, down.stderr
+    assert Stack(stack).status().healthy is False
+    up = marketpipe_cli("up")
+    assert up.returncode == 0, up.stderr
+
+    with database_connection(stack) as conn:
+        count = conn.execute("SELECT count(*) FROM market.bars WHERE symbol = 'KEEP.ME'").fetchone()[0]
+        conn.execute("DELETE FROM market.bars_daily WHERE symbol = 'KEEP.ME'")
+        conn.commit()
+    assert count == 1
+    assert Lake.from_settings(stack.lake).get_bytes("tests/keep.txt") == b"still here"
+    assert load_settings() == stack

@@ -1,0 +1,57 @@
+"""Migration planning is pure: misnamed, duplicated, edited or missing files are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from db.migrate import MIGRATIONS_DIR, AppliedMigration, discover, pending
+from marketpipe.errors import MigrationError
+
+
+def make_dir(tmp_path: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    return tmp_path
+
+
+def test_project_migrations_are_ordered_and_well_named() -> None:
+    migrations = discover(MIGRATIONS_DIR)
+    versions = [m.version for m in migrations]
+    assert versions == sorted(versions)
+    assert versions[:2] == ["0001", "0002"]
+
+
+def test_discover_orders_by_version(tmp_path: Path) -> None:
+    directory = make_dir(tmp_path, {"0002_b.sql": "SELECT 2;", "0001_a.sql": "SELECT 1;"})
+    assert [m.filename for m in discover(directory)] == ["0001_a.sql", "0002_b.sql"]
+
+
+@pytest.mark.parametrize("name", ["1_short.sql", "0001-dash.sql", "0001_Upper.sql"])
+def test_misnamed_file_is_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(MigrationError, match="misnamed"):
+        discover(make_dir(tmp_path, {name: "SELECT 1;"}))
+
+
+def test_duplicate_version_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(MigrationError, match="share version 0001"):
+        discover(make_dir(tmp_path, {"0001_a.sql": "SELECT 1;", "0001_b.sql": "SELECT 2;"}))
+
+
+def test_pending_skips_applied(tmp_path: Path) -> None:
+    migrations = discover(make_dir(tmp_path, {"0001_a.sql": "SELECT 1;", "0002_b.sql": "SELECT 2;"}))
+    applied = [AppliedMigration("0001", "a", migrations[0].checksum)]
+    assert [m.version for m in pending(migrations, applied)] == ["0002"]
+
+
+def test_edited_applied_migration_is_refused(tmp_path: Path) -> None:
+    migrations = discover(make_dir(tmp_path, {"0001_a.sql": "SELECT 1; -- edited"}))
+    applied = [AppliedMigration("0001", "a", "0" * 64)]
+    with pytest.raises(MigrationError, match=r"0001_a\.sql was edited after it was applied"):
+        pending(migrations, applied)
+
+
+def test_applied_migration_with_missing_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(MigrationError, match="file is missing"):
+        pending([], [AppliedMigration("0001", "a", "0" * 64)])
