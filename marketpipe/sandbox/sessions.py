@@ -8,7 +8,7 @@ vectorized generators index by session number (session 0 = 2000-01-03).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 import exchange_calendars as xcals
 import numpy as np
@@ -64,7 +64,7 @@ class SessionCalendar:
         return int(np.searchsorted(self.days, np.datetime64(day, "D"), side="right")) - 1
 
     def day(self, index: int) -> date:
-        return self.days[index].astype(datetime).date() if False else _to_date(self.days[index])
+        return _to_date(self.days[index])
 
     def is_half_day(self, index: int) -> bool:
         return bool(self.minutes[index] < 390)

@@ -92,7 +92,7 @@ def test_failing_migration_leaves_nothing(scratch_db: psycopg.Connection, tmp_pa
     copy = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS_DIR, copy)
     (copy / "9999_broken.sql").write_text("CREATE TABLE ops.half_done (x int);\nSELECT no_such_function();\n")
-    with pytest.raises(MigrationError, match="9999_broken.sql failed and was rolled back"):
+    with pytest.raises(MigrationError, match=r"9999_broken\.sql failed and was rolled back"):
         migrate(scratch_db, copy)
     assert scratch_db.execute("SELECT to_regclass('ops.half_done')").fetchone()[0] is None
     assert scratch_db.execute("SELECT count(*) FROM ops.schema_migrations WHERE version = '9999'").fetchone()[0] == 0
