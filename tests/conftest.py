@@ -90,9 +90,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     state_dir = config.stash.get(_STATE_DIR, None)
     if state_dir is None:
         return
+    from loguru import logger
+
     from marketpipe.services import Stack
     from marketpipe.settings import load_settings
 
+    logger.remove()  # sinks set up during the session point at pytest's closed capture streams
+    logger.add(sys.__stderr__, level="WARNING")
     Stack(load_settings()).down()
     shutil.rmtree(state_dir, ignore_errors=True)
 
