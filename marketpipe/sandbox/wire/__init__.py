@@ -1,0 +1,1 @@
+"""Pure renderers of the vendors' wire formats: market answers in, JSON-ready dicts out."""
