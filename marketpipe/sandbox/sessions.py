@@ -33,8 +33,8 @@ class SessionCalendar:
         cal = xcals.get_calendar("XNYS", start=FIRST_SESSION.isoformat(), end=end.isoformat())
         schedule = cal.schedule
         days = schedule.index.values.astype("datetime64[D]")
-        open_ns = schedule["open"].values.astype("datetime64[ns]").astype(np.int64)
-        close_ns = schedule["close"].values.astype("datetime64[ns]").astype(np.int64)
+        open_ns = schedule["open"].dt.tz_convert(None).to_numpy().astype("datetime64[ns]").astype(np.int64)
+        close_ns = schedule["close"].dt.tz_convert(None).to_numpy().astype("datetime64[ns]").astype(np.int64)
         # Session date midnight in New York = open minus its 09:30 local offset, so it follows DST.
         midnight_ns = open_ns - (9 * 60 + 30) * NS_PER_MINUTE
         return cls(days=days, open_ns=open_ns, close_ns=close_ns, midnight_ns=midnight_ns)
