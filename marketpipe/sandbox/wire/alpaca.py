@@ -6,6 +6,8 @@ returns them and alpaca-py's APIError parses them.
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from typing import Any
 
 from marketpipe.sandbox.market import DividendEvent, SplitEvent
@@ -52,6 +54,11 @@ def news_record(item: NewsItem, created_at: str) -> dict[str, Any]:
     }
 
 
+def action_id(text: str) -> str:
+    """Alpaca ids corporate actions with UUIDs (alpaca-py validates them); derive one stably."""
+    return str(uuid.UUID(bytes=hashlib.blake2b(text.encode(), digest_size=16).digest()))
+
+
 def cusip(symbol: str) -> str:
     return f"{symbol_hash(symbol) % 10**9:09d}"
 
@@ -60,12 +67,12 @@ def split_record(event: SplitEvent) -> tuple[str, dict[str, Any]]:
     ex = event.ex_date.isoformat()
     if event.split_to >= event.split_from:
         return "forward_splits", {
-            "id": f"fs-{event.symbol}-{ex}", "symbol": event.symbol, "cusip": cusip(event.symbol),
+            "id": action_id(f"fs-{event.symbol}-{ex}"), "symbol": event.symbol, "cusip": cusip(event.symbol),
             "new_rate": event.split_to, "old_rate": event.split_from, "process_date": ex, "ex_date": ex,
             "record_date": ex, "payable_date": ex,
         }
     return "reverse_splits", {
-        "id": f"rs-{event.symbol}-{ex}", "symbol": event.symbol, "old_cusip": cusip(event.symbol),
+        "id": action_id(f"rs-{event.symbol}-{ex}"), "symbol": event.symbol, "old_cusip": cusip(event.symbol),
         "new_cusip": cusip(event.symbol + "R"), "new_rate": event.split_to, "old_rate": event.split_from,
         "process_date": ex, "ex_date": ex, "record_date": ex, "payable_date": ex,
     }
@@ -73,7 +80,8 @@ def split_record(event: SplitEvent) -> tuple[str, dict[str, Any]]:
 
 def dividend_record(event: DividendEvent) -> tuple[str, dict[str, Any]]:
     return "cash_dividends", {
-        "id": f"cd-{event.symbol}-{event.ex_date.isoformat()}", "symbol": event.symbol, "cusip": cusip(event.symbol),
+        "id": action_id(f"cd-{event.symbol}-{event.ex_date.isoformat()}"), "symbol": event.symbol,
+        "cusip": cusip(event.symbol),
         "rate": event.cash_amount, "special": False, "foreign": False,
         "process_date": event.pay_date.isoformat(), "ex_date": event.ex_date.isoformat(),
         "record_date": event.record_date.isoformat(), "payable_date": event.pay_date.isoformat(),
