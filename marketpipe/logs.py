@@ -7,15 +7,18 @@ configured secrets, so a password that slips into a message (a DSN, an URL) neve
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 
 from loguru import logger
 
 REDACTED = "**********"
+PREFECT_LOGGING_CONFIG = Path(__file__).with_name("prefect_logging.yml")
 
 
-class _InterceptHandler(logging.Handler):
+class InterceptHandler(logging.Handler):
     """Forwards standard-library records (Prefect, httpx, psycopg, ...) to loguru."""
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -40,6 +43,9 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 
 def configure_logging(level: str = "INFO", debug: bool = False, secrets: Iterable[str] = ()) -> None:
     """Route every logger through loguru; ``debug`` turns on DEBUG for the marketpipe tree only."""
+    # Prefect (re)configures the standard library's logging on import and when runs start; point
+    # it at our config so its loggers stay routed here (and to its API).
+    os.environ["PREFECT_LOGGING_SETTINGS_PATH"] = str(PREFECT_LOGGING_CONFIG)
     secret_list = sorted({s for s in secrets if s}, key=len, reverse=True)
 
     def patch(record: dict) -> None:
@@ -68,11 +74,7 @@ def configure_logging(level: str = "INFO", debug: bool = False, secrets: Iterabl
         backtrace=False,
         diagnose=False,
     )
-    logging.basicConfig(handlers=[_InterceptHandler()], level=0, force=True)
-    for name in ("marketpipe", "prefect", "httpx", "psycopg", "uvicorn"):
-        std = logging.getLogger(name)
-        std.handlers = [_InterceptHandler()]
-        std.propagate = False
+    logging.basicConfig(handlers=[InterceptHandler()], level=0, force=True)
     logging.getLogger("marketpipe").setLevel(logging.DEBUG if debug else level)
     # Chatty clients: one line per HTTP request is noise unless debugging.
     for name in ("httpx", "httpcore", "urllib3"):
