@@ -202,7 +202,7 @@ def frame(schema: Mapping[str, str], columns: Mapping[str, Any], *, what: str) -
     volume must not silently become 0. A value that cannot be coerced raises
     :class:`PermanentSourceError` naming ``what`` and the column.
     """
-    lengths = {len(v) for v in columns.values() if not np.isscalar(v)}
+    lengths = {len(v) for v in columns.values() if v is not None and not np.isscalar(v)}
     if len(lengths) > 1:
         raise PermanentSourceError(f"{what}: columns of different lengths {sorted(lengths)}")
     length = lengths.pop() if lengths else 0
@@ -313,8 +313,10 @@ def canonical_timeframe(timeframe: str) -> str:
 
 
 def to_utc(value: Any) -> pd.Timestamp:
-    """A date, datetime, ISO string or Timestamp as a UTC Timestamp (naive values are UTC)."""
+    """A date, datetime, ISO string, Timestamp or Unix seconds as a UTC Timestamp (naive = UTC)."""
     try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return pd.Timestamp(value, unit="s", tz="UTC")
         ts = pd.Timestamp(value)
     except (ValueError, TypeError) as exc:
         raise PermanentSourceError(f"cannot read {value!r} as a date or time: {exc}") from exc

@@ -266,10 +266,11 @@ class TokenBucket:
     async def acquire(self) -> None:
         async with self._lock:
             self._refill()
-            while self._tokens < 1.0:
+            if self._tokens < 1.0:
                 await self._sleep((1.0 - self._tokens) / self.rate)
                 self._refill()
-            self._tokens -= 1.0
+            # After waiting out the deficit the token is ours; clamp float rounding instead of looping.
+            self._tokens = max(0.0, self._tokens - 1.0)
 
 
 def prefect_limit_name(source: str) -> str:
