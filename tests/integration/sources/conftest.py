@@ -1,0 +1,109 @@
+"""The market sandbox under real uvicorn on a free loopback port, shared by the source tests,
+and helpers to build the real clients against it with fast, deterministic resilience."""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import date
+
+import httpx
+import pytest
+import uvicorn
+
+from marketpipe.sandbox import SandboxConfig, create_app
+from tasks.sources.alpaca import AlpacaClient
+from tasks.sources.http import VendorHttp, make_http_client
+from tasks.sources.polygon import PolygonClient
+from tasks.sources.reddit import RedditClient
+from tasks.sources.resilience import CircuitBreaker, Resilience, RetryPolicy
+from tasks.sources.yahoo import YahooClient
+
+AS_OF = date(2024, 6, 28)
+KEY = "test-key-0123456789"
+SECRET = "test-secret-9876543210"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[str]:
+    port = _free_port()
+    app = create_app(SandboxConfig(seed=7, as_of=AS_OF))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/_sandbox/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    else:
+        raise RuntimeError("sandbox did not become healthy")
+    yield url
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def sandbox_url(sandbox: str) -> Iterator[str]:
+    """The sandbox with no faults and fresh statistics, restored afterwards."""
+    httpx.delete(f"{sandbox}/_sandbox/faults")
+    httpx.delete(f"{sandbox}/_sandbox/stats")
+    yield sandbox
+    httpx.delete(f"{sandbox}/_sandbox/faults")
+
+
+def set_faults(url: str, **config) -> None:
+    response = httpx.post(f"{url}/_sandbox/faults", json=config)
+    response.raise_for_status()
+
+
+def stats(url: str) -> dict:
+    return httpx.get(f"{url}/_sandbox/stats").json()
+
+
+async def no_sleep(seconds: float) -> None:
+    return None
+
+
+def resilience(source: str, *, retries: int = 3, sleep=no_sleep, threshold: int = 1000) -> Resilience:
+    return Resilience(
+        source,
+        policy=RetryPolicy(retry_attempts=retries, base_delay_seconds=0.01, max_delay_seconds=0.05),
+        breaker=CircuitBreaker(source, failure_threshold=threshold),
+        sleep=sleep,
+        rng=random.Random(0),
+    )
+
+
+def vendor_http(source: str, url: str, *, headers=None, auth_params=None, timeout=10.0, **kwargs) -> VendorHttp:
+    client = make_http_client(url, timeout_seconds=timeout, headers=headers)
+    return VendorHttp(source, client, resilience(source, **kwargs), auth_params=auth_params)
+
+
+def polygon_client(url: str, key: str = KEY, **kwargs) -> PolygonClient:
+    return PolygonClient(vendor_http("polygon", url, auth_params={"apiKey": key}, **kwargs))
+
+
+def alpaca_client(url: str, key: str = KEY, **kwargs) -> AlpacaClient:
+    headers = {"APCA-API-KEY-ID": key, "APCA-API-SECRET-KEY": SECRET}
+    return AlpacaClient(vendor_http("alpaca", url, headers=headers, **kwargs))
+
+
+def yahoo_client(url: str, **kwargs) -> YahooClient:
+    return YahooClient(vendor_http("yahoo", url, **kwargs))
+
+
+def reddit_client(url: str, **kwargs) -> RedditClient:
+    return RedditClient(vendor_http("reddit", url, headers={"User-Agent": "marketpipe-tests"}, **kwargs))
