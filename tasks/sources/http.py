@@ -299,3 +299,20 @@ def follow_cursor_url(next_url: Any, request: Request) -> Request | None:
     params = dict(parse_qsl(parts.query, True))
     params = {k: v for k, v in params.items() if k.lower() not in SECRET_PARAMS}
     return Request(request.source, request.dataset, parts.path, params, request.context)
+
+
+async def drain(pages: AsyncIterator[Page]) -> tuple[list[Page], SourceError | None]:
+    """Every page up to the first failure, and that failure (None when all pages arrived).
+
+    The failure carries its ``request`` (the page to dead-letter, from which replay resumes), so a
+    collection keeps what it got and records the rest instead of losing the whole run.
+    """
+    delivered: list[Page] = []
+    try:
+        async for page in pages:
+            delivered.append(page)
+    except SourceError as exc:
+        if getattr(exc, "request", None) is None:
+            raise
+        return delivered, exc
+    return delivered, None
