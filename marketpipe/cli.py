@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -16,8 +17,9 @@ from typing import Annotated
 import typer
 from loguru import logger
 
-from marketpipe.errors import MarketpipeError
+from marketpipe.errors import MarketpipeError, PortInUseError
 from marketpipe.logs import configure_logging
+from marketpipe.processes import port_free
 from marketpipe.settings import Settings, load_settings, parse_overrides
 
 app = typer.Typer(
@@ -48,7 +50,7 @@ def main_options(
     ] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="override any setting: --set collection.batch_size=100 (repeatable)"),
+        typer.Option("--set", metavar="KEY=VALUE", help="override any setting, e.g. collection.batch_size=100"),
     ] = None,
     state_dir: Annotated[
         Path | None, typer.Option("--state-dir", help="where the embedded stack keeps its data")
@@ -178,6 +180,41 @@ def run(ctx: typer.Context) -> None:
         f"{result['lake_bytes']} bytes in s3://{settings.lake.bucket}/{result['lake_key']}"
     )
     typer.echo(f"see it in the Prefect UI: {settings.prefect.ui_url}/runs/flow-run/{result['flow_run_id']}")
+
+
+@app.command()
+def sandbox(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="bind address [default: sandbox.host]")] = None,
+    port: Annotated[int | None, typer.Option(help="port [default: sandbox.port]")] = None,
+    seed: Annotated[int | None, typer.Option(help="market seed [default: sandbox.seed]")] = None,
+) -> None:
+    """Serve the market sandbox in the foreground (Polygon, Alpaca, Yahoo, Reddit wire formats)."""
+    from marketpipe.sandbox.server import serve
+
+    settings = _settings(ctx).sandbox
+    host, port, seed = host or settings.host, port or settings.port, seed if seed is not None else settings.seed
+    if not port_free(host, port):
+        raise PortInUseError("sandbox", host, port, "sandbox.port or --port")
+    typer.echo(f"market sandbox (seed {seed}) on http://{host}:{port}; health: /_sandbox/health; Ctrl+C stops")
+    serve(host, port, seed)
+
+
+@app.command()
+def worker(
+    ctx: typer.Context,
+    pool: Annotated[str, typer.Option(help="Prefect work pool")] = "marketpipe",
+    queue: Annotated[list[str] | None, typer.Option(help="work queue(s) to poll; default: all")] = None,
+    name: Annotated[str | None, typer.Option(help="worker name [default: Prefect's]")] = None,
+) -> None:
+    """Run a Prefect process worker for the pool against PREFECT_API_URL (any host)."""
+    argv = [str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", pool, "--type", "process"]
+    for q in queue or []:
+        argv += ["--work-queue", q]
+    if name:
+        argv += ["--name", name]
+    typer.echo(f"worker for pool {pool!r} polling {os.environ['PREFECT_API_URL']}")
+    raise typer.Exit(subprocess.call(argv, env={**os.environ, "MARKETPIPE_HOME": str(Path.cwd())}))
 
 
 def main() -> None:
