@@ -1,0 +1,112 @@
+"""The raw zone: every vendor payload lands in the lake as received, before parsing.
+
+With the raw zone any run can be replayed without the vendor (a parser fix, a lost database):
+``iter_raw_pages`` yields the stored payloads with the request that fetched them, and the same
+pure parsers turn them into frames again. Objects are gzip-compressed JSON envelopes keyed by
+source, dataset, symbol, the date of the data and a digest of the request (redacted, so no
+credential is ever part of a key or an object):
+
+    raw/source=polygon/dataset=bars_1min/symbol=AAPL/date=2024-01-02/<sha256[:16]>.json.gz
+
+Writing the same page twice writes the same key: the raw zone is idempotent like the hot store.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from marketpipe.errors import StorageError
+from tasks.storage.lake import Lake
+
+RAW_PREFIX = "raw"
+
+
+@dataclass(frozen=True)
+class RawPage:
+    key: str
+    source: str
+    dataset: str
+    symbol: str
+    request: dict[str, Any]
+    fetched_at: datetime
+    payload: Any
+
+
+def request_digest(request: dict[str, Any]) -> str:
+    """Stable digest of a redacted request (url, params, context)."""
+    canonical = json.dumps(request, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def raw_key(source: str, dataset: str, symbol: str, data_date: date, request: dict[str, Any]) -> str:
+    safe_symbol = symbol.replace("/", "_") or "_all"
+    return (
+        f"{RAW_PREFIX}/source={source}/dataset={dataset}/symbol={safe_symbol}/"
+        f"date={data_date.isoformat()}/{request_digest(request)}.json.gz"
+    )
+
+
+def encode_envelope(page: RawPage) -> bytes:
+    envelope = {
+        "source": page.source,
+        "dataset": page.dataset,
+        "symbol": page.symbol,
+        "request": page.request,
+        "fetched_at": page.fetched_at.isoformat(),
+        "payload": page.payload,
+    }
+    # mtime=0: the same page always compresses to the same bytes
+    return gzip.compress(json.dumps(envelope, separators=(",", ":"), default=str).encode(), mtime=0)
+
+
+def decode_envelope(key: str, data: bytes) -> RawPage:
+    try:
+        envelope = json.loads(gzip.decompress(data))
+        return RawPage(
+            key=key,
+            source=envelope["source"],
+            dataset=envelope["dataset"],
+            symbol=envelope["symbol"],
+            request=envelope["request"],
+            fetched_at=datetime.fromisoformat(envelope["fetched_at"]),
+            payload=envelope["payload"],
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StorageError(f"raw-zone object {key} is not a marketpipe raw envelope: {exc}") from exc
+
+
+def store_raw_page(
+    lake: Lake,
+    *,
+    source: str,
+    dataset: str,
+    symbol: str,
+    data_date: date,
+    request: dict[str, Any],
+    payload: Any,
+    fetched_at: datetime | None = None,
+) -> str:
+    """Write one payload as received; returns its key. ``request`` must already be redacted."""
+    key = raw_key(source, dataset, symbol, data_date, request)
+    page = RawPage(key, source, dataset, symbol, request, fetched_at or datetime.now(UTC), payload)
+    lake.put_bytes(key, encode_envelope(page), content_type="application/gzip")
+    return key
+
+
+def iter_raw_pages(
+    lake: Lake, *, source: str, dataset: str, symbol: str | None = None, data_date: date | None = None
+) -> Iterator[RawPage]:
+    """Stored payloads, narrowed by the key's partitions, in key order."""
+    prefix = f"{RAW_PREFIX}/source={source}/dataset={dataset}/"
+    if symbol is not None:
+        prefix += f"symbol={symbol.replace('/', '_')}/"
+        if data_date is not None:
+            prefix += f"date={data_date.isoformat()}/"
+    for obj in sorted(lake.list(prefix), key=lambda o: o.key):
+        yield decode_envelope(obj.key, lake.get_bytes(obj.key))
