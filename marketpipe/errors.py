@@ -20,6 +20,13 @@ class ConfigurationError(MarketpipeError):
     exit_code = 2
 
 
+class RequestError(MarketpipeError):
+    """A user asked for something invalid (dates, symbols, timeframe, dataset): refused before any
+    request to a vendor or write to storage."""
+
+    exit_code = 2
+
+
 class ServiceError(MarketpipeError):
     """A component of the embedded stack cannot be installed, started, stopped or reached."""
 
