@@ -7,6 +7,8 @@ allowed and what to do. Third-party errors are translated at the seam where they
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class MarketpipeError(Exception):
     """Root of every error marketpipe raises on purpose."""
@@ -51,9 +53,29 @@ class MigrationError(StorageError):
 
 
 class SourceError(MarketpipeError):
-    """A vendor request failed. ``retryable`` tells the resilience layer whether to try again."""
+    """A vendor request failed. ``retryable`` tells the resilience layer whether to try again.
+
+    It carries what the retry loop and the dead-letter queue need: the ``request`` (a redacted
+    ``tasks.sources.http.Request``), the HTTP status, the vendor's Retry-After and, for a malformed
+    response, its body.
+    """
 
     retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request: Any = None,
+        status_code: int | None = None,
+        retry_after_seconds: float | None = None,
+        payload_text: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.request = request
+        self.status_code = status_code
+        self.retry_after_seconds = retry_after_seconds
+        self.payload_text = payload_text
 
 
 class RetryableSourceError(SourceError):

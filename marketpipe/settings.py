@@ -60,6 +60,8 @@ class CollectionSettings(_Section):
     retry_attempts: NonNegativeInt = 3
     exponential_backoff: bool = True
     request_timeout_seconds: PositiveFloat = 30.0
+    circuit_failure_threshold: PositiveInt = 5
+    circuit_cooldown_seconds: PositiveFloat = 30.0
 
 
 class RateLimit(_Section):
@@ -229,6 +231,10 @@ class Settings(BaseSettings):
     prefect: PrefectSettings = PrefectSettings()
     sandbox: SandboxSettings = SandboxSettings()
     vendors: dict[str, VendorSettings] = Field(default_factory=_default_vendors)
+    sources: dict[str, str] = Field(
+        default_factory=dict,
+        description="plugin sources: name -> import path of a BaseSource subclass ('pkg.module:Class')",
+    )
 
     @field_validator("rate_limits")
     @classmethod

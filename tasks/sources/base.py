@@ -307,7 +307,12 @@ def source_resilience(
     rate = settings.rate_limits.get(name)
     shared = prefect_api_configured() if shared_rate_limit is None else shared_rate_limit
     limiter = build_rate_limiter(name, rate.requests_per_second if rate else None, shared=shared)
-    return Resilience(name, policy=policy, breaker=breaker or CircuitBreaker(name), limiter=limiter)
+    breaker = breaker or CircuitBreaker(
+        name,
+        failure_threshold=collection.circuit_failure_threshold,
+        cooldown_seconds=collection.circuit_cooldown_seconds,
+    )
+    return Resilience(name, policy=policy, breaker=breaker, limiter=limiter)
 
 
 def source_context(
@@ -342,7 +347,7 @@ def build_source(
 ) -> BaseSource:
     """One ready source. Pass the same ``resilience`` (or its breaker) to every source of a vendor
     in a process so they share one breaker."""
-    registry = registry or discover_sources()
+    registry = registry or discover_sources(settings.sources)
     return registry.create(name, source_context(name, settings, resilience=resilience, options=options))
 
 

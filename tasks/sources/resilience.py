@@ -50,12 +50,13 @@ def source_error(
     ``request`` is a :class:`tasks.sources.http.Request` (no secrets); ``payload_text`` the body of
     a malformed response, kept for the dead letter.
     """
-    error = cls(message)
-    error.request = request  # type: ignore[attr-defined]
-    error.status_code = status_code  # type: ignore[attr-defined]
-    error.retry_after_seconds = retry_after_seconds  # type: ignore[attr-defined]
-    error.payload_text = payload_text  # type: ignore[attr-defined]
-    return error
+    return cls(
+        message,
+        request=request,
+        status_code=status_code,
+        retry_after_seconds=retry_after_seconds,
+        payload_text=payload_text,
+    )
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

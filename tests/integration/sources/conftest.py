@@ -4,55 +4,29 @@ and helpers to build the real clients against it with fast, deterministic resili
 from __future__ import annotations
 
 import random
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import date
 
 import httpx
 import pytest
-import uvicorn
 
-from marketpipe.sandbox import SandboxConfig, create_app
 from tasks.sources.alpaca import AlpacaClient
 from tasks.sources.http import VendorHttp, make_http_client
 from tasks.sources.polygon import PolygonClient
 from tasks.sources.reddit import RedditClient
 from tasks.sources.resilience import CircuitBreaker, Resilience, RetryPolicy
 from tasks.sources.yahoo import YahooClient
+from tests.sandbox_server import running_sandbox
 
 AS_OF = date(2024, 6, 28)
 KEY = "test-key-0123456789"
 SECRET = "test-secret-9876543210"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[str]:
-    port = _free_port()
-    app = create_app(SandboxConfig(seed=7, as_of=AS_OF))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/_sandbox/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    else:
-        raise RuntimeError("sandbox did not become healthy")
-    yield url
-    server.should_exit = True
-    thread.join(timeout=10)
+    with running_sandbox(seed=7, as_of=AS_OF) as url:
+        yield url
 
 
 @pytest.fixture
