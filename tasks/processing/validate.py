@@ -1,0 +1,562 @@
+"""Record-level validation of bars and gap detection against the NYSE calendar.
+
+Why this shape: a bad bar must never silently reach the hot store, yet a strict pipeline that
+throws whole batches away for one bad print loses good data. So every rule is a vectorized
+boolean mask over the batch; the masks are folded into one int bitmask per record
+(``quality_flags``, bit values in :class:`Rule`, stable because they are stored), and the mode
+decides what happens to flagged records: ``strict`` moves them to ``rejected`` (the caller
+dead-letters them with their ``reason``), ``lenient`` keeps them in ``accepted`` with their flags
+set. Gaps are not record failures (there is no record to fail), so they are reported per
+symbol-day in ``coverage``, which is also what the quality score is computed from.
+
+Input: bars as produced by :func:`tasks.processing.standardize.standardize_bars`. Order-dependent
+rules (returns, stale runs) sort internally, so any row order gives the same flags.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from marketpipe.errors import DataQualityError
+from tasks.processing import calendar as cal
+from tasks.processing.standardize import KEY
+from tasks.sources import model
+
+ValidationMode = Literal["strict", "lenient"]
+FLAGS = "quality_flags"
+REASON = "reason"
+DEFAULT_OUTLIER_THRESHOLD = 10.0
+DEFAULT_STALE_RUN = 5
+MIN_RETURNS_FOR_OUTLIERS = 20
+ENDPOINT_FACTOR = 2.0  # a series end is judged on one return only, so it needs more evidence
+SESSION_ANCHORED_SOURCES = frozenset({"yahoo"})  # Yahoo's intraday windows start at the open
+_MAD_SCALE = 1.4826  # MAD of a normal sample times this estimates its standard deviation
+_MEAN_AD_SCALE = 1.253314  # the same for the mean absolute deviation (used when MAD is 0)
+
+
+class Rule(enum.IntFlag):
+    """One bit per rule in ``quality_flags``. Values are persisted: append, never renumber."""
+
+    OHLC_INCONSISTENT = 1  # high < max(open, close), low > min(open, close) or low > high
+    NON_POSITIVE_PRICE = 2  # an OHLC price (or a present vwap) <= 0 or missing
+    NEGATIVE_VOLUME = 4  # volume or trade_count < 0
+    MISALIGNED_TS = 8  # ts not on the timeframe's grid (minute multiple, midnight New York)
+    OUTSIDE_SESSION = 16  # holiday, weekend, or the window misses the regular session (half days)
+    DUPLICATE_CONFLICT = 32  # same (symbol, timeframe, ts) with different values
+    OUTLIER_RETURN = 64  # robust z-score of the log return above the threshold
+    STALE_PRICE = 128  # part of a run of >= N identical closes with zero volume
+
+    @property
+    def code(self) -> str:
+        return (self.name or str(int(self))).lower()
+
+
+RULES: tuple[Rule, ...] = tuple(Rule)
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """What validation decided about one batch.
+
+    ``accepted``/``rejected`` carry the model's columns plus ``quality_flags`` (int64 bitmask);
+    ``rejected`` also has ``reason`` (comma-joined rule codes). ``coverage`` has one row per
+    symbol-day: ``expected`` bars by the calendar, ``records`` received, ``present`` distinct
+    expected stamps received, ``valid`` of those with no flag, ``flagged`` records with a flag,
+    ``off_grid`` records misaligned or outside the session, ``missing`` = expected - present.
+    """
+
+    accepted: pd.DataFrame
+    rejected: pd.DataFrame
+    coverage: pd.DataFrame
+    rule_counts: dict[str, int]
+    mode: ValidationMode
+    records: int
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def gaps(self) -> pd.DataFrame:
+        """Symbol-days with missing bars (the gap report), most missing first."""
+        gaps = self.coverage[self.coverage["missing"] > 0]
+        return gaps.sort_values(["missing", "symbol", "session_date"], ascending=[False, True, True], ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rules: each returns a boolean numpy array, True where the record fails
+
+
+def check_ohlc(bars: pd.DataFrame) -> np.ndarray:
+    """High must bound open and close from above, low from below. Missing prices are left to
+    :func:`check_prices` so that one defect is reported once."""
+    o, h, lo, c = (bars[name].to_numpy(np.float64) for name in ("open", "high", "low", "close"))
+    with np.errstate(invalid="ignore"):
+        return (h < np.fmax(o, c)) | (lo > np.fmin(o, c)) | (lo > h)
+
+
+def check_prices(bars: pd.DataFrame) -> np.ndarray:
+    """Every OHLC price positive and present; vwap positive when the vendor sent one."""
+    prices = bars[["open", "high", "low", "close"]].to_numpy(np.float64)
+    vwap = bars["vwap"].to_numpy(np.float64)
+    with np.errstate(invalid="ignore"):
+        return ~(prices > 0).all(axis=1) | (vwap <= 0)
+
+
+def check_volume(bars: pd.DataFrame) -> np.ndarray:
+    counts = bars["trade_count"].fillna(0).to_numpy(np.int64)
+    return (bars["volume"].to_numpy(np.int64) < 0) | (counts < 0)
+
+
+def check_duplicates(bars: pd.DataFrame) -> np.ndarray:
+    """Every record of a key that appears more than once. Exact duplicates were removed by
+    standardization, so what remains disagrees on some value and no record can be trusted."""
+    return bars.duplicated(KEY, keep=False).to_numpy()
+
+
+def anchors(bars: pd.DataFrame, anchor: cal.Anchor | None = None) -> np.ndarray:
+    """The grid anchor of each record: ``anchor`` if given, else by source (Yahoo: session)."""
+    if anchor is not None:
+        return np.full(len(bars), anchor, dtype=object)
+    session = bars["source"].isin(list(SESSION_ANCHORED_SOURCES)).fillna(False).to_numpy(bool)
+    return np.where(session, "session", "clock").astype(object)
+
+
+def check_timestamps(
+    bars: pd.DataFrame,
+    schedule: cal.SessionSchedule,
+    anchor: cal.Anchor | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(misaligned, outside_session) masks against the calendar, per timeframe and anchor."""
+    ts_ns = _ts_ns(bars)
+    session = schedule.session_index(bars["ts"])
+    misaligned = np.zeros(len(bars), dtype=bool)
+    outside = np.zeros(len(bars), dtype=bool)
+    row_anchor = anchors(bars, anchor)
+    timeframes = bars["timeframe"].to_numpy(object)
+    for timeframe in pd.unique(timeframes):
+        for grid in ("clock", "session"):
+            rows = np.flatnonzero((timeframes == timeframe) & (row_anchor == grid))
+            if not len(rows):
+                continue
+            misaligned[rows] = ~cal.aligned(ts_ns[rows], session[rows], schedule, timeframe, grid)
+            outside[rows] = ~cal.in_session(ts_ns[rows], session[rows], schedule, timeframe)
+    return misaligned, outside
+
+
+def check_outliers(
+    bars: pd.DataFrame, threshold: float = DEFAULT_OUTLIER_THRESHOLD, corporate_actions: pd.DataFrame | None = None
+) -> np.ndarray:
+    """Bars whose log return is an outlier by a robust z-score, per (symbol, timeframe).
+
+    z = (r - median) / (1.4826 * MAD), falling back to 1.2533 * mean absolute deviation when
+    more than half the returns equal the median, and floored at one price increment relative to
+    the price (cent-rounded minute bars of a cheap stock move in whole ticks), so one bad print
+    cannot hide itself by inflating a standard deviation and a one-tick move is never an outlier.
+    Intraday returns are taken within a session only: the overnight gap is a different
+    distribution and would flag every open.
+    A bad print moves the price away and back, so an inner bar is flagged only when both its
+    return and the next one are outliers of opposite sign; a lasting jump (news, a gap) flags
+    nothing. A series end (for intraday bars, a session's first or last bar) has one side only and
+    needs twice the threshold on it, since a genuine jump looks the same from one side. Split ex-dates, when
+    ``corporate_actions`` (model.CORPORATE_ACTIONS) are given, have the split ratio taken out of
+    the return. Series with fewer than 20 returns are not judged (too few for a median).
+    """
+    n = len(bars)
+    if n < 3:
+        return np.zeros(n, dtype=bool)
+    order, group, segment = _ordering(bars, by_session=True)
+    close = bars["close"].to_numpy(np.float64)[order]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_close = np.where(close > 0, np.log(close), np.nan)
+    ret = np.full(n, np.nan)
+    same = segment[1:] == segment[:-1]
+    ret[1:] = np.where(same, log_close[1:] - log_close[:-1], np.nan)
+    if corporate_actions is not None and len(corporate_actions):
+        ret = ret + _split_log_ratio(bars, corporate_actions)[order]
+    stats = pd.DataFrame({"group": group, "ret": ret})
+    grouped = stats.groupby("group")["ret"]
+    median = grouped.transform("median").to_numpy()
+    deviation = ret - median
+    absdev = pd.Series(np.abs(deviation)).groupby(group)
+    mad = absdev.transform("median").to_numpy() * _MAD_SCALE
+    mean_ad = absdev.transform("mean").to_numpy() * _MEAN_AD_SCALE
+    # One price increment (a cent at or above $1, 0.0001 below) relative to the typical price:
+    # cent-rounded quotes of a $3 stock move in 0.3 % steps, which must not read as outliers.
+    tick_return = np.where(close >= 1.0, 0.01, 0.0001) / close
+    tick_floor = pd.Series(tick_return).groupby(group).transform("median").to_numpy()
+    scale = np.fmax(np.where(mad > 0, mad, mean_ad), tick_floor)
+    count = grouped.transform("count").to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where((scale > 0) & (count >= MIN_RETURNS_FOR_OUTLIERS), deviation / scale, np.nan)
+    big = np.abs(z) > threshold  # NaN compares False
+    huge = np.abs(z) > ENDPOINT_FACTOR * threshold
+    has_back = ~np.isnan(ret)
+    next_big = np.zeros(n, dtype=bool)
+    next_big[:-1] = big[1:] & same
+    next_huge = np.zeros(n, dtype=bool)
+    next_huge[:-1] = huge[1:] & same
+    has_next = np.zeros(n, dtype=bool)
+    has_next[:-1] = same & ~np.isnan(ret[1:])
+    reverses = np.zeros(n, dtype=bool)
+    reverses[:-1] = np.sign(deviation[:-1]) != np.sign(deviation[1:])
+    inner_spike = big & next_big & reverses & has_next
+    last_bar = huge & ~has_next
+    spike_next = np.zeros(n, dtype=bool)
+    spike_next[:-1] = inner_spike[1:] & same
+    first_bar = ~has_back & next_huge & ~spike_next
+    flagged = inner_spike | last_bar | first_bar
+    out = np.zeros(n, dtype=bool)
+    out[order] = flagged
+    return out
+
+
+def check_stale(bars: pd.DataFrame, run: int = DEFAULT_STALE_RUN) -> np.ndarray:
+    """Bars in a run of at least ``run`` consecutive bars with zero volume and the same close.
+
+    A vendor that keeps repeating the last price with nothing traded is serving a frozen feed; a
+    single zero-volume bar is legitimate (a quiet minute) and is not flagged.
+    """
+    n = len(bars)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    order, _, group = _ordering(bars, by_session=False)
+    zero = bars["volume"].to_numpy(np.int64)[order] == 0
+    close = bars["close"].to_numpy(np.float64)[order]
+    continues = np.zeros(n, dtype=bool)
+    continues[1:] = zero[1:] & zero[:-1] & (close[1:] == close[:-1]) & (group[1:] == group[:-1])
+    run_id = np.cumsum(~continues)
+    length = np.bincount(run_id)[run_id]
+    out = np.zeros(n, dtype=bool)
+    out[order] = zero & (length >= run)
+    return out
+
+
+def rule_masks(
+    bars: pd.DataFrame,
+    schedule: cal.SessionSchedule,
+    *,
+    anchor: cal.Anchor | None = None,
+    outlier_threshold: float = DEFAULT_OUTLIER_THRESHOLD,
+    stale_run: int = DEFAULT_STALE_RUN,
+    corporate_actions: pd.DataFrame | None = None,
+) -> dict[Rule, np.ndarray]:
+    """Every rule's mask over ``bars`` (True = the record fails the rule)."""
+    misaligned, outside = check_timestamps(bars, schedule, anchor)
+    return {
+        Rule.OHLC_INCONSISTENT: check_ohlc(bars),
+        Rule.NON_POSITIVE_PRICE: check_prices(bars),
+        Rule.NEGATIVE_VOLUME: check_volume(bars),
+        Rule.MISALIGNED_TS: misaligned,
+        Rule.OUTSIDE_SESSION: outside,
+        Rule.DUPLICATE_CONFLICT: check_duplicates(bars),
+        Rule.OUTLIER_RETURN: check_outliers(bars, outlier_threshold, corporate_actions),
+        Rule.STALE_PRICE: check_stale(bars, stale_run),
+    }
+
+
+def combine(masks: Mapping[Rule, np.ndarray], length: int) -> np.ndarray:
+    """Fold the masks into the int64 ``quality_flags`` bitmask."""
+    flags = np.zeros(length, dtype=np.int64)
+    for rule, mask in masks.items():
+        flags |= np.where(mask, np.int64(rule.value), np.int64(0))
+    return flags
+
+
+def describe_flags(flags: pd.Series | np.ndarray) -> pd.Series:
+    """Reason codes of each bitmask, comma-joined in bit order (``"ohlc_inconsistent,stale_price"``).
+
+    Mapped per distinct bitmask value, of which a batch has a handful.
+    """
+    values = pd.Series(np.asarray(flags, dtype=np.int64))
+    mapping = {int(v): ",".join(rule.code for rule in RULES if int(v) & rule.value) for v in values.unique()}
+    return values.map(mapping).astype(model.STR)
+
+
+# ---------------------------------------------------------------------------------------------
+# The batch
+
+
+def validate_bars(
+    bars: pd.DataFrame,
+    *,
+    mode: ValidationMode = "strict",
+    start: Any = None,
+    end: Any = None,
+    symbols: Iterable[str] | None = None,
+    timeframe: str | None = None,
+    schedule: cal.SessionSchedule | None = None,
+    anchor: cal.Anchor | None = None,
+    outlier_threshold: float = DEFAULT_OUTLIER_THRESHOLD,
+    stale_run: int = DEFAULT_STALE_RUN,
+    corporate_actions: pd.DataFrame | None = None,
+) -> ValidationResult:
+    """Validate a standardized batch of bars.
+
+    ``mode`` is ``settings.quality.validation_mode``. ``start``/``end`` (dates, inclusive) and
+    ``symbols`` (and ``timeframe``, needed when the batch may be empty) say what the batch was
+    asked for, so a missing day or a symbol that returned nothing is a gap; without them the
+    expected range is what the batch itself spans, per timeframe. ``anchor`` forces the intraday
+    grid (default: by source, see :func:`anchors`).
+
+    In ``strict`` mode every flagged record is rejected. In ``lenient`` mode flagged records stay
+    accepted with their flags, except that of a conflicting key only the last record received is
+    kept: the hot store's upsert cannot take one key twice in a batch.
+    """
+    if mode not in ("strict", "lenient"):
+        raise DataQualityError(f"validation_mode {mode!r} is not one of 'strict', 'lenient'")
+    if outlier_threshold <= 0 or stale_run < 2:
+        raise DataQualityError(
+            f"outlier_threshold must be > 0 (got {outlier_threshold}) and stale_run >= 2 (got {stale_run})"
+        )
+    missing = [name for name in model.BARS if name not in bars.columns]
+    if missing:
+        raise DataQualityError(f"bars lack column(s) {missing}; run standardize_bars first")
+    frame = bars[list(model.BARS)].reset_index(drop=True)
+    if schedule is None:
+        schedule = _schedule_around(frame, start, end)
+    masks = rule_masks(
+        frame,
+        schedule,
+        anchor=anchor,
+        outlier_threshold=outlier_threshold,
+        stale_run=stale_run,
+        corporate_actions=corporate_actions,
+    )
+    flags = combine(masks, len(frame))
+    frame[FLAGS] = flags
+    if mode == "strict":
+        reject = flags != 0
+    else:
+        reject = masks[Rule.DUPLICATE_CONFLICT] & frame.duplicated(KEY, keep="last").to_numpy()
+    accepted = frame[~reject].reset_index(drop=True)
+    rejected = frame[reject].reset_index(drop=True)
+    rejected[REASON] = describe_flags(rejected[FLAGS]).to_numpy()
+    coverage = symbol_day_coverage(
+        frame, schedule, masks, start=start, end=end, symbols=symbols, timeframe=timeframe, anchor=anchor
+    )
+    return ValidationResult(
+        accepted=accepted,
+        rejected=rejected,
+        coverage=coverage,
+        rule_counts={rule.code: int(mask.sum()) for rule, mask in masks.items()},
+        mode=mode,
+        records=len(frame),
+        thresholds={"outlier_threshold": float(outlier_threshold), "stale_run": float(stale_run)},
+    )
+
+
+def symbol_day_coverage(
+    bars: pd.DataFrame,
+    schedule: cal.SessionSchedule,
+    masks: Mapping[Rule, np.ndarray],
+    *,
+    start: Any = None,
+    end: Any = None,
+    symbols: Iterable[str] | None = None,
+    timeframe: str | None = None,
+    anchor: cal.Anchor | None = None,
+) -> pd.DataFrame:
+    """Per (symbol, timeframe, session_date): expected bars by the calendar against what came.
+
+    ``session_date`` is the New York date as midnight UTC (how the model stores dates). Records
+    on a date that is no session (a holiday) get a row with ``expected`` 0, so they still count
+    against the day they claim.
+    """
+    flags = combine(masks, len(bars))
+    off_grid = masks[Rule.MISALIGNED_TS] | masks[Rule.OUTSIDE_SESSION]
+    day = cal.local_dates(bars["ts"])
+    rows = pd.DataFrame(
+        {
+            "symbol": bars["symbol"].to_numpy(object),
+            "timeframe": bars["timeframe"].to_numpy(object),
+            "day": day,
+            "ts": _ts_ns(bars),
+            "on_grid": ~off_grid,
+            "ok": flags == 0,
+            "flagged": flags != 0,
+            "off_grid": off_grid,
+        }
+    )
+    grid = rows[rows["on_grid"]]
+    distinct = grid.groupby(["symbol", "timeframe", "day", "ts"], sort=False)["ok"].all().reset_index()
+    present = distinct.groupby(["symbol", "timeframe", "day"]).agg(present=("ok", "size"), valid=("ok", "sum"))
+    received = rows.groupby(["symbol", "timeframe", "day"]).agg(
+        records=("ok", "size"), flagged=("flagged", "sum"), off_grid=("off_grid", "sum")
+    )
+    timeframes = list(pd.unique(rows["timeframe"]))
+    if timeframe is not None and model.canonical_timeframe(timeframe) not in timeframes:
+        timeframes.append(model.canonical_timeframe(timeframe))
+    expected = _expected_per_day(rows, schedule, timeframes, start, end, symbols, anchor, bars)
+    out = expected.join(received, how="outer").join(present, how="outer").fillna(0).astype(np.int64)
+    out = out.reset_index()
+    out["missing"] = (out["expected"] - out["present"]).clip(lower=0)
+    out["session_date"] = pd.DatetimeIndex(out["day"].to_numpy().astype("datetime64[ns]")).tz_localize("UTC")
+    out["symbol"] = out["symbol"].astype(model.STR)
+    out["timeframe"] = out["timeframe"].astype(model.STR)
+    columns = [
+        "symbol",
+        "timeframe",
+        "session_date",
+        "expected",
+        "records",
+        "present",
+        "valid",
+        "flagged",
+        "off_grid",
+        "missing",
+    ]
+    return out[columns].sort_values(["symbol", "timeframe", "session_date"], ignore_index=True)
+
+
+def missing_bars(
+    bars: pd.DataFrame,
+    schedule: cal.SessionSchedule,
+    timeframe: str,
+    symbols: Iterable[str],
+    anchor: cal.Anchor = "clock",
+) -> pd.DataFrame:
+    """Every expected (symbol, ts) of ``timeframe`` in ``schedule`` that ``bars`` lacks, for gap
+    repair: the refetch requests are built from these stamps."""
+    expected_ns, _ = cal.expected_bar_ns(schedule, timeframe, anchor)
+    names = sorted({model.normalize_symbol(s) for s in symbols})
+    canonical = model.canonical_timeframe(timeframe)
+    want = pd.MultiIndex.from_product([names, expected_ns], names=["symbol", "ts"])
+    mine = bars[bars["timeframe"] == canonical]
+    have = pd.MultiIndex.from_arrays([mine["symbol"].to_numpy(object), _ts_ns(mine)], names=["symbol", "ts"])
+    lacking = want.difference(have, sort=False)
+    result = pd.DataFrame(
+        {
+            "symbol": pd.Series(lacking.get_level_values("symbol"), dtype=model.STR),
+            "timeframe": pd.Series([canonical] * len(lacking), dtype=model.STR),
+            "ts": pd.to_datetime(np.asarray(lacking.get_level_values("ts"), dtype=np.int64), utc=True),
+        }
+    )
+    return result.sort_values(["symbol", "ts"], ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Internals
+
+
+def _ts_ns(bars: pd.DataFrame) -> np.ndarray:
+    return bars["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64) if len(bars) else np.empty(0, np.int64)
+
+
+def _ordering(bars: pd.DataFrame, *, by_session: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sort order by symbol/timeframe/ts, series id per sorted row, segment id per sorted row).
+
+    A series is (symbol, timeframe); with ``by_session`` an intraday series is cut into one
+    segment per session date, daily series stay whole.
+    """
+    symbol_code = pd.factorize(bars["symbol"].to_numpy(object))[0]
+    timeframe_code, timeframe_labels = pd.factorize(bars["timeframe"].to_numpy(object))
+    ts = _ts_ns(bars)
+    order = np.lexsort((ts, timeframe_code, symbol_code))
+    series = symbol_code[order] * (len(timeframe_labels) + 1) + timeframe_code[order]
+    if not by_session:
+        return order, series, series
+    intraday = np.array([model.parse_timeframe(str(t))[1] in ("min", "hour") for t in timeframe_labels], dtype=bool)
+    day = cal.local_dates(bars["ts"]).astype(np.int64)[order]
+    segment_day = np.where(intraday[timeframe_code[order]], day, 0)
+    segment = pd.factorize(pd.MultiIndex.from_arrays([series, segment_day]))[0]
+    return order, series, segment
+
+
+def _split_log_ratio(bars: pd.DataFrame, corporate_actions: pd.DataFrame) -> np.ndarray:
+    """log(new_rate / old_rate) on the bars dated on a split's ex-date, 0 elsewhere: what a raw
+    price series drops by on that day, to be added back before judging the return."""
+    splits = corporate_actions[corporate_actions["action"] == "split"]
+    if not len(splits):
+        return np.zeros(len(bars))
+    ratio = (
+        pd.DataFrame(
+            {
+                "symbol": model.normalize_symbols(splits["symbol"]).to_numpy(object),
+                "day": splits["ex_date"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[D]"),
+                "log_ratio": np.log(splits["new_rate"].to_numpy(np.float64) / splits["old_rate"].to_numpy(np.float64)),
+            }
+        )
+        .groupby(["symbol", "day"], as_index=False)["log_ratio"]
+        .sum()
+    )
+    keys = pd.DataFrame({"symbol": bars["symbol"].to_numpy(object), "day": cal.local_dates(bars["ts"])})
+    merged = keys.merge(ratio, on=["symbol", "day"], how="left")
+    return merged["log_ratio"].fillna(0.0).to_numpy(np.float64)
+
+
+def _schedule_around(bars: pd.DataFrame, start: Any, end: Any) -> cal.SessionSchedule:
+    days = cal.local_dates(bars["ts"]) if len(bars) else np.empty(0, dtype="datetime64[D]")
+    bounds = [pd.Timestamp(d).date() for d in (days.min(), days.max())] if len(days) else []
+    if start is not None:
+        bounds.append(cal.as_date(start))
+    if end is not None:
+        bounds.append(cal.as_date(end))
+    if not bounds:
+        return cal.empty_schedule()
+    return cal.nyse_sessions(min(bounds), max(bounds))
+
+
+def _expected_per_day(
+    rows: pd.DataFrame,
+    schedule: cal.SessionSchedule,
+    timeframes: list[str],
+    start: Any,
+    end: Any,
+    symbols: Iterable[str] | None,
+    anchor: cal.Anchor | None,
+    bars: pd.DataFrame,
+) -> pd.DataFrame:
+    """Expected bar counts per (symbol, timeframe, day) over the sessions the batch covers."""
+    wanted = sorted({model.normalize_symbol(s) for s in symbols}) if symbols is not None else []
+    first = cal.as_date(start) if start is not None else None
+    last = cal.as_date(end) if end is not None else None
+    row_anchor = anchors(bars, anchor)
+    parts: list[pd.DataFrame] = []
+    for timeframe in timeframes:
+        parts.append(_expected_for(rows, schedule, timeframe, first, last, wanted, row_anchor, anchor))
+    if not parts:
+        empty = pd.DataFrame({"symbol": [], "timeframe": [], "day": np.empty(0, "datetime64[D]"), "expected": []})
+        return empty.set_index(["symbol", "timeframe", "day"])
+    return pd.concat(parts).set_index(["symbol", "timeframe", "day"])
+
+
+def _expected_for(
+    rows: pd.DataFrame,
+    schedule: cal.SessionSchedule,
+    timeframe: str,
+    first: Any,
+    last: Any,
+    wanted: list[str],
+    row_anchor: np.ndarray,
+    anchor: cal.Anchor | None,
+) -> pd.DataFrame:
+    mine = (rows["timeframe"] == timeframe).to_numpy()
+    in_sessions = np.isin(rows["day"].to_numpy()[mine & rows["on_grid"].to_numpy()], schedule.dates)
+    seen_days = rows["day"].to_numpy()[mine & rows["on_grid"].to_numpy()][in_sessions]
+    lo_day = np.datetime64(first, "D") if first is not None else (seen_days.min() if len(seen_days) else None)
+    hi_day = np.datetime64(last, "D") if last is not None else (seen_days.max() if len(seen_days) else None)
+    if len(seen_days):
+        lo_day, hi_day = min(lo_day, seen_days.min()), max(hi_day, seen_days.max())
+    names = sorted(set(rows.loc[mine, "symbol"]) | set(wanted))
+    if lo_day is None or hi_day is None or not names:
+        return pd.DataFrame({"symbol": [], "timeframe": [], "day": np.empty(0, "datetime64[D]"), "expected": []})
+    lo = int(np.searchsorted(schedule.dates, lo_day, side="left"))
+    hi = int(np.searchsorted(schedule.dates, hi_day, side="right"))
+    if anchor is not None:
+        grid: cal.Anchor = anchor
+    else:
+        grid = "session" if mine.any() and (row_anchor[mine] == "session").all() else "clock"
+    _, count = cal.window_starts(schedule, timeframe, grid)
+    days = schedule.dates[lo:hi]
+    return pd.DataFrame(
+        {
+            "symbol": np.repeat(np.array(names, dtype=object), len(days)),
+            "timeframe": timeframe,
+            "day": np.tile(days, len(names)),
+            "expected": np.tile(count[lo:hi], len(names)),
+        }
+    )
