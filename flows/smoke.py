@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
-from marketpipe.services import database_connection
+from db.connect import database_connection
 from marketpipe.settings import load_settings
 from tasks.storage import probe
 from tasks.storage.lake import Lake

@@ -146,8 +146,8 @@ def status(
 @db_app.command("migrate")
 def db_migrate(ctx: typer.Context) -> None:
     """Apply pending migrations from db/migrations (refuses edited applied ones)."""
+    from db.connect import database_connection
     from db.migrate import migrate
-    from marketpipe.services import database_connection
 
     with database_connection(_settings(ctx), autocommit=True) as conn:
         applied = migrate(conn)
@@ -157,8 +157,8 @@ def db_migrate(ctx: typer.Context) -> None:
 @db_app.command("status")
 def db_status(ctx: typer.Context) -> None:
     """Applied and pending migrations."""
+    from db.connect import database_connection
     from db.migrate import applied_migrations, discover, pending
-    from marketpipe.services import database_connection
 
     with database_connection(_settings(ctx), autocommit=True) as conn:
         done = applied_migrations(conn)

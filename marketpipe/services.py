@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
-import psycopg
 
+from db.connect import database_connection
 from db.migrate import migrate
 from db.server import EmbeddedPostgres, TimescaleInfo, query_timescale
 from marketpipe.errors import MarketpipeError, PortInUseError, ServiceError
@@ -64,23 +64,6 @@ class UpReport:
     migrations_applied: list[str] = field(default_factory=list)
     bucket_created: bool = False
     seconds: float = 0.0
-
-
-def database_connection(settings: Settings, dbname: str | None = None, **kwargs: object) -> psycopg.Connection:
-    """An application connection to the hot store (TCP, password auth)."""
-    db = settings.database
-    if db.password is None:
-        raise ServiceError("database.password is not set; put MARKETPIPE_DATABASE__PASSWORD in the environment or .env")
-    try:
-        return psycopg.connect(
-            db.conninfo(dbname), password=db.password.get_secret_value(), connect_timeout=5, **kwargs
-        )
-    except psycopg.OperationalError as exc:
-        message = str(exc).replace(db.password.get_secret_value(), "**********")
-        raise ServiceError(
-            f"cannot connect to PostgreSQL at {db.host}:{db.port}/{dbname or db.name}: {message.strip()}; "
-            "is the stack running (`marketpipe status`)?"
-        ) from exc
 
 
 class Stack:

@@ -276,7 +276,7 @@ class AlpacaClient:
 
     def iter_pages(self, request: Request) -> AsyncIterator[Page]:
         """Pages of any request this client builds; also resumes a dead-lettered request."""
-        return paginate(self.http, request, _parser_for(request), _next)
+        return paginate(self.http, request, parser_for(request), _next)
 
     def _market_request(
         self,
@@ -374,7 +374,7 @@ class AlpacaClient:
         return await collect(self.iter_pages(request), model.empty_frame(model.CORPORATE_ACTIONS))
 
 
-def _parser_for(request: Request) -> Any:
+def parser_for(request: Request) -> Any:
     if request.dataset == "bars":
         timeframe = request.context.get("timeframe", "1day")
         return lambda payload: parse_bars(payload, timeframe=timeframe)

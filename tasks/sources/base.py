@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from marketpipe.settings import Settings
 
 ENTRY_POINT_GROUP = "marketpipe.sources"
+SANDBOX_KEY = "sandbox"
 DEFAULT_BASE_URLS = {
     "polygon": "https://api.polygon.io",
     "alpaca": "https://data.alpaca.markets",
@@ -324,13 +325,16 @@ def source_context(
 ) -> SourceContext:
     vendor = settings.vendors.get(name)
     base_url = vendor.base_url if vendor else None
-    if base_url is None and settings.sandbox.route_vendors:
+    routed_to_sandbox = base_url is None and settings.sandbox.route_vendors
+    if routed_to_sandbox:
         base_url = settings.sandbox.base_url
+    # The sandbox accepts any key: without configured credentials, use a placeholder there.
+    placeholder = SANDBOX_KEY if routed_to_sandbox else None
     return SourceContext(
         name=name,
         base_url=base_url,
-        api_key=vendor.api_key.get_secret_value() if vendor and vendor.api_key else None,
-        secret_key=vendor.secret_key.get_secret_value() if vendor and vendor.secret_key else None,
+        api_key=vendor.api_key.get_secret_value() if vendor and vendor.api_key else placeholder,
+        secret_key=vendor.secret_key.get_secret_value() if vendor and vendor.secret_key else placeholder,
         timeout_seconds=settings.collection.request_timeout_seconds,
         resilience=resilience or source_resilience(name, settings),
         options=dict(options or {}),

@@ -382,7 +382,7 @@ class PolygonClient:
 
     def iter_pages(self, request: Request) -> AsyncIterator[Page]:
         """Pages of any request this client builds; also resumes a dead-lettered request."""
-        return paginate(self.http, request, _parser_for(request), _next)
+        return paginate(self.http, request, parser_for(request), _next)
 
     async def aggregates(self, symbol: str, start: Any, end: Any, **kwargs: Any) -> pd.DataFrame:
         request = self.aggregates_request(symbol, start, end, **kwargs)
@@ -471,7 +471,7 @@ class PolygonClient:
         return await collect(self.iter_pages(request), model.empty_frame(model.FINANCIALS))
 
 
-def _parser_for(request: Request) -> Any:
+def parser_for(request: Request) -> Any:
     """Which parser reads a request's pages; keyed on the dataset so a stored request can be replayed."""
     dataset, symbol = request.dataset, request.context.get("symbol")
     if dataset == "bars":

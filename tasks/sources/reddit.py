@@ -142,3 +142,8 @@ class RedditClient:
         frames = [await self.posts(sub, start, end) for sub in subreddits]
         posts = pd.concat(frames, ignore_index=True) if frames else model.empty_frame(model.SOCIAL_POSTS)
         return posts[mentions(posts, symbol)].reset_index(drop=True) if len(posts) else posts
+
+
+def parser_for(request: Request) -> Any:
+    """Listings parse the same whatever the request; stored pages are re-parsed with it."""
+    return parse_listing

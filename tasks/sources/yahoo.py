@@ -191,15 +191,7 @@ class YahooClient:
 
     def iter_pages(self, request: Request) -> AsyncIterator[Page]:
         """The chart is one page; its frame holds the bars (events: :meth:`corporate_actions`)."""
-        context = request.context
-        return paginate(
-            self.http,
-            request,
-            lambda payload: parse_chart_bars(
-                payload, timeframe=context.get("timeframe", "1day"), symbol=context.get("symbol")
-            ),
-            lambda response: None,
-        )
+        return paginate(self.http, request, parser_for(request), lambda response: None)
 
     async def bars(self, symbol: str, start: Any, end: Any, *, timeframe: str = "1day") -> pd.DataFrame:
         request = self.chart_request(symbol, start, end, timeframe=timeframe)
@@ -215,3 +207,11 @@ class YahooClient:
 
     async def corporate_actions(self, symbol: str, start: Any, end: Any) -> pd.DataFrame:
         return (await self.chart(symbol, start, end))[1]
+
+
+def parser_for(request: Request) -> Any:
+    """The chart's bars parser for a request (stored requests and raw pages are re-parsed with it)."""
+    context = request.context
+    return lambda payload: parse_chart_bars(
+        payload, timeframe=context.get("timeframe", "1day"), symbol=context.get("symbol")
+    )

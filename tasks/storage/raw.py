@@ -28,6 +28,13 @@ RAW_PREFIX = "raw"
 
 
 @dataclass(frozen=True)
+class StoredPage:
+    key: str
+    checksum: str  # sha256 of the payload (see store_raw_page)
+    size_bytes: int
+
+
+@dataclass(frozen=True)
 class RawPage:
     key: str
     source: str
@@ -91,12 +98,29 @@ def store_raw_page(
     request: dict[str, Any],
     payload: Any,
     fetched_at: datetime | None = None,
-) -> str:
-    """Write one payload as received; returns its key. ``request`` must already be redacted."""
+) -> StoredPage:
+    """Write one payload as received. ``request`` must already be redacted.
+
+    The envelope's ``fetched_at`` is not part of the checksum's meaning: two fetches of the same
+    body differ only there, so the checksum is taken over the payload alone.
+    """
     key = raw_key(source, dataset, symbol, data_date, request)
     page = RawPage(key, source, dataset, symbol, request, fetched_at or datetime.now(UTC), payload)
-    lake.put_bytes(key, encode_envelope(page), content_type="application/gzip")
-    return key
+    data = encode_envelope(page)
+    lake.put_bytes(key, data, content_type="application/gzip")
+    return StoredPage(key, payload_checksum(payload), len(data))
+
+
+# Top-level fields that differ between two fetches of the same data (Polygon's request_id).
+VOLATILE_KEYS = frozenset({"request_id"})
+
+
+def payload_checksum(payload: Any) -> str:
+    """Digest of the data in a payload: equal for two fetches of unchanged data."""
+    if isinstance(payload, dict):
+        payload = {k: v for k, v in payload.items() if k not in VOLATILE_KEYS}
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def iter_raw_pages(

@@ -12,10 +12,11 @@ import psycopg
 import pyarrow as pa
 import pytest
 
+from db.connect import database_connection
 from db.migrate import MIGRATIONS_DIR, migrate
 from db.server import EmbeddedPostgres
 from marketpipe.errors import MigrationError, StorageError
-from marketpipe.services import Stack, database_connection
+from marketpipe.services import Stack
 from marketpipe.settings import Settings, load_settings
 from tasks.storage.lake import Lake
 

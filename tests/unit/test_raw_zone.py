@@ -31,3 +31,11 @@ def test_envelope_round_trip_and_determinism() -> None:
 def test_garbage_object_is_a_storage_error() -> None:
     with pytest.raises(StorageError, match="not a marketpipe raw envelope"):
         decode_envelope("raw/x.json.gz", b"not gzip")
+
+
+def test_checksum_ignores_the_vendors_request_id_but_not_data() -> None:
+    from tasks.storage.raw import payload_checksum
+
+    a = payload_checksum({"request_id": "a1", "results": [{"c": 1.0}]})
+    assert a == payload_checksum({"request_id": "b2", "results": [{"c": 1.0}]})
+    assert a != payload_checksum({"request_id": "a1", "results": [{"c": 1.5}]})

@@ -1,0 +1,47 @@
+"""Connections to the hot store: the application role over TCP, password kept out of messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from marketpipe.errors import ServiceError
+from marketpipe.settings import Settings
+
+
+def _password(settings: Settings) -> str:
+    if settings.database.password is None:
+        raise ServiceError("database.password is not set; put MARKETPIPE_DATABASE__PASSWORD in the environment or .env")
+    return settings.database.password.get_secret_value()
+
+
+def _unreachable(settings: Settings, dbname: str | None, exc: Exception) -> ServiceError:
+    db = settings.database
+    message = str(exc).replace(_password(settings), "**********").strip()
+    return ServiceError(
+        f"cannot connect to PostgreSQL at {db.host}:{db.port}/{dbname or db.name}: {message}; "
+        "is the stack running (`marketpipe status`)?"
+    )
+
+
+def database_connection(settings: Settings, dbname: str | None = None, **kwargs: Any) -> psycopg.Connection:
+    """A synchronous application connection (use as a context manager)."""
+    try:
+        return psycopg.connect(
+            settings.database.conninfo(dbname), password=_password(settings), connect_timeout=5, **kwargs
+        )
+    except psycopg.OperationalError as exc:
+        raise _unreachable(settings, dbname, exc) from exc
+
+
+async def async_database_connection(
+    settings: Settings, dbname: str | None = None, **kwargs: Any
+) -> psycopg.AsyncConnection:
+    """An asyncio application connection (use as an async context manager)."""
+    try:
+        return await psycopg.AsyncConnection.connect(
+            settings.database.conninfo(dbname), password=_password(settings), connect_timeout=5, **kwargs
+        )
+    except psycopg.OperationalError as exc:
+        raise _unreachable(settings, dbname, exc) from exc
