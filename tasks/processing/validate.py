@@ -136,10 +136,10 @@ def check_timestamps(
     misaligned = np.zeros(len(bars), dtype=bool)
     outside = np.zeros(len(bars), dtype=bool)
     row_anchor = anchors(bars, anchor)
-    timeframes = bars["timeframe"].to_numpy(object)
-    for timeframe in pd.unique(timeframes):
+    timeframe_code, timeframe_labels = _codes(bars["timeframe"])
+    for code, timeframe in enumerate(timeframe_labels):
         for grid in ("clock", "session"):
-            rows = np.flatnonzero((timeframes == timeframe) & (row_anchor == grid))
+            rows = np.flatnonzero((timeframe_code == code) & (row_anchor == grid))
             if not len(rows):
                 continue
             misaligned[rows] = ~cal.aligned(ts_ns[rows], session[rows], schedule, timeframe, grid)
@@ -368,12 +368,13 @@ def symbol_day_coverage(
     """
     flags = combine(masks, len(bars))
     off_grid = masks[Rule.MISALIGNED_TS] | masks[Rule.OUTSIDE_SESSION]
-    day = cal.local_dates(bars["ts"])
+    symbol_code, symbol_labels = _codes(bars["symbol"])
+    timeframe_code, timeframe_labels = _codes(bars["timeframe"])
     rows = pd.DataFrame(
         {
-            "symbol": bars["symbol"].to_numpy(object),
-            "timeframe": bars["timeframe"].to_numpy(object),
-            "day": day,
+            "symbol": symbol_code,
+            "timeframe": timeframe_code,
+            "day": cal.local_dates(bars["ts"]).astype(np.int64),
             "ts": _ts_ns(bars),
             "on_grid": ~off_grid,
             "ok": flags == 0,
@@ -387,10 +388,23 @@ def symbol_day_coverage(
     received = rows.groupby(["symbol", "timeframe", "day"]).agg(
         records=("ok", "size"), flagged=("flagged", "sum"), off_grid=("off_grid", "sum")
     )
-    timeframes = list(pd.unique(rows["timeframe"]))
+    received = _labelled(received, symbol_labels, timeframe_labels)
+    present = _labelled(present, symbol_labels, timeframe_labels)
+    timeframes = list(timeframe_labels)
     if timeframe is not None and model.canonical_timeframe(timeframe) not in timeframes:
         timeframes.append(model.canonical_timeframe(timeframe))
-    expected = _expected_per_day(rows, schedule, timeframes, start, end, symbols, anchor, bars)
+    row_anchor = anchors(bars, anchor)
+    wanted = sorted({model.normalize_symbol(s) for s in symbols}) if symbols is not None else []
+    first = cal.as_date(start) if start is not None else None
+    last = cal.as_date(end) if end is not None else None
+    parts = [_expected_empty()]
+    for code, label in enumerate(timeframes):
+        mine = timeframe_code == code  # all False for a timeframe only asked for
+        seen = np.unique(rows["day"].to_numpy()[mine & ~off_grid]).astype("datetime64[D]")
+        names = sorted(set(symbol_labels[np.unique(symbol_code[mine])]) | set(wanted))
+        grid = anchor or ("session" if mine.any() and (row_anchor[mine] == "session").all() else "clock")
+        parts.append(_expected_for(schedule, label, first, last, seen, names, grid))
+    expected = pd.concat(parts).set_index(["symbol", "timeframe", "day"])
     out = expected.join(received, how="outer").join(present, how="outer").fillna(0).astype(np.int64)
     out = out.reset_index()
     out["missing"] = (out["expected"] - out["present"]).clip(lower=0)
@@ -452,8 +466,8 @@ def _ordering(bars: pd.DataFrame, *, by_session: bool) -> tuple[np.ndarray, np.n
     A series is (symbol, timeframe); with ``by_session`` an intraday series is cut into one
     segment per session date, daily series stay whole.
     """
-    symbol_code = pd.factorize(bars["symbol"].to_numpy(object))[0]
-    timeframe_code, timeframe_labels = pd.factorize(bars["timeframe"].to_numpy(object))
+    symbol_code, _ = _codes(bars["symbol"])
+    timeframe_code, timeframe_labels = _codes(bars["timeframe"])
     ts = _ts_ns(bars)
     order = np.lexsort((ts, timeframe_code, symbol_code))
     series = symbol_code[order] * (len(timeframe_labels) + 1) + timeframe_code[order]
@@ -462,8 +476,10 @@ def _ordering(bars: pd.DataFrame, *, by_session: bool) -> tuple[np.ndarray, np.n
     intraday = np.array([model.parse_timeframe(str(t))[1] in ("min", "hour") for t in timeframe_labels], dtype=bool)
     day = cal.local_dates(bars["ts"]).astype(np.int64)[order]
     segment_day = np.where(intraday[timeframe_code[order]], day, 0)
-    segment = pd.factorize(pd.MultiIndex.from_arrays([series, segment_day]))[0]
-    return order, series, segment
+    # Sorted by series then ts, so each segment is one contiguous run of rows.
+    boundary = np.ones(len(order), dtype=bool)
+    boundary[1:] = (series[1:] != series[:-1]) | (segment_day[1:] != segment_day[:-1])
+    return order, series, np.cumsum(boundary)
 
 
 def _split_log_ratio(bars: pd.DataFrame, corporate_actions: pd.DataFrame) -> np.ndarray:
@@ -500,56 +516,53 @@ def _schedule_around(bars: pd.DataFrame, start: Any, end: Any) -> cal.SessionSch
     return cal.nyse_sessions(min(bounds), max(bounds))
 
 
-def _expected_per_day(
-    rows: pd.DataFrame,
-    schedule: cal.SessionSchedule,
-    timeframes: list[str],
-    start: Any,
-    end: Any,
-    symbols: Iterable[str] | None,
-    anchor: cal.Anchor | None,
-    bars: pd.DataFrame,
-) -> pd.DataFrame:
-    """Expected bar counts per (symbol, timeframe, day) over the sessions the batch covers."""
-    wanted = sorted({model.normalize_symbol(s) for s in symbols}) if symbols is not None else []
-    first = cal.as_date(start) if start is not None else None
-    last = cal.as_date(end) if end is not None else None
-    row_anchor = anchors(bars, anchor)
-    parts: list[pd.DataFrame] = []
-    for timeframe in timeframes:
-        parts.append(_expected_for(rows, schedule, timeframe, first, last, wanted, row_anchor, anchor))
-    if not parts:
-        empty = pd.DataFrame({"symbol": [], "timeframe": [], "day": np.empty(0, "datetime64[D]"), "expected": []})
-        return empty.set_index(["symbol", "timeframe", "day"])
-    return pd.concat(parts).set_index(["symbol", "timeframe", "day"])
+def _codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes and the distinct labels of a string column (Arrow-backed: no per-row objects)."""
+    codes, labels = pd.factorize(column)
+    return codes.astype(np.int64), np.asarray(labels, dtype=object)
+
+
+def _labelled(counts: pd.DataFrame, symbols: np.ndarray, timeframes: np.ndarray) -> pd.DataFrame:
+    """Counts grouped by (symbol code, timeframe code, day number) re-keyed by labels and dates."""
+    flat = counts.reset_index()
+    flat["symbol"] = symbols[flat["symbol"].to_numpy()]
+    flat["timeframe"] = timeframes[flat["timeframe"].to_numpy()]
+    flat["day"] = flat["day"].to_numpy().astype("datetime64[D]")
+    return flat.set_index(["symbol", "timeframe", "day"])
+
+
+def _expected_empty() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "symbol": np.empty(0, object),
+            "timeframe": np.empty(0, object),
+            "day": np.empty(0, "datetime64[D]"),
+            "expected": np.empty(0, np.int64),
+        }
+    )
 
 
 def _expected_for(
-    rows: pd.DataFrame,
     schedule: cal.SessionSchedule,
     timeframe: str,
     first: Any,
     last: Any,
-    wanted: list[str],
-    row_anchor: np.ndarray,
-    anchor: cal.Anchor | None,
+    seen: np.ndarray,
+    names: list[str],
+    grid: cal.Anchor,
 ) -> pd.DataFrame:
-    mine = (rows["timeframe"] == timeframe).to_numpy()
-    in_sessions = np.isin(rows["day"].to_numpy()[mine & rows["on_grid"].to_numpy()], schedule.dates)
-    seen_days = rows["day"].to_numpy()[mine & rows["on_grid"].to_numpy()][in_sessions]
-    lo_day = np.datetime64(first, "D") if first is not None else (seen_days.min() if len(seen_days) else None)
-    hi_day = np.datetime64(last, "D") if last is not None else (seen_days.max() if len(seen_days) else None)
-    if len(seen_days):
-        lo_day, hi_day = min(lo_day, seen_days.min()), max(hi_day, seen_days.max())
-    names = sorted(set(rows.loc[mine, "symbol"]) | set(wanted))
-    if lo_day is None or hi_day is None or not names:
-        return pd.DataFrame({"symbol": [], "timeframe": [], "day": np.empty(0, "datetime64[D]"), "expected": []})
-    lo = int(np.searchsorted(schedule.dates, lo_day, side="left"))
-    hi = int(np.searchsorted(schedule.dates, hi_day, side="right"))
-    if anchor is not None:
-        grid: cal.Anchor = anchor
-    else:
-        grid = "session" if mine.any() and (row_anchor[mine] == "session").all() else "clock"
+    """Expected bars per (symbol, day) of one timeframe over the sessions from the requested start
+    (or the first session seen) to the requested end (or the last seen), whichever is wider."""
+    seen = seen[np.isin(seen, schedule.dates)]
+    bounds_lo = [np.datetime64(first, "D")] if first is not None else []
+    bounds_hi = [np.datetime64(last, "D")] if last is not None else []
+    if len(seen):
+        bounds_lo.append(seen.min())
+        bounds_hi.append(seen.max())
+    if not bounds_lo or not bounds_hi or not names:
+        return _expected_empty()
+    lo = int(np.searchsorted(schedule.dates, min(bounds_lo), side="left"))
+    hi = int(np.searchsorted(schedule.dates, max(bounds_hi), side="right"))
     _, count = cal.window_starts(schedule, timeframe, grid)
     days = schedule.dates[lo:hi]
     return pd.DataFrame(
