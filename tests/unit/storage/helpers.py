@@ -1,0 +1,60 @@
+"""Small synthetic frames in the canonical dtypes, and a reader of binary COPY streams."""
+
+from __future__ import annotations
+
+import struct
+from datetime import UTC, date, datetime, timedelta
+
+import pandas as pd
+
+from tasks.sources.model import BARS, frame
+
+PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def bars(symbol: str = "TST", n: int = 3, *, timeframe: str = "1min", start: str = "2024-03-04 14:30",
+         close: float = 100.0, source: str = "test", **overrides: object) -> pd.DataFrame:  # fmt: skip
+    step = {"1min": "1min", "5min": "5min", "15min": "15min", "1hour": "1h", "1day": "1D"}[timeframe]
+    ts = pd.date_range(start, periods=n, freq=step, tz="UTC")
+    closes = [close + i for i in range(n)]
+    columns: dict[str, object] = {
+        "symbol": symbol, "ts": ts, "timeframe": timeframe, "open": closes, "high": [c + 1 for c in closes],
+        "low": [c - 1 for c in closes], "close": closes, "volume": [1000 * (i + 1) for i in range(n)],
+        "vwap": closes, "trade_count": [10 + i for i in range(n)], "source": source,
+    }  # fmt: skip
+    columns.update(overrides)
+    return frame(BARS, columns, what="test bars")
+
+
+def read_copy_binary(stream: bytes, types: list[str]) -> list[tuple]:
+    """Decode a PGCOPY binary stream (the subset of types the writer emits)."""
+    assert stream[:11] == b"PGCOPY\n\xff\r\n\x00"
+    pos = 11 + 4 + 4
+    rows = []
+    while True:
+        (count,) = struct.unpack_from(">h", stream, pos)
+        pos += 2
+        if count == -1:
+            assert pos == len(stream), "bytes after the trailer"
+            return rows
+        assert count == len(types)
+        row = []
+        for pg_type in types:
+            (length,) = struct.unpack_from(">i", stream, pos)
+            pos += 4
+            if length == -1:
+                row.append(None)
+                continue
+            raw = stream[pos : pos + length]
+            pos += length
+            if pg_type == "text":
+                row.append(raw.decode())
+            elif pg_type == "float8":
+                row.append(struct.unpack(">d", raw)[0])
+            elif pg_type == "int8":
+                row.append(struct.unpack(">q", raw)[0])
+            elif pg_type == "timestamptz":
+                row.append(PG_EPOCH + timedelta(microseconds=struct.unpack(">q", raw)[0]))
+            elif pg_type == "date":
+                row.append(date(2000, 1, 1) + timedelta(days=struct.unpack(">i", raw)[0]))
+        rows.append(tuple(row))
