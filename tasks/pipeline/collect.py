@@ -24,7 +24,7 @@ from marketpipe.errors import MarketpipeError, PermanentSourceError
 from tasks.pipeline.request import IngestRequest
 from tasks.sources import alpaca, model, polygon, reddit, yahoo
 from tasks.sources.base import BaseSource
-from tasks.sources.dead_letters import record_source_error
+from tasks.sources.dead_letters import DeadLetter, record_source_error
 from tasks.sources.http import Page, Request, drain
 from tasks.storage.lake import Lake
 from tasks.storage.raw import store_raw_page
@@ -136,6 +136,27 @@ async def _collect_records(
     )
     payload = frame.astype(object).where(frame.notna(), None).to_dict("records")
     await sink.store(Page(stored, frame, payload))
+
+
+async def replay_dead_letter(
+    source: BaseSource, letter: DeadLetter, lake: Lake, conn: psycopg.AsyncConnection, run_id: str
+) -> SymbolCollection:
+    """Fetch a dead-lettered request again (and the pages after it) into the raw zone.
+
+    Raises the vendor's error when it still fails, so the replay counts another attempt; pages
+    stored before the failure keep their idempotent keys, so a later replay rewrites the same keys.
+    """
+    request = letter.to_request()
+    symbol = str(request.context.get("symbol") or str(request.params.get("symbols", "")).split(",")[0] or "_all")
+    outcome = SymbolCollection(symbol)
+    timeframe = str(request.context.get("timeframe", ""))
+    sink = _RawSink(source.context.name, symbol, timeframe, letter.first_seen.date(), lake, conn, run_id, outcome)
+    pages, failure = await drain(source.iter_pages(request))
+    for page in pages:
+        await sink.store(page)
+    if failure is not None:
+        raise failure
+    return outcome
 
 
 @dataclass

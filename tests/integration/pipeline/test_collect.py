@@ -4,6 +4,7 @@ manifest; failures are dead-lettered; re-collecting the same range is idempotent
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime
 
@@ -83,3 +84,28 @@ def test_a_killed_symbol_is_dead_lettered_and_others_are_unaffected(stack: Setti
     assert letter[0] == "polygon" and letter[1] == "bars"
     assert "DEADX" in letter[2]
     assert "sandbox" not in letter[2]  # the API key never lands in a dead letter
+
+
+def test_dlq_list_and_replay_through_the_cli_are_idempotent(stack: Settings, marketpipe_cli) -> None:
+    control = f"{stack.sandbox.base_url}/_sandbox/faults"
+    httpx.post(control, json={"seed": 2, "killed_symbols": ["RPLYX"]}).raise_for_status()
+    try:
+        dead = collect(stack, "RPLYX", "2024-03-04", "2024-03-04T23:59:59")
+    finally:
+        httpx.delete(control)
+    assert dead.dead_letter_ids and manifest(stack, "RPLYX") == []
+
+    listed = marketpipe_cli("dlq", "list", "--source", "polygon", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert dead.dead_letter_ids[0] in [d["id"] for d in json.loads(listed.stdout)]
+
+    first = marketpipe_cli("dlq", "replay", "--source", "polygon")
+    assert first.returncode == 0, first.stderr
+    assert "failed: 0" in first.stdout, first.stdout + first.stderr
+    rows = manifest(stack, "RPLYX")
+    assert sum(r[1] for r in rows) == 390, (rows, first.stdout, first.stderr[-2000:])  # the blocked session
+
+    second = marketpipe_cli("dlq", "replay", "--source", "polygon")
+    assert second.returncode == 0, second.stderr
+    assert "replayed: 0" in second.stdout  # nothing left open
+    assert manifest(stack, "RPLYX") == rows
