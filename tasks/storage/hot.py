@@ -34,7 +34,7 @@ from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
 from marketpipe.errors import StorageError
-from tasks.sources.model import BARS, canonical_timeframe
+from tasks.sources.model import BARS, canonical_timeframe, frame, to_utc
 from tasks.storage.watermarks import advance_watermarks, watermarks_of
 
 # ---------------------------------------------------------------------------------------------
@@ -430,3 +430,42 @@ def write_bars(conn: psycopg.Connection, frame: pd.DataFrame, *, dataset: str = 
         result = upsert_bars(conn, frame)
         advance_watermarks(conn, watermarks_of(frame, dataset=dataset))
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# The reader
+
+Adjustment = Literal["raw", "split", "all"]
+ADJUSTMENTS: tuple[str, ...] = ("raw", "split", "all")
+
+
+def check_adjustment(adjustment: str) -> None:
+    if adjustment not in ADJUSTMENTS:
+        raise StorageError(f"unknown adjustment {adjustment!r}; use one of {list(ADJUSTMENTS)}")
+
+
+def read_bars(
+    conn: psycopg.Connection,
+    symbols: Sequence[str],
+    start: object,
+    end: object,
+    timeframe: str = "1day",
+    *,
+    adjustment: Adjustment = "raw",
+) -> pd.DataFrame:
+    """Bars of ``symbols`` with ``start <= ts < end`` in the canonical BARS dtypes, sorted by
+    symbol and ts; ``adjustment`` is ``raw``, ``split`` or ``all`` (see ``market.adjusted_bars``
+    in db/migrations/0005_adjusted_bars.sql and :mod:`tasks.storage.corporate_actions`)."""
+    check_adjustment(adjustment)
+    bar_table(timeframe)  # refuses timeframes the hot store does not keep, before any query
+    lo, hi = to_utc(start), to_utc(end)
+    try:
+        rows = conn.execute(
+            "SELECT symbol, ts, timeframe, open, high, low, close, volume, vwap, trade_count, source "
+            "FROM market.adjusted_bars(%s, %s, %s, %s, %s)",
+            (list(symbols), lo.to_pydatetime(), hi.to_pydatetime(), canonical_timeframe(timeframe), adjustment),
+        ).fetchall()
+    except psycopg.Error as exc:
+        raise StorageError(f"cannot read {timeframe} bars of {list(symbols)[:5]}: {exc}") from exc
+    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in BARS]
+    return frame(BARS, dict(zip(BARS, columns, strict=True)), what="hot-store bars")

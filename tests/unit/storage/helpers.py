@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 
-from tasks.sources.model import BARS, frame
+from tasks.sources.model import BARS, CORPORATE_ACTIONS, frame
 
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -58,3 +58,32 @@ def read_copy_binary(stream: bytes, types: list[str]) -> list[tuple]:
             elif pg_type == "date":
                 row.append(date(2000, 1, 1) + timedelta(days=struct.unpack(">i", raw)[0]))
         rows.append(tuple(row))
+
+
+# The hand example of the adjustment docs: a $2 dividend ex 2024-06-06 after a raw close of 104,
+# then a 2-for-1 split ex 2024-06-10. Daily raw closes by session date:
+HAND_CLOSES = {"2024-06-03": 100.0, "2024-06-04": 102.0, "2024-06-05": 104.0, "2024-06-06": 103.0,
+               "2024-06-07": 104.0, "2024-06-10": 52.0, "2024-06-11": 53.0}  # fmt: skip
+DIVIDEND_FACTOR = 1 - 2 / 104  # = 102/104
+HAND_SPLIT_ADJUSTED = {"2024-06-03": 50.0, "2024-06-04": 51.0, "2024-06-05": 52.0, "2024-06-06": 51.5,
+                       "2024-06-07": 52.0, "2024-06-10": 52.0, "2024-06-11": 53.0}  # fmt: skip
+HAND_TOTAL_RETURN = {"2024-06-03": 100 * 0.5 * DIVIDEND_FACTOR, "2024-06-04": 102 * 0.5 * DIVIDEND_FACTOR,
+                     "2024-06-05": 51.0, "2024-06-06": 51.5, "2024-06-07": 52.0, "2024-06-10": 52.0,
+                     "2024-06-11": 53.0}  # fmt: skip
+HAND_VOLUMES = {day: 2000 if day < "2024-06-10" else 1000 for day in HAND_CLOSES}  # raw volume 1000
+
+
+def hand_daily_bars(symbol: str) -> pd.DataFrame:
+    """Daily bars stamped at midnight New York of their session, raw volume 1000."""
+    days = pd.DatetimeIndex(list(HAND_CLOSES)).tz_localize("America/New_York").tz_convert("UTC")
+    closes = list(HAND_CLOSES.values())
+    return frame(BARS, {"symbol": symbol, "ts": days, "timeframe": "1day", "open": closes, "high": closes,
+                        "low": closes, "close": closes, "volume": 1000, "vwap": closes, "trade_count": 10,
+                        "source": "test"}, what="hand bars")  # fmt: skip
+
+
+def hand_actions(symbol: str, source: str = "test") -> pd.DataFrame:
+    return frame(CORPORATE_ACTIONS, {"symbol": symbol, "action": ["dividend", "split"],
+                                     "ex_date": ["2024-06-06", "2024-06-10"], "new_rate": [None, 2.0],
+                                     "old_rate": [None, 1.0], "amount": [2.0, None], "currency": ["USD", None],
+                                     "source": source}, what="hand actions")  # fmt: skip
