@@ -28,7 +28,7 @@ import pandas as pd
 import psycopg
 
 from tasks.sources.model import CORPORATE_ACTIONS, session_date
-from tasks.storage.hot import Adjustment, Column, TableSpec, UpsertResult, check_adjustment, upsert_frame
+from tasks.storage.hot import Adjustment, Column, TableSpec, UpsertResult, check_adjustment, upsert_frame, utc_index
 from tasks.storage.watermarks import advance_watermarks, watermarks_of
 
 _ACTION_TYPES = {"symbol": "text", "action": "text", "ex_date": "date", "new_rate": "float8", "old_rate": "float8",
@@ -127,9 +127,7 @@ def apply_adjustment(bars: pd.DataFrame, factors: pd.DataFrame, adjustment: Adju
 
 def _utc_dates(values: pd.Series) -> np.ndarray:
     """Midnight-UTC timestamps (how the model stores dates) of a date-like column."""
-    index = pd.DatetimeIndex(values)
-    index = index.tz_convert("UTC") if index.tz is not None else index.tz_localize("UTC")
-    return index.normalize().as_unit("ns").to_numpy()
+    return utc_index(values).normalize().as_unit("ns").to_numpy()
 
 
 def _close_before(keys: pd.DataFrame, closes: pd.DataFrame) -> np.ndarray:

@@ -153,6 +153,12 @@ class _Encoded:
     lengths: np.ndarray | None = None  # text only: byte length of each dictionary entry
 
 
+def utc_index(values: pd.Series) -> pd.DatetimeIndex:
+    """A date-like column as a UTC DatetimeIndex (naive values are taken as UTC)."""
+    index = pd.DatetimeIndex(values)
+    return index.tz_convert("UTC") if index.tz is not None else index.tz_localize("UTC")
+
+
 def _encode_column(series: pd.Series, pg_type: str) -> _Encoded:
     if pg_type == "text":
         codes, uniques = pd.factorize(series, use_na_sentinel=True)
@@ -169,8 +175,7 @@ def _encode_column(series: pd.Series, pg_type: str) -> _Encoded:
         values = series.to_numpy(dtype=np.int64, na_value=0)
         return _Encoded(values.astype(">i8"), nulls if nulls.any() else None)
     if pg_type in ("timestamptz", "date"):
-        index = pd.DatetimeIndex(series)
-        index = index.tz_convert("UTC") if index.tz is not None else index.tz_localize("UTC")
+        index = utc_index(series)
         nulls = np.asarray(index.isna())
         micros = index.as_unit("us").asi8
         if pg_type == "timestamptz":
@@ -404,8 +409,7 @@ def _overlaps_stored(cur: psycopg.Cursor, frame: pd.DataFrame, table: TableSpec)
 
 
 def _sql_time(values: pd.Series, pg_type: str) -> list:
-    index = pd.DatetimeIndex(values)
-    index = index.tz_convert("UTC") if index.tz is not None else index.tz_localize("UTC")
+    index = utc_index(values)
     if pg_type == "date":
         return [ts.date() for ts in index]
     return list(index.to_pydatetime())

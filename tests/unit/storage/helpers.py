@@ -87,3 +87,9 @@ def hand_actions(symbol: str, source: str = "test") -> pd.DataFrame:
                                      "ex_date": ["2024-06-06", "2024-06-10"], "new_rate": [None, 2.0],
                                      "old_rate": [None, 1.0], "amount": [2.0, None], "currency": ["USD", None],
                                      "source": source}, what="hand actions")  # fmt: skip
+
+
+def by_day(frame: pd.DataFrame, column: str) -> dict[str, float]:
+    """A column keyed by the New York session date of each bar."""
+    days = frame["ts"].dt.tz_convert("America/New_York").dt.strftime("%Y-%m-%d")
+    return dict(zip(days, frame[column], strict=True))

@@ -10,14 +10,10 @@ from tests.unit.storage.helpers import (
     HAND_TOTAL_RETURN,
     HAND_VOLUMES,
     bars,
+    by_day,
     hand_actions,
     hand_daily_bars,
 )
-
-
-def by_day(frame: pd.DataFrame, column: str) -> dict[str, float]:
-    days = frame["ts"].dt.tz_convert("America/New_York").dt.strftime("%Y-%m-%d")
-    return dict(zip(days, frame[column], strict=True))
 
 
 def test_factors_of_the_hand_example():
