@@ -22,7 +22,6 @@ encoding costs a handful of vectorised numpy operations instead of a Python call
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -33,7 +32,7 @@ import psycopg
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
-from marketpipe.errors import StorageError
+from marketpipe.errors import PermanentSourceError, StorageError
 from tasks.sources.model import BARS, canonical_timeframe, frame, to_utc
 from tasks.storage.watermarks import advance_watermarks, watermarks_of
 
@@ -100,7 +99,7 @@ def bar_table(timeframe: str) -> TableSpec:
     """The hypertable that holds bars of ``timeframe`` (canonical or any spelling of it)."""
     try:
         canonical = canonical_timeframe(timeframe)
-    except Exception as exc:  # PermanentSourceError: a bad spelling is a storage-side refusal here
+    except PermanentSourceError as exc:  # a bad spelling is a storage-side refusal here
         raise StorageError(f"cannot store bars of timeframe {timeframe!r}: {exc}") from exc
     if canonical in INTRADAY_TIMEFRAMES:
         return BARS_INTRADAY
@@ -296,7 +295,7 @@ class UpsertResult:
                 "duplicates": self.duplicates}  # fmt: skip
 
 
-_stage_ids = itertools.count()
+_STAGE = sql.Identifier("_mp_stage")  # dropped after each merge; ON COMMIT DROP covers a failure
 Method = Literal["auto", "merge"]
 
 
@@ -350,7 +349,7 @@ def _copy(cur: psycopg.Cursor, frame: pd.DataFrame, table: TableSpec, target: sq
 
 def _merge(cur: psycopg.Cursor, frame: pd.DataFrame, table: TableSpec) -> tuple[int, int]:
     """Staging table + one set-based upsert; returns (inserted, updated) as counted by the server."""
-    stage = sql.Identifier(f"_mp_stage_{next(_stage_ids)}")
+    stage = _STAGE
     cols = _names(table.column_names)
     values = table.value_columns
     assignments = [sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in values]

@@ -113,6 +113,16 @@ def test_mixed_timeframes_land_in_their_hypertables(conn, symbols):
     assert counts == {"intraday": 2, "daily": 3}
 
 
+def test_a_mixed_rerun_merges_both_tables_in_one_transaction(conn, symbols):
+    symbol = symbols()
+    batch = pd.concat([bars(symbol, n=2), bars(symbol, n=3, timeframe="1day", start="2024-03-04 05:00")])
+    upsert_bars(conn, batch)
+    changed = batch.copy()
+    changed.iloc[4, changed.columns.get_loc("close")] = 9.0  # the last daily bar
+    result = upsert_bars(conn, changed)  # two staging merges, one after the other, in one transaction
+    assert (result.inserted, result.updated, result.unchanged) == (0, 1, 4)
+
+
 def test_a_failing_batch_leaves_nothing_behind(conn, symbols):
     symbol = symbols()
     good = bars(symbol, n=5, timeframe="1day", start="2024-03-04 05:00")
