@@ -64,6 +64,12 @@ class TableSpec:
     key: tuple[str, ...]
     touched_at: str | None = "ingested_at"
     time_column: str | None = "ts"  # the key's time column: lets new-range batches skip staging
+    defaults: tuple[tuple[str, object], ...] = ()  # values for columns a frame may omit
+
+    def complete(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The frame with every defaulted column it lacks filled in."""
+        missing = {name: value for name, value in self.defaults if name not in frame.columns}
+        return frame.assign(**missing) if missing else frame
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -85,9 +91,15 @@ class TableSpec:
 BAR_KEY = ("symbol", "timeframe", "ts")
 _BAR_TYPES = {"symbol": "text", "timeframe": "text", "ts": "timestamptz", "open": "float8", "high": "float8",
               "low": "float8", "close": "float8", "volume": "int8", "vwap": "float8", "trade_count": "int8",
-              "source": "text"}  # fmt: skip
+              "source": "text", "quality_flags": "int8"}  # fmt: skip
+# The canonical bar columns plus the validation bitmask (0 = passed every rule; lenient mode
+# stores failing bars flagged, see db/migrations/0007_bar_quality_flags.sql).
+BAR_COLUMNS = (*BARS, "quality_flags")
 BARS_INTRADAY = TableSpec(
-    name="market.bars_intraday", columns=tuple(Column(name, _BAR_TYPES[name]) for name in BARS), key=BAR_KEY
+    name="market.bars_intraday",
+    columns=tuple(Column(name, _BAR_TYPES[name]) for name in BAR_COLUMNS),
+    key=BAR_KEY,
+    defaults=(("quality_flags", np.int64(0)),),
 )
 BARS_DAILY = BARS_INTRADAY.at("market.bars_daily")
 
@@ -314,6 +326,7 @@ def upsert_frame(
 
     Runs in ``conn.transaction()``: its own transaction, or a savepoint inside the caller's.
     """
+    frame = table.complete(frame)
     missing = [c for c in table.column_names if c not in frame.columns]
     if missing:
         raise StorageError(f"cannot write to {table.name}: the frame lacks column(s) {missing}")

@@ -65,11 +65,11 @@ def test_collapse_duplicates_distinguishes_symbols_and_timeframes():
 
 def test_binary_copy_stream_round_trips_every_value():
     frame = bars("BRK.B", n=2)
-    rows = read_copy_binary(encode_copy_binary(frame, BARS_INTRADAY.columns), BAR_TYPES)
+    rows = read_copy_binary(encode_copy_binary(BARS_INTRADAY.complete(frame), BARS_INTRADAY.columns), BAR_TYPES)
     t0, t1 = datetime(2024, 3, 4, 14, 30, tzinfo=UTC), datetime(2024, 3, 4, 14, 31, tzinfo=UTC)
     assert rows == [
-        ("BRK.B", t0, "1min", 100.0, 101.0, 99.0, 100.0, 1000, 100.0, 10, "test"),
-        ("BRK.B", t1, "1min", 101.0, 102.0, 100.0, 101.0, 2000, 101.0, 11, "test"),
+        ("BRK.B", t0, "1min", 100.0, 101.0, 99.0, 100.0, 1000, 100.0, 10, "test", 0),
+        ("BRK.B", t1, "1min", 101.0, 102.0, 100.0, 101.0, 2000, 101.0, 11, "test", 0),
     ]
 
 
@@ -77,7 +77,7 @@ def test_binary_copy_stream_writes_nulls_and_mixed_text_lengths():
     frame = pd.concat([bars("A", n=2), bars("LONGER", n=2, source="yahoo-finance")], ignore_index=True)
     frame.loc[1, "vwap"] = np.nan
     frame.loc[2, "trade_count"] = pd.NA
-    rows = read_copy_binary(encode_copy_binary(frame, BARS_INTRADAY.columns), BAR_TYPES)
+    rows = read_copy_binary(encode_copy_binary(BARS_INTRADAY.complete(frame), BARS_INTRADAY.columns), BAR_TYPES)
     by_key = {(r[0], r[1].minute): r for r in rows}
     assert len(rows) == 4
     assert by_key[("A", 31)][8] is None and by_key[("A", 31)][9] == 11
@@ -88,7 +88,9 @@ def test_binary_copy_stream_writes_nulls_and_mixed_text_lengths():
 
 def test_binary_copy_stream_in_several_chunks_holds_every_row_once():
     frame = bars(n=50)
-    stream = b"".join(bytes(c) for c in iter_copy_binary(frame, BARS_INTRADAY.columns, rows_per_chunk=7))
+    stream = b"".join(
+        bytes(c) for c in iter_copy_binary(BARS_INTRADAY.complete(frame), BARS_INTRADAY.columns, rows_per_chunk=7)
+    )
     rows = read_copy_binary(stream, BAR_TYPES)
     assert sorted(r[1] for r in rows) == list(frame["ts"].dt.to_pydatetime())
 
