@@ -77,6 +77,43 @@ def _payload_value(payload: Any) -> Jsonb | None:
     return Jsonb(payload)
 
 
+_UPSERT = """
+    INSERT INTO ops.dead_letters
+        (source, dataset, request_key, request, payload, payload_lake_key, error, error_type)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+    ON CONFLICT (source, dataset, request_key) DO UPDATE SET
+        attempts = ops.dead_letters.attempts + 1,
+        last_seen = now(),
+        error = EXCLUDED.error,
+        error_type = EXCLUDED.error_type,
+        payload = COALESCE(EXCLUDED.payload, ops.dead_letters.payload),
+        payload_lake_key = COALESCE(EXCLUDED.payload_lake_key, ops.dead_letters.payload_lake_key),
+        resolved_at = NULL
+    RETURNING id
+"""
+
+
+def _upsert_params(
+    source: str,
+    dataset: str,
+    request: Mapping[str, Any],
+    error: str | BaseException,
+    payload: Any,
+    payload_lake_key: str | None,
+) -> tuple[Any, ...]:
+    error_type = type(error).__name__ if isinstance(error, BaseException) else "Error"
+    return (
+        source,
+        dataset,
+        request_key(request),
+        Jsonb(dict(request)),
+        _payload_value(payload),
+        payload_lake_key,
+        str(error),
+        error_type,
+    )
+
+
 async def record_dead_letter(
     conn: psycopg.AsyncConnection,
     *,
@@ -91,35 +128,28 @@ async def record_dead_letter(
 
     ``request`` must already be redacted (``Request.redacted()``).
     """
-    error_type = type(error).__name__ if isinstance(error, BaseException) else "Error"
     async with conn.transaction(), conn.cursor() as cur:
-        await cur.execute(
-            """
-            INSERT INTO ops.dead_letters
-                (source, dataset, request_key, request, payload, payload_lake_key, error, error_type)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-            ON CONFLICT (source, dataset, request_key) DO UPDATE SET
-                attempts = ops.dead_letters.attempts + 1,
-                last_seen = now(),
-                error = EXCLUDED.error,
-                error_type = EXCLUDED.error_type,
-                payload = COALESCE(EXCLUDED.payload, ops.dead_letters.payload),
-                payload_lake_key = COALESCE(EXCLUDED.payload_lake_key, ops.dead_letters.payload_lake_key),
-                resolved_at = NULL
-            RETURNING id
-            """,
-            (
-                source,
-                dataset,
-                request_key(request),
-                Jsonb(dict(request)),
-                _payload_value(payload),
-                payload_lake_key,
-                str(error),
-                error_type,
-            ),
-        )
+        await cur.execute(_UPSERT, _upsert_params(source, dataset, request, error, payload, payload_lake_key))
         row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def record_dead_letter_sync(
+    conn: psycopg.Connection,
+    *,
+    source: str,
+    dataset: str,
+    request: Mapping[str, Any],
+    error: str | BaseException,
+    payload: Any = None,
+    payload_lake_key: str | None = None,
+) -> int:
+    """:func:`record_dead_letter` for a synchronous connection (the processing stage's writers),
+    so a quarantine commits in the same transaction as the rows stored beside it."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(_UPSERT, _upsert_params(source, dataset, request, error, payload, payload_lake_key))
+        row = cur.fetchone()
     assert row is not None
     return int(row[0])
 

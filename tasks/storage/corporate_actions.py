@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from tasks.sources.model import CORPORATE_ACTIONS, session_date
+from tasks.sources.model import CORPORATE_ACTIONS, frame, session_date
 from tasks.storage.hot import Adjustment, Column, TableSpec, UpsertResult, check_adjustment, upsert_frame, utc_index
 from tasks.storage.watermarks import advance_watermarks, watermarks_of
 
@@ -55,6 +55,21 @@ def write_corporate_actions(
         result = upsert_corporate_actions(conn, frame)
         advance_watermarks(conn, watermarks_of(frame, dataset=dataset, ts_column="ex_date"))
     return result
+
+
+def read_corporate_actions(conn: psycopg.Connection, symbols: list[str]) -> pd.DataFrame:
+    """Stored splits and dividends of ``symbols`` in the canonical CORPORATE_ACTIONS frame
+    (dates as midnight UTC, like the parsers produce them)."""
+    names = list(CORPORATE_ACTIONS)
+    rows = conn.execute(
+        f"SELECT {', '.join(names)} FROM market.corporate_actions WHERE symbol = ANY(%s) ORDER BY symbol, ex_date",
+        (symbols,),
+    ).fetchall()
+    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
+    data = dict(zip(names, columns, strict=True))
+    for name in ("ex_date", "record_date", "pay_date"):
+        data[name] = pd.to_datetime(pd.Series(data[name], dtype=object), utc=True)
+    return frame(CORPORATE_ACTIONS, data, what="stored corporate actions")
 
 
 # ---------------------------------------------------------------------------------------------

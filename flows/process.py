@@ -1,0 +1,115 @@
+"""The processing stage as a Prefect flow: pending raw pages into the hot store, a task per symbol.
+
+Publishes a summary table and a markdown quality report; a batch scoring below
+``quality.min_quality_score`` logs a warning that says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from prefect.cache_policies import NONE
+
+from db.connect import database_connection
+from marketpipe.settings import Settings, load_settings
+from tasks.pipeline.process import (
+    ACTION_DATASETS,
+    BAR_DATASETS,
+    PendingPage,
+    SymbolProcessing,
+    pending_pages,
+    process_symbol_actions,
+    process_symbol_bars,
+)
+from tasks.processing.quality import QualityReport, quality_report
+from tasks.processing.validate import ValidationResult
+from tasks.storage.lake import Lake
+
+
+@task(name="process-symbol", cache_policy=NONE, task_run_name="process-{symbol}")
+def process_symbol_task(
+    settings: Settings, symbol: str, pages: list[PendingPage]
+) -> tuple[SymbolProcessing, ValidationResult | None]:
+    lake = Lake.from_settings(settings.lake)
+    with database_connection(settings) as conn:
+        if pages[0].dataset in ACTION_DATASETS:
+            return process_symbol_actions(conn, lake, pages), None
+        outcome, result, _ = process_symbol_bars(
+            conn, lake, pages, mode=settings.quality.validation_mode,
+            min_quality_score=settings.quality.min_quality_score,
+        )  # fmt: skip
+        return outcome, result
+
+
+def batch_quality(results: list[ValidationResult], min_score: float) -> QualityReport | None:
+    """One report over every symbol's validation (coverage rows concatenate)."""
+    if not results:
+        return None
+    merged = ValidationResult(
+        accepted=pd.concat([r.accepted for r in results], ignore_index=True),
+        rejected=pd.concat([r.rejected for r in results], ignore_index=True),
+        coverage=pd.concat([r.coverage for r in results], ignore_index=True),
+        rule_counts={k: sum(r.rule_counts.get(k, 0) for r in results) for k in results[0].rule_counts},
+        mode=results[0].mode,
+        records=sum(r.records for r in results),
+    )
+    return quality_report(merged, min_quality_score=min_score)
+
+
+async def process_pending(
+    settings: Settings, source: str, symbols: list[str] | None = None, timeframe: str | None = None,
+    data_type: str = "market_data",
+) -> tuple[list[SymbolProcessing], QualityReport | None]:  # fmt: skip
+    """Every symbol with pending pages, at most ``collection.max_parallel_symbols`` at once."""
+    datasets = BAR_DATASETS if data_type == "market_data" else ACTION_DATASETS
+    with database_connection(settings) as conn:
+        pending = pending_pages(conn, source=source, symbols=symbols, datasets=datasets, timeframe=timeframe)
+    gate = asyncio.Semaphore(settings.collection.max_parallel_symbols)
+
+    async def one(symbol: str, pages: list[PendingPage]) -> tuple[SymbolProcessing, ValidationResult | None]:
+        async with gate:
+            return await asyncio.to_thread(process_symbol_task, settings, symbol, pages)
+
+    done = await asyncio.gather(*(one(symbol, pages) for symbol, pages in pending.items()))
+    outcomes = [outcome for outcome, _ in done]
+    report = batch_quality([r for _, r in done if r is not None], settings.quality.min_quality_score)
+    return outcomes, report
+
+
+async def publish_processing(outcomes: list[SymbolProcessing], report: QualityReport | None) -> None:
+    if outcomes:
+        await acreate_table_artifact([asdict(o) for o in outcomes], key="processing-summary",
+                                     description="per-symbol records, accepted, rejected, writes")  # fmt: skip
+    if report is not None:
+        await acreate_markdown_artifact(report.to_markdown(), key="quality-report",
+                                        description=f"quality score {report.score:.3f}")  # fmt: skip
+        logger = get_run_logger()
+        if report.below_threshold:
+            logger.warning("quality score %.3f is below %.2f: %s", report.score, report.min_score,
+                           "; ".join(report.reasons) or "no reason recorded")  # fmt: skip
+        else:
+            logger.info("quality score %.3f", report.score)
+
+
+@flow(name="process", flow_run_name="process-{source}", log_prints=True)
+async def process_flow(
+    source: str = "polygon",
+    symbols: list[str] | None = None,
+    timeframe: str | None = None,
+    data_type: str = "market_data",
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Store every pending raw page of ``source`` (optionally only ``symbols``/``timeframe``)."""
+    settings = load_settings(overrides=overrides)
+    outcomes, report = await process_pending(settings, source, symbols, timeframe, data_type)
+    await publish_processing(outcomes, report)
+    return {
+        "symbols": [asdict(o) for o in outcomes],
+        "quality_score": report.score if report else None,
+        "quality_reasons": report.reasons if report else [],
+    }

@@ -1,0 +1,192 @@
+"""The processing stage's work: raw pages -> parse -> standardize -> validate -> hot store.
+
+Per symbol, the pending pages of ``ops.raw_pages`` are read back from the lake and re-parsed with
+the vendor's own parser, standardized and validated. Then ONE transaction writes the accepted
+bars, advances their watermarks, quarantines the rejected records to the dead-letter table
+(strict mode) and marks the pages processed: a crash anywhere leaves all of it to the next run,
+and the idempotent upsert makes that rerun exact. A page whose stored payload no longer parses is
+dead-lettered (with its lake key) and marked with its error; the symbol's other pages go on.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import pandas as pd
+import psycopg
+
+from marketpipe.errors import MarketpipeError
+from tasks.pipeline.collect import parse_stored_page
+from tasks.processing.quality import QualityReport, quality_report
+from tasks.processing.standardize import standardize_bars
+from tasks.processing.validate import ValidationResult, validate_bars
+from tasks.sources import model
+from tasks.sources.dead_letters import record_dead_letter_sync
+from tasks.sources.http import Request
+from tasks.storage.corporate_actions import read_corporate_actions, write_corporate_actions
+from tasks.storage.hot import UpsertResult, write_bars
+from tasks.storage.lake import Lake
+from tasks.storage.raw import RawPage, decode_envelope
+
+BAR_DATASETS = ("bars", "chart", "records")
+ACTION_DATASETS = ("splits", "dividends", "corporate_actions")
+MAX_QUARANTINED_RECORDS = 1000  # per dead letter; the raw page in the lake holds them all
+
+
+@dataclass(frozen=True)
+class PendingPage:
+    key: str
+    source: str
+    dataset: str
+    symbol: str
+    timeframe: str | None
+    data_date: date
+
+
+@dataclass
+class SymbolProcessing:
+    """What processing one symbol did; serializable for Prefect results and artifacts."""
+
+    symbol: str
+    pages: int = 0
+    records: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    quality_score: float | None = None
+    error: str | None = None
+
+
+def pending_pages(
+    conn: psycopg.Connection,
+    *,
+    source: str,
+    symbols: Sequence[str] | None = None,
+    datasets: Sequence[str] = BAR_DATASETS,
+    timeframe: str | None = None,
+) -> dict[str, list[PendingPage]]:
+    """Unprocessed raw pages by symbol, oldest data first."""
+    rows = conn.execute(
+        """
+        SELECT key, source, dataset, symbol, timeframe, data_date FROM ops.raw_pages
+        WHERE processed_at IS NULL AND source = %(source)s AND dataset = ANY(%(datasets)s)
+          AND (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s))
+          AND (%(timeframe)s::text IS NULL OR timeframe = %(timeframe)s)
+        ORDER BY symbol, data_date, key
+        """,
+        {"source": source, "datasets": list(datasets), "timeframe": timeframe,
+         "symbols": list(symbols) if symbols is not None else None},
+    ).fetchall()
+    pending: dict[str, list[PendingPage]] = defaultdict(list)
+    for row in rows:
+        pending[row[3]].append(PendingPage(*row))
+    return dict(pending)
+
+
+def _read_pages(lake: Lake, pages: Sequence[PendingPage]) -> list[RawPage]:
+    return [decode_envelope(p.key, lake.get_bytes(p.key)) for p in pages]
+
+
+def _parse(
+    conn: psycopg.Connection, page: PendingPage, raw: RawPage
+) -> pd.DataFrame | None:
+    """The page's frame, or None after dead-lettering a page that no longer parses."""
+    request = Request.from_redacted(page.source, page.dataset, raw.request)
+    try:
+        return parse_stored_page(page.source, request, raw.payload)
+    except MarketpipeError as exc:
+        record_dead_letter_sync(conn, source=page.source, dataset=page.dataset, request=raw.request, error=exc,
+                                payload_lake_key=page.key)  # fmt: skip
+        conn.execute(
+            "UPDATE ops.raw_pages SET process_error = %s, processed_at = now() WHERE key = %s", (str(exc), page.key)
+        )
+        return None
+
+
+def quarantine(conn: psycopg.Connection, pages: Sequence[PendingPage], raws: Sequence[RawPage],
+               rejected: pd.DataFrame) -> int:  # fmt: skip
+    """Dead-letter rejected records, one letter per raw page they came from; returns letters written."""
+    if rejected.empty:
+        return 0
+    letters = 0
+    by_day = rejected.assign(_day=rejected["ts"].dt.tz_convert(model.EXCHANGE_TZ).dt.date)
+    for page, raw in zip(pages, raws, strict=True):
+        part = by_day[by_day["_day"] == page.data_date].drop(columns="_day")
+        if part.empty:
+            continue
+        reasons = part["reason"].value_counts().to_dict()
+        records = part.head(MAX_QUARANTINED_RECORDS).astype(object).where(part.notna(), None)
+        payload = {"raw_key": page.key, "records": len(part),
+                   "rejected": [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
+                                for r in records.to_dict("records")]}  # fmt: skip
+        summary = ", ".join(f"{reason} x{count}" for reason, count in reasons.items())
+        record_dead_letter_sync(conn, source=page.source, dataset=page.dataset, request=raw.request,
+                                error=f"{len(part)} record(s) failed validation: {summary}", payload=payload,
+                                payload_lake_key=page.key)  # fmt: skip
+        letters += 1
+    return letters
+
+
+def process_symbol_bars(
+    conn: psycopg.Connection,
+    lake: Lake,
+    pages: Sequence[PendingPage],
+    *,
+    mode: str,
+    min_quality_score: float,
+) -> tuple[SymbolProcessing, ValidationResult | None, QualityReport | None]:
+    """Process one symbol's pending bar pages in one transaction (see the module docstring)."""
+    symbol = pages[0].symbol
+    outcome = SymbolProcessing(symbol, pages=len(pages))
+    raws = _read_pages(lake, pages)
+    with conn.transaction():
+        parsed = [(p, r, _parse(conn, p, r)) for p, r in zip(pages, raws, strict=True)]
+        good = [(p, r, f) for p, r, f in parsed if f is not None]
+        if not good:
+            outcome.error = "no page of this symbol could be parsed (dead-lettered)"
+            return outcome, None, None
+        frames = [f for _, _, f in good if len(f)]
+        bars = pd.concat(frames, ignore_index=True) if frames else model.empty_frame(model.BARS)
+        outcome.records = len(bars)
+        standardized = standardize_bars(bars)
+        timeframe = next((p.timeframe for p, _, _ in good if p.timeframe), None)
+        actions = read_corporate_actions(conn, [symbol])
+        result = validate_bars(
+            standardized, mode=mode, start=min(p.data_date for p, _, _ in good),  # type: ignore[arg-type]
+            end=max(p.data_date for p, _, _ in good), symbols=[symbol], timeframe=timeframe,
+            corporate_actions=actions,
+        )  # fmt: skip
+        quarantine(conn, [p for p, _, _ in good], [r for _, r, _ in good], result.rejected)
+        written: UpsertResult = write_bars(conn, result.accepted)
+        conn.execute(
+            "UPDATE ops.raw_pages SET processed_at = now(), process_error = NULL WHERE key = ANY(%s)",
+            ([p.key for p, _, _ in good],),
+        )
+    report = quality_report(result, min_quality_score=min_quality_score)
+    outcome.accepted, outcome.rejected = len(result.accepted), len(result.rejected)
+    outcome.inserted, outcome.updated, outcome.unchanged = written.inserted, written.updated, written.unchanged
+    outcome.quality_score = report.score
+    return outcome, result, report
+
+
+def process_symbol_actions(conn: psycopg.Connection, lake: Lake, pages: Sequence[PendingPage]) -> SymbolProcessing:
+    """Store one symbol's pending corporate-action pages (splits, dividends) in one transaction."""
+    outcome = SymbolProcessing(pages[0].symbol, pages=len(pages))
+    raws = _read_pages(lake, pages)
+    with conn.transaction():
+        frames = [f for p, r in zip(pages, raws, strict=True) if (f := _parse(conn, p, r)) is not None]
+        actions = pd.concat(frames, ignore_index=True) if frames else model.empty_frame(model.CORPORATE_ACTIONS)
+        outcome.records = outcome.accepted = len(actions)
+        written = write_corporate_actions(conn, actions)
+        conn.execute(
+            "UPDATE ops.raw_pages SET processed_at = now(), process_error = NULL "
+            "WHERE key = ANY(%s) AND process_error IS NULL",
+            ([p.key for p in pages],),
+        )
+    outcome.inserted, outcome.updated, outcome.unchanged = written.inserted, written.updated, written.unchanged
+    return outcome
