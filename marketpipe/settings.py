@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -173,6 +174,33 @@ class PrefectSettings(_Section):
         return self.resolved_api_url.removesuffix("/api")
 
 
+class BarJob(_Section):
+    """One bar series the pipeline keeps current: a timeframe and how far back it starts."""
+
+    timeframe: Literal["1min", "5min", "15min", "1hour", "1day"]
+    lookback_days: PositiveInt = Field(description="calendar days of history kept for this timeframe")
+
+
+def _default_universe() -> list[str]:
+    return ["AAPL", "MSFT", "AMZN", "GOOGL", "META", "NVDA", "TSLA", "BRK.B", "JPM", "V",
+            "JNJ", "WMT", "PG", "XOM", "UNH", "HD", "MA", "DIS", "KO", "PEP"]  # fmt: skip
+
+
+class PipelineSettings(_Section):
+    """What ``run_pipeline()`` (and the main job) collects when no symbols or dates are given."""
+
+    source: str = "polygon"
+    symbols: list[str] = Field(default_factory=_default_universe)
+    bars: list[BarJob] = Field(
+        default_factory=lambda: [
+            BarJob(timeframe="1day", lookback_days=365),
+            BarJob(timeframe="1min", lookback_days=14),
+        ]
+    )
+    corporate_actions: bool = True
+    history_start: date | None = Field(default=None, description="the date the historical stage backfills from")
+
+
 class SandboxSettings(_Section):
     """The market sandbox: one seeded synthetic market served in every vendor's wire format."""
 
@@ -230,6 +258,7 @@ class Settings(BaseSettings):
     lake: LakeSettings = LakeSettings()
     prefect: PrefectSettings = PrefectSettings()
     sandbox: SandboxSettings = SandboxSettings()
+    pipeline: PipelineSettings = PipelineSettings()
     vendors: dict[str, VendorSettings] = Field(default_factory=_default_vendors)
     sources: dict[str, str] = Field(
         default_factory=dict,

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from marketpipe.errors import RequestError
+from tasks.sources.model import normalize_symbol
 
 DATA_TYPES = ("market_data", "corporate_actions")
 TIMEFRAMES = ("1min", "5min", "15min", "1hour", "1day")
@@ -37,7 +38,7 @@ class IngestRequest:
 
 
 def parse_symbols(symbols: str | Iterable[str] | None) -> tuple[str, ...]:
-    """Comma/space separated text or a list; upper-cased, deduplicated in order."""
+    """Comma/space separated text or a list; canonical spelling (BRK-B -> BRK.B), deduplicated in order."""
     if symbols is None:
         raise RequestError("no symbols given: pass at least one ticker, e.g. --symbols AAPL,MSFT")
     items = re.split(r"[,\s]+", symbols) if isinstance(symbols, str) else list(symbols)
@@ -53,6 +54,7 @@ def parse_symbols(symbols: str | Iterable[str] | None) -> tuple[str, ...]:
                 f"symbol {item!r} is not a valid ticker: use letters and digits with an optional share class "
                 "(AAPL, BRK.B, BRK-B); quotes, spaces and punctuation are not allowed"
             )
+        ticker = normalize_symbol(ticker)
         if ticker not in cleaned:
             cleaned.append(ticker)
     if not cleaned:

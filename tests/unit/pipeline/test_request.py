@@ -51,4 +51,4 @@ def test_bad_requests_are_refused_with_a_clear_message(overrides: dict, message:
 
 
 def test_share_classes_and_index_prefix_are_valid_tickers() -> None:
-    assert parse_symbols(["BRK-B", "BF/B", "^GSPC", "SPY"]) == ("BRK-B", "BF/B", "^GSPC", "SPY")
+    assert parse_symbols(["BRK-B", "BF/B", "^GSPC", "SPY", "brk.b"]) == ("BRK.B", "BF.B", "^GSPC", "SPY")
