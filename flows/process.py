@@ -71,11 +71,11 @@ async def process_pending(
         pending = pending_pages(conn, source=source, symbols=symbols, datasets=datasets, timeframe=timeframe)
     gate = asyncio.Semaphore(settings.collection.max_parallel_symbols)
 
-    async def one(symbol: str, pages: list[PendingPage]) -> tuple[SymbolProcessing, ValidationResult | None]:
+    async def one(pages: list[PendingPage]) -> tuple[SymbolProcessing, ValidationResult | None]:
         async with gate:
-            return await asyncio.to_thread(process_symbol_task, settings, symbol, pages)
+            return await asyncio.to_thread(process_symbol_task, settings, pages[0].symbol, pages)
 
-    done = await asyncio.gather(*(one(symbol, pages) for symbol, pages in pending.items()))
+    done = await asyncio.gather(*(one(pages) for pages in pending))
     outcomes = [outcome for outcome, _ in done]
     report = batch_quality([r for _, r in done if r is not None], settings.quality.min_quality_score)
     return outcomes, report

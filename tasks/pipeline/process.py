@@ -69,8 +69,9 @@ def pending_pages(
     symbols: Sequence[str] | None = None,
     datasets: Sequence[str] = BAR_DATASETS,
     timeframe: str | None = None,
-) -> dict[str, list[PendingPage]]:
-    """Unprocessed raw pages by symbol, oldest data first."""
+) -> list[list[PendingPage]]:
+    """Unprocessed raw pages grouped by (symbol, timeframe), oldest data first: each group is one
+    series, validated against the calendar as a whole."""
     rows = conn.execute(
         """
         SELECT key, source, dataset, symbol, timeframe, data_date FROM ops.raw_pages
@@ -82,10 +83,11 @@ def pending_pages(
         {"source": source, "datasets": list(datasets), "timeframe": timeframe,
          "symbols": list(symbols) if symbols is not None else None},
     ).fetchall()
-    pending: dict[str, list[PendingPage]] = defaultdict(list)
+    pending: dict[tuple[str, str | None], list[PendingPage]] = defaultdict(list)
     for row in rows:
-        pending[row[3]].append(PendingPage(*row))
-    return dict(pending)
+        page = PendingPage(*row)
+        pending[(page.symbol, page.timeframe)].append(page)
+    return list(pending.values())
 
 
 def _read_pages(lake: Lake, pages: Sequence[PendingPage]) -> list[RawPage]:
@@ -148,25 +150,29 @@ def process_symbol_bars(
         parsed = [(p, r, _parse(conn, p, r)) for p, r in zip(pages, raws, strict=True)]
         good = [(p, r, f) for p, r, f in parsed if f is not None]
         if not good:
-            outcome.error = "no page of this symbol could be parsed (dead-lettered)"
+            outcome.error = "no page of this series could be parsed (dead-lettered)"
             return outcome, None, None
-        frames = [f for _, _, f in good if len(f)]
-        bars = pd.concat(frames, ignore_index=True) if frames else model.empty_frame(model.BARS)
-        outcome.records = len(bars)
-        standardized = standardize_bars(bars)
-        timeframe = next((p.timeframe for p, _, _ in good if p.timeframe), None)
-        actions = read_corporate_actions(conn, [symbol])
-        result = validate_bars(
-            standardized, mode=mode, start=min(p.data_date for p, _, _ in good),  # type: ignore[arg-type]
-            end=max(p.data_date for p, _, _ in good), symbols=[symbol], timeframe=timeframe,
-            corporate_actions=actions,
-        )  # fmt: skip
-        quarantine(conn, [p for p, _, _ in good], [r for _, r, _ in good], result.rejected)
-        written: UpsertResult = write_bars(conn, result.accepted)
         conn.execute(
             "UPDATE ops.raw_pages SET processed_at = now(), process_error = NULL WHERE key = ANY(%s)",
             ([p.key for p, _, _ in good],),
         )
+        # Pages that brought data define the range validated against the calendar: an empty page
+        # (nothing new since the watermark) is not a missing session.
+        with_data = [(p, r, f) for p, r, f in good if len(f)]
+        if not with_data:
+            return outcome, None, None
+        bars = pd.concat([f for _, _, f in with_data], ignore_index=True)
+        outcome.records = len(bars)
+        standardized = standardize_bars(bars)
+        timeframe = next((p.timeframe for p, _, _ in with_data if p.timeframe), None)
+        actions = read_corporate_actions(conn, [symbol])
+        # The calendar range checked is the one the bars span (sessions are fetched whole, see
+        # tasks.pipeline.plan.resume_starts); missing sessions at its edges are the historical
+        # stage's gap repair.
+        result = validate_bars(standardized, mode=mode, symbols=[symbol], timeframe=timeframe,
+                               corporate_actions=actions)  # fmt: skip
+        quarantine(conn, [p for p, _, _ in with_data], [r for _, r, _ in with_data], result.rejected)
+        written: UpsertResult = write_bars(conn, result.accepted)
     report = quality_report(result, min_quality_score=min_quality_score)
     outcome.accepted, outcome.rejected = len(result.accepted), len(result.rejected)
     outcome.inserted, outcome.updated, outcome.unchanged = written.inserted, written.updated, written.unchanged
