@@ -6,7 +6,7 @@
 -- a period (`marketpipe metrics`, get_pipeline_metrics()) add up top-level runs only, so records
 -- are never counted twice. Definitions (computed from the run's summary):
 --   records_ingested               vendor records collected into the raw zone
---   records_stored                 records that passed validation and are in the hot store
+--   records_stored                 rows the run inserted or changed in the hot store (a rerun: 0)
 --   rejected                       records that failed validation (quarantined or flagged)
 --   dead_lettered                  vendor pages dead-lettered during collection
 --   throughput_records_per_second  records_ingested / wall seconds of the run

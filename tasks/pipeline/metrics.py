@@ -142,7 +142,7 @@ def run_metrics(
         return int(value) if value is not None else fallback
 
     records_ingested = figure("records_ingested", _total(collected, "records"))
-    records_stored = figure("records_stored", _total(processed, "accepted"))
+    records_stored = figure("records_stored", _total(processed, "inserted") + _total(processed, "updated"))
     rejected = figure("rejected", _total(processed, "rejected"))
     dead_lettered = figure("dead_lettered", sum(len(c.get("dead_letter_ids") or []) for c in collected))
     quality = summary.get("quality_score")
@@ -198,20 +198,26 @@ _COLUMNS = (
     "records_stored", "rejected", "dead_lettered", "quality_score", "throughput_records_per_second",
     "processing_latency_seconds", "error_rate", "details",
 )  # fmt: skip
-_UPSERT = f"""
+_INSERT = f"""
     INSERT INTO ops.pipeline_runs ({", ".join(_COLUMNS)})
     VALUES ({", ".join(["%s"] * len(_COLUMNS))})
-    ON CONFLICT (run_id) DO UPDATE SET {", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS[1:])}
+    ON CONFLICT (run_id) DO
 """
+_REPLACE = f"UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in _COLUMNS[1:])}"
 
 
-def record_run(conn: psycopg.Connection, metrics: RunMetrics) -> None:
-    """Upsert one run on ``run_id`` (recording it again replaces the row: one row per run)."""
+def record_run(conn: psycopg.Connection, metrics: RunMetrics, *, replace: bool = True) -> bool:
+    """Upsert one run on ``run_id``: one row per run however often it is recorded.
+
+    ``replace=False`` keeps a row already recorded (the facade's fallback must not overwrite the
+    flow's own record). Returns whether a row was written.
+    """
     values = [getattr(metrics, c) for c in _COLUMNS]
     values[-1] = Jsonb(metrics.details)
     try:
         with conn.transaction():
-            conn.execute(_UPSERT, values)
+            cursor = conn.execute(_INSERT + (_REPLACE if replace else "NOTHING"), values)
+            return cursor.rowcount > 0
     except psycopg.Error as exc:
         raise StorageError(f"cannot record metrics of run {metrics.run_id} ({metrics.flow}): {exc}") from exc
 
@@ -277,15 +283,16 @@ def aggregate_metrics(
     """Totals over the top-level runs finished since ``since`` (all recorded runs when None).
 
     Throughput is all records ingested over all run seconds; the quality score is the mean of the
-    runs' scores weighted by the records each scored; latency and error rate are means per run.
+    runs' scores weighted by the records each handled; latency and error rate are means per run.
     """
     row = conn.execute(
         """
         SELECT count(*),
                coalesce(sum(records_ingested), 0), coalesce(sum(records_stored), 0),
                coalesce(sum(rejected), 0), coalesce(sum(dead_lettered), 0),
-               sum(quality_score * greatest(records_stored + rejected, 1))
-                   / nullif(sum(greatest(records_stored + rejected, 1)) FILTER (WHERE quality_score IS NOT NULL), 0),
+               sum(quality_score * greatest(records_ingested, records_stored + rejected, 1))
+                   / nullif(sum(greatest(records_ingested, records_stored + rejected, 1))
+                            FILTER (WHERE quality_score IS NOT NULL), 0),
                coalesce(sum(extract(epoch FROM finished_at - started_at)), 0),
                avg(processing_latency_seconds), avg(error_rate)
         FROM ops.pipeline_runs
