@@ -42,11 +42,12 @@ def run_name() -> str:
 
 @task(name="collect-symbol", cache_policy=NONE, task_run_name="collect-{symbol}")
 async def collect_symbol_task(
-    settings: Settings, source: BaseSource, request: IngestRequest, symbol: str, start: datetime, run_id: str
-) -> SymbolCollection:
+    settings: Settings, source: BaseSource, request: IngestRequest, symbol: str, start: datetime, run_id: str,
+    reprocess: bool,
+) -> SymbolCollection:  # fmt: skip
     lake = Lake.from_settings(settings.lake)
     async with await async_database_connection(settings, autocommit=True) as conn:
-        return await collect_symbol(source, request, symbol, start, lake, conn, run_id)
+        return await collect_symbol(source, request, symbol, start, lake, conn, run_id, reprocess)
 
 
 def incremental_starts(settings: Settings, request: IngestRequest) -> dict[str, datetime | None]:
@@ -75,7 +76,7 @@ async def collect_all(
     async def one(symbol: str) -> SymbolCollection:
         async with gate:
             start = (starts or {}).get(symbol) or request.start
-            return await collect_symbol_task(settings, source, request, symbol, start, run_id)
+            return await collect_symbol_task(settings, source, request, symbol, start, run_id, reprocess=starts is None)
 
     try:
         for offset in range(0, len(symbols), collection.batch_size):

@@ -96,10 +96,16 @@ async def collect_symbol(
     lake: Lake,
     conn: psycopg.AsyncConnection,
     run_id: str,
+    reprocess: bool = False,
 ) -> SymbolCollection:
-    """Fetch every page of one symbol into the raw zone; never raises for a vendor failure."""
+    """Fetch every page of one symbol into the raw zone; never raises for a vendor failure.
+
+    A page fetched again with the same data is not processed again, unless ``reprocess`` (a
+    backfill or gap repair: the hot store may have lost rows the page holds).
+    """
     outcome = SymbolCollection(symbol)
-    sink = _RawSink(source.context.name, symbol, request.timeframe, start.date(), lake, conn, run_id, outcome)
+    sink = _RawSink(source.context.name, symbol, request.timeframe, start.date(), lake, conn, run_id, outcome,
+                    reprocess)  # fmt: skip
     try:
         requests = first_requests(source, request, symbol, start)
         if requests is None:
@@ -171,6 +177,7 @@ class _RawSink:
     conn: psycopg.AsyncConnection
     run_id: str
     outcome: SymbolCollection
+    reprocess: bool = False
 
     async def store(self, page: Page) -> None:
         data_date = page_data_date(page, self.fallback_date)
@@ -193,13 +200,13 @@ class _RawSink:
             ON CONFLICT (key) DO UPDATE SET
                 records = excluded.records, checksum = excluded.checksum, fetched_at = now(),
                 run_id = excluded.run_id,
-                processed_at = CASE WHEN ops.raw_pages.checksum = excluded.checksum
+                processed_at = CASE WHEN ops.raw_pages.checksum = excluded.checksum AND NOT %s
                                     THEN ops.raw_pages.processed_at END,
-                process_error = CASE WHEN ops.raw_pages.checksum = excluded.checksum
+                process_error = CASE WHEN ops.raw_pages.checksum = excluded.checksum AND NOT %s
                                      THEN ops.raw_pages.process_error END
             """,
             (stored.key, self.source, dataset, self.symbol, timeframe, data_date, len(page.frame), stored.checksum,
-             self.run_id),
+             self.run_id, self.reprocess, self.reprocess),
         )  # fmt: skip
         self.outcome.pages += 1
         self.outcome.records += len(page.frame)
