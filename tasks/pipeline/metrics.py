@@ -256,8 +256,8 @@ def storage_utilization(
     database_bytes = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
     hypertables = conn.execute(
         """
-        SELECT format('%%I.%%I', hypertable_schema, hypertable_name),
-               hypertable_size(format('%%I.%%I', hypertable_schema, hypertable_name)::regclass)
+        SELECT format('%I.%I', hypertable_schema, hypertable_name),
+               hypertable_size(format('%I.%I', hypertable_schema, hypertable_name)::regclass)
         FROM timescaledb_information.hypertables ORDER BY 1
         """
     ).fetchall()
