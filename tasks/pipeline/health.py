@@ -72,8 +72,8 @@ class DatasetFreshness:
         return (
             f"{label} data is stale: {len(self.stale_symbols)} of {self.symbols} symbol(s) miss closed sessions "
             f"(up to {self.missed_sessions}, at most {self.allowed_missed_sessions} allowed; {self.oldest_symbol} "
-            f"was last committed at {self.oldest_ts:%Y-%m-%d %H:%M} UTC); run `marketpipe run` or "
-            f"`marketpipe ingest --timeframe {self.timeframe} --symbols ...` to catch up"
+            f"was last committed at {self.oldest_ts:%Y-%m-%d %H:%M} UTC); run `marketpipe run` to catch up "
+            "(`marketpipe backfill --gaps` repairs older holes)"
         )
 
 
