@@ -26,6 +26,7 @@ from db.connect import async_database_connection, database_connection
 from flows.process import process_pending, publish_processing
 from marketpipe.settings import Settings, load_settings
 from tasks.pipeline.collect import SymbolCollection, collect_symbol
+from tasks.pipeline.metrics import record_summary
 from tasks.pipeline.plan import resume_starts, watermark_dataset
 from tasks.pipeline.request import IngestRequest, parse_ingest_request
 from tasks.sources.base import BaseSource, build_source
@@ -144,4 +145,5 @@ async def ingest_flow(
         summary["quality_score"] = report.score if report else None
         summary["quality_reasons"] = report.reasons if report else []
     summary["seconds"] = time.monotonic() - began
+    record_summary(settings, summary, "ingest", parent_run_id=flow_run.parent_flow_run_id)
     return summary

@@ -15,12 +15,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 
 from flows.historical import historical_flow
 from flows.ingest import ingest_flow
 from flows.process import process_flow
 from marketpipe.errors import RequestError
 from marketpipe.settings import load_settings
+from tasks.pipeline.metrics import record_summary
 from tasks.pipeline.plan import pipeline_jobs
 from tasks.pipeline.request import parse_symbols
 
@@ -60,7 +62,8 @@ async def pipeline_flow(
     jobs = pipeline_jobs(settings.pipeline, today, universe)
     source = settings.pipeline.source
     logger = get_run_logger()
-    result: dict[str, Any] = {"stages": chosen, "mode": mode, "ingestion": [], "processing": [], "historical": []}
+    result: dict[str, Any] = {"run_id": str(flow_run.get_id()), "stages": chosen, "mode": mode, "ingestion": [],
+                              "processing": [], "historical": []}  # fmt: skip
 
     if "ingestion" in chosen:
         for job in jobs:
@@ -93,4 +96,5 @@ async def pipeline_flow(
     logger.info("pipeline %s: %d records ingested, %d stored, %d rejected in %.1f s", "+".join(chosen),
                 result["records_ingested"], result["records_stored"], result["rejected"],
                 result["seconds"])  # fmt: skip
+    record_summary(settings, result, "pipeline", parent_run_id=flow_run.parent_flow_run_id)
     return result

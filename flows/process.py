@@ -7,6 +7,7 @@ Publishes a summary table and a markdown quality report; a batch scoring below
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -14,9 +15,11 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NONE
+from prefect.runtime import flow_run
 
 from db.connect import database_connection
 from marketpipe.settings import Settings, load_settings
+from tasks.pipeline.metrics import record_summary
 from tasks.pipeline.process import (
     ACTION_DATASETS,
     BAR_DATASETS,
@@ -105,11 +108,15 @@ async def process_flow(
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Store every pending raw page of ``source`` (optionally only ``symbols``/``timeframe``)."""
+    began = time.monotonic()
     settings = load_settings(overrides=overrides)
     outcomes, report = await process_pending(settings, source, symbols, timeframe, data_type)
     await publish_processing(outcomes, report)
-    return {
+    out = {
         "symbols": [asdict(o) for o in outcomes],
         "quality_score": report.score if report else None,
         "quality_reasons": report.reasons if report else [],
     }
+    record_summary(settings, {"run_id": str(flow_run.get_id()), **out, "seconds": time.monotonic() - began},
+                   "process", parent_run_id=flow_run.parent_flow_run_id)  # fmt: skip
+    return out

@@ -395,6 +395,47 @@ def backfill(
 
 
 @app.command()
+def metrics(
+    ctx: typer.Context, limit: Annotated[int, typer.Option(min=1, help="how many recent runs")] = 20
+) -> None:
+    """Recent pipeline runs and the last 24 hours' totals (records, quality, throughput, storage)."""
+    from datetime import UTC, datetime, timedelta
+
+    from db.connect import database_connection
+    from tasks.pipeline.metrics import aggregate_metrics, format_metrics_table, read_recent_runs
+    from tasks.storage.lake import Lake
+
+    settings = _settings(ctx)
+    since = datetime.now(UTC) - timedelta(hours=24)
+    with database_connection(settings) as conn:
+        runs = read_recent_runs(conn, limit)
+        totals = aggregate_metrics(conn, since, lake=Lake.from_settings(settings.lake))
+    typer.echo(format_metrics_table(runs))
+    usage = totals.storage_utilization
+    typer.echo(f"last 24 h: {totals.runs} runs, {totals.ingestion_records:,} records ingested, "
+               f"quality {totals.quality_score:.2%}, {totals.throughput_records_per_second:,.0f} rec/s, "
+               f"hot store {usage['hot_store_bytes']:,} B, lake {usage['lake_bytes']:,} B")  # fmt: skip
+
+
+@app.command()
+def health(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False
+) -> None:
+    """Components, circuit breakers, data freshness, dead-letter growth; exits 1 when unhealthy."""
+    from tasks.pipeline.health import check_health
+
+    report = check_health(_settings(ctx))
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+    else:
+        typer.echo("healthy" if report["healthy"] else "UNHEALTHY")
+        for issue in report["issues"]:
+            typer.echo(f"- {issue}")
+    if not report["healthy"]:
+        raise typer.Exit(1)
+
+
+@app.command()
 def sandbox(
     ctx: typer.Context,
     host: Annotated[str | None, typer.Option(help="bind address [default: sandbox.host]")] = None,

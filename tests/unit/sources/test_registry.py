@@ -124,6 +124,15 @@ def test_build_source_takes_retry_settings_and_rate_limits():
 
 def test_missing_credentials_name_the_setting_and_never_print_secrets():
     with pytest.raises(ConfigurationError, match="MARKETPIPE_VENDORS__ALPACA__API_KEY"):
-        build_source("alpaca", Settings())
+        build_source("alpaca", Settings(sandbox={"route_vendors": False}))
     context = SourceContext(name="alpaca", api_key="TOPSECRET", secret_key="ALSOSECRET")
     assert "TOPSECRET" not in repr(context) and "ALSOSECRET" not in repr(context)
+
+
+def test_vendors_routed_to_the_sandbox_need_no_credentials():
+    source = build_source("alpaca", Settings(sandbox={"route_vendors": True}))
+    try:
+        assert source.context.base_url == Settings().sandbox.base_url
+        assert source.context.api_key == "sandbox"
+    finally:
+        asyncio.run(source.aclose())

@@ -1,0 +1,48 @@
+"""The main job through the real console script: a run, a second run that finds nothing new,
+then the metrics and health commands."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from db.connect import database_connection
+from marketpipe.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+SMALL = ["--set", "pipeline.symbols=[MJA, MJB]",
+         "--set", "pipeline.bars=[{timeframe: 1day, lookback_days: 30}, {timeframe: 1min, lookback_days: 4}]"]  # fmt: skip
+
+
+def test_run_twice_then_metrics_and_health(stack: Settings, marketpipe_cli) -> None:
+    first = marketpipe_cli(*SMALL, "run", timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "pipeline (ingestion+processing+historical): 2 symbols from polygon" in first.stdout
+    assert "records fetched" in first.stdout and "quality score: 1.000" in first.stdout
+    assert f"http://127.0.0.1:{stack.prefect.port}/runs" in first.stdout
+    with database_connection(stack) as conn:
+        stored = conn.execute("SELECT count(*) FROM market.bars WHERE symbol IN ('MJA', 'MJB')").fetchone()[0]
+    assert stored > 0
+
+    second = marketpipe_cli(*SMALL, "run", timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "nothing new to fetch" in second.stdout
+    with database_connection(stack) as conn:
+        assert conn.execute("SELECT count(*) FROM market.bars WHERE symbol IN ('MJA', 'MJB')").fetchone()[0] == stored
+
+    metrics = marketpipe_cli("metrics")
+    assert metrics.returncode == 0, metrics.stderr
+    assert "pipeline" in metrics.stdout and "last 24 h:" in metrics.stdout
+
+    health = marketpipe_cli("health", "--json")
+    report = json.loads(health.stdout)
+    assert health.returncode == (0 if report["healthy"] else 1)
+    assert {"postgres", "lake", "prefect"} <= set(report["components"])
+
+
+def test_streaming_modes_are_refused_clearly(marketpipe_cli) -> None:
+    result = marketpipe_cli("run", "--mode", "real_time")
+    assert result.returncode == 2
+    assert "not available yet" in result.stderr and "Traceback" not in result.stderr
