@@ -12,8 +12,8 @@ from marketpipe.settings import Settings
 
 pytestmark = pytest.mark.integration
 
-SMALL = ["--set", "pipeline.symbols=[MJA, MJB]",
-         "--set", "pipeline.bars=[{timeframe: 1day, lookback_days: 30}, {timeframe: 1min, lookback_days: 4}]"]  # fmt: skip
+BARS = "[{timeframe: 1day, lookback_days: 30}, {timeframe: 1min, lookback_days: 4}]"
+SMALL = ["--set", "pipeline.symbols=[MJA, MJB]", "--set", f"pipeline.bars={BARS}"]
 
 
 def test_run_twice_then_metrics_and_health(stack: Settings, marketpipe_cli) -> None:
