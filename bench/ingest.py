@@ -1,0 +1,413 @@
+"""Ingest benchmark: end-to-end bars/s through the pipeline against its references, in one run.
+
+Measured on the running stack (``marketpipe up``), on the same machine, one part after another:
+
+- ``end_to_end``: ``symbols`` x ``sessions`` of 1-minute bars (default 100 x 20, about 780k bars)
+  from the market sandbox through :func:`flows.ingest.ingest_flow` with ``incremental=False``:
+  fetch through the Polygon adapter, raw zone, manifest, re-parse, standardize, validate, hot store.
+- ``plain``: the same work on other fresh symbols by calling the plain functions the flow wraps
+  (``collect_symbol``, ``pending_pages``, ``process_symbol_bars``) with the same parallelism and no
+  Prefect at all (in-process rate limiter, no tasks, artifacts or API calls). Prefect's overhead is
+  ``(flow_s_per_bar - plain_s_per_bar) / flow_s_per_bar``, floored at 0.
+- ``writer`` vs ``psql_copy``: :func:`bench.hot_writer.run` with the same number of rows.
+- ``naive``: the vendor SDK (``massive.RESTClient.list_aggs``) in a loop, a pandas frame per symbol
+  and ``DataFrame.to_sql(if_exists="append")`` through SQLAlchemy into a scratch table, on a subset
+  of symbols, per bar.
+
+Every part uses symbols never stored before (a random run tag in the name) and deletes what it
+stored afterwards: bars, raw-page manifest rows, watermarks, dead letters, raw-zone objects.
+
+Targets: writer >= 0.8x psql copy; end-to-end >= 10x naive; Prefect overhead < 10 % of the wall
+time. Usage: ``python -m bench.ingest [--symbols N] [--sessions N] [--json]``. Not part of the
+test suite (``tests/performance/test_bench_ingest.py`` runs it small, marked slow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import string
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import date, timedelta
+from typing import Any, TypeVar
+
+from marketpipe.settings import Settings, load_settings
+
+T = TypeVar("T")
+
+TIMEFRAME = "1min"
+SOURCE = "polygon"
+FIRST_DAY = date(2024, 3, 1)  # inside every sandbox market (as_of is today unless pinned)
+NAIVE_TABLE = "bench_naive_bars"
+TARGET_WRITER_VS_PSQL = 0.8
+TARGET_END_TO_END_VS_NAIVE = 10.0
+TARGET_PREFECT_OVERHEAD = 0.10
+_TAG_ALPHABET = string.ascii_uppercase + string.digits
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure helpers
+
+
+def bench_symbols(prefix: str, tag: str, count: int) -> list[str]:
+    """``count`` symbols ``{prefix}{tag}{index}``, valid for the pipeline (at most 6 characters)."""
+    width = max(2, len(str(count - 1)))
+    names = [f"{prefix}{tag}{i:0{width}d}" for i in range(count)]
+    if len(names[-1]) > 6:
+        raise ValueError(f"{count} symbols with prefix {prefix!r} and tag {tag!r} do not fit in 6 characters")
+    return names
+
+
+def session_range(sessions: int, first_day: date = FIRST_DAY) -> tuple[date, date]:
+    """The first and last day of ``sessions`` NYSE sessions starting at ``first_day``."""
+    from tasks.processing.calendar import nyse_sessions
+
+    schedule = nyse_sessions(first_day, first_day + timedelta(days=2 * sessions + 14))
+    days = schedule.dates.astype("datetime64[D]").astype(object).tolist()
+    if len(days) < sessions:
+        raise ValueError(f"the calendar has only {len(days)} sessions after {first_day}")
+    return days[0], days[sessions - 1]
+
+
+def per_second(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("inf")
+
+
+def overhead_fraction(flow_s: float, flow_bars: int, plain_s: float, plain_bars: int) -> float:
+    """Prefect's share of the flow's wall time, per bar: ``max(0, (flow - plain) / flow)``."""
+    flow_per_bar, plain_per_bar = flow_s / flow_bars, plain_s / plain_bars
+    return max(0.0, (flow_per_bar - plain_per_bar) / flow_per_bar)
+
+
+def summarize(parts: dict[str, Any], cpus: int | None) -> dict[str, Any]:
+    """The report: rates, ratios, targets and whether each is met."""
+    e2e = per_second(parts["end_to_end_bars"], parts["end_to_end_seconds"])
+    naive = per_second(parts["naive_bars"], parts["naive_seconds"])
+    writer, psql = parts["writer_rows_per_s"], parts["psql_copy_rows_per_s"]
+    overhead = overhead_fraction(parts["end_to_end_seconds"], parts["end_to_end_bars"],
+                                 parts["plain_seconds"], parts["plain_bars"])  # fmt: skip
+    met = {
+        "writer_vs_psql": writer / psql >= TARGET_WRITER_VS_PSQL,
+        "end_to_end_vs_naive": e2e / naive >= TARGET_END_TO_END_VS_NAIVE,
+        "prefect_overhead_fraction": overhead < TARGET_PREFECT_OVERHEAD,
+    }
+    targets = {
+        "writer_vs_psql": f">= {TARGET_WRITER_VS_PSQL}",
+        "end_to_end_vs_naive": f">= {TARGET_END_TO_END_VS_NAIVE}",
+        "prefect_overhead_fraction": f"< {TARGET_PREFECT_OVERHEAD}",
+    }
+    return {
+        "bars": parts["end_to_end_bars"],
+        "symbols": parts["symbols"],
+        "sessions": parts["sessions"],
+        "run_tag": parts["run_tag"],
+        "end_to_end_bars_per_s": round(e2e),
+        "end_to_end_seconds": round(parts["end_to_end_seconds"], 3),
+        "plain_bars": parts["plain_bars"],
+        "plain_bars_per_s": round(per_second(parts["plain_bars"], parts["plain_seconds"])),
+        "plain_seconds": round(parts["plain_seconds"], 3),
+        "plain_collect_seconds": round(parts["plain_collect_seconds"], 3),
+        "plain_process_seconds": round(parts["plain_process_seconds"], 3),
+        "prefect_overhead_fraction": round(overhead, 4),
+        "writer_rows": parts["writer_rows"],
+        "writer_rows_per_s": writer,
+        "psql_copy_rows_per_s": psql,
+        "writer_seconds": parts["writer_seconds"],
+        "psql_copy_seconds": parts["psql_copy_seconds"],
+        "writer_vs_psql": round(writer / psql, 3),
+        "naive_bars": parts["naive_bars"],
+        "naive_symbols": parts["naive_symbols"],
+        "naive_bars_per_s": round(naive),
+        "naive_seconds": round(parts["naive_seconds"], 3),
+        "end_to_end_vs_naive": round(e2e / naive, 2),
+        "cpus": cpus,
+        "targets": {name: {"target": targets[name], "met": met[name]} for name in targets},
+        "targets_met": all(met.values()),
+    }
+
+
+def render_table(report: dict[str, Any]) -> str:
+    """The human-readable form: one line per measure, its reference and whether the target is met."""
+    targets = report["targets"]
+
+    def met(name: str) -> str:
+        return "met" if targets[name]["met"] else "NOT met"
+
+    rows = [
+        ("measure", "result", "reference / ratio", "target"),
+        ("end-to-end (ingest_flow)", f"{report['end_to_end_bars_per_s']:,} bars/s",
+         f"naive {report['naive_bars_per_s']:,} bars/s -> {report['end_to_end_vs_naive']}x",
+         f"{targets['end_to_end_vs_naive']['target']}x: {met('end_to_end_vs_naive')}"),
+        ("hot writer", f"{report['writer_rows_per_s']:,} rows/s",
+         f"psql \\copy {report['psql_copy_rows_per_s']:,} rows/s -> {report['writer_vs_psql']}x",
+         f"{targets['writer_vs_psql']['target']}x: {met('writer_vs_psql')}"),
+        ("Prefect overhead", f"{100 * report['prefect_overhead_fraction']:.1f} % of flow time",
+         f"plain functions {report['plain_bars_per_s']:,} bars/s",
+         f"< {100 * TARGET_PREFECT_OVERHEAD:.0f} %: {met('prefect_overhead_fraction')}"),
+    ]  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("")
+    lines.append(f"{report['bars']:,} bars ({report['symbols']} symbols x {report['sessions']} sessions of 1-minute "
+                 f"bars) in {report['end_to_end_seconds']} s; plain path {report['plain_bars']:,} bars in "
+                 f"{report['plain_seconds']} s; naive {report['naive_bars']:,} bars ({report['naive_symbols']} "
+                 f"symbols) in {report['naive_seconds']} s; writer {report['writer_seconds']} s vs psql "
+                 f"{report['psql_copy_seconds']} s; {report['cpus']} CPUs")  # fmt: skip
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# The measured parts (I/O)
+
+
+def _timed(action: Callable[[], T]) -> tuple[float, T]:
+    began = time.perf_counter()
+    value = action()
+    return time.perf_counter() - began, value
+
+
+def _unused_tag(settings: Settings, prefixes: Sequence[str]) -> str:
+    """A two-character run tag no stored symbol of these prefixes uses yet."""
+    from db.connect import database_connection
+
+    with database_connection(settings) as conn:
+        for _ in range(50):
+            tag = "".join(secrets.choice(_TAG_ALPHABET) for _ in range(2))
+            patterns = [f"{p}{tag}%" for p in prefixes]
+            used = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM ops.raw_pages WHERE symbol LIKE ANY(%(p)s)) "
+                "OR EXISTS (SELECT 1 FROM ops.watermarks WHERE symbol LIKE ANY(%(p)s))",
+                {"p": patterns},
+            ).fetchone()[0]
+            if not used:
+                return tag
+    raise RuntimeError("no unused benchmark run tag found; delete old benchmark symbols")
+
+
+def stored_bars(settings: Settings, symbols: Sequence[str]) -> int:
+    from db.connect import database_connection
+
+    with database_connection(settings) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM market.bars_intraday WHERE symbol = ANY(%s) AND timeframe = %s",
+            (list(symbols), TIMEFRAME),
+        ).fetchone()[0]
+
+
+def delete_symbols(settings: Settings, symbols: Sequence[str]) -> None:
+    """Remove everything the benchmark stored for ``symbols`` (hot store, manifests, lake)."""
+    from db.connect import database_connection
+    from tasks.storage.lake import Lake
+    from tasks.storage.raw import RAW_PREFIX
+
+    names = list(symbols)
+    with database_connection(settings) as conn, conn.transaction():
+        conn.execute("DELETE FROM market.bars_intraday WHERE symbol = ANY(%s)", (names,))
+        conn.execute("DELETE FROM ops.raw_pages WHERE symbol = ANY(%s)", (names,))
+        conn.execute("DELETE FROM ops.watermarks WHERE symbol = ANY(%s)", (names,))
+        conn.execute("DELETE FROM ops.dead_letters WHERE request->'context'->>'symbol' = ANY(%s)", (names,))
+    lake = Lake.from_settings(settings.lake)
+    for symbol in names:
+        for obj in list(lake.list(f"{RAW_PREFIX}/source={SOURCE}/dataset=bars/symbol={symbol}/")):
+            lake.delete(obj.key)
+
+
+def end_to_end(settings: Settings, symbols: list[str], first: date, last: date,
+               overrides: dict[str, Any] | None) -> tuple[float, dict[str, Any]]:  # fmt: skip
+    """The whole pipeline as a Prefect flow; returns (seconds, the flow's summary)."""
+    from flows.ingest import ingest_flow
+
+    return _timed(lambda: asyncio.run(ingest_flow(
+        symbols=symbols, start_date=first.isoformat(), end_date=f"{last.isoformat()}T23:59:59",
+        timeframe=TIMEFRAME, source=SOURCE, incremental=False, overrides=overrides,
+    )))  # fmt: skip
+
+
+async def _plain_pipeline(settings: Settings, symbols: list[str], first: date, last: date) -> dict[str, float]:
+    """What ``ingest_flow(incremental=False)`` does, with the plain functions and no Prefect:
+    collection in waves of ``batch_size``, ``max_parallel_symbols`` at once, then processing with
+    the same bound. Returns the seconds of each stage."""
+    from db.connect import async_database_connection, database_connection
+    from flows.process import batch_quality
+    from tasks.pipeline.collect import collect_symbol
+    from tasks.pipeline.process import BAR_DATASETS, pending_pages, process_symbol_bars
+    from tasks.pipeline.request import parse_ingest_request
+    from tasks.sources.base import build_source, source_resilience
+    from tasks.storage.lake import Lake
+
+    request = parse_ingest_request(
+        data_type="market_data",
+        symbols=symbols,
+        start_date=first.isoformat(),
+        end_date=f"{last.isoformat()}T23:59:59",
+        timeframe=TIMEFRAME,
+        source=SOURCE,
+    )
+    collection = settings.collection
+    gate = asyncio.Semaphore(collection.max_parallel_symbols)
+    source = build_source(SOURCE, settings, resilience=source_resilience(SOURCE, settings, shared_rate_limit=False))
+    run_id = f"bench-plain-{secrets.token_hex(4)}"
+
+    async def collect(symbol: str) -> None:
+        async with gate:
+            lake = Lake.from_settings(settings.lake)
+            async with await async_database_connection(settings, autocommit=True) as conn:
+                outcome = await collect_symbol(source, request, symbol, request.start, lake, conn, run_id, True)
+            if outcome.error:
+                raise RuntimeError(f"plain collection of {symbol} failed: {outcome.error}")
+
+    began = time.perf_counter()
+    try:
+        names = list(request.symbols)
+        for offset in range(0, len(names), collection.batch_size):
+            await asyncio.gather(*(collect(s) for s in names[offset : offset + collection.batch_size]))
+    finally:
+        await source.aclose()
+    collected = time.perf_counter()
+
+    with database_connection(settings) as conn:
+        pending = pending_pages(conn, source=SOURCE, symbols=names, datasets=BAR_DATASETS, timeframe=TIMEFRAME)
+
+    def process(pages: list) -> tuple[Any, Any]:
+        lake = Lake.from_settings(settings.lake)
+        with database_connection(settings) as conn:
+            outcome, result, _ = process_symbol_bars(
+                conn,
+                lake,
+                pages,
+                mode=settings.quality.validation_mode,
+                min_quality_score=settings.quality.min_quality_score,
+            )
+        return outcome, result
+
+    async def one(pages: list) -> tuple[Any, Any]:
+        async with gate:
+            return await asyncio.to_thread(process, pages)
+
+    done = await asyncio.gather(*(one(pages) for pages in pending))
+    batch_quality([r for _, r in done if r is not None], settings.quality.min_quality_score)
+    return {"collect_seconds": collected - began, "process_seconds": time.perf_counter() - collected}
+
+
+def plain(settings: Settings, symbols: list[str], first: date, last: date) -> tuple[float, dict[str, float]]:
+    return _timed(lambda: asyncio.run(_plain_pipeline(settings, symbols, first, last)))
+
+
+def naive(settings: Settings, symbols: list[str], first: date, last: date) -> tuple[float, int]:
+    """The vendor SDK in a loop plus ``DataFrame.to_sql``: the baseline most scripts start from."""
+    import pandas as pd
+    from massive import RESTClient
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import URL
+
+    db = settings.database
+    url = URL.create("postgresql+psycopg", username=db.user,
+                     password=db.password.get_secret_value() if db.password else None,
+                     host=db.host, port=db.port, database=db.name)  # fmt: skip
+    engine = create_engine(url)
+    client = RESTClient(api_key="sandbox", base=settings.sandbox.base_url, retries=3)
+    table = f"{NAIVE_TABLE}_{secrets.token_hex(3)}"
+    try:
+
+        def load() -> int:
+            rows = 0
+            for symbol in symbols:
+                aggs = client.list_aggs(symbol, 1, "minute", first.isoformat(), last.isoformat(),
+                                        adjusted=False, limit=50000)  # fmt: skip
+                records = [{"symbol": symbol, "ts": pd.Timestamp(a.timestamp, unit="ms", tz="UTC"), "open": a.open,
+                            "high": a.high, "low": a.low, "close": a.close, "volume": a.volume, "vwap": a.vwap,
+                            "trade_count": a.transactions} for a in aggs]  # fmt: skip
+                frame = pd.DataFrame(records)
+                frame.to_sql(table, engine, if_exists="append", index=False)
+                rows += len(frame)
+            return rows
+
+        seconds, rows = _timed(load)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP TABLE IF EXISTS "{table}"'))
+        engine.dispose()
+    return seconds, rows
+
+
+def writer_vs_psql(settings: Settings, rows: int, symbols: int) -> dict[str, Any]:
+    """:func:`bench.hot_writer.run` on ``rows`` bars.
+
+    Its synthetic frame predates the ``quality_flags`` column of ``market.bars_intraday`` and its
+    CSV for psql selects every table column, so the frame is completed with the table's defaults
+    first (a no-op once bench/hot_writer.py does it itself).
+    """
+    from bench import hot_writer
+    from tasks.storage.hot import BARS_INTRADAY
+
+    synthetic = hot_writer.synthetic_bars
+    hot_writer.synthetic_bars = lambda *args, **kwargs: BARS_INTRADAY.complete(synthetic(*args, **kwargs))
+    try:
+        return hot_writer.run(settings, rows=rows, symbols=symbols)
+    finally:
+        hot_writer.synthetic_bars = synthetic
+
+
+def run(settings: Settings, symbols: int = 100, sessions: int = 20, overrides: dict[str, Any] | None = None,
+        *, plain_symbols: int | None = None, naive_symbols: int = 10) -> dict[str, Any]:  # fmt: skip
+    """Measure every part on the running stack; returns the report (see :func:`summarize`).
+
+    ``overrides`` go to the flow (and to the settings of the other parts), e.g.
+    ``{"collection": {"max_parallel_symbols": 8}}``.
+    """
+    if overrides:
+        settings = load_settings(overrides=overrides)
+    os.environ["PREFECT_API_URL"] = settings.prefect.resolved_api_url  # before Prefect is imported
+    first, last = session_range(sessions)
+    tag = _unused_tag(settings, ("B", "P", "N"))
+    flow_names = bench_symbols("B", tag, symbols)
+    plain_names = bench_symbols("P", tag, plain_symbols or symbols)
+    naive_names = bench_symbols("N", tag, min(naive_symbols, symbols))
+    parts: dict[str, Any] = {
+        "symbols": symbols,
+        "sessions": sessions,
+        "naive_symbols": len(naive_names),
+        "run_tag": tag,
+    }
+    try:
+        parts["end_to_end_seconds"], summary = end_to_end(settings, flow_names, first, last, overrides)
+        if summary["failed"]:
+            raise RuntimeError(f"the benchmark flow failed for {summary['failed']}")
+        parts["end_to_end_bars"] = stored_bars(settings, flow_names)
+        parts["plain_seconds"], stages = plain(settings, plain_names, first, last)
+        parts["plain_bars"] = stored_bars(settings, plain_names)
+        parts.update({f"plain_{name}": value for name, value in stages.items()})
+    finally:
+        delete_symbols(settings, flow_names + plain_names)
+    writer = writer_vs_psql(settings, parts["end_to_end_bars"], symbols)
+    parts.update(writer_rows=writer["rows"], writer_rows_per_s=writer["writer_rows_per_s"],
+                 psql_copy_rows_per_s=writer["psql_copy_rows_per_s"], writer_seconds=writer["writer_seconds"],
+                 psql_copy_seconds=writer["psql_copy_seconds"])  # fmt: skip
+    parts["naive_seconds"], parts["naive_bars"] = naive(settings, naive_names, first, last)
+    return summarize(parts, os.cpu_count())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.splitlines()[0])
+    parser.add_argument("--symbols", type=int, default=100, help="symbols (default 100)")
+    parser.add_argument("--sessions", type=int, default=20, help="sessions of 1-minute bars (default 20)")
+    parser.add_argument(
+        "--plain-symbols", type=int, default=None, help="symbols of the plain (no Prefect) path [default: --symbols]"
+    )
+    parser.add_argument("--naive-symbols", type=int, default=10, help="symbols of the naive baseline (default 10)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    args = parser.parse_args(argv)
+    report = run(load_settings(), symbols=args.symbols, sessions=args.sessions, plain_symbols=args.plain_symbols,
+                 naive_symbols=args.naive_symbols)  # fmt: skip
+    print(json.dumps(report, indent=2) if args.json else render_table(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
