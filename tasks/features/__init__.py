@@ -1,0 +1,25 @@
+"""Features: numba kernels over a multi-symbol layout, the standard set and the seed's plugin API."""
+
+from tasks.features.builder import (
+    FeatureBuilder,
+    FeatureResult,
+    FeatureSet,
+    FeatureState,
+    StandardFeatures,
+    discover_feature_builders,
+)
+from tasks.features.kernels import FEATURES, FeatureParams, periods_per_year
+from tasks.features.layout import BarLayout
+
+__all__ = [
+    "FEATURES",
+    "BarLayout",
+    "FeatureBuilder",
+    "FeatureParams",
+    "FeatureResult",
+    "FeatureSet",
+    "FeatureState",
+    "StandardFeatures",
+    "discover_feature_builders",
+    "periods_per_year",
+]

@@ -1,0 +1,444 @@
+"""numba kernels of the standard feature set: one fused, resumable pass per symbol.
+
+The kernel walks each symbol's bars once, in time order, and computes every standard feature in
+that pass from a handful of running scalars and four small ring buffers. Symbols are independent,
+so the outer loop is a ``prange`` over symbols (``parallel=True``); nothing is allocated inside the
+kernel: the caller passes the output matrix and the per-symbol state matrix.
+
+**Resumable by construction.** Everything a symbol's next bar needs (running sums, EMA and Wilder
+averages, OBV, the ring buffers, the current session's VWAP sums, the number of bars seen) lives in
+that symbol's row of ``state``. A full computation is the kernel run from a zeroed state; an
+incremental one is the same kernel run from the state a previous call left behind, so appending
+bars gives bit-for-bit the values a full recompute gives. The state rows' layout is described by
+:class:`StateLayout`.
+
+**Point-in-time.** Every value at bar ``t`` is a function of bars ``<= t`` of the same symbol: the
+kernel only ever reads the current bar and the state built from earlier bars.
+
+Rules (``i`` is the bar's position in its symbol's history, counted from 0):
+
+- Warm-up: a feature is NaN until its window is full, with TA-Lib's lookbacks: SMA/EMA/Bollinger
+  from ``i = n-1``, RSI and ATR from ``i = n``, MACD line, signal and histogram from
+  ``i = slow + signal - 2``, volatility from ``i = window`` (it needs ``window`` returns), volume
+  z-score and distance to high/low from ``i = window - 1``, returns and the gap from ``i = 1``.
+  OBV starts at the first bar's volume (as TA-Lib).
+- EMA seeding is TA-Lib's: the SMA of the first ``n`` values. MACD's two EMAs both start at bar
+  ``slow - 1``, each seeded by the SMA of its own window ending there (TA-Lib's MACD), and the
+  signal line is an EMA of the MACD line seeded by the SMA of its first ``signal`` values.
+- Bollinger bands use the population standard deviation (TA-Lib's STDDEV); volatility and the
+  volume z-score use the sample one (ddof=1, as pandas).
+- Windows count bars, not clock time: a gap (missing bars, a halted symbol) is not filled, and the
+  next bar's return is measured against the last bar present. The opening gap measures it.
+- Degenerate windows: RSI is 50 when there was no movement at all; %B is NaN when the bands have
+  zero width; the volume z-score is NaN when the window's volume does not vary; VWAP is NaN until
+  the session has traded volume.
+- Sessions: VWAP sums restart at the first bar of each session (the exchange's local date, given
+  as ``session``); VWAP is computed for intraday timeframes only. The opening gap
+  ``open / previous close - 1`` is measured at the first bar of each session and carried through
+  the session (for daily bars every bar opens a session).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+# ---------------------------------------------------------------------------------------------
+# Outputs: rows of the output matrix, in this order.
+
+FEATURES: tuple[str, ...] = (
+    "ret", "log_ret", "volatility", "sma", "ema", "rsi", "macd", "macd_signal", "macd_hist",
+    "bb_upper", "bb_middle", "bb_lower", "bb_pctb", "atr", "obv", "vwap", "volume_z",
+    "dist_high", "dist_low", "gap_pct",
+)  # fmt: skip
+(F_RET, F_LOG_RET, F_VOL, F_SMA, F_EMA, F_RSI, F_MACD, F_MACD_SIG, F_MACD_HIST, F_BB_UP, F_BB_MID, F_BB_LO,
+ F_BB_PCTB, F_ATR, F_OBV, F_VWAP, F_VOLUME_Z, F_DIST_HIGH, F_DIST_LOW, F_GAP) = range(len(FEATURES))  # fmt: skip
+
+# ---------------------------------------------------------------------------------------------
+# State: scalar slots of a symbol's state row, followed by its ring buffers.
+
+(S_N, S_PREV_CLOSE, S_SMA_SUM, S_BB_SUM, S_BB_SUMSQ, S_EMA, S_MACD_FAST, S_MACD_SLOW, S_MACD_SIG, S_RSI_GAIN,
+ S_RSI_LOSS, S_ATR, S_OBV, S_VOL_SUM, S_VOL_SUMSQ, S_VZ_SUM, S_VZ_SUMSQ, S_HIGH_MAX, S_HIGH_POS, S_LOW_MIN,
+ S_LOW_POS, S_SESSION, S_VWAP_PV, S_VWAP_V, S_GAP, N_SCALARS) = range(26)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """Where each ring buffer sits in a state row; sizes follow the window lengths."""
+
+    close_len: int
+    ret_len: int
+    volume_len: int
+    hilo_len: int
+
+    @property
+    def close_at(self) -> int:
+        return N_SCALARS
+
+    @property
+    def ret_at(self) -> int:
+        return self.close_at + self.close_len
+
+    @property
+    def volume_at(self) -> int:
+        return self.ret_at + self.ret_len
+
+    @property
+    def high_at(self) -> int:
+        return self.volume_at + self.volume_len
+
+    @property
+    def low_at(self) -> int:
+        return self.high_at + self.hilo_len
+
+    @property
+    def width(self) -> int:
+        return self.low_at + self.hilo_len
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernels
+
+
+@njit(cache=True, parallel=True)
+def compute_standard(
+    open_, high, low, close, volume, session, offsets, state, out,
+    sma_n, ema_n, rsi_n, macd_fast, macd_slow, macd_signal, bb_n, bb_k, atr_n, vol_n, vol_scale,
+    vz_n, hilo_n, intraday, close_at, ret_at, volume_at, high_at, low_at, close_len,
+):  # fmt: skip
+    """Every standard feature for every symbol; symbol ``s`` owns bars ``offsets[s]:offsets[s+1]``
+    and state row ``state[s]`` (updated in place). ``out`` has one row per :data:`FEATURES`."""
+    for s in prange(offsets.size - 1):
+        _symbol(
+            open_, high, low, close, volume, session, offsets[s], offsets[s + 1], state[s], out,
+            sma_n, ema_n, rsi_n, macd_fast, macd_slow, macd_signal, bb_n, bb_k, atr_n, vol_n, vol_scale,
+            vz_n, hilo_n, intraday, close_at, ret_at, volume_at, high_at, low_at, close_len,
+        )  # fmt: skip
+
+
+@njit(cache=True)
+def _symbol(
+    open_, high, low, close, volume, session, start, stop, st, out,
+    sma_n, ema_n, rsi_n, macd_fast, macd_slow, macd_signal, bb_n, bb_k, atr_n, vol_n, vol_scale,
+    vz_n, hilo_n, intraday, close_at, ret_at, volume_at, high_at, low_at, close_len,
+):  # fmt: skip
+    nan = np.nan
+    # running scalars in locals (registers), written back at the end
+    i = np.int64(st[S_N])
+    prev_close = st[S_PREV_CLOSE]
+    sma_sum, bb_sum, bb_sumsq = st[S_SMA_SUM], st[S_BB_SUM], st[S_BB_SUMSQ]
+    ema, fast, slow, sig = st[S_EMA], st[S_MACD_FAST], st[S_MACD_SLOW], st[S_MACD_SIG]
+    gain, loss, atr, obv = st[S_RSI_GAIN], st[S_RSI_LOSS], st[S_ATR], st[S_OBV]
+    vol_sum, vol_sumsq, vz_sum, vz_sumsq = st[S_VOL_SUM], st[S_VOL_SUMSQ], st[S_VZ_SUM], st[S_VZ_SUMSQ]
+    hi_max, hi_pos, lo_min, lo_pos = st[S_HIGH_MAX], np.int64(st[S_HIGH_POS]), st[S_LOW_MIN], np.int64(st[S_LOW_POS])
+    cur_session, vwap_pv, vwap_v, gap = np.int64(st[S_SESSION]), st[S_VWAP_PV], st[S_VWAP_V], st[S_GAP]
+
+    k_ema = 2.0 / (ema_n + 1.0)
+    k_fast = 2.0 / (macd_fast + 1.0)
+    k_slow = 2.0 / (macd_slow + 1.0)
+    k_sig = 2.0 / (macd_signal + 1.0)
+    macd_start = macd_slow - 1
+    sig_start = macd_slow + macd_signal - 2
+
+    for j in range(start, stop):
+        o, h, lo, c, v = open_[j], high[j], low[j], close[j], volume[j]
+        st[close_at + i % close_len] = c
+
+        # returns, rolling volatility of log returns
+        if i >= 1:
+            ret = c / prev_close - 1.0
+            lr = math.log(c / prev_close)
+            out[F_RET, j] = ret
+            out[F_LOG_RET, j] = lr
+            st[ret_at + i % vol_n] = lr
+            vol_sum += lr
+            vol_sumsq += lr * lr
+            if i >= vol_n:
+                var = (vol_sumsq - vol_sum * vol_sum / vol_n) / (vol_n - 1.0)
+                out[F_VOL, j] = math.sqrt(var) * vol_scale if var > 0.0 else 0.0
+                old = st[ret_at + (i - vol_n + 1) % vol_n]
+                vol_sum -= old
+                vol_sumsq -= old * old
+            else:
+                out[F_VOL, j] = nan
+        else:
+            out[F_RET, j] = nan
+            out[F_LOG_RET, j] = nan
+            out[F_VOL, j] = nan
+
+        # SMA (TA-Lib's running sum: add the new value, emit, drop the oldest)
+        sma_sum += c
+        if i >= sma_n - 1:
+            out[F_SMA, j] = sma_sum / sma_n
+            sma_sum -= st[close_at + (i - sma_n + 1) % close_len]
+        else:
+            out[F_SMA, j] = nan
+
+        # Bollinger bands: SMA middle, population standard deviation
+        bb_sum += c
+        bb_sumsq += c * c
+        if i >= bb_n - 1:
+            mean = bb_sum / bb_n
+            var = bb_sumsq / bb_n - mean * mean
+            sd = math.sqrt(var) if var > 0.0 else 0.0
+            upper = mean + bb_k * sd
+            lower = mean - bb_k * sd
+            out[F_BB_UP, j] = upper
+            out[F_BB_MID, j] = mean
+            out[F_BB_LO, j] = lower
+            out[F_BB_PCTB, j] = (c - lower) / (upper - lower) if upper > lower else nan
+            old = st[close_at + (i - bb_n + 1) % close_len]
+            bb_sum -= old
+            bb_sumsq -= old * old
+        else:
+            out[F_BB_UP, j] = nan
+            out[F_BB_MID, j] = nan
+            out[F_BB_LO, j] = nan
+            out[F_BB_PCTB, j] = nan
+
+        # EMA seeded by the SMA of its first window
+        if i > ema_n - 1:
+            ema = (c - ema) * k_ema + ema
+            out[F_EMA, j] = ema
+        elif i == ema_n - 1:
+            ema = _ring_mean(st, close_at, close_len, i, ema_n)
+            out[F_EMA, j] = ema
+        else:
+            out[F_EMA, j] = nan
+
+        # MACD: both EMAs start at bar slow-1 (TA-Lib), signal = EMA of the line
+        if i >= macd_start:
+            if i == macd_start:
+                fast = _ring_mean(st, close_at, close_len, i, macd_fast)
+                slow = _ring_mean(st, close_at, close_len, i, macd_slow)
+            else:
+                fast = (c - fast) * k_fast + fast
+                slow = (c - slow) * k_slow + slow
+            line = fast - slow
+            if i > sig_start:
+                sig = (line - sig) * k_sig + sig
+            elif i < sig_start:
+                sig += line
+            else:
+                sig = (sig + line) / macd_signal
+            if i >= sig_start:
+                out[F_MACD, j] = line
+                out[F_MACD_SIG, j] = sig
+                out[F_MACD_HIST, j] = line - sig
+            else:
+                out[F_MACD, j] = nan
+                out[F_MACD_SIG, j] = nan
+                out[F_MACD_HIST, j] = nan
+        else:
+            out[F_MACD, j] = nan
+            out[F_MACD_SIG, j] = nan
+            out[F_MACD_HIST, j] = nan
+
+        # RSI and ATR (Wilder): simple mean of the first n changes / true ranges, then smoothing
+        if i >= 1:
+            d = c - prev_close
+            tr = h - lo
+            a = abs(prev_close - h)
+            if a > tr:
+                tr = a
+            a = abs(prev_close - lo)
+            if a > tr:
+                tr = a
+            if i > rsi_n:
+                gain *= rsi_n - 1.0
+                loss *= rsi_n - 1.0
+            if d < 0.0:
+                loss -= d
+            else:
+                gain += d
+            if i >= rsi_n:
+                gain /= rsi_n
+                loss /= rsi_n
+                total = gain + loss
+                out[F_RSI, j] = 100.0 * (gain / total) if total != 0.0 else 50.0
+            else:
+                out[F_RSI, j] = nan
+            if i > atr_n:
+                atr = (atr * (atr_n - 1.0) + tr) / atr_n
+                out[F_ATR, j] = atr
+            else:
+                atr += tr
+                if i == atr_n:
+                    atr /= atr_n
+                    out[F_ATR, j] = atr
+                else:
+                    out[F_ATR, j] = nan
+            # OBV
+            if c > prev_close:
+                obv += v
+            elif c < prev_close:
+                obv -= v
+        else:
+            out[F_RSI, j] = nan
+            out[F_ATR, j] = nan
+            obv = v
+        out[F_OBV, j] = obv
+
+        # volume z-score (sample std; NaN when volume does not vary)
+        st[volume_at + i % vz_n] = v
+        vz_sum += v
+        vz_sumsq += v * v
+        if i >= vz_n - 1:
+            mean = vz_sum / vz_n
+            var = (vz_sumsq - vz_sum * mean) / (vz_n - 1.0)
+            out[F_VOLUME_Z, j] = (v - mean) / math.sqrt(var) if var > 1e-14 * mean * mean else nan
+            old = st[volume_at + (i - vz_n + 1) % vz_n]
+            vz_sum -= old
+            vz_sumsq -= old * old
+        else:
+            out[F_VOLUME_Z, j] = nan
+
+        # distance to the rolling N-bar high and low (the window includes this bar)
+        st[high_at + i % hilo_n] = h
+        st[low_at + i % hilo_n] = lo
+        if i == 0 or h >= hi_max:
+            hi_max, hi_pos = h, i
+        elif i - hi_pos >= hilo_n:
+            hi_max, hi_pos = _ring_extreme(st, high_at, hilo_n, i, 1.0)
+        if i == 0 or lo <= lo_min:
+            lo_min, lo_pos = lo, i
+        elif i - lo_pos >= hilo_n:
+            lo_min, lo_pos = _ring_extreme(st, low_at, hilo_n, i, -1.0)
+        if i >= hilo_n - 1:
+            out[F_DIST_HIGH, j] = c / hi_max - 1.0
+            out[F_DIST_LOW, j] = c / lo_min - 1.0
+        else:
+            out[F_DIST_HIGH, j] = nan
+            out[F_DIST_LOW, j] = nan
+
+        # session-anchored VWAP and the opening gap
+        if i == 0 or session[j] != cur_session:
+            cur_session = session[j]
+            vwap_pv = 0.0
+            vwap_v = 0.0
+            gap = o / prev_close - 1.0 if i >= 1 else nan
+        out[F_GAP, j] = gap
+        if intraday:
+            vwap_pv += (h + lo + c) / 3.0 * v
+            vwap_v += v
+            out[F_VWAP, j] = vwap_pv / vwap_v if vwap_v > 0.0 else nan
+        else:
+            out[F_VWAP, j] = nan
+
+        prev_close = c
+        i += 1
+
+    st[S_N] = i
+    st[S_PREV_CLOSE] = prev_close
+    st[S_SMA_SUM], st[S_BB_SUM], st[S_BB_SUMSQ] = sma_sum, bb_sum, bb_sumsq
+    st[S_EMA], st[S_MACD_FAST], st[S_MACD_SLOW], st[S_MACD_SIG] = ema, fast, slow, sig
+    st[S_RSI_GAIN], st[S_RSI_LOSS], st[S_ATR], st[S_OBV] = gain, loss, atr, obv
+    st[S_VOL_SUM], st[S_VOL_SUMSQ], st[S_VZ_SUM], st[S_VZ_SUMSQ] = vol_sum, vol_sumsq, vz_sum, vz_sumsq
+    st[S_HIGH_MAX], st[S_HIGH_POS], st[S_LOW_MIN], st[S_LOW_POS] = hi_max, hi_pos, lo_min, lo_pos
+    st[S_SESSION], st[S_VWAP_PV], st[S_VWAP_V], st[S_GAP] = cur_session, vwap_pv, vwap_v, gap
+
+
+@njit(cache=True)
+def _ring_mean(st, at, length, i, n):
+    """Mean of the last ``n`` values written to a ring ending at position ``i`` (oldest first)."""
+    total = 0.0
+    for k in range(i - n + 1, i + 1):
+        total += st[at + k % length]
+    return total / n
+
+
+@njit(cache=True)
+def _ring_extreme(st, at, n, i, sign):
+    """The maximum (sign 1) or minimum (sign -1) of the last ``n`` ring values and its latest position."""
+    best_pos = i - n + 1
+    best = st[at + best_pos % n]
+    for k in range(i - n + 2, i + 1):
+        x = st[at + k % n]
+        if sign * x >= sign * best:
+            best, best_pos = x, k
+    return best, best_pos
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameters
+
+TRADING_DAYS_PER_YEAR = 252
+SESSION_HOURS = 6.5  # NYSE regular session
+
+
+@dataclass(frozen=True)
+class FeatureParams:
+    """Window lengths of the standard set (defaults: the textbook ones, as in issue 5)."""
+
+    sma: int = 20
+    ema: int = 20
+    rsi: int = 14
+    macd_fast: int = 12
+    macd_slow: int = 26
+    macd_signal: int = 9
+    bb: int = 20
+    bb_k: float = 2.0
+    atr: int = 14
+    volatility: int = 20
+    volume_z: int = 20
+    hilo: int = 20
+
+    def __post_init__(self) -> None:
+        for name in ("sma", "ema", "rsi", "macd_fast", "macd_slow", "macd_signal", "bb", "atr", "hilo"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"feature window {name}={getattr(self, name)} must be at least 1 bar")
+        for name in ("volatility", "volume_z"):
+            if getattr(self, name) < 2:
+                raise ValueError(f"feature window {name}={getattr(self, name)} must be at least 2 bars (sample std)")
+        if self.macd_fast >= self.macd_slow:
+            raise ValueError(f"macd_fast={self.macd_fast} must be shorter than macd_slow={self.macd_slow}")
+        if self.bb_k <= 0:
+            raise ValueError(f"bb_k={self.bb_k} must be positive")
+
+    @property
+    def state_layout(self) -> StateLayout:
+        close_len = max(self.sma, self.ema, self.bb, self.macd_fast, self.macd_slow)
+        return StateLayout(close_len, self.volatility, self.volume_z, self.hilo)
+
+    @property
+    def warmup_bars(self) -> int:
+        """Bars before every standard feature is defined (the longest warm-up)."""
+        return max(
+            self.sma - 1, self.ema - 1, self.bb - 1, self.rsi, self.atr, self.macd_slow + self.macd_signal - 2,
+            self.volatility, self.volume_z - 1, self.hilo - 1, 1,
+        )
+
+
+def periods_per_year(timeframe: str) -> float:
+    """Bars of ``timeframe`` in a trading year (252 sessions of 6.5 hours), to annualize volatility."""
+    from tasks.sources.model import parse_timeframe
+
+    n, unit = parse_timeframe(timeframe)
+    per_unit = {
+        "min": TRADING_DAYS_PER_YEAR * SESSION_HOURS * 60,
+        "hour": TRADING_DAYS_PER_YEAR * SESSION_HOURS,
+        "day": TRADING_DAYS_PER_YEAR,
+        "week": 52,
+        "month": 12,
+    }[unit]
+    return per_unit / n
+
+
+def run_standard(
+    layout_arrays: tuple[np.ndarray, ...], offsets: np.ndarray, state: np.ndarray, out: np.ndarray,
+    params: FeatureParams, timeframe: str, intraday: bool,
+) -> None:  # fmt: skip
+    """Run :func:`compute_standard` with ``params``: ``layout_arrays`` are open, high, low, close,
+    volume (float64) and session (int64); ``state`` and ``out`` are updated in place."""
+    sl = params.state_layout
+    open_, high, low, close, volume, session = layout_arrays
+    compute_standard(
+        open_, high, low, close, volume, session, offsets, state, out,
+        params.sma, params.ema, params.rsi, params.macd_fast, params.macd_slow, params.macd_signal,
+        params.bb, float(params.bb_k), params.atr, params.volatility, math.sqrt(periods_per_year(timeframe)),
+        params.volume_z, params.hilo, intraday, sl.close_at, sl.ret_at, sl.volume_at, sl.high_at, sl.low_at,
+        sl.close_len,
+    )  # fmt: skip
