@@ -72,7 +72,7 @@ def synthetic_bars(rows: int = 780_000, symbols: int = 100, seed: int = 0) -> pd
 
 def run(settings: Settings, rows: int = 780_000, symbols: int = 100) -> dict:
     """Measure writer and ``psql \\copy`` into fresh hypertables; returns the figures as a dict."""
-    bars = synthetic_bars(rows, symbols)
+    bars = BARS_INTRADAY.complete(synthetic_bars(rows, symbols))
     columns = ", ".join(BARS_INTRADAY.column_names)
     with database_connection(settings, autocommit=True) as conn, tempfile.TemporaryDirectory() as tmp:
         csv_path = Path(tmp) / "bars.csv"

@@ -337,21 +337,10 @@ def naive(settings: Settings, symbols: list[str], first: date, last: date) -> tu
 
 
 def writer_vs_psql(settings: Settings, rows: int, symbols: int) -> dict[str, Any]:
-    """:func:`bench.hot_writer.run` on ``rows`` bars.
-
-    Its synthetic frame predates the ``quality_flags`` column of ``market.bars_intraday`` and its
-    CSV for psql selects every table column, so the frame is completed with the table's defaults
-    first (a no-op once bench/hot_writer.py does it itself).
-    """
+    """:func:`bench.hot_writer.run` on ``rows`` bars."""
     from bench import hot_writer
-    from tasks.storage.hot import BARS_INTRADAY
 
-    synthetic = hot_writer.synthetic_bars
-    hot_writer.synthetic_bars = lambda *args, **kwargs: BARS_INTRADAY.complete(synthetic(*args, **kwargs))
-    try:
-        return hot_writer.run(settings, rows=rows, symbols=symbols)
-    finally:
-        hot_writer.synthetic_bars = synthetic
+    return hot_writer.run(settings, rows=rows, symbols=symbols)
 
 
 def run(settings: Settings, symbols: int = 100, sessions: int = 20, overrides: dict[str, Any] | None = None,

@@ -35,6 +35,8 @@ app.add_typer(db_app, name="db")
 dlq_app = typer.Typer(help="Dead-letter queue: vendor pages and records that could not be processed.",
                       no_args_is_help=True)  # fmt: skip
 app.add_typer(dlq_app, name="dlq")
+bench_app = typer.Typer(help="Benchmarks against their references, measured in the same run.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -392,6 +394,22 @@ def backfill(
             typer.echo(f"{tf}: {result['symbol_sessions']} missing symbol-sessions refetched in "
                        f"{len(result['chunks'])} chunk(s); "
                        f"{result['remaining_symbol_sessions']} still missing")  # fmt: skip
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    ctx: typer.Context,
+    symbols: Annotated[int, typer.Option(min=1, help="symbols of 1-minute bars")] = 100,
+    sessions: Annotated[int, typer.Option(min=1, help="sessions per symbol")] = 20,
+    naive_symbols: Annotated[int, typer.Option(min=1, help="symbols for the naive SDK + to_sql baseline")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+) -> None:
+    """End-to-end ingest vs a naive baseline, the hot writer vs psql \\copy, Prefect's overhead."""
+    from bench import ingest as bench
+
+    report = bench.run(_settings(ctx), symbols=symbols, sessions=sessions, overrides=ctx.obj["overrides"],
+                       naive_symbols=naive_symbols)  # fmt: skip
+    typer.echo(json.dumps(report, indent=2, default=str) if as_json else bench.render_table(report))
 
 
 @app.command()

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+import orjson
+
 from marketpipe.errors import StorageError
 from tasks.storage.lake import Lake
 
 RAW_PREFIX = "raw"
+GZIP_LEVEL = 6  # level 9 costs ~8x the CPU of 6 for ~6 % smaller pages: not worth it on the hot path
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,14 @@ class RawPage:
     payload: Any
 
 
+def _canonical(value: Any) -> bytes:
+    """Compact JSON with sorted keys: equal values give equal bytes."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
+
+
 def request_digest(request: dict[str, Any]) -> str:
     """Stable digest of a redacted request (url, params, context)."""
-    canonical = json.dumps(request, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return hashlib.sha256(_canonical(request)).hexdigest()[:16]
 
 
 def raw_key(source: str, dataset: str, symbol: str, data_date: date, request: dict[str, Any]) -> str:
@@ -69,12 +75,12 @@ def encode_envelope(page: RawPage) -> bytes:
         "payload": page.payload,
     }
     # mtime=0: the same page always compresses to the same bytes
-    return gzip.compress(json.dumps(envelope, separators=(",", ":"), default=str).encode(), mtime=0)
+    return gzip.compress(orjson.dumps(envelope, default=str), compresslevel=GZIP_LEVEL, mtime=0)
 
 
 def decode_envelope(key: str, data: bytes) -> RawPage:
     try:
-        envelope = json.loads(gzip.decompress(data))
+        envelope = orjson.loads(gzip.decompress(data))
         return RawPage(
             key=key,
             source=envelope["source"],
@@ -84,7 +90,7 @@ def decode_envelope(key: str, data: bytes) -> RawPage:
             fetched_at=datetime.fromisoformat(envelope["fetched_at"]),
             payload=envelope["payload"],
         )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
         raise StorageError(f"raw-zone object {key} is not a marketpipe raw envelope: {exc}") from exc
 
 
@@ -119,8 +125,7 @@ def payload_checksum(payload: Any) -> str:
     """Digest of the data in a payload: equal for two fetches of unchanged data."""
     if isinstance(payload, dict):
         payload = {k: v for k, v in payload.items() if k not in VOLATILE_KEYS}
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(_canonical(payload)).hexdigest()
 
 
 def iter_raw_pages(
