@@ -17,6 +17,7 @@ from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact,
 
 from db.connect import database_connection
 from flows.ingest import ingest_flow
+from marketpipe.progress import terminal_progress
 from marketpipe.settings import Settings, load_settings
 from tasks.pipeline.plan import GapRange, gap_ranges, missing_sessions, sessions_per_request
 from tasks.pipeline.request import parse_symbols, parse_timeframe_choice, parse_when
@@ -76,18 +77,24 @@ async def historical_flow(
     logger.info("%d symbol-sessions missing in %d chunks; refetching", total, len(gaps))
     progress = await acreate_progress_artifact(0.0, description=f"historical {timeframe}: chunks refetched")
     chunks = []
-    for done, gap in enumerate(gaps, start=1):
-        summary = await ingest_flow(
-            symbols=list(gap.symbols), start_date=gap.start.isoformat(),
-            end_date=datetime.combine(gap.end, datetime.max.time()).isoformat(), timeframe=timeframe,
-            source=source, process=True, incremental=False, overrides=overrides,
-        )  # fmt: skip
-        stored = sum(p["inserted"] + p["updated"] for p in summary["processed"])
-        chunks.append({"symbols": ",".join(gap.symbols), "start": gap.start.isoformat(),
-                       "end": gap.end.isoformat(), "sessions": gap.sessions, "bars_stored": stored,
-                       "failed": ",".join(summary["failed"])})  # fmt: skip
-        await aupdate_progress_artifact(progress, 100.0 * done / len(gaps))
+    with terminal_progress(len(gaps), f"gap repair {timeframe}") as advance:
+        for done, gap in enumerate(gaps, start=1):
+            chunks.append(await _refetch(gap, timeframe, source, overrides))
+            advance(1)
+            await aupdate_progress_artifact(progress, 100.0 * done / len(gaps))
     await acreate_table_artifact(chunks, key="historical-chunks", description=f"gap repair {timeframe}")
     remaining = find_gaps(settings, names, timeframe, start, end)
     return {"timeframe": timeframe, "gaps": len(gaps), "symbol_sessions": total, "chunks": chunks,
             "remaining_symbol_sessions": sum(g.sessions * len(g.symbols) for g in remaining)}  # fmt: skip
+
+
+async def _refetch(gap: GapRange, timeframe: str, source: str, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """One chunk: an ``ingest`` sub-flow over the gap, refetching and reprocessing it whole."""
+    summary = await ingest_flow(
+        symbols=list(gap.symbols), start_date=gap.start.isoformat(),
+        end_date=datetime.combine(gap.end, datetime.max.time()).isoformat(), timeframe=timeframe,
+        source=source, process=True, incremental=False, overrides=overrides,
+    )  # fmt: skip
+    stored = sum(p["inserted"] + p["updated"] for p in summary["processed"])
+    return {"symbols": ",".join(gap.symbols), "start": gap.start.isoformat(), "end": gap.end.isoformat(),
+            "sessions": gap.sessions, "bars_stored": stored, "failed": ",".join(summary["failed"])}  # fmt: skip

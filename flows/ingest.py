@@ -24,6 +24,7 @@ from prefect.runtime import flow_run
 
 from db.connect import async_database_connection, database_connection
 from flows.process import process_pending, publish_processing
+from marketpipe.progress import terminal_progress
 from marketpipe.settings import Settings, load_settings
 from tasks.pipeline.collect import SymbolCollection, collect_symbol
 from tasks.pipeline.metrics import record_summary
@@ -80,10 +81,12 @@ async def collect_all(
             return await collect_symbol_task(settings, source, request, symbol, start, run_id, reprocess=starts is None)
 
     try:
-        for offset in range(0, len(symbols), collection.batch_size):
-            wave = symbols[offset : offset + collection.batch_size]
-            results += await asyncio.gather(*(one(symbol) for symbol in wave))
-            await aupdate_progress_artifact(progress, 100.0 * len(results) / len(symbols))
+        with terminal_progress(len(symbols), f"{request.source} {request.timeframe}") as advance:
+            for offset in range(0, len(symbols), collection.batch_size):
+                wave = symbols[offset : offset + collection.batch_size]
+                results += await asyncio.gather(*(one(symbol) for symbol in wave))
+                advance(len(wave))
+                await aupdate_progress_artifact(progress, 100.0 * len(results) / len(symbols))
     finally:
         await source.aclose()
     return results
