@@ -79,12 +79,13 @@ class FeatureState:
                 last[k] = self.last_ts_ns[index[s]]
         return values, last
 
-    def merged(self, symbols: tuple[str, ...], values: np.ndarray, last_ts_ns: np.ndarray, tail: pd.DataFrame) -> FeatureState:
+    def merged(
+        self, symbols: tuple[str, ...], values: np.ndarray, last_ts_ns: np.ndarray, tail: pd.DataFrame
+    ) -> FeatureState:
         """This state with ``symbols``' rows replaced (or added)."""
-        index = {s: k for k, s in enumerate(self.symbols)}
-        keep = [k for k, s in enumerate(self.symbols) if s not in set(symbols)]
+        replaced = set(symbols)
+        keep = [k for k, s in enumerate(self.symbols) if s not in replaced]
         all_symbols = tuple(self.symbols[k] for k in keep) + symbols
-        del index
         return FeatureState(
             self.params,
             self.timeframe,
@@ -95,7 +96,9 @@ class FeatureState:
         )
 
 
-def standard_values(layout: BarLayout, params: FeatureParams, state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def standard_values(
+    layout: BarLayout, params: FeatureParams, state: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The standard features of ``layout`` as a (len(FEATURES), n_bars) matrix, and the final state
     rows. ``state`` (one row per layout symbol) continues an earlier computation; it is not modified."""
     width = params.state_layout.width
@@ -147,17 +150,26 @@ class FeatureResult:
 class FeatureSet:
     """The standard set plus plugin builders, with a version that names exactly what was computed."""
 
-    def __init__(self, params: FeatureParams | None = None, builders: Mapping[str, FeatureBuilder] | None = None) -> None:
+    def __init__(
+        self, params: FeatureParams | None = None, builders: Mapping[str, FeatureBuilder] | None = None
+    ) -> None:
         self.params = params or FeatureParams()
         self.builders = dict(builders or {})
         for name, builder in self.builders.items():
             if not isinstance(builder, FeatureBuilder):
-                raise ConfigurationError(f"feature builder {name!r} is a {type(builder).__name__}, not a FeatureBuilder")
+                raise ConfigurationError(
+                    f"feature builder {name!r} is a {type(builder).__name__}, not a FeatureBuilder"
+                )
 
     @property
     def version(self) -> str:
         """``std1-<hash>``: changes when a window, a plugin or a plugin's version changes."""
-        spec = repr((sorted(asdict(self.params).items()), sorted((n, type(b).__qualname__, b.version) for n, b in self.builders.items())))
+        spec = repr(
+            (
+                sorted(asdict(self.params).items()),
+                sorted((n, type(b).__qualname__, b.version) for n, b in self.builders.items()),
+            )
+        )
         return f"{STANDARD_VERSION}-{hashlib.sha256(spec.encode()).hexdigest()[:10]}"
 
     @property
@@ -209,9 +221,11 @@ class FeatureSet:
         data = pd.concat([history, frame], ignore_index=True) if len(history) else frame
         if len(history):
             data = data.sort_values(["symbol", "ts"], kind="stable", ignore_index=True)
-        new_rows = ~data.set_index(["symbol", "ts"]).index.isin(history.set_index(["symbol", "ts"]).index) if len(
-            history
-        ) else np.ones(len(data), dtype=bool)
+        new_rows = (
+            ~data.set_index(["symbol", "ts"]).index.isin(history.set_index(["symbol", "ts"]).index)
+            if len(history)
+            else np.ones(len(data), dtype=bool)
+        )
         reserved = set(data.columns)
         added: dict[str, np.ndarray] = {}
         for name, builder in self.builders.items():
@@ -231,7 +245,7 @@ def _plugin_output(name: str, builder: FeatureBuilder, data: pd.DataFrame, reser
     if not isinstance(result, pd.DataFrame) or len(result) != len(data) or not result.index.equals(data.index):
         raise ConfigurationError(
             f"feature builder {name!r} must return a DataFrame with the same index as its input "
-            f"({len(data)} rows), got {type(result).__name__} of {len(result) if hasattr(result, '__len__') else '?'} rows"
+            f"({len(data)} rows), got {type(result).__name__} {getattr(result, 'shape', '')}"
         )
     clash = sorted(set(map(str, result.columns)) & reserved)
     if clash:

@@ -103,7 +103,7 @@ class StateLayout:
 # Kernels
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def compute_standard(
     open_, high, low, close, volume, session, offsets, state, out,
     sma_n, ema_n, rsi_n, macd_fast, macd_slow, macd_signal, bb_n, bb_k, atr_n, vol_n, vol_scale,
@@ -119,7 +119,7 @@ def compute_standard(
         )  # fmt: skip
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _symbol(
     open_, high, low, close, volume, session, start, stop, st, out,
     sma_n, ema_n, rsi_n, macd_fast, macd_slow, macd_signal, bb_n, bb_k, atr_n, vol_n, vol_scale,
@@ -140,26 +140,34 @@ def _symbol(
     k_fast = 2.0 / (macd_fast + 1.0)
     k_slow = 2.0 / (macd_slow + 1.0)
     k_sig = 2.0 / (macd_signal + 1.0)
+    # reciprocals of the constant divisors: a multiply costs a fraction of a divide (<= 1 ulp apart)
+    inv_sma, inv_bb, inv_rsi, inv_atr = 1.0 / sma_n, 1.0 / bb_n, 1.0 / rsi_n, 1.0 / atr_n
+    inv_vol, inv_vol1, inv_vz, inv_vz1 = 1.0 / vol_n, 1.0 / (vol_n - 1.0), 1.0 / vz_n, 1.0 / (vz_n - 1.0)
     macd_start = macd_slow - 1
     sig_start = macd_slow + macd_signal - 2
 
+    # ring positions of bar i, advanced by one per bar (no integer division in the loop)
+    pc = i % close_len
+    pr = i % vol_n
+    pz = i % vz_n
+    ph = i % hilo_n
     for j in range(start, stop):
         o, h, lo, c, v = open_[j], high[j], low[j], close[j], volume[j]
-        st[close_at + i % close_len] = c
+        st[close_at + pc] = c
 
         # returns, rolling volatility of log returns
         if i >= 1:
-            ret = c / prev_close - 1.0
-            lr = math.log(c / prev_close)
-            out[F_RET, j] = ret
+            q = c / prev_close
+            lr = math.log(q)
+            out[F_RET, j] = q - 1.0
             out[F_LOG_RET, j] = lr
-            st[ret_at + i % vol_n] = lr
+            st[ret_at + pr] = lr
             vol_sum += lr
             vol_sumsq += lr * lr
             if i >= vol_n:
-                var = (vol_sumsq - vol_sum * vol_sum / vol_n) / (vol_n - 1.0)
+                var = (vol_sumsq - vol_sum * vol_sum * inv_vol) * inv_vol1
                 out[F_VOL, j] = math.sqrt(var) * vol_scale if var > 0.0 else 0.0
-                old = st[ret_at + (i - vol_n + 1) % vol_n]
+                old = st[ret_at + _next(pr, vol_n)]
                 vol_sum -= old
                 vol_sumsq -= old * old
             else:
@@ -172,8 +180,8 @@ def _symbol(
         # SMA (TA-Lib's running sum: add the new value, emit, drop the oldest)
         sma_sum += c
         if i >= sma_n - 1:
-            out[F_SMA, j] = sma_sum / sma_n
-            sma_sum -= st[close_at + (i - sma_n + 1) % close_len]
+            out[F_SMA, j] = sma_sum * inv_sma
+            sma_sum -= st[close_at + _back(pc, sma_n - 1, close_len)]
         else:
             out[F_SMA, j] = nan
 
@@ -181,8 +189,8 @@ def _symbol(
         bb_sum += c
         bb_sumsq += c * c
         if i >= bb_n - 1:
-            mean = bb_sum / bb_n
-            var = bb_sumsq / bb_n - mean * mean
+            mean = bb_sum * inv_bb
+            var = bb_sumsq * inv_bb - mean * mean
             sd = math.sqrt(var) if var > 0.0 else 0.0
             upper = mean + bb_k * sd
             lower = mean - bb_k * sd
@@ -190,7 +198,7 @@ def _symbol(
             out[F_BB_MID, j] = mean
             out[F_BB_LO, j] = lower
             out[F_BB_PCTB, j] = (c - lower) / (upper - lower) if upper > lower else nan
-            old = st[close_at + (i - bb_n + 1) % close_len]
+            old = st[close_at + _back(pc, bb_n - 1, close_len)]
             bb_sum -= old
             bb_sumsq -= old * old
         else:
@@ -250,32 +258,27 @@ def _symbol(
             if i > rsi_n:
                 gain *= rsi_n - 1.0
                 loss *= rsi_n - 1.0
-            if d < 0.0:
-                loss -= d
-            else:
-                gain += d
+            gain += d if d > 0.0 else 0.0  # branch-free: the sign of a change is a coin flip
+            loss -= d if d < 0.0 else 0.0
             if i >= rsi_n:
-                gain /= rsi_n
-                loss /= rsi_n
+                gain *= inv_rsi
+                loss *= inv_rsi
                 total = gain + loss
                 out[F_RSI, j] = 100.0 * (gain / total) if total != 0.0 else 50.0
             else:
                 out[F_RSI, j] = nan
             if i > atr_n:
-                atr = (atr * (atr_n - 1.0) + tr) / atr_n
+                atr = (atr * (atr_n - 1.0) + tr) * inv_atr
                 out[F_ATR, j] = atr
             else:
                 atr += tr
                 if i == atr_n:
-                    atr /= atr_n
+                    atr *= inv_atr
                     out[F_ATR, j] = atr
                 else:
                     out[F_ATR, j] = nan
             # OBV
-            if c > prev_close:
-                obv += v
-            elif c < prev_close:
-                obv -= v
+            obv += v * ((c > prev_close) - (c < prev_close))
         else:
             out[F_RSI, j] = nan
             out[F_ATR, j] = nan
@@ -283,22 +286,22 @@ def _symbol(
         out[F_OBV, j] = obv
 
         # volume z-score (sample std; NaN when volume does not vary)
-        st[volume_at + i % vz_n] = v
+        st[volume_at + pz] = v
         vz_sum += v
         vz_sumsq += v * v
         if i >= vz_n - 1:
-            mean = vz_sum / vz_n
-            var = (vz_sumsq - vz_sum * mean) / (vz_n - 1.0)
+            mean = vz_sum * inv_vz
+            var = (vz_sumsq - vz_sum * mean) * inv_vz1
             out[F_VOLUME_Z, j] = (v - mean) / math.sqrt(var) if var > 1e-14 * mean * mean else nan
-            old = st[volume_at + (i - vz_n + 1) % vz_n]
+            old = st[volume_at + _next(pz, vz_n)]
             vz_sum -= old
             vz_sumsq -= old * old
         else:
             out[F_VOLUME_Z, j] = nan
 
         # distance to the rolling N-bar high and low (the window includes this bar)
-        st[high_at + i % hilo_n] = h
-        st[low_at + i % hilo_n] = lo
+        st[high_at + ph] = h
+        st[low_at + ph] = lo
         if i == 0 or h >= hi_max:
             hi_max, hi_pos = h, i
         elif i - hi_pos >= hilo_n:
@@ -322,7 +325,7 @@ def _symbol(
             gap = o / prev_close - 1.0 if i >= 1 else nan
         out[F_GAP, j] = gap
         if intraday:
-            vwap_pv += (h + lo + c) / 3.0 * v
+            vwap_pv += (h + lo + c) * (1.0 / 3.0) * v
             vwap_v += v
             out[F_VWAP, j] = vwap_pv / vwap_v if vwap_v > 0.0 else nan
         else:
@@ -330,6 +333,10 @@ def _symbol(
 
         prev_close = c
         i += 1
+        pc = _next(pc, close_len)
+        pr = _next(pr, vol_n)
+        pz = _next(pz, vz_n)
+        ph = _next(ph, hilo_n)
 
     st[S_N] = i
     st[S_PREV_CLOSE] = prev_close
@@ -341,7 +348,21 @@ def _symbol(
     st[S_SESSION], st[S_VWAP_PV], st[S_VWAP_V], st[S_GAP] = cur_session, vwap_pv, vwap_v, gap
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", error_model="numpy")
+def _next(pos, length):
+    """The ring position after ``pos``."""
+    pos += 1
+    return 0 if pos == length else pos
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _back(pos, steps, length):
+    """The ring position ``steps`` (< length) before ``pos``."""
+    pos -= steps
+    return pos + length if pos < 0 else pos
+
+
+@njit(cache=True, error_model="numpy")
 def _ring_mean(st, at, length, i, n):
     """Mean of the last ``n`` values written to a ring ending at position ``i`` (oldest first)."""
     total = 0.0
@@ -350,7 +371,7 @@ def _ring_mean(st, at, length, i, n):
     return total / n
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _ring_extreme(st, at, n, i, sign):
     """The maximum (sign 1) or minimum (sign -1) of the last ``n`` ring values and its latest position."""
     best_pos = i - n + 1
@@ -407,8 +428,16 @@ class FeatureParams:
     def warmup_bars(self) -> int:
         """Bars before every standard feature is defined (the longest warm-up)."""
         return max(
-            self.sma - 1, self.ema - 1, self.bb - 1, self.rsi, self.atr, self.macd_slow + self.macd_signal - 2,
-            self.volatility, self.volume_z - 1, self.hilo - 1, 1,
+            self.sma - 1,
+            self.ema - 1,
+            self.bb - 1,
+            self.rsi,
+            self.atr,
+            self.macd_slow + self.macd_signal - 2,
+            self.volatility,
+            self.volume_z - 1,
+            self.hilo - 1,
+            1,
         )
 
 

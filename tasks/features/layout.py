@@ -36,6 +36,11 @@ class BarLayout:
     volume: np.ndarray  # float64
     session: np.ndarray  # int64, exchange-local date as days since 1970-01-01
 
+    def __post_init__(self) -> None:
+        # one array type for the kernels (read-only views, as pandas hands out): one compiled specialization
+        for values in (self.offsets, self.ts_ns, *self.kernel_arrays):
+            values.setflags(write=False)
+
     @property
     def n_bars(self) -> int:
         return int(self.offsets[-1])
@@ -74,12 +79,14 @@ class BarLayout:
         n = len(bars)
         codes, uniques = pd.factorize(bars["symbol"], sort=False)
         ts = pd.DatetimeIndex(bars["ts"])
-        ts = ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
+        ts = (ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")).as_unit("ns")
         ts_ns = ts.asi8
         if n:
             starts = np.flatnonzero(np.diff(codes)) + 1
             if len(starts) + 1 != len(uniques):
-                raise DataQualityError("bars for features must be sorted by (symbol, ts): a symbol's rows are not contiguous")
+                raise DataQualityError(
+                    "bars for features must be sorted by (symbol, ts): a symbol's rows are not contiguous"
+                )
             same_symbol = np.ones(n - 1, dtype=bool)
             same_symbol[starts - 1] = False
             bad = np.flatnonzero(same_symbol & (np.diff(ts_ns) <= 0))
