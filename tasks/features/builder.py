@@ -209,7 +209,7 @@ class FeatureSet:
         frame = _frame(layout, values, bars)
         frame = self._plugins(frame, state.tail)
         last_ts = layout.ts_ns[layout.offsets[1:] - 1] if layout.n_bars else np.zeros(0, np.int64)
-        tail = _tail(frame, self.lookback_bars)
+        tail = _tail(_with_history(state.tail, frame), self.lookback_bars)
         merged = state.merged(layout.symbols, rows, last_ts, tail)
         return FeatureResult(frame, FeatureState(self.params, layout.timeframe, merged.symbols, merged.values,
                                                  merged.last_ts_ns, merged.tail))  # fmt: skip
@@ -217,16 +217,12 @@ class FeatureSet:
     def _plugins(self, frame: pd.DataFrame, tail: pd.DataFrame) -> pd.DataFrame:
         if not self.builders:
             return frame
-        history = tail[tail["symbol"].isin(frame["symbol"].unique())] if len(tail) else tail
-        data = pd.concat([history, frame], ignore_index=True) if len(history) else frame
-        if len(history):
-            data = data.sort_values(["symbol", "ts"], kind="stable", ignore_index=True)
-        new_rows = (
-            ~data.set_index(["symbol", "ts"]).index.isin(history.set_index(["symbol", "ts"]).index)
-            if len(history)
-            else np.ones(len(data), dtype=bool)
-        )
-        reserved = set(data.columns)
+        data = _with_history(tail, frame)
+        new_rows = np.arange(len(data)) >= len(data) - len(frame)
+        if len(data) > len(frame):
+            order = np.argsort(data["symbol"].to_numpy(), kind="stable")  # plugins see (symbol, ts) order
+            data, new_rows = data.iloc[order].reset_index(drop=True), new_rows[order]
+        reserved = set(frame.columns)
         added: dict[str, np.ndarray] = {}
         for name, builder in self.builders.items():
             columns = _plugin_output(name, builder, data[list(frame.columns)], reserved | set(added))
@@ -262,6 +258,13 @@ def _sorted(bars: pd.DataFrame) -> pd.DataFrame:
     if len(bars) < 2 or (symbol[:-1] <= symbol[1:]).all():
         return bars.reset_index(drop=True) if not isinstance(bars.index, pd.RangeIndex) or bars.index.start else bars
     return bars.sort_values(["symbol", "ts"], kind="stable", ignore_index=True)
+
+
+def _with_history(tail: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` preceded by the saved rows of its symbols (earlier in time, so order is kept)."""
+    if not len(tail) or not len(frame):
+        return frame
+    return pd.concat([tail[tail["symbol"].isin(frame["symbol"].unique())], frame], ignore_index=True)
 
 
 def _tail(frame: pd.DataFrame, n: int) -> pd.DataFrame:
