@@ -253,11 +253,14 @@ def _plugin_output(name: str, builder: FeatureBuilder, data: pd.DataFrame, reser
 
 
 def _sorted(bars: pd.DataFrame) -> pd.DataFrame:
-    """``bars`` sorted by (symbol, ts) — without a copy when already sorted."""
-    symbol = bars["symbol"].to_numpy()
-    if len(bars) < 2 or (symbol[:-1] <= symbol[1:]).all():
-        return bars.reset_index(drop=True) if not isinstance(bars.index, pd.RangeIndex) or bars.index.start else bars
-    return bars.sort_values(["symbol", "ts"], kind="stable", ignore_index=True)
+    """``bars`` sorted by (symbol, ts) with a fresh RangeIndex — without a sort when already in order."""
+    if len(bars) > 1:
+        symbol = bars["symbol"].to_numpy()
+        ts = pd.DatetimeIndex(bars["ts"]).as_unit("ns").asi8
+        same = symbol[:-1] == symbol[1:]
+        if not ((symbol[:-1] < symbol[1:]) | (same & (ts[:-1] < ts[1:]))).all():
+            return bars.sort_values(["symbol", "ts"], kind="stable", ignore_index=True)
+    return bars.reset_index(drop=True)
 
 
 def _with_history(tail: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:

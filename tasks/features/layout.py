@@ -105,8 +105,8 @@ class BarLayout:
             if len(bad):
                 row = bars.iloc[bad[0]]
                 raise DataQualityError(
-                    f"bar {row['symbol']} {row['ts']} has {name}={row[name]!r}: features need finite prices and "
-                    "volume (drop or repair the bar; a halted symbol simply has no bars)"
+                    f"bar {row['symbol']} {row['ts']} has {name}={float(values[bad[0]])}: features need finite "
+                    "prices and volume (drop or repair the bar; a halted symbol simply has no bars)"
                 )
         local = ts.tz_convert(EXCHANGE_TZ).tz_localize(None).asi8
         return cls(
