@@ -97,13 +97,17 @@ class FeatureState:
 
 
 def standard_values(
-    layout: BarLayout, params: FeatureParams, state: np.ndarray | None = None
+    layout: BarLayout, params: FeatureParams, state: np.ndarray | None = None, out: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The standard features of ``layout`` as a (len(FEATURES), n_bars) matrix, and the final state
-    rows. ``state`` (one row per layout symbol) continues an earlier computation; it is not modified."""
+    rows. ``state`` (one row per layout symbol) continues an earlier computation; it is not modified.
+    ``out`` lets a caller that processes batch after batch reuse one feature matrix."""
     width = params.state_layout.width
     rows = np.zeros((len(layout.symbols), width)) if state is None else np.array(state, dtype=np.float64, copy=True)
-    out = np.empty((len(FEATURES), layout.n_bars))
+    if out is None:
+        out = np.empty((len(FEATURES), layout.n_bars))
+    elif out.shape != (len(FEATURES), layout.n_bars) or out.dtype != np.float64 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous float64 array of shape {(len(FEATURES), layout.n_bars)}")
     if layout.n_bars:
         run_standard(layout.kernel_arrays, layout.offsets, rows, out, params, layout.timeframe, layout.intraday)
     return out, rows
