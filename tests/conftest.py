@@ -10,6 +10,7 @@ it on first use and stops it at the end of the session.
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import shutil
 import socket
@@ -45,8 +46,13 @@ def _bindable(port: int) -> bool:
 
 
 def _free_block(avoid: set[int], size: int = 4) -> int:
-    """A base port with size consecutive free ports (and their gRPC twins)."""
-    for base in range(21000, 40000 - size, 7):
+    """A base port with size consecutive free ports (and their gRPC twins).
+
+    The search starts at a random place so that test sessions running side by side (developers'
+    machines) do not all reach for the same block before either has started its stack.
+    """
+    first = random.randrange(20000, 30000)
+    for base in [*range(first, 40000 - size, 7), *range(20000, first, 7)]:
         ports = range(base, base + size)
         if any(p in avoid for p in ports):
             continue
