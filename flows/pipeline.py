@@ -1,8 +1,9 @@
-"""``run_pipeline``: the seed's three stages as sub-flows, any subset, in the seed's order.
+"""``run_pipeline``: the seed's stages as sub-flows, any subset, in the seed's order.
 
 - ingestion: every configured series (``pipeline.*`` settings), incrementally, into the raw zone;
 - processing: every pending raw page into the hot store (corporate actions first);
-- historical: gap repair over each series' window, refetching missing sessions in chunks.
+- historical: gap repair over each series' window, refetching missing sessions in chunks;
+- features: the numba feature set over each series' window, into the feature store.
 
 Modes: ``batch`` runs the stages once. ``real_time`` and ``hybrid`` need the streaming work,
 which has not landed: they are refused with a clear error before anything runs.
@@ -17,6 +18,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from flows.features import features_flow
 from flows.historical import historical_flow
 from flows.ingest import ingest_flow
 from flows.process import process_flow
@@ -26,7 +28,7 @@ from tasks.pipeline.metrics import record_summary
 from tasks.pipeline.plan import pipeline_jobs
 from tasks.pipeline.request import parse_symbols
 
-STAGES = ("ingestion", "processing", "historical")
+STAGES = ("ingestion", "processing", "historical", "features")
 MODES = ("batch", "real_time", "hybrid")
 
 
@@ -63,7 +65,7 @@ async def pipeline_flow(
     source = settings.pipeline.source
     logger = get_run_logger()
     result: dict[str, Any] = {"run_id": str(flow_run.get_id()), "stages": chosen, "mode": mode, "ingestion": [],
-                              "processing": [], "historical": []}  # fmt: skip
+                              "processing": [], "historical": [], "features": []}  # fmt: skip
 
     if "ingestion" in chosen:
         for job in jobs:
@@ -84,11 +86,19 @@ async def pipeline_flow(
                 timeframe=job.timeframe, source=source, overrides=overrides,
             )  # fmt: skip
             result["historical"].append(repaired)
+    if "features" in chosen:
+        for job in (j for j in jobs if j.data_type == "market_data"):
+            computed = await features_flow(
+                symbols=list(job.symbols), timeframe=job.timeframe, start_date=job.start.isoformat(),
+                end_date=job.end.isoformat(), overrides=overrides,
+            )  # fmt: skip
+            result["features"].append(computed)
 
     result["records_ingested"] = sum(c["records"] for s in result["ingestion"] for c in s["collected"])
     result["records_stored"] = sum(p.get("inserted", 0) + p.get("updated", 0) for run in result["processing"]
                                    for p in run["symbols"]) + sum(
         c["bars_stored"] for run in result["historical"] for c in run.get("chunks", []))  # fmt: skip
+    result["feature_rows_stored"] = sum(run["records_stored"] for run in result["features"])
     result["rejected"] = sum(p["rejected"] for run in result["processing"] for p in run["symbols"])
     scores = [run["quality_score"] for run in result["processing"] if run.get("quality_score") is not None]
     result["quality_score"] = min(scores) if scores else None

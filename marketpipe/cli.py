@@ -37,6 +37,8 @@ dlq_app = typer.Typer(help="Dead-letter queue: vendor pages and records that cou
 app.add_typer(dlq_app, name="dlq")
 bench_app = typer.Typer(help="Benchmarks against their references, measured in the same run.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+features_app = typer.Typer(help="Feature store: computed features and their Parquet export.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -257,7 +259,8 @@ def dlq_replay(
 def run(
     ctx: typer.Context,
     stages: Annotated[
-        str | None, typer.Option(help="comma-separated subset of ingestion,processing,historical [default: all]")
+        str | None,
+        typer.Option(help="comma-separated subset of ingestion,processing,historical,features [default: all]"),
     ] = None,
     symbols: Annotated[str | None, typer.Option(help="override pipeline.symbols, e.g. AAPL,MSFT")] = None,
     mode: Annotated[str, typer.Option(help="batch (real_time and hybrid arrive with streaming)")] = "batch",
@@ -305,6 +308,10 @@ def _pipeline_summary(result: dict, settings: Settings) -> str:
         repaired = sum(run.get("symbol_sessions", 0) for run in result["historical"])
         lines.append(f"historical: {repaired} missing symbol-sessions refetched" if repaired
                      else "historical: no gaps against the NYSE calendar")  # fmt: skip
+    if "features" in result["stages"]:
+        versions = sorted({run["feature_set"] for run in result["features"]})
+        lines.append(f"features: {result['feature_rows_stored']:,} rows new or changed (feature set "
+                     f"{', '.join(versions) or '-'})")  # fmt: skip
     seconds = result["seconds"]
     rate = fetched / seconds if seconds > 0 else 0.0
     lines.append(f"done in {seconds:.1f} s ({rate:,.0f} records/s)")
@@ -412,6 +419,31 @@ def bench_ingest(
     typer.echo(json.dumps(report, indent=2, default=str) if as_json else bench.render_table(report))
 
 
+@features_app.command("export")
+def features_export(
+    ctx: typer.Context,
+    symbols: Annotated[str, typer.Option(help="comma-separated tickers")],
+    start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
+    end: Annotated[str, typer.Option(help="end (exclusive), YYYY-MM-DD")],
+    timeframe: Annotated[str, typer.Option(help="1min, 5min, 15min, 1hour or 1day")] = "1day",
+    names: Annotated[str | None, typer.Option(help="comma-separated feature names [default: all]")] = None,
+    prefix: Annotated[str, typer.Option(help="lake key prefix")] = "features",
+    feature_set: Annotated[str | None, typer.Option(help="feature-set version [default: the latest]")] = None,
+) -> None:
+    """Features of SYMBOLS in [START, END) to the lake as Parquet (one object per symbol), for ML."""
+    from db.connect import database_connection
+    from tasks.features.store import export_features
+    from tasks.pipeline.request import parse_symbols, parse_timeframe_choice
+    from tasks.storage.lake import Lake
+
+    settings = _settings(ctx)
+    with database_connection(settings) as conn:
+        keys = export_features(conn, Lake.from_settings(settings.lake), list(parse_symbols(symbols)), start, end,
+                               parse_timeframe_choice(timeframe), names.split(",") if names else None, prefix,
+                               settings.storage.data_lake.compression, feature_set=feature_set)  # fmt: skip
+    typer.echo("\n".join(f"s3://{settings.lake.bucket}/{key}" for key in keys) or "no features stored for that range")
+
+
 @app.command()
 def metrics(
     ctx: typer.Context, limit: Annotated[int, typer.Option(min=1, help="how many recent runs")] = 20
@@ -485,7 +517,28 @@ def worker(
     if name:
         argv += ["--name", name]
     typer.echo(f"worker for pool {pool!r} polling {os.environ['PREFECT_API_URL']}")
-    raise typer.Exit(subprocess.call(argv, env={**os.environ, "MARKETPIPE_HOME": str(Path.cwd())}))
+    # The worker is Prefect's own process: it logs with Prefect's configuration, not ours (ours
+    # routes to loguru, which only an entry point of ours sets up). Flow runs it starts are
+    # marketpipe entry points and configure themselves.
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_LOGGING_SETTINGS_PATH"}
+    env.setdefault("MARKETPIPE_HOME", str(Path.cwd()))
+    raise typer.Exit(subprocess.call(argv, env=env))
+
+
+@app.command()
+def deploy(ctx: typer.Context) -> None:
+    """Create the `marketpipe` work pool and its queues (idempotent) and register every deployment
+    of prefect.yaml against the configured Prefect server."""
+    from deployments.deploy import QUEUES, deploy_all, ensure_work_pool
+
+    settings = _settings(ctx)
+    created = ensure_work_pool("marketpipe", QUEUES)
+    typer.echo(f"work pool 'marketpipe' (queues {', '.join(QUEUES)}): "
+               + (f"created {', '.join(created)}" if created else "already there"))  # fmt: skip
+    names = deploy_all(Path(os.environ.get("MARKETPIPE_HOME") or Path.cwd()))
+    for name in names:
+        typer.echo(f"deployment  {name}")
+    typer.echo(f"Prefect UI: {settings.prefect.ui_url}/deployments")
 
 
 def main() -> None:

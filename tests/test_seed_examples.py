@@ -71,7 +71,7 @@ def basic_run(stack: Settings):
 def test_basic_pipeline_execution_fills_the_hot_store(stack: Settings, basic_run) -> None:
     _, result, status, printed = basic_run
     assert printed == ["Pipeline status: idle"]
-    assert result["stages"] == ["ingestion", "processing", "historical"]
+    assert result["stages"] == ["ingestion", "processing", "historical", "features"]
     assert result["records_ingested"] > 0 and result["records_stored"] > 0
     daily = count(stack, "SELECT count(*) FROM market.bars_daily WHERE symbol = ANY(%s)", UNIVERSE)
     minute = count(stack, "SELECT count(*) FROM market.bars_intraday WHERE symbol = ANY(%s) AND timeframe = '1min'",

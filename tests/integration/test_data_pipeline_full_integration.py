@@ -35,7 +35,7 @@ def completed_sessions(start, end) -> int:
 def test_full_pipeline_then_an_incremental_rerun(stack: Settings) -> None:
     today = datetime.now(UTC).date()
     first = asyncio.run(pipeline_flow(overrides=OVERRIDES))
-    assert first["stages"] == ["ingestion", "processing", "historical"]
+    assert first["stages"] == ["ingestion", "processing", "historical", "features"]
     assert first["rejected"] == 0 and first["quality_score"] == pytest.approx(1.0)
 
     daily_expected = completed_sessions(today - timedelta(days=120), today)
@@ -47,6 +47,9 @@ def test_full_pipeline_then_an_incremental_rerun(stack: Settings) -> None:
         minute = conn.execute(
             "SELECT count(*) FROM market.bars WHERE symbol = ANY(%s) AND timeframe = '1min'", (UNIVERSE,)
         ).fetchone()[0]
+        feature_rows = conn.execute(
+            "SELECT count(*) FROM features.bar_features WHERE symbol = ANY(%s) AND timeframe = '1day'", (UNIVERSE,)
+        ).fetchone()[0]
         runs = conn.execute(
             "SELECT records_ingested, records_stored FROM ops.pipeline_runs WHERE run_id = %s", (first["run_id"],)
         ).fetchone()
@@ -54,6 +57,7 @@ def test_full_pipeline_then_an_incremental_rerun(stack: Settings) -> None:
     assert all(n >= daily_expected for n in per_symbol.values()) and set(per_symbol) == set(UNIVERSE)
     assert minute >= 390 * completed_sessions(today - timedelta(days=5), today) * len(UNIVERSE)
     assert runs == (first["records_ingested"], first["records_stored"])
+    assert feature_rows == sum(per_symbol.values())  # one feature row per stored daily bar
 
     with database_connection(stack) as conn:
         raw = read_bars(conn, UNIVERSE[:1], datetime.now(UTC) - timedelta(days=120), datetime.now(UTC), "1day")

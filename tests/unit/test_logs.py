@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import Iterator
 
+import pytest
 from loguru import logger
 
 from marketpipe.logs import configure_logging, redact
+
+
+@pytest.fixture(autouse=True)
+def restore_log_sink() -> Iterator[None]:
+    """configure_logging points loguru at pytest's captured stderr; later tests need a live one."""
+    yield
+    logger.remove()
+    logger.add(sys.__stderr__, level="WARNING")
 
 
 def test_redact_replaces_every_secret() -> None:

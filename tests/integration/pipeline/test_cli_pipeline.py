@@ -19,7 +19,8 @@ SMALL = ["--set", "pipeline.symbols=[MJA, MJB]", "--set", f"pipeline.bars={BARS}
 def test_run_twice_then_metrics_and_health(stack: Settings, marketpipe_cli) -> None:
     first = marketpipe_cli(*SMALL, "run", timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "pipeline (ingestion+processing+historical): 2 symbols from polygon" in first.stdout
+    assert "pipeline (ingestion+processing+historical+features): 2 symbols from polygon" in first.stdout
+    assert "features: " in first.stdout and "rows new or changed" in first.stdout
     assert "records fetched" in first.stdout and "quality score: 1.000" in first.stdout
     assert f"http://127.0.0.1:{stack.prefect.port}/runs" in first.stdout
     with database_connection(stack) as conn:
@@ -31,6 +32,11 @@ def test_run_twice_then_metrics_and_health(stack: Settings, marketpipe_cli) -> N
     assert "nothing new to fetch" in second.stdout
     with database_connection(stack) as conn:
         assert conn.execute("SELECT count(*) FROM market.bars WHERE symbol IN ('MJA', 'MJB')").fetchone()[0] == stored
+
+    exported = marketpipe_cli("features", "export", "--symbols", "MJA", "--start", "2000-01-01", "--end", "2100-01-01")
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert f"s3://{stack.lake.bucket}/features/1day/" in exported.stdout
+    assert exported.stdout.strip().endswith(".parquet")
 
     metrics = marketpipe_cli("metrics")
     assert metrics.returncode == 0, metrics.stderr
