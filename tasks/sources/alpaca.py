@@ -18,7 +18,7 @@ import pandas as pd
 
 from marketpipe.errors import PermanentSourceError
 from tasks.sources import model
-from tasks.sources.http import Page, Request, Response, VendorHttp, collect, make_http_client, paginate
+from tasks.sources.http import Page, Request, Response, VendorClient, VendorHttp, collect, paginate
 from tasks.sources.resilience import Resilience
 
 SOURCE = "alpaca"
@@ -242,14 +242,14 @@ def _symbols_param(symbols: str | Sequence[str]) -> str:
     return ",".join(model.vendor_symbol(s, SOURCE) for s in items)
 
 
-class AlpacaClient:
+class AlpacaClient(VendorClient):
     """Alpaca market data. Receives its transport (``VendorHttp``) through the constructor; use
     :meth:`create` to build one from a base URL and key pair."""
 
     source = SOURCE
 
     def __init__(self, http: VendorHttp, *, feed: str | None = None) -> None:
-        self.http = http
+        super().__init__(http)
         self.feed = feed
 
     @classmethod
@@ -265,14 +265,12 @@ class AlpacaClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> AlpacaClient:
         headers = {"APCA-API-KEY-ID": api_key, "APCA-API-SECRET-KEY": secret_key}
-        client = make_http_client(base_url, timeout_seconds=timeout_seconds, headers=headers, transport=transport)
-        return cls(VendorHttp(SOURCE, client, resilience or Resilience(SOURCE)), feed=feed)
+        http = cls._transport(base_url, resilience=resilience, timeout_seconds=timeout_seconds, transport=transport,
+                              headers=headers)  # fmt: skip
+        return cls(http, feed=feed)
 
     def __repr__(self) -> str:
         return f"AlpacaClient({self.http!r}, feed={self.feed!r})"
-
-    async def aclose(self) -> None:
-        await self.http.client.aclose()
 
     def iter_pages(self, request: Request) -> AsyncIterator[Page]:
         """Pages of any request this client builds; also resumes a dead-lettered request."""

@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -316,3 +316,33 @@ async def drain(pages: AsyncIterator[Page]) -> tuple[list[Page], SourceError | N
             raise
         return delivered, exc
     return delivered, None
+
+
+class VendorClient:
+    """What every vendor client shares: its transport, received through the constructor (the
+    seam tests swap), and the way ``create`` builds one from a base URL and credentials."""
+
+    source: ClassVar[str]
+
+    def __init__(self, http: VendorHttp) -> None:
+        self.http = http
+
+    @classmethod
+    def _transport(
+        cls,
+        base_url: str,
+        *,
+        resilience: Resilience | None,
+        timeout_seconds: float,
+        transport: httpx.AsyncBaseTransport | None,
+        headers: Mapping[str, str] | None = None,
+        auth_params: Mapping[str, str] | None = None,
+    ) -> VendorHttp:
+        client = make_http_client(base_url, timeout_seconds=timeout_seconds, headers=headers, transport=transport)
+        return VendorHttp(cls.source, client, resilience or Resilience(cls.source), auth_params=auth_params)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.http!r})"
+
+    async def aclose(self) -> None:
+        await self.http.client.aclose()

@@ -24,10 +24,9 @@ from tasks.sources.http import (
     Page,
     Request,
     Response,
-    VendorHttp,
+    VendorClient,
     collect,
     follow_cursor_url,
-    make_http_client,
     paginate,
 )
 from tasks.sources.resilience import Resilience
@@ -336,14 +335,11 @@ def _next(response: Response) -> Request | None:
     return follow_cursor_url(payload.get("next_url") if isinstance(payload, dict) else None, response.request)
 
 
-class PolygonClient:
+class PolygonClient(VendorClient):
     """Polygon REST. Receives its transport (``VendorHttp``) through the constructor; use
     :meth:`create` to build one from a base URL and API key."""
 
     source = SOURCE
-
-    def __init__(self, http: VendorHttp) -> None:
-        self.http = http
 
     @classmethod
     def create(
@@ -355,14 +351,8 @@ class PolygonClient:
         timeout_seconds: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> PolygonClient:
-        client = make_http_client(base_url, timeout_seconds=timeout_seconds, transport=transport)
-        return cls(VendorHttp(SOURCE, client, resilience or Resilience(SOURCE), auth_params={"apiKey": api_key}))
-
-    def __repr__(self) -> str:
-        return f"PolygonClient({self.http!r})"
-
-    async def aclose(self) -> None:
-        await self.http.client.aclose()
+        return cls(cls._transport(base_url, resilience=resilience, timeout_seconds=timeout_seconds,
+                                  transport=transport, auth_params={"apiKey": api_key}))  # fmt: skip
 
     # Aggregates ---------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from marketpipe.errors import PermanentSourceError
 from tasks.sources import model
-from tasks.sources.http import Page, Request, Response, VendorHttp, collect, make_http_client, paginate
+from tasks.sources.http import Page, Request, Response, VendorClient, collect, paginate
 from tasks.sources.resilience import Resilience
 
 SOURCE = "reddit"
@@ -85,13 +85,10 @@ def _next(response: Response) -> Request | None:
     return Request(request.source, request.dataset, request.url, {**request.params, "after": after}, request.context)
 
 
-class RedditClient:
+class RedditClient(VendorClient):
     """Subreddit listings. Receives its transport (``VendorHttp``) through the constructor."""
 
     source = SOURCE
-
-    def __init__(self, http: VendorHttp) -> None:
-        self.http = http
 
     @classmethod
     def create(
@@ -102,15 +99,8 @@ class RedditClient:
         timeout_seconds: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> RedditClient:
-        headers = {"User-Agent": USER_AGENT}
-        client = make_http_client(base_url, timeout_seconds=timeout_seconds, headers=headers, transport=transport)
-        return cls(VendorHttp(SOURCE, client, resilience or Resilience(SOURCE)))
-
-    def __repr__(self) -> str:
-        return f"RedditClient({self.http!r})"
-
-    async def aclose(self) -> None:
-        await self.http.client.aclose()
+        return cls(cls._transport(base_url, resilience=resilience, timeout_seconds=timeout_seconds,
+                                  transport=transport, headers={"User-Agent": USER_AGENT}))  # fmt: skip
 
     def listing_request(self, subreddit: str, start: Any = None, *, limit: int = MAX_LIMIT) -> Request:
         name = subreddit.removeprefix("r/").strip("/")

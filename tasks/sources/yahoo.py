@@ -16,7 +16,7 @@ import pandas as pd
 
 from marketpipe.errors import PermanentSourceError
 from tasks.sources import model
-from tasks.sources.http import Page, Request, VendorHttp, collect, make_http_client, paginate
+from tasks.sources.http import Page, Request, VendorClient, collect, paginate
 from tasks.sources.resilience import Resilience
 
 SOURCE = "yahoo"
@@ -141,13 +141,10 @@ def parse_chart_events(payload: Any, *, symbol: str | None = None) -> pd.DataFra
     return pd.concat(frames, ignore_index=True).sort_values("ex_date", ignore_index=True)
 
 
-class YahooClient:
+class YahooClient(VendorClient):
     """Yahoo chart API. Receives its transport (``VendorHttp``) through the constructor."""
 
     source = SOURCE
-
-    def __init__(self, http: VendorHttp) -> None:
-        self.http = http
 
     @classmethod
     def create(
@@ -158,15 +155,8 @@ class YahooClient:
         timeout_seconds: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> YahooClient:
-        headers = {"User-Agent": "marketpipe/0.1"}
-        client = make_http_client(base_url, timeout_seconds=timeout_seconds, headers=headers, transport=transport)
-        return cls(VendorHttp(SOURCE, client, resilience or Resilience(SOURCE)))
-
-    def __repr__(self) -> str:
-        return f"YahooClient({self.http!r})"
-
-    async def aclose(self) -> None:
-        await self.http.client.aclose()
+        return cls(cls._transport(base_url, resilience=resilience, timeout_seconds=timeout_seconds,
+                                  transport=transport, headers={"User-Agent": "marketpipe/0.1"}))  # fmt: skip
 
     def chart_request(self, symbol: str, start: Any, end: Any, *, timeframe: str = "1day") -> Request:
         interval = _INTERVAL.get(model.parse_timeframe(timeframe))
