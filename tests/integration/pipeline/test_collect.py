@@ -99,13 +99,20 @@ def test_dlq_list_and_replay_through_the_cli_are_idempotent(stack: Settings, mar
     assert listed.returncode == 0, listed.stderr
     assert dead.dead_letter_ids[0] in [d["id"] for d in json.loads(listed.stdout)]
 
+    def resolved(letter_id: int) -> bool:
+        with database_connection(stack) as conn:
+            row = conn.execute("SELECT resolved_at FROM ops.dead_letters WHERE id = %s", (letter_id,)).fetchone()
+        return row[0] is not None
+
+    # other tests' letters may be open too (and some of those still fail): judge ours by its row
     first = marketpipe_cli("dlq", "replay", "--source", "polygon")
     assert first.returncode == 0, first.stderr
-    assert "failed: 0" in first.stdout, first.stdout + first.stderr
+    assert "replayed: " in first.stdout
+    assert resolved(dead.dead_letter_ids[0])
     rows = manifest(stack, "RPLYX")
-    assert sum(r[1] for r in rows) == 390, (rows, first.stdout, first.stderr[-2000:])  # the blocked session
+    assert sum(r[1] for r in rows) == 390, (rows, first.stdout)  # the session the kill switch had blocked
 
     second = marketpipe_cli("dlq", "replay", "--source", "polygon")
     assert second.returncode == 0, second.stderr
-    assert "replayed: 0" in second.stdout  # nothing left open
+    assert resolved(dead.dead_letter_ids[0])  # a replayed letter is not fetched again
     assert manifest(stack, "RPLYX") == rows
