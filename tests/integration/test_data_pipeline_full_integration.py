@@ -59,10 +59,12 @@ def test_full_pipeline_then_an_incremental_rerun(stack: Settings) -> None:
     assert runs == (first["records_ingested"], first["records_stored"])
     assert feature_rows == sum(per_symbol.values())  # one feature row per stored daily bar
 
+    # whole days around the window, so the read does not depend on the time of day
+    since = datetime.combine(today - timedelta(days=121), datetime.min.time(), UTC)
+    until = datetime.combine(today + timedelta(days=1), datetime.min.time(), UTC)
     with database_connection(stack) as conn:
-        raw = read_bars(conn, UNIVERSE[:1], datetime.now(UTC) - timedelta(days=120), datetime.now(UTC), "1day")
-        adjusted = read_bars(conn, UNIVERSE[:1], datetime.now(UTC) - timedelta(days=120), datetime.now(UTC), "1day",
-                             adjustment="all")  # fmt: skip
+        raw = read_bars(conn, UNIVERSE[:1], since, until, "1day")
+        adjusted = read_bars(conn, UNIVERSE[:1], since, until, "1day", adjustment="all")
     assert len(raw) == len(adjusted) == per_symbol[UNIVERSE[0]]
     assert (adjusted["close"] <= raw["close"] + 1e-9).all()  # backward adjustment never raises a past price
 
