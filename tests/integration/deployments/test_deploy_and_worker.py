@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -88,15 +89,14 @@ def test_pool_and_deployments_are_idempotent_and_a_worker_runs_the_daily_deploym
     assert run.returncode == 0, f"{run.stdout}\n{run.stderr[-3000:]}\n--- worker ---\n{log}"
 
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
-    from prefect.client.schemas.sorting import FlowRunSort
 
+    # The run this command created (not one the schedule created before it was paused: those are
+    # still SCHEDULED, with no start time, and sort first).
+    created = re.search(r"UUID:\s*([0-9a-f-]{36})", run.stdout)
+    assert created, run.stdout
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
-            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["eod-ingest"])),
-            sort=FlowRunSort.START_TIME_DESC, limit=1,
-        )  # fmt: skip
-    assert runs and runs[0].state is not None and runs[0].state.is_completed(), runs
+        flow_run = client.read_flow_run(created.group(1))
+    assert flow_run.state is not None and flow_run.state.is_completed(), flow_run
     with database_connection(stack) as conn:
         rows = conn.execute("SELECT count(*) FROM market.bars WHERE symbol = %s", (SYMBOL,)).fetchone()[0]
     assert rows > 0
