@@ -17,6 +17,8 @@ from typing import Annotated
 import typer
 from loguru import logger
 
+from marketpipe.cli_lake import lake_app
+from marketpipe.cli_scan import scan_app
 from marketpipe.errors import MarketpipeError, PortInUseError
 from marketpipe.logs import configure_logging
 from marketpipe.processes import port_free
@@ -39,6 +41,8 @@ bench_app = typer.Typer(help="Benchmarks against their references, measured in t
 app.add_typer(bench_app, name="bench")
 features_app = typer.Typer(help="Feature store: computed features and their Parquet export.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
+app.add_typer(lake_app, name="lake")
+app.add_typer(scan_app, name="scan")
 
 
 def _settings(ctx: typer.Context) -> Settings:
