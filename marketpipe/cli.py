@@ -18,7 +18,7 @@ import typer
 from loguru import logger
 
 from marketpipe.cli_lake import lake_app
-from marketpipe.cli_scan import scan_app
+from marketpipe.cli_scan import bench_storage, scan_app
 from marketpipe.errors import MarketpipeError, PortInUseError
 from marketpipe.logs import configure_logging
 from marketpipe.processes import port_free
@@ -421,6 +421,9 @@ def bench_ingest(
     report = bench.run(_settings(ctx), symbols=symbols, sessions=sessions, overrides=ctx.obj["overrides"],
                        naive_symbols=naive_symbols)  # fmt: skip
     typer.echo(json.dumps(report, indent=2, default=str) if as_json else bench.render_table(report))
+
+
+bench_app.command("storage")(bench_storage)
 
 
 @features_app.command("export")
