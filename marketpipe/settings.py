@@ -232,6 +232,30 @@ def _default_vendors() -> dict[str, VendorSettings]:
     return {name: VendorSettings() for name in ("polygon", "alpaca", "yahoo", "reddit")}
 
 
+class FeatureSettings(_Section):
+    """The standard feature set's window lengths (in bars) and the plugin builders (tasks/features).
+
+    Changing any of them changes the feature-set version stored with every feature row."""
+
+    sma: PositiveInt = Field(default=20, description="SMA window")
+    ema: PositiveInt = Field(default=20, description="EMA span (seeded by the SMA of its first window)")
+    rsi: PositiveInt = Field(default=14, description="RSI (Wilder) window")
+    macd_fast: PositiveInt = 12
+    macd_slow: PositiveInt = 26
+    macd_signal: PositiveInt = 9
+    bb: PositiveInt = Field(default=20, description="Bollinger bands window")
+    bb_k: PositiveFloat = Field(default=2.0, description="Bollinger bands width in standard deviations")
+    atr: PositiveInt = Field(default=14, description="ATR (Wilder) window")
+    volatility: int = Field(default=20, ge=2, description="rolling volatility of log returns window")
+    volume_z: int = Field(default=20, ge=2, description="rolling volume z-score window")
+    hilo: PositiveInt = Field(default=20, description="window of the rolling high and low (distance to them)")
+    builders: dict[str, str] = Field(
+        default_factory=dict,
+        description="plugin builders: name -> import path of a FeatureBuilder subclass ('pkg.module:Class'), "
+        "added to those of the marketpipe.features entry points",
+    )
+
+
 class Settings(BaseSettings):
     """Everything marketpipe can be told. See the module docstring for where values come from."""
 
@@ -259,6 +283,7 @@ class Settings(BaseSettings):
     prefect: PrefectSettings = PrefectSettings()
     sandbox: SandboxSettings = SandboxSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    features: FeatureSettings = FeatureSettings()
     vendors: dict[str, VendorSettings] = Field(default_factory=_default_vendors)
     sources: dict[str, str] = Field(
         default_factory=dict,
