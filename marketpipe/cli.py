@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 from loguru import logger
 
+from marketpipe.cli_features import bench_features
 from marketpipe.cli_lake import lake_app
 from marketpipe.cli_scan import bench_storage, scan_app
 from marketpipe.errors import MarketpipeError, PortInUseError
@@ -424,6 +425,7 @@ def bench_ingest(
 
 
 bench_app.command("storage")(bench_storage)
+bench_app.command("features")(bench_features)
 
 
 @features_app.command("export")
