@@ -73,8 +73,8 @@ def _best(fn, repeat: int) -> float:
     return best
 
 
-def run(symbols: int = 1000, bars: int = 2000, repeat: int = 3) -> dict:
-    params = FeatureParams()
+def run(symbols: int = 1000, bars: int = 2000, repeat: int = 5, params: FeatureParams | None = None) -> dict:
+    params = params or FeatureParams()
     hits_before = sum(compute_standard.stats.cache_hits.values())
     start = time.perf_counter()
     standard_values(synthetic_layout(2, 100), params)
@@ -115,18 +115,19 @@ def run(symbols: int = 1000, bars: int = 2000, repeat: int = 3) -> dict:
     }
 
 
+def render_table(report: dict) -> str:
+    return pd.Series(report, dtype=object).to_frame("value").to_string()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=1000)
     parser.add_argument("--bars", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    result = run(args.symbols, args.bars)
-    if args.json:
-        print(json.dumps(result))
-        return
-    frame = pd.Series(result, dtype=object).to_frame("value")
-    print(frame.to_string())
+    result = run(args.symbols, args.bars, args.repeat)
+    print(json.dumps(result) if args.json else render_table(result))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Features come from split- and dividend-adjusted bars (``adjustment="all"``: returns are not broken
 by a split or an ex-dividend drop) and from each symbol's first stored bar, so a rerun over the same
 bars rewrites nothing (see :mod:`tasks.features.store`). The feature set is the standard set with
-its default windows plus every plugin registered through the ``marketpipe.features`` entry points.
+the windows of the ``features`` settings, plus the plugins those settings name and every plugin
+registered through the ``marketpipe.features`` entry points.
 Publishes a summary table artifact.
 """
 
@@ -22,7 +23,7 @@ from prefect.runtime import flow_run
 
 from db.connect import database_connection
 from marketpipe.settings import Settings, load_settings
-from tasks.features import FeatureParams, FeatureSet, discover_feature_builders
+from tasks.features import FeatureSet, feature_set_from_settings
 from tasks.features.store import FeatureRefresh, refresh_features, symbols_with_bars
 from tasks.pipeline.metrics import record_summary
 from tasks.pipeline.request import parse_when
@@ -64,7 +65,7 @@ async def features_flow(
     began = time.monotonic()
     settings = load_settings(overrides=overrides)
     start, end = feature_range(start_date, end_date if end_date is not None else date.today())
-    feature_set = FeatureSet(FeatureParams(), discover_feature_builders({}))
+    feature_set = feature_set_from_settings(settings.features)
     if symbols is None:
         with database_connection(settings) as conn:
             symbols = symbols_with_bars(conn, timeframe, start, end)

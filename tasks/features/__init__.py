@@ -7,6 +7,8 @@ from tasks.features.builder import (
     FeatureState,
     StandardFeatures,
     discover_feature_builders,
+    feature_params,
+    feature_set_from_settings,
 )
 from tasks.features.kernels import FEATURES, FeatureParams, periods_per_year
 from tasks.features.layout import BarLayout
@@ -21,5 +23,7 @@ __all__ = [
     "FeatureState",
     "StandardFeatures",
     "discover_feature_builders",
+    "feature_params",
+    "feature_set_from_settings",
     "periods_per_year",
 ]

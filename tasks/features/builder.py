@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from importlib.metadata import entry_points
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,9 @@ from marketpipe.errors import ConfigurationError, DataQualityError
 from tasks.features.kernels import FEATURES, FeatureParams, run_standard
 from tasks.features.layout import BarLayout
 from tasks.sources.base import load_import_path
+
+if TYPE_CHECKING:
+    from marketpipe.settings import FeatureSettings
 
 ENTRY_POINT_GROUP = "marketpipe.features"
 KEY_COLUMNS = ("symbol", "timeframe", "ts")
@@ -313,3 +316,16 @@ def discover_feature_builders(
             raise ConfigurationError(f"feature builder {name!r} = {factory!r} is not a subclass of FeatureBuilder")
         builders[name] = factory()
     return builders
+
+
+def feature_params(section: FeatureSettings) -> FeatureParams:
+    """The standard set's windows from the settings' ``features`` section."""
+    try:
+        return FeatureParams(**{f.name: getattr(section, f.name) for f in fields(FeatureParams)})
+    except ValueError as exc:
+        raise ConfigurationError(f"settings features: {exc}") from exc
+
+
+def feature_set_from_settings(section: FeatureSettings) -> FeatureSet:
+    """The feature set the settings describe: their windows, their plugin builders and the entry points'."""
+    return FeatureSet(feature_params(section), discover_feature_builders(section.builders))
