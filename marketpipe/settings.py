@@ -81,11 +81,35 @@ def _default_rate_limits() -> dict[str, RateLimit]:
 
 class RoutingSettings(_Section):
     hot_data_days: PositiveInt = 30
+    hot_data_days_by_dataset: dict[str, PositiveInt] = Field(
+        default_factory=dict,
+        description="per-dataset override of hot_data_days; datasets: bars_intraday, bars_daily, features, "
+        "feature_values (see tasks/storage/tiering.py)",
+    )
     cold_fallback_enabled: bool = True
+
+    def hot_days(self, dataset: str) -> int:
+        """Days of ``dataset`` kept in the hot store before tiering moves them to the lake."""
+        return self.hot_data_days_by_dataset.get(dataset, self.hot_data_days)
 
 
 class DataLakeSettings(_Section):
     compression: Literal["snappy", "zstd"] = "snappy"
+    row_group_rows: PositiveInt = Field(
+        default=65_536,
+        description="rows per Parquet row group of tiered files (sorted by symbol, ts): smaller groups "
+        "let a one-symbol read skip more of a file, larger ones compress better",
+    )
+    compact_min_files: PositiveInt = Field(
+        default=4, description="`marketpipe lake compact` merges a partition once it holds this many files"
+    )
+    raw_retention_days: PositiveInt = Field(
+        default=365, description="raw-zone pages (raw/..., ops.raw_pages) older than this are pruned"
+    )
+    compression_after_days: PositiveInt = Field(
+        default=7,
+        description="full TimescaleDB edition only: native compression policy for chunks older than this",
+    )
 
 
 class StorageSettings(_Section):

@@ -1,0 +1,99 @@
+"""Tiering on the real stack: old chunks move to the lake and every read gives the same rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pandas as pd
+import psycopg
+import pyarrow.parquet as pq
+import pytest
+from pandas.testing import assert_frame_equal
+
+from marketpipe.errors import RequestError
+from marketpipe.settings import Settings
+from tasks.sources.model import CORPORATE_ACTIONS, frame
+from tasks.storage.corporate_actions import upsert_corporate_actions
+from tasks.storage.hot import upsert_bars
+from tasks.storage.lake import Lake
+from tasks.storage.router import StorageRouter
+from tasks.storage.tiering import manifest_files, table_checksum, tier_chunks
+from tests.integration.tiering.conftest import make_bars, year_window
+
+pytestmark = pytest.mark.integration
+
+
+def hot_rows(conn: psycopg.Connection, table: str, symbols: list[str]) -> int:
+    return conn.execute(f"SELECT count(*) FROM {table} WHERE symbol = ANY(%s)", (symbols,)).fetchone()[0]
+
+
+def a_split(symbol: str, ex_date: str) -> pd.DataFrame:
+    columns = {"symbol": [symbol], "action": ["split"], "ex_date": [pd.Timestamp(ex_date, tz="UTC")],
+               "new_rate": [2.0], "old_rate": [1.0], "source": ["test"]}  # fmt: skip
+    return frame(CORPORATE_ACTIONS, columns, what="test split")
+
+
+def test_old_chunks_move_to_the_lake_and_reads_are_identical(
+    stack: Settings, conn: psycopg.Connection, lake: Lake, symbols: Callable[[], str]
+) -> None:
+    names = sorted(symbols() for _ in range(3))
+    minutes = pd.concat([make_bars(names, "1990-06-04", 3, "1min", 20),
+                         make_bars(names, "1990-06-04", 3, "5min", 10, seed=2)])  # fmt: skip
+    days = make_bars(names, "1990-05-01", 60, "1day", seed=3)  # spans three months and several 30-day chunks
+    upsert_bars(conn, pd.concat([minutes, days], ignore_index=True))
+    upsert_corporate_actions(conn, a_split(names[0], "1990-06-05"))
+    router = StorageRouter(conn, lake, stack)
+    queries = [(names, "1990-06-01", "1990-06-10", "1min", False),
+               (names[:2], "1990-06-05", "1990-06-07", "5min", False),
+               (names, "1990-04-01", "1990-09-01", "1day", False),
+               (names, "1990-06-01", "1990-06-10", "1min", "split"),
+               (names, "1990-04-01", "1990-09-01", "1day", True)]  # fmt: skip
+    before = [router.read_bars(s, a, b, tf, adjusted=adj) for s, a, b, tf, adj in queries]
+    assert [len(f) for f in before] == [3 * 3 * 20, 2 * 2 * 10, 3 * 60, 3 * 3 * 20, 3 * 60]
+
+    older, newer = year_window(1990)
+    report = tier_chunks(conn, lake, stack, older_than=older.replace(year=1991), newer_than=older)
+
+    assert report.rows == len(minutes) + len(days)
+    assert hot_rows(conn, "market.bars", names) == 0
+    files = manifest_files(conn, dataset=["bars_intraday", "bars_daily"], start=older, end=newer, symbols=names)
+    assert sum(f.row_count for f in files) == report.rows
+    assert {f.key.split("/")[3] for f in files if f.timeframe == "1day"} >= {"month=1990-05", "month=1990-06"}
+    for f in files:
+        stored = pq.read_table(f"{lake.bucket}/{f.key}", filesystem=lake.filesystem())
+        assert stored.num_rows == f.row_count and table_checksum(stored) == f.checksum
+        assert stored.column_names[:2] == ["symbol", "ts"] and "timeframe" not in stored.column_names
+        assert stored.sort_by([("symbol", "ascending"), ("ts", "ascending")]).equals(stored)
+    after = [router.read_bars(s, a, b, tf, adjusted=adj) for s, a, b, tf, adj in queries]
+    for expected, actual in zip(before, after, strict=True):
+        assert_frame_equal(actual, expected)
+
+
+def test_rerun_after_tiering_changes_nothing(
+    stack: Settings, conn: psycopg.Connection, lake: Lake, symbols: Callable[[], str]
+) -> None:
+    names = [symbols() for _ in range(2)]
+    upsert_bars(conn, make_bars(names, "1991-06-04", 2, "1min", 15))
+    older, _ = year_window(1991)
+    first = tier_chunks(conn, lake, stack, older_than=older.replace(year=1992), newer_than=older)
+    second = tier_chunks(conn, lake, stack, older_than=older.replace(year=1992), newer_than=older)
+    assert first.rows == 60 and second.rows == 0 and second.chunks == []
+
+
+def test_a_range_in_the_lake_is_refused_without_cold_fallback(
+    stack: Settings, conn: psycopg.Connection, lake: Lake, symbols: Callable[[], str]
+) -> None:
+    names = [symbols()]
+    upsert_bars(conn, make_bars(names, "1992-06-04", 1, "1min", 5))
+    older, _ = year_window(1992)
+    tier_chunks(conn, lake, stack, older_than=older.replace(year=1993), newer_than=older)
+    strict = stack.model_copy(update={"storage": stack.storage.model_copy(
+        update={"routing": stack.storage.routing.model_copy(update={"cold_fallback_enabled": False})})})  # fmt: skip
+    router = StorageRouter(conn, lake, strict, now=datetime(1992, 12, 1, tzinfo=UTC))
+
+    with pytest.raises(RequestError) as refused:
+        router.read_bars(names, "1992-06-01", "1992-06-30", "1min")
+
+    message = str(refused.value)
+    assert "1992-06-01 00:00" in message and "cold_fallback_enabled" in message and "1992-11-01" in message
