@@ -2,12 +2,16 @@
 then every deployment of ``prefect.yaml`` (``prefect --no-prompt deploy --all``).
 
 Both steps are idempotent: an existing pool or queue is left as it is, and ``prefect deploy``
-updates deployments in place. The Prefect API is whatever PREFECT_API_URL says (the ``marketpipe``
+updates deployments in place. :func:`deploy_changed` skips ``prefect deploy`` (tens of seconds)
+when the server already holds every deployment of this very ``prefect.yaml`` and entrypoint code:
+the digest of those files is kept on the server, in the Prefect variable ``marketpipe_deployed_spec``,
+so a fresh or reset server is always deployed to. The Prefect API is whatever PREFECT_API_URL says (the ``marketpipe``
 CLI sets it from the settings before calling in here).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -21,6 +25,7 @@ from marketpipe.errors import ServiceError
 POOL = "marketpipe"
 QUEUES = ("batch", "streaming", "maintenance")
 DEPLOY_TIMEOUT_SECONDS = 300.0
+SPEC_VARIABLE = "marketpipe_deployed_spec"
 STDERR_TAIL_LINES = 20
 
 
@@ -105,6 +110,58 @@ def deploy_all(project_dir: Path | str, timeout: float = DEPLOY_TIMEOUT_SECONDS)
         output = _tail(done.stderr) or _tail(done.stdout)
         raise ServiceError(f"prefect deploy --all failed (exit {done.returncode}) against {_api_url()}:\n{output}")
     return _read_back(declared)
+
+
+def _declared(project: Path) -> list[dict]:
+    import yaml
+
+    return list((yaml.safe_load((project / "prefect.yaml").read_text()) or {}).get("deployments") or [])
+
+
+def spec_digest(project_dir: Path | str) -> str:
+    """sha256 over prefect.yaml and every entrypoint file it names (a flow's signature is the
+    deployment's parameter schema, so changed flow code may change the deployment)."""
+    project = Path(project_dir).resolve()
+    files = {"prefect.yaml", *(d["entrypoint"].split(":", 1)[0] for d in _declared(project) if d.get("entrypoint"))}
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        path = project / name
+        digest.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"(missing)") + b"\0")
+    return digest.hexdigest()
+
+
+def deploy_changed(project_dir: Path | str, timeout: float = DEPLOY_TIMEOUT_SECONDS, *,
+                   force: bool = False) -> tuple[list[str], bool]:  # fmt: skip
+    """:func:`deploy_all` unless the server already has this project's deployments as they are
+    now; returns the deployment names and whether ``prefect deploy`` ran."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+
+    project = Path(project_dir).resolve()
+    if not (project / "prefect.yaml").is_file():
+        raise ServiceError(f"no prefect.yaml in {project}: run marketpipe deploy from the repository root")
+    digest = spec_digest(project)
+    declared = [d["name"] for d in _declared(project)]
+    try:
+        with get_client(sync_client=True) as client:
+            known = client.read_variable_by_name(SPEC_VARIABLE)
+    except Exception as exc:
+        raise ServiceError(f"cannot read {SPEC_VARIABLE} at {_api_url()}: {type(exc).__name__}: {exc}") from exc
+    if not force and known is not None and known.value == digest:
+        try:
+            return _read_back(declared), False
+        except ServiceError:
+            pass  # a deployment was deleted meanwhile: deploy again
+    names = deploy_all(project, timeout)
+    try:
+        with get_client(sync_client=True) as client:
+            if known is None:
+                client.create_variable(VariableCreate(name=SPEC_VARIABLE, value=digest, tags=["marketpipe"]))
+            else:
+                client.update_variable(VariableUpdate(name=SPEC_VARIABLE, value=digest))
+    except Exception as exc:
+        raise ServiceError(f"deployed, but cannot record {SPEC_VARIABLE} at {_api_url()}: {exc}") from exc
+    return names, True
 
 
 def _read_back(declared: list[str]) -> list[str]:

@@ -535,18 +535,31 @@ def worker(
 
 
 @app.command()
-def deploy(ctx: typer.Context) -> None:
-    """Create the `marketpipe` work pool and its queues (idempotent) and register every deployment
-    of prefect.yaml against the configured Prefect server."""
-    from deployments.deploy import QUEUES, deploy_all, ensure_work_pool
+def deploy(
+    ctx: typer.Context,
+    alert_webhook: Annotated[
+        str | None,
+        typer.Option(help="URL the alert automations notify (JSON {subject, text}); kept until changed"),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="run prefect deploy even when nothing changed")] = False,
+) -> None:
+    """Create the `marketpipe` work pool and its queues, register every deployment of prefect.yaml
+    (skipped when the server already has them as they are) and the alert automations; all
+    idempotent, against the configured Prefect server."""
+    from deployments.alerts import ensure_alert_automations
+    from deployments.deploy import QUEUES, deploy_changed, ensure_work_pool
 
     settings = _settings(ctx)
     created = ensure_work_pool("marketpipe", QUEUES)
     typer.echo(f"work pool 'marketpipe' (queues {', '.join(QUEUES)}): "
                + (f"created {', '.join(created)}" if created else "already there"))  # fmt: skip
-    names = deploy_all(Path(os.environ.get("MARKETPIPE_HOME") or Path.cwd()))
+    names, deployed = deploy_changed(Path(os.environ.get("MARKETPIPE_HOME") or Path.cwd()), force=force)
     for name in names:
         typer.echo(f"deployment  {name}")
+    if not deployed:
+        typer.echo("deployments already up to date with prefect.yaml (--force deploys again)")
+    for name, outcome in ensure_alert_automations(alert_webhook).items():
+        typer.echo(f"automation  {name} ({outcome})")
     typer.echo(f"Prefect UI: {settings.prefect.ui_url}/deployments")
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system pieces marketpipe's embedded stack needs, idempotently:
 #   PostgreSQL (the distribution's major version) with contrib, its server headers, cmake,
-#   and TimescaleDB for that major version.
+#   TimescaleDB for that major version, and Debian's chromium (the headless browser of the UI test).
 # TimescaleDB comes from the distribution's binary package when it has one for the local
 # PostgreSQL major; otherwise it is built from Debian's source package (trixie) against the local
 # server headers. The mirror is derived from the machine's own apt sources: no host is written here.
@@ -45,6 +45,9 @@ PG_MAJOR=$(pg_major)
 PG_CONFIG="/usr/lib/postgresql/${PG_MAJOR}/bin/pg_config"
 apt_install "postgresql-${PG_MAJOR}" "postgresql-contrib" 2>/dev/null || apt_install "postgresql-${PG_MAJOR}"
 
+# 2. Chromium, headless, for the test that renders the Prefect UI of the test stack.
+apt_install chromium
+
 EXT_DIR=$("$PG_CONFIG" --sharedir)/extension
 LIB_DIR=$("$PG_CONFIG" --pkglibdir)
 if ls "$EXT_DIR"/timescaledb.control >/dev/null 2>&1 && ls "$LIB_DIR"/timescaledb*.so >/dev/null 2>&1; then
@@ -52,7 +55,7 @@ if ls "$EXT_DIR"/timescaledb.control >/dev/null 2>&1 && ls "$LIB_DIR"/timescaled
   exit 0
 fi
 
-# 2a. The distribution's binary package, where it exists for this major version.
+# 3a. The distribution's binary package, where it exists for this major version.
 if apt-cache show "postgresql-${PG_MAJOR}-timescaledb" >/dev/null 2>&1 \
    || { [ $apt_updated -eq 0 ] && $SUDO apt-get update -qq && apt_updated=1 && apt-cache show "postgresql-${PG_MAJOR}-timescaledb" >/dev/null 2>&1; }; then
   apt_install "postgresql-${PG_MAJOR}-timescaledb"
@@ -60,7 +63,7 @@ if apt-cache show "postgresql-${PG_MAJOR}-timescaledb" >/dev/null 2>&1 \
   exit 0
 fi
 
-# 2b. Build from Debian's source package against the local server headers.
+# 3b. Build from Debian's source package against the local server headers.
 apt_install "postgresql-server-dev-${PG_MAJOR}" cmake gcc make dpkg-dev libssl-dev
 log "building TimescaleDB from Debian's ${TS_SOURCE_SUITE} source package for PostgreSQL ${PG_MAJOR}"
 mkdir -p "$CACHE_DIR/apt/lists/partial" "$CACHE_DIR/apt/archives/partial" "$CACHE_DIR/src"

@@ -1,0 +1,121 @@
+"""The automations that turn the health flow's events into alerts, created idempotently.
+
+One automation per alert event (``tasks.pipeline.alerts``): low quality, stale data, growing dead
+letters. Each fires once per event and per resource (a dataset, a source, a run). Its action sends
+a notification through the notification block ``custom-webhook/marketpipe-alerts`` (any HTTP
+endpoint: Slack-compatible, a pager, an internal service), which ``marketpipe deploy
+--alert-webhook URL`` creates or updates. Until such a block exists the action is Prefect's
+``do-nothing``: the automation still fires and the UI's event feed records it
+(``prefect.automation.action.executed``), so nothing is lost, it is just not pushed anywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from uuid import UUID
+
+from loguru import logger
+
+from marketpipe.errors import ServiceError
+from tasks.pipeline.alerts import DATA_STALE, DEAD_LETTERS_GROWING, QUALITY_LOW, RESOURCE_PREFIX
+
+BLOCK_TYPE = "custom-webhook"
+BLOCK_NAME = "marketpipe-alerts"
+SUBJECT = "marketpipe alert: {{ event.resource['prefect.resource.name'] }}"
+BODY = (
+    "{{ event.payload.message }}\n\n"
+    "event: {{ event.event }} at {{ event.occurred }}\n"
+    "resource: {{ event.resource.id }}"
+)
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    name: str
+    event: str
+    description: str
+
+
+RULES = (
+    AlertRule("marketpipe: data quality below threshold", QUALITY_LOW,
+              "A top-level pipeline run scored below quality.min_quality_score."),
+    AlertRule("marketpipe: stale data", DATA_STALE,
+              "A dataset's symbols miss more closed NYSE sessions than the health check allows."),
+    AlertRule("marketpipe: dead letters growing", DEAD_LETTERS_GROWING,
+              "A source dead-lettered requests in the last hour."),
+)  # fmt: skip
+
+
+def save_webhook_block(url: str) -> UUID:
+    """Create or update the notification block ``custom-webhook/marketpipe-alerts`` posting JSON
+    ``{"subject", "text"}`` to ``url``; returns its block document id."""
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    block = CustomWebhookNotificationBlock(name=BLOCK_NAME, url=url,
+                                           json_data={"subject": "{{subject}}", "text": "{{body}}"})  # fmt: skip
+    return block.save(BLOCK_NAME, overwrite=True)
+
+
+def _existing_block_id() -> UUID | None:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_block_document_by_name(BLOCK_NAME, BLOCK_TYPE).id
+        except ObjectNotFound:
+            return None
+
+
+def automation_for(rule: AlertRule, block_id: UUID | None):  # -> prefect.automations.AutomationCore
+    from prefect.automations import AutomationCore, DoNothing, EventTrigger, SendNotification
+
+    action = (SendNotification(block_document_id=block_id, subject=SUBJECT, body=BODY) if block_id
+              else DoNothing())  # fmt: skip
+    return AutomationCore(
+        name=rule.name,
+        description=rule.description,
+        enabled=True,
+        trigger=EventTrigger(
+            expect={rule.event},
+            match={"prefect.resource.id": f"{RESOURCE_PREFIX}*"},
+            for_each={"prefect.resource.id"},
+            posture="Reactive",
+            threshold=1,
+            within=timedelta(0),
+        ),
+        actions=[action],
+    )
+
+
+def ensure_alert_automations(webhook_url: str | None = None) -> dict[str, str]:
+    """Create the alert automations, or bring existing ones (matched by name) up to date.
+
+    Returns ``{name: "created" | "updated"}``. With ``webhook_url`` the notification block is
+    created or repointed first; without it an existing block is kept in use.
+    """
+    from prefect.client.orchestration import get_client
+
+    try:
+        block_id = save_webhook_block(webhook_url) if webhook_url else _existing_block_id()
+        outcome: dict[str, str] = {}
+        with get_client(sync_client=True) as client:
+            for rule in RULES:
+                wanted = automation_for(rule, block_id)
+                existing = client.read_automations_by_name(rule.name)
+                if not existing:
+                    client.create_automation(wanted)
+                    outcome[rule.name] = "created"
+                    continue
+                keep, *duplicates = existing  # newest first; duplicates come from racing deploys
+                client.update_automation(keep.id, wanted)
+                for extra in duplicates:
+                    client.delete_automation(extra.id)
+                outcome[rule.name] = "updated"
+    except Exception as exc:  # httpx / Prefect errors: the server is down, refuses, or the URL is wrong
+        raise ServiceError(f"cannot create the alert automations: {type(exc).__name__}: {exc}") from exc
+    created = [n for n, o in outcome.items() if o == "created"]
+    if created:
+        logger.info("created automations {}", ", ".join(created))
+    return outcome

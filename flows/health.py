@@ -1,0 +1,76 @@
+"""The health check as a Prefect flow (deployment ``health/health-check``, every 5 minutes).
+
+It runs :func:`tasks.pipeline.health.check_health`, turns what it finds into alerts
+(:mod:`tasks.pipeline.alerts`: low quality, stale data, growing dead letters) and emits each as a
+Prefect event; the automations ``marketpipe deploy`` creates react to those events. The run itself
+completes whether or not the pipeline is healthy: an unhealthy pipeline is news, not a failure of
+the check. Its markdown artifact ``health-report`` lists the issues.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NONE
+from prefect.events import emit_event
+
+from db.connect import database_connection
+from marketpipe.settings import Settings, load_settings
+from tasks.pipeline.alerts import Alert, dead_letter_alerts, freshness_from_dict, quality_alerts, stale_alerts
+from tasks.pipeline.health import DeadLetterCounts, check_health
+from tasks.pipeline.metrics import read_recent_runs
+
+RECENT_RUNS = 500  # more top-level runs than finish within any sensible quality window
+
+
+@task(name="check-health", cache_policy=NONE)
+def check_health_task(settings: Settings, allowed_missed_sessions: dict[str, int] | None) -> dict[str, Any]:
+    return check_health(settings, thresholds=allowed_missed_sessions)
+
+
+@task(name="recent-quality", cache_policy=NONE)
+def quality_alerts_task(settings: Settings, since: datetime) -> list[Alert]:
+    with database_connection(settings) as conn:
+        runs = read_recent_runs(conn, RECENT_RUNS, top_level_only=True)
+    return quality_alerts([r for r in runs if r.finished_at >= since], settings.quality.min_quality_score)
+
+
+def report_markdown(report: dict[str, Any], alerts: list[Alert]) -> str:
+    head = "**healthy**" if report["healthy"] and not alerts else "**UNHEALTHY**"
+    lines = [f"# marketpipe health at {report['checked_at']}", "", head, ""]
+    lines += [f"- {issue}" for issue in report["issues"]]
+    lines += [f"- {a.message}" for a in alerts if a.message not in report["issues"]]
+    if alerts:
+        lines += ["", "Events emitted:", ""] + [f"- `{a.event}` about `{a.resource_id}`" for a in alerts]
+    return "\n".join(lines)
+
+
+@flow(name="health", flow_run_name="health-check")
+def health_flow(
+    allowed_missed_sessions: dict[str, int] | None = None,
+    quality_window_minutes: int = 5,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Check the pipeline and emit an event per alert. ``allowed_missed_sessions`` maps a timeframe
+    to the closed sessions a series may miss before it is stale (default: the health module's);
+    quality is judged on top-level runs finished in the last ``quality_window_minutes`` (the
+    schedule's interval, so each run is judged once)."""
+    settings = load_settings(overrides=overrides)
+    since = datetime.now(UTC) - timedelta(minutes=quality_window_minutes)
+    report = check_health_task(settings, allowed_missed_sessions)
+    counts = [DeadLetterCounts(**c) for c in report["dead_letters"]["by_source"].values()]
+    freshness = [freshness_from_dict(f) for f in report["freshness"] or []]
+    alerts = [*quality_alerts_task(settings, since), *stale_alerts(freshness), *dead_letter_alerts(counts)]
+    logger = get_run_logger()
+    for alert in alerts:
+        emit_event(event=alert.event, resource=alert.resource(), payload=alert.payload())
+        logger.warning("%s: %s", alert.event, alert.message)
+    if not alerts and report["healthy"]:
+        logger.info("healthy")
+    create_markdown_artifact(report_markdown(report, alerts), key="health-report",
+                             description="marketpipe health check")  # fmt: skip
+    emitted = [{"event": a.event, "resource_id": a.resource_id, "message": a.message} for a in alerts]
+    return {"healthy": report["healthy"] and not alerts, "issues": report["issues"], "alerts": emitted}

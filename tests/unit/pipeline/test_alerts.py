@@ -1,0 +1,49 @@
+from datetime import UTC, datetime
+
+from tasks.pipeline.alerts import (
+    DATA_STALE,
+    DEAD_LETTERS_GROWING,
+    QUALITY_LOW,
+    dead_letter_alerts,
+    freshness_from_dict,
+    quality_alerts,
+    stale_alerts,
+)
+from tasks.pipeline.health import DatasetFreshness, DeadLetterCounts
+from tasks.pipeline.metrics import RunMetrics
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def run(run_id: str, score: float | None, parent: str | None = None) -> RunMetrics:
+    return RunMetrics(run_id=run_id, flow="pipeline", started_at=NOW, finished_at=NOW, status="completed",
+                      quality_score=score, parent_run_id=parent)  # fmt: skip
+
+
+def freshness(stale: tuple[str, ...]) -> DatasetFreshness:
+    return DatasetFreshness(source="polygon", dataset="bars", timeframe="1day", symbols=3, newest_ts=NOW,
+                            oldest_ts=NOW, oldest_symbol="AAPL", missed_sessions=4, allowed_missed_sessions=2,
+                            stale_symbols=stale)  # fmt: skip
+
+
+def test_only_top_level_runs_below_the_threshold_alert() -> None:
+    alerts = quality_alerts([run("a", 0.5), run("b", 0.9), run("c", None), run("d", 0.1, parent="a")], 0.8)
+    assert [(a.event, a.resource_id) for a in alerts] == [(QUALITY_LOW, "marketpipe.run.a")]
+    assert "0.500, below the threshold 0.8" in alerts[0].message
+
+
+def test_a_stale_dataset_alerts_about_the_dataset() -> None:
+    alerts = stale_alerts([freshness(("AAPL",)), freshness(())])
+    assert [(a.event, a.resource_id) for a in alerts] == [(DATA_STALE, "marketpipe.dataset.polygon.bars.1day")]
+    assert alerts[0].payload()["stale_symbols"] == ["AAPL"]
+
+
+def test_freshness_survives_the_reports_dict_form() -> None:
+    original = freshness(("AAPL", "MSFT"))
+    assert freshness_from_dict(original.to_dict()) == original
+
+
+def test_dead_letters_alert_only_when_they_grew_in_the_last_hour() -> None:
+    alerts = dead_letter_alerts([DeadLetterCounts("polygon", 5, 2, 0), DeadLetterCounts("yahoo", 3, 0, 3)])
+    assert [(a.event, a.resource_id) for a in alerts] == [(DEAD_LETTERS_GROWING, "marketpipe.source.polygon")]
+    assert alerts[0].resource()["prefect.resource.name"] == "polygon"
