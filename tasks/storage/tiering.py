@@ -374,7 +374,7 @@ def read_chunk(conn: psycopg.Connection, ds: TierDataset, chunk: Chunk) -> pa.Ta
     return pa.table([table[f.name].cast(f.type) for f in schema], schema=schema)
 
 
-def _crash_point(point: str) -> None:
+def crash_point(point: str) -> None:
     """Tests' kill -9 at an exact step (``MARKETPIPE_CRASH_AT=tiering:<point>``); a no-op otherwise."""
     if os.environ.get(CRASH_ENV) == f"tiering:{point}":
         os.kill(os.getpid(), signal.SIGKILL)
@@ -450,11 +450,11 @@ def tier_chunk(conn: psycopg.Connection, lake: Lake, settings: Settings, ds: Tie
             files.append(describe(ds, timeframe, partition, key, [chunk.name], rows, size, checksum, compression))
         if sum(f.row_count for f in files) != table.num_rows:
             raise StorageError(f"chunk {chunk.name} of {ds.table.name}: partitions do not add up; nothing dropped")
-        _crash_point("after-verify")
+        crash_point("after-verify")
         insert_manifest(conn, files)
-        _crash_point("after-manifest")
+        crash_point("after-manifest")
         conn.execute(sql.SQL("DROP TABLE {}").format(chunk.identifier))
-        _crash_point("after-drop")
+        crash_point("after-drop")
     size = sum(f.size_bytes for f in files)
     keys = tuple(f.key for f in files)
     return ChunkResult(ds.name, chunk.name, chunk.range_start, chunk.range_end, table.num_rows, size, keys,
