@@ -31,7 +31,7 @@ class Market:
     symbols: list[str]
     intraday: pd.DataFrame  # 1min bars as written
     daily: pd.DataFrame  # 1day bars as written
-    features: pd.DataFrame  # rows of features.bar_features as written (symbol, timeframe, ts, feature_set, rsi, computed_at)
+    features: pd.DataFrame  # features.bar_features rows as written (with rsi and computed_at)
 
 
 def _walk(rng: np.random.Generator, n: int, start: float) -> np.ndarray:

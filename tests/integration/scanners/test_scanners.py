@@ -55,7 +55,8 @@ def expected_movers_minutes(bars: pd.DataFrame, minutes: int, direction: str) ->
         if before.empty:
             continue
         ref = before.iloc[-1]
-        rows.append((symbol, ref["ts"], last["ts"], ref["close"], last["close"], 100 * (last["close"] / ref["close"] - 1)))
+        change = 100 * (last["close"] / ref["close"] - 1)
+        rows.append((symbol, ref["ts"], last["ts"], ref["close"], last["close"], change))
     frame = pd.DataFrame(rows, columns=["symbol", "ts_from", "ts_to", "close_from", "close_to", "change_pct"])
     return ranked(frame, "change_pct", direction)
 
@@ -66,7 +67,8 @@ def expected_movers_sessions(daily: pd.DataFrame, sessions: int, direction: str)
         if len(g) <= sessions:
             continue
         last, ref = g.iloc[-1], g.iloc[-1 - sessions]
-        rows.append((symbol, ref["ts"], last["ts"], ref["close"], last["close"], 100 * (last["close"] / ref["close"] - 1)))
+        change = 100 * (last["close"] / ref["close"] - 1)
+        rows.append((symbol, ref["ts"], last["ts"], ref["close"], last["close"], change))
     frame = pd.DataFrame(rows, columns=["symbol", "ts_from", "ts_to", "close_from", "close_to", "change_pct"])
     return ranked(frame, "change_pct", direction)
 
@@ -178,8 +180,10 @@ def test_volume_spikes_need_the_whole_lookback(conn, market: Market) -> None:
     assert result.empty  # 119 bars of history, 120 asked
 
 
-@pytest.mark.parametrize(("min_pct", "direction", "timeframe"),
-                         [(2.0, "both", "1min"), (0.0, "up", "1min"), (2.5, "down", "1min"), (0.0, "both", "1day")])  # fmt: skip
+GAP_CASES = [(2.0, "both", "1min"), (0.0, "up", "1min"), (2.5, "down", "1min"), (0.0, "both", "1day")]
+
+
+@pytest.mark.parametrize(("min_pct", "direction", "timeframe"), GAP_CASES)
 def test_opening_gaps(conn, market: Market, min_pct: float, direction: str, timeframe: str) -> None:
     bars = market.intraday if timeframe == "1min" else market.daily
     result = ours(run_scan(conn, scanners.opening_gaps(min_pct, direction, timeframe=timeframe, limit=ALL)), market)
