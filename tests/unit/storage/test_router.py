@@ -1,0 +1,50 @@
+"""The read router's pure decisions: which tiers, the cold-fallback refusal, merging, adjustment names."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+
+from marketpipe.errors import RequestError
+from tasks.storage.router import as_adjustment, check_fallback, merge_tiers, route
+from tasks.storage.tiering import LakeFile
+
+JAN = datetime(2026, 1, 1, tzinfo=UTC)
+FILE = LakeFile("cold/bars/timeframe=1day/month=2026-01/c.parquet", "bars_daily", "1day", "month=2026-01", ("c",),
+                JAN, JAN, "A", "Z", 1, 1, "x", "snappy")  # fmt: skip
+
+
+def test_routes_name_the_tiers_read() -> None:
+    assert route(True, []).name == "hot"
+    assert route(False, [FILE]).name == "cold"
+    assert route(True, [FILE]).name == "hot+cold"
+    assert route(False, []).name == "none"
+
+
+def test_without_cold_fallback_a_range_in_the_lake_is_refused_clearly() -> None:
+    with pytest.raises(RequestError) as refused:
+        check_fallback([FILE], JAN, datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 10, 27, tzinfo=UTC), False,
+                       "1day bars_daily of ['AAPL']")  # fmt: skip
+    message = str(refused.value)
+    assert "[2026-01-01 00:00, 2026-02-01 00:00)" in message
+    assert "2026-10-27" in message and "storage.routing.cold_fallback_enabled=true" in message
+    check_fallback([FILE], JAN, JAN, JAN, True, "x")  # allowed: no error
+    check_fallback([], JAN, JAN, JAN, False, "x")  # nothing cold: no error
+
+
+def test_merge_keeps_the_later_tier_on_a_shared_key_and_sorts() -> None:
+    cold = pd.DataFrame({"symbol": ["B", "A"], "ts": [1, 1], "close": [1.0, 2.0]})
+    hot = pd.DataFrame({"symbol": ["A"], "ts": [1], "close": [9.0]})
+
+    merged = merge_tiers([cold, hot], ["symbol", "ts"])
+
+    assert merged.to_dict("list") == {"symbol": ["A", "B"], "ts": [1, 1], "close": [9.0, 1.0]}
+    assert merge_tiers([cold.iloc[0:0]], ["symbol", "ts"]).empty
+
+
+def test_adjusted_accepts_booleans_and_the_adjustment_names() -> None:
+    assert [as_adjustment(a) for a in (False, True, "raw", "split", "all")] == ["raw", "all", "raw", "split", "all"]
+    with pytest.raises(RequestError, match="'dividends'"):
+        as_adjustment("dividends")
