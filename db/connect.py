@@ -45,3 +45,19 @@ async def async_database_connection(
         )
     except psycopg.OperationalError as exc:
         raise _unreachable(settings, dbname, exc) from exc
+
+
+def connection_lost(exc: BaseException | None) -> bool:
+    """True when ``exc`` (or anything it was raised from) is a lost or refused database connection.
+
+    Covers a server shutting down under an open session (``AdminShutdown``), one still starting up
+    (``CannotConnectNow``) and a refused connect, wherever our own errors wrapped them. Such a failure
+    is transient: the same work retried on a new connection can succeed.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, psycopg.OperationalError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

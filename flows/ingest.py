@@ -24,6 +24,7 @@ from prefect.runtime import flow_run
 
 from db.connect import async_database_connection, database_connection
 from flows.process import process_pending, publish_processing
+from flows.retries import DATABASE_RETRY_OPTIONS
 from marketpipe.progress import terminal_progress
 from marketpipe.settings import Settings, load_settings
 from tasks.pipeline.collect import SymbolCollection, collect_symbol
@@ -42,7 +43,7 @@ def run_name() -> str:
     return f"ingest-{params.get('source', 'polygon')}-{params.get('timeframe', '1day')}-{end}"
 
 
-@task(name="collect-symbol", cache_policy=NONE, task_run_name="collect-{symbol}")
+@task(name="collect-symbol", cache_policy=NONE, **DATABASE_RETRY_OPTIONS, task_run_name="collect-{symbol}")
 async def collect_symbol_task(
     settings: Settings, source: BaseSource, request: IngestRequest, symbol: str, start: datetime, run_id: str,
     reprocess: bool,

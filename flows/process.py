@@ -18,6 +18,7 @@ from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
 from db.connect import database_connection
+from flows.retries import DATABASE_RETRY_OPTIONS
 from marketpipe.settings import Settings, load_settings
 from tasks.pipeline.metrics import record_summary
 from tasks.pipeline.process import (
@@ -34,7 +35,7 @@ from tasks.processing.validate import ValidationResult
 from tasks.storage.lake import Lake
 
 
-@task(name="process-symbol", cache_policy=NONE, task_run_name="process-{symbol}")
+@task(name="process-symbol", cache_policy=NONE, **DATABASE_RETRY_OPTIONS, task_run_name="process-{symbol}")
 def process_symbol_task(
     settings: Settings, symbol: str, pages: list[PendingPage]
 ) -> tuple[SymbolProcessing, ValidationResult | None]:

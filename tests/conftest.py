@@ -81,6 +81,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "MARKETPIPE_ENV_FILE": str(state_dir / "no.env"),
         "MARKETPIPE_CONFIG": str(REPO / "config" / "data_pipeline_config.yaml"),
         "MARKETPIPE_TEST_STACK_READY": "1",
+        # Developers run several sessions side by side on small machines; Prefect's first start
+        # (its own migrations) can then take longer than the 60 s default.
+        "MARKETPIPE_STARTUP_TIMEOUT_SECONDS": "240",
         "PREFECT_HOME": str(state_dir / "prefect-client"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }

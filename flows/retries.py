@@ -1,0 +1,29 @@
+"""Retry policies shared by the flows' tasks.
+
+Only a lost database connection is retried here: a restarted or failed-over PostgreSQL comes back
+within seconds, and every task that writes does so in one transaction per symbol (rolled back when
+the connection drops), so running the task again on a new connection is safe. Vendor errors have
+their own retries inside the sources; data errors are not retried.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from db.connect import connection_lost
+
+DATABASE_RETRIES = 5
+DATABASE_RETRY_DELAYS_SECONDS = [1, 2, 4, 8, 16]  # about 30 s: a restart or a fast failover
+
+
+def retry_on_lost_database(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect ``retry_condition_fn``: retry only when the failure is a lost database connection."""
+    data = getattr(state, "data", None)
+    return isinstance(data, BaseException) and connection_lost(data)
+
+
+DATABASE_RETRY_OPTIONS: dict[str, Any] = {
+    "retries": DATABASE_RETRIES,
+    "retry_delay_seconds": DATABASE_RETRY_DELAYS_SECONDS,
+    "retry_condition_fn": retry_on_lost_database,
+}
