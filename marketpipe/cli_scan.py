@@ -1,17 +1,124 @@
 """`marketpipe scan ...` (SQL scanners over the hot store) and `marketpipe bench storage`.
 
 Registered on the main app in ``marketpipe.cli``; commands read their settings from ``ctx.obj["settings"]``.
+Each scan command builds its call with :mod:`tasks.storage.scanners` (which refuses bad arguments
+with a ScanArgumentError before connecting) and prints the rows as a table.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+if TYPE_CHECKING:
+    from tasks.storage.scanners import ScanQuery
+
 scan_app = typer.Typer(help="SQL scanners over the hot store (the same views scanner processes query from psql).",
                        no_args_is_help=True)  # fmt: skip
+
+Timeframe = Annotated[str, typer.Option(help="1min, 5min, 15min, 1hour or 1day")]
+Limit = Annotated[int, typer.Option(help="at most this many rows")]
+Direction = Annotated[str, typer.Option(help="up (gainers), down (losers) or both")]
+AsJson = Annotated[bool, typer.Option("--json", help="one JSON array of rows")]
+
+
+def _print_scan(ctx: typer.Context, query: ScanQuery, as_json: bool) -> None:
+    from db.connect import database_connection
+    from tasks.storage.scanners import run_scan
+
+    with database_connection(ctx.obj["settings"], autocommit=True) as conn:
+        frame = run_scan(conn, query)
+    if as_json:
+        typer.echo(frame.to_json(orient="records", date_format="iso", date_unit="s"))
+    elif frame.empty:
+        typer.echo(f"{query.name}: no rows")
+    else:
+        typer.echo(frame.to_string(index=False, float_format=lambda v: f"{v:,.4f}"))
+
+
+@scan_app.command("latest")
+def scan_latest(ctx: typer.Context, timeframe: Timeframe = "1min", as_json: AsJson = False) -> None:
+    """The latest bar of every symbol (view scan.latest_bars)."""
+    from tasks.storage import scanners
+
+    _print_scan(ctx, scanners.latest_bars(timeframe), as_json)
+
+
+@scan_app.command("movers")
+def scan_movers(
+    ctx: typer.Context,
+    minutes: Annotated[int | None, typer.Option(help="change over the last N minutes (intraday bars)")] = None,
+    sessions: Annotated[int | None, typer.Option(help="change over the last N sessions (daily bars)")] = None,
+    limit: Limit = 20,
+    direction: Direction = "both",
+    timeframe: Annotated[str, typer.Option(help="intraday bars for --minutes: 1min, 5min, 15min, 1hour")] = "1min",
+    as_json: AsJson = False,
+) -> None:
+    """Top movers: latest close vs the close N minutes (or N sessions) earlier, in percent."""
+    from tasks.storage import scanners
+
+    query = scanners.top_movers(minutes, sessions, limit=limit, direction=direction, timeframe=timeframe)
+    _print_scan(ctx, query, as_json)
+
+
+@scan_app.command("volume-spikes")
+def scan_volume_spikes(
+    ctx: typer.Context,
+    lookback: Annotated[int, typer.Option(help="bars of history before the latest (>= 2)")] = 20,
+    min_z: Annotated[float, typer.Option(help="minimum z-score of the latest volume")] = 3.0,
+    timeframe: Timeframe = "1min",
+    limit: Limit = 50,
+    as_json: AsJson = False,
+) -> None:
+    """Latest volume's z-score vs the symbol's previous LOOKBACK bars."""
+    from tasks.storage import scanners
+
+    _print_scan(ctx, scanners.volume_spikes(lookback, min_z, timeframe=timeframe, limit=limit), as_json)
+
+
+@scan_app.command("gaps")
+def scan_gaps(
+    ctx: typer.Context,
+    min_pct: Annotated[float, typer.Option(help="minimum absolute gap in percent")] = 2.0,
+    direction: Direction = "both",
+    timeframe: Timeframe = "1min",
+    limit: Limit = 50,
+    as_json: AsJson = False,
+) -> None:
+    """Opening gaps: first open of the latest session vs the previous session's last close."""
+    from tasks.storage import scanners
+
+    _print_scan(ctx, scanners.opening_gaps(min_pct, direction, timeframe=timeframe, limit=limit), as_json)
+
+
+@scan_app.command("highs-lows")
+def scan_highs_lows(
+    ctx: typer.Context,
+    days: Annotated[int, typer.Option(help="bars (sessions, for 1day) the latest bar must top")] = 52,
+    timeframe: Timeframe = "1day",
+    as_json: AsJson = False,
+) -> None:
+    """New N-day highs and lows: the latest bar above/below every bar of the N before it."""
+    from tasks.storage import scanners
+
+    _print_scan(ctx, scanners.new_highs_lows(days, timeframe=timeframe), as_json)
+
+
+@scan_app.command("rsi")
+def scan_rsi(
+    ctx: typer.Context,
+    above: Annotated[float, typer.Option(help="overbought at or above")] = 70.0,
+    below: Annotated[float, typer.Option(help="oversold at or below")] = 30.0,
+    timeframe: Timeframe = "1day",
+    feature_set: Annotated[str | None, typer.Option(help="feature-set version [default: each symbol's latest]")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """RSI extremes from the feature store (each symbol's latest feature row)."""
+    from tasks.storage import scanners
+
+    _print_scan(ctx, scanners.rsi_extremes(above, below, timeframe=timeframe, feature_set=feature_set), as_json)
 
 
 def bench_storage(

@@ -1,0 +1,65 @@
+"""Pure parts of bench/storage.py: the DDL it derives from the migrations, its report and table."""
+
+from __future__ import annotations
+
+import re
+
+from bench import storage
+
+
+def test_bench_ddl_renames_every_project_schema_and_nothing_else() -> None:
+    ddl = "\n".join(storage.bench_ddl((storage.MIGRATIONS_DIR / name).read_text()) for name in storage.MIGRATIONS)
+
+    assert not re.search(r"(?<![\w.])(market|scan|features)\.[a-z_]", ddl)
+    assert "CREATE SCHEMA IF NOT EXISTS bench_storage_scan;" in ddl
+    assert "CREATE TABLE bench_storage_market.latest_bars" in ddl
+    assert "'bench_storage_market.bars_daily'::regclass" in ddl  # inside the scanners' dynamic SQL too
+    assert "create_hypertable('bench_storage_market.bars_intraday', by_range('ts', INTERVAL '1 day'))" in ddl
+
+
+def test_percentiles_are_in_milliseconds() -> None:
+    p50, p95 = storage.percentiles([0.001 * i for i in range(1, 101)])
+
+    assert round(p50, 6) == 50.5 and round(p95, 6) == 95.05
+
+
+def test_session_days_are_the_last_nyse_sessions_with_their_half_day() -> None:
+    days = storage.session_days(3)
+
+    assert [d[0].isoformat() for d in days] == [
+        "2024-11-26T14:30:00+00:00", "2024-11-27T14:30:00+00:00", "2024-11-29T14:30:00+00:00",
+    ]  # fmt: skip
+    assert days[-1][1].isoformat() == "2024-11-29T18:00:00+00:00"  # the day after Thanksgiving closes at 13:00
+
+
+def test_synthetic_session_has_every_minute_of_every_symbol() -> None:
+    open_utc, close_utc = storage.session_days(1)[0]
+
+    bars = storage.synthetic_session(3, 0, open_utc, close_utc)
+
+    assert len(bars) == 3 * 210 and bars["symbol"].nunique() == 3
+    assert (bars["high"] >= bars[["open", "close"]].max(axis=1)).all()
+    assert (bars["low"] <= bars[["open", "close"]].min(axis=1)).all()
+
+
+def test_summary_has_the_required_keys_and_renders() -> None:
+    parts = {
+        "latencies_ms": {name: (1.0, 2.0) for name in ("latest_bar", "top_movers", "volume_spikes")},
+        "scanner_rows": {"latest_bar": 5, "top_movers": 5, "volume_spikes": 0},
+        "load": {"generate_series_rows_per_s": 100, "copy_rows_per_s": 200, "bulk_method": "copy",
+                 "trigger_overhead_fraction": 0.1},
+        "symbols": 5, "sessions": 2, "rows": 3900, "hot_bytes": 1000, "tier_via": "x", "tier_chunks": 2,
+        "tier_rows": 3900, "tier_parquet_bytes": 250, "tier_seconds": 0.5, "compression": "snappy",
+        "symbol_month_read": {"symbol": "S00002", "rows": 780, "hot_ms": 2.0, "cold_ms": 20.0}, "cpus": 2,
+    }  # fmt: skip
+
+    report = storage.summarize(parts)
+
+    assert {k: report[k] for k in ("latest_bar_p50_ms", "latest_bar_p95_ms", "top_movers_p50_ms",
+                                   "top_movers_p95_ms", "tiering_mb_per_s", "lake_to_hot_bytes_ratio")} == {
+        "latest_bar_p50_ms": 1.0, "latest_bar_p95_ms": 2.0, "top_movers_p50_ms": 1.0, "top_movers_p95_ms": 2.0,
+        "tiering_mb_per_s": 0.0, "lake_to_hot_bytes_ratio": 0.25,
+    }  # fmt: skip
+    assert report["targets_met"] is True
+    table = storage.render_table(report)
+    assert "latest_bar" in table and "< 50 ms: met" in table and "symbol-month read, cold" in table
