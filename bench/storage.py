@@ -1,0 +1,528 @@
+"""Storage benchmark: SQL scanner latencies, tiering throughput, lake vs hot bytes, cold vs hot reads.
+
+Runs against the running stack (``marketpipe up``) on synthetic 1-minute bars (default 5,000 symbols
+x 20 NYSE sessions, about 39M rows), daily bars aggregated from them and one daily RSI per bar, in
+three throwaway schemas (``bench_storage_market``, ``_scan``, ``_features``) built from the project's
+OWN migration files (0002, 0007, 0009, 0011) with the schema names rewritten: the same tables,
+hypertables, chunk intervals, indexes, triggers and scanner functions as the real ones, and the
+real tables are never touched. Lake objects go under ``bench-storage/<run tag>/`` and are deleted at
+the end, like the schemas.
+
+Parts, in order, each measured in this run:
+
+- ``load``: the first session by ``INSERT .. SELECT generate_series`` (server side), the second by
+  the hot writer's binary COPY (:func:`tasks.storage.hot.upsert_frame`); the faster loads the rest.
+  A third session is COPYed with the latest-bar triggers disabled: their cost to writers.
+- ``scanners``: p50/p95 over repeated calls of every ``scan.*`` function; for the latest bar per
+  symbol also two references without ``market.latest_bars``: a LATERAL probe per symbol and
+  ``DISTINCT ON`` over the last session.
+- ``hot read`` then ``cold read``: one symbol over every session (a symbol-month) from the
+  hypertable, then from the lake with pyarrow.dataset (filter pushed down to row-group statistics).
+- ``tiering``: every intraday chunk exported to Parquet in the lake (sorted by symbol, ts; Hive
+  layout), read back and verified (row count and content); MB/s of Parquet written and verified, and
+  lake bytes / hot bytes (``hypertable_size``) for the same rows.
+
+Targets: latest bar per symbol p95 < 50 ms, top movers over 15 minutes p95 < 200 ms. Usage:
+``marketpipe bench storage [--symbols N] [--sessions N] [--json]``. Not part of the test suite
+(``tests/performance/test_bench_storage.py`` runs it small, marked slow).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import secrets
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from marketpipe.settings import Settings
+
+T = TypeVar("T")
+
+PREFIX = "bench_storage"
+SCHEMAS = ("market", "scan", "features")
+MIGRATIONS = ("0002_bars.sql", "0007_bar_quality_flags.sql", "0009_features.sql", "0011_scanners.sql")
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "db" / "migrations"
+LAST_DAY = date(2024, 11, 29)  # the synthetic market ends on this session (includes a half day)
+TARGET_LATEST_BAR_MS = 50.0
+TARGET_TOP_MOVERS_MS = 200.0
+ROW_GROUP_ROWS = 65_536
+LAKE_PREFIX = "bench-storage"
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure helpers
+
+
+def schema_name(schema: str) -> str:
+    return f"{PREFIX}_{schema}"
+
+
+def bench_ddl(sql_text: str) -> str:
+    """A migration's SQL with the project schemas renamed to the benchmark's: ``market.x`` becomes
+    ``bench_storage_market.x`` (in strings and comments too, which keeps dynamic SQL consistent)."""
+    pattern = re.compile(r"\b(" + "|".join(SCHEMAS) + r")\.(?=[a-z_])")
+    text = pattern.sub(lambda m: f"{schema_name(m.group(1))}.", sql_text)
+    created = re.compile(r"(CREATE SCHEMA IF NOT EXISTS )(" + "|".join(SCHEMAS) + r")\b")
+    return created.sub(lambda m: m.group(1) + schema_name(m.group(2)), text)
+
+
+def percentiles(samples_s: Sequence[float]) -> tuple[float, float]:
+    """(p50, p95) in milliseconds; p95 by linear interpolation between order statistics."""
+    ms = np.asarray(samples_s, dtype=np.float64) * 1000.0
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 95))
+
+
+def session_days(sessions: int, last_day: date = LAST_DAY) -> list[tuple[datetime, datetime]]:
+    """(open, close) in UTC of the ``sessions`` NYSE sessions ending on ``last_day``."""
+    from tasks.processing.calendar import nyse_sessions
+
+    schedule = nyse_sessions(last_day - timedelta(days=2 * sessions + 14), last_day)
+    if len(schedule) < sessions:
+        raise ValueError(f"only {len(schedule)} sessions before {last_day}")
+    opens = pd.to_datetime(schedule.open_ns[-sessions:], utc=True)
+    closes = pd.to_datetime(schedule.close_ns[-sessions:], utc=True)
+    return [(o.to_pydatetime(), c.to_pydatetime()) for o, c in zip(opens, closes, strict=True)]
+
+
+def symbol_names(count: int) -> list[str]:
+    return [f"S{i:05d}" for i in range(count)]
+
+
+def synthetic_session(
+    symbols: int, session: int, open_utc: datetime, close_utc: datetime, seed: int = 0
+) -> pd.DataFrame:
+    """One session of 1-minute bars for ``symbols`` symbols (numpy, the COPY path's input): the same
+    price model as :data:`GENERATE_SQL` (a slow sine per symbol, a per-session level and noise)."""
+    from tasks.sources.model import BARS, frame
+
+    minutes = int((close_utc - open_utc).total_seconds() // 60)
+    k = np.repeat(np.arange(symbols), minutes)
+    i = np.tile(np.arange(minutes), symbols)
+    rng = np.random.default_rng(seed + session)
+    g = session * 390 + i
+    base = 20.0 + (k % 500)
+    level = 1 + 0.03 * np.sin(k * 7.0 + session * 3.0)
+    close = base * level * (1 + 0.05 * np.sin(g / 50.0 + k) + 0.002 * (rng.random(len(k)) - 0.5))
+    open_ = close * (1 + 0.001 * (rng.random(len(k)) - 0.5))
+    volume = (1000 + 5000 * rng.random(len(k))).astype(np.int64) * np.where(rng.random(len(k)) < 0.001, 20, 1)
+    ts = pd.DatetimeIndex(np.datetime64(open_utc.replace(tzinfo=None), "ns") + i.astype("timedelta64[m]"))
+    return frame(BARS, {
+        "symbol": np.array(symbol_names(symbols), dtype=object)[k], "ts": ts.tz_localize("UTC"),
+        "timeframe": "1min", "open": open_, "high": np.maximum(open_, close) * (1 + 0.0005 * rng.random(len(k))),
+        "low": np.minimum(open_, close) * (1 - 0.0005 * rng.random(len(k))), "close": close, "volume": volume,
+        "vwap": (open_ + close) / 2, "trade_count": volume // 100, "source": "bench",
+    }, what="synthetic bars")  # fmt: skip
+
+
+GENERATE_SQL = """
+INSERT INTO {m}.bars_intraday (symbol, timeframe, ts, open, high, low, close, volume, vwap, trade_count,
+                               source, quality_flags)
+SELECT 'S' || lpad(k::text, 5, '0'), '1min', %(open)s::timestamptz + make_interval(mins => i),
+       o, greatest(o, c) * (1 + 0.0005 * random()), least(o, c) * (1 - 0.0005 * random()), c,
+       v, (o + c) / 2, v / 100, 'bench', 0
+  FROM generate_series(0, %(symbols)s - 1) AS k
+ CROSS JOIN generate_series(0, %(minutes)s - 1) AS i
+ CROSS JOIN LATERAL (
+       SELECT (20.0 + k %% 500) * (1 + 0.03 * sin(k * 7.0 + %(session)s * 3.0))
+              * (1 + 0.05 * sin((%(session)s * 390 + i) / 50.0 + k) + 0.002 * (random() - 0.5)) AS c0,
+              ((1000 + 5000 * random())::bigint * CASE WHEN random() < 0.001 THEN 20 ELSE 1 END) AS v0) p
+ CROSS JOIN LATERAL (SELECT p.c0 * (1 + 0.001 * (random() - 0.5)) AS o, p.c0 AS c, p.v0 AS v) q
+"""
+
+DAILY_SQL = """
+INSERT INTO {m}.bars_daily (symbol, timeframe, ts, open, high, low, close, volume, vwap, trade_count,
+                            source, quality_flags)
+SELECT symbol, '1day', (%(day)s::date::timestamp AT TIME ZONE 'America/New_York'),
+       first(open, ts), max(high), min(low), last(close, ts), sum(volume)::bigint,
+       sum(vwap * volume) / sum(volume), sum(trade_count)::bigint, 'bench', 0
+  FROM {m}.bars_intraday
+ WHERE timeframe = '1min' AND ts >= %(open)s AND ts < %(close)s
+ GROUP BY symbol
+"""
+
+
+@dataclass(frozen=True)
+class Scanner:
+    """One measured query: its name in the report and SQL (``{m}``/``{s}`` are the bench schemas)."""
+
+    name: str
+    sql: str
+    repeats: int = 30
+
+
+def scanners(sessions: int) -> list[Scanner]:
+    days = max(1, min(52, sessions - 2))
+    return [
+        Scanner("latest_bar", "SELECT * FROM {s}.latest('1min')"),
+        Scanner("top_movers", "SELECT * FROM {s}.top_movers_minutes(15)"),
+        Scanner("top_movers_sessions", f"SELECT * FROM {{s}}.top_movers_sessions({max(1, min(5, sessions - 1))})"),
+        Scanner("volume_spikes", "SELECT * FROM {s}.volume_spikes(20, 3, '1min')"),
+        Scanner("opening_gaps", "SELECT * FROM {s}.opening_gaps(2, 'both', '1min')"),
+        Scanner("new_highs_lows", f"SELECT * FROM {{s}}.new_highs_lows({days})"),
+        Scanner("rsi_extremes", "SELECT * FROM {s}.rsi_extremes(70, 30, '1day')"),
+        # references for the latest bar per symbol without market.latest_bars
+        Scanner("latest_bar_lateral_ref",
+                "SELECT b.* FROM (SELECT symbol FROM {m}.latest_bars WHERE timeframe = '1min') s"
+                " CROSS JOIN LATERAL (SELECT * FROM {m}.bars_intraday x WHERE x.symbol = s.symbol"
+                " AND x.timeframe = '1min' ORDER BY x.ts DESC LIMIT 1) b", repeats=10),
+        Scanner("latest_bar_distinct_on_ref",
+                "SELECT DISTINCT ON (symbol) * FROM {m}.bars_intraday WHERE timeframe = '1min'"
+                " AND ts >= (SELECT max(ts) FROM {m}.bars_intraday) - interval '1 day'"
+                " ORDER BY symbol, ts DESC", repeats=5),
+    ]  # fmt: skip
+
+
+def summarize(parts: dict[str, Any]) -> dict[str, Any]:
+    """The report: the required keys first, then the details."""
+    lat = parts["latencies_ms"]
+    tier_mb = parts["tier_parquet_bytes"] / 1e6
+    report = {
+        "latest_bar_p50_ms": round(lat["latest_bar"][0], 2),
+        "latest_bar_p95_ms": round(lat["latest_bar"][1], 2),
+        "top_movers_p50_ms": round(lat["top_movers"][0], 2),
+        "top_movers_p95_ms": round(lat["top_movers"][1], 2),
+        "tiering_mb_per_s": round(tier_mb / parts["tier_seconds"], 2) if parts["tier_seconds"] > 0 else None,
+        "lake_to_hot_bytes_ratio": round(parts["tier_parquet_bytes"] / parts["hot_bytes"], 4),
+        "symbols": parts["symbols"],
+        "sessions": parts["sessions"],
+        "rows": parts["rows"],
+        "scanner_latency_ms": {k: {"p50": round(v[0], 2), "p95": round(v[1], 2)} for k, v in lat.items()},
+        "scanner_rows": parts["scanner_rows"],
+        "load": parts["load"],
+        "tiering": {
+            "via": parts["tier_via"],
+            "chunks": parts["tier_chunks"],
+            "rows": parts["tier_rows"],
+            "parquet_bytes": parts["tier_parquet_bytes"],
+            "seconds": round(parts["tier_seconds"], 3),
+            "rows_per_s": round(parts["tier_rows"] / parts["tier_seconds"]) if parts["tier_seconds"] > 0 else None,
+            "compression": parts["compression"],
+        },
+        "hot_bytes": parts["hot_bytes"],
+        "symbol_month_read": parts["symbol_month_read"],
+        "cpus": parts["cpus"],
+    }
+    met = {
+        "latest_bar_p95_ms": report["latest_bar_p95_ms"] < TARGET_LATEST_BAR_MS,
+        "top_movers_p95_ms": report["top_movers_p95_ms"] < TARGET_TOP_MOVERS_MS,
+    }
+    report["targets"] = {
+        "latest_bar_p95_ms": {"target": f"< {TARGET_LATEST_BAR_MS:g}", "met": met["latest_bar_p95_ms"]},
+        "top_movers_p95_ms": {"target": f"< {TARGET_TOP_MOVERS_MS:g}", "met": met["top_movers_p95_ms"]},
+    }
+    report["targets_met"] = all(met.values())
+    return report
+
+
+def render_table(report: dict[str, Any]) -> str:
+    """The human-readable form: one line per measure."""
+    rows = [("measure", "p50", "p95", "rows", "target")]
+    targets = {"latest_bar": "latest_bar_p95_ms", "top_movers": "top_movers_p95_ms"}
+    for name, lat in report["scanner_latency_ms"].items():
+        target = report["targets"].get(targets.get(name, ""), None)
+        mark = f"{target['target']} ms: {'met' if target['met'] else 'NOT met'}" if target else ""
+        rows.append((name, f"{lat['p50']:.1f} ms", f"{lat['p95']:.1f} ms", f"{report['scanner_rows'][name]:,}", mark))
+    read = report["symbol_month_read"]
+    rows.append(("symbol-month read, hot", f"{read['hot_ms']:.1f} ms", "", f"{read['rows']:,}", ""))
+    rows.append(("symbol-month read, cold", f"{read['cold_ms']:.1f} ms", "", f"{read['rows']:,}",
+                 f"{read['cold_ms'] / read['hot_ms']:.1f}x hot" if read["hot_ms"] else ""))  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    tier, load = report["tiering"], report["load"]
+    lines += [
+        "",
+        f"tiering ({tier['via']}): {report['tiering_mb_per_s']} MB/s of Parquet written and verified "
+        f"({tier['rows']:,} rows, {tier['parquet_bytes']:,} B {tier['compression']} in {tier['seconds']} s); "
+        f"lake/hot bytes {report['lake_to_hot_bytes_ratio']} (hot {report['hot_bytes']:,} B)",
+        f"load: generate_series {load['generate_series_rows_per_s']:,} rows/s, binary COPY "
+        f"{load['copy_rows_per_s']:,} rows/s (rest by {load['bulk_method']}); latest-bar triggers cost "
+        f"{load['trigger_overhead_fraction']:.1%} of a COPY",
+        f"{report['rows']:,} rows ({report['symbols']} symbols x {report['sessions']} sessions of 1-minute bars), "
+        f"{report['cpus']} CPUs",
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# The measured parts (I/O)
+
+
+def _timed(action: Callable[[], T]) -> tuple[float, T]:
+    began = time.perf_counter()
+    value = action()
+    return time.perf_counter() - began, value
+
+
+def create_schemas(conn: psycopg.Connection) -> None:
+    """Drop and recreate the bench schemas from the migration files."""
+    drop_schemas(conn)
+    for schema in SCHEMAS:
+        conn.execute(f"CREATE SCHEMA {schema_name(schema)}")
+    for name in MIGRATIONS:
+        conn.execute(bench_ddl((MIGRATIONS_DIR / name).read_text()))  # type: ignore[arg-type]  # project file
+
+
+def drop_schemas(conn: psycopg.Connection) -> None:
+    for schema in SCHEMAS:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema_name(schema)} CASCADE")
+
+
+def _set_insert_trigger(conn: psycopg.Connection, enabled: bool) -> None:
+    """Drop or recreate the latest-bar INSERT trigger (TimescaleDB refuses ALTER TABLE .. DISABLE TRIGGER)."""
+    m = schema_name("market")
+    if enabled:
+        conn.execute(
+            f"CREATE TRIGGER latest_bars_on_insert AFTER INSERT ON {m}.bars_intraday"  # type: ignore[arg-type]
+            f" REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {m}.latest_bars_upsert()"
+        )
+    else:
+        conn.execute(f"DROP TRIGGER latest_bars_on_insert ON {m}.bars_intraday")  # type: ignore[arg-type]
+
+
+def load(conn: psycopg.Connection, symbols: int, days: list[tuple[datetime, datetime]]) -> dict[str, Any]:
+    """Every session of 1-minute bars, then daily bars and RSI features; returns the load figures."""
+    from tasks.storage.hot import BARS_INTRADAY, upsert_frame
+
+    m = schema_name("market")
+    target = BARS_INTRADAY.at(f"{m}.bars_intraday")
+
+    def generate(session: int) -> int:
+        open_utc, close_utc = days[session]
+        minutes = int((close_utc - open_utc).total_seconds() // 60)
+        with conn.transaction():
+            conn.execute(GENERATE_SQL.format(m=m),  # type: ignore[arg-type]
+                         {"open": open_utc, "symbols": symbols, "minutes": minutes, "session": session})  # fmt: skip
+        return symbols * minutes
+
+    def copy(session: int) -> int:
+        bars = synthetic_session(symbols, session, *days[session])
+        return upsert_frame(conn, bars, target).inserted
+
+    timings: dict[str, tuple[float, int]] = {}
+    timings["generate_series"] = _timed(lambda: generate(0))
+    if len(days) > 1:
+        timings["copy"] = _timed(lambda: copy(1))
+    fastest = min(timings, key=lambda k: timings[k][0] / max(1, timings[k][1]))
+    bulk = generate if fastest == "generate_series" else copy
+    untriggered: tuple[float, int] | None = None
+    for session in range(len(timings), len(days)):
+        if session == 2 and len(days) > 3:  # one session without the latest-bar triggers (not the last)
+            _set_insert_trigger(conn, False)
+            try:
+                untriggered = _timed(lambda s=session: bulk(s))
+            finally:
+                _set_insert_trigger(conn, True)
+        else:
+            bulk(session)
+    for open_utc, close_utc in days:
+        day = pd.Timestamp(open_utc).tz_convert("America/New_York").date()
+        conn.execute(DAILY_SQL.format(m=m), {"day": day, "open": open_utc, "close": close_utc})  # type: ignore[arg-type]
+    conn.execute(
+        f"INSERT INTO {schema_name('features')}.bar_features (symbol, timeframe, ts, feature_set, rsi)"  # type: ignore[arg-type]
+        f" SELECT symbol, timeframe, ts, 'bench', 100 * random() FROM {m}.bars_daily"
+    )
+    for table in (
+        f"{m}.bars_intraday",
+        f"{m}.bars_daily",
+        f"{m}.latest_bars",
+        f"{schema_name('features')}.bar_features",
+    ):
+        conn.execute(f"VACUUM ANALYZE {table}")  # type: ignore[arg-type]
+    rate = {k: round(n / s) for k, (s, n) in timings.items()}
+    reference = timings[fastest]
+    overhead = None
+    if untriggered is not None:
+        with_trigger = reference[0] / reference[1]
+        overhead = max(0.0, (with_trigger - untriggered[0] / untriggered[1]) / with_trigger)
+    return {
+        "generate_series_rows_per_s": rate.get("generate_series"),
+        "copy_rows_per_s": rate.get("copy"),
+        "bulk_method": fastest,
+        "trigger_overhead_fraction": round(overhead, 4) if overhead is not None else None,
+    }
+
+
+def measure_scanners(conn: psycopg.Connection, sessions: int) -> tuple[dict[str, tuple[float, float]], dict[str, int]]:
+    """p50/p95 of each scanner over its repeats (after two warm-up calls), and its row count."""
+    names = {"m": schema_name("market"), "s": schema_name("scan")}
+    latencies: dict[str, tuple[float, float]] = {}
+    counts: dict[str, int] = {}
+    for scanner in scanners(sessions):
+        query = scanner.sql.format(**names)
+        for _ in range(2):
+            counts[scanner.name] = len(conn.execute(query).fetchall())  # type: ignore[arg-type]
+        samples = [_timed(lambda q=query: conn.execute(q).fetchall())[0] for _ in range(scanner.repeats)]  # type: ignore[misc]
+        latencies[scanner.name] = percentiles(samples)
+    return latencies, counts
+
+
+def hot_read(
+    conn: psycopg.Connection, symbol: str, start: datetime, end: datetime, repeats: int = 5
+) -> tuple[float, int]:
+    """Median ms and rows of one symbol's 1-minute bars over [start, end) from the hypertable."""
+    query = (f"SELECT symbol, ts, open, high, low, close, volume, vwap, trade_count FROM "
+             f"{schema_name('market')}.bars_intraday WHERE symbol = %s AND timeframe = '1min'"
+             " AND ts >= %s AND ts < %s ORDER BY ts")  # fmt: skip
+    samples, rows = [], 0
+    for _ in range(repeats):
+        seconds, fetched = _timed(lambda: conn.execute(query, (symbol, start, end)).fetchall())  # type: ignore[arg-type]
+        samples.append(seconds)
+        rows = len(fetched)
+    return statistics.median(samples) * 1000, rows
+
+
+def cold_read(settings: Settings, prefix: str, symbol: str, start: datetime, end: datetime,
+              repeats: int = 5) -> tuple[float, int]:  # fmt: skip
+    """Median ms and rows of the same read from the lake: a fresh pyarrow dataset each time (no
+    cached footers), filters pushed down to partitions and row-group statistics."""
+    from tasks.storage.lake import Lake
+
+    lake = Lake.from_settings(settings.lake)
+    filesystem = lake.filesystem()
+    samples, rows = [], 0
+    for _ in range(repeats):
+
+        def read() -> pa.Table:
+            dataset = pads.dataset(f"{lake.bucket}/{prefix}", filesystem=filesystem, format="parquet",
+                                   partitioning="hive")  # fmt: skip
+            condition = (
+                (pc.field("symbol") == symbol)
+                & (pc.field("ts") >= pa.scalar(start, pa.timestamp("us", "UTC")))
+                & (pc.field("ts") < pa.scalar(end, pa.timestamp("us", "UTC")))
+            )
+            return dataset.to_table(filter=condition).sort_by("ts")
+
+        seconds, table = _timed(read)
+        samples.append(seconds)
+        rows = table.num_rows
+    return statistics.median(samples) * 1000, rows
+
+
+def export_day(conn: psycopg.Connection, lake: Any, key: str, start: datetime, end: datetime,
+               compression: str) -> tuple[int, int]:  # fmt: skip
+    """One day of the bench's 1-minute bars to Parquet (sorted by symbol, ts), read back and checked
+    against the source's row count and sums; returns (rows, Parquet bytes)."""
+    m = schema_name("market")
+    cols = "symbol, ts, open, high, low, close, volume, vwap, trade_count, source, quality_flags"
+    select = cols.replace("ts,", "(extract(epoch FROM ts) * 1000000)::int8 AS ts,", 1)
+    buffer = io.BytesIO()
+    query = (f"COPY (SELECT {select} FROM {m}.bars_intraday WHERE timeframe = '1min' AND ts >= %s AND ts < %s"
+             " ORDER BY symbol, ts) TO STDOUT (FORMAT csv)")  # fmt: skip
+    with conn.cursor() as cur, cur.copy(query, (start, end)) as copy:  # type: ignore[arg-type]
+        for block in copy:
+            buffer.write(block)
+    names = [c.strip() for c in cols.split(",")]
+    types = {"symbol": pa.string(), "ts": pa.int64(), "volume": pa.int64(), "trade_count": pa.int64(),
+             "source": pa.string(), "quality_flags": pa.int64()}  # fmt: skip
+    table = pacsv.read_csv(
+        pa.BufferReader(buffer.getbuffer()),
+        read_options=pacsv.ReadOptions(column_names=names),
+        convert_options=pacsv.ConvertOptions(column_types={n: types.get(n, pa.float64()) for n in names}),
+    )
+    table = table.set_column(1, "ts", table["ts"].cast(pa.timestamp("us", "UTC")))
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression=compression, row_group_size=ROW_GROUP_ROWS, write_statistics=True)
+    data = sink.getvalue()
+    lake.put_bytes(key, data, content_type="application/vnd.apache.parquet")
+    back = lake.read_parquet(key)
+    expected = conn.execute(
+        f"SELECT count(*), sum(close), sum(volume) FROM {m}.bars_intraday"  # type: ignore[arg-type]
+        " WHERE timeframe = '1min' AND ts >= %s AND ts < %s",
+        (start, end),
+    ).fetchone()
+    assert expected is not None
+    got = (back.num_rows, pc.sum(back["close"]).as_py() or 0.0, pc.sum(back["volume"]).as_py() or 0)
+    if (
+        got[0] != expected[0]
+        or got[2] != expected[2]
+        or not np.isclose(got[1], expected[1] or 0.0, rtol=1e-9)
+        or not back.equals(table)
+    ):
+        raise RuntimeError(f"lake object {key} does not match the hot rows it was exported from: {got} vs {expected}")
+    return table.num_rows, len(data)
+
+
+def tier(
+    conn: psycopg.Connection, settings: Settings, prefix: str, days: list[tuple[datetime, datetime]]
+) -> dict[str, Any]:
+    """Export + verify every session's 1-minute bars to the lake; returns the tiering figures."""
+    from tasks.storage.lake import Lake
+
+    lake = Lake.from_settings(settings.lake)
+    compression = settings.storage.data_lake.compression
+    rows = size = 0
+    began = time.perf_counter()
+    for open_utc, _ in days:
+        day_start = datetime.combine(open_utc.date(), datetime.min.time(), open_utc.tzinfo)
+        key = f"{prefix}/timeframe=1min/date={day_start:%Y-%m-%d}/part-0.parquet"
+        n, b = export_day(conn, lake, key, day_start, day_start + timedelta(days=1), compression)
+        rows, size = rows + n, size + b
+    seconds = time.perf_counter() - began
+    return {"via": "bench.storage.export_day (pyarrow write + read-back check)", "chunks": len(days),
+            "rows": rows, "bytes": size, "seconds": seconds, "compression": compression}  # fmt: skip
+
+
+def delete_lake_prefix(settings: Settings, prefix: str) -> None:
+    from tasks.storage.lake import Lake
+
+    lake = Lake.from_settings(settings.lake)
+    for obj in list(lake.list(prefix + "/")):
+        lake.delete(obj.key)
+
+
+def run(settings: Settings, symbols: int = 5000, sessions: int = 20, keep: bool = False) -> dict[str, Any]:
+    """The whole benchmark on the running stack; drops its schemas and lake objects unless ``keep``."""
+    import os
+
+    from db.connect import database_connection
+
+    if symbols < 1 or sessions < 2:
+        raise ValueError(f"need at least 1 symbol and 2 sessions, got {symbols} and {sessions}")
+    days = session_days(sessions)
+    prefix = f"{LAKE_PREFIX}/{secrets.token_hex(4)}/bars"
+    with database_connection(settings, autocommit=True) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        try:
+            create_schemas(conn)
+            load_figures = load(conn, symbols, days)
+            rows = conn.execute(f"SELECT count(*) FROM {schema_name('market')}.bars_intraday").fetchone()[0]  # type: ignore[index]
+            hot_bytes = conn.execute(
+                "SELECT hypertable_size(%s::regclass)", (f"{schema_name('market')}.bars_intraday",)
+            ).fetchone()[0]  # type: ignore[index]
+            latencies, counts = measure_scanners(conn, sessions)
+            symbol = symbol_names(symbols)[symbols // 2]
+            start, end = days[0][0] - timedelta(hours=1), days[-1][1] + timedelta(hours=1)
+            hot_ms, hot_rows = hot_read(conn, symbol, start, end)
+            tiered = tier(conn, settings, prefix, days)
+            cold_ms, cold_rows = cold_read(settings, prefix, symbol, start, end)
+            if cold_rows != hot_rows:
+                raise RuntimeError(f"cold read returned {cold_rows} rows of {symbol}, hot {hot_rows}")
+        finally:
+            if not keep:
+                drop_schemas(conn)
+                delete_lake_prefix(settings, prefix.rsplit("/", 1)[0])
+    return summarize({
+        "latencies_ms": latencies, "scanner_rows": counts, "load": load_figures, "symbols": symbols,
+        "sessions": sessions, "rows": rows, "hot_bytes": hot_bytes, "tier_via": tiered["via"],
+        "tier_chunks": tiered["chunks"], "tier_rows": tiered["rows"], "tier_parquet_bytes": tiered["bytes"],
+        "tier_seconds": tiered["seconds"], "compression": tiered["compression"],
+        "symbol_month_read": {"symbol": symbol, "rows": hot_rows, "hot_ms": round(hot_ms, 2),
+                              "cold_ms": round(cold_ms, 2)},
+        "cpus": os.cpu_count(),
+    })  # fmt: skip
