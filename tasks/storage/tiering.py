@@ -10,12 +10,16 @@ Layout (Hive-style, readable by pyarrow.dataset, DuckDB, Spark with ``hive_parti
 
 Intraday timeframes partition by day (a 1-day chunk is exactly one partition), daily bars by month
 (a 30-day chunk spans two months, so it becomes two objects). ``<chunk>`` is the TimescaleDB chunk's
-name (``_hyper_3_41_chunk``), so re-exporting a chunk rewrites the same keys; compaction merges a
+name without its leading underscore (``hyper_3_41_chunk``: pyarrow, Spark and Hive skip files whose
+names start with ``_`` or ``.``), so re-exporting a chunk rewrites the same keys; compaction merges a
 partition's objects into ``compact-<digest>.parquet``. Partition columns (``timeframe``) are not
 repeated inside the files. Rows are sorted by (symbol, ts) and written in row groups of
 ``storage.data_lake.row_group_rows`` rows, so one symbol's range is a few row groups that the
 min/max statistics on ``symbol`` and ``ts`` find; compression is ``storage.data_lake.compression``.
 The lake holds one database's data: two databases tiering into one bucket could reuse chunk names.
+Intraday and daily trees have different partition keys (date vs month): DuckDB reads one timeframe
+at a time (``read_parquet('.../cold/bars/timeframe=1min/*/*.parquet', hive_partitioning=true)``),
+pyarrow.dataset reads ``cold/bars`` whole with a hive partitioning of timeframe, date and month.
 
 The manifest ``ops.lake_files`` (db/migrations/0010_lake_manifest.sql) lists every object that is
 part of the lake, with its rows, time and symbol range, size and content checksum. Objects under
@@ -445,7 +449,7 @@ def tier_chunk(conn: psycopg.Connection, lake: Lake, settings: Settings, ds: Tie
         table = read_chunk(conn, ds, chunk)
         files: list[LakeFile] = []
         for timeframe, partition, rows in split_partitions(ds, table):
-            key = object_key(ds, timeframe, partition, chunk.name)
+            key = object_key(ds, timeframe, partition, chunk.name.lstrip("_."))
             size, checksum = write_verified(lake, key, rows, compression, row_group_rows)
             files.append(describe(ds, timeframe, partition, key, [chunk.name], rows, size, checksum, compression))
         if sum(f.row_count for f in files) != table.num_rows:
