@@ -23,11 +23,13 @@
 -- Indexes, and the queries they serve (no index is added to the hypertables: each extra index on
 -- a 2M-rows-a-session table costs every write, and the primary keys already serve every probe):
 --   market.bars_intraday_pkey (symbol, timeframe, ts), from 0002, serves every intraday probe:
---       "the last bar at or before ts - N minutes" (top_movers_minutes), "the K bars before the
+--       "the last bar at or before ts - N minutes" (top_movers_minutes' fallback), "the K bars before the
 --       latest" (volume_spikes), "the first bar of a date / the last bar before it" (opening_gaps),
 --       each as an index scan (backward for ORDER BY ts DESC) that stops after LIMIT rows; on a
 --       hypertable it is one index per chunk, and the ordered ChunkAppend opens older chunks only
 --       when the newer ones ran out of rows.
+--   market.bars_intraday_ts_idx (ts DESC), TimescaleDB's default, serves top_movers_minutes' one
+--       range scan of "every bar of the minute N minutes before the newest bar".
 --   market.bars_daily_pkey (symbol, timeframe, ts), from 0002: the same probes on daily bars
 --       (top_movers_sessions, new_highs_lows, and volume_spikes / opening_gaps with '1day').
 --   features.bar_features_pkey (symbol, timeframe, ts, feature_set), from 0009: rsi_extremes'
@@ -223,13 +225,20 @@ END
 $$;
 
 -- Latest close vs the close of the last bar at or before (latest ts - N minutes), per symbol.
--- Served by market.bars_intraday_pkey: one backward probe per symbol.
+-- Two steps, because 5,000 index probes cost more than one range scan: symbols whose reference bar
+-- sits exactly N minutes before their latest bar (every symbol that traded in the latest minute
+-- and N minutes earlier) are found by ONE scan of the minute or two around (newest ts - N) on
+-- bars_intraday_ts_idx (ts DESC, TimescaleDB's default index, excluded to one chunk at run time),
+-- hash-joined to market.latest_bars; only the others (a stale symbol, a missing minute, N reaching
+-- into the previous session) take a backward probe of bars_intraday_pkey (symbol, timeframe, ts).
 CREATE FUNCTION scan.top_movers_minutes(p_minutes integer, p_limit integer DEFAULT 20,
                                         p_direction text DEFAULT 'both', p_timeframe text DEFAULT '1min')
 RETURNS TABLE (symbol text, ts_from timestamptz, ts_to timestamptz, close_from double precision,
                close_to double precision, change_pct double precision)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
+DECLARE
+    v_span interval := make_interval(mins => p_minutes);
 BEGIN
     PERFORM scan.check_positive('minutes', p_minutes);
     PERFORM scan.check_positive('limit', p_limit);
@@ -240,18 +249,29 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     RETURN QUERY
-        SELECT m.symbol, m.ts_from, m.ts_to, m.close_from, m.close_to, m.change_pct
-          FROM (SELECT l.symbol, r.ts AS ts_from, l.ts AS ts_to, r.close AS close_from, l.close AS close_to,
-                       100 * (l.close / r.close - 1) AS change_pct
-                  FROM market.latest_bars l
-                 CROSS JOIN LATERAL (
-                       SELECT b.ts, b.close FROM market.bars_intraday b
-                        WHERE b.symbol = l.symbol AND b.timeframe = l.timeframe
-                          AND b.ts <= l.ts - make_interval(mins => p_minutes)
-                        ORDER BY b.ts DESC LIMIT 1) r
-                 WHERE l.timeframe = p_timeframe AND r.close > 0) m
-         WHERE scan.rank_key(m.change_pct, p_direction) IS NOT NULL
-         ORDER BY scan.rank_key(m.change_pct, p_direction), m.symbol
+        WITH l AS MATERIALIZED (
+            SELECT x.symbol, x.timeframe, x.ts, x.close FROM market.latest_bars x WHERE x.timeframe = p_timeframe),
+        newest AS (SELECT max(l.ts) - v_span AS ts FROM l),
+        exact AS (
+            SELECT b.symbol, b.ts, b.close FROM market.bars_intraday b
+             WHERE b.timeframe = p_timeframe
+               AND b.ts >= (SELECT n.ts FROM newest n) - interval '1 minute'
+               AND b.ts <= (SELECT n.ts FROM newest n)),
+        m AS (
+            SELECT l.symbol, coalesce(e.ts, f.ts) AS ts_from, l.ts AS ts_to,
+                   coalesce(e.close, f.close) AS close_from, l.close AS close_to
+              FROM l
+              LEFT JOIN exact e ON e.symbol = l.symbol AND e.ts = l.ts - v_span
+              LEFT JOIN LATERAL (
+                   SELECT b.ts, b.close FROM market.bars_intraday b
+                    WHERE e.ts IS NULL AND b.symbol = l.symbol AND b.timeframe = l.timeframe
+                      AND b.ts <= l.ts - v_span
+                    ORDER BY b.ts DESC LIMIT 1) f ON true)
+        SELECT m.symbol, m.ts_from, m.ts_to, m.close_from, m.close_to, 100 * (m.close_to / m.close_from - 1)
+          FROM m
+         WHERE m.close_from > 0
+           AND scan.rank_key(100 * (m.close_to / m.close_from - 1), p_direction) IS NOT NULL
+         ORDER BY scan.rank_key(100 * (m.close_to / m.close_from - 1), p_direction), m.symbol
          LIMIT p_limit;
 END
 $$;

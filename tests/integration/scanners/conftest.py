@@ -20,7 +20,11 @@ from tasks.sources.model import BARS, frame
 from tasks.storage.hot import upsert_bars
 
 # Two sessions of 1-minute bars (a winter Monday and Tuesday, 09:30-10:29 New York) and 60 daily bars.
-INTRADAY_DAYS = ("2025-02-03 14:30", "2025-02-04 14:30")
+# The intraday days lie after any other test's bars, so that this module's symbols hold the newest
+# minute: top_movers_minutes' set-based path serves them, and the stale symbol (the last, whose bars
+# stop STALE_MINUTES early) its per-symbol fallback.
+INTRADAY_DAYS = ("2031-02-03 14:30", "2031-02-04 14:30")
+STALE_MINUTES = 3
 MINUTES_PER_DAY = 60
 DAILY_START = "2024-11-01"
 DAILY_BARS = 60
@@ -57,6 +61,8 @@ def intraday_bars(symbols: list[str], rng: np.random.Generator) -> pd.DataFrame:
             "high": np.maximum(open_, close) * 1.001, "low": np.minimum(open_, close) * 0.999, "close": close,
             "volume": volume, "vwap": close, "trade_count": volume // 10, "source": "test",
         }, what="test bars"))  # fmt: skip
+    stale = parts[-1]
+    parts[-1] = stale.iloc[: len(stale) - STALE_MINUTES]
     return pd.concat(parts, ignore_index=True)
 
 
