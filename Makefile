@@ -10,7 +10,7 @@ PIP_FLAGS ?= -q --disable-pip-version-check
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make run   - install what is missing, start the embedded stack, run the main job"
+	@echo "make run   - install what is missing, start the embedded stack, deploy, run the main job"
 	@echo "make test  - install what is missing, run the whole test suite"
 	@echo "make up | down | status | lint"
 
@@ -51,8 +51,11 @@ down:
 status:
 	@$(BIN)/marketpipe status
 
+# `marketpipe deploy` registers the work pool, the deployments and the alert automations; on a
+# second run it finds them up to date and takes a second or two.
 run: install
 	@$(BIN)/marketpipe up
+	@$(BIN)/marketpipe deploy
 	@$(BIN)/marketpipe run
 
 test: install

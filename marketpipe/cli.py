@@ -518,6 +518,7 @@ def worker(
     pool: Annotated[str, typer.Option(help="Prefect work pool")] = "marketpipe",
     queue: Annotated[list[str] | None, typer.Option(help="work queue(s) to poll; default: all")] = None,
     name: Annotated[str | None, typer.Option(help="worker name [default: Prefect's]")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="at most this many flow runs at once [default: any]")] = None,
 ) -> None:
     """Run a Prefect process worker for the pool against PREFECT_API_URL (any host)."""
     argv = [str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", pool, "--type", "process"]
@@ -525,6 +526,8 @@ def worker(
         argv += ["--work-queue", q]
     if name:
         argv += ["--name", name]
+    if limit:
+        argv += ["--limit", str(limit)]
     typer.echo(f"worker for pool {pool!r} polling {os.environ['PREFECT_API_URL']}")
     # The worker is Prefect's own process: it logs with Prefect's configuration, not ours (ours
     # routes to loguru, which only an entry point of ours sets up). Flow runs it starts are

@@ -16,10 +16,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tasks.pipeline.health import DatasetFreshness, DeadLetterCounts
-from tasks.pipeline.metrics import RunMetrics
+if TYPE_CHECKING:  # the event names are imported by `marketpipe deploy`, which needs no pandas
+    from tasks.pipeline.health import DatasetFreshness, DeadLetterCounts
+    from tasks.pipeline.metrics import RunMetrics
 
 QUALITY_LOW = "marketpipe.health.quality-low"
 DATA_STALE = "marketpipe.health.data-stale"
@@ -107,6 +108,8 @@ def quality_alerts(runs: Sequence[RunMetrics], minimum: float) -> list[Alert]:
 def freshness_from_dict(data: dict[str, Any]) -> DatasetFreshness:
     """A :class:`DatasetFreshness` back from its ``to_dict()`` form (the health report's)."""
     from datetime import datetime
+
+    from tasks.pipeline.health import DatasetFreshness
 
     return DatasetFreshness(
         source=data["source"], dataset=data["dataset"], timeframe=data["timeframe"], symbols=int(data["symbols"]),

@@ -24,8 +24,8 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
 SYMBOL = "DEPA"
-EXPECTED = {"pipeline/eod-ingest", "intraday/intraday-ingest", "pipeline/gap-repair", "features/features-recompute",
-            "health/health-check", "smoke/smoke"}
+EXPECTED = {"pipeline/eod-ingest", "pipeline/ingest-shard", "intraday/intraday-ingest", "pipeline/gap-repair",
+            "features/features-recompute", "health/health-check", "smoke/smoke"}
 
 
 def pause_schedules(names: list[str]) -> None:
