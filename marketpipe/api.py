@@ -1,5 +1,6 @@
 """The seed's Python API: ``DataPipelineManager``, ``DataPipelineOrchestrator``, ``PipelineMode``,
-``DataFlowConfig`` and ``PipelineMetrics``, so the seed's usage examples run with only their import
+``DataFlowConfig``, ``PipelineMetrics`` and ``StorageRouter`` (reads across the hot store and the lake,
+:mod:`tasks.storage.router`), so the seed's usage examples run with only their import
 lines changed::
 
     from marketpipe.api import DataPipelineManager, DataPipelineOrchestrator
@@ -32,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from marketpipe.errors import ConfigurationError, RequestError, ServiceError
 from marketpipe.settings import Settings, load_settings
@@ -45,8 +46,22 @@ __all__ = [
     "DataPipelineOrchestrator",
     "PipelineMetrics",
     "PipelineMode",
+    "StorageRouter",
     "StreamingUnavailableError",
 ]
+
+if TYPE_CHECKING:
+    from tasks.storage.router import StorageRouter
+
+
+def __getattr__(name: str) -> Any:
+    """``StorageRouter`` is imported on first use: it brings the feature engine (numba) along."""
+    if name == "StorageRouter":
+        from tasks.storage.router import StorageRouter
+
+        return StorageRouter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 STREAMING_UNAVAILABLE = (
     "real-time streaming is not available yet (it arrives with the streaming work); use PipelineMode.BATCH"

@@ -19,7 +19,8 @@ the hot window and the setting.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -30,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
+from db.connect import database_connection
 from marketpipe.errors import RequestError, StorageError
 from marketpipe.settings import Settings
 from tasks.features.kernels import FEATURES
@@ -109,6 +111,17 @@ class StorageRouter:
 
     def __repr__(self) -> str:
         return f"StorageRouter({self.lake!r})"
+
+    @classmethod
+    @contextmanager
+    def connect(cls, settings: Settings) -> Iterator[StorageRouter]:
+        """A router on its own autocommit connection to the configured hot store and lake::
+
+        with StorageRouter.connect(load_settings()) as router:
+            bars = router.read_bars(["AAPL"], "2024-01-01", "2024-07-01", "1day", adjusted=True)
+        """
+        with database_connection(settings, autocommit=True) as conn:
+            yield cls(conn, Lake.from_settings(settings.lake), settings)
 
     def hot_since(self, dataset: str) -> datetime:
         days = self.settings.storage.routing.hot_days(dataset)
