@@ -5,22 +5,24 @@ x 20 NYSE sessions, about 39M rows), daily bars aggregated from them and one dai
 three throwaway schemas (``bench_storage_market``, ``_scan``, ``_features``) built from the project's
 OWN migration files (0002, 0007, 0009, 0011) with the schema names rewritten: the same tables,
 hypertables, chunk intervals, indexes, triggers and scanner functions as the real ones, and the
-real tables are never touched. Lake objects go under ``bench-storage/<run tag>/`` and are deleted at
-the end, like the schemas.
+real tables are never touched. Lake objects go under ``cold/bench-storage-<run tag>/`` with manifest
+rows of dataset ``bench_storage_bars``; both are deleted at the end, like the schemas.
 
 Parts, in order, each measured in this run:
 
 - ``load``: the first session by ``INSERT .. SELECT generate_series`` (server side), the second by
   the hot writer's binary COPY (:func:`tasks.storage.hot.upsert_frame`); the faster loads the rest.
   A third session is COPYed with the latest-bar triggers disabled: their cost to writers.
-- ``scanners``: p50/p95 over repeated calls of every ``scan.*`` function; for the latest bar per
-  symbol also two references without ``market.latest_bars``: a LATERAL probe per symbol and
-  ``DISTINCT ON`` over the last session.
+- ``scanners``: p50/p95 over repeated calls of every ``scan.*`` function, end to end (every row
+  fetched into Python, what a scanner process sees) and server-side (``count(*)`` over the call);
+  for the latest bar per symbol also two references without ``market.latest_bars``: a LATERAL
+  probe per symbol and ``DISTINCT ON`` over the last session.
 - ``hot read`` then ``cold read``: one symbol over every session (a symbol-month) from the
   hypertable, then from the lake with pyarrow.dataset (filter pushed down to row-group statistics).
-- ``tiering``: every intraday chunk exported to Parquet in the lake (sorted by symbol, ts; Hive
-  layout), read back and verified (row count and content); MB/s of Parquet written and verified, and
-  lake bytes / hot bytes (``hypertable_size``) for the same rows.
+- ``tiering``: every intraday chunk through :func:`tasks.storage.tiering.tier_chunk`, the function
+  ``marketpipe lake tier`` runs (export to Parquet sorted by symbol and ts in the Hive layout, read
+  back and verify, manifest row, drop the chunk); MB/s of Parquet written and verified, and lake
+  bytes / hot bytes (``hypertable_size`` before tiering) for the same rows.
 
 Targets: latest bar per symbol p95 < 50 ms, top movers over 15 minutes p95 < 200 ms. Usage:
 ``marketpipe bench storage [--symbols N] [--sessions N] [--json]``. Not part of the test suite
@@ -29,14 +31,14 @@ Targets: latest bar per symbol p95 < 50 ms, top movers over 15 minutes p95 < 200
 
 from __future__ import annotations
 
-import io
+import os
 import re
 import secrets
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,9 +47,7 @@ import pandas as pd
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 
 from marketpipe.settings import Settings
 
@@ -60,7 +60,6 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "db" / "migrations"
 LAST_DAY = date(2024, 11, 29)  # the synthetic market ends on this session (includes a half day)
 TARGET_LATEST_BAR_MS = 50.0
 TARGET_TOP_MOVERS_MS = 200.0
-ROW_GROUP_ROWS = 65_536
 LAKE_PREFIX = "bench-storage"
 
 
@@ -162,14 +161,14 @@ class Scanner:
 
     name: str
     sql: str
-    repeats: int = 30
+    repeats: int = 10
 
 
 def scanners(sessions: int) -> list[Scanner]:
     days = max(1, min(52, sessions - 2))
     return [
-        Scanner("latest_bar", "SELECT * FROM {s}.latest('1min')"),
-        Scanner("top_movers", "SELECT * FROM {s}.top_movers_minutes(15)"),
+        Scanner("latest_bar", "SELECT * FROM {s}.latest('1min')", repeats=30),
+        Scanner("top_movers", "SELECT * FROM {s}.top_movers_minutes(15)", repeats=30),
         Scanner("top_movers_sessions", f"SELECT * FROM {{s}}.top_movers_sessions({max(1, min(5, sessions - 1))})"),
         Scanner("volume_spikes", "SELECT * FROM {s}.volume_spikes(20, 3, '1min')"),
         Scanner("opening_gaps", "SELECT * FROM {s}.opening_gaps(2, 'both', '1min')"),
@@ -179,11 +178,11 @@ def scanners(sessions: int) -> list[Scanner]:
         Scanner("latest_bar_lateral_ref",
                 "SELECT b.* FROM (SELECT symbol FROM {m}.latest_bars WHERE timeframe = '1min') s"
                 " CROSS JOIN LATERAL (SELECT * FROM {m}.bars_intraday x WHERE x.symbol = s.symbol"
-                " AND x.timeframe = '1min' ORDER BY x.ts DESC LIMIT 1) b", repeats=10),
+                " AND x.timeframe = '1min' ORDER BY x.ts DESC LIMIT 1) b", repeats=5),
         Scanner("latest_bar_distinct_on_ref",
                 "SELECT DISTINCT ON (symbol) * FROM {m}.bars_intraday WHERE timeframe = '1min'"
                 " AND ts >= (SELECT max(ts) FROM {m}.bars_intraday) - interval '1 day'"
-                " ORDER BY symbol, ts DESC", repeats=5),
+                " ORDER BY symbol, ts DESC", repeats=3),
     ]  # fmt: skip
 
 
@@ -202,6 +201,9 @@ def summarize(parts: dict[str, Any]) -> dict[str, Any]:
         "sessions": parts["sessions"],
         "rows": parts["rows"],
         "scanner_latency_ms": {k: {"p50": round(v[0], 2), "p95": round(v[1], 2)} for k, v in lat.items()},
+        "scanner_server_latency_ms": {
+            k: {"p50": round(v[0], 2), "p95": round(v[1], 2)} for k, v in parts["server_latencies_ms"].items()
+        },
         "scanner_rows": parts["scanner_rows"],
         "load": parts["load"],
         "tiering": {
@@ -216,6 +218,7 @@ def summarize(parts: dict[str, Any]) -> dict[str, Any]:
         "hot_bytes": parts["hot_bytes"],
         "symbol_month_read": parts["symbol_month_read"],
         "cpus": parts["cpus"],
+        "load_average_1min": parts["load_average_1min"],
     }
     met = {
         "latest_bar_p95_ms": report["latest_bar_p95_ms"] < TARGET_LATEST_BAR_MS,
@@ -229,32 +232,39 @@ def summarize(parts: dict[str, Any]) -> dict[str, Any]:
     return report
 
 
+def _num(value: float | None, spec: str = ",") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
 def render_table(report: dict[str, Any]) -> str:
     """The human-readable form: one line per measure."""
-    rows = [("measure", "p50", "p95", "rows", "target")]
+    rows = [("measure", "p50", "p95", "server p50", "server p95", "rows", "target")]
     targets = {"latest_bar": "latest_bar_p95_ms", "top_movers": "top_movers_p95_ms"}
     for name, lat in report["scanner_latency_ms"].items():
+        srv = report["scanner_server_latency_ms"][name]
         target = report["targets"].get(targets.get(name, ""), None)
-        mark = f"{target['target']} ms: {'met' if target['met'] else 'NOT met'}" if target else ""
-        rows.append((name, f"{lat['p50']:.1f} ms", f"{lat['p95']:.1f} ms", f"{report['scanner_rows'][name]:,}", mark))
+        mark = f"p95 {target['target']} ms: {'met' if target['met'] else 'NOT met'}" if target else ""
+        rows.append((name, f"{lat['p50']:.1f} ms", f"{lat['p95']:.1f} ms", f"{srv['p50']:.1f} ms",
+                     f"{srv['p95']:.1f} ms", f"{report['scanner_rows'][name]:,}", mark))  # fmt: skip
     read = report["symbol_month_read"]
-    rows.append(("symbol-month read, hot", f"{read['hot_ms']:.1f} ms", "", f"{read['rows']:,}", ""))
-    rows.append(("symbol-month read, cold", f"{read['cold_ms']:.1f} ms", "", f"{read['rows']:,}",
-                 f"{read['cold_ms'] / read['hot_ms']:.1f}x hot" if read["hot_ms"] else ""))  # fmt: skip
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    ratio = f"{read['cold_ms'] / read['hot_ms']:.1f}x hot" if read["hot_ms"] else ""
+    rows.append(("symbol-month read, hot", f"{read['hot_ms']:.1f} ms", "", "", "", f"{read['rows']:,}", ""))
+    rows.append(("symbol-month read, cold", f"{read['cold_ms']:.1f} ms", "", "", "", f"{read['rows']:,}", ratio))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     tier, load = report["tiering"], report["load"]
+    overhead = load["trigger_overhead_fraction"]
     lines += [
         "",
-        f"tiering ({tier['via']}): {report['tiering_mb_per_s']} MB/s of Parquet written and verified "
-        f"({tier['rows']:,} rows, {tier['parquet_bytes']:,} B {tier['compression']} in {tier['seconds']} s); "
-        f"lake/hot bytes {report['lake_to_hot_bytes_ratio']} (hot {report['hot_bytes']:,} B)",
-        f"load: generate_series {load['generate_series_rows_per_s']:,} rows/s, binary COPY "
-        f"{load['copy_rows_per_s']:,} rows/s (rest by {load['bulk_method']}); latest-bar triggers cost "
-        f"{load['trigger_overhead_fraction']:.1%} of a COPY",
+        f"tiering ({tier['via']}): {_num(report['tiering_mb_per_s'])} MB/s of Parquet written and verified "
+        f"({tier['rows']:,} rows in {tier['chunks']} chunks, {tier['parquet_bytes']:,} B {tier['compression']}, "
+        f"{tier['seconds']} s); lake/hot bytes {report['lake_to_hot_bytes_ratio']} (hot {report['hot_bytes']:,} B)",
+        f"load: generate_series {_num(load['generate_series_rows_per_s'])} rows/s, binary COPY (hot writer) "
+        f"{_num(load['copy_rows_per_s'])} rows/s, the rest by {load['bulk_method']}; latest-bar trigger cost "
+        f"{_num(overhead, '.1%')} of a session's load",
         f"{report['rows']:,} rows ({report['symbols']} symbols x {report['sessions']} sessions of 1-minute bars), "
-        f"{report['cpus']} CPUs",
+        f"{report['cpus']} CPUs, 1-min load average {report['load_average_1min']} when the scanners ran",
     ]
     return "\n".join(lines)
 
@@ -358,18 +368,29 @@ def load(conn: psycopg.Connection, symbols: int, days: list[tuple[datetime, date
     }
 
 
-def measure_scanners(conn: psycopg.Connection, sessions: int) -> tuple[dict[str, tuple[float, float]], dict[str, int]]:
-    """p50/p95 of each scanner over its repeats (after two warm-up calls), and its row count."""
+def measure_scanners(
+    conn: psycopg.Connection, sessions: int, repeats: int | None = None
+) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]], dict[str, int]]:
+    """Per scanner, after two warm-up calls: p50/p95 end to end (the call and every row fetched into
+    Python, what a scanner process sees) and server-side (``SELECT count(*)`` over the same call, no
+    rows sent), and its row count."""
     names = {"m": schema_name("market"), "s": schema_name("scan")}
     latencies: dict[str, tuple[float, float]] = {}
+    server: dict[str, tuple[float, float]] = {}
     counts: dict[str, int] = {}
     for scanner in scanners(sessions):
         query = scanner.sql.format(**names)
+        counted = f"SELECT count(*) FROM ({query}) AS q"
+        times = repeats or scanner.repeats
         for _ in range(2):
             counts[scanner.name] = len(conn.execute(query).fetchall())  # type: ignore[arg-type]
-        samples = [_timed(lambda q=query: conn.execute(q).fetchall())[0] for _ in range(scanner.repeats)]  # type: ignore[misc]
-        latencies[scanner.name] = percentiles(samples)
-    return latencies, counts
+        latencies[scanner.name] = percentiles(
+            [_timed(lambda q=query: conn.execute(q).fetchall())[0] for _ in range(times)]  # type: ignore[misc]
+        )
+        server[scanner.name] = percentiles(
+            [_timed(lambda q=counted: conn.execute(q).fetchone())[0] for _ in range(times)]  # type: ignore[misc]
+        )
+    return latencies, server, counts
 
 
 def hot_read(
@@ -402,7 +423,8 @@ def cold_read(settings: Settings, prefix: str, symbol: str, start: datetime, end
             dataset = pads.dataset(f"{lake.bucket}/{prefix}", filesystem=filesystem, format="parquet",
                                    partitioning="hive")  # fmt: skip
             condition = (
-                (pc.field("symbol") == symbol)
+                (pc.field("timeframe") == "1min")
+                & (pc.field("symbol") == symbol)
                 & (pc.field("ts") >= pa.scalar(start, pa.timestamp("us", "UTC")))
                 & (pc.field("ts") < pa.scalar(end, pa.timestamp("us", "UTC")))
             )
@@ -414,115 +436,77 @@ def cold_read(settings: Settings, prefix: str, symbol: str, start: datetime, end
     return statistics.median(samples) * 1000, rows
 
 
-def export_day(conn: psycopg.Connection, lake: Any, key: str, start: datetime, end: datetime,
-               compression: str) -> tuple[int, int]:  # fmt: skip
-    """One day of the bench's 1-minute bars to Parquet (sorted by symbol, ts), read back and checked
-    against the source's row count and sums; returns (rows, Parquet bytes)."""
-    m = schema_name("market")
-    cols = "symbol, ts, open, high, low, close, volume, vwap, trade_count, source, quality_flags"
-    select = cols.replace("ts,", "(extract(epoch FROM ts) * 1000000)::int8 AS ts,", 1)
-    buffer = io.BytesIO()
-    query = (f"COPY (SELECT {select} FROM {m}.bars_intraday WHERE timeframe = '1min' AND ts >= %s AND ts < %s"
-             " ORDER BY symbol, ts) TO STDOUT (FORMAT csv)")  # fmt: skip
-    with conn.cursor() as cur, cur.copy(query, (start, end)) as copy:  # type: ignore[arg-type]
-        for block in copy:
-            buffer.write(block)
-    names = [c.strip() for c in cols.split(",")]
-    types = {"symbol": pa.string(), "ts": pa.int64(), "volume": pa.int64(), "trade_count": pa.int64(),
-             "source": pa.string(), "quality_flags": pa.int64()}  # fmt: skip
-    table = pacsv.read_csv(
-        pa.BufferReader(buffer.getbuffer()),
-        read_options=pacsv.ReadOptions(column_names=names),
-        convert_options=pacsv.ConvertOptions(column_types={n: types.get(n, pa.float64()) for n in names}),
-    )
-    table = table.set_column(1, "ts", table["ts"].cast(pa.timestamp("us", "UTC")))
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression=compression, row_group_size=ROW_GROUP_ROWS, write_statistics=True)
-    data = sink.getvalue()
-    lake.put_bytes(key, data, content_type="application/vnd.apache.parquet")
-    back = lake.read_parquet(key)
-    expected = conn.execute(
-        f"SELECT count(*), sum(close), sum(volume) FROM {m}.bars_intraday"  # type: ignore[arg-type]
-        " WHERE timeframe = '1min' AND ts >= %s AND ts < %s",
-        (start, end),
-    ).fetchone()
-    assert expected is not None
-    got = (back.num_rows, pc.sum(back["close"]).as_py() or 0.0, pc.sum(back["volume"]).as_py() or 0)
-    if (
-        got[0] != expected[0]
-        or got[2] != expected[2]
-        or not np.isclose(got[1], expected[1] or 0.0, rtol=1e-9)
-        or not back.equals(table)
-    ):
-        raise RuntimeError(f"lake object {key} does not match the hot rows it was exported from: {got} vs {expected}")
-    return table.num_rows, len(data)
-
-
-def tier(
-    conn: psycopg.Connection, settings: Settings, prefix: str, days: list[tuple[datetime, datetime]]
-) -> dict[str, Any]:
-    """Export + verify every session's 1-minute bars to the lake; returns the tiering figures."""
+def tier(conn: psycopg.Connection, settings: Settings, tag: str) -> tuple[dict[str, Any], str]:
+    """Every chunk of the bench's 1-minute bars through :func:`tasks.storage.tiering.tier_chunk` (export,
+    read back and verify, manifest row, drop), as ``marketpipe lake tier`` does for the real tables.
+    Returns the tiering figures and the lake prefix the objects went to."""
+    from tasks.storage.hot import BARS_INTRADAY
     from tasks.storage.lake import Lake
+    from tasks.storage.tiering import TierDataset, list_chunks, tier_chunk
 
+    dataset = TierDataset(f"{PREFIX}_bars", BARS_INTRADAY.at(f"{schema_name('market')}.bars_intraday"),
+                          f"{LAKE_PREFIX}-{tag}")  # fmt: skip
     lake = Lake.from_settings(settings.lake)
-    compression = settings.storage.data_lake.compression
-    rows = size = 0
+    chunks = list_chunks(conn, dataset, datetime(9999, 1, 1, tzinfo=UTC))
     began = time.perf_counter()
-    for open_utc, _ in days:
-        day_start = datetime.combine(open_utc.date(), datetime.min.time(), open_utc.tzinfo)
-        key = f"{prefix}/timeframe=1min/date={day_start:%Y-%m-%d}/part-0.parquet"
-        n, b = export_day(conn, lake, key, day_start, day_start + timedelta(days=1), compression)
-        rows, size = rows + n, size + b
+    results = [tier_chunk(conn, lake, settings, dataset, chunk) for chunk in chunks]
     seconds = time.perf_counter() - began
-    return {"via": "bench.storage.export_day (pyarrow write + read-back check)", "chunks": len(days),
-            "rows": rows, "bytes": size, "seconds": seconds, "compression": compression}  # fmt: skip
+    figures = {"via": "tasks.storage.tiering.tier_chunk", "chunks": len(results),
+               "rows": sum(r.rows for r in results), "bytes": sum(r.bytes_written for r in results),
+               "seconds": seconds, "compression": settings.storage.data_lake.compression}  # fmt: skip
+    return figures, dataset.prefix.rstrip("/")
 
 
-def delete_lake_prefix(settings: Settings, prefix: str) -> None:
+def forget_lake_objects(conn: psycopg.Connection, settings: Settings, prefix: str) -> None:
+    """Delete the run's lake objects and their manifest rows."""
     from tasks.storage.lake import Lake
 
     lake = Lake.from_settings(settings.lake)
     for obj in list(lake.list(prefix + "/")):
         lake.delete(obj.key)
+    conn.execute("DELETE FROM ops.lake_files WHERE dataset = %s AND key LIKE %s", (f"{PREFIX}_bars", prefix + "/%"))
 
 
-def run(settings: Settings, symbols: int = 5000, sessions: int = 20, keep: bool = False) -> dict[str, Any]:
-    """The whole benchmark on the running stack; drops its schemas and lake objects unless ``keep``."""
-    import os
-
+def run(
+    settings: Settings, symbols: int = 5000, sessions: int = 20, *, repeats: int | None = None, keep: bool = False
+) -> dict[str, Any]:
+    """The whole benchmark on the running stack; drops its schemas, lake objects and manifest rows
+    unless ``keep``. ``repeats`` overrides every scanner's number of timed calls (tiny test runs)."""
     from db.connect import database_connection
 
     if symbols < 1 or sessions < 2:
         raise ValueError(f"need at least 1 symbol and 2 sessions, got {symbols} and {sessions}")
     days = session_days(sessions)
-    prefix = f"{LAKE_PREFIX}/{secrets.token_hex(4)}/bars"
+    tag = secrets.token_hex(4)
+    market = schema_name("market")
+    prefix = ""
     with database_connection(settings, autocommit=True) as conn:
         conn.execute("SET TIME ZONE 'UTC'")
         try:
             create_schemas(conn)
             load_figures = load(conn, symbols, days)
-            rows = conn.execute(f"SELECT count(*) FROM {schema_name('market')}.bars_intraday").fetchone()[0]  # type: ignore[index]
-            hot_bytes = conn.execute(
-                "SELECT hypertable_size(%s::regclass)", (f"{schema_name('market')}.bars_intraday",)
-            ).fetchone()[0]  # type: ignore[index]
-            latencies, counts = measure_scanners(conn, sessions)
+            rows = conn.execute(f"SELECT count(*) FROM {market}.bars_intraday").fetchone()[0]  # type: ignore[index]
+            hot_bytes = conn.execute("SELECT hypertable_size(%s::regclass)", (f"{market}.bars_intraday",)).fetchone()[0]  # type: ignore[index]
+            load_avg = os.getloadavg()[0]
+            latencies, server, counts = measure_scanners(conn, sessions, repeats)
             symbol = symbol_names(symbols)[symbols // 2]
             start, end = days[0][0] - timedelta(hours=1), days[-1][1] + timedelta(hours=1)
             hot_ms, hot_rows = hot_read(conn, symbol, start, end)
-            tiered = tier(conn, settings, prefix, days)
+            tiered, prefix = tier(conn, settings, tag)
             cold_ms, cold_rows = cold_read(settings, prefix, symbol, start, end)
             if cold_rows != hot_rows:
                 raise RuntimeError(f"cold read returned {cold_rows} rows of {symbol}, hot {hot_rows}")
         finally:
             if not keep:
                 drop_schemas(conn)
-                delete_lake_prefix(settings, prefix.rsplit("/", 1)[0])
+                if prefix:
+                    forget_lake_objects(conn, settings, prefix)
     return summarize({
-        "latencies_ms": latencies, "scanner_rows": counts, "load": load_figures, "symbols": symbols,
-        "sessions": sessions, "rows": rows, "hot_bytes": hot_bytes, "tier_via": tiered["via"],
+        "latencies_ms": latencies, "server_latencies_ms": server, "scanner_rows": counts, "load": load_figures,
+        "symbols": symbols, "sessions": sessions, "rows": rows, "hot_bytes": hot_bytes, "tier_via": tiered["via"],
         "tier_chunks": tiered["chunks"], "tier_rows": tiered["rows"], "tier_parquet_bytes": tiered["bytes"],
         "tier_seconds": tiered["seconds"], "compression": tiered["compression"],
         "symbol_month_read": {"symbol": symbol, "rows": hot_rows, "hot_ms": round(hot_ms, 2),
                               "cold_ms": round(cold_ms, 2)},
-        "cpus": os.cpu_count(),
+        "cpus": os.cpu_count(), "load_average_1min": round(load_avg, 2),
     })  # fmt: skip

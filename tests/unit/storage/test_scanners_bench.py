@@ -45,12 +45,14 @@ def test_synthetic_session_has_every_minute_of_every_symbol() -> None:
 def test_summary_has_the_required_keys_and_renders() -> None:
     parts = {
         "latencies_ms": {name: (1.0, 2.0) for name in ("latest_bar", "top_movers", "volume_spikes")},
+        "server_latencies_ms": {name: (0.5, 1.0) for name in ("latest_bar", "top_movers", "volume_spikes")},
         "scanner_rows": {"latest_bar": 5, "top_movers": 5, "volume_spikes": 0},
         "load": {"generate_series_rows_per_s": 100, "copy_rows_per_s": 200, "bulk_method": "copy",
                  "trigger_overhead_fraction": 0.1},
         "symbols": 5, "sessions": 2, "rows": 3900, "hot_bytes": 1000, "tier_via": "x", "tier_chunks": 2,
         "tier_rows": 3900, "tier_parquet_bytes": 250, "tier_seconds": 0.5, "compression": "snappy",
         "symbol_month_read": {"symbol": "S00002", "rows": 780, "hot_ms": 2.0, "cold_ms": 20.0}, "cpus": 2,
+        "load_average_1min": 1.5,
     }  # fmt: skip
 
     report = storage.summarize(parts)
@@ -62,4 +64,5 @@ def test_summary_has_the_required_keys_and_renders() -> None:
     }  # fmt: skip
     assert report["targets_met"] is True
     table = storage.render_table(report)
-    assert "latest_bar" in table and "< 50 ms: met" in table and "symbol-month read, cold" in table
+    assert "latest_bar" in table and "p95 < 50 ms: met" in table and "symbol-month read, cold" in table
+    assert "10.0x hot" in table and "trigger cost 10.0%" in table
