@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
 SYMBOL = "DEPA"
 EXPECTED = {"pipeline/eod-ingest", "pipeline/ingest-shard", "intraday/intraday-ingest", "pipeline/gap-repair",
-            "features/features-recompute", "health/health-check", "smoke/smoke"}
+            "features/features-recompute", "tiering/nightly-tiering", "health/health-check", "smoke/smoke"}
 
 
 def pause_schedules(names: list[str]) -> None:
