@@ -185,3 +185,19 @@ def test_cli_lists_sizes_and_refuses_mistakes(stack: Settings, marketpipe_cli, c
     assert wrong.returncode == 2 and "unknown lake dataset 'trades'" in wrong.stderr and "bars_daily" in wrong.stderr
     future = marketpipe_cli("lake", "tier", "--older-than", "2999-01-01")
     assert future.returncode == 2 and "'2999-01-01' is in the future" in future.stderr
+
+
+def test_the_tiering_flow_moves_a_range_and_reports_it(
+    stack: Settings, conn: psycopg.Connection, lake: Lake, symbols: Callable[[], str]
+) -> None:
+    from flows.tiering import tiering_flow
+
+    names = [symbols() for _ in range(2)]
+    upsert_bars(conn, make_bars(names, "2003-06-02", 2, "5min", 12))
+
+    result = tiering_flow(datasets=["bars_intraday"], older_than="2004-01-01", newer_than="2003-01-01")
+
+    assert result["rows"] == 2 * 2 * 12 and result["bytes_written"] > 0
+    assert result["native_compression"]["applied"] is False
+    assert conn.execute("SELECT count(*) FROM market.bars WHERE symbol = ANY(%s)", (names,)).fetchone()[0] == 0
+    assert len(StorageRouter(conn, lake, stack).read_bars(names, "2003-06-01", "2003-07-01", "5min")) == 48
