@@ -58,7 +58,9 @@ CREATE SCHEMA IF NOT EXISTS scan;
 -- whose whole history was tiered keeps its last known bar here; market.refresh_latest_bars()
 -- rebuilds the table from the hot store when that matters.
 -- Writers touch rows in (symbol, timeframe) order, so concurrent writers queue rather than deadlock
--- within a statement. fillfactor 50 leaves room for HOT updates: every new minute rewrites each row.
+-- within a statement; rows older than the stored latest bar are filtered out before the upsert, so
+-- a backfill of old data takes no lock on the rows live ingestion keeps moving (ON CONFLICT DO
+-- UPDATE locks the row even when its WHERE is false). fillfactor 50 leaves room for HOT updates: every new minute rewrites each row.
 CREATE TABLE market.latest_bars (
     symbol        text             NOT NULL,
     timeframe     text             NOT NULL,
@@ -85,6 +87,8 @@ BEGIN
            n.symbol, n.timeframe, n.ts, n.open, n.high, n.low, n.close, n.volume, n.vwap,
            n.trade_count, n.source, n.quality_flags, n.ingested_at
       FROM new_rows n
+     WHERE NOT EXISTS (SELECT 1 FROM market.latest_bars x
+                        WHERE x.timeframe = n.timeframe AND x.symbol = n.symbol AND x.ts > n.ts)
      ORDER BY n.symbol, n.timeframe, n.ts DESC
     ON CONFLICT (timeframe, symbol) DO UPDATE
        SET ts = EXCLUDED.ts, open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,

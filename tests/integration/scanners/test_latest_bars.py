@@ -103,3 +103,20 @@ def test_refresh_rebuilds_what_drop_chunks_would_leave_stale(conn, fresh_symbols
 
     assert series >= 1
     assert latest(conn, [a]) == {(a, "1min"): (pd.Timestamp("2025-03-03 14:31", tz="UTC"), 11.0)}
+
+
+def test_an_open_backfill_of_older_bars_does_not_block_live_writes(stack, conn, fresh_symbols: list[str]) -> None:
+    from marketpipe.services import database_connection
+
+    a = fresh_symbols[0]
+    upsert_bars(conn, bars(a, "2025-03-03 14:30", [10, 11]))
+    with database_connection(stack) as backfill:  # a transaction left open after writing old bars
+        backfill.execute("SELECT 1")  # opens the transaction: the writer's block becomes a savepoint in it
+        upsert_bars(backfill, bars(a, "2025-02-03 14:30", [1, 2, 3]))
+        assert backfill.info.transaction_status.name == "INTRANS"
+
+        conn.execute("SET lock_timeout = '5s'")  # bounded: a lock wait fails the test instead of hanging it
+        upsert_bars(conn, bars(a, "2025-03-03 14:32", [12]))
+        backfill.commit()
+
+    assert latest(conn, [a]) == {(a, "1min"): (pd.Timestamp("2025-03-03 14:32", tz="UTC"), 12.0)}
