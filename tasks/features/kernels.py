@@ -151,7 +151,11 @@ def _symbol(
     pr = i % vol_n
     pz = i % vz_n
     ph = i % hilo_n
-    for j in range(start, stop):
+    # Bars from `steady` on have every window full and every average seeded: the second loop below
+    # computes them without the warm-up branches (same operations in the same order, so the same bits).
+    steady = max(vol_n, sma_n, bb_n, ema_n, sig_start + 1, rsi_n + 1, atr_n + 1, vz_n, hilo_n)
+    split = min(stop, start + max(0, steady - i))
+    for j in range(start, split):
         o, h, lo, c, v = open_[j], high[j], low[j], close[j], volume[j]
         st[close_at + pc] = c
 
@@ -305,11 +309,11 @@ def _symbol(
         if i == 0 or h >= hi_max:
             hi_max, hi_pos = h, i
         elif i - hi_pos >= hilo_n:
-            hi_max, hi_pos = _ring_extreme(st, high_at, hilo_n, i, 1.0)
+            hi_max, hi_pos = _ring_extreme(st, high_at, hilo_n, ph, i, 1.0)
         if i == 0 or lo <= lo_min:
             lo_min, lo_pos = lo, i
         elif i - lo_pos >= hilo_n:
-            lo_min, lo_pos = _ring_extreme(st, low_at, hilo_n, i, -1.0)
+            lo_min, lo_pos = _ring_extreme(st, low_at, hilo_n, ph, i, -1.0)
         if i >= hilo_n - 1:
             out[F_DIST_HIGH, j] = c / hi_max - 1.0
             out[F_DIST_LOW, j] = c / lo_min - 1.0
@@ -323,6 +327,117 @@ def _symbol(
             vwap_pv = 0.0
             vwap_v = 0.0
             gap = o / prev_close - 1.0 if i >= 1 else nan
+        out[F_GAP, j] = gap
+        if intraday:
+            vwap_pv += (h + lo + c) * (1.0 / 3.0) * v
+            vwap_v += v
+            out[F_VWAP, j] = vwap_pv / vwap_v if vwap_v > 0.0 else nan
+        else:
+            out[F_VWAP, j] = nan
+
+        prev_close = c
+        i += 1
+        pc = _next(pc, close_len)
+        pr = _next(pr, vol_n)
+        pz = _next(pz, vz_n)
+        ph = _next(ph, hilo_n)
+
+    for j in range(split, stop):
+        o, h, lo, c, v = open_[j], high[j], low[j], close[j], volume[j]
+        st[close_at + pc] = c
+
+        q = c / prev_close
+        lr = math.log(q)
+        out[F_RET, j] = q - 1.0
+        out[F_LOG_RET, j] = lr
+        st[ret_at + pr] = lr
+        vol_sum += lr
+        vol_sumsq += lr * lr
+        var = (vol_sumsq - vol_sum * vol_sum * inv_vol) * inv_vol1
+        out[F_VOL, j] = math.sqrt(var) * vol_scale if var > 0.0 else 0.0
+        old = st[ret_at + _next(pr, vol_n)]
+        vol_sum -= old
+        vol_sumsq -= old * old
+
+        sma_sum += c
+        out[F_SMA, j] = sma_sum * inv_sma
+        sma_sum -= st[close_at + _back(pc, sma_n - 1, close_len)]
+
+        bb_sum += c
+        bb_sumsq += c * c
+        mean = bb_sum * inv_bb
+        var = bb_sumsq * inv_bb - mean * mean
+        sd = math.sqrt(var) if var > 0.0 else 0.0
+        upper = mean + bb_k * sd
+        lower = mean - bb_k * sd
+        out[F_BB_UP, j] = upper
+        out[F_BB_MID, j] = mean
+        out[F_BB_LO, j] = lower
+        out[F_BB_PCTB, j] = (c - lower) / (upper - lower) if upper > lower else nan
+        old = st[close_at + _back(pc, bb_n - 1, close_len)]
+        bb_sum -= old
+        bb_sumsq -= old * old
+
+        ema = (c - ema) * k_ema + ema
+        out[F_EMA, j] = ema
+
+        fast = (c - fast) * k_fast + fast
+        slow = (c - slow) * k_slow + slow
+        line = fast - slow
+        sig = (line - sig) * k_sig + sig
+        out[F_MACD, j] = line
+        out[F_MACD_SIG, j] = sig
+        out[F_MACD_HIST, j] = line - sig
+
+        d = c - prev_close
+        tr = h - lo
+        a = abs(prev_close - h)
+        if a > tr:
+            tr = a
+        a = abs(prev_close - lo)
+        if a > tr:
+            tr = a
+        gain *= rsi_n - 1.0
+        loss *= rsi_n - 1.0
+        gain += d if d > 0.0 else 0.0
+        loss -= d if d < 0.0 else 0.0
+        gain *= inv_rsi
+        loss *= inv_rsi
+        total = gain + loss
+        out[F_RSI, j] = 100.0 * (gain / total) if total != 0.0 else 50.0
+        atr = (atr * (atr_n - 1.0) + tr) * inv_atr
+        out[F_ATR, j] = atr
+        obv += v * ((c > prev_close) - (c < prev_close))
+        out[F_OBV, j] = obv
+
+        st[volume_at + pz] = v
+        vz_sum += v
+        vz_sumsq += v * v
+        mean = vz_sum * inv_vz
+        var = (vz_sumsq - vz_sum * mean) * inv_vz1
+        out[F_VOLUME_Z, j] = (v - mean) / math.sqrt(var) if var > 1e-14 * mean * mean else nan
+        old = st[volume_at + _next(pz, vz_n)]
+        vz_sum -= old
+        vz_sumsq -= old * old
+
+        st[high_at + ph] = h
+        st[low_at + ph] = lo
+        if h >= hi_max:
+            hi_max, hi_pos = h, i
+        elif i - hi_pos >= hilo_n:
+            hi_max, hi_pos = _ring_extreme(st, high_at, hilo_n, ph, i, 1.0)
+        if lo <= lo_min:
+            lo_min, lo_pos = lo, i
+        elif i - lo_pos >= hilo_n:
+            lo_min, lo_pos = _ring_extreme(st, low_at, hilo_n, ph, i, -1.0)
+        out[F_DIST_HIGH, j] = c / hi_max - 1.0
+        out[F_DIST_LOW, j] = c / lo_min - 1.0
+
+        if session[j] != cur_session:
+            cur_session = session[j]
+            vwap_pv = 0.0
+            vwap_v = 0.0
+            gap = o / prev_close - 1.0
         out[F_GAP, j] = gap
         if intraday:
             vwap_pv += (h + lo + c) * (1.0 / 3.0) * v
@@ -372,15 +487,21 @@ def _ring_mean(st, at, length, i, n):
 
 
 @njit(cache=True, error_model="numpy")
-def _ring_extreme(st, at, n, i, sign):
-    """The maximum (sign 1) or minimum (sign -1) of the last ``n`` ring values and its latest position."""
-    best_pos = i - n + 1
-    best = st[at + best_pos % n]
-    for k in range(i - n + 2, i + 1):
-        x = st[at + k % n]
-        if sign * x >= sign * best:
-            best, best_pos = x, k
-    return best, best_pos
+def _ring_extreme(st, at, n, pos, i, sign):
+    """The maximum (sign 1) or minimum (sign -1) of a full ring of ``n`` values whose newest (bar
+    ``i``) sits at ``pos``, and the latest bar holding it. Scans from the newest value to the oldest
+    in two straight runs (no modulo per value: this runs on every bar where the extreme expires)."""
+    best = st[at + pos]
+    best_age = 0
+    for r in range(pos - 1, -1, -1):
+        x = sign * st[at + r]
+        if x > sign * best:
+            best, best_age = st[at + r], pos - r
+    for r in range(n - 1, pos, -1):
+        x = sign * st[at + r]
+        if x > sign * best:
+            best, best_age = st[at + r], pos - r + n
+    return best, i - best_age
 
 
 # ---------------------------------------------------------------------------------------------
