@@ -1,6 +1,7 @@
 """The Prefect UI of the test stack in a real browser: headless Chromium (Debian's `chromium`,
-installed by scripts/install-system.sh) renders the runs page, the marketpipe flow run is in the
-rendered DOM, and a screenshot lands in test-output/ui/ for a human to look at."""
+installed by scripts/install-system.sh) renders the flows page and the page of a marketpipe flow
+run, their names are in the rendered DOM, and screenshots land in test-output/ui/ for a human to
+look at."""
 
 from __future__ import annotations
 
@@ -34,19 +35,27 @@ def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=BROWSER_TIMEOUT_SECONDS)  # fmt: skip
 
 
-def test_the_runs_page_shows_the_marketpipe_flow_run(stack: Settings, tmp_path: Path) -> None:
+def test_the_ui_shows_the_marketpipe_flows_and_flow_run(stack: Settings, tmp_path: Path) -> None:
     label = f"ui-{secrets.token_hex(3)}"
-    smoke_flow(overrides={}, overrides_label=label)
-    runs_page = f"{stack.prefect.ui_url}/runs"
+    run_id = smoke_flow(overrides={}, overrides_label=label)["flow_run_id"]
+    ui = stack.prefect.ui_url
 
-    dom = chromium(tmp_path / "profile-dom", "--dump-dom", runs_page)
+    # The flows table and the run's own page render deterministically; the runs list is a virtual
+    # scroller whose rows appear only once an intersection observer fires (screenshot only).
+    flows = chromium(tmp_path / "profile-flows", "--dump-dom", f"{ui}/flows")
+    run_page = chromium(tmp_path / "profile-run", "--dump-dom", f"{ui}/runs/flow-run/{run_id}")
     OUTPUT.mkdir(parents=True, exist_ok=True)
-    screenshot = OUTPUT / "prefect-runs.png"
-    screenshot.unlink(missing_ok=True)
-    shot = chromium(tmp_path / "profile-shot", f"--screenshot={screenshot}", runs_page)
+    shots = {"prefect-runs.png": f"{ui}/runs", "prefect-flow-run.png": f"{ui}/runs/flow-run/{run_id}"}
+    taken = {}
+    for name, page in shots.items():
+        (OUTPUT / name).unlink(missing_ok=True)
+        taken[name] = chromium(tmp_path / f"profile-{name}", f"--screenshot={OUTPUT / name}", page)
 
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    assert f"smoke-{label}" in dom.stdout, dom.stdout[-3000:]  # the run's name, rendered by the SPA
-    assert ">smoke<" in dom.stdout  # its flow's name
-    assert shot.returncode == 0, shot.stderr[-2000:]
-    assert screenshot.stat().st_size > 10_000  # a rendered page, not an empty canvas
+    assert flows.returncode == 0, flows.stderr[-2000:]
+    assert ">smoke<" in flows.stdout, flows.stdout[-3000:]  # the flow's name in the rendered table
+    assert run_page.returncode == 0, run_page.stderr[-2000:]
+    assert f"smoke-{label}" in run_page.stdout, run_page.stdout[-3000:]  # the run's name
+    assert "Completed" in run_page.stdout
+    for name, shot in taken.items():
+        assert shot.returncode == 0, shot.stderr[-2000:]
+        assert (OUTPUT / name).stat().st_size > 10_000  # a rendered page, not an empty canvas
