@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 import tracemalloc
+from collections.abc import Callable
 
 import numba
 import numpy as np
@@ -64,12 +66,15 @@ def _talib_all(layout: BarLayout, params: FeatureParams) -> list:
     return kept
 
 
-def _best(fn, repeat: int) -> float:
-    best = float("inf")
+def _best_interleaved(timed: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Best wall time of each callable over ``repeat`` rounds, the callables taking turns within a
+    round, so a burst of load from other processes hits all of them rather than one."""
+    best = dict.fromkeys(timed, float("inf"))
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
+        for name, fn in timed.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
     return best
 
 
@@ -83,10 +88,18 @@ def run(symbols: int = 1000, bars: int = 2000, repeat: int = 5, params: FeatureP
 
     layout = synthetic_layout(symbols, bars)
     n = layout.n_bars
-    engine_s = _best(lambda: standard_values(layout, params), repeat)
     reused = np.zeros((len(FEATURES), n))  # a batch loop's reused matrix: no page faults on the output
-    engine_reused_s = _best(lambda: standard_values(layout, params, out=reused), repeat)
-    talib_s = _best(lambda: _talib_all(layout, params), repeat)
+    load_before = os.getloadavg()[0]
+    best = _best_interleaved(
+        {
+            "engine": lambda: standard_values(layout, params),
+            "engine_reused": lambda: standard_values(layout, params, out=reused),
+            "talib": lambda: _talib_all(layout, params),
+        },
+        repeat,
+    )
+    engine_s, engine_reused_s, talib_s = best["engine"], best["engine_reused"], best["talib"]
+    load_after = os.getloadavg()[0]
 
     tracemalloc.start()
     values, _ = standard_values(layout, params)
@@ -99,6 +112,9 @@ def run(symbols: int = 1000, bars: int = 2000, repeat: int = 5, params: FeatureP
         "bars": n,
         "features": len(FEATURES),
         "threads": numba.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "load_avg_1m": [round(load_before, 2), round(load_after, 2)],
+        "repeat": repeat,
         "engine_s": round(engine_s, 4),
         "talib_s": round(talib_s, 4),
         "engine_bars_per_s": round(n / engine_s),

@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -585,10 +586,16 @@ def run_standard(
     volume (float64) and session (int64); ``state`` and ``out`` are updated in place."""
     sl = params.state_layout
     open_, high, low, close, volume, session = layout_arrays
-    compute_standard(
-        open_, high, low, close, volume, session, offsets, state, out,
-        params.sma, params.ema, params.rsi, params.macd_fast, params.macd_slow, params.macd_signal,
-        params.bb, float(params.bb_k), params.atr, params.volatility, math.sqrt(periods_per_year(timeframe)),
-        params.volume_z, params.hilo, intraday, sl.close_at, sl.ret_at, sl.volume_at, sl.high_at, sl.low_at,
-        sl.close_len,
-    )  # fmt: skip
+    # Hand symbols to the threads in small chunks rather than one half each: on shared cores a thread
+    # that is descheduled for a while no longer holds back the whole call.
+    previous = numba.set_parallel_chunksize(max(1, (offsets.size - 1) // (16 * numba.get_num_threads())))
+    try:
+        compute_standard(
+            open_, high, low, close, volume, session, offsets, state, out,
+            params.sma, params.ema, params.rsi, params.macd_fast, params.macd_slow, params.macd_signal,
+            params.bb, float(params.bb_k), params.atr, params.volatility, math.sqrt(periods_per_year(timeframe)),
+            params.volume_z, params.hilo, intraday, sl.close_at, sl.ret_at, sl.volume_at, sl.high_at, sl.low_at,
+            sl.close_len,
+        )  # fmt: skip
+    finally:
+        numba.set_parallel_chunksize(previous)
