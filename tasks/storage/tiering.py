@@ -216,7 +216,8 @@ def table_checksum(table: pa.Table) -> str:
 
 def parquet_bytes(table: pa.Table, compression: str, row_group_rows: int) -> bytes:
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression=compression, row_group_size=row_group_rows,
+    strings = [f.name for f in table.schema if pa.types.is_string(f.type)]  # prices do not repeat: no dictionary
+    pq.write_table(table, sink, compression=compression, row_group_size=row_group_rows, use_dictionary=strings,
                    write_statistics=True, write_page_index=True)  # fmt: skip
     return sink.getvalue()
 
@@ -348,12 +349,14 @@ def list_chunks(
 
 
 def read_chunk(conn: psycopg.Connection, ds: TierDataset, chunk: Chunk) -> pa.Table:
-    """Every row of one chunk as Arrow (a CSV COPY: exact for floats since PostgreSQL 12, and parsed
-    by Arrow's multithreaded reader instead of a Python call per value)."""
+    """Every row of one chunk as Arrow: a CSV COPY (floats print exactly, with shortest round-trip
+    digits since PostgreSQL 12; timestamps as integer microseconds, no time-zone formatting) parsed
+    by Arrow's multithreaded CSV reader. Measured here against the server joining rows into large
+    text blocks (fewer Python calls): the plain COPY was about twice as fast."""
     select = []
     for column in ds.columns:
         ident = sql.Identifier(column.name)
-        if column.pg_type == "timestamptz":  # exact integer microseconds, no time-zone formatting
+        if column.pg_type == "timestamptz":
             select.append(sql.SQL("(extract(epoch FROM {c}) * 1000000)::int8 AS {c}").format(c=ident))
         else:
             select.append(ident)
@@ -361,20 +364,25 @@ def read_chunk(conn: psycopg.Connection, ds: TierDataset, chunk: Chunk) -> pa.Ta
         sql.SQL(", ").join(select), chunk.identifier
     )
     buffer = io.BytesIO()
-    with conn.cursor() as cur, cur.copy(query) as copy:
-        for block in copy:
-            buffer.write(block)
+    with conn.cursor() as cur:
+        with cur.copy(query) as copy:
+            for block in copy:
+                buffer.write(block)
+        sent = cur.rowcount  # from the server's "COPY n"
     schema = arrow_schema(ds.columns)
-    read_types = {f.name: (pa.int64() if pa.types.is_timestamp(f.type) else f.type) for f in schema}
     if buffer.tell() == 0:
         return schema.empty_table()
+    read_types = {f.name: (pa.int64() if pa.types.is_timestamp(f.type) else f.type) for f in schema}
     table = pacsv.read_csv(
         pa.BufferReader(buffer.getbuffer()),
         read_options=pacsv.ReadOptions(column_names=[c.name for c in ds.columns]),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(
             column_types=read_types, null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False
         ),
     )
+    if sent >= 0 and table.num_rows != sent:
+        raise StorageError(f"chunk {chunk.name} of {ds.table.name}: {sent} row(s) sent, {table.num_rows} parsed")
     return pa.table([table[f.name].cast(f.type) for f in schema], schema=schema)
 
 
