@@ -1,7 +1,9 @@
 """The automations that turn the health flow's events into alerts, created idempotently.
 
 One automation per alert event (``tasks.pipeline.alerts``): low quality, stale data, growing dead
-letters. Each fires once per event and per resource (a dataset, a source, a run). Its action sends
+letters. Each fires on the first event about a resource (a dataset, a source, a run) and then keeps
+quiet about that resource for :data:`QUIET_PERIOD`: the health check runs every 5 minutes and
+reports a condition for as long as it lasts, which would otherwise notify twelve times an hour. Its action sends
 a notification through the notification block ``custom-webhook/marketpipe-alerts`` (any HTTP
 endpoint: Slack-compatible, a pager, an internal service), which ``marketpipe deploy
 --alert-webhook URL`` creates or updates. Until such a block exists the action is Prefect's
@@ -20,6 +22,7 @@ from loguru import logger
 from marketpipe.errors import ServiceError
 from tasks.pipeline.alerts import DATA_STALE, DEAD_LETTERS_GROWING, QUALITY_LOW, RESOURCE_PREFIX
 
+QUIET_PERIOD = timedelta(hours=1)
 BLOCK_TYPE = "custom-webhook"
 BLOCK_NAME = "marketpipe-alerts"
 SUBJECT = "marketpipe alert: {{ event.resource['prefect.resource.name'] }}"
@@ -83,7 +86,7 @@ def automation_for(rule: AlertRule, block_id: UUID | None):  # -> prefect.automa
             for_each={"prefect.resource.id"},
             posture="Reactive",
             threshold=1,
-            within=timedelta(0),
+            within=QUIET_PERIOD,  # a Reactive trigger fires at once, then waits out the period
         ),
         actions=[action],
     )
