@@ -164,3 +164,34 @@ def test_kill_9_between_verify_and_commit_then_rerun_is_exact(
     cold = cold_rows(lake, conn, names, year).to_pandas()
     assert len(cold) == len(bars) and not cold.duplicated(["symbol", "ts"]).any()
     assert_frame_equal(router.read_bars(names, f"{year}-06-01", f"{year}-07-01", "1min"), before)
+
+
+def test_kill_9_in_compaction_before_commit_keeps_the_old_files_and_a_rerun_merges(
+    stack: Settings, conn: psycopg.Connection, lake: Lake, symbols: Callable[[], str], marketpipe_cli
+) -> None:
+    names = sorted(symbols() for _ in range(2))
+    upsert_bars(conn, make_bars(names, "2006-02-01", 60, "1day", seed=21))  # 30-day chunks: months in 2 files
+    start, end = year_window(2006)
+    tier_chunks(conn, lake, stack, dataset="bars_daily", older_than=start.replace(year=2007), newer_than=start)
+    router = StorageRouter(conn, lake, stack)
+    before = router.read_bars(names, "2006-01-01", "2006-06-01", "1day")
+    listed = {f.key for f in manifest_files(conn, dataset="bars_daily")}
+    stray = set(orphans(conn, lake))
+
+    crashed = marketpipe_cli("lake", "compact", "--dataset", "bars_daily", "--min-files", "2",
+                             env={CRASH_ENV: "tiering:compaction-before-commit"})  # fmt: skip
+
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
+    assert {f.key for f in manifest_files(conn, dataset="bars_daily")} == listed
+    assert all(lake.exists(key) for key in listed)
+    new = set(orphans(conn, lake)) - stray
+    assert len(new) == 1 and "/compact-" in new.pop()
+    assert_frame_equal(router.read_bars(names, "2006-01-01", "2006-06-01", "1day"), before)
+
+    rerun = marketpipe_cli("lake", "compact", "--dataset", "bars_daily", "--min-files", "2", "--json")
+
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    mine = manifest_files(conn, dataset="bars_daily", start=start, end=end, symbols=names)
+    assert len({f.partition for f in mine}) == len(mine) and any("/compact-" in f.key for f in mine)
+    assert orphans(conn, lake) == []
+    assert_frame_equal(router.read_bars(names, "2006-01-01", "2006-06-01", "1day"), before)
