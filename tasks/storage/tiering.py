@@ -66,7 +66,7 @@ import pyarrow.parquet as pq
 from loguru import logger
 from psycopg import sql
 
-from marketpipe.errors import MarketpipeError, RequestError, StorageError
+from marketpipe.errors import ConfigurationError, MarketpipeError, RequestError, StorageError
 from marketpipe.settings import Settings
 from tasks.features.store import FEATURE_VALUES_TABLE, FEATURES_TABLE
 from tasks.storage.hot import BARS_DAILY, BARS_INTRADAY, Column, TableSpec
@@ -157,6 +157,16 @@ def parse_key(key: str) -> tuple[str, str, str] | None:
     if not parts[3].startswith(("date=", "month=")) or not parts[4].endswith(".parquet"):
         return None
     return parts[1], parts[2].removeprefix("timeframe="), parts[3]
+
+
+def check_hot_windows(settings: Settings) -> None:
+    """Refuse per-dataset hot windows for datasets that do not exist (a typo would keep data hot)."""
+    unknown = sorted(set(settings.storage.routing.hot_data_days_by_dataset) - set(DATASETS))
+    if unknown:
+        raise ConfigurationError(
+            f"storage.routing.hot_data_days_by_dataset names unknown dataset(s) {unknown}; the datasets are "
+            f"{sorted(DATASETS)}: fix the key(s) in the config file or environment"
+        )
 
 
 def cutoff(now: datetime, hot_days: int) -> datetime:
@@ -494,6 +504,7 @@ def tier_chunks(
     Raises :class:`TieringError` (with the partial report) at the first chunk that fails; that
     chunk and the later ones stay hot, and a rerun finishes the job.
     """
+    check_hot_windows(settings)
     report = TieringReport()
     began = time.monotonic()
     moment = now or datetime.now(UTC)
@@ -595,8 +606,8 @@ def manifest_files(
     if end is not None:
         where.append("min_ts < %s")
         args.append(end)
-    if symbols:
-        where.append("max_symbol >= %s AND min_symbol <= %s")
+    if symbols:  # byte order on both sides: the file bounds come from Arrow, the query's from Python
+        where.append('max_symbol COLLATE "C" >= %s AND min_symbol COLLATE "C" <= %s')
         args += [min(symbols), max(symbols)]
     rows = conn.execute(
         f"SELECT {_FILE_COLUMNS} FROM ops.lake_files WHERE {' AND '.join(where)} ORDER BY created_at, key",

@@ -9,11 +9,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from marketpipe.errors import RequestError
+from marketpipe.errors import ConfigurationError, RequestError
+from marketpipe.settings import Settings
 from tasks.storage.lifecycle import CompactionPlan, merge_objects, plan_compaction, raw_cutoff, raw_key_date
 from tasks.storage.tiering import (
     DATASETS,
     LakeFile,
+    check_hot_windows,
     compression_decision,
     cutoff,
     datasets_of,
@@ -145,3 +147,14 @@ def test_raw_retention_cutoff_and_key_dates() -> None:
     assert raw_cutoff(date(2026, 11, 26), 30) == date(2026, 10, 27)
     assert raw_key_date("raw/source=polygon/dataset=bars_1min/symbol=A/date=2024-01-02/ab.json.gz") == date(2024, 1, 2)
     assert raw_key_date("raw/other.json.gz") is None
+
+
+def test_per_dataset_hot_windows_must_name_datasets() -> None:
+    def with_windows(windows: dict[str, int]) -> Settings:
+        return Settings.model_validate({"storage": {"routing": {"hot_data_days_by_dataset": windows}}})
+
+    good = with_windows({"bars_intraday": 7})
+    check_hot_windows(good)
+    assert good.storage.routing.hot_days("bars_intraday") == 7 and good.storage.routing.hot_days("features") == 30
+    with pytest.raises(ConfigurationError, match=r"\['bars_minute'\].*bars_intraday"):
+        check_hot_windows(with_windows({"bars_minute": 7}))
