@@ -383,14 +383,17 @@ def read_chunk(conn: psycopg.Connection, ds: TierDataset, chunk: Chunk) -> pa.Ta
     if buffer.tell() == 0:
         return schema.empty_table()
     read_types = {f.name: (pa.int64() if pa.types.is_timestamp(f.type) else f.type) for f in schema}
-    table = pacsv.read_csv(
-        pa.BufferReader(buffer.getbuffer()),
-        read_options=pacsv.ReadOptions(column_names=[c.name for c in ds.columns]),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(
-            column_types=read_types, null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False
-        ),
-    )
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(buffer.getbuffer()),
+            read_options=pacsv.ReadOptions(column_names=[c.name for c in ds.columns]),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types=read_types, null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False
+            ),
+        )
+    except pa.ArrowException as exc:
+        raise StorageError(f"chunk {chunk.name} of {ds.table.name} could not be read as {schema}: {exc}") from exc
     if sent >= 0 and table.num_rows != sent:
         raise StorageError(f"chunk {chunk.name} of {ds.table.name}: {sent} row(s) sent, {table.num_rows} parsed")
     return pa.table([table[f.name].cast(f.type) for f in schema], schema=schema)
