@@ -18,7 +18,7 @@ from tasks.storage.corporate_actions import upsert_corporate_actions
 from tasks.storage.hot import upsert_bars
 from tasks.storage.lake import Lake
 from tasks.storage.router import StorageRouter
-from tasks.storage.tiering import manifest_files, table_checksum, tier_chunks
+from tasks.storage.tiering import DATASETS, manifest_files, table_checksum, tier_chunks
 from tests.integration.tiering.conftest import make_bars, year_window
 
 pytestmark = pytest.mark.integration
@@ -97,3 +97,35 @@ def test_a_range_in_the_lake_is_refused_without_cold_fallback(
 
     message = str(refused.value)
     assert "1992-06-01 00:00" in message and "cold_fallback_enabled" in message and "1992-11-01" in message
+
+
+def test_a_range_across_both_tiers_merges_and_late_rows_win(
+    stack: Settings, conn: psycopg.Connection, lake: Lake, symbols: Callable[[], str]
+) -> None:
+    from tasks.storage.lifecycle import compact
+
+    names = sorted(symbols() for _ in range(2))
+    upsert_bars(conn, make_bars(names, "1993-06-07", 3, "1min", 10))  # Mon..Wed
+    router = StorageRouter(conn, lake, stack)
+    before = router.read_bars(names, "1993-06-07", "1993-06-10", "1min")
+    monday, tuesday = datetime(1993, 6, 7, tzinfo=UTC), datetime(1993, 6, 8, tzinfo=UTC)
+    tier_chunks(conn, lake, stack, older_than=tuesday, newer_than=monday)  # Monday's chunk only
+
+    plan = router.plan(DATASETS["bars_intraday"], names, monday, datetime(1993, 6, 10, tzinfo=UTC), "1min")
+    assert plan.name == "hot+cold"
+    assert_frame_equal(router.read_bars(names, "1993-06-07", "1993-06-10", "1min"), before)
+
+    late = before[(before["symbol"] == names[0])].head(1).assign(close=12345.0, high=12346.0)
+    upsert_bars(conn, late)  # a correction of a bar already in the lake lands in a new hot chunk
+    expected = before.copy()
+    expected.loc[late.index, ["close", "high"]] = [12345.0, 12346.0]
+    assert_frame_equal(router.read_bars(names, "1993-06-07", "1993-06-10", "1min"), expected)
+
+    tier_chunks(conn, lake, stack, older_than=tuesday, newer_than=monday)
+    files = [f for f in manifest_files(conn, dataset="bars_intraday", timeframe="1min", symbols=names)
+              if f.partition == "date=1993-06-07"]  # fmt: skip
+    assert len(files) == 2  # the late row's chunk became a second object of the partition
+    assert_frame_equal(router.read_bars(names, "1993-06-07", "1993-06-10", "1min"), expected)
+
+    compact(conn, lake, stack, dataset="bars_intraday", min_files=2)
+    assert_frame_equal(router.read_bars(names, "1993-06-07", "1993-06-10", "1min"), expected)
