@@ -163,7 +163,7 @@ def _symbol(
         # returns, rolling volatility of log returns
         if i >= 1:
             q = c / prev_close
-            lr = math.log(q)
+            lr = _log_ratio(q)
             out[F_RET, j] = q - 1.0
             out[F_LOG_RET, j] = lr
             st[ret_at + pr] = lr
@@ -343,14 +343,18 @@ def _symbol(
         pz = _next(pz, vz_n)
         ph = _next(ph, hilo_n)
 
+    # Returns of the steady bars first, in a pass with no loop-carried state that the compiler
+    # vectorizes (the series logarithm included); the fused loop reads them back from L1/L2.
+    if split < stop:
+        _returns(close, split, stop, prev_close, out[F_RET], out[F_LOG_RET])
     for j in range(split, stop):
         o, h, lo, c, v = open_[j], high[j], low[j], close[j], volume[j]
         st[close_at + pc] = c
 
-        q = c / prev_close
-        lr = math.log(q)
-        out[F_RET, j] = q - 1.0
-        out[F_LOG_RET, j] = lr
+        lr = out[F_LOG_RET, j]
+        if not abs(out[F_RET, j]) < LOG_SERIES_MAX:  # a large move: the series does not apply
+            lr = math.log(c / prev_close)
+            out[F_LOG_RET, j] = lr
         st[ret_at + pr] = lr
         vol_sum += lr
         vol_sumsq += lr * lr
@@ -462,6 +466,42 @@ def _symbol(
     st[S_VOL_SUM], st[S_VOL_SUMSQ], st[S_VZ_SUM], st[S_VZ_SUMSQ] = vol_sum, vol_sumsq, vz_sum, vz_sumsq
     st[S_HIGH_MAX], st[S_HIGH_POS], st[S_LOW_MIN], st[S_LOW_POS] = hi_max, hi_pos, lo_min, lo_pos
     st[S_SESSION], st[S_VWAP_PV], st[S_VWAP_V], st[S_GAP] = cur_session, vwap_pv, vwap_v, gap
+
+
+LOG_SERIES_MAX = 1.0 / 16.0  # |q - 1| below which log(q) is taken from the series of _log1p_series
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _log1p_series(r):
+    """log(1 + r) for |r| < 1/16, within two ulps: 2 atanh(s) with s = r / (2 + r), |s| < 0.033, whose
+    series converges after six terms. Unlike a libm call it vectorizes, and most returns are small."""
+    s = r / (2.0 + r)
+    z = s * s
+    tail = z * (0.3333333333333333 + z * (0.2 + z * (0.14285714285714285 + z * (0.1111111111111111
+                + z * (0.09090909090909091 + z * 0.07692307692307693)))))  # fmt: skip
+    return 2.0 * s + 2.0 * s * tail
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _log_ratio(q):
+    """log(q) of a price ratio: the series for small moves, libm for large ones (the same value the
+    steady loop's vectorized pass and its large-move fallback give, so every path agrees bit for bit)."""
+    r = q - 1.0
+    return _log1p_series(r) if abs(r) < LOG_SERIES_MAX else math.log(q)
+
+
+@njit(cache=True, error_model="numpy")
+def _returns(close, first, stop, prev_close, ret, log_ret):
+    """Simple returns and (series) log returns of bars ``first:stop`` of one symbol into the rows
+    ``ret`` and ``log_ret`` (one-dimensional, which the vectorizer needs); ``prev_close`` is the
+    close before bar ``first``. Large moves get their logarithm in the fused loop."""
+    q = close[first] / prev_close
+    ret[first] = q - 1.0
+    log_ret[first] = _log1p_series(q - 1.0)
+    for j in range(first + 1, stop):
+        q = close[j] / close[j - 1]
+        ret[j] = q - 1.0
+        log_ret[j] = _log1p_series(q - 1.0)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
