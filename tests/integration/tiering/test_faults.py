@@ -4,6 +4,7 @@ verifying the objects and committing the drop. Afterwards a rerun leaves every r
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,14 +64,17 @@ def private_lake(stack: Settings) -> Iterator[tuple[Settings, ManagedProcess]]:
         yield settings, process
     finally:
         process.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 class LakeThatLosesItsServer(Lake):
     """The real lake, whose server is stopped right after the n-th object is written."""
 
     def __init__(self, settings: Settings, process: ManagedProcess, stop_after_puts: int) -> None:
-        base = Lake.from_settings(settings.lake)
-        super().__init__(base.endpoint_url, base._access_key, base._secret_key, base.bucket, base._region)
+        lake = settings.lake
+        assert lake.secret_key is not None
+        super().__init__(lake.endpoint_url, lake.access_key, lake.secret_key.get_secret_value(), lake.bucket,
+                         lake.region)  # fmt: skip
         self.process, self.remaining = process, stop_after_puts
 
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
