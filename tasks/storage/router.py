@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,7 +43,8 @@ from tasks.storage.corporate_actions import adjustment_factors, apply_adjustment
 from tasks.storage.hot import ADJUSTMENTS, INTRADAY_TIMEFRAMES, Adjustment, bar_table
 from tasks.storage.hot import read_bars as read_hot_bars
 from tasks.storage.lake import Lake
-from tasks.storage.tiering import DATASETS, LakeFile, TierDataset, manifest_files
+from tasks.storage.lifecycle import CompactionReport, compact
+from tasks.storage.tiering import DATASETS, LakeFile, TierDataset, TieringReport, manifest_files, tier_chunks
 
 CLOSE_LOOKBACK = timedelta(days=31)  # how far before a dividend's ex date its previous close is sought
 
@@ -126,6 +128,15 @@ class StorageRouter:
     def hot_since(self, dataset: str) -> datetime:
         days = self.settings.storage.routing.hot_days(dataset)
         return (self._now or datetime.now(UTC)) - timedelta(days=days)
+
+    # -- lifecycle (the seed's StorageRouter also "handles data lifecycle management") ---------
+    def tier(self, **options: Any) -> TieringReport:
+        """:func:`tasks.storage.tiering.tier_chunks` with this router's connection, lake and settings."""
+        return tier_chunks(self.conn, self.lake, self.settings, now=self._now, **options)
+
+    def compact(self, **options: Any) -> CompactionReport:
+        """:func:`tasks.storage.lifecycle.compact` with this router's connection, lake and settings."""
+        return compact(self.conn, self.lake, self.settings, **options)
 
     # -- planning ----------------------------------------------------------------------------
     def plan(self, ds: TierDataset, symbols: Sequence[str], start: datetime, end: datetime, timeframe: str) -> Route:

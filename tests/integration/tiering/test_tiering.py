@@ -77,7 +77,7 @@ def test_rerun_after_tiering_changes_nothing(
     upsert_bars(conn, make_bars(names, "1991-06-04", 2, "1min", 15))
     older, _ = year_window(1991)
     first = tier_chunks(conn, lake, stack, older_than=older.replace(year=1992), newer_than=older)
-    second = tier_chunks(conn, lake, stack, older_than=older.replace(year=1992), newer_than=older)
+    second = StorageRouter(conn, lake, stack).tier(older_than=older.replace(year=1992), newer_than=older)
     assert first.rows == 60 and second.rows == 0 and second.chunks == []
 
 
