@@ -358,8 +358,7 @@ def _symbol(
         st[ret_at + pr] = lr
         vol_sum += lr
         vol_sumsq += lr * lr
-        var = (vol_sumsq - vol_sum * vol_sum * inv_vol) * inv_vol1
-        out[F_VOL, j] = math.sqrt(var) * vol_scale if var > 0.0 else 0.0
+        out[F_VOL, j] = (vol_sumsq - vol_sum * vol_sum * inv_vol) * inv_vol1  # the variance: see _finish
         old = st[ret_at + _next(pr, vol_n)]
         vol_sum -= old
         vol_sumsq -= old * old
@@ -371,14 +370,8 @@ def _symbol(
         bb_sum += c
         bb_sumsq += c * c
         mean = bb_sum * inv_bb
-        var = bb_sumsq * inv_bb - mean * mean
-        sd = math.sqrt(var) if var > 0.0 else 0.0
-        upper = mean + bb_k * sd
-        lower = mean - bb_k * sd
-        out[F_BB_UP, j] = upper
         out[F_BB_MID, j] = mean
-        out[F_BB_LO, j] = lower
-        out[F_BB_PCTB, j] = (c - lower) / (upper - lower) if upper > lower else nan
+        out[F_BB_UP, j] = bb_sumsq * inv_bb - mean * mean  # the variance: see _finish
         old = st[close_at + _back(pc, bb_n - 1, close_len)]
         bb_sum -= old
         bb_sumsq -= old * old
@@ -435,8 +428,8 @@ def _symbol(
             lo_min, lo_pos = lo, i
         elif i - lo_pos >= hilo_n:
             lo_min, lo_pos = _ring_extreme(st, low_at, hilo_n, ph, i, -1.0)
-        out[F_DIST_HIGH, j] = c / hi_max - 1.0
-        out[F_DIST_LOW, j] = c / lo_min - 1.0
+        out[F_DIST_HIGH, j] = hi_max  # see _finish
+        out[F_DIST_LOW, j] = lo_min
 
         if session[j] != cur_session:
             cur_session = session[j]
@@ -457,6 +450,10 @@ def _symbol(
         pr = _next(pr, vol_n)
         pz = _next(pz, vz_n)
         ph = _next(ph, hilo_n)
+
+    if split < stop:
+        _finish(close, split, stop, vol_scale, bb_k, out[F_VOL], out[F_BB_UP], out[F_BB_MID], out[F_BB_LO],
+                out[F_BB_PCTB], out[F_DIST_HIGH], out[F_DIST_LOW])  # fmt: skip
 
     st[S_N] = i
     st[S_PREV_CLOSE] = prev_close
@@ -493,15 +490,42 @@ def _log_ratio(q):
 @njit(cache=True, error_model="numpy")
 def _returns(close, first, stop, prev_close, ret, log_ret):
     """Simple returns and (series) log returns of bars ``first:stop`` of one symbol into the rows
-    ``ret`` and ``log_ret`` (one-dimensional, which the vectorizer needs); ``prev_close`` is the
-    close before bar ``first``. Large moves get their logarithm in the fused loop."""
-    q = close[first] / prev_close
-    ret[first] = q - 1.0
-    log_ret[first] = _log1p_series(q - 1.0)
-    for j in range(first + 1, stop):
-        q = close[j] / close[j - 1]
-        ret[j] = q - 1.0
-        log_ret[j] = _log1p_series(q - 1.0)
+    ``ret`` and ``log_ret``; ``prev_close`` is the close before bar ``first``. Large moves get their
+    logarithm in the fused loop. (Zero-based loops over slices: the form the vectorizer takes.)"""
+    c, r, lr = close[first:stop], ret[first:stop], log_ret[first:stop]
+    q = c[0] / prev_close
+    r[0] = q - 1.0
+    lr[0] = _log1p_series(q - 1.0)
+    for k in range(1, c.size):
+        q = c[k] / c[k - 1]
+        r[k] = q - 1.0
+        lr[k] = _log1p_series(q - 1.0)
+
+
+@njit(cache=True, error_model="numpy")
+def _finish(close, first, stop, vol_scale, bb_k, vol, bb_up, bb_mid, bb_lo, bb_pctb, dist_high, dist_low):
+    """The square roots and divisions of the steady bars, in passes the compiler vectorizes: the
+    fused loop leaves the variances in ``vol`` and ``bb_up`` and the rolling extremes in
+    ``dist_high`` and ``dist_low`` (a scalar divider would otherwise be its bottleneck). The
+    operations and their order are the warm-up loop's, so the values are the same bits."""
+    c = close[first:stop]
+    v = vol[first:stop]
+    for k in range(c.size):
+        v[k] = math.sqrt(v[k]) * vol_scale if v[k] > 0.0 else 0.0
+    up, mid, lo, pctb = bb_up[first:stop], bb_mid[first:stop], bb_lo[first:stop], bb_pctb[first:stop]
+    for k in range(c.size):
+        sd = math.sqrt(up[k]) if up[k] > 0.0 else 0.0
+        upper = mid[k] + bb_k * sd
+        lower = mid[k] - bb_k * sd
+        up[k] = upper
+        lo[k] = lower
+        pctb[k] = (c[k] - lower) / (upper - lower) if upper > lower else np.nan
+    high = dist_high[first:stop]
+    for k in range(c.size):
+        high[k] = c[k] / high[k] - 1.0
+    low = dist_low[first:stop]
+    for k in range(c.size):
+        low[k] = c[k] / low[k] - 1.0
 
 
 @njit(cache=True, inline="always", error_model="numpy")
