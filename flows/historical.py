@@ -15,27 +15,19 @@ import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
 
-from db.connect import database_connection
 from flows.ingest import ingest_flow
 from marketpipe.progress import terminal_progress
 from marketpipe.settings import Settings, load_settings
 from tasks.pipeline.plan import GapRange, gap_ranges, missing_sessions, sessions_per_request
 from tasks.pipeline.request import parse_symbols, parse_timeframe_choice, parse_when
 from tasks.processing.calendar import nyse_sessions
-from tasks.storage.hot import bar_table
+from tasks.storage.router import StorageRouter
 
 
 def stored_sessions(settings: Settings, symbols: list[str], timeframe: str, start: date, end: date) -> pd.DataFrame:
-    """Bars stored per symbol and New York session date."""
-    table = bar_table(timeframe).name
-    with database_connection(settings) as conn:
-        rows = conn.execute(
-            f"SELECT symbol, (ts AT TIME ZONE 'America/New_York')::date AS session_date, count(*) AS bars "
-            f"FROM {table} WHERE timeframe = %s AND symbol = ANY(%s) AND ts >= %s AND ts < %s + interval '1 day' "
-            f"GROUP BY 1, 2",
-            (timeframe, symbols, start, end),
-        ).fetchall()
-    return pd.DataFrame(rows, columns=["symbol", "session_date", "bars"])
+    """Bars stored per symbol and New York session date, in the hot store or tiered to the lake."""
+    with StorageRouter.connect(settings) as router:
+        return router.bars_per_session(symbols, start, end + timedelta(days=1), timeframe)
 
 
 def last_closed_session(end: date, now: datetime) -> date:

@@ -197,6 +197,33 @@ class StorageRouter:
         actions = read_corporate_actions(self.conn, sorted(set(symbols)))
         return apply_adjustment(bars, adjustment_factors(actions, self._closes_before(actions)), adjustment)
 
+    def bars_per_session(self, symbols: Sequence[str], start: object, end: object, timeframe: str) -> pd.DataFrame:
+        """Distinct bars stored per symbol and New York session date in ``[start, end)``, in either
+        tier (columns symbol, session_date, bars): what gap detection compares with the calendar.
+
+        The lake counts whatever ``cold_fallback_enabled`` says, because a tiered session is stored,
+        not missing; refetching it would put a second copy in the hot store.
+        """
+        table = bar_table(timeframe)
+        tf = canonical_timeframe(timeframe)
+        lo, hi = to_utc(start).to_pydatetime(), to_utc(end).to_pydatetime()
+        ds = DATASETS["bars_intraday" if table.name.endswith("intraday") else "bars_daily"]
+        where = f"FROM {table.name} WHERE timeframe = %s AND symbol = ANY(%s) AND ts >= %s AND ts < %s"
+        args = (tf, list(symbols), lo, hi)
+        files = manifest_files(self.conn, dataset=ds.name, timeframe=tf, start=lo, end=hi, symbols=symbols)
+        if not files:  # the common case: one grouped count in SQL
+            rows = self.conn.execute(
+                f"SELECT symbol, (ts AT TIME ZONE 'America/New_York')::date, count(*) {where} GROUP BY 1, 2", args
+            ).fetchall()
+            return pd.DataFrame(rows, columns=["symbol", "session_date", "bars"])
+        hot = pd.DataFrame(self.conn.execute(f"SELECT symbol, ts {where}", args).fetchall(), columns=["symbol", "ts"])
+        cold = self.read_cold(files, symbols, lo, hi).select(["symbol", "ts"]).to_pandas()
+        keys = pd.concat([hot.astype({"ts": "datetime64[ns, UTC]"}), cold.astype({"ts": "datetime64[ns, UTC]"})])
+        keys = keys.drop_duplicates()
+        keys["session_date"] = keys["ts"].dt.tz_convert("America/New_York").dt.date
+        counts = keys.groupby(["symbol", "session_date"], as_index=False).size()
+        return counts.rename(columns={"size": "bars"})
+
     def read_raw_bars(self, symbols: Sequence[str], start: object, end: object, timeframe: str) -> pd.DataFrame:
         table = bar_table(timeframe)
         tf = canonical_timeframe(timeframe)
