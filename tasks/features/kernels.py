@@ -401,8 +401,8 @@ def _symbol(
         loss -= d if d < 0.0 else 0.0
         gain *= inv_rsi
         loss *= inv_rsi
-        total = gain + loss
-        out[F_RSI, j] = 100.0 * (gain / total) if total != 0.0 else 50.0
+        out[F_RSI, j] = gain  # with gain + loss in the %B row until _finish
+        out[F_BB_PCTB, j] = gain + loss
         atr = (atr * (atr_n - 1.0) + tr) * inv_atr
         out[F_ATR, j] = atr
         obv += v * ((c > prev_close) - (c < prev_close))
@@ -412,8 +412,8 @@ def _symbol(
         vz_sum += v
         vz_sumsq += v * v
         mean = vz_sum * inv_vz
-        var = (vz_sumsq - vz_sum * mean) * inv_vz1
-        out[F_VOLUME_Z, j] = (v - mean) / math.sqrt(var) if var > 1e-14 * mean * mean else nan
+        out[F_VOLUME_Z, j] = mean  # with the variance in the lower band's row until _finish
+        out[F_BB_LO, j] = (vz_sumsq - vz_sum * mean) * inv_vz1
         old = st[volume_at + _next(pz, vz_n)]
         vz_sum -= old
         vz_sumsq -= old * old
@@ -452,8 +452,9 @@ def _symbol(
         ph = _next(ph, hilo_n)
 
     if split < stop:
-        _finish(close, split, stop, vol_scale, bb_k, out[F_VOL], out[F_BB_UP], out[F_BB_MID], out[F_BB_LO],
-                out[F_BB_PCTB], out[F_DIST_HIGH], out[F_DIST_LOW])  # fmt: skip
+        _finish(close, volume, split, stop, vol_scale, bb_k, out[F_VOL], out[F_BB_UP], out[F_BB_MID],
+                out[F_BB_LO], out[F_BB_PCTB], out[F_DIST_HIGH], out[F_DIST_LOW], out[F_RSI],
+                out[F_VOLUME_Z])  # fmt: skip
 
     st[S_N] = i
     st[S_PREV_CLOSE] = prev_close
@@ -503,16 +504,30 @@ def _returns(close, first, stop, prev_close, ret, log_ret):
 
 
 @njit(cache=True, error_model="numpy")
-def _finish(close, first, stop, vol_scale, bb_k, vol, bb_up, bb_mid, bb_lo, bb_pctb, dist_high, dist_low):
-    """The square roots and divisions of the steady bars, in passes the compiler vectorizes: the
-    fused loop leaves the variances in ``vol`` and ``bb_up`` and the rolling extremes in
-    ``dist_high`` and ``dist_low`` (a scalar divider would otherwise be its bottleneck). The
-    operations and their order are the warm-up loop's, so the values are the same bits."""
+def _finish(
+    close, volume, first, stop, vol_scale, bb_k, vol, bb_up, bb_mid, bb_lo, bb_pctb, dist_high, dist_low, rsi,
+    volume_z,
+):  # fmt: skip
+    """The square roots and divisions of the steady bars, in passes the compiler vectorizes (a scalar
+    divider would otherwise be the fused loop's bottleneck). The fused loop leaves their operands in
+    the output rows: variances in ``vol`` and ``bb_up``, rolling extremes in ``dist_high`` and
+    ``dist_low``, RSI's average gain in ``rsi`` with gain + loss in ``bb_pctb``, the volume mean in
+    ``volume_z`` with its variance in ``bb_lo``; the rows borrowed are consumed before they are
+    written. The operations and their order are the warm-up loop's, so the values are the same bits."""
     c = close[first:stop]
+    up, mid, lo, pctb = bb_up[first:stop], bb_mid[first:stop], bb_lo[first:stop], bb_pctb[first:stop]
+    r = rsi[first:stop]
+    for k in range(c.size):
+        total = pctb[k]
+        r[k] = 100.0 * (r[k] / total) if total != 0.0 else 50.0
+    vol_ = volume[first:stop]
+    z = volume_z[first:stop]
+    for k in range(c.size):
+        mean, var = z[k], lo[k]
+        z[k] = (vol_[k] - mean) / math.sqrt(var) if var > 1e-14 * mean * mean else np.nan
     v = vol[first:stop]
     for k in range(c.size):
         v[k] = math.sqrt(v[k]) * vol_scale if v[k] > 0.0 else 0.0
-    up, mid, lo, pctb = bb_up[first:stop], bb_mid[first:stop], bb_lo[first:stop], bb_pctb[first:stop]
     for k in range(c.size):
         sd = math.sqrt(up[k]) if up[k] > 0.0 else 0.0
         upper = mid[k] + bb_k * sd
