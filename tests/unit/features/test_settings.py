@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,22 +11,14 @@ from marketpipe.errors import ConfigurationError
 from marketpipe.settings import load_settings, parse_overrides
 from tasks.features import FeatureParams, FeatureSet, feature_params, feature_set_from_settings
 from tests.unit.features.helpers import random_walk_bars
+from tests.unit.test_settings import isolated  # noqa: F401  (a fixture: no MARKETPIPE_* variables, no config file)
 
 REPO = Path(__file__).resolve().parents[3]
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
-@pytest.fixture
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No MARKETPIPE_* variables, no default config or .env in the working directory."""
-    for name in list(os.environ):
-        if name.startswith("MARKETPIPE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def test_the_defaults_and_the_shipped_yaml_are_issue_5s_windows(isolated: Path) -> None:
-    shipped = load_settings(config_path=REPO / "config/data_pipeline_config.yaml", env_file=isolated / "none.env")
+def test_the_defaults_and_the_shipped_yaml_are_issue_5s_windows() -> None:
+    shipped = load_settings(config_path=REPO / "config/data_pipeline_config.yaml", env_file=Path.cwd() / "none.env")
     assert feature_params(load_settings().features) == FeatureParams()
     assert feature_params(shipped.features) == FeatureParams()
     p = FeatureParams()
@@ -36,7 +27,7 @@ def test_the_defaults_and_the_shipped_yaml_are_issue_5s_windows(isolated: Path) 
     )  # fmt: skip
 
 
-def test_a_window_setting_changes_the_computed_window_and_the_version(isolated: Path) -> None:
+def test_a_window_setting_changes_the_computed_window_and_the_version() -> None:
     settings = load_settings(overrides=parse_overrides(["features.sma=7", "features.hilo=5"]))
     bars = random_walk_bars(symbols=1, bars=60)
     frame = feature_set_from_settings(settings.features).compute(bars).frame
@@ -49,7 +40,7 @@ def test_a_window_setting_changes_the_computed_window_and_the_version(isolated: 
     assert feature_set_from_settings(load_settings().features).version == default.version
 
 
-def test_plugin_builders_come_from_settings_by_import_path(isolated: Path) -> None:
+def test_plugin_builders_come_from_settings_by_import_path() -> None:
     path = "tests.unit.features.test_builder_and_layout:CustomFeatureBuilder"
     settings = load_settings(overrides={"features": {"builders": {"custom": path}}})
     features = feature_set_from_settings(settings.features)
@@ -58,7 +49,7 @@ def test_plugin_builders_come_from_settings_by_import_path(isolated: Path) -> No
     assert features.version != FeatureSet().version
 
 
-def test_inconsistent_windows_are_a_configuration_error(isolated: Path) -> None:
+def test_inconsistent_windows_are_a_configuration_error() -> None:
     settings = load_settings(overrides=parse_overrides(["features.macd_fast=30"]))
     with pytest.raises(ConfigurationError, match="macd_fast=30 must be shorter than macd_slow=26"):
         feature_params(settings.features)
