@@ -5,6 +5,15 @@ that pass from a handful of running scalars and four small ring buffers. Symbols
 so the outer loop is a ``prange`` over symbols (``parallel=True``); nothing is allocated inside the
 kernel: the caller passes the output matrix and the per-symbol state matrix.
 
+**Where the time goes.** A symbol's first bars (until every window is full) go through a loop with
+the warm-up branches; the rest through a branch-free copy of it. The work without loop-carried
+state is taken out of that loop into passes over the symbol's output rows that the compiler
+vectorizes (AVX2 here): the returns and log returns before it (the logarithm as a short series,
+see :func:`_log1p_series`), and every square root and division after it (:func:`_finish`; the
+fused loop parks their operands in the output rows). The same operations in the same order run on
+every path, so where a bar is computed never changes its bits. No ``fastmath``: it would let the
+compiler reorder the running sums.
+
 **Resumable by construction.** Everything a symbol's next bar needs (running sums, EMA and Wilder
 averages, OBV, the ring buffers, the current session's VWAP sums, the number of bars seen) lives in
 that symbol's row of ``state``. A full computation is the kernel run from a zeroed state; an
