@@ -225,7 +225,8 @@ def test_two_workers_split_the_shards_and_share_the_rate_limit(stack: Settings, 
         ).fetchall()  # fmt: skip
     assert set(stored) == set(universe), sorted(set(universe) - set(stored))
     # Informational: the shared limit is only put to the test while both runs fetch at once.
-    print("fetch windows per ingest run: " + "; ".join(f"{n} pages {a:%H:%M:%S}-{b:%H:%M:%S}" for _, a, b, n in windows))
+    spans = [f"{n} pages {first:%H:%M:%S}-{last:%H:%M:%S}" for _, first, last, n in windows]
+    print("fetch windows per ingest run: " + "; ".join(spans))
 
     polygon = httpx.get(f"{sandbox}/_sandbox/stats", timeout=10).json()["vendors"]["polygon"]
     assert polygon["total"] == len(universe), json.dumps(polygon)  # each symbol fetched once, by one run
