@@ -261,16 +261,21 @@ BEGIN
              WHERE b.timeframe = p_timeframe
                AND b.ts >= (SELECT n.ts FROM newest n) - interval '1 minute'
                AND b.ts <= (SELECT n.ts FROM newest n)),
+        found AS (
+            SELECT l.symbol, e.ts AS ts_from, l.ts AS ts_to, e.close AS close_from, l.close AS close_to
+              FROM l JOIN exact e ON e.symbol = l.symbol AND e.ts = l.ts - v_span),
         m AS (
-            SELECT l.symbol, coalesce(e.ts, f.ts) AS ts_from, l.ts AS ts_to,
-                   coalesce(e.close, f.close) AS close_from, l.close AS close_to
+            SELECT * FROM found
+            UNION ALL
+            -- only the symbols the range scan did not serve: a LATERAL evaluated for all 5,000 would
+            -- pay the ChunkAppend's per-chunk rescan for each of them even when it returns nothing
+            SELECT l.symbol, f.ts, l.ts, f.close, l.close
               FROM l
-              LEFT JOIN exact e ON e.symbol = l.symbol AND e.ts = l.ts - v_span
-              LEFT JOIN LATERAL (
+             CROSS JOIN LATERAL (
                    SELECT b.ts, b.close FROM market.bars_intraday b
-                    WHERE e.ts IS NULL AND b.symbol = l.symbol AND b.timeframe = l.timeframe
-                      AND b.ts <= l.ts - v_span
-                    ORDER BY b.ts DESC LIMIT 1) f ON true)
+                    WHERE b.symbol = l.symbol AND b.timeframe = l.timeframe AND b.ts <= l.ts - v_span
+                    ORDER BY b.ts DESC LIMIT 1) f
+             WHERE NOT EXISTS (SELECT 1 FROM found x WHERE x.symbol = l.symbol))
         SELECT m.symbol, m.ts_from, m.ts_to, m.close_from, m.close_to, 100 * (m.close_to / m.close_from - 1)
           FROM m
          WHERE m.close_from > 0
