@@ -368,12 +368,19 @@ def load(conn: psycopg.Connection, symbols: int, days: list[tuple[datetime, date
     }
 
 
+def _fetch(conn: psycopg.Connection, query: str) -> list:
+    """Every row, in the binary protocol as :func:`tasks.storage.scanners.run_scan` fetches them."""
+    with conn.cursor(binary=True) as cur:
+        cur.execute(query)  # type: ignore[arg-type]  # built from constants
+        return cur.fetchall()
+
+
 def measure_scanners(
     conn: psycopg.Connection, sessions: int, repeats: int | None = None
 ) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]], dict[str, int]]:
     """Per scanner, after two warm-up calls: p50/p95 end to end (the call and every row fetched into
-    Python, what a scanner process sees) and server-side (``SELECT count(*)`` over the same call, no
-    rows sent), and its row count."""
+    Python in the binary protocol, what a scanner process sees) and server-side (``SELECT count(*)``
+    over the same call, no rows sent), and its row count."""
     names = {"m": schema_name("market"), "s": schema_name("scan")}
     latencies: dict[str, tuple[float, float]] = {}
     server: dict[str, tuple[float, float]] = {}
@@ -383,10 +390,8 @@ def measure_scanners(
         counted = f"SELECT count(*) FROM ({query}) AS q"
         times = repeats or scanner.repeats
         for _ in range(2):
-            counts[scanner.name] = len(conn.execute(query).fetchall())  # type: ignore[arg-type]
-        latencies[scanner.name] = percentiles(
-            [_timed(lambda q=query: conn.execute(q).fetchall())[0] for _ in range(times)]  # type: ignore[misc]
-        )
+            counts[scanner.name] = len(_fetch(conn, query))
+        latencies[scanner.name] = percentiles([_timed(lambda q=query: _fetch(conn, q))[0] for _ in range(times)])
         server[scanner.name] = percentiles(
             [_timed(lambda q=counted: conn.execute(q).fetchone())[0] for _ in range(times)]  # type: ignore[misc]
         )
