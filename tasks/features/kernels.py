@@ -262,13 +262,7 @@ def _symbol(
         # RSI and ATR (Wilder): simple mean of the first n changes / true ranges, then smoothing
         if i >= 1:
             d = c - prev_close
-            tr = h - lo
-            a = abs(prev_close - h)
-            if a > tr:
-                tr = a
-            a = abs(prev_close - lo)
-            if a > tr:
-                tr = a
+            tr = _true_range(h, lo, prev_close)
             if i > rsi_n:
                 gain *= rsi_n - 1.0
                 loss *= rsi_n - 1.0
@@ -338,12 +332,7 @@ def _symbol(
             vwap_v = 0.0
             gap = o / prev_close - 1.0 if i >= 1 else nan
         out[F_GAP, j] = gap
-        if intraday:
-            vwap_pv += (h + lo + c) * (1.0 / 3.0) * v
-            vwap_v += v
-            out[F_VWAP, j] = vwap_pv / vwap_v if vwap_v > 0.0 else nan
-        else:
-            out[F_VWAP, j] = nan
+        vwap_pv, vwap_v = _vwap(out, j, intraday, h, lo, c, v, vwap_pv, vwap_v)
 
         prev_close = c
         i += 1
@@ -397,13 +386,7 @@ def _symbol(
         out[F_MACD_HIST, j] = line - sig
 
         d = c - prev_close
-        tr = h - lo
-        a = abs(prev_close - h)
-        if a > tr:
-            tr = a
-        a = abs(prev_close - lo)
-        if a > tr:
-            tr = a
+        tr = _true_range(h, lo, prev_close)
         gain *= rsi_n - 1.0
         loss *= rsi_n - 1.0
         gain += d if d > 0.0 else 0.0
@@ -446,12 +429,7 @@ def _symbol(
             vwap_v = 0.0
             gap = o / prev_close - 1.0
         out[F_GAP, j] = gap
-        if intraday:
-            vwap_pv += (h + lo + c) * (1.0 / 3.0) * v
-            vwap_v += v
-            out[F_VWAP, j] = vwap_pv / vwap_v if vwap_v > 0.0 else nan
-        else:
-            out[F_VWAP, j] = nan
+        vwap_pv, vwap_v = _vwap(out, j, intraday, h, lo, c, v, vwap_pv, vwap_v)
 
         prev_close = c
         i += 1
@@ -473,6 +451,30 @@ def _symbol(
     st[S_VOL_SUM], st[S_VOL_SUMSQ], st[S_VZ_SUM], st[S_VZ_SUMSQ] = vol_sum, vol_sumsq, vz_sum, vz_sumsq
     st[S_HIGH_MAX], st[S_HIGH_POS], st[S_LOW_MIN], st[S_LOW_POS] = hi_max, hi_pos, lo_min, lo_pos
     st[S_SESSION], st[S_VWAP_PV], st[S_VWAP_V], st[S_GAP] = cur_session, vwap_pv, vwap_v, gap
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _true_range(h, lo, prev_close):
+    tr = h - lo
+    a = abs(prev_close - h)
+    if a > tr:
+        tr = a
+    a = abs(prev_close - lo)
+    if a > tr:
+        tr = a
+    return tr
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _vwap(out, j, intraday, h, lo, c, v, vwap_pv, vwap_v):
+    """Writes bar ``j``'s session VWAP (NaN for daily bars) and returns the session's updated sums."""
+    if intraday:
+        vwap_pv += (h + lo + c) * (1.0 / 3.0) * v
+        vwap_v += v
+        out[F_VWAP, j] = vwap_pv / vwap_v if vwap_v > 0.0 else np.nan
+    else:
+        out[F_VWAP, j] = np.nan
+    return vwap_pv, vwap_v
 
 
 LOG_SERIES_MAX = 1.0 / 16.0  # |q - 1| below which log(q) is taken from the series of _log1p_series
