@@ -15,7 +15,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, tags
 from prefect.runtime import flow_run
 
 from flows.features import features_flow
@@ -49,6 +49,11 @@ def parse_stages(stages: list[str] | None, mode: str) -> list[str]:
     return [s for s in STAGES if stages is None or s in stages]
 
 
+def run_tags(source: str, dataset: str, timeframe: str | None = None) -> list[str]:
+    """Tags of a stage's sub-flow run (and its task runs): filterable in the UI and by automations."""
+    return [f"source:{source}", f"dataset:{dataset}"] + ([f"timeframe:{timeframe}"] if timeframe else [])
+
+
 @flow(name="pipeline", flow_run_name="pipeline-{mode}")
 async def pipeline_flow(
     stages: list[str] | None = None,
@@ -69,29 +74,34 @@ async def pipeline_flow(
 
     if "ingestion" in chosen:
         for job in jobs:
-            summary = await ingest_flow(
-                symbols=list(job.symbols), start_date=job.start.isoformat(), end_date=job.end.isoformat(),
-                data_type=job.data_type, timeframe=job.timeframe, source=source, process=False, overrides=overrides,
-            )  # fmt: skip
+            with tags(*run_tags(source, job.data_type, job.timeframe)):
+                summary = await ingest_flow(
+                    symbols=list(job.symbols), start_date=job.start.isoformat(), end_date=job.end.isoformat(),
+                    data_type=job.data_type, timeframe=job.timeframe, source=source, process=False,
+                    overrides=overrides,
+                )  # fmt: skip
             result["ingestion"].append(summary)
     if "processing" in chosen:
         for data_type in ("corporate_actions", "market_data"):
-            result["processing"].append(
-                await process_flow(source=source, symbols=universe, data_type=data_type, overrides=overrides)
-            )
+            with tags(*run_tags(source, data_type)):
+                result["processing"].append(
+                    await process_flow(source=source, symbols=universe, data_type=data_type, overrides=overrides)
+                )
     if "historical" in chosen:
         for job in (j for j in jobs if j.data_type == "market_data"):
-            repaired = await historical_flow(
-                symbols=list(job.symbols), start_date=job.start.isoformat(), end_date=job.end.isoformat(),
-                timeframe=job.timeframe, source=source, overrides=overrides,
-            )  # fmt: skip
+            with tags(*run_tags(source, job.data_type, job.timeframe)):
+                repaired = await historical_flow(
+                    symbols=list(job.symbols), start_date=job.start.isoformat(), end_date=job.end.isoformat(),
+                    timeframe=job.timeframe, source=source, overrides=overrides,
+                )  # fmt: skip
             result["historical"].append(repaired)
     if "features" in chosen:
         for job in (j for j in jobs if j.data_type == "market_data"):
-            computed = await features_flow(
-                symbols=list(job.symbols), timeframe=job.timeframe, start_date=job.start.isoformat(),
-                end_date=job.end.isoformat(), overrides=overrides,
-            )  # fmt: skip
+            with tags(*run_tags(source, "features", job.timeframe)):
+                computed = await features_flow(
+                    symbols=list(job.symbols), timeframe=job.timeframe, start_date=job.start.isoformat(),
+                    end_date=job.end.isoformat(), overrides=overrides,
+                )  # fmt: skip
             result["features"].append(computed)
 
     result["records_ingested"] = sum(c["records"] for s in result["ingestion"] for c in s["collected"])

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 import pytest
+from prefect import get_client
 
 from db.connect import database_connection
 from flows.pipeline import pipeline_flow
@@ -67,6 +69,14 @@ def test_full_pipeline_then_an_incremental_rerun(stack: Settings) -> None:
         adjusted = read_bars(conn, UNIVERSE[:1], since, until, "1day", adjustment="all")
     assert len(raw) == len(adjusted) == per_symbol[UNIVERSE[0]]
     assert (adjusted["close"] <= raw["close"] + 1e-9).all()  # backward adjustment never raises a past price
+
+    # every stage's sub-flow run is tagged with its source and dataset (UI filters, automations)
+    with get_client(sync_client=True) as client:
+        ingest_tags = [set(client.read_flow_run(UUID(run["run_id"])).tags) for run in first["ingestion"]]
+    assert all({"source:polygon"} <= t for t in ingest_tags)
+    assert {"dataset:market_data", "timeframe:1day"} in [t - {"source:polygon"} for t in ingest_tags]
+    assert {"dataset:market_data", "timeframe:1min"} in [t - {"source:polygon"} for t in ingest_tags]
+    assert any("dataset:corporate_actions" in t for t in ingest_tags)
 
     second = asyncio.run(pipeline_flow(overrides=OVERRIDES))
     assert second["records_stored"] == 0
