@@ -37,10 +37,17 @@ from tasks.storage.watermarks import read_watermarks
 
 
 def run_name() -> str:
-    """ingest-polygon-1min-2026-11-20: source, timeframe and the range's last day."""
+    """ingest-polygon-1min-2026-11-20 (bars: source, timeframe, the range's last day) or
+    ingest-polygon-corporate-actions-2026-11-20 (other data types)."""
     params = flow_run.get_parameters()
-    end = str(params.get("end_date") or "")[:10] or "latest"
-    return f"ingest-{params.get('source', 'polygon')}-{params.get('timeframe', '1day')}-{end}"
+    return ingest_run_name(params.get("source", "polygon"), params.get("data_type", "market_data"),
+                           params.get("timeframe", "1day"), params.get("end_date"))  # fmt: skip
+
+
+def ingest_run_name(source: str, data_type: str, timeframe: str, end_date: object) -> str:
+    end = str(end_date or "")[:10] or "latest"
+    what = timeframe if data_type == "market_data" else data_type.replace("_", "-")
+    return f"ingest-{source}-{what}-{end}"
 
 
 @task(name="collect-symbol", cache_policy=NONE, **DATABASE_RETRY_OPTIONS, task_run_name="collect-{symbol}")
