@@ -18,6 +18,7 @@ import pytest
 
 from db.connect import database_connection
 from marketpipe.settings import Settings
+from tests.integration.pipeline.invariants import watermarks_ahead
 
 pytestmark = pytest.mark.integration
 
@@ -30,20 +31,6 @@ KILLS = 10
 def ingest_argv() -> list[str]:
     return [str(Path(sys.executable).parent / "marketpipe"), "ingest", "--symbols", ",".join(SYMBOLS),
             "--start", SESSIONS[0], "--end", SESSIONS[1], "--timeframe", "1min"]  # fmt: skip
-
-
-def watermarks_not_ahead(stack: Settings) -> list[tuple]:
-    """Series whose watermark is later than their newest committed bar (must be none)."""
-    with database_connection(stack) as conn:
-        return conn.execute(
-            """
-            SELECT w.symbol, w.high_water_ts, max(b.ts) FROM ops.watermarks w
-            LEFT JOIN market.bars_intraday b ON b.symbol = w.symbol AND b.timeframe = w.timeframe
-            WHERE w.symbol = ANY(%s) AND w.dataset = 'bars'
-            GROUP BY w.symbol, w.high_water_ts HAVING max(b.ts) IS NULL OR w.high_water_ts > max(b.ts)
-            """,
-            (SYMBOLS,),
-        ).fetchall()
 
 
 def test_kill_9_at_random_points_then_rerun_is_exact(stack: Settings) -> None:
@@ -59,7 +46,7 @@ def test_kill_9_at_random_points_then_rerun_is_exact(stack: Settings) -> None:
             os.killpg(child.pid, signal.SIGKILL)
         child.wait(timeout=30)
         outcomes.append(killed)
-        assert watermarks_not_ahead(stack) == []
+        assert watermarks_ahead(stack, SYMBOLS) == []
     assert any(outcomes), "no kill landed while the ingest was running"
 
     final = subprocess.run(ingest_argv(), env=env, capture_output=True, text=True, timeout=300)
@@ -70,4 +57,4 @@ def test_kill_9_at_random_points_then_rerun_is_exact(stack: Settings) -> None:
             (SYMBOLS,),
         ).fetchone()
     assert total == distinct == EXPECTED
-    assert watermarks_not_ahead(stack) == []
+    assert watermarks_ahead(stack, SYMBOLS) == []

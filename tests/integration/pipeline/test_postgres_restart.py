@@ -27,6 +27,7 @@ from db.connect import database_connection
 from db.migrate import migrate
 from db.server import EmbeddedPostgres
 from marketpipe.settings import Settings
+from tests.integration.pipeline.invariants import watermarks_ahead
 
 pytestmark = pytest.mark.integration
 
@@ -81,19 +82,6 @@ def bars_per_symbol(settings: Settings) -> dict[str, int]:
     return dict(rows)
 
 
-def watermarks_ahead(settings: Settings) -> list[tuple]:
-    with database_connection(settings) as conn:
-        return conn.execute(
-            """
-            SELECT w.symbol, w.high_water_ts, max(b.ts) FROM ops.watermarks w
-            LEFT JOIN market.bars_intraday b ON b.symbol = w.symbol AND b.timeframe = w.timeframe
-            WHERE w.symbol = ANY(%s) AND w.dataset = 'bars'
-            GROUP BY w.symbol, w.high_water_ts HAVING max(b.ts) IS NULL OR w.high_water_ts > max(b.ts)
-            """,
-            (SYMBOLS,),
-        ).fetchall()
-
-
 def wait_for_writer_blocked(settings: Settings, run: subprocess.Popen, timeout_s: float = 180) -> int:
     """Until a session of the run waits on the lock held by the test; returns how many wait, bounded."""
     deadline = time.monotonic() + timeout_s
@@ -142,7 +130,7 @@ def test_restart_mid_run_retries_and_leaves_every_symbol_whole(
 
     # Nothing half-written, nothing lost: every symbol whole, watermarks never ahead of their bars.
     assert bars_per_symbol(settings) == expected
-    assert watermarks_ahead(settings) == []
+    assert watermarks_ahead(settings, SYMBOLS) == []
 
     # A rerun finds nothing new and changes nothing.
     code, output = finish(ingest(settings, tmp_path / "rerun.log"), tmp_path / "rerun.log")
@@ -154,4 +142,4 @@ def test_restart_mid_run_retries_and_leaves_every_symbol_whole(
         ).fetchone()
     assert total == distinct == sum(expected.values())
     assert bars_per_symbol(settings) == expected
-    assert watermarks_ahead(settings) == []
+    assert watermarks_ahead(settings, SYMBOLS) == []
