@@ -11,7 +11,9 @@ from datetime import datetime
 from typing import Any
 
 from prefect import flow, task
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
+from prefect.runtime import flow_run
 
 from db.connect import database_connection
 from marketpipe.settings import Settings, load_settings
@@ -51,5 +53,12 @@ def tiering_flow(
     after = parse_when(newer_than, "newer_than") if newer_than is not None else None
     compression = native_compression_task(settings)
     moved = [tier_dataset_task(settings, name, before, after) for name in names]
-    return {"native_compression": compression, "datasets": moved,
-            "rows": sum(m["rows"] for m in moved), "bytes_written": sum(m["bytes_written"] for m in moved)}  # fmt: skip
+    rows, written = sum(m["rows"] for m in moved), sum(m["bytes_written"] for m in moved)
+    create_table_artifact(
+        [{k: m[k] for k in ("dataset", "chunks", "files", "rows", "bytes_written", "mb_per_s")} for m in moved],
+        key="tiering-summary",
+        description=f"{rows:,} rows, {written / 2**20:,.1f} MiB of Parquet moved to the lake; "
+        f"native compression: {compression['reason']}",
+    )
+    return {"run_id": str(flow_run.get_id()), "native_compression": compression, "datasets": moved,
+            "rows": rows, "bytes_written": written}  # fmt: skip

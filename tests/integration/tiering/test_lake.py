@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime
+from uuid import UUID
 
 import duckdb
 import pandas as pd
@@ -17,6 +18,8 @@ import pytest
 from fsspec.implementations.arrow import ArrowFSWrapper
 from loguru import logger
 from pandas.testing import assert_frame_equal
+from prefect import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from marketpipe.settings import Settings
 from tasks.features import FeatureBuilder, FeatureParams, FeatureSet
@@ -199,5 +202,11 @@ def test_the_tiering_flow_moves_a_range_and_reports_it(
 
     assert result["rows"] == 2 * 2 * 12 and result["bytes_written"] > 0
     assert result["native_compression"]["applied"] is False
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(result["run_id"])])))  # fmt: skip
+    summary = [a for a in artifacts if a.key == "tiering-summary"]
+    assert len(summary) == 1 and "48 rows" in summary[0].description
+    assert json.loads(summary[0].data)[0]["dataset"] == "bars_intraday"
     assert conn.execute("SELECT count(*) FROM market.bars WHERE symbol = ANY(%s)", (names,)).fetchone()[0] == 0
     assert len(StorageRouter(conn, lake, stack).read_bars(names, "2003-06-01", "2003-07-01", "5min")) == 48
