@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -534,7 +533,11 @@ def worker(
     # marketpipe entry points and configure themselves.
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_LOGGING_SETTINGS_PATH"}
     env.setdefault("MARKETPIPE_HOME", str(Path.cwd()))
-    raise typer.Exit(subprocess.call(argv, env=env))
+    # Become the worker (exec, not a child): a service manager's SIGTERM then reaches Prefect's
+    # graceful shutdown directly, and no wrapper can exit first and leave a worker polling.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(argv[0], argv, env)
 
 
 @app.command()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from db.connect import database_connection
 from deployments.deploy import QUEUES, deploy_all, ensure_work_pool
 from marketpipe.errors import ServiceError
 from marketpipe.settings import Settings
+from tests.integration.deployments.workers import stop_process_group
 
 pytestmark = pytest.mark.integration
 
@@ -54,13 +54,7 @@ def start_worker(log: Path) -> subprocess.Popen:
 
 def stop_worker(worker: subprocess.Popen, log: Path) -> str:
     """Terminate the worker's process group (the worker, prefect and any flow-run process)."""
-    if worker.poll() is None:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(timeout=5)
+    stop_process_group(worker)
     lines = [line for line in log.read_text(errors="replace").splitlines() if "| DEBUG" not in line]
     return "\n".join(lines[-60:])
 

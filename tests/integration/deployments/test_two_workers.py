@@ -21,7 +21,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import string
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from db.connect import database_connection
 from deployments.deploy import QUEUES, deploy_changed, ensure_work_pool
 from marketpipe.settings import Settings
 from tasks.sources.resilience import default_burst
+from tests.integration.deployments.workers import stop_process_group
 
 pytestmark = pytest.mark.integration
 
@@ -109,13 +109,7 @@ def worker(name: str, log: Path, prefix: list[str] | None = None, env: dict[str,
     try:
         yield log
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
+        stop_process_group(process, grace_seconds=20)
 
 
 def wait_online(names: set[str]) -> None:
