@@ -230,9 +230,10 @@ def end_to_end(settings: Settings, symbols: list[str], first: date, last: date,
 
 
 async def _plain_pipeline(settings: Settings, symbols: list[str], first: date, last: date) -> dict[str, float]:
-    """What ``ingest_flow(incremental=False)`` does, with the plain functions and no Prefect:
-    collection in waves of ``batch_size``, ``max_parallel_symbols`` at once, then processing with
-    the same bound. Returns the seconds of each stage."""
+    """What ``ingest_flow(incremental=False)`` does, with the plain functions and no Prefect: in
+    waves of ``batch_size``, ``max_parallel_symbols`` symbols at once, each collected and then its
+    pending pages processed (in a thread, with the frames the collection parsed). Returns the
+    seconds spent in each stage, summed over symbols (stages of different symbols overlap)."""
     from db.connect import async_database_connection, database_connection
     from flows.process import batch_quality
     from tasks.pipeline.collect import collect_symbol
@@ -253,46 +254,46 @@ async def _plain_pipeline(settings: Settings, symbols: list[str], first: date, l
     gate = asyncio.Semaphore(collection.max_parallel_symbols)
     source = build_source(SOURCE, settings, resilience=source_resilience(SOURCE, settings, shared_rate_limit=False))
     run_id = f"bench-plain-{secrets.token_hex(4)}"
+    stages = {"collect_seconds": 0.0, "process_seconds": 0.0}
 
-    async def collect(symbol: str) -> None:
+    def process(symbol: str, parsed: dict) -> list:
+        lake = Lake.from_settings(settings.lake)
+        with database_connection(settings) as conn:
+            groups = pending_pages(conn, source=SOURCE, symbols=[symbol], datasets=BAR_DATASETS, timeframe=TIMEFRAME)
+        results = []
+        for pages in groups:
+            with database_connection(settings) as conn:
+                _, result, _ = process_symbol_bars(conn, lake, pages, mode=settings.quality.validation_mode,
+                                                   min_quality_score=settings.quality.min_quality_score,
+                                                   parsed=parsed)  # fmt: skip
+            results.append(result)
+        return results
+
+    async def one(symbol: str) -> list:
         async with gate:
+            began = time.perf_counter()
             lake = Lake.from_settings(settings.lake)
             async with await async_database_connection(settings, autocommit=True) as conn:
-                outcome = await collect_symbol(source, request, symbol, request.start, lake, conn, run_id, True)
+                outcome = await collect_symbol(source, request, symbol, request.start, lake, conn, run_id, True,
+                                               keep_parsed=True)  # fmt: skip
             if outcome.error:
                 raise RuntimeError(f"plain collection of {symbol} failed: {outcome.error}")
+            collected = time.perf_counter()
+            results = await asyncio.to_thread(process, symbol, outcome.parsed)
+            stages["collect_seconds"] += collected - began
+            stages["process_seconds"] += time.perf_counter() - collected
+            return results
 
-    began = time.perf_counter()
+    done: list = []
     try:
         names = list(request.symbols)
         for offset in range(0, len(names), collection.batch_size):
-            await asyncio.gather(*(collect(s) for s in names[offset : offset + collection.batch_size]))
+            waves = await asyncio.gather(*(one(s) for s in names[offset : offset + collection.batch_size]))
+            done += [r for results in waves for r in results]
     finally:
         await source.aclose()
-    collected = time.perf_counter()
-
-    with database_connection(settings) as conn:
-        pending = pending_pages(conn, source=SOURCE, symbols=names, datasets=BAR_DATASETS, timeframe=TIMEFRAME)
-
-    def process(pages: list) -> tuple[Any, Any]:
-        lake = Lake.from_settings(settings.lake)
-        with database_connection(settings) as conn:
-            outcome, result, _ = process_symbol_bars(
-                conn,
-                lake,
-                pages,
-                mode=settings.quality.validation_mode,
-                min_quality_score=settings.quality.min_quality_score,
-            )
-        return outcome, result
-
-    async def one(pages: list) -> tuple[Any, Any]:
-        async with gate:
-            return await asyncio.to_thread(process, pages)
-
-    done = await asyncio.gather(*(one(pages) for pages in pending))
-    batch_quality([r for _, r in done if r is not None], settings.quality.min_quality_score)
-    return {"collect_seconds": collected - began, "process_seconds": time.perf_counter() - collected}
+    batch_quality([r for r in done if r is not None], settings.quality.min_quality_score)
+    return stages
 
 
 def plain(settings: Settings, symbols: list[str], first: date, last: date) -> tuple[float, dict[str, float]]:

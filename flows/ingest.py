@@ -6,6 +6,12 @@ committed watermark, so a second run fetches only what is new. Symbols run in wa
 ``collection.batch_size``, at most ``collection.max_parallel_symbols`` at once; each wave updates the
 run's progress artifact. A failing symbol is recorded (dead letter + summary row) and the others
 complete.
+
+With ``process``, each symbol is processed as soon as its collection is done (its ``process-``
+task follows its ``collect-`` task), with the frames the collection parsed: one symbol's
+validation and writes overlap the next one's download, and the pages just stored are not read back
+and parsed again. Symbols of the request that fetched nothing but still have pending pages (an
+earlier run stopped between the stages) are processed afterwards from the raw zone.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -23,14 +29,16 @@ from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
 from db.connect import async_database_connection, database_connection
-from flows.process import process_pending, publish_processing
+from flows.process import batch_quality, pending_groups, process_pending, process_symbol_task, publish_processing
 from flows.retries import DATABASE_RETRY_OPTIONS
 from marketpipe.progress import terminal_progress
 from marketpipe.settings import Settings, load_settings
 from tasks.pipeline.collect import SymbolCollection, collect_symbol
 from tasks.pipeline.metrics import record_summary
 from tasks.pipeline.plan import resume_starts, watermark_dataset
+from tasks.pipeline.process import SymbolProcessing
 from tasks.pipeline.request import IngestRequest, parse_ingest_request
+from tasks.processing.validate import ValidationResult
 from tasks.sources.base import BaseSource, build_source
 from tasks.storage.lake import Lake
 from tasks.storage.watermarks import read_watermarks
@@ -53,11 +61,11 @@ def ingest_run_name(source: str, data_type: str, timeframe: str, end_date: objec
 @task(name="collect-symbol", cache_policy=NONE, **DATABASE_RETRY_OPTIONS, task_run_name="collect-{symbol}")
 async def collect_symbol_task(
     settings: Settings, source: BaseSource, request: IngestRequest, symbol: str, start: datetime, run_id: str,
-    reprocess: bool,
+    reprocess: bool, keep_parsed: bool = False,
 ) -> SymbolCollection:  # fmt: skip
     lake = Lake.from_settings(settings.lake)
     async with await async_database_connection(settings, autocommit=True) as conn:
-        return await collect_symbol(source, request, symbol, start, lake, conn, run_id, reprocess)
+        return await collect_symbol(source, request, symbol, start, lake, conn, run_id, reprocess, keep_parsed)
 
 
 def incremental_starts(settings: Settings, request: IngestRequest) -> dict[str, datetime | None]:
@@ -69,11 +77,21 @@ def incremental_starts(settings: Settings, request: IngestRequest) -> dict[str, 
     return resume_starts(request, {symbol: mark.high_water_ts for (_, _, symbol, _), mark in marks.items()})
 
 
+@dataclass
+class SymbolRun:
+    """One symbol's pass through the flow: its collection and what processing it did."""
+
+    collected: SymbolCollection
+    processed: list[tuple[SymbolProcessing, ValidationResult | None]] = field(default_factory=list)
+
+
 async def collect_all(
-    settings: Settings, request: IngestRequest, run_id: str, starts: dict[str, datetime | None] | None = None
-) -> list[SymbolCollection]:
+    settings: Settings, request: IngestRequest, run_id: str, starts: dict[str, datetime | None] | None = None,
+    process: bool = False,
+) -> list[SymbolRun]:  # fmt: skip
     """Every symbol of the request that has something new, in waves, bounded parallelism; one
-    progress artifact."""
+    progress artifact. With ``process`` each symbol's pending pages are processed right after its
+    collection."""
     collection = settings.collection
     gate = asyncio.Semaphore(collection.max_parallel_symbols)
     symbols = [s for s in request.symbols if starts is None or starts.get(s, request.start) is not None]
@@ -81,12 +99,22 @@ async def collect_all(
         return []
     source = build_source(request.source, settings)
     progress = await acreate_progress_artifact(0.0, description=f"symbols collected from {request.source}")
-    results: list[SymbolCollection] = []
+    timeframe = request.timeframe if request.data_type == "market_data" else None
+    results: list[SymbolRun] = []
 
-    async def one(symbol: str) -> SymbolCollection:
+    async def one(symbol: str) -> SymbolRun:
         async with gate:
             start = (starts or {}).get(symbol) or request.start
-            return await collect_symbol_task(settings, source, request, symbol, start, run_id, reprocess=starts is None)
+            collected = await collect_symbol_task(settings, source, request, symbol, start, run_id,
+                                                  reprocess=starts is None, keep_parsed=process)  # fmt: skip
+            run = SymbolRun(collected)
+            if process:
+                groups = await asyncio.to_thread(pending_groups, settings, request.source, [symbol], timeframe,
+                                                 request.data_type)  # fmt: skip
+                for pages in groups:
+                    run.processed.append(await process_symbol_task(settings, symbol, pages, collected.parsed))
+            collected.parsed.clear()  # processed: the frames are not needed any longer
+            return run
 
     try:
         with terminal_progress(len(symbols), f"{request.source} {request.timeframe}") as advance:
@@ -132,7 +160,8 @@ async def ingest_flow(
     run_id = str(flow_run.get_id() or uuid.uuid4())
     starts = incremental_starts(settings, request) if incremental else None
     up_to_date = [s for s, start in (starts or {}).items() if start is None]
-    results = await collect_all(settings, request, run_id, starts)
+    runs = await collect_all(settings, request, run_id, starts, process=process)
+    results = [r.collected for r in runs]
     await publish_collection_summary(request, results)
     logger = get_run_logger()
     logger.info("collected %d pages, %d records for %d symbols (%d already up to date)",
@@ -143,14 +172,21 @@ async def ingest_flow(
         logger.warning("%d symbol(s) failed and were dead-lettered: %s", len(failed), ", ".join(failed[:20]))
     summary: dict[str, Any] = {
         "run_id": run_id, "source": request.source, "data_type": request.data_type, "timeframe": request.timeframe,
-        "collected": [asdict(r) for r in results], "up_to_date": up_to_date, "failed": failed,
+        "collected": [r.record() for r in results], "up_to_date": up_to_date, "failed": failed,
         "processed": [], "quality_score": None, "quality_reasons": [],
     }  # fmt: skip
     if process:
-        processed, report = await process_pending(
-            settings, request.source, list(request.symbols),
-            request.timeframe if request.data_type == "market_data" else None, request.data_type,
-        )  # fmt: skip
+        done = [pair for r in runs for pair in r.processed]
+        leftover = [s for s in request.symbols if s not in {r.collected.symbol for r in runs}]
+        if leftover:
+            earlier, _ = await process_pending(
+                settings, request.source, leftover,
+                request.timeframe if request.data_type == "market_data" else None, request.data_type,
+            )  # fmt: skip
+            done += [(outcome, None) for outcome in earlier]
+        done.sort(key=lambda pair: pair[0].symbol)
+        processed = [outcome for outcome, _ in done]
+        report = batch_quality([r for _, r in done if r is not None], settings.quality.min_quality_score)
         await publish_processing(processed, report)
         summary["processed"] = [asdict(p) for p in processed]
         summary["quality_score"] = report.score if report else None

@@ -2,12 +2,18 @@
 
 Publishes a summary table and a markdown quality report; a batch scoring below
 ``quality.min_quality_score`` logs a warning that says why.
+
+The per-symbol task is an ``async`` task that hands the CPU-bound work to a thread: it then runs
+in the flow's event loop with the flow's API client. A sync task called from the async flow runs
+in a thread without a client context and builds a new Prefect client (an httpx client and its
+SSL context) for every task run: that was most of Prefect's overhead per symbol.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -20,6 +26,7 @@ from prefect.runtime import flow_run
 from db.connect import database_connection
 from flows.retries import DATABASE_RETRY_OPTIONS
 from marketpipe.settings import Settings, load_settings
+from tasks.pipeline.collect import ParsedPage
 from tasks.pipeline.metrics import record_summary
 from tasks.pipeline.process import (
     ACTION_DATASETS,
@@ -35,19 +42,35 @@ from tasks.processing.validate import ValidationResult
 from tasks.storage.lake import Lake
 
 
-@task(name="process-symbol", cache_policy=NONE, **DATABASE_RETRY_OPTIONS, task_run_name="process-{symbol}")
-def process_symbol_task(
-    settings: Settings, symbol: str, pages: list[PendingPage]
+def process_symbol(
+    settings: Settings, pages: list[PendingPage], parsed: Mapping[str, ParsedPage] | None = None
 ) -> tuple[SymbolProcessing, ValidationResult | None]:
+    """One symbol's pending pages (of one dataset family) into the hot store, on a connection of its own."""
     lake = Lake.from_settings(settings.lake)
     with database_connection(settings) as conn:
         if pages[0].dataset in ACTION_DATASETS:
-            return process_symbol_actions(conn, lake, pages), None
+            return process_symbol_actions(conn, lake, pages, parsed), None
         outcome, result, _ = process_symbol_bars(
             conn, lake, pages, mode=settings.quality.validation_mode,
-            min_quality_score=settings.quality.min_quality_score,
+            min_quality_score=settings.quality.min_quality_score, parsed=parsed,
         )  # fmt: skip
         return outcome, result
+
+
+@task(name="process-symbol", cache_policy=NONE, **DATABASE_RETRY_OPTIONS, task_run_name="process-{symbol}")
+async def process_symbol_task(
+    settings: Settings, symbol: str, pages: list[PendingPage], parsed: Mapping[str, ParsedPage] | None = None
+) -> tuple[SymbolProcessing, ValidationResult | None]:
+    return await asyncio.to_thread(process_symbol, settings, pages, parsed)
+
+
+def pending_groups(
+    settings: Settings, source: str, symbols: list[str] | None, timeframe: str | None, data_type: str
+) -> list[list[PendingPage]]:
+    """The pending pages of these symbols, one group per series (see :func:`pending_pages`)."""
+    datasets = BAR_DATASETS if data_type == "market_data" else ACTION_DATASETS
+    with database_connection(settings) as conn:
+        return pending_pages(conn, source=source, symbols=symbols, datasets=datasets, timeframe=timeframe)
 
 
 def batch_quality(results: list[ValidationResult], min_score: float) -> QualityReport | None:
@@ -70,14 +93,12 @@ async def process_pending(
     data_type: str = "market_data",
 ) -> tuple[list[SymbolProcessing], QualityReport | None]:  # fmt: skip
     """Every symbol with pending pages, at most ``collection.max_parallel_symbols`` at once."""
-    datasets = BAR_DATASETS if data_type == "market_data" else ACTION_DATASETS
-    with database_connection(settings) as conn:
-        pending = pending_pages(conn, source=source, symbols=symbols, datasets=datasets, timeframe=timeframe)
+    pending = pending_groups(settings, source, symbols, timeframe, data_type)
     gate = asyncio.Semaphore(settings.collection.max_parallel_symbols)
 
     async def one(pages: list[PendingPage]) -> tuple[SymbolProcessing, ValidationResult | None]:
         async with gate:
-            return await asyncio.to_thread(process_symbol_task, settings, pages[0].symbol, pages)
+            return await process_symbol_task(settings, pages[0].symbol, pages)
 
     done = await asyncio.gather(*(one(pages) for pages in pending))
     outcomes = [outcome for outcome, _ in done]

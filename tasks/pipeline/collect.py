@@ -13,7 +13,7 @@ as one page of records.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from typing import Any
 
@@ -39,9 +39,21 @@ _VENDOR_PARSERS = {
 RECORDS_DATASET = "records"  # pages of plugin sources: the frame's records
 
 
+@dataclass(frozen=True)
+class ParsedPage:
+    """A page as the processing stage would get it back from the raw zone: the redacted request
+    stored in its envelope and the frame its vendor parser makes of the payload. Kept in memory
+    for the processing that follows in the same run, so that run does not read, decompress and
+    re-parse what it has just stored (a replay still reads the raw zone)."""
+
+    request: dict[str, Any]
+    frame: pd.DataFrame
+
+
 @dataclass
 class SymbolCollection:
-    """What one symbol's collection did; serializable for Prefect results and artifacts."""
+    """What one symbol's collection did. :meth:`record` is its serializable part (summaries,
+    artifacts); ``parsed`` holds the frames of the pages stored, by raw key, when asked for."""
 
     symbol: str
     pages: int = 0
@@ -49,6 +61,15 @@ class SymbolCollection:
     raw_keys: list[str] = field(default_factory=list)
     dead_letter_ids: list[int] = field(default_factory=list)
     error: str | None = None
+    parsed: dict[str, ParsedPage] = field(default_factory=dict, repr=False, compare=False)
+
+    def record(self) -> dict[str, Any]:
+        """Every field but ``parsed`` (plain values, JSON-ready)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "parsed"}
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value
 
 
 def first_requests(source: BaseSource, request: IngestRequest, symbol: str, start: datetime) -> list[Request] | None:
@@ -97,15 +118,18 @@ async def collect_symbol(
     conn: psycopg.AsyncConnection,
     run_id: str,
     reprocess: bool = False,
+    keep_parsed: bool = False,
 ) -> SymbolCollection:
     """Fetch every page of one symbol into the raw zone; never raises for a vendor failure.
 
     A page fetched again with the same data is not processed again, unless ``reprocess`` (a
-    backfill or gap repair: the hot store may have lost rows the page holds).
+    backfill or gap repair: the hot store may have lost rows the page holds). With
+    ``keep_parsed`` the outcome's ``parsed`` holds each stored vendor page's frame for the
+    processing that follows (plugin records are always re-read: their frame is the plugin's own).
     """
     outcome = SymbolCollection(symbol)
     sink = _RawSink(source.context.name, symbol, request.timeframe, start.date(), lake, conn, run_id, outcome,
-                    reprocess)  # fmt: skip
+                    reprocess, keep_parsed)  # fmt: skip
     try:
         requests = first_requests(source, request, symbol, start)
         if requests is None:
@@ -178,10 +202,12 @@ class _RawSink:
     run_id: str
     outcome: SymbolCollection
     reprocess: bool = False
+    keep_parsed: bool = False
 
     async def store(self, page: Page) -> None:
         data_date = page_data_date(page, self.fallback_date)
         dataset = page.request.dataset
+        redacted = page.request.redacted()
         stored = await asyncio.to_thread(
             store_raw_page,
             self.lake,
@@ -189,7 +215,7 @@ class _RawSink:
             dataset=dataset,
             symbol=self.symbol,
             data_date=data_date,
-            request=page.request.redacted(),
+            request=redacted,
             payload=page.payload,
         )
         timeframe = self.timeframe if dataset in ("bars", "chart", RECORDS_DATASET) else None
@@ -211,3 +237,5 @@ class _RawSink:
         self.outcome.pages += 1
         self.outcome.records += len(page.frame)
         self.outcome.raw_keys.append(stored.key)
+        if self.keep_parsed and dataset != RECORDS_DATASET:
+            self.outcome.parsed[stored.key] = ParsedPage(redacted, page.frame)

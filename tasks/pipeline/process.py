@@ -1,25 +1,28 @@
 """The processing stage's work: raw pages -> parse -> standardize -> validate -> hot store.
 
 Per symbol, the pending pages of ``ops.raw_pages`` are read back from the lake and re-parsed with
-the vendor's own parser, standardized and validated. Then ONE transaction writes the accepted
-bars, advances their watermarks, quarantines the rejected records to the dead-letter table
-(strict mode) and marks the pages processed: a crash anywhere leaves all of it to the next run,
-and the idempotent upsert makes that rerun exact. A page whose stored payload no longer parses is
-dead-lettered (with its lake key) and marked with its error; the symbol's other pages go on.
+the vendor's own parser (or, right after their collection in the same run, taken as the
+collection parsed them: see :class:`tasks.pipeline.collect.ParsedPage`), standardized and
+validated. Then ONE transaction writes the accepted bars, advances their watermarks, quarantines
+the rejected records to the dead-letter table (strict mode) and marks the pages processed: a
+crash anywhere leaves all of it to the next run, and the idempotent upsert makes that rerun
+exact. A page whose stored payload no longer parses is dead-lettered (with its lake key) and
+marked with its error; the symbol's other pages go on.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import pandas as pd
 import psycopg
 
 from marketpipe.errors import MarketpipeError
-from tasks.pipeline.collect import parse_stored_page
+from tasks.pipeline.collect import ParsedPage, parse_stored_page
 from tasks.processing.quality import QualityReport, quality_report
 from tasks.processing.standardize import standardize_bars
 from tasks.processing.validate import ValidationResult, validate_bars
@@ -29,7 +32,7 @@ from tasks.sources.http import Request
 from tasks.storage.corporate_actions import read_corporate_actions, write_corporate_actions
 from tasks.storage.hot import UpsertResult, write_bars
 from tasks.storage.lake import Lake
-from tasks.storage.raw import RawPage, decode_envelope
+from tasks.storage.raw import decode_envelope
 
 BAR_DATASETS = ("bars", "chart", "records")
 ACTION_DATASETS = ("splits", "dividends", "corporate_actions")
@@ -90,19 +93,46 @@ def pending_pages(
     return list(pending.values())
 
 
-def _read_pages(lake: Lake, pages: Sequence[PendingPage]) -> list[RawPage]:
-    return [decode_envelope(p.key, lake.get_bytes(p.key)) for p in pages]
+def _read_unparsed(
+    lake: Lake, pages: Sequence[PendingPage], parsed: Mapping[str, ParsedPage] | None
+) -> dict[str, tuple[dict[str, Any], Any]]:
+    """The stored request and payload of each page the collection did not keep, by key."""
+    kept = parsed or {}
+    envelopes = (decode_envelope(p.key, lake.get_bytes(p.key)) for p in pages if p.key not in kept)
+    return {raw.key: (raw.request, raw.payload) for raw in envelopes}
+
+
+def _page_frames(
+    conn: psycopg.Connection,
+    pages: Sequence[PendingPage],
+    parsed: Mapping[str, ParsedPage] | None,
+    stored: Mapping[str, tuple[dict[str, Any], Any]],
+) -> list[tuple[PendingPage, ParsedPage]]:
+    """Each pending page's request and frame: from ``parsed`` when the collection kept it, else
+    re-parsed from its ``stored`` envelope. Pages that no longer parse are dead-lettered and left
+    out."""
+    out = []
+    for page in pages:
+        kept = (parsed or {}).get(page.key)
+        if kept is None:
+            request, payload = stored[page.key]
+            frame = _parse(conn, page, request, payload)
+            if frame is None:
+                continue
+            kept = ParsedPage(request, frame)
+        out.append((page, kept))
+    return out
 
 
 def _parse(
-    conn: psycopg.Connection, page: PendingPage, raw: RawPage
+    conn: psycopg.Connection, page: PendingPage, stored_request: dict[str, Any], payload: Any
 ) -> pd.DataFrame | None:
     """The page's frame, or None after dead-lettering a page that no longer parses."""
-    request = Request.from_redacted(page.source, page.dataset, raw.request)
+    request = Request.from_redacted(page.source, page.dataset, stored_request)
     try:
-        return parse_stored_page(page.source, request, raw.payload)
+        return parse_stored_page(page.source, request, payload)
     except MarketpipeError as exc:
-        record_dead_letter_sync(conn, source=page.source, dataset=page.dataset, request=raw.request, error=exc,
+        record_dead_letter_sync(conn, source=page.source, dataset=page.dataset, request=stored_request, error=exc,
                                 payload_lake_key=page.key)  # fmt: skip
         conn.execute(
             "UPDATE ops.raw_pages SET process_error = %s, processed_at = now() WHERE key = %s", (str(exc), page.key)
@@ -110,14 +140,14 @@ def _parse(
         return None
 
 
-def quarantine(conn: psycopg.Connection, pages: Sequence[PendingPage], raws: Sequence[RawPage],
+def quarantine(conn: psycopg.Connection, pages: Sequence[PendingPage], requests: Sequence[dict[str, Any]],
                rejected: pd.DataFrame) -> int:  # fmt: skip
     """Dead-letter rejected records, one letter per raw page they came from; returns letters written."""
     if rejected.empty:
         return 0
     letters = 0
     by_day = rejected.assign(_day=rejected["ts"].dt.tz_convert(model.EXCHANGE_TZ).dt.date)
-    for page, raw in zip(pages, raws, strict=True):
+    for page, request in zip(pages, requests, strict=True):
         part = by_day[by_day["_day"] == page.data_date].drop(columns="_day")
         if part.empty:
             continue
@@ -127,7 +157,7 @@ def quarantine(conn: psycopg.Connection, pages: Sequence[PendingPage], raws: Seq
                    "rejected": [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
                                 for r in records.to_dict("records")]}  # fmt: skip
         summary = ", ".join(f"{reason} x{count}" for reason, count in reasons.items())
-        record_dead_letter_sync(conn, source=page.source, dataset=page.dataset, request=raw.request,
+        record_dead_letter_sync(conn, source=page.source, dataset=page.dataset, request=request,
                                 error=f"{len(part)} record(s) failed validation: {summary}", payload=payload,
                                 payload_lake_key=page.key)  # fmt: skip
         letters += 1
@@ -141,14 +171,17 @@ def process_symbol_bars(
     *,
     mode: str,
     min_quality_score: float,
+    parsed: Mapping[str, ParsedPage] | None = None,
 ) -> tuple[SymbolProcessing, ValidationResult | None, QualityReport | None]:
-    """Process one symbol's pending bar pages in one transaction (see the module docstring)."""
+    """Process one symbol's pending bar pages in one transaction (see the module docstring).
+
+    ``parsed``: frames the collection of this run kept, by raw key (pages not in it are read back).
+    """
     symbol = pages[0].symbol
     outcome = SymbolProcessing(symbol, pages=len(pages))
-    raws = _read_pages(lake, pages)
+    stored = _read_unparsed(lake, pages, parsed)
     with conn.transaction():
-        parsed = [(p, r, _parse(conn, p, r)) for p, r in zip(pages, raws, strict=True)]
-        good = [(p, r, f) for p, r, f in parsed if f is not None]
+        good = [(p, k.request, k.frame) for p, k in _page_frames(conn, pages, parsed, stored)]
         if not good:
             outcome.error = "no page of this series could be parsed (dead-lettered)"
             return outcome, None, None
@@ -180,12 +213,13 @@ def process_symbol_bars(
     return outcome, result, report
 
 
-def process_symbol_actions(conn: psycopg.Connection, lake: Lake, pages: Sequence[PendingPage]) -> SymbolProcessing:
+def process_symbol_actions(conn: psycopg.Connection, lake: Lake, pages: Sequence[PendingPage],
+                           parsed: Mapping[str, ParsedPage] | None = None) -> SymbolProcessing:  # fmt: skip
     """Store one symbol's pending corporate-action pages (splits, dividends) in one transaction."""
     outcome = SymbolProcessing(pages[0].symbol, pages=len(pages))
-    raws = _read_pages(lake, pages)
+    stored = _read_unparsed(lake, pages, parsed)
     with conn.transaction():
-        frames = [f for p, r in zip(pages, raws, strict=True) if (f := _parse(conn, p, r)) is not None]
+        frames = [kept.frame for _, kept in _page_frames(conn, pages, parsed, stored)]
         actions = pd.concat(frames, ignore_index=True) if frames else model.empty_frame(model.CORPORATE_ACTIONS)
         outcome.records = outcome.accepted = len(actions)
         written = write_corporate_actions(conn, actions)

@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime
 
 import httpx
+import pandas as pd
 import pytest
 
 from db.connect import async_database_connection, database_connection
@@ -24,7 +25,8 @@ pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
 
 
-def collect(stack: Settings, symbol: str, start: str, end: str, timeframe: str = "1min", **source_options):
+def collect(stack: Settings, symbol: str, start: str, end: str, timeframe: str = "1min", keep_parsed: bool = False,
+            **source_options):  # fmt: skip
     request = parse_ingest_request(data_type="market_data", symbols=[symbol], start_date=start, end_date=end,
                                    timeframe=timeframe, source="polygon", now=NOW)  # fmt: skip
 
@@ -32,7 +34,7 @@ def collect(stack: Settings, symbol: str, start: str, end: str, timeframe: str =
         source = build_source("polygon", stack, options=source_options)
         async with source, await async_database_connection(stack, autocommit=True) as conn:
             return await collect_symbol(source, request, symbol, request.start, Lake.from_settings(stack.lake), conn,
-                                        run_id=str(uuid.uuid4()))  # fmt: skip
+                                        run_id=str(uuid.uuid4()), keep_parsed=keep_parsed)  # fmt: skip
 
     return asyncio.run(run())
 
@@ -58,6 +60,20 @@ def test_minute_bars_are_stored_raw_and_listed_in_the_manifest(stack: Settings) 
                    for p in pages)  # fmt: skip
     assert reparsed == outcome.records
     assert all("apiKey" not in str(p.request.get("url")) or "***" in str(p.request) for p in pages)
+
+
+def test_kept_frames_are_what_a_replay_of_the_raw_zone_parses(stack: Settings) -> None:
+    outcome = collect(stack, "CLKEEP", "2024-03-04", "2024-03-05T23:59:59", keep_parsed=True)
+    assert outcome.error is None and sorted(outcome.parsed) == sorted(outcome.raw_keys)
+    assert "parsed" not in outcome.record()
+
+    lake = Lake.from_settings(stack.lake)
+    for page in iter_raw_pages(lake, source="polygon", dataset="bars", symbol="CLKEEP"):
+        kept = outcome.parsed[page.key]
+        assert kept.request == page.request
+        replayed = parse_stored_page("polygon", Request.from_redacted("polygon", "bars", page.request), page.payload)
+        pd.testing.assert_frame_equal(kept.frame, replayed)
+    assert collect(stack, "CLKEEP2", "2024-03-04", "2024-03-04T23:59:59").parsed == {}  # only when asked for
 
 
 def test_collecting_the_same_range_again_changes_nothing(stack: Settings) -> None:
