@@ -24,8 +24,15 @@ Parts, in order, each measured in this run:
   back and verify, manifest row, drop the chunk); MB/s of Parquet written and verified, and lake
   bytes / hot bytes (``hypertable_size`` before tiering) for the same rows.
 
+The scanners that migration 0012 rewrote (top movers over minutes, volume spikes, opening gaps) are
+also measured in their 0011 definitions (``*_0011_ref``, created in schema ``bench_storage_ref0011``
+from the 0011 file by :func:`function_definitions`), same calls, same data, same run.
+
 Targets: latest bar per symbol p95 < 50 ms, top movers over 15 minutes p95 < 200 ms. Usage:
-``marketpipe bench storage [--symbols N] [--sessions N] [--json]``. Not part of the test suite
+``marketpipe bench storage [--symbols N] [--sessions N] [--json] [--skip-tiering] [--keep] [--reuse]``:
+``--skip-tiering`` leaves out tiering and the cold read (the ~5 minutes of tiering at full size),
+``--keep`` leaves the schemas for a later ``--reuse``, which measures the scanners again on them
+without loading anything. Not part of the test suite
 (``tests/performance/test_bench_storage.py`` runs it small, marked slow).
 """
 
@@ -49,13 +56,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
+from marketpipe.errors import RequestError
 from marketpipe.settings import Settings
 
 T = TypeVar("T")
 
 PREFIX = "bench_storage"
 SCHEMAS = ("market", "scan", "features")
-MIGRATIONS = ("0002_bars.sql", "0007_bar_quality_flags.sql", "0009_features.sql", "0011_scanners.sql")
+MIGRATIONS = (
+    "0002_bars.sql",
+    "0007_bar_quality_flags.sql",
+    "0009_features.sql",
+    "0011_scanners.sql",
+    "0012_scanners_bounded_probes.sql",
+)
+# Scanners that 0012 replaced: their 0011 definitions are measured beside them, in schema REF_SCHEMA.
+REPLACED = ("top_movers_minutes", "volume_spikes", "opening_gaps")
+REPLACED_IN = "0011_scanners.sql"
+REF_SCHEMA = "bench_storage_ref0011"
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "db" / "migrations"
 LAST_DAY = date(2024, 11, 29)  # the synthetic market ends on this session (includes a half day)
 TARGET_LATEST_BAR_MS = 50.0
@@ -78,6 +96,19 @@ def bench_ddl(sql_text: str) -> str:
     text = pattern.sub(lambda m: f"{schema_name(m.group(1))}.", sql_text)
     created = re.compile(r"(CREATE SCHEMA IF NOT EXISTS )(" + "|".join(SCHEMAS) + r")\b")
     return created.sub(lambda m: m.group(1) + schema_name(m.group(2)), text)
+
+
+def function_definitions(sql_text: str, names: Sequence[str], schema: str) -> str:
+    """The ``CREATE FUNCTION scan.<name>`` statements of ``names`` in a migration, created in
+    ``schema`` instead (the bodies still call ``scan.*`` helpers and read ``market.*``): an older
+    definition kept beside its replacement, for comparing results and timings."""
+    statements = []
+    for name in names:
+        found = re.search(r"CREATE FUNCTION scan\." + re.escape(name) + r"\(.*?\n\$\$;\n", sql_text, re.S)
+        if found is None:
+            raise ValueError(f"no CREATE FUNCTION scan.{name} in the migration text")
+        statements.append(found.group(0).replace(f"CREATE FUNCTION scan.{name}(", f"CREATE FUNCTION {schema}.{name}("))
+    return "\n".join(statements)
 
 
 def percentiles(samples_s: Sequence[float]) -> tuple[float, float]:
@@ -174,6 +205,10 @@ def scanners(sessions: int) -> list[Scanner]:
         Scanner("opening_gaps", "SELECT * FROM {s}.opening_gaps(2, 'both', '1min')"),
         Scanner("new_highs_lows", f"SELECT * FROM {{s}}.new_highs_lows({days})"),
         Scanner("rsi_extremes", "SELECT * FROM {s}.rsi_extremes(70, 30, '1day')"),
+        # the 0011 definitions that 0012 replaced, same calls
+        Scanner("top_movers_0011_ref", "SELECT * FROM {r}.top_movers_minutes(15)", repeats=10),
+        Scanner("volume_spikes_0011_ref", "SELECT * FROM {r}.volume_spikes(20, 3, '1min')", repeats=5),
+        Scanner("opening_gaps_0011_ref", "SELECT * FROM {r}.opening_gaps(2, 'both', '1min')", repeats=5),
         # references for the latest bar per symbol without market.latest_bars
         Scanner("latest_bar_lateral_ref",
                 "SELECT b.* FROM (SELECT symbol FROM {m}.latest_bars WHERE timeframe = '1min') s"
@@ -189,14 +224,16 @@ def scanners(sessions: int) -> list[Scanner]:
 def summarize(parts: dict[str, Any]) -> dict[str, Any]:
     """The report: the required keys first, then the details."""
     lat = parts["latencies_ms"]
-    tier_mb = parts["tier_parquet_bytes"] / 1e6
+    tiered = parts["tiering"]
     report = {
         "latest_bar_p50_ms": round(lat["latest_bar"][0], 2),
         "latest_bar_p95_ms": round(lat["latest_bar"][1], 2),
         "top_movers_p50_ms": round(lat["top_movers"][0], 2),
         "top_movers_p95_ms": round(lat["top_movers"][1], 2),
-        "tiering_mb_per_s": round(tier_mb / parts["tier_seconds"], 2) if parts["tier_seconds"] > 0 else None,
-        "lake_to_hot_bytes_ratio": round(parts["tier_parquet_bytes"] / parts["hot_bytes"], 4),
+        "tiering_mb_per_s": (
+            round(tiered["bytes"] / 1e6 / tiered["seconds"], 2) if tiered and tiered["seconds"] > 0 else None
+        ),
+        "lake_to_hot_bytes_ratio": round(tiered["bytes"] / parts["hot_bytes"], 4) if tiered else None,
         "symbols": parts["symbols"],
         "sessions": parts["sessions"],
         "rows": parts["rows"],
@@ -207,14 +244,16 @@ def summarize(parts: dict[str, Any]) -> dict[str, Any]:
         "scanner_rows": parts["scanner_rows"],
         "load": parts["load"],
         "tiering": {
-            "via": parts["tier_via"],
-            "chunks": parts["tier_chunks"],
-            "rows": parts["tier_rows"],
-            "parquet_bytes": parts["tier_parquet_bytes"],
-            "seconds": round(parts["tier_seconds"], 3),
-            "rows_per_s": round(parts["tier_rows"] / parts["tier_seconds"]) if parts["tier_seconds"] > 0 else None,
-            "compression": parts["compression"],
-        },
+            "via": tiered["via"],
+            "chunks": tiered["chunks"],
+            "rows": tiered["rows"],
+            "parquet_bytes": tiered["bytes"],
+            "seconds": round(tiered["seconds"], 3),
+            "rows_per_s": round(tiered["rows"] / tiered["seconds"]) if tiered["seconds"] > 0 else None,
+            "compression": tiered["compression"],
+        }
+        if tiered
+        else None,
         "hot_bytes": parts["hot_bytes"],
         "symbol_month_read": parts["symbol_month_read"],
         "cpus": parts["cpus"],
@@ -247,22 +286,32 @@ def render_table(report: dict[str, Any]) -> str:
         rows.append((name, f"{lat['p50']:.1f} ms", f"{lat['p95']:.1f} ms", f"{srv['p50']:.1f} ms",
                      f"{srv['p95']:.1f} ms", f"{report['scanner_rows'][name]:,}", mark))  # fmt: skip
     read = report["symbol_month_read"]
-    ratio = f"{read['cold_ms'] / read['hot_ms']:.1f}x hot" if read["hot_ms"] else ""
     rows.append(("symbol-month read, hot", f"{read['hot_ms']:.1f} ms", "", "", "", f"{read['rows']:,}", ""))
-    rows.append(("symbol-month read, cold", f"{read['cold_ms']:.1f} ms", "", "", "", f"{read['rows']:,}", ratio))
+    if read["cold_ms"] is not None:
+        ratio = f"{read['cold_ms'] / read['hot_ms']:.1f}x hot" if read["hot_ms"] else ""
+        rows.append(("symbol-month read, cold", f"{read['cold_ms']:.1f} ms", "", "", "", f"{read['rows']:,}", ratio))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     tier, load = report["tiering"], report["load"]
-    overhead = load["trigger_overhead_fraction"]
+    lines.append("")
+    if tier:
+        lines.append(
+            f"tiering ({tier['via']}): {_num(report['tiering_mb_per_s'])} MB/s of Parquet written and verified "
+            f"({tier['rows']:,} rows in {tier['chunks']} chunks, {tier['parquet_bytes']:,} B {tier['compression']}, "
+            f"{tier['seconds']} s); lake/hot bytes {report['lake_to_hot_bytes_ratio']} (hot {report['hot_bytes']:,} B)"
+        )
+    else:
+        lines.append("tiering: skipped (--skip-tiering or --reuse)")
+    if load:
+        lines.append(
+            f"load: generate_series {_num(load['generate_series_rows_per_s'])} rows/s, binary COPY (hot writer) "
+            f"{_num(load['copy_rows_per_s'])} rows/s, the rest by {load['bulk_method']}; latest-bar trigger cost "
+            f"{_num(load['trigger_overhead_fraction'], '.1%')} of a session's load"
+        )
+    else:
+        lines.append("load: none (--reuse: the bars of a --keep run)")
     lines += [
-        "",
-        f"tiering ({tier['via']}): {_num(report['tiering_mb_per_s'])} MB/s of Parquet written and verified "
-        f"({tier['rows']:,} rows in {tier['chunks']} chunks, {tier['parquet_bytes']:,} B {tier['compression']}, "
-        f"{tier['seconds']} s); lake/hot bytes {report['lake_to_hot_bytes_ratio']} (hot {report['hot_bytes']:,} B)",
-        f"load: generate_series {_num(load['generate_series_rows_per_s'])} rows/s, binary COPY (hot writer) "
-        f"{_num(load['copy_rows_per_s'])} rows/s, the rest by {load['bulk_method']}; latest-bar trigger cost "
-        f"{_num(overhead, '.1%')} of a session's load",
         f"{report['rows']:,} rows ({report['symbols']} symbols x {report['sessions']} sessions of 1-minute bars), "
         f"{report['cpus']} CPUs, 1-min load average {report['load_average_1min']} when the scanners ran",
     ]
@@ -286,9 +335,13 @@ def create_schemas(conn: psycopg.Connection) -> None:
         conn.execute(f"CREATE SCHEMA {schema_name(schema)}")
     for name in MIGRATIONS:
         conn.execute(bench_ddl((MIGRATIONS_DIR / name).read_text()))  # type: ignore[arg-type]  # project file
+    conn.execute(f"CREATE SCHEMA {REF_SCHEMA}")  # type: ignore[arg-type]
+    replaced = function_definitions((MIGRATIONS_DIR / REPLACED_IN).read_text(), REPLACED, REF_SCHEMA)
+    conn.execute(bench_ddl(replaced))  # type: ignore[arg-type]  # project file
 
 
 def drop_schemas(conn: psycopg.Connection) -> None:
+    conn.execute(f"DROP SCHEMA IF EXISTS {REF_SCHEMA} CASCADE")  # type: ignore[arg-type]
     for schema in SCHEMAS:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema_name(schema)} CASCADE")
 
@@ -381,7 +434,7 @@ def measure_scanners(
     """Per scanner, after two warm-up calls: p50/p95 end to end (the call and every row fetched into
     Python in the binary protocol, what a scanner process sees) and server-side (``SELECT count(*)``
     over the same call, no rows sent), and its row count."""
-    names = {"m": schema_name("market"), "s": schema_name("scan")}
+    names = {"m": schema_name("market"), "s": schema_name("scan"), "r": REF_SCHEMA}
     latencies: dict[str, tuple[float, float]] = {}
     server: dict[str, tuple[float, float]] = {}
     counts: dict[str, int] = {}
@@ -473,10 +526,21 @@ def forget_lake_objects(conn: psycopg.Connection, settings: Settings, prefix: st
 
 
 def run(
-    settings: Settings, symbols: int = 5000, sessions: int = 20, *, repeats: int | None = None, keep: bool = False
+    settings: Settings,
+    symbols: int = 5000,
+    sessions: int = 20,
+    *,
+    repeats: int | None = None,
+    keep: bool = False,
+    skip_tiering: bool = False,
+    reuse: bool = False,
 ) -> dict[str, Any]:
     """The whole benchmark on the running stack; drops its schemas, lake objects and manifest rows
-    unless ``keep``. ``repeats`` overrides every scanner's number of timed calls (tiny test runs)."""
+    unless ``keep``. ``repeats`` overrides every scanner's number of timed calls (tiny test runs).
+    ``skip_tiering``: no tiering and no cold read (the scanners' figures in minutes instead of
+    ~15 at full size; the bars stay hot, so ``keep`` leaves them for another run). ``reuse``:
+    measure the scanners on the bars a ``keep`` run left (no load; ``symbols``/``sessions`` must
+    match that run) and tier nothing; with ``keep`` again they stay for the next ``reuse``."""
     from db.connect import database_connection
 
     if symbols < 1 or sessions < 2:
@@ -485,11 +549,17 @@ def run(
     tag = secrets.token_hex(4)
     market = schema_name("market")
     prefix = ""
+    tiered: dict[str, Any] | None = None
+    cold_ms: float | None = None
+    load_figures: dict[str, Any] = {}
     with database_connection(settings, autocommit=True) as conn:
         conn.execute("SET TIME ZONE 'UTC'")
         try:
-            create_schemas(conn)
-            load_figures = load(conn, symbols, days)
+            if reuse:
+                check_reusable(conn, symbols)
+            else:
+                create_schemas(conn)
+                load_figures = load(conn, symbols, days)
             rows = conn.execute(f"SELECT count(*) FROM {market}.bars_intraday").fetchone()[0]  # type: ignore[index]
             hot_bytes = conn.execute("SELECT hypertable_size(%s::regclass)", (f"{market}.bars_intraday",)).fetchone()[0]  # type: ignore[index]
             load_avg = os.getloadavg()[0]
@@ -497,10 +567,11 @@ def run(
             symbol = symbol_names(symbols)[symbols // 2]
             start, end = days[0][0] - timedelta(hours=1), days[-1][1] + timedelta(hours=1)
             hot_ms, hot_rows = hot_read(conn, symbol, start, end)
-            tiered, prefix = tier(conn, settings, tag)
-            cold_ms, cold_rows = cold_read(settings, prefix, symbol, start, end)
-            if cold_rows != hot_rows:
-                raise RuntimeError(f"cold read returned {cold_rows} rows of {symbol}, hot {hot_rows}")
+            if not (skip_tiering or reuse):
+                tiered, prefix = tier(conn, settings, tag)
+                cold_ms, cold_rows = cold_read(settings, prefix, symbol, start, end)
+                if cold_rows != hot_rows:
+                    raise RuntimeError(f"cold read returned {cold_rows} rows of {symbol}, hot {hot_rows}")
         finally:
             if not keep:
                 drop_schemas(conn)
@@ -508,10 +579,20 @@ def run(
                     forget_lake_objects(conn, settings, prefix)
     return summarize({
         "latencies_ms": latencies, "server_latencies_ms": server, "scanner_rows": counts, "load": load_figures,
-        "symbols": symbols, "sessions": sessions, "rows": rows, "hot_bytes": hot_bytes, "tier_via": tiered["via"],
-        "tier_chunks": tiered["chunks"], "tier_rows": tiered["rows"], "tier_parquet_bytes": tiered["bytes"],
-        "tier_seconds": tiered["seconds"], "compression": tiered["compression"],
+        "symbols": symbols, "sessions": sessions, "rows": rows, "hot_bytes": hot_bytes, "tiering": tiered,
         "symbol_month_read": {"symbol": symbol, "rows": hot_rows, "hot_ms": round(hot_ms, 2),
-                              "cold_ms": round(cold_ms, 2)},
+                              "cold_ms": None if cold_ms is None else round(cold_ms, 2)},
         "cpus": os.cpu_count(), "load_average_1min": round(load_avg, 2),
     })  # fmt: skip
+
+
+def check_reusable(conn: psycopg.Connection, symbols: int) -> None:
+    """Refuse ``reuse`` unless a kept run's bars of ``symbols`` symbols are there."""
+    market = schema_name("market")
+    present = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{market}.latest_bars",)).fetchone()
+    if not (present and present[0]):
+        raise RequestError(f"no kept benchmark data ({market} is missing): run once with --keep first")
+    count = conn.execute(f"SELECT count(*) FROM {market}.latest_bars WHERE timeframe = '1min'").fetchone()  # type: ignore[arg-type]
+    if count is None or count[0] != symbols:
+        raise RequestError(f"the kept benchmark data has {count and count[0]} symbols, not {symbols}: "
+                           "pass the --symbols and --sessions of the --keep run")  # fmt: skip

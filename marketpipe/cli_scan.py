@@ -126,9 +126,15 @@ def bench_storage(
     symbols: Annotated[int, typer.Option(min=1, help="symbols of synthetic 1-minute bars")] = 5000,
     sessions: Annotated[int, typer.Option(min=2, help="sessions per symbol")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    skip_tiering: Annotated[bool, typer.Option("--skip-tiering", help="no tiering and no cold read")] = False,
+    keep: Annotated[bool, typer.Option("--keep", help="leave the bench schemas (and lake objects) behind")] = False,
+    reuse: Annotated[
+        bool, typer.Option("--reuse", help="scanners only, on the bars a --keep run left (same --symbols/--sessions)")
+    ] = False,
 ) -> None:
     """Scanner latencies, tiering throughput, lake/hot bytes and cold vs hot reads on synthetic bars."""
     from bench import storage as bench
 
-    report = bench.run(ctx.obj["settings"], symbols=symbols, sessions=sessions)
+    report = bench.run(ctx.obj["settings"], symbols=symbols, sessions=sessions, keep=keep,
+                       skip_tiering=skip_tiering, reuse=reuse)  # fmt: skip
     typer.echo(json.dumps(report, indent=2, default=str) if as_json else bench.render_table(report))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from bench import storage
 
 
@@ -49,8 +51,8 @@ def test_summary_has_the_required_keys_and_renders() -> None:
         "scanner_rows": {"latest_bar": 5, "top_movers": 5, "volume_spikes": 0},
         "load": {"generate_series_rows_per_s": 100, "copy_rows_per_s": 200, "bulk_method": "copy",
                  "trigger_overhead_fraction": 0.1},
-        "symbols": 5, "sessions": 2, "rows": 3900, "hot_bytes": 1000, "tier_via": "x", "tier_chunks": 2,
-        "tier_rows": 3900, "tier_parquet_bytes": 250, "tier_seconds": 0.5, "compression": "snappy",
+        "symbols": 5, "sessions": 2, "rows": 3900, "hot_bytes": 1000,
+        "tiering": {"via": "x", "chunks": 2, "rows": 3900, "bytes": 250, "seconds": 0.5, "compression": "snappy"},
         "symbol_month_read": {"symbol": "S00002", "rows": 780, "hot_ms": 2.0, "cold_ms": 20.0}, "cpus": 2,
         "load_average_1min": 1.5,
     }  # fmt: skip
@@ -66,3 +68,32 @@ def test_summary_has_the_required_keys_and_renders() -> None:
     table = storage.render_table(report)
     assert "latest_bar" in table and "p95 < 50 ms: met" in table and "symbol-month read, cold" in table
     assert "10.0x hot" in table and "trigger cost 10.0%" in table
+
+
+def test_a_run_without_tiering_or_load_reports_none_for_them_and_renders() -> None:
+    parts = {
+        "latencies_ms": {"latest_bar": (1.0, 2.0), "top_movers": (3.0, 4.0)},
+        "server_latencies_ms": {"latest_bar": (0.5, 1.0), "top_movers": (1.0, 2.0)},
+        "scanner_rows": {"latest_bar": 5, "top_movers": 5}, "load": {}, "symbols": 5, "sessions": 2,
+        "rows": 3900, "hot_bytes": 1000, "tiering": None,
+        "symbol_month_read": {"symbol": "S00002", "rows": 780, "hot_ms": 2.0, "cold_ms": None}, "cpus": 2,
+        "load_average_1min": 1.5,
+    }  # fmt: skip
+
+    report = storage.summarize(parts)
+
+    assert (report["tiering"], report["tiering_mb_per_s"], report["lake_to_hot_bytes_ratio"]) == (None, None, None)
+    table = storage.render_table(report)
+    assert "tiering: skipped" in table and "load: none" in table and "symbol-month read, cold" not in table
+
+
+def test_function_definitions_move_the_named_functions_to_another_schema() -> None:
+    text = (storage.MIGRATIONS_DIR / storage.REPLACED_IN).read_text()
+
+    ddl = storage.function_definitions(text, storage.REPLACED, "ref")
+
+    assert ddl.count("CREATE FUNCTION ref.") == 3 and "CREATE FUNCTION scan." not in ddl
+    assert "CREATE FUNCTION ref.volume_spikes(" in ddl and ddl.rstrip().endswith("$$;")
+    assert "scan.check_positive(" in ddl  # the bodies still call the shared helpers
+    with pytest.raises(ValueError, match=r"no CREATE FUNCTION scan\.nope"):
+        storage.function_definitions(text, ["nope"], "ref")
