@@ -7,6 +7,10 @@ committed watermark, so a second run fetches only what is new. Symbols run in wa
 run's progress artifact. A failing symbol is recorded (dead letter + summary row) and the others
 complete.
 
+Task parameters that are large objects (settings, the request, page lists, frames) are passed
+``quote``d: Prefect then does not walk them looking for futures, which cost several ms per task
+run for the nested settings model alone. No parameter of these tasks is a future.
+
 With ``process``, each symbol is processed as soon as its collection is done (its ``process-``
 task follows its ``collect-`` task), with the frames the collection parsed: one symbol's
 validation and writes overlap the next one's download, and the pages just stored are not read back
@@ -27,6 +31,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
 
 from db.connect import async_database_connection, database_connection
 from flows.process import batch_quality, pending_groups, process_pending, process_symbol_task, publish_processing
@@ -105,14 +110,16 @@ async def collect_all(
     async def one(symbol: str) -> SymbolRun:
         async with gate:
             start = (starts or {}).get(symbol) or request.start
-            collected = await collect_symbol_task(settings, source, request, symbol, start, run_id,
-                                                  reprocess=starts is None, keep_parsed=process)  # fmt: skip
+            collected = await collect_symbol_task(quote(settings), quote(source), quote(request), symbol, start,
+                                                  run_id, reprocess=starts is None, keep_parsed=process)  # fmt: skip
             run = SymbolRun(collected)
             if process:
                 groups = await asyncio.to_thread(pending_groups, settings, request.source, [symbol], timeframe,
                                                  request.data_type)  # fmt: skip
                 for pages in groups:
-                    run.processed.append(await process_symbol_task(settings, symbol, pages, collected.parsed))
+                    run.processed.append(
+                        await process_symbol_task(quote(settings), symbol, quote(pages), quote(collected.parsed))
+                    )
             collected.parsed.clear()  # processed: the frames are not needed any longer
             return run
 

@@ -22,6 +22,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
 
 from db.connect import database_connection
 from flows.retries import DATABASE_RETRY_OPTIONS
@@ -98,7 +99,7 @@ async def process_pending(
 
     async def one(pages: list[PendingPage]) -> tuple[SymbolProcessing, ValidationResult | None]:
         async with gate:
-            return await process_symbol_task(settings, pages[0].symbol, pages)
+            return await process_symbol_task(quote(settings), pages[0].symbol, quote(pages))
 
     done = await asyncio.gather(*(one(pages) for pages in pending))
     outcomes = [outcome for outcome, _ in done]

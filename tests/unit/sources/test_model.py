@@ -104,3 +104,25 @@ def test_to_utc_reads_dates_and_aware_datetimes():
     assert model.to_utc(pd.Timestamp("2023-01-03T09:30", tz="America/New_York")) == pd.Timestamp("2023-01-03T14:30:00Z")
     with pytest.raises(PermanentSourceError):
         model.to_utc("yesterday-ish")
+
+
+def test_numeric_columns_reads_regular_numeric_records_column_by_column():
+    records = [{"t": 1, "o": 1.5, "vw": 1.4}, {"t": 2, "o": 2.5, "vw": 2.4}]
+    columns = model.numeric_columns(records, ("t", "o"), ("vw", "n"))
+    assert columns["t"].tolist() == [1, 2] and columns["o"].tolist() == [1.5, 2.5]
+    assert columns["vw"].tolist() == [1.4, 2.4] and columns["n"] is None  # absent from every record
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        [],
+        [{"t": 1, "o": 1.5}, {"o": 2.5}],  # a required key missing
+        [{"t": 1, "o": None}],  # a required value null
+        [{"t": 1, "o": "1.5"}],  # not a number
+        [{"t": 1, "o": 1.5, "vw": 1.4}, {"t": 2, "o": 2.5}],  # an optional key in some records only
+        [[1, 1.5]],  # not an object
+    ],
+)
+def test_numeric_columns_leaves_irregular_records_to_the_general_path(records):
+    assert model.numeric_columns(records, ("t", "o"), ("vw",)) is None
