@@ -30,6 +30,8 @@ def canonical_timeframes(values: pd.Series) -> pd.Series:
         raise DataQualityError(str(exc)) from exc
     if values.isna().any():
         raise DataQualityError("bars without a timeframe: every bar needs one of 1min, 5min, 15min, 1hour, 1day")
+    if all(key == value for key, value in mapping.items()):
+        return values.astype(model.STR)  # already canonical: no per-row map
     return values.map(mapping).astype(model.STR)
 
 

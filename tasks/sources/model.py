@@ -183,6 +183,8 @@ def normalize_symbols(values: pd.Series) -> pd.Series:
     """Vectorised :func:`normalize_symbol` over a column (one call per distinct symbol)."""
     distinct = pd.unique(values.dropna())
     mapping = {value: normalize_symbol(str(value)) for value in distinct}
+    if all(key == value for key, value in mapping.items()):
+        return values  # already canonical (the usual case): a per-row map would change nothing
     return values.map(mapping)
 
 
@@ -229,6 +231,8 @@ def _coerce(value: Any, dtype: str, length: int) -> pd.Series:
         value = pd.Series(value if hasattr(value, "dtype") else list(value))
     series = value
     series = series.reset_index(drop=True)
+    if series.dtype == dtype:  # already canonical (a parser's output being standardized): nothing to coerce
+        return series
     if dtype == TS:
         if pd.api.types.is_datetime64_any_dtype(series.dtype):
             converted = series.dt.tz_localize("UTC") if series.dt.tz is None else series.dt.tz_convert("UTC")
