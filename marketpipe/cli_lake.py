@@ -20,7 +20,7 @@ lake_app = typer.Typer(help="Cold lake: tiering of old hot data to Parquet, list
 
 DatasetOption = Annotated[
     list[str] | None,
-    typer.Option("--dataset", "-d", help="bars_intraday, bars_daily, features or feature_values (repeatable)"),
+    typer.Option("--dataset", "-d", help="bars_intraday, bars_daily, features, feature_values or trades (repeatable)"),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="one JSON object")]
 

@@ -1,4 +1,4 @@
-"""The read router: bars and features wherever they live, hot (TimescaleDB) or cold (the lake).
+"""The read router: bars, features and trades wherever they live, hot (TimescaleDB) or cold (the lake).
 
 A read of ``[start, end)`` asks two cheap catalogs where its rows are: TimescaleDB's chunk catalog
 (is any hot chunk in the range?) and the lake manifest ``ops.lake_files`` (which verified objects
@@ -38,13 +38,23 @@ from marketpipe.settings import Settings
 from tasks.features.kernels import FEATURES
 from tasks.features.store import latest_feature_set
 from tasks.features.store import read_features as read_hot_features
-from tasks.sources.model import BARS, STR, TS, canonical_timeframe, frame, to_utc
+from tasks.sources.model import BARS, STR, TRADES, TS, canonical_timeframe, frame, to_utc
 from tasks.storage.corporate_actions import adjustment_factors, apply_adjustment, read_corporate_actions
 from tasks.storage.hot import ADJUSTMENTS, INTRADAY_TIMEFRAMES, Adjustment, bar_table
 from tasks.storage.hot import read_bars as read_hot_bars
 from tasks.storage.lake import Lake
 from tasks.storage.lifecycle import CompactionReport, compact
-from tasks.storage.tiering import DATASETS, LakeFile, TierDataset, TieringReport, manifest_files, tier_chunks
+from tasks.storage.tiering import (
+    DATASETS,
+    NO_TIMEFRAME,
+    LakeFile,
+    TierDataset,
+    TieringReport,
+    manifest_files,
+    tier_chunks,
+)
+from tasks.storage.trades import TRADE_KEY, check_trade_request
+from tasks.storage.trades import read_trades as read_hot_trades
 
 CLOSE_LOOKBACK = timedelta(days=31)  # how far before a dividend's ex date its previous close is sought
 
@@ -254,6 +264,21 @@ class StorageRouter:
                     parts.append(bars[["symbol", "ts", "close"]])
                     break
         return pd.concat(parts, ignore_index=True) if parts else self._closes_before(actions.iloc[0:0])
+
+    # -- trades ------------------------------------------------------------------------------
+    def read_trades(self, symbols: Sequence[str], start: object, end: object) -> pd.DataFrame:
+        """Trades of ``symbols`` with ``start <= ts < end`` (canonical TRADES frame, sorted by the
+        natural key symbol, ts, exchange, trade_id) from whichever tiers hold them; a trade in both
+        tiers is taken from the hot store."""
+        names, lo, hi = check_trade_request(symbols, start, end)
+        plan = self.plan(DATASETS["trades"], names, lo, hi, NO_TIMEFRAME)
+        parts = []
+        if plan.cold:
+            parts.append(self.read_cold(plan.cold, names, lo, hi).to_pandas()[list(TRADES)])
+        if plan.hot or not parts:
+            parts.append(read_hot_trades(self.conn, names, lo, hi))
+        merged = merge_tiers(parts, TRADE_KEY)
+        return frame(TRADES, {c: merged[c] for c in TRADES}, what="routed trades")
 
     # -- features ----------------------------------------------------------------------------
     def read_features(

@@ -7,15 +7,18 @@ Layout (Hive-style, readable by pyarrow.dataset, DuckDB, Spark with ``hive_parti
     cold/features/timeframe=1min/date=2026-01-05/<chunk>.parquet    standard features (wide)
     cold/features/timeframe=1day/month=2026-01/<chunk>.parquet
     cold/feature_values/timeframe=.../<chunk>.parquet               plugin outputs (long)
+    cold/trades/date=2026-01-05/<chunk>.parquet                     trades (no timeframe), one UTC day
 
 Intraday timeframes partition by day (a 1-day chunk is exactly one partition), daily bars by month
 (a 30-day chunk spans two months, so it becomes two objects). ``<chunk>`` is the TimescaleDB chunk's
 name without its leading underscore (``hyper_3_41_chunk``: pyarrow, Spark and Hive skip files whose
 names start with ``_`` or ``.``), so re-exporting a chunk rewrites the same keys; compaction merges a
 partition's objects into ``compact-<digest>.parquet``. Partition columns (``timeframe``) are not
-repeated inside the files. Rows are sorted by (symbol, ts) and written in row groups of
-``storage.data_lake.row_group_rows`` rows, so one symbol's range is a few row groups that the
-min/max statistics on ``symbol`` and ``ts`` find; compression is ``storage.data_lake.compression``.
+repeated inside the files; a dataset without a timeframe (trades) has no ``timeframe=`` level, and
+its manifest rows say timeframe ``tick`` (:data:`NO_TIMEFRAME`). Rows are sorted by (symbol, ts)
+and written in row groups of ``storage.data_lake.row_group_rows`` rows, so one symbol's range is a
+few row groups that the min/max statistics on ``symbol`` and ``ts`` find; compression is
+``storage.data_lake.compression``.
 The lake holds one database's data: two databases tiering into one bucket could reuse chunk names.
 Intraday and daily trees have different partition keys (date vs month): DuckDB reads one timeframe
 at a time (``read_parquet('.../cold/bars/timeframe=1min/*/*.parquet', hive_partitioning=true)``),
@@ -71,11 +74,13 @@ from marketpipe.settings import Settings
 from tasks.features.store import FEATURE_VALUES_TABLE, FEATURES_TABLE
 from tasks.storage.hot import BARS_DAILY, BARS_INTRADAY, Column, TableSpec
 from tasks.storage.lake import Lake
+from tasks.storage.trades import TRADES_TABLE
 
 COLD_PREFIX = "cold"
 LAKE_LOCK_KEY = 0x6C616B65  # 'lake': one advisory lock id for every mover of lake contents
 CRASH_ENV = "MARKETPIPE_CRASH_AT"  # tests only: "tiering:<point>" kills this process with SIGKILL there
 DAILY_TIMEFRAMES = frozenset({"1day"})
+NO_TIMEFRAME = "tick"  # the manifest's timeframe of datasets that have none (trades): every row is a tick
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,6 +111,11 @@ class TierDataset:
         return self.table.key
 
     @property
+    def has_timeframe(self) -> bool:
+        """Bars and features partition by timeframe first; trades have none."""
+        return "timeframe" in self.table.column_names
+
+    @property
     def prefix(self) -> str:
         return f"{COLD_PREFIX}/{self.lake_name}/"
 
@@ -117,6 +127,7 @@ DATASETS: dict[str, TierDataset] = {
         TierDataset("bars_daily", BARS_DAILY, "bars"),
         TierDataset("features", FEATURES_TABLE, "features"),
         TierDataset("feature_values", FEATURE_VALUES_TABLE, "feature_values"),
+        TierDataset("trades", TRADES_TABLE, "trades"),
     )
 }
 
@@ -146,12 +157,17 @@ def partition_of(timeframe: str, day: datetime) -> str:
 
 
 def object_key(ds: TierDataset, timeframe: str, partition: str, name: str) -> str:
+    if not ds.has_timeframe:
+        return f"{ds.prefix}{partition}/{name}.parquet"
     return f"{ds.prefix}timeframe={timeframe}/{partition}/{name}.parquet"
 
 
 def parse_key(key: str) -> tuple[str, str, str] | None:
-    """``(lake_name, timeframe, partition)`` of a ``cold/`` key, None for anything else."""
+    """``(lake_name, timeframe, partition)`` of a ``cold/`` key (timeframe :data:`NO_TIMEFRAME`
+    for a dataset without one), None for anything else."""
     parts = key.split("/")
+    if len(parts) == 4 and parts[0] == COLD_PREFIX:  # cold/<name>/date=.../<file>
+        parts = [parts[0], parts[1], f"timeframe={NO_TIMEFRAME}", parts[2], parts[3]]
     if len(parts) != 5 or parts[0] != COLD_PREFIX or not parts[2].startswith("timeframe="):
         return None
     if not parts[3].startswith(("date=", "month=")) or not parts[4].endswith(".parquet"):
@@ -186,6 +202,10 @@ def split_partitions(ds: TierDataset, table: pa.Table) -> list[tuple[str, str, p
     if table.num_rows == 0:
         return []
     days = pc.floor_temporal(table["ts"], unit="day")
+    if not ds.has_timeframe:
+        return [(NO_TIMEFRAME, partition_of(NO_TIMEFRAME, day),
+                 sort_rows(ds, table.filter(pc.equal(days, pa.scalar(day, days.type)))))
+                for day in sorted(pc.unique(days).to_pylist())]  # fmt: skip
     months = pc.floor_temporal(table["ts"], unit="month")
     groups: list[tuple[str, str, pa.Table]] = []
     for timeframe in sorted(pc.unique(table["timeframe"]).to_pylist()):

@@ -45,7 +45,7 @@ def symbols(stack: Settings) -> Iterator[Callable[[], str]]:
     if made:
         with database_connection(stack, autocommit=True) as cleanup:
             for table in ("market.bars_intraday", "market.bars_daily", "market.corporate_actions",
-                          "features.bar_features", "features.bar_feature_values"):  # fmt: skip
+                          "features.bar_features", "features.bar_feature_values", "market.trades"):  # fmt: skip
                 cleanup.execute(f"DELETE FROM {table} WHERE symbol = ANY(%s)", (made,))
 
 

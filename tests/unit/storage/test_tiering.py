@@ -67,6 +67,31 @@ def test_keys_parse_back_and_other_keys_do_not() -> None:
     assert parse_key("cold/bars/timeframe=1day/x.parquet") is None
 
 
+def test_trades_have_no_timeframe_level_and_their_keys_parse_back() -> None:
+    key = object_key(DATASETS["trades"], "tick", "date=2026-01-05", "hyper_9_1_chunk")
+
+    assert key == "cold/trades/date=2026-01-05/hyper_9_1_chunk.parquet"
+    assert parse_key(key) == ("trades", "tick", "date=2026-01-05")
+    assert parse_key("cold/trades/x.parquet") is None
+
+
+def test_a_trades_chunk_splits_by_utc_day_sorted_by_the_natural_key() -> None:
+    stamps = ["2026-01-05T23:59:59", "2026-01-05T15:00:00", "2026-01-06T00:00:00", "2026-01-05T15:00:00"]
+    ts = pa.array([datetime.fromisoformat(t).replace(tzinfo=UTC) for t in stamps], TS)
+    table = pa.table({
+        "symbol": ["B", "A", "A", "A"], "ts": ts,
+        "exchange": ["4", "11", "4", "4"], "trade_id": ["1", "7", "2", "7"], "price": [1.0, 2.0, 3.0, 4.0],
+        "size": pa.array([1, 2, 3, 4], pa.int64()), "conditions": [None, "12", None, None], "tape": ["C"] * 4,
+        "source": ["t"] * 4, "ingested_at": pa.array([datetime(2026, 1, 7, tzinfo=UTC)] * 4, TS),
+    })  # fmt: skip
+
+    groups = split_partitions(DATASETS["trades"], table)
+
+    assert [(tf, part, rows.num_rows) for tf, part, rows in groups] == [
+        ("tick", "date=2026-01-05", 3), ("tick", "date=2026-01-06", 1)]  # fmt: skip
+    assert groups[0][2]["price"].to_pylist() == [2.0, 4.0, 1.0]  # A 15:00 exchange 11, A 15:00 exchange 4, B
+
+
 def test_cutoff_is_the_hot_window_before_now() -> None:
     assert cutoff(datetime(2026, 3, 31, 12, tzinfo=UTC), 30) == datetime(2026, 3, 1, 12, tzinfo=UTC)
 
