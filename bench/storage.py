@@ -3,7 +3,7 @@
 Runs against the running stack (``marketpipe up``) on synthetic 1-minute bars (default 5,000 symbols
 x 20 NYSE sessions, about 39M rows), daily bars aggregated from them and one daily RSI per bar, in
 three throwaway schemas (``bench_storage_market``, ``_scan``, ``_features``) built from the project's
-OWN migration files (0002, 0007, 0009, 0011) with the schema names rewritten: the same tables,
+OWN migration files (0002, 0007, 0009, 0011, 0012, 0014) with the schema names rewritten: the same tables,
 hypertables, chunk intervals, indexes, triggers and scanner functions as the real ones, and the
 real tables are never touched. Lake objects go under ``cold/bench-storage-<run tag>/`` with manifest
 rows of dataset ``bench_storage_bars``; both are deleted at the end, like the schemas.
@@ -69,8 +69,9 @@ MIGRATIONS = (
     "0009_features.sql",
     "0011_scanners.sql",
     "0012_scanners_bounded_probes.sql",
+    "0014_volume_spikes_set_based.sql",
 )
-# Scanners that 0012 replaced: their 0011 definitions are measured beside them, in schema REF_SCHEMA.
+# Scanners that 0012 (and 0014) replaced: their 0011 definitions are measured beside them, in REF_SCHEMA.
 REPLACED = ("top_movers_minutes", "volume_spikes", "opening_gaps")
 REPLACED_IN = "0011_scanners.sql"
 REF_SCHEMA = "bench_storage_ref0011"
