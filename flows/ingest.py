@@ -7,15 +7,16 @@ committed watermark, so a second run fetches only what is new. Symbols run in wa
 run's progress artifact. A failing symbol is recorded (dead letter + summary row) and the others
 complete.
 
-Task parameters that are large objects (settings, the request, page lists, frames) are passed
+Task parameters that are large objects (settings, the source, the request) are passed
 ``quote``d: Prefect then does not walk them looking for futures, which cost several ms per task
 run for the nested settings model alone. No parameter of these tasks is a future.
 
-With ``process``, each symbol is processed as soon as its collection is done (its ``process-``
-task follows its ``collect-`` task), with the frames the collection parsed: one symbol's
-validation and writes overlap the next one's download, and the pages just stored are not read back
-and parsed again. Symbols of the request that fetched nothing but still have pending pages (an
-earlier run stopped between the stages) are processed afterwards from the raw zone.
+With ``process``, each symbol is one ``ingest-<symbol>`` task: collected, then processed at once
+with the frames the collection parsed, so one symbol's validation and writes overlap the next
+one's download and the pages just stored are not read back and parsed again. Without it each
+symbol is a ``collect-<symbol>`` task (the pipeline's ingestion stage; its processing stage runs
+``process-<symbol>`` tasks). Symbols of the request that fetched nothing but still have pending
+pages (an earlier run stopped between the stages) are processed afterwards from the raw zone.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
 from db.connect import async_database_connection, database_connection
-from flows.process import batch_quality, pending_groups, process_pending, process_symbol_task, publish_processing
+from flows.process import batch_quality, pending_groups, process_series, process_symbol, publish_processing
 from flows.retries import DATABASE_RETRY_OPTIONS
 from marketpipe.progress import terminal_progress
 from marketpipe.settings import Settings, load_settings
@@ -63,14 +64,50 @@ def ingest_run_name(source: str, data_type: str, timeframe: str, end_date: objec
     return f"ingest-{source}-{what}-{end}"
 
 
-@task(name="collect-symbol", cache_policy=NONE, **DATABASE_RETRY_OPTIONS, task_run_name="collect-{symbol}")
-async def collect_symbol_task(
+async def collect_one(
     settings: Settings, source: BaseSource, request: IngestRequest, symbol: str, start: datetime, run_id: str,
     reprocess: bool, keep_parsed: bool = False,
 ) -> SymbolCollection:  # fmt: skip
     lake = Lake.from_settings(settings.lake)
     async with await async_database_connection(settings, autocommit=True) as conn:
         return await collect_symbol(source, request, symbol, start, lake, conn, run_id, reprocess, keep_parsed)
+
+
+@dataclass
+class SymbolRun:
+    """One symbol's pass through the flow: its collection and what processing it did."""
+
+    collected: SymbolCollection
+    processed: list[tuple[SymbolProcessing, ValidationResult | None]] = field(default_factory=list)
+
+
+@task(name="collect-symbol", cache_policy=NONE, **DATABASE_RETRY_OPTIONS, task_run_name="collect-{symbol}")
+async def collect_symbol_task(
+    settings: Settings, source: BaseSource, request: IngestRequest, symbol: str, start: datetime, run_id: str,
+    reprocess: bool,
+) -> SymbolRun:  # fmt: skip
+    """The ingestion stage alone (the pipeline's ingestion runs: processing follows as its own stage)."""
+    return SymbolRun(await collect_one(settings, source, request, symbol, start, run_id, reprocess))
+
+
+@task(name="ingest-symbol", cache_policy=NONE, **DATABASE_RETRY_OPTIONS, task_run_name="ingest-{symbol}")
+async def ingest_symbol_task(
+    settings: Settings, source: BaseSource, request: IngestRequest, symbol: str, start: datetime, run_id: str,
+    reprocess: bool,
+) -> SymbolRun:  # fmt: skip
+    """Collect one symbol, then process its pending pages with the frames the collection parsed
+    (the processing work in a thread: it is CPU-bound). One task run per symbol, not two: each
+    task run costs the Prefect server tens of ms of CPU (its state events are recorded), and on a
+    small machine that server shares the cores with the run. A lost database connection retries
+    the whole symbol: collection is idempotent and processing commits once."""
+    collected = await collect_one(settings, source, request, symbol, start, run_id, reprocess, keep_parsed=True)
+    run = SymbolRun(collected)
+    timeframe = request.timeframe if request.data_type == "market_data" else None
+    groups = await asyncio.to_thread(pending_groups, settings, request.source, [symbol], timeframe, request.data_type)
+    for pages in groups:
+        run.processed.append(await asyncio.to_thread(process_symbol, settings, pages, collected.parsed))
+    collected.parsed.clear()  # processed: the frames are not needed any longer
+    return run
 
 
 def incremental_starts(settings: Settings, request: IngestRequest) -> dict[str, datetime | None]:
@@ -80,14 +117,6 @@ def incremental_starts(settings: Settings, request: IngestRequest) -> dict[str, 
         marks = read_watermarks(conn, source=request.source, dataset=dataset, symbols=list(request.symbols),
                                 timeframe=request.timeframe if timeframe is None else timeframe)  # fmt: skip
     return resume_starts(request, {symbol: mark.high_water_ts for (_, _, symbol, _), mark in marks.items()})
-
-
-@dataclass
-class SymbolRun:
-    """One symbol's pass through the flow: its collection and what processing it did."""
-
-    collected: SymbolCollection
-    processed: list[tuple[SymbolProcessing, ValidationResult | None]] = field(default_factory=list)
 
 
 async def collect_all(
@@ -104,24 +133,14 @@ async def collect_all(
         return []
     source = build_source(request.source, settings)
     progress = await acreate_progress_artifact(0.0, description=f"symbols collected from {request.source}")
-    timeframe = request.timeframe if request.data_type == "market_data" else None
+    symbol_task = ingest_symbol_task if process else collect_symbol_task
     results: list[SymbolRun] = []
 
     async def one(symbol: str) -> SymbolRun:
         async with gate:
             start = (starts or {}).get(symbol) or request.start
-            collected = await collect_symbol_task(quote(settings), quote(source), quote(request), symbol, start,
-                                                  run_id, reprocess=starts is None, keep_parsed=process)  # fmt: skip
-            run = SymbolRun(collected)
-            if process:
-                groups = await asyncio.to_thread(pending_groups, settings, request.source, [symbol], timeframe,
-                                                 request.data_type)  # fmt: skip
-                for pages in groups:
-                    run.processed.append(
-                        await process_symbol_task(quote(settings), symbol, quote(pages), quote(collected.parsed))
-                    )
-            collected.parsed.clear()  # processed: the frames are not needed any longer
-            return run
+            return await symbol_task(quote(settings), quote(source), quote(request), symbol, start, run_id,
+                                     reprocess=starts is None)  # fmt: skip
 
     try:
         with terminal_progress(len(symbols), f"{request.source} {request.timeframe}") as advance:
@@ -186,11 +205,10 @@ async def ingest_flow(
         done = [pair for r in runs for pair in r.processed]
         leftover = [s for s in request.symbols if s not in {r.collected.symbol for r in runs}]
         if leftover:
-            earlier, _ = await process_pending(
-                settings, request.source, leftover,
-                request.timeframe if request.data_type == "market_data" else None, request.data_type,
-            )  # fmt: skip
-            done += [(outcome, None) for outcome in earlier]
+            timeframe_filter = request.timeframe if request.data_type == "market_data" else None
+            done += await process_series(
+                settings, pending_groups(settings, request.source, leftover, timeframe_filter, request.data_type)
+            )
         done.sort(key=lambda pair: pair[0].symbol)
         processed = [outcome for outcome, _ in done]
         report = batch_quality([r for _, r in done if r is not None], settings.quality.min_quality_score)

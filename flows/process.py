@@ -60,9 +60,9 @@ def process_symbol(
 
 @task(name="process-symbol", cache_policy=NONE, **DATABASE_RETRY_OPTIONS, task_run_name="process-{symbol}")
 async def process_symbol_task(
-    settings: Settings, symbol: str, pages: list[PendingPage], parsed: Mapping[str, ParsedPage] | None = None
+    settings: Settings, symbol: str, pages: list[PendingPage]
 ) -> tuple[SymbolProcessing, ValidationResult | None]:
-    return await asyncio.to_thread(process_symbol, settings, pages, parsed)
+    return await asyncio.to_thread(process_symbol, settings, pages)
 
 
 def pending_groups(
@@ -89,19 +89,26 @@ def batch_quality(results: list[ValidationResult], min_score: float) -> QualityR
     return quality_report(merged, min_quality_score=min_score)
 
 
-async def process_pending(
-    settings: Settings, source: str, symbols: list[str] | None = None, timeframe: str | None = None,
-    data_type: str = "market_data",
-) -> tuple[list[SymbolProcessing], QualityReport | None]:  # fmt: skip
-    """Every symbol with pending pages, at most ``collection.max_parallel_symbols`` at once."""
-    pending = pending_groups(settings, source, symbols, timeframe, data_type)
+async def process_series(
+    settings: Settings, pending: list[list[PendingPage]]
+) -> list[tuple[SymbolProcessing, ValidationResult | None]]:
+    """A ``process-<symbol>`` task per group of pending pages, at most
+    ``collection.max_parallel_symbols`` at once."""
     gate = asyncio.Semaphore(settings.collection.max_parallel_symbols)
 
     async def one(pages: list[PendingPage]) -> tuple[SymbolProcessing, ValidationResult | None]:
         async with gate:
             return await process_symbol_task(quote(settings), pages[0].symbol, quote(pages))
 
-    done = await asyncio.gather(*(one(pages) for pages in pending))
+    return list(await asyncio.gather(*(one(pages) for pages in pending)))
+
+
+async def process_pending(
+    settings: Settings, source: str, symbols: list[str] | None = None, timeframe: str | None = None,
+    data_type: str = "market_data",
+) -> tuple[list[SymbolProcessing], QualityReport | None]:  # fmt: skip
+    """Every symbol with pending pages, at most ``collection.max_parallel_symbols`` at once."""
+    done = await process_series(settings, pending_groups(settings, source, symbols, timeframe, data_type))
     outcomes = [outcome for outcome, _ in done]
     report = batch_quality([r for _, r in done if r is not None], settings.quality.min_quality_score)
     return outcomes, report
