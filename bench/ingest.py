@@ -4,7 +4,10 @@ Measured on the running stack (``marketpipe up``), on the same machine, one part
 
 - ``end_to_end``: ``symbols`` x ``sessions`` of 1-minute bars (default 100 x 20, about 780k bars)
   from the market sandbox through :func:`flows.ingest.ingest_flow` with ``incremental=False``:
-  fetch through the Polygon adapter, raw zone, manifest, re-parse, standardize, validate, hot store.
+  fetch through the Polygon adapter, raw zone, manifest, standardize, validate, hot store. The
+  CPU time every process of the stack spent meanwhile (this one, sandbox, database, lake,
+  Prefect server; from /proc) gives the best ratio that work allows on this machine's cores
+  (``upper_bound_ratio``, see :func:`cpu_bounds`).
 - ``plain``: the same work on other fresh symbols by calling the plain functions the flow wraps
   (``collect_symbol``, ``pending_pages``, ``process_symbol_bars``) with the same parallelism and no
   Prefect at all (in-process rate limiter, no tasks, artifacts or API calls). Prefect's overhead is
@@ -28,6 +31,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import secrets
 import string
 import sys
@@ -84,6 +88,31 @@ def overhead_fraction(flow_s: float, flow_bars: int, plain_s: float, plain_bars:
     return max(0.0, (flow_per_bar - plain_per_bar) / flow_per_bar)
 
 
+def cpu_bounds(bars: int, cpu_seconds: dict[str, float], cores: int, naive_bars_per_s: float) -> dict[str, Any]:
+    """What the end-to-end run's CPU work allows at best on ``cores`` cores.
+
+    ``cpu_seconds`` is the CPU each process spent during the run (this process, the sandbox, the
+    database, the lake, the Prefect server). Even with every core busy all the time, the run
+    cannot take less than their sum divided by the cores: ``upper_bound_ratio`` is the ratio to
+    the naive baseline at that speed. ``vendor_and_store_bound_ratio`` counts only the sandbox
+    serving the pages and the database storing the rows: the ratio if everything of ours
+    (parsing, raw zone, validation, Prefect) cost nothing.
+    """
+    total = sum(cpu_seconds.values())
+    floor = cpu_seconds.get("sandbox", 0.0) + cpu_seconds.get("postgres", 0.0)
+
+    def ratio(cpu: float) -> float | None:
+        return round(per_second(bars, cpu / cores) / naive_bars_per_s, 2) if cpu > 0 and naive_bars_per_s else None
+
+    return {
+        "end_to_end_cpu_seconds": {name: round(value, 2) for name, value in cpu_seconds.items()},
+        "end_to_end_cpu_seconds_total": round(total, 2),
+        "cpu_bound_bars_per_s": round(per_second(bars, total / cores)) if total > 0 else None,
+        "upper_bound_ratio": ratio(total),
+        "vendor_and_store_bound_ratio": ratio(floor),
+    }
+
+
 def summarize(parts: dict[str, Any], cpus: int | None) -> dict[str, Any]:
     """The report: rates, ratios, targets and whether each is met."""
     e2e = per_second(parts["end_to_end_bars"], parts["end_to_end_seconds"])
@@ -125,6 +154,7 @@ def summarize(parts: dict[str, Any], cpus: int | None) -> dict[str, Any]:
         "naive_bars_per_s": round(naive),
         "naive_seconds": round(parts["naive_seconds"], 3),
         "end_to_end_vs_naive": round(e2e / naive, 2),
+        **cpu_bounds(parts["end_to_end_bars"], parts.get("end_to_end_cpu", {}), cpus or 1, naive),
         "cpus": cpus,
         "targets": {name: {"target": targets[name], "met": met[name]} for name in targets},
         "targets_met": all(met.values()),
@@ -159,6 +189,12 @@ def render_table(report: dict[str, Any]) -> str:
                  f"{report['plain_seconds']} s; naive {report['naive_bars']:,} bars ({report['naive_symbols']} "
                  f"symbols) in {report['naive_seconds']} s; writer {report['writer_seconds']} s vs psql "
                  f"{report['psql_copy_seconds']} s; {report['cpus']} CPUs")  # fmt: skip
+    if report.get("upper_bound_ratio") is not None:
+        cpu = ", ".join(f"{name} {value} s" for name, value in report["end_to_end_cpu_seconds"].items())
+        lines.append(f"end-to-end CPU: {cpu} (total {report['end_to_end_cpu_seconds_total']} s): at best "
+                     f"{report['cpu_bound_bars_per_s']:,} bars/s on {report['cpus']} cores -> at most "
+                     f"{report['upper_bound_ratio']}x naive; the sandbox and the database alone allow "
+                     f"{report['vendor_and_store_bound_ratio']}x")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -216,6 +252,54 @@ def delete_symbols(settings: Settings, symbols: Sequence[str]) -> None:
     for symbol in names:
         for obj in list(lake.list(f"{RAW_PREFIX}/source={SOURCE}/dataset=bars/symbol={symbol}/")):
             lake.delete(obj.key)
+
+
+def _proc_cpu_ticks() -> dict[int, tuple[int, int]]:
+    """Every live process: pid -> (parent pid, CPU ticks of itself and of its reaped children)."""
+    table = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        table[int(entry.name)] = (int(fields[1]), sum(int(f) for f in fields[11:15]))  # utime stime cutime cstime
+    return table
+
+
+def component_cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by this process and by each component's process tree (Linux /proc;
+    empty elsewhere). A tree's reaped children count through their parent's cutime/cstime."""
+    if not os.path.isdir("/proc"):
+        return {}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out = {"client": usage.ru_utime + usage.ru_stime}
+    table = _proc_cpu_ticks()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    tick = os.sysconf("SC_CLK_TCK")
+    for name, root in roots.items():
+        stack, ticks = [root], 0
+        while stack:
+            pid = stack.pop()
+            ticks += table.get(pid, (0, 0))[1]
+            stack += children.get(pid, [])
+        out[name] = ticks / tick
+    return out
+
+
+def stack_pids(settings: Settings) -> dict[str, int]:
+    """The root process of each embedded component that runs here (none for external services)."""
+    from marketpipe.services import Stack
+
+    return {name: c.pid for name, c in Stack(settings).status().components.items() if c.pid is not None}
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {name: max(0.0, after[name] - before.get(name, 0.0)) for name in after}
 
 
 def end_to_end(settings: Settings, symbols: list[str], first: date, last: date,
@@ -365,8 +449,11 @@ def run(settings: Settings, symbols: int = 100, sessions: int = 20, overrides: d
         "naive_symbols": len(naive_names),
         "run_tag": tag,
     }
+    pids = stack_pids(settings)
     try:
+        cpu_before = component_cpu_seconds(pids)
         parts["end_to_end_seconds"], summary = end_to_end(settings, flow_names, first, last, overrides)
+        parts["end_to_end_cpu"] = cpu_delta(cpu_before, component_cpu_seconds(pids))
         if summary["failed"]:
             raise RuntimeError(f"the benchmark flow failed for {summary['failed']}")
         parts["end_to_end_bars"] = stored_bars(settings, flow_names)
