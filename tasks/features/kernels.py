@@ -5,14 +5,17 @@ that pass from a handful of running scalars and four small ring buffers. Symbols
 so the outer loop is a ``prange`` over symbols (``parallel=True``); nothing is allocated inside the
 kernel: the caller passes the output matrix and the per-symbol state matrix.
 
-**Where the time goes.** A symbol's first bars (until every window is full) go through a loop with
-the warm-up branches; the rest through a branch-free copy of it. The work without loop-carried
-state is taken out of that loop into passes over the symbol's output rows that the compiler
-vectorizes (AVX2 here): the returns and log returns before it (the logarithm as a short series,
-see :func:`_log1p_series`), and every square root and division after it (:func:`_finish`; the
-fused loop parks their operands in the output rows). The same operations in the same order run on
-every path, so where a bar is computed never changes its bits. No ``fastmath``: it would let the
-compiler reorder the running sums.
+**Where the time goes.** A symbol's first bars (until every window is full and reaches back no
+further than this call's first bar) go through a loop with the warm-up branches that keeps the
+windows in the state's ring buffers. The rest, the steady bars, go through passes over the symbol's
+arrays, each with few running values so that they stay in registers: returns (the logarithm as a
+short series that vectorizes, see :func:`_log1p_series`), the running window sums (a window's oldest
+value read from the arrays at a fixed distance), the recursive averages side by side (their
+dependency chains overlap), the rolling high and low (van Herk / Gil-Werman: three comparisons per
+bar whatever the data), sessions, and every square root and division in vectorized passes
+(:func:`_finish`; the earlier passes park their operands in the output rows). The same operations
+in the same order run on every path, so where a bar is computed never changes its bits. No
+``fastmath``: it would let the compiler reorder the running sums.
 
 **Resumable by construction.** Everything a symbol's next bar needs (running sums, EMA and Wilder
 averages, OBV, the ring buffers, the current session's VWAP sums, the number of bars seen) lives in
@@ -161,10 +164,12 @@ def _symbol(
     pr = i % vol_n
     pz = i % vz_n
     ph = i % hilo_n
-    # Bars from `steady` on have every window full and every average seeded: the second loop below
-    # computes them without the warm-up branches (same operations in the same order, so the same bits).
+    # Bars from `split` on have every window full, every average seeded, and every window's oldest
+    # value in this call's arrays (not only in the state's rings): the passes after this loop compute
+    # them without the warm-up branches (same operations in the same order, so the same bits).
     steady = max(vol_n, sma_n, bb_n, ema_n, sig_start + 1, rsi_n + 1, atr_n + 1, vz_n, hilo_n)
-    split = min(stop, start + max(0, steady - i))
+    reach = max(sma_n, bb_n, vol_n, vz_n, hilo_n) - 1
+    split = min(stop, start + max(0, steady - i, reach))
     for j in range(start, split):
         o, h, lo, c, v = open_[j], high[j], low[j], close[j], volume[j]
         st[close_at + pc] = c
@@ -341,107 +346,41 @@ def _symbol(
         pz = _next(pz, vz_n)
         ph = _next(ph, hilo_n)
 
-    # Returns of the steady bars first, in a pass with no loop-carried state that the compiler
-    # vectorizes (the series logarithm included); the fused loop reads them back from L1/L2.
+    # The steady bars, in passes over the symbol's arrays: each pass carries a few running values
+    # (registers, no spills) and reads a window's oldest value from the arrays themselves, so no ring
+    # buffer is touched per bar; the rings get the last values once, at the end.
     if split < stop:
+        n = stop - split
         _returns(close, split, stop, prev_close, out[F_RET], out[F_LOG_RET])
-    for j in range(split, stop):
-        o, h, lo, c, v = open_[j], high[j], low[j], close[j], volume[j]
-        st[close_at + pc] = c
-
-        lr = out[F_LOG_RET, j]
-        if not abs(out[F_RET, j]) < LOG_SERIES_MAX:  # a large move: the series does not apply
-            lr = math.log(c / prev_close)
-            out[F_LOG_RET, j] = lr
-        st[ret_at + pr] = lr
-        vol_sum += lr
-        vol_sumsq += lr * lr
-        out[F_VOL, j] = (vol_sumsq - vol_sum * vol_sum * inv_vol) * inv_vol1  # the variance: see _finish
-        old = st[ret_at + _next(pr, vol_n)]
-        vol_sum -= old
-        vol_sumsq -= old * old
-
-        sma_sum += c
-        out[F_SMA, j] = sma_sum * inv_sma
-        sma_sum -= st[close_at + _back(pc, sma_n - 1, close_len)]
-
-        bb_sum += c
-        bb_sumsq += c * c
-        mean = bb_sum * inv_bb
-        out[F_BB_MID, j] = mean
-        out[F_BB_UP, j] = bb_sumsq * inv_bb - mean * mean  # the variance: see _finish
-        old = st[close_at + _back(pc, bb_n - 1, close_len)]
-        bb_sum -= old
-        bb_sumsq -= old * old
-
-        ema = (c - ema) * k_ema + ema
-        out[F_EMA, j] = ema
-
-        fast = (c - fast) * k_fast + fast
-        slow = (c - slow) * k_slow + slow
-        line = fast - slow
-        sig = (line - sig) * k_sig + sig
-        out[F_MACD, j] = line
-        out[F_MACD_SIG, j] = sig
-        out[F_MACD_HIST, j] = line - sig
-
-        d = c - prev_close
-        tr = _true_range(h, lo, prev_close)
-        gain *= rsi_n - 1.0
-        loss *= rsi_n - 1.0
-        gain += d if d > 0.0 else 0.0
-        loss -= d if d < 0.0 else 0.0
-        gain *= inv_rsi
-        loss *= inv_rsi
-        out[F_RSI, j] = gain  # with gain + loss in the %B row until _finish
-        out[F_BB_PCTB, j] = gain + loss
-        atr = (atr * (atr_n - 1.0) + tr) * inv_atr
-        out[F_ATR, j] = atr
-        obv += v * ((c > prev_close) - (c < prev_close))
-        out[F_OBV, j] = obv
-
-        st[volume_at + pz] = v
-        vz_sum += v
-        vz_sumsq += v * v
-        mean = vz_sum * inv_vz
-        out[F_VOLUME_Z, j] = mean  # with the variance in the lower band's row until _finish
-        out[F_BB_LO, j] = (vz_sumsq - vz_sum * mean) * inv_vz1
-        old = st[volume_at + _next(pz, vz_n)]
-        vz_sum -= old
-        vz_sumsq -= old * old
-
-        st[high_at + ph] = h
-        st[low_at + ph] = lo
-        if h >= hi_max:
-            hi_max, hi_pos = h, i
-        elif i - hi_pos >= hilo_n:
-            hi_max, hi_pos = _ring_extreme(st, high_at, hilo_n, ph, i, 1.0)
-        if lo <= lo_min:
-            lo_min, lo_pos = lo, i
-        elif i - lo_pos >= hilo_n:
-            lo_min, lo_pos = _ring_extreme(st, low_at, hilo_n, ph, i, -1.0)
-        out[F_DIST_HIGH, j] = hi_max  # see _finish
-        out[F_DIST_LOW, j] = lo_min
-
-        if session[j] != cur_session:
-            cur_session = session[j]
-            vwap_pv = 0.0
-            vwap_v = 0.0
-            gap = o / prev_close - 1.0
-        out[F_GAP, j] = gap
-        vwap_pv, vwap_v = _vwap(out, j, intraday, h, lo, c, v, vwap_pv, vwap_v)
-
-        prev_close = c
-        i += 1
-        pc = _next(pc, close_len)
-        pr = _next(pr, vol_n)
-        pz = _next(pz, vz_n)
-        ph = _next(ph, hilo_n)
-
-    if split < stop:
+        _large_moves(close, split, stop, out[F_RET], out[F_LOG_RET])
+        sma_sum, bb_sum, bb_sumsq, vol_sum, vol_sumsq, vz_sum, vz_sumsq = _rolling_sums(
+            close, out[F_LOG_RET], volume, split, stop, sma_n, bb_n, vol_n, vz_n, inv_sma, inv_bb, inv_vol, inv_vol1,
+            inv_vz, inv_vz1, sma_sum, bb_sum, bb_sumsq, vol_sum, vol_sumsq, vz_sum, vz_sumsq,
+            out[F_SMA], out[F_BB_MID], out[F_BB_UP], out[F_VOL], out[F_VOLUME_Z], out[F_BB_LO],
+        )  # fmt: skip
+        ema, fast, slow, sig, gain, loss, atr, obv = _smoothed(
+            high, low, close, volume, split, stop, k_ema, k_fast, k_slow, k_sig, rsi_n, inv_rsi, atr_n, inv_atr,
+            ema, fast, slow, sig, gain, loss, atr, obv, out[F_EMA], out[F_MACD], out[F_MACD_SIG], out[F_MACD_HIST],
+            out[F_RSI], out[F_BB_PCTB], out[F_ATR], out[F_OBV],
+        )  # fmt: skip
+        hi_max, age = _rolling_extreme(high, split, stop, hilo_n, 1.0, out[F_DIST_HIGH])
+        hi_pos = i + n - 1 - age
+        lo_min, age = _rolling_extreme(low, split, stop, hilo_n, -1.0, out[F_DIST_LOW])
+        lo_pos = i + n - 1 - age
+        cur_session, vwap_pv, vwap_v, gap = _sessions(
+            open_, high, low, close, volume, session, split, stop, intraday, cur_session, vwap_pv, vwap_v, gap,
+            out[F_GAP], out[F_VWAP],
+        )  # fmt: skip
         _finish(close, volume, split, stop, vol_scale, bb_k, out[F_VOL], out[F_BB_UP], out[F_BB_MID],
                 out[F_BB_LO], out[F_BB_PCTB], out[F_DIST_HIGH], out[F_DIST_LOW], out[F_RSI],
                 out[F_VOLUME_Z])  # fmt: skip
+        _fill_ring(st, close_at, close_len, close, split, stop, i)
+        _fill_ring(st, ret_at, vol_n, out[F_LOG_RET], split, stop, i)
+        _fill_ring(st, volume_at, vz_n, volume, split, stop, i)
+        _fill_ring(st, high_at, hilo_n, high, split, stop, i)
+        _fill_ring(st, low_at, hilo_n, low, split, stop, i)
+        prev_close = close[stop - 1]
+        i += n
 
     st[S_N] = i
     st[S_PREV_CLOSE] = prev_close
@@ -451,6 +390,169 @@ def _symbol(
     st[S_VOL_SUM], st[S_VOL_SUMSQ], st[S_VZ_SUM], st[S_VZ_SUMSQ] = vol_sum, vol_sumsq, vz_sum, vz_sumsq
     st[S_HIGH_MAX], st[S_HIGH_POS], st[S_LOW_MIN], st[S_LOW_POS] = hi_max, hi_pos, lo_min, lo_pos
     st[S_SESSION], st[S_VWAP_PV], st[S_VWAP_V], st[S_GAP] = cur_session, vwap_pv, vwap_v, gap
+
+
+@njit(cache=True, error_model="numpy")
+def _large_moves(close, first, stop, ret, log_ret):
+    """libm's logarithm for the returns too large for the series."""
+    for j in range(first, stop):
+        if not abs(ret[j]) < LOG_SERIES_MAX:
+            log_ret[j] = math.log(close[j] / close[j - 1])
+
+
+@njit(cache=True, error_model="numpy")
+def _rolling_sums(close, log_ret, volume, first, stop, sma_n, bb_n, vol_n, vz_n, inv_sma, inv_bb, inv_vol, inv_vol1,
+                  inv_vz, inv_vz1, sma_sum, bb_sum, bb_sumsq, vol_sum, vol_sumsq, vz_sum, vz_sumsq,
+                  sma, bb_mid, bb_var, vol_var, vz_mean, vz_var):  # fmt: skip
+    """The running window sums: the SMA and the Bollinger middle, and the operands _finish turns into
+    the bands, the volatility and the volume z-score (variances and the volume mean). A window's
+    oldest value is read from the arrays, at a fixed distance behind the newest."""
+    n = stop - first
+    c = close[first:stop]
+    c_sma, c_bb = close[first - sma_n + 1 : stop - sma_n + 1], close[first - bb_n + 1 : stop - bb_n + 1]
+    lr, lr_old = log_ret[first:stop], log_ret[first - vol_n + 1 : stop - vol_n + 1]
+    v, v_old = volume[first:stop], volume[first - vz_n + 1 : stop - vz_n + 1]
+    s, mid, bvar = sma[first:stop], bb_mid[first:stop], bb_var[first:stop]
+    var_, zm, zv = vol_var[first:stop], vz_mean[first:stop], vz_var[first:stop]
+    for k in range(n):
+        x = c[k]
+        sma_sum += x
+        s[k] = sma_sum * inv_sma
+        sma_sum -= c_sma[k]
+        bb_sum += x
+        bb_sumsq += x * x
+        mean = bb_sum * inv_bb
+        mid[k] = mean
+        bvar[k] = bb_sumsq * inv_bb - mean * mean
+        old = c_bb[k]
+        bb_sum -= old
+        bb_sumsq -= old * old
+        x = lr[k]
+        vol_sum += x
+        vol_sumsq += x * x
+        var_[k] = (vol_sumsq - vol_sum * vol_sum * inv_vol) * inv_vol1
+        old = lr_old[k]
+        vol_sum -= old
+        vol_sumsq -= old * old
+        x = v[k]
+        vz_sum += x
+        vz_sumsq += x * x
+        mean = vz_sum * inv_vz
+        zm[k] = mean
+        zv[k] = (vz_sumsq - vz_sum * mean) * inv_vz1
+        old = v_old[k]
+        vz_sum -= old
+        vz_sumsq -= old * old
+    return sma_sum, bb_sum, bb_sumsq, vol_sum, vol_sumsq, vz_sum, vz_sumsq
+
+
+@njit(cache=True, error_model="numpy")
+def _smoothed(high, low, close, volume, first, stop, k_ema, k_fast, k_slow, k_sig, rsi_n, inv_rsi, atr_n, inv_atr,
+              ema, fast, slow, sig, gain, loss, atr, obv, ema_out, line_out, sig_out, hist_out, rsi_gain, rsi_total,
+              atr_out, obv_out):  # fmt: skip
+    """The recursive averages: EMA, MACD's three, RSI's average gain (and gain + loss, see _finish),
+    ATR and OBV. Each is a chain of dependent operations from bar to bar; run side by side in one
+    loop, their latencies overlap."""
+    n = stop - first
+    c, pc = close[first:stop], close[first - 1 : stop - 1]
+    h, lo, v = high[first:stop], low[first:stop], volume[first:stop]
+    e, ln, sg, hs = ema_out[first:stop], line_out[first:stop], sig_out[first:stop], hist_out[first:stop]
+    g, t, a, ob = rsi_gain[first:stop], rsi_total[first:stop], atr_out[first:stop], obv_out[first:stop]
+    for k in range(n):
+        x, prev = c[k], pc[k]
+        ema = (x - ema) * k_ema + ema
+        e[k] = ema
+        fast = (x - fast) * k_fast + fast
+        slow = (x - slow) * k_slow + slow
+        line = fast - slow
+        sig = (line - sig) * k_sig + sig
+        ln[k] = line
+        sg[k] = sig
+        hs[k] = line - sig
+        d = x - prev
+        tr = _true_range(h[k], lo[k], prev)
+        gain *= rsi_n - 1.0
+        loss *= rsi_n - 1.0
+        gain += d if d > 0.0 else 0.0
+        loss -= d if d < 0.0 else 0.0
+        gain *= inv_rsi
+        loss *= inv_rsi
+        g[k] = gain
+        t[k] = gain + loss
+        atr = (atr * (atr_n - 1.0) + tr) * inv_atr
+        a[k] = atr
+        obv += v[k] * ((x > prev) - (x < prev))
+        ob[k] = obv
+    return ema, fast, slow, sig, gain, loss, atr, obv
+
+
+@njit(cache=True, error_model="numpy")
+def _rolling_extreme(x, first, stop, n, sign, out):
+    """The rolling ``n``-bar maximum (sign 1) or minimum (sign -1) of ``x`` for bars ``first:stop``
+    into ``out`` (see _finish), by van Herk / Gil-Werman: cut ``x`` into blocks of ``n`` from the
+    first bar's window start; a window then spans the tail of one block and the head of the next, so
+    its extreme is the extreme of a suffix extreme and a prefix extreme, three comparisons per bar
+    whatever the data. The suffix extremes are parked in ``out`` at the bar whose window starts
+    there. Returns the extreme of the last window and the latest bar holding it, counted back from
+    ``stop`` (0: bar ``stop - 1``)."""
+    base = first - n + 1
+    for b in range(base, stop - n + 1, n):
+        # suffix extremes of block [b, b + n): out[j + n - 1] for every j in it whose window ends by stop
+        end = min(b + n, stop - n + 1)
+        best = x[end - 1] if end == b + n else _extreme(x, end - 1, b + n, sign)
+        for j in range(end - 1, b - 1, -1):
+            y = x[j]
+            best = y if sign * y >= sign * best else best
+            out[j + n - 1] = best
+        # combined with the prefix extremes of the next block
+        if b + n < stop:
+            best = x[b + n]
+            for j in range(b + n, min(b + 2 * n - 1, stop)):
+                y = x[j]
+                best = y if sign * y >= sign * best else best
+                s = out[j]
+                out[j] = best if sign * best >= sign * s else s
+    best, age = x[stop - 1], 0
+    for r in range(1, n):
+        if sign * x[stop - 1 - r] > sign * best:
+            best, age = x[stop - 1 - r], r
+    return best, age
+
+
+@njit(cache=True, error_model="numpy")
+def _extreme(x, lo, hi, sign):
+    best = x[lo]
+    for j in range(lo + 1, hi):
+        best = x[j] if sign * x[j] >= sign * best else best
+    return best
+
+
+@njit(cache=True, error_model="numpy")
+def _sessions(open_, high, low, close, volume, session, first, stop, intraday, cur_session, vwap_pv, vwap_v, gap,
+              gap_out, vwap_out):  # fmt: skip
+    """The opening gap at each session's first bar, carried through it, and the session VWAP."""
+    for j in range(first, stop):
+        if session[j] != cur_session:
+            cur_session = session[j]
+            vwap_pv = 0.0
+            vwap_v = 0.0
+            gap = open_[j] / close[j - 1] - 1.0
+        gap_out[j] = gap
+        if intraday:
+            vwap_pv += (high[j] + low[j] + close[j]) * (1.0 / 3.0) * volume[j]
+            vwap_v += volume[j]
+            vwap_out[j] = vwap_pv / vwap_v if vwap_v > 0.0 else np.nan
+        else:
+            vwap_out[j] = np.nan
+    return cur_session, vwap_pv, vwap_v, gap
+
+
+@njit(cache=True, error_model="numpy")
+def _fill_ring(st, at, length, values, first, stop, i):
+    """The state's ring of ``length`` holds the last values of bars up to ``stop`` (bar ``first`` being
+    history position ``i``); positions before ``first`` were written by the warm-up loop."""
+    for j in range(max(first, stop - length), stop):
+        st[at + (i + j - first) % length] = values[j]
 
 
 @njit(cache=True, inline="always", error_model="numpy")
