@@ -363,9 +363,9 @@ def _symbol(
             ema, fast, slow, sig, gain, loss, atr, obv, out[F_EMA], out[F_MACD], out[F_MACD_SIG], out[F_MACD_HIST],
             out[F_RSI], out[F_BB_PCTB], out[F_ATR], out[F_OBV],
         )  # fmt: skip
-        hi_max, age = _rolling_extreme(high, split, stop, hilo_n, 1.0, out[F_DIST_HIGH])
+        hi_max, age = _rolling_extreme(high, split, stop, hilo_n, True, out[F_DIST_HIGH])
         hi_pos = i + n - 1 - age
-        lo_min, age = _rolling_extreme(low, split, stop, hilo_n, -1.0, out[F_DIST_LOW])
+        lo_min, age = _rolling_extreme(low, split, stop, hilo_n, False, out[F_DIST_LOW])
         lo_pos = i + n - 1 - age
         cur_session, vwap_pv, vwap_v, gap = _sessions(
             open_, high, low, close, volume, session, split, stop, intraday, cur_session, vwap_pv, vwap_v, gap,
@@ -487,44 +487,43 @@ def _smoothed(high, low, close, volume, first, stop, k_ema, k_fast, k_slow, k_si
 
 
 @njit(cache=True, error_model="numpy")
-def _rolling_extreme(x, first, stop, n, sign, out):
-    """The rolling ``n``-bar maximum (sign 1) or minimum (sign -1) of ``x`` for bars ``first:stop``
-    into ``out`` (see _finish), by van Herk / Gil-Werman: cut ``x`` into blocks of ``n`` from the
-    first bar's window start; a window then spans the tail of one block and the head of the next, so
-    its extreme is the extreme of a suffix extreme and a prefix extreme, three comparisons per bar
-    whatever the data. The suffix extremes are parked in ``out`` at the bar whose window starts
-    there. Returns the extreme of the last window and the latest bar holding it, counted back from
-    ``stop`` (0: bar ``stop - 1``)."""
-    base = first - n + 1
-    for b in range(base, stop - n + 1, n):
-        # suffix extremes of block [b, b + n): out[j + n - 1] for every j in it whose window ends by stop
+def _rolling_extreme(x, first, stop, n, largest, out):
+    """The rolling ``n``-bar maximum (``largest``) or minimum of ``x`` for bars ``first:stop`` into
+    ``out`` (see _finish), by van Herk / Gil-Werman: cut ``x`` into blocks of ``n`` from the first
+    bar's window start; a window then spans the tail of one block and the head of the next, so its
+    extreme is the extreme of a suffix extreme and a prefix extreme, three comparisons per bar
+    whatever the data. Returns the extreme of the last window and the latest bar holding it, counted
+    back from ``stop`` (0: bar ``stop - 1``)."""
+    for b in range(first - n + 1, stop - n + 1, n):
+        # suffix extremes of block [b, b + n), parked at the bar whose window starts there
         end = min(b + n, stop - n + 1)
-        best = x[end - 1] if end == b + n else _extreme(x, end - 1, b + n, sign)
+        best = x[end - 1]
+        for j in range(end, b + n):
+            best = _pick(best, x[j], largest)
         for j in range(end - 1, b - 1, -1):
-            y = x[j]
-            best = y if sign * y >= sign * best else best
+            best = _pick(best, x[j], largest)
             out[j + n - 1] = best
         # combined with the prefix extremes of the next block
         if b + n < stop:
             best = x[b + n]
             for j in range(b + n, min(b + 2 * n - 1, stop)):
-                y = x[j]
-                best = y if sign * y >= sign * best else best
-                s = out[j]
-                out[j] = best if sign * best >= sign * s else s
+                best = _pick(best, x[j], largest)
+                out[j] = _pick(best, out[j], largest)
     best, age = x[stop - 1], 0
     for r in range(1, n):
-        if sign * x[stop - 1 - r] > sign * best:
-            best, age = x[stop - 1 - r], r
+        y = x[stop - 1 - r]
+        if (y > best) if largest else (y < best):
+            best, age = y, r
     return best, age
 
 
-@njit(cache=True, error_model="numpy")
-def _extreme(x, lo, hi, sign):
-    best = x[lo]
-    for j in range(lo + 1, hi):
-        best = x[j] if sign * x[j] >= sign * best else best
-    return best
+@njit(cache=True, inline="always", error_model="numpy")
+def _pick(a, b, largest):
+    """The larger (or the smaller) of two values; ``largest`` does not change within a loop, so the
+    compiler takes the test out of it."""
+    if largest:
+        return a if a >= b else b
+    return a if a <= b else b
 
 
 @njit(cache=True, error_model="numpy")
