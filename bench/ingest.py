@@ -11,7 +11,7 @@ Measured on the running stack (``marketpipe up``), on the same machine, one part
   after the flow returned: the bench waits for it to go quiet (``prefect_settle_seconds``),
   counts that work as the run's CPU, and only then measures the plain path.
 - ``plain``: the same work on other fresh symbols by calling the plain functions the flow wraps
-  (``collect_symbol``, ``pending_pages``, ``process_symbol_bars``) with the same parallelism and no
+  (``collect_symbol``, ``process_symbol_pending``) with the same parallelism and no
   Prefect at all (in-process rate limiter, no tasks, artifacts or API calls). Prefect's overhead is
   ``(flow_s_per_bar - plain_s_per_bar) / flow_s_per_bar``, floored at 0.
 - ``writer`` vs ``psql_copy``: :func:`bench.hot_writer.run` with the same number of rows.
@@ -357,10 +357,9 @@ async def _plain_pipeline(settings: Settings, symbols: list[str], first: date, l
     waves of ``batch_size``, ``max_parallel_symbols`` symbols at once, each collected and then its
     pending pages processed (in a thread, with the frames the collection parsed). Returns the
     seconds spent in each stage, summed over symbols (stages of different symbols overlap)."""
-    from db.connect import async_database_connection, database_connection
-    from flows.process import batch_quality
+    from db.connect import async_database_connection
+    from flows.process import batch_quality, process_symbol_pending
     from tasks.pipeline.collect import collect_symbol
-    from tasks.pipeline.process import BAR_DATASETS, pending_pages, process_symbol_bars
     from tasks.pipeline.request import parse_ingest_request
     from tasks.sources.base import build_source, source_resilience
     from tasks.storage.lake import Lake
@@ -380,17 +379,8 @@ async def _plain_pipeline(settings: Settings, symbols: list[str], first: date, l
     stages = {"collect_seconds": 0.0, "process_seconds": 0.0}
 
     def process(symbol: str, parsed: dict) -> list:
-        lake = Lake.from_settings(settings.lake)
-        with database_connection(settings) as conn:
-            groups = pending_pages(conn, source=SOURCE, symbols=[symbol], datasets=BAR_DATASETS, timeframe=TIMEFRAME)
-        results = []
-        for pages in groups:
-            with database_connection(settings) as conn:
-                _, result, _ = process_symbol_bars(conn, lake, pages, mode=settings.quality.validation_mode,
-                                                   min_quality_score=settings.quality.min_quality_score,
-                                                   parsed=parsed)  # fmt: skip
-            results.append(result)
-        return results
+        return [result for _, result in process_symbol_pending(settings, SOURCE, symbol, TIMEFRAME, "market_data",
+                                                                parsed)]  # fmt: skip
 
     async def one(symbol: str) -> list:
         async with gate:

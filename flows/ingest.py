@@ -35,7 +35,7 @@ from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
 from db.connect import async_database_connection, database_connection
-from flows.process import batch_quality, pending_groups, process_series, process_symbol, publish_processing
+from flows.process import batch_quality, pending_groups, process_series, process_symbol_pending, publish_processing
 from flows.retries import DATABASE_RETRY_OPTIONS
 from marketpipe.progress import terminal_progress
 from marketpipe.settings import Settings, load_settings
@@ -101,13 +101,11 @@ async def ingest_symbol_task(
     small machine that server shares the cores with the run. A lost database connection retries
     the whole symbol: collection is idempotent and processing commits once."""
     collected = await collect_one(settings, source, request, symbol, start, run_id, reprocess, keep_parsed=True)
-    run = SymbolRun(collected)
     timeframe = request.timeframe if request.data_type == "market_data" else None
-    groups = await asyncio.to_thread(pending_groups, settings, request.source, [symbol], timeframe, request.data_type)
-    for pages in groups:
-        run.processed.append(await asyncio.to_thread(process_symbol, settings, pages, collected.parsed))
+    processed = await asyncio.to_thread(process_symbol_pending, settings, request.source, symbol, timeframe,
+                                        request.data_type, collected.parsed)  # fmt: skip
     collected.parsed.clear()  # processed: the frames are not needed any longer
-    return run
+    return SymbolRun(collected, processed)
 
 
 def incremental_starts(settings: Settings, request: IngestRequest) -> dict[str, datetime | None]:
