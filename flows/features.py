@@ -2,7 +2,9 @@
 
 Features come from split- and dividend-adjusted bars (``adjustment="all"``: returns are not broken
 by a split or an ex-dividend drop) and from each symbol's first stored bar, so a rerun over the same
-bars rewrites nothing (see :mod:`tasks.features.store`). The feature set is the standard set with
+bars rewrites nothing (see :mod:`tasks.features.store`). Stored bars include those tiered to the lake
+(read through the StorageRouter) unless ``storage.routing.cold_fallback_enabled`` is false; then
+features start from the first hot bar, and the flow says so in its log. The feature set is the standard set with
 the windows of the ``features`` settings, plus the plugins those settings name and every plugin
 registered through the ``marketpipe.features`` entry points.
 Publishes a summary table artifact.
@@ -27,6 +29,7 @@ from tasks.features import FeatureSet, feature_set_from_settings
 from tasks.features.store import FeatureRefresh, refresh_features, symbols_with_bars
 from tasks.pipeline.metrics import record_summary
 from tasks.pipeline.request import parse_when
+from tasks.storage.router import StorageRouter
 
 SYMBOLS_PER_BATCH = 50  # one engine call per batch: large enough to amortise it, small enough to retry
 
@@ -49,7 +52,10 @@ def features_batch_task(
     settings: Settings, feature_set: FeatureSet, symbols: list[str], timeframe: str, start: datetime, end: datetime
 ) -> FeatureRefresh:
     with database_connection(settings) as conn:
-        return refresh_features(conn, feature_set, symbols, timeframe, start, end)
+        if not settings.storage.routing.cold_fallback_enabled:
+            return refresh_features(conn, feature_set, symbols, timeframe, start, end)
+        with StorageRouter.connect(settings) as history:
+            return refresh_features(conn, feature_set, symbols, timeframe, start, end, history=history)
 
 
 @flow(name="features", flow_run_name="features-{timeframe}", log_prints=True)
@@ -66,6 +72,9 @@ async def features_flow(
     settings = load_settings(overrides=overrides)
     start, end = feature_range(start_date, end_date if end_date is not None else date.today())
     feature_set = feature_set_from_settings(settings.features)
+    if not settings.storage.routing.cold_fallback_enabled:
+        get_run_logger().info("storage.routing.cold_fallback_enabled is false: features warm up from each "
+                              "symbol's first bar in the hot store, not from bars tiered to the lake")  # fmt: skip
     if symbols is None:
         with database_connection(settings) as conn:
             symbols = symbols_with_bars(conn, timeframe, start, end)

@@ -10,13 +10,17 @@ recomputation after a data correction rewrites exactly the rows whose values cha
 Features are computed from split- and dividend-adjusted bars (``adjustment="all"``), so a split
 does not show up as a -50 % return, and from the first stored bar of each symbol, so a value does
 not depend on where a run's range starts (an EMA or OBV over a shorter history would differ): any
-two runs over the same bars write the same values, which is what makes reruns no-ops.
+two runs over the same bars write the same values, which is what makes reruns no-ops. "Stored"
+includes the lake: given a :class:`~tasks.storage.router.StorageRouter` as ``history``, a refresh
+reads the bars already tiered too, so tiering old bars does not change the features of the recent
+ones (the hot store alone would restart every warm-up at its first bar).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -92,6 +96,20 @@ def write_features(conn: psycopg.Connection, frame: pd.DataFrame, feature_set_ve
     return result
 
 
+class BarHistory(Protocol):
+    """Where a refresh reads bars from (a :class:`~tasks.storage.router.StorageRouter`: hot and lake)."""
+
+    def read_bars(
+        self,
+        symbols: Sequence[str],
+        start: object,
+        end: object,
+        timeframe: str = "1day",
+        *,
+        adjusted: bool | str = False,
+    ) -> pd.DataFrame: ...
+
+
 @dataclass(frozen=True)
 class FeatureRefresh:
     """What one refresh of a symbol batch did."""
@@ -113,13 +131,18 @@ def refresh_features(
     end: object,
     *,
     adjustment: Adjustment = "all",
+    history: BarHistory | None = None,
 ) -> FeatureRefresh:
     """Compute and store the features of ``symbols``' bars with ``start <= ts < end``.
 
-    Bars are read from each symbol's first stored bar (see the module docstring); only rows inside
-    the range are written."""
+    Bars are read from each symbol's first stored bar (see the module docstring), through
+    ``history`` when given (hot store and lake), else from the hot store on ``conn``; only rows
+    inside the range are written."""
     lo = to_utc(start)
-    bars = read_bars(conn, symbols, HISTORY_START, end, timeframe, adjustment=adjustment)
+    if history is None:
+        bars = read_bars(conn, symbols, HISTORY_START, end, timeframe, adjustment=adjustment)
+    else:
+        bars = history.read_bars(symbols, HISTORY_START, end, timeframe, adjusted=adjustment)
     computed = feature_set.compute(bars, canonical_timeframe(timeframe)).frame
     in_range = computed[computed["ts"] >= lo].reset_index(drop=True)
     result = write_features(conn, in_range, feature_set.version) if len(in_range) else UpsertResult()
