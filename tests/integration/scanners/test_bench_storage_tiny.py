@@ -6,6 +6,7 @@ import pytest
 
 from bench.storage import run
 from db.connect import database_connection
+from marketpipe.errors import RequestError
 from marketpipe.settings import Settings
 from tasks.storage.lake import Lake
 
@@ -26,3 +27,20 @@ def test_tiny_benchmark_runs_every_part_and_leaves_nothing_behind(stack: Setting
         ).fetchone()[0]
     assert (schemas, manifest) == (0, 0)
     assert not [o.key for o in Lake.from_settings(stack.lake).list("cold/bench-storage-")]
+
+
+def test_kept_bars_are_measured_again_by_reuse_which_then_cleans_up(stack: Settings) -> None:
+    kept = run(stack, symbols=3, sessions=4, repeats=1, skip_tiering=True, keep=True)
+    with pytest.raises(RequestError, match="has 3 symbols, not 4"):
+        run(stack, symbols=4, sessions=4, repeats=1, reuse=True, keep=True)
+    again = run(stack, symbols=3, sessions=4, repeats=1, reuse=True)
+
+    assert kept["tiering"] is None and kept["symbol_month_read"]["cold_ms"] is None and kept["load"]
+    assert again["rows"] == kept["rows"] == 3 * (3 * 390 + 210) and again["load"] == {}
+    for name in ("top_movers", "volume_spikes", "opening_gaps"):  # the rewritten scanners and 0011's agree
+        assert again["scanner_rows"][name] == again["scanner_rows"][f"{name}_0011_ref"]
+    with database_connection(stack, autocommit=True) as conn:
+        schemas = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'bench_storage_%'").fetchone()[0]
+    assert schemas == 0
+    with pytest.raises(RequestError, match="run once with --keep first"):
+        run(stack, symbols=3, sessions=4, repeats=1, reuse=True)
