@@ -1,7 +1,7 @@
-"""numba kernels of the standard feature set: one fused, resumable pass per symbol.
+"""numba kernels of the standard feature set: resumable, one symbol at a time, in time order.
 
-The kernel walks each symbol's bars once, in time order, and computes every standard feature in
-that pass from a handful of running scalars and four small ring buffers. Symbols are independent,
+The kernel computes every standard feature of a symbol's bars from a handful of running scalars
+and four small ring buffers (the state), in a few passes over the symbol's bars (see below). Symbols are independent,
 so the outer loop is a ``prange`` over symbols (``parallel=True``); nothing is allocated inside the
 kernel: the caller passes the output matrix and the per-symbol state matrix.
 
@@ -595,7 +595,7 @@ def _log1p_series(r):
 @njit(cache=True, inline="always", error_model="numpy")
 def _log_ratio(q):
     """log(q) of a price ratio: the series for small moves, libm for large ones (the same value the
-    steady loop's vectorized pass and its large-move fallback give, so every path agrees bit for bit)."""
+    steady bars' vectorized pass and its large-move fallback give, so every path agrees bit for bit)."""
     r = q - 1.0
     return _log1p_series(r) if abs(r) < LOG_SERIES_MAX else math.log(q)
 
@@ -604,7 +604,7 @@ def _log_ratio(q):
 def _returns(close, first, stop, prev_close, ret, log_ret):
     """Simple returns and (series) log returns of bars ``first:stop`` of one symbol into the rows
     ``ret`` and ``log_ret``; ``prev_close`` is the close before bar ``first``. Large moves get their
-    logarithm in the fused loop. (Zero-based loops over slices: the form the vectorizer takes.)"""
+    logarithm from :func:`_large_moves`. (Zero-based loops over slices: the form the vectorizer takes.)"""
     c, r, lr = close[first:stop], ret[first:stop], log_ret[first:stop]
     q = c[0] / prev_close
     r[0] = q - 1.0
@@ -621,8 +621,8 @@ def _finish(
     volume_z,
 ):  # fmt: skip
     """The square roots and divisions of the steady bars, in passes the compiler vectorizes (a scalar
-    divider would otherwise be the fused loop's bottleneck). The fused loop leaves their operands in
-    the output rows: variances in ``vol`` and ``bb_up``, rolling extremes in ``dist_high`` and
+    divider would otherwise be the bottleneck). The passes before it leave their operands in the
+    output rows: variances in ``vol`` and ``bb_up``, rolling extremes in ``dist_high`` and
     ``dist_low``, RSI's average gain in ``rsi`` with gain + loss in ``bb_pctb``, the volume mean in
     ``volume_z`` with its variance in ``bb_lo``; the rows borrowed are consumed before they are
     written. The operations and their order are the warm-up loop's, so the values are the same bits."""
