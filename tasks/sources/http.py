@@ -146,7 +146,7 @@ class VendorHttp:
 
     async def get_json(self, request: Request) -> Response:
         """One page, retried per the policy; every failure raises a chained SourceError."""
-        return await self.resilience.call(lambda: self._scrubbed(request), describe=request.describe())
+        return await self.resilience.call(lambda: self._scrubbed(request), describe=request.describe(), request=request)
 
     async def _scrubbed(self, request: Request) -> Response:
         try:

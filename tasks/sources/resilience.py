@@ -371,7 +371,10 @@ class Resilience:
         state = self.breaker.state.value
         return f"Resilience(source={self.source!r}, policy={self.policy!r}, breaker={state})"
 
-    async def call(self, attempt: Callable[[], Awaitable[T]], *, describe: str = "request") -> T:
+    async def call(self, attempt: Callable[[], Awaitable[T]], *, describe: str = "request", request: Any = None) -> T:
+        """``attempt()`` under the rate limit, the breaker and the retry policy. The error it gives up
+        with names ``request`` when the attempt did not (an open breaker fails before any request
+        is sent), so the dead-letter queue can record the page and a replay can fetch it."""
         retry = 0
         while True:
             try:
@@ -395,6 +398,8 @@ class Resilience:
                     if exc.retryable and self.policy.retry_attempts:
                         exc.args = (f"{exc.args[0]} (gave up after {retry + 1} attempts)", *exc.args[1:])
                     exc.attempts = retry + 1  # type: ignore[attr-defined]
+                    if exc.request is None:
+                        exc.request = request
                     raise
                 retry += 1
                 delay = self.policy.delay_seconds(retry, self._rng, getattr(exc, "retry_after_seconds", None))

@@ -201,6 +201,21 @@ def test_consecutive_transient_failures_open_the_breaker_and_permanent_ones_do_n
     assert attempt.calls == 0  # an open breaker fails fast without touching the vendor
 
 
+def test_giving_up_on_an_open_breaker_names_the_request_for_the_dead_letter_queue():
+    clock = FakeClock()
+    breaker = CircuitBreaker("x", failure_threshold=1, cooldown_seconds=30, clock=clock)
+    resilience = Resilience("x", policy=RetryPolicy(retry_attempts=0), breaker=breaker, sleep=clock.sleep)
+    with pytest.raises(RetryableSourceError):
+        run(resilience.call(Script(transient()), request="page A"))
+    with pytest.raises(RetryableSourceError, match="circuit breaker") as raised:
+        run(resilience.call(Script(), request="page B"))
+    assert raised.value.request == "page B"  # the breaker's error names no request of its own
+    named = source_error(RetryableSourceError, "HTTP 503", request="page C")
+    with pytest.raises(RetryableSourceError) as raised:
+        run(Resilience("x", policy=RetryPolicy(retry_attempts=0), sleep=clock.sleep).call(Script(named), request="D"))
+    assert raised.value.request == "page C"  # an error that names its request keeps it
+
+
 def test_retry_waits_out_an_open_breaker_then_succeeds_through_the_trial():
     clock = FakeClock()
     breaker = CircuitBreaker("x", failure_threshold=1, cooldown_seconds=5, clock=clock)
