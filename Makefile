@@ -28,7 +28,7 @@ $(BIN)/python:
 # Reinstall only when the dependency list changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	@echo "[install] installing marketpipe and its Python dependencies into $(VENV)"
-	@$(BIN)/pip install $(PIP_FLAGS) -e '.[test]' 2> >(grep -v '^WARNING: Location' >&2)
+	@$(BIN)/pip install $(PIP_FLAGS) -e '.[sandbox,test]' 2> >(grep -v '^WARNING: Location' >&2)
 	@touch $@
 
 python: $(VENV)/.installed

@@ -37,9 +37,9 @@ import numba
 import numpy as np
 import pandas as pd
 
-from tasks.features.builder import standard_values
-from tasks.features.kernels import FEATURES, FeatureParams, compute_standard
-from tasks.features.layout import BarLayout
+from features.builder import standard_values
+from features.kernels import FEATURES, FeatureParams, compute_standard
+from features.layout import BarLayout
 
 
 def synthetic_layout(symbols: int, bars: int, seed: int = 7) -> BarLayout:

@@ -4,7 +4,7 @@ Both load the same synthetic 1-minute bars (default 100 symbols x 20 sessions x 
 780,000 rows) into fresh hypertables of the same shape as ``market.bars_intraday`` (same columns,
 primary key and 1-day chunks) in a scratch schema, in the same run on the same server:
 
-- ``writer``: :func:`tasks.storage.hot.upsert_frame` from the pandas frame, committed. A fresh
+- ``writer``: :func:`storage.hot.upsert_frame` from the pandas frame, committed. A fresh
   range takes the writer's direct binary COPY path (what incremental runs and backfills hit);
 - ``psql_copy``: ``psql -c "\\copy ... FROM file.csv (FORMAT csv)"``, committed (the reference);
 - ``merge`` (extra): the writer forced through staging + ``INSERT ... ON CONFLICT`` into another
@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from marketpipe.services import database_connection
-from marketpipe.settings import Settings, load_settings
-from tasks.sources.model import BARS, frame
-from tasks.storage.hot import BARS_INTRADAY, UpsertResult, upsert_frame
+from stack.supervisor import database_connection
+from core.settings import Settings, load_settings
+from core.model import BARS, frame
+from storage.hot import BARS_INTRADAY, UpsertResult, upsert_frame
 
 SCHEMA = "bench_hot_writer"
 MINUTES_PER_SESSION = 390

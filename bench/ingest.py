@@ -3,7 +3,7 @@
 Measured on the running stack (``marketpipe up``), on the same machine, one part after another:
 
 - ``end_to_end``: ``symbols`` x ``sessions`` of 1-minute bars (default 100 x 20, about 780k bars)
-  from the market sandbox through :func:`flows.ingest.ingest_flow` with ``incremental=False``:
+  from the market sandbox through :func:`flows.ingestion.ingest_flow` with ``incremental=False``:
   fetch through the Polygon adapter, raw zone, manifest, standardize, validate, hot store. The
   CPU time every process of the stack spent meanwhile (this one, sandbox, database, lake,
   Prefect server; from /proc) gives the best ratio that work allows on this machine's cores
@@ -42,7 +42,7 @@ from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from typing import Any, TypeVar
 
-from marketpipe.settings import Settings, load_settings
+from core.settings import Settings, load_settings
 
 T = TypeVar("T")
 
@@ -71,7 +71,7 @@ def bench_symbols(prefix: str, tag: str, count: int) -> list[str]:
 
 def session_range(sessions: int, first_day: date = FIRST_DAY) -> tuple[date, date]:
     """The first and last day of ``sessions`` NYSE sessions starting at ``first_day``."""
-    from tasks.processing.calendar import nyse_sessions
+    from core.calendar import nyse_sessions
 
     schedule = nyse_sessions(first_day, first_day + timedelta(days=2 * sessions + 14))
     days = schedule.dates.astype("datetime64[D]").astype(object).tolist()
@@ -245,8 +245,8 @@ def stored_bars(settings: Settings, symbols: Sequence[str]) -> int:
 def delete_symbols(settings: Settings, symbols: Sequence[str]) -> None:
     """Remove everything the benchmark stored for ``symbols`` (hot store, manifests, lake)."""
     from db.connect import database_connection
-    from tasks.storage.lake import Lake
-    from tasks.storage.raw import RAW_PREFIX
+    from storage.lake import Lake
+    from storage.raw import RAW_PREFIX
 
     names = list(symbols)
     with database_connection(settings) as conn, conn.transaction():
@@ -314,7 +314,7 @@ def _serves(pid: int, database: str | None) -> bool:
 
 def stack_pids(settings: Settings) -> dict[str, int]:
     """The root process of each embedded component that runs here (none for external services)."""
-    from marketpipe.services import Stack
+    from stack.supervisor import Stack
 
     return {name: c.pid for name, c in Stack(settings).status().components.items() if c.pid is not None}
 
@@ -344,7 +344,7 @@ def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, fl
 def end_to_end(settings: Settings, symbols: list[str], first: date, last: date,
                overrides: dict[str, Any] | None) -> tuple[float, dict[str, Any]]:  # fmt: skip
     """The whole pipeline as a Prefect flow; returns (seconds, the flow's summary)."""
-    from flows.ingest import ingest_flow
+    from flows.ingestion import ingest_flow
 
     return _timed(lambda: asyncio.run(ingest_flow(
         symbols=symbols, start_date=first.isoformat(), end_date=f"{last.isoformat()}T23:59:59",
@@ -358,11 +358,11 @@ async def _plain_pipeline(settings: Settings, symbols: list[str], first: date, l
     pending pages processed (in a thread, with the frames the collection parsed). Returns the
     seconds spent in each stage, summed over symbols (stages of different symbols overlap)."""
     from db.connect import async_database_connection
-    from flows.process import batch_quality, process_symbol_pending
-    from tasks.pipeline.collect import collect_symbol
-    from tasks.pipeline.request import parse_ingest_request
-    from tasks.sources.base import build_source, source_resilience
-    from tasks.storage.lake import Lake
+    from flows.processing import batch_quality, process_symbol_pending
+    from tasks.collection import collect_symbol
+    from pipeline.request import parse_ingest_request
+    from sources.base import build_source, source_resilience
+    from storage.lake import Lake
 
     request = parse_ingest_request(
         data_type="market_data",

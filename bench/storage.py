@@ -11,7 +11,7 @@ rows of dataset ``bench_storage_bars``; both are deleted at the end, like the sc
 Parts, in order, each measured in this run:
 
 - ``load``: the first session by ``INSERT .. SELECT generate_series`` (server side), the second by
-  the hot writer's binary COPY (:func:`tasks.storage.hot.upsert_frame`); the faster loads the rest.
+  the hot writer's binary COPY (:func:`storage.hot.upsert_frame`); the faster loads the rest.
   A third session is COPYed with the latest-bar triggers disabled: their cost to writers.
 - ``scanners``: p50/p95 over repeated calls of every ``scan.*`` function, end to end (every row
   fetched into Python, what a scanner process sees) and server-side (``count(*)`` over the call);
@@ -19,7 +19,7 @@ Parts, in order, each measured in this run:
   probe per symbol and ``DISTINCT ON`` over the last session.
 - ``hot read`` then ``cold read``: one symbol over every session (a symbol-month) from the
   hypertable, then from the lake with pyarrow.dataset (filter pushed down to row-group statistics).
-- ``tiering``: every intraday chunk through :func:`tasks.storage.tiering.tier_chunk`, the function
+- ``tiering``: every intraday chunk through :func:`storage.tiering.tier_chunk`, the function
   ``marketpipe lake tier`` runs (export to Parquet sorted by symbol and ts in the Hive layout, read
   back and verify, manifest row, drop the chunk); MB/s of Parquet written and verified, and lake
   bytes / hot bytes (``hypertable_size`` before tiering) for the same rows.
@@ -56,8 +56,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from marketpipe.errors import RequestError
-from marketpipe.settings import Settings
+from core.errors import RequestError
+from core.settings import Settings
 
 T = TypeVar("T")
 
@@ -120,7 +120,7 @@ def percentiles(samples_s: Sequence[float]) -> tuple[float, float]:
 
 def session_days(sessions: int, last_day: date = LAST_DAY) -> list[tuple[datetime, datetime]]:
     """(open, close) in UTC of the ``sessions`` NYSE sessions ending on ``last_day``."""
-    from tasks.processing.calendar import nyse_sessions
+    from core.calendar import nyse_sessions
 
     schedule = nyse_sessions(last_day - timedelta(days=2 * sessions + 14), last_day)
     if len(schedule) < sessions:
@@ -139,7 +139,7 @@ def synthetic_session(
 ) -> pd.DataFrame:
     """One session of 1-minute bars for ``symbols`` symbols (numpy, the COPY path's input): the same
     price model as :data:`GENERATE_SQL` (a slow sine per symbol, a per-session level and noise)."""
-    from tasks.sources.model import BARS, frame
+    from core.model import BARS, frame
 
     minutes = int((close_utc - open_utc).total_seconds() // 60)
     k = np.repeat(np.arange(symbols), minutes)
@@ -361,7 +361,7 @@ def _set_insert_trigger(conn: psycopg.Connection, enabled: bool) -> None:
 
 def load(conn: psycopg.Connection, symbols: int, days: list[tuple[datetime, datetime]]) -> dict[str, Any]:
     """Every session of 1-minute bars, then daily bars and RSI features; returns the load figures."""
-    from tasks.storage.hot import BARS_INTRADAY, upsert_frame
+    from storage.hot import BARS_INTRADAY, upsert_frame
 
     m = schema_name("market")
     target = BARS_INTRADAY.at(f"{m}.bars_intraday")
@@ -423,7 +423,7 @@ def load(conn: psycopg.Connection, symbols: int, days: list[tuple[datetime, date
 
 
 def _fetch(conn: psycopg.Connection, query: str) -> list:
-    """Every row, in the binary protocol as :func:`tasks.storage.scanners.run_scan` fetches them."""
+    """Every row, in the binary protocol as :func:`storage.scanners.run_scan` fetches them."""
     with conn.cursor(binary=True) as cur:
         cur.execute(query)  # type: ignore[arg-type]  # built from constants
         return cur.fetchall()
@@ -471,7 +471,7 @@ def cold_read(settings: Settings, prefix: str, symbol: str, start: datetime, end
               repeats: int = 5) -> tuple[float, int]:  # fmt: skip
     """Median ms and rows of the same read from the lake: a fresh pyarrow dataset each time (no
     cached footers), filters pushed down to partitions and row-group statistics."""
-    from tasks.storage.lake import Lake
+    from storage.lake import Lake
 
     lake = Lake.from_settings(settings.lake)
     filesystem = lake.filesystem()
@@ -496,12 +496,12 @@ def cold_read(settings: Settings, prefix: str, symbol: str, start: datetime, end
 
 
 def tier(conn: psycopg.Connection, settings: Settings, tag: str) -> tuple[dict[str, Any], str]:
-    """Every chunk of the bench's 1-minute bars through :func:`tasks.storage.tiering.tier_chunk` (export,
+    """Every chunk of the bench's 1-minute bars through :func:`storage.tiering.tier_chunk` (export,
     read back and verify, manifest row, drop), as ``marketpipe lake tier`` does for the real tables.
     Returns the tiering figures and the lake prefix the objects went to."""
-    from tasks.storage.hot import BARS_INTRADAY
-    from tasks.storage.lake import Lake
-    from tasks.storage.tiering import TierDataset, list_chunks, tier_chunk
+    from storage.hot import BARS_INTRADAY
+    from storage.lake import Lake
+    from storage.tiering import TierDataset, list_chunks, tier_chunk
 
     dataset = TierDataset(f"{PREFIX}_bars", BARS_INTRADAY.at(f"{schema_name('market')}.bars_intraday"),
                           f"{LAKE_PREFIX}-{tag}")  # fmt: skip
@@ -510,7 +510,7 @@ def tier(conn: psycopg.Connection, settings: Settings, tag: str) -> tuple[dict[s
     began = time.perf_counter()
     results = [tier_chunk(conn, lake, settings, dataset, chunk) for chunk in chunks]
     seconds = time.perf_counter() - began
-    figures = {"via": "tasks.storage.tiering.tier_chunk", "chunks": len(results),
+    figures = {"via": "storage.tiering.tier_chunk", "chunks": len(results),
                "rows": sum(r.rows for r in results), "bytes": sum(r.bytes_written for r in results),
                "seconds": seconds, "compression": settings.storage.data_lake.compression}  # fmt: skip
     return figures, dataset.prefix.rstrip("/")
@@ -518,7 +518,7 @@ def tier(conn: psycopg.Connection, settings: Settings, tag: str) -> tuple[dict[s
 
 def forget_lake_objects(conn: psycopg.Connection, settings: Settings, prefix: str) -> None:
     """Delete the run's lake objects and their manifest rows."""
-    from tasks.storage.lake import Lake
+    from storage.lake import Lake
 
     lake = Lake.from_settings(settings.lake)
     for obj in list(lake.list(prefix + "/")):

@@ -6,8 +6,8 @@ from typing import Any
 
 import psycopg
 
-from marketpipe.errors import ServiceError
-from marketpipe.settings import Settings
+from core.errors import ServiceError
+from core.settings import Settings
 
 
 def _password(settings: Settings) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 from loguru import logger
 
-from marketpipe.errors import MigrationError
+from core.errors import MigrationError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")

@@ -1,6 +1,6 @@
 """The automations that turn the health flow's events into alerts, created idempotently.
 
-One automation per alert event (``tasks.pipeline.alerts``): low quality, stale data, growing dead
+One automation per alert event (``pipeline.alerts``): low quality, stale data, growing dead
 letters. Each fires on the first event about a resource (a dataset, a source, a run) and then keeps
 quiet about that resource for :data:`QUIET_PERIOD`: the health check runs every 5 minutes and
 reports a condition for as long as it lasts, which would otherwise notify twelve times an hour. Its action sends
@@ -19,8 +19,8 @@ from uuid import UUID
 
 from loguru import logger
 
-from marketpipe.errors import ServiceError
-from tasks.pipeline.alerts import DATA_STALE, DEAD_LETTERS_GROWING, QUALITY_LOW, RESOURCE_PREFIX
+from core.errors import ServiceError
+from pipeline.alerts import DATA_STALE, DEAD_LETTERS_GROWING, QUALITY_LOW, RESOURCE_PREFIX
 
 QUIET_PERIOD = timedelta(hours=1)
 BLOCK_TYPE = "custom-webhook"

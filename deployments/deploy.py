@@ -20,7 +20,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from marketpipe.errors import ServiceError
+from core.errors import ServiceError
 
 POOL = "marketpipe"
 QUEUES = ("batch", "streaming", "maintenance")

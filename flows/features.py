@@ -2,7 +2,7 @@
 
 Features come from split- and dividend-adjusted bars (``adjustment="all"``: returns are not broken
 by a split or an ex-dividend drop) and from each symbol's first stored bar, so a rerun over the same
-bars rewrites nothing (see :mod:`tasks.features.store`). Stored bars include those tiered to the lake
+bars rewrites nothing (see :mod:`features.store`). Stored bars include those tiered to the lake
 (read through the StorageRouter) unless ``storage.routing.cold_fallback_enabled`` is false; then
 features start from the first hot bar, and the flow says so in its log. The feature set is the standard set with
 the windows of the ``features`` settings, plus the plugins those settings name and every plugin
@@ -24,12 +24,12 @@ from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
 from db.connect import database_connection
-from marketpipe.settings import Settings, load_settings
-from tasks.features import FeatureSet, feature_set_from_settings
-from tasks.features.store import FeatureRefresh, refresh_features, symbols_with_bars
-from tasks.pipeline.metrics import record_summary
-from tasks.pipeline.request import parse_when
-from tasks.storage.router import StorageRouter
+from core.settings import Settings, load_settings
+from features import FeatureSet, feature_set_from_settings
+from features.store import FeatureRefresh, refresh_features, symbols_with_bars
+from pipeline.metrics import record_summary
+from pipeline.request import parse_when
+from storage.router import StorageRouter
 
 SYMBOLS_PER_BATCH = 50  # one engine call per batch: large enough to amortise it, small enough to retry
 

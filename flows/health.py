@@ -1,7 +1,7 @@
 """The health check as a Prefect flow (deployment ``health/health-check``, every 5 minutes).
 
-It runs :func:`tasks.pipeline.health.check_health`, turns what it finds into alerts
-(:mod:`tasks.pipeline.alerts`: low quality, stale data, growing dead letters) and emits each as a
+It runs :func:`pipeline.health.check_health`, turns what it finds into alerts
+(:mod:`pipeline.alerts`: low quality, stale data, growing dead letters) and emits each as a
 Prefect event; the automations ``marketpipe deploy`` creates react to those events. The run itself
 completes whether or not the pipeline is healthy: an unhealthy pipeline is news, not a failure of
 the check. Its markdown artifact ``health-report`` lists the issues.
@@ -18,10 +18,10 @@ from prefect.cache_policies import NONE
 from prefect.events import emit_event
 
 from db.connect import database_connection
-from marketpipe.settings import Settings, load_settings
-from tasks.pipeline.alerts import Alert, dead_letter_alerts, freshness_from_dict, quality_alerts, stale_alerts
-from tasks.pipeline.health import DeadLetterCounts, check_health
-from tasks.pipeline.metrics import read_recent_runs
+from core.settings import Settings, load_settings
+from pipeline.alerts import Alert, dead_letter_alerts, freshness_from_dict, quality_alerts, stale_alerts
+from pipeline.health import DeadLetterCounts, check_health
+from pipeline.metrics import read_recent_runs
 
 RECENT_RUNS = 500  # more top-level runs than finish within any sensible quality window
 

@@ -15,13 +15,13 @@ import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
 
-from flows.ingest import ingest_flow
-from marketpipe.progress import terminal_progress
-from marketpipe.settings import Settings, load_settings
-from tasks.pipeline.plan import GapRange, gap_ranges, missing_sessions, sessions_per_request
-from tasks.pipeline.request import parse_symbols, parse_timeframe_choice, parse_when
-from tasks.processing.calendar import nyse_sessions
-from tasks.storage.router import StorageRouter
+from flows.ingestion import ingest_flow
+from core.progress import terminal_progress
+from core.settings import Settings, load_settings
+from pipeline.plan import GapRange, gap_ranges, missing_sessions, sessions_per_request
+from pipeline.request import parse_symbols, parse_timeframe_choice, parse_when
+from core.calendar import nyse_sessions
+from storage.router import StorageRouter
 
 
 def stored_sessions(settings: Settings, symbols: list[str], timeframe: str, start: date, end: date) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger
 from prefect.states import Completed, State
 
 from flows.pipeline import pipeline_flow
-from tasks.pipeline.market_hours import closed_reason, session_date
+from core.calendar import closed_reason, new_york_date
 
 SKIPPED = "Skipped"
 
@@ -30,7 +30,7 @@ async def intraday_flow(
 ) -> dict[str, Any] | State:
     """Run the pipeline (``stages``, default ingestion + processing) unless NYSE is closed on
     ``day`` (ISO date; default: today in New York)."""
-    today = date.fromisoformat(day) if day else session_date(datetime.now(UTC))
+    today = date.fromisoformat(day) if day else new_york_date(datetime.now(UTC))
     reason = closed_reason(today)
     if reason is not None:
         message = f"market closed: {reason}; nothing to ingest"

@@ -20,13 +20,13 @@ from prefect.runtime import flow_run
 
 from flows.features import features_flow
 from flows.historical import historical_flow
-from flows.ingest import ingest_flow
-from flows.process import process_flow
-from marketpipe.errors import RequestError
-from marketpipe.settings import load_settings
-from tasks.pipeline.metrics import record_summary
-from tasks.pipeline.plan import pipeline_jobs
-from tasks.pipeline.request import parse_symbols
+from flows.ingestion import ingest_flow
+from flows.processing import process_flow
+from core.errors import RequestError
+from core.settings import load_settings
+from pipeline.metrics import record_summary
+from pipeline.plan import pipeline_jobs
+from pipeline.request import parse_symbols
 
 STAGES = ("ingestion", "processing", "historical", "features")
 MODES = ("batch", "real_time", "hybrid")

@@ -9,9 +9,9 @@ from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
 from db.connect import database_connection
-from marketpipe.settings import load_settings
-from tasks.storage import probe
-from tasks.storage.lake import Lake
+from core.settings import load_settings
+from storage import probe
+from storage.lake import Lake
 
 
 @task(cache_policy=NONE)

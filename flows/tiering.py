@@ -1,6 +1,6 @@
 """The tiering flow: hot chunks older than each dataset's hot window move to the Parquet lake.
 
-One task per dataset (its chunks move one transaction at a time, see :mod:`tasks.storage.tiering`);
+One task per dataset (its chunks move one transaction at a time, see :mod:`storage.tiering`);
 native compression is set first where the full TimescaleDB edition runs. A failed dataset fails
 its task and the flow; the chunks it did not move stay hot and the next run moves them.
 """
@@ -16,10 +16,10 @@ from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
 from db.connect import database_connection
-from marketpipe.settings import Settings, load_settings
-from tasks.pipeline.request import parse_when
-from tasks.storage.lake import Lake
-from tasks.storage.tiering import DATASETS, datasets_of, ensure_native_compression, tier_chunks
+from core.settings import Settings, load_settings
+from pipeline.request import parse_when
+from storage.lake import Lake
+from storage.tiering import DATASETS, datasets_of, ensure_native_compression, tier_chunks
 
 
 @task(name="native-compression", cache_policy=NONE)

@@ -1,6 +1,6 @@
 """The seed's Python API: ``DataPipelineManager``, ``DataPipelineOrchestrator``, ``PipelineMode``,
 ``DataFlowConfig``, ``PipelineMetrics`` and ``StorageRouter`` (reads across the hot store and the lake,
-:mod:`tasks.storage.router`), so the seed's usage examples run with only their import
+:mod:`storage.router`), so the seed's usage examples run with only their import
 lines changed::
 
     from marketpipe.api import DataPipelineManager, DataPipelineOrchestrator
@@ -11,9 +11,9 @@ lines changed::
     await pipeline_manager.start()
     result = await pipeline_manager.run_pipeline(stages=["ingestion"])
 
-A thin facade: runs are the Prefect flows (``flows.pipeline.pipeline_flow``, ``flows.ingest.
+A thin facade: runs are the Prefect flows (``flows.pipeline.pipeline_flow``, ``flows.ingestion.
 ingest_flow``), requests are checked by the flows' own gates before a run is created, metrics come
-from ``tasks.pipeline.metrics`` and health from ``tasks.pipeline.health``. What it adds is the
+from ``pipeline.metrics`` and health from ``pipeline.health``. What it adds is the
 lifecycle the seed describes (initialize, start, stop, status) and, for a run it triggered, a row in
 ``ops.pipeline_runs`` if the flow did not record one itself (never a second row: runs are keyed by
 the Prefect flow run id).
@@ -35,9 +35,9 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from marketpipe.errors import ConfigurationError, RequestError, ServiceError
-from marketpipe.settings import Settings, load_settings
-from tasks.pipeline.metrics import PipelineMetrics
+from core.errors import ConfigurationError, RequestError, ServiceError
+from core.settings import Settings, load_settings
+from pipeline.metrics import PipelineMetrics
 
 __all__ = [
     "STREAMING_UNAVAILABLE",
@@ -51,13 +51,13 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from tasks.storage.router import StorageRouter
+    from storage.router import StorageRouter
 
 
 def __getattr__(name: str) -> Any:
     """``StorageRouter`` is imported on first use: it brings the feature engine (numba) along."""
     if name == "StorageRouter":
-        from tasks.storage.router import StorageRouter
+        from storage.router import StorageRouter
 
         return StorageRouter
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -167,9 +167,9 @@ class DataPipelineOrchestrator:
         *,
         incremental: bool = True,
     ) -> dict[str, Any]:
-        """``flows.ingest.ingest_flow`` for one request: collected, then processed into the hot store."""
-        from flows.ingest import ingest_flow
-        from tasks.pipeline.request import parse_ingest_request
+        """``flows.ingestion.ingest_flow`` for one request: collected, then processed into the hot store."""
+        from flows.ingestion import ingest_flow
+        from pipeline.request import parse_ingest_request
 
         request = parse_ingest_request(
             data_type=data_type, symbols=symbols, start_date=_as_utc(start_date), end_date=_as_utc(end_date),
@@ -204,7 +204,7 @@ class DataPipelineOrchestrator:
     def _ensure_recorded(self, summary: Mapping[str, Any], flow_name: str) -> None:
         """The run's metrics row, unless its flow already wrote one."""
         from db.connect import database_connection
-        from tasks.pipeline.metrics import record_run, run_metrics
+        from pipeline.metrics import record_run, run_metrics
 
         if not summary.get("run_id"):
             return
@@ -227,28 +227,28 @@ class DataPipelineOrchestrator:
     # -- metrics and health ---------------------------------------------------------------------
     def stack_issues(self) -> list[str]:
         """What is down in the stack, as sentences (empty when everything the pipeline needs is up)."""
-        from marketpipe.services import Stack
-        from tasks.pipeline.health import component_issues
+        from stack.supervisor import Stack
+        from pipeline.health import component_issues
 
         return component_issues(Stack(self.settings).status(), self.settings)
 
     def metrics(self, since: datetime | timedelta | None = DEFAULT_METRICS_WINDOW) -> PipelineMetrics:
         """Totals of the runs recorded since ``since`` (a time, a window back from now, or None: all)."""
         from db.connect import database_connection
-        from tasks.pipeline.metrics import aggregate_metrics
-        from tasks.storage.lake import Lake
+        from pipeline.metrics import aggregate_metrics
+        from storage.lake import Lake
 
         with database_connection(self.settings) as conn:
             return aggregate_metrics(conn, _since(since), lake=Lake.from_settings(self.settings.lake))
 
     def health(self) -> dict[str, Any]:
-        from tasks.pipeline.health import check_health
+        from pipeline.health import check_health
 
         return check_health(self.settings)
 
     def last_recorded_run(self) -> dict[str, Any] | None:
         from db.connect import database_connection
-        from tasks.pipeline.metrics import read_recent_runs
+        from pipeline.metrics import read_recent_runs
 
         with database_connection(self.settings) as conn:
             runs = read_recent_runs(conn, 1, top_level_only=True)
@@ -415,5 +415,5 @@ class DataPipelineManager:
         return await asyncio.to_thread(self.orchestrator.metrics, since)
 
     async def trigger_health_check(self) -> dict[str, Any]:
-        """``healthy``, ``issues`` and what was checked (see ``tasks.pipeline.health``)."""
+        """``healthy``, ``issues`` and what was checked (see ``pipeline.health``)."""
         return await asyncio.to_thread(self.orchestrator.health)

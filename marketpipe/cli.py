@@ -1,6 +1,6 @@
 """The ``marketpipe`` command line.
 
-Global options build the one settings object (see marketpipe.settings for the precedence) and set
+Global options build the one settings object (see core.settings for the precedence) and set
 PREFECT_API_URL for everything the command runs. User mistakes end in one clear line on stderr and
 a non-zero exit code, never a traceback; ``--debug`` adds the traceback for bugs.
 """
@@ -19,10 +19,10 @@ from loguru import logger
 from marketpipe.cli_features import bench_features
 from marketpipe.cli_lake import lake_app
 from marketpipe.cli_scan import bench_storage, scan_app
-from marketpipe.errors import MarketpipeError, PortInUseError
-from marketpipe.logs import configure_logging
-from marketpipe.processes import port_free
-from marketpipe.settings import Settings, load_settings, parse_overrides
+from core.errors import MarketpipeError, PortInUseError
+from core.logs import configure_logging
+from stack.daemon import port_free
+from core.settings import Settings, load_settings, parse_overrides
 
 app = typer.Typer(
     name="marketpipe",
@@ -103,7 +103,7 @@ def main_options(
 @app.command()
 def up(ctx: typer.Context) -> None:
     """Start the embedded stack (PostgreSQL+TimescaleDB, S3 lake, Prefect server, market sandbox)."""
-    from marketpipe.services import Stack
+    from stack.supervisor import Stack
 
     settings = _settings(ctx)
     stack = Stack(settings)
@@ -125,7 +125,7 @@ def up(ctx: typer.Context) -> None:
 @app.command()
 def down(ctx: typer.Context) -> None:
     """Stop every component the stack started; the data stays in the state directory."""
-    from marketpipe.services import Stack
+    from stack.supervisor import Stack
 
     stopped = Stack(_settings(ctx)).down()
     typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
@@ -137,7 +137,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Health of each component; exits 1 when any component is unhealthy."""
-    from marketpipe.services import Stack
+    from stack.supervisor import Stack
 
     result = Stack(_settings(ctx)).status()
     if as_json:
@@ -192,7 +192,7 @@ def dlq_list(
     import asyncio
 
     from db.connect import async_database_connection
-    from tasks.sources.dead_letters import list_dead_letters
+    from sources.dead_letters import list_dead_letters
 
     async def fetch() -> list:
         async with await async_database_connection(_settings(ctx), autocommit=True) as conn:
@@ -230,10 +230,10 @@ def dlq_replay(
     import uuid
 
     from db.connect import async_database_connection
-    from tasks.pipeline.collect import replay_dead_letter
-    from tasks.sources.base import build_source
-    from tasks.sources.dead_letters import replay_dead_letters
-    from tasks.storage.lake import Lake
+    from tasks.collection import replay_dead_letter
+    from sources.base import build_source
+    from sources.dead_letters import replay_dead_letters
+    from storage.lake import Lake
 
     settings = _settings(ctx)
     lake = Lake.from_settings(settings.lake)
@@ -273,7 +273,7 @@ def run(
     import asyncio
 
     from flows.pipeline import parse_stages, pipeline_flow
-    from tasks.pipeline.request import parse_symbols
+    from pipeline.request import parse_symbols
 
     settings = _settings(ctx)
     chosen = parse_stages([s.strip() for s in stages.split(",")] if stages else None, mode)
@@ -337,9 +337,9 @@ def ingest(
     """Fetch bars (or corporate actions) for symbols and a date range into the hot store."""
     import asyncio
 
-    from flows.ingest import ingest_flow
-    from tasks.pipeline.request import parse_ingest_request
-    from tasks.sources.base import discover_sources
+    from flows.ingestion import ingest_flow
+    from pipeline.request import parse_ingest_request
+    from sources.base import discover_sources
 
     settings = _settings(ctx)
     end_of_day = end if "T" in end else f"{end}T23:59:59"
@@ -379,8 +379,8 @@ def backfill(
     from datetime import UTC, datetime, timedelta
 
     from flows.historical import historical_flow
-    from flows.ingest import ingest_flow
-    from tasks.pipeline.request import parse_symbols, parse_timeframe_choice, parse_when
+    from flows.ingestion import ingest_flow
+    from pipeline.request import parse_symbols, parse_timeframe_choice, parse_when
 
     settings = _settings(ctx)
     names = list(parse_symbols(symbols)) if symbols else list(settings.pipeline.symbols)
@@ -440,9 +440,9 @@ def features_export(
 ) -> None:
     """Features of SYMBOLS in [START, END) to the lake as Parquet (one object per symbol), for ML."""
     from db.connect import database_connection
-    from tasks.features.store import export_features
-    from tasks.pipeline.request import parse_symbols, parse_timeframe_choice
-    from tasks.storage.lake import Lake
+    from features.store import export_features
+    from pipeline.request import parse_symbols, parse_timeframe_choice
+    from storage.lake import Lake
 
     settings = _settings(ctx)
     with database_connection(settings) as conn:
@@ -460,8 +460,8 @@ def metrics(
     from datetime import UTC, datetime, timedelta
 
     from db.connect import database_connection
-    from tasks.pipeline.metrics import aggregate_metrics, format_metrics_table, read_recent_runs
-    from tasks.storage.lake import Lake
+    from pipeline.metrics import aggregate_metrics, format_metrics_table, read_recent_runs
+    from storage.lake import Lake
 
     settings = _settings(ctx)
     since = datetime.now(UTC) - timedelta(hours=24)
@@ -480,7 +480,7 @@ def health(
     ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False
 ) -> None:
     """Components, circuit breakers, data freshness, dead-letter growth; exits 1 when unhealthy."""
-    from tasks.pipeline.health import check_health
+    from pipeline.health import check_health
 
     report = check_health(_settings(ctx))
     if as_json:
@@ -501,7 +501,7 @@ def sandbox(
     seed: Annotated[int | None, typer.Option(help="market seed [default: sandbox.seed]")] = None,
 ) -> None:
     """Serve the market sandbox in the foreground (Polygon, Alpaca, Yahoo, Reddit wire formats)."""
-    from marketpipe.sandbox.server import serve
+    from sandbox.server import serve
 
     settings = _settings(ctx).sandbox
     host, port, seed = host or settings.host, port or settings.port, seed if seed is not None else settings.seed

@@ -21,7 +21,7 @@ def bench_features(
     """The full standard feature set through the engine vs TA-Lib per symbol (SMA, EMA, RSI, MACD,
     BBANDS, ATR, OBV): throughputs, their ratio, JIT compile time and peak extra memory."""
     from bench import features as bench
-    from tasks.features import feature_params
+    from features import feature_params
 
     report = bench.run(symbols, bars, repeat=repeat, params=feature_params(ctx.obj["settings"].features))
     typer.echo(json.dumps(report, indent=2) if as_json else bench.render_table(report))

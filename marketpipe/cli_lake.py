@@ -1,7 +1,7 @@
 """`marketpipe lake ...`: the cold lake's tiering and lifecycle commands.
 
 Registered on the main app in ``marketpipe.cli``; commands read their settings from ``ctx.obj["settings"]``.
-Layout, manifest and guarantees: :mod:`tasks.storage.tiering` and :mod:`tasks.storage.lifecycle`.
+Layout, manifest and guarantees: :mod:`storage.tiering` and :mod:`storage.lifecycle`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from marketpipe.errors import RequestError
+from core.errors import RequestError
 
 lake_app = typer.Typer(help="Cold lake: tiering of old hot data to Parquet, listing, sizes, compaction.",
                        no_args_is_help=True)  # fmt: skip
@@ -26,7 +26,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="one JSON object")]
 
 
 def _when(value: str | None, option: str) -> datetime | None:
-    from tasks.pipeline.request import parse_when
+    from pipeline.request import parse_when
 
     return None if value is None else parse_when(value, option)
 
@@ -66,8 +66,8 @@ def tier(
     """Move hot chunks older than storage.routing.hot_data_days to the lake (export, verify,
     record, drop: one transaction per chunk; a rerun finishes an interrupted run)."""
     from db.connect import database_connection
-    from tasks.storage.lake import Lake
-    from tasks.storage.tiering import datasets_of, ensure_native_compression, tier_chunks
+    from storage.lake import Lake
+    from storage.tiering import datasets_of, ensure_native_compression, tier_chunks
 
     settings = ctx.obj["settings"]
     names = [d.name for d in datasets_of(dataset)]  # refuses unknown names before any work
@@ -95,10 +95,10 @@ def ls(
 ) -> None:
     """List the lake's files (from the manifest ops.lake_files): key, rows, bytes, time range."""
     from db.connect import database_connection
-    from tasks.sources.model import canonical_timeframe
-    from tasks.storage.lake import Lake
-    from tasks.storage.lifecycle import orphans
-    from tasks.storage.tiering import datasets_of, manifest_files
+    from core.model import canonical_timeframe
+    from storage.lake import Lake
+    from storage.lifecycle import orphans
+    from storage.tiering import datasets_of, manifest_files
 
     settings = ctx.obj["settings"]
     names = [d.name for d in datasets_of(dataset)]
@@ -116,7 +116,7 @@ def ls(
 
 
 def _timeframe(value: str, canonical: Any) -> str:
-    from marketpipe.errors import PermanentSourceError
+    from core.errors import PermanentSourceError
 
     try:
         return canonical(value)
@@ -130,7 +130,7 @@ def _timeframe(value: str, canonical: Any) -> str:
 def du(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Bytes per dataset: hot (hypertable incl. indexes) and cold (Parquet objects in the manifest)."""
     from db.connect import database_connection
-    from tasks.storage.lifecycle import usage
+    from storage.lifecycle import usage
 
     with database_connection(ctx.obj["settings"], autocommit=True) as conn:
         rows = usage(conn)
@@ -159,9 +159,9 @@ def compact(
     """Merge each partition's small files into one (verified before the old ones go), then delete
     orphaned objects left by interrupted runs."""
     from db.connect import database_connection
-    from tasks.storage.lake import Lake
-    from tasks.storage.lifecycle import compact as compact_lake
-    from tasks.storage.tiering import datasets_of
+    from storage.lake import Lake
+    from storage.lifecycle import compact as compact_lake
+    from storage.tiering import datasets_of
 
     settings = ctx.obj["settings"]
     names = [d.name for d in datasets_of(dataset)]
@@ -184,8 +184,8 @@ def prune_raw(
 ) -> None:
     """Delete raw-zone vendor pages whose data is older than the retention (unprocessed pages stay)."""
     from db.connect import database_connection
-    from tasks.storage.lake import Lake
-    from tasks.storage.lifecycle import prune_raw as prune
+    from storage.lake import Lake
+    from storage.lifecycle import prune_raw as prune
 
     settings = ctx.obj["settings"]
     days = retention_days or settings.storage.data_lake.raw_retention_days

@@ -1,7 +1,7 @@
 """`marketpipe scan ...` (SQL scanners over the hot store) and `marketpipe bench storage`.
 
 Registered on the main app in ``marketpipe.cli``; commands read their settings from ``ctx.obj["settings"]``.
-Each scan command builds its call with :mod:`tasks.storage.scanners` (which refuses bad arguments
+Each scan command builds its call with :mod:`storage.scanners` (which refuses bad arguments
 with a ScanArgumentError before connecting) and prints the rows as a table.
 """
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from tasks.storage.scanners import ScanQuery
+    from storage.scanners import ScanQuery
 
 scan_app = typer.Typer(help="SQL scanners over the hot store (the same views scanner processes query from psql).",
                        no_args_is_help=True)  # fmt: skip
@@ -26,7 +26,7 @@ AsJson = Annotated[bool, typer.Option("--json", help="one JSON array of rows")]
 
 def _print_scan(ctx: typer.Context, query: ScanQuery, as_json: bool) -> None:
     from db.connect import database_connection
-    from tasks.storage.scanners import run_scan
+    from storage.scanners import run_scan
 
     with database_connection(ctx.obj["settings"], autocommit=True) as conn:
         frame = run_scan(conn, query)
@@ -41,7 +41,7 @@ def _print_scan(ctx: typer.Context, query: ScanQuery, as_json: bool) -> None:
 @scan_app.command("latest")
 def scan_latest(ctx: typer.Context, timeframe: Timeframe = "1min", as_json: AsJson = False) -> None:
     """The latest bar of every symbol (view scan.latest_bars)."""
-    from tasks.storage import scanners
+    from storage import scanners
 
     _print_scan(ctx, scanners.latest_bars(timeframe), as_json)
 
@@ -57,7 +57,7 @@ def scan_movers(
     as_json: AsJson = False,
 ) -> None:
     """Top movers: latest close vs the close N minutes (or N sessions) earlier, in percent."""
-    from tasks.storage import scanners
+    from storage import scanners
 
     query = scanners.top_movers(minutes, sessions, limit=limit, direction=direction, timeframe=timeframe)
     _print_scan(ctx, query, as_json)
@@ -73,7 +73,7 @@ def scan_volume_spikes(
     as_json: AsJson = False,
 ) -> None:
     """Latest volume's z-score vs the symbol's previous LOOKBACK bars."""
-    from tasks.storage import scanners
+    from storage import scanners
 
     _print_scan(ctx, scanners.volume_spikes(lookback, min_z, timeframe=timeframe, limit=limit), as_json)
 
@@ -88,7 +88,7 @@ def scan_gaps(
     as_json: AsJson = False,
 ) -> None:
     """Opening gaps: first open of the latest session vs the previous session's last close."""
-    from tasks.storage import scanners
+    from storage import scanners
 
     _print_scan(ctx, scanners.opening_gaps(min_pct, direction, timeframe=timeframe, limit=limit), as_json)
 
@@ -101,7 +101,7 @@ def scan_highs_lows(
     as_json: AsJson = False,
 ) -> None:
     """New N-day highs and lows: the latest bar above/below every bar of the N before it."""
-    from tasks.storage import scanners
+    from storage import scanners
 
     _print_scan(ctx, scanners.new_highs_lows(days, timeframe=timeframe), as_json)
 
@@ -116,7 +116,7 @@ def scan_rsi(
     as_json: AsJson = False,
 ) -> None:
     """RSI extremes from the feature store (each symbol's latest feature row)."""
-    from tasks.storage import scanners
+    from storage import scanners
 
     _print_scan(ctx, scanners.rsi_extremes(above, below, timeframe=timeframe, feature_set=feature_set), as_json)
 

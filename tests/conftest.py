@@ -101,8 +101,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         return
     from loguru import logger
 
-    from marketpipe.services import Stack
-    from marketpipe.settings import load_settings
+    from stack.supervisor import Stack
+    from core.settings import load_settings
 
     logger.remove()  # sinks set up during the session point at pytest's closed capture streams
     logger.add(sys.__stderr__, level="WARNING")
@@ -113,8 +113,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def stack():
     """The running embedded stack; yields its Settings."""
-    from marketpipe.services import Stack
-    from marketpipe.settings import load_settings
+    from stack.supervisor import Stack
+    from core.settings import load_settings
 
     settings = load_settings()
     Stack(settings).up()

@@ -12,7 +12,7 @@ from datetime import date
 import httpx
 import uvicorn
 
-from marketpipe.sandbox import SandboxConfig, create_app
+from sandbox import SandboxConfig, create_app
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from db.connect import database_connection
-from marketpipe.settings import Settings
+from core.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -123,7 +123,7 @@ def test_targeted_data_ingestion(stack: Settings, basic_run) -> None:
 
 def test_real_time_streaming_setup_is_refused_clearly(stack: Settings) -> None:
     from marketpipe.api import DataFlowConfig, DataPipelineOrchestrator, PipelineMode, StreamingUnavailableError
-    from marketpipe.errors import RequestError
+    from core.errors import RequestError
 
     orchestrator = DataPipelineOrchestrator(overrides=SMALL)
 

@@ -2,7 +2,7 @@
 --
 -- ops.watermarks: per (source, dataset, symbol, timeframe), the newest timestamp whose data has
 -- COMMITTED in the hot store. Writers advance it in the same transaction as the data it covers
--- (tasks/storage/watermarks.py), and only forwards, so a crash can leave it behind the data (the
+-- (storage/watermarks.py), and only forwards, so a crash can leave it behind the data (the
 -- next run refetches a little, which the idempotent upsert absorbs) but never ahead of it (which
 -- would silently skip data). Datasets without a timeframe (corporate actions) use timeframe ''.
 CREATE TABLE ops.watermarks (

@@ -1,5 +1,5 @@
 -- Run metrics: one row per finished flow run (ingest, process, pipeline, ...), written by
--- tasks/pipeline/metrics.py:record_run as an upsert on run_id (the Prefect flow run id), so
+-- pipeline/metrics.py:record_run as an upsert on run_id (the Prefect flow run id), so
 -- recording the same run twice (a retried flow, the facade after the flow) keeps one row.
 --
 -- A sub-flow (an ingest run inside a pipeline run) names its parent in parent_run_id; totals over

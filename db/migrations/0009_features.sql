@@ -1,14 +1,14 @@
--- The feature store: features computed by tasks/features (FeatureSet.compute) for stored bars.
+-- The feature store: features computed by features (FeatureSet.compute) for stored bars.
 --
 -- features.bar_features is wide: one row per bar and feature-set version, one double precision
--- column per standard feature (tasks.features.kernels.FEATURES, same names and order). Keyed like
+-- column per standard feature (features.kernels.FEATURES, same names and order). Keyed like
 -- the bars plus feature_set, the FeatureSet's version string ("std1-<hash>", which changes with a
 -- window length or a plugin): two versions of the same bar coexist, so a new parameterisation never
 -- overwrites the features a model was trained on. NULL means the feature is undefined at that bar
 -- (a window not yet full); the writer stores NaN as NULL.
 --
--- Written only by tasks/features/store.py through the hot store's idempotent upsert
--- (tasks.storage.hot.upsert_frame): a rerun rewrites nothing, and a recomputation after a data
+-- Written only by features/store.py through the hot store's idempotent upsert
+-- (storage.hot.upsert_frame): a rerun rewrites nothing, and a recomputation after a data
 -- correction rewrites exactly the rows whose values changed (IS DISTINCT FROM); computed_at moves
 -- only then.
 --

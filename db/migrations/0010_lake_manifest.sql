@@ -1,6 +1,6 @@
 -- The cold lake's manifest: one row per Parquet object that holds tiered rows (cold/...).
 --
--- Written only by tasks/storage/tiering.py. Tiering a hot chunk is ONE transaction: lock the chunk
+-- Written only by storage/tiering.py. Tiering a hot chunk is ONE transaction: lock the chunk
 -- against writers, export its rows to Parquet objects, read every object back and verify its row
 -- count and content checksum, insert these rows, drop the chunk, commit. So a committed row here
 -- always names a verified object whose rows are no longer hot, and a crash or an S3 outage before
@@ -22,7 +22,7 @@ CREATE TABLE ops.lake_files (
     max_symbol    text        NOT NULL,
     row_count     bigint      NOT NULL CHECK (row_count > 0),
     size_bytes    bigint      NOT NULL CHECK (size_bytes > 0),
-    checksum      text        NOT NULL,   -- tasks.storage.tiering.table_checksum of the object's rows
+    checksum      text        NOT NULL,   -- storage.tiering.table_checksum of the object's rows
     compression   text        NOT NULL,
     created_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
     CONSTRAINT lake_files_time_order CHECK (max_ts >= min_ts)

@@ -1,5 +1,5 @@
 -- SQL scanners over the hot store, for scanner processes (psql, any PostgreSQL client) and for
--- `marketpipe scan` (tasks/storage/scanners.py calls these same functions).
+-- `marketpipe scan` (storage/scanners.py calls these same functions).
 --
 --   scan.latest_bars                      view: the latest bar of every (symbol, timeframe)
 --   scan.latest(timeframe)                the same for one timeframe, by symbol

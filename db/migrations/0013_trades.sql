@@ -1,8 +1,8 @@
 -- Trades (time and sales), keyed on (symbol, ts, exchange, trade_id): the natural key the writer
--- upserts on (tasks.storage.hot.TRADES_TABLE, tasks.storage.hot.upsert_trades).
+-- upserts on (storage.hot.TRADES_TABLE, storage.hot.upsert_trades).
 --
 -- The columns are the canonical trade model every adapter already parses into
--- (tasks.sources.model.TRADES): Polygon v3 trades (sip_timestamp, price, size, exchange, id,
+-- (core.model.TRADES): Polygon v3 trades (sip_timestamp, price, size, exchange, id,
 -- conditions, tape), Alpaca trades and the trade stream messages (t, p, s, x, i, c, z).
 -- Why this key: a vendor's trade id identifies a trade within one symbol's feed from one exchange
 -- (or TRF), not across exchanges, so the exchange is part of the key, and the timestamp (every
@@ -13,7 +13,7 @@
 -- Chunks of 1 day: trades are the densest dataset (a liquid symbol prints tens of thousands of
 -- trades a session), a day per chunk keeps the chunk being written small, makes "the last N
 -- minutes" scans exclude all but one chunk, and makes tiering exact at the lake's date= partition
--- (cold/trades/date=YYYY-MM-DD/<chunk>.parquet, tasks/storage/tiering.py).
+-- (cold/trades/date=YYYY-MM-DD/<chunk>.parquet, storage/tiering.py).
 --
 -- Indexes: the primary key (symbol, ts, exchange, trade_id) serves every read of the router
 -- (symbols and a time range); TimescaleDB's default ts index serves "every trade of a minute".

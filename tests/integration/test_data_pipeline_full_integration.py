@@ -17,9 +17,9 @@ from prefect import get_client
 
 from db.connect import database_connection
 from flows.pipeline import pipeline_flow
-from marketpipe.settings import Settings
-from tasks.processing.calendar import nyse_sessions
-from tasks.storage.hot import read_bars
+from core.settings import Settings
+from core.calendar import nyse_sessions
+from storage.hot import read_bars
 
 pytestmark = pytest.mark.integration
 

@@ -14,11 +14,11 @@ import pytest
 
 from db.connect import database_connection
 from db.migrate import MIGRATIONS_DIR, migrate
-from db.server import EmbeddedPostgres
-from marketpipe.errors import MigrationError, StorageError
-from marketpipe.services import Stack
-from marketpipe.settings import Settings, load_settings
-from tasks.storage.lake import Lake
+from stack.postgres import EmbeddedPostgres
+from core.errors import MigrationError, StorageError
+from stack.supervisor import Stack
+from core.settings import Settings, load_settings
+from storage.lake import Lake
 
 pytestmark = pytest.mark.integration
 

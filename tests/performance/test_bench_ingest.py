@@ -7,7 +7,7 @@ import pytest
 
 from bench.ingest import render_table, run
 from db.connect import database_connection
-from marketpipe.settings import Settings
+from core.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

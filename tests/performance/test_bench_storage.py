@@ -7,7 +7,7 @@ import pytest
 
 from bench.storage import render_table, run
 from db.connect import database_connection
-from marketpipe.settings import Settings
+from core.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -23,7 +23,7 @@ def test_small_benchmark_reports_sane_figures_and_cleans_up(stack: Settings) -> 
     assert report["top_movers_p50_ms"] <= report["top_movers_p95_ms"]
     assert 0.05 < report["lake_to_hot_bytes_ratio"] < 1.0  # Parquet is smaller than rows + indexes
     assert report["rows"] == report["tiering"]["rows"] == 200 * (4 * 390 + 210)  # the last session is a half day
-    assert report["tiering"]["chunks"] == 5 and report["tiering"]["via"] == "tasks.storage.tiering.tier_chunk"
+    assert report["tiering"]["chunks"] == 5 and report["tiering"]["via"] == "storage.tiering.tier_chunk"
     assert report["scanner_rows"]["latest_bar"] == report["scanner_rows"]["latest_bar_lateral_ref"] == 200
     assert report["scanner_rows"]["latest_bar_distinct_on_ref"] == 200
     assert report["symbol_month_read"]["rows"] == 4 * 390 + 210

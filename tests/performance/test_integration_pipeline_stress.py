@@ -14,13 +14,13 @@ import httpx
 import pytest
 
 from db.connect import async_database_connection, database_connection
-from flows.ingest import ingest_flow
-from flows.process import process_flow
-from marketpipe.settings import Settings
-from tasks.pipeline.collect import replay_dead_letter
-from tasks.sources.base import build_source
-from tasks.sources.dead_letters import DeadLetter, ReplaySummary, replay_dead_letters
-from tasks.storage.lake import Lake
+from flows.ingestion import ingest_flow
+from flows.processing import process_flow
+from core.settings import Settings
+from tasks.collection import replay_dead_letter
+from sources.base import build_source
+from sources.dead_letters import DeadLetter, ReplaySummary, replay_dead_letters
+from storage.lake import Lake
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from marketpipe.settings import ENV_NESTED_DELIMITER, ENV_PREFIX, Settings, load_settings
+from core.settings import ENV_NESTED_DELIMITER, ENV_PREFIX, Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from loguru import logger
 
-from marketpipe.logs import configure_logging, redact
+from core.logs import configure_logging, redact
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +37,7 @@ def test_secret_in_application_and_stdlib_logs_is_redacted(capsys) -> None:
 
 def test_debug_applies_to_marketpipe_tree_only(capsys) -> None:
     configure_logging("INFO", debug=True)
-    logging.getLogger("marketpipe.services").debug("ours-debug")
+    logging.getLogger("stack.supervisor").debug("ours-debug")
     logging.getLogger("prefect.engine").debug("theirs-debug")
     err = capsys.readouterr().err
     assert "ours-debug" in err

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from db.migrate import MIGRATIONS_DIR, AppliedMigration, discover, pending
-from marketpipe.errors import MigrationError
+from core.errors import MigrationError
 
 
 def make_dir(tmp_path: Path, files: dict[str, str]) -> Path:

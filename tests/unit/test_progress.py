@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from marketpipe.progress import terminal_progress
+from core.progress import terminal_progress
 
 
 class FakeTerminal(io.StringIO):

@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from marketpipe.errors import StorageError
-from tasks.storage.raw import RawPage, decode_envelope, encode_envelope, raw_key
+from core.errors import StorageError
+from storage.raw import RawPage, decode_envelope, encode_envelope, raw_key
 
 REQUEST = {"url": "/v2/aggs/ticker/AAPL/range/1/minute/2024-01-02/2024-01-02", "params": {"apiKey": "***"}}
 
@@ -34,7 +34,7 @@ def test_garbage_object_is_a_storage_error() -> None:
 
 
 def test_checksum_ignores_the_vendors_request_id_but_not_data() -> None:
-    from tasks.storage.raw import payload_checksum
+    from storage.raw import payload_checksum
 
     a = payload_checksum({"request_id": "a1", "results": [{"c": 1.0}]})
     assert a == payload_checksum({"request_id": "b2", "results": [{"c": 1.0}]})

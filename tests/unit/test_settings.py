@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from marketpipe.errors import ConfigurationError
-from marketpipe.settings import load_settings, parse_overrides
+from core.errors import ConfigurationError
+from core.settings import load_settings, parse_overrides
 
 
 @pytest.fixture

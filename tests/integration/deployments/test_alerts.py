@@ -17,11 +17,11 @@ import pytest
 
 from db.connect import database_connection
 from deployments.alerts import RULES, ensure_alert_automations
-from marketpipe.settings import Settings
-from tasks.pipeline.alerts import DATA_STALE, DEAD_LETTERS_GROWING, QUALITY_LOW
-from tasks.pipeline.metrics import RunMetrics, record_run
-from tasks.sources.dead_letters import record_dead_letter_sync
-from tasks.storage.watermarks import Watermark, advance_watermarks
+from core.settings import Settings
+from pipeline.alerts import DATA_STALE, DEAD_LETTERS_GROWING, QUALITY_LOW
+from pipeline.metrics import RunMetrics, record_run
+from sources.dead_letters import record_dead_letter_sync
+from storage.watermarks import Watermark, advance_watermarks
 
 pytestmark = pytest.mark.integration
 

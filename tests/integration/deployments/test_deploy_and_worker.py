@@ -15,8 +15,8 @@ import pytest
 
 from db.connect import database_connection
 from deployments.deploy import QUEUES, deploy_all, ensure_work_pool
-from marketpipe.errors import ServiceError
-from marketpipe.settings import Settings
+from core.errors import ServiceError
+from core.settings import Settings
 from tests.integration.deployments.workers import stop_process_group
 
 pytestmark = pytest.mark.integration

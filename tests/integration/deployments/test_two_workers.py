@@ -34,8 +34,8 @@ import pytest
 
 from db.connect import database_connection
 from deployments.deploy import QUEUES, deploy_changed, ensure_work_pool
-from marketpipe.settings import Settings
-from tasks.sources.resilience import default_burst
+from core.settings import Settings
+from sources.resilience import default_burst
 from tests.integration.deployments.workers import stop_process_group
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from flows.smoke import smoke_flow
-from marketpipe.settings import Settings
+from core.settings import Settings
 
 pytestmark = pytest.mark.integration
 

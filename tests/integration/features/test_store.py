@@ -13,12 +13,12 @@ import pytest
 
 from db.connect import database_connection
 from flows.features import features_flow
-from marketpipe.settings import Settings
-from tasks.features import FeatureBuilder, FeatureParams, FeatureSet
-from tasks.features.store import export_features, read_features, refresh_features
-from tasks.sources.model import BARS, frame
-from tasks.storage.hot import upsert_bars
-from tasks.storage.lake import Lake
+from core.settings import Settings
+from features import FeatureBuilder, FeatureParams, FeatureSet
+from features.store import export_features, read_features, refresh_features
+from core.model import BARS, frame
+from storage.hot import upsert_bars
+from storage.lake import Lake
 
 pytestmark = pytest.mark.integration
 

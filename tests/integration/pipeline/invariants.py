@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from db.connect import database_connection
-from marketpipe.settings import Settings
+from core.settings import Settings
 
 
 def watermarks_ahead(settings: Settings, symbols: Sequence[str]) -> list[tuple]:

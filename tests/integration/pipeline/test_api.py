@@ -19,11 +19,11 @@ from marketpipe.api import (
     PipelineMode,
     StreamingUnavailableError,
 )
-from marketpipe.errors import RequestError, ServiceError
-from marketpipe.settings import Settings
-from tasks.pipeline.health import check_health
-from tasks.pipeline.metrics import aggregate_metrics, read_recent_runs, record_run, run_metrics
-from tasks.sources.dead_letters import record_dead_letter_sync
+from core.errors import RequestError, ServiceError
+from core.settings import Settings
+from pipeline.health import check_health
+from pipeline.metrics import aggregate_metrics, read_recent_runs, record_run, run_metrics
+from sources.dead_letters import record_dead_letter_sync
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from db.connect import database_connection
-from marketpipe.settings import Settings
+from core.settings import Settings
 
 pytestmark = pytest.mark.integration
 

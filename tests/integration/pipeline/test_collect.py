@@ -13,13 +13,13 @@ import pandas as pd
 import pytest
 
 from db.connect import async_database_connection, database_connection
-from marketpipe.settings import Settings
-from tasks.pipeline.collect import collect_symbol, parse_stored_page
-from tasks.pipeline.request import parse_ingest_request
-from tasks.sources.base import build_source
-from tasks.sources.http import Request
-from tasks.storage.lake import Lake
-from tasks.storage.raw import iter_raw_pages
+from core.settings import Settings
+from tasks.collection import collect_symbol, parse_stored_page
+from pipeline.request import parse_ingest_request
+from sources.base import build_source
+from sources.http import Request
+from storage.lake import Lake
+from storage.raw import iter_raw_pages
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 20, tzinfo=UTC)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from db.connect import database_connection
-from marketpipe.settings import Settings
+from core.settings import Settings
 from tests.integration.pipeline.invariants import watermarks_ahead
 
 pytestmark = pytest.mark.integration

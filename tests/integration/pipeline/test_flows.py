@@ -11,16 +11,16 @@ import pytest
 
 from db.connect import database_connection
 from flows.historical import historical_flow
-from flows.ingest import ingest_flow
-from flows.process import process_flow
-from marketpipe.errors import RequestError
-from marketpipe.settings import Settings
-from tasks.pipeline.collect import collect_symbol
-from tasks.pipeline.request import parse_ingest_request
-from tasks.processing.calendar import nyse_sessions
-from tasks.sources.base import build_source
-from tasks.storage.lake import Lake
-from tasks.storage.raw import store_raw_page
+from flows.ingestion import ingest_flow
+from flows.processing import process_flow
+from core.errors import RequestError
+from core.settings import Settings
+from tasks.collection import collect_symbol
+from pipeline.request import parse_ingest_request
+from core.calendar import nyse_sessions
+from sources.base import build_source
+from storage.lake import Lake
+from storage.raw import store_raw_page
 
 pytestmark = pytest.mark.integration
 
@@ -172,7 +172,7 @@ def test_collect_uses_unadjusted_prices(stack: Settings) -> None:
                                    end_date="2024-03-04T23:59:59", timeframe="1min",
                                    now=datetime(2026, 1, 1, tzinfo=UTC))  # fmt: skip
     source = build_source("polygon", stack)
-    from tasks.pipeline.collect import first_requests
+    from tasks.collection import first_requests
 
     first = first_requests(source, request, "FLRAW", request.start)
     asyncio.run(source.aclose())

@@ -25,8 +25,8 @@ import pytest
 
 from db.connect import database_connection
 from db.migrate import migrate
-from db.server import EmbeddedPostgres
-from marketpipe.settings import Settings
+from stack.postgres import EmbeddedPostgres
+from core.settings import Settings
 from tests.integration.pipeline.invariants import watermarks_ahead
 
 pytestmark = pytest.mark.integration

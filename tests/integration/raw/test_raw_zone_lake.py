@@ -6,9 +6,9 @@ from datetime import date
 
 import pytest
 
-from marketpipe.settings import Settings
-from tasks.storage.lake import Lake
-from tasks.storage.raw import iter_raw_pages, store_raw_page
+from core.settings import Settings
+from storage.lake import Lake
+from storage.raw import iter_raw_pages, store_raw_page
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ import pandas as pd
 import psycopg
 import pytest
 
-from marketpipe.services import database_connection
-from tasks.sources.model import BARS, frame
-from tasks.storage.hot import upsert_bars
+from stack.supervisor import database_connection
+from core.model import BARS, frame
+from storage.hot import upsert_bars
 
 # Two sessions of 1-minute bars (a winter Monday and Tuesday, 09:30-10:29 New York) and 60 daily bars.
 # The intraday days lie after any other test's bars, so that this module's symbols hold the newest

@@ -6,9 +6,9 @@ import pytest
 
 from bench.storage import run
 from db.connect import database_connection
-from marketpipe.errors import RequestError
-from marketpipe.settings import Settings
-from tasks.storage.lake import Lake
+from core.errors import RequestError
+from core.settings import Settings
+from storage.lake import Lake
 
 pytestmark = pytest.mark.integration
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tasks.sources.model import BARS, frame
-from tasks.storage.hot import BARS_INTRADAY, upsert_bars, upsert_frame
+from core.model import BARS, frame
+from storage.hot import BARS_INTRADAY, upsert_bars, upsert_frame
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +106,7 @@ def test_refresh_rebuilds_what_drop_chunks_would_leave_stale(conn, fresh_symbols
 
 
 def test_an_open_backfill_of_older_bars_does_not_block_live_writes(stack, conn, fresh_symbols: list[str]) -> None:
-    from marketpipe.services import database_connection
+    from stack.supervisor import database_connection
 
     a = fresh_symbols[0]
     upsert_bars(conn, bars(a, "2025-03-03 14:30", [10, 11]))

@@ -16,8 +16,8 @@ import psycopg
 import pytest
 
 from bench.storage import function_definitions
-from tasks.sources.model import BARS, frame
-from tasks.storage.hot import upsert_bars
+from core.model import BARS, frame
+from storage.hot import upsert_bars
 
 from .conftest import INTRADAY_DAYS, MINUTES_PER_DAY, Market
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.storage import scanners
-from tasks.storage.scanners import ScanArgumentError, run_scan
+from storage import scanners
+from storage.scanners import ScanArgumentError, run_scan
 
 from .conftest import Market
 

@@ -10,12 +10,12 @@ from datetime import date
 import httpx
 import pytest
 
-from tasks.sources.alpaca import AlpacaClient
-from tasks.sources.http import VendorHttp, make_http_client
-from tasks.sources.polygon import PolygonClient
-from tasks.sources.reddit import RedditClient
-from tasks.sources.resilience import CircuitBreaker, Resilience, RetryPolicy
-from tasks.sources.yahoo import YahooClient
+from sources.alpaca import AlpacaClient
+from sources.http import VendorHttp, make_http_client
+from sources.polygon import PolygonClient
+from sources.reddit import RedditClient
+from sources.resilience import CircuitBreaker, Resilience, RetryPolicy
+from sources.yahoo import YahooClient
 from tests.sandbox_server import running_sandbox
 
 AS_OF = date(2024, 6, 28)

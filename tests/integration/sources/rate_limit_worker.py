@@ -6,9 +6,9 @@ Run as ``python -m tests.integration.sources.rate_limit_worker URL RPS PAGES`` w
 import asyncio
 import sys
 
-from tasks.sources.http import VendorHttp, make_http_client
-from tasks.sources.polygon import PolygonClient
-from tasks.sources.resilience import PrefectRateLimiter, Resilience
+from sources.http import VendorHttp, make_http_client
+from sources.polygon import PolygonClient
+from sources.resilience import PrefectRateLimiter, Resilience
 
 
 async def main(url: str, rps: float, pages: int) -> None:

@@ -5,16 +5,16 @@ import asyncio
 import psycopg
 import pytest
 
-from marketpipe.errors import PermanentSourceError, RetryableSourceError
-from tasks.sources.dead_letters import (
+from core.errors import PermanentSourceError, RetryableSourceError
+from sources.dead_letters import (
     list_dead_letters,
     mark_replayed,
     record_dead_letter,
     record_source_error,
     replay_dead_letters,
 )
-from tasks.sources.http import Request
-from tasks.sources.resilience import source_error
+from sources.http import Request
+from sources.resilience import source_error
 
 from .conftest import KEY, polygon_client
 

@@ -6,8 +6,8 @@ import asyncio
 import pandas as pd
 import pytest
 
-from marketpipe.errors import PermanentSourceError, RetryableSourceError
-from tasks.sources.http import drain
+from core.errors import PermanentSourceError, RetryableSourceError
+from sources.http import drain
 
 from .conftest import KEY, alpaca_client, polygon_client, set_faults, stats
 

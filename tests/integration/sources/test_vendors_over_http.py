@@ -6,7 +6,7 @@ import asyncio
 import pandas as pd
 import pytest
 
-from tasks.sources import model
+from core import model
 
 from .conftest import AS_OF, alpaca_client, polygon_client, reddit_client, stats, yahoo_client
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from marketpipe.errors import StorageError
-from tasks.sources.model import BARS
-from tasks.storage.corporate_actions import (
+from core.errors import StorageError
+from core.model import BARS
+from storage.corporate_actions import (
     adjustment_factors,
     apply_adjustment,
     upsert_corporate_actions,
     write_corporate_actions,
 )
-from tasks.storage.hot import read_bars, upsert_bars
-from tasks.storage.watermarks import read_watermarks
+from storage.hot import read_bars, upsert_bars
+from storage.watermarks import read_watermarks
 from tests.unit.storage.helpers import (
     HAND_CLOSES,
     HAND_SPLIT_ADJUSTED,

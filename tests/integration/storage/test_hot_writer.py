@@ -9,10 +9,10 @@ import pandas as pd
 import psycopg
 import pytest
 
-from marketpipe.errors import StorageError
-from marketpipe.services import database_connection
-from tasks.storage.hot import BARS_INTRADAY, upsert_bars, upsert_frame, write_bars
-from tasks.storage.watermarks import read_watermarks
+from core.errors import StorageError
+from stack.supervisor import database_connection
+from storage.hot import BARS_INTRADAY, upsert_bars, upsert_frame, write_bars
+from storage.watermarks import read_watermarks
 from tests.unit.storage.helpers import bars
 
 pytestmark = pytest.mark.integration

@@ -16,9 +16,9 @@ import psycopg
 import pytest
 
 from db.connect import database_connection
-from marketpipe.settings import Settings
-from tasks.sources.model import BARS, frame
-from tasks.storage.lake import Lake
+from core.settings import Settings
+from core.model import BARS, frame
+from storage.lake import Lake
 
 
 @pytest.fixture

@@ -19,15 +19,15 @@ import pyarrow as pa
 import pytest
 from pandas.testing import assert_frame_equal
 
-from marketpipe.errors import StorageError
-from marketpipe.processes import ManagedProcess
-from marketpipe.services import Stack
-from marketpipe.settings import Settings
-from tasks.storage.hot import upsert_bars
-from tasks.storage.lake import Lake
-from tasks.storage.lifecycle import orphans
-from tasks.storage.router import StorageRouter
-from tasks.storage.tiering import CRASH_ENV, TieringError, manifest_files, tier_chunks
+from core.errors import StorageError
+from stack.daemon import ManagedProcess
+from stack.supervisor import Stack
+from core.settings import Settings
+from storage.hot import upsert_bars
+from storage.lake import Lake
+from storage.lifecycle import orphans
+from storage.router import StorageRouter
+from storage.tiering import CRASH_ENV, TieringError, manifest_files, tier_chunks
 from tests.conftest import _free_block, _free_port
 from tests.integration.tiering.conftest import make_bars, year_window
 

@@ -12,13 +12,13 @@ import psycopg
 import pytest
 from pandas.testing import assert_frame_equal
 
-from marketpipe.settings import Settings
-from tasks.features import FEATURES, FeatureSet
-from tasks.features.store import HISTORY_START, read_features, refresh_features
-from tasks.storage.hot import read_bars, upsert_bars
-from tasks.storage.lake import Lake
-from tasks.storage.router import StorageRouter
-from tasks.storage.tiering import tier_chunks
+from core.settings import Settings
+from features import FEATURES, FeatureSet
+from features.store import HISTORY_START, read_features, refresh_features
+from storage.hot import read_bars, upsert_bars
+from storage.lake import Lake
+from storage.router import StorageRouter
+from storage.tiering import tier_chunks
 from tests.integration.tiering.conftest import make_bars
 
 pytestmark = pytest.mark.integration

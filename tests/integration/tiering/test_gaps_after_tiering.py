@@ -9,10 +9,10 @@ import psycopg
 import pytest
 
 from flows.historical import find_gaps
-from marketpipe.settings import Settings
-from tasks.storage.hot import upsert_bars
-from tasks.storage.lake import Lake
-from tasks.storage.tiering import tier_chunks
+from core.settings import Settings
+from storage.hot import upsert_bars
+from storage.lake import Lake
+from storage.tiering import tier_chunks
 from tests.integration.tiering.conftest import make_bars, year_window
 
 pytestmark = pytest.mark.integration

@@ -21,15 +21,15 @@ from pandas.testing import assert_frame_equal
 from prefect import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-from marketpipe.settings import Settings
-from tasks.features import FeatureBuilder, FeatureParams, FeatureSet
-from tasks.features.store import refresh_features
-from tasks.storage.hot import upsert_bars
-from tasks.storage.lake import Lake
-from tasks.storage.lifecycle import compact, orphans, prune_raw
-from tasks.storage.raw import store_raw_page
-from tasks.storage.router import StorageRouter
-from tasks.storage.tiering import ensure_native_compression, manifest_files, tier_chunks, timescale_edition
+from core.settings import Settings
+from features import FeatureBuilder, FeatureParams, FeatureSet
+from features.store import refresh_features
+from storage.hot import upsert_bars
+from storage.lake import Lake
+from storage.lifecycle import compact, orphans, prune_raw
+from storage.raw import store_raw_page
+from storage.router import StorageRouter
+from storage.tiering import ensure_native_compression, manifest_files, tier_chunks, timescale_edition
 from tests.integration.tiering.conftest import make_bars, year_window
 
 pytestmark = pytest.mark.integration

@@ -11,14 +11,14 @@ import pyarrow.parquet as pq
 import pytest
 from pandas.testing import assert_frame_equal
 
-from marketpipe.errors import RequestError
-from marketpipe.settings import Settings
-from tasks.sources.model import CORPORATE_ACTIONS, frame
-from tasks.storage.corporate_actions import upsert_corporate_actions
-from tasks.storage.hot import upsert_bars
-from tasks.storage.lake import Lake
-from tasks.storage.router import StorageRouter
-from tasks.storage.tiering import DATASETS, manifest_files, table_checksum, tier_chunks
+from core.errors import RequestError
+from core.settings import Settings
+from core.model import CORPORATE_ACTIONS, frame
+from storage.corporate_actions import upsert_corporate_actions
+from storage.hot import upsert_bars
+from storage.lake import Lake
+from storage.router import StorageRouter
+from storage.tiering import DATASETS, manifest_files, table_checksum, tier_chunks
 from tests.integration.tiering.conftest import make_bars, year_window
 
 pytestmark = pytest.mark.integration
@@ -102,7 +102,7 @@ def test_a_range_in_the_lake_is_refused_without_cold_fallback(
 def test_a_range_across_both_tiers_merges_and_late_rows_win(
     stack: Settings, conn: psycopg.Connection, lake: Lake, symbols: Callable[[], str]
 ) -> None:
-    from tasks.storage.lifecycle import compact
+    from storage.lifecycle import compact
 
     names = sorted(symbols() for _ in range(2))
     upsert_bars(conn, make_bars(names, "1993-06-07", 3, "1min", 10))  # Mon..Wed

@@ -13,13 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 from pandas.testing import assert_frame_equal
 
-from marketpipe.errors import RequestError, StorageError
-from marketpipe.settings import Settings
-from tasks.sources.model import TRADES, frame
-from tasks.storage.lake import Lake
-from tasks.storage.router import StorageRouter
-from tasks.storage.tiering import DATASETS, manifest_files, table_checksum, tier_chunks
-from tasks.storage.trades import read_trades, upsert_trades
+from core.errors import RequestError, StorageError
+from core.settings import Settings
+from core.model import TRADES, frame
+from storage.lake import Lake
+from storage.router import StorageRouter
+from storage.tiering import DATASETS, manifest_files, table_checksum, tier_chunks
+from storage.trades import read_trades, upsert_trades
 
 pytestmark = pytest.mark.integration
 

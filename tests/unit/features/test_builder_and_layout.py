@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from marketpipe.errors import ConfigurationError, DataQualityError
-from tasks.features import (
+from core.errors import ConfigurationError, DataQualityError
+from features import (
     FEATURES,
     BarLayout,
     FeatureBuilder,

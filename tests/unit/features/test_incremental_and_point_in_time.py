@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from marketpipe.errors import DataQualityError
-from tasks.features import FEATURES, FeatureBuilder, FeatureSet
+from core.errors import DataQualityError
+from features import FEATURES, FeatureBuilder, FeatureSet
 from tests.unit.features.helpers import random_walk_bars
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.features import FEATURES, FeatureSet
-from tasks.features.kernels import LOG_SERIES_MAX, FeatureParams, _log_ratio
+from features import FEATURES, FeatureSet
+from features.kernels import LOG_SERIES_MAX, FeatureParams, _log_ratio
 from tests.unit.features.helpers import random_walk_bars
 
 

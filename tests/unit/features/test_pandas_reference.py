@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.features import FeatureParams, FeatureSet, periods_per_year
+from features import FeatureParams, FeatureSet, periods_per_year
 from tests.unit.features.helpers import assert_same_warmup_and_close, random_walk_bars, sp500_bars
 
 P = FeatureParams()

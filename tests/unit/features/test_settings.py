@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from marketpipe.errors import ConfigurationError
-from marketpipe.settings import load_settings, parse_overrides
-from tasks.features import FeatureParams, FeatureSet, feature_params, feature_set_from_settings
+from core.errors import ConfigurationError
+from core.settings import load_settings, parse_overrides
+from features import FeatureParams, FeatureSet, feature_params, feature_set_from_settings
 from tests.unit.features.helpers import random_walk_bars
 from tests.unit.test_settings import isolated  # noqa: F401  (a fixture: no MARKETPIPE_* variables, no config file)
 

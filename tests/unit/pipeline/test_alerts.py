@@ -1,6 +1,6 @@
 from datetime import UTC, datetime
 
-from tasks.pipeline.alerts import (
+from pipeline.alerts import (
     DATA_STALE,
     DEAD_LETTERS_GROWING,
     QUALITY_LOW,
@@ -9,8 +9,8 @@ from tasks.pipeline.alerts import (
     quality_alerts,
     stale_alerts,
 )
-from tasks.pipeline.health import DatasetFreshness, DeadLetterCounts
-from tasks.pipeline.metrics import RunMetrics
+from pipeline.health import DatasetFreshness, DeadLetterCounts
+from pipeline.metrics import RunMetrics
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 

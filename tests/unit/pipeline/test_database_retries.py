@@ -7,8 +7,8 @@ import pytest
 from prefect.states import Failed
 
 from db.connect import connection_lost
-from flows.retries import retry_on_lost_database
-from marketpipe.errors import DataQualityError, ServiceError, StorageError
+from tasks.retries import retry_on_lost_database
+from core.errors import DataQualityError, ServiceError, StorageError
 
 
 def raised_from(outer: type[Exception], inner: Exception) -> Exception:

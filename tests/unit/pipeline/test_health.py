@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from marketpipe.services import ComponentStatus, StackStatus
-from marketpipe.settings import Settings
-from tasks.pipeline.health import (
+from stack.supervisor import ComponentStatus, StackStatus
+from core.settings import Settings
+from pipeline.health import (
     DeadLetterCounts,
     component_issues,
     dataset_freshness,
@@ -14,9 +14,9 @@ from tasks.pipeline.health import (
     source_states,
     stale_datasets,
 )
-from tasks.sources.base import BaseSource, SourceContext
-from tasks.sources.resilience import CircuitBreaker, Resilience
-from tasks.storage.watermarks import Watermark
+from sources.base import BaseSource, SourceContext
+from sources.resilience import CircuitBreaker, Resilience
+from storage.watermarks import Watermark
 
 # Friday 2024-03-08, after the 16:00 ET (21:00 UTC) close; sessions Mon 03-04 .. Fri 03-08.
 FRIDAY_EVENING = datetime(2024, 3, 8, 22, 0, tzinfo=UTC)

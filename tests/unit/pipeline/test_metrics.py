@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tasks.pipeline.metrics import RunMetrics, format_metrics_table, run_metrics
+from pipeline.metrics import RunMetrics, format_metrics_table, run_metrics
 
 FINISHED = datetime(2026, 11, 20, 21, 0, tzinfo=UTC)
 

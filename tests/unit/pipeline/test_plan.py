@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tasks.pipeline.plan import resume_starts
-from tasks.pipeline.request import parse_ingest_request
+from pipeline.plan import resume_starts
+from pipeline.request import parse_ingest_request
 
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
 
@@ -41,8 +41,8 @@ def test_daily_bars_step_a_day() -> None:
 def test_pipeline_jobs_put_corporate_actions_first_over_the_longest_lookback() -> None:
     from datetime import date
 
-    from marketpipe.settings import BarJob, PipelineSettings
-    from tasks.pipeline.plan import pipeline_jobs
+    from core.settings import BarJob, PipelineSettings
+    from pipeline.plan import pipeline_jobs
 
     bars = [BarJob(timeframe="1day", lookback_days=365), BarJob(timeframe="1min", lookback_days=14)]
     settings = PipelineSettings(symbols=["AAPL", "MSFT"], bars=bars)
@@ -58,8 +58,8 @@ def test_missing_sessions_and_gap_ranges_against_the_calendar() -> None:
 
     import pandas as pd
 
-    from tasks.pipeline.plan import gap_ranges, missing_sessions
-    from tasks.processing.calendar import nyse_sessions
+    from pipeline.plan import gap_ranges, missing_sessions
+    from core.calendar import nyse_sessions
 
     # 2024-07-01..2024-07-10: 7 sessions (07-03 is a half day, 07-04 a holiday)
     schedule = nyse_sessions("2024-07-01", "2024-07-10")

@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from marketpipe.errors import RequestError
-from tasks.pipeline.request import parse_ingest_request, parse_symbols
+from core.errors import RequestError
+from pipeline.request import parse_ingest_request, parse_symbols
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 

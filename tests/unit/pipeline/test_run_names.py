@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flows.ingest import ingest_run_name
+from flows.ingestion import ingest_run_name
 
 
 def test_bar_runs_are_named_by_timeframe_and_last_day() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tasks.processing.quality import batch_score, quality_report, score_symbol_days
-from tasks.processing.validate import validate_bars
+from quality.score import batch_score, quality_report, score_symbol_days
+from quality.validate import validate_bars
 
 from .helpers import one, session_bars
 

@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from marketpipe.sandbox.market import Market
-from marketpipe.sandbox.wire.polygon import agg_results, aggs_body
-from tasks.processing.quality import quality_report
-from tasks.processing.standardize import standardize_bars
-from tasks.processing.validate import validate_bars
-from tasks.sources.polygon import parse_aggregates
+from sandbox.market import Market
+from sandbox.wire.polygon import agg_results, aggs_body
+from quality.score import quality_report
+from quality.standardize import standardize_bars
+from quality.validate import validate_bars
+from sources.polygon import parse_aggregates
 
 SYMBOLS = ["AAPL", "MSFT", "F", "XOM", "BRK.B"]
 START, END = "2024-11-25", "2024-12-03"  # Thanksgiving (closed) and the half day after it

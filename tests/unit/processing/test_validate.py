@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from marketpipe.errors import DataQualityError
-from tasks.processing.calendar import nyse_sessions
-from tasks.processing.standardize import standardize_bars
-from tasks.processing.validate import FLAGS, REASON, Rule, describe_flags, missing_bars, validate_bars
-from tasks.sources import model
+from core.errors import DataQualityError
+from core.calendar import nyse_sessions
+from quality.standardize import standardize_bars
+from quality.validate import FLAGS, REASON, Rule, describe_flags, missing_bars, validate_bars
+from core import model
 
 from .helpers import bars, one, session_bars
 

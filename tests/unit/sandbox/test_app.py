@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from marketpipe.sandbox import Market, SandboxConfig, create_app
+from sandbox import Market, SandboxConfig, create_app
 
 AS_OF = date(2024, 6, 28)
 POLY = {"apiKey": "sandbox"}

@@ -7,8 +7,8 @@ from datetime import date
 import numpy as np
 import pytest
 
-from marketpipe.sandbox.market import Market, canonical_symbol
-from marketpipe.sandbox.prices import adjustment_factors, minute_bars
+from sandbox.market import Market, canonical_symbol
+from sandbox.prices import adjustment_factors, minute_bars
 
 AS_OF = date(2024, 6, 28)
 

@@ -1,10 +1,10 @@
 import pandas as pd
 import pytest
 
-from marketpipe.errors import PermanentSourceError
-from tasks.sources import model
-from tasks.sources.alpaca import parse_bars, parse_corporate_actions, parse_news, parse_quotes, parse_trades
-from tasks.sources.polygon import parse_aggregates
+from core.errors import PermanentSourceError
+from core import model
+from sources.alpaca import parse_bars, parse_corporate_actions, parse_news, parse_quotes, parse_trades
+from sources.polygon import parse_aggregates
 
 from .payloads import alpaca_bar, polygon_agg, polygon_aggs
 

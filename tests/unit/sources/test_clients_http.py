@@ -8,12 +8,12 @@ import random
 import httpx
 import pytest
 
-from marketpipe.errors import PermanentSourceError, RetryableSourceError
-from tasks.sources.alpaca import AlpacaClient
-from tasks.sources.http import Request, VendorHttp, install_httpx_log_redaction, redact_url
-from tasks.sources.polygon import PolygonClient
-from tasks.sources.reddit import RedditClient
-from tasks.sources.resilience import Resilience, RetryPolicy
+from core.errors import PermanentSourceError, RetryableSourceError
+from sources.alpaca import AlpacaClient
+from sources.http import Request, VendorHttp, install_httpx_log_redaction, redact_url
+from sources.polygon import PolygonClient
+from sources.reddit import RedditClient
+from sources.resilience import Resilience, RetryPolicy
 
 from .payloads import alpaca_bar, polygon_agg, polygon_aggs, reddit_listing, reddit_post
 

@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from marketpipe.errors import PermanentSourceError
-from tasks.sources import model
+from core.errors import PermanentSourceError
+from core import model
 
 
 @pytest.mark.parametrize("raw", ["BRK.B", "BRK-B", "BRK/B", "brk b", " brk.b "])

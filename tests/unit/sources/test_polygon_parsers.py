@@ -1,9 +1,9 @@
 import pandas as pd
 import pytest
 
-from marketpipe.errors import PermanentSourceError
-from tasks.sources import model
-from tasks.sources.polygon import (
+from core.errors import PermanentSourceError
+from core import model
+from sources.polygon import (
     parse_aggregates,
     parse_dividends,
     parse_financials,

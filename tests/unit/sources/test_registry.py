@@ -4,10 +4,10 @@ import textwrap
 import pandas as pd
 import pytest
 
-from marketpipe.errors import ConfigurationError
-from marketpipe.settings import Settings
-from tasks.sources import model
-from tasks.sources.base import (
+from core.errors import ConfigurationError
+from core.settings import Settings
+from core import model
+from sources.base import (
     ENTRY_POINT_GROUP,
     BaseSource,
     PolygonSource,
@@ -66,7 +66,7 @@ def test_plugins_load_from_the_entry_point_group(tmp_path, monkeypatch):
     (tmp_path / "acme_source.py").write_text(
         textwrap.dedent(
             """
-            from tasks.sources.base import BaseSource
+            from sources.base import BaseSource
 
             class AcmeSource(BaseSource):
                 async def fetch_data(self, symbol, start_date, end_date):

@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from marketpipe.errors import PermanentSourceError, RetryableSourceError
-from tasks.sources.resilience import (
+from core.errors import PermanentSourceError, RetryableSourceError
+from sources.resilience import (
     BreakerState,
     CircuitBreaker,
     Resilience,

@@ -1,10 +1,10 @@
 import pandas as pd
 import pytest
 
-from marketpipe.errors import PermanentSourceError
-from tasks.sources import model
-from tasks.sources.reddit import mentions, parse_listing
-from tasks.sources.yahoo import parse_chart_bars, parse_chart_events
+from core.errors import PermanentSourceError
+from core import model
+from sources.reddit import mentions, parse_listing
+from sources.yahoo import parse_chart_bars, parse_chart_events
 
 from .payloads import JAN3_1430_UTC_S, reddit_listing, reddit_post, yahoo_chart
 

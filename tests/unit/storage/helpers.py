@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 
-from tasks.sources.model import BARS, CORPORATE_ACTIONS, frame
+from core.model import BARS, CORPORATE_ACTIONS, frame
 
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 

@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from marketpipe.errors import StorageError
-from tasks.storage.corporate_actions import adjustment_factors, apply_adjustment
+from core.errors import StorageError
+from storage.corporate_actions import adjustment_factors, apply_adjustment
 from tests.unit.storage.helpers import (
     DIVIDEND_FACTOR,
     HAND_CLOSES,

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from marketpipe.errors import StorageError
-from tasks.storage.hot import (
+from core.errors import StorageError
+from storage.hot import (
     BAR_KEY,
     BARS_DAILY,
     BARS_INTRADAY,

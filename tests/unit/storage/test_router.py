@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from marketpipe.errors import RequestError
-from tasks.storage.router import as_adjustment, check_fallback, merge_tiers, route
-from tasks.storage.tiering import LakeFile
+from core.errors import RequestError
+from storage.router import as_adjustment, check_fallback, merge_tiers, route
+from storage.tiering import LakeFile
 
 JAN = datetime(2026, 1, 1, tzinfo=UTC)
 FILE = LakeFile("cold/bars/timeframe=1day/month=2026-01/c.parquet", "bars_daily", "1day", "month=2026-01", ("c",),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from marketpipe.errors import RequestError
-from tasks.storage import scanners
-from tasks.storage.scanners import ScanArgumentError
+from core.errors import RequestError
+from storage import scanners
+from storage.scanners import ScanArgumentError
 
 
 def test_each_builder_names_its_sql_function_and_arguments() -> None:

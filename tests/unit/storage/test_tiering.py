@@ -9,10 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from marketpipe.errors import ConfigurationError, RequestError
-from marketpipe.settings import Settings
-from tasks.storage.lifecycle import CompactionPlan, merge_objects, plan_compaction, raw_cutoff, raw_key_date
-from tasks.storage.tiering import (
+from core.errors import ConfigurationError, RequestError
+from core.settings import Settings
+from storage.lifecycle import CompactionPlan, merge_objects, plan_compaction, raw_cutoff, raw_key_date
+from storage.tiering import (
     DATASETS,
     LakeFile,
     check_hot_windows,

@@ -1,0 +1,492 @@
+"""One typed settings object, built once at the entry point and passed down.
+
+Precedence, lowest to highest (the order of ``settings_customise_sources``):
+
+1. defaults in this module;
+2. the YAML file (``config/data_pipeline_config.yaml`` or ``--config``/``MARKETPIPE_CONFIG``),
+   whose keys may sit under the seed's ``data_pipeline:`` root key;
+3. a ``.env`` file (``MARKETPIPE_...`` lines, the usual home of secrets);
+4. the process environment (``MARKETPIPE_...``, nested keys joined by ``__``, e.g.
+   ``MARKETPIPE_DATABASE__PORT=5544``);
+5. CLI flags (``--set collection.batch_size=100`` and the named flags of ``marketpipe``).
+
+Secrets are ``SecretStr``: they print as ``**********`` and are redacted from logs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, DotEnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+from core.errors import ConfigurationError
+
+DEFAULT_CONFIG_PATH = Path("config/data_pipeline_config.yaml")
+ENV_PREFIX = "MARKETPIPE_"
+ENV_NESTED_DELIMITER = "__"
+
+Port = int  # validated by _check_port below; kept an int for arithmetic on port bases
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ValueError("a TCP port must be between 1 and 65535")
+    return value
+
+
+class CollectionSettings(_Section):
+    max_parallel_symbols: PositiveInt = 5
+    batch_size: PositiveInt = 50
+    retry_attempts: NonNegativeInt = 3
+    exponential_backoff: bool = True
+    request_timeout_seconds: PositiveFloat = 30.0
+    circuit_failure_threshold: PositiveInt = 5
+    circuit_cooldown_seconds: PositiveFloat = 30.0
+
+
+class RateLimit(_Section):
+    requests_per_second: PositiveFloat
+
+
+def _default_rate_limits() -> dict[str, RateLimit]:
+    # The seed's published figures: Polygon 50/s, Alpaca 150/s, Yahoo 5/s; Reddit asks for 1/s.
+    return {
+        "polygon": RateLimit(requests_per_second=50),
+        "alpaca": RateLimit(requests_per_second=150),
+        "yahoo": RateLimit(requests_per_second=5),
+        "reddit": RateLimit(requests_per_second=1),
+    }
+
+
+class RoutingSettings(_Section):
+    hot_data_days: PositiveInt = 30
+    hot_data_days_by_dataset: dict[str, PositiveInt] = Field(
+        default_factory=dict,
+        description="per-dataset override of hot_data_days; datasets: bars_intraday, bars_daily, features, "
+        "feature_values, trades (see storage/tiering.py)",
+    )
+    cold_fallback_enabled: bool = True
+
+    def hot_days(self, dataset: str) -> int:
+        """Days of ``dataset`` kept in the hot store before tiering moves them to the lake."""
+        return self.hot_data_days_by_dataset.get(dataset, self.hot_data_days)
+
+
+class DataLakeSettings(_Section):
+    compression: Literal["snappy", "zstd"] = "snappy"
+    row_group_rows: PositiveInt = Field(
+        default=65_536,
+        description="rows per Parquet row group of tiered files (sorted by symbol, ts): smaller groups "
+        "let a one-symbol read skip more of a file, larger ones compress better",
+    )
+    compact_min_files: PositiveInt = Field(
+        default=4, description="`marketpipe lake compact` merges a partition once it holds this many files"
+    )
+    raw_retention_days: PositiveInt = Field(
+        default=365, description="raw-zone pages (raw/..., ops.raw_pages) older than this are pruned"
+    )
+    compression_after_days: PositiveInt = Field(
+        default=7,
+        description="full TimescaleDB edition only: native compression policy for chunks older than this",
+    )
+
+
+class StorageSettings(_Section):
+    routing: RoutingSettings = RoutingSettings()
+    data_lake: DataLakeSettings = DataLakeSettings()
+
+
+class StreamingSettings(_Section):
+    buffer_size: PositiveInt = 10000
+    window_seconds: PositiveFloat = 60.0
+
+
+class QualitySettings(_Section):
+    validation_mode: Literal["strict", "lenient"] = "strict"
+    min_quality_score: float = Field(default=0.8, ge=0.0, le=1.0)
+
+
+class DatabaseSettings(_Section):
+    """The hot store. The embedded cluster serves it unless ``embedded`` is false."""
+
+    embedded: bool = True
+    host: str = "127.0.0.1"
+    port: Port = 5433
+    name: str = "marketpipe"
+    prefect_database: str = "prefect"
+    user: str = "marketpipe"
+    password: SecretStr | None = None
+    os_user: str | None = Field(
+        default=None,
+        description="OS user owning the embedded cluster; default: the current user, or 'postgres' as root",
+    )
+
+    _port = field_validator("port")(_check_port)
+
+    def conninfo(self, dbname: str | None = None) -> str:
+        """libpq keyword string; the password travels separately so it never lands in a log line."""
+        return f"host={self.host} port={self.port} dbname={dbname or self.name} user={self.user}"
+
+    def sqlalchemy_url(self, dbname: str) -> str:
+        password = self.password.get_secret_value() if self.password else ""
+        return f"postgresql+asyncpg://{self.user}:{password}@{self.host}:{self.port}/{dbname}"
+
+
+class LakeSettings(_Section):
+    """The S3 lake. The embedded SeaweedFS serves it unless ``endpoint`` names another store."""
+
+    endpoint: str | None = Field(default=None, description="external S3 endpoint URL; None = embedded")
+    host: str = "127.0.0.1"
+    port: Port = 8333
+    internal_port_base: Port = Field(
+        default=19330,
+        description="SeaweedFS master/volume/filer/admin HTTP ports are base..base+3; "
+        "their gRPC ports (and the S3 gRPC port) are the HTTP port + 10000",
+    )
+    bucket: str = Field(default="marketpipe-lake", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    access_key: str = "marketpipe"
+    secret_key: SecretStr | None = None
+    region: str = "us-east-1"
+
+    _ports = field_validator("port", "internal_port_base")(_check_port)
+
+    @property
+    def endpoint_url(self) -> str:
+        return self.endpoint or f"http://{self.host}:{self.port}"
+
+
+class PrefectSettings(_Section):
+    """The Prefect server. The embedded one runs unless ``api_url`` names another server."""
+
+    api_url: str | None = Field(default=None, description="external Prefect API URL; None = embedded")
+    host: str = "127.0.0.1"
+    port: Port = 4200
+
+    _port = field_validator("port")(_check_port)
+
+    @property
+    def embedded(self) -> bool:
+        return self.api_url is None
+
+    @property
+    def resolved_api_url(self) -> str:
+        return self.api_url or f"http://{self.host}:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return self.resolved_api_url.removesuffix("/api")
+
+
+class BarJob(_Section):
+    """One bar series the pipeline keeps current: a timeframe and how far back it starts."""
+
+    timeframe: Literal["1min", "5min", "15min", "1hour", "1day"]
+    lookback_days: PositiveInt = Field(description="calendar days of history kept for this timeframe")
+
+
+def _default_universe() -> list[str]:
+    return ["AAPL", "MSFT", "AMZN", "GOOGL", "META", "NVDA", "TSLA", "BRK.B", "JPM", "V",
+            "JNJ", "WMT", "PG", "XOM", "UNH", "HD", "MA", "DIS", "KO", "PEP"]  # fmt: skip
+
+
+class PipelineSettings(_Section):
+    """What ``run_pipeline()`` (and the main job) collects when no symbols or dates are given."""
+
+    source: str = "polygon"
+    symbols: list[str] = Field(default_factory=_default_universe)
+    bars: list[BarJob] = Field(
+        default_factory=lambda: [
+            BarJob(timeframe="1day", lookback_days=365),
+            BarJob(timeframe="1min", lookback_days=14),
+        ]
+    )
+    corporate_actions: bool = True
+    history_start: date | None = Field(default=None, description="the date the historical stage backfills from")
+
+
+class SandboxSettings(_Section):
+    """The market sandbox: one seeded synthetic market served in every vendor's wire format."""
+
+    enabled: bool = Field(default=True, description="start it with `marketpipe up`")
+    route_vendors: bool = Field(
+        default=True,
+        description="vendors without an explicit base_url are reached through the sandbox",
+    )
+    host: str = "127.0.0.1"
+    port: Port = 8765
+    seed: int = 42
+
+    _port = field_validator("port")(_check_port)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class VendorSettings(_Section):
+    """Credentials and base URL of one vendor; keys are secrets and never printed."""
+
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+
+
+def _default_vendors() -> dict[str, VendorSettings]:
+    return {name: VendorSettings() for name in ("polygon", "alpaca", "yahoo", "reddit")}
+
+
+class FeatureSettings(_Section):
+    """The standard feature set's window lengths (in bars) and the plugin builders (features).
+
+    Changing any of them changes the feature-set version stored with every feature row."""
+
+    sma: PositiveInt = Field(default=20, description="SMA window")
+    ema: PositiveInt = Field(default=20, description="EMA span (seeded by the SMA of its first window)")
+    rsi: PositiveInt = Field(default=14, description="RSI (Wilder) window")
+    macd_fast: PositiveInt = 12
+    macd_slow: PositiveInt = 26
+    macd_signal: PositiveInt = 9
+    bb: PositiveInt = Field(default=20, description="Bollinger bands window")
+    bb_k: PositiveFloat = Field(default=2.0, description="Bollinger bands width in standard deviations")
+    atr: PositiveInt = Field(default=14, description="ATR (Wilder) window")
+    volatility: int = Field(default=20, ge=2, description="rolling volatility of log returns window")
+    volume_z: int = Field(default=20, ge=2, description="rolling volume z-score window")
+    hilo: PositiveInt = Field(default=20, description="window of the rolling high and low (distance to them)")
+    builders: dict[str, str] = Field(
+        default_factory=dict,
+        description="plugin builders: name -> import path of a FeatureBuilder subclass ('pkg.module:Class'), "
+        "added to those of the marketpipe.features entry points",
+    )
+
+
+class Settings(BaseSettings):
+    """Everything marketpipe can be told. See the module docstring for where values come from."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        extra="forbid",
+        frozen=True,
+        env_file=None,
+    )
+
+    state_dir: Path = Path(".state")
+    log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    debug: bool = False
+    startup_timeout_seconds: PositiveFloat = 60.0
+
+    collection: CollectionSettings = CollectionSettings()
+    rate_limits: dict[str, RateLimit] = Field(default_factory=_default_rate_limits)
+    storage: StorageSettings = StorageSettings()
+    streaming: StreamingSettings = StreamingSettings()
+    quality: QualitySettings = QualitySettings()
+
+    database: DatabaseSettings = DatabaseSettings()
+    lake: LakeSettings = LakeSettings()
+    prefect: PrefectSettings = PrefectSettings()
+    sandbox: SandboxSettings = SandboxSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    features: FeatureSettings = FeatureSettings()
+    vendors: dict[str, VendorSettings] = Field(default_factory=_default_vendors)
+    sources: dict[str, str] = Field(
+        default_factory=dict,
+        description="plugin sources: name -> import path of a BaseSource subclass ('pkg.module:Class')",
+    )
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _merge_rate_limit_defaults(cls, value: dict[str, RateLimit]) -> dict[str, RateLimit]:
+        return {**_default_rate_limits(), **value}
+
+    @field_validator("vendors")
+    @classmethod
+    def _merge_vendor_defaults(cls, value: dict[str, VendorSettings]) -> dict[str, VendorSettings]:
+        return {**_default_vendors(), **value}
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute_state_dir(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # First wins: CLI flags (init) > environment > .env > YAML > defaults.
+        yaml_source = _YamlSource(settings_cls, _YAML_PATH.get())
+        dotenv = _PrefixedDotEnvSource(settings_cls, env_file=getattr(dotenv_settings, "env_file", None))
+        return (init_settings, env_settings, dotenv, yaml_source)
+
+    def secret_values(self) -> list[str]:
+        """Every secret's plain value, for the log redactor."""
+        secrets = [self.database.password, self.lake.secret_key]
+        for vendor in self.vendors.values():
+            secrets += [vendor.api_key, vendor.secret_key]
+        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+
+    def require_secrets(self) -> None:
+        """The embedded stack needs its two secrets; say exactly how to provide them."""
+        missing = []
+        if self.database.password is None:
+            missing.append(("database.password", "MARKETPIPE_DATABASE__PASSWORD"))
+        if self.lake.secret_key is None:
+            missing.append(("lake.secret_key", "MARKETPIPE_LAKE__SECRET_KEY"))
+        if missing:
+            names = ", ".join(f"{key} ({env})" for key, env in missing)
+            raise ConfigurationError(
+                f"missing secret(s): {names}; set them in the environment or in a .env file "
+                "(`make .env` writes one with random values)"
+            )
+
+
+# The YAML path is chosen at the entry point; pydantic-settings builds its sources inside
+# __init__, so the path travels through a context variable for one load_settings() call.
+_YAML_PATH: ContextVar[Path | None] = ContextVar("marketpipe_yaml_path", default=None)
+
+
+class _PrefixedDotEnvSource(DotEnvSettingsSource):
+    """The .env file is shared with docker compose, so it may hold other programs' variables:
+    only ``MARKETPIPE_`` lines are ours (and an unknown one of those is still an error)."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        prefix = ENV_PREFIX.lower()
+        return {k: v for k, v in super()._load_env_vars().items() if k.lower().startswith(prefix)}
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads the seed-style YAML file; its keys may be nested under ``data_pipeline:``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+        self.data = read_yaml_config(path) if path is not None else {}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+def read_yaml_config(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot read config file {path}: {exc.strerror}; pass an existing file with --config"
+        ) from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"config file {path} must hold a mapping of settings, not {type(data).__name__}")
+    if set(data) == {"data_pipeline"}:
+        data = data["data_pipeline"] or {}
+    elif "data_pipeline" in data:
+        inner = data.pop("data_pipeline") or {}
+        data = {**inner, **data}
+    return data
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """Turn ``--set a.b=c`` flags into a nested dict; values are parsed as YAML scalars."""
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigurationError(
+                f"--set expects KEY=VALUE with a dotted key (e.g. collection.batch_size=100), got {pair!r}"
+            )
+        node = result
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigurationError(f"--set {pair!r} conflicts with another --set for {part!r}")
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            node[parts[-1]] = raw
+    return result
+
+
+def load_settings(
+    config_path: Path | None = None,
+    env_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings object; every invalid value becomes one clear ConfigurationError.
+
+    ``config_path`` None means ``MARKETPIPE_CONFIG`` or, when present, the default YAML file.
+    """
+    env = os.environ
+    if config_path is None and env.get("MARKETPIPE_CONFIG"):
+        config_path = Path(env["MARKETPIPE_CONFIG"])
+    elif config_path is None and DEFAULT_CONFIG_PATH.exists():
+        config_path = DEFAULT_CONFIG_PATH
+    if env_file is None and env.get("MARKETPIPE_ENV_FILE"):
+        env_file = Path(env["MARKETPIPE_ENV_FILE"])
+    elif env_file is None:
+        env_file = Path(".env")
+    if env_file is not None and not env_file.exists():
+        env_file = None
+
+    token = _YAML_PATH.set(config_path)
+    try:
+        return Settings(_env_file=env_file, **dict(overrides or {}))  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigurationError(describe_validation_error(exc, config_path)) from None
+    finally:
+        _YAML_PATH.reset(token)
+
+
+def describe_validation_error(exc: ValidationError, config_path: Path | None) -> str:
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        env_name = ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(p).upper() for p in error["loc"])
+        value = error.get("input")
+        if error["type"] == "extra_forbidden":
+            lines.append(f"unknown setting {key!r} (value {_show(key, value)}): remove it or fix its spelling")
+            continue
+        if error["type"] == "missing":
+            lines.append(f"setting {key!r} is required")
+            continue
+        lines.append(
+            f"invalid setting {key} = {_show(key, value)}: {error['msg']} "
+            f"(set it in {config_path or DEFAULT_CONFIG_PATH}, as {env_name}, or with --set {key}=...)"
+        )
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _show(key: str, value: Any) -> str:
+    if any(word in key for word in ("password", "secret", "api_key", "token")):
+        return "'**********'"
+    return repr(value)

@@ -1,0 +1,29 @@
+"""Features: numba kernels over a multi-symbol layout, the standard set and the seed's plugin API."""
+
+from features.builder import (
+    FeatureBuilder,
+    FeatureResult,
+    FeatureSet,
+    FeatureState,
+    StandardFeatures,
+    discover_feature_builders,
+    feature_params,
+    feature_set_from_settings,
+)
+from features.kernels import FEATURES, FeatureParams, periods_per_year
+from features.layout import BarLayout
+
+__all__ = [
+    "FEATURES",
+    "BarLayout",
+    "FeatureBuilder",
+    "FeatureParams",
+    "FeatureResult",
+    "FeatureSet",
+    "FeatureState",
+    "StandardFeatures",
+    "discover_feature_builders",
+    "feature_params",
+    "feature_set_from_settings",
+    "periods_per_year",
+]

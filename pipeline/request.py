@@ -1,0 +1,129 @@
+"""What a user may ask the pipeline for, checked before any vendor request or write.
+
+``parse_ingest_request`` is the one gate for the CLI, the facade (``run_ingestion``) and the
+``ingest`` flow's parameters: every mistake becomes a RequestError naming the value, what is
+allowed and what to do.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from core.errors import RequestError
+from core.model import normalize_symbol
+
+DATA_TYPES = ("market_data", "corporate_actions")
+TIMEFRAMES = ("1min", "5min", "15min", "1hour", "1day")
+_TIMEFRAME_ALIASES = {"1m": "1min", "1minute": "1min", "5m": "5min", "15m": "15min", "1h": "1hour", "60min": "1hour",
+                      "1d": "1day", "d": "1day", "day": "1day", "daily": "1day"}  # fmt: skip
+# Tickers as vendors spell them: letters/digits, an optional share class after . - or /, and the
+# prefixes some vendors use (^ for indices). Anything else (quotes, semicolons, spaces) is refused.
+_SYMBOL = re.compile(r"^\^?[A-Z0-9]{1,10}([.\-/][A-Z0-9]{1,4})?$")
+EARLIEST = date(2000, 1, 1)
+MAX_SYMBOLS = 10_000
+
+
+@dataclass(frozen=True)
+class IngestRequest:
+    data_type: str
+    symbols: tuple[str, ...]
+    start: datetime  # inclusive, UTC
+    end: datetime  # inclusive, UTC
+    timeframe: str
+    source: str
+
+
+def parse_symbols(symbols: str | Iterable[str] | None) -> tuple[str, ...]:
+    """Comma/space separated text or a list; canonical spelling (BRK-B -> BRK.B), deduplicated in order."""
+    if symbols is None:
+        raise RequestError("no symbols given: pass at least one ticker, e.g. --symbols AAPL,MSFT")
+    items = re.split(r"[,\s]+", symbols) if isinstance(symbols, str) else list(symbols)
+    cleaned: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise RequestError(f"symbol {item!r} is not text; pass tickers such as 'AAPL' or 'BRK.B'")
+        ticker = item.strip().upper()
+        if not ticker:
+            continue
+        if not _SYMBOL.match(ticker):
+            raise RequestError(
+                f"symbol {item!r} is not a valid ticker: use letters and digits with an optional share class "
+                "(AAPL, BRK.B, BRK-B); quotes, spaces and punctuation are not allowed"
+            )
+        ticker = normalize_symbol(ticker)
+        if ticker not in cleaned:
+            cleaned.append(ticker)
+    if not cleaned:
+        raise RequestError("the symbol list is empty: pass at least one ticker, e.g. --symbols AAPL,MSFT")
+    if len(cleaned) > MAX_SYMBOLS:
+        raise RequestError(f"{len(cleaned)} symbols in one request; the limit is {MAX_SYMBOLS}: split the request")
+    return tuple(cleaned)
+
+
+def parse_timeframe_choice(timeframe: str) -> str:
+    key = str(timeframe).strip().lower()
+    key = _TIMEFRAME_ALIASES.get(key, key)
+    if key not in TIMEFRAMES:
+        raise RequestError(f"unknown timeframe {timeframe!r}: use one of {', '.join(TIMEFRAMES)}")
+    return key
+
+
+def parse_when(value: Any, name: str) -> datetime:
+    """A date, datetime or ISO text as an aware UTC datetime (naive means UTC)."""
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, date):
+        parsed = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise RequestError(f"{name} {value!r} is not a date: use YYYY-MM-DD or an ISO timestamp") from None
+    else:
+        raise RequestError(f"{name} {value!r} is not a date: use YYYY-MM-DD or an ISO timestamp")
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def parse_ingest_request(
+    *,
+    data_type: str,
+    symbols: str | Sequence[str] | None,
+    start_date: Any,
+    end_date: Any,
+    timeframe: str = "1day",
+    source: str = "polygon",
+    known_sources: Iterable[str] = ("polygon", "alpaca", "yahoo"),
+    now: datetime | None = None,
+) -> IngestRequest:
+    if data_type not in DATA_TYPES:
+        raise RequestError(f"unknown data_type {data_type!r}: use one of {', '.join(DATA_TYPES)}")
+    known = sorted(known_sources)
+    if source not in known:
+        raise RequestError(f"unknown source {source!r}: use one of {', '.join(known)} (or register a plugin)")
+    start = parse_when(start_date, "start_date")
+    end = parse_when(end_date, "end_date")
+    now = now or datetime.now(UTC)
+    if start > end:
+        raise RequestError(
+            f"start_date {start.date().isoformat()} is after end_date {end.date().isoformat()}: swap them"
+        )
+    if start > now:
+        raise RequestError(f"start_date {start.date().isoformat()} is in the future (today is {now.date()})")
+    if end.date() > now.date():
+        raise RequestError(
+            f"end_date {end.date().isoformat()} is in the future (today is {now.date()}): use today or earlier"
+        )
+    if start.date() < EARLIEST:
+        raise RequestError(f"start_date {start.date().isoformat()} is before {EARLIEST}, the earliest date served")
+    return IngestRequest(
+        data_type=data_type,
+        symbols=parse_symbols(symbols),
+        start=start,
+        end=end,
+        timeframe=parse_timeframe_choice(timeframe),
+        source=source,
+    )

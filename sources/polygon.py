@@ -1,0 +1,486 @@
+"""Polygon.io REST: pure ``parse_*`` functions of its payloads, and :class:`PolygonClient`.
+
+Wire formats (https://polygon.io/docs): aggregates ``/v2/aggs/ticker/{T}/range/{m}/{span}/{from}/{to}``
+(``t`` = window start in Unix ms; ``limit`` max 50000; more pages through ``next_url``), trades and
+quotes ``/v3/trades|quotes/{T}`` (nanosecond ``sip_timestamp``, cursor in ``next_url``), splits and
+dividends ``/v3/reference/...``, news ``/v2/reference/news``, option chain
+``/v3/snapshot/options/{underlying}``, financials ``/vX/reference/financials``. Every request carries
+``apiKey`` as a query parameter, including followed ``next_url`` cursors; it never appears in a
+:class:`~sources.http.Request`, a log line or an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from core.errors import PermanentSourceError
+from core import model
+from sources.http import (
+    Page,
+    Request,
+    Response,
+    VendorClient,
+    collect,
+    follow_cursor_url,
+    paginate,
+)
+from sources.resilience import Resilience
+
+SOURCE = "polygon"
+DEFAULT_BASE_URL = "https://api.polygon.io"
+MAX_AGGREGATES_LIMIT = 50_000
+MAX_TICK_LIMIT = 50_000
+MAX_REFERENCE_LIMIT = 1_000
+MAX_OPTION_LIMIT = 250
+_SPAN = {"min": "minute", "hour": "hour", "day": "day", "week": "week", "month": "month"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing (pure)
+
+
+def _results(payload: Any, what: str) -> list[Any]:
+    if not isinstance(payload, dict):
+        raise PermanentSourceError(f"polygon {what}: expected a JSON object, got {type(payload).__name__}")
+    status = payload.get("status")
+    if status in ("ERROR", "NOT_AUTHORIZED", "NOT_FOUND"):
+        message = payload.get("error") or payload.get("message") or status
+        raise PermanentSourceError(f"polygon {what}: vendor status {status}: {message}")
+    results = payload.get("results")
+    if results is None:
+        return []
+    if not isinstance(results, list):
+        raise PermanentSourceError(f"polygon {what}: 'results' is {type(results).__name__}, not a list")
+    return results
+
+
+def parse_aggregates(payload: Any, *, timeframe: str = "1day", symbol: str | None = None) -> pd.DataFrame:
+    """Aggregates (also grouped daily, whose rows carry ``T``) -> :data:`model.BARS`."""
+    results = _results(payload, "aggregates")
+    required, optional = ("t", "o", "h", "l", "c", "v"), ("vw", "n")
+    grouped = bool(results) and isinstance(results[0], dict) and "T" in results[0]
+    raw: Any = None if grouped else model.numeric_columns(results, required, optional)
+    if raw is None:  # grouped rows (they carry "T"), no rows, or records with a defect this path names
+        records = model.require_keys(results, required, what="polygon aggregates")
+        if not len(records):
+            return model.empty_frame(model.BARS)
+        raw = {name: records.get(name) for name in (*required, *optional, "T")}
+    if raw.get("T") is not None:
+        symbols: Any = model.normalize_symbols(raw["T"])
+    else:
+        ticker = symbol or payload.get("ticker")
+        if not ticker:
+            raise PermanentSourceError("polygon aggregates: no 'ticker' in the payload and no symbol given")
+        symbols = model.normalize_symbol(ticker)
+    ts = model.epoch_to_utc(raw["t"], "ms")
+    frame_tf = model.canonical_timeframe(timeframe)
+    if model.parse_timeframe(frame_tf)[1] in ("day", "week", "month"):
+        ts = model.session_start(ts)
+    return model.frame(
+        model.BARS,
+        {
+            "symbol": symbols,
+            "ts": ts,
+            "timeframe": frame_tf,
+            "open": raw["o"],
+            "high": raw["h"],
+            "low": raw["l"],
+            "close": raw["c"],
+            "volume": raw["v"],
+            "vwap": raw.get("vw"),
+            "trade_count": raw.get("n"),
+            "source": SOURCE,
+        },
+        what="polygon aggregates",
+    )
+
+
+def parse_trades(payload: Any, *, symbol: str) -> pd.DataFrame:
+    raw = model.require_keys(_results(payload, "trades"), ("sip_timestamp", "price", "size"), what="polygon trades")
+    if not len(raw):
+        return model.empty_frame(model.TRADES)
+    return model.frame(
+        model.TRADES,
+        {
+            "symbol": model.normalize_symbol(symbol),
+            "ts": model.epoch_to_utc(raw["sip_timestamp"], "ns"),
+            "price": raw["price"],
+            "size": raw["size"],
+            "exchange": _as_str(raw.get("exchange")),
+            "trade_id": _as_str(raw.get("id")),
+            "conditions": model.join_list_column(raw["conditions"]) if "conditions" in raw else None,
+            "tape": _as_str(raw.get("tape")),
+            "source": SOURCE,
+        },
+        what="polygon trades",
+    )
+
+
+def parse_quotes(payload: Any, *, symbol: str) -> pd.DataFrame:
+    raw = model.require_keys(
+        _results(payload, "quotes"),
+        ("sip_timestamp", "bid_price", "ask_price"),
+        what="polygon quotes",
+    )
+    if not len(raw):
+        return model.empty_frame(model.QUOTES)
+    return model.frame(
+        model.QUOTES,
+        {
+            "symbol": model.normalize_symbol(symbol),
+            "ts": model.epoch_to_utc(raw["sip_timestamp"], "ns"),
+            "bid_price": raw["bid_price"],
+            "bid_size": raw.get("bid_size", 0),
+            "bid_exchange": _as_str(raw.get("bid_exchange")),
+            "ask_price": raw["ask_price"],
+            "ask_size": raw.get("ask_size", 0),
+            "ask_exchange": _as_str(raw.get("ask_exchange")),
+            "conditions": model.join_list_column(raw["conditions"]) if "conditions" in raw else None,
+            "tape": _as_str(raw.get("tape")),
+            "source": SOURCE,
+        },
+        what="polygon quotes",
+    )
+
+
+def parse_splits(payload: Any) -> pd.DataFrame:
+    raw = model.require_keys(
+        _results(payload, "splits"),
+        ("ticker", "execution_date", "split_from", "split_to"),
+        what="polygon splits",
+    )
+    if not len(raw):
+        return model.empty_frame(model.CORPORATE_ACTIONS)
+    return model.frame(
+        model.CORPORATE_ACTIONS,
+        {
+            "symbol": model.normalize_symbols(raw["ticker"]),
+            "action": "split",
+            "ex_date": raw["execution_date"],
+            "new_rate": raw["split_to"],
+            "old_rate": raw["split_from"],
+            "source": SOURCE,
+        },
+        what="polygon splits",
+    )
+
+
+def parse_dividends(payload: Any) -> pd.DataFrame:
+    raw = model.require_keys(
+        _results(payload, "dividends"),
+        ("ticker", "ex_dividend_date", "cash_amount"),
+        what="polygon dividends",
+    )
+    if not len(raw):
+        return model.empty_frame(model.CORPORATE_ACTIONS)
+    return model.frame(
+        model.CORPORATE_ACTIONS,
+        {
+            "symbol": model.normalize_symbols(raw["ticker"]),
+            "action": "dividend",
+            "ex_date": raw["ex_dividend_date"],
+            "amount": raw["cash_amount"],
+            "currency": raw.get("currency"),
+            "record_date": raw.get("record_date"),
+            "pay_date": raw.get("pay_date"),
+            "source": SOURCE,
+        },
+        what="polygon dividends",
+    )
+
+
+def parse_news(payload: Any) -> pd.DataFrame:
+    raw = model.require_keys(_results(payload, "news"), ("id", "published_utc", "title"), what="polygon news")
+    if not len(raw):
+        return model.empty_frame(model.NEWS)
+    publisher = (
+        raw["publisher"].map(lambda p: p.get("name") if isinstance(p, dict) else None) if ("publisher" in raw) else None
+    )
+    return model.frame(
+        model.NEWS,
+        {
+            "id": raw["id"].astype(str),
+            "ts": raw["published_utc"],
+            "headline": raw["title"],
+            "summary": raw.get("description"),
+            "author": raw.get("author"),
+            "url": raw.get("article_url"),
+            "symbols": model.join_list_column(raw["tickers"], normalize=True) if "tickers" in raw else None,
+            "publisher": publisher,
+            "source": SOURCE,
+        },
+        what="polygon news",
+    )
+
+
+def parse_option_chain(payload: Any, *, underlying: str | None = None) -> pd.DataFrame:
+    """Option chain snapshot -> :data:`model.OPTION_SNAPSHOTS` (nested objects flattened)."""
+    results = _results(payload, "option chain")
+    if not results:
+        return model.empty_frame(model.OPTION_SNAPSHOTS)
+    if not all(isinstance(r, dict) for r in results):
+        raise PermanentSourceError("polygon option chain: results must be objects")
+    flat = pd.json_normalize(results)
+    required = ("details.ticker", "details.contract_type", "details.expiration_date", "details.strike_price")
+    missing = [c for c in required if c not in flat.columns or flat[c].isna().any()]
+    if missing:
+        raise PermanentSourceError(f"polygon option chain: contracts lack required field(s) {missing}")
+
+    def col(name: str) -> Any:
+        return flat[name] if name in flat.columns else None
+
+    if "underlying_asset.ticker" in flat.columns:
+        underlyings: Any = model.normalize_symbols(flat["underlying_asset.ticker"].fillna(underlying or ""))
+    elif underlying:
+        underlyings = model.normalize_symbol(underlying)
+    else:
+        raise PermanentSourceError("polygon option chain: no underlying ticker in the payload or the call")
+    quote_ts = col("last_quote.last_updated")
+    trade_ts = col("last_trade.sip_timestamp")
+    stamp = quote_ts if quote_ts is not None else trade_ts
+    if quote_ts is not None and trade_ts is not None:
+        stamp = quote_ts.fillna(trade_ts)
+    ts = model.epoch_to_utc(stamp, "ns") if stamp is not None else None
+    open_interest = col("open_interest")
+    shares = col("details.shares_per_contract")
+    return model.frame(
+        model.OPTION_SNAPSHOTS,
+        {
+            "underlying": underlyings,
+            "contract": flat["details.ticker"],
+            "contract_type": flat["details.contract_type"],
+            "expiration": flat["details.expiration_date"],
+            "strike": flat["details.strike_price"],
+            "shares_per_contract": shares.fillna(100) if shares is not None else 100,
+            "implied_volatility": col("implied_volatility"),
+            "delta": col("greeks.delta"),
+            "gamma": col("greeks.gamma"),
+            "theta": col("greeks.theta"),
+            "vega": col("greeks.vega"),
+            "open_interest": open_interest.fillna(0) if open_interest is not None else 0,
+            "bid": col("last_quote.bid"),
+            "ask": col("last_quote.ask"),
+            "last_price": col("last_trade.price"),
+            "underlying_price": col("underlying_asset.price"),
+            "ts": ts,
+            "source": SOURCE,
+        },
+        what="polygon option chain",
+    )
+
+
+def parse_financials(payload: Any, *, symbol: str | None = None) -> pd.DataFrame:
+    """Financial filings -> one row per (filing, statement, line item) in :data:`model.FINANCIALS`."""
+    results = _results(payload, "financials")
+    rows: dict[str, list[Any]] = {name: [] for name in model.FINANCIALS if name != "source"}
+    for filing in results:
+        if not isinstance(filing, dict) or not isinstance(filing.get("financials"), dict):
+            raise PermanentSourceError("polygon financials: every result needs a 'financials' object")
+        tickers = filing.get("tickers") or ([symbol] if symbol else [])
+        if not tickers:
+            raise PermanentSourceError("polygon financials: a filing names no ticker")
+        for statement, items in filing["financials"].items():
+            if not isinstance(items, dict):
+                continue
+            for item, body in items.items():
+                if not isinstance(body, dict) or "value" not in body:
+                    continue
+                rows["symbol"].append(model.normalize_symbol(symbol or tickers[0]))
+                rows["period_start"].append(filing.get("start_date"))
+                rows["period_end"].append(filing.get("end_date"))
+                rows["filing_date"].append(filing.get("filing_date"))
+                rows["fiscal_period"].append(filing.get("fiscal_period"))
+                rows["fiscal_year"].append(_none_or_str(filing.get("fiscal_year")))
+                rows["statement"].append(statement)
+                rows["item"].append(item)
+                rows["value"].append(body["value"])
+                rows["unit"].append(body.get("unit"))
+    if not rows["symbol"]:
+        return model.empty_frame(model.FINANCIALS)
+    return model.frame(model.FINANCIALS, {**rows, "source": SOURCE}, what="polygon financials")
+
+
+def _as_str(values: pd.Series | None) -> pd.Series | None:
+    if values is None:
+        return None
+    return values.map(_none_or_str)
+
+
+def _none_or_str(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Client
+
+
+def _date_param(value: Any) -> str | int:
+    """Polygon takes YYYY-MM-DD or Unix ms; whole-day values stay dates (that is what users mean)."""
+    ts = model.to_utc(value)
+    if ts == ts.normalize():
+        return ts.strftime("%Y-%m-%d")
+    return int(ts.value // 1_000_000)
+
+
+def _ns_param(value: Any) -> int:
+    return int(model.to_utc(value).value)
+
+
+def _next(response: Response) -> Request | None:
+    payload = response.payload
+    return follow_cursor_url(payload.get("next_url") if isinstance(payload, dict) else None, response.request)
+
+
+class PolygonClient(VendorClient):
+    """Polygon REST. Receives its transport (``VendorHttp``) through the constructor; use
+    :meth:`create` to build one from a base URL and API key."""
+
+    source = SOURCE
+
+    @classmethod
+    def create(
+        cls,
+        api_key: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        resilience: Resilience | None = None,
+        timeout_seconds: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> PolygonClient:
+        return cls(cls._transport(base_url, resilience=resilience, timeout_seconds=timeout_seconds,
+                                  transport=transport, auth_params={"apiKey": api_key}))  # fmt: skip
+
+    # Aggregates ---------------------------------------------------------------------------
+
+    def aggregates_request(
+        self, symbol: str, start: Any, end: Any, *, timeframe: str = "1day", adjusted: bool = True,
+        limit: int = MAX_AGGREGATES_LIMIT,
+    ) -> Request:  # fmt: skip
+        multiplier, unit = model.parse_timeframe(timeframe)
+        ticker = model.vendor_symbol(symbol, SOURCE)
+        return Request(
+            SOURCE,
+            "bars",
+            f"/v2/aggs/ticker/{ticker}/range/{multiplier}/{_SPAN[unit]}/{_date_param(start)}/{_date_param(end)}",
+            {"adjusted": str(adjusted).lower(), "sort": "asc", "limit": min(limit, MAX_AGGREGATES_LIMIT)},
+            {"symbol": model.normalize_symbol(symbol), "timeframe": model.canonical_timeframe(timeframe)},
+        )
+
+    def iter_pages(self, request: Request) -> AsyncIterator[Page]:
+        """Pages of any request this client builds; also resumes a dead-lettered request."""
+        return paginate(self.http, request, parser_for(request), _next)
+
+    async def aggregates(self, symbol: str, start: Any, end: Any, **kwargs: Any) -> pd.DataFrame:
+        request = self.aggregates_request(symbol, start, end, **kwargs)
+        return await collect(self.iter_pages(request), model.empty_frame(model.BARS))
+
+    # Ticks --------------------------------------------------------------------------------
+
+    def ticks_request(self, kind: str, symbol: str, start: Any, end: Any, *, limit: int = MAX_TICK_LIMIT) -> Request:
+        ticker = model.vendor_symbol(symbol, SOURCE)
+        return Request(
+            SOURCE,
+            kind,
+            f"/v3/{kind}/{ticker}",
+            {
+                "timestamp.gte": _ns_param(start),
+                "timestamp.lt": _ns_param(end),
+                "order": "asc",
+                "sort": "timestamp",
+                "limit": min(limit, MAX_TICK_LIMIT),
+            },
+            {"symbol": model.normalize_symbol(symbol)},
+        )
+
+    async def trades(self, symbol: str, start: Any, end: Any, **kwargs: Any) -> pd.DataFrame:
+        request = self.ticks_request("trades", symbol, start, end, **kwargs)
+        return await collect(self.iter_pages(request), model.empty_frame(model.TRADES))
+
+    async def quotes(self, symbol: str, start: Any, end: Any, **kwargs: Any) -> pd.DataFrame:
+        request = self.ticks_request("quotes", symbol, start, end, **kwargs)
+        return await collect(self.iter_pages(request), model.empty_frame(model.QUOTES))
+
+    # Reference ----------------------------------------------------------------------------
+
+    def reference_request(self, kind: str, symbol: str | None, start: Any = None, end: Any = None) -> Request:
+        date_field = {"splits": "execution_date", "dividends": "ex_dividend_date"}[kind]
+        params: dict[str, Any] = {"limit": MAX_REFERENCE_LIMIT, "order": "asc", "sort": date_field}
+        if symbol:
+            params["ticker"] = model.vendor_symbol(symbol, SOURCE)
+        if start is not None:
+            params[f"{date_field}.gte"] = model.to_utc(start).strftime("%Y-%m-%d")
+        if end is not None:
+            params[f"{date_field}.lte"] = model.to_utc(end).strftime("%Y-%m-%d")
+        return Request(SOURCE, kind, f"/v3/reference/{kind}", params)
+
+    async def splits(self, symbol: str | None = None, start: Any = None, end: Any = None) -> pd.DataFrame:
+        request = self.reference_request("splits", symbol, start, end)
+        return await collect(self.iter_pages(request), model.empty_frame(model.CORPORATE_ACTIONS))
+
+    async def dividends(self, symbol: str | None = None, start: Any = None, end: Any = None) -> pd.DataFrame:
+        request = self.reference_request("dividends", symbol, start, end)
+        return await collect(self.iter_pages(request), model.empty_frame(model.CORPORATE_ACTIONS))
+
+    def news_request(self, symbol: str | None, start: Any = None, end: Any = None, *, limit: int = 1000) -> Request:
+        params: dict[str, Any] = {"limit": min(limit, 1000), "order": "asc", "sort": "published_utc"}
+        if symbol:
+            params["ticker"] = model.vendor_symbol(symbol, SOURCE)
+        if start is not None:
+            params["published_utc.gte"] = model.to_utc(start).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if end is not None:
+            params["published_utc.lte"] = model.to_utc(end).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return Request(SOURCE, "news", "/v2/reference/news", params)
+
+    async def news(self, symbol: str | None = None, start: Any = None, end: Any = None) -> pd.DataFrame:
+        request = self.news_request(symbol, start, end)
+        return await collect(self.iter_pages(request), model.empty_frame(model.NEWS))
+
+    def option_chain_request(self, underlying: str, *, limit: int = MAX_OPTION_LIMIT, **filters: Any) -> Request:
+        ticker = model.vendor_symbol(underlying, SOURCE)
+        params = {"limit": min(limit, MAX_OPTION_LIMIT), **filters}
+        context = {"symbol": model.normalize_symbol(underlying)}
+        return Request(SOURCE, "option_snapshots", f"/v3/snapshot/options/{ticker}", params, context)
+
+    async def option_chain(self, underlying: str, **filters: Any) -> pd.DataFrame:
+        request = self.option_chain_request(underlying, **filters)
+        return await collect(self.iter_pages(request), model.empty_frame(model.OPTION_SNAPSHOTS))
+
+    def financials_request(self, symbol: str, *, limit: int = 100, timeframe: str | None = None) -> Request:
+        params: dict[str, Any] = {"ticker": model.vendor_symbol(symbol, SOURCE), "limit": min(limit, 100)}
+        if timeframe:
+            params["timeframe"] = timeframe
+        context = {"symbol": model.normalize_symbol(symbol)}
+        return Request(SOURCE, "financials", "/vX/reference/financials", params, context)
+
+    async def financials(self, symbol: str, **kwargs: Any) -> pd.DataFrame:
+        request = self.financials_request(symbol, **kwargs)
+        return await collect(self.iter_pages(request), model.empty_frame(model.FINANCIALS))
+
+
+def parser_for(request: Request) -> Any:
+    """Which parser reads a request's pages; keyed on the dataset so a stored request can be replayed."""
+    dataset, symbol = request.dataset, request.context.get("symbol")
+    if dataset == "bars":
+        timeframe = request.context.get("timeframe", "1day")
+        return lambda payload: parse_aggregates(payload, timeframe=timeframe, symbol=symbol)
+    if dataset == "trades":
+        return lambda payload: parse_trades(payload, symbol=symbol)
+    if dataset == "quotes":
+        return lambda payload: parse_quotes(payload, symbol=symbol)
+    if dataset == "option_snapshots":
+        return lambda payload: parse_option_chain(payload, underlying=symbol)
+    if dataset == "financials":
+        return lambda payload: parse_financials(payload, symbol=symbol)
+    parsers = {"splits": parse_splits, "dividends": parse_dividends, "news": parse_news}
+    if dataset not in parsers:
+        raise PermanentSourceError(f"polygon has no dataset {request.dataset!r}")
+    return parsers[dataset]

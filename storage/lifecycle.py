@@ -1,0 +1,275 @@
+"""The lake's lifecycle: compaction of small cold objects, orphan sweeps, raw-zone retention, usage.
+
+Compaction merges the objects of one partition (``cold/<dataset>/timeframe=../<date|month>=../``)
+once it holds ``storage.data_lake.compact_min_files`` of them (daily data tiers a 30-day chunk at a
+time into monthly partitions, features of daily bars one 1-day chunk at a time, late rows add
+objects). Like tiering it is one transaction under the lake lock: read every object and check it
+against its manifest checksum, merge (a key in two objects: the newer object's row), sort by
+(symbol, ts), write ``compact-<digest>.parquet``, read it back and verify it, replace the
+partition's manifest rows by the new one, commit; only then delete the old objects. A crash before
+the commit leaves the old objects listed and the new one an orphan; after it, the old objects are
+orphans. Either way no reader (they read what the manifest lists) sees a row twice or misses one,
+and :func:`sweep_orphans` (run by ``marketpipe lake compact``) deletes the leftovers.
+
+Raw-zone retention (:func:`prune_raw`) deletes vendor pages (``raw/...``, ``ops.raw_pages``) whose
+data date is older than ``storage.data_lake.raw_retention_days``, except pages not yet processed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import psycopg
+import pyarrow as pa
+from loguru import logger
+
+from core.errors import StorageError
+from core.settings import Settings
+from storage.lake import Lake
+from storage.raw import RAW_PREFIX
+from storage.tiering import (
+    COLD_PREFIX,
+    DATASETS,
+    LakeFile,
+    TierDataset,
+    crash_point,
+    describe,
+    insert_manifest,
+    lock_lake,
+    manifest_files,
+    object_key,
+    sort_rows,
+    table_checksum,
+    write_verified,
+)
+
+ORPHAN_GRACE = timedelta(hours=1)  # a raw page is written before its ops.raw_pages row: leave young objects be
+
+
+# ---------------------------------------------------------------------------------------------
+# Compaction: pure planning
+
+
+@dataclass(frozen=True)
+class CompactionPlan:
+    dataset: str
+    timeframe: str
+    partition: str
+    files: tuple[LakeFile, ...]  # oldest first: a later file's row wins a duplicated key
+
+    @property
+    def key(self) -> str:
+        digest = hashlib.sha256("\n".join(sorted(f.key for f in self.files)).encode()).hexdigest()[:16]
+        return object_key(DATASETS[self.dataset], self.timeframe, self.partition, f"compact-{digest}")
+
+
+def plan_compaction(files: Sequence[LakeFile], min_files: int) -> list[CompactionPlan]:
+    """Partitions holding at least ``min_files`` (and at least two) objects; ``files`` oldest first."""
+    groups: dict[tuple[str, str, str], list[LakeFile]] = {}
+    for f in files:
+        groups.setdefault((f.dataset, f.timeframe, f.partition), []).append(f)
+    return [CompactionPlan(*where, tuple(group)) for where, group in sorted(groups.items())
+            if len(group) >= max(min_files, 2)]  # fmt: skip
+
+
+def merge_objects(ds: TierDataset, tables: Sequence[pa.Table]) -> pa.Table:
+    """Rows of several objects of a partition as one sorted table; for a key present in more than
+    one, the row of the later table."""
+    merged = pa.concat_tables(tables).combine_chunks()
+    key = [k for k in ds.key if k != "timeframe"]
+    order = pa.array(np.arange(merged.num_rows, dtype=np.int64))
+    latest = merged.append_column("_row", order).group_by(key, use_threads=False).aggregate([("_row", "max")])
+    keep = np.sort(latest["_row_max"].to_numpy())
+    return sort_rows(ds, merged.take(pa.array(keep)) if len(keep) != merged.num_rows else merged)
+
+
+# ---------------------------------------------------------------------------------------------
+# Compaction: I/O
+
+
+@dataclass(frozen=True)
+class CompactionResult:
+    dataset: str
+    timeframe: str
+    partition: str
+    key: str
+    files_merged: int
+    rows: int
+    size_bytes: int
+    deleted: tuple[str, ...]
+
+
+@dataclass
+class CompactionReport:
+    partitions: list[CompactionResult] = field(default_factory=list)
+    orphans_deleted: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def compact_partition(
+    conn: psycopg.Connection, lake: Lake, settings: Settings, plan: CompactionPlan
+) -> CompactionResult:
+    """Merge one partition's objects (see the module docstring for the steps)."""
+    ds = DATASETS[plan.dataset]
+    compression = settings.storage.data_lake.compression
+    with conn.transaction():
+        lock_lake(conn)
+        current = [f for f in manifest_files(conn, dataset=plan.dataset, timeframe=plan.timeframe)
+                   if f.partition == plan.partition]  # fmt: skip
+        if len(current) < 2:  # another run compacted it meanwhile
+            return CompactionResult(plan.dataset, plan.timeframe, plan.partition, "", 0, 0, 0, ())
+        plan = CompactionPlan(plan.dataset, plan.timeframe, plan.partition, tuple(current))
+        tables = []
+        for f in plan.files:
+            table = lake.read_parquet(f.key)
+            if table.num_rows != f.row_count or table_checksum(table) != f.checksum:
+                raise StorageError(
+                    f"lake object s3://{lake.bucket}/{f.key} does not match its manifest row ({table.num_rows} "
+                    f"row(s) read, {f.row_count} recorded, or a different checksum); it was not compacted: "
+                    "restore it from the bucket's versions or a backup before compacting this partition"
+                )
+            tables.append(table)
+        rows = merge_objects(ds, tables)
+        key = plan.key
+        size, checksum = write_verified(lake, key, rows, compression, settings.storage.data_lake.row_group_rows)
+        sources = sorted({c for f in plan.files for c in f.source_chunks})
+        merged = describe(ds, plan.timeframe, plan.partition, key, sources, rows, size, checksum, compression)
+        conn.execute("DELETE FROM ops.lake_files WHERE key = ANY(%s)", ([f.key for f in plan.files],))
+        insert_manifest(conn, [merged])
+        crash_point("compaction-before-commit")
+    deleted = _delete_quietly(lake, [f.key for f in plan.files if f.key != key])
+    return CompactionResult(plan.dataset, plan.timeframe, plan.partition, key, len(plan.files), rows.num_rows, size,
+                            tuple(deleted))  # fmt: skip
+
+
+def compact(
+    conn: psycopg.Connection,
+    lake: Lake,
+    settings: Settings,
+    *,
+    dataset: Sequence[str] | str | None = None,
+    min_files: int | None = None,
+) -> CompactionReport:
+    """Compact every partition with at least ``min_files`` objects (default
+    ``storage.data_lake.compact_min_files``), then delete orphaned objects."""
+    began = time.monotonic()
+    report = CompactionReport()
+    threshold = min_files if min_files is not None else settings.storage.data_lake.compact_min_files
+    for plan in plan_compaction(manifest_files(conn, dataset=dataset), threshold):
+        result = compact_partition(conn, lake, settings, plan)
+        if result.key:
+            logger.info("compacted {} objects of {} into {} ({} rows)", result.files_merged,
+                        plan.key.rsplit("/", 1)[0], result.key, result.rows)  # fmt: skip
+            report.partitions.append(result)
+    report.orphans_deleted = sweep_orphans(conn, lake)
+    report.seconds = time.monotonic() - began
+    return report
+
+
+def orphans(conn: psycopg.Connection, lake: Lake) -> list[str]:
+    """Objects under ``cold/`` that the manifest does not list (interrupted exports or compactions)."""
+    listed = {r[0] for r in conn.execute("SELECT key FROM ops.lake_files").fetchall()}
+    return sorted(o.key for o in lake.list(f"{COLD_PREFIX}/") if o.key not in listed)
+
+
+def sweep_orphans(conn: psycopg.Connection, lake: Lake) -> list[str]:
+    """Delete :func:`orphans`, under the lake lock so that no export in flight loses its object."""
+    with conn.transaction():
+        lock_lake(conn)
+        found = orphans(conn, lake)
+        return _delete_quietly(lake, found)
+
+
+def _delete_quietly(lake: Lake, keys: Sequence[str]) -> list[str]:
+    """Delete what can be deleted now; what cannot stays an orphan for the next sweep."""
+    deleted = []
+    for key in keys:
+        try:
+            lake.delete(key)
+            deleted.append(key)
+        except StorageError as exc:
+            logger.warning("left orphan {} for the next `marketpipe lake compact`: {}", key, exc)
+    return deleted
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw-zone retention
+
+_RAW_DATE = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
+
+
+def raw_cutoff(today: date, retention_days: int) -> date:
+    """Pages whose data date is before this are pruned."""
+    return today - timedelta(days=retention_days)
+
+
+def raw_key_date(key: str) -> date | None:
+    match = _RAW_DATE.search(key)
+    return date.fromisoformat(match[1]) if match else None
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    cutoff: date
+    pages: int  # ops.raw_pages rows deleted
+    objects: int  # raw/ objects deleted
+    kept_unprocessed: int
+
+
+def prune_raw(conn: psycopg.Connection, lake: Lake, retention_days: int, *, now: datetime | None = None) -> PruneReport:
+    """Delete raw-zone pages older than ``retention_days`` (by data date) and their rows, keeping
+    pages the processing stage has not processed yet. Rows are deleted in the transaction that
+    deletes their objects: a failure keeps both (a page whose object is gone is only a lost replay)."""
+    moment = now or datetime.now(UTC)
+    limit = raw_cutoff(moment.date(), retention_days)
+    with conn.transaction():
+        keys = [r[0] for r in conn.execute(
+            "DELETE FROM ops.raw_pages WHERE data_date < %s AND processed_at IS NOT NULL RETURNING key", (limit,)
+        ).fetchall()]  # fmt: skip
+        kept = {r[0] for r in conn.execute(
+            "SELECT key FROM ops.raw_pages WHERE data_date < %s", (limit,)
+        ).fetchall()}  # fmt: skip
+        stale = set(keys)
+        for obj in lake.list(f"{RAW_PREFIX}/"):
+            day = raw_key_date(obj.key)
+            young = obj.last_modified is not None and obj.last_modified > moment - ORPHAN_GRACE
+            if day is not None and day < limit and obj.key not in kept and not young:
+                stale.add(obj.key)
+        for key in sorted(stale):
+            lake.delete(key)
+    return PruneReport(limit, len(keys), len(stale), len(kept))
+
+
+# ---------------------------------------------------------------------------------------------
+# Usage
+
+
+@dataclass(frozen=True)
+class Usage:
+    dataset: str
+    timeframe: str | None
+    tier: str  # hot or cold
+    files: int
+    rows: int | None
+    bytes: int
+
+
+def usage(conn: psycopg.Connection) -> list[Usage]:
+    """Bytes per dataset: hot (hypertable size, indexes included) and cold (manifest)."""
+    out = []
+    for ds in DATASETS.values():
+        size = conn.execute("SELECT coalesce(hypertable_size(%s::regclass), 0)", (ds.table.name,)).fetchone()[0]
+        chunks = conn.execute("SELECT count(*) FROM show_chunks(%s::regclass)", (ds.table.name,)).fetchone()[0]
+        out.append(Usage(ds.name, None, "hot", int(chunks), None, int(size)))
+    rows = conn.execute(
+        "SELECT dataset, timeframe, count(*), sum(row_count), sum(size_bytes) FROM ops.lake_files"
+        " GROUP BY dataset, timeframe ORDER BY dataset, timeframe"
+    ).fetchall()
+    out += [Usage(d, tf, "cold", int(n), int(r), int(b)) for d, tf, n, r, b in rows]
+    return out

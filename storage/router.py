@@ -1,0 +1,338 @@
+"""The read router: bars, features and trades wherever they live, hot (TimescaleDB) or cold (the lake).
+
+A read of ``[start, end)`` asks two cheap catalogs where its rows are: TimescaleDB's chunk catalog
+(is any hot chunk in the range?) and the lake manifest ``ops.lake_files`` (which verified objects
+overlap the range and the symbols?). It then reads hot SQL, cold Parquet, or both (:func:`route`):
+cold objects through one ``pyarrow.dataset`` over exactly the manifest's files, with the symbol and
+time filters pushed down to the Parquet row groups. Results are merged on the natural key: a row
+present in both tiers (a chunk exported but not yet dropped cannot be seen, but late rows re-added
+to an old range can) is taken from the hot store, and between two objects from the newer one.
+
+Adjusted bars are computed from raw bars with :mod:`storage.corporate_actions`' frame
+functions (the same computation as ``market.adjusted_bars``), with the dividends' previous closes
+read through the router too, so a read gives the same frame whether its bars are hot or cold.
+
+With ``storage.routing.cold_fallback_enabled`` false the router never reads the lake: a range
+whose rows are (partly) in the lake is refused with a :class:`RequestError` that names the range,
+the hot window and the setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+
+from db.connect import database_connection
+from core.errors import RequestError, StorageError
+from core.settings import Settings
+from features.kernels import FEATURES
+from features.store import latest_feature_set
+from features.store import read_features as read_hot_features
+from core.model import BARS, STR, TRADES, TS, canonical_timeframe, frame, to_utc
+from storage.corporate_actions import adjustment_factors, apply_adjustment, read_corporate_actions
+from storage.hot import ADJUSTMENTS, INTRADAY_TIMEFRAMES, Adjustment, bar_table
+from storage.hot import read_bars as read_hot_bars
+from storage.lake import Lake
+from storage.lifecycle import CompactionReport, compact
+from storage.tiering import (
+    DATASETS,
+    NO_TIMEFRAME,
+    LakeFile,
+    TierDataset,
+    TieringReport,
+    manifest_files,
+    tier_chunks,
+)
+from storage.trades import TRADE_KEY, check_trade_request
+from storage.trades import read_trades as read_hot_trades
+
+CLOSE_LOOKBACK = timedelta(days=31)  # how far before a dividend's ex date its previous close is sought
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a read goes."""
+
+    hot: bool
+    cold: tuple[LakeFile, ...]
+
+    @property
+    def name(self) -> str:
+        return {(True, True): "hot+cold", (True, False): "hot", (False, True): "cold"}.get(
+            (self.hot, bool(self.cold)), "none"
+        )
+
+
+def route(hot_chunks: bool, cold_files: Sequence[LakeFile]) -> Route:
+    """Pure: read the tiers that hold rows of the range (nothing when neither does)."""
+    return Route(hot=hot_chunks, cold=tuple(cold_files))
+
+
+def check_fallback(
+    cold_files: Sequence[LakeFile], start: datetime, end: datetime, hot_since: datetime, allowed: bool, what: str
+) -> None:
+    """Pure: refuse a read that needs the lake when ``cold_fallback_enabled`` is false."""
+    if cold_files and not allowed:
+        raise RequestError(
+            f"{what} for [{start:%Y-%m-%d %H:%M}, {end:%Y-%m-%d %H:%M}) UTC reach into the cold lake "
+            f"({len(cold_files)} object(s)), but storage.routing.cold_fallback_enabled is false; the hot "
+            f"window starts at {hot_since:%Y-%m-%d %H:%M} UTC: ask for a range inside it, or set "
+            "storage.routing.cold_fallback_enabled=true"
+        )
+
+
+def merge_tiers(parts: Sequence[pd.DataFrame], key: Sequence[str]) -> pd.DataFrame:
+    """Concatenate frames in priority order (later wins on the natural ``key``), sorted by key."""
+    frames = [p for p in parts if len(p)]
+    if not frames:
+        return parts[0].iloc[0:0] if parts else pd.DataFrame()
+    merged = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    merged = merged.drop_duplicates(subset=list(key), keep="last")
+    return merged.sort_values(list(key), kind="stable").reset_index(drop=True)
+
+
+def as_adjustment(adjusted: bool | str) -> Adjustment:
+    if adjusted is True:
+        return "all"
+    if adjusted is False:
+        return "raw"
+    if adjusted not in ADJUSTMENTS:
+        raise RequestError(f"unknown adjustment {adjusted!r}; use True, False or one of {list(ADJUSTMENTS)}")
+    return adjusted  # type: ignore[return-value]
+
+
+class StorageRouter:
+    """The seed's StorageRouter: reads that do not care which tier holds the rows.
+
+    ``conn`` is a connection to the hot store (autocommit recommended: reads only), ``lake`` the
+    cold lake, ``now`` fixes the hot window for tests (default: the clock).
+    """
+
+    def __init__(self, conn: psycopg.Connection, lake: Lake, settings: Settings, *, now: datetime | None = None):
+        self.conn, self.lake, self.settings, self._now = conn, lake, settings, now
+
+    def __repr__(self) -> str:
+        return f"StorageRouter({self.lake!r})"
+
+    @classmethod
+    @contextmanager
+    def connect(cls, settings: Settings) -> Iterator[StorageRouter]:
+        """A router on its own autocommit connection to the configured hot store and lake::
+
+        with StorageRouter.connect(load_settings()) as router:
+            bars = router.read_bars(["AAPL"], "2024-01-01", "2024-07-01", "1day", adjusted=True)
+        """
+        with database_connection(settings, autocommit=True) as conn:
+            yield cls(conn, Lake.from_settings(settings.lake), settings)
+
+    def hot_since(self, dataset: str) -> datetime:
+        days = self.settings.storage.routing.hot_days(dataset)
+        return (self._now or datetime.now(UTC)) - timedelta(days=days)
+
+    # -- lifecycle (the seed's StorageRouter also "handles data lifecycle management") ---------
+    def tier(self, **options: Any) -> TieringReport:
+        """:func:`storage.tiering.tier_chunks` with this router's connection, lake and settings."""
+        return tier_chunks(self.conn, self.lake, self.settings, now=self._now, **options)
+
+    def compact(self, **options: Any) -> CompactionReport:
+        """:func:`storage.lifecycle.compact` with this router's connection, lake and settings."""
+        return compact(self.conn, self.lake, self.settings, **options)
+
+    # -- planning ----------------------------------------------------------------------------
+    def plan(self, ds: TierDataset, symbols: Sequence[str], start: datetime, end: datetime, timeframe: str) -> Route:
+        schema, table = ds.table.name.split(".")
+        hot = self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM timescaledb_information.chunks WHERE hypertable_schema = %s"
+            " AND hypertable_name = %s AND range_start < %s AND range_end > %s)",
+            (schema, table, end, start),
+        ).fetchone()
+        files = manifest_files(self.conn, dataset=ds.name, timeframe=timeframe, start=start, end=end, symbols=symbols)
+        check_fallback(files, start, end, self.hot_since(ds.name), self.settings.storage.routing.cold_fallback_enabled,
+                       f"{timeframe} {ds.name} of {list(symbols)[:5]}")  # fmt: skip
+        return route(bool(hot and hot[0]), files)
+
+    # -- cold reads --------------------------------------------------------------------------
+    def read_cold(
+        self, files: Sequence[LakeFile], symbols: Sequence[str], start: datetime, end: datetime,
+        extra_filter: pc.Expression | None = None,
+    ) -> pa.Table:  # fmt: skip
+        """Rows of ``files`` (manifest order: older first) for ``symbols`` in ``[start, end)``; the
+        filter is pushed down to the row groups."""
+        if not files:
+            raise StorageError("read_cold needs at least one lake file")
+        dataset = pads.dataset(
+            [f"{self.lake.bucket}/{f.key}" for f in files], filesystem=self.lake.filesystem(), format="parquet"
+        )
+        ts_type = dataset.schema.field("ts").type
+        condition = (
+            pc.field("symbol").isin(pa.array(sorted(set(symbols)), pa.string()))
+            & (pc.field("ts") >= pa.scalar(start, ts_type))
+            & (pc.field("ts") < pa.scalar(end, ts_type))
+        )
+        if extra_filter is not None:
+            condition = condition & extra_filter
+        try:
+            tables = [
+                fragment.to_table(filter=condition, schema=dataset.schema) for fragment in dataset.get_fragments()
+            ]
+        except (OSError, pa.ArrowException) as exc:
+            where = f"s3://{self.lake.bucket}/{files[0].key.rsplit('/', 2)[0]}/..."
+            raise StorageError(
+                f"cannot read {len(files)} lake object(s) under {where}: {exc}; is the S3 store running "
+                "(`marketpipe status`)?"
+            ) from exc
+        return pa.concat_tables(tables)
+
+    # -- bars --------------------------------------------------------------------------------
+    def read_bars(
+        self, symbols: Sequence[str], start: object, end: object, timeframe: str = "1day", *,
+        adjusted: bool | str = False,
+    ) -> pd.DataFrame:  # fmt: skip
+        """Bars of ``symbols`` with ``start <= ts < end`` (canonical BARS frame, sorted by symbol
+        and ts) from whichever tiers hold them; ``adjusted``: False/'raw', 'split', True/'all'."""
+        adjustment = as_adjustment(adjusted)
+        bars = self.read_raw_bars(symbols, start, end, timeframe)
+        if adjustment == "raw" or bars.empty:
+            return bars
+        actions = read_corporate_actions(self.conn, sorted(set(symbols)))
+        return apply_adjustment(bars, adjustment_factors(actions, self._closes_before(actions)), adjustment)
+
+    def bars_per_session(self, symbols: Sequence[str], start: object, end: object, timeframe: str) -> pd.DataFrame:
+        """Distinct bars stored per symbol and New York session date in ``[start, end)``, in either
+        tier (columns symbol, session_date, bars): what gap detection compares with the calendar.
+
+        The lake counts whatever ``cold_fallback_enabled`` says, because a tiered session is stored,
+        not missing; refetching it would put a second copy in the hot store.
+        """
+        table = bar_table(timeframe)
+        tf = canonical_timeframe(timeframe)
+        lo, hi = to_utc(start).to_pydatetime(), to_utc(end).to_pydatetime()
+        ds = DATASETS["bars_intraday" if table.name.endswith("intraday") else "bars_daily"]
+        where = f"FROM {table.name} WHERE timeframe = %s AND symbol = ANY(%s) AND ts >= %s AND ts < %s"
+        args = (tf, list(symbols), lo, hi)
+        files = manifest_files(self.conn, dataset=ds.name, timeframe=tf, start=lo, end=hi, symbols=symbols)
+        if not files:  # the common case: one grouped count in SQL
+            rows = self.conn.execute(
+                f"SELECT symbol, (ts AT TIME ZONE 'America/New_York')::date, count(*) {where} GROUP BY 1, 2", args
+            ).fetchall()
+            return pd.DataFrame(rows, columns=["symbol", "session_date", "bars"])
+        hot = pd.DataFrame(self.conn.execute(f"SELECT symbol, ts {where}", args).fetchall(), columns=["symbol", "ts"])
+        cold = self.read_cold(files, symbols, lo, hi).select(["symbol", "ts"]).to_pandas()
+        keys = pd.concat([hot.astype({"ts": "datetime64[ns, UTC]"}), cold.astype({"ts": "datetime64[ns, UTC]"})])
+        keys = keys.drop_duplicates()
+        keys["session_date"] = keys["ts"].dt.tz_convert("America/New_York").dt.date
+        counts = keys.groupby(["symbol", "session_date"], as_index=False).size()
+        return counts.rename(columns={"size": "bars"})
+
+    def read_raw_bars(self, symbols: Sequence[str], start: object, end: object, timeframe: str) -> pd.DataFrame:
+        table = bar_table(timeframe)
+        tf = canonical_timeframe(timeframe)
+        lo, hi = to_utc(start).to_pydatetime(), to_utc(end).to_pydatetime()
+        ds = DATASETS["bars_intraday" if table.name.endswith("intraday") else "bars_daily"]
+        plan = self.plan(ds, symbols, lo, hi, tf)
+        parts = []
+        if plan.cold:
+            cold = self.read_cold(plan.cold, symbols, lo, hi).to_pandas()
+            cold["timeframe"] = tf
+            parts.append(cold[list(BARS)])
+        if plan.hot or not parts:
+            parts.append(read_hot_bars(self.conn, symbols, lo, hi, tf))
+        merged = merge_tiers(parts, ["symbol", "ts"])
+        return frame(BARS, {c: merged[c] for c in BARS}, what="routed bars")
+
+    def _closes_before(self, actions: pd.DataFrame) -> pd.DataFrame:
+        """Raw bars before each dividend's ex date (daily, else intraday), read through the router."""
+        dividends = actions[actions["action"] == "dividend"]
+        if dividends.empty:
+            return pd.DataFrame({"symbol": [], "ts": pd.Series([], dtype=TS), "close": []})
+        parts = []
+        for symbol, rows in dividends.groupby(dividends["symbol"].astype(str)):
+            lo, hi = rows["ex_date"].min() - CLOSE_LOOKBACK, rows["ex_date"].max()
+            for timeframe in ("1day", *sorted(INTRADAY_TIMEFRAMES)):
+                bars = self.read_raw_bars([symbol], lo, hi, timeframe)
+                if len(bars):
+                    parts.append(bars[["symbol", "ts", "close"]])
+                    break
+        return pd.concat(parts, ignore_index=True) if parts else self._closes_before(actions.iloc[0:0])
+
+    # -- trades ------------------------------------------------------------------------------
+    def read_trades(self, symbols: Sequence[str], start: object, end: object) -> pd.DataFrame:
+        """Trades of ``symbols`` with ``start <= ts < end`` (canonical TRADES frame, sorted by the
+        natural key symbol, ts, exchange, trade_id) from whichever tiers hold them; a trade in both
+        tiers is taken from the hot store."""
+        names, lo, hi = check_trade_request(symbols, start, end)
+        plan = self.plan(DATASETS["trades"], names, lo, hi, NO_TIMEFRAME)
+        parts = []
+        if plan.cold:
+            parts.append(self.read_cold(plan.cold, names, lo, hi).to_pandas()[list(TRADES)])
+        if plan.hot or not parts:
+            parts.append(read_hot_trades(self.conn, names, lo, hi))
+        merged = merge_tiers(parts, TRADE_KEY)
+        return frame(TRADES, {c: merged[c] for c in TRADES}, what="routed trades")
+
+    # -- features ----------------------------------------------------------------------------
+    def read_features(
+        self, symbols: Sequence[str], start: object, end: object, timeframe: str = "1day",
+        feature_set: str | None = None, names: Sequence[str] | None = None,
+    ) -> pd.DataFrame:  # fmt: skip
+        """Features like :func:`features.store.read_features` (one feature-set version, wide,
+        sorted by symbol and ts), from whichever tiers hold them."""
+        tf = canonical_timeframe(timeframe)
+        lo, hi = to_utc(start).to_pydatetime(), to_utc(end).to_pydatetime()
+        wide_plan = self.plan(DATASETS["features"], symbols, lo, hi, tf)
+        long_plan = self.plan(DATASETS["feature_values"], symbols, lo, hi, tf)
+        cold_wide = self.read_cold(wide_plan.cold, symbols, lo, hi) if wide_plan.cold else None
+        version = feature_set or latest_feature_set(self.conn, symbols, lo, hi, tf) or _latest_cold(cold_wide)
+        hot = read_hot_features(self.conn, symbols, lo, hi, tf, version, names) if version else None
+        standard = [n for n in (names if names is not None else FEATURES) if n in FEATURES]
+        parts = []
+        if cold_wide is not None and version is not None:
+            wide = cold_wide.filter(pc.equal(cold_wide["feature_set"], version)).to_pandas()
+            wide["timeframe"] = tf
+            wide = wide[["symbol", "timeframe", "ts", "feature_set", *standard]]
+            if long_plan.cold:
+                version_filter = pc.field("feature_set") == version
+                long = self.read_cold(long_plan.cold, symbols, lo, hi, version_filter).to_pandas()
+                long = merge_tiers([long], ["symbol", "ts", "name"])
+                if len(long):
+                    pivot = long.pivot(index=["symbol", "ts"], columns="name", values="value").reset_index()
+                    wide = wide.merge(pivot, on=["symbol", "ts"], how="left")
+            parts.append(wide)
+        if hot is not None:
+            parts.append(hot)
+        extra = sorted({c for p in parts for c in p.columns} - {"symbol", "timeframe", "ts", "feature_set", *FEATURES})
+        ordered = list(names) if names is not None else [*standard, *extra]
+        columns = ["symbol", "timeframe", "ts", "feature_set", *ordered]
+        merged = merge_tiers([p.reindex(columns=columns) for p in parts] or [pd.DataFrame(columns=columns)],
+                             ["symbol", "ts"])  # fmt: skip
+        return _feature_frame(merged, columns)
+
+
+def _latest_cold(table: pa.Table | None) -> str | None:
+    if table is None or table.num_rows == 0:
+        return None
+    newest = pc.index(table["computed_at"], pc.max(table["computed_at"]))
+    return str(table["feature_set"][newest.as_py()].as_py())
+
+
+def _feature_frame(merged: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """One dtype per column whichever tier a row came from."""
+    out = pd.DataFrame(index=pd.RangeIndex(len(merged)))
+    for c in columns:
+        if c in ("symbol", "timeframe", "feature_set"):
+            out[c] = merged[c].astype(STR)
+        elif c == "ts":
+            out[c] = pd.to_datetime(merged[c], utc=True).astype(TS)
+        else:
+            out[c] = merged[c].to_numpy(dtype=np.float64, na_value=np.nan)
+    return out

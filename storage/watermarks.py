@@ -1,0 +1,113 @@
+"""Watermarks: how far each (source, dataset, symbol, timeframe) has been committed to the hot store.
+
+A watermark is the newest ``ts`` whose data has committed. It is advanced in the same transaction
+as the data it covers (:func:`storage.hot.write_bars` does both) and never moves backwards
+(``GREATEST`` in SQL), so it can lag the data after a crash but never be ahead of it. A later run
+asks :func:`read_watermarks` where to resume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+import psycopg
+
+from core.errors import StorageError
+
+NO_TIMEFRAME = ""  # datasets without a timeframe (corporate actions, news)
+
+
+@dataclass(frozen=True)
+class Watermark:
+    source: str
+    dataset: str
+    symbol: str
+    timeframe: str
+    high_water_ts: datetime
+    updated_at: datetime | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.source, self.dataset, self.symbol, self.timeframe)
+
+
+def watermarks_of(
+    frame: pd.DataFrame, *, dataset: str, ts_column: str = "ts", source: str | None = None
+) -> list[Watermark]:
+    """The watermarks a frame establishes: its newest ``ts`` per (source, symbol, timeframe).
+
+    ``source`` overrides a ``source`` column; a frame without ``timeframe`` uses :data:`NO_TIMEFRAME`.
+    """
+    if frame.empty:
+        return []
+    keys = pd.DataFrame(
+        {
+            "source": frame["source"] if source is None else source,
+            "symbol": frame["symbol"],
+            "timeframe": frame["timeframe"] if "timeframe" in frame.columns else NO_TIMEFRAME,
+            "ts": frame[ts_column],
+        }
+    )
+    newest = keys.groupby(["source", "symbol", "timeframe"], sort=True, observed=True)["ts"].max()
+    return [
+        Watermark(str(src), dataset, str(sym), str(tf), ts.to_pydatetime()) for (src, sym, tf), ts in newest.items()
+    ]
+
+
+def advance_watermarks(conn: psycopg.Connection, marks: Iterable[Watermark]) -> None:
+    """Move each watermark forward to ``high_water_ts`` (never backwards), in one statement.
+
+    Call it inside the transaction that writes the data the marks cover.
+    """
+    marks = list(marks)
+    if not marks:
+        return
+    columns = list(zip(*((m.source, m.dataset, m.symbol, m.timeframe, m.high_water_ts) for m in marks), strict=True))
+    try:
+        conn.execute(
+            """
+            INSERT INTO ops.watermarks AS w (source, dataset, symbol, timeframe, high_water_ts)
+            SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[])
+            ON CONFLICT (source, dataset, symbol, timeframe) DO UPDATE
+                SET high_water_ts = EXCLUDED.high_water_ts, updated_at = now()
+                WHERE EXCLUDED.high_water_ts > w.high_water_ts
+            """,
+            [list(c) for c in columns],
+        )
+    except psycopg.Error as exc:
+        raise StorageError(f"cannot advance {len(marks)} watermark(s) (first {marks[0].key}): {exc}") from exc
+
+
+def advance_watermark(
+    conn: psycopg.Connection, *, source: str, dataset: str, symbol: str, high_water_ts: datetime,
+    timeframe: str = NO_TIMEFRAME,
+) -> None:  # fmt: skip
+    """One watermark; see :func:`advance_watermarks`."""
+    advance_watermarks(conn, [Watermark(source, dataset, symbol, timeframe, high_water_ts)])
+
+
+def read_watermarks(
+    conn: psycopg.Connection,
+    *,
+    source: str | None = None,
+    dataset: str | None = None,
+    symbols: Sequence[str] | None = None,
+    timeframe: str | None = None,
+) -> dict[tuple[str, str, str, str], Watermark]:
+    """Committed watermarks, keyed by (source, dataset, symbol, timeframe); filters are optional."""
+    rows = conn.execute(
+        """
+        SELECT source, dataset, symbol, timeframe, high_water_ts, updated_at FROM ops.watermarks
+        WHERE (%(source)s::text IS NULL OR source = %(source)s)
+          AND (%(dataset)s::text IS NULL OR dataset = %(dataset)s)
+          AND (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s))
+          AND (%(timeframe)s::text IS NULL OR timeframe = %(timeframe)s)
+        """,
+        {"source": source, "dataset": dataset, "symbols": list(symbols) if symbols is not None else None,
+         "timeframe": timeframe},
+    ).fetchall()  # fmt: skip
+    marks = [Watermark(*row) for row in rows]
+    return {m.key: m for m in marks}

@@ -1,0 +1,242 @@
+"""The ingestion stage's work: fetch a symbol's pages from a vendor into the raw zone.
+
+For each symbol: build the vendor requests (raw, unadjusted prices: adjustment is ours, from
+corporate actions), follow pagination, store every page in the lake as received, and record it
+in ``ops.raw_pages`` for the processing stage. A page that fails after the source's retries is
+dead-lettered with its request (replay resumes pagination from it); pages already fetched are
+kept. One symbol failing never stops the others.
+
+Plugin sources that only implement the seed's ``fetch_data`` have no pages: their frame is stored
+as one page of records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime
+from typing import Any
+
+import pandas as pd
+import psycopg
+
+from core.errors import MarketpipeError, PermanentSourceError
+from pipeline.request import IngestRequest
+from core import model
+from sources import alpaca, polygon, reddit, yahoo
+from sources.base import BaseSource
+from sources.dead_letters import DeadLetter, record_source_error
+from sources.http import Page, Request, drain
+from storage.lake import Lake
+from storage.raw import store_raw_page
+
+# Built-in vendors: which module re-parses their stored pages.
+_VENDOR_PARSERS = {
+    "polygon": polygon.parser_for,
+    "alpaca": alpaca.parser_for,
+    "yahoo": yahoo.parser_for,
+    "reddit": reddit.parser_for,
+}
+RECORDS_DATASET = "records"  # pages of plugin sources: the frame's records
+
+
+@dataclass(frozen=True)
+class ParsedPage:
+    """A page as the processing stage would get it back from the raw zone: the redacted request
+    stored in its envelope and the frame its vendor parser makes of the payload. Kept in memory
+    for the processing that follows in the same run, so that run does not read, decompress and
+    re-parse what it has just stored (a replay still reads the raw zone)."""
+
+    request: dict[str, Any]
+    frame: pd.DataFrame
+
+
+@dataclass
+class SymbolCollection:
+    """What one symbol's collection did. :meth:`record` is its serializable part (summaries,
+    artifacts); ``parsed`` holds the frames of the pages stored, by raw key, when asked for."""
+
+    symbol: str
+    pages: int = 0
+    records: int = 0
+    raw_keys: list[str] = field(default_factory=list)
+    dead_letter_ids: list[int] = field(default_factory=list)
+    error: str | None = None
+    parsed: dict[str, ParsedPage] = field(default_factory=dict, repr=False, compare=False)
+
+    def record(self) -> dict[str, Any]:
+        """Every field but ``parsed`` (plain values, JSON-ready)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "parsed"}
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value
+
+
+def first_requests(source: BaseSource, request: IngestRequest, symbol: str, start: datetime) -> list[Request] | None:
+    """The vendor requests that start a symbol's collection, or None for a plugin without pages."""
+    client = getattr(source, "client", None)
+    end = request.end
+    if source.context.name == "polygon" and isinstance(client, polygon.PolygonClient):
+        if request.data_type == "market_data":
+            return [client.aggregates_request(symbol, start, end, timeframe=request.timeframe, adjusted=False)]
+        return [client.reference_request(kind, symbol, start, end) for kind in ("splits", "dividends")]
+    if source.context.name == "alpaca" and isinstance(client, alpaca.AlpacaClient):
+        if request.data_type == "market_data":
+            return [client.bars_request([symbol], start, end, timeframe=request.timeframe, adjustment="raw")]
+        return [client.corporate_actions_request([symbol], start, end)]
+    if source.context.name == "yahoo" and isinstance(client, yahoo.YahooClient):
+        return [client.chart_request(symbol, start, end, timeframe=request.timeframe)]
+    return None
+
+
+def parse_stored_page(source: str, request: Request, payload: Any) -> pd.DataFrame:
+    """Re-parse a stored page with the vendor's own parser (pure)."""
+    if request.dataset == RECORDS_DATASET:
+        schema = model.SCHEMAS[request.context.get("schema", "bars")]
+        return model.frame(schema, pd.DataFrame.from_records(payload or []), what=f"{source} stored records")
+    parser_for = _VENDOR_PARSERS.get(source)
+    if parser_for is None:
+        raise PermanentSourceError(f"no parser for stored pages of source {source!r}")
+    return parser_for(request)(payload)
+
+
+def page_data_date(page: Page, fallback: date) -> date:
+    """The date a page's data starts (its raw-zone partition)."""
+    if len(page.frame) and "ts" in page.frame:
+        first = page.frame["ts"].min()
+        if pd.notna(first):
+            return first.tz_convert(model.EXCHANGE_TZ).date()
+    return fallback
+
+
+async def collect_symbol(
+    source: BaseSource,
+    request: IngestRequest,
+    symbol: str,
+    start: datetime,
+    lake: Lake,
+    conn: psycopg.AsyncConnection,
+    run_id: str,
+    reprocess: bool = False,
+    keep_parsed: bool = False,
+) -> SymbolCollection:
+    """Fetch every page of one symbol into the raw zone; never raises for a vendor failure.
+
+    A page fetched again with the same data is not processed again, unless ``reprocess`` (a
+    backfill or gap repair: the hot store may have lost rows the page holds). With
+    ``keep_parsed`` the outcome's ``parsed`` holds each stored vendor page's frame for the
+    processing that follows (plugin records are always re-read: their frame is the plugin's own).
+    """
+    outcome = SymbolCollection(symbol)
+    sink = _RawSink(source.context.name, symbol, request.timeframe, start.date(), lake, conn, run_id, outcome,
+                    reprocess, keep_parsed)  # fmt: skip
+    try:
+        requests = first_requests(source, request, symbol, start)
+        if requests is None:
+            await _collect_records(source, request, symbol, start, sink)
+            return outcome
+        for first in requests:
+            pages, failure = await drain(source.iter_pages(first))
+            for page in pages:
+                await sink.store(page)
+            if failure is not None:
+                letter = await record_source_error(conn, failure)
+                if letter is not None:
+                    outcome.dead_letter_ids.append(letter)
+                outcome.error = str(failure)
+    except MarketpipeError as exc:
+        outcome.error = str(exc)
+    return outcome
+
+
+async def _collect_records(
+    source: BaseSource,
+    request: IngestRequest,
+    symbol: str,
+    start: datetime,
+    sink: _RawSink,
+) -> None:
+    frame = await source.fetch_data(symbol, start, request.end)
+    stored = Request(
+        source.context.name,
+        RECORDS_DATASET,
+        f"plugin:{source.context.name}",
+        {"symbol": symbol, "start": start.isoformat(), "end": request.end.isoformat()},
+        {"symbol": symbol, "timeframe": request.timeframe, "schema": source.dataset},
+    )
+    payload = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    await sink.store(Page(stored, frame, payload))
+
+
+async def replay_dead_letter(
+    source: BaseSource, letter: DeadLetter, lake: Lake, conn: psycopg.AsyncConnection, run_id: str
+) -> SymbolCollection:
+    """Fetch a dead-lettered request again (and the pages after it) into the raw zone.
+
+    Raises the vendor's error when it still fails, so the replay counts another attempt; pages
+    stored before the failure keep their idempotent keys, so a later replay rewrites the same keys.
+    """
+    request = letter.to_request()
+    symbol = str(request.context.get("symbol") or str(request.params.get("symbols", "")).split(",")[0] or "_all")
+    outcome = SymbolCollection(symbol)
+    timeframe = str(request.context.get("timeframe", ""))
+    sink = _RawSink(source.context.name, symbol, timeframe, letter.first_seen.date(), lake, conn, run_id, outcome)
+    pages, failure = await drain(source.iter_pages(request))
+    for page in pages:
+        await sink.store(page)
+    if failure is not None:
+        raise failure
+    return outcome
+
+
+@dataclass
+class _RawSink:
+    """Where one symbol's pages go: the lake, then the manifest row."""
+
+    source: str
+    symbol: str
+    timeframe: str
+    fallback_date: date
+    lake: Lake
+    conn: psycopg.AsyncConnection
+    run_id: str
+    outcome: SymbolCollection
+    reprocess: bool = False
+    keep_parsed: bool = False
+
+    async def store(self, page: Page) -> None:
+        data_date = page_data_date(page, self.fallback_date)
+        dataset = page.request.dataset
+        redacted = page.request.redacted()
+        stored = await asyncio.to_thread(
+            store_raw_page,
+            self.lake,
+            source=self.source,
+            dataset=dataset,
+            symbol=self.symbol,
+            data_date=data_date,
+            request=redacted,
+            payload=page.payload,
+        )
+        timeframe = self.timeframe if dataset in ("bars", "chart", RECORDS_DATASET) else None
+        await self.conn.execute(
+            """
+            INSERT INTO ops.raw_pages (key, source, dataset, symbol, timeframe, data_date, records, checksum, run_id)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (key) DO UPDATE SET
+                records = excluded.records, checksum = excluded.checksum, fetched_at = now(),
+                run_id = excluded.run_id,
+                processed_at = CASE WHEN ops.raw_pages.checksum = excluded.checksum AND NOT %s
+                                    THEN ops.raw_pages.processed_at END,
+                process_error = CASE WHEN ops.raw_pages.checksum = excluded.checksum AND NOT %s
+                                     THEN ops.raw_pages.process_error END
+            """,
+            (stored.key, self.source, dataset, self.symbol, timeframe, data_date, len(page.frame), stored.checksum,
+             self.run_id, self.reprocess, self.reprocess),
+        )  # fmt: skip
+        self.outcome.pages += 1
+        self.outcome.records += len(page.frame)
+        self.outcome.raw_keys.append(stored.key)
+        if self.keep_parsed and dataset != RECORDS_DATASET:
+            self.outcome.parsed[stored.key] = ParsedPage(redacted, page.frame)

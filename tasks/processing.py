@@ -1,0 +1,232 @@
+"""The processing stage's work: raw pages -> parse -> standardize -> validate -> hot store.
+
+Per symbol, the pending pages of ``ops.raw_pages`` are read back from the lake and re-parsed with
+the vendor's own parser (or, right after their collection in the same run, taken as the
+collection parsed them: see :class:`tasks.collection.ParsedPage`), standardized and
+validated. Then ONE transaction writes the accepted bars, advances their watermarks, quarantines
+the rejected records to the dead-letter table (strict mode) and marks the pages processed: a
+crash anywhere leaves all of it to the next run, and the idempotent upsert makes that rerun
+exact. A page whose stored payload no longer parses is dead-lettered (with its lake key) and
+marked with its error; the symbol's other pages go on.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import pandas as pd
+import psycopg
+
+from core.errors import MarketpipeError
+from tasks.collection import ParsedPage, parse_stored_page
+from quality.score import QualityReport, quality_report
+from quality.standardize import standardize_bars
+from quality.validate import ValidationResult, validate_bars
+from core import model
+from sources.dead_letters import record_dead_letter_sync
+from sources.http import Request
+from storage.corporate_actions import read_corporate_actions, write_corporate_actions
+from storage.hot import UpsertResult, write_bars
+from storage.lake import Lake
+from storage.raw import decode_envelope
+
+BAR_DATASETS = ("bars", "chart", "records")
+ACTION_DATASETS = ("splits", "dividends", "corporate_actions")
+MAX_QUARANTINED_RECORDS = 1000  # per dead letter; the raw page in the lake holds them all
+
+
+@dataclass(frozen=True)
+class PendingPage:
+    key: str
+    source: str
+    dataset: str
+    symbol: str
+    timeframe: str | None
+    data_date: date
+
+
+@dataclass
+class SymbolProcessing:
+    """What processing one symbol did; serializable for Prefect results and artifacts."""
+
+    symbol: str
+    pages: int = 0
+    records: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    quality_score: float | None = None
+    error: str | None = None
+
+
+def pending_pages(
+    conn: psycopg.Connection,
+    *,
+    source: str,
+    symbols: Sequence[str] | None = None,
+    datasets: Sequence[str] = BAR_DATASETS,
+    timeframe: str | None = None,
+) -> list[list[PendingPage]]:
+    """Unprocessed raw pages grouped by (symbol, timeframe), oldest data first: each group is one
+    series, validated against the calendar as a whole."""
+    rows = conn.execute(
+        """
+        SELECT key, source, dataset, symbol, timeframe, data_date FROM ops.raw_pages
+        WHERE processed_at IS NULL AND source = %(source)s AND dataset = ANY(%(datasets)s)
+          AND (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s))
+          AND (%(timeframe)s::text IS NULL OR timeframe = %(timeframe)s)
+        ORDER BY symbol, data_date, key
+        """,
+        {"source": source, "datasets": list(datasets), "timeframe": timeframe,
+         "symbols": list(symbols) if symbols is not None else None},
+    ).fetchall()
+    pending: dict[tuple[str, str | None], list[PendingPage]] = defaultdict(list)
+    for row in rows:
+        page = PendingPage(*row)
+        pending[(page.symbol, page.timeframe)].append(page)
+    return list(pending.values())
+
+
+def _read_unparsed(
+    lake: Lake, pages: Sequence[PendingPage], parsed: Mapping[str, ParsedPage] | None
+) -> dict[str, tuple[dict[str, Any], Any]]:
+    """The stored request and payload of each page the collection did not keep, by key."""
+    kept = parsed or {}
+    envelopes = (decode_envelope(p.key, lake.get_bytes(p.key)) for p in pages if p.key not in kept)
+    return {raw.key: (raw.request, raw.payload) for raw in envelopes}
+
+
+def _page_frames(
+    conn: psycopg.Connection,
+    pages: Sequence[PendingPage],
+    parsed: Mapping[str, ParsedPage] | None,
+    stored: Mapping[str, tuple[dict[str, Any], Any]],
+) -> list[tuple[PendingPage, ParsedPage]]:
+    """Each pending page's request and frame: from ``parsed`` when the collection kept it, else
+    re-parsed from its ``stored`` envelope. Pages that no longer parse are dead-lettered and left
+    out."""
+    out = []
+    for page in pages:
+        kept = (parsed or {}).get(page.key)
+        if kept is None:
+            request, payload = stored[page.key]
+            frame = _parse(conn, page, request, payload)
+            if frame is None:
+                continue
+            kept = ParsedPage(request, frame)
+        out.append((page, kept))
+    return out
+
+
+def _parse(
+    conn: psycopg.Connection, page: PendingPage, stored_request: dict[str, Any], payload: Any
+) -> pd.DataFrame | None:
+    """The page's frame, or None after dead-lettering a page that no longer parses."""
+    request = Request.from_redacted(page.source, page.dataset, stored_request)
+    try:
+        return parse_stored_page(page.source, request, payload)
+    except MarketpipeError as exc:
+        record_dead_letter_sync(conn, source=page.source, dataset=page.dataset, request=stored_request, error=exc,
+                                payload_lake_key=page.key)  # fmt: skip
+        conn.execute(
+            "UPDATE ops.raw_pages SET process_error = %s, processed_at = now() WHERE key = %s", (str(exc), page.key)
+        )
+        return None
+
+
+def quarantine(conn: psycopg.Connection, pages: Sequence[PendingPage], requests: Sequence[dict[str, Any]],
+               rejected: pd.DataFrame) -> int:  # fmt: skip
+    """Dead-letter rejected records, one letter per raw page they came from; returns letters written."""
+    if rejected.empty:
+        return 0
+    letters = 0
+    by_day = rejected.assign(_day=rejected["ts"].dt.tz_convert(model.EXCHANGE_TZ).dt.date)
+    for page, request in zip(pages, requests, strict=True):
+        part = by_day[by_day["_day"] == page.data_date].drop(columns="_day")
+        if part.empty:
+            continue
+        reasons = part["reason"].value_counts().to_dict()
+        records = part.head(MAX_QUARANTINED_RECORDS).astype(object).where(part.notna(), None)
+        payload = {"raw_key": page.key, "records": len(part),
+                   "rejected": [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
+                                for r in records.to_dict("records")]}  # fmt: skip
+        summary = ", ".join(f"{reason} x{count}" for reason, count in reasons.items())
+        record_dead_letter_sync(conn, source=page.source, dataset=page.dataset, request=request,
+                                error=f"{len(part)} record(s) failed validation: {summary}", payload=payload,
+                                payload_lake_key=page.key)  # fmt: skip
+        letters += 1
+    return letters
+
+
+def process_symbol_bars(
+    conn: psycopg.Connection,
+    lake: Lake,
+    pages: Sequence[PendingPage],
+    *,
+    mode: str,
+    min_quality_score: float,
+    parsed: Mapping[str, ParsedPage] | None = None,
+) -> tuple[SymbolProcessing, ValidationResult | None, QualityReport | None]:
+    """Process one symbol's pending bar pages in one transaction (see the module docstring).
+
+    ``parsed``: frames the collection of this run kept, by raw key (pages not in it are read back).
+    """
+    symbol = pages[0].symbol
+    outcome = SymbolProcessing(symbol, pages=len(pages))
+    stored = _read_unparsed(lake, pages, parsed)
+    with conn.transaction():
+        good = [(p, k.request, k.frame) for p, k in _page_frames(conn, pages, parsed, stored)]
+        if not good:
+            outcome.error = "no page of this series could be parsed (dead-lettered)"
+            return outcome, None, None
+        conn.execute(
+            "UPDATE ops.raw_pages SET processed_at = now(), process_error = NULL WHERE key = ANY(%s)",
+            ([p.key for p, _, _ in good],),
+        )
+        # Pages that brought data define the range validated against the calendar: an empty page
+        # (nothing new since the watermark) is not a missing session.
+        with_data = [(p, r, f) for p, r, f in good if len(f)]
+        if not with_data:
+            return outcome, None, None
+        bars = pd.concat([f for _, _, f in with_data], ignore_index=True)
+        outcome.records = len(bars)
+        standardized = standardize_bars(bars)
+        timeframe = next((p.timeframe for p, _, _ in with_data if p.timeframe), None)
+        actions = read_corporate_actions(conn, [symbol])
+        # The calendar range checked is the one the bars span (sessions are fetched whole, see
+        # pipeline.plan.resume_starts); missing sessions at its edges are the historical
+        # stage's gap repair.
+        result = validate_bars(standardized, mode=mode, symbols=[symbol], timeframe=timeframe,
+                               corporate_actions=actions)  # fmt: skip
+        quarantine(conn, [p for p, _, _ in with_data], [r for _, r, _ in with_data], result.rejected)
+        written: UpsertResult = write_bars(conn, result.accepted)
+    report = quality_report(result, min_quality_score=min_quality_score)
+    outcome.accepted, outcome.rejected = len(result.accepted), len(result.rejected)
+    outcome.inserted, outcome.updated, outcome.unchanged = written.inserted, written.updated, written.unchanged
+    outcome.quality_score = report.score
+    return outcome, result, report
+
+
+def process_symbol_actions(conn: psycopg.Connection, lake: Lake, pages: Sequence[PendingPage],
+                           parsed: Mapping[str, ParsedPage] | None = None) -> SymbolProcessing:  # fmt: skip
+    """Store one symbol's pending corporate-action pages (splits, dividends) in one transaction."""
+    outcome = SymbolProcessing(pages[0].symbol, pages=len(pages))
+    stored = _read_unparsed(lake, pages, parsed)
+    with conn.transaction():
+        frames = [kept.frame for _, kept in _page_frames(conn, pages, parsed, stored)]
+        actions = pd.concat(frames, ignore_index=True) if frames else model.empty_frame(model.CORPORATE_ACTIONS)
+        outcome.records = outcome.accepted = len(actions)
+        written = write_corporate_actions(conn, actions)
+        conn.execute(
+            "UPDATE ops.raw_pages SET processed_at = now(), process_error = NULL "
+            "WHERE key = ANY(%s) AND process_error IS NULL",
+            ([p.key for p in pages],),
+        )
+    outcome.inserted, outcome.updated, outcome.unchanged = written.inserted, written.updated, written.unchanged
+    return outcome
