@@ -361,7 +361,7 @@ async def _plain_pipeline(settings: Settings, symbols: list[str], first: date, l
     from flows.processing import batch_quality, process_symbol_pending
     from tasks.collection import collect_symbol
     from pipeline.request import parse_ingest_request
-    from sources.base import build_source, source_resilience
+    from sources.factory import build_source, source_resilience
     from storage.lake import Lake
 
     request = parse_ingest_request(

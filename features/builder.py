@@ -34,7 +34,7 @@ import pandas as pd
 from core.errors import ConfigurationError, DataQualityError
 from features.kernels import FEATURES, FeatureParams, run_standard
 from features.layout import BarLayout
-from sources.base import load_import_path
+from sources.registry import load_import_path
 
 if TYPE_CHECKING:
     from core.settings import FeatureSettings

@@ -45,7 +45,8 @@ from pipeline.plan import resume_starts, watermark_dataset
 from tasks.processing import SymbolProcessing
 from pipeline.request import IngestRequest, parse_ingest_request
 from quality.validate import ValidationResult
-from sources.base import BaseSource, build_source
+from sources.base import BaseSource
+from sources.factory import build_source
 from storage.lake import Lake
 from storage.watermarks import read_watermarks
 

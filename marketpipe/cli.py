@@ -231,7 +231,7 @@ def dlq_replay(
 
     from db.connect import async_database_connection
     from tasks.collection import replay_dead_letter
-    from sources.base import build_source
+    from sources.factory import build_source
     from sources.dead_letters import replay_dead_letters
     from storage.lake import Lake
 
@@ -339,7 +339,7 @@ def ingest(
 
     from flows.ingestion import ingest_flow
     from pipeline.request import parse_ingest_request
-    from sources.base import discover_sources
+    from sources.registry import discover_sources
 
     settings = _settings(ctx)
     end_of_day = end if "T" in end else f"{end}T23:59:59"

@@ -20,24 +20,16 @@ from typing import Any
 import pandas as pd
 import psycopg
 
-from core.errors import MarketpipeError, PermanentSourceError
-from pipeline.request import IngestRequest
 from core import model
-from sources import alpaca, polygon, reddit, yahoo
-from sources.base import BaseSource
+from core.errors import MarketpipeError
+from pipeline.request import IngestRequest
+from sources.base import BaseSource, SymbolRequest
 from sources.dead_letters import DeadLetter, record_source_error
 from sources.http import Page, Request, drain
+from sources.records import RECORDS_DATASET, records_page
+from sources.registry import SourceRegistry
 from storage.lake import Lake
 from storage.raw import store_raw_page
-
-# Built-in vendors: which module re-parses their stored pages.
-_VENDOR_PARSERS = {
-    "polygon": polygon.parser_for,
-    "alpaca": alpaca.parser_for,
-    "yahoo": yahoo.parser_for,
-    "reddit": reddit.parser_for,
-}
-RECORDS_DATASET = "records"  # pages of plugin sources: the frame's records
 
 
 @dataclass(frozen=True)
@@ -74,31 +66,17 @@ def _plain(value: Any) -> Any:
 
 
 def first_requests(source: BaseSource, request: IngestRequest, symbol: str, start: datetime) -> list[Request] | None:
-    """The vendor requests that start a symbol's collection, or None for a plugin without pages."""
-    client = getattr(source, "client", None)
-    end = request.end
-    if source.context.name == "polygon" and isinstance(client, polygon.PolygonClient):
-        if request.data_type == "market_data":
-            return [client.aggregates_request(symbol, start, end, timeframe=request.timeframe, adjusted=False)]
-        return [client.reference_request(kind, symbol, start, end) for kind in ("splits", "dividends")]
-    if source.context.name == "alpaca" and isinstance(client, alpaca.AlpacaClient):
-        if request.data_type == "market_data":
-            return [client.bars_request([symbol], start, end, timeframe=request.timeframe, adjustment="raw")]
-        return [client.corporate_actions_request([symbol], start, end)]
-    if source.context.name == "yahoo" and isinstance(client, yahoo.YahooClient):
-        return [client.chart_request(symbol, start, end, timeframe=request.timeframe)]
-    return None
+    """The vendor requests that start a symbol's collection, or None for a source without pages."""
+    wanted = SymbolRequest(symbol, start, request.end, request.timeframe, request.data_type)
+    return source.first_requests(wanted)
 
 
-def parse_stored_page(source: str, request: Request, payload: Any) -> pd.DataFrame:
-    """Re-parse a stored page with the vendor's own parser (pure)."""
-    if request.dataset == RECORDS_DATASET:
-        schema = model.SCHEMAS[request.context.get("schema", "bars")]
-        return model.frame(schema, pd.DataFrame.from_records(payload or []), what=f"{source} stored records")
-    parser_for = _VENDOR_PARSERS.get(source)
-    if parser_for is None:
-        raise PermanentSourceError(f"no parser for stored pages of source {source!r}")
-    return parser_for(request)(payload)
+def parse_stored_page(
+    source: str, request: Request, payload: Any, registry: SourceRegistry | None = None
+) -> pd.DataFrame:
+    """Re-parse a stored page with its source's own parser (pure); the built-in vendors' unless a
+    ``registry`` is given."""
+    return (registry or SourceRegistry.builtin()).parse_page(source, request, payload)
 
 
 def page_data_date(page: Page, fallback: date) -> date:
@@ -158,15 +136,9 @@ async def _collect_records(
     sink: _RawSink,
 ) -> None:
     frame = await source.fetch_data(symbol, start, request.end)
-    stored = Request(
-        source.context.name,
-        RECORDS_DATASET,
-        f"plugin:{source.context.name}",
-        {"symbol": symbol, "start": start.isoformat(), "end": request.end.isoformat()},
-        {"symbol": symbol, "timeframe": request.timeframe, "schema": source.dataset},
-    )
-    payload = frame.astype(object).where(frame.notna(), None).to_dict("records")
-    await sink.store(Page(stored, frame, payload))
+    page = records_page(source.context.name, frame, symbol=symbol, start=start, end=request.end,
+                        timeframe=request.timeframe, schema=source.dataset)  # fmt: skip
+    await sink.store(page)
 
 
 async def replay_dead_letter(

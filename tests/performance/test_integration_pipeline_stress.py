@@ -18,7 +18,7 @@ from flows.ingestion import ingest_flow
 from flows.processing import process_flow
 from core.settings import Settings
 from tasks.collection import replay_dead_letter
-from sources.base import build_source
+from sources.factory import build_source
 from sources.dead_letters import DeadLetter, ReplaySummary, replay_dead_letters
 from storage.lake import Lake
 

@@ -16,7 +16,7 @@ from db.connect import async_database_connection, database_connection
 from core.settings import Settings
 from tasks.collection import collect_symbol, parse_stored_page
 from pipeline.request import parse_ingest_request
-from sources.base import build_source
+from sources.factory import build_source
 from sources.http import Request
 from storage.lake import Lake
 from storage.raw import iter_raw_pages

@@ -18,7 +18,7 @@ from core.settings import Settings
 from tasks.collection import collect_symbol
 from pipeline.request import parse_ingest_request
 from core.calendar import nyse_sessions
-from sources.base import build_source
+from sources.factory import build_source
 from storage.lake import Lake
 from storage.raw import store_raw_page
 

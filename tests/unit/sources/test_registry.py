@@ -4,18 +4,12 @@ import textwrap
 import pandas as pd
 import pytest
 
-from core.errors import ConfigurationError
-from core.settings import Settings
 from core import model
-from sources.base import (
-    ENTRY_POINT_GROUP,
-    BaseSource,
-    PolygonSource,
-    SourceContext,
-    SourceRegistry,
-    build_source,
-    discover_sources,
-)
+from core.errors import ConfigurationError, PermanentSourceError
+from sources.base import BaseSource
+from sources.http import Request
+from sources.records import RECORDS_DATASET
+from sources.registry import ENTRY_POINT_GROUP, SourceRegistry, discover_sources
 
 
 class CustomDataSource(BaseSource):
@@ -101,38 +95,16 @@ def test_a_factory_must_build_a_base_source():
         registry.create("odd")
 
 
-def test_build_source_routes_to_the_sandbox_unless_the_vendor_has_a_base_url():
-    settings = Settings(vendors={"polygon": {"api_key": "k"}}, sandbox={"port": 9999})
-    source = build_source("polygon", settings, discover_sources(use_entry_points=False))
-    assert isinstance(source, PolygonSource)
-    assert str(source.client.http.client.base_url).startswith("http://127.0.0.1:9999")
-    direct = Settings(vendors={"polygon": {"api_key": "k", "base_url": "http://vendor.example"}})
-    assert str(build_source("polygon", direct).client.http.client.base_url).startswith("http://vendor.example")
+def test_stored_pages_parse_with_their_sources_parser_and_records_with_any_name():
+    registry = discover_sources(use_entry_points=False)
+    payload = {"bars": {"AAPL": [{"t": "2023-01-03T05:00:00Z", "o": 1, "h": 2, "l": 0.5, "c": 1.5, "v": 10}]}}
+    bars = registry.parse_page("alpaca", Request("alpaca", "bars", "/v2/stocks/bars"), payload)
+    assert bars["source"].tolist() == ["alpaca"]
+    records = registry.parse_page("custom-x", Request("custom-x", RECORDS_DATASET, "plugin:custom-x"), [])
+    assert list(records.columns) == list(model.BARS) and len(records) == 0
 
 
-def test_build_source_takes_retry_settings_and_rate_limits():
-    settings = Settings(
-        vendors={"yahoo": {}},
-        collection={"retry_attempts": 7, "exponential_backoff": False},
-        rate_limits={"yahoo": {"requests_per_second": 2}},
-    )
-    source = build_source("yahoo", settings)
-    resilience = source.context.resilience
-    assert resilience.policy.retry_attempts == 7 and resilience.policy.exponential_backoff is False
-    assert getattr(resilience.limiter, "requests_per_second", getattr(resilience.limiter, "rate", None)) == 2
-
-
-def test_missing_credentials_name_the_setting_and_never_print_secrets():
-    with pytest.raises(ConfigurationError, match="MARKETPIPE_VENDORS__ALPACA__API_KEY"):
-        build_source("alpaca", Settings(sandbox={"route_vendors": False}))
-    context = SourceContext(name="alpaca", api_key="TOPSECRET", secret_key="ALSOSECRET")
-    assert "TOPSECRET" not in repr(context) and "ALSOSECRET" not in repr(context)
-
-
-def test_vendors_routed_to_the_sandbox_need_no_credentials():
-    source = build_source("alpaca", Settings(sandbox={"route_vendors": True}))
-    try:
-        assert source.context.base_url == Settings().sandbox.base_url
-        assert source.context.api_key == "sandbox"
-    finally:
-        asyncio.run(source.aclose())
+def test_a_source_without_pages_has_no_parser_for_vendor_pages():
+    registry = SourceRegistry({"custom": CustomDataSource})
+    with pytest.raises(PermanentSourceError, match="no parser for stored pages of source 'custom'"):
+        registry.parse_page("custom", Request("custom", "bars", "/x"), {})

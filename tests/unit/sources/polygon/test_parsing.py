@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from core.errors import PermanentSourceError
 from core import model
+from core.errors import PermanentSourceError
 from sources.polygon import (
     parse_aggregates,
     parse_dividends,
@@ -14,7 +14,7 @@ from sources.polygon import (
     parse_trades,
 )
 
-from .payloads import JAN3_MIDNIGHT_ET_MS, polygon_agg, polygon_aggs
+from ..payloads import JAN3_MIDNIGHT_ET_MS, polygon_agg, polygon_aggs
 
 
 def test_aggregates_become_canonical_bars():

@@ -1,0 +1,92 @@
+"""Wiring one source from the settings object.
+
+:func:`build_source` gives a source its base URL (the vendor's, or the market sandbox when
+``sandbox.route_vendors``), credentials, timeout, and its resilience (retry policy from
+``collection.*``, a circuit breaker, the rate limit from ``rate_limits.<name>``, shared through
+Prefect when a Prefect API is configured).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from core import model
+from sources.base import BaseSource, SourceContext
+from sources.registry import SourceRegistry, discover_sources
+from sources.resilience import CircuitBreaker, Resilience, RetryPolicy, build_rate_limiter
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+
+SANDBOX_KEY = "sandbox"
+
+
+def prefect_api_configured() -> bool:
+    """A Prefect API is set for this process (the entry point exports settings.prefect as PREFECT_API_URL)."""
+    from prefect.settings import get_current_settings
+
+    return bool(get_current_settings().api.url)
+
+
+def source_resilience(
+    name: str,
+    settings: Settings,
+    *,
+    breaker: CircuitBreaker | None = None,
+    shared_rate_limit: bool | None = None,
+) -> Resilience:
+    collection = settings.collection
+    policy = RetryPolicy(retry_attempts=collection.retry_attempts, exponential_backoff=collection.exponential_backoff)
+    rate = settings.rate_limits.get(name)
+    shared = prefect_api_configured() if shared_rate_limit is None else shared_rate_limit
+    limiter = build_rate_limiter(name, rate.requests_per_second if rate else None, shared=shared)
+    breaker = breaker or CircuitBreaker(
+        name,
+        failure_threshold=collection.circuit_failure_threshold,
+        cooldown_seconds=collection.circuit_cooldown_seconds,
+    )
+    return Resilience(name, policy=policy, breaker=breaker, limiter=limiter)
+
+
+def source_context(
+    name: str,
+    settings: Settings,
+    *,
+    resilience: Resilience | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> SourceContext:
+    vendor = settings.vendors.get(name)
+    base_url = vendor.base_url if vendor else None
+    routed_to_sandbox = base_url is None and settings.sandbox.route_vendors
+    if routed_to_sandbox:
+        base_url = settings.sandbox.base_url
+    # The sandbox accepts any key: without configured credentials, use a placeholder there.
+    placeholder = SANDBOX_KEY if routed_to_sandbox else None
+    return SourceContext(
+        name=name,
+        base_url=base_url,
+        api_key=vendor.api_key.get_secret_value() if vendor and vendor.api_key else placeholder,
+        secret_key=vendor.secret_key.get_secret_value() if vendor and vendor.secret_key else placeholder,
+        timeout_seconds=settings.collection.request_timeout_seconds,
+        resilience=resilience or source_resilience(name, settings),
+        options=dict(options or {}),
+    )
+
+
+def build_source(
+    name: str,
+    settings: Settings,
+    registry: SourceRegistry | None = None,
+    *,
+    resilience: Resilience | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> BaseSource:
+    """One ready source. Pass the same ``resilience`` (or its breaker) to every source of a vendor
+    in a process so they share one breaker."""
+    registry = registry or discover_sources(settings.sources)
+    return registry.create(name, source_context(name, settings, resilience=resilience, options=options))
+
+
+def schema_of(source: BaseSource) -> dict[str, str]:
+    return model.SCHEMAS[source.dataset]

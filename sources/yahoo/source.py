@@ -1,0 +1,34 @@
+"""Yahoo as a :class:`~sources.base.BaseSource`: the client wired from the source's context."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from sources.base import SourceContext, SymbolRequest
+from sources.http import Parser, Request
+from sources.vendor import VendorSource
+from sources.yahoo.client import DEFAULT_BASE_URL, USER_AGENT, YahooClient
+from sources.yahoo.parsing import SOURCE, parser_for
+
+
+class YahooSource(VendorSource):
+    name = SOURCE
+    default_base_url = DEFAULT_BASE_URL
+
+    def __init__(self, context: SourceContext | None = None) -> None:
+        super().__init__(context)
+        self.client = YahooClient(self._http(headers={"User-Agent": USER_AGENT}))
+
+    async def fetch_data(self, symbol: str, start_date: Any, end_date: Any, timeframe: str = "1day") -> pd.DataFrame:
+        return await self.client.bars(symbol, start_date, end_date, timeframe=timeframe)
+
+    def first_requests(self, wanted: SymbolRequest) -> list[Request]:
+        """One chart request, whatever the data type: its pages hold the bars (the chart's corporate
+        actions are :meth:`YahooClient.chart`'s)."""
+        return [self.client.chart_request(wanted.symbol, wanted.start, wanted.end, timeframe=wanted.timeframe)]
+
+    @classmethod
+    def page_parser(cls, request: Request) -> Parser:
+        return parser_for(request)
