@@ -14,8 +14,8 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.states import Completed, State
 
-from flows.pipeline import pipeline_flow
 from core.calendar import closed_reason, new_york_date
+from flows.pipeline import pipeline_flow
 
 SKIPPED = "Skipped"
 

@@ -1,12 +1,12 @@
 """Run metrics: what each flow run did, stored in ``ops.pipeline_runs`` (migration 0008), and the
 totals the seed's ``get_pipeline_metrics()`` and ``marketpipe metrics`` report.
 
-:func:`run_metrics` is pure: it turns the summary dict a flow returns (an ``ingest`` summary, a
-``process`` summary or a ``pipeline`` summary with nested stage summaries) into one
-:class:`RunMetrics`. :func:`record_run` upserts it on ``run_id``, so recording a run twice keeps one
-row. A sub-flow records its ``parent_run_id`` and :func:`aggregate_metrics` adds up top-level runs
-only, so an ingest run inside a pipeline run is never counted twice. The column definitions are
-documented in the migration.
+:func:`run_metrics` is pure: it turns the typed summary of a flow run (which states its
+:class:`RunFigures`), or a summary dict (an ``ingest``, ``process`` or ``pipeline`` summary with
+nested stage summaries), into one :class:`RunMetrics`. :func:`record_run` upserts it on
+``run_id``, so recording a run twice keeps one row. A sub-flow records its ``parent_run_id`` and
+:func:`aggregate_metrics` adds up top-level runs only, so an ingest run inside a pipeline run is
+never counted twice. The column definitions are documented in the migration.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -24,7 +24,6 @@ from psycopg.types.json import Jsonb
 from core.errors import StorageError
 
 if TYPE_CHECKING:
-    from core.settings import Settings
     from storage.lake import Lake
 
 STATUSES = ("completed", "partial", "failed")
@@ -78,6 +77,100 @@ class PipelineMetrics:
 # Summary -> RunMetrics (pure)
 
 
+class CollectedRow(Protocol):
+    """One symbol's collection as the metrics count it (``tasks.collection.SymbolCollection``)."""
+
+    symbol: str
+    records: int
+    dead_letter_ids: Sequence[int]
+    error: str | None
+
+
+class ProcessedRow(Protocol):
+    """One symbol's processing as the metrics count it (``tasks.processing.SymbolProcessing``)."""
+
+    symbol: str
+    records: int
+    rejected: int
+    inserted: int
+    updated: int
+    unchanged: int
+    quality_score: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    """What a run did, in the figures ``ops.pipeline_runs`` records. A flow's typed summary says
+    them (:meth:`RunSummary.figures`); :meth:`of_symbols` adds up per-symbol rows."""
+
+    records_ingested: int = 0
+    records_stored: int = 0
+    rejected: int = 0
+    dead_lettered: int = 0
+    quality_score: float | None = None
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    symbol_tasks: int = 0
+    failed_symbol_tasks: int = 0
+    failed_symbols: tuple[str, ...] = ()
+    quality_reasons: tuple[str, ...] = ()
+    stages: tuple[str, ...] = ()
+    error: str | None = None
+
+    @classmethod
+    def of_symbols(
+        cls,
+        collected: Sequence[CollectedRow],
+        processed: Sequence[ProcessedRow],
+        *,
+        quality_score: float | None = None,
+        quality_reasons: Sequence[str] = (),
+        stages: Sequence[str] = (),
+        error: str | None = None,
+    ) -> RunFigures:
+        """Totals over per-symbol rows; ``quality_score`` when the run scored its batch, else the
+        records-weighted mean of the symbols' scores."""
+        tasks: list[CollectedRow | ProcessedRow] = [*collected, *processed]
+        failed = [row for row in tasks if row.error]
+        return cls(
+            records_ingested=sum(c.records or 0 for c in collected),
+            records_stored=sum((p.inserted or 0) + (p.updated or 0) for p in processed),
+            rejected=sum(p.rejected or 0 for p in processed),
+            dead_lettered=sum(len(c.dead_letter_ids or []) for c in collected),
+            quality_score=float(quality_score) if quality_score is not None else _weighted_quality(processed),
+            inserted=sum(p.inserted or 0 for p in processed),
+            updated=sum(p.updated or 0 for p in processed),
+            unchanged=sum(p.unchanged or 0 for p in processed),
+            symbol_tasks=len(tasks),
+            failed_symbol_tasks=len(failed),
+            failed_symbols=tuple(sorted({str(row.symbol) for row in failed})),
+            quality_reasons=tuple(str(r) for r in quality_reasons),
+            stages=tuple(str(s) for s in stages),
+            error=error,
+        )
+
+
+class RunSummary(Protocol):
+    """A flow's typed summary: its figures, and the record (the summary as a dict with ``run_id``
+    and ``seconds``) whose plain values go into ``details``."""
+
+    def figures(self) -> RunFigures: ...
+
+    def record(self) -> dict[str, Any]: ...
+
+
+class _Row:
+    """A summary dict's row read as attributes (a missing key reads as None)."""
+
+    def __init__(self, row: Mapping[str, Any]) -> None:
+        self._row = row
+
+    def __getattr__(self, name: str) -> Any:
+        return self._row.get(name)
+
+
 def _stage_summaries(summary: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
     """The summary and every stage summary nested in it (pipeline -> ingestion list -> ...)."""
     yield summary
@@ -89,18 +182,26 @@ def _stage_summaries(summary: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
                 yield from _stage_summaries(item)
 
 
-def _rows(summary: Mapping[str, Any], *keys: str) -> list[Mapping[str, Any]]:
-    return [row for s in _stage_summaries(summary) for key in keys for row in s.get(key) or []
+def _rows(summary: Mapping[str, Any], *keys: str) -> list[Any]:
+    return [_Row(row) for s in _stage_summaries(summary) for key in keys for row in s.get(key) or []
             if isinstance(row, Mapping)]  # fmt: skip
 
 
-def _total(rows: Sequence[Mapping[str, Any]], key: str) -> int:
-    return int(sum(row.get(key) or 0 for row in rows))
+def figures_of_dict(summary: Mapping[str, Any]) -> RunFigures:
+    """The figures of a summary known only as a dict (a failed run's stub, a recorded summary):
+    the per-symbol rows (``collected``, ``processed``, ``symbols``) of it and its nested stage
+    summaries, added up; its own top-level totals, where it has them, win."""
+    figures = RunFigures.of_symbols(
+        _rows(summary, "collected"), _rows(summary, "processed", "symbols"),
+        quality_score=summary.get("quality_score"), quality_reasons=summary.get("quality_reasons") or (),
+        stages=summary.get("stages") or (), error=summary.get("error"),
+    )  # fmt: skip
+    totals = ("records_ingested", "records_stored", "rejected", "dead_lettered")
+    return replace(figures, **{key: int(summary[key]) for key in totals if summary.get(key) is not None})
 
 
-def _weighted_quality(rows: Sequence[Mapping[str, Any]]) -> float | None:
-    scored = [(float(r["quality_score"]), max(int(r.get("records") or 0), 1)) for r in rows
-              if r.get("quality_score") is not None]  # fmt: skip
+def _weighted_quality(rows: Sequence[ProcessedRow]) -> float | None:
+    scored = [(float(r.quality_score), max(int(r.records or 0), 1)) for r in rows if r.quality_score is not None]
     if not scored:
         return None
     return sum(score * weight for score, weight in scored) / sum(weight for _, weight in scored)
@@ -117,75 +218,59 @@ def _json_safe(value: Any) -> Any:
 
 
 def run_metrics(
-    summary: Mapping[str, Any],
+    summary: RunSummary | Mapping[str, Any],
     flow: str,
     *,
     finished_at: datetime | None = None,
     parent_run_id: str | None = None,
 ) -> RunMetrics:
-    """The metrics of one run from the summary its flow returned.
+    """The metrics of one run from the summary its flow produced: a typed :class:`RunSummary`
+    (which states its figures) or a dict (see :func:`figures_of_dict`).
 
-    Top-level figures of a pipeline summary (``records_ingested``, ``records_stored``,
-    ``rejected``, ``dead_lettered``, ``quality_score``) win; otherwise they are added up from the
-    per-symbol rows (``collected``, ``processed``, ``symbols``) of the summary and its stages.
     ``started_at`` is ``finished_at`` (default: now) minus the summary's ``seconds``.
     """
     if not flow:
         raise ValueError("flow must name the flow that produced the summary")
+    if isinstance(summary, Mapping):
+        record, figures = summary, figures_of_dict(summary)
+    else:
+        record, figures = summary.record(), summary.figures()
     finished = finished_at or datetime.now(UTC)
-    seconds = max(float(summary.get("seconds") or 0.0), 0.0)
-    collected = _rows(summary, "collected")
-    processed = _rows(summary, "processed", "symbols")
-
-    def figure(key: str, fallback: int) -> int:
-        value = summary.get(key)
-        return int(value) if value is not None else fallback
-
-    records_ingested = figure("records_ingested", _total(collected, "records"))
-    records_stored = figure("records_stored", _total(processed, "inserted") + _total(processed, "updated"))
-    rejected = figure("rejected", _total(processed, "rejected"))
-    dead_lettered = figure("dead_lettered", sum(len(c.get("dead_letter_ids") or []) for c in collected))
-    quality = summary.get("quality_score")
-    quality = float(quality) if quality is not None else _weighted_quality(processed)
-
-    tasks = len(collected) + len(processed)
-    failed_tasks = sum(1 for row in (*collected, *processed) if row.get("error"))
-    error_rate = failed_tasks / tasks if tasks else 0.0
-    if summary.get("error") or (tasks and failed_tasks == tasks):
+    seconds = max(float(record.get("seconds") or 0.0), 0.0)
+    tasks, failed_tasks = figures.symbol_tasks, figures.failed_symbol_tasks
+    if figures.error or (tasks and failed_tasks == tasks):
         status = "failed"
     elif failed_tasks:
         status = "partial"
     else:
         status = "completed"
-
-    failed_symbols = sorted({str(r.get("symbol")) for r in (*collected, *processed) if r.get("error")})
-    details: dict[str, Any] = {k: _json_safe(v) for k, v in summary.items()
+    details: dict[str, Any] = {k: _json_safe(v) for k, v in record.items()
                                if v is None or isinstance(v, str | int | float | bool)}  # fmt: skip
     details.update(
-        stages=[str(s) for s in summary.get("stages") or []],
+        stages=list(figures.stages),
         symbol_tasks=tasks,
         failed_symbol_tasks=failed_tasks,
-        failed_symbols=failed_symbols[:_MAX_LISTED],
-        inserted=_total(processed, "inserted"),
-        updated=_total(processed, "updated"),
-        unchanged=_total(processed, "unchanged"),
-        quality_reasons=[str(r) for r in summary.get("quality_reasons") or []][:_MAX_LISTED],
+        failed_symbols=list(figures.failed_symbols[:_MAX_LISTED]),
+        inserted=figures.inserted,
+        updated=figures.updated,
+        unchanged=figures.unchanged,
+        quality_reasons=list(figures.quality_reasons[:_MAX_LISTED]),
     )
     return RunMetrics(
-        run_id=str(summary.get("run_id") or uuid.uuid4()),
+        run_id=str(record.get("run_id") or uuid.uuid4()),
         flow=flow,
-        parent_run_id=parent_run_id or summary.get("parent_run_id"),
+        parent_run_id=parent_run_id or record.get("parent_run_id"),
         started_at=finished - timedelta(seconds=seconds),
         finished_at=finished,
         status=status,
-        records_ingested=records_ingested,
-        records_stored=records_stored,
-        rejected=rejected,
-        dead_lettered=dead_lettered,
-        quality_score=quality,
-        throughput_records_per_second=records_ingested / seconds if seconds > 0 else None,
+        records_ingested=figures.records_ingested,
+        records_stored=figures.records_stored,
+        rejected=figures.rejected,
+        dead_lettered=figures.dead_lettered,
+        quality_score=figures.quality_score,
+        throughput_records_per_second=figures.records_ingested / seconds if seconds > 0 else None,
         processing_latency_seconds=seconds,
-        error_rate=error_rate,
+        error_rate=failed_tasks / tasks if tasks else 0.0,
         details=details,
     )
 
@@ -220,18 +305,6 @@ def record_run(conn: psycopg.Connection, metrics: RunMetrics, *, replace: bool =
             return cursor.rowcount > 0
     except psycopg.Error as exc:
         raise StorageError(f"cannot record metrics of run {metrics.run_id} ({metrics.flow}): {exc}") from exc
-
-
-def record_summary(
-    settings: Settings, summary: Mapping[str, Any], flow: str, *, parent_run_id: str | None = None
-) -> RunMetrics:
-    """:func:`run_metrics` + :func:`record_run` on a connection of its own (what a flow calls last)."""
-    from db.connect import database_connection
-
-    metrics = run_metrics(summary, flow, parent_run_id=parent_run_id)
-    with database_connection(settings) as conn:
-        record_run(conn, metrics)
-    return metrics
 
 
 def read_recent_runs(conn: psycopg.Connection, limit: int = 20, *, top_level_only: bool = False) -> list[RunMetrics]:

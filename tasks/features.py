@@ -1,0 +1,140 @@
+"""The features stage as Prefect tasks: the flow's date range, symbol batches, a
+``features-<timeframe>-<first symbol>`` task per batch (a refresh of :mod:`features.refresh`),
+and the stage's summary."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import acreate_table_artifact
+from prefect.cache_policies import NONE
+
+from features import FeatureSet
+from features.refresh import FeatureRefresh, refresh_features
+from pipeline.metrics import RunFigures
+from pipeline.request import parse_when
+from storage.hot import symbols_with_bars
+from tasks.resources import RunResources
+
+SYMBOLS_PER_BATCH = 50  # one engine call per batch: large enough to amortise it, small enough to retry
+
+
+def feature_range(start_date: Any, end_date: Any) -> tuple[datetime, datetime]:
+    """``[start, end)`` from the flow's dates; a date-only ``end_date`` includes that whole day."""
+    start, end = parse_when(start_date, "start_date"), parse_when(end_date, "end_date")
+    date_only = (isinstance(end_date, date) and not isinstance(end_date, datetime)) or (
+        isinstance(end_date, str) and len(end_date.strip()) == 10
+    )
+    return start, end + timedelta(days=1) if date_only else end
+
+
+def batches(symbols: list[str], size: int = SYMBOLS_PER_BATCH) -> list[list[str]]:
+    return [symbols[i : i + size] for i in range(0, len(symbols), size)]
+
+
+def symbols_in_range(resources: RunResources, timeframe: str, start: datetime, end: datetime) -> list[str]:
+    """Every symbol with bars of ``timeframe`` in ``[start, end)``."""
+    with resources.connect() as conn:
+        return symbols_with_bars(conn, timeframe, start, end)
+
+
+def refresh_batch(
+    resources: RunResources, feature_set: FeatureSet, symbols: list[str], timeframe: str, start: datetime,
+    end: datetime,
+) -> FeatureRefresh:  # fmt: skip
+    """One batch's features; its history read through the StorageRouter (hot and lake) unless
+    ``storage.routing.cold_fallback_enabled`` is false."""
+    with resources.connect() as conn:
+        if not resources.settings.storage.routing.cold_fallback_enabled:
+            return refresh_features(conn, feature_set, symbols, timeframe, start, end)
+        with resources.router() as history:
+            return refresh_features(conn, feature_set, symbols, timeframe, start, end, history=history)
+
+
+@task(name="features-batch", cache_policy=NONE, task_run_name="features-{timeframe}-{symbols[0]}")
+def features_batch_task(
+    resources: RunResources, feature_set: FeatureSet, symbols: list[str], timeframe: str, start: datetime,
+    end: datetime,
+) -> FeatureRefresh:  # fmt: skip
+    return refresh_batch(resources, feature_set, symbols, timeframe, start, end)
+
+
+async def refresh_batches(
+    resources: RunResources, feature_set: FeatureSet, symbols: list[str], timeframe: str, start: datetime,
+    end: datetime,
+) -> list[FeatureRefresh]:  # fmt: skip
+    """A ``features-batch`` task per batch of ``symbols``, at most ``collection.max_parallel_symbols``
+    at once (each in a thread: the refresh is CPU-bound)."""
+    gate = asyncio.Semaphore(resources.settings.collection.max_parallel_symbols)
+
+    async def one(batch: list[str]) -> FeatureRefresh:
+        async with gate:
+            return await asyncio.to_thread(features_batch_task, resources, feature_set, batch, timeframe, start, end)
+
+    return list(await asyncio.gather(*(one(b) for b in batches(symbols))))
+
+
+async def publish_features(summary: FeaturesSummary) -> None:
+    """The ``features-summary`` table (rows per symbol batch), and the run's log line."""
+    if summary.batches:
+        description = f"feature set {summary.feature_set}: rows per symbol batch"
+        await acreate_table_artifact([asdict(r) for r in summary.batches], key="features-summary",
+                                     description=description)  # fmt: skip
+    get_run_logger().info("features %s: %d bars, %d rows inserted, %d updated", summary.feature_set, summary.bars,
+                          summary.inserted, summary.updated)  # fmt: skip
+
+
+@dataclass
+class FeaturesSummary:
+    """What a ``features`` run did; :meth:`to_dict` is what the flow returns."""
+
+    run_id: str
+    feature_set: str
+    timeframe: str
+    batches: list[FeatureRefresh] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @classmethod
+    def from_dict(cls, summary: Mapping[str, Any]) -> FeaturesSummary:
+        """A ``features`` sub-flow's result, typed again."""
+        return cls(str(summary.get("run_id", "")), summary["feature_set"], summary["timeframe"],
+                   [FeatureRefresh(**b) for b in summary["batches"]])  # fmt: skip
+
+    @property
+    def bars(self) -> int:
+        return sum(r.bars for r in self.batches)
+
+    @property
+    def inserted(self) -> int:
+        return sum(r.inserted for r in self.batches)
+
+    @property
+    def updated(self) -> int:
+        return sum(r.updated for r in self.batches)
+
+    @property
+    def unchanged(self) -> int:
+        return sum(r.unchanged for r in self.batches)
+
+    @property
+    def records_stored(self) -> int:
+        return self.inserted + self.updated
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "feature_set": self.feature_set, "timeframe": self.timeframe, "batches": [asdict(r) for r in self.batches],
+            "bars": self.bars, "inserted": self.inserted, "updated": self.updated, "unchanged": self.unchanged,
+            "records_stored": self.records_stored,
+        }  # fmt: skip
+
+    def record(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, **self.to_dict(), "seconds": self.seconds}
+
+    def figures(self) -> RunFigures:
+        """Feature rows stored; no per-symbol bar figures (the feature rows are not bars)."""
+        return RunFigures(records_stored=self.records_stored)

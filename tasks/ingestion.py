@@ -1,0 +1,219 @@
+"""The ingestion stage as Prefect tasks: a ``collect-<symbol>`` task per symbol (vendor pages
+into the raw zone), or an ``ingest-<symbol>`` task that also processes what it collected, in waves
+with bounded parallelism and one progress artifact; where each symbol resumes; the stage's
+summary.
+
+Task parameters that are large objects (the run's resources, the source, the request) are passed
+``quote``d: Prefect then does not walk them looking for futures, which cost several ms per task
+run for the nested settings model alone. No parameter of these tasks is a future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
+from prefect.cache_policies import NONE
+from prefect.utilities.annotations import quote
+
+from core.progress import terminal_progress
+from pipeline.metrics import RunFigures
+from pipeline.plan import resume_starts, watermark_dataset
+from pipeline.request import IngestRequest
+from sources.base import BaseSource
+from sources.factory import build_source
+from storage.watermarks import read_watermarks
+from tasks.collection import SymbolCollection, collect_symbol
+from tasks.pending import Processed, ProcessedBatch, pending_groups, process_series, process_symbol_pending
+from tasks.processing import SymbolProcessing
+from tasks.resources import RunResources
+from tasks.retries import DATABASE_RETRY_OPTIONS
+
+
+async def collect_one(
+    resources: RunResources, source: BaseSource, request: IngestRequest, symbol: str, start: datetime, run_id: str,
+    reprocess: bool, keep_parsed: bool = False,
+) -> SymbolCollection:  # fmt: skip
+    async with await resources.aconnect(autocommit=True) as conn:
+        return await collect_symbol(source, request, symbol, start, resources.lake, conn, run_id, reprocess,
+                                    keep_parsed)  # fmt: skip
+
+
+@dataclass
+class SymbolRun:
+    """One symbol's pass through the flow: its collection and what processing it did."""
+
+    collected: SymbolCollection
+    processed: list[Processed] = field(default_factory=list)
+
+
+@task(name="collect-symbol", cache_policy=NONE, **DATABASE_RETRY_OPTIONS, task_run_name="collect-{symbol}")
+async def collect_symbol_task(
+    resources: RunResources, source: BaseSource, request: IngestRequest, symbol: str, start: datetime, run_id: str,
+    reprocess: bool,
+) -> SymbolRun:  # fmt: skip
+    """The ingestion stage alone (the pipeline's ingestion runs: processing follows as its own stage)."""
+    return SymbolRun(await collect_one(resources, source, request, symbol, start, run_id, reprocess))
+
+
+@task(name="ingest-symbol", cache_policy=NONE, **DATABASE_RETRY_OPTIONS, task_run_name="ingest-{symbol}")
+async def ingest_symbol_task(
+    resources: RunResources, source: BaseSource, request: IngestRequest, symbol: str, start: datetime, run_id: str,
+    reprocess: bool,
+) -> SymbolRun:  # fmt: skip
+    """Collect one symbol, then process its pending pages with the frames the collection parsed
+    (the processing work in a thread: it is CPU-bound). One task run per symbol, not two: each
+    task run costs the Prefect server tens of ms of CPU (its state events are recorded), and on a
+    small machine that server shares the cores with the run. A lost database connection retries
+    the whole symbol: collection is idempotent and processing commits once."""
+    collected = await collect_one(resources, source, request, symbol, start, run_id, reprocess, keep_parsed=True)
+    processed = await asyncio.to_thread(process_symbol_pending, resources, request.source, symbol,
+                                        bar_timeframe(request), request.data_type, collected.parsed)  # fmt: skip
+    collected.parsed.clear()  # processed: the frames are not needed any longer
+    return SymbolRun(collected, processed)
+
+
+def bar_timeframe(request: IngestRequest) -> str | None:
+    """The timeframe that selects a request's pending pages (corporate actions have none)."""
+    return request.timeframe if request.data_type == "market_data" else None
+
+
+def incremental_starts(resources: RunResources, request: IngestRequest) -> dict[str, datetime | None]:
+    """Where each symbol resumes after its committed watermark (None: nothing new)."""
+    dataset, timeframe = watermark_dataset(request.data_type)
+    with resources.connect() as conn:
+        marks = read_watermarks(conn, source=request.source, dataset=dataset, symbols=list(request.symbols),
+                                timeframe=request.timeframe if timeframe is None else timeframe)  # fmt: skip
+    return resume_starts(request, {symbol: mark.high_water_ts for (_, _, symbol, _), mark in marks.items()})
+
+
+async def collect_all(
+    resources: RunResources, request: IngestRequest, run_id: str, starts: dict[str, datetime | None] | None = None,
+    process: bool = False,
+) -> list[SymbolRun]:  # fmt: skip
+    """Every symbol of the request that has something new, in waves, bounded parallelism; one
+    progress artifact. With ``process`` each symbol's pending pages are processed right after its
+    collection."""
+    collection = resources.settings.collection
+    gate = asyncio.Semaphore(collection.max_parallel_symbols)
+    symbols = [s for s in request.symbols if starts is None or starts.get(s, request.start) is not None]
+    if not symbols:
+        return []
+    source = build_source(request.source, resources.settings)
+    progress = await acreate_progress_artifact(0.0, description=f"symbols collected from {request.source}")
+    symbol_task = ingest_symbol_task if process else collect_symbol_task
+    results: list[SymbolRun] = []
+
+    async def one(symbol: str) -> SymbolRun:
+        async with gate:
+            start = (starts or {}).get(symbol) or request.start
+            return await symbol_task(quote(resources), quote(source), quote(request), symbol, start, run_id,
+                                     reprocess=starts is None)  # fmt: skip
+
+    try:
+        with terminal_progress(len(symbols), f"{request.source} {request.timeframe}") as advance:
+            for offset in range(0, len(symbols), collection.batch_size):
+                wave = symbols[offset : offset + collection.batch_size]
+                results += await asyncio.gather(*(one(symbol) for symbol in wave))
+                advance(len(wave))
+                await aupdate_progress_artifact(progress, 100.0 * len(results) / len(symbols))
+    finally:
+        await source.aclose()
+    return results
+
+
+async def process_collected(resources: RunResources, request: IngestRequest, runs: list[SymbolRun]) -> ProcessedBatch:
+    """The processing the ``ingest-<symbol>`` tasks did, plus, from the raw zone, the pending pages
+    of the request's symbols that fetched nothing (an earlier run stopped between the stages)."""
+    done = [pair for r in runs for pair in r.processed]
+    leftover = [s for s in request.symbols if s not in {r.collected.symbol for r in runs}]
+    if leftover:
+        pending = pending_groups(resources, request.source, leftover, bar_timeframe(request), request.data_type)
+        done += await process_series(resources, pending)
+    return ProcessedBatch.of(done, resources.settings.quality.min_quality_score)
+
+
+async def publish_collection_summary(request: IngestRequest, summary: IngestSummary) -> None:
+    """The ``ingestion-summary`` table, and the collection's log lines."""
+    results = summary.collected
+    rows = [{"symbol": r.symbol, "pages": r.pages, "records": r.records, "dead_letters": len(r.dead_letter_ids),
+             "error": (r.error or "")[:200]} for r in results]  # fmt: skip
+    await acreate_table_artifact(
+        rows, key="ingestion-summary", description=f"{request.source} {request.data_type} {request.timeframe}"
+    )
+    logger = get_run_logger()
+    logger.info("collected %d pages, %d records for %d symbols (%d already up to date)",
+                sum(r.pages for r in results), summary.records_ingested, len(results),
+                len(summary.up_to_date))  # fmt: skip
+    if summary.failed:
+        logger.warning("%d symbol(s) failed and were dead-lettered: %s", len(summary.failed),
+                       ", ".join(summary.failed[:20]))  # fmt: skip
+
+
+@dataclass
+class IngestSummary:
+    """What an ``ingest`` run did; :meth:`to_dict` is what the flow returns (and what is recorded)."""
+
+    run_id: str
+    source: str
+    data_type: str
+    timeframe: str
+    collected: list[SymbolCollection] = field(default_factory=list)
+    up_to_date: list[str] = field(default_factory=list)
+    processed: list[SymbolProcessing] = field(default_factory=list)
+    quality_score: float | None = None
+    quality_reasons: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @classmethod
+    def of(
+        cls, run_id: str, request: IngestRequest, runs: list[SymbolRun], starts: dict[str, datetime | None] | None
+    ) -> IngestSummary:
+        """The collection's part; :meth:`with_processing` adds the processing's."""
+        return cls(run_id, request.source, request.data_type, request.timeframe,
+                   collected=[r.collected for r in runs],
+                   up_to_date=[s for s, start in (starts or {}).items() if start is None])  # fmt: skip
+
+    def with_processing(self, batch: ProcessedBatch) -> None:
+        self.processed = batch.outcomes
+        self.quality_score, self.quality_reasons = batch.quality_score, batch.quality_reasons
+
+    @classmethod
+    def from_dict(cls, summary: Mapping[str, Any]) -> IngestSummary:
+        """An ``ingest`` sub-flow's result, typed again."""
+        return cls(summary["run_id"], summary["source"], summary["data_type"], summary["timeframe"],
+                   [SymbolCollection(**c) for c in summary["collected"]], list(summary["up_to_date"]),
+                   [SymbolProcessing(**p) for p in summary["processed"]], summary["quality_score"],
+                   list(summary["quality_reasons"]), summary["seconds"])  # fmt: skip
+
+    @property
+    def failed(self) -> list[str]:
+        return [r.symbol for r in self.collected if r.error]
+
+    @property
+    def records_ingested(self) -> int:
+        return sum(r.records for r in self.collected)
+
+    @property
+    def records_stored(self) -> int:
+        return sum(p.inserted + p.updated for p in self.processed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "source": self.source, "data_type": self.data_type, "timeframe": self.timeframe,
+            "collected": [r.record() for r in self.collected], "up_to_date": self.up_to_date, "failed": self.failed,
+            "processed": [asdict(p) for p in self.processed], "quality_score": self.quality_score,
+            "quality_reasons": self.quality_reasons, "seconds": self.seconds,
+        }  # fmt: skip
+
+    def record(self) -> dict[str, Any]:
+        return self.to_dict()
+
+    def figures(self) -> RunFigures:
+        return RunFigures.of_symbols(self.collected, self.processed, quality_score=self.quality_score,
+                                     quality_reasons=self.quality_reasons)  # fmt: skip

@@ -1,0 +1,213 @@
+"""The processing stage over what is pending: raw pages not yet in the hot store, a
+``process-<symbol>`` task per series, one quality report over the batch, the stage's summary.
+
+The per-series work is :mod:`tasks.processing` (one transaction per symbol); here it is looked
+up, fanned out and added up. The task is ``async`` and hands the CPU-bound work to a thread: it
+then runs in the flow's event loop with the flow's API client. A sync task called from the async
+flow runs in a thread without a client context and builds a new Prefect client (an httpx client
+and its SSL context) for every task run: that was most of Prefect's overhead per symbol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+import psycopg
+from prefect import get_run_logger, task
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from prefect.cache_policies import NONE
+from prefect.utilities.annotations import quote
+
+from pipeline.metrics import RunFigures
+from quality.score import QualityReport, quality_report
+from quality.validate import ValidationResult
+from storage.lake import Lake
+from tasks.collection import ParsedPage
+from tasks.processing import (
+    ACTION_DATASETS,
+    BAR_DATASETS,
+    PendingPage,
+    SymbolProcessing,
+    pending_pages,
+    process_symbol_actions,
+    process_symbol_bars,
+)
+from tasks.resources import RunResources
+from tasks.retries import DATABASE_RETRY_OPTIONS
+
+Processed = tuple[SymbolProcessing, ValidationResult | None]  # one series: its outcome, its validation
+
+
+def datasets_of(data_type: str) -> tuple[str, ...]:
+    """The raw datasets one data type's pages are stored under."""
+    return BAR_DATASETS if data_type == "market_data" else ACTION_DATASETS
+
+
+def process_symbol(
+    resources: RunResources, pages: list[PendingPage], parsed: Mapping[str, ParsedPage] | None = None
+) -> Processed:
+    """One symbol's pending pages (of one dataset family) into the hot store, on a connection of its own."""
+    with resources.connect() as conn:
+        return _process_on(conn, resources.lake, resources, pages, parsed)
+
+
+def process_symbol_pending(
+    resources: RunResources, source: str, symbol: str, timeframe: str | None, data_type: str,
+    parsed: Mapping[str, ParsedPage] | None = None,
+) -> list[Processed]:  # fmt: skip
+    """Whatever is pending for one symbol, looked up and processed on one connection (a
+    connection costs ~20 ms of CPU between client and server: one per symbol, not one per step)."""
+    with resources.connect() as conn:
+        groups = pending_pages(conn, source=source, symbols=[symbol], datasets=datasets_of(data_type),
+                               timeframe=timeframe)  # fmt: skip
+        conn.commit()  # end the lookup's transaction: each series then commits on its own
+        return [_process_on(conn, resources.lake, resources, pages, parsed) for pages in groups]
+
+
+def _process_on(
+    conn: psycopg.Connection, lake: Lake, resources: RunResources, pages: list[PendingPage],
+    parsed: Mapping[str, ParsedPage] | None,
+) -> Processed:  # fmt: skip
+    if pages[0].dataset in ACTION_DATASETS:
+        return process_symbol_actions(conn, lake, pages, parsed), None
+    quality = resources.settings.quality
+    outcome, result, _ = process_symbol_bars(
+        conn, lake, pages, mode=quality.validation_mode, min_quality_score=quality.min_quality_score, parsed=parsed,
+    )  # fmt: skip
+    return outcome, result
+
+
+@task(name="process-symbol", cache_policy=NONE, **DATABASE_RETRY_OPTIONS, task_run_name="process-{symbol}")
+async def process_symbol_task(resources: RunResources, symbol: str, pages: list[PendingPage]) -> Processed:
+    return await asyncio.to_thread(process_symbol, resources, pages)
+
+
+def pending_groups(
+    resources: RunResources, source: str, symbols: list[str] | None, timeframe: str | None, data_type: str
+) -> list[list[PendingPage]]:
+    """The pending pages of these symbols, one group per series (see :func:`pending_pages`)."""
+    with resources.connect() as conn:
+        return pending_pages(conn, source=source, symbols=symbols, datasets=datasets_of(data_type),
+                             timeframe=timeframe)  # fmt: skip
+
+
+def batch_quality(results: list[ValidationResult], min_score: float) -> QualityReport | None:
+    """One report over every symbol's validation (coverage rows concatenate)."""
+    if not results:
+        return None
+    merged = ValidationResult(
+        accepted=pd.concat([r.accepted for r in results], ignore_index=True),
+        rejected=pd.concat([r.rejected for r in results], ignore_index=True),
+        coverage=pd.concat([r.coverage for r in results], ignore_index=True),
+        rule_counts={k: sum(r.rule_counts.get(k, 0) for r in results) for k in results[0].rule_counts},
+        mode=results[0].mode,
+        records=sum(r.records for r in results),
+    )
+    return quality_report(merged, min_quality_score=min_score)
+
+
+async def process_series(resources: RunResources, pending: list[list[PendingPage]]) -> list[Processed]:
+    """A ``process-<symbol>`` task per group of pending pages, at most
+    ``collection.max_parallel_symbols`` at once."""
+    gate = asyncio.Semaphore(resources.settings.collection.max_parallel_symbols)
+
+    async def one(pages: list[PendingPage]) -> Processed:
+        async with gate:
+            return await process_symbol_task(quote(resources), pages[0].symbol, quote(pages))
+
+    return list(await asyncio.gather(*(one(pages) for pages in pending)))
+
+
+@dataclass
+class ProcessedBatch:
+    """What the processing of a batch of series did: per-symbol outcomes (in symbol order) and one
+    quality report over their validations."""
+
+    outcomes: list[SymbolProcessing] = field(default_factory=list)
+    report: QualityReport | None = None
+
+    @classmethod
+    def of(cls, done: list[Processed], min_quality_score: float) -> ProcessedBatch:
+        done = sorted(done, key=lambda pair: pair[0].symbol)
+        report = batch_quality([r for _, r in done if r is not None], min_quality_score)
+        return cls([outcome for outcome, _ in done], report)
+
+    @property
+    def quality_score(self) -> float | None:
+        return self.report.score if self.report else None
+
+    @property
+    def quality_reasons(self) -> list[str]:
+        return self.report.reasons if self.report else []
+
+
+async def process_pending(
+    resources: RunResources, source: str, symbols: list[str] | None = None, timeframe: str | None = None,
+    data_type: str = "market_data",
+) -> ProcessedBatch:  # fmt: skip
+    """Every symbol with pending pages, at most ``collection.max_parallel_symbols`` at once."""
+    done = await process_series(resources, pending_groups(resources, source, symbols, timeframe, data_type))
+    report = batch_quality([r for _, r in done if r is not None], resources.settings.quality.min_quality_score)
+    return ProcessedBatch([outcome for outcome, _ in done], report)
+
+
+async def publish_processing(batch: ProcessedBatch) -> None:
+    """The ``processing-summary`` table and the ``quality-report`` markdown; a warning that says
+    why when the batch scores below the threshold."""
+    outcomes, report = batch.outcomes, batch.report
+    if outcomes:
+        await acreate_table_artifact([asdict(o) for o in outcomes], key="processing-summary",
+                                     description="per-symbol records, accepted, rejected, writes")  # fmt: skip
+    if report is not None:
+        await acreate_markdown_artifact(report.to_markdown(), key="quality-report",
+                                        description=f"quality score {report.score:.3f}")  # fmt: skip
+        logger = get_run_logger()
+        if report.below_threshold:
+            logger.warning("quality score %.3f is below %.2f: %s", report.score, report.min_score,
+                           "; ".join(report.reasons) or "no reason recorded")  # fmt: skip
+        else:
+            logger.info("quality score %.3f", report.score)
+
+
+@dataclass
+class ProcessSummary:
+    """What a ``process`` run did; :meth:`to_dict` is what the flow returns."""
+
+    run_id: str
+    symbols: list[SymbolProcessing] = field(default_factory=list)
+    quality_score: float | None = None
+    quality_reasons: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @classmethod
+    def of(cls, run_id: str, batch: ProcessedBatch) -> ProcessSummary:
+        return cls(run_id, batch.outcomes, batch.quality_score, batch.quality_reasons)
+
+    @classmethod
+    def from_dict(cls, summary: Mapping[str, Any]) -> ProcessSummary:
+        """A ``process`` sub-flow's result, typed again."""
+        return cls(str(summary.get("run_id", "")), [SymbolProcessing(**p) for p in summary["symbols"]],
+                   summary["quality_score"], list(summary["quality_reasons"]))  # fmt: skip
+
+    @property
+    def records_stored(self) -> int:
+        return sum(p.inserted + p.updated for p in self.symbols)
+
+    @property
+    def rejected(self) -> int:
+        return sum(p.rejected for p in self.symbols)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"symbols": [asdict(o) for o in self.symbols], "quality_score": self.quality_score,
+                "quality_reasons": self.quality_reasons}  # fmt: skip
+
+    def record(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, **self.to_dict(), "seconds": self.seconds}
+
+    def figures(self) -> RunFigures:
+        return RunFigures.of_symbols([], self.symbols, quality_score=self.quality_score,
+                                     quality_reasons=self.quality_reasons)  # fmt: skip

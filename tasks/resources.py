@@ -1,0 +1,55 @@
+"""What a flow run works with, built once from its settings: the settings, a connection factory
+for the hot store and the lake.
+
+Every task of the run takes this one object (passed ``quote``d: Prefect does not walk it) instead
+of rebuilding a lake client and reconnecting from the settings in each flow and helper. A
+connection is still opened per unit of work: psycopg connections are not shared between the
+threads and tasks that run at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import psycopg
+
+from core.settings import Settings
+from db.connect import async_database_connection, database_connection
+from storage.lake import Lake
+from storage.router import StorageRouter
+
+
+@dataclass
+class RunResources:
+    """The settings of a run, its lake, and connections to its hot store on demand."""
+
+    settings: Settings
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RunResources:
+        return cls(settings)
+
+    @cached_property
+    def lake(self) -> Lake:
+        """The run's lake client, built when first used (a run that never reads or writes the
+        lake does not need its credentials)."""
+        return Lake.from_settings(self.settings.lake)
+
+    def connect(self, **kwargs: Any) -> psycopg.Connection:
+        """A new synchronous connection (use as a context manager; ``autocommit=True`` and the like
+        pass through)."""
+        return database_connection(self.settings, **kwargs)
+
+    async def aconnect(self, **kwargs: Any) -> psycopg.AsyncConnection:
+        """A new asyncio connection (use as an async context manager)."""
+        return await async_database_connection(self.settings, **kwargs)
+
+    @contextmanager
+    def router(self) -> Iterator[StorageRouter]:
+        """Reads across the hot store and the lake, on an autocommit connection of its own."""
+        with self.connect(autocommit=True) as conn:
+            yield StorageRouter(conn, self.lake, self.settings)
