@@ -357,12 +357,11 @@ async def _plain_pipeline(settings: Settings, symbols: list[str], first: date, l
     waves of ``batch_size``, ``max_parallel_symbols`` symbols at once, each collected and then its
     pending pages processed (in a thread, with the frames the collection parsed). Returns the
     seconds spent in each stage, summed over symbols (stages of different symbols overlap)."""
-    from db.connect import async_database_connection
-    from flows.processing import batch_quality, process_symbol_pending
-    from tasks.collection import collect_symbol
     from pipeline.request import parse_ingest_request
     from sources.factory import build_source, source_resilience
-    from storage.lake import Lake
+    from tasks.ingestion import collect_one
+    from tasks.pending import batch_quality, process_symbol_pending
+    from tasks.resources import RunResources
 
     request = parse_ingest_request(
         data_type="market_data",
@@ -378,17 +377,17 @@ async def _plain_pipeline(settings: Settings, symbols: list[str], first: date, l
     run_id = f"bench-plain-{secrets.token_hex(4)}"
     stages = {"collect_seconds": 0.0, "process_seconds": 0.0}
 
+    resources = RunResources.from_settings(settings)
+
     def process(symbol: str, parsed: dict) -> list:
-        return [result for _, result in process_symbol_pending(settings, SOURCE, symbol, TIMEFRAME, "market_data",
+        return [result for _, result in process_symbol_pending(resources, SOURCE, symbol, TIMEFRAME, "market_data",
                                                                 parsed)]  # fmt: skip
 
     async def one(symbol: str) -> list:
         async with gate:
             began = time.perf_counter()
-            lake = Lake.from_settings(settings.lake)
-            async with await async_database_connection(settings, autocommit=True) as conn:
-                outcome = await collect_symbol(source, request, symbol, request.start, lake, conn, run_id, True,
-                                               keep_parsed=True)  # fmt: skip
+            outcome = await collect_one(resources, source, request, symbol, request.start, run_id, True,
+                                        keep_parsed=True)  # fmt: skip
             if outcome.error:
                 raise RuntimeError(f"plain collection of {symbol} failed: {outcome.error}")
             collected = time.perf_counter()

@@ -8,11 +8,11 @@ from datetime import date
 import psycopg
 import pytest
 
-from flows.historical import find_gaps
 from core.settings import Settings
 from storage.hot import upsert_bars
 from storage.lake import Lake
 from storage.tiering import tier_chunks
+from tasks.historical import find_gaps
 from tests.integration.tiering.conftest import make_bars, year_window
 
 pytestmark = pytest.mark.integration
