@@ -144,7 +144,8 @@ class DataPipelineOrchestrator:
         symbols: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         """``flows.pipeline.pipeline_flow``: the stages (default all), in the seed's order."""
-        from flows.pipeline import parse_stages, pipeline_flow
+        from flows.pipeline import pipeline_flow
+        from tasks.pipeline import parse_stages
 
         chosen_mode = PipelineMode(mode or self.flow_config.mode)
         if chosen_mode is not PipelineMode.BATCH:

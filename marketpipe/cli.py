@@ -272,8 +272,9 @@ def run(
     """The main job: run_pipeline over the configured universe (see `pipeline:` in the config)."""
     import asyncio
 
-    from flows.pipeline import parse_stages, pipeline_flow
+    from flows.pipeline import pipeline_flow
     from pipeline.request import parse_symbols
+    from tasks.pipeline import parse_stages
 
     settings = _settings(ctx)
     chosen = parse_stages([s.strip() for s in stages.split(",")] if stages else None, mode)
