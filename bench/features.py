@@ -38,8 +38,9 @@ import numpy as np
 import pandas as pd
 
 from features.builder import standard_values
-from features.kernels import FEATURES, FeatureParams, compute_standard
+from features.kernels import FeatureParams, compute_standard
 from features.layout import BarLayout
+from storage.feature_tables import FEATURES
 
 
 def synthetic_layout(symbols: int, bars: int, seed: int = 7) -> BarLayout:

@@ -10,8 +10,9 @@ from features.builder import (
     feature_params,
     feature_set_from_settings,
 )
-from features.kernels import FEATURES, FeatureParams, periods_per_year
+from features.kernels import FeatureParams, periods_per_year
 from features.layout import BarLayout
+from storage.feature_tables import FEATURES
 
 __all__ = [
     "FEATURES",

@@ -32,9 +32,10 @@ import numpy as np
 import pandas as pd
 
 from core.errors import ConfigurationError, DataQualityError
-from features.kernels import FEATURES, FeatureParams, run_standard
+from features.kernels import FeatureParams, run_standard
 from features.layout import BarLayout
 from sources.registry import load_import_path
+from storage.feature_tables import FEATURES
 
 if TYPE_CHECKING:
     from core.settings import FeatureSettings

@@ -59,14 +59,11 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-# ---------------------------------------------------------------------------------------------
-# Outputs: rows of the output matrix, in this order.
+from storage.feature_tables import FEATURES
 
-FEATURES: tuple[str, ...] = (
-    "ret", "log_ret", "volatility", "sma", "ema", "rsi", "macd", "macd_signal", "macd_hist",
-    "bb_upper", "bb_middle", "bb_lower", "bb_pctb", "atr", "obv", "vwap", "volume_z",
-    "dist_high", "dist_low", "gap_pct",
-)  # fmt: skip
+# ---------------------------------------------------------------------------------------------
+# Outputs: rows of the output matrix, in the order of the feature table's standard columns.
+
 (F_RET, F_LOG_RET, F_VOL, F_SMA, F_EMA, F_RSI, F_MACD, F_MACD_SIG, F_MACD_HIST, F_BB_UP, F_BB_MID, F_BB_LO,
  F_BB_PCTB, F_ATR, F_OBV, F_VWAP, F_VOLUME_Z, F_DIST_HIGH, F_DIST_LOW, F_GAP) = range(len(FEATURES))  # fmt: skip
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from core.errors import DataQualityError
 from core.calendar import NS_PER_DAY
+from core.errors import DataQualityError
 from core.model import EXCHANGE_TZ, canonical_timeframe
 from storage.hot import INTRADAY_TIMEFRAMES
 

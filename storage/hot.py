@@ -485,3 +485,12 @@ def read_bars(
         raise StorageError(f"cannot read {timeframe} bars of {list(symbols)[:5]}: {exc}") from exc
     columns = list(zip(*rows, strict=True)) if rows else [[] for _ in BARS]
     return frame(BARS, dict(zip(BARS, columns, strict=True)), what="hot-store bars")
+
+
+def symbols_with_bars(conn: psycopg.Connection, timeframe: str, start: object, end: object) -> list[str]:
+    """Symbols with stored bars of ``timeframe`` and ``start <= ts < end``, sorted."""
+    rows = conn.execute(
+        "SELECT DISTINCT symbol FROM market.bars WHERE timeframe = %s AND ts >= %s AND ts < %s ORDER BY 1",
+        (canonical_timeframe(timeframe), to_utc(start).to_pydatetime(), to_utc(end).to_pydatetime()),
+    ).fetchall()
+    return [str(r[0]) for r in rows]

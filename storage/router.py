@@ -32,14 +32,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from db.connect import database_connection
 from core.errors import RequestError, StorageError
-from core.settings import Settings
-from features.kernels import FEATURES
-from features.store import latest_feature_set
-from features.store import read_features as read_hot_features
 from core.model import BARS, STR, TRADES, TS, canonical_timeframe, frame, to_utc
+from core.settings import Settings
+from db.connect import database_connection
 from storage.corporate_actions import adjustment_factors, apply_adjustment, read_corporate_actions
+from storage.feature_tables import FEATURES, latest_feature_set
+from storage.feature_tables import read_features as read_hot_features
 from storage.hot import ADJUSTMENTS, INTRADAY_TIMEFRAMES, Adjustment, bar_table
 from storage.hot import read_bars as read_hot_bars
 from storage.lake import Lake
@@ -285,7 +284,7 @@ class StorageRouter:
         self, symbols: Sequence[str], start: object, end: object, timeframe: str = "1day",
         feature_set: str | None = None, names: Sequence[str] | None = None,
     ) -> pd.DataFrame:  # fmt: skip
-        """Features like :func:`features.store.read_features` (one feature-set version, wide,
+        """Features like :func:`storage.feature_tables.read_features` (one feature-set version, wide,
         sorted by symbol and ts), from whichever tiers hold them."""
         tf = canonical_timeframe(timeframe)
         lo, hi = to_utc(start).to_pydatetime(), to_utc(end).to_pydatetime()

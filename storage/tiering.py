@@ -71,7 +71,7 @@ from psycopg import sql
 
 from core.errors import ConfigurationError, MarketpipeError, RequestError, StorageError
 from core.settings import Settings
-from features.store import FEATURE_VALUES_TABLE, FEATURES_TABLE
+from storage.feature_tables import FEATURE_VALUES_TABLE, FEATURES_TABLE
 from storage.hot import BARS_DAILY, BARS_INTRADAY, Column, TableSpec
 from storage.lake import Lake
 from storage.trades import TRADES_TABLE

@@ -11,12 +11,13 @@ import pandas as pd
 import psycopg
 import pytest
 
-from db.connect import database_connection
-from flows.features import features_flow
-from core.settings import Settings
-from features import FeatureBuilder, FeatureParams, FeatureSet
-from features.store import export_features, read_features, refresh_features
 from core.model import BARS, frame
+from core.settings import Settings
+from db.connect import database_connection
+from features import FeatureBuilder, FeatureParams, FeatureSet
+from features.refresh import refresh_features
+from flows.features import features_flow
+from storage.feature_tables import export_features, read_features
 from storage.hot import upsert_bars
 from storage.lake import Lake
 

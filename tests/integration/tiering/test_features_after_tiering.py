@@ -14,7 +14,8 @@ from pandas.testing import assert_frame_equal
 
 from core.settings import Settings
 from features import FEATURES, FeatureSet
-from features.store import HISTORY_START, read_features, refresh_features
+from features.refresh import HISTORY_START, refresh_features
+from storage.feature_tables import read_features
 from storage.hot import read_bars, upsert_bars
 from storage.lake import Lake
 from storage.router import StorageRouter

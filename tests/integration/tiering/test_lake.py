@@ -23,7 +23,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 
 from core.settings import Settings
 from features import FeatureBuilder, FeatureParams, FeatureSet
-from features.store import refresh_features
+from features.refresh import refresh_features
 from storage.hot import upsert_bars
 from storage.lake import Lake
 from storage.lifecycle import compact, orphans, prune_raw

@@ -1,26 +1,19 @@
-"""The feature store: features of stored bars in the hot store, and their export to the lake.
+"""Features in the hot store: the two feature tables, their reads, writes and export to the lake.
 
-Standard features go into the wide ``features.bar_features`` (one column per
-:data:`features.kernels.FEATURES`), plugin outputs into the long ``features.bar_feature_values``
-(one row per bar and output name, so any plugin works without DDL); see
-db/migrations/0009_features.sql. Both are written by the hot store's idempotent
-:func:`storage.hot.upsert_frame` in one transaction: a rerun rewrites nothing and a
-recomputation after a data correction rewrites exactly the rows whose values changed.
+Standard features go into the wide ``features.bar_features`` (one column per :data:`FEATURES`),
+plugin outputs into the long ``features.bar_feature_values`` (one row per bar and output name, so
+any plugin works without DDL); see db/migrations/0009_features.sql. Both are written by the hot
+store's idempotent :func:`storage.hot.upsert_frame` in one transaction: a rerun rewrites nothing
+and a recomputation after a data correction rewrites exactly the rows whose values changed.
 
-Features are computed from split- and dividend-adjusted bars (``adjustment="all"``), so a split
-does not show up as a -50 % return, and from the first stored bar of each symbol, so a value does
-not depend on where a run's range starts (an EMA or OBV over a shorter history would differ): any
-two runs over the same bars write the same values, which is what makes reruns no-ops. "Stored"
-includes the lake: given a :class:`~storage.router.StorageRouter` as ``history``, a refresh
-reads the bars already tiered too, so tiering old bars does not change the features of the recent
-ones (the hot store alone would restart every warm-up at its first bar).
+This is the storage side only: what the tables hold and how they are read. Computing the values
+(the kernels, the plugin API, a refresh from stored bars) is the ``features`` package's, which
+writes through here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -29,13 +22,17 @@ import pyarrow as pa
 from psycopg import sql
 
 from core.errors import StorageError
-from features.builder import BAR_INPUTS, KEY_COLUMNS, FeatureSet
-from features.kernels import FEATURES
 from core.model import canonical_timeframe, to_utc
-from storage.hot import Adjustment, Column, TableSpec, UpsertResult, read_bars, upsert_frame
+from storage.hot import BAR_KEY, Column, TableSpec, UpsertResult, upsert_frame
 from storage.lake import Lake
 
-FEATURE_KEY = ("symbol", "timeframe", "ts", "feature_set")
+# The standard features, in the kernels' output order: one float8 column each in the wide table.
+FEATURES: tuple[str, ...] = (
+    "ret", "log_ret", "volatility", "sma", "ema", "rsi", "macd", "macd_signal", "macd_hist",
+    "bb_upper", "bb_middle", "bb_lower", "bb_pctb", "atr", "obv", "vwap", "volume_z",
+    "dist_high", "dist_low", "gap_pct",
+)  # fmt: skip
+FEATURE_KEY = (*BAR_KEY, "feature_set")
 _KEY_COLUMNS = (Column("symbol", "text"), Column("timeframe", "text"), Column("ts", "timestamptz"),
                 Column("feature_set", "text"))  # fmt: skip
 FEATURES_TABLE = TableSpec(
@@ -50,7 +47,6 @@ FEATURE_VALUES_TABLE = TableSpec(
     key=(*FEATURE_KEY, "name"),
     touched_at="computed_at",
 )
-HISTORY_START = pd.Timestamp("1970-01-01", tz="UTC")  # features are computed from a symbol's first bar
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,14 +54,15 @@ HISTORY_START = pd.Timestamp("1970-01-01", tz="UTC")  # features are computed fr
 
 
 def plugin_columns(frame: pd.DataFrame) -> list[str]:
-    """Columns of a ``FeatureSet.compute`` frame that plugins added (neither keys, inputs nor standard)."""
-    reserved = {*KEY_COLUMNS, *BAR_INPUTS, *FEATURES}
+    """Columns of a feature frame that are plugin outputs (neither the bar's key nor standard)."""
+    reserved = {*BAR_KEY, *FEATURES}
     return [c for c in frame.columns if c not in reserved]
 
 
 def feature_rows(frame: pd.DataFrame, feature_set_version: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A computed frame as (wide standard rows, long plugin rows) in the two tables' shapes."""
-    keys = frame[list(KEY_COLUMNS)].assign(feature_set=feature_set_version)
+    """A feature frame (the bar's key, every standard feature, then plugin outputs) as (wide
+    standard rows, long plugin rows) in the two tables' shapes."""
+    keys = frame[list(BAR_KEY)].assign(feature_set=feature_set_version)
     wide = pd.concat([keys, frame[list(FEATURES)]], axis=1)
     extra = plugin_columns(frame)
     if not extra:
@@ -86,8 +83,8 @@ def feature_rows(frame: pd.DataFrame, feature_set_version: str) -> tuple[pd.Data
 
 
 def write_features(conn: psycopg.Connection, frame: pd.DataFrame, feature_set_version: str) -> UpsertResult:
-    """Upsert a ``FeatureSet.compute`` frame: standard columns wide, plugin outputs long, in ONE
-    transaction. The result counts both tables' rows."""
+    """Upsert a feature frame (see :func:`feature_rows`): standard columns wide, plugin outputs
+    long, in ONE transaction. The result counts both tables' rows."""
     wide, long = feature_rows(frame, feature_set_version)
     with conn.transaction():
         result = upsert_frame(conn, wide, FEATURES_TABLE)
@@ -96,72 +93,8 @@ def write_features(conn: psycopg.Connection, frame: pd.DataFrame, feature_set_ve
     return result
 
 
-class BarHistory(Protocol):
-    """Where a refresh reads bars from (a :class:`~storage.router.StorageRouter`: hot and lake)."""
-
-    def read_bars(
-        self,
-        symbols: Sequence[str],
-        start: object,
-        end: object,
-        timeframe: str = "1day",
-        *,
-        adjusted: bool | str = False,
-    ) -> pd.DataFrame: ...
-
-
-@dataclass(frozen=True)
-class FeatureRefresh:
-    """What one refresh of a symbol batch did."""
-
-    symbols: int
-    bars: int  # bars in the requested range (= feature rows written or confirmed)
-    feature_set: str
-    inserted: int
-    updated: int
-    unchanged: int
-
-
-def refresh_features(
-    conn: psycopg.Connection,
-    feature_set: FeatureSet,
-    symbols: Sequence[str],
-    timeframe: str,
-    start: object,
-    end: object,
-    *,
-    adjustment: Adjustment = "all",
-    history: BarHistory | None = None,
-) -> FeatureRefresh:
-    """Compute and store the features of ``symbols``' bars with ``start <= ts < end``.
-
-    Bars are read from each symbol's first stored bar (see the module docstring), through
-    ``history`` when given (hot store and lake), else from the hot store on ``conn``; only rows
-    inside the range are written."""
-    lo = to_utc(start)
-    if history is None:
-        bars = read_bars(conn, symbols, HISTORY_START, end, timeframe, adjustment=adjustment)
-    else:
-        bars = history.read_bars(symbols, HISTORY_START, end, timeframe, adjusted=adjustment)
-    computed = feature_set.compute(bars, canonical_timeframe(timeframe)).frame
-    in_range = computed[computed["ts"] >= lo].reset_index(drop=True)
-    result = write_features(conn, in_range, feature_set.version) if len(in_range) else UpsertResult()
-    return FeatureRefresh(
-        len(symbols), len(in_range), feature_set.version, result.inserted, result.updated, result.unchanged
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # Reading
-
-
-def symbols_with_bars(conn: psycopg.Connection, timeframe: str, start: object, end: object) -> list[str]:
-    """Symbols with stored bars of ``timeframe`` and ``start <= ts < end``, sorted."""
-    rows = conn.execute(
-        "SELECT DISTINCT symbol FROM market.bars WHERE timeframe = %s AND ts >= %s AND ts < %s ORDER BY 1",
-        (canonical_timeframe(timeframe), to_utc(start).to_pydatetime(), to_utc(end).to_pydatetime()),
-    ).fetchall()
-    return [str(r[0]) for r in rows]
 
 
 def latest_feature_set(
