@@ -442,6 +442,7 @@ def features_export(
     """Features of SYMBOLS in [START, END) to the lake as Parquet (one object per symbol), for ML."""
     from db.connect import database_connection
     from pipeline.request import parse_symbols, parse_timeframe_choice
+    from storage.feature_tables import export_features
     from storage.lake import Lake
 
     settings = _settings(ctx)
@@ -455,7 +456,6 @@ def features_export(
 @app.command()
 def metrics(
     ctx: typer.Context, limit: Annotated[int, typer.Option(min=1, help="how many recent runs")] = 20
-    from storage.feature_tables import export_features
 ) -> None:
     """Recent pipeline runs and the last 24 hours' totals (records, quality, throughput, storage)."""
     from datetime import UTC, datetime, timedelta
