@@ -1,6 +1,7 @@
 """The health check as a Prefect flow (deployment ``health/health-check``, every 5 minutes).
 
-It runs :func:`pipeline.health.check_health`, turns what it finds into alerts
+It runs :func:`pipeline.health.check_health` on what the worker's probes find (it manages no
+process: :func:`pipeline.components.probe_components`), turns what it finds into alerts
 (:mod:`pipeline.alerts`: low quality, stale data, growing dead letters) and emits each as a
 Prefect event; the automations ``marketpipe deploy`` creates react to those events. The run itself
 completes whether or not the pipeline is healthy: an unhealthy pipeline is news, not a failure of
@@ -17,9 +18,10 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.events import emit_event
 
-from db.connect import database_connection
 from core.settings import Settings, load_settings
+from db.connect import database_connection
 from pipeline.alerts import Alert, dead_letter_alerts, freshness_from_dict, quality_alerts, stale_alerts
+from pipeline.components import probe_components
 from pipeline.health import DeadLetterCounts, check_health
 from pipeline.metrics import read_recent_runs
 
@@ -28,7 +30,7 @@ RECENT_RUNS = 500  # more top-level runs than finish within any sensible quality
 
 @task(name="check-health", cache_policy=NONE)
 def check_health_task(settings: Settings, allowed_missed_sessions: dict[str, int] | None) -> dict[str, Any]:
-    return check_health(settings, thresholds=allowed_missed_sessions)
+    return check_health(settings, status=probe_components(settings), thresholds=allowed_missed_sessions)
 
 
 @task(name="recent-quality", cache_policy=NONE)

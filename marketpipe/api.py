@@ -244,8 +244,9 @@ class DataPipelineOrchestrator:
 
     def health(self) -> dict[str, Any]:
         from pipeline.health import check_health
+        from stack.supervisor import Stack
 
-        return check_health(self.settings)
+        return check_health(self.settings, status=Stack(self.settings).status())
 
     def last_recorded_run(self) -> dict[str, Any] | None:
         from db.connect import database_connection

@@ -482,8 +482,10 @@ def health(
 ) -> None:
     """Components, circuit breakers, data freshness, dead-letter growth; exits 1 when unhealthy."""
     from pipeline.health import check_health
+    from stack.supervisor import Stack
 
-    report = check_health(_settings(ctx))
+    settings = _settings(ctx)
+    report = check_health(settings, status=Stack(settings).status())
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
     else:

@@ -24,13 +24,13 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from core.errors import MarketpipeError
 from core.calendar import local_dates, nyse_sessions
+from core.errors import MarketpipeError
 from storage.watermarks import Watermark, read_watermarks
 
 if TYPE_CHECKING:
-    from stack.supervisor import Stack, StackStatus
     from core.settings import Settings
+    from pipeline.components import StackStatus
     from sources.base import BaseSource
 
 # Closed NYSE sessions a series may miss before it is stale: a daily series may lag two sessions
@@ -199,17 +199,19 @@ def source_states(
 def check_health(
     settings: Settings,
     *,
+    status: StackStatus,
     now: datetime | None = None,
     sources: Mapping[str, BaseSource] | None = None,
-    stack: Stack | None = None,
     thresholds: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Everything the health check looks at, ``healthy`` and the ``issues`` found."""
+    """Everything the health check looks at, ``healthy`` and the ``issues`` found.
+
+    ``status`` is the stack's components as the caller found them: the supervisor's
+    ``Stack.status()`` where it runs the stack, :func:`pipeline.components.probe_components` in a
+    worker."""
     from db.connect import database_connection
-    from stack.supervisor import Stack
 
     now = now or datetime.now(UTC)
-    status = (stack or Stack(settings)).status()
     issues = component_issues(status, settings)
     freshness: list[DatasetFreshness] | None = None
     dead: list[DeadLetterCounts] = []

@@ -14,7 +14,6 @@ import os
 import pwd
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -22,16 +21,10 @@ from loguru import logger
 from psycopg import sql
 
 from core.errors import ServiceError
-from stack.daemon import process_alive, tail
 from core.settings import DatabaseSettings
+from stack.daemon import process_alive, tail
 
 SUPERUSER = "postgres"
-
-
-@dataclass(frozen=True)
-class TimescaleInfo:
-    version: str
-    edition: str  # 'apache' (Debian's build, no compression) or 'timescale' (full edition)
 
 
 def find_bindir() -> Path:
@@ -238,10 +231,3 @@ class EmbeddedPostgres:
                 + (f"\nlast lines of {self.log_file}:\n{log_tail}" if log_tail else "")
             )
 
-
-def query_timescale(conn: psycopg.Connection) -> TimescaleInfo | None:
-    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
-    if row is None:
-        return None
-    edition = conn.execute("SHOW timescaledb.license").fetchone()
-    return TimescaleInfo(version=row[0], edition=edition[0] if edition else "unknown")

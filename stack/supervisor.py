@@ -9,52 +9,24 @@ false``) are not started, only health-checked.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
+from core.errors import PortInUseError, ServiceError
+from core.settings import Settings
 from db.connect import database_connection
 from db.migrate import migrate
-from stack.postgres import EmbeddedPostgres, TimescaleInfo, query_timescale
-from core.errors import MarketpipeError, PortInUseError, ServiceError
+from pipeline.components import StackStatus, probe_components
 from stack.daemon import ManagedProcess, port_free, tail
-from core.settings import Settings
+from stack.postgres import EmbeddedPostgres
 from storage.lake import Lake
 
 GRPC_OFFSET = 10000  # SeaweedFS derives gRPC ports as HTTP port + 10000; we pass them explicitly
-
-
-@dataclass(frozen=True)
-class ComponentStatus:
-    name: str
-    healthy: bool
-    address: str
-    pid: int | None
-    detail: str
-
-
-@dataclass(frozen=True)
-class StackStatus:
-    components: dict[str, ComponentStatus]
-    timescaledb: TimescaleInfo | None = None
-
-    @property
-    def healthy(self) -> bool:
-        return all(c.healthy for c in self.components.values())
-
-    def to_dict(self) -> dict:
-        return {
-            "healthy": self.healthy,
-            "components": {
-                name: {k: v for k, v in asdict(c).items() if k != "name"} for name, c in self.components.items()
-            },
-            "timescaledb": asdict(self.timescaledb) if self.timescaledb else {"version": None, "edition": None},
-        }
+SANDBOX_MODULES = ("sandbox", "starlette", "uvicorn")  # the package and pyproject's `sandbox` extra
 
 
 @dataclass
@@ -156,6 +128,8 @@ class Stack:
         report = UpReport()
         embedded = self._embedded()
         running = {name for name in embedded if self._pid(name) is not None}
+        if "sandbox" in embedded and "sandbox" not in running:
+            require_sandbox()
         for name in embedded:
             if name in running:
                 continue
@@ -212,73 +186,13 @@ class Stack:
         return stopped
 
     def status(self) -> StackStatus:
-        checks = {
-            "postgres": self._postgres_status,
-            "lake": self._lake_status,
-            "prefect": self._prefect_status,
-        }
-        if self.settings.sandbox.enabled:
-            checks["sandbox"] = self._sandbox_status
-        with ThreadPoolExecutor(max_workers=len(checks)) as pool:
-            futures = {name: pool.submit(check) for name, check in checks.items()}
-            results = {name: future.result() for name, future in futures.items()}
-        components = {name: result[0] for name, result in results.items()}
-        return StackStatus(components=components, timescaledb=results["postgres"][1])
+        """Each component's probe; a process this stack runs and cannot find is "not running"."""
+        return probe_components(self.settings, {name: self._pid(name) for name in self._embedded()})
 
-    # -- health checks ---------------------------------------------------------------------
     def _pid(self, name: str) -> int | None:
         if name == "postgres":
             return self.postgres.pid()
         return self._processes()[name].pid()
-
-    def _postgres_status(self) -> tuple[ComponentStatus, TimescaleInfo | None]:
-        db = self.settings.database
-        address = f"{db.host}:{db.port}"
-        pid = self.postgres.pid() if db.embedded else None
-        if db.embedded and pid is None:
-            return ComponentStatus("postgres", False, address, None, "not running"), None
-        try:
-            with database_connection(self.settings, autocommit=True) as conn:
-                info = query_timescale(conn)
-                server_version = conn.execute("SHOW server_version").fetchone()[0]
-        except MarketpipeError as exc:
-            return ComponentStatus("postgres", False, address, pid, str(exc)), None
-        if info is None:
-            return ComponentStatus("postgres", False, address, pid, "timescaledb extension missing"), None
-        detail = f"PostgreSQL {server_version}, TimescaleDB {info.version} ({info.edition} edition)"
-        return ComponentStatus("postgres", True, address, pid, detail), info
-
-    def _lake_status(self) -> tuple[ComponentStatus, None]:
-        lake = self.settings.lake
-        pid = self.lake_process.pid() if lake.endpoint is None else None
-        address = lake.endpoint_url
-        if lake.endpoint is None and pid is None:
-            return ComponentStatus("lake", False, address, None, "not running"), None
-        try:
-            client = Lake.from_settings(lake)
-            with httpx.Client(timeout=2.0) as http:
-                http.get(address)  # any answer means the S3 API is up; auth is checked next
-            exists = client.bucket_exists()
-        except (MarketpipeError, httpx.HTTPError) as exc:
-            return ComponentStatus("lake", False, address, pid, f"{type(exc).__name__}: {exc}"), None
-        detail = f"bucket {lake.bucket} " + ("ready" if exists else "missing (created by `marketpipe up`)")
-        return ComponentStatus("lake", True, address, pid, detail), None
-
-    def _prefect_status(self) -> tuple[ComponentStatus, None]:
-        prefect = self.settings.prefect
-        pid = self.prefect_process.pid() if prefect.embedded else None
-        address = prefect.ui_url
-        if prefect.embedded and pid is None:
-            return ComponentStatus("prefect", False, address, None, "not running"), None
-        return _http_health("prefect", f"{prefect.resolved_api_url}/health", address, pid, "UI and API ready"), None
-
-    def _sandbox_status(self) -> tuple[ComponentStatus, None]:
-        sandbox = self.settings.sandbox
-        pid = self.sandbox_process.pid()
-        if pid is None:
-            return ComponentStatus("sandbox", False, sandbox.base_url, None, "not running"), None
-        url = f"{sandbox.base_url}/_sandbox/health"
-        return _http_health("sandbox", url, sandbox.base_url, pid, f"market seed {sandbox.seed}"), None
 
     # -- environment of the children ----------------------------------------------------------
     def _seaweed_internal_ports(self) -> list[str]:
@@ -309,14 +223,15 @@ class Stack:
         }
 
 
-def _http_health(name: str, url: str, address: str, pid: int | None, ok_detail: str) -> ComponentStatus:
-    try:
-        response = httpx.get(url, timeout=2.0)
-    except httpx.HTTPError as exc:
-        return ComponentStatus(name, False, address, pid, f"no answer from {url} ({type(exc).__name__})")
-    if response.status_code != 200:
-        return ComponentStatus(name, False, address, pid, f"{url} answered HTTP {response.status_code}")
-    return ComponentStatus(name, True, address, pid, ok_detail)
+def require_sandbox() -> None:
+    """Refuse to start the market sandbox when it is not installed (workers and `pip install
+    marketpipe` do without it), saying what to install instead of the child's traceback."""
+    missing = [name for name in SANDBOX_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ServiceError(
+            f"the market sandbox is enabled (sandbox.enabled) but not installed (no module {missing[0]!r}): "
+            "run `pip install 'marketpipe[sandbox]'` (`make install` does), or set sandbox.enabled: false"
+        )
 
 
 def _executable(bin_dir: Path, name: str) -> str:

@@ -435,3 +435,11 @@ def test_dockerfile_bakes_in_no_secrets() -> None:
             assert ".env" not in arguments.split(), arguments
     ignored = (DOCKERFILE.parent / "Dockerfile.dockerignore").read_text().splitlines()
     assert {".env", ".venv", ".state"} <= set(ignored)
+
+
+def test_worker_image_does_not_carry_the_sandbox() -> None:
+    lines = (DOCKERFILE.parent / "Dockerfile.dockerignore").read_text().splitlines()
+    ignored = {line.strip().strip("/") for line in lines}
+    assert "sandbox" in ignored, "the build context must exclude sandbox/ (the optional extra marketpipe[sandbox])"
+    installs = " ".join(args for instruction, args in dockerfile_instructions() if instruction == "RUN")
+    assert "[sandbox]" not in installs

@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from core.errors import RequestError, ServiceError
+from core.settings import Settings
 from db.connect import database_connection
 from marketpipe.api import (
     DataFlowConfig,
@@ -19,11 +21,10 @@ from marketpipe.api import (
     PipelineMode,
     StreamingUnavailableError,
 )
-from core.errors import RequestError, ServiceError
-from core.settings import Settings
 from pipeline.health import check_health
 from pipeline.metrics import aggregate_metrics, read_recent_runs, record_run, run_metrics
 from sources.dead_letters import record_dead_letter_sync
+from stack.supervisor import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -166,7 +167,7 @@ def test_health_reports_a_stale_series_and_growing_dead_letters(stack: Settings)
     with database_connection(stack) as conn:
         record_dead_letter_sync(conn, source=source, dataset="bars", request={"url": "/v2/x"}, error="HTTP 500")
         conn.commit()
-    health = check_health(stack)
+    health = check_health(stack, status=Stack(stack).status())
     assert health["healthy"] is False
     daily = next(f for f in health["freshness"] if (f["source"], f["timeframe"]) == ("polygon", "1day"))
     assert "APISTL" in daily["stale_symbols"] and daily["missed_sessions"] > 100
@@ -179,7 +180,7 @@ def test_health_reports_a_stale_series_and_growing_dead_letters(stack: Settings)
 
 def test_health_of_a_stopped_database_says_so_without_reading_tables(stack: Settings) -> None:
     settings = stack.model_copy(update={"database": stack.database.model_copy(update={"port": closed_port()})})
-    health = check_health(settings)
+    health = check_health(settings, status=Stack(settings).status())
     assert health["healthy"] is False and health["freshness"] is None
     assert health["components"]["postgres"]["healthy"] is False
     assert health["issues"][0].startswith("the database (postgres at 127.0.0.1:")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from stack.supervisor import ComponentStatus, StackStatus
 from core.settings import Settings
+from pipeline.components import ComponentStatus, StackStatus
 from pipeline.health import (
     DeadLetterCounts,
     component_issues,

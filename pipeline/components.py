@@ -1,0 +1,159 @@
+"""The stack's components as the pipeline sees them: does PostgreSQL, the lake, Prefect's API and
+the market sandbox answer?
+
+A worker asks these probes without managing any process (its stack may be docker compose's or a
+cloud's). The supervisor (:class:`stack.supervisor.Stack`) runs the same probes and adds what only
+it knows: the pids of the processes it started, and "not running" for one of them that is gone.
+Either way the answer is a :class:`StackStatus`, the value :func:`pipeline.health.check_health`
+takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import psycopg
+
+from core.errors import MarketpipeError
+from db.connect import database_connection
+from storage.lake import Lake
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+
+
+@dataclass(frozen=True)
+class TimescaleInfo:
+    version: str
+    edition: str  # 'apache' (Debian's build, no compression) or 'timescale' (full edition)
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    healthy: bool
+    address: str
+    pid: int | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    components: dict[str, ComponentStatus]
+    timescaledb: TimescaleInfo | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return all(c.healthy for c in self.components.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "healthy": self.healthy,
+            "components": {
+                name: {k: v for k, v in asdict(c).items() if k != "name"} for name, c in self.components.items()
+            },
+            "timescaledb": asdict(self.timescaledb) if self.timescaledb else {"version": None, "edition": None},
+        }
+
+
+def query_timescale(conn: psycopg.Connection) -> TimescaleInfo | None:
+    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+    if row is None:
+        return None
+    edition = conn.execute("SHOW timescaledb.license").fetchone()
+    return TimescaleInfo(version=row[0], edition=edition[0] if edition else "unknown")
+
+
+# ---------------------------------------------------------------------------------------------
+# One probe per component: is it answering?
+
+COMPONENTS = ("postgres", "lake", "prefect", "sandbox")
+
+
+def component_address(settings: Settings, name: str) -> str:
+    """Where component ``name`` answers, as reported."""
+    return {"postgres": f"{settings.database.host}:{settings.database.port}", "lake": settings.lake.endpoint_url,
+            "prefect": settings.prefect.ui_url, "sandbox": settings.sandbox.base_url}[name]  # fmt: skip
+
+
+def probe_postgres(settings: Settings) -> tuple[ComponentStatus, TimescaleInfo | None]:
+    address = component_address(settings, "postgres")
+    try:
+        with database_connection(settings, autocommit=True) as conn:
+            info = query_timescale(conn)
+            row = conn.execute("SHOW server_version").fetchone()
+    except MarketpipeError as exc:
+        return ComponentStatus("postgres", False, address, None, str(exc)), None
+    if info is None:
+        return ComponentStatus("postgres", False, address, None, "timescaledb extension missing"), None
+    server_version = row[0] if row else "unknown"
+    detail = f"PostgreSQL {server_version}, TimescaleDB {info.version} ({info.edition} edition)"
+    return ComponentStatus("postgres", True, address, None, detail), info
+
+
+def probe_lake(settings: Settings) -> ComponentStatus:
+    lake = settings.lake
+    address = component_address(settings, "lake")
+    try:
+        client = Lake.from_settings(lake)
+        with httpx.Client(timeout=2.0) as http:
+            http.get(address)  # any answer means the S3 API is up; auth is checked next
+        exists = client.bucket_exists()
+    except (MarketpipeError, httpx.HTTPError) as exc:
+        return ComponentStatus("lake", False, address, None, f"{type(exc).__name__}: {exc}")
+    detail = f"bucket {lake.bucket} " + ("ready" if exists else "missing (created by `marketpipe up`)")
+    return ComponentStatus("lake", True, address, None, detail)
+
+
+def probe_prefect(settings: Settings) -> ComponentStatus:
+    url = f"{settings.prefect.resolved_api_url}/health"
+    return probe_http("prefect", url, component_address(settings, "prefect"), "UI and API ready")
+
+
+def probe_sandbox(settings: Settings) -> ComponentStatus:
+    url = f"{settings.sandbox.base_url}/_sandbox/health"
+    return probe_http("sandbox", url, component_address(settings, "sandbox"), f"market seed {settings.sandbox.seed}")
+
+
+def probe_http(name: str, url: str, address: str, ok_detail: str) -> ComponentStatus:
+    """Healthy when ``url`` answers HTTP 200 within two seconds."""
+    try:
+        response = httpx.get(url, timeout=2.0)
+    except httpx.HTTPError as exc:
+        return ComponentStatus(name, False, address, None, f"no answer from {url} ({type(exc).__name__})")
+    if response.status_code != 200:
+        return ComponentStatus(name, False, address, None, f"{url} answered HTTP {response.status_code}")
+    return ComponentStatus(name, True, address, None, ok_detail)
+
+
+def probe_component(settings: Settings, name: str) -> tuple[ComponentStatus, TimescaleInfo | None]:
+    """The probe of component ``name``, and the TimescaleDB it found (PostgreSQL only)."""
+    if name == "postgres":
+        return probe_postgres(settings)
+    probe = {"lake": probe_lake, "prefect": probe_prefect, "sandbox": probe_sandbox}[name]
+    return probe(settings), None
+
+
+def probe_components(settings: Settings, pids: Mapping[str, int | None] | None = None) -> StackStatus:
+    """Probe every component the settings use (the sandbox only when enabled), in parallel.
+
+    ``pids`` is for a caller that runs some components itself (the supervisor): the pid of each, or
+    None when it should run but does not; such a component is reported "not running" without a
+    probe, the others carry their pid."""
+    running = pids or {}
+    names = [n for n in COMPONENTS if n != "sandbox" or settings.sandbox.enabled]
+
+    def one(name: str) -> tuple[ComponentStatus, TimescaleInfo | None]:
+        if name in running and running[name] is None:
+            return ComponentStatus(name, False, component_address(settings, name), None, "not running"), None
+        status, info = probe_component(settings, name)
+        return replace(status, pid=running.get(name)), info
+
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        results = dict(zip(names, pool.map(one, names), strict=True))
+    components = {name: status for name, (status, _) in results.items()}
+    return StackStatus(components=components, timescaledb=results["postgres"][1])
