@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stack.supervisor import database_connection
-from core.settings import Settings, load_settings
 from core.model import BARS, frame
+from core.settings import Settings, load_settings
+from db.connect import database_connection
 from storage.hot import BARS_INTRADAY, UpsertResult, upsert_frame
 
 SCHEMA = "bench_hot_writer"

@@ -15,8 +15,8 @@ import pandas as pd
 import psycopg
 import pytest
 
-from stack.supervisor import database_connection
 from core.model import BARS, frame
+from db.connect import database_connection
 from storage.hot import upsert_bars
 
 # Two sessions of 1-minute bars (a winter Monday and Tuesday, 09:30-10:29 New York) and 60 daily bars.

@@ -106,7 +106,7 @@ def test_refresh_rebuilds_what_drop_chunks_would_leave_stale(conn, fresh_symbols
 
 
 def test_an_open_backfill_of_older_bars_does_not_block_live_writes(stack, conn, fresh_symbols: list[str]) -> None:
-    from stack.supervisor import database_connection
+    from db.connect import database_connection
 
     a = fresh_symbols[0]
     upsert_bars(conn, bars(a, "2025-03-03 14:30", [10, 11]))

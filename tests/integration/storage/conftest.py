@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
-from stack.supervisor import database_connection
+from db.connect import database_connection
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from core.errors import StorageError
-from stack.supervisor import database_connection
+from db.connect import database_connection
 from storage.hot import BARS_INTRADAY, upsert_bars, upsert_frame, write_bars
 from storage.watermarks import read_watermarks
 from tests.unit.storage.helpers import bars
