@@ -2,11 +2,12 @@
 
 Runs against the running stack (``marketpipe up``) on synthetic 1-minute bars (default 5,000 symbols
 x 20 NYSE sessions, about 39M rows), daily bars aggregated from them and one daily RSI per bar, in
-three throwaway schemas (``bench_storage_market``, ``_scan``, ``_features``) built from the project's
-OWN migration files (0002, 0007, 0009, 0011, 0012, 0014) with the schema names rewritten: the same tables,
-hypertables, chunk intervals, indexes, triggers and scanner functions as the real ones, and the
-real tables are never touched. Lake objects go under ``cold/bench-storage-<run tag>/`` with manifest
-rows of dataset ``bench_storage_bars``; both are deleted at the end, like the schemas.
+a throwaway database (``bench_storage``, on the stack's PostgreSQL) migrated by the real migrator
+(:func:`db.migrate.migrate`: every migration, then every routine): the same tables, hypertables,
+chunk intervals, indexes, triggers and scanner functions as the real ones, and the real database is
+never touched. Lake objects go under ``cold/bench-storage-<run tag>/`` (their manifest rows of
+dataset ``bench_storage_bars`` in the throwaway database); both are deleted at the end, like the
+database.
 
 Parts, in order, each measured in this run:
 
@@ -25,13 +26,13 @@ Parts, in order, each measured in this run:
   bytes / hot bytes (``hypertable_size`` before tiering) for the same rows.
 
 The scanners that migration 0012 rewrote (top movers over minutes, volume spikes, opening gaps) are
-also measured in their 0011 definitions (``*_0011_ref``, created in schema ``bench_storage_ref0011``
-from the 0011 file by :func:`function_definitions`), same calls, same data, same run.
+also measured in their 0011 definitions (``*_0011_ref``, frozen in ``bench/scanners_0011.sql`` and
+created in schema ``scan_0011`` by :func:`create_reference_scanners`), same calls, same data, same run.
 
 Targets: latest bar per symbol p95 < 50 ms, top movers over 15 minutes p95 < 200 ms. Usage:
 ``marketpipe bench storage [--symbols N] [--sessions N] [--json] [--skip-tiering] [--keep] [--reuse]``:
 ``--skip-tiering`` leaves out tiering and the cold read (the ~5 minutes of tiering at full size),
-``--keep`` leaves the schemas for a later ``--reuse``, which measures the scanners again on them
+``--keep`` leaves the database for a later ``--reuse``, which measures the scanners again on them
 without loading anything. Not part of the test suite
 (``tests/performance/test_bench_storage.py`` runs it small, marked slow).
 """
@@ -39,7 +40,6 @@ without loading anything. Not part of the test suite
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import statistics
 import time
@@ -55,6 +55,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
+from psycopg import sql
 
 from core.errors import RequestError
 from core.settings import Settings
@@ -62,20 +63,11 @@ from core.settings import Settings
 T = TypeVar("T")
 
 PREFIX = "bench_storage"
-SCHEMAS = ("market", "scan", "features")
-MIGRATIONS = (
-    "0002_bars.sql",
-    "0007_bar_quality_flags.sql",
-    "0009_features.sql",
-    "0011_scanners.sql",
-    "0012_scanners_bounded_probes.sql",
-    "0014_volume_spikes_set_based.sql",
-)
+DATABASE = PREFIX  # the throwaway database the benchmark migrates and measures
 # Scanners that 0012 (and 0014) replaced: their 0011 definitions are measured beside them, in REF_SCHEMA.
 REPLACED = ("top_movers_minutes", "volume_spikes", "opening_gaps")
-REPLACED_IN = "0011_scanners.sql"
-REF_SCHEMA = "bench_storage_ref0011"
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "db" / "migrations"
+REFERENCE_SCANNERS = Path(__file__).with_name("scanners_0011.sql")
+REF_SCHEMA = "scan_0011"
 LAST_DAY = date(2024, 11, 29)  # the synthetic market ends on this session (includes a half day)
 TARGET_LATEST_BAR_MS = 50.0
 TARGET_TOP_MOVERS_MS = 200.0
@@ -84,32 +76,6 @@ LAKE_PREFIX = "bench-storage"
 
 # ---------------------------------------------------------------------------------------------
 # Pure helpers
-
-
-def schema_name(schema: str) -> str:
-    return f"{PREFIX}_{schema}"
-
-
-def bench_ddl(sql_text: str) -> str:
-    """A migration's SQL with the project schemas renamed to the benchmark's: ``market.x`` becomes
-    ``bench_storage_market.x`` (in strings and comments too, which keeps dynamic SQL consistent)."""
-    pattern = re.compile(r"\b(" + "|".join(SCHEMAS) + r")\.(?=[a-z_])")
-    text = pattern.sub(lambda m: f"{schema_name(m.group(1))}.", sql_text)
-    created = re.compile(r"(CREATE SCHEMA IF NOT EXISTS )(" + "|".join(SCHEMAS) + r")\b")
-    return created.sub(lambda m: m.group(1) + schema_name(m.group(2)), text)
-
-
-def function_definitions(sql_text: str, names: Sequence[str], schema: str) -> str:
-    """The ``CREATE FUNCTION scan.<name>`` statements of ``names`` in a migration, created in
-    ``schema`` instead (the bodies still call ``scan.*`` helpers and read ``market.*``): an older
-    definition kept beside its replacement, for comparing results and timings."""
-    statements = []
-    for name in names:
-        found = re.search(r"CREATE FUNCTION scan\." + re.escape(name) + r"\(.*?\n\$\$;\n", sql_text, re.S)
-        if found is None:
-            raise ValueError(f"no CREATE FUNCTION scan.{name} in the migration text")
-        statements.append(found.group(0).replace(f"CREATE FUNCTION scan.{name}(", f"CREATE FUNCTION {schema}.{name}("))
-    return "\n".join(statements)
 
 
 def percentiles(samples_s: Sequence[float]) -> tuple[float, float]:
@@ -161,7 +127,7 @@ def synthetic_session(
 
 
 GENERATE_SQL = """
-INSERT INTO {m}.bars_intraday (symbol, timeframe, ts, open, high, low, close, volume, vwap, trade_count,
+INSERT INTO market.bars_intraday (symbol, timeframe, ts, open, high, low, close, volume, vwap, trade_count,
                                source, quality_flags)
 SELECT 'S' || lpad(k::text, 5, '0'), '1min', %(open)s::timestamptz + make_interval(mins => i),
        o, greatest(o, c) * (1 + 0.0005 * random()), least(o, c) * (1 - 0.0005 * random()), c,
@@ -176,12 +142,12 @@ SELECT 'S' || lpad(k::text, 5, '0'), '1min', %(open)s::timestamptz + make_interv
 """
 
 DAILY_SQL = """
-INSERT INTO {m}.bars_daily (symbol, timeframe, ts, open, high, low, close, volume, vwap, trade_count,
+INSERT INTO market.bars_daily (symbol, timeframe, ts, open, high, low, close, volume, vwap, trade_count,
                             source, quality_flags)
 SELECT symbol, '1day', (%(day)s::date::timestamp AT TIME ZONE 'America/New_York'),
        first(open, ts), max(high), min(low), last(close, ts), sum(volume)::bigint,
        sum(vwap * volume) / sum(volume), sum(trade_count)::bigint, 'bench', 0
-  FROM {m}.bars_intraday
+  FROM market.bars_intraday
  WHERE timeframe = '1min' AND ts >= %(open)s AND ts < %(close)s
  GROUP BY symbol
 """
@@ -189,7 +155,7 @@ SELECT symbol, '1day', (%(day)s::date::timestamp AT TIME ZONE 'America/New_York'
 
 @dataclass(frozen=True)
 class Scanner:
-    """One measured query: its name in the report and SQL (``{m}``/``{s}`` are the bench schemas)."""
+    """One measured query: its name in the report and its SQL."""
 
     name: str
     sql: str
@@ -199,25 +165,25 @@ class Scanner:
 def scanners(sessions: int) -> list[Scanner]:
     days = max(1, min(52, sessions - 2))
     return [
-        Scanner("latest_bar", "SELECT * FROM {s}.latest('1min')", repeats=30),
-        Scanner("top_movers", "SELECT * FROM {s}.top_movers_minutes(15)", repeats=30),
-        Scanner("top_movers_sessions", f"SELECT * FROM {{s}}.top_movers_sessions({max(1, min(5, sessions - 1))})"),
-        Scanner("volume_spikes", "SELECT * FROM {s}.volume_spikes(20, 3, '1min')"),
-        Scanner("opening_gaps", "SELECT * FROM {s}.opening_gaps(2, 'both', '1min')"),
-        Scanner("new_highs_lows", f"SELECT * FROM {{s}}.new_highs_lows({days})"),
-        Scanner("rsi_extremes", "SELECT * FROM {s}.rsi_extremes(70, 30, '1day')"),
+        Scanner("latest_bar", "SELECT * FROM scan.latest('1min')", repeats=30),
+        Scanner("top_movers", "SELECT * FROM scan.top_movers_minutes(15)", repeats=30),
+        Scanner("top_movers_sessions", f"SELECT * FROM scan.top_movers_sessions({max(1, min(5, sessions - 1))})"),
+        Scanner("volume_spikes", "SELECT * FROM scan.volume_spikes(20, 3, '1min')"),
+        Scanner("opening_gaps", "SELECT * FROM scan.opening_gaps(2, 'both', '1min')"),
+        Scanner("new_highs_lows", f"SELECT * FROM scan.new_highs_lows({days})"),
+        Scanner("rsi_extremes", "SELECT * FROM scan.rsi_extremes(70, 30, '1day')"),
         # the 0011 definitions that 0012 replaced, same calls
-        Scanner("top_movers_0011_ref", "SELECT * FROM {r}.top_movers_minutes(15)", repeats=10),
-        Scanner("volume_spikes_0011_ref", "SELECT * FROM {r}.volume_spikes(20, 3, '1min')", repeats=5),
-        Scanner("opening_gaps_0011_ref", "SELECT * FROM {r}.opening_gaps(2, 'both', '1min')", repeats=5),
+        Scanner("top_movers_0011_ref", f"SELECT * FROM {REF_SCHEMA}.top_movers_minutes(15)", repeats=10),
+        Scanner("volume_spikes_0011_ref", f"SELECT * FROM {REF_SCHEMA}.volume_spikes(20, 3, '1min')", repeats=5),
+        Scanner("opening_gaps_0011_ref", f"SELECT * FROM {REF_SCHEMA}.opening_gaps(2, 'both', '1min')", repeats=5),
         # references for the latest bar per symbol without market.latest_bars
         Scanner("latest_bar_lateral_ref",
-                "SELECT b.* FROM (SELECT symbol FROM {m}.latest_bars WHERE timeframe = '1min') s"
-                " CROSS JOIN LATERAL (SELECT * FROM {m}.bars_intraday x WHERE x.symbol = s.symbol"
+                "SELECT b.* FROM (SELECT symbol FROM market.latest_bars WHERE timeframe = '1min') s"
+                " CROSS JOIN LATERAL (SELECT * FROM market.bars_intraday x WHERE x.symbol = s.symbol"
                 " AND x.timeframe = '1min' ORDER BY x.ts DESC LIMIT 1) b", repeats=5),
         Scanner("latest_bar_distinct_on_ref",
-                "SELECT DISTINCT ON (symbol) * FROM {m}.bars_intraday WHERE timeframe = '1min'"
-                " AND ts >= (SELECT max(ts) FROM {m}.bars_intraday) - interval '1 day'"
+                "SELECT DISTINCT ON (symbol) * FROM market.bars_intraday WHERE timeframe = '1min'"
+                " AND ts >= (SELECT max(ts) FROM market.bars_intraday) - interval '1 day'"
                 " ORDER BY symbol, ts DESC", repeats=3),
     ]  # fmt: skip
 
@@ -329,54 +295,61 @@ def _timed(action: Callable[[], T]) -> tuple[float, T]:
     return time.perf_counter() - began, value
 
 
-def create_schemas(conn: psycopg.Connection) -> None:
-    """Drop and recreate the bench schemas from the migration files."""
-    drop_schemas(conn)
-    for schema in SCHEMAS:
-        conn.execute(f"CREATE SCHEMA {schema_name(schema)}")
-    for name in MIGRATIONS:
-        conn.execute(bench_ddl((MIGRATIONS_DIR / name).read_text()))  # type: ignore[arg-type]  # project file
-    conn.execute(f"CREATE SCHEMA {REF_SCHEMA}")  # type: ignore[arg-type]
-    replaced = function_definitions((MIGRATIONS_DIR / REPLACED_IN).read_text(), REPLACED, REF_SCHEMA)
-    conn.execute(bench_ddl(replaced))  # type: ignore[arg-type]  # project file
+def create_reference_scanners(conn: psycopg.Connection, schema: str = REF_SCHEMA) -> None:
+    """The frozen 0011 definitions of the :data:`REPLACED` scanners in ``schema`` (created here): the
+    file's names are unqualified, so they land first on the search_path, set for this one transaction."""
+    with conn.transaction():
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+        conn.execute(REFERENCE_SCANNERS.read_text())  # type: ignore[arg-type]  # project file
 
 
-def drop_schemas(conn: psycopg.Connection) -> None:
-    conn.execute(f"DROP SCHEMA IF EXISTS {REF_SCHEMA} CASCADE")  # type: ignore[arg-type]
-    for schema in SCHEMAS:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema_name(schema)} CASCADE")
+def create_database(settings: Settings) -> None:
+    """Drop and recreate the bench database: TimescaleDB, the project's schema as ``marketpipe db
+    migrate`` builds it (every migration, then every routine), and the 0011 reference scanners."""
+    from db.connect import database_connection
+    from db.migrate import migrate
+    from stack.scratch import create_database as create
+
+    create(settings, DATABASE)
+    with database_connection(settings, dbname=DATABASE, autocommit=True) as conn:
+        migrate(conn)
+        create_reference_scanners(conn)
+
+
+def drop_database(settings: Settings) -> None:
+    from stack.scratch import drop_database as drop
+
+    drop(settings, DATABASE)
 
 
 def _set_insert_trigger(conn: psycopg.Connection, enabled: bool) -> None:
     """Drop or recreate the latest-bar INSERT trigger (TimescaleDB refuses ALTER TABLE .. DISABLE TRIGGER)."""
-    m = schema_name("market")
     if enabled:
         conn.execute(
-            f"CREATE TRIGGER latest_bars_on_insert AFTER INSERT ON {m}.bars_intraday"  # type: ignore[arg-type]
-            f" REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {m}.latest_bars_upsert()"
+            "CREATE TRIGGER latest_bars_on_insert AFTER INSERT ON market.bars_intraday"
+            " REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION market.latest_bars_upsert()"
         )
     else:
-        conn.execute(f"DROP TRIGGER latest_bars_on_insert ON {m}.bars_intraday")  # type: ignore[arg-type]
+        conn.execute("DROP TRIGGER latest_bars_on_insert ON market.bars_intraday")
 
 
 def load(conn: psycopg.Connection, symbols: int, days: list[tuple[datetime, datetime]]) -> dict[str, Any]:
     """Every session of 1-minute bars, then daily bars and RSI features; returns the load figures."""
     from storage.hot import BARS_INTRADAY, upsert_frame
 
-    m = schema_name("market")
-    target = BARS_INTRADAY.at(f"{m}.bars_intraday")
 
     def generate(session: int) -> int:
         open_utc, close_utc = days[session]
         minutes = int((close_utc - open_utc).total_seconds() // 60)
         with conn.transaction():
-            conn.execute(GENERATE_SQL.format(m=m),  # type: ignore[arg-type]
+            conn.execute(GENERATE_SQL,  # type: ignore[arg-type]
                          {"open": open_utc, "symbols": symbols, "minutes": minutes, "session": session})  # fmt: skip
         return symbols * minutes
 
     def copy(session: int) -> int:
         bars = synthetic_session(symbols, session, *days[session])
-        return upsert_frame(conn, bars, target).inserted
+        return upsert_frame(conn, bars, BARS_INTRADAY).inserted
 
     timings: dict[str, tuple[float, int]] = {}
     timings["generate_series"] = _timed(lambda: generate(0))
@@ -396,17 +369,12 @@ def load(conn: psycopg.Connection, symbols: int, days: list[tuple[datetime, date
             bulk(session)
     for open_utc, close_utc in days:
         day = pd.Timestamp(open_utc).tz_convert("America/New_York").date()
-        conn.execute(DAILY_SQL.format(m=m), {"day": day, "open": open_utc, "close": close_utc})  # type: ignore[arg-type]
+        conn.execute(DAILY_SQL, {"day": day, "open": open_utc, "close": close_utc})  # type: ignore[arg-type]
     conn.execute(
-        f"INSERT INTO {schema_name('features')}.bar_features (symbol, timeframe, ts, feature_set, rsi)"  # type: ignore[arg-type]
-        f" SELECT symbol, timeframe, ts, 'bench', 100 * random() FROM {m}.bars_daily"
+        "INSERT INTO features.bar_features (symbol, timeframe, ts, feature_set, rsi)"
+        " SELECT symbol, timeframe, ts, 'bench', 100 * random() FROM market.bars_daily"
     )
-    for table in (
-        f"{m}.bars_intraday",
-        f"{m}.bars_daily",
-        f"{m}.latest_bars",
-        f"{schema_name('features')}.bar_features",
-    ):
+    for table in ("market.bars_intraday", "market.bars_daily", "market.latest_bars", "features.bar_features"):
         conn.execute(f"VACUUM ANALYZE {table}")  # type: ignore[arg-type]
     rate = {k: round(n / s) for k, (s, n) in timings.items()}
     reference = timings[fastest]
@@ -435,12 +403,11 @@ def measure_scanners(
     """Per scanner, after two warm-up calls: p50/p95 end to end (the call and every row fetched into
     Python in the binary protocol, what a scanner process sees) and server-side (``SELECT count(*)``
     over the same call, no rows sent), and its row count."""
-    names = {"m": schema_name("market"), "s": schema_name("scan"), "r": REF_SCHEMA}
     latencies: dict[str, tuple[float, float]] = {}
     server: dict[str, tuple[float, float]] = {}
     counts: dict[str, int] = {}
     for scanner in scanners(sessions):
-        query = scanner.sql.format(**names)
+        query = scanner.sql
         counted = f"SELECT count(*) FROM ({query}) AS q"
         times = repeats or scanner.repeats
         for _ in range(2):
@@ -456,8 +423,8 @@ def hot_read(
     conn: psycopg.Connection, symbol: str, start: datetime, end: datetime, repeats: int = 5
 ) -> tuple[float, int]:
     """Median ms and rows of one symbol's 1-minute bars over [start, end) from the hypertable."""
-    query = (f"SELECT symbol, ts, open, high, low, close, volume, vwap, trade_count FROM "
-             f"{schema_name('market')}.bars_intraday WHERE symbol = %s AND timeframe = '1min'"
+    query = ("SELECT symbol, ts, open, high, low, close, volume, vwap, trade_count FROM "
+             "market.bars_intraday WHERE symbol = %s AND timeframe = '1min'"
              " AND ts >= %s AND ts < %s ORDER BY ts")  # fmt: skip
     samples, rows = [], 0
     for _ in range(repeats):
@@ -503,8 +470,7 @@ def tier(conn: psycopg.Connection, settings: Settings, tag: str) -> tuple[dict[s
     from storage.lake import Lake
     from storage.tiering import TierDataset, list_chunks, tier_chunk
 
-    dataset = TierDataset(f"{PREFIX}_bars", BARS_INTRADAY.at(f"{schema_name('market')}.bars_intraday"),
-                          f"{LAKE_PREFIX}-{tag}")  # fmt: skip
+    dataset = TierDataset(f"{PREFIX}_bars", BARS_INTRADAY, f"{LAKE_PREFIX}-{tag}")
     lake = Lake.from_settings(settings.lake)
     chunks = list_chunks(conn, dataset, datetime(9999, 1, 1, tzinfo=UTC))
     began = time.perf_counter()
@@ -516,14 +482,13 @@ def tier(conn: psycopg.Connection, settings: Settings, tag: str) -> tuple[dict[s
     return figures, dataset.prefix.rstrip("/")
 
 
-def forget_lake_objects(conn: psycopg.Connection, settings: Settings, prefix: str) -> None:
-    """Delete the run's lake objects and their manifest rows."""
+def forget_lake_objects(settings: Settings, prefix: str) -> None:
+    """Delete the run's lake objects (their manifest rows go with the bench database)."""
     from storage.lake import Lake
 
     lake = Lake.from_settings(settings.lake)
     for obj in list(lake.list(prefix + "/")):
         lake.delete(obj.key)
-    conn.execute("DELETE FROM ops.lake_files WHERE dataset = %s AND key LIKE %s", (f"{PREFIX}_bars", prefix + "/%"))
 
 
 def run(
@@ -536,8 +501,8 @@ def run(
     skip_tiering: bool = False,
     reuse: bool = False,
 ) -> dict[str, Any]:
-    """The whole benchmark on the running stack; drops its schemas, lake objects and manifest rows
-    unless ``keep``. ``repeats`` overrides every scanner's number of timed calls (tiny test runs).
+    """The whole benchmark on the running stack; drops its database and lake objects unless ``keep``.
+    ``repeats`` overrides every scanner's number of timed calls (tiny test runs).
     ``skip_tiering``: no tiering and no cold read (the scanners' figures in minutes instead of
     ~15 at full size; the bars stay hot, so ``keep`` leaves them for another run). ``reuse``:
     measure the scanners on the bars a ``keep`` run left (no load; ``symbols``/``sessions`` must
@@ -548,21 +513,21 @@ def run(
         raise ValueError(f"need at least 1 symbol and 2 sessions, got {symbols} and {sessions}")
     days = session_days(sessions)
     tag = secrets.token_hex(4)
-    market = schema_name("market")
     prefix = ""
     tiered: dict[str, Any] | None = None
     cold_ms: float | None = None
     load_figures: dict[str, Any] = {}
-    with database_connection(settings, autocommit=True) as conn:
-        conn.execute("SET TIME ZONE 'UTC'")
-        try:
-            if reuse:
-                check_reusable(conn, symbols)
-            else:
-                create_schemas(conn)
+    if reuse:
+        check_reusable(settings, symbols)
+    try:
+        if not reuse:
+            create_database(settings)
+        with database_connection(settings, dbname=DATABASE, autocommit=True) as conn:
+            conn.execute("SET TIME ZONE 'UTC'")
+            if not reuse:
                 load_figures = load(conn, symbols, days)
-            rows = conn.execute(f"SELECT count(*) FROM {market}.bars_intraday").fetchone()[0]  # type: ignore[index]
-            hot_bytes = conn.execute("SELECT hypertable_size(%s::regclass)", (f"{market}.bars_intraday",)).fetchone()[0]  # type: ignore[index]
+            rows = conn.execute("SELECT count(*) FROM market.bars_intraday").fetchone()[0]  # type: ignore[index]
+            hot_bytes = conn.execute("SELECT hypertable_size('market.bars_intraday')").fetchone()[0]  # type: ignore[index]
             load_avg = os.getloadavg()[0]
             latencies, server, counts = measure_scanners(conn, sessions, repeats)
             symbol = symbol_names(symbols)[symbols // 2]
@@ -573,11 +538,11 @@ def run(
                 cold_ms, cold_rows = cold_read(settings, prefix, symbol, start, end)
                 if cold_rows != hot_rows:
                     raise RuntimeError(f"cold read returned {cold_rows} rows of {symbol}, hot {hot_rows}")
-        finally:
-            if not keep:
-                drop_schemas(conn)
-                if prefix:
-                    forget_lake_objects(conn, settings, prefix)
+    finally:
+        if not keep:
+            drop_database(settings)
+            if prefix:
+                forget_lake_objects(settings, prefix)
     return summarize({
         "latencies_ms": latencies, "server_latencies_ms": server, "scanner_rows": counts, "load": load_figures,
         "symbols": symbols, "sessions": sessions, "rows": rows, "hot_bytes": hot_bytes, "tiering": tiered,
@@ -587,13 +552,15 @@ def run(
     })  # fmt: skip
 
 
-def check_reusable(conn: psycopg.Connection, symbols: int) -> None:
+def check_reusable(settings: Settings, symbols: int) -> None:
     """Refuse ``reuse`` unless a kept run's bars of ``symbols`` symbols are there."""
-    market = schema_name("market")
-    present = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{market}.latest_bars",)).fetchone()
-    if not (present and present[0]):
-        raise RequestError(f"no kept benchmark data ({market} is missing): run once with --keep first")
-    count = conn.execute(f"SELECT count(*) FROM {market}.latest_bars WHERE timeframe = '1min'").fetchone()  # type: ignore[arg-type]
+    from db.connect import database_connection
+    from stack.scratch import database_exists
+
+    if not database_exists(settings, DATABASE):
+        raise RequestError(f"no kept benchmark data (database {DATABASE} is missing): run once with --keep first")
+    with database_connection(settings, dbname=DATABASE, autocommit=True) as conn:
+        count = conn.execute("SELECT count(*) FROM market.latest_bars WHERE timeframe = '1min'").fetchone()
     if count is None or count[0] != symbols:
         raise RequestError(f"the kept benchmark data has {count and count[0]} symbols, not {symbols}: "
                            "pass the --symbols and --sessions of the --keep run")  # fmt: skip

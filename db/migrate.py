@@ -1,10 +1,21 @@
-"""Ordered SQL migrations with a checksummed ledger.
+"""Ordered SQL migrations with a checksummed ledger, then repeatable routines.
 
-Files in ``db/migrations`` are named ``NNNN_description.sql`` and applied in order, each in its own
-transaction together with its ledger row, so a failing migration leaves nothing behind. A
-migration already applied whose file has changed is refused: history is append-only, fixes go into
-a new file. A session advisory lock serializes concurrent ``migrate`` calls (two workers starting
-at once).
+Two kinds of file, applied in this order under one session advisory lock (two workers starting at
+once serialize):
+
+- ``db/migrations/NNNN_description.sql``, versioned: tables and data. Applied once each, in order,
+  each in its own transaction together with its row in ``ops.schema_migrations``, so a failing
+  migration leaves nothing behind. A migration already applied whose file has changed is refused:
+  history is append-only, fixes go into a new file.
+- ``db/routines/NN_description.sql``, repeatable: the CURRENT definition of every view and function
+  (``CREATE OR REPLACE``), each living in exactly one file. Applied after the migrations, in the
+  order of their NN, whenever their checksum differs from the one in ``ops.schema_routines``
+  (a new file, or an edited one), each in its own transaction with its ledger row. To change a
+  function, edit its routine. A change ``CREATE OR REPLACE`` cannot make (a new return type or
+  argument list, a view losing a column) starts with the ``DROP .. IF EXISTS`` it needs, in the same
+  file. Removing a routine file drops nothing: drop its objects in a versioned migration. A
+  versioned migration runs before the routines, so it must not rely on a routine's newer
+  definition.
 """
 
 from __future__ import annotations
@@ -20,7 +31,9 @@ from loguru import logger
 from core.errors import MigrationError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+ROUTINES_DIR = Path(__file__).parent / "routines"
 _NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
+_ROUTINE_NAME = re.compile(r"^(?P<order>\d{2})_(?P<name>[a-z0-9_]+)\.sql$")
 _LOCK_KEY = 0x6D61726B  # 'mark': one advisory lock id for the whole project
 
 LEDGER_DDL = """
@@ -28,6 +41,11 @@ CREATE SCHEMA IF NOT EXISTS ops;
 CREATE TABLE IF NOT EXISTS ops.schema_migrations (
     version     text PRIMARY KEY,
     name        text NOT NULL,
+    checksum    text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS ops.schema_routines (
+    filename    text PRIMARY KEY,
     checksum    text NOT NULL,
     applied_at  timestamptz NOT NULL DEFAULT now()
 );
@@ -56,6 +74,24 @@ class AppliedMigration:
     checksum: str
 
 
+@dataclass(frozen=True)
+class Routine:
+    filename: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one :func:`migrate` call applied: the pending migrations, then the changed routines."""
+
+    migrations: list[Migration]
+    routines: list[Routine]
+
+
 def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     """Every migration file, ordered; refuses misnamed files and duplicate versions."""
     migrations: dict[str, Migration] = {}
@@ -73,6 +109,25 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
             )
         migrations[version] = Migration(version, match["name"], path.read_text())
     return [migrations[v] for v in sorted(migrations)]
+
+
+def discover_routines(directory: Path = ROUTINES_DIR) -> list[Routine]:
+    """Every routine file in the order of its NN; refuses misnamed files and a shared NN."""
+    routines: dict[str, Routine] = {}
+    for path in sorted(directory.glob("*.sql")):
+        match = _ROUTINE_NAME.match(path.name)
+        if match is None:
+            raise MigrationError(
+                f"routine file {path.name!r} is misnamed; use NN_lowercase_description.sql (e.g. 50_scanners.sql)"
+            )
+        order = match["order"]
+        if order in routines:
+            raise MigrationError(
+                f"two routines share order {order}: {routines[order].filename} and {path.name}; "
+                "give each its own NN so the order they apply in is explicit"
+            )
+        routines[order] = Routine(path.name, path.read_text())
+    return [routines[o] for o in sorted(routines)]
 
 
 def pending(migrations: list[Migration], applied: list[AppliedMigration]) -> list[Migration]:
@@ -95,32 +150,55 @@ def pending(migrations: list[Migration], applied: list[AppliedMigration]) -> lis
     return [m for m in migrations if m.version not in done_versions]
 
 
+def changed(routines: list[Routine], applied: dict[str, str]) -> list[Routine]:
+    """Pure planning: the routines (in order) whose checksum is not the one recorded by filename."""
+    return [r for r in routines if applied.get(r.filename) != r.checksum]
+
+
 def applied_migrations(conn: psycopg.Connection) -> list[AppliedMigration]:
     conn.execute(LEDGER_DDL)
     rows = conn.execute("SELECT version, name, checksum FROM ops.schema_migrations ORDER BY version").fetchall()
     return [AppliedMigration(*row) for row in rows]
 
 
-def migrate(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """Apply what is pending; returns the migrations applied by this call."""
-    migrations = discover(directory)
+def applied_routines(conn: psycopg.Connection) -> dict[str, str]:
+    """The recorded checksum of every routine applied so far, by filename."""
+    conn.execute(LEDGER_DDL)
+    return dict(conn.execute("SELECT filename, checksum FROM ops.schema_routines").fetchall())
+
+
+def _apply(conn: psycopg.Connection, what: str, sql: str, record: str, row: tuple[str, ...]) -> None:
+    """One file and its ledger row in one transaction."""
+    logger.info("applying {}", what)
+    try:
+        with conn.transaction():
+            conn.execute(sql)  # type: ignore[arg-type]  # trusted project file
+            conn.execute(record, row)  # type: ignore[arg-type]  # constant
+    except psycopg.Error as exc:
+        raise MigrationError(f"{what} failed and was rolled back: {exc}".strip()) from exc
+
+
+_RECORD_MIGRATION = "INSERT INTO ops.schema_migrations (version, name, checksum) VALUES (%s, %s, %s)"
+_RECORD_ROUTINE = (
+    "INSERT INTO ops.schema_routines (filename, checksum) VALUES (%s, %s)"
+    " ON CONFLICT (filename) DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now()"
+)
+
+
+def migrate(
+    conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR, routines_directory: Path = ROUTINES_DIR
+) -> Applied:
+    """Apply the pending migrations, then the new or changed routines; returns what this call applied."""
+    migrations, routines = discover(directory), discover_routines(routines_directory)
     conn.autocommit = True
     conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
     try:
         todo = pending(migrations, applied_migrations(conn))
-        for migration in todo:
-            logger.info("applying migration {}", migration.filename)
-            try:
-                with conn.transaction():
-                    conn.execute(migration.sql)  # type: ignore[arg-type]  # trusted project file
-                    conn.execute(
-                        "INSERT INTO ops.schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-                        (migration.version, migration.name, migration.checksum),
-                    )
-            except psycopg.Error as exc:
-                raise MigrationError(
-                    f"migration {migration.filename} failed and was rolled back: {exc}".strip()
-                ) from exc
-        return todo
+        for m in todo:
+            _apply(conn, f"migration {m.filename}", m.sql, _RECORD_MIGRATION, (m.version, m.name, m.checksum))
+        redo = changed(routines, applied_routines(conn))
+        for r in redo:
+            _apply(conn, f"routine {r.filename}", r.sql, _RECORD_ROUTINE, (r.filename, r.checksum))
+        return Applied(todo, redo)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))

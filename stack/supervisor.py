@@ -34,6 +34,7 @@ class UpReport:
     started: list[str] = field(default_factory=list)
     already_running: list[str] = field(default_factory=list)
     migrations_applied: list[str] = field(default_factory=list)
+    routines_applied: list[str] = field(default_factory=list)
     bucket_created: bool = False
     seconds: float = 0.0
 
@@ -142,7 +143,9 @@ class Stack:
             (report.started if self.postgres.start() else report.already_running).append("postgres")
             self.postgres.bootstrap()
         with database_connection(self.settings, autocommit=True) as conn:
-            report.migrations_applied = [m.filename for m in migrate(conn)]
+            applied = migrate(conn)
+        report.migrations_applied = [m.filename for m in applied.migrations]
+        report.routines_applied = [r.filename for r in applied.routines]
 
         processes = self._processes()
         for name in ("lake", "prefect", "sandbox"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 from datetime import UTC, datetime
@@ -12,12 +13,12 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from db.connect import database_connection
-from db.migrate import MIGRATIONS_DIR, migrate
-from stack.postgres import EmbeddedPostgres
 from core.errors import MigrationError, StorageError
-from stack.supervisor import Stack
 from core.settings import Settings, load_settings
+from db.connect import database_connection
+from db.migrate import MIGRATIONS_DIR, ROUTINES_DIR, Applied, migrate
+from stack.postgres import EmbeddedPostgres
+from stack.supervisor import Stack
 from storage.lake import Lake
 
 pytestmark = pytest.mark.integration
@@ -71,12 +72,12 @@ def scratch_db(stack: Settings):
 
 def test_migrations_fresh_then_rerun(scratch_db: psycopg.Connection) -> None:
     applied = migrate(scratch_db)
-    assert [m.filename for m in applied][:2] == ["0001_schemas.sql", "0002_bars.sql"]
+    assert [m.filename for m in applied.migrations][:2] == ["0001_schemas.sql", "0002_bars.sql"]
     schemas = {r[0] for r in scratch_db.execute("SELECT nspname FROM pg_namespace").fetchall()}
     assert {"market", "features", "ops"} <= schemas
-    assert migrate(scratch_db) == []  # a re-run applies nothing
+    assert migrate(scratch_db) == Applied([], [])  # a re-run applies nothing
     ledger = scratch_db.execute("SELECT count(*) FROM ops.schema_migrations").fetchone()[0]
-    assert ledger == len(applied)
+    assert ledger == len(applied.migrations)
 
 
 def test_tampered_migration_is_refused(scratch_db: psycopg.Connection, tmp_path: Path) -> None:
@@ -98,6 +99,64 @@ def test_failing_migration_leaves_nothing(scratch_db: psycopg.Connection, tmp_pa
     assert scratch_db.execute("SELECT to_regclass('ops.half_done')").fetchone()[0] is None
     assert scratch_db.execute("SELECT count(*) FROM ops.schema_migrations WHERE version = '9999'").fetchone()[0] == 0
 
+
+
+def _routine_ledger(conn: psycopg.Connection) -> dict[str, str]:
+    return dict(conn.execute("SELECT filename, checksum FROM ops.schema_routines").fetchall())
+
+
+def test_routines_apply_after_migrations_then_only_when_their_checksum_changes(
+    scratch_db: psycopg.Connection, tmp_path: Path
+) -> None:
+    routines = tmp_path / "routines"
+    shutil.copytree(ROUTINES_DIR, routines)
+    first = migrate(scratch_db, MIGRATIONS_DIR, routines)
+    assert [r.filename for r in first.routines] == sorted(p.name for p in routines.glob("*.sql"))
+    assert _routine_ledger(scratch_db) == {r.filename: r.checksum for r in first.routines}
+
+    target = routines / "40_scan_helpers.sql"
+    target.write_text(target.read_text() + "\nCOMMENT ON FUNCTION scan.rank_key(double precision, text) IS 'v2';\n")
+    second = migrate(scratch_db, MIGRATIONS_DIR, routines)
+
+    assert second.migrations == [] and [r.filename for r in second.routines] == ["40_scan_helpers.sql"]
+    assert _routine_ledger(scratch_db)["40_scan_helpers.sql"] == second.routines[0].checksum
+    comment = "SELECT obj_description('scan.rank_key(double precision, text)'::regprocedure, 'pg_proc')"
+    assert scratch_db.execute(comment).fetchone()[0] == "v2"
+    assert migrate(scratch_db, MIGRATIONS_DIR, routines) == Applied([], [])  # unchanged: nothing re-applied
+
+
+def test_a_database_migrated_before_routines_existed_takes_them_all(
+    scratch_db: psycopg.Connection, tmp_path: Path
+) -> None:
+    migrate(scratch_db, MIGRATIONS_DIR, tmp_path)  # no routines yet: the ledger of a deployed database
+    upgraded = migrate(scratch_db)
+    assert upgraded.migrations == [] and len(upgraded.routines) == len(list(ROUTINES_DIR.glob("*.sql")))
+
+
+def test_every_view_and_function_of_the_schema_lives_in_one_routine(scratch_db: psycopg.Connection) -> None:
+    migrate(scratch_db)
+    created = re.compile(r"^CREATE OR REPLACE (?:FUNCTION|VIEW) ([a-z_]+\.[a-z_]+)", re.M)
+    defined = [name for path in ROUTINES_DIR.glob("*.sql") for name in created.findall(path.read_text())]
+    in_database = {
+        row[0] for row in scratch_db.execute(
+            "SELECT n.nspname || '.' || p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE n.nspname IN ('market', 'scan', 'features', 'ops')"
+            " UNION SELECT schemaname || '.' || viewname FROM pg_views"
+            " WHERE schemaname IN ('market', 'scan', 'features', 'ops')"
+        ).fetchall()
+    }
+    assert len(defined) == len(set(defined))  # each once
+    assert set(defined) == in_database
+
+
+def test_failing_routine_is_rolled_back_and_not_recorded(scratch_db: psycopg.Connection, tmp_path: Path) -> None:
+    routines = tmp_path / "routines"
+    shutil.copytree(ROUTINES_DIR, routines)
+    (routines / "99_broken.sql").write_text("CREATE VIEW ops.half_done AS SELECT 1;\nSELECT no_such_function();\n")
+    with pytest.raises(MigrationError, match=r"routine 99_broken\.sql failed and was rolled back"):
+        migrate(scratch_db, MIGRATIONS_DIR, routines)
+    assert scratch_db.execute("SELECT to_regclass('ops.half_done')").fetchone()[0] is None
+    assert "99_broken.sql" not in _routine_ledger(scratch_db) and "50_scanners.sql" in _routine_ledger(scratch_db)
 
 # -- hot store ------------------------------------------------------------------------------
 def test_bars_hypertables_round_trip_with_chunk_interval_by_timeframe(stack: Settings) -> None:

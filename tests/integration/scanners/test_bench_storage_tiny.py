@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from bench.storage import run
-from db.connect import database_connection
 from core.errors import RequestError
 from core.settings import Settings
+from db.connect import database_connection
+from stack.scratch import database_exists
 from storage.lake import Lake
 
 pytestmark = pytest.mark.integration
@@ -26,6 +27,7 @@ def test_tiny_benchmark_runs_every_part_and_leaves_nothing_behind(stack: Setting
             "SELECT count(*) FROM ops.lake_files WHERE dataset = 'bench_storage_bars'"
         ).fetchone()[0]
     assert (schemas, manifest) == (0, 0)
+    assert not database_exists(stack, "bench_storage")  # the throwaway database the bench migrated
     assert not [o.key for o in Lake.from_settings(stack.lake).list("cold/bench-storage-")]
 
 
@@ -42,5 +44,6 @@ def test_kept_bars_are_measured_again_by_reuse_which_then_cleans_up(stack: Setti
     with database_connection(stack, autocommit=True) as conn:
         schemas = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'bench_storage_%'").fetchone()[0]
     assert schemas == 0
+    assert not database_exists(stack, "bench_storage")
     with pytest.raises(RequestError, match="run once with --keep first"):
         run(stack, symbols=3, sessions=4, repeats=1, reuse=True)

@@ -1,21 +1,20 @@
 """Migration 0012 rewrote three scanners for speed: on the same data they return exactly what the
-0011 definitions return (kept beside them in a throwaway schema), for every path of the new code:
-the set-based one (every symbol traded in the minutes it looks at) and the per-symbol tiers (a
-stale symbol, a symbol missing the session's first minute or the previous session's last one, a
-gap inside the volume lookback)."""
+0011 definitions return (frozen in bench/scanners_0011.sql, created beside them in a throwaway
+schema), for every path of the new code: the set-based one (every symbol traded in the minutes it
+looks at) and the per-symbol tiers (a stale symbol, a symbol missing the session's first minute or
+the previous session's last one, a gap inside the volume lookback)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import psycopg
 import pytest
 
-from bench.storage import function_definitions
+from bench.storage import create_reference_scanners
 from core.model import BARS, frame
 from storage.hot import upsert_bars
 
@@ -23,8 +22,6 @@ from .conftest import INTRADAY_DAYS, MINUTES_PER_DAY, Market
 
 pytestmark = pytest.mark.integration
 
-MIGRATION_0011 = Path(__file__).resolve().parents[3] / "db" / "migrations" / "0011_scanners.sql"
-REWRITTEN = ("top_movers_minutes", "volume_spikes", "opening_gaps")
 
 # (call, whether the module's market symbols must be among the rows)
 CALLS = [
@@ -50,9 +47,8 @@ CALLS = [
 def scan_0011(conn: psycopg.Connection) -> Iterator[str]:
     """The 0011 definitions of the rewritten scanners in a schema of their own."""
     schema = f"scan_0011_{uuid.uuid4().hex[:8]}"
-    conn.execute(f"CREATE SCHEMA {schema}")  # type: ignore[arg-type]
+    create_reference_scanners(conn, schema)
     try:
-        conn.execute(function_definitions(MIGRATION_0011.read_text(), REWRITTEN, schema))  # type: ignore[arg-type]
         yield schema
     finally:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")  # type: ignore[arg-type]

@@ -1,22 +1,17 @@
-"""Pure parts of bench/storage.py: the DDL it derives from the migrations, its report and table."""
+"""Pure parts of bench/storage.py: its frozen reference scanners, synthetic data, report and table."""
 
 from __future__ import annotations
 
 import re
 
-import pytest
-
 from bench import storage
 
 
-def test_bench_ddl_renames_every_project_schema_and_nothing_else() -> None:
-    ddl = "\n".join(storage.bench_ddl((storage.MIGRATIONS_DIR / name).read_text()) for name in storage.MIGRATIONS)
+def test_reference_scanners_are_the_replaced_ones_unqualified() -> None:
+    created = re.findall(r"^CREATE (?:OR REPLACE )?FUNCTION ([\w.]+)\(", storage.REFERENCE_SCANNERS.read_text(), re.M)
 
-    assert not re.search(r"(?<![\w.])(market|scan|features)\.[a-z_]", ddl)
-    assert "CREATE SCHEMA IF NOT EXISTS bench_storage_scan;" in ddl
-    assert "CREATE TABLE bench_storage_market.latest_bars" in ddl
-    assert "'bench_storage_market.bars_daily'::regclass" in ddl  # inside the scanners' dynamic SQL too
-    assert "create_hypertable('bench_storage_market.bars_intraday', by_range('ts', INTERVAL '1 day'))" in ddl
+    assert sorted(created) == sorted(storage.REPLACED)  # no schema: create_reference_scanners picks it
+    assert "scan.check_positive(" in storage.REFERENCE_SCANNERS.read_text()  # the bodies call the real helpers
 
 
 def test_percentiles_are_in_milliseconds() -> None:
@@ -85,15 +80,3 @@ def test_a_run_without_tiering_or_load_reports_none_for_them_and_renders() -> No
     assert (report["tiering"], report["tiering_mb_per_s"], report["lake_to_hot_bytes_ratio"]) == (None, None, None)
     table = storage.render_table(report)
     assert "tiering: skipped" in table and "load: none" in table and "symbol-month read, cold" not in table
-
-
-def test_function_definitions_move_the_named_functions_to_another_schema() -> None:
-    text = (storage.MIGRATIONS_DIR / storage.REPLACED_IN).read_text()
-
-    ddl = storage.function_definitions(text, storage.REPLACED, "ref")
-
-    assert ddl.count("CREATE FUNCTION ref.") == 3 and "CREATE FUNCTION scan." not in ddl
-    assert "CREATE FUNCTION ref.volume_spikes(" in ddl and ddl.rstrip().endswith("$$;")
-    assert "scan.check_positive(" in ddl  # the bodies still call the shared helpers
-    with pytest.raises(ValueError, match=r"no CREATE FUNCTION scan\.nope"):
-        storage.function_definitions(text, ["nope"], "ref")

@@ -1,0 +1,81 @@
+-- The functions that keep market.latest_bars (the latest bar of every (symbol, timeframe)); the
+-- table and the statement triggers that call these are in 0011_scanners.sql, which says why a
+-- table, how it stays consistent with the hypertables, and what drop_chunks and TRUNCATE miss.
+
+-- Folds one INSERT/COPY/UPDATE statement's rows (transition table new_rows) into market.latest_bars
+-- with one set-based upsert. The newest row per series is found by a hash aggregate (max ts) joined
+-- back, not DISTINCT ON: sorting a 2M-row session spills with the default work_mem. Rows older than
+-- the stored latest bar are filtered out before the upsert, so a backfill takes no lock on the rows
+-- live ingestion keeps moving (ON CONFLICT DO UPDATE locks the row even when its WHERE is false);
+-- rows are touched in (symbol, timeframe) order, so concurrent writers queue rather than deadlock.
+CREATE OR REPLACE FUNCTION market.latest_bars_upsert() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO market.latest_bars AS l (symbol, timeframe, ts, open, high, low, close, volume, vwap,
+                                         trade_count, source, quality_flags, ingested_at)
+    SELECT n.symbol, n.timeframe, n.ts, n.open, n.high, n.low, n.close, n.volume, n.vwap,
+           n.trade_count, n.source, n.quality_flags, n.ingested_at
+      FROM new_rows n
+      JOIN (SELECT g.symbol, g.timeframe, max(g.ts) AS ts FROM new_rows g GROUP BY g.symbol, g.timeframe) m
+        ON m.symbol = n.symbol AND m.timeframe = n.timeframe AND m.ts = n.ts
+     WHERE NOT EXISTS (SELECT 1 FROM market.latest_bars x
+                        WHERE x.timeframe = n.timeframe AND x.symbol = n.symbol AND x.ts > n.ts)
+     ORDER BY n.symbol, n.timeframe
+    ON CONFLICT (timeframe, symbol) DO UPDATE
+       SET ts = EXCLUDED.ts, open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
+           close = EXCLUDED.close, volume = EXCLUDED.volume, vwap = EXCLUDED.vwap,
+           trade_count = EXCLUDED.trade_count, source = EXCLUDED.source,
+           quality_flags = EXCLUDED.quality_flags, ingested_at = EXCLUDED.ingested_at
+     WHERE EXCLUDED.ts >= l.ts;
+    RETURN NULL;
+END
+$$;
+
+-- The series whose latest bar was deleted take their newest remaining bar (or leave the table).
+CREATE OR REPLACE FUNCTION market.latest_bars_forget() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_symbols text[];
+    v_timeframes text[];
+BEGIN
+    WITH gone AS (
+        DELETE FROM market.latest_bars l
+         USING (SELECT DISTINCT o.symbol, o.timeframe, o.ts FROM old_rows o) o
+         WHERE l.symbol = o.symbol AND l.timeframe = o.timeframe AND l.ts = o.ts
+        RETURNING l.symbol, l.timeframe)
+    SELECT array_agg(g.symbol), array_agg(g.timeframe) INTO v_symbols, v_timeframes FROM gone g;
+    IF v_symbols IS NOT NULL THEN
+        EXECUTE format(
+            'INSERT INTO market.latest_bars (symbol, timeframe, ts, open, high, low, close, volume, vwap,'
+            '                                trade_count, source, quality_flags, ingested_at)'
+            ' SELECT b.symbol, b.timeframe, b.ts, b.open, b.high, b.low, b.close, b.volume, b.vwap,'
+            '        b.trade_count, b.source, b.quality_flags, b.ingested_at'
+            '   FROM unnest($1::text[], $2::text[]) AS g (symbol, timeframe)'
+            '   CROSS JOIN LATERAL (SELECT * FROM %s x WHERE x.symbol = g.symbol AND x.timeframe = g.timeframe'
+            '                        ORDER BY x.ts DESC LIMIT 1) b',
+            TG_RELID::regclass)
+        USING v_symbols, v_timeframes;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- Rebuild from the hot store (after drop_chunks, TRUNCATE or a restore); reads every bar once.
+-- Returns the number of series.
+CREATE OR REPLACE FUNCTION market.refresh_latest_bars() RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_count bigint;
+BEGIN
+    DELETE FROM market.latest_bars;
+    INSERT INTO market.latest_bars (symbol, timeframe, ts, open, high, low, close, volume, vwap,
+                                    trade_count, source, quality_flags, ingested_at)
+    SELECT DISTINCT ON (b.symbol, b.timeframe)
+           b.symbol, b.timeframe, b.ts, b.open, b.high, b.low, b.close, b.volume, b.vwap,
+           b.trade_count, b.source, b.quality_flags, b.ingested_at
+      FROM market.bars b
+     ORDER BY b.symbol, b.timeframe, b.ts DESC;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$$;
