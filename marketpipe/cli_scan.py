@@ -127,7 +127,7 @@ def bench_storage(
     sessions: Annotated[int, typer.Option(min=2, help="sessions per symbol")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
     skip_tiering: Annotated[bool, typer.Option("--skip-tiering", help="no tiering and no cold read")] = False,
-    keep: Annotated[bool, typer.Option("--keep", help="leave the bench schemas (and lake objects) behind")] = False,
+    keep: Annotated[bool, typer.Option("--keep", help="leave the bench database (and lake objects) behind")] = False,
     reuse: Annotated[
         bool, typer.Option("--reuse", help="scanners only, on the bars a --keep run left (same --symbols/--sessions)")
     ] = False,
