@@ -471,7 +471,7 @@ def read_bars(
 ) -> pd.DataFrame:
     """Bars of ``symbols`` with ``start <= ts < end`` in the canonical BARS dtypes, sorted by
     symbol and ts; ``adjustment`` is ``raw``, ``split`` or ``all`` (see ``market.adjusted_bars``
-    in db/migrations/0005_adjusted_bars.sql and :mod:`storage.corporate_actions`)."""
+    in db/routines/20_adjusted_bars.sql and :mod:`storage.corporate_actions`)."""
     check_adjustment(adjustment)
     bar_table(timeframe)  # refuses timeframes the hot store does not keep, before any query
     lo, hi = to_utc(start), to_utc(end)

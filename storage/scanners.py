@@ -1,4 +1,4 @@
-"""Python access to the SQL scanners of db/migrations/0011_scanners.sql.
+"""Python access to the SQL scanners of db/routines/50_scanners.sql.
 
 The scanners live in the database (schema ``scan``) so that scanner processes can call them from
 psql or any client; this module only checks arguments and builds the call (pure, no I/O), and
