@@ -1,65 +1,42 @@
-"""Test-session wiring.
+"""Test-session wiring: the tiers, the session's embedded stack, and the fixtures every tier shares.
 
-The whole session talks to one embedded stack started on free, non-default ports in a temporary
-state directory. Its coordinates travel in MARKETPIPE_* environment variables set in
-``pytest_configure`` (before any test module imports Prefect, whose settings are read at import),
-so in-process code and ``marketpipe`` subprocesses see the same stack. The ``stack`` fixture starts
-it on first use and stops it at the end of the session.
+The directory says the tier: tests/unit (no services), tests/integration (the real embedded stack,
+lake, Prefect server, sandbox), tests/ops (kill -9, restarts, two workers, a browser). The
+``unit``/``integration``/``ops`` markers are added from the path below, so ``-m unit`` and
+``-m 'not ops'`` select tiers; ``slow`` (full benchmarks) is marked by hand and excluded by default.
+
+The session talks to one embedded stack started on free, non-default ports in a temporary state
+directory. Its coordinates travel in MARKETPIPE_* environment variables set in ``pytest_configure``
+(before any test module imports Prefect, whose settings are read at import), so in-process code and
+``marketpipe`` subprocesses see the same stack. The ``stack`` fixture starts it on first use and
+stops it at the end of the session; a unit-only session never starts it.
 """
 
 from __future__ import annotations
 
 import os
-import random
-import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-GRPC_OFFSET = 10000
+from tests.support.stack import REPO, stack_environment
 
+TESTS = Path(__file__).resolve().parent
+TIERS = ("unit", "integration", "ops")
 
-def _free_port(avoid: set[int]) -> int:
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port not in avoid and port + GRPC_OFFSET <= 65535 and _bindable(port + GRPC_OFFSET):
-            avoid.add(port)
-            return port
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_block(avoid: set[int], size: int = 4) -> int:
-    """A base port with size consecutive free ports (and their gRPC twins).
-
-    The search starts at a random place so that test sessions running side by side (developers'
-    machines) do not all reach for the same block before either has started its stack.
-    """
-    first = random.randrange(20000, 30000)
-    for base in [*range(first, 40000 - size, 7), *range(20000, first, 7)]:
-        ports = range(base, base + size)
-        if any(p in avoid for p in ports):
-            continue
-        if all(_bindable(p) and _bindable(p + GRPC_OFFSET) for p in ports):
-            avoid.update(ports)
-            return base
-    raise RuntimeError("no free block of ports for the test lake")
+# Tables holding rows keyed by symbol that the tests write; the ``symbols`` fixture deletes its
+# symbols' rows from each (bars first: latest_bars follows them by trigger).
+SYMBOL_TABLES = (
+    "market.bars_intraday", "market.bars_daily", "market.latest_bars", "market.corporate_actions",
+    "market.trades", "features.bar_features", "features.bar_feature_values", "ops.watermarks",
+)  # fmt: skip
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -67,58 +44,77 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     state_dir = Path(tempfile.mkdtemp(prefix="marketpipe-test-", dir="/tmp"))
     state_dir.chmod(0o755)  # the cluster's OS user must traverse it
-    used: set[int] = set()
-    env = {
-        "MARKETPIPE_STATE_DIR": str(state_dir),
-        "MARKETPIPE_DATABASE__PORT": str(_free_port(used)),
-        "MARKETPIPE_DATABASE__PASSWORD": secrets.token_hex(16),
-        "MARKETPIPE_LAKE__PORT": str(_free_port(used)),
-        "MARKETPIPE_LAKE__INTERNAL_PORT_BASE": str(_free_block(used)),
-        "MARKETPIPE_LAKE__SECRET_KEY": secrets.token_hex(20),
-        "MARKETPIPE_LAKE__BUCKET": "marketpipe-test-lake",
-        "MARKETPIPE_PREFECT__PORT": str(_free_port(used)),
-        "MARKETPIPE_SANDBOX__PORT": str(_free_port(used)),
-        "MARKETPIPE_ENV_FILE": str(state_dir / "no.env"),
-        "MARKETPIPE_CONFIG": str(REPO / "config" / "data_pipeline_config.yaml"),
-        "MARKETPIPE_TEST_STACK_READY": "1",
-        # Developers run several sessions side by side on small machines; Prefect's first start
-        # (its own migrations) can then take longer than the 60 s default.
-        "MARKETPIPE_STARTUP_TIMEOUT_SECONDS": "240",
-        "PREFECT_HOME": str(state_dir / "prefect-client"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    }
-    env["PREFECT_API_URL"] = f"http://127.0.0.1:{env['MARKETPIPE_PREFECT__PORT']}/api"
-    os.environ.update(env)
+    os.environ.update({**stack_environment(state_dir), "MARKETPIPE_TEST_STACK_READY": "1"})
     config.stash[_STATE_DIR] = state_dir
 
 
 _STATE_DIR = pytest.StashKey[Path]()
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, taken from its directory (tests/<tier>/...)."""
+    for item in items:
+        parts = Path(item.path).resolve().relative_to(TESTS).parts
+        tier = parts[0] if len(parts) > 1 else None
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: a test lives under tests/unit, tests/integration or tests/ops")
+        item.add_marker(tier)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     state_dir = config.stash.get(_STATE_DIR, None)
     if state_dir is None:
         return
-    from loguru import logger
+    if any(state_dir.iterdir()):  # something of the stack was started
+        from loguru import logger
 
-    from stack.supervisor import Stack
-    from core.settings import load_settings
+        from core.settings import load_settings
+        from stack.supervisor import Stack
 
-    logger.remove()  # sinks set up during the session point at pytest's closed capture streams
-    logger.add(sys.__stderr__, level="WARNING")
-    Stack(load_settings()).down()
+        logger.remove()  # sinks set up during the session point at pytest's closed capture streams
+        logger.add(sys.__stderr__, level="WARNING")
+        Stack(load_settings()).down()
     shutil.rmtree(state_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def stack():
     """The running embedded stack; yields its Settings."""
-    from stack.supervisor import Stack
     from core.settings import load_settings
+    from stack.supervisor import Stack
 
     settings = load_settings()
     Stack(settings).up()
     return settings
+
+
+@pytest.fixture
+def conn(stack) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the session's database."""
+    from db.connect import database_connection
+
+    with database_connection(stack, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def symbols(stack) -> Iterator[Callable[[], str]]:
+    """A factory of symbols no other test uses; their rows are deleted at teardown (cold rows
+    written to the session's lake stay there)."""
+    from db.connect import database_connection
+
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(f"T{uuid.uuid4().hex[:8].upper()}")
+        return made[-1]
+
+    yield make
+    if made:
+        with database_connection(stack, autocommit=True) as cleanup:
+            for table in SYMBOL_TABLES:
+                cleanup.execute(f"DELETE FROM {table} WHERE symbol = ANY(%s)", (made,))  # type: ignore[arg-type]
 
 
 @pytest.fixture

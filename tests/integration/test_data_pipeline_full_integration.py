@@ -15,13 +15,11 @@ from uuid import UUID
 import pytest
 from prefect import get_client
 
+from core.calendar import nyse_sessions
+from core.settings import Settings
 from db.connect import database_connection
 from flows.pipeline import pipeline_flow
-from core.settings import Settings
-from core.calendar import nyse_sessions
 from storage.hot import read_bars
-
-pytestmark = pytest.mark.integration
 
 UNIVERSE = ["FIA", "FIB", "FIC"]
 SERIES = [{"timeframe": "1day", "lookback_days": 120}, {"timeframe": "1min", "lookback_days": 5}]

@@ -14,14 +14,12 @@ import pyarrow as pa
 import pytest
 
 from core.errors import MigrationError, StorageError
-from core.settings import Settings, load_settings
+from core.settings import Settings
 from db.connect import database_connection
 from db.migrate import MIGRATIONS_DIR, ROUTINES_DIR, Applied, migrate
 from stack.postgres import EmbeddedPostgres
 from stack.supervisor import Stack
 from storage.lake import Lake
-
-pytestmark = pytest.mark.integration
 
 
 # -- status ---------------------------------------------------------------------------------
@@ -283,29 +281,3 @@ def test_invalid_setting_on_the_command_line_is_one_clear_line(marketpipe_cli) -
     assert "quality.validation_mode = 'sloppy'" in result.stderr
     assert "'strict' or 'lenient'" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_up_after_down_keeps_the_data(stack: Settings, marketpipe_cli) -> None:
-    ts = datetime(2020, 1, 2, tzinfo=UTC)
-    with database_connection(stack) as conn:
-        conn.execute(
-            "INSERT INTO market.bars_daily (symbol, timeframe, ts, open, high, low, close, volume, source) "
-            "VALUES ('KEEP.ME', '1day', %s, 1, 2, 0.5, 1.5, 100, 'test') ON CONFLICT DO NOTHING",
-            (ts,),
-        )
-        conn.commit()
-    Lake.from_settings(stack.lake).put_bytes("tests/keep.txt", b"still here")
-
-    down = marketpipe_cli("down")
-    assert down.returncode == 0, down.stderr
-    assert Stack(stack).status().healthy is False
-    up = marketpipe_cli("up")
-    assert up.returncode == 0, up.stderr
-
-    with database_connection(stack) as conn:
-        count = conn.execute("SELECT count(*) FROM market.bars WHERE symbol = 'KEEP.ME'").fetchone()[0]
-        conn.execute("DELETE FROM market.bars_daily WHERE symbol = 'KEEP.ME'")
-        conn.commit()
-    assert count == 1
-    assert Lake.from_settings(stack.lake).get_bytes("tests/keep.txt") == b"still here"
-    assert load_settings() == stack

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from core.errors import ConfigurationError
 from core.settings import load_settings, parse_overrides
-
-
-@pytest.fixture
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No MARKETPIPE_* variables, no default config or .env in the working directory."""
-    for name in list(os.environ):
-        if name.startswith("MARKETPIPE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def write(path: Path, text: str) -> Path:

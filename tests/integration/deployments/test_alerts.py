@@ -15,15 +15,13 @@ from typing import Any
 
 import pytest
 
+from core.settings import Settings
 from db.connect import database_connection
 from deployments.alerts import RULES, ensure_alert_automations
-from core.settings import Settings
 from pipeline.alerts import DATA_STALE, DEAD_LETTERS_GROWING, QUALITY_LOW
 from pipeline.metrics import RunMetrics, record_run
 from sources.dead_letters import record_dead_letter_sync
 from storage.watermarks import Watermark, advance_watermarks
-
-pytestmark = pytest.mark.integration
 
 WAIT_SECONDS = 120.0
 

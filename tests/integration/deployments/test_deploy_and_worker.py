@@ -13,13 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from db.connect import database_connection
-from deployments.deploy import QUEUES, deploy_all, ensure_work_pool
 from core.errors import ServiceError
 from core.settings import Settings
-from tests.integration.deployments.workers import stop_process_group
-
-pytestmark = pytest.mark.integration
+from db.connect import database_connection
+from deployments.deploy import QUEUES, deploy_all, ensure_work_pool
+from tests.support.processes import stop_process_group
 
 REPO = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent

@@ -1,10 +1,7 @@
 """The intraday flow on a closed day: a Completed run named "Skipped" that says why, on the real server."""
 
-import pytest
 
 from flows.intraday import SKIPPED, intraday_flow
-
-pytestmark = pytest.mark.integration
 
 
 def test_intraday_run_on_thanksgiving_is_skipped(stack) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -12,16 +10,12 @@ import psycopg
 import pytest
 
 from core.model import BARS, frame
-from core.settings import Settings
-from db.connect import database_connection
 from features import FeatureBuilder, FeatureParams, FeatureSet
 from features.refresh import refresh_features
 from flows.features import features_flow
 from storage.feature_tables import export_features, read_features
 from storage.hot import upsert_bars
 from storage.lake import Lake
-
-pytestmark = pytest.mark.integration
 
 N_BARS = 60
 START, END = "2023-01-02", "2023-03-03"  # the 60 daily bars below, end exclusive
@@ -44,26 +38,6 @@ def daily_bars(symbol: str, n: int = N_BARS, seed: int = 7) -> pd.DataFrame:
         "volume": np.arange(1, n + 1) * 1000, "vwap": closes, "trade_count": np.full(n, 10), "source": "test",
     }  # fmt: skip
     return frame(BARS, columns, what="test bars")
-
-
-@pytest.fixture
-def conn(stack: Settings) -> Iterator[psycopg.Connection]:
-    with database_connection(stack, autocommit=True) as connection:
-        yield connection
-
-
-@pytest.fixture
-def symbols(stack: Settings) -> Iterator[Callable[[], str]]:
-    made: list[str] = []
-
-    def make() -> str:
-        made.append(f"F{uuid.uuid4().hex[:8].upper()}")
-        return made[-1]
-
-    yield make
-    with database_connection(stack, autocommit=True) as cleanup:
-        for table in ("market.bars_daily", "features.bar_features", "features.bar_feature_values", "ops.watermarks"):
-            cleanup.execute(f"DELETE FROM {table} WHERE symbol = ANY(%s)", (made,))
 
 
 def feature_rows(conn: psycopg.Connection, symbol: str, table: str = "features.bar_features") -> int:

@@ -26,8 +26,6 @@ from pipeline.metrics import aggregate_metrics, read_recent_runs, record_run, ru
 from sources.dead_letters import record_dead_letter_sync
 from stack.supervisor import Stack
 
-pytestmark = pytest.mark.integration
-
 
 def pipeline_runs(settings: Settings) -> int:
     with database_connection(settings) as conn:

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from db.connect import database_connection
 from core.settings import Settings
-
-pytestmark = pytest.mark.integration
+from db.connect import database_connection
 
 BARS = "[{timeframe: 1day, lookback_days: 30}, {timeframe: 1min, lookback_days: 4}]"
 SMALL = ["--set", "pipeline.symbols=[MJA, MJB]", "--set", f"pipeline.bars={BARS}"]

@@ -10,18 +10,16 @@ from datetime import UTC, datetime
 
 import httpx
 import pandas as pd
-import pytest
 
-from db.connect import async_database_connection, database_connection
 from core.settings import Settings
-from tasks.collection import collect_symbol, parse_stored_page
+from db.connect import async_database_connection, database_connection
 from pipeline.request import parse_ingest_request
 from sources.factory import build_source
 from sources.http import Request
 from storage.lake import Lake
 from storage.raw import iter_raw_pages
+from tasks.collection import collect_symbol, parse_stored_page
 
-pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
 
 

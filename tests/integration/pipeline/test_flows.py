@@ -9,20 +9,18 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from core.calendar import nyse_sessions
+from core.errors import RequestError
+from core.settings import Settings
 from db.connect import database_connection
 from flows.historical import historical_flow
 from flows.ingestion import ingest_flow
 from flows.processing import process_flow
-from core.errors import RequestError
-from core.settings import Settings
-from tasks.collection import collect_symbol
 from pipeline.request import parse_ingest_request
-from core.calendar import nyse_sessions
 from sources.factory import build_source
 from storage.lake import Lake
 from storage.raw import store_raw_page
-
-pytestmark = pytest.mark.integration
+from tasks.collection import collect_symbol
 
 
 def bar_count(stack: Settings, symbols: list[str], timeframe: str = "1min") -> int:

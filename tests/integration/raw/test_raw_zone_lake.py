@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 
-import pytest
-
 from core.settings import Settings
 from storage.lake import Lake
 from storage.raw import iter_raw_pages, store_raw_page
-
-pytestmark = pytest.mark.integration
 
 
 def test_pages_are_stored_idempotently_and_replayable(stack: Settings) -> None:

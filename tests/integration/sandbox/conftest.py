@@ -11,7 +11,7 @@ from datetime import date
 import httpx
 import pytest
 
-from tests.sandbox_server import running_sandbox
+from tests.support.sandbox import running_sandbox
 
 AS_OF = date(2024, 6, 28)
 

@@ -15,8 +15,6 @@ from alpaca.data.timeframe import TimeFrame
 from massive import RESTClient
 from massive.exceptions import BadResponse
 
-pytestmark = pytest.mark.integration
-
 
 def test_massive_lists_minute_aggs_across_pages(no_faults: str) -> None:
     client = RESTClient(api_key="sandbox", base=no_faults, retries=0)

@@ -11,8 +11,6 @@ from db.connect import database_connection
 from stack.scratch import database_exists
 from storage.lake import Lake
 
-pytestmark = pytest.mark.integration
-
 
 def test_tiny_benchmark_runs_every_part_and_leaves_nothing_behind(stack: Settings) -> None:
     report = run(stack, symbols=3, sessions=4, repeats=1)

@@ -6,9 +6,7 @@ import json
 
 import pytest
 
-from .conftest import Market
-
-pytestmark = pytest.mark.integration
+from tests.support.scanners import Market
 
 
 def test_latest_prints_a_table_with_our_symbols(marketpipe_cli, market: Market) -> None:

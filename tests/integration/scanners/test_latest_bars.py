@@ -8,8 +8,6 @@ import pytest
 from core.model import BARS, frame
 from storage.hot import BARS_INTRADAY, upsert_bars, upsert_frame
 
-pytestmark = pytest.mark.integration
-
 
 def bars(symbol: str, start: str, closes: list[float], timeframe: str = "1min") -> pd.DataFrame:
     step = "1D" if timeframe == "1day" else "1min"

@@ -17,11 +17,7 @@ import pytest
 from bench.storage import create_reference_scanners
 from core.model import BARS, frame
 from storage.hot import upsert_bars
-
-from .conftest import INTRADAY_DAYS, MINUTES_PER_DAY, Market
-
-pytestmark = pytest.mark.integration
-
+from tests.support.scanners import INTRADAY_DAYS, MINUTES_PER_DAY, Market
 
 # (call, whether the module's market symbols must be among the rows)
 CALLS = [

@@ -8,10 +8,7 @@ import pytest
 
 from storage import scanners
 from storage.scanners import ScanArgumentError, run_scan
-
-from .conftest import Market
-
-pytestmark = pytest.mark.integration
+from tests.support.scanners import Market
 
 ALL = 100_000  # a limit no shared database reaches: other tests' symbols cannot crowd ours out
 

@@ -3,7 +3,6 @@
 import asyncio
 
 import psycopg
-import pytest
 
 from core.errors import PermanentSourceError, RetryableSourceError
 from sources.dead_letters import (
@@ -15,10 +14,7 @@ from sources.dead_letters import (
 )
 from sources.http import Request
 from sources.resilience import source_error
-
-from .conftest import KEY, polygon_client
-
-pytestmark = pytest.mark.integration
+from tests.support.vendors import KEY, polygon_client
 
 
 async def connect(settings) -> psycopg.AsyncConnection:

@@ -8,10 +8,7 @@ import pytest
 
 from core.errors import PermanentSourceError, RetryableSourceError
 from sources.http import drain
-
-from .conftest import KEY, alpaca_client, polygon_client, set_faults, stats
-
-pytestmark = pytest.mark.integration
+from tests.support.vendors import KEY, alpaca_client, polygon_client, set_faults, stats
 
 
 def run(coro):

@@ -5,11 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from .conftest import stats
-
-pytestmark = pytest.mark.integration
+from tests.support.vendors import stats
 
 REPO = Path(__file__).resolve().parents[3]
 RPS = 10
@@ -17,7 +13,7 @@ RPS = 10
 
 def test_three_parallel_runs_stay_within_the_shared_limit(stack, sandbox_url):
     env = {**os.environ, "PREFECT_API_URL": stack.prefect.resolved_api_url}
-    worker = "tests.integration.sources.rate_limit_worker"
+    worker = "tests.support.rate_limit_worker"
     processes = [
         subprocess.Popen([sys.executable, "-m", worker, sandbox_url, str(RPS), "25"], cwd=REPO, env=env)
         for _ in range(3)

@@ -4,13 +4,9 @@ one synthetic market across vendors."""
 import asyncio
 
 import pandas as pd
-import pytest
 
 from core import model
-
-from .conftest import AS_OF, alpaca_client, polygon_client, reddit_client, stats, yahoo_client
-
-pytestmark = pytest.mark.integration
+from tests.support.vendors import AS_OF, alpaca_client, polygon_client, reddit_client, stats, yahoo_client
 
 WEEK = ("2024-06-17", "2024-06-22")  # Mon..Fri sessions, 19th is Juneteenth (closed)
 

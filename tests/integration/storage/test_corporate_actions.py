@@ -15,7 +15,7 @@ from storage.corporate_actions import (
 )
 from storage.hot import read_bars, upsert_bars
 from storage.watermarks import read_watermarks
-from tests.unit.storage.helpers import (
+from tests.support.storage import (
     HAND_CLOSES,
     HAND_SPLIT_ADJUSTED,
     HAND_TOTAL_RETURN,
@@ -25,8 +25,6 @@ from tests.unit.storage.helpers import (
     hand_actions,
     hand_daily_bars,
 )
-
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture

@@ -13,9 +13,7 @@ from core.errors import StorageError
 from db.connect import database_connection
 from storage.hot import BARS_INTRADAY, upsert_bars, upsert_frame, write_bars
 from storage.watermarks import read_watermarks
-from tests.unit.storage.helpers import bars
-
-pytestmark = pytest.mark.integration
+from tests.support.storage import bars
 
 
 def stored(conn: psycopg.Connection, symbol: str) -> pd.DataFrame:

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 
 import numpy as np
 import psycopg
-import pytest
 from pandas.testing import assert_frame_equal
 
 from core.settings import Settings
@@ -20,9 +19,7 @@ from storage.hot import read_bars, upsert_bars
 from storage.lake import Lake
 from storage.router import StorageRouter
 from storage.tiering import tier_chunks
-from tests.integration.tiering.conftest import make_bars
-
-pytestmark = pytest.mark.integration
+from tests.support.tiering import make_bars
 
 RECENT = datetime(1996, 5, 1, tzinfo=UTC)  # bars before it are tiered; features from it on are compared
 END = datetime(1997, 1, 1, tzinfo=UTC)

@@ -6,16 +6,13 @@ from collections.abc import Callable
 from datetime import date
 
 import psycopg
-import pytest
 
 from core.settings import Settings
 from storage.hot import upsert_bars
 from storage.lake import Lake
 from storage.tiering import tier_chunks
 from tasks.historical import find_gaps
-from tests.integration.tiering.conftest import make_bars, year_window
-
-pytestmark = pytest.mark.integration
+from tests.support.tiering import make_bars, year_window
 
 
 def test_tiered_sessions_are_not_gaps(

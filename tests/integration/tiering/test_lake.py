@@ -14,7 +14,6 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
-import pytest
 from fsspec.implementations.arrow import ArrowFSWrapper
 from loguru import logger
 from pandas.testing import assert_frame_equal
@@ -30,9 +29,7 @@ from storage.lifecycle import compact, orphans, prune_raw
 from storage.raw import store_raw_page
 from storage.router import StorageRouter
 from storage.tiering import ensure_native_compression, manifest_files, tier_chunks, timescale_edition
-from tests.integration.tiering.conftest import make_bars, year_window
-
-pytestmark = pytest.mark.integration
+from tests.support.tiering import make_bars, year_window
 
 
 class CloseMA5(FeatureBuilder):

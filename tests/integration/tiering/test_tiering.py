@@ -12,16 +12,14 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from core.errors import RequestError
-from core.settings import Settings
 from core.model import CORPORATE_ACTIONS, frame
+from core.settings import Settings
 from storage.corporate_actions import upsert_corporate_actions
 from storage.hot import upsert_bars
 from storage.lake import Lake
 from storage.router import StorageRouter
 from storage.tiering import DATASETS, manifest_files, table_checksum, tier_chunks
-from tests.integration.tiering.conftest import make_bars, year_window
-
-pytestmark = pytest.mark.integration
+from tests.support.tiering import make_bars, year_window
 
 
 def hot_rows(conn: psycopg.Connection, table: str, symbols: list[str]) -> int:

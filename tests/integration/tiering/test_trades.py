@@ -14,14 +14,12 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from core.errors import RequestError, StorageError
-from core.settings import Settings
 from core.model import TRADES, frame
+from core.settings import Settings
 from storage.lake import Lake
 from storage.router import StorageRouter
 from storage.tiering import DATASETS, manifest_files, table_checksum, tier_chunks
 from storage.trades import read_trades, upsert_trades
-
-pytestmark = pytest.mark.integration
 
 
 def make_trades(symbols: list[str], start: str, sessions: int, per_session: int = 40, seed: int = 7) -> pd.DataFrame:

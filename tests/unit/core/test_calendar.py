@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.errors import DataQualityError
 from core import calendar as cal
+from core.errors import DataQualityError
 
 NY = "America/New_York"
 

@@ -19,17 +19,7 @@ from features import (
     StandardFeatures,
     discover_feature_builders,
 )
-from tests.unit.features.helpers import random_walk_bars
-
-
-class CustomFeatureBuilder(FeatureBuilder):
-    """The seed's example, verbatim in shape."""
-
-    def calculate_features(self, data):
-        features = pd.DataFrame(index=data.index)
-        features["range_pct"] = (data["high"] - data["low"]) / data["close"]
-        features["rsi_centered"] = data["rsi"] - 50
-        return features
+from tests.support.features import CustomFeatureBuilder, random_walk_bars
 
 
 def test_plugin_outputs_sit_alongside_the_built_ins() -> None:

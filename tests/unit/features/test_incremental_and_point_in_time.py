@@ -8,7 +8,7 @@ import pytest
 
 from core.errors import DataQualityError
 from features import FEATURES, FeatureBuilder, FeatureSet
-from tests.unit.features.helpers import random_walk_bars
+from tests.support.features import random_walk_bars
 
 
 class Momentum(FeatureBuilder):

@@ -8,7 +8,7 @@ import pytest
 
 from features import FEATURES, FeatureSet
 from features.kernels import LOG_SERIES_MAX, FeatureParams, _log_ratio
-from tests.unit.features.helpers import random_walk_bars
+from tests.support.features import random_walk_bars
 
 
 def test_the_log_of_a_price_ratio_is_within_two_ulps_of_libm() -> None:

@@ -10,8 +10,7 @@ import pytest
 from core.errors import ConfigurationError
 from core.settings import load_settings, parse_overrides
 from features import FeatureParams, FeatureSet, feature_params, feature_set_from_settings
-from tests.unit.features.helpers import random_walk_bars
-from tests.unit.test_settings import isolated  # noqa: F401  (a fixture: no MARKETPIPE_* variables, no config file)
+from tests.support.features import random_walk_bars
 
 REPO = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.usefixtures("isolated")
@@ -41,7 +40,7 @@ def test_a_window_setting_changes_the_computed_window_and_the_version() -> None:
 
 
 def test_plugin_builders_come_from_settings_by_import_path() -> None:
-    path = "tests.unit.features.test_builder_and_layout:CustomFeatureBuilder"
+    path = "tests.support.features:CustomFeatureBuilder"
     settings = load_settings(overrides={"features": {"builders": {"custom": path}}})
     features = feature_set_from_settings(settings.features)
     frame = features.compute(random_walk_bars(symbols=1, bars=40)).frame

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from features import FeatureParams, FeatureSet
-from tests.unit.features.helpers import assert_same_warmup_and_close, random_walk_bars, sp500_bars
+from tests.support.features import assert_same_warmup_and_close, random_walk_bars, sp500_bars
 
 talib = pytest.importorskip("talib")
 

@@ -6,9 +6,9 @@ import psycopg
 import pytest
 from prefect.states import Failed
 
+from core.errors import DataQualityError, ServiceError, StorageError
 from db.connect import connection_lost
 from tasks.retries import retry_on_lost_database
-from core.errors import DataQualityError, ServiceError, StorageError
 
 
 def raised_from(outer: type[Exception], inner: Exception) -> Exception:

@@ -58,8 +58,8 @@ def test_missing_sessions_and_gap_ranges_against_the_calendar() -> None:
 
     import pandas as pd
 
-    from pipeline.plan import gap_ranges, missing_sessions
     from core.calendar import nyse_sessions
+    from pipeline.plan import gap_ranges, missing_sessions
 
     # 2024-07-01..2024-07-10: 7 sessions (07-03 is a half day, 07-04 a holiday)
     schedule = nyse_sessions("2024-07-01", "2024-07-10")

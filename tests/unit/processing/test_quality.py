@@ -7,8 +7,7 @@ import pytest
 
 from quality.score import batch_score, quality_report, score_symbol_days
 from quality.validate import validate_bars
-
-from .helpers import one, session_bars
+from tests.support.quality import one, session_bars
 
 
 def coverage(rows: list[tuple[int, int, int, int]]) -> pd.DataFrame:

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sandbox.market import Market
-from sandbox.wire.polygon import agg_results, aggs_body
 from quality.score import quality_report
 from quality.standardize import standardize_bars
 from quality.validate import validate_bars
+from sandbox.market import Market
+from sandbox.wire.polygon import agg_results, aggs_body
 from sources.polygon import parse_aggregates
 
 SYMBOLS = ["AAPL", "MSFT", "F", "XOM", "BRK.B"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from core import model
 from core.errors import DataQualityError
 from quality.standardize import standardize_bars
-from core import model
 
 
 def raw(**overrides: list) -> pd.DataFrame:

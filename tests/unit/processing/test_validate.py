@@ -6,13 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.errors import DataQualityError
+from core import model
 from core.calendar import nyse_sessions
+from core.errors import DataQualityError
 from quality.standardize import standardize_bars
 from quality.validate import FLAGS, REASON, Rule, describe_flags, missing_bars, validate_bars
-from core import model
-
-from .helpers import bars, one, session_bars
+from tests.support.quality import bars, one, session_bars
 
 OPEN_JUNE_3 = "2024-06-03 13:30"
 

@@ -14,8 +14,7 @@ from sources.http import Request, VendorHttp, install_httpx_log_redaction, redac
 from sources.polygon import PolygonClient
 from sources.reddit import RedditClient
 from sources.resilience import Resilience, RetryPolicy
-
-from .payloads import alpaca_bar, polygon_agg, polygon_aggs, reddit_listing, reddit_post
+from tests.support.payloads import alpaca_bar, polygon_agg, polygon_aggs, reddit_listing, reddit_post
 
 KEY = "SEKRET-KEY-123"
 

@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from core.errors import PermanentSourceError
 from core import model
+from core.errors import PermanentSourceError
 
 
 @pytest.mark.parametrize("raw", ["BRK.B", "BRK-B", "BRK/B", "brk b", " brk.b "])

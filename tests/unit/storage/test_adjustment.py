@@ -3,7 +3,7 @@ import pytest
 
 from core.errors import StorageError
 from storage.corporate_actions import adjustment_factors, apply_adjustment
-from tests.unit.storage.helpers import (
+from tests.support.storage import (
     DIVIDEND_FACTOR,
     HAND_CLOSES,
     HAND_SPLIT_ADJUSTED,

@@ -17,7 +17,7 @@ from storage.hot import (
     iter_copy_binary,
     route_bars,
 )
-from tests.unit.storage.helpers import bars, read_copy_binary
+from tests.support.storage import bars, read_copy_binary
 
 BAR_TYPES = [c.pg_type for c in BARS_INTRADAY.columns]
 

@@ -5,8 +5,7 @@ from core import model
 from core.errors import PermanentSourceError
 from sources.alpaca import parse_bars, parse_corporate_actions, parse_news, parse_quotes, parse_trades
 from sources.polygon import parse_aggregates
-
-from ..payloads import alpaca_bar, polygon_agg, polygon_aggs
+from tests.support.payloads import alpaca_bar, polygon_agg, polygon_aggs
 
 
 def test_multi_symbol_bars_are_flattened_with_normalized_symbols():

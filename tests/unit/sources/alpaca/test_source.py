@@ -4,8 +4,7 @@ from datetime import UTC, datetime
 from sources.alpaca import AlpacaSource, parse_bars
 from sources.base import SourceContext, SymbolRequest
 from sources.http import Request
-
-from ..payloads import alpaca_bar
+from tests.support.payloads import alpaca_bar
 
 START, END = datetime(2024, 3, 4, tzinfo=UTC), datetime(2024, 3, 5, tzinfo=UTC)
 

@@ -13,8 +13,7 @@ from sources.polygon import (
     parse_splits,
     parse_trades,
 )
-
-from ..payloads import JAN3_MIDNIGHT_ET_MS, polygon_agg, polygon_aggs
+from tests.support.payloads import JAN3_MIDNIGHT_ET_MS, polygon_agg, polygon_aggs
 
 
 def test_aggregates_become_canonical_bars():

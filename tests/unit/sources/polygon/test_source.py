@@ -4,8 +4,7 @@ from datetime import UTC, datetime
 from sources.base import SourceContext, SymbolRequest
 from sources.http import Request
 from sources.polygon import PolygonSource, parse_aggregates
-
-from ..payloads import polygon_agg, polygon_aggs
+from tests.support.payloads import polygon_agg, polygon_aggs
 
 START, END = datetime(2024, 3, 4, tzinfo=UTC), datetime(2024, 3, 5, tzinfo=UTC)
 

@@ -4,8 +4,7 @@ import pytest
 from core import model
 from core.errors import PermanentSourceError
 from sources.reddit import mentions, parse_listing
-
-from ..payloads import reddit_listing, reddit_post
+from tests.support.payloads import reddit_listing, reddit_post
 
 
 def test_reddit_listing_posts():

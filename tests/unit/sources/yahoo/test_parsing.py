@@ -4,8 +4,7 @@ import pytest
 from core import model
 from core.errors import PermanentSourceError
 from sources.yahoo import parse_chart_bars, parse_chart_events
-
-from ..payloads import JAN3_1430_UTC_S, yahoo_chart
+from tests.support.payloads import JAN3_1430_UTC_S, yahoo_chart
 
 DAY = 86_400
 

@@ -16,10 +16,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from db.connect import database_connection
 from core.settings import Settings
-
-pytestmark = pytest.mark.integration
+from db.connect import database_connection
 
 # Tickers no other test uses, so the first run really ingests (runs are incremental); the sandbox
 # trades any ticker of at most six characters.
@@ -122,8 +120,8 @@ def test_targeted_data_ingestion(stack: Settings, basic_run) -> None:
 
 
 def test_real_time_streaming_setup_is_refused_clearly(stack: Settings) -> None:
-    from marketpipe.api import DataFlowConfig, DataPipelineOrchestrator, PipelineMode, StreamingUnavailableError
     from core.errors import RequestError
+    from marketpipe.api import DataFlowConfig, DataPipelineOrchestrator, PipelineMode, StreamingUnavailableError
 
     orchestrator = DataPipelineOrchestrator(overrides=SMALL)
 

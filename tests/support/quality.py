@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.calendar import expected_timestamps, nyse_sessions
 from core import model
+from core.calendar import expected_timestamps, nyse_sessions
 
 
 def bars(rows: list[dict[str, Any]], **defaults: Any) -> pd.DataFrame:

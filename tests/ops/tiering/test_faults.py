@@ -20,18 +20,16 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from core.errors import StorageError
+from core.settings import Settings
 from stack.daemon import ManagedProcess
 from stack.supervisor import Stack
-from core.settings import Settings
 from storage.hot import upsert_bars
 from storage.lake import Lake
 from storage.lifecycle import orphans
 from storage.router import StorageRouter
 from storage.tiering import CRASH_ENV, TieringError, manifest_files, tier_chunks
-from tests.conftest import _free_block, _free_port
-from tests.integration.tiering.conftest import make_bars, year_window
-
-pytestmark = pytest.mark.integration
+from tests.support.stack import free_block, free_port
+from tests.support.tiering import make_bars, year_window
 
 STARTUP_SECONDS = 60
 
@@ -54,7 +52,7 @@ def private_lake(stack: Settings) -> Iterator[tuple[Settings, ManagedProcess]]:
     used: set[int] = set()
     state_dir = Path(tempfile.mkdtemp(prefix="marketpipe-outage-", dir="/tmp"))
     lake_settings = stack.lake.model_copy(
-        update={"port": _free_port(used), "internal_port_base": _free_block(used), "bucket": "tiering-outage"}
+        update={"port": free_port(used), "internal_port_base": free_block(used), "bucket": "tiering-outage"}
     )
     settings = stack.model_copy(update={"state_dir": state_dir, "lake": lake_settings})
     process = Stack(settings).lake_process

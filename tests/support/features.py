@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features import FeatureBuilder
+
 
 def random_walk_bars(
     symbols: int = 3, bars: int = 600, *, seed: int = 1, timeframe: str = "1day", start: str = "2020-01-02"
@@ -67,3 +69,13 @@ def assert_same_warmup_and_close(
     defined = ~np.isnan(reference)
     assert defined.any()
     np.testing.assert_allclose(ours[defined], reference[defined], rtol=rtol, atol=atol)
+
+
+class CustomFeatureBuilder(FeatureBuilder):
+    """The seed's example, verbatim in shape."""
+
+    def calculate_features(self, data):
+        features = pd.DataFrame(index=data.index)
+        features["range_pct"] = (data["high"] - data["low"]) / data["close"]
+        features["rsi_centered"] = data["rsi"] - 50
+        return features

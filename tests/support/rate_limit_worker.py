@@ -1,6 +1,6 @@
 """One 'flow run' for the shared rate-limit test: fetch pages through a Prefect-backed limiter.
 
-Run as ``python -m tests.integration.sources.rate_limit_worker URL RPS PAGES`` with PREFECT_API_URL set.
+Run as ``python -m tests.support.rate_limit_worker URL RPS PAGES`` with PREFECT_API_URL set.
 """
 
 import asyncio

@@ -10,12 +10,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
-from flows.smoke import smoke_flow
 from core.settings import Settings
-
-pytestmark = pytest.mark.integration
+from flows.smoke import smoke_flow
 
 REPO = Path(__file__).resolve().parents[3]
 OUTPUT = REPO / "test-output" / "ui"

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from bench.storage import render_table, run
-from db.connect import database_connection
 from core.settings import Settings
+from db.connect import database_connection
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = pytest.mark.slow
 
 REQUIRED = ("latest_bar_p50_ms", "latest_bar_p95_ms", "top_movers_p50_ms", "top_movers_p95_ms", "tiering_mb_per_s",
             "lake_to_hot_bytes_ratio")  # fmt: skip

@@ -23,13 +23,11 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import Settings
 from db.connect import database_connection
 from db.migrate import migrate
 from stack.postgres import EmbeddedPostgres
-from core.settings import Settings
-from tests.integration.pipeline.invariants import watermarks_ahead
-
-pytestmark = pytest.mark.integration
+from tests.support.invariants import watermarks_ahead
 
 SYMBOLS = ["RSTA", "RSTB", "RSTC", "RSTD"]
 SESSIONS = ("2024-05-06", "2024-05-10")  # five full sessions

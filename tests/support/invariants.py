@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from db.connect import database_connection
 from core.settings import Settings
+from db.connect import database_connection
 
 
 def watermarks_ahead(settings: Settings, symbols: Sequence[str]) -> list[tuple]:

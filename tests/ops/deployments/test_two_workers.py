@@ -30,15 +30,12 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
-import pytest
 
+from core.settings import Settings
 from db.connect import database_connection
 from deployments.deploy import QUEUES, deploy_changed, ensure_work_pool
-from core.settings import Settings
 from sources.resilience import default_burst
-from tests.integration.deployments.workers import stop_process_group
-
-pytestmark = pytest.mark.integration
+from tests.support.processes import stop_process_group
 
 REPO = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
@@ -79,7 +76,7 @@ def network_namespace(ports: list[int]) -> Iterator[tuple[list[str], str]]:
         sh("ip", "netns", "exec", ns, "ip", "link", "set", ns_if, "up")
         sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
         forwarder = subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.deployments.tcp_forward", host_ip, *map(str, ports)],
+            [sys.executable, "-m", "tests.support.tcp_forward", host_ip, *map(str, ports)],
             cwd=REPO, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert forwarder.stdout is not None and forwarder.stdout.readline().strip() == "ready"

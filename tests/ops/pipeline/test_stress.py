@@ -11,18 +11,15 @@ import asyncio
 import uuid
 
 import httpx
-import pytest
 
+from core.settings import Settings
 from db.connect import async_database_connection, database_connection
 from flows.ingestion import ingest_flow
 from flows.processing import process_flow
-from core.settings import Settings
-from tasks.collection import replay_dead_letter
-from sources.factory import build_source
 from sources.dead_letters import DeadLetter, ReplaySummary, replay_dead_letters
+from sources.factory import build_source
 from storage.lake import Lake
-
-pytestmark = pytest.mark.integration
+from tasks.collection import replay_dead_letter
 
 SYMBOLS = [f"STR{i:02d}" for i in range(30)]
 SESSIONS = ("2024-03-04", "2024-03-05", "2024-03-06")

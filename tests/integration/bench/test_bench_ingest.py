@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from bench.ingest import render_table, run
-from db.connect import database_connection
 from core.settings import Settings
+from db.connect import database_connection
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = pytest.mark.slow
 
 RATES = ("end_to_end_bars_per_s", "writer_rows_per_s", "psql_copy_rows_per_s", "naive_bars_per_s", "plain_bars_per_s")
 

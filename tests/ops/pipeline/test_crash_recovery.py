@@ -14,13 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from db.connect import database_connection
 from core.settings import Settings
-from tests.integration.pipeline.invariants import watermarks_ahead
-
-pytestmark = pytest.mark.integration
+from db.connect import database_connection
+from tests.support.invariants import watermarks_ahead
 
 SYMBOLS = ["KILA", "KILB", "KILC", "KILD", "KILE", "KILF"]
 SESSIONS = ("2024-04-01", "2024-04-05")  # five full sessions

@@ -3,7 +3,7 @@
 The embedded stack binds to 127.0.0.1; a worker in another network namespace reaches it through
 the host side of a veth pair, where this forwards each connection to the loopback service.
 
-    python -m tests.integration.deployments.tcp_forward LISTEN_HOST PORT [PORT ...]
+    python -m tests.support.tcp_forward LISTEN_HOST PORT [PORT ...]
 
 Prints "ready" once every port listens; runs until terminated.
 """
