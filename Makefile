@@ -1,17 +1,20 @@
 # marketpipe: two commands matter. `make run` and `make test`. Both install what is missing first
 # (system packages via apt, TimescaleDB, the project venv) and do nothing more on a second run.
+# `make check` (lint, format, types, layers, unit tier) and `make test-unit` are the quick loop.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP_FLAGS ?= -q --disable-pip-version-check
 
-.PHONY: run test install system python up down status lint bench help
+.PHONY: run test test-unit check install system python up down status lint bench help
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make run   - install what is missing, start the embedded stack, deploy, run the main job"
-	@echo "make test  - install what is missing, run the whole test suite"
+	@echo "make run       - install what is missing, start the embedded stack, deploy, run the main job"
+	@echo "make test      - install what is missing, run the whole test suite (unit, integration, ops; not slow)"
+	@echo "make test-unit - the unit tier only (tests/unit: no services, well under a minute)"
+	@echo "make check     - ruff check, ruff format --check, mypy, import-linter, the unit tier"
 	@echo "make up | down | status | lint"
 
 install: system python .env
@@ -60,6 +63,20 @@ run: install
 
 test: install
 	@$(BIN)/pytest
+
+# The unit tier needs no service (install does nothing on a second run).
+test-unit: install
+	@$(BIN)/pytest tests/unit
+
+# Every step runs; the target fails if any failed. The same checks as .pre-commit-config.yaml.
+check: install
+	@status=0; \
+	echo "[check] ruff check";         $(BIN)/ruff check . || status=1; \
+	echo "[check] ruff format --check"; $(BIN)/ruff format --check . || status=1; \
+	echo "[check] mypy";               $(BIN)/mypy || status=1; \
+	echo "[check] lint-imports";        $(BIN)/lint-imports || status=1; \
+	echo "[check] unit tests";          $(BIN)/pytest tests/unit -q -p no:cacheprovider || status=1; \
+	exit $$status
 
 lint: python
 	@$(BIN)/ruff check .
