@@ -1,6 +1,5 @@
 """`marketpipe lake ...`: the cold lake's tiering and lifecycle commands.
 
-Registered on the main app in ``marketpipe.cli``; commands read their settings from ``ctx.obj["settings"]``.
 Layout, manifest and guarantees: :mod:`storage.tiering` and :mod:`storage.lifecycle`.
 """
 
@@ -14,15 +13,15 @@ from typing import Annotated, Any
 import typer
 
 from core.errors import RequestError
+from marketpipe.cli.context import JsonReport, settings_of
 
-lake_app = typer.Typer(help="Cold lake: tiering of old hot data to Parquet, listing, sizes, compaction.",
-                       no_args_is_help=True)  # fmt: skip
+app = typer.Typer(help="Cold lake: tiering of old hot data to Parquet, listing, sizes, compaction.",
+                  no_args_is_help=True)  # fmt: skip
 
 DatasetOption = Annotated[
     list[str] | None,
     typer.Option("--dataset", "-d", help="bars_intraday, bars_daily, features, feature_values or trades (repeatable)"),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="one JSON object")]
 
 
 def _when(value: str | None, option: str) -> datetime | None:
@@ -53,7 +52,7 @@ def _echo(payload: Any, as_json: bool, text: str) -> None:
     typer.echo(json.dumps(payload, indent=2, default=str) if as_json else text)
 
 
-@lake_app.command("tier")
+@app.command("tier")
 def tier(
     ctx: typer.Context,
     dataset: DatasetOption = None,
@@ -61,7 +60,7 @@ def tier(
         str | None, typer.Option(help="move chunks ending before this date (default: each dataset's hot window)")
     ] = None,
     newer_than: Annotated[str | None, typer.Option(help="only chunks starting at or after this date")] = None,
-    as_json: JsonOption = False,
+    as_json: JsonReport = False,
 ) -> None:
     """Move hot chunks older than storage.routing.hot_data_days to the lake (export, verify,
     record, drop: one transaction per chunk; a rerun finishes an interrupted run)."""
@@ -69,7 +68,7 @@ def tier(
     from storage.lake import Lake
     from storage.tiering import datasets_of, ensure_native_compression, tier_chunks
 
-    settings = ctx.obj["settings"]
+    settings = settings_of(ctx)
     names = [d.name for d in datasets_of(dataset)]  # refuses unknown names before any work
     before, after = _tier_range(older_than, newer_than, datetime.now(UTC))
     with database_connection(settings, autocommit=True) as conn:
@@ -81,7 +80,7 @@ def tier(
                             f"file(s), {summary['bytes_written']:,} B in {summary['seconds']} s")  # fmt: skip
 
 
-@lake_app.command("ls")
+@app.command("ls")
 def ls(
     ctx: typer.Context,
     dataset: DatasetOption = None,
@@ -91,16 +90,16 @@ def ls(
     show_orphans: Annotated[
         bool, typer.Option("--orphans", help="list objects under cold/ that the manifest does not list")
     ] = False,
-    as_json: JsonOption = False,
+    as_json: JsonReport = False,
 ) -> None:
     """List the lake's files (from the manifest ops.lake_files): key, rows, bytes, time range."""
-    from db.connect import database_connection
     from core.model import canonical_timeframe
+    from db.connect import database_connection
     from storage.lake import Lake
     from storage.lifecycle import orphans
     from storage.tiering import datasets_of, manifest_files
 
-    settings = ctx.obj["settings"]
+    settings = settings_of(ctx)
     names = [d.name for d in datasets_of(dataset)]
     tf = None if timeframe is None else _timeframe(timeframe, canonical_timeframe)
     with database_connection(settings, autocommit=True) as conn:
@@ -126,13 +125,13 @@ def _timeframe(value: str, canonical: Any) -> str:
         ) from exc
 
 
-@lake_app.command("du")
-def du(ctx: typer.Context, as_json: JsonOption = False) -> None:
+@app.command("du")
+def du(ctx: typer.Context, as_json: JsonReport = False) -> None:
     """Bytes per dataset: hot (hypertable incl. indexes) and cold (Parquet objects in the manifest)."""
     from db.connect import database_connection
     from storage.lifecycle import usage
 
-    with database_connection(ctx.obj["settings"], autocommit=True) as conn:
+    with database_connection(settings_of(ctx), autocommit=True) as conn:
         rows = usage(conn)
     lines = []
     for u in rows:
@@ -144,7 +143,7 @@ def du(ctx: typer.Context, as_json: JsonOption = False) -> None:
     _echo([asdict(u) for u in rows], as_json, "\n".join(lines))
 
 
-@lake_app.command("compact")
+@app.command("compact")
 def compact(
     ctx: typer.Context,
     dataset: DatasetOption = None,
@@ -154,7 +153,7 @@ def compact(
             min=2, help="merge partitions with at least this many files (default storage.data_lake.compact_min_files)"
         ),
     ] = None,
-    as_json: JsonOption = False,
+    as_json: JsonReport = False,
 ) -> None:
     """Merge each partition's small files into one (verified before the old ones go), then delete
     orphaned objects left by interrupted runs."""
@@ -163,7 +162,7 @@ def compact(
     from storage.lifecycle import compact as compact_lake
     from storage.tiering import datasets_of
 
-    settings = ctx.obj["settings"]
+    settings = settings_of(ctx)
     names = [d.name for d in datasets_of(dataset)]
     with database_connection(settings, autocommit=True) as conn:
         report = compact_lake(conn, Lake.from_settings(settings.lake), settings, dataset=names, min_files=min_files)
@@ -174,20 +173,20 @@ def compact(
           + f"\n{len(report.orphans_deleted)} orphaned object(s) deleted")  # fmt: skip
 
 
-@lake_app.command("prune-raw")
+@app.command("prune-raw")
 def prune_raw(
     ctx: typer.Context,
     retention_days: Annotated[
         int | None, typer.Option(min=1, help="keep this many days (default storage.data_lake.raw_retention_days)")
     ] = None,
-    as_json: JsonOption = False,
+    as_json: JsonReport = False,
 ) -> None:
     """Delete raw-zone vendor pages whose data is older than the retention (unprocessed pages stay)."""
     from db.connect import database_connection
     from storage.lake import Lake
     from storage.lifecycle import prune_raw as prune
 
-    settings = ctx.obj["settings"]
+    settings = settings_of(ctx)
     days = retention_days or settings.storage.data_lake.raw_retention_days
     with database_connection(settings, autocommit=True) as conn:
         report = prune(conn, Lake.from_settings(settings.lake), days)

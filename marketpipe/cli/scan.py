@@ -1,22 +1,22 @@
-"""`marketpipe scan ...` (SQL scanners over the hot store) and `marketpipe bench storage`.
+"""`marketpipe scan ...`: SQL scanners over the hot store.
 
-Registered on the main app in ``marketpipe.cli``; commands read their settings from ``ctx.obj["settings"]``.
 Each scan command builds its call with :mod:`storage.scanners` (which refuses bad arguments
 with a ScanArgumentError before connecting) and prints the rows as a table.
 """
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from marketpipe.cli.context import settings_of
+
 if TYPE_CHECKING:
     from storage.scanners import ScanQuery
 
-scan_app = typer.Typer(help="SQL scanners over the hot store (the same views scanner processes query from psql).",
-                       no_args_is_help=True)  # fmt: skip
+app = typer.Typer(help="SQL scanners over the hot store (the same views scanner processes query from psql).",
+                  no_args_is_help=True)  # fmt: skip
 
 Timeframe = Annotated[str, typer.Option(help="1min, 5min, 15min, 1hour or 1day")]
 Limit = Annotated[int, typer.Option(help="at most this many rows")]
@@ -28,7 +28,7 @@ def _print_scan(ctx: typer.Context, query: ScanQuery, as_json: bool) -> None:
     from db.connect import database_connection
     from storage.scanners import run_scan
 
-    with database_connection(ctx.obj["settings"], autocommit=True) as conn:
+    with database_connection(settings_of(ctx), autocommit=True) as conn:
         frame = run_scan(conn, query)
     if as_json:
         typer.echo(frame.to_json(orient="records", date_format="iso", date_unit="s"))
@@ -38,7 +38,7 @@ def _print_scan(ctx: typer.Context, query: ScanQuery, as_json: bool) -> None:
         typer.echo(frame.to_string(index=False, float_format=lambda v: f"{v:,.4f}"))
 
 
-@scan_app.command("latest")
+@app.command("latest")
 def scan_latest(ctx: typer.Context, timeframe: Timeframe = "1min", as_json: AsJson = False) -> None:
     """The latest bar of every symbol (view scan.latest_bars)."""
     from storage import scanners
@@ -46,7 +46,7 @@ def scan_latest(ctx: typer.Context, timeframe: Timeframe = "1min", as_json: AsJs
     _print_scan(ctx, scanners.latest_bars(timeframe), as_json)
 
 
-@scan_app.command("movers")
+@app.command("movers")
 def scan_movers(
     ctx: typer.Context,
     minutes: Annotated[int | None, typer.Option(help="change over the last N minutes (intraday bars)")] = None,
@@ -63,7 +63,7 @@ def scan_movers(
     _print_scan(ctx, query, as_json)
 
 
-@scan_app.command("volume-spikes")
+@app.command("volume-spikes")
 def scan_volume_spikes(
     ctx: typer.Context,
     lookback: Annotated[int, typer.Option(help="bars of history before the latest (>= 2)")] = 20,
@@ -78,7 +78,7 @@ def scan_volume_spikes(
     _print_scan(ctx, scanners.volume_spikes(lookback, min_z, timeframe=timeframe, limit=limit), as_json)
 
 
-@scan_app.command("gaps")
+@app.command("gaps")
 def scan_gaps(
     ctx: typer.Context,
     min_pct: Annotated[float, typer.Option(help="minimum absolute gap in percent")] = 2.0,
@@ -93,7 +93,7 @@ def scan_gaps(
     _print_scan(ctx, scanners.opening_gaps(min_pct, direction, timeframe=timeframe, limit=limit), as_json)
 
 
-@scan_app.command("highs-lows")
+@app.command("highs-lows")
 def scan_highs_lows(
     ctx: typer.Context,
     days: Annotated[int, typer.Option(help="bars (sessions, for 1day) the latest bar must top")] = 52,
@@ -106,7 +106,7 @@ def scan_highs_lows(
     _print_scan(ctx, scanners.new_highs_lows(days, timeframe=timeframe), as_json)
 
 
-@scan_app.command("rsi")
+@app.command("rsi")
 def scan_rsi(
     ctx: typer.Context,
     above: Annotated[float, typer.Option(help="overbought at or above")] = 70.0,
@@ -119,22 +119,3 @@ def scan_rsi(
     from storage import scanners
 
     _print_scan(ctx, scanners.rsi_extremes(above, below, timeframe=timeframe, feature_set=feature_set), as_json)
-
-
-def bench_storage(
-    ctx: typer.Context,
-    symbols: Annotated[int, typer.Option(min=1, help="symbols of synthetic 1-minute bars")] = 5000,
-    sessions: Annotated[int, typer.Option(min=2, help="sessions per symbol")] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
-    skip_tiering: Annotated[bool, typer.Option("--skip-tiering", help="no tiering and no cold read")] = False,
-    keep: Annotated[bool, typer.Option("--keep", help="leave the bench database (and lake objects) behind")] = False,
-    reuse: Annotated[
-        bool, typer.Option("--reuse", help="scanners only, on the bars a --keep run left (same --symbols/--sessions)")
-    ] = False,
-) -> None:
-    """Scanner latencies, tiering throughput, lake/hot bytes and cold vs hot reads on synthetic bars."""
-    from bench import storage as bench
-
-    report = bench.run(ctx.obj["settings"], symbols=symbols, sessions=sessions, keep=keep,
-                       skip_tiering=skip_tiering, reuse=reuse)  # fmt: skip
-    typer.echo(json.dumps(report, indent=2, default=str) if as_json else bench.render_table(report))

@@ -1,0 +1,69 @@
+"""`marketpipe bench ...`: each benchmark against its reference, measured in the same run.
+
+The measuring lives in :mod:`bench`; these commands pick the size, run it and print its table (or
+one JSON object with ``--json``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from marketpipe.cli.context import JsonReport, overrides_of, settings_of
+
+app = typer.Typer(help="Benchmarks against their references, measured in the same run.", no_args_is_help=True)
+
+
+@app.command("ingest")
+def bench_ingest(
+    ctx: typer.Context,
+    symbols: Annotated[int, typer.Option(min=1, help="symbols of 1-minute bars")] = 100,
+    sessions: Annotated[int, typer.Option(min=1, help="sessions per symbol")] = 20,
+    naive_symbols: Annotated[int, typer.Option(min=1, help="symbols for the naive SDK + to_sql baseline")] = 10,
+    as_json: JsonReport = False,
+) -> None:
+    """End-to-end ingest vs a naive baseline, the hot writer vs psql \\copy, Prefect's overhead."""
+    from bench import ingest as bench
+
+    report = bench.run(settings_of(ctx), symbols=symbols, sessions=sessions, overrides=overrides_of(ctx),
+                       naive_symbols=naive_symbols)  # fmt: skip
+    typer.echo(json.dumps(report, indent=2, default=str) if as_json else bench.render_table(report))
+
+
+@app.command("storage")
+def bench_storage(
+    ctx: typer.Context,
+    symbols: Annotated[int, typer.Option(min=1, help="symbols of synthetic 1-minute bars")] = 5000,
+    sessions: Annotated[int, typer.Option(min=2, help="sessions per symbol")] = 20,
+    as_json: JsonReport = False,
+    skip_tiering: Annotated[bool, typer.Option("--skip-tiering", help="no tiering and no cold read")] = False,
+    keep: Annotated[bool, typer.Option("--keep", help="leave the bench database (and lake objects) behind")] = False,
+    reuse: Annotated[
+        bool, typer.Option("--reuse", help="scanners only, on the bars a --keep run left (same --symbols/--sessions)")
+    ] = False,
+) -> None:
+    """Scanner latencies, tiering throughput, lake/hot bytes and cold vs hot reads on synthetic bars."""
+    from bench import storage as bench
+
+    report = bench.run(settings_of(ctx), symbols=symbols, sessions=sessions, keep=keep,
+                       skip_tiering=skip_tiering, reuse=reuse)  # fmt: skip
+    typer.echo(json.dumps(report, indent=2, default=str) if as_json else bench.render_table(report))
+
+
+@app.command("features")
+def bench_features(
+    ctx: typer.Context,
+    symbols: Annotated[int, typer.Option(min=1, help="symbols of synthetic daily bars")] = 1000,
+    bars: Annotated[int, typer.Option(min=2, help="bars per symbol")] = 2000,
+    repeat: Annotated[int, typer.Option(min=1, help="timed runs of each side (the best counts)")] = 5,
+    as_json: JsonReport = False,
+) -> None:
+    """The full standard feature set through the engine vs TA-Lib per symbol (SMA, EMA, RSI, MACD,
+    BBANDS, ATR, OBV): throughputs, their ratio, JIT compile time and peak extra memory."""
+    from bench import features as bench
+    from features import feature_params
+
+    report = bench.run(symbols, bars, repeat=repeat, params=feature_params(settings_of(ctx).features))
+    typer.echo(json.dumps(report, indent=2) if as_json else bench.render_table(report))

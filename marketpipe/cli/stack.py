@@ -1,0 +1,64 @@
+"""`marketpipe up | down | status`: the embedded stack's lifecycle (see :mod:`stack.supervisor`)."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from marketpipe.cli.context import JsonOutput, settings_of
+
+app = typer.Typer()
+
+
+@app.command()
+def up(ctx: typer.Context) -> None:
+    """Start the embedded stack (PostgreSQL+TimescaleDB, S3 lake, Prefect server, market sandbox)."""
+    from stack.supervisor import Stack
+
+    settings = settings_of(ctx)
+    stack = Stack(settings)
+    report = stack.up()
+    status = stack.status()
+    for name in report.started:
+        typer.echo(f"started  {name:<9} {status.components[name].address}")
+    for name in report.already_running:
+        typer.echo(f"running  {name:<9} {status.components[name].address} (already)")
+    if report.migrations_applied:
+        typer.echo(f"migrations applied: {', '.join(report.migrations_applied)}")
+    if report.routines_applied:
+        typer.echo(f"routines applied: {', '.join(report.routines_applied)}")
+    ts = status.timescaledb
+    if ts:
+        typer.echo(f"TimescaleDB {ts.version} ({ts.edition} edition)")
+    typer.echo(f"Prefect UI: {settings.prefect.ui_url}")
+    typer.echo(f"stack healthy in {report.seconds:.1f} s; state in {settings.state_dir}")
+
+
+@app.command()
+def down(ctx: typer.Context) -> None:
+    """Stop every component the stack started; the data stays in the state directory."""
+    from stack.supervisor import Stack
+
+    stopped = Stack(settings_of(ctx)).down()
+    typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@app.command()
+def status(ctx: typer.Context, as_json: JsonOutput = False) -> None:
+    """Health of each component; exits 1 when any component is unhealthy."""
+    from stack.supervisor import Stack
+
+    result = Stack(settings_of(ctx)).status()
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        for c in result.components.values():
+            mark = "healthy  " if c.healthy else "UNHEALTHY"
+            pid = f"pid {c.pid}" if c.pid else "-"
+            typer.echo(f"{c.name:<9} {mark} {c.address:<28} {pid:<10} {c.detail}")
+        ts = result.timescaledb
+        if ts:
+            typer.echo(f"TimescaleDB {ts.version}, edition: {ts.edition}")
+    if not result.healthy:
+        raise typer.Exit(1)
