@@ -99,6 +99,14 @@ def conn(stack) -> Iterator[psycopg.Connection]:
 
 
 @pytest.fixture
+def lake(stack):
+    """The session's lake (each tiering test writes its bars in a year of its own: tests/support/tiering.py)."""
+    from storage.lake import Lake
+
+    return Lake.from_settings(stack.lake)
+
+
+@pytest.fixture
 def symbols(stack) -> Iterator[Callable[[], str]]:
     """A factory of symbols no other test uses; their rows are deleted at teardown (cold rows
     written to the session's lake stay there)."""
