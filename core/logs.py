@@ -11,8 +11,13 @@ import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from loguru import logger
+
+if TYPE_CHECKING:
+    from loguru import Record
 
 REDACTED = "**********"
 PREFECT_LOGGING_CONFIG = Path(__file__).with_name("prefect_logging.yml")
@@ -31,7 +36,8 @@ class InterceptHandler(logging.Handler):
             level: str | int = logger.level(record.levelname).name
         except ValueError:
             level = record.levelno
-        frame, depth = logging.currentframe(), 2
+        frame: FrameType | None = logging.currentframe()
+        depth = 2
         while frame is not None and frame.f_code.co_filename == logging.__file__:
             frame, depth = frame.f_back, depth + 1
         logger.opt(depth=depth, exception=record.exc_info).bind(logger_name=record.name).log(
@@ -53,7 +59,7 @@ def configure_logging(level: str = "INFO", debug: bool = False, secrets: Iterabl
     os.environ["PREFECT_LOGGING_SETTINGS_PATH"] = str(PREFECT_LOGGING_CONFIG)
     secret_list = sorted({s for s in secrets if s}, key=len, reverse=True)
 
-    def patch(record: dict) -> None:
+    def patch(record: Record) -> None:
         record["extra"].setdefault("logger_name", record["name"])
         record["message"] = redact(record["message"], secret_list)
         if record["exception"] is not None and secret_list:
@@ -62,7 +68,7 @@ def configure_logging(level: str = "INFO", debug: bool = False, secrets: Iterabl
             if exc is not None and exc.args:
                 exc.args = tuple(redact(str(a), secret_list) if isinstance(a, str) else a for a in exc.args)
 
-    def keep(record: dict) -> bool:
+    def keep(record: Record) -> bool:
         name = record["extra"]["logger_name"] or ""
         ours = name.split(".")[0] in OUR_PACKAGES
         threshold = "DEBUG" if (debug and ours) else level

@@ -172,8 +172,8 @@ def _apply(conn: psycopg.Connection, what: str, sql: str, record: str, row: tupl
     logger.info("applying {}", what)
     try:
         with conn.transaction():
-            conn.execute(sql)  # type: ignore[arg-type]  # trusted project file
-            conn.execute(record, row)  # type: ignore[arg-type]  # constant
+            conn.execute(sql)  # a trusted project file
+            conn.execute(record, row)
     except psycopg.Error as exc:
         raise MigrationError(f"{what} failed and was rolled back: {exc}".strip()) from exc
 

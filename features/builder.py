@@ -297,7 +297,7 @@ def discover_feature_builders(
     plugins: Mapping[str, str] | None = None, *, use_entry_points: bool = True
 ) -> dict[str, FeatureBuilder]:
     """Plugins from the ``marketpipe.features`` entry points, then ``plugins`` (name -> import path)."""
-    found: dict[str, type] = {}
+    found: dict[str, object] = {}  # checked below: each must be a FeatureBuilder subclass
     if use_entry_points:
         for entry in entry_points(group=ENTRY_POINT_GROUP):
             try:

@@ -197,7 +197,8 @@ def figures_of_dict(summary: Mapping[str, Any]) -> RunFigures:
         stages=summary.get("stages") or (), error=summary.get("error"),
     )  # fmt: skip
     totals = ("records_ingested", "records_stored", "rejected", "dead_lettered")
-    return replace(figures, **{key: int(summary[key]) for key in totals if summary.get(key) is not None})
+    given: dict[str, Any] = {key: int(summary[key]) for key in totals if summary.get(key) is not None}
+    return replace(figures, **given)
 
 
 def _weighted_quality(rows: Sequence[ProcessedRow]) -> float | None:
@@ -326,7 +327,9 @@ def storage_utilization(
     whole bucket (one LIST pass; fine for the embedded lake, slow for a huge production bucket);
     without either it is None.
     """
-    database_bytes = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+    size_row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    assert size_row is not None  # one row, always
+    database_bytes = size_row[0]
     hypertables = conn.execute(
         """
         SELECT format('%I.%I', hypertable_schema, hypertable_name),
@@ -373,6 +376,7 @@ def aggregate_metrics(
         """,
         {"since": since},
     ).fetchone()
+    assert row is not None  # an aggregate returns one row
     runs, ingested, stored, rejected, dead, quality, seconds, latency, error_rate = row
     seconds = float(seconds)
     return PipelineMetrics(

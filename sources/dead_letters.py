@@ -184,7 +184,8 @@ async def list_dead_letters(
     limit: int | None = 100,
 ) -> list[DeadLetter]:
     """Open (or all) dead letters, most recently failed first."""
-    conditions, params = [], []
+    conditions: list[str] = []
+    params: list[object] = []
     if not include_resolved:
         conditions.append("resolved_at IS NULL")
     if source is not None:

@@ -23,6 +23,8 @@ reference the SQL is tested against, and the way to adjust bars read from the la
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 import psycopg
@@ -65,7 +67,7 @@ def read_corporate_actions(conn: psycopg.Connection, symbols: list[str]) -> pd.D
         f"SELECT {', '.join(names)} FROM market.corporate_actions WHERE symbol = ANY(%s) ORDER BY symbol, ex_date",
         (symbols,),
     ).fetchall()
-    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
+    columns: list[Sequence[object]] = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
     data = dict(zip(names, columns, strict=True))
     for name in ("ex_date", "record_date", "pay_date"):
         data[name] = pd.to_datetime(pd.Series(data[name], dtype=object), utc=True)

@@ -276,7 +276,7 @@ def _encode_group(
     block = np.repeat(template, count)
     for name, values in data:
         block[name] = values
-    return memoryview(block).cast("B")
+    return block.data.cast("B")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,7 +483,7 @@ def read_bars(
         ).fetchall()
     except psycopg.Error as exc:
         raise StorageError(f"cannot read {timeframe} bars of {list(symbols)[:5]}: {exc}") from exc
-    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in BARS]
+    columns: list[Sequence[object]] = list(zip(*rows, strict=True)) if rows else [[] for _ in BARS]
     return frame(BARS, dict(zip(BARS, columns, strict=True)), what="hot-store bars")
 
 

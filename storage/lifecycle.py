@@ -264,8 +264,10 @@ def usage(conn: psycopg.Connection) -> list[Usage]:
     """Bytes per dataset: hot (hypertable size, indexes included) and cold (manifest)."""
     out = []
     for ds in DATASETS.values():
-        size = conn.execute("SELECT coalesce(hypertable_size(%s::regclass), 0)", (ds.table.name,)).fetchone()[0]
-        chunks = conn.execute("SELECT count(*) FROM show_chunks(%s::regclass)", (ds.table.name,)).fetchone()[0]
+        size_row = conn.execute("SELECT coalesce(hypertable_size(%s::regclass), 0)", (ds.table.name,)).fetchone()
+        chunks_row = conn.execute("SELECT count(*) FROM show_chunks(%s::regclass)", (ds.table.name,)).fetchone()
+        assert size_row is not None and chunks_row is not None  # aggregates return one row
+        size, chunks = size_row[0], chunks_row[0]
         out.append(Usage(ds.name, None, "hot", int(chunks), None, int(size)))
     rows = conn.execute(
         "SELECT dataset, timeframe, count(*), sum(row_count), sum(size_bytes) FROM ops.lake_files"

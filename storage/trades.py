@@ -71,10 +71,10 @@ def read_trades(conn: psycopg.Connection, symbols: Sequence[str], start: object,
     names, lo, hi = check_trade_request(symbols, start, end)
     try:
         rows = conn.execute(
-            f"{_SELECT} WHERE symbol = ANY(%s) AND ts >= %s AND ts < %s{_ORDER}",  # type: ignore[arg-type]
+            f"{_SELECT} WHERE symbol = ANY(%s) AND ts >= %s AND ts < %s{_ORDER}",
             (names, lo, hi),
         ).fetchall()
     except psycopg.Error as exc:
         raise StorageError(f"cannot read trades of {names[:5]}: {exc}") from exc
-    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in TRADES]
+    columns: list[Sequence[object]] = list(zip(*rows, strict=True)) if rows else [[] for _ in TRADES]
     return frame(TRADES, dict(zip(TRADES, columns, strict=True)), what="hot-store trades")
