@@ -154,8 +154,8 @@ class VendorHttp:
         except SourceError as exc:
             # A vendor may echo the key back in an error body; never let it reach a message.
             exc.args = tuple(scrub(a, self._secrets) if isinstance(a, str) else a for a in exc.args)
-            if getattr(exc, "payload_text", None):
-                exc.payload_text = scrub(exc.payload_text, self._secrets)  # type: ignore[attr-defined]
+            if exc.payload_text:
+                exc.payload_text = scrub(exc.payload_text, self._secrets)
             raise
 
     async def _get_once(self, request: Request) -> Response:

@@ -383,7 +383,7 @@ def read_chunk(conn: psycopg.Connection, ds: TierDataset, chunk: Chunk) -> pa.Ta
     digits since PostgreSQL 12; timestamps as integer microseconds, no time-zone formatting) parsed
     by Arrow's multithreaded CSV reader. Measured here against the server joining rows into large
     text blocks (fewer Python calls): the plain COPY was about twice as fast."""
-    select = []
+    select: list[sql.Composable] = []
     for column in ds.columns:
         ident = sql.Identifier(column.name)
         if column.pg_type == "timestamptz":
@@ -619,7 +619,8 @@ def manifest_files(
     """Manifest rows, narrowed to files that can hold rows of ``symbols`` in ``[start, end)``;
     oldest first (a key in two files: the later one wins)."""
     names = [d.name for d in datasets_of(dataset)]
-    where, args = ["dataset = ANY(%s)"], [names]
+    where: list[str] = ["dataset = ANY(%s)"]
+    args: list[object] = [names]
     if timeframe is not None:
         where.append("timeframe = %s")
         args.append(timeframe)

@@ -301,10 +301,11 @@ def parser_for(request: Request) -> Parser:
     if dataset == "bars":
         timeframe = request.context.get("timeframe", "1day")
         return lambda payload: parse_aggregates(payload, timeframe=timeframe, symbol=symbol)
-    if dataset == "trades":
-        return lambda payload: parse_trades(payload, symbol=symbol)
-    if dataset == "quotes":
-        return lambda payload: parse_quotes(payload, symbol=symbol)
+    if dataset in ("trades", "quotes"):
+        if not isinstance(symbol, str):  # their pages do not repeat the ticker
+            raise PermanentSourceError(f"polygon {dataset}: the request names no symbol: {request.describe()}")
+        parse = parse_trades if dataset == "trades" else parse_quotes
+        return lambda payload: parse(payload, symbol=symbol)
     if dataset == "option_snapshots":
         return lambda payload: parse_option_chain(payload, underlying=symbol)
     if dataset == "financials":

@@ -34,8 +34,8 @@ def _result(payload: Any) -> dict[str, Any]:
 
 
 def _symbol(result: dict[str, Any], symbol: str | None) -> str:
-    meta = result.get("meta") if isinstance(result.get("meta"), dict) else {}
-    ticker = symbol or meta.get("symbol")
+    meta = result.get("meta")
+    ticker = symbol or (meta.get("symbol") if isinstance(meta, dict) else None)
     if not ticker:
         raise PermanentSourceError("yahoo chart: no symbol in 'meta' and none given")
     return model.normalize_symbol(ticker)
