@@ -228,8 +228,8 @@ class DataPipelineOrchestrator:
     # -- metrics and health ---------------------------------------------------------------------
     def stack_issues(self) -> list[str]:
         """What is down in the stack, as sentences (empty when everything the pipeline needs is up)."""
-        from stack.supervisor import Stack
         from pipeline.health import component_issues
+        from stack.supervisor import Stack
 
         return component_issues(Stack(self.settings).status(), self.settings)
 

@@ -10,10 +10,10 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from core.settings import PipelineSettings
-from pipeline.request import IngestRequest
 from core.calendar import SessionSchedule, expected_bar_ns, nyse_sessions
 from core.model import EXCHANGE_TZ
+from core.settings import PipelineSettings
+from pipeline.request import IngestRequest
 
 BAR_WIDTH = {
     "1min": timedelta(minutes=1),

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core.errors import DataQualityError, PermanentSourceError
 from core import model
+from core.errors import DataQualityError, PermanentSourceError
 
 KEY = ["symbol", "timeframe", "ts"]
 VALUES = ["open", "high", "low", "close", "volume", "vwap", "trade_count"]

@@ -23,10 +23,10 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from core.errors import DataQualityError
 from core import calendar as cal
-from quality.standardize import KEY
 from core import model
+from core.errors import DataQualityError
+from quality.standardize import KEY
 
 ValidationMode = Literal["strict", "lenient"]
 FLAGS = "quality_flags"

@@ -21,18 +21,18 @@ from typing import Any
 import pandas as pd
 import psycopg
 
+from core import model
 from core.errors import MarketpipeError
-from tasks.collection import ParsedPage, parse_stored_page
 from quality.score import QualityReport, quality_report
 from quality.standardize import standardize_bars
 from quality.validate import ValidationResult, validate_bars
-from core import model
 from sources.dead_letters import record_dead_letter_sync
 from sources.http import Request
 from storage.corporate_actions import read_corporate_actions, write_corporate_actions
 from storage.hot import UpsertResult, write_bars
 from storage.lake import Lake
 from storage.raw import decode_envelope
+from tasks.collection import ParsedPage, parse_stored_page
 
 BAR_DATASETS = ("bars", "chart", "records")
 ACTION_DATASETS = ("splits", "dividends", "corporate_actions")
