@@ -20,9 +20,12 @@ from db.migrate import MIGRATIONS_DIR, ROUTINES_DIR, Applied, migrate
 from stack.postgres import EmbeddedPostgres
 from stack.supervisor import Stack
 from storage.lake import Lake
+from tests.support.cli import run_cli
 
 
 # -- status ---------------------------------------------------------------------------------
+# Through the console script itself (the other CLI tests run the app in process): the entry point
+# end to end against the running stack.
 def test_status_json_reports_every_component_healthy(stack: Settings, marketpipe_cli) -> None:
     result = marketpipe_cli("status", "--json")
     assert result.returncode == 0, result.stderr
@@ -235,9 +238,9 @@ def test_flow_run_is_recorded_by_the_server(stack: Settings) -> None:
 
 
 # -- CLI lifecycle --------------------------------------------------------------------------
-def test_up_twice_reinstalls_and_restarts_nothing(stack: Settings, marketpipe_cli) -> None:
+def test_up_twice_reinstalls_and_restarts_nothing(stack: Settings) -> None:
     before = Stack(stack).status()
-    result = marketpipe_cli("up")
+    result = run_cli("up")
     assert result.returncode == 0, result.stderr
     assert "already" in result.stdout
     assert "started " not in result.stdout
@@ -245,29 +248,29 @@ def test_up_twice_reinstalls_and_restarts_nothing(stack: Settings, marketpipe_cl
     assert {n: c.pid for n, c in after.components.items()} == {n: c.pid for n, c in before.components.items()}
 
 
-def test_down_with_nothing_running(tmp_path: Path, marketpipe_cli) -> None:
+def test_down_with_nothing_running(tmp_path: Path) -> None:
     empty = tmp_path / "empty-state"
-    result = marketpipe_cli("--state-dir", str(empty), "down")
+    result = run_cli("--state-dir", str(empty), "down")
     assert result.returncode == 0, result.stderr
     assert "nothing was running" in result.stdout
 
 
-def test_status_of_a_stopped_stack_exits_non_zero(tmp_path: Path, marketpipe_cli) -> None:
-    result = marketpipe_cli("--state-dir", str(tmp_path / "nothing"), "--db-port", "1", "status", "--json")
+def test_status_of_a_stopped_stack_exits_non_zero(tmp_path: Path) -> None:
+    result = run_cli("--state-dir", str(tmp_path / "nothing"), "--db-port", "1", "status", "--json")
     assert result.returncode == 1
     status = json.loads(result.stdout)
     assert status["components"]["postgres"]["healthy"] is False
     assert status["components"]["postgres"]["detail"] == "not running"
 
 
-def test_port_taken_gives_a_clear_error(tmp_path: Path, marketpipe_cli) -> None:
+def test_port_taken_gives_a_clear_error(tmp_path: Path) -> None:
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
         state = tmp_path / "other"
         state.mkdir(mode=0o755)
-        result = marketpipe_cli("--state-dir", str(state), "--db-port", str(port), "up")
+        result = run_cli("--state-dir", str(state), "--db-port", str(port), "up")
     assert result.returncode != 0
     assert f"port {port}" in result.stderr
     assert "database.port" in result.stderr
@@ -275,8 +278,8 @@ def test_port_taken_gives_a_clear_error(tmp_path: Path, marketpipe_cli) -> None:
     assert not (state / "postgres").exists()  # nothing was created before the check
 
 
-def test_invalid_setting_on_the_command_line_is_one_clear_line(marketpipe_cli) -> None:
-    result = marketpipe_cli("--set", "quality.validation_mode=sloppy", "status")
+def test_invalid_setting_on_the_command_line_is_one_clear_line() -> None:
+    result = run_cli("--set", "quality.validation_mode=sloppy", "status")
     assert result.returncode == 2
     assert "quality.validation_mode = 'sloppy'" in result.stderr
     assert "'strict' or 'lenient'" in result.stderr

@@ -22,6 +22,7 @@ from pipeline.alerts import DATA_STALE, DEAD_LETTERS_GROWING, QUALITY_LOW
 from pipeline.metrics import RunMetrics, record_run
 from sources.dead_letters import record_dead_letter_sync
 from storage.watermarks import Watermark, advance_watermarks
+from tests.support.cli import run_cli
 
 WAIT_SECONDS = 120.0
 
@@ -109,7 +110,7 @@ def test_deploy_creates_the_alert_automations_once(stack: Settings) -> None:
 
 
 def test_health_flow_events_are_stored_and_fire_the_automations(
-    stack: Settings, unhealthy: dict[str, str], marketpipe_cli
+    stack: Settings, unhealthy: dict[str, str]
 ) -> None:
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter, EventResourceFilter
@@ -117,7 +118,7 @@ def test_health_flow_events_are_stored_and_fire_the_automations(
     from flows.health import health_flow
 
     with Webhook() as webhook:
-        deployed = marketpipe_cli("deploy", "--alert-webhook", webhook.url, timeout=400)
+        deployed = run_cli("deploy", "--alert-webhook", webhook.url)
         assert deployed.returncode == 0, deployed.stderr[-3000:]
         assert "automation  marketpipe: stale data" in deployed.stdout
 

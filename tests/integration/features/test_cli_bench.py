@@ -1,4 +1,7 @@
-"""`marketpipe bench features --json` through the real console script, at a tiny scale."""
+"""`marketpipe bench features --json` through the real console script, at a tiny scale.
+
+A process of its own, not tests.support.cli: ``compile_s`` times the JIT, which kernels already
+compiled in the test process would skip."""
 
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ from sources.http import Request
 from storage.lake import Lake
 from storage.raw import iter_raw_pages
 from tasks.collection import collect_symbol, parse_stored_page
+from tests.support.cli import run_cli
 
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
 
@@ -100,7 +101,7 @@ def test_a_killed_symbol_is_dead_lettered_and_others_are_unaffected(stack: Setti
     assert "sandbox" not in letter[2]  # the API key never lands in a dead letter
 
 
-def test_dlq_list_and_replay_through_the_cli_are_idempotent(stack: Settings, marketpipe_cli) -> None:
+def test_dlq_list_and_replay_through_the_cli_are_idempotent(stack: Settings) -> None:
     control = f"{stack.sandbox.base_url}/_sandbox/faults"
     httpx.post(control, json={"seed": 2, "killed_symbols": ["RPLYX"]}).raise_for_status()
     try:
@@ -109,7 +110,7 @@ def test_dlq_list_and_replay_through_the_cli_are_idempotent(stack: Settings, mar
         httpx.delete(control)
     assert dead.dead_letter_ids and manifest(stack, "RPLYX") == []
 
-    listed = marketpipe_cli("dlq", "list", "--source", "polygon", "--json")
+    listed = run_cli("dlq", "list", "--source", "polygon", "--json")
     assert listed.returncode == 0, listed.stderr
     assert dead.dead_letter_ids[0] in [d["id"] for d in json.loads(listed.stdout)]
 
@@ -119,14 +120,14 @@ def test_dlq_list_and_replay_through_the_cli_are_idempotent(stack: Settings, mar
         return row[0] is not None
 
     # other tests' letters may be open too (and some of those still fail): judge ours by its row
-    first = marketpipe_cli("dlq", "replay", "--source", "polygon")
+    first = run_cli("dlq", "replay", "--source", "polygon")
     assert first.returncode == 0, first.stderr
     assert "replayed: " in first.stdout
     assert resolved(dead.dead_letter_ids[0])
     rows = manifest(stack, "RPLYX")
     assert sum(r[1] for r in rows) == 390, (rows, first.stdout)  # the session the kill switch had blocked
 
-    second = marketpipe_cli("dlq", "replay", "--source", "polygon")
+    second = run_cli("dlq", "replay", "--source", "polygon")
     assert second.returncode == 0, second.stderr
     assert resolved(dead.dead_letter_ids[0])  # a replayed letter is not fetched again
     assert manifest(stack, "RPLYX") == rows

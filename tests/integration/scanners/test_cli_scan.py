@@ -6,11 +6,12 @@ import json
 
 import pytest
 
+from tests.support.cli import run_cli
 from tests.support.scanners import Market
 
 
-def test_latest_prints_a_table_with_our_symbols(marketpipe_cli, market: Market) -> None:
-    result = marketpipe_cli("scan", "latest")
+def test_latest_prints_a_table_with_our_symbols(market: Market) -> None:
+    result = run_cli("scan", "latest")
 
     assert result.returncode == 0, result.stderr
     header = result.stdout.splitlines()[0].split()
@@ -32,11 +33,9 @@ def test_latest_prints_a_table_with_our_symbols(marketpipe_cli, market: Market) 
         (["rsi", "--above", "70", "--below", "30"], ["symbol", "ts", "feature_set", "rsi", "kind"]),
     ],
 )  # fmt: skip
-def test_each_scanner_prints_rows_for_our_symbols(
-    marketpipe_cli, market: Market, args: list[str], columns: list[str]
-) -> None:
-    result = marketpipe_cli("scan", *args, "--json", *(["--limit", "100000"] if "--limit" not in args and args[0]
-                                                      in ("movers", "volume-spikes", "gaps") else []))  # fmt: skip
+def test_each_scanner_prints_rows_for_our_symbols(market: Market, args: list[str], columns: list[str]) -> None:
+    result = run_cli("scan", *args, "--json", *(["--limit", "100000"] if "--limit" not in args and args[0]
+                                               in ("movers", "volume-spikes", "gaps") else []))  # fmt: skip
 
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
@@ -45,8 +44,8 @@ def test_each_scanner_prints_rows_for_our_symbols(
     assert list(mine[0]) == columns
 
 
-def test_an_empty_result_says_so(marketpipe_cli, market: Market) -> None:
-    result = marketpipe_cli("scan", "volume-spikes", "--min-z", "1e9")
+def test_an_empty_result_says_so(market: Market) -> None:
+    result = run_cli("scan", "volume-spikes", "--min-z", "1e9")
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "volume-spikes: no rows"
@@ -69,8 +68,8 @@ def test_an_empty_result_says_so(marketpipe_cli, market: Market) -> None:
         (["rsi", "--above", "120"], "above must be a number >= 0 and <= 100, got 120.0"),
     ],
 )  # fmt: skip
-def test_bad_arguments_are_refused_without_a_traceback(marketpipe_cli, args: list[str], message: str) -> None:
-    result = marketpipe_cli("scan", *args)
+def test_bad_arguments_are_refused_without_a_traceback(args: list[str], message: str) -> None:
+    result = run_cli("scan", *args)
 
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and message in result.stderr

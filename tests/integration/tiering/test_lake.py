@@ -29,6 +29,7 @@ from storage.lifecycle import compact, orphans, prune_raw
 from storage.raw import store_raw_page
 from storage.router import StorageRouter
 from storage.tiering import ensure_native_compression, manifest_files, tier_chunks, timescale_edition
+from tests.support.cli import run_cli
 from tests.support.tiering import make_bars, year_window
 
 
@@ -165,25 +166,25 @@ def test_native_compression_is_skipped_on_the_apache_edition_with_one_log_line(
     assert len(lines) == 1 and "apache edition has no native compression: skipped" in lines[0]
 
 
-def test_cli_lists_sizes_and_refuses_mistakes(stack: Settings, marketpipe_cli, conn, lake, symbols) -> None:
+def test_cli_lists_sizes_and_refuses_mistakes(stack: Settings, conn, lake, symbols) -> None:
     names = [symbols()]
     upsert_bars(conn, make_bars(names, "2002-06-03", 1, "1min", 10))
-    tiered = marketpipe_cli("lake", "tier", "--dataset", "bars_intraday", "--older-than", "2003-01-01",
-                            "--newer-than", "2002-01-01", "--json")  # fmt: skip
+    tiered = run_cli("lake", "tier", "--dataset", "bars_intraday", "--older-than", "2003-01-01",
+                     "--newer-than", "2002-01-01", "--json")  # fmt: skip
     assert tiered.returncode == 0, tiered.stderr[-2000:]
     assert json.loads(tiered.stdout)["rows"] == 10
 
-    listed = marketpipe_cli("lake", "ls", "--dataset", "bars_intraday", "--start", "2002-06-03", "--end", "2002-06-04",
-                            "--json")  # fmt: skip
+    listed = run_cli("lake", "ls", "--dataset", "bars_intraday", "--start", "2002-06-03", "--end", "2002-06-04",
+                     "--json")  # fmt: skip
     assert listed.returncode == 0, listed.stderr[-2000:]
     assert [f["key"].split("/")[3] for f in json.loads(listed.stdout)] == ["date=2002-06-03"]
-    sizes = marketpipe_cli("lake", "du", "--json")
+    sizes = run_cli("lake", "du", "--json")
     assert sizes.returncode == 0, sizes.stderr[-2000:]
     assert any(u["tier"] == "cold" and u["dataset"] == "bars_intraday" for u in json.loads(sizes.stdout))
 
-    wrong = marketpipe_cli("lake", "compact", "--dataset", "quotes")
+    wrong = run_cli("lake", "compact", "--dataset", "quotes")
     assert wrong.returncode == 2 and "unknown lake dataset 'quotes'" in wrong.stderr and "bars_daily" in wrong.stderr
-    future = marketpipe_cli("lake", "tier", "--older-than", "2999-01-01")
+    future = run_cli("lake", "tier", "--older-than", "2999-01-01")
     assert future.returncode == 2 and "'2999-01-01' is in the future" in future.stderr
 
 
