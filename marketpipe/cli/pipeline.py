@@ -166,12 +166,8 @@ def backfill(
                        f"{result['remaining_symbol_sessions']} still missing")  # fmt: skip
 
 
-
-
 @app.command()
-def metrics(
-    ctx: typer.Context, limit: Annotated[int, typer.Option(min=1, help="how many recent runs")] = 20
-) -> None:
+def metrics(ctx: typer.Context, limit: Annotated[int, typer.Option(min=1, help="how many recent runs")] = 20) -> None:
     """Recent pipeline runs and the last 24 hours' totals (records, quality, throughput, storage)."""
     from datetime import UTC, datetime, timedelta
 
@@ -192,9 +188,7 @@ def metrics(
 
 
 @app.command()
-def health(
-    ctx: typer.Context, as_json: JsonOutput = False
-) -> None:
+def health(ctx: typer.Context, as_json: JsonOutput = False) -> None:
     """Components, circuit breakers, data freshness, dead-letter growth; exits 1 when unhealthy."""
     from pipeline.health import check_health
     from stack.supervisor import Stack
