@@ -59,8 +59,13 @@ def synthetic_layout(symbols: int, bars: int, seed: int = 7) -> BarLayout:
         symbols=tuple(f"S{k:04d}" for k in range(symbols)),
         offsets=np.arange(0, n + 1, bars, dtype=np.int64),
         ts_ns=(day + 10_000) * 86_400 * 1_000_000_000,
-        open=open_, high=high, low=low, close=close, volume=volume, session=day + 10_000,
-    )  # fmt: skip
+        open=open_,
+        high=high,
+        low=low,
+        close=close,
+        volume=volume,
+        session=day + 10_000,
+    )
 
 
 def _talib_all(layout: BarLayout, params: FeatureParams, keep: bool) -> list:

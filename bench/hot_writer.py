@@ -128,10 +128,27 @@ def _psql_copy(settings: Settings, target: str, csv_path: Path) -> None:
     db = settings.database
     env = {**os.environ, "PGPASSWORD": db.password.get_secret_value() if db.password else ""}
     subprocess.run(
-        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", db.host, "-p", str(db.port), "-U", db.user,
-         "-d", db.name, "-c", f"\\copy {target} FROM '{csv_path}' (FORMAT csv)"],
-        env=env, check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            db.host,
+            "-p",
+            str(db.port),
+            "-U",
+            db.user,
+            "-d",
+            db.name,
+            "-c",
+            f"\\copy {target} FROM '{csv_path}' (FORMAT csv)",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

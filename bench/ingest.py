@@ -120,8 +120,9 @@ def summarize(parts: dict[str, Any], cpus: int | None) -> dict[str, Any]:
     e2e = per_second(parts["end_to_end_bars"], parts["end_to_end_seconds"])
     naive = per_second(parts["naive_bars"], parts["naive_seconds"])
     writer, psql = parts["writer_rows_per_s"], parts["psql_copy_rows_per_s"]
-    overhead = overhead_fraction(parts["end_to_end_seconds"], parts["end_to_end_bars"],
-                                 parts["plain_seconds"], parts["plain_bars"])  # fmt: skip
+    overhead = overhead_fraction(
+        parts["end_to_end_seconds"], parts["end_to_end_bars"], parts["plain_seconds"], parts["plain_bars"]
+    )
     met = {
         "writer_vs_psql": writer / psql >= TARGET_WRITER_VS_PSQL,
         "end_to_end_vs_naive": e2e / naive >= TARGET_END_TO_END_VS_NAIVE,
@@ -175,32 +176,45 @@ def render_table(report: dict[str, Any]) -> str:
 
     rows = [
         ("measure", "result", "reference / ratio", "target"),
-        ("end-to-end (ingest_flow)", f"{report['end_to_end_bars_per_s']:,} bars/s",
-         f"naive {report['naive_bars_per_s']:,} bars/s -> {report['end_to_end_vs_naive']}x",
-         f"{targets['end_to_end_vs_naive']['target']}x: {met('end_to_end_vs_naive')}"),
-        ("hot writer", f"{report['writer_rows_per_s']:,} rows/s",
-         f"psql \\copy {report['psql_copy_rows_per_s']:,} rows/s -> {report['writer_vs_psql']}x",
-         f"{targets['writer_vs_psql']['target']}x: {met('writer_vs_psql')}"),
-        ("Prefect overhead", f"{100 * report['prefect_overhead_fraction']:.1f} % of flow time",
-         f"plain functions {report['plain_bars_per_s']:,} bars/s",
-         f"< {100 * TARGET_PREFECT_OVERHEAD:.0f} %: {met('prefect_overhead_fraction')}"),
-    ]  # fmt: skip
+        (
+            "end-to-end (ingest_flow)",
+            f"{report['end_to_end_bars_per_s']:,} bars/s",
+            f"naive {report['naive_bars_per_s']:,} bars/s -> {report['end_to_end_vs_naive']}x",
+            f"{targets['end_to_end_vs_naive']['target']}x: {met('end_to_end_vs_naive')}",
+        ),
+        (
+            "hot writer",
+            f"{report['writer_rows_per_s']:,} rows/s",
+            f"psql \\copy {report['psql_copy_rows_per_s']:,} rows/s -> {report['writer_vs_psql']}x",
+            f"{targets['writer_vs_psql']['target']}x: {met('writer_vs_psql')}",
+        ),
+        (
+            "Prefect overhead",
+            f"{100 * report['prefect_overhead_fraction']:.1f} % of flow time",
+            f"plain functions {report['plain_bars_per_s']:,} bars/s",
+            f"< {100 * TARGET_PREFECT_OVERHEAD:.0f} %: {met('prefect_overhead_fraction')}",
+        ),
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("")
-    lines.append(f"{report['bars']:,} bars ({report['symbols']} symbols x {report['sessions']} sessions of 1-minute "
-                 f"bars) in {report['end_to_end_seconds']} s; plain path {report['plain_bars']:,} bars in "
-                 f"{report['plain_seconds']} s; naive {report['naive_bars']:,} bars ({report['naive_symbols']} "
-                 f"symbols) in {report['naive_seconds']} s; writer {report['writer_seconds']} s vs psql "
-                 f"{report['psql_copy_seconds']} s; {report['cpus']} CPUs")  # fmt: skip
+    lines.append(
+        f"{report['bars']:,} bars ({report['symbols']} symbols x {report['sessions']} sessions of 1-minute "
+        f"bars) in {report['end_to_end_seconds']} s; plain path {report['plain_bars']:,} bars in "
+        f"{report['plain_seconds']} s; naive {report['naive_bars']:,} bars ({report['naive_symbols']} "
+        f"symbols) in {report['naive_seconds']} s; writer {report['writer_seconds']} s vs psql "
+        f"{report['psql_copy_seconds']} s; {report['cpus']} CPUs"
+    )
     if report.get("upper_bound_ratio") is not None:
         cpu = ", ".join(f"{name} {value} s" for name, value in report["end_to_end_cpu_seconds"].items())
-        lines.append(f"end-to-end CPU: {cpu} (total {report['end_to_end_cpu_seconds_total']} s): at best "
-                     f"{report['cpu_bound_bars_per_s']:,} bars/s on {report['cpus']} cores -> at most "
-                     f"{report['upper_bound_ratio']}x naive; the sandbox and the database alone allow "
-                     f"{report['vendor_and_store_bound_ratio']}x; the hot writer alone "
-                     f"{report['writer_bound_ratio']}x")  # fmt: skip
+        lines.append(
+            f"end-to-end CPU: {cpu} (total {report['end_to_end_cpu_seconds_total']} s): at best "
+            f"{report['cpu_bound_bars_per_s']:,} bars/s on {report['cpus']} cores -> at most "
+            f"{report['upper_bound_ratio']}x naive; the sandbox and the database alone allow "
+            f"{report['vendor_and_store_bound_ratio']}x; the hot writer alone "
+            f"{report['writer_bound_ratio']}x"
+        )
     return "\n".join(lines)
 
 
@@ -319,8 +333,9 @@ def stack_pids(settings: Settings) -> dict[str, int]:
     return {name: c.pid for name, c in Stack(settings).status().components.items() if c.pid is not None}
 
 
-def wait_until_quiet(roots: dict[str, int], name: str = "prefect", *, busy_share: float = 0.1,
-                     max_seconds: float = 60.0) -> float:  # fmt: skip
+def wait_until_quiet(
+    roots: dict[str, int], name: str = "prefect", *, busy_share: float = 0.1, max_seconds: float = 60.0
+) -> float:
     """Wait while ``name``'s process tree works off what a run left it (the Prefect server records
     task-run events after the flow returned): until it uses under ``busy_share`` of a core over a
     second, at most ``max_seconds``. Returns the seconds waited."""
@@ -341,15 +356,25 @@ def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, fl
     return {name: max(0.0, after[name] - before.get(name, 0.0)) for name in after}
 
 
-def end_to_end(settings: Settings, symbols: list[str], first: date, last: date,
-               overrides: dict[str, Any] | None) -> tuple[float, dict[str, Any]]:  # fmt: skip
+def end_to_end(
+    settings: Settings, symbols: list[str], first: date, last: date, overrides: dict[str, Any] | None
+) -> tuple[float, dict[str, Any]]:
     """The whole pipeline as a Prefect flow; returns (seconds, the flow's summary)."""
     from flows.ingestion import ingest_flow
 
-    return _timed(lambda: asyncio.run(ingest_flow(
-        symbols=symbols, start_date=first.isoformat(), end_date=f"{last.isoformat()}T23:59:59",
-        timeframe=TIMEFRAME, source=SOURCE, incremental=False, overrides=overrides,
-    )))  # fmt: skip
+    return _timed(
+        lambda: asyncio.run(
+            ingest_flow(
+                symbols=symbols,
+                start_date=first.isoformat(),
+                end_date=f"{last.isoformat()}T23:59:59",
+                timeframe=TIMEFRAME,
+                source=SOURCE,
+                incremental=False,
+                overrides=overrides,
+            )
+        )
+    )
 
 
 async def _plain_pipeline(settings: Settings, symbols: list[str], first: date, last: date) -> dict[str, float]:
@@ -380,14 +405,16 @@ async def _plain_pipeline(settings: Settings, symbols: list[str], first: date, l
     resources = RunResources.from_settings(settings)
 
     def process(symbol: str, parsed: dict) -> list:
-        return [result for _, result in process_symbol_pending(resources, SOURCE, symbol, TIMEFRAME, "market_data",
-                                                                parsed)]  # fmt: skip
+        return [
+            result for _, result in process_symbol_pending(resources, SOURCE, symbol, TIMEFRAME, "market_data", parsed)
+        ]
 
     async def one(symbol: str) -> list:
         async with gate:
             began = time.perf_counter()
-            outcome = await collect_one(resources, source, request, symbol, request.start, run_id, True,
-                                        keep_parsed=True)  # fmt: skip
+            outcome = await collect_one(
+                resources, source, request, symbol, request.start, run_id, True, keep_parsed=True
+            )
             if outcome.error:
                 raise RuntimeError(f"plain collection of {symbol} failed: {outcome.error}")
             collected = time.perf_counter()
@@ -420,9 +447,14 @@ def naive(settings: Settings, symbols: list[str], first: date, last: date) -> tu
     from sqlalchemy.engine import URL
 
     db = settings.database
-    url = URL.create("postgresql+psycopg", username=db.user,
-                     password=db.password.get_secret_value() if db.password else None,
-                     host=db.host, port=db.port, database=db.name)  # fmt: skip
+    url = URL.create(
+        "postgresql+psycopg",
+        username=db.user,
+        password=db.password.get_secret_value() if db.password else None,
+        host=db.host,
+        port=db.port,
+        database=db.name,
+    )
     engine = create_engine(url)
     client = RESTClient(api_key="sandbox", base=settings.sandbox.base_url, retries=3)
     table = f"{NAIVE_TABLE}_{secrets.token_hex(3)}"
@@ -431,11 +463,23 @@ def naive(settings: Settings, symbols: list[str], first: date, last: date) -> tu
         def load() -> int:
             rows = 0
             for symbol in symbols:
-                aggs = client.list_aggs(symbol, 1, "minute", first.isoformat(), last.isoformat(),
-                                        adjusted=False, limit=50000)  # fmt: skip
-                records = [{"symbol": symbol, "ts": pd.Timestamp(a.timestamp, unit="ms", tz="UTC"), "open": a.open,
-                            "high": a.high, "low": a.low, "close": a.close, "volume": a.volume, "vwap": a.vwap,
-                            "trade_count": a.transactions} for a in aggs]  # fmt: skip
+                aggs = client.list_aggs(
+                    symbol, 1, "minute", first.isoformat(), last.isoformat(), adjusted=False, limit=50000
+                )
+                records = [
+                    {
+                        "symbol": symbol,
+                        "ts": pd.Timestamp(a.timestamp, unit="ms", tz="UTC"),
+                        "open": a.open,
+                        "high": a.high,
+                        "low": a.low,
+                        "close": a.close,
+                        "volume": a.volume,
+                        "vwap": a.vwap,
+                        "trade_count": a.transactions,
+                    }
+                    for a in aggs
+                ]
                 frame = pd.DataFrame(records)
                 frame.to_sql(table, engine, if_exists="append", index=False)
                 rows += len(frame)
@@ -456,8 +500,15 @@ def writer_vs_psql(settings: Settings, rows: int, symbols: int) -> dict[str, Any
     return hot_writer.run(settings, rows=rows, symbols=symbols)
 
 
-def run(settings: Settings, symbols: int = 100, sessions: int = 20, overrides: dict[str, Any] | None = None,
-        *, plain_symbols: int | None = None, naive_symbols: int = 10) -> dict[str, Any]:  # fmt: skip
+def run(
+    settings: Settings,
+    symbols: int = 100,
+    sessions: int = 20,
+    overrides: dict[str, Any] | None = None,
+    *,
+    plain_symbols: int | None = None,
+    naive_symbols: int = 10,
+) -> dict[str, Any]:
     """Measure every part on the running stack; returns the report (see :func:`summarize`).
 
     ``overrides`` go to the flow (and to the settings of the other parts), e.g.
@@ -494,9 +545,13 @@ def run(settings: Settings, symbols: int = 100, sessions: int = 20, overrides: d
     finally:
         delete_symbols(settings, flow_names + plain_names)
     writer = writer_vs_psql(settings, parts["end_to_end_bars"], symbols)
-    parts.update(writer_rows=writer["rows"], writer_rows_per_s=writer["writer_rows_per_s"],
-                 psql_copy_rows_per_s=writer["psql_copy_rows_per_s"], writer_seconds=writer["writer_seconds"],
-                 psql_copy_seconds=writer["psql_copy_seconds"])  # fmt: skip
+    parts.update(
+        writer_rows=writer["rows"],
+        writer_rows_per_s=writer["writer_rows_per_s"],
+        psql_copy_rows_per_s=writer["psql_copy_rows_per_s"],
+        writer_seconds=writer["writer_seconds"],
+        psql_copy_seconds=writer["psql_copy_seconds"],
+    )
     parts["naive_seconds"], parts["naive_bars"] = naive(settings, naive_names, first, last)
     return summarize(parts, os.cpu_count())
 
@@ -511,8 +566,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive-symbols", type=int, default=10, help="symbols of the naive baseline (default 10)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args(argv)
-    report = run(load_settings(), symbols=args.symbols, sessions=args.sessions, plain_symbols=args.plain_symbols,
-                 naive_symbols=args.naive_symbols)  # fmt: skip
+    report = run(
+        load_settings(),
+        symbols=args.symbols,
+        sessions=args.sessions,
+        plain_symbols=args.plain_symbols,
+        naive_symbols=args.naive_symbols,
+    )
     print(json.dumps(report, indent=2) if args.json else render_table(report))
     return 0
 

@@ -118,12 +118,23 @@ def synthetic_session(
     open_ = close * (1 + 0.001 * (rng.random(len(k)) - 0.5))
     volume = (1000 + 5000 * rng.random(len(k))).astype(np.int64) * np.where(rng.random(len(k)) < 0.001, 20, 1)
     ts = pd.DatetimeIndex(np.datetime64(open_utc.replace(tzinfo=None), "ns") + i.astype("timedelta64[m]"))
-    return frame(BARS, {
-        "symbol": np.array(symbol_names(symbols), dtype=object)[k], "ts": ts.tz_localize("UTC"),
-        "timeframe": "1min", "open": open_, "high": np.maximum(open_, close) * (1 + 0.0005 * rng.random(len(k))),
-        "low": np.minimum(open_, close) * (1 - 0.0005 * rng.random(len(k))), "close": close, "volume": volume,
-        "vwap": (open_ + close) / 2, "trade_count": volume // 100, "source": "bench",
-    }, what="synthetic bars")  # fmt: skip
+    return frame(
+        BARS,
+        {
+            "symbol": np.array(symbol_names(symbols), dtype=object)[k],
+            "ts": ts.tz_localize("UTC"),
+            "timeframe": "1min",
+            "open": open_,
+            "high": np.maximum(open_, close) * (1 + 0.0005 * rng.random(len(k))),
+            "low": np.minimum(open_, close) * (1 - 0.0005 * rng.random(len(k))),
+            "close": close,
+            "volume": volume,
+            "vwap": (open_ + close) / 2,
+            "trade_count": volume // 100,
+            "source": "bench",
+        },
+        what="synthetic bars",
+    )
 
 
 GENERATE_SQL = """
@@ -177,15 +188,21 @@ def scanners(sessions: int) -> list[Scanner]:
         Scanner("volume_spikes_0011_ref", f"SELECT * FROM {REF_SCHEMA}.volume_spikes(20, 3, '1min')", repeats=5),
         Scanner("opening_gaps_0011_ref", f"SELECT * FROM {REF_SCHEMA}.opening_gaps(2, 'both', '1min')", repeats=5),
         # references for the latest bar per symbol without market.latest_bars
-        Scanner("latest_bar_lateral_ref",
-                "SELECT b.* FROM (SELECT symbol FROM market.latest_bars WHERE timeframe = '1min') s"
-                " CROSS JOIN LATERAL (SELECT * FROM market.bars_intraday x WHERE x.symbol = s.symbol"
-                " AND x.timeframe = '1min' ORDER BY x.ts DESC LIMIT 1) b", repeats=5),
-        Scanner("latest_bar_distinct_on_ref",
-                "SELECT DISTINCT ON (symbol) * FROM market.bars_intraday WHERE timeframe = '1min'"
-                " AND ts >= (SELECT max(ts) FROM market.bars_intraday) - interval '1 day'"
-                " ORDER BY symbol, ts DESC", repeats=3),
-    ]  # fmt: skip
+        Scanner(
+            "latest_bar_lateral_ref",
+            "SELECT b.* FROM (SELECT symbol FROM market.latest_bars WHERE timeframe = '1min') s"
+            " CROSS JOIN LATERAL (SELECT * FROM market.bars_intraday x WHERE x.symbol = s.symbol"
+            " AND x.timeframe = '1min' ORDER BY x.ts DESC LIMIT 1) b",
+            repeats=5,
+        ),
+        Scanner(
+            "latest_bar_distinct_on_ref",
+            "SELECT DISTINCT ON (symbol) * FROM market.bars_intraday WHERE timeframe = '1min'"
+            " AND ts >= (SELECT max(ts) FROM market.bars_intraday) - interval '1 day'"
+            " ORDER BY symbol, ts DESC",
+            repeats=3,
+        ),
+    ]
 
 
 def summarize(parts: dict[str, Any]) -> dict[str, Any]:
@@ -250,8 +267,17 @@ def render_table(report: dict[str, Any]) -> str:
         srv = report["scanner_server_latency_ms"][name]
         target = report["targets"].get(targets.get(name, ""), None)
         mark = f"p95 {target['target']} ms: {'met' if target['met'] else 'NOT met'}" if target else ""
-        rows.append((name, f"{lat['p50']:.1f} ms", f"{lat['p95']:.1f} ms", f"{srv['p50']:.1f} ms",
-                     f"{srv['p95']:.1f} ms", f"{report['scanner_rows'][name]:,}", mark))  # fmt: skip
+        rows.append(
+            (
+                name,
+                f"{lat['p50']:.1f} ms",
+                f"{lat['p95']:.1f} ms",
+                f"{srv['p50']:.1f} ms",
+                f"{srv['p95']:.1f} ms",
+                f"{report['scanner_rows'][name]:,}",
+                mark,
+            )
+        )
     read = report["symbol_month_read"]
     rows.append(("symbol-month read, hot", f"{read['hot_ms']:.1f} ms", "", "", "", f"{read['rows']:,}", ""))
     if read["cold_ms"] is not None:
@@ -338,13 +364,14 @@ def load(conn: psycopg.Connection, symbols: int, days: list[tuple[datetime, date
     """Every session of 1-minute bars, then daily bars and RSI features; returns the load figures."""
     from storage.hot import BARS_INTRADAY, upsert_frame
 
-
     def generate(session: int) -> int:
         open_utc, close_utc = days[session]
         minutes = int((close_utc - open_utc).total_seconds() // 60)
         with conn.transaction():
-            conn.execute(GENERATE_SQL,  # type: ignore[arg-type]
-                         {"open": open_utc, "symbols": symbols, "minutes": minutes, "session": session})  # fmt: skip
+            conn.execute(
+                GENERATE_SQL,  # type: ignore[arg-type]
+                {"open": open_utc, "symbols": symbols, "minutes": minutes, "session": session},
+            )
         return symbols * minutes
 
     def copy(session: int) -> int:
@@ -423,9 +450,11 @@ def hot_read(
     conn: psycopg.Connection, symbol: str, start: datetime, end: datetime, repeats: int = 5
 ) -> tuple[float, int]:
     """Median ms and rows of one symbol's 1-minute bars over [start, end) from the hypertable."""
-    query = ("SELECT symbol, ts, open, high, low, close, volume, vwap, trade_count FROM "
-             "market.bars_intraday WHERE symbol = %s AND timeframe = '1min'"
-             " AND ts >= %s AND ts < %s ORDER BY ts")  # fmt: skip
+    query = (
+        "SELECT symbol, ts, open, high, low, close, volume, vwap, trade_count FROM "
+        "market.bars_intraday WHERE symbol = %s AND timeframe = '1min'"
+        " AND ts >= %s AND ts < %s ORDER BY ts"
+    )
     samples, rows = [], 0
     for _ in range(repeats):
         seconds, fetched = _timed(lambda: conn.execute(query, (symbol, start, end)).fetchall())  # type: ignore[arg-type]
@@ -434,8 +463,9 @@ def hot_read(
     return statistics.median(samples) * 1000, rows
 
 
-def cold_read(settings: Settings, prefix: str, symbol: str, start: datetime, end: datetime,
-              repeats: int = 5) -> tuple[float, int]:  # fmt: skip
+def cold_read(
+    settings: Settings, prefix: str, symbol: str, start: datetime, end: datetime, repeats: int = 5
+) -> tuple[float, int]:
     """Median ms and rows of the same read from the lake: a fresh pyarrow dataset each time (no
     cached footers), filters pushed down to partitions and row-group statistics."""
     from storage.lake import Lake
@@ -446,8 +476,9 @@ def cold_read(settings: Settings, prefix: str, symbol: str, start: datetime, end
     for _ in range(repeats):
 
         def read() -> pa.Table:
-            dataset = pads.dataset(f"{lake.bucket}/{prefix}", filesystem=filesystem, format="parquet",
-                                   partitioning="hive")  # fmt: skip
+            dataset = pads.dataset(
+                f"{lake.bucket}/{prefix}", filesystem=filesystem, format="parquet", partitioning="hive"
+            )
             condition = (
                 (pc.field("timeframe") == "1min")
                 & (pc.field("symbol") == symbol)
@@ -476,9 +507,14 @@ def tier(conn: psycopg.Connection, settings: Settings, tag: str) -> tuple[dict[s
     began = time.perf_counter()
     results = [tier_chunk(conn, lake, settings, dataset, chunk) for chunk in chunks]
     seconds = time.perf_counter() - began
-    figures = {"via": "storage.tiering.tier_chunk", "chunks": len(results),
-               "rows": sum(r.rows for r in results), "bytes": sum(r.bytes_written for r in results),
-               "seconds": seconds, "compression": settings.storage.data_lake.compression}  # fmt: skip
+    figures = {
+        "via": "storage.tiering.tier_chunk",
+        "chunks": len(results),
+        "rows": sum(r.rows for r in results),
+        "bytes": sum(r.bytes_written for r in results),
+        "seconds": seconds,
+        "compression": settings.storage.data_lake.compression,
+    }
     return figures, dataset.prefix.rstrip("/")
 
 
@@ -543,13 +579,27 @@ def run(
             drop_database(settings)
             if prefix:
                 forget_lake_objects(settings, prefix)
-    return summarize({
-        "latencies_ms": latencies, "server_latencies_ms": server, "scanner_rows": counts, "load": load_figures,
-        "symbols": symbols, "sessions": sessions, "rows": rows, "hot_bytes": hot_bytes, "tiering": tiered,
-        "symbol_month_read": {"symbol": symbol, "rows": hot_rows, "hot_ms": round(hot_ms, 2),
-                              "cold_ms": None if cold_ms is None else round(cold_ms, 2)},
-        "cpus": os.cpu_count(), "load_average_1min": round(load_avg, 2),
-    })  # fmt: skip
+    return summarize(
+        {
+            "latencies_ms": latencies,
+            "server_latencies_ms": server,
+            "scanner_rows": counts,
+            "load": load_figures,
+            "symbols": symbols,
+            "sessions": sessions,
+            "rows": rows,
+            "hot_bytes": hot_bytes,
+            "tiering": tiered,
+            "symbol_month_read": {
+                "symbol": symbol,
+                "rows": hot_rows,
+                "hot_ms": round(hot_ms, 2),
+                "cold_ms": None if cold_ms is None else round(cold_ms, 2),
+            },
+            "cpus": os.cpu_count(),
+            "load_average_1min": round(load_avg, 2),
+        }
+    )
 
 
 def check_reusable(settings: Settings, symbols: int) -> None:
@@ -562,5 +612,7 @@ def check_reusable(settings: Settings, symbols: int) -> None:
     with database_connection(settings, dbname=DATABASE, autocommit=True) as conn:
         count = conn.execute("SELECT count(*) FROM market.latest_bars WHERE timeframe = '1min'").fetchone()
     if count is None or count[0] != symbols:
-        raise RequestError(f"the kept benchmark data has {count and count[0]} symbols, not {symbols}: "
-                           "pass the --symbols and --sessions of the --keep run")  # fmt: skip
+        raise RequestError(
+            f"the kept benchmark data has {count and count[0]} symbols, not {symbols}: "
+            "pass the --symbols and --sessions of the --keep run"
+        )

@@ -22,10 +22,24 @@ if TYPE_CHECKING:
 REDACTED = "**********"
 PREFECT_LOGGING_CONFIG = Path(__file__).with_name("prefect_logging.yml")
 # marketpipe's top-level packages (the README's layout): --debug opens their loggers only.
-OUR_PACKAGES = frozenset({
-    "marketpipe", "bench", "deployments", "stack", "flows", "tasks", "pipeline", "features", "storage",
-    "quality", "sources", "db", "core", "sandbox",
-})  # fmt: skip
+OUR_PACKAGES = frozenset(
+    {
+        "marketpipe",
+        "bench",
+        "deployments",
+        "stack",
+        "flows",
+        "tasks",
+        "pipeline",
+        "features",
+        "storage",
+        "quality",
+        "sources",
+        "db",
+        "core",
+        "sandbox",
+    }
+)
 
 
 class InterceptHandler(logging.Handler):
@@ -40,9 +54,7 @@ class InterceptHandler(logging.Handler):
         depth = 2
         while frame is not None and frame.f_code.co_filename == logging.__file__:
             frame, depth = frame.f_back, depth + 1
-        logger.opt(depth=depth, exception=record.exc_info).bind(logger_name=record.name).log(
-            level, record.getMessage()
-        )
+        logger.opt(depth=depth, exception=record.exc_info).bind(logger_name=record.name).log(level, record.getMessage())
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -80,8 +92,7 @@ def configure_logging(level: str = "INFO", debug: bool = False, secrets: Iterabl
         sys.stderr,
         level="TRACE",
         filter=keep,
-        format="<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> "
-        "<cyan>{extra[logger_name]}</cyan> {message}",
+        format="<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> <cyan>{extra[logger_name]}</cyan> {message}",
         backtrace=False,
         diagnose=False,
     )

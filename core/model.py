@@ -321,12 +321,19 @@ def join_list_column(values: pd.Series, *, normalize: bool = False) -> pd.Series
 
 _TIMEFRAME = re.compile(r"^(\d+)\s*(min|minute|m|hour|h|day|d|week|w|wk|month|mo)$", re.IGNORECASE)
 _UNIT = {
-    "min": "min", "minute": "min", "m": "min",
-    "hour": "hour", "h": "hour",
-    "day": "day", "d": "day",
-    "week": "week", "w": "week", "wk": "week",
-    "month": "month", "mo": "month",
-}  # fmt: skip
+    "min": "min",
+    "minute": "min",
+    "m": "min",
+    "hour": "hour",
+    "h": "hour",
+    "day": "day",
+    "d": "day",
+    "week": "week",
+    "w": "week",
+    "wk": "week",
+    "month": "month",
+    "mo": "month",
+}
 EXCHANGE_TZ = "America/New_York"
 
 

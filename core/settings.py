@@ -206,8 +206,28 @@ class BarJob(_Section):
 
 
 def _default_universe() -> list[str]:
-    return ["AAPL", "MSFT", "AMZN", "GOOGL", "META", "NVDA", "TSLA", "BRK.B", "JPM", "V",
-            "JNJ", "WMT", "PG", "XOM", "UNH", "HD", "MA", "DIS", "KO", "PEP"]  # fmt: skip
+    return [
+        "AAPL",
+        "MSFT",
+        "AMZN",
+        "GOOGL",
+        "META",
+        "NVDA",
+        "TSLA",
+        "BRK.B",
+        "JPM",
+        "V",
+        "JNJ",
+        "WMT",
+        "PG",
+        "XOM",
+        "UNH",
+        "HD",
+        "MA",
+        "DIS",
+        "KO",
+        "PEP",
+    ]
 
 
 class PipelineSettings(_Section):

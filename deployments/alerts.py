@@ -27,9 +27,7 @@ BLOCK_TYPE = "custom-webhook"
 BLOCK_NAME = "marketpipe-alerts"
 SUBJECT = "marketpipe alert: {{ event.resource['prefect.resource.name'] }}"
 BODY = (
-    "{{ event.payload.message }}\n\n"
-    "event: {{ event.event }} at {{ event.occurred }}\n"
-    "resource: {{ event.resource.id }}"
+    "{{ event.payload.message }}\n\nevent: {{ event.event }} at {{ event.occurred }}\nresource: {{ event.resource.id }}"
 )
 
 
@@ -41,13 +39,20 @@ class AlertRule:
 
 
 RULES = (
-    AlertRule("marketpipe: data quality below threshold", QUALITY_LOW,
-              "A top-level pipeline run scored below quality.min_quality_score."),
-    AlertRule("marketpipe: stale data", DATA_STALE,
-              "A dataset's symbols miss more closed NYSE sessions than the health check allows."),
-    AlertRule("marketpipe: dead letters growing", DEAD_LETTERS_GROWING,
-              "A source dead-lettered requests in the last hour."),
-)  # fmt: skip
+    AlertRule(
+        "marketpipe: data quality below threshold",
+        QUALITY_LOW,
+        "A top-level pipeline run scored below quality.min_quality_score.",
+    ),
+    AlertRule(
+        "marketpipe: stale data",
+        DATA_STALE,
+        "A dataset's symbols miss more closed NYSE sessions than the health check allows.",
+    ),
+    AlertRule(
+        "marketpipe: dead letters growing", DEAD_LETTERS_GROWING, "A source dead-lettered requests in the last hour."
+    ),
+)
 
 
 def save_webhook_block(url: str) -> UUID:
@@ -55,8 +60,9 @@ def save_webhook_block(url: str) -> UUID:
     ``{"subject", "text"}`` to ``url``; returns its block document id."""
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
-    block = CustomWebhookNotificationBlock(name=BLOCK_NAME, url=url,
-                                           json_data={"subject": "{{subject}}", "text": "{{body}}"})  # fmt: skip
+    block = CustomWebhookNotificationBlock(
+        name=BLOCK_NAME, url=url, json_data={"subject": "{{subject}}", "text": "{{body}}"}
+    )
     return block.save(BLOCK_NAME, overwrite=True)
 
 
@@ -74,8 +80,7 @@ def _existing_block_id() -> UUID | None:
 def automation_for(rule: AlertRule, block_id: UUID | None):  # -> prefect.automations.AutomationCore
     from prefect.automations import AutomationCore, DoNothing, EventTrigger, SendNotification
 
-    action = (SendNotification(block_document_id=block_id, subject=SUBJECT, body=BODY) if block_id
-              else DoNothing())  # fmt: skip
+    action = SendNotification(block_document_id=block_id, subject=SUBJECT, body=BODY) if block_id else DoNothing()
     return AutomationCore(
         name=rule.name,
         description=rule.description,

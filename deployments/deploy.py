@@ -51,9 +51,10 @@ def ensure_work_pool(name: str = POOL, queues: Sequence[str] = QUEUES) -> list[s
             if pool is None:
                 try:
                     client.create_work_pool(
-                        WorkPoolCreate(name=name, type="process",
-                                       base_job_template=ProcessWorker.get_default_base_job_template())
-                    )  # fmt: skip
+                        WorkPoolCreate(
+                            name=name, type="process", base_job_template=ProcessWorker.get_default_base_job_template()
+                        )
+                    )
                     created.append(f"pool:{name}")
                 except ObjectAlreadyExists:  # another host created it meanwhile
                     pass
@@ -130,8 +131,9 @@ def spec_digest(project_dir: Path | str) -> str:
     return digest.hexdigest()
 
 
-def deploy_changed(project_dir: Path | str, timeout: float = DEPLOY_TIMEOUT_SECONDS, *,
-                   force: bool = False) -> tuple[list[str], bool]:  # fmt: skip
+def deploy_changed(
+    project_dir: Path | str, timeout: float = DEPLOY_TIMEOUT_SECONDS, *, force: bool = False
+) -> tuple[list[str], bool]:
     """:func:`deploy_all` unless the server already has this project's deployments as they are
     now; returns the deployment names and whether ``prefect deploy`` ran."""
     from prefect.client.orchestration import get_client
@@ -179,6 +181,7 @@ def _read_back(declared: list[str]) -> list[str]:
     names = sorted(f"{flows.get(d.flow_id, d.flow_id)}/{d.name}" for d in found)
     missing = set(declared) - {d.name for d in found}
     if missing:
-        raise ServiceError(f"prefect deploy --all reported success but {', '.join(sorted(missing))} "
-                           f"is missing at {_api_url()}")  # fmt: skip
+        raise ServiceError(
+            f"prefect deploy --all reported success but {', '.join(sorted(missing))} is missing at {_api_url()}"
+        )
     return names

@@ -219,8 +219,10 @@ class FeatureSet:
         last_ts = layout.ts_ns[layout.offsets[1:] - 1] if layout.n_bars else np.zeros(0, np.int64)
         tail = _tail(_with_history(state.tail, frame), self.lookback_bars)
         merged = state.merged(layout.symbols, rows, last_ts, tail)
-        return FeatureResult(frame, FeatureState(self.params, layout.timeframe, merged.symbols, merged.values,
-                                                 merged.last_ts_ns, merged.tail))  # fmt: skip
+        return FeatureResult(
+            frame,
+            FeatureState(self.params, layout.timeframe, merged.symbols, merged.values, merged.last_ts_ns, merged.tail),
+        )
 
     def _plugins(self, frame: pd.DataFrame, tail: pd.DataFrame) -> pd.DataFrame:
         if not self.builders:

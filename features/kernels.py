@@ -64,15 +64,60 @@ from storage.feature_tables import FEATURES
 # ---------------------------------------------------------------------------------------------
 # Outputs: rows of the output matrix, in the order of the feature table's standard columns.
 
-(F_RET, F_LOG_RET, F_VOL, F_SMA, F_EMA, F_RSI, F_MACD, F_MACD_SIG, F_MACD_HIST, F_BB_UP, F_BB_MID, F_BB_LO,
- F_BB_PCTB, F_ATR, F_OBV, F_VWAP, F_VOLUME_Z, F_DIST_HIGH, F_DIST_LOW, F_GAP) = range(len(FEATURES))  # fmt: skip
+(
+    F_RET,
+    F_LOG_RET,
+    F_VOL,
+    F_SMA,
+    F_EMA,
+    F_RSI,
+    F_MACD,
+    F_MACD_SIG,
+    F_MACD_HIST,
+    F_BB_UP,
+    F_BB_MID,
+    F_BB_LO,
+    F_BB_PCTB,
+    F_ATR,
+    F_OBV,
+    F_VWAP,
+    F_VOLUME_Z,
+    F_DIST_HIGH,
+    F_DIST_LOW,
+    F_GAP,
+) = range(len(FEATURES))
 
 # ---------------------------------------------------------------------------------------------
 # State: scalar slots of a symbol's state row, followed by its ring buffers.
 
-(S_N, S_PREV_CLOSE, S_SMA_SUM, S_BB_SUM, S_BB_SUMSQ, S_EMA, S_MACD_FAST, S_MACD_SLOW, S_MACD_SIG, S_RSI_GAIN,
- S_RSI_LOSS, S_ATR, S_OBV, S_VOL_SUM, S_VOL_SUMSQ, S_VZ_SUM, S_VZ_SUMSQ, S_HIGH_MAX, S_HIGH_POS, S_LOW_MIN,
- S_LOW_POS, S_SESSION, S_VWAP_PV, S_VWAP_V, S_GAP, N_SCALARS) = range(26)  # fmt: skip
+(
+    S_N,
+    S_PREV_CLOSE,
+    S_SMA_SUM,
+    S_BB_SUM,
+    S_BB_SUMSQ,
+    S_EMA,
+    S_MACD_FAST,
+    S_MACD_SLOW,
+    S_MACD_SIG,
+    S_RSI_GAIN,
+    S_RSI_LOSS,
+    S_ATR,
+    S_OBV,
+    S_VOL_SUM,
+    S_VOL_SUMSQ,
+    S_VZ_SUM,
+    S_VZ_SUMSQ,
+    S_HIGH_MAX,
+    S_HIGH_POS,
+    S_LOW_MIN,
+    S_LOW_POS,
+    S_SESSION,
+    S_VWAP_PV,
+    S_VWAP_V,
+    S_GAP,
+    N_SCALARS,
+) = range(26)
 
 
 @dataclass(frozen=True)
@@ -115,26 +160,106 @@ class StateLayout:
 
 @njit(cache=True, parallel=True, error_model="numpy")
 def compute_standard(
-    open_, high, low, close, volume, session, offsets, state, out,
-    sma_n, ema_n, rsi_n, macd_fast, macd_slow, macd_signal, bb_n, bb_k, atr_n, vol_n, vol_scale,
-    vz_n, hilo_n, intraday, close_at, ret_at, volume_at, high_at, low_at, close_len,
-):  # fmt: skip
+    open_,
+    high,
+    low,
+    close,
+    volume,
+    session,
+    offsets,
+    state,
+    out,
+    sma_n,
+    ema_n,
+    rsi_n,
+    macd_fast,
+    macd_slow,
+    macd_signal,
+    bb_n,
+    bb_k,
+    atr_n,
+    vol_n,
+    vol_scale,
+    vz_n,
+    hilo_n,
+    intraday,
+    close_at,
+    ret_at,
+    volume_at,
+    high_at,
+    low_at,
+    close_len,
+):
     """Every standard feature for every symbol; symbol ``s`` owns bars ``offsets[s]:offsets[s+1]``
     and state row ``state[s]`` (updated in place). ``out`` has one row per :data:`FEATURES`."""
     for s in prange(offsets.size - 1):
         _symbol(
-            open_, high, low, close, volume, session, offsets[s], offsets[s + 1], state[s], out,
-            sma_n, ema_n, rsi_n, macd_fast, macd_slow, macd_signal, bb_n, bb_k, atr_n, vol_n, vol_scale,
-            vz_n, hilo_n, intraday, close_at, ret_at, volume_at, high_at, low_at, close_len,
-        )  # fmt: skip
+            open_,
+            high,
+            low,
+            close,
+            volume,
+            session,
+            offsets[s],
+            offsets[s + 1],
+            state[s],
+            out,
+            sma_n,
+            ema_n,
+            rsi_n,
+            macd_fast,
+            macd_slow,
+            macd_signal,
+            bb_n,
+            bb_k,
+            atr_n,
+            vol_n,
+            vol_scale,
+            vz_n,
+            hilo_n,
+            intraday,
+            close_at,
+            ret_at,
+            volume_at,
+            high_at,
+            low_at,
+            close_len,
+        )
 
 
 @njit(cache=True, error_model="numpy")
 def _symbol(
-    open_, high, low, close, volume, session, start, stop, st, out,
-    sma_n, ema_n, rsi_n, macd_fast, macd_slow, macd_signal, bb_n, bb_k, atr_n, vol_n, vol_scale,
-    vz_n, hilo_n, intraday, close_at, ret_at, volume_at, high_at, low_at, close_len,
-):  # fmt: skip
+    open_,
+    high,
+    low,
+    close,
+    volume,
+    session,
+    start,
+    stop,
+    st,
+    out,
+    sma_n,
+    ema_n,
+    rsi_n,
+    macd_fast,
+    macd_slow,
+    macd_signal,
+    bb_n,
+    bb_k,
+    atr_n,
+    vol_n,
+    vol_scale,
+    vz_n,
+    hilo_n,
+    intraday,
+    close_at,
+    ret_at,
+    volume_at,
+    high_at,
+    low_at,
+    close_len,
+):
     nan = np.nan
     # running scalars in locals (registers), written back at the end
     i = np.int64(st[S_N])
@@ -351,26 +476,105 @@ def _symbol(
         _returns(close, split, stop, prev_close, out[F_RET], out[F_LOG_RET])
         _large_moves(close, split, stop, out[F_RET], out[F_LOG_RET])
         sma_sum, bb_sum, bb_sumsq, vol_sum, vol_sumsq, vz_sum, vz_sumsq = _rolling_sums(
-            close, out[F_LOG_RET], volume, split, stop, sma_n, bb_n, vol_n, vz_n, inv_sma, inv_bb, inv_vol, inv_vol1,
-            inv_vz, inv_vz1, sma_sum, bb_sum, bb_sumsq, vol_sum, vol_sumsq, vz_sum, vz_sumsq,
-            out[F_SMA], out[F_BB_MID], out[F_BB_UP], out[F_VOL], out[F_VOLUME_Z], out[F_BB_LO],
-        )  # fmt: skip
+            close,
+            out[F_LOG_RET],
+            volume,
+            split,
+            stop,
+            sma_n,
+            bb_n,
+            vol_n,
+            vz_n,
+            inv_sma,
+            inv_bb,
+            inv_vol,
+            inv_vol1,
+            inv_vz,
+            inv_vz1,
+            sma_sum,
+            bb_sum,
+            bb_sumsq,
+            vol_sum,
+            vol_sumsq,
+            vz_sum,
+            vz_sumsq,
+            out[F_SMA],
+            out[F_BB_MID],
+            out[F_BB_UP],
+            out[F_VOL],
+            out[F_VOLUME_Z],
+            out[F_BB_LO],
+        )
         ema, fast, slow, sig, gain, loss, atr, obv = _smoothed(
-            high, low, close, volume, split, stop, k_ema, k_fast, k_slow, k_sig, rsi_n, inv_rsi, atr_n, inv_atr,
-            ema, fast, slow, sig, gain, loss, atr, obv, out[F_EMA], out[F_MACD], out[F_MACD_SIG], out[F_MACD_HIST],
-            out[F_RSI], out[F_BB_PCTB], out[F_ATR], out[F_OBV],
-        )  # fmt: skip
+            high,
+            low,
+            close,
+            volume,
+            split,
+            stop,
+            k_ema,
+            k_fast,
+            k_slow,
+            k_sig,
+            rsi_n,
+            inv_rsi,
+            atr_n,
+            inv_atr,
+            ema,
+            fast,
+            slow,
+            sig,
+            gain,
+            loss,
+            atr,
+            obv,
+            out[F_EMA],
+            out[F_MACD],
+            out[F_MACD_SIG],
+            out[F_MACD_HIST],
+            out[F_RSI],
+            out[F_BB_PCTB],
+            out[F_ATR],
+            out[F_OBV],
+        )
         hi_max, age = _rolling_extreme(high, split, stop, hilo_n, True, out[F_DIST_HIGH])
         hi_pos = i + n - 1 - age
         lo_min, age = _rolling_extreme(low, split, stop, hilo_n, False, out[F_DIST_LOW])
         lo_pos = i + n - 1 - age
         cur_session, vwap_pv, vwap_v, gap = _sessions(
-            open_, high, low, close, volume, session, split, stop, intraday, cur_session, vwap_pv, vwap_v, gap,
-            out[F_GAP], out[F_VWAP],
-        )  # fmt: skip
-        _finish(close, volume, split, stop, vol_scale, bb_k, out[F_VOL], out[F_BB_UP], out[F_BB_MID],
-                out[F_BB_LO], out[F_BB_PCTB], out[F_DIST_HIGH], out[F_DIST_LOW], out[F_RSI],
-                out[F_VOLUME_Z])  # fmt: skip
+            open_,
+            high,
+            low,
+            close,
+            volume,
+            session,
+            split,
+            stop,
+            intraday,
+            cur_session,
+            vwap_pv,
+            vwap_v,
+            gap,
+            out[F_GAP],
+            out[F_VWAP],
+        )
+        _finish(
+            close,
+            volume,
+            split,
+            stop,
+            vol_scale,
+            bb_k,
+            out[F_VOL],
+            out[F_BB_UP],
+            out[F_BB_MID],
+            out[F_BB_LO],
+            out[F_BB_PCTB],
+            out[F_DIST_HIGH],
+            out[F_DIST_LOW],
+            out[F_RSI],
+            out[F_VOLUME_Z],
+        )
         _fill_ring(st, close_at, close_len, close, split, stop, i)
         _fill_ring(st, ret_at, vol_n, out[F_LOG_RET], split, stop, i)
         _fill_ring(st, volume_at, vz_n, volume, split, stop, i)
@@ -398,9 +602,36 @@ def _large_moves(close, first, stop, ret, log_ret):
 
 
 @njit(cache=True, error_model="numpy")
-def _rolling_sums(close, log_ret, volume, first, stop, sma_n, bb_n, vol_n, vz_n, inv_sma, inv_bb, inv_vol, inv_vol1,
-                  inv_vz, inv_vz1, sma_sum, bb_sum, bb_sumsq, vol_sum, vol_sumsq, vz_sum, vz_sumsq,
-                  sma, bb_mid, bb_var, vol_var, vz_mean, vz_var):  # fmt: skip
+def _rolling_sums(
+    close,
+    log_ret,
+    volume,
+    first,
+    stop,
+    sma_n,
+    bb_n,
+    vol_n,
+    vz_n,
+    inv_sma,
+    inv_bb,
+    inv_vol,
+    inv_vol1,
+    inv_vz,
+    inv_vz1,
+    sma_sum,
+    bb_sum,
+    bb_sumsq,
+    vol_sum,
+    vol_sumsq,
+    vz_sum,
+    vz_sumsq,
+    sma,
+    bb_mid,
+    bb_var,
+    vol_var,
+    vz_mean,
+    vz_var,
+):
     """The running window sums: the SMA and the Bollinger middle, and the operands _finish turns into
     the bands, the volatility and the volume z-score (variances and the volume mean). A window's
     oldest value is read from the arrays, at a fixed distance behind the newest."""
@@ -444,9 +675,38 @@ def _rolling_sums(close, log_ret, volume, first, stop, sma_n, bb_n, vol_n, vz_n,
 
 
 @njit(cache=True, error_model="numpy")
-def _smoothed(high, low, close, volume, first, stop, k_ema, k_fast, k_slow, k_sig, rsi_n, inv_rsi, atr_n, inv_atr,
-              ema, fast, slow, sig, gain, loss, atr, obv, ema_out, line_out, sig_out, hist_out, rsi_gain, rsi_total,
-              atr_out, obv_out):  # fmt: skip
+def _smoothed(
+    high,
+    low,
+    close,
+    volume,
+    first,
+    stop,
+    k_ema,
+    k_fast,
+    k_slow,
+    k_sig,
+    rsi_n,
+    inv_rsi,
+    atr_n,
+    inv_atr,
+    ema,
+    fast,
+    slow,
+    sig,
+    gain,
+    loss,
+    atr,
+    obv,
+    ema_out,
+    line_out,
+    sig_out,
+    hist_out,
+    rsi_gain,
+    rsi_total,
+    atr_out,
+    obv_out,
+):
     """The recursive averages: EMA, MACD's three, RSI's average gain (and gain + loss, see _finish),
     ATR and OBV. Each is a chain of dependent operations from bar to bar; run side by side in one
     loop, their latencies overlap."""
@@ -524,8 +784,23 @@ def _pick(a, b, largest):
 
 
 @njit(cache=True, error_model="numpy")
-def _sessions(open_, high, low, close, volume, session, first, stop, intraday, cur_session, vwap_pv, vwap_v, gap,
-              gap_out, vwap_out):  # fmt: skip
+def _sessions(
+    open_,
+    high,
+    low,
+    close,
+    volume,
+    session,
+    first,
+    stop,
+    intraday,
+    cur_session,
+    vwap_pv,
+    vwap_v,
+    gap,
+    gap_out,
+    vwap_out,
+):
     """The opening gap at each session's first bar, carried through it, and the session VWAP."""
     for j in range(first, stop):
         if session[j] != cur_session:
@@ -584,8 +859,14 @@ def _log1p_series(r):
     series converges after six terms. Unlike a libm call it vectorizes, and most returns are small."""
     s = r / (2.0 + r)
     z = s * s
-    tail = z * (0.3333333333333333 + z * (0.2 + z * (0.14285714285714285 + z * (0.1111111111111111
-                + z * (0.09090909090909091 + z * 0.07692307692307693)))))  # fmt: skip
+    tail = z * (
+        0.3333333333333333
+        + z
+        * (
+            0.2
+            + z * (0.14285714285714285 + z * (0.1111111111111111 + z * (0.09090909090909091 + z * 0.07692307692307693)))
+        )
+    )
     return 2.0 * s + 2.0 * s * tail
 
 
@@ -614,9 +895,22 @@ def _returns(close, first, stop, prev_close, ret, log_ret):
 
 @njit(cache=True, error_model="numpy")
 def _finish(
-    close, volume, first, stop, vol_scale, bb_k, vol, bb_up, bb_mid, bb_lo, bb_pctb, dist_high, dist_low, rsi,
+    close,
+    volume,
+    first,
+    stop,
+    vol_scale,
+    bb_k,
+    vol,
+    bb_up,
+    bb_mid,
+    bb_lo,
+    bb_pctb,
+    dist_high,
+    dist_low,
+    rsi,
     volume_z,
-):  # fmt: skip
+):
     """The square roots and divisions of the steady bars, in passes the compiler vectorizes (a scalar
     divider would otherwise be the bottleneck). The passes before it leave their operands in the
     output rows: variances in ``vol`` and ``bb_up``, rolling extremes in ``dist_high`` and
@@ -767,9 +1061,14 @@ def periods_per_year(timeframe: str) -> float:
 
 
 def run_standard(
-    layout_arrays: tuple[np.ndarray, ...], offsets: np.ndarray, state: np.ndarray, out: np.ndarray,
-    params: FeatureParams, timeframe: str, intraday: bool,
-) -> None:  # fmt: skip
+    layout_arrays: tuple[np.ndarray, ...],
+    offsets: np.ndarray,
+    state: np.ndarray,
+    out: np.ndarray,
+    params: FeatureParams,
+    timeframe: str,
+    intraday: bool,
+) -> None:
     """Run :func:`compute_standard` with ``params``: ``layout_arrays`` are open, high, low, close,
     volume (float64) and session (int64); ``state`` and ``out`` are updated in place."""
     sl = params.state_layout
@@ -779,11 +1078,35 @@ def run_standard(
     previous = numba.set_parallel_chunksize(max(1, (offsets.size - 1) // (16 * numba.get_num_threads())))
     try:
         compute_standard(
-            open_, high, low, close, volume, session, offsets, state, out,
-            params.sma, params.ema, params.rsi, params.macd_fast, params.macd_slow, params.macd_signal,
-            params.bb, float(params.bb_k), params.atr, params.volatility, math.sqrt(periods_per_year(timeframe)),
-            params.volume_z, params.hilo, intraday, sl.close_at, sl.ret_at, sl.volume_at, sl.high_at, sl.low_at,
+            open_,
+            high,
+            low,
+            close,
+            volume,
+            session,
+            offsets,
+            state,
+            out,
+            params.sma,
+            params.ema,
+            params.rsi,
+            params.macd_fast,
+            params.macd_slow,
+            params.macd_signal,
+            params.bb,
+            float(params.bb_k),
+            params.atr,
+            params.volatility,
+            math.sqrt(periods_per_year(timeframe)),
+            params.volume_z,
+            params.hilo,
+            intraday,
+            sl.close_at,
+            sl.ret_at,
+            sl.volume_at,
+            sl.high_at,
+            sl.low_at,
             sl.close_len,
-        )  # fmt: skip
+        )
     finally:
         numba.set_parallel_chunksize(previous)

@@ -36,8 +36,10 @@ async def features_flow(
         start, end = feature_range(start_date, end_date if end_date is not None else date.today())
         feature_set = feature_set_from_settings(run.settings.features)
         if not run.settings.storage.routing.cold_fallback_enabled:
-            get_run_logger().info("storage.routing.cold_fallback_enabled is false: features warm up from each "
-                                  "symbol's first bar in the hot store, not from bars tiered to the lake")  # fmt: skip
+            get_run_logger().info(
+                "storage.routing.cold_fallback_enabled is false: features warm up from each "
+                "symbol's first bar in the hot store, not from bars tiered to the lake"
+            )
         if symbols is None:
             symbols = symbols_in_range(run.resources, timeframe, start, end)
         done = await refresh_batches(run.resources, feature_set, sorted(set(symbols)), timeframe, start, end)

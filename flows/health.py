@@ -72,7 +72,8 @@ def health_flow(
         logger.warning("%s: %s", alert.event, alert.message)
     if not alerts and report["healthy"]:
         logger.info("healthy")
-    create_markdown_artifact(report_markdown(report, alerts), key="health-report",
-                             description="marketpipe health check")  # fmt: skip
+    create_markdown_artifact(
+        report_markdown(report, alerts), key="health-report", description="marketpipe health check"
+    )
     emitted = [{"event": a.event, "resource_id": a.resource_id, "message": a.message} for a in alerts]
     return {"healthy": report["healthy"] and not alerts, "issues": report["issues"], "alerts": emitted}

@@ -51,17 +51,25 @@ async def historical_flow(
             summary.chunks.append(await _refetch(gap, timeframe, source, overrides))
             advance(1)
             await aupdate_progress_artifact(progress, 100.0 * done / len(gaps))
-    await acreate_table_artifact([asdict(c) for c in summary.chunks], key="historical-chunks",
-                                 description=f"gap repair {timeframe}")  # fmt: skip
+    await acreate_table_artifact(
+        [asdict(c) for c in summary.chunks], key="historical-chunks", description=f"gap repair {timeframe}"
+    )
     summary.remaining_symbol_sessions = symbol_sessions(find_gaps(settings, names, timeframe, start, end))
     return summary.to_dict()
 
 
 async def _refetch(gap: GapRange, timeframe: str, source: str, overrides: dict[str, Any] | None) -> RefetchedChunk:
     """One chunk: an ``ingest`` sub-flow over the gap, refetching and reprocessing it whole."""
-    refetched = IngestSummary.from_dict(await ingest_flow(
-        symbols=list(gap.symbols), start_date=gap.start.isoformat(),
-        end_date=datetime.combine(gap.end, datetime.max.time()).isoformat(), timeframe=timeframe,
-        source=source, process=True, incremental=False, overrides=overrides,
-    ))  # fmt: skip
+    refetched = IngestSummary.from_dict(
+        await ingest_flow(
+            symbols=list(gap.symbols),
+            start_date=gap.start.isoformat(),
+            end_date=datetime.combine(gap.end, datetime.max.time()).isoformat(),
+            timeframe=timeframe,
+            source=source,
+            process=True,
+            incremental=False,
+            overrides=overrides,
+        )
+    )
     return RefetchedChunk.of(gap, refetched.records_stored, refetched.failed)

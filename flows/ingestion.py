@@ -38,8 +38,12 @@ def run_name() -> str:
     """ingest-polygon-1min-2026-11-20 (bars: source, timeframe, the range's last day) or
     ingest-polygon-corporate-actions-2026-11-20 (other data types)."""
     params = flow_run.get_parameters()
-    return ingest_run_name(params.get("source", "polygon"), params.get("data_type", "market_data"),
-                           params.get("timeframe", "1day"), params.get("end_date"))  # fmt: skip
+    return ingest_run_name(
+        params.get("source", "polygon"),
+        params.get("data_type", "market_data"),
+        params.get("timeframe", "1day"),
+        params.get("end_date"),
+    )
 
 
 def ingest_run_name(source: str, data_type: str, timeframe: str, end_date: object) -> str:
@@ -66,8 +70,14 @@ async def ingest_flow(
     (backfills, corrections: the upserts keep it exact).
     """
     with recorded_run("ingest", overrides) as run:
-        request = parse_ingest_request(data_type=data_type, symbols=symbols, start_date=start_date,
-                                       end_date=end_date, timeframe=timeframe, source=source)  # fmt: skip
+        request = parse_ingest_request(
+            data_type=data_type,
+            symbols=symbols,
+            start_date=start_date,
+            end_date=end_date,
+            timeframe=timeframe,
+            source=source,
+        )
         starts = incremental_starts(run.resources, request) if incremental else None
         runs = await collect_all(run.resources, request, run.run_id, starts, process=process)
         summary = IngestSummary.of(run.run_id, request, runs, starts)

@@ -38,5 +38,6 @@ async def intraday_flow(
         return Completed(name=SKIPPED, message=message, data={"skipped": True, "reason": reason})
     # The pipeline's body runs inside this run (``.fn``): its stage sub-flows hang under this run and
     # its metrics row is a top-level run, as a scheduled pipeline run's would be.
-    return await pipeline_flow.fn(stages=stages or ["ingestion", "processing"], mode=mode, symbols=symbols,
-                                  overrides=overrides)  # fmt: skip
+    return await pipeline_flow.fn(
+        stages=stages or ["ingestion", "processing"], mode=mode, symbols=symbols, overrides=overrides
+    )

@@ -48,32 +48,68 @@ async def pipeline_flow(
         if "ingestion" in chosen:
             for job in jobs:
                 with tags(*run_tags(source, job.data_type, job.timeframe)):
-                    summary.ingestion.append(IngestSummary.from_dict(await ingest_flow(
-                        symbols=list(job.symbols), start_date=job.start.isoformat(), end_date=job.end.isoformat(),
-                        data_type=job.data_type, timeframe=job.timeframe, source=source, process=False,
-                        overrides=overrides,
-                    )))  # fmt: skip
+                    summary.ingestion.append(
+                        IngestSummary.from_dict(
+                            await ingest_flow(
+                                symbols=list(job.symbols),
+                                start_date=job.start.isoformat(),
+                                end_date=job.end.isoformat(),
+                                data_type=job.data_type,
+                                timeframe=job.timeframe,
+                                source=source,
+                                process=False,
+                                overrides=overrides,
+                            )
+                        )
+                    )
         if "processing" in chosen:
             for data_type in ("corporate_actions", "market_data"):
                 with tags(*run_tags(source, data_type)):
-                    summary.processing.append(ProcessSummary.from_dict(await process_flow(
-                        source=source, symbols=universe, data_type=data_type, overrides=overrides,
-                    )))  # fmt: skip
+                    summary.processing.append(
+                        ProcessSummary.from_dict(
+                            await process_flow(
+                                source=source,
+                                symbols=universe,
+                                data_type=data_type,
+                                overrides=overrides,
+                            )
+                        )
+                    )
         if "historical" in chosen:
             for job in bar_jobs:
                 with tags(*run_tags(source, job.data_type, job.timeframe)):
-                    summary.historical.append(HistoricalSummary.from_dict(await historical_flow(
-                        symbols=list(job.symbols), start_date=job.start.isoformat(), end_date=job.end.isoformat(),
-                        timeframe=job.timeframe, source=source, overrides=overrides,
-                    )))  # fmt: skip
+                    summary.historical.append(
+                        HistoricalSummary.from_dict(
+                            await historical_flow(
+                                symbols=list(job.symbols),
+                                start_date=job.start.isoformat(),
+                                end_date=job.end.isoformat(),
+                                timeframe=job.timeframe,
+                                source=source,
+                                overrides=overrides,
+                            )
+                        )
+                    )
         if "features" in chosen:
             for job in bar_jobs:
                 with tags(*run_tags(source, "features", job.timeframe)):
-                    summary.features.append(FeaturesSummary.from_dict(await features_flow(
-                        symbols=list(job.symbols), timeframe=job.timeframe, start_date=job.start.isoformat(),
-                        end_date=job.end.isoformat(), overrides=overrides,
-                    )))  # fmt: skip
-    get_run_logger().info("pipeline %s: %d records ingested, %d stored, %d rejected in %.1f s", "+".join(chosen),
-                          summary.records_ingested, summary.records_stored, summary.rejected,
-                          summary.seconds)  # fmt: skip
+                    summary.features.append(
+                        FeaturesSummary.from_dict(
+                            await features_flow(
+                                symbols=list(job.symbols),
+                                timeframe=job.timeframe,
+                                start_date=job.start.isoformat(),
+                                end_date=job.end.isoformat(),
+                                overrides=overrides,
+                            )
+                        )
+                    )
+    get_run_logger().info(
+        "pipeline %s: %d records ingested, %d stored, %d rejected in %.1f s",
+        "+".join(chosen),
+        summary.records_ingested,
+        summary.records_stored,
+        summary.rejected,
+        summary.seconds,
+    )
     return summary.to_dict()

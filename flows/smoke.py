@@ -19,8 +19,13 @@ def smoke_flow(overrides: dict[str, Any] | None = None, overrides_label: str = "
     bars = hot_store_round_trip(resources)
     key, size = lake_round_trip(resources, run_id)
     get_run_logger().info("hot store: %d probe bars round-tripped; lake: %s (%d bytes)", bars, key, size)
-    return {"bars": bars, "lake_key": key, "lake_bytes": size, "flow_run_id": run_id,
-            "flow_run_name": flow_run.get_name()}  # fmt: skip
+    return {
+        "bars": bars,
+        "lake_key": key,
+        "lake_bytes": size,
+        "flow_run_id": run_id,
+        "flow_run_name": flow_run.get_name(),
+    }
 
 
 def smoke(overrides: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -41,5 +41,10 @@ def tiering_flow(
         description=f"{rows:,} rows, {written / 2**20:,.1f} MiB of Parquet moved to the lake; "
         f"native compression: {compression['reason']}",
     )
-    return {"run_id": str(flow_run.get_id()), "native_compression": compression, "datasets": moved,
-            "rows": rows, "bytes_written": written}  # fmt: skip
+    return {
+        "run_id": str(flow_run.get_id()),
+        "native_compression": compression,
+        "datasets": moved,
+        "rows": rows,
+        "bytes_written": written,
+    }

@@ -153,9 +153,13 @@ class DataPipelineOrchestrator:
         stage_list = list(stages) if stages is not None else None
         parse_stages(stage_list, chosen_mode.value)  # refused before a flow run exists
         return await self._run_flow(
-            "pipeline", pipeline_flow, stages=stage_list, mode=chosen_mode.value,
-            symbols=list(symbols) if symbols else None, overrides=self.overrides or None,
-        )  # fmt: skip
+            "pipeline",
+            pipeline_flow,
+            stages=stage_list,
+            mode=chosen_mode.value,
+            symbols=list(symbols) if symbols else None,
+            overrides=self.overrides or None,
+        )
 
     async def run_ingestion(
         self,
@@ -173,14 +177,25 @@ class DataPipelineOrchestrator:
         from pipeline.request import parse_ingest_request
 
         request = parse_ingest_request(
-            data_type=data_type, symbols=symbols, start_date=_as_utc(start_date), end_date=_as_utc(end_date),
-            timeframe=timeframe, source=source or self.settings.pipeline.source,
-        )  # fmt: skip
+            data_type=data_type,
+            symbols=symbols,
+            start_date=_as_utc(start_date),
+            end_date=_as_utc(end_date),
+            timeframe=timeframe,
+            source=source or self.settings.pipeline.source,
+        )
         return await self._run_flow(
-            "ingest", ingest_flow, symbols=list(request.symbols), start_date=request.start.isoformat(),
-            end_date=request.end.isoformat(), data_type=request.data_type, timeframe=request.timeframe,
-            source=request.source, incremental=incremental, overrides=self.overrides or None,
-        )  # fmt: skip
+            "ingest",
+            ingest_flow,
+            symbols=list(request.symbols),
+            start_date=request.start.isoformat(),
+            end_date=request.end.isoformat(),
+            data_type=request.data_type,
+            timeframe=request.timeframe,
+            source=request.source,
+            incremental=incremental,
+            overrides=self.overrides or None,
+        )
 
     async def start_real_time_flow(self, symbols: Sequence[str], config: DataFlowConfig | None = None) -> None:
         """Live streaming of ``symbols``: not available until the streaming work lands."""
@@ -257,9 +272,15 @@ class DataPipelineOrchestrator:
         if not runs:
             return None
         run = runs[0]
-        return {"run_id": run.run_id, "flow": run.flow, "status": run.status,
-                "finished_at": run.finished_at.isoformat(), "records_ingested": run.records_ingested,
-                "records_stored": run.records_stored, "quality_score": run.quality_score}  # fmt: skip
+        return {
+            "run_id": run.run_id,
+            "flow": run.flow,
+            "status": run.status,
+            "finished_at": run.finished_at.isoformat(),
+            "records_ingested": run.records_ingested,
+            "records_stored": run.records_stored,
+            "quality_score": run.quality_score,
+        }
 
 
 @dataclass

@@ -40,8 +40,11 @@ class Alert:
     details: dict[str, Any] = field(default_factory=dict)
 
     def resource(self) -> dict[str, str]:
-        return {"prefect.resource.id": self.resource_id, "prefect.resource.name": self.resource_name,
-                "marketpipe.alert": self.event.rsplit(".", 1)[-1]}  # fmt: skip
+        return {
+            "prefect.resource.id": self.resource_id,
+            "prefect.resource.name": self.resource_name,
+            "marketpipe.alert": self.event.rsplit(".", 1)[-1],
+        }
 
     def payload(self) -> dict[str, Any]:
         return {"message": self.message, **self.details}
@@ -54,15 +57,21 @@ def stale_alerts(freshness: Iterable[DatasetFreshness]) -> list[Alert]:
         if not f.stale:
             continue
         label = " ".join(p for p in (f.source, f.dataset, f.timeframe) if p)
-        alerts.append(Alert(
-            event=DATA_STALE,
-            resource_id=f"marketpipe.dataset.{f.source}.{f.dataset}.{f.timeframe or 'none'}",
-            resource_name=label,
-            message=f.issue(),
-            details={"stale_symbols": list(f.stale_symbols)[:50], "missed_sessions": f.missed_sessions,
-                     "allowed_missed_sessions": f.allowed_missed_sessions, "oldest_symbol": f.oldest_symbol,
-                     "oldest_ts": f.oldest_ts.isoformat()},
-        ))  # fmt: skip
+        alerts.append(
+            Alert(
+                event=DATA_STALE,
+                resource_id=f"marketpipe.dataset.{f.source}.{f.dataset}.{f.timeframe or 'none'}",
+                resource_name=label,
+                message=f.issue(),
+                details={
+                    "stale_symbols": list(f.stale_symbols)[:50],
+                    "missed_sessions": f.missed_sessions,
+                    "allowed_missed_sessions": f.allowed_missed_sessions,
+                    "oldest_symbol": f.oldest_symbol,
+                    "oldest_ts": f.oldest_ts.isoformat(),
+                },
+            )
+        )
     return alerts
 
 
@@ -73,9 +82,11 @@ def dead_letter_alerts(counts: Iterable[DeadLetterCounts]) -> list[Alert]:
             event=DEAD_LETTERS_GROWING,
             resource_id=f"marketpipe.source.{c.source}",
             resource_name=c.source,
-            message=(f"dead letters of {c.source} are growing: {c.last_hour} in the last hour ({c.previous_hour} "
-                     f"in the hour before, {c.open} open); `marketpipe dlq list --source {c.source}`, then "
-                     "`marketpipe dlq replay` once the cause is fixed"),
+            message=(
+                f"dead letters of {c.source} are growing: {c.last_hour} in the last hour ({c.previous_hour} "
+                f"in the hour before, {c.open} open); `marketpipe dlq list --source {c.source}`, then "
+                "`marketpipe dlq replay` once the cause is fixed"
+            ),
             details={"open": c.open, "last_hour": c.last_hour, "previous_hour": c.previous_hour},
         )
         for c in counts
@@ -92,16 +103,27 @@ def quality_alerts(runs: Sequence[RunMetrics], minimum: float) -> list[Alert]:
         if run.parent_run_id or score is None or math.isnan(score) or score >= minimum:
             continue
         reasons = [str(r) for r in run.details.get("quality_reasons") or []][:5]
-        alerts.append(Alert(
-            event=QUALITY_LOW,
-            resource_id=f"marketpipe.run.{run.run_id}",
-            resource_name=f"{run.flow} {run.finished_at:%Y-%m-%d %H:%M} UTC",
-            message=(f"data quality of {run.flow} run {run.run_id} is {score:.3f}, below the threshold "
-                     f"{minimum}" + (f": {reasons[0]}" if reasons else "")
-                     + "; see its quality report artifact in the Prefect UI and `marketpipe dlq list`"),
-            details={"quality_score": score, "threshold": minimum, "flow": run.flow, "run_id": run.run_id,
-                     "rejected": run.rejected, "quality_reasons": reasons},
-        ))  # fmt: skip
+        alerts.append(
+            Alert(
+                event=QUALITY_LOW,
+                resource_id=f"marketpipe.run.{run.run_id}",
+                resource_name=f"{run.flow} {run.finished_at:%Y-%m-%d %H:%M} UTC",
+                message=(
+                    f"data quality of {run.flow} run {run.run_id} is {score:.3f}, below the threshold "
+                    f"{minimum}"
+                    + (f": {reasons[0]}" if reasons else "")
+                    + "; see its quality report artifact in the Prefect UI and `marketpipe dlq list`"
+                ),
+                details={
+                    "quality_score": score,
+                    "threshold": minimum,
+                    "flow": run.flow,
+                    "run_id": run.run_id,
+                    "rejected": run.rejected,
+                    "quality_reasons": reasons,
+                },
+            )
+        )
     return alerts
 
 
@@ -112,8 +134,14 @@ def freshness_from_dict(data: dict[str, Any]) -> DatasetFreshness:
     from pipeline.health import DatasetFreshness
 
     return DatasetFreshness(
-        source=data["source"], dataset=data["dataset"], timeframe=data["timeframe"], symbols=int(data["symbols"]),
-        newest_ts=datetime.fromisoformat(data["newest_ts"]), oldest_ts=datetime.fromisoformat(data["oldest_ts"]),
-        oldest_symbol=data["oldest_symbol"], missed_sessions=int(data["missed_sessions"]),
-        allowed_missed_sessions=data["allowed_missed_sessions"], stale_symbols=tuple(data["stale_symbols"]),
-    )  # fmt: skip
+        source=data["source"],
+        dataset=data["dataset"],
+        timeframe=data["timeframe"],
+        symbols=int(data["symbols"]),
+        newest_ts=datetime.fromisoformat(data["newest_ts"]),
+        oldest_ts=datetime.fromisoformat(data["oldest_ts"]),
+        oldest_symbol=data["oldest_symbol"],
+        missed_sessions=int(data["missed_sessions"]),
+        allowed_missed_sessions=data["allowed_missed_sessions"],
+        stale_symbols=tuple(data["stale_symbols"]),
+    )

@@ -76,8 +76,12 @@ COMPONENTS = ("postgres", "lake", "prefect", "sandbox")
 
 def component_address(settings: Settings, name: str) -> str:
     """Where component ``name`` answers, as reported."""
-    return {"postgres": f"{settings.database.host}:{settings.database.port}", "lake": settings.lake.endpoint_url,
-            "prefect": settings.prefect.ui_url, "sandbox": settings.sandbox.base_url}[name]  # fmt: skip
+    return {
+        "postgres": f"{settings.database.host}:{settings.database.port}",
+        "lake": settings.lake.endpoint_url,
+        "prefect": settings.prefect.ui_url,
+        "sandbox": settings.sandbox.base_url,
+    }[name]
 
 
 def probe_postgres(settings: Settings) -> tuple[ComponentStatus, TimescaleInfo | None]:

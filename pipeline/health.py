@@ -38,8 +38,12 @@ if TYPE_CHECKING:
 # an intraday series one (yesterday's session not collected by tonight's run is stale).
 DEFAULT_ALLOWED_MISSED_SESSIONS: dict[str, int] = {"1day": 2, "1hour": 1, "15min": 1, "5min": 1, "1min": 1}
 MAX_LOOKBACK = timedelta(days=366)  # older watermarks count "at least" a year of missed sessions
-COMPONENT_ROLES = {"postgres": "the database", "lake": "the lake", "prefect": "Prefect",
-                   "sandbox": "the market sandbox"}  # fmt: skip
+COMPONENT_ROLES = {
+    "postgres": "the database",
+    "lake": "the lake",
+    "prefect": "Prefect",
+    "sandbox": "the market sandbox",
+}
 
 
 @dataclass(frozen=True)
@@ -63,8 +67,12 @@ class DatasetFreshness:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data.update(newest_ts=self.newest_ts.isoformat(), oldest_ts=self.oldest_ts.isoformat(),
-                    stale_symbols=list(self.stale_symbols), stale=self.stale)  # fmt: skip
+        data.update(
+            newest_ts=self.newest_ts.isoformat(),
+            oldest_ts=self.oldest_ts.isoformat(),
+            stale_symbols=list(self.stale_symbols),
+            stale=self.stale,
+        )
         return data
 
     def issue(self) -> str:
@@ -107,12 +115,20 @@ def dataset_freshness(
         allowed = thresholds.get(timeframe)
         laggard = min(rows, key=lambda i: marks[i].high_water_ts)
         stale = () if allowed is None else tuple(sorted(marks[i].symbol for i in rows if missed[i] > allowed))
-        result.append(DatasetFreshness(
-            source=source, dataset=dataset, timeframe=timeframe, symbols=len(rows),
-            newest_ts=max(marks[i].high_water_ts for i in rows), oldest_ts=marks[laggard].high_water_ts,
-            oldest_symbol=marks[laggard].symbol, missed_sessions=int(max(missed[i] for i in rows)),
-            allowed_missed_sessions=allowed, stale_symbols=stale,
-        ))  # fmt: skip
+        result.append(
+            DatasetFreshness(
+                source=source,
+                dataset=dataset,
+                timeframe=timeframe,
+                symbols=len(rows),
+                newest_ts=max(marks[i].high_water_ts for i in rows),
+                oldest_ts=marks[laggard].high_water_ts,
+                oldest_symbol=marks[laggard].symbol,
+                missed_sessions=int(max(missed[i] for i in rows)),
+                allowed_missed_sessions=allowed,
+                stale_symbols=stale,
+            )
+        )
     return result
 
 
@@ -164,8 +180,10 @@ def component_issues(status: StackStatus, settings: Settings) -> list[str]:
         if c.healthy or (name == "sandbox" and not settings.sandbox.route_vendors):
             continue
         role = COMPONENT_ROLES.get(name, name)
-        issues.append(f"{role} ({name} at {c.address}) is not healthy: {c.detail}; start the stack with "
-                      "`marketpipe up` and check `marketpipe status` and its log in <state_dir>/log/")  # fmt: skip
+        issues.append(
+            f"{role} ({name} at {c.address}) is not healthy: {c.detail}; start the stack with "
+            "`marketpipe up` and check `marketpipe status` and its log in <state_dir>/log/"
+        )
     return issues
 
 
@@ -179,9 +197,13 @@ def source_states(
     for name in names:
         source = (sources or {}).get(name)
         if source is None:
-            state: dict[str, Any] = {"source": name, "state": "unknown", "observed": False, "healthy": None,
-                                     "detail": "no breaker in this process: breakers live in the process that runs "
-                                               "the flow"}  # fmt: skip
+            state: dict[str, Any] = {
+                "source": name,
+                "state": "unknown",
+                "observed": False,
+                "healthy": None,
+                "detail": "no breaker in this process: breakers live in the process that runs the flow",
+            }
         else:
             state = {**source.health(), "observed": True}
             if not state.get("healthy", True):
@@ -221,16 +243,19 @@ def check_health(
                 marks = read_watermarks(conn).values()
                 dead = read_dead_letter_counts(conn, now)
         except (MarketpipeError, psycopg.Error) as exc:
-            issues.append(f"the database answers but the pipeline's tables cannot be read ({exc}); "
-                          "apply migrations with `marketpipe db migrate`")  # fmt: skip
+            issues.append(
+                f"the database answers but the pipeline's tables cannot be read ({exc}); "
+                "apply migrations with `marketpipe db migrate`"
+            )
         else:
             freshness = dataset_freshness(marks, now, thresholds)
             issues += [f.issue() for f in freshness if f.stale]
             issues += dead_letter_issues(dead)
     states, source_issues = source_states(settings, sources, dead)
     issues += source_issues
-    components = {name: {"healthy": c.healthy, "address": c.address, "detail": c.detail}
-                  for name, c in status.components.items()}  # fmt: skip
+    components = {
+        name: {"healthy": c.healthy, "address": c.address, "detail": c.detail} for name, c in status.components.items()
+    }
     return {
         "healthy": not issues,
         "issues": issues,

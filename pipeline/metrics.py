@@ -183,8 +183,13 @@ def _stage_summaries(summary: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
 
 
 def _rows(summary: Mapping[str, Any], *keys: str) -> list[Any]:
-    return [_Row(row) for s in _stage_summaries(summary) for key in keys for row in s.get(key) or []
-            if isinstance(row, Mapping)]  # fmt: skip
+    return [
+        _Row(row)
+        for s in _stage_summaries(summary)
+        for key in keys
+        for row in s.get(key) or []
+        if isinstance(row, Mapping)
+    ]
 
 
 def figures_of_dict(summary: Mapping[str, Any]) -> RunFigures:
@@ -192,10 +197,13 @@ def figures_of_dict(summary: Mapping[str, Any]) -> RunFigures:
     the per-symbol rows (``collected``, ``processed``, ``symbols``) of it and its nested stage
     summaries, added up; its own top-level totals, where it has them, win."""
     figures = RunFigures.of_symbols(
-        _rows(summary, "collected"), _rows(summary, "processed", "symbols"),
-        quality_score=summary.get("quality_score"), quality_reasons=summary.get("quality_reasons") or (),
-        stages=summary.get("stages") or (), error=summary.get("error"),
-    )  # fmt: skip
+        _rows(summary, "collected"),
+        _rows(summary, "processed", "symbols"),
+        quality_score=summary.get("quality_score"),
+        quality_reasons=summary.get("quality_reasons") or (),
+        stages=summary.get("stages") or (),
+        error=summary.get("error"),
+    )
     totals = ("records_ingested", "records_stored", "rejected", "dead_lettered")
     given: dict[str, Any] = {key: int(summary[key]) for key in totals if summary.get(key) is not None}
     return replace(figures, **given)
@@ -245,8 +253,9 @@ def run_metrics(
         status = "partial"
     else:
         status = "completed"
-    details: dict[str, Any] = {k: _json_safe(v) for k, v in record.items()
-                               if v is None or isinstance(v, str | int | float | bool)}  # fmt: skip
+    details: dict[str, Any] = {
+        k: _json_safe(v) for k, v in record.items() if v is None or isinstance(v, str | int | float | bool)
+    }
     details.update(
         stages=list(figures.stages),
         symbol_tasks=tasks,
@@ -280,10 +289,22 @@ def run_metrics(
 # ops.pipeline_runs
 
 _COLUMNS = (
-    "run_id", "flow", "parent_run_id", "started_at", "finished_at", "status", "records_ingested",
-    "records_stored", "rejected", "dead_lettered", "quality_score", "throughput_records_per_second",
-    "processing_latency_seconds", "error_rate", "details",
-)  # fmt: skip
+    "run_id",
+    "flow",
+    "parent_run_id",
+    "started_at",
+    "finished_at",
+    "status",
+    "records_ingested",
+    "records_stored",
+    "rejected",
+    "dead_lettered",
+    "quality_score",
+    "throughput_records_per_second",
+    "processing_latency_seconds",
+    "error_rate",
+    "details",
+)
 _INSERT = f"""
     INSERT INTO ops.pipeline_runs ({", ".join(_COLUMNS)})
     VALUES ({", ".join(["%s"] * len(_COLUMNS))})
@@ -397,8 +418,20 @@ def aggregate_metrics(
 # ---------------------------------------------------------------------------------------------
 # Terminal table (``marketpipe metrics``)
 
-_TABLE_COLUMNS = ("finished (UTC)", "flow", "status", "ingested", "stored", "rejected", "dead", "quality", "rec/s",
-                  "latency s", "errors", "run")  # fmt: skip
+_TABLE_COLUMNS = (
+    "finished (UTC)",
+    "flow",
+    "status",
+    "ingested",
+    "stored",
+    "rejected",
+    "dead",
+    "quality",
+    "rec/s",
+    "latency s",
+    "errors",
+    "run",
+)
 
 
 def _cell(value: Any, kind: str = "") -> str:

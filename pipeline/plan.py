@@ -110,8 +110,9 @@ class GapRange:
     sessions: int
 
 
-def missing_sessions(stored: pd.DataFrame, schedule: SessionSchedule, timeframe: str,
-                     symbols: Sequence[str]) -> pd.DataFrame:  # fmt: skip
+def missing_sessions(
+    stored: pd.DataFrame, schedule: SessionSchedule, timeframe: str, symbols: Sequence[str]
+) -> pd.DataFrame:
     """Symbol-sessions holding fewer bars than the calendar expects.
 
     ``stored`` has columns symbol, session_date (datetime64[D] or date) and bars (count).

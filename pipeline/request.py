@@ -18,8 +18,18 @@ from core.model import normalize_symbol
 
 DATA_TYPES = ("market_data", "corporate_actions")
 TIMEFRAMES = ("1min", "5min", "15min", "1hour", "1day")
-_TIMEFRAME_ALIASES = {"1m": "1min", "1minute": "1min", "5m": "5min", "15m": "15min", "1h": "1hour", "60min": "1hour",
-                      "1d": "1day", "d": "1day", "day": "1day", "daily": "1day"}  # fmt: skip
+_TIMEFRAME_ALIASES = {
+    "1m": "1min",
+    "1minute": "1min",
+    "5m": "5min",
+    "15m": "15min",
+    "1h": "1hour",
+    "60min": "1hour",
+    "1d": "1day",
+    "d": "1day",
+    "day": "1day",
+    "daily": "1day",
+}
 # Tickers as vendors spell them: letters/digits, an optional share class after . - or /, and the
 # prefixes some vendors use (^ for indices). Anything else (quotes, semicolons, spaces) is refused.
 _SYMBOL = re.compile(r"^\^?[A-Z0-9]{1,10}([.\-/][A-Z0-9]{1,4})?$")

@@ -403,10 +403,16 @@ def symbol_day_coverage(
     def key(symbol_ranks: np.ndarray, timeframe_ranks: np.ndarray, days: np.ndarray) -> np.ndarray:
         return (symbol_ranks * len(all_timeframes) + timeframe_ranks) * span + (days - lo)
 
-    row_key = key(np.array([symbol_rank[n] for n in symbol_labels], np.int64)[symbol_code],
-                  np.array([timeframe_rank[t] for t in timeframe_labels], np.int64)[timeframe_code], day)  # fmt: skip
-    exp_key = key(np.array([symbol_rank[n] for n in expected["symbol"]], np.int64),
-                  np.array([timeframe_rank[t] for t in expected["timeframe"]], np.int64), exp_day)  # fmt: skip
+    row_key = key(
+        np.array([symbol_rank[n] for n in symbol_labels], np.int64)[symbol_code],
+        np.array([timeframe_rank[t] for t in timeframe_labels], np.int64)[timeframe_code],
+        day,
+    )
+    exp_key = key(
+        np.array([symbol_rank[n] for n in expected["symbol"]], np.int64),
+        np.array([timeframe_rank[t] for t in expected["timeframe"]], np.int64),
+        exp_day,
+    )
     keys, inverse = np.unique(np.concatenate([exp_key, row_key]), return_inverse=True)
     exp_at, row_at = inverse[: len(exp_key)], inverse[len(exp_key) :]
     n = len(keys)
@@ -434,12 +440,15 @@ def symbol_day_coverage(
         {
             "symbol": pd.array(np.array(all_symbols, dtype=object)[symbol_of], dtype=model.STR),
             "timeframe": pd.array(np.array(all_timeframes, dtype=object)[timeframe_of], dtype=model.STR),
-            "session_date": pd.DatetimeIndex((day_of + lo).astype("datetime64[D]").astype("datetime64[ns]"))
-            .tz_localize("UTC"),
-            **{name: counts[name].astype(np.int64) for name in ("expected", "records", "present", "valid",
-                                                                  "flagged", "off_grid")},
+            "session_date": pd.DatetimeIndex(
+                (day_of + lo).astype("datetime64[D]").astype("datetime64[ns]")
+            ).tz_localize("UTC"),
+            **{
+                name: counts[name].astype(np.int64)
+                for name in ("expected", "records", "present", "valid", "flagged", "off_grid")
+            },
         }
-    )  # fmt: skip
+    )
     out["missing"] = (out["expected"] - out["present"]).clip(lower=0)
     return out
 

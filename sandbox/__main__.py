@@ -9,13 +9,15 @@ from sandbox.server import serve
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sandbox",
-                                     description="Serve the seeded synthetic market in vendors' wire formats.")
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox", description="Serve the seeded synthetic market in vendors' wire formats."
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--as-of", type=date.fromisoformat, default=None,
-                        help="pin 'today' (default: the current UTC date)")
+    parser.add_argument(
+        "--as-of", type=date.fromisoformat, default=None, help="pin 'today' (default: the current UTC date)"
+    )
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
     serve(args.host, args.port, args.seed, args.as_of, args.log_level)

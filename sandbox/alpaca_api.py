@@ -28,8 +28,18 @@ from sandbox.wire import alpaca as wire
 from sandbox.wire.common import decode_cursor, encode_cursor, rfc3339
 
 TIMEFRAME = re.compile(r"^(\d+)(Min|T|Hour|H|Day|D|Week|W|Month|M)$")
-UNITS = {"Min": "minute", "T": "minute", "Hour": "hour", "H": "hour", "Day": "day", "D": "day",
-         "Week": "week", "W": "week", "Month": "month", "M": "month"}
+UNITS = {
+    "Min": "minute",
+    "T": "minute",
+    "Hour": "hour",
+    "H": "hour",
+    "Day": "day",
+    "D": "day",
+    "Week": "week",
+    "W": "week",
+    "Month": "month",
+    "M": "month",
+}
 FEEDS = ("sip", "iex", "delayed_sip", "otc", "boats", "overnight")
 DAY_NS = 86_400_000_000_000
 
@@ -54,8 +64,11 @@ def _window(ctx: RequestContext) -> tuple[int, int]:
     today = int(market.calendar.midnight_ns[market.last_session])
     try:
         start = parse_instant(ctx.query["start"]) if ctx.query.get("start") else today
-        end = (parse_instant(ctx.query["end"], end_of_day=True) if ctx.query.get("end")
-               else int(market.calendar.close_ns[market.last_session]))
+        end = (
+            parse_instant(ctx.query["end"], end_of_day=True)
+            if ctx.query.get("end")
+            else int(market.calendar.close_ns[market.last_session])
+        )
     except ValueError as exc:
         raise _err(400)(f"invalid start or end: {exc}") from exc
     if end < start:
@@ -87,8 +100,9 @@ def _token(ctx: RequestContext) -> dict[str, Any] | None:
         raise _err(400)("invalid page token") from exc
 
 
-def _paginate(ctx: RequestContext, key: str, fetch: Callable[[str, int, int, int, bool], tuple[list, int | None]],
-              max_limit: int) -> Payload:
+def _paginate(
+    ctx: RequestContext, key: str, fetch: Callable[[str, int, int, int, bool], tuple[list, int | None]], max_limit: int
+) -> Payload:
     """Fill one page across symbols; `fetch(sym, start, end, n, desc)` -> (records, next_start_or_None)."""
     symbols = _symbols(ctx)
     start, end = _window(ctx)
@@ -128,8 +142,9 @@ def _paginate(ctx: RequestContext, key: str, fetch: Callable[[str, int, int, int
 
 def bars(ctx: RequestContext) -> Payload:
     unit, amount = _timeframe(ctx.query.get("timeframe"))
-    adjustment = parse_choice(ctx.query.get("adjustment"), "raw", "adjustment", ("raw", "split", "dividend", "all"),
-                              _err(422))
+    adjustment = parse_choice(
+        ctx.query.get("adjustment"), "raw", "adjustment", ("raw", "split", "dividend", "all"), _err(422)
+    )
     market: Market = ctx.market
 
     def fetch(sym: str, start: int, end: int, n: int, desc: bool) -> tuple[list, int | None]:
@@ -163,8 +178,11 @@ def _ticks(ctx: RequestContext, kind: str) -> Payload:
                 more_here = len(idx) > len(take)
                 resume = (last - 1 if desc else last + 1) if more_here else None
                 if not more_here:  # resume in the next session, if any is left in range
-                    nxt = [s for s in market.tick_sessions(start, end, descending=desc)
-                           if (s < session if desc else s > session)]
+                    nxt = [
+                        s
+                        for s in market.tick_sessions(start, end, descending=desc)
+                        if (s < session if desc else s > session)
+                    ]
                     if nxt:
                         resume = last - 1 if desc else last + 1
                 return out, resume
@@ -197,7 +215,7 @@ def news(ctx: RequestContext) -> Payload:
     token = _token(ctx)
     offset = int(token["o"]) if token else 0
     rows = news_rows(market, symbols, start, end, descending=desc)
-    page = rows[offset: offset + limit]
+    page = rows[offset : offset + limit]
     records = []
     for sym, table in page:
         item = render_news(sym, table)[0]
@@ -206,9 +224,21 @@ def news(ctx: RequestContext) -> Payload:
     return Payload({"news": records, "next_page_token": next_token}, [records], symbols)
 
 
-CA_TYPES = ("forward_split", "reverse_split", "cash_dividend", "stock_dividend", "unit_split", "spin_off",
-            "cash_merger", "stock_merger", "stock_and_cash_merger", "redemption", "name_change", "worthless_removal",
-            "rights_distribution")
+CA_TYPES = (
+    "forward_split",
+    "reverse_split",
+    "cash_dividend",
+    "stock_dividend",
+    "unit_split",
+    "spin_off",
+    "cash_merger",
+    "stock_merger",
+    "stock_and_cash_merger",
+    "redemption",
+    "name_change",
+    "worthless_removal",
+    "rights_distribution",
+)
 
 
 def corporate_actions(ctx: RequestContext) -> Payload:
@@ -240,7 +270,7 @@ def corporate_actions(ctx: RequestContext) -> Payload:
     token = _token(ctx)
     offset = int(token["o"]) if token else 0
     grouped: dict[str, list[dict[str, Any]]] = {}
-    for _, _, group, rec in events[offset: offset + limit]:
+    for _, _, group, rec in events[offset : offset + limit]:
         grouped.setdefault(group, []).append(rec)
     next_token = encode_cursor({"o": offset + limit}) if offset + limit < len(events) else None
     return Payload({"corporate_actions": grouped, "next_page_token": next_token}, list(grouped.values()), symbols)

@@ -67,8 +67,7 @@ class SandboxState:
 
     def __init__(self, config: SandboxConfig, market: Market | None = None) -> None:
         self.config = config
-        self.market = market or Market(config.seed, config.as_of, config.unknown_symbol_prefix,
-                                       config.cache_mb * 2**20)
+        self.market = market or Market(config.seed, config.as_of, config.unknown_symbol_prefix, config.cache_mb * 2**20)
         self.faults = FaultPlan(config.faults)
         self.stats = Stats()
 
@@ -78,6 +77,7 @@ class SandboxState:
 
 
 # ---- vendor-specific edges ------------------------------------------------------------------------
+
 
 def _auth_error(vendor: str, request: Request, config: SandboxConfig, rid: str) -> Response | None:
     """None when the caller is authorized the way the vendor checks it, else the vendor's 401."""
@@ -191,15 +191,20 @@ def _vendor_endpoint(state: SandboxState, vendor: str, name: str, handler: Handl
         counts = _apply_data_faults(payload, decision, faults.record_fraction)
         malformed = 0
         if decision.kind == "malformed":
-            malformed = sum(malform_records(r, faults.record_fraction, decision.key + i)
-                            for i, r in enumerate(payload.record_lists))
+            malformed = sum(
+                malform_records(r, faults.record_fraction, decision.key + i) for i, r in enumerate(payload.record_lists)
+            )
         body = orjson.dumps(payload.body, option=orjson.OPT_SERIALIZE_NUMPY)
         if decision.kind == "truncated":
             state.stats.outcome(endpoint_name, 200, "truncated", records_lost=served)
             return Response(truncate_body(body, decision.key), 200, media_type="application/json")
         state.stats.outcome(
-            endpoint_name, 200, decision.kind or (",".join(sorted(decision.data_faults)) or None),
-            records_served=served - counts["records_dropped"] - malformed, records_malformed=malformed, **counts,
+            endpoint_name,
+            200,
+            decision.kind or (",".join(sorted(decision.data_faults)) or None),
+            records_served=served - counts["records_dropped"] - malformed,
+            records_malformed=malformed,
+            **counts,
         )
         return Response(body, 200, media_type="application/json")
 
@@ -209,15 +214,22 @@ def _vendor_endpoint(state: SandboxState, vendor: str, name: str, handler: Handl
 
 # ---- control API --------------------------------------------------------------------------------
 
+
 def _control_routes(state: SandboxState) -> list[Route]:
     async def health(request: Request) -> Response:
         market = state.market
-        return JSONResponse({
-            "status": "ok", "seed": market.seed, "as_of": market.as_of.isoformat(),
-            "first_session": str(market.calendar.days[0]), "last_session": str(market.calendar.days[
-                market.last_session]),
-            "vendors": list(VENDORS), "faults_active": state.faults.config.active, "cache": market.cache_stats(),
-        })
+        return JSONResponse(
+            {
+                "status": "ok",
+                "seed": market.seed,
+                "as_of": market.as_of.isoformat(),
+                "first_session": str(market.calendar.days[0]),
+                "last_session": str(market.calendar.days[market.last_session]),
+                "vendors": list(VENDORS),
+                "faults_active": state.faults.config.active,
+                "cache": market.cache_stats(),
+            }
+        )
 
     async def stats(request: Request) -> Response:
         if request.method == "DELETE":
@@ -248,8 +260,10 @@ def create_app(config: SandboxConfig | None = None, market: Market | None = None
     """One ASGI app serving every vendor; `market` may be shared between apps (tests) or built here."""
     state = SandboxState(config or SandboxConfig(), market)
     routes = _control_routes(state)
-    routes += [Route(path, _vendor_endpoint(state, vendor, name, handler), methods=["GET"])
-               for vendor, name, path, handler in VENDOR_ROUTES]
+    routes += [
+        Route(path, _vendor_endpoint(state, vendor, name, handler), methods=["GET"])
+        for vendor, name, path, handler in VENDOR_ROUTES
+    ]
     app = Starlette(routes=routes)
     app.state.sandbox = state
     return app

@@ -76,25 +76,56 @@ def filings(seed: int, profile: SymbolProfile, split_factor_at: Callable[[date],
             break
         shares = profile.shares_outstanding * split_factor_at(end)
         rev = float(round(revenue[q], -3))
-        quarter = _statement(start, end, filed, FIRST_YEAR + q // 4, f"Q{q % 4 + 1}", "quarterly", rev,
-                             float(margin[q]), shares)
+        quarter = _statement(
+            start, end, filed, FIRST_YEAR + q // 4, f"Q{q % 4 + 1}", "quarterly", rev, float(margin[q]), shares
+        )
         out.append(quarter)
         if is_q4:
             year_q = out[-4:]
-            out.append(_statement(date(quarter.fiscal_year, 1, 1), end, filed, quarter.fiscal_year, "FY",
-                                  "annual", sum(f.revenues for f in year_q),
-                                  sum(f.net_income for f in year_q) / sum(f.revenues for f in year_q), shares))
+            out.append(
+                _statement(
+                    date(quarter.fiscal_year, 1, 1),
+                    end,
+                    filed,
+                    quarter.fiscal_year,
+                    "FY",
+                    "annual",
+                    sum(f.revenues for f in year_q),
+                    sum(f.net_income for f in year_q) / sum(f.revenues for f in year_q),
+                    shares,
+                )
+            )
     return out
 
 
-def _statement(start: date, end: date, filed: date, year: int, period: str, timeframe: str, revenue: float,
-               margin: float, shares: float) -> Filing:
+def _statement(
+    start: date,
+    end: date,
+    filed: date,
+    year: int,
+    period: str,
+    timeframe: str,
+    revenue: float,
+    margin: float,
+    shares: float,
+) -> Filing:
     net = round(revenue * margin, -3)
     cost = round(revenue * 0.55, -3)
     opex = round(revenue - cost - net / 0.79, -3)
     return Filing(
-        fiscal_year=year, fiscal_period=period, timeframe=timeframe, start_date=start, end_date=end,
-        filing_date=filed, revenues=revenue, cost_of_revenue=cost, operating_expenses=opex, net_income=net,
-        shares=round(shares), assets=round(revenue * 3.2, -3), liabilities=round(revenue * 1.9, -3),
-        cash=round(revenue * 0.4, -3), operating_cash_flow=round(net * 1.3, -3),
+        fiscal_year=year,
+        fiscal_period=period,
+        timeframe=timeframe,
+        start_date=start,
+        end_date=end,
+        filing_date=filed,
+        revenues=revenue,
+        cost_of_revenue=cost,
+        operating_expenses=opex,
+        net_income=net,
+        shares=round(shares),
+        assets=round(revenue * 3.2, -3),
+        liabilities=round(revenue * 1.9, -3),
+        cash=round(revenue * 0.4, -3),
+        operating_cash_flow=round(net * 1.3, -3),
     )

@@ -85,8 +85,9 @@ def parse_instant(text: str, *, end_of_day: bool = False, int_unit_ns: int = 1) 
     return seconds * 1_000_000_000 + moment.microsecond * 1000
 
 
-def parse_int(value: str | None, default: int, name: str, low: int, high: int,
-              error: Callable[[str], WireError]) -> int:
+def parse_int(
+    value: str | None, default: int, name: str, low: int, high: int, error: Callable[[str], WireError]
+) -> int:
     if value is None or value == "":
         return default
     if not _INT.match(value.strip()):
@@ -97,8 +98,9 @@ def parse_int(value: str | None, default: int, name: str, low: int, high: int,
     return number
 
 
-def parse_choice(value: str | None, default: str, name: str, choices: tuple[str, ...],
-                 error: Callable[[str], WireError]) -> str:
+def parse_choice(
+    value: str | None, default: str, name: str, choices: tuple[str, ...], error: Callable[[str], WireError]
+) -> str:
     if value is None or value == "":
         return default
     if value not in choices:
@@ -106,8 +108,9 @@ def parse_choice(value: str | None, default: str, name: str, choices: tuple[str,
     return value
 
 
-def range_bounds(query: Mapping[str, str], name: str, parse: Callable[[str, bool], int],
-                 error: Callable[[str], WireError]) -> tuple[int | None, int | None]:
+def range_bounds(
+    query: Mapping[str, str], name: str, parse: Callable[[str, bool], int], error: Callable[[str], WireError]
+) -> tuple[int | None, int | None]:
     """Polygon-style `name`, `name.gte/.gt/.lte/.lt` filters as an inclusive [low, high] pair."""
     low: int | None = None
     high: int | None = None

@@ -69,19 +69,22 @@ class DividendEvent:
 class Market:
     """One seeded market, fixed "today" (`as_of`), cached generation."""
 
-    def __init__(self, seed: int, as_of: date | None = None, unknown_prefix: str = "ZZZ",
-                 cache_bytes: int = 256 * 2**20) -> None:
+    def __init__(
+        self, seed: int, as_of: date | None = None, unknown_prefix: str = "ZZZ", cache_bytes: int = 256 * 2**20
+    ) -> None:
         self.seed = seed
         self.as_of = as_of or datetime.now(UTC).date()
         self.unknown_prefix = unknown_prefix.upper()
         self.calendar = SessionCalendar.build(self.as_of)
         self.last_session = self.calendar.index_on_or_before(self.as_of)
         self._histories: ByteBoundedLRU[tuple[SymbolProfile, DailyHistory]] = ByteBoundedLRU(
-            cache_bytes // 4, lambda v: sum(a.nbytes for a in vars(v[1]).values()))
+            cache_bytes // 4, lambda v: sum(a.nbytes for a in vars(v[1]).values())
+        )
         self._minutes: ByteBoundedLRU[Bars] = ByteBoundedLRU(cache_bytes // 4, lambda b: b.nbytes)
         self._ticks: ByteBoundedLRU[Trades | Quotes] = ByteBoundedLRU(cache_bytes // 2, lambda t: t.nbytes)
         self._news: ByteBoundedLRU[NewsTable] = ByteBoundedLRU(
-            cache_bytes // 16, lambda t: sum(getattr(t, f).nbytes for f in ("id", "t_ns", "session")) * 2)
+            cache_bytes // 16, lambda t: sum(getattr(t, f).nbytes for f in ("id", "t_ns", "session")) * 2
+        )
 
     # ---- identity -----------------------------------------------------------------------------
     def is_valid(self, symbol: str) -> bool:
@@ -112,10 +115,19 @@ class Market:
         sym = canonical_symbol(symbol)
         profile, history = self._history(sym)
         return self._minutes.get_or_create(
-            (sym, session), lambda: minute_bars(self.seed, profile, history, self.calendar, session))
+            (sym, session), lambda: minute_bars(self.seed, profile, history, self.calendar, session)
+        )
 
-    def bars(self, symbol: str, start_ns: int, end_ns: int, unit: str = "minute", multiplier: int = 1,
-             adjustment: str = "raw", anchor: str = "clock") -> Bars:
+    def bars(
+        self,
+        symbol: str,
+        start_ns: int,
+        end_ns: int,
+        unit: str = "minute",
+        multiplier: int = 1,
+        adjustment: str = "raw",
+        anchor: str = "clock",
+    ) -> Bars:
         """Bars whose window starts in [start_ns, end_ns], oldest first.
 
         `anchor="clock"` aligns intraday windows to the epoch (Polygon, Alpaca: 10:00, 11:00...),
@@ -157,8 +169,18 @@ class Market:
         keep = (bars.t_ns >= start_ns) & (bars.t_ns <= end_ns)
         return bars if keep.all() else bars.take(keep)
 
-    def bars_page(self, symbol: str, start_ns: int, end_ns: int, unit: str, multiplier: int, adjustment: str,
-                  limit: int, descending: bool = False, anchor: str = "clock") -> tuple[Bars, bool]:
+    def bars_page(
+        self,
+        symbol: str,
+        start_ns: int,
+        end_ns: int,
+        unit: str,
+        multiplier: int,
+        adjustment: str,
+        limit: int,
+        descending: bool = False,
+        anchor: str = "clock",
+    ) -> tuple[Bars, bool]:
         """At most `limit` bars from one end of [start_ns, end_ns], and whether more remain.
 
         Intraday pages are built from just enough sessions to fill the page, so paging through
@@ -210,13 +232,14 @@ class Market:
     def trades(self, symbol: str, session: int) -> Trades:
         sym = canonical_symbol(symbol)
         return self._ticks.get_or_create(
-            ("T", sym, session),
-            lambda: session_trades(self.seed, sym, session, self.minute_bars(sym, session)))
+            ("T", sym, session), lambda: session_trades(self.seed, sym, session, self.minute_bars(sym, session))
+        )
 
     def quotes(self, symbol: str, session: int) -> Quotes:
         sym = canonical_symbol(symbol)
         return self._ticks.get_or_create(
-            ("Q", sym, session), lambda: session_quotes(self.seed, sym, session, self.trades(sym, session)))
+            ("Q", sym, session), lambda: session_quotes(self.seed, sym, session, self.trades(sym, session))
+        )
 
     def tick_sessions(self, start_ns: int, end_ns: int, descending: bool = False) -> Iterator[int]:
         lo, hi = self.calendar.ns_range(start_ns, end_ns)
@@ -245,8 +268,9 @@ class Market:
         for i in np.flatnonzero(div > 0):
             ex = self.calendar.day(int(i))
             record = self.calendar.day(min(int(i) + 1, len(self.calendar) - 1))
-            out.append(DividendEvent(sym, ex, float(div[i]), ex - timedelta(days=14), record,
-                                     ex + timedelta(days=21), int(i)))
+            out.append(
+                DividendEvent(sym, ex, float(div[i]), ex - timedelta(days=14), record, ex + timedelta(days=21), int(i))
+            )
         return out
 
     def split_factor_at(self, symbol: str, day: date) -> float:
@@ -259,7 +283,8 @@ class Market:
     def news(self, symbol: str) -> NewsTable:
         sym = canonical_symbol(symbol)
         return self._news.get_or_create(
-            sym, lambda: symbol_news(self.seed, sym, self.history(sym), self.calendar, self.last_session))
+            sym, lambda: symbol_news(self.seed, sym, self.history(sym), self.calendar, self.last_session)
+        )
 
     def option_chain(self, symbol: str) -> OptionChain:
         sym = canonical_symbol(symbol)
@@ -274,8 +299,11 @@ class Market:
 
     def cache_stats(self) -> dict[str, int]:
         return {
-            "minute_sessions": len(self._minutes), "minute_bytes": self._minutes.nbytes,
-            "tick_sessions": len(self._ticks), "tick_bytes": self._ticks.nbytes,
+            "minute_sessions": len(self._minutes),
+            "minute_bytes": self._minutes.nbytes,
+            "tick_sessions": len(self._ticks),
+            "tick_bytes": self._ticks.nbytes,
             "symbols": len(self._histories),
-            "hits": self._minutes.hits + self._ticks.hits, "misses": self._minutes.misses + self._ticks.misses,
+            "hits": self._minutes.hits + self._ticks.hits,
+            "misses": self._minutes.misses + self._ticks.misses,
         }

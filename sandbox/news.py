@@ -17,8 +17,26 @@ from sandbox.textgen import hash_u64, hash_uniform
 
 #: Symbols used when a request names none (news without a ticker, Reddit mentions).
 DEFAULT_UNIVERSE = (
-    "AAPL", "MSFT", "AMZN", "GOOGL", "META", "NVDA", "TSLA", "JPM", "V", "JNJ",
-    "WMT", "PG", "XOM", "UNH", "HD", "BAC", "KO", "PFE", "DIS", "NFLX",
+    "AAPL",
+    "MSFT",
+    "AMZN",
+    "GOOGL",
+    "META",
+    "NVDA",
+    "TSLA",
+    "JPM",
+    "V",
+    "JNJ",
+    "WMT",
+    "PG",
+    "XOM",
+    "UNH",
+    "HD",
+    "BAC",
+    "KO",
+    "PFE",
+    "DIS",
+    "NFLX",
 )
 
 POSITIVE_HEADLINES = (
@@ -66,12 +84,14 @@ class NewsTable:
         return len(self.id)
 
     def take(self, index: np.ndarray | slice) -> NewsTable:
-        return NewsTable(*(getattr(self, f)[index] for f in ("id", "t_ns", "session", "sentiment",
-                                                              "template", "other")))
+        return NewsTable(
+            *(getattr(self, f)[index] for f in ("id", "t_ns", "session", "sentiment", "template", "other"))
+        )
 
 
-def symbol_news(seed: int, symbol: str, history: DailyHistory, calendar: SessionCalendar,
-                last_session: int) -> NewsTable:
+def symbol_news(
+    seed: int, symbol: str, history: DailyHistory, calendar: SessionCalendar, last_session: int
+) -> NewsTable:
     n = min(len(history), last_session + 1)
     h = symbol_hash(symbol)
     sessions = np.arange(n, dtype=np.uint64)
@@ -91,14 +111,18 @@ def symbol_news(seed: int, symbol: str, history: DailyHistory, calendar: Session
     key = session.astype(np.uint64) * np.uint64(8) + item.astype(np.uint64)
     salt = seed * 7_919 + h
     minute = (6 * 60 + hash_uniform(key, salt + 1) * 14 * 60).astype(np.int64)  # 06:00-20:00 New York
-    t_ns = calendar.midnight_ns[session] + minute * NS_PER_MINUTE + (hash_u64(key, salt + 2) % 60).astype(
-        np.int64) * 1_000_000_000
+    t_ns = (
+        calendar.midnight_ns[session]
+        + minute * NS_PER_MINUTE
+        + (hash_u64(key, salt + 2) % 60).astype(np.int64) * 1_000_000_000
+    )
     move = history.ret[session] / history.sigma[session]
     sentiment = np.where(move > 0.3, 1, np.where(move < -0.3, -1, 0))
     sentiment = np.where(hash_uniform(key, salt + 3) < 0.15, 0, sentiment)
     template = (hash_u64(key, salt + 4) % 6).astype(np.int64)
-    other = np.where(hash_uniform(key, salt + 5) < 0.3,
-                     (hash_u64(key, salt + 6) % len(DEFAULT_UNIVERSE)).astype(np.int64), -1)
+    other = np.where(
+        hash_uniform(key, salt + 5) < 0.3, (hash_u64(key, salt + 6) % len(DEFAULT_UNIVERSE)).astype(np.int64), -1
+    )
     ids = (h % 1_000_000) * 10_000_000 + np.arange(len(session), dtype=np.int64)
     order = np.argsort(t_ns, kind="stable")
     return NewsTable(ids[order], t_ns[order], session[order], sentiment[order], template[order], other[order])
@@ -125,28 +149,46 @@ def render_news(symbol: str, table: NewsTable) -> list[NewsItem]:
         sent = int(table.sentiment[i])
         headline = HEADLINES[sent][int(table.template[i])].format(s=symbol)
         other = int(table.other[i])
-        symbols = (symbol,) if other < 0 or DEFAULT_UNIVERSE[other] == symbol else (symbol,
-                                                                                    DEFAULT_UNIVERSE[other])
+        symbols = (symbol,) if other < 0 or DEFAULT_UNIVERSE[other] == symbol else (symbol, DEFAULT_UNIVERSE[other])
         summary = f"{headline}. Shares of {symbol} were in focus"
         summary += f" alongside {symbols[1]}." if len(symbols) > 1 else "."
         ident = int(table.id[i])
-        items.append(NewsItem(
-            id=ident, t_ns=int(table.t_ns[i]), symbols=symbols, headline=headline, summary=summary,
-            author=AUTHORS[ident % len(AUTHORS)], publisher=PUBLISHERS[ident % len(PUBLISHERS)],
-            sentiment=SENTIMENT_NAMES[sent],
-            url=f"https://news.sandbox.invalid/{symbol.lower()}/{ident}",
-        ))
+        items.append(
+            NewsItem(
+                id=ident,
+                t_ns=int(table.t_ns[i]),
+                symbols=symbols,
+                headline=headline,
+                summary=summary,
+                author=AUTHORS[ident % len(AUTHORS)],
+                publisher=PUBLISHERS[ident % len(PUBLISHERS)],
+                sentiment=SENTIMENT_NAMES[sent],
+                url=f"https://news.sandbox.invalid/{symbol.lower()}/{ident}",
+            )
+        )
     return items
 
 
 # ---- Reddit -------------------------------------------------------------------------------------
 
-POSITIVE_POSTS = ("${s} to the moon, loading more calls", "DD: why ${s} is massively undervalued",
-                  "${s} earnings crushed it, bullish", "Bought the dip on ${s}, feeling great")
-NEGATIVE_POSTS = ("${s} is going to crash, puts printing", "Sold all my ${s}, this company is done",
-                  "${s} bagholders check in", "Why ${s} is a terrible investment right now")
-NEUTRAL_POSTS = ("What do you think about ${s}?", "${s} daily discussion thread",
-                 "Anyone holding ${s} over earnings?", "${s} chart analysis for this week")
+POSITIVE_POSTS = (
+    "${s} to the moon, loading more calls",
+    "DD: why ${s} is massively undervalued",
+    "${s} earnings crushed it, bullish",
+    "Bought the dip on ${s}, feeling great",
+)
+NEGATIVE_POSTS = (
+    "${s} is going to crash, puts printing",
+    "Sold all my ${s}, this company is done",
+    "${s} bagholders check in",
+    "Why ${s} is a terrible investment right now",
+)
+NEUTRAL_POSTS = (
+    "What do you think about ${s}?",
+    "${s} daily discussion thread",
+    "Anyone holding ${s} over earnings?",
+    "${s} chart analysis for this week",
+)
 POSTS = {1: POSITIVE_POSTS, -1: NEGATIVE_POSTS, 0: NEUTRAL_POSTS}
 HOUR_NS = 3_600 * 1_000_000_000
 
@@ -205,10 +247,18 @@ def subreddit_posts(seed: int, subreddit: str, first_hour: int, last_hour: int) 
         sym = DEFAULT_UNIVERSE[int(sym_idx[i])]
         sent = int(sentiment[i])
         title = POSTS[sent][int(template[i])].format(s=sym)
-        posts.append(RedditPost(
-            id=_base36(int(key[i])), created_utc=int(created[i]), title=title,
-            selftext=f"{title}. Not financial advice. Positions: {sym}.",
-            author=f"user_{int(key[i]) % 99991:05d}", score=int(score[i]), num_comments=int(comments[i]),
-            upvote_ratio=float(ratio[i]), symbol=sym, sentiment=SENTIMENT_NAMES[sent],
-        ))
+        posts.append(
+            RedditPost(
+                id=_base36(int(key[i])),
+                created_utc=int(created[i]),
+                title=title,
+                selftext=f"{title}. Not financial advice. Positions: {sym}.",
+                author=f"user_{int(key[i]) % 99991:05d}",
+                score=int(score[i]),
+                num_comments=int(comments[i]),
+                upvote_ratio=float(ratio[i]),
+                symbol=sym,
+                sentiment=SENTIMENT_NAMES[sent],
+            )
+        )
     return posts

@@ -108,5 +108,6 @@ def option_chain(underlying: str, spot: float, atm_vol: float, as_of: date, seed
     jitter = 0.5 + (np.arange(len(k_g)) * 2654435761 + seed_key) % 1000 / 1000.0
     oi = np.round(20000 * liquidity * jitter).astype(np.int64)
     vol = np.round(oi * 0.15 * jitter).astype(np.int64)
-    return OptionChain(underlying, spot, exp_g, k_g, call_g, iv, np.maximum(price, 0.01), delta, gamma, theta,
-                       vega, oi, vol)
+    return OptionChain(
+        underlying, spot, exp_g, k_g, call_g, iv, np.maximum(price, 0.01), delta, gamma, theta, vega, oi, vol
+    )

@@ -87,8 +87,7 @@ def _ticks(ctx: RequestContext, kind: str) -> Payload:
     state = _cursor_state(ctx)
     market = ctx.market
     if state is None:
-        low, high = range_bounds(ctx.query, "timestamp",
-                                 lambda t, end: parse_instant(t, end_of_day=end), bad)
+        low, high = range_bounds(ctx.query, "timestamp", lambda t, end: parse_instant(t, end_of_day=end), bad)
         if low is None and high is None:  # no range: the latest session
             last = market.last_session
             low, high = int(market.calendar.midnight_ns[last]), int(market.calendar.midnight_ns[last]) + DAY_NS
@@ -114,16 +113,15 @@ def _ticks(ctx: RequestContext, kind: str) -> Payload:
                 idx = idx[::-1]
             if session != state["session"]:
                 pos = 0
-            take = idx[pos: pos + state["limit"] - len(results)]
+            take = idx[pos : pos + state["limit"] - len(results)]
             chunk = ticks.take(take)
-            results += (wire.trade_results(chunk, tape, session) if kind == "trades"
-                        else wire.quote_results(chunk, tape))
+            results += wire.trade_results(chunk, tape, session) if kind == "trades" else wire.quote_results(chunk, tape)
             if len(results) >= state["limit"]:
                 next_pos = pos + len(take)
                 if next_pos < len(idx):
                     state = {**state, "session": session, "pos": next_pos}
                 else:
-                    following = sessions[sessions.index(session) + 1:]
+                    following = sessions[sessions.index(session) + 1 :]
                     state = {**state, "session": following[0], "pos": 0} if following else {}
                 break
         else:
@@ -142,16 +140,20 @@ def quotes(ctx: RequestContext) -> Payload:
     return _ticks(ctx, "quotes")
 
 
-def _paged_list(ctx: RequestContext, path: str, rows: list[Any], render: Any, default_limit: int,
-                max_limit: int, symbols: list[str]) -> Payload:
+def _paged_list(
+    ctx: RequestContext, path: str, rows: list[Any], render: Any, default_limit: int, max_limit: int, symbols: list[str]
+) -> Payload:
     """Offset paging over an already filtered and ordered row list (reference endpoints are small)."""
     bad = _bad(ctx)
     state = _cursor_state(ctx)
     if state is None:
-        state = {"offset": 0, "limit": parse_int(ctx.query.get("limit"), default_limit, "limit", 1, max_limit, bad),
-                 "query": {k: v for k, v in ctx.query.items() if k not in ("apiKey", "cursor")}}
+        state = {
+            "offset": 0,
+            "limit": parse_int(ctx.query.get("limit"), default_limit, "limit", 1, max_limit, bad),
+            "query": {k: v for k, v in ctx.query.items() if k not in ("apiKey", "cursor")},
+        }
     offset, limit = int(state["offset"]), int(state["limit"])
-    results = [render(r) for r in rows[offset: offset + limit]]
+    results = [render(r) for r in rows[offset : offset + limit]]
     next_url = None
     if offset + limit < len(rows):
         next_url = _next_url(ctx, path, {**state, "offset": offset + limit})
@@ -253,24 +255,35 @@ def options_chain(ctx: RequestContext) -> Payload:
         mask &= exp_ord >= elo
     if ehi is not None:
         mask &= exp_ord <= ehi
-    ctype = parse_choice(query.get("contract_type"), "", "contract_type", ("call", "put"), bad) if query.get(
-        "contract_type") else ""
+    ctype = (
+        parse_choice(query.get("contract_type"), "", "contract_type", ("call", "put"), bad)
+        if query.get("contract_type")
+        else ""
+    )
     if ctype:
         mask &= chain.is_call == (ctype == "call")
     sort = parse_choice(query.get("sort"), "ticker", "sort", ("ticker", "expiration_date", "strike_price"), bad)
     order = parse_choice(query.get("order"), "asc", "order", ("asc", "desc"), bad)
     idx = np.flatnonzero(mask)
-    keys = {"ticker": (chain.expiration[idx], ~chain.is_call[idx], chain.strike[idx]),
-            "expiration_date": (chain.strike[idx], chain.expiration[idx]),
-            "strike_price": (chain.expiration[idx], chain.strike[idx])}[sort]
+    keys = {
+        "ticker": (chain.expiration[idx], ~chain.is_call[idx], chain.strike[idx]),
+        "expiration_date": (chain.strike[idx], chain.expiration[idx]),
+        "strike_price": (chain.expiration[idx], chain.strike[idx]),
+    }[sort]
     idx = idx[np.lexsort(keys)]
     if order == "desc":
         idx = idx[::-1]
     updated = int(market.calendar.close_ns[market.last_session])
     rows = [int(i) for i in idx]
-    return _paged_list(ctx, f"/v3/snapshot/options/{underlying}", rows,
-                       lambda i: wire.option_results(chain, np.array([i]), updated)[0], 10, 250,
-                       [canonical_symbol(underlying)])
+    return _paged_list(
+        ctx,
+        f"/v3/snapshot/options/{underlying}",
+        rows,
+        lambda i: wire.option_results(chain, np.array([i]), updated)[0],
+        10,
+        250,
+        [canonical_symbol(underlying)],
+    )
 
 
 def financials(ctx: RequestContext) -> Payload:
@@ -280,19 +293,29 @@ def financials(ctx: RequestContext) -> Payload:
     if not ticker:
         raise bad("The ticker parameter is required in this sandbox (filtering by cik/company is not emulated)")
     market = ctx.market
-    timeframe = parse_choice(query.get("timeframe"), "", "timeframe", ("annual", "quarterly"), bad) if query.get(
-        "timeframe") else ""
+    timeframe = (
+        parse_choice(query.get("timeframe"), "", "timeframe", ("annual", "quarterly"), bad)
+        if query.get("timeframe")
+        else ""
+    )
     flo, fhi = _date_filter(query, "filing_date", bad)
     plo, phi = _date_filter(query, "period_of_report_date", bad)
-    sort = parse_choice(query.get("sort"), "period_of_report_date", "sort", ("filing_date", "period_of_report_date"),
-                        bad)
+    sort = parse_choice(
+        query.get("sort"), "period_of_report_date", "sort", ("filing_date", "period_of_report_date"), bad
+    )
     order = parse_choice(query.get("order"), "desc", "order", ("asc", "desc"), bad)
     sym = canonical_symbol(ticker)
     rows = market.filings(sym) if market.exists(sym) else []
-    rows = [f for f in rows if (not timeframe or f.timeframe == timeframe)
-            and flo <= f.filing_date.toordinal() <= fhi and plo <= f.end_date.toordinal() <= phi]
-    rows.sort(key=lambda f: (f.filing_date if sort == "filing_date" else f.end_date, f.timeframe),
-              reverse=order == "desc")
+    rows = [
+        f
+        for f in rows
+        if (not timeframe or f.timeframe == timeframe)
+        and flo <= f.filing_date.toordinal() <= fhi
+        and plo <= f.end_date.toordinal() <= phi
+    ]
+    rows.sort(
+        key=lambda f: (f.filing_date if sort == "filing_date" else f.end_date, f.timeframe), reverse=order == "desc"
+    )
     profile = market.profile(sym) if rows else None
 
     def render(f: Any) -> dict[str, Any]:

@@ -148,10 +148,12 @@ def daily_history(seed: int, profile: SymbolProfile, calendar: SessionCalendar) 
     open_raw = prev_adj * np.exp(gap)
     close = round_price(close_raw)
     open_ = round_price(open_raw)
-    high = np.maximum(round_price(np.maximum(open_raw, close_raw) * np.exp(0.6 * sigma * wick_up[:n])),
-                      np.maximum(open_, close))
-    low = np.minimum(round_price(np.minimum(open_raw, close_raw) * np.exp(-0.6 * sigma * wick_dn[:n])),
-                     np.minimum(open_, close))
+    high = np.maximum(
+        round_price(np.maximum(open_raw, close_raw) * np.exp(0.6 * sigma * wick_up[:n])), np.maximum(open_, close)
+    )
+    low = np.minimum(
+        round_price(np.minimum(open_raw, close_raw) * np.exp(-0.6 * sigma * wick_dn[:n])), np.minimum(open_, close)
+    )
 
     minutes = calendar.minutes
     shares_factor = np.cumprod(split_ratio)
@@ -162,8 +164,17 @@ def daily_history(seed: int, profile: SymbolProfile, calendar: SessionCalendar) 
     prev_close_rounded = np.concatenate([[round_price(profile.start_price)], close[:-1]])
     dividend = np.where(exdiv, np.round(q * prev_close_rounded, 4), 0.0)
     return DailyHistory(
-        open=open_, high=high, low=low, close=close, volume=volume, trades=trades, vwap=vwap,
-        sigma=sigma, ret=r, split_ratio=split_ratio, dividend=dividend,
+        open=open_,
+        high=high,
+        low=low,
+        close=close,
+        volume=volume,
+        trades=trades,
+        vwap=vwap,
+        sigma=sigma,
+        ret=r,
+        split_ratio=split_ratio,
+        dividend=dividend,
     )
 
 
@@ -205,8 +216,9 @@ class Bars:
         return Bars(i, f, f, f, f, i, i, f, i)
 
 
-def minute_bars(seed: int, profile: SymbolProfile, history: DailyHistory, calendar: SessionCalendar,
-                session: int) -> Bars:
+def minute_bars(
+    seed: int, profile: SymbolProfile, history: DailyHistory, calendar: SessionCalendar, session: int
+) -> Bars:
     """The regular-session minute bars of one session, aggregating exactly to its daily bar."""
     n = int(calendar.minutes[session])
     rng = np.random.default_rng([seed, symbol_hash(profile.symbol), 1, session])
@@ -275,9 +287,15 @@ def daily_bars(history: DailyHistory, calendar: SessionCalendar, lo: int, hi: in
     """Daily bars of sessions [lo, hi), stamped at midnight New York time as Polygon and Alpaca do."""
     s = slice(lo, hi)
     return Bars(
-        t_ns=calendar.midnight_ns[s].copy(), open=history.open[s], high=history.high[s],
-        low=history.low[s], close=history.close[s], volume=history.volume[s], trades=history.trades[s],
-        vwap=history.vwap[s], session=np.arange(lo, hi, dtype=np.int64),
+        t_ns=calendar.midnight_ns[s].copy(),
+        open=history.open[s],
+        high=history.high[s],
+        low=history.low[s],
+        close=history.close[s],
+        volume=history.volume[s],
+        trades=history.trades[s],
+        vwap=history.vwap[s],
+        session=np.arange(lo, hi, dtype=np.int64),
     )
 
 
@@ -330,7 +348,13 @@ def apply_adjustment(bars: Bars, price_factor: np.ndarray, volume_factor: np.nda
         return np.where(pf == 1.0, a, np.round(a * pf, 4))
 
     return Bars(
-        t_ns=bars.t_ns, open=scale(bars.open), high=scale(bars.high), low=scale(bars.low),
-        close=scale(bars.close), volume=np.round(bars.volume * vf).astype(np.int64), trades=bars.trades,
-        vwap=scale(bars.vwap), session=bars.session,
+        t_ns=bars.t_ns,
+        open=scale(bars.open),
+        high=scale(bars.high),
+        low=scale(bars.low),
+        close=scale(bars.close),
+        volume=np.round(bars.volume * vf).astype(np.int64),
+        trades=bars.trades,
+        vwap=scale(bars.vwap),
+        session=bars.session,
     )

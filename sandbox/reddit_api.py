@@ -28,8 +28,10 @@ def listing(ctx: RequestContext) -> Payload:
         raise WireError(404, wire.error_body(404, "Not Found"))
     if market.unknown_prefix and sub.upper().startswith(market.unknown_prefix):
         raise WireError(404, wire.error_body(404, "Not Found"))
-    limit = min(parse_int(ctx.query.get("limit"), 25, "limit", 1, 10_000,
-                          lambda m: WireError(400, wire.error_body(400, m))), 100)  # Reddit clamps to 100
+    limit = min(
+        parse_int(ctx.query.get("limit"), 25, "limit", 1, 10_000, lambda m: WireError(400, wire.error_body(400, m))),
+        100,
+    )  # Reddit clamps to 100
     after = ctx.query.get("after") or ""
     now_hour = _now_hour(ctx)
     seed = market.seed
@@ -40,7 +42,7 @@ def listing(ctx: RequestContext) -> Payload:
         pool = subreddit_posts(seed, sub, now_hour - hours + 1, now_hour)
         pool.sort(key=lambda p: (-p.score, p.id))
         start = _position_after(pool, after)
-        posts = pool[start: start + limit + 1]
+        posts = pool[start : start + limit + 1]
     more = len(posts) > limit
     posts = posts[:limit]
     things = [wire.post_thing(p, sub) for p in posts]
@@ -73,7 +75,7 @@ def _new_posts(seed: int, sub: str, now_hour: int, after: str, limit: int) -> li
         lo = hour - 47
         batch = subreddit_posts(seed, sub, lo, hour)
         if skipping:
-            batch = batch[_position_after(batch, after):]
+            batch = batch[_position_after(batch, after) :]
             skipping = False
         out += batch
         hour = lo - 1

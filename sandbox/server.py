@@ -10,8 +10,9 @@ from sandbox.app import create_app
 from sandbox.config import SandboxConfig
 
 
-def serve(host: str = "127.0.0.1", port: int = 8765, seed: int = 42, as_of: date | None = None,
-          log_level: str = "warning") -> None:
+def serve(
+    host: str = "127.0.0.1", port: int = 8765, seed: int = 42, as_of: date | None = None, log_level: str = "warning"
+) -> None:
     """Serve one market on host:port; health-check it at GET /_sandbox/health."""
     app = create_app(SandboxConfig(seed=seed, as_of=as_of))
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

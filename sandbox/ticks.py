@@ -14,8 +14,9 @@ import numpy as np
 from sandbox.prices import Bars, round_price, symbol_hash
 
 # (Polygon exchange id, Alpaca/SIP letter), with a rough share of volume.
-EXCHANGES = np.array([(12, "Q"), (10, "N"), (11, "P"), (4, "D"), (19, "Z"), (9, "K"), (15, "V"), (21, "U")],
-                     dtype=object)
+EXCHANGES = np.array(
+    [(12, "Q"), (10, "N"), (11, "P"), (4, "D"), (19, "Z"), (9, "K"), (15, "V"), (21, "U")], dtype=object
+)
 EXCHANGE_WEIGHTS = np.array([0.2, 0.12, 0.1, 0.3, 0.08, 0.08, 0.05, 0.07])
 POLYGON_EXCHANGE_IDS = np.array([e[0] for e in EXCHANGES], dtype=np.int64)
 ALPACA_EXCHANGE_CODES = np.array([e[1] for e in EXCHANGES], dtype=object)
@@ -38,8 +39,7 @@ class Trades:
         return sum(a.nbytes for a in (self.t_ns, self.price, self.size, self.exchange, self.sequence))
 
     def take(self, index: np.ndarray | slice) -> Trades:
-        return Trades(self.t_ns[index], self.price[index], self.size[index], self.exchange[index],
-                      self.sequence[index])
+        return Trades(self.t_ns[index], self.price[index], self.size[index], self.exchange[index], self.sequence[index])
 
 
 @dataclass(frozen=True)
@@ -58,13 +58,31 @@ class Quotes:
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.t_ns, self.bid, self.ask, self.bid_size, self.ask_size,
-                                      self.bid_exchange, self.ask_exchange, self.sequence))
+        return sum(
+            a.nbytes
+            for a in (
+                self.t_ns,
+                self.bid,
+                self.ask,
+                self.bid_size,
+                self.ask_size,
+                self.bid_exchange,
+                self.ask_exchange,
+                self.sequence,
+            )
+        )
 
     def take(self, index: np.ndarray | slice) -> Quotes:
-        return Quotes(self.t_ns[index], self.bid[index], self.ask[index], self.bid_size[index],
-                      self.ask_size[index], self.bid_exchange[index], self.ask_exchange[index],
-                      self.sequence[index])
+        return Quotes(
+            self.t_ns[index],
+            self.bid[index],
+            self.ask[index],
+            self.bid_size[index],
+            self.ask_size[index],
+            self.bid_exchange[index],
+            self.ask_exchange[index],
+            self.sequence[index],
+        )
 
 
 def _segments(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -113,5 +131,13 @@ def session_quotes(seed: int, symbol: str, session: int, trades: Trades) -> Quot
     t = _strictly_increasing(trades.t_ns - rng.integers(1_000, 1_000_000, size=n))
     lots = rng.integers(1, 20, size=(2, n)) * 100
     exch = rng.choice(len(EXCHANGES), size=(2, n), p=EXCHANGE_WEIGHTS)
-    return Quotes(t, round_price(trades.price - half), round_price(trades.price + half), lots[0], lots[1],
-                  exch[0], exch[1], np.arange(1, n + 1, dtype=np.int64))
+    return Quotes(
+        t,
+        round_price(trades.price - half),
+        round_price(trades.price + half),
+        lots[0],
+        lots[1],
+        exch[0],
+        exch[1],
+        np.arange(1, n + 1, dtype=np.int64),
+    )

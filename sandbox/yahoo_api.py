@@ -10,9 +10,21 @@ from sandbox.handling import Payload, RequestContext, WireError
 from sandbox.market import canonical_symbol
 from sandbox.wire import yahoo as wire
 
-INTERVALS = {"1m": ("minute", 1), "2m": ("minute", 2), "5m": ("minute", 5), "15m": ("minute", 15),
-             "30m": ("minute", 30), "60m": ("hour", 1), "1h": ("hour", 1), "90m": ("minute", 90),
-             "1d": ("day", 1), "5d": ("day", 5), "1wk": ("week", 1), "1mo": ("month", 1), "3mo": ("quarter", 1)}
+INTERVALS = {
+    "1m": ("minute", 1),
+    "2m": ("minute", 2),
+    "5m": ("minute", 5),
+    "15m": ("minute", 15),
+    "30m": ("minute", 30),
+    "60m": ("hour", 1),
+    "1h": ("hour", 1),
+    "90m": ("minute", 90),
+    "1d": ("day", 1),
+    "5d": ("day", 5),
+    "1wk": ("week", 1),
+    "1mo": ("month", 1),
+    "3mo": ("quarter", 1),
+}
 RANGE_DAYS = {"1d": 1, "5d": 5, "1mo": 31, "3mo": 92, "6mo": 183, "1y": 366, "2y": 731, "5y": 1827, "10y": 3653}
 MAX_INTRADAY_DAYS = {"1m": 8}
 S = 1_000_000_000
@@ -59,7 +71,8 @@ def chart(ctx: RequestContext) -> Payload:
         raise _err(422, "Unprocessable Entity")(
             f"{interval} data not available for startTime={p1} and endTime={p2}. Only "
             f"{MAX_INTRADAY_DAYS[interval]} days worth of {interval} granularity data are allowed to be fetched per "
-            "request.")
+            "request."
+        )
     unit, mult = INTERVALS[interval]
     start_ns, end_ns = p1 * S, p2 * S
     daily = unit not in ("minute", "hour")
@@ -84,18 +97,31 @@ def chart(ctx: RequestContext) -> Payload:
     if len(bars):
         first, last = int(bars.session[0]), int(bars.session[-1])
         if "div" in events:
-            dividends = [(int(calendar.open_ns[d.session]) // S, d) for d in market.dividends(sym)
-                         if first <= d.session <= last]
+            dividends = [
+                (int(calendar.open_ns[d.session]) // S, d) for d in market.dividends(sym) if first <= d.session <= last
+            ]
         if "split" in events:
-            splits = [(int(calendar.open_ns[s.session]) // S, s) for s in market.splits(sym)
-                      if first <= s.session <= last]
-    body = wire.chart_body(raw_symbol.upper(), bars, t_seconds, adjclose, interval, range_text or "",
-                           int(calendar.open_ns[0]) // S, int(calendar.open_ns[market.last_session]) // S, now_s,
-                           dividends, splits)
+            splits = [
+                (int(calendar.open_ns[s.session]) // S, s) for s in market.splits(sym) if first <= s.session <= last
+            ]
+    body = wire.chart_body(
+        raw_symbol.upper(),
+        bars,
+        t_seconds,
+        adjclose,
+        interval,
+        range_text or "",
+        int(calendar.open_ns[0]) // S,
+        int(calendar.open_ns[market.last_session]) // S,
+        now_s,
+        dividends,
+        splits,
+    )
     quote = body["chart"]["result"][0]["indicators"]["quote"][0]
     result = body["chart"]["result"][0]
-    columns = [result["timestamp"], *(quote[k] for k in ("open", "high", "low", "close", "volume"))] if len(
-        bars) else []
+    columns = (
+        [result["timestamp"], *(quote[k] for k in ("open", "high", "low", "close", "volume"))] if len(bars) else []
+    )
     if columns and adjclose is not None:
         columns.append(result["indicators"]["adjclose"][0]["adjclose"])
     return Payload(body, [], [sym], columns)

@@ -105,14 +105,16 @@ class EmbeddedPostgres:
         self._run(
             [
                 str(self.bindir / "initdb"),
-                "-D", str(self.data_dir),
-                "-U", SUPERUSER,
+                "-D",
+                str(self.data_dir),
+                "-U",
+                SUPERUSER,
                 "--auth-local=trust",
                 "--auth-host=scram-sha-256",
                 "--encoding=UTF8",
                 "--locale=C",
             ]
-        )  # fmt: skip
+        )
         conf = self.data_dir / "postgresql.conf"
         with conf.open("a") as fh:
             fh.write("\ninclude_if_exists = 'marketpipe.conf'\n")
@@ -142,10 +144,18 @@ class EmbeddedPostgres:
         logger.info("starting PostgreSQL on {}:{}", self.settings.host, self.settings.port)
         self._run(
             [
-                str(self.bindir / "pg_ctl"), "start", "-w", "-t", "60", "-s",
-                "-D", str(self.data_dir), "-l", str(self.log_file),
+                str(self.bindir / "pg_ctl"),
+                "start",
+                "-w",
+                "-t",
+                "60",
+                "-s",
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
             ]
-        )  # fmt: skip
+        )
         return True
 
     def stop(self) -> bool:
@@ -230,4 +240,3 @@ class EmbeddedPostgres:
                 f"(exit {result.returncode}): {(result.stderr or result.stdout).strip()}"
                 + (f"\nlast lines of {self.log_file}:\n{log_tail}" if log_tail else "")
             )
-

@@ -50,25 +50,38 @@ class Stack:
         self.lake_process = ManagedProcess(
             name="lake",
             argv=[
-                _executable(bin_dir, "weed"), "mini",
+                _executable(bin_dir, "weed"),
+                "mini",
                 f"-dir={self.state_dir / 'lake'}",
                 f"-bucket={lake.bucket}",
-                f"-ip={lake.host}", f"-ip.bind={lake.host}",
-                f"-s3.port={lake.port}", f"-s3.port.grpc={lake.port + GRPC_OFFSET}",
+                f"-ip={lake.host}",
+                f"-ip.bind={lake.host}",
+                f"-s3.port={lake.port}",
+                f"-s3.port.grpc={lake.port + GRPC_OFFSET}",
                 *self._seaweed_internal_ports(),
-                "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0", "-admin.ui=false",
+                "-webdav=false",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+                "-admin.ui=false",
                 f"-filer.localSocket={run / 'seaweedfs-filer.sock'}",
             ],
             pid_file=run / "lake.pid",
             log_file=log / "lake.log",
             env=self._lake_env(),
             cwd=self.state_dir,
-        )  # fmt: skip
+        )
         prefect = settings.prefect
         self.prefect_process = ManagedProcess(
             name="prefect",
-            argv=[_executable(bin_dir, "prefect"), "server", "start",
-                  "--host", prefect.host, "--port", str(prefect.port)],
+            argv=[
+                _executable(bin_dir, "prefect"),
+                "server",
+                "start",
+                "--host",
+                prefect.host,
+                "--port",
+                str(prefect.port),
+            ],
             pid_file=run / "prefect.pid",
             log_file=log / "prefect.log",
             env=self._prefect_env(),
@@ -77,12 +90,21 @@ class Stack:
         sandbox = settings.sandbox
         self.sandbox_process = ManagedProcess(
             name="sandbox",
-            argv=[sys.executable, "-m", "sandbox", "--host", sandbox.host, "--port", str(sandbox.port),
-                  "--seed", str(sandbox.seed)],
+            argv=[
+                sys.executable,
+                "-m",
+                "sandbox",
+                "--host",
+                sandbox.host,
+                "--port",
+                str(sandbox.port),
+                "--seed",
+                str(sandbox.seed),
+            ],
             pid_file=run / "sandbox.pid",
             log_file=log / "sandbox.log",
             cwd=self.state_dir,
-        )  # fmt: skip
+        )
 
     # -- which components this configuration embeds ------------------------------------------
     def _embedded(self) -> list[str]:
@@ -107,9 +129,11 @@ class Stack:
         if name == "lake":
             base = s.lake.internal_port_base
             http = [base, base + 1, base + 2, base + 3]
-            return [(s.lake.port, "lake.port"), (s.lake.port + GRPC_OFFSET, "lake.port (+10000 for gRPC)")] + [
-                (p, "lake.internal_port_base") for p in http
-            ] + [(p + GRPC_OFFSET, "lake.internal_port_base (+10000 for gRPC)") for p in http]
+            return (
+                [(s.lake.port, "lake.port"), (s.lake.port + GRPC_OFFSET, "lake.port (+10000 for gRPC)")]
+                + [(p, "lake.internal_port_base") for p in http]
+                + [(p + GRPC_OFFSET, "lake.internal_port_base (+10000 for gRPC)") for p in http]
+            )
         if name == "prefect":
             return [(s.prefect.port, "prefect.port")]
         if name == "sandbox":
@@ -118,8 +142,9 @@ class Stack:
 
     def _host(self, name: str) -> str:
         s = self.settings
-        return {"postgres": s.database.host, "lake": s.lake.host, "prefect": s.prefect.host,
-                "sandbox": s.sandbox.host}[name]  # fmt: skip
+        return {"postgres": s.database.host, "lake": s.lake.host, "prefect": s.prefect.host, "sandbox": s.sandbox.host}[
+            name
+        ]
 
     # -- up / down / status ----------------------------------------------------------------
     def up(self) -> UpReport:
@@ -158,8 +183,10 @@ class Stack:
             lines = []
             for c in sick:
                 log_file = processes[c.name].log_file if c.name in processes else self.postgres.log_file
-                lines.append(f"{c.name} at {c.address}: {c.detail}\n  last lines of {log_file}:\n"
-                             + "\n".join("    " + line for line in tail(log_file).splitlines()))  # fmt: skip
+                lines.append(
+                    f"{c.name} at {c.address}: {c.detail}\n  last lines of {log_file}:\n"
+                    + "\n".join("    " + line for line in tail(log_file).splitlines())
+                )
             raise ServiceError(
                 f"the stack did not become healthy within {self.settings.startup_timeout_seconds:.0f} s:\n"
                 + "\n".join(lines)

@@ -33,9 +33,18 @@ from core.model import CORPORATE_ACTIONS, frame, session_date
 from storage.hot import Adjustment, Column, TableSpec, UpsertResult, check_adjustment, upsert_frame, utc_index
 from storage.watermarks import advance_watermarks, watermarks_of
 
-_ACTION_TYPES = {"symbol": "text", "action": "text", "ex_date": "date", "new_rate": "float8", "old_rate": "float8",
-                 "amount": "float8", "currency": "text", "record_date": "date", "pay_date": "date",
-                 "source": "text"}  # fmt: skip
+_ACTION_TYPES = {
+    "symbol": "text",
+    "action": "text",
+    "ex_date": "date",
+    "new_rate": "float8",
+    "old_rate": "float8",
+    "amount": "float8",
+    "currency": "text",
+    "record_date": "date",
+    "pay_date": "date",
+    "source": "text",
+}
 CORPORATE_ACTIONS_TABLE = TableSpec(
     name="market.corporate_actions",
     columns=tuple(Column(name, _ACTION_TYPES[name]) for name in CORPORATE_ACTIONS),
@@ -162,7 +171,11 @@ def _close_before(keys: pd.DataFrame, closes: pd.DataFrame) -> np.ndarray:
     last_per_day = bars.drop_duplicates(["symbol", "day"], keep="last")
     probe = pd.DataFrame({"row": np.arange(len(keys)), "symbol": keys["symbol"].to_numpy(), "day": keys["ex_date"]})
     matched = pd.merge_asof(
-        probe.sort_values("day"), last_per_day[["symbol", "day", "close"]], on="day", by="symbol",
-        direction="backward", allow_exact_matches=False,
-    ).sort_values("row")  # fmt: skip
+        probe.sort_values("day"),
+        last_per_day[["symbol", "day", "close"]],
+        on="day",
+        by="symbol",
+        direction="backward",
+        allow_exact_matches=False,
+    ).sort_values("row")
     return matched["close"].to_numpy()

@@ -28,13 +28,34 @@ from storage.lake import Lake
 
 # The standard features, in the kernels' output order: one float8 column each in the wide table.
 FEATURES: tuple[str, ...] = (
-    "ret", "log_ret", "volatility", "sma", "ema", "rsi", "macd", "macd_signal", "macd_hist",
-    "bb_upper", "bb_middle", "bb_lower", "bb_pctb", "atr", "obv", "vwap", "volume_z",
-    "dist_high", "dist_low", "gap_pct",
-)  # fmt: skip
+    "ret",
+    "log_ret",
+    "volatility",
+    "sma",
+    "ema",
+    "rsi",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "bb_upper",
+    "bb_middle",
+    "bb_lower",
+    "bb_pctb",
+    "atr",
+    "obv",
+    "vwap",
+    "volume_z",
+    "dist_high",
+    "dist_low",
+    "gap_pct",
+)
 FEATURE_KEY = (*BAR_KEY, "feature_set")
-_KEY_COLUMNS = (Column("symbol", "text"), Column("timeframe", "text"), Column("ts", "timestamptz"),
-                Column("feature_set", "text"))  # fmt: skip
+_KEY_COLUMNS = (
+    Column("symbol", "text"),
+    Column("timeframe", "text"),
+    Column("ts", "timestamptz"),
+    Column("feature_set", "text"),
+)
 FEATURES_TABLE = TableSpec(
     name="features.bar_features",
     columns=(*_KEY_COLUMNS, *(Column(name, "float8") for name in FEATURES)),

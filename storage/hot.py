@@ -89,9 +89,20 @@ class TableSpec:
 
 
 BAR_KEY = ("symbol", "timeframe", "ts")
-_BAR_TYPES = {"symbol": "text", "timeframe": "text", "ts": "timestamptz", "open": "float8", "high": "float8",
-              "low": "float8", "close": "float8", "volume": "int8", "vwap": "float8", "trade_count": "int8",
-              "source": "text", "quality_flags": "int8"}  # fmt: skip
+_BAR_TYPES = {
+    "symbol": "text",
+    "timeframe": "text",
+    "ts": "timestamptz",
+    "open": "float8",
+    "high": "float8",
+    "low": "float8",
+    "close": "float8",
+    "volume": "int8",
+    "vwap": "float8",
+    "trade_count": "int8",
+    "source": "text",
+    "quality_flags": "int8",
+}
 # The canonical bar columns plus the validation bitmask (0 = passed every rule; lenient mode
 # stores failing bars flagged, see db/migrations/0007_bar_quality_flags.sql).
 BAR_COLUMNS = (*BARS, "quality_flags")
@@ -246,9 +257,13 @@ def _encode_rows(frame: pd.DataFrame, columns: Sequence[Column]) -> Iterator[mem
 
 
 def _encode_group(
-    encoded: list[_Encoded], layout: list[np.ndarray | None], columns: Sequence[Column], rows: slice | np.ndarray,
-    count: int, first: int,
-) -> memoryview:  # fmt: skip
+    encoded: list[_Encoded],
+    layout: list[np.ndarray | None],
+    columns: Sequence[Column],
+    rows: slice | np.ndarray,
+    count: int,
+    first: int,
+) -> memoryview:
     """Rows of one layout as a structured array: constants (field count, lengths) are stamped
     from a one-row template, then each column's values are assigned in one vectorised step."""
     fields: list[tuple[str, str]] = [("n", ">i2")]
@@ -303,8 +318,12 @@ class UpsertResult:
         return (self.inserted, self.updated, self.unchanged, self.duplicates)
 
     def as_dict(self) -> dict[str, int]:
-        return {"inserted": self.inserted, "updated": self.updated, "unchanged": self.unchanged,
-                "duplicates": self.duplicates}  # fmt: skip
+        return {
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "duplicates": self.duplicates,
+        }
 
 
 _STAGE = sql.Identifier("_mp_stage")  # dropped after each merge; ON COMMIT DROP covers a failure

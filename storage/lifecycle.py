@@ -74,8 +74,11 @@ def plan_compaction(files: Sequence[LakeFile], min_files: int) -> list[Compactio
     groups: dict[tuple[str, str, str], list[LakeFile]] = {}
     for f in files:
         groups.setdefault((f.dataset, f.timeframe, f.partition), []).append(f)
-    return [CompactionPlan(*where, tuple(group)) for where, group in sorted(groups.items())
-            if len(group) >= max(min_files, 2)]  # fmt: skip
+    return [
+        CompactionPlan(*where, tuple(group))
+        for where, group in sorted(groups.items())
+        if len(group) >= max(min_files, 2)
+    ]
 
 
 def merge_objects(ds: TierDataset, tables: Sequence[pa.Table]) -> pa.Table:
@@ -120,8 +123,11 @@ def compact_partition(
     compression = settings.storage.data_lake.compression
     with conn.transaction():
         lock_lake(conn)
-        current = [f for f in manifest_files(conn, dataset=plan.dataset, timeframe=plan.timeframe)
-                   if f.partition == plan.partition]  # fmt: skip
+        current = [
+            f
+            for f in manifest_files(conn, dataset=plan.dataset, timeframe=plan.timeframe)
+            if f.partition == plan.partition
+        ]
         if len(current) < 2:  # another run compacted it meanwhile
             return CompactionResult(plan.dataset, plan.timeframe, plan.partition, "", 0, 0, 0, ())
         plan = CompactionPlan(plan.dataset, plan.timeframe, plan.partition, tuple(current))
@@ -144,8 +150,9 @@ def compact_partition(
         insert_manifest(conn, [merged])
         crash_point("compaction-before-commit")
     deleted = _delete_quietly(lake, [f.key for f in plan.files if f.key != key])
-    return CompactionResult(plan.dataset, plan.timeframe, plan.partition, key, len(plan.files), rows.num_rows, size,
-                            tuple(deleted))  # fmt: skip
+    return CompactionResult(
+        plan.dataset, plan.timeframe, plan.partition, key, len(plan.files), rows.num_rows, size, tuple(deleted)
+    )
 
 
 def compact(
@@ -164,8 +171,13 @@ def compact(
     for plan in plan_compaction(manifest_files(conn, dataset=dataset), threshold):
         result = compact_partition(conn, lake, settings, plan)
         if result.key:
-            logger.info("compacted {} objects of {} into {} ({} rows)", result.files_merged,
-                        plan.key.rsplit("/", 1)[0], result.key, result.rows)  # fmt: skip
+            logger.info(
+                "compacted {} objects of {} into {} ({} rows)",
+                result.files_merged,
+                plan.key.rsplit("/", 1)[0],
+                result.key,
+                result.rows,
+            )
             report.partitions.append(result)
     report.orphans_deleted = sweep_orphans(conn, lake)
     report.seconds = time.monotonic() - began
@@ -229,12 +241,13 @@ def prune_raw(conn: psycopg.Connection, lake: Lake, retention_days: int, *, now:
     moment = now or datetime.now(UTC)
     limit = raw_cutoff(moment.date(), retention_days)
     with conn.transaction():
-        keys = [r[0] for r in conn.execute(
-            "DELETE FROM ops.raw_pages WHERE data_date < %s AND processed_at IS NOT NULL RETURNING key", (limit,)
-        ).fetchall()]  # fmt: skip
-        kept = {r[0] for r in conn.execute(
-            "SELECT key FROM ops.raw_pages WHERE data_date < %s", (limit,)
-        ).fetchall()}  # fmt: skip
+        keys = [
+            r[0]
+            for r in conn.execute(
+                "DELETE FROM ops.raw_pages WHERE data_date < %s AND processed_at IS NOT NULL RETURNING key", (limit,)
+            ).fetchall()
+        ]
+        kept = {r[0] for r in conn.execute("SELECT key FROM ops.raw_pages WHERE data_date < %s", (limit,)).fetchall()}
         stale = set(keys)
         for obj in lake.list(f"{RAW_PREFIX}/"):
             day = raw_key_date(obj.key)

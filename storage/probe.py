@@ -19,8 +19,10 @@ def probe_hot_store(conn: psycopg.Connection, now: datetime | None = None) -> in
     Returns the number of bars read back.
     """
     now = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
-    rows = [(PROBE_SYMBOL, "1min", now.replace(minute=m), 100.0 + m, 101.0 + m, 99.0 + m, 100.5 + m, 1000 * (m + 1))
-            for m in range(3)]  # fmt: skip
+    rows = [
+        (PROBE_SYMBOL, "1min", now.replace(minute=m), 100.0 + m, 101.0 + m, 99.0 + m, 100.5 + m, 1000 * (m + 1))
+        for m in range(3)
+    ]
     tx = conn.transaction(force_rollback=True)
     with tx:
         with conn.cursor() as cur:

@@ -156,15 +156,25 @@ class StorageRouter:
             (schema, table, end, start),
         ).fetchone()
         files = manifest_files(self.conn, dataset=ds.name, timeframe=timeframe, start=start, end=end, symbols=symbols)
-        check_fallback(files, start, end, self.hot_since(ds.name), self.settings.storage.routing.cold_fallback_enabled,
-                       f"{timeframe} {ds.name} of {list(symbols)[:5]}")  # fmt: skip
+        check_fallback(
+            files,
+            start,
+            end,
+            self.hot_since(ds.name),
+            self.settings.storage.routing.cold_fallback_enabled,
+            f"{timeframe} {ds.name} of {list(symbols)[:5]}",
+        )
         return route(bool(hot and hot[0]), files)
 
     # -- cold reads --------------------------------------------------------------------------
     def read_cold(
-        self, files: Sequence[LakeFile], symbols: Sequence[str], start: datetime, end: datetime,
+        self,
+        files: Sequence[LakeFile],
+        symbols: Sequence[str],
+        start: datetime,
+        end: datetime,
         extra_filter: pc.Expression | None = None,
-    ) -> pa.Table:  # fmt: skip
+    ) -> pa.Table:
         """Rows of ``files`` (manifest order: older first) for ``symbols`` in ``[start, end)``; the
         filter is pushed down to the row groups."""
         if not files:
@@ -194,9 +204,14 @@ class StorageRouter:
 
     # -- bars --------------------------------------------------------------------------------
     def read_bars(
-        self, symbols: Sequence[str], start: object, end: object, timeframe: str = "1day", *,
+        self,
+        symbols: Sequence[str],
+        start: object,
+        end: object,
+        timeframe: str = "1day",
+        *,
         adjusted: bool | str = False,
-    ) -> pd.DataFrame:  # fmt: skip
+    ) -> pd.DataFrame:
         """Bars of ``symbols`` with ``start <= ts < end`` (canonical BARS frame, sorted by symbol
         and ts) from whichever tiers hold them; ``adjusted``: False/'raw', 'split', True/'all'."""
         adjustment = as_adjustment(adjusted)
@@ -281,9 +296,14 @@ class StorageRouter:
 
     # -- features ----------------------------------------------------------------------------
     def read_features(
-        self, symbols: Sequence[str], start: object, end: object, timeframe: str = "1day",
-        feature_set: str | None = None, names: Sequence[str] | None = None,
-    ) -> pd.DataFrame:  # fmt: skip
+        self,
+        symbols: Sequence[str],
+        start: object,
+        end: object,
+        timeframe: str = "1day",
+        feature_set: str | None = None,
+        names: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
         """Features like :func:`storage.feature_tables.read_features` (one feature-set version, wide,
         sorted by symbol and ts), from whichever tiers hold them."""
         tf = canonical_timeframe(timeframe)
@@ -312,8 +332,9 @@ class StorageRouter:
         extra = sorted({c for p in parts for c in p.columns} - {"symbol", "timeframe", "ts", "feature_set", *FEATURES})
         ordered = list(names) if names is not None else [*standard, *extra]
         columns = ["symbol", "timeframe", "ts", "feature_set", *ordered]
-        merged = merge_tiers([p.reindex(columns=columns) for p in parts] or [pd.DataFrame(columns=columns)],
-                             ["symbol", "ts"])  # fmt: skip
+        merged = merge_tiers(
+            [p.reindex(columns=columns) for p in parts] or [pd.DataFrame(columns=columns)], ["symbol", "ts"]
+        )
         return _feature_frame(merged, columns)
 
 

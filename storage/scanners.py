@@ -92,9 +92,13 @@ def check_number(name: str, value: float, minimum: float | None = None, maximum:
     high_ok = maximum is None or number <= maximum
     if number != number or not low_ok or not high_ok:  # NaN, or out of range
         bounds = " and ".join(
-            part for part in (f">= {minimum:g}" if minimum is not None else "",
-                              f"<= {maximum:g}" if maximum is not None else "") if part
-        )  # fmt: skip
+            part
+            for part in (
+                f">= {minimum:g}" if minimum is not None else "",
+                f"<= {maximum:g}" if maximum is not None else "",
+            )
+            if part
+        )
         raise ScanArgumentError(f"{name} must be a number{' ' + bounds if bounds else ''}, got {value!r}")
     return number
 

@@ -191,8 +191,13 @@ def cutoff(now: datetime, hot_days: int) -> datetime:
 
 
 def arrow_schema(columns: Iterable[Column]) -> pa.Schema:
-    types = {"text": pa.string(), "float8": pa.float64(), "int8": pa.int64(),
-             "timestamptz": pa.timestamp("us", tz="UTC"), "date": pa.date32()}  # fmt: skip
+    types = {
+        "text": pa.string(),
+        "float8": pa.float64(),
+        "int8": pa.int64(),
+        "timestamptz": pa.timestamp("us", tz="UTC"),
+        "date": pa.date32(),
+    }
     return pa.schema([pa.field(c.name, types[c.pg_type]) for c in columns])
 
 
@@ -203,9 +208,14 @@ def split_partitions(ds: TierDataset, table: pa.Table) -> list[tuple[str, str, p
         return []
     days = pc.floor_temporal(table["ts"], unit="day")
     if not ds.has_timeframe:
-        return [(NO_TIMEFRAME, partition_of(NO_TIMEFRAME, day),
-                 sort_rows(ds, table.filter(pc.equal(days, pa.scalar(day, days.type)))))
-                for day in sorted(pc.unique(days).to_pylist())]  # fmt: skip
+        return [
+            (
+                NO_TIMEFRAME,
+                partition_of(NO_TIMEFRAME, day),
+                sort_rows(ds, table.filter(pc.equal(days, pa.scalar(day, days.type)))),
+            )
+            for day in sorted(pc.unique(days).to_pylist())
+        ]
     months = pc.floor_temporal(table["ts"], unit="month")
     groups: list[tuple[str, str, pa.Table]] = []
     for timeframe in sorted(pc.unique(table["timeframe"]).to_pylist()):
@@ -247,8 +257,15 @@ def table_checksum(table: pa.Table) -> str:
 def parquet_bytes(table: pa.Table, compression: str, row_group_rows: int) -> bytes:
     sink = io.BytesIO()
     strings = [f.name for f in table.schema if pa.types.is_string(f.type)]  # prices do not repeat: no dictionary
-    pq.write_table(table, sink, compression=compression, row_group_size=row_group_rows, use_dictionary=strings,
-                   write_statistics=True, write_page_index=True)  # fmt: skip
+    pq.write_table(
+        table,
+        sink,
+        compression=compression,
+        row_group_size=row_group_rows,
+        use_dictionary=strings,
+        write_statistics=True,
+        write_page_index=True,
+    )
     return sink.getvalue()
 
 
@@ -334,9 +351,14 @@ class TieringReport:
         return self.bytes_written / 1e6 / self.seconds if self.seconds > 0 else 0.0
 
     def as_dict(self) -> dict[str, object]:
-        return {"chunks": len(self.chunks), "files": self.files, "rows": self.rows,
-                "bytes_written": self.bytes_written, "seconds": round(self.seconds, 3),
-                "mb_per_s": round(self.mb_per_s, 3)}  # fmt: skip
+        return {
+            "chunks": len(self.chunks),
+            "files": self.files,
+            "rows": self.rows,
+            "bytes_written": self.bytes_written,
+            "seconds": round(self.seconds, 3),
+            "mb_per_s": round(self.mb_per_s, 3),
+        }
 
 
 class TieringError(StorageError):
@@ -449,12 +471,34 @@ def write_verified(lake: Lake, key: str, rows: pa.Table, compression: str, row_g
     return len(data), expected
 
 
-def describe(ds: TierDataset, timeframe: str, partition: str, key: str, sources: Sequence[str], rows: pa.Table,
-             size: int, checksum: str, compression: str) -> LakeFile:  # fmt: skip
+def describe(
+    ds: TierDataset,
+    timeframe: str,
+    partition: str,
+    key: str,
+    sources: Sequence[str],
+    rows: pa.Table,
+    size: int,
+    checksum: str,
+    compression: str,
+) -> LakeFile:
     ts_min, ts_max = pc.min_max(rows["ts"]).values()
     sym_min, sym_max = pc.min_max(rows["symbol"]).values()
-    return LakeFile(key, ds.name, timeframe, partition, tuple(sources), ts_min.as_py(), ts_max.as_py(),
-                    sym_min.as_py(), sym_max.as_py(), rows.num_rows, size, checksum, compression)  # fmt: skip
+    return LakeFile(
+        key,
+        ds.name,
+        timeframe,
+        partition,
+        tuple(sources),
+        ts_min.as_py(),
+        ts_max.as_py(),
+        sym_min.as_py(),
+        sym_max.as_py(),
+        rows.num_rows,
+        size,
+        checksum,
+        compression,
+    )
 
 
 def insert_manifest(conn: psycopg.Connection, files: Sequence[LakeFile]) -> None:
@@ -468,9 +512,25 @@ def insert_manifest(conn: psycopg.Connection, files: Sequence[LakeFile]) -> None
             " max_ts = EXCLUDED.max_ts, min_symbol = EXCLUDED.min_symbol, max_symbol = EXCLUDED.max_symbol,"
             " row_count = EXCLUDED.row_count, size_bytes = EXCLUDED.size_bytes, checksum = EXCLUDED.checksum,"
             " compression = EXCLUDED.compression, created_at = clock_timestamp()",
-            [(f.key, f.dataset, f.timeframe, f.partition, list(f.source_chunks), f.min_ts, f.max_ts, f.min_symbol,
-              f.max_symbol, f.row_count, f.size_bytes, f.checksum, f.compression) for f in files],
-        )  # fmt: skip
+            [
+                (
+                    f.key,
+                    f.dataset,
+                    f.timeframe,
+                    f.partition,
+                    list(f.source_chunks),
+                    f.min_ts,
+                    f.max_ts,
+                    f.min_symbol,
+                    f.max_symbol,
+                    f.row_count,
+                    f.size_bytes,
+                    f.checksum,
+                    f.compression,
+                )
+                for f in files
+            ],
+        )
 
 
 def tier_chunk(conn: psycopg.Connection, lake: Lake, settings: Settings, ds: TierDataset, chunk: Chunk) -> ChunkResult:
@@ -502,8 +562,9 @@ def tier_chunk(conn: psycopg.Connection, lake: Lake, settings: Settings, ds: Tie
         crash_point("after-drop")
     size = sum(f.size_bytes for f in files)
     keys = tuple(f.key for f in files)
-    return ChunkResult(ds.name, chunk.name, chunk.range_start, chunk.range_end, table.num_rows, size, keys,
-                       time.monotonic() - began)  # fmt: skip
+    return ChunkResult(
+        ds.name, chunk.name, chunk.range_start, chunk.range_end, table.num_rows, size, keys, time.monotonic() - began
+    )
 
 
 def tier_chunks(
@@ -546,8 +607,14 @@ def tier_chunks(
                     report,
                 ) from exc
             if result.rows:
-                logger.info("tiered {} {}: {} rows in {} file(s), {:,} B", ds.name, chunk.name, result.rows,
-                            len(result.files), result.bytes_written)  # fmt: skip
+                logger.info(
+                    "tiered {} {}: {} rows in {} file(s), {:,} B",
+                    ds.name,
+                    chunk.name,
+                    result.rows,
+                    len(result.files),
+                    result.bytes_written,
+                )
             report.chunks.append(result)
             if on_chunk is not None:
                 on_chunk(result)
@@ -597,8 +664,10 @@ def ensure_native_compression(conn: psycopg.Connection, settings: Settings) -> C
 # I/O: the manifest
 
 
-_FILE_COLUMNS = ("key, dataset, timeframe, partition, source_chunks, min_ts, max_ts, min_symbol, max_symbol,"
-                 " row_count, size_bytes, checksum, compression")  # fmt: skip
+_FILE_COLUMNS = (
+    "key, dataset, timeframe, partition, source_chunks, min_ts, max_ts, min_symbol, max_symbol,"
+    " row_count, size_bytes, checksum, compression"
+)
 
 
 def _lake_file(row: Sequence) -> LakeFile:

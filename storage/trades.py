@@ -21,8 +21,17 @@ from core.model import TRADES, frame, to_utc
 from storage.hot import Column, TableSpec, UpsertResult, upsert_frame
 
 TRADE_KEY = ("symbol", "ts", "exchange", "trade_id")
-_TRADE_TYPES = {"symbol": "text", "ts": "timestamptz", "price": "float8", "size": "int8", "exchange": "text",
-                "trade_id": "text", "conditions": "text", "tape": "text", "source": "text"}  # fmt: skip
+_TRADE_TYPES = {
+    "symbol": "text",
+    "ts": "timestamptz",
+    "price": "float8",
+    "size": "int8",
+    "exchange": "text",
+    "trade_id": "text",
+    "conditions": "text",
+    "tape": "text",
+    "source": "text",
+}
 TRADES_TABLE = TableSpec(
     name="market.trades",
     columns=tuple(Column(name, _TRADE_TYPES[name]) for name in TRADES),
@@ -61,8 +70,10 @@ def check_trade_request(symbols: Sequence[str], start: object, end: object) -> t
         raise RequestError("symbols is empty; pass at least one symbol, e.g. ['AAPL']")
     lo, hi = to_utc(start).to_pydatetime(), to_utc(end).to_pydatetime()
     if hi <= lo:
-        raise RequestError(f"end {hi:%Y-%m-%d %H:%M:%S} UTC is not after start {lo:%Y-%m-%d %H:%M:%S} UTC; "
-                           "trades are read for start <= ts < end")  # fmt: skip
+        raise RequestError(
+            f"end {hi:%Y-%m-%d %H:%M:%S} UTC is not after start {lo:%Y-%m-%d %H:%M:%S} UTC; "
+            "trades are read for start <= ts < end"
+        )
     return list(symbols), lo, hi
 
 

@@ -82,9 +82,14 @@ def advance_watermarks(conn: psycopg.Connection, marks: Iterable[Watermark]) -> 
 
 
 def advance_watermark(
-    conn: psycopg.Connection, *, source: str, dataset: str, symbol: str, high_water_ts: datetime,
+    conn: psycopg.Connection,
+    *,
+    source: str,
+    dataset: str,
+    symbol: str,
+    high_water_ts: datetime,
     timeframe: str = NO_TIMEFRAME,
-) -> None:  # fmt: skip
+) -> None:
     """One watermark; see :func:`advance_watermarks`."""
     advance_watermarks(conn, [Watermark(source, dataset, symbol, timeframe, high_water_ts)])
 
@@ -106,8 +111,12 @@ def read_watermarks(
           AND (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s))
           AND (%(timeframe)s::text IS NULL OR timeframe = %(timeframe)s)
         """,
-        {"source": source, "dataset": dataset, "symbols": list(symbols) if symbols is not None else None,
-         "timeframe": timeframe},
-    ).fetchall()  # fmt: skip
+        {
+            "source": source,
+            "dataset": dataset,
+            "symbols": list(symbols) if symbols is not None else None,
+            "timeframe": timeframe,
+        },
+    ).fetchall()
     marks = [Watermark(*row) for row in rows]
     return {m.key: m for m in marks}

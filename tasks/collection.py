@@ -107,8 +107,18 @@ async def collect_symbol(
     processing that follows (plugin records are always re-read: their frame is the plugin's own).
     """
     outcome = SymbolCollection(symbol)
-    sink = _RawSink(source.context.name, symbol, request.timeframe, start.date(), lake, conn, run_id, outcome,
-                    reprocess, keep_parsed)  # fmt: skip
+    sink = _RawSink(
+        source.context.name,
+        symbol,
+        request.timeframe,
+        start.date(),
+        lake,
+        conn,
+        run_id,
+        outcome,
+        reprocess,
+        keep_parsed,
+    )
     try:
         requests = first_requests(source, request, symbol, start)
         if requests is None:
@@ -136,8 +146,15 @@ async def _collect_records(
     sink: _RawSink,
 ) -> None:
     frame = await source.fetch_data(symbol, start, request.end)
-    page = records_page(source.context.name, frame, symbol=symbol, start=start, end=request.end,
-                        timeframe=request.timeframe, schema=source.dataset)  # fmt: skip
+    page = records_page(
+        source.context.name,
+        frame,
+        symbol=symbol,
+        start=start,
+        end=request.end,
+        timeframe=request.timeframe,
+        schema=source.dataset,
+    )
     await sink.store(page)
 
 
@@ -204,9 +221,20 @@ class _RawSink:
                 process_error = CASE WHEN ops.raw_pages.checksum = excluded.checksum AND NOT %s
                                      THEN ops.raw_pages.process_error END
             """,
-            (stored.key, self.source, dataset, self.symbol, timeframe, data_date, len(page.frame), stored.checksum,
-             self.run_id, self.reprocess, self.reprocess),
-        )  # fmt: skip
+            (
+                stored.key,
+                self.source,
+                dataset,
+                self.symbol,
+                timeframe,
+                data_date,
+                len(page.frame),
+                stored.checksum,
+                self.run_id,
+                self.reprocess,
+                self.reprocess,
+            ),
+        )
         self.outcome.pages += 1
         self.outcome.records += len(page.frame)
         self.outcome.raw_keys.append(stored.key)

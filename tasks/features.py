@@ -44,9 +44,13 @@ def symbols_in_range(resources: RunResources, timeframe: str, start: datetime, e
 
 
 def refresh_batch(
-    resources: RunResources, feature_set: FeatureSet, symbols: list[str], timeframe: str, start: datetime,
+    resources: RunResources,
+    feature_set: FeatureSet,
+    symbols: list[str],
+    timeframe: str,
+    start: datetime,
     end: datetime,
-) -> FeatureRefresh:  # fmt: skip
+) -> FeatureRefresh:
     """One batch's features; its history read through the StorageRouter (hot and lake) unless
     ``storage.routing.cold_fallback_enabled`` is false."""
     with resources.connect() as conn:
@@ -58,16 +62,24 @@ def refresh_batch(
 
 @task(name="features-batch", cache_policy=NONE, task_run_name="features-{timeframe}-{symbols[0]}")
 def features_batch_task(
-    resources: RunResources, feature_set: FeatureSet, symbols: list[str], timeframe: str, start: datetime,
+    resources: RunResources,
+    feature_set: FeatureSet,
+    symbols: list[str],
+    timeframe: str,
+    start: datetime,
     end: datetime,
-) -> FeatureRefresh:  # fmt: skip
+) -> FeatureRefresh:
     return refresh_batch(resources, feature_set, symbols, timeframe, start, end)
 
 
 async def refresh_batches(
-    resources: RunResources, feature_set: FeatureSet, symbols: list[str], timeframe: str, start: datetime,
+    resources: RunResources,
+    feature_set: FeatureSet,
+    symbols: list[str],
+    timeframe: str,
+    start: datetime,
     end: datetime,
-) -> list[FeatureRefresh]:  # fmt: skip
+) -> list[FeatureRefresh]:
     """A ``features-batch`` task per batch of ``symbols``, at most ``collection.max_parallel_symbols``
     at once (each in a thread: the refresh is CPU-bound)."""
     gate = asyncio.Semaphore(resources.settings.collection.max_parallel_symbols)
@@ -83,10 +95,16 @@ async def publish_features(summary: FeaturesSummary) -> None:
     """The ``features-summary`` table (rows per symbol batch), and the run's log line."""
     if summary.batches:
         description = f"feature set {summary.feature_set}: rows per symbol batch"
-        await acreate_table_artifact([asdict(r) for r in summary.batches], key="features-summary",
-                                     description=description)  # fmt: skip
-    get_run_logger().info("features %s: %d bars, %d rows inserted, %d updated", summary.feature_set, summary.bars,
-                          summary.inserted, summary.updated)  # fmt: skip
+        await acreate_table_artifact(
+            [asdict(r) for r in summary.batches], key="features-summary", description=description
+        )
+    get_run_logger().info(
+        "features %s: %d bars, %d rows inserted, %d updated",
+        summary.feature_set,
+        summary.bars,
+        summary.inserted,
+        summary.updated,
+    )
 
 
 @dataclass
@@ -102,8 +120,12 @@ class FeaturesSummary:
     @classmethod
     def from_dict(cls, summary: Mapping[str, Any]) -> FeaturesSummary:
         """A ``features`` sub-flow's result, typed again."""
-        return cls(str(summary.get("run_id", "")), summary["feature_set"], summary["timeframe"],
-                   [FeatureRefresh(**b) for b in summary["batches"]])  # fmt: skip
+        return cls(
+            str(summary.get("run_id", "")),
+            summary["feature_set"],
+            summary["timeframe"],
+            [FeatureRefresh(**b) for b in summary["batches"]],
+        )
 
     @property
     def bars(self) -> int:
@@ -127,10 +149,15 @@ class FeaturesSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "feature_set": self.feature_set, "timeframe": self.timeframe, "batches": [asdict(r) for r in self.batches],
-            "bars": self.bars, "inserted": self.inserted, "updated": self.updated, "unchanged": self.unchanged,
+            "feature_set": self.feature_set,
+            "timeframe": self.timeframe,
+            "batches": [asdict(r) for r in self.batches],
+            "bars": self.bars,
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
             "records_stored": self.records_stored,
-        }  # fmt: skip
+        }
 
     def record(self) -> dict[str, Any]:
         return {"run_id": self.run_id, **self.to_dict(), "seconds": self.seconds}

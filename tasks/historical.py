@@ -57,8 +57,14 @@ class RefetchedChunk:
 
     @classmethod
     def of(cls, gap: GapRange, bars_stored: int, failed: list[str]) -> RefetchedChunk:
-        return cls(",".join(gap.symbols), gap.start.isoformat(), gap.end.isoformat(), gap.sessions, bars_stored,
-                   ",".join(failed))  # fmt: skip
+        return cls(
+            ",".join(gap.symbols),
+            gap.start.isoformat(),
+            gap.end.isoformat(),
+            gap.sessions,
+            bars_stored,
+            ",".join(failed),
+        )
 
 
 @dataclass
@@ -75,16 +81,25 @@ class HistoricalSummary:
     def from_dict(cls, summary: Mapping[str, Any]) -> HistoricalSummary:
         """A ``historical`` sub-flow's result, typed again."""
         chunks = [RefetchedChunk(**c) for c in summary["chunks"]]
-        return cls(summary["timeframe"], summary["gaps"], summary["symbol_sessions"], chunks,
-                   summary.get("remaining_symbol_sessions"))  # fmt: skip
+        return cls(
+            summary["timeframe"],
+            summary["gaps"],
+            summary["symbol_sessions"],
+            chunks,
+            summary.get("remaining_symbol_sessions"),
+        )
 
     @property
     def bars_stored(self) -> int:
         return sum(c.bars_stored for c in self.chunks)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"timeframe": self.timeframe, "gaps": self.gaps, "symbol_sessions": self.symbol_sessions,
-               "chunks": [asdict(c) for c in self.chunks]}  # fmt: skip
+        out = {
+            "timeframe": self.timeframe,
+            "gaps": self.gaps,
+            "symbol_sessions": self.symbol_sessions,
+            "chunks": [asdict(c) for c in self.chunks],
+        }
         if self.remaining_symbol_sessions is not None:
             out["remaining_symbol_sessions"] = self.remaining_symbol_sessions
         return out

@@ -36,12 +36,19 @@ from tasks.retries import DATABASE_RETRY_OPTIONS
 
 
 async def collect_one(
-    resources: RunResources, source: BaseSource, request: IngestRequest, symbol: str, start: datetime, run_id: str,
-    reprocess: bool, keep_parsed: bool = False,
-) -> SymbolCollection:  # fmt: skip
+    resources: RunResources,
+    source: BaseSource,
+    request: IngestRequest,
+    symbol: str,
+    start: datetime,
+    run_id: str,
+    reprocess: bool,
+    keep_parsed: bool = False,
+) -> SymbolCollection:
     async with await resources.aconnect(autocommit=True) as conn:
-        return await collect_symbol(source, request, symbol, start, resources.lake, conn, run_id, reprocess,
-                                    keep_parsed)  # fmt: skip
+        return await collect_symbol(
+            source, request, symbol, start, resources.lake, conn, run_id, reprocess, keep_parsed
+        )
 
 
 @dataclass
@@ -54,26 +61,43 @@ class SymbolRun:
 
 @task(name="collect-symbol", cache_policy=NONE, **DATABASE_RETRY_OPTIONS, task_run_name="collect-{symbol}")
 async def collect_symbol_task(
-    resources: RunResources, source: BaseSource, request: IngestRequest, symbol: str, start: datetime, run_id: str,
+    resources: RunResources,
+    source: BaseSource,
+    request: IngestRequest,
+    symbol: str,
+    start: datetime,
+    run_id: str,
     reprocess: bool,
-) -> SymbolRun:  # fmt: skip
+) -> SymbolRun:
     """The ingestion stage alone (the pipeline's ingestion runs: processing follows as its own stage)."""
     return SymbolRun(await collect_one(resources, source, request, symbol, start, run_id, reprocess))
 
 
 @task(name="ingest-symbol", cache_policy=NONE, **DATABASE_RETRY_OPTIONS, task_run_name="ingest-{symbol}")
 async def ingest_symbol_task(
-    resources: RunResources, source: BaseSource, request: IngestRequest, symbol: str, start: datetime, run_id: str,
+    resources: RunResources,
+    source: BaseSource,
+    request: IngestRequest,
+    symbol: str,
+    start: datetime,
+    run_id: str,
     reprocess: bool,
-) -> SymbolRun:  # fmt: skip
+) -> SymbolRun:
     """Collect one symbol, then process its pending pages with the frames the collection parsed
     (the processing work in a thread: it is CPU-bound). One task run per symbol, not two: each
     task run costs the Prefect server tens of ms of CPU (its state events are recorded), and on a
     small machine that server shares the cores with the run. A lost database connection retries
     the whole symbol: collection is idempotent and processing commits once."""
     collected = await collect_one(resources, source, request, symbol, start, run_id, reprocess, keep_parsed=True)
-    processed = await asyncio.to_thread(process_symbol_pending, resources, request.source, symbol,
-                                        bar_timeframe(request), request.data_type, collected.parsed)  # fmt: skip
+    processed = await asyncio.to_thread(
+        process_symbol_pending,
+        resources,
+        request.source,
+        symbol,
+        bar_timeframe(request),
+        request.data_type,
+        collected.parsed,
+    )
     collected.parsed.clear()  # processed: the frames are not needed any longer
     return SymbolRun(collected, processed)
 
@@ -87,15 +111,23 @@ def incremental_starts(resources: RunResources, request: IngestRequest) -> dict[
     """Where each symbol resumes after its committed watermark (None: nothing new)."""
     dataset, timeframe = watermark_dataset(request.data_type)
     with resources.connect() as conn:
-        marks = read_watermarks(conn, source=request.source, dataset=dataset, symbols=list(request.symbols),
-                                timeframe=request.timeframe if timeframe is None else timeframe)  # fmt: skip
+        marks = read_watermarks(
+            conn,
+            source=request.source,
+            dataset=dataset,
+            symbols=list(request.symbols),
+            timeframe=request.timeframe if timeframe is None else timeframe,
+        )
     return resume_starts(request, {symbol: mark.high_water_ts for (_, _, symbol, _), mark in marks.items()})
 
 
 async def collect_all(
-    resources: RunResources, request: IngestRequest, run_id: str, starts: dict[str, datetime | None] | None = None,
+    resources: RunResources,
+    request: IngestRequest,
+    run_id: str,
+    starts: dict[str, datetime | None] | None = None,
     process: bool = False,
-) -> list[SymbolRun]:  # fmt: skip
+) -> list[SymbolRun]:
     """Every symbol of the request that has something new, in waves, bounded parallelism; one
     progress artifact. With ``process`` each symbol's pending pages are processed right after its
     collection."""
@@ -112,8 +144,9 @@ async def collect_all(
     async def one(symbol: str) -> SymbolRun:
         async with gate:
             start = (starts or {}).get(symbol) or request.start
-            return await symbol_task(quote(resources), quote(source), quote(request), symbol, start, run_id,
-                                     reprocess=starts is None)  # fmt: skip
+            return await symbol_task(
+                quote(resources), quote(source), quote(request), symbol, start, run_id, reprocess=starts is None
+            )
 
     try:
         with terminal_progress(len(symbols), f"{request.source} {request.timeframe}") as advance:
@@ -141,18 +174,31 @@ async def process_collected(resources: RunResources, request: IngestRequest, run
 async def publish_collection_summary(request: IngestRequest, summary: IngestSummary) -> None:
     """The ``ingestion-summary`` table, and the collection's log lines."""
     results = summary.collected
-    rows = [{"symbol": r.symbol, "pages": r.pages, "records": r.records, "dead_letters": len(r.dead_letter_ids),
-             "error": (r.error or "")[:200]} for r in results]  # fmt: skip
+    rows = [
+        {
+            "symbol": r.symbol,
+            "pages": r.pages,
+            "records": r.records,
+            "dead_letters": len(r.dead_letter_ids),
+            "error": (r.error or "")[:200],
+        }
+        for r in results
+    ]
     await acreate_table_artifact(
         rows, key="ingestion-summary", description=f"{request.source} {request.data_type} {request.timeframe}"
     )
     logger = get_run_logger()
-    logger.info("collected %d pages, %d records for %d symbols (%d already up to date)",
-                sum(r.pages for r in results), summary.records_ingested, len(results),
-                len(summary.up_to_date))  # fmt: skip
+    logger.info(
+        "collected %d pages, %d records for %d symbols (%d already up to date)",
+        sum(r.pages for r in results),
+        summary.records_ingested,
+        len(results),
+        len(summary.up_to_date),
+    )
     if summary.failed:
-        logger.warning("%d symbol(s) failed and were dead-lettered: %s", len(summary.failed),
-                       ", ".join(summary.failed[:20]))  # fmt: skip
+        logger.warning(
+            "%d symbol(s) failed and were dead-lettered: %s", len(summary.failed), ", ".join(summary.failed[:20])
+        )
 
 
 @dataclass
@@ -175,9 +221,14 @@ class IngestSummary:
         cls, run_id: str, request: IngestRequest, runs: list[SymbolRun], starts: dict[str, datetime | None] | None
     ) -> IngestSummary:
         """The collection's part; :meth:`with_processing` adds the processing's."""
-        return cls(run_id, request.source, request.data_type, request.timeframe,
-                   collected=[r.collected for r in runs],
-                   up_to_date=[s for s, start in (starts or {}).items() if start is None])  # fmt: skip
+        return cls(
+            run_id,
+            request.source,
+            request.data_type,
+            request.timeframe,
+            collected=[r.collected for r in runs],
+            up_to_date=[s for s, start in (starts or {}).items() if start is None],
+        )
 
     def with_processing(self, batch: ProcessedBatch) -> None:
         self.processed = batch.outcomes
@@ -186,10 +237,18 @@ class IngestSummary:
     @classmethod
     def from_dict(cls, summary: Mapping[str, Any]) -> IngestSummary:
         """An ``ingest`` sub-flow's result, typed again."""
-        return cls(summary["run_id"], summary["source"], summary["data_type"], summary["timeframe"],
-                   [SymbolCollection(**c) for c in summary["collected"]], list(summary["up_to_date"]),
-                   [SymbolProcessing(**p) for p in summary["processed"]], summary["quality_score"],
-                   list(summary["quality_reasons"]), summary["seconds"])  # fmt: skip
+        return cls(
+            summary["run_id"],
+            summary["source"],
+            summary["data_type"],
+            summary["timeframe"],
+            [SymbolCollection(**c) for c in summary["collected"]],
+            list(summary["up_to_date"]),
+            [SymbolProcessing(**p) for p in summary["processed"]],
+            summary["quality_score"],
+            list(summary["quality_reasons"]),
+            summary["seconds"],
+        )
 
     @property
     def failed(self) -> list[str]:
@@ -205,15 +264,23 @@ class IngestSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "run_id": self.run_id, "source": self.source, "data_type": self.data_type, "timeframe": self.timeframe,
-            "collected": [r.record() for r in self.collected], "up_to_date": self.up_to_date, "failed": self.failed,
-            "processed": [asdict(p) for p in self.processed], "quality_score": self.quality_score,
-            "quality_reasons": self.quality_reasons, "seconds": self.seconds,
-        }  # fmt: skip
+            "run_id": self.run_id,
+            "source": self.source,
+            "data_type": self.data_type,
+            "timeframe": self.timeframe,
+            "collected": [r.record() for r in self.collected],
+            "up_to_date": self.up_to_date,
+            "failed": self.failed,
+            "processed": [asdict(p) for p in self.processed],
+            "quality_score": self.quality_score,
+            "quality_reasons": self.quality_reasons,
+            "seconds": self.seconds,
+        }
 
     def record(self) -> dict[str, Any]:
         return self.to_dict()
 
     def figures(self) -> RunFigures:
-        return RunFigures.of_symbols(self.collected, self.processed, quality_score=self.quality_score,
-                                     quality_reasons=self.quality_reasons)  # fmt: skip
+        return RunFigures.of_symbols(
+            self.collected, self.processed, quality_score=self.quality_score, quality_reasons=self.quality_reasons
+        )

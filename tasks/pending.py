@@ -56,28 +56,41 @@ def process_symbol(
 
 
 def process_symbol_pending(
-    resources: RunResources, source: str, symbol: str, timeframe: str | None, data_type: str,
+    resources: RunResources,
+    source: str,
+    symbol: str,
+    timeframe: str | None,
+    data_type: str,
     parsed: Mapping[str, ParsedPage] | None = None,
-) -> list[Processed]:  # fmt: skip
+) -> list[Processed]:
     """Whatever is pending for one symbol, looked up and processed on one connection (a
     connection costs ~20 ms of CPU between client and server: one per symbol, not one per step)."""
     with resources.connect() as conn:
-        groups = pending_pages(conn, source=source, symbols=[symbol], datasets=datasets_of(data_type),
-                               timeframe=timeframe)  # fmt: skip
+        groups = pending_pages(
+            conn, source=source, symbols=[symbol], datasets=datasets_of(data_type), timeframe=timeframe
+        )
         conn.commit()  # end the lookup's transaction: each series then commits on its own
         return [_process_on(conn, resources.lake, resources, pages, parsed) for pages in groups]
 
 
 def _process_on(
-    conn: psycopg.Connection, lake: Lake, resources: RunResources, pages: list[PendingPage],
+    conn: psycopg.Connection,
+    lake: Lake,
+    resources: RunResources,
+    pages: list[PendingPage],
     parsed: Mapping[str, ParsedPage] | None,
-) -> Processed:  # fmt: skip
+) -> Processed:
     if pages[0].dataset in ACTION_DATASETS:
         return process_symbol_actions(conn, lake, pages, parsed), None
     quality = resources.settings.quality
     outcome, result, _ = process_symbol_bars(
-        conn, lake, pages, mode=quality.validation_mode, min_quality_score=quality.min_quality_score, parsed=parsed,
-    )  # fmt: skip
+        conn,
+        lake,
+        pages,
+        mode=quality.validation_mode,
+        min_quality_score=quality.min_quality_score,
+        parsed=parsed,
+    )
     return outcome, result
 
 
@@ -91,8 +104,7 @@ def pending_groups(
 ) -> list[list[PendingPage]]:
     """The pending pages of these symbols, one group per series (see :func:`pending_pages`)."""
     with resources.connect() as conn:
-        return pending_pages(conn, source=source, symbols=symbols, datasets=datasets_of(data_type),
-                             timeframe=timeframe)  # fmt: skip
+        return pending_pages(conn, source=source, symbols=symbols, datasets=datasets_of(data_type), timeframe=timeframe)
 
 
 def batch_quality(results: list[ValidationResult], min_score: float) -> QualityReport | None:
@@ -146,9 +158,12 @@ class ProcessedBatch:
 
 
 async def process_pending(
-    resources: RunResources, source: str, symbols: list[str] | None = None, timeframe: str | None = None,
+    resources: RunResources,
+    source: str,
+    symbols: list[str] | None = None,
+    timeframe: str | None = None,
     data_type: str = "market_data",
-) -> ProcessedBatch:  # fmt: skip
+) -> ProcessedBatch:
     """Every symbol with pending pages, at most ``collection.max_parallel_symbols`` at once."""
     done = await process_series(resources, pending_groups(resources, source, symbols, timeframe, data_type))
     report = batch_quality([r for _, r in done if r is not None], resources.settings.quality.min_quality_score)
@@ -160,15 +175,23 @@ async def publish_processing(batch: ProcessedBatch) -> None:
     why when the batch scores below the threshold."""
     outcomes, report = batch.outcomes, batch.report
     if outcomes:
-        await acreate_table_artifact([asdict(o) for o in outcomes], key="processing-summary",
-                                     description="per-symbol records, accepted, rejected, writes")  # fmt: skip
+        await acreate_table_artifact(
+            [asdict(o) for o in outcomes],
+            key="processing-summary",
+            description="per-symbol records, accepted, rejected, writes",
+        )
     if report is not None:
-        await acreate_markdown_artifact(report.to_markdown(), key="quality-report",
-                                        description=f"quality score {report.score:.3f}")  # fmt: skip
+        await acreate_markdown_artifact(
+            report.to_markdown(), key="quality-report", description=f"quality score {report.score:.3f}"
+        )
         logger = get_run_logger()
         if report.below_threshold:
-            logger.warning("quality score %.3f is below %.2f: %s", report.score, report.min_score,
-                           "; ".join(report.reasons) or "no reason recorded")  # fmt: skip
+            logger.warning(
+                "quality score %.3f is below %.2f: %s",
+                report.score,
+                report.min_score,
+                "; ".join(report.reasons) or "no reason recorded",
+            )
         else:
             logger.info("quality score %.3f", report.score)
 
@@ -190,8 +213,12 @@ class ProcessSummary:
     @classmethod
     def from_dict(cls, summary: Mapping[str, Any]) -> ProcessSummary:
         """A ``process`` sub-flow's result, typed again."""
-        return cls(str(summary.get("run_id", "")), [SymbolProcessing(**p) for p in summary["symbols"]],
-                   summary["quality_score"], list(summary["quality_reasons"]))  # fmt: skip
+        return cls(
+            str(summary.get("run_id", "")),
+            [SymbolProcessing(**p) for p in summary["symbols"]],
+            summary["quality_score"],
+            list(summary["quality_reasons"]),
+        )
 
     @property
     def records_stored(self) -> int:
@@ -202,12 +229,16 @@ class ProcessSummary:
         return sum(p.rejected for p in self.symbols)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"symbols": [asdict(o) for o in self.symbols], "quality_score": self.quality_score,
-                "quality_reasons": self.quality_reasons}  # fmt: skip
+        return {
+            "symbols": [asdict(o) for o in self.symbols],
+            "quality_score": self.quality_score,
+            "quality_reasons": self.quality_reasons,
+        }
 
     def record(self) -> dict[str, Any]:
         return {"run_id": self.run_id, **self.to_dict(), "seconds": self.seconds}
 
     def figures(self) -> RunFigures:
-        return RunFigures.of_symbols([], self.symbols, quality_score=self.quality_score,
-                                     quality_reasons=self.quality_reasons)  # fmt: skip
+        return RunFigures.of_symbols(
+            [], self.symbols, quality_score=self.quality_score, quality_reasons=self.quality_reasons
+        )

@@ -78,15 +78,20 @@ class PipelineSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "run_id": self.run_id, "stages": self.stages, "mode": self.mode,
+            "run_id": self.run_id,
+            "stages": self.stages,
+            "mode": self.mode,
             "ingestion": [run.to_dict() for run in self.ingestion],
             "processing": [run.to_dict() for run in self.processing],
             "historical": [run.to_dict() for run in self.historical],
             "features": [run.to_dict() for run in self.features],
-            "records_ingested": self.records_ingested, "records_stored": self.records_stored,
-            "feature_rows_stored": self.feature_rows_stored, "rejected": self.rejected,
-            "quality_score": self.quality_score, "seconds": self.seconds,
-        }  # fmt: skip
+            "records_ingested": self.records_ingested,
+            "records_stored": self.records_stored,
+            "feature_rows_stored": self.feature_rows_stored,
+            "rejected": self.rejected,
+            "quality_score": self.quality_score,
+            "seconds": self.seconds,
+        }
 
     def record(self) -> dict[str, Any]:
         return self.to_dict()
@@ -99,5 +104,6 @@ class PipelineSummary:
             p for run in self.processing for p in run.symbols
         ]
         rows = RunFigures.of_symbols(collected, processed, quality_score=self.quality_score, stages=self.stages)
-        return replace(rows, records_ingested=self.records_ingested, records_stored=self.records_stored,
-                       rejected=self.rejected)  # fmt: skip
+        return replace(
+            rows, records_ingested=self.records_ingested, records_stored=self.records_stored, rejected=self.rejected
+        )

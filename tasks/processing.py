@@ -83,8 +83,12 @@ def pending_pages(
           AND (%(timeframe)s::text IS NULL OR timeframe = %(timeframe)s)
         ORDER BY symbol, data_date, key
         """,
-        {"source": source, "datasets": list(datasets), "timeframe": timeframe,
-         "symbols": list(symbols) if symbols is not None else None},
+        {
+            "source": source,
+            "datasets": list(datasets),
+            "timeframe": timeframe,
+            "symbols": list(symbols) if symbols is not None else None,
+        },
     ).fetchall()
     pending: dict[tuple[str, str | None], list[PendingPage]] = defaultdict(list)
     for row in rows:
@@ -132,16 +136,18 @@ def _parse(
     try:
         return parse_stored_page(page.source, request, payload)
     except MarketpipeError as exc:
-        record_dead_letter_sync(conn, source=page.source, dataset=page.dataset, request=stored_request, error=exc,
-                                payload_lake_key=page.key)  # fmt: skip
+        record_dead_letter_sync(
+            conn, source=page.source, dataset=page.dataset, request=stored_request, error=exc, payload_lake_key=page.key
+        )
         conn.execute(
             "UPDATE ops.raw_pages SET process_error = %s, processed_at = now() WHERE key = %s", (str(exc), page.key)
         )
         return None
 
 
-def quarantine(conn: psycopg.Connection, pages: Sequence[PendingPage], requests: Sequence[dict[str, Any]],
-               rejected: pd.DataFrame) -> int:  # fmt: skip
+def quarantine(
+    conn: psycopg.Connection, pages: Sequence[PendingPage], requests: Sequence[dict[str, Any]], rejected: pd.DataFrame
+) -> int:
     """Dead-letter rejected records, one letter per raw page they came from; returns letters written."""
     if rejected.empty:
         return 0
@@ -153,13 +159,24 @@ def quarantine(conn: psycopg.Connection, pages: Sequence[PendingPage], requests:
             continue
         reasons = part["reason"].value_counts().to_dict()
         records = part.head(MAX_QUARANTINED_RECORDS).astype(object).where(part.notna(), None)
-        payload = {"raw_key": page.key, "records": len(part),
-                   "rejected": [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
-                                for r in records.to_dict("records")]}  # fmt: skip
+        payload = {
+            "raw_key": page.key,
+            "records": len(part),
+            "rejected": [
+                {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
+                for r in records.to_dict("records")
+            ],
+        }
         summary = ", ".join(f"{reason} x{count}" for reason, count in reasons.items())
-        record_dead_letter_sync(conn, source=page.source, dataset=page.dataset, request=request,
-                                error=f"{len(part)} record(s) failed validation: {summary}", payload=payload,
-                                payload_lake_key=page.key)  # fmt: skip
+        record_dead_letter_sync(
+            conn,
+            source=page.source,
+            dataset=page.dataset,
+            request=request,
+            error=f"{len(part)} record(s) failed validation: {summary}",
+            payload=payload,
+            payload_lake_key=page.key,
+        )
         letters += 1
     return letters
 
@@ -202,8 +219,9 @@ def process_symbol_bars(
         # The calendar range checked is the one the bars span (sessions are fetched whole, see
         # pipeline.plan.resume_starts); missing sessions at its edges are the historical
         # stage's gap repair.
-        result = validate_bars(standardized, mode=mode, symbols=[symbol], timeframe=timeframe,
-                               corporate_actions=actions)  # fmt: skip
+        result = validate_bars(
+            standardized, mode=mode, symbols=[symbol], timeframe=timeframe, corporate_actions=actions
+        )
         quarantine(conn, [p for p, _, _ in with_data], [r for _, r, _ in with_data], result.rejected)
         written: UpsertResult = write_bars(conn, result.accepted)
     report = quality_report(result, min_quality_score=min_quality_score)
@@ -213,8 +231,9 @@ def process_symbol_bars(
     return outcome, result, report
 
 
-def process_symbol_actions(conn: psycopg.Connection, lake: Lake, pages: Sequence[PendingPage],
-                           parsed: Mapping[str, ParsedPage] | None = None) -> SymbolProcessing:  # fmt: skip
+def process_symbol_actions(
+    conn: psycopg.Connection, lake: Lake, pages: Sequence[PendingPage], parsed: Mapping[str, ParsedPage] | None = None
+) -> SymbolProcessing:
     """Store one symbol's pending corporate-action pages (splits, dividends) in one transaction."""
     outcome = SymbolProcessing(pages[0].symbol, pages=len(pages))
     stored = _read_unparsed(lake, pages, parsed)

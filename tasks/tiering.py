@@ -27,6 +27,7 @@ def tier_dataset_task(
     resources: RunResources, dataset: str, older_than: datetime | None, newer_than: datetime | None
 ) -> dict[str, Any]:
     with resources.connect(autocommit=True) as conn:
-        report = tier_chunks(conn, resources.lake, resources.settings, dataset=dataset, older_than=older_than,
-                             newer_than=newer_than)  # fmt: skip
+        report = tier_chunks(
+            conn, resources.lake, resources.settings, dataset=dataset, older_than=older_than, newer_than=newer_than
+        )
     return {"dataset": dataset, **report.as_dict()}

@@ -34,9 +34,15 @@ TIERS = ("unit", "integration", "ops")
 # Tables holding rows keyed by symbol that the tests write; the ``symbols`` fixture deletes its
 # symbols' rows from each (bars first: latest_bars follows them by trigger).
 SYMBOL_TABLES = (
-    "market.bars_intraday", "market.bars_daily", "market.latest_bars", "market.corporate_actions",
-    "market.trades", "features.bar_features", "features.bar_feature_values", "ops.watermarks",
-)  # fmt: skip
+    "market.bars_intraday",
+    "market.bars_daily",
+    "market.latest_bars",
+    "market.corporate_actions",
+    "market.trades",
+    "features.bar_features",
+    "features.bar_feature_values",
+    "ops.watermarks",
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -27,8 +27,9 @@ def bench_ingest(
     """End-to-end ingest vs a naive baseline, the hot writer vs psql \\copy, Prefect's overhead."""
     from bench import ingest as bench
 
-    report = bench.run(settings_of(ctx), symbols=symbols, sessions=sessions, overrides=overrides_of(ctx),
-                       naive_symbols=naive_symbols)  # fmt: skip
+    report = bench.run(
+        settings_of(ctx), symbols=symbols, sessions=sessions, overrides=overrides_of(ctx), naive_symbols=naive_symbols
+    )
     typer.echo(json.dumps(report, indent=2, default=str) if as_json else bench.render_table(report))
 
 
@@ -47,8 +48,9 @@ def bench_storage(
     """Scanner latencies, tiering throughput, lake/hot bytes and cold vs hot reads on synthetic bars."""
     from bench import storage as bench
 
-    report = bench.run(settings_of(ctx), symbols=symbols, sessions=sessions, keep=keep,
-                       skip_tiering=skip_tiering, reuse=reuse)  # fmt: skip
+    report = bench.run(
+        settings_of(ctx), symbols=symbols, sessions=sessions, keep=keep, skip_tiering=skip_tiering, reuse=reuse
+    )
     typer.echo(json.dumps(report, indent=2, default=str) if as_json else bench.render_table(report))
 
 

@@ -59,8 +59,10 @@ def deploy(
     from deployments.deploy import QUEUES, deploy_changed, ensure_work_pool
 
     created = ensure_work_pool("marketpipe", QUEUES)
-    typer.echo(f"work pool 'marketpipe' (queues {', '.join(QUEUES)}): "
-               + (f"created {', '.join(created)}" if created else "already there"))  # fmt: skip
+    typer.echo(
+        f"work pool 'marketpipe' (queues {', '.join(QUEUES)}): "
+        + (f"created {', '.join(created)}" if created else "already there")
+    )
     names, deployed = deploy_changed(Path(os.environ.get("MARKETPIPE_HOME") or Path.cwd()), force=force)
     for name in names:
         typer.echo(f"deployment  {name}")

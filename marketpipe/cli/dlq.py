@@ -9,8 +9,7 @@ import typer
 
 from marketpipe.cli.context import JsonOutput, settings_of
 
-app = typer.Typer(help="Dead-letter queue: vendor pages and records that could not be processed.",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(help="Dead-letter queue: vendor pages and records that could not be processed.", no_args_is_help=True)
 
 
 @app.command("list")
@@ -36,11 +35,26 @@ def dlq_list(
 
     letters = asyncio.run(fetch())
     if as_json:
-        typer.echo(json.dumps([
-            {"id": d.id, "source": d.source, "dataset": d.dataset, "request": d.request, "error": d.error,
-             "error_type": d.error_type, "attempts": d.attempts, "first_seen": d.first_seen.isoformat(),
-             "last_seen": d.last_seen.isoformat(), "resolved_at": d.resolved_at.isoformat() if d.resolved_at else None}
-            for d in letters], indent=2))  # fmt: skip
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "id": d.id,
+                        "source": d.source,
+                        "dataset": d.dataset,
+                        "request": d.request,
+                        "error": d.error,
+                        "error_type": d.error_type,
+                        "attempts": d.attempts,
+                        "first_seen": d.first_seen.isoformat(),
+                        "last_seen": d.last_seen.isoformat(),
+                        "resolved_at": d.resolved_at.isoformat() if d.resolved_at else None,
+                    }
+                    for d in letters
+                ],
+                indent=2,
+            )
+        )
         return
     if not letters:
         typer.echo("no dead letters")

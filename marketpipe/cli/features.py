@@ -30,7 +30,16 @@ def features_export(
 
     settings = settings_of(ctx)
     with database_connection(settings) as conn:
-        keys = export_features(conn, Lake.from_settings(settings.lake), list(parse_symbols(symbols)), start, end,
-                               parse_timeframe_choice(timeframe), names.split(",") if names else None, prefix,
-                               settings.storage.data_lake.compression, feature_set=feature_set)  # fmt: skip
+        keys = export_features(
+            conn,
+            Lake.from_settings(settings.lake),
+            list(parse_symbols(symbols)),
+            start,
+            end,
+            parse_timeframe_choice(timeframe),
+            names.split(",") if names else None,
+            prefix,
+            settings.storage.data_lake.compression,
+            feature_set=feature_set,
+        )
     typer.echo("\n".join(f"s3://{settings.lake.bucket}/{key}" for key in keys) or "no features stored for that range")

@@ -15,8 +15,9 @@ import typer
 from core.errors import RequestError
 from marketpipe.cli.context import JsonReport, settings_of
 
-app = typer.Typer(help="Cold lake: tiering of old hot data to Parquet, listing, sizes, compaction.",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="Cold lake: tiering of old hot data to Parquet, listing, sizes, compaction.", no_args_is_help=True
+)
 
 DatasetOption = Annotated[
     list[str] | None,
@@ -73,11 +74,16 @@ def tier(
     before, after = _tier_range(older_than, newer_than, datetime.now(UTC))
     with database_connection(settings, autocommit=True) as conn:
         ensure_native_compression(conn, settings)
-        report = tier_chunks(conn, Lake.from_settings(settings.lake), settings, dataset=names,
-                             older_than=before, newer_than=after)  # fmt: skip
+        report = tier_chunks(
+            conn, Lake.from_settings(settings.lake), settings, dataset=names, older_than=before, newer_than=after
+        )
     summary = report.as_dict()
-    _echo(summary, as_json, f"tiered {summary['chunks']} chunk(s): {summary['rows']:,} rows in {summary['files']} "
-                            f"file(s), {summary['bytes_written']:,} B in {summary['seconds']} s")  # fmt: skip
+    _echo(
+        summary,
+        as_json,
+        f"tiered {summary['chunks']} chunk(s): {summary['rows']:,} rows in {summary['files']} "
+        f"file(s), {summary['bytes_written']:,} B in {summary['seconds']} s",
+    )
 
 
 @app.command("ls")
@@ -107,10 +113,14 @@ def ls(
             keys = orphans(conn, Lake.from_settings(settings.lake))
             _echo(keys, as_json, "\n".join(keys) or "no orphaned objects")
             return
-        files = manifest_files(conn, dataset=names, timeframe=tf, start=_when(start, "--start"),
-                               end=_when(end, "--end"))  # fmt: skip
-    lines = [f"{f.key}  {f.row_count:>10,} rows  {f.size_bytes:>12,} B  {f.min_ts:%Y-%m-%d %H:%M}"
-             f" .. {f.max_ts:%Y-%m-%d %H:%M}" for f in files]  # fmt: skip
+        files = manifest_files(
+            conn, dataset=names, timeframe=tf, start=_when(start, "--start"), end=_when(end, "--end")
+        )
+    lines = [
+        f"{f.key}  {f.row_count:>10,} rows  {f.size_bytes:>12,} B  {f.min_ts:%Y-%m-%d %H:%M}"
+        f" .. {f.max_ts:%Y-%m-%d %H:%M}"
+        for f in files
+    ]
     _echo([asdict(f) for f in files], as_json, "\n".join(lines) or "the lake holds no tiered files")
 
 
@@ -166,11 +176,17 @@ def compact(
     names = [d.name for d in datasets_of(dataset)]
     with database_connection(settings, autocommit=True) as conn:
         report = compact_lake(conn, Lake.from_settings(settings.lake), settings, dataset=names, min_files=min_files)
-    payload = {"partitions": [asdict(p) for p in report.partitions], "orphans_deleted": report.orphans_deleted,
-               "seconds": round(report.seconds, 3)}  # fmt: skip
+    payload = {
+        "partitions": [asdict(p) for p in report.partitions],
+        "orphans_deleted": report.orphans_deleted,
+        "seconds": round(report.seconds, 3),
+    }
     text = "\n".join(f"{p.key}  <- {p.files_merged} files, {p.rows:,} rows" for p in report.partitions)
-    _echo(payload, as_json, (text or "no partition needed compaction")
-          + f"\n{len(report.orphans_deleted)} orphaned object(s) deleted")  # fmt: skip
+    _echo(
+        payload,
+        as_json,
+        (text or "no partition needed compaction") + f"\n{len(report.orphans_deleted)} orphaned object(s) deleted",
+    )
 
 
 @app.command("prune-raw")

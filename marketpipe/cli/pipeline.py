@@ -38,9 +38,11 @@ def run(
     chosen = parse_stages([s.strip() for s in stages.split(",")] if stages else None, mode)
     universe = list(parse_symbols(symbols)) if symbols else None
     jobs = ", ".join(f"{j.timeframe} x {j.lookback_days} days" for j in settings.pipeline.bars)
-    typer.echo(f"pipeline ({'+'.join(chosen)}): {len(universe or settings.pipeline.symbols)} symbols from "
-               f"{settings.pipeline.source}; bars {jobs}"
-               f"{'; corporate actions' if settings.pipeline.corporate_actions else ''}")  # fmt: skip
+    typer.echo(
+        f"pipeline ({'+'.join(chosen)}): {len(universe or settings.pipeline.symbols)} symbols from "
+        f"{settings.pipeline.source}; bars {jobs}"
+        f"{'; corporate actions' if settings.pipeline.corporate_actions else ''}"
+    )
     result = asyncio.run(pipeline_flow(stages=chosen, mode=mode, symbols=universe, overrides=overrides_of(ctx)))
     typer.echo(_pipeline_summary(result, settings))
 
@@ -53,8 +55,10 @@ def _pipeline_summary(result: dict, settings: Settings) -> str:
         if fetched == 0:
             lines.append("ingestion: nothing new to fetch; every series is up to date")
         else:
-            lines.append(f"ingestion: {fetched:,} records fetched"
-                         + (f" ({len(up_to_date)} series already up to date)" if up_to_date else ""))  # fmt: skip
+            lines.append(
+                f"ingestion: {fetched:,} records fetched"
+                + (f" ({len(up_to_date)} series already up to date)" if up_to_date else "")
+            )
     failed = sorted({s for run in result["ingestion"] for s in run["failed"]})
     if failed:
         lines.append(f"  failed (dead-lettered, retried next run): {', '.join(failed)}")
@@ -69,12 +73,17 @@ def _pipeline_summary(result: dict, settings: Settings) -> str:
             lines.append(f"quality score: {quality:.3f}{flag}" + (f": {reasons[0]}" if flag and reasons else ""))
     if "historical" in result["stages"]:
         repaired = sum(run.get("symbol_sessions", 0) for run in result["historical"])
-        lines.append(f"historical: {repaired} missing symbol-sessions refetched" if repaired
-                     else "historical: no gaps against the NYSE calendar")  # fmt: skip
+        lines.append(
+            f"historical: {repaired} missing symbol-sessions refetched"
+            if repaired
+            else "historical: no gaps against the NYSE calendar"
+        )
     if "features" in result["stages"]:
         versions = sorted({run["feature_set"] for run in result["features"]})
-        lines.append(f"features: {result['feature_rows_stored']:,} rows new or changed (feature set "
-                     f"{', '.join(versions) or '-'})")  # fmt: skip
+        lines.append(
+            f"features: {result['feature_rows_stored']:,} rows new or changed (feature set "
+            f"{', '.join(versions) or '-'})"
+        )
     seconds = result["seconds"]
     rate = fetched / seconds if seconds > 0 else 0.0
     lines.append(f"done in {seconds:.1f} s ({rate:,.0f} records/s)")
@@ -103,19 +112,36 @@ def ingest(
     settings = settings_of(ctx)
     end_of_day = end if "T" in end else f"{end}T23:59:59"
     known = discover_sources(settings.sources).names()
-    parse_ingest_request(data_type=data_type, symbols=symbols, start_date=start, end_date=end_of_day,
-                         timeframe=timeframe, source=source, known_sources=known)  # fmt: skip
-    summary = asyncio.run(ingest_flow(symbols=symbols.split(","), start_date=start, end_date=end_of_day,
-                                      data_type=data_type, timeframe=timeframe, source=source,
-                                      incremental=not full, overrides=overrides_of(ctx)))  # fmt: skip
+    parse_ingest_request(
+        data_type=data_type,
+        symbols=symbols,
+        start_date=start,
+        end_date=end_of_day,
+        timeframe=timeframe,
+        source=source,
+        known_sources=known,
+    )
+    summary = asyncio.run(
+        ingest_flow(
+            symbols=symbols.split(","),
+            start_date=start,
+            end_date=end_of_day,
+            data_type=data_type,
+            timeframe=timeframe,
+            source=source,
+            incremental=not full,
+            overrides=overrides_of(ctx),
+        )
+    )
     fetched = sum(c["records"] for c in summary["collected"])
     stored = sum(p["inserted"] + p["updated"] for p in summary["processed"])
     rejected = sum(p["rejected"] for p in summary["processed"])
     if not summary["collected"]:
         typer.echo(f"nothing new: {', '.join(summary['up_to_date'])} already up to date (use --full to refetch)")
     else:
-        typer.echo(f"fetched {fetched:,} records, stored {stored:,} ({rejected:,} rejected) "
-                   f"in {summary['seconds']:.1f} s")  # fmt: skip
+        typer.echo(
+            f"fetched {fetched:,} records, stored {stored:,} ({rejected:,} rejected) in {summary['seconds']:.1f} s"
+        )
     if summary["quality_score"] is not None:
         typer.echo(f"quality score {summary['quality_score']:.3f}")
     if summary["failed"]:
@@ -144,26 +170,38 @@ def backfill(
     settings = settings_of(ctx)
     names = list(parse_symbols(symbols)) if symbols else list(settings.pipeline.symbols)
     today = datetime.now(UTC).date()
-    series = ([(parse_timeframe_choice(timeframe), None)] if timeframe
-              else [(job.timeframe, job.lookback_days) for job in settings.pipeline.bars])  # fmt: skip
+    series = (
+        [(parse_timeframe_choice(timeframe), None)]
+        if timeframe
+        else [(job.timeframe, job.lookback_days) for job in settings.pipeline.bars]
+    )
     for tf, lookback in series:
         first = parse_when(start, "start").date() if start else today - timedelta(days=lookback or 365)
         last = parse_when(end, "end").date() if end else today
-        common = {"symbols": names, "start_date": first.isoformat(), "timeframe": tf,
-                  "source": settings.pipeline.source, "overrides": overrides_of(ctx)}  # fmt: skip
+        common = {
+            "symbols": names,
+            "start_date": first.isoformat(),
+            "timeframe": tf,
+            "source": settings.pipeline.source,
+            "overrides": overrides_of(ctx),
+        }
         if not gaps:
             summary = asyncio.run(ingest_flow(end_date=f"{last.isoformat()}T23:59:59", incremental=False, **common))
             stored = sum(p["inserted"] + p["updated"] for p in summary["processed"])
-            typer.echo(f"{tf}: {sum(c['records'] for c in summary['collected']):,} records refetched "
-                       f"from {first} to {last}, {stored:,} new or changed")  # fmt: skip
+            typer.echo(
+                f"{tf}: {sum(c['records'] for c in summary['collected']):,} records refetched "
+                f"from {first} to {last}, {stored:,} new or changed"
+            )
             continue
         result = asyncio.run(historical_flow(end_date=last.isoformat(), **common))
         if result["gaps"] == 0:
             typer.echo(f"{tf}: no gaps between {first} and {last}")
         else:
-            typer.echo(f"{tf}: {result['symbol_sessions']} missing symbol-sessions refetched in "
-                       f"{len(result['chunks'])} chunk(s); "
-                       f"{result['remaining_symbol_sessions']} still missing")  # fmt: skip
+            typer.echo(
+                f"{tf}: {result['symbol_sessions']} missing symbol-sessions refetched in "
+                f"{len(result['chunks'])} chunk(s); "
+                f"{result['remaining_symbol_sessions']} still missing"
+            )
 
 
 @app.command()
@@ -182,9 +220,11 @@ def metrics(ctx: typer.Context, limit: Annotated[int, typer.Option(min=1, help="
         totals = aggregate_metrics(conn, since, lake=Lake.from_settings(settings.lake))
     typer.echo(format_metrics_table(runs))
     usage = totals.storage_utilization
-    typer.echo(f"last 24 h: {totals.runs} runs, {totals.ingestion_records:,} records ingested, "
-               f"quality {totals.quality_score:.2%}, {totals.throughput_records_per_second:,.0f} rec/s, "
-               f"hot store {usage['hot_store_bytes']:,} B, lake {usage['lake_bytes']:,} B")  # fmt: skip
+    typer.echo(
+        f"last 24 h: {totals.runs} runs, {totals.ingestion_records:,} records ingested, "
+        f"quality {totals.quality_score:.2%}, {totals.throughput_records_per_second:,.0f} rec/s, "
+        f"hot store {usage['hot_store_bytes']:,} B, lake {usage['lake_bytes']:,} B"
+    )
 
 
 @app.command()

@@ -15,8 +15,9 @@ from marketpipe.cli.context import settings_of
 if TYPE_CHECKING:
     from storage.scanners import ScanQuery
 
-app = typer.Typer(help="SQL scanners over the hot store (the same views scanner processes query from psql).",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="SQL scanners over the hot store (the same views scanner processes query from psql).", no_args_is_help=True
+)
 
 Timeframe = Annotated[str, typer.Option(help="1min, 5min, 15min, 1hour or 1day")]
 Limit = Annotated[int, typer.Option(help="at most this many rows")]

@@ -16,8 +16,18 @@ from sandbox.prices import Bars, symbol_hash
 from sandbox.ticks import ALPACA_EXCHANGE_CODES, TAPE_LETTERS, Quotes, Trades
 from sandbox.wire.common import rfc3339
 
-CODES = {400: 40010001, 401: 40110000, 403: 40310000, 404: 40410000, 422: 42210000, 429: 42910000,
-         500: 50010000, 502: 50010000, 503: 50010000, 504: 50010000}
+CODES = {
+    400: 40010001,
+    401: 40110000,
+    403: 40310000,
+    404: 40410000,
+    422: 42210000,
+    429: 42910000,
+    500: 50010000,
+    502: 50010000,
+    503: 50010000,
+    504: 50010000,
+}
 
 
 def error_body(status: int, message: str) -> dict[str, Any]:
@@ -25,32 +35,64 @@ def error_body(status: int, message: str) -> dict[str, Any]:
 
 
 def bar_records(bars: Bars) -> list[dict[str, Any]]:
-    cols = zip(rfc3339(bars.t_ns), bars.open.tolist(), bars.high.tolist(), bars.low.tolist(),
-               bars.close.tolist(), bars.volume.tolist(), bars.trades.tolist(), bars.vwap.tolist(), strict=True)
+    cols = zip(
+        rfc3339(bars.t_ns),
+        bars.open.tolist(),
+        bars.high.tolist(),
+        bars.low.tolist(),
+        bars.close.tolist(),
+        bars.volume.tolist(),
+        bars.trades.tolist(),
+        bars.vwap.tolist(),
+        strict=True,
+    )
     return [{"t": t, "o": o, "h": h, "l": lo, "c": c, "v": v, "n": n, "vw": vw} for t, o, h, lo, c, v, n, vw in cols]
 
 
 def trade_records(trades: Trades, tape: int) -> list[dict[str, Any]]:
     z = TAPE_LETTERS[tape]
-    cols = zip(rfc3339(trades.t_ns, "ns"), ALPACA_EXCHANGE_CODES[trades.exchange].tolist(), trades.price.tolist(),
-               trades.size.tolist(), trades.sequence.tolist(), strict=True)
+    cols = zip(
+        rfc3339(trades.t_ns, "ns"),
+        ALPACA_EXCHANGE_CODES[trades.exchange].tolist(),
+        trades.price.tolist(),
+        trades.size.tolist(),
+        trades.sequence.tolist(),
+        strict=True,
+    )
     return [{"t": t, "x": x, "p": p, "s": s, "c": ["@"], "i": i, "z": z} for t, x, p, s, i in cols]
 
 
 def quote_records(quotes: Quotes, tape: int) -> list[dict[str, Any]]:
     z = TAPE_LETTERS[tape]
-    cols = zip(rfc3339(quotes.t_ns, "ns"), ALPACA_EXCHANGE_CODES[quotes.ask_exchange].tolist(), quotes.ask.tolist(),
-               quotes.ask_size.tolist(), ALPACA_EXCHANGE_CODES[quotes.bid_exchange].tolist(), quotes.bid.tolist(),
-               quotes.bid_size.tolist(), strict=True)
-    return [{"t": t, "ax": ax, "ap": ap, "as": az, "bx": bx, "bp": bp, "bs": bz, "c": ["R"], "z": z}
-            for t, ax, ap, az, bx, bp, bz in cols]
+    cols = zip(
+        rfc3339(quotes.t_ns, "ns"),
+        ALPACA_EXCHANGE_CODES[quotes.ask_exchange].tolist(),
+        quotes.ask.tolist(),
+        quotes.ask_size.tolist(),
+        ALPACA_EXCHANGE_CODES[quotes.bid_exchange].tolist(),
+        quotes.bid.tolist(),
+        quotes.bid_size.tolist(),
+        strict=True,
+    )
+    return [
+        {"t": t, "ax": ax, "ap": ap, "as": az, "bx": bx, "bp": bp, "bs": bz, "c": ["R"], "z": z}
+        for t, ax, ap, az, bx, bp, bz in cols
+    ]
 
 
 def news_record(item: NewsItem, created_at: str) -> dict[str, Any]:
     return {
-        "id": item.id, "headline": item.headline, "author": item.author, "created_at": created_at,
-        "updated_at": created_at, "summary": item.summary, "content": f"<p>{item.summary}</p>",
-        "url": item.url, "images": [], "symbols": list(item.symbols), "source": "benzinga",
+        "id": item.id,
+        "headline": item.headline,
+        "author": item.author,
+        "created_at": created_at,
+        "updated_at": created_at,
+        "summary": item.summary,
+        "content": f"<p>{item.summary}</p>",
+        "url": item.url,
+        "images": [],
+        "symbols": list(item.symbols),
+        "source": "benzinga",
     }
 
 
@@ -67,22 +109,40 @@ def split_record(event: SplitEvent) -> tuple[str, dict[str, Any]]:
     ex = event.ex_date.isoformat()
     if event.split_to >= event.split_from:
         return "forward_splits", {
-            "id": action_id(f"fs-{event.symbol}-{ex}"), "symbol": event.symbol, "cusip": cusip(event.symbol),
-            "new_rate": event.split_to, "old_rate": event.split_from, "process_date": ex, "ex_date": ex,
-            "record_date": ex, "payable_date": ex,
+            "id": action_id(f"fs-{event.symbol}-{ex}"),
+            "symbol": event.symbol,
+            "cusip": cusip(event.symbol),
+            "new_rate": event.split_to,
+            "old_rate": event.split_from,
+            "process_date": ex,
+            "ex_date": ex,
+            "record_date": ex,
+            "payable_date": ex,
         }
     return "reverse_splits", {
-        "id": action_id(f"rs-{event.symbol}-{ex}"), "symbol": event.symbol, "old_cusip": cusip(event.symbol),
-        "new_cusip": cusip(event.symbol + "R"), "new_rate": event.split_to, "old_rate": event.split_from,
-        "process_date": ex, "ex_date": ex, "record_date": ex, "payable_date": ex,
+        "id": action_id(f"rs-{event.symbol}-{ex}"),
+        "symbol": event.symbol,
+        "old_cusip": cusip(event.symbol),
+        "new_cusip": cusip(event.symbol + "R"),
+        "new_rate": event.split_to,
+        "old_rate": event.split_from,
+        "process_date": ex,
+        "ex_date": ex,
+        "record_date": ex,
+        "payable_date": ex,
     }
 
 
 def dividend_record(event: DividendEvent) -> tuple[str, dict[str, Any]]:
     return "cash_dividends", {
-        "id": action_id(f"cd-{event.symbol}-{event.ex_date.isoformat()}"), "symbol": event.symbol,
+        "id": action_id(f"cd-{event.symbol}-{event.ex_date.isoformat()}"),
+        "symbol": event.symbol,
         "cusip": cusip(event.symbol),
-        "rate": event.cash_amount, "special": False, "foreign": False,
-        "process_date": event.pay_date.isoformat(), "ex_date": event.ex_date.isoformat(),
-        "record_date": event.record_date.isoformat(), "payable_date": event.pay_date.isoformat(),
+        "rate": event.cash_amount,
+        "special": False,
+        "foreign": False,
+        "process_date": event.pay_date.isoformat(),
+        "ex_date": event.ex_date.isoformat(),
+        "record_date": event.record_date.isoformat(),
+        "payable_date": event.pay_date.isoformat(),
     }

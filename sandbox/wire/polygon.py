@@ -34,15 +34,28 @@ def error_body(message: str, request_id: str, status: str = "ERROR") -> dict[str
 
 def agg_results(bars: Bars) -> list[dict[str, Any]]:
     t_ms = (bars.t_ns // 1_000_000).tolist()
-    cols = zip(bars.volume.tolist(), bars.vwap.tolist(), bars.open.tolist(), bars.close.tolist(),
-               bars.high.tolist(), bars.low.tolist(), t_ms, bars.trades.tolist(), strict=True)
+    cols = zip(
+        bars.volume.tolist(),
+        bars.vwap.tolist(),
+        bars.open.tolist(),
+        bars.close.tolist(),
+        bars.high.tolist(),
+        bars.low.tolist(),
+        t_ms,
+        bars.trades.tolist(),
+        strict=True,
+    )
     return [{"v": v, "vw": vw, "o": o, "c": c, "h": h, "l": lo, "t": t, "n": n} for v, vw, o, c, h, lo, t, n in cols]
 
 
-def aggs_body(ticker: str, results: list[dict[str, Any]], query_count: int, adjusted: bool, request_id: str,
-              next_url: str | None) -> dict[str, Any]:
+def aggs_body(
+    ticker: str, results: list[dict[str, Any]], query_count: int, adjusted: bool, request_id: str, next_url: str | None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "ticker": ticker, "queryCount": query_count, "resultsCount": len(results), "adjusted": adjusted,
+        "ticker": ticker,
+        "queryCount": query_count,
+        "resultsCount": len(results),
+        "adjusted": adjusted,
     }
     if results:
         body["results"] = results
@@ -60,54 +73,107 @@ def list_body(results: list[dict[str, Any]], request_id: str, next_url: str | No
 
 
 def trade_results(trades: Trades, tape: int, session: int) -> list[dict[str, Any]]:
-    cols = zip(POLYGON_EXCHANGE_IDS[trades.exchange].tolist(), trades.sequence.tolist(), trades.t_ns.tolist(),
-               trades.price.tolist(), trades.size.tolist(), strict=True)
+    cols = zip(
+        POLYGON_EXCHANGE_IDS[trades.exchange].tolist(),
+        trades.sequence.tolist(),
+        trades.t_ns.tolist(),
+        trades.price.tolist(),
+        trades.size.tolist(),
+        strict=True,
+    )
     return [
-        {"exchange": x, "id": f"{session}{seq:08d}", "participant_timestamp": t - 150_000, "price": p,
-         "sequence_number": seq, "sip_timestamp": t, "size": s, "tape": tape}
+        {
+            "exchange": x,
+            "id": f"{session}{seq:08d}",
+            "participant_timestamp": t - 150_000,
+            "price": p,
+            "sequence_number": seq,
+            "sip_timestamp": t,
+            "size": s,
+            "tape": tape,
+        }
         for x, seq, t, p, s in cols
     ]
 
 
 def quote_results(quotes: Quotes, tape: int) -> list[dict[str, Any]]:
-    cols = zip(POLYGON_EXCHANGE_IDS[quotes.ask_exchange].tolist(), quotes.ask.tolist(), quotes.ask_size.tolist(),
-               POLYGON_EXCHANGE_IDS[quotes.bid_exchange].tolist(), quotes.bid.tolist(), quotes.bid_size.tolist(),
-               quotes.t_ns.tolist(), quotes.sequence.tolist(), strict=True)
+    cols = zip(
+        POLYGON_EXCHANGE_IDS[quotes.ask_exchange].tolist(),
+        quotes.ask.tolist(),
+        quotes.ask_size.tolist(),
+        POLYGON_EXCHANGE_IDS[quotes.bid_exchange].tolist(),
+        quotes.bid.tolist(),
+        quotes.bid_size.tolist(),
+        quotes.t_ns.tolist(),
+        quotes.sequence.tolist(),
+        strict=True,
+    )
     return [
-        {"ask_exchange": ax, "ask_price": ap, "ask_size": az, "bid_exchange": bx, "bid_price": bp,
-         "bid_size": bz, "participant_timestamp": t - 120_000, "sequence_number": seq, "sip_timestamp": t,
-         "tape": tape}
+        {
+            "ask_exchange": ax,
+            "ask_price": ap,
+            "ask_size": az,
+            "bid_exchange": bx,
+            "bid_price": bp,
+            "bid_size": bz,
+            "participant_timestamp": t - 120_000,
+            "sequence_number": seq,
+            "sip_timestamp": t,
+            "tape": tape,
+        }
         for ax, ap, az, bx, bp, bz, t, seq in cols
     ]
 
 
 def split_result(event: SplitEvent) -> dict[str, Any]:
-    return {"execution_date": event.ex_date.isoformat(), "id": f"E{symbol_hash(f'{event.symbol}:{event.session}'):x}",
-            "split_from": event.split_from, "split_to": event.split_to, "ticker": event.symbol}
+    return {
+        "execution_date": event.ex_date.isoformat(),
+        "id": f"E{symbol_hash(f'{event.symbol}:{event.session}'):x}",
+        "split_from": event.split_from,
+        "split_to": event.split_to,
+        "ticker": event.symbol,
+    }
 
 
 def dividend_result(event: DividendEvent) -> dict[str, Any]:
     return {
-        "cash_amount": event.cash_amount, "currency": "USD",
-        "declaration_date": event.declaration_date.isoformat(), "dividend_type": "CD",
-        "ex_dividend_date": event.ex_date.isoformat(), "frequency": 4,
+        "cash_amount": event.cash_amount,
+        "currency": "USD",
+        "declaration_date": event.declaration_date.isoformat(),
+        "dividend_type": "CD",
+        "ex_dividend_date": event.ex_date.isoformat(),
+        "frequency": 4,
         "id": f"E{event.session:06d}{symbol_hash(event.symbol) % 10**8:08d}",
-        "pay_date": event.pay_date.isoformat(), "record_date": event.record_date.isoformat(),
+        "pay_date": event.pay_date.isoformat(),
+        "record_date": event.record_date.isoformat(),
         "ticker": event.symbol,
     }
 
 
 def news_result(item: NewsItem, published_utc: str) -> dict[str, Any]:
     return {
-        "id": f"{item.id:x}", "publisher": {"name": item.publisher, "homepage_url": "https://sandbox.invalid/",
-                                            "logo_url": "https://sandbox.invalid/logo.svg",
-                                            "favicon_url": "https://sandbox.invalid/favicon.ico"},
-        "title": item.headline, "author": item.author, "published_utc": published_utc,
-        "article_url": item.url, "tickers": list(item.symbols), "description": item.summary,
+        "id": f"{item.id:x}",
+        "publisher": {
+            "name": item.publisher,
+            "homepage_url": "https://sandbox.invalid/",
+            "logo_url": "https://sandbox.invalid/logo.svg",
+            "favicon_url": "https://sandbox.invalid/favicon.ico",
+        },
+        "title": item.headline,
+        "author": item.author,
+        "published_utc": published_utc,
+        "article_url": item.url,
+        "tickers": list(item.symbols),
+        "description": item.summary,
         "keywords": [item.sentiment, "earnings"],
-        "insights": [{"ticker": s, "sentiment": item.sentiment,
-                      "sentiment_reasoning": f"The article's wording about {s} is {item.sentiment}."}
-                     for s in item.symbols],
+        "insights": [
+            {
+                "ticker": s,
+                "sentiment": item.sentiment,
+                "sentiment_reasoning": f"The article's wording about {s} is {item.sentiment}.",
+            }
+            for s in item.symbols
+        ],
     }
 
 
@@ -119,27 +185,63 @@ def option_results(chain: OptionChain, index: np.ndarray, updated_ns: int) -> li
         strike = float(chain.strike[i])
         call = bool(chain.is_call[i])
         break_even = strike + price if call else strike - price
-        out.append({
-            "break_even_price": round(break_even, 4),
-            "day": {"change": 0.0, "change_percent": 0.0, "close": price, "high": round(price + half, 2),
-                    "last_updated": updated_ns, "low": max(0.01, round(price - half, 2)), "open": price,
-                    "previous_close": price, "volume": int(chain.volume[i]), "vwap": price},
-            "details": {"contract_type": "call" if call else "put", "exercise_style": "american",
-                        "expiration_date": str(chain.expiration[i]), "shares_per_contract": 100,
-                        "strike_price": strike, "ticker": chain.occ_ticker(i)},
-            "greeks": {"delta": round(float(chain.delta[i]), 6), "gamma": round(float(chain.gamma[i]), 6),
-                       "theta": round(float(chain.theta[i]), 6), "vega": round(float(chain.vega[i]), 6)},
-            "implied_volatility": round(float(chain.iv[i]), 6),
-            "last_quote": {"ask": round(price + half / 2, 2), "ask_size": 10,
-                           "bid": max(0.0, round(price - half / 2, 2)), "bid_size": 10,
-                           "last_updated": updated_ns, "midpoint": price, "timeframe": "DELAYED"},
-            "last_trade": {"conditions": [209], "exchange": 316, "price": price, "sip_timestamp": updated_ns,
-                           "size": 1, "timeframe": "DELAYED"},
-            "open_interest": int(chain.open_interest[i]),
-            "underlying_asset": {"change_to_break_even": round(break_even - chain.spot, 4),
-                                 "last_updated": updated_ns, "price": chain.spot, "ticker": chain.underlying,
-                                 "timeframe": "DELAYED"},
-        })
+        out.append(
+            {
+                "break_even_price": round(break_even, 4),
+                "day": {
+                    "change": 0.0,
+                    "change_percent": 0.0,
+                    "close": price,
+                    "high": round(price + half, 2),
+                    "last_updated": updated_ns,
+                    "low": max(0.01, round(price - half, 2)),
+                    "open": price,
+                    "previous_close": price,
+                    "volume": int(chain.volume[i]),
+                    "vwap": price,
+                },
+                "details": {
+                    "contract_type": "call" if call else "put",
+                    "exercise_style": "american",
+                    "expiration_date": str(chain.expiration[i]),
+                    "shares_per_contract": 100,
+                    "strike_price": strike,
+                    "ticker": chain.occ_ticker(i),
+                },
+                "greeks": {
+                    "delta": round(float(chain.delta[i]), 6),
+                    "gamma": round(float(chain.gamma[i]), 6),
+                    "theta": round(float(chain.theta[i]), 6),
+                    "vega": round(float(chain.vega[i]), 6),
+                },
+                "implied_volatility": round(float(chain.iv[i]), 6),
+                "last_quote": {
+                    "ask": round(price + half / 2, 2),
+                    "ask_size": 10,
+                    "bid": max(0.0, round(price - half / 2, 2)),
+                    "bid_size": 10,
+                    "last_updated": updated_ns,
+                    "midpoint": price,
+                    "timeframe": "DELAYED",
+                },
+                "last_trade": {
+                    "conditions": [209],
+                    "exchange": 316,
+                    "price": price,
+                    "sip_timestamp": updated_ns,
+                    "size": 1,
+                    "timeframe": "DELAYED",
+                },
+                "open_interest": int(chain.open_interest[i]),
+                "underlying_asset": {
+                    "change_to_break_even": round(break_even - chain.spot, 4),
+                    "last_updated": updated_ns,
+                    "price": chain.spot,
+                    "ticker": chain.underlying,
+                    "timeframe": "DELAYED",
+                },
+            }
+        )
     return out
 
 
@@ -150,10 +252,17 @@ def _point(value: float, label: str, order: int, unit: str = "USD") -> dict[str,
 def financial_result(filing: Filing, symbol: str, cik: str, company: str) -> dict[str, Any]:
     f = filing
     return {
-        "start_date": f.start_date.isoformat(), "end_date": f.end_date.isoformat(),
-        "filing_date": f.filing_date.isoformat(), "acceptance_datetime": f"{f.filing_date.isoformat()}T16:05:00Z",
-        "timeframe": f.timeframe, "fiscal_period": f.fiscal_period, "fiscal_year": str(f.fiscal_year),
-        "cik": cik, "sic": "7372", "tickers": [symbol], "company_name": company,
+        "start_date": f.start_date.isoformat(),
+        "end_date": f.end_date.isoformat(),
+        "filing_date": f.filing_date.isoformat(),
+        "acceptance_datetime": f"{f.filing_date.isoformat()}T16:05:00Z",
+        "timeframe": f.timeframe,
+        "fiscal_period": f.fiscal_period,
+        "fiscal_year": str(f.fiscal_year),
+        "cik": cik,
+        "sic": "7372",
+        "tickers": [symbol],
+        "company_name": company,
         "source_filing_url": f"https://api.sandbox.invalid/v1/reference/sec/filings/{cik}-{f.fiscal_year}",
         "source_filing_file_url": f"https://api.sandbox.invalid/v1/reference/sec/filings/{cik}-{f.fiscal_year}/files",
         "financials": {
@@ -178,7 +287,8 @@ def financial_result(filing: Filing, symbol: str, cik: str, company: str) -> dic
             },
             "cash_flow_statement": {
                 "net_cash_flow_from_operating_activities": _point(
-                    f.operating_cash_flow, "Net Cash Flow From Operating Activities", 100),
+                    f.operating_cash_flow, "Net Cash Flow From Operating Activities", 100
+                ),
                 "net_cash_flow": _point(round(f.operating_cash_flow * 0.3, -3), "Net Cash Flow", 1100),
             },
             "comprehensive_income": {

@@ -16,12 +16,25 @@ def post_thing(post: RedditPost, subreddit: str) -> dict[str, Any]:
     return {
         "kind": "t3",
         "data": {
-            "id": post.id, "name": f"t3_{post.id}", "title": post.title, "selftext": post.selftext,
-            "author": post.author, "subreddit": subreddit, "subreddit_name_prefixed": f"r/{subreddit}",
-            "score": post.score, "ups": post.score, "downs": 0, "upvote_ratio": post.upvote_ratio,
-            "num_comments": post.num_comments, "created_utc": float(post.created_utc),
-            "created": float(post.created_utc), "permalink": permalink,
-            "url": f"https://www.reddit.com{permalink}", "is_self": True, "over_18": False, "stickied": False,
+            "id": post.id,
+            "name": f"t3_{post.id}",
+            "title": post.title,
+            "selftext": post.selftext,
+            "author": post.author,
+            "subreddit": subreddit,
+            "subreddit_name_prefixed": f"r/{subreddit}",
+            "score": post.score,
+            "ups": post.score,
+            "downs": 0,
+            "upvote_ratio": post.upvote_ratio,
+            "num_comments": post.num_comments,
+            "created_utc": float(post.created_utc),
+            "created": float(post.created_utc),
+            "permalink": permalink,
+            "url": f"https://www.reddit.com{permalink}",
+            "is_self": True,
+            "over_18": False,
+            "stickied": False,
             "link_flair_text": {"positive": "Bullish", "negative": "Bearish"}.get(post.sentiment, "Discussion"),
         },
     }
@@ -30,6 +43,12 @@ def post_thing(post: RedditPost, subreddit: str) -> dict[str, Any]:
 def listing_body(things: list[dict[str, Any]], after: str | None, before: str | None) -> dict[str, Any]:
     return {
         "kind": "Listing",
-        "data": {"after": after, "dist": len(things), "modhash": "", "geo_filter": "", "children": things,
-                 "before": before},
+        "data": {
+            "after": after,
+            "dist": len(things),
+            "modhash": "",
+            "geo_filter": "",
+            "children": things,
+            "before": before,
+        },
     }

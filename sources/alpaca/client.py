@@ -73,8 +73,9 @@ class AlpacaClient(VendorClient):
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> AlpacaClient:
         headers = {"APCA-API-KEY-ID": api_key, "APCA-API-SECRET-KEY": secret_key}
-        http = cls._transport(base_url, resilience=resilience, timeout_seconds=timeout_seconds, transport=transport,
-                              headers=headers)  # fmt: skip
+        http = cls._transport(
+            base_url, resilience=resilience, timeout_seconds=timeout_seconds, transport=transport, headers=headers
+        )
         return cls(http, feed=feed)
 
     def __repr__(self) -> str:

@@ -70,15 +70,28 @@ class PolygonClient(VendorClient):
         timeout_seconds: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> PolygonClient:
-        return cls(cls._transport(base_url, resilience=resilience, timeout_seconds=timeout_seconds,
-                                  transport=transport, auth_params={"apiKey": api_key}))  # fmt: skip
+        return cls(
+            cls._transport(
+                base_url,
+                resilience=resilience,
+                timeout_seconds=timeout_seconds,
+                transport=transport,
+                auth_params={"apiKey": api_key},
+            )
+        )
 
     # Aggregates ---------------------------------------------------------------------------
 
     def aggregates_request(
-        self, symbol: str, start: Any, end: Any, *, timeframe: str = "1day", adjusted: bool = True,
+        self,
+        symbol: str,
+        start: Any,
+        end: Any,
+        *,
+        timeframe: str = "1day",
+        adjusted: bool = True,
         limit: int = MAX_AGGREGATES_LIMIT,
-    ) -> Request:  # fmt: skip
+    ) -> Request:
         multiplier, unit = model.parse_timeframe(timeframe)
         ticker = model.vendor_symbol(symbol, SOURCE)
         return Request(

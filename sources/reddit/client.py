@@ -52,8 +52,15 @@ class RedditClient(VendorClient):
         timeout_seconds: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> RedditClient:
-        return cls(cls._transport(base_url, resilience=resilience, timeout_seconds=timeout_seconds,
-                                  transport=transport, headers={"User-Agent": USER_AGENT}))  # fmt: skip
+        return cls(
+            cls._transport(
+                base_url,
+                resilience=resilience,
+                timeout_seconds=timeout_seconds,
+                transport=transport,
+                headers={"User-Agent": USER_AGENT},
+            )
+        )
 
     def listing_request(self, subreddit: str, start: Any = None, *, limit: int = MAX_LIMIT) -> Request:
         name = subreddit.removeprefix("r/").strip("/")

@@ -20,11 +20,20 @@ from sources.yahoo.parsing import SOURCE, parse_chart_events, parser_for
 DEFAULT_BASE_URL = "https://query1.finance.yahoo.com"
 USER_AGENT = "marketpipe/0.1"
 _INTERVAL = {
-    (1, "min"): "1m", (2, "min"): "2m", (5, "min"): "5m", (15, "min"): "15m", (30, "min"): "30m",
-    (60, "min"): "60m", (90, "min"): "90m", (1, "hour"): "1h", (1, "day"): "1d", (5, "day"): "5d",
-    (1, "week"): "1wk", (1, "month"): "1mo", (3, "month"): "3mo",
-}  # fmt: skip
-
+    (1, "min"): "1m",
+    (2, "min"): "2m",
+    (5, "min"): "5m",
+    (15, "min"): "15m",
+    (30, "min"): "30m",
+    (60, "min"): "60m",
+    (90, "min"): "90m",
+    (1, "hour"): "1h",
+    (1, "day"): "1d",
+    (5, "day"): "5d",
+    (1, "week"): "1wk",
+    (1, "month"): "1mo",
+    (3, "month"): "3mo",
+}
 
 
 class YahooClient(VendorClient):
@@ -41,8 +50,15 @@ class YahooClient(VendorClient):
         timeout_seconds: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> YahooClient:
-        return cls(cls._transport(base_url, resilience=resilience, timeout_seconds=timeout_seconds,
-                                  transport=transport, headers={"User-Agent": USER_AGENT}))  # fmt: skip
+        return cls(
+            cls._transport(
+                base_url,
+                resilience=resilience,
+                timeout_seconds=timeout_seconds,
+                transport=transport,
+                headers={"User-Agent": USER_AGENT},
+            )
+        )
 
     def chart_request(self, symbol: str, start: Any, end: Any, *, timeframe: str = "1day") -> Request:
         interval = _INTERVAL.get(model.parse_timeframe(timeframe))

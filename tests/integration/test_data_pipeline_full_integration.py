@@ -40,10 +40,12 @@ def test_full_pipeline_then_an_incremental_rerun(stack: Settings) -> None:
 
     daily_expected = completed_sessions(today - timedelta(days=120), today)
     with database_connection(stack) as conn:
-        per_symbol = dict(conn.execute(
-            "SELECT symbol, count(*) FROM market.bars WHERE symbol = ANY(%s) AND timeframe = '1day' GROUP BY 1",
-            (UNIVERSE,),
-        ).fetchall())  # fmt: skip
+        per_symbol = dict(
+            conn.execute(
+                "SELECT symbol, count(*) FROM market.bars WHERE symbol = ANY(%s) AND timeframe = '1day' GROUP BY 1",
+                (UNIVERSE,),
+            ).fetchall()
+        )
         minute = conn.execute(
             "SELECT count(*) FROM market.bars WHERE symbol = ANY(%s) AND timeframe = '1min'", (UNIVERSE,)
         ).fetchone()[0]

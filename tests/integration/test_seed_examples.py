@@ -37,10 +37,11 @@ def count(settings: Settings, sql: str, *params) -> int:
 
 @pytest.fixture(scope="module")
 def basic_run(stack: Settings):
-    """"Basic Pipeline Execution", verbatim; returns the manager and what the example produced."""
+    """ "Basic Pipeline Execution", verbatim; returns the manager and what the example produced."""
     from marketpipe.api import DataPipelineManager, DataPipelineOrchestrator
 
     orchestrator = DataPipelineOrchestrator(overrides=SMALL)
+
     async def example():
         # fmt: off
         # --- seed ---
@@ -72,8 +73,9 @@ def test_basic_pipeline_execution_fills_the_hot_store(stack: Settings, basic_run
     assert result["stages"] == ["ingestion", "processing", "historical", "features"]
     assert result["records_ingested"] > 0 and result["records_stored"] > 0
     daily = count(stack, "SELECT count(*) FROM market.bars_daily WHERE symbol = ANY(%s)", UNIVERSE)
-    minute = count(stack, "SELECT count(*) FROM market.bars_intraday WHERE symbol = ANY(%s) AND timeframe = '1min'",
-                   UNIVERSE)  # fmt: skip
+    minute = count(
+        stack, "SELECT count(*) FROM market.bars_intraday WHERE symbol = ANY(%s) AND timeframe = '1min'", UNIVERSE
+    )
     assert daily >= 2 * 15  # 30 calendar days: at least 15 sessions per symbol
     assert minute >= 2 * 210  # 3 calendar days: at least one (half) session per symbol
     assert status["last_run"]["kind"] == "pipeline" and status["last_run"]["records_ingested"] > 0
@@ -114,8 +116,11 @@ def test_targeted_data_ingestion(stack: Settings, basic_run) -> None:
     assert {c["symbol"] for c in result["collected"]} | set(result["up_to_date"]) == {"AAPL", "GOOGL", "MSFT"}
     assert result["failed"] == []
     for symbol in ("AAPL", "GOOGL", "MSFT"):
-        stored = count(stack, "SELECT count(*) FROM market.bars_daily WHERE symbol = %s AND ts >= now() - interval "
-                              "'30 days'", symbol)  # fmt: skip
+        stored = count(
+            stack,
+            "SELECT count(*) FROM market.bars_daily WHERE symbol = %s AND ts >= now() - interval '30 days'",
+            symbol,
+        )
         assert stored >= 15, symbol
 
 
@@ -153,9 +158,17 @@ def test_selective_stage_execution(stack: Settings) -> None:
     from marketpipe.api import DataPipelineManager, DataPipelineOrchestrator
 
     symbol = "SEEDXC"
-    pipeline_manager = DataPipelineManager(DataPipelineOrchestrator(overrides={
-        "pipeline": {"symbols": [symbol], "bars": [{"timeframe": "1day", "lookback_days": 20}],
-                     "corporate_actions": False}}))  # fmt: skip
+    pipeline_manager = DataPipelineManager(
+        DataPipelineOrchestrator(
+            overrides={
+                "pipeline": {
+                    "symbols": [symbol],
+                    "bars": [{"timeframe": "1day", "lookback_days": 20}],
+                    "corporate_actions": False,
+                }
+            }
+        )
+    )
     pending_sql = "SELECT count(*) FROM ops.raw_pages WHERE symbol = %s AND processed_at IS NULL"
     stored_sql = "SELECT count(*) FROM market.bars_daily WHERE symbol = %s"
     observed = {}
@@ -185,6 +198,7 @@ def test_selective_stage_execution(stack: Settings) -> None:
 
 def test_pipeline_metrics(stack: Settings, basic_run) -> None:
     pipeline_manager = basic_run[0]
+
     async def example():
         # fmt: off
         # --- seed ---
@@ -214,6 +228,7 @@ def test_pipeline_metrics(stack: Settings, basic_run) -> None:
 
 def test_health_monitoring(stack: Settings, basic_run) -> None:
     pipeline_manager = basic_run[0]
+
     async def example():
         # fmt: off
         # --- seed ---
@@ -232,8 +247,9 @@ def test_health_monitoring(stack: Settings, basic_run) -> None:
     assert printed == ([] if health["healthy"] else [f"Issues detected: {health['issues']}"])
     assert {"postgres", "lake", "prefect", "sandbox"} <= set(health["components"])
     assert all(c["healthy"] for c in health["components"].values())
-    daily = next(f for f in health["freshness"] if (f["source"], f["dataset"], f["timeframe"]) == ("polygon", "bars",
-                                                                                                   "1day"))  # fmt: skip
+    daily = next(
+        f for f in health["freshness"] if (f["source"], f["dataset"], f["timeframe"]) == ("polygon", "bars", "1day")
+    )
     assert not set(UNIVERSE) & set(daily["stale_symbols"])  # just collected: fresh
     assert health["sources"]["polygon"]["state"] in ("unknown", "closed")
     assert health["dead_letters"]["open"] >= 0

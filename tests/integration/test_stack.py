@@ -101,7 +101,6 @@ def test_failing_migration_leaves_nothing(scratch_db: psycopg.Connection, tmp_pa
     assert scratch_db.execute("SELECT count(*) FROM ops.schema_migrations WHERE version = '9999'").fetchone()[0] == 0
 
 
-
 def _routine_ledger(conn: psycopg.Connection) -> dict[str, str]:
     return dict(conn.execute("SELECT filename, checksum FROM ops.schema_routines").fetchall())
 
@@ -139,7 +138,8 @@ def test_every_view_and_function_of_the_schema_lives_in_one_routine(scratch_db: 
     created = re.compile(r"^CREATE OR REPLACE (?:FUNCTION|VIEW) ([a-z_]+\.[a-z_]+)", re.M)
     defined = [name for path in ROUTINES_DIR.glob("*.sql") for name in created.findall(path.read_text())]
     in_database = {
-        row[0] for row in scratch_db.execute(
+        row[0]
+        for row in scratch_db.execute(
             "SELECT n.nspname || '.' || p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
             " WHERE n.nspname IN ('market', 'scan', 'features', 'ops')"
             " UNION SELECT schemaname || '.' || viewname FROM pg_views"
@@ -158,6 +158,7 @@ def test_failing_routine_is_rolled_back_and_not_recorded(scratch_db: psycopg.Con
         migrate(scratch_db, MIGRATIONS_DIR, routines)
     assert scratch_db.execute("SELECT to_regclass('ops.half_done')").fetchone()[0] is None
     assert "99_broken.sql" not in _routine_ledger(scratch_db) and "50_scanners.sql" in _routine_ledger(scratch_db)
+
 
 # -- hot store ------------------------------------------------------------------------------
 def test_bars_hypertables_round_trip_with_chunk_interval_by_timeframe(stack: Settings) -> None:

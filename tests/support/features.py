@@ -54,10 +54,17 @@ def sp500_bars() -> pd.DataFrame:
 
     raw = sp500.load()
     return pd.DataFrame(
-        {"symbol": "SPX", "timeframe": "1day", "ts": pd.DatetimeIndex(raw.index).tz_localize("UTC"),
-         "open": raw["Open"].to_numpy(float), "high": raw["High"].to_numpy(float), "low": raw["Low"].to_numpy(float),
-         "close": raw["Close"].to_numpy(float), "volume": raw["Volume"].to_numpy(np.int64)}
-    )  # fmt: skip
+        {
+            "symbol": "SPX",
+            "timeframe": "1day",
+            "ts": pd.DatetimeIndex(raw.index).tz_localize("UTC"),
+            "open": raw["Open"].to_numpy(float),
+            "high": raw["High"].to_numpy(float),
+            "low": raw["Low"].to_numpy(float),
+            "close": raw["Close"].to_numpy(float),
+            "volume": raw["Volume"].to_numpy(np.int64),
+        }
+    )
 
 
 def assert_same_warmup_and_close(

@@ -52,11 +52,25 @@ def intraday_bars(symbols: list[str], rng: np.random.Generator) -> pd.DataFrame:
         volume = rng.integers(1_000, 2_000, len(ts))
         if k % 3 == 0:
             volume[-1] = 50_000  # a spike on the latest bar
-        parts.append(frame(BARS, {
-            "symbol": symbol, "ts": ts, "timeframe": "1min", "open": open_,
-            "high": np.maximum(open_, close) * 1.001, "low": np.minimum(open_, close) * 0.999, "close": close,
-            "volume": volume, "vwap": close, "trade_count": volume // 10, "source": "test",
-        }, what="test bars"))  # fmt: skip
+        parts.append(
+            frame(
+                BARS,
+                {
+                    "symbol": symbol,
+                    "ts": ts,
+                    "timeframe": "1min",
+                    "open": open_,
+                    "high": np.maximum(open_, close) * 1.001,
+                    "low": np.minimum(open_, close) * 0.999,
+                    "close": close,
+                    "volume": volume,
+                    "vwap": close,
+                    "trade_count": volume // 10,
+                    "source": "test",
+                },
+                what="test bars",
+            )
+        )
     stale = parts[-1]
     parts[-1] = stale.iloc[: len(stale) - STALE_MINUTES]
     return pd.concat(parts, ignore_index=True)
@@ -75,10 +89,25 @@ def daily_bars(symbols: list[str], rng: np.random.Generator) -> pd.DataFrame:
         if k % 4 == 1:  # a breakdown below every earlier low
             low[-1] = low.min() * 0.95
         volume = rng.integers(100_000, 200_000, DAILY_BARS)
-        parts.append(frame(BARS, {
-            "symbol": symbol, "ts": ts, "timeframe": "1day", "open": open_, "high": high, "low": low,
-            "close": close, "volume": volume, "vwap": close, "trade_count": volume // 10, "source": "test",
-        }, what="test bars"))  # fmt: skip
+        parts.append(
+            frame(
+                BARS,
+                {
+                    "symbol": symbol,
+                    "ts": ts,
+                    "timeframe": "1day",
+                    "open": open_,
+                    "high": high,
+                    "low": low,
+                    "close": close,
+                    "volume": volume,
+                    "vwap": close,
+                    "trade_count": volume // 10,
+                    "source": "test",
+                },
+                what="test bars",
+            )
+        )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -94,9 +123,18 @@ def feature_rows(daily: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
                 computed = {"std1-old": "2025-01-03", "std1-new": "2025-01-02"}[version]
             rsi = rng.uniform(0, 100, len(ts))
             rsi[-1] = (95.0, 5.0, 50.0, 70.0, 30.0, np.nan)[k % 6] if version == "std1-new" else 80.0 - k
-            rows.append(pd.DataFrame({"symbol": symbol, "timeframe": "1day", "ts": ts.to_numpy(),
-                                      "feature_set": version, "rsi": rsi,
-                                      "computed_at": pd.Timestamp(computed, tz="UTC")}))  # fmt: skip
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "symbol": symbol,
+                        "timeframe": "1day",
+                        "ts": ts.to_numpy(),
+                        "feature_set": version,
+                        "rsi": rsi,
+                        "computed_at": pd.Timestamp(computed, tz="UTC"),
+                    }
+                )
+            )
     out = pd.concat(rows, ignore_index=True)
     out["ts"] = pd.to_datetime(out["ts"], utc=True)
     return out
@@ -107,9 +145,18 @@ def write_features(conn: psycopg.Connection, rows: pd.DataFrame) -> None:
         cur.executemany(
             "INSERT INTO features.bar_features (symbol, timeframe, ts, feature_set, rsi, computed_at)"
             " VALUES (%s, %s, %s, %s, %s, %s)",
-            [(r.symbol, r.timeframe, r.ts.to_pydatetime(), r.feature_set, None if pd.isna(r.rsi) else float(r.rsi),
-              r.computed_at.to_pydatetime()) for r in rows.itertuples()],
-        )  # fmt: skip
+            [
+                (
+                    r.symbol,
+                    r.timeframe,
+                    r.ts.to_pydatetime(),
+                    r.feature_set,
+                    None if pd.isna(r.rsi) else float(r.rsi),
+                    r.computed_at.to_pydatetime(),
+                )
+                for r in rows.itertuples()
+            ],
+        )
 
 
 def delete_symbols(conn: psycopg.Connection, symbols: list[str]) -> None:

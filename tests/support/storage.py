@@ -12,16 +12,32 @@ from core.model import BARS, CORPORATE_ACTIONS, frame
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-def bars(symbol: str = "TST", n: int = 3, *, timeframe: str = "1min", start: str = "2024-03-04 14:30",
-         close: float = 100.0, source: str = "test", **overrides: object) -> pd.DataFrame:  # fmt: skip
+def bars(
+    symbol: str = "TST",
+    n: int = 3,
+    *,
+    timeframe: str = "1min",
+    start: str = "2024-03-04 14:30",
+    close: float = 100.0,
+    source: str = "test",
+    **overrides: object,
+) -> pd.DataFrame:
     step = {"1min": "1min", "5min": "5min", "15min": "15min", "1hour": "1h", "1day": "1D"}[timeframe]
     ts = pd.date_range(start, periods=n, freq=step, tz="UTC")
     closes = [close + i for i in range(n)]
     columns: dict[str, object] = {
-        "symbol": symbol, "ts": ts, "timeframe": timeframe, "open": closes, "high": [c + 1 for c in closes],
-        "low": [c - 1 for c in closes], "close": closes, "volume": [1000 * (i + 1) for i in range(n)],
-        "vwap": closes, "trade_count": [10 + i for i in range(n)], "source": source,
-    }  # fmt: skip
+        "symbol": symbol,
+        "ts": ts,
+        "timeframe": timeframe,
+        "open": closes,
+        "high": [c + 1 for c in closes],
+        "low": [c - 1 for c in closes],
+        "close": closes,
+        "volume": [1000 * (i + 1) for i in range(n)],
+        "vwap": closes,
+        "trade_count": [10 + i for i in range(n)],
+        "source": source,
+    }
     columns.update(overrides)
     return frame(BARS, columns, what="test bars")
 
@@ -62,14 +78,34 @@ def read_copy_binary(stream: bytes, types: list[str]) -> list[tuple]:
 
 # The hand example of the adjustment docs: a $2 dividend ex 2024-06-06 after a raw close of 104,
 # then a 2-for-1 split ex 2024-06-10. Daily raw closes by session date:
-HAND_CLOSES = {"2024-06-03": 100.0, "2024-06-04": 102.0, "2024-06-05": 104.0, "2024-06-06": 103.0,
-               "2024-06-07": 104.0, "2024-06-10": 52.0, "2024-06-11": 53.0}  # fmt: skip
+HAND_CLOSES = {
+    "2024-06-03": 100.0,
+    "2024-06-04": 102.0,
+    "2024-06-05": 104.0,
+    "2024-06-06": 103.0,
+    "2024-06-07": 104.0,
+    "2024-06-10": 52.0,
+    "2024-06-11": 53.0,
+}
 DIVIDEND_FACTOR = 1 - 2 / 104  # = 102/104
-HAND_SPLIT_ADJUSTED = {"2024-06-03": 50.0, "2024-06-04": 51.0, "2024-06-05": 52.0, "2024-06-06": 51.5,
-                       "2024-06-07": 52.0, "2024-06-10": 52.0, "2024-06-11": 53.0}  # fmt: skip
-HAND_TOTAL_RETURN = {"2024-06-03": 100 * 0.5 * DIVIDEND_FACTOR, "2024-06-04": 102 * 0.5 * DIVIDEND_FACTOR,
-                     "2024-06-05": 51.0, "2024-06-06": 51.5, "2024-06-07": 52.0, "2024-06-10": 52.0,
-                     "2024-06-11": 53.0}  # fmt: skip
+HAND_SPLIT_ADJUSTED = {
+    "2024-06-03": 50.0,
+    "2024-06-04": 51.0,
+    "2024-06-05": 52.0,
+    "2024-06-06": 51.5,
+    "2024-06-07": 52.0,
+    "2024-06-10": 52.0,
+    "2024-06-11": 53.0,
+}
+HAND_TOTAL_RETURN = {
+    "2024-06-03": 100 * 0.5 * DIVIDEND_FACTOR,
+    "2024-06-04": 102 * 0.5 * DIVIDEND_FACTOR,
+    "2024-06-05": 51.0,
+    "2024-06-06": 51.5,
+    "2024-06-07": 52.0,
+    "2024-06-10": 52.0,
+    "2024-06-11": 53.0,
+}
 HAND_VOLUMES = {day: 2000 if day < "2024-06-10" else 1000 for day in HAND_CLOSES}  # raw volume 1000
 
 
@@ -77,16 +113,40 @@ def hand_daily_bars(symbol: str) -> pd.DataFrame:
     """Daily bars stamped at midnight New York of their session, raw volume 1000."""
     days = pd.DatetimeIndex(list(HAND_CLOSES)).tz_localize("America/New_York").tz_convert("UTC")
     closes = list(HAND_CLOSES.values())
-    return frame(BARS, {"symbol": symbol, "ts": days, "timeframe": "1day", "open": closes, "high": closes,
-                        "low": closes, "close": closes, "volume": 1000, "vwap": closes, "trade_count": 10,
-                        "source": "test"}, what="hand bars")  # fmt: skip
+    return frame(
+        BARS,
+        {
+            "symbol": symbol,
+            "ts": days,
+            "timeframe": "1day",
+            "open": closes,
+            "high": closes,
+            "low": closes,
+            "close": closes,
+            "volume": 1000,
+            "vwap": closes,
+            "trade_count": 10,
+            "source": "test",
+        },
+        what="hand bars",
+    )
 
 
 def hand_actions(symbol: str, source: str = "test") -> pd.DataFrame:
-    return frame(CORPORATE_ACTIONS, {"symbol": symbol, "action": ["dividend", "split"],
-                                     "ex_date": ["2024-06-06", "2024-06-10"], "new_rate": [None, 2.0],
-                                     "old_rate": [None, 1.0], "amount": [2.0, None], "currency": ["USD", None],
-                                     "source": source}, what="hand actions")  # fmt: skip
+    return frame(
+        CORPORATE_ACTIONS,
+        {
+            "symbol": symbol,
+            "action": ["dividend", "split"],
+            "ex_date": ["2024-06-06", "2024-06-10"],
+            "new_rate": [None, 2.0],
+            "old_rate": [None, 1.0],
+            "amount": [2.0, None],
+            "currency": ["USD", None],
+            "source": source,
+        },
+        what="hand actions",
+    )
 
 
 def by_day(frame: pd.DataFrame, column: str) -> dict[str, float]:

@@ -19,8 +19,9 @@ def year_window(year: int) -> tuple[datetime, datetime]:
     return datetime(year, 1, 1, tzinfo=UTC), datetime(year, 12, 1, tzinfo=UTC)
 
 
-def make_bars(symbols: list[str], start: str, sessions: int, timeframe: str = "1min", per_session: int = 30,
-              seed: int = 1) -> pd.DataFrame:  # fmt: skip
+def make_bars(
+    symbols: list[str], start: str, sessions: int, timeframe: str = "1min", per_session: int = 30, seed: int = 1
+) -> pd.DataFrame:
     """Bars of ``symbols``: ``per_session`` bars from 14:30 UTC on each of ``sessions`` weekdays
     (daily bars: one a weekday at 05:00 UTC), random-walk prices, a null vwap now and then."""
     rng = np.random.default_rng(seed)
@@ -29,16 +30,31 @@ def make_bars(symbols: list[str], start: str, sessions: int, timeframe: str = "1
         stamps = days + pd.Timedelta(hours=5)
     else:
         step = pd.Timedelta(timeframe.replace("min", "min").replace("hour", "h"))
-        stamps = pd.DatetimeIndex([d + pd.Timedelta(hours=14, minutes=30) + i * step for d in days
-                                   for i in range(per_session)])  # fmt: skip
+        stamps = pd.DatetimeIndex(
+            [d + pd.Timedelta(hours=14, minutes=30) + i * step for d in days for i in range(per_session)]
+        )
     parts = []
     for symbol in symbols:
         n = len(stamps)
         close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
         vwap = np.where(rng.random(n) < 0.1, np.nan, close * 1.001)
-        parts.append(frame(BARS, {
-            "symbol": symbol, "ts": stamps, "timeframe": timeframe, "open": close * 0.999, "high": close * 1.01,
-            "low": close * 0.99, "close": close, "volume": rng.integers(1, 10_000, n), "vwap": vwap,
-            "trade_count": rng.integers(1, 100, n), "source": "tiering-test",
-        }, what="test bars"))  # fmt: skip
+        parts.append(
+            frame(
+                BARS,
+                {
+                    "symbol": symbol,
+                    "ts": stamps,
+                    "timeframe": timeframe,
+                    "open": close * 0.999,
+                    "high": close * 1.01,
+                    "low": close * 0.99,
+                    "close": close,
+                    "volume": rng.integers(1, 10_000, n),
+                    "vwap": vwap,
+                    "trade_count": rng.integers(1, 100, n),
+                    "source": "tiering-test",
+                },
+                what="test bars",
+            )
+        )
     return pd.concat(parts, ignore_index=True)

@@ -11,8 +11,14 @@ from db.connect import database_connection
 
 pytestmark = pytest.mark.slow
 
-REQUIRED = ("latest_bar_p50_ms", "latest_bar_p95_ms", "top_movers_p50_ms", "top_movers_p95_ms", "tiering_mb_per_s",
-            "lake_to_hot_bytes_ratio")  # fmt: skip
+REQUIRED = (
+    "latest_bar_p50_ms",
+    "latest_bar_p95_ms",
+    "top_movers_p50_ms",
+    "top_movers_p95_ms",
+    "tiering_mb_per_s",
+    "lake_to_hot_bytes_ratio",
+)
 
 
 def test_small_benchmark_reports_sane_figures_and_cleans_up(stack: Settings) -> None:

@@ -78,16 +78,30 @@ def unhealthy(stack: Settings) -> Iterator[dict[str, str]]:
     with database_connection(stack) as conn:
         with conn.transaction():
             advance_watermarks(conn, [Watermark(source, "bars", symbol, "1day", now - timedelta(days=30))])
-        record_dead_letter_sync(conn, source=source, dataset="bars", request={"url": f"/test/{tag}"},
-                                error="HTTP 500 from the test")  # fmt: skip
-        record_run(conn, RunMetrics(
-            run_id=run_id, flow="alerttest", started_at=now - timedelta(seconds=5), finished_at=now,
-            status="completed", records_ingested=10, records_stored=5, rejected=5, quality_score=0.5,
-            details={"quality_reasons": ["half rejected"]},
-        ))  # fmt: skip
+        record_dead_letter_sync(
+            conn, source=source, dataset="bars", request={"url": f"/test/{tag}"}, error="HTTP 500 from the test"
+        )
+        record_run(
+            conn,
+            RunMetrics(
+                run_id=run_id,
+                flow="alerttest",
+                started_at=now - timedelta(seconds=5),
+                finished_at=now,
+                status="completed",
+                records_ingested=10,
+                records_stored=5,
+                rejected=5,
+                quality_score=0.5,
+                details={"quality_reasons": ["half rejected"]},
+            ),
+        )
     try:
-        yield {DATA_STALE: f"marketpipe.dataset.{source}.bars.1day",
-               DEAD_LETTERS_GROWING: f"marketpipe.source.{source}", QUALITY_LOW: f"marketpipe.run.{run_id}"}
+        yield {
+            DATA_STALE: f"marketpipe.dataset.{source}.bars.1day",
+            DEAD_LETTERS_GROWING: f"marketpipe.source.{source}",
+            QUALITY_LOW: f"marketpipe.run.{run_id}",
+        }
     finally:
         with database_connection(stack) as conn, conn.transaction():
             conn.execute("DELETE FROM ops.watermarks WHERE source = %s", (source,))
@@ -109,9 +123,7 @@ def test_deploy_creates_the_alert_automations_once(stack: Settings) -> None:
             assert found[0].trigger.expect == {rule.event}
 
 
-def test_health_flow_events_are_stored_and_fire_the_automations(
-    stack: Settings, unhealthy: dict[str, str]
-) -> None:
+def test_health_flow_events_are_stored_and_fire_the_automations(stack: Settings, unhealthy: dict[str, str]) -> None:
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter, EventResourceFilter
 
@@ -141,10 +153,13 @@ def test_health_flow_events_are_stored_and_fire_the_automations(
             def executed() -> dict[str, Any]:
                 found = {}
                 for name, event in events.items():
-                    page = client.read_events(EventFilter(
-                        event=EventNameFilter(name=["prefect.automation.action.executed"]),
-                        related=EventRelatedFilter(id=[f"prefect.event.{event.id}"]),
-                    ), limit=50)  # fmt: skip
+                    page = client.read_events(
+                        EventFilter(
+                            event=EventNameFilter(name=["prefect.automation.action.executed"]),
+                            related=EventRelatedFilter(id=[f"prefect.event.{event.id}"]),
+                        ),
+                        limit=50,
+                    )
                     if page.events:
                         found[name] = page.events[0]
                 return found if len(found) == len(events) else {}

@@ -22,8 +22,16 @@ from tests.support.processes import stop_process_group
 REPO = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
 SYMBOL = "DEPA"
-EXPECTED = {"pipeline/eod-ingest", "pipeline/ingest-shard", "intraday/intraday-ingest", "pipeline/gap-repair",
-            "features/features-recompute", "tiering/nightly-tiering", "health/health-check", "smoke/smoke"}
+EXPECTED = {
+    "pipeline/eod-ingest",
+    "pipeline/ingest-shard",
+    "intraday/intraday-ingest",
+    "pipeline/gap-repair",
+    "features/features-recompute",
+    "tiering/nightly-tiering",
+    "health/health-check",
+    "smoke/smoke",
+}
 
 
 def pause_schedules(names: list[str]) -> None:
@@ -46,8 +54,12 @@ def start_worker(log: Path) -> subprocess.Popen:
     with log.open("w") as out:
         return subprocess.Popen(
             [str(BIN / "marketpipe"), "worker", "--pool", "marketpipe", "--queue", "batch", "--name", "test-worker"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def stop_worker(worker: subprocess.Popen, log: Path) -> str:
@@ -66,17 +78,37 @@ def test_pool_and_deployments_are_idempotent_and_a_worker_runs_the_daily_deploym
     assert set(names) >= EXPECTED, names
     pause_schedules(names)
 
-    overrides = {"pipeline": {"symbols": [SYMBOL], "bars": [{"timeframe": "1day", "lookback_days": 10}],
-                              "corporate_actions": False}}  # fmt: skip
+    overrides = {
+        "pipeline": {
+            "symbols": [SYMBOL],
+            "bars": [{"timeframe": "1day", "lookback_days": 10}],
+            "corporate_actions": False,
+        }
+    }
     worker_log = tmp_path / "worker.log"
     worker = start_worker(worker_log)
     try:
         run = subprocess.run(
-            [str(BIN / "prefect"), "deployment", "run", "pipeline/eod-ingest",
-             "--param", f"overrides={json.dumps(overrides)}", "--param", 'stages=["ingestion", "processing"]',
-             "--watch", "--watch-interval", "1", "--watch-timeout", "120"],
-            cwd=REPO, capture_output=True, text=True, timeout=150,
-        )  # fmt: skip
+            [
+                str(BIN / "prefect"),
+                "deployment",
+                "run",
+                "pipeline/eod-ingest",
+                "--param",
+                f"overrides={json.dumps(overrides)}",
+                "--param",
+                'stages=["ingestion", "processing"]',
+                "--watch",
+                "--watch-interval",
+                "1",
+                "--watch-timeout",
+                "120",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=150,
+        )
     finally:
         log = stop_worker(worker, worker_log)
     assert run.returncode == 0, f"{run.stdout}\n{run.stderr[-3000:]}\n--- worker ---\n{log}"

@@ -1,6 +1,5 @@
 """The intraday flow on a closed day: a Completed run named "Skipped" that says why, on the real server."""
 
-
 from flows.intraday import SKIPPED, intraday_flow
 
 

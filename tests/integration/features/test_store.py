@@ -33,10 +33,18 @@ class CloseMA5(FeatureBuilder):
 def daily_bars(symbol: str, n: int = N_BARS, seed: int = 7) -> pd.DataFrame:
     closes = 100 * np.exp(np.cumsum(np.random.default_rng(seed).normal(0, 0.02, n)))
     columns = {
-        "symbol": symbol, "ts": pd.date_range(START, periods=n, freq="1D", tz="UTC"), "timeframe": "1day",
-        "open": closes * 0.995, "high": closes * 1.02, "low": closes * 0.98, "close": closes,
-        "volume": np.arange(1, n + 1) * 1000, "vwap": closes, "trade_count": np.full(n, 10), "source": "test",
-    }  # fmt: skip
+        "symbol": symbol,
+        "ts": pd.date_range(START, periods=n, freq="1D", tz="UTC"),
+        "timeframe": "1day",
+        "open": closes * 0.995,
+        "high": closes * 1.02,
+        "low": closes * 0.98,
+        "close": closes,
+        "volume": np.arange(1, n + 1) * 1000,
+        "vwap": closes,
+        "trade_count": np.full(n, 10),
+        "source": "test",
+    }
     return frame(BARS, columns, what="test bars")
 
 

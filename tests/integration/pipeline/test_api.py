@@ -57,9 +57,15 @@ def test_status_goes_stopped_idle_running_idle_stopped(stack: Settings) -> None:
         seen.append((await manager.get_pipeline_status())["status"])
         await manager.start()  # initializes first
         seen.append((await manager.get_pipeline_status())["status"])
-        run = asyncio.create_task(manager.run_ingestion(
-            data_type="market_data", symbols=["APIST"], start_date="2024-03-04", end_date="2024-03-08T23:59:59",
-            timeframe="1day"))  # fmt: skip
+        run = asyncio.create_task(
+            manager.run_ingestion(
+                data_type="market_data",
+                symbols=["APIST"],
+                start_date="2024-03-04",
+                end_date="2024-03-08T23:59:59",
+                timeframe="1day",
+            )
+        )
         await asyncio.sleep(0)  # the run has registered itself
         seen.append((await manager.get_pipeline_status())["status"])
         summary = await run
@@ -80,8 +86,9 @@ def test_bad_requests_are_refused_before_any_flow_run(stack: Settings) -> None:
     with pytest.raises(RequestError, match="start_date"):
         asyncio.run(manager.run_ingestion(symbols=["AAPL"], start_date="2024-03-08", end_date="2024-03-01"))
     with pytest.raises(RequestError, match="not a valid ticker"):
-        asyncio.run(manager.run_ingestion(symbols=["AAPL'; DROP TABLE x"], start_date="2024-03-01",
-                                          end_date="2024-03-08"))  # fmt: skip
+        asyncio.run(
+            manager.run_ingestion(symbols=["AAPL'; DROP TABLE x"], start_date="2024-03-01", end_date="2024-03-08")
+        )
     with pytest.raises(RequestError, match="unknown stage"):
         asyncio.run(manager.run_pipeline(stages=["bogus"]))
     with pytest.raises(StreamingUnavailableError):
@@ -107,13 +114,17 @@ def test_flow_config_is_checked() -> None:
 
 def test_a_run_through_the_facade_is_recorded_once_with_its_figures(stack: Settings) -> None:
     manager = DataPipelineManager(DataPipelineOrchestrator(stack))
-    summary = asyncio.run(manager.run_ingestion(symbols=["APIREC"], start_date="2024-03-04",
-                                                end_date="2024-03-08T23:59:59", timeframe="1day"))  # fmt: skip
+    summary = asyncio.run(
+        manager.run_ingestion(
+            symbols=["APIREC"], start_date="2024-03-04", end_date="2024-03-08T23:59:59", timeframe="1day"
+        )
+    )
     with database_connection(stack) as conn:
         rows = conn.execute(
             "SELECT flow, status, records_ingested, records_stored, quality_score FROM ops.pipeline_runs "
-            "WHERE run_id = %s", (summary["run_id"],),
-        ).fetchall()  # fmt: skip
+            "WHERE run_id = %s",
+            (summary["run_id"],),
+        ).fetchall()
     assert rows == [("ingest", "completed", 5, 5, summary["quality_score"])]
 
 
@@ -134,8 +145,14 @@ def test_record_run_is_an_upsert_on_run_id(stack: Settings) -> None:
 def test_aggregates_count_top_level_runs_only(stack: Settings) -> None:
     since = datetime.now(UTC) + timedelta(days=365)  # a window no other test writes into
     finished = since + timedelta(minutes=1)
-    parent = {"run_id": f"p-{uuid.uuid4()}", "records_ingested": 100, "records_stored": 90, "rejected": 10,
-              "quality_score": 0.9, "seconds": 4.0}  # fmt: skip
+    parent = {
+        "run_id": f"p-{uuid.uuid4()}",
+        "records_ingested": 100,
+        "records_stored": 90,
+        "rejected": 10,
+        "quality_score": 0.9,
+        "seconds": 4.0,
+    }
     child = {"run_id": f"c-{uuid.uuid4()}", "collected": [{"symbol": "X", "records": 100}], "seconds": 3.0}
     with database_connection(stack) as conn:
         record_run(conn, run_metrics(parent, "pipeline", finished_at=finished))
@@ -159,8 +176,11 @@ def test_metrics_of_an_empty_window_are_zero_and_nan(stack: Settings) -> None:
 
 def test_health_reports_a_stale_series_and_growing_dead_letters(stack: Settings) -> None:
     manager = DataPipelineManager(DataPipelineOrchestrator(stack))
-    asyncio.run(manager.run_ingestion(symbols=["APISTL"], start_date="2024-03-04", end_date="2024-03-08T23:59:59",
-                                      timeframe="1day"))  # fmt: skip
+    asyncio.run(
+        manager.run_ingestion(
+            symbols=["APISTL"], start_date="2024-03-04", end_date="2024-03-08T23:59:59", timeframe="1day"
+        )
+    )
     source = f"healthsrc{uuid.uuid4().hex[:6]}"
     with database_connection(stack) as conn:
         record_dead_letter_sync(conn, source=source, dataset="bars", request={"url": "/v2/x"}, error="HTTP 500")
@@ -170,8 +190,12 @@ def test_health_reports_a_stale_series_and_growing_dead_letters(stack: Settings)
     daily = next(f for f in health["freshness"] if (f["source"], f["timeframe"]) == ("polygon", "1day"))
     assert "APISTL" in daily["stale_symbols"] and daily["missed_sessions"] > 100
     assert any(i.startswith(f"dead letters of {source} are growing: 1 request(s)") for i in health["issues"])
-    assert health["dead_letters"]["by_source"][source] == {"source": source, "open": 1, "last_hour": 1,
-                                                           "previous_hour": 0}  # fmt: skip
+    assert health["dead_letters"]["by_source"][source] == {
+        "source": source,
+        "open": 1,
+        "last_hour": 1,
+        "previous_hour": 0,
+    }
     assert all(c["healthy"] for c in health["components"].values())
     assert health["timescaledb"]["edition"]
 

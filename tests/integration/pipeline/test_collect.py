@@ -24,16 +24,38 @@ from tests.support.cli import run_cli
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
 
 
-def collect(stack: Settings, symbol: str, start: str, end: str, timeframe: str = "1min", keep_parsed: bool = False,
-            **source_options):  # fmt: skip
-    request = parse_ingest_request(data_type="market_data", symbols=[symbol], start_date=start, end_date=end,
-                                   timeframe=timeframe, source="polygon", now=NOW)  # fmt: skip
+def collect(
+    stack: Settings,
+    symbol: str,
+    start: str,
+    end: str,
+    timeframe: str = "1min",
+    keep_parsed: bool = False,
+    **source_options,
+):
+    request = parse_ingest_request(
+        data_type="market_data",
+        symbols=[symbol],
+        start_date=start,
+        end_date=end,
+        timeframe=timeframe,
+        source="polygon",
+        now=NOW,
+    )
 
     async def run():
         source = build_source("polygon", stack, options=source_options)
         async with source, await async_database_connection(stack, autocommit=True) as conn:
-            return await collect_symbol(source, request, symbol, request.start, Lake.from_settings(stack.lake), conn,
-                                        run_id=str(uuid.uuid4()), keep_parsed=keep_parsed)  # fmt: skip
+            return await collect_symbol(
+                source,
+                request,
+                symbol,
+                request.start,
+                Lake.from_settings(stack.lake),
+                conn,
+                run_id=str(uuid.uuid4()),
+                keep_parsed=keep_parsed,
+            )
 
     return asyncio.run(run())
 
@@ -55,8 +77,9 @@ def test_minute_bars_are_stored_raw_and_listed_in_the_manifest(stack: Settings) 
 
     lake = Lake.from_settings(stack.lake)
     pages = list(iter_raw_pages(lake, source="polygon", dataset="bars", symbol="CLCT"))
-    reparsed = sum(len(parse_stored_page("polygon", Request.from_redacted("polygon", "bars", p.request), p.payload))
-                   for p in pages)  # fmt: skip
+    reparsed = sum(
+        len(parse_stored_page("polygon", Request.from_redacted("polygon", "bars", p.request), p.payload)) for p in pages
+    )
     assert reparsed == outcome.records
     assert all("apiKey" not in str(p.request.get("url")) or "***" in str(p.request) for p in pages)
 

@@ -96,11 +96,21 @@ def test_a_failing_symbol_does_not_stop_the_others_and_is_retried_next_run(stack
 def write_raw_page(stack: Settings, symbol: str, bars: list[dict]) -> None:
     """A vendor page as received (Polygon aggregates), stored and listed for processing."""
     lake = Lake.from_settings(stack.lake)
-    request = {"url": f"/v2/aggs/ticker/{symbol}/range/1/minute/2024-03-04/2024-03-04", "params": {},
-               "context": {"symbol": symbol, "timeframe": "1min"}}  # fmt: skip
+    request = {
+        "url": f"/v2/aggs/ticker/{symbol}/range/1/minute/2024-03-04/2024-03-04",
+        "params": {},
+        "context": {"symbol": symbol, "timeframe": "1min"},
+    }
     payload = {"ticker": symbol, "status": "OK", "resultsCount": len(bars), "results": bars}
-    stored = store_raw_page(lake, source="polygon", dataset="bars", symbol=symbol,
-                            data_date=datetime(2024, 3, 4).date(), request=request, payload=payload)  # fmt: skip
+    stored = store_raw_page(
+        lake,
+        source="polygon",
+        dataset="bars",
+        symbol=symbol,
+        data_date=datetime(2024, 3, 4).date(),
+        request=request,
+        payload=payload,
+    )
     with database_connection(stack) as conn:
         conn.execute(
             "INSERT INTO ops.raw_pages (key, source, dataset, symbol, timeframe, data_date, records, checksum) "
@@ -116,24 +126,28 @@ def minute_bars(n: int, *, bad: set[int] = frozenset()) -> list[dict]:
     for i in range(n):
         price = 100 + 0.01 * i
         high, low = (price - 1, price + 1) if i in bad else (price + 0.05, price - 0.05)  # bad: high < low
-        bars.append({"t": open_ms + 60_000 * i, "o": price, "h": high, "l": low, "c": price, "v": 1000, "n": 5,
-                     "vw": price})  # fmt: skip
+        bars.append(
+            {"t": open_ms + 60_000 * i, "o": price, "h": high, "l": low, "c": price, "v": 1000, "n": 5, "vw": price}
+        )
     return bars
 
 
-@pytest.mark.parametrize(("mode", "symbol", "stored", "quarantined"), [("strict", "QSTR", 388, 2),
-                                                                        ("lenient", "QLEN", 390, 0)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("mode", "symbol", "stored", "quarantined"), [("strict", "QSTR", 388, 2), ("lenient", "QLEN", 390, 0)]
+)
 def test_invalid_records_are_quarantined_in_strict_and_flagged_in_lenient_mode(
     stack: Settings, mode: str, symbol: str, stored: int, quarantined: int
 ) -> None:
     write_raw_page(stack, symbol, minute_bars(390, bad={10, 20}))
-    result = asyncio.run(process_flow(source="polygon", symbols=[symbol],
-                                      overrides={"quality": {"validation_mode": mode}}))  # fmt: skip
+    result = asyncio.run(
+        process_flow(source="polygon", symbols=[symbol], overrides={"quality": {"validation_mode": mode}})
+    )
     assert result["symbols"][0]["rejected"] == quarantined
     assert bar_count(stack, [symbol]) == stored
     with database_connection(stack) as conn:
-        flagged = conn.execute("SELECT count(*) FROM market.bars WHERE symbol = %s AND quality_flags <> 0",
-                               (symbol,)).fetchone()[0]  # fmt: skip
+        flagged = conn.execute(
+            "SELECT count(*) FROM market.bars WHERE symbol = %s AND quality_flags <> 0", (symbol,)
+        ).fetchone()[0]
         letters = conn.execute(
             "SELECT payload FROM ops.dead_letters WHERE request->'context'->>'symbol' = %s AND resolved_at IS NULL",
             (symbol,),
@@ -150,15 +164,20 @@ def test_invalid_records_are_quarantined_in_strict_and_flagged_in_lenient_mode(
 def test_historical_stage_refetches_exactly_the_missing_sessions(stack: Settings) -> None:
     ingest(symbols=["FLGAP"])
     with database_connection(stack) as conn:
-        conn.execute("DELETE FROM market.bars_intraday WHERE symbol = 'FLGAP' "
-                     "AND ts >= '2024-03-05 05:00+00' AND ts < '2024-03-06 05:00+00'")  # the 5th
-        conn.execute("DELETE FROM market.bars_intraday WHERE symbol = 'FLGAP' AND ts >= '2024-03-06 15:00+00' "
-                     "AND ts < '2024-03-06 15:10+00'")  # 10 minutes of the 6th
+        conn.execute(
+            "DELETE FROM market.bars_intraday WHERE symbol = 'FLGAP' "
+            "AND ts >= '2024-03-05 05:00+00' AND ts < '2024-03-06 05:00+00'"
+        )  # the 5th
+        conn.execute(
+            "DELETE FROM market.bars_intraday WHERE symbol = 'FLGAP' AND ts >= '2024-03-06 15:00+00' "
+            "AND ts < '2024-03-06 15:10+00'"
+        )  # 10 minutes of the 6th
         conn.commit()
     assert bar_count(stack, ["FLGAP"]) == 3 * 390 - 390 - 10
 
-    repaired = asyncio.run(historical_flow(symbols=["FLGAP"], start_date="2024-03-04", end_date="2024-03-06",
-                                           timeframe="1min"))  # fmt: skip
+    repaired = asyncio.run(
+        historical_flow(symbols=["FLGAP"], start_date="2024-03-04", end_date="2024-03-06", timeframe="1min")
+    )
     assert repaired["symbol_sessions"] == 2  # the 5th (empty) and the 6th (10 bars short)
     assert repaired["remaining_symbol_sessions"] == 0
     assert bar_count(stack, ["FLGAP"]) == 3 * 390
@@ -166,9 +185,14 @@ def test_historical_stage_refetches_exactly_the_missing_sessions(stack: Settings
 
 
 def test_collect_uses_unadjusted_prices(stack: Settings) -> None:
-    request = parse_ingest_request(data_type="market_data", symbols=["FLRAW"], start_date="2024-03-04",
-                                   end_date="2024-03-04T23:59:59", timeframe="1min",
-                                   now=datetime(2026, 1, 1, tzinfo=UTC))  # fmt: skip
+    request = parse_ingest_request(
+        data_type="market_data",
+        symbols=["FLRAW"],
+        start_date="2024-03-04",
+        end_date="2024-03-04T23:59:59",
+        timeframe="1min",
+        now=datetime(2026, 1, 1, tzinfo=UTC),
+    )
     source = build_source("polygon", stack)
     from tasks.collection import first_requests
 

@@ -59,9 +59,13 @@ def alpaca(url: str, key: str = "sandbox") -> StockHistoricalDataClient:
 
 
 def test_alpaca_bars_across_pages_and_symbols(no_faults: str) -> None:
-    request = StockBarsRequest(symbol_or_symbols=["AAPL", "MSFT"], timeframe=TimeFrame.Minute,
-                               start=datetime(2024, 6, 3, tzinfo=UTC),
-                               end=datetime(2024, 6, 6, tzinfo=UTC), adjustment=Adjustment.ALL)
+    request = StockBarsRequest(
+        symbol_or_symbols=["AAPL", "MSFT"],
+        timeframe=TimeFrame.Minute,
+        start=datetime(2024, 6, 3, tzinfo=UTC),
+        end=datetime(2024, 6, 6, tzinfo=UTC),
+        adjustment=Adjustment.ALL,
+    )
     barset = alpaca(no_faults).get_stock_bars(request)  # alpaca-py pages 10,000 at a time
     assert {s: len(b) for s, b in barset.data.items()} == {"AAPL": 3 * 390, "MSFT": 3 * 390}
     first = barset.data["AAPL"][0]
@@ -70,33 +74,48 @@ def test_alpaca_bars_across_pages_and_symbols(no_faults: str) -> None:
 
 def test_alpaca_minute_equals_polygon_minute(no_faults: str) -> None:
     start = datetime(2024, 6, 5, 13, 30, tzinfo=UTC)
-    request = StockBarsRequest(symbol_or_symbols="NVDA", timeframe=TimeFrame.Minute, start=start,
-                               end=datetime(2024, 6, 5, 20, 0, tzinfo=UTC), adjustment=Adjustment.SPLIT,
-                               limit=50)
+    request = StockBarsRequest(
+        symbol_or_symbols="NVDA",
+        timeframe=TimeFrame.Minute,
+        start=start,
+        end=datetime(2024, 6, 5, 20, 0, tzinfo=UTC),
+        adjustment=Adjustment.SPLIT,
+        limit=50,
+    )
     a = alpaca(no_faults).get_stock_bars(request).data["NVDA"]
     p = RESTClient(api_key="sandbox", base=no_faults, retries=0).get_aggs(
-        "NVDA", 1, "minute", "2024-06-05", "2024-06-05", adjusted=True, limit=50)
+        "NVDA", 1, "minute", "2024-06-05", "2024-06-05", adjusted=True, limit=50
+    )
     assert [(b.open, b.high, b.low, b.close, b.volume, b.trade_count) for b in a] == [
-        (b.open, b.high, b.low, b.close, b.volume, b.transactions) for b in p]
+        (b.open, b.high, b.low, b.close, b.volume, b.transactions) for b in p
+    ]
 
 
 def test_alpaca_trades_news_and_corporate_actions(no_faults: str) -> None:
-    trades = alpaca(no_faults).get_stock_trades(StockTradesRequest(
-        symbol_or_symbols="AAPL", start=datetime(2024, 6, 3, 13, 30, tzinfo=UTC),
-        end=datetime(2024, 6, 3, 14, 0, tzinfo=UTC)))
+    trades = alpaca(no_faults).get_stock_trades(
+        StockTradesRequest(
+            symbol_or_symbols="AAPL",
+            start=datetime(2024, 6, 3, 13, 30, tzinfo=UTC),
+            end=datetime(2024, 6, 3, 14, 0, tzinfo=UTC),
+        )
+    )
     assert len(trades.data["AAPL"]) > 0 and all(t.size > 0 for t in trades.data["AAPL"])
     news = NewsClient(api_key="sandbox", secret_key="s", url_override=no_faults).get_news(
-        NewsRequest(symbols="TSLA,AAPL", start=datetime(2024, 1, 1), end=datetime(2024, 6, 28), limit=60))
+        NewsRequest(symbols="TSLA,AAPL", start=datetime(2024, 1, 1), end=datetime(2024, 6, 28), limit=60)
+    )
     assert len(news.data["news"]) == 60 and all(n.symbols for n in news.data["news"])
     actions = CorporateActionsClient(api_key="sandbox", secret_key="s", url_override=no_faults).get_corporate_actions(
-        CorporateActionsRequest(symbols=["KO", "PG", "JNJ", "XOM"], start=datetime(2015, 1, 1).date(),
-                                end=datetime(2024, 6, 28).date()))
+        CorporateActionsRequest(
+            symbols=["KO", "PG", "JNJ", "XOM"], start=datetime(2015, 1, 1).date(), end=datetime(2024, 6, 28).date()
+        )
+    )
     assert actions.data.get("cash_dividends")
 
 
 def test_alpaca_surfaces_auth_errors(no_faults: str) -> None:
-    request = StockBarsRequest(symbol_or_symbols="AAPL", timeframe=TimeFrame.Day,
-                               start=datetime(2024, 6, 3, tzinfo=UTC))
+    request = StockBarsRequest(
+        symbol_or_symbols="AAPL", timeframe=TimeFrame.Day, start=datetime(2024, 6, 3, tzinfo=UTC)
+    )
     with pytest.raises(APIError) as raised:
         alpaca(no_faults, key="invalid-key").get_stock_bars(request)
     assert raised.value.status_code == 401 and raised.value.code == 40110000

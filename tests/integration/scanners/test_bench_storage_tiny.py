@@ -21,9 +21,9 @@ def test_tiny_benchmark_runs_every_part_and_leaves_nothing_behind(stack: Setting
     assert report["symbol_month_read"]["rows"] == 3 * 390 + 210
     with database_connection(stack, autocommit=True) as conn:
         schemas = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'bench_storage_%'").fetchone()[0]
-        manifest = conn.execute(
-            "SELECT count(*) FROM ops.lake_files WHERE dataset = 'bench_storage_bars'"
-        ).fetchone()[0]
+        manifest = conn.execute("SELECT count(*) FROM ops.lake_files WHERE dataset = 'bench_storage_bars'").fetchone()[
+            0
+        ]
     assert (schemas, manifest) == (0, 0)
     assert not database_exists(stack, "bench_storage")  # the throwaway database the bench migrated
     assert not [o.key for o in Lake.from_settings(stack.lake).list("cold/bench-storage-")]

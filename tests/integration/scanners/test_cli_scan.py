@@ -24,18 +24,26 @@ def test_latest_prints_a_table_with_our_symbols(market: Market) -> None:
     ("args", "columns"),
     [
         (["movers", "--minutes", "15"], ["symbol", "ts_from", "ts_to", "close_from", "close_to", "change_pct"]),
-        (["movers", "--sessions", "5", "--direction", "up"], ["symbol", "ts_from", "ts_to", "close_from", "close_to",
-                                                              "change_pct"]),
-        (["volume-spikes", "--lookback", "20", "--min-z", "3"], ["symbol", "ts", "volume", "mean_volume", "std_volume",
-                                                                 "z"]),
+        (
+            ["movers", "--sessions", "5", "--direction", "up"],
+            ["symbol", "ts_from", "ts_to", "close_from", "close_to", "change_pct"],
+        ),
+        (
+            ["volume-spikes", "--lookback", "20", "--min-z", "3"],
+            ["symbol", "ts", "volume", "mean_volume", "std_volume", "z"],
+        ),
         (["gaps", "--min-pct", "2"], ["symbol", "session_date", "open", "prev_ts", "prev_close", "gap_pct"]),
         (["highs-lows", "--days", "52"], ["symbol", "ts", "kind", "price", "prior_extreme"]),
         (["rsi", "--above", "70", "--below", "30"], ["symbol", "ts", "feature_set", "rsi", "kind"]),
     ],
-)  # fmt: skip
+)
 def test_each_scanner_prints_rows_for_our_symbols(market: Market, args: list[str], columns: list[str]) -> None:
-    result = run_cli("scan", *args, "--json", *(["--limit", "100000"] if "--limit" not in args and args[0]
-                                               in ("movers", "volume-spikes", "gaps") else []))  # fmt: skip
+    result = run_cli(
+        "scan",
+        *args,
+        "--json",
+        *(["--limit", "100000"] if "--limit" not in args and args[0] in ("movers", "volume-spikes", "gaps") else []),
+    )
 
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
@@ -58,8 +66,10 @@ def test_an_empty_result_says_so(market: Market) -> None:
         (["movers"], "top movers need exactly one of minutes or sessions"),
         (["movers", "--minutes", "5", "--sessions", "2"], "top movers need exactly one of minutes or sessions"),
         (["movers", "--minutes", "5", "--direction", "sideways"], "direction 'sideways' is not one of up, down, both"),
-        (["movers", "--minutes", "5", "--timeframe", "1day"], "timeframe '1day' cannot be scanned here; use one of "
-                                                              "1min, 5min, 15min, 1hour"),
+        (
+            ["movers", "--minutes", "5", "--timeframe", "1day"],
+            "timeframe '1day' cannot be scanned here; use one of 1min, 5min, 15min, 1hour",
+        ),
         (["latest", "--timeframe", "2weeks"], "timeframe '2weeks' cannot be scanned here"),
         (["volume-spikes", "--lookback", "1"], "lookback must be a whole number from 2"),
         (["gaps", "--min-pct", "-1"], "min_pct must be a number >= 0, got -1.0"),
@@ -67,7 +77,7 @@ def test_an_empty_result_says_so(market: Market) -> None:
         (["rsi", "--above", "20", "--below", "30"], "below (30.0) must be less than above (20.0)"),
         (["rsi", "--above", "120"], "above must be a number >= 0 and <= 100, got 120.0"),
     ],
-)  # fmt: skip
+)
 def test_bad_arguments_are_refused_without_a_traceback(args: list[str], message: str) -> None:
     result = run_cli("scan", *args)
 

@@ -12,11 +12,23 @@ from storage.hot import BARS_INTRADAY, upsert_bars, upsert_frame
 def bars(symbol: str, start: str, closes: list[float], timeframe: str = "1min") -> pd.DataFrame:
     step = "1D" if timeframe == "1day" else "1min"
     ts = pd.date_range(start, periods=len(closes), freq=step, tz="UTC")
-    return frame(BARS, {
-        "symbol": symbol, "ts": ts, "timeframe": timeframe, "open": closes, "high": [c + 1 for c in closes],
-        "low": [c - 1 for c in closes], "close": closes, "volume": [100] * len(closes), "vwap": closes,
-        "trade_count": [1] * len(closes), "source": "test",
-    }, what="test bars")  # fmt: skip
+    return frame(
+        BARS,
+        {
+            "symbol": symbol,
+            "ts": ts,
+            "timeframe": timeframe,
+            "open": closes,
+            "high": [c + 1 for c in closes],
+            "low": [c - 1 for c in closes],
+            "close": closes,
+            "volume": [100] * len(closes),
+            "vwap": closes,
+            "trade_count": [1] * len(closes),
+            "source": "test",
+        },
+        what="test bars",
+    )
 
 
 def latest(conn, symbols: list[str]) -> dict[tuple[str, str], tuple[pd.Timestamp, float]]:

@@ -70,11 +70,25 @@ def irregular_bars(symbols: list[str]) -> pd.DataFrame:
         open_ = close * (1 + rng.normal(0, 0.02, len(ts)))
         volume = rng.integers(1_000, 2_000, len(ts))
         volume[-1] = 40_000
-        parts.append(frame(BARS, {
-            "symbol": symbol, "ts": ts, "timeframe": "1min", "open": open_, "high": np.maximum(open_, close),
-            "low": np.minimum(open_, close), "close": close, "volume": volume, "vwap": close,
-            "trade_count": volume // 10, "source": "test",
-        }, what="test bars"))  # fmt: skip
+        parts.append(
+            frame(
+                BARS,
+                {
+                    "symbol": symbol,
+                    "ts": ts,
+                    "timeframe": "1min",
+                    "open": open_,
+                    "high": np.maximum(open_, close),
+                    "low": np.minimum(open_, close),
+                    "close": close,
+                    "volume": volume,
+                    "vwap": close,
+                    "trade_count": volume // 10,
+                    "source": "test",
+                },
+                what="test bars",
+            )
+        )
     return pd.concat(parts, ignore_index=True)
 
 

@@ -44,8 +44,9 @@ def test_polygon_and_alpaca_serve_the_same_minute_bars(sandbox_url):
         polygon, alpaca = polygon_client(sandbox_url), alpaca_client(sandbox_url)
         try:
             p = await polygon.aggregates("MSFT", "2024-06-17", "2024-06-18", timeframe="1min", adjusted=False)
-            a = await alpaca.bars(["MSFT"], "2024-06-17T00:00:00Z", "2024-06-19T00:00:00Z", timeframe="1min",
-                                  adjustment="raw", limit=700)  # fmt: skip
+            a = await alpaca.bars(
+                ["MSFT"], "2024-06-17T00:00:00Z", "2024-06-19T00:00:00Z", timeframe="1min", adjustment="raw", limit=700
+            )
             return p, a
         finally:
             await polygon.aclose()

@@ -36,8 +36,9 @@ def test_tiering_old_bars_leaves_the_features_of_recent_bars_unchanged(
     before = read_features(conn, names, RECENT, END, "1day")
     assert len(before) == (bars["ts"] >= RECENT).sum() > 100 and before["ema"].notna().all()
 
-    moved = tier_chunks(conn, lake, stack, dataset=["bars_daily"], older_than=RECENT,
-                        newer_than=datetime(1995, 10, 1, tzinfo=UTC)).rows  # fmt: skip
+    moved = tier_chunks(
+        conn, lake, stack, dataset=["bars_daily"], older_than=RECENT, newer_than=datetime(1995, 10, 1, tzinfo=UTC)
+    ).rows
     hot_only = read_bars(conn, names, HISTORY_START, END, "1day")
     assert moved > 0 and hot_only["ts"].min() > datetime(1996, 3, 1, tzinfo=UTC)
 

@@ -42,8 +42,9 @@ class CloseMA5(FeatureBuilder):
 
 def tier_year(conn: psycopg.Connection, lake: Lake, settings: Settings, year: int, dataset: list[str]) -> int:
     start, _ = year_window(year)
-    return tier_chunks(conn, lake, settings, dataset=dataset, older_than=start.replace(year=year + 1),
-                       newer_than=start).rows  # fmt: skip
+    return tier_chunks(
+        conn, lake, settings, dataset=dataset, older_than=start.replace(year=year + 1), newer_than=start
+    ).rows
 
 
 def test_features_read_identically_after_tiering_and_after_compaction(
@@ -95,8 +96,15 @@ def test_pyarrow_dataset_and_duckdb_read_the_same_rows_as_the_router(
     stack: Settings, conn: psycopg.Connection, lake: Lake, symbols: Callable[[], str]
 ) -> None:
     names = sorted(symbols() for _ in range(3))
-    upsert_bars(conn, pd.concat([make_bars(names, "1999-03-01", 4, "1min", 30, seed=11),
-                                 make_bars(names, "1999-02-01", 50, "1day", seed=12)]))  # fmt: skip
+    upsert_bars(
+        conn,
+        pd.concat(
+            [
+                make_bars(names, "1999-03-01", 4, "1min", 30, seed=11),
+                make_bars(names, "1999-02-01", 50, "1day", seed=12),
+            ]
+        ),
+    )
     tier_year(conn, lake, stack, 1999, ["bars_intraday", "bars_daily"])
     columns = ["symbol", "ts", "open", "high", "low", "close", "volume", "vwap", "trade_count", "source"]
     for timeframe, start, end in (("1min", "1999-03-01", "1999-03-10"), ("1day", "1999-01-01", "1999-06-01")):
@@ -104,10 +112,12 @@ def test_pyarrow_dataset_and_duckdb_read_the_same_rows_as_the_router(
         expected = routed[columns].astype({"symbol": object, "source": object, "trade_count": "int64"})
         expected["ts"] = expected["ts"].astype("datetime64[us, UTC]")
 
-        hive = pads.partitioning(pa.schema([("timeframe", pa.string()), ("date", pa.string()), ("month", pa.string())]),
-                                 flavor="hive")  # fmt: skip
-        dataset = pads.dataset(f"{lake.bucket}/cold/bars", filesystem=lake.filesystem(), format="parquet",
-                               partitioning=hive)  # fmt: skip
+        hive = pads.partitioning(
+            pa.schema([("timeframe", pa.string()), ("date", pa.string()), ("month", pa.string())]), flavor="hive"
+        )
+        dataset = pads.dataset(
+            f"{lake.bucket}/cold/bars", filesystem=lake.filesystem(), format="parquet", partitioning=hive
+        )
         table = dataset.to_table(filter=(pc.field("timeframe") == timeframe) & pc.field("symbol").isin(names))
         by_arrow = table.to_pandas()[columns].sort_values(["symbol", "ts"]).reset_index(drop=True)
         by_arrow = by_arrow.astype({"symbol": object, "source": object})
@@ -133,8 +143,15 @@ def test_raw_pages_past_retention_are_pruned_but_unprocessed_pages_stay(
     symbol = symbols()
     pages = {}
     for day, processed in ((date(2001, 1, 2), True), (date(2001, 1, 3), False), (date(2001, 5, 20), True)):
-        stored = store_raw_page(lake, source="polygon", dataset="bars_1day", symbol=symbol, data_date=day,
-                                request={"url": f"/test/{day}"}, payload={"results": [day.isoformat()]})  # fmt: skip
+        stored = store_raw_page(
+            lake,
+            source="polygon",
+            dataset="bars_1day",
+            symbol=symbol,
+            data_date=day,
+            request={"url": f"/test/{day}"},
+            payload={"results": [day.isoformat()]},
+        )
         conn.execute(
             "INSERT INTO ops.raw_pages (key, source, dataset, symbol, data_date, records, checksum, processed_at)"
             " VALUES (%s, 'polygon', 'bars_1day', %s, %s, 1, %s, CASE WHEN %s THEN now() END)",
@@ -169,13 +186,23 @@ def test_native_compression_is_skipped_on_the_apache_edition_with_one_log_line(
 def test_cli_lists_sizes_and_refuses_mistakes(stack: Settings, conn, lake, symbols) -> None:
     names = [symbols()]
     upsert_bars(conn, make_bars(names, "2002-06-03", 1, "1min", 10))
-    tiered = run_cli("lake", "tier", "--dataset", "bars_intraday", "--older-than", "2003-01-01",
-                     "--newer-than", "2002-01-01", "--json")  # fmt: skip
+    tiered = run_cli(
+        "lake",
+        "tier",
+        "--dataset",
+        "bars_intraday",
+        "--older-than",
+        "2003-01-01",
+        "--newer-than",
+        "2002-01-01",
+        "--json",
+    )
     assert tiered.returncode == 0, tiered.stderr[-2000:]
     assert json.loads(tiered.stdout)["rows"] == 10
 
-    listed = run_cli("lake", "ls", "--dataset", "bars_intraday", "--start", "2002-06-03", "--end", "2002-06-04",
-                     "--json")  # fmt: skip
+    listed = run_cli(
+        "lake", "ls", "--dataset", "bars_intraday", "--start", "2002-06-03", "--end", "2002-06-04", "--json"
+    )
     assert listed.returncode == 0, listed.stderr[-2000:]
     assert [f["key"].split("/")[3] for f in json.loads(listed.stdout)] == ["date=2002-06-03"]
     sizes = run_cli("lake", "du", "--json")
@@ -201,8 +228,9 @@ def test_the_tiering_flow_moves_a_range_and_reports_it(
     assert result["rows"] == 2 * 2 * 12 and result["bytes_written"] > 0
     assert result["native_compression"]["applied"] is False
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(result["run_id"])])))  # fmt: skip
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(result["run_id"])]))
+        )
     summary = [a for a in artifacts if a.key == "tiering-summary"]
     assert len(summary) == 1 and "48 rows" in summary[0].description
     assert json.loads(summary[0].data)[0]["dataset"] == "bars_intraday"

@@ -27,8 +27,14 @@ def hot_rows(conn: psycopg.Connection, table: str, symbols: list[str]) -> int:
 
 
 def a_split(symbol: str, ex_date: str) -> pd.DataFrame:
-    columns = {"symbol": [symbol], "action": ["split"], "ex_date": [pd.Timestamp(ex_date, tz="UTC")],
-               "new_rate": [2.0], "old_rate": [1.0], "source": ["test"]}  # fmt: skip
+    columns = {
+        "symbol": [symbol],
+        "action": ["split"],
+        "ex_date": [pd.Timestamp(ex_date, tz="UTC")],
+        "new_rate": [2.0],
+        "old_rate": [1.0],
+        "source": ["test"],
+    }
     return frame(CORPORATE_ACTIONS, columns, what="test split")
 
 
@@ -36,17 +42,20 @@ def test_old_chunks_move_to_the_lake_and_reads_are_identical(
     stack: Settings, conn: psycopg.Connection, lake: Lake, symbols: Callable[[], str]
 ) -> None:
     names = sorted(symbols() for _ in range(3))
-    minutes = pd.concat([make_bars(names, "1990-06-04", 3, "1min", 20),
-                         make_bars(names, "1990-06-04", 3, "5min", 10, seed=2)])  # fmt: skip
+    minutes = pd.concat(
+        [make_bars(names, "1990-06-04", 3, "1min", 20), make_bars(names, "1990-06-04", 3, "5min", 10, seed=2)]
+    )
     days = make_bars(names, "1990-05-01", 60, "1day", seed=3)  # spans three months and several 30-day chunks
     upsert_bars(conn, pd.concat([minutes, days], ignore_index=True))
     upsert_corporate_actions(conn, a_split(names[0], "1990-06-05"))
     router = StorageRouter(conn, lake, stack)
-    queries = [(names, "1990-06-01", "1990-06-10", "1min", False),
-               (names[:2], "1990-06-05", "1990-06-07", "5min", False),
-               (names, "1990-04-01", "1990-09-01", "1day", False),
-               (names, "1990-06-01", "1990-06-10", "1min", "split"),
-               (names, "1990-04-01", "1990-09-01", "1day", True)]  # fmt: skip
+    queries = [
+        (names, "1990-06-01", "1990-06-10", "1min", False),
+        (names[:2], "1990-06-05", "1990-06-07", "5min", False),
+        (names, "1990-04-01", "1990-09-01", "1day", False),
+        (names, "1990-06-01", "1990-06-10", "1min", "split"),
+        (names, "1990-04-01", "1990-09-01", "1day", True),
+    ]
     before = [router.read_bars(s, a, b, tf, adjusted=adj) for s, a, b, tf, adj in queries]
     assert [len(f) for f in before] == [3 * 3 * 20, 2 * 2 * 10, 3 * 60, 3 * 3 * 20, 3 * 60]
 
@@ -86,8 +95,13 @@ def test_a_range_in_the_lake_is_refused_without_cold_fallback(
     upsert_bars(conn, make_bars(names, "1992-06-04", 1, "1min", 5))
     older, _ = year_window(1992)
     tier_chunks(conn, lake, stack, older_than=older.replace(year=1993), newer_than=older)
-    strict = stack.model_copy(update={"storage": stack.storage.model_copy(
-        update={"routing": stack.storage.routing.model_copy(update={"cold_fallback_enabled": False})})})  # fmt: skip
+    strict = stack.model_copy(
+        update={
+            "storage": stack.storage.model_copy(
+                update={"routing": stack.storage.routing.model_copy(update={"cold_fallback_enabled": False})}
+            )
+        }
+    )
     router = StorageRouter(conn, lake, strict, now=datetime(1992, 12, 1, tzinfo=UTC))
 
     with pytest.raises(RequestError) as refused:
@@ -120,8 +134,11 @@ def test_a_range_across_both_tiers_merges_and_late_rows_win(
     assert_frame_equal(router.read_bars(names, "1993-06-07", "1993-06-10", "1min"), expected)
 
     tier_chunks(conn, lake, stack, older_than=tuesday, newer_than=monday)
-    files = [f for f in manifest_files(conn, dataset="bars_intraday", timeframe="1min", symbols=names)
-              if f.partition == "date=1993-06-07"]  # fmt: skip
+    files = [
+        f
+        for f in manifest_files(conn, dataset="bars_intraday", timeframe="1min", symbols=names)
+        if f.partition == "date=1993-06-07"
+    ]
     assert len(files) == 2  # the late row's chunk became a second object of the partition
     assert_frame_equal(router.read_bars(names, "1993-06-07", "1993-06-10", "1min"), expected)
 

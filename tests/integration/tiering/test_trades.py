@@ -34,12 +34,23 @@ def make_trades(symbols: list[str], start: str, sessions: int, per_session: int 
             ts = day + pd.Timedelta(hours=14, minutes=30) + offsets
             exchange = np.where(np.arange(n) % 2 == 0, "4", "11")
             conditions = np.where(rng.random(n) < 0.2, None, "12,37")
-            parts.append(frame(TRADES, {
-                "symbol": symbol, "ts": ts, "price": 100 + rng.normal(0, 1, n).cumsum(),
-                "size": rng.integers(1, 500, n), "exchange": exchange,
-                "trade_id": [str(i // 2) for i in range(n)], "conditions": conditions,
-                "tape": np.where(rng.random(n) < 0.1, None, "C"), "source": "trades-test",
-            }, what="test trades"))  # fmt: skip
+            parts.append(
+                frame(
+                    TRADES,
+                    {
+                        "symbol": symbol,
+                        "ts": ts,
+                        "price": 100 + rng.normal(0, 1, n).cumsum(),
+                        "size": rng.integers(1, 500, n),
+                        "exchange": exchange,
+                        "trade_id": [str(i // 2) for i in range(n)],
+                        "conditions": conditions,
+                        "tape": np.where(rng.random(n) < 0.1, None, "C"),
+                        "source": "trades-test",
+                    },
+                    what="test trades",
+                )
+            )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -66,8 +77,12 @@ def test_trades_are_upserted_idempotently_and_a_correction_rewrites_its_row(
     assert (corrected.inserted, corrected.updated) == (0, 1)
     stored = read_trades(conn, names, "1987-03-01", "1987-03-10")
     assert len(stored) == len(trades) == hot_count(conn, names)
-    assert stored.loc[(stored["symbol"] == trades["symbol"][0]) & (stored["ts"] == trades["ts"][0])
-                      & (stored["exchange"] == trades["exchange"][0]), "price"].tolist() == [1.25]  # fmt: skip
+    assert stored.loc[
+        (stored["symbol"] == trades["symbol"][0])
+        & (stored["ts"] == trades["ts"][0])
+        & (stored["exchange"] == trades["exchange"][0]),
+        "price",
+    ].tolist() == [1.25]
 
 
 def test_trades_without_an_identity_are_refused_before_anything_is_written(
@@ -90,8 +105,11 @@ def test_trades_read_identically_before_and_after_tiering(
     trades = make_trades(names, "1986-06-02", 3)  # Mon..Wed
     upsert_trades(conn, trades)
     router = StorageRouter(conn, lake, stack)
-    queries = [(names, "1986-06-01", "1986-06-10"), (names[:1], "1986-06-03 14:45", "1986-06-04 15:00"),
-               (names[1:], "1986-06-02", "1986-06-03")]  # fmt: skip
+    queries = [
+        (names, "1986-06-01", "1986-06-10"),
+        (names[:1], "1986-06-03 14:45", "1986-06-04 15:00"),
+        (names[1:], "1986-06-02", "1986-06-03"),
+    ]
     before = [router.read_trades(s, a, b) for s, a, b in queries]
     assert len(before[0]) == len(trades)
     assert_frame_equal(before[0], trades.sort_values(["symbol", "ts", "exchange", "trade_id"], ignore_index=True))
@@ -135,10 +153,12 @@ def test_cold_trades_are_refused_without_cold_fallback(
 
 @pytest.mark.parametrize(
     ("symbols_arg", "start", "end", "message"),
-    [("AAPL", "2024-01-01", "2024-01-02", "symbols must be a list"),
-     ([], "2024-01-01", "2024-01-02", "symbols is empty"),
-     (["AAPL"], "2024-01-02", "2024-01-01", "is not after start")],
-)  # fmt: skip
+    [
+        ("AAPL", "2024-01-01", "2024-01-02", "symbols must be a list"),
+        ([], "2024-01-01", "2024-01-02", "symbols is empty"),
+        (["AAPL"], "2024-01-02", "2024-01-01", "is not after start"),
+    ],
+)
 def test_bad_trade_requests_are_refused_with_the_value(
     stack: Settings, conn: psycopg.Connection, lake: Lake, symbols_arg: object, start: str, end: str, message: str
 ) -> None:

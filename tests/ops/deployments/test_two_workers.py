@@ -77,8 +77,10 @@ def network_namespace(ports: list[int]) -> Iterator[tuple[list[str], str]]:
         sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
         forwarder = subprocess.Popen(
             [sys.executable, "-m", "tests.support.tcp_forward", host_ip, *map(str, ports)],
-            cwd=REPO, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert forwarder.stdout is not None and forwarder.stdout.readline().strip() == "ready"
         yield ["ip", "netns", "exec", ns], host_ip
     finally:
@@ -96,13 +98,29 @@ def netns_possible() -> bool:
 @contextmanager
 def worker(name: str, log: Path, prefix: list[str] | None = None, env: dict[str, str] | None = None) -> Iterator[Path]:
     """`marketpipe worker --limit 1` as its own process group; stopped (group and all) on exit."""
-    argv = [*(prefix or []), str(BIN / "marketpipe"), "worker", "--pool", "marketpipe", "--queue", "batch",
-            "--name", name, "--limit", "1"]  # fmt: skip
-    full_env = {**os.environ, "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5",
-                **(env or {})}  # fmt: skip
+    argv = [
+        *(prefix or []),
+        str(BIN / "marketpipe"),
+        "worker",
+        "--pool",
+        "marketpipe",
+        "--queue",
+        "batch",
+        "--name",
+        name,
+        "--limit",
+        "1",
+    ]
+    full_env = {
+        **os.environ,
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_WORKER_PREFETCH_SECONDS": "5",
+        **(env or {}),
+    }
     with log.open("w") as out:
-        process = subprocess.Popen(argv, cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)  # fmt: skip
+        process = subprocess.Popen(
+            argv, cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         yield log
     finally:
@@ -168,16 +186,25 @@ def test_two_workers_split_the_shards_and_share_the_rate_limit(stack: Settings, 
     httpx.delete(f"{sandbox}/_sandbox/faults", timeout=10)
     httpx.delete(f"{sandbox}/_sandbox/stats", timeout=10)
     shards = shard_symbols(SYMBOLS_PER_SHARD)
-    overrides = {"pipeline": {"source": "polygon", "bars": [{"timeframe": "1day", "lookback_days": 10}],
-                              "corporate_actions": False},
-                 "rate_limits": {"polygon": {"requests_per_second": RPS}}}  # fmt: skip
+    overrides = {
+        "pipeline": {
+            "source": "polygon",
+            "bars": [{"timeframe": "1day", "lookback_days": 10}],
+            "corporate_actions": False,
+        },
+        "rate_limits": {"polygon": {"requests_per_second": RPS}},
+    }
 
     stack_ports = [stack.prefect.port, stack.database.port, stack.lake.port, stack.sandbox.port]
     with ExitStack() as running:
         if netns_possible():
             prefix, host_ip = running.enter_context(network_namespace(stack_ports))
-            remote_env = {"MARKETPIPE_PREFECT__HOST": host_ip, "MARKETPIPE_DATABASE__HOST": host_ip,
-                          "MARKETPIPE_LAKE__HOST": host_ip, "MARKETPIPE_SANDBOX__HOST": host_ip}  # fmt: skip
+            remote_env = {
+                "MARKETPIPE_PREFECT__HOST": host_ip,
+                "MARKETPIPE_DATABASE__HOST": host_ip,
+                "MARKETPIPE_LAKE__HOST": host_ip,
+                "MARKETPIPE_SANDBOX__HOST": host_ip,
+            }
             topology = f"second worker in a network namespace via {host_ip}"
         else:
             prefix, remote_env, topology = [], {}, "both workers on this host (no root for ip netns)"
@@ -185,35 +212,45 @@ def test_two_workers_split_the_shards_and_share_the_rate_limit(stack: Settings, 
         logs = {
             "worker-here": running.enter_context(worker("worker-here", tmp_path / "worker-here.log")),
             "worker-remote": running.enter_context(
-                worker("worker-remote", tmp_path / "worker-remote.log", prefix, remote_env)),
-        }  # fmt: skip
+                worker("worker-remote", tmp_path / "worker-remote.log", prefix, remote_env)
+            ),
+        }
         wait_online(set(logs))
         created = [
-            run_deployment("pipeline/ingest-shard", timeout=0, parameters={
-                "symbols": shard, "stages": ["ingestion", "processing"], "overrides": overrides})
+            run_deployment(
+                "pipeline/ingest-shard",
+                timeout=0,
+                parameters={"symbols": shard, "stages": ["ingestion", "processing"], "overrides": overrides},
+            )
             for shard in shards
-        ]  # fmt: skip
+        ]
         run_ids = [str(r.id) for r in created]
         runs = wait_final(run_ids)
     diagnostics = "\n".join(tail(log) for log in logs.values())
 
     assert all(r.state is not None and r.state.is_completed() for r in runs), (
-        f"{[(r.name, r.state) for r in runs]}\n{diagnostics}")  # fmt: skip
+        f"{[(r.name, r.state) for r in runs]}\n{diagnostics}"
+    )
     ran = {name: runs_in(log) for name, log in logs.items()}
     takers = {name: sorted(set(found) & set(run_ids)) for name, found in ran.items()}
     assert sorted(len(ids) for ids in takers.values()) == [1, 1], f"{takers}\n{diagnostics}"  # one run each
     if remote_env:  # the remote run talked to the server through the veth pair, not the loopback
-        assert ran["worker-remote"][takers["worker-remote"][0]].startswith(f"http://{remote_env['MARKETPIPE_PREFECT__HOST']}:")
+        assert ran["worker-remote"][takers["worker-remote"][0]].startswith(
+            f"http://{remote_env['MARKETPIPE_PREFECT__HOST']}:"
+        )
 
     universe = [s for shard in shards for s in shard]
     with database_connection(stack) as conn:
-        stored = dict(conn.execute(
-            "SELECT symbol, count(*) FROM market.bars WHERE symbol = ANY(%s) GROUP BY symbol", (universe,)
-        ).fetchall())  # fmt: skip
+        stored = dict(
+            conn.execute(
+                "SELECT symbol, count(*) FROM market.bars WHERE symbol = ANY(%s) GROUP BY symbol", (universe,)
+            ).fetchall()
+        )
         windows = conn.execute(
             "SELECT run_id, min(fetched_at), max(fetched_at), count(*) FROM ops.raw_pages WHERE symbol = ANY(%s) "
-            "GROUP BY run_id ORDER BY 2", (universe,)
-        ).fetchall()  # fmt: skip
+            "GROUP BY run_id ORDER BY 2",
+            (universe,),
+        ).fetchall()
     assert set(stored) == set(universe), sorted(set(universe) - set(stored))
     # Informational: the shared limit is only put to the test while both runs fetch at once.
     spans = [f"{n} pages {first:%H:%M:%S}-{last:%H:%M:%S}" for _, first, last, n in windows]
@@ -222,6 +259,8 @@ def test_two_workers_split_the_shards_and_share_the_rate_limit(stack: Settings, 
     polygon = httpx.get(f"{sandbox}/_sandbox/stats", timeout=10).json()["vendors"]["polygon"]
     assert polygon["total"] == len(universe), json.dumps(polygon)  # each symbol fetched once, by one run
     burst = default_burst(RPS)
-    print(f"polygon requests per wall-clock second, both workers together (limit {RPS:g}/s + burst {burst}): "
-          f"{polygon['per_second']}")
+    print(
+        f"polygon requests per wall-clock second, both workers together (limit {RPS:g}/s + burst {burst}): "
+        f"{polygon['per_second']}"
+    )
     assert polygon["max_per_second"] <= RPS + burst, json.dumps(polygon["per_second"])

@@ -19,16 +19,28 @@ OUTPUT = REPO / "test-output" / "ui"
 # render before Chromium dumps the DOM or takes the picture.
 VIRTUAL_TIME_MS = 15000
 BROWSER_TIMEOUT_SECONDS = 120
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--window-size=1440,900",
-         f"--virtual-time-budget={VIRTUAL_TIME_MS}")  # fmt: skip
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--window-size=1440,900",
+    f"--virtual-time-budget={VIRTUAL_TIME_MS}",
+)
 
 
 def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess:
     browser = shutil.which("chromium")
     assert browser, "chromium is not installed: run `make install` (scripts/install-system.sh installs it)"
-    return subprocess.run([browser, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True,
-                          timeout=BROWSER_TIMEOUT_SECONDS)  # fmt: skip
+    return subprocess.run(
+        [browser, *FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        text=True,
+        timeout=BROWSER_TIMEOUT_SECONDS,
+    )
 
 
 def test_the_ui_shows_the_marketpipe_flows_and_flow_run(stack: Settings, tmp_path: Path) -> None:

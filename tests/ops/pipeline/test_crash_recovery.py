@@ -25,8 +25,18 @@ KILLS = 10
 
 
 def ingest_argv() -> list[str]:
-    return [str(Path(sys.executable).parent / "marketpipe"), "ingest", "--symbols", ",".join(SYMBOLS),
-            "--start", SESSIONS[0], "--end", SESSIONS[1], "--timeframe", "1min"]  # fmt: skip
+    return [
+        str(Path(sys.executable).parent / "marketpipe"),
+        "ingest",
+        "--symbols",
+        ",".join(SYMBOLS),
+        "--start",
+        SESSIONS[0],
+        "--end",
+        SESSIONS[1],
+        "--timeframe",
+        "1min",
+    ]
 
 
 def test_kill_9_at_random_points_then_rerun_is_exact(stack: Settings) -> None:
@@ -34,8 +44,9 @@ def test_kill_9_at_random_points_then_rerun_is_exact(stack: Settings) -> None:
     env = dict(os.environ)
     outcomes = []
     for _ in range(KILLS):
-        child = subprocess.Popen(ingest_argv(), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 start_new_session=True)  # fmt: skip
+        child = subprocess.Popen(
+            ingest_argv(), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         time.sleep(rng.uniform(1.5, 7.0))
         killed = child.poll() is None
         if killed:

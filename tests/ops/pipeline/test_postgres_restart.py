@@ -61,8 +61,18 @@ def private_cluster(stack: Settings) -> Iterator[tuple[Settings, EmbeddedPostgre
 
 def ingest(settings: Settings, log: Path) -> subprocess.Popen:
     """The ingest CLI against ``settings``' database; output to ``log`` (a pipe could fill and block it)."""
-    argv = [str(Path(sys.executable).parent / "marketpipe"), "ingest", "--symbols", ",".join(SYMBOLS),
-            "--start", SESSIONS[0], "--end", SESSIONS[1], "--timeframe", "1min"]  # fmt: skip
+    argv = [
+        str(Path(sys.executable).parent / "marketpipe"),
+        "ingest",
+        "--symbols",
+        ",".join(SYMBOLS),
+        "--start",
+        SESSIONS[0],
+        "--end",
+        SESSIONS[1],
+        "--timeframe",
+        "1min",
+    ]
     env = {**os.environ, "MARKETPIPE_DATABASE__PORT": str(settings.database.port)}
     with log.open("w") as out:
         return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -74,8 +74,15 @@ def test_faulty_vendor_then_replay_and_reprocess_stores_every_bar_exactly_once(s
     control = f"{stack.sandbox.base_url}/_sandbox/faults"
     httpx.post(control, json=FAULTS).raise_for_status()
     try:
-        first = asyncio.run(ingest_flow(symbols=SYMBOLS, start_date=SESSIONS[0], end_date=f"{SESSIONS[-1]}T23:59:59",
-                                        timeframe="1min", source="polygon"))  # fmt: skip
+        first = asyncio.run(
+            ingest_flow(
+                symbols=SYMBOLS,
+                start_date=SESSIONS[0],
+                end_date=f"{SESSIONS[-1]}T23:59:59",
+                timeframe="1min",
+                source="polygon",
+            )
+        )
         letters_after_ingest = open_letters(stack)
         replayed = 0
         for _ in range(MAX_REPLAY_ROUNDS):  # the vendor still fails sometimes: replay until nothing is open

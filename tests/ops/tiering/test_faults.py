@@ -71,8 +71,9 @@ class LakeThatLosesItsServer(Lake):
     def __init__(self, settings: Settings, process: ManagedProcess, stop_after_puts: int) -> None:
         lake = settings.lake
         assert lake.secret_key is not None
-        super().__init__(lake.endpoint_url, lake.access_key, lake.secret_key.get_secret_value(), lake.bucket,
-                         lake.region)  # fmt: skip
+        super().__init__(
+            lake.endpoint_url, lake.access_key, lake.secret_key.get_secret_value(), lake.bucket, lake.region
+        )
         self.process, self.remaining = process, stop_after_puts
 
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
@@ -97,9 +98,11 @@ def cold_rows(lake: Lake, conn: psycopg.Connection, names: list[str], year: int)
 
 
 def test_s3_outage_mid_export_loses_nothing_and_a_rerun_finishes(
-    stack: Settings, conn: psycopg.Connection, symbols: Callable[[], str],
+    stack: Settings,
+    conn: psycopg.Connection,
+    symbols: Callable[[], str],
     private_lake: tuple[Settings, ManagedProcess],
-) -> None:  # fmt: skip
+) -> None:
     settings, process = private_lake
     names = sorted(symbols() for _ in range(3))
     bars = pd.concat(
@@ -114,19 +117,23 @@ def test_s3_outage_mid_export_loses_nothing_and_a_rerun_finishes(
     flaky = LakeThatLosesItsServer(settings, process, stop_after_puts=3)
 
     with pytest.raises(TieringError) as stopped:
-        tier_chunks(conn, flaky, settings, dataset="bars_intraday", older_than=older.replace(year=1995),
-                    newer_than=older)  # fmt: skip
+        tier_chunks(
+            conn, flaky, settings, dataset="bars_intraday", older_than=older.replace(year=1995), newer_than=older
+        )
 
     assert len(stopped.value.report.chunks) == 1 and "still hot" in str(stopped.value)
     assert hot_count(conn, names) == len(bars) - stopped.value.report.rows
     process.start()
     lake = Lake.from_settings(settings.lake)
     wait_for_lake(lake)
-    assert sum(f.row_count for f in manifest_files(conn, dataset="bars_intraday", start=older, end=newer,
-                                                   symbols=names)) == stopped.value.report.rows  # fmt: skip
+    assert (
+        sum(f.row_count for f in manifest_files(conn, dataset="bars_intraday", start=older, end=newer, symbols=names))
+        == stopped.value.report.rows
+    )
 
-    again = tier_chunks(conn, lake, settings, dataset="bars_intraday", older_than=older.replace(year=1995),
-                        newer_than=older)  # fmt: skip
+    again = tier_chunks(
+        conn, lake, settings, dataset="bars_intraday", older_than=older.replace(year=1995), newer_than=older
+    )
 
     assert again.rows + stopped.value.report.rows == len(bars)
     assert hot_count(conn, names) == 0
@@ -136,8 +143,17 @@ def test_s3_outage_mid_export_loses_nothing_and_a_rerun_finishes(
 
 
 def tier_argv(year: int) -> list[str]:
-    return [str(Path(sys.executable).parent / "marketpipe"), "lake", "tier", "--dataset", "bars_intraday",
-            "--older-than", f"{year + 1}-01-01", "--newer-than", f"{year}-01-01"]  # fmt: skip
+    return [
+        str(Path(sys.executable).parent / "marketpipe"),
+        "lake",
+        "tier",
+        "--dataset",
+        "bars_intraday",
+        "--older-than",
+        f"{year + 1}-01-01",
+        "--newer-than",
+        f"{year}-01-01",
+    ]
 
 
 @pytest.mark.parametrize(("point", "year"), [("after-verify", 1995), ("after-manifest", 1996), ("after-drop", 1997)])
@@ -150,8 +166,9 @@ def test_kill_9_between_verify_and_commit_then_rerun_is_exact(
     router = StorageRouter(conn, lake, stack)
     before = router.read_bars(names, f"{year}-06-01", f"{year}-07-01", "1min")
 
-    crashed = subprocess.run(tier_argv(year), env={**os.environ, CRASH_ENV: f"tiering:{point}"},
-                             capture_output=True, text=True, timeout=300)  # fmt: skip
+    crashed = subprocess.run(
+        tier_argv(year), env={**os.environ, CRASH_ENV: f"tiering:{point}"}, capture_output=True, text=True, timeout=300
+    )
 
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
     assert hot_count(conn, names) == len(bars)  # the chunk's transaction died with the process
@@ -180,8 +197,15 @@ def test_kill_9_in_compaction_before_commit_keeps_the_old_files_and_a_rerun_merg
     listed = {f.key for f in manifest_files(conn, dataset="bars_daily")}
     stray = set(orphans(conn, lake))
 
-    crashed = marketpipe_cli("lake", "compact", "--dataset", "bars_daily", "--min-files", "2",
-                             env={CRASH_ENV: "tiering:compaction-before-commit"})  # fmt: skip
+    crashed = marketpipe_cli(
+        "lake",
+        "compact",
+        "--dataset",
+        "bars_daily",
+        "--min-files",
+        "2",
+        env={CRASH_ENV: "tiering:compaction-before-commit"},
+    )
 
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
     assert {f.key for f in manifest_files(conn, dataset="bars_daily")} == listed

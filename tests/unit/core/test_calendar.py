@@ -76,8 +76,13 @@ def test_session_index_maps_by_new_york_date() -> None:
 
 def test_alignment_and_session_membership_on_a_half_day() -> None:
     schedule = cal.nyse_sessions("2024-11-29", "2024-11-29")
-    ts = pd.Series(pd.to_datetime(["2024-11-29 14:30", "2024-11-29 17:59", "2024-11-29 18:00",
-                                   "2024-11-29 14:30:30"], utc=True, format="ISO8601"))
+    ts = pd.Series(
+        pd.to_datetime(
+            ["2024-11-29 14:30", "2024-11-29 17:59", "2024-11-29 18:00", "2024-11-29 14:30:30"],
+            utc=True,
+            format="ISO8601",
+        )
+    )
     ns = ts.to_numpy(dtype="datetime64[ns]").astype(np.int64)
     session = schedule.session_index(ts)
     assert cal.aligned(ns, session, schedule, "1min").tolist() == [True, True, True, False]

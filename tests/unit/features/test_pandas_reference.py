@@ -74,9 +74,17 @@ def test_opening_gap_and_session_vwap(computed) -> None:
 
 def _flat_bars(n: int = 40) -> pd.DataFrame:
     return pd.DataFrame(
-        {"symbol": "FLAT", "timeframe": "1day", "ts": pd.bdate_range("2021-01-04", periods=n, tz="UTC"),
-         "open": 10.0, "high": 10.0, "low": 10.0, "close": 10.0, "volume": 500}
-    )  # fmt: skip
+        {
+            "symbol": "FLAT",
+            "timeframe": "1day",
+            "ts": pd.bdate_range("2021-01-04", periods=n, tz="UTC"),
+            "open": 10.0,
+            "high": 10.0,
+            "low": 10.0,
+            "close": 10.0,
+            "volume": 500,
+        }
+    )
 
 
 def test_a_flat_symbol_has_neutral_rsi_and_undefined_scores() -> None:

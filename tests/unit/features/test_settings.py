@@ -22,8 +22,16 @@ def test_the_defaults_and_the_shipped_yaml_are_issue_5s_windows() -> None:
     assert feature_params(shipped.features) == FeatureParams()
     p = FeatureParams()
     assert (p.sma, p.ema, p.rsi, p.macd_fast, p.macd_slow, p.macd_signal, p.bb, p.bb_k, p.atr) == (
-        20, 20, 14, 12, 26, 9, 20, 2.0, 14,
-    )  # fmt: skip
+        20,
+        20,
+        14,
+        12,
+        26,
+        9,
+        20,
+        2.0,
+        14,
+    )
 
 
 def test_a_window_setting_changes_the_computed_window_and_the_version() -> None:

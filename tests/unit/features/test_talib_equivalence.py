@@ -25,8 +25,14 @@ def computed(request) -> tuple[pd.DataFrame, FeatureParams]:
 
 def _per_symbol(frame: pd.DataFrame):
     for _, part in frame.groupby("symbol", sort=False):
-        yield (part, part["open"].to_numpy(float), part["high"].to_numpy(float), part["low"].to_numpy(float),
-               part["close"].to_numpy(float), part["volume"].to_numpy(float))  # fmt: skip
+        yield (
+            part,
+            part["open"].to_numpy(float),
+            part["high"].to_numpy(float),
+            part["low"].to_numpy(float),
+            part["close"].to_numpy(float),
+            part["volume"].to_numpy(float),
+        )
 
 
 def test_sma_ema_rsi(computed) -> None:

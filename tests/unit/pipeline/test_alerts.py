@@ -16,14 +16,30 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
 def run(run_id: str, score: float | None, parent: str | None = None) -> RunMetrics:
-    return RunMetrics(run_id=run_id, flow="pipeline", started_at=NOW, finished_at=NOW, status="completed",
-                      quality_score=score, parent_run_id=parent)  # fmt: skip
+    return RunMetrics(
+        run_id=run_id,
+        flow="pipeline",
+        started_at=NOW,
+        finished_at=NOW,
+        status="completed",
+        quality_score=score,
+        parent_run_id=parent,
+    )
 
 
 def freshness(stale: tuple[str, ...]) -> DatasetFreshness:
-    return DatasetFreshness(source="polygon", dataset="bars", timeframe="1day", symbols=3, newest_ts=NOW,
-                            oldest_ts=NOW, oldest_symbol="AAPL", missed_sessions=4, allowed_missed_sessions=2,
-                            stale_symbols=stale)  # fmt: skip
+    return DatasetFreshness(
+        source="polygon",
+        dataset="bars",
+        timeframe="1day",
+        symbols=3,
+        newest_ts=NOW,
+        oldest_ts=NOW,
+        oldest_symbol="AAPL",
+        missed_sessions=4,
+        allowed_missed_sessions=2,
+        stale_symbols=stale,
+    )
 
 
 def test_only_top_level_runs_below_the_threshold_alert() -> None:

@@ -60,32 +60,43 @@ def test_intraday_series_is_stale_after_missing_more_than_one_session() -> None:
 
 
 def test_thresholds_are_per_timeframe_and_datasets_without_one_are_never_stale() -> None:
-    marks = [daily("AAPL", "2024-03-07"), Watermark("polygon", "corporate_actions", "AAPL", "",
-                                                    datetime(2020, 1, 2, tzinfo=UTC))]  # fmt: skip
+    marks = [
+        daily("AAPL", "2024-03-07"),
+        Watermark("polygon", "corporate_actions", "AAPL", "", datetime(2020, 1, 2, tzinfo=UTC)),
+    ]
     assert [f.timeframe for f in stale_datasets(marks, FRIDAY_EVENING, {"1day": 0})] == ["1day"]
     actions = next(f for f in dataset_freshness(marks, FRIDAY_EVENING) if f.dataset == "corporate_actions")
     assert actions.allowed_missed_sessions is None and not actions.stale
 
 
 def test_sources_and_timeframes_are_reported_separately() -> None:
-    marks = [daily("AAPL", "2024-03-08"), minute("AAPL", "2024-03-08T20:59:00+00:00"),
-             Watermark("alpaca", "bars", "AAPL", "1day", datetime(2024, 3, 8, 5, tzinfo=UTC))]  # fmt: skip
+    marks = [
+        daily("AAPL", "2024-03-08"),
+        minute("AAPL", "2024-03-08T20:59:00+00:00"),
+        Watermark("alpaca", "bars", "AAPL", "1day", datetime(2024, 3, 8, 5, tzinfo=UTC)),
+    ]
     keys = [(f.source, f.timeframe) for f in dataset_freshness(marks, FRIDAY_EVENING)]
     assert keys == [("alpaca", "1day"), ("polygon", "1day"), ("polygon", "1min")]
     assert dataset_freshness([], FRIDAY_EVENING) == []
 
 
 def test_dead_letters_growing_in_the_last_hour_are_an_issue_per_source() -> None:
-    counts = [DeadLetterCounts("polygon", open=12, last_hour=5, previous_hour=1),
-              DeadLetterCounts("yahoo", open=3, last_hour=0, previous_hour=3)]  # fmt: skip
+    counts = [
+        DeadLetterCounts("polygon", open=12, last_hour=5, previous_hour=1),
+        DeadLetterCounts("yahoo", open=3, last_hour=0, previous_hour=3),
+    ]
     [issue] = dead_letter_issues(counts)
     assert issue.startswith("dead letters of polygon are growing: 5 request(s)")
     assert "1 in the hour before, 12 open in total" in issue and "marketpipe dlq list --source polygon" in issue
 
 
 def stack_status(**healthy: bool) -> StackStatus:
-    return StackStatus({name: ComponentStatus(name, ok, f"http://{name}", None, "ok" if ok else "not running")
-                        for name, ok in healthy.items()})  # fmt: skip
+    return StackStatus(
+        {
+            name: ComponentStatus(name, ok, f"http://{name}", None, "ok" if ok else "not running")
+            for name, ok in healthy.items()
+        }
+    )
 
 
 def test_a_component_down_is_an_issue_naming_it_and_marketpipe_up() -> None:

@@ -13,24 +13,46 @@ FINISHED = datetime(2026, 11, 20, 21, 0, tzinfo=UTC)
 
 
 def collected(symbol: str, records: int, *, dead: int = 0, error: str | None = None) -> dict:
-    return {"symbol": symbol, "pages": 1, "records": records, "raw_keys": [], "dead_letter_ids": list(range(dead)),
-            "error": error}  # fmt: skip
+    return {
+        "symbol": symbol,
+        "pages": 1,
+        "records": records,
+        "raw_keys": [],
+        "dead_letter_ids": list(range(dead)),
+        "error": error,
+    }
 
 
 def processed(symbol: str, records: int, rejected: int = 0, quality: float | None = 1.0, error: str | None = None):
     accepted = records - rejected
-    return {"symbol": symbol, "pages": 1, "records": records, "accepted": accepted, "rejected": rejected,
-            "inserted": accepted, "updated": 0, "unchanged": 0, "quality_score": quality, "error": error}  # fmt: skip
+    return {
+        "symbol": symbol,
+        "pages": 1,
+        "records": records,
+        "accepted": accepted,
+        "rejected": rejected,
+        "inserted": accepted,
+        "updated": 0,
+        "unchanged": 0,
+        "quality_score": quality,
+        "error": error,
+    }
 
 
 def ingest_summary(**extra) -> dict:
     summary = {
-        "run_id": "run-1", "source": "polygon", "data_type": "market_data", "timeframe": "1day",
+        "run_id": "run-1",
+        "source": "polygon",
+        "data_type": "market_data",
+        "timeframe": "1day",
         "collected": [collected("AAPL", 600), collected("MSFT", 400, dead=2)],
-        "up_to_date": [], "failed": [],
+        "up_to_date": [],
+        "failed": [],
         "processed": [processed("AAPL", 600, rejected=6), processed("MSFT", 400)],
-        "quality_score": 0.99, "quality_reasons": [], "seconds": 4.0,
-    }  # fmt: skip
+        "quality_score": 0.99,
+        "quality_reasons": [],
+        "seconds": 4.0,
+    }
     return {**summary, **extra}
 
 
@@ -47,8 +69,11 @@ def test_ingest_summary_adds_up_per_symbol_rows() -> None:
 
 
 def test_one_failed_symbol_makes_a_partial_run_with_its_error_rate() -> None:
-    summary = ingest_summary(collected=[collected("AAPL", 600), collected("BAD", 0, error="404")],
-                             processed=[processed("AAPL", 600)], failed=["BAD"])  # fmt: skip
+    summary = ingest_summary(
+        collected=[collected("AAPL", 600), collected("BAD", 0, error="404")],
+        processed=[processed("AAPL", 600)],
+        failed=["BAD"],
+    )
     m = run_metrics(summary, "ingest", finished_at=FINISHED)
     assert m.status == "partial"
     assert m.error_rate == pytest.approx(1 / 3)  # 3 symbol tasks, 1 failed
@@ -62,12 +87,17 @@ def test_every_task_failing_is_a_failed_run() -> None:
 
 def test_pipeline_summary_top_level_figures_win_over_nested_rows() -> None:
     pipeline = {
-        "run_id": "pipe-1", "stages": ["ingestion", "processing", "historical"],
+        "run_id": "pipe-1",
+        "stages": ["ingestion", "processing", "historical"],
         "ingestion": [ingest_summary(), ingest_summary(run_id="run-2")],
         "processing": [{"symbols": [processed("TSLA", 10, quality=0.5)], "quality_score": 0.5}],
         "historical": {"ingestion": [ingest_summary(run_id="run-3")]},
-        "records_ingested": 3000, "records_stored": 2990, "rejected": 10, "quality_score": 0.97, "seconds": 10.0,
-    }  # fmt: skip
+        "records_ingested": 3000,
+        "records_stored": 2990,
+        "rejected": 10,
+        "quality_score": 0.97,
+        "seconds": 10.0,
+    }
     m = run_metrics(pipeline, "pipeline", finished_at=FINISHED)
     assert (m.records_ingested, m.records_stored, m.rejected, m.quality_score) == (3000, 2990, 10, 0.97)
     assert m.throughput_records_per_second == 300.0
@@ -85,8 +115,11 @@ def test_pipeline_summary_without_totals_falls_back_to_nested_rows() -> None:
 
 
 def test_quality_is_weighted_by_records_when_only_symbols_scored() -> None:
-    summary = {"run_id": "p", "symbols": [processed("A", 300, quality=0.5), processed("B", 100, quality=1.0)],
-               "seconds": 1.0}  # fmt: skip
+    summary = {
+        "run_id": "p",
+        "symbols": [processed("A", 300, quality=0.5), processed("B", 100, quality=1.0)],
+        "seconds": 1.0,
+    }
     assert run_metrics(summary, "process").quality_score == pytest.approx((0.5 * 300 + 1.0 * 100) / 400)
 
 
@@ -107,8 +140,15 @@ def test_empty_flow_name_is_refused() -> None:
 
 def test_metrics_table_lists_runs_and_marks_sub_flows() -> None:
     top = run_metrics(ingest_summary(run_id="abcdef123456"), "pipeline", finished_at=FINISHED)
-    child = RunMetrics(run_id="child-run", flow="ingest", parent_run_id="abcdef123456", started_at=FINISHED,
-                       finished_at=FINISHED, status="completed", quality_score=math.nan)  # fmt: skip
+    child = RunMetrics(
+        run_id="child-run",
+        flow="ingest",
+        parent_run_id="abcdef123456",
+        started_at=FINISHED,
+        finished_at=FINISHED,
+        status="completed",
+        quality_score=math.nan,
+    )
     table = format_metrics_table([top, child]).splitlines()
     assert table[0].split()[:3] == ["finished", "(UTC)", "flow"]
     assert "2026-11-20 21:00:00" in table[2] and "1,000" in table[2] and "99.0%" in table[2] and "250.0" in table[2]

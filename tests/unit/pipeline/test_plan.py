@@ -11,8 +11,14 @@ NOW = datetime(2026, 11, 20, tzinfo=UTC)
 
 
 def request(timeframe: str = "1min", data_type: str = "market_data"):
-    return parse_ingest_request(data_type=data_type, symbols=["A", "B", "C"], start_date="2024-03-04",
-                                end_date="2024-03-08T23:59:59", timeframe=timeframe, now=NOW)  # fmt: skip
+    return parse_ingest_request(
+        data_type=data_type,
+        symbols=["A", "B", "C"],
+        start_date="2024-03-04",
+        end_date="2024-03-08T23:59:59",
+        timeframe=timeframe,
+        now=NOW,
+    )
 
 
 def test_intraday_symbols_resume_at_whole_sessions() -> None:
@@ -47,8 +53,11 @@ def test_pipeline_jobs_put_corporate_actions_first_over_the_longest_lookback() -
     bars = [BarJob(timeframe="1day", lookback_days=365), BarJob(timeframe="1min", lookback_days=14)]
     settings = PipelineSettings(symbols=["AAPL", "MSFT"], bars=bars)
     jobs = pipeline_jobs(settings, date(2026, 11, 20))
-    assert [(j.data_type, j.timeframe) for j in jobs] == [("corporate_actions", "1day"), ("market_data", "1day"),
-                                                          ("market_data", "1min")]  # fmt: skip
+    assert [(j.data_type, j.timeframe) for j in jobs] == [
+        ("corporate_actions", "1day"),
+        ("market_data", "1day"),
+        ("market_data", "1min"),
+    ]
     assert jobs[0].start == date(2025, 11, 20) and jobs[2].start == date(2026, 11, 6)
     assert pipeline_jobs(settings, date(2026, 11, 20), symbols=["TSLA"])[1].symbols == ("TSLA",)
 
@@ -65,11 +74,13 @@ def test_missing_sessions_and_gap_ranges_against_the_calendar() -> None:
     schedule = nyse_sessions("2024-07-01", "2024-07-10")
     assert len(schedule) == 7
     a_days, b_days = (1, 2, 3, 8, 10), (1, 2, 3, 5, 8, 9, 10)
-    stored = pd.DataFrame({
-        "symbol": ["A"] * len(a_days) + ["B"] * len(b_days),
-        "session_date": [date(2024, 7, d) for d in (*a_days, *b_days)],
-        "bars": [390, 390, 210, 390, 390, 390, 390, 200, 390, 390, 390, 390],
-    })  # fmt: skip
+    stored = pd.DataFrame(
+        {
+            "symbol": ["A"] * len(a_days) + ["B"] * len(b_days),
+            "session_date": [date(2024, 7, d) for d in (*a_days, *b_days)],
+            "bars": [390, 390, 210, 390, 390, 390, 390, 200, 390, 390, 390, 390],
+        }
+    )
     missing = missing_sessions(stored, schedule, "1min", ["A", "B", "C"])
     as_pairs = {(r.symbol, pd.Timestamp(r.session_date).date()) for r in missing.itertuples()}
     assert ("A", date(2024, 7, 5)) in as_pairs and ("A", date(2024, 7, 9)) in as_pairs
@@ -81,5 +92,8 @@ def test_missing_sessions_and_gap_ranges_against_the_calendar() -> None:
     a = [(r.start, r.end) for r in ranges if "A" in r.symbols]
     assert a == [(date(2024, 7, 5), date(2024, 7, 5)), (date(2024, 7, 9), date(2024, 7, 9))]
     c = [(r.start, r.end, r.sessions) for r in ranges if "C" in r.symbols]
-    assert c == [(date(2024, 7, 1), date(2024, 7, 3), 3), (date(2024, 7, 5), date(2024, 7, 9), 3),
-                 (date(2024, 7, 10), date(2024, 7, 10), 1)]  # fmt: skip
+    assert c == [
+        (date(2024, 7, 1), date(2024, 7, 3), 3),
+        (date(2024, 7, 5), date(2024, 7, 9), 3),
+        (date(2024, 7, 10), date(2024, 7, 10), 1),
+    ]

@@ -13,8 +13,15 @@ NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 
 
 def ask(**overrides):
-    args = {"data_type": "market_data", "symbols": ["AAPL"], "start_date": "2026-10-01",
-            "end_date": "2026-10-31", "timeframe": "1day", "source": "polygon", "now": NOW}  # fmt: skip
+    args = {
+        "data_type": "market_data",
+        "symbols": ["AAPL"],
+        "start_date": "2026-10-01",
+        "end_date": "2026-10-31",
+        "timeframe": "1day",
+        "source": "polygon",
+        "now": NOW,
+    }
     return parse_ingest_request(**{**args, **overrides})
 
 

@@ -80,10 +80,21 @@ def test_markdown_has_the_score_verdict_rules_reasons_and_worst_days() -> None:
 
 
 def test_table_rows_are_plain_values_worst_first() -> None:
-    frame = pd.concat([session_bars("AAPL", "2024-06-03", "2024-06-03"),
-                       session_bars("MSFT", "2024-06-03", "2024-06-03").iloc[:195]])
+    frame = pd.concat(
+        [session_bars("AAPL", "2024-06-03", "2024-06-03"), session_bars("MSFT", "2024-06-03", "2024-06-03").iloc[:195]]
+    )
     table = quality_report(validate_bars(frame, start="2024-06-03", end="2024-06-03")).to_table()
     assert [row["symbol"] for row in table] == ["MSFT", "AAPL"]
-    assert table[0] == {"symbol": "MSFT", "timeframe": "1min", "session_date": "2024-06-03", "expected": 390,
-                        "present": 195, "valid": 195, "missing": 195, "flagged": 0, "off_grid": 0, "score": 0.5}
+    assert table[0] == {
+        "symbol": "MSFT",
+        "timeframe": "1min",
+        "session_date": "2024-06-03",
+        "expected": 390,
+        "present": 195,
+        "valid": 195,
+        "missing": 195,
+        "flagged": 0,
+        "off_grid": 0,
+        "score": 0.5,
+    }
     assert all(type(value) in (str, int, float) for row in table for value in row.values())

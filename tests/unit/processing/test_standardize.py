@@ -15,9 +15,14 @@ def raw(**overrides: list) -> pd.DataFrame:
         "ts": ["2024-06-03T13:31:00Z", "2024-06-03T13:30:00Z", "2024-06-03T13:30:00Z"],
         "symbol": ["brk-b", "aapl", "AAPL"],
         "timeframe": ["1m", "1 minute", "1min"],
-        "open": [1, 2, 2], "high": [1, 2, 2], "low": [1, 2, 2], "close": [1, 2, 2],
-        "volume": [1.0, 2.0, 2.0], "source": ["yahoo", "polygon", "alpaca"], "extra": [0, 0, 0],
-    }  # fmt: skip
+        "open": [1, 2, 2],
+        "high": [1, 2, 2],
+        "low": [1, 2, 2],
+        "close": [1, 2, 2],
+        "volume": [1.0, 2.0, 2.0],
+        "source": ["yahoo", "polygon", "alpaca"],
+        "extra": [0, 0, 0],
+    }
     columns.update(overrides)
     return pd.DataFrame(columns)
 

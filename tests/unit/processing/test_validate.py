@@ -94,8 +94,10 @@ def test_daily_timestamps_are_midnight_new_york_of_a_session(ts: str, expected: 
 
 
 def test_session_anchored_hours_for_yahoo() -> None:
-    frame = bars([{"ts": "2024-06-03 13:30", "source": "yahoo"}, {"ts": "2024-06-03 14:00", "source": "polygon"}],
-                 timeframe="1hour")
+    frame = bars(
+        [{"ts": "2024-06-03 13:30", "source": "yahoo"}, {"ts": "2024-06-03 14:00", "source": "polygon"}],
+        timeframe="1hour",
+    )
     assert flags_of(frame) == [0, 0]
     assert flags_of(frame, anchor="session") == [0, Rule.MISALIGNED_TS]
 
@@ -156,10 +158,18 @@ def test_a_one_tick_move_of_a_cheap_stock_is_not_an_outlier() -> None:
 def test_split_ex_date_is_not_an_outlier_when_corporate_actions_are_given() -> None:
     frame = session_bars("AAPL", "2024-03-01", "2024-06-03", timeframe="1day")
     frame.loc[len(frame) - 1, ["open", "high", "low", "close", "vwap"]] /= 4  # 4-for-1 on the last day
-    actions = model.frame(model.CORPORATE_ACTIONS, {
-        "symbol": ["AAPL"], "action": ["split"], "ex_date": [pd.Timestamp("2024-06-03", tz="UTC")],
-        "new_rate": [4.0], "old_rate": [1.0], "source": ["polygon"],
-    }, what="actions")  # fmt: skip
+    actions = model.frame(
+        model.CORPORATE_ACTIONS,
+        {
+            "symbol": ["AAPL"],
+            "action": ["split"],
+            "ex_date": [pd.Timestamp("2024-06-03", tz="UTC")],
+            "new_rate": [4.0],
+            "old_rate": [1.0],
+            "source": ["polygon"],
+        },
+        what="actions",
+    )
     assert validate_bars(frame).rule_counts["outlier_return"] == 1
     assert validate_bars(frame, corporate_actions=actions).rule_counts["outlier_return"] == 0
 
@@ -197,8 +207,7 @@ def test_strict_rejects_and_lenient_keeps_flagged_records() -> None:
 
 
 def test_flags_do_not_depend_on_row_order() -> None:
-    frame = pd.concat([spiked(100, 1.3), session_bars("MSFT", "2024-06-03", "2024-06-03", seed=2)],
-                      ignore_index=True)
+    frame = pd.concat([spiked(100, 1.3), session_bars("MSFT", "2024-06-03", "2024-06-03", seed=2)], ignore_index=True)
     shuffled = frame.sample(frac=1.0, random_state=3)
     ordered = validate_bars(frame, mode="lenient").accepted
     merged = ordered.merge(validate_bars(shuffled, mode="lenient").accepted, on=["symbol", "ts"])
@@ -214,8 +223,10 @@ def test_gaps_are_reported_per_symbol_day_not_as_record_failures() -> None:
     gaps = result.gaps
     assert gaps["symbol"].tolist() == ["MSFT", "MSFT", "MSFT", "AAPL"]
     assert gaps["missing"].tolist() == [390, 390, 210, 10]
-    half_day = result.coverage[(result.coverage["symbol"] == "AAPL")
-                               & (result.coverage["session_date"] == pd.Timestamp("2024-11-29", tz="UTC"))]
+    half_day = result.coverage[
+        (result.coverage["symbol"] == "AAPL")
+        & (result.coverage["session_date"] == pd.Timestamp("2024-11-29", tz="UTC"))
+    ]
     assert half_day[["expected", "present", "missing"]].to_numpy().tolist() == [[210, 200, 10]]
     assert pd.Timestamp("2024-11-28", tz="UTC") not in set(result.coverage["session_date"])  # Thanksgiving
 
@@ -236,7 +247,9 @@ def test_missing_bars_lists_the_stamps_to_refetch() -> None:
     lacking = missing_bars(frame, nyse_sessions("2024-06-03", "2024-06-03"), "1min", ["aapl", "MSFT"])
     assert (lacking["symbol"] == "MSFT").sum() == 390
     assert lacking.loc[lacking["symbol"] == "AAPL", "ts"].tolist() == [
-        pd.Timestamp("2024-06-03 13:30", tz="UTC"), pd.Timestamp("2024-06-03 19:59", tz="UTC")]
+        pd.Timestamp("2024-06-03 13:30", tz="UTC"),
+        pd.Timestamp("2024-06-03 19:59", tz="UTC"),
+    ]
 
 
 def test_bad_mode_or_parameters_are_refused() -> None:

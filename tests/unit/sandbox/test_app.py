@@ -60,25 +60,37 @@ def test_polygon_raw_and_adjusted_differ_only_before_a_split(client: TestClient,
 
 
 def test_the_same_minute_is_the_same_bar_for_every_vendor(client: TestClient) -> None:
-    poly = client.get("/v2/aggs/ticker/BRK.B/range/1/minute/2024-06-04/2024-06-04",
-                      params={**POLY, "limit": 3}).json()["results"]
-    alp = client.get("/v2/stocks/BRK.B/bars", headers=ALPACA, params={
-        "timeframe": "1Min", "start": "2024-06-04", "end": "2024-06-04", "limit": 3, "adjustment": "split"}).json()
-    yahoo = client.get("/v8/finance/chart/BRK-B", params={
-        "period1": poly[0]["t"] // 1000, "period2": poly[0]["t"] // 1000 + 179, "interval": "1m"}).json()
+    poly = client.get("/v2/aggs/ticker/BRK.B/range/1/minute/2024-06-04/2024-06-04", params={**POLY, "limit": 3}).json()[
+        "results"
+    ]
+    alp = client.get(
+        "/v2/stocks/BRK.B/bars",
+        headers=ALPACA,
+        params={"timeframe": "1Min", "start": "2024-06-04", "end": "2024-06-04", "limit": 3, "adjustment": "split"},
+    ).json()
+    yahoo = client.get(
+        "/v8/finance/chart/BRK-B",
+        params={"period1": poly[0]["t"] // 1000, "period2": poly[0]["t"] // 1000 + 179, "interval": "1m"},
+    ).json()
     quote = yahoo["chart"]["result"][0]["indicators"]["quote"][0]
     assert [(b["o"], b["c"], b["v"]) for b in poly] == [(b["o"], b["c"], b["v"]) for b in alp["bars"]]
     assert [b["o"] for b in poly] == quote["open"] and [b["v"] for b in poly] == quote["volume"]
 
 
 def test_alpaca_multi_symbol_paging_covers_everything_once(client: TestClient) -> None:
-    params = {"symbols": "MSFT,AAPL,ZZZX", "timeframe": "15Min", "start": "2024-06-03", "end": "2024-06-05",
-              "limit": 50}
+    params = {
+        "symbols": "MSFT,AAPL,ZZZX",
+        "timeframe": "15Min",
+        "start": "2024-06-03",
+        "end": "2024-06-05",
+        "limit": 50,
+    }
     seen: dict[str, list[str]] = {}
     token = None
     while True:
-        body = client.get("/v2/stocks/bars", headers=ALPACA,
-                          params={**params, **({"page_token": token} if token else {})}).json()
+        body = client.get(
+            "/v2/stocks/bars", headers=ALPACA, params={**params, **({"page_token": token} if token else {})}
+        ).json()
         for sym, bars in body["bars"].items():
             seen.setdefault(sym, []).extend(b["t"] for b in bars)
         token = body["next_page_token"]
@@ -88,17 +100,20 @@ def test_alpaca_multi_symbol_paging_covers_everything_once(client: TestClient) -
     assert all(len(ts) == len(set(ts)) == 3 * 26 for ts in seen.values())
 
 
-@pytest.mark.parametrize(("path", "params", "status"), [
-    ("/v2/aggs/ticker/AAPL/range/1/fortnight/2024-06-03/2024-06-07", POLY, 400),
-    ("/v2/aggs/ticker/AAPL/range/1/day/yesterday/2024-06-07", POLY, 400),
-    ("/v2/aggs/ticker/AAPL/range/1/day/2024-06-03/2024-06-07", {**POLY, "limit": "50001"}, 400),
-    ("/v2/aggs/ticker/AAPL/range/1/day/2024-06-03/2024-06-07", {}, 401),
-    ("/v2/aggs/ticker/AAPL/range/1/day/2024-06-03/2024-06-07", {"apiKey": "invalid-x"}, 401),
-    ("/v8/finance/chart/AAPL", {"interval": "7m"}, 400),
-    ("/v8/finance/chart/AAPL", {"interval": "1m", "period1": 1717000000, "period2": 1719000000}, 422),
-    ("/v8/finance/chart/ZZZQ", {}, 404),
-    ("/r/zzzsecret/new.json", {}, 404),
-])
+@pytest.mark.parametrize(
+    ("path", "params", "status"),
+    [
+        ("/v2/aggs/ticker/AAPL/range/1/fortnight/2024-06-03/2024-06-07", POLY, 400),
+        ("/v2/aggs/ticker/AAPL/range/1/day/yesterday/2024-06-07", POLY, 400),
+        ("/v2/aggs/ticker/AAPL/range/1/day/2024-06-03/2024-06-07", {**POLY, "limit": "50001"}, 400),
+        ("/v2/aggs/ticker/AAPL/range/1/day/2024-06-03/2024-06-07", {}, 401),
+        ("/v2/aggs/ticker/AAPL/range/1/day/2024-06-03/2024-06-07", {"apiKey": "invalid-x"}, 401),
+        ("/v8/finance/chart/AAPL", {"interval": "7m"}, 400),
+        ("/v8/finance/chart/AAPL", {"interval": "1m", "period1": 1717000000, "period2": 1719000000}, 422),
+        ("/v8/finance/chart/ZZZQ", {}, 404),
+        ("/r/zzzsecret/new.json", {}, 404),
+    ],
+)
 def test_bad_requests_get_the_vendor_error(client: TestClient, path: str, params: dict, status: int) -> None:
     response = client.get(path, params=params)
     assert response.status_code == status
@@ -106,13 +121,16 @@ def test_bad_requests_get_the_vendor_error(client: TestClient, path: str, params
     assert ("error" in body) or ("chart" in body and body["chart"]["error"]) or ("message" in body)
 
 
-@pytest.mark.parametrize(("params", "headers", "status", "code"), [
-    ({"symbols": "AAPL", "timeframe": "1Fortnight"}, ALPACA, 422, 42210000),
-    ({"symbols": "AAPL", "timeframe": "1Day", "limit": "10001"}, ALPACA, 422, 42210000),
-    ({"symbols": "AAPL", "timeframe": "1Day", "adjustment": "some"}, ALPACA, 422, 42210000),
-    ({"symbols": "AAPL", "timeframe": "1Day"}, {}, 401, 40110000),
-    ({"symbols": "AAPL", "timeframe": "1Day"}, {**ALPACA, "APCA-API-KEY-ID": "invalid"}, 401, 40110000),
-])
+@pytest.mark.parametrize(
+    ("params", "headers", "status", "code"),
+    [
+        ({"symbols": "AAPL", "timeframe": "1Fortnight"}, ALPACA, 422, 42210000),
+        ({"symbols": "AAPL", "timeframe": "1Day", "limit": "10001"}, ALPACA, 422, 42210000),
+        ({"symbols": "AAPL", "timeframe": "1Day", "adjustment": "some"}, ALPACA, 422, 42210000),
+        ({"symbols": "AAPL", "timeframe": "1Day"}, {}, 401, 40110000),
+        ({"symbols": "AAPL", "timeframe": "1Day"}, {**ALPACA, "APCA-API-KEY-ID": "invalid"}, 401, 40110000),
+    ],
+)
 def test_alpaca_errors(client: TestClient, params: dict, headers: dict, status: int, code: int) -> None:
     response = client.get("/v2/stocks/bars", params=params, headers=headers)
     assert response.status_code == status and response.json()["code"] == code
@@ -127,8 +145,10 @@ def test_unknown_symbols_get_the_vendor_empty_answer(client: TestClient) -> None
 
 def test_yahoo_chart_has_adjclose_and_events(client: TestClient, market: Market) -> None:
     payer = next(s for s in ("KO", "PG", "JNJ", "XOM", "WMT") if market.dividends(s))
-    body = client.get(f"/v8/finance/chart/{payer}", params={
-        "period1": 946_000_000, "period2": 1_719_600_000, "interval": "1d", "events": "div,splits"}).json()
+    body = client.get(
+        f"/v8/finance/chart/{payer}",
+        params={"period1": 946_000_000, "period2": 1_719_600_000, "interval": "1d", "events": "div,splits"},
+    ).json()
     result = body["chart"]["result"][0]
     quote, adj = result["indicators"]["quote"][0], result["indicators"]["adjclose"][0]["adjclose"]
     assert len(result["timestamp"]) == len(quote["close"]) == len(adj)
@@ -155,8 +175,11 @@ def run_storm(client: TestClient) -> list[int]:
 
 
 def test_faults_are_seeded_and_reconcile_with_stats(market: Market) -> None:
-    storm = {"seed": 5, "rates": {"rate_limit": 0.15, "server_error": 0.15, "truncated": 0.1,
-                                  "missing_bars": 0.2, "duplicates": 0.2}, "retry_after_seconds": 2}
+    storm = {
+        "seed": 5,
+        "rates": {"rate_limit": 0.15, "server_error": 0.15, "truncated": 0.1, "missing_bars": 0.2, "duplicates": 0.2},
+        "retry_after_seconds": 2,
+    }
     runs = []
     for _ in range(2):
         with TestClient(create_app(SandboxConfig(seed=42, as_of=AS_OF), market)) as c:

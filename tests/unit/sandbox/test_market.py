@@ -53,7 +53,7 @@ def test_minutes_aggregate_exactly_to_the_daily_bar(market: Market, symbol: str)
 def test_bars_are_internally_consistent(market: Market) -> None:
     start = int(market.calendar.open_ns[market.last_session - 20])
     bars = market.bars("NVDA", start, int(market.calendar.close_ns[market.last_session]))
-    assert len(bars) == market.calendar.minutes[market.last_session - 20: market.last_session + 1].sum()
+    assert len(bars) == market.calendar.minutes[market.last_session - 20 : market.last_session + 1].sum()
     assert np.all(bars.low <= np.minimum(bars.open, bars.close))
     assert np.all(bars.high >= np.maximum(bars.open, bars.close))
     assert np.all((bars.vwap >= bars.low) & (bars.vwap <= bars.high))
@@ -62,8 +62,9 @@ def test_bars_are_internally_consistent(market: Market) -> None:
 
 
 def test_intraday_volume_is_u_shaped(market: Market) -> None:
-    volumes = np.array([market.minute_bars("KO", s).volume for s in range(market.last_session - 30,
-                                                                           market.last_session)])
+    volumes = np.array(
+        [market.minute_bars("KO", s).volume for s in range(market.last_session - 30, market.last_session)]
+    )
     mean = volumes.mean(axis=0)
     assert mean[:30].mean() > 1.5 * mean[150:240].mean()
     assert mean[-30:].mean() > 1.5 * mean[150:240].mean()
@@ -97,7 +98,7 @@ def test_split_adjustment_math(market: Market) -> None:
     raw_before = market.minute_bars(sym, s - 1)
     lo = int(market.calendar.midnight_ns[s - 1])
     adjusted = market.bars(sym, lo, lo + 86_400 * 10**9 - 1, "minute", adjustment="split")
-    later = np.prod(market.history(sym).split_ratio[s: market.last_session + 1])
+    later = np.prod(market.history(sym).split_ratio[s : market.last_session + 1])
     np.testing.assert_allclose(adjusted.close, np.round(raw_before.close / later, 4))
     np.testing.assert_array_equal(adjusted.volume, np.round(raw_before.volume * later).astype(np.int64))
     # Across the split the raw price jumps by the ratio while the adjusted series is continuous.
@@ -112,7 +113,7 @@ def test_events_after_as_of_do_not_adjust(market: Market) -> None:
     sym, s, _ = split_symbol(market)
     early = Market(42, as_of=date.fromisoformat(str(market.calendar.days[s - 1])))
     pf, _ = adjustment_factors(early.history(sym), early.last_session, "split")
-    assert pf[s - 1] == pytest.approx(np.prod(1 / early.history(sym).split_ratio[s - 1: s]))
+    assert pf[s - 1] == pytest.approx(np.prod(1 / early.history(sym).split_ratio[s - 1 : s]))
     assert all(e.ex_date <= early.as_of for e in early.splits(sym))
 
 

@@ -9,10 +9,19 @@ from sources.records import RECORDS_DATASET, parse_records, records_page
 def one_bar() -> pd.DataFrame:
     return model.frame(
         model.BARS,
-        {"symbol": ["AAPL"], "ts": ["2024-03-04T05:00:00Z"], "timeframe": "1day", "open": [1.0], "high": [2.0],
-         "low": [0.5], "close": [1.5], "volume": [10], "source": "custom"},
+        {
+            "symbol": ["AAPL"],
+            "ts": ["2024-03-04T05:00:00Z"],
+            "timeframe": "1day",
+            "open": [1.0],
+            "high": [2.0],
+            "low": [0.5],
+            "close": [1.5],
+            "volume": [10],
+            "source": "custom",
+        },
         what="test",
-    )  # fmt: skip
+    )
 
 
 def test_a_records_page_parses_back_into_its_frame():

@@ -18,4 +18,3 @@ def test_a_missing_sandbox_extra_is_one_line_saying_what_to_install(monkeypatch:
     message = str(refused.value)
     assert "\n" not in message
     assert "no module 'uvicorn'" in message and "pip install 'marketpipe[sandbox]'" in message
-

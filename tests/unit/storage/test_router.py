@@ -12,8 +12,21 @@ from storage.router import as_adjustment, check_fallback, merge_tiers, route
 from storage.tiering import LakeFile
 
 JAN = datetime(2026, 1, 1, tzinfo=UTC)
-FILE = LakeFile("cold/bars/timeframe=1day/month=2026-01/c.parquet", "bars_daily", "1day", "month=2026-01", ("c",),
-                JAN, JAN, "A", "Z", 1, 1, "x", "snappy")  # fmt: skip
+FILE = LakeFile(
+    "cold/bars/timeframe=1day/month=2026-01/c.parquet",
+    "bars_daily",
+    "1day",
+    "month=2026-01",
+    ("c",),
+    JAN,
+    JAN,
+    "A",
+    "Z",
+    1,
+    1,
+    "x",
+    "snappy",
+)
 
 
 def test_routes_name_the_tiers_read() -> None:
@@ -25,8 +38,14 @@ def test_routes_name_the_tiers_read() -> None:
 
 def test_without_cold_fallback_a_range_in_the_lake_is_refused_clearly() -> None:
     with pytest.raises(RequestError) as refused:
-        check_fallback([FILE], JAN, datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 10, 27, tzinfo=UTC), False,
-                       "1day bars_daily of ['AAPL']")  # fmt: skip
+        check_fallback(
+            [FILE],
+            JAN,
+            datetime(2026, 2, 1, tzinfo=UTC),
+            datetime(2026, 10, 27, tzinfo=UTC),
+            False,
+            "1day bars_daily of ['AAPL']",
+        )
     message = str(refused.value)
     assert "[2026-01-01 00:00, 2026-02-01 00:00)" in message
     assert "2026-10-27" in message and "storage.routing.cold_fallback_enabled=true" in message

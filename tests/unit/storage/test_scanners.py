@@ -47,7 +47,7 @@ def test_statement_calls_the_function_with_one_placeholder_per_argument() -> Non
         (lambda: scanners.rsi_extremes(101, 30), "above must be a number >= 0 and <= 100, got 101"),
         (lambda: scanners.rsi_extremes(feature_set=" "), "feature_set is empty"),
     ],
-)  # fmt: skip
+)
 def test_bad_arguments_are_refused_with_the_value_and_what_is_allowed(build, message: str) -> None:
     with pytest.raises(ScanArgumentError) as caught:
         build()

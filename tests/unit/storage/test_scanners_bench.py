@@ -24,8 +24,10 @@ def test_session_days_are_the_last_nyse_sessions_with_their_half_day() -> None:
     days = storage.session_days(3)
 
     assert [d[0].isoformat() for d in days] == [
-        "2024-11-26T14:30:00+00:00", "2024-11-27T14:30:00+00:00", "2024-11-29T14:30:00+00:00",
-    ]  # fmt: skip
+        "2024-11-26T14:30:00+00:00",
+        "2024-11-27T14:30:00+00:00",
+        "2024-11-29T14:30:00+00:00",
+    ]
     assert days[-1][1].isoformat() == "2024-11-29T18:00:00+00:00"  # the day after Thanksgiving closes at 13:00
 
 
@@ -44,21 +46,42 @@ def test_summary_has_the_required_keys_and_renders() -> None:
         "latencies_ms": {name: (1.0, 2.0) for name in ("latest_bar", "top_movers", "volume_spikes")},
         "server_latencies_ms": {name: (0.5, 1.0) for name in ("latest_bar", "top_movers", "volume_spikes")},
         "scanner_rows": {"latest_bar": 5, "top_movers": 5, "volume_spikes": 0},
-        "load": {"generate_series_rows_per_s": 100, "copy_rows_per_s": 200, "bulk_method": "copy",
-                 "trigger_overhead_fraction": 0.1},
-        "symbols": 5, "sessions": 2, "rows": 3900, "hot_bytes": 1000,
+        "load": {
+            "generate_series_rows_per_s": 100,
+            "copy_rows_per_s": 200,
+            "bulk_method": "copy",
+            "trigger_overhead_fraction": 0.1,
+        },
+        "symbols": 5,
+        "sessions": 2,
+        "rows": 3900,
+        "hot_bytes": 1000,
         "tiering": {"via": "x", "chunks": 2, "rows": 3900, "bytes": 250, "seconds": 0.5, "compression": "snappy"},
-        "symbol_month_read": {"symbol": "S00002", "rows": 780, "hot_ms": 2.0, "cold_ms": 20.0}, "cpus": 2,
+        "symbol_month_read": {"symbol": "S00002", "rows": 780, "hot_ms": 2.0, "cold_ms": 20.0},
+        "cpus": 2,
         "load_average_1min": 1.5,
-    }  # fmt: skip
+    }
 
     report = storage.summarize(parts)
 
-    assert {k: report[k] for k in ("latest_bar_p50_ms", "latest_bar_p95_ms", "top_movers_p50_ms",
-                                   "top_movers_p95_ms", "tiering_mb_per_s", "lake_to_hot_bytes_ratio")} == {
-        "latest_bar_p50_ms": 1.0, "latest_bar_p95_ms": 2.0, "top_movers_p50_ms": 1.0, "top_movers_p95_ms": 2.0,
-        "tiering_mb_per_s": 0.0, "lake_to_hot_bytes_ratio": 0.25,
-    }  # fmt: skip
+    assert {
+        k: report[k]
+        for k in (
+            "latest_bar_p50_ms",
+            "latest_bar_p95_ms",
+            "top_movers_p50_ms",
+            "top_movers_p95_ms",
+            "tiering_mb_per_s",
+            "lake_to_hot_bytes_ratio",
+        )
+    } == {
+        "latest_bar_p50_ms": 1.0,
+        "latest_bar_p95_ms": 2.0,
+        "top_movers_p50_ms": 1.0,
+        "top_movers_p95_ms": 2.0,
+        "tiering_mb_per_s": 0.0,
+        "lake_to_hot_bytes_ratio": 0.25,
+    }
     assert report["targets_met"] is True
     table = storage.render_table(report)
     assert "latest_bar" in table and "p95 < 50 ms: met" in table and "symbol-month read, cold" in table
@@ -69,11 +92,17 @@ def test_a_run_without_tiering_or_load_reports_none_for_them_and_renders() -> No
     parts = {
         "latencies_ms": {"latest_bar": (1.0, 2.0), "top_movers": (3.0, 4.0)},
         "server_latencies_ms": {"latest_bar": (0.5, 1.0), "top_movers": (1.0, 2.0)},
-        "scanner_rows": {"latest_bar": 5, "top_movers": 5}, "load": {}, "symbols": 5, "sessions": 2,
-        "rows": 3900, "hot_bytes": 1000, "tiering": None,
-        "symbol_month_read": {"symbol": "S00002", "rows": 780, "hot_ms": 2.0, "cold_ms": None}, "cpus": 2,
+        "scanner_rows": {"latest_bar": 5, "top_movers": 5},
+        "load": {},
+        "symbols": 5,
+        "sessions": 2,
+        "rows": 3900,
+        "hot_bytes": 1000,
+        "tiering": None,
+        "symbol_month_read": {"symbol": "S00002", "rows": 780, "hot_ms": 2.0, "cold_ms": None},
+        "cpus": 2,
         "load_average_1min": 1.5,
-    }  # fmt: skip
+    }
 
     report = storage.summarize(parts)
 

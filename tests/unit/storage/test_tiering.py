@@ -34,15 +34,23 @@ TS = pa.timestamp("us", tz="UTC")
 def chunk_rows(rows: list[tuple[str, str, str, float]]) -> pa.Table:
     """(symbol, timeframe, ts, close) rows in a bars chunk's shape (other columns filled)."""
     n = len(rows)
-    return pa.table({
-        "symbol": [r[0] for r in rows], "timeframe": [r[1] for r in rows],
-        "ts": pa.array([datetime.fromisoformat(r[2]).replace(tzinfo=UTC) for r in rows], TS),
-        "open": [r[3] for r in rows], "high": [r[3] for r in rows], "low": [r[3] for r in rows],
-        "close": [r[3] for r in rows], "volume": pa.array([1] * n, pa.int64()),
-        "vwap": pa.array([None] * n, pa.float64()), "trade_count": pa.array([None] * n, pa.int64()),
-        "source": ["t"] * n, "quality_flags": pa.array([0] * n, pa.int64()),
-        "ingested_at": pa.array([datetime(2026, 1, 1, tzinfo=UTC)] * n, TS),
-    })  # fmt: skip
+    return pa.table(
+        {
+            "symbol": [r[0] for r in rows],
+            "timeframe": [r[1] for r in rows],
+            "ts": pa.array([datetime.fromisoformat(r[2]).replace(tzinfo=UTC) for r in rows], TS),
+            "open": [r[3] for r in rows],
+            "high": [r[3] for r in rows],
+            "low": [r[3] for r in rows],
+            "close": [r[3] for r in rows],
+            "volume": pa.array([1] * n, pa.int64()),
+            "vwap": pa.array([None] * n, pa.float64()),
+            "trade_count": pa.array([None] * n, pa.int64()),
+            "source": ["t"] * n,
+            "quality_flags": pa.array([0] * n, pa.int64()),
+            "ingested_at": pa.array([datetime(2026, 1, 1, tzinfo=UTC)] * n, TS),
+        }
+    )
 
 
 def a_file(key: str, created: int = 0, dataset: str = "bars_daily", partition: str = "month=2026-01") -> LakeFile:
@@ -78,17 +86,27 @@ def test_trades_have_no_timeframe_level_and_their_keys_parse_back() -> None:
 def test_a_trades_chunk_splits_by_utc_day_sorted_by_the_natural_key() -> None:
     stamps = ["2026-01-05T23:59:59", "2026-01-05T15:00:00", "2026-01-06T00:00:00", "2026-01-05T15:00:00"]
     ts = pa.array([datetime.fromisoformat(t).replace(tzinfo=UTC) for t in stamps], TS)
-    table = pa.table({
-        "symbol": ["B", "A", "A", "A"], "ts": ts,
-        "exchange": ["4", "11", "4", "4"], "trade_id": ["1", "7", "2", "7"], "price": [1.0, 2.0, 3.0, 4.0],
-        "size": pa.array([1, 2, 3, 4], pa.int64()), "conditions": [None, "12", None, None], "tape": ["C"] * 4,
-        "source": ["t"] * 4, "ingested_at": pa.array([datetime(2026, 1, 7, tzinfo=UTC)] * 4, TS),
-    })  # fmt: skip
+    table = pa.table(
+        {
+            "symbol": ["B", "A", "A", "A"],
+            "ts": ts,
+            "exchange": ["4", "11", "4", "4"],
+            "trade_id": ["1", "7", "2", "7"],
+            "price": [1.0, 2.0, 3.0, 4.0],
+            "size": pa.array([1, 2, 3, 4], pa.int64()),
+            "conditions": [None, "12", None, None],
+            "tape": ["C"] * 4,
+            "source": ["t"] * 4,
+            "ingested_at": pa.array([datetime(2026, 1, 7, tzinfo=UTC)] * 4, TS),
+        }
+    )
 
     groups = split_partitions(DATASETS["trades"], table)
 
     assert [(tf, part, rows.num_rows) for tf, part, rows in groups] == [
-        ("tick", "date=2026-01-05", 3), ("tick", "date=2026-01-06", 1)]  # fmt: skip
+        ("tick", "date=2026-01-05", 3),
+        ("tick", "date=2026-01-06", 1),
+    ]
     assert groups[0][2]["price"].to_pylist() == [2.0, 4.0, 1.0]  # A 15:00 exchange 11, A 15:00 exchange 4, B
 
 
@@ -97,13 +115,21 @@ def test_cutoff_is_the_hot_window_before_now() -> None:
 
 
 def test_a_chunk_splits_by_timeframe_and_partition_sorted_by_symbol_and_ts() -> None:
-    table = chunk_rows([("B", "1min", "2026-01-05T15:00", 2.0), ("A", "1min", "2026-01-05T15:01", 1.0),
-                        ("A", "1min", "2026-01-05T15:00", 3.0), ("A", "5min", "2026-01-05T15:00", 4.0)])  # fmt: skip
+    table = chunk_rows(
+        [
+            ("B", "1min", "2026-01-05T15:00", 2.0),
+            ("A", "1min", "2026-01-05T15:01", 1.0),
+            ("A", "1min", "2026-01-05T15:00", 3.0),
+            ("A", "5min", "2026-01-05T15:00", 4.0),
+        ]
+    )
 
     groups = split_partitions(BARS, table)
 
     assert [(tf, part, rows.num_rows) for tf, part, rows in groups] == [
-        ("1min", "date=2026-01-05", 3), ("5min", "date=2026-01-05", 1)]  # fmt: skip
+        ("1min", "date=2026-01-05", 3),
+        ("5min", "date=2026-01-05", 1),
+    ]
     first = groups[0][2]
     assert "timeframe" not in first.column_names
     assert first["symbol"].to_pylist() == ["A", "A", "B"] and first["close"].to_pylist() == [3.0, 1.0, 2.0]
@@ -115,8 +141,9 @@ def test_a_daily_chunk_across_two_months_becomes_two_partitions() -> None:
 
 
 def test_the_checksum_survives_a_parquet_round_trip_and_sees_any_change() -> None:
-    table = split_partitions(BARS, chunk_rows([("A", "1min", "2026-01-05T15:00", 1.5),
-                                               ("B", "1min", "2026-01-05T15:00", 2.5)]))[0][2]  # fmt: skip
+    table = split_partitions(
+        BARS, chunk_rows([("A", "1min", "2026-01-05T15:00", 1.5), ("B", "1min", "2026-01-05T15:00", 2.5)])
+    )[0][2]
     back = pq.read_table(io.BytesIO(parquet_bytes(table, "zstd", 1)))
 
     assert back.num_rows == 2 and pq.read_metadata(io.BytesIO(parquet_bytes(table, "zstd", 1))).num_row_groups == 2
@@ -124,8 +151,9 @@ def test_the_checksum_survives_a_parquet_round_trip_and_sees_any_change() -> Non
     changed = table.set_column(table.schema.get_field_index("close"), "close", pa.array([1.5, 2.5000001]))
     assert table_checksum(changed) != table_checksum(table)
     nulled = table.set_column(table.schema.get_field_index("close"), "close", pa.array([1.5, None], pa.float64()))
-    assert table_checksum(nulled) != table_checksum(table.set_column(
-        table.schema.get_field_index("close"), "close", pa.array([1.5, 0.0])))  # fmt: skip
+    assert table_checksum(nulled) != table_checksum(
+        table.set_column(table.schema.get_field_index("close"), "close", pa.array([1.5, 0.0]))
+    )
     assert table_checksum(table.slice(0, 1)) != table_checksum(table)
 
 
@@ -157,10 +185,12 @@ def test_compaction_plans_partitions_with_enough_files() -> None:
 
 
 def test_merging_objects_keeps_the_later_row_of_a_key_and_sorts() -> None:
-    old = split_partitions(BARS, chunk_rows([("B", "1min", "2026-01-05T15:00", 1.0),
-                                             ("A", "1min", "2026-01-05T15:00", 1.0)]))[0][2]  # fmt: skip
-    new = split_partitions(BARS, chunk_rows([("A", "1min", "2026-01-05T15:00", 9.0),
-                                             ("A", "1min", "2026-01-05T15:01", 9.5)]))[0][2]  # fmt: skip
+    old = split_partitions(
+        BARS, chunk_rows([("B", "1min", "2026-01-05T15:00", 1.0), ("A", "1min", "2026-01-05T15:00", 1.0)])
+    )[0][2]
+    new = split_partitions(
+        BARS, chunk_rows([("A", "1min", "2026-01-05T15:00", 9.0), ("A", "1min", "2026-01-05T15:01", 9.5)])
+    )[0][2]
 
     merged = merge_objects(BARS, [old, new])
 
