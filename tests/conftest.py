@@ -1,7 +1,8 @@
 """Test-session wiring: the tiers, the session's embedded stack, and the fixtures every tier shares.
 
 The directory says the tier: tests/unit (no services), tests/integration (the real embedded stack,
-lake, Prefect server, sandbox), tests/ops (kill -9, restarts, two workers, a browser). The
+lake, Prefect server, sandbox), tests/ops (kill -9, restarts, two workers, a browser; the seed's
+stress run in tests/performance counts as ops). The
 ``unit``/``integration``/``ops`` markers are added from the path below, so ``-m unit`` and
 ``-m 'not ops'`` select tiers; ``slow`` (full benchmarks) is marked by hand and excluded by default.
 
@@ -30,6 +31,9 @@ from tests.support.stack import REPO, stack_environment
 
 TESTS = Path(__file__).resolve().parent
 TIERS = ("unit", "integration", "ops")
+# tests/performance holds the seed's stress run under the path its guide gives
+# (`pytest tests/performance/test_integration_pipeline_stress.py`); it is an ops test.
+TIER_OF_DIRECTORY = {**{tier: tier for tier in TIERS}, "performance": "ops"}
 
 # Tables holding rows keyed by symbol that the tests write; the ``symbols`` fixture deletes its
 # symbols' rows from each (bars first: latest_bars follows them by trigger).
@@ -62,8 +66,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Mark each test with its tier, taken from its directory (tests/<tier>/...)."""
     for item in items:
         parts = Path(item.path).resolve().relative_to(TESTS).parts
-        tier = parts[0] if len(parts) > 1 else None
-        if tier not in TIERS:
+        tier = TIER_OF_DIRECTORY.get(parts[0]) if len(parts) > 1 else None
+        if tier is None:
             raise pytest.UsageError(f"{item.nodeid}: a test lives under tests/unit, tests/integration or tests/ops")
         item.add_marker(tier)
 
