@@ -13,41 +13,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NONE
 from prefect.events import emit_event
 
-from core.settings import Settings, load_settings
-from db.connect import database_connection
-from pipeline.alerts import Alert, dead_letter_alerts, freshness_from_dict, quality_alerts, stale_alerts
-from pipeline.components import probe_components
-from pipeline.health import DeadLetterCounts, check_health
-from pipeline.metrics import read_recent_runs
-
-RECENT_RUNS = 500  # more top-level runs than finish within any sensible quality window
-
-
-@task(name="check-health", cache_policy=NONE)
-def check_health_task(settings: Settings, allowed_missed_sessions: dict[str, int] | None) -> dict[str, Any]:
-    return check_health(settings, status=probe_components(settings), thresholds=allowed_missed_sessions)
-
-
-@task(name="recent-quality", cache_policy=NONE)
-def quality_alerts_task(settings: Settings, since: datetime) -> list[Alert]:
-    with database_connection(settings) as conn:
-        runs = read_recent_runs(conn, RECENT_RUNS, top_level_only=True)
-    return quality_alerts([r for r in runs if r.finished_at >= since], settings.quality.min_quality_score)
-
-
-def report_markdown(report: dict[str, Any], alerts: list[Alert]) -> str:
-    head = "**healthy**" if report["healthy"] and not alerts else "**UNHEALTHY**"
-    lines = [f"# marketpipe health at {report['checked_at']}", "", head, ""]
-    lines += [f"- {issue}" for issue in report["issues"]]
-    lines += [f"- {a.message}" for a in alerts if a.message not in report["issues"]]
-    if alerts:
-        lines += ["", "Events emitted:", ""] + [f"- `{a.event}` about `{a.resource_id}`" for a in alerts]
-    return "\n".join(lines)
+from core.settings import load_settings
+from pipeline.alerts import dead_letter_alerts, freshness_from_dict, stale_alerts
+from pipeline.health import DeadLetterCounts
+from tasks.health import check_health_task, quality_alerts_task, report_markdown
+from tasks.resources import RunResources
 
 
 @flow(name="health", flow_run_name="health-check")
@@ -60,12 +34,12 @@ def health_flow(
     to the closed sessions a series may miss before it is stale (default: the health module's);
     quality is judged on top-level runs finished in the last ``quality_window_minutes`` (the
     schedule's interval, so each run is judged once)."""
-    settings = load_settings(overrides=overrides)
+    resources = RunResources.from_settings(load_settings(overrides=overrides))
     since = datetime.now(UTC) - timedelta(minutes=quality_window_minutes)
-    report = check_health_task(settings, allowed_missed_sessions)
+    report = check_health_task(resources, allowed_missed_sessions)
     counts = [DeadLetterCounts(**c) for c in report["dead_letters"]["by_source"].values()]
     freshness = [freshness_from_dict(f) for f in report["freshness"] or []]
-    alerts = [*quality_alerts_task(settings, since), *stale_alerts(freshness), *dead_letter_alerts(counts)]
+    alerts = [*quality_alerts_task(resources, since), *stale_alerts(freshness), *dead_letter_alerts(counts)]
     logger = get_run_logger()
     for alert in alerts:
         emit_event(event=alert.event, resource=alert.resource(), payload=alert.payload())
