@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger
 from prefect.states import Completed, State
 
 from core.calendar import closed_reason, new_york_date
-from flows.pipeline import pipeline_flow
+from flows.pipeline_flow import pipeline_flow
 
 SKIPPED = "Skipped"
 

@@ -11,7 +11,7 @@ lines changed::
     await pipeline_manager.start()
     result = await pipeline_manager.run_pipeline(stages=["ingestion"])
 
-A thin facade: runs are the Prefect flows (``flows.pipeline.pipeline_flow``, ``flows.ingestion.
+A thin facade: runs are the Prefect flows (``flows.pipeline_flow.pipeline_flow``, ``flows.ingestion.
 ingest_flow``), requests are checked by the flows' own gates before a run is created, metrics come
 from ``pipeline.metrics`` and health from ``pipeline.health``. What it adds is the
 lifecycle the seed describes (initialize, start, stop, status) and, for a run it triggered, a row in
@@ -143,8 +143,8 @@ class DataPipelineOrchestrator:
         mode: PipelineMode | str | None = None,
         symbols: Sequence[str] | None = None,
     ) -> dict[str, Any]:
-        """``flows.pipeline.pipeline_flow``: the stages (default all), in the seed's order."""
-        from flows.pipeline import pipeline_flow
+        """``flows.pipeline_flow.pipeline_flow``: the stages (default all), in the seed's order."""
+        from flows.pipeline_flow import pipeline_flow
         from tasks.pipeline import parse_stages
 
         chosen_mode = PipelineMode(mode or self.flow_config.mode)

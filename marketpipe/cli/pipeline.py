@@ -30,7 +30,7 @@ def run(
     """The main job: run_pipeline over the configured universe (see `pipeline:` in the config)."""
     import asyncio
 
-    from flows.pipeline import pipeline_flow
+    from flows.pipeline_flow import pipeline_flow
     from pipeline.request import parse_symbols
     from tasks.pipeline import parse_stages
 

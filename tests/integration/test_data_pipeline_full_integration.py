@@ -18,7 +18,7 @@ from prefect import get_client
 from core.calendar import nyse_sessions
 from core.settings import Settings
 from db.connect import database_connection
-from flows.pipeline import pipeline_flow
+from flows.pipeline_flow import pipeline_flow
 from storage.hot import read_bars
 
 UNIVERSE = ["FIA", "FIB", "FIC"]

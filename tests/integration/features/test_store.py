@@ -12,7 +12,7 @@ import pytest
 from core.model import BARS, frame
 from features import FeatureBuilder, FeatureParams, FeatureSet
 from features.refresh import refresh_features
-from flows.features import features_flow
+from flows.features_flow import features_flow
 from storage.feature_tables import export_features, read_features
 from storage.hot import upsert_bars
 from storage.lake import Lake

@@ -16,7 +16,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, tags
 
-from flows.features import features_flow
+from flows.features_flow import features_flow
 from flows.historical import historical_flow
 from flows.ingestion import ingest_flow
 from flows.processing import process_flow
