@@ -16,13 +16,19 @@ once serialize):
   file. Removing a routine file drops nothing: drop its objects in a versioned migration. A
   versioned migration runs before the routines, so it must not rely on a routine's newer
   definition.
+
+A routine whose first line is ``-- edition: timescale`` uses what only TimescaleDB's full edition
+has (native compression settings, continuous aggregates and their policies). On the Apache build
+(``SHOW timescaledb.license`` = ``apache``) it is skipped with one log line and not recorded, so it
+stays pending and applies on the first migration after the database runs the full edition (an
+in-place upgrade of the extension, say). Such a routine is idempotent like every other one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -34,6 +40,8 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 ROUTINES_DIR = Path(__file__).parent / "routines"
 _NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 _ROUTINE_NAME = re.compile(r"^(?P<order>\d{2})_(?P<name>[a-z0-9_]+)\.sql$")
+_EDITION = re.compile(r"^--\s*edition:\s*(?P<edition>[a-z]+)\s*$")
+FULL_EDITION = "timescale"  # timescaledb.license of the full (Timescale License) build
 _LOCK_KEY = 0x6D61726B  # 'mark': one advisory lock id for the whole project
 
 LEDGER_DDL = """
@@ -83,6 +91,16 @@ class Routine:
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
+    @property
+    def edition(self) -> str | None:
+        """The TimescaleDB edition this routine needs (its ``-- edition:`` first line), or None."""
+        first = self.sql.split("\n", 1)[0]
+        match = _EDITION.match(first)
+        return match["edition"] if match else None
+
+    def runs_on(self, edition: str | None) -> bool:
+        return self.edition is None or self.edition == edition
+
 
 @dataclass(frozen=True)
 class Applied:
@@ -90,6 +108,9 @@ class Applied:
 
     migrations: list[Migration]
     routines: list[Routine]
+    # routines left pending because the running edition lacks what they need (not compared: the
+    # same database skips them on every call until its edition changes)
+    skipped: list[Routine] = field(default_factory=list, compare=False)
 
 
 def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
@@ -155,6 +176,12 @@ def changed(routines: list[Routine], applied: dict[str, str]) -> list[Routine]:
     return [r for r in routines if applied.get(r.filename) != r.checksum]
 
 
+def running_edition(conn: psycopg.Connection) -> str | None:
+    """``timescaledb.license`` of this session: 'timescale' (full) or 'apache'; None without TimescaleDB."""
+    row = conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()
+    return row[0] if row and row[0] else None
+
+
 def applied_migrations(conn: psycopg.Connection) -> list[AppliedMigration]:
     conn.execute(LEDGER_DDL)
     rows = conn.execute("SELECT version, name, checksum FROM ops.schema_migrations ORDER BY version").fetchall()
@@ -196,9 +223,20 @@ def migrate(
         todo = pending(migrations, applied_migrations(conn))
         for m in todo:
             _apply(conn, f"migration {m.filename}", m.sql, _RECORD_MIGRATION, (m.version, m.name, m.checksum))
+        edition = running_edition(conn)
         redo = changed(routines, applied_routines(conn))
+        skipped = [r for r in redo if not r.runs_on(edition)]
+        for r in skipped:
+            logger.info(
+                "routine {} needs the TimescaleDB {} edition and this database runs {}: skipped, it applies "
+                "once that edition runs",
+                r.filename,
+                r.edition,
+                edition or "no TimescaleDB",
+            )
+        redo = [r for r in redo if r.runs_on(edition)]
         for r in redo:
             _apply(conn, f"routine {r.filename}", r.sql, _RECORD_ROUTINE, (r.filename, r.checksum))
-        return Applied(todo, redo)
+        return Applied(todo, redo, skipped)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))

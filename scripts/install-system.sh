@@ -2,18 +2,34 @@
 # Installs the system pieces marketpipe's embedded stack needs, idempotently:
 #   PostgreSQL (the distribution's major version) with contrib, its server headers, cmake,
 #   TimescaleDB for that major version, and Debian's chromium (the headless browser of the UI test).
-# TimescaleDB comes from the distribution's binary package when it has one for the local
-# PostgreSQL major; otherwise it is built from Debian's source package (trixie) against the local
-# server headers. The mirror is derived from the machine's own apt sources: no host is written here.
-# A second run finds everything in place and exits in well under a second.
+#
+# TimescaleDB comes in two builds, installed side by side (each version is its own .so; the
+# control file and the loader are the newest one's):
+#   1. the Apache-only edition: the distribution's binary package where it has one for the local
+#      PostgreSQL major, else Debian's source package (trixie, 2.19.3) built against the local server
+#      headers. It is the fallback, and the version the in-place upgrade test starts from.
+#   2. the full edition (with tsl/: native compression, continuous aggregates, the job scheduler),
+#      TimescaleDB $MARKETPIPE_TIMESCALEDB_VERSION (2.28.3, the newest release that supports
+#      PostgreSQL 15), built from the upstream source archive named by
+#      $MARKETPIPE_TIMESCALEDB_ARCHIVE (default: ../shared/vendor/timescaledb-<version>.tar.gz beside
+#      the project; checked against its .sha256 file when one lies beside it). Without that archive
+#      the same tag is downloaded from the upstream repository. The version the archive unpacks is
+#      verified before building. When neither can be had, one line says which features are off.
+# The mirror for Debian's source package is derived from the machine's own apt sources: no host is
+# written here. Builds are cached under $MARKETPIPE_BUILD_CACHE; a second run finds everything in
+# place and exits in well under a second.
 set -euo pipefail
 
-log() { printf '[install-system] %s\n' "$*"; }
+log() { printf '[install-system] %s\n' "$*" >&2; }
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 CACHE_DIR="${MARKETPIPE_BUILD_CACHE:-/var/cache/marketpipe}"
 TS_SOURCE_SUITE="${MARKETPIPE_TIMESCALEDB_SUITE:-trixie}"
+TS_VERSION="${MARKETPIPE_TIMESCALEDB_VERSION:-2.28.3}"
+PROJECT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TS_ARCHIVE="${MARKETPIPE_TIMESCALEDB_ARCHIVE:-$PROJECT_DIR/../shared/vendor/timescaledb-${TS_VERSION}.tar.gz}"
+TS_UPSTREAM="https://github.com/timescale/timescaledb/archive/refs/tags/${TS_VERSION}.tar.gz"
 
 pg_major() {
   local cfg
@@ -50,51 +66,121 @@ apt_install chromium
 
 EXT_DIR=$("$PG_CONFIG" --sharedir)/extension
 LIB_DIR=$("$PG_CONFIG" --pkglibdir)
-if ls "$EXT_DIR"/timescaledb.control >/dev/null 2>&1 && ls "$LIB_DIR"/timescaledb*.so >/dev/null 2>&1; then
-  log "TimescaleDB already installed for PostgreSQL ${PG_MAJOR} ($(sed -n -E "s/^default_version = '(.*)'/\1/p" "$EXT_DIR/timescaledb.control"))"
+default_version() { sed -n -E "s/^default_version = '(.*)'/\1/p" "$EXT_DIR/timescaledb.control" 2>/dev/null; }
+full_edition_installed() {
+  [ -f "$LIB_DIR/timescaledb-tsl-${TS_VERSION}.so" ] && [ "$(default_version)" = "$TS_VERSION" ]
+}
+apache_edition_installed() { ls "$LIB_DIR"/timescaledb-[0-9]*.so 2>/dev/null | grep -v -q "timescaledb-${TS_VERSION}.so" ; }
+
+if full_edition_installed && apache_edition_installed; then
+  log "TimescaleDB already installed for PostgreSQL ${PG_MAJOR} (${TS_VERSION}, full edition; Apache build beside it)"
   exit 0
 fi
 
-# 3a. The distribution's binary package, where it exists for this major version.
-if apt-cache show "postgresql-${PG_MAJOR}-timescaledb" >/dev/null 2>&1 \
-   || { [ $apt_updated -eq 0 ] && $SUDO apt-get update -qq && apt_updated=1 && apt-cache show "postgresql-${PG_MAJOR}-timescaledb" >/dev/null 2>&1; }; then
-  apt_install "postgresql-${PG_MAJOR}-timescaledb"
-  log "TimescaleDB installed from the distribution's binary package"
-  exit 0
-fi
+# 3. The Apache-only edition: the fallback and the upgrade test's starting version.
+install_apache_edition() {
+  # 3a. The distribution's binary package, where it exists for this major version.
+  if apt-cache show "postgresql-${PG_MAJOR}-timescaledb" >/dev/null 2>&1 \
+     || { [ $apt_updated -eq 0 ] && $SUDO apt-get update -qq && apt_updated=1 && apt-cache show "postgresql-${PG_MAJOR}-timescaledb" >/dev/null 2>&1; }; then
+    apt_install "postgresql-${PG_MAJOR}-timescaledb"
+    log "TimescaleDB (Apache edition) installed from the distribution's binary package"
+    return 0
+  fi
+  # 3b. Build from Debian's source package against the local server headers.
+  apt_install "postgresql-server-dev-${PG_MAJOR}" cmake gcc make dpkg-dev libssl-dev
+  log "building TimescaleDB (Apache edition) from Debian's ${TS_SOURCE_SUITE} source package for PostgreSQL ${PG_MAJOR}"
+  mkdir -p "$CACHE_DIR/apt/lists/partial" "$CACHE_DIR/apt/archives/partial" "$CACHE_DIR/src"
+  local src_list="$CACHE_DIR/apt/sources.list" mirror="" f
+  # Derive the Debian mirror URI from the machine's own apt configuration.
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    mirror=$(awk '/^URIs:/{u=$2} /^Suites:/{ if ($0 ~ /bookworm|trixie|bullseye|sid|stable/ && $0 !~ /security/) {print u; exit} }' "$f")
+    [ -n "$mirror" ] && break
+  done
+  if [ -z "$mirror" ] && [ -f /etc/apt/sources.list ]; then
+    mirror=$(awk '$1=="deb" && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list)
+  fi
+  [ -n "$mirror" ] || { log "cannot derive a Debian mirror from /etc/apt/sources*"; return 1; }
+  echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror} ${TS_SOURCE_SUITE} main" > "$src_list"
+  local apt_opts=(-o "Dir::Etc::SourceList=$src_list" -o "Dir::Etc::SourceParts=-" \
+            -o "Dir::State::Lists=$CACHE_DIR/apt/lists" -o "Dir::Cache::Archives=$CACHE_DIR/apt/archives" \
+            -o "APT::Get::List-Cleanup=0")
+  (
+    cd "$CACHE_DIR/src"
+    if ! ls -d timescaledb-*+dfsg/ >/dev/null 2>&1; then
+      $SUDO apt-get "${apt_opts[@]}" update -qq
+      $SUDO apt-get "${apt_opts[@]}" source --download-only timescaledb >/dev/null
+      dpkg-source -x --no-check "$(ls timescaledb_*.dsc | head -n1)" >/dev/null
+    fi
+    cd "$(ls -d timescaledb-*+dfsg/ | head -n1)"
+    if [ ! -f build/.built ]; then
+      rm -rf build
+      ./bootstrap -DAPACHE_ONLY=ON -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF -DWARNINGS_AS_ERRORS=OFF \
+        -DSEND_TELEMETRY_DEFAULT=NO -DPG_CONFIG="$PG_CONFIG" >"$CACHE_DIR/timescaledb-apache-bootstrap.log" 2>&1
+      make -C build -j"$(nproc)" >"$CACHE_DIR/timescaledb-apache-build.log" 2>&1
+      touch build/.built
+    fi
+    $SUDO make -C build install >>"$CACHE_DIR/timescaledb-apache-build.log" 2>&1
+  )
+  log "TimescaleDB (Apache edition) built and installed into $LIB_DIR (logs in $CACHE_DIR)"
+}
 
-# 3b. Build from Debian's source package against the local server headers.
-apt_install "postgresql-server-dev-${PG_MAJOR}" cmake gcc make dpkg-dev libssl-dev
-log "building TimescaleDB from Debian's ${TS_SOURCE_SUITE} source package for PostgreSQL ${PG_MAJOR}"
-mkdir -p "$CACHE_DIR/apt/lists/partial" "$CACHE_DIR/apt/archives/partial" "$CACHE_DIR/src"
-SRC_LIST="$CACHE_DIR/apt/sources.list"
-# Derive the Debian mirror URI from the machine's own apt configuration.
-MIRROR=""
-for f in /etc/apt/sources.list.d/*.sources; do
-  [ -f "$f" ] || continue
-  MIRROR=$(awk '/^URIs:/{u=$2} /^Suites:/{ if ($0 ~ /bookworm|trixie|bullseye|sid|stable/ && $0 !~ /security/) {print u; exit} }' "$f")
-  [ -n "$MIRROR" ] && break
-done
-if [ -z "$MIRROR" ] && [ -f /etc/apt/sources.list ]; then
-  MIRROR=$(awk '$1=="deb" && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list)
+# 4. The full edition from the upstream source archive (local, else downloaded).
+fetch_full_archive() {
+  local dest="$CACHE_DIR/src/timescaledb-${TS_VERSION}.tar.gz"
+  if [ -f "$TS_ARCHIVE" ]; then
+    if [ -f "${TS_ARCHIVE}.sha256" ]; then
+      (cd "$(dirname "$TS_ARCHIVE")" && sha256sum --quiet -c "$(basename "$TS_ARCHIVE").sha256") \
+        || { log "checksum mismatch for $TS_ARCHIVE (see ${TS_ARCHIVE}.sha256)"; return 1; }
+    fi
+    echo "$TS_ARCHIVE"; return 0
+  fi
+  if [ -f "$dest" ]; then echo "$dest"; return 0; fi
+  log "no local archive at $TS_ARCHIVE; downloading TimescaleDB ${TS_VERSION} from the upstream repository" >&2
+  if curl -fsSL --max-time 300 -o "$dest.part" "$TS_UPSTREAM" 2>/dev/null; then
+    mv "$dest.part" "$dest"; echo "$dest"; return 0
+  fi
+  rm -f "$dest.part"
+  return 1
+}
+
+install_full_edition() {
+  local archive src
+  archive=$(fetch_full_archive) || return 1
+  apt_install "postgresql-server-dev-${PG_MAJOR}" cmake gcc make libssl-dev
+  mkdir -p "$CACHE_DIR/src"
+  src="$CACHE_DIR/src/timescaledb-${TS_VERSION}"
+  if [ ! -f "$src/build/.built" ]; then
+    rm -rf "$src"
+    # The archive's top directory is timescaledb-<version> (git archive and the upstream tag both).
+    tar xzf "$archive" -C "$CACHE_DIR/src"
+    [ -f "$src/version.config" ] || { log "$archive did not unpack to timescaledb-${TS_VERSION}/"; return 1; }
+    local found
+    found=$(sed -n -E 's/^version = (.*)$/\1/p' "$src/version.config")
+    if [ "$found" != "$TS_VERSION" ]; then
+      log "$archive holds TimescaleDB $found, not ${TS_VERSION}; point MARKETPIPE_TIMESCALEDB_ARCHIVE at the ${TS_VERSION} archive"
+      return 1
+    fi
+    log "building TimescaleDB ${TS_VERSION} (full edition, with tsl/) for PostgreSQL ${PG_MAJOR} (about 2.5 min on 2 cores)"
+    (cd "$src" && ./bootstrap -DCMAKE_BUILD_TYPE=Release -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF \
+        -DWARNINGS_AS_ERRORS=OFF -DSEND_TELEMETRY_DEFAULT=NO -DPG_CONFIG="$PG_CONFIG" \
+        >"$CACHE_DIR/timescaledb-full-bootstrap.log" 2>&1) \
+      || { log "TimescaleDB ${TS_VERSION} configure failed (see $CACHE_DIR/timescaledb-full-bootstrap.log)"; return 1; }
+    make -C "$src/build" -j"$(nproc)" >"$CACHE_DIR/timescaledb-full-build.log" 2>&1 \
+      || { log "TimescaleDB ${TS_VERSION} build failed (see $CACHE_DIR/timescaledb-full-build.log)"; return 1; }
+    touch "$src/build/.built"
+  fi
+  $SUDO make -C "$src/build" install >>"$CACHE_DIR/timescaledb-full-build.log" 2>&1
+  log "TimescaleDB ${TS_VERSION} (full edition) installed into $LIB_DIR"
+}
+
+if ! apache_edition_installed; then
+  install_apache_edition || log "the Apache build could not be installed (see above)"
 fi
-[ -n "$MIRROR" ] || { log "cannot derive a Debian mirror from /etc/apt/sources*"; exit 1; }
-echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${MIRROR} ${TS_SOURCE_SUITE} main" > "$SRC_LIST"
-APT_OPTS=(-o "Dir::Etc::SourceList=$SRC_LIST" -o "Dir::Etc::SourceParts=-" \
-          -o "Dir::State::Lists=$CACHE_DIR/apt/lists" -o "Dir::Cache::Archives=$CACHE_DIR/apt/archives" \
-          -o "APT::Get::List-Cleanup=0")
-cd "$CACHE_DIR/src"
-if ! ls -d timescaledb-*/ >/dev/null 2>&1; then
-  $SUDO apt-get "${APT_OPTS[@]}" update -qq
-  $SUDO apt-get "${APT_OPTS[@]}" source --download-only timescaledb >/dev/null
-  dpkg-source -x --no-check "$(ls timescaledb_*.dsc | head -n1)" >/dev/null
+# Installing the Apache build rewrites the control file and the loader: the full edition goes last.
+if ! full_edition_installed; then
+  if ! install_full_edition; then
+    apache_edition_installed || { log "no TimescaleDB could be installed"; exit 1; }
+    log "TimescaleDB full edition unavailable (no archive at $TS_ARCHIVE and no download): running the Apache edition, so native compression, compression policies, continuous aggregates and the job scheduler are OFF; set MARKETPIPE_TIMESCALEDB_ARCHIVE to a timescaledb-${TS_VERSION}.tar.gz and rerun \`make install\`"
+  fi
 fi
-SRC=$(ls -d timescaledb-*/ | head -n1)
-cd "$SRC"
-rm -rf build
-./bootstrap -DAPACHE_ONLY=ON -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF -DWARNINGS_AS_ERRORS=OFF \
-  -DSEND_TELEMETRY_DEFAULT=NO -DPG_CONFIG="$PG_CONFIG" >"$CACHE_DIR/timescaledb-bootstrap.log" 2>&1
-cd build
-make -j"$(nproc)" >"$CACHE_DIR/timescaledb-build.log" 2>&1
-$SUDO make install >>"$CACHE_DIR/timescaledb-build.log" 2>&1
-log "TimescaleDB built and installed into $LIB_DIR (logs in $CACHE_DIR)"

@@ -1,6 +1,7 @@
--- The functions that keep market.latest_bars (the latest bar of every (symbol, timeframe)); the
--- table and the statement triggers that call these are in 0011_scanners.sql, which says why a
--- table, how it stays consistent with the hypertables, and what drop_chunks and TRUNCATE miss.
+-- The functions that keep market.latest_bars (the latest bar of every (symbol, timeframe)), and its
+-- DELETE triggers; the table and the INSERT/UPDATE statement triggers are in 0011_scanners.sql,
+-- which says why a table, how it stays consistent with the hypertables, and what drop_chunks and
+-- TRUNCATE miss.
 
 -- Folds one INSERT/COPY/UPDATE statement's rows (transition table new_rows) into market.latest_bars
 -- with one set-based upsert. The newest row per series is found by a hash aggregate (max ts) joined
@@ -32,33 +33,41 @@ END
 $$;
 
 -- The series whose latest bar was deleted take their newest remaining bar (or leave the table).
-CREATE OR REPLACE FUNCTION market.latest_bars_forget() RETURNS trigger
+-- A ROW trigger, not a statement trigger with a transition table: TimescaleDB refuses DELETE
+-- triggers with transition tables on a hypertable with native compression (deleting a whole
+-- compressed batch builds no transition table), while a row-level DELETE trigger makes it decompress
+-- the batches it deletes from and fire per row. Row triggers on a hypertable run on its chunks, so
+-- TG_RELID is a chunk: the hypertable to search comes as the trigger's argument. AFTER ROW triggers
+-- fire once the statement is done, so the search sees every row it deleted gone; the first firing
+-- of a series replaces its latest bar, the others find nothing to delete. Deletes are rare here
+-- (corrections, test cleanup; tiering drops chunks and fires nothing).
+CREATE OR REPLACE FUNCTION market.latest_bars_forget_row() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE
-    v_symbols text[];
-    v_timeframes text[];
 BEGIN
-    WITH gone AS (
-        DELETE FROM market.latest_bars l
-         USING (SELECT DISTINCT o.symbol, o.timeframe, o.ts FROM old_rows o) o
-         WHERE l.symbol = o.symbol AND l.timeframe = o.timeframe AND l.ts = o.ts
-        RETURNING l.symbol, l.timeframe)
-    SELECT array_agg(g.symbol), array_agg(g.timeframe) INTO v_symbols, v_timeframes FROM gone g;
-    IF v_symbols IS NOT NULL THEN
+    DELETE FROM market.latest_bars l
+     WHERE l.timeframe = OLD.timeframe AND l.symbol = OLD.symbol AND l.ts = OLD.ts;
+    IF FOUND THEN
         EXECUTE format(
             'INSERT INTO market.latest_bars (symbol, timeframe, ts, open, high, low, close, volume, vwap,'
             '                                trade_count, source, quality_flags, ingested_at)'
             ' SELECT b.symbol, b.timeframe, b.ts, b.open, b.high, b.low, b.close, b.volume, b.vwap,'
             '        b.trade_count, b.source, b.quality_flags, b.ingested_at'
-            '   FROM unnest($1::text[], $2::text[]) AS g (symbol, timeframe)'
-            '   CROSS JOIN LATERAL (SELECT * FROM %s x WHERE x.symbol = g.symbol AND x.timeframe = g.timeframe'
-            '                        ORDER BY x.ts DESC LIMIT 1) b',
-            TG_RELID::regclass)
-        USING v_symbols, v_timeframes;
+            '   FROM %s b WHERE b.symbol = $1 AND b.timeframe = $2 ORDER BY b.ts DESC LIMIT 1',
+            TG_ARGV[0]::regclass)
+        USING OLD.symbol, OLD.timeframe;
     END IF;
     RETURN NULL;
 END
 $$;
+
+DROP TRIGGER IF EXISTS latest_bars_on_delete ON market.bars_intraday;
+CREATE TRIGGER latest_bars_on_delete AFTER DELETE ON market.bars_intraday
+    FOR EACH ROW EXECUTE FUNCTION market.latest_bars_forget_row('market.bars_intraday');
+DROP TRIGGER IF EXISTS latest_bars_on_delete ON market.bars_daily;
+CREATE TRIGGER latest_bars_on_delete AFTER DELETE ON market.bars_daily
+    FOR EACH ROW EXECUTE FUNCTION market.latest_bars_forget_row('market.bars_daily');
+-- The statement-level function 0011_scanners.sql created for the former DELETE triggers.
+DROP FUNCTION IF EXISTS market.latest_bars_forget();
 
 -- Rebuild from the hot store (after drop_chunks, TRUNCATE or a restore); reads every bar once.
 -- Returns the number of series.

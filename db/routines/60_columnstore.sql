@@ -1,0 +1,67 @@
+-- edition: timescale
+-- Native compression (TimescaleDB's columnstore) on every hypertable that holds market history: the
+-- warm temperature between hot (uncompressed, recent: written and corrected in place) and cold (the
+-- Parquet lake, storage/tiering.py). The policy that compresses chunks older than
+-- storage.data_lake.compression_after_days is set from settings by storage.tiering.ensure_native_compression
+-- (`marketpipe up`, the tiering flow); this file holds how each table is laid out once compressed.
+--
+-- A compressed chunk stores, per segment (the distinct values of segmentby), batches of up to 1,000
+-- rows in orderby order with each orderby column's min/max. The choices follow the readers:
+--
+-- market.bars_intraday   segmentby symbol, timeframe; orderby ts DESC.
+--   Every reader names one timeframe and a set of symbols over a time range: read_bars, the feature
+--   warm-up, the scanners' per-symbol probes, tiering's export. A 1-day chunk holds at most 960
+--   one-minute bars of one symbol, so one (symbol, timeframe) segment is one batch: a symbol's day
+--   is found by the segment filter and decompressed alone, never its neighbours'. ts DESC puts the
+--   latest bar first (top movers, latest bar) and the ts min/max prunes batches outside the range.
+--
+-- market.bars_daily      segmentby timeframe; orderby symbol, ts DESC.
+--   A 30-day chunk holds ~21 daily bars of a symbol: segments of 21 rows would cost more metadata
+--   than they save. Ordering by symbol inside one segment keeps a symbol's bars adjacent (delta
+--   encoding of prices works across its days) and the symbol min/max of each 1,000-row batch lets a
+--   one-symbol read skip the other batches.
+--
+-- market.trades          segmentby symbol; orderby ts DESC, exchange, trade_id.
+--   Readers ask for symbols over a range (StorageRouter.read_trades); a symbol's day of trades is one
+--   segment of 1,000-row batches with ts min/max; the orderby ends with the rest of the primary key
+--   so the batch order is total.
+--
+-- features.bar_features  segmentby symbol, timeframe, feature_set; orderby ts DESC.
+-- features.bar_feature_values  segmentby symbol, timeframe, feature_set, name; orderby ts DESC.
+--   Feature reads are one feature set and timeframe for a set of symbols over a range (the export,
+--   the refresh's warm-up read); plugin values are read by name as well.
+--
+-- Writers keep working on compressed chunks: INSERT .. ON CONFLICT DO UPDATE (the hot store's
+-- upsert) and UPDATE decompress the touched batches into the chunk's uncompressed part; the policy
+-- recompresses them on its next run. Re-running this file re-states the same settings (ALTER TABLE
+-- .. SET is idempotent); changing a choice here applies to chunks compressed after the change.
+
+ALTER TABLE market.bars_intraday SET (
+    timescaledb.compress,
+    timescaledb.compress_segmentby = 'symbol, timeframe',
+    timescaledb.compress_orderby = 'ts DESC'
+);
+
+ALTER TABLE market.bars_daily SET (
+    timescaledb.compress,
+    timescaledb.compress_segmentby = 'timeframe',
+    timescaledb.compress_orderby = 'symbol, ts DESC'
+);
+
+ALTER TABLE market.trades SET (
+    timescaledb.compress,
+    timescaledb.compress_segmentby = 'symbol',
+    timescaledb.compress_orderby = 'ts DESC, exchange, trade_id'
+);
+
+ALTER TABLE features.bar_features SET (
+    timescaledb.compress,
+    timescaledb.compress_segmentby = 'symbol, timeframe, feature_set',
+    timescaledb.compress_orderby = 'ts DESC'
+);
+
+ALTER TABLE features.bar_feature_values SET (
+    timescaledb.compress,
+    timescaledb.compress_segmentby = 'symbol, timeframe, feature_set, name',
+    timescaledb.compress_orderby = 'ts DESC'
+);
