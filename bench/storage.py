@@ -39,6 +39,7 @@ without loading anything. Not part of the test suite
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import statistics
@@ -71,6 +72,14 @@ REF_SCHEMA = "scan_0011"
 LAST_DAY = date(2024, 11, 29)  # the synthetic market ends on this session (includes a half day)
 TARGET_LATEST_BAR_MS = 50.0
 TARGET_TOP_MOVERS_MS = 200.0
+TARGET_COMPRESSION_RATIO = 10.0  # uncompressed / compressed bytes of the 1-minute bars
+TARGET_INGEST_RATIO = 0.9  # ingest with a compression policy at least 90 % of the rate without
+# Native compression (the columnstore) needs TimescaleDB's full edition; these hypertables are the
+# ones the scanners read, laid out for compression by db/routines/60_columnstore.sql.
+COMPRESSED_TABLES = ("market.bars_intraday", "market.bars_daily", "features.bar_features")
+NOT_ON_APACHE = "not available on the apache edition"
+FULL_SESSION = timedelta(minutes=390)
+INGEST_ORDER = (False, True, True, False)  # policy off/on/on/off: a drift of the machine's load cancels out
 LAKE_PREFIX = "bench-storage"
 
 
@@ -137,6 +146,49 @@ def synthetic_session(
     )
 
 
+def rows_digest(rows: Sequence[Sequence[Any]]) -> str:
+    """A digest of a result's rows, independent of their order (ties may come back in any order):
+    two scans with the same digest returned the same rows, every value exact."""
+    digest = hashlib.sha256()
+    for line in sorted(repr(tuple(row)) for row in rows):
+        digest.update(line.encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def future_sessions(count: int, today: date) -> list[tuple[datetime, datetime]]:
+    """(open, close) in UTC of the first ``count`` full (390-minute) NYSE sessions a week after
+    ``today``: days no compression policy (``compress_after`` of at least a day) would compress
+    while they are written, like today's bars in production."""
+    from core.calendar import nyse_sessions
+
+    first = today + timedelta(days=7)
+    schedule = nyse_sessions(first, first + timedelta(days=2 * count + 14))
+    opens = pd.to_datetime(schedule.open_ns, utc=True)
+    closes = pd.to_datetime(schedule.close_ns, utc=True)
+    full = [(o.to_pydatetime(), c.to_pydatetime()) for o, c in zip(opens, closes, strict=True) if c - o == FULL_SESSION]
+    if len(full) < count:
+        raise ValueError(f"only {len(full)} full sessions after {first}")
+    return full[:count]
+
+
+def ingest_comparison(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Rows/s with and without the compression policy (each over its runs together) and their ratio."""
+    rates: dict[bool, float | None] = {}
+    for policy in (False, True):
+        mine = [r for r in runs if r["policy"] is policy]
+        seconds = sum(r["seconds"] for r in mine)
+        rates[policy] = sum(r["rows"] for r in mine) / seconds if mine and seconds > 0 else None
+    without, with_policy = rates[False], rates[True]
+    ratio = with_policy / without if with_policy is not None and without else None
+    return {
+        "without_policy_rows_per_s": None if without is None else round(without),
+        "with_policy_rows_per_s": None if with_policy is None else round(with_policy),
+        "with_to_without_ratio": None if ratio is None else round(ratio, 4),
+        "runs": [{**r, "seconds": round(r["seconds"], 3)} for r in runs],
+    }
+
+
 GENERATE_SQL = """
 INSERT INTO market.bars_intraday (symbol, timeframe, ts, open, high, low, close, volume, vwap, trade_count,
                                source, quality_flags)
@@ -171,6 +223,7 @@ class Scanner:
     name: str
     sql: str
     repeats: int = 10
+    reference: bool = False  # a reference for comparison, not a product scanner (not run on compressed chunks)
 
 
 def scanners(sessions: int) -> list[Scanner]:
@@ -184,9 +237,13 @@ def scanners(sessions: int) -> list[Scanner]:
         Scanner("new_highs_lows", f"SELECT * FROM scan.new_highs_lows({days})"),
         Scanner("rsi_extremes", "SELECT * FROM scan.rsi_extremes(70, 30, '1day')"),
         # the 0011 definitions that 0012 replaced, same calls
-        Scanner("top_movers_0011_ref", f"SELECT * FROM {REF_SCHEMA}.top_movers_minutes(15)", repeats=10),
-        Scanner("volume_spikes_0011_ref", f"SELECT * FROM {REF_SCHEMA}.volume_spikes(20, 3, '1min')", repeats=5),
-        Scanner("opening_gaps_0011_ref", f"SELECT * FROM {REF_SCHEMA}.opening_gaps(2, 'both', '1min')", repeats=5),
+        Scanner("top_movers_0011_ref", f"SELECT * FROM {REF_SCHEMA}.top_movers_minutes(15)", 10, reference=True),
+        Scanner(
+            "volume_spikes_0011_ref", f"SELECT * FROM {REF_SCHEMA}.volume_spikes(20, 3, '1min')", 5, reference=True
+        ),
+        Scanner(
+            "opening_gaps_0011_ref", f"SELECT * FROM {REF_SCHEMA}.opening_gaps(2, 'both', '1min')", 5, reference=True
+        ),
         # references for the latest bar per symbol without market.latest_bars
         Scanner(
             "latest_bar_lateral_ref",
@@ -194,6 +251,7 @@ def scanners(sessions: int) -> list[Scanner]:
             " CROSS JOIN LATERAL (SELECT * FROM market.bars_intraday x WHERE x.symbol = s.symbol"
             " AND x.timeframe = '1min' ORDER BY x.ts DESC LIMIT 1) b",
             repeats=5,
+            reference=True,
         ),
         Scanner(
             "latest_bar_distinct_on_ref",
@@ -201,14 +259,47 @@ def scanners(sessions: int) -> list[Scanner]:
             " AND ts >= (SELECT max(ts) FROM market.bars_intraday) - interval '1 day'"
             " ORDER BY symbol, ts DESC",
             repeats=3,
+            reference=True,
         ),
     ]
+
+
+def _p(pair: tuple[float, float]) -> dict[str, float]:
+    return {"p50": round(pair[0], 2), "p95": round(pair[1], 2)}
+
+
+def compressed_summary(compressed: dict[str, Any], uncompressed_digests: dict[str, str]) -> dict[str, Any]:
+    """The full edition's part of the report; on the Apache edition (or with ``--skip-compression``)
+    only why it is not there."""
+    if not compressed.get("available"):
+        return {"available": False, "reason": compressed["reason"]}
+    bars = compressed["tables"]["market.bars_intraday"]
+    return {
+        "available": True,
+        "compression_ratio": bars["ratio"],
+        "tables": compressed["tables"],
+        "scanner_latency_ms": {k: _p(v) for k, v in compressed["latencies_ms"].items()},
+        "scanner_server_latency_ms": {k: _p(v) for k, v in compressed["server_latencies_ms"].items()},
+        "scanner_rows": compressed["rows"],
+        "results_identical": {k: v == uncompressed_digests.get(k) for k, v in compressed["digests"].items()},
+        "ingest": compressed["ingest"],
+    }
 
 
 def summarize(parts: dict[str, Any]) -> dict[str, Any]:
     """The report: the required keys first, then the details."""
     lat = parts["latencies_ms"]
     tiered = parts["tiering"]
+    compressed = compressed_summary(
+        parts.get("compressed") or {"reason": "not measured"}, parts.get("scanner_digests", {})
+    )
+    available = compressed["available"]
+    compressed_lat = compressed["scanner_latency_ms"] if available else {}
+    ingest = compressed["ingest"] if available else {}
+
+    def compressed_ms(name: str, which: str) -> float | None:
+        return compressed_lat[name][which] if name in compressed_lat else None
+
     report = {
         "latest_bar_p50_ms": round(lat["latest_bar"][0], 2),
         "latest_bar_p95_ms": round(lat["latest_bar"][1], 2),
@@ -218,14 +309,22 @@ def summarize(parts: dict[str, Any]) -> dict[str, Any]:
             round(tiered["bytes"] / 1e6 / tiered["seconds"], 2) if tiered and tiered["seconds"] > 0 else None
         ),
         "lake_to_hot_bytes_ratio": round(tiered["bytes"] / parts["hot_bytes"], 4) if tiered else None,
+        "compression_ratio": compressed["compression_ratio"] if available else None,
+        "compressed_latest_bar_p50_ms": compressed_ms("latest_bar", "p50"),
+        "compressed_latest_bar_p95_ms": compressed_ms("latest_bar", "p95"),
+        "compressed_top_movers_p50_ms": compressed_ms("top_movers", "p50"),
+        "compressed_top_movers_p95_ms": compressed_ms("top_movers", "p95"),
+        "ingest_without_policy_rows_per_s": ingest.get("without_policy_rows_per_s"),
+        "ingest_with_policy_rows_per_s": ingest.get("with_policy_rows_per_s"),
+        "ingest_policy_ratio": ingest.get("with_to_without_ratio"),
+        "timescaledb": parts.get("timescaledb"),
         "symbols": parts["symbols"],
         "sessions": parts["sessions"],
         "rows": parts["rows"],
-        "scanner_latency_ms": {k: {"p50": round(v[0], 2), "p95": round(v[1], 2)} for k, v in lat.items()},
-        "scanner_server_latency_ms": {
-            k: {"p50": round(v[0], 2), "p95": round(v[1], 2)} for k, v in parts["server_latencies_ms"].items()
-        },
+        "scanner_latency_ms": {k: _p(v) for k, v in lat.items()},
+        "scanner_server_latency_ms": {k: _p(v) for k, v in parts["server_latencies_ms"].items()},
         "scanner_rows": parts["scanner_rows"],
+        "compressed": compressed,
         "load": parts["load"],
         "tiering": {
             "via": tiered["via"],
@@ -235,6 +334,7 @@ def summarize(parts: dict[str, Any]) -> dict[str, Any]:
             "seconds": round(tiered["seconds"], 3),
             "rows_per_s": round(tiered["rows"] / tiered["seconds"]) if tiered["seconds"] > 0 else None,
             "compression": tiered["compression"],
+            "read_compressed_chunks": tiered.get("read_compressed_chunks", False),
         }
         if tiered
         else None,
@@ -242,16 +342,24 @@ def summarize(parts: dict[str, Any]) -> dict[str, Any]:
         "symbol_month_read": parts["symbol_month_read"],
         "cpus": parts["cpus"],
         "load_average_1min": parts["load_average_1min"],
+        "load_averages": parts.get("load_averages", {}),
     }
-    met = {
-        "latest_bar_p95_ms": report["latest_bar_p95_ms"] < TARGET_LATEST_BAR_MS,
-        "top_movers_p95_ms": report["top_movers_p95_ms"] < TARGET_TOP_MOVERS_MS,
+    targets = {  # key: (bound, whether it is an upper bound); met is None where this run did not measure it
+        "latest_bar_p95_ms": (TARGET_LATEST_BAR_MS, True),
+        "top_movers_p95_ms": (TARGET_TOP_MOVERS_MS, True),
+        "compression_ratio": (TARGET_COMPRESSION_RATIO, False),
+        "compressed_latest_bar_p95_ms": (TARGET_LATEST_BAR_MS, True),
+        "compressed_top_movers_p95_ms": (TARGET_TOP_MOVERS_MS, True),
+        "ingest_policy_ratio": (TARGET_INGEST_RATIO, False),
     }
     report["targets"] = {
-        "latest_bar_p95_ms": {"target": f"< {TARGET_LATEST_BAR_MS:g}", "met": met["latest_bar_p95_ms"]},
-        "top_movers_p95_ms": {"target": f"< {TARGET_TOP_MOVERS_MS:g}", "met": met["top_movers_p95_ms"]},
+        key: {
+            "target": f"< {bound:g}" if upper else f">= {bound:g}",
+            "met": None if report[key] is None else (report[key] < bound if upper else report[key] >= bound),
+        }
+        for key, (bound, upper) in targets.items()
     }
-    report["targets_met"] = all(met.values())
+    report["targets_met"] = all(t["met"] for t in report["targets"].values() if t["met"] is not None)
     return report
 
 
@@ -261,12 +369,19 @@ def _num(value: float | None, spec: str = ",") -> str:
 
 def render_table(report: dict[str, Any]) -> str:
     """The human-readable form: one line per measure."""
-    rows = [("measure", "p50", "p95", "server p50", "server p95", "rows", "target")]
+    rows = [("measure", "p50", "p95", "server p50", "server p95", "rows", "compressed p50/p95", "same", "target")]
     targets = {"latest_bar": "latest_bar_p95_ms", "top_movers": "top_movers_p95_ms"}
+    compressed = report["compressed"]
+    on_compressed = compressed["scanner_latency_ms"] if compressed["available"] else {}
     for name, lat in report["scanner_latency_ms"].items():
         srv = report["scanner_server_latency_ms"][name]
-        target = report["targets"].get(targets.get(name, ""), None)
-        mark = f"p95 {target['target']} ms: {'met' if target['met'] else 'NOT met'}" if target else ""
+        marks = []
+        for key in (targets.get(name, ""), f"compressed_{targets.get(name, '')}"):
+            target = report["targets"].get(key)
+            if target and target["met"] is not None:
+                marks.append(f"{'met' if target['met'] else 'NOT met'}")
+        mark = f"p95 {report['targets'][targets[name]]['target']} ms: {' / '.join(marks)}" if marks else ""
+        comp = on_compressed.get(name)
         rows.append(
             (
                 name,
@@ -275,14 +390,32 @@ def render_table(report: dict[str, Any]) -> str:
                 f"{srv['p50']:.1f} ms",
                 f"{srv['p95']:.1f} ms",
                 f"{report['scanner_rows'][name]:,}",
+                f"{comp['p50']:.1f} / {comp['p95']:.1f} ms" if comp else "",
+                ("yes" if compressed["results_identical"][name] else "NO") if comp else "",
                 mark,
             )
         )
     read = report["symbol_month_read"]
-    rows.append(("symbol-month read, hot", f"{read['hot_ms']:.1f} ms", "", "", "", f"{read['rows']:,}", ""))
+    rows.append(("symbol-month read, hot", f"{read['hot_ms']:.1f} ms", "", "", "", f"{read['rows']:,}", "", "", ""))
+    if read.get("compressed_ms") is not None:
+        rows.append(
+            (
+                "symbol-month read, compressed",
+                f"{read['compressed_ms']:.1f} ms",
+                "",
+                "",
+                "",
+                f"{read['rows']:,}",
+                "",
+                "",
+                "",
+            )
+        )
     if read["cold_ms"] is not None:
         ratio = f"{read['cold_ms'] / read['hot_ms']:.1f}x hot" if read["hot_ms"] else ""
-        rows.append(("symbol-month read, cold", f"{read['cold_ms']:.1f} ms", "", "", "", f"{read['rows']:,}", ratio))
+        rows.append(
+            ("symbol-month read, cold", f"{read['cold_ms']:.1f} ms", "", "", "", f"{read['rows']:,}", "", "", ratio)
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -304,11 +437,45 @@ def render_table(report: dict[str, Any]) -> str:
         )
     else:
         lines.append("load: none (--reuse: the bars of a --keep run)")
+    lines += _compression_lines(report)
+    timescale = report["timescaledb"] or {}
     lines += [
         f"{report['rows']:,} rows ({report['symbols']} symbols x {report['sessions']} sessions of 1-minute bars), "
-        f"{report['cpus']} CPUs, 1-min load average {report['load_average_1min']} when the scanners ran",
+        f"TimescaleDB {timescale.get('version')} ({timescale.get('edition')} edition), {report['cpus']} CPUs, "
+        f"1-min load average {report['load_average_1min']} when the scanners ran; 1/5/15-min load averages by part: "
+        + ", ".join(f"{part} {'/'.join(map(str, values))}" for part, values in report["load_averages"].items()),
     ]
     return "\n".join(lines)
+
+
+def _compression_lines(report: dict[str, Any]) -> list[str]:
+    compressed = report["compressed"]
+    if not compressed["available"]:
+        return [f"native compression: {compressed['reason']}"]
+    target = report["targets"]["compression_ratio"]
+    lines = []
+    for table, t in compressed["tables"].items():
+        lines.append(
+            f"compressed {table}: {t['hypertable_bytes_before']:,} B -> {t['hypertable_bytes_after']:,} B "
+            f"(hypertable_size) = {_num(t['ratio'])}x; chunks' own bytes {_num(t['chunk_ratio'])}x; "
+            f"{t['compressed_chunks']}/{t['chunks']} chunks in {t['seconds']} s ({_num(t['rows_per_s'])} rows/s)"
+            + (
+                f"; target {target['target']}: {'met' if target['met'] else 'NOT met'}"
+                if table.endswith("intraday")
+                else ""
+            )
+        )
+    ingest, ratio_target = compressed["ingest"], report["targets"]["ingest_policy_ratio"]
+    jobs = [r["policy_job"] for r in ingest["runs"] if "policy_job" in r]
+    overlap = ", ".join(f"{j['done_after_s']} s" if j["finished"] else "not finished" for j in jobs)
+    lines.append(
+        f"ingest of a day through {ingest['via']}: without a compression policy "
+        f"{_num(ingest['without_policy_rows_per_s'])} rows/s, with one {_num(ingest['with_policy_rows_per_s'])} "
+        f"rows/s: {_num(ingest['with_to_without_ratio'])} "
+        f"(target {ratio_target['target']}: {'met' if ratio_target['met'] else 'NOT met'}); the policy's job "
+        f"compressing a day's chunk meanwhile was done after: {overlap or 'n/a'}"
+    )
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -424,26 +591,41 @@ def _fetch(conn: psycopg.Connection, query: str) -> list:
         return cur.fetchall()
 
 
+@dataclass(frozen=True)
+class ScannerRun:
+    """One pass over the scanners: p50/p95 end to end and server-side, rows, and a digest of the rows."""
+
+    latencies_ms: dict[str, tuple[float, float]]
+    server_latencies_ms: dict[str, tuple[float, float]]
+    rows: dict[str, int]
+    digests: dict[str, str]
+
+
 def measure_scanners(
-    conn: psycopg.Connection, sessions: int, repeats: int | None = None
-) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]], dict[str, int]]:
+    conn: psycopg.Connection, sessions: int, repeats: int | None = None, *, references: bool = True
+) -> ScannerRun:
     """Per scanner, after two warm-up calls: p50/p95 end to end (the call and every row fetched into
     Python in the binary protocol, what a scanner process sees) and server-side (``SELECT count(*)``
-    over the same call, no rows sent), and its row count."""
+    over the same call, no rows sent), its row count and :func:`rows_digest`. ``references=False``
+    measures the product's scanners only."""
     latencies: dict[str, tuple[float, float]] = {}
     server: dict[str, tuple[float, float]] = {}
     counts: dict[str, int] = {}
+    digests: dict[str, str] = {}
     for scanner in scanners(sessions):
+        if scanner.reference and not references:
+            continue
         query = scanner.sql
         counted = f"SELECT count(*) FROM ({query}) AS q"
         times = repeats or scanner.repeats
         for _ in range(2):
-            counts[scanner.name] = len(_fetch(conn, query))
+            fetched = _fetch(conn, query)
+        counts[scanner.name], digests[scanner.name] = len(fetched), rows_digest(fetched)
         latencies[scanner.name] = percentiles([_timed(lambda q=query: _fetch(conn, q))[0] for _ in range(times)])
         server[scanner.name] = percentiles(
             [_timed(lambda q=counted: conn.execute(q).fetchone())[0] for _ in range(times)]  # type: ignore[misc]
         )
-    return latencies, server, counts
+    return ScannerRun(latencies, server, counts, digests)
 
 
 def hot_read(
@@ -461,6 +643,204 @@ def hot_read(
         samples.append(seconds)
         rows = len(fetched)
     return statistics.median(samples) * 1000, rows
+
+
+def timescale_info(conn: psycopg.Connection) -> dict[str, str | None]:
+    """The TimescaleDB version of the bench database and its edition (``SHOW timescaledb.license``)."""
+    from db.migrate import running_edition
+
+    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+    return {"version": row[0] if row else None, "edition": running_edition(conn)}
+
+
+def _one(conn: psycopg.Connection, query: str, params: Sequence[Any] = ()) -> Any:
+    row = conn.execute(query, params).fetchone()  # type: ignore[arg-type]  # built from constants
+    assert row is not None
+    return row[0]
+
+
+def _chunks(conn: psycopg.Connection, table: str) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT c::text FROM show_chunks(%s::regclass) c ORDER BY 1", (table,))]
+
+
+def compress_tables(conn: psycopg.Connection, tables: Sequence[str] = COMPRESSED_TABLES) -> dict[str, dict[str, Any]]:
+    """Every chunk of each hypertable through ``compress_chunk`` (what the policy's job calls), one
+    chunk at a time as the job does, then ANALYZE (as autovacuum would). Per table: bytes before and
+    after by ``hypertable_size`` (rows, indexes, TOAST: what the table occupies) and by
+    ``hypertable_compression_stats`` (the chunks' own bytes as TimescaleDB counts them), seconds, and
+    the row count before and after, which must agree."""
+    figures: dict[str, dict[str, Any]] = {}
+    for table in tables:
+        rows_before = _one(conn, f"SELECT count(*) FROM {table}")
+        bytes_before = _one(conn, "SELECT hypertable_size(%s::regclass)", (table,))
+        chunk_seconds = [
+            _timed(
+                lambda c=chunk: conn.execute("SELECT compress_chunk(%s::regclass, if_not_compressed => true)", (c,))
+            )[0]
+            for chunk in _chunks(conn, table)
+        ]
+        conn.execute(f"ANALYZE {table}")  # type: ignore[arg-type]  # a constant
+        rows_after = _one(conn, f"SELECT count(*) FROM {table}")
+        if rows_after != rows_before:
+            raise RuntimeError(f"{table} has {rows_after} rows after compression, {rows_before} before")
+        bytes_after = _one(conn, "SELECT hypertable_size(%s::regclass)", (table,))
+        stats = conn.execute(
+            "SELECT total_chunks, number_compressed_chunks, before_compression_total_bytes,"
+            " after_compression_total_bytes FROM hypertable_compression_stats(%s::regclass)",
+            (table,),
+        ).fetchone()
+        assert stats is not None
+        seconds = sum(chunk_seconds)
+        figures[table] = {
+            "rows": rows_after,
+            "chunks": stats[0],
+            "compressed_chunks": stats[1],
+            "hypertable_bytes_before": bytes_before,
+            "hypertable_bytes_after": bytes_after,
+            "ratio": round(bytes_before / bytes_after, 2) if bytes_after else None,
+            "chunk_bytes_before": stats[2],
+            "chunk_bytes_after": stats[3],
+            "chunk_ratio": round(stats[2] / stats[3], 2) if stats[2] and stats[3] else None,
+            "seconds": round(seconds, 3),
+            "rows_per_s": round(rows_after / seconds) if seconds > 0 else None,
+            "seconds_per_chunk_p50": round(statistics.median(chunk_seconds), 3) if chunk_seconds else None,
+        }
+    return figures
+
+
+def decompress_tables(conn: psycopg.Connection, tables: Sequence[str] = COMPRESSED_TABLES) -> int:
+    """Decompress what a ``--keep`` run left compressed, so ``--reuse`` measures uncompressed chunks
+    first again; returns the number of chunks decompressed."""
+    done = 0
+    for table in tables:
+        schema, name = table.split(".")
+        done += _one(
+            conn,
+            "SELECT count(decompress_chunk(format('%%I.%%I', chunk_schema, chunk_name)::regclass))"
+            " FROM timescaledb_information.chunks"
+            " WHERE hypertable_schema = %s AND hypertable_name = %s AND is_compressed",
+            (schema, name),
+        )
+        conn.execute(f"VACUUM ANALYZE {table}")  # type: ignore[arg-type]  # a constant
+    return done
+
+
+def ingest_with_and_without_policy(
+    conn: psycopg.Connection, settings: Settings, symbols: int, first_session: int, job_timeout_s: float = 300.0
+) -> dict[str, Any]:
+    """A day of 1-minute bars of every symbol through the hot writer (:func:`storage.hot.upsert_frame`,
+    what the ingest flow calls) into ``market.bars_intraday``, four times: without a compression
+    policy, with one (``add_compression_policy`` after ``storage.data_lake.compression_after_days``,
+    as the product sets it), with, without (:data:`INGEST_ORDER`). Only the upsert is timed.
+
+    Each day is a future session (:func:`future_sessions`), so the policy never compresses the chunk
+    being written, as in production. What the policy does in production is compress one day's chunk
+    a day, at a time of its own: the worst case for ingest is that run landing during the day's
+    ingest. So before each run with the policy the oldest chunk is decompressed (untimed) and the
+    job is started (``alter_job(next_start => now())``): its compression of that chunk overlaps the
+    timed ingest; the bench waits for the job to finish before going on and reports when it did.
+    Afterwards the days' chunks are dropped and ``market.latest_bars`` restored, so the bench's table
+    holds the same bars as before (every old chunk compressed again)."""
+    from storage.hot import BARS_INTRADAY, upsert_frame
+
+    table = BARS_INTRADAY.name
+    after_days = settings.storage.data_lake.compression_after_days
+    days = future_sessions(len(INGEST_ORDER), datetime.now(UTC).date())
+    oldest = _one(
+        conn,
+        "SELECT format('%%I.%%I', chunk_schema, chunk_name) FROM timescaledb_information.chunks"
+        " WHERE format('%%I.%%I', hypertable_schema, hypertable_name) = %s ORDER BY range_start LIMIT 1",
+        (table,),
+    )
+    conn.execute("CREATE TEMP TABLE bench_latest_bars AS SELECT * FROM market.latest_bars")
+    runs: list[dict[str, Any]] = []
+    job: int | None = None
+    try:
+        for i, (policy, (open_utc, close_utc)) in enumerate(zip(INGEST_ORDER, days, strict=True)):
+            bars = synthetic_session(symbols, first_session + i, open_utc, close_utc)
+            runs_before = 0
+            if policy:
+                conn.execute("SELECT decompress_chunk(%s::regclass, if_compressed => true)", (oldest,))
+                if job is None:
+                    job = _one(
+                        conn,
+                        "SELECT add_compression_policy(%s::regclass, compress_after => make_interval(days => %s))",
+                        (table, after_days),
+                    )
+                runs_before = (_policy_job_stats(conn, job) or {}).get("runs") or 0
+                conn.execute("SELECT alter_job(%s, next_start => now())", (job,))
+            elif job is not None:
+                conn.execute("SELECT remove_compression_policy(%s::regclass)", (table,))
+                job = None
+            began = time.perf_counter()
+            result = upsert_frame(conn, bars, BARS_INTRADAY)
+            run: dict[str, Any] = {
+                "policy": policy,
+                "rows": result.inserted,
+                "seconds": time.perf_counter() - began,
+                "day": open_utc.date(),
+            }
+            if job is not None:
+                run["policy_job"] = _wait_for_job(conn, job, runs_before, began, job_timeout_s)
+                run["policy_job"]["compressed_oldest_chunk"] = _is_compressed(conn, oldest)
+            runs.append(run)
+    finally:
+        if job is not None:
+            conn.execute("SELECT remove_compression_policy(%s::regclass, if_exists => true)", (table,))
+        if not _is_compressed(conn, oldest):  # the job did not get to it (or failed before)
+            conn.execute("SELECT compress_chunk(%s::regclass, if_not_compressed => true)", (oldest,))
+        conn.execute("SELECT drop_chunks(%s::regclass, newer_than => %s::timestamptz)", (table, days[0][0].date()))
+        with conn.transaction():
+            conn.execute("DELETE FROM market.latest_bars")
+            conn.execute("INSERT INTO market.latest_bars SELECT * FROM bench_latest_bars")
+        conn.execute("DROP TABLE bench_latest_bars")
+    return {**ingest_comparison(runs), "via": "storage.hot.upsert_frame", "compress_after_days": after_days}
+
+
+def _is_compressed(conn: psycopg.Connection, chunk: str) -> bool:
+    return bool(
+        _one(
+            conn,
+            "SELECT is_compressed FROM timescaledb_information.chunks"
+            " WHERE format('%%I.%%I', chunk_schema, chunk_name) = %s",
+            (chunk,),
+        )
+    )
+
+
+def _wait_for_job(
+    conn: psycopg.Connection, job: int, runs_before: int, began: float, timeout_s: float
+) -> dict[str, Any]:
+    """Wait until the job has run once more than ``runs_before``; its stats and when it was done,
+    in seconds after ``began`` (``time.perf_counter()``), or ``finished: False`` after ``timeout_s``."""
+    deadline = time.perf_counter() + timeout_s
+    stats = _policy_job_stats(conn, job) or {}
+    while (stats.get("runs") or 0) <= runs_before and time.perf_counter() < deadline:
+        time.sleep(0.25)
+        stats = _policy_job_stats(conn, job) or {}
+    finished = (stats.get("runs") or 0) > runs_before
+    return {**stats, "finished": finished, "done_after_s": round(time.perf_counter() - began, 1) if finished else None}
+
+
+def _policy_job_stats(conn: psycopg.Connection, job: int) -> dict[str, Any] | None:
+    """What the policy's job did so far (``timescaledb_information.job_stats``) and its last error."""
+    row = conn.execute(
+        "SELECT total_runs, total_successes, total_failures, extract(epoch FROM last_run_duration),"
+        " (SELECT err_message FROM timescaledb_information.job_errors e WHERE e.job_id = s.job_id"
+        "   ORDER BY finish_time DESC LIMIT 1)"
+        " FROM timescaledb_information.job_stats s WHERE job_id = %s",
+        (job,),
+    ).fetchone()
+    if row is None:
+        return None
+    return {
+        "job_id": job,
+        "runs": row[0],
+        "successes": row[1],
+        "failures": row[2],
+        "last_run_seconds": None if row[3] is None else round(float(row[3]), 3),
+        "last_error": row[4],
+    }
 
 
 def cold_read(
@@ -535,15 +915,20 @@ def run(
     repeats: int | None = None,
     keep: bool = False,
     skip_tiering: bool = False,
+    skip_compression: bool = False,
     reuse: bool = False,
 ) -> dict[str, Any]:
     """The whole benchmark on the running stack; drops its database and lake objects unless ``keep``.
     ``repeats`` overrides every scanner's number of timed calls (tiny test runs).
     ``skip_tiering``: no tiering and no cold read (the scanners' figures in minutes instead of
-    ~15 at full size; the bars stay hot, so ``keep`` leaves them for another run). ``reuse``:
-    measure the scanners on the bars a ``keep`` run left (no load; ``symbols``/``sessions`` must
-    match that run) and tier nothing; with ``keep`` again they stay for the next ``reuse``."""
+    ~15 at full size; the bars stay in the database, so ``keep`` leaves them for another run).
+    ``skip_compression``: no native compression, no scanners on compressed chunks, no ingest with a
+    policy (on the Apache edition these parts report :data:`NOT_ON_APACHE` instead). ``reuse``:
+    measure on the bars a ``keep`` run left (no load; ``symbols``/``sessions`` must match that run;
+    chunks it left compressed are decompressed first) and tier nothing; with ``keep`` again they
+    stay for the next ``reuse``."""
     from db.connect import database_connection
+    from db.migrate import FULL_EDITION
 
     if symbols < 1 or sessions < 2:
         raise ValueError(f"need at least 1 symbol and 2 sessions, got {symbols} and {sessions}")
@@ -553,6 +938,8 @@ def run(
     tiered: dict[str, Any] | None = None
     cold_ms: float | None = None
     load_figures: dict[str, Any] = {}
+    compressed: dict[str, Any] | None = None
+    load_averages: dict[str, list[float]] = {}
     if reuse:
         check_reusable(settings, symbols)
     try:
@@ -560,30 +947,49 @@ def run(
             create_database(settings)
         with database_connection(settings, dbname=DATABASE, autocommit=True) as conn:
             conn.execute("SET TIME ZONE 'UTC'")
+            timescale = timescale_info(conn)
+            full_edition = timescale["edition"] == FULL_EDITION
+            load_averages["start"] = _load_average()
             if not reuse:
                 load_figures = load(conn, symbols, days)
-            rows = conn.execute("SELECT count(*) FROM market.bars_intraday").fetchone()[0]  # type: ignore[index]
-            hot_bytes = conn.execute("SELECT hypertable_size('market.bars_intraday')").fetchone()[0]  # type: ignore[index]
-            load_avg = os.getloadavg()[0]
-            latencies, server, counts = measure_scanners(conn, sessions, repeats)
+            elif full_edition:
+                decompress_tables(conn)
+            rows = _one(conn, "SELECT count(*) FROM market.bars_intraday")
+            hot_bytes = _one(conn, "SELECT hypertable_size('market.bars_intraday')")
+            load_averages["scanners"] = _load_average()
+            uncompressed = measure_scanners(conn, sessions, repeats)
             symbol = symbol_names(symbols)[symbols // 2]
             start, end = days[0][0] - timedelta(hours=1), days[-1][1] + timedelta(hours=1)
             hot_ms, hot_rows = hot_read(conn, symbol, start, end)
+            if full_edition and not skip_compression:
+                compressed = compressed_parts(conn, settings, symbols, sessions, repeats, symbol, start, end)
+                load_averages.update(compressed.pop("load_averages"))
+                if compressed["symbol_month_rows"] != hot_rows:
+                    raise RuntimeError(
+                        f"compressed read returned {compressed['symbol_month_rows']} rows, hot {hot_rows}"
+                    )
             if not (skip_tiering or reuse):
+                load_averages["tiering"] = _load_average()
                 tiered, prefix = tier(conn, settings, tag)
+                tiered["read_compressed_chunks"] = compressed is not None
                 cold_ms, cold_rows = cold_read(settings, prefix, symbol, start, end)
                 if cold_rows != hot_rows:
                     raise RuntimeError(f"cold read returned {cold_rows} rows of {symbol}, hot {hot_rows}")
+            load_averages["end"] = _load_average()
     finally:
         if not keep:
             drop_database(settings)
             if prefix:
                 forget_lake_objects(settings, prefix)
+    if compressed is None:
+        why = "skipped (--skip-compression)" if full_edition else f"not available on the {timescale['edition']} edition"
+        compressed = {"available": False, "reason": why}
     return summarize(
         {
-            "latencies_ms": latencies,
-            "server_latencies_ms": server,
-            "scanner_rows": counts,
+            "latencies_ms": uncompressed.latencies_ms,
+            "server_latencies_ms": uncompressed.server_latencies_ms,
+            "scanner_rows": uncompressed.rows,
+            "scanner_digests": uncompressed.digests,
             "load": load_figures,
             "symbols": symbols,
             "sessions": sessions,
@@ -594,12 +1000,55 @@ def run(
                 "symbol": symbol,
                 "rows": hot_rows,
                 "hot_ms": round(hot_ms, 2),
+                "compressed_ms": compressed.get("symbol_month_ms"),
                 "cold_ms": None if cold_ms is None else round(cold_ms, 2),
             },
+            "compressed": compressed,
+            "timescaledb": timescale,
             "cpus": os.cpu_count(),
-            "load_average_1min": round(load_avg, 2),
+            "load_average_1min": load_averages["scanners"][0],
+            "load_averages": load_averages,
         }
     )
+
+
+def _load_average() -> list[float]:
+    """The 1-, 5- and 15-minute load averages now (other work on the machine shows here)."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def compressed_parts(
+    conn: psycopg.Connection,
+    settings: Settings,
+    symbols: int,
+    sessions: int,
+    repeats: int | None,
+    symbol: str,
+    start: datetime,
+    end: datetime,
+) -> dict[str, Any]:
+    """The full edition's parts, after the uncompressed ones: compress every chunk the scanners read,
+    the scanners again on compressed chunks (the product's, not the references), the symbol-month
+    read from compressed chunks, then ingest with and without a compression policy."""
+    load_averages = {"compression": _load_average()}
+    tables = compress_tables(conn)
+    load_averages["compressed_scanners"] = _load_average()
+    scans = measure_scanners(conn, sessions, repeats, references=False)
+    compressed_ms, compressed_rows = hot_read(conn, symbol, start, end)
+    load_averages["ingest"] = _load_average()
+    ingest = ingest_with_and_without_policy(conn, settings, symbols, sessions)
+    return {
+        "available": True,
+        "tables": tables,
+        "latencies_ms": scans.latencies_ms,
+        "server_latencies_ms": scans.server_latencies_ms,
+        "rows": scans.rows,
+        "digests": scans.digests,
+        "symbol_month_ms": round(compressed_ms, 2),
+        "symbol_month_rows": compressed_rows,
+        "ingest": ingest,
+        "load_averages": load_averages,
+    }
 
 
 def check_reusable(settings: Settings, symbols: int) -> None:

@@ -40,16 +40,30 @@ def bench_storage(
     sessions: Annotated[int, typer.Option(min=2, help="sessions per symbol")] = 20,
     as_json: JsonReport = False,
     skip_tiering: Annotated[bool, typer.Option("--skip-tiering", help="no tiering and no cold read")] = False,
+    skip_compression: Annotated[
+        bool,
+        typer.Option(
+            "--skip-compression", help="no native compression, scanners on compressed chunks or ingest with a policy"
+        ),
+    ] = False,
     keep: Annotated[bool, typer.Option("--keep", help="leave the bench database (and lake objects) behind")] = False,
     reuse: Annotated[
         bool, typer.Option("--reuse", help="scanners only, on the bars a --keep run left (same --symbols/--sessions)")
     ] = False,
 ) -> None:
-    """Scanner latencies, tiering throughput, lake/hot bytes and cold vs hot reads on synthetic bars."""
+    """Scanner latencies on uncompressed and compressed chunks, compression ratio, ingest with a
+    compression policy vs without, tiering throughput, lake/hot bytes and cold vs hot reads on
+    synthetic bars (the compression parts need TimescaleDB's full edition)."""
     from bench import storage as bench
 
     report = bench.run(
-        settings_of(ctx), symbols=symbols, sessions=sessions, keep=keep, skip_tiering=skip_tiering, reuse=reuse
+        settings_of(ctx),
+        symbols=symbols,
+        sessions=sessions,
+        keep=keep,
+        skip_tiering=skip_tiering,
+        skip_compression=skip_compression,
+        reuse=reuse,
     )
     typer.echo(json.dumps(report, indent=2, default=str) if as_json else bench.render_table(report))
 

@@ -36,6 +36,15 @@ def test_small_benchmark_reports_sane_figures_and_cleans_up(stack: Settings) -> 
     assert report["load"]["bulk_method"] in ("generate_series", "copy")
     assert 0 <= report["load"]["trigger_overhead_fraction"] < 1
     assert "top_movers" in render_table(report)
+    if report["timescaledb"]["edition"] == "timescale":  # the full edition's parts
+        assert report["compression_ratio"] > 1 and report["compressed"]["results_identical"]
+        assert all(report["compressed"]["results_identical"].values())
+        assert 0 < report["compressed_latest_bar_p50_ms"] <= report["compressed_latest_bar_p95_ms"]
+        assert 0 < report["compressed_top_movers_p50_ms"] <= report["compressed_top_movers_p95_ms"]
+        assert report["ingest_with_policy_rows_per_s"] > 0 and report["ingest_without_policy_rows_per_s"] > 0
+        assert report["tiering"]["read_compressed_chunks"] is True
+    else:
+        assert report["compressed"]["reason"] == "not available on the apache edition"
     with database_connection(stack, autocommit=True) as conn:
         left = conn.execute(
             "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'bench_storage_%')"

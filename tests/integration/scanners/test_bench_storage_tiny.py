@@ -19,6 +19,8 @@ def test_tiny_benchmark_runs_every_part_and_leaves_nothing_behind(stack: Setting
     assert report["scanner_rows"]["latest_bar"] == 3
     assert report["lake_to_hot_bytes_ratio"] > 0 and report["tiering_mb_per_s"] > 0
     assert report["symbol_month_read"]["rows"] == 3 * 390 + 210
+    assert report["timescaledb"]["edition"] in ("timescale", "apache")
+    assert report["load_average_1min"] >= 0 and set(report["load_averages"]) >= {"start", "scanners", "end"}
     with database_connection(stack, autocommit=True) as conn:
         schemas = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'bench_storage_%'").fetchone()[0]
         manifest = conn.execute("SELECT count(*) FROM ops.lake_files WHERE dataset = 'bench_storage_bars'").fetchone()[
@@ -45,3 +47,33 @@ def test_kept_bars_are_measured_again_by_reuse_which_then_cleans_up(stack: Setti
     assert not database_exists(stack, "bench_storage")
     with pytest.raises(RequestError, match="run once with --keep first"):
         run(stack, symbols=3, sessions=4, repeats=1, reuse=True)
+
+
+def test_tiny_benchmark_compresses_and_scans_compressed_chunks_with_the_same_results(stack: Settings) -> None:
+    report = run(stack, symbols=3, sessions=4, repeats=1, skip_tiering=True)
+
+    compressed = report["compressed"]
+    if report["timescaledb"]["edition"] != "timescale":
+        assert compressed == {"available": False, "reason": "not available on the apache edition"}
+        assert report["compression_ratio"] is None and report["targets"]["compression_ratio"]["met"] is None
+        return
+    bars = compressed["tables"]["market.bars_intraday"]
+    assert bars["hypertable_bytes_after"] < bars["hypertable_bytes_before"] and report["compression_ratio"] > 1
+    assert bars["compressed_chunks"] == bars["chunks"] == 4 and bars["rows"] == report["rows"]
+    assert set(compressed["scanner_latency_ms"]) == {n for n in report["scanner_latency_ms"] if not n.endswith("_ref")}
+    assert compressed["results_identical"] and all(compressed["results_identical"].values())
+    assert compressed["scanner_rows"]["latest_bar"] == 3
+    assert report["compressed_top_movers_p95_ms"] > 0 and report["symbol_month_read"]["compressed_ms"] > 0
+    ingest = compressed["ingest"]
+    assert [r["policy"] for r in ingest["runs"]] == [False, True, True, False]
+    assert all(r["rows"] == 3 * 390 for r in ingest["runs"])
+    assert report["ingest_policy_ratio"] > 0
+    jobs = [r["policy_job"] for r in ingest["runs"] if r["policy"]]  # the policy's job ran during each
+    assert [(j["finished"], j["compressed_oldest_chunk"]) for j in jobs] == [(True, True)] * 2
+
+
+def test_skip_compression_leaves_the_compression_parts_out(stack: Settings) -> None:
+    report = run(stack, symbols=3, sessions=4, repeats=1, skip_tiering=True, skip_compression=True)
+
+    assert report["compressed"]["available"] is False and report["compression_ratio"] is None
+    assert report["ingest_policy_ratio"] is None and report["targets"]["ingest_policy_ratio"]["met"] is None
