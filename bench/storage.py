@@ -20,6 +20,15 @@ Parts, in order, each measured in this run:
   probe per symbol and ``DISTINCT ON`` over the last session.
 - ``hot read`` then ``cold read``: one symbol over every session (a symbol-month) from the
   hypertable, then from the lake with pyarrow.dataset (filter pushed down to row-group statistics).
+- ``compressed`` (TimescaleDB's full edition only; on the Apache edition this part says
+  "not available on the apache edition"): every chunk of the hypertables the scanners read through
+  ``compress_chunk`` (layout: ``db/routines/60_columnstore.sql``), ``compression_ratio`` =
+  ``hypertable_size`` of the 1-minute bars before / after (``hypertable_compression_stats`` beside
+  it); the product's scanners again on the compressed chunks, each result compared with the
+  uncompressed one by digest; the symbol-month read from compressed chunks; then a day of 1-minute
+  bars of every symbol through the hot writer with a compression policy vs without
+  (:func:`ingest_with_and_without_policy`: four days, off/on/on/off, the policy's job compressing a
+  day's chunk during each run with it).
 - ``tiering``: every intraday chunk through :func:`storage.tiering.tier_chunk`, the function
   ``marketpipe lake tier`` runs (export to Parquet sorted by symbol and ts in the Hive layout, read
   back and verify, manifest row, drop the chunk); MB/s of Parquet written and verified, and lake
@@ -29,12 +38,18 @@ The scanners that migration 0012 rewrote (top movers over minutes, volume spikes
 also measured in their 0011 definitions (``*_0011_ref``, frozen in ``bench/scanners_0011.sql`` and
 created in schema ``scan_0011`` by :func:`create_reference_scanners`), same calls, same data, same run.
 
-Targets: latest bar per symbol p95 < 50 ms, top movers over 15 minutes p95 < 200 ms. Usage:
-``marketpipe bench storage [--symbols N] [--sessions N] [--json] [--skip-tiering] [--keep] [--reuse]``:
-``--skip-tiering`` leaves out tiering and the cold read (the ~5 minutes of tiering at full size),
+Targets: latest bar per symbol p95 < 50 ms, top movers over 15 minutes p95 < 200 ms, both on
+uncompressed and on compressed chunks; compression ratio >= 10; ingest with a compression policy at
+least 0.9x the rate without. The report carries the TimescaleDB version and edition and the 1/5/15-
+minute load averages at the start of each part (other work on the machine shows there). Usage:
+``marketpipe bench storage [--symbols N] [--sessions N] [--json] [--skip-tiering] [--skip-compression]
+[--keep] [--reuse]``: ``--skip-tiering`` leaves out tiering and the cold read (the ~5 minutes of
+tiering at full size; with compression, tiering reads compressed chunks), ``--skip-compression``
+the compressed part,
 ``--keep`` leaves the database for a later ``--reuse``, which measures the scanners again on them
-without loading anything. Not part of the test suite
-(``tests/performance/test_bench_storage.py`` runs it small, marked slow).
+without loading anything (chunks it left compressed are decompressed first). Not part of the test
+suite (``tests/integration/bench/test_bench_storage.py`` runs it small, marked slow;
+``tests/integration/scanners/test_bench_storage_tiny.py`` tiny, in the normal suite).
 """
 
 from __future__ import annotations
@@ -77,7 +92,7 @@ TARGET_INGEST_RATIO = 0.9  # ingest with a compression policy at least 90 % of t
 # Native compression (the columnstore) needs TimescaleDB's full edition; these hypertables are the
 # ones the scanners read, laid out for compression by db/routines/60_columnstore.sql.
 COMPRESSED_TABLES = ("market.bars_intraday", "market.bars_daily", "features.bar_features")
-NOT_ON_APACHE = "not available on the apache edition"
+NOT_AVAILABLE = "not available on the {edition} edition"  # the compression parts without the full edition
 FULL_SESSION = timedelta(minutes=390)
 INGEST_ORDER = (False, True, True, False)  # policy off/on/on/off: a drift of the machine's load cancels out
 LAKE_PREFIX = "bench-storage"
@@ -923,7 +938,7 @@ def run(
     ``skip_tiering``: no tiering and no cold read (the scanners' figures in minutes instead of
     ~15 at full size; the bars stay in the database, so ``keep`` leaves them for another run).
     ``skip_compression``: no native compression, no scanners on compressed chunks, no ingest with a
-    policy (on the Apache edition these parts report :data:`NOT_ON_APACHE` instead). ``reuse``:
+    policy (on the Apache edition these parts report :data:`NOT_AVAILABLE` instead). ``reuse``:
     measure on the bars a ``keep`` run left (no load; ``symbols``/``sessions`` must match that run;
     chunks it left compressed are decompressed first) and tier nothing; with ``keep`` again they
     stay for the next ``reuse``."""
@@ -982,7 +997,7 @@ def run(
             if prefix:
                 forget_lake_objects(settings, prefix)
     if compressed is None:
-        why = "skipped (--skip-compression)" if full_edition else f"not available on the {timescale['edition']} edition"
+        why = "skipped (--skip-compression)" if full_edition else NOT_AVAILABLE.format(edition=timescale["edition"])
         compressed = {"available": False, "reason": why}
     return summarize(
         {

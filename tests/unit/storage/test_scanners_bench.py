@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date, timedelta
 
 from bench import storage
 
@@ -109,3 +110,62 @@ def test_a_run_without_tiering_or_load_reports_none_for_them_and_renders() -> No
     assert (report["tiering"], report["tiering_mb_per_s"], report["lake_to_hot_bytes_ratio"]) == (None, None, None)
     table = storage.render_table(report)
     assert "tiering: skipped" in table and "load: none" in table and "symbol-month read, cold" not in table
+
+
+def test_rows_digest_ignores_row_order_but_not_values() -> None:
+    rows = [("S00001", 1.5, 10), ("S00002", 2.25, 20)]
+
+    assert storage.rows_digest(rows) == storage.rows_digest(list(reversed(rows)))
+    assert storage.rows_digest(rows) != storage.rows_digest([("S00001", 1.5000000001, 10), rows[1]])
+
+
+def test_future_sessions_are_full_sessions_a_week_ahead() -> None:
+    days = storage.future_sessions(4, date(2026, 11, 20))  # Thanksgiving week: the half day is left out
+
+    assert len(days) == 4 and days[0][0].date() >= date(2026, 11, 27)
+    assert all(close - open_ == timedelta(minutes=390) for open_, close in days)
+    assert date(2026, 11, 27) not in [open_.date() for open_, _ in days]
+
+
+def test_ingest_comparison_pools_the_runs_of_each_side() -> None:
+    runs = [
+        {"policy": False, "rows": 1000, "seconds": 1.0},
+        {"policy": True, "rows": 1000, "seconds": 1.2},
+        {"policy": True, "rows": 1000, "seconds": 0.8},
+        {"policy": False, "rows": 1000, "seconds": 1.5},
+    ]
+
+    figures = storage.ingest_comparison(runs)
+
+    assert figures["without_policy_rows_per_s"] == 800 and figures["with_policy_rows_per_s"] == 1000
+    assert figures["with_to_without_ratio"] == 1.25
+
+
+def test_on_the_apache_edition_the_compression_parts_say_so_and_count_for_no_target() -> None:
+    parts = {
+        "latencies_ms": {"latest_bar": (1.0, 2.0), "top_movers": (3.0, 4.0)},
+        "server_latencies_ms": {"latest_bar": (0.5, 1.0), "top_movers": (1.0, 2.0)},
+        "scanner_rows": {"latest_bar": 5, "top_movers": 5},
+        "load": {},
+        "symbols": 5,
+        "sessions": 2,
+        "rows": 3900,
+        "hot_bytes": 1000,
+        "tiering": None,
+        "symbol_month_read": {"symbol": "S00002", "rows": 780, "hot_ms": 2.0, "cold_ms": None},
+        "compressed": {"available": False, "reason": storage.NOT_AVAILABLE.format(edition="apache")},
+        "timescaledb": {"version": "2.19.3", "edition": "apache"},
+        "cpus": 2,
+        "load_average_1min": 1.5,
+    }
+
+    report = storage.summarize(parts)
+
+    assert report["compressed"] == {"available": False, "reason": "not available on the apache edition"}
+    assert (report["compression_ratio"], report["ingest_policy_ratio"], report["compressed_top_movers_p95_ms"]) == (
+        None,
+        None,
+        None,
+    )
+    assert report["targets"]["compression_ratio"]["met"] is None and report["targets_met"] is True
+    assert "native compression: not available on the apache edition" in storage.render_table(report)
