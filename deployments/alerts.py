@@ -1,7 +1,8 @@
 """The automations that turn the health flow's events into alerts, created idempotently.
 
 One automation per alert event (``pipeline.alerts``): low quality, stale data, growing dead
-letters. Each fires on the first event about a resource (a dataset, a source, a run) and then keeps
+letters, a failed TimescaleDB background job. Each fires on the first event about a resource (a
+dataset, a source, a run, a job) and then keeps
 quiet about that resource for :data:`QUIET_PERIOD`: the health check runs every 5 minutes and
 reports a condition for as long as it lasts, which would otherwise notify twelve times an hour. Its action sends
 a notification through the notification block ``custom-webhook/marketpipe-alerts`` (any HTTP
@@ -20,7 +21,7 @@ from uuid import UUID
 from loguru import logger
 
 from core.errors import ServiceError
-from pipeline.alerts import DATA_STALE, DEAD_LETTERS_GROWING, QUALITY_LOW, RESOURCE_PREFIX
+from pipeline.alerts import DATA_STALE, DEAD_LETTERS_GROWING, JOB_FAILED, QUALITY_LOW, RESOURCE_PREFIX
 
 QUIET_PERIOD = timedelta(hours=1)
 BLOCK_TYPE = "custom-webhook"
@@ -51,6 +52,11 @@ RULES = (
     ),
     AlertRule(
         "marketpipe: dead letters growing", DEAD_LETTERS_GROWING, "A source dead-lettered requests in the last hour."
+    ),
+    AlertRule(
+        "marketpipe: TimescaleDB job failed",
+        JOB_FAILED,
+        "A TimescaleDB background job (compression or continuous-aggregate policy) failed its last run.",
     ),
 )
 

@@ -2,7 +2,8 @@
 
 It runs :func:`pipeline.health.check_health` on what the worker's probes find (it manages no
 process: :func:`pipeline.components.probe_components`), turns what it finds into alerts
-(:mod:`pipeline.alerts`: low quality, stale data, growing dead letters) and emits each as a
+(:mod:`pipeline.alerts`: low quality, stale data, growing dead letters, a failed TimescaleDB
+background job) and emits each as a
 Prefect event; the automations ``marketpipe deploy`` creates react to those events. The run itself
 completes whether or not the pipeline is healthy: an unhealthy pipeline is news, not a failure of
 the check. Its markdown artifact ``health-report`` lists the issues.
@@ -18,8 +19,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
 from core.settings import load_settings
-from pipeline.alerts import dead_letter_alerts, freshness_from_dict, stale_alerts
+from pipeline.alerts import dead_letter_alerts, freshness_from_dict, job_alerts, stale_alerts
 from pipeline.health import DeadLetterCounts
+from pipeline.jobs import JobsReport
 from tasks.health import check_health_task, quality_alerts_task, report_markdown
 from tasks.resources import RunResources
 
@@ -39,7 +41,13 @@ def health_flow(
     report = check_health_task(resources, allowed_missed_sessions)
     counts = [DeadLetterCounts(**c) for c in report["dead_letters"]["by_source"].values()]
     freshness = [freshness_from_dict(f) for f in report["freshness"] or []]
-    alerts = [*quality_alerts_task(resources, since), *stale_alerts(freshness), *dead_letter_alerts(counts)]
+    jobs = JobsReport.from_dict(report["jobs"]) if report["jobs"] else None
+    alerts = [
+        *quality_alerts_task(resources, since),
+        *stale_alerts(freshness),
+        *dead_letter_alerts(counts),
+        *job_alerts(jobs),
+    ]
     logger = get_run_logger()
     for alert in alerts:
         emit_event(event=alert.event, resource=alert.resource(), payload=alert.payload())
@@ -50,4 +58,9 @@ def health_flow(
         report_markdown(report, alerts), key="health-report", description="marketpipe health check"
     )
     emitted = [{"event": a.event, "resource_id": a.resource_id, "message": a.message} for a in alerts]
-    return {"healthy": report["healthy"] and not alerts, "issues": report["issues"], "alerts": emitted}
+    return {
+        "healthy": report["healthy"] and not alerts,
+        "issues": report["issues"],
+        "warnings": report["warnings"],
+        "alerts": emitted,
+    }

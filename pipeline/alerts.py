@@ -1,10 +1,11 @@
 """Health findings as alerts: the Prefect events the health flow emits and automations react to.
 
-Three conditions raise an alert, each its own event name so an automation can pick one:
+Four conditions raise an alert, each its own event name so an automation can pick one:
 
 * ``marketpipe.health.quality-low``: a top-level pipeline run scored below ``quality.min_quality_score``;
 * ``marketpipe.health.data-stale``: a dataset's symbols miss more closed NYSE sessions than allowed;
-* ``marketpipe.health.dead-letters-growing``: a source dead-lettered requests in the last hour.
+* ``marketpipe.health.dead-letters-growing``: a source dead-lettered requests in the last hour;
+* ``marketpipe.health.job-failed``: a TimescaleDB background job's last run failed (``pipeline.jobs``).
 
 The resource of an alert is what it is about (a dataset, a source, a run), so an automation can
 react once per resource (``for_each``) and the Prefect UI's event feed groups them. Everything here
@@ -20,12 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the event names are imported by `marketpipe deploy`, which needs no pandas
     from pipeline.health import DatasetFreshness, DeadLetterCounts
+    from pipeline.jobs import JobsReport
     from pipeline.metrics import RunMetrics
 
 QUALITY_LOW = "marketpipe.health.quality-low"
 DATA_STALE = "marketpipe.health.data-stale"
 DEAD_LETTERS_GROWING = "marketpipe.health.dead-letters-growing"
-ALERT_EVENTS = (QUALITY_LOW, DATA_STALE, DEAD_LETTERS_GROWING)
+JOB_FAILED = "marketpipe.health.job-failed"
+ALERT_EVENTS = (QUALITY_LOW, DATA_STALE, DEAD_LETTERS_GROWING, JOB_FAILED)
 RESOURCE_PREFIX = "marketpipe."
 
 
@@ -125,6 +128,35 @@ def quality_alerts(runs: Sequence[RunMetrics], minimum: float) -> list[Alert]:
             )
         )
     return alerts
+
+
+def job_alerts(report: JobsReport | None) -> list[Alert]:
+    """One alert per TimescaleDB background job whose last run failed; the resource is the job
+    (its id is unique in the database), so a job failing run after run alerts once per quiet period."""
+    from pipeline.jobs import failed_job_issue
+
+    if report is None:
+        return []
+    return [
+        Alert(
+            event=JOB_FAILED,
+            resource_id=f"marketpipe.timescaledb-job.{job.job_id}",
+            resource_name=f"TimescaleDB {job.application_name}" + (f" on {job.hypertable}" if job.hypertable else ""),
+            message=failed_job_issue(job),
+            details={
+                "job_id": job.job_id,
+                "application_name": job.application_name,
+                "proc": job.proc,
+                "hypertable": job.hypertable,
+                "last_run_started_at": job.last_run_started_at.isoformat() if job.last_run_started_at else None,
+                "total_runs": job.total_runs,
+                "total_failures": job.total_failures,
+                "last_error": job.last_error,
+            },
+        )
+        for job in report.jobs
+        if job.failed
+    ]
 
 
 def freshness_from_dict(data: dict[str, Any]) -> DatasetFreshness:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -20,6 +20,7 @@ import psycopg
 
 from core.errors import MarketpipeError
 from db.connect import database_connection
+from pipeline.jobs import JobsReport, read_jobs
 from storage.lake import Lake
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 class TimescaleInfo:
     version: str
     edition: str  # 'apache' (Debian's build, no compression) or 'timescale' (full edition)
+    jobs: JobsReport | None = field(default=None, compare=False)  # its background jobs (pipeline.jobs)
 
 
 @dataclass(frozen=True)
@@ -48,24 +50,34 @@ class StackStatus:
 
     @property
     def healthy(self) -> bool:
+        """Whether every component answers. A failed background job is reported in ``jobs`` and
+        is a health issue (``marketpipe health``), but the database serving it is still up."""
         return all(c.healthy for c in self.components.values())
 
+    @property
+    def jobs(self) -> JobsReport | None:
+        return self.timescaledb.jobs if self.timescaledb else None
+
     def to_dict(self) -> dict[str, Any]:
+        ts = self.timescaledb
         return {
             "healthy": self.healthy,
             "components": {
                 name: {k: v for k, v in asdict(c).items() if k != "name"} for name, c in self.components.items()
             },
-            "timescaledb": asdict(self.timescaledb) if self.timescaledb else {"version": None, "edition": None},
+            "timescaledb": {"version": ts.version, "edition": ts.edition} if ts else {"version": None, "edition": None},
+            "jobs": self.jobs.to_dict() if self.jobs else None,
         }
 
 
 def query_timescale(conn: psycopg.Connection) -> TimescaleInfo | None:
+    """The extension's version and edition, and the background jobs of that edition."""
     row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
     if row is None:
         return None
-    edition = conn.execute("SHOW timescaledb.license").fetchone()
-    return TimescaleInfo(version=row[0], edition=edition[0] if edition else "unknown")
+    license_row = conn.execute("SHOW timescaledb.license").fetchone()
+    edition = license_row[0] if license_row else "unknown"
+    return TimescaleInfo(version=row[0], edition=edition, jobs=read_jobs(conn, edition))
 
 
 # ---------------------------------------------------------------------------------------------

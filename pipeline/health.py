@@ -1,6 +1,8 @@
 """The pipeline's health: the stack's components, the sources' circuit breakers, data freshness
-per dataset and timeframe, and dead-letter growth, as one dict with ``healthy`` and ``issues``
-(the seed's ``trigger_health_check()``; ``marketpipe health``).
+per dataset and timeframe, dead-letter growth and TimescaleDB's background jobs, as one dict with
+``healthy``, ``issues`` and ``warnings`` (the seed's ``trigger_health_check()``; ``marketpipe health``).
+A warning is reported and leaves the pipeline healthy (a background job overdue: see
+:mod:`pipeline.jobs`).
 
 Each issue is a sentence saying what is wrong and what to do. The decisions are pure functions
 (:func:`dataset_freshness`, :func:`stale_datasets`, :func:`dead_letter_issues`); :func:`check_health`
@@ -26,6 +28,7 @@ import psycopg
 
 from core.calendar import local_dates, nyse_sessions
 from core.errors import MarketpipeError
+from pipeline.jobs import job_issues, job_warnings
 from storage.watermarks import Watermark, read_watermarks
 
 if TYPE_CHECKING:
@@ -230,7 +233,7 @@ def check_health(
 
     ``status`` is the stack's components as the caller found them: the supervisor's
     ``Stack.status()`` where it runs the stack, :func:`pipeline.components.probe_components` in a
-    worker."""
+    worker; its TimescaleDB background jobs, read by the same probe, are judged here."""
     from db.connect import database_connection
 
     now = now or datetime.now(UTC)
@@ -253,15 +256,23 @@ def check_health(
             issues += dead_letter_issues(dead)
     states, source_issues = source_states(settings, sources, dead)
     issues += source_issues
+    jobs = status.jobs
+    warnings: list[str] = []
+    if jobs is not None:
+        issues += job_issues(jobs)
+        warnings += job_warnings(jobs)
     components = {
         name: {"healthy": c.healthy, "address": c.address, "detail": c.detail} for name, c in status.components.items()
     }
+    ts = status.timescaledb
     return {
         "healthy": not issues,
         "issues": issues,
+        "warnings": warnings,
         "checked_at": now.isoformat(),
         "components": components,
-        "timescaledb": asdict(status.timescaledb) if status.timescaledb else None,
+        "timescaledb": {"version": ts.version, "edition": ts.edition} if ts else None,
+        "jobs": jobs.to_dict() if jobs else None,
         "sources": states,
         "freshness": None if freshness is None else [f.to_dict() for f in freshness],
         "dead_letters": {

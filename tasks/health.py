@@ -36,6 +36,7 @@ def report_markdown(report: dict[str, Any], alerts: list[Alert]) -> str:
     lines = [f"# marketpipe health at {report['checked_at']}", "", head, ""]
     lines += [f"- {issue}" for issue in report["issues"]]
     lines += [f"- {a.message}" for a in alerts if a.message not in report["issues"]]
+    lines += [f"- warning: {w}" for w in report["warnings"]]
     if alerts:
         lines += ["", "Events emitted:", ""] + [f"- `{a.event}` about `{a.resource_id}`" for a in alerts]
     return "\n".join(lines)

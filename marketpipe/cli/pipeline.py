@@ -229,7 +229,8 @@ def metrics(ctx: typer.Context, limit: Annotated[int, typer.Option(min=1, help="
 
 @app.command()
 def health(ctx: typer.Context, as_json: JsonOutput = False) -> None:
-    """Components, circuit breakers, data freshness, dead-letter growth; exits 1 when unhealthy."""
+    """Components, circuit breakers, data freshness, dead-letter growth, TimescaleDB's background
+    jobs; exits 1 when unhealthy (warnings alone do not)."""
     from pipeline.health import check_health
     from stack.supervisor import Stack
 
@@ -241,5 +242,7 @@ def health(ctx: typer.Context, as_json: JsonOutput = False) -> None:
         typer.echo("healthy" if report["healthy"] else "UNHEALTHY")
         for issue in report["issues"]:
             typer.echo(f"- {issue}")
+        for warning in report["warnings"]:
+            typer.echo(f"- warning: {warning}")
     if not report["healthy"]:
         raise typer.Exit(1)
