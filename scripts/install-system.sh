@@ -14,7 +14,8 @@
 #      $MARKETPIPE_TIMESCALEDB_ARCHIVE (default: ../shared/vendor/timescaledb-<version>.tar.gz beside
 #      the project; checked against its .sha256 file when one lies beside it). Without that archive
 #      the same tag is downloaded from the upstream repository. The version the archive unpacks is
-#      verified before building. When neither can be had, one line says which features are off.
+#      verified before building; the patches in scripts/patches/ are applied (each says why). When
+#      neither archive nor download can be had, one line says which features are off.
 # The mirror for Debian's source package is derived from the machine's own apt sources: no host is
 # written here. Builds are cached under $MARKETPIPE_BUILD_CACHE; a second run finds everything in
 # place and exits in well under a second.
@@ -67,8 +68,14 @@ apt_install chromium
 EXT_DIR=$("$PG_CONFIG" --sharedir)/extension
 LIB_DIR=$("$PG_CONFIG" --pkglibdir)
 default_version() { sed -n -E "s/^default_version = '(.*)'/\1/p" "$EXT_DIR/timescaledb.control" 2>/dev/null; }
+# Patches applied to the upstream source before building (scripts/patches/timescaledb-<version>-*.patch,
+# each says why); their digest stamps the build, so a changed patch rebuilds and reinstalls.
+TS_PATCHES=$(ls "$PROJECT_DIR"/scripts/patches/timescaledb-"${TS_VERSION}"-*.patch 2>/dev/null || true)
+TS_STAMP="$CACHE_DIR/timescaledb-${TS_VERSION}.installed"
+patches_digest() { { echo "$TS_VERSION"; for f in $TS_PATCHES; do cat "$f"; done; } | sha256sum | cut -d' ' -f1; }
 full_edition_installed() {
-  [ -f "$LIB_DIR/timescaledb-tsl-${TS_VERSION}.so" ] && [ "$(default_version)" = "$TS_VERSION" ]
+  [ -f "$LIB_DIR/timescaledb-tsl-${TS_VERSION}.so" ] && [ "$(default_version)" = "$TS_VERSION" ] \
+    && [ "$(cat "$TS_STAMP" 2>/dev/null)" = "$(patches_digest)" ]
 }
 apache_edition_installed() { ls "$LIB_DIR"/timescaledb-[0-9]*.so 2>/dev/null | grep -v -q "timescaledb-${TS_VERSION}.so" ; }
 
@@ -147,10 +154,10 @@ fetch_full_archive() {
 install_full_edition() {
   local archive src
   archive=$(fetch_full_archive) || return 1
-  apt_install "postgresql-server-dev-${PG_MAJOR}" cmake gcc make libssl-dev
+  apt_install "postgresql-server-dev-${PG_MAJOR}" cmake gcc make libssl-dev patch
   mkdir -p "$CACHE_DIR/src"
   src="$CACHE_DIR/src/timescaledb-${TS_VERSION}"
-  if [ ! -f "$src/build/.built" ]; then
+  if [ "$(cat "$src/build/.built" 2>/dev/null)" != "$(patches_digest)" ]; then
     rm -rf "$src"
     # The archive's top directory is timescaledb-<version> (git archive and the upstream tag both).
     tar xzf "$archive" -C "$CACHE_DIR/src"
@@ -161,6 +168,11 @@ install_full_edition() {
       log "$archive holds TimescaleDB $found, not ${TS_VERSION}; point MARKETPIPE_TIMESCALEDB_ARCHIVE at the ${TS_VERSION} archive"
       return 1
     fi
+    local patch
+    for patch in $TS_PATCHES; do
+      patch -d "$src" -p1 --quiet --forward < "$patch" || { log "patch $patch does not apply to ${TS_VERSION}"; return 1; }
+      log "applied $(basename "$patch")"
+    done
     log "building TimescaleDB ${TS_VERSION} (full edition, with tsl/) for PostgreSQL ${PG_MAJOR} (about 2.5 min on 2 cores)"
     (cd "$src" && ./bootstrap -DCMAKE_BUILD_TYPE=Release -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF \
         -DWARNINGS_AS_ERRORS=OFF -DSEND_TELEMETRY_DEFAULT=NO -DPG_CONFIG="$PG_CONFIG" \
@@ -168,9 +180,10 @@ install_full_edition() {
       || { log "TimescaleDB ${TS_VERSION} configure failed (see $CACHE_DIR/timescaledb-full-bootstrap.log)"; return 1; }
     make -C "$src/build" -j"$(nproc)" >"$CACHE_DIR/timescaledb-full-build.log" 2>&1 \
       || { log "TimescaleDB ${TS_VERSION} build failed (see $CACHE_DIR/timescaledb-full-build.log)"; return 1; }
-    touch "$src/build/.built"
+    patches_digest > "$src/build/.built"
   fi
   $SUDO make -C "$src/build" install >>"$CACHE_DIR/timescaledb-full-build.log" 2>&1
+  patches_digest | $SUDO tee "$TS_STAMP" >/dev/null
   log "TimescaleDB ${TS_VERSION} (full edition) installed into $LIB_DIR"
 }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import getpass
 import os
 import pwd
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -49,6 +50,15 @@ def find_bindir() -> Path:
         "no PostgreSQL server is installed (looked in /usr/lib/postgresql/*/bin); "
         "run `make install` (or scripts/install-system.sh) to install PostgreSQL and TimescaleDB"
     )
+
+
+def version_newer(candidate: str, current: str) -> bool:
+    """Whether version ``candidate`` (e.g. '2.28.3') is newer than ``current`` ('2.19.3')."""
+
+    def parts(version: str) -> tuple[int, ...]:
+        return tuple(int(p) for p in re.findall(r"\d+", version.split("-")[0]))
+
+    return parts(candidate) > parts(current)
 
 
 def timescaledb_installed(bindir: Path) -> bool:
@@ -127,6 +137,11 @@ class EmbeddedPostgres:
             "unix_socket_directories": f"'{self.socket_dir}'",
             "shared_preload_libraries": "'timescaledb'",
             "timescaledb.telemetry_level": "off",
+            # The job scheduler (full edition): one scheduler per database plus a worker per running
+            # job (compression policies, continuous-aggregate refreshes); PostgreSQL's default of 8
+            # worker processes leaves jobs "failed to start a background worker".
+            "timescaledb.max_background_workers": "16",
+            "max_worker_processes": "32",
             "max_connections": "200",
             "shared_buffers": "256MB",
             "max_wal_size": "2GB",
@@ -187,6 +202,41 @@ class EmbeddedPostgres:
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         with self.superuser_connection(self.settings.prefect_database) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+
+    def update_extensions(self) -> list[str]:
+        """Update TimescaleDB in place in every database whose extension is older than the version
+        installed on disk (a state dir created on 2.19.3, say, after `make install` brought 2.28.3):
+        ``ALTER EXTENSION timescaledb UPDATE``, as the first command of a fresh session, which is
+        what TimescaleDB requires (a session that ran anything else has the old library loaded).
+        Data and catalog stay; returns ``"<db>: <old> -> <new>"`` per database updated."""
+        with self.superuser_connection("postgres") as conn:
+            names = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1"
+                ).fetchall()
+            ]
+        updated = []
+        for name in names:
+            with self.superuser_connection(name) as conn:
+                row = conn.execute(
+                    "SELECT e.extversion, a.default_version FROM pg_extension e"
+                    " JOIN pg_available_extensions a ON a.name = e.extname WHERE e.extname = 'timescaledb'"
+                ).fetchone()
+            if row is None or not version_newer(row[1], row[0]):
+                continue
+            logger.info("updating TimescaleDB in database {} from {} to {} in place", name, row[0], row[1])
+            with self.superuser_connection(name) as conn:
+                try:
+                    conn.execute("ALTER EXTENSION timescaledb UPDATE")
+                except psycopg.Error as exc:
+                    raise ServiceError(
+                        f"updating TimescaleDB in database {name!r} from {row[0]} to {row[1]} failed: {exc}; "
+                        "the database is unchanged (the update is one transaction); see the PostgreSQL log "
+                        f"{self.log_file}"
+                    ) from exc
+            updated.append(f"{name}: {row[0]} -> {row[1]}")
+        return updated
 
     def superuser_connection(self, dbname: str) -> psycopg.Connection:
         try:

@@ -28,15 +28,20 @@ def database_exists(settings: Settings, name: str) -> bool:
         return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
 
 
-def create_database(settings: Settings, name: str) -> None:
-    """An empty database ``name`` with TimescaleDB, owned by the application role (dropped first if it exists)."""
+def create_database(settings: Settings, name: str, timescaledb_version: str | None = None) -> None:
+    """An empty database ``name`` with TimescaleDB (the installed default version, or
+    ``timescaledb_version`` when one is named: an older one installed beside it, for the in-place
+    update's test), owned by the application role (dropped first if it exists)."""
     drop_database(settings, name)
     with _admin_connection(settings, "postgres") as conn:
         conn.execute(
             sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(settings.database.user))
         )
     with _admin_connection(settings, name) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        if timescaledb_version is None:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        else:
+            conn.execute(sql.SQL("CREATE EXTENSION timescaledb VERSION {}").format(sql.Literal(timescaledb_version)))
 
 
 def drop_database(settings: Settings, name: str) -> None:

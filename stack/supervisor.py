@@ -24,6 +24,7 @@ from pipeline.components import StackStatus, probe_components
 from stack.daemon import ManagedProcess, port_free, tail
 from stack.postgres import EmbeddedPostgres
 from storage.lake import Lake
+from storage.tiering import ensure_native_compression
 
 GRPC_OFFSET = 10000  # SeaweedFS derives gRPC ports as HTTP port + 10000; we pass them explicitly
 SANDBOX_MODULES = ("sandbox", "starlette", "uvicorn")  # the package and pyproject's `sandbox` extra
@@ -35,6 +36,8 @@ class UpReport:
     already_running: list[str] = field(default_factory=list)
     migrations_applied: list[str] = field(default_factory=list)
     routines_applied: list[str] = field(default_factory=list)
+    extensions_updated: list[str] = field(default_factory=list)  # "db: 2.19.3 -> 2.28.3"
+    compression_policies_set: list[str] = field(default_factory=list)
     bucket_created: bool = False
     seconds: float = 0.0
 
@@ -167,8 +170,10 @@ class Stack:
             self.postgres.init()
             (report.started if self.postgres.start() else report.already_running).append("postgres")
             self.postgres.bootstrap()
+            report.extensions_updated = self.postgres.update_extensions()
         with database_connection(self.settings, autocommit=True) as conn:
             applied = migrate(conn)
+            report.compression_policies_set = list(ensure_native_compression(conn, self.settings).policies_set)
         report.migrations_applied = [m.filename for m in applied.migrations]
         report.routines_applied = [r.filename for r in applied.routines]
 

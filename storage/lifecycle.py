@@ -46,6 +46,7 @@ from storage.tiering import (
     object_key,
     sort_rows,
     table_checksum,
+    timescale_edition,
     write_verified,
 )
 
@@ -267,21 +268,45 @@ def prune_raw(conn: psycopg.Connection, lake: Lake, retention_days: int, *, now:
 class Usage:
     dataset: str
     timeframe: str | None
-    tier: str  # hot or cold
-    files: int
+    tier: str  # hot (uncompressed chunks), warm (natively compressed chunks) or cold (the lake)
+    files: int  # chunks (hot, warm) or Parquet objects (cold)
     rows: int | None
     bytes: int
+    uncompressed_bytes: int | None = None  # warm: what its chunks took before compression
+
+
+_CHUNK_SIZES = """
+SELECT c.is_compressed, count(*), coalesce(sum(s.total_bytes), 0)
+  FROM timescaledb_information.chunks c
+  JOIN chunks_detailed_size(%(table)s::regclass) s ON s.chunk_schema = c.chunk_schema AND s.chunk_name = c.chunk_name
+ WHERE c.hypertable_schema = %(schema)s AND c.hypertable_name = %(name)s
+ GROUP BY c.is_compressed
+"""
 
 
 def usage(conn: psycopg.Connection) -> list[Usage]:
-    """Bytes per dataset: hot (hypertable size, indexes included) and cold (manifest)."""
+    """Bytes per dataset at each temperature: hot and warm (chunks, indexes included; warm is
+    compressed, with its size before compression) and cold (the manifest's Parquet objects)."""
+    full = timescale_edition(conn) == "timescale"
     out = []
     for ds in DATASETS.values():
-        size_row = conn.execute("SELECT coalesce(hypertable_size(%s::regclass), 0)", (ds.table.name,)).fetchone()
-        chunks_row = conn.execute("SELECT count(*) FROM show_chunks(%s::regclass)", (ds.table.name,)).fetchone()
-        assert size_row is not None and chunks_row is not None  # aggregates return one row
-        size, chunks = size_row[0], chunks_row[0]
-        out.append(Usage(ds.name, None, "hot", int(chunks), None, int(size)))
+        schema, name = ds.table.name.split(".")
+        by_state = {
+            bool(compressed): (int(n), int(size))
+            for compressed, n, size in conn.execute(
+                _CHUNK_SIZES, {"table": ds.table.name, "schema": schema, "name": name}
+            ).fetchall()
+        }
+        chunks, size = by_state.get(False, (0, 0))
+        out.append(Usage(ds.name, None, "hot", chunks, None, size))
+        if full:
+            chunks, size = by_state.get(True, (0, 0))
+            before = conn.execute(
+                "SELECT coalesce(sum(before_compression_total_bytes), 0) FROM chunk_compression_stats(%s::regclass)"
+                " WHERE compression_status = 'Compressed'",
+                (ds.table.name,),
+            ).fetchone()
+            out.append(Usage(ds.name, None, "warm", chunks, None, size, int(before[0]) if before else 0))
     rows = conn.execute(
         "SELECT dataset, timeframe, count(*), sum(row_count), sum(size_bytes) FROM ops.lake_files"
         " GROUP BY dataset, timeframe ORDER BY dataset, timeframe"

@@ -43,10 +43,19 @@ the rows are cold only. Late rows for a time range already tiered land in a new 
 next run tiers into the same partition as another object; readers resolve a key present in two
 objects in favour of the newer object (compaction does the same when it merges them).
 
-On the full (Timescale License) edition, :func:`ensure_native_compression` also sets native
-compression on the hypertables (segment by symbol, order by ts desc) with a policy for chunks older
-than ``storage.data_lake.compression_after_days``; the Apache edition has no compression, which is
-logged once and skipped (:func:`compression_decision`).
+Three temperatures on the full (Timescale License) edition:
+
+- hot: uncompressed chunks, the recent ones: written, corrected and read at full speed;
+- warm: chunks older than ``storage.data_lake.compression_after_days``, compressed in TimescaleDB
+  by the compression policy :func:`ensure_native_compression` sets (the layout per table is in
+  db/routines/60_columnstore.sql). Still in the database: readers and scanners see no difference,
+  and a late correction upserts into them (TimescaleDB decompresses the batches it touches);
+- cold: chunks older than ``storage.routing.hot_data_days`` (per dataset), in the Parquet lake.
+  Moving a chunk reads it through TimescaleDB whether it is compressed or not, and ``DROP TABLE``
+  of a compressed chunk drops its compressed part with it.
+
+The Apache edition has no compression: hot and cold only, which is logged once
+(:func:`compression_decision`). ``marketpipe lake du`` shows the bytes at each temperature.
 """
 
 from __future__ import annotations
@@ -275,6 +284,7 @@ class CompressionDecision:
 
     apply: bool
     reason: str
+    policies_set: tuple[str, ...] = ()  # hypertables whose policy this call added or replaced
 
 
 def compression_decision(edition: str | None, after_days: int) -> CompressionDecision:
@@ -282,7 +292,7 @@ def compression_decision(edition: str | None, after_days: int) -> CompressionDec
     if edition == "timescale":
         return CompressionDecision(
             True,
-            f"TimescaleDB timescale edition: native compression (segment by symbol, order by ts desc) "
+            f"TimescaleDB timescale edition: native compression (db/routines/60_columnstore.sql) "
             f"for chunks older than {after_days} days (storage.data_lake.compression_after_days)",
         )
     return CompressionDecision(
@@ -325,6 +335,7 @@ class ChunkResult:
     bytes_written: int
     files: tuple[str, ...]
     seconds: float
+    compressed: bool = False  # the chunk was warm (natively compressed) when it moved
 
 
 @dataclass
@@ -353,6 +364,7 @@ class TieringReport:
     def as_dict(self) -> dict[str, object]:
         return {
             "chunks": len(self.chunks),
+            "compressed_chunks": sum(c.compressed for c in self.chunks),
             "files": self.files,
             "rows": self.rows,
             "bytes_written": self.bytes_written,
@@ -379,6 +391,7 @@ class Chunk:
     name: str
     range_start: datetime
     range_end: datetime
+    compressed: bool = False
 
     @property
     def identifier(self) -> sql.Identifier:
@@ -392,7 +405,7 @@ def list_chunks(
     after ``newer_than``, when given), oldest first."""
     schema, table = ds.table.name.split(".")
     rows = conn.execute(
-        "SELECT chunk_schema, chunk_name, range_start, range_end FROM timescaledb_information.chunks"
+        "SELECT chunk_schema, chunk_name, range_start, range_end, is_compressed FROM timescaledb_information.chunks"
         " WHERE hypertable_schema = %s AND hypertable_name = %s AND range_end <= %s"
         " AND (%s::timestamptz IS NULL OR range_start >= %s) ORDER BY range_start",
         (schema, table, older_than, newer_than, newer_than),
@@ -563,7 +576,15 @@ def tier_chunk(conn: psycopg.Connection, lake: Lake, settings: Settings, ds: Tie
     size = sum(f.size_bytes for f in files)
     keys = tuple(f.key for f in files)
     return ChunkResult(
-        ds.name, chunk.name, chunk.range_start, chunk.range_end, table.num_rows, size, keys, time.monotonic() - began
+        ds.name,
+        chunk.name,
+        chunk.range_start,
+        chunk.range_end,
+        table.num_rows,
+        size,
+        keys,
+        time.monotonic() - began,
+        chunk.compressed,
     )
 
 
@@ -631,33 +652,58 @@ def timescale_edition(conn: psycopg.Connection) -> str | None:
     return row[0] if row and row[0] else None
 
 
+def compression_enabled(conn: psycopg.Connection, table: TableSpec) -> bool:
+    schema, name = table.name.split(".")
+    row = conn.execute(
+        "SELECT compression_enabled FROM timescaledb_information.hypertables"
+        " WHERE hypertable_schema = %s AND hypertable_name = %s",
+        (schema, name),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def compression_policy_after(conn: psycopg.Connection, table: TableSpec) -> tuple[int, timedelta] | None:
+    """The hypertable's compression policy job and its compress_after, or None."""
+    schema, name = table.name.split(".")
+    row = conn.execute(
+        "SELECT job_id, (config->>'compress_after')::interval FROM timescaledb_information.jobs"
+        " WHERE proc_name = 'policy_compression' AND hypertable_schema = %s AND hypertable_name = %s",
+        (schema, name),
+    ).fetchone()
+    return (int(row[0]), row[1]) if row else None
+
+
 def ensure_native_compression(conn: psycopg.Connection, settings: Settings) -> CompressionDecision:
-    """Apply :func:`compression_decision` to every tiered hypertable (idempotent); logs one line."""
+    """On the full edition, a compression policy on every tiered hypertable that has native
+    compression set (db/routines/60_columnstore.sql says how each is laid out) for chunks older than
+    ``storage.data_lake.compression_after_days``; a policy with another age is replaced. Idempotent;
+    logs one line. On the Apache edition nothing is done (:func:`compression_decision`)."""
     after = settings.storage.data_lake.compression_after_days
     decision = compression_decision(timescale_edition(conn), after)
-    logger.info(decision.reason)
     if not decision.apply:
+        logger.info(decision.reason)
         return decision
+    wanted = timedelta(days=after)
+    changed: list[str] = []
     with conn.transaction():
         for ds in DATASETS.values():
-            schema, table = ds.table.name.split(".")
-            configured = conn.execute(
-                "SELECT 1 FROM timescaledb_information.compression_settings"
-                " WHERE hypertable_schema = %s AND hypertable_name = %s LIMIT 1",
-                (schema, table),
-            ).fetchone()
-            if configured is None:
-                conn.execute(
-                    sql.SQL(
-                        "ALTER TABLE {} SET (timescaledb.compress, timescaledb.compress_segmentby = 'symbol',"
-                        " timescaledb.compress_orderby = 'ts DESC')"
-                    ).format(ds.table.identifier)
+            if not compression_enabled(conn, ds.table):
+                raise StorageError(
+                    f"{ds.table.name} has no native compression set although the full edition runs; "
+                    "run `marketpipe db migrate` (routine 60_columnstore.sql sets it)"
                 )
+            policy = compression_policy_after(conn, ds.table)
+            if policy is not None and policy[1] == wanted:
+                continue
+            if policy is not None:
+                conn.execute("SELECT remove_compression_policy(%s::regclass)", (ds.table.name,))
             conn.execute(
-                "SELECT add_compression_policy(%s::regclass, %s::interval, if_not_exists => true)",
-                (ds.table.name, f"{after} days"),
+                "SELECT add_compression_policy(%s::regclass, compress_after => %s::interval)",
+                (ds.table.name, wanted),
             )
-    return decision
+            changed.append(ds.table.name)
+    logger.info(decision.reason + (f"; policy set on {', '.join(changed)}" if changed else "; policies up to date"))
+    return CompressionDecision(True, decision.reason, tuple(changed))
 
 
 # ---------------------------------------------------------------------------------------------

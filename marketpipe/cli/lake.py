@@ -137,7 +137,8 @@ def _timeframe(value: str, canonical: Any) -> str:
 
 @app.command("du")
 def du(ctx: typer.Context, as_json: JsonReport = False) -> None:
-    """Bytes per dataset: hot (hypertable incl. indexes) and cold (Parquet objects in the manifest)."""
+    """Bytes per dataset at each temperature: hot (uncompressed chunks incl. indexes), warm
+    (natively compressed chunks, full TimescaleDB edition) and cold (Parquet objects in the manifest)."""
     from db.connect import database_connection
     from storage.lifecycle import usage
 
@@ -145,10 +146,12 @@ def du(ctx: typer.Context, as_json: JsonReport = False) -> None:
         rows = usage(conn)
     lines = []
     for u in rows:
-        unit = "chunks" if u.tier == "hot" else "files "
+        unit = "files " if u.tier == "cold" else "chunks"
         counted = "" if u.rows is None else f"{u.rows:,} rows"
+        ratio = f"  ({u.uncompressed_bytes / u.bytes:.1f}x smaller)" if u.uncompressed_bytes and u.bytes else ""
         lines.append(
             f"{u.tier:<5} {u.dataset:<15} {u.timeframe or '':<6} {u.files:>7} {unit} {counted:>16} {u.bytes:>15,} B"
+            + ratio
         )
     _echo([asdict(u) for u in rows], as_json, "\n".join(lines))
 

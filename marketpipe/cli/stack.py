@@ -28,6 +28,10 @@ def up(ctx: typer.Context) -> None:
         typer.echo(f"migrations applied: {', '.join(report.migrations_applied)}")
     if report.routines_applied:
         typer.echo(f"routines applied: {', '.join(report.routines_applied)}")
+    for update in report.extensions_updated:
+        typer.echo(f"TimescaleDB updated in place: {update}")
+    if report.compression_policies_set:
+        typer.echo(f"compression policies set: {', '.join(report.compression_policies_set)}")
     ts = status.timescaledb
     if ts:
         typer.echo(f"TimescaleDB {ts.version} ({ts.edition} edition)")
@@ -46,7 +50,8 @@ def down(ctx: typer.Context) -> None:
 
 @app.command()
 def status(ctx: typer.Context, as_json: JsonOutput = False) -> None:
-    """Health of each component; exits 1 when any component is unhealthy."""
+    """Health of each component and TimescaleDB's background jobs; exits 1 when any component is
+    unhealthy (a failed job is a health issue: `marketpipe health`)."""
     from stack.supervisor import Stack
 
     result = Stack(settings_of(ctx)).status()
@@ -60,5 +65,8 @@ def status(ctx: typer.Context, as_json: JsonOutput = False) -> None:
         ts = result.timescaledb
         if ts:
             typer.echo(f"TimescaleDB {ts.version}, edition: {ts.edition}")
+        if result.jobs:
+            for line in result.jobs.lines():
+                typer.echo(line)
     if not result.healthy:
         raise typer.Exit(1)

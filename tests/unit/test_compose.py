@@ -188,6 +188,14 @@ def test_images_fill_their_roles(services: dict[str, dict[str, Any]]) -> None:
     timescale = services["timescaledb"]["image"]
     assert timescale.startswith(("timescale/timescaledb:", "timescale/timescaledb-ha:"))
     assert "oss" not in timescale, "the -oss images are the Apache edition: no compression policies"
+    embedded = re.search(
+        r'TS_VERSION="\$\{MARKETPIPE_TIMESCALEDB_VERSION:-([0-9.]+)\}"',
+        (REPO / "scripts/install-system.sh").read_text(),
+    )
+    assert embedded is not None
+    assert timescale.split(":")[1].split("-")[0] == embedded[1], (
+        "production runs the TimescaleDB the embedded stack builds"
+    )
     assert services["minio"]["image"].startswith("minio/minio:")
     assert services["minio-init"]["image"].startswith("minio/mc:")
     assert services["prefect-db"]["image"].startswith("postgres:")

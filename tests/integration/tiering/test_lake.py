@@ -15,7 +15,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from fsspec.implementations.arrow import ArrowFSWrapper
-from loguru import logger
 from pandas.testing import assert_frame_equal
 from prefect import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
@@ -28,7 +27,7 @@ from storage.lake import Lake
 from storage.lifecycle import compact, orphans, prune_raw
 from storage.raw import store_raw_page
 from storage.router import StorageRouter
-from storage.tiering import ensure_native_compression, manifest_files, tier_chunks, timescale_edition
+from storage.tiering import manifest_files, tier_chunks
 from tests.support.cli import run_cli
 from tests.support.tiering import make_bars, year_window
 
@@ -168,19 +167,41 @@ def test_raw_pages_past_retention_are_pruned_but_unprocessed_pages_stay(
     conn.execute("DELETE FROM ops.raw_pages WHERE symbol = %s", (symbol,))
 
 
-def test_native_compression_is_skipped_on_the_apache_edition_with_one_log_line(
-    stack: Settings, conn: psycopg.Connection
+def test_three_temperatures_hot_warm_cold_and_a_compressed_chunk_moves_to_the_lake_whole(
+    stack: Settings, conn: psycopg.Connection, lake: Lake, symbols: Callable[[], str]
 ) -> None:
-    lines: list[str] = []
-    sink = logger.add(lines.append, level="INFO", format="{message}")
-    try:
-        decision = ensure_native_compression(conn, stack)
-    finally:
-        logger.remove(sink)
+    names = sorted(symbols() for _ in range(3))
+    upsert_bars(conn, make_bars(names, "1988-03-01", 3, "1min", 120))
+    router = StorageRouter(conn, lake, stack)
+    before = router.read_bars(names, "1988-03-01", "1988-03-05", "1min")
+    assert len(before) == 3 * 3 * 120
+    warm = conn.execute(
+        "SELECT compress_chunk(format('%I.%I', chunk_schema, chunk_name)::regclass, if_not_compressed => true)::text"
+        " FROM timescaledb_information.chunks WHERE hypertable_name = 'bars_intraday'"
+        " AND range_start >= '1988-03-01' AND range_end <= '1988-03-04'"
+    ).fetchall()
+    assert len(warm) == 3
+    parts = conn.execute(
+        "SELECT format('%%I.%%I', p.schema_name, p.table_name) FROM _timescaledb_catalog.chunk c"
+        " JOIN _timescaledb_catalog.chunk p ON p.id = c.compressed_chunk_id"
+        " WHERE format('%%I.%%I', c.schema_name, c.table_name) = ANY(%s)",
+        ([w[0] for w in warm],),
+    ).fetchall()
+    assert len(parts) == 3  # each warm chunk has its compressed part
+    sizes = json.loads(run_cli("lake", "du", "--json").stdout)
+    warm_bars = next(u for u in sizes if u["tier"] == "warm" and u["dataset"] == "bars_intraday")
+    assert warm_bars["files"] >= 3 and warm_bars["uncompressed_bytes"] > warm_bars["bytes"] > 0
+    pd.testing.assert_frame_equal(router.read_bars(names, "1988-03-01", "1988-03-05", "1min"), before)
 
-    assert timescale_edition(conn) == "apache"
-    assert decision.apply is False
-    assert len(lines) == 1 and "apache edition has no native compression: skipped" in lines[0]
+    older, _ = year_window(1988)
+    report = tier_chunks(
+        conn, lake, stack, dataset="bars_intraday", older_than=older.replace(year=1989), newer_than=older
+    )
+
+    assert report.as_dict()["compressed_chunks"] == 3 and report.rows == len(before)
+    assert all(conn.execute("SELECT to_regclass(%s)", (p[0],)).fetchone()[0] is None for p in parts)
+    pd.testing.assert_frame_equal(router.read_bars(names, "1988-03-01", "1988-03-05", "1min"), before)
+    assert conn.execute("SELECT count(*) FROM market.bars_intraday WHERE symbol = ANY(%s)", (names,)).fetchone()[0] == 0
 
 
 def test_cli_lists_sizes_and_refuses_mistakes(stack: Settings, conn, lake, symbols) -> None:
