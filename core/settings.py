@@ -108,7 +108,9 @@ class DataLakeSettings(_Section):
     )
     compression_after_days: PositiveInt = Field(
         default=7,
-        description="full TimescaleDB edition only: native compression policy for chunks older than this",
+        description="full TimescaleDB edition only: chunks older than this are compressed in TimescaleDB "
+        "(warm) by a compression policy, until storage.routing.hot_data_days moves them to the lake (cold); "
+        "set it below hot_data_days, or nothing is ever warm",
     )
 
 

@@ -182,6 +182,23 @@ def running_edition(conn: psycopg.Connection) -> str | None:
     return row[0] if row and row[0] else None
 
 
+def _warn_if_extension_outdated(conn: psycopg.Connection) -> None:
+    """The server has a newer TimescaleDB than this database runs: say how to update (the
+    application role may not; `marketpipe up` does it for the embedded stack)."""
+    row = conn.execute(
+        "SELECT e.extversion, a.default_version FROM pg_extension e"
+        " JOIN pg_available_extensions a ON a.name = e.extname WHERE e.extname = 'timescaledb'"
+    ).fetchone()
+    if row and row[0] != row[1]:
+        logger.warning(
+            "this database runs TimescaleDB {} and the server has {} installed: update it in place with "
+            "`ALTER EXTENSION timescaledb UPDATE` as the first command of a new session of the extension's owner "
+            "(`marketpipe up` does it on the embedded stack)",
+            row[0],
+            row[1],
+        )
+
+
 def applied_migrations(conn: psycopg.Connection) -> list[AppliedMigration]:
     conn.execute(LEDGER_DDL)
     rows = conn.execute("SELECT version, name, checksum FROM ops.schema_migrations ORDER BY version").fetchall()
@@ -224,6 +241,7 @@ def migrate(
         for m in todo:
             _apply(conn, f"migration {m.filename}", m.sql, _RECORD_MIGRATION, (m.version, m.name, m.checksum))
         edition = running_edition(conn)
+        _warn_if_extension_outdated(conn)
         redo = changed(routines, applied_routines(conn))
         skipped = [r for r in redo if not r.runs_on(edition)]
         for r in skipped:
