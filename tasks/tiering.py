@@ -12,14 +12,22 @@ from prefect.cache_policies import NONE
 from storage.tiering import ensure_native_compression, tier_chunks
 from tasks.resources import RunResources
 
-SUMMARY_COLUMNS = ("dataset", "chunks", "files", "rows", "bytes_written", "mb_per_s")  # the artifact's
+SUMMARY_COLUMNS = (
+    "dataset",
+    "chunks",
+    "compressed_chunks",
+    "files",
+    "rows",
+    "bytes_written",
+    "mb_per_s",
+)  # the artifact's
 
 
 @task(name="native-compression", cache_policy=NONE)
 def native_compression_task(resources: RunResources) -> dict[str, Any]:
     with resources.connect(autocommit=True) as conn:
         decision = ensure_native_compression(conn, resources.settings)
-    return {"applied": decision.apply, "reason": decision.reason}
+    return {"applied": decision.apply, "reason": decision.reason, "policies_set": list(decision.policies_set)}
 
 
 @task(name="tier-dataset", cache_policy=NONE, task_run_name="tier-{dataset}")
