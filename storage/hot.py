@@ -359,6 +359,7 @@ def upsert_frame(
                 try:
                     with conn.transaction():
                         inserted = _copy(cur, collapsed, table, table.identifier)
+                        _invalidate_aggregates(cur, collapsed, table)
                     return UpsertResult(inserted, 0, len(collapsed) - inserted, duplicates)
                 except psycopg.errors.UniqueViolation:
                     pass  # a concurrent writer got there first: merge instead
@@ -377,6 +378,52 @@ def _copy(cur: psycopg.Cursor, frame: pd.DataFrame, table: TableSpec, target: sq
         for chunk in iter_copy_binary(frame, table.columns):
             copy.write(chunk)
     return cur.rowcount
+
+
+def _invalidate_aggregates(cur: psycopg.Cursor, frame: pd.DataFrame, table: TableSpec) -> None:
+    """Tell the continuous aggregates on ``table`` (db/routines/70_continuous_aggregates.sql) that
+    the time range of a COPYed batch changed.
+
+    TimescaleDB 2.28.3 copies into a hypertable that has an AFTER INSERT trigger with a transition
+    table (market.latest_bars' trigger, 0011_scanners.sql) row by row (TS_CIM_SINGLE in its
+    copy.c), and that path records no continuous-aggregate invalidation, unlike INSERT and the
+    buffered COPY: a refresh would then never see bars copied below the aggregates' invalidation
+    threshold (every late or backfilled batch). A no-op UPDATE of the first and last row the batch
+    has on each UTC day does record them: TimescaleDB logs the range a transaction modified per
+    chunk, and chunks hold whole UTC days (0002_bars.sql), so the ranges cover the batch; two index
+    probes a day. Nothing is done for a table without aggregates.
+    """
+    time_col = table.time_column
+    if time_col is None or not _has_aggregates(cur, table):
+        return
+    times = pd.Series(utc_index(frame[time_col]).asi8)
+    by_day = times.groupby(times // 86_400_000_000_000)
+    edges = frame.iloc[np.unique(np.concatenate([by_day.idxmin().to_numpy(), by_day.idxmax().to_numpy()]))]
+    key = [c for c in table.key if c != time_col]
+    cur.execute(
+        sql.SQL(
+            "UPDATE {target} t SET {value} = t.{value} FROM unnest({arrays}, %s::timestamptz[]) AS e({series}, ts)"
+            " WHERE {join} AND t.{time} = e.ts"
+        ).format(
+            target=table.identifier,
+            time=sql.Identifier(time_col),
+            value=sql.Identifier(table.value_columns[0]),  # not ts: a compressed chunk refuses to move its orderby
+            arrays=sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in key),
+            series=_names(key),
+            join=sql.SQL(" AND ").join(sql.SQL("t.{c} = e.{c}").format(c=sql.Identifier(c)) for c in key),
+        ),
+        [*(edges[c].astype(str).tolist() for c in key), list(utc_index(edges[time_col]).to_pydatetime())],
+    )
+
+
+def _has_aggregates(cur: psycopg.Cursor, table: TableSpec) -> bool:
+    schema, name = table.name.split(".")
+    row = cur.execute(
+        "SELECT EXISTS (SELECT 1 FROM timescaledb_information.continuous_aggregates"
+        " WHERE hypertable_schema = %s AND hypertable_name = %s)",
+        (schema, name),
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def _merge(cur: psycopg.Cursor, frame: pd.DataFrame, table: TableSpec) -> tuple[int, int]:

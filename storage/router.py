@@ -15,6 +15,12 @@ read through the router too, so a read gives the same frame whether its bars are
 With ``storage.routing.cold_fallback_enabled`` false the router never reads the lake: a range
 whose rows are (partly) in the lake is refused with a :class:`RequestError` that names the range,
 the hot window and the setting.
+
+Bars of 5min, 15min, 1hour and 1day also come from the continuous aggregates of the stored
+1-minute bars (:mod:`storage.aggregates`, full edition only): a stored bar of the timeframe, hot
+or cold, wins over every aggregate bucket its window overlaps, and the aggregate fills the rest.
+So 5-minute bars need no vendor fetch when 1-minute bars are stored. Without the aggregates (the
+Apache edition) reads return the stored bars only, as before.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from core.errors import RequestError, StorageError
 from core.model import BARS, STR, TRADES, TS, canonical_timeframe, frame, to_utc
 from core.settings import Settings
 from db.connect import database_connection
+from storage.aggregates import aggregates_available, fill_from_aggregate, is_aggregated, read_aggregated_bars
 from storage.corporate_actions import adjustment_factors, apply_adjustment, read_corporate_actions
 from storage.feature_tables import FEATURES, latest_feature_set
 from storage.feature_tables import read_features as read_hot_features
@@ -119,6 +126,7 @@ class StorageRouter:
 
     def __init__(self, conn: psycopg.Connection, lake: Lake, settings: Settings, *, now: datetime | None = None):
         self.conn, self.lake, self.settings, self._now = conn, lake, settings, now
+        self._aggregates: bool | None = None  # whether the database has them; asked on first use
 
     def __repr__(self) -> str:
         return f"StorageRouter({self.lake!r})"
@@ -213,7 +221,12 @@ class StorageRouter:
         adjusted: bool | str = False,
     ) -> pd.DataFrame:
         """Bars of ``symbols`` with ``start <= ts < end`` (canonical BARS frame, sorted by symbol
-        and ts) from whichever tiers hold them; ``adjusted``: False/'raw', 'split', True/'all'."""
+        and ts) from whichever tiers hold them; ``adjusted``: False/'raw', 'split', True/'all'.
+
+        For 5min, 15min, 1hour and 1day, buckets that no stored bar of the timeframe overlaps come
+        from the continuous aggregates of the stored 1-minute bars where the database has them
+        (their ``source`` reads ``<vendor>/1min``); stored vendor bars win (:mod:`storage.aggregates`).
+        Adjustment applies to both alike."""
         adjustment = as_adjustment(adjusted)
         bars = self.read_raw_bars(symbols, start, end, timeframe)
         if adjustment == "raw" or bars.empty:
@@ -226,7 +239,10 @@ class StorageRouter:
         tier (columns symbol, session_date, bars): what gap detection compares with the calendar.
 
         The lake counts whatever ``cold_fallback_enabled`` says, because a tiered session is stored,
-        not missing; refetching it would put a second copy in the hot store.
+        not missing; refetching it would put a second copy in the hot store. For an aggregated
+        timeframe, the bars :meth:`read_bars` would return are counted (stored bars and the
+        aggregate buckets they leave), so a session whose 1-minute bars are stored is no gap of
+        its 5-minute bars and no vendor is asked for them.
         """
         table = bar_table(timeframe)
         tf = canonical_timeframe(timeframe)
@@ -235,18 +251,22 @@ class StorageRouter:
         where = f"FROM {table.name} WHERE timeframe = %s AND symbol = ANY(%s) AND ts >= %s AND ts < %s"
         args = (tf, list(symbols), lo, hi)
         files = manifest_files(self.conn, dataset=ds.name, timeframe=tf, start=lo, end=hi, symbols=symbols)
-        if not files:  # the common case: one grouped count in SQL
+        aggregated = self.has_aggregates(tf)
+        if not files and not aggregated:  # the common case: one grouped count in SQL
             rows = self.conn.execute(
                 f"SELECT symbol, (ts AT TIME ZONE 'America/New_York')::date, count(*) {where} GROUP BY 1, 2", args
             ).fetchall()
             return pd.DataFrame(rows, columns=["symbol", "session_date", "bars"])
         hot = pd.DataFrame(self.conn.execute(f"SELECT symbol, ts {where}", args).fetchall(), columns=["symbol", "ts"])
-        cold = self.read_cold(files, symbols, lo, hi).select(["symbol", "ts"]).to_pandas()
-        keys = pd.concat([hot.astype({"ts": "datetime64[ns, UTC]"}), cold.astype({"ts": "datetime64[ns, UTC]"})])
-        keys = keys.drop_duplicates()
-        keys["session_date"] = keys["ts"].dt.tz_convert("America/New_York").dt.date
-        counts = keys.groupby(["symbol", "session_date"], as_index=False).size()
-        return counts.rename(columns={"size": "bars"})
+        parts = [hot.astype({"ts": "datetime64[ns, UTC]"})]
+        if files:
+            cold = self.read_cold(files, symbols, lo, hi).select(["symbol", "ts"]).to_pandas()
+            parts.append(cold.astype({"ts": "datetime64[ns, UTC]"}))
+        keys = pd.concat(parts).drop_duplicates()
+        if aggregated:
+            buckets = read_aggregated_bars(self.conn, symbols, lo, hi, tf)[["symbol", "ts"]]
+            keys = fill_from_aggregate(keys, buckets.astype({"ts": "datetime64[ns, UTC]"}), tf)
+        return _per_session(keys)
 
     def read_raw_bars(self, symbols: Sequence[str], start: object, end: object, timeframe: str) -> pd.DataFrame:
         table = bar_table(timeframe)
@@ -262,7 +282,19 @@ class StorageRouter:
         if plan.hot or not parts:
             parts.append(read_hot_bars(self.conn, symbols, lo, hi, tf))
         merged = merge_tiers(parts, ["symbol", "ts"])
+        if self.has_aggregates(tf):
+            aggregated = read_aggregated_bars(self.conn, symbols, lo, hi, tf)
+            merged = fill_from_aggregate(merged, aggregated, tf)
         return frame(BARS, {c: merged[c] for c in BARS}, what="routed bars")
+
+    def has_aggregates(self, timeframe: str) -> bool:
+        """Whether bars of ``timeframe`` also come from a continuous aggregate here (full edition,
+        routine 70 applied; asked once per router)."""
+        if not is_aggregated(timeframe):
+            return False
+        if self._aggregates is None:
+            self._aggregates = aggregates_available(self.conn)
+        return self._aggregates
 
     def _closes_before(self, actions: pd.DataFrame) -> pd.DataFrame:
         """Raw bars before each dividend's ex date (daily, else intraday), read through the router."""
@@ -336,6 +368,16 @@ class StorageRouter:
             [p.reindex(columns=columns) for p in parts] or [pd.DataFrame(columns=columns)], ["symbol", "ts"]
         )
         return _feature_frame(merged, columns)
+
+
+def _per_session(keys: pd.DataFrame) -> pd.DataFrame:
+    """Distinct (symbol, ts) keys counted per symbol and New York session date."""
+    keys = keys.assign(
+        symbol=keys["symbol"].astype(str),
+        session_date=pd.to_datetime(keys["ts"], utc=True).dt.tz_convert("America/New_York").dt.date,
+    )
+    counts = keys.groupby(["symbol", "session_date"], as_index=False).size()
+    return counts.rename(columns={"size": "bars"})
 
 
 def _latest_cold(table: pa.Table | None) -> str | None:
