@@ -13,16 +13,18 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import psycopg
 import pytest
 
 from core.settings import Settings
 from db.connect import database_connection
 from deployments.alerts import RULES, ensure_alert_automations
-from pipeline.alerts import DATA_STALE, DEAD_LETTERS_GROWING, QUALITY_LOW
+from pipeline.alerts import DATA_STALE, DEAD_LETTERS_GROWING, JOB_FAILED, QUALITY_LOW
 from pipeline.metrics import RunMetrics, record_run
 from sources.dead_letters import record_dead_letter_sync
 from storage.watermarks import Watermark, advance_watermarks
 from tests.support.cli import run_cli
+from tests.support.jobs import FAILURE_MESSAGE, background_jobs
 
 WAIT_SECONDS = 120.0
 
@@ -176,3 +178,47 @@ def test_health_flow_events_are_stored_and_fire_the_automations(stack: Settings,
     assert any("data is stale" in b["text"] for b in bodies)
     assert any("dead letters of" in b["text"] for b in bodies)
     assert any("data quality of alerttest" in b["text"] for b in bodies)
+
+
+def test_a_failed_timescaledb_job_is_an_alert_that_fires_its_automation(
+    stack: Settings, conn: psycopg.Connection
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventResourceFilter
+
+    from flows.health import health_flow
+
+    def resource(job_id: int) -> str:
+        return f"marketpipe.timescaledb-job.{job_id}"
+
+    with Webhook() as webhook:
+        ensure_alert_automations(webhook.url)
+        with background_jobs(conn) as jobs:
+            result = health_flow()
+
+        ours = {a["resource_id"]: a for a in result["alerts"] if a["event"] == JOB_FAILED}
+        assert {resource(jobs.failing), resource(jobs.raising)} <= set(ours)
+        assert resource(jobs.healthy) not in ours
+        assert f"job {jobs.raising} {FAILURE_MESSAGE}" in ours[resource(jobs.raising)]["message"]
+        assert f"on {jobs.aggregate})" in ours[resource(jobs.failing)]["message"]
+        assert result["healthy"] is False
+
+        with get_client(sync_client=True) as client:
+            (automation,) = client.read_automations_by_name("marketpipe: TimescaleDB job failed")
+            assert automation.trigger.expect == {JOB_FAILED}
+
+            def stored() -> Any:
+                ours = EventFilter(resource=EventResourceFilter(id=[resource(jobs.raising)]))
+                page = client.read_events(ours, limit=10)
+                return page.events[0] if page.events else None
+
+            event = wait_for("the job-failed event in the events API", stored)
+        assert event.event == JOB_FAILED and event.payload["job_id"] == jobs.raising
+        assert event.payload["last_error"] == f"job {jobs.raising} {FAILURE_MESSAGE}"
+
+        def notified() -> list[dict[str, Any]]:
+            return [b for b in webhook.bodies if resource(jobs.raising) in b.get("text", "")]
+
+        (body, *_) = wait_for("the job-failed notification at the webhook", notified)
+    assert f"job {jobs.raising} {FAILURE_MESSAGE}" in body["text"] and f"CALL run_job({jobs.raising})" in body["text"]
+    assert body["subject"] == f"marketpipe alert: TimescaleDB User-Defined Action [{jobs.raising}]"
