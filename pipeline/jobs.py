@@ -315,8 +315,8 @@ def job_warnings(report: JobsReport) -> list[str]:
             continue
         warnings.append(
             f"TimescaleDB background {job.label} is overdue: it should have started at {_short(job.next_start)}, "
-            f"{_duration(late)} ago (every {_interval(job.schedule_interval)}); check that the job scheduler runs "
-            "(`SELECT * FROM pg_stat_activity WHERE backend_type LIKE 'TimescaleDB%'`) and that "
+            f"{_duration(late)} ago (every {_interval(job.schedule_interval)}); look for the TimescaleDB "
+            "scheduler's warnings in the PostgreSQL log (<state_dir>/log/) and check that "
             "timescaledb.max_background_workers leaves it a worker"
         )
     return warnings
