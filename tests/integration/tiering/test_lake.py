@@ -247,7 +247,8 @@ def test_the_tiering_flow_moves_a_range_and_reports_it(
     result = tiering_flow(datasets=["bars_intraday"], older_than="2004-01-01", newer_than="2003-01-01")
 
     assert result["rows"] == 2 * 2 * 12 and result["bytes_written"] > 0
-    assert result["native_compression"]["applied"] is False
+    # the full edition runs: the flow re-states the compression policies `marketpipe up` set
+    assert result["native_compression"]["applied"] is True and result["native_compression"]["policies_set"] == []
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(result["run_id"])]))
@@ -255,5 +256,6 @@ def test_the_tiering_flow_moves_a_range_and_reports_it(
     summary = [a for a in artifacts if a.key == "tiering-summary"]
     assert len(summary) == 1 and "48 rows" in summary[0].description
     assert json.loads(summary[0].data)[0]["dataset"] == "bars_intraday"
+    assert json.loads(summary[0].data)[0]["compressed_chunks"] == 0  # these chunks were hot
     assert conn.execute("SELECT count(*) FROM market.bars WHERE symbol = ANY(%s)", (names,)).fetchone()[0] == 0
     assert len(StorageRouter(conn, lake, stack).read_bars(names, "2003-06-01", "2003-07-01", "5min")) == 48
