@@ -23,6 +23,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from pipeline.request import parse_ingest_request
+from tasks.aggregates import refresh_aggregates_task
 from tasks.ingestion import (
     IngestSummary,
     collect_all,
@@ -85,6 +86,8 @@ async def ingest_flow(
         if process:
             batch = await process_collected(run.resources, request, runs)
             await publish_processing(batch)
+            if batch.minutes_changed:
+                refresh_aggregates_task(run.resources, *batch.minutes_changed)
             summary.with_processing(batch)
         run.summary = summary
     return summary.to_dict()

@@ -10,6 +10,7 @@ from typing import Any
 
 from prefect import flow
 
+from tasks.aggregates import refresh_aggregates_task
 from tasks.pending import ProcessSummary, process_pending, publish_processing
 from tasks.runs import recorded_run
 
@@ -26,5 +27,7 @@ async def process_flow(
     with recorded_run("process", overrides) as run:
         batch = await process_pending(run.resources, source, symbols, timeframe, data_type)
         await publish_processing(batch)
+        if batch.minutes_changed:
+            refresh_aggregates_task(run.resources, *batch.minutes_changed)
         run.summary = ProcessSummary.of(run.run_id, batch)
     return run.summary.to_dict()

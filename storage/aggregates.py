@@ -47,6 +47,9 @@ AGGREGATE_VIEWS = {
     "1day": "market.bars_agg_1day",
 }
 AGGREGATED_TIMEFRAMES = frozenset(AGGREGATE_VIEWS)
+# The refresh policies' start_offset (db/routines/70_continuous_aggregates.sql): writes older than
+# this are refreshed by refresh_bar_aggregates, and the hot window of 1-minute bars must be longer.
+POLICY_WINDOW = timedelta(days=3)
 AGGREGATE_SOURCE_SUFFIX = "/1min"  # source of an aggregate bar: "<the minutes' source>/1min"
 _BUCKET = {
     "5min": pd.Timedelta(minutes=5),

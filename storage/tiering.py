@@ -80,6 +80,7 @@ from psycopg import sql
 
 from core.errors import ConfigurationError, MarketpipeError, RequestError, StorageError
 from core.settings import Settings
+from storage.aggregates import POLICY_WINDOW
 from storage.feature_tables import FEATURE_VALUES_TABLE, FEATURES_TABLE
 from storage.hot import BARS_DAILY, BARS_INTRADAY, Column, TableSpec
 from storage.lake import Lake
@@ -185,12 +186,23 @@ def parse_key(key: str) -> tuple[str, str, str] | None:
 
 
 def check_hot_windows(settings: Settings) -> None:
-    """Refuse per-dataset hot windows for datasets that do not exist (a typo would keep data hot)."""
-    unknown = sorted(set(settings.storage.routing.hot_data_days_by_dataset) - set(DATASETS))
+    """Refuse per-dataset hot windows for datasets that do not exist (a typo would keep data hot),
+    and a hot window of 1-minute bars the continuous aggregates' refresh policies reach past: a
+    refresh over a range tiering dropped would empty the aggregates' buckets there."""
+    routing = settings.storage.routing
+    unknown = sorted(set(routing.hot_data_days_by_dataset) - set(DATASETS))
     if unknown:
         raise ConfigurationError(
             f"storage.routing.hot_data_days_by_dataset names unknown dataset(s) {unknown}; the datasets are "
             f"{sorted(DATASETS)}: fix the key(s) in the config file or environment"
+        )
+    minimum = POLICY_WINDOW.days + 2  # the policies' window plus a day of margin either side
+    if routing.hot_days("bars_intraday") < minimum:
+        raise ConfigurationError(
+            f"the hot window of bars_intraday is {routing.hot_days('bars_intraday')} days; it must be at least "
+            f"{minimum} days, longer than the continuous aggregates' {POLICY_WINDOW.days}-day refresh window "
+            "(db/routines/70_continuous_aggregates.sql): raise storage.routing.hot_data_days (or its "
+            "bars_intraday override)"
         )
 
 

@@ -63,6 +63,10 @@ class SymbolProcessing:
     unchanged: int = 0
     quality_score: float | None = None
     error: str | None = None
+    # the time range of the 1-minute bars this processing inserted or changed (ISO, UTC): the
+    # aggregates built on them are refreshed over it (tasks.aggregates)
+    minutes_from: str | None = None
+    minutes_to: str | None = None
 
 
 def pending_pages(
@@ -227,6 +231,9 @@ def process_symbol_bars(
     report = quality_report(result, min_quality_score=min_quality_score)
     outcome.accepted, outcome.rejected = len(result.accepted), len(result.rejected)
     outcome.inserted, outcome.updated, outcome.unchanged = written.inserted, written.updated, written.unchanged
+    minutes = result.accepted.loc[result.accepted["timeframe"] == "1min", "ts"]
+    if written.changed and len(minutes):
+        outcome.minutes_from, outcome.minutes_to = minutes.min().isoformat(), minutes.max().isoformat()
     outcome.quality_score = report.score
     return outcome, result, report
 

@@ -213,3 +213,12 @@ def test_per_dataset_hot_windows_must_name_datasets() -> None:
     assert good.storage.routing.hot_days("bars_intraday") == 7 and good.storage.routing.hot_days("features") == 30
     with pytest.raises(ConfigurationError, match=r"\['bars_minute'\].*bars_intraday"):
         check_hot_windows(with_windows({"bars_minute": 7}))
+
+
+def test_the_hot_window_of_minutes_must_outlast_the_aggregates_refresh_window() -> None:
+    def with_minutes_hot(days: int) -> Settings:
+        return Settings.model_validate({"storage": {"routing": {"hot_data_days_by_dataset": {"bars_intraday": days}}}})
+
+    check_hot_windows(with_minutes_hot(5))
+    with pytest.raises(ConfigurationError, match=r"bars_intraday is 4 days; it must be at least 5 days"):
+        check_hot_windows(with_minutes_hot(4))
