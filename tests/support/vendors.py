@@ -3,10 +3,12 @@ and the sandbox's fault and statistics controls."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import date
 
 import httpx
+import pandas as pd
 
 from sources.alpaca import AlpacaClient
 from sources.http import VendorHttp, make_http_client
@@ -63,3 +65,16 @@ def yahoo_client(url: str, **kwargs) -> YahooClient:
 
 def reddit_client(url: str, **kwargs) -> RedditClient:
     return RedditClient(vendor_http("reddit", url, headers={"User-Agent": "marketpipe-tests"}, **kwargs))
+
+
+def polygon_bars(url: str, symbol: str, start: str, end: str, timeframe: str) -> pd.DataFrame:
+    """The sandbox's Polygon aggregates of ``symbol`` (unadjusted), fetched over HTTP, sorted by ts."""
+
+    async def fetch() -> pd.DataFrame:
+        client = polygon_client(url)
+        try:
+            return await client.aggregates(symbol, start, end, timeframe=timeframe, adjusted=False)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(fetch()).sort_values("ts", ignore_index=True)

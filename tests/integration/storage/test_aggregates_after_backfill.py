@@ -21,7 +21,7 @@ from storage.lake import Lake
 from storage.router import StorageRouter
 from tasks.aggregates import needs_refresh
 from tests.support.storage import bars
-from tests.support.vendors import polygon_client
+from tests.support.vendors import polygon_bars
 
 
 def watermark(conn: psycopg.Connection, view: str) -> pd.Timestamp:
@@ -35,14 +35,7 @@ def watermark(conn: psycopg.Connection, view: str) -> pd.Timestamp:
 
 
 def vendor_bars(stack: Settings, symbol: str, start: str, end: str, timeframe: str) -> pd.DataFrame:
-    async def fetch() -> pd.DataFrame:
-        client = polygon_client(stack.sandbox.base_url)
-        try:
-            return await client.aggregates(symbol, start, end, timeframe=timeframe, adjusted=False)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(fetch()).sort_values("ts", ignore_index=True)
+    return polygon_bars(stack.sandbox.base_url, symbol, start, end, timeframe)
 
 
 def test_needs_refresh_only_below_the_policies_window() -> None:

@@ -27,7 +27,7 @@ from storage.hot import upsert_bars
 from storage.lake import Lake
 from storage.router import StorageRouter
 from tests.support.tiering import make_bars
-from tests.support.vendors import polygon_client
+from tests.support.vendors import polygon_bars
 
 # Two weeks around the half days: Wed 2025-12-24 (13:00 close; Thu 12-25 a holiday) and Fri
 # 2026-11-27 (13:00 close, the day after Thanksgiving).
@@ -78,14 +78,7 @@ def ingest(symbol: str, start: str, end: str, timeframe: str = "1min", source: s
 
 
 def vendor_bars(stack: Settings, symbol: str, start: str, end: str, timeframe: str) -> pd.DataFrame:
-    async def fetch() -> pd.DataFrame:
-        client = polygon_client(stack.sandbox.base_url)
-        try:
-            return await client.aggregates(symbol, start, end, timeframe=timeframe, adjusted=False)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(fetch()).sort_values("ts", ignore_index=True)
+    return polygon_bars(stack.sandbox.base_url, symbol, start, end, timeframe)
 
 
 def router(conn: psycopg.Connection, stack: Settings) -> StorageRouter:
