@@ -94,6 +94,24 @@ def read_aggregated_bars(
     return frame(BARS, dict(zip(BARS, columns, strict=True)), what="aggregate bars")
 
 
+def closed_buckets(aggregated: pd.DataFrame, timeframe: str, now: datetime) -> pd.DataFrame:
+    """Pure: the aggregate bars whose window has closed by ``now``. Real-time aggregation also
+    returns the bucket still forming (today's day, the current five minutes); a vendor serves no
+    such bar as history, and a feature or a backtest fed one would see a bar change under it, so
+    readers get a bucket once its window is over: intraday buckets at ts + width, a day at the
+    next New York midnight."""
+    if aggregated.empty:
+        return aggregated
+    tf = canonical_timeframe(timeframe)
+    starts = pd.DatetimeIndex(aggregated["ts"])
+    if tf == "1day":  # a calendar day later in New York: 23, 24 or 25 hours
+        ends = (starts.tz_convert(EXCHANGE_TZ) + pd.DateOffset(days=1)).tz_convert("UTC")
+    else:
+        ends = starts + _BUCKET[tf]
+    keep = np.asarray(ends <= to_utc(now))
+    return aggregated if keep.all() else aggregated[keep].reset_index(drop=True)
+
+
 def fill_from_aggregate(stored: pd.DataFrame, aggregated: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     """Pure: the stored bars, plus every aggregate bar whose bucket no stored bar of its symbol
     overlaps (the module's rule), sorted by symbol and ts. Both frames hold one timeframe."""

@@ -42,7 +42,13 @@ from core.errors import RequestError, StorageError
 from core.model import BARS, STR, TRADES, TS, canonical_timeframe, frame, to_utc
 from core.settings import Settings
 from db.connect import database_connection
-from storage.aggregates import aggregates_available, fill_from_aggregate, is_aggregated, read_aggregated_bars
+from storage.aggregates import (
+    aggregates_available,
+    closed_buckets,
+    fill_from_aggregate,
+    is_aggregated,
+    read_aggregated_bars,
+)
 from storage.corporate_actions import adjustment_factors, apply_adjustment, read_corporate_actions
 from storage.feature_tables import FEATURES, latest_feature_set
 from storage.feature_tables import read_features as read_hot_features
@@ -144,7 +150,7 @@ class StorageRouter:
 
     def hot_since(self, dataset: str) -> datetime:
         days = self.settings.storage.routing.hot_days(dataset)
-        return (self._now or datetime.now(UTC)) - timedelta(days=days)
+        return self.now - timedelta(days=days)
 
     # -- lifecycle (the seed's StorageRouter also "handles data lifecycle management") ---------
     def tier(self, **options: Any) -> TieringReport:
@@ -225,7 +231,8 @@ class StorageRouter:
 
         For 5min, 15min, 1hour and 1day, buckets that no stored bar of the timeframe overlaps come
         from the continuous aggregates of the stored 1-minute bars where the database has them
-        (their ``source`` reads ``<vendor>/1min``); stored vendor bars win (:mod:`storage.aggregates`).
+        (their ``source`` reads ``<vendor>/1min``), once their window has closed by :attr:`now`;
+        stored vendor bars win (:mod:`storage.aggregates`).
         Adjustment applies to both alike."""
         adjustment = as_adjustment(adjusted)
         bars = self.read_raw_bars(symbols, start, end, timeframe)
@@ -264,7 +271,9 @@ class StorageRouter:
             parts.append(cold.astype({"ts": "datetime64[ns, UTC]"}))
         keys = pd.concat(parts).drop_duplicates()
         if aggregated:
-            buckets = read_aggregated_bars(self.conn, symbols, lo, hi, tf)[["symbol", "ts"]]
+            buckets = closed_buckets(read_aggregated_bars(self.conn, symbols, lo, hi, tf), tf, self.now)[
+                ["symbol", "ts"]
+            ]
             keys = fill_from_aggregate(keys, buckets.astype({"ts": "datetime64[ns, UTC]"}), tf)
         return _per_session(keys)
 
@@ -283,9 +292,14 @@ class StorageRouter:
             parts.append(read_hot_bars(self.conn, symbols, lo, hi, tf))
         merged = merge_tiers(parts, ["symbol", "ts"])
         if self.has_aggregates(tf):
-            aggregated = read_aggregated_bars(self.conn, symbols, lo, hi, tf)
+            aggregated = closed_buckets(read_aggregated_bars(self.conn, symbols, lo, hi, tf), tf, self.now)
             merged = fill_from_aggregate(merged, aggregated, tf)
         return frame(BARS, {c: merged[c] for c in BARS}, what="routed bars")
+
+    @property
+    def now(self) -> datetime:
+        """The router's clock: ``now`` given at construction (tests, replays), else the wall clock."""
+        return self._now or datetime.now(UTC)
 
     def has_aggregates(self, timeframe: str) -> bool:
         """Whether bars of ``timeframe`` also come from a continuous aggregate here (full edition,

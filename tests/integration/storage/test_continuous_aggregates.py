@@ -190,7 +190,8 @@ def test_minutes_newer_than_the_last_refresh_are_aggregated_at_read_time(
     # beyond every aggregate's watermark, so only real-time aggregation can show them.
     minutes = make_bars([symbol], "2027-01-04", 2, "1min", per_session=390)
     upsert_bars(conn, minutes)
-    reader = router(conn, stack)
+    # the router's clock after both sessions: every bucket's window has closed
+    reader = StorageRouter(conn, Lake.from_settings(stack.lake), stack, now=datetime(2027, 1, 6, tzinfo=UTC))
     got = reader.read_bars([symbol], "2027-01-04", "2027-01-06", "15min")
 
     bucket = minutes["ts"].dt.floor("15min")
@@ -205,3 +206,24 @@ def test_minutes_newer_than_the_last_refresh_are_aggregated_at_read_time(
     assert got["volume"].tolist() == grouped["volume"].sum().tolist()
     expected_vwap = (pv / minutes["volume"].where(with_vwap).groupby(bucket).sum()).to_numpy()
     np.testing.assert_allclose(got["vwap"].to_numpy(), expected_vwap, rtol=1e-12)
+
+
+def test_a_bucket_still_forming_is_not_served(
+    stack: Settings, conn: psycopg.Connection, minute_symbols: Callable[[], str]
+) -> None:
+    symbol = minute_symbols()
+    upsert_bars(conn, make_bars([symbol], "2027-02-01", 1, "1min", per_session=390))  # 14:30-20:59 UTC
+    lake = Lake.from_settings(stack.lake)
+
+    mid_session = StorageRouter(conn, lake, stack, now=datetime(2027, 2, 1, 15, 7, tzinfo=UTC))
+    quarter_hours = mid_session.read_bars([symbol], "2027-02-01", "2027-02-02", "15min")
+    assert [t.strftime("%H:%M") for t in quarter_hours["ts"]] == ["14:30", "14:45"]  # 15:00 is forming
+    assert mid_session.read_bars([symbol], "2027-02-01", "2027-02-02", "1day").empty  # the day is forming
+
+    next_day = StorageRouter(conn, lake, stack, now=datetime(2027, 2, 2, 5, 0, tzinfo=UTC))  # NY midnight
+    assert len(next_day.read_bars([symbol], "2027-02-01", "2027-02-02", "15min")) == 26
+    day = next_day.read_bars([symbol], "2027-02-01", "2027-02-03", "1day")
+    assert day["ts"].tolist() == [pd.Timestamp("2027-02-01", tz="America/New_York").tz_convert("UTC")]
+    assert day["volume"].iloc[0] == int(
+        conn.execute("SELECT sum(volume) FROM market.bars_intraday WHERE symbol = %s", (symbol,)).fetchone()[0]
+    )

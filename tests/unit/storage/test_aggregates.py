@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from storage.aggregates import fill_from_aggregate, refresh_window
+from storage.aggregates import closed_buckets, fill_from_aggregate, refresh_window
 
 
 def bars(stamps: list[str], source: str) -> pd.DataFrame:
@@ -45,3 +45,20 @@ def test_the_refresh_window_is_whole_new_york_days_inside_the_hot_window() -> No
     clipped = refresh_window("2026-10-01", "2026-11-10", hot_since)
     assert clipped is not None and clipped[0] == datetime(2026, 11, 7, 5, tzinfo=UTC)
     assert refresh_window("2026-10-01", "2026-11-01", hot_since) is None
+
+
+def test_only_buckets_whose_window_has_closed_are_served() -> None:
+    quarters = bars(["2026-12-01 14:30", "2026-12-01 14:45", "2026-12-01 15:00"], "agg")
+    now = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)  # 14:45's window ends now; 15:00's has begun
+    assert closed_buckets(quarters, "15min", now)["ts"].dt.strftime("%H:%M").tolist() == ["14:30", "14:45"]
+    assert len(closed_buckets(quarters, "15min", now + pd.Timedelta(minutes=15))) == 3
+
+
+def test_a_day_closes_at_the_next_new_york_midnight_across_daylight_saving_changes() -> None:
+    # 2026-11-01 (New York falls back: a 25-hour day) and 2026-03-08 (springs forward: 23 hours)
+    days = bars(["2026-11-01 04:00", "2026-03-08 05:00"], "agg")  # local midnights in UTC
+    fall_end, spring_end = datetime(2026, 11, 2, 5, 0, tzinfo=UTC), datetime(2026, 3, 9, 4, 0, tzinfo=UTC)
+    assert closed_buckets(days.iloc[[0]], "1day", fall_end - pd.Timedelta(minutes=1)).empty
+    assert len(closed_buckets(days.iloc[[0]], "1day", fall_end)) == 1
+    assert closed_buckets(days.iloc[[1]], "1day", spring_end - pd.Timedelta(minutes=1)).empty
+    assert len(closed_buckets(days.iloc[[1]], "1day", spring_end)) == 1
