@@ -67,7 +67,7 @@ def test_health_reports_each_failed_job_as_an_issue_and_not_the_healthy_one(
 
     (refresh,) = about(jobs.failing, report["issues"])
     assert f"on {jobs.aggregate})" in refresh and refresh_error in refresh
-    assert "materialization falls behind" in refresh and f"CALL run_job({jobs.failing})" in refresh
+    assert "materialization falls behind" in refresh and f"alter_job({jobs.failing}, next_start => now())" in refresh
     (action,) = about(jobs.raising, report["issues"])
     assert f"job {jobs.raising} {FAILURE_MESSAGE}" in action
     assert not about(jobs.healthy, report["issues"] + report["warnings"])

@@ -64,7 +64,7 @@ def test_a_job_whose_last_run_failed_is_an_issue_naming_it_its_hypertable_its_er
     assert f"failed its last run at 2026-12-01 11:00:00 UTC: {ERROR}" in issue
     assert "3 of 4 runs failed" in issue
     assert "older chunks stay uncompressed" in issue
-    assert "CALL run_job(1001)" in issue and "job_errors WHERE job_id = 1001" in issue
+    assert "SELECT alter_job(1001, next_start => now())" in issue and "job_errors WHERE job_id = 1001" in issue
     assert "the scheduler retries it" in issue
 
 
