@@ -300,7 +300,8 @@ def failed_job_issue(job: BackgroundJob) -> str:
         + (f"; until it succeeds {consequence}" if consequence else "")
         + f"; {retry}. Fix the cause (history: `SELECT * FROM timescaledb_information.job_errors WHERE job_id = "
         f"{job.job_id}`), then have the scheduler run it now with "
-        f"`SELECT alter_job({job.job_id}, next_start => now())` and check `marketpipe status` (`CALL run_job(...)` in psql runs it in your session but records no run)"
+        f"`SELECT alter_job({job.job_id}, next_start => now())` and check `marketpipe status` "
+        "(`CALL run_job(...)` in psql runs it in your session but records no run)"
     )
 
 
