@@ -71,3 +71,16 @@ ALTER TABLE features.bar_feature_values SET (
     timescaledb.compress_segmentby = 'timeframe, feature_set, name',
     timescaledb.compress_orderby = 'symbol, ts DESC'
 );
+
+-- TimescaleDB refuses DML that decompresses more than
+-- timescaledb.max_tuples_decompressed_per_dml_transaction tuples (default 100,000: ~250 symbol-days
+-- of minutes). A vendor re-sending one whole compressed session of 5,000 symbols (1.95M bars, the
+-- hot writer's merge) must not fail half way, so this database allows 10M (about five sessions of
+-- the whole universe); the limit stays, because a write that decompresses a whole table is a bug
+-- (tests/integration/storage/test_compressed_writes.py holds the hot writer to none for new data).
+DO $$
+BEGIN
+    EXECUTE format('ALTER DATABASE %I SET timescaledb.max_tuples_decompressed_per_dml_transaction = 10000000',
+                   current_database());
+END
+$$;

@@ -205,3 +205,18 @@ def test_the_compression_policy_compresses_what_is_older_than_its_age_and_leaves
     assert stats is not None and stats[1] == 0
     prices = conn.execute("SELECT price FROM market.trades WHERE symbol = %s ORDER BY ts", (symbol,)).fetchall()
     assert [p[0] for p in prices] == [10.0, 11.0]
+
+
+def test_writing_new_minutes_decompresses_nothing_when_older_chunks_are_compressed(conn, symbols) -> None:
+    symbol = symbols()
+    upsert_bars(conn, bars(symbol, n=30, start="2004-07-01 14:30"))
+    assert compress_day(conn, "market.bars_intraday", "2004-07-01")
+    # TimescaleDB counts the tuples a transaction's DML decompresses; allow none for this session
+    conn.execute("SET timescaledb.max_tuples_decompressed_per_dml_transaction = 1")
+    try:
+        result = upsert_bars(conn, bars(symbol, n=30, start="2004-07-02 14:30"))  # a new, uncompressed day
+        again = upsert_bars(conn, bars(symbol, n=30, start="2004-07-02 14:30"))
+    finally:
+        conn.execute("RESET timescaledb.max_tuples_decompressed_per_dml_transaction")
+    assert (result.inserted, again.unchanged) == (30, 30)
+    assert len(stored(conn, symbol)) == 60
