@@ -98,7 +98,15 @@ def test_the_rewritten_scanners_return_what_0011_returned(
 ) -> None:
     upsert_bars(conn, irregular_bars(fresh_symbols))
 
-    rewritten = conn.execute(f"SELECT * FROM scan.{call}").fetchall()  # type: ignore[arg-type]
+    # 0011 knew stored bars only: leave out the symbols scanned on the continuous aggregate
+    # (1-minute bars and no stored bar of the timeframe; db/routines/40_scan_helpers.sql)
+    timeframe = "1day" if "'1day'" in call else "1min"
+    on_aggregate = {r[0] for r in conn.execute("SELECT symbol FROM scan.aggregate_latest(%s)", (timeframe,))}
+    rewritten = [
+        r
+        for r in conn.execute(f"SELECT * FROM scan.{call}").fetchall()
+        if r[0] not in on_aggregate  # type: ignore[arg-type]
+    ]
     original = conn.execute(f"SELECT * FROM {scan_0011}.{call}").fetchall()  # type: ignore[arg-type]
 
     assert rewritten == original
