@@ -220,5 +220,6 @@ def test_a_failed_timescaledb_job_is_an_alert_that_fires_its_automation(
             return [b for b in webhook.bodies if resource(jobs.raising) in b.get("text", "")]
 
         (body, *_) = wait_for("the job-failed notification at the webhook", notified)
-    assert f"job {jobs.raising} {FAILURE_MESSAGE}" in body["text"] and f"CALL run_job({jobs.raising})" in body["text"]
+    assert f"job {jobs.raising} {FAILURE_MESSAGE}" in body["text"]
+    assert f"alter_job({jobs.raising}, next_start => now())" in body["text"]
     assert body["subject"] == f"marketpipe alert: TimescaleDB User-Defined Action [{jobs.raising}]"
