@@ -31,6 +31,7 @@ from loguru import logger
 
 from core.errors import StorageError
 from core.settings import Settings
+from db.migrate import FULL_EDITION, running_edition
 from storage.lake import Lake
 from storage.raw import RAW_PREFIX
 from storage.tiering import (
@@ -46,7 +47,6 @@ from storage.tiering import (
     object_key,
     sort_rows,
     table_checksum,
-    timescale_edition,
     write_verified,
 )
 
@@ -287,7 +287,7 @@ SELECT c.is_compressed, count(*), coalesce(sum(s.total_bytes), 0)
 def usage(conn: psycopg.Connection) -> list[Usage]:
     """Bytes per dataset at each temperature: hot and warm (chunks, indexes included; warm is
     compressed, with its size before compression) and cold (the manifest's Parquet objects)."""
-    full = timescale_edition(conn) == "timescale"
+    full = running_edition(conn) == FULL_EDITION
     out = []
     for ds in DATASETS.values():
         schema, name = ds.table.name.split(".")

@@ -80,6 +80,7 @@ from psycopg import sql
 
 from core.errors import ConfigurationError, MarketpipeError, RequestError, StorageError
 from core.settings import Settings
+from db.migrate import FULL_EDITION, running_edition
 from storage.aggregates import POLICY_WINDOW
 from storage.feature_tables import FEATURE_VALUES_TABLE, FEATURES_TABLE
 from storage.hot import BARS_DAILY, BARS_INTRADAY, Column, TableSpec
@@ -301,7 +302,7 @@ class CompressionDecision:
 
 def compression_decision(edition: str | None, after_days: int) -> CompressionDecision:
     """Native compression needs the Timescale License edition; the Apache build refuses it."""
-    if edition == "timescale":
+    if edition == FULL_EDITION:
         return CompressionDecision(
             True,
             f"TimescaleDB timescale edition: native compression (db/routines/60_columnstore.sql) "
@@ -659,11 +660,6 @@ def tier_chunks(
 # I/O: native compression (full edition only)
 
 
-def timescale_edition(conn: psycopg.Connection) -> str | None:
-    row = conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()
-    return row[0] if row and row[0] else None
-
-
 def compression_enabled(conn: psycopg.Connection, table: TableSpec) -> bool:
     schema, name = table.name.split(".")
     row = conn.execute(
@@ -691,7 +687,7 @@ def ensure_native_compression(conn: psycopg.Connection, settings: Settings) -> C
     ``storage.data_lake.compression_after_days``; a policy with another age is replaced. Idempotent;
     logs one line. On the Apache edition nothing is done (:func:`compression_decision`)."""
     after = settings.storage.data_lake.compression_after_days
-    decision = compression_decision(timescale_edition(conn), after)
+    decision = compression_decision(running_edition(conn), after)
     if not decision.apply:
         logger.info(decision.reason)
         return decision
