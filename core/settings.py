@@ -120,8 +120,16 @@ class StorageSettings(_Section):
 
 
 class StreamingSettings(_Section):
+    """Live streams (streaming/service.py). ``buffer_size`` frames are read ahead of the parser;
+    trades become bars of ``window_seconds`` and of 1 minute, final once the window's end plus
+    ``lateness_seconds`` has passed in event time; a micro-batch is committed every
+    ``batch_max_delay_seconds`` or ``batch_max_rows`` messages, whichever comes first."""
+
     buffer_size: PositiveInt = 10000
     window_seconds: PositiveFloat = 60.0
+    lateness_seconds: float = Field(default=2.0, ge=0.0)
+    batch_max_rows: PositiveInt = 20_000
+    batch_max_delay_seconds: PositiveFloat = 0.1
 
 
 class QualitySettings(_Section):
