@@ -51,6 +51,9 @@ class Rule(enum.IntFlag):
     DUPLICATE_CONFLICT = 32  # same (symbol, timeframe, ts) with different values
     OUTLIER_RETURN = 64  # robust z-score of the log return above the threshold
     STALE_PRICE = 128  # part of a run of >= N identical closes with zero volume
+    # Not a validation rule: the bar's window has not closed (a stream's forming bar). Stored so
+    # readers see it form; it never advances a watermark and is rewritten without the bit once final.
+    PROVISIONAL = 256
 
     @property
     def code(self) -> str:

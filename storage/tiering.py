@@ -85,6 +85,7 @@ from storage.aggregates import POLICY_WINDOW
 from storage.feature_tables import FEATURE_VALUES_TABLE, FEATURES_TABLE
 from storage.hot import BARS_DAILY, BARS_INTRADAY, Column, TableSpec
 from storage.lake import Lake
+from storage.quotes import QUOTES_TABLE
 from storage.trades import TRADES_TABLE
 
 COLD_PREFIX = "cold"
@@ -139,6 +140,7 @@ DATASETS: dict[str, TierDataset] = {
         TierDataset("features", FEATURES_TABLE, "features"),
         TierDataset("feature_values", FEATURE_VALUES_TABLE, "feature_values"),
         TierDataset("trades", TRADES_TABLE, "trades"),
+        TierDataset("quotes", QUOTES_TABLE, "quotes"),
     )
 }
 

@@ -43,6 +43,7 @@ SYMBOL_TABLES = (
     "market.latest_bars",
     "market.corporate_actions",
     "market.trades",
+    "market.quotes",
     "features.bar_features",
     "features.bar_feature_values",
     "ops.watermarks",

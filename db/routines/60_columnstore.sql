@@ -26,6 +26,11 @@
 --   segment of 1,000-row batches with ts min/max; the orderby ends with the rest of the primary key
 --   so the batch order is total.
 --
+-- market.quotes          segmentby symbol; orderby ts DESC, bid_exchange, ask_exchange.
+--   Same readers as trades (a symbol's quotes over a range); a day of a liquid symbol's quotes is
+--   hundreds of 1,000-row batches of one segment with ts min/max; bid/ask prices and sizes move by
+--   small steps between consecutive updates, which the per-column delta encodings store compactly.
+--
 -- features.bar_features  segmentby timeframe, feature_set; orderby symbol, ts DESC.
 -- features.bar_feature_values  segmentby timeframe, feature_set, name; orderby symbol, ts DESC.
 --   Feature reads are one feature set and timeframe for a set of symbols over a range (the export,
@@ -58,6 +63,12 @@ ALTER TABLE market.trades SET (
     timescaledb.compress,
     timescaledb.compress_segmentby = 'symbol',
     timescaledb.compress_orderby = 'ts DESC, exchange, trade_id'
+);
+
+ALTER TABLE market.quotes SET (
+    timescaledb.compress,
+    timescaledb.compress_segmentby = 'symbol',
+    timescaledb.compress_orderby = 'ts DESC, bid_exchange, ask_exchange'
 );
 
 ALTER TABLE features.bar_features SET (

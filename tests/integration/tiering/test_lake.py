@@ -238,8 +238,8 @@ def test_cli_lists_sizes_and_refuses_mistakes(stack: Settings, conn, lake, symbo
     assert sizes.returncode == 0, sizes.stderr[-2000:]
     assert any(u["tier"] == "cold" and u["dataset"] == "bars_intraday" for u in json.loads(sizes.stdout))
 
-    wrong = run_cli("lake", "compact", "--dataset", "quotes")
-    assert wrong.returncode == 2 and "unknown lake dataset 'quotes'" in wrong.stderr and "bars_daily" in wrong.stderr
+    wrong = run_cli("lake", "compact", "--dataset", "options")
+    assert wrong.returncode == 2 and "unknown lake dataset 'options'" in wrong.stderr and "bars_daily" in wrong.stderr
     future = run_cli("lake", "tier", "--older-than", "2999-01-01")
     assert future.returncode == 2 and "'2999-01-01' is in the future" in future.stderr
 

@@ -1,0 +1,76 @@
+"""Quotes in the hot store: ``market.quotes`` (db/migrations/0015_quotes_stream_bars.sql), written by
+the same idempotent binary-COPY upsert as bars and trades (:func:`storage.hot.upsert_frame`).
+
+A quote has no vendor id: its natural key is (symbol, ts, bid/ask exchange, bid/ask price and size),
+so a replayed or re-sent quote (a stream reconnect, a REST catch-up over the same span) is the same
+row and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+import psycopg
+
+from core.errors import StorageError
+from core.model import QUOTES, frame
+from storage.hot import Column, TableSpec, UpsertResult, upsert_frame
+from storage.trades import check_trade_request
+
+QUOTE_KEY = ("symbol", "ts", "bid_exchange", "ask_exchange", "bid_price", "ask_price", "bid_size", "ask_size")
+_QUOTE_TYPES = {
+    "symbol": "text",
+    "ts": "timestamptz",
+    "bid_price": "float8",
+    "bid_size": "int8",
+    "bid_exchange": "text",
+    "ask_price": "float8",
+    "ask_size": "int8",
+    "ask_exchange": "text",
+    "conditions": "text",
+    "tape": "text",
+    "source": "text",
+}
+QUOTES_TABLE = TableSpec(
+    name="market.quotes",
+    columns=tuple(Column(name, _QUOTE_TYPES[name]) for name in QUOTES),
+    key=QUOTE_KEY,
+)
+_SELECT = "SELECT " + ", ".join(QUOTES) + " FROM market.quotes"
+_ORDER = " ORDER BY " + ", ".join(QUOTE_KEY)
+
+
+def check_quote_keys(quotes: pd.DataFrame) -> None:
+    """Refuse quotes whose natural key is incomplete (before anything is written)."""
+    for column in QUOTE_KEY:
+        if column not in quotes.columns:
+            raise StorageError(f"cannot store quotes: the frame lacks the key column {column!r} (key: {QUOTE_KEY})")
+        missing = int(quotes[column].isna().sum())
+        if missing:
+            raise StorageError(
+                f"cannot store {missing} quote(s) without {column} (of {len(quotes)}): {column} is part of the "
+                f"natural key {QUOTE_KEY}; drop those rows or fill {column} from the vendor's payload"
+            )
+
+
+def upsert_quotes(conn: psycopg.Connection, quotes: pd.DataFrame) -> UpsertResult:
+    """Idempotently upsert canonical quotes (:data:`core.model.QUOTES`) into ``market.quotes``."""
+    if quotes.empty:
+        return UpsertResult()
+    check_quote_keys(quotes)
+    return upsert_frame(conn, quotes, QUOTES_TABLE)
+
+
+def read_quotes(conn: psycopg.Connection, symbols: Sequence[str], start: object, end: object) -> pd.DataFrame:
+    """Hot quotes of ``symbols`` with ``start <= ts < end``, canonical QUOTES frame sorted by the key."""
+    names, lo, hi = check_trade_request(symbols, start, end)
+    try:
+        rows = conn.execute(
+            f"{_SELECT} WHERE symbol = ANY(%s) AND ts >= %s AND ts < %s{_ORDER}",
+            (names, lo, hi),
+        ).fetchall()
+    except psycopg.Error as exc:
+        raise StorageError(f"cannot read quotes of {names[:5]}: {exc}") from exc
+    columns: list[Sequence[object]] = list(zip(*rows, strict=True)) if rows else [[] for _ in QUOTES]
+    return frame(QUOTES, dict(zip(QUOTES, columns, strict=True)), what="hot-store quotes")

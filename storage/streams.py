@@ -1,0 +1,241 @@
+"""The stream's side of the hot store: one transaction per micro-batch, and the announcements of
+closed bars that trading code listens to.
+
+:func:`commit_stream_batch` writes what one micro-batch of a live stream produced — trades, quotes,
+final bars, provisional (forming) bars — with the same idempotent binary-COPY upsert as the batch
+path, so a replay or a reconnect never duplicates a row. In the SAME transaction it advances the
+watermarks of what is final (trades, quotes, final bars; never a provisional bar) and announces
+each timeframe's closed bars with ``pg_notify`` on :func:`bars_channel` (delivered at commit, so a
+listener never hears of a bar it cannot read yet). The payload is small: source, timeframe, the
+time range and the symbols (``null`` when they would not fit PostgreSQL's 8,000-byte payload: the
+listener then reads every symbol it wants in the range).
+
+:func:`subscribe_bars` is the trading code's side: an async iterator over committed closed bars of
+some symbols and a timeframe, fed by LISTEN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from core.errors import RequestError, StorageError
+from core.model import BARS, canonical_timeframe, frame, to_utc
+from quality.validate import Rule
+from storage.hot import BARS_INTRADAY, UpsertResult, upsert_frame
+from storage.quotes import upsert_quotes
+from storage.trades import upsert_trades
+from storage.watermarks import advance_watermarks, watermarks_of
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+
+CHANNEL_PREFIX = "marketpipe_bars_"
+PAYLOAD_LIMIT = 7_900  # PostgreSQL refuses NOTIFY payloads of 8,000 bytes or more
+PROVISIONAL = int(Rule.PROVISIONAL)
+_CHANNEL_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def bars_channel(timeframe: str) -> str:
+    """The LISTEN/NOTIFY channel of closed bars of ``timeframe``: ``marketpipe_bars_1min``, ``marketpipe_bars_5s``."""
+    name = CHANNEL_PREFIX + stream_timeframe(timeframe)
+    if not set(name) <= _CHANNEL_CHARS:
+        raise RequestError(f"timeframe {timeframe!r} cannot name a notification channel; use e.g. 1min or 5s")
+    return name
+
+
+def stream_timeframe(timeframe: str) -> str:
+    """Canonical spelling of a timeframe a stream produces: minutes and up as everywhere
+    (``1min``), the stream's own windows in seconds (``5s``, ``15s``)."""
+    text = timeframe.strip().lower()
+    if text.endswith("s") and text[:-1].isdigit() and int(text[:-1]) > 0:
+        seconds = int(text[:-1])
+        return "1min" if seconds == 60 else f"{seconds}s"
+    return canonical_timeframe(timeframe)
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """What one NOTIFY said: closed bars of ``timeframe`` from ``source`` in [start, end]."""
+
+    source: str
+    timeframe: str
+    start: pd.Timestamp
+    end: pd.Timestamp
+    symbols: tuple[str, ...] | None  # None: too many to list, every symbol may have changed
+
+    def payload(self) -> str:
+        body = {
+            "source": self.source,
+            "timeframe": self.timeframe,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "symbols": list(self.symbols) if self.symbols is not None else None,
+        }
+        text = orjson.dumps(body).decode()
+        if len(text.encode()) > PAYLOAD_LIMIT:
+            text = orjson.dumps({**body, "symbols": None}).decode()
+        return text
+
+    @classmethod
+    def parse(cls, payload: str) -> Announcement:
+        body = orjson.loads(payload)
+        symbols = body.get("symbols")
+        return cls(
+            source=str(body["source"]),
+            timeframe=str(body["timeframe"]),
+            start=to_utc(body["start"]),
+            end=to_utc(body["end"]),
+            symbols=tuple(symbols) if symbols is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class StreamCommit:
+    """What one committed micro-batch wrote, as counted by the database."""
+
+    trades: UpsertResult = field(default_factory=UpsertResult)
+    quotes: UpsertResult = field(default_factory=UpsertResult)
+    final_bars: UpsertResult = field(default_factory=UpsertResult)
+    provisional_bars: UpsertResult = field(default_factory=UpsertResult)
+    announcements: tuple[Announcement, ...] = field(default=())
+
+    @property
+    def rows(self) -> int:
+        parts = (self.trades, self.quotes, self.final_bars, self.provisional_bars)
+        return sum(p.inserted + p.updated + p.unchanged for p in parts)
+
+
+def _stream_bars(bars: pd.DataFrame, *, provisional: bool) -> pd.DataFrame:
+    out = bars.copy()
+    out["timeframe"] = out["timeframe"].map(stream_timeframe).astype(bars["timeframe"].dtype)
+    flags = out["quality_flags"].to_numpy() if "quality_flags" in out.columns else 0
+    out["quality_flags"] = (flags | PROVISIONAL) if provisional else (flags & ~PROVISIONAL)
+    return out
+
+
+def announcements_of(bars: pd.DataFrame) -> list[Announcement]:
+    """One announcement per (source, timeframe) of a frame of final bars."""
+    out = []
+    for (source, timeframe), group in bars.groupby(["source", "timeframe"], sort=True, observed=True):
+        out.append(
+            Announcement(
+                source=str(source),
+                timeframe=str(timeframe),
+                start=pd.Timestamp(group["ts"].min()),
+                end=pd.Timestamp(group["ts"].max()),
+                symbols=tuple(sorted(str(s) for s in group["symbol"].unique())),
+            )
+        )
+    return out
+
+
+def commit_stream_batch(
+    conn: psycopg.Connection,
+    *,
+    trades: pd.DataFrame | None = None,
+    quotes: pd.DataFrame | None = None,
+    final_bars: pd.DataFrame | None = None,
+    provisional_bars: pd.DataFrame | None = None,
+) -> StreamCommit:
+    """Write one micro-batch in ONE transaction (see the module docstring); all or nothing."""
+    empty = pd.DataFrame()
+    trades = empty if trades is None else trades
+    quotes = empty if quotes is None else quotes
+    final = _stream_bars(final_bars, provisional=False) if final_bars is not None and not final_bars.empty else empty
+    forming = (
+        _stream_bars(provisional_bars, provisional=True)
+        if provisional_bars is not None and not provisional_bars.empty
+        else empty
+    )
+    announcements = announcements_of(final) if not final.empty else []
+    with conn.transaction():
+        wrote_trades = upsert_trades(conn, trades) if not trades.empty else UpsertResult()
+        wrote_quotes = upsert_quotes(conn, quotes) if not quotes.empty else UpsertResult()
+        wrote_final = upsert_frame(conn, final, BARS_INTRADAY) if not final.empty else UpsertResult()
+        wrote_forming = upsert_frame(conn, forming, BARS_INTRADAY) if not forming.empty else UpsertResult()
+        marks = [
+            *(watermarks_of(trades, dataset="trades") if not trades.empty else []),
+            *(watermarks_of(quotes, dataset="quotes") if not quotes.empty else []),
+            *(watermarks_of(final, dataset="bars") if not final.empty else []),
+        ]
+        advance_watermarks(conn, marks)
+        for note in announcements:
+            try:
+                conn.execute("SELECT pg_notify(%s, %s)", (bars_channel(note.timeframe), note.payload()))
+            except psycopg.Error as exc:
+                raise StorageError(
+                    f"cannot announce {note.timeframe} bars on {bars_channel(note.timeframe)}: {exc}"
+                ) from exc
+    return StreamCommit(wrote_trades, wrote_quotes, wrote_final, wrote_forming, tuple(announcements))
+
+
+# ---------------------------------------------------------------------------------------------
+# The trading code's side
+
+
+_CLOSED_BARS = (
+    "SELECT symbol, ts, timeframe, open, high, low, close, volume, vwap, trade_count, source"
+    " FROM market.bars_intraday WHERE timeframe = %s AND symbol = ANY(%s) AND ts >= %s AND ts <= %s"
+    " AND source = %s AND quality_flags & %s = 0 ORDER BY ts, symbol"
+)
+
+
+def rows_to_bars(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
+    columns: list[Sequence[object]] = list(zip(*rows, strict=True)) if rows else [[] for _ in BARS]
+    return frame(BARS, dict(zip(BARS, columns, strict=True)), what="announced bars")
+
+
+async def subscribe_bars(
+    settings: Settings,
+    symbols: Collection[str],
+    timeframe: str = "1min",
+    *,
+    ready: Any = None,
+) -> AsyncIterator[pd.DataFrame]:
+    """Yield closed bars of ``symbols`` and ``timeframe`` as each stream batch commits them
+    (canonical BARS frames, sorted by ts then symbol). ``ready``, an ``asyncio.Event``, is set
+    once the LISTEN is in place (nothing committed after that is missed).
+
+    Closed only: a provisional bar is never yielded; a bar corrected after it was final (a late
+    trade) is yielded again with its new values."""
+    from db.connect import async_database_connection
+
+    wanted = sorted({str(s).upper() for s in symbols})
+    if not wanted:
+        raise RequestError("subscribe_bars needs at least one symbol, e.g. ['AAPL']")
+    channel = bars_channel(timeframe)
+    tf = stream_timeframe(timeframe)
+    # Two connections: psycopg's notifies() generator holds its connection while it waits.
+    async with (
+        await async_database_connection(settings, autocommit=True) as listener,
+        await async_database_connection(settings, autocommit=True) as reader,
+    ):
+        await listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        if ready is not None:
+            ready.set()
+        async for note in listener.notifies():
+            announced = Announcement.parse(note.payload)
+            hit = wanted if announced.symbols is None else sorted(set(wanted) & set(announced.symbols))
+            if not hit:
+                continue
+            cur = await reader.execute(
+                _CLOSED_BARS,
+                (
+                    tf,
+                    hit,
+                    announced.start.to_pydatetime(),
+                    announced.end.to_pydatetime(),
+                    announced.source,
+                    PROVISIONAL,
+                ),
+            )
+            rows = await cur.fetchall()
+            if rows:
+                yield rows_to_bars(rows)

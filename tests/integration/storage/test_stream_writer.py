@@ -1,0 +1,162 @@
+"""The stream's writer on the real database: one transaction per micro-batch, idempotent on replay,
+provisional bars flagged and never watermarked, closed bars announced to `subscribe_bars`."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.model import BARS, QUOTES, TRADES, frame
+from storage.hot import read_bars
+from storage.quotes import read_quotes
+from storage.streams import PROVISIONAL, Announcement, bars_channel, commit_stream_batch, subscribe_bars
+from storage.trades import read_trades
+from storage.watermarks import read_watermarks
+
+T0 = pd.Timestamp("2026-11-30 14:31", tz="UTC")
+
+
+def trades_of(symbol: str, n: int = 4) -> pd.DataFrame:
+    ts = [T0 + pd.Timedelta(seconds=10 * i) for i in range(n)]
+    return frame(
+        TRADES,
+        {
+            "symbol": [symbol] * n,
+            "ts": ts,
+            "price": [100.0 + i / 100 for i in range(n)],
+            "size": [100 * (i + 1) for i in range(n)],
+            "exchange": ["4"] * n,
+            "trade_id": [f"t{i}" for i in range(n)],
+            "conditions": ["12,37"] * n,
+            "tape": ["C"] * n,
+            "source": ["polygon"] * n,
+        },
+        what="test trades",
+    )
+
+
+def quotes_of(symbol: str) -> pd.DataFrame:
+    return frame(
+        QUOTES,
+        {
+            "symbol": [symbol, symbol],
+            "ts": [T0, T0 + pd.Timedelta(seconds=1)],
+            "bid_price": [99.99, 100.0],
+            "bid_size": [2, 3],
+            "bid_exchange": ["11", "11"],
+            "ask_price": [100.01, 100.02],
+            "ask_size": [1, 5],
+            "ask_exchange": ["12", "12"],
+            "conditions": ["1", "1"],
+            "tape": ["C", "C"],
+            "source": ["polygon", "polygon"],
+        },
+        what="test quotes",
+    )
+
+
+def bar_of(symbol: str, close: float, volume: int = 1000) -> pd.DataFrame:
+    return frame(
+        BARS,
+        {
+            "symbol": [symbol],
+            "ts": [T0],
+            "timeframe": ["1min"],
+            "open": [100.0],
+            "high": [max(100.5, close)],
+            "low": [99.5],
+            "close": [close],
+            "volume": [volume],
+            "vwap": [100.1],
+            "trade_count": [4],
+            "source": ["polygon"],
+        },
+        what="test bar",
+    )
+
+
+def flags(conn, symbol: str) -> list[int]:
+    rows = conn.execute(
+        "SELECT quality_flags FROM market.bars_intraday WHERE symbol = %s AND timeframe = '1min' ORDER BY ts", (symbol,)
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_replayed_batch_changes_nothing_and_provisional_bars_never_advance_a_watermark(conn, symbols):
+    sym = symbols()
+    first = commit_stream_batch(
+        conn, trades=trades_of(sym), quotes=quotes_of(sym), provisional_bars=bar_of(sym, close=100.2)
+    )
+    assert (first.trades.inserted, first.quotes.inserted, first.provisional_bars.inserted) == (4, 2, 1)
+    assert flags(conn, sym) == [PROVISIONAL]
+    marks = read_watermarks(conn, symbols=[sym])
+    assert {k[1] for k in marks} == {"trades", "quotes"}  # no bars watermark for a forming bar
+    assert first.announcements == ()
+
+    again = commit_stream_batch(conn, trades=trades_of(sym), quotes=quotes_of(sym))
+    assert (again.trades.changed, again.quotes.changed) == (0, 0)
+    assert (again.trades.unchanged, again.quotes.unchanged) == (4, 2)
+    assert len(read_trades(conn, [sym], T0, T0 + pd.Timedelta(minutes=1))) == 4
+    assert len(read_quotes(conn, [sym], T0, T0 + pd.Timedelta(minutes=1))) == 2
+
+    final = commit_stream_batch(conn, final_bars=bar_of(sym, close=100.3, volume=1000))
+    assert final.final_bars.updated == 1  # the forming bar became the final one, in place
+    assert flags(conn, sym) == [0]
+    stored = read_bars(conn, [sym], T0, T0 + pd.Timedelta(minutes=1), "1min")
+    assert stored["close"].tolist() == [100.3]
+    marks = read_watermarks(conn, symbols=[sym], dataset="bars")
+    assert [m.high_water_ts for m in marks.values()] == [T0.to_pydatetime()]
+    assert [(a.timeframe, a.symbols) for a in final.announcements] == [("1min", (sym,))]
+
+
+def test_a_failing_batch_writes_nothing(conn, symbols):
+    sym = symbols()
+    bad = bar_of(sym, close=100.0)
+    bad["timeframe"] = "7min"  # refused by the table's timeframe check
+    with pytest.raises(Exception, match="timeframe"):
+        commit_stream_batch(conn, trades=trades_of(sym), final_bars=bad)
+    assert read_trades(conn, [sym], T0, T0 + pd.Timedelta(minutes=1)).empty
+    assert read_watermarks(conn, symbols=[sym]) == {}
+
+
+def test_subscribers_get_the_closed_bars_of_their_symbols_as_they_commit(stack, conn, symbols):
+    mine, other = symbols(), symbols()
+
+    async def scenario() -> list[pd.DataFrame]:
+        ready = asyncio.Event()
+        got: list[pd.DataFrame] = []
+
+        async def listen() -> None:
+            async for bars in subscribe_bars(stack, [mine], "1min", ready=ready):
+                got.append(bars)
+                if len(got) == 2:
+                    return
+
+        task = asyncio.create_task(listen())
+        await asyncio.wait_for(ready.wait(), 10)
+        await asyncio.to_thread(commit_stream_batch, conn, provisional_bars=bar_of(mine, close=1.0))
+        await asyncio.to_thread(commit_stream_batch, conn, final_bars=bar_of(other, close=2.0))
+        await asyncio.to_thread(commit_stream_batch, conn, final_bars=bar_of(mine, close=100.3))
+        late = bar_of(mine, close=100.4, volume=1100)  # a late trade corrects the closed bar
+        await asyncio.to_thread(commit_stream_batch, conn, final_bars=late)
+        await asyncio.wait_for(task, 20)
+        return got
+
+    got = asyncio.run(scenario())
+    assert [b["symbol"].tolist() for b in got] == [[mine], [mine]]
+    assert [b["close"].tolist() for b in got] == [[100.3], [100.4]]
+    assert got[1]["volume"].tolist() == [1100]
+
+
+def test_announcement_payload_stays_under_the_notify_limit():
+    many = tuple(f"S{i:05d}" for i in range(5000))
+    note = Announcement("polygon", "1min", T0, T0, many)
+    parsed = Announcement.parse(note.payload())
+    assert parsed.symbols is None and parsed.start == T0
+    few = Announcement.parse(Announcement("polygon", "5s", T0, T0, ("AAPL",)).payload())
+    assert few.symbols == ("AAPL",)
+    assert bars_channel("5s") == "marketpipe_bars_5s" and bars_channel("60s") == "marketpipe_bars_1min"
+    assert np.int64(PROVISIONAL) == 256
