@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from sandbox import alpaca_api, polygon_api, reddit_api, yahoo_api
 from sandbox.config import FaultConfig, SandboxConfig
@@ -32,6 +32,8 @@ from sandbox.faults import (
 from sandbox.handling import Handler, Payload, RequestContext, WireError
 from sandbox.market import Market, canonical_symbol
 from sandbox.stats import Stats
+from sandbox.streams.hub import StreamHub
+from sandbox.streams.routes import stream_routes
 from sandbox.wire import alpaca as alpaca_wire
 from sandbox.wire import polygon as polygon_wire
 from sandbox.wire import reddit as reddit_wire
@@ -259,13 +261,16 @@ def _control_routes(state: SandboxState) -> list[Route]:
 def create_app(config: SandboxConfig | None = None, market: Market | None = None) -> Starlette:
     """One ASGI app serving every vendor; `market` may be shared between apps (tests) or built here."""
     state = SandboxState(config or SandboxConfig(), market)
-    routes = _control_routes(state)
+    routes: list[BaseRoute] = list(_control_routes(state))
     routes += [
         Route(path, _vendor_endpoint(state, vendor, name, handler), methods=["GET"])
         for vendor, name, path, handler in VENDOR_ROUTES
     ]
+    streams = StreamHub(state.market, state.config.bad_key_prefix)
+    routes += stream_routes(streams)  # WebSockets: /stocks (Polygon), /v2/{iex,sip,test} (Alpaca); see sandbox.streams
     app = Starlette(routes=routes)
     app.state.sandbox = state
+    app.state.streams = streams
     return app
 
 

@@ -127,7 +127,7 @@ Faults (same precedence; seeded by ``seed``, default 0, so reruns see the same f
 Control API (JSON)
 - ``GET /_sandbox/streams``: ``{"defaults":{...},"keys":{KEY:{...}},"clocks":{name:{"market_ns",
   "market_time","done"}},"connections":[{"id","vendor","path","key","state","messages","frames",
-  "market_ns","done","close_code"}],"slots":[{"vendor","path","key","reaped_at"}]}`` (connections: live
+  "market_ns","done","close_code"}],"slots":[{"vendor","path","key","reaped_in_s"}]}`` (connections: live
   ones and the last 200 closed).
 - ``POST|DELETE /_sandbox/streams/defaults``, ``POST|DELETE /_sandbox/streams/keys/{KEY}``: set / clear.
 - ``POST /_sandbox/streams/clocks/{name}`` ``{"session","from","speed","sessions"}``: (re)start a shared
