@@ -31,6 +31,8 @@ EXPECTED = {
     "tiering/nightly-tiering",
     "health/health-check",
     "smoke/smoke",
+    "stream/stream-polygon",
+    "stream/stream-alpaca",
 }
 
 

@@ -14,6 +14,7 @@ GROUPS = {
     "features": ["export"],
     "lake": ["tier", "ls", "du", "compact", "prune-raw"],
     "scan": ["latest", "movers", "volume-spikes", "gaps", "highs-lows", "rsi"],
+    "stream": ["tail"],
 }
 
 

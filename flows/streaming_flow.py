@@ -1,0 +1,122 @@
+"""The live stream as a long-running Prefect flow run (deployment ``stream/stream``, queue
+``streaming``, one run per vendor key at a time).
+
+The flow hosts :class:`streaming.service.StreamService` and nothing else: no task run per message
+or batch (a flow keeps every task run's state in memory and the server spends 25-100 ms of CPU per
+task run). What the UI shows instead: a ``marketpipe.stream.heartbeat`` event every
+``HEARTBEAT_S`` seconds with throughput, lag and the connection's counters (the stalled/lagging
+stream automation reacts to them), and a ``stream-report`` artifact when the run ends.
+
+Stopping: cancelling the run in the UI (or SIGTERM from the worker) sets the service's stop event;
+it drains — frames already read are parsed, windowed and committed, open windows flushed — and the
+run ends. A run watches its own state too, so a cancel that arrives as ``Cancelling`` without a
+signal stops it the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.events import emit_event
+from prefect.runtime import flow_run
+
+from core.settings import load_settings
+from streaming.service import StreamPlan, StreamReport, StreamService
+
+HEARTBEAT_S = 5.0
+STATE_POLL_S = 2.0
+HEARTBEAT_EVENT = "marketpipe.stream.heartbeat"
+
+
+class _Heartbeat:
+    def __init__(self, source: str, every_s: float = HEARTBEAT_S) -> None:
+        self.source, self.every_s = source, every_s
+        self.last, self.last_messages = time.monotonic(), 0
+
+    def __call__(self, report: StreamReport) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every_s:
+            return
+        payload = report.as_dict()
+        payload["msgs_per_s"] = round((report.messages - self.last_messages) / (now - self.last), 1)
+        self.last, self.last_messages = now, report.messages
+        emit_event(
+            event=HEARTBEAT_EVENT,
+            resource={"prefect.resource.id": f"marketpipe.stream.{self.source}", "marketpipe.source": self.source},
+            payload=payload,
+        )
+
+
+async def _watch_for_cancel(stop: asyncio.Event) -> None:
+    from prefect.client.orchestration import get_client
+
+    run_id = flow_run.get_id()
+    if run_id is None:
+        return
+    async with get_client() as client:
+        while not stop.is_set():
+            await asyncio.sleep(STATE_POLL_S)
+            state = (await client.read_flow_run(run_id)).state
+            if state is not None and state.name in ("Cancelling", "Cancelled"):
+                stop.set()
+
+
+@flow(name="stream", flow_run_name="stream-{source}")
+async def stream_flow(
+    source: str = "polygon",
+    symbols: list[str] | None = None,
+    datasets: list[str] | None = None,
+    hybrid: bool = True,
+    feed: str | None = None,
+    url: str | None = None,
+    duration_seconds: float | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Stream ``symbols`` of ``source`` into the hot store until cancelled (or ``duration_seconds``)."""
+    settings = load_settings(overrides=overrides)
+    plan = StreamPlan.of(
+        source,
+        symbols or settings.pipeline.symbols,
+        datasets or ("trades", "quotes", "bars"),
+        hybrid=hybrid,
+        feed=feed,
+        url=url,
+    )
+    logger = get_run_logger()
+    logger.info(
+        "streaming %s of %d symbol(s) from %s%s",
+        ",".join(plan.datasets),
+        len(plan.symbols),
+        source,
+        " (hybrid)" if hybrid else "",
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if duration_seconds is not None:
+        loop.call_later(duration_seconds, stop.set)
+    watcher = asyncio.create_task(_watch_for_cancel(stop))
+    try:
+        report = await StreamService(settings, plan, heartbeat=_Heartbeat(source)).run(stop)
+    finally:
+        watcher.cancel()
+    summary = report.as_dict()
+    lines = "\n".join(f"| {k} | {v} |" for k, v in summary.items())
+    await create_markdown_artifact(
+        f"# Stream {source}\n\n| counter | value |\n|---|---|\n{lines}\n",
+        key="stream-report",
+        description=f"marketpipe stream of {source}",
+    )
+    logger.info(
+        "stream ended: %s messages, %s trades, %s final bars",
+        summary["messages"],
+        summary["trades"],
+        summary["final_bars"],
+    )
+    return summary

@@ -1,0 +1,359 @@
+"""The stream service: a vendor's WebSocket -> micro-batches -> bar windows -> the hot store.
+
+One :class:`StreamService` runs one vendor connection (one key) for a set of symbols and datasets.
+The pieces, each in its own module, in the order data flows:
+
+1. the connection (:func:`sources.stream.open_stream`): reads frames into a bounded buffer, stops
+   reading when it is full (TCP pushes back on the vendor), spills to the lake's raw zone past a lag
+   limit; parses frames into columnar micro-batches (:class:`sources.stream.StreamBatch`);
+2. the bar windows (:class:`streaming.windows.BarWindows`): trades -> bars of
+   ``streaming.window_seconds`` and 1 minute, final once the window plus ``streaming.lateness_seconds``
+   has passed by EVENT time (the newest exchange timestamp seen), provisional before;
+3. the writer (:func:`storage.streams.commit_stream_batch`): one transaction per micro-batch, run
+   in a worker thread so the event loop keeps reading; closed bars announced by NOTIFY.
+
+Hybrid mode (``hybrid=True``): on start and after every reconnect the first micro-batch names the
+point the stream resumed at; before it is used, every symbol's trades from the start of its oldest
+window that may still be open (its trades watermark, floored to the minute, less the lateness; the
+session's open when there is none) up to that point are fetched over the vendor's REST API and fed
+through the same windows and writer. Trades are keyed (symbol, ts, exchange, trade_id) and the
+windows drop duplicates, so the overlap of REST and stream writes nothing twice; the windows see
+every trade of the minutes around a disconnect, so the bars built are the vendor's bars.
+
+Which bars are written, one source of truth per bar:
+- 1-minute bars: the vendor's own minute bars when the ``bars`` dataset is streamed (Polygon ``AM``,
+  Alpaca ``b``: the same bars its REST API serves, VWAP included), caught up over REST aggregates in
+  hybrid mode; built from the trades by the windows otherwise. While a minute forms, the windows'
+  bar of it is stored provisional (never over a vendor bar already stored final).
+- the stream's own window (``streaming.window_seconds`` when it is not 60): built from the trades.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from loguru import logger
+
+from core.errors import RequestError
+from core.model import BARS, TRADES, empty_frame, normalize_symbol, session_start
+
+if TYPE_CHECKING:
+    from sources.stream import StreamBatch, StreamConnection
+
+    from core.settings import Settings
+    from storage.streams import StreamCommit
+
+DATASETS = ("trades", "quotes", "bars")
+SOURCES = ("polygon", "alpaca")
+_EPOCH = pd.Timestamp(0, tz="UTC")
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """What one stream service carries: a vendor, its symbols and datasets, and whether it joins
+    the batch path (hybrid)."""
+
+    source: str
+    symbols: tuple[str, ...]
+    datasets: tuple[str, ...] = ("trades", "quotes")
+    hybrid: bool = False
+    feed: str | None = None  # Alpaca: iex | sip | test
+    url: str | None = None  # the stream endpoint; default from settings (the vendor, or the sandbox)
+
+    @classmethod
+    def of(
+        cls,
+        source: str,
+        symbols: Sequence[str] | str,
+        datasets: Sequence[str] | str = ("trades", "quotes"),
+        **kwargs: Any,
+    ) -> StreamPlan:
+        """A plan from user input; a clear error names any value it refuses."""
+        if source not in SOURCES:
+            raise RequestError(f"unknown stream source {source!r}; streams exist for {', '.join(SOURCES)}")
+        names = [s for s in (symbols.split(",") if isinstance(symbols, str) else symbols) if s and s.strip()]
+        if not names:
+            raise RequestError("no symbols to stream; pass e.g. --symbols AAPL,MSFT")
+        wanted = [d.strip() for d in (datasets.split(",") if isinstance(datasets, str) else datasets) if d.strip()]
+        unknown = sorted(set(wanted) - set(DATASETS))
+        if unknown or not wanted:
+            raise RequestError(f"unknown stream dataset(s) {unknown or wanted}; choose from {', '.join(DATASETS)}")
+        return cls(source, tuple(dict.fromkeys(normalize_symbol(s.strip()) for s in names)), tuple(wanted), **kwargs)
+
+
+@dataclass
+class StreamReport:
+    """Counters of a running stream: heartbeats, health and the benchmark read them."""
+
+    batches: int = 0
+    messages: int = 0
+    trades: int = 0
+    quotes: int = 0
+    final_bars: int = 0
+    provisional_bars: int = 0
+    duplicates: int = 0
+    late_trades: int = 0
+    dead: int = 0
+    connects: int = 0
+    catchups: int = 0
+    catchup_trades: int = 0
+    newest_event: pd.Timestamp | None = None
+    commit_latency_ms: list[float] = field(default_factory=list)  # received -> committed, per batch sample
+    connection: dict[str, Any] = field(default_factory=dict)  # the connection's counters (spilled, dropped, ...)
+
+    def as_dict(self) -> dict[str, Any]:
+        lat = np.array(self.commit_latency_ms) if self.commit_latency_ms else None
+        return {
+            "batches": self.batches,
+            "messages": self.messages,
+            "trades": self.trades,
+            "quotes": self.quotes,
+            "final_bars": self.final_bars,
+            "provisional_bars": self.provisional_bars,
+            "duplicates": self.duplicates,
+            "late_trades": self.late_trades,
+            "dead": self.dead,
+            "connects": self.connects,
+            "catchups": self.catchups,
+            "catchup_trades": self.catchup_trades,
+            "newest_event": self.newest_event.isoformat() if self.newest_event is not None else None,
+            "commit_p50_ms": round(float(np.percentile(lat, 50)), 2) if lat is not None else None,
+            "commit_p99_ms": round(float(np.percentile(lat, 99)), 2) if lat is not None else None,
+            **self.connection,
+        }
+
+
+Committer = Callable[..., "StreamCommit"]
+
+
+class StreamService:
+    """Runs one :class:`StreamPlan` until ``stop`` is set, then drains: every frame already read is
+    parsed, windowed and committed, and the still-open windows are flushed as final bars."""
+
+    def __init__(
+        self, settings: Settings, plan: StreamPlan, *, heartbeat: Callable[[StreamReport], None] | None = None
+    ) -> None:
+        self.settings = settings
+        self.plan = plan
+        self.report = StreamReport()
+        self.heartbeat = heartbeat
+        self._resumed: list[float] = []  # wall times of (re)connects not yet caught up
+        self._vendor_minute: dict[str, pd.Timestamp] = {}  # newest vendor minute bar per symbol
+        self._conn: Any = None
+
+    # -- the loop ----------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> StreamReport:
+        from sources.stream import open_stream
+
+        from db.connect import database_connection
+        from streaming.windows import BarWindows
+
+        streaming = self.settings.streaming
+        windows = BarWindows(streaming.window_seconds, streaming.lateness_seconds, source=self.plan.source)
+        stream = open_stream(self.settings, self.plan.source, url=self.plan.url, feed=self.plan.feed, spill=self._spill)
+        stream.on_connected = self._connected
+        with database_connection(self.settings, autocommit=True) as conn:
+            self._conn = conn
+            stopper = asyncio.create_task(self._close_on(stop, stream))
+            try:
+                await stream.subscribe(self.plan.datasets, self.plan.symbols)
+                async for batch in stream.batches(streaming.batch_max_rows, streaming.batch_max_delay_seconds):
+                    await self._handle(batch, windows, stream)
+                final = windows.flush()
+                await self._commit(final_bars=final.final)
+            finally:
+                stopper.cancel()
+                await stream.close()
+                self.report.connection = _stats_dict(stream)
+        return self.report
+
+    async def _close_on(self, stop: asyncio.Event, stream: StreamConnection) -> None:
+        await stop.wait()
+        logger.info("stream {}: stop requested, draining", self.plan.source)
+        await stream.close()
+
+    def _connected(self, *_: Any) -> None:
+        self.report.connects += 1
+        if self.plan.hybrid:
+            self._resumed.append(time.time())
+
+    async def _handle(self, batch: StreamBatch, windows: Any, stream: StreamConnection) -> None:
+        report = self.report
+        if self._resumed and self.plan.hybrid:
+            resume = _resume_point(batch)
+            if resume is None:
+                pass  # nothing timed yet in this batch: the next one names the resumption point
+            else:
+                self._resumed.clear()
+                await self._catch_up(windows, resume)
+        trades = batch.trades
+        windows.add_trades(trades)
+        if not batch.cancels.empty:
+            windows.apply_cancels(batch.cancels)
+        if not batch.corrections.empty:
+            windows.apply_corrections(batch.corrections)
+        newest = _newest(batch)
+        if newest is not None and (report.newest_event is None or newest > report.newest_event):
+            report.newest_event = newest
+        out = windows.advance(report.newest_event) if report.newest_event is not None else None
+        final, provisional = self._bars_to_write(out, batch.bars)
+        commit = await self._commit(
+            trades=trades if "trades" in self.plan.datasets else None,
+            quotes=batch.quotes if "quotes" in self.plan.datasets else None,
+            final_bars=final,
+            provisional_bars=provisional,
+        )
+        if len(batch.received_ns):
+            lag_ms = (time.time_ns() - int(np.min(batch.received_ns))) / 1e6
+            report.commit_latency_ms.append(lag_ms)
+            del report.commit_latency_ms[:-10_000]
+        report.batches += 1
+        report.messages += len(trades) + len(batch.quotes) + len(batch.bars)
+        report.trades += commit.trades.changed
+        report.quotes += commit.quotes.changed
+        if out is not None:
+            report.duplicates, report.late_trades = out.duplicates, out.late_trades
+        if batch.dead:
+            report.dead += len(batch.dead)
+            await asyncio.to_thread(self._dead_letters, batch.dead)
+        if self.heartbeat is not None:
+            report.connection = _stats_dict(stream)
+            self.heartbeat(report)
+
+    def _bars_to_write(self, out: Any, vendor: pd.DataFrame) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+        """(final, provisional) bars of one micro-batch, by the rule in the module docstring."""
+        built_final = out.final if out is not None else None
+        built_forming = out.provisional if out is not None else None
+        if "bars" not in self.plan.datasets:
+            return built_final, built_forming
+        if not vendor.empty:
+            newest = vendor.groupby("symbol", observed=True)["ts"].max()
+            for symbol, ts in newest.items():
+                if ts > self._vendor_minute.get(str(symbol), _EPOCH):
+                    self._vendor_minute[str(symbol)] = ts
+        final = _drop_minutes(built_final)
+        forming = built_forming
+        if forming is not None and not forming.empty:
+            covered = forming["symbol"].astype(str).map(self._vendor_minute).fillna(_EPOCH)
+            forming = forming[(forming["timeframe"] != "1min") | (forming["ts"] > covered)]
+        parts = [f for f in (final, vendor) if f is not None and not f.empty]
+        return (pd.concat(parts, ignore_index=True) if parts else None), forming
+
+    async def _commit(self, **parts: pd.DataFrame | None) -> StreamCommit:
+        from storage.streams import commit_stream_batch
+
+        commit = await asyncio.to_thread(commit_stream_batch, self._conn, **parts)
+        self.report.final_bars += commit.final_bars.changed
+        self.report.provisional_bars += commit.provisional_bars.changed
+        return commit
+
+    # -- hybrid: the REST catch-up -----------------------------------------------------------
+    async def _catch_up(self, windows: Any, resume: pd.Timestamp) -> None:
+        """Fetch over REST what the stream could not deliver: trades from each symbol's oldest
+        possibly-open window, vendor minute bars after each symbol's newest final one, up to ``resume``."""
+        from sources.factory import build_source
+
+        source: Any = build_source(self.plan.source, self.settings)
+        trades, bars = empty_frame(TRADES), empty_frame(BARS)
+        try:
+            if "trades" in self.plan.datasets:
+                trades = await self._fetch(source, "trades", resume)
+            if "bars" in self.plan.datasets:
+                bars = await self._fetch(source, "bars", resume.floor("min"))
+        finally:
+            await source.aclose()
+        self.report.catchups += 1
+        self.report.catchup_trades += len(trades)
+        logger.info(
+            "stream {}: caught up {} trade(s) and {} minute bar(s) over REST up to {}",
+            self.plan.source,
+            len(trades),
+            len(bars),
+            resume,
+        )
+        if not trades.empty:
+            windows.add_trades(trades)
+        final, _ = self._bars_to_write(None, bars)
+        await self._commit(trades=trades, final_bars=final)
+
+    async def _fetch(self, source: Any, dataset: str, end: pd.Timestamp) -> pd.DataFrame:
+        from storage.watermarks import read_watermarks
+
+        marks = await asyncio.to_thread(
+            read_watermarks, self._conn, source=self.plan.source, dataset=dataset, symbols=list(self.plan.symbols)
+        )
+        newest = {k[2]: pd.Timestamp(m.high_water_ts) for k, m in marks.items() if k[3] in ("", "1min")}
+        opens = session_start(pd.Series([end])).iloc[0]
+        lateness = pd.Timedelta(seconds=self.settings.streaming.lateness_seconds)
+        parts = []
+        for symbol in self.plan.symbols:
+            mark = newest.get(symbol)
+            if dataset == "trades":  # from the oldest window that may still be open
+                start = opens if mark is None else max(opens, mark.floor("min") - lateness)
+                if start < end:
+                    parts.append(await source.client.trades(symbol, start, end))
+            else:  # minute bars after the newest final one
+                start = opens if mark is None else max(opens, mark + pd.Timedelta(minutes=1))
+                if start < end:
+                    parts.append(await source.fetch_data(symbol, start, end, timeframe="1min"))
+        got = pd.concat(parts, ignore_index=True) if parts else empty_frame(TRADES if dataset == "trades" else BARS)
+        return got[got["ts"] < end].reset_index(drop=True)
+
+    # -- the edges: spill and dead letters ---------------------------------------------------
+    def _spill(self, frames: Sequence[bytes]) -> None:
+        """Frames the consumer could not keep up with: into the lake's raw zone, replayable."""
+        import gzip
+
+        from storage.lake import Lake
+        from storage.raw import GZIP_LEVEL
+
+        lake = Lake.from_settings(self.settings.lake)
+        now = pd.Timestamp.now(tz="UTC")
+        key = f"raw/source={self.plan.source}/dataset=stream/date={now:%Y-%m-%d}/{now.value}.jsonl.gz"
+        lake.put_bytes(key, gzip.compress(b"\n".join(frames), GZIP_LEVEL), "application/gzip")
+        logger.warning("stream {}: spilled {} frame(s) to {}", self.plan.source, len(frames), key)
+
+    def _dead_letters(self, dead: Collection[Any]) -> None:
+        from sources.dead_letters import record_dead_letter_sync
+
+        for letter in dead:
+            record_dead_letter_sync(
+                self._conn,
+                source=self.plan.source,
+                dataset="stream",
+                request={"stream": self.plan.source, "feed": self.plan.feed},
+                error=str(getattr(letter, "reason", "malformed frame")),
+                payload=_text(getattr(letter, "raw", letter)),
+            )
+
+
+def _drop_minutes(bars: pd.DataFrame | None) -> pd.DataFrame | None:
+    if bars is None or bars.empty:
+        return bars
+    return bars[bars["timeframe"] != "1min"]
+
+
+def _text(raw: Any) -> str:
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else str(raw)
+
+
+def _resume_point(batch: StreamBatch) -> pd.Timestamp | None:
+    """The earliest exchange time a micro-batch carries: where a (re)connected stream picked up."""
+    times = [f["ts"].min() for f in (batch.trades, batch.quotes, batch.bars) if not f.empty]
+    return min(times) if times else None
+
+
+def _newest(batch: StreamBatch) -> pd.Timestamp | None:
+    times = [f["ts"].max() for f in (batch.trades, batch.quotes) if not f.empty]
+    return max(times) if times else None
+
+
+def _stats_dict(stream: Any) -> dict[str, Any]:
+    stats = stream.stats()
+    return dict(stats.__dict__) if hasattr(stats, "__dict__") else dict(stats)
