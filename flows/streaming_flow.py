@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 import time
 from typing import Any
 
@@ -26,7 +27,7 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from core.settings import load_settings
-from streaming.service import StreamPlan, StreamReport, StreamService
+from streaming.service import StreamPlan, StreamReport, StreamService, local_stream
 
 HEARTBEAT_S = 5.0
 STATE_POLL_S = 2.0
@@ -76,6 +77,7 @@ async def stream_flow(
     url: str | None = None,
     duration_seconds: float | None = None,
     overrides: dict[str, Any] | None = None,
+    stop_key: str | None = None,
 ) -> dict[str, Any]:
     """Stream ``symbols`` of ``source`` into the hot store until cancelled (or ``duration_seconds``)."""
     settings = load_settings(overrides=overrides)
@@ -95,15 +97,20 @@ async def stream_flow(
         source,
         " (hybrid)" if hybrid else "",
     )
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    local = local_stream(stop_key) if stop_key else None  # run by the Python API in its process
+    stop = local.stop if local is not None else asyncio.Event()
+    if local is None and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
     if duration_seconds is not None:
         loop.call_later(duration_seconds, stop.set)
     watcher = asyncio.create_task(_watch_for_cancel(stop))
     try:
-        report = await StreamService(settings, plan, heartbeat=_Heartbeat(source)).run(stop)
+        service = StreamService(settings, plan, heartbeat=_Heartbeat(source))
+        if local is not None:
+            local.service, service.connected = service, local.connected
+        report = await service.run(stop)
     finally:
         watcher.cancel()
     summary = report.as_dict()

@@ -30,7 +30,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -40,14 +40,13 @@ from core.settings import Settings, load_settings
 from pipeline.metrics import PipelineMetrics
 
 __all__ = [
-    "STREAMING_UNAVAILABLE",
     "DataFlowConfig",
     "DataPipelineManager",
     "DataPipelineOrchestrator",
     "PipelineMetrics",
     "PipelineMode",
+    "RealTimeStream",
     "StorageRouter",
-    "StreamingUnavailableError",
 ]
 
 if TYPE_CHECKING:
@@ -63,9 +62,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-STREAMING_UNAVAILABLE = (
-    "real-time streaming is not available yet (it arrives with the streaming work); use PipelineMode.BATCH"
-)
 DEFAULT_METRICS_WINDOW = timedelta(hours=24)
 
 
@@ -75,11 +71,42 @@ class PipelineMode(StrEnum):
     HYBRID = "hybrid"
 
 
-class StreamingUnavailableError(RequestError):
-    """A streaming mode was asked for before the streaming work landed."""
+STREAM_START_TIMEOUT_S = 60.0
 
-    def __init__(self, message: str = STREAMING_UNAVAILABLE) -> None:
-        super().__init__(message)
+
+class RealTimeStream:
+    """A live stream started by :meth:`DataPipelineOrchestrator.start_real_time_flow`: the ``stream``
+    flow run (:mod:`flows.streaming_flow`) in this process. ``await stream.stop()`` drains it (what
+    was read is committed, open windows flushed) and returns its summary."""
+
+    def __init__(self, source: str, symbols: Sequence[str], hybrid: bool, task: asyncio.Task, key: str) -> None:
+        self.source, self.symbols, self.hybrid = source, tuple(symbols), hybrid
+        self._task, self._key = task, key
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._task.done() else "running"
+        return f"RealTimeStream({self.source!r}, {list(self.symbols)!r}, hybrid={self.hybrid}, {state})"
+
+    @property
+    def running(self) -> bool:
+        return not self._task.done()
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """The stream's counters so far (messages, trades, bars, connects, catch-ups, ...)."""
+        from streaming.service import local_stream
+
+        service = local_stream(self._key).service
+        return service.report.as_dict() if service is not None else {}
+
+    async def stop(self) -> dict[str, Any]:
+        from streaming.service import local_stream, release_local_stream
+
+        local_stream(self._key).stop.set()
+        try:
+            return await self._task
+        finally:
+            release_local_stream(self._key)
 
 
 @dataclass(frozen=True)
@@ -129,6 +156,7 @@ class DataPipelineOrchestrator:
         self.overrides = dict(overrides or {})
         self.settings = settings or load_settings(overrides=self.overrides)
         self.flow_config = flow_config or DataFlowConfig()
+        self.streams: list[RealTimeStream] = []  # streams started here, newest last
 
     def __repr__(self) -> str:
         return f"DataPipelineOrchestrator(mode={self.flow_config.mode.value!r}, overrides={self.overrides!r})"
@@ -148,18 +176,24 @@ class DataPipelineOrchestrator:
         from tasks.pipeline import parse_stages
 
         chosen_mode = PipelineMode(mode or self.flow_config.mode)
-        if chosen_mode is not PipelineMode.BATCH:
-            raise StreamingUnavailableError()
+        if chosen_mode is PipelineMode.REAL_TIME:
+            stream = await self.start_real_time_flow(symbols or self.settings.pipeline.symbols)
+            return {"mode": chosen_mode.value, "stream": stream}
         stage_list = list(stages) if stages is not None else None
-        parse_stages(stage_list, chosen_mode.value)  # refused before a flow run exists
-        return await self._run_flow(
+        parse_stages(stage_list, PipelineMode.BATCH.value)  # refused before a flow run exists
+        summary = await self._run_flow(
             "pipeline",
             pipeline_flow,
             stages=stage_list,
-            mode=chosen_mode.value,
+            mode=PipelineMode.BATCH.value,
             symbols=list(symbols) if symbols else None,
             overrides=self.overrides or None,
         )
+        if chosen_mode is PipelineMode.HYBRID:  # the batch caught up; the stream takes over from there
+            config = replace(self.flow_config, mode=PipelineMode.HYBRID)
+            stream = await self.start_real_time_flow(symbols or self.settings.pipeline.symbols, config)
+            return {**summary, "mode": chosen_mode.value, "stream": stream}
+        return summary
 
     async def run_ingestion(
         self,
@@ -197,9 +231,62 @@ class DataPipelineOrchestrator:
             overrides=self.overrides or None,
         )
 
-    async def start_real_time_flow(self, symbols: Sequence[str], config: DataFlowConfig | None = None) -> None:
-        """Live streaming of ``symbols``: not available until the streaming work lands."""
-        raise StreamingUnavailableError()
+    async def start_real_time_flow(
+        self, symbols: Sequence[str], config: DataFlowConfig | None = None, *, source: str | None = None
+    ) -> RealTimeStream:
+        """Start streaming ``symbols`` (trades, quotes and minute bars) from ``source`` (default
+        ``pipeline.source`` when it streams, else Polygon) into the hot store; returns once the
+        stream is connected. ``config.mode`` HYBRID fills every gap over REST first (at start and
+        after each reconnect); ``batch_size`` and ``interval_seconds`` bound each micro-batch (rows,
+        seconds). The stream runs as the ``stream`` flow in this process until ``await stream.stop()``."""
+        from flows.streaming_flow import stream_flow
+        from streaming.service import SOURCES, StreamPlan, register_local_stream
+
+        config = config or self.flow_config
+        chosen = source or (self.settings.pipeline.source if self.settings.pipeline.source in SOURCES else "polygon")
+        hybrid = config.mode is PipelineMode.HYBRID
+        plan = StreamPlan.of(chosen, list(symbols), ("trades", "quotes", "bars"), hybrid=hybrid)  # refused here
+        overrides = {
+            **self.overrides,
+            "streaming": {
+                **dict(self.overrides.get("streaming", {})),
+                "batch_max_rows": config.batch_size,
+                "batch_max_delay_seconds": config.interval_seconds,
+            },
+        }
+        key, local = register_local_stream()
+
+        async def run() -> dict[str, Any]:
+            with self._prefect_api():
+                return await stream_flow(
+                    source=plan.source,
+                    symbols=list(plan.symbols),
+                    datasets=list(plan.datasets),
+                    hybrid=hybrid,
+                    overrides=overrides,
+                    stop_key=key,
+                )
+
+        task = asyncio.create_task(run())
+        connected = asyncio.create_task(local.connected.wait())
+        done, _ = await asyncio.wait(
+            {task, connected}, timeout=STREAM_START_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+        )
+        if connected not in done:
+            connected.cancel()
+            local.stop.set()
+            if task in done:
+                task.result()  # the stream's own error (a bad key, an unreachable vendor)
+            await asyncio.wait({task}, timeout=10)
+            raise ServiceError(f"the {plan.source} stream did not connect within {STREAM_START_TIMEOUT_S:.0f} s")
+        stream = RealTimeStream(plan.source, plan.symbols, hybrid, task, key)
+        self.streams.append(stream)
+        return stream
+
+    async def stop_streams(self) -> list[dict[str, Any]]:
+        """Stop (drain) every stream this orchestrator started; their summaries."""
+        running, self.streams = [s for s in self.streams if s.running], []
+        return [await s.stop() for s in running]
 
     async def _run_flow(self, flow_name: str, flow_fn: Callable[..., Awaitable[Any]], **params: Any) -> dict[str, Any]:
         began = time.monotonic()
@@ -327,6 +414,7 @@ class DataPipelineManager:
         self.orchestrator = orchestrator or DataPipelineOrchestrator(settings, overrides=overrides)
         self.initialized = False
         self.started = False
+        self.stream: RealTimeStream | None = None  # the live stream of a REAL_TIME/HYBRID pipeline
         self._active: list[_RunRecord] = []
         self._last: _RunRecord | None = None
         self._completed = 0
@@ -349,11 +437,15 @@ class DataPipelineManager:
     async def start(self) -> None:
         if not self.initialized:
             await self.initialize()
-        if self.orchestrator.flow_config.mode is not PipelineMode.BATCH:
-            raise StreamingUnavailableError()
+        if self.orchestrator.flow_config.mode is not PipelineMode.BATCH and self.stream is None:
+            self.stream = await self.orchestrator.start_real_time_flow(self.orchestrator.settings.pipeline.symbols)
         self.started = True
 
     async def stop(self) -> None:
+        """Stop: a running stream drains and ends."""
+        if self.stream is not None:
+            stream, self.stream = self.stream, None
+            await stream.stop()
         self.started = False
 
     # -- runs -------------------------------------------------------------------------------------

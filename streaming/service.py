@@ -44,14 +44,17 @@ from core.errors import RequestError
 from core.model import BARS, TRADES, empty_frame, normalize_symbol, session_start
 
 if TYPE_CHECKING:
-    from sources.stream import StreamBatch, StreamConnection
-
     from core.settings import Settings
+    from sources.stream import StreamBatch, StreamConnection
     from storage.streams import StreamCommit
 
 DATASETS = ("trades", "quotes", "bars")
 SOURCES = ("polygon", "alpaca")
 _EPOCH = pd.Timestamp(0, tz="UTC")
+# The finest time a vendor's stream carries: Polygon's WebSocket stamps trades and quotes in
+# milliseconds (its REST API in nanoseconds). Trades caught up over REST are stored at the stream's
+# resolution, so a trade has ONE key whichever path delivered it (no duplicate at the join).
+STREAM_TIME_RESOLUTION = {"polygon": "ms"}
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,36 @@ class StreamReport:
         }
 
 
-Committer = Callable[..., "StreamCommit"]
+@dataclass
+class LocalStream:
+    """A stream run in this process by the Python API: how it is stopped and seen from outside
+    the flow run (the flow takes the key; Prefect parameters cannot carry an event)."""
+
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    service: StreamService | None = None
+
+
+_LOCAL_STREAMS: dict[str, LocalStream] = {}
+
+
+def register_local_stream() -> tuple[str, LocalStream]:
+    import uuid
+
+    key = uuid.uuid4().hex
+    _LOCAL_STREAMS[key] = LocalStream()
+    return key, _LOCAL_STREAMS[key]
+
+
+def local_stream(key: str) -> LocalStream:
+    try:
+        return _LOCAL_STREAMS[key]
+    except KeyError:
+        raise RequestError(f"no stream {key!r} runs in this process") from None
+
+
+def release_local_stream(key: str) -> None:
+    _LOCAL_STREAMS.pop(key, None)
 
 
 class StreamService:
@@ -146,12 +178,12 @@ class StreamService:
         self._resumed: list[float] = []  # wall times of (re)connects not yet caught up
         self._vendor_minute: dict[str, pd.Timestamp] = {}  # newest vendor minute bar per symbol
         self._conn: Any = None
+        self.connected = asyncio.Event()  # set at the first connect
 
     # -- the loop ----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> StreamReport:
-        from sources.stream import open_stream
-
         from db.connect import database_connection
+        from sources.stream import open_stream
         from streaming.windows import BarWindows
 
         streaming = self.settings.streaming
@@ -180,6 +212,7 @@ class StreamService:
 
     def _connected(self, *_: Any) -> None:
         self.report.connects += 1
+        self.connected.set()
         if self.plan.hybrid:
             self._resumed.append(time.time())
 
@@ -303,6 +336,9 @@ class StreamService:
                 if start < end:
                     parts.append(await source.fetch_data(symbol, start, end, timeframe="1min"))
         got = pd.concat(parts, ignore_index=True) if parts else empty_frame(TRADES if dataset == "trades" else BARS)
+        resolution = STREAM_TIME_RESOLUTION.get(self.plan.source)
+        if dataset == "trades" and resolution is not None:
+            got = got.assign(ts=got["ts"].dt.floor(resolution))
         return got[got["ts"] < end].reset_index(drop=True)
 
     # -- the edges: spill and dead letters ---------------------------------------------------

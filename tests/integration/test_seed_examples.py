@@ -124,10 +124,19 @@ def test_targeted_data_ingestion(stack: Settings, basic_run) -> None:
         assert stored >= 15, symbol
 
 
-def test_real_time_streaming_setup_is_refused_clearly(stack: Settings) -> None:
-    from core.errors import RequestError
-    from marketpipe.api import DataFlowConfig, DataPipelineOrchestrator, PipelineMode, StreamingUnavailableError
+def test_real_time_streaming_setup(stack: Settings) -> None:
+    """ "Real-Time Streaming Setup", verbatim: AAPL and GOOGL stream from the sandbox's Polygon
+    WebSocket into the hot store; the trades stored equal the sandbox's REST trades of the same span."""
+    import httpx
+    import pandas as pd
 
+    from marketpipe.api import DataFlowConfig, DataPipelineOrchestrator, PipelineMode
+    from sources.factory import build_source
+    from storage.trades import read_trades
+
+    # The sandbox replays its last session from 10:00 at 120x (two market minutes per second).
+    defaults = httpx.post(f"{stack.sandbox.base_url}/_sandbox/streams/defaults", json={"speed": 120, "from": "10:00"})
+    assert defaults.status_code == 200, defaults.text
     orchestrator = DataPipelineOrchestrator(overrides=SMALL)
 
     async def example():
@@ -144,13 +153,37 @@ def test_real_time_streaming_setup_is_refused_clearly(stack: Settings) -> None:
         await orchestrator.start_real_time_flow(['AAPL', 'GOOGL'])
         # --- end seed ---
         # fmt: on
-        return flow_config
+        assert flow_config.mode is PipelineMode.REAL_TIME
+        stream = orchestrator.streams[-1]
+        for _ in range(120):  # bounded: up to a minute for a few market minutes of both symbols
+            if stream.report.get("trades", 0) > 200 and stream.report.get("final_bars", 0) >= 4:
+                break
+            await asyncio.sleep(0.5)
+        return await orchestrator.stop_streams()
 
-    with pytest.raises(StreamingUnavailableError) as caught:
-        asyncio.run(example())
-    assert isinstance(caught.value, RequestError)
-    assert str(caught.value) == (
-        "real-time streaming is not available yet (it arrives with the streaming work); use PipelineMode.BATCH"
+    try:
+        (summary,) = asyncio.run(example())
+    finally:
+        httpx.delete(f"{stack.sandbox.base_url}/_sandbox/streams/defaults")
+    assert summary["trades"] > 200 and summary["final_bars"] >= 4 and summary["dead"] == 0
+    with database_connection(stack) as conn:
+        span = conn.execute(
+            "SELECT min(ts), max(ts) FROM market.trades WHERE symbol = 'AAPL' AND source = 'polygon'"
+        ).fetchone()
+        lo, hi = pd.Timestamp(span[0]), pd.Timestamp(span[1]) + pd.Timedelta(microseconds=1)
+        stored = read_trades(conn, ["AAPL"], lo, hi)
+
+    async def rest():
+        async with build_source("polygon", stack) as source:
+            return await source.client.trades("AAPL", lo, hi)
+
+    served = asyncio.run(rest())
+    served["ts"] = served["ts"].dt.floor("ms")  # Polygon's stream stamps trades in ms, its REST API in ns
+    key = ["ts", "exchange", "trade_id"]
+    assert len(stored) > 100
+    pd.testing.assert_frame_equal(
+        stored.sort_values(key).reset_index(drop=True)[["ts", "price", "size", "exchange", "trade_id"]],
+        served.sort_values(key).reset_index(drop=True)[["ts", "price", "size", "exchange", "trade_id"]],
     )
 
 

@@ -19,7 +19,6 @@ from marketpipe.api import (
     DataPipelineManager,
     DataPipelineOrchestrator,
     PipelineMode,
-    StreamingUnavailableError,
 )
 from pipeline.health import check_health
 from pipeline.metrics import aggregate_metrics, read_recent_runs, record_run, run_metrics
@@ -91,17 +90,21 @@ def test_bad_requests_are_refused_before_any_flow_run(stack: Settings) -> None:
         )
     with pytest.raises(RequestError, match="unknown stage"):
         asyncio.run(manager.run_pipeline(stages=["bogus"]))
-    with pytest.raises(StreamingUnavailableError):
-        asyncio.run(manager.run_pipeline(mode=PipelineMode.HYBRID))
+    with pytest.raises(RequestError, match="unknown stage"):
+        asyncio.run(manager.run_pipeline(stages=["bogus"], mode=PipelineMode.HYBRID))
     assert pipeline_runs(stack) == before
     status = asyncio.run(manager.get_pipeline_status())
     assert status["runs_failed"] == 0 and status["status"] == "stopped"  # a refusal is not a pipeline error
 
 
-def test_starting_in_a_streaming_mode_is_refused(stack: Settings) -> None:
+def test_a_stream_with_bad_input_is_refused_before_any_flow_run(stack: Settings) -> None:
     orchestrator = DataPipelineOrchestrator(stack, flow_config=DataFlowConfig(mode=PipelineMode.REAL_TIME))
-    with pytest.raises(StreamingUnavailableError, match=r"use PipelineMode\.BATCH"):
-        asyncio.run(DataPipelineManager(orchestrator).start())
+    before = pipeline_runs(stack)
+    with pytest.raises(RequestError, match="no symbols to stream"):
+        asyncio.run(orchestrator.start_real_time_flow([]))
+    with pytest.raises(RequestError, match="unknown stream source 'yahoo'; streams exist for polygon, alpaca"):
+        asyncio.run(orchestrator.start_real_time_flow(["AAPL"], source="yahoo"))
+    assert pipeline_runs(stack) == before
 
 
 def test_flow_config_is_checked() -> None:
