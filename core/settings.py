@@ -130,6 +130,40 @@ class StreamingSettings(_Section):
     lateness_seconds: float = Field(default=2.0, ge=0.0)
     batch_max_rows: PositiveInt = 20_000
     batch_max_delay_seconds: PositiveFloat = 0.1
+    # The connection (sources/stream.py): dead peers, silent sockets, reconnects, backpressure.
+    ping_interval_seconds: PositiveFloat = Field(
+        default=10.0, description="a WebSocket ping is sent this often (alpaca-py uses 10 s)"
+    )
+    ping_timeout_seconds: PositiveFloat = Field(
+        default=20.0, description="no pong within this long: the peer is dead, reconnect"
+    )
+    data_idle_timeout_seconds: PositiveFloat = Field(
+        default=30.0,
+        description="no frame at all for this long (a socket that answers pings but sends nothing): reconnect; "
+        "time the reader spends blocked on a full buffer does not count",
+    )
+    open_timeout_seconds: PositiveFloat = Field(
+        default=10.0, description="connect, the vendor's welcome and the auth answer must arrive within this long"
+    )
+    reconnect_base_seconds: PositiveFloat = Field(
+        default=0.5, description="first reconnect delay; it doubles per failed attempt, with jitter"
+    )
+    reconnect_max_seconds: PositiveFloat = Field(default=30.0, description="cap of the reconnect delay")
+    healthy_seconds: PositiveFloat = Field(
+        default=60.0, description="a connection that stayed up this long resets the reconnect delay to the base"
+    )
+    connection_limit_pause_seconds: PositiveFloat = Field(
+        default=60.0,
+        description="pause before reconnecting after the vendor's connection limit (Alpaca 406, Polygon "
+        "max_connections + close 1008): another client holds the key's slot, or Alpaca still holds ours "
+        "(a dropped connection's slot is reaped after ~90 s); an immediate retry would only evict or be refused",
+    )
+    lag_limit_seconds: PositiveFloat = Field(
+        default=2.0,
+        description="the reader blocked this long on a full buffer hands the oldest half of the buffer to the "
+        "spill (the lake's raw zone) so it can read again; keep it below ping_timeout_seconds, since a blocked "
+        "reader does not read pongs either",
+    )
 
 
 class QualitySettings(_Section):
@@ -278,6 +312,11 @@ class VendorSettings(_Section):
     """Credentials and base URL of one vendor; keys are secrets and never printed."""
 
     base_url: str | None = None
+    stream_url: str | None = Field(
+        default=None,
+        description="the vendor's WebSocket (sources/stream.py); None: the vendor's, the sandbox's when REST is "
+        "routed there, or derived from a plain-http base_url (a local server); Alpaca's may hold {feed}",
+    )
     api_key: SecretStr | None = None
     secret_key: SecretStr | None = None
 

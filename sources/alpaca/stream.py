@@ -1,0 +1,289 @@
+"""Alpaca's market-data stream ``/v2/{feed}``, as pure functions: auth and subscribe messages, control
+events, and frames -> :class:`~sources.stream.StreamBatch` (the I/O is :mod:`sources.stream`).
+
+Wire format (JSON text frames; alpaca-py asks for msgpack, we do not): every frame is a JSON array.
+Control: ``{"T":"success","msg":"connected"|"authenticated"}``, ``{"T":"error","code","msg"}`` (402
+auth failed, 406 connection limit exceeded, 407 slow client, ...), ``{"T":"subscription",...}``.
+Data: trade ``{"T":"t","S","i","x","p","s","c","z","t"}``, quote ``{"T":"q","S","bx","bp","bs","ax","ap",
+"as","c","z","t"}``, minute bar ``b`` and updated minute bar ``u`` (``{"S","o","h","l","c","v","n","vw","t"}``),
+correction ``{"T":"c","S","x","oi","op","os","oc","ci","cp","cs","cc","z","t"}``, cancel/error
+``{"T":"x","S","i","x","p","s","a","z","t"}``. Times are RFC 3339 with up to nanoseconds.
+
+Rows are spelled as :mod:`sources.alpaca.parsing` spells the REST rows (``i`` as a string, exchange
+and tape letters as sent, conditions comma-joined), so a streamed trade and the REST trade of the
+same print are the same row. The ``bars`` dataset subscribes to ``bars`` and ``updatedBars``: an
+updated bar (sent after late trades of a minute already sent) is the REST bar of that minute, and
+both arrive as rows of the same minute (the later one wins at the writer). Daily bars, statuses,
+LULDs and news are counted as ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from core import model
+from sources.stream import (
+    CANCELS,
+    CORRECTIONS,
+    DeadFrame,
+    Decoded,
+    StreamBatch,
+    StreamEvent,
+    StreamProtocol,
+    build_checked,
+    columns_frame,
+    conditions_column,
+    constant_column,
+    float_column,
+    int_column,
+    message_text,
+    missing_keys,
+    optional_count_column,
+    optional_float_column,
+    rfc3339_column,
+    str_column,
+    symbol_column,
+)
+
+SOURCE = "alpaca"
+DEFAULT_URL = "wss://stream.data.alpaca.markets/v2/{feed}"
+PATH = "/v2/{feed}"
+DEFAULT_FEED = "iex"
+FEEDS = ("iex", "sip", "test")
+CHANNELS: dict[str, tuple[str, ...]] = {"trades": ("trades",), "quotes": ("quotes",), "bars": ("bars", "updatedBars")}
+_IGNORED = frozenset({"d", "s", "l", "n", "o"})
+_ERROR_KINDS = {402: "auth_failed", 406: "connection_limit", 407: "slow_consumer"}
+
+
+# -- messages we send ---------------------------------------------------------------------------
+
+
+def auth_message(api_key: str, secret_key: str | None = None) -> bytes:
+    return orjson.dumps({"action": "auth", "key": api_key, "secret": secret_key or ""})
+
+
+def subscription_messages(action: str, datasets: Collection[str], symbols: Collection[str]) -> list[bytes]:
+    """One ``subscribe``/``unsubscribe`` naming each channel's symbols (``["*"]`` for all)."""
+    body: dict[str, Any] = {"action": action}
+    for dataset in datasets:
+        for channel in CHANNELS[dataset]:
+            body[channel] = list(symbols)
+    return [orjson.dumps(body)] if len(body) > 1 else []
+
+
+# -- control events -------------------------------------------------------------------------------
+
+
+def control_event(message: dict[str, Any], received_ns: int) -> StreamEvent:
+    kind = message.get("T")
+    if kind == "success":
+        text = str(message.get("msg", ""))
+        return StreamEvent(text if text in ("connected", "authenticated") else "status", text, None, received_ns)
+    if kind == "error":
+        code = message.get("code")
+        code = code if isinstance(code, int) else None
+        text = str(message.get("msg", "error"))
+        return StreamEvent(_ERROR_KINDS.get(code or 0, "error"), text, code, received_ns)
+    summary = {k: v for k, v in message.items() if k != "T" and v}
+    return StreamEvent("subscribed", orjson.dumps(summary).decode(), None, received_ns)
+
+
+def control_events(frame: bytes, received_ns: int) -> list[StreamEvent]:
+    """The control events of one frame (none when it is not JSON)."""
+    try:
+        decoded = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        return []
+    items = decoded if isinstance(decoded, list) else [decoded]
+    return [
+        control_event(m, received_ns)
+        for m in items
+        if isinstance(m, dict) and m.get("T") in ("success", "error", "subscription")
+    ]
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+
+def _trades(ms: list[Any]) -> pd.DataFrame:
+    if not ms:
+        return model.empty_frame(model.TRADES)
+    return columns_frame(
+        model.TRADES,
+        {
+            "symbol": symbol_column([m["S"] for m in ms]),
+            "ts": rfc3339_column([m["t"] for m in ms]),
+            "price": float_column(ms, "p"),
+            "size": int_column(ms, "s"),
+            "exchange": str_column([m.get("x") for m in ms]),
+            "trade_id": str_column([m.get("i") for m in ms]),
+            "conditions": conditions_column([m.get("c") for m in ms]),
+            "tape": str_column([m.get("z") for m in ms]),
+            "source": constant_column(SOURCE, len(ms)),
+        },
+    )
+
+
+def _quotes(ms: list[Any]) -> pd.DataFrame:
+    if not ms:
+        return model.empty_frame(model.QUOTES)
+    return columns_frame(
+        model.QUOTES,
+        {
+            "symbol": symbol_column([m["S"] for m in ms]),
+            "ts": rfc3339_column([m["t"] for m in ms]),
+            "bid_price": float_column(ms, "bp"),
+            "bid_size": int_column(ms, "bs", 0),
+            "bid_exchange": str_column([m.get("bx") for m in ms]),
+            "ask_price": float_column(ms, "ap"),
+            "ask_size": int_column(ms, "as", 0),
+            "ask_exchange": str_column([m.get("ax") for m in ms]),
+            "conditions": conditions_column([m.get("c") for m in ms]),
+            "tape": str_column([m.get("z") for m in ms]),
+            "source": constant_column(SOURCE, len(ms)),
+        },
+    )
+
+
+def _bars(ms: list[Any]) -> pd.DataFrame:
+    if not ms:
+        return model.empty_frame(model.BARS)
+    return columns_frame(
+        model.BARS,
+        {
+            "symbol": symbol_column([m["S"] for m in ms]),
+            "ts": rfc3339_column([m["t"] for m in ms]),
+            "timeframe": constant_column("1min", len(ms)),
+            "open": float_column(ms, "o"),
+            "high": float_column(ms, "h"),
+            "low": float_column(ms, "l"),
+            "close": float_column(ms, "c"),
+            "volume": int_column(ms, "v"),
+            "vwap": optional_float_column(ms, "vw"),
+            "trade_count": optional_count_column(ms, "n"),
+            "source": constant_column(SOURCE, len(ms)),
+        },
+    )
+
+
+def _corrections(ms: list[Any]) -> pd.DataFrame:
+    if not ms:
+        return model.empty_frame(CORRECTIONS)
+    return columns_frame(
+        CORRECTIONS,
+        {
+            "symbol": symbol_column([m["S"] for m in ms]),
+            "ts": rfc3339_column([m["t"] for m in ms]),
+            "exchange": str_column([m.get("x") for m in ms]),
+            "original_trade_id": str_column([m["oi"] for m in ms]),
+            "original_price": float_column(ms, "op"),
+            "original_size": int_column(ms, "os"),
+            "original_conditions": conditions_column([m.get("oc") for m in ms]),
+            "corrected_trade_id": str_column([m["ci"] for m in ms]),
+            "corrected_price": float_column(ms, "cp"),
+            "corrected_size": int_column(ms, "cs"),
+            "corrected_conditions": conditions_column([m.get("cc") for m in ms]),
+            "tape": str_column([m.get("z") for m in ms]),
+            "source": constant_column(SOURCE, len(ms)),
+        },
+    )
+
+
+def _cancels(ms: list[Any]) -> pd.DataFrame:
+    if not ms:
+        return model.empty_frame(CANCELS)
+    return columns_frame(
+        CANCELS,
+        {
+            "symbol": symbol_column([m["S"] for m in ms]),
+            "ts": rfc3339_column([m["t"] for m in ms]),
+            "exchange": str_column([m.get("x") for m in ms]),
+            "trade_id": str_column([m["i"] for m in ms]),
+            "price": float_column(ms, "p"),
+            "size": int_column(ms, "s"),
+            "action": str_column([m.get("a") for m in ms]),
+            "tape": str_column([m.get("z") for m in ms]),
+            "source": constant_column(SOURCE, len(ms)),
+        },
+    )
+
+
+def _check(keys: tuple[str, ...]) -> Any:
+    def check(message: Any) -> str | None:
+        reason = missing_keys(message, keys)
+        if reason is None and not isinstance(message["S"], str):
+            reason = f"'S' is {type(message['S']).__name__}, not a string"
+        return reason
+
+    return check
+
+
+_KINDS = ("t", "q", "b", "u", "c", "x")
+
+
+def build_batch(decoded: Decoded) -> StreamBatch:
+    """Messages -> one batch: one pass to group them by type, then column by column."""
+    groups: dict[str, list[Any]] = {k: [] for k in _KINDS}
+    times: dict[str, list[int]] = {k: [] for k in _KINDS}
+    events: list[StreamEvent] = []
+    dead: list[DeadFrame] = list(decoded.dead)
+    ignored = 0
+    for m, ns in zip(decoded.messages, decoded.received_ns, strict=True):
+        kind = m.get("T") if type(m) is dict else None
+        group = groups.get(kind) if type(kind) is str else None
+        if group is not None:
+            group.append(m)
+            times[kind].append(ns)  # type: ignore[index]
+        elif kind in ("success", "error", "subscription"):
+            events.append(control_event(m, ns))
+        elif kind in _IGNORED:
+            ignored += 1
+        else:
+            reason = "not an object" if type(m) is not dict else f"unknown message type {kind!r}"
+            dead.append(DeadFrame(message_text(m), f"malformed alpaca message: {reason}", ns))
+    trades, bad, trade_ns = build_checked(groups["t"], times["t"], _trades, _check(("S", "t", "p", "s")), "trade")
+    dead += bad
+    quotes, bad, _ = build_checked(groups["q"], times["q"], _quotes, _check(("S", "t", "bp", "ap")), "quote")
+    dead += bad
+    bar_keys = ("S", "t", "o", "h", "l", "c", "v")
+    bars, bad, _ = build_checked(groups["b"] + groups["u"], times["b"] + times["u"], _bars, _check(bar_keys), "bar")
+    dead += bad
+    correction_keys = ("S", "t", "oi", "op", "os", "ci", "cp", "cs")
+    corrections, bad, _ = build_checked(groups["c"], times["c"], _corrections, _check(correction_keys), "correction")
+    dead += bad
+    cancels, bad, _ = build_checked(groups["x"], times["x"], _cancels, _check(("S", "t", "i", "p", "s")), "cancel")
+    dead += bad
+    return StreamBatch(
+        SOURCE,
+        trades,
+        quotes,
+        bars,
+        corrections,
+        cancels,
+        dead,
+        np.asarray(trade_ns, dtype=np.int64),
+        events,
+        ignored,
+    )
+
+
+def parse_frames(frames: list[bytes], received_ns: list[int]) -> StreamBatch:
+    return PROTOCOL.parse_frames(frames, received_ns)
+
+
+PROTOCOL = StreamProtocol(
+    source=SOURCE,
+    default_url=DEFAULT_URL,
+    path=PATH,
+    auth_message=auth_message,
+    subscription_messages=subscription_messages,
+    control_events=control_events,
+    build_batch=build_batch,
+    default_feed=DEFAULT_FEED,
+    feeds=FEEDS,
+)

@@ -1,0 +1,250 @@
+"""Polygon's stocks WebSocket, as pure functions: auth and subscribe messages, control events, and
+frames -> :class:`~sources.stream.StreamBatch` (the I/O is :mod:`sources.stream`).
+
+Wire format (shared/REFERENCE.md, the massive SDK): every frame is a JSON array of events. Status
+``{"ev":"status","status","message"}`` (connected, auth_success, auth_failed, success for each
+subscription, max_connections before close 1008 when another connection of the key evicts us,
+slow_consumer); trade ``{"ev":"T","sym","i","x","p","s","c","t","q","z"}``; quote ``{"ev":"Q","sym",
+"bx","bp","bs","ax","ap","as","c","t","q","z"}``; minute aggregate ``{"ev":"AM","sym","v","vw","o","c",
+"h","l","n","s","e",...}``. Times are Unix milliseconds.
+
+Rows are spelled as :mod:`sources.polygon.parsing` spells the REST rows (ids and exchange/tape
+codes as strings, conditions comma-joined), with one difference the wire imposes: the stream's
+times are milliseconds, REST's ``sip_timestamp`` nanoseconds. :func:`align_to_stream` floors REST
+trades/quotes to the stream's resolution, so a REST row and the streamed row of the same print are
+equal (the hybrid join's keys include ``ts``).
+
+Per-second aggregates (``A``) are not modelled (``core.model`` timeframes start at one minute): they
+are counted as ignored and never subscribed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from core import model
+from sources.stream import (
+    DeadFrame,
+    Decoded,
+    StreamBatch,
+    StreamEvent,
+    StreamProtocol,
+    build_checked,
+    columns_frame,
+    conditions_column,
+    constant_column,
+    epoch_column,
+    float_column,
+    int_column,
+    message_text,
+    missing_keys,
+    optional_count_column,
+    optional_float_column,
+    str_column,
+    symbol_column,
+)
+
+SOURCE = "polygon"
+DEFAULT_URL = "wss://socket.polygon.io/stocks"
+PATH = "/stocks"
+MS = 1_000_000  # ns per stream time unit
+CHANNELS = {"trades": "T", "quotes": "Q", "bars": "AM"}
+_IGNORED = frozenset({"A", "LULD", "NOI", "FMV", "LV"})
+
+_STATUS_KINDS = {
+    "connected": "connected",
+    "auth_success": "authenticated",
+    "auth_failed": "auth_failed",
+    "max_connections": "connection_limit",
+    "slow_consumer": "slow_consumer",
+    "error": "error",
+}
+
+
+# -- messages we send ---------------------------------------------------------------------------
+
+
+def auth_message(api_key: str, secret_key: str | None = None) -> bytes:
+    return orjson.dumps({"action": "auth", "params": api_key})
+
+
+def subscription_messages(action: str, datasets: Collection[str], symbols: Collection[str]) -> list[bytes]:
+    """One ``subscribe``/``unsubscribe`` with ``T.AAPL,Q.AAPL,AM.AAPL``-style params (``T.*`` for all)."""
+    params = ",".join(f"{CHANNELS[d]}.{s}" for d in datasets for s in symbols)
+    return [orjson.dumps({"action": action, "params": params})] if params else []
+
+
+# -- control events -------------------------------------------------------------------------------
+
+
+def status_event(message: dict[str, Any], received_ns: int) -> StreamEvent:
+    status = str(message.get("status", ""))
+    text = str(message.get("message", status))
+    kind = _STATUS_KINDS.get(status)
+    if kind is None and status == "success":
+        kind = "unsubscribed" if text.startswith("unsubscribed") else "subscribed"
+    return StreamEvent(kind or "status", text if kind != "status" else f"{status}: {text}", None, received_ns)
+
+
+def control_events(frame: bytes, received_ns: int) -> list[StreamEvent]:
+    """The status events of one frame (none when it is not JSON)."""
+    try:
+        decoded = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        return []
+    items = decoded if isinstance(decoded, list) else [decoded]
+    return [status_event(m, received_ns) for m in items if isinstance(m, dict) and m.get("ev") == "status"]
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+
+def _trades(ms: list[Any]) -> pd.DataFrame:
+    if not ms:
+        return model.empty_frame(model.TRADES)
+    return columns_frame(
+        model.TRADES,
+        {
+            "symbol": symbol_column([m["sym"] for m in ms]),
+            "ts": epoch_column(ms, "t", MS),
+            "price": float_column(ms, "p"),
+            "size": int_column(ms, "s"),
+            "exchange": str_column([m.get("x") for m in ms]),
+            "trade_id": str_column([m.get("i") for m in ms]),
+            "conditions": conditions_column([m.get("c") for m in ms]),
+            "tape": str_column([m.get("z") for m in ms]),
+            "source": constant_column(SOURCE, len(ms)),
+        },
+    )
+
+
+def _quotes(ms: list[Any]) -> pd.DataFrame:
+    if not ms:
+        return model.empty_frame(model.QUOTES)
+    return columns_frame(
+        model.QUOTES,
+        {
+            "symbol": symbol_column([m["sym"] for m in ms]),
+            "ts": epoch_column(ms, "t", MS),
+            "bid_price": float_column(ms, "bp"),
+            "bid_size": int_column(ms, "bs", 0),
+            "bid_exchange": str_column([m.get("bx") for m in ms]),
+            "ask_price": float_column(ms, "ap"),
+            "ask_size": int_column(ms, "as", 0),
+            "ask_exchange": str_column([m.get("ax") for m in ms]),
+            "conditions": conditions_column([m.get("c") for m in ms]),
+            "tape": str_column([m.get("z") for m in ms]),
+            "source": constant_column(SOURCE, len(ms)),
+        },
+    )
+
+
+def _bars(ms: list[Any]) -> pd.DataFrame:
+    if not ms:
+        return model.empty_frame(model.BARS)
+    return columns_frame(
+        model.BARS,
+        {
+            "symbol": symbol_column([m["sym"] for m in ms]),
+            "ts": epoch_column(ms, "s", MS),
+            "timeframe": constant_column("1min", len(ms)),
+            "open": float_column(ms, "o"),
+            "high": float_column(ms, "h"),
+            "low": float_column(ms, "l"),
+            "close": float_column(ms, "c"),
+            "volume": int_column(ms, "v"),
+            "vwap": optional_float_column(ms, "vw"),
+            "trade_count": optional_count_column(ms, "n"),
+            "source": constant_column(SOURCE, len(ms)),
+        },
+    )
+
+
+def _check(keys: tuple[str, ...]) -> Any:
+    def check(message: Any) -> str | None:
+        reason = missing_keys(message, keys)
+        if reason is None and not isinstance(message["sym"], str):
+            reason = f"'sym' is {type(message['sym']).__name__}, not a string"
+        return reason
+
+    return check
+
+
+def build_batch(decoded: Decoded) -> StreamBatch:
+    """Messages -> one batch: one pass to group them by type, then column by column."""
+    trades: list[Any] = []
+    trade_ns: list[int] = []
+    quotes: list[Any] = []
+    quote_ns: list[int] = []
+    bars: list[Any] = []
+    bar_ns: list[int] = []
+    events: list[StreamEvent] = []
+    dead: list[DeadFrame] = list(decoded.dead)
+    ignored = 0
+    for m, ns in zip(decoded.messages, decoded.received_ns, strict=True):
+        kind = m.get("ev") if type(m) is dict else None
+        if kind == "T":
+            trades.append(m)
+            trade_ns.append(ns)
+        elif kind == "Q":
+            quotes.append(m)
+            quote_ns.append(ns)
+        elif kind == "AM":
+            bars.append(m)
+            bar_ns.append(ns)
+        elif kind == "status":
+            events.append(status_event(m, ns))
+        elif kind in _IGNORED:
+            ignored += 1
+        else:
+            reason = "not an object" if type(m) is not dict else f"unknown event type {kind!r}"
+            dead.append(DeadFrame(message_text(m), f"malformed polygon message: {reason}", ns))
+    trade_frame, bad, trade_ns = build_checked(trades, trade_ns, _trades, _check(("sym", "t", "p", "s")), "trade")
+    dead += bad
+    quote_frame, bad, _ = build_checked(quotes, quote_ns, _quotes, _check(("sym", "t", "bp", "ap")), "quote")
+    dead += bad
+    bar_frame, bad, _ = build_checked(bars, bar_ns, _bars, _check(("sym", "s", "o", "h", "l", "c", "v")), "bar")
+    dead += bad
+    empty = StreamBatch.empty(SOURCE)
+    return StreamBatch(
+        SOURCE,
+        trade_frame,
+        quote_frame,
+        bar_frame,
+        empty.corrections,
+        empty.cancels,
+        dead,
+        np.asarray(trade_ns, dtype=np.int64),
+        events,
+        ignored,
+    )
+
+
+def parse_frames(frames: list[bytes], received_ns: list[int]) -> StreamBatch:
+    return PROTOCOL.parse_frames(frames, received_ns)
+
+
+def align_to_stream(frame: pd.DataFrame) -> pd.DataFrame:
+    """REST trades or quotes at the stream's millisecond resolution (``ts`` floored), so the REST row
+    and the streamed row of one print are equal."""
+    if frame.empty:
+        return frame
+    out = frame.copy()
+    out["ts"] = out["ts"].dt.floor("ms")
+    return out
+
+
+PROTOCOL = StreamProtocol(
+    source=SOURCE,
+    default_url=DEFAULT_URL,
+    path=PATH,
+    auth_message=auth_message,
+    subscription_messages=subscription_messages,
+    control_events=control_events,
+    build_batch=build_batch,
+)
