@@ -39,6 +39,7 @@ from sources.stream import (
     columns_frame,
     conditions_column,
     constant_column,
+    fields,
     float_column,
     int_column,
     message_text,
@@ -48,6 +49,7 @@ from sources.stream import (
     rfc3339_column,
     str_column,
     symbol_column,
+    with_default,
 )
 
 SOURCE = "alpaca"
@@ -113,17 +115,18 @@ def control_events(frame: bytes, received_ns: int) -> list[StreamEvent]:
 def _trades(ms: list[Any]) -> pd.DataFrame:
     if not ms:
         return model.empty_frame(model.TRADES)
+    f = fields(ms, ("S", "t", "p", "s"), ("x", "i", "c", "z"))
     return columns_frame(
         model.TRADES,
         {
-            "symbol": symbol_column([m["S"] for m in ms]),
-            "ts": rfc3339_column([m["t"] for m in ms]),
-            "price": float_column(ms, "p"),
-            "size": int_column(ms, "s"),
-            "exchange": str_column([m.get("x") for m in ms]),
-            "trade_id": str_column([m.get("i") for m in ms]),
-            "conditions": conditions_column([m.get("c") for m in ms]),
-            "tape": str_column([m.get("z") for m in ms]),
+            "symbol": symbol_column(f["S"]),
+            "ts": rfc3339_column(f["t"]),
+            "price": float_column(f["p"]),
+            "size": int_column(f["s"]),
+            "exchange": str_column(f["x"]),
+            "trade_id": str_column(f["i"]),
+            "conditions": conditions_column(f["c"]),
+            "tape": str_column(f["z"]),
             "source": constant_column(SOURCE, len(ms)),
         },
     )
@@ -132,19 +135,20 @@ def _trades(ms: list[Any]) -> pd.DataFrame:
 def _quotes(ms: list[Any]) -> pd.DataFrame:
     if not ms:
         return model.empty_frame(model.QUOTES)
+    f = fields(ms, ("S", "t", "bp", "ap"), ("bs", "bx", "as", "ax", "c", "z"))
     return columns_frame(
         model.QUOTES,
         {
-            "symbol": symbol_column([m["S"] for m in ms]),
-            "ts": rfc3339_column([m["t"] for m in ms]),
-            "bid_price": float_column(ms, "bp"),
-            "bid_size": int_column(ms, "bs", 0),
-            "bid_exchange": str_column([m.get("bx") for m in ms]),
-            "ask_price": float_column(ms, "ap"),
-            "ask_size": int_column(ms, "as", 0),
-            "ask_exchange": str_column([m.get("ax") for m in ms]),
-            "conditions": conditions_column([m.get("c") for m in ms]),
-            "tape": str_column([m.get("z") for m in ms]),
+            "symbol": symbol_column(f["S"]),
+            "ts": rfc3339_column(f["t"]),
+            "bid_price": float_column(f["bp"]),
+            "bid_size": int_column(with_default(f["bs"], 0)),
+            "bid_exchange": str_column(f["bx"]),
+            "ask_price": float_column(f["ap"]),
+            "ask_size": int_column(with_default(f["as"], 0)),
+            "ask_exchange": str_column(f["ax"]),
+            "conditions": conditions_column(f["c"]),
+            "tape": str_column(f["z"]),
             "source": constant_column(SOURCE, len(ms)),
         },
     )
@@ -153,19 +157,20 @@ def _quotes(ms: list[Any]) -> pd.DataFrame:
 def _bars(ms: list[Any]) -> pd.DataFrame:
     if not ms:
         return model.empty_frame(model.BARS)
+    f = fields(ms, ("S", "t", "o", "h", "l", "c", "v"), ("vw", "n"))
     return columns_frame(
         model.BARS,
         {
-            "symbol": symbol_column([m["S"] for m in ms]),
-            "ts": rfc3339_column([m["t"] for m in ms]),
+            "symbol": symbol_column(f["S"]),
+            "ts": rfc3339_column(f["t"]),
             "timeframe": constant_column("1min", len(ms)),
-            "open": float_column(ms, "o"),
-            "high": float_column(ms, "h"),
-            "low": float_column(ms, "l"),
-            "close": float_column(ms, "c"),
-            "volume": int_column(ms, "v"),
-            "vwap": optional_float_column(ms, "vw"),
-            "trade_count": optional_count_column(ms, "n"),
+            "open": float_column(f["o"]),
+            "high": float_column(f["h"]),
+            "low": float_column(f["l"]),
+            "close": float_column(f["c"]),
+            "volume": int_column(f["v"]),
+            "vwap": optional_float_column(f["vw"]),
+            "trade_count": optional_count_column(f["n"]),
             "source": constant_column(SOURCE, len(ms)),
         },
     )
@@ -174,21 +179,22 @@ def _bars(ms: list[Any]) -> pd.DataFrame:
 def _corrections(ms: list[Any]) -> pd.DataFrame:
     if not ms:
         return model.empty_frame(CORRECTIONS)
+    f = fields(ms, ("S", "t", "oi", "op", "os", "ci", "cp", "cs"), ("x", "oc", "cc", "z"))
     return columns_frame(
         CORRECTIONS,
         {
-            "symbol": symbol_column([m["S"] for m in ms]),
-            "ts": rfc3339_column([m["t"] for m in ms]),
-            "exchange": str_column([m.get("x") for m in ms]),
-            "original_trade_id": str_column([m["oi"] for m in ms]),
-            "original_price": float_column(ms, "op"),
-            "original_size": int_column(ms, "os"),
-            "original_conditions": conditions_column([m.get("oc") for m in ms]),
-            "corrected_trade_id": str_column([m["ci"] for m in ms]),
-            "corrected_price": float_column(ms, "cp"),
-            "corrected_size": int_column(ms, "cs"),
-            "corrected_conditions": conditions_column([m.get("cc") for m in ms]),
-            "tape": str_column([m.get("z") for m in ms]),
+            "symbol": symbol_column(f["S"]),
+            "ts": rfc3339_column(f["t"]),
+            "exchange": str_column(f["x"]),
+            "original_trade_id": str_column(f["oi"]),
+            "original_price": float_column(f["op"]),
+            "original_size": int_column(f["os"]),
+            "original_conditions": conditions_column(f["oc"]),
+            "corrected_trade_id": str_column(f["ci"]),
+            "corrected_price": float_column(f["cp"]),
+            "corrected_size": int_column(f["cs"]),
+            "corrected_conditions": conditions_column(f["cc"]),
+            "tape": str_column(f["z"]),
             "source": constant_column(SOURCE, len(ms)),
         },
     )
@@ -197,17 +203,18 @@ def _corrections(ms: list[Any]) -> pd.DataFrame:
 def _cancels(ms: list[Any]) -> pd.DataFrame:
     if not ms:
         return model.empty_frame(CANCELS)
+    f = fields(ms, ("S", "t", "i", "p", "s"), ("x", "a", "z"))
     return columns_frame(
         CANCELS,
         {
-            "symbol": symbol_column([m["S"] for m in ms]),
-            "ts": rfc3339_column([m["t"] for m in ms]),
-            "exchange": str_column([m.get("x") for m in ms]),
-            "trade_id": str_column([m["i"] for m in ms]),
-            "price": float_column(ms, "p"),
-            "size": int_column(ms, "s"),
-            "action": str_column([m.get("a") for m in ms]),
-            "tape": str_column([m.get("z") for m in ms]),
+            "symbol": symbol_column(f["S"]),
+            "ts": rfc3339_column(f["t"]),
+            "exchange": str_column(f["x"]),
+            "trade_id": str_column(f["i"]),
+            "price": float_column(f["p"]),
+            "size": int_column(f["s"]),
+            "action": str_column(f["a"]),
+            "tape": str_column(f["z"]),
             "source": constant_column(SOURCE, len(ms)),
         },
     )

@@ -39,6 +39,7 @@ from sources.stream import (
     conditions_column,
     constant_column,
     epoch_column,
+    fields,
     float_column,
     int_column,
     message_text,
@@ -47,6 +48,7 @@ from sources.stream import (
     optional_float_column,
     str_column,
     symbol_column,
+    with_default,
 )
 
 SOURCE = "polygon"
@@ -107,17 +109,18 @@ def control_events(frame: bytes, received_ns: int) -> list[StreamEvent]:
 def _trades(ms: list[Any]) -> pd.DataFrame:
     if not ms:
         return model.empty_frame(model.TRADES)
+    f = fields(ms, ("sym", "t", "p", "s"), ("x", "i", "c", "z"))
     return columns_frame(
         model.TRADES,
         {
-            "symbol": symbol_column([m["sym"] for m in ms]),
-            "ts": epoch_column(ms, "t", MS),
-            "price": float_column(ms, "p"),
-            "size": int_column(ms, "s"),
-            "exchange": str_column([m.get("x") for m in ms]),
-            "trade_id": str_column([m.get("i") for m in ms]),
-            "conditions": conditions_column([m.get("c") for m in ms]),
-            "tape": str_column([m.get("z") for m in ms]),
+            "symbol": symbol_column(f["sym"]),
+            "ts": epoch_column(f["t"], MS),
+            "price": float_column(f["p"]),
+            "size": int_column(f["s"]),
+            "exchange": str_column(f["x"]),
+            "trade_id": str_column(f["i"]),
+            "conditions": conditions_column(f["c"]),
+            "tape": str_column(f["z"]),
             "source": constant_column(SOURCE, len(ms)),
         },
     )
@@ -126,19 +129,20 @@ def _trades(ms: list[Any]) -> pd.DataFrame:
 def _quotes(ms: list[Any]) -> pd.DataFrame:
     if not ms:
         return model.empty_frame(model.QUOTES)
+    f = fields(ms, ("sym", "t", "bp", "ap"), ("bs", "bx", "as", "ax", "c", "z"))
     return columns_frame(
         model.QUOTES,
         {
-            "symbol": symbol_column([m["sym"] for m in ms]),
-            "ts": epoch_column(ms, "t", MS),
-            "bid_price": float_column(ms, "bp"),
-            "bid_size": int_column(ms, "bs", 0),
-            "bid_exchange": str_column([m.get("bx") for m in ms]),
-            "ask_price": float_column(ms, "ap"),
-            "ask_size": int_column(ms, "as", 0),
-            "ask_exchange": str_column([m.get("ax") for m in ms]),
-            "conditions": conditions_column([m.get("c") for m in ms]),
-            "tape": str_column([m.get("z") for m in ms]),
+            "symbol": symbol_column(f["sym"]),
+            "ts": epoch_column(f["t"], MS),
+            "bid_price": float_column(f["bp"]),
+            "bid_size": int_column(with_default(f["bs"], 0)),
+            "bid_exchange": str_column(f["bx"]),
+            "ask_price": float_column(f["ap"]),
+            "ask_size": int_column(with_default(f["as"], 0)),
+            "ask_exchange": str_column(f["ax"]),
+            "conditions": conditions_column(f["c"]),
+            "tape": str_column(f["z"]),
             "source": constant_column(SOURCE, len(ms)),
         },
     )
@@ -147,19 +151,20 @@ def _quotes(ms: list[Any]) -> pd.DataFrame:
 def _bars(ms: list[Any]) -> pd.DataFrame:
     if not ms:
         return model.empty_frame(model.BARS)
+    f = fields(ms, ("sym", "s", "o", "h", "l", "c", "v"), ("vw", "n"))
     return columns_frame(
         model.BARS,
         {
-            "symbol": symbol_column([m["sym"] for m in ms]),
-            "ts": epoch_column(ms, "s", MS),
+            "symbol": symbol_column(f["sym"]),
+            "ts": epoch_column(f["s"], MS),
             "timeframe": constant_column("1min", len(ms)),
-            "open": float_column(ms, "o"),
-            "high": float_column(ms, "h"),
-            "low": float_column(ms, "l"),
-            "close": float_column(ms, "c"),
-            "volume": int_column(ms, "v"),
-            "vwap": optional_float_column(ms, "vw"),
-            "trade_count": optional_count_column(ms, "n"),
+            "open": float_column(f["o"]),
+            "high": float_column(f["h"]),
+            "low": float_column(f["l"]),
+            "close": float_column(f["c"]),
+            "volume": int_column(f["v"]),
+            "vwap": optional_float_column(f["vw"]),
+            "trade_count": optional_count_column(f["n"]),
             "source": constant_column(SOURCE, len(ms)),
         },
     )
