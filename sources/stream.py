@@ -248,6 +248,14 @@ def str_column(values: Sequence[Any]) -> pd.Series:
     return _string_series(pa.array(out, pa.string()))
 
 
+def id_column(values: Sequence[Any]) -> pd.Series:
+    """Identifiers that name a print (a correction's original, a cancel's): a null raises."""
+    column = str_column(values)
+    if column.isna().any():
+        raise ValueError("a null identifier")
+    return column
+
+
 def _id_text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))

@@ -41,6 +41,7 @@ from sources.stream import (
     constant_column,
     fields,
     float_column,
+    id_column,
     int_column,
     message_text,
     missing_keys,
@@ -179,14 +180,14 @@ def _bars(ms: list[Any]) -> pd.DataFrame:
 def _corrections(ms: list[Any]) -> pd.DataFrame:
     if not ms:
         return model.empty_frame(CORRECTIONS)
-    f = fields(ms, ("S", "t", "oi", "op", "os", "ci", "cp", "cs"), ("x", "oc", "cc", "z"))
+    f = fields(ms, ("S", "t", "oi", "op", "os", "cp", "cs"), ("x", "oc", "ci", "cc", "z"))
     return columns_frame(
         CORRECTIONS,
         {
             "symbol": symbol_column(f["S"]),
             "ts": rfc3339_column(f["t"]),
             "exchange": str_column(f["x"]),
-            "original_trade_id": str_column(f["oi"]),
+            "original_trade_id": id_column(f["oi"]),
             "original_price": float_column(f["op"]),
             "original_size": int_column(f["os"]),
             "original_conditions": conditions_column(f["oc"]),
@@ -210,7 +211,7 @@ def _cancels(ms: list[Any]) -> pd.DataFrame:
             "symbol": symbol_column(f["S"]),
             "ts": rfc3339_column(f["t"]),
             "exchange": str_column(f["x"]),
-            "trade_id": str_column(f["i"]),
+            "trade_id": id_column(f["i"]),
             "price": float_column(f["p"]),
             "size": int_column(f["s"]),
             "action": str_column(f["a"]),
@@ -260,7 +261,7 @@ def build_batch(decoded: Decoded) -> StreamBatch:
     bar_keys = ("S", "t", "o", "h", "l", "c", "v")
     bars, bad, _ = build_checked(groups["b"] + groups["u"], times["b"] + times["u"], _bars, _check(bar_keys), "bar")
     dead += bad
-    correction_keys = ("S", "t", "oi", "op", "os", "ci", "cp", "cs")
+    correction_keys = ("S", "t", "oi", "op", "os", "cp", "cs")
     corrections, bad, _ = build_checked(groups["c"], times["c"], _corrections, _check(correction_keys), "correction")
     dead += bad
     cancels, bad, _ = build_checked(groups["x"], times["x"], _cancels, _check(("S", "t", "i", "p", "s")), "cancel")
