@@ -704,6 +704,7 @@ class StreamConnection:
         self.on_connected: Callable[[Connected], Any] | None = None
         self._wanted: dict[str, set[str]] = {}
         self._ws: Any = None
+        self._opening: Any = None
         self._runner: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
         self._error: BaseException | None = None
@@ -841,11 +842,14 @@ class StreamConnection:
             ),
             timeout=s.open_timeout_seconds,
         )
+        self._opening = ws  # close() during the handshake closes it too
         try:
             await asyncio.wait_for(self._authenticate(ws), timeout=s.open_timeout_seconds)
         except BaseException:
             await _close_quietly(ws)
             raise
+        finally:
+            self._opening = None
         return ws
 
     async def _authenticate(self, ws: Any) -> None:
@@ -1035,15 +1039,17 @@ class StreamConnection:
         """Stop reading and close the socket; :meth:`batches` still yields the frames already read,
         then ends. Idempotent."""
         self._closing.set()
-        ws = self._ws
-        if ws is not None:
-            await _close_quietly(ws)
+        for ws in (self._ws, self._opening):
+            if ws is not None:
+                await _close_quietly(ws)
         runner = self._runner
         if runner is not None and not runner.done():
             try:
-                await asyncio.wait_for(asyncio.shield(runner), timeout=5)
-            except TimeoutError:
+                await asyncio.wait_for(asyncio.shield(runner), timeout=2.0)
+            except TimeoutError:  # stuck in a connect: nothing read is lost by cancelling it
                 runner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner
             except Exception:  # reported through batches()
                 pass
         self.buffer.close()
