@@ -21,7 +21,16 @@ from uuid import UUID
 from loguru import logger
 
 from core.errors import ServiceError
-from pipeline.alerts import DATA_STALE, DEAD_LETTERS_GROWING, JOB_FAILED, QUALITY_LOW, RESOURCE_PREFIX
+from pipeline.alerts import (
+    DATA_STALE,
+    DEAD_LETTERS_GROWING,
+    JOB_FAILED,
+    QUALITY_LOW,
+    RESOURCE_PREFIX,
+    STREAM_DEGRADED,
+    STREAM_HEARTBEAT,
+    STREAM_STOPPED,
+)
 
 QUIET_PERIOD = timedelta(hours=1)
 BLOCK_TYPE = "custom-webhook"
@@ -32,11 +41,24 @@ BODY = (
 )
 
 
+STREAM_SILENCE = timedelta(seconds=30)  # heartbeats come every 5 s
+
+
 @dataclass(frozen=True)
 class AlertRule:
+    """``event`` fires the rule (Reactive), or, with ``after``, its ABSENCE does: after an ``after``
+    event, none of ``expect`` (default: ``event``) within ``within`` (Proactive)."""
+
     name: str
     event: str
     description: str
+    after: str | None = None
+    also_expect: tuple[str, ...] = ()
+    within: timedelta = QUIET_PERIOD
+
+    @property
+    def expect(self) -> set[str]:
+        return {self.event, *self.also_expect}
 
 
 RULES = (
@@ -57,6 +79,19 @@ RULES = (
         "marketpipe: TimescaleDB job failed",
         JOB_FAILED,
         "A TimescaleDB background job (compression or continuous-aggregate policy) failed its last run.",
+    ),
+    AlertRule(
+        "marketpipe: stream degraded",
+        STREAM_DEGRADED,
+        "A live stream spilled, dropped or dead-lettered frames, or stopped reporting while marked running.",
+    ),
+    AlertRule(
+        "marketpipe: stream stalled",
+        STREAM_HEARTBEAT,
+        "A live stream's heartbeat was followed by no heartbeat (and no clean stop) within 30 s.",
+        after=STREAM_HEARTBEAT,
+        also_expect=(STREAM_STOPPED,),
+        within=STREAM_SILENCE,
     ),
 )
 
@@ -92,12 +127,15 @@ def automation_for(rule: AlertRule, block_id: UUID | None):  # -> prefect.automa
         description=rule.description,
         enabled=True,
         trigger=EventTrigger(
-            expect={rule.event},
+            expect=rule.expect,
+            after={rule.after} if rule.after else set(),
             match={"prefect.resource.id": f"{RESOURCE_PREFIX}*"},
             for_each={"prefect.resource.id"},
-            posture="Reactive",
+            posture="Proactive" if rule.after else "Reactive",
             threshold=1,
-            within=QUIET_PERIOD,  # a Reactive trigger fires at once, then waits out the period
+            # Reactive: fires at once, then waits out the period; Proactive: fires when nothing expected
+            # followed the `after` event within it.
+            within=rule.within,
         ),
         actions=[action],
     )

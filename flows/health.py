@@ -19,7 +19,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
 from core.settings import load_settings
-from pipeline.alerts import dead_letter_alerts, freshness_from_dict, job_alerts, stale_alerts
+from pipeline.alerts import dead_letter_alerts, freshness_from_dict, job_alerts, stale_alerts, stream_alerts
 from pipeline.health import DeadLetterCounts
 from pipeline.jobs import JobsReport
 from tasks.health import check_health_task, quality_alerts_task, report_markdown
@@ -47,6 +47,7 @@ def health_flow(
         *stale_alerts(freshness),
         *dead_letter_alerts(counts),
         *job_alerts(jobs),
+        *stream_alerts(report.get("streams") or [], datetime.fromisoformat(report["checked_at"])),
     ]
     logger = get_run_logger()
     for alert in alerts:

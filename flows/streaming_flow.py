@@ -27,11 +27,11 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from core.settings import load_settings
+from pipeline.alerts import STREAM_HEARTBEAT, STREAM_STOPPED
 from streaming.service import StreamPlan, StreamReport, StreamService, local_stream
 
 HEARTBEAT_S = 5.0
 STATE_POLL_S = 2.0
-HEARTBEAT_EVENT = "marketpipe.stream.heartbeat"
 
 
 class _Heartbeat:
@@ -47,8 +47,8 @@ class _Heartbeat:
         payload["msgs_per_s"] = round((report.messages - self.last_messages) / (now - self.last), 1)
         self.last, self.last_messages = now, report.messages
         emit_event(
-            event=HEARTBEAT_EVENT,
-            resource={"prefect.resource.id": f"marketpipe.stream.{self.source}", "marketpipe.source": self.source},
+            event=STREAM_HEARTBEAT,
+            resource={"prefect.resource.id": f"marketpipe.stream.{self.source}", "marketpipe.stream": self.source},
             payload=payload,
         )
 
@@ -107,13 +107,19 @@ async def stream_flow(
         loop.call_later(duration_seconds, stop.set)
     watcher = asyncio.create_task(_watch_for_cancel(stop))
     try:
-        service = StreamService(settings, plan, heartbeat=_Heartbeat(source))
+        service = StreamService(settings, plan)
+        service.heartbeat = _Heartbeat(service.name)
         if local is not None:
             local.service, service.connected = service, local.connected
         report = await service.run(stop)
     finally:
         watcher.cancel()
     summary = report.as_dict()
+    emit_event(
+        event=STREAM_STOPPED,
+        resource={"prefect.resource.id": f"marketpipe.stream.{service.name}", "marketpipe.source": source},
+        payload=summary,
+    )
     lines = "\n".join(f"| {k} | {v} |" for k, v in summary.items())
     await create_markdown_artifact(
         f"# Stream {source}\n\n| counter | value |\n|---|---|\n{lines}\n",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the event names are imported by `marketpipe deploy`, which needs no pandas
@@ -28,7 +29,12 @@ QUALITY_LOW = "marketpipe.health.quality-low"
 DATA_STALE = "marketpipe.health.data-stale"
 DEAD_LETTERS_GROWING = "marketpipe.health.dead-letters-growing"
 JOB_FAILED = "marketpipe.health.job-failed"
-ALERT_EVENTS = (QUALITY_LOW, DATA_STALE, DEAD_LETTERS_GROWING, JOB_FAILED)
+STREAM_DEGRADED = "marketpipe.health.stream-degraded"
+ALERT_EVENTS = (QUALITY_LOW, DATA_STALE, DEAD_LETTERS_GROWING, JOB_FAILED, STREAM_DEGRADED)
+# Emitted by the stream flow itself (flows/streaming_flow.py): every few seconds while it runs, once
+# when it ends. The "stream stalled" automation fires when a heartbeat is followed by neither.
+STREAM_HEARTBEAT = "marketpipe.stream.heartbeat"
+STREAM_STOPPED = "marketpipe.stream.stopped"
 RESOURCE_PREFIX = "marketpipe."
 
 
@@ -157,6 +163,35 @@ def job_alerts(report: JobsReport | None) -> list[Alert]:
         for job in report.jobs
         if job.failed
     ]
+
+
+def stream_alerts(streams: Iterable[dict[str, Any]], now: datetime) -> list[Alert]:
+    """One alert per stream the health check finds degraded (see :func:`pipeline.health.stream_issues`);
+    ``streams`` are the health report's ``streams`` entries."""
+    from pipeline.health import stream_issues
+    from storage.streams import StreamStatus
+
+    alerts = []
+    for entry in streams:
+        status = StreamStatus(
+            **{
+                **entry,
+                "started_at": datetime.fromisoformat(entry["started_at"]),
+                "updated_at": datetime.fromisoformat(entry["updated_at"]),
+                "newest_event": datetime.fromisoformat(entry["newest_event"]) if entry["newest_event"] else None,
+            }
+        )
+        for issue in stream_issues([status], now):
+            alerts.append(
+                Alert(
+                    event=STREAM_DEGRADED,
+                    resource_id=f"marketpipe.stream.{status.stream}",
+                    resource_name=f"stream {status.stream}",
+                    message=issue,
+                    details={"state": status.state, "counters": status.counters},
+                )
+            )
+    return alerts
 
 
 def freshness_from_dict(data: dict[str, Any]) -> DatasetFreshness:

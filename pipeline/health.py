@@ -1,5 +1,6 @@
 """The pipeline's health: the stack's components, the sources' circuit breakers, data freshness
-per dataset and timeframe, dead-letter growth and TimescaleDB's background jobs, as one dict with
+per dataset and timeframe, dead-letter growth, TimescaleDB's background jobs and the live streams
+(spills, drops, a stream that stopped reporting), as one dict with
 ``healthy``, ``issues`` and ``warnings`` (the seed's ``trigger_health_check()``; ``marketpipe health``).
 A warning is reported and leaves the pipeline healthy (a background job overdue: see
 :mod:`pipeline.jobs`).
@@ -29,6 +30,7 @@ import psycopg
 from core.calendar import local_dates, nyse_sessions
 from core.errors import MarketpipeError
 from pipeline.jobs import job_issues, job_warnings
+from storage.streams import StreamStatus, read_stream_status
 from storage.watermarks import Watermark, read_watermarks
 
 if TYPE_CHECKING:
@@ -221,6 +223,34 @@ def source_states(
     return states, issues
 
 
+STREAM_SILENT_AFTER = timedelta(seconds=60)  # a running stream reports every few seconds
+STREAM_LOSS_COUNTERS = ("spilled", "dropped")  # malformed frames are dead letters: their own alert
+STREAM_LOSS_WINDOW = timedelta(hours=1)  # a stopped stream's losses age out like dead-letter growth
+
+
+def stream_issues(streams: Iterable[StreamStatus], now: datetime) -> list[str]:
+    """A running stream that stopped reporting, and a stream that spilled or dropped frames in its
+    current run (or in its last one, ended within the hour): one sentence each, saying what to do."""
+    issues = []
+    for s in streams:
+        if s.state == "running" and now - s.updated_at > STREAM_SILENT_AFTER:
+            issues.append(
+                f"stream {s.stream} has not reported since {s.updated_at:%Y-%m-%d %H:%M:%S} UTC although it is "
+                "marked running: its process stalled or died; check the `stream` flow run (or restart "
+                "`marketpipe stream --hybrid`, which fills the gap over REST)"
+            )
+        lost = {k: int(s.counters.get(k) or 0) for k in STREAM_LOSS_COUNTERS}
+        if any(lost.values()) and (s.state == "running" or now - s.updated_at <= STREAM_LOSS_WINDOW):
+            told = ", ".join(f"{n} {k}" for k, n in lost.items() if n)
+            issues.append(
+                f"stream {s.stream} ({s.state}, started {s.started_at:%Y-%m-%d %H:%M} UTC) lost frames: {told}; "
+                "spilled frames are in the lake's raw zone (raw/source=<vendor>/dataset=stream/), dead letters in "
+                "`marketpipe dlq list`; a stream that cannot keep up needs a larger streaming.buffer_size or "
+                "fewer symbols per connection"
+            )
+    return issues
+
+
 def check_health(
     settings: Settings,
     *,
@@ -240,11 +270,13 @@ def check_health(
     issues = component_issues(status, settings)
     freshness: list[DatasetFreshness] | None = None
     dead: list[DeadLetterCounts] = []
+    streams: list[StreamStatus] = []
     if status.components["postgres"].healthy:
         try:
             with database_connection(settings) as conn:
                 marks = read_watermarks(conn).values()
                 dead = read_dead_letter_counts(conn, now)
+                streams = read_stream_status(conn)
         except (MarketpipeError, psycopg.Error) as exc:
             issues.append(
                 f"the database answers but the pipeline's tables cannot be read ({exc}); "
@@ -254,6 +286,7 @@ def check_health(
             freshness = dataset_freshness(marks, now, thresholds)
             issues += [f.issue() for f in freshness if f.stale]
             issues += dead_letter_issues(dead)
+            issues += stream_issues(streams, now)
     states, source_issues = source_states(settings, sources, dead)
     issues += source_issues
     jobs = status.jobs
@@ -274,6 +307,7 @@ def check_health(
         "timescaledb": {"version": ts.version, "edition": ts.edition} if ts else None,
         "jobs": jobs.to_dict() if jobs else None,
         "sources": states,
+        "streams": [s.to_dict() for s in streams],
         "freshness": None if freshness is None else [f.to_dict() for f in freshness],
         "dead_letters": {
             "open": sum(c.open for c in dead),

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import pandas as pd
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from core.errors import RequestError, StorageError
 from core.model import BARS, canonical_timeframe, frame, to_utc
@@ -174,6 +176,71 @@ def commit_stream_batch(
                     f"cannot announce {note.timeframe} bars on {bars_channel(note.timeframe)}: {exc}"
                 ) from exc
     return StreamCommit(wrote_trades, wrote_quotes, wrote_final, wrote_forming, tuple(announcements))
+
+
+# ---------------------------------------------------------------------------------------------
+# Status: what `marketpipe health` reads (db/migrations/0016_stream_status.sql)
+
+
+@dataclass(frozen=True)
+class StreamStatus:
+    stream: str  # "polygon", "alpaca:iex"
+    source: str
+    state: str  # running | stopped
+    symbols: int
+    hybrid: bool
+    started_at: datetime
+    updated_at: datetime
+    newest_event: datetime | None
+    counters: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stream": self.stream,
+            "source": self.source,
+            "state": self.state,
+            "symbols": self.symbols,
+            "hybrid": self.hybrid,
+            "started_at": self.started_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "newest_event": self.newest_event.isoformat() if self.newest_event else None,
+            "counters": self.counters,
+        }
+
+
+def record_stream_status(conn: psycopg.Connection, status: StreamStatus) -> None:
+    """Upsert one stream's row (the row's ``updated_at`` is the database's now)."""
+    try:
+        conn.execute(
+            """
+            INSERT INTO ops.stream_status AS s
+                (stream, source, state, symbols, hybrid, started_at, updated_at, newest_event, counters)
+            VALUES (%s, %s, %s, %s, %s, %s, now(), %s, %s)
+            ON CONFLICT (stream) DO UPDATE SET source = EXCLUDED.source, state = EXCLUDED.state,
+                symbols = EXCLUDED.symbols, hybrid = EXCLUDED.hybrid, started_at = EXCLUDED.started_at,
+                updated_at = now(), newest_event = EXCLUDED.newest_event, counters = EXCLUDED.counters
+            """,
+            (
+                status.stream,
+                status.source,
+                status.state,
+                status.symbols,
+                status.hybrid,
+                status.started_at,
+                status.newest_event,
+                Jsonb(status.counters),
+            ),
+        )
+    except psycopg.Error as exc:
+        raise StorageError(f"cannot record the status of stream {status.stream!r}: {exc}") from exc
+
+
+def read_stream_status(conn: psycopg.Connection) -> list[StreamStatus]:
+    rows = conn.execute(
+        "SELECT stream, source, state, symbols, hybrid, started_at, updated_at, newest_event, counters"
+        " FROM ops.stream_status ORDER BY stream"
+    ).fetchall()
+    return [StreamStatus(*row) for row in rows]
 
 
 # ---------------------------------------------------------------------------------------------

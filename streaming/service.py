@@ -55,6 +55,7 @@ _EPOCH = pd.Timestamp(0, tz="UTC")
 # milliseconds (its REST API in nanoseconds). Trades caught up over REST are stored at the stream's
 # resolution, so a trade has ONE key whichever path delivered it (no duplicate at the join).
 STREAM_TIME_RESOLUTION = {"polygon": "ms"}
+STATUS_EVERY_S = 5.0  # ops.stream_status is rewritten this often while the stream runs
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,8 @@ class StreamService:
         self._vendor_minute: dict[str, pd.Timestamp] = {}  # newest vendor minute bar per symbol
         self._conn: Any = None
         self.connected = asyncio.Event()  # set at the first connect
+        self._started_at: Any = None
+        self._status_at = 0.0
 
     # -- the loop ----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> StreamReport:
@@ -192,6 +195,7 @@ class StreamService:
         stream.on_connected = self._connected
         with database_connection(self.settings, autocommit=True) as conn:
             self._conn = conn
+            await self._record_status("running", stream)
             stopper = asyncio.create_task(self._close_on(stop, stream))
             try:
                 await stream.subscribe(self.plan.datasets, self.plan.symbols)
@@ -203,7 +207,33 @@ class StreamService:
                 stopper.cancel()
                 await stream.close()
                 self.report.connection = _stats_dict(stream)
+                await self._record_status("stopped", stream)
         return self.report
+
+    @property
+    def name(self) -> str:
+        """The stream's name in ops.stream_status and in events: the vendor, and the feed if any."""
+        return self.plan.source + (f":{self.plan.feed}" if self.plan.feed else "")
+
+    async def _record_status(self, state: str, stream: Any) -> None:
+        from storage.streams import StreamStatus, record_stream_status
+
+        self.report.connection = _stats_dict(stream)
+        now = pd.Timestamp.now(tz="UTC").to_pydatetime()
+        status = StreamStatus(
+            stream=self.name,
+            source=self.plan.source,
+            state=state,
+            symbols=len(self.plan.symbols),
+            hybrid=self.plan.hybrid,
+            started_at=self._started_at or now,
+            updated_at=now,
+            newest_event=self.report.newest_event.to_pydatetime() if self.report.newest_event is not None else None,
+            counters=_jsonable(self.report.as_dict()),
+        )
+        self._started_at = status.started_at
+        self._status_at = time.monotonic()
+        await asyncio.to_thread(record_stream_status, self._conn, status)
 
     async def _close_on(self, stop: asyncio.Event, stream: StreamConnection) -> None:
         await stop.wait()
@@ -255,6 +285,8 @@ class StreamService:
         if batch.dead:
             report.dead += len(batch.dead)
             await asyncio.to_thread(self._dead_letters, batch.dead)
+        if time.monotonic() - self._status_at >= STATUS_EVERY_S:
+            await self._record_status("running", stream)
         if self.heartbeat is not None:
             report.connection = _stats_dict(stream)
             self.heartbeat(report)
@@ -373,6 +405,10 @@ def _drop_minutes(bars: pd.DataFrame | None) -> pd.DataFrame | None:
     if bars is None or bars.empty:
         return bars
     return bars[bars["timeframe"] != "1min"]
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v if isinstance(v, str | int | float | bool | type(None)) else str(v) for k, v in values.items()}
 
 
 def _text(raw: Any) -> str:

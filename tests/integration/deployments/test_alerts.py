@@ -122,7 +122,7 @@ def test_deploy_creates_the_alert_automations_once(stack: Settings) -> None:
         for rule in RULES:
             found = client.read_automations_by_name(rule.name)
             assert len(found) == 1, found
-            assert found[0].trigger.expect == {rule.event}
+            assert found[0].trigger.expect == rule.expect
 
 
 def test_health_flow_events_are_stored_and_fire_the_automations(stack: Settings, unhealthy: dict[str, str]) -> None:

@@ -1,0 +1,50 @@
+"""Stream health is judged from ops.stream_status rows: silence while running, spills and drops."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from pipeline.alerts import STREAM_DEGRADED, stream_alerts
+from pipeline.health import stream_issues
+from storage.streams import StreamStatus
+
+NOW = datetime(2026, 12, 4, 15, 0, tzinfo=UTC)
+
+
+def status(state: str = "running", age_s: float = 3, **counters: int) -> StreamStatus:
+    return StreamStatus(
+        stream="polygon",
+        source="polygon",
+        state=state,
+        symbols=2,
+        hybrid=True,
+        started_at=NOW - timedelta(hours=2),
+        updated_at=NOW - timedelta(seconds=age_s),
+        newest_event=NOW - timedelta(seconds=1),
+        counters={"messages": 1000, **counters},
+    )
+
+
+def test_a_reporting_stream_without_losses_is_healthy():
+    assert stream_issues([status()], NOW) == []
+    assert stream_issues([status(state="stopped", age_s=7200)], NOW) == []
+
+
+def test_a_running_stream_that_went_silent_is_an_issue():
+    (issue,) = stream_issues([status(age_s=120)], NOW)
+    assert "stream polygon has not reported since" in issue and "--hybrid" in issue
+
+
+def test_spills_and_drops_are_issues_until_a_stopped_stream_ages_out():
+    (issue,) = stream_issues([status(spilled=40, dropped=0)], NOW)
+    assert "lost frames: 40 spilled" in issue and "raw/source=<vendor>/dataset=stream/" in issue
+    assert stream_issues([status(state="stopped", age_s=600, dropped=3)], NOW) != []
+    assert stream_issues([status(state="stopped", age_s=7200, dropped=3)], NOW) == []
+    assert stream_issues([status(dead=5)], NOW) == []  # malformed frames alert as dead letters
+
+
+def test_each_degraded_stream_is_one_alert_about_that_stream():
+    entries = [status(spilled=1).to_dict(), status().to_dict() | {"stream": "alpaca:iex"}]
+    (alert,) = stream_alerts(entries, NOW)
+    assert alert.event == STREAM_DEGRADED and alert.resource_id == "marketpipe.stream.polygon"
+    assert alert.details["counters"]["spilled"] == 1
