@@ -710,6 +710,7 @@ class StreamConnection:
         self._error: BaseException | None = None
         self._hook_tasks: set[asyncio.Task[Any]] = set()
         self._last_activity = time.monotonic()  # the last frame read, or the reader still blocked
+        self._went_idle = False
 
     def __repr__(self) -> str:
         return f"StreamConnection(source={self.source!r}, url={_redact(self.url)!r})"
@@ -893,6 +894,7 @@ class StreamConnection:
         self._counters.connects += 1
         self._counters.last_connected_ns = now
         self._last_activity = time.monotonic()
+        self._went_idle = False
         watchdog = asyncio.create_task(self._watch_idle(ws))
         cause: StreamEvent | None = None
         try:
@@ -904,9 +906,8 @@ class StreamConnection:
         finally:
             self._ws = None
             watchdog.cancel()
-            idle = not watchdog.cancelled() and watchdog.done() and watchdog.result()
             await _close_quietly(ws)
-        if idle:
+        if self._went_idle:
             self._counters.idle_timeouts += 1
             return StreamEvent("idle", f"no data for {self.settings.data_idle_timeout_seconds} s")
         return cause
@@ -939,9 +940,9 @@ class StreamConnection:
             return StreamEvent("closed", f"close code {close[0]} {close[1]!r}".strip(), close[0])
         return StreamEvent("closed", _describe(exc))
 
-    async def _watch_idle(self, ws: Any) -> bool:
-        """True when the socket sent nothing for the data-idle timeout (the reader blocked on a full
-        buffer does not count); then it closes the socket so the reader reconnects."""
+    async def _watch_idle(self, ws: Any) -> None:
+        """Closes the socket (so the reader reconnects) when it sent nothing for the data-idle timeout;
+        the time the reader spends blocked on a full buffer does not count."""
         limit = self.settings.data_idle_timeout_seconds
         while True:
             await asyncio.sleep(min(1.0, limit / 4))
@@ -954,8 +955,9 @@ class StreamConnection:
                     self.source,
                     self.settings.data_idle_timeout_seconds,
                 )
+                self._went_idle = True
                 await _close_quietly(ws)
-                return True
+                return
 
     def _announce(self, connected: Connected) -> None:
         hook = self.on_connected
