@@ -489,6 +489,8 @@ class _Counters:
 # ---------------------------------------------------------------------------------------------
 # The bounded buffer and its backpressure policy
 
+# Called with the spilled frames, oldest first: a coroutine function is awaited, a plain function
+# runs in a worker thread (it may block on storage).
 Spill = Callable[[list[bytes]], "Awaitable[None] | None"]
 
 
@@ -543,6 +545,8 @@ class FrameBuffer:
         self._data.set()
 
     async def _spill_oldest(self) -> None:
+        if len(self._frames) < self.capacity:  # the parser took frames as the lag limit passed
+            return
         count = max(1, len(self._frames) // 2)
         frames = [self._frames.popleft() for _ in range(count)]
         for _ in range(count):
@@ -557,9 +561,10 @@ class FrameBuffer:
             )
             return
         try:
-            result = self.spill(frames)
-            if inspect.isawaitable(result):
-                await result
+            if inspect.iscoroutinefunction(self.spill):
+                await self.spill(frames)
+            else:  # a blocking spill (the lake's client) must not stall the event loop
+                await asyncio.to_thread(self.spill, frames)
         except Exception as exc:
             self.counters.dropped += count
             logger.error("{} stream: spilling {} frame(s) failed, dropped: {!r}", self.source, count, exc)

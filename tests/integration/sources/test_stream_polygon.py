@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import orjson
 import pandas as pd
 import pytest
 
@@ -35,7 +36,9 @@ def new_key() -> str:
     return f"s{uuid.uuid4().hex[:12]}"
 
 
-def stream(sandbox: str, key: str, streaming: dict[str, Any] | None = None, **query: Any) -> StreamConnection:
+def stream(
+    sandbox: str, key: str, streaming: dict[str, Any] | None = None, spill: Any = None, **query: Any
+) -> StreamConnection:
     settings = Settings(
         vendors={"polygon": {"api_key": key}},
         streaming={
@@ -48,7 +51,7 @@ def stream(sandbox: str, key: str, streaming: dict[str, Any] | None = None, **qu
         },
     )
     url = sandbox.replace("http://", "ws://") + "/stocks?" + urlencode({"session": "2024-06-03", **query})
-    return open_stream(settings, "polygon", url=url)
+    return open_stream(settings, "polygon", url=url, spill=spill)
 
 
 def sandbox_connections(sandbox: str, key: str) -> list[dict[str, Any]]:
@@ -189,3 +192,26 @@ def test_an_evicted_connection_pauses_instead_of_evicting_back(sandbox: str) -> 
     assert first.connection_limits == 1 and first.connects == 1 and not first.connected
     assert second.connects == 1 and second.connection_limits == 0
     assert len(sandbox_connections(sandbox, key)) == 2
+
+
+def test_a_slow_consumer_spills_the_oldest_frames_instead_of_stalling_the_socket(sandbox: str) -> None:
+    spilled: list[bytes] = []
+
+    async def scenario() -> Any:
+        conn = stream(
+            sandbox, new_key(), {"buffer_size": 4, "lag_limit_seconds": 0.1}, spilled.extend, speed=0, batch=50
+        )
+        await conn.subscribe(["trades"], ["AAPL"])
+        try:
+            async for _ in conn.batches(max_rows=50, max_delay_s=0.01):
+                await asyncio.sleep(0.2)  # a writer slower than the vendor
+                if len(spilled) >= 8:
+                    break
+        finally:
+            await conn.close()
+        return conn.stats()
+
+    stats = run(scenario())
+    assert stats.spilled == len(spilled) >= 8 and stats.dropped == 0
+    assert all(orjson.loads(frame)[0]["ev"] in ("T", "status") for frame in spilled)  # raw frames, replayable
+    assert stats.connects == 1  # the vendor never dropped us
