@@ -344,6 +344,15 @@ def columns_frame(schema: dict[str, str], columns: dict[str, Any]) -> pd.DataFra
     return pd.DataFrame(columns, copy=False)
 
 
+def latest_bars(bars: pd.DataFrame) -> pd.DataFrame:
+    """One bar per (symbol, minute) in a batch, the last sent: an updated bar (Alpaca ``u``) or a
+    repeated one supersedes the earlier, and the writer's upsert can take the batch in one statement."""
+    if len(bars) < 2:
+        return bars
+    repeated = bars.duplicated(["symbol", "ts"], keep="last")
+    return bars[~repeated].reset_index(drop=True) if repeated.any() else bars
+
+
 def message_text(message: Any) -> bytes:
     try:
         return orjson.dumps(message)

@@ -43,6 +43,7 @@ from sources.stream import (
     float_column,
     id_column,
     int_column,
+    latest_bars,
     message_text,
     missing_keys,
     optional_count_column,
@@ -231,7 +232,7 @@ def _check(keys: tuple[str, ...]) -> Any:
     return check
 
 
-_KINDS = ("t", "q", "b", "u", "c", "x")
+_KINDS = ("t", "q", "b", "c", "x")
 
 
 def build_batch(decoded: Decoded) -> StreamBatch:
@@ -243,10 +244,11 @@ def build_batch(decoded: Decoded) -> StreamBatch:
     ignored = 0
     for m, ns in zip(decoded.messages, decoded.received_ns, strict=True):
         kind = m.get("T") if type(m) is dict else None
-        group = groups.get(kind) if type(kind) is str else None
+        slot = ("b" if kind == "u" else kind) if type(kind) is str else ""  # an updated bar is a bar
+        group = groups.get(slot)
         if group is not None:
             group.append(m)
-            times[kind].append(ns)  # type: ignore[index]
+            times[slot].append(ns)
         elif kind in ("success", "error", "subscription"):
             events.append(control_event(m, ns))
         elif kind in _IGNORED:
@@ -259,7 +261,7 @@ def build_batch(decoded: Decoded) -> StreamBatch:
     quotes, bad, _ = build_checked(groups["q"], times["q"], _quotes, _check(("S", "t", "bp", "ap")), "quote")
     dead += bad
     bar_keys = ("S", "t", "o", "h", "l", "c", "v")
-    bars, bad, _ = build_checked(groups["b"] + groups["u"], times["b"] + times["u"], _bars, _check(bar_keys), "bar")
+    bars, bad, _ = build_checked(groups["b"], times["b"], _bars, _check(bar_keys), "bar")
     dead += bad
     correction_keys = ("S", "t", "oi", "op", "os", "cp", "cs")
     corrections, bad, _ = build_checked(groups["c"], times["c"], _corrections, _check(correction_keys), "correction")
@@ -270,7 +272,7 @@ def build_batch(decoded: Decoded) -> StreamBatch:
         SOURCE,
         trades,
         quotes,
-        bars,
+        latest_bars(bars),
         corrections,
         cancels,
         dead,

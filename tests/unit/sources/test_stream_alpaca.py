@@ -59,11 +59,12 @@ def test_a_streamed_quote_is_the_rest_quote():
     pd.testing.assert_frame_equal(parse([streamed]).quotes, rest)
 
 
-def test_minute_and_updated_bars_are_rest_minute_bars():
-    streamed, updated = bar(), bar("u", c=190.6, v=1300, n=13)
+def test_minute_bars_are_rest_minute_bars_and_an_updated_bar_supersedes_its_minute():
+    first, updated, next_minute = bar(), bar("u", c=190.6, v=1300, n=13), bar(t="2024-06-03T13:31:00Z")
     keys = ("t", "o", "h", "l", "c", "v", "n", "vw")
-    rest = parse_bars({"bars": {"AAPL": [rest_row(streamed, keys), rest_row(updated, keys)]}}, timeframe="1Min")
-    pd.testing.assert_frame_equal(parse([streamed, updated]).bars, rest)
+    rest = parse_bars({"bars": {"AAPL": [rest_row(updated, keys), rest_row(next_minute, keys)]}}, timeframe="1Min")
+    batch = parse([first, next_minute], [updated])
+    pd.testing.assert_frame_equal(batch.bars.sort_values("ts", ignore_index=True), rest)
 
 
 def test_corrections_name_the_original_and_the_corrected_print():

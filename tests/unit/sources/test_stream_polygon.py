@@ -82,6 +82,14 @@ def test_a_minute_aggregate_is_the_rest_minute_bar():
     pd.testing.assert_frame_equal(parse([minute()]).bars, rest)
 
 
+def test_a_repeated_minute_aggregate_is_one_bar_of_the_batch_so_the_upsert_takes_it_in_one_statement():
+    batch = parse([minute(), minute(s=1_717_421_460_000)], [minute(c=190.9)])
+    assert batch.bars[["ts", "close"]].values.tolist() == [
+        [pd.Timestamp("2024-06-03T13:31:00Z"), 190.5],
+        [pd.Timestamp("2024-06-03T13:30:00Z"), 190.9],
+    ]
+
+
 def test_symbols_are_normalized_and_every_frame_has_its_schema():
     batch = parse([trade(sym="brk.b"), trade(sym="BRK/B")])
     assert batch.trades["symbol"].tolist() == ["BRK.B", "BRK.B"]
