@@ -407,16 +407,6 @@ def missing_keys(message: Any, keys: Sequence[str]) -> str | None:
 
 
 @dataclass(frozen=True)
-class Handshake:
-    """What a control frame means for the connection being opened."""
-
-    events: list[StreamEvent]
-
-    def first(self, *kinds: str) -> StreamEvent | None:
-        return next((e for e in self.events if e.kind in kinds), None)
-
-
-@dataclass(frozen=True)
 class StreamProtocol:
     """A vendor's stream wire format, as pure functions (``sources/<vendor>/stream.py``)."""
 

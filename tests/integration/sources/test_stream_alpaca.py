@@ -158,12 +158,12 @@ def test_a_second_connection_of_the_key_gets_406_and_pauses_instead_of_retrying(
         for conn in (first, second):
             await conn.subscribe(["trades"], ["AAPL"])
         first.start()
-        for _ in range(500):
+        for _ in range(3000):
             if first.stats().connects:
                 break
             await asyncio.sleep(0.01)
         second.start()
-        for _ in range(500):
+        for _ in range(3000):
             if second.stats().connection_limits:
                 break
             await asyncio.sleep(0.01)

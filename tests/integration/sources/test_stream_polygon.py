@@ -173,12 +173,12 @@ def test_an_evicted_connection_pauses_instead_of_evicting_back(sandbox: str) -> 
         for conn in (first, second):
             await conn.subscribe(["trades"], ["AAPL"])
         first.start()
-        for _ in range(500):
+        for _ in range(3000):
             if first.stats().connects:
                 break
             await asyncio.sleep(0.01)
         second.start()
-        for _ in range(500):
+        for _ in range(3000):
             if first.stats().connection_limits:
                 break
             await asyncio.sleep(0.01)
@@ -215,3 +215,24 @@ def test_a_slow_consumer_spills_the_oldest_frames_instead_of_stalling_the_socket
     assert stats.spilled == len(spilled) >= 8 and stats.dropped == 0
     assert all(orjson.loads(frame)[0]["ev"] in ("T", "status") for frame in spilled)  # raw frames, replayable
     assert stats.connects == 1  # the vendor never dropped us
+
+
+def test_an_unknown_symbol_is_acknowledged_and_the_known_ones_stream(sandbox: str) -> None:
+    async def scenario() -> tuple[list[Any], pd.DataFrame, int]:
+        conn = stream(sandbox, new_key(), speed=0)
+        await conn.subscribe(["trades"], ["AAPL", "ZZZZQ"])
+        events, parts, dead = [], [], 0
+        try:
+            async for batch in conn.batches(max_rows=5000, max_delay_s=0.05):
+                events += batch.events
+                parts.append(batch.trades)
+                dead += len(batch.dead)
+                if sum(map(len, parts)) >= 100:
+                    break
+        finally:
+            await conn.close()
+        return events, pd.concat(parts, ignore_index=True), dead
+
+    events, trades, dead = run(scenario())
+    assert [e.message for e in events if e.kind == "subscribed"] == ["subscribed to: T.AAPL", "subscribed to: T.ZZZZQ"]
+    assert set(trades["symbol"]) == {"AAPL"} and dead == 0
