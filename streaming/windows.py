@@ -205,7 +205,8 @@ class WindowOutput:
     dropped_late: int = 0  # late trades past the correction horizon, not applied
     unmatched_amends: int = 0  # cancels and corrections that found no retained trade
     removed: pd.DataFrame = field(default_factory=lambda: empty_frame(BARS))  # bars no longer backed by a trade
-    closed_until: pd.Timestamp | None = None  # windows ending at or before this instant are final
+    # Windows ending at or before this instant are final; None before any trade and after flush.
+    closed_until: pd.Timestamp | None = None
 
 
 class BarWindows:
@@ -311,7 +312,7 @@ class BarWindows:
 
     def flush(self) -> WindowOutput:
         """End of stream: every window final (and released)."""
-        return self._output(*k.close_windows(self._state, np.iinfo(np.int64).max // 2))
+        return self._output(*k.close_windows(self._state, _MAX_NS), flushed=True)
 
     @property
     def retained_trades(self) -> int:
@@ -319,7 +320,9 @@ class BarWindows:
         return len(self._state.rows_price) - int(self._state.ctr[k.C_FREE_ROWS])
 
     # -- helpers ----------------------------------------------------------------------------
-    def _output(self, final: np.ndarray, provisional: np.ndarray, removed: np.ndarray) -> WindowOutput:
+    def _output(
+        self, final: np.ndarray, provisional: np.ndarray, removed: np.ndarray, *, flushed: bool = False
+    ) -> WindowOutput:
         ctr = self._state.ctr
         boundary = int(ctr[k.C_BOUNDARY])
         return WindowOutput(
@@ -331,7 +334,7 @@ class BarWindows:
             dropped_late=int(ctr[k.C_DROPPED]),
             unmatched_amends=int(ctr[k.C_UNMATCHED]),
             removed=self._bars(removed),
-            closed_until=None if boundary == k.NO_TIME else pd.Timestamp(min(boundary, _MAX_NS), tz="UTC"),
+            closed_until=None if flushed or boundary == k.NO_TIME else pd.Timestamp(boundary, tz="UTC"),
         )
 
     def _bars(self, slots: np.ndarray) -> pd.DataFrame:
