@@ -22,12 +22,11 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-import numpy as np
 import orjson
 import pandas as pd
 
 from core import model
-from sources.stream import (
+from sources.stream_parsing import (
     CANCELS,
     CORRECTIONS,
     DeadFrame,
@@ -35,6 +34,7 @@ from sources.stream import (
     StreamBatch,
     StreamEvent,
     StreamProtocol,
+    Wire,
     build_checked,
     columns_frame,
     conditions_column,
@@ -43,15 +43,11 @@ from sources.stream import (
     float_column,
     id_column,
     int_column,
-    latest_bars,
     message_text,
-    missing_keys,
-    optional_count_column,
-    optional_float_column,
     rfc3339_column,
+    shared_frames,
     str_column,
     symbol_column,
-    with_default,
 )
 
 SOURCE = "alpaca"
@@ -114,68 +110,7 @@ def control_events(frame: bytes, received_ns: int) -> list[StreamEvent]:
 # -- data -----------------------------------------------------------------------------------------
 
 
-def _trades(ms: list[Any]) -> pd.DataFrame:
-    if not ms:
-        return model.empty_frame(model.TRADES)
-    f = fields(ms, ("S", "t", "p", "s"), ("x", "i", "c", "z"))
-    return columns_frame(
-        model.TRADES,
-        {
-            "symbol": symbol_column(f["S"]),
-            "ts": rfc3339_column(f["t"]),
-            "price": float_column(f["p"]),
-            "size": int_column(f["s"]),
-            "exchange": str_column(f["x"]),
-            "trade_id": str_column(f["i"]),
-            "conditions": conditions_column(f["c"]),
-            "tape": str_column(f["z"]),
-            "source": constant_column(SOURCE, len(ms)),
-        },
-    )
-
-
-def _quotes(ms: list[Any]) -> pd.DataFrame:
-    if not ms:
-        return model.empty_frame(model.QUOTES)
-    f = fields(ms, ("S", "t", "bp", "ap"), ("bs", "bx", "as", "ax", "c", "z"))
-    return columns_frame(
-        model.QUOTES,
-        {
-            "symbol": symbol_column(f["S"]),
-            "ts": rfc3339_column(f["t"]),
-            "bid_price": float_column(f["bp"]),
-            "bid_size": int_column(with_default(f["bs"], 0)),
-            "bid_exchange": str_column(f["bx"]),
-            "ask_price": float_column(f["ap"]),
-            "ask_size": int_column(with_default(f["as"], 0)),
-            "ask_exchange": str_column(f["ax"]),
-            "conditions": conditions_column(f["c"]),
-            "tape": str_column(f["z"]),
-            "source": constant_column(SOURCE, len(ms)),
-        },
-    )
-
-
-def _bars(ms: list[Any]) -> pd.DataFrame:
-    if not ms:
-        return model.empty_frame(model.BARS)
-    f = fields(ms, ("S", "t", "o", "h", "l", "c", "v"), ("vw", "n"))
-    return columns_frame(
-        model.BARS,
-        {
-            "symbol": symbol_column(f["S"]),
-            "ts": rfc3339_column(f["t"]),
-            "timeframe": constant_column("1min", len(ms)),
-            "open": float_column(f["o"]),
-            "high": float_column(f["h"]),
-            "low": float_column(f["l"]),
-            "close": float_column(f["c"]),
-            "volume": int_column(f["v"]),
-            "vwap": optional_float_column(f["vw"]),
-            "trade_count": optional_count_column(f["n"]),
-            "source": constant_column(SOURCE, len(ms)),
-        },
-    )
+WIRE = Wire(SOURCE, symbol="S", bar_time="t", times=rfc3339_column)
 
 
 def _corrections(ms: list[Any]) -> pd.DataFrame:
@@ -222,16 +157,6 @@ def _cancels(ms: list[Any]) -> pd.DataFrame:
     )
 
 
-def _check(keys: tuple[str, ...]) -> Any:
-    def check(message: Any) -> str | None:
-        reason = missing_keys(message, keys)
-        if reason is None and not isinstance(message["S"], str):
-            reason = f"'S' is {type(message['S']).__name__}, not a string"
-        return reason
-
-    return check
-
-
 _KINDS = ("t", "q", "b", "c", "x")
 
 
@@ -256,27 +181,26 @@ def build_batch(decoded: Decoded) -> StreamBatch:
         else:
             reason = "not an object" if type(m) is not dict else f"unknown message type {kind!r}"
             dead.append(DeadFrame(message_text(m), f"malformed alpaca message: {reason}", ns))
-    trades, bad, trade_ns = build_checked(groups["t"], times["t"], _trades, _check(("S", "t", "p", "s")), "trade")
+    trades, trade_ns, quotes, bars, bad = shared_frames(
+        WIRE, (groups["t"], times["t"]), (groups["q"], times["q"]), (groups["b"], times["b"])
+    )
     dead += bad
-    quotes, bad, _ = build_checked(groups["q"], times["q"], _quotes, _check(("S", "t", "bp", "ap")), "quote")
+    correction_keys = ("t", "oi", "op", "os", "cp", "cs")
+    corrections, bad, _ = build_checked(
+        groups["c"], times["c"], _corrections, WIRE.check(*correction_keys), "correction"
+    )
     dead += bad
-    bar_keys = ("S", "t", "o", "h", "l", "c", "v")
-    bars, bad, _ = build_checked(groups["b"], times["b"], _bars, _check(bar_keys), "bar")
-    dead += bad
-    correction_keys = ("S", "t", "oi", "op", "os", "cp", "cs")
-    corrections, bad, _ = build_checked(groups["c"], times["c"], _corrections, _check(correction_keys), "correction")
-    dead += bad
-    cancels, bad, _ = build_checked(groups["x"], times["x"], _cancels, _check(("S", "t", "i", "p", "s")), "cancel")
+    cancels, bad, _ = build_checked(groups["x"], times["x"], _cancels, WIRE.check("t", "i", "p", "s"), "cancel")
     dead += bad
     return StreamBatch(
         SOURCE,
         trades,
         quotes,
-        latest_bars(bars),
+        bars,
         corrections,
         cancels,
         dead,
-        np.asarray(trade_ns, dtype=np.int64),
+        trade_ns,
         events,
         ignored,
     )

@@ -23,33 +23,19 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-import numpy as np
 import orjson
 import pandas as pd
 
-from core import model
-from sources.stream import (
+from sources.stream_parsing import (
     DeadFrame,
     Decoded,
     StreamBatch,
     StreamEvent,
     StreamProtocol,
-    build_checked,
-    columns_frame,
-    conditions_column,
-    constant_column,
+    Wire,
     epoch_column,
-    fields,
-    float_column,
-    int_column,
-    latest_bars,
     message_text,
-    missing_keys,
-    optional_count_column,
-    optional_float_column,
-    str_column,
-    symbol_column,
-    with_default,
+    shared_frames,
 )
 
 SOURCE = "polygon"
@@ -107,78 +93,7 @@ def control_events(frame: bytes, received_ns: int) -> list[StreamEvent]:
 # -- data -----------------------------------------------------------------------------------------
 
 
-def _trades(ms: list[Any]) -> pd.DataFrame:
-    if not ms:
-        return model.empty_frame(model.TRADES)
-    f = fields(ms, ("sym", "t", "p", "s"), ("x", "i", "c", "z"))
-    return columns_frame(
-        model.TRADES,
-        {
-            "symbol": symbol_column(f["sym"]),
-            "ts": epoch_column(f["t"], MS),
-            "price": float_column(f["p"]),
-            "size": int_column(f["s"]),
-            "exchange": str_column(f["x"]),
-            "trade_id": str_column(f["i"]),
-            "conditions": conditions_column(f["c"]),
-            "tape": str_column(f["z"]),
-            "source": constant_column(SOURCE, len(ms)),
-        },
-    )
-
-
-def _quotes(ms: list[Any]) -> pd.DataFrame:
-    if not ms:
-        return model.empty_frame(model.QUOTES)
-    f = fields(ms, ("sym", "t", "bp", "ap"), ("bs", "bx", "as", "ax", "c", "z"))
-    return columns_frame(
-        model.QUOTES,
-        {
-            "symbol": symbol_column(f["sym"]),
-            "ts": epoch_column(f["t"], MS),
-            "bid_price": float_column(f["bp"]),
-            "bid_size": int_column(with_default(f["bs"], 0)),
-            "bid_exchange": str_column(f["bx"]),
-            "ask_price": float_column(f["ap"]),
-            "ask_size": int_column(with_default(f["as"], 0)),
-            "ask_exchange": str_column(f["ax"]),
-            "conditions": conditions_column(f["c"]),
-            "tape": str_column(f["z"]),
-            "source": constant_column(SOURCE, len(ms)),
-        },
-    )
-
-
-def _bars(ms: list[Any]) -> pd.DataFrame:
-    if not ms:
-        return model.empty_frame(model.BARS)
-    f = fields(ms, ("sym", "s", "o", "h", "l", "c", "v"), ("vw", "n"))
-    return columns_frame(
-        model.BARS,
-        {
-            "symbol": symbol_column(f["sym"]),
-            "ts": epoch_column(f["s"], MS),
-            "timeframe": constant_column("1min", len(ms)),
-            "open": float_column(f["o"]),
-            "high": float_column(f["h"]),
-            "low": float_column(f["l"]),
-            "close": float_column(f["c"]),
-            "volume": int_column(f["v"]),
-            "vwap": optional_float_column(f["vw"]),
-            "trade_count": optional_count_column(f["n"]),
-            "source": constant_column(SOURCE, len(ms)),
-        },
-    )
-
-
-def _check(keys: tuple[str, ...]) -> Any:
-    def check(message: Any) -> str | None:
-        reason = missing_keys(message, keys)
-        if reason is None and not isinstance(message["sym"], str):
-            reason = f"'sym' is {type(message['sym']).__name__}, not a string"
-        return reason
-
-    return check
+WIRE = Wire(SOURCE, symbol="sym", bar_time="s", times=lambda values: epoch_column(values, MS))
 
 
 def build_batch(decoded: Decoded) -> StreamBatch:
@@ -210,22 +125,20 @@ def build_batch(decoded: Decoded) -> StreamBatch:
         else:
             reason = "not an object" if type(m) is not dict else f"unknown event type {kind!r}"
             dead.append(DeadFrame(message_text(m), f"malformed polygon message: {reason}", ns))
-    trade_frame, bad, trade_ns = build_checked(trades, trade_ns, _trades, _check(("sym", "t", "p", "s")), "trade")
-    dead += bad
-    quote_frame, bad, _ = build_checked(quotes, quote_ns, _quotes, _check(("sym", "t", "bp", "ap")), "quote")
-    dead += bad
-    bar_frame, bad, _ = build_checked(bars, bar_ns, _bars, _check(("sym", "s", "o", "h", "l", "c", "v")), "bar")
+    trade_frame, trade_received, quote_frame, bar_frame, bad = shared_frames(
+        WIRE, (trades, trade_ns), (quotes, quote_ns), (bars, bar_ns)
+    )
     dead += bad
     empty = StreamBatch.empty(SOURCE)
     return StreamBatch(
         SOURCE,
         trade_frame,
         quote_frame,
-        latest_bars(bar_frame),
+        bar_frame,
         empty.corrections,
         empty.cancels,
         dead,
-        np.asarray(trade_ns, dtype=np.int64),
+        trade_received,
         events,
         ignored,
     )
