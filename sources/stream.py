@@ -143,6 +143,7 @@ class FrameBuffer:
         self._room = asyncio.Event()
         self._data = asyncio.Event()
         self._closed = False
+        self._draining = False  # closing: the last frames read are kept past the capacity
         self.blocked = False  # the reader waits for room (the idle watchdog ignores that time)
 
     def __len__(self) -> int:
@@ -153,7 +154,7 @@ class FrameBuffer:
         return self._closed
 
     async def put(self, frame: bytes, received_ns: int) -> None:
-        while len(self._frames) >= self.capacity and not self._closed:
+        while len(self._frames) >= self.capacity and not self._closed and not self._draining:
             self._room.clear()
             self.blocked = True
             try:
@@ -222,6 +223,12 @@ class FrameBuffer:
         except TimeoutError:
             return False
         return bool(self._frames)
+
+    def drain(self) -> None:
+        """The connection is closing: a reader blocked on a full buffer appends its last frame anyway
+        (the parser drains it) rather than waiting for room or spilling."""
+        self._draining = True
+        self._room.set()
 
     def close(self) -> None:
         """No more frames: waiting readers return, the parser drains what is buffered."""
@@ -616,7 +623,7 @@ class StreamConnection:
             parts: list[Decoded] = []
             rows = 0
             while True:
-                frames, received = buffer.take(256)
+                frames, received = buffer.take(8)  # a slice: decoding it holds the event loop ~10 ms at most
                 if frames:
                     part = decode_frames(frames, received)
                     parts.append(part)
@@ -669,6 +676,7 @@ class StreamConnection:
         """Stop reading and close the socket; :meth:`batches` still yields the frames already read,
         then ends. Idempotent."""
         self._closing.set()
+        self.buffer.drain()
         for ws in (self._ws, self._opening):
             if ws is not None:
                 await _close_quietly(ws)

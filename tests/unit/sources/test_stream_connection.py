@@ -118,6 +118,21 @@ def test_without_a_working_spill_the_oldest_frames_are_dropped_and_counted(spill
     assert (counters.spilled, counters.dropped) == (0, 1)
 
 
+def test_draining_keeps_the_blocked_readers_frame_past_the_capacity_instead_of_spilling_it():
+    spilled: list[list[bytes]] = []
+
+    async def scenario():
+        buffer = FrameBuffer(1, lag_limit_s=60.0, spill=spilled.append)
+        await buffer.put(b"a", 1)
+        reader = asyncio.create_task(buffer.put(b"b", 2))
+        await asyncio.sleep(0)
+        buffer.drain()
+        await asyncio.wait_for(reader, 5)
+        return buffer.take(10)[0]
+
+    assert run(scenario()) == [b"a", b"b"] and spilled == []
+
+
 def test_a_closed_buffer_releases_the_reader_and_reports_no_more_data():
     async def scenario():
         buffer = FrameBuffer(1, lag_limit_s=60.0)
