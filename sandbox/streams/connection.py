@@ -31,7 +31,7 @@ from sandbox.streams.timeline import MINUTE_NS, TickFaults
 #: Longest nap of the producer, so subscription changes, stalls and kills are seen promptly.
 MAX_NAP_S = 0.2
 #: How long a server-side close may wait on a client that does not read.
-CLOSE_WAIT_S = 2.0
+CLOSE_WAIT_S = 5.0
 ABRUPT = 0
 #: Data frames in flight when slow readers are not kicked: a small buffer, then TCP backpressure.
 OUTBOX_FRAMES = 4
@@ -150,6 +150,7 @@ class Connection:
                 self.end_by_server(1008, "slow consumer", [self.kick_message()])
                 await _parked()
             self._outbox.put_nowait((payload, False))
+            await asyncio.sleep(0)  # let the sender drain: only a blocked socket should fill the buffer
         else:
             await self._room.acquire()
             self._outbox.put_nowait((payload, True))
@@ -375,8 +376,7 @@ class Connection:
 
     async def _finish(self) -> None:
         ending = self._ending or Ending(True, 1006)
-        self.state = "closed"
-        self.close_code = ending.code
+        self.state = "closing"
         if not ending.by_client and self.ws.application_state == WebSocketState.CONNECTED:
             try:
                 if ending.final:
@@ -385,6 +385,8 @@ class Connection:
                     await asyncio.wait_for(self.ws.close(ending.code, ending.reason[:120]), CLOSE_WAIT_S)
             except (TimeoutError, WebSocketDisconnect, OSError, RuntimeError):
                 pass
+        self.state = "closed"
+        self.close_code = ending.code
         self.on_closed(ending)
         self.hub.unregister(self)
 

@@ -47,7 +47,7 @@ class HeldSlot:
 
 
 class StreamHub:
-    def __init__(self, market: Market, bad_key_prefix: str, cache_bytes: int = 128 * 2**20) -> None:
+    def __init__(self, market: Market, bad_key_prefix: str, cache_bytes: int = 1024 * 2**20) -> None:
         self.market = market
         self.bad_key_prefix = bad_key_prefix
         self.defaults: dict[str, Any] = {}

@@ -99,17 +99,34 @@ class SymbolDay:
     corrections: Amends
     cancels: Amends
     due: dict[str, np.ndarray] = field(default_factory=dict)  # channel -> due instants, sorted
-    rows: dict[str, np.ndarray] = field(default_factory=dict)  # channel -> row index, same order
+    rows: dict[str, np.ndarray | None] = field(default_factory=dict)  # channel -> row index; None = in order
 
     def window(self, channel: str, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         """(due, row) of the events of `channel` due in [lo, hi)."""
         due = self.due[channel]
-        a, b = np.searchsorted(due, [lo, hi])
-        return due[a:b], self.rows[channel][a:b]
+        a, b = (int(i) for i in np.searchsorted(due, [lo, hi]))
+        rows = self.rows[channel]
+        return due[a:b], np.arange(a, b) if rows is None else rows[a:b]
+
+    def row_order(self, channel: str) -> np.ndarray:
+        """Every row of `channel` in the order it is sent."""
+        return self.window(channel, np.iinfo(np.int64).min, np.iinfo(np.int64).max)[1]
 
     @property
     def nbytes(self) -> int:
-        return sum(d.nbytes * 2 for d in self.due.values()) + self.trades.t_ns.nbytes * 6 + self.quotes.nbytes
+        """Bytes of every distinct array held (many are the market's own arrays, not copies)."""
+        arrays: dict[int, int] = {}
+        holders = [self.trades, self.quotes, self.minutes.bars, self.seconds.bars, self.daily]
+        holders += [self.corrections, self.cancels]
+        for holder in holders:
+            for value in vars(holder).values():
+                if isinstance(value, np.ndarray):
+                    arrays[id(value)] = value.nbytes
+        for table in (self.due, self.rows):
+            for value in table.values():
+                if value is not None:
+                    arrays[id(value)] = value.nbytes
+        return sum(arrays.values())
 
 
 def _draw(n: int, fraction: float, *salt: object) -> np.ndarray:
@@ -194,19 +211,25 @@ def symbol_day(market: Market, symbol: str, session: int, faults: TickFaults) ->
     corrected = _draw(n, faults.corrections, *salt, "corrections")
     cancelled = np.flatnonzero(_draw(n, faults.cancels, *salt, "cancels"))
     late_ns = int(faults.late_s * NS)
-    trade_due = trades.t_ns + np.where(late, late_ns, 0)
-
+    # Without tick faults the streamed trades are the market's own arrays (no copies: a liquid
+    # symbol has over a million trades a session, and benchmarks replay many such symbols).
+    trade_due = trades.t_ns + np.where(late, late_ns, 0) if late.any() else trades.t_ns
     wrong = round_price(trades.price + 0.05)
-    alpaca_id = np.where(corrected, CORRECTED_ID_BASE + trades.sequence, trades.sequence)
-    rows = TradeRows(
-        t_ns=np.concatenate([trades.t_ns, trades.t_ns[cancelled]]),
-        price=np.concatenate([np.where(corrected, wrong, trades.price), trades.price[cancelled]]),
-        size=np.concatenate([trades.size, trades.size[cancelled]]),
-        exchange=np.concatenate([trades.exchange, trades.exchange[cancelled]]),
-        sequence=np.concatenate([trades.sequence, trades.sequence[cancelled]]),
-        alpaca_id=np.concatenate([alpaca_id, CANCELLED_ID_BASE + trades.sequence[cancelled]]),
-    )
-    all_due = np.concatenate([trade_due, trade_due[cancelled]])
+    if corrected.any() or len(cancelled):
+        alpaca_id = np.where(corrected, CORRECTED_ID_BASE + trades.sequence, trades.sequence)
+        rows = TradeRows(
+            t_ns=np.concatenate([trades.t_ns, trades.t_ns[cancelled]]),
+            price=np.concatenate([np.where(corrected, wrong, trades.price), trades.price[cancelled]]),
+            size=np.concatenate([trades.size, trades.size[cancelled]]),
+            exchange=np.concatenate([trades.exchange, trades.exchange[cancelled]]),
+            sequence=np.concatenate([trades.sequence, trades.sequence[cancelled]]),
+            alpaca_id=np.concatenate([alpaca_id, CANCELLED_ID_BASE + trades.sequence[cancelled]]),
+        )
+        all_due = np.concatenate([trade_due, trade_due[cancelled]])
+    else:
+        alpaca_id = trades.sequence
+        rows = TradeRows(trades.t_ns, trades.price, trades.size, trades.exchange, trades.sequence, trades.sequence)
+        all_due = trade_due
 
     fixed = np.flatnonzero(corrected)
     corrections = Amends(
@@ -253,11 +276,16 @@ def symbol_day(market: Market, symbol: str, session: int, faults: TickFaults) ->
     }
     base_rows = {"updatedBars": updated}
     order_due: dict[str, np.ndarray] = {}
-    order_rows: dict[str, np.ndarray] = {}
+    order_rows: dict[str, np.ndarray | None] = {}
     for channel, d in due.items():
+        d = np.asarray(d, dtype=np.int64)
+        base = base_rows.get(channel)
+        if len(d) < 2 or bool(np.all(d[1:] >= d[:-1])):  # already in order (the common case): no copies
+            order_due[channel], order_rows[channel] = d, base
+            continue
         order = np.argsort(d, kind="stable")
-        order_due[channel] = np.asarray(d, dtype=np.int64)[order]
-        order_rows[channel] = base_rows.get(channel, np.arange(len(d)))[order]
+        order_due[channel] = d[order]
+        order_rows[channel] = order if base is None else base[order]
     return SymbolDay(
         symbol=symbol,
         session=session,

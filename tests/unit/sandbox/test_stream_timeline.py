@@ -112,7 +112,7 @@ def test_trades_quotes_and_minute_bars_are_the_rest_market(market: Market) -> No
     s = session_of(market, "2024-06-03")
     day = symbol_day(market, "AAPL", s, TickFaults())
     trades, bars = market.trades("AAPL", s), market.minute_bars("AAPL", s)
-    np.testing.assert_array_equal(day.trades.t_ns[day.rows["trades"]], trades.t_ns)
+    np.testing.assert_array_equal(day.trades.t_ns[day.row_order("trades")], trades.t_ns)
     np.testing.assert_array_equal(day.trades.price, trades.price)
     np.testing.assert_array_equal(day.trades.alpaca_id, trades.sequence)
     np.testing.assert_array_equal(day.due["trades"], trades.t_ns)
@@ -165,11 +165,11 @@ def test_corrections_and_cancels_restore_the_rest_trades_when_applied(market: Ma
 def test_late_trades_keep_their_time_arrive_later_and_update_their_bar(market: Market) -> None:
     s = session_of(market, "2024-06-03")
     day = symbol_day(market, "AAPL", s, TickFaults(seed=1, late=0.1, late_s=30.0))
-    order = day.rows["trades"]
+    order = day.row_order("trades")
     arrival_t = day.trades.t_ns[order]
     assert (np.diff(arrival_t) < 0).any()  # some trades arrive after younger ones
     np.testing.assert_array_equal(np.sort(day.trades.t_ns), market.trades("AAPL", s).t_ns)
-    updated = day.rows["updatedBars"]
+    updated = day.row_order("updatedBars")
     assert len(updated) > 0 and (day.due["updatedBars"] > day.due["bars"][0]).all()
 
 
@@ -179,7 +179,7 @@ def test_same_seed_same_faults_and_another_seed_differs(market: Market) -> None:
     b = symbol_day(market, "AAPL", s, TickFaults(seed=1, late=0.1))
     c = symbol_day(market, "AAPL", s, TickFaults(seed=2, late=0.1))
     np.testing.assert_array_equal(a.due["trades"], b.due["trades"])
-    assert not np.array_equal(a.rows["trades"], c.rows["trades"])
+    assert not np.array_equal(a.row_order("trades"), c.row_order("trades"))
 
 
 def test_an_unknown_symbol_streams_nothing(market: Market) -> None:
