@@ -170,7 +170,7 @@ def test_real_time_streaming_setup(stack: Settings) -> None:
         span = conn.execute(
             "SELECT min(ts), max(ts) FROM market.trades WHERE symbol = 'AAPL' AND source = 'polygon'"
         ).fetchone()
-        lo, hi = pd.Timestamp(span[0]), pd.Timestamp(span[1]) + pd.Timedelta(microseconds=1)
+        lo, hi = pd.Timestamp(span[0]), pd.Timestamp(span[1]) + pd.Timedelta(milliseconds=1)  # stream times are ms
         stored = read_trades(conn, ["AAPL"], lo, hi)
 
     async def rest():
