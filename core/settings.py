@@ -33,6 +33,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, DotEnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -164,6 +165,16 @@ class StreamingSettings(_Section):
         "spill (the lake's raw zone) so it can read again; keep it below ping_timeout_seconds, since a blocked "
         "reader does not read pongs either",
     )
+
+    @model_validator(mode="after")
+    def _spill_before_the_ping_timeout(self) -> StreamingSettings:
+        if self.lag_limit_seconds >= self.ping_timeout_seconds:
+            raise ValueError(
+                f"lag_limit_seconds ({self.lag_limit_seconds}) must be below ping_timeout_seconds "
+                f"({self.ping_timeout_seconds}): a reader blocked on a full buffer reads no pongs, so the "
+                "connection would die of a ping timeout before the buffer spills"
+            )
+        return self
 
 
 class QualitySettings(_Section):

@@ -25,8 +25,9 @@ The connection authenticates, (re)subscribes after every connect, reconnects wit
 jittered exponential backoff (:class:`ReconnectPolicy`; the attempt counter resets after a healthy
 period), pauses long after the vendor's connection limit (Alpaca 406, Polygon ``max_connections``),
 detects dead peers by ping timeout and silent sockets by a separate data-idle timeout, and fails
-once, clearly, on a rejected key. It shares its source's circuit breaker: connect failures count as
-the vendor's failures, a successful authentication closes the breaker.
+once, clearly, on a rejected key. Given its REST source's circuit breaker (``open_stream(...,
+breaker=)``) it shares it: failed connects count as the vendor's failures, an authenticated
+connection closes the breaker, and an open breaker delays the next connect.
 """
 
 from __future__ import annotations

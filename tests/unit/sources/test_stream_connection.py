@@ -7,6 +7,7 @@ import random
 
 import orjson
 import pytest
+from pydantic import ValidationError
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 from websockets.frames import Close
 
@@ -131,6 +132,11 @@ def test_draining_keeps_the_blocked_readers_frame_past_the_capacity_instead_of_s
         return buffer.take(10)[0]
 
     assert run(scenario()) == [b"a", b"b"] and spilled == []
+
+
+def test_a_lag_limit_past_the_ping_timeout_is_refused():
+    with pytest.raises(ValidationError, match=r"lag_limit_seconds .* must be below ping_timeout_seconds"):
+        StreamingSettings(lag_limit_seconds=20.0, ping_timeout_seconds=20.0)
 
 
 def test_a_closed_buffer_releases_the_reader_and_reports_no_more_data():
