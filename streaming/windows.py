@@ -68,7 +68,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import ConfigurationError, DataQualityError
-from core.model import BARS, STR, empty_frame, frame
+from core.model import BARS, NULLABLE_I64, STR, empty_frame
 from streaming import kernels as k
 
 # What each condition lets a trade update: kernels.LAST (open/close; implies high/low), HIGH_LOW,
@@ -242,6 +242,7 @@ class BarWindows:
         self._symbol_codes: dict[str, int] = {}
         self._symbols: list[str] = []
         self._exchange_codes: dict[Any, int] = {}
+        self._no_bars = empty_frame(BARS)
 
     # -- input ------------------------------------------------------------------------------
     def add_trades(self, trades: pd.DataFrame) -> None:
@@ -251,7 +252,7 @@ class BarWindows:
         n = len(trades)
         ts = _nanoseconds(trades["ts"])
         sym = self._codes(trades["symbol"])
-        key, key_id, _ = self._keys(trades, sym)
+        key, key_id, _ = self._keys(trades["trade_id"], trades.get("exchange"), sym)
         flags = self._flags(trades)
         self._state = k.reserve(self._state, n, n * len(self.timeframes))
         k.add_trades(
@@ -271,7 +272,7 @@ class BarWindows:
         if cancels is None or cancels.empty:
             return
         _require(cancels, ("symbol", "trade_id"), "CANCELS")
-        key, key_id, by_id = self._keys(cancels, self._codes(cancels["symbol"]))
+        key, key_id, by_id = self._keys(cancels["trade_id"], cancels.get("exchange"), self._codes(cancels["symbol"]))
         k.cancel_trades(self._state, key, key_id, by_id)
 
     def apply_corrections(self, corrections: pd.DataFrame) -> None:
@@ -282,11 +283,15 @@ class BarWindows:
             return
         _require(corrections, ("symbol", "original_trade_id", "corrected_price", "corrected_size"), "CORRECTIONS")
         sym = self._codes(corrections["symbol"])
-        key, key_id, by_id = self._keys(corrections.rename(columns={"original_trade_id": "trade_id"}), sym)
+        exchange = corrections.get("exchange")
+        key, key_id, by_id = self._keys(corrections["original_trade_id"], exchange, sym)
         new_key, new_key_id = np.zeros_like(key), np.zeros_like(key)
         if "corrected_trade_id" in corrections:
-            new_key, new_key_id, _ = self._keys(corrections.assign(trade_id=corrections["corrected_trade_id"]), sym)
-        corrected = corrections.rename(columns={"corrected_conditions": "conditions"})
+            new_key, new_key_id, _ = self._keys(corrections["corrected_trade_id"], exchange, sym)
+        corrected = pd.DataFrame(
+            {c: corrections[c] for c in ("source", "tape") if c in corrections}
+            | {"conditions": corrections.get("corrected_conditions")}
+        )
         k.correct_trades(
             self._state,
             key,
@@ -338,38 +343,34 @@ class BarWindows:
         )
 
     def _bars(self, slots: np.ndarray) -> pd.DataFrame:
+        """The bars of ``slots`` as a BARS frame ordered by timeframe, symbol code and time, built
+        column by column in the schema's dtypes (``core.model.frame``'s coercions cost ~3 ms a call,
+        and this runs three times per micro-batch)."""
         if not len(slots):
-            return empty_frame(BARS)
-        si = self._state.slots_i[slots]
-        sf = self._state.slots_f[slots]
+            return self._no_bars.copy()
+        si, sf = self._state.slots_i[slots], self._state.slots_f[slots]
+        order = np.lexsort((si[:, k.S_START], si[:, k.S_SYM], si[:, k.S_TF]))
+        si, sf = si[order], sf[order]
         priced = si[:, k.A_NP] > 0
-        open_ = np.where(priced, sf[:, k.B_PFIRST], sf[:, k.B_AFIRST])
         close = np.where(priced, sf[:, k.B_PLAST], sf[:, k.B_ALAST])
-        high = np.where(priced, sf[:, k.B_HIGH], sf[:, k.B_AHIGH])
-        low = np.where(priced, sf[:, k.B_LOW], sf[:, k.B_ALOW])
         volume = si[:, k.A_VOLUME]
         with np.errstate(invalid="ignore", divide="ignore"):
             vwap = np.where(volume > 0, sf[:, k.B_PV] / np.maximum(volume, 1), close)
-        names = np.array(self.timeframes, dtype=object)[si[:, k.S_TF]]
-        symbols = np.array(self._symbols, dtype=object)[si[:, k.S_SYM]]
-        bars = frame(
-            BARS,
-            {
-                "symbol": symbols,
-                "ts": pd.to_datetime(si[:, k.S_START], unit="ns", utc=True),
-                "timeframe": names,
-                "open": open_,
-                "high": high,
-                "low": low,
-                "close": close,
-                "volume": volume,
-                "vwap": vwap,
-                "trade_count": si[:, k.A_COUNT],
-                "source": self.source,
-            },
-            what="stream bars",
-        )
-        return bars.sort_values(["timeframe", "symbol", "ts"], kind="stable", ignore_index=True)
+        n = len(slots)
+        columns = {
+            "symbol": pd.array(np.array(self._symbols, dtype=object)[si[:, k.S_SYM]], dtype=STR),
+            "ts": pd.DatetimeIndex(si[:, k.S_START].view("datetime64[ns]")).tz_localize("UTC"),
+            "timeframe": pd.array(np.array(self.timeframes, dtype=object)[si[:, k.S_TF]], dtype=STR),
+            "open": np.where(priced, sf[:, k.B_PFIRST], sf[:, k.B_AFIRST]),
+            "high": np.where(priced, sf[:, k.B_HIGH], sf[:, k.B_AHIGH]),
+            "low": np.where(priced, sf[:, k.B_LOW], sf[:, k.B_ALOW]),
+            "close": close,
+            "volume": volume,
+            "vwap": vwap,
+            "trade_count": pd.array(si[:, k.A_COUNT], dtype=NULLABLE_I64),
+            "source": pd.array([self.source] * n, dtype=STR),
+        }
+        return pd.DataFrame(columns, columns=list(BARS))
 
     def _codes(self, symbols: pd.Series) -> np.ndarray:
         """Stable int codes of symbols across batches (one dict look-up per distinct symbol)."""
@@ -388,15 +389,15 @@ class BarWindows:
             mapping[i] = code
         return mapping[codes]
 
-    def _keys(self, frame_: pd.DataFrame, sym: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _keys(
+        self, ids: pd.Series, exchange: pd.Series | None, sym: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(key, id key, matched by id only) per row: hashes of (symbol, trade id, exchange) and
         (symbol, trade id); a row without an exchange is matched by the id key."""
-        n = len(frame_)
-        ids = frame_["trade_id"] if "trade_id" in frame_ else pd.Series([None] * n, dtype=STR)
+        n = len(ids)
         has_id = ids.notna().to_numpy()
-        id_hash = pd.util.hash_array(ids.fillna("").astype(object).to_numpy()).view(np.int64)
-        if "exchange" in frame_:
-            exchange = frame_["exchange"]
+        id_hash = pd.util.hash_array(ids.astype(object).fillna("").to_numpy()).view(np.int64)
+        if exchange is not None:
             by_id = exchange.isna().to_numpy()
             codes, uniques = pd.factorize(exchange)
             mapping = np.array([self._exchange_codes.setdefault(u, len(self._exchange_codes)) for u in uniques] + [-1])

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from core.errors import ConfigurationError
-from core.model import BARS, TRADES, frame
+from core.model import BARS, TRADES, empty_frame, frame
 from streaming import kernels
 from streaming.windows import BarWindows, WindowOutput, condition_flags
 
@@ -225,7 +225,8 @@ def test_empty_batches_and_an_advance_before_any_trade_change_nothing() -> None:
     windows.add_trades(trades(("AAA", 10, 10.0, 1, "1")))
     windows.add_trades(trades())
     out = windows.advance()
-    assert list(out.final.columns) == list(BARS) and list(out.provisional.columns) == list(BARS)
+    for bars in (out.final, out.provisional, out.removed, windows.flush().final):
+        assert {c: str(t) for c, t in bars.dtypes.items()} == {c: str(t) for c, t in empty_frame(BARS).dtypes.items()}
     assert one(out.provisional)["volume"] == 1 and out.duplicates == 0
 
 
