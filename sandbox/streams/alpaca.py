@@ -1,10 +1,11 @@
 """Alpaca's v2 stock stream protocol: client actions, control messages, events, JSON or msgpack.
 
 Events carry the REST values (sandbox/wire/alpaca.py renders the same trades and quotes for
-/v2/stocks/trades and /quotes): `i` the REST id, exchange letters, conditions, tape letter. Until
-a frame is encoded, `t` is an int of UTC nanoseconds; the codec renders it as alpaca does: an
-RFC 3339 string with nanoseconds in JSON (seconds for bars, as REST), a msgpack Timestamp in
-msgpack (alpaca-py calls `.to_datetime()` on it).
+/v2/stocks/trades and /quotes): `i` the REST id, exchange letters, conditions, tape letter. `t` is
+rendered for the connection's codec, as alpaca does: an RFC 3339 string with nanoseconds in JSON
+(seconds for bars, as REST), a msgpack Timestamp in msgpack (alpaca-py calls `.to_datetime()` on
+it). Rendering happens with the rest of a chunk in a worker thread, so encoding a frame on the
+event loop is one orjson/msgpack call.
 """
 
 from __future__ import annotations
@@ -41,7 +42,17 @@ ERRORS = {
     407: "slow client",
     500: "internal error",
 }
-_BAR_TYPES = ("b", "u", "d")
+CODECS = ("json", "msgpack")
+
+
+def times(t_ns: np.ndarray, unit: str, codec: str) -> list[Any]:
+    """`t` values of a codec: RFC 3339 strings (JSON) or msgpack Timestamps, vectorized where it can."""
+    if codec == "json":
+        return rfc3339(t_ns, unit)
+    return [
+        msgpack.Timestamp(s, n)
+        for s, n in zip((t_ns // 1_000_000_000).tolist(), (t_ns % 1_000_000_000).tolist(), strict=True)
+    ]
 
 
 def error(code: int, message: str | None = None) -> dict[str, Any]:
@@ -94,10 +105,10 @@ def subscription(symbols_of: Any) -> dict[str, Any]:
     return reply
 
 
-def _bars(day: SymbolDay, kind: str, rows: np.ndarray) -> list[dict[str, Any]]:
+def _bars(day: SymbolDay, kind: str, rows: np.ndarray, codec: str) -> list[dict[str, Any]]:
     b = day.daily if kind == "d" else day.minutes.bars
     cols = zip(
-        b.t_ns[rows].tolist(),
+        times(b.t_ns[rows], "s", codec),
         b.open[rows].tolist(),
         b.high[rows].tolist(),
         b.low[rows].tolist(),
@@ -114,7 +125,7 @@ def _bars(day: SymbolDay, kind: str, rows: np.ndarray) -> list[dict[str, Any]]:
     ]
 
 
-def render(day: SymbolDay, channel: str, rows: np.ndarray) -> list[dict[str, Any]]:
+def render(day: SymbolDay, channel: str, rows: np.ndarray, codec: str = "json") -> list[dict[str, Any]]:
     sym, z = day.symbol, TAPE_LETTERS[day.tape]
     if channel == "trades":
         t = day.trades.take(rows)
@@ -123,7 +134,7 @@ def render(day: SymbolDay, channel: str, rows: np.ndarray) -> list[dict[str, Any
             ALPACA_EXCHANGE_CODES[t.exchange].tolist(),
             t.price.tolist(),
             t.size.tolist(),
-            t.t_ns.tolist(),
+            times(t.t_ns, "ns", codec),
             strict=True,
         )
         return [
@@ -138,7 +149,7 @@ def render(day: SymbolDay, channel: str, rows: np.ndarray) -> list[dict[str, Any
             ALPACA_EXCHANGE_CODES[q.ask_exchange].tolist(),
             q.ask.tolist(),
             q.ask_size.tolist(),
-            q.t_ns.tolist(),
+            times(q.t_ns, "ns", codec),
             strict=True,
         )
         return [
@@ -158,11 +169,11 @@ def render(day: SymbolDay, channel: str, rows: np.ndarray) -> list[dict[str, Any
             for bx, bp, bs, ax, ap, az, ns in cols2
         ]
     if channel == "bars":
-        return _bars(day, "b", rows)
+        return _bars(day, "b", rows, codec)
     if channel == "updatedBars":
-        return _bars(day, "u", rows)
+        return _bars(day, "u", rows, codec)
     if channel == "dailyBars":
-        return _bars(day, "d", rows)
+        return _bars(day, "d", rows, codec)
     if channel == "corrections":
         a = day.corrections.take(rows)
         cols3 = zip(
@@ -172,7 +183,7 @@ def render(day: SymbolDay, channel: str, rows: np.ndarray) -> list[dict[str, Any
             a.size.tolist(),
             a.new_id.tolist(),
             a.new_price.tolist(),
-            a.t_ns.tolist(),
+            times(a.t_ns, "ns", codec),
             strict=True,
         )
         return [
@@ -200,7 +211,7 @@ def render(day: SymbolDay, channel: str, rows: np.ndarray) -> list[dict[str, Any
             a.old_id.tolist(),
             a.old_price.tolist(),
             a.size.tolist(),
-            a.t_ns.tolist(),
+            times(a.t_ns, "ns", codec),
             strict=True,
         )
         return [
@@ -209,31 +220,17 @@ def render(day: SymbolDay, channel: str, rows: np.ndarray) -> list[dict[str, Any
     return []
 
 
-def restamp(messages: list[dict[str, Any]], wall_ns: int) -> None:
+def restamp(messages: list[dict[str, Any]], wall_ns: int, codec: str = "json") -> None:
     """`stamp=send`: trades and quotes carry the instant their frame is built."""
+    now = times(np.array([wall_ns], dtype=np.int64), "ns", codec)[0]
     for m in messages:
         if m.get("T") in ("t", "q"):
-            m["t"] = wall_ns
-
-
-def _with_times(messages: list[dict[str, Any]], render_time: Any) -> list[dict[str, Any]]:
-    return [{**m, "t": render_time(m)} if isinstance(m.get("t"), int) else m for m in messages]
+            m["t"] = now
 
 
 def encode_json(messages: list[dict[str, Any]]) -> str:
-    stamped = [m for m in messages if isinstance(m.get("t"), int)]
-    if not stamped:
-        return orjson.dumps(messages).decode()
-    ticks = [m for m in stamped if m["T"] not in _BAR_TYPES]
-    bars = [m for m in stamped if m["T"] in _BAR_TYPES]
-    text: dict[int, str] = {}
-    for group, unit in ((ticks, "ns"), (bars, "s")):
-        if group:
-            for m, s in zip(group, rfc3339(np.array([m["t"] for m in group], dtype=np.int64), unit), strict=True):
-                text[id(m)] = s
-    return orjson.dumps(_with_times(messages, lambda m: text[id(m)])).decode()
+    return orjson.dumps(messages).decode()
 
 
 def encode_msgpack(messages: list[dict[str, Any]]) -> bytes:
-    out = _with_times(messages, lambda m: msgpack.Timestamp.from_unix_nano(m["t"]))
-    return msgpack.packb(out, datetime=False)
+    return msgpack.packb(messages, datetime=False)

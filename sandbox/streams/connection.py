@@ -21,7 +21,7 @@ import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from sandbox.streams import alpaca, polygon
-from sandbox.streams.clock import TokenBucket
+from sandbox.streams.clock import Segment, TokenBucket
 from sandbox.streams.faults import DeliveryFaults
 from sandbox.streams.hub import StreamHub
 from sandbox.streams.protocol import Action, Subscriptions
@@ -59,6 +59,15 @@ class Chunk:
 async def _parked() -> None:
     """Wait to be cancelled: the connection is ending and its run() cancels every task."""
     await asyncio.get_running_loop().create_future()
+
+
+def _step(segments: list[Segment], index: int, cursor: int) -> tuple[int, tuple[int, int] | None]:
+    """The end of the chunk starting at `cursor` (the next minute boundary) and where the next starts."""
+    segment = segments[index]
+    hi = min(segment.end_ns, (cursor // MINUTE_NS + 1) * MINUTE_NS)
+    if hi < segment.end_ns:
+        return hi, (index, hi)
+    return hi, ((index + 1, segments[index + 1].start_ns) if index + 1 < len(segments) else None)
 
 
 class Connection:
@@ -276,18 +285,30 @@ class Connection:
         faults = DeliveryFaults(s.seed, s.duplicate, s.reorder, s.malformed)
         bucket: TokenBucket | None = None
         if s.rate:
-            bucket = TokenBucket(s.rate, max(float(s.batch), s.rate * 0.05), now)
+            # a quarter second of tokens banked covers building the next chunk without losing pace
+            bucket = TokenBucket(s.rate, max(float(s.batch), s.rate * 0.25), now)
         where = clock.now(now)
         if (bucket is not None or s.speed <= 0) and segments:
             where = (0, segments[0].start_ns)
         tick = s.tick_ms / 1000.0
+        ahead: tuple[tuple[int, int, int], asyncio.Task[Chunk]] | None = None
         while where is not None:
             seg_index, cursor = where
-            segment = segments[seg_index]
-            session = segment.session
-            hi = min(segment.end_ns, (cursor // MINUTE_NS + 1) * MINUTE_NS)
+            session = segments[seg_index].session
+            hi, following = _step(segments, seg_index, cursor)
             version = self.subs.version
-            chunk = await asyncio.to_thread(self._build, session, cursor, hi, self._pairs())
+            if ahead is not None and ahead[0] == (seg_index, cursor, version):
+                chunk = await ahead[1]
+            else:
+                if ahead is not None:
+                    ahead[1].cancel()
+                chunk = await asyncio.to_thread(self._build, session, cursor, hi, self._pairs())
+            ahead = None
+            if following is not None:  # build the next minute while this one streams
+                n_index, n_cursor = following
+                n_hi, _ = _step(segments, n_index, n_cursor)
+                build = asyncio.to_thread(self._build, segments[n_index].session, n_cursor, n_hi, self._pairs())
+                ahead = ((n_index, n_cursor, version), asyncio.create_task(build))
             i = 0
             while True:
                 wall = time.monotonic()
@@ -324,10 +345,7 @@ class Connection:
                 await self._emit(chunk.messages[i : i + k], faults)
                 self.market_ns = chunk.dues[i + k - 1]
                 i += k
-            if hi >= segment.end_ns:
-                where = (seg_index + 1, segments[seg_index + 1].start_ns) if seg_index + 1 < len(segments) else None
-            else:
-                where = (seg_index, hi)
+            where = following
         self.done = True
         self.state = "done"
         if self._carry:
@@ -483,6 +501,7 @@ class AlpacaConnection(Connection):
     def __init__(self, hub: StreamHub, ws: WebSocket, path: str) -> None:
         super().__init__(hub, ws, path)
         self.msgpack = ws.headers.get("content-type", "").lower().startswith("application/msgpack")
+        self.codec = "msgpack" if self.msgpack else "json"
 
     def greeting(self) -> list[dict[str, Any]]:
         return alpaca.connected()
@@ -494,10 +513,10 @@ class AlpacaConnection(Connection):
         return alpaca.encode_msgpack(messages) if self.msgpack else alpaca.encode_json(messages)
 
     def render(self, day: Any, channel: str, rows: np.ndarray) -> list[dict[str, Any]]:
-        return alpaca.render(day, channel, rows)
+        return alpaca.render(day, channel, rows, self.codec)
 
     def restamp(self, messages: list[dict[str, Any]], wall_ns: int) -> None:
-        alpaca.restamp(messages, wall_ns)
+        alpaca.restamp(messages, wall_ns, self.codec)
 
     def replayed(self, channel: str) -> tuple[str, ...]:
         return alpaca.REPLAYED.get(channel, ())

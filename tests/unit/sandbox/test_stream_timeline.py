@@ -221,7 +221,7 @@ def test_alpaca_json_and_msgpack_carry_the_rest_values_and_times(market: Market)
     as_json = orjson.loads(alpaca.encode_json(alpaca.render(day, "trades", rows)))
     assert [{k: m[k] for k in rest[0]} for m in as_json] == rest
     assert as_json[0]["t"].endswith("Z") and len(as_json[0]["t"].split(".")[1]) == 10  # 9 digits + Z
-    as_msgpack = msgpack.unpackb(alpaca.encode_msgpack(alpaca.render(day, "trades", rows)))
+    as_msgpack = msgpack.unpackb(alpaca.encode_msgpack(alpaca.render(day, "trades", rows, "msgpack")))
     assert as_msgpack[0]["t"].to_unix_nano() == int(market.trades("AAPL", s).t_ns[0])
     bar = orjson.loads(alpaca.encode_json(alpaca.render(day, "bars", np.array([0]))))[0]
     assert bar == {"T": "b", "S": "AAPL", **alpaca_wire.bar_records(market.minute_bars("AAPL", s).take(slice(0, 1)))[0]}
