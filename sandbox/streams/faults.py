@@ -16,8 +16,12 @@ from sandbox.prices import symbol_hash
 from sandbox.textgen import hash_uniform
 
 
-def _uniform(n: int, seed: int, frame_no: int, salt: str) -> np.ndarray:
-    return hash_uniform(np.arange(n, dtype=np.uint64), symbol_hash(f"{seed}|{frame_no}|{salt}"))
+def drawn(n: int, fraction: float, *salt: object) -> np.ndarray:
+    """Which of n items a fault hits: about `fraction` of them, the same for the same salt."""
+    if fraction <= 0 or n == 0:
+        return np.zeros(n, dtype=bool)
+    key = symbol_hash("|".join(str(s) for s in salt))
+    return hash_uniform(np.arange(n, dtype=np.uint64), key) < fraction
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,7 @@ class DeliveryFaults:
         n = len(messages)
         out = list(messages)
         if self.reorder > 0 and n > 1:
-            swap = _uniform(n - 1, self.seed, frame_no, "reorder") < self.reorder
+            swap = drawn(n - 1, self.reorder, self.seed, frame_no, "reorder")
             i = 0
             while i < n - 1:
                 if swap[i]:
@@ -42,12 +46,12 @@ class DeliveryFaults:
                     i += 1
         again: list[Any] = []
         if self.duplicate > 0 and n:
-            picked = np.flatnonzero(_uniform(n, self.seed, frame_no, "duplicate") < self.duplicate)
+            picked = np.flatnonzero(drawn(n, self.duplicate, self.seed, frame_no, "duplicate"))
             again = [dict(out[i]) if isinstance(out[i], dict) else out[i] for i in picked.tolist()]
         return out, again
 
     def corrupt(self, frame_no: int, payload: str | bytes) -> str | bytes | None:
         """The payload cut in half when this frame is drawn as malformed, else None."""
-        if self.malformed <= 0 or _uniform(1, self.seed, frame_no, "malformed")[0] >= self.malformed:
+        if not drawn(1, self.malformed, self.seed, frame_no, "malformed")[0]:
             return None
         return payload[: max(1, len(payload) // 2)]

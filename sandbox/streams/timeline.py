@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sandbox.market import Market
-from sandbox.prices import Bars, round_price, symbol_hash
-from sandbox.textgen import hash_uniform
+from sandbox.prices import Bars, round_price
+from sandbox.streams.faults import drawn
 from sandbox.ticks import Quotes, Trades
 
 NS = 1_000_000_000
@@ -129,13 +129,6 @@ class SymbolDay:
         return sum(arrays.values())
 
 
-def _draw(n: int, fraction: float, *salt: object) -> np.ndarray:
-    if fraction <= 0 or n == 0:
-        return np.zeros(n, dtype=bool)
-    key = symbol_hash("|".join(str(s) for s in salt))
-    return hash_uniform(np.arange(n, dtype=np.uint64), key) < fraction
-
-
 def _running(bars: Bars) -> tuple[np.ndarray, np.ndarray]:
     volume = np.cumsum(bars.volume)
     pv = np.cumsum(bars.vwap * bars.volume)
@@ -207,9 +200,9 @@ def symbol_day(market: Market, symbol: str, session: int, faults: TickFaults) ->
         minutes, tape = market.minute_bars(symbol, session), market.profile(symbol).tape
     n = len(trades)
     salt = (faults.seed, symbol, session)
-    late = _draw(n, faults.late, *salt, "late")
-    corrected = _draw(n, faults.corrections, *salt, "corrections")
-    cancelled = np.flatnonzero(_draw(n, faults.cancels, *salt, "cancels"))
+    late = drawn(n, faults.late, *salt, "late")
+    corrected = drawn(n, faults.corrections, *salt, "corrections")
+    cancelled = np.flatnonzero(drawn(n, faults.cancels, *salt, "cancels"))
     late_ns = int(faults.late_s * NS)
     # Without tick faults the streamed trades are the market's own arrays (no copies: a liquid
     # symbol has over a million trades a session, and benchmarks replay many such symbols).

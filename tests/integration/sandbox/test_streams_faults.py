@@ -9,7 +9,6 @@ import asyncio
 import socket
 import time
 import uuid
-from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,16 +18,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
-T0 = 1717421400000  # 2024-06-03 09:30 New York, ms
-MINUTE_MS = 60_000
-
-
-def run(coro: Awaitable[Any], seconds: float = 60) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, seconds))  # type: ignore[arg-type]
-
-
-def new_key() -> str:
-    return f"f{uuid.uuid4().hex[:12]}"
+from tests.integration.sandbox.test_streams_polygon import MINUTE_MS, T0, new_key, open_stream, recv, run
 
 
 def polygon_url(base: str, **query: Any) -> str:
@@ -37,20 +27,6 @@ def polygon_url(base: str, **query: Any) -> str:
 
 async def recv_raw(ws: ClientConnection, timeout: float = 10) -> str | bytes:
     return await asyncio.wait_for(ws.recv(), timeout)
-
-
-async def recv(ws: ClientConnection, timeout: float = 10) -> list[dict[str, Any]]:
-    return orjson.loads(await recv_raw(ws, timeout))
-
-
-async def open_polygon(url: str, key: str, params: str, **connect_args: Any) -> ClientConnection:
-    ws = await connect(url, **connect_args)
-    await recv(ws)
-    await ws.send(orjson.dumps({"action": "auth", "params": key}).decode())
-    assert (await recv(ws))[0]["status"] == "auth_success"
-    await ws.send(orjson.dumps({"action": "subscribe", "params": params}).decode())
-    await recv(ws)
-    return ws
 
 
 async def drain_until_closed(ws: ClientConnection, max_frames: int = 100_000) -> list[dict[str, Any]]:
@@ -77,7 +53,7 @@ def test_disconnect_after_n_messages_drops_the_socket_without_a_close_frame(sand
     url = polygon_url(sandbox_url, speed=0, disconnect_after=40)
 
     async def scenario() -> tuple[int, Any, Any]:
-        ws = await open_polygon(url, new_key(), "T.AAPL")
+        ws = await open_stream(url, new_key(), "T.AAPL")
         with pytest.raises(ConnectionClosedError) as closed:
             for _ in range(10_000):
                 await recv(ws)
@@ -91,7 +67,7 @@ def test_disconnect_after_seconds_with_a_close_code(sandbox_url: str) -> None:
     url = polygon_url(sandbox_url, speed=60, disconnect_after_s=0.3, disconnect_code=1011)
 
     async def scenario() -> int | None:
-        ws = await open_polygon(url, new_key(), "T.AAPL")
+        ws = await open_stream(url, new_key(), "T.AAPL")
         await drain_until_closed(ws)
         return ws.close_code
 
@@ -104,7 +80,7 @@ def test_a_stall_sends_nothing_but_answers_pings_then_delivers_the_backlog(sandb
     end = T0 + 3 * MINUTE_MS
 
     async def scenario() -> tuple[list[dict[str, Any]], str, float]:
-        ws = await open_polygon(url, key, "T.AAPL", max_queue=None)
+        ws = await open_stream(url, key, "T.AAPL", max_queue=None)
         events = await recv(ws)
         for _ in range(100):
             if connection(sandbox_url, key)["state"] == "stalled":
@@ -132,7 +108,7 @@ def test_malformed_frames_do_not_parse_but_control_replies_do(sandbox_url: str) 
     url = polygon_url(sandbox_url, speed=0, malformed=1.0)
 
     async def scenario() -> list[str | bytes]:
-        async with await open_polygon(url, new_key(), "T.AAPL") as ws:
+        async with await open_stream(url, new_key(), "T.AAPL") as ws:
             return [await recv_raw(ws) for _ in range(5)]
 
     frames = run(scenario())
@@ -146,7 +122,7 @@ def test_duplicates_and_reordering_keep_every_trade(sandbox_url: str) -> None:
     end = T0 + 10 * MINUTE_MS
 
     async def scenario() -> list[dict[str, Any]]:
-        async with await open_polygon(url, new_key(), "T.AAPL") as ws:
+        async with await open_stream(url, new_key(), "T.AAPL") as ws:
             events: list[dict[str, Any]] = []
             for _ in range(10_000):
                 events += await recv(ws)
@@ -205,7 +181,7 @@ def test_the_control_api_disconnects_a_key_on_demand(sandbox_url: str) -> None:
     key = new_key()
 
     async def scenario() -> tuple[int, int | None]:
-        ws = await open_polygon(polygon_url(sandbox_url, speed=1), key, "T.AAPL")
+        ws = await open_stream(polygon_url(sandbox_url, speed=1), key, "T.AAPL")
         async with httpx.AsyncClient() as client:
             reply = await client.post(f"{sandbox_url}/_sandbox/streams/disconnect", json={"key": key, "code": 4000})
         await drain_until_closed(ws)
@@ -221,7 +197,7 @@ def test_a_shared_clock_runs_on_between_connections(sandbox_url: str) -> None:
     url = polygon_url(sandbox_url, clock=name)
 
     async def first_trade(key: str) -> dict[str, Any]:
-        async with await open_polygon(url, key, "T.AAPL") as ws:
+        async with await open_stream(url, key, "T.AAPL") as ws:
             return (await recv(ws))[0]
 
     first = run(first_trade(new_key()))
@@ -235,7 +211,7 @@ def test_rate_mode_streams_many_symbols_by_message_count(sandbox_url: str) -> No
     url = polygon_url(sandbox_url, rate=50_000, universe=50, batch=500)
 
     async def scenario() -> list[dict[str, Any]]:
-        async with await open_polygon(url, new_key(), "T.*,Q.*") as ws:
+        async with await open_stream(url, new_key(), "T.*,Q.*") as ws:
             events: list[dict[str, Any]] = []
             for _ in range(1000):
                 events += await recv(ws)
@@ -252,7 +228,7 @@ def test_stamp_send_puts_the_wall_clock_in_trade_times(sandbox_url: str) -> None
     url = polygon_url(sandbox_url, speed=0, stamp="send")
 
     async def scenario() -> list[dict[str, Any]]:
-        async with await open_polygon(url, new_key(), "T.AAPL") as ws:
+        async with await open_stream(url, new_key(), "T.AAPL") as ws:
             return await recv(ws)
 
     before_ms = time.time_ns() // 1_000_000

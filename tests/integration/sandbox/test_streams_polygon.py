@@ -38,8 +38,8 @@ async def recv(ws: ClientConnection, timeout: float = 10) -> list[dict[str, Any]
     return orjson.loads(await asyncio.wait_for(ws.recv(), timeout))
 
 
-async def open_stream(url: str, key: str, params: str) -> ClientConnection:
-    ws = await connect(url)
+async def open_stream(url: str, key: str, params: str, **connect_args: Any) -> ClientConnection:
+    ws = await connect(url, **connect_args)
     assert (await recv(ws))[0]["status"] == "connected"
     await ws.send(orjson.dumps({"action": "auth", "params": key}).decode())
     assert (await recv(ws))[0]["status"] == "auth_success"
