@@ -28,7 +28,8 @@ Endpoints (same host and port as REST; plain ws://, loopback)
   5. a second connection authenticating with a key that already has ``max_connections`` (default 1) live
      connections evicts the OLDEST: it gets ``[{"ev":"status","status":"max_connections","message":...}]``
      and close code 1008; the newcomer is authenticated. Two reconnecting clients of one key thus evict
-     each other.
+     each other. (Polygon keeps no half-dead slots: eviction makes them moot.)
+  6. a client too slow for ``kick_slow`` gets ``[{"ev":"status","status":"slow_consumer",...}]`` then close 1008.
 - Alpaca ``ws://HOST:PORT/v2/iex``, ``/v2/sip``, ``/v2/test`` (alpaca-py:
   ``StockDataStream(key, secret, url_override="ws://HOST:PORT/v2/iex?speed=60...")``). All three serve the
   same market (REST ignores ``feed`` too); each is its own connection slot.
@@ -38,9 +39,10 @@ Endpoints (same host and port as REST; plain ws://, loopback)
      no auth within ``auth_timeout_s`` -> 404 ``auth timeout`` and close; a second auth -> 403.
      Connection limit: if the key already holds ``max_connections`` (default 1) slots on this endpoint ->
      ``[{"T":"error","code":406,"msg":"connection limit exceeded"}]`` and close 1008 (the NEW one is
-     refused; the old one goes on). A slot is freed when its connection closes with a close frame; a
-     client that vanishes without one (TCP drop, kill -9) is "half-dead" and its slot is only reaped after
-     ``reap_s`` (default 90 s), so an immediate reconnect gets 406 until then.
+     refused; the old one goes on). A slot is freed when the server has processed the connection's close
+     frame (a reconnect racing its own close can still see 406, as with Alpaca); a client that vanishes
+     without one (TCP drop, kill -9) is "half-dead" and its slot is only reaped after ``reap_s`` (default
+     90 s), so an immediate reconnect gets 406 until then. ``DELETE /_sandbox/streams/slots`` reaps now.
   3. ``{"action":"subscribe","trades":[..],"quotes":[..],"bars":[..],"updatedBars":[..],"dailyBars":[..]}``
      (``"*"`` = every symbol of the universe) and ``unsubscribe`` -> ``[{"T":"subscription","trades":[..],
      "quotes":[..],"bars":[..],"updatedBars":[..],"dailyBars":[..],"statuses":[],"lulds":[],
@@ -63,15 +65,21 @@ The same market as REST
   (Polygon ``i`` = REST ``id``, Alpaca ``i`` = REST ``i``), prices, sizes, exchanges, tape, times (Polygon ms =
   REST ``sip_timestamp`` // 1e6; Alpaca ns = REST). Quotes likewise (``Market.quotes``).
 - ``AM`` / ``b`` are the REST 1-minute bars of the same minutes (o, h, l, c, v, n, vw identical to
-  ``/v2/aggs/.../1/minute`` and ``/v2/stocks/bars?timeframe=1Min``). Because sandbox/ticks.py builds the
-  trades inside each REST minute bar, the bar built from the streamed trades of a minute has the same
-  open (first trade), high, low, close (last trade), volume (sum of sizes) and trade count; its VWAP
-  differs (the generator draws the bar VWAP independently of the trade prices; REST and stream share it).
+  ``/v2/aggs/.../1/minute?adjusted=false`` and ``/v2/stocks/bars?timeframe=1Min&adjustment=raw``; a
+  stream is unadjusted, which equals the adjusted REST bars for sessions after the symbol's last split).
+  Because sandbox/ticks.py builds the trades inside each REST minute bar, the bar built from the
+  streamed trades of a minute has the same open (first trade), high, low, close (last trade), volume
+  (sum of sizes) and trade count; its VWAP differs (the generator draws the bar VWAP independently of
+  the trade prices; REST and stream share it). ``A`` second aggregates are built from the trades (their
+  VWAP included) and add up to the minute's volume and count.
 - With ``corrections``/``cancels`` (Alpaca) a trade first appears wrong and is fixed later; the invariant
-  holds after applying them (a correction's ``ci``/``cp``/``cs`` are the REST id/price/size; a cancelled
-  trade is an extra trade that REST never had, id ``1_000_000_000 + n``). ``late`` trades keep their own
-  ``t`` and are delivered ``late_s`` market seconds later; minute bars are never affected by faults other
-  than ``duplicate``/``reorder``/``malformed``.
+  holds after applying them (a corrected trade is first printed with id ``2_000_000_000 + i`` and a price
+  5 cents off; the correction's ``oi``/``op`` name that print and ``ci``/``cp``/``cs`` are the REST
+  id/price/size; a cancelled trade is an extra print REST never had, id ``1_000_000_000 + i``, same
+  time/price/size as trade ``i``). ``late`` trades keep their own ``t`` and are delivered ``late_s`` market
+  seconds later; bars always carry the full REST values (a late trade is late on the trades channel
+  only), Alpaca sends the ``u`` bar of a minute once its late trades are in. ``duplicate``/``reorder``/
+  ``malformed`` disturb delivery only.
 
 Replay clock and configuration
 ------------------------------
@@ -83,13 +91,23 @@ close 1008 with the reason on a WebSocket. Settings:
 
 - ``session`` (YYYY-MM-DD, default the market's last session, i.e. ``as_of``): the first session on or after
   it is replayed. ``sessions`` (int, default 1): replay that many consecutive sessions back to back.
-- ``from`` (HH:MM[:SS] New York, default 09:30): where the replay starts in the first session.
+- ``from`` (HH:MM[:SS] New York, default 09:30): where the replay starts in the first session; events due
+  at or after it are sent (so ``from=15:58`` starts with the 15:57 bar, due at 15:58:00).
+- Due instants: a trade or quote at its own ``t`` (a late one ``late_s`` later), a minute bar and the
+  running daily bar when the minute ends, a second aggregate when its second ends, a correction or
+  cancel 1 market second after its trade.
 - ``speed`` (float, default 1.0): market seconds per wall second; ``60`` streams a session minute per second;
   ``0`` means as fast as the socket takes it (TCP backpressure paces it).
-- ``rate`` (float msgs/s, default 0 = off): pace by message count instead of market time: the clock jumps
-  to whatever market time yields ``rate`` data messages per second (token bucket, frames of up to
-  ``batch``). With ``universe=N`` wildcard subscriptions and ``sessions=K`` this drives benchmarks up to
-  ~200k msgs/s (trades + quotes of N symbols; AAPL-like symbols have ~5k trades per session).
+- ``rate`` (float msgs/s, default 0 = off): pace by message count instead of market time: the replay
+  moves on through the sessions' events in order, ``rate`` data messages per second (a token bucket
+  banking 0.25 s, frames of up to ``batch``); ``t`` stays the market time (see ``stamp``). With wildcard
+  subscriptions over ``universe=N`` and ``sessions=K`` it drives benchmarks: trades per session range
+  from ~1.5k (MSFT) to 1.5M (UNH) by symbol, and the 20-symbol default universe has ~3M trades and
+  as many quotes a session. Measured on the 2-core dev box against a separate sandbox process
+  (``T.*,Q.*``, universe 20): Polygon rate=200000 -> ~206k msgs/s, speed=0 -> ~270k msgs/s; Alpaca
+  JSON ~125-145k msgs/s (its RFC 3339 times cost more). Each replayed (symbol, session) is built once
+  and cached up to 1 GiB (~100 B per trade+quote), so the first minute of a big universe takes a
+  couple of seconds.
 - ``universe`` (comma list, or an int N = the first N symbols of the sandbox list: the 20 news-universe
   tickers then synthetic ``S0001``, ``S0002``...; default the 20): what ``*`` means.
 - ``clock`` (name, default private): connections naming the same clock share one replay clock, started
@@ -111,9 +129,10 @@ Faults (same precedence; seeded by ``seed``, default 0, so reruns see the same f
 - ``disconnect_after`` (data messages) / ``disconnect_after_s`` (wall seconds after auth): drop the
   connection. ``disconnect_code``: ``abrupt`` (default: TCP close without a close frame, the client sees
   1006; an Alpaca slot then stays held for ``reap_s``) or a close code (``1011``...).
-- ``stall_after`` (messages) / ``stall_after_s`` (seconds): stop sending data, keep the socket open, keep
-  reading client frames and answering pings. ``stall_s`` (default forever) ends the stall; what became due
-  meanwhile is then sent in a burst (nothing lost).
+- ``stall_after`` (messages) / ``stall_after_s`` (seconds after auth): stop sending data, keep the socket
+  open, keep reading (and answering) client actions and pings (uvicorn answers pings and itself pings
+  every 20 s). ``stall_s`` (default forever) ends the stall; what became due meanwhile is then sent in a
+  burst (nothing lost). Once per connection.
 - ``malformed`` (fraction of data frames): the frame is cut in half (invalid JSON / msgpack).
 - ``duplicate`` (fraction of data messages): the message is sent again in the next frame.
 - ``reorder`` (fraction of data messages): swapped with the message after it.
@@ -126,14 +145,22 @@ Faults (same precedence; seeded by ``seed``, default 0, so reruns see the same f
 
 Control API (JSON)
 - ``GET /_sandbox/streams``: ``{"defaults":{...},"keys":{KEY:{...}},"clocks":{name:{"market_ns",
-  "market_time","done"}},"connections":[{"id","vendor","path","key","state","messages","frames",
+  "market_time","session","speed","done"}},"connections":[{"id","vendor","path","key","state","messages","frames",
   "market_ns","done","close_code"}],"slots":[{"vendor","path","key","reaped_in_s"}]}`` (connections: live
-  ones and the last 200 closed).
+  ones and the last 200 closed; ``state``: connected, authenticated, streaming, stalled, done, closing,
+  closed; ``market_ns`` the due instant of the last event sent; ``close_code`` 0 = dropped without a
+  close frame by the sandbox, 1005/1006 = the client vanished).
 - ``POST|DELETE /_sandbox/streams/defaults``, ``POST|DELETE /_sandbox/streams/keys/{KEY}``: set / clear.
-- ``POST /_sandbox/streams/clocks/{name}`` ``{"session","from","speed","sessions"}``: (re)start a shared
-  clock; ``GET`` it; ``DELETE`` it.
+- ``POST /_sandbox/streams/clocks/{name}`` ``{"session","from","speed","sessions","late_s"}``: (re)start a
+  shared clock now; ``GET`` it (the body above, 404 if unknown); ``DELETE`` it.
 - ``POST /_sandbox/streams/disconnect`` ``{"vendor"?,"key"?,"code"?}``: drop the matching live connections
-  now (``code`` as ``disconnect_code``); returns ``{"disconnected": n}``.
+  now (``code`` as ``disconnect_code``, default ``abrupt``); returns ``{"disconnected": n}``.
 - ``DELETE /_sandbox/streams/slots``: reap every held (half-dead) Alpaca slot now.
-- ``DELETE /_sandbox/streams``: all of the above back to defaults, closed-connection history cleared.
+- ``DELETE /_sandbox/streams``: defaults, per-key settings, clocks and held slots cleared, closed-connection
+  history emptied (live connections go on).
+
+Layout: ``settings`` (the names above, parsed), ``clock`` (segments, replay clock, token bucket),
+``timeline`` (per symbol-session event tables over ``Market``), ``polygon`` / ``alpaca`` (protocol and
+rendering), ``faults`` (delivery faults), ``connection`` (the I/O of one socket), ``hub`` (state shared
+by connections: settings layers, clocks, limits), ``routes`` (Starlette wiring).
 """
