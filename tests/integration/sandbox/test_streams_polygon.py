@@ -240,3 +240,30 @@ def test_an_unknown_url_setting_closes_with_the_reason(sandbox_url: str) -> None
 
     code, reason = run(scenario())
     assert code == 1008 and reason is not None and "sped" in reason
+
+
+def test_subscriptions_change_mid_stream(sandbox_url: str) -> None:
+    url = ws_url(sandbox_url, speed=600, session="2024-06-03")
+
+    async def scenario() -> tuple[list[list[dict[str, Any]]], list[dict[str, Any]]]:
+        async with await open_stream(url, new_key(), "T.AAPL,Q.AAPL") as ws:
+            await collect(ws, lambda ev: any(e["ev"] == "Q" for e in ev))
+            await ws.send('{"action":"unsubscribe","params":"Q.AAPL"}')
+            await ws.send('{"action":"subscribe","params":"AM.AAPL"}')
+            acks: list[dict[str, Any]] = []
+            frames: list[list[dict[str, Any]]] = []
+            for _ in range(2000):  # bounded: 600x replays a market minute in 0.1 s
+                frame = await recv(ws)
+                if frame[0]["ev"] == "status":
+                    acks += frame
+                elif len(acks) == 2:
+                    frames.append(frame)
+                if sum(e["ev"] == "AM" for f in frames for e in f) >= 2:
+                    return frames, acks
+            raise AssertionError("no minute aggregates after subscribing to them")
+
+    frames, acks = run(scenario())
+    assert [a["message"] for a in acks] == ["unsubscribed to: Q.AAPL", "subscribed to: AM.AAPL"]
+    # at most the one frame already on its way when the unsubscribe arrived still carries quotes
+    assert not any(e["ev"] == "Q" for f in frames[1:] for e in f)
+    assert any(e["ev"] == "T" for f in frames for e in f)
