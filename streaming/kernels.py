@@ -80,10 +80,12 @@ B_PFIRST, B_PLAST, B_HIGH, B_LOW, B_AFIRST, B_ALAST, B_AHIGH, B_ALOW, B_PV, N_SF
     C_BOUNDARY,  # windows ending at or before this instant are final
     C_LATENESS,
     C_HORIZON,
+    C_TOUCHED,  # slots on the touched stack
     N_C,
-) = range(13)
+) = range(14)
 
 NO_TIME = np.iinfo(np.int64).min
+NEVER = np.iinfo(np.int64).max
 SYMBOL_BITS = 22  # symbol codes below 2**22 (4M symbols per stream)
 
 
@@ -96,6 +98,8 @@ class WindowState(NamedTuple):
     slots_i: np.ndarray  # (slot capacity, N_SI) int64
     slots_f: np.ndarray  # (slot capacity, N_SF) float64
     free_slots: np.ndarray
+    slot_due: np.ndarray  # per slot, when it next needs the clock: an open window's end, a final one's release
+    touched: np.ndarray  # stack of slots changed since the last close_windows, ctr[C_TOUCHED] deep
     widths: np.ndarray  # ns per timeframe
     ctr: np.ndarray  # (N_C,) int64
     by_key: Dict  # trade key (and a corrected trade's new key) -> row
@@ -120,6 +124,8 @@ def new_state(
         slots_i=np.zeros((0, N_SI), dtype=np.int64),
         slots_f=np.zeros((0, N_SF)),
         free_slots=np.zeros(0, dtype=np.int64),
+        slot_due=np.zeros(0, dtype=np.int64),
+        touched=np.zeros(0, dtype=np.int64),
         widths=np.asarray(widths_ns, dtype=np.int64),
         ctr=ctr,
         by_key=Dict.empty(types.int64, types.int64),
@@ -164,7 +170,11 @@ def reserve(state: WindowState, rows: int, slots: int) -> WindowState:
         free[:depth] = state.free_slots[:depth]
         free[depth : depth + new - cap] = np.arange(new - 1, cap - 1, -1)
         ctr[C_FREE_SLOTS] = depth + new - cap
-        state = state._replace(slots_i=slots_i, slots_f=slots_f, free_slots=free)
+        slot_due = np.full(new, NEVER, dtype=np.int64)
+        slot_due[:cap] = state.slot_due
+        touched = np.zeros(new, dtype=np.int64)
+        touched[: ctr[C_TOUCHED]] = state.touched[: ctr[C_TOUCHED]]
+        state = state._replace(slots_i=slots_i, slots_f=slots_f, free_slots=free, slot_due=slot_due, touched=touched)
     return state
 
 
@@ -253,6 +263,14 @@ def _accumulate(si, sf, slot, ts, seq, price, size, flags):
                 si[slot, A_PFIRST_TS], si[slot, A_PFIRST_SEQ], sf[slot, B_PFIRST] = ts, seq, price
             if _before(si[slot, A_PLAST_TS], si[slot, A_PLAST_SEQ], ts, seq):
                 si[slot, A_PLAST_TS], si[slot, A_PLAST_SEQ], sf[slot, B_PLAST] = ts, seq, price
+
+
+@njit(cache=True, inline="always")
+def _mark_dirty(st, slot):
+    if st.slots_i[slot, S_DIRTY] == 0:
+        st.slots_i[slot, S_DIRTY] = 1
+        st.touched[st.ctr[C_TOUCHED]] = slot
+        st.ctr[C_TOUCHED] += 1
 
 
 @njit(cache=True, error_model="numpy")
@@ -346,14 +364,19 @@ def add_trades(st, ts, price, size, sym, key, key_id, flags):
                 si[slot, S_TF] = tf
                 si[slot, S_START] = starts[tf]
                 end = starts[tf] + widths[tf]
-                si[slot, S_STATE] = FINAL if (boundary != NO_TIME and end <= boundary) else OPEN
+                if boundary != NO_TIME and end <= boundary:
+                    si[slot, S_STATE] = FINAL
+                    st.slot_due[slot] = end + horizon
+                else:
+                    si[slot, S_STATE] = OPEN
+                    st.slot_due[slot] = end
                 si[slot, S_HEAD] = -1
                 st.by_slot[skey] = slot
             st.row_slot[row, tf] = slot
             st.row_next[row, tf] = si[slot, S_HEAD]
             si[slot, S_HEAD] = row
             ri[row, R_REFS] += 1
-            si[slot, S_DIRTY] = 1
+            _mark_dirty(st, slot)
             if si[slot, S_REBUILD] == 0:
                 _accumulate(si, sf, slot, t, seq, price[i], size[i], flags[i])
 
@@ -380,7 +403,7 @@ def _touch(st, row):
         slot = st.row_slot[row, tf]
         if slot >= 0:
             st.slots_i[slot, S_REBUILD] = 1
-            st.slots_i[slot, S_DIRTY] = 1
+            _mark_dirty(st, slot)
 
 
 @njit(cache=True, error_model="numpy")
@@ -441,8 +464,30 @@ def _release(st, slot):
         row = nxt
     del st.by_slot[si[slot, S_KEY]]
     si[slot, S_STATE] = UNUSED
+    st.slot_due[slot] = NEVER
     st.free_slots[ctr[C_FREE_SLOTS]] = slot
     ctr[C_FREE_SLOTS] += 1
+
+
+@njit(cache=True, error_model="numpy")
+def _emit(st, slot, lists, counts, final):
+    """File a changed or closing slot under final (0), provisional (1) or removed (2)."""
+    si = st.slots_i
+    if si[slot, S_REBUILD]:
+        _rebuild(st, slot)
+    if si[slot, A_NA] > 0:
+        which = 0 if final else 1
+        si[slot, S_EMITTED] = 1
+    elif si[slot, S_EMITTED]:
+        which = 2
+        si[slot, S_EMITTED] = 0
+    else:
+        which = -1
+    if which >= 0:
+        lists[which, counts[which]] = slot
+        counts[which] += 1
+    si[slot, S_DIRTY] = 0
+    return which
 
 
 @njit(cache=True, error_model="numpy")
@@ -450,48 +495,43 @@ def close_windows(st, boundary):
     """Move the final boundary to ``boundary`` (never back) and sort the windows' news into
     (final, provisional, removed) slot lists: windows that closed or changed since they closed,
     open windows that changed, windows whose last counted trade was cancelled. Windows past the
-    correction horizon are then released with their trades. Read the returned slots' aggregates
-    before the next kernel call: a released slot is reused."""
+    correction horizon are then released with their trades. Only the touched slots and a scan of
+    the contiguous ``slot_due`` are visited. Read the returned slots' aggregates before the next
+    kernel call: a released slot is reused."""
     si, ctr = st.slots_i, st.ctr
     if boundary > ctr[C_BOUNDARY]:
         ctr[C_BOUNDARY] = boundary
     boundary = ctr[C_BOUNDARY]
     horizon = ctr[C_HORIZON]
     n = si.shape[0]
-    final = np.empty(n, dtype=np.int64)
-    provisional = np.empty(n, dtype=np.int64)
-    removed = np.empty(n, dtype=np.int64)
-    nf = np.int64(0)
-    npv = np.int64(0)
-    nr = np.int64(0)
-    for slot in range(n):
-        state = si[slot, S_STATE]
-        if state == UNUSED:
+    lists = np.empty((3, n), dtype=np.int64)
+    counts = np.zeros(3, dtype=np.int64)
+    # Changed slots; an open one that closes now is left to the scan below.
+    for i in range(ctr[C_TOUCHED]):
+        slot = st.touched[i]
+        if si[slot, S_STATE] == UNUSED or si[slot, S_DIRTY] == 0:
             continue
-        if si[slot, S_REBUILD]:
-            _rebuild(st, slot)
-        end = si[slot, S_START] + st.widths[si[slot, S_TF]]
-        closing = state == OPEN and end <= boundary
-        if closing or si[slot, S_DIRTY]:
-            if si[slot, A_NA] > 0:
-                if state == OPEN and not closing:
-                    provisional[npv] = slot
-                    npv += 1
-                else:
-                    final[nf] = slot
-                    nf += 1
-                    if not closing:
-                        ctr[C_CORRECTED] += 1
-                si[slot, S_EMITTED] = 1
-            elif si[slot, S_EMITTED]:
-                removed[nr] = slot
-                nr += 1
-                si[slot, S_EMITTED] = 0
-            si[slot, S_DIRTY] = 0
-            if closing:
-                si[slot, S_STATE] = FINAL
-    # Release after the lists are complete, so that no listed slot is reused by this call.
+        if si[slot, S_STATE] == OPEN and st.slot_due[slot] <= boundary:
+            continue
+        if _emit(st, slot, lists, counts, si[slot, S_STATE] == FINAL) == 0:
+            ctr[C_CORRECTED] += 1
+    ctr[C_TOUCHED] = 0
+    # Slots the clock reached: open ones close (final), final ones are released.
+    release = np.empty(n, dtype=np.int64)
+    n_release = 0
+    due = st.slot_due
     for slot in range(n):
-        if si[slot, S_STATE] == FINAL and si[slot, S_START] + st.widths[si[slot, S_TF]] + horizon <= boundary:
-            _release(st, slot)
-    return final[:nf], provisional[:npv], removed[:nr]
+        if due[slot] > boundary:
+            continue
+        if si[slot, S_STATE] == OPEN:
+            _emit(st, slot, lists, counts, True)
+            si[slot, S_STATE] = FINAL
+            due[slot] = si[slot, S_START] + st.widths[si[slot, S_TF]] + horizon
+            if due[slot] > boundary:
+                continue
+        release[n_release] = slot
+        n_release += 1
+    # Release after the lists are complete, so that no listed slot is reused by this call.
+    for i in range(n_release):
+        _release(st, release[i])
+    return lists[0, : counts[0]].copy(), lists[1, : counts[1]].copy(), lists[2, : counts[2]].copy()
