@@ -65,6 +65,10 @@ QUOTES: dict[str, str] = {
     "source": STR,
 }
 
+# quality_flags bit of a bar whose window has not closed (a stream's forming bar): stored so readers
+# see it form, never advancing a watermark (quality/validate.py Rule.PROVISIONAL, storage/streams.py).
+PROVISIONAL_FLAG = 256
+
 # Splits and dividends in one frame: ``action`` is "split" or "dividend"; a split has ratio
 # new_rate/old_rate (2-for-1: new 2, old 1), a dividend a cash ``amount`` per share.
 CORPORATE_ACTIONS: dict[str, str] = {

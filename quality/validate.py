@@ -53,7 +53,7 @@ class Rule(enum.IntFlag):
     STALE_PRICE = 128  # part of a run of >= N identical closes with zero volume
     # Not a validation rule: the bar's window has not closed (a stream's forming bar). Stored so
     # readers see it form; it never advances a watermark and is rewritten without the bit once final.
-    PROVISIONAL = 256
+    PROVISIONAL = model.PROVISIONAL_FLAG
 
     @property
     def code(self) -> str:

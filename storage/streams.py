@@ -28,8 +28,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from core.errors import RequestError, StorageError
-from core.model import BARS, canonical_timeframe, frame, to_utc
-from quality.validate import Rule
+from core.model import BARS, PROVISIONAL_FLAG, canonical_timeframe, frame, to_utc
 from storage.hot import BARS_INTRADAY, UpsertResult, upsert_frame
 from storage.quotes import upsert_quotes
 from storage.trades import upsert_trades
@@ -40,7 +39,7 @@ if TYPE_CHECKING:
 
 CHANNEL_PREFIX = "marketpipe_bars_"
 PAYLOAD_LIMIT = 7_900  # PostgreSQL refuses NOTIFY payloads of 8,000 bytes or more
-PROVISIONAL = int(Rule.PROVISIONAL)
+PROVISIONAL = PROVISIONAL_FLAG
 _CHANNEL_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 

@@ -51,10 +51,6 @@ if TYPE_CHECKING:
 DATASETS = ("trades", "quotes", "bars")
 SOURCES = ("polygon", "alpaca")
 _EPOCH = pd.Timestamp(0, tz="UTC")
-# The finest time a vendor's stream carries: Polygon's WebSocket stamps trades and quotes in
-# milliseconds (its REST API in nanoseconds). Trades caught up over REST are stored at the stream's
-# resolution, so a trade has ONE key whichever path delivered it (no duplicate at the join).
-STREAM_TIME_RESOLUTION = {"polygon": "ms"}
 STATUS_EVERY_S = 5.0  # ops.stream_status is rewritten this often while the stream runs
 
 
@@ -176,9 +172,10 @@ class StreamService:
         self.plan = plan
         self.report = StreamReport()
         self.heartbeat = heartbeat
-        self._resumed: list[float] = []  # wall times of (re)connects not yet caught up
+        self._resumed: list[int] = []  # wall ns of (re)connects not yet caught up
         self._vendor_minute: dict[str, pd.Timestamp] = {}  # newest vendor minute bar per symbol
         self._conn: Any = None
+        self._resilience: Any = None
         self.connected = asyncio.Event()  # set at the first connect
         self._started_at: Any = None
         self._status_at = 0.0
@@ -191,7 +188,18 @@ class StreamService:
 
         streaming = self.settings.streaming
         windows = BarWindows(streaming.window_seconds, streaming.lateness_seconds, source=self.plan.source)
-        stream = open_stream(self.settings, self.plan.source, url=self.plan.url, feed=self.plan.feed, spill=self._spill)
+        from sources.factory import source_resilience
+
+        # The stream shares its vendor's circuit breaker with the REST catch-up of this service.
+        self._resilience = source_resilience(self.plan.source, self.settings)
+        stream = open_stream(
+            self.settings,
+            self.plan.source,
+            url=self.plan.url,
+            feed=self.plan.feed,
+            spill=self._spill,
+            breaker=self._resilience.breaker,
+        )
         stream.on_connected = self._connected
         with database_connection(self.settings, autocommit=True) as conn:
             self._conn = conn
@@ -201,8 +209,8 @@ class StreamService:
                 await stream.subscribe(self.plan.datasets, self.plan.symbols)
                 async for batch in stream.batches(streaming.batch_max_rows, streaming.batch_max_delay_seconds):
                     await self._handle(batch, windows, stream)
-                final = windows.flush()
-                await self._commit(final_bars=final.final)
+                flushed, _ = self._bars_to_write(windows.flush(), empty_frame(BARS))
+                await self._commit(final_bars=flushed)
             finally:
                 stopper.cancel()
                 await stream.close()
@@ -240,16 +248,16 @@ class StreamService:
         logger.info("stream {}: stop requested, draining", self.plan.source)
         await stream.close()
 
-    def _connected(self, *_: Any) -> None:
+    def _connected(self, connected: Any = None) -> None:
         self.report.connects += 1
         self.connected.set()
-        if self.plan.hybrid:
-            self._resumed.append(time.time())
+        if self.plan.hybrid:  # Connected.at_ns: wall ns once authenticated and resubscribed
+            self._resumed.append(int(getattr(connected, "at_ns", None) or time.time_ns()))
 
     async def _handle(self, batch: StreamBatch, windows: Any, stream: StreamConnection) -> None:
         report = self.report
         if self._resumed and self.plan.hybrid:
-            resume = _resume_point(batch)
+            resume = self._resume_point(batch, self._resumed[-1])
             if resume is None:
                 pass  # nothing timed yet in this batch: the next one names the resumption point
             else:
@@ -310,6 +318,19 @@ class StreamService:
         parts = [f for f in (final, vendor) if f is not None and not f.empty]
         return (pd.concat(parts, ignore_index=True) if parts else None), forming
 
+    def _resume_point(self, batch: StreamBatch, connected_ns: int) -> pd.Timestamp | None:
+        """Where a (re)connected stream picked up: the earliest trade the NEW connection delivered
+        (a batch may still hold the old connection's frames, read before the drop). Without trades,
+        the newest minute bar of the batch (caught up to, exclusive; refetching a bar is harmless).
+        None until the new connection has delivered something."""
+        trades = batch.trades
+        if "trades" in self.plan.datasets:
+            if trades.empty:
+                return None
+            fresh = np.asarray(batch.received_ns) >= connected_ns
+            return pd.Timestamp(trades["ts"][fresh].min()) if fresh.any() else None
+        return pd.Timestamp(batch.bars["ts"].max()) if not batch.bars.empty else None
+
     async def _commit(self, **parts: pd.DataFrame | None) -> StreamCommit:
         from storage.streams import commit_stream_batch
 
@@ -324,7 +345,7 @@ class StreamService:
         possibly-open window, vendor minute bars after each symbol's newest final one, up to ``resume``."""
         from sources.factory import build_source
 
-        source: Any = build_source(self.plan.source, self.settings)
+        source: Any = build_source(self.plan.source, self.settings, resilience=self._resilience)
         trades, bars = empty_frame(TRADES), empty_frame(BARS)
         try:
             if "trades" in self.plan.datasets:
@@ -366,11 +387,15 @@ class StreamService:
             else:  # minute bars after the newest final one
                 start = opens if mark is None else max(opens, mark + pd.Timedelta(minutes=1))
                 if start < end:
-                    parts.append(await source.fetch_data(symbol, start, end, timeframe="1min"))
+                    parts.append(await _raw_minute_bars(self.plan.source, source, symbol, start, end))
         got = pd.concat(parts, ignore_index=True) if parts else empty_frame(TRADES if dataset == "trades" else BARS)
-        resolution = STREAM_TIME_RESOLUTION.get(self.plan.source)
-        if dataset == "trades" and resolution is not None:
-            got = got.assign(ts=got["ts"].dt.floor(resolution))
+        if dataset == "trades" and self.plan.source == "polygon":
+            # Polygon's WebSocket stamps trades in milliseconds, its REST API in nanoseconds: trades
+            # caught up over REST are stored at the stream's resolution, so a trade has ONE key
+            # whichever path delivered it (no duplicate at the join).
+            from sources.polygon.stream import align_to_stream
+
+            got = align_to_stream(got)
         return got[got["ts"] < end].reset_index(drop=True)
 
     # -- the edges: spill and dead letters ---------------------------------------------------
@@ -401,6 +426,15 @@ class StreamService:
             )
 
 
+async def _raw_minute_bars(
+    vendor: str, source: Any, symbol: str, start: pd.Timestamp, end: pd.Timestamp
+) -> pd.DataFrame:
+    """The vendor's REST minute bars as traded (unadjusted), like its stream's and the batch path's."""
+    if vendor == "polygon":
+        return await source.client.aggregates(symbol, start, end, timeframe="1min", adjusted=False)
+    return await source.client.bars(symbol, start, end, timeframe="1min", adjustment="raw")
+
+
 def _drop_minutes(bars: pd.DataFrame | None) -> pd.DataFrame | None:
     if bars is None or bars.empty:
         return bars
@@ -413,12 +447,6 @@ def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
 
 def _text(raw: Any) -> str:
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else str(raw)
-
-
-def _resume_point(batch: StreamBatch) -> pd.Timestamp | None:
-    """The earliest exchange time a micro-batch carries: where a (re)connected stream picked up."""
-    times = [f["ts"].min() for f in (batch.trades, batch.quotes, batch.bars) if not f.empty]
-    return min(times) if times else None
 
 
 def _newest(batch: StreamBatch) -> pd.Timestamp | None:
