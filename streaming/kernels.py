@@ -423,12 +423,20 @@ def cancel_trades(st, key, key_id, by_id):
 @njit(cache=True, error_model="numpy")
 def correct_trades(st, key, key_id, by_id, price, size, flags, new_key, new_key_id):
     """Replace retained trades' price, size and conditions; a corrected trade that carries a new
-    id is also known by it from now on (a replay of either version is a duplicate)."""
+    id is also known by it from now on (a replay of either version is a duplicate). When a trade
+    with the new id is already retained (hybrid mode's REST catch-up delivered the corrected
+    version first), the corrected print is that trade twice: it is voided and counted a duplicate."""
     ri = st.rows_i
     for i in range(key.size):
         row = _find(st, key[i], key_id[i], by_id[i])
         if row < 0:
             st.ctr[C_UNMATCHED] += 1
+            continue
+        twin = _lookup(st.by_key, new_key[i]) if new_key[i] != 0 else np.int64(-1)
+        if twin >= 0 and twin != row:
+            ri[row, R_ALIVE] = CANCELLED
+            st.ctr[C_DUPLICATES] += 1
+            _touch(st, row)
             continue
         st.rows_price[row] = price[i]
         ri[row, R_SIZE] = size[i]

@@ -341,6 +341,28 @@ def test_corrections_in_open_and_final_windows_and_the_corrected_id_is_known_aft
     assert set(out.final["ts"]) == {at(60)}  # the corrected minute did not change again
 
 
+def test_a_correction_to_an_id_already_held_voids_the_wrong_print_as_a_duplicate() -> None:
+    windows = BarWindows(60, 2)
+    windows.add_trades(trades(("AAA", 20, 10.05, 5, "2000000002")))  # the stream's wrong first print
+    windows.add_trades(trades(("AAA", 20, 10.0, 5, "2"), ("AAA", 30, 9.0, 1, "3")))  # REST catch-up: the right one
+    windows.apply_corrections(corrections(("AAA", "2000000002", 10.0, 5, "2")))
+    out = windows.flush()
+    assert one(out.final)[["open", "high", "volume", "trade_count"]].tolist() == [10.0, 10.0, 6, 2]
+    assert out.duplicates == 1 and out.unmatched_amends == 0
+
+
+def test_a_cancel_after_its_trades_horizon_is_unmatched_and_changes_nothing() -> None:
+    windows = BarWindows(60, 2, correction_horizon_s=10)
+    windows.add_trades(trades(("AAA", 20, 10.0, 5, "1"), ("AAA", 71, 11.0, 1, "2")))
+    assert one(windows.advance().final)["volume"] == 5
+    windows.add_trades(trades(("AAA", 72, 11.0, 1, "3")))
+    out = windows.advance()  # 13:31:10 passed: the first minute and its trades are released
+    assert windows.retained_trades == 2
+    windows.apply_cancels(cancels(("AAA", "1", "N")))
+    out = windows.advance()
+    assert out.final.empty and out.removed.empty and out.unmatched_amends == 1
+
+
 # ---------------------------------------------------------------------------------------------
 # Which trades count
 
