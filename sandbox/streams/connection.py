@@ -21,7 +21,7 @@ import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from sandbox.streams import alpaca, polygon
-from sandbox.streams.clock import Segment, TokenBucket
+from sandbox.streams.clock import ReplayClock, Segment, TokenBucket
 from sandbox.streams.faults import DeliveryFaults
 from sandbox.streams.hub import StreamHub
 from sandbox.streams.protocol import Action, Subscriptions
@@ -59,6 +59,61 @@ class Chunk:
 async def _parked() -> None:
     """Wait to be cancelled: the connection is ending and its run() cancels every task."""
     await asyncio.get_running_loop().create_future()
+
+
+class Pacer:
+    """When the events of a chunk may go: how many now, else how long to nap (None: the chunk is over)."""
+
+    def ready(self, chunk: Chunk, i: int, seg_index: int, wall: float) -> tuple[int, float | None]:
+        raise NotImplementedError
+
+    def resume_at(self, start: int, seg_index: int, hi: int, wall: float) -> int:
+        """Where streams subscribed mid-chunk begin (never before what was already sent)."""
+        return start
+
+
+class MarketPacer(Pacer):
+    """Events go when the replay clock passes their due instant, in frames of up to `batch`."""
+
+    def __init__(self, clock: ReplayClock, settings: StreamSettings) -> None:
+        self.clock = clock
+        self.batch = settings.batch
+        self.tick = settings.tick_ms / 1000.0
+
+    def _limit(self, seg_index: int, hi: int, wall: float) -> int:
+        here = self.clock.now(wall)
+        return hi if here is None or here[0] > seg_index else here[1]
+
+    def ready(self, chunk: Chunk, i: int, seg_index: int, wall: float) -> tuple[int, float | None]:
+        pending = len(chunk.dues) - i
+        limit = self._limit(seg_index, chunk.hi, wall)
+        if not pending and limit >= chunk.hi:
+            return 0, None
+        k = bisect.bisect_right(chunk.dues, limit - 1, i, i + min(self.batch, pending)) - i
+        if k:
+            return k, 0.0
+        wait = self.clock.wall_at(seg_index, chunk.dues[i] if pending else chunk.hi) - wall
+        return 0, min(MAX_NAP_S, max(self.tick, wait))
+
+    def resume_at(self, start: int, seg_index: int, hi: int, wall: float) -> int:
+        return max(start, min(hi, self._limit(seg_index, hi, wall)))
+
+
+class RatePacer(Pacer):
+    """Events go in order at `rate` per second whatever their due instants (benchmarks)."""
+
+    def __init__(self, settings: StreamSettings, now: float) -> None:
+        # a quarter second of tokens banked covers building the next chunk without losing pace
+        self.bucket = TokenBucket(settings.rate, max(float(settings.batch), settings.rate * 0.25), now)
+        self.batch = settings.batch
+        self.tick = settings.tick_ms / 1000.0
+
+    def ready(self, chunk: Chunk, i: int, seg_index: int, wall: float) -> tuple[int, float | None]:
+        want = min(self.batch, len(chunk.dues) - i)
+        if not want:
+            return 0, None
+        k = self.bucket.take(wall, want)
+        return k, (0.0 if k else min(MAX_NAP_S, max(self.tick, self.bucket.wait_s(wall, want))))
 
 
 def _step(segments: list[Segment], index: int, cursor: int) -> tuple[int, tuple[int, int] | None]:
@@ -283,14 +338,10 @@ class Connection:
         clock = self.hub.clock_for(s, now)
         segments = clock.segments
         faults = DeliveryFaults(s.seed, s.duplicate, s.reorder, s.malformed)
-        bucket: TokenBucket | None = None
-        if s.rate:
-            # a quarter second of tokens banked covers building the next chunk without losing pace
-            bucket = TokenBucket(s.rate, max(float(s.batch), s.rate * 0.25), now)
+        pacer: Pacer = RatePacer(s, now) if s.rate else MarketPacer(clock, s)
         where = clock.now(now)
-        if (bucket is not None or s.speed <= 0) and segments:
+        if (s.rate or s.speed <= 0) and segments:
             where = (0, segments[0].start_ns)
-        tick = s.tick_ms / 1000.0
         ahead: tuple[tuple[int, int, int], asyncio.Task[Chunk]] | None = None
         while where is not None:
             seg_index, cursor = where
@@ -314,45 +365,29 @@ class Connection:
                 wall = time.monotonic()
                 if self.subs.version != version:
                     version = self.subs.version
-                    start = chunk.dues[i - 1] + 1 if i else cursor
-                    if bucket is None:
-                        here = clock.now(wall)
-                        if here is None or here[0] > seg_index:
-                            start = chunk.hi
-                        elif here[0] == seg_index:
-                            start = max(start, here[1])
+                    start = pacer.resume_at(chunk.dues[i - 1] + 1 if i else cursor, seg_index, chunk.hi, wall)
                     chunk = await self._merge_new_subscriptions(chunk, i, session, start)
                     i = 0
-                pending = len(chunk.dues) - i
-                if bucket is not None:
-                    if not pending:
-                        break
-                    k = bucket.take(wall, min(s.batch, pending))
-                    if not k:
-                        await asyncio.sleep(min(MAX_NAP_S, max(tick, bucket.wait_s(wall, min(s.batch, pending)))))
-                        continue
+                k, nap = pacer.ready(chunk, i, seg_index, wall)
+                if k:
+                    await self._emit(chunk.messages[i : i + k], faults)
+                    self.market_ns = chunk.dues[i + k - 1]
+                    i += k
+                elif nap is None:
+                    break
                 else:
-                    here = clock.now(wall)
-                    limit = chunk.hi if here is None or here[0] > seg_index else here[1]
-                    if not pending and limit >= chunk.hi:
-                        break
-                    j = bisect.bisect_right(chunk.dues, limit - 1, i, i + min(s.batch, pending))
-                    k = j - i
-                    if not k:
-                        wait = clock.wall_at(seg_index, chunk.dues[i] if pending else chunk.hi) - wall
-                        await asyncio.sleep(min(MAX_NAP_S, max(tick, wait)))
-                        continue
-                await self._emit(chunk.messages[i : i + k], faults)
-                self.market_ns = chunk.dues[i + k - 1]
-                i += k
+                    await asyncio.sleep(nap)
             where = following
+        await self._finish_replay()
+
+    async def _finish_replay(self) -> None:
         self.done = True
         self.state = "done"
         if self._carry:
             await self._queue(self.encode(self._carry))
             self.messages += len(self._carry)
             self._carry = []
-        if s.at_end == "close":
+        if self.settings.at_end == "close":
             while not self._outbox.empty() and self._ending is None:
                 await asyncio.sleep(0.01)
             self.end_by_server(1000, "replay done")

@@ -8,6 +8,8 @@ import pytest
 
 from sandbox.market import Market
 from sandbox.streams.clock import NS, ReplayClock, TokenBucket, plan_segments
+from sandbox.streams.connection import Chunk, MarketPacer, RatePacer
+from sandbox.streams.settings import StreamSettings
 from sandbox.streams.timeline import MINUTE_NS
 
 AS_OF = date(2024, 6, 28)
@@ -55,3 +57,26 @@ def test_token_bucket_paces_by_count() -> None:
     assert bucket.take(0.1, 1000) == 100  # 0.1 s at 1000/s
     assert bucket.take(10.0, 1000) == 500  # never more than the burst
     assert bucket.wait_s(10.0, 100) == pytest.approx(0.1)
+
+
+def test_market_pacer_sends_what_the_clock_made_due_and_naps_until_the_next(market: Market) -> None:
+    segments = plan_segments(market.calendar, market.last_session, date(2024, 6, 3), 1, time(9, 30), 0.0)
+    clock = ReplayClock(segments, speed=60.0, started_at=0.0)
+    start = segments[0].start_ns
+    dues = [start, start + 30 * NS, start + 60 * NS]  # due at wall 0 s, 0.5 s, 1 s
+    chunk = Chunk(start, start + 90 * NS, dues, [("AAPL", "trades")] * 3, [{"n": 0}, {"n": 1}, {"n": 2}])
+    pacer = MarketPacer(clock, StreamSettings(batch=10, tick_ms=10))
+    assert pacer.ready(chunk, 0, 0, wall=0.1) == (1, 0.0)
+    k, nap = pacer.ready(chunk, 1, 0, wall=0.1)
+    assert k == 0 and nap == pytest.approx(0.2)  # never longer than MAX_NAP_S, to notice changes
+    assert pacer.ready(chunk, 1, 0, wall=1.2)[0] == 2
+    assert pacer.ready(chunk, 3, 0, wall=1.2)[1] is not None  # all sent, but the chunk runs to 1.5 s
+    assert pacer.ready(chunk, 3, 0, wall=1.6) == (0, None)
+
+
+def test_rate_pacer_ignores_due_instants_and_paces_by_count() -> None:
+    chunk = Chunk(0, 10**12, list(range(100)), [("AAPL", "trades")] * 100, [{}] * 100)
+    pacer = RatePacer(StreamSettings(rate=1000.0, batch=30), now=0.0)
+    assert pacer.ready(chunk, 0, 0, wall=0.0)[0] == 0
+    assert pacer.ready(chunk, 0, 0, wall=0.05)[0] == 30  # 50 tokens banked, a frame holds 30
+    assert pacer.ready(chunk, 100, 0, wall=1.0) == (0, None)
