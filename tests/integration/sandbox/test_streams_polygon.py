@@ -267,3 +267,15 @@ def test_subscriptions_change_mid_stream(sandbox_url: str) -> None:
     # at most the one frame already on its way when the unsubscribe arrived still carries quotes
     assert not any(e["ev"] == "Q" for f in frames[1:] for e in f)
     assert any(e["ev"] == "T" for f in frames for e in f)
+
+
+def test_sessions_replay_back_to_back(sandbox_url: str) -> None:
+    url = ws_url(sandbox_url, speed=0, session="2024-06-03", sessions=2, **{"from": "15:59"})
+    next_open = 1717507800000  # 2024-06-04 09:30 New York
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with await open_stream(url, new_key(), "AM.AAPL") as ws:
+            return await collect(ws, lambda ev: ev[-1]["s"] >= next_open + MINUTE_MS)
+
+    starts = [e["s"] for e in run(scenario())]
+    assert starts[:4] == [T0 + 388 * MINUTE_MS, T0 + 389 * MINUTE_MS, next_open, next_open + MINUTE_MS]
