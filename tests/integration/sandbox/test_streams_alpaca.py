@@ -7,22 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 import orjson
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
+from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed
 
 OPEN = "2024-06-03T13:30:00Z"
 
 
-def run(coro: Awaitable[Any], seconds: float = 60) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, seconds))  # type: ignore[arg-type]
+def run(coro: Coroutine[Any, Any, Any], seconds: float = 60) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, seconds))
 
 
 def new_key() -> str:
@@ -37,7 +38,7 @@ def decode(frame: str | bytes) -> list[dict[str, Any]]:
     return msgpack.unpackb(frame) if isinstance(frame, bytes) else orjson.loads(frame)
 
 
-async def recv(ws: ClientConnection, timeout: float = 10) -> list[dict[str, Any]]:
+async def recv(ws: Connection, timeout: float = 10) -> list[dict[str, Any]]:
     return decode(await asyncio.wait_for(ws.recv(), timeout))
 
 
@@ -45,15 +46,15 @@ def pack(message: dict[str, Any], binary: bool) -> str | bytes:
     return msgpack.packb(message) if binary else orjson.dumps(message).decode()
 
 
-async def authenticate(url: str, key: str, binary: bool = False) -> tuple[ClientConnection, list[dict[str, Any]]]:
-    headers = {"Content-Type": "application/msgpack"} if binary else {}
+async def authenticate(url: str, key: str, binary: bool = False) -> tuple[Connection, list[dict[str, Any]]]:
+    headers: dict[str, Any] = {"Content-Type": "application/msgpack"} if binary else {}
     ws = await connect(url, additional_headers=headers)
     assert await recv(ws) == [{"T": "success", "msg": "connected"}]
     await ws.send(pack({"action": "auth", "key": key, "secret": "s3cret"}, binary))
     return ws, await recv(ws)
 
 
-async def open_stream(url: str, key: str, binary: bool = False, **channels: list[str]) -> ClientConnection:
+async def open_stream(url: str, key: str, binary: bool = False, **channels: list[str]) -> Connection:
     ws, reply = await authenticate(url, key, binary)
     assert reply == [{"T": "success", "msg": "authenticated"}]
     await ws.send(pack({"action": "subscribe", **channels}, binary))
@@ -63,7 +64,7 @@ async def open_stream(url: str, key: str, binary: bool = False, **channels: list
 
 
 async def collect(
-    ws: ClientConnection, done: Callable[[list[dict[str, Any]]], bool], max_frames: int = 5000
+    ws: Connection, done: Callable[[list[dict[str, Any]]], bool], max_frames: int = 5000
 ) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     for _ in range(max_frames):
@@ -74,8 +75,8 @@ async def collect(
 
 
 def rest(base: str, kind: str, symbol: str, start: str, end: str, **extra: str) -> list[dict[str, Any]]:
-    headers = {"APCA-API-KEY-ID": "k", "APCA-API-SECRET-KEY": "s"}
-    query = {"start": start, "end": end, "limit": 10000, **extra}
+    headers: dict[str, Any] = {"APCA-API-KEY-ID": "k", "APCA-API-SECRET-KEY": "s"}
+    query: dict[str, Any] = {"start": start, "end": end, "limit": 10000, **extra}
     body = httpx.get(f"{base}/v2/stocks/{symbol}/{kind}", params=query, headers=headers, timeout=30).json()
     assert body["next_page_token"] is None
     return body[kind]

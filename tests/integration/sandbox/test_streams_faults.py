@@ -15,7 +15,8 @@ from urllib.parse import urlencode
 import httpx
 import orjson
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
+from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
 from tests.integration.sandbox.test_streams_polygon import MINUTE_MS, T0, new_key, open_stream, recv, run
@@ -25,11 +26,11 @@ def polygon_url(base: str, **query: Any) -> str:
     return base.replace("http://", "ws://") + "/stocks?" + urlencode({"session": "2024-06-03", **query})
 
 
-async def recv_raw(ws: ClientConnection, timeout: float = 10) -> str | bytes:
+async def recv_raw(ws: Connection, timeout: float = 10) -> str | bytes:
     return await asyncio.wait_for(ws.recv(), timeout)
 
 
-async def drain_until_closed(ws: ClientConnection, max_frames: int = 100_000) -> list[dict[str, Any]]:
+async def drain_until_closed(ws: Connection, max_frames: int = 100_000) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     with pytest.raises(ConnectionClosed):
         for _ in range(max_frames):
@@ -44,7 +45,12 @@ def connection(base: str, key: str) -> dict[str, Any]:
 
 
 def rest_trade_ids(base: str, symbol: str, lo_ms: int, hi_ms: int) -> list[str]:
-    query = {"timestamp.gte": lo_ms * 1_000_000, "timestamp.lt": hi_ms * 1_000_000, "order": "asc", "limit": 50000}
+    query: dict[str, Any] = {
+        "timestamp.gte": lo_ms * 1_000_000,
+        "timestamp.lt": hi_ms * 1_000_000,
+        "order": "asc",
+        "limit": 50000,
+    }
     body = httpx.get(f"{base}/v3/trades/{symbol}", params={**query, "apiKey": "k"}, timeout=30).json()
     return [r["id"] for r in body["results"]]
 
@@ -141,7 +147,7 @@ def test_duplicates_and_reordering_keep_every_trade(sandbox_url: str) -> None:
 @pytest.mark.parametrize("vendor", ["polygon", "alpaca"])
 def test_a_slow_consumer_is_kicked_after_the_server_side_buffer_fills(sandbox_url: str, vendor: str) -> None:
     key = new_key()
-    query = {"session": "2024-06-03", "speed": 0, "universe": 20, "kick_slow": 4, "batch": 2000}
+    query: dict[str, Any] = {"session": "2024-06-03", "speed": 0, "universe": 20, "kick_slow": 4, "batch": 2000}
     path = "/stocks" if vendor == "polygon" else "/v2/sip"
     url = sandbox_url.replace("http://", "ws://") + f"{path}?{urlencode(query)}"
 

@@ -8,22 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import orjson
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
+from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed
 
 T0 = 1717421400000  # 2024-06-03 09:30 New York, ms
 MINUTE_MS = 60_000
 
 
-def run(coro: Awaitable[Any], seconds: float = 60) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, seconds))  # type: ignore[arg-type]
+def run(coro: Coroutine[Any, Any, Any], seconds: float = 60) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, seconds))
 
 
 def new_key() -> str:
@@ -34,11 +35,11 @@ def ws_url(base: str, **query: Any) -> str:
     return base.replace("http://", "ws://") + "/stocks" + ("?" + urlencode(query) if query else "")
 
 
-async def recv(ws: ClientConnection, timeout: float = 10) -> list[dict[str, Any]]:
+async def recv(ws: Connection, timeout: float = 10) -> list[dict[str, Any]]:
     return orjson.loads(await asyncio.wait_for(ws.recv(), timeout))
 
 
-async def open_stream(url: str, key: str, params: str, **connect_args: Any) -> ClientConnection:
+async def open_stream(url: str, key: str, params: str, **connect_args: Any) -> Connection:
     ws = await connect(url, **connect_args)
     assert (await recv(ws))[0]["status"] == "connected"
     await ws.send(orjson.dumps({"action": "auth", "params": key}).decode())
@@ -50,7 +51,7 @@ async def open_stream(url: str, key: str, params: str, **connect_args: Any) -> C
 
 
 async def collect(
-    ws: ClientConnection, done: Callable[[list[dict[str, Any]]], bool], max_frames: int = 5000
+    ws: Connection, done: Callable[[list[dict[str, Any]]], bool], max_frames: int = 5000
 ) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     for _ in range(max_frames):
@@ -61,7 +62,7 @@ async def collect(
 
 
 def rest_trades(base: str, symbol: str, lo_ms: int, hi_ms: int) -> list[dict[str, Any]]:
-    query = {
+    query: dict[str, Any] = {
         "timestamp.gte": lo_ms * 1_000_000,
         "timestamp.lt": hi_ms * 1_000_000,
         "order": "asc",
@@ -74,7 +75,7 @@ def rest_trades(base: str, symbol: str, lo_ms: int, hi_ms: int) -> list[dict[str
 
 
 def rest_minutes(base: str, symbol: str, day: str) -> list[dict[str, Any]]:
-    query = {"adjusted": "false", "limit": 50000, "apiKey": "k"}
+    query: dict[str, Any] = {"adjusted": "false", "limit": 50000, "apiKey": "k"}
     body = httpx.get(f"{base}/v2/aggs/ticker/{symbol}/range/1/minute/{day}/{day}", params=query, timeout=30).json()
     return body["results"]
 

@@ -12,14 +12,14 @@ from typing import Any
 
 import httpx
 from alpaca.data.live import StockDataStream
-from massive import WebSocketClient
-from massive.websocket.models import EquityAgg, EquityTrade
+from massive import WebSocketClient  # type: ignore[import-untyped]
+from massive.websocket.models import EquityAgg, EquityTrade  # type: ignore[import-untyped]
 
 WANTED = 50
 
 
 def rest_polygon_trades(base: str, symbol: str) -> list[dict[str, Any]]:
-    query = {"timestamp": "2024-06-03", "order": "asc", "limit": WANTED, "apiKey": "k"}
+    query: dict[str, Any] = {"timestamp": "2024-06-03", "order": "asc", "limit": WANTED, "apiKey": "k"}
     return httpx.get(f"{base}/v3/trades/{symbol}", params=query, timeout=30).json()["results"]
 
 
@@ -86,8 +86,8 @@ def test_alpaca_stock_data_stream_receives_the_rest_trades_over_msgpack(sandbox_
             await asyncio.wait_for(task, 15)
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
-    headers = {"APCA-API-KEY-ID": "k", "APCA-API-SECRET-KEY": "s"}
-    query = {"start": "2024-06-03", "end": "2024-06-03", "limit": WANTED}
+    headers: dict[str, Any] = {"APCA-API-KEY-ID": "k", "APCA-API-SECRET-KEY": "s"}
+    query: dict[str, Any] = {"start": "2024-06-03", "end": "2024-06-03", "limit": WANTED}
     rest = httpx.get(f"{sandbox_url}/v2/stocks/AAPL/trades", params=query, headers=headers, timeout=30).json()
     expected = [(r["i"], r["p"], r["s"], r["x"]) for r in rest["trades"]]
     assert [(t.id, t.price, t.size, t.exchange) for t in trades[:WANTED]] == expected

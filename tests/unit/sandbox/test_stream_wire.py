@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 import numpy as np
 import orjson
 import pytest
