@@ -499,13 +499,14 @@ def _emit(st, slot, lists, counts, final):
 
 
 @njit(cache=True, error_model="numpy")
-def close_windows(st, boundary):
+def close_windows(st, boundary, provisional):
     """Move the final boundary to ``boundary`` (never back) and sort the windows' news into
     (final, provisional, removed) slot lists: windows that closed or changed since they closed,
     open windows that changed, windows whose last counted trade was cancelled. Windows past the
     correction horizon are then released with their trades. Only the touched slots and a scan of
-    the contiguous ``slot_due`` are visited. Read the returned slots' aggregates before the next
-    kernel call: a released slot is reused."""
+    the contiguous ``slot_due`` are visited. With ``provisional`` false, changed open windows are
+    not listed and stay on the touched stack for a later call. Read the returned slots'
+    aggregates before the next kernel call: a released slot is reused."""
     si, ctr = st.slots_i, st.ctr
     if boundary > ctr[C_BOUNDARY]:
         ctr[C_BOUNDARY] = boundary
@@ -515,15 +516,20 @@ def close_windows(st, boundary):
     lists = np.empty((3, n), dtype=np.int64)
     counts = np.zeros(3, dtype=np.int64)
     # Changed slots; an open one that closes now is left to the scan below.
+    kept = 0
     for i in range(ctr[C_TOUCHED]):
         slot = st.touched[i]
         if si[slot, S_STATE] == UNUSED or si[slot, S_DIRTY] == 0:
             continue
         if si[slot, S_STATE] == OPEN and st.slot_due[slot] <= boundary:
             continue
+        if si[slot, S_STATE] == OPEN and not provisional:
+            st.touched[kept] = slot
+            kept += 1
+            continue
         if _emit(st, slot, lists, counts, si[slot, S_STATE] == FINAL) == 0:
             ctr[C_CORRECTED] += 1
-    ctr[C_TOUCHED] = 0
+    ctr[C_TOUCHED] = kept
     # Slots the clock reached: open ones close (final), final ones are released.
     release = np.empty(n, dtype=np.int64)
     n_release = 0

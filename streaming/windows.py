@@ -305,19 +305,21 @@ class BarWindows:
         )
 
     # -- output -----------------------------------------------------------------------------
-    def advance(self, now: pd.Timestamp | int | None = None) -> WindowOutput:
+    def advance(self, now: pd.Timestamp | int | None = None, *, provisional: bool = True) -> WindowOutput:
         """Close every window whose end plus the lateness is at or before the clock: the newest trade
-        time seen, or ``now`` (a Timestamp or Unix ns) when it is later."""
+        time seen, or ``now`` (a Timestamp or Unix ns) when it is later. ``provisional=False``
+        skips building the provisional bars this time (the changed open windows are reported by
+        the next call that asks), for a caller that stores them less often than it closes bars."""
         clock = int(self._state.ctr[k.C_MAX_TS])
         if now is not None:
             clock = max(clock, _instant(now))
         if clock == k.NO_TIME:
             return self._output(*(np.zeros(0, dtype=np.int64),) * 3)
-        return self._output(*k.close_windows(self._state, clock - self.lateness_ns))
+        return self._output(*k.close_windows(self._state, clock - self.lateness_ns, provisional))
 
     def flush(self) -> WindowOutput:
         """End of stream: every window final (and released)."""
-        return self._output(*k.close_windows(self._state, _MAX_NS), flushed=True)
+        return self._output(*k.close_windows(self._state, _MAX_NS, True), flushed=True)
 
     @property
     def retained_trades(self) -> int:

@@ -193,6 +193,18 @@ def test_provisional_bars_are_the_open_windows_that_changed_since_the_last_advan
     assert windows.advance().provisional.empty
 
 
+def test_provisional_bars_skipped_by_one_advance_come_with_the_next_that_asks() -> None:
+    windows = BarWindows(60, 2)
+    windows.add_trades(trades(("AAA", 10, 10.0, 1, "1"), ("BBB", 11, 5.0, 1, "2")))
+    assert windows.advance(provisional=False).provisional.empty
+    windows.add_trades(trades(("BBB", 12, 5.5, 1, "3")))
+    assert set(windows.advance().provisional["symbol"]) == {"AAA", "BBB"}
+    windows.add_trades(trades(("AAA", 70, 6.0, 1, "4")))  # closes the first minute while skipping
+    out = windows.advance(provisional=False)
+    assert set(out.final["symbol"]) == {"AAA", "BBB"} and out.provisional.empty
+    assert list(windows.advance().provisional["ts"]) == [at(60)]
+
+
 def test_a_wall_clock_closes_windows_without_trades_and_the_clock_never_runs_back() -> None:
     windows = BarWindows(60, 2)
     windows.add_trades(trades(("AAA", 10, 10.0, 1, "1")))
