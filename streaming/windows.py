@@ -32,10 +32,12 @@ trades: about 1e-7 for 6M of them). A trade without an id is never a duplicate.
 **Cancels and corrections** find their trade among the retained ones by (symbol, trade id,
 exchange), or by (symbol, trade id) when no exchange is given and the id is unambiguous; its
 windows are rebuilt from their trades and re-emitted (provisional, or final as a correction).
-One that finds nothing (its trade released, never seen, or ambiguous) is counted in
-``unmatched_amends``. A cancelled trade stays known, so its replay is still a duplicate; a
-corrected trade with a new id is known by both ids. A window left with no counted trade is
-reported in ``removed`` (its stored bar must go).
+One that finds nothing (its trade released, not seen yet, or ambiguous) is counted in
+``unmatched_amends`` and not kept for later: a cancel that overtakes its trade leaves the trade
+counted. A cancelled trade stays known, so its replay is still a duplicate; a corrected trade
+with a new id is known by both ids, and if a trade with the new id is already held (the REST
+catch-up brought the corrected version first) the wrong print is voided as a duplicate. A window
+left with no counted trade is reported in ``removed`` (its stored bar must go).
 
 **Which trades count (the consolidated-tape rule).** Each trade's condition codes decide what it
 updates, as the SIP plans (CTA for tapes A/B, UTP for tape C) and Polygon's aggregates do: a
