@@ -31,10 +31,11 @@ Which bars are written, one source of truth per bar:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -51,7 +52,9 @@ if TYPE_CHECKING:
 DATASETS = ("trades", "quotes", "bars")
 SOURCES = ("polygon", "alpaca")
 _EPOCH = pd.Timestamp(0, tz="UTC")
-STATUS_EVERY_S = 5.0  # ops.stream_status is rewritten this often while the stream runs
+STATUS_EVERY_S = 5.0
+DATABASE_RETRY_S = 120.0  # how long a lost database is waited for before the stream gives up
+T = TypeVar("T")  # ops.stream_status is rewritten this often while the stream runs
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ class StreamReport:
     connects: int = 0
     catchups: int = 0
     catchup_trades: int = 0
+    database_retries: int = 0
     newest_event: pd.Timestamp | None = None
     commit_latency_ms: list[float] = field(default_factory=list)  # received -> committed, per batch sample
     connection: dict[str, Any] = field(default_factory=dict)  # the connection's counters (spilled, dropped, ...)
@@ -122,6 +126,7 @@ class StreamReport:
             "connects": self.connects,
             "catchups": self.catchups,
             "catchup_trades": self.catchup_trades,
+            "database_retries": self.database_retries,
             "newest_event": self.newest_event.isoformat() if self.newest_event is not None else None,
             "commit_p50_ms": round(float(np.percentile(lat, 50)), 2) if lat is not None else None,
             "commit_p99_ms": round(float(np.percentile(lat, 99)), 2) if lat is not None else None,
@@ -201,8 +206,8 @@ class StreamService:
             breaker=self._resilience.breaker,
         )
         stream.on_connected = self._connected
-        with database_connection(self.settings, autocommit=True) as conn:
-            self._conn = conn
+        self._conn = database_connection(self.settings, autocommit=True)
+        try:
             await self._record_status("running", stream)
             stopper = asyncio.create_task(self._close_on(stop, stream))
             try:
@@ -216,7 +221,33 @@ class StreamService:
                 await stream.close()
                 self.report.connection = _stats_dict(stream)
                 await self._record_status("stopped", stream)
+        finally:
+            self._conn.close()
         return self.report
+
+    async def _db(self, action: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``action(connection, ...)`` in a worker thread (the event loop keeps reading). A lost
+        database connection (a PostgreSQL restart) is reopened and the SAME action retried, with
+        backoff, for up to ``DATABASE_RETRY_S``: the micro-batch is still in memory and the writes are
+        idempotent, while the connection's buffer (and its spill) absorbs the stream meanwhile."""
+        from db.connect import connection_lost, database_connection
+
+        deadline = time.monotonic() + DATABASE_RETRY_S
+        delay = 0.2
+        while True:
+            try:
+                return await asyncio.to_thread(action, self._conn, *args, **kwargs)
+            except Exception as exc:
+                if not connection_lost(exc) or time.monotonic() + delay > deadline:
+                    raise
+                logger.warning("stream {}: database connection lost ({}); retrying in {:.1f} s", self.name, exc, delay)
+                self.report.database_retries += 1
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            with contextlib.suppress(Exception):
+                self._conn = await asyncio.to_thread(database_connection, self.settings, autocommit=True)
 
     @property
     def name(self) -> str:
@@ -241,7 +272,7 @@ class StreamService:
         )
         self._started_at = status.started_at
         self._status_at = time.monotonic()
-        await asyncio.to_thread(record_stream_status, self._conn, status)
+        await self._db(record_stream_status, status)
 
     async def _close_on(self, stop: asyncio.Event, stream: StreamConnection) -> None:
         await stop.wait()
@@ -292,7 +323,7 @@ class StreamService:
             report.duplicates, report.late_trades = out.duplicates, out.late_trades
         if batch.dead:
             report.dead += len(batch.dead)
-            await asyncio.to_thread(self._dead_letters, batch.dead)
+            await self._db(self._dead_letters, batch.dead)
         if time.monotonic() - self._status_at >= STATUS_EVERY_S:
             await self._record_status("running", stream)
         if self.heartbeat is not None:
@@ -334,7 +365,7 @@ class StreamService:
     async def _commit(self, **parts: pd.DataFrame | None) -> StreamCommit:
         from storage.streams import commit_stream_batch
 
-        commit = await asyncio.to_thread(commit_stream_batch, self._conn, **parts)
+        commit = await self._db(commit_stream_batch, **parts)
         self.report.final_bars += commit.final_bars.changed
         self.report.provisional_bars += commit.provisional_bars.changed
         return commit
@@ -371,8 +402,8 @@ class StreamService:
     async def _fetch(self, source: Any, dataset: str, end: pd.Timestamp) -> pd.DataFrame:
         from storage.watermarks import read_watermarks
 
-        marks = await asyncio.to_thread(
-            read_watermarks, self._conn, source=self.plan.source, dataset=dataset, symbols=list(self.plan.symbols)
+        marks = await self._db(
+            read_watermarks, source=self.plan.source, dataset=dataset, symbols=list(self.plan.symbols)
         )
         newest = {k[2]: pd.Timestamp(m.high_water_ts) for k, m in marks.items() if k[3] in ("", "1min")}
         opens = session_start(pd.Series([end])).iloc[0]
@@ -412,12 +443,12 @@ class StreamService:
         lake.put_bytes(key, gzip.compress(b"\n".join(frames), GZIP_LEVEL), "application/gzip")
         logger.warning("stream {}: spilled {} frame(s) to {}", self.plan.source, len(frames), key)
 
-    def _dead_letters(self, dead: Collection[Any]) -> None:
+    def _dead_letters(self, conn: Any, dead: Collection[Any]) -> None:
         from sources.dead_letters import record_dead_letter_sync
 
         for letter in dead:
             record_dead_letter_sync(
-                self._conn,
+                conn,
                 source=self.plan.source,
                 dataset="stream",
                 request={"stream": self.plan.source, "feed": self.plan.feed},
