@@ -83,3 +83,33 @@ def bench_features(
 
     report = bench.run(symbols, bars, repeat=repeat, params=feature_params(settings_of(ctx).features))
     typer.echo(json.dumps(report, indent=2) if as_json else bench.render_table(report))
+
+
+@app.command("stream")
+def bench_stream(
+    ctx: typer.Context,
+    messages: Annotated[int, typer.Option(min=1, help="messages of the sustained (speed=0) phase")] = 500_000,
+    latency_messages: Annotated[int, typer.Option(min=1, help="messages of the paced 20k msgs/s phase")] = 400_000,
+    naive_messages: Annotated[int, typer.Option(min=1, help="messages of the naive SDK + INSERT phase")] = 30_000,
+    seconds: Annotated[float, typer.Option(min=0.1, help="each phase stops after this many seconds at most")] = 60.0,
+    keep: Annotated[bool, typer.Option("--keep", help="leave the bench database behind")] = False,
+    sandbox_url: Annotated[
+        str | None, typer.Option(help="a running sandbox to stream from [default: one the bench starts]")
+    ] = None,
+    as_json: JsonReport = False,
+) -> None:
+    """The stream service against a sandbox in its own process: sustained msgs/s and msgs per
+    consumer CPU-second, p50/p99 exchange-to-commit latency at 20k msgs/s, and the ratio to massive's
+    WebSocketClient with one INSERT per message; into a scratch database."""
+    from bench import stream as bench
+
+    report = bench.run(
+        settings_of(ctx),
+        messages=messages,
+        latency_messages=latency_messages,
+        naive_messages=naive_messages,
+        seconds=seconds,
+        keep=keep,
+        sandbox_url=sandbox_url,
+    )
+    typer.echo(json.dumps(report, indent=2, default=str) if as_json else bench.render_table(report))

@@ -10,7 +10,7 @@ TOP_LEVEL = ["up", "down", "status", "run", "ingest", "backfill", "metrics", "he
 GROUPS = {
     "db": ["migrate", "status"],
     "dlq": ["list", "replay"],
-    "bench": ["ingest", "storage", "features"],
+    "bench": ["ingest", "storage", "features", "stream"],
     "features": ["export"],
     "lake": ["tier", "ls", "du", "compact", "prune-raw"],
     "scan": ["latest", "movers", "volume-spikes", "gaps", "highs-lows", "rsi"],
