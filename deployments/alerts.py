@@ -141,6 +141,46 @@ def automation_for(rule: AlertRule, block_id: UUID | None):  # -> prefect.automa
     )
 
 
+ZOMBIE_RULE = "marketpipe: crash zombie flow runs"
+ZOMBIE_SILENCE = timedelta(seconds=90)  # three missed heartbeats (PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30)
+
+
+def zombie_automation():  # -> prefect.automations.AutomationCore
+    """Prefect's zombie-run pattern: a flow run whose heartbeat (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``,
+    set on the long-running stream deployments) is followed by neither another heartbeat nor a
+    final state within 90 s is marked Crashed (its host died: the run is not left Running forever)."""
+    from prefect.automations import AutomationCore, EventTrigger
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+
+    return AutomationCore(
+        name=ZOMBIE_RULE,
+        description="A flow run stopped sending heartbeats without reaching a final state: mark it Crashed.",
+        enabled=True,
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+            },
+            match={"prefect.resource.id": ["prefect.flow-run.*"]},
+            for_each={"prefect.resource.id"},
+            posture="Proactive",
+            threshold=1,
+            within=ZOMBIE_SILENCE,
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message=f"no heartbeat for {ZOMBIE_SILENCE.seconds} s: the flow run's process is gone",
+            )
+        ],
+    )
+
+
 def ensure_alert_automations(webhook_url: str | None = None) -> dict[str, str]:
     """Create the alert automations, or bring existing ones (matched by name) up to date.
 
@@ -153,18 +193,18 @@ def ensure_alert_automations(webhook_url: str | None = None) -> dict[str, str]:
         block_id = save_webhook_block(webhook_url) if webhook_url else _existing_block_id()
         outcome: dict[str, str] = {}
         with get_client(sync_client=True) as client:
-            for rule in RULES:
-                wanted = automation_for(rule, block_id)
-                existing = client.read_automations_by_name(rule.name)
+            wanted_all = [(rule.name, automation_for(rule, block_id)) for rule in RULES]
+            for name, wanted in [*wanted_all, (ZOMBIE_RULE, zombie_automation())]:
+                existing = client.read_automations_by_name(name)
                 if not existing:
                     client.create_automation(wanted)
-                    outcome[rule.name] = "created"
+                    outcome[name] = "created"
                     continue
                 keep, *duplicates = existing  # newest first; duplicates come from racing deploys
                 client.update_automation(keep.id, wanted)
                 for extra in duplicates:
                     client.delete_automation(extra.id)
-                outcome[rule.name] = "updated"
+                outcome[name] = "updated"
     except Exception as exc:  # httpx / Prefect errors: the server is down, refuses, or the URL is wrong
         raise ServiceError(f"cannot create the alert automations: {type(exc).__name__}: {exc}") from exc
     created = [n for n, o in outcome.items() if o == "created"]

@@ -25,6 +25,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 from prefect.runtime import flow_run
+from prefect.states import Cancelled, State
 
 from core.settings import load_settings
 from pipeline.alerts import STREAM_HEARTBEAT, STREAM_STOPPED
@@ -53,7 +54,7 @@ class _Heartbeat:
         )
 
 
-async def _watch_for_cancel(stop: asyncio.Event) -> None:
+async def _watch_for_cancel(stop: asyncio.Event, cancelled: asyncio.Event) -> None:
     from prefect.client.orchestration import get_client
 
     run_id = flow_run.get_id()
@@ -64,6 +65,7 @@ async def _watch_for_cancel(stop: asyncio.Event) -> None:
             await asyncio.sleep(STATE_POLL_S)
             state = (await client.read_flow_run(run_id)).state
             if state is not None and state.name in ("Cancelling", "Cancelled"):
+                cancelled.set()
                 stop.set()
 
 
@@ -78,7 +80,7 @@ async def stream_flow(
     duration_seconds: float | None = None,
     overrides: dict[str, Any] | None = None,
     stop_key: str | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | State:
     """Stream ``symbols`` of ``source`` into the hot store until cancelled (or ``duration_seconds``)."""
     settings = load_settings(overrides=overrides)
     plan = StreamPlan.of(
@@ -105,12 +107,14 @@ async def stream_flow(
             loop.add_signal_handler(sig, stop.set)
     if duration_seconds is not None:
         loop.call_later(duration_seconds, stop.set)
-    watcher = asyncio.create_task(_watch_for_cancel(stop))
+    cancelled = asyncio.Event()
+    watcher = asyncio.create_task(_watch_for_cancel(stop, cancelled))
     try:
         service = StreamService(settings, plan)
         service.heartbeat = _Heartbeat(service.name)
         if local is not None:
             local.service, service.connected = service, local.connected
+            local.flow_run_id = str(flow_run.get_id()) if flow_run.get_id() else None
         report = await service.run(stop)
     finally:
         watcher.cancel()
@@ -132,4 +136,6 @@ async def stream_flow(
         summary["trades"],
         summary["final_bars"],
     )
+    if cancelled.is_set():  # cancelled in the UI: drained and flushed, and the run says so
+        return Cancelled(message=f"cancelled; drained: {summary['messages']} messages committed", data=summary)
     return summary

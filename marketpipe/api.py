@@ -80,8 +80,11 @@ class RealTimeStream:
     was read is committed, open windows flushed) and returns its summary."""
 
     def __init__(self, source: str, symbols: Sequence[str], hybrid: bool, task: asyncio.Task, key: str) -> None:
+        from streaming.service import local_stream
+
         self.source, self.symbols, self.hybrid = source, tuple(symbols), hybrid
         self._task, self._key = task, key
+        self._local = local_stream(key)
 
     def __repr__(self) -> str:
         state = "stopped" if self._task.done() else "running"
@@ -92,17 +95,30 @@ class RealTimeStream:
         return not self._task.done()
 
     @property
+    def flow_run_id(self) -> str | None:
+        """The Prefect flow run hosting the stream (cancel it in the UI to drain and stop it)."""
+        return self._local.flow_run_id
+
+    @property
     def report(self) -> dict[str, Any]:
         """The stream's counters so far (messages, trades, bars, connects, catch-ups, ...)."""
-        from streaming.service import local_stream
-
-        service = local_stream(self._key).service
+        service = self._local.service
         return service.report.as_dict() if service is not None else {}
 
-    async def stop(self) -> dict[str, Any]:
-        from streaming.service import local_stream, release_local_stream
+    async def wait(self) -> dict[str, Any]:
+        """Until the stream ends on its own (cancelled in the UI, its duration up, an error)."""
+        try:
+            return await asyncio.shield(self._task)
+        finally:
+            if self._task.done():
+                from streaming.service import release_local_stream
 
-        local_stream(self._key).stop.set()
+                release_local_stream(self._key)
+
+    async def stop(self) -> dict[str, Any]:
+        from streaming.service import release_local_stream
+
+        self._local.stop.set()
         try:
             return await self._task
         finally:

@@ -53,6 +53,7 @@ DATASETS = ("trades", "quotes", "bars")
 SOURCES = ("polygon", "alpaca")
 _EPOCH = pd.Timestamp(0, tz="UTC")
 STATUS_EVERY_S = 5.0
+PROVISIONAL_EVERY_S = 1.0  # forming bars are rebuilt and rewritten at most this often
 DATABASE_RETRY_S = 120.0  # how long a lost database is waited for before the stream gives up
 T = TypeVar("T")  # ops.stream_status is rewritten this often while the stream runs
 
@@ -142,6 +143,7 @@ class LocalStream:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     service: StreamService | None = None
+    flow_run_id: str | None = None  # the flow run hosting it, once started
 
 
 _LOCAL_STREAMS: dict[str, LocalStream] = {}
@@ -184,6 +186,7 @@ class StreamService:
         self.connected = asyncio.Event()  # set at the first connect
         self._started_at: Any = None
         self._status_at = 0.0
+        self._forming_at = 0.0
 
     # -- the loop ----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> StreamReport:
@@ -303,7 +306,10 @@ class StreamService:
         newest = _newest(batch)
         if newest is not None and (report.newest_event is None or newest > report.newest_event):
             report.newest_event = newest
-        out = windows.advance(report.newest_event) if report.newest_event is not None else None
+        forming = time.monotonic() - self._forming_at >= PROVISIONAL_EVERY_S
+        out = windows.advance(report.newest_event, provisional=forming) if report.newest_event is not None else None
+        if forming:
+            self._forming_at = time.monotonic()
         final, provisional = self._bars_to_write(out, batch.bars)
         commit = await self._commit(
             trades=trades if "trades" in self.plan.datasets else None,

@@ -18,7 +18,7 @@ import pytest
 
 from core.settings import Settings
 from db.connect import database_connection
-from deployments.alerts import RULES, ensure_alert_automations
+from deployments.alerts import RULES, ZOMBIE_RULE, ensure_alert_automations
 from pipeline.alerts import DATA_STALE, DEAD_LETTERS_GROWING, JOB_FAILED, QUALITY_LOW
 from pipeline.metrics import RunMetrics, record_run
 from sources.dead_letters import record_dead_letter_sync
@@ -116,7 +116,7 @@ def test_deploy_creates_the_alert_automations_once(stack: Settings) -> None:
 
     ensure_alert_automations()
     outcome = ensure_alert_automations()
-    assert set(outcome) == {r.name for r in RULES}
+    assert set(outcome) == {r.name for r in RULES} | {ZOMBIE_RULE}
     assert set(outcome.values()) == {"updated"}
     with get_client(sync_client=True) as client:
         for rule in RULES:
