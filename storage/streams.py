@@ -144,6 +144,7 @@ def commit_stream_batch(
     quotes: pd.DataFrame | None = None,
     final_bars: pd.DataFrame | None = None,
     provisional_bars: pd.DataFrame | None = None,
+    removed_bars: pd.DataFrame | None = None,
 ) -> StreamCommit:
     """Write one micro-batch in ONE transaction (see the module docstring); all or nothing."""
     empty = pd.DataFrame()
@@ -161,6 +162,8 @@ def commit_stream_batch(
         wrote_quotes = upsert_quotes(conn, quotes) if not quotes.empty else UpsertResult()
         wrote_final = upsert_frame(conn, final, BARS_INTRADAY) if not final.empty else UpsertResult()
         wrote_forming = upsert_frame(conn, forming, BARS_INTRADAY) if not forming.empty else UpsertResult()
+        if removed_bars is not None and not removed_bars.empty:
+            _delete_bars(conn, removed_bars)
         marks = [
             *(watermarks_of(trades, dataset="trades") if not trades.empty else []),
             *(watermarks_of(quotes, dataset="quotes") if not quotes.empty else []),
@@ -175,6 +178,26 @@ def commit_stream_batch(
                     f"cannot announce {note.timeframe} bars on {bars_channel(note.timeframe)}: {exc}"
                 ) from exc
     return StreamCommit(wrote_trades, wrote_quotes, wrote_final, wrote_forming, tuple(announcements))
+
+
+def _delete_bars(conn: psycopg.Connection, bars: pd.DataFrame) -> None:
+    """Delete bars no longer backed by any trade (every counted trade of the window was cancelled):
+    only the stream source's own rows of those keys."""
+    keys = bars.assign(timeframe=bars["timeframe"].map(stream_timeframe))
+    try:
+        conn.execute(
+            "DELETE FROM market.bars_intraday b USING unnest(%s::text[], %s::text[], %s::timestamptz[], %s::text[])"
+            " AS k(symbol, timeframe, ts, source)"
+            " WHERE b.symbol = k.symbol AND b.timeframe = k.timeframe AND b.ts = k.ts AND b.source = k.source",
+            [
+                keys["symbol"].astype(str).tolist(),
+                keys["timeframe"].astype(str).tolist(),
+                list(pd.DatetimeIndex(keys["ts"]).to_pydatetime()),
+                keys["source"].astype(str).tolist(),
+            ],
+        )
+    except psycopg.Error as exc:
+        raise StorageError(f"cannot delete {len(bars)} bar(s) whose trades were all cancelled: {exc}") from exc
 
 
 # ---------------------------------------------------------------------------------------------

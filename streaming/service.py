@@ -316,6 +316,7 @@ class StreamService:
             quotes=batch.quotes if "quotes" in self.plan.datasets else None,
             final_bars=final,
             provisional_bars=provisional,
+            removed_bars=self._removed(out),
         )
         if len(batch.received_ns):
             lag_ms = (time.time_ns() - int(np.min(batch.received_ns))) / 1e6
@@ -367,6 +368,11 @@ class StreamService:
             fresh = np.asarray(batch.received_ns) >= connected_ns
             return pd.Timestamp(trades["ts"][fresh].min()) if fresh.any() else None
         return pd.Timestamp(batch.bars["ts"].max()) if not batch.bars.empty else None
+
+    def _removed(self, out: Any) -> pd.DataFrame | None:
+        """Bars the windows withdrew (all their trades cancelled), unless the vendor's bars own them."""
+        removed = out.removed if out is not None else None
+        return _drop_minutes(removed) if "bars" in self.plan.datasets else removed
 
     async def _commit(self, **parts: pd.DataFrame | None) -> StreamCommit:
         from storage.streams import commit_stream_batch
@@ -457,7 +463,12 @@ class StreamService:
                 conn,
                 source=self.plan.source,
                 dataset="stream",
-                request={"stream": self.plan.source, "feed": self.plan.feed},
+                # one letter per frame: the receive instant tells two bad frames apart
+                request={
+                    "stream": self.plan.source,
+                    "feed": self.plan.feed,
+                    "received_ns": int(getattr(letter, "received_ns", 0) or time.time_ns()),
+                },
                 error=str(getattr(letter, "reason", "malformed frame")),
                 payload=_text(getattr(letter, "raw", letter)),
             )

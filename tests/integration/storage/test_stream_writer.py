@@ -160,3 +160,15 @@ def test_announcement_payload_stays_under_the_notify_limit():
     assert few.symbols == ("AAPL",)
     assert bars_channel("5s") == "marketpipe_bars_5s" and bars_channel("60s") == "marketpipe_bars_1min"
     assert np.int64(PROVISIONAL) == 256
+
+
+def test_a_bar_whose_trades_were_all_cancelled_is_deleted_with_its_source_only(conn, symbols):
+    sym = symbols()
+    commit_stream_batch(conn, final_bars=bar_of(sym, close=100.3))
+    other = bar_of(sym, close=100.3)
+    other["source"] = "alpaca"
+    other["ts"] = T0 + pd.Timedelta(minutes=1)
+    commit_stream_batch(conn, final_bars=other)
+    commit_stream_batch(conn, removed_bars=pd.concat([bar_of(sym, close=0.0), other.assign(source="polygon")]))
+    rows = conn.execute("SELECT ts, source FROM market.bars_intraday WHERE symbol = %s ORDER BY ts", (sym,)).fetchall()
+    assert [(pd.Timestamp(ts), src) for ts, src in rows] == [(T0 + pd.Timedelta(minutes=1), "alpaca")]
