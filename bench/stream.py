@@ -419,7 +419,7 @@ def product_phase(
     figures = {
         "query": {"stall_after": messages, **query},
         "sent": sandbox_sent(base_url, key),
-        "received": counters["messages"],
+        "received": log.messages[-1] if log.messages else 0,  # trades the service parsed and handed on
         "committed_rows": _count_trades(settings),
         "batches": counters["batches"],
         "commit_p50_ms": counters["commit_p50_ms"],
