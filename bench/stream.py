@@ -194,6 +194,7 @@ def summarize(parts: dict[str, Any]) -> dict[str, Any]:
         },
         "naive": naive,
         "targets": targets,
+        "streaming_settings": parts["streaming_settings"],
         "machine": parts["machine"],
         "cpus": parts["machine"]["cpus"],
         "load_average": parts["load_average"],
@@ -556,7 +557,13 @@ def _measure(
     pids = other_processes(settings, sandbox_pid)
     load: dict[str, list[float]] = {"start": _load_average()}
     sandbox = f"{base_url} ({'started by the bench, pid ' + str(sandbox_pid) if sandbox_pid else 'given'})"
-    parts: dict[str, Any] = {"sandbox": sandbox, "machine": machine(), "load_average": load}
+    knobs = ("buffer_size", "batch_max_rows", "batch_max_delay_seconds", "window_seconds", "lateness_seconds")
+    parts: dict[str, Any] = {
+        "sandbox": sandbox,
+        "machine": machine(),
+        "load_average": load,
+        "streaming_settings": {k: getattr(settings.streaming, k) for k in knobs},
+    }
     create_database(settings)
     try:
         load["sustained"] = _load_average()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from bench.stream import DATABASE, required_keys
+from bench.stream import DATABASE, render_table, required_keys
 from core.settings import Settings
 from stack.scratch import database_exists
 
@@ -45,4 +45,5 @@ def test_tiny_stream_benchmark_reports_every_figure_and_loses_nothing(stack: Set
     assert set(report["targets"]) == {"msgs_per_cpu_s", "p99_ms", "ratio_vs_naive"}
     assert all(isinstance(t["met"], bool) for t in report["targets"].values())
     assert report["machine"]["cpus"] >= 1 and set(report["load_average"]) >= {"start", "end"}
+    assert "naive" in render_table(report)
     assert not database_exists(stack, DATABASE)  # dropped without --keep
