@@ -202,6 +202,10 @@ class FrameBuffer:
             count,
         )
 
+    def oldest_received_ns(self) -> int | None:
+        """When the oldest buffered frame was read (wall ns), or None when empty."""
+        return self._received[0] if self._received else None
+
     def take(self, max_frames: int) -> tuple[list[bytes], list[int]]:
         """Up to ``max_frames`` frames, oldest first, without waiting."""
         n = min(max_frames, len(self._frames))
@@ -612,7 +616,9 @@ class StreamConnection:
     # -- the parser ------------------------------------------------------------------------
     async def batches(self, max_rows: int, max_delay_s: float) -> AsyncIterator[StreamBatch]:
         """Run the reader and yield a micro-batch per ``max_rows`` messages or ``max_delay_s`` after
-        its first frame, whichever comes first (nothing while no frame arrives). Ends after
+        its first frame was READ, whichever comes first (nothing while no frame arrives): a backlog
+        that waited while the previous batch was written goes out at once, with every frame already
+        buffered (up to ``max_rows``), instead of waiting another ``max_delay_s``. Ends after
         :meth:`close` once the frames already read are yielded; raises the reader's fatal error
         (a rejected key) after yielding what came before it."""
         self.start()
@@ -620,7 +626,8 @@ class StreamConnection:
         while True:
             if not await buffer.wait_for_data():
                 break
-            deadline = time.monotonic() + max_delay_s
+            oldest = buffer.oldest_received_ns() or time.time_ns()
+            deadline = time.monotonic() + max_delay_s - max(0.0, (time.time_ns() - oldest) / 1e9)
             parts: list[Decoded] = []
             rows = 0
             while True:
@@ -634,6 +641,9 @@ class StreamConnection:
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    if frames and len(buffer):  # overdue: take what is already buffered, then go
+                        await asyncio.sleep(0)
+                        continue
                     break
                 if not frames and not await buffer.wait_for_data(remaining):
                     break

@@ -327,7 +327,10 @@ class UpsertResult:
 
 
 _STAGE = sql.Identifier("_mp_stage")  # dropped after each merge; ON COMMIT DROP covers a failure
-Method = Literal["auto", "merge"]
+# auto: COPY straight in when no stored row of the batch's series falls in its range (checked first),
+# else merge; merge: always stage and merge; copy_first: COPY in a savepoint and merge only when it
+# hits a stored key (a live stream's batches are new data unless replayed: no pre-check per batch).
+Method = Literal["auto", "merge", "copy_first"]
 
 
 def upsert_frame(
@@ -355,7 +358,10 @@ def upsert_frame(
         return UpsertResult(duplicates=duplicates)
     try:
         with conn.transaction(), conn.cursor() as cur:
-            if method == "auto" and table.time_column and not _overlaps_stored(cur, collapsed, table):
+            copy_at_once = method == "copy_first" or (
+                method == "auto" and table.time_column and not _overlaps_stored(cur, collapsed, table)
+            )
+            if copy_at_once:
                 try:
                     with conn.transaction():
                         inserted = _copy(cur, collapsed, table, table.identifier)

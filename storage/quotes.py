@@ -15,7 +15,7 @@ import psycopg
 
 from core.errors import StorageError
 from core.model import QUOTES, frame
-from storage.hot import Column, TableSpec, UpsertResult, upsert_frame
+from storage.hot import Column, Method, TableSpec, UpsertResult, upsert_frame
 from storage.trades import check_trade_request
 
 QUOTE_KEY = ("symbol", "ts", "bid_exchange", "ask_exchange", "bid_price", "ask_price", "bid_size", "ask_size")
@@ -54,12 +54,12 @@ def check_quote_keys(quotes: pd.DataFrame) -> None:
             )
 
 
-def upsert_quotes(conn: psycopg.Connection, quotes: pd.DataFrame) -> UpsertResult:
+def upsert_quotes(conn: psycopg.Connection, quotes: pd.DataFrame, *, method: Method = "auto") -> UpsertResult:
     """Idempotently upsert canonical quotes (:data:`core.model.QUOTES`) into ``market.quotes``."""
     if quotes.empty:
         return UpsertResult()
     check_quote_keys(quotes)
-    return upsert_frame(conn, quotes, QUOTES_TABLE)
+    return upsert_frame(conn, quotes, QUOTES_TABLE, method=method)
 
 
 def read_quotes(conn: psycopg.Connection, symbols: Sequence[str], start: object, end: object) -> pd.DataFrame:

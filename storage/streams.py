@@ -158,8 +158,10 @@ def commit_stream_batch(
     )
     announcements = announcements_of(final) if not final.empty else []
     with conn.transaction():
-        wrote_trades = upsert_trades(conn, trades) if not trades.empty else UpsertResult()
-        wrote_quotes = upsert_quotes(conn, quotes) if not quotes.empty else UpsertResult()
+        # Live trades and quotes are new rows unless a reconnect or a catch-up replays them: COPY
+        # first, merge only on a key already stored (no per-batch overlap query).
+        wrote_trades = upsert_trades(conn, trades, method="copy_first") if not trades.empty else UpsertResult()
+        wrote_quotes = upsert_quotes(conn, quotes, method="copy_first") if not quotes.empty else UpsertResult()
         wrote_final = upsert_frame(conn, final, BARS_INTRADAY) if not final.empty else UpsertResult()
         wrote_forming = upsert_frame(conn, forming, BARS_INTRADAY) if not forming.empty else UpsertResult()
         if removed_bars is not None and not removed_bars.empty:

@@ -18,7 +18,7 @@ import psycopg
 
 from core.errors import RequestError, StorageError
 from core.model import TRADES, frame, to_utc
-from storage.hot import Column, TableSpec, UpsertResult, upsert_frame
+from storage.hot import Column, Method, TableSpec, UpsertResult, upsert_frame
 
 TRADE_KEY = ("symbol", "ts", "exchange", "trade_id")
 _TRADE_TYPES = {
@@ -54,12 +54,12 @@ def check_trade_keys(trades: pd.DataFrame) -> None:
             )
 
 
-def upsert_trades(conn: psycopg.Connection, trades: pd.DataFrame) -> UpsertResult:
+def upsert_trades(conn: psycopg.Connection, trades: pd.DataFrame, *, method: Method = "auto") -> UpsertResult:
     """Idempotently upsert canonical trades (:data:`core.model.TRADES`) into ``market.trades``."""
     if trades.empty:
         return UpsertResult()
     check_trade_keys(trades)
-    return upsert_frame(conn, trades, TRADES_TABLE)
+    return upsert_frame(conn, trades, TRADES_TABLE, method=method)
 
 
 def check_trade_request(symbols: Sequence[str], start: object, end: object) -> tuple[list[str], datetime, datetime]:
