@@ -8,7 +8,7 @@ task run). What the UI shows instead: a ``marketpipe.stream.heartbeat`` event ev
 stream automation reacts to them), and a ``stream-report`` artifact when the run ends.
 
 Stopping: cancelling the run in the UI (or SIGTERM from the worker) sets the service's stop event;
-it drains — frames already read are parsed, windowed and committed, open windows flushed — and the
+it drains — frames already read are parsed, windowed and committed, open windows stored provisional — and the
 run ends. A run watches its own state too, so a cancel that arrives as ``Cancelling`` without a
 signal stops it the same way.
 """
@@ -136,6 +136,6 @@ async def stream_flow(
         summary["trades"],
         summary["final_bars"],
     )
-    if cancelled.is_set():  # cancelled in the UI: drained and flushed, and the run says so
+    if cancelled.is_set():  # cancelled in the UI: drained, and the run says so
         return Cancelled(message=f"cancelled; drained: {summary['messages']} messages committed", data=summary)
     return summary

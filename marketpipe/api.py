@@ -77,7 +77,7 @@ STREAM_START_TIMEOUT_S = 60.0
 class RealTimeStream:
     """A live stream started by :meth:`DataPipelineOrchestrator.start_real_time_flow`: the ``stream``
     flow run (:mod:`flows.streaming_flow`) in this process. ``await stream.stop()`` drains it (what
-    was read is committed, open windows flushed) and returns its summary."""
+    was read is committed, open windows stored provisional) and returns its summary."""
 
     def __init__(self, source: str, symbols: Sequence[str], hybrid: bool, task: asyncio.Task, key: str) -> None:
         from streaming.service import local_stream

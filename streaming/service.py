@@ -170,7 +170,8 @@ def release_local_stream(key: str) -> None:
 
 class StreamService:
     """Runs one :class:`StreamPlan` until ``stop`` is set, then drains: every frame already read is
-    parsed, windowed and committed, and the still-open windows are flushed as final bars."""
+    parsed, windowed and committed; windows still open are stored provisional (not final: the
+    market has not closed them)."""
 
     def __init__(
         self, settings: Settings, plan: StreamPlan, *, heartbeat: Callable[[StreamReport], None] | None = None
@@ -217,8 +218,12 @@ class StreamService:
                 await stream.subscribe(self.plan.datasets, self.plan.symbols)
                 async for batch in stream.batches(streaming.batch_max_rows, streaming.batch_max_delay_seconds):
                     await self._handle(batch, windows, stream)
-                flushed, _ = self._bars_to_write(windows.flush(), empty_frame(BARS))
-                await self._commit(final_bars=flushed)
+                # Stopping is not the end of the market: windows still open stay provisional (the
+                # next run, in hybrid mode, refetches their trades and finishes them).
+                if self.report.newest_event is not None:
+                    last = windows.advance(self.report.newest_event, provisional=True)
+                    final, forming = self._bars_to_write(last, empty_frame(BARS))
+                    await self._commit(final_bars=final, provisional_bars=forming, removed_bars=self._removed(last))
             finally:
                 stopper.cancel()
                 await stream.close()

@@ -2,7 +2,7 @@
 
 ``marketpipe stream --source polygon --symbols AAPL,MSFT [--hybrid]`` runs the stream service in
 this process until Ctrl-C / SIGTERM (or ``--duration``), printing a status line every few seconds;
-stopping drains: what was read is committed, open windows are flushed. ``marketpipe stream tail
+stopping drains: what was read is committed, open windows are stored provisional. ``marketpipe stream tail
 --symbols AAPL`` prints closed bars as streams commit them (LISTEN/NOTIFY). The long-running
 deployment `stream` (queue `streaming`) hosts the same service as a Prefect flow run.
 """
