@@ -13,10 +13,9 @@ from collections.abc import Sequence
 import pandas as pd
 import psycopg
 
-from core.errors import StorageError
-from core.model import QUOTES, frame
+from core.model import QUOTES
 from storage.hot import Column, Method, TableSpec, UpsertResult, upsert_frame
-from storage.trades import check_trade_request
+from storage.trades import check_natural_key, read_ticks
 
 QUOTE_KEY = ("symbol", "ts", "bid_exchange", "ask_exchange", "bid_price", "ask_price", "bid_size", "ask_size")
 _QUOTE_TYPES = {
@@ -37,21 +36,10 @@ QUOTES_TABLE = TableSpec(
     columns=tuple(Column(name, _QUOTE_TYPES[name]) for name in QUOTES),
     key=QUOTE_KEY,
 )
-_SELECT = "SELECT " + ", ".join(QUOTES) + " FROM market.quotes"
-_ORDER = " ORDER BY " + ", ".join(QUOTE_KEY)
 
 
 def check_quote_keys(quotes: pd.DataFrame) -> None:
-    """Refuse quotes whose natural key is incomplete (before anything is written)."""
-    for column in QUOTE_KEY:
-        if column not in quotes.columns:
-            raise StorageError(f"cannot store quotes: the frame lacks the key column {column!r} (key: {QUOTE_KEY})")
-        missing = int(quotes[column].isna().sum())
-        if missing:
-            raise StorageError(
-                f"cannot store {missing} quote(s) without {column} (of {len(quotes)}): {column} is part of the "
-                f"natural key {QUOTE_KEY}; drop those rows or fill {column} from the vendor's payload"
-            )
+    check_natural_key(quotes, QUOTE_KEY, "quote")
 
 
 def upsert_quotes(conn: psycopg.Connection, quotes: pd.DataFrame, *, method: Method = "auto") -> UpsertResult:
@@ -64,13 +52,4 @@ def upsert_quotes(conn: psycopg.Connection, quotes: pd.DataFrame, *, method: Met
 
 def read_quotes(conn: psycopg.Connection, symbols: Sequence[str], start: object, end: object) -> pd.DataFrame:
     """Hot quotes of ``symbols`` with ``start <= ts < end``, canonical QUOTES frame sorted by the key."""
-    names, lo, hi = check_trade_request(symbols, start, end)
-    try:
-        rows = conn.execute(
-            f"{_SELECT} WHERE symbol = ANY(%s) AND ts >= %s AND ts < %s{_ORDER}",
-            (names, lo, hi),
-        ).fetchall()
-    except psycopg.Error as exc:
-        raise StorageError(f"cannot read quotes of {names[:5]}: {exc}") from exc
-    columns: list[Sequence[object]] = list(zip(*rows, strict=True)) if rows else [[] for _ in QUOTES]
-    return frame(QUOTES, dict(zip(QUOTES, columns, strict=True)), what="hot-store quotes")
+    return read_ticks(conn, QUOTES_TABLE, QUOTES, symbols, start, end)

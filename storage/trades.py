@@ -10,7 +10,7 @@ identity; the writer refuses it, naming the column and how many rows lack it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import pandas as pd
@@ -37,21 +37,23 @@ TRADES_TABLE = TableSpec(
     columns=tuple(Column(name, _TRADE_TYPES[name]) for name in TRADES),
     key=TRADE_KEY,
 )
-_SELECT = "SELECT " + ", ".join(TRADES) + " FROM market.trades"
-_ORDER = " ORDER BY " + ", ".join(TRADE_KEY)
+
+
+def check_natural_key(rows: pd.DataFrame, key: Sequence[str], what: str) -> None:
+    """Refuse rows of ``what`` (trade, quote) whose natural ``key`` is incomplete, before anything is written."""
+    for column in key:
+        if column not in rows.columns:
+            raise StorageError(f"cannot store {what}s: the frame lacks the key column {column!r} (key: {tuple(key)})")
+        missing = int(rows[column].isna().sum())
+        if missing:
+            raise StorageError(
+                f"cannot store {missing} {what}(s) without {column} (of {len(rows)}): {column} is part of the "
+                f"natural key {tuple(key)}; drop those rows or fill {column} from the vendor's payload"
+            )
 
 
 def check_trade_keys(trades: pd.DataFrame) -> None:
-    """Refuse trades whose natural key is incomplete (before anything is written)."""
-    for column in TRADE_KEY:
-        if column not in trades.columns:
-            raise StorageError(f"cannot store trades: the frame lacks the key column {column!r} (key: {TRADE_KEY})")
-        missing = int(trades[column].isna().sum())
-        if missing:
-            raise StorageError(
-                f"cannot store {missing} trade(s) without {column} (of {len(trades)}): {column} is part of the "
-                f"natural key {TRADE_KEY}; drop those rows or fill {column} from the vendor's payload"
-            )
+    check_natural_key(trades, TRADE_KEY, "trade")
 
 
 def upsert_trades(conn: psycopg.Connection, trades: pd.DataFrame, *, method: Method = "auto") -> UpsertResult:
@@ -77,15 +79,27 @@ def check_trade_request(symbols: Sequence[str], start: object, end: object) -> t
     return list(symbols), lo, hi
 
 
+def read_ticks(
+    conn: psycopg.Connection,
+    table: TableSpec,
+    schema: Mapping[str, str],
+    symbols: Sequence[str],
+    start: object,
+    end: object,
+) -> pd.DataFrame:
+    """Hot rows of a tick table (trades, quotes) of ``symbols`` with ``start <= ts < end``, in the
+    canonical ``schema``, sorted by the table's key."""
+    names, lo, hi = check_trade_request(symbols, start, end)
+    what = table.name.split(".")[-1]
+    query = f"SELECT {', '.join(schema)} FROM {table.name} WHERE symbol = ANY(%s) AND ts >= %s AND ts < %s"
+    try:
+        rows = conn.execute(query + " ORDER BY " + ", ".join(table.key), (names, lo, hi)).fetchall()
+    except psycopg.Error as exc:
+        raise StorageError(f"cannot read {what} of {names[:5]}: {exc}") from exc
+    columns: list[Sequence[object]] = list(zip(*rows, strict=True)) if rows else [[] for _ in schema]
+    return frame(dict(schema), dict(zip(schema, columns, strict=True)), what=f"hot-store {what}")
+
+
 def read_trades(conn: psycopg.Connection, symbols: Sequence[str], start: object, end: object) -> pd.DataFrame:
     """Hot trades of ``symbols`` with ``start <= ts < end``, canonical TRADES frame sorted by the key."""
-    names, lo, hi = check_trade_request(symbols, start, end)
-    try:
-        rows = conn.execute(
-            f"{_SELECT} WHERE symbol = ANY(%s) AND ts >= %s AND ts < %s{_ORDER}",
-            (names, lo, hi),
-        ).fetchall()
-    except psycopg.Error as exc:
-        raise StorageError(f"cannot read trades of {names[:5]}: {exc}") from exc
-    columns: list[Sequence[object]] = list(zip(*rows, strict=True)) if rows else [[] for _ in TRADES]
-    return frame(TRADES, dict(zip(TRADES, columns, strict=True)), what="hot-store trades")
+    return read_ticks(conn, TRADES_TABLE, TRADES, symbols, start, end)

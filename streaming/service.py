@@ -206,7 +206,7 @@ class StreamService:
             self.plan.source,
             url=self.plan.url,
             feed=self.plan.feed,
-            spill=self._spill,
+            spill=self.spill_frames,
             breaker=self._resilience.breaker,
         )
         stream.on_connected = self._connected
@@ -447,8 +447,9 @@ class StreamService:
         return got[got["ts"] < end].reset_index(drop=True)
 
     # -- the edges: spill and dead letters ---------------------------------------------------
-    def _spill(self, frames: Sequence[bytes]) -> None:
-        """Frames the consumer could not keep up with: into the lake's raw zone, replayable."""
+    def spill_frames(self, frames: Sequence[bytes]) -> None:
+        """Frames the consumer could not keep up with: into the lake's raw zone, replayable (one
+        gzip object of newline-separated frames under raw/source=<vendor>/dataset=stream/)."""
         import gzip
 
         from storage.lake import Lake

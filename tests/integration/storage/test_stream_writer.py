@@ -110,6 +110,11 @@ def test_replayed_batch_changes_nothing_and_provisional_bars_never_advance_a_wat
     marks = read_watermarks(conn, symbols=[sym], dataset="bars")
     assert [m.high_water_ts for m in marks.values()] == [T0.to_pydatetime()]
     assert [(a.timeframe, a.symbols) for a in final.announcements] == [("1min", (sym,))]
+    # the scanners' latest bar follows the committed stream bar in the same transaction
+    latest = conn.execute(
+        "SELECT ts, close FROM market.latest_bars WHERE symbol = %s AND timeframe = '1min'", (sym,)
+    ).fetchone()
+    assert latest is not None and (pd.Timestamp(latest[0]), latest[1]) == (T0, 100.3)
 
 
 def test_a_failing_batch_writes_nothing(conn, symbols):

@@ -51,3 +51,85 @@ def test_malformed_frames_are_dead_lettered_and_the_stream_goes_on(stack: Settin
         ).fetchall()
     assert len(letters) >= 5
     assert all(payload and '"ev"' in payload for _, payload in letters)  # the raw frame, cut short
+
+
+def test_a_trades_only_stream_builds_its_own_window_and_minute_bars(stack: Settings, fault_symbols) -> None:
+    """Without the vendor's bars the windows build them: 5 s bars beside 1-minute bars whose open,
+    high, low, close, volume and count are the REST minute bars' (the sandbox draws its REST VWAP
+    independently of the trades, so VWAP is not compared)."""
+    import pandas as pd
+
+    from sources.factory import build_source
+
+    query = {"session": SESSION, "from": "10:00", "speed": 600, "clock": uuid.uuid4().hex}
+    url = stack.sandbox.base_url.replace("http://", "ws://") + "/stocks?" + urlencode(query)
+    settings = stack.model_copy(update={"streaming": stack.streaming.model_copy(update={"window_seconds": 5.0})})
+    plan = StreamPlan.of("polygon", fault_symbols, ("trades",), url=url)
+
+    async def scenario():
+        service = StreamService(settings, plan)
+        stop = asyncio.Event()
+        runner = asyncio.create_task(service.run(stop))
+        for _ in range(300):  # bounded: a few market minutes of final bars
+            if service.report.final_bars > 200:  # 5 s and 1 min bars: about 9 market minutes
+                break
+            await asyncio.sleep(0.2)
+        stop.set()
+        return await asyncio.wait_for(runner, 60)
+
+    asyncio.run(asyncio.wait_for(scenario(), 120))
+    with database_connection(stack) as conn:
+        rows = conn.execute(
+            "SELECT symbol, timeframe, ts, open, high, low, close, volume, trade_count FROM market.bars_intraday"
+            " WHERE symbol = ANY(%s) AND quality_flags = 0 ORDER BY symbol, timeframe, ts",
+            (fault_symbols,),
+        ).fetchall()
+    stored = pd.DataFrame(rows, columns=["symbol", "timeframe", "ts", "open", "high", "low", "close", "volume", "n"])
+    assert set(stored["timeframe"]) == {"5s", "1min"}
+    minutes = stored[stored["timeframe"] == "1min"].drop(columns="timeframe").reset_index(drop=True)
+    # the stream started and stopped mid-minute: its first and last minutes are partial
+    by_symbol = minutes.groupby("symbol")["ts"]
+    inner = (minutes["ts"] > by_symbol.transform("min")) & (minutes["ts"] < by_symbol.transform("max"))
+    minutes = minutes[inner].reset_index(drop=True)
+    assert len(minutes) >= 4
+
+    async def rest():
+        async with build_source("polygon", stack) as source:
+            parts = [
+                await source.client.aggregates(
+                    s,
+                    minutes["ts"].min(),
+                    minutes["ts"].max() + pd.Timedelta(minutes=1),
+                    timeframe="1min",
+                    adjusted=False,
+                )
+                for s in fault_symbols
+            ]
+        return pd.concat(parts, ignore_index=True)
+
+    served = asyncio.run(rest()).rename(columns={"trade_count": "n"})
+    served["ts"] = served["ts"].astype("datetime64[us, UTC]")
+    minutes["ts"] = pd.to_datetime(minutes["ts"], utc=True).astype("datetime64[us, UTC]")
+    merged = minutes.merge(served, on=["symbol", "ts"], suffixes=("", "_rest"))
+    assert len(merged) == len(minutes)
+    for column in ("open", "high", "low", "close", "volume", "n"):
+        assert (merged[column] == merged[f"{column}_rest"]).all(), column
+
+
+def test_spilled_frames_land_in_the_lakes_raw_zone_replayable(stack: Settings, lake) -> None:
+    import gzip
+
+    from sources.polygon.stream import parse_frames
+
+    frames = [
+        b'[{"ev":"T","sym":"SPLA","i":"1","x":4,"p":10.5,"s":100,"t":1717421400000,"q":1,"z":3}]',
+        b'[{"ev":"T","sym":"SPLA","i":"2","x":4,"p":10.6,"s":200,"t":1717421400001,"q":2,"z":3}]',
+    ]
+    prefix = "raw/source=polygon/dataset=stream/"
+    before = {o.key for o in lake.list(prefix)}
+    StreamService(stack, StreamPlan.of("polygon", ["SPLA"], ("trades",))).spill_frames(frames)
+    (key,) = {o.key for o in lake.list(prefix)} - before
+    replayed = gzip.decompress(lake.get_bytes(key)).split(b"\n")
+    assert replayed == frames
+    trades = parse_frames(replayed, [0, 0]).trades  # the same parser reads them back
+    assert trades["trade_id"].tolist() == ["1", "2"] and trades["size"].tolist() == [100, 200]

@@ -102,3 +102,22 @@ def test_stream_tail_prints_the_bars_a_stream_commits(stack, flow_symbols, sandb
     assert tail.returncode == 0, err[-3000:]
     lines = out.strip().splitlines()
     assert len(lines) == 2 and all(flow_symbols[0] in line and " 1min " in line for line in lines), out
+
+
+def test_a_hybrid_pipeline_runs_the_batch_stages_then_streams(stack, flow_symbols, sandbox_replay):
+    overrides = {"pipeline": {"symbols": flow_symbols, "bars": [{"timeframe": "1day", "lookback_days": 10}]}}
+    orchestrator = DataPipelineOrchestrator(overrides=overrides)
+
+    async def scenario() -> tuple[dict, dict]:
+        result = await orchestrator.run_pipeline(stages=["ingestion", "processing"], mode=PipelineMode.HYBRID)
+        stream = result["stream"]
+        assert stream.running and stream.hybrid and set(stream.symbols) == set(flow_symbols)
+        for _ in range(150):  # bounded: until the stream committed trades of its own
+            if stream.report.get("trades", 0) > stream.report.get("catchup_trades", 0):
+                break
+            await asyncio.sleep(0.2)
+        return result, await stream.stop()
+
+    result, summary = asyncio.run(scenario())
+    assert result["mode"] == "hybrid" and result["records_stored"] > 0  # the batch stages ran first
+    assert summary["catchups"] == 1 and summary["trades"] > summary["catchup_trades"] > 0

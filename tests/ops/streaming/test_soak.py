@@ -30,6 +30,7 @@ def rss_bytes() -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(SECONDS + 600)
 def test_ten_minutes_at_20k_messages_per_second_keep_memory_flat_and_lose_nothing(stack: Settings) -> None:
     query = {"session": SESSION, "sessions": 5, "rate": RATE, "universe": ",".join(SYMBOLS), "stamp": "send"}
     url = stack.sandbox.base_url.replace("http://", "ws://") + "/stocks?" + urlencode(query)
