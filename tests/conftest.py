@@ -151,3 +151,34 @@ def marketpipe_cli() -> Iterator:
         )
 
     yield run
+
+
+@pytest.fixture
+def private_cluster(stack) -> Iterator[tuple]:
+    """A second embedded cluster with the project's schema, for tests that restart PostgreSQL (the
+    session's cluster also serves the Prefect server's database); yields (settings pointing at it,
+    its EmbeddedPostgres)."""
+    import socket
+
+    from db.connect import database_connection
+    from db.migrate import migrate
+    from stack.postgres import EmbeddedPostgres
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    state_dir = Path(tempfile.mkdtemp(prefix="marketpipe-restart-", dir="/tmp"))
+    state_dir.chmod(0o755)  # the cluster's OS user must traverse it
+    database = stack.database.model_copy(update={"port": port})
+    settings = stack.model_copy(update={"database": database})
+    server = EmbeddedPostgres(database, state_dir)
+    try:
+        server.init()
+        server.start()
+        server.bootstrap()
+        with database_connection(settings) as conn:
+            migrate(conn)
+        yield settings, server
+    finally:
+        server.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)

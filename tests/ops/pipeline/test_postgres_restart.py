@@ -12,51 +12,17 @@ session's cluster, which also serves the Prefect server's own database, keeps ru
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from core.settings import Settings
 from db.connect import database_connection
-from db.migrate import migrate
-from stack.postgres import EmbeddedPostgres
 from tests.support.invariants import watermarks_ahead
 
 SYMBOLS = ["RSTA", "RSTB", "RSTC", "RSTD"]
 SESSIONS = ("2024-05-06", "2024-05-10")  # five full sessions
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def private_cluster(stack: Settings) -> Iterator[tuple[Settings, EmbeddedPostgres]]:
-    """A second embedded cluster with the project's schema; yields settings pointing at it."""
-    state_dir = Path(tempfile.mkdtemp(prefix="marketpipe-restart-", dir="/tmp"))
-    state_dir.chmod(0o755)  # the cluster's OS user must traverse it
-    database = stack.database.model_copy(update={"port": _free_port()})
-    settings = stack.model_copy(update={"database": database})
-    server = EmbeddedPostgres(database, state_dir)
-    try:
-        server.init()
-        server.start()
-        server.bootstrap()
-        with database_connection(settings) as conn:
-            migrate(conn)
-        yield settings, server
-    finally:
-        server.stop()
-        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def ingest(settings: Settings, log: Path) -> subprocess.Popen:

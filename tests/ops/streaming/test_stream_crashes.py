@@ -21,7 +21,6 @@ import pytest
 from core.settings import Settings
 from db.connect import database_connection
 from streaming.service import StreamPlan, StreamService
-from tests.ops.pipeline.test_postgres_restart import private_cluster  # noqa: F401 (a fixture)
 from tests.support.processes import stop_process_group
 from tests.support.streaming import assert_stored_equals_batch, delete_symbols, new_symbols, stream_url
 
@@ -80,7 +79,7 @@ def test_kill_9_mid_session_then_a_hybrid_restart_stores_the_vendors_day(stack, 
     assert assert_stored_equals_batch(stack, stack, crash_symbols) > 100
 
 
-def test_postgresql_restarted_under_a_running_stream_loses_nothing(stack, private_cluster) -> None:  # noqa: F811
+def test_postgresql_restarted_under_a_running_stream_loses_nothing(stack, private_cluster) -> None:
     settings, server = private_cluster
     symbols = new_symbols("PG")
     plan = StreamPlan.of("polygon", symbols, ("trades", "bars"), hybrid=True, url=stream_url(stack, uuid.uuid4().hex))
