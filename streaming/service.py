@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -182,6 +182,7 @@ class StreamService:
         self.heartbeat = heartbeat
         self._resumed: list[int] = []  # wall ns of (re)connects not yet caught up
         self._vendor_minute: dict[str, pd.Timestamp] = {}  # newest vendor minute bar per symbol
+        self._held_bars: list[pd.DataFrame] = []  # vendor bars that came before a pending catch-up
         self._conn: Any = None
         self._resilience: Any = None
         self.connected = asyncio.Event()  # set at the first connect
@@ -297,11 +298,12 @@ class StreamService:
         report = self.report
         if self._resumed and self.plan.hybrid:
             resume = self._resume_point(batch, self._resumed[-1])
-            if resume is None:
-                pass  # nothing timed yet in this batch: the next one names the resumption point
+            if resume is None:  # nothing timed yet in this batch: the next one names the resumption point
+                batch = self._hold_bars(batch)
             else:
                 self._resumed.clear()
                 await self._catch_up(windows, resume)
+                batch = self._release_bars(batch)
         trades = batch.trades
         windows.add_trades(trades)
         if not batch.cancels.empty:
@@ -360,6 +362,23 @@ class StreamService:
             forming = forming[(forming["timeframe"] != "1min") | (forming["ts"] > covered)]
         parts = [f for f in (final, vendor) if f is not None and not f.empty]
         return (pd.concat(parts, ignore_index=True) if parts else None), forming
+
+    def _hold_bars(self, batch: StreamBatch) -> StreamBatch:
+        """Keep a batch's vendor minute bars back until the catch-up: stored first, the bar of the
+        minute that just ended (often a replay's or a reconnect's first message) would advance the
+        bars watermark past the gap and the catch-up would fetch nothing before it."""
+        if batch.bars.empty:
+            return batch
+        self._held_bars.append(batch.bars)
+        return replace(batch, bars=empty_frame(BARS))
+
+    def _release_bars(self, batch: StreamBatch) -> StreamBatch:
+        """The held bars join the first batch after the catch-up (a bar stored twice is one upsert)."""
+        if not self._held_bars:
+            return batch
+        bars = pd.concat([*self._held_bars, batch.bars], ignore_index=True)
+        self._held_bars.clear()
+        return replace(batch, bars=bars)
 
     def _resume_point(self, batch: StreamBatch, connected_ns: int) -> pd.Timestamp | None:
         """Where a (re)connected stream picked up: the earliest trade the NEW connection delivered

@@ -66,3 +66,30 @@ def test_a_stream_disconnected_three_times_stores_what_the_batch_path_stores(sta
     assert report.newest_event is not None and report.newest_event - OPEN >= pd.Timedelta(minutes=40)
     compared = assert_stored_equals_batch(stack, stack, hybrid_symbols)
     assert compared > 500
+
+
+def test_a_vendor_bar_before_the_first_trade_does_not_hide_the_earlier_minutes(stack: Settings, hybrid_symbols) -> None:
+    """The replay's first message is the vendor's bar of the minute that just ended (due at the start
+    instant); at 1x the first trade comes later, in a micro-batch of its own. That bar must wait for the
+    catch-up: stored first, it would mark the session's minutes before it as already fetched."""
+    settings = stack.model_copy(
+        update={"streaming": stack.streaming.model_copy(update={"batch_max_delay_seconds": 0.005})}
+    )
+    plan = StreamPlan.of(
+        "polygon", hybrid_symbols, ("trades", "bars"), hybrid=True, url=stream_url(stack, uuid.uuid4().hex, speed=1)
+    )
+
+    async def scenario() -> StreamReport:
+        service = StreamService(settings, plan)
+        stop = asyncio.Event()
+        runner = asyncio.create_task(service.run(stop))
+        for _ in range(150):  # up to 30 s until the catch-up is stored and the stream goes on
+            if service.report.catchups >= 1 and service.report.batches > 5:
+                break
+            await asyncio.sleep(0.2)
+        stop.set()
+        return await asyncio.wait_for(runner, 60)
+
+    report = asyncio.run(asyncio.wait_for(scenario(), 120))
+    assert report.catchups == 1
+    assert assert_stored_equals_batch(stack, stack, hybrid_symbols) > 100
