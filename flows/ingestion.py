@@ -1,8 +1,10 @@
 """The ``ingest`` flow: vendor pages into the raw zone (the ingestion stage), then, unless told
 otherwise, into the hot store (the processing stage) for the same symbols.
 
-The request is checked before anything is fetched. Incremental runs resume each symbol after its
-committed watermark, so a second run fetches only what is new. Symbols run in waves of
+The request is checked before anything is fetched; ``source`` is any source the run's settings
+know (built-ins, ``marketpipe.sources`` entry points, plugins in the ``sources:`` setting).
+Incremental runs resume each symbol after its committed watermark, so a second run fetches only
+what is new. Symbols run in waves of
 ``collection.batch_size``, at most ``collection.max_parallel_symbols`` at once; each wave updates the
 run's progress artifact. A failing symbol is recorded (dead letter + summary row) and the others
 complete.
@@ -23,6 +25,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from pipeline.request import parse_ingest_request
+from sources.factory import market_data_sources
 from tasks.aggregates import refresh_aggregates_task
 from tasks.ingestion import (
     IngestSummary,
@@ -78,6 +81,7 @@ async def ingest_flow(
             end_date=end_date,
             timeframe=timeframe,
             source=source,
+            known_sources=market_data_sources(run.settings),
         )
         starts = incremental_starts(run.resources, request) if incremental else None
         runs = await collect_all(run.resources, request, run.run_id, starts, process=process)

@@ -21,7 +21,8 @@ from flows.historical import historical_flow
 from flows.ingestion import ingest_flow
 from flows.processing import process_flow
 from pipeline.plan import pipeline_jobs
-from pipeline.request import parse_symbols
+from pipeline.request import check_source, parse_symbols
+from sources.factory import market_data_sources
 from tasks.features import FeaturesSummary
 from tasks.historical import HistoricalSummary
 from tasks.ingestion import IngestSummary
@@ -42,7 +43,7 @@ async def pipeline_flow(
         universe = list(parse_symbols(symbols)) if symbols else None
         jobs = pipeline_jobs(run.settings.pipeline, datetime.now(UTC).date(), universe)
         bar_jobs = [j for j in jobs if j.data_type == "market_data"]
-        source = run.settings.pipeline.source
+        source = check_source(run.settings.pipeline.source, market_data_sources(run.settings))  # plugins too
         summary = run.summary = PipelineSummary(run.run_id, chosen, mode)
 
         if "ingestion" in chosen:

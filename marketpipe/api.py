@@ -225,6 +225,7 @@ class DataPipelineOrchestrator:
         """``flows.ingestion.ingest_flow`` for one request: collected, then processed into the hot store."""
         from flows.ingestion import ingest_flow
         from pipeline.request import parse_ingest_request
+        from sources.factory import market_data_sources
 
         request = parse_ingest_request(
             data_type=data_type,
@@ -233,6 +234,7 @@ class DataPipelineOrchestrator:
             end_date=_as_utc(end_date),
             timeframe=timeframe,
             source=source or self.settings.pipeline.source,
+            known_sources=market_data_sources(self.settings),
         )
         return await self._run_flow(
             "ingest",

@@ -2,7 +2,9 @@
 
 ``parse_ingest_request`` is the one gate for the CLI, the facade (``run_ingestion``) and the
 ``ingest`` flow's parameters: every mistake becomes a RequestError naming the value, what is
-allowed and what to do.
+allowed and what to do. The sources it accepts are the registry's (``sources.factory.
+market_data_sources(settings)``: built-ins, entry points and the ``sources:`` setting), so a plugin
+is accepted wherever a built-in vendor is.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from core.errors import RequestError
 from core.model import normalize_symbol
+from sources.registry import ENTRY_POINT_GROUP, SourceRegistry
 
 DATA_TYPES = ("market_data", "corporate_actions")
 TIMEFRAMES = ("1min", "5min", "15min", "1hour", "1day")
@@ -74,6 +77,19 @@ def parse_symbols(symbols: str | Iterable[str] | None) -> tuple[str, ...]:
     return tuple(cleaned)
 
 
+def check_source(source: str, known_sources: Iterable[str]) -> str:
+    """``source`` if it is one of ``known_sources``; else a RequestError that lists them and says
+    how a plugin is registered."""
+    known = sorted(known_sources)
+    if source not in known:
+        raise RequestError(
+            f"unknown source {source!r}: use one of {', '.join(known)}, or register a plugin (a BaseSource "
+            f"subclass) in the settings' sources: {{{source}: 'package.module:Class'}} or with a "
+            f"{ENTRY_POINT_GROUP!r} entry point"
+        )
+    return source
+
+
 def parse_timeframe_choice(timeframe: str) -> str:
     key = str(timeframe).strip().lower()
     key = _TIMEFRAME_ALIASES.get(key, key)
@@ -106,14 +122,14 @@ def parse_ingest_request(
     end_date: Any,
     timeframe: str = "1day",
     source: str = "polygon",
-    known_sources: Iterable[str] = ("polygon", "alpaca", "yahoo"),
+    known_sources: Iterable[str] | None = None,
     now: datetime | None = None,
 ) -> IngestRequest:
+    """``known_sources``: the names the settings' registry knows (``market_data_sources(settings)``);
+    None: the built-in vendors only (no settings at hand)."""
     if data_type not in DATA_TYPES:
         raise RequestError(f"unknown data_type {data_type!r}: use one of {', '.join(DATA_TYPES)}")
-    known = sorted(known_sources)
-    if source not in known:
-        raise RequestError(f"unknown source {source!r}: use one of {', '.join(known)} (or register a plugin)")
+    check_source(source, SourceRegistry.builtin().market_data_names() if known_sources is None else known_sources)
     start = parse_when(start_date, "start_date")
     end = parse_when(end_date, "end_date")
     now = now or datetime.now(UTC)

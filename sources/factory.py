@@ -74,6 +74,17 @@ def source_context(
     )
 
 
+def source_registry(settings: Settings) -> SourceRegistry:
+    """The sources these settings know: the built-ins, installed entry points, ``settings.sources``.
+    The one answer to "which sources exist" for the gates, the flows and the factory."""
+    return discover_sources(settings.sources)
+
+
+def market_data_sources(settings: Settings) -> list[str]:
+    """The names an ingestion (CLI, facade, flows, ``pipeline.source``) may use with these settings."""
+    return source_registry(settings).market_data_names()
+
+
 def build_source(
     name: str,
     settings: Settings,
@@ -84,7 +95,7 @@ def build_source(
 ) -> BaseSource:
     """One ready source. Pass the same ``resilience`` (or its breaker) to every source of a vendor
     in a process so they share one breaker."""
-    registry = registry or discover_sources(settings.sources)
+    registry = registry or source_registry(settings)
     return registry.create(name, source_context(name, settings, resilience=resilience, options=options))
 
 

@@ -60,6 +60,12 @@ class SourceRegistry:
     def names(self) -> list[str]:
         return sorted(self._factories)
 
+    def market_data_names(self) -> list[str]:
+        """The sources an ingestion may name: every registered source but those whose class says
+        it serves another dataset (Reddit's posts). A factory function counts: what it builds is
+        known only when it is called."""
+        return [name for name in self.names() if self.source_class(name).dataset == "bars"]
+
     def __contains__(self, name: object) -> bool:
         return name in self._factories
 

@@ -107,11 +107,11 @@ def ingest(
 
     from flows.ingestion import ingest_flow
     from pipeline.request import parse_ingest_request
-    from sources.registry import discover_sources
+    from sources.factory import market_data_sources
 
     settings = settings_of(ctx)
     end_of_day = end if "T" in end else f"{end}T23:59:59"
-    known = discover_sources(settings.sources).names()
+    known = market_data_sources(settings)
     parse_ingest_request(
         data_type=data_type,
         symbols=symbols,
