@@ -27,6 +27,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
@@ -64,6 +65,9 @@ class CollectionSettings(_Section):
     request_timeout_seconds: PositiveFloat = 30.0
     circuit_failure_threshold: PositiveInt = 5
     circuit_cooldown_seconds: PositiveFloat = 30.0
+    # How stale a process's view of the breakers other processes share (ops.circuit_breakers) may
+    # be; 0 keeps each process's breakers to itself.
+    circuit_share_refresh_seconds: NonNegativeFloat = 2.0
 
 
 class RateLimit(_Section):

@@ -9,12 +9,14 @@ Prefect when a Prefect API is configured).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from core import model
 from sources.base import BaseSource, SourceContext
+from sources.http import SECRET_PARAMS
 from sources.registry import SourceRegistry, discover_sources
-from sources.resilience import CircuitBreaker, Resilience, RetryPolicy, build_rate_limiter
+from sources.resilience import BreakerStore, CircuitBreaker, Resilience, RetryPolicy, build_rate_limiter, redact_secrets
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -46,7 +48,33 @@ def source_resilience(
         failure_threshold=collection.circuit_failure_threshold,
         cooldown_seconds=collection.circuit_cooldown_seconds,
     )
-    return Resilience(name, policy=policy, breaker=breaker, limiter=limiter)
+    return Resilience(
+        name,
+        policy=policy,
+        breaker=breaker,
+        limiter=limiter,
+        breaker_store=shared_breaker_store(settings),
+        refresh_seconds=collection.circuit_share_refresh_seconds,
+        redact=partial(redact_secrets, secrets=_credentials(name, settings), params=SECRET_PARAMS),
+    )
+
+
+def shared_breaker_store(settings: Settings) -> BreakerStore | None:
+    """The breakers' shared store (``ops.circuit_breakers``), or None when breakers stay in the
+    process: sharing is turned off (``collection.circuit_share_refresh_seconds: 0``) or there is
+    no database to share them through (no ``database.password``)."""
+    if not settings.collection.circuit_share_refresh_seconds or settings.database.password is None:
+        return None
+    from sources.breaker_store import PostgresBreakerStore
+
+    return PostgresBreakerStore(settings)
+
+
+def _credentials(name: str, settings: Settings) -> tuple[str, ...]:
+    vendor = settings.vendors.get(name)
+    if vendor is None:
+        return ()
+    return tuple(s.get_secret_value() for s in (vendor.api_key, vendor.secret_key) if s is not None)
 
 
 def source_context(

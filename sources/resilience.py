@@ -6,7 +6,11 @@
 - :class:`CircuitBreaker` is per source: it opens after N consecutive transient failures, so a vendor
   outage costs one fast error per request instead of a full retry ladder, and half-opens after a
   cool-down to let one trial request through. Its :meth:`~CircuitBreaker.snapshot` feeds the health
-  check. The clock is injected.
+  check. The clocks are injected. The breaker itself is pure; it is shared across processes and
+  hosts through a :class:`BreakerStore` (``ops.circuit_breakers``: :mod:`sources.breaker_store`):
+  :class:`Resilience` publishes each change of state (:meth:`~CircuitBreaker.take_change`) and,
+  at most every ``refresh_seconds``, adopts what another process published
+  (:meth:`~CircuitBreaker.adopt`), so a vendor one worker found down is not hammered by the others.
 - A :class:`RateLimiter` is awaited before each request. :class:`PrefectRateLimiter` uses a Prefect
   global concurrency limit with slot decay, so the limit holds across flow runs and hosts;
   :class:`TokenBucket` is the in-process fallback when no Prefect server is configured.
@@ -19,10 +23,11 @@ import asyncio
 import contextlib
 import math
 import random
+import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
@@ -33,6 +38,7 @@ from core.errors import RetryableSourceError, ServiceError, SourceError
 
 T = TypeVar("T")
 Clock = Callable[[], float]
+WallClock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -126,9 +132,77 @@ class BreakerState(StrEnum):
     HALF_OPEN = "half_open"
 
 
+MAX_ERROR_CHARS = 500
+
+
+def redact_secrets(text: str, secrets: Collection[str | None] = (), params: Collection[str] = ()) -> str:
+    """``text`` without the given secret values nor the values of ``name=value`` pairs whose name is
+    in ``params`` (a query string in an error message), cut to ``MAX_ERROR_CHARS``: what may be
+    stored and shown to whoever reads the health report."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    if params:
+        names = "|".join(re.escape(p) for p in params)
+        text = re.sub(rf"(?i)\b({names})=[^&\s'\"]+", r"\1=***", text)
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+
+
+@dataclass(frozen=True)
+class BreakerRecord:
+    """A breaker's state as one process published it for the others (a row of ``ops.circuit_breakers``).
+
+    ``state`` is the state at ``updated_at``; an open breaker turns half-open for every reader once
+    ``cooldown_seconds`` have passed since ``opened_at`` (:meth:`state_at`), whether or not its
+    writer is still running."""
+
+    source: str
+    state: BreakerState
+    opened_at: datetime | None
+    consecutive_failures: int
+    cooldown_seconds: float
+    last_error: str | None
+    written_by: str
+    updated_at: datetime
+
+    def state_at(self, now: datetime) -> BreakerState:
+        if self.state is BreakerState.CLOSED or self.opened_at is None:
+            return BreakerState.CLOSED
+        if self.state is BreakerState.OPEN and now - self.opened_at < timedelta(seconds=self.cooldown_seconds):
+            return BreakerState.OPEN
+        return BreakerState.HALF_OPEN
+
+    def retry_in_seconds(self, now: datetime) -> float:
+        if self.opened_at is None:
+            return 0.0
+        return max(0.0, self.cooldown_seconds - (now - self.opened_at).total_seconds())
+
+
+class BreakerStore(Protocol):
+    """Where breakers are shared: one record per source, the newest write wins."""
+
+    async def read(self, source: str) -> BreakerRecord | None:
+        """The source's last published record, None when no process published one."""
+        ...
+
+    async def publish(self, record: BreakerRecord) -> None: ...
+
+
+def process_name() -> str:
+    """``host:pid``, naming the writer of a published breaker record."""
+    import os
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 class CircuitBreaker:
     """Per-source breaker: closed -> open after ``failure_threshold`` consecutive transient failures
     -> half-open after ``cooldown_seconds`` (one trial request) -> closed on success, open on failure.
+
+    ``clock`` (monotonic) times the cool-down; ``wall_clock`` stamps the records other processes
+    read. Each change of state is kept until :meth:`take_change` hands it out for publishing;
+    :meth:`adopt` takes in a change another process published.
     """
 
     def __init__(
@@ -138,6 +212,7 @@ class CircuitBreaker:
         failure_threshold: int = 5,
         cooldown_seconds: float = 30.0,
         clock: Clock = time.monotonic,
+        wall_clock: WallClock = lambda: datetime.now(UTC),
     ) -> None:
         if failure_threshold < 1:
             raise ValueError(f"failure_threshold must be >= 1, got {failure_threshold}")
@@ -145,9 +220,14 @@ class CircuitBreaker:
         self.failure_threshold = failure_threshold
         self.cooldown_seconds = cooldown_seconds
         self._clock = clock
+        self._wall_clock = wall_clock
         self._failures = 0
         self._opened_at: float | None = None
+        self._opened_at_utc: datetime | None = None
         self._trial_in_flight = False
+        self._last_error: str | None = None
+        self._change: BreakerState | None = None  # not yet published
+        self._closed_at_utc: datetime | None = None
 
     @property
     def state(self) -> BreakerState:
@@ -161,6 +241,10 @@ class CircuitBreaker:
     def consecutive_failures(self) -> int:
         return self._failures
 
+    @property
+    def last_error(self) -> str | None:
+        return self._last_error
+
     def retry_in_seconds(self) -> float:
         if self._opened_at is None:
             return 0.0
@@ -173,6 +257,7 @@ class CircuitBreaker:
             return
         if state is BreakerState.HALF_OPEN and not self._trial_in_flight:
             self._trial_in_flight = True
+            self._change = BreakerState.HALF_OPEN
             return
         wait = self.retry_in_seconds() or self.cooldown_seconds
         raise source_error(
@@ -183,12 +268,19 @@ class CircuitBreaker:
         )
 
     def record_success(self) -> None:
+        if self._opened_at is not None:
+            self._change = BreakerState.CLOSED
+            self._closed_at_utc = self._wall_clock()
         self._failures = 0
         self._opened_at = None
+        self._opened_at_utc = None
         self._trial_in_flight = False
 
-    def record_failure(self) -> None:
+    def record_failure(self, error: str | None = None) -> None:
+        """``error``: the failure's text, already redacted (it is published with the state)."""
         self._failures += 1
+        if error is not None:
+            self._last_error = error
         was_trial = self._trial_in_flight
         self._trial_in_flight = False
         if was_trial or self._failures >= self.failure_threshold:
@@ -196,11 +288,55 @@ class CircuitBreaker:
                 logger.warning(
                     "circuit breaker for {} opens after {} consecutive failures", self.source, self._failures
                 )
+                self._change = BreakerState.OPEN
             self._opened_at = self._clock()
+            self._opened_at_utc = self._wall_clock()
 
     def abandon_trial(self) -> None:
         """The trial ended without a verdict (cancelled, or a bug): let the next caller try."""
         self._trial_in_flight = False
+
+    def record(self, state: BreakerState | None = None, written_by: str = "") -> BreakerRecord:
+        """This breaker as a record for the others (``state``: the one to publish, default the current)."""
+        return BreakerRecord(
+            source=self.source,
+            state=state or self.state,
+            opened_at=self._opened_at_utc,
+            consecutive_failures=self._failures,
+            cooldown_seconds=self.cooldown_seconds,
+            last_error=self._last_error,
+            written_by=written_by,
+            updated_at=self._wall_clock(),
+        )
+
+    def take_change(self, written_by: str = "") -> BreakerRecord | None:
+        """The record of the change of state not yet published (None: nothing changed since)."""
+        change, self._change = self._change, None
+        if change is None:
+            return None
+        return self.record(change, written_by)
+
+    def adopt(self, record: BreakerRecord) -> None:
+        """Take in what another process published: its newer opening (this breaker opens too, with
+        the same ``opened_at``, so requests resume everywhere at the same time), or its closing after
+        this breaker opened (its trial succeeded). Older news changes nothing; adopting is not a
+        change of this breaker's own to publish."""
+        if record.source != self.source:
+            raise ValueError(f"a record of {record.source} cannot be adopted by the breaker of {self.source}")
+        now_utc = self._wall_clock()
+        if record.state is BreakerState.CLOSED or record.opened_at is None:
+            if self._opened_at_utc is not None and record.updated_at > self._opened_at_utc:
+                self._failures = 0
+                self._opened_at = None
+                self._opened_at_utc = None
+            return
+        newer = self._opened_at_utc is None or record.opened_at > self._opened_at_utc
+        closed_since = self._closed_at_utc is not None and self._closed_at_utc >= record.updated_at
+        if newer and not closed_since:
+            self._opened_at = self._clock() - max(0.0, (now_utc - record.opened_at).total_seconds())
+            self._opened_at_utc = record.opened_at
+            self._failures = max(self._failures, record.consecutive_failures)
+            self._last_error = record.last_error
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -210,6 +346,8 @@ class CircuitBreaker:
             "failure_threshold": self.failure_threshold,
             "cooldown_seconds": self.cooldown_seconds,
             "retry_in_seconds": round(self.retry_in_seconds(), 3),
+            "opened_at": self._opened_at_utc.isoformat() if self._opened_at_utc else None,
+            "last_error": self._last_error,
             "healthy": self.state is BreakerState.CLOSED,
         }
 
@@ -348,7 +486,15 @@ def build_rate_limiter(
 
 
 class Resilience:
-    """Rate limit, breaker and retries around one request attempt of one source."""
+    """Rate limit, breaker and retries around one request attempt of one source.
+
+    With a ``breaker_store`` the breaker is shared: before a request, at most every
+    ``refresh_seconds`` (a cheap read of one row), the breaker adopts what another process
+    published; each change of the breaker's own state is published at once. The store failing
+    (the database restarting) costs a warning and the next read ``refresh_seconds`` later, never a
+    request: the local breaker goes on alone meanwhile. ``redact`` cleans an error's text before
+    the breaker keeps it for publishing.
+    """
 
     def __init__(
         self,
@@ -359,17 +505,58 @@ class Resilience:
         limiter: RateLimiter | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        breaker_store: BreakerStore | None = None,
+        refresh_seconds: float = 2.0,
+        redact: Callable[[str], str] = redact_secrets,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.source = source
         self.policy = policy or RetryPolicy()
         self.breaker = breaker or CircuitBreaker(source)
         self.limiter = limiter or Unlimited()
+        self.breaker_store = breaker_store
+        self.refresh_seconds = refresh_seconds
+        self._redact = redact
+        self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._next_read: float | None = None  # None: read before the first request
+        self._writer = process_name()
 
     def __repr__(self) -> str:
         state = self.breaker.state.value
         return f"Resilience(source={self.source!r}, policy={self.policy!r}, breaker={state})"
+
+    async def sync_breaker(self, *, force: bool = False) -> None:
+        """Adopt the shared record when the last read is older than ``refresh_seconds`` (or ``force``)."""
+        store = self.breaker_store
+        if store is None or (not force and self._next_read is not None and self._clock() < self._next_read):
+            return
+        self._next_read = self._clock() + self.refresh_seconds
+        try:
+            record = await store.read(self.source)
+        except Exception as exc:  # the store is a convenience: a request never fails because of it
+            logger.warning(
+                "{}: cannot read the shared circuit breaker ({}); going on with this process's", self.source, exc
+            )
+            return
+        if record is not None:
+            self.breaker.adopt(record)
+
+    async def publish_breaker(self) -> None:
+        """Publish the breaker's change of state, if any."""
+        record = self.breaker.take_change(self._writer)
+        if record is None or self.breaker_store is None:
+            return
+        try:
+            await self.breaker_store.publish(record)
+        except Exception as exc:
+            logger.warning(
+                "{}: cannot publish the circuit breaker's state {} ({}); other processes will not see it",
+                self.source,
+                record.state.value,
+                exc,
+            )
 
     async def call(self, attempt: Callable[[], Awaitable[T]], *, describe: str = "request", request: Any = None) -> T:
         """``attempt()`` under the rate limit, the breaker and the retry policy. The error it gives up
@@ -378,20 +565,24 @@ class Resilience:
         retry = 0
         while True:
             try:
+                await self.sync_breaker()
                 self.breaker.before_call()
+                await self.publish_breaker()  # a half-open trial going out
                 try:
                     await self.limiter.acquire()
                     result = await attempt()
                 except SourceError as exc:
                     if exc.retryable:
-                        self.breaker.record_failure()
+                        self.breaker.record_failure(self._redact(str(exc)))
                     else:
                         self.breaker.record_success()  # the vendor answered; the request was wrong
+                    await self.publish_breaker()
                     raise
                 except BaseException:
                     self.breaker.abandon_trial()
                     raise
                 self.breaker.record_success()
+                await self.publish_breaker()
                 return result
             except SourceError as exc:
                 if not exc.retryable or retry >= self.policy.retry_attempts:
