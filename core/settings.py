@@ -119,9 +119,26 @@ class DataLakeSettings(_Section):
     )
 
 
+DEFAULT_SOURCE_PRECEDENCE = ("polygon", "alpaca", "yahoo")
+
+
 class StorageSettings(_Section):
     routing: RoutingSettings = RoutingSettings()
     data_lake: DataLakeSettings = DataLakeSettings()
+    source_precedence: tuple[str, ...] = Field(
+        default=DEFAULT_SOURCE_PRECEDENCE,
+        description="vendors by precedence, best first: the consolidated bars (market.bars, what readers, "
+        "features and scanners see) hold the best vendor's row of each bar; the other vendors' rows are kept "
+        "in market.vendor_bars_* (storage/hot.py). Sources not listed (plugins) rank after every listed one",
+    )
+
+    @field_validator("source_precedence")
+    @classmethod
+    def _distinct_sources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        names = [v.strip() for v in value]
+        if any(not n for n in names) or len(set(names)) != len(names):
+            raise ValueError(f"source_precedence {list(value)} must list distinct, non-empty source names")
+        return tuple(names)
 
 
 class StreamingSettings(_Section):
@@ -184,6 +201,12 @@ class StreamingSettings(_Section):
 class QualitySettings(_Section):
     validation_mode: Literal["strict", "lenient"] = "strict"
     min_quality_score: float = Field(default=0.8, ge=0.0, le=1.0)
+    vendor_disagreement_tolerance: float = Field(
+        default=0.005,
+        gt=0.0,
+        description="relative price difference (open/high/low/close) above which two vendors' bars of the "
+        "same symbol and time disagree (`marketpipe vendors disagreements`, market.vendor_disagreements)",
+    )
 
 
 class DatabaseSettings(_Section):
