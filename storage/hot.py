@@ -34,6 +34,7 @@ from psycopg.copy import QueuedLibpqWriter
 
 from core.errors import PermanentSourceError, StorageError
 from core.model import BARS, canonical_timeframe, frame, to_utc
+from core.settings import DEFAULT_SOURCE_PRECEDENCE
 from storage.watermarks import advance_watermarks, watermarks_of
 
 # ---------------------------------------------------------------------------------------------
@@ -65,6 +66,9 @@ class TableSpec:
     touched_at: str | None = "ingested_at"
     time_column: str | None = "ts"  # the key's time column: lets new-range batches skip staging
     defaults: tuple[tuple[str, object], ...] = ()  # values for columns a frame may omit
+    # A table holding one vendor's row per key (the consolidated bars): where the rows of other
+    # vendors go, the key plus `source`; rows are ranked by the writer's source precedence.
+    vendor_table: str | None = None
 
     def complete(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The frame with every defaulted column it lacks filled in."""
@@ -80,7 +84,8 @@ class TableSpec:
         return tuple(c.name for c in self.columns if c.name not in self.key)
 
     def at(self, name: str) -> TableSpec:
-        """The same shape under another table name (a benchmark's copy, a test table)."""
+        """The same shape under another table name (a benchmark's copy, a test table); the vendor
+        table, if any, stays the same."""
         return replace(self, name=name)
 
     @property
@@ -106,13 +111,16 @@ _BAR_TYPES = {
 # The canonical bar columns plus the validation bitmask (0 = passed every rule; lenient mode
 # stores failing bars flagged, see db/migrations/0007_bar_quality_flags.sql).
 BAR_COLUMNS = (*BARS, "quality_flags")
+# The bar tables hold the consolidated series (one vendor's row per bar, by precedence); the other
+# vendors' rows live in market.vendor_bars_* (db/migrations/0018_vendor_bars.sql).
 BARS_INTRADAY = TableSpec(
     name="market.bars_intraday",
     columns=tuple(Column(name, _BAR_TYPES[name]) for name in BAR_COLUMNS),
     key=BAR_KEY,
     defaults=(("quality_flags", np.int64(0)),),
+    vendor_table="market.vendor_bars_intraday",
 )
-BARS_DAILY = BARS_INTRADAY.at("market.bars_daily")
+BARS_DAILY = replace(BARS_INTRADAY, name="market.bars_daily", vendor_table="market.vendor_bars_daily")
 
 INTRADAY_TIMEFRAMES = frozenset({"1min", "5min", "15min", "1hour"})
 DAILY_TIMEFRAMES = frozenset({"1day"})
@@ -306,6 +314,8 @@ class UpsertResult:
     updated: int = 0
     unchanged: int = 0
     duplicates: int = 0  # rows of the input dropped because a later row had the same key
+    # rows kept in the vendor table instead: the stored row's vendor ranks better (counted in unchanged too)
+    refused: int = 0
 
     @property
     def changed(self) -> int:
@@ -314,8 +324,8 @@ class UpsertResult:
     def __add__(self, other: UpsertResult) -> UpsertResult:
         return UpsertResult(*(a + b for a, b in zip(self.astuple(), other.astuple(), strict=True)))
 
-    def astuple(self) -> tuple[int, int, int, int]:
-        return (self.inserted, self.updated, self.unchanged, self.duplicates)
+    def astuple(self) -> tuple[int, int, int, int, int]:
+        return (self.inserted, self.updated, self.unchanged, self.duplicates, self.refused)
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -323,6 +333,7 @@ class UpsertResult:
             "updated": self.updated,
             "unchanged": self.unchanged,
             "duplicates": self.duplicates,
+            "refused": self.refused,
         }
 
 
@@ -334,7 +345,12 @@ Method = Literal["auto", "merge", "copy_first"]
 
 
 def upsert_frame(
-    conn: psycopg.Connection, frame: pd.DataFrame, table: TableSpec, *, method: Method = "auto"
+    conn: psycopg.Connection,
+    frame: pd.DataFrame,
+    table: TableSpec,
+    *,
+    method: Method = "auto",
+    precedence: Sequence[str] = DEFAULT_SOURCE_PRECEDENCE,
 ) -> UpsertResult:
     """Idempotently upsert ``frame`` into ``table``.
 
@@ -345,6 +361,12 @@ def upsert_frame(
     incremental runs and backfills, about twice as fast). If a concurrent writer stores one of its
     keys meanwhile, the COPY fails with a unique violation, its savepoint is rolled back and the
     batch takes the merge path: the result is the same either way.
+
+    A table with a ``vendor_table`` (the consolidated bars) holds one vendor's row per key: a row
+    replaces a stored row of another vendor only when its ``source`` ranks at least as well in
+    ``precedence`` (best first; unlisted sources rank last, equal among themselves), and the row
+    that loses, stored or new, is upserted into the vendor table in the same statement. Only the
+    merge path can meet another vendor's row: a COPYed batch has no stored row in its range.
 
     Runs in ``conn.transaction()``: its own transaction, or a savepoint inside the caller's.
     """
@@ -369,12 +391,12 @@ def upsert_frame(
                     return UpsertResult(inserted, 0, len(collapsed) - inserted, duplicates)
                 except psycopg.errors.UniqueViolation:
                     pass  # a concurrent writer got there first: merge instead
-            inserted, updated = _merge(cur, collapsed, table)
+            inserted, updated, refused = _merge(cur, collapsed, table, precedence)
     except psycopg.Error as exc:
         raise StorageError(
             f"upsert of {len(collapsed)} row(s) into {table.name} failed and was rolled back: {exc}"
         ) from exc
-    return UpsertResult(inserted, updated, len(collapsed) - inserted - updated, duplicates)
+    return UpsertResult(inserted, updated, len(collapsed) - inserted - updated, duplicates, refused)
 
 
 def _copy(cur: psycopg.Cursor, frame: pd.DataFrame, table: TableSpec, target: sql.Identifier) -> int:
@@ -447,40 +469,109 @@ def _has_aggregates(cur: psycopg.Cursor, table: TableSpec) -> bool:
     return bool(row and row[0])
 
 
-def _merge(cur: psycopg.Cursor, frame: pd.DataFrame, table: TableSpec) -> tuple[int, int]:
-    """Staging table + one set-based upsert; returns (inserted, updated) as counted by the server."""
+def _merge(
+    cur: psycopg.Cursor, frame: pd.DataFrame, table: TableSpec, precedence: Sequence[str]
+) -> tuple[int, int, int]:
+    """Staging table + one set-based upsert; returns (inserted, updated, refused) as counted by the server."""
     stage = _STAGE
     cols = _names(table.column_names)
     values = table.value_columns
     assignments = [sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in values]
     if table.touched_at:
         assignments.append(sql.SQL("{} = now()").format(sql.Identifier(table.touched_at)))
-    merge = sql.SQL(
-        "WITH merged AS ("
-        " INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM {stage}"
-        " ON CONFLICT ({key}) DO UPDATE SET {assignments}"
-        " WHERE ({old}) IS DISTINCT FROM ({new})"
-        " RETURNING (t.xmax = 0) AS inserted)"
-        " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged"
+    changed = sql.SQL("({old}) IS DISTINCT FROM ({new})").format(
+        old=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in values),
+        new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in values),
+    )
+    upsert = sql.SQL(
+        "INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM {stage}"
+        " ON CONFLICT ({key}) DO UPDATE SET {assignments} WHERE {changed}"
     ).format(
         target=table.identifier,
         cols=cols,
         stage=stage,
         key=_names(table.key),
         assignments=sql.SQL(", ").join(assignments),
-        old=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in values),
-        new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in values),
+        changed=changed,
     )
+    params: dict[str, object] | None = None
+    if table.vendor_table is None:
+        merge = sql.SQL(
+            "WITH merged AS ({upsert} RETURNING (t.xmax = 0) AS inserted)"
+            " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted), 0 FROM merged"
+        ).format(upsert=upsert)
+    else:
+        merge, params = _ranked_merge(table, upsert, assignments, changed, list(precedence))
     defs = sql.SQL(", ").join(
         sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type)) for c in table.columns
     )
     cur.execute(sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(stage, defs))
     _copy(cur, frame, table, stage)
-    cur.execute(merge)
+    cur.execute(merge, params)
     row = cur.fetchone()
     cur.execute(sql.SQL("DROP TABLE {}").format(stage))  # a second upsert in this transaction starts clean
     assert row is not None
-    return int(row[0]), int(row[1])
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def _ranked_merge(
+    table: TableSpec,
+    upsert: sql.Composable,
+    assignments: list[sql.Composable],
+    changed: sql.Composable,
+    precedence: list[str],
+) -> tuple[sql.Composable, dict[str, object]]:
+    """The merge of a table holding one vendor's row per key (see :func:`upsert_frame`), as ONE
+    statement: ``clash`` pairs each staged row with a stored row of the same key from another
+    vendor (all parts of a statement see the same snapshot, so it sees the rows before the
+    upsert); the losing row of each pair goes to the vendor table; the upsert's update is
+    guarded by the rank. A batch from the vendor already stored joins to no clash and writes
+    nothing else."""
+    assert table.vendor_table is not None
+    vendor = sql.Identifier(*table.vendor_table.split("."))
+    names = table.column_names
+
+    def rank(column: sql.Composable) -> sql.Composable:
+        return sql.SQL("coalesce(array_position(%(precedence)s::text[], {c}), %(unlisted)s)").format(c=column)
+
+    def side(prefix: str) -> sql.Composable:
+        return sql.SQL(", ").join(sql.Identifier(f"{prefix}{c}") for c in names)
+
+    statement = sql.SQL(
+        "WITH clash AS MATERIALIZED ("
+        " SELECT {new_cols}, {old_cols}, {rank_new} <= {rank_old} AS wins"
+        " FROM {stage} s JOIN {target} t ON {join} WHERE t.source IS DISTINCT FROM s.source),"
+        " kept AS ("
+        " INSERT INTO {vendor} AS t ({cols})"
+        " SELECT {old} FROM clash WHERE wins UNION ALL SELECT {new} FROM clash WHERE NOT wins"
+        " ON CONFLICT ({vendor_key}) DO UPDATE SET {assignments} WHERE {changed}),"
+        " merged AS ({upsert} AND {rank_excluded} <= {rank_stored} RETURNING (t.xmax = 0) AS inserted)"
+        " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),"
+        " (SELECT count(*) FROM clash WHERE NOT wins) FROM merged"
+    ).format(
+        new_cols=sql.SQL(", ").join(
+            sql.SQL("s.{} AS {}").format(sql.Identifier(c), sql.Identifier(f"n_{c}")) for c in names
+        ),
+        old_cols=sql.SQL(", ").join(
+            sql.SQL("t.{} AS {}").format(sql.Identifier(c), sql.Identifier(f"o_{c}")) for c in names
+        ),
+        rank_new=rank(sql.SQL("s.source")),
+        rank_old=rank(sql.SQL("t.source")),
+        stage=_STAGE,
+        target=table.identifier,
+        join=sql.SQL(" AND ").join(sql.SQL("t.{c} = s.{c}").format(c=sql.Identifier(c)) for c in table.key),
+        vendor=vendor,
+        cols=_names(names),
+        old=side("o_"),
+        new=side("n_"),
+        vendor_key=_names((*table.key, "source")),
+        assignments=sql.SQL(", ").join(assignments),
+        changed=changed,
+        upsert=upsert,
+        rank_excluded=rank(sql.SQL("EXCLUDED.source")),
+        rank_stored=rank(sql.SQL("t.source")),
+    )
+    return statement, {"precedence": precedence, "unlisted": len(precedence) + 1}
 
 
 def _overlaps_stored(cur: psycopg.Cursor, frame: pd.DataFrame, table: TableSpec) -> bool:
@@ -518,19 +609,32 @@ def _names(names: Sequence[str]) -> sql.Composable:
     return sql.SQL(", ").join(sql.Identifier(c) for c in names)
 
 
-def upsert_bars(conn: psycopg.Connection, frame: pd.DataFrame) -> UpsertResult:
-    """Upsert canonical bars (``core.model.BARS``), each timeframe into its hypertable."""
+def upsert_bars(
+    conn: psycopg.Connection, frame: pd.DataFrame, *, precedence: Sequence[str] = DEFAULT_SOURCE_PRECEDENCE
+) -> UpsertResult:
+    """Upsert canonical bars (``core.model.BARS``), each timeframe into its hypertable; the
+    consolidated row of a bar is the best-ranked vendor's in ``precedence`` (storage.source_precedence),
+    the others' rows go to the vendor tables (:func:`upsert_frame`)."""
     if frame.empty:
         return UpsertResult()
     with conn.transaction():
-        return sum((upsert_frame(conn, part, table) for table, part in route_bars(frame).items()), UpsertResult())
+        return sum(
+            (upsert_frame(conn, part, table, precedence=precedence) for table, part in route_bars(frame).items()),
+            UpsertResult(),
+        )
 
 
-def write_bars(conn: psycopg.Connection, frame: pd.DataFrame, *, dataset: str = "bars") -> UpsertResult:
+def write_bars(
+    conn: psycopg.Connection,
+    frame: pd.DataFrame,
+    *,
+    dataset: str = "bars",
+    precedence: Sequence[str] = DEFAULT_SOURCE_PRECEDENCE,
+) -> UpsertResult:
     """Upsert bars and advance their watermarks in ONE transaction: a watermark is never ahead of
     committed data, and a failure anywhere leaves both untouched."""
     with conn.transaction():
-        result = upsert_bars(conn, frame)
+        result = upsert_bars(conn, frame, precedence=precedence)
         advance_watermarks(conn, watermarks_of(frame, dataset=dataset))
     return result
 

@@ -90,6 +90,7 @@ def _process_on(
         mode=quality.validation_mode,
         min_quality_score=quality.min_quality_score,
         parsed=parsed,
+        precedence=resources.settings.storage.source_precedence,
     )
     return outcome, result
 

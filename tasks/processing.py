@@ -23,6 +23,7 @@ import psycopg
 
 from core import model
 from core.errors import MarketpipeError
+from core.settings import DEFAULT_SOURCE_PRECEDENCE
 from quality.score import QualityReport, quality_report
 from quality.standardize import standardize_bars
 from quality.validate import ValidationResult, validate_bars
@@ -193,10 +194,12 @@ def process_symbol_bars(
     mode: str,
     min_quality_score: float,
     parsed: Mapping[str, ParsedPage] | None = None,
+    precedence: Sequence[str] = DEFAULT_SOURCE_PRECEDENCE,
 ) -> tuple[SymbolProcessing, ValidationResult | None, QualityReport | None]:
     """Process one symbol's pending bar pages in one transaction (see the module docstring).
 
     ``parsed``: frames the collection of this run kept, by raw key (pages not in it are read back).
+    ``precedence``: storage.source_precedence (which vendor's bar the consolidated series keeps).
     """
     symbol = pages[0].symbol
     outcome = SymbolProcessing(symbol, pages=len(pages))
@@ -227,7 +230,7 @@ def process_symbol_bars(
             standardized, mode=mode, symbols=[symbol], timeframe=timeframe, corporate_actions=actions
         )
         quarantine(conn, [p for p, _, _ in with_data], [r for _, r, _ in with_data], result.rejected)
-        written: UpsertResult = write_bars(conn, result.accepted)
+        written: UpsertResult = write_bars(conn, result.accepted, precedence=precedence)
     report = quality_report(result, min_quality_score=min_quality_score)
     outcome.accepted, outcome.rejected = len(result.accepted), len(result.rejected)
     outcome.inserted, outcome.updated, outcome.unchanged = written.inserted, written.updated, written.unchanged

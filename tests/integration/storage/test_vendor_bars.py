@@ -1,0 +1,100 @@
+"""Several vendors' bars of the same keys (issue 18): every vendor's rows are kept, the
+consolidated bars follow storage.source_precedence, and disagreements are reported."""
+
+from __future__ import annotations
+
+import pandas as pd
+import psycopg
+
+from storage.hot import upsert_bars, write_bars
+from storage.vendors import read_vendor_disagreements
+from tests.support.storage import bars
+
+PRECEDENCE = ("polygon", "alpaca", "yahoo")
+
+
+def consolidated(conn: psycopg.Connection, symbol: str) -> pd.DataFrame:
+    rows = conn.execute("SELECT ts, close, source FROM market.bars WHERE symbol = %s ORDER BY ts", (symbol,))
+    return pd.DataFrame(rows.fetchall(), columns=["ts", "close", "source"])
+
+
+def per_vendor(conn: psycopg.Connection, symbol: str) -> dict[str, list[float]]:
+    rows = conn.execute(
+        "SELECT source, array_agg(close ORDER BY ts) FROM market.vendor_bars WHERE symbol = %s GROUP BY 1",
+        (symbol,),
+    ).fetchall()
+    return {str(source): list(closes) for source, closes in rows}
+
+
+def clean(conn: psycopg.Connection, symbol: str) -> None:
+    conn.execute("DELETE FROM market.vendor_bars_intraday WHERE symbol = %s", (symbol,))
+    conn.execute("DELETE FROM market.vendor_bars_daily WHERE symbol = %s", (symbol,))
+
+
+def test_a_worse_vendor_never_overwrites_a_better_one(conn, symbols):
+    symbol = symbols()
+    try:
+        write_bars(conn, bars(symbol, n=3, close=100.0, source="polygon"), precedence=PRECEDENCE)
+        refused = upsert_bars(conn, bars(symbol, n=3, close=200.0, source="yahoo"), precedence=PRECEDENCE)
+        assert (refused.inserted, refused.updated, refused.refused) == (0, 0, 3)
+        assert consolidated(conn, symbol)["source"].tolist() == ["polygon"] * 3
+        assert consolidated(conn, symbol)["close"].tolist() == [100.0, 101.0, 102.0]
+        assert per_vendor(conn, symbol) == {"polygon": [100.0, 101.0, 102.0], "yahoo": [200.0, 201.0, 202.0]}
+        again = upsert_bars(conn, bars(symbol, n=3, close=200.0, source="yahoo"), precedence=PRECEDENCE)
+        assert (again.inserted, again.updated, again.refused) == (0, 0, 3)  # idempotent: nothing rewritten
+    finally:
+        clean(conn, symbol)
+
+
+def test_a_better_vendor_displaces_a_worse_one_whose_rows_are_kept(conn, symbols):
+    symbol = symbols()
+    try:
+        upsert_bars(conn, bars(symbol, n=2, close=50.0, source="yahoo"), precedence=PRECEDENCE)
+        upsert_bars(conn, bars(symbol, n=3, close=60.0, source="alpaca"), precedence=PRECEDENCE)
+        assert consolidated(conn, symbol)["source"].tolist() == ["alpaca"] * 3
+        upsert_bars(conn, bars(symbol, n=2, close=70.0, source="polygon"), precedence=PRECEDENCE)
+        assert consolidated(conn, symbol)["source"].tolist() == ["polygon", "polygon", "alpaca"]
+        assert per_vendor(conn, symbol) == {
+            "yahoo": [50.0, 51.0],
+            "alpaca": [60.0, 61.0, 62.0],
+            "polygon": [70.0, 71.0],
+        }
+        latest = conn.execute(
+            "SELECT source, close FROM market.latest_bars WHERE symbol = %s AND timeframe = '1min'", (symbol,)
+        ).fetchone()
+        assert latest == ("alpaca", 62.0)
+    finally:
+        clean(conn, symbol)
+
+
+def test_the_precedence_is_a_setting(conn, symbols):
+    symbol = symbols()
+    try:
+        upsert_bars(conn, bars(symbol, n=2, close=10.0, source="polygon"), precedence=("yahoo", "polygon"))
+        upsert_bars(conn, bars(symbol, n=2, close=20.0, source="yahoo"), precedence=("yahoo", "polygon"))
+        assert consolidated(conn, symbol)["source"].tolist() == ["yahoo", "yahoo"]
+        # an unlisted source (a plugin) ranks after every listed one
+        upsert_bars(conn, bars(symbol, n=2, close=30.0, source="myfeed"), precedence=("yahoo", "polygon"))
+        assert consolidated(conn, symbol)["source"].tolist() == ["yahoo", "yahoo"]
+        assert per_vendor(conn, symbol)["myfeed"] == [30.0, 31.0]
+    finally:
+        clean(conn, symbol)
+
+
+def test_disagreements_beyond_the_tolerance_are_reported(conn, symbols):
+    symbol = symbols()
+    try:
+        upsert_bars(conn, bars(symbol, n=3, timeframe="1day", start="2024-03-04 05:00", source="polygon"))
+        close = [100.0, 101.0, 102.0 * 1.02]  # 2 % off on the third day
+        planted = bars(symbol, n=3, timeframe="1day", start="2024-03-04 05:00", source="yahoo")
+        upsert_bars(conn, planted.assign(close=close))
+        near = bars(symbol, n=3, timeframe="1day", start="2024-03-04 05:00", source="alpaca")
+        upsert_bars(conn, near.assign(close=near["close"] * 1.001))  # within 0.5 %
+        report = read_vendor_disagreements(conn, [symbol], "2024-03-01", "2024-03-10", "1day", tolerance=0.005)
+        assert report[["session_date", "source_a", "source_b", "field"]].astype(str).values.tolist() == [
+            ["2024-03-06", "alpaca", "yahoo", "close"],
+            ["2024-03-06", "polygon", "yahoo", "close"],
+        ]
+        assert report["relative_difference"].between(0.018, 0.02).all()
+    finally:
+        clean(conn, symbol)
