@@ -19,7 +19,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
-from tests.integration.sandbox.test_streams_polygon import MINUTE_MS, T0, new_key, open_stream, recv, run
+from tests.support.sandbox_streams import MINUTE_MS, T0, new_key, open_stream, recv, run
 
 
 def polygon_url(base: str, **query: Any) -> str:
