@@ -166,6 +166,7 @@ def _ticks(ctx: RequestContext, kind: str) -> Payload:
             return [], None
         tape = market.profile(sym).tape
         out: list[dict[str, Any]] = []
+        end = min(end, market.now_ns())  # nothing after the sandbox's now
         for session in market.tick_sessions(start, end, descending=desc):
             ticks = market.trades(sym, session) if kind == "trades" else market.quotes(sym, session)
             idx = np.flatnonzero((ticks.t_ns >= start) & (ticks.t_ns <= end))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import date
+from email.utils import formatdate
 from typing import Any
 
 import orjson
@@ -20,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox import alpaca_api, polygon_api, reddit_api, yahoo_api
+from sandbox.clock import NS, MarketClock, end_of_day_ns, new_york_date, parse_now, to_ns
 from sandbox.config import FaultConfig, SandboxConfig
 from sandbox.faults import (
     FaultDecision,
@@ -69,7 +71,14 @@ class SandboxState:
 
     def __init__(self, config: SandboxConfig, market: Market | None = None) -> None:
         self.config = config
-        self.market = market or Market(config.seed, config.as_of, config.unknown_symbol_prefix, config.cache_mb * 2**20)
+        self.market = market or Market(
+            config.seed,
+            config.as_of or (new_york_date(to_ns(config.now)) if config.now else None),
+            config.unknown_symbol_prefix,
+            config.cache_mb * 2**20,
+            MarketClock.for_config(config.as_of, config.now),
+        )
+        self.configured_ns = self.market.clock.pinned_ns  # what DELETE /_sandbox/clock returns to
         self.faults = FaultPlan(config.faults)
         self.stats = Stats()
 
@@ -165,6 +174,13 @@ def _vendor_endpoint(state: SandboxState, vendor: str, name: str, handler: Handl
     endpoint_name = f"{vendor}.{name}"
 
     async def endpoint(request: Request) -> Response:
+        response = await respond(request)
+        # The vendor's clock, as a real server's Date header gives it: a client can tell from it
+        # which bars had not closed when they were served (uvicorn's own Date is turned off).
+        response.headers["date"] = formatdate(state.market.now_ns() / NS, usegmt=True)
+        return response
+
+    async def respond(request: Request) -> Response:
         state.stats.request(vendor)
         rid = request_id()
         denied = _auth_error(vendor, request, state.config, rid)
@@ -225,6 +241,8 @@ def _control_routes(state: SandboxState) -> list[Route]:
                 "status": "ok",
                 "seed": market.seed,
                 "as_of": market.as_of.isoformat(),
+                "now": market.clock.now().isoformat(),
+                "clock_pinned": market.clock.pinned,
                 "first_session": str(market.calendar.days[0]),
                 "last_session": str(market.calendar.days[market.last_session]),
                 "vendors": list(VENDORS),
@@ -251,7 +269,35 @@ def _control_routes(state: SandboxState) -> list[Route]:
             state.set_faults(FaultConfig())
         return JSONResponse(state.faults.config.to_json())
 
+    async def clock(request: Request) -> Response:
+        market = state.market
+        if request.method == "POST":
+            try:
+                data = orjson.loads(await request.body() or b"{}")
+                if not isinstance(data, dict) or set(data) - {"now"}:
+                    raise ValueError('the body must be {"now": "2024-06-03T14:11:00-04:00"} (null: the wall clock)')
+                instant = to_ns(parse_now(str(data["now"]))) if data.get("now") is not None else None
+                if instant is not None and instant > end_of_day_ns(market.as_of):
+                    raise ValueError(
+                        f"now={data['now']} is after the market's last day {market.as_of}; "
+                        "start the sandbox with a later --as-of"
+                    )
+            except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+                return JSONResponse({"error": str(exc)}, 400)
+            market.clock.pin(instant)
+        elif request.method == "DELETE":
+            market.clock.pin(state.configured_ns)
+        return JSONResponse(
+            {
+                "now": market.clock.now().isoformat(),
+                "pinned": market.clock.pinned,
+                "as_of": market.as_of.isoformat(),
+                "last_session": str(market.calendar.day(market.last_session)),
+            }
+        )
+
     return [
+        Route("/_sandbox/clock", clock, methods=["GET", "POST", "DELETE"]),
         Route("/_sandbox/health", health, methods=["GET"]),
         Route("/_sandbox/stats", stats, methods=["GET", "DELETE"]),
         Route("/_sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 #: Fault kinds understood by the sandbox, in the order their probability bands are laid out.
@@ -104,12 +104,15 @@ class SandboxConfig:
     """Everything that defines one sandbox market and how it treats callers.
 
     `as_of` pins "today" (the last day with data, corporate actions and news); None means the
-    machine's current UTC date, fixed when the market is built.
+    current New York date, fixed when the market is built. `now` pins the clock at an instant
+    (nothing after it is served: see `sandbox.clock`); without it a pinned `as_of` serves that
+    whole day and an unpinned market follows the wall clock.
     """
 
     seed: int = 42
     unknown_symbol_prefix: str = "ZZZ"
     bad_key_prefix: str = "invalid"
     as_of: date | None = None
+    now: datetime | None = None
     cache_mb: int = 256
     faults: FaultConfig = field(default_factory=FaultConfig)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import numpy as np
 
 from sandbox.cache import ByteBoundedLRU
+from sandbox.clock import MarketClock, new_york_date
 from sandbox.fundamentals import Filing, filings
 from sandbox.news import NewsTable, symbol_news
 from sandbox.options import OptionChain, option_chain
@@ -67,16 +68,28 @@ class DividendEvent:
 
 
 class Market:
-    """One seeded market, fixed "today" (`as_of`), cached generation."""
+    """One seeded market, fixed last day (`as_of`), a clock (`now`), cached generation.
+
+    Nothing is served after the clock's now: an intraday bar once its window has ended, the
+    current session's daily bar as a partial bar built from the minutes that have ended (it
+    changes until the close), ticks up to now. `as_of` bounds the calendar; a clock set later
+    than its end still serves nothing after it.
+    """
 
     def __init__(
-        self, seed: int, as_of: date | None = None, unknown_prefix: str = "ZZZ", cache_bytes: int = 256 * 2**20
+        self,
+        seed: int,
+        as_of: date | None = None,
+        unknown_prefix: str = "ZZZ",
+        cache_bytes: int = 256 * 2**20,
+        clock: MarketClock | None = None,
     ) -> None:
         self.seed = seed
-        self.as_of = as_of or datetime.now(UTC).date()
+        self.clock = clock or MarketClock.for_config(as_of, None)
+        self.as_of = as_of or new_york_date(self.clock.now_ns())
         self.unknown_prefix = unknown_prefix.upper()
         self.calendar = SessionCalendar.build(self.as_of)
-        self.last_session = self.calendar.index_on_or_before(self.as_of)
+        self._as_of_session = self.calendar.index_on_or_before(self.as_of)
         self._histories: ByteBoundedLRU[tuple[SymbolProfile, DailyHistory]] = ByteBoundedLRU(
             cache_bytes // 4, lambda v: sum(a.nbytes for a in vars(v[1]).values())
         )
@@ -85,6 +98,34 @@ class Market:
         self._news: ByteBoundedLRU[NewsTable] = ByteBoundedLRU(
             cache_bytes // 16, lambda t: sum(getattr(t, f).nbytes for f in ("id", "t_ns", "session")) * 2
         )
+
+    # ---- time ---------------------------------------------------------------------------------
+    def now_ns(self) -> int:
+        return self.clock.now_ns()
+
+    @property
+    def last_session(self) -> int:
+        """The session of the clock's New York date or the last before it (never after `as_of`):
+        today's session from midnight on, whether or not it has opened."""
+        today = self.calendar.index_on_or_before(new_york_date(self.now_ns()))
+        return min(self._as_of_session, today)
+
+    def _forming_day(self, symbol: str, bars: Bars, now_ns: int) -> Bars:
+        """Daily bars with the last one, when its session has not closed by `now_ns`, rebuilt from
+        the minutes that have ended (dropped before the first one has)."""
+        if not len(bars):
+            return bars
+        session = int(bars.session[-1])
+        if int(self.calendar.close_ns[session]) <= now_ns:
+            return bars
+        minutes = self.minute_bars(symbol, session)
+        minutes = minutes.take(minutes.t_ns + NS_PER_MINUTE <= now_ns)
+        closed = bars.take(slice(0, len(bars) - 1))
+        if not len(minutes):
+            return closed
+        midnight = self.calendar.midnight_ns[session : session + 1].copy()
+        partial = aggregate(minutes, np.zeros(len(minutes), dtype=np.int64), midnight)
+        return Bars.concat([closed, partial])
 
     # ---- identity -----------------------------------------------------------------------------
     def is_valid(self, symbol: str) -> bool:
@@ -141,10 +182,13 @@ class Market:
         history = self.history(symbol)
         price_f, volume_f = adjustment_factors(history, self.last_session, adjustment)
         cal = self.calendar
+        now_ns = self.now_ns()
         if unit in INTRADAY_UNITS:
             lo, hi = cal.ns_range(start_ns, end_ns)
             hi = min(hi, self.last_session + 1)
             raw = Bars.concat([self.minute_bars(symbol, s) for s in range(lo, hi)])
+            if len(raw) and int(raw.t_ns[-1]) + NS_PER_MINUTE > now_ns:
+                raw = raw.take(raw.t_ns + NS_PER_MINUTE <= now_ns)  # only minutes that have ended
             bars = apply_adjustment(raw, price_f, volume_f)
             width = INTRADAY_UNITS[unit] * multiplier * 1_000_000_000
             if width != NS_PER_MINUTE and len(bars):
@@ -157,10 +201,14 @@ class Market:
                     starts = keys * width
                 first = np.concatenate([[True], keys[1:] != keys[:-1]])
                 bars = aggregate(bars, keys, starts[first])
+                window_end = np.minimum(bars.t_ns + width, cal.close_ns[bars.session])
+                if (window_end > now_ns).any():
+                    bars = bars.take(window_end <= now_ns)  # a window still open is not served
         elif unit in PERIOD_UNITS:
             lo = int(np.searchsorted(cal.midnight_ns, start_ns, side="left"))
             hi = min(int(np.searchsorted(cal.midnight_ns, end_ns, side="right")), self.last_session + 1)
-            bars = apply_adjustment(daily_bars(history, cal, lo, max(lo, hi)), price_f, volume_f)
+            days = self._forming_day(symbol, daily_bars(history, cal, lo, max(lo, hi)), now_ns)
+            bars = apply_adjustment(days, price_f, volume_f)
             if len(bars) and (unit != "day" or multiplier > 1):
                 bars = aggregate(bars, self._period_keys(bars.session, unit, multiplier, lo))
             return bars
@@ -282,8 +330,9 @@ class Market:
     # ---- news, options, fundamentals ----------------------------------------------------------
     def news(self, symbol: str) -> NewsTable:
         sym = canonical_symbol(symbol)
+        last = self.last_session
         return self._news.get_or_create(
-            sym, lambda: symbol_news(self.seed, sym, self.history(sym), self.calendar, self.last_session)
+            (sym, last), lambda: symbol_news(self.seed, sym, self.history(sym), self.calendar, last)
         )
 
     def option_chain(self, symbol: str) -> OptionChain:

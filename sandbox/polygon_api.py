@@ -105,10 +105,11 @@ def _ticks(ctx: RequestContext, kind: str) -> Payload:
         if state["session"] is not None:
             sessions = [s for s in sessions if (s <= state["session"] if desc else s >= state["session"])]
         pos = state["pos"]
+        high = min(int(state["hi"]), market.now_ns())  # nothing after the sandbox's now
         for session in sessions:
             ticks = market.trades(ticker, session) if kind == "trades" else market.quotes(ticker, session)
             t = ticks.t_ns
-            idx = np.flatnonzero((t >= state["lo"]) & (t <= state["hi"]))
+            idx = np.flatnonzero((t >= state["lo"]) & (t <= high))
             if desc:
                 idx = idx[::-1]
             if session != state["session"]:

@@ -14,6 +14,7 @@ import asyncio
 import bisect
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,16 +74,23 @@ class Pacer:
 
 
 class MarketPacer(Pacer):
-    """Events go when the replay clock passes their due instant, in frames of up to `batch`."""
+    """Events go when the replay clock passes their due instant, in frames of up to `batch`, and
+    never before the market's own clock (`market_now`, the clock REST serves by) reaches it: a
+    replay of today's session faster than real time waits at the market's now, as a live feed
+    would."""
 
-    def __init__(self, clock: ReplayClock, settings: StreamSettings) -> None:
+    def __init__(
+        self, clock: ReplayClock, settings: StreamSettings, market_now: Callable[[], int] | None = None
+    ) -> None:
         self.clock = clock
         self.batch = settings.batch
         self.tick = settings.tick_ms / 1000.0
+        self.market_now = market_now
 
     def _limit(self, seg_index: int, hi: int, wall: float) -> int:
         here = self.clock.now(wall)
-        return hi if here is None or here[0] > seg_index else here[1]
+        limit = hi if here is None or here[0] > seg_index else here[1]
+        return limit if self.market_now is None else min(limit, self.market_now() + 1)
 
     def ready(self, chunk: Chunk, i: int, seg_index: int, wall: float) -> tuple[int, float | None]:
         pending = len(chunk.dues) - i
@@ -93,6 +101,8 @@ class MarketPacer(Pacer):
         if k:
             return k, 0.0
         wait = self.clock.wall_at(seg_index, chunk.dues[i] if pending else chunk.hi) - wall
+        if wait <= 0:  # due by the replay, not yet by the market's clock: look again shortly
+            return 0, MAX_NAP_S
         return 0, min(MAX_NAP_S, max(self.tick, wait))
 
     def resume_at(self, start: int, seg_index: int, hi: int, wall: float) -> int:
@@ -338,7 +348,7 @@ class Connection:
         clock = self.hub.clock_for(s, now)
         segments = clock.segments
         faults = DeliveryFaults(s.seed, s.duplicate, s.reorder, s.malformed)
-        pacer: Pacer = RatePacer(s, now) if s.rate else MarketPacer(clock, s)
+        pacer: Pacer = RatePacer(s, now) if s.rate else MarketPacer(clock, s, self.hub.market.now_ns)
         where = clock.now(now)
         if (s.rate or s.speed <= 0) and segments:
             where = (0, segments[0].start_ns)

@@ -80,3 +80,20 @@ def test_rate_pacer_ignores_due_instants_and_paces_by_count() -> None:
     assert pacer.ready(chunk, 0, 0, wall=0.0)[0] == 0
     assert pacer.ready(chunk, 0, 0, wall=0.05)[0] == 30  # 50 tokens banked, a frame holds 30
     assert pacer.ready(chunk, 100, 0, wall=1.0) == (0, None)
+
+
+def test_market_pacer_never_sends_past_the_markets_own_clock(market: Market) -> None:
+    """A replay faster than real time waits at the market's now: REST and the stream agree on what
+    has happened."""
+    segments = plan_segments(market.calendar, market.last_session, AS_OF, 1, time(10, 0), 5.0)
+    clock = ReplayClock(segments, 60.0, started_at=0.0)
+    start = segments[0].start_ns
+    dues = [start, start + 30 * NS, start + 60 * NS]
+    chunk = Chunk(start, start + 90 * NS, dues, [("AAPL", "trades")] * 3, [{"n": 0}, {"n": 1}, {"n": 2}])
+    market_now = start + 40 * NS
+    pacer = MarketPacer(clock, StreamSettings(batch=10, tick_ms=10), lambda: market_now)
+    assert pacer.ready(chunk, 0, 0, wall=5.0)[0] == 2  # the replay is past all three; the market only two
+    k, nap = pacer.ready(chunk, 2, 0, wall=5.0)
+    assert k == 0 and nap is not None
+    market_now = start + 60 * NS
+    assert pacer.ready(chunk, 2, 0, wall=5.0)[0] == 1
