@@ -22,6 +22,7 @@ from loguru import logger
 
 from core.errors import ServiceError
 from pipeline.alerts import (
+    BREAKER_OPEN,
     DATA_STALE,
     DEAD_LETTERS_GROWING,
     JOB_FAILED,
@@ -84,6 +85,11 @@ RULES = (
         "marketpipe: stream degraded",
         STREAM_DEGRADED,
         "A live stream spilled, dropped or dead-lettered frames, or stopped reporting while marked running.",
+    ),
+    AlertRule(
+        "marketpipe: circuit breaker open",
+        BREAKER_OPEN,
+        "A source's circuit breaker is open: a process found the vendor failing and every process holds off.",
     ),
     AlertRule(
         "marketpipe: stream stalled",

@@ -3,7 +3,7 @@
 It runs :func:`pipeline.health.check_health` on what the worker's probes find (it manages no
 process: :func:`pipeline.components.probe_components`), turns what it finds into alerts
 (:mod:`pipeline.alerts`: low quality, stale data, growing dead letters, a failed TimescaleDB
-background job) and emits each as a
+background job, a degraded stream, an open circuit breaker) and emits each as a
 Prefect event; the automations ``marketpipe deploy`` creates react to those events. The run itself
 completes whether or not the pipeline is healthy: an unhealthy pipeline is news, not a failure of
 the check. Its markdown artifact ``health-report`` lists the issues.
@@ -19,7 +19,14 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
 from core.settings import load_settings
-from pipeline.alerts import dead_letter_alerts, freshness_from_dict, job_alerts, stale_alerts, stream_alerts
+from pipeline.alerts import (
+    breaker_alerts,
+    dead_letter_alerts,
+    freshness_from_dict,
+    job_alerts,
+    stale_alerts,
+    stream_alerts,
+)
 from pipeline.health import DeadLetterCounts
 from pipeline.jobs import JobsReport
 from tasks.health import check_health_task, quality_alerts_task, report_markdown
@@ -48,6 +55,7 @@ def health_flow(
         *dead_letter_alerts(counts),
         *job_alerts(jobs),
         *stream_alerts(report.get("streams") or [], datetime.fromisoformat(report["checked_at"])),
+        *breaker_alerts(report["sources"]),
     ]
     logger = get_run_logger()
     for alert in alerts:

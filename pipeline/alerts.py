@@ -1,11 +1,14 @@
 """Health findings as alerts: the Prefect events the health flow emits and automations react to.
 
-Four conditions raise an alert, each its own event name so an automation can pick one:
+These conditions raise an alert, each its own event name so an automation can pick one:
 
 * ``marketpipe.health.quality-low``: a top-level pipeline run scored below ``quality.min_quality_score``;
 * ``marketpipe.health.data-stale``: a dataset's symbols miss more closed NYSE sessions than allowed;
 * ``marketpipe.health.dead-letters-growing``: a source dead-lettered requests in the last hour;
-* ``marketpipe.health.job-failed``: a TimescaleDB background job's last run failed (``pipeline.jobs``).
+* ``marketpipe.health.job-failed``: a TimescaleDB background job's last run failed (``pipeline.jobs``);
+* ``marketpipe.health.stream-degraded``: a live stream lost frames or stopped reporting;
+* ``marketpipe.health.breaker-open``: a source's circuit breaker is open, in whichever process
+  opened it (``ops.circuit_breakers``).
 
 The resource of an alert is what it is about (a dataset, a source, a run), so an automation can
 react once per resource (``for_each``) and the Prefect UI's event feed groups them. Everything here
@@ -30,7 +33,8 @@ DATA_STALE = "marketpipe.health.data-stale"
 DEAD_LETTERS_GROWING = "marketpipe.health.dead-letters-growing"
 JOB_FAILED = "marketpipe.health.job-failed"
 STREAM_DEGRADED = "marketpipe.health.stream-degraded"
-ALERT_EVENTS = (QUALITY_LOW, DATA_STALE, DEAD_LETTERS_GROWING, JOB_FAILED, STREAM_DEGRADED)
+BREAKER_OPEN = "marketpipe.health.breaker-open"
+ALERT_EVENTS = (QUALITY_LOW, DATA_STALE, DEAD_LETTERS_GROWING, JOB_FAILED, STREAM_DEGRADED, BREAKER_OPEN)
 # Emitted by the stream flow itself (flows/streaming_flow.py): every few seconds while it runs, once
 # when it ends. The "stream stalled" automation fires when a heartbeat is followed by neither.
 STREAM_HEARTBEAT = "marketpipe.stream.heartbeat"
@@ -192,6 +196,26 @@ def stream_alerts(streams: Iterable[dict[str, Any]], now: datetime) -> list[Aler
                 )
             )
     return alerts
+
+
+def breaker_alerts(sources: dict[str, dict[str, Any]]) -> list[Alert]:
+    """One alert per source whose breaker is open; ``sources`` are the health report's ``sources``."""
+    from pipeline.health import open_breaker_issue
+
+    return [
+        Alert(
+            event=BREAKER_OPEN,
+            resource_id=f"marketpipe.source.{name}",
+            resource_name=name,
+            message=open_breaker_issue(name, state),
+            details={
+                k: state.get(k)
+                for k in ("opened_at", "consecutive_failures", "retry_in_seconds", "last_error", "seen_by")
+            },
+        )
+        for name, state in sources.items()
+        if state.get("state") == "open"
+    ]
 
 
 def freshness_from_dict(data: dict[str, Any]) -> DatasetFreshness:

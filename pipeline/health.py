@@ -10,9 +10,12 @@ Each issue is a sentence saying what is wrong and what to do. The decisions are 
 only gathers their inputs.
 
 Circuit breakers live in memory, inside the process whose sources made the requests (a flow run,
-a worker). The check reports the breakers of the sources handed to it (``sources=``: those built in
-this process); for the others it says ``unknown`` and shows the cross-process evidence instead:
-the source's dead letters of the last hour.
+a worker), and each process publishes its breakers' changes of state to ``ops.circuit_breakers``
+(:mod:`sources.breaker_store`). The check reports the breakers of the sources handed to it
+(``sources=``: those built in this process) and, for the others, what was last published: an
+open breaker is an issue, a half-open one (its cool-down passed, no request has tried since) a
+warning. Only when breakers are not shared (``collection.circuit_share_refresh_seconds: 0``) does
+it say ``unknown``. :func:`format_health` is the report's human form (``marketpipe health``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import psycopg
 from core.calendar import local_dates, nyse_sessions
 from core.errors import MarketpipeError
 from pipeline.jobs import job_issues, job_warnings
+from sources.breaker_store import read_breakers
+from sources.resilience import BreakerRecord, BreakerState
 from storage.streams import StreamStatus, read_stream_status
 from storage.watermarks import Watermark, read_watermarks
 
@@ -193,34 +198,90 @@ def component_issues(status: StackStatus, settings: Settings) -> list[str]:
 
 
 def source_states(
-    settings: Settings, sources: Mapping[str, BaseSource] | None, dead_letters: Iterable[DeadLetterCounts]
+    settings: Settings,
+    sources: Mapping[str, BaseSource] | None,
+    dead_letters: Iterable[DeadLetterCounts],
+    shared: Mapping[str, BreakerRecord] | None = None,
+    now: datetime | None = None,
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """Breaker state of each configured source (observed only for ``sources`` built in this process)."""
+    """Breaker state of each configured source: the one built in this process (``sources``), else the
+    one last published by any process (``shared``: None when breakers are not shared or could not
+    be read, then ``unknown``); a source no process published a change for is closed."""
+    now = now or datetime.now(UTC)
     recent = {c.source: c.last_hour for c in dead_letters}
-    names = sorted({settings.pipeline.source, *settings.vendors, *settings.sources, *(sources or {})})
+    names = sorted({settings.pipeline.source, *settings.vendors, *settings.sources, *(sources or {}), *(shared or {})})
     states, issues = {}, []
     for name in names:
         source = (sources or {}).get(name)
-        if source is None:
-            state: dict[str, Any] = {
+        if source is not None:
+            state: dict[str, Any] = {**source.health(), "observed": True}
+        elif shared is None:
+            state = {
                 "source": name,
                 "state": "unknown",
                 "observed": False,
                 "healthy": None,
-                "detail": "no breaker in this process: breakers live in the process that runs the flow",
+                "detail": "breakers are not shared (collection.circuit_share_refresh_seconds: 0) or unreadable",
             }
+        elif name in shared:
+            state = published_breaker_state(shared[name], now)
         else:
-            state = {**source.health(), "observed": True}
-            if not state.get("healthy", True):
-                issues.append(
-                    f"the circuit breaker of {name} is {state.get('state')} after "
-                    f"{state.get('consecutive_failures')} consecutive failures (requests resume in "
-                    f"{state.get('retry_in_seconds')} s); check the vendor's status and `marketpipe dlq list "
-                    f"--source {name}`"
-                )
+            state = {
+                "source": name,
+                "state": BreakerState.CLOSED.value,
+                "observed": True,
+                "healthy": True,
+                "detail": "no opening published by any process",
+            }
+        if state.get("state") == BreakerState.OPEN.value:
+            issues.append(open_breaker_issue(name, state))
         state["dead_letters_last_hour"] = recent.get(name, 0)
         states[name] = state
     return states, issues
+
+
+def published_breaker_state(record: BreakerRecord, now: datetime) -> dict[str, Any]:
+    """A published breaker as the health report shows it, its state as of ``now``."""
+    state = record.state_at(now)
+    return {
+        "source": record.source,
+        "state": state.value,
+        "observed": True,
+        "healthy": state is BreakerState.CLOSED,
+        "consecutive_failures": record.consecutive_failures,
+        "cooldown_seconds": record.cooldown_seconds,
+        "retry_in_seconds": round(record.retry_in_seconds(now), 3),
+        "opened_at": record.opened_at.isoformat() if record.opened_at else None,
+        "last_error": record.last_error,
+        "seen_by": record.written_by,
+        "updated_at": record.updated_at.isoformat(),
+    }
+
+
+def open_breaker_issue(name: str, state: Mapping[str, Any]) -> str:
+    opened = state.get("opened_at")
+    since = f" since {datetime.fromisoformat(opened):%Y-%m-%d %H:%M:%S} UTC" if opened else ""
+    error = state.get("last_error")
+    return (
+        f"the circuit breaker of {name} is open{since} after {state.get('consecutive_failures')} consecutive "
+        f"failures (requests resume in {state.get('retry_in_seconds')} s"
+        + (f"; seen by {state['seen_by']}" if state.get("seen_by") else "")
+        + ")"
+        + (f"; last error: {error}" if error else "")
+        + f"; check the vendor's status and `marketpipe dlq list --source {name}`"
+    )
+
+
+def breaker_warnings(states: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """A half-open breaker: its cool-down passed and no request has tried the vendor since (or a
+    trial is out); the next request finds out, so it is news, not yet a failure."""
+    return [
+        f"the circuit breaker of {name} is half-open: it opened at {state.get('opened_at')} after "
+        f"{state.get('consecutive_failures')} consecutive failures and its cool-down has passed; the next "
+        f"request to {name} is a trial that closes it or opens it again"
+        for name, state in states.items()
+        if state.get("state") == BreakerState.HALF_OPEN.value
+    ]
 
 
 STREAM_SILENT_AFTER = timedelta(seconds=60)  # a running stream reports every few seconds
@@ -271,12 +332,15 @@ def check_health(
     freshness: list[DatasetFreshness] | None = None
     dead: list[DeadLetterCounts] = []
     streams: list[StreamStatus] = []
+    shared: dict[str, BreakerRecord] | None = None
     if status.components["postgres"].healthy:
         try:
             with database_connection(settings) as conn:
                 marks = read_watermarks(conn).values()
                 dead = read_dead_letter_counts(conn, now)
                 streams = read_stream_status(conn)
+                if settings.collection.circuit_share_refresh_seconds:
+                    shared = read_breakers(conn)
         except (MarketpipeError, psycopg.Error) as exc:
             issues.append(
                 f"the database answers but the pipeline's tables cannot be read ({exc}); "
@@ -287,10 +351,10 @@ def check_health(
             issues += [f.issue() for f in freshness if f.stale]
             issues += dead_letter_issues(dead)
             issues += stream_issues(streams, now)
-    states, source_issues = source_states(settings, sources, dead)
+    states, source_issues = source_states(settings, sources, dead, shared, now)
     issues += source_issues
     jobs = status.jobs
-    warnings: list[str] = []
+    warnings: list[str] = breaker_warnings(states)
     if jobs is not None:
         issues += job_issues(jobs)
         warnings += job_warnings(jobs)
@@ -316,3 +380,73 @@ def check_health(
             "by_source": {c.source: asdict(c) for c in dead},
         },
     }
+
+
+def _when(iso: str | None) -> str:
+    return "-" if not iso else f"{datetime.fromisoformat(iso).astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _breaker_line(name: str, state: Mapping[str, Any]) -> str:
+    value = str(state.get("state"))
+    mark = value if state.get("healthy") is not False else value.upper()
+    dead = f"dead letters: {state.get('dead_letters_last_hour', 0)} in the last hour"
+    if value in (BreakerState.OPEN.value, BreakerState.HALF_OPEN.value):
+        seen = f", seen by {state['seen_by']}" if state.get("seen_by") else ""
+        error = f"; last error: {state['last_error']}" if state.get("last_error") else ""
+        what = (
+            f"opened {_when(state.get('opened_at'))} after {state.get('consecutive_failures')} failures, "
+            f"resumes in {state.get('retry_in_seconds')} s{seen}{error}"
+        )
+    else:
+        what = str(state.get("detail") or f"{state.get('consecutive_failures', 0)} consecutive failures")
+    return f"  {name:<10} {mark:<10} {dead}; {what}"
+
+
+def format_health(report: Mapping[str, Any]) -> list[str]:
+    """The health report as ``marketpipe health`` prints it: the verdict, then everything that was
+    checked (components, TimescaleDB's jobs, each source's breaker and dead letters, each dataset's
+    freshness against the sessions it may miss, the streams), then the issues and warnings."""
+    from pipeline.jobs import JobsReport
+
+    issues, warnings = report["issues"], report["warnings"]
+    verdict = "healthy" if report["healthy"] else f"UNHEALTHY: {len(issues)} issue(s)"
+    lines = [
+        f"{verdict} (checked at {_when(report['checked_at'])}" + (f", {len(warnings)} warning(s))" if warnings else ")")
+    ]
+    lines += ["", "components:"]
+    for name, c in report["components"].items():
+        lines.append(f"  {name:<10} {'healthy' if c['healthy'] else 'UNHEALTHY':<10} {c['address']:<28} {c['detail']}")
+    ts = report.get("timescaledb")
+    if ts:
+        lines.append(f"  TimescaleDB {ts['version']}, edition: {ts['edition']}")
+    if report.get("jobs"):
+        lines += [f"  {line}" for line in JobsReport.from_dict(report["jobs"]).lines()]
+    dead = report["dead_letters"]
+    lines += [
+        "",
+        f"sources (circuit breaker; dead letters: {dead['open']} open, {dead['last_hour']} in the last hour):",
+    ]
+    lines += [_breaker_line(name, state) for name, state in report["sources"].items()]
+    freshness = report.get("freshness")
+    lines += ["", "datasets (closed NYSE sessions missed since the last committed data, against those allowed):"]
+    if freshness is None:
+        lines.append("  not checked: the database cannot be read")
+    elif not freshness:
+        lines.append("  none collected yet")
+    for f in freshness or []:
+        label = " ".join(p for p in (f["source"], f["dataset"], f["timeframe"]) if p)
+        allowed = f["allowed_missed_sessions"]
+        judged = "not judged" if allowed is None else f"missed {f['missed_sessions']} of {allowed} allowed"
+        verdict = "STALE: " + ", ".join(f["stale_symbols"][:10]) if f["stale"] else "fresh"
+        lines.append(f"  {label:<24} {f['symbols']:>5} symbol(s), newest {_when(f['newest_ts'])}, {judged}: {verdict}")
+    if report.get("streams"):
+        lines += ["", "streams:"]
+        lines += [
+            f"  {st['stream']:<10} {st['state']:<10} {st['symbols']} symbol(s), last report {_when(st['updated_at'])}"
+            for st in report["streams"]
+        ]
+    if issues:
+        lines += ["", "issues:"] + [f"- {issue}" for issue in issues]
+    if warnings:
+        lines += ["", "warnings:"] + [f"- {warning}" for warning in warnings]
+    return lines

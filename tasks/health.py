@@ -11,7 +11,7 @@ from prefect.cache_policies import NONE
 
 from pipeline.alerts import Alert, quality_alerts
 from pipeline.components import probe_components
-from pipeline.health import check_health
+from pipeline.health import check_health, format_health
 from pipeline.metrics import read_recent_runs
 from tasks.resources import RunResources
 
@@ -39,4 +39,5 @@ def report_markdown(report: dict[str, Any], alerts: list[Alert]) -> str:
     lines += [f"- warning: {w}" for w in report["warnings"]]
     if alerts:
         lines += ["", "Events emitted:", ""] + [f"- `{a.event}` about `{a.resource_id}`" for a in alerts]
+    lines += ["", "What was checked:", "", "```", *format_health(report), "```"]
     return "\n".join(lines)

@@ -229,9 +229,10 @@ def metrics(ctx: typer.Context, limit: Annotated[int, typer.Option(min=1, help="
 
 @app.command()
 def health(ctx: typer.Context, as_json: JsonOutput = False) -> None:
-    """Components, circuit breakers, data freshness, dead-letter growth, TimescaleDB's background
-    jobs; exits 1 when unhealthy (warnings alone do not)."""
-    from pipeline.health import check_health
+    """Components, TimescaleDB's background jobs, each source's circuit breaker (as any process
+    last published it) and dead letters, each dataset's freshness, the streams: what was checked
+    and why it is unhealthy; exits 1 when unhealthy (warnings alone do not)."""
+    from pipeline.health import check_health, format_health
     from stack.supervisor import Stack
 
     settings = settings_of(ctx)
@@ -239,10 +240,7 @@ def health(ctx: typer.Context, as_json: JsonOutput = False) -> None:
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
     else:
-        typer.echo("healthy" if report["healthy"] else "UNHEALTHY")
-        for issue in report["issues"]:
-            typer.echo(f"- {issue}")
-        for warning in report["warnings"]:
-            typer.echo(f"- warning: {warning}")
+        for line in format_health(report):
+            typer.echo(line)
     if not report["healthy"]:
         raise typer.Exit(1)

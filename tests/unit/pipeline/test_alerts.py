@@ -1,9 +1,11 @@
 from datetime import UTC, datetime
 
 from pipeline.alerts import (
+    BREAKER_OPEN,
     DATA_STALE,
     DEAD_LETTERS_GROWING,
     QUALITY_LOW,
+    breaker_alerts,
     dead_letter_alerts,
     freshness_from_dict,
     quality_alerts,
@@ -63,3 +65,22 @@ def test_dead_letters_alert_only_when_they_grew_in_the_last_hour() -> None:
     alerts = dead_letter_alerts([DeadLetterCounts("polygon", 5, 2, 0), DeadLetterCounts("yahoo", 3, 0, 3)])
     assert [(a.event, a.resource_id) for a in alerts] == [(DEAD_LETTERS_GROWING, "marketpipe.source.polygon")]
     assert alerts[0].resource()["prefect.resource.name"] == "polygon"
+
+
+def test_an_open_breaker_alerts_once_per_source_and_a_half_open_or_closed_one_does_not() -> None:
+    sources = {
+        "yahoo": {
+            "state": "open",
+            "opened_at": NOW.isoformat(),
+            "consecutive_failures": 5,
+            "retry_in_seconds": 12.5,
+            "last_error": "yahoo answered 503",
+            "seen_by": "worker-2:4711",
+        },
+        "polygon": {"state": "half_open", "opened_at": NOW.isoformat(), "consecutive_failures": 5},
+        "alpaca": {"state": "closed"},
+    }
+    [alert] = breaker_alerts(sources)
+    assert alert.event == BREAKER_OPEN and alert.resource_id == "marketpipe.source.yahoo"
+    assert alert.message.startswith("the circuit breaker of yahoo is open since 2026-11-26 12:00:00 UTC")
+    assert alert.details["seen_by"] == "worker-2:4711" and alert.details["last_error"] == "yahoo answered 503"

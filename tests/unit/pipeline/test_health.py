@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from core.settings import Settings
 from pipeline.components import ComponentStatus, StackStatus
 from pipeline.health import (
     DeadLetterCounts,
+    breaker_warnings,
     component_issues,
     dataset_freshness,
     dead_letter_issues,
+    format_health,
     source_states,
     stale_datasets,
 )
 from sources.base import BaseSource, SourceContext
-from sources.resilience import CircuitBreaker, Resilience
+from sources.resilience import BreakerRecord, BreakerState, CircuitBreaker, Resilience
 from storage.watermarks import Watermark
 
 # Friday 2024-03-08, after the 16:00 ET (21:00 UTC) close; sessions Mon 03-04 .. Fri 03-08.
@@ -121,22 +124,104 @@ class StubSource(BaseSource):
 
 
 def test_an_open_breaker_of_a_source_built_here_is_an_issue() -> None:
-    breaker = CircuitBreaker("polygon", failure_threshold=2, cooldown_seconds=60, clock=lambda: 100.0)
+    breaker = CircuitBreaker(
+        "polygon", failure_threshold=2, cooldown_seconds=60, clock=lambda: 100.0, wall_clock=lambda: FRIDAY_EVENING
+    )
     breaker.record_failure()
-    breaker.record_failure()
+    breaker.record_failure("polygon answered 503")
     source = StubSource(SourceContext(name="polygon", resilience=Resilience("polygon", breaker=breaker)))
     dead = [DeadLetterCounts("polygon", open=2, last_hour=2, previous_hour=0)]
     states, issues = source_states(Settings(), {"polygon": source}, dead)
     assert states["polygon"]["state"] == "open" and states["polygon"]["observed"] is True
     assert states["polygon"]["dead_letters_last_hour"] == 2
     assert issues == [
-        "the circuit breaker of polygon is open after 2 consecutive failures (requests resume in 60.0 s); "
-        "check the vendor's status and `marketpipe dlq list --source polygon`"
+        "the circuit breaker of polygon is open since 2024-03-08 22:00:00 UTC after 2 consecutive failures "
+        "(requests resume in 60.0 s); last error: polygon answered 503; check the vendor's status and "
+        "`marketpipe dlq list --source polygon`"
     ]
 
 
-def test_breakers_of_other_processes_are_reported_unknown_not_healthy() -> None:
+def test_breakers_are_unknown_only_when_not_shared() -> None:
     states, issues = source_states(Settings(), None, [])
     assert set(states) >= {"polygon", "alpaca", "yahoo", "reddit"}
     assert states["alpaca"]["state"] == "unknown" and states["alpaca"]["observed"] is False
     assert issues == []
+
+
+def published(state: BreakerState, opened_minutes_ago: float | None, failures: int = 5) -> BreakerRecord:
+    opened = None if opened_minutes_ago is None else FRIDAY_EVENING - timedelta(minutes=opened_minutes_ago)
+    return BreakerRecord(
+        "yahoo",
+        state,
+        opened,
+        failures,
+        300.0,
+        "yahoo answered 503 for GET /v8/chart/AAPL",
+        "worker-2:4711",
+        opened or FRIDAY_EVENING,
+    )
+
+
+def test_a_breaker_another_process_opened_is_an_issue_naming_where_and_why() -> None:
+    states, issues = source_states(Settings(), None, [], {"yahoo": published(BreakerState.OPEN, 1)}, FRIDAY_EVENING)
+    assert states["yahoo"]["state"] == "open" and states["yahoo"]["healthy"] is False
+    assert states["yahoo"]["retry_in_seconds"] == 240.0
+    assert states["polygon"]["state"] == "closed" and states["polygon"]["healthy"] is True  # nothing published
+    [issue] = issues
+    assert issue.startswith("the circuit breaker of yahoo is open since 2024-03-08 21:59:00 UTC after 5 consecutive")
+    assert "seen by worker-2:4711" in issue and "last error: yahoo answered 503" in issue
+
+
+def test_a_published_opening_past_its_cooldown_is_a_half_open_warning_not_an_issue() -> None:
+    states, issues = source_states(Settings(), None, [], {"yahoo": published(BreakerState.OPEN, 10)}, FRIDAY_EVENING)
+    assert states["yahoo"]["state"] == "half_open" and issues == []
+    [warning] = breaker_warnings(states)
+    assert "yahoo is half-open" in warning and "next request to yahoo is a trial" in warning
+
+
+def test_a_published_closing_is_healthy() -> None:
+    states, issues = source_states(
+        Settings(), None, [], {"yahoo": published(BreakerState.CLOSED, None, 0)}, FRIDAY_EVENING
+    )
+    assert states["yahoo"]["state"] == "closed" and states["yahoo"]["healthy"] is True and issues == []
+
+
+def health_report(**overrides: Any) -> dict[str, Any]:
+    states, issues = source_states(Settings(), None, [], {"yahoo": published(BreakerState.OPEN, 1)}, FRIDAY_EVENING)
+    marks = [daily("AAPL", "2024-03-08"), daily("TSLA", "2024-03-05")]
+    freshness = dataset_freshness(marks, FRIDAY_EVENING)
+    report: dict[str, Any] = {
+        "healthy": False,
+        "issues": [*issues, freshness[0].issue()],
+        "warnings": [],
+        "checked_at": FRIDAY_EVENING.isoformat(),
+        "components": {"postgres": {"healthy": True, "address": "127.0.0.1:5432", "detail": "accepting connections"}},
+        "timescaledb": {"version": "2.28.3", "edition": "timescale"},
+        "jobs": None,
+        "sources": states,
+        "streams": [],
+        "freshness": [f.to_dict() for f in freshness],
+        "dead_letters": {"open": 3, "last_hour": 0, "previous_hour": 0, "by_source": {}},
+    }
+    report.update(overrides)
+    return report
+
+
+def test_the_human_report_shows_what_was_checked_and_why_it_is_unhealthy() -> None:
+    text = "\n".join(format_health(health_report()))
+    assert text.startswith("UNHEALTHY: 2 issue(s) (checked at 2024-03-08 22:00 UTC)")
+    assert "postgres   healthy    127.0.0.1:5432" in text and "TimescaleDB 2.28.3, edition: timescale" in text
+    assert "dead letters: 3 open, 0 in the last hour" in text
+    assert (
+        "  yahoo      OPEN       dead letters: 0 in the last hour; opened 2024-03-08 21:59 UTC after 5 failures" in text
+    )
+    assert "seen by worker-2:4711" in text
+    assert "  polygon    closed     dead letters: 0 in the last hour; no opening published by any process" in text
+    assert "polygon bars 1day" in text and "missed 3 of 2 allowed: STALE: TSLA" in text
+    assert "\nissues:\n- the circuit breaker of yahoo is open" in text
+
+
+def test_the_human_report_says_when_freshness_could_not_be_checked() -> None:
+    lines = format_health(health_report(healthy=True, issues=[], freshness=None))
+    assert lines[0] == "healthy (checked at 2024-03-08 22:00 UTC)"
+    assert "  not checked: the database cannot be read" in lines and "issues:" not in lines
