@@ -43,6 +43,7 @@ RULE_TEXT: dict[str, str] = {
     Rule.DUPLICATE_CONFLICT.code: "the same (symbol, timeframe, ts) arrived with different values",
     Rule.OUTLIER_RETURN.code: "the return is an outlier by a robust z-score",
     Rule.STALE_PRICE.code: "part of a run of identical closes with zero volume",
+    Rule.FUTURE_TS.code: "the bar's window starts after the instant the vendor served it (a bar from the future)",
 }
 
 

@@ -51,9 +51,11 @@ class Rule(enum.IntFlag):
     DUPLICATE_CONFLICT = 32  # same (symbol, timeframe, ts) with different values
     OUTLIER_RETURN = 64  # robust z-score of the log return above the threshold
     STALE_PRICE = 128  # part of a run of >= N identical closes with zero volume
-    # Not a validation rule: the bar's window has not closed (a stream's forming bar). Stored so
-    # readers see it form; it never advances a watermark and is rewritten without the bit once final.
+    # Not a validation rule: the bar's window had not closed when it was served (a stream's or a
+    # vendor's forming bar, today's daily bar before the close). Stored so readers see it form; it
+    # never advances a watermark and is rewritten without the bit once final.
     PROVISIONAL = model.PROVISIONAL_FLAG
+    FUTURE_TS = 512  # the window starts after the instant the batch was served: no vendor has it yet
 
     @property
     def code(self) -> str:
@@ -61,6 +63,9 @@ class Rule(enum.IntFlag):
 
 
 RULES: tuple[Rule, ...] = tuple(Rule)
+#: Always rejected, in lenient mode too: stored, a bar from the future would advance a watermark
+#: past every bar still to come.
+ALWAYS_REJECTED = Rule.FUTURE_TS
 
 
 @dataclass(frozen=True)
@@ -238,6 +243,36 @@ def check_stale(bars: pd.DataFrame, run: int = DEFAULT_STALE_RUN) -> np.ndarray:
     return out
 
 
+def window_end_ns(bars: pd.DataFrame, schedule: cal.SessionSchedule) -> np.ndarray:
+    """When each bar's window closes (UTC ns): an intraday bar at its width, cut at its session's
+    close (a session-anchored last hour ends at the close); a daily bar at its session's close.
+    A bar on no session of ``schedule`` ends at its width (a day for daily bars)."""
+    ts_ns = _ts_ns(bars)
+    session = schedule.session_index(bars["ts"]) if len(bars) else np.empty(0, np.int64)
+    on_session = session >= 0
+    close = np.where(on_session, schedule.close_ns[np.where(on_session, session, 0)] if len(schedule) else 0, 0)
+    end = np.empty(len(bars), dtype=np.int64)
+    timeframe_code, timeframe_labels = _codes(bars["timeframe"])
+    for code, timeframe in enumerate(timeframe_labels):
+        rows = timeframe_code == code
+        width = cal.bar_width_ns(str(timeframe))
+        if width is None:
+            end[rows] = np.where(on_session[rows], close[rows], ts_ns[rows] + cal.NS_PER_DAY)
+        else:
+            nominal = ts_ns[rows] + width
+            end[rows] = np.where(on_session[rows], np.minimum(nominal, close[rows]), nominal)
+    return end
+
+
+def check_window(bars: pd.DataFrame, schedule: cal.SessionSchedule, served_at_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """(future, forming) against the instant the batch was served: a window starting after it is
+    from the future (an error); one that had started but not closed was still forming (provisional)."""
+    ts_ns = _ts_ns(bars)
+    future = ts_ns > served_at_ns
+    forming = ~future & (window_end_ns(bars, schedule) > served_at_ns)
+    return future, forming
+
+
 def rule_masks(
     bars: pd.DataFrame,
     schedule: cal.SessionSchedule,
@@ -296,8 +331,16 @@ def validate_bars(
     outlier_threshold: float = DEFAULT_OUTLIER_THRESHOLD,
     stale_run: int = DEFAULT_STALE_RUN,
     corporate_actions: pd.DataFrame | None = None,
+    served_at: Any = None,
 ) -> ValidationResult:
     """Validate a standardized batch of bars.
+
+    ``served_at`` is the instant the vendor served the batch (its clock, see
+    :func:`sources.http.served_at`; default: now). A bar whose window starts after it is from the
+    future and always rejected (``future_ts``); a bar whose window had not closed by then is
+    accepted with the ``provisional`` bit (256), which is no defect: it never advances a
+    watermark, so the next run fetches it again and stores it final. Coverage expects only the
+    windows closed by ``served_at``.
 
     ``mode`` is ``settings.quality.validation_mode``. ``start``/``end`` (dates, inclusive) and
     ``symbols`` (and ``timeframe``, needed when the batch may be empty) say what the batch was
@@ -321,6 +364,8 @@ def validate_bars(
     frame = bars[list(model.BARS)].reset_index(drop=True)
     if schedule is None:
         schedule = _schedule_around(frame, start, end)
+    served_at_ns = int(pd.Timestamp(served_at if served_at is not None else pd.Timestamp.now("UTC")).value)
+    future, forming = check_window(frame, schedule, served_at_ns)
     masks = rule_masks(
         frame,
         schedule,
@@ -329,17 +374,27 @@ def validate_bars(
         stale_run=stale_run,
         corporate_actions=corporate_actions,
     )
+    masks[Rule.FUTURE_TS] = future
     flags = combine(masks, len(frame))
-    frame[FLAGS] = flags
+    frame[FLAGS] = flags | np.where(forming, np.int64(Rule.PROVISIONAL.value), np.int64(0))
     if mode == "strict":
         reject = flags != 0
     else:
         reject = masks[Rule.DUPLICATE_CONFLICT] & frame.duplicated(KEY, keep="last").to_numpy()
+        reject |= (flags & ALWAYS_REJECTED.value) != 0
     accepted = frame[~reject].reset_index(drop=True)
     rejected = frame[reject].reset_index(drop=True)
     rejected[REASON] = describe_flags(rejected[FLAGS]).to_numpy()
     coverage = symbol_day_coverage(
-        frame, schedule, masks, start=start, end=end, symbols=symbols, timeframe=timeframe, anchor=anchor
+        frame,
+        schedule,
+        masks,
+        start=start,
+        end=end,
+        symbols=symbols,
+        timeframe=timeframe,
+        anchor=anchor,
+        served_at_ns=served_at_ns,
     )
     return ValidationResult(
         accepted=accepted,
@@ -362,8 +417,12 @@ def symbol_day_coverage(
     symbols: Iterable[str] | None = None,
     timeframe: str | None = None,
     anchor: cal.Anchor | None = None,
+    served_at_ns: int | None = None,
 ) -> pd.DataFrame:
     """Per (symbol, timeframe, session_date): expected bars by the calendar against what came.
+
+    With ``served_at_ns`` only the windows closed by then are expected (none of a session still
+    to open, the ended ones of the session under way).
 
     ``session_date`` is the New York date as midnight UTC (how the model stores dates). Records
     on a date that is no session (a holiday) get a row with ``expected`` 0, so they still count
@@ -391,7 +450,7 @@ def symbol_day_coverage(
         seen = np.unique(day[mine & ~off_grid]).astype("datetime64[D]")
         names = sorted(set(symbol_labels[np.unique(symbol_code[mine])]) | set(wanted))
         grid = anchor or ("session" if mine.any() and (row_anchor[mine] == "session").all() else "clock")
-        parts.append(_expected_for(schedule, label, first, last, seen, names, grid))
+        parts.append(_expected_for(schedule, label, first, last, seen, names, grid, served_at_ns))
     expected = pd.concat(parts, ignore_index=True)
 
     # Ranks of the labels in output order; a key (symbol rank, timeframe rank, day) as one int64.
@@ -552,6 +611,18 @@ def _codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int64), np.asarray(labels, dtype=object)
 
 
+def _closed_windows(
+    schedule: cal.SessionSchedule, timeframe: str, first: np.ndarray, count: np.ndarray, at_ns: int
+) -> np.ndarray:
+    """Of each session's ``count`` windows from ``first``, how many had closed by ``at_ns``."""
+    closed = schedule.close_ns <= at_ns
+    width = cal.bar_width_ns(timeframe)
+    if width is None:
+        return np.where(closed, count, 0)
+    ended = np.clip((at_ns - first) // width, 0, count)
+    return np.where(closed, count, ended).astype(np.int64)
+
+
 def _expected_empty() -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -571,6 +642,7 @@ def _expected_for(
     seen: np.ndarray,
     names: list[str],
     grid: cal.Anchor,
+    served_at_ns: int | None = None,
 ) -> pd.DataFrame:
     """Expected bars per (symbol, day) of one timeframe over the sessions from the requested start
     (or the first session seen) to the requested end (or the last seen), whichever is wider."""
@@ -584,7 +656,9 @@ def _expected_for(
         return _expected_empty()
     lo = int(np.searchsorted(schedule.dates, min(bounds_lo), side="left"))
     hi = int(np.searchsorted(schedule.dates, max(bounds_hi), side="right"))
-    _, count = cal.window_starts(schedule, timeframe, grid)
+    first_start, count = cal.window_starts(schedule, timeframe, grid)
+    if served_at_ns is not None:
+        count = _closed_windows(schedule, timeframe, first_start, count, served_at_ns)
     days = schedule.dates[lo:hi]
     return pd.DataFrame(
         {

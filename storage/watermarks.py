@@ -12,10 +12,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 import psycopg
 
 from core.errors import StorageError
+from core.model import PROVISIONAL_FLAG
 
 NO_TIMEFRAME = ""  # datasets without a timeframe (corporate actions, news)
 
@@ -37,9 +39,12 @@ class Watermark:
 def watermarks_of(
     frame: pd.DataFrame, *, dataset: str, ts_column: str = "ts", source: str | None = None
 ) -> list[Watermark]:
-    """The watermarks a frame establishes: its newest ``ts`` per (source, symbol, timeframe).
+    """The watermarks a frame establishes: its newest final ``ts`` per (source, symbol, timeframe).
 
     ``source`` overrides a ``source`` column; a frame without ``timeframe`` uses :data:`NO_TIMEFRAME`.
+    A provisional bar (``quality_flags`` with :data:`core.model.PROVISIONAL_FLAG`: its window had
+    not closed when served) establishes nothing, and neither does any bar at or after the first
+    provisional one of its series: the next run resumes at or before it and stores it final.
     """
     if frame.empty:
         return []
@@ -51,7 +56,17 @@ def watermarks_of(
             "ts": frame[ts_column],
         }
     )
-    newest = keys.groupby(["source", "symbol", "timeframe"], sort=True, observed=True)["ts"].max()
+    group = ["source", "symbol", "timeframe"]
+    if "quality_flags" in frame.columns:
+        provisional = (frame["quality_flags"].fillna(0).to_numpy(np.int64) & PROVISIONAL_FLAG) != 0
+        if provisional.any():
+            first = keys[provisional].groupby(group, sort=False, observed=True)["ts"].min().rename("first_provisional")
+            keys = keys.join(first, on=group)
+            keys = keys[keys["first_provisional"].isna() | (keys["ts"] < keys["first_provisional"])]
+            keys = keys.drop(columns="first_provisional")
+            if keys.empty:
+                return []
+    newest = keys.groupby(group, sort=True, observed=True)["ts"].max()
     return [
         Watermark(str(src), dataset, str(sym), str(tf), ts.to_pydatetime()) for (src, sym, tf), ts in newest.items()
     ]

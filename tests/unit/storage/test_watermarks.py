@@ -1,0 +1,53 @@
+"""The watermark a frame establishes: its newest final bar, never a provisional one."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from core.model import PROVISIONAL_FLAG
+from storage.watermarks import watermarks_of
+
+
+def frame(rows: list[tuple[str, str, int]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "source": "polygon",
+            "symbol": [r[0] for r in rows],
+            "timeframe": "1day",
+            "ts": pd.to_datetime([r[1] for r in rows], utc=True),
+            "quality_flags": [r[2] for r in rows],
+        }
+    )
+
+
+def test_a_provisional_bar_never_advances_a_watermark() -> None:
+    marks = watermarks_of(
+        frame(
+            [
+                ("AAPL", "2024-05-31 04:00", 0),
+                ("AAPL", "2024-06-03 04:00", PROVISIONAL_FLAG),
+                ("MSFT", "2024-06-03 04:00", 0),
+                ("NVDA", "2024-06-03 04:00", PROVISIONAL_FLAG | 64),
+            ]
+        ),
+        dataset="bars",
+    )
+    newest = {m.symbol: m.high_water_ts for m in marks}
+    assert newest == {
+        "AAPL": pd.Timestamp("2024-05-31 04:00", tz="UTC").to_pydatetime(),
+        "MSFT": pd.Timestamp("2024-06-03 04:00", tz="UTC").to_pydatetime(),
+    }
+
+
+def test_nothing_after_the_first_provisional_bar_counts() -> None:
+    marks = watermarks_of(
+        frame(
+            [
+                ("AAPL", "2024-05-30 04:00", 0),
+                ("AAPL", "2024-05-31 04:00", PROVISIONAL_FLAG),
+                ("AAPL", "2024-06-03 04:00", 0),
+            ]
+        ),
+        dataset="bars",
+    )
+    assert [m.high_water_ts for m in marks] == [pd.Timestamp("2024-05-30 04:00", tz="UTC").to_pydatetime()]
