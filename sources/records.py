@@ -14,17 +14,28 @@ from sources.http import Page, Request
 RECORDS_DATASET = "records"
 
 
-def records_page(
-    source: str, frame: pd.DataFrame, *, symbol: str, start: datetime, end: datetime, timeframe: str, schema: str
-) -> Page:
-    """``frame`` as one page: a request naming what was asked for, the frame's records as payload."""
-    request = Request(
+def records_request(
+    source: str, *, symbol: str, start: datetime, end: datetime, timeframe: str, schema: str
+) -> Request:
+    """What a records page was asked for: enough to ask ``fetch_data`` again (dead-letter replay)."""
+    return Request(
         source,
         RECORDS_DATASET,
         f"plugin:{source}",
         {"symbol": symbol, "start": start.isoformat(), "end": end.isoformat()},
         {"symbol": symbol, "timeframe": timeframe, "schema": schema},
     )
+
+
+def records_page(
+    source: str, frame: pd.DataFrame, *, symbol: str, start: datetime, end: datetime, timeframe: str, schema: str
+) -> Page:
+    """``frame`` as one page: a request naming what was asked for, the frame's records as payload."""
+    request = records_request(source, symbol=symbol, start=start, end=end, timeframe=timeframe, schema=schema)
+    return records_page_of(request, frame)
+
+
+def records_page_of(request: Request, frame: pd.DataFrame) -> Page:
     payload = frame.astype(object).where(frame.notna(), None).to_dict("records")
     return Page(request, frame, payload)
 

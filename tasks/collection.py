@@ -7,7 +7,8 @@ dead-lettered with its request (replay resumes pagination from it); pages alread
 kept. One symbol failing never stops the others.
 
 Plugin sources that only implement the seed's ``fetch_data`` have no pages: their frame is stored
-as one page of records.
+as one page of records; a failing ``fetch_data`` is dead-lettered with what was asked, and
+replaying the letter asks again.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ import pandas as pd
 import psycopg
 
 from core import model
-from core.errors import MarketpipeError
+from core.errors import MarketpipeError, SourceError
 from pipeline.request import IngestRequest
 from sources.base import BaseSource, SymbolRequest
 from sources.dead_letters import DeadLetter, record_source_error
 from sources.http import Page, Request, drain
-from sources.records import RECORDS_DATASET, records_page
+from sources.records import RECORDS_DATASET, records_page_of, records_request
 from sources.registry import SourceRegistry
 from storage.lake import Lake
 from storage.raw import store_raw_page
@@ -145,17 +146,45 @@ async def _collect_records(
     start: datetime,
     sink: _RawSink,
 ) -> None:
-    frame = await source.fetch_data(symbol, start, request.end)
-    page = records_page(
+    """The plugin's ``fetch_data`` frame as one records page. A plugin serving bars has no
+    corporate actions: nothing is asked of it for them. A failure is dead-lettered with what was
+    asked, so ``marketpipe dlq replay`` asks ``fetch_data`` again."""
+    if request.data_type != "market_data" and source.dataset == "bars":
+        return
+    asked = records_request(
         source.context.name,
-        frame,
         symbol=symbol,
         start=start,
         end=request.end,
         timeframe=request.timeframe,
         schema=source.dataset,
     )
-    await sink.store(page)
+    try:
+        frame = await fetch_records(source, asked)
+    except SourceError as exc:
+        letter = await record_source_error(sink.conn, exc)
+        if letter is not None:
+            sink.outcome.dead_letter_ids.append(letter)
+        raise
+    await sink.store(records_page_of(asked, frame))
+
+
+async def fetch_records(source: BaseSource, asked: Request) -> pd.DataFrame:
+    """``fetch_data`` for a records request; any failure of the plugin's own code becomes a
+    SourceError naming the request (the plugin is third-party code: translated at this seam)."""
+    symbol, start, end = asked.params["symbol"], asked.params["start"], asked.params["end"]
+    try:
+        return await source.fetch_data(symbol, datetime.fromisoformat(start), datetime.fromisoformat(end))
+    except SourceError as exc:
+        exc.request = exc.request or asked
+        raise
+    except MarketpipeError:
+        raise  # the plugin's configuration, say: nothing a replay would fix
+    except Exception as exc:
+        raise SourceError(
+            f"source {asked.source!r} failed to fetch {symbol} {start}..{end}: {type(exc).__name__}: {exc}",
+            request=asked,
+        ) from exc
 
 
 async def replay_dead_letter(
@@ -171,6 +200,9 @@ async def replay_dead_letter(
     outcome = SymbolCollection(symbol)
     timeframe = str(request.context.get("timeframe", ""))
     sink = _RawSink(source.context.name, symbol, timeframe, letter.first_seen.date(), lake, conn, run_id, outcome)
+    if request.dataset == RECORDS_DATASET:  # a plugin without pages: ask fetch_data again
+        await sink.store(records_page_of(request, await fetch_records(source, request)))
+        return outcome
     pages, failure = await drain(source.iter_pages(request))
     for page in pages:
         await sink.store(page)
