@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -111,6 +113,7 @@ class Response:
     request: Request
     payload: Any
     body: bytes
+    served_at: datetime | None = None  # the vendor's clock (its Date header), see served_at()
 
     @property
     def text(self) -> str:
@@ -186,7 +189,21 @@ class VendorHttp:
                 payload_text=text,
             )
             raise error from exc
-        return Response(request=request, payload=payload, body=body)
+        return Response(request=request, payload=payload, body=body, served_at=served_at(response.headers))
+
+
+def served_at(headers: Mapping[str, str]) -> datetime | None:
+    """The instant a response was served by the vendor's own clock: its HTTP Date header (None
+    when missing or unreadable). What the vendor served is judged against it (a bar whose window
+    had not closed by then was still forming), not against our clock or the time we process it."""
+    text = headers.get("date")
+    if not text:
+        return None
+    try:
+        parsed = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def translate_transport_error(exc: httpx.HTTPError, request: Request) -> SourceError:
@@ -244,6 +261,7 @@ class Page:
     request: Request
     frame: pd.DataFrame
     payload: Any
+    served_at: datetime | None = None  # the vendor's Date, when it sent one
 
 
 Parser = Callable[[Any], pd.DataFrame]
@@ -280,7 +298,7 @@ async def paginate(
                 request=request,
                 payload_text=response.text,
             ) from exc
-        yield Page(request=request, frame=frame, payload=response.payload)
+        yield Page(request=request, frame=frame, payload=response.payload, served_at=response.served_at)
         pages += 1
         request = next_request(response)
 

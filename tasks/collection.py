@@ -38,10 +38,13 @@ class ParsedPage:
     """A page as the processing stage would get it back from the raw zone: the redacted request
     stored in its envelope and the frame its vendor parser makes of the payload. Kept in memory
     for the processing that follows in the same run, so that run does not read, decompress and
-    re-parse what it has just stored (a replay still reads the raw zone)."""
+    re-parse what it has just stored (a replay still reads the raw zone). ``served_at``: the
+    envelope's ``fetched_at``, the vendor's clock when it sent a Date (what validation judges
+    forming bars by)."""
 
     request: dict[str, Any]
     frame: pd.DataFrame
+    served_at: datetime | None = None
 
 
 @dataclass
@@ -239,6 +242,7 @@ class _RawSink:
             data_date=data_date,
             request=redacted,
             payload=page.payload,
+            fetched_at=page.served_at,
         )
         timeframe = self.timeframe if dataset in ("bars", "chart", RECORDS_DATASET) else None
         await self.conn.execute(
@@ -271,4 +275,4 @@ class _RawSink:
         self.outcome.records += len(page.frame)
         self.outcome.raw_keys.append(stored.key)
         if self.keep_parsed and dataset != RECORDS_DATASET:
-            self.outcome.parsed[stored.key] = ParsedPage(redacted, page.frame)
+            self.outcome.parsed[stored.key] = ParsedPage(redacted, page.frame, page.served_at)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
@@ -104,18 +104,18 @@ def pending_pages(
 
 def _read_unparsed(
     lake: Lake, pages: Sequence[PendingPage], parsed: Mapping[str, ParsedPage] | None
-) -> dict[str, tuple[dict[str, Any], Any]]:
-    """The stored request and payload of each page the collection did not keep, by key."""
+) -> dict[str, tuple[dict[str, Any], Any, datetime]]:
+    """The stored request, payload and fetch instant of each page the collection did not keep, by key."""
     kept = parsed or {}
     envelopes = (decode_envelope(p.key, lake.get_bytes(p.key)) for p in pages if p.key not in kept)
-    return {raw.key: (raw.request, raw.payload) for raw in envelopes}
+    return {raw.key: (raw.request, raw.payload, raw.fetched_at) for raw in envelopes}
 
 
 def _page_frames(
     conn: psycopg.Connection,
     pages: Sequence[PendingPage],
     parsed: Mapping[str, ParsedPage] | None,
-    stored: Mapping[str, tuple[dict[str, Any], Any]],
+    stored: Mapping[str, tuple[dict[str, Any], Any, datetime]],
 ) -> list[tuple[PendingPage, ParsedPage]]:
     """Each pending page's request and frame: from ``parsed`` when the collection kept it, else
     re-parsed from its ``stored`` envelope. Pages that no longer parse are dead-lettered and left
@@ -124,11 +124,11 @@ def _page_frames(
     for page in pages:
         kept = (parsed or {}).get(page.key)
         if kept is None:
-            request, payload = stored[page.key]
+            request, payload, fetched_at = stored[page.key]
             frame = _parse(conn, page, request, payload)
             if frame is None:
                 continue
-            kept = ParsedPage(request, frame)
+            kept = ParsedPage(request, frame, fetched_at)
         out.append((page, kept))
     return out
 
@@ -148,6 +148,13 @@ def _parse(
             "UPDATE ops.raw_pages SET process_error = %s, processed_at = now() WHERE key = %s", (str(exc), page.key)
         )
         return None
+
+
+def served_at(pages: Sequence[ParsedPage]) -> datetime | None:
+    """The instant a series was served: its newest page's (pages go oldest data first, so the
+    page holding a forming bar is the last fetched); None (validation's now) when none is known."""
+    known = [p.served_at for p in pages if p.served_at is not None]
+    return max(known) if known else None
 
 
 def quarantine(
@@ -205,7 +212,8 @@ def process_symbol_bars(
     outcome = SymbolProcessing(symbol, pages=len(pages))
     stored = _read_unparsed(lake, pages, parsed)
     with conn.transaction():
-        good = [(p, k.request, k.frame) for p, k in _page_frames(conn, pages, parsed, stored)]
+        frames = _page_frames(conn, pages, parsed, stored)
+        good = [(p, k.request, k.frame) for p, k in frames]
         if not good:
             outcome.error = "no page of this series could be parsed (dead-lettered)"
             return outcome, None, None
@@ -227,7 +235,12 @@ def process_symbol_bars(
         # pipeline.plan.resume_starts); missing sessions at its edges are the historical
         # stage's gap repair.
         result = validate_bars(
-            standardized, mode=mode, symbols=[symbol], timeframe=timeframe, corporate_actions=actions
+            standardized,
+            mode=mode,
+            symbols=[symbol],
+            timeframe=timeframe,
+            corporate_actions=actions,
+            served_at=served_at([k for _, k in frames if len(k.frame)]),
         )
         quarantine(conn, [p for p, _, _ in with_data], [r for _, r, _ in with_data], result.rejected)
         written: UpsertResult = write_bars(conn, result.accepted, precedence=precedence)
