@@ -1,5 +1,6 @@
-"""Planning pipeline runs (pure): where each symbol resumes after its committed watermark, which
-ingest calls a pipeline run makes, and which sessions the historical stage must refetch."""
+"""Planning pipeline runs (pure): where each symbol resumes after its committed watermark and what
+the source has not stored of the range asked for, which ingest calls a pipeline run makes, and
+which sessions the historical stage must refetch."""
 
 from __future__ import annotations
 
@@ -55,6 +56,54 @@ def resume_starts(request: IngestRequest, high_water: Mapping[str, datetime]) ->
     return starts
 
 
+def sessions_to_check(request: IngestRequest, resumes: Mapping[str, datetime | None]) -> list[date]:
+    """The sessions of the request that lie before some symbol's resume point (all of them for a
+    symbol with nothing new): where :func:`uncovered_starts` needs to know what is stored.
+    Corporate actions have no sessions to check (they resume after their watermark alone)."""
+    if request.data_type != "market_data" or not request.symbols:
+        return []
+    bounds = [request.end if resume is None else resume for resume in resumes.values()]
+    if not bounds:
+        return []
+    schedule = nyse_sessions(request.start.date(), request.end.date())
+    latest = pd.Timestamp(max(bounds)).value
+    return [pd.Timestamp(d).date() for d, m in zip(schedule.dates, schedule.midnight_ns, strict=True) if m < latest]
+
+
+def uncovered_starts(
+    request: IngestRequest,
+    resumes: Mapping[str, datetime | None],
+    sessions: Sequence[date],
+    stored: pd.DataFrame,
+) -> dict[str, datetime | None]:
+    """Where each symbol of an incremental run starts, given what the source has stored.
+
+    ``resumes`` are the watermark's answer (:func:`resume_starts`): after the newest committed
+    bar. But the watermark is one high mark: a range before the first stored bar, or a session
+    missing in between, would never be fetched. So each session of ``sessions`` (the request's,
+    :func:`sessions_to_check`) that lies before a symbol's resume point and holds none of the
+    source's bars (``stored``: columns symbol, session_date) moves that symbol's start back to
+    the midnight New York of the first such session; the run then fetches from there to the
+    request's end (the sessions already stored in between are refetched and left unchanged by the
+    upsert). A session stored in part is the historical stage's gap repair, as before.
+    """
+    have = {(str(s), pd.Timestamp(d).date()) for s, d in zip(stored["symbol"], stored["session_date"], strict=True)}
+    starts: dict[str, datetime | None] = {}
+    for symbol in request.symbols:
+        resume = resumes.get(symbol, request.start)
+        bound = request.end if resume is None else resume
+        missing = next(
+            (day for day in sessions if _ny_midnight(day) < bound and (symbol, day) not in have),
+            None,
+        )
+        starts[symbol] = resume if missing is None else max(request.start, _ny_midnight(missing))
+    return starts
+
+
+def _ny_midnight(day: date) -> datetime:
+    return pd.Timestamp(day, tz=EXCHANGE_TZ).tz_convert("UTC").to_pydatetime()
+
+
 def _session_resume(mark: datetime, step: timedelta) -> datetime:
     """Midnight New York of the session holding the bar after ``mark`` (or of the next day when
     ``mark`` is the session's last bar)."""
@@ -64,7 +113,7 @@ def _session_resume(mark: datetime, step: timedelta) -> datetime:
     closed = not len(schedule) or following.value >= int(schedule.close_ns[0])
     if closed:
         day = day + timedelta(days=1)
-    return pd.Timestamp(day, tz=EXCHANGE_TZ).tz_convert("UTC").to_pydatetime()
+    return _ny_midnight(day)
 
 
 # ---------------------------------------------------------------------------------------------

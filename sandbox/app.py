@@ -33,6 +33,7 @@ from sandbox.faults import (
 )
 from sandbox.handling import Handler, Payload, RequestContext, WireError
 from sandbox.market import Market, canonical_symbol
+from sandbox.skews import PriceSkews, skew_routes
 from sandbox.stats import Stats
 from sandbox.streams.hub import StreamHub
 from sandbox.streams.routes import stream_routes
@@ -81,6 +82,7 @@ class SandboxState:
         self.configured_ns = self.market.clock.pinned_ns  # what DELETE /_sandbox/clock returns to
         self.faults = FaultPlan(config.faults)
         self.stats = Stats()
+        self.skews = PriceSkews()  # planted price discrepancies (sandbox.skews)
 
     def set_faults(self, faults: FaultConfig) -> None:
         self.config = replace(self.config, faults=faults)
@@ -205,6 +207,7 @@ def _vendor_endpoint(state: SandboxState, vendor: str, name: str, handler: Handl
         except WireError as exc:
             state.stats.outcome(endpoint_name, exc.status)
             return JSONResponse(exc.body, exc.status, headers=exc.headers)
+        state.skews.apply(vendor, payload)
         served = payload.record_count
         counts = _apply_data_faults(payload, decision, faults.record_fraction)
         malformed = 0
@@ -307,7 +310,7 @@ def _control_routes(state: SandboxState) -> list[Route]:
 def create_app(config: SandboxConfig | None = None, market: Market | None = None) -> Starlette:
     """One ASGI app serving every vendor; `market` may be shared between apps (tests) or built here."""
     state = SandboxState(config or SandboxConfig(), market)
-    routes: list[BaseRoute] = list(_control_routes(state))
+    routes: list[BaseRoute] = [*_control_routes(state), *skew_routes(state.skews)]
     routes += [
         Route(path, _vendor_endpoint(state, vendor, name, handler), methods=["GET"])
         for vendor, name, path, handler in VENDOR_ROUTES

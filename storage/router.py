@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -276,6 +276,48 @@ class StorageRouter:
             ]
             keys = fill_from_aggregate(keys, buckets.astype({"ts": "datetime64[ns, UTC]"}), tf)
         return _per_session(keys)
+
+    def sessions_with_bars(
+        self, symbols: Sequence[str], sessions: Sequence[date], timeframe: str, source: str
+    ) -> pd.DataFrame:
+        """The (symbol, session_date) pairs of ``sessions`` for which ``source`` has at least one
+        stored bar of ``timeframe`` (columns symbol, session_date): its rows of the consolidated
+        bars or of the vendor table (another vendor's row won the consolidated bar), hot or tiered
+        to the lake. What an incremental ingest compares with the range asked for
+        (:func:`pipeline.plan.uncovered_starts`). One index probe per symbol-session, not a count:
+        a run of a large universe asks about every session of its lookback."""
+        columns = ["symbol", "session_date"]
+        if not symbols or not sessions:
+            return pd.DataFrame(columns=columns)
+        table = bar_table(timeframe)
+        tf = canonical_timeframe(timeframe)
+        days = sorted(set(sessions))
+        lo = pd.Timestamp(days[0], tz="America/New_York").tz_convert("UTC").to_pydatetime()
+        hi = pd.Timestamp(days[-1] + timedelta(days=1), tz="America/New_York").tz_convert("UTC").to_pydatetime()
+        probe = (
+            "EXISTS (SELECT 1 FROM {t} b WHERE b.symbol = k.symbol AND b.timeframe = %(tf)s"
+            " AND b.ts >= (d.day::timestamp AT TIME ZONE 'America/New_York')"
+            " AND b.ts < ((d.day + 1)::timestamp AT TIME ZONE 'America/New_York')"
+            " AND b.ts >= %(lo)s AND b.ts < %(hi)s AND b.source = %(source)s)"
+        )
+        tables = [table.name, *([table.vendor_table] if table.vendor_table else [])]
+        query = (
+            "SELECT k.symbol, d.day FROM unnest(%(symbols)s::text[]) AS k(symbol) CROSS JOIN unnest(%(days)s::date[])"
+            " AS d(day) WHERE " + " OR ".join(probe.format(t=name) for name in tables)
+        )
+        args = {"symbols": list(symbols), "days": days, "tf": tf, "lo": lo, "hi": hi, "source": source}
+        try:
+            hot = pd.DataFrame(self.conn.execute(query, args).fetchall(), columns=columns)
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot read which sessions of {tf} bars {source} has stored: {exc}") from exc
+        ds = DATASETS["bars_intraday" if table.name.endswith("intraday") else "bars_daily"]
+        files = manifest_files(self.conn, dataset=ds.name, timeframe=tf, start=lo, end=hi, symbols=symbols)
+        if not files:
+            return hot
+        cold = self.read_cold(files, symbols, lo, hi, pc.field("source") == source).select(["symbol", "ts"])
+        tiered = _per_session(cold.to_pandas().astype({"ts": "datetime64[ns, UTC]"}))[columns]
+        tiered = tiered[tiered["session_date"].isin(set(days))]
+        return pd.concat([hot, tiered], ignore_index=True).drop_duplicates(ignore_index=True)
 
     def read_raw_bars(self, symbols: Sequence[str], start: object, end: object, timeframe: str) -> pd.DataFrame:
         table = bar_table(timeframe)

@@ -23,7 +23,7 @@ from prefect.utilities.annotations import quote
 
 from core.progress import terminal_progress
 from pipeline.metrics import RunFigures
-from pipeline.plan import resume_starts, watermark_dataset
+from pipeline.plan import resume_starts, sessions_to_check, uncovered_starts, watermark_dataset
 from pipeline.request import IngestRequest
 from sources.base import BaseSource
 from sources.factory import build_source
@@ -108,7 +108,9 @@ def bar_timeframe(request: IngestRequest) -> str | None:
 
 
 def incremental_starts(resources: RunResources, request: IngestRequest) -> dict[str, datetime | None]:
-    """Where each symbol resumes after its committed watermark (None: nothing new)."""
+    """Where each symbol starts (None: nothing new): after its committed watermark, or earlier
+    where the source has no bar stored in a session of the range asked for (an older range than
+    the one stored, a session missing in between; :func:`pipeline.plan.uncovered_starts`)."""
     dataset, timeframe = watermark_dataset(request.data_type)
     with resources.connect() as conn:
         marks = read_watermarks(
@@ -118,7 +120,13 @@ def incremental_starts(resources: RunResources, request: IngestRequest) -> dict[
             symbols=list(request.symbols),
             timeframe=request.timeframe if timeframe is None else timeframe,
         )
-    return resume_starts(request, {symbol: mark.high_water_ts for (_, _, symbol, _), mark in marks.items()})
+    resumes = resume_starts(request, {symbol: mark.high_water_ts for (_, _, symbol, _), mark in marks.items()})
+    sessions = sessions_to_check(request, resumes)
+    if not sessions:
+        return resumes
+    with resources.router() as router:
+        stored = router.sessions_with_bars(request.symbols, sessions, request.timeframe, request.source)
+    return uncovered_starts(request, resumes, sessions, stored)
 
 
 async def collect_all(
