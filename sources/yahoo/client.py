@@ -15,7 +15,7 @@ from core import model
 from core.errors import PermanentSourceError
 from sources.http import Page, Request, VendorClient, collect, paginate
 from sources.resilience import Resilience
-from sources.yahoo.parsing import SOURCE, parse_chart_events, parser_for
+from sources.yahoo.parsing import SOURCE, parse_chart_bars, parser_for
 
 DEFAULT_BASE_URL = "https://query1.finance.yahoo.com"
 USER_AGENT = "marketpipe/0.1"
@@ -34,6 +34,9 @@ _INTERVAL = {
     (1, "month"): "1mo",
     (3, "month"): "3mo",
 }
+# The span of bars one chart request may cover (Yahoo refuses longer ones with a 422).
+_MAX_INTRADAY_SPAN = {(1, "min"): pd.Timedelta(days=7)}
+_OTHER_INTRADAY_SPAN = pd.Timedelta(days=60)
 
 
 class YahooClient(VendorClient):
@@ -60,42 +63,70 @@ class YahooClient(VendorClient):
             )
         )
 
-    def chart_request(self, symbol: str, start: Any, end: Any, *, timeframe: str = "1day") -> Request:
+    def chart_request(
+        self, symbol: str, start: Any, end: Any, *, timeframe: str = "1day", dataset: str = "chart"
+    ) -> Request:
+        """One chart request. Daily (or longer) bars run to the vendor's today, so the response lists
+        every later split (its parser undoes them, then keeps ``start``..``end``); the
+        ``corporate_actions`` dataset reads the daily chart's events of ``start``..``end``."""
         interval = _INTERVAL.get(model.parse_timeframe(timeframe))
         if interval is None:
             raise PermanentSourceError(
                 f"yahoo has no interval for timeframe {timeframe!r}; use one of "
                 + ", ".join(f"{m}{u}" for m, u in _INTERVAL)
             )
+        first, last = model.to_utc(start), model.to_utc(end)
+        params: dict[str, Any] = {"period1": int(first.timestamp()), "period2": int(last.timestamp())}
+        if dataset == "chart" and model.parse_timeframe(timeframe)[1] in ("day", "week", "month"):
+            del params["period2"]
         return Request(
             SOURCE,
-            "chart",
+            dataset,
             f"/v8/finance/chart/{model.vendor_symbol(symbol, SOURCE)}",
+            {**params, "interval": interval, "events": "div,splits", "includeAdjustedClose": "true"},
             {
-                "period1": int(model.to_utc(start).timestamp()),
-                "period2": int(model.to_utc(end).timestamp()),
-                "interval": interval,
-                "events": "div,splits",
-                "includeAdjustedClose": "true",
+                "symbol": model.normalize_symbol(symbol),
+                "timeframe": model.canonical_timeframe(timeframe),
+                "start": first.isoformat(),
+                "end": last.isoformat(),
             },
-            {"symbol": model.normalize_symbol(symbol), "timeframe": model.canonical_timeframe(timeframe)},
         )
+
+    def chart_requests(self, symbol: str, start: Any, end: Any, *, timeframe: str = "1day") -> list[Request]:
+        """The chart requests covering ``start``..``end``: one, or for intraday bars one per span
+        Yahoo serves in a request (7 days of 1-minute bars, 60 days of the other intraday bars)."""
+        span = _MAX_INTRADAY_SPAN.get(model.parse_timeframe(timeframe))
+        if span is None and model.parse_timeframe(timeframe)[1] in ("min", "hour"):
+            span = _OTHER_INTRADAY_SPAN
+        first, last = model.to_utc(start), model.to_utc(end)
+        if span is None:
+            return [self.chart_request(symbol, first, last, timeframe=timeframe)]
+        requests = []
+        while first <= last:
+            chunk_end = min(first + span - pd.Timedelta(seconds=1), last)
+            requests.append(self.chart_request(symbol, first, chunk_end, timeframe=timeframe))
+            first += span
+        return requests
 
     def iter_pages(self, request: Request) -> AsyncIterator[Page]:
         """The chart is one page; its frame holds the bars (events: :meth:`corporate_actions`)."""
         return paginate(self.http, request, parser_for(request), lambda response: None)
 
     async def bars(self, symbol: str, start: Any, end: Any, *, timeframe: str = "1day") -> pd.DataFrame:
-        request = self.chart_request(symbol, start, end, timeframe=timeframe)
-        return await collect(self.iter_pages(request), model.empty_frame(model.BARS))
+        frames = [
+            await collect(self.iter_pages(request), model.empty_frame(model.BARS))
+            for request in self.chart_requests(symbol, start, end, timeframe=timeframe)
+        ]
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
     async def chart(
         self, symbol: str, start: Any, end: Any, *, timeframe: str = "1day"
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Bars and corporate actions from one request."""
-        request = self.chart_request(symbol, start, end, timeframe=timeframe)
-        page = await anext(self.iter_pages(request))
-        return page.frame, parse_chart_events(page.payload, symbol=symbol)
+        """Bars and corporate actions from one request (the bars without the splits after ``end``
+        undone: :meth:`bars` undoes those)."""
+        request = self.chart_request(symbol, start, end, timeframe=timeframe, dataset="corporate_actions")
+        page = await anext(self.iter_pages(request))  # its frame: the events
+        return parse_chart_bars(page.payload, timeframe=timeframe, symbol=symbol), page.frame
 
     async def corporate_actions(self, symbol: str, start: Any, end: Any) -> pd.DataFrame:
         return (await self.chart(symbol, start, end))[1]

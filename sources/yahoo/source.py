@@ -25,9 +25,12 @@ class YahooSource(VendorSource):
         return await self.client.bars(symbol, start_date, end_date, timeframe=timeframe)
 
     def first_requests(self, wanted: SymbolRequest) -> list[Request]:
-        """One chart request, whatever the data type: its pages hold the bars (the chart's corporate
-        actions are :meth:`YahooClient.chart`'s)."""
-        return [self.client.chart_request(wanted.symbol, wanted.start, wanted.end, timeframe=wanted.timeframe)]
+        """Chart requests: of the bars (one per span Yahoo serves at once), or of the daily chart
+        whose events are the corporate actions."""
+        symbol, start, end = wanted.symbol, wanted.start, wanted.end
+        if wanted.data_type == "market_data":
+            return self.client.chart_requests(symbol, start, end, timeframe=wanted.timeframe)
+        return [self.client.chart_request(symbol, start, end, timeframe="1day", dataset="corporate_actions")]
 
     @classmethod
     def page_parser(cls, request: Request) -> Parser:

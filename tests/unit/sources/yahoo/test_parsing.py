@@ -81,3 +81,44 @@ def test_chart_events_give_splits_and_dividends_on_their_new_york_date():
     assert actions["action"].tolist() == ["dividend", "split"]
     assert actions.loc[0, "ex_date"] == pd.Timestamp("2023-01-03T00:00:00Z") and actions.loc[0, "amount"] == 0.23
     assert (actions.loc[1, "new_rate"], actions.loc[1, "old_rate"]) == (4.0, 1.0)
+
+
+def test_splits_after_a_bar_are_undone_so_the_bar_is_raw():
+    # Jan 3 and Jan 4 as Yahoo serves them after a 2-for-1 split ex Jan 4 and a 1-for-10 ex Jan 5:
+    # Jan 3 is adjusted by both (x 2 / 10 = / 5), Jan 4 by the reverse split only (x 10)
+    split = {"date": JAN3_1430_UTC_S + DAY, "numerator": 2, "denominator": 1, "splitRatio": "2:1"}
+    reverse = {"date": JAN3_1430_UTC_S + 2 * DAY, "numerator": 1, "denominator": 10, "splitRatio": "1:10"}
+    chart = yahoo_chart(
+        [JAN3_1430_UTC_S, JAN3_1430_UTC_S + DAY, JAN3_1430_UTC_S + 2 * DAY],
+        {
+            "open": [20.0, 200.0, 21.0],
+            "high": [20.0, 200.0, 21.0],
+            "low": [20.0, 200.0, 21.0],
+            "close": [20.2, 200.5, 21.0],
+            "volume": [500, 200, 30],
+        },
+        events={"splits": {"a": split, "b": reverse}},
+    )
+    bars = parse_chart_bars(chart, timeframe="1day")
+    assert bars["close"].tolist() == [4.04, 20.05, 21.0]  # raw close = Yahoo's x 2/1 x 1/10, x 1/10, as is
+    assert bars["volume"].tolist() == [2500, 2000, 30]
+
+
+def test_minute_bars_before_a_split_in_the_chart_are_undone_too():
+    split = {"date": JAN3_1430_UTC_S + DAY, "numerator": 4, "denominator": 1, "splitRatio": "4:1"}
+    chart = yahoo_chart(
+        [JAN3_1430_UTC_S, JAN3_1430_UTC_S + DAY],
+        {"open": [1.25] * 2, "high": [1.25] * 2, "low": [1.25] * 2, "close": [1.25] * 2, "volume": [400, 400]},
+        events={"splits": {"a": split}},
+    )
+    bars = parse_chart_bars(chart, timeframe="1min")
+    assert bars["close"].tolist() == [5.0, 1.25] and bars["volume"].tolist() == [100, 400]
+
+
+def test_bars_outside_the_requested_range_are_left_out():
+    chart = yahoo_chart(
+        [JAN3_1430_UTC_S + i * DAY for i in range(3)],
+        {"open": [1.0] * 3, "high": [1.0] * 3, "low": [1.0] * 3, "close": [1.0, 2.0, 3.0], "volume": [1] * 3},
+    )
+    bars = parse_chart_bars(chart, timeframe="1day", start="2023-01-04", end="2023-01-04T23:59:59Z")
+    assert bars["close"].tolist() == [2.0]
