@@ -485,14 +485,17 @@ def build_rate_limiter(
 # Composition
 
 
+STORE_RETRY_SECONDS = 30.0  # after the shared store failed, how long requests go on without it
+
+
 class Resilience:
     """Rate limit, breaker and retries around one request attempt of one source.
 
     With a ``breaker_store`` the breaker is shared: before a request, at most every
     ``refresh_seconds`` (a cheap read of one row), the breaker adopts what another process
     published; each change of the breaker's own state is published at once. The store failing
-    (the database restarting) costs a warning and the next read ``refresh_seconds`` later, never a
-    request: the local breaker goes on alone meanwhile. ``redact`` cleans an error's text before
+    (the database restarting) costs a warning and the next read ``STORE_RETRY_SECONDS`` later,
+    never a request: the local breaker goes on alone meanwhile. ``redact`` cleans an error's text before
     the breaker keeps it for publishing.
     """
 
@@ -536,6 +539,7 @@ class Resilience:
         try:
             record = await store.read(self.source)
         except Exception as exc:  # the store is a convenience: a request never fails because of it
+            self._next_read = self._clock() + max(self.refresh_seconds, STORE_RETRY_SECONDS)
             logger.warning(
                 "{}: cannot read the shared circuit breaker ({}); going on with this process's", self.source, exc
             )

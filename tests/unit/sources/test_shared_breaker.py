@@ -11,6 +11,7 @@ import pytest
 
 from core.errors import RetryableSourceError
 from sources.resilience import (
+    STORE_RETRY_SECONDS,
     BreakerRecord,
     BreakerState,
     CircuitBreaker,
@@ -174,6 +175,24 @@ def test_a_failing_store_never_fails_a_request_and_the_local_breaker_still_works
 
     error = asyncio.run(run())
     assert vendor.requests == 1 and "circuit breaker for polygon is open" in str(error)
+
+
+def test_after_the_store_failed_it_is_read_again_only_after_a_longer_pause() -> None:
+    store, clocks, vendor = MemoryStore(), Clocks(), Vendor()
+    vendor.down = False
+    store.failing = True
+    resilience = worker(store, clocks, refresh=2.0)
+
+    async def run() -> None:
+        await resilience.call(vendor)
+        clocks.advance(STORE_RETRY_SECONDS - 1)  # past the refresh interval, not the pause
+        await resilience.call(vendor)
+        assert store.reads == 1
+        clocks.advance(1)
+        await resilience.call(vendor)
+
+    asyncio.run(run())
+    assert store.reads == 2 and vendor.requests == 3
 
 
 def test_an_older_opening_does_not_reopen_a_breaker_closed_since() -> None:
