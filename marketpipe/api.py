@@ -127,7 +127,12 @@ class RealTimeStream:
 
 @dataclass(frozen=True)
 class DataFlowConfig:
-    """How data flows: the mode, records per batch, and the interval of the streaming modes."""
+    """How data flows: the mode and, for the streaming modes (REAL_TIME, HYBRID), the bounds of the
+    stream's micro-batches: one is committed once it holds ``batch_size`` messages or
+    ``interval_seconds`` after its first frame was read (the ``streaming.batch_max_rows`` and
+    ``streaming.batch_max_delay_seconds`` settings of the stream this facade starts). BATCH runs
+    do not read them: their waves are ``collection.batch_size`` symbols, at most
+    ``collection.max_parallel_symbols`` at once."""
 
     mode: PipelineMode = PipelineMode.BATCH
     batch_size: int = 50
