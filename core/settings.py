@@ -205,7 +205,7 @@ class QualitySettings(_Section):
         default=0.005,
         gt=0.0,
         description="relative price difference (open/high/low/close) above which two vendors' bars of the "
-        "same symbol and time disagree (`marketpipe vendors disagreements`, market.vendor_disagreements)",
+        "same symbol and time disagree (`marketpipe vendors`, market.vendor_disagreements)",
     )
 
 
