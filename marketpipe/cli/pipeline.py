@@ -244,3 +244,54 @@ def health(ctx: typer.Context, as_json: JsonOutput = False) -> None:
             typer.echo(line)
     if not report["healthy"]:
         raise typer.Exit(1)
+
+
+@app.command()
+def vendors(
+    ctx: typer.Context,
+    start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
+    end: Annotated[str, typer.Option(help="last day, YYYY-MM-DD (inclusive)")],
+    symbols: Annotated[str | None, typer.Option(help="tickers, e.g. AAPL,MSFT [default: every symbol]")] = None,
+    timeframe: Annotated[str, typer.Option(help="1min, 5min, 15min, 1hour or 1day")] = "1day",
+    tolerance: Annotated[
+        float | None,
+        typer.Option(help="relative price difference that counts [default: quality.vendor_disagreement_tolerance]"),
+    ] = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Where vendors disagree: bars that two vendors both sent with prices further apart than the
+    tolerance (one of them is wrong). The hot store serves the best vendor's bar by
+    storage.source_precedence and keeps the others' (market.vendor_bars)."""
+    from datetime import timedelta
+
+    import pandas as pd
+
+    from core.model import EXCHANGE_TZ
+    from db.connect import database_connection
+    from pipeline.request import parse_symbols, parse_timeframe_choice, parse_when
+    from storage.vendors import read_vendor_disagreements
+
+    settings = settings_of(ctx)
+    names = list(parse_symbols(symbols)) if symbols else None
+    tf = parse_timeframe_choice(timeframe)
+    first, last = parse_when(start, "start").date(), parse_when(end, "end").date()
+    limit = settings.quality.vendor_disagreement_tolerance if tolerance is None else tolerance
+    if not limit > 0:
+        raise typer.BadParameter(f"--tolerance {tolerance} must be a positive fraction, e.g. 0.005 for 0.5 %")
+    with database_connection(settings, autocommit=True) as conn:
+        report = read_vendor_disagreements(conn, names, first, last + timedelta(days=1), tf, tolerance=limit)
+    if as_json:
+        typer.echo(report.to_json(orient="records", date_format="iso"))
+        return
+    if report.empty:
+        typer.echo(f"no {tf} bar from {first} to {last} on which two vendors differ by more than {limit:.2%}")
+        return
+    days = report.groupby(["symbol", "session_date"]).ngroups
+    typer.echo(f"{len(report)} disagreement(s) beyond {limit:.2%} on {days} symbol-day(s), {tf} bars:")
+    for row in report.itertuples(index=False):
+        local = pd.Timestamp(row.ts).tz_convert(EXCHANGE_TZ)
+        when = str(row.session_date) if tf == "1day" else f"{local:%Y-%m-%d %H:%M} ET"
+        typer.echo(
+            f"  {row.symbol:<8} {when} {row.source_a}/{row.source_b} {row.field}: "
+            f"{row.value_a:g} vs {row.value_b:g} ({row.relative_difference:.2%})"
+        )

@@ -103,3 +103,8 @@ def test_three_vendors_are_kept_consolidated_by_precedence_and_compared(stack: S
     pairs = report[["session_date", "source_a", "source_b", "field"]].astype(str).values.tolist()
     assert pairs == [[planted, "alpaca", "polygon", "close"], [planted, "alpaca", "yahoo", "close"]]
     assert report["relative_difference"].between(0.029, 0.031).all()
+
+    cli = run_cli("vendors", "--symbols", symbol, "--start", JUNE[0], "--end", JUNE[1])
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    assert "2 disagreement(s) beyond 0.50% on 1 symbol-day(s)" in cli.stdout
+    assert f"{symbol:<8} {planted} alpaca/polygon close: " in cli.stdout
