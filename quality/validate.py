@@ -422,7 +422,7 @@ def symbol_day_coverage(
     """Per (symbol, timeframe, session_date): expected bars by the calendar against what came.
 
     With ``served_at_ns`` only the windows closed by then are expected (none of a session still
-    to open, the ended ones of the session under way).
+    to open, the ended ones of the session under way), and those that came while still open.
 
     ``session_date`` is the New York date as midnight UTC (how the model stores dates). Records
     on a date that is no session (a holiday) get a row with ``expected`` 0, so they still count
@@ -495,6 +495,10 @@ def symbol_day_coverage(
     all_ok = np.minimum.reduceat(stamp_ok, starts) if len(starts) else np.empty(0, bool)
     counts["present"] = np.bincount(stamp_group[starts], minlength=n)
     counts["valid"] = np.bincount(stamp_group[starts], weights=all_ok, minlength=n)
+    if served_at_ns is not None:
+        # A window under way that came (a forming bar, or one from the future) is expected too: it
+        # exists, and a future one is judged by its flag, not hidden as a surplus.
+        counts["expected"] = np.maximum(counts["expected"], counts["present"])
 
     ranks, day_of = np.divmod(keys, span)
     symbol_of, timeframe_of = np.divmod(ranks, len(all_timeframes))

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from core import model
+from quality.score import quality_report
 from quality.validate import FLAGS, REASON, Rule, validate_bars
 from tests.support.quality import bars, session_bars
 
@@ -51,3 +52,10 @@ def test_coverage_expects_only_the_windows_closed_when_served() -> None:
     assert result.gaps.empty
     later = validate_bars(served, served_at=AFTER_CLOSE, start="2024-06-03", end="2024-06-03", symbols=["AAPL"])
     assert later.coverage["missing"].tolist() == [109]  # the same bars served after the close: a gap
+
+
+def test_a_forming_daily_bar_scores_like_a_final_one() -> None:
+    daily = session_bars("AAPL", "2024-05-28", "2024-06-03", timeframe="1day")
+    result = validate_bars(daily, served_at=AT_1411, start="2024-05-28", end="2024-06-03", symbols=["AAPL"])
+    assert result.coverage["expected"].tolist() == [1] * 5 and result.coverage["valid"].tolist() == [1] * 5
+    assert quality_report(result).score == pytest.approx(1.0)
