@@ -4,15 +4,31 @@ manifest; failures are dead-lettered; re-collecting the same range is idempotent
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
+import logging
+import secrets
+import string
 import uuid
 from datetime import UTC, datetime
+from uuid import UUID
 
 import httpx
 import pandas as pd
+import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
 
 from core.settings import Settings
 from db.connect import async_database_connection, database_connection
+from flows.ingestion import ingest_flow
 from pipeline.request import parse_ingest_request
 from sources.factory import build_source
 from sources.http import Request
@@ -81,7 +97,6 @@ def test_minute_bars_are_stored_raw_and_listed_in_the_manifest(stack: Settings) 
         len(parse_stored_page("polygon", Request.from_redacted("polygon", "bars", p.request), p.payload)) for p in pages
     )
     assert reparsed == outcome.records
-    assert all("apiKey" not in str(p.request.get("url")) or "***" in str(p.request) for p in pages)
 
 
 def test_kept_frames_are_what_a_replay_of_the_raw_zone_parses(stack: Settings) -> None:
@@ -121,7 +136,6 @@ def test_a_killed_symbol_is_dead_lettered_and_others_are_unaffected(stack: Setti
         ).fetchone()
     assert letter[0] == "polygon" and letter[1] == "bars"
     assert "DEADX" in letter[2]
-    assert "sandbox" not in letter[2]  # the API key never lands in a dead letter
 
 
 def test_dlq_list_and_replay_through_the_cli_are_idempotent(stack: Settings) -> None:
@@ -154,3 +168,78 @@ def test_dlq_list_and_replay_through_the_cli_are_idempotent(stack: Settings) -> 
     assert second.returncode == 0, second.stderr
     assert resolved(dead.dead_letter_ids[0])  # a replayed letter is not fetched again
     assert manifest(stack, "RPLYX") == rows
+
+
+def polygon_like_key(prefix: str = "") -> str:
+    """32 letters and digits, the shape of a Polygon key (the sandbox refuses keys starting
+    ``invalid`` with the vendor's 401, and accepts any other)."""
+    alphabet = string.ascii_letters + string.digits
+    return prefix + "".join(secrets.choice(alphabet) for _ in range(32 - len(prefix)))
+
+
+def what_a_run_left(stack: Settings, run_ids: list[str], symbols: list[str]) -> dict[str, list[str]]:
+    """Every place an ingest run writes text: its Prefect logs, flow runs (parameters, state
+    messages) and artifacts, the dead letters and raw-page manifest rows of its symbols, and the
+    raw-zone objects (request metadata and payload) of its symbols."""
+    ids = [UUID(r) for r in run_ids]
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id={"any_": ids})  # type: ignore[arg-type]
+        )
+        every = ids + [r.id for r in children]
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=every)))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=every))
+        )
+    with database_connection(stack) as conn:
+        letters = conn.execute(
+            "SELECT row_to_json(d)::text FROM ops.dead_letters d WHERE request::text LIKE ANY(%s)",
+            ([f"%{s}%" for s in symbols],),
+        ).fetchall()
+        pages = conn.execute(
+            "SELECT key, row_to_json(p)::text FROM ops.raw_pages p WHERE symbol = ANY(%s)", (symbols,)
+        ).fetchall()
+    lake = Lake.from_settings(stack.lake)
+    return {
+        "logs": [log.message for log in logs],
+        "flow runs": [run.model_dump_json() for run in [*runs, *children]],
+        "artifacts": [artifact.model_dump_json() for artifact in artifacts],
+        "dead letters": [row[0] for row in letters],
+        "raw-page manifest": [row[1] for row in pages],
+        "raw-zone objects": [gzip.decompress(lake.get_bytes(key)).decode() for key, _ in pages],
+    }
+
+
+def test_a_real_looking_api_key_appears_in_no_log_dead_letter_raw_page_or_artifact(
+    stack: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capfd
+) -> None:
+    good, refused = polygon_like_key(), polygon_like_key("invalid")
+    control = f"{stack.sandbox.base_url}/_sandbox/faults"
+    faults = {"seed": 4, "killed_symbols": ["KEYDEAD"], "rates": {"rate_limit": 0.3}, "retry_after_seconds": 0}
+    httpx.post(control, json=faults).raise_for_status()
+    caplog.set_level(logging.DEBUG)
+    try:
+        # the key comes the way a deployment gives it: the environment, read by the run's settings
+        monkeypatch.setenv("MARKETPIPE_VENDORS__POLYGON__API_KEY", good)
+        served = asyncio.run(ingest(["KEYOK", "KEYDEAD"]))
+        monkeypatch.setenv("MARKETPIPE_VENDORS__POLYGON__API_KEY", refused)
+        unauthorized = asyncio.run(ingest(["KEYBAD"]))
+    finally:
+        httpx.delete(control)
+    printed = capfd.readouterr()
+
+    # the keys were sent: the one served, the other refused by the vendor's key check
+    assert served["failed"] == ["KEYDEAD"] and sum(c["records"] for c in served["collected"]) == 390
+    assert unauthorized["failed"] == ["KEYBAD"] and "401" in unauthorized["collected"][0]["error"]
+    left = what_a_run_left(stack, [served["run_id"], unauthorized["run_id"]], ["KEYOK", "KEYDEAD", "KEYBAD"])
+    left["this process's log records and output"] = [caplog.text, printed.out, printed.err]
+    assert all(left[where] for where in ("logs", "flow runs", "artifacts", "dead letters", "raw-zone objects"))
+    assert len(left["dead letters"]) >= 2  # the killed symbol's and the refused key's
+    for where, texts in left.items():
+        for text in texts:
+            assert good not in text and refused not in text, f"an API key in the {where}: {text[:300]}"
+
+
+async def ingest(symbols: list[str]) -> dict:
+    return await ingest_flow(symbols=symbols, start_date="2024-03-04", end_date="2024-03-04T23:59:59", timeframe="1min")
