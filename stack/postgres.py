@@ -2,7 +2,10 @@
 
 The cluster lives under ``<state_dir>/postgres``, listens on the configured host and port, keeps
 its Unix socket in ``<state_dir>/run`` (so it never collides with a system cluster) and runs as a
-non-root OS user because PostgreSQL refuses root. Configuration marketpipe manages is rewritten on
+non-root OS user because PostgreSQL refuses root. The socket trusts whoever reaches it (the
+superuser's way in for set-up), so its directory is private to that OS user (mode 0700; root,
+which runs the stack, passes anyway): another local user gets "permission denied" before
+PostgreSQL is asked. Configuration marketpipe manages is rewritten on
 every start into ``marketpipe.conf`` (included from postgresql.conf), so a port change in the
 settings takes effect on the next ``marketpipe up`` without touching the data.
 """
@@ -135,6 +138,7 @@ class EmbeddedPostgres:
             "listen_addresses": f"'{self.settings.host}'",
             "port": str(self.settings.port),
             "unix_socket_directories": f"'{self.socket_dir}'",
+            "unix_socket_permissions": "0700",
             "shared_preload_libraries": "'timescaledb'",
             "timescaledb.telemetry_level": "off",
             # The job scheduler (full edition): one scheduler per database plus a worker per running
@@ -258,6 +262,7 @@ class EmbeddedPostgres:
         self.data_dir.mkdir(mode=0o700, exist_ok=True)
         for path in (self.data_dir, self.socket_dir, self.log_file.parent):
             self._chown(path)
+        self.socket_dir.chmod(0o700)  # also a state dir made before the socket was private
         if not self.log_file.exists():
             self.log_file.touch()
         self._chown(self.log_file)
