@@ -46,6 +46,7 @@ from sources.factory import build_source
 from sources.registry import ENTRY_POINT_GROUP
 from storage.lake import Lake
 from tasks.collection import replay_dead_letter
+from tests.support.stack import REPO
 
 FIRST, LAST = "2017-01-03", "2018-12-31"
 PLUGIN = "sp500"
@@ -219,6 +220,18 @@ def test_a_plugin_is_refused_nowhere_but_an_unknown_name_is_refused_before_any_r
         asyncio.run(
             orchestrator.run_ingestion(symbols=[symbol], start_date="2018-06-01", end_date="2018-06-29", source="sp501")
         )
+
+
+def test_the_cli_ingests_from_a_plugin_set_on_its_command_line(stack: Settings, conn, symbols, marketpipe_cli):
+    symbol = symbols()
+    plugin = f"sources.{PLUGIN}={__name__}:SP500Daily"
+    args = ["--symbols", symbol, "--start", "2018-06-01", "--end", "2018-06-29", "--source", PLUGIN]
+
+    result = marketpipe_cli("--set", plugin, "ingest", *args, env={"PYTHONPATH": str(REPO)})
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "fetched 21 records, stored 21 (0 rejected)" in result.stdout
+    assert_stored_equal(conn, symbol, sp500_session_bars(symbol, "2018-06-01", JUNE_END, PLUGIN))
 
 
 def test_a_failing_plugin_fetch_is_dead_lettered_and_replay_asks_the_plugin_again(
