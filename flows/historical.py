@@ -19,7 +19,8 @@ from core.progress import terminal_progress
 from core.settings import load_settings
 from flows.ingestion import ingest_flow
 from pipeline.plan import GapRange
-from pipeline.request import parse_symbols, parse_timeframe_choice, parse_when
+from pipeline.request import check_source, parse_symbols, parse_timeframe_choice, parse_when
+from sources.factory import market_data_sources
 from tasks.historical import HistoricalSummary, RefetchedChunk, find_gaps, symbol_sessions
 from tasks.ingestion import IngestSummary
 
@@ -35,6 +36,7 @@ async def historical_flow(
 ) -> dict[str, Any]:
     """Refetch every session missing between ``start_date`` and ``end_date`` (gap repair/backfill)."""
     settings = load_settings(overrides=overrides)
+    check_source(source, market_data_sources(settings))  # a plugin too; refused before any gap is read
     names = list(parse_symbols(symbols))
     timeframe = parse_timeframe_choice(timeframe)
     start, end = parse_when(start_date, "start_date").date(), parse_when(end_date, "end_date").date()

@@ -220,6 +220,18 @@ def test_a_plugin_is_refused_nowhere_but_an_unknown_name_is_refused_before_any_r
         asyncio.run(
             orchestrator.run_ingestion(symbols=[symbol], start_date="2018-06-01", end_date="2018-06-29", source="sp501")
         )
+    with pytest.raises(RequestError, match=r"unknown source 'sp501'.*sp500"):
+        asyncio.run(
+            historical_flow(
+                symbols=[symbol],
+                start_date="2018-06-01",
+                end_date="2018-06-29",
+                source="sp501",
+                overrides=PLUGIN_SETTINGS,
+            )
+        )
+    with pytest.raises(RequestError, match=r"unknown source 'sp501'.*sp500"):
+        asyncio.run(pipeline_flow(stages=["ingestion"], overrides={**PLUGIN_SETTINGS, "pipeline": {"source": "sp501"}}))
 
 
 def test_the_cli_ingests_from_a_plugin_set_on_its_command_line(stack: Settings, conn, symbols, marketpipe_cli):
