@@ -495,6 +495,7 @@ def _merge(
         changed=changed,
     )
     params: dict[str, object] | None = None
+    merge: sql.Composed
     if table.vendor_table is None:
         merge = sql.SQL(
             "WITH merged AS ({upsert} RETURNING (t.xmax = 0) AS inserted)"
@@ -517,10 +518,10 @@ def _merge(
 def _ranked_merge(
     table: TableSpec,
     upsert: sql.Composable,
-    assignments: list[sql.Composable],
+    assignments: Sequence[sql.Composable],
     changed: sql.Composable,
     precedence: list[str],
-) -> tuple[sql.Composable, dict[str, object]]:
+) -> tuple[sql.Composed, dict[str, object]]:
     """The merge of a table holding one vendor's row per key (see :func:`upsert_frame`), as ONE
     statement: ``clash`` pairs each staged row with a stored row of the same key from another
     vendor (all parts of a statement see the same snapshot, so it sees the rows before the

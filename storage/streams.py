@@ -29,6 +29,7 @@ from psycopg.types.json import Jsonb
 
 from core.errors import RequestError, StorageError
 from core.model import BARS, PROVISIONAL_FLAG, canonical_timeframe, frame, to_utc
+from core.settings import DEFAULT_SOURCE_PRECEDENCE
 from storage.hot import BARS_INTRADAY, UpsertResult, upsert_frame
 from storage.quotes import upsert_quotes
 from storage.trades import upsert_trades
@@ -145,8 +146,12 @@ def commit_stream_batch(
     final_bars: pd.DataFrame | None = None,
     provisional_bars: pd.DataFrame | None = None,
     removed_bars: pd.DataFrame | None = None,
+    precedence: Sequence[str] = DEFAULT_SOURCE_PRECEDENCE,
 ) -> StreamCommit:
-    """Write one micro-batch in ONE transaction (see the module docstring); all or nothing."""
+    """Write one micro-batch in ONE transaction (see the module docstring); all or nothing.
+
+    ``precedence`` (storage.source_precedence): a stream bar whose key holds another vendor's
+    better-ranked bar is kept in the vendor table, not served (:func:`storage.hot.upsert_frame`)."""
     empty = pd.DataFrame()
     trades = empty if trades is None else trades
     quotes = empty if quotes is None else quotes
@@ -162,8 +167,12 @@ def commit_stream_batch(
         # first, merge only on a key already stored (no per-batch overlap query).
         wrote_trades = upsert_trades(conn, trades, method="copy_first") if not trades.empty else UpsertResult()
         wrote_quotes = upsert_quotes(conn, quotes, method="copy_first") if not quotes.empty else UpsertResult()
-        wrote_final = upsert_frame(conn, final, BARS_INTRADAY) if not final.empty else UpsertResult()
-        wrote_forming = upsert_frame(conn, forming, BARS_INTRADAY) if not forming.empty else UpsertResult()
+        wrote_final = (
+            upsert_frame(conn, final, BARS_INTRADAY, precedence=precedence) if not final.empty else UpsertResult()
+        )
+        wrote_forming = (
+            upsert_frame(conn, forming, BARS_INTRADAY, precedence=precedence) if not forming.empty else UpsertResult()
+        )
         if removed_bars is not None and not removed_bars.empty:
             _delete_bars(conn, removed_bars)
         marks = [
@@ -184,20 +193,22 @@ def commit_stream_batch(
 
 def _delete_bars(conn: psycopg.Connection, bars: pd.DataFrame) -> None:
     """Delete bars no longer backed by any trade (every counted trade of the window was cancelled):
-    only the stream source's own rows of those keys."""
+    only the stream source's own rows of those keys, served or kept in the vendor table."""
     keys = bars.assign(timeframe=bars["timeframe"].map(stream_timeframe))
+    args = [
+        keys["symbol"].astype(str).tolist(),
+        keys["timeframe"].astype(str).tolist(),
+        list(pd.DatetimeIndex(keys["ts"]).to_pydatetime()),
+        keys["source"].astype(str).tolist(),
+    ]
     try:
-        conn.execute(
-            "DELETE FROM market.bars_intraday b USING unnest(%s::text[], %s::text[], %s::timestamptz[], %s::text[])"
-            " AS k(symbol, timeframe, ts, source)"
-            " WHERE b.symbol = k.symbol AND b.timeframe = k.timeframe AND b.ts = k.ts AND b.source = k.source",
-            [
-                keys["symbol"].astype(str).tolist(),
-                keys["timeframe"].astype(str).tolist(),
-                list(pd.DatetimeIndex(keys["ts"]).to_pydatetime()),
-                keys["source"].astype(str).tolist(),
-            ],
-        )
+        for table in (BARS_INTRADAY.name, BARS_INTRADAY.vendor_table):
+            conn.execute(
+                f"DELETE FROM {table} b USING unnest(%s::text[], %s::text[], %s::timestamptz[], %s::text[])"
+                " AS k(symbol, timeframe, ts, source)"
+                " WHERE b.symbol = k.symbol AND b.timeframe = k.timeframe AND b.ts = k.ts AND b.source = k.source",
+                args,
+            )
     except psycopg.Error as exc:
         raise StorageError(f"cannot delete {len(bars)} bar(s) whose trades were all cancelled: {exc}") from exc
 

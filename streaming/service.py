@@ -401,7 +401,7 @@ class StreamService:
     async def _commit(self, **parts: pd.DataFrame | None) -> StreamCommit:
         from storage.streams import commit_stream_batch
 
-        commit = await self._db(commit_stream_batch, **parts)
+        commit = await self._db(commit_stream_batch, precedence=self.settings.storage.source_precedence, **parts)
         self.report.final_bars += commit.final_bars.changed
         self.report.provisional_bars += commit.provisional_bars.changed
         return commit

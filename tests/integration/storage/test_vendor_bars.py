@@ -7,6 +7,7 @@ import pandas as pd
 import psycopg
 
 from storage.hot import upsert_bars, write_bars
+from storage.streams import commit_stream_batch
 from storage.vendors import read_vendor_disagreements
 from tests.support.storage import bars
 
@@ -96,5 +97,20 @@ def test_disagreements_beyond_the_tolerance_are_reported(conn, symbols):
             ["2024-03-06", "polygon", "yahoo", "close"],
         ]
         assert report["relative_difference"].between(0.018, 0.02).all()
+    finally:
+        clean(conn, symbol)
+
+
+def test_the_stream_writer_keeps_a_worse_vendors_bar_apart_and_deletes_it_when_cancelled(conn, symbols):
+    symbol = symbols()
+    try:
+        upsert_bars(conn, bars(symbol, n=2, close=100.0, source="polygon"), precedence=PRECEDENCE)
+        stream = bars(symbol, n=2, close=100.0, source="alpaca").assign(close=[100.0, 250.0], high=[101.0, 251.0])
+        commit = commit_stream_batch(conn, final_bars=stream, precedence=PRECEDENCE)
+        assert commit.final_bars.refused == 2
+        assert consolidated(conn, symbol)["source"].tolist() == ["polygon", "polygon"]
+        assert per_vendor(conn, symbol)["alpaca"] == [100.0, 250.0]
+        commit_stream_batch(conn, removed_bars=stream.iloc[1:], precedence=PRECEDENCE)  # its trades cancelled
+        assert per_vendor(conn, symbol) == {"polygon": [100.0, 101.0], "alpaca": [100.0]}
     finally:
         clean(conn, symbol)

@@ -108,6 +108,6 @@ def test_binary_copy_stream_of_an_empty_frame_is_header_and_trailer():
 
 
 def test_upsert_results_add_up():
-    total = UpsertResult(1, 2, 3, 4) + UpsertResult(10, 20, 30, 40)
-    assert total.as_dict() == {"inserted": 11, "updated": 22, "unchanged": 33, "duplicates": 44}
+    total = UpsertResult(1, 2, 3, 4, 5) + UpsertResult(10, 20, 30, 40, 50)
+    assert total.as_dict() == {"inserted": 11, "updated": 22, "unchanged": 33, "duplicates": 44, "refused": 55}
     assert total.changed == 33
