@@ -81,7 +81,7 @@ def _process_on(
     parsed: Mapping[str, ParsedPage] | None,
 ) -> Processed:
     if pages[0].dataset in ACTION_DATASETS:
-        return process_symbol_actions(conn, lake, pages, parsed), None
+        return process_symbol_actions(conn, lake, pages, parsed, resources.sources), None
     quality = resources.settings.quality
     outcome, result, _ = process_symbol_bars(
         conn,
@@ -91,6 +91,7 @@ def _process_on(
         min_quality_score=quality.min_quality_score,
         parsed=parsed,
         precedence=resources.settings.storage.source_precedence,
+        registry=resources.sources,
     )
     return outcome, result
 

@@ -29,6 +29,7 @@ from quality.standardize import standardize_bars
 from quality.validate import ValidationResult, validate_bars
 from sources.dead_letters import record_dead_letter_sync
 from sources.http import Request
+from sources.registry import SourceRegistry
 from storage.corporate_actions import read_corporate_actions, write_corporate_actions
 from storage.hot import UpsertResult, write_bars
 from storage.lake import Lake
@@ -116,6 +117,7 @@ def _page_frames(
     pages: Sequence[PendingPage],
     parsed: Mapping[str, ParsedPage] | None,
     stored: Mapping[str, tuple[dict[str, Any], Any, datetime]],
+    registry: SourceRegistry | None = None,
 ) -> list[tuple[PendingPage, ParsedPage]]:
     """Each pending page's request and frame: from ``parsed`` when the collection kept it, else
     re-parsed from its ``stored`` envelope. Pages that no longer parse are dead-lettered and left
@@ -125,7 +127,7 @@ def _page_frames(
         kept = (parsed or {}).get(page.key)
         if kept is None:
             request, payload, fetched_at = stored[page.key]
-            frame = _parse(conn, page, request, payload)
+            frame = _parse(conn, page, request, payload, registry)
             if frame is None:
                 continue
             kept = ParsedPage(request, frame, fetched_at)
@@ -134,12 +136,17 @@ def _page_frames(
 
 
 def _parse(
-    conn: psycopg.Connection, page: PendingPage, stored_request: dict[str, Any], payload: Any
+    conn: psycopg.Connection,
+    page: PendingPage,
+    stored_request: dict[str, Any],
+    payload: Any,
+    registry: SourceRegistry | None = None,
 ) -> pd.DataFrame | None:
-    """The page's frame, or None after dead-lettering a page that no longer parses."""
+    """The page's frame (by its source's parser in ``registry``: plugins' pages too), or None after
+    dead-lettering a page that no longer parses."""
     request = Request.from_redacted(page.source, page.dataset, stored_request)
     try:
-        return parse_stored_page(page.source, request, payload)
+        return parse_stored_page(page.source, request, payload, registry)
     except MarketpipeError as exc:
         record_dead_letter_sync(
             conn, source=page.source, dataset=page.dataset, request=stored_request, error=exc, payload_lake_key=page.key
@@ -202,17 +209,19 @@ def process_symbol_bars(
     min_quality_score: float,
     parsed: Mapping[str, ParsedPage] | None = None,
     precedence: Sequence[str] = DEFAULT_SOURCE_PRECEDENCE,
+    registry: SourceRegistry | None = None,
 ) -> tuple[SymbolProcessing, ValidationResult | None, QualityReport | None]:
     """Process one symbol's pending bar pages in one transaction (see the module docstring).
 
     ``parsed``: frames the collection of this run kept, by raw key (pages not in it are read back).
     ``precedence``: storage.source_precedence (which vendor's bar the consolidated series keeps).
+    ``registry``: the settings' sources, whose parsers read pages read back (default: the built-ins).
     """
     symbol = pages[0].symbol
     outcome = SymbolProcessing(symbol, pages=len(pages))
     stored = _read_unparsed(lake, pages, parsed)
     with conn.transaction():
-        frames = _page_frames(conn, pages, parsed, stored)
+        frames = _page_frames(conn, pages, parsed, stored, registry)
         good = [(p, k.request, k.frame) for p, k in frames]
         if not good:
             outcome.error = "no page of this series could be parsed (dead-lettered)"
@@ -255,13 +264,17 @@ def process_symbol_bars(
 
 
 def process_symbol_actions(
-    conn: psycopg.Connection, lake: Lake, pages: Sequence[PendingPage], parsed: Mapping[str, ParsedPage] | None = None
+    conn: psycopg.Connection,
+    lake: Lake,
+    pages: Sequence[PendingPage],
+    parsed: Mapping[str, ParsedPage] | None = None,
+    registry: SourceRegistry | None = None,
 ) -> SymbolProcessing:
     """Store one symbol's pending corporate-action pages (splits, dividends) in one transaction."""
     outcome = SymbolProcessing(pages[0].symbol, pages=len(pages))
     stored = _read_unparsed(lake, pages, parsed)
     with conn.transaction():
-        frames = [kept.frame for _, kept in _page_frames(conn, pages, parsed, stored)]
+        frames = [kept.frame for _, kept in _page_frames(conn, pages, parsed, stored, registry)]
         actions = pd.concat(frames, ignore_index=True) if frames else model.empty_frame(model.CORPORATE_ACTIONS)
         outcome.records = outcome.accepted = len(actions)
         written = write_corporate_actions(conn, actions)

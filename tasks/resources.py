@@ -19,6 +19,8 @@ import psycopg
 
 from core.settings import Settings
 from db.connect import async_database_connection, database_connection
+from sources.factory import source_registry
+from sources.registry import SourceRegistry
 from storage.lake import Lake
 from storage.router import StorageRouter
 
@@ -38,6 +40,12 @@ class RunResources:
         """The run's lake client, built when first used (a run that never reads or writes the
         lake does not need its credentials)."""
         return Lake.from_settings(self.settings.lake)
+
+    @cached_property
+    def sources(self) -> SourceRegistry:
+        """The sources the run's settings know (built-ins, entry points, ``sources:``), found once
+        per run: the parsers of the pages it reads back come from here."""
+        return source_registry(self.settings)
 
     def connect(self, **kwargs: Any) -> psycopg.Connection:
         """A new synchronous connection (use as a context manager; ``autocommit=True`` and the like

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, date, datetime
 from itertools import pairwise
 from pathlib import Path
@@ -40,9 +40,10 @@ from flows.ingestion import ingest_flow
 from flows.pipeline_flow import pipeline_flow
 from flows.processing import process_flow
 from marketpipe.api import DataPipelineOrchestrator
-from sources.base import BaseSource
+from sources.base import BaseSource, SymbolRequest
 from sources.dead_letters import list_dead_letters, replay_dead_letters
 from sources.factory import build_source
+from sources.http import Page, Request
 from sources.registry import ENTRY_POINT_GROUP
 from storage.lake import Lake
 from tasks.collection import replay_dead_letter
@@ -92,6 +93,47 @@ class SP500Daily(BaseSource):
             SP500Daily.failures[symbol] -= 1
             raise ConnectionError(f"upstream down for {symbol}")
         return sp500_session_bars(symbol, start_date, end_date, self.context.name)
+
+
+class SP500Pages(BaseSource):
+    """A plugin with pages of its own (one per request, arch's rows as its vendor would send them)
+    and the parser that reads a stored page back: a pipeline's processing stage re-parses the raw
+    zone with it."""
+
+    def first_requests(self, wanted: SymbolRequest) -> list[Request]:
+        if wanted.data_type != "market_data":
+            return []  # bars only
+        params = {"symbol": wanted.symbol, "start": wanted.start.isoformat(), "end": wanted.end.isoformat()}
+        return [Request(self.context.name, "bars", "arch:sp500", params, {"symbol": wanted.symbol})]
+
+    async def iter_pages(self, request: Request) -> AsyncIterator[Page]:
+        bars = sp500_session_bars(request.params["symbol"], request.params["start"], request.params["end"], "-")
+        days = bars["ts"].dt.tz_convert(model.EXCHANGE_TZ).dt.strftime("%Y-%m-%d")
+        payload = [
+            {"day": day, "o": o, "h": h, "l": low, "c": c, "v": int(v)}
+            for day, o, h, low, c, v in zip(
+                days, bars["open"], bars["high"], bars["low"], bars["close"], bars["volume"], strict=True
+            )
+        ]
+        yield Page(request, self.page_parser(request)(payload), payload)
+
+    async def fetch_data(self, symbol: str, start_date: Any, end_date: Any) -> pd.DataFrame:
+        return sp500_session_bars(symbol, start_date, end_date, self.context.name)
+
+    @classmethod
+    def page_parser(cls, request: Request) -> Callable[[Any], pd.DataFrame]:
+        def parse(payload: Any) -> pd.DataFrame:
+            rows = pd.DataFrame.from_records(payload, columns=["day", "o", "h", "l", "c", "v"])
+            sessions = pd.DatetimeIndex(pd.to_datetime(rows["day"])).tz_localize(model.EXCHANGE_TZ).tz_convert("UTC")
+            columns = {"open": rows["o"], "high": rows["h"], "low": rows["l"], "close": rows["c"], "volume": rows["v"]}
+            return model.frame(
+                model.BARS,
+                {"symbol": request.context["symbol"], "ts": sessions, "timeframe": "1day", "source": request.source}
+                | {k: v.to_numpy() for k, v in columns.items()},
+                what=f"{request.source} page",
+            )
+
+        return parse
 
 
 class RecordingSource(BaseSource):
@@ -203,6 +245,26 @@ def test_pipeline_source_may_name_a_plugin_and_gap_repair_refetches_from_it(stac
         )
     )
     assert repaired["symbol_sessions"] == 21 and repaired["remaining_symbol_sessions"] == 0
+    assert_stored_equal(conn, symbol, expected)
+
+
+def test_a_plugin_with_pages_of_its_own_is_processed_from_the_raw_zone_by_the_pipeline(stack: Settings, conn, symbols):
+    symbol = symbols()
+    start = date(2018, 12, 3)
+    overrides = {
+        "sources": {"sp500pages": f"{__name__}:SP500Pages"},
+        "pipeline": {
+            "source": "sp500pages",
+            "symbols": [symbol],
+            "bars": [{"timeframe": "1day", "lookback_days": (datetime.now(UTC).date() - start).days}],
+        },
+    }
+
+    # the ingestion stage stores the pages; the processing stage reads them back and parses them
+    summary = asyncio.run(pipeline_flow(stages=["ingestion", "processing"], mode="batch", overrides=overrides))
+
+    expected = sp500_session_bars(symbol, start.isoformat(), f"{LAST}T23:59:59", "sp500pages")
+    assert summary["records_stored"] == len(expected) == 19  # December 2018 from the 3rd
     assert_stored_equal(conn, symbol, expected)
 
 
