@@ -25,8 +25,8 @@ def end_of_day_ns(day: date) -> int:
 
 
 def to_ns(instant: datetime) -> int:
-    """An aware datetime as UTC nanoseconds (naive means UTC)."""
-    aware = instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
+    """A datetime as UTC nanoseconds (naive means New York, the exchange's clock, as everywhere here)."""
+    aware = instant if instant.tzinfo is not None else instant.replace(tzinfo=NEW_YORK)
     delta = aware - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * NS + delta.microseconds * 1_000
 
