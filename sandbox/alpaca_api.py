@@ -215,7 +215,7 @@ def news(ctx: RequestContext) -> Payload:
     desc = parse_choice(ctx.query.get("sort"), "desc", "sort", ("asc", "desc"), _err(422)) == "desc"
     token = _token(ctx)
     offset = int(token["o"]) if token else 0
-    rows = news_rows(market, symbols, start, end, descending=desc)
+    rows = news_rows(market, symbols, start, min(end, market.now_ns()), descending=desc)
     page = rows[offset : offset + limit]
     records = []
     for sym, table in page:

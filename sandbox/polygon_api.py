@@ -210,7 +210,7 @@ def news(ctx: RequestContext) -> Payload:
     high = high if high is not None else int(market.calendar.midnight_ns[market.last_session]) + DAY_NS - 1
     low = low if low is not None else high - 30 * DAY_NS
     order = parse_choice(query.get("order"), "desc", "order", ("asc", "desc"), bad)
-    rows = news_rows(market, symbols, low, high, descending=order == "desc")
+    rows = news_rows(market, symbols, low, min(high, market.now_ns()), descending=order == "desc")
 
     def render(row: tuple[str, Any]) -> dict[str, Any]:
         sym, table = row

@@ -103,3 +103,13 @@ def test_a_bad_pin_is_refused_with_the_value(client: TestClient, body: dict[str,
     response = client.post("/_sandbox/clock", json=body)
     assert response.status_code == 400
     assert needle in response.json()["error"]
+
+
+def test_news_published_after_now_is_not_served_yet() -> None:
+    params = {**POLY, "ticker": "NVDA", "published_utc.gte": "2024-06-03", "order": "asc", "limit": 1000}
+    with TestClient(create_app(SandboxConfig(seed=42, as_of=DAY), market_at(None))) as client:
+        whole_day = client.get("/v2/reference/news", params=params).json()["results"]
+    with TestClient(create_app(SandboxConfig(seed=42, as_of=DAY), market_at("2024-06-03T09:00"))) as client:
+        morning = client.get("/v2/reference/news", params=params).json()["results"]
+    assert [item["published_utc"][:10] for item in whole_day] == ["2024-06-03"]  # 19:56 New York
+    assert morning == []
