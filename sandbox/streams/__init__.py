@@ -97,8 +97,9 @@ close 1008 with the reason on a WebSocket. Settings:
   running daily bar when the minute ends, a second aggregate when its second ends, a correction or
   cancel 1 market second after its trade.
 - ``speed`` (float, default 1.0): market seconds per wall second; ``60`` streams a session minute per second;
-  ``0`` means as fast as the socket takes it (TCP backpressure paces it). Never past the market's clock
-  (``sandbox.clock``, the one REST serves by): a replay of the session under way waits at its now.
+  ``0`` means as fast as the socket takes it (TCP backpressure paces it). A paced replay (speed > 0) never
+  runs past the market's clock (``sandbox.clock``, the one REST serves by): a replay of the session under
+  way waits at its now. ``speed=0`` and ``rate`` replays are benchmarks' and ignore it.
 - ``rate`` (float msgs/s, default 0 = off): pace by message count instead of market time: the replay
   moves on through the sessions' events in order, ``rate`` data messages per second (a token bucket
   banking 0.25 s, frames of up to ``batch``); ``t`` stays the market time (see ``stamp``). With wildcard

@@ -77,7 +77,7 @@ class MarketPacer(Pacer):
     """Events go when the replay clock passes their due instant, in frames of up to `batch`, and
     never before the market's own clock (`market_now`, the clock REST serves by) reaches it: a
     replay of today's session faster than real time waits at the market's now, as a live feed
-    would."""
+    would. `speed=0` (as fast as the socket takes it) is a benchmark's replay, not a feed: no cap."""
 
     def __init__(
         self, clock: ReplayClock, settings: StreamSettings, market_now: Callable[[], int] | None = None
@@ -348,7 +348,9 @@ class Connection:
         clock = self.hub.clock_for(s, now)
         segments = clock.segments
         faults = DeliveryFaults(s.seed, s.duplicate, s.reorder, s.malformed)
-        pacer: Pacer = RatePacer(s, now) if s.rate else MarketPacer(clock, s, self.hub.market.now_ns)
+        pacer: Pacer = (
+            RatePacer(s, now) if s.rate else MarketPacer(clock, s, self.hub.market.now_ns if s.speed > 0 else None)
+        )
         where = clock.now(now)
         if (s.rate or s.speed <= 0) and segments:
             where = (0, segments[0].start_ns)
