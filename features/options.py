@@ -53,6 +53,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from core.errors import RequestError
+
 # ---------------------------------------------------------------------------------------------
 # Reasons: why a quote has no implied volatility (int8 per quote, 0 when it has one).
 
@@ -902,11 +904,9 @@ def _run_parallel(threads: int | None, n: int, call: Callable[[], None]) -> None
     out in small chunks, so a thread descheduled by other load does not hold back the whole call."""
     previous_threads = numba.get_num_threads()
     if threads is not None:
-        if not 1 <= threads <= numba.config.NUMBA_NUM_THREADS:
-            raise ValueError(
-                f"threads={threads} is not allowed: use 1..{numba.config.NUMBA_NUM_THREADS} "
-                "(NUMBA_NUM_THREADS bounds it)"
-            )
+        most = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+        if not 1 <= threads <= most:
+            raise RequestError(f"threads={threads} is not allowed: use 1..{most} (NUMBA_NUM_THREADS bounds it)")
         numba.set_num_threads(threads)
     previous_chunk = numba.set_parallel_chunksize(max(256, n // (16 * numba.get_num_threads())))
     try:

@@ -113,3 +113,19 @@ def bench_stream(
         sandbox_url=sandbox_url,
     )
     typer.echo(json.dumps(report, indent=2, default=str) if as_json else bench.render_table(report))
+
+
+@app.command("options")
+def bench_options(
+    quotes: Annotated[int, typer.Option(min=1, help="synthetic option quotes solved by the kernel")] = 2_000_000,
+    vollib_quotes: Annotated[int, typer.Option(min=1, help="of those, how many vollib solves (one per call)")] = 20_000,
+    repeat: Annotated[int, typer.Option(min=1, help="timed kernel runs (the best counts)")] = 5,
+    threads: Annotated[int | None, typer.Option(min=1, help="numba threads [default: numba's count]")] = None,
+    as_json: JsonReport = False,
+) -> None:
+    """Implied volatility: the numba kernel vs vollib on the same quotes (IV/s, ratio, max relative
+    error against vollib in the same run), JIT compile time, the load it ran at."""
+    from bench import options as bench
+
+    report = bench.run(quotes, vollib_quotes=vollib_quotes, repeat=repeat, threads=threads)
+    typer.echo(json.dumps(report, indent=2) if as_json else bench.render_table(report))

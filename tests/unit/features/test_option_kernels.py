@@ -23,6 +23,7 @@ from vollib.black_scholes_merton import black_scholes_merton
 from vollib.black_scholes_merton.greeks import analytical
 from vollib.black_scholes_merton.implied_volatility import implied_volatility as vollib_iv
 
+from core.errors import RequestError
 from features.options import (
     IV_ABOVE_MAXIMUM,
     IV_BELOW_INTRINSIC,
@@ -238,7 +239,7 @@ def test_thread_count_does_not_change_a_bit_and_a_bad_count_is_refused_by_name()
     one, _ = implied_volatility(price, SPOT, k, 0.3, RATE, YIELD, True, threads=1)
     every, _ = implied_volatility(price, SPOT, k, 0.3, RATE, YIELD, True, threads=numba.config.NUMBA_NUM_THREADS)
     assert np.array_equal(one, every)
-    with pytest.raises(ValueError, match="threads=0"):
+    with pytest.raises(RequestError, match="threads=0"):
         implied_volatility(price, SPOT, k, 0.3, RATE, YIELD, True, threads=0)
 
 
