@@ -31,7 +31,7 @@ CREATE OR REPLACE VIEW market.vendor_bars AS
 -- (Alpaca's IEX feed, Yahoo's consolidated tape), so they differ without either being wrong.
 -- p_symbols NULL: every symbol.
 DROP FUNCTION IF EXISTS market.vendor_disagreements(text[], timestamptz, timestamptz, text, double precision);
-CREATE FUNCTION market.vendor_disagreements(
+CREATE OR REPLACE FUNCTION market.vendor_disagreements(
     p_symbols text[], p_start timestamptz, p_end timestamptz, p_timeframe text, p_tolerance double precision)
 RETURNS TABLE (symbol text, timeframe text, ts timestamptz, session_date date, source_a text, source_b text,
                field text, value_a double precision, value_b double precision, relative_difference double precision)

@@ -6,7 +6,20 @@ import pytest
 
 from tests.support.cli import run_cli
 
-TOP_LEVEL = ["up", "down", "status", "run", "ingest", "backfill", "metrics", "health", "vendors", "sandbox", "worker", "deploy"]
+TOP_LEVEL = [
+    "up",
+    "down",
+    "status",
+    "run",
+    "ingest",
+    "backfill",
+    "metrics",
+    "health",
+    "vendors",
+    "sandbox",
+    "worker",
+    "deploy",
+]
 GROUPS = {
     "db": ["migrate", "status"],
     "dlq": ["list", "replay"],
