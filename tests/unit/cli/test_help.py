@@ -23,7 +23,7 @@ TOP_LEVEL = [
 GROUPS = {
     "db": ["migrate", "status"],
     "dlq": ["list", "replay"],
-    "bench": ["ingest", "storage", "features", "stream"],
+    "bench": ["ingest", "storage", "features", "stream", "options"],
     "features": ["export"],
     "lake": ["tier", "ls", "du", "compact", "prune-raw"],
     "scan": ["latest", "movers", "volume-spikes", "gaps", "highs-lows", "rsi"],
