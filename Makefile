@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP_FLAGS ?= -q --disable-pip-version-check
 
-.PHONY: run test test-unit check install system python up down status lint bench help
+.PHONY: run test test-unit check install system python env-keys up down status lint bench help
 .DEFAULT_GOAL := help
 
 help:
@@ -17,7 +17,7 @@ help:
 	@echo "make check     - ruff check, ruff format --check, mypy, import-linter, the unit tier"
 	@echo "make up | down | status | lint"
 
-install: system python .env
+install: system python .env env-keys
 
 system:
 	@bash scripts/install-system.sh
@@ -43,7 +43,14 @@ python: $(VENV)/.installed
 	  echo "MARKETPIPE_DATABASE__PASSWORD=$$(openssl rand -hex 16)"; \
 	  echo "MARKETPIPE_LAKE__SECRET_KEY=$$(openssl rand -hex 20)"; \
 	  echo "PREFECT_DB_PASSWORD=$$(openssl rand -hex 16)"; \
+	  echo "MARKETPIPE_PREFECT__AUTH_STRING=marketpipe:$$(openssl rand -hex 16)"; \
 	} > .env
+
+# A secret added after a developer's .env was written is appended to it; existing values stay.
+env-keys: .env
+	@grep -q '^MARKETPIPE_PREFECT__AUTH_STRING=' .env || { \
+	  echo "[install] adding MARKETPIPE_PREFECT__AUTH_STRING (the Prefect API's login) to .env"; \
+	  echo "MARKETPIPE_PREFECT__AUTH_STRING=marketpipe:$$(openssl rand -hex 16)" >> .env; }
 
 up: install
 	@$(BIN)/marketpipe up

@@ -516,7 +516,7 @@ def run(
     """
     if overrides:
         settings = load_settings(overrides=overrides)
-    os.environ["PREFECT_API_URL"] = settings.prefect.resolved_api_url  # before Prefect is imported
+    os.environ.update(settings.prefect.client_environment())  # before Prefect is imported
     first, last = session_range(sessions)
     tag = _unused_tag(settings, ("B", "P", "N"))
     flow_names = bench_symbols("B", tag, symbols)

@@ -264,6 +264,9 @@ class PrefectSettings(_Section):
     api_url: str | None = Field(default=None, description="external Prefect API URL; None = embedded")
     host: str = "127.0.0.1"
     port: Port = 4200
+    # Prefect's basic authentication ('user:password'): the embedded server requires it on every
+    # API call (PREFECT_SERVER_API_AUTH_STRING) and every client sends it (PREFECT_API_AUTH_STRING).
+    auth_string: SecretStr | None = None
 
     _port = field_validator("port")(_check_port)
 
@@ -278,6 +281,14 @@ class PrefectSettings(_Section):
     @property
     def ui_url(self) -> str:
         return self.resolved_api_url.removesuffix("/api")
+
+    def client_environment(self) -> dict[str, str]:
+        """The environment that points Prefect's client (CLI, workers, the flow runs they start) at
+        this server, with its credentials."""
+        env = {"PREFECT_API_URL": self.resolved_api_url}
+        if self.auth_string is not None:
+            env["PREFECT_API_AUTH_STRING"] = self.auth_string.get_secret_value()
+        return env
 
 
 class BarJob(_Section):
@@ -452,23 +463,25 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """Every secret's plain value, for the log redactor."""
-        secrets = [self.database.password, self.lake.secret_key]
+        secrets = [self.database.password, self.lake.secret_key, self.prefect.auth_string]
         for vendor in self.vendors.values():
             secrets += [vendor.api_key, vendor.secret_key]
         return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
 
     def require_secrets(self) -> None:
-        """The embedded stack needs its two secrets; say exactly how to provide them."""
+        """The embedded stack needs its secrets; say exactly how to provide them."""
         missing = []
         if self.database.password is None:
             missing.append(("database.password", "MARKETPIPE_DATABASE__PASSWORD"))
         if self.lake.secret_key is None:
             missing.append(("lake.secret_key", "MARKETPIPE_LAKE__SECRET_KEY"))
+        if self.prefect.embedded and self.prefect.auth_string is None:
+            missing.append(("prefect.auth_string", "MARKETPIPE_PREFECT__AUTH_STRING"))
         if missing:
             names = ", ".join(f"{key} ({env})" for key, env in missing)
             raise ConfigurationError(
                 f"missing secret(s): {names}; set them in the environment or in a .env file "
-                "(`make .env` writes one with random values)"
+                "(`make install` writes .env with random values and adds the keys an older .env lacks)"
             )
 
 
@@ -594,6 +607,6 @@ def describe_validation_error(exc: ValidationError, config_path: Path | None) ->
 
 
 def _show(key: str, value: Any) -> str:
-    if any(word in key for word in ("password", "secret", "api_key", "token")):
+    if any(word in key for word in ("password", "secret", "api_key", "token", "auth_string")):
         return "'**********'"
     return repr(value)

@@ -339,15 +339,17 @@ class DataPipelineOrchestrator:
 
     @contextmanager
     def _prefect_api(self) -> Iterator[None]:
-        """Flows report to the configured Prefect server (not an ephemeral one), without touching
-        the process environment."""
-        from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+        """Flows report to the configured Prefect server (not an ephemeral one), with its auth
+        string, without touching the process environment."""
+        from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, get_current_settings, temporary_settings
 
-        url = self.settings.prefect.resolved_api_url
-        if get_current_settings().api.url == url:
+        prefect = self.settings.prefect
+        current = get_current_settings().api
+        if current.url == prefect.resolved_api_url and current.auth_string == prefect.auth_string:
             yield
             return
-        with temporary_settings(updates={PREFECT_API_URL: url}):
+        auth = prefect.auth_string.get_secret_value() if prefect.auth_string else None
+        with temporary_settings(updates={PREFECT_API_URL: prefect.resolved_api_url, PREFECT_API_AUTH_STRING: auth}):
             yield
 
     # -- metrics and health ---------------------------------------------------------------------

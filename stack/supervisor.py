@@ -245,17 +245,23 @@ class Stack:
         }
 
     def _prefect_env(self) -> dict[str, str]:
+        """The server's environment. Its auth string (required by ``up``) guards every API call
+        and the UI's login; the server's own client sends it too (PREFECT_API_AUTH_STRING)."""
         s = self.settings
-        return {
+        client = s.prefect.client_environment()
+        env = {
             "PREFECT_HOME": str(self.state_dir / "prefect"),
             "PREFECT_API_DATABASE_CONNECTION_URL": s.database.sqlalchemy_url(s.database.prefect_database),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_API_URL": s.prefect.resolved_api_url,
+            **client,
             "PREFECT_UI_API_URL": s.prefect.resolved_api_url,
             "PREFECT_SERVER_API_HOST": s.prefect.host,
             "PREFECT_SERVER_API_PORT": str(s.prefect.port),
             "PREFECT_LOGGING_SERVER_LEVEL": "WARNING",
         }
+        if "PREFECT_API_AUTH_STRING" in client:
+            env["PREFECT_SERVER_API_AUTH_STRING"] = client["PREFECT_API_AUTH_STRING"]
+        return env
 
 
 def require_sandbox() -> None:

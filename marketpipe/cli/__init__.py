@@ -1,8 +1,9 @@
 """The ``marketpipe`` command line: the root app, its global options and the entry point.
 
 Global options build the one settings object (see core.settings for the precedence) and set
-PREFECT_API_URL for everything the command runs. User mistakes end in one clear line on stderr and
-a non-zero exit code, never a traceback; ``--debug`` adds the traceback for bugs.
+PREFECT_API_URL and PREFECT_API_AUTH_STRING for everything the command runs. User mistakes end in
+one clear line on stderr and a non-zero exit code, never a traceback; ``--debug`` adds the
+traceback for bugs.
 
 Each sub-app lives in its own module and is registered below in the order ``--help`` lists it:
 the stack's lifecycle, the pipeline's jobs, the sandbox, Prefect deployments and workers, then the
@@ -113,7 +114,7 @@ def main_options(
         os.environ["MARKETPIPE_CONFIG"] = str(config.absolute())
     if env_file is not None:
         os.environ["MARKETPIPE_ENV_FILE"] = str(env_file.absolute())
-    os.environ["PREFECT_API_URL"] = settings.prefect.resolved_api_url
+    os.environ.update(settings.prefect.client_environment())  # PREFECT_API_URL and its auth string
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     ctx.obj = {"settings": settings, "overrides": overrides}
 

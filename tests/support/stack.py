@@ -71,4 +71,6 @@ def stack_environment(state_dir: Path, bucket: str = "marketpipe-test-lake") -> 
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
     env["PREFECT_API_URL"] = f"http://127.0.0.1:{env['MARKETPIPE_PREFECT__PORT']}/api"
+    # The server requires it; in-process Prefect clients of the tests read Prefect's own variable.
+    env["MARKETPIPE_PREFECT__AUTH_STRING"] = env["PREFECT_API_AUTH_STRING"] = f"marketpipe:{secrets.token_hex(16)}"
     return env

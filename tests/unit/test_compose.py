@@ -36,7 +36,10 @@ SECRETS = {
     "MARKETPIPE_VENDORS__POLYGON__API_KEY",
     "MARKETPIPE_VENDORS__ALPACA__API_KEY",
     "MARKETPIPE_VENDORS__ALPACA__SECRET_KEY",
+    "MARKETPIPE_PREFECT__AUTH_STRING",
 }
+# ${PUBLISH_ADDRESS:-127.0.0.1}:${VAR:-default}:container
+PUBLISHED_PORT = re.compile(r"^\$\{PUBLISH_ADDRESS:-([0-9.]+)\}:\$\{(\w+):-(\d+)\}:(\d+)$")
 
 # ${NAME}, ${NAME:-default}, ${NAME:?message} ...; "$${...}" is compose's escape for a literal "$".
 _INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
@@ -217,7 +220,7 @@ def test_prefect_server_runs_on_its_own_postgres(services: dict[str, dict[str, A
     server = services["prefect-server"]
     assert server["command"][:3] == ["prefect", "server", "start"]
     assert server["command"][server["command"].index("--host") + 1] == "0.0.0.0"
-    env = interpolate(server["environment"], {"PREFECT_DB_PASSWORD": "pw"})
+    env = interpolate(server["environment"], {"PREFECT_DB_PASSWORD": "pw", "MARKETPIPE_PREFECT__AUTH_STRING": "a:b"})
     url = urlsplit(env["PREFECT_API_DATABASE_CONNECTION_URL"])
     assert url.scheme == "postgresql+asyncpg"
     assert (url.hostname, url.port, url.path) == ("prefect-db", 5432, "/prefect")
@@ -304,7 +307,12 @@ def test_required_variables_are_set_in_env_example() -> None:
     required = {
         match.group(1) for match in _INTERPOLATION.finditer(COMPOSE_FILE.read_text()) if match.group(2) in (":?", "?")
     }
-    assert {"MARKETPIPE_DATABASE__PASSWORD", "MARKETPIPE_LAKE__SECRET_KEY", "PREFECT_DB_PASSWORD"} <= required
+    assert {
+        "MARKETPIPE_DATABASE__PASSWORD",
+        "MARKETPIPE_LAKE__SECRET_KEY",
+        "PREFECT_DB_PASSWORD",
+        "MARKETPIPE_PREFECT__AUTH_STRING",
+    } <= required
     for name in required:
         assert active.get(name), f"{name} is required by docker-compose.yml but has no placeholder"
 
@@ -313,7 +321,7 @@ def test_passwords_are_never_literal_in_compose(services: dict[str, dict[str, An
     for name, service in services.items():
         environment = service.get("environment", {})
         for key, value in environment.items():
-            if any(word in key for word in ("PASSWORD", "SECRET")):
+            if any(word in key for word in ("PASSWORD", "SECRET", "AUTH_STRING")):
                 assert _INTERPOLATION.search(str(value)), f"{name}.{key} is hard-coded"
 
 
@@ -369,13 +377,40 @@ def test_published_port_is_the_settings_port(
 ) -> None:
     section, field = setting.split(".")
     expected_variable = f"{ENV_PREFIX}{section.upper()}{ENV_NESTED_DELIMITER}{field.upper()}"
-    pattern = re.compile(r"^\$\{(\w+):-(\d+)\}:(\d+)$")
-    published = [match for port in services[service]["ports"] if (match := pattern.match(str(port)))]
+    published = [match for port in services[service]["ports"] if (match := PUBLISHED_PORT.match(str(port)))]
     assert len(published) == 1, f"{service} should publish its main port as ${{VAR:-default}}:container"
-    variable, default, target = published[0].groups()
+    _, variable, default, target = published[0].groups()
     assert variable == expected_variable
     assert int(default) == getattr(getattr(defaults, section), field)
     assert int(target) == container_port
+
+
+def test_published_ports_listen_on_loopback_unless_publish_address_says_otherwise(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            # "HOST:CONTAINER" without an address listens on every interface.
+            address, *_ = interpolate(str(port), {}).split(":")
+            assert address == "127.0.0.1", f"{name} publishes {port} beyond this host by default"
+            if PUBLISHED_PORT.match(str(port)):
+                chosen = interpolate(str(port), {"PUBLISH_ADDRESS": "0.0.0.0"})
+                assert chosen.split(":")[0] == "0.0.0.0", chosen
+    assert {"timescaledb", "minio", "prefect-server"} <= {
+        name
+        for name, service in services.items()
+        if any(PUBLISHED_PORT.match(str(p)) for p in service.get("ports", []))
+    }
+
+
+def test_prefect_server_requires_the_auth_string_every_client_sends(services: dict[str, dict[str, Any]]) -> None:
+    env = {"PREFECT_DB_PASSWORD": "pw", "MARKETPIPE_PREFECT__AUTH_STRING": "marketpipe:s3cret"}
+    server = interpolate(services["prefect-server"]["environment"], env)
+    assert server["PREFECT_SERVER_API_AUTH_STRING"] == "marketpipe:s3cret"
+    for name in ("worker", "migrate", "deployments"):
+        assert interpolate(services[name]["environment"], env)["PREFECT_API_AUTH_STRING"] == "marketpipe:s3cret"
+    with pytest.raises(AssertionError, match="MARKETPIPE_PREFECT__AUTH_STRING is required"):
+        interpolate(services["prefect-server"]["environment"], {"PREFECT_DB_PASSWORD": "pw"})
 
 
 # ---- the worker's settings -----------------------------------------------------------------------

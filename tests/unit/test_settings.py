@@ -143,12 +143,14 @@ def test_malformed_set_flag(flag: str) -> None:
 def test_secrets_never_print(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MARKETPIPE_DATABASE__PASSWORD", "hunter2-db")
     monkeypatch.setenv("MARKETPIPE_VENDORS__POLYGON__API_KEY", "pk-live-123")
+    monkeypatch.setenv("MARKETPIPE_PREFECT__AUTH_STRING", "marketpipe:prefect-login")
     settings = load_settings()
     text = repr(settings) + str(settings) + settings.model_dump_json()
     assert "hunter2-db" not in text
     assert "pk-live-123" not in text
+    assert "prefect-login" not in text
     assert settings.database.password.get_secret_value() == "hunter2-db"
-    assert set(settings.secret_values()) == {"hunter2-db", "pk-live-123"}
+    assert set(settings.secret_values()) == {"hunter2-db", "pk-live-123", "marketpipe:prefect-login"}
 
 
 def test_invalid_secret_value_is_not_echoed(isolated: Path) -> None:
@@ -164,7 +166,19 @@ def test_missing_secrets_say_how_to_provide_them(isolated: Path) -> None:
         load_settings().require_secrets()
     assert "MARKETPIPE_DATABASE__PASSWORD" in str(err.value)
     assert "MARKETPIPE_LAKE__SECRET_KEY" in str(err.value)
-    assert ".env" in str(err.value)
+    assert "MARKETPIPE_PREFECT__AUTH_STRING" in str(err.value)  # the embedded Prefect server's login
+    assert "make install" in str(err.value)  # which adds the keys an older .env lacks
+
+
+def test_the_prefect_client_environment_carries_the_auth_string(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MARKETPIPE_PREFECT__AUTH_STRING", "marketpipe:prefect-login")
+    monkeypatch.setenv("MARKETPIPE_PREFECT__PORT", "4321")
+    assert load_settings().prefect.client_environment() == {
+        "PREFECT_API_URL": "http://127.0.0.1:4321/api",
+        "PREFECT_API_AUTH_STRING": "marketpipe:prefect-login",
+    }
 
 
 def test_dotenv_lines_of_other_programs_are_ignored_but_our_typos_are_not(isolated: Path) -> None:
@@ -173,3 +187,15 @@ def test_dotenv_lines_of_other_programs_are_ignored_but_our_typos_are_not(isolat
     typo = write(isolated / "typo.env", "MARKETPIPE_DATABSE__PORT=1\n")
     with pytest.raises(ConfigurationError, match="unknown setting"):
         load_settings(env_file=typo)
+
+
+def test_an_external_prefect_server_needs_no_auth_string_of_ours(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MARKETPIPE_DATABASE__PASSWORD", "pw")
+    monkeypatch.setenv("MARKETPIPE_LAKE__SECRET_KEY", "lake-secret")
+    monkeypatch.setenv("MARKETPIPE_PREFECT__API_URL", "https://prefect.example.internal/api")
+    load_settings().require_secrets()  # its credentials are its own (PREFECT_API_KEY or auth string)
+    monkeypatch.delenv("MARKETPIPE_PREFECT__API_URL")
+    with pytest.raises(ConfigurationError, match="MARKETPIPE_PREFECT__AUTH_STRING"):
+        load_settings().require_secrets()
