@@ -502,7 +502,8 @@ def _merge(
             " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted), 0 FROM merged"
         ).format(upsert=upsert)
     else:
-        merge, params = _ranked_merge(table, upsert, assignments, changed, list(precedence))
+        clash = _meets_other_vendors(cur, frame, table)
+        merge, params = _ranked_merge(table, upsert, assignments, changed, list(precedence), clash=clash)
     defs = sql.SQL(", ").join(
         sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type)) for c in table.columns
     )
@@ -521,13 +522,17 @@ def _ranked_merge(
     assignments: Sequence[sql.Composable],
     changed: sql.Composable,
     precedence: list[str],
+    *,
+    clash: bool = True,
 ) -> tuple[sql.Composed, dict[str, object]]:
     """The merge of a table holding one vendor's row per key (see :func:`upsert_frame`), as ONE
     statement: ``clash`` pairs each staged row with a stored row of the same key from another
     vendor (all parts of a statement see the same snapshot, so it sees the rows before the
     upsert); the losing row of each pair goes to the vendor table; the upsert's update is
     guarded by the rank. A batch from the vendor already stored joins to no clash and writes
-    nothing else."""
+    nothing else; without ``clash`` (no other vendor's row is stored in the batch's range) the
+    join is left out and only the guard stays (a concurrent writer of another vendor that commits
+    in between is still never overwritten by a worse-ranked row, which is then not kept apart)."""
     assert table.vendor_table is not None
     vendor = sql.Identifier(*table.vendor_table.split("."))
     names = table.column_names
@@ -538,6 +543,14 @@ def _ranked_merge(
     def side(prefix: str) -> sql.Composable:
         return sql.SQL(", ").join(sql.Identifier(f"{prefix}{c}") for c in names)
 
+    params: dict[str, object] = {"precedence": precedence, "unlisted": len(precedence) + 1}
+    guard = sql.SQL("{} <= {}").format(rank(sql.SQL("EXCLUDED.source")), rank(sql.SQL("t.source")))
+    if not clash:
+        alone = sql.SQL(
+            "WITH merged AS ({upsert} AND {guard} RETURNING (t.xmax = 0) AS inserted)"
+            " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted), 0 FROM merged"
+        ).format(upsert=upsert, guard=guard)
+        return alone, params
     statement = sql.SQL(
         "WITH clash AS MATERIALIZED ("
         " SELECT {new_cols}, {old_cols}, {rank_new} <= {rank_old} AS wins"
@@ -546,7 +559,7 @@ def _ranked_merge(
         " INSERT INTO {vendor} AS t ({cols})"
         " SELECT {old} FROM clash WHERE wins UNION ALL SELECT {new} FROM clash WHERE NOT wins"
         " ON CONFLICT ({vendor_key}) DO UPDATE SET {assignments} WHERE {changed}),"
-        " merged AS ({upsert} AND {rank_excluded} <= {rank_stored} RETURNING (t.xmax = 0) AS inserted)"
+        " merged AS ({upsert} AND {guard} RETURNING (t.xmax = 0) AS inserted)"
         " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),"
         " (SELECT count(*) FROM clash WHERE NOT wins) FROM merged"
     ).format(
@@ -569,14 +582,16 @@ def _ranked_merge(
         assignments=sql.SQL(", ").join(assignments),
         changed=changed,
         upsert=upsert,
-        rank_excluded=rank(sql.SQL("EXCLUDED.source")),
-        rank_stored=rank(sql.SQL("t.source")),
+        guard=guard,
     )
-    return statement, {"precedence": precedence, "unlisted": len(precedence) + 1}
+    return statement, params
 
 
-def _overlaps_stored(cur: psycopg.Cursor, frame: pd.DataFrame, table: TableSpec) -> bool:
-    """Whether any series of the batch already has a stored row inside the batch's time range."""
+def _overlaps_stored(
+    cur: psycopg.Cursor, frame: pd.DataFrame, table: TableSpec, *, other_than_source: str | None = None
+) -> bool:
+    """Whether any series of the batch already has a stored row inside the batch's time range
+    (with ``other_than_source``: a row of another source)."""
     time_col = table.time_column
     assert time_col is not None
     series = [c for c in table.key if c != time_col]
@@ -587,7 +602,7 @@ def _overlaps_stored(cur: psycopg.Cursor, frame: pd.DataFrame, table: TableSpec)
     query = sql.SQL(
         "SELECT EXISTS (SELECT 1 FROM unnest({arrays}, %s, %s) AS b({series}, lo, hi)"
         " JOIN {target} t ON {join} AND t.{time} BETWEEN b.lo AND b.hi"
-        " WHERE t.{time} BETWEEN %s AND %s)"
+        " WHERE t.{time} BETWEEN %s AND %s AND (%s::text IS NULL OR t.source <> %s::text))"
     ).format(
         arrays=sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(types[c])) for c in series),
         series=_names(series),
@@ -595,8 +610,19 @@ def _overlaps_stored(cur: psycopg.Cursor, frame: pd.DataFrame, table: TableSpec)
         join=sql.SQL(" AND ").join(sql.SQL("t.{c} = b.{c}").format(c=sql.Identifier(c)) for c in series),
         time=sql.Identifier(time_col),
     )
-    row = cur.execute(query, [*arrays, lo, hi, min(lo), max(hi)]).fetchone()
+    row = cur.execute(query, [*arrays, lo, hi, min(lo), max(hi), other_than_source, other_than_source]).fetchone()
     return bool(row and row[0])
+
+
+def _meets_other_vendors(cur: psycopg.Cursor, frame: pd.DataFrame, table: TableSpec) -> bool:
+    """Whether a merge of the batch may meet another vendor's stored row: the batch holds several
+    sources, or a stored row of its series and range has another source. A re-sent or corrected
+    batch of the stored vendor (the usual merge) then skips the clash join of :func:`_ranked_merge`
+    (measured: without the check an unchanged rerun took 2.2x as long as before the vendor table)."""
+    sources = pd.unique(frame["source"])
+    if len(sources) != 1 or table.time_column is None:
+        return True
+    return _overlaps_stored(cur, frame, table, other_than_source=str(sources[0]))
 
 
 def _sql_time(values: pd.Series, pg_type: str) -> list:
