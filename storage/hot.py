@@ -618,7 +618,8 @@ def _meets_other_vendors(cur: psycopg.Cursor, frame: pd.DataFrame, table: TableS
     """Whether a merge of the batch may meet another vendor's stored row: the batch holds several
     sources, or a stored row of its series and range has another source. A re-sent or corrected
     batch of the stored vendor (the usual merge) then skips the clash join of :func:`_ranked_merge`
-    (measured: without the check an unchanged rerun took 2.2x as long as before the vendor table)."""
+    (measured on 195k rows: with the join an unchanged rerun took 1.5x as long as before the vendor
+    table, with this check 1.2x)."""
     sources = pd.unique(frame["source"])
     if len(sources) != 1 or table.time_column is None:
         return True
