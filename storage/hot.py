@@ -599,18 +599,22 @@ def _overlaps_stored(
     bounds = frame.groupby(series, sort=False, observed=True)[time_col].agg(["min", "max"]).reset_index()
     arrays = [bounds[c].astype(object).tolist() for c in series]
     lo, hi = (_sql_time(bounds[b], types[time_col]) for b in ("min", "max"))
+    # Tables without a source column (features) are asked about any stored row.
+    other = sql.SQL(" AND t.source <> %s::text") if other_than_source is not None else sql.SQL("")
     query = sql.SQL(
         "SELECT EXISTS (SELECT 1 FROM unnest({arrays}, %s, %s) AS b({series}, lo, hi)"
         " JOIN {target} t ON {join} AND t.{time} BETWEEN b.lo AND b.hi"
-        " WHERE t.{time} BETWEEN %s AND %s AND (%s::text IS NULL OR t.source <> %s::text))"
+        " WHERE t.{time} BETWEEN %s AND %s{other})"
     ).format(
         arrays=sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(types[c])) for c in series),
         series=_names(series),
         target=table.identifier,
         join=sql.SQL(" AND ").join(sql.SQL("t.{c} = b.{c}").format(c=sql.Identifier(c)) for c in series),
         time=sql.Identifier(time_col),
+        other=other,
     )
-    row = cur.execute(query, [*arrays, lo, hi, min(lo), max(hi), other_than_source, other_than_source]).fetchone()
+    params = [*arrays, lo, hi, min(lo), max(hi)] + ([other_than_source] if other_than_source is not None else [])
+    row = cur.execute(query, params).fetchone()
     return bool(row and row[0])
 
 
