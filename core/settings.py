@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -349,8 +349,27 @@ class SandboxSettings(_Section):
     host: str = "127.0.0.1"
     port: Port = 8765
     seed: int = 42
+    now: str | None = Field(
+        default=None,
+        description="pin the sandbox's clock at this instant (ISO 8601, naive = New York; a date = its end); "
+        "None follows the wall clock. The market serves nothing after it.",
+    )
 
     _port = field_validator("port")(_check_port)
+
+    @field_validator("now")
+    @classmethod
+    def _check_now(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not an instant: use ISO 8601 like 2024-06-03T16:05:00-04:00 (naive = New York) "
+                "or a date YYYY-MM-DD (its end)"
+            ) from None
+        return value
 
     @property
     def base_url(self) -> str:

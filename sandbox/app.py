@@ -176,10 +176,11 @@ def _vendor_endpoint(state: SandboxState, vendor: str, name: str, handler: Handl
     endpoint_name = f"{vendor}.{name}"
 
     async def endpoint(request: Request) -> Response:
-        response = await respond(request)
+        with state.market.clock.frozen() as served_ns:
+            response = await respond(request)
         # The vendor's clock, as a real server's Date header gives it: a client can tell from it
         # which bars had not closed when they were served (uvicorn's own Date is turned off).
-        response.headers["date"] = formatdate(state.market.now_ns() / NS, usegmt=True)
+        response.headers["date"] = formatdate(served_ns / NS, usegmt=True)
         return response
 
     async def respond(request: Request) -> Response:

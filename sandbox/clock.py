@@ -10,7 +10,9 @@ always served a pinned day: every session up to it complete.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -58,6 +60,8 @@ class MarketClock:
     def __init__(self, pinned_ns: int | None = None, wall_ns: Callable[[], int] = time.time_ns) -> None:
         self.pinned_ns = pinned_ns
         self._wall_ns = wall_ns
+        # One reading per request (see :meth:`frozen`): the data's cut and the Date header agree.
+        self._frozen: ContextVar[int | None] = ContextVar(f"sandbox-clock-{id(self)}", default=None)
 
     @classmethod
     def for_config(cls, as_of: date | None, now: datetime | None) -> MarketClock:
@@ -73,7 +77,21 @@ class MarketClock:
         return self.pinned_ns is not None
 
     def now_ns(self) -> int:
-        return self.pinned_ns if self.pinned_ns is not None else self._wall_ns()
+        if self.pinned_ns is not None:
+            return self.pinned_ns
+        frozen = self._frozen.get()
+        return frozen if frozen is not None else self._wall_ns()
+
+    @contextmanager
+    def frozen(self) -> Iterator[int]:
+        """Within the block (one request), every reading is the instant it was entered: the data a
+        response serves is cut at the instant its Date header states, even when a minute ends
+        while the response is built."""
+        token = self._frozen.set(self.now_ns())
+        try:
+            yield self.now_ns()
+        finally:
+            self._frozen.reset(token)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.now_ns() / NS, UTC)

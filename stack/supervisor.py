@@ -103,6 +103,7 @@ class Stack:
                 str(sandbox.port),
                 "--seed",
                 str(sandbox.seed),
+                *(["--now", sandbox.now] if sandbox.now else []),
             ],
             pid_file=run / "sandbox.pid",
             log_file=log / "sandbox.log",

@@ -79,6 +79,14 @@ def completed_sessions(start, end) -> int:
     return int((schedule.close_ns <= now_ns).sum())
 
 
+def completed_session_minutes(start, end) -> int:
+    """Minutes of the sessions closed by now (a half day has 210, not 390)."""
+    schedule = nyse_sessions(start, end)
+    now_ns = int(datetime.now(UTC).timestamp() * 1e9)
+    closed = schedule.close_ns <= now_ns
+    return int(((schedule.close_ns[closed] - schedule.open_ns[closed]) // 60_000_000_000).sum())
+
+
 def test_full_pipeline_then_an_incremental_rerun(stack: Settings) -> None:
     today = datetime.now(UTC).date()
     acting, actions = with_split_and_dividend(stack, today - timedelta(days=120), today)
@@ -107,7 +115,7 @@ def test_full_pipeline_then_an_incremental_rerun(stack: Settings) -> None:
         ).fetchone()
     # today's session, if still trading, may be partly there: at least every completed session
     assert all(n >= daily_expected for n in per_symbol.values()) and set(per_symbol) == set(universe)
-    assert minute >= 390 * completed_sessions(today - timedelta(days=5), today) * len(universe)
+    assert minute >= completed_session_minutes(today - timedelta(days=5), today) * len(universe)
     assert runs == (first["records_ingested"], first["records_stored"])
     assert feature_rows == sum(per_symbol.values())  # one feature row per stored daily bar
 

@@ -6,7 +6,11 @@ from __future__ import annotations
 import random
 import secrets
 import socket
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from core.calendar import nyse_sessions
 
 REPO = Path(__file__).resolve().parents[2]
 GRPC_OFFSET = 10000
@@ -49,6 +53,25 @@ def free_block(avoid: set[int], size: int = 4) -> int:
     raise RuntimeError("no free block of ports for the test lake")
 
 
+def settled_market_instant(now: datetime) -> datetime:
+    """The instant the test stack's sandbox is pinned at: ``now`` when no session is under way,
+    else the end (New York) of the last day whose session has closed. Tests then see every
+    session complete and none forming, whatever the wall clock says when CI runs (a run at 11:00
+    New York would otherwise see today's session half served, and a later fetch in the same test
+    see more of it); no session closes between the pin and ``now``, so wall-clock counts of
+    closed sessions agree with what the sandbox serves."""
+    new_york = ZoneInfo("America/New_York")
+    today = now.astimezone(new_york).date()
+    schedule = nyse_sessions(today - timedelta(days=14), today)
+    now_ns = int(now.timestamp() * 1e9)
+    closed = [(d, c) for d, c in zip(schedule.dates, schedule.close_ns, strict=True) if c <= now_ns]
+    last_day = closed[-1][0].astype(object)
+    end_of_last_day = datetime.combine(last_day + timedelta(days=1), datetime.min.time(), new_york) - timedelta(
+        microseconds=1
+    )
+    return min(now, end_of_last_day.astimezone(UTC))
+
+
 def stack_environment(state_dir: Path, bucket: str = "marketpipe-test-lake") -> dict[str, str]:
     """The environment of a stack in ``state_dir`` on free, non-default ports with fresh secrets."""
     used: set[int] = set()
@@ -62,6 +85,7 @@ def stack_environment(state_dir: Path, bucket: str = "marketpipe-test-lake") -> 
         "MARKETPIPE_LAKE__BUCKET": bucket,
         "MARKETPIPE_PREFECT__PORT": str(free_port(used)),
         "MARKETPIPE_SANDBOX__PORT": str(free_port(used)),
+        "MARKETPIPE_SANDBOX__NOW": settled_market_instant(datetime.now(UTC)).isoformat(),
         "MARKETPIPE_ENV_FILE": str(state_dir / "no.env"),
         "MARKETPIPE_CONFIG": str(REPO / "config" / "data_pipeline_config.yaml"),
         # Developers run several sessions side by side on small machines; Prefect's first start

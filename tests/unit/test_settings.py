@@ -98,6 +98,7 @@ def test_config_path_from_environment(isolated: Path, monkeypatch: pytest.Monkey
         ("quality: {min_quality_score: 1.5}", "quality.min_quality_score", "1.5", "less than or equal to 1"),
         ("lake: {bucket: Bad_Bucket}", "lake.bucket", "'Bad_Bucket'", "pattern"),
         ("log_level: LOUD", "log_level", "'LOUD'", "'DEBUG'"),
+        ("sandbox: {now: 'at four'}", "sandbox.now", "'at four'", "ISO 8601"),
     ],
 )
 def test_invalid_value_names_key_value_and_what_is_allowed(

@@ -7,8 +7,9 @@ adjusted prices, which its parser turns into midnight-stamped raw bars). Each te
 vendor into symbols of its own, so which vendor's rows a consolidated read prefers never matters.
 
 The symbols are named (the sandbox's seed-42 market gives each its history): none splits after
-2023 (Yahoo cannot undo a split after an intraday request's range), VPAB..VPAL pay dividends in the
-pipeline's 60-day window. VFAC splits 2-for-1 on 2026-02-18, after the daily window: Yahoo's prices
+2023 (Yahoo cannot undo a split after an intraday request's range); the pipeline test picks VPA..
+symbols with a dividend in its 60-day window, which moves with the day it runs. VFAC splits 2-for-1
+on 2026-02-18, after the daily window: Yahoo's prices
 for it are halved and its volumes doubled, so its rows equal Polygon's only if the parser undoes the
 later split. Their rows are deleted before and after each test.
 """
@@ -33,7 +34,6 @@ from storage.hot import read_bars
 DAILY = ("2024-01-02", "2024-06-28T23:59:59")
 INTRADAY = ("2024-03-04", "2024-03-15T23:59:59")  # 10 sessions: more than one Yahoo 1-minute request
 FLOW_SYMBOL = {"alpaca": "VPAB", "yahoo": "VPAD"}
-PIPELINE_SYMBOL = {"alpaca": "VPAK", "yahoo": "VPAL"}
 VENDORS = tuple(FLOW_SYMBOL)
 SPLIT_AFTER = "VFAC"  # see the module docstring
 PRICES = ["open", "high", "low", "close"]
@@ -145,10 +145,33 @@ def test_yahoo_prices_before_a_later_split_are_stored_raw(stack: Settings, named
     assert reference["close"].min() > 0
 
 
+def dividend_payer(stack: Settings, start: date, end: date, skip: int) -> str:
+    """The (skip+1)-th VPA.. symbol of the sandbox that pays a dividend in ``start``..``end`` and
+    splits nowhere after 2023 (see the module docstring): the window moves with the date the test
+    runs on, so a fixed symbol would have no action in it on some days."""
+
+    async def search() -> str:
+        found = 0
+        async with build_source("polygon", stack) as polygon:
+            client = polygon.client
+            for letter in "BCDEFGHIJKLMNOPQRSTUVWXYZ":
+                symbol = f"VPA{letter}"
+                if symbol in FLOW_SYMBOL.values() or (await client.dividends(symbol, start, end)).empty:
+                    continue
+                if not (await client.splits(symbol, date(2024, 1, 1), end)).empty:
+                    continue
+                if found == skip:
+                    return symbol
+                found += 1
+        raise AssertionError(f"no VPA.. symbol of the sandbox pays a dividend in {start}..{end} without a later split")
+
+    return asyncio.run(search())
+
+
 @pytest.mark.parametrize("source", VENDORS)
 def test_the_pipeline_runs_from_the_configured_vendor(stack: Settings, named, source: str) -> None:
-    symbol = named(PIPELINE_SYMBOL[source])
     today = datetime.now(UTC).date()
+    symbol = named(dividend_payer(stack, today - timedelta(days=60), today, skip=VENDORS.index(source)))
     overrides = {
         "pipeline": {
             "source": source,

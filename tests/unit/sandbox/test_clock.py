@@ -113,3 +113,15 @@ def test_news_published_after_now_is_not_served_yet() -> None:
         morning = client.get("/v2/reference/news", params=params).json()["results"]
     assert [item["published_utc"][:10] for item in whole_day] == ["2024-06-03"]  # 19:56 New York
     assert morning == []
+
+
+def test_a_frozen_block_reads_one_instant_then_the_wall_clock_again() -> None:
+    ticks = iter(range(1_000, 10_000, 100))
+    clock = MarketClock(wall_ns=lambda: next(ticks))
+
+    with clock.frozen() as served:
+        readings = [clock.now_ns() for _ in range(3)]
+    after = clock.now_ns()
+
+    assert readings == [served] * 3
+    assert after > served
