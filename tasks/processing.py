@@ -63,6 +63,8 @@ class SymbolProcessing:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    # bars kept apart in market.vendor_bars_*: a vendor of better precedence has them served
+    kept_apart: int = 0
     quality_score: float | None = None
     error: str | None = None
     # the time range of the 1-minute bars this processing inserted or changed (ISO, UTC): the
@@ -256,6 +258,7 @@ def process_symbol_bars(
     report = quality_report(result, min_quality_score=min_quality_score)
     outcome.accepted, outcome.rejected = len(result.accepted), len(result.rejected)
     outcome.inserted, outcome.updated, outcome.unchanged = written.inserted, written.updated, written.unchanged
+    outcome.kept_apart = written.refused
     minutes = result.accepted.loc[result.accepted["timeframe"] == "1min", "ts"]
     if written.changed and len(minutes):
         outcome.minutes_from, outcome.minutes_to = minutes.min().isoformat(), minutes.max().isoformat()

@@ -136,11 +136,17 @@ def ingest(
     fetched = sum(c["records"] for c in summary["collected"])
     stored = sum(p["inserted"] + p["updated"] for p in summary["processed"])
     rejected = sum(p["rejected"] for p in summary["processed"])
+    kept_apart = sum(p.get("kept_apart", 0) for p in summary["processed"])
     if not summary["collected"]:
         typer.echo(f"nothing new: {', '.join(summary['up_to_date'])} already up to date (use --full to refetch)")
     else:
         typer.echo(
             f"fetched {fetched:,} records, stored {stored:,} ({rejected:,} rejected) in {summary['seconds']:.1f} s"
+        )
+    if kept_apart:
+        typer.echo(
+            f"kept apart {kept_apart:,} bars of {source} in market.vendor_bars: a vendor ranked before it in "
+            "storage.source_precedence has them served (see `marketpipe vendors`)"
         )
     if summary["quality_score"] is not None:
         typer.echo(f"quality score {summary['quality_score']:.3f}")

@@ -66,6 +66,7 @@ def test_an_older_range_than_the_stored_one_is_fetched_and_a_stored_range_is_not
     before = requests_to(stack, "alpaca")
     out = ingest_cli(symbol, *JUNE, source="alpaca")  # coverage is per source: Alpaca has stored nothing
     assert "nothing new" not in out
+    assert f"kept apart {sessions(*JUNE)} bars of alpaca in market.vendor_bars" in out  # not just "stored 0"
     assert requests_to(stack, "alpaca") > before
     assert daily_rows(stack, symbol, *JUNE, "market.vendor_bars") == {
         "polygon": sessions(*JUNE),
