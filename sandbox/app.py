@@ -52,6 +52,7 @@ VENDOR_ROUTES: tuple[tuple[str, str, str, Handler], ...] = (
     ("polygon", "news", "/v2/reference/news", polygon_api.news),
     ("polygon", "options_chain", "/v3/snapshot/options/{underlying}", polygon_api.options_chain),
     ("polygon", "financials", "/vX/reference/financials", polygon_api.financials),
+    ("polygon", "earnings", "/benzinga/v1/earnings", polygon_api.earnings),
     ("alpaca", "bars", "/v2/stocks/bars", alpaca_api.bars),
     ("alpaca", "bars", "/v2/stocks/{symbol}/bars", alpaca_api.bars),
     ("alpaca", "trades", "/v2/stocks/trades", alpaca_api.trades),

@@ -11,13 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
 from sandbox.cache import ByteBoundedLRU
 from sandbox.clock import MarketClock, new_york_date
-from sandbox.fundamentals import Filing, filings
+from sandbox.fundamentals import EarningsReport, Filing, earnings_reports, filings
 from sandbox.news import NewsTable, symbol_news
 from sandbox.options import OptionChain, option_chain
 from sandbox.prices import (
@@ -343,8 +343,17 @@ class Market:
         return option_chain(sym, spot, atm, self.as_of, (self.seed * 31 + symbol_hash(sym)) % 1000)
 
     def filings(self, symbol: str) -> list[Filing]:
+        """Filings made by the clock's New York date (never after `as_of`), restatements included."""
         sym = canonical_symbol(symbol)
-        return filings(self.seed, self.profile(sym), lambda d: self.split_factor_at(sym, d), self.as_of)
+        day = min(self.as_of, new_york_date(self.now_ns()))
+        return filings(self.seed, self.profile(sym), lambda d: self.split_factor_at(sym, d), day)
+
+    def earnings(self, symbol: str) -> list[EarningsReport]:
+        """The earnings calendar of a symbol as known at the clock: past reports with their actuals,
+        upcoming ones (estimate published) without."""
+        sym = canonical_symbol(symbol)
+        now = datetime.fromtimestamp(self.now_ns() / 1e9, tz=UTC)
+        return earnings_reports(self.seed, self.profile(sym), lambda d: self.split_factor_at(sym, d), now)
 
     def cache_stats(self) -> dict[str, int]:
         return {

@@ -324,3 +324,26 @@ def financials(ctx: RequestContext) -> Payload:
         return wire.financial_result(f, sym, profile.cik, profile.name)
 
     return _paged_list(ctx, "/vX/reference/financials", rows, render, 10, 100, [sym])
+
+
+def earnings(ctx: RequestContext) -> Payload:
+    """Benzinga's earnings calendar as Polygon serves it (`/benzinga/v1/earnings`): filters
+    `ticker` (or `ticker.any_of`), `date.gte/lte`, `sort` date.asc|date.desc, `limit` up to 50,000."""
+    bad = _bad(ctx)
+    query = _effective_query(ctx)
+    tickers = query.get("ticker.any_of") or query.get("ticker")
+    if not tickers:
+        raise bad("The ticker parameter is required in this sandbox (the whole-market calendar is not emulated)")
+    symbols = [canonical_symbol(t) for t in tickers.split(",") if t.strip()]
+    low, high = _date_filter(query, "date", bad)
+    sort = parse_choice(query.get("sort"), "date.asc", "sort", ("date.asc", "date.desc"), bad)
+    market = ctx.market
+    rows = [(sym, r) for sym in symbols if market.exists(sym) for r in market.earnings(sym)]
+    rows = [(sym, r) for sym, r in rows if low <= r.report_date.toordinal() <= high]
+    rows.sort(key=lambda row: (row[1].report_date, row[0]), reverse=sort == "date.desc")
+
+    def render(row: tuple[str, Any]) -> dict[str, Any]:
+        sym, report = row
+        return wire.earnings_result(report, sym, market.profile(sym).name)
+
+    return _paged_list(ctx, "/benzinga/v1/earnings", rows, render, 100, 50_000, symbols)

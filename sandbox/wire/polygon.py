@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from sandbox.fundamentals import Filing
+from sandbox.fundamentals import EarningsReport, Filing
 from sandbox.market import DividendEvent, SplitEvent
 from sandbox.news import NewsItem
 from sandbox.options import OptionChain
@@ -251,6 +251,7 @@ def _point(value: float, label: str, order: int, unit: str = "USD") -> dict[str,
 
 def financial_result(filing: Filing, symbol: str, cik: str, company: str) -> dict[str, Any]:
     f = filing
+    filing_id = f"{cik}-{f.fiscal_year}{f.fiscal_period}{'-A' if f.amended else ''}-{f.filing_date:%Y%m%d}"
     return {
         "start_date": f.start_date.isoformat(),
         "end_date": f.end_date.isoformat(),
@@ -263,8 +264,8 @@ def financial_result(filing: Filing, symbol: str, cik: str, company: str) -> dic
         "sic": "7372",
         "tickers": [symbol],
         "company_name": company,
-        "source_filing_url": f"https://api.sandbox.invalid/v1/reference/sec/filings/{cik}-{f.fiscal_year}",
-        "source_filing_file_url": f"https://api.sandbox.invalid/v1/reference/sec/filings/{cik}-{f.fiscal_year}/files",
+        "source_filing_url": f"https://api.sandbox.invalid/v1/reference/sec/filings/{filing_id}",
+        "source_filing_file_url": f"https://api.sandbox.invalid/v1/reference/sec/filings/{filing_id}/files",
         "financials": {
             "income_statement": {
                 "revenues": _point(f.revenues, "Revenues", 100),
@@ -282,6 +283,7 @@ def financial_result(filing: Filing, symbol: str, cik: str, company: str) -> dic
                 "assets": _point(f.assets, "Assets", 100),
                 "current_assets": _point(round(f.assets * 0.4, -3), "Current Assets", 200),
                 "liabilities": _point(f.liabilities, "Liabilities", 600),
+                "long_term_debt": _point(f.long_term_debt, "Long-term Debt", 700),
                 "equity": _point(f.equity, "Equity", 1400),
                 "liabilities_and_equity": _point(f.assets, "Liabilities And Equity", 1900),
             },
@@ -289,12 +291,49 @@ def financial_result(filing: Filing, symbol: str, cik: str, company: str) -> dic
                 "net_cash_flow_from_operating_activities": _point(
                     f.operating_cash_flow, "Net Cash Flow From Operating Activities", 100
                 ),
+                "depreciation_and_amortization": _point(
+                    f.depreciation_and_amortization, "Depreciation And Amortization", 200
+                ),
                 "net_cash_flow": _point(round(f.operating_cash_flow * 0.3, -3), "Net Cash Flow", 1100),
             },
             "comprehensive_income": {
                 "comprehensive_income_loss": _point(f.net_income, "Comprehensive Income/Loss", 100),
             },
         },
+    }
+
+
+def earnings_result(report: EarningsReport, symbol: str, company: str) -> dict[str, Any]:
+    """One `/benzinga/v1/earnings` result (the keys of the official client's BenzingaEarning)."""
+    r = report
+    eps_surprise = None if r.actual_eps is None else round(r.actual_eps - r.estimated_eps, 4)
+    revenue_surprise = None if r.actual_revenue is None else round(r.actual_revenue - r.estimated_revenue, 2)
+    return {
+        "benzinga_id": r.report_id,
+        "ticker": symbol,
+        "company_name": company,
+        "currency": "USD",
+        "date": r.report_date.isoformat(),
+        "time": r.report_time.strftime("%H:%M:%S"),
+        "date_status": r.date_status,
+        "fiscal_period": r.fiscal_period,
+        "fiscal_year": r.fiscal_year,
+        "importance": 3,
+        "estimated_eps": r.estimated_eps,
+        "actual_eps": r.actual_eps,
+        "eps_method": "gaap",
+        "eps_surprise": eps_surprise,
+        "eps_surprise_percent": (
+            None if eps_surprise is None or not r.estimated_eps else round(eps_surprise / abs(r.estimated_eps), 4)
+        ),
+        "estimated_revenue": r.estimated_revenue,
+        "actual_revenue": r.actual_revenue,
+        "revenue_method": "gaap",
+        "revenue_surprise": revenue_surprise,
+        "revenue_surprise_percent": (
+            None if revenue_surprise is None else round(revenue_surprise / r.estimated_revenue, 4)
+        ),
+        "last_updated": r.last_updated.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
 
