@@ -22,8 +22,8 @@ from sandbox.handling import (
     parse_int,
 )
 from sandbox.market import Market, canonical_symbol
-from sandbox.news import DEFAULT_UNIVERSE, render_news
-from sandbox.polygon_api import news_rows
+from sandbox.news import DEFAULT_UNIVERSE
+from sandbox.polygon_api import news_items
 from sandbox.wire import alpaca as wire
 from sandbox.wire.common import decode_cursor, encode_cursor, rfc3339
 
@@ -215,12 +215,9 @@ def news(ctx: RequestContext) -> Payload:
     desc = parse_choice(ctx.query.get("sort"), "desc", "sort", ("asc", "desc"), _err(422)) == "desc"
     token = _token(ctx)
     offset = int(token["o"]) if token else 0
-    rows = news_rows(market, symbols, start, min(end, market.now_ns()), descending=desc)
+    rows = news_items("alpaca", market, symbols, start, min(end, market.now_ns()), descending=desc)
     page = rows[offset : offset + limit]
-    records = []
-    for sym, table in page:
-        item = render_news(sym, table)[0]
-        records.append(wire.news_record(item, rfc3339(np.array([item.t_ns]))[0]))
+    records = [wire.news_record(item, *rfc3339(np.array([item.t_ns, item.updated_ns or item.t_ns]))) for item in page]
     next_token = encode_cursor({"o": offset + limit}) if offset + limit < len(rows) else None
     return Payload({"news": records, "next_page_token": next_token}, [records], symbols)
 

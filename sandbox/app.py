@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sandbox import alpaca_api, polygon_api, reddit_api, yahoo_api
+from sandbox import alpaca_api, news, polygon_api, reddit_api, yahoo_api
 from sandbox.clock import NS, MarketClock, end_of_day_ns, new_york_date, parse_now, to_ns
 from sandbox.config import FaultConfig, SandboxConfig
 from sandbox.faults import (
@@ -33,6 +33,7 @@ from sandbox.faults import (
 )
 from sandbox.handling import Handler, Payload, RequestContext, WireError
 from sandbox.market import Market, canonical_symbol
+from sandbox.news import DEFAULT_UNIVERSE
 from sandbox.skews import PriceSkews, skew_routes
 from sandbox.stats import Stats
 from sandbox.streams.hub import StreamHub
@@ -301,7 +302,27 @@ def _control_routes(state: SandboxState) -> list[Route]:
             }
         )
 
+    async def news_truth(request: Request) -> Response:
+        """Which served news items are one story, and each story's and post's polarity (tests, bench)."""
+        market = state.market
+        query = request.query_params
+        raw = [s for s in (query.get("symbols") or "").split(",") if s.strip()]
+        symbols = [
+            s for s in (sorted({canonical_symbol(s) for s in raw}) if raw else DEFAULT_UNIVERSE) if market.exists(s)
+        ]
+        subreddits = tuple(s for s in (query.get("subreddits") or "").split(",") if s.strip())
+        try:
+            high = to_ns(parse_now(query["end"])) if query.get("end") else market.now_ns()
+            low = to_ns(parse_now(query["start"])) if query.get("start") else high - 30 * 86_400 * NS
+        except (ValueError, TypeError) as exc:
+            return JSONResponse({"error": f"invalid start or end: {exc}; use ISO 8601 instants"}, 400)
+        tables = {sym: market.news(sym) for sym in symbols}
+        now = market.now_ns()
+        body = await run_in_threadpool(news.news_truth, tables, low, min(high, now), now, subreddits, market.seed)
+        return JSONResponse(body)
+
     return [
+        Route("/_sandbox/news/truth", news_truth, methods=["GET"]),
         Route("/_sandbox/clock", clock, methods=["GET", "POST", "DELETE"]),
         Route("/_sandbox/health", health, methods=["GET"]),
         Route("/_sandbox/stats", stats, methods=["GET", "DELETE"]),

@@ -23,7 +23,7 @@ from sandbox.handling import (
     range_bounds,
 )
 from sandbox.market import canonical_symbol
-from sandbox.news import DEFAULT_UNIVERSE, render_news
+from sandbox.news import DEFAULT_UNIVERSE, NewsItem, vendor_news
 from sandbox.wire import polygon as wire
 from sandbox.wire.common import decode_cursor, encode_cursor, rfc3339
 
@@ -210,26 +210,18 @@ def news(ctx: RequestContext) -> Payload:
     high = high if high is not None else int(market.calendar.midnight_ns[market.last_session]) + DAY_NS - 1
     low = low if low is not None else high - 30 * DAY_NS
     order = parse_choice(query.get("order"), "desc", "order", ("asc", "desc"), bad)
-    rows = news_rows(market, symbols, low, min(high, market.now_ns()), descending=order == "desc")
+    rows = news_items("polygon", market, symbols, low, min(high, market.now_ns()), descending=order == "desc")
 
-    def render(row: tuple[str, Any]) -> dict[str, Any]:
-        sym, table = row
-        item = render_news(sym, table)[0]
+    def render(item: NewsItem) -> dict[str, Any]:
         return wire.news_result(item, rfc3339(np.array([item.t_ns]))[0])
 
     return _paged_list(ctx, "/v2/reference/news", rows, render, 10, 1000, symbols)
 
 
-def news_rows(market: Any, symbols: list[str], low: int, high: int, descending: bool) -> list[tuple[str, Any]]:
-    """(symbol, one-row NewsTable) for every article in [low, high], in time order."""
-    found: list[tuple[int, int, str, Any]] = []
-    for sym in symbols:
-        table = market.news(sym)
-        a, b = np.searchsorted(table.t_ns, [low, high + 1])
-        for i in range(int(a), int(b)):
-            found.append((int(table.t_ns[i]), int(table.id[i]), sym, table.take(slice(i, i + 1))))
-    found.sort(key=lambda r: (r[0], r[1]), reverse=descending)
-    return [(sym, row) for _, _, sym, row in found]
+def news_items(vendor: str, market: Any, symbols: list[str], low: int, high: int, descending: bool) -> list[NewsItem]:
+    """``vendor``'s copies of every story about ``symbols`` published in [low, high], in time order."""
+    tables = {sym: market.news(sym) for sym in symbols}
+    return vendor_news(vendor, tables, low, high, market.now_ns(), descending)
 
 
 def options_chain(ctx: RequestContext) -> Payload:

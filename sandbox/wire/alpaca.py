@@ -80,15 +80,16 @@ def quote_records(quotes: Quotes, tape: int) -> list[dict[str, Any]]:
     ]
 
 
-def news_record(item: NewsItem, created_at: str) -> dict[str, Any]:
+def news_record(item: NewsItem, created_at: str, updated_at: str | None = None) -> dict[str, Any]:
+    body = item.body or item.summary
     return {
         "id": item.id,
         "headline": item.headline,
         "author": item.author,
         "created_at": created_at,
-        "updated_at": created_at,
+        "updated_at": updated_at or created_at,
         "summary": item.summary,
-        "content": f"<p>{item.summary}</p>",
+        "content": "".join(f"<p>{s}.</p>" for s in body.rstrip(".").split(". ")),
         "url": item.url,
         "images": [],
         "symbols": list(item.symbols),

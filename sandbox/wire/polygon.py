@@ -152,7 +152,7 @@ def dividend_result(event: DividendEvent) -> dict[str, Any]:
 
 def news_result(item: NewsItem, published_utc: str) -> dict[str, Any]:
     return {
-        "id": f"{item.id:x}",
+        "id": item.id if isinstance(item.id, str) else f"{item.id:x}",
         "publisher": {
             "name": item.publisher,
             "homepage_url": "https://sandbox.invalid/",
