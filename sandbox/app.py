@@ -32,6 +32,7 @@ from sandbox.faults import (
     truncate_body,
 )
 from sandbox.handling import Handler, Payload, RequestContext, WireError
+from sandbox.latency import LatencyConfig, VendorNetwork
 from sandbox.market import Market, canonical_symbol
 from sandbox.news import DEFAULT_UNIVERSE
 from sandbox.skews import PriceSkews, skew_routes
@@ -85,10 +86,14 @@ class SandboxState:
         self.faults = FaultPlan(config.faults)
         self.stats = Stats()
         self.skews = PriceSkews()  # planted price discrepancies (sandbox.skews)
+        self.network = VendorNetwork(LatencyConfig())  # latency and the vendors' plan limits (sandbox.latency)
 
     def set_faults(self, faults: FaultConfig) -> None:
         self.config = replace(self.config, faults=faults)
         self.faults = FaultPlan(faults)
+
+    def set_latency(self, latency: LatencyConfig) -> None:
+        self.network = VendorNetwork(latency)
 
 
 # ---- vendor-specific edges ------------------------------------------------------------------------
@@ -192,8 +197,16 @@ def _vendor_endpoint(state: SandboxState, vendor: str, name: str, handler: Handl
         if denied is not None:
             state.stats.outcome(endpoint_name, denied.status_code)
             return denied
-        decision = state.faults.decide(vendor, _canonical_request(request), _symbols_of(request))
+        network = state.network
+        admitted = network.admit(vendor)
+        delay = network.delay_seconds(vendor)
+        if delay:
+            await asyncio.sleep(delay)
         faults = state.faults.config
+        if not admitted:
+            state.stats.outcome(endpoint_name, 429, "plan_limit")
+            return _fault_response(vendor, FaultDecision("rate_limit", frozenset(), 0), faults, rid)
+        decision = state.faults.decide(vendor, _canonical_request(request), _symbols_of(request))
         if decision.kind in ("rate_limit", "server_error", "killed"):
             state.stats.outcome(endpoint_name, decision.status, decision.kind)
             return _fault_response(vendor, decision, faults, rid)
@@ -275,6 +288,19 @@ def _control_routes(state: SandboxState) -> list[Route]:
             state.set_faults(FaultConfig())
         return JSONResponse(state.faults.config.to_json())
 
+    async def latency(request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                data = orjson.loads(await request.body() or b"{}")
+                if not isinstance(data, dict):
+                    raise ValueError("the body must be a JSON object")
+                state.set_latency(LatencyConfig.from_json(data))
+            except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+                return JSONResponse({"error": str(exc)}, 400)
+        elif request.method == "DELETE":
+            state.set_latency(LatencyConfig())
+        return JSONResponse(state.network.config.to_json())
+
     async def clock(request: Request) -> Response:
         market = state.market
         if request.method == "POST":
@@ -327,6 +353,7 @@ def _control_routes(state: SandboxState) -> list[Route]:
         Route("/_sandbox/health", health, methods=["GET"]),
         Route("/_sandbox/stats", stats, methods=["GET", "DELETE"]),
         Route("/_sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),
+        Route("/_sandbox/latency", latency, methods=["GET", "POST", "DELETE"]),
     ]
 
 
