@@ -417,6 +417,17 @@ class FeatureSettings(_Section):
     )
 
 
+class EmbeddingSettings(_Section):
+    """The sentence-embedding model of news search (features/embeddings.py)."""
+
+    model: str = Field(
+        default="all-minilm-l6-v2-int8",
+        description="the built-in all-MiniLM-L6-v2 (int8 ONNX, 384-d, offline) or an import path "
+        "'pkg.module:factory' of a model with name, dim and embed(texts)",
+    )
+    batch_size: PositiveInt = Field(default=32, description="texts per forward pass of the built-in model")
+
+
 class Settings(BaseSettings):
     """Everything marketpipe can be told. See the module docstring for where values come from."""
 
@@ -445,6 +456,7 @@ class Settings(BaseSettings):
     sandbox: SandboxSettings = SandboxSettings()
     pipeline: PipelineSettings = PipelineSettings()
     features: FeatureSettings = FeatureSettings()
+    embeddings: EmbeddingSettings = EmbeddingSettings()
     vendors: dict[str, VendorSettings] = Field(default_factory=_default_vendors)
     sources: dict[str, str] = Field(
         default_factory=dict,

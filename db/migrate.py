@@ -43,6 +43,15 @@ _ROUTINE_NAME = re.compile(r"^(?P<order>\d{2})_(?P<name>[a-z0-9_]+)\.sql$")
 _EDITION = re.compile(r"^--\s*edition:\s*(?P<edition>[a-z]+)\s*$")
 FULL_EDITION = "timescale"  # timescaledb.license of the full (Timescale License) build
 _LOCK_KEY = 0x6D61726B  # 'mark': one advisory lock id for the whole project
+_CREATE_EXTENSION = re.compile(
+    r"^\s*CREATE\s+EXTENSION\s+(?:IF\s+NOT\s+EXISTS\s+)?\"?(?P<name>[a-z0-9_]+)\"?", re.IGNORECASE | re.MULTILINE
+)
+# How to get an extension that is not part of PostgreSQL onto the server, by extension name.
+EXTENSION_HINTS = {
+    "vector": "pgvector: run `make install` (scripts/install-system.sh builds it for the local PostgreSQL), "
+    "or install your distribution's postgresql-<major>-pgvector package on the database server",
+    "timescaledb": "TimescaleDB: run `make install` (scripts/install-system.sh builds it for the local PostgreSQL)",
+}
 
 LEDGER_DDL = """
 CREATE SCHEMA IF NOT EXISTS ops;
@@ -199,6 +208,44 @@ def _warn_if_extension_outdated(conn: psycopg.Connection) -> None:
         )
 
 
+def required_extensions(sql: str) -> list[str]:
+    """The extensions a migration's ``CREATE EXTENSION`` statements name, in order."""
+    return [m["name"].lower() for m in _CREATE_EXTENSION.finditer(sql)]
+
+
+def check_extensions(conn: psycopg.Connection, migration: Migration) -> None:
+    """Refuse, before it runs, a migration whose extension the server lacks or this role may not create."""
+    for name in required_extensions(migration.sql):
+        row = conn.execute(
+            "SELECT a.name IS NOT NULL, e.extname IS NOT NULL,"
+            " (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+            " FROM (SELECT 1) one"
+            " LEFT JOIN pg_available_extensions a ON a.name = %s"
+            " LEFT JOIN pg_extension e ON e.extname = %s",
+            (name, name),
+        ).fetchone()
+        available, created, superuser = row if row else (False, False, False)
+        if created:
+            continue
+        hint = EXTENSION_HINTS.get(name, f"the extension {name!r} on the database server")
+        if not available:
+            raise MigrationError(
+                f"migration {migration.filename} needs the PostgreSQL extension {name!r}, which this server does "
+                f"not have installed; install {hint}, then run the migration again (`marketpipe up` on the "
+                "embedded stack)"
+            )
+        trusted = conn.execute(
+            "SELECT bool_or(trusted) FROM pg_available_extension_versions WHERE name = %s", (name,)
+        ).fetchone()
+        if not superuser and not (trusted and trusted[0]):
+            raise MigrationError(
+                f"migration {migration.filename} needs the extension {name!r}: the server has it, but the role "
+                f"{conn.info.user!r} may not create it (only a superuser may); run `CREATE EXTENSION {name};` "
+                f"as a superuser in database {conn.info.dbname!r} (`marketpipe up` does it on the embedded stack), "
+                "then migrate again"
+            )
+
+
 def applied_migrations(conn: psycopg.Connection) -> list[AppliedMigration]:
     conn.execute(LEDGER_DDL)
     rows = conn.execute("SELECT version, name, checksum FROM ops.schema_migrations ORDER BY version").fetchall()
@@ -239,6 +286,7 @@ def migrate(
     try:
         todo = pending(migrations, applied_migrations(conn))
         for m in todo:
+            check_extensions(conn, m)
             _apply(conn, f"migration {m.filename}", m.sql, _RECORD_MIGRATION, (m.version, m.name, m.checksum))
         edition = running_edition(conn)
         _warn_if_extension_outdated(conn)

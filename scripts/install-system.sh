@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system pieces marketpipe's embedded stack needs, idempotently:
 #   PostgreSQL (the distribution's major version) with contrib, its server headers, cmake,
-#   TimescaleDB for that major version, and Debian's chromium (the headless browser of the UI test).
+#   TimescaleDB and pgvector for that major version, and Debian's chromium (the headless browser of
+#   the UI test).
 #
 # TimescaleDB comes in two builds, installed side by side (each version is its own .so; the
 # control file and the loader are the newest one's):
@@ -79,23 +80,12 @@ full_edition_installed() {
 }
 apache_edition_installed() { ls "$LIB_DIR"/timescaledb-[0-9]*.so 2>/dev/null | grep -v -q "timescaledb-${TS_VERSION}.so" ; }
 
-if full_edition_installed && apache_edition_installed; then
-  log "TimescaleDB already installed for PostgreSQL ${PG_MAJOR} (${TS_VERSION}, full edition; Apache build beside it)"
-  exit 0
-fi
-
-# 3. The Apache-only edition: the fallback and the upgrade test's starting version.
-install_apache_edition() {
-  # 3a. The distribution's binary package, where it exists for this major version.
-  if apt-cache show "postgresql-${PG_MAJOR}-timescaledb" >/dev/null 2>&1 \
-     || { [ $apt_updated -eq 0 ] && $SUDO apt-get update -qq && apt_updated=1 && apt-cache show "postgresql-${PG_MAJOR}-timescaledb" >/dev/null 2>&1; }; then
-    apt_install "postgresql-${PG_MAJOR}-timescaledb"
-    log "TimescaleDB (Apache edition) installed from the distribution's binary package"
-    return 0
-  fi
-  # 3b. Build from Debian's source package against the local server headers.
-  apt_install "postgresql-server-dev-${PG_MAJOR}" cmake gcc make dpkg-dev libssl-dev
-  log "building TimescaleDB (Apache edition) from Debian's ${TS_SOURCE_SUITE} source package for PostgreSQL ${PG_MAJOR}"
+# A private apt state (sources list, lists, archives under $CACHE_DIR) holding one deb-src entry for
+# Debian's suite $1, so `apt-get source` can fetch a source package the local release lacks; the
+# machine's own apt lists are untouched. Sets SRC_APT_OPTS for apt-get.
+SRC_APT_OPTS=()
+debian_source_apt_opts() {
+  local suite="$1"
   mkdir -p "$CACHE_DIR/apt/lists/partial" "$CACHE_DIR/apt/archives/partial" "$CACHE_DIR/src"
   local src_list="$CACHE_DIR/apt/sources.list" mirror="" f
   # Derive the Debian mirror URI from the machine's own apt configuration.
@@ -108,10 +98,71 @@ install_apache_edition() {
     mirror=$(awk '$1=="deb" && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list)
   fi
   [ -n "$mirror" ] || { log "cannot derive a Debian mirror from /etc/apt/sources*"; return 1; }
-  echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror} ${TS_SOURCE_SUITE} main" > "$src_list"
-  local apt_opts=(-o "Dir::Etc::SourceList=$src_list" -o "Dir::Etc::SourceParts=-" \
+  echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror} ${suite} main" > "$src_list"
+  SRC_APT_OPTS=(-o "Dir::Etc::SourceList=$src_list" -o "Dir::Etc::SourceParts=-" \
             -o "Dir::State::Lists=$CACHE_DIR/apt/lists" -o "Dir::Cache::Archives=$CACHE_DIR/apt/archives" \
             -o "APT::Get::List-Cleanup=0")
+}
+
+# 3. pgvector (the vector type and HNSW index behind news search, migration 0022): the
+#    distribution's binary package where it has one for this major version, else Debian's source
+#    package ($PGV_SOURCE_SUITE, 0.8.0) built against the local server headers with OPTFLAGS=""
+#    (no -march=native: the library runs on any x86-64, not only on the machine that built it).
+#    About 30 s; cached, and a second run only checks that the files are in place.
+PGV_SOURCE_SUITE="${MARKETPIPE_PGVECTOR_SUITE:-trixie}"
+pgvector_installed() { [ -f "$LIB_DIR/vector.so" ] && [ -f "$EXT_DIR/vector.control" ]; }
+install_pgvector() {
+  if apt-cache show "postgresql-${PG_MAJOR}-pgvector" >/dev/null 2>&1 \
+     || { [ $apt_updated -eq 0 ] && $SUDO apt-get update -qq && apt_updated=1 && apt-cache show "postgresql-${PG_MAJOR}-pgvector" >/dev/null 2>&1; }; then
+    apt_install "postgresql-${PG_MAJOR}-pgvector"
+    log "pgvector installed from the distribution's binary package"
+    return 0
+  fi
+  apt_install "postgresql-server-dev-${PG_MAJOR}" gcc make dpkg-dev
+  debian_source_apt_opts "$PGV_SOURCE_SUITE" || return 1
+  (
+    cd "$CACHE_DIR/src"
+    if ! ls -d pgvector-*/ >/dev/null 2>&1; then
+      log "fetching Debian's ${PGV_SOURCE_SUITE} source package pgvector"
+      $SUDO apt-get "${SRC_APT_OPTS[@]}" update -qq
+      $SUDO apt-get "${SRC_APT_OPTS[@]}" source --download-only pgvector >/dev/null
+      dpkg-source -x --no-check "$(ls pgvector_*.dsc | head -n1)" >/dev/null
+    fi
+    cd "$(ls -d pgvector-*/ | head -n1)"
+    if [ "$(cat .built 2>/dev/null)" != "$PG_MAJOR" ]; then
+      log "building pgvector for PostgreSQL ${PG_MAJOR} (about 30 s)"
+      make clean PG_CONFIG="$PG_CONFIG" >/dev/null 2>&1 || true
+      make -j"$(nproc)" PG_CONFIG="$PG_CONFIG" OPTFLAGS="" >"$CACHE_DIR/pgvector-build.log" 2>&1 \
+        || { log "pgvector build failed (see $CACHE_DIR/pgvector-build.log)"; exit 1; }
+      echo "$PG_MAJOR" > .built
+    fi
+    $SUDO make install PG_CONFIG="$PG_CONFIG" >>"$CACHE_DIR/pgvector-build.log" 2>&1
+  ) || return 1
+  log "pgvector built and installed into $LIB_DIR (log in $CACHE_DIR/pgvector-build.log)"
+}
+if ! pgvector_installed; then
+  install_pgvector || { log "pgvector could not be installed (see above): news search needs it"; exit 1; }
+fi
+
+if full_edition_installed && apache_edition_installed; then
+  log "TimescaleDB already installed for PostgreSQL ${PG_MAJOR} (${TS_VERSION}, full edition; Apache build beside it)"
+  exit 0
+fi
+
+# 4. The Apache-only edition: the fallback and the upgrade test's starting version.
+install_apache_edition() {
+  # 3a. The distribution's binary package, where it exists for this major version.
+  if apt-cache show "postgresql-${PG_MAJOR}-timescaledb" >/dev/null 2>&1 \
+     || { [ $apt_updated -eq 0 ] && $SUDO apt-get update -qq && apt_updated=1 && apt-cache show "postgresql-${PG_MAJOR}-timescaledb" >/dev/null 2>&1; }; then
+    apt_install "postgresql-${PG_MAJOR}-timescaledb"
+    log "TimescaleDB (Apache edition) installed from the distribution's binary package"
+    return 0
+  fi
+  # 3b. Build from Debian's source package against the local server headers.
+  apt_install "postgresql-server-dev-${PG_MAJOR}" cmake gcc make dpkg-dev libssl-dev
+  log "building TimescaleDB (Apache edition) from Debian's ${TS_SOURCE_SUITE} source package for PostgreSQL ${PG_MAJOR}"
+  debian_source_apt_opts "$TS_SOURCE_SUITE" || return 1
+  local apt_opts=("${SRC_APT_OPTS[@]}")
   (
     cd "$CACHE_DIR/src"
     if ! ls -d timescaledb-*+dfsg/ >/dev/null 2>&1; then
@@ -132,7 +183,7 @@ install_apache_edition() {
   log "TimescaleDB (Apache edition) built and installed into $LIB_DIR (logs in $CACHE_DIR)"
 }
 
-# 4. The full edition from the upstream source archive (local, else downloaded).
+# 5. The full edition from the upstream source archive (local, else downloaded).
 fetch_full_archive() {
   local dest="$CACHE_DIR/src/timescaledb-${TS_VERSION}.tar.gz"
   if [ -f "$TS_ARCHIVE" ]; then

@@ -64,6 +64,23 @@ def version_newer(candidate: str, current: str) -> bool:
     return parts(candidate) > parts(current)
 
 
+# Extensions a migration creates that only a superuser may (their control files are not trusted):
+# created at bootstrap when the server has them. Where the server lacks one, the migration that needs
+# it stops with how to install it (db.migrate.check_extensions).
+SUPERUSER_EXTENSIONS = ("vector",)  # pgvector: news.story_embeddings (migration 0022)
+
+
+def create_superuser_extensions(conn: psycopg.Connection) -> list[str]:
+    """Create each of :data:`SUPERUSER_EXTENSIONS` the server has in ``conn``'s database (a superuser
+    connection); returns those present afterwards."""
+    present = []
+    for name in SUPERUSER_EXTENSIONS:
+        if conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = %s", (name,)).fetchone():
+            conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(name)))
+            present.append(name)
+    return present
+
+
 def timescaledb_installed(bindir: Path) -> bool:
     major = bindir.parent.name
     return (Path("/usr/share/postgresql") / major / "extension" / "timescaledb.control").exists()
@@ -204,6 +221,7 @@ class EmbeddedPostgres:
                     )
         with self.superuser_connection(self.settings.name) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            create_superuser_extensions(conn)
         with self.superuser_connection(self.settings.prefect_database) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
 

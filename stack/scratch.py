@@ -14,7 +14,7 @@ from psycopg import sql
 
 from core.settings import Settings
 from db.connect import database_connection
-from stack.postgres import EmbeddedPostgres
+from stack.postgres import EmbeddedPostgres, create_superuser_extensions
 
 
 def _admin_connection(settings: Settings, dbname: str) -> psycopg.Connection:
@@ -42,6 +42,7 @@ def create_database(settings: Settings, name: str, timescaledb_version: str | No
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         else:
             conn.execute(sql.SQL("CREATE EXTENSION timescaledb VERSION {}").format(sql.Literal(timescaledb_version)))
+        create_superuser_extensions(conn)
 
 
 def drop_database(settings: Settings, name: str) -> None:

@@ -24,7 +24,7 @@ from typer.core import TyperGroup
 from core.errors import MarketpipeError
 from core.logs import configure_logging
 from core.settings import load_settings, parse_overrides
-from marketpipe.cli import bench, db, deploy, dlq, features, lake, pipeline, sandbox, scan, stack, stream
+from marketpipe.cli import bench, db, deploy, dlq, features, lake, news, pipeline, sandbox, scan, stack, stream
 
 
 class MarketpipeGroup(TyperGroup):
@@ -64,6 +64,7 @@ app.add_typer(dlq.app, name="dlq")
 app.add_typer(bench.app, name="bench")
 app.add_typer(features.app, name="features")
 app.add_typer(lake.app, name="lake")
+app.add_typer(news.app, name="news")
 app.add_typer(scan.app, name="scan")
 app.add_typer(stream.app, name="stream")
 

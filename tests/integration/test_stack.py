@@ -17,7 +17,7 @@ from core.errors import MigrationError, StorageError
 from core.settings import Settings
 from db.connect import database_connection
 from db.migrate import MIGRATIONS_DIR, ROUTINES_DIR, Applied, migrate
-from stack.postgres import EmbeddedPostgres
+from stack.postgres import EmbeddedPostgres, create_superuser_extensions
 from stack.supervisor import Stack
 from storage.lake import Lake
 from tests.support.cli import run_cli
@@ -65,6 +65,7 @@ def scratch_db(stack: Settings):
         conn.execute(f"CREATE DATABASE {name} OWNER {stack.database.user}")
     with server.superuser_connection(name) as conn:
         conn.execute("CREATE EXTENSION timescaledb")
+        create_superuser_extensions(conn)  # pgvector, as the stack's bootstrap does
     with database_connection(stack, dbname=name, autocommit=True) as conn:
         yield conn
     with server.superuser_connection("postgres") as conn:

@@ -26,6 +26,7 @@ GROUPS = {
     "bench": ["ingest", "storage", "features", "stream", "options"],
     "features": ["export"],
     "lake": ["tier", "ls", "du", "compact", "prune-raw"],
+    "news": ["search", "like"],
     "scan": ["latest", "movers", "volume-spikes", "gaps", "highs-lows", "rsi"],
     "stream": ["tail"],
 }

@@ -1,0 +1,141 @@
+"""`marketpipe news ...`: news stories in the hot store.
+
+``news search TEXT`` finds the stories nearest in meaning to a text (sentence embeddings,
+features/embeddings.py, searched through pgvector's HNSW index); ``news like STORY_ID`` the stories
+nearest to a stored one. Both take a time range (``--since``/``--until``: an ISO date or time, UTC
+unless it says otherwise, or an age such as ``7d``, ``12h``, ``30m``) and ``--symbols``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from core.errors import RequestError
+from marketpipe.cli.context import JsonOutput, settings_of
+
+if TYPE_CHECKING:
+    from storage.story_vectors import StoryHit
+
+app = typer.Typer(help="News stories: search by meaning, more like a story.", no_args_is_help=True)
+
+Since = Annotated[
+    str | None, typer.Option(help="first seen at or after: ISO date/time (UTC unless given) or an age: 7d, 12h, 30m")
+]
+Until = Annotated[str | None, typer.Option(help="first seen before: ISO date/time or an age, as --since")]
+Symbols = Annotated[str | None, typer.Option(help="only stories about any of these tickers, comma-separated")]
+Limit = Annotated[int, typer.Option("--limit", "-k", help="at most this many stories")]
+
+_AGE = re.compile(r"^(?P<n>\d+)(?P<unit>[dhm])$")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+def parse_when(value: str | None, option: str, now: datetime | None = None) -> datetime | None:
+    """``--since``/``--until``: an ISO date (midnight UTC), an ISO time (UTC when it names no zone),
+    or an age before now (``7d``, ``12h``, ``30m``)."""
+    if value is None:
+        return None
+    text = value.strip()
+    age = _AGE.match(text)
+    if age:
+        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[age["unit"]]: int(age["n"])})
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime(day.year, day.month, day.day, tzinfo=UTC)
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise RequestError(
+            f"{option} {value!r} is neither an ISO date/time (2026-03-02, 2026-03-02T14:30) nor an age (7d, 12h, 30m)"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def parse_symbols(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    symbols = [s.strip().upper() for s in value.split(",") if s.strip()]
+    if not symbols:
+        raise RequestError(f"--symbols {value!r} names no ticker; give e.g. --symbols AAPL,MSFT")
+    return symbols
+
+
+def _print(hits: list[StoryHit], as_json: bool, empty: str) -> None:
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "story_id": h.story_id,
+                        "first_seen": h.first_seen.isoformat(),
+                        "similarity": round(h.similarity, 6),
+                        "headline": h.headline,
+                        "symbols": list(h.symbols),
+                        "url": h.canonical_url,
+                    }
+                    for h in hits
+                ]
+            )
+        )
+        return
+    if not hits:
+        typer.echo(empty)
+        return
+    for h in hits:
+        symbols = ",".join(h.symbols) or "-"
+        typer.echo(f"{h.similarity:6.3f}  {h.story_id:>12}  {h.first_seen:%Y-%m-%d %H:%M}  {symbols:<16}  {h.headline}")
+
+
+def _model(ctx: typer.Context):  # -> EmbeddingModel
+    from features.embeddings import load_model
+
+    settings = settings_of(ctx)
+    return load_model(settings.embeddings.model, batch_size=settings.embeddings.batch_size)
+
+
+@app.command("search")
+def news_search(
+    ctx: typer.Context,
+    text: Annotated[str, typer.Argument(help="what the stories should be about, in words")],
+    since: Since = None,
+    until: Until = None,
+    symbols: Symbols = None,
+    limit: Limit = 10,
+    as_json: JsonOutput = False,
+) -> None:
+    """The stories nearest in meaning to TEXT (similarity, story id, first seen, symbols, headline)."""
+    from db.connect import database_connection
+    from features.news_search import search_news
+
+    start, end = parse_when(since, "--since"), parse_when(until, "--until")
+    wanted = parse_symbols(symbols)
+    model = _model(ctx)
+    with database_connection(settings_of(ctx), autocommit=True) as conn:
+        hits = search_news(conn, text, k=limit, since=start, until=end, symbols=wanted, model=model)
+    _print(hits, as_json, f"no stories match {text!r} in that range")
+
+
+@app.command("like")
+def news_like(
+    ctx: typer.Context,
+    story_id: Annotated[int, typer.Argument(help="a story id (news search prints them)")],
+    since: Since = None,
+    until: Until = None,
+    symbols: Symbols = None,
+    limit: Limit = 10,
+    as_json: JsonOutput = False,
+) -> None:
+    """More like this story: the stories nearest to STORY_ID's (itself left out)."""
+    from db.connect import database_connection
+    from features.news_search import stories_like
+
+    start, end = parse_when(since, "--since"), parse_when(until, "--until")
+    wanted = parse_symbols(symbols)
+    model = _model(ctx)
+    with database_connection(settings_of(ctx), autocommit=True) as conn:
+        hits = stories_like(conn, story_id, k=limit, since=start, until=end, symbols=wanted, model=model)
+    _print(hits, as_json, f"no other stories near story {story_id} in that range")

@@ -1,0 +1,275 @@
+"""One embedding per news story in ``news.story_embeddings`` (migration 0022, pgvector), and the
+nearest stories to a vector in a time range, for some symbols.
+
+The table is a hypertable on ``first_seen`` (the story's earliest publication); its key is
+``(story_id, first_seen)`` because a hypertable's unique index must hold the time column. "One row per
+story" is kept here: :func:`upsert_story_vectors` deletes a story's row stored under another
+``first_seen`` (an earlier copy of the story arrived later) and inserts or replaces the row under the
+new one, in one transaction, so an update always replaces and a failed batch stores nothing.
+
+Search is cosine distance (``<=>``; vectors are unit length) through the HNSW index of each chunk the
+time range keeps. With a filter (symbols, a story left out, the model) pgvector 0.8's iterative
+index scan (``hnsw.iterative_scan = relaxed_order``) goes on reading the index until ``k`` rows pass
+it, and the outer query puts the few rows that scan returns slightly out of order back in order.
+HNSW is approximate: a search may miss a true neighbour (recall is measured by the news bench).
+
+Vectors travel in pgvector's binary format (the ``pgvector`` package's psycopg 3 adapter).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg import sql
+
+from core.errors import RequestError, StorageError
+
+TABLE = "news.story_embeddings"
+DIMENSIONS = 384  # the column's vector(384): all-MiniLM-L6-v2
+MAX_K = 1000  # hnsw.ef_search's ceiling: an HNSW scan cannot return more rows than that
+_EF_SEARCH_MIN = 100  # candidates an HNSW scan keeps (pgvector's default is 40); more: better recall
+
+
+@dataclass(frozen=True)
+class StoryVector:
+    """A story's embedding as stored: its id, earliest publication, tickers and the unit vector."""
+
+    story_id: int
+    first_seen: datetime
+    embedding: np.ndarray = field(repr=False)
+    symbols: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StoryHit:
+    """A story found by a search: cosine ``distance`` to the query (0 same direction, 2 opposite)."""
+
+    story_id: int
+    first_seen: datetime
+    distance: float
+    headline: str
+    symbols: tuple[str, ...]
+    canonical_url: str | None
+
+    @property
+    def similarity(self) -> float:
+        """Cosine similarity, ``1 - distance``."""
+        return 1.0 - self.distance
+
+
+def prepare(conn: psycopg.Connection) -> None:
+    """Teach ``conn`` the vector type (a look-up in the catalog); a clear error when it is not there."""
+    try:
+        register_vector(conn)
+    except psycopg.ProgrammingError as exc:
+        raise StorageError(
+            "this database has no pgvector type (`vector`): run `marketpipe db migrate` (migration "
+            "0022_story_embeddings.sql creates it; `make install` installs pgvector for the local server)"
+        ) from exc
+
+
+def normalize_symbols(symbols: Iterable[str] | None) -> tuple[str, ...]:
+    """Upper-case, stripped, de-duplicated tickers in their first order; a blank one is refused."""
+    if symbols is None:
+        return ()
+    out: dict[str, None] = {}
+    for raw in symbols:
+        symbol = str(raw).strip().upper()
+        if not symbol:
+            raise RequestError(f"symbols {list(symbols)!r}: a blank symbol; give tickers such as AAPL,MSFT")
+        out[symbol] = None
+    return tuple(out)
+
+
+def checked_vector(vector: np.ndarray | Sequence[float], what: str = "query vector") -> np.ndarray:
+    """``vector`` as float32 of the table's dimension, finite and non-zero; RequestError otherwise."""
+    array = np.asarray(vector, dtype=np.float32)
+    if array.ndim != 1 or array.shape[0] != DIMENSIONS:
+        raise RequestError(
+            f"{what} has shape {array.shape}; news.story_embeddings holds {DIMENSIONS}-dimensional vectors "
+            "(all-MiniLM-L6-v2); a model of another size needs a migration of its own"
+        )
+    if not np.isfinite(array).all():
+        raise RequestError(f"{what} holds NaN or infinite values")
+    if not np.any(array):
+        raise RequestError(f"{what} is all zeros: it has no direction to compare")
+    return array
+
+
+def _checked_k(k: int) -> int:
+    if not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise RequestError(f"k={k!r}: ask for between 1 and {MAX_K} stories")
+    return k
+
+
+def _checked_range(since: datetime | None, until: datetime | None) -> None:
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise RequestError(f"{name}={value.isoformat()} has no time zone; give an aware datetime (UTC)")
+    if since is not None and until is not None and since >= until:
+        raise RequestError(f"since {since.isoformat()} is not before until {until.isoformat()}; widen the range")
+
+
+def upsert_story_vectors(conn: psycopg.Connection, rows: Sequence[StoryVector], model: str) -> int:
+    """Store one embedding per story of ``rows`` (made by ``model``), replacing what a story had,
+    in one transaction; a later row of the same story in ``rows`` wins. Returns the stories written.
+
+    Every story must exist in ``news.stories``; a missing one fails the whole batch, naming it."""
+    if not model:
+        raise RequestError("upsert_story_vectors: model is empty; name the embedding model the vectors come from")
+    latest: dict[int, StoryVector] = {}
+    for row in rows:
+        checked_vector(row.embedding, f"embedding of story {row.story_id}")
+        if row.first_seen.tzinfo is None:
+            raise RequestError(f"story {row.story_id}: first_seen {row.first_seen.isoformat()} has no time zone")
+        latest[int(row.story_id)] = row
+    if not latest:
+        return 0
+    prepare(conn)
+    ids = list(latest)
+    firsts = [latest[i].first_seen for i in ids]
+    params = [
+        (
+            i,
+            latest[i].first_seen,
+            list(normalize_symbols(latest[i].symbols)),
+            model,
+            checked_vector(latest[i].embedding),
+        )
+        for i in ids
+    ]
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            # the story stored under another first_seen (it moved earlier): the new row replaces it
+            cur.execute(
+                "DELETE FROM news.story_embeddings e"
+                " USING unnest(%s::bigint[], %s::timestamptz[]) AS u(story_id, first_seen)"
+                " WHERE e.story_id = u.story_id AND e.first_seen <> u.first_seen",
+                (ids, firsts),
+            )
+            cur.executemany(
+                "INSERT INTO news.story_embeddings (story_id, first_seen, symbols, model, embedding)"
+                " VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (story_id, first_seen) DO UPDATE SET symbols = EXCLUDED.symbols,"
+                " model = EXCLUDED.model, embedding = EXCLUDED.embedding, updated_at = now()",
+                params,
+            )
+    except psycopg.errors.ForeignKeyViolation as exc:
+        detail = exc.diag.message_detail or str(exc)
+        raise StorageError(
+            f"storing story embeddings: a story is not in news.stories ({detail}); store the stories first "
+            "(nothing of this batch was stored)"
+        ) from exc
+    return len(ids)
+
+
+def delete_story_vectors(conn: psycopg.Connection, story_ids: Iterable[int]) -> int:
+    """Remove the embeddings of ``story_ids``; returns the rows removed."""
+    with conn.transaction():
+        cur = conn.execute("DELETE FROM news.story_embeddings WHERE story_id = ANY(%s)", ([int(s) for s in story_ids],))
+        return cur.rowcount
+
+
+def story_vector(conn: psycopg.Connection, story_id: int, model: str) -> StoryVector | None:
+    """The stored embedding of ``story_id`` by ``model``, or None."""
+    prepare(conn)
+    row = conn.execute(
+        "SELECT story_id, first_seen, embedding, symbols FROM news.story_embeddings WHERE story_id = %s AND model = %s",
+        (int(story_id), model),
+    ).fetchone()
+    if row is None:
+        return None
+    return StoryVector(row[0], row[1], np.asarray(row[2].to_numpy(), dtype=np.float32), tuple(row[3]))
+
+
+def search_vectors(
+    conn: psycopg.Connection,
+    vector: np.ndarray | Sequence[float],
+    *,
+    model: str,
+    k: int = 10,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    symbols: Iterable[str] | None = None,
+    exclude: Iterable[int] = (),
+) -> list[StoryHit]:
+    """The ``k`` stories nearest to ``vector`` among ``model``'s, first seen in ``[since, until)``,
+    about any of ``symbols`` (all stories when None), leaving out ``exclude``; nearest first."""
+    query = checked_vector(vector)
+    k = _checked_k(k)
+    _checked_range(since, until)
+    wanted = normalize_symbols(symbols)
+    left_out = [int(s) for s in exclude]
+    where = [sql.SQL("model = %(model)s")]
+    if since is not None:
+        where.append(sql.SQL("first_seen >= %(since)s"))
+    if until is not None:
+        where.append(sql.SQL("first_seen < %(until)s"))
+    if wanted:
+        where.append(sql.SQL("symbols && %(symbols)s::text[]"))
+    if left_out:
+        where.append(sql.SQL("story_id <> ALL(%(exclude)s::bigint[])"))
+    statement = sql.SQL(
+        "WITH nearest AS MATERIALIZED ("
+        " SELECT story_id, first_seen, embedding <=> %(q)s AS distance FROM news.story_embeddings"
+        " WHERE {where} ORDER BY embedding <=> %(q)s LIMIT %(k)s)"
+        " SELECT n.story_id, n.first_seen, n.distance, s.headline, s.symbols, s.canonical_url"
+        " FROM nearest n JOIN news.stories s ON s.story_id = n.story_id ORDER BY n.distance, n.story_id"
+    ).format(where=sql.SQL(" AND ").join(where))
+    params = {
+        "q": query,
+        "model": model,
+        "since": since,
+        "until": until,
+        "symbols": list(wanted),
+        "exclude": left_out,
+        "k": k,
+    }
+    prepare(conn)
+    with conn.transaction():
+        conn.execute(
+            sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(_EF_SEARCH_MIN, min(2 * k, MAX_K))))
+        )
+        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        rows = conn.execute(statement, params).fetchall()
+    return [StoryHit(r[0], r[1], _finite(r[2]), r[3], tuple(r[4]), r[5]) for r in rows]
+
+
+def more_like_story(
+    conn: psycopg.Connection,
+    story_id: int,
+    *,
+    model: str,
+    k: int = 10,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    symbols: Iterable[str] | None = None,
+) -> list[StoryHit]:
+    """The ``k`` stories nearest to story ``story_id``'s stored embedding (itself left out)."""
+    stored = story_vector(conn, story_id, model)
+    if stored is None:
+        exists = conn.execute("SELECT 1 FROM news.stories WHERE story_id = %s", (int(story_id),)).fetchone()
+        what = "has no embedding yet (it is embedded when the news flow stores it)" if exists else "does not exist"
+        raise RequestError(f"story {story_id} {what}; `marketpipe news search TEXT` finds stories by text")
+    return search_vectors(
+        conn, stored.embedding, model=model, k=k, since=since, until=until, symbols=symbols, exclude=[story_id]
+    )
+
+
+def count_story_vectors(conn: psycopg.Connection, model: str | None = None) -> int:
+    if model is None:
+        row = conn.execute("SELECT count(*) FROM news.story_embeddings").fetchone()
+    else:
+        row = conn.execute("SELECT count(*) FROM news.story_embeddings WHERE model = %s", (model,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _finite(value: float) -> float:
+    out = float(value)
+    return out if math.isfinite(out) else float("nan")
