@@ -53,6 +53,7 @@ VENDOR_ROUTES: tuple[tuple[str, str, str, Handler], ...] = (
     ("polygon", "dividends", "/v3/reference/dividends", polygon_api.dividends),
     ("polygon", "news", "/v2/reference/news", polygon_api.news),
     ("polygon", "options_chain", "/v3/snapshot/options/{underlying}", polygon_api.options_chain),
+    ("polygon", "options_contracts", "/v3/reference/options/contracts", polygon_api.options_contracts),
     ("polygon", "financials", "/vX/reference/financials", polygon_api.financials),
     ("polygon", "earnings", "/benzinga/v1/earnings", polygon_api.earnings),
     ("alpaca", "bars", "/v2/stocks/bars", alpaca_api.bars),

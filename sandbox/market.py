@@ -338,9 +338,14 @@ class Market:
     def option_chain(self, symbol: str) -> OptionChain:
         sym = canonical_symbol(symbol)
         history = self.history(sym)
-        spot = float(history.close[self.last_session])
-        atm = float(history.sigma[self.last_session]) * np.sqrt(TRADING_DAYS)
-        return option_chain(sym, spot, atm, self.as_of, (self.seed * 31 + symbol_hash(sym)) % 1000)
+        last = self.last_session
+        spot = float(history.close[last])
+        atm = float(history.sigma[last]) * np.sqrt(TRADING_DAYS)
+        snapshot_ns = min(int(self.calendar.close_ns[last]), self.now_ns())
+        year_ago = new_york_date(snapshot_ns) - timedelta(days=365)
+        paid = sum(d.cash_amount for d in self.dividends(sym) if year_ago < d.ex_date)
+        seed_key = (self.seed * 31 + symbol_hash(sym)) % 1000
+        return option_chain(sym, spot, atm, self.as_of, seed_key, snapshot_ns, paid / spot)
 
     def filings(self, symbol: str) -> list[Filing]:
         """Filings made by the clock's New York date (never after `as_of`), restatements included."""

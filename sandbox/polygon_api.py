@@ -224,14 +224,10 @@ def news_items(vendor: str, market: Any, symbols: list[str], low: int, high: int
     return vendor_news(vendor, tables, low, high, market.now_ns(), descending)
 
 
-def options_chain(ctx: RequestContext) -> Payload:
+def _chain_rows(ctx: RequestContext, query: dict[str, str], chain: Any) -> list[int]:
+    """The contracts of a chain the query's filters keep (strike_price, expiration_date with their
+    .gt/.gte/.lt/.lte forms, contract_type), in the order asked (sort, order)."""
     bad = _bad(ctx)
-    query = _effective_query(ctx)
-    underlying = ctx.path["underlying"]
-    market = ctx.market
-    if not market.exists(underlying):
-        return Payload(wire.list_body([], ctx.request_id, None), [[]], [canonical_symbol(underlying)])
-    chain = market.option_chain(underlying)
     mask = np.ones(len(chain), dtype=bool)
     try:
         lo, hi = range_bounds(query, "strike_price", lambda t, end: round(float(t) * 1000), bad)
@@ -266,15 +262,52 @@ def options_chain(ctx: RequestContext) -> Payload:
     idx = idx[np.lexsort(keys)]
     if order == "desc":
         idx = idx[::-1]
-    updated = int(market.calendar.close_ns[market.last_session])
-    rows = [int(i) for i in idx]
+    return [int(i) for i in idx]
+
+
+def options_chain(ctx: RequestContext) -> Payload:
+    query = _effective_query(ctx)
+    underlying = ctx.path["underlying"]
+    market = ctx.market
+    if not market.exists(underlying):
+        return Payload(wire.list_body([], ctx.request_id, None), [[]], [canonical_symbol(underlying)])
+    chain = market.option_chain(underlying)
+    rows = _chain_rows(ctx, query, chain)
     return _paged_list(
         ctx,
         f"/v3/snapshot/options/{underlying}",
         rows,
-        lambda i: wire.option_results(chain, np.array([i]), updated)[0],
+        lambda i: wire.option_results(chain, np.array([i]))[0],
         10,
         250,
+        [canonical_symbol(underlying)],
+    )
+
+
+def options_contracts(ctx: RequestContext) -> Payload:
+    """/v3/reference/options/contracts: the listed contracts of ``underlying_ticker`` (required
+    here: the sandbox does not list every contract of the market). ``expired=true`` lists none:
+    the sandbox keeps no history of expired contracts."""
+    bad = _bad(ctx)
+    query = _effective_query(ctx)
+    underlying = query.get("underlying_ticker")
+    if not underlying:
+        raise bad(
+            "The underlying_ticker parameter is required in this sandbox (listing every contract is not emulated)"
+        )
+    expired = parse_choice(query.get("expired"), "false", "expired", ("true", "false"), bad)
+    market = ctx.market
+    if expired == "true" or not market.exists(underlying):
+        return Payload(wire.list_body([], ctx.request_id, None), [[]], [canonical_symbol(underlying)])
+    chain = market.option_chain(underlying)
+    rows = _chain_rows(ctx, query, chain)
+    return _paged_list(
+        ctx,
+        "/v3/reference/options/contracts",
+        rows,
+        lambda i: wire.option_contract_result(chain, i),
+        10,
+        1000,
         [canonical_symbol(underlying)],
     )
 

@@ -177,13 +177,17 @@ def news_result(item: NewsItem, published_utc: str) -> dict[str, Any]:
     }
 
 
-def option_results(chain: OptionChain, index: np.ndarray, updated_ns: int) -> list[dict[str, Any]]:
+def option_results(chain: OptionChain, index: np.ndarray) -> list[dict[str, Any]]:
+    """Snapshot results: the model's IV and greeks (theta per day, vega per vol point, as Polygon
+    sends them), the quote with its defects, the last trade at the model price."""
     out = []
+    updated_ns = chain.snapshot_ns
     for i in index.tolist():  # one dict per contract of the page; pages hold at most 250
         price = round(float(chain.price[i]), 2)
         half = max(0.01, round(price * 0.02, 2))
         strike = float(chain.strike[i])
         call = bool(chain.is_call[i])
+        bid, ask = float(chain.bid[i]), float(chain.ask[i])
         break_even = strike + price if call else strike - price
         out.append(
             {
@@ -216,19 +220,19 @@ def option_results(chain: OptionChain, index: np.ndarray, updated_ns: int) -> li
                 },
                 "implied_volatility": round(float(chain.iv[i]), 6),
                 "last_quote": {
-                    "ask": round(price + half / 2, 2),
+                    "ask": ask,
                     "ask_size": 10,
-                    "bid": max(0.0, round(price - half / 2, 2)),
-                    "bid_size": 10,
-                    "last_updated": updated_ns,
-                    "midpoint": price,
+                    "bid": bid,
+                    "bid_size": 10 if bid > 0 else 0,
+                    "last_updated": int(chain.quote_ns[i]),
+                    "midpoint": round((bid + ask) / 2, 4),
                     "timeframe": "DELAYED",
                 },
                 "last_trade": {
                     "conditions": [209],
                     "exchange": 316,
                     "price": price,
-                    "sip_timestamp": updated_ns,
+                    "sip_timestamp": int(chain.quote_ns[i]),
                     "size": 1,
                     "timeframe": "DELAYED",
                 },
@@ -243,6 +247,22 @@ def option_results(chain: OptionChain, index: np.ndarray, updated_ns: int) -> li
             }
         )
     return out
+
+
+def option_contract_result(chain: OptionChain, i: int) -> dict[str, Any]:
+    """A /v3/reference/options/contracts result."""
+    call = bool(chain.is_call[i])
+    return {
+        "cfi": "OCASPS" if call else "OPASPS",
+        "contract_type": "call" if call else "put",
+        "exercise_style": "american",
+        "expiration_date": str(chain.expiration[i]),
+        "primary_exchange": "BATO",
+        "shares_per_contract": 100,
+        "strike_price": float(chain.strike[i]),
+        "ticker": chain.occ_ticker(i),
+        "underlying_ticker": chain.underlying,
+    }
 
 
 def _point(value: float, label: str, order: int, unit: str = "USD") -> dict[str, Any]:
