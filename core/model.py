@@ -132,6 +132,25 @@ FINANCIALS: dict[str, str] = {
     "source": STR,
 }
 
+# An earnings calendar entry as the vendor knew it at ``known_at`` (its last update): estimates
+# before the report, actuals after. ``time_of_day``: bmo (before the open), dmh (during market
+# hours), amc (after the close) or unknown.
+EARNINGS: dict[str, str] = {
+    "symbol": STR,
+    "fiscal_year": STR,
+    "fiscal_period": STR,
+    "report_date": TS,  # midnight UTC of the report's date
+    "report_time": STR,  # HH:MM:SS New York
+    "time_of_day": STR,
+    "date_status": STR,
+    "eps_estimate": F64,
+    "eps_actual": F64,
+    "revenue_estimate": F64,
+    "revenue_actual": F64,
+    "known_at": TS,
+    "source": STR,
+}
+
 SOCIAL_POSTS: dict[str, str] = {
     "id": STR,
     "ts": TS,
@@ -153,6 +172,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
     "news": NEWS,
     "option_snapshots": OPTION_SNAPSHOTS,
     "financials": FINANCIALS,
+    "earnings": EARNINGS,
     "social_posts": SOCIAL_POSTS,
 }
 

@@ -27,8 +27,12 @@ NO_TIMEFRAME = ""
 
 
 def watermark_dataset(data_type: str) -> tuple[str, str | None]:
-    """(dataset, timeframe filter) under which a data type's watermarks are committed."""
-    return ("bars", None) if data_type == "market_data" else ("corporate_actions", NO_TIMEFRAME)
+    """(dataset, timeframe filter) under which a data type's watermarks are committed. Filings
+    resume after the newest filing date; the earnings calendar commits none (a report changes
+    after it is first seen: every run asks its whole window again)."""
+    if data_type == "market_data":
+        return ("bars", None)
+    return ({"fundamentals": "financials"}.get(data_type, data_type), NO_TIMEFRAME)
 
 
 def resume_starts(request: IngestRequest, high_water: Mapping[str, datetime]) -> dict[str, datetime | None]:

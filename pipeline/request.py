@@ -12,14 +12,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from core.errors import RequestError
 from core.model import normalize_symbol
 from sources.registry import ENTRY_POINT_GROUP, SourceRegistry
 
-DATA_TYPES = ("market_data", "corporate_actions")
+DATA_TYPES = ("market_data", "corporate_actions", "fundamentals", "earnings")
+# Data types only some vendors serve, and which: financial statements and the earnings calendar
+# (Benzinga's, through Polygon) come from Polygon alone.
+DATA_TYPE_SOURCES = {"fundamentals": ("polygon",), "earnings": ("polygon",)}
+EARNINGS_HORIZON_DAYS = 366  # how far ahead an earnings calendar may be asked for
 TIMEFRAMES = ("1min", "5min", "15min", "1hour", "1day")
 _TIMEFRAME_ALIASES = {
     "1m": "1min",
@@ -130,19 +134,24 @@ def parse_ingest_request(
     if data_type not in DATA_TYPES:
         raise RequestError(f"unknown data_type {data_type!r}: use one of {', '.join(DATA_TYPES)}")
     check_source(source, SourceRegistry.builtin().market_data_names() if known_sources is None else known_sources)
+    serving = DATA_TYPE_SOURCES.get(data_type)
+    if serving is not None and source not in serving:
+        raise RequestError(
+            f"source {source!r} serves no {data_type}: use --source {' or '.join(serving)} for {data_type}"
+        )
     start = parse_when(start_date, "start_date")
     end = parse_when(end_date, "end_date")
     now = now or datetime.now(UTC)
+    horizon = now + timedelta(days=EARNINGS_HORIZON_DAYS) if data_type == "earnings" else now
     if start > end:
         raise RequestError(
             f"start_date {start.date().isoformat()} is after end_date {end.date().isoformat()}: swap them"
         )
     if start > now:
         raise RequestError(f"start_date {start.date().isoformat()} is in the future (today is {now.date()})")
-    if end.date() > now.date():
-        raise RequestError(
-            f"end_date {end.date().isoformat()} is in the future (today is {now.date()}): use today or earlier"
-        )
+    if end.date() > horizon.date():
+        allowed = "today or earlier" if horizon is now else f"{horizon.date()} or earlier (the calendar's horizon)"
+        raise RequestError(f"end_date {end.date().isoformat()} is in the future (today is {now.date()}): use {allowed}")
     if start.date() < EARLIEST:
         raise RequestError(f"start_date {start.date().isoformat()} is before {EARLIEST}, the earliest date served")
     return IngestRequest(

@@ -27,6 +27,7 @@ from quality.score import QualityReport, quality_report
 from quality.validate import ValidationResult
 from storage.lake import Lake
 from tasks.collection import ParsedPage
+from tasks.fundamentals import EARNINGS_DATASETS, FUNDAMENTAL_DATASETS, process_symbol_fundamentals
 from tasks.processing import (
     ACTION_DATASETS,
     BAR_DATASETS,
@@ -44,6 +45,10 @@ Processed = tuple[SymbolProcessing, ValidationResult | None]  # one series: its 
 
 def datasets_of(data_type: str) -> tuple[str, ...]:
     """The raw datasets one data type's pages are stored under."""
+    if data_type == "fundamentals":
+        return FUNDAMENTAL_DATASETS
+    if data_type == "earnings":
+        return EARNINGS_DATASETS
     return BAR_DATASETS if data_type == "market_data" else ACTION_DATASETS
 
 
@@ -82,6 +87,8 @@ def _process_on(
 ) -> Processed:
     if pages[0].dataset in ACTION_DATASETS:
         return process_symbol_actions(conn, lake, pages, parsed, resources.sources), None
+    if pages[0].dataset in FUNDAMENTAL_DATASETS + EARNINGS_DATASETS:
+        return process_symbol_fundamentals(conn, lake, pages, parsed, resources.sources), None
     quality = resources.settings.quality
     outcome, result, _ = process_symbol_bars(
         conn,

@@ -3,7 +3,8 @@
 Endpoints (https://polygon.io/docs): aggregates ``/v2/aggs/ticker/{T}/range/{m}/{span}/{from}/{to}``
 (``limit`` max 50000; more pages through ``next_url``), trades and quotes ``/v3/trades|quotes/{T}``
 (cursor in ``next_url``), splits and dividends ``/v3/reference/...``, news ``/v2/reference/news``,
-option chain ``/v3/snapshot/options/{underlying}``, financials ``/vX/reference/financials``. Every
+option chain ``/v3/snapshot/options/{underlying}``, financials ``/vX/reference/financials``, the
+earnings calendar ``/benzinga/v1/earnings`` (Benzinga's, resold by Polygon). Every
 request carries ``apiKey`` as a query parameter, including followed ``next_url`` cursors; it never
 appears in a :class:`~sources.http.Request`, a log line or an error.
 """
@@ -34,6 +35,7 @@ MAX_AGGREGATES_LIMIT = 50_000
 MAX_TICK_LIMIT = 50_000
 MAX_REFERENCE_LIMIT = 1_000
 MAX_OPTION_LIMIT = 250
+MAX_EARNINGS_LIMIT = 50_000
 _SPAN = {"min": "minute", "hour": "hour", "day": "day", "week": "week", "month": "month"}
 
 
@@ -181,13 +183,48 @@ class PolygonClient(VendorClient):
         request = self.option_chain_request(underlying, **filters)
         return await collect(self.iter_pages(request), model.empty_frame(model.OPTION_SNAPSHOTS))
 
-    def financials_request(self, symbol: str, *, limit: int = 100, timeframe: str | None = None) -> Request:
+    def financials_request(
+        self,
+        symbol: str,
+        *,
+        limit: int = 100,
+        timeframe: str | None = None,
+        filed_from: Any = None,
+        filed_to: Any = None,
+    ) -> Request:
+        """Filings of ``symbol``, oldest filing first; ``filed_from``/``filed_to`` bound the filing
+        date (restatements are new filings: an incremental run finds them by filing date)."""
         params: dict[str, Any] = {"ticker": model.vendor_symbol(symbol, SOURCE), "limit": min(limit, 100)}
         if timeframe:
             params["timeframe"] = timeframe
+        if filed_from is not None or filed_to is not None:
+            params.update({"sort": "filing_date", "order": "asc"})
+        if filed_from is not None:
+            params["filing_date.gte"] = model.to_utc(filed_from).strftime("%Y-%m-%d")
+        if filed_to is not None:
+            params["filing_date.lte"] = model.to_utc(filed_to).strftime("%Y-%m-%d")
         context = {"symbol": model.normalize_symbol(symbol)}
         return Request(SOURCE, "financials", "/vX/reference/financials", params, context)
 
     async def financials(self, symbol: str, **kwargs: Any) -> pd.DataFrame:
         request = self.financials_request(symbol, **kwargs)
         return await collect(self.iter_pages(request), model.empty_frame(model.FINANCIALS))
+
+    def earnings_request(self, symbol: str, start: Any = None, end: Any = None, *, limit: int = 1000) -> Request:
+        """Benzinga's earnings calendar (``/benzinga/v1/earnings``, a Polygon partner endpoint):
+        the reports of ``symbol`` dated in [start, end], estimates and actuals as known now."""
+        params: dict[str, Any] = {
+            "ticker": model.vendor_symbol(symbol, SOURCE),
+            "limit": min(limit, MAX_EARNINGS_LIMIT),
+            "sort": "date.asc",
+        }
+        if start is not None:
+            params["date.gte"] = model.to_utc(start).strftime("%Y-%m-%d")
+        if end is not None:
+            params["date.lte"] = model.to_utc(end).strftime("%Y-%m-%d")
+        context = {"symbol": model.normalize_symbol(symbol)}
+        return Request(SOURCE, "earnings", "/benzinga/v1/earnings", params, context)
+
+    async def earnings(self, symbol: str, start: Any = None, end: Any = None) -> pd.DataFrame:
+        request = self.earnings_request(symbol, start, end)
+        return await collect(self.iter_pages(request), model.empty_frame(model.EARNINGS))

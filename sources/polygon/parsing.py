@@ -266,7 +266,7 @@ def parse_financials(payload: Any, *, symbol: str | None = None) -> pd.DataFrame
             for item, body in items.items():
                 if not isinstance(body, dict) or "value" not in body:
                     continue
-                rows["symbol"].append(model.normalize_symbol(symbol or tickers[0]))
+                rows["symbol"].append(_filer(symbol, tickers))
                 rows["period_start"].append(filing.get("start_date"))
                 rows["period_end"].append(filing.get("end_date"))
                 rows["filing_date"].append(filing.get("filing_date"))
@@ -279,6 +279,61 @@ def parse_financials(payload: Any, *, symbol: str | None = None) -> pd.DataFrame
     if not rows["symbol"]:
         return model.empty_frame(model.FINANCIALS)
     return model.frame(model.FINANCIALS, {**rows, "source": SOURCE}, what="polygon financials")
+
+
+def _filer(symbol: str | None, tickers: list[Any]) -> str:
+    """The symbol a filing is stored under: the one asked for when the filing names it (or names
+    none), else the filing's own first ticker, so validation sees a filing of another company."""
+    named = [model.normalize_symbol(str(t)) for t in tickers]
+    asked = model.normalize_symbol(symbol) if symbol else None
+    return asked if asked is not None and (not named or asked in named) else named[0]
+
+
+def parse_earnings(payload: Any, *, symbol: str | None = None) -> pd.DataFrame:
+    """Benzinga's earnings calendar as Polygon serves it (``/benzinga/v1/earnings``) ->
+    :data:`model.EARNINGS`, one row per report as known at its ``last_updated``."""
+    results = _results(payload, "earnings")
+    if not results:
+        return model.empty_frame(model.EARNINGS)
+    raw = model.require_keys(
+        results, ("ticker", "date", "fiscal_period", "fiscal_year", "last_updated"), what="polygon earnings"
+    )
+
+    def col(name: str) -> Any:
+        return raw[name] if name in raw.columns else None
+
+    times = col("time")
+    return model.frame(
+        model.EARNINGS,
+        {
+            "symbol": raw["ticker"].map(lambda t: model.normalize_symbol(str(t))),
+            "fiscal_year": raw["fiscal_year"].map(_none_or_str),
+            "fiscal_period": raw["fiscal_period"].map(_none_or_str),
+            "report_date": pd.to_datetime(raw["date"], utc=True, format="ISO8601"),
+            "report_time": _as_str(times),
+            "time_of_day": [time_of_day(t) for t in (times if times is not None else [None] * len(raw))],
+            "date_status": _as_str(col("date_status")),
+            "eps_estimate": col("estimated_eps"),
+            "eps_actual": col("actual_eps"),
+            "revenue_estimate": col("estimated_revenue"),
+            "revenue_actual": col("actual_revenue"),
+            "known_at": raw["last_updated"],
+            "source": SOURCE,
+        },
+        what="polygon earnings",
+    )
+
+
+def time_of_day(value: Any) -> str:
+    """A report's New York wall time (``HH:MM[:SS]``) as bmo (before the 09:30 open), dmh (during
+    market hours) or amc (from the 16:00 close on); unknown when the vendor gives none."""
+    if not isinstance(value, str) or len(value) < 5 or value[2] != ":":
+        return "unknown"
+    try:
+        minutes = int(value[:2]) * 60 + int(value[3:5])
+    except ValueError:
+        return "unknown"
+    return "bmo" if minutes < 9 * 60 + 30 else ("amc" if minutes >= 16 * 60 else "dmh")
 
 
 def _as_str(values: pd.Series | None) -> pd.Series | None:
@@ -310,6 +365,8 @@ def parser_for(request: Request) -> Parser:
         return lambda payload: parse_option_chain(payload, underlying=symbol)
     if dataset == "financials":
         return lambda payload: parse_financials(payload, symbol=symbol)
+    if dataset == "earnings":
+        return lambda payload: parse_earnings(payload, symbol=symbol)
     parsers = {"splits": parse_splits, "dividends": parse_dividends, "news": parse_news}
     if dataset not in parsers:
         raise PermanentSourceError(f"polygon has no dataset {request.dataset!r}")

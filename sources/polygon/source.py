@@ -26,10 +26,15 @@ class PolygonSource(VendorSource):
         return await self.client.aggregates(symbol, start_date, end_date, timeframe=timeframe)
 
     def first_requests(self, wanted: SymbolRequest) -> list[Request]:
-        """Unadjusted aggregates, or the splits and dividends."""
+        """Unadjusted aggregates, the splits and dividends, the filings (by filing date) or the
+        earnings calendar (by report date)."""
         symbol, start, end = wanted.symbol, wanted.start, wanted.end
         if wanted.data_type == "market_data":
             return [self.client.aggregates_request(symbol, start, end, timeframe=wanted.timeframe, adjusted=False)]
+        if wanted.data_type == "fundamentals":
+            return [self.client.financials_request(symbol, filed_from=start, filed_to=end)]
+        if wanted.data_type == "earnings":
+            return [self.client.earnings_request(symbol, start, end)]
         return [self.client.reference_request(kind, symbol, start, end) for kind in ("splits", "dividends")]
 
     @classmethod

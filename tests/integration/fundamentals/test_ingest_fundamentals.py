@@ -1,0 +1,134 @@
+"""Filings and the earnings calendar through the real stack: the ingest flow against the sandbox
+over HTTP, the raw zone, validation, the hot store, point-in-time reads; restatements never leak
+backwards; a rerun changes nothing."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import httpx
+import psycopg
+import pytest
+
+from core.settings import Settings
+from storage.fundamentals import end_of_day, read_earnings_as_of, read_financials_as_of
+from tests.support.cli import run_cli
+
+START, END = "2021-01-01", "2024-06-28"
+# Symbols of these tests alone (the sandbox serves tickers of up to 6 characters); their rows are
+# deleted before and after each test.
+FUND_SYMBOLS = ("FNDA", "FNDB", "FNDC", "FNDD", "FNDE")
+TABLES = ("market.financial_statements", "market.earnings", "ops.watermarks", "ops.raw_pages")
+
+
+@pytest.fixture
+def clean(stack: Settings, conn: psycopg.Connection):
+    def wipe() -> None:
+        for table in TABLES:
+            conn.execute(f"DELETE FROM {table} WHERE symbol = ANY(%s)", (list(FUND_SYMBOLS),))  # type: ignore[arg-type]
+
+    wipe()
+    yield
+    wipe()
+
+
+def _sandbox_filings(stack: Settings, symbol: str) -> list[dict]:
+    """What the vendor serves for the symbol, read straight from the sandbox (the oracle)."""
+    url = f"http://{stack.sandbox.host}:{stack.sandbox.port}/vX/reference/financials"
+    params = {"ticker": symbol, "limit": 100, "apiKey": "test", "filing_date.lte": END, "filing_date.gte": START}
+    out: list[dict] = []
+    while url:
+        body = httpx.get(url, params=params, timeout=30).json()
+        out += body["results"]
+        url, params = body.get("next_url"), {"apiKey": "test"}
+    return out
+
+
+def _ingest(symbol: str, data_type: str, start: str = START, end: str = END) -> str:
+    result = run_cli("ingest", "--symbols", symbol, "--start", start, "--end", end, "--data-type", data_type)
+    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-2000:]
+    return result.stdout
+
+
+def _revenue(frame, period_end: str, fiscal_period: str) -> float:
+    rows = frame[
+        (frame["period_end"].dt.strftime("%Y-%m-%d") == period_end)
+        & (frame["fiscal_period"] == fiscal_period)
+        & (frame["item"] == "revenues")
+    ]
+    assert len(rows) == 1, rows
+    return float(rows["value"].iloc[0])
+
+
+def _restated(stack: Settings) -> tuple[str, list[dict], dict, dict]:
+    """The first of FUND_SYMBOLS with a period filed twice in the window, what the sandbox serves
+    of it, and that period's original and restated filing."""
+    for symbol in FUND_SYMBOLS:
+        served = _sandbox_filings(stack, symbol)
+        by_period: dict[tuple[str, str], list[dict]] = {}
+        for f in served:
+            by_period.setdefault((f["end_date"], f["fiscal_period"]), []).append(f)
+        restated = [sorted(v, key=lambda f: f["filing_date"]) for v in by_period.values() if len(v) > 1]
+        if restated:
+            return symbol, served, restated[0][0], restated[0][-1]
+    raise AssertionError(f"the sandbox restated nothing of {FUND_SYMBOLS} in {START}..{END}")
+
+
+def test_restatement_is_seen_only_from_its_filing_date_and_reruns_change_nothing(
+    stack: Settings, conn: psycopg.Connection, clean: None
+) -> None:
+    symbol, served, original, amended = _restated(stack)
+
+    out = _ingest(symbol, "fundamentals")
+    stored = conn.execute(
+        "SELECT count(DISTINCT (fiscal_period, period_end, filing_date)) FROM market.financial_statements "
+        "WHERE symbol = %s",
+        (symbol,),
+    ).fetchone()[0]
+    assert stored == len(served), out
+
+    period = (original["end_date"], original["fiscal_period"])
+    filed, refiled = date.fromisoformat(original["filing_date"]), date.fromisoformat(amended["filing_date"])
+    before = read_financials_as_of(conn, [symbol], refiled - timedelta(days=1))
+    after = read_financials_as_of(conn, [symbol], refiled)
+    too_early = read_financials_as_of(conn, [symbol], filed - timedelta(days=1))
+    revenue = original["financials"]["income_statement"]["revenues"]["value"]
+    revised = amended["financials"]["income_statement"]["revenues"]["value"]
+    assert revenue != revised
+    assert _revenue(before, *period) == revenue
+    assert _revenue(after, *period) == revised
+    assert bool(after.loc[after["item"] == "revenues", "restated"].any())
+    assert not (
+        (too_early["period_end"].dt.strftime("%Y-%m-%d") == period[0]) & (too_early["fiscal_period"] == period[1])
+    ).any()
+
+    count_sql = "SELECT count(*) FROM market.financial_statements WHERE symbol = %s"
+    count = conn.execute(count_sql, (symbol,)).fetchone()[0]
+    assert f"stored {count:,} (0 rejected)" in out
+    incremental = _ingest(symbol, "fundamentals")
+    assert "fetched 0 records, stored 0" in incremental, "a rerun resumes after the newest filing date"
+    again = run_cli(
+        "ingest", "--symbols", symbol, "--start", START, "--end", END, "--data-type", "fundamentals", "--full"
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"fetched {count:,} records, stored 0 (0 rejected)" in again.stdout
+    assert conn.execute(count_sql, (symbol,)).fetchone()[0] == count
+
+
+def test_earnings_versions_as_known_at_each_instant(stack: Settings, conn: psycopg.Connection, clean: None) -> None:
+    symbol = FUND_SYMBOLS[-1]
+    out = _ingest(symbol, "earnings", "2023-01-01", (date.today() + timedelta(days=150)).isoformat())
+    rows = conn.execute(
+        "SELECT fiscal_year, fiscal_period, report_date, eps_actual, known_at FROM market.earnings WHERE symbol = %s "
+        "ORDER BY report_date",
+        (symbol,),
+    ).fetchall()
+    assert rows, out
+    reported = [r for r in rows if r[3] is not None]
+    upcoming = [r for r in rows if r[3] is None]
+    assert reported and upcoming, "the calendar holds past reports and the next one"
+    last = reported[-1]
+    known = read_earnings_as_of(conn, [symbol], last[4])
+    assert known.loc[known["fiscal_period"] == last[1], "eps_actual"].notna().all()
+    earlier = read_earnings_as_of(conn, [symbol], end_of_day(last[2] - timedelta(days=1)))
+    assert (earlier["fiscal_year"].astype(str) + earlier["fiscal_period"].astype(str) != f"{last[0]}{last[1]}").all()
