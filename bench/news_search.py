@@ -1,0 +1,307 @@
+"""News search benchmark: the embedding stage's items/s, and search latency over stored story vectors.
+
+Two figures, each a function the news bench (bench/news.py) can call, and a CLI of their own
+(``python -m bench.news_search --json``):
+
+- :func:`embedding_stage`: the built-in model (all-MiniLM-L6-v2, int8 ONNX, CPU) embedding news-like
+  headlines with summaries, in items/s, after the model is loaded (its load time reported apart).
+- :func:`search_latency`: p50/p95/p99 of :func:`storage.story_vectors.search_vectors` (the query
+  the CLI and the Python call run: HNSW scan, filters, join to news.stories) over ``stories`` stored
+  stories, in a scratch database migrated like the real one. The vectors are SYNTHETIC: unit vectors
+  around ``topics`` random topic directions (text embeddings cluster by topic like this; uniformly
+  random 384-d vectors would be a worse case for HNSW than any corpus), first seen over two years
+  (about 25 monthly chunks), one to three of 500 tickers each. Embedding a million real texts would
+  take hours on two cores (see the embedding stage's rate). The table is filled with COPY and the
+  HNSW index (the migration's own definition) built after the load, as a bulk backfill would.
+  Three kinds of query, equally many: no filter (every chunk), the last 30 days, and one ticker over
+  the last 90 days. Recall@k of each kind against an exact scan (index off) is measured on a sample.
+
+The scratch database (``marketpipe_bench_news``) is kept after a run: a second run with the same
+size reuses it (``--rebuild`` to start over, ``--drop`` to remove it). Two cores shared with other
+work: the load average is reported beside every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from core.settings import Settings
+
+DATABASE = "marketpipe_bench_news"
+DIM = 384
+MODEL = "bench-synthetic-384"
+TARGET_P95_MS = 50.0
+START = datetime(2024, 1, 1, tzinfo=UTC)
+SPAN = timedelta(days=730)
+TICKERS = [f"T{i:03d}" for i in range(500)]
+
+_SUBJECTS = ["Apple", "Microsoft", "Nvidia", "Tesla", "Amazon", "Exxon", "JPMorgan", "Pfizer", "Boeing", "Netflix"]
+_VERBS = ["beats", "misses", "raises", "cuts", "confirms", "withdraws", "reaffirms", "lifts"]
+_OBJECTS = [
+    "quarterly earnings estimates",
+    "full-year revenue guidance",
+    "its dividend",
+    "its share buyback program",
+    "production targets",
+    "outlook for data-center demand",
+]
+_SUMMARIES = [
+    "Shares moved in after-hours trading as analysts revised their price targets.",
+    "The company cited supply constraints and a stronger dollar in its statement to investors.",
+    "Executives told analysts on a conference call that demand remained robust across regions.",
+    "The announcement follows a regulatory filing made earlier in the week.",
+]
+
+
+def news_texts(n: int, seed: int = 3) -> list[str]:
+    """``n`` news-like texts (headline. summary), 25-45 words each."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        subject, verb, obj = (
+            _SUBJECTS[rng.integers(len(_SUBJECTS))],
+            _VERBS[rng.integers(len(_VERBS))],
+            _OBJECTS[rng.integers(len(_OBJECTS))],
+        )
+        summary = " ".join(_SUMMARIES[i] for i in rng.choice(len(_SUMMARIES), size=2, replace=False))
+        out.append(f"{subject} {verb} {obj} by {rng.integers(2, 40)} percent. {summary}")
+    return out
+
+
+def embedding_stage(texts: int = 512, batch_size: int = 32) -> dict[str, Any]:
+    """Items/s of the built-in model over ``texts`` news-like texts (load time apart)."""
+    from features.embeddings import MiniLMOnnx
+
+    model = MiniLMOnnx(batch_size=batch_size)
+    corpus = news_texts(texts)
+    t0 = time.perf_counter()
+    model.embed(corpus[:1])
+    load_s = time.perf_counter() - t0
+    load_before = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    model.embed(corpus)
+    seconds = time.perf_counter() - t0
+    return {
+        "model": model.name,
+        "texts": texts,
+        "batch_size": batch_size,
+        "load_s": round(load_s, 3),
+        "seconds": round(seconds, 3),
+        "items_per_s": round(texts / seconds, 1),
+        "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+    }
+
+
+def synthetic_vectors(n: int, topics: int, rng: np.random.Generator, centers: np.ndarray | None = None) -> np.ndarray:
+    """``n`` unit vectors, each a random topic direction plus noise (cosine to its topic about 0.7)."""
+    if centers is None:
+        centers = _unit(rng.standard_normal((topics, DIM), dtype=np.float32))
+    picks = rng.integers(len(centers), size=n)
+    noise = rng.standard_normal((n, DIM), dtype=np.float32) / np.sqrt(DIM)
+    return _unit(centers[picks] + noise)
+
+
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    return (matrix / np.linalg.norm(matrix, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _stored(settings: Settings) -> int | None:
+    from db.connect import database_connection
+    from stack.scratch import database_exists
+
+    if not database_exists(settings, DATABASE):
+        return None
+    with database_connection(settings, dbname=DATABASE, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM news.story_embeddings WHERE model = %s AND EXISTS (SELECT 1 FROM pg_indexes"
+            " WHERE indexname = 'story_embeddings_hnsw_idx')",
+            (MODEL,),
+        ).fetchone()
+        return int(row[0]) if row else None
+
+
+def build(settings: Settings, stories: int, topics: int = 2000, seed: int = 11) -> dict[str, Any]:
+    """A fresh scratch database with ``stories`` stories and their synthetic vectors, HNSW built after."""
+    from pgvector.psycopg import register_vector
+
+    from db.connect import database_connection
+    from db.migrate import migrate
+    from stack.scratch import create_database
+
+    create_database(settings, DATABASE)
+    rng = np.random.default_rng(seed)
+    centers = _unit(rng.standard_normal((topics, DIM), dtype=np.float32))
+    figures: dict[str, Any] = {}
+    with database_connection(settings, dbname=DATABASE, autocommit=True) as conn:
+        migrate(conn)
+        register_vector(conn)
+        conn.execute("DROP INDEX news.story_embeddings_hnsw_idx")
+        t0 = time.perf_counter()
+        chunk = 100_000
+        for lo in range(0, stories, chunk):
+            n = min(chunk, stories - lo)
+            ids = np.arange(lo + 1, lo + n + 1)
+            seconds = rng.integers(0, int(SPAN.total_seconds()), size=n)
+            vectors = synthetic_vectors(n, topics, rng, centers)
+            counts = rng.integers(1, 4, size=n)
+            names = rng.integers(len(TICKERS), size=(n, 3))
+            with conn.transaction(), conn.cursor() as cur:
+                with cur.copy("COPY news.stories (story_id, first_seen, headline, symbols) FROM STDIN") as copy:
+                    for i in range(n):
+                        symbols = [TICKERS[j] for j in names[i, : counts[i]]]
+                        copy.write_row(
+                            (int(ids[i]), START + timedelta(seconds=int(seconds[i])), f"story {ids[i]}", symbols)
+                        )
+                with cur.copy(
+                    "COPY news.story_embeddings (story_id, first_seen, symbols, model, embedding)"
+                    " FROM STDIN WITH (FORMAT BINARY)"
+                ) as copy:
+                    copy.set_types(["bigint", "timestamptz", "text[]", "text", "vector"])
+                    for i in range(n):
+                        symbols = [TICKERS[j] for j in names[i, : counts[i]]]
+                        copy.write_row(
+                            (int(ids[i]), START + timedelta(seconds=int(seconds[i])), symbols, MODEL, vectors[i])
+                        )
+        figures["load_s"] = round(time.perf_counter() - t0, 1)
+        conn.execute("SET maintenance_work_mem = '1GB'")
+        t0 = time.perf_counter()
+        conn.execute(
+            "CREATE INDEX story_embeddings_hnsw_idx ON news.story_embeddings"
+            " USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
+        )
+        figures["index_build_s"] = round(time.perf_counter() - t0, 1)
+        conn.execute("VACUUM ANALYZE news.story_embeddings")
+        conn.execute("ANALYZE news.stories")
+        row = conn.execute("SELECT pg_size_pretty(hypertable_size('news.story_embeddings'))").fetchone()
+        figures["table_size"] = row[0] if row else None
+    figures["topics"] = topics
+    return figures
+
+
+def _queries(n: int, seed: int, topics: int = 2000, build_seed: int = 11) -> list[tuple[str, np.ndarray, dict]]:
+    """``n`` queries, the three kinds in turn: near a stored topic, as a user's text would be."""
+    centers = _unit(np.random.default_rng(build_seed).standard_normal((topics, DIM), dtype=np.float32))
+    rng = np.random.default_rng(seed)
+    vectors = synthetic_vectors(n, topics, rng, centers)
+    end = START + SPAN
+    kinds = []
+    for i in range(n):
+        kind = ("all", "30d", "ticker_90d")[i % 3]
+        if kind == "all":
+            filters: dict[str, Any] = {}
+        elif kind == "30d":
+            filters = {"since": end - timedelta(days=30)}
+        else:
+            filters = {"since": end - timedelta(days=90), "symbols": [TICKERS[int(rng.integers(len(TICKERS)))]]}
+        kinds.append((kind, vectors[i], filters))
+    return kinds
+
+
+def _exact(conn: Any, vector: np.ndarray, filters: dict, k: int) -> list[int]:
+    from storage.story_vectors import search_vectors
+
+    with conn.transaction():
+        conn.execute("SET LOCAL enable_indexscan = off")
+        conn.execute("SET LOCAL enable_bitmapscan = off")
+        return [h.story_id for h in search_vectors(conn, vector, model=MODEL, k=k, **filters)]
+
+
+def search_latency(settings: Settings, queries: int = 300, k: int = 10, recall_sample: int = 30) -> dict[str, Any]:
+    """Latency of ``queries`` searches (``k`` stories each) through storage.story_vectors, by kind."""
+    from db.connect import database_connection
+    from storage.story_vectors import search_vectors
+
+    plan = _queries(queries, seed=5)
+    times: dict[str, list[float]] = {"all": [], "30d": [], "ticker_90d": []}
+    found: dict[str, list[list[int]]] = {"all": [], "30d": [], "ticker_90d": []}
+    with database_connection(settings, dbname=DATABASE, autocommit=True) as conn:
+        for _kind, vector, filters in plan[:6]:  # warm the caches and the connection
+            search_vectors(conn, vector, model=MODEL, k=k, **filters)
+        load_before = os.getloadavg()[0]
+        for kind, vector, filters in plan:
+            t0 = time.perf_counter()
+            hits = search_vectors(conn, vector, model=MODEL, k=k, **filters)
+            times[kind].append((time.perf_counter() - t0) * 1000)
+            found[kind].append([h.story_id for h in hits])
+        load_after = os.getloadavg()[0]
+        recall: dict[str, float] = {}
+        for kind in times:
+            picked = [(i, q) for i, q in enumerate(p for p in plan if p[0] == kind)][: max(1, recall_sample // 3)]
+            hit = total = 0
+            for i, (_, vector, filters) in picked:
+                truth = _exact(conn, vector, filters, k)
+                hit += len(set(truth) & set(found[kind][i]))
+                total += len(truth)
+            recall[kind] = round(hit / total, 3) if total else float("nan")
+    every = np.array([t for ts in times.values() for t in ts])
+    by_kind = {
+        kind: {
+            "p50_ms": round(float(np.percentile(ts, 50)), 2),
+            "p95_ms": round(float(np.percentile(ts, 95)), 2),
+            "p99_ms": round(float(np.percentile(ts, 99)), 2),
+            f"recall_at_{k}": recall[kind],
+        }
+        for kind, ts in times.items()
+    }
+    return {
+        "queries": queries,
+        "k": k,
+        "p50_ms": round(float(np.percentile(every, 50)), 2),
+        "p95_ms": round(float(np.percentile(every, 95)), 2),
+        "p99_ms": round(float(np.percentile(every, 99)), 2),
+        "by_kind": by_kind,
+        "load_avg_1m": [round(load_before, 2), round(load_after, 2)],
+    }
+
+
+def run(
+    settings: Settings,
+    stories: int = 1_000_000,
+    queries: int = 300,
+    texts: int = 512,
+    rebuild: bool = False,
+    drop: bool = False,
+) -> dict[str, Any]:
+    report: dict[str, Any] = {"embedding": embedding_stage(texts)}
+    stored = None if rebuild else _stored(settings)
+    if stored == stories:
+        report["build"] = {"reused": True}
+    else:
+        report["build"] = build(settings, stories)
+    report["stories"] = stories
+    report["vectors"] = "synthetic (clustered unit vectors, 384-d); see bench/news_search.py"
+    report["search"] = search_latency(settings, queries)
+    p95 = report["search"]["p95_ms"]
+    report["targets"] = {"search_p95_ms": {"target": TARGET_P95_MS, "met": p95 < TARGET_P95_MS}}
+    report["targets_met"] = all(t["met"] for t in report["targets"].values() if t["met"] is not None)
+    if drop:
+        from stack.scratch import drop_database
+
+        drop_database(settings, DATABASE)
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    from core.settings import load_settings
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stories", type=int, default=1_000_000)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--texts", type=int, default=512)
+    parser.add_argument("--rebuild", action="store_true", help="build the scratch database again")
+    parser.add_argument("--drop", action="store_true", help="drop the scratch database afterwards")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    report = run(load_settings(), args.stories, args.queries, args.texts, args.rebuild, args.drop)
+    print(json.dumps(report) if args.json else json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""The news search benchmark runs end to end at a tiny size in `make test`: every figure present and
+a finite positive number, recall measured against an exact scan, the scratch database dropped (the
+1M-story figures come from ``python -m bench.news_search``; no timing is asserted)."""
+
+from __future__ import annotations
+
+import math
+
+from bench.news_search import DATABASE, run
+from core.settings import Settings
+from stack.scratch import database_exists
+
+
+def test_tiny_news_search_benchmark(stack: Settings) -> None:
+    report = run(stack, stories=3000, queries=12, texts=8, rebuild=True, drop=True)
+
+    embedding = report["embedding"]
+    assert embedding["model"] == "all-minilm-l6-v2-int8" and embedding["texts"] == 8
+    assert embedding["items_per_s"] > 0 and embedding["load_s"] > 0
+    build = report["build"]
+    assert build["load_s"] >= 0 and build["index_build_s"] >= 0 and build["table_size"]
+    search = report["search"]
+    assert search["queries"] == 12 and search["k"] == 10
+    assert 0 < search["p50_ms"] <= search["p95_ms"] <= search["p99_ms"]
+    assert set(search["by_kind"]) == {"all", "30d", "ticker_90d"}
+    for kind in search["by_kind"].values():
+        assert math.isfinite(kind["p95_ms"]) and kind["p95_ms"] > 0
+        assert 0.0 < kind["recall_at_10"] <= 1.0  # measured against the exact scan
+    assert set(report["targets"]) == {"search_p95_ms"}
+    assert report["targets"]["search_p95_ms"]["target"] == 50.0
+    assert isinstance(report["targets"]["search_p95_ms"]["met"], bool)
+    assert report["targets_met"] == report["targets"]["search_p95_ms"]["met"]
+    assert not database_exists(stack, DATABASE)
