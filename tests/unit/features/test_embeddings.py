@@ -3,6 +3,10 @@ offline on CPU) and the interface a user swaps it through."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -19,6 +23,8 @@ from features.embeddings import (
     story_text,
 )
 from tests.support.embeddings import HashedWords
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +51,14 @@ def test_story_text_joins_headline_and_summary() -> None:
 
 
 def test_nothing_loads_until_the_first_embed() -> None:
-    model = MiniLMOnnx()
-    assert model._session is None  # constructing is free: no file read, no session
-    assert isinstance(model, EmbeddingModel) and model.name == MINILM and model.dim == MINILM_DIM
+    # a fresh interpreter: importing the module and building the default model loads no runtime
+    probe = (
+        "import sys; import features.embeddings as e; m = e.load_model(); "
+        "print(m.name, m.dim, 'onnxruntime' in sys.modules, 'tokenizers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.split() == [MINILM, str(MINILM_DIM), "False", "False"]
+    assert isinstance(MiniLMOnnx(), EmbeddingModel)
 
 
 def test_the_builtin_model_gives_unit_float32_rows(minilm: MiniLMOnnx) -> None:
