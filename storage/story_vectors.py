@@ -25,8 +25,10 @@ from datetime import datetime
 
 import numpy as np
 import psycopg
-from pgvector.psycopg import register_vector
+from pgvector import Vector
+from pgvector.psycopg.vector import VectorBinaryDumper, VectorBinaryLoader, VectorDumper, VectorLoader
 from psycopg import sql
+from psycopg.types import TypeInfo
 
 from core.errors import RequestError, StorageError
 
@@ -64,14 +66,23 @@ class StoryHit:
 
 
 def prepare(conn: psycopg.Connection) -> None:
-    """Teach ``conn`` the vector type (a look-up in the catalog); a clear error when it is not there."""
-    try:
-        register_vector(conn)
-    except psycopg.ProgrammingError as exc:
+    """Teach ``conn`` the vector type, once per connection: ``pgvector.Vector`` parameters are sent
+    in binary and vector columns come back as ``Vector``. Only that class is adapted (pgvector's
+    ``register_vector`` would also turn every numpy array parameter of the connection into a vector,
+    which other storage code sharing the connection does not expect)."""
+    if conn.adapters.types.get("vector") is not None:
+        return
+    info = TypeInfo.fetch(conn, "vector")
+    if info is None:
         raise StorageError(
             "this database has no pgvector type (`vector`): run `marketpipe db migrate` (migration "
             "0022_story_embeddings.sql creates it; `make install` installs pgvector for the local server)"
-        ) from exc
+        )
+    info.register(conn)
+    conn.adapters.register_dumper(Vector, type("StoryVectorDumper", (VectorDumper,), {"oid": info.oid}))
+    conn.adapters.register_dumper(Vector, type("StoryVectorBinaryDumper", (VectorBinaryDumper,), {"oid": info.oid}))
+    conn.adapters.register_loader(info.oid, VectorLoader)
+    conn.adapters.register_loader(info.oid, VectorBinaryLoader)
 
 
 def normalize_symbols(symbols: Iterable[str] | None) -> tuple[str, ...]:
@@ -140,7 +151,7 @@ def upsert_story_vectors(conn: psycopg.Connection, rows: Sequence[StoryVector], 
             latest[i].first_seen,
             list(normalize_symbols(latest[i].symbols)),
             model,
-            checked_vector(latest[i].embedding),
+            Vector(checked_vector(latest[i].embedding)),
         )
         for i in ids
     ]
@@ -223,7 +234,7 @@ def search_vectors(
         " FROM nearest n JOIN news.stories s ON s.story_id = n.story_id ORDER BY n.distance, n.story_id"
     ).format(where=sql.SQL(" AND ").join(where))
     params = {
-        "q": query,
+        "q": Vector(query),
         "model": model,
         "since": since,
         "until": until,
@@ -232,11 +243,13 @@ def search_vectors(
         "k": k,
     }
     prepare(conn)
+    ef_search = str(max(_EF_SEARCH_MIN, min(2 * k, MAX_K)))
     with conn.transaction():
+        # both settings in one round trip, local to this transaction
         conn.execute(
-            sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(_EF_SEARCH_MIN, min(2 * k, MAX_K))))
+            "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+            (ef_search,),
         )
-        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         rows = conn.execute(statement, params).fetchall()
     return [StoryHit(r[0], r[1], _finite(r[2]), r[3], tuple(r[4]), r[5]) for r in rows]
 
