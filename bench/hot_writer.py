@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -70,8 +71,17 @@ def synthetic_bars(rows: int = 780_000, symbols: int = 100, seed: int = 0) -> pd
     )
 
 
-def run(settings: Settings, rows: int = 780_000, symbols: int = 100) -> dict:
-    """Measure writer and ``psql \\copy`` into fresh hypertables; returns the figures as a dict."""
+def run(
+    settings: Settings,
+    rows: int = 780_000,
+    symbols: int = 100,
+    cpu_probe: Callable[[], dict[str, float]] | None = None,
+) -> dict:
+    """Measure writer and ``psql \\copy`` into fresh hypertables; returns the figures as a dict.
+
+    With ``cpu_probe`` (CPU seconds so far per process, e.g. :func:`bench.ingest.component_cpu_seconds`)
+    the CPU the writer's part cost this process and the database is reported too
+    (``writer_cpu_seconds``)."""
     bars = BARS_INTRADAY.complete(synthetic_bars(rows, symbols))
     columns = ", ".join(BARS_INTRADAY.column_names)
     with database_connection(settings, autocommit=True) as conn, tempfile.TemporaryDirectory() as tmp:
@@ -83,7 +93,9 @@ def run(settings: Settings, rows: int = 780_000, symbols: int = 100) -> dict:
             for table in ("writer_bars", "psql_bars", "merge_bars"):
                 conn.execute(f"CREATE TABLE {SCHEMA}.{table} (LIKE market.bars_intraday INCLUDING ALL)")
                 conn.execute(f"SELECT create_hypertable('{SCHEMA}.{table}', by_range('ts', INTERVAL '1 day'))")
+            cpu_before = cpu_probe() if cpu_probe else {}
             writer_s, written = _timed(lambda: upsert_frame(conn, bars, BARS_INTRADAY.at(f"{SCHEMA}.writer_bars")))
+            cpu_after = cpu_probe() if cpu_probe else {}
             psql_s, _ = _timed(lambda: _psql_copy(settings, f"{SCHEMA}.psql_bars ({columns})", csv_path))
             merge_s, merged = _timed(
                 lambda: upsert_frame(conn, bars, BARS_INTRADAY.at(f"{SCHEMA}.merge_bars"), method="merge")
@@ -115,6 +127,10 @@ def run(settings: Settings, rows: int = 780_000, symbols: int = 100) -> dict:
         "rerun_unchanged": rerun.unchanged,
         "cpus": cpus,
     }
+    if cpu_probe:
+        spent = {name: max(0.0, cpu_after[name] - cpu_before.get(name, 0.0)) for name in cpu_after}
+        result["writer_cpu_seconds"] = round(sum(spent.values()), 3)
+        result["writer_cpu_by_process"] = {name: round(value, 3) for name, value in spent.items()}
     return result
 
 

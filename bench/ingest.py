@@ -22,9 +22,24 @@ Measured on the running stack (``marketpipe up``), on the same machine, one part
 Every part uses symbols never stored before (a random run tag in the name) and deletes what it
 stored afterwards: bars, raw-page manifest rows, watermarks, dead letters, raw-zone objects.
 
-Targets: writer >= 0.8x psql copy; end-to-end >= 10x naive; Prefect overhead < 10 % of the wall
-time. Usage: ``python -m bench.ingest [--symbols N] [--sessions N] [--json]``. Not part of the
-test suite (``tests/performance/test_bench_ingest.py`` runs it small, marked slow).
+- ``latency``: a vendor as users meet it. The sandbox's network model is turned on for Polygon
+  (:data:`VENDOR_LATENCY`: log-normal latency, 80 ms median, a 2 % tail 1 s slower; and the plan's
+  rate limit, ``rate_limits.polygon``, enforced with 429s), then ``latency_symbols`` fresh symbols
+  of ``latency_sessions`` sessions each (one page per symbol) go through the flow, and the naive
+  loop runs under the same latency. ``rate_limit_utilization`` is the requests the sandbox served
+  over the seconds from the run's first request to its last, against the limit;
+  ``end_to_end_vs_naive_latency`` the bars/s ratio.
+
+CPU: ``cpu_vs_writer`` is the whole stack's CPU per bar in the end-to-end run over the hot
+writer's alone (this process + the database) on as many rows; ``prefect_cpu_fraction`` the Prefect
+server's and its database's share of the end-to-end run's CPU.
+
+Targets: writer >= 0.8x psql copy; Prefect overhead < 10 % of the wall time and < 10 % of the CPU;
+rate-limit utilization >= 90 %; end-to-end >= 10x naive under latency; CPU per bar <= 3x the
+writer's. No target counts as met when the 1-minute load average before the run was above
+:data:`IDLE_LOAD` (the figures are then not evidence: another job shared the cores). Usage:
+``python -m bench.ingest [--symbols N] [--sessions N] [--json]``. Not part of the test suite
+(``tests/performance/test_bench_ingest.py`` runs it small).
 """
 
 from __future__ import annotations
@@ -42,6 +57,8 @@ from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from typing import Any, TypeVar
 
+import numpy as np
+
 from core.settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -51,8 +68,15 @@ SOURCE = "polygon"
 FIRST_DAY = date(2024, 3, 1)  # inside every sandbox market (as_of is today unless pinned)
 NAIVE_TABLE = "bench_naive_bars"
 TARGET_WRITER_VS_PSQL = 0.8
-TARGET_END_TO_END_VS_NAIVE = 10.0
 TARGET_PREFECT_OVERHEAD = 0.10
+TARGET_PREFECT_CPU_FRACTION = 0.10
+TARGET_RATE_LIMIT_UTILIZATION = 0.90
+TARGET_END_TO_END_VS_NAIVE_LATENCY = 10.0
+TARGET_CPU_VS_WRITER = 3.0
+#: The 1-minute load average (on this machine's cores) above which a run is not an idle-machine run.
+IDLE_LOAD = 1.0
+#: The sandbox's network model during the latency part (see sandbox.latency).
+VENDOR_LATENCY: dict[str, Any] = {"median_ms": 80.0, "sigma": 0.5, "tail_fraction": 0.02, "tail_ms": 1000.0, "seed": 7}
 _TAG_ALPHABET = string.ascii_uppercase + string.digits
 
 
@@ -115,23 +139,72 @@ def cpu_bounds(bars: int, cpu_seconds: dict[str, float], cores: int, naive_bars_
     }
 
 
+def utilization(before: dict[str, int], after: dict[str, int], limit: float) -> dict[str, Any]:
+    """Requests a vendor served between two of the sandbox's per-second counts, against ``limit``:
+    over the seconds from the first request to the last (both whole seconds)."""
+    served = {int(second): count - before.get(second, 0) for second, count in after.items()}
+    busy = sorted(second for second, count in served.items() if count > 0)
+    if not busy:
+        return {"requests": 0, "seconds": 0, "requests_per_second": 0.0, "utilization": 0.0}
+    span = busy[-1] - busy[0] + 1
+    requests = sum(served[second] for second in busy)
+    return {
+        "requests": requests,
+        "seconds": span,
+        "requests_per_second": round(requests / span, 2),
+        "utilization": round(requests / (span * limit), 4),
+    }
+
+
 def summarize(parts: dict[str, Any], cpus: int | None) -> dict[str, Any]:
-    """The report: rates, ratios, targets and whether each is met."""
+    """The report: rates, ratios, targets and whether each is met (never on a busy machine)."""
     e2e = per_second(parts["end_to_end_bars"], parts["end_to_end_seconds"])
     naive = per_second(parts["naive_bars"], parts["naive_seconds"])
     writer, psql = parts["writer_rows_per_s"], parts["psql_copy_rows_per_s"]
     overhead = overhead_fraction(
         parts["end_to_end_seconds"], parts["end_to_end_bars"], parts["plain_seconds"], parts["plain_bars"]
     )
-    met = {
-        "writer_vs_psql": writer / psql >= TARGET_WRITER_VS_PSQL,
-        "end_to_end_vs_naive": e2e / naive >= TARGET_END_TO_END_VS_NAIVE,
-        "prefect_overhead_fraction": overhead < TARGET_PREFECT_OVERHEAD,
+    cpu = parts.get("end_to_end_cpu", {})
+    cpu_total = sum(cpu.values())
+    prefect_cpu = (cpu.get("prefect", 0.0) + cpu.get("prefect_db", 0.0)) / cpu_total if cpu_total else None
+    writer_cpu = parts.get("writer_cpu_seconds")
+    cpu_vs_writer = None
+    if cpu_total and writer_cpu:
+        cpu_vs_writer = (cpu_total / parts["end_to_end_bars"]) / (writer_cpu / parts["writer_rows"])
+    latency = parts.get("latency", {})
+    lat_e2e = per_second(latency.get("bars", 0), latency.get("seconds", 0.0)) if latency else None
+    lat_naive = per_second(latency.get("naive_bars", 0), latency.get("naive_seconds", 0.0)) if latency else None
+    vs_naive_latency = lat_e2e / lat_naive if lat_e2e and lat_naive else None
+    rate_use = latency.get("utilization")
+    values: dict[str, float | None] = {
+        "writer_vs_psql": writer / psql,
+        "prefect_overhead_fraction": overhead,
+        "prefect_cpu_fraction": prefect_cpu,
+        "rate_limit_utilization": rate_use,
+        "end_to_end_vs_naive_latency": vs_naive_latency,
+        "cpu_vs_writer": cpu_vs_writer,
     }
+    goals = {
+        "writer_vs_psql": (">=", TARGET_WRITER_VS_PSQL),
+        "prefect_overhead_fraction": ("<", TARGET_PREFECT_OVERHEAD),
+        "prefect_cpu_fraction": ("<", TARGET_PREFECT_CPU_FRACTION),
+        "rate_limit_utilization": (">=", TARGET_RATE_LIMIT_UTILIZATION),
+        "end_to_end_vs_naive_latency": (">=", TARGET_END_TO_END_VS_NAIVE_LATENCY),
+        "cpu_vs_writer": ("<=", TARGET_CPU_VS_WRITER),
+    }
+    load = parts.get("load_average", {})
+    idle = load.get("before", [0.0])[0] <= IDLE_LOAD
+
+    def met(name: str) -> bool:
+        value = values[name]
+        op, goal = goals[name]
+        if value is None:
+            return False
+        return value >= goal if op == ">=" else value < goal if op == "<" else value <= goal
+
     targets = {
-        "writer_vs_psql": f">= {TARGET_WRITER_VS_PSQL}",
-        "end_to_end_vs_naive": f">= {TARGET_END_TO_END_VS_NAIVE}",
-        "prefect_overhead_fraction": f"< {TARGET_PREFECT_OVERHEAD}",
+        name: {"target": f"{op} {goal}", "value": _rounded(values[name]), "met": met(name) and idle}
+        for name, (op, goal) in goals.items()
     }
     return {
         "bars": parts["end_to_end_bars"],
@@ -146,25 +219,43 @@ def summarize(parts: dict[str, Any], cpus: int | None) -> dict[str, Any]:
         "plain_collect_seconds": round(parts["plain_collect_seconds"], 3),
         "plain_process_seconds": round(parts["plain_process_seconds"], 3),
         "prefect_overhead_fraction": round(overhead, 4),
+        "prefect_cpu_fraction": _rounded(prefect_cpu),
         "writer_rows": parts["writer_rows"],
         "writer_rows_per_s": writer,
         "psql_copy_rows_per_s": psql,
         "writer_seconds": parts["writer_seconds"],
         "psql_copy_seconds": parts["psql_copy_seconds"],
         "writer_vs_psql": round(writer / psql, 3),
+        "writer_cpu_seconds": writer_cpu,
+        "writer_cpu_us_per_bar": round(1e6 * writer_cpu / parts["writer_rows"], 2) if writer_cpu else None,
+        "end_to_end_cpu_us_per_bar": round(1e6 * cpu_total / parts["end_to_end_bars"], 2) if cpu_total else None,
+        "cpu_vs_writer": _rounded(cpu_vs_writer),
         "naive_bars": parts["naive_bars"],
         "naive_symbols": parts["naive_symbols"],
         "naive_bars_per_s": round(naive),
         "naive_seconds": round(parts["naive_seconds"], 3),
+        # on loopback (no latency): both CPU-bound, no target (see end_to_end_vs_naive_latency)
         "end_to_end_vs_naive": round(e2e / naive, 2),
         # the hot writer alone, on as many rows: no end-to-end run can store faster than it writes
         "writer_bound_ratio": round(writer / naive, 2),
         "prefect_settle_seconds": round(parts.get("prefect_settle_seconds", 0.0), 1),
-        **cpu_bounds(parts["end_to_end_bars"], parts.get("end_to_end_cpu", {}), cpus or 1, naive),
+        **cpu_bounds(parts["end_to_end_bars"], cpu, cpus or 1, naive),
+        "latency": {
+            **latency,
+            "bars_per_s": round(lat_e2e) if lat_e2e else None,
+            "naive_bars_per_s": round(lat_naive) if lat_naive else None,
+        },
+        "rate_limit_utilization": rate_use,
+        "end_to_end_vs_naive_latency": _rounded(vs_naive_latency, 2),
+        "load_average": {**load, "idle_limit": IDLE_LOAD, "idle": idle},
         "cpus": cpus,
-        "targets": {name: {"target": targets[name], "met": met[name]} for name in targets},
-        "targets_met": all(met.values()),
+        "targets": targets,
+        "targets_met": all(t["met"] for t in targets.values()),
     }
+
+
+def _rounded(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def render_table(report: dict[str, Any]) -> str:
@@ -174,25 +265,54 @@ def render_table(report: dict[str, Any]) -> str:
     def met(name: str) -> str:
         return "met" if targets[name]["met"] else "NOT met"
 
+    latency = report["latency"]
+
+    def judged(name: str, shown: str) -> str:
+        return f"{targets[name]['target']}: {met(name)} ({shown})"
+
     rows = [
         ("measure", "result", "reference / ratio", "target"),
         (
-            "end-to-end (ingest_flow)",
-            f"{report['end_to_end_bars_per_s']:,} bars/s",
-            f"naive {report['naive_bars_per_s']:,} bars/s -> {report['end_to_end_vs_naive']}x",
-            f"{targets['end_to_end_vs_naive']['target']}x: {met('end_to_end_vs_naive')}",
+            "rate limit, under latency",
+            f"{latency.get('requests_per_second', 0)} req/s",
+            f"limit {latency.get('rate_limit')} req/s",
+            judged("rate_limit_utilization", f"{100 * (report['rate_limit_utilization'] or 0):.1f} %"),
         ),
         (
-            "hot writer",
-            f"{report['writer_rows_per_s']:,} rows/s",
-            f"psql \\copy {report['psql_copy_rows_per_s']:,} rows/s -> {report['writer_vs_psql']}x",
-            f"{targets['writer_vs_psql']['target']}x: {met('writer_vs_psql')}",
+            "end-to-end, under latency",
+            f"{latency.get('bars_per_s') or 0:,} bars/s",
+            f"naive {latency.get('naive_bars_per_s') or 0:,} bars/s",
+            judged("end_to_end_vs_naive_latency", f"{report['end_to_end_vs_naive_latency']}x"),
+        ),
+        (
+            "CPU per bar (whole stack)",
+            f"{report['end_to_end_cpu_us_per_bar']} us",
+            f"hot writer alone {report['writer_cpu_us_per_bar']} us",
+            judged("cpu_vs_writer", f"{report['cpu_vs_writer']}x"),
         ),
         (
             "Prefect overhead",
             f"{100 * report['prefect_overhead_fraction']:.1f} % of flow time",
             f"plain functions {report['plain_bars_per_s']:,} bars/s",
-            f"< {100 * TARGET_PREFECT_OVERHEAD:.0f} %: {met('prefect_overhead_fraction')}",
+            judged("prefect_overhead_fraction", f"{100 * report['prefect_overhead_fraction']:.1f} %"),
+        ),
+        (
+            "Prefect CPU",
+            f"{100 * (report['prefect_cpu_fraction'] or 0):.1f} % of the run's CPU",
+            "server + its database",
+            judged("prefect_cpu_fraction", f"{100 * (report['prefect_cpu_fraction'] or 0):.1f} %"),
+        ),
+        (
+            "hot writer",
+            f"{report['writer_rows_per_s']:,} rows/s",
+            f"psql \\copy {report['psql_copy_rows_per_s']:,} rows/s",
+            judged("writer_vs_psql", f"{report['writer_vs_psql']}x"),
+        ),
+        (
+            "end-to-end, loopback",
+            f"{report['end_to_end_bars_per_s']:,} bars/s",
+            f"naive {report['naive_bars_per_s']:,} bars/s -> {report['end_to_end_vs_naive']}x",
+            "no target (both CPU-bound)",
         ),
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
@@ -205,6 +325,11 @@ def render_table(report: dict[str, Any]) -> str:
         f"{report['plain_seconds']} s; naive {report['naive_bars']:,} bars ({report['naive_symbols']} "
         f"symbols) in {report['naive_seconds']} s; writer {report['writer_seconds']} s vs psql "
         f"{report['psql_copy_seconds']} s; {report['cpus']} CPUs"
+    )
+    load = report["load_average"]
+    lines.append(
+        f"load average before the run {load.get('before')}, after {load.get('after')}: "
+        + ("idle" if load["idle"] else f"NOT idle (> {load['idle_limit']}): no target counts as met")
     )
     if report.get("upper_bound_ratio") is not None:
         cpu = ", ".join(f"{name} {value} s" for name, value in report["end_to_end_cpu_seconds"].items())
@@ -493,11 +618,65 @@ def naive(settings: Settings, symbols: list[str], first: date, last: date) -> tu
     return seconds, rows
 
 
-def writer_vs_psql(settings: Settings, rows: int, symbols: int) -> dict[str, Any]:
+def writer_vs_psql(
+    settings: Settings, rows: int, symbols: int, cpu_probe: Callable[[], dict[str, float]] | None = None
+) -> dict[str, Any]:
     """:func:`bench.hot_writer.run` on ``rows`` bars."""
     from bench import hot_writer
 
-    return hot_writer.run(settings, rows=rows, symbols=symbols)
+    return hot_writer.run(settings, rows=rows, symbols=symbols, cpu_probe=cpu_probe)
+
+
+def under_latency(
+    settings: Settings,
+    symbols: list[str],
+    naive_symbols: list[str],
+    first: date,
+    last: date,
+    overrides: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The flow and the naive loop against the sandbox with its network model and the plan's rate
+    limit on (for :data:`SOURCE` only; turned off again whatever happens)."""
+    import httpx
+
+    limit = settings.rate_limits[SOURCE].requests_per_second
+    with httpx.Client(base_url=settings.sandbox.base_url, timeout=30.0) as control:
+        model = {**VENDOR_LATENCY, "requests_per_second": limit, "vendors": [SOURCE]}
+        control.post("/_sandbox/latency", json=model).raise_for_status()
+        try:
+            before = control.get("/_sandbox/stats").json()
+            seconds, summary = end_to_end(settings, symbols, first, last, overrides)
+            after = control.get("/_sandbox/stats").json()
+            if summary["failed"]:
+                raise RuntimeError(f"the benchmark flow failed under latency for {summary['failed']}")
+            naive_seconds, naive_bars = naive(settings, naive_symbols, first, last)
+        finally:
+            control.delete("/_sandbox/latency")
+    counts = {
+        name: {int(k): v for k, v in stats["vendors"].get(SOURCE, {}).get("per_second", {}).items()}
+        for name, stats in (("before", before), ("after", after))
+    }
+    refused = sum(e.get("fault_plan_limit", 0) for e in after["endpoints"].values()) - sum(
+        e.get("fault_plan_limit", 0) for e in before["endpoints"].values()
+    )
+    served = utilization(counts["before"], counts["after"], limit)
+    return {
+        "model": model,
+        "mean_latency_ms": round(
+            VENDOR_LATENCY["median_ms"] * float(np.exp(VENDOR_LATENCY["sigma"] ** 2 / 2))
+            + VENDOR_LATENCY["tail_fraction"] * VENDOR_LATENCY["tail_ms"],
+            1,
+        ),
+        "rate_limit": limit,
+        "symbols": len(symbols),
+        "bars": stored_bars(settings, symbols),
+        "seconds": round(seconds, 3),
+        **served,
+        "refused_429": refused,
+        "naive_symbols": len(naive_symbols),
+        "naive_bars": naive_bars,
+        "naive_seconds": round(naive_seconds, 3),
+    }
 
 
 def run(
@@ -508,6 +687,9 @@ def run(
     *,
     plain_symbols: int | None = None,
     naive_symbols: int = 10,
+    latency_symbols: int = 400,
+    latency_sessions: int = 5,
+    latency_naive_symbols: int = 20,
 ) -> dict[str, Any]:
     """Measure every part on the running stack; returns the report (see :func:`summarize`).
 
@@ -518,19 +700,22 @@ def run(
         settings = load_settings(overrides=overrides)
     os.environ.update(settings.prefect.client_environment())  # before Prefect is imported
     first, last = session_range(sessions)
-    tag = _unused_tag(settings, ("B", "P", "N"))
+    tag = _unused_tag(settings, ("B", "P", "N", "L", "M"))
     flow_names = bench_symbols("B", tag, symbols)
     plain_names = bench_symbols("P", tag, plain_symbols or symbols)
     naive_names = bench_symbols("N", tag, min(naive_symbols, symbols))
+    latency_names = bench_symbols("L", tag, latency_symbols)
+    latency_naive_names = bench_symbols("M", tag, latency_naive_symbols)
     parts: dict[str, Any] = {
         "symbols": symbols,
         "sessions": sessions,
         "naive_symbols": len(naive_names),
         "run_tag": tag,
+        "load_average": {"before": [round(x, 2) for x in os.getloadavg()]},
     }
     pids = stack_pids(settings)
+    prefect_db = settings.database.prefect_database
     try:
-        prefect_db = settings.database.prefect_database
         cpu_before = component_cpu_seconds(pids, prefect_db)
         parts["end_to_end_seconds"], summary = end_to_end(settings, flow_names, first, last, overrides)
         # The server's work on the run's events counts as the run's CPU, and must not slow the plain path.
@@ -544,15 +729,26 @@ def run(
         parts.update({f"plain_{name}": value for name, value in stages.items()})
     finally:
         delete_symbols(settings, flow_names + plain_names)
-    writer = writer_vs_psql(settings, parts["end_to_end_bars"], symbols)
+    writer = writer_vs_psql(
+        settings, parts["end_to_end_bars"], symbols, cpu_probe=lambda: component_cpu_seconds(pids, prefect_db)
+    )
     parts.update(
         writer_rows=writer["rows"],
         writer_rows_per_s=writer["writer_rows_per_s"],
         psql_copy_rows_per_s=writer["psql_copy_rows_per_s"],
         writer_seconds=writer["writer_seconds"],
         psql_copy_seconds=writer["psql_copy_seconds"],
+        writer_cpu_seconds=writer.get("writer_cpu_seconds"),
     )
     parts["naive_seconds"], parts["naive_bars"] = naive(settings, naive_names, first, last)
+    latency_first, latency_last = session_range(latency_sessions)
+    try:
+        parts["latency"] = under_latency(
+            settings, latency_names, latency_naive_names, latency_first, latency_last, overrides
+        )
+    finally:
+        delete_symbols(settings, latency_names)
+    parts["load_average"]["after"] = [round(x, 2) for x in os.getloadavg()]
     return summarize(parts, os.cpu_count())
 
 
@@ -564,6 +760,10 @@ def main(argv: list[str] | None = None) -> int:
         "--plain-symbols", type=int, default=None, help="symbols of the plain (no Prefect) path [default: --symbols]"
     )
     parser.add_argument("--naive-symbols", type=int, default=10, help="symbols of the naive baseline (default 10)")
+    parser.add_argument("--latency-symbols", type=int, default=400, help="symbols of the latency part (default 400)")
+    parser.add_argument(
+        "--latency-sessions", type=int, default=5, help="sessions per symbol (one page) under latency (default 5)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args(argv)
     report = run(
@@ -572,6 +772,8 @@ def main(argv: list[str] | None = None) -> int:
         sessions=args.sessions,
         plain_symbols=args.plain_symbols,
         naive_symbols=args.naive_symbols,
+        latency_symbols=args.latency_symbols,
+        latency_sessions=args.latency_sessions,
     )
     print(json.dumps(report, indent=2) if args.json else render_table(report))
     return 0

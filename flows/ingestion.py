@@ -9,10 +9,11 @@ what is new. Symbols run in waves of
 run's progress artifact. A failing symbol is recorded (dead letter + summary row) and the others
 complete.
 
-With ``process``, each symbol is one ``ingest-<symbol>`` task: collected, then processed at once
+Each wave is one task run (``ingest-AAPL..MSFT``; each symbol's outcome is in the
+``ingestion-summary`` table). With ``process`` each symbol is collected, then processed at once
 with the frames the collection parsed, so one symbol's validation and writes overlap the next
-one's download and the pages just stored are not read back and parsed again. Without it each
-symbol is a ``collect-<symbol>`` task (the pipeline's ingestion stage; its processing stage runs
+one's download and the pages just stored are not read back and parsed again. Without it the wave
+only collects (``collect-AAPL..MSFT``: the pipeline's ingestion stage; its processing stage runs
 ``process-<symbol>`` tasks). Symbols of the request that fetched nothing but still have pending
 pages (an earlier run stopped between the stages) are processed afterwards from the raw zone.
 """

@@ -438,6 +438,10 @@ class PrefectRateLimiter:
         self.limit = burst if burst is not None else default_burst(requests_per_second)
         self.timeout_seconds = timeout_seconds
         self._ensured = False
+        # Slots are taken from the server a bucket's worth at a time (one API call, not one per
+        # request) and handed out here; the shared limit is the same: every request is a slot.
+        self._held = 0
+        self._lock = asyncio.Lock()
 
     async def ensure_limit(self) -> None:
         from prefect.client.orchestration import get_client
@@ -460,14 +464,18 @@ class PrefectRateLimiter:
     async def acquire(self) -> None:
         from prefect.concurrency.asyncio import rate_limit
 
-        if not self._ensured:
-            await self.ensure_limit()
-        try:
-            await rate_limit(self.name, occupy=1, timeout_seconds=self.timeout_seconds, strict=True)
-        except Exception as exc:
-            raise ServiceError(
-                f"cannot acquire a slot of the Prefect rate limit {self.name!r}: {type(exc).__name__}: {exc}"
-            ) from exc
+        async with self._lock:
+            if self._held == 0:
+                if not self._ensured:
+                    await self.ensure_limit()
+                try:
+                    await rate_limit(self.name, occupy=self.limit, timeout_seconds=self.timeout_seconds, strict=True)
+                except Exception as exc:
+                    raise ServiceError(
+                        f"cannot acquire slots of the Prefect rate limit {self.name!r}: {type(exc).__name__}: {exc}"
+                    ) from exc
+                self._held = self.limit
+            self._held -= 1
 
 
 def build_rate_limiter(

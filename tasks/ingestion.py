@@ -1,7 +1,7 @@
-"""The ingestion stage as Prefect tasks: a ``collect-<symbol>`` task per symbol (vendor pages
-into the raw zone), or an ``ingest-<symbol>`` task that also processes what it collected, in waves
-with bounded parallelism and one progress artifact; where each symbol resumes; the stage's
-summary.
+"""The ingestion stage as Prefect tasks: one task run per wave of ``collection.batch_size``
+symbols (``collect-AAPL..MSFT``: vendor pages into the raw zone; ``ingest-AAPL..MSFT``: also
+processed at once), bounded parallelism inside, one progress artifact; where each symbol resumes;
+the stage's summary.
 
 Task parameters that are large objects (the run's resources, the source, the request) are passed
 ``quote``d: Prefect then does not walk them looking for futures, which cost several ms per task
@@ -19,6 +19,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
 from prefect.cache_policies import NONE
+from prefect.runtime import task_run
 from prefect.utilities.annotations import quote
 
 from core.progress import terminal_progress
@@ -32,7 +33,7 @@ from tasks.collection import SymbolCollection, collect_symbol
 from tasks.pending import Processed, ProcessedBatch, pending_groups, process_series, process_symbol_pending
 from tasks.processing import SymbolProcessing
 from tasks.resources import RunResources
-from tasks.retries import DATABASE_RETRY_OPTIONS
+from tasks.retries import retrying_on_lost_database
 
 
 async def collect_one(
@@ -59,8 +60,7 @@ class SymbolRun:
     processed: list[Processed] = field(default_factory=list)
 
 
-@task(name="collect-symbol", cache_policy=NONE, **DATABASE_RETRY_OPTIONS, task_run_name="collect-{symbol}")
-async def collect_symbol_task(
+async def run_symbol(
     resources: RunResources,
     source: BaseSource,
     request: IngestRequest,
@@ -68,27 +68,13 @@ async def collect_symbol_task(
     start: datetime,
     run_id: str,
     reprocess: bool,
+    process: bool,
 ) -> SymbolRun:
-    """The ingestion stage alone (the pipeline's ingestion runs: processing follows as its own stage)."""
-    return SymbolRun(await collect_one(resources, source, request, symbol, start, run_id, reprocess))
-
-
-@task(name="ingest-symbol", cache_policy=NONE, **DATABASE_RETRY_OPTIONS, task_run_name="ingest-{symbol}")
-async def ingest_symbol_task(
-    resources: RunResources,
-    source: BaseSource,
-    request: IngestRequest,
-    symbol: str,
-    start: datetime,
-    run_id: str,
-    reprocess: bool,
-) -> SymbolRun:
-    """Collect one symbol, then process its pending pages with the frames the collection parsed
-    (the processing work in a thread: it is CPU-bound). One task run per symbol, not two: each
-    task run costs the Prefect server tens of ms of CPU (its state events are recorded), and on a
-    small machine that server shares the cores with the run. A lost database connection retries
-    the whole symbol: collection is idempotent and processing commits once."""
-    collected = await collect_one(resources, source, request, symbol, start, run_id, reprocess, keep_parsed=True)
+    """Collect one symbol; with ``process``, process its pending pages at once with the frames the
+    collection parsed (the processing work in a thread: it is CPU-bound)."""
+    collected = await collect_one(resources, source, request, symbol, start, run_id, reprocess, keep_parsed=process)
+    if not process:
+        return SymbolRun(collected)
     processed = await asyncio.to_thread(
         process_symbol_pending,
         resources,
@@ -100,6 +86,42 @@ async def ingest_symbol_task(
     )
     collected.parsed.clear()  # processed: the frames are not needed any longer
     return SymbolRun(collected, processed)
+
+
+def wave_run_name() -> str:
+    """``ingest-AAPL..MSFT`` (the wave's first and last symbol) or ``ingest-AAPL`` for a single one."""
+    params = task_run.parameters
+    symbols, verb = params.get("symbols") or ["?"], "ingest" if params.get("process") else "collect"
+    return f"{verb}-{symbols[0]}" if len(symbols) == 1 else f"{verb}-{symbols[0]}..{symbols[-1]}"
+
+
+@task(name="symbol-wave", cache_policy=NONE, task_run_name=wave_run_name)
+async def symbol_wave_task(
+    resources: RunResources,
+    source: BaseSource,
+    request: IngestRequest,
+    symbols: list[str],
+    starts: Mapping[str, datetime],
+    run_id: str,
+    reprocess: bool,
+    process: bool,
+) -> list[SymbolRun]:
+    """One wave of symbols, at most ``collection.max_parallel_symbols`` at once: each collected
+    and (``process``) processed. One task run per wave, not per symbol: each task run costs the
+    Prefect server tens of ms of CPU (its state events are recorded), and on a small machine that
+    server shares the cores with the run; each symbol's outcome is in the ``ingestion-summary``
+    table. A lost database connection repeats that symbol's work alone (collection is idempotent
+    and processing commits once)."""
+    gate = asyncio.Semaphore(resources.settings.collection.max_parallel_symbols)
+
+    async def one(symbol: str) -> SymbolRun:
+        async with gate:
+            return await retrying_on_lost_database(
+                lambda: run_symbol(resources, source, request, symbol, starts[symbol], run_id, reprocess, process),
+                f"symbol {symbol}",
+            )
+
+    return list(await asyncio.gather(*(one(symbol) for symbol in symbols)))
 
 
 def bar_timeframe(request: IngestRequest) -> str | None:
@@ -140,27 +162,27 @@ async def collect_all(
     progress artifact. With ``process`` each symbol's pending pages are processed right after its
     collection."""
     collection = resources.settings.collection
-    gate = asyncio.Semaphore(collection.max_parallel_symbols)
     symbols = [s for s in request.symbols if starts is None or starts.get(s, request.start) is not None]
     if not symbols:
         return []
+    begin = {symbol: (starts or {}).get(symbol) or request.start for symbol in symbols}
     source = build_source(request.source, resources.settings)
     progress = await acreate_progress_artifact(0.0, description=f"symbols collected from {request.source}")
-    symbol_task = ingest_symbol_task if process else collect_symbol_task
     results: list[SymbolRun] = []
-
-    async def one(symbol: str) -> SymbolRun:
-        async with gate:
-            start = (starts or {}).get(symbol) or request.start
-            return await symbol_task(
-                quote(resources), quote(source), quote(request), symbol, start, run_id, reprocess=starts is None
-            )
-
     try:
         with terminal_progress(len(symbols), f"{request.source} {request.timeframe}") as advance:
             for offset in range(0, len(symbols), collection.batch_size):
                 wave = symbols[offset : offset + collection.batch_size]
-                results += await asyncio.gather(*(one(symbol) for symbol in wave))
+                results += await symbol_wave_task(
+                    quote(resources),
+                    quote(source),
+                    quote(request),
+                    wave,
+                    quote({symbol: begin[symbol] for symbol in wave}),
+                    run_id,
+                    reprocess=starts is None,
+                    process=process,
+                )
                 advance(len(wave))
                 await aupdate_progress_artifact(progress, 100.0 * len(results) / len(symbols))
     finally:

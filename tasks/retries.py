@@ -8,9 +8,15 @@ their own retries inside the sources; data errors are not retried.
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from db.connect import connection_lost
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 DATABASE_RETRIES = 5
 DATABASE_RETRY_DELAYS_SECONDS = [1, 2, 4, 8, 16]  # about 30 s: a restart or a fast failover
@@ -27,3 +33,20 @@ DATABASE_RETRY_OPTIONS: dict[str, Any] = {
     "retry_delay_seconds": DATABASE_RETRY_DELAYS_SECONDS,
     "retry_condition_fn": retry_on_lost_database,
 }
+
+
+async def retrying_on_lost_database(
+    work: Callable[[], Awaitable[T]], what: str, delays: list[int] = DATABASE_RETRY_DELAYS_SECONDS
+) -> T:
+    """``work()``, run again after each delay while it fails on a lost database connection: the
+    same policy as :data:`DATABASE_RETRY_OPTIONS`, for one item of a task that handles several
+    (one symbol of a wave), so a lost connection repeats that item's work, not the whole task's."""
+    for attempt, delay in enumerate([*delays, None], start=1):
+        try:
+            return await work()
+        except Exception as exc:
+            if delay is None or not connection_lost(exc):
+                raise
+            logger.warning("%s lost its database connection (attempt %d): retrying in %d s", what, attempt, delay)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable: the last attempt returns or raises")

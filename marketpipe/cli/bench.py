@@ -22,13 +22,26 @@ def bench_ingest(
     symbols: Annotated[int, typer.Option(min=1, help="symbols of 1-minute bars")] = 100,
     sessions: Annotated[int, typer.Option(min=1, help="sessions per symbol")] = 20,
     naive_symbols: Annotated[int, typer.Option(min=1, help="symbols for the naive SDK + to_sql baseline")] = 10,
+    latency_symbols: Annotated[
+        int, typer.Option(min=1, max=999, help="symbols of the part under the sandbox's vendor latency")
+    ] = 400,
+    latency_sessions: Annotated[
+        int, typer.Option(min=1, max=100, help="sessions per symbol (one vendor page) under latency")
+    ] = 5,
     as_json: JsonReport = False,
 ) -> None:
-    """End-to-end ingest vs a naive baseline, the hot writer vs psql \\copy, Prefect's overhead."""
+    """End-to-end ingest vs a naive baseline on loopback and under a vendor's latency and rate
+    limit, CPU per bar against the hot writer's, the hot writer vs psql \\copy, Prefect's overhead."""
     from bench import ingest as bench
 
     report = bench.run(
-        settings_of(ctx), symbols=symbols, sessions=sessions, overrides=overrides_of(ctx), naive_symbols=naive_symbols
+        settings_of(ctx),
+        symbols=symbols,
+        sessions=sessions,
+        overrides=overrides_of(ctx),
+        naive_symbols=naive_symbols,
+        latency_symbols=latency_symbols,
+        latency_sessions=latency_sessions,
     )
     typer.echo(json.dumps(report, indent=2, default=str) if as_json else bench.render_table(report))
 

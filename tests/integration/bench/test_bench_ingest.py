@@ -24,7 +24,9 @@ def figures(report: Any, path: str = "") -> dict[str, float]:
 
 
 def test_tiny_benchmark_reports_positive_figures_and_cleans_up(stack: Settings) -> None:
-    report = run(stack, symbols=2, sessions=1, naive_symbols=1)
+    report = run(
+        stack, symbols=2, sessions=1, naive_symbols=1, latency_symbols=3, latency_sessions=1, latency_naive_symbols=1
+    )
 
     assert report["bars"] == 2 * 1 * 390
     numbers = figures(report)
@@ -32,10 +34,23 @@ def test_tiny_benchmark_reports_positive_figures_and_cleans_up(stack: Settings) 
     assert all(report[key] > 0 for key in RATES)
     assert 0.0 <= report["prefect_overhead_fraction"] < 1.0
     assert report["end_to_end_vs_naive"] > 0 and report["writer_vs_psql"] > 0 and report["cpus"] >= 1
-    assert set(report["targets"]) == {"writer_vs_psql", "end_to_end_vs_naive", "prefect_overhead_fraction"}
+    assert set(report["targets"]) == {
+        "writer_vs_psql",
+        "prefect_overhead_fraction",
+        "prefect_cpu_fraction",
+        "rate_limit_utilization",
+        "end_to_end_vs_naive_latency",
+        "cpu_vs_writer",
+    }
     assert all(isinstance(t["met"], bool) for t in report["targets"].values())
-    assert "end-to-end" in render_table(report)
-    patterns = [f"{prefix}{report['run_tag']}%" for prefix in "BPN"]  # the run's symbols
+    # under the sandbox's latency: one page per symbol, every one served (the plan's limit held)
+    latency = report["latency"]
+    assert latency["bars"] == 3 * 390 and latency["requests"] == 3 and latency["refused_429"] == 0
+    assert 0 < report["rate_limit_utilization"] <= 1.0 and report["end_to_end_vs_naive_latency"] > 0
+    assert 0 < report["prefect_cpu_fraction"] < 1 and report["cpu_vs_writer"] > 0
+    assert len(report["load_average"]["before"]) == 3 and isinstance(report["load_average"]["idle"], bool)
+    assert "under latency" in render_table(report)
+    patterns = [f"{prefix}{report['run_tag']}%" for prefix in "BPNLM"]  # the run's symbols
     with database_connection(stack) as conn:
         left = conn.execute(
             "SELECT (SELECT count(*) FROM ops.raw_pages WHERE symbol LIKE ANY(%(p)s))"

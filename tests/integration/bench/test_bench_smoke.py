@@ -21,7 +21,21 @@ from core.settings import Settings
 from tests.support.stack import REPO
 
 RUNS = {
-    "ingest": ("bench", "ingest", "--symbols", "2", "--sessions", "1", "--naive-symbols", "1", "--json"),
+    "ingest": (
+        "bench",
+        "ingest",
+        "--symbols",
+        "2",
+        "--sessions",
+        "1",
+        "--naive-symbols",
+        "1",
+        "--latency-symbols",
+        "3",
+        "--latency-sessions",
+        "1",
+        "--json",
+    ),
     "features": ("bench", "features", "--symbols", "2", "--bars", "100", "--repeat", "1", "--json"),
     "storage": ("bench", "storage", "--symbols", "2", "--sessions", "2", "--json"),
 }
@@ -35,6 +49,11 @@ KEYS = {
         "prefect_overhead_fraction",
         "writer_vs_psql",
         "end_to_end_vs_naive",
+        "rate_limit_utilization",
+        "end_to_end_vs_naive_latency",
+        "cpu_vs_writer",
+        "prefect_cpu_fraction",
+        "load_average",
         "targets",
     ),
     "features": ("engine_bars_per_s", "talib_bars_per_s", "ratio", "compile_s", "peak_extra_bytes", "input_bytes"),
@@ -62,7 +81,16 @@ MAY_BE_ZERO = {
 # The compression figures of bench storage are None on TimescaleDB's Apache edition; bench ingest's
 # CPU bounds are None when the stack's processes' CPU times cannot be read.
 COMPRESSION = {"compression_ratio", "ingest_policy_ratio", "ingest_with_policy_rows_per_s"}
-CPU_BOUNDS = {"cpu_bound_bars_per_s", "upper_bound_ratio", "vendor_and_store_bound_ratio"}
+CPU_BOUNDS = {
+    "cpu_bound_bars_per_s",
+    "upper_bound_ratio",
+    "vendor_and_store_bound_ratio",
+    "cpu_vs_writer",
+    "prefect_cpu_fraction",
+    "writer_cpu_seconds",
+    "writer_cpu_us_per_bar",
+    "end_to_end_cpu_us_per_bar",
+}
 
 
 def figures(report: dict) -> dict[str, object]:
