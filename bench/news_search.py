@@ -213,7 +213,9 @@ def _exact(conn: Any, vector: np.ndarray, filters: dict, k: int) -> list[int]:
         return [h.story_id for h in search_vectors(conn, vector, model=MODEL, k=k, **filters)]
 
 
-def search_latency(settings: Settings, queries: int = 300, k: int = 10, recall_sample: int = 30) -> dict[str, Any]:
+def search_latency(
+    settings: Settings, queries: int = 300, k: int = 10, recall_sample: int = 30, ef_search: int | None = None
+) -> dict[str, Any]:
     """Latency of ``queries`` searches (``k`` stories each) through storage.story_vectors, by kind."""
     from db.connect import database_connection
     from storage.story_vectors import search_vectors
@@ -223,11 +225,11 @@ def search_latency(settings: Settings, queries: int = 300, k: int = 10, recall_s
     found: dict[str, list[list[int]]] = {"all": [], "30d": [], "ticker_90d": []}
     with database_connection(settings, dbname=DATABASE, autocommit=True) as conn:
         for _kind, vector, filters in plan[:6]:  # warm the caches and the connection
-            search_vectors(conn, vector, model=MODEL, k=k, **filters)
+            search_vectors(conn, vector, model=MODEL, k=k, ef_search=ef_search, **filters)
         load_before = os.getloadavg()[0]
         for kind, vector, filters in plan:
             t0 = time.perf_counter()
-            hits = search_vectors(conn, vector, model=MODEL, k=k, **filters)
+            hits = search_vectors(conn, vector, model=MODEL, k=k, ef_search=ef_search, **filters)
             times[kind].append((time.perf_counter() - t0) * 1000)
             found[kind].append([h.story_id for h in hits])
         load_after = os.getloadavg()[0]
@@ -253,6 +255,7 @@ def search_latency(settings: Settings, queries: int = 300, k: int = 10, recall_s
     return {
         "queries": queries,
         "k": k,
+        "ef_search": ef_search or "default",
         "p50_ms": round(float(np.percentile(every, 50)), 2),
         "p95_ms": round(float(np.percentile(every, 95)), 2),
         "p99_ms": round(float(np.percentile(every, 99)), 2),
@@ -268,6 +271,7 @@ def run(
     texts: int = 512,
     rebuild: bool = False,
     drop: bool = False,
+    ef_search: int | None = None,
 ) -> dict[str, Any]:
     report: dict[str, Any] = {"embedding": embedding_stage(texts)}
     stored = None if rebuild else _stored(settings)
@@ -277,7 +281,7 @@ def run(
         report["build"] = build(settings, stories)
     report["stories"] = stories
     report["vectors"] = "synthetic (clustered unit vectors, 384-d); see bench/news_search.py"
-    report["search"] = search_latency(settings, queries)
+    report["search"] = search_latency(settings, queries, ef_search=ef_search)
     p95 = report["search"]["p95_ms"]
     report["targets"] = {"search_p95_ms": {"target": TARGET_P95_MS, "met": p95 < TARGET_P95_MS}}
     report["targets_met"] = all(t["met"] for t in report["targets"].values() if t["met"] is not None)
@@ -297,9 +301,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--texts", type=int, default=512)
     parser.add_argument("--rebuild", action="store_true", help="build the scratch database again")
     parser.add_argument("--drop", action="store_true", help="drop the scratch database afterwards")
+    parser.add_argument("--ef-search", type=int, default=None, help="HNSW candidates per chunk scan")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    report = run(load_settings(), args.stories, args.queries, args.texts, args.rebuild, args.drop)
+    report = run(load_settings(), args.stories, args.queries, args.texts, args.rebuild, args.drop, args.ef_search)
     print(json.dumps(report) if args.json else json.dumps(report, indent=2))
 
 

@@ -35,7 +35,7 @@ from core.errors import RequestError, StorageError
 TABLE = "news.story_embeddings"
 DIMENSIONS = 384  # the column's vector(384): all-MiniLM-L6-v2
 MAX_K = 1000  # hnsw.ef_search's ceiling: an HNSW scan cannot return more rows than that
-_EF_SEARCH_MIN = 100  # candidates an HNSW scan keeps (pgvector's default is 40); more: better recall
+_EF_SEARCH_MIN = 40  # candidates an HNSW scan keeps (pgvector's default); more: better recall, slower
 
 
 @dataclass(frozen=True)
@@ -209,11 +209,18 @@ def search_vectors(
     until: datetime | None = None,
     symbols: Iterable[str] | None = None,
     exclude: Iterable[int] = (),
+    ef_search: int | None = None,
 ) -> list[StoryHit]:
     """The ``k`` stories nearest to ``vector`` among ``model``'s, first seen in ``[since, until)``,
-    about any of ``symbols`` (all stories when None), leaving out ``exclude``; nearest first."""
+    about any of ``symbols`` (all stories when None), leaving out ``exclude``; nearest first.
+
+    ``ef_search``: candidates each chunk's HNSW scan keeps (default max(40, 2k)): more is slower
+    with better recall. A filter does not need a larger one: the iterative scan reads on until
+    ``k`` rows pass it."""
     query = checked_vector(vector)
     k = _checked_k(k)
+    if ef_search is not None and not (isinstance(ef_search, int) and k <= ef_search <= MAX_K):
+        raise RequestError(f"ef_search={ef_search!r}: give between k ({k}) and {MAX_K} candidates per index scan")
     _checked_range(since, until)
     wanted = normalize_symbols(symbols)
     left_out = [int(s) for s in exclude]
@@ -243,12 +250,12 @@ def search_vectors(
         "k": k,
     }
     prepare(conn)
-    ef_search = str(max(_EF_SEARCH_MIN, min(2 * k, MAX_K)))
+    candidates = str(ef_search or max(_EF_SEARCH_MIN, min(2 * k, MAX_K)))
     with conn.transaction():
         # both settings in one round trip, local to this transaction
         conn.execute(
             "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)",
-            (ef_search,),
+            (candidates,),
         )
         rows = conn.execute(statement, params).fetchall()
     return [StoryHit(r[0], r[1], _finite(r[2]), r[3], tuple(r[4]), r[5]) for r in rows]

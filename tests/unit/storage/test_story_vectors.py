@@ -37,6 +37,7 @@ def test_symbols_are_upper_cased_stripped_and_deduplicated() -> None:
     [
         ({"k": 0}, "k=0: ask for between 1 and 1000"),
         ({"k": 5000}, "k=5000"),
+        ({"k": 10, "ef_search": 5}, r"ef_search=5: give between k \(10\) and 1000"),
         ({"since": datetime(2026, 1, 2)}, "since=2026-01-02T00:00:00 has no time zone"),
         (
             {"since": datetime(2026, 1, 2, tzinfo=UTC), "until": datetime(2026, 1, 1, tzinfo=UTC)},
