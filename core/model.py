@@ -93,6 +93,9 @@ NEWS: dict[str, str] = {
     "url": STR,
     "symbols": STR,  # comma-joined normalized symbols
     "publisher": STR,
+    "body": STR,  # the article's content as sent (may be HTML), when the vendor sends it
+    "updated_ts": TS,  # the vendor's last update of the article (its publication time if none)
+    "vendor_sentiment": STR,  # the vendor's own per-symbol labels, "AAPL:positive,MSFT:neutral"
     "source": STR,
 }
 
@@ -113,7 +116,12 @@ OPTION_SNAPSHOTS: dict[str, str] = {
     "ask": F64,
     "last_price": F64,
     "underlying_price": F64,
-    "ts": TS,  # last update of the quote, or of the trade when no quote
+    "ts": TS,  # the snapshot's instant: the underlying's last update (else the quote's, the trade's)
+    "bid_size": NULLABLE_I64,
+    "ask_size": NULLABLE_I64,
+    "volume": NULLABLE_I64,  # the session's contracts traded
+    "quote_ts": TS,  # last update of the quote, or of the trade when no quote
+    "exercise_style": STR,
     "source": STR,
 }
 

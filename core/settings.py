@@ -198,6 +198,21 @@ class StreamingSettings(_Section):
         return self
 
 
+class OptionSettings(_Section):
+    """Option chains (features/option_chains.py, storage/options.py)."""
+
+    risk_free_rate: float = Field(
+        default=0.04,
+        gt=-1.0,
+        lt=1.0,
+        description="flat continuously compounded rate written to market.rate_curve when it holds no curve "
+        "(the pipeline has no rate vendor yet); a stored curve takes precedence",
+    )
+    stale_after_minutes: PositiveInt = Field(
+        default=30, description="a quote older than the snapshot by more than this is flagged stale"
+    )
+
+
 class QualitySettings(_Section):
     validation_mode: Literal["strict", "lenient"] = "strict"
     min_quality_score: float = Field(default=0.8, ge=0.0, le=1.0)
@@ -449,6 +464,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     streaming: StreamingSettings = StreamingSettings()
     quality: QualitySettings = QualitySettings()
+    options: OptionSettings = OptionSettings()
 
     database: DatabaseSettings = DatabaseSettings()
     lake: LakeSettings = LakeSettings()

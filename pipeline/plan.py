@@ -24,6 +24,8 @@ BAR_WIDTH = {
     "1day": timedelta(days=1),
 }
 NO_TIMEFRAME = ""
+TEXT_DATA_TYPES = ("news", "social")
+TEXT_OVERLAP = timedelta(hours=1)  # news and posts resume this long before their newest stored item
 
 
 def watermark_dataset(data_type: str) -> tuple[str, str | None]:
@@ -52,6 +54,8 @@ def resume_starts(request: IngestRequest, high_water: Mapping[str, datetime]) ->
         mark = high_water.get(symbol)
         if mark is None:
             start = request.start
+        elif request.data_type in TEXT_DATA_TYPES:  # items arrive late: an hour again (the upsert keeps it exact)
+            start = max(request.start, mark - TEXT_OVERLAP)
         elif intraday:
             start = max(request.start, _session_resume(mark, step))
         else:

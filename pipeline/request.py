@@ -19,10 +19,15 @@ from core.errors import RequestError
 from core.model import normalize_symbol
 from sources.registry import ENTRY_POINT_GROUP, SourceRegistry
 
-DATA_TYPES = ("market_data", "corporate_actions", "fundamentals", "earnings")
+DATA_TYPES = ("market_data", "corporate_actions", "fundamentals", "earnings", "news", "social")
 # Data types only some vendors serve, and which: financial statements and the earnings calendar
 # (Benzinga's, through Polygon) come from Polygon alone.
-DATA_TYPE_SOURCES = {"fundamentals": ("polygon",), "earnings": ("polygon",)}
+DATA_TYPE_SOURCES = {
+    "fundamentals": ("polygon",),
+    "earnings": ("polygon",),
+    "news": ("polygon", "alpaca"),
+    "social": ("reddit",),
+}
 EARNINGS_HORIZON_DAYS = 366  # how far ahead an earnings calendar may be asked for
 TIMEFRAMES = ("1min", "5min", "15min", "1hour", "1day")
 _TIMEFRAME_ALIASES = {
@@ -133,7 +138,8 @@ def parse_ingest_request(
     None: the built-in vendors only (no settings at hand)."""
     if data_type not in DATA_TYPES:
         raise RequestError(f"unknown data_type {data_type!r}: use one of {', '.join(DATA_TYPES)}")
-    check_source(source, SourceRegistry.builtin().market_data_names() if known_sources is None else known_sources)
+    if data_type != "social":  # posts come from a source of another dataset (Reddit): checked below
+        check_source(source, SourceRegistry.builtin().market_data_names() if known_sources is None else known_sources)
     serving = DATA_TYPE_SOURCES.get(data_type)
     if serving is not None and source not in serving:
         raise RequestError(

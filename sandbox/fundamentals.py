@@ -175,7 +175,7 @@ def earnings_reports(
         f for f in _all_filings(seed, profile, split_factor_at, horizon) if f.timeframe == "quarterly" and not f.amended
     ]
     rng = np.random.default_rng([seed, symbol_hash(profile.symbol), 8])
-    n = len(originals)
+    n = MAX_QUARTERS  # fixed draws: a report's figures do not depend on how many follow it
     early = rng.integers(1, 8, n)
     after_close = rng.random(n) < 0.6
     eps_error = rng.normal(0.0, 0.08, n)

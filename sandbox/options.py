@@ -201,6 +201,23 @@ def option_chain(
     lower = np.maximum(np.where(call_g, spot * carry - k_g * disc, k_g * disc - spot * carry), 0.0)
     bid, ask, quote_ns, defect = _quotes(price, lower, k_g, now_ns, seed_key)
     return OptionChain(
-        underlying, spot, now_ns, q, exp_g, k_g, call_g, iv, price, delta, gamma, theta, vega, oi, vol,
-        bid, ask, quote_ns, defect,
+        underlying,
+        spot,
+        now_ns,
+        q,
+        exp_g,
+        k_g,
+        call_g,
+        iv,
+        price,
+        delta,
+        gamma,
+        theta,
+        vega,
+        oi,
+        vol,
+        bid,
+        ask,
+        quote_ns,
+        defect,
     )

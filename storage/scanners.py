@@ -180,6 +180,26 @@ def rsi_extremes(
     return ScanQuery("rsi", "rsi_extremes", (high, low, check_timeframe(timeframe), feature_set))
 
 
+def option_iv_rank(lookback_days: int = 365, *, min_snapshots: int = 2, limit: int = 50) -> ScanQuery:
+    """Each underlying's newest 30-day ATM IV ranked within its snapshots of the last
+    ``lookback_days`` (db/routines/55_options.sql)."""
+    check_positive_int("lookback_days", lookback_days, maximum=3650)
+    check_positive_int("min_snapshots", min_snapshots, minimum=2)
+    check_positive_int("limit", limit)
+    return ScanQuery("iv-rank", "option_iv_rank", (lookback_days, min_snapshots, limit))
+
+
+def unusual_options(min_ratio: float = 2.0, min_volume: int = 100, *, limit: int = 50) -> ScanQuery:
+    """Contracts of each underlying's newest snapshot trading at least ``min_ratio`` times their
+    open interest and ``min_volume`` contracts."""
+    ratio = check_number("min_ratio", min_ratio, minimum=0.0)
+    if ratio <= 0:
+        raise ScanArgumentError(f"min_ratio must be more than 0, got {min_ratio!r}; pass e.g. --min-ratio 2")
+    check_positive_int("min_volume", min_volume, maximum=10**9)
+    check_positive_int("limit", limit)
+    return ScanQuery("unusual-options", "unusual_options", (ratio, min_volume, limit))
+
+
 # ---------------------------------------------------------------------------------------------
 # The runner (I/O)
 

@@ -27,6 +27,7 @@ from quality.score import QualityReport, quality_report
 from quality.validate import ValidationResult
 from storage.lake import Lake
 from tasks.collection import ParsedPage
+from tasks.news import NEWS_DATASETS, SOCIAL_DATASETS, TEXT_DATASETS, process_symbol_news
 from tasks.fundamentals import EARNINGS_DATASETS, FUNDAMENTAL_DATASETS, process_symbol_fundamentals
 from tasks.processing import (
     ACTION_DATASETS,
@@ -45,6 +46,8 @@ Processed = tuple[SymbolProcessing, ValidationResult | None]  # one series: its 
 
 def datasets_of(data_type: str) -> tuple[str, ...]:
     """The raw datasets one data type's pages are stored under."""
+    if data_type in ("news", "social"):
+        return NEWS_DATASETS if data_type == "news" else SOCIAL_DATASETS
     if data_type == "fundamentals":
         return FUNDAMENTAL_DATASETS
     if data_type == "earnings":
@@ -85,6 +88,9 @@ def _process_on(
     pages: list[PendingPage],
     parsed: Mapping[str, ParsedPage] | None,
 ) -> Processed:
+    if pages[0].dataset in TEXT_DATASETS:
+        news = process_symbol_news(conn, lake, pages, resources.sentiment, resources.dedup, parsed, resources.sources)
+        return news, None
     if pages[0].dataset in ACTION_DATASETS:
         return process_symbol_actions(conn, lake, pages, parsed, resources.sources), None
     if pages[0].dataset in FUNDAMENTAL_DATASETS + EARNINGS_DATASETS:

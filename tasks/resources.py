@@ -19,6 +19,8 @@ import psycopg
 
 from core.settings import Settings
 from db.connect import async_database_connection, database_connection
+from features.sentiment import DEFAULT_SENTIMENT_MODEL, SentimentModel, load_sentiment_model
+from quality.dedup import DedupConfig
 from sources.factory import source_registry
 from sources.registry import SourceRegistry
 from storage.lake import Lake
@@ -46,6 +48,16 @@ class RunResources:
         """The sources the run's settings know (built-ins, entry points, ``sources:``), found once
         per run: the parsers of the pages it reads back come from here."""
         return source_registry(self.settings)
+
+    @cached_property
+    def sentiment(self) -> SentimentModel:
+        """The run's news sentiment model, loaded once per run (the lexicon takes ~0.2 s)."""
+        return load_sentiment_model(DEFAULT_SENTIMENT_MODEL)
+
+    @cached_property
+    def dedup(self) -> DedupConfig:
+        """How news items are grouped into stories (quality.dedup)."""
+        return DedupConfig()
 
     def connect(self, **kwargs: Any) -> psycopg.Connection:
         """A new synchronous connection (use as a context manager; ``autocommit=True`` and the like

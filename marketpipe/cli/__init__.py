@@ -24,7 +24,21 @@ from typer.core import TyperGroup
 from core.errors import MarketpipeError
 from core.logs import configure_logging
 from core.settings import load_settings, parse_overrides
-from marketpipe.cli import bench, db, deploy, dlq, features, lake, news, pipeline, sandbox, scan, stack, stream
+from marketpipe.cli import (
+    bench,
+    db,
+    deploy,
+    dlq,
+    features,
+    fundamentals,
+    lake,
+    news,
+    pipeline,
+    sandbox,
+    scan,
+    stack,
+    stream,
+)
 
 
 class MarketpipeGroup(TyperGroup):
@@ -58,6 +72,7 @@ app.add_typer(stack.app)
 app.add_typer(pipeline.app)
 app.add_typer(sandbox.app)
 app.add_typer(deploy.app)
+app.add_typer(fundamentals.app)
 # Command groups.
 app.add_typer(db.app, name="db")
 app.add_typer(dlq.app, name="dlq")

@@ -120,3 +120,31 @@ def scan_rsi(
     from storage import scanners
 
     _print_scan(ctx, scanners.rsi_extremes(above, below, timeframe=timeframe, feature_set=feature_set), as_json)
+
+
+@app.command("iv-rank")
+def scan_iv_rank(
+    ctx: typer.Context,
+    lookback_days: Annotated[int, typer.Option(help="days of snapshots the newest IV is ranked in")] = 365,
+    min_snapshots: Annotated[int, typer.Option(help="fewest snapshots an underlying needs (>= 2)")] = 2,
+    limit: Limit = 50,
+    as_json: AsJson = False,
+) -> None:
+    """IV rank: each underlying's newest 30-day ATM implied volatility vs its range over the lookback."""
+    from storage import scanners
+
+    _print_scan(ctx, scanners.option_iv_rank(lookback_days, min_snapshots=min_snapshots, limit=limit), as_json)
+
+
+@app.command("unusual-options")
+def scan_unusual_options(
+    ctx: typer.Context,
+    min_ratio: Annotated[float, typer.Option(help="minimum session volume / open interest")] = 2.0,
+    min_volume: Annotated[int, typer.Option(help="minimum session volume in contracts")] = 100,
+    limit: Limit = 50,
+    as_json: AsJson = False,
+) -> None:
+    """Unusual option activity: contracts of the newest snapshots trading far above their open interest."""
+    from storage import scanners
+
+    _print_scan(ctx, scanners.unusual_options(min_ratio, min_volume, limit=limit), as_json)

@@ -140,6 +140,8 @@ def parse_news(payload: Any) -> pd.DataFrame:
             "url": raw.get("url"),
             "symbols": model.join_list_column(raw["symbols"], normalize=True) if "symbols" in raw else None,
             "publisher": raw.get("source"),
+            "body": raw.get("content"),
+            "updated_ts": raw["updated_at"].fillna(raw["created_at"]) if "updated_at" in raw else raw["created_at"],
             "source": SOURCE,
         },
         what="alpaca news",

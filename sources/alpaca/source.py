@@ -40,6 +40,8 @@ class AlpacaSource(VendorSource):
         symbols, start, end = [wanted.symbol], wanted.start, wanted.end
         if wanted.data_type == "market_data":
             return [self.client.bars_request(symbols, start, end, timeframe=wanted.timeframe, adjustment="raw")]
+        if wanted.data_type == "news":
+            return [self.client.news_request(symbols, start, end)]
         return [self.client.corporate_actions_request(symbols, start, end)]
 
     @classmethod

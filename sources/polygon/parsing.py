@@ -188,10 +188,24 @@ def parse_news(payload: Any) -> pd.DataFrame:
             "url": raw.get("article_url"),
             "symbols": model.join_list_column(raw["tickers"], normalize=True) if "tickers" in raw else None,
             "publisher": publisher,
+            "updated_ts": raw["published_utc"],
+            "vendor_sentiment": raw["insights"].map(_insight_labels) if "insights" in raw else None,
             "source": SOURCE,
         },
         what="polygon news",
     )
+
+
+def _insight_labels(insights: Any) -> str | None:
+    """Polygon's per-ticker ``insights`` as ``"AAPL:positive,MSFT:neutral"`` (None without any)."""
+    if not isinstance(insights, list):
+        return None
+    pairs = [
+        f"{model.normalize_symbol(str(i['ticker']))}:{str(i['sentiment']).lower()}"
+        for i in insights
+        if isinstance(i, dict) and i.get("ticker") and i.get("sentiment")
+    ]
+    return ",".join(pairs) or None
 
 
 def parse_option_chain(payload: Any, *, underlying: str | None = None) -> pd.DataFrame:
@@ -216,12 +230,10 @@ def parse_option_chain(payload: Any, *, underlying: str | None = None) -> pd.Dat
         underlyings = model.normalize_symbol(underlying)
     else:
         raise PermanentSourceError("polygon option chain: no underlying ticker in the payload or the call")
-    quote_ts = col("last_quote.last_updated")
-    trade_ts = col("last_trade.sip_timestamp")
-    stamp = quote_ts if quote_ts is not None else trade_ts
-    if quote_ts is not None and trade_ts is not None:
-        stamp = quote_ts.fillna(trade_ts)
-    ts = model.epoch_to_utc(stamp, "ns") if stamp is not None else None
+    quoted = _first_of(col("last_quote.last_updated"), col("last_trade.sip_timestamp"))
+    snapshot = _first_of(col("underlying_asset.last_updated"), quoted)
+    quote_ts = model.epoch_to_utc(quoted, "ns") if quoted is not None else None
+    ts = model.epoch_to_utc(snapshot, "ns") if snapshot is not None else None
     open_interest = col("open_interest")
     shares = col("details.shares_per_contract")
     return model.frame(
@@ -244,10 +256,26 @@ def parse_option_chain(payload: Any, *, underlying: str | None = None) -> pd.Dat
             "last_price": col("last_trade.price"),
             "underlying_price": col("underlying_asset.price"),
             "ts": ts,
+            "bid_size": col("last_quote.bid_size"),
+            "ask_size": col("last_quote.ask_size"),
+            "volume": col("day.volume"),
+            "quote_ts": quote_ts,
+            "exercise_style": col("details.exercise_style"),
             "source": SOURCE,
         },
         what="polygon option chain",
     )
+
+
+def _first_of(*columns: pd.Series | None) -> pd.Series | None:
+    """The first non-null value of each row across ``columns`` (absent ones skipped)."""
+    present = [c for c in columns if c is not None]
+    if not present:
+        return None
+    out = present[0]
+    for other in present[1:]:
+        out = out.fillna(other)
+    return out
 
 
 def parse_financials(payload: Any, *, symbol: str | None = None) -> pd.DataFrame:

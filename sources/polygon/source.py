@@ -35,6 +35,8 @@ class PolygonSource(VendorSource):
             return [self.client.financials_request(symbol, filed_from=start, filed_to=end)]
         if wanted.data_type == "earnings":
             return [self.client.earnings_request(symbol, start, end)]
+        if wanted.data_type == "news":
+            return [self.client.news_request(symbol, start, end)]
         return [self.client.reference_request(kind, symbol, start, end) for kind in ("splits", "dividends")]
 
     @classmethod

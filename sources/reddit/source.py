@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from sources.base import SourceContext
+from sources.base import SourceContext, SymbolRequest
 from sources.http import Parser, Request
 from sources.reddit.client import DEFAULT_BASE_URL, USER_AGENT, RedditClient
 from sources.reddit.parsing import SOURCE, parser_for
@@ -32,6 +32,14 @@ class RedditSource(VendorSource):
 
     async def fetch_data(self, symbol: str, start_date: Any, end_date: Any) -> pd.DataFrame:
         return await self.client.mentions(symbol, self.subreddits, start_date, end_date)
+
+    def first_requests(self, wanted: SymbolRequest) -> list[Request] | None:
+        """The ``social`` data type: the newest posts of each subreddit back to the start (every
+        post is kept, the processing links it to the symbols it names); otherwise None (the
+        mentions of :meth:`fetch_data`, stored as one records page)."""
+        if wanted.data_type != "social":
+            return None
+        return [self.client.listing_request(sub, wanted.start) for sub in self.subreddits]
 
     @classmethod
     def page_parser(cls, request: Request) -> Parser:

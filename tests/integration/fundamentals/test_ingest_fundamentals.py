@@ -4,50 +4,29 @@ backwards; a rerun changes nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date, timedelta
 
-import httpx
 import psycopg
 import pytest
 
 from core.settings import Settings
 from storage.fundamentals import end_of_day, read_earnings_as_of, read_financials_as_of
 from tests.support.cli import run_cli
+from tests.support.fundamentals import FUND_SYMBOLS, ingest, sandbox_results, wipe
 
 START, END = "2021-01-01", "2024-06-28"
-# Symbols of these tests alone (the sandbox serves tickers of up to 6 characters); their rows are
-# deleted before and after each test.
-FUND_SYMBOLS = ("FNDA", "FNDB", "FNDC", "FNDD", "FNDE")
-TABLES = ("market.financial_statements", "market.earnings", "ops.watermarks", "ops.raw_pages")
 
 
 @pytest.fixture
-def clean(stack: Settings, conn: psycopg.Connection):
-    def wipe() -> None:
-        for table in TABLES:
-            conn.execute(f"DELETE FROM {table} WHERE symbol = ANY(%s)", (list(FUND_SYMBOLS),))  # type: ignore[arg-type]
-
-    wipe()
+def clean(conn: psycopg.Connection) -> Iterator[None]:
+    wipe(conn)
     yield
-    wipe()
-
-
-def _sandbox_filings(stack: Settings, symbol: str) -> list[dict]:
-    """What the vendor serves for the symbol, read straight from the sandbox (the oracle)."""
-    url = f"http://{stack.sandbox.host}:{stack.sandbox.port}/vX/reference/financials"
-    params = {"ticker": symbol, "limit": 100, "apiKey": "test", "filing_date.lte": END, "filing_date.gte": START}
-    out: list[dict] = []
-    while url:
-        body = httpx.get(url, params=params, timeout=30).json()
-        out += body["results"]
-        url, params = body.get("next_url"), {"apiKey": "test"}
-    return out
+    wipe(conn)
 
 
 def _ingest(symbol: str, data_type: str, start: str = START, end: str = END) -> str:
-    result = run_cli("ingest", "--symbols", symbol, "--start", start, "--end", end, "--data-type", data_type)
-    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-2000:]
-    return result.stdout
+    return ingest(symbol, data_type, start, end)
 
 
 def _revenue(frame, period_end: str, fiscal_period: str) -> float:
@@ -64,7 +43,13 @@ def _restated(stack: Settings) -> tuple[str, list[dict], dict, dict]:
     """The first of FUND_SYMBOLS with a period filed twice in the window, what the sandbox serves
     of it, and that period's original and restated filing."""
     for symbol in FUND_SYMBOLS:
-        served = _sandbox_filings(stack, symbol)
+        served = sandbox_results(
+            stack,
+            "/vX/reference/financials",
+            ticker=symbol,
+            limit=100,
+            **{"filing_date.gte": START, "filing_date.lte": END},
+        )
         by_period: dict[tuple[str, str], list[dict]] = {}
         for f in served:
             by_period.setdefault((f["end_date"], f["fiscal_period"]), []).append(f)

@@ -19,6 +19,7 @@ TOP_LEVEL = [
     "sandbox",
     "worker",
     "deploy",
+    "fundamentals",
 ]
 GROUPS = {
     "db": ["migrate", "status"],

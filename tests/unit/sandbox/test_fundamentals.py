@@ -59,3 +59,13 @@ def test_earnings_have_actuals_only_after_their_report(market: Market) -> None:
             assert r.date_status == "confirmed"
             assert r.actual_eps == originals[(str(r.fiscal_year), r.fiscal_period)].eps
             assert r.report_date <= originals[(str(r.fiscal_year), r.fiscal_period)].filing_date
+
+
+def test_a_reports_estimate_does_not_depend_on_when_it_is_asked() -> None:
+    early = MarketClock.for_config(None, datetime(2023, 3, 13, 18))
+    then = {(r.fiscal_year, r.fiscal_period): r for r in Market(42, as_of=AS_OF, clock=early).earnings("MSFT")}
+    now = {(r.fiscal_year, r.fiscal_period): r for r in Market(42, as_of=AS_OF).earnings("MSFT")}
+    assert then
+    for key, report in then.items():
+        assert now[key].estimated_eps == report.estimated_eps
+        assert now[key].report_date == report.report_date

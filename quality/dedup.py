@@ -1,0 +1,249 @@
+"""Cross-source story dedup (pure): canonical URLs, then near-duplicate text inside a time window.
+
+Two items are one story when their canonical URLs agree (tracking parameters, mobile and AMP
+hosts, fragments and trailing slashes removed), or when the estimated Jaccard similarity of their
+text's word shingles (headline + lead, lower-cased, punctuation dropped) is at least
+``threshold`` and they were published within ``window_hours`` of the story's first item. The
+Jaccard estimate is MinHash (``num_perm`` permutations of a 32-bit hash, as datasketch computes
+it, vectorized over an item's shingles); candidates come from datasketch's ``MinHashLSH`` banding
+index, then the estimate is checked. Each item joins the most similar story among its candidates,
+or founds one: its ``story_id`` is derived from its own (source, id), so a rerun over the same
+items gives the same ids.
+
+Measured against the sandbox's truth (tests/integration/news, ``marketpipe bench news``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import numpy as np
+from datasketch import LeanMinHash, MinHashLSH  # type: ignore[import-untyped]
+
+_MERSENNE = np.uint64((1 << 61) - 1)
+_MAX_HASH = np.uint64((1 << 32) - 1)
+_WORDS = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
+_TRACKING = re.compile(
+    r"^(utm_[a-z]+|fbclid|gclid|dclid|mc_cid|mc_eid|ref|ref_src|src|cmpid|ncid|yptr|guccounter|soc_src|"
+    r"soc_trk|ito|icid|campaign|share|amp)$",
+    re.IGNORECASE,
+)
+_HOST_PREFIXES = ("www.", "m.", "mobile.", "amp.")
+_STOP_WORDS = frozenset({"update", "updated", "report", "breaking", "exclusive"})
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    num_perm: int = 64
+    threshold: float = 0.5  # estimated Jaccard similarity of two items of one story
+    window_hours: float = 72.0
+    shingle_words: int = 3
+    lead_words: int = 30  # of the lead (summary or body) read after the headline: its first sentences
+    seed: int = 1
+
+
+def canonical_url(url: str | None) -> str | None:
+    """The URL an article has whatever the link that carried it: lower-case scheme and host,
+    without www./m./mobile./amp. host prefixes, tracking parameters, fragment, a trailing /amp
+    and a trailing slash. None for an empty or unparseable URL."""
+    if not url or not isinstance(url, str):
+        return None
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    host = (parts.hostname or "").lower()
+    if not host:
+        return None
+    for prefix in _HOST_PREFIXES:
+        if host.startswith(prefix):
+            host = host[len(prefix) :]
+            break
+    path = re.sub(r"/amp/?$", "", parts.path or "")
+    path = path.rstrip("/") or "/"
+    query = urlencode(
+        sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _TRACKING.match(k))
+    )
+    return urlunsplit(("https", host, path, query, ""))
+
+
+def text_tokens(headline: str, lead: str, lead_words: int) -> list[str]:
+    """Lower-case words of the headline and the first ``lead_words`` of the lead."""
+    head = [w for w in _WORDS.findall(headline.lower()) if w not in _STOP_WORDS]
+    return head + _WORDS.findall(lead.lower())[:lead_words]
+
+
+def shingle_hashes(tokens: list[str], k: int) -> np.ndarray:
+    """32-bit hashes (CRC-32) of the k-word shingles of ``tokens`` (one shingle for fewer words)."""
+    if not tokens:
+        return np.zeros(0, dtype=np.uint64)
+    grams = (
+        [" ".join(tokens)] if len(tokens) <= k else [" ".join(tokens[i : i + k]) for i in range(len(tokens) - k + 1)]
+    )
+    return np.fromiter((zlib.crc32(g.encode()) for g in set(grams)), dtype=np.uint64, count=len(set(grams)))
+
+
+@dataclass(frozen=True)
+class Permutations:
+    """The ``num_perm`` universal hash permutations, drawn as datasketch draws them for ``seed``."""
+
+    a: np.ndarray
+    b: np.ndarray
+
+    @classmethod
+    def of(cls, num_perm: int, seed: int) -> Permutations:
+        gen = np.random.RandomState(seed)
+        a = gen.randint(1, _MERSENNE, size=num_perm, dtype=np.uint64)
+        b = gen.randint(0, _MERSENNE, size=num_perm, dtype=np.uint64)
+        return cls(a, b)
+
+    def signature(self, hashes: np.ndarray) -> np.ndarray:
+        """MinHash signature (uint32, one per permutation); all-max for an empty text."""
+        if hashes.size == 0:
+            return np.full(self.a.size, _MAX_HASH, dtype=np.uint32)
+        with np.errstate(over="ignore"):
+            phv = (hashes[None, :] * self.a[:, None] + self.b[:, None]) % _MERSENNE & _MAX_HASH
+        return phv.min(axis=1).astype(np.uint32)
+
+
+def story_id_of(source: str, item_id: str) -> int:
+    """A story's id: a positive 63-bit number derived from its founding item (stable across runs)."""
+    digest = hashlib.blake2b(f"{source}\x1f{item_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+@dataclass
+class StoryIndex:
+    """Stories already known (stored, or founded earlier in this batch) to match new items against."""
+
+    config: DedupConfig = field(default_factory=DedupConfig)
+    perms: Permutations | None = None
+    _lsh: MinHashLSH | None = None
+    _signatures: dict[int, np.ndarray] = field(default_factory=dict)
+    # entry -> (story_id, published_ns, symbols)
+    _meta: dict[int, tuple[int, int, frozenset[str]]] = field(default_factory=dict)
+    _urls: dict[str, int] = field(default_factory=dict)  # canonical url -> entry
+    _items: dict[tuple[str, str], int] = field(default_factory=dict)  # (source, id) -> story_id
+
+    def __post_init__(self) -> None:
+        self.perms = self.perms or Permutations.of(self.config.num_perm, self.config.seed)
+        self._lsh = MinHashLSH(threshold=self.config.threshold, num_perm=self.config.num_perm)
+
+    def signature(self, headline: str, lead: str) -> np.ndarray:
+        assert self.perms is not None
+        tokens = text_tokens(headline, lead, self.config.lead_words)
+        return self.perms.signature(shingle_hashes(tokens, self.config.shingle_words))
+
+    def add(
+        self,
+        source: str,
+        item_id: str,
+        story_id: int,
+        published_ns: int,
+        url: str | None,
+        signature: np.ndarray,
+        symbols: Iterable[str] = (),
+    ) -> None:
+        """Know an item of ``story_id`` (a stored one, or one just assigned)."""
+        assert self._lsh is not None
+        entry = len(self._meta)
+        self._meta[entry] = (story_id, published_ns, frozenset(symbols))
+        self._items[(source, item_id)] = story_id
+        if url:
+            self._urls.setdefault(url, entry)
+        if signature.size and not (signature == _MAX_HASH).all():
+            self._signatures[entry] = signature
+            self._lsh.insert(
+                entry, LeanMinHash(seed=self.config.seed, hashvalues=signature.astype(np.uint64), scheme="legacy")
+            )
+
+    def known(self, source: str, item_id: str) -> int | None:
+        return self._items.get((source, item_id))
+
+    def match(
+        self, published_ns: int, url: str | None, signature: np.ndarray, symbols: Iterable[str] = ()
+    ) -> int | None:
+        """The story an item belongs to, or None: same canonical URL within the window, else the
+        most similar LSH candidate at or above the threshold within the window that shares a
+        symbol with the item (when both name symbols: the same wording about another company is
+        another story)."""
+        assert self._lsh is not None
+        window = int(self.config.window_hours * 3600 * 1e9)
+        about = frozenset(symbols)
+        if url and url in self._urls:
+            story, seen, _ = self._meta[self._urls[url]]
+            if abs(published_ns - seen) <= window:
+                return story
+        if signature.size == 0 or (signature == _MAX_HASH).all():
+            return None
+        best: tuple[float, int] | None = None
+        for entry in self._lsh.query(
+            LeanMinHash(seed=self.config.seed, hashvalues=signature.astype(np.uint64), scheme="legacy")
+        ):
+            story, seen, named = self._meta[entry]
+            if abs(published_ns - seen) > window or (about and named and not about & named):
+                continue
+            similarity = float(np.mean(self._signatures[entry] == signature))
+            if similarity >= self.config.threshold and (best is None or similarity > best[0]):
+                best = (similarity, story)
+        return best[1] if best else None
+
+    def assign(
+        self,
+        source: str,
+        item_id: str,
+        published_ns: int,
+        url: str | None,
+        signature: np.ndarray,
+        symbols: Iterable[str] = (),
+    ) -> tuple[int, bool]:
+        """(story_id, founded): the item's known story, a matching one, or a new one it founds."""
+        symbols = tuple(symbols)
+        story = self.known(source, item_id)
+        founded = False
+        if story is None:
+            story = self.match(published_ns, url, signature, symbols)
+        if story is None:
+            story, founded = story_id_of(source, item_id), True
+        self.add(source, item_id, story, published_ns, url, signature, symbols)
+        return story, founded
+
+
+def signature_bytes(signature: np.ndarray) -> bytes:
+    return np.asarray(signature, dtype="<u4").tobytes()
+
+
+def signature_from_bytes(data: bytes | None, num_perm: int) -> np.ndarray:
+    if not data or len(data) != 4 * num_perm:
+        return np.zeros(0, dtype=np.uint32)
+    return np.frombuffer(data, dtype="<u4").astype(np.uint32)
+
+
+def pairwise_scores(truth: Iterable[tuple[str, str]], found: Iterable[tuple[str, str]]) -> tuple[float, float]:
+    """(precision, recall) of ``found`` against ``truth`` over pairs of items in one story.
+
+    Both are (item, story) pairs; two items are a positive pair when they share a story. With no
+    pair at all on a side, its score is 1.0 (nothing claimed, nothing missed).
+    """
+    truth_pairs = _pairs(truth)
+    found_pairs = _pairs(found)
+    hits = len(truth_pairs & found_pairs)
+    precision = hits / len(found_pairs) if found_pairs else 1.0
+    recall = hits / len(truth_pairs) if truth_pairs else 1.0
+    return precision, recall
+
+
+def _pairs(assignments: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    stories: dict[str, list[str]] = {}
+    for item, story in assignments:
+        stories.setdefault(story, []).append(item)
+    pairs: set[tuple[str, str]] = set()
+    for items in stories.values():
+        items = sorted(set(items))
+        pairs.update((a, b) for i, a in enumerate(items) for b in items[i + 1 :])
+    return pairs

@@ -1,0 +1,264 @@
+"""The news store: items, their symbol links and stories in schema ``news`` (migration 0021).
+
+Writes are idempotent upserts keyed by the vendor's identity (source, id, published_at): a rerun
+of the same items changes nothing, an item whose ``updated_at`` is newer than the stored one
+replaces it (headline, text, symbols, sentiment; its links are rewritten in the same transaction,
+so an update that drops a symbol leaves no stale link), an older version is ignored. Stories are
+inserted when founded and their aggregates (items, symbols, polarity) recomputed from their items.
+Callers run :func:`write_news` inside their transaction, after :func:`lock_news_dedup`, which
+serializes the dedup-and-store step of concurrent runs so two copies of one story processed at
+once cannot found two stories.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import psycopg
+
+from core.errors import StorageError
+
+ITEM_COLUMNS = (
+    "source",
+    "id",
+    "published_at",
+    "updated_at",
+    "kind",
+    "story_id",
+    "headline",
+    "summary",
+    "body",
+    "author",
+    "publisher",
+    "community",
+    "url",
+    "canonical_url",
+    "symbols",
+    "lang",
+    "flags",
+    "sentiment",
+    "sentiment_model",
+    "vendor_sentiment",
+    "score",
+    "comments",
+    "minhash",
+)
+LINK_COLUMNS = (
+    "symbol",
+    "published_at",
+    "source",
+    "id",
+    "story_id",
+    "kind",
+    "sentiment",
+    "vendor_sentiment",
+    "vendor_label",
+)
+STORY_COLUMNS = ("story_id", "first_seen", "canonical_url", "headline")
+CRASH_ENV = "MARKETPIPE_CRASH_AT"  # tests only: "news:<point>" kills this process with SIGKILL there
+_DEDUP_LOCK = 0x6E657773  # 'news': one advisory lock for the dedup-and-store step
+_VALUES = [c for c in ITEM_COLUMNS if c not in ("source", "id", "published_at")]
+
+
+@dataclass(frozen=True)
+class NewsWriteResult:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    stories_founded: int = 0
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    """What dedup needs of an item already stored."""
+
+    source: str
+    id: str
+    story_id: int
+    published_at: datetime
+    updated_at: datetime
+    canonical_url: str | None
+    minhash: bytes | None
+    symbols: tuple[str, ...]
+
+
+def lock_news_dedup(conn: psycopg.Connection) -> None:
+    """Hold the news dedup lock until the transaction ends."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DEDUP_LOCK,))
+
+
+def stored_items(
+    conn: psycopg.Connection, low: datetime, high: datetime, keys: Sequence[tuple[str, str]] = ()
+) -> list[StoredItem]:
+    """Stored news (kind ``news``) published in [low, high], plus the items with the given
+    (source, id) keys whenever they were published (their story ids are kept on rerun)."""
+    rows = conn.execute(
+        """
+        SELECT source, id, story_id, published_at, updated_at, canonical_url, minhash, symbols
+        FROM news.items
+        WHERE (kind = 'news' AND published_at BETWEEN %(low)s AND %(high)s)
+           OR (source, id) IN (SELECT * FROM unnest(%(sources)s::text[], %(ids)s::text[]))
+        ORDER BY published_at
+        """,
+        {"low": low, "high": high, "sources": [k[0] for k in keys], "ids": [k[1] for k in keys]},
+    ).fetchall()
+    return [StoredItem(r[0], r[1], r[2], r[3], r[4], r[5], r[6], tuple(r[7] or ())) for r in rows]
+
+
+def write_news(
+    conn: psycopg.Connection, items: pd.DataFrame, links: pd.DataFrame, stories: pd.DataFrame
+) -> NewsWriteResult:
+    """Upsert ``items`` (columns :data:`ITEM_COLUMNS`), rewrite the links of the items that were
+    inserted or replaced (``links``: :data:`LINK_COLUMNS`), insert founded ``stories``
+    (:data:`STORY_COLUMNS`) and refresh the aggregates of every story touched."""
+    if items.empty:
+        return NewsWriteResult()
+    try:
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS news_stage (LIKE news.items INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        conn.execute("TRUNCATE news_stage")
+        with conn.cursor().copy(f"COPY news_stage ({', '.join(ITEM_COLUMNS)}) FROM STDIN") as copy:
+            for row in _rows(items, ITEM_COLUMNS):
+                copy.write_row(row)
+        # an update that moved the publication time: the old version goes (its key differs)
+        conn.execute(
+            """
+            DELETE FROM news.items i USING news_stage s
+            WHERE i.source = s.source AND i.id = s.id AND i.published_at <> s.published_at
+              AND s.updated_at >= i.updated_at
+            """
+        )
+        sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in _VALUES)
+        changed = " OR ".join(f"i.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in _VALUES if c != "minhash")
+        written = conn.execute(
+            f"""
+            INSERT INTO news.items AS i ({", ".join(ITEM_COLUMNS)})
+            SELECT DISTINCT ON (source, id, published_at) {", ".join(ITEM_COLUMNS)} FROM news_stage
+            ORDER BY source, id, published_at, updated_at DESC
+            ON CONFLICT (source, id, published_at) DO UPDATE SET {sets}, ingested_at = now()
+            WHERE EXCLUDED.updated_at >= i.updated_at AND ({changed})
+            RETURNING source, id, (xmax = 0) AS inserted
+            """
+        ).fetchall()
+        inserted = sum(1 for r in written if r[2])
+        touched = [(r[0], r[1]) for r in written]
+        if touched:
+            conn.execute(
+                "DELETE FROM news.item_symbols WHERE (source, id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+                ([t[0] for t in touched], [t[1] for t in touched]),
+            )
+            keep = set(touched)
+            mask = [(s, i) in keep for s, i in zip(links["source"], links["id"], strict=True)] if len(links) else []
+            fresh = links[mask] if len(links) else links
+            if len(fresh):
+                with conn.cursor().copy(f"COPY news.item_symbols ({', '.join(LINK_COLUMNS)}) FROM STDIN") as copy:
+                    for row in _rows(fresh.drop_duplicates(["symbol", "published_at", "source", "id"]), LINK_COLUMNS):
+                        copy.write_row(row)
+        founded = 0
+        if len(stories):
+            founded = len(
+                conn.execute(
+                    """
+                    INSERT INTO news.stories (story_id, first_seen, canonical_url, headline)
+                    SELECT * FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[])
+                    ON CONFLICT (story_id) DO NOTHING RETURNING story_id
+                    """,
+                    [list(c) for c in zip(*_rows(stories, STORY_COLUMNS), strict=True)],
+                ).fetchall()
+            )
+        _crash_point("before_commit")
+        refresh_stories(conn, sorted({int(s) for s in items["story_id"]}))
+    except psycopg.Error as exc:
+        raise StorageError(f"cannot store {len(items)} news item(s): {exc}") from exc
+    updated = len(written) - inserted
+    return NewsWriteResult(inserted, updated, len(items) - len(written), founded)
+
+
+def _crash_point(point: str) -> None:
+    """Tests' kill -9 in the middle of a write (``MARKETPIPE_CRASH_AT=news:<point>``); a no-op otherwise."""
+    if os.environ.get(CRASH_ENV) == f"news:{point}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def refresh_stories(conn: psycopg.Connection, story_ids: Sequence[int]) -> None:
+    """A story's items, symbols, polarity and first item from its stored items."""
+    if not story_ids:
+        return
+    conn.execute(
+        """
+        WITH agg AS (
+            SELECT story_id, count(*)::int AS n, avg(sentiment) AS p, min(published_at) AS f
+            FROM news.items WHERE story_id = ANY(%(ids)s) GROUP BY story_id
+        ), syms AS (
+            SELECT story_id, array_agg(DISTINCT sym ORDER BY sym) AS s
+            FROM news.items, unnest(symbols) AS sym WHERE story_id = ANY(%(ids)s) GROUP BY story_id
+        )
+        UPDATE news.stories st SET items = agg.n, polarity = agg.p, first_seen = agg.f,
+            symbols = coalesce(syms.s, '{}'), updated_at = now()
+        FROM agg LEFT JOIN syms USING (story_id)
+        WHERE st.story_id = agg.story_id
+        """,
+        {"ids": list(story_ids)},
+    )
+
+
+def _rows(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+    out = frame.loc[:, list(columns)].astype(object)
+    return [tuple(None if _missing(v) else v for v in row) for row in out.itertuples(index=False, name=None)]
+
+
+def _missing(value: Any) -> bool:
+    if isinstance(value, (list, tuple, bytes)):
+        return False
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def latest_items(
+    conn: psycopg.Connection, *, symbols: Sequence[str] | None = None, kind: str | None = None, limit: int = 20
+) -> list[dict[str, Any]]:
+    """The newest items (of ``symbols`` when given), with their story and sentiment."""
+    rows = conn.execute(
+        """
+        SELECT i.published_at, i.source, i.id, i.story_id, i.kind, i.headline, i.symbols, i.sentiment,
+               i.vendor_sentiment, i.url, i.flags
+        FROM news.items i
+        WHERE (%(kind)s::text IS NULL OR i.kind = %(kind)s)
+          AND (%(symbols)s::text[] IS NULL OR i.symbols && %(symbols)s::text[])
+        ORDER BY i.published_at DESC, i.source, i.id LIMIT %(limit)s
+        """,
+        {"kind": kind, "symbols": list(symbols) if symbols else None, "limit": limit},
+    ).fetchall()
+    names: tuple[str, ...] = ("published_at", "source", "id", "story_id", "kind", "headline", "symbols")
+    names += ("sentiment", "vendor_sentiment", "url", "flags")
+    return [dict(zip(names, r, strict=True)) for r in rows]
+
+
+def story(conn: psycopg.Connection, story_id: int) -> dict[str, Any] | None:
+    """A story and every item of it (oldest first), or None."""
+    head = conn.execute(
+        "SELECT story_id, first_seen, canonical_url, headline, symbols, items, polarity FROM news.stories"
+        " WHERE story_id = %s",
+        (story_id,),
+    ).fetchone()
+    if head is None:
+        return None
+    names = ("story_id", "first_seen", "canonical_url", "headline", "symbols", "items", "polarity")
+    out: dict[str, Any] = dict(zip(names, head, strict=True))
+    rows = conn.execute(
+        "SELECT published_at, updated_at, source, id, headline, url, sentiment, vendor_sentiment, symbols"
+        " FROM news.items WHERE story_id = %s ORDER BY published_at, source, id",
+        (story_id,),
+    ).fetchall()
+    item_names = ("published_at", "updated_at", "source", "id", "headline", "url", "sentiment", "vendor_sentiment")
+    out["members"] = [dict(zip((*item_names, "symbols"), r, strict=True)) for r in rows]
+    return out

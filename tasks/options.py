@@ -1,0 +1,117 @@
+"""The processing of option chain snapshots: raw pages -> parse -> check -> our IV -> hot store.
+
+The same path as bars and corporate actions (:mod:`tasks.processing`): per underlying, its pending
+snapshot pages are taken as the collection parsed them or re-parsed from the raw zone; records that
+cannot be stored (:mod:`quality.options`: an OCC symbol that does not parse, another underlying's
+contract, an expired contract, a negative or zero price) are dead-lettered with their reasons, one
+letter per raw page; the rest are priced by our IV kernel (:mod:`features.option_chains`, with the
+stored rate curve and the underlying's trailing dividend yield) and ONE transaction writes the
+contracts, the quotes, the watermark, the letters and the pages' processed mark. A crash anywhere
+leaves all of it to the next run, and the idempotent upsert makes that rerun exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+import psycopg
+
+from core import model
+from core.settings import OptionSettings
+from features.option_chains import price_chain, trailing_dividend_yield
+from quality.options import check_option_snapshots
+from sources.dead_letters import record_dead_letter_sync
+from sources.registry import SourceRegistry
+from storage.corporate_actions import read_corporate_actions
+from storage.lake import Lake
+from storage.options import OPTION_DATASET, rate_curve_for, write_option_chain
+from tasks.collection import ParsedPage
+from tasks.processing import MAX_QUARANTINED_RECORDS, PendingPage, SymbolProcessing
+from tasks.processing import _page_frames as page_frames
+from tasks.processing import _read_unparsed as read_unparsed
+
+OPTION_DATASETS = (OPTION_DATASET,)
+_PAGE = "_raw_key"
+
+
+def process_symbol_options(
+    conn: psycopg.Connection,
+    lake: Lake,
+    pages: Sequence[PendingPage],
+    settings: OptionSettings,
+    parsed: Mapping[str, ParsedPage] | None = None,
+    registry: SourceRegistry | None = None,
+) -> SymbolProcessing:
+    """Store one underlying's pending chain snapshot pages in one transaction (module docstring)."""
+    underlying = pages[0].symbol
+    outcome = SymbolProcessing(underlying, pages=len(pages))
+    stored = read_unparsed(lake, pages, parsed)
+    with conn.transaction():
+        frames = page_frames(conn, pages, parsed, stored, registry)
+        parts = [kept.frame.assign(**{_PAGE: page.key}) for page, kept in frames if len(kept.frame)]
+        chain = pd.concat(parts, ignore_index=True) if parts else model.empty_frame(model.OPTION_SNAPSHOTS)
+        outcome.records = len(chain)
+        accepted, rejected = check_option_snapshots(chain, underlying)
+        priced = price_accepted(conn, accepted, underlying, settings)
+        written = write_option_chain(conn, priced.drop(columns=_PAGE, errors="ignore"))
+        quarantine_options(conn, frames, rejected)
+        conn.execute(
+            "UPDATE ops.raw_pages SET processed_at = now(), process_error = NULL "
+            "WHERE key = ANY(%s) AND process_error IS NULL",
+            ([p.key for p in pages],),
+        )
+    outcome.accepted, outcome.rejected = len(accepted), len(rejected)
+    outcome.inserted, outcome.updated, outcome.unchanged = written.inserted, written.updated, written.unchanged
+    return outcome
+
+
+def price_accepted(
+    conn: psycopg.Connection, accepted: pd.DataFrame, underlying: str, settings: OptionSettings
+) -> pd.DataFrame:
+    """Our IV and greeks for the accepted rows, with the curve of the snapshot's date (seeded flat
+    from ``settings.risk_free_rate`` when none is stored) and the stored dividends' trailing yield."""
+    if accepted.empty:
+        return accepted
+    snapshot = pd.Timestamp(accepted["ts"].max())
+    curve = rate_curve_for(conn, snapshot.tz_convert(model.EXCHANGE_TZ).date(), settings.risk_free_rate)
+    spot = float(accepted.loc[accepted["ts"] == snapshot, "underlying_price"].median())
+    q = trailing_dividend_yield(read_corporate_actions(conn, [underlying]), underlying, snapshot, spot)
+    return price_chain(
+        accepted,
+        curve=curve,
+        dividend_yields={underlying: q},
+        stale_after=pd.Timedelta(minutes=settings.stale_after_minutes),
+    )
+
+
+def quarantine_options(
+    conn: psycopg.Connection, pages: Sequence[tuple[PendingPage, ParsedPage]], rejected: pd.DataFrame
+) -> int:
+    """One dead letter per raw page holding refused contracts: the records and their reasons."""
+    letters = 0
+    for page, kept in pages:
+        part = rejected[rejected[_PAGE] == page.key].drop(columns=_PAGE)
+        if part.empty:
+            continue
+        records = part.head(MAX_QUARANTINED_RECORDS).astype(object).where(part.notna(), None)
+        reasons = part["reason"].value_counts()
+        record_dead_letter_sync(
+            conn,
+            source=page.source,
+            dataset=page.dataset,
+            request=kept.request,
+            error=f"{len(part)} option contract(s) of {page.symbol} refused: "
+            + "; ".join(f"{reason} (x{count})" for reason, count in list(reasons.items())[:5]),
+            payload={
+                "raw_key": page.key,
+                "records": len(part),
+                "rejected": [
+                    {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
+                    for r in records.to_dict("records")
+                ],
+            },
+            payload_lake_key=page.key,
+        )
+        letters += 1
+    return letters

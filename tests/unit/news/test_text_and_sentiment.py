@@ -1,0 +1,73 @@
+"""News text on the way in and the sentiment model interface (pure)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.errors import ConfigurationError
+from features.sentiment import VADER, VADER_LM, labels, load_sentiment_model, symbol_sentiment
+from quality.news_text import MAX_BODY_CHARS, cashtags, clean_text, guess_language, is_spam, split_symbols
+
+
+def test_html_is_stripped_and_flagged() -> None:
+    clean = clean_text("ACME <b>beats</b>", None, "<p>Revenue rose &amp; margins grew.</p><script>x()</script>")
+    assert clean.headline == "ACME beats" and clean.body == "Revenue rose & margins grew."
+    assert "html_stripped" in clean.flags and clean.reject is None
+
+
+def test_an_item_without_any_text_is_refused_with_a_reason() -> None:
+    clean = clean_text("", "  ", "<p></p>")
+    assert clean.reject is not None and "empty" in clean.reject
+
+
+def test_an_empty_body_is_kept_and_flagged() -> None:
+    clean = clean_text("ACME beats estimates", None, None)
+    assert clean.reject is None and "empty_body" in clean.flags
+
+
+def test_a_huge_article_is_truncated_and_flagged() -> None:
+    clean = clean_text("ACME", None, "word " * 30_000)
+    assert len(clean.body) == MAX_BODY_CHARS and "truncated" in clean.flags
+
+
+def test_non_english_text_is_flagged() -> None:
+    spanish = "Las acciones de la empresa subieron después de que los resultados superaran las previsiones del mercado"
+    assert guess_language(spanish) == "other"
+    assert "non_english" in clean_text("ACME sube", None, spanish).flags
+    assert guess_language("The shares of the company rose after the results beat the estimates") == "en"
+
+
+def test_spam_cashtags_and_bad_symbols() -> None:
+    assert is_spam("FREE signals!!! $ACME 1000% gains guaranteed, join my Discord discord.gg/12")
+    assert not is_spam("DD: why $ACME is undervalued")
+    assert cashtags("$acme and $BRK.B beat $ACME, not $5") == ["ACME", "BRK.B"]
+    assert split_symbols(["AAPL", "brk.b", "DROP TABLE", ""]) == (["AAPL", "BRK.B"], ["DROP TABLE"])
+
+
+@pytest.mark.parametrize("name", [VADER, VADER_LM])
+def test_the_built_in_models_run_offline_and_tell_good_from_bad_news(name: str) -> None:
+    model = load_sentiment_model(name)
+    scores = model.score(
+        ["Shares surge after a great quarter", "Shares plunge as the company warns of a terrible loss", ""]
+    )
+    assert model.name == name
+    assert scores[0] > 0.05 and scores[1] < -0.05 and scores[2] == 0.0
+    assert list(labels(np.array([0.5, -0.5, 0.01]))) == [1, -1, 0]
+
+
+def test_the_finance_word_list_reads_finance_words_vader_lacks() -> None:
+    text = ["Analysts downgrade the stock after the earnings miss"]
+    assert load_sentiment_model(VADER_LM).score(text)[0] < load_sentiment_model(VADER).score(text)[0]
+
+
+def test_per_symbol_sentiment_reads_the_sentences_naming_each_symbol() -> None:
+    model = load_sentiment_model(VADER)
+    text = "ACME shares surge on great results. OTHR shares plunge on a terrible loss."
+    scores = symbol_sentiment(model, text, ["ACME", "OTHR"], 0.0)
+    assert scores["ACME"] > 0 > scores["OTHR"]
+
+
+def test_an_unknown_model_names_the_choices() -> None:
+    with pytest.raises(ConfigurationError, match="vader"):
+        load_sentiment_model("bert")
