@@ -283,13 +283,16 @@ def _story(symbol: str, table: NewsTable, i: int) -> Story:
         "region": REGIONS[_n(key, 6, len(REGIONS))],
     }
     analyst = _n(key, 7, len(ANALYSTS))
-    sentences = [
+    move = (
         f"{symbol} {verb} {abs(pct):.2f}% to ${close:.2f} in the session."
         if verb != "was little changed at"
-        else f"{symbol} was little changed at ${close:.2f} in the session.",
+        else f"{symbol} was little changed at ${close:.2f} in the session."
+    )
+    sentences = [  # the lead is the story's own: its topic and figures, then the analyst's call
+        TOPICS[_n(key, 11, len(TOPICS))].format(**figures),
         f"{ANALYSTS[analyst]} of {FIRMS[_n(key, 8, len(FIRMS))]} {RATING[polarity][_n(key, 9, 3)]}"
         f" with a target of ${close * (0.8 + 0.5 * _u(key, 10)):.0f}.",
-        TOPICS[_n(key, 11, len(TOPICS))].format(**figures),
+        move,
         f"Volume reached {2 + 80 * _u(key, 12):.1f} million shares, {0.5 + 3 * _u(key, 13):.1f} times the"
         " 30-day average.",
     ]
@@ -318,7 +321,7 @@ def _copy_url(story: Story, vendor: str, key: int) -> str:
     roll = _u(key, 50)
     if roll < 0.3:
         host = PUBLISHER_HOSTS[(PUBLISHER_HOSTS.index(story.host) + 1 + _n(key, 51, 3)) % len(PUBLISHER_HOSTS)]
-        return f"https://www.{host}/markets/{story.symbols[0].lower()}-{key % 10_000_000}.html"
+        return f"https://www.{host}/markets/{story.symbols[0].lower()}-{key:x}.html"
     if roll < 0.5:
         return story.url.replace("https://www.", "https://m.")
     if roll < 0.6:
@@ -337,7 +340,8 @@ def vendor_copies(vendor: str, symbol: str, table: NewsTable, now_ns: int) -> li
         story = _story(symbol, table, i)
         copies = (_u(story.key, salt) < carried) + (_u(story.key, salt + 1) < second)
         for c in range(int(copies)):
-            key = int(hash_u64(np.array([story.key * 4 + c], dtype=np.uint64), salt + 2)[0] >> np.uint64(12))
+            copy = story.key * 64 + salt * 4 + c  # distinct for every (story, vendor, copy)
+            key = int(hash_u64(np.array([copy], dtype=np.uint64), 7_777)[0] >> np.uint64(12))
             delay = int((c * 40 + 30 * _u(key, 60) + (0 if c == 0 else 120 * _u(key, 61))) * MINUTE_NS)
             t_ns = story.t_ns + delay
             headline = _reword(story.headline, key) if (c or vendor != "alpaca") else story.headline
