@@ -47,6 +47,26 @@ async def retrying_on_lost_database(
         except Exception as exc:
             if delay is None or not connection_lost(exc):
                 raise
-            logger.warning("%s lost its database connection (attempt %d): retrying in %d s", what, attempt, delay)
+            cause = " ".join(str(exc).split())
+            _run_logger().warning(
+                "%s lost its database connection (%s: %s); retrying in %d s (attempt %d of %d)",
+                what,
+                type(exc).__name__,
+                cause,
+                delay,
+                attempt,
+                len(delays) + 1,
+            )
             await asyncio.sleep(delay)
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _run_logger() -> Any:
+    """The Prefect run's logger inside a run (the message reaches the UI and the CLI), else this module's."""
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logger

@@ -48,9 +48,10 @@ def test_tiny_benchmark_reports_positive_figures_and_cleans_up(stack: Settings) 
     assert latency["bars"] == 3 * 390 and latency["requests"] == 3 and latency["refused_429"] == 0
     assert 0 < report["rate_limit_utilization"] <= 1.0 and report["end_to_end_vs_naive_latency"] > 0
     assert 0 < report["prefect_cpu_fraction"] < 1 and report["cpu_vs_writer"] > 0
+    assert report["hot_store_writer"]["rows"] == report["bars"] and report["cpu_vs_bare_writer"] > 0
     assert len(report["load_average"]["before"]) == 3 and isinstance(report["load_average"]["idle"], bool)
     assert "under latency" in render_table(report)
-    patterns = [f"{prefix}{report['run_tag']}%" for prefix in "BPNLM"]  # the run's symbols
+    patterns = [f"{prefix}{report['run_tag']}%" for prefix in "BPNLMW"]  # the run's symbols
     with database_connection(stack) as conn:
         left = conn.execute(
             "SELECT (SELECT count(*) FROM ops.raw_pages WHERE symbol LIKE ANY(%(p)s))"

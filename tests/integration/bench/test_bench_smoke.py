@@ -89,6 +89,8 @@ CPU_BOUNDS = {
     "prefect_cpu_fraction",
     "writer_cpu_seconds",
     "writer_cpu_us_per_bar",
+    "bare_writer_cpu_us_per_bar",
+    "cpu_vs_bare_writer",
     "end_to_end_cpu_us_per_bar",
 }
 
