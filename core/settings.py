@@ -89,7 +89,7 @@ class RoutingSettings(_Section):
     hot_data_days_by_dataset: dict[str, PositiveInt] = Field(
         default_factory=dict,
         description="per-dataset override of hot_data_days; datasets: bars_intraday, bars_daily, features, "
-        "feature_values, trades (see storage/tiering.py)",
+        "feature_values, trades, quotes, option_quotes (see storage/tiering.py)",
     )
     cold_fallback_enabled: bool = True
 

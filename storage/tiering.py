@@ -8,6 +8,7 @@ Layout (Hive-style, readable by pyarrow.dataset, DuckDB, Spark with ``hive_parti
     cold/features/timeframe=1day/month=2026-01/<chunk>.parquet
     cold/feature_values/timeframe=.../<chunk>.parquet               plugin outputs (long)
     cold/trades/date=2026-01-05/<chunk>.parquet                     trades (no timeframe), one UTC day
+    cold/option_quotes/date=2026-01-05/<chunk>.parquet              option chain snapshots, one UTC day
 
 Intraday timeframes partition by day (a 1-day chunk is exactly one partition), daily bars by month
 (a 30-day chunk spans two months, so it becomes two objects). ``<chunk>`` is the TimescaleDB chunk's
@@ -85,6 +86,7 @@ from storage.aggregates import POLICY_WINDOW
 from storage.feature_tables import FEATURE_VALUES_TABLE, FEATURES_TABLE
 from storage.hot import BARS_DAILY, BARS_INTRADAY, Column, TableSpec
 from storage.lake import Lake
+from storage.options import OPTION_QUOTES_TABLE
 from storage.quotes import QUOTES_TABLE
 from storage.trades import TRADES_TABLE
 
@@ -106,6 +108,7 @@ class TierDataset:
     name: str  # settings and CLI name: storage.routing.hot_data_days_by_dataset.<name>
     table: TableSpec
     lake_name: str  # cold/<lake_name>/...
+    symbol_column: str = "symbol"  # what files are sorted by and the manifest's symbol range is of
 
     @property
     def columns(self) -> tuple[Column, ...]:
@@ -141,6 +144,8 @@ DATASETS: dict[str, TierDataset] = {
         TierDataset("feature_values", FEATURE_VALUES_TABLE, "feature_values"),
         TierDataset("trades", TRADES_TABLE, "trades"),
         TierDataset("quotes", QUOTES_TABLE, "quotes"),
+        # option chain snapshots, one UTC day per object, sorted and ranged by underlying
+        TierDataset("option_quotes", OPTION_QUOTES_TABLE, "option_quotes", symbol_column="underlying"),
     )
 }
 
@@ -252,7 +257,7 @@ def split_partitions(ds: TierDataset, table: pa.Table) -> list[tuple[str, str, p
 
 
 def sort_rows(ds: TierDataset, table: pa.Table) -> pa.Table:
-    order = ["symbol", "ts", *(k for k in ds.key if k not in ("symbol", "ts", "timeframe"))]
+    order = [ds.symbol_column, "ts", *(k for k in ds.key if k not in (ds.symbol_column, "ts", "timeframe"))]
     return table.sort_by([(name, "ascending") for name in order])
 
 
@@ -273,6 +278,8 @@ def table_checksum(table: pa.Table) -> str:
             digest.update(np.asarray(column.cast(pa.int64()).fill_null(0), dtype=np.int64).tobytes())
         elif pa.types.is_floating(column.type):
             digest.update(np.asarray(column.fill_null(0.0), dtype=np.float64).tobytes())
+        elif pa.types.is_date32(column.type):  # days since the epoch (option expirations)
+            digest.update(np.asarray(column.cast(pa.int32()).fill_null(0), dtype=np.int64).tobytes())
         else:
             digest.update(np.asarray(column.cast(pa.int64()).fill_null(0), dtype=np.int64).tobytes())
     return digest.hexdigest()
@@ -511,7 +518,7 @@ def describe(
     compression: str,
 ) -> LakeFile:
     ts_min, ts_max = pc.min_max(rows["ts"]).values()
-    sym_min, sym_max = pc.min_max(rows["symbol"]).values()
+    sym_min, sym_max = pc.min_max(rows[ds.symbol_column]).values()
     return LakeFile(
         key,
         ds.name,

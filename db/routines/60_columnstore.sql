@@ -31,6 +31,10 @@
 --   hundreds of 1,000-row batches of one segment with ts min/max; bid/ask prices and sizes move by
 --   small steps between consecutive updates, which the per-column delta encodings store compactly.
 --
+-- market.option_quotes   segmentby underlying; orderby ts DESC, contract.
+--   Readers take one underlying's snapshot (the chain, its features, the scanners' newest
+--   snapshot): a day of one underlying's snapshots is one segment, the newest first.
+--
 -- features.bar_features  segmentby timeframe, feature_set; orderby symbol, ts DESC.
 -- features.bar_feature_values  segmentby timeframe, feature_set, name; orderby symbol, ts DESC.
 --   Feature reads are one feature set and timeframe for a set of symbols over a range (the export,
@@ -69,6 +73,12 @@ ALTER TABLE market.quotes SET (
     timescaledb.compress,
     timescaledb.compress_segmentby = 'symbol',
     timescaledb.compress_orderby = 'ts DESC, bid_exchange, ask_exchange'
+);
+
+ALTER TABLE market.option_quotes SET (
+    timescaledb.compress,
+    timescaledb.compress_segmentby = 'underlying',
+    timescaledb.compress_orderby = 'ts DESC, contract'
 );
 
 ALTER TABLE features.bar_features SET (
