@@ -26,7 +26,10 @@ from core.errors import StorageError
 from storage.lake import Lake
 
 RAW_PREFIX = "raw"
-GZIP_LEVEL = 6  # level 9 costs ~8x the CPU of 6 for ~6 % smaller pages: not worth it on the hot path
+# Level 1: a 7,800-bar Polygon page (734 kB of JSON) compresses in 5 ms to 208 kB; level 6 takes
+# 24 ms for 152 kB (level 9 ~8x more again for ~6 % less). The raw zone is an archive on object
+# storage, the compression is on every page's hot path: 37 % more bytes for a fifth of the CPU.
+GZIP_LEVEL = 1
 
 
 @dataclass(frozen=True)
