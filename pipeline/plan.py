@@ -52,7 +52,7 @@ def resume_starts(request: IngestRequest, high_water: Mapping[str, datetime]) ->
     starts: dict[str, datetime | None] = {}
     for symbol in request.symbols:
         mark = high_water.get(symbol)
-        if mark is None:
+        if mark is None or request.data_type == "options":  # a chain snapshot is taken whatever is stored
             start = request.start
         elif request.data_type in TEXT_DATA_TYPES:  # items arrive late: an hour again (the upsert keeps it exact)
             start = max(request.start, mark - TEXT_OVERLAP)

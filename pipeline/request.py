@@ -19,7 +19,7 @@ from core.errors import RequestError
 from core.model import normalize_symbol
 from sources.registry import ENTRY_POINT_GROUP, SourceRegistry
 
-DATA_TYPES = ("market_data", "corporate_actions", "fundamentals", "earnings", "news", "social")
+DATA_TYPES = ("market_data", "corporate_actions", "fundamentals", "earnings", "news", "social", "options")
 # Data types only some vendors serve, and which: financial statements and the earnings calendar
 # (Benzinga's, through Polygon) come from Polygon alone.
 DATA_TYPE_SOURCES = {
@@ -27,6 +27,7 @@ DATA_TYPE_SOURCES = {
     "earnings": ("polygon",),
     "news": ("polygon", "alpaca"),
     "social": ("reddit",),
+    "options": ("polygon",),
 }
 EARNINGS_HORIZON_DAYS = 366  # how far ahead an earnings calendar may be asked for
 TIMEFRAMES = ("1min", "5min", "15min", "1hour", "1day")
@@ -145,9 +146,11 @@ def parse_ingest_request(
         raise RequestError(
             f"source {source!r} serves no {data_type}: use --source {' or '.join(serving)} for {data_type}"
         )
+    now = now or datetime.now(UTC)
+    if data_type == "options":  # a chain is a snapshot of now: the dates only name the run
+        start_date, end_date = start_date or now.date().isoformat(), end_date or now.date().isoformat()
     start = parse_when(start_date, "start_date")
     end = parse_when(end_date, "end_date")
-    now = now or datetime.now(UTC)
     horizon = now + timedelta(days=EARNINGS_HORIZON_DAYS) if data_type == "earnings" else now
     if start > end:
         raise RequestError(

@@ -29,6 +29,7 @@ from storage.lake import Lake
 from tasks.collection import ParsedPage
 from tasks.fundamentals import EARNINGS_DATASETS, FUNDAMENTAL_DATASETS, process_symbol_fundamentals
 from tasks.news import NEWS_DATASETS, SOCIAL_DATASETS, TEXT_DATASETS, process_symbol_news
+from tasks.options import OPTION_DATASETS, process_symbol_options
 from tasks.processing import (
     ACTION_DATASETS,
     BAR_DATASETS,
@@ -52,6 +53,8 @@ def datasets_of(data_type: str) -> tuple[str, ...]:
         return FUNDAMENTAL_DATASETS
     if data_type == "earnings":
         return EARNINGS_DATASETS
+    if data_type == "options":
+        return OPTION_DATASETS
     return BAR_DATASETS if data_type == "market_data" else ACTION_DATASETS
 
 
@@ -95,6 +98,8 @@ def _process_on(
         return process_symbol_actions(conn, lake, pages, parsed, resources.sources), None
     if pages[0].dataset in FUNDAMENTAL_DATASETS + EARNINGS_DATASETS:
         return process_symbol_fundamentals(conn, lake, pages, parsed, resources.sources), None
+    if pages[0].dataset in OPTION_DATASETS:
+        return process_symbol_options(conn, lake, pages, resources.settings.options, parsed, resources.sources), None
     quality = resources.settings.quality
     outcome, result, _ = process_symbol_bars(
         conn,

@@ -33,6 +33,7 @@ from marketpipe.cli import (
     fundamentals,
     lake,
     news,
+    options,
     pipeline,
     sandbox,
     scan,
@@ -80,6 +81,7 @@ app.add_typer(bench.app, name="bench")
 app.add_typer(features.app, name="features")
 app.add_typer(lake.app, name="lake")
 app.add_typer(news.app, name="news")
+app.add_typer(options.app, name="options")
 app.add_typer(scan.app, name="scan")
 app.add_typer(stream.app, name="stream")
 

@@ -37,6 +37,8 @@ class PolygonSource(VendorSource):
             return [self.client.earnings_request(symbol, start, end)]
         if wanted.data_type == "news":
             return [self.client.news_request(symbol, start, end)]
+        if wanted.data_type == "options":
+            return [self.client.option_chain_request(symbol)]
         return [self.client.reference_request(kind, symbol, start, end) for kind in ("splits", "dividends")]
 
     @classmethod

@@ -28,7 +28,8 @@ GROUPS = {
     "features": ["export"],
     "lake": ["tier", "ls", "du", "compact", "prune-raw"],
     "news": ["search", "like"],
-    "scan": ["latest", "movers", "volume-spikes", "gaps", "highs-lows", "rsi"],
+    "options": ["ingest", "chain"],
+    "scan": ["latest", "movers", "volume-spikes", "gaps", "highs-lows", "rsi", "iv-rank", "unusual-options"],
     "stream": ["tail"],
 }
 
