@@ -272,3 +272,44 @@ def corporate_actions(ctx: RequestContext) -> Payload:
         grouped.setdefault(group, []).append(rec)
     next_token = encode_cursor({"o": offset + limit}) if offset + limit < len(events) else None
     return Payload({"corporate_actions": grouped, "next_page_token": next_token}, list(grouped.values()), symbols)
+
+
+def option_chain(ctx: RequestContext) -> Payload:
+    """/v1beta1/options/snapshots/{underlying_symbol}: the chain's snapshots keyed by contract
+    symbol (OCC without Polygon's ``O:``), filtered by type, strike_price_gte/lte and
+    expiration_date(_gte/_lte), paged by ``page_token`` (limit up to 1000, default 100)."""
+    market: Market = ctx.market
+    bad = _err(400)
+    underlying = ctx.path["underlying_symbol"]
+    if not market.exists(underlying):
+        return Payload({"snapshots": {}, "next_page_token": None}, [[]], [canonical_symbol(underlying)])
+    chain = market.option_chain(underlying)
+    q = ctx.query
+    mask = np.ones(len(chain), dtype=bool)
+    kind = parse_choice(q.get("type"), "", "type", ("", "call", "put"), bad)
+    if kind:
+        mask &= chain.is_call == (kind == "call")
+    try:
+        if q.get("strike_price_gte"):
+            mask &= chain.strike >= float(q["strike_price_gte"])
+        if q.get("strike_price_lte"):
+            mask &= chain.strike <= float(q["strike_price_lte"])
+        days = chain.expiration.astype("datetime64[D]")
+        for name, keep in (("expiration_date", np.equal), ("expiration_date_gte", np.greater_equal)):
+            if q.get(name):
+                mask &= keep(days, np.datetime64(date.fromisoformat(q[name])))
+        if q.get("expiration_date_lte"):
+            mask &= days <= np.datetime64(date.fromisoformat(q["expiration_date_lte"]))
+    except ValueError as exc:
+        raise bad(f"invalid filter: {exc}") from exc
+    rows = np.flatnonzero(mask)
+    rows = rows[np.lexsort((chain.strike[rows], ~chain.is_call[rows], chain.expiration[rows]))]
+    limit = parse_int(q.get("limit"), 100, "limit", 1, 1000, _err(422))
+    token = _token(ctx)
+    offset = int(token["o"]) if token else 0
+    page = rows[offset : offset + limit]
+    snapshots = wire.option_snapshots(chain, page)
+    next_token = encode_cursor({"o": offset + limit}) if offset + limit < len(rows) else None
+    return Payload(
+        {"snapshots": snapshots, "next_page_token": next_token}, [list(snapshots.values())], [chain.underlying]
+    )

@@ -64,6 +64,7 @@ VENDOR_ROUTES: tuple[tuple[str, str, str, Handler], ...] = (
     ("alpaca", "quotes", "/v2/stocks/{symbol}/quotes", alpaca_api.quotes),
     ("alpaca", "news", "/v1beta1/news", alpaca_api.news),
     ("alpaca", "corporate_actions", "/v1/corporate-actions", alpaca_api.corporate_actions),
+    ("alpaca", "option_snapshots", "/v1beta1/options/snapshots/{underlying_symbol}", alpaca_api.option_chain),
     ("yahoo", "chart", "/v8/finance/chart/{symbol}", yahoo_api.chart),
     ("reddit", "listing", "/r/{subreddit}/{listing}.json", reddit_api.listing),
 )

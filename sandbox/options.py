@@ -100,6 +100,7 @@ class OptionChain:
     gamma: np.ndarray
     theta: np.ndarray  # per calendar day
     vega: np.ndarray  # per vol point
+    rho: np.ndarray  # per rate point
     open_interest: np.ndarray
     volume: np.ndarray
     bid: np.ndarray  # quoted, in cents, with the defects
@@ -190,6 +191,7 @@ def option_chain(
     theta_put = decay + RISK_FREE * k_g * disc * _norm_cdf(-d2) - q * spot * carry * _norm_cdf(-d1)
     theta = np.where(call_g, theta_call, theta_put) / 365.0
     vega = spot * carry * _norm_pdf(d1) * sqrt_t / 100.0
+    rho = np.where(call_g, 1.0, -1.0) * k_g * years * disc * _norm_cdf(np.where(call_g, d2, -d2)) / 100.0
     moneyness = np.abs(np.log(k_g / spot))
     liquidity = np.exp(-8 * moneyness) / (1 + years * 4)
     jitter = 0.5 + (np.arange(len(k_g)) * 2654435761 + seed_key) % 1000 / 1000.0
@@ -214,6 +216,7 @@ def option_chain(
         gamma,
         theta,
         vega,
+        rho,
         oi,
         vol,
         bid,

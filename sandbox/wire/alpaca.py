@@ -10,8 +10,11 @@ import hashlib
 import uuid
 from typing import Any
 
+import numpy as np
+
 from sandbox.market import DividendEvent, SplitEvent
 from sandbox.news import NewsItem
+from sandbox.options import OptionChain
 from sandbox.prices import Bars, symbol_hash
 from sandbox.ticks import ALPACA_EXCHANGE_CODES, TAPE_LETTERS, Quotes, Trades
 from sandbox.wire.common import rfc3339
@@ -147,3 +150,35 @@ def dividend_record(event: DividendEvent) -> tuple[str, dict[str, Any]]:
         "record_date": event.record_date.isoformat(),
         "payable_date": event.pay_date.isoformat(),
     }
+
+
+def option_snapshots(chain: OptionChain, index: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Alpaca's option snapshots keyed by contract symbol (OCC, no ``O:``): latest quote with its
+    defects, latest trade at the model price, the model's IV and greeks (theta per day, vega and
+    rho per point, as Alpaca sends them)."""
+    out: dict[str, dict[str, Any]] = {}
+    quote_times = rfc3339(chain.quote_ns[index]) if len(index) else []
+    for i, quoted_at in zip(index.tolist(), quote_times, strict=True):
+        price = round(float(chain.price[i]), 2)
+        out[chain.occ_ticker(i).removeprefix("O:")] = {
+            "latestQuote": {
+                "ap": float(chain.ask[i]),
+                "as": 10,
+                "ax": "C",
+                "bp": float(chain.bid[i]),
+                "bs": 10 if chain.bid[i] > 0 else 0,
+                "bx": "C",
+                "c": "A",
+                "t": quoted_at,
+            },
+            "latestTrade": {"c": "I", "p": price, "s": 1, "t": quoted_at, "x": "C"},
+            "impliedVolatility": round(float(chain.iv[i]), 6),
+            "greeks": {
+                "delta": round(float(chain.delta[i]), 6),
+                "gamma": round(float(chain.gamma[i]), 6),
+                "rho": round(float(chain.rho[i]), 6),
+                "theta": round(float(chain.theta[i]), 6),
+                "vega": round(float(chain.vega[i]), 6),
+            },
+        }
+    return out
