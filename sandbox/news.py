@@ -456,9 +456,12 @@ def _base36(value: int) -> str:
             return out
 
 
+SUBREDDIT_SLOTS = 1024  # post ids carry their subreddit too: Reddit's ids are unique site-wide
+
+
 def post_slot(post_id: str) -> tuple[int, int]:
     """(hour slot, item) encoded in a post id; ValueError when it is not one of ours."""
-    value = int(post_id, 36)
+    value = int(post_id, 36) // SUBREDDIT_SLOTS
     return value // 8, value % 8
 
 
@@ -482,6 +485,7 @@ def subreddit_posts(seed: int, subreddit: str, first_hour: int, last_hour: int) 
     comments = (score * hash_uniform(key, salt + 6) * 0.4).astype(np.int64)
     ratio = np.round(0.5 + 0.5 * hash_uniform(key, salt + 7), 2)
     kind_roll = hash_uniform(key, salt + 8)
+    sub_slot = symbol_hash(subreddit.lower()) % SUBREDDIT_SLOTS
     posts = []
     for i in order:
         sym = DEFAULT_UNIVERSE[int(sym_idx[i])]
@@ -499,7 +503,7 @@ def subreddit_posts(seed: int, subreddit: str, first_hour: int, last_hour: int) 
             selftext = "Asking for a friend."
         posts.append(
             RedditPost(
-                id=_base36(int(key[i])),
+                id=_base36(int(key[i]) * SUBREDDIT_SLOTS + sub_slot),
                 created_utc=int(created[i]),
                 title=title,
                 selftext=selftext,

@@ -4,6 +4,8 @@
 features/embeddings.py, searched through pgvector's HNSW index); ``news like STORY_ID`` the stories
 nearest to a stored one. Both take a time range (``--since``/``--until``: an ISO date or time, UTC
 unless it says otherwise, or an age such as ``7d``, ``12h``, ``30m``) and ``--symbols``.
+``news latest`` lists the newest stored items (ours and the vendor's sentiment beside each), ``news
+story ID`` one story with every vendor's copy of it (storage/news.py).
 """
 
 from __future__ import annotations
@@ -139,3 +141,80 @@ def news_like(
     with database_connection(settings_of(ctx), autocommit=True) as conn:
         hits = stories_like(conn, story_id, k=limit, since=start, until=end, symbols=wanted, model=model)
     _print(hits, as_json, f"no other stories near story {story_id} in that range")
+
+
+Kind = Annotated[str | None, typer.Option(help="news (articles) or social (posts); both when not given")]
+
+
+def _plain(value: object) -> object:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+@app.command("latest")
+def news_latest(
+    ctx: typer.Context,
+    symbols: Symbols = None,
+    kind: Kind = None,
+    limit: Limit = 20,
+    as_json: JsonOutput = False,
+) -> None:
+    """The newest stored items (time, source, story id, our sentiment, the vendor's, symbols, headline)."""
+    from db.connect import database_connection
+    from storage.news import latest_items
+
+    if kind not in (None, "news", "social"):
+        raise RequestError(f"--kind {kind!r} is not a kind of item: use news or social")
+    if limit < 1 or limit > 1000:
+        raise RequestError(f"--limit {limit} is out of range: use 1..1000")
+    wanted = parse_symbols(symbols)
+    with database_connection(settings_of(ctx), autocommit=True) as conn:
+        items = latest_items(conn, symbols=wanted, kind=kind, limit=limit)
+    if as_json:
+        typer.echo(json.dumps([{k: _plain(v) for k, v in item.items()} for item in items]))
+        return
+    if not items:
+        typer.echo(
+            "no news stored"
+            + (f" about {','.join(wanted)}" if wanted else "")
+            + ": run marketpipe ingest --data-type news"
+        )
+        return
+    for item in items:
+        ours = "   -  " if item["sentiment"] is None else f"{item['sentiment']:+.2f}"
+        theirs = "   -  " if item["vendor_sentiment"] is None else f"{item['vendor_sentiment']:+.2f}"
+        symbols_text = ",".join(item["symbols"]) or "-"
+        typer.echo(
+            f"{item['published_at']:%Y-%m-%d %H:%M}  {item['source']:<8} {item['story_id']:>20}  {ours} {theirs}"
+            f"  {symbols_text:<12}  {item['headline']}"
+        )
+
+
+@app.command("story")
+def news_story(
+    ctx: typer.Context,
+    story_id: Annotated[int, typer.Argument(help="a story id (news latest and news search print them)")],
+    as_json: JsonOutput = False,
+) -> None:
+    """One story: its first headline, polarity, and every copy of it (vendor, id, time, URL)."""
+    from db.connect import database_connection
+    from storage.news import story
+
+    with database_connection(settings_of(ctx), autocommit=True) as conn:
+        found = story(conn, story_id)
+    if found is None:
+        raise RequestError(f"no story {story_id} is stored: take an id from marketpipe news latest")
+    if as_json:
+        out = {k: _plain(v) for k, v in found.items() if k != "members"}
+        out["members"] = [{k: _plain(v) for k, v in m.items()} for m in found["members"]]
+        typer.echo(json.dumps(out))
+        return
+    polarity = "-" if found["polarity"] is None else f"{found['polarity']:+.2f}"
+    typer.echo(f"story {found['story_id']}: {found['headline']}")
+    typer.echo(
+        f"first seen {found['first_seen']:%Y-%m-%d %H:%M} UTC, {found['items']} item(s), polarity {polarity},"
+        f" symbols {','.join(found['symbols']) or '-'}"
+    )
+    for m in found["members"]:
+        typer.echo(
+            f"  {m['published_at']:%Y-%m-%d %H:%M}  {m['source']:<8} {m['id']:<16} {m['headline']}  {m['url'] or ''}"
+        )
