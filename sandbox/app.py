@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 from sandbox import alpaca_api, news, polygon_api, reddit_api, yahoo_api
 from sandbox.clock import NS, MarketClock, end_of_day_ns, new_york_date, parse_now, to_ns
 from sandbox.config import FaultConfig, SandboxConfig
+from sandbox.defects import FilingDefects, defect_routes
 from sandbox.faults import (
     FaultDecision,
     FaultPlan,
@@ -88,6 +89,7 @@ class SandboxState:
         self.faults = FaultPlan(config.faults)
         self.stats = Stats()
         self.skews = PriceSkews()  # planted price discrepancies (sandbox.skews)
+        self.filing_defects = FilingDefects()  # planted bad filings (sandbox.defects)
         self.network = VendorNetwork(LatencyConfig())  # latency and the vendors' plan limits (sandbox.latency)
 
     def set_faults(self, faults: FaultConfig) -> None:
@@ -226,6 +228,7 @@ def _vendor_endpoint(state: SandboxState, vendor: str, name: str, handler: Handl
             state.stats.outcome(endpoint_name, exc.status)
             return JSONResponse(exc.body, exc.status, headers=exc.headers)
         state.skews.apply(vendor, payload)
+        state.filing_defects.apply(vendor, payload)
         served = payload.record_count
         counts = _apply_data_faults(payload, decision, faults.record_fraction)
         malformed = 0
@@ -362,7 +365,7 @@ def _control_routes(state: SandboxState) -> list[Route]:
 def create_app(config: SandboxConfig | None = None, market: Market | None = None) -> Starlette:
     """One ASGI app serving every vendor; `market` may be shared between apps (tests) or built here."""
     state = SandboxState(config or SandboxConfig(), market)
-    routes: list[BaseRoute] = [*_control_routes(state), *skew_routes(state.skews)]
+    routes: list[BaseRoute] = [*_control_routes(state), *skew_routes(state.skews), *defect_routes(state.filing_defects)]
     routes += [
         Route(path, _vendor_endpoint(state, vendor, name, handler), methods=["GET"])
         for vendor, name, path, handler in VENDOR_ROUTES

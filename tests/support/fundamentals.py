@@ -27,6 +27,8 @@ def wipe(conn: psycopg.Connection) -> None:
     """Delete every row of FUND_SYMBOLS the fundamentals tests write (conn: autocommit)."""
     for table in TABLES:
         conn.execute(f"DELETE FROM {table} WHERE symbol = ANY(%s)", (list(FUND_SYMBOLS),))  # type: ignore[arg-type]
+    keys = [f"%/symbol={symbol}/%" for symbol in FUND_SYMBOLS]
+    conn.execute("DELETE FROM ops.dead_letters WHERE payload_lake_key LIKE ANY(%s)", (keys,))
 
 
 def sandbox_results(stack: Settings, path: str, **params: Any) -> list[dict[str, Any]]:
