@@ -26,6 +26,7 @@ EXPECTED = {
     "pipeline/eod-ingest",
     "pipeline/ingest-shard",
     "intraday/intraday-ingest",
+    "options/options-snapshots",
     "pipeline/gap-repair",
     "features/features-recompute",
     "tiering/nightly-tiering",

@@ -1,0 +1,47 @@
+"""Option chain snapshots of the universe, every 15 minutes in session hours (the
+``options/options-snapshots`` deployment): the ``ingest`` flow with ``data_type="options"``.
+
+A snapshot is the vendor's chain as it is now, so the run has no date range: it names today's New
+York date. On a day NYSE is closed the run ends at once as a Completed state named "Skipped" that
+says why (the schedule's cron knows weekdays, the calendar knows holidays).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.states import Completed, State
+
+from core.calendar import closed_reason, new_york_date
+from core.settings import load_settings
+from flows.ingestion import ingest_flow
+
+SKIPPED = "Skipped"
+
+
+@flow(name="options", flow_run_name="options-snapshots")
+async def options_flow(
+    symbols: list[str] | None = None,
+    source: str = "polygon",
+    day: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any] | State:
+    """Snapshot the chains of ``symbols`` (default: the settings' ``pipeline.symbols``) from
+    ``source`` unless NYSE is closed on ``day`` (ISO date; default: today in New York)."""
+    today = date.fromisoformat(day) if day else new_york_date(datetime.now(UTC))
+    reason = closed_reason(today)
+    if reason is not None:
+        message = f"market closed: {reason}; no option chains to snapshot"
+        get_run_logger().info("skipping the options run: %s", message)
+        return Completed(name=SKIPPED, message=message, data={"skipped": True, "reason": reason})
+    universe = symbols or list(load_settings(overrides=overrides).pipeline.symbols)
+    return await ingest_flow(
+        symbols=universe,
+        start_date=today.isoformat(),
+        end_date=today.isoformat(),
+        data_type="options",
+        source=source,
+        overrides=overrides,
+    )
