@@ -34,6 +34,8 @@ EXPECTED = {
     "smoke/smoke",
     "stream/stream-polygon",
     "stream/stream-alpaca",
+    "fundamentals/fundamentals-daily",
+    "fundamentals/earnings-daily",
 }
 
 
