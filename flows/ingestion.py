@@ -24,7 +24,9 @@ from typing import Any
 
 from prefect import flow
 from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
 
+from pipeline.plan import TEXT_DATA_TYPES
 from pipeline.request import parse_ingest_request
 from sources.factory import market_data_sources
 from tasks.aggregates import refresh_aggregates_task
@@ -35,6 +37,7 @@ from tasks.ingestion import (
     process_collected,
     publish_collection_summary,
 )
+from tasks.news import news_features_task
 from tasks.pending import publish_processing
 from tasks.runs import recorded_run
 
@@ -93,6 +96,8 @@ async def ingest_flow(
             await publish_processing(batch)
             if batch.minutes_changed:
                 refresh_aggregates_task(run.resources, *batch.minutes_changed)
+            if request.data_type in TEXT_DATA_TYPES:  # sentiment features of the symbols' daily bars
+                await news_features_task(quote(run.resources), quote(request))
             summary.with_processing(batch)
         run.summary = summary
     return summary.to_dict()

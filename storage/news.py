@@ -23,6 +23,8 @@ import pandas as pd
 import psycopg
 
 from core.errors import StorageError
+from storage.feature_tables import FEATURE_VALUES_TABLE
+from storage.hot import UpsertResult, upsert_frame
 
 ITEM_COLUMNS = (
     "source",
@@ -262,3 +264,62 @@ def story(conn: psycopg.Connection, story_id: int) -> dict[str, Any] | None:
     item_names = ("published_at", "updated_at", "source", "id", "headline", "url", "sentiment", "vendor_sentiment")
     out["members"] = [dict(zip((*item_names, "symbols"), r, strict=True)) for r in rows]
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Sentiment features (features.news_sentiment computes them; they live in the feature store)
+
+
+def symbol_sentiment_rows(
+    conn: psycopg.Connection, symbols: Sequence[str], low: datetime, high: datetime, kind: str = "news"
+) -> pd.DataFrame:
+    """(symbol, published_at, sentiment) of the items of ``kind`` about ``symbols`` published in
+    [low, high], oldest first; posts flagged spam are left out."""
+    rows = conn.execute(
+        """
+        SELECT l.symbol, l.published_at, l.sentiment
+        FROM news.item_symbols l
+        JOIN news.items i ON i.source = l.source AND i.id = l.id AND i.published_at = l.published_at
+        WHERE l.symbol = ANY(%s) AND l.kind = %s AND l.published_at BETWEEN %s AND %s
+          AND NOT ('spam' = ANY(i.flags))
+        ORDER BY l.symbol, l.published_at
+        """,
+        (list(symbols), kind, low, high),
+    ).fetchall()
+    return pd.DataFrame(rows, columns=["symbol", "published_at", "sentiment"])
+
+
+def bar_stamps(
+    conn: psycopg.Connection, symbols: Sequence[str], timeframe: str, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """(symbol, ts) of the stored bars (the consolidated series) in [start, end]."""
+    rows = conn.execute(
+        "SELECT symbol, ts FROM market.bars WHERE symbol = ANY(%s) AND timeframe = %s AND ts BETWEEN %s AND %s"
+        " ORDER BY symbol, ts",
+        (list(symbols), timeframe, start, end),
+    ).fetchall()
+    return pd.DataFrame(rows, columns=["symbol", "ts"])
+
+
+def write_news_features(conn: psycopg.Connection, long: pd.DataFrame, feature_set: str) -> UpsertResult:
+    """Upsert long feature rows (symbol, timeframe, ts, name, value) into the feature store's
+    ``features.bar_feature_values`` under ``feature_set`` (idempotent)."""
+    if long.empty:
+        return UpsertResult()
+    frame = long.assign(feature_set=feature_set)[list(FEATURE_VALUES_TABLE.column_names)]
+    return upsert_frame(conn, frame, FEATURE_VALUES_TABLE)
+
+
+def read_news_features(
+    conn: psycopg.Connection, symbols: Sequence[str], timeframe: str, start: datetime, end: datetime, feature_set: str
+) -> pd.DataFrame:
+    """The news features of bars in [start, end], one row per bar, one column per feature."""
+    rows = conn.execute(
+        "SELECT symbol, ts, name, value FROM features.bar_feature_values"
+        " WHERE symbol = ANY(%s) AND timeframe = %s AND feature_set = %s AND ts BETWEEN %s AND %s",
+        (list(symbols), timeframe, feature_set, start, end),
+    ).fetchall()
+    long = pd.DataFrame(rows, columns=["symbol", "ts", "name", "value"])
+    if long.empty:
+        return pd.DataFrame(columns=["symbol", "ts"])
+    return long.pivot_table(index=["symbol", "ts"], columns="name", values="value", dropna=False).reset_index()

@@ -9,17 +9,22 @@ the rerun is exact, since items keep their story ids and every write is an upser
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import psycopg
+from prefect import task
+from prefect.cache_policies import NONE
 
 from core import model
+from features.news_sentiment import NEWS_FEATURE_SET, WINDOWS_HOURS, symbol_feature_frame
 from features.sentiment import SentimentModel, item_text, symbol_sentiment
+from pipeline.request import IngestRequest
 from quality.dedup import (
     DedupConfig,
     StoryIndex,
@@ -31,10 +36,21 @@ from quality.news_text import cashtags, clean_text, is_spam, split_symbols
 from sources.dead_letters import record_dead_letter_sync
 from sources.registry import SourceRegistry
 from storage.lake import Lake
-from storage.news import NewsWriteResult, StoredItem, lock_news_dedup, stored_items, write_news
+from storage.news import (
+    NewsWriteResult,
+    StoredItem,
+    bar_stamps,
+    lock_news_dedup,
+    stored_items,
+    symbol_sentiment_rows,
+    write_news,
+    write_news_features,
+)
 from storage.watermarks import Watermark, advance_watermarks
 from tasks.collection import ParsedPage
 from tasks.processing import PendingPage, SymbolProcessing, _page_frames, _read_unparsed
+from tasks.resources import RunResources
+from tasks.retries import DATABASE_RETRY_OPTIONS
 
 NEWS_DATASETS = ("news",)
 SOCIAL_DATASETS = ("social_posts",)
@@ -291,3 +307,31 @@ def process_symbol_news(
             ([p.key for p in pages],),
         )
     return outcome
+
+
+def refresh_news_features(
+    conn: psycopg.Connection, symbols: Sequence[str], timeframe: str, start: datetime, end: datetime
+) -> int:
+    """Recompute the news sentiment features of the stored ``timeframe`` bars of ``symbols`` in
+    [start, end] (point in time: see features.news_sentiment); returns the feature rows changed."""
+    bars = bar_stamps(conn, symbols, timeframe, start, end)
+    if bars.empty:
+        return 0
+    lookback = timedelta(hours=max(WINDOWS_HOURS))
+    items = symbol_sentiment_rows(conn, symbols, bars["ts"].min() - lookback, bars["ts"].max() + timedelta(days=1))
+    long = symbol_feature_frame(bars, items, timeframe)
+    with conn.transaction():
+        written = write_news_features(conn, long, NEWS_FEATURE_SET)
+    return written.changed
+
+
+@task(name="news-features", cache_policy=NONE, **DATABASE_RETRY_OPTIONS)
+async def news_features_task(resources: RunResources, request: IngestRequest, timeframe: str = "1day") -> int:
+    """The news features of the request's symbols' bars around its range, after its items are stored."""
+
+    def run() -> int:
+        with resources.connect() as conn:
+            start, end = request.start - timedelta(days=1), request.end + timedelta(days=1)
+            return refresh_news_features(conn, request.symbols, timeframe, start, end)
+
+    return await asyncio.to_thread(run)

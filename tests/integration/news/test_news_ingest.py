@@ -8,12 +8,15 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 import httpx
+import pandas as pd
 import pytest
 
 from core.settings import Settings
 from db.connect import database_connection
+from features.news_sentiment import NEWS_FEATURE_SET, bar_close_ns
 from flows.ingestion import ingest_flow
 from quality.dedup import pairwise_scores
+from storage.news import read_news_features
 
 SYMBOLS = ["AAPL", "MSFT", "TSLA", "NVDA", "JPM"]
 
@@ -100,3 +103,22 @@ def test_a_rerun_changes_nothing(stack: Settings, ingested: dict, news_window) -
     summary = ingest("polygon", "news", SYMBOLS, start, end, incremental=False)
     assert sum(p["inserted"] + p["updated"] for p in summary["processed"]) == 0
     assert stored(stack) == before
+
+
+def test_sentiment_features_of_daily_bars_are_point_in_time(stack: Settings, ingested: dict, news_window) -> None:
+    start, end = news_window
+    ingest("polygon", "market_data", ["NVDA"], start, end, timeframe="1day")
+    ingest("polygon", "news", ["NVDA"], start, end, incremental=False)  # computes the features after storing
+    with database_connection(stack) as conn:
+        features = read_news_features(conn, ["NVDA"], "1day", start, end, NEWS_FEATURE_SET)
+        links = conn.execute(
+            "SELECT published_at, sentiment FROM news.item_symbols WHERE symbol = 'NVDA' AND kind = 'news'"
+        ).fetchall()
+    assert len(features) > 50 and features["news_count_72h"].sum() > 0
+    published = pd.Series([p for p, _ in links])
+    closes = pd.to_datetime(bar_close_ns(features["ts"], "1day"), utc=True)
+    after_close_same_day = 0
+    for close, count in zip(closes, features["news_count_24h"], strict=True):
+        assert count == ((published > close - pd.Timedelta(hours=24)) & (published <= close)).sum()
+        after_close_same_day += int(((published > close) & (published < close + pd.Timedelta(hours=8))).sum())
+    assert after_close_same_day > 0  # evening news exists, and the counts above left it to the next bar

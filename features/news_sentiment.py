@@ -1,0 +1,136 @@
+"""Per-symbol news sentiment features over trailing windows, point in time (pure, numba).
+
+For every bar the features read only the items published at or before the bar's close: an item
+published one nanosecond after a bar closes first counts for the next bar. Per window (24 h and
+72 h before the close): the number of items and their mean sentiment; over the longest window, a
+time-decayed mean (weights halve every ``half_life_hours`` of age at the close). A bar with no
+item in a window has count 0 and NaN means (no news is not neutral news).
+
+The close of a bar: ts + its width for intraday bars; the session's close (16:00 New York, 13:00
+on half days) for a daily bar, whose ts is the session's midnight in New York.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numba
+import numpy as np
+import pandas as pd
+
+from core.calendar import nyse_sessions
+
+NEWS_FEATURE_SET = "news_sentiment_v1"
+WINDOWS_HOURS: tuple[int, ...] = (24, 72)
+HALF_LIFE_HOURS = 12.0
+HOUR_NS = 3_600 * 10**9
+INTRADAY_WIDTH_NS = {"1min": 60 * 10**9, "5min": 300 * 10**9, "15min": 900 * 10**9, "1hour": HOUR_NS}
+
+
+def feature_names(windows: Sequence[int] = WINDOWS_HOURS) -> list[str]:
+    names = []
+    for w in windows:
+        names += [f"news_count_{w}h", f"news_sentiment_mean_{w}h"]
+    return [*names, "news_sentiment_decayed"]
+
+
+@numba.njit(cache=True)
+def _window(
+    close_ns: np.ndarray, item_ns: np.ndarray, score: np.ndarray, window_ns: int, half_life_ns: float, decay: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(count, mean) per close over items in (close - window, close]; ``decay`` weights by age."""
+    n = close_ns.size
+    count = np.zeros(n, dtype=np.float64)
+    mean = np.full(n, np.nan)
+    hi = 0
+    lo = 0
+    for b in range(n):
+        c = close_ns[b]
+        while hi < item_ns.size and item_ns[hi] <= c:
+            hi += 1
+        while lo < hi and item_ns[lo] <= c - window_ns:
+            lo += 1
+        total = 0.0
+        weights = 0.0
+        seen = 0
+        for i in range(lo, hi):
+            if np.isnan(score[i]):
+                continue
+            w = 0.5 ** ((c - item_ns[i]) / half_life_ns) if decay else 1.0
+            total += w * score[i]
+            weights += w
+            seen += 1
+        count[b] = seen
+        if weights > 0:
+            mean[b] = total / weights
+    return count, mean
+
+
+def sentiment_features(
+    close_ns: np.ndarray,
+    item_ns: np.ndarray,
+    item_score: np.ndarray,
+    windows: Sequence[int] = WINDOWS_HOURS,
+    half_life_hours: float = HALF_LIFE_HOURS,
+) -> dict[str, np.ndarray]:
+    """The features of bars closing at ``close_ns`` (ascending) from one symbol's items
+    (``item_ns`` ascending, ``item_score`` NaN where no sentiment)."""
+    close_ns = np.ascontiguousarray(close_ns, dtype=np.int64)
+    item_ns = np.ascontiguousarray(item_ns, dtype=np.int64)
+    item_score = np.ascontiguousarray(item_score, dtype=np.float64)
+    out: dict[str, np.ndarray] = {}
+    for w in windows:
+        count, mean = _window(close_ns, item_ns, item_score, w * HOUR_NS, 1.0, False)
+        out[f"news_count_{w}h"] = count
+        out[f"news_sentiment_mean_{w}h"] = mean
+    _, decayed = _window(close_ns, item_ns, item_score, max(windows) * HOUR_NS, half_life_hours * HOUR_NS, True)
+    out["news_sentiment_decayed"] = decayed
+    return out
+
+
+def bar_close_ns(ts: pd.Series, timeframe: str) -> np.ndarray:
+    """The instant each bar closes (see the module docstring)."""
+    stamps = pd.to_datetime(ts, utc=True).astype("datetime64[ns, UTC]")
+    ns = stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    if timeframe in INTRADAY_WIDTH_NS:
+        return ns + INTRADAY_WIDTH_NS[timeframe]
+    if len(ns) == 0:
+        return ns
+    schedule = nyse_sessions(stamps.min(), stamps.max())
+    close_of = dict(zip(schedule.midnight_ns.tolist(), schedule.close_ns.tolist(), strict=True))
+    # a daily stamp that is no session's midnight (a vendor's UTC midnight): its day's end, New York
+    fallback = ns + 24 * HOUR_NS
+    return np.array([close_of.get(int(t), int(f)) for t, f in zip(ns, fallback, strict=True)], dtype=np.int64)
+
+
+def symbol_feature_frame(
+    bars: pd.DataFrame, items: pd.DataFrame, timeframe: str, windows: Sequence[int] = WINDOWS_HOURS
+) -> pd.DataFrame:
+    """Long feature rows (symbol, timeframe, ts, name, value) for ``bars`` (symbol, ts) from
+    ``items`` (symbol, published_at, sentiment) of the same symbols."""
+    frames = []
+    for symbol, group in bars.groupby("symbol", sort=True):
+        group = group.sort_values("ts")
+        mine = items[items["symbol"] == symbol].sort_values("published_at")
+        item_ns = pd.to_datetime(mine["published_at"], utc=True).astype("datetime64[ns, UTC]")
+        values = sentiment_features(
+            bar_close_ns(group["ts"], timeframe),
+            item_ns.to_numpy(dtype="datetime64[ns]").astype(np.int64),
+            mine["sentiment"].to_numpy(dtype=np.float64, na_value=np.nan),
+            windows,
+        )
+        for name, column in values.items():
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "symbol": symbol,
+                        "timeframe": timeframe,
+                        "ts": group["ts"].to_numpy(),
+                        "name": name,
+                        "value": column,
+                    }
+                )
+            )
+    if not frames:
+        return pd.DataFrame(columns=["symbol", "timeframe", "ts", "name", "value"])
+    return pd.concat(frames, ignore_index=True)
