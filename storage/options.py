@@ -116,31 +116,36 @@ def write_option_chain(conn: psycopg.Connection, priced: pd.DataFrame) -> Upsert
 
 
 def read_rate_curve(conn: psycopg.Connection, as_of: date) -> pd.DataFrame:
-    """The newest stored curve dated on or before ``as_of`` (columns tenor_days, rate); empty if none."""
+    """The newest stored curve dated on or before ``as_of`` (columns tenor_days, rate, source);
+    empty if none."""
     rows = conn.execute(
         """
-        SELECT tenor_days, rate FROM market.rate_curve
+        SELECT tenor_days, rate, source FROM market.rate_curve
         WHERE as_of = (SELECT max(as_of) FROM market.rate_curve WHERE as_of <= %s)
         ORDER BY tenor_days
         """,
         (as_of,),
     ).fetchall()
-    return pd.DataFrame(rows, columns=["tenor_days", "rate"])
+    return pd.DataFrame(rows, columns=["tenor_days", "rate", "source"])
 
 
 def rate_curve_for(conn: psycopg.Connection, as_of: date, flat_rate: float) -> pd.DataFrame:
-    """The curve to price a snapshot of ``as_of`` with: the stored one, else one flat point at
-    ``flat_rate`` (``options.risk_free_rate``) written for that date, so every stored IV names
-    the rate it was computed with."""
+    """The curve to price a snapshot of ``as_of`` with: the newest stored one, unless there is none
+    or it is a flat point seeded from settings at another rate; then one flat point at
+    ``flat_rate`` (``options.risk_free_rate``) is written for ``as_of`` first, so every stored IV
+    names the rate it was computed with and a changed setting applies from that day on. A curve
+    written by anything else (a rate vendor, by hand) is used as stored."""
     curve = read_rate_curve(conn, as_of)
-    if not curve.empty:
-        return curve
-    conn.execute(
-        "INSERT INTO market.rate_curve (as_of, tenor_days, rate, source) VALUES (%s, 0, %s, %s)"
-        " ON CONFLICT (as_of, tenor_days) DO NOTHING",
-        (as_of, flat_rate, RATE_SOURCE),
-    )
-    return read_rate_curve(conn, as_of)
+    seeded = not curve.empty and (curve["source"] == RATE_SOURCE).all()
+    if curve.empty or (seeded and not np.allclose(curve["rate"].to_numpy(float), flat_rate, rtol=0, atol=1e-12)):
+        conn.execute(
+            "INSERT INTO market.rate_curve (as_of, tenor_days, rate, source) VALUES (%s, 0, %s, %s)"
+            " ON CONFLICT (as_of, tenor_days) DO UPDATE SET rate = EXCLUDED.rate, ingested_at = now()"
+            " WHERE market.rate_curve.source = EXCLUDED.source",
+            (as_of, flat_rate, RATE_SOURCE),
+        )
+        curve = read_rate_curve(conn, as_of)
+    return curve
 
 
 # ---------------------------------------------------------------------------------------------
