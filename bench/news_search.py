@@ -13,8 +13,10 @@ Two figures, each a function the news bench (bench/news.py) can call, and a CLI 
   (about 25 monthly chunks), one to three of 500 tickers each. Embedding a million real texts would
   take hours on two cores (see the embedding stage's rate). The table is filled with COPY and the
   HNSW index (the migration's own definition) built after the load, as a bulk backfill would.
-  Three kinds of query, equally many: no filter (every chunk), the last 30 days, and one ticker over
-  the last 90 days. Recall@k of each kind against an exact scan (index off) is measured on a sample.
+  Three kinds of query, equally many: no time range (all_time: every monthly chunk's HNSW index is
+  searched and the results merged), the last 30 days, and one ticker over the last 90 days; the p95
+  target (50 ms) is checked for each kind. Recall@k of each kind against an exact scan (index off) is
+  measured on a sample.
 
 The scratch database (``marketpipe_bench_news``) is kept after a run: a second run with the same
 size reuses it (``--rebuild`` to start over, ``--drop`` to remove it). Two cores shared with other
@@ -193,8 +195,8 @@ def _queries(n: int, seed: int, topics: int = 2000, build_seed: int = 11) -> lis
     end = START + SPAN
     kinds = []
     for i in range(n):
-        kind = ("all", "30d", "ticker_90d")[i % 3]
-        if kind == "all":
+        kind = ("all_time", "30d", "ticker_90d")[i % 3]
+        if kind == "all_time":
             filters: dict[str, Any] = {}
         elif kind == "30d":
             filters = {"since": end - timedelta(days=30)}
@@ -221,8 +223,8 @@ def search_latency(
     from storage.story_vectors import search_vectors
 
     plan = _queries(queries, seed=5)
-    times: dict[str, list[float]] = {"all": [], "30d": [], "ticker_90d": []}
-    found: dict[str, list[list[int]]] = {"all": [], "30d": [], "ticker_90d": []}
+    times: dict[str, list[float]] = {"all_time": [], "30d": [], "ticker_90d": []}
+    found: dict[str, list[list[int]]] = {"all_time": [], "30d": [], "ticker_90d": []}
     with database_connection(settings, dbname=DATABASE, autocommit=True) as conn:
         for _kind, vector, filters in plan[:6]:  # warm the caches and the connection
             search_vectors(conn, vector, model=MODEL, k=k, ef_search=ef_search, **filters)
@@ -282,8 +284,11 @@ def run(
     report["stories"] = stories
     report["vectors"] = "synthetic (clustered unit vectors, 384-d); see bench/news_search.py"
     report["search"] = search_latency(settings, queries, ef_search=ef_search)
-    p95 = report["search"]["p95_ms"]
-    report["targets"] = {"search_p95_ms": {"target": TARGET_P95_MS, "met": p95 < TARGET_P95_MS}}
+    # one target per kind of query: a mix's p95 would say more about the mix than about search
+    report["targets"] = {
+        f"search_p95_ms_{kind}": {"target": TARGET_P95_MS, "met": figures["p95_ms"] < TARGET_P95_MS}
+        for kind, figures in report["search"]["by_kind"].items()
+    }
     report["targets_met"] = all(t["met"] for t in report["targets"].values() if t["met"] is not None)
     if drop:
         from stack.scratch import drop_database
