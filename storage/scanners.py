@@ -11,6 +11,7 @@ translated to the same exception.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -18,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from core.errors import PermanentSourceError, RequestError, StorageError
-from core.model import canonical_timeframe
+from core.model import EXCHANGE_TZ, canonical_timeframe, to_utc
 
 SCHEMA = "scan"
 TIMEFRAMES = ("1min", "5min", "15min", "1hour", "1day")
@@ -198,6 +199,31 @@ def unusual_options(min_ratio: float = 2.0, min_volume: int = 100, *, limit: int
     check_positive_int("min_volume", min_volume, maximum=10**9)
     check_positive_int("limit", limit)
     return ScanQuery("unusual-options", "unusual_options", (ratio, min_volume, limit))
+
+
+def upcoming_earnings(days: int = 14, *, as_of: Any = None, limit: int = 50) -> ScanQuery:
+    """Each symbol's next earnings report within ``days`` (as known at ``as_of``: an instant, a
+    date meaning the end of that New York day, default now) with its estimates, the last EPS
+    surprise and the options' implied move: the at-the-money straddle mid of the first expiration
+    after the report over the underlying price, from the newest option snapshot by then
+    (db/routines/80_fundamentals.sql)."""
+    check_positive_int("days", days, minimum=0, maximum=366)
+    check_positive_int("limit", limit)
+    return ScanQuery("earnings", "upcoming_earnings", (days, _instant(as_of), limit))
+
+
+def _instant(as_of: Any) -> datetime:
+    if as_of is None:
+        return datetime.now(UTC)
+    try:
+        a_day = isinstance(as_of, date) and not isinstance(as_of, datetime)
+        if a_day or (isinstance(as_of, str) and len(as_of.strip()) == 10):
+            day = as_of if isinstance(as_of, date) else date.fromisoformat(as_of.strip())
+            end = pd.Timestamp(day + timedelta(days=1), tz=EXCHANGE_TZ) - pd.Timedelta(microseconds=1)
+            return end.tz_convert(UTC).to_pydatetime()
+        return to_utc(as_of).to_pydatetime()
+    except (ValueError, PermanentSourceError):
+        raise ScanArgumentError(f"as_of {as_of!r} is not a date or time; pass e.g. --as-of 2024-06-28") from None
 
 
 # ---------------------------------------------------------------------------------------------

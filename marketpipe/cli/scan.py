@@ -148,3 +148,18 @@ def scan_unusual_options(
     from storage import scanners
 
     _print_scan(ctx, scanners.unusual_options(min_ratio, min_volume, limit=limit), as_json)
+
+
+@app.command("earnings")
+def scan_earnings(
+    ctx: typer.Context,
+    days: Annotated[int, typer.Option(help="reports dated within this many days")] = 14,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="as known at this date or instant [now]")] = None,
+    limit: Limit = 50,
+    as_json: AsJson = False,
+) -> None:
+    """Upcoming earnings: each symbol's next report with its estimates, the last EPS surprise and
+    the options' implied move (ATM straddle mid of the first expiry after the report / price)."""
+    from storage import scanners
+
+    _print_scan(ctx, scanners.upcoming_earnings(days, as_of=as_of, limit=limit), as_json)

@@ -29,7 +29,17 @@ GROUPS = {
     "lake": ["tier", "ls", "du", "compact", "prune-raw"],
     "news": ["search", "like"],
     "options": ["ingest", "chain"],
-    "scan": ["latest", "movers", "volume-spikes", "gaps", "highs-lows", "rsi", "iv-rank", "unusual-options"],
+    "scan": [
+        "latest",
+        "movers",
+        "volume-spikes",
+        "gaps",
+        "highs-lows",
+        "rsi",
+        "iv-rank",
+        "unusual-options",
+        "earnings",
+    ],
     "stream": ["tail"],
 }
 
