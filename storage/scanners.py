@@ -212,6 +212,20 @@ def upcoming_earnings(days: int = 14, *, as_of: Any = None, limit: int = 50) -> 
     return ScanQuery("earnings", "upcoming_earnings", (days, _instant(as_of), limit))
 
 
+def news_sentiment(
+    hours: int = 24, direction: str = "both", *, min_items: int = 1, as_of: Any = None, limit: int = 20
+) -> ScanQuery:
+    """Symbols with the most negative (``down``) or positive (``up``) news of the last ``hours``
+    before ``as_of`` (default now), with their latest daily volume's z-score over the 20 sessions
+    before it (db/routines/57_news.sql)."""
+    check_positive_int("hours", hours, maximum=24 * 366)
+    check_positive_int("min_items", min_items)
+    check_positive_int("limit", limit)
+    return ScanQuery(
+        "news-sentiment", "news_sentiment", (hours, check_direction(direction), min_items, limit, _instant(as_of))
+    )
+
+
 def _instant(as_of: Any) -> datetime:
     if as_of is None:
         return datetime.now(UTC)

@@ -122,6 +122,25 @@ def scan_rsi(
     _print_scan(ctx, scanners.rsi_extremes(above, below, timeframe=timeframe, feature_set=feature_set), as_json)
 
 
+@app.command("news-sentiment")
+def scan_news_sentiment(
+    ctx: typer.Context,
+    hours: Annotated[int, typer.Option(help="news published in the last HOURS before --as-of")] = 24,
+    direction: Annotated[str, typer.Option(help="down (most negative first), up, or both (by size)")] = "both",
+    min_items: Annotated[int, typer.Option(help="fewest news items a symbol needs")] = 1,
+    as_of: Annotated[
+        str | None, typer.Option(help="the end of the window: a date (its end, New York) or a time [default: now]")
+    ] = None,
+    limit: Limit = 20,
+    as_json: AsJson = False,
+) -> None:
+    """News sentiment: symbols with the most negative/positive news of the last hours, with their volume z-score."""
+    from storage import scanners
+
+    query = scanners.news_sentiment(hours, direction, min_items=min_items, as_of=as_of, limit=limit)
+    _print_scan(ctx, query, as_json)
+
+
 @app.command("iv-rank")
 def scan_iv_rank(
     ctx: typer.Context,

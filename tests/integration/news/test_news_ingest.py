@@ -4,6 +4,7 @@ the news store, stories measured against the sandbox's truth, updates, a kill -9
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from datetime import datetime, timedelta
 
@@ -17,6 +18,7 @@ from features.news_sentiment import NEWS_FEATURE_SET, bar_close_ns
 from flows.ingestion import ingest_flow
 from quality.dedup import pairwise_scores
 from storage.news import read_news_features
+from storage.scanners import news_sentiment, run_scan
 
 SYMBOLS = ["AAPL", "MSFT", "TSLA", "NVDA", "JPM"]
 
@@ -122,3 +124,51 @@ def test_sentiment_features_of_daily_bars_are_point_in_time(stack: Settings, ing
         assert count == ((published > close - pd.Timedelta(hours=24)) & (published <= close)).sum()
         after_close_same_day += int(((published > close) & (published < close + pd.Timedelta(hours=8))).sum())
     assert after_close_same_day > 0  # evening news exists, and the counts above left it to the next bar
+
+
+def test_the_news_sentiment_scanner_ranks_symbols_with_their_volume_z(
+    stack: Settings, ingested: dict, news_window, marketpipe_cli
+) -> None:
+    _, end = news_window
+    ingest("polygon", "market_data", ["TSLA"], end - timedelta(days=60), end, timeframe="1day")
+    window_start = end - timedelta(days=30)
+    with database_connection(stack) as conn:
+        found = run_scan(conn, news_sentiment(24 * 30, "down", as_of=end, limit=50))
+        both = run_scan(conn, news_sentiment(24 * 30, "both", as_of=end, limit=50))
+        links = pd.DataFrame(
+            conn.execute(
+                "SELECT symbol, sentiment FROM news.item_symbols WHERE kind = 'news' AND sentiment IS NOT NULL"
+                " AND published_at > %s AND published_at <= %s",
+                (window_start, end),
+            ).fetchall(),
+            columns=["symbol", "sentiment"],
+        )
+        volumes = [
+            float(v)
+            for (v,) in conn.execute(
+                "SELECT volume FROM market.bars_daily WHERE symbol = 'TSLA' AND timeframe = '1day' AND ts <= %s"
+                " ORDER BY ts DESC LIMIT 21",
+                (end,),
+            ).fetchall()
+        ]
+    stats = links.groupby("symbol")["sentiment"].agg(["count", "mean"]).reset_index()
+    negative = stats[stats["mean"] < 0].sort_values(["mean", "count", "symbol"], ascending=[True, False, True])
+    assert len(negative) > 0 and list(found["symbol"]) == list(negative["symbol"])
+    assert list(found["items"]) == list(negative["count"])
+    assert found["sentiment"].tolist() == pytest.approx(negative["mean"].tolist())
+    z = {s: v for s, v in zip(both["symbol"], both["volume_z"], strict=True)}
+    history = pd.Series(volumes[1:])
+    assert len(volumes) == 21 and z["TSLA"] == pytest.approx((volumes[0] - history.mean()) / history.std())
+    assert list(both["symbol"]) == list(
+        stats.assign(a=-stats["mean"].abs()).sort_values(["a", "count", "symbol"], ascending=[True, False, True])[
+            "symbol"
+        ]
+    )
+    assert all(pd.isna(v) for s, v in z.items() if s not in ("TSLA", "NVDA"))  # no bars stored: no z
+    cli = marketpipe_cli(
+        "scan", "news-sentiment", "--hours", str(24 * 30), "--direction", "down", "--as-of", end.isoformat(), "--json"
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert [r["symbol"] for r in json.loads(cli.stdout)] == list(negative["symbol"])
+    refused = marketpipe_cli("scan", "news-sentiment", "--direction", "sideways")
+    assert refused.returncode != 0 and "sideways" in refused.stderr and "Traceback" not in refused.stderr

@@ -27,7 +27,7 @@ GROUPS = {
     "bench": ["ingest", "storage", "features", "stream", "options"],
     "features": ["export"],
     "lake": ["tier", "ls", "du", "compact", "prune-raw"],
-    "news": ["search", "like"],
+    "news": ["search", "like", "latest", "story"],
     "options": ["ingest", "chain"],
     "scan": [
         "latest",
@@ -36,6 +36,7 @@ GROUPS = {
         "gaps",
         "highs-lows",
         "rsi",
+        "news-sentiment",
         "iv-rank",
         "unusual-options",
         "earnings",
