@@ -17,9 +17,11 @@ import pandas as pd
 import psycopg
 
 from core.errors import StorageError
+from storage.feature_tables import FEATURE_VALUES_TABLE
 from storage.hot import Column, TableSpec, UpsertResult, upsert_frame
 from storage.watermarks import advance_watermarks, watermarks_of
 
+NEW_YORK = "America/New_York"
 OPTION_DATASET = "option_snapshots"
 RATE_SOURCE = "settings"  # market.rate_curve rows seeded from options.risk_free_rate
 
@@ -239,3 +241,40 @@ def read_term_structure(conn: psycopg.Connection, underlying: str, ts: pd.Timest
         (underlying, ts.to_pydatetime()),
     )
     return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or []])
+
+
+# ---------------------------------------------------------------------------------------------
+# Daily features in the feature store
+
+OPTION_FEATURE_SET = "options1"  # features.bar_feature_values.feature_set of the chain features
+DAILY_FEATURES = ("atm_iv_30d", "skew_25d", "put_call_volume_ratio", "put_call_oi_ratio")
+
+
+def write_daily_features(conn: psycopg.Connection, underlying: str, ts: pd.Timestamp) -> UpsertResult:
+    """The chain features of ``underlying``'s snapshot at ``ts`` as its daily values in the feature
+    store (features.bar_feature_values, timeframe 1day, ts midnight New York like daily bars,
+    feature set :data:`OPTION_FEATURE_SET`), when it is the day's newest snapshot: the day's last
+    snapshot (the close, once the session ended) is the day's value, what IV rank is computed on."""
+    snapshot = pd.Timestamp(ts)
+    day = snapshot.tz_convert(NEW_YORK).normalize()
+    newest = conn.execute(
+        "SELECT max(ts) FROM market.option_quotes WHERE underlying = %s AND ts >= %s AND ts < %s",
+        (underlying, day.to_pydatetime(), (day + pd.Timedelta(days=1)).to_pydatetime()),
+    ).fetchone()
+    if newest is None or newest[0] is None or pd.Timestamp(newest[0]) != snapshot:
+        return UpsertResult()
+    features = read_chain_features(conn, underlying, snapshot)
+    if not features:
+        return UpsertResult()
+    values = [features.get(name) for name in DAILY_FEATURES]
+    frame = pd.DataFrame(
+        {
+            "symbol": underlying,
+            "timeframe": "1day",
+            "ts": day.tz_convert("UTC"),
+            "feature_set": OPTION_FEATURE_SET,
+            "name": list(DAILY_FEATURES),
+            "value": [np.nan if v is None else float(v) for v in values],
+        }
+    )
+    return upsert_frame(conn, frame, FEATURE_VALUES_TABLE, method="merge")

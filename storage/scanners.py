@@ -181,13 +181,13 @@ def rsi_extremes(
     return ScanQuery("rsi", "rsi_extremes", (high, low, check_timeframe(timeframe), feature_set))
 
 
-def option_iv_rank(lookback_days: int = 365, *, min_snapshots: int = 2, limit: int = 50) -> ScanQuery:
-    """Each underlying's newest 30-day ATM IV ranked within its snapshots of the last
-    ``lookback_days`` (db/routines/55_options.sql)."""
+def option_iv_rank(lookback_days: int = 365, *, min_days: int = 2, limit: int = 50) -> ScanQuery:
+    """Each underlying's newest daily 30-day ATM IV (feature store) ranked within its daily values
+    of the last ``lookback_days`` (db/routines/55_options.sql)."""
     check_positive_int("lookback_days", lookback_days, maximum=3650)
-    check_positive_int("min_snapshots", min_snapshots, minimum=2)
+    check_positive_int("min_days", min_days, minimum=2)
     check_positive_int("limit", limit)
-    return ScanQuery("iv-rank", "option_iv_rank", (lookback_days, min_snapshots, limit))
+    return ScanQuery("iv-rank", "option_iv_rank", (lookback_days, min_days, limit))
 
 
 def unusual_options(min_ratio: float = 2.0, min_volume: int = 100, *, limit: int = 50) -> ScanQuery:

@@ -6,7 +6,8 @@ cannot be stored (:mod:`quality.options`: an OCC symbol that does not parse, ano
 contract, an expired contract, a negative or zero price) are dead-lettered with their reasons, one
 letter per raw page; the rest are priced by our IV kernel (:mod:`features.option_chains`, with the
 stored rate curve and the underlying's trailing dividend yield) and ONE transaction writes the
-contracts, the quotes, the watermark, the letters and the pages' processed mark. A crash anywhere
+contracts, the quotes, the watermark, the day's chain features in the feature store, the letters
+and the pages' processed mark. A crash anywhere
 leaves all of it to the next run, and the idempotent upsert makes that rerun exact.
 """
 
@@ -25,7 +26,7 @@ from sources.dead_letters import record_dead_letter_sync
 from sources.registry import SourceRegistry
 from storage.corporate_actions import read_corporate_actions
 from storage.lake import Lake
-from storage.options import OPTION_DATASET, rate_curve_for, write_option_chain
+from storage.options import OPTION_DATASET, rate_curve_for, write_daily_features, write_option_chain
 from tasks.collection import ParsedPage
 from tasks.processing import MAX_QUARANTINED_RECORDS, PendingPage, SymbolProcessing
 from tasks.processing import _page_frames as page_frames
@@ -55,6 +56,8 @@ def process_symbol_options(
         accepted, rejected = check_option_snapshots(chain, underlying)
         priced = price_accepted(conn, accepted, underlying, settings)
         written = write_option_chain(conn, priced.drop(columns=_PAGE, errors="ignore"))
+        for snapshot in priced["ts"].unique() if len(priced) else ():
+            write_daily_features(conn, underlying, pd.Timestamp(snapshot))
         quarantine_options(conn, frames, rejected)
         conn.execute(
             "UPDATE ops.raw_pages SET processed_at = now(), process_error = NULL "

@@ -13,10 +13,13 @@
 --                    variance (sigma^2 T), else the one expiry on the side that exists
 --       skew_25d     the skew of the expiry nearest 30 days
 --       put_call_volume_ratio, put_call_oi_ratio   over every expiry (NULL when calls have none)
---   scan.option_iv_rank(lookback_days, min_snapshots, limit)
---       each underlying's newest atm_iv_30d ranked within its snapshots of the lookback:
---       iv_rank = 100 (iv - min) / (max - min), iv_percentile = 100 * share of snapshots below it;
---       an underlying with fewer snapshots or a flat history is left out rather than guessed
+--   scan.option_iv_rank(lookback_days, min_days, limit)
+--       each underlying's newest daily atm_iv_30d ranked within its daily values of the lookback:
+--       iv_rank = 100 (iv - min) / (max - min), iv_percentile = 100 * share of the days below it;
+--       an underlying with fewer days or a flat history is left out rather than guessed. The daily
+--       values are the feature store's (features.bar_feature_values, feature set options1,
+--       timeframe 1day: the day's last snapshot, written at ingest by storage/options.py
+--       write_daily_features), so the scan reads one row per underlying and day, not every snapshot
 --   scan.unusual_options(min_ratio, min_volume, limit)
 --       contracts of each underlying's newest snapshot whose session volume is at least
 --       min_volume and min_ratio times the open interest (new positions being opened)
@@ -62,87 +65,83 @@ SELECT underlying, ts, expiration,
        call_volume, put_volume, call_open_interest, put_open_interest, contracts, priced
 FROM sides;
 
+-- One aggregate over the expiry rows (no CTE read several times, which PostgreSQL would materialize
+-- for every stored snapshot): a query for one underlying and snapshot computes that snapshot alone.
 CREATE VIEW features.option_chain_features AS
-WITH e AS (
-    SELECT * FROM features.option_expiry_features
-), below AS (
-    SELECT DISTINCT ON (underlying, ts) underlying, ts, years, atm_iv
-    FROM e WHERE atm_iv IS NOT NULL AND years <= 30 / 365.0
-    ORDER BY underlying, ts, years DESC
-), above AS (
-    SELECT DISTINCT ON (underlying, ts) underlying, ts, years, atm_iv
-    FROM e WHERE atm_iv IS NOT NULL AND years > 30 / 365.0
-    ORDER BY underlying, ts, years
-), nearest AS (
-    SELECT DISTINCT ON (underlying, ts) underlying, ts, skew_25d, expiration
-    FROM e WHERE skew_25d IS NOT NULL
-    ORDER BY underlying, ts, abs(years - 30 / 365.0), years
-), totals AS (
-    SELECT underlying, ts,
-           sum(call_volume)::bigint AS call_volume, sum(put_volume)::bigint AS put_volume,
-           sum(call_open_interest)::bigint AS call_open_interest,
-           sum(put_open_interest)::bigint AS put_open_interest,
-           count(*) AS expirations, sum(contracts)::bigint AS contracts, sum(priced)::bigint AS priced
-    FROM e GROUP BY underlying, ts
-)
 SELECT t.underlying, t.ts,
        CASE
-           WHEN b.atm_iv IS NOT NULL AND a.atm_iv IS NOT NULL THEN sqrt(
-               (b.atm_iv ^ 2 * b.years
-                + (a.atm_iv ^ 2 * a.years - b.atm_iv ^ 2 * b.years) * (30 / 365.0 - b.years) / (a.years - b.years))
+           WHEN t.below_iv IS NOT NULL AND t.above_iv IS NOT NULL THEN sqrt(
+               (t.below_iv ^ 2 * t.below_years
+                + (t.above_iv ^ 2 * t.above_years - t.below_iv ^ 2 * t.below_years)
+                  * (30 / 365.0 - t.below_years) / (t.above_years - t.below_years))
                / (30 / 365.0))
-           ELSE coalesce(b.atm_iv, a.atm_iv)
+           ELSE coalesce(t.below_iv, t.above_iv)
        END AS atm_iv_30d,
-       n.skew_25d,
-       n.expiration AS skew_expiration,
+       t.skew_25d,
+       t.skew_expiration,
        t.put_volume::double precision / nullif(t.call_volume, 0) AS put_call_volume_ratio,
        t.put_open_interest::double precision / nullif(t.call_open_interest, 0) AS put_call_oi_ratio,
        t.call_volume, t.put_volume, t.call_open_interest, t.put_open_interest,
        t.expirations, t.contracts, t.priced
-FROM totals t
-LEFT JOIN below b USING (underlying, ts)
-LEFT JOIN above a USING (underlying, ts)
-LEFT JOIN nearest n USING (underlying, ts);
+FROM (
+    SELECT underlying, ts,
+           sum(call_volume)::bigint AS call_volume, sum(put_volume)::bigint AS put_volume,
+           sum(call_open_interest)::bigint AS call_open_interest,
+           sum(put_open_interest)::bigint AS put_open_interest,
+           count(*) AS expirations, sum(contracts)::bigint AS contracts, sum(priced)::bigint AS priced,
+           (array_agg(years ORDER BY years DESC) FILTER (WHERE atm_iv IS NOT NULL AND years <= 30 / 365.0))[1]
+               AS below_years,
+           (array_agg(atm_iv ORDER BY years DESC) FILTER (WHERE atm_iv IS NOT NULL AND years <= 30 / 365.0))[1]
+               AS below_iv,
+           (array_agg(years ORDER BY years) FILTER (WHERE atm_iv IS NOT NULL AND years > 30 / 365.0))[1]
+               AS above_years,
+           (array_agg(atm_iv ORDER BY years) FILTER (WHERE atm_iv IS NOT NULL AND years > 30 / 365.0))[1]
+               AS above_iv,
+           (array_agg(skew_25d ORDER BY abs(years - 30 / 365.0), years) FILTER (WHERE skew_25d IS NOT NULL))[1]
+               AS skew_25d,
+           (array_agg(expiration ORDER BY abs(years - 30 / 365.0), years) FILTER (WHERE skew_25d IS NOT NULL))[1]
+               AS skew_expiration
+    FROM features.option_expiry_features
+    GROUP BY underlying, ts
+) t;
 
 DROP FUNCTION IF EXISTS scan.option_iv_rank(integer, integer, integer);
-CREATE FUNCTION scan.option_iv_rank(p_lookback_days integer DEFAULT 365, p_min_snapshots integer DEFAULT 2,
+CREATE FUNCTION scan.option_iv_rank(p_lookback_days integer DEFAULT 365, p_min_days integer DEFAULT 2,
                                     p_limit integer DEFAULT 50)
-RETURNS TABLE (underlying text, ts timestamptz, atm_iv_30d double precision, iv_low double precision,
+RETURNS TABLE (underlying text, day timestamptz, atm_iv_30d double precision, iv_low double precision,
                iv_high double precision, iv_rank double precision, iv_percentile double precision,
-               snapshots bigint)
+               days bigint)
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
     IF p_lookback_days IS NULL OR p_lookback_days < 1 THEN
         RAISE EXCEPTION 'lookback_days must be at least 1, got %', p_lookback_days USING ERRCODE = '22023';
     END IF;
-    IF p_min_snapshots IS NULL OR p_min_snapshots < 2 THEN
-        RAISE EXCEPTION 'min_snapshots must be at least 2, got %', p_min_snapshots USING ERRCODE = '22023';
+    IF p_min_days IS NULL OR p_min_days < 2 THEN
+        RAISE EXCEPTION 'min_days must be at least 2, got %', p_min_days USING ERRCODE = '22023';
     END IF;
     RETURN QUERY
-    WITH latest AS (
-        SELECT q.underlying, max(q.ts) AS ts FROM market.option_quotes q GROUP BY q.underlying
-    ), history AS (
-        SELECT f.underlying, f.ts, f.atm_iv_30d
-        FROM latest l
-        JOIN features.option_chain_features f
-          ON f.underlying = l.underlying AND f.ts > l.ts - make_interval(days => p_lookback_days) AND f.ts <= l.ts
-        WHERE f.atm_iv_30d IS NOT NULL
+    WITH daily AS (
+        SELECT v.symbol AS underlying, v.ts, v.value
+        FROM features.bar_feature_values v
+        WHERE v.timeframe = '1day' AND v.feature_set = 'options1' AND v.name = 'atm_iv_30d' AND v.value IS NOT NULL
+    ), latest AS (
+        SELECT d.underlying, max(d.ts) AS ts FROM daily d GROUP BY d.underlying
     ), ranked AS (
-        SELECT h.underlying, l.ts, cur.atm_iv_30d AS now_iv,
-               min(h.atm_iv_30d) AS lo, max(h.atm_iv_30d) AS hi,
-               count(*) FILTER (WHERE h.atm_iv_30d < cur.atm_iv_30d) AS below,
-               count(*) AS n
-        FROM history h
-        JOIN latest l ON l.underlying = h.underlying
-        JOIN history cur ON cur.underlying = l.underlying AND cur.ts = l.ts
-        GROUP BY h.underlying, l.ts, cur.atm_iv_30d
+        SELECT l.underlying, l.ts AS latest_day,
+               max(d.value) FILTER (WHERE d.ts = l.ts) AS now_iv,
+               min(d.value) AS lo, max(d.value) AS hi, count(*) AS n,
+               array_agg(d.value) AS ivs
+        FROM latest l
+        JOIN daily d ON d.underlying = l.underlying
+                    AND d.ts > l.ts - make_interval(days => p_lookback_days) AND d.ts <= l.ts
+        GROUP BY l.underlying, l.ts
     )
-    SELECT r.underlying, r.ts, r.now_iv, r.lo, r.hi,
+    SELECT r.underlying, r.latest_day, r.now_iv, r.lo, r.hi,
            100 * (r.now_iv - r.lo) / (r.hi - r.lo),
-           100 * r.below::double precision / r.n,
+           100 * (SELECT count(*) FROM unnest(r.ivs) x WHERE x < r.now_iv)::double precision / r.n,
            r.n
     FROM ranked r
-    WHERE r.n >= p_min_snapshots AND r.hi > r.lo
+    WHERE r.n >= p_min_days AND r.hi > r.lo
     ORDER BY 6 DESC, r.underlying
     LIMIT p_limit;
 END

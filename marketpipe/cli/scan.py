@@ -144,15 +144,15 @@ def scan_news_sentiment(
 @app.command("iv-rank")
 def scan_iv_rank(
     ctx: typer.Context,
-    lookback_days: Annotated[int, typer.Option(help="days of snapshots the newest IV is ranked in")] = 365,
-    min_snapshots: Annotated[int, typer.Option(help="fewest snapshots an underlying needs (>= 2)")] = 2,
+    lookback_days: Annotated[int, typer.Option(help="calendar days of daily values the newest is ranked in")] = 365,
+    min_days: Annotated[int, typer.Option(help="fewest days of values an underlying needs (>= 2)")] = 2,
     limit: Limit = 50,
     as_json: AsJson = False,
 ) -> None:
-    """IV rank: each underlying's newest 30-day ATM implied volatility vs its range over the lookback."""
+    """IV rank: each underlying's newest daily 30-day ATM implied volatility vs its range over the lookback."""
     from storage import scanners
 
-    _print_scan(ctx, scanners.option_iv_rank(lookback_days, min_snapshots=min_snapshots, limit=limit), as_json)
+    _print_scan(ctx, scanners.option_iv_rank(lookback_days, min_days=min_days, limit=limit), as_json)
 
 
 @app.command("unusual-options")

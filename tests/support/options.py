@@ -45,3 +45,4 @@ def forget_options(conn: psycopg.Connection, symbol: str) -> None:
     conn.execute("DELETE FROM ops.watermarks WHERE symbol = %s", (symbol,))
     conn.execute("DELETE FROM ops.raw_pages WHERE symbol = %s", (symbol,))
     conn.execute("DELETE FROM market.corporate_actions WHERE symbol = %s", (symbol,))
+    conn.execute("DELETE FROM features.bar_feature_values WHERE symbol = %s", (symbol,))

@@ -10,7 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from storage.options import read_chain_features, read_term_structure
+from storage.options import (
+    DAILY_FEATURES,
+    OPTION_FEATURE_SET,
+    read_chain_features,
+    read_term_structure,
+    write_daily_features,
+)
 from storage.scanners import option_iv_rank, run_scan, unusual_options
 from tests.support.options import forget_options, ingest_options, stored_quotes
 
@@ -88,9 +94,24 @@ def test_unusual_options_are_the_contracts_trading_above_their_open_interest(quo
     assert np.all(np.diff(ratios) <= 0) and np.all(ratios >= 2.5)
 
 
-def test_iv_rank_ranks_the_newest_snapshot_within_its_history(quotes, conn):
-    # two earlier snapshots of the same chain at 0.8x and 1.1x its IVs: the newest sits inside the
-    # range, above one of the three
+def test_the_days_features_are_in_the_feature_store(quotes, conn):
+    ts = quotes["ts"].iloc[0]
+    features = read_chain_features(conn, SYMBOL, ts)
+    rows = conn.execute(
+        "SELECT ts, name, value FROM features.bar_feature_values WHERE symbol = %s AND feature_set = %s"
+        " AND timeframe = '1day'",
+        (SYMBOL, OPTION_FEATURE_SET),
+    ).fetchall()
+    midnight = ts.tz_convert("America/New_York").normalize()
+    assert {r[0] for r in rows} == {midnight} and {r[1] for r in rows} == set(DAILY_FEATURES)
+    for _, name, value in rows:
+        assert value == pytest.approx(features[name], rel=1e-12)
+
+
+def test_iv_rank_ranks_the_newest_day_within_its_history(quotes, conn):
+    # the same chain on the two days before at 0.8x and 1.1x its IVs, stored as ingest stores a
+    # snapshot's daily features: the newest day sits inside the range, above one of the three
+    newest = quotes["ts"].iloc[0]
     for days, scale in ((1, 0.8), (2, 1.1)):
         conn.execute(
             "INSERT INTO market.option_quotes (contract, ts, underlying, expiration, strike, contract_type, bid, ask,"
@@ -98,18 +119,22 @@ def test_iv_rank_ranks_the_newest_snapshot_within_its_history(quotes, conn):
             " SELECT contract, ts - make_interval(days => %s), underlying, expiration, strike, contract_type, bid,"
             " ask, volume, open_interest, underlying_price, rate, dividend_yield, iv * %s, delta, iv_reason, source"
             " FROM market.option_quotes WHERE underlying = %s AND ts = %s",
-            (days, scale, SYMBOL, quotes["ts"].iloc[0].to_pydatetime()),
+            (days, scale, SYMBOL, newest.to_pydatetime()),
         )
+        write_daily_features(conn, SYMBOL, newest - pd.Timedelta(days=days))
     found = run_scan(conn, option_iv_rank(30, limit=10_000))
     row = found[found["underlying"] == SYMBOL].iloc[0]
-    newest = quotes["ts"].iloc[0]
     history = [read_chain_features(conn, SYMBOL, newest - pd.Timedelta(days=d))["atm_iv_30d"] for d in (0, 1, 2)]
     assert history[2] > history[0] > history[1]  # the scaled snapshots keep their order
-    assert row["snapshots"] == 3 and row["ts"] == newest and row["atm_iv_30d"] == pytest.approx(history[0])
+    assert row["days"] == 3 and row["day"] == newest.tz_convert("America/New_York").normalize()
+    assert row["atm_iv_30d"] == pytest.approx(history[0])
     lo, hi = min(history), max(history)
     assert row["iv_rank"] == pytest.approx(100 * (history[0] - lo) / (hi - lo), rel=1e-9)
     assert row["iv_percentile"] == pytest.approx(100 / 3)
-    conn.execute("DELETE FROM market.option_quotes WHERE underlying = %s AND ts < %s", (SYMBOL, row["ts"]))
+    conn.execute("DELETE FROM market.option_quotes WHERE underlying = %s AND ts < %s", (SYMBOL, newest))
+    conn.execute(
+        "DELETE FROM features.bar_feature_values WHERE symbol = %s AND ts < %s", (SYMBOL, row["day"].to_pydatetime())
+    )
 
 
 def test_the_cli_prints_one_expiry_of_the_chain(quotes, marketpipe_cli):

@@ -12,7 +12,7 @@ from storage.scanners import ScanArgumentError, option_iv_rank, unusual_options
 
 
 def test_the_calls_name_their_functions_and_arguments():
-    assert option_iv_rank(90, min_snapshots=5, limit=10).args == (90, 5, 10)
+    assert option_iv_rank(90, min_days=5, limit=10).args == (90, 5, 10)
     assert unusual_options(3.0, 500, limit=20).args == (3.0, 500, 20)
     assert "scan.option_iv_rank" in option_iv_rank().statement().as_string(None).replace('"', "")
 
@@ -21,7 +21,7 @@ def test_the_calls_name_their_functions_and_arguments():
     ("build", "message"),
     [
         (lambda: option_iv_rank(0), "lookback_days must be a whole number from 1"),
-        (lambda: option_iv_rank(30, min_snapshots=1), "min_snapshots must be a whole number from 2"),
+        (lambda: option_iv_rank(30, min_days=1), "min_days must be a whole number from 2"),
         (lambda: unusual_options(0.0), "min_ratio must be more than 0"),
         (lambda: unusual_options(-1.0), "min_ratio must be a number >= 0"),
         (lambda: unusual_options(2.0, 0), "min_volume must be a whole number from 1"),
