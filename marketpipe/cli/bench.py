@@ -142,3 +142,20 @@ def bench_options(
 
     report = bench.run(quotes, vollib_quotes=vollib_quotes, repeat=repeat, threads=threads)
     typer.echo(json.dumps(report, indent=2) if as_json else bench.render_table(report))
+
+
+@app.command("news")
+def bench_news(
+    ctx: typer.Context,
+    symbols: Annotated[int, typer.Option(min=1, help="symbols whose sandbox news makes the corpus")] = 60,
+    days: Annotated[int, typer.Option(min=1, help="days of news")] = 180,
+    batch: Annotated[int, typer.Option(min=1, help="items per processed batch (one poll's worth)")] = 500,
+    embed: Annotated[bool, typer.Option(help="embed each new story (--no-embed: leave the stage out)")] = True,
+    as_json: JsonReport = False,
+) -> None:
+    """News: items/s through clean + sentiment + dedup + embedding + store on one core, dedup
+    precision/recall and sentiment accuracy against the sandbox's truth, the load it ran at."""
+    from bench import news as bench
+
+    report = bench.run(settings_of(ctx), symbols, days, batch, embed=embed)
+    typer.echo(json.dumps(report, indent=2, default=str) if as_json else bench.render_table(report))

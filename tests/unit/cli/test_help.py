@@ -24,7 +24,7 @@ TOP_LEVEL = [
 GROUPS = {
     "db": ["migrate", "status"],
     "dlq": ["list", "replay"],
-    "bench": ["ingest", "storage", "features", "stream", "options"],
+    "bench": ["ingest", "storage", "features", "stream", "options", "news"],
     "features": ["export"],
     "lake": ["tier", "ls", "du", "compact", "prune-raw"],
     "news": ["search", "like", "latest", "story"],

@@ -1,0 +1,217 @@
+"""News pipeline benchmark: items/s through clean + sentiment + dedup + embedding + store on one
+core, dedup precision/recall and sentiment accuracy against the sandbox's truth.
+
+``python -m bench.news [--json] [--symbols N] [--days D] [--batch B]`` (``marketpipe bench news``)
+
+The corpus is the sandbox's own news (in process: :mod:`sandbox.news`), both vendors' copies of
+every story about ``symbols`` symbols over ``days`` days, rendered in each vendor's wire format and
+parsed by the product's parsers, so the pipeline sees what an ingest would. It runs in batches of
+``batch`` items in publication order (a 5-minute poll's worth), each batch as the processing stage
+runs it: prepare (HTML, language, MinHash signature, our sentiment), dedup against what the store
+holds in the window (:func:`tasks.news.assign_stories`), the embedding of each story the batch
+founds (the embedder of ``features.embeddings``: ``embed(texts) -> float32 (n, dim)``; reported
+``absent`` with the reason when it cannot load, never estimated), and the store's write
+(:func:`storage.news.write_news`), into a throwaway database (``bench_news``) migrated by the real
+migrator. One process, one thread of Python: the rates are one core's. Figures are taken on a
+machine shared with other work: the load average is reported beside them.
+
+Sentiment accuracy: our label (VADER's thresholds on the compound score) against each story's
+polarity, and the vendor's (Polygon's insights) against the same truth, on the same items. No
+labeled financial-news set ships in a registry package that installs here (searched: none found),
+so the sandbox's truth is the only labeled set measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.settings import Settings
+
+DATABASE = "bench_news"
+TARGET_ITEMS_PER_S = 2_000
+TARGET_PRECISION = 0.95
+TARGET_RECALL = 0.95
+AS_OF = date(2024, 6, 28)
+DAY_NS = 86_400 * 10**9
+
+
+def corpus(symbols: int, days: int, seed: int = 42) -> tuple[pd.DataFrame, pd.DataFrame, dict[tuple[str, str], Any]]:
+    """(Polygon's parsed news, Alpaca's parsed news, truth by (source, id)) from the sandbox."""
+    from sandbox.market import Market
+    from sandbox.news import DEFAULT_UNIVERSE, vendor_news
+    from sandbox.wire import alpaca as alpaca_wire
+    from sandbox.wire import polygon as polygon_wire
+    from sandbox.wire.common import rfc3339
+    from sources.alpaca.parsing import parse_news as parse_alpaca
+    from sources.polygon.parsing import parse_news as parse_polygon
+
+    market = Market(seed, as_of=AS_OF)
+    names = list(DEFAULT_UNIVERSE) + [f"S{i:04d}" for i in range(1, max(0, symbols - len(DEFAULT_UNIVERSE)) + 1)]
+    names = [s for s in names[:symbols] if market.exists(s)]
+    now = market.now_ns()
+    tables = {s: market.news(s) for s in names}
+    truth: dict[tuple[str, str], Any] = {}
+    frames = []
+    for vendor in ("polygon", "alpaca"):
+        items = vendor_news(vendor, tables, now - days * DAY_NS, now, now, descending=False)
+        stamps = rfc3339(np.array([i.t_ns for i in items] or [0]))
+        updated = rfc3339(np.array([i.updated_ns or i.t_ns for i in items] or [0]))
+        if vendor == "polygon":
+            body = {"results": [polygon_wire.news_result(i, s) for i, s in zip(items, stamps, strict=False)]}
+            frames.append(parse_polygon(body))
+        else:
+            records = [alpaca_wire.news_record(i, s, u) for i, s, u in zip(items, stamps, updated, strict=False)]
+            frames.append(parse_alpaca({"news": records}))
+        for item in items:
+            truth[(vendor, str(item.id))] = item
+    return frames[0], frames[1], truth
+
+
+def _embedder(settings: Settings) -> tuple[Any, str | None]:
+    """The embedding model of the settings, loaded, or (None, why it is absent)."""
+    try:
+        from features.embeddings import load_model
+
+        model = load_model(settings.embeddings.model, batch_size=settings.embeddings.batch_size)
+        model.embed(["warm up"])
+        return model, None
+    except Exception as exc:  # the stage is reported absent with the reason, never faked
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def run(settings: Settings, symbols: int = 60, days: int = 180, batch: int = 500, embed: bool = True) -> dict[str, Any]:
+    from db.connect import database_connection
+    from db.migrate import migrate
+    from features.sentiment import labels, load_sentiment_model
+    from quality.dedup import DedupConfig, StoryIndex, pairwise_scores
+    from stack.scratch import create_database
+    from storage.news import lock_news_dedup, stored_items, write_news
+    from tasks.news import assign_stories, prepare_items
+
+    polygon, alpaca, truth = corpus(symbols, days)
+    frame = pd.concat([polygon, alpaca], ignore_index=True).sort_values(["ts", "source", "id"], ignore_index=True)
+    sentiment = load_sentiment_model()
+    sentiment.score(["warm up"])
+    config = DedupConfig()
+    embedder, absent = _embedder(settings) if embed else (None, "not asked (--no-embed)")
+    create_database(settings, DATABASE)
+    seconds = {"prepare": 0.0, "dedup": 0.0, "embedding": 0.0, "store": 0.0}
+    embedded = 0
+    load_before = os.getloadavg()[0]
+    with database_connection(settings, dbname=DATABASE, autocommit=True) as conn:
+        migrate(conn)
+        conn.autocommit = False
+        for offset in range(0, len(frame), batch):
+            part = frame.iloc[offset : offset + batch]
+            t0 = time.perf_counter()
+            index = StoryIndex(config)
+            prepared = prepare_items(part, "news", sentiment, index)
+            t1 = time.perf_counter()
+            with conn.transaction():
+                lock_news_dedup(conn)
+                items = prepared.items
+                window = pd.Timedelta(hours=config.window_hours)
+                keys = list(zip(items["source"], items["id"], strict=True))
+                low, high = items["published_at"].min() - window, items["published_at"].max() + window
+                stories = assign_stories(prepared, stored_items(conn, low, high, keys), index)
+                t2 = time.perf_counter()
+                if embedder is not None and len(stories):
+                    embedder.embed([str(h) for h in stories["headline"]])
+                    embedded += len(stories)
+                t3 = time.perf_counter()
+                write_news(conn, items, prepared.links, stories)
+            t4 = time.perf_counter()
+            seconds["prepare"] += t1 - t0
+            seconds["dedup"] += t2 - t1
+            seconds["embedding"] += t3 - t2
+            seconds["store"] += t4 - t3
+        stored = conn.execute("SELECT source, id, story_id, sentiment, vendor_sentiment FROM news.items").fetchall()
+        conn.rollback()
+    load_after = os.getloadavg()[0]
+    n = len(frame)
+    found = [(f"{s}:{i}", str(story)) for s, i, story, _, _ in stored]
+    told = [(f"{s}:{i}", str(truth[(s, i)].story)) for s, i, _, _, _ in stored]
+    precision, recall = pairwise_scores(told, found)
+    polarity = np.array([truth[(s, i)].polarity for s, i, _, _, _ in stored])
+    ours = labels(np.array([np.nan if v is None else v for _, _, _, v, _ in stored], dtype=np.float64))
+    vendor_rows = [(truth[(s, i)].polarity, v) for s, i, _, _, v in stored if v is not None]
+    vendor = labels(np.array([v for _, v in vendor_rows], dtype=np.float64)) if vendor_rows else np.array([])
+    total = sum(seconds.values())
+    stage_rates = {k: (round(n / v, 1) if v > 0 else None) for k, v in seconds.items()}
+    if embedder is None:
+        stage_rates["embedding"] = None
+    targets = {
+        "items_per_s": {"target": TARGET_ITEMS_PER_S, "met": n / total >= TARGET_ITEMS_PER_S},
+        "dedup_precision": {"target": TARGET_PRECISION, "met": precision >= TARGET_PRECISION},
+        "dedup_recall": {"target": TARGET_RECALL, "met": recall >= TARGET_RECALL},
+    }
+    return {
+        "items": n,
+        "stories_true": len({t.story for t in truth.values()}),
+        "stories_found": len({story for _, _, story, _, _ in stored}),
+        "symbols": symbols,
+        "days": days,
+        "batch": batch,
+        "items_per_s": round(n / total, 1),
+        "items_per_s_without_embedding": round(n / (total - seconds["embedding"]), 1),
+        "stage_seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "stage_items_per_s": stage_rates,
+        "embedding": {
+            "present": embedder is not None,
+            "model": getattr(embedder, "name", None),
+            "stories_embedded": embedded,
+            "absent_reason": absent,
+        },
+        "dedup_precision": round(precision, 4),
+        "dedup_recall": round(recall, 4),
+        "sentiment_model": sentiment.name,
+        "sentiment_accuracy": round(float((ours == polarity).mean()), 4),
+        "vendor_sentiment_accuracy": round(float((vendor == np.array([p for p, _ in vendor_rows])).mean()), 4)
+        if vendor_rows
+        else None,
+        "labeled_financial_news_set": None,
+        "load_avg_1m": [round(load_before, 2), round(load_after, 2)],
+        "cpus": os.cpu_count(),
+        "targets": targets,
+        "targets_met": all(t["met"] for t in targets.values()),
+    }
+
+
+def drop(settings: Settings) -> None:
+    from stack.scratch import drop_database
+
+    drop_database(settings, DATABASE)
+
+
+def render_table(report: dict[str, Any]) -> str:
+    flat = {k: v for k, v in report.items() if k != "targets"}
+    for name, target in report["targets"].items():
+        flat[f"target {name}"] = f">= {target['target']}: {'met' if target['met'] else 'NOT met'}"
+    width = max(len(k) for k in flat)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in flat.items())
+
+
+def main(argv: list[str] | None = None) -> None:
+    from core.settings import load_settings
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--symbols", type=int, default=60)
+    parser.add_argument("--days", type=int, default=180)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--no-embed", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    report = run(load_settings(), args.symbols, args.days, args.batch, embed=not args.no_embed)
+    print(json.dumps(report, default=str) if args.json else render_table(report))
+
+
+if __name__ == "__main__":
+    main()

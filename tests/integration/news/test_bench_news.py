@@ -1,0 +1,26 @@
+"""A smoke run of ``marketpipe bench news`` at a tiny size: every promised figure is there and is a
+number (no timing asserted); dedup and sentiment are measured against the sandbox's truth."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from core.settings import Settings
+
+
+def test_bench_news_reports_every_figure(stack: Settings, marketpipe_cli) -> None:
+    run = marketpipe_cli("bench", "news", "--symbols", "6", "--days", "60", "--batch", "50", "--json", timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout)
+    assert report["items"] > 20 and report["stories_found"] > 0
+    for key in ("items_per_s", "items_per_s_without_embedding", "dedup_precision", "dedup_recall"):
+        assert math.isfinite(report[key]) and report[key] > 0, key
+    assert 0 <= report["sentiment_accuracy"] <= 1 and 0 <= report["vendor_sentiment_accuracy"] <= 1
+    assert set(report["stage_seconds"]) == {"prepare", "dedup", "embedding", "store"}
+    embedding = report["embedding"]
+    assert embedding["present"] == (embedding["absent_reason"] is None)
+    assert embedding["present"] == (report["stage_items_per_s"]["embedding"] is not None)
+    assert set(report["targets"]) == {"items_per_s", "dedup_precision", "dedup_recall"}
+    assert report["targets_met"] == all(t["met"] for t in report["targets"].values())
+    assert len(report["load_avg_1m"]) == 2
