@@ -70,6 +70,7 @@ def test_the_database_runs_the_full_edition_with_compression_policies(stack, con
         ("features.bar_features", after),
         ("market.bars_daily", after),
         ("market.bars_intraday", after),
+        ("market.option_quotes", after),
         ("market.quotes", after),
         ("market.trades", after),
     ]
