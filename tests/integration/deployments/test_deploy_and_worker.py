@@ -27,6 +27,7 @@ EXPECTED = {
     "pipeline/ingest-shard",
     "intraday/intraday-ingest",
     "options/options-snapshots",
+    "news/news-ingest",
     "pipeline/gap-repair",
     "features/features-recompute",
     "tiering/nightly-tiering",
