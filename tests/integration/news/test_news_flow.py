@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from core.errors import RequestError
 from core.settings import Settings
 from db.connect import database_connection
 from flows.news import SKIPPED, news_flow
+from marketpipe.api import DataPipelineManager, DataPipelineOrchestrator
 
 
 def test_a_holiday_run_is_skipped_with_its_reason(stack: Settings) -> None:
@@ -31,3 +35,23 @@ def test_a_trading_day_run_ingests_both_vendors_and_reddit(stack: Settings) -> N
     assert by_source.get("polygon", 0) > 0 and by_source.get("alpaca", 0) > 0
     stored = sum(p["inserted"] + p["updated"] + p["unchanged"] for r in runs.values() for p in r["processed"])
     assert stored > 0
+
+
+def test_the_facade_runs_a_news_ingestion(stack: Settings) -> None:
+    manager = DataPipelineManager(DataPipelineOrchestrator(stack))
+    summary = asyncio.run(
+        manager.run_ingestion(
+            data_type="news", symbols=["WMT"], start_date="2026-11-01", end_date="2026-12-04", source="alpaca"
+        )
+    )
+    assert summary["data_type"] == "news" and summary["source"] == "alpaca" and summary["failed"] == []
+    with database_connection(stack) as conn:
+        stored = conn.execute(
+            "SELECT count(*) FROM news.item_symbols WHERE symbol = 'WMT' AND source = 'alpaca'"
+            " AND published_at < '2026-12-05'"
+        ).fetchone()[0]
+    assert stored == summary["collected"][0]["records"] > 0
+    with pytest.raises(RequestError, match="serves no social"):
+        asyncio.run(
+            manager.run_ingestion(data_type="social", symbols=["WMT"], start_date="2026-12-01", end_date="2026-12-04")
+        )
