@@ -274,7 +274,7 @@ def write_daily_features(conn: psycopg.Connection, underlying: str, ts: pd.Times
             "ts": day.tz_convert("UTC"),
             "feature_set": OPTION_FEATURE_SET,
             "name": list(DAILY_FEATURES),
-            "value": [np.nan if v is None else float(v) for v in values],
+            "value": pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").astype(np.float64).to_numpy(),
         }
     )
     return upsert_frame(conn, frame, FEATURE_VALUES_TABLE, method="merge")

@@ -75,13 +75,20 @@ def options_chain(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object: the snapshot's features and rows")] = False,
 ) -> None:
-    """The newest stored snapshot of SYMBOL's chain: quotes, our IV and greeks, flags, and its features."""
+    """The newest stored snapshot of SYMBOL's chain: its features, the term structure (ATM IV and
+    25-delta skew by expiry), then the quotes with our IV and delta, reasons and flags."""
     import json
 
     from core.errors import RequestError
     from db.connect import database_connection
     from pipeline.request import parse_symbols
-    from storage.options import latest_snapshot_ts, read_chain_features, read_option_chain, stored_expirations
+    from storage.options import (
+        latest_snapshot_ts,
+        read_chain_features,
+        read_option_chain,
+        read_term_structure,
+        stored_expirations,
+    )
 
     (underlying,) = parse_symbols(symbol)[:1]
     wanted = [_parse_day(e) for e in expiry or []]
@@ -101,13 +108,19 @@ def options_chain(
             )
         chain = read_option_chain(conn, underlying, ts=ts, expirations=wanted or None)
         features = read_chain_features(conn, underlying, ts)
+        terms = read_term_structure(conn, underlying, ts)[
+            ["expiration", "days_to_expiry", "atm_iv", "skew_25d", "call_volume", "put_volume", "priced", "contracts"]
+        ]
     if as_json:
         rows = json.loads(chain.to_json(orient="records", date_format="iso", date_unit="s"))
-        typer.echo(json.dumps({"underlying": underlying, "ts": ts.isoformat(), "features": features, "rows": rows}))
+        term_rows = json.loads(terms.to_json(orient="records", date_format="iso", date_unit="s"))
+        body = {"underlying": underlying, "ts": ts.isoformat(), "features": features, "term_structure": term_rows}
+        typer.echo(json.dumps({**body, "rows": rows}))
         return
     spot = float(chain["underlying_price"].iloc[0]) if len(chain) else float("nan")
     typer.echo(f"{underlying} options at {ts.isoformat()}  underlying {spot:,.2f}  {len(chain):,} contracts")
     typer.echo("  ".join(f"{k} {_fmt(v)}" for k, v in features.items() if k not in ("underlying", "ts")))
+    typer.echo(terms.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:,.4f}"))
     table = chain.assign(flags=chain["quote_flags"].map(_flags))[
         [
             "expiration",

@@ -145,6 +145,9 @@ def test_the_cli_prints_one_expiry_of_the_chain(quotes, marketpipe_cli):
     assert {r["expiration"][:10] for r in body["rows"]} == {first}
     assert len(body["rows"]) == (quotes["expiration"] == min(quotes["expiration"])).sum()
     assert body["features"]["contracts"] == len(quotes)
+    terms = body["term_structure"]
+    assert [t["expiration"][:10] for t in terms] == sorted(d.isoformat() for d in quotes["expiration"].unique())
+    assert all(t["atm_iv"] > 0 for t in terms)
     table = marketpipe_cli("options", "chain", SYMBOL, "--expiry", first)
     assert table.returncode == 0 and f"{SYMBOL} options at" in table.stdout and "crossed" in table.stdout
 
