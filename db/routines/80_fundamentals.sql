@@ -54,7 +54,7 @@ $$;
 -- nearest the underlying price quoted on both sides (bid > 0, ask >= bid). No snapshot, no such
 -- expiration or no two-sided strike: the option columns are NULL, the report is still listed.
 DROP FUNCTION IF EXISTS scan.upcoming_earnings(integer, timestamptz, integer);
-CREATE FUNCTION scan.upcoming_earnings(p_days integer DEFAULT 14, p_as_of timestamptz DEFAULT now(),
+CREATE OR REPLACE FUNCTION scan.upcoming_earnings(p_days integer DEFAULT 14, p_as_of timestamptz DEFAULT now(),
                                        p_limit integer DEFAULT 50)
 RETURNS TABLE (symbol text, report_date date, time_of_day text, days_to_earnings integer,
                eps_estimate double precision, revenue_estimate double precision,
