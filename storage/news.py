@@ -24,7 +24,7 @@ import psycopg
 
 from core.errors import StorageError
 from storage.feature_tables import FEATURE_VALUES_TABLE
-from storage.hot import UpsertResult, upsert_frame
+from storage.hot import Column, TableSpec, UpsertResult, upsert_frame
 
 ITEM_COLUMNS = (
     "source",
@@ -63,6 +63,26 @@ LINK_COLUMNS = (
     "vendor_label",
 )
 STORY_COLUMNS = ("story_id", "first_seen", "canonical_url", "headline")
+# What tiering moves to the lake (storage/tiering.py: news_items, news_item_symbols). Arrays travel
+# as PostgreSQL's text form ({AAPL,MSFT}); the MinHash signature stays behind (it is recomputed
+# from the text, and only recent items are dedup candidates).
+_ITEM_TYPES = {"published_at": "timestamptz", "updated_at": "timestamptz", "story_id": "int8", "sentiment": "float8"}
+_ITEM_TYPES |= {"vendor_sentiment": "float8", "score": "int8", "comments": "int8"}
+NEWS_ITEMS_TABLE = TableSpec(
+    name="news.items",
+    columns=tuple(Column(c, _ITEM_TYPES.get(c, "text")) for c in ITEM_COLUMNS if c != "minhash"),
+    key=("source", "id", "published_at"),
+    touched_at="ingested_at",
+    time_column="published_at",
+)
+_LINK_TYPES = {"published_at": "timestamptz", "story_id": "int8", "sentiment": "float8", "vendor_sentiment": "float8"}
+NEWS_LINKS_TABLE = TableSpec(
+    name="news.item_symbols",
+    columns=tuple(Column(c, _LINK_TYPES.get(c, "text")) for c in LINK_COLUMNS),
+    key=("symbol", "published_at", "source", "id"),
+    touched_at=None,
+    time_column="published_at",
+)
 CRASH_ENV = "MARKETPIPE_CRASH_AT"  # tests only: "news:<point>" kills this process with SIGKILL there
 _DEDUP_LOCK = 0x6E657773  # 'news': one advisory lock for the dedup-and-store step
 _VALUES = [c for c in ITEM_COLUMNS if c not in ("source", "id", "published_at")]

@@ -86,6 +86,7 @@ from storage.aggregates import POLICY_WINDOW
 from storage.feature_tables import FEATURE_VALUES_TABLE, FEATURES_TABLE
 from storage.hot import BARS_DAILY, BARS_INTRADAY, Column, TableSpec
 from storage.lake import Lake
+from storage.news import NEWS_ITEMS_TABLE, NEWS_LINKS_TABLE
 from storage.options import OPTION_QUOTES_TABLE
 from storage.quotes import QUOTES_TABLE
 from storage.trades import TRADES_TABLE
@@ -109,6 +110,7 @@ class TierDataset:
     table: TableSpec
     lake_name: str  # cold/<lake_name>/...
     symbol_column: str = "symbol"  # what files are sorted by and the manifest's symbol range is of
+    time_column: str = "ts"  # the hypertable's time column: partitions, sort order, the manifest's range
 
     @property
     def columns(self) -> tuple[Column, ...]:
@@ -144,6 +146,8 @@ DATASETS: dict[str, TierDataset] = {
         TierDataset("feature_values", FEATURE_VALUES_TABLE, "feature_values"),
         TierDataset("trades", TRADES_TABLE, "trades"),
         TierDataset("quotes", QUOTES_TABLE, "quotes"),
+        TierDataset("news_items", NEWS_ITEMS_TABLE, "news_items", symbol_column="source", time_column="published_at"),
+        TierDataset("news_item_symbols", NEWS_LINKS_TABLE, "news_item_symbols", time_column="published_at"),
         # option chain snapshots, one UTC day per object, sorted and ranged by underlying
         TierDataset("option_quotes", OPTION_QUOTES_TABLE, "option_quotes", symbol_column="underlying"),
     )
@@ -235,7 +239,7 @@ def split_partitions(ds: TierDataset, table: pa.Table) -> list[tuple[str, str, p
     (symbol, ts, rest of the key) and without the ``timeframe`` column."""
     if table.num_rows == 0:
         return []
-    days = pc.floor_temporal(table["ts"], unit="day")
+    days = pc.floor_temporal(table[ds.time_column], unit="day")
     if not ds.has_timeframe:
         return [
             (
@@ -245,7 +249,7 @@ def split_partitions(ds: TierDataset, table: pa.Table) -> list[tuple[str, str, p
             )
             for day in sorted(pc.unique(days).to_pylist())
         ]
-    months = pc.floor_temporal(table["ts"], unit="month")
+    months = pc.floor_temporal(table[ds.time_column], unit="month")
     groups: list[tuple[str, str, pa.Table]] = []
     for timeframe in sorted(pc.unique(table["timeframe"]).to_pylist()):
         of_tf = pc.equal(table["timeframe"], timeframe)
@@ -257,7 +261,8 @@ def split_partitions(ds: TierDataset, table: pa.Table) -> list[tuple[str, str, p
 
 
 def sort_rows(ds: TierDataset, table: pa.Table) -> pa.Table:
-    order = [ds.symbol_column, "ts", *(k for k in ds.key if k not in (ds.symbol_column, "ts", "timeframe"))]
+    first = (ds.symbol_column, ds.time_column)
+    order = [*first, *(k for k in ds.key if k not in (*first, "timeframe"))]
     return table.sort_by([(name, "ascending") for name in order])
 
 
@@ -517,7 +522,7 @@ def describe(
     checksum: str,
     compression: str,
 ) -> LakeFile:
-    ts_min, ts_max = pc.min_max(rows["ts"]).values()
+    ts_min, ts_max = pc.min_max(rows[ds.time_column]).values()
     sym_min, sym_max = pc.min_max(rows[ds.symbol_column]).values()
     return LakeFile(
         key,

@@ -73,6 +73,8 @@ def test_the_database_runs_the_full_edition_with_compression_policies(stack, con
         ("market.option_quotes", after),
         ("market.quotes", after),
         ("market.trades", after),
+        ("news.item_symbols", after),
+        ("news.items", after),
     ]
 
 

@@ -1,0 +1,47 @@
+"""News tiers to the lake like bars: chunks of news.items and news.item_symbols older than the hot
+window become Parquet (cold/news_items, cold/news_item_symbols), listed in the manifest, and leave
+the hot store. Items of 1999 only (a range no other test stores), tiered by an explicit range."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from core import model
+from core.settings import Settings
+from features.sentiment import load_sentiment_model
+from quality.dedup import DedupConfig
+from storage.tiering import tier_chunks
+from tasks.news import store_items
+
+OLD = datetime(1999, 1, 1, tzinfo=UTC), datetime(1999, 12, 31, tzinfo=UTC)
+
+
+def test_old_news_moves_to_the_lake_with_its_links(stack: Settings, conn, lake) -> None:
+    rows = [
+        {"id": f"t{i}", "ts": f"1999-03-0{i + 1}T15:00:00Z", "headline": f"ZZQT wins contract {i}",
+         "body": f"Text {i}.", "symbols": "ZZQT,ZZQU" if i % 2 else "ZZQT", "source": "tiertest"}
+        for i in range(4)
+    ]  # fmt: skip
+    frame = model.frame(model.NEWS, {k: [r.get(k) for r in rows] for k in model.NEWS}, what="test news")
+    with conn.transaction():
+        written, _ = store_items(conn, frame, "news", load_sentiment_model(), DedupConfig())
+    assert written.inserted == 4
+    report = tier_chunks(
+        conn, lake, stack, older_than=OLD[1], newer_than=OLD[0], dataset=["news_items", "news_item_symbols"]
+    )
+    moved: dict[str, int] = {}
+    for r in report.chunks:
+        moved[r.dataset] = moved.get(r.dataset, 0) + r.rows
+    assert moved == {"news_items": 4, "news_item_symbols": 6}
+    left = conn.execute("SELECT count(*) FROM news.items WHERE source = 'tiertest'").fetchone()[0]
+    assert left == 0
+    keys = [k for r in report.chunks if r.dataset == "news_items" for k in r.files]
+    ids = [i for k in keys for i in lake.read_parquet(k)["id"].to_pylist()]
+    symbols = {s for k in keys for s in lake.read_parquet(k)["symbols"].to_pylist()}
+    assert sorted(ids) == ["t0", "t1", "t2", "t3"] and symbols == {"{ZZQT,ZZQU}", "{ZZQT}"}
+    assert keys and all(k.startswith("cold/news_items/date=1999-03-0") for k in keys)
+    manifest = conn.execute(
+        "SELECT dataset, sum(row_count) FROM ops.lake_files WHERE dataset LIKE 'news%%' AND min_ts < '2000-01-01'"
+        " GROUP BY dataset ORDER BY dataset"
+    ).fetchall()
+    assert manifest == [("news_item_symbols", 6), ("news_items", 4)]
