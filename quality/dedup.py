@@ -45,6 +45,11 @@ class DedupConfig:
     shingle_words: int = 3
     lead_words: int = 30  # of the lead (summary or body) read after the headline: its first sentences
     seed: int = 1
+    # LSH banding (bands x rows <= num_perm): datasketch's optimum for threshold 0.5 and 64
+    # permutations with equal false positive/negative weights, fixed here because finding it
+    # integrates numerically (~40 ms for every index built); change it with threshold or num_perm.
+    lsh_bands: int = 14
+    lsh_rows: int = 4
 
 
 def canonical_url(url: str | None) -> str | None:
@@ -58,6 +63,10 @@ def canonical_url(url: str | None) -> str | None:
     except ValueError:
         return None
     host = (parts.hostname or "").lower()
+    if not parts.query and not parts.fragment and not host.startswith(_HOST_PREFIXES) and parts.scheme == "https":
+        path = parts.path.rstrip("/") or "/"
+        if not path.endswith("/amp"):
+            return f"https://{host}{path}"
     if not host:
         return None
     for prefix in _HOST_PREFIXES:
@@ -132,7 +141,8 @@ class StoryIndex:
 
     def __post_init__(self) -> None:
         self.perms = self.perms or Permutations.of(self.config.num_perm, self.config.seed)
-        self._lsh = MinHashLSH(threshold=self.config.threshold, num_perm=self.config.num_perm)
+        bands_rows = (self.config.lsh_bands, self.config.lsh_rows)
+        self._lsh = MinHashLSH(threshold=self.config.threshold, num_perm=self.config.num_perm, params=bands_rows)
 
     def signature(self, headline: str, lead: str) -> np.ndarray:
         assert self.perms is not None
