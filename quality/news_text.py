@@ -101,10 +101,11 @@ def strip_html(text: str | None) -> tuple[str, bool]:
 
 def english_share(text: str) -> float:
     """The share of the first 200 words that are common English function words (0 for no words)."""
-    words = _WORD.findall(text[:4000].lower())[:200]
-    if not words:
-        return 0.0
-    return sum(w in _ENGLISH for w in words) / len(words)
+    return _english_share(_WORD.findall(text[:4000].lower())[:200])
+
+
+def _english_share(words: list[str]) -> float:
+    return sum(w in _ENGLISH for w in words) / len(words) if words else 0.0
 
 
 def guess_language(text: str) -> str:
@@ -113,7 +114,7 @@ def guess_language(text: str) -> str:
     words = _WORD.findall(text[:4000].lower())
     if len(words) < 6:
         return "en" if any(w in _ENGLISH for w in words) or not words else "und"
-    return "en" if english_share(text) >= 0.12 else "other"
+    return "en" if _english_share(words[:200]) >= 0.12 else "other"
 
 
 def is_spam(text: str) -> bool:
