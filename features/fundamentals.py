@@ -28,6 +28,7 @@ last four quarters, none missing); otherwise the TTM figures are NaN.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from storage.fundamentals import PointInTime
+from storage.fundamentals import PointInTime, end_of_day
 
 QUARTERS = ("Q1", "Q2", "Q3", "Q4")
 _SHARES = ("diluted_average_shares", "basic_average_shares")
@@ -241,3 +242,16 @@ def surprise(actual: float, estimate: float) -> float:
     if not (math.isfinite(actual) and math.isfinite(estimate)) or estimate == 0:
         return math.nan
     return (actual - estimate) / abs(estimate)
+
+
+def earnings_feature_series(versions: pd.DataFrame, symbol: str, days: Sequence[date]) -> pd.DataFrame:
+    """The earnings features of ``symbol`` for each day of ``days``, each as known at the end of
+    its day: from every stored version (``read_earnings_versions``), a day sees only those the
+    vendor had published by then. A point-in-time series for models and backtests."""
+    rows = versions[versions["symbol"] == symbol].sort_values("known_at")
+    key = ["symbol", "fiscal_year", "fiscal_period"]
+    out = []
+    for day in days:
+        known = rows[rows["known_at"] <= pd.Timestamp(end_of_day(day))].drop_duplicates(key, keep="last")
+        out.append(earnings_features(known, symbol, day).to_dict())
+    return pd.DataFrame(out)

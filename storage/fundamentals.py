@@ -99,12 +99,24 @@ def read_financials_as_of(conn: psycopg.Connection, symbols: Sequence[str], as_o
 
 def read_earnings_as_of(conn: psycopg.Connection, symbols: Sequence[str], as_of: datetime) -> pd.DataFrame:
     """Each report of the calendar as known at the instant ``as_of``: its latest version by then."""
-    names = list(EARNINGS)
     rows = conn.execute(
-        f"SELECT {', '.join(names)} FROM market.earnings_as_of(%s, %s) ORDER BY symbol, report_date",
+        f"SELECT {', '.join(EARNINGS)} FROM market.earnings_as_of(%s, %s) ORDER BY symbol, report_date",
         (list(symbols), as_of),
     ).fetchall()
-    raw = _frame_of(rows, names)
+    return _earnings_frame(rows)
+
+
+def read_earnings_versions(conn: psycopg.Connection, symbols: Sequence[str]) -> pd.DataFrame:
+    """Every stored version of the calendar of ``symbols`` (for point-in-time series)."""
+    rows = conn.execute(
+        f"SELECT {', '.join(EARNINGS)} FROM market.earnings WHERE symbol = ANY(%s) ORDER BY symbol, known_at",
+        (list(symbols),),
+    ).fetchall()
+    return _earnings_frame(rows)
+
+
+def _earnings_frame(rows: list[tuple[object, ...]]) -> pd.DataFrame:
+    raw = _frame_of(rows, list(EARNINGS))
     raw["report_date"] = pd.to_datetime(raw["report_date"], utc=True)
     raw["known_at"] = pd.to_datetime(raw["known_at"], utc=True)
     return frame(EARNINGS, {name: raw[name] for name in EARNINGS}, what="stored earnings")

@@ -15,6 +15,8 @@ import psycopg
 import pytest
 
 from core.settings import Settings
+from features.fundamentals import earnings_feature_series
+from storage.fundamentals import read_earnings_versions
 from tests.support.cli import run_cli
 from tests.support.fundamentals import ingest, sandbox_results, wipe
 
@@ -157,3 +159,9 @@ def test_earnings_features_as_known_before_and_after_the_report(
     expected = (upcoming["actual_eps"] - upcoming["estimated_eps"]) / abs(upcoming["estimated_eps"])
     assert later["eps_surprise"] == pytest.approx(expected, rel=1e-9)
     assert later["next_report_date"] is None or later["next_report_date"] > str(report_day)
+
+    series = earnings_feature_series(
+        read_earnings_versions(conn, [SYMBOL]), SYMBOL, [SPLIT_DAY, report_day + timedelta(days=1)]
+    )
+    assert series.iloc[0]["days_to_earnings"] == then["days_to_earnings"]
+    assert series.iloc[1]["eps_surprise"] == pytest.approx(later["eps_surprise"], rel=1e-12)

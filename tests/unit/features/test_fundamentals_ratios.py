@@ -9,7 +9,14 @@ import pandas as pd
 import pytest
 
 from core import model
-from features.fundamentals import earnings_features, ratios, split_factor, surprise, trailing_dividends
+from features.fundamentals import (
+    earnings_feature_series,
+    earnings_features,
+    ratios,
+    split_factor,
+    surprise,
+    trailing_dividends,
+)
 from storage.fundamentals import PointInTime
 
 QUARTER_ENDS = ("2023-03-31", "2023-06-30", "2023-09-30", "2023-12-31")
@@ -140,3 +147,21 @@ def test_earnings_features_pick_the_last_report_and_the_next_one() -> None:
 def test_surprise_needs_a_nonzero_estimate() -> None:
     assert surprise(-0.5, -1.0) == pytest.approx(0.5)
     assert math.isnan(surprise(1.0, 0.0)) and math.isnan(surprise(math.nan, 1.0))
+
+
+def test_the_feature_series_sees_each_version_only_from_when_it_was_known() -> None:
+    projected = calendar(("Q2", "2024-07-24", 1.1, None, "bmo"))
+    projected["known_at"] = pd.Timestamp("2024-04-20T12:00:00Z")
+    confirmed = calendar(("Q2", "2024-07-24", 1.1, 1.0, "bmo"))
+    confirmed["known_at"] = pd.Timestamp("2024-07-24T13:05:00Z")
+    versions = pd.concat([projected, confirmed], ignore_index=True)
+    days = [date(2024, 4, 19), date(2024, 4, 20), date(2024, 7, 23), date(2024, 7, 24)]
+    series = earnings_feature_series(versions, "ACME", days)
+
+    def dates(column: str) -> list[str | None]:
+        return [d if isinstance(d, str) else None for d in series[column]]
+
+    assert dates("next_report_date") == [None, "2024-07-24", "2024-07-24", None]
+    assert series["days_to_earnings"].tolist()[1:3] == [95, 1]
+    assert dates("last_report_date") == [None, None, None, "2024-07-24"]
+    assert series["eps_surprise"].iloc[3] == pytest.approx(-0.1 / 1.1)
