@@ -51,7 +51,8 @@ def process_symbol_options(
     with conn.transaction():
         frames = page_frames(conn, pages, parsed, stored, registry)
         parts = [kept.frame.assign(**{_PAGE: page.key}) for page, kept in frames if len(kept.frame)]
-        chain = pd.concat(parts, ignore_index=True) if parts else model.empty_frame(model.OPTION_SNAPSHOTS)
+        empty = model.empty_frame(model.OPTION_SNAPSHOTS).assign(**{_PAGE: pd.Series(dtype="string")})
+        chain = pd.concat(parts, ignore_index=True) if parts else empty  # an underlying without options
         outcome.records = len(chain)
         accepted, rejected = check_option_snapshots(chain, underlying)
         priced = price_accepted(conn, accepted, underlying, settings)
@@ -93,6 +94,8 @@ def quarantine_options(
 ) -> int:
     """One dead letter per raw page holding refused contracts: the records and their reasons."""
     letters = 0
+    if rejected.empty:
+        return letters
     for page, kept in pages:
         part = rejected[rejected[_PAGE] == page.key].drop(columns=_PAGE)
         if part.empty:

@@ -57,6 +57,13 @@ def options_ingest(
     typer.echo(f"fetched {fetched:,} contracts, stored {stored:,} ({rejected:,} refused) in {summary['seconds']:.1f} s")
     if rejected:
         typer.echo("refused contracts are dead letters with their reasons: see `marketpipe dlq list`")
+    empty = [c["symbol"] for c in summary["collected"] if not c["records"] and not c["error"]]
+    if empty:
+        typer.echo(
+            f"no option contracts served for {', '.join(empty)}: {source} lists no options on "
+            f"{'these underlyings' if len(empty) > 1 else 'this underlying'} (unknown or not optionable)",
+            err=True,
+        )
     if summary["failed"]:
         typer.echo(f"failed (see `marketpipe dlq list`): {', '.join(summary['failed'])}", err=True)
         raise typer.Exit(1)

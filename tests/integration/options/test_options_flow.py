@@ -39,5 +39,8 @@ def test_the_cli_takes_a_snapshot_and_says_what_it_stored(stack, conn, marketpip
         refused = marketpipe_cli("options", "ingest", "--symbols", symbol, "--source", "yahoo")
         assert refused.returncode != 0 and "Traceback" not in refused.stderr
         assert "source 'yahoo' serves no options: use --source polygon" in refused.stderr
+        unknown = marketpipe_cli("options", "ingest", "--symbols", "ZZZOPT", timeout=300)
+        assert unknown.returncode == 0 and "fetched 0 contracts, stored 0" in unknown.stdout
+        assert "no option contracts served for ZZZOPT: polygon lists no options on this underlying" in unknown.stderr
     finally:
         forget_options(conn, symbol)
