@@ -26,6 +26,7 @@ BAR_WIDTH = {
 NO_TIMEFRAME = ""
 TEXT_DATA_TYPES = ("news", "social")
 TEXT_OVERLAP = timedelta(hours=1)  # news and posts resume this long before their newest stored item
+TEXT_BACKFILL = timedelta(days=1)  # a request starting earlier than this before it takes its whole range
 
 
 def watermark_dataset(data_type: str) -> tuple[str, str | None]:
@@ -54,8 +55,12 @@ def resume_starts(request: IngestRequest, high_water: Mapping[str, datetime]) ->
         mark = high_water.get(symbol)
         if mark is None or request.data_type == "options":  # a chain snapshot is taken whatever is stored
             start = request.start
-        elif request.data_type in TEXT_DATA_TYPES:  # items arrive late: an hour again (the upsert keeps it exact)
-            start = max(request.start, mark - TEXT_OVERLAP)
+        elif request.data_type in TEXT_DATA_TYPES:
+            # a poll resumes an hour before the newest stored item (items arrive late; the upsert keeps
+            # a refetch exact); a request reaching further back than TEXT_BACKFILL before it is a
+            # backfill (nothing says that range was fetched): its whole range
+            backfill = request.start < mark - TEXT_BACKFILL
+            start = request.start if backfill else max(request.start, mark - TEXT_OVERLAP)
         elif intraday:
             start = max(request.start, _session_resume(mark, step))
         else:

@@ -98,14 +98,18 @@ def ingest(
     start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
     end: Annotated[str, typer.Option(help="last day, YYYY-MM-DD (inclusive)")],
     timeframe: Annotated[str, typer.Option(help="1min, 5min, 15min, 1hour or 1day")] = "1day",
-    source: Annotated[str, typer.Option(help="polygon, alpaca, yahoo or a plugin")] = "polygon",
+    source: Annotated[str, typer.Option(help="polygon, alpaca, yahoo, reddit (social) or a plugin")] = "polygon",
     data_type: Annotated[
-        str, typer.Option(help="market_data, corporate_actions, fundamentals, earnings or options")
+        str,
+        typer.Option(
+            help="market_data, corporate_actions, fundamentals, earnings, options, news (polygon, alpaca) "
+            "or social (reddit)"
+        ),
     ] = "market_data",
     full: Annotated[bool, typer.Option("--full", help="refetch the whole range (ignore watermarks)")] = False,
 ) -> None:
-    """Fetch bars (or corporate actions, filings, the earnings calendar, option chains) for symbols and a
-    date range into the hot store."""
+    """Fetch bars (or corporate actions, filings, the earnings calendar, option chains, news, posts) for
+    symbols and a date range into the hot store."""
     import asyncio
 
     from flows.ingestion import ingest_flow
