@@ -443,6 +443,24 @@ class EmbeddingSettings(_Section):
     batch_size: PositiveInt = Field(default=32, description="texts per forward pass of the built-in model")
 
 
+class NewsSettings(_Section):
+    """News and posts (quality/dedup.py, features/sentiment.py, tasks/news.py)."""
+
+    sentiment_model: str = Field(
+        default="vader-lm",
+        description="vader-lm (VADER with the Loughran-McDonald words), vader, or an import path "
+        "'pkg.module:factory' of a model with name and score(texts)",
+    )
+    dedup_threshold: float = Field(
+        default=0.5,
+        gt=0.0,
+        lt=1.0,
+        description="estimated Jaccard similarity of two items of one story (the LSH banding of "
+        "quality.dedup.DedupConfig is tuned for 0.5)",
+    )
+    dedup_window_hours: float = Field(default=72.0, gt=0.0, description="how far apart two items of one story may be")
+
+
 class Settings(BaseSettings):
     """Everything marketpipe can be told. See the module docstring for where values come from."""
 
@@ -473,6 +491,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = PipelineSettings()
     features: FeatureSettings = FeatureSettings()
     embeddings: EmbeddingSettings = EmbeddingSettings()
+    news: NewsSettings = NewsSettings()
     vendors: dict[str, VendorSettings] = Field(default_factory=_default_vendors)
     sources: dict[str, str] = Field(
         default_factory=dict,

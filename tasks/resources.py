@@ -19,7 +19,7 @@ import psycopg
 
 from core.settings import Settings
 from db.connect import async_database_connection, database_connection
-from features.sentiment import DEFAULT_SENTIMENT_MODEL, SentimentModel, load_sentiment_model
+from features.sentiment import SentimentModel, load_sentiment_model
 from quality.dedup import DedupConfig
 from sources.factory import source_registry
 from sources.registry import SourceRegistry
@@ -52,12 +52,13 @@ class RunResources:
     @cached_property
     def sentiment(self) -> SentimentModel:
         """The run's news sentiment model, loaded once per run (the lexicon takes ~0.2 s)."""
-        return load_sentiment_model(DEFAULT_SENTIMENT_MODEL)
+        return load_sentiment_model(self.settings.news.sentiment_model)
 
     @cached_property
     def dedup(self) -> DedupConfig:
         """How news items are grouped into stories (quality.dedup)."""
-        return DedupConfig()
+        news = self.settings.news
+        return DedupConfig(threshold=news.dedup_threshold, window_hours=news.dedup_window_hours)
 
     def connect(self, **kwargs: Any) -> psycopg.Connection:
         """A new synchronous connection (use as a context manager; ``autocommit=True`` and the like
