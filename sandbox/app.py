@@ -280,31 +280,25 @@ def _control_routes(state: SandboxState) -> list[Route]:
             state.stats.reset()
         return JSONResponse(state.stats.snapshot())
 
-    async def faults(request: Request) -> Response:
+    async def configured(request: Request, parse: Any, apply: Any, current: Any) -> Response:
+        """GET shows a swappable config, POST replaces it from a JSON object, DELETE restores the default."""
         if request.method == "POST":
             try:
                 data = orjson.loads(await request.body() or b"{}")
                 if not isinstance(data, dict):
                     raise ValueError("the body must be a JSON object")
-                state.set_faults(FaultConfig.from_json(data))
+                apply(parse(data))
             except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
                 return JSONResponse({"error": str(exc)}, 400)
         elif request.method == "DELETE":
-            state.set_faults(FaultConfig())
-        return JSONResponse(state.faults.config.to_json())
+            apply(parse({}))
+        return JSONResponse(current().to_json())
+
+    async def faults(request: Request) -> Response:
+        return await configured(request, FaultConfig.from_json, state.set_faults, lambda: state.faults.config)
 
     async def latency(request: Request) -> Response:
-        if request.method == "POST":
-            try:
-                data = orjson.loads(await request.body() or b"{}")
-                if not isinstance(data, dict):
-                    raise ValueError("the body must be a JSON object")
-                state.set_latency(LatencyConfig.from_json(data))
-            except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
-                return JSONResponse({"error": str(exc)}, 400)
-        elif request.method == "DELETE":
-            state.set_latency(LatencyConfig())
-        return JSONResponse(state.network.config.to_json())
+        return await configured(request, LatencyConfig.from_json, state.set_latency, lambda: state.network.config)
 
     async def clock(request: Request) -> Response:
         market = state.market
