@@ -17,52 +17,15 @@ import psycopg
 
 from core import model
 from quality.fundamentals import Checked, check_earnings, check_financials
-from sources.dead_letters import record_dead_letter_sync
 from sources.registry import SourceRegistry
 from storage.fundamentals import write_earnings, write_financials
 from storage.lake import Lake
 from tasks.collection import ParsedPage
-from tasks.processing import MAX_QUARANTINED_RECORDS, PendingPage, SymbolProcessing
-from tasks.processing import _page_frames as page_frames
-from tasks.processing import _read_unparsed as read_unparsed
+from tasks.processing import PAGE_KEY as _PAGE
+from tasks.processing import PendingPage, SymbolProcessing, page_frames, quarantine_by_page, read_unparsed
 
 FUNDAMENTAL_DATASETS = ("financials",)
 EARNINGS_DATASETS = ("earnings",)
-_PAGE = "_raw_key"
-
-
-def _quarantine(
-    conn: psycopg.Connection,
-    pages: Sequence[tuple[PendingPage, ParsedPage]],
-    rejected: pd.DataFrame,
-) -> int:
-    """One dead letter per raw page holding rejected records: the records and their reasons."""
-    letters = 0
-    for page, kept in pages:
-        part = rejected[rejected[_PAGE] == page.key].drop(columns=_PAGE)
-        if part.empty:
-            continue
-        records = part.head(MAX_QUARANTINED_RECORDS).astype(object).where(part.notna(), None)
-        reasons = part["reason"].value_counts().to_dict()
-        record_dead_letter_sync(
-            conn,
-            source=page.source,
-            dataset=page.dataset,
-            request=kept.request,
-            error=f"{len(part)} record(s) of {page.symbol} failed validation: "
-            + "; ".join(f"{reason} (x{count})" for reason, count in list(reasons.items())[:5]),
-            payload={
-                "raw_key": page.key,
-                "records": len(part),
-                "rejected": [
-                    {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
-                    for r in records.to_dict("records")
-                ],
-            },
-            payload_lake_key=page.key,
-        )
-        letters += 1
-    return letters
 
 
 def process_symbol_fundamentals(
@@ -85,7 +48,7 @@ def process_symbol_fundamentals(
         checked: Checked = (check_earnings if earnings else check_financials)(records, symbol)
         accepted = checked.accepted.drop(columns=_PAGE)
         written = write_earnings(conn, accepted) if earnings else write_financials(conn, accepted)
-        _quarantine(conn, framed, checked.rejected)
+        quarantine_by_page(conn, framed, checked.rejected)
         conn.execute(
             "UPDATE ops.raw_pages SET processed_at = now(), process_error = NULL "
             "WHERE key = ANY(%s) AND process_error IS NULL",

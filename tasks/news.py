@@ -48,7 +48,7 @@ from storage.news import (
 )
 from storage.watermarks import Watermark, advance_watermarks
 from tasks.collection import ParsedPage
-from tasks.processing import PendingPage, SymbolProcessing, _page_frames, _read_unparsed
+from tasks.processing import PendingPage, SymbolProcessing, page_frames, read_unparsed
 from tasks.resources import RunResources
 from tasks.retries import DATABASE_RETRY_OPTIONS
 
@@ -277,9 +277,9 @@ def process_symbol_news(
     first = pages[0]
     kind = "news" if first.dataset in NEWS_DATASETS else "social"
     outcome = SymbolProcessing(first.symbol, pages=len(pages))
-    stored = _read_unparsed(lake, pages, parsed)
+    stored = read_unparsed(lake, pages, parsed)
     with conn.transaction():
-        frames = [(p, kept) for p, kept in _page_frames(conn, pages, parsed, stored, registry)]
+        frames = [(p, kept) for p, kept in page_frames(conn, pages, parsed, stored, registry)]
         with_data = [(p, k) for p, k in frames if len(k.frame)]
         if with_data:
             frame = pd.concat([k.frame for _, k in with_data], ignore_index=True)

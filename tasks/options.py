@@ -22,18 +22,15 @@ from core import model
 from core.settings import OptionSettings
 from features.option_chains import price_chain, trailing_dividend_yield
 from quality.options import check_option_snapshots
-from sources.dead_letters import record_dead_letter_sync
 from sources.registry import SourceRegistry
 from storage.corporate_actions import read_corporate_actions
 from storage.lake import Lake
 from storage.options import OPTION_DATASET, rate_curve_for, write_daily_features, write_option_chain
 from tasks.collection import ParsedPage
-from tasks.processing import MAX_QUARANTINED_RECORDS, PendingPage, SymbolProcessing
-from tasks.processing import _page_frames as page_frames
-from tasks.processing import _read_unparsed as read_unparsed
+from tasks.processing import PAGE_KEY, PendingPage, SymbolProcessing, page_frames, quarantine_by_page, read_unparsed
 
 OPTION_DATASETS = (OPTION_DATASET,)
-_PAGE = "_raw_key"
+_PAGE = PAGE_KEY
 
 
 def process_symbol_options(
@@ -59,7 +56,7 @@ def process_symbol_options(
         written = write_option_chain(conn, priced.drop(columns=_PAGE, errors="ignore"))
         for snapshot in priced["ts"].unique() if len(priced) else ():
             write_daily_features(conn, underlying, pd.Timestamp(snapshot))
-        quarantine_options(conn, frames, rejected)
+        quarantine_by_page(conn, frames, rejected, what="option contract(s)", verdict="refused")
         conn.execute(
             "UPDATE ops.raw_pages SET processed_at = now(), process_error = NULL "
             "WHERE key = ANY(%s) AND process_error IS NULL",
@@ -87,37 +84,3 @@ def price_accepted(
         dividend_yields={underlying: q},
         stale_after=pd.Timedelta(minutes=settings.stale_after_minutes),
     )
-
-
-def quarantine_options(
-    conn: psycopg.Connection, pages: Sequence[tuple[PendingPage, ParsedPage]], rejected: pd.DataFrame
-) -> int:
-    """One dead letter per raw page holding refused contracts: the records and their reasons."""
-    letters = 0
-    if rejected.empty:
-        return letters
-    for page, kept in pages:
-        part = rejected[rejected[_PAGE] == page.key].drop(columns=_PAGE)
-        if part.empty:
-            continue
-        records = part.head(MAX_QUARANTINED_RECORDS).astype(object).where(part.notna(), None)
-        reasons = part["reason"].value_counts()
-        record_dead_letter_sync(
-            conn,
-            source=page.source,
-            dataset=page.dataset,
-            request=kept.request,
-            error=f"{len(part)} option contract(s) of {page.symbol} refused: "
-            + "; ".join(f"{reason} (x{count})" for reason, count in list(reasons.items())[:5]),
-            payload={
-                "raw_key": page.key,
-                "records": len(part),
-                "rejected": [
-                    {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
-                    for r in records.to_dict("records")
-                ],
-            },
-            payload_lake_key=page.key,
-        )
-        letters += 1
-    return letters

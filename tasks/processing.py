@@ -105,7 +105,7 @@ def pending_pages(
     return list(pending.values())
 
 
-def _read_unparsed(
+def read_unparsed(
     lake: Lake, pages: Sequence[PendingPage], parsed: Mapping[str, ParsedPage] | None
 ) -> dict[str, tuple[dict[str, Any], Any, datetime]]:
     """The stored request, payload and fetch instant of each page the collection did not keep, by key."""
@@ -114,7 +114,7 @@ def _read_unparsed(
     return {raw.key: (raw.request, raw.payload, raw.fetched_at) for raw in envelopes}
 
 
-def _page_frames(
+def page_frames(
     conn: psycopg.Connection,
     pages: Sequence[PendingPage],
     parsed: Mapping[str, ParsedPage] | None,
@@ -221,9 +221,9 @@ def process_symbol_bars(
     """
     symbol = pages[0].symbol
     outcome = SymbolProcessing(symbol, pages=len(pages))
-    stored = _read_unparsed(lake, pages, parsed)
+    stored = read_unparsed(lake, pages, parsed)
     with conn.transaction():
-        frames = _page_frames(conn, pages, parsed, stored, registry)
+        frames = page_frames(conn, pages, parsed, stored, registry)
         good = [(p, k.request, k.frame) for p, k in frames]
         if not good:
             outcome.error = "no page of this series could be parsed (dead-lettered)"
@@ -275,9 +275,9 @@ def process_symbol_actions(
 ) -> SymbolProcessing:
     """Store one symbol's pending corporate-action pages (splits, dividends) in one transaction."""
     outcome = SymbolProcessing(pages[0].symbol, pages=len(pages))
-    stored = _read_unparsed(lake, pages, parsed)
+    stored = read_unparsed(lake, pages, parsed)
     with conn.transaction():
-        frames = [kept.frame for _, kept in _page_frames(conn, pages, parsed, stored, registry)]
+        frames = [kept.frame for _, kept in page_frames(conn, pages, parsed, stored, registry)]
         actions = pd.concat(frames, ignore_index=True) if frames else model.empty_frame(model.CORPORATE_ACTIONS)
         outcome.records = outcome.accepted = len(actions)
         written = write_corporate_actions(conn, actions)
@@ -288,3 +288,49 @@ def process_symbol_actions(
         )
     outcome.inserted, outcome.updated, outcome.unchanged = written.inserted, written.updated, written.unchanged
     return outcome
+
+
+#: The column a data type's checked records carry their raw page's key in (see :func:`quarantine_by_page`).
+PAGE_KEY = "_raw_key"
+
+
+def quarantine_by_page(
+    conn: psycopg.Connection,
+    pages: Sequence[tuple[PendingPage, ParsedPage]],
+    rejected: pd.DataFrame,
+    *,
+    what: str = "record(s)",
+    verdict: str = "failed validation",
+) -> int:
+    """One dead letter per raw page holding rejected records (``rejected`` has a ``reason`` and the
+    page's key in :data:`PAGE_KEY`): at most ``MAX_QUARANTINED_RECORDS`` records and the count of
+    each reason, the error naming them ("5 option contract(s) of AAPL refused: ..."). Returns the
+    dead letters written."""
+    letters = 0
+    if rejected.empty:
+        return letters
+    for page, kept in pages:
+        part = rejected[rejected[PAGE_KEY] == page.key].drop(columns=PAGE_KEY)
+        if part.empty:
+            continue
+        records = part.head(MAX_QUARANTINED_RECORDS).astype(object).where(part.notna(), None)
+        reasons = part["reason"].value_counts().to_dict()
+        record_dead_letter_sync(
+            conn,
+            source=page.source,
+            dataset=page.dataset,
+            request=kept.request,
+            error=f"{len(part)} {what} of {page.symbol} {verdict}: "
+            + "; ".join(f"{reason} (x{count})" for reason, count in list(reasons.items())[:5]),
+            payload={
+                "raw_key": page.key,
+                "records": len(part),
+                "rejected": [
+                    {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
+                    for r in records.to_dict("records")
+                ],
+            },
+            payload_lake_key=page.key,
+        )
+        letters += 1
+    return letters
