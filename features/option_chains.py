@@ -17,6 +17,9 @@ yield) under these conventions, which the sandbox's model shares:
 
 Every quote also gets :class:`QuoteFlag` bits describing what it looks like (crossed, stale, zero
 bid, below intrinsic, no quote), whether or not an IV was found: readers filter on them.
+
+:func:`atm_iv_at_tenors` reads a snapshot's term structure (ATM IV by expiry) at standard tenors,
+linear in total variance between the bracketing expiries and never extrapolated.
 """
 
 from __future__ import annotations
@@ -127,3 +130,38 @@ def price_chain(
         iv_reason=greeks.reason.astype(np.int64),
         quote_flags=flags,
     )
+
+
+# Tenors (days) of the per-snapshot term structure in the feature store, as atm_iv_<n>d; the 30-day
+# point is the view's atm_iv_30d (features.option_chain_features), already among the daily features.
+TERM_TENORS_DAYS: tuple[int, ...] = (7, 60, 90)
+_SAME_TIME = 1e-9  # years (0.03 s): an expiry this close to a tenor is at it
+
+
+def atm_iv_at_tenors(years: np.ndarray, atm_iv: np.ndarray, tenor_days: tuple[int, ...]) -> np.ndarray:
+    """ATM IV at each tenor (days of 365-day years) from a term structure of expiries ``years``
+    (time to expiry) and their ``atm_iv``: linear in total variance ``sigma^2 T`` between the last
+    expiry below the tenor and the first above it, ``sqrt(w(t) / t)``. An expiry at the tenor
+    (within 0.03 s: rounding) gives its own IV; NaN where no expiry with an IV lies on each side
+    (no extrapolation). Expiries without a finite positive IV or time are ignored."""
+    t = np.asarray(years, dtype=np.float64)
+    iv = np.asarray(atm_iv, dtype=np.float64)
+    usable = np.isfinite(t) & np.isfinite(iv) & (t > 0) & (iv > 0)
+    order = np.argsort(t[usable], kind="stable")
+    t, vol = t[usable][order], iv[usable][order]
+    variance = vol**2 * t
+    out = np.full(len(tenor_days), np.nan)
+    for i, days in enumerate(tenor_days):
+        tenor = days / 365.0
+        at = np.flatnonzero(np.abs(t - tenor) <= _SAME_TIME)
+        if len(at):  # the years of a stored snapshot come through SQL: equal up to rounding
+            out[i] = vol[at[0]]
+            continue
+        below = np.flatnonzero(t < tenor)
+        above = np.flatnonzero(t > tenor)
+        if len(below) == 0 or len(above) == 0:
+            continue
+        lo, hi = below[-1], above[0]
+        w = variance[lo] + (variance[hi] - variance[lo]) * (tenor - t[lo]) / (t[hi] - t[lo])
+        out[i] = np.sqrt(w / tenor)
+    return out

@@ -9,7 +9,7 @@ transaction: a chain is stored whole or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 
 import numpy as np
@@ -248,6 +248,40 @@ def read_term_structure(conn: psycopg.Connection, underlying: str, ts: pd.Timest
 
 OPTION_FEATURE_SET = "options1"  # features.bar_feature_values.feature_set of the chain features
 DAILY_FEATURES = ("atm_iv_30d", "skew_25d", "put_call_volume_ratio", "put_call_oi_ratio")
+# Per-snapshot rows: timeframe 15min, the options-snapshots deployment's cadence (the feature
+# store's timeframes are checked: 1min, 5min, 15min, 1hour, 1day), ts the snapshot instant.
+SNAPSHOT_TIMEFRAME = "15min"
+
+
+def _feature_rows(underlying: str, timeframe: str, ts: pd.Timestamp, values: Mapping[str, object]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "symbol": underlying,
+            "timeframe": timeframe,
+            "ts": ts.tz_convert("UTC"),
+            "feature_set": OPTION_FEATURE_SET,
+            "name": list(values),
+            "value": pd.to_numeric(pd.Series(list(values.values()), dtype=object), errors="coerce")
+            .astype(np.float64)
+            .to_numpy(),
+        }
+    )
+
+
+def write_snapshot_features(
+    conn: psycopg.Connection, underlying: str, ts: pd.Timestamp, tenor_ivs: Mapping[str, float]
+) -> UpsertResult:
+    """The chain features of ``underlying``'s snapshot at ``ts`` (:data:`DAILY_FEATURES` as the
+    view computes them) and ``tenor_ivs`` (``atm_iv_<n>d`` of the term structure, NaN stored as
+    NULL) in the feature store at timeframe :data:`SNAPSHOT_TIMEFRAME` and ``ts`` itself; nothing
+    when the snapshot has no quotes. A rerun of the same snapshot rewrites nothing."""
+    snapshot = pd.Timestamp(ts)
+    features = read_chain_features(conn, underlying, snapshot)
+    if not features:
+        return UpsertResult()
+    values = {**{name: features.get(name) for name in DAILY_FEATURES}, **tenor_ivs}
+    frame = _feature_rows(underlying, SNAPSHOT_TIMEFRAME, snapshot, values)
+    return upsert_frame(conn, frame, FEATURE_VALUES_TABLE, method="merge")
 
 
 def write_daily_features(conn: psycopg.Connection, underlying: str, ts: pd.Timestamp) -> UpsertResult:
@@ -266,15 +300,5 @@ def write_daily_features(conn: psycopg.Connection, underlying: str, ts: pd.Times
     features = read_chain_features(conn, underlying, snapshot)
     if not features:
         return UpsertResult()
-    values = [features.get(name) for name in DAILY_FEATURES]
-    frame = pd.DataFrame(
-        {
-            "symbol": underlying,
-            "timeframe": "1day",
-            "ts": day.tz_convert("UTC"),
-            "feature_set": OPTION_FEATURE_SET,
-            "name": list(DAILY_FEATURES),
-            "value": pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").astype(np.float64).to_numpy(),
-        }
-    )
+    frame = _feature_rows(underlying, "1day", day, {name: features.get(name) for name in DAILY_FEATURES})
     return upsert_frame(conn, frame, FEATURE_VALUES_TABLE, method="merge")

@@ -6,7 +6,8 @@ cannot be stored (:mod:`quality.options`: an OCC symbol that does not parse, ano
 contract, an expired contract, a negative or zero price) are dead-lettered with their reasons, one
 letter per raw page; the rest are priced by our IV kernel (:mod:`features.option_chains`, with the
 stored rate curve and the underlying's trailing dividend yield) and ONE transaction writes the
-contracts, the quotes, the watermark, the day's chain features in the feature store, the letters
+contracts, the quotes, the watermark, each snapshot's chain features (timeframe 15min, with the
+ATM IV term structure at 7, 60 and 90 days) and the day's (1day) in the feature store, the letters
 and the pages' processed mark. A crash anywhere
 leaves all of it to the next run, and the idempotent upsert makes that rerun exact.
 """
@@ -20,12 +21,19 @@ import psycopg
 
 from core import model
 from core.settings import OptionSettings
-from features.option_chains import price_chain, trailing_dividend_yield
+from features.option_chains import TERM_TENORS_DAYS, atm_iv_at_tenors, price_chain, trailing_dividend_yield
 from quality.options import check_option_snapshots
 from sources.registry import SourceRegistry
 from storage.corporate_actions import read_corporate_actions
 from storage.lake import Lake
-from storage.options import OPTION_DATASET, rate_curve_for, write_daily_features, write_option_chain
+from storage.options import (
+    OPTION_DATASET,
+    rate_curve_for,
+    read_term_structure,
+    write_daily_features,
+    write_option_chain,
+    write_snapshot_features,
+)
 from tasks.collection import ParsedPage
 from tasks.processing import PAGE_KEY, PendingPage, SymbolProcessing, page_frames, quarantine_by_page, read_unparsed
 
@@ -55,6 +63,7 @@ def process_symbol_options(
         priced = price_accepted(conn, accepted, underlying, settings)
         written = write_option_chain(conn, priced.drop(columns=_PAGE, errors="ignore"))
         for snapshot in priced["ts"].unique() if len(priced) else ():
+            write_snapshot_features(conn, underlying, pd.Timestamp(snapshot), tenor_ivs(conn, underlying, snapshot))
             write_daily_features(conn, underlying, pd.Timestamp(snapshot))
         quarantine_by_page(conn, frames, rejected, what="option contract(s)", verdict="refused")
         conn.execute(
@@ -65,6 +74,18 @@ def process_symbol_options(
     outcome.accepted, outcome.rejected = len(accepted), len(rejected)
     outcome.inserted, outcome.updated, outcome.unchanged = written.inserted, written.updated, written.unchanged
     return outcome
+
+
+def tenor_ivs(conn: psycopg.Connection, underlying: str, snapshot: object) -> dict[str, float]:
+    """The stored snapshot's ATM IV at :data:`TERM_TENORS_DAYS` as ``atm_iv_<n>d`` (NaN where its
+    expiries do not bracket the tenor), from features.option_expiry_features."""
+    terms = read_term_structure(conn, underlying, pd.Timestamp(snapshot))
+    if terms.empty:
+        return {f"atm_iv_{days}d": float("nan") for days in TERM_TENORS_DAYS}
+    ivs = atm_iv_at_tenors(
+        terms["years"].astype(float).to_numpy(), terms["atm_iv"].astype(float).to_numpy(), TERM_TENORS_DAYS
+    )
+    return {f"atm_iv_{days}d": float(iv) for days, iv in zip(TERM_TENORS_DAYS, ivs, strict=True)}
 
 
 def price_accepted(

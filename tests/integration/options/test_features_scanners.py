@@ -13,11 +13,14 @@ import pytest
 from storage.options import (
     DAILY_FEATURES,
     OPTION_FEATURE_SET,
+    SNAPSHOT_TIMEFRAME,
     read_chain_features,
     read_term_structure,
     write_daily_features,
+    write_snapshot_features,
 )
 from storage.scanners import option_iv_rank, run_scan, unusual_options
+from tasks.options import tenor_ivs
 from tests.support.options import forget_options, ingest_options, stored_quotes
 
 SYMBOL = "OPTQB"
@@ -106,6 +109,51 @@ def test_the_days_features_are_in_the_feature_store(quotes, conn):
     assert {r[0] for r in rows} == {midnight} and {r[1] for r in rows} == set(DAILY_FEATURES)
     for _, name, value in rows:
         assert value == pytest.approx(features[name], rel=1e-12)
+
+
+def test_each_snapshots_features_and_term_structure_are_in_the_feature_store(quotes, conn):
+    ts = quotes["ts"].iloc[0]
+    features = read_chain_features(conn, SYMBOL, ts)
+    rows = conn.execute(
+        "SELECT ts, name, value, computed_at FROM features.bar_feature_values WHERE symbol = %s"
+        " AND feature_set = %s AND timeframe = %s",
+        (SYMBOL, OPTION_FEATURE_SET, SNAPSHOT_TIMEFRAME),
+    ).fetchall()
+    tenors = {"atm_iv_7d": 7, "atm_iv_60d": 60, "atm_iv_90d": 90}
+    assert {r[0] for r in rows} == {ts} and sorted(r[1] for r in rows) == sorted([*DAILY_FEATURES, *tenors])
+    stored = {name: value for _, name, value, _ in rows}
+    for name in DAILY_FEATURES:
+        assert stored[name] == pytest.approx(features[name], rel=1e-12)
+    # the tenors again in pandas from the view's term structure: linear in sigma^2 T between the
+    # expiry at or below the tenor and the first above it, NULL when the chain does not bracket it
+    terms = read_term_structure(conn, SYMBOL, ts).astype({"years": float, "atm_iv": float}).dropna(subset=["atm_iv"])
+    terms = terms.assign(w=terms["atm_iv"] ** 2 * terms["years"]).sort_values("years")
+    bracketed = 0
+    for name, days in tenors.items():
+        t = days / 365
+        at = terms[(terms["years"] - t).abs() < 1e-9]  # an expiry at the tenor (Friday close to Friday: 7 days)
+        if len(at):
+            assert stored[name] == at["atm_iv"].iloc[0], name
+            bracketed += 1
+            continue
+        below, above = terms[terms["years"] < t], terms[terms["years"] > t]
+        if below.empty or above.empty:
+            assert stored[name] is None, name
+            continue
+        lo, hi = below.iloc[-1], above.iloc[0]
+        w = lo.w + (hi.w - lo.w) * (t - lo.years) / (hi.years - lo.years)
+        assert stored[name] == pytest.approx(np.sqrt(w / t), rel=1e-12), name
+        bracketed += 1
+    assert bracketed >= 2
+    # a rerun of the same snapshot changes nothing
+    again = write_snapshot_features(conn, SYMBOL, ts, tenor_ivs(conn, SYMBOL, ts))
+    assert (again.inserted, again.updated) == (0, 0) and again.unchanged == len(rows)
+    after = conn.execute(
+        "SELECT name, value, computed_at FROM features.bar_feature_values WHERE symbol = %s"
+        " AND feature_set = %s AND timeframe = %s",
+        (SYMBOL, OPTION_FEATURE_SET, SNAPSHOT_TIMEFRAME),
+    ).fetchall()
+    assert sorted(after, key=lambda r: r[0]) == sorted([(n, v, c) for _, n, v, c in rows], key=lambda r: r[0])
 
 
 def test_iv_rank_ranks_the_newest_day_within_its_history(quotes, conn):
