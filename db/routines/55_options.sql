@@ -13,6 +13,9 @@
 --                    variance (sigma^2 T), else the one expiry on the side that exists
 --       skew_25d     the skew of the expiry nearest 30 days
 --       put_call_volume_ratio, put_call_oi_ratio   over every expiry (NULL when calls have none)
+--       Ingest also stores each snapshot's row in features.bar_feature_values (feature set options1,
+--       timeframe 15min, ts the snapshot) with atm_iv_7d/60d/90d: linear in total variance between
+--       the bracketing expiries, NULL when none brackets the tenor (features/option_chains.py)
 --   scan.option_iv_rank(lookback_days, min_days, limit)
 --       each underlying's newest daily atm_iv_30d ranked within its daily values of the lookback:
 --       iv_rank = 100 (iv - min) / (max - min), iv_percentile = 100 * share of the days below it;
