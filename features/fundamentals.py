@@ -23,6 +23,10 @@ Ratios (NaN where the denominator is missing or not positive, when the ratio mea
 
 The trailing twelve months need four quarterly periods whose ends span about nine months (the
 last four quarters, none missing); otherwise the TTM figures are NaN.
+
+Earnings features of daily bars (feature set ``earnings1`` in features.bar_feature_values,
+:func:`earnings_bar_features`): each bar sees the calendar versions known by its session's
+close, so actuals published after the close (an after-the-close report) first reach the next bar.
 """
 
 from __future__ import annotations
@@ -30,12 +34,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from core.model import EXCHANGE_TZ
+from features.news_sentiment import bar_close_ns
 from storage.fundamentals import PointInTime, end_of_day
 
 QUARTERS = ("Q1", "Q2", "Q3", "Q4")
@@ -244,14 +250,70 @@ def surprise(actual: float, estimate: float) -> float:
     return (actual - estimate) / abs(estimate)
 
 
-def earnings_feature_series(versions: pd.DataFrame, symbol: str, days: Sequence[date]) -> pd.DataFrame:
+def earnings_feature_series(
+    versions: pd.DataFrame, symbol: str, days: Sequence[date], known_by: Sequence[datetime] | None = None
+) -> pd.DataFrame:
     """The earnings features of ``symbol`` for each day of ``days``, each as known at the end of
-    its day: from every stored version (``read_earnings_versions``), a day sees only those the
-    vendor had published by then. A point-in-time series for models and backtests."""
+    its day (or at the instant of ``known_by`` given for it, e.g. the session's close): from every
+    stored version (``read_earnings_versions``), a day sees only those the vendor had published by
+    then. A point-in-time series for models and backtests."""
+    if known_by is not None and len(known_by) != len(days):
+        raise ValueError(f"known_by has {len(known_by)} instants for {len(days)} days: give one per day")
+    cutoffs = [end_of_day(day) for day in days] if known_by is None else list(known_by)
     rows = versions[versions["symbol"] == symbol].sort_values("known_at")
     key = ["symbol", "fiscal_year", "fiscal_period"]
     out = []
-    for day in days:
-        known = rows[rows["known_at"] <= pd.Timestamp(end_of_day(day))].drop_duplicates(key, keep="last")
+    for day, cutoff in zip(days, cutoffs, strict=True):
+        known = rows[rows["known_at"] <= pd.Timestamp(cutoff)].drop_duplicates(key, keep="last")
         out.append(earnings_features(known, symbol, day).to_dict())
     return pd.DataFrame(out)
+
+
+# The earnings features of daily bars in the feature store (features.bar_feature_values).
+EARNINGS_FEATURE_SET = "earnings1"
+EARNINGS_FEATURE_NAMES = (
+    "eps_surprise_last",  # eps_actual - eps_estimate of the last report known
+    "eps_surprise_pct_last",  # (actual - estimate) / |estimate|
+    "revenue_surprise_pct_last",
+    "days_to_earnings",  # calendar days to the next report known; NaN: none known
+    "days_since_earnings",  # calendar days since the last report known; NaN: none known
+)
+
+
+def earnings_bar_features(versions: pd.DataFrame, bars: pd.DataFrame) -> pd.DataFrame:
+    """Long feature rows (symbol, timeframe, ts, name, value) of daily ``bars`` (symbol, ts: the
+    session's midnight in New York) from the calendar's stored ``versions``: each bar sees the
+    versions known by its session's close (a report published after the close first reaches the
+    next bar), through :func:`earnings_feature_series`."""
+    frames = []
+    for symbol, group in bars.groupby("symbol", sort=True):
+        stamps = pd.to_datetime(group["ts"], utc=True).sort_values()
+        days = [t.date() for t in stamps.dt.tz_convert(EXCHANGE_TZ)]
+        closes = [pd.Timestamp(ns, tz="UTC").to_pydatetime() for ns in bar_close_ns(stamps, "1day").tolist()]
+        series = earnings_feature_series(versions, str(symbol), days, closes)
+        since = [
+            math.nan if pd.isna(last) else float((day - date.fromisoformat(str(last))).days)
+            for day, last in zip(days, series["last_report_date"], strict=True)
+        ]
+        values = {
+            "eps_surprise_last": series["eps_actual"].astype(float) - series["eps_estimate"].astype(float),
+            "eps_surprise_pct_last": series["eps_surprise"].astype(float),
+            "revenue_surprise_pct_last": series["revenue_surprise"].astype(float),
+            "days_to_earnings": series["days_to_earnings"].astype(float),
+            "days_since_earnings": pd.Series(since, dtype=float),
+        }
+        for name in EARNINGS_FEATURE_NAMES:
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "symbol": symbol,
+                        "timeframe": "1day",
+                        "ts": stamps.to_numpy(),
+                        "name": name,
+                        "value": values[name].to_numpy(dtype=np.float64, na_value=np.nan),
+                    }
+                )
+            )
+    if not frames:
+        return pd.DataFrame(columns=["symbol", "timeframe", "ts", "name", "value"])
+    return pd.concat(frames, ignore_index=True)

@@ -30,6 +30,7 @@ from pipeline.plan import TEXT_DATA_TYPES
 from pipeline.request import parse_ingest_request
 from sources.factory import market_data_sources
 from tasks.aggregates import refresh_aggregates_task
+from tasks.fundamentals import EARNINGS_DATASETS, earnings_features_task
 from tasks.ingestion import (
     IngestSummary,
     collect_all,
@@ -98,6 +99,8 @@ async def ingest_flow(
                 refresh_aggregates_task(run.resources, *batch.minutes_changed)
             if request.data_type in TEXT_DATA_TYPES:  # sentiment features of the symbols' daily bars
                 await news_features_task(quote(run.resources), quote(request))
+            if request.data_type in EARNINGS_DATASETS:  # surprise and days to earnings of daily bars
+                await earnings_features_task(quote(run.resources), quote(request))
             summary.with_processing(batch)
         run.summary = summary
     return summary.to_dict()

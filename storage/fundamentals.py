@@ -23,6 +23,7 @@ import psycopg
 
 from core.model import EARNINGS, EXCHANGE_TZ, FINANCIALS, frame
 from storage.corporate_actions import read_corporate_actions
+from storage.feature_tables import FEATURE_VALUES_TABLE
 from storage.hot import Column, TableSpec, UpsertResult, upsert_frame
 from storage.router import StorageRouter
 from storage.watermarks import advance_watermarks, watermarks_of
@@ -75,6 +76,15 @@ def write_financials(conn: psycopg.Connection, statements: pd.DataFrame) -> Upse
 def write_earnings(conn: psycopg.Connection, reports: pd.DataFrame) -> UpsertResult:
     """Upsert validated earnings versions (no watermark: every run asks its window again)."""
     return upsert_frame(conn, reports, EARNINGS_TABLE)
+
+
+def write_earnings_features(conn: psycopg.Connection, long: pd.DataFrame, feature_set: str) -> UpsertResult:
+    """Upsert long earnings feature rows (symbol, timeframe, ts, name, value) into the feature
+    store's ``features.bar_feature_values`` under ``feature_set`` (a rerun changes nothing)."""
+    if long.empty:
+        return UpsertResult()
+    frame = long.assign(feature_set=feature_set)[list(FEATURE_VALUES_TABLE.column_names)]
+    return upsert_frame(conn, frame, FEATURE_VALUES_TABLE, method="merge")
 
 
 def _frame_of(rows: list[tuple[object, ...]], names: Sequence[str]) -> pd.DataFrame:

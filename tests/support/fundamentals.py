@@ -20,6 +20,7 @@ TABLES = (
     "market.bars_daily",
     "ops.watermarks",
     "ops.raw_pages",
+    "features.bar_feature_values",
 )
 
 

@@ -10,6 +10,8 @@ import pytest
 
 from core import model
 from features.fundamentals import (
+    EARNINGS_FEATURE_NAMES,
+    earnings_bar_features,
     earnings_feature_series,
     earnings_features,
     ratios,
@@ -165,3 +167,37 @@ def test_the_feature_series_sees_each_version_only_from_when_it_was_known() -> N
     assert series["days_to_earnings"].tolist()[1:3] == [95, 1]
     assert dates("last_report_date") == [None, None, None, "2024-07-24"]
     assert series["eps_surprise"].iloc[3] == pytest.approx(-0.1 / 1.1)
+
+
+def test_daily_bar_features_see_only_what_was_known_by_the_close() -> None:
+    projected = calendar(("Q1", "2024-04-25", 1.0, 1.2, "amc"), ("Q2", "2024-07-24", 1.1, None, "amc"))
+    confirmed = calendar(("Q2", "2024-07-24", 1.1, 1.0, "amc"))
+    confirmed["known_at"] = pd.Timestamp("2024-07-24T20:30:00Z")  # 16:30 New York: after the close
+    versions = pd.concat([projected, confirmed], ignore_index=True)
+    days = [date(2023, 12, 29), date(2024, 7, 23), date(2024, 7, 24), date(2024, 7, 25)]
+    ts = [pd.Timestamp(d, tz="America/New_York").tz_convert("UTC") for d in days]
+    bars = pd.DataFrame({"symbol": "ACME", "ts": ts})
+    long = earnings_bar_features(versions, bars)
+    assert len(long) == len(days) * len(EARNINGS_FEATURE_NAMES)
+    assert set(long["timeframe"]) == {"1day"} and set(long["ts"]) == set(ts)
+    wide = long.pivot(index="ts", columns="name", values="value").sort_index()
+    assert wide.iloc[0].isna().all()  # before the calendar was published: nothing known
+    wide = wide.iloc[1:]
+
+    assert wide["eps_surprise_last"].tolist()[:2] == pytest.approx([0.2, 0.2])  # Q1's, on the report day too
+    assert wide["days_to_earnings"].tolist()[:2] == [1.0, 0.0]
+    assert wide["days_since_earnings"].tolist()[:2] == [89.0, 90.0]
+    after = wide.iloc[2]
+    assert after["eps_surprise_last"] == pytest.approx(-0.1)
+    assert after["eps_surprise_pct_last"] == pytest.approx(-0.1 / 1.1)
+    assert after["days_since_earnings"] == 1.0 and math.isnan(after["days_to_earnings"])
+    assert math.isnan(after["revenue_surprise_pct_last"])  # no revenue figures: unknown, not zero
+
+    # As of the end of the calendar day the report day would already see the actuals.
+    end_of_day = earnings_feature_series(versions, "ACME", days)
+    assert end_of_day["eps_surprise"].iloc[2] == pytest.approx(-0.1 / 1.1)
+
+
+def test_the_feature_series_wants_one_instant_per_day() -> None:
+    with pytest.raises(ValueError, match="known_by has 1 instants for 2 days"):
+        earnings_feature_series(calendar(), "ACME", [date(2024, 1, 2), date(2024, 1, 3)], [pd.Timestamp.now()])
