@@ -435,6 +435,11 @@ class FeatureSettings(_Section):
 class EmbeddingSettings(_Section):
     """The sentence-embedding model of news search (features/embeddings.py)."""
 
+    enabled: bool = Field(
+        default=True,
+        description="the news flow embeds each new or changed story as it stores it; false stores news "
+        "without vectors (a machine without the model)",
+    )
     model: str = Field(
         default="all-minilm-l6-v2-int8",
         description="the built-in all-MiniLM-L6-v2 (int8 ONNX, 384-d, offline) or an import path "

@@ -207,6 +207,20 @@ def load_model(spec: str = DEFAULT_MODEL, *, batch_size: int = 32) -> EmbeddingM
     return model
 
 
+_loaded: dict[tuple[str, int], EmbeddingModel] = {}
+_loaded_lock = threading.Lock()
+
+
+def process_model(spec: str = DEFAULT_MODEL, *, batch_size: int = 32) -> EmbeddingModel:
+    """The model ``spec`` names, one instance per process for each (spec, batch size): a worker
+    that runs many flows loads the network once (on its first ``embed``), not once per run."""
+    with _loaded_lock:
+        model = _loaded.get((spec, batch_size))
+        if model is None:
+            model = _loaded[(spec, batch_size)] = load_model(spec, batch_size=batch_size)
+        return model
+
+
 _default: EmbeddingModel | None = None
 _default_lock = threading.Lock()
 

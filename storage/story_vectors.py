@@ -180,6 +180,50 @@ def upsert_story_vectors(conn: psycopg.Connection, rows: Sequence[StoryVector], 
     return len(ids)
 
 
+@dataclass(frozen=True)
+class StoryToEmbed:
+    """A story whose vector is missing or stale: its text (headline, lead) and where it is filed."""
+
+    story_id: int
+    first_seen: datetime
+    headline: str
+    lead: str | None
+    symbols: tuple[str, ...]
+
+
+_LEAD_CHARS = 1000  # the model reads 256 tokens at most: a post's body is cut well past that
+
+
+def stories_to_embed(conn: psycopg.Connection, story_ids: Iterable[int], model: str) -> list[StoryToEmbed]:
+    """Those of ``story_ids`` whose ``model`` vector is missing or stale: no row by that model, a row
+    filed under another ``first_seen`` or other symbols than the story's, or an item of the story
+    written (``ingested_at``) after the vector. Inside the transaction that wrote the items this
+    sees them (their ``ingested_at`` is the transaction's ``now()``, later than any vector stored
+    before); a rerun that changed nothing finds nothing. The lead is the summary of the story's
+    earliest item that has one, else the start of its earliest body (posts have no summary)."""
+    ids = sorted({int(s) for s in story_ids})
+    if not ids:
+        return []
+    rows = conn.execute(
+        """
+        SELECT s.story_id, s.first_seen, s.headline, lead.text, s.symbols
+        FROM news.stories s
+        LEFT JOIN news.story_embeddings e ON e.story_id = s.story_id AND e.model = %(model)s
+        LEFT JOIN LATERAL (
+            SELECT coalesce(nullif(i.summary, ''), left(i.body, %(chars)s)) AS text FROM news.items i
+            WHERE i.story_id = s.story_id AND coalesce(nullif(i.summary, ''), i.body, '') <> ''
+            ORDER BY (nullif(i.summary, '') IS NULL), i.published_at, i.source, i.id LIMIT 1
+        ) lead ON true
+        WHERE s.story_id = ANY(%(ids)s)
+          AND (e.story_id IS NULL OR e.first_seen <> s.first_seen OR e.symbols <> s.symbols
+               OR EXISTS (SELECT 1 FROM news.items i WHERE i.story_id = s.story_id AND i.ingested_at > e.updated_at))
+        ORDER BY s.story_id
+        """,
+        {"ids": ids, "model": model, "chars": _LEAD_CHARS},
+    ).fetchall()
+    return [StoryToEmbed(r[0], r[1], r[2] or "", r[3], tuple(r[4] or ())) for r in rows]
+
+
 def delete_story_vectors(conn: psycopg.Connection, story_ids: Iterable[int]) -> int:
     """Remove the embeddings of ``story_ids``; returns the rows removed."""
     with conn.transaction():

@@ -1,6 +1,11 @@
 """News and social posts from raw pages into the news store: clean, dedup into stories, score
-sentiment, store, in one transaction per symbol (like bars: a crash leaves the pages pending and
-the rerun is exact, since items keep their story ids and every write is an upsert).
+sentiment, store, embed each new or changed news story for search, in one transaction per symbol (like
+bars: a crash leaves the pages pending and the rerun is exact, since items keep their story ids and
+every write is an upsert).
+
+Embedding runs inside that transaction, after the write: a story and its vector commit together, so
+no crash leaves a stored story without its vector (a rerun of the pages, or the next item of the
+story, also fills a vector that is missing because embedding was off when the story was stored).
 
 :func:`prepare_items` (pure) turns parsed frames into stored rows and refusals;
 :func:`assign_stories` (pure over what is stored) gives each item its story;
@@ -22,6 +27,9 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from core import model
+from core.errors import ConfigurationError
+from features.embeddings import EmbeddingModel
+from features.news_search import StoryText, store_story_embeddings
 from features.news_sentiment import NEWS_FEATURE_SET, WINDOWS_HOURS, symbol_feature_frame
 from features.sentiment import SentimentModel, item_text, symbol_sentiment
 from pipeline.request import IngestRequest
@@ -46,6 +54,7 @@ from storage.news import (
     write_news,
     write_news_features,
 )
+from storage.story_vectors import stories_to_embed
 from storage.watermarks import Watermark, advance_watermarks
 from tasks.collection import ParsedPage
 from tasks.processing import PendingPage, SymbolProcessing, page_frames, read_unparsed
@@ -246,10 +255,33 @@ def assign_stories(prepared: PreparedItems, stored: Sequence[StoredItem], index:
     return pd.DataFrame(founded, columns=["story_id", "first_seen", "canonical_url", "headline"])
 
 
+def embed_stories(conn: psycopg.Connection, story_ids: Sequence[int], embedder: EmbeddingModel) -> int:
+    """Embed those of ``story_ids`` whose vector by ``embedder`` is missing or stale
+    (:func:`storage.story_vectors.stories_to_embed`: new stories, stories that gained or changed
+    items) from their headline and lead, and store one vector each; returns the stories embedded."""
+    todo = [s for s in stories_to_embed(conn, story_ids, embedder.name) if s.headline.strip() or s.lead]
+    if not todo:
+        return 0
+    texts = [StoryText(s.story_id, s.first_seen, s.headline, s.lead, s.symbols) for s in todo]
+    try:
+        return store_story_embeddings(conn, texts, embedder)
+    except ConfigurationError as exc:
+        raise ConfigurationError(
+            f"{exc}; or set embeddings.enabled: false to store news without embedding its stories"
+        ) from exc
+
+
 def store_items(
-    conn: psycopg.Connection, frame: pd.DataFrame, kind: str, sentiment: SentimentModel, config: DedupConfig
+    conn: psycopg.Connection,
+    frame: pd.DataFrame,
+    kind: str,
+    sentiment: SentimentModel,
+    config: DedupConfig,
+    embedder: EmbeddingModel | None = None,
 ) -> tuple[NewsWriteResult, list[dict[str, Any]]]:
-    """Prepare, dedup against the store and write ``frame`` inside the caller's transaction."""
+    """Prepare, dedup against the store and write ``frame`` inside the caller's transaction; with
+    an ``embedder``, embed the stories of the written news items that are new or changed (posts,
+    each a story of its own, often spam or off topic, are left out of news search)."""
     index = StoryIndex(config)
     prepared = prepare_items(frame, kind, sentiment, index)
     if prepared.items.empty:
@@ -260,7 +292,10 @@ def store_items(
     high = prepared.items["published_at"].max() + window
     keys = list(zip(prepared.items["source"], prepared.items["id"], strict=True))
     stories = assign_stories(prepared, stored_items(conn, low, high, keys), index)
-    return write_news(conn, prepared.items, prepared.links, stories), prepared.rejected
+    written = write_news(conn, prepared.items, prepared.links, stories)
+    if embedder is not None and kind == "news":  # a post is a story of its own, not searched as news
+        embed_stories(conn, sorted({int(s) for s in prepared.items["story_id"]}), embedder)
+    return written, prepared.rejected
 
 
 def process_symbol_news(
@@ -271,9 +306,11 @@ def process_symbol_news(
     config: DedupConfig,
     parsed: Mapping[str, ParsedPage] | None = None,
     registry: SourceRegistry | None = None,
+    embedder: EmbeddingModel | None = None,
 ) -> SymbolProcessing:
     """One symbol's pending news or post pages into the news store, in one transaction: items,
-    links, stories, dead letters for refused items, the watermark, the pages marked processed."""
+    links, stories, their vectors (with an ``embedder``), dead letters for refused items, the
+    watermark, the pages marked processed."""
     first = pages[0]
     kind = "news" if first.dataset in NEWS_DATASETS else "social"
     outcome = SymbolProcessing(first.symbol, pages=len(pages))
@@ -284,7 +321,7 @@ def process_symbol_news(
         if with_data:
             frame = pd.concat([k.frame for _, k in with_data], ignore_index=True)
             outcome.records = len(frame)
-            written, rejected = store_items(conn, frame, kind, sentiment, config)
+            written, rejected = store_items(conn, frame, kind, sentiment, config, embedder)
             for refusal in rejected:
                 page, kept = with_data[0]
                 record_dead_letter_sync(

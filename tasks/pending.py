@@ -92,7 +92,9 @@ def _process_on(
     parsed: Mapping[str, ParsedPage] | None,
 ) -> Processed:
     if pages[0].dataset in TEXT_DATASETS:
-        news = process_symbol_news(conn, lake, pages, resources.sentiment, resources.dedup, parsed, resources.sources)
+        news = process_symbol_news(
+            conn, lake, pages, resources.sentiment, resources.dedup, parsed, resources.sources, resources.embedder
+        )
         return news, None
     if pages[0].dataset in ACTION_DATASETS:
         return process_symbol_actions(conn, lake, pages, parsed, resources.sources), None

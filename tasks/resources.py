@@ -19,6 +19,7 @@ import psycopg
 
 from core.settings import Settings
 from db.connect import async_database_connection, database_connection
+from features.embeddings import EmbeddingModel, process_model
 from features.sentiment import SentimentModel, load_sentiment_model
 from quality.dedup import DedupConfig
 from sources.factory import source_registry
@@ -53,6 +54,15 @@ class RunResources:
     def sentiment(self) -> SentimentModel:
         """The run's news sentiment model, loaded once per run (the lexicon takes ~0.2 s)."""
         return load_sentiment_model(self.settings.news.sentiment_model)
+
+    @cached_property
+    def embedder(self) -> EmbeddingModel | None:
+        """The model the news flow embeds stories with (``embeddings.model``), or None when
+        ``embeddings.enabled`` is false; shared by the runs of a process, loaded on first use."""
+        embeddings = self.settings.embeddings
+        if not embeddings.enabled:
+            return None
+        return process_model(embeddings.model, batch_size=embeddings.batch_size)
 
     @cached_property
     def dedup(self) -> DedupConfig:

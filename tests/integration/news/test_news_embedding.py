@@ -1,0 +1,152 @@
+"""The news flow embeds the stories it stores (issue 16): after an ingest from the sandbox over HTTP,
+every story of the ingested news items has exactly one vector in news.story_embeddings, a search for
+a story's headline finds it first, and a rerun of the same window stores no new vector and leaves
+the vectors as they were. Posts (each a story of its own) are not embedded."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+import httpx
+import psycopg
+import pytest
+
+from core.settings import Settings
+from db.connect import database_connection
+from features.embeddings import DEFAULT_MODEL, process_model
+from features.news_search import search_news
+from flows.ingestion import ingest_flow
+
+SYMBOLS = ["CSCO", "ORCL", "INTC", "AMD"]  # no other news test ingests these
+
+
+def _ingest(source: str, data_type: str, start: datetime, end: datetime, incremental: bool = True) -> dict:
+    return asyncio.run(
+        ingest_flow(
+            symbols=SYMBOLS,
+            start_date=start.isoformat(),
+            end_date=end.isoformat(),
+            data_type=data_type,
+            source=source,
+            incremental=incremental,
+        )
+    )
+
+
+def _ingest_all(start: datetime, end: datetime, incremental: bool = True) -> list[dict]:
+    return [_ingest(s, "news", start, end, incremental) for s in ("polygon", "alpaca")]
+
+
+def _vectors(conn: psycopg.Connection) -> dict[int, list[tuple]]:
+    """Every vector row of the stories that have a news item about SYMBOLS, by story."""
+    rows = conn.execute(
+        """
+        SELECT s.story_id, e.first_seen, e.symbols, e.model, e.updated_at, e.embedding::text
+        FROM news.stories s LEFT JOIN news.story_embeddings e USING (story_id)
+        WHERE s.story_id IN (SELECT story_id FROM news.item_symbols WHERE symbol = ANY(%s) AND kind = 'news')
+        """,
+        (SYMBOLS,),
+    ).fetchall()
+    out: dict[int, list[tuple]] = {}
+    for story_id, *vector in rows:
+        out.setdefault(story_id, []).extend([tuple(vector)] if vector[0] is not None else [])
+    return out
+
+
+@pytest.fixture(scope="module")
+def window(stack: Settings) -> tuple[datetime, datetime]:
+    now = datetime.fromisoformat(httpx.get(f"{stack.sandbox.base_url}/_sandbox/health").json()["now"])
+    return now - timedelta(days=60), now
+
+
+@pytest.fixture(scope="module")
+def ingested(stack: Settings, window) -> dict[int, list[tuple]]:
+    runs = _ingest_all(*window)
+    assert all(not r["failed"] for r in runs)
+    with database_connection(stack) as conn:
+        return _vectors(conn)
+
+
+def test_every_ingested_story_has_exactly_one_vector(stack: Settings, ingested) -> None:
+    assert len(ingested) > 10
+    assert {sid: len(rows) for sid, rows in ingested.items() if len(rows) != 1} == {}
+    with database_connection(stack) as conn:
+        filed = conn.execute(
+            """
+            SELECT count(*) FROM news.stories s JOIN news.story_embeddings e USING (story_id)
+            WHERE s.story_id = ANY(%s) AND e.first_seen = s.first_seen AND e.symbols = s.symbols AND e.model = %s
+            """,
+            (list(ingested), DEFAULT_MODEL),
+        ).fetchone()[0]
+    assert filed == len(ingested)  # filed under the story's own first_seen and tickers, by the built-in model
+
+
+def test_posts_are_stored_without_vectors(stack: Settings, window) -> None:
+    end = window[1]
+    run = _ingest("reddit", "social", end - timedelta(days=1), end)
+    assert not run["failed"]
+    with database_connection(stack) as conn:
+        posts, embedded = conn.execute(
+            """
+            SELECT count(DISTINCT i.story_id), count(e.story_id) FROM news.items i
+            LEFT JOIN news.story_embeddings e USING (story_id)
+            WHERE i.kind = 'social' AND i.published_at >= %s
+            """,
+            (end - timedelta(days=1),),
+        ).fetchone()
+    assert posts > 0 and embedded == 0
+
+
+def test_a_search_for_a_stored_headline_finds_its_story_first(stack: Settings, ingested) -> None:
+    with database_connection(stack, autocommit=True) as conn:
+        # a story of ours whose headline no other story shares (syndicated copies are one story)
+        sid, headline, first_seen = conn.execute(
+            """
+            SELECT s.story_id, s.headline, s.first_seen FROM news.stories s
+            JOIN news.items i ON i.story_id = s.story_id AND i.kind = 'news'
+            WHERE s.story_id = ANY(%s)
+              AND (SELECT count(*) FROM news.stories o WHERE o.headline = s.headline) = 1
+            ORDER BY s.first_seen DESC, s.story_id LIMIT 1
+            """,
+            (list(ingested),),
+        ).fetchone()
+        hits = search_news(
+            conn,
+            headline,
+            k=5,
+            since=first_seen - timedelta(days=30),
+            until=first_seen + timedelta(days=30),
+            model=process_model(DEFAULT_MODEL),
+        )
+    assert hits and hits[0].story_id == sid and hits[0].headline == headline
+    assert hits[0].similarity > 0.7
+
+
+def test_a_rerun_adds_no_vector_and_leaves_the_vectors_unchanged(stack: Settings, window, ingested) -> None:
+    runs = _ingest_all(*window, incremental=False)
+    assert all(not r["failed"] for r in runs), runs
+    assert sum(p["inserted"] + p["updated"] for r in runs for p in r["processed"]) == 0, runs
+    stored = sum(p["inserted"] + p["updated"] + p["unchanged"] for r in runs for p in r["processed"])
+    assert stored > 0, runs  # the rerun did read the items again
+    with database_connection(stack) as conn:
+        again = _vectors(conn)
+    assert again == ingested  # same stories, same rows: first_seen, symbols, model, updated_at, vector
+
+
+def test_a_rerun_fills_a_vector_that_is_missing(stack: Settings, window, ingested) -> None:
+    # a story stored while embedding was off (or before the flow embedded) has no vector: the next
+    # run that reads one of its items embeds it, from the same text
+    sid = min(ingested)
+    before = ingested[sid][0][-1]
+    with database_connection(stack, autocommit=True) as conn:
+        assert conn.execute("DELETE FROM news.story_embeddings WHERE story_id = %s", (sid,)).rowcount == 1
+    runs = _ingest_all(*window, incremental=False)
+    assert all(not r["failed"] for r in runs), runs
+    with database_connection(stack) as conn:
+        after = _vectors(conn)
+        distance = conn.execute(
+            "SELECT embedding <=> %s::vector FROM news.story_embeddings WHERE story_id = %s", (before, sid)
+        ).fetchone()[0]
+    assert len(after[sid]) == 1 and distance < 1e-3
+    assert {s: r for s, r in after.items() if s != sid} == {s: r for s, r in ingested.items() if s != sid}
