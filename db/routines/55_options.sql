@@ -32,7 +32,7 @@
 DROP VIEW IF EXISTS features.option_chain_features;
 DROP VIEW IF EXISTS features.option_expiry_features;
 
-CREATE VIEW features.option_expiry_features AS
+CREATE OR REPLACE VIEW features.option_expiry_features AS
 WITH timed AS (
     SELECT q.*,
            extract(epoch FROM (((q.expiration + time '16:00') AT TIME ZONE 'America/New_York') - q.ts))
@@ -70,7 +70,7 @@ FROM sides;
 
 -- One aggregate over the expiry rows (no CTE read several times, which PostgreSQL would materialize
 -- for every stored snapshot): a query for one underlying and snapshot computes that snapshot alone.
-CREATE VIEW features.option_chain_features AS
+CREATE OR REPLACE VIEW features.option_chain_features AS
 SELECT t.underlying, t.ts,
        CASE
            WHEN t.below_iv IS NOT NULL AND t.above_iv IS NOT NULL THEN sqrt(
@@ -109,7 +109,7 @@ FROM (
 ) t;
 
 DROP FUNCTION IF EXISTS scan.option_iv_rank(integer, integer, integer);
-CREATE FUNCTION scan.option_iv_rank(p_lookback_days integer DEFAULT 365, p_min_days integer DEFAULT 2,
+CREATE OR REPLACE FUNCTION scan.option_iv_rank(p_lookback_days integer DEFAULT 365, p_min_days integer DEFAULT 2,
                                     p_limit integer DEFAULT 50)
 RETURNS TABLE (underlying text, day timestamptz, atm_iv_30d double precision, iv_low double precision,
                iv_high double precision, iv_rank double precision, iv_percentile double precision,
@@ -151,7 +151,7 @@ END
 $$;
 
 DROP FUNCTION IF EXISTS scan.unusual_options(double precision, bigint, integer);
-CREATE FUNCTION scan.unusual_options(p_min_ratio double precision DEFAULT 2, p_min_volume bigint DEFAULT 100,
+CREATE OR REPLACE FUNCTION scan.unusual_options(p_min_ratio double precision DEFAULT 2, p_min_volume bigint DEFAULT 100,
                                      p_limit integer DEFAULT 50)
 RETURNS TABLE (underlying text, ts timestamptz, contract text, expiration date, strike double precision,
                contract_type text, volume bigint, open_interest bigint, volume_oi_ratio double precision,
