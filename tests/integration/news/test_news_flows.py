@@ -3,7 +3,6 @@ middle of an ingest and its rerun, refused and flagged input, the CLI."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -15,33 +14,9 @@ from core import model
 from core.settings import Settings
 from db.connect import database_connection
 from features.sentiment import load_sentiment_model
-from flows.ingestion import ingest_flow
 from quality.dedup import DedupConfig
 from tasks.news import store_items
-
-
-def sandbox_now(stack: Settings) -> datetime:
-    return datetime.fromisoformat(httpx.get(f"{stack.sandbox.base_url}/_sandbox/health").json()["now"])
-
-
-def ingest(source: str, data_type: str, symbols: list[str], start: datetime, end: datetime, **kwargs):
-    return asyncio.run(
-        ingest_flow(
-            symbols=symbols,
-            start_date=start.isoformat(),
-            end_date=end.isoformat(),
-            data_type=data_type,
-            source=source,
-            **kwargs,
-        )
-    )
-
-
-def truth(stack: Settings, symbols: list[str], start: datetime, end: datetime, subreddits: str = "") -> dict:
-    params = {"symbols": ",".join(symbols), "start": start.isoformat(), "end": end.isoformat()}
-    if subreddits:
-        params["subreddits"] = subreddits
-    return httpx.get(f"{stack.sandbox.base_url}/_sandbox/news/truth", params=params).json()
+from tests.support.news import ingest, sandbox_now, truth
 
 
 def test_reddit_posts_are_stored_flagged_and_linked_to_the_symbols_they_name(stack: Settings) -> None:

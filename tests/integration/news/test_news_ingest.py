@@ -3,48 +3,22 @@ the news store, stories measured against the sandbox's truth, updates, a kill -9
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import Counter
 from datetime import datetime, timedelta
 
-import httpx
 import pandas as pd
 import pytest
 
 from core.settings import Settings
 from db.connect import database_connection
 from features.news_sentiment import NEWS_FEATURE_SET, bar_close_ns
-from flows.ingestion import ingest_flow
 from quality.dedup import pairwise_scores
 from storage.news import read_news_features
 from storage.scanners import news_sentiment, run_scan
+from tests.support.news import ingest, sandbox_now, truth
 
 SYMBOLS = ["AAPL", "MSFT", "TSLA", "NVDA", "JPM"]
-
-
-def sandbox_now(stack: Settings) -> datetime:
-    return datetime.fromisoformat(httpx.get(f"{stack.sandbox.base_url}/_sandbox/health").json()["now"])
-
-
-def ingest(source: str, data_type: str, symbols: list[str], start: datetime, end: datetime, **kwargs):
-    return asyncio.run(
-        ingest_flow(
-            symbols=symbols,
-            start_date=start.isoformat(),
-            end_date=end.isoformat(),
-            data_type=data_type,
-            source=source,
-            **kwargs,
-        )
-    )
-
-
-def truth(stack: Settings, symbols: list[str], start: datetime, end: datetime, subreddits: str = "") -> dict:
-    params = {"symbols": ",".join(symbols), "start": start.isoformat(), "end": end.isoformat()}
-    if subreddits:
-        params["subreddits"] = subreddits
-    return httpx.get(f"{stack.sandbox.base_url}/_sandbox/news/truth", params=params).json()
 
 
 @pytest.fixture(scope="module")
