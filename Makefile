@@ -51,6 +51,9 @@ env-keys: .env
 	@grep -q '^MARKETPIPE_PREFECT__AUTH_STRING=' .env || { \
 	  echo "[install] adding MARKETPIPE_PREFECT__AUTH_STRING (the Prefect API's login) to .env"; \
 	  echo "MARKETPIPE_PREFECT__AUTH_STRING=marketpipe:$$(openssl rand -hex 16)" >> .env; }
+	@grep -q '^MARKETPIPE_DATABASE__READ_REPLICA__REPLICATION_PASSWORD=' .env || { \
+	  echo "[install] adding MARKETPIPE_DATABASE__READ_REPLICA__REPLICATION_PASSWORD (the standby's replication role) to .env"; \
+	  echo "MARKETPIPE_DATABASE__READ_REPLICA__REPLICATION_PASSWORD=$$(openssl rand -hex 16)" >> .env; }
 
 up: install
 	@$(BIN)/marketpipe up

@@ -34,7 +34,9 @@ def test_a_fresh_env_file_holds_every_secret_private_to_its_owner(tmp_path: Path
         "MARKETPIPE_LAKE__SECRET_KEY",
         "PREFECT_DB_PASSWORD",
         "MARKETPIPE_PREFECT__AUTH_STRING",
+        "MARKETPIPE_DATABASE__READ_REPLICA__REPLICATION_PASSWORD",
     }
+    assert len(written["MARKETPIPE_DATABASE__READ_REPLICA__REPLICATION_PASSWORD"]) == 32
     user, password = written["MARKETPIPE_PREFECT__AUTH_STRING"].split(":")
     assert user == "marketpipe" and len(password) == 32
     assert stat.S_IMODE((tmp_path / ".env").stat().st_mode) == 0o600
@@ -54,4 +56,6 @@ def test_an_older_env_file_gains_the_auth_string_and_keeps_its_values(tmp_path: 
     assert written["MARKETPIPE_PREFECT__AUTH_STRING"].startswith("marketpipe:")
     assert "adding MARKETPIPE_PREFECT__AUTH_STRING" in first.stdout
     assert written["MARKETPIPE_PREFECT__AUTH_STRING"] not in first.stdout  # the value is never printed
+    assert "adding MARKETPIPE_DATABASE__READ_REPLICA__REPLICATION_PASSWORD" in first.stdout
+    assert written["MARKETPIPE_DATABASE__READ_REPLICA__REPLICATION_PASSWORD"] not in first.stdout
     assert env_file.read_text() == after_first and second.stdout == ""  # a second run changes nothing
