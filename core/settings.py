@@ -16,6 +16,7 @@ Secrets are ``SecretStr``: they print as ``**********`` and are redacted from lo
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from datetime import date, datetime
@@ -224,6 +225,42 @@ class QualitySettings(_Section):
     )
 
 
+class ReadReplicaSettings(_Section):
+    """A streaming-replication hot standby of the hot store (``marketpipe up --replica`` starts the
+    embedded one). With ``enabled`` the scanners, the read router (``StorageRouter.connect``) and
+    ``subscribe_bars``' reads of announced bars go to it; writes always go to the primary. A read
+    whose bound the replica does not meet (lag above ``max_lag_seconds`` or the caller's
+    ``max_staleness_seconds``, or a ``min_lsn`` it has not replayed) goes to the primary."""
+
+    enabled: bool = Field(default=False, description="route reads to the replica (db.connect.read_connection)")
+    embedded: bool = Field(
+        default=True, description="`marketpipe up --replica` runs the standby; false: host/port name an external one"
+    )
+    host: str = "127.0.0.1"
+    port: Port = 5434
+    max_lag_seconds: PositiveFloat = Field(
+        default=30.0,
+        description="replay lag above this is a health issue and an alert (replica-lagging), and reads without "
+        "a bound of their own go to the primary meanwhile",
+    )
+    catch_up_wait_seconds: NonNegativeFloat = Field(
+        default=0.5,
+        description="subscribe_bars waits this long for the replica to replay an announced batch before "
+        "reading it from the primary",
+    )
+    replication_user: str = Field(default="marketpipe_replication", description="the standby's replication role")
+    replication_password: SecretStr | None = Field(
+        default=None, description="its password (secret: MARKETPIPE_DATABASE__READ_REPLICA__REPLICATION_PASSWORD)"
+    )
+    slot: str = Field(
+        default="marketpipe_replica",
+        pattern=r"^[a-z0-9_]{1,63}$",
+        description="the physical replication slot on the primary (it keeps the WAL the standby still needs)",
+    )
+
+    _port = field_validator("port")(_check_port)
+
+
 class DatabaseSettings(_Section):
     """The hot store. The embedded cluster serves it unless ``embedded`` is false."""
 
@@ -238,12 +275,18 @@ class DatabaseSettings(_Section):
         default=None,
         description="OS user owning the embedded cluster; default: the current user, or 'postgres' as root",
     )
+    read_replica: ReadReplicaSettings = ReadReplicaSettings()
 
     _port = field_validator("port")(_check_port)
 
     def conninfo(self, dbname: str | None = None) -> str:
         """libpq keyword string; the password travels separately so it never lands in a log line."""
         return f"host={self.host} port={self.port} dbname={dbname or self.name} user={self.user}"
+
+    def replica_conninfo(self, dbname: str | None = None) -> str:
+        """The same database and role on the read replica (a physical copy: same roles)."""
+        replica = self.read_replica
+        return f"host={replica.host} port={replica.port} dbname={dbname or self.name} user={self.user}"
 
     def sqlalchemy_url(self, dbname: str) -> str:
         password = self.password.get_secret_value() if self.password else ""
@@ -432,6 +475,43 @@ class FeatureSettings(_Section):
     )
 
 
+class ComputeSettings(_Section):
+    """Where the features flow computes (flows/features_flow.py, tasks/compute.py): threads of the
+    flow run's own process, or the workers of a Dask cluster through prefect-dask.
+
+    Dask workers build their settings and secrets from their own environment (MARKETPIPE_*), as
+    Prefect workers do; a shard's task parameters carry symbols, dates and the flow's non-secret
+    overrides only."""
+
+    task_runner: Literal["threads", "dask"] = Field(
+        default="threads",
+        description="threads: in the flow run's process; dask: prefect-dask's DaskTaskRunner, on the "
+        "cluster at dask_address or on a LocalCluster the run starts and stops",
+    )
+    dask_address: str = Field(
+        default="",
+        description="scheduler of an existing Dask cluster (e.g. tcp://dask-scheduler:8786); empty = a "
+        "LocalCluster of n_workers processes x threads_per_worker threads for the run",
+    )
+    n_workers: PositiveInt = Field(default=2, description="worker processes of the LocalCluster (no dask_address)")
+    threads_per_worker: PositiveInt = Field(default=1, description="threads per LocalCluster worker process")
+    symbols_per_shard: PositiveInt = Field(
+        default=50,
+        description="symbols per task (one read of their history, one kernel call, one write): large enough "
+        "to amortise a task's overhead, small enough to retry",
+    )
+
+    @field_validator("dask_address")
+    @classmethod
+    def _scheduler_address(cls, value: str) -> str:
+        if value and not re.fullmatch(r"(tcp|tls)://[^\s/:]+:[0-9]{1,5}", value):
+            raise ValueError(
+                "a Dask scheduler address is tcp://HOST:PORT or tls://HOST:PORT (e.g. tcp://dask-scheduler:8786); "
+                "leave it empty for a LocalCluster per run"
+            )
+        return value
+
+
 class EmbeddingSettings(_Section):
     """The sentence-embedding model of news search (features/embeddings.py)."""
 
@@ -495,6 +575,7 @@ class Settings(BaseSettings):
     sandbox: SandboxSettings = SandboxSettings()
     pipeline: PipelineSettings = PipelineSettings()
     features: FeatureSettings = FeatureSettings()
+    compute: ComputeSettings = ComputeSettings()
     embeddings: EmbeddingSettings = EmbeddingSettings()
     news: NewsSettings = NewsSettings()
     vendors: dict[str, VendorSettings] = Field(default_factory=_default_vendors)
@@ -535,6 +616,7 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every secret's plain value, for the log redactor."""
         secrets = [self.database.password, self.lake.secret_key, self.prefect.auth_string]
+        secrets.append(self.database.read_replica.replication_password)
         for vendor in self.vendors.values():
             secrets += [vendor.api_key, vendor.secret_key]
         return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]

@@ -25,6 +25,7 @@ def test_defaults_match_the_seed(isolated: Path) -> None:
     assert settings.storage.routing.hot_data_days == 30
     assert settings.streaming.buffer_size == 10000
     assert settings.state_dir == isolated / ".state"
+    assert (settings.compute.task_runner, settings.compute.dask_address) == ("threads", "")
 
 
 def test_seed_yaml_with_data_pipeline_root_is_accepted(isolated: Path) -> None:
@@ -98,6 +99,8 @@ def test_config_path_from_environment(isolated: Path, monkeypatch: pytest.Monkey
         ("quality: {min_quality_score: 1.5}", "quality.min_quality_score", "1.5", "less than or equal to 1"),
         ("lake: {bucket: Bad_Bucket}", "lake.bucket", "'Bad_Bucket'", "pattern"),
         ("log_level: LOUD", "log_level", "'LOUD'", "'DEBUG'"),
+        ("compute: {task_runner: ray}", "compute.task_runner", "'ray'", "'threads' or 'dask'"),
+        ("compute: {dask_address: 'http://x:8786'}", "compute.dask_address", "'http://x:8786'", "tcp://HOST:PORT"),
         ("sandbox: {now: 'at four'}", "sandbox.now", "'at four'", "ISO 8601"),
     ],
 )
@@ -200,3 +203,17 @@ def test_an_external_prefect_server_needs_no_auth_string_of_ours(
     monkeypatch.delenv("MARKETPIPE_PREFECT__API_URL")
     with pytest.raises(ConfigurationError, match="MARKETPIPE_PREFECT__AUTH_STRING"):
         load_settings().require_secrets()
+
+
+def test_the_read_replica_is_off_by_default_and_its_password_is_a_secret(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_settings().database.read_replica.enabled is False
+    monkeypatch.setenv("MARKETPIPE_DATABASE__READ_REPLICA__REPLICATION_PASSWORD", "repl-hunter2")
+    monkeypatch.setenv("MARKETPIPE_DATABASE__READ_REPLICA__PORT", "6543")
+    settings = load_settings()
+    assert "repl-hunter2" not in repr(settings) + settings.model_dump_json()
+    assert "repl-hunter2" in settings.secret_values()
+    assert "port=6543" in settings.database.replica_conninfo()
+    with pytest.raises(ConfigurationError, match="database.read_replica.slot"):
+        load_settings(overrides=parse_overrides(["database.read_replica.slot=Bad-Slot"]))
