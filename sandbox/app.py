@@ -365,7 +365,7 @@ def create_app(config: SandboxConfig | None = None, market: Market | None = None
         for vendor, name, path, handler in VENDOR_ROUTES
     ]
     streams = StreamHub(state.market, state.config.bad_key_prefix)
-    routes += stream_routes(streams)  # WebSockets: /stocks (Polygon), /v2/{iex,sip,test} (Alpaca); see sandbox.streams
+    routes += stream_routes(streams)  # WebSockets: /stocks (Polygon), /v2/{iex,sip,test} and /v1beta1/news (Alpaca)
     app = Starlette(routes=routes)
     app.state.sandbox = state
     app.state.streams = streams

@@ -58,6 +58,14 @@ Endpoints (same host and port as REST; plain ws://, loopback)
      request has ``Content-Type: application/msgpack`` (alpaca-py sends it); otherwise JSON text frames with
      ``t`` an RFC 3339 UTC string with nanoseconds (``2024-06-03T13:30:00.123456789Z``), ids/prices as REST.
   5. a client too slow for ``kick_slow`` gets ``[{"T":"error","code":407,"msg":"slow client"}]`` then close 1008.
+- Alpaca news ``ws://HOST:PORT/v1beta1/news`` (alpaca-py: ``NewsDataStream(key, secret,
+  url_override="ws://HOST:PORT/v1beta1/news?speed=0&from=00:00")``): the Alpaca protocol above (its own
+  connection slot) with one channel: ``{"action":"subscribe","news":["*"]}`` -> ``[{"T":"subscription",
+  "news":["*"]}]``; each article of REST's ``/v1beta1/news`` as ``{"T":"n","id","headline","summary","author",
+  "created_at","updated_at","url","content","symbols","source":"benzinga"}`` when published, and again when
+  updated (see ``news``). A session's replay covers its whole news day (midnight New York, or ``from``, to
+  26 h later: news is published 06:00-20:00, updates follow within hours), not its trading hours; the
+  clock is always private (``clock`` is ignored); the delivery faults apply, tick faults do not.
 
 The same market as REST
 -----------------------
@@ -162,7 +170,7 @@ Control API (JSON)
   history emptied (live connections go on).
 
 Layout: ``settings`` (the names above, parsed), ``clock`` (segments, replay clock, token bucket),
-``timeline`` (per symbol-session event tables over ``Market``), ``polygon`` / ``alpaca`` (protocol and
-rendering), ``faults`` (delivery faults), ``connection`` (the I/O of one socket), ``hub`` (state shared
+``timeline`` (per symbol-session event tables over ``Market``), ``polygon`` / ``alpaca`` / ``news`` (protocol
+and rendering), ``faults`` (delivery faults), ``connection`` (the I/O of one socket), ``hub`` (state shared
 by connections: settings layers, clocks, limits), ``routes`` (Starlette wiring).
 """

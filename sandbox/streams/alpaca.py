@@ -67,8 +67,9 @@ def connected() -> list[dict[str, Any]]:
     return [success("connected")]
 
 
-def parse_client(frame: str | bytes) -> Action:
-    """One client frame (msgpack from alpaca-py, JSON otherwise) -> an Action."""
+def parse_client(frame: str | bytes, channels: tuple[str, ...] = SUBSCRIBABLE) -> Action:
+    """One client frame (msgpack from alpaca-py, JSON otherwise) -> an Action (subscriptions to
+    ``channels``: the stock stream's, or the news stream's ``news``)."""
     data: Any
     try:
         data = msgpack.unpackb(frame) if isinstance(frame, bytes) else orjson.loads(frame)
@@ -84,7 +85,7 @@ def parse_client(frame: str | bytes) -> Action:
         return Action("auth", key=str(data.get("key") or ""), secret=str(data.get("secret") or ""))
     if action in ("subscribe", "unsubscribe"):
         topics: dict[str, list[str]] = {}
-        for channel in SUBSCRIBABLE:
+        for channel in channels:
             symbols = data.get(channel)
             if symbols is None:
                 continue

@@ -57,6 +57,31 @@ def plan_segments(
     return out
 
 
+#: A news day runs from its midnight (New York) to past the next midnight: a story of the session is
+#: published 06:00-20:00, its Alpaca copy follows within 30 minutes, an update within ~4 hours more.
+NEWS_DAY_NS = 26 * 3_600 * NS
+
+
+def plan_news_segments(
+    calendar: SessionCalendar, last_session: int, session: date | None, sessions: int, start: time
+) -> list[Segment]:
+    """The segments of a news replay: each session's whole news day (`start` in the first one, New
+    York time) rather than its trading hours, since news is published before the open and after the
+    close. Consecutive days overlap by two hours of market time; each segment only carries the news
+    of its own session's stories, so nothing is sent twice."""
+    first = last_session if session is None else first_session_on_or_after(calendar, session, last_session)
+    stop = min(first + sessions, last_session + 1)
+    out = []
+    for s in range(first, stop):
+        midnight = int(calendar.midnight_ns[s])
+        begin = midnight
+        if s == first:
+            local = datetime.combine(calendar.day(s), start, tzinfo=NEW_YORK)
+            begin = max(midnight, int(local.timestamp()) * NS)
+        out.append(Segment(s, begin, midnight + NEWS_DAY_NS))
+    return out
+
+
 class ReplayClock:
     """Maps wall seconds to a replay position over segments at `speed` (0 = unbounded)."""
 

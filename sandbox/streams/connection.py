@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from sandbox.streams import alpaca, polygon
-from sandbox.streams.clock import ReplayClock, Segment, TokenBucket
+from sandbox.streams import alpaca, news, polygon
+from sandbox.streams.clock import ReplayClock, Segment, TokenBucket, plan_news_segments
 from sandbox.streams.faults import DeliveryFaults
 from sandbox.streams.hub import StreamHub
 from sandbox.streams.protocol import Action, Subscriptions
@@ -126,10 +126,12 @@ class RatePacer(Pacer):
         return k, (0.0 if k else min(MAX_NAP_S, max(self.tick, self.bucket.wait_s(wall, want))))
 
 
-def _step(segments: list[Segment], index: int, cursor: int) -> tuple[int, tuple[int, int] | None]:
-    """The end of the chunk starting at `cursor` (the next minute boundary) and where the next starts."""
+def _step(
+    segments: list[Segment], index: int, cursor: int, chunk_ns: int = MINUTE_NS
+) -> tuple[int, tuple[int, int] | None]:
+    """The end of the chunk starting at `cursor` (the next `chunk_ns` boundary) and where the next starts."""
     segment = segments[index]
-    hi = min(segment.end_ns, (cursor // MINUTE_NS + 1) * MINUTE_NS)
+    hi = min(segment.end_ns, (cursor // chunk_ns + 1) * chunk_ns)
     if hi < segment.end_ns:
         return hi, (index, hi)
     return hi, ((index + 1, segments[index + 1].start_ns) if index + 1 < len(segments) else None)
@@ -137,6 +139,8 @@ def _step(segments: list[Segment], index: int, cursor: int) -> tuple[int, tuple[
 
 class Connection:
     vendor = ""
+    #: The producer builds this much market time of events at once.
+    chunk_ns = MINUTE_NS
 
     def __init__(self, hub: StreamHub, ws: WebSocket, path: str) -> None:
         self.hub = hub
@@ -189,6 +193,10 @@ class Connection:
     def tick_faults(self) -> TickFaults:
         s = self.settings
         return TickFaults(s.seed, s.late, s.late_s, s.corrections, s.cancels)
+
+    def make_clock(self, now: float) -> ReplayClock:
+        """The connection's replay clock (a shared one by name, else its own over the sessions' hours)."""
+        return self.hub.clock_for(self.settings, now)
 
     def kick_message(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -345,7 +353,7 @@ class Connection:
         self.state = "streaming"
         s = self.settings
         now = time.monotonic()
-        clock = self.hub.clock_for(s, now)
+        clock = self.make_clock(now)
         segments = clock.segments
         faults = DeliveryFaults(s.seed, s.duplicate, s.reorder, s.malformed)
         pacer: Pacer = (
@@ -358,7 +366,7 @@ class Connection:
         while where is not None:
             seg_index, cursor = where
             session = segments[seg_index].session
-            hi, following = _step(segments, seg_index, cursor)
+            hi, following = _step(segments, seg_index, cursor, self.chunk_ns)
             version = self.subs.version
             if ahead is not None and ahead[0] == (seg_index, cursor, version):
                 chunk = await ahead[1]
@@ -369,7 +377,7 @@ class Connection:
             ahead = None
             if following is not None:  # build the next minute while this one streams
                 n_index, n_cursor = following
-                n_hi, _ = _step(segments, n_index, n_cursor)
+                n_hi, _ = _step(segments, n_index, n_cursor, self.chunk_ns)
                 build = asyncio.to_thread(self._build, segments[n_index].session, n_cursor, n_hi, self._pairs())
                 ahead = ((n_index, n_cursor, version), asyncio.create_task(build))
             i = 0
@@ -571,6 +579,9 @@ class AlpacaConnection(Connection):
     def kick_message(self) -> dict[str, Any]:
         return alpaca.error(407)
 
+    def subscription_reply(self) -> dict[str, Any]:
+        return alpaca.subscription(self.subs.symbols)
+
     async def on_action(self, action: Action) -> None:
         if action.kind == "auth":
             if self.authed.is_set():
@@ -601,7 +612,7 @@ class AlpacaConnection(Connection):
                 await self.send_control([alpaca.error(401)])
                 return
             (self.subs.add if action.kind == "subscribe" else self.subs.remove)(action.topics)
-            await self.send_control([alpaca.subscription(self.subs.symbols)])
+            await self.send_control([self.subscription_reply()])
             if self.subs:
                 self.subscribed.set()
         else:
@@ -627,3 +638,42 @@ class AlpacaConnection(Connection):
         )
         if half_dead and self.authed.is_set():
             self.hub.hold_slot(self.vendor, self.path, self.key, self.settings.reap_s)
+
+
+class AlpacaNewsConnection(AlpacaConnection):
+    """Alpaca's news stream (``/v1beta1/news``, see :mod:`sandbox.streams.news`): the Alpaca protocol
+    with one channel, replaying each session's news day (not its trading hours) on a private clock."""
+
+    chunk_ns = 3_600 * 1_000_000_000
+
+    def __init__(self, hub: StreamHub, ws: WebSocket, path: str) -> None:
+        super().__init__(hub, ws, path)
+        self._days: dict[tuple[str, int], news.NewsDay] = {}
+
+    def parse(self, frame: str | bytes) -> Action:
+        return alpaca.parse_client(frame, news.CHANNELS)
+
+    def subscription_reply(self) -> dict[str, Any]:
+        return {"T": "subscription", "news": self.subs.symbols("news")}
+
+    def replayed(self, channel: str) -> tuple[str, ...]:
+        return (channel,) if channel in news.CHANNELS else ()
+
+    def make_clock(self, now: float) -> ReplayClock:
+        s = self.settings
+        market = self.hub.market
+        segments = plan_news_segments(market.calendar, market.last_session, s.session, s.sessions, s.from_time)
+        return ReplayClock(segments, s.speed, now)
+
+    def _build(self, session: int, lo: int, hi: int, pairs: list[tuple[str, str]]) -> Chunk:
+        """The news of `pairs`' symbols due in [lo, hi) (runs in a worker thread)."""
+        rows: list[tuple[int, tuple[str, str], news.NewsItem]] = []
+        for symbol, channel in pairs:
+            day = self._days.get((symbol, session))
+            if day is None:
+                day = self._days[(symbol, session)] = news.news_day(self.hub.market, symbol, session)
+            due, items = day.window(lo, hi)
+            rows += zip(due.tolist(), [(symbol, channel)] * len(items), items, strict=True)
+        rows.sort(key=lambda r: (r[0], str(r[2].id)))
+        messages = news.render([r[2] for r in rows], self.codec)
+        return Chunk(lo, hi, [r[0] for r in rows], [r[1] for r in rows], messages)

@@ -11,8 +11,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from sandbox.streams import alpaca
-from sandbox.streams.connection import ABRUPT, AlpacaConnection, PolygonConnection
+from sandbox.streams import alpaca, news
+from sandbox.streams.connection import ABRUPT, AlpacaConnection, AlpacaNewsConnection, PolygonConnection
 from sandbox.streams.hub import StreamHub
 from sandbox.streams.settings import parse_overrides
 
@@ -40,6 +40,9 @@ def stream_routes(hub: StreamHub) -> list[BaseRoute]:
 
     async def alpaca_stream(ws: WebSocket) -> None:
         await AlpacaConnection(hub, ws, ws.url.path).run()
+
+    async def alpaca_news_stream(ws: WebSocket) -> None:
+        await AlpacaNewsConnection(hub, ws, ws.url.path).run()
 
     async def overview(request: Request) -> Response:
         if request.method == "DELETE":
@@ -95,6 +98,7 @@ def stream_routes(hub: StreamHub) -> list[BaseRoute]:
 
     routes: list[BaseRoute] = [WebSocketRoute("/stocks", polygon_stream)]
     routes += [WebSocketRoute(f"/v2/{feed}", alpaca_stream) for feed in alpaca.FEEDS]
+    routes.append(WebSocketRoute(news.PATH, alpaca_news_stream))
     routes += [
         Route("/_sandbox/streams", overview, methods=["GET", "DELETE"]),
         Route("/_sandbox/streams/defaults", defaults, methods=["POST", "DELETE"]),

@@ -11,7 +11,8 @@ import uuid
 from typing import Any
 
 import httpx
-from alpaca.data.live import StockDataStream
+from alpaca.data.live import NewsDataStream, StockDataStream
+from alpaca.data.models.news import News
 from massive import WebSocketClient  # type: ignore[import-untyped]
 from massive.websocket.models import EquityAgg, EquityTrade  # type: ignore[import-untyped]
 
@@ -93,3 +94,47 @@ def test_alpaca_stock_data_stream_receives_the_rest_trades_over_msgpack(sandbox_
     assert [(t.id, t.price, t.size, t.exchange) for t in trades[:WANTED]] == expected
     assert trades[0].timestamp.isoformat().startswith("2024-06-03T13:30:00")
     assert bars[0].symbol == "AAPL" and bars[0].timestamp.isoformat() == "2024-06-03T13:30:00+00:00"
+
+
+def test_alpaca_news_data_stream_receives_the_rest_news(sandbox_url: str) -> None:
+    """alpaca-py's NewsDataStream (msgpack, `created_at` as a msgpack Timestamp) parses the sandbox's
+    `n` messages into News models: the REST articles of the day, then each update again."""
+    headers: dict[str, Any] = {"APCA-API-KEY-ID": "k", "APCA-API-SECRET-KEY": "s"}
+    query: dict[str, Any] = {"start": "2024-06-03T04:00:00Z", "end": "2024-06-04T03:59:59Z", "limit": 50}
+    rest = httpx.get(f"{sandbox_url}/v1beta1/news", params=query, headers=headers, timeout=30).json()["news"]
+    assert rest and len(rest) < 50
+    expected = len(rest) + sum(1 for r in rest if r["updated_at"] != r["created_at"])
+    url = sandbox_url.replace("http://", "ws://") + "/v1beta1/news?speed=0&session=2024-06-03&from=00:00"
+    stream = NewsDataStream(f"a{uuid.uuid4().hex[:12]}", "secret", url_override=url)
+    received: list[News] = []
+    enough = asyncio.Event()
+
+    async def on_news(item: News | dict[Any, Any]) -> None:
+        assert isinstance(item, News)
+        received.append(item)
+        if len(received) >= expected:
+            enough.set()
+
+    stream.subscribe_news(on_news, "*")
+
+    async def scenario() -> None:
+        task = asyncio.create_task(stream._run_forever())
+        try:
+            await asyncio.wait_for(enough.wait(), 30)
+        finally:
+            await stream.stop_ws()
+            await asyncio.wait_for(task, 15)
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+    latest = {n.id: n for n in received}
+    assert len(received) == expected
+    assert sorted(latest) == sorted(r["id"] for r in rest)
+    for record in rest:
+        news = latest[record["id"]]
+        assert (news.headline, news.symbols, news.url, news.source) == (
+            record["headline"],
+            record["symbols"],
+            record["url"],
+            "benzinga",
+        )
+        assert news.updated_at.isoformat().replace("+00:00", "Z") == record["updated_at"]
