@@ -20,6 +20,7 @@ import psycopg
 
 from core.errors import MarketpipeError
 from db.connect import database_connection
+from db.replica import ReplicaState, replica_connection, replica_state
 from pipeline.jobs import JobsReport, read_jobs
 from storage.lake import Lake
 
@@ -44,9 +45,34 @@ class ComponentStatus:
 
 
 @dataclass(frozen=True)
+class ReplicationInfo:
+    """The read replica's lag as the standby reports it (:func:`db.replica.replica_state`) and the
+    primary's WAL position when the probe read it (``behind_bytes``: primary's minus replayed)."""
+
+    state: ReplicaState
+    max_lag_seconds: float
+    behind_bytes: int | None = None
+
+    @property
+    def lagging(self) -> bool:
+        """Lag above ``database.read_replica.max_lag_seconds`` (or unknown: nothing replayed)."""
+        lag = self.state.lag_seconds
+        return lag is None or lag > self.max_lag_seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.state.to_dict(),
+            "behind_bytes": self.behind_bytes,
+            "max_lag_seconds": self.max_lag_seconds,
+            "lagging": self.lagging,
+        }
+
+
+@dataclass(frozen=True)
 class StackStatus:
     components: dict[str, ComponentStatus]
     timescaledb: TimescaleInfo | None = None
+    replication: ReplicationInfo | None = None  # when a read replica is configured or run
 
     @property
     def healthy(self) -> bool:
@@ -67,6 +93,7 @@ class StackStatus:
             },
             "timescaledb": {"version": ts.version, "edition": ts.edition} if ts else {"version": None, "edition": None},
             "jobs": self.jobs.to_dict() if self.jobs else None,
+            "replication": self.replication.to_dict() if self.replication else None,
         }
 
 
@@ -83,13 +110,14 @@ def query_timescale(conn: psycopg.Connection) -> TimescaleInfo | None:
 # ---------------------------------------------------------------------------------------------
 # One probe per component: is it answering?
 
-COMPONENTS = ("postgres", "lake", "prefect", "sandbox")
+COMPONENTS = ("postgres", "replica", "lake", "prefect", "sandbox")
 
 
 def component_address(settings: Settings, name: str) -> str:
     """Where component ``name`` answers, as reported."""
     return {
         "postgres": f"{settings.database.host}:{settings.database.port}",
+        "replica": f"{settings.database.read_replica.host}:{settings.database.read_replica.port}",
         "lake": settings.lake.endpoint_url,
         "prefect": settings.prefect.ui_url,
         "sandbox": settings.sandbox.base_url,
@@ -109,6 +137,38 @@ def probe_postgres(settings: Settings) -> tuple[ComponentStatus, TimescaleInfo |
     server_version = row[0] if row else "unknown"
     detail = f"PostgreSQL {server_version}, TimescaleDB {info.version} ({info.edition} edition)"
     return ComponentStatus("postgres", True, address, None, detail), info
+
+
+def probe_replica(settings: Settings) -> tuple[ComponentStatus, ReplicationInfo | None]:
+    """Healthy when the replica answers as a standby; its lag is judged by the health check."""
+    address = component_address(settings, "replica")
+    replica = settings.database.read_replica
+    try:
+        with replica_connection(settings, autocommit=True) as conn:
+            state = replica_state(conn)
+    except (MarketpipeError, psycopg.Error) as exc:
+        return ComponentStatus("replica", False, address, None, str(exc)), None
+    if not state.in_recovery:
+        detail = "answers but is not a standby (pg_is_in_recovery() is false): reads would miss the primary's writes"
+        return ComponentStatus("replica", False, address, None, detail), None
+    behind = None
+    if state.replay_lsn is not None:
+        try:
+            with database_connection(settings, autocommit=True) as primary:
+                row = primary.execute(
+                    "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)::bigint", (state.replay_lsn,)
+                ).fetchone()
+            behind = max(0, int(row[0])) if row else None
+        except (MarketpipeError, psycopg.Error):
+            behind = None  # the primary's own probe reports it
+    info = ReplicationInfo(state, replica.max_lag_seconds, behind)
+    lag = "unknown (nothing replayed yet)" if state.lag_seconds is None else f"{state.lag_seconds:.1f} s"
+    detail = f"standby of {component_address(settings, 'postgres')}, replay lag {lag}" + (
+        f", {behind:,} bytes behind" if behind is not None else ""
+    )
+    if state.replay_paused:
+        detail += ", replay PAUSED"
+    return ComponentStatus("replica", True, address, None, detail), info
 
 
 def probe_lake(settings: Settings) -> ComponentStatus:
@@ -146,10 +206,12 @@ def probe_http(name: str, url: str, address: str, ok_detail: str) -> ComponentSt
     return ComponentStatus(name, True, address, None, ok_detail)
 
 
-def probe_component(settings: Settings, name: str) -> tuple[ComponentStatus, TimescaleInfo | None]:
-    """The probe of component ``name``, and the TimescaleDB it found (PostgreSQL only)."""
+def probe_component(settings: Settings, name: str) -> tuple[ComponentStatus, TimescaleInfo | ReplicationInfo | None]:
+    """The probe of component ``name``, and the TimescaleDB (PostgreSQL) or the lag (replica) it found."""
     if name == "postgres":
         return probe_postgres(settings)
+    if name == "replica":
+        return probe_replica(settings)
     probe = {"lake": probe_lake, "prefect": probe_prefect, "sandbox": probe_sandbox}[name]
     return probe(settings), None
 
@@ -159,11 +221,13 @@ def probe_components(settings: Settings, pids: Mapping[str, int | None] | None =
 
     ``pids`` is for a caller that runs some components itself (the supervisor): the pid of each, or
     None when it should run but does not; such a component is reported "not running" without a
-    probe, the others carry their pid."""
+    probe, the others carry their pid. The read replica is probed when ``database.read_replica``
+    is enabled or the caller runs one."""
     running = pids or {}
-    names = [n for n in COMPONENTS if n != "sandbox" or settings.sandbox.enabled]
+    optional = {"sandbox": settings.sandbox.enabled, "replica": settings.database.read_replica.enabled}
+    names = [n for n in COMPONENTS if optional.get(n, True) or n in running]
 
-    def one(name: str) -> tuple[ComponentStatus, TimescaleInfo | None]:
+    def one(name: str) -> tuple[ComponentStatus, TimescaleInfo | ReplicationInfo | None]:
         if name in running and running[name] is None:
             return ComponentStatus(name, False, component_address(settings, name), None, "not running"), None
         status, info = probe_component(settings, name)
@@ -172,4 +236,9 @@ def probe_components(settings: Settings, pids: Mapping[str, int | None] | None =
     with ThreadPoolExecutor(max_workers=len(names)) as pool:
         results = dict(zip(names, pool.map(one, names), strict=True))
     components = {name: status for name, (status, _) in results.items()}
-    return StackStatus(components=components, timescaledb=results["postgres"][1])
+    timescaledb, replication = results["postgres"][1], results["replica"][1] if "replica" in results else None
+    return StackStatus(
+        components=components,
+        timescaledb=timescaledb if isinstance(timescaledb, TimescaleInfo) else None,
+        replication=replication if isinstance(replication, ReplicationInfo) else None,
+    )

@@ -151,7 +151,14 @@ class EmbeddedPostgres:
 
     def write_config(self) -> None:
         """Settings marketpipe owns; rewritten on every start."""
-        lines = {
+        path = self.data_dir / "marketpipe.conf"
+        path.write_text("".join(f"{k} = {v}\n" for k, v in self.config().items()))
+        self._chown(path)
+
+    def config(self) -> dict[str, str]:
+        """The lines of ``marketpipe.conf``. A standby (:mod:`stack.standby`) runs the same ones plus
+        its own: it needs the primary's preload libraries and at least its connection and worker limits."""
+        return {
             "listen_addresses": f"'{self.settings.host}'",
             "port": str(self.settings.port),
             "unix_socket_directories": f"'{self.socket_dir}'",
@@ -167,10 +174,12 @@ class EmbeddedPostgres:
             "shared_buffers": "256MB",
             "max_wal_size": "2GB",
             "password_encryption": "scram-sha-256",
+            # Streaming replication to the read replica (`marketpipe up --replica`): PostgreSQL's
+            # defaults, stated because the standby depends on them.
+            "wal_level": "replica",
+            "max_wal_senders": "10",
+            "max_replication_slots": "10",
         }
-        path = self.data_dir / "marketpipe.conf"
-        path.write_text("".join(f"{k} = {v}\n" for k, v in lines.items()))
-        self._chown(path)
 
     def start(self) -> bool:
         """Start the cluster; False when it was already running."""

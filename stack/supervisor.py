@@ -16,13 +16,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.errors import PortInUseError, ServiceError
+from core.errors import ConfigurationError, PortInUseError, ServiceError
 from core.settings import Settings
 from db.connect import database_connection
 from db.migrate import migrate
 from pipeline.components import StackStatus, probe_components
 from stack.daemon import ManagedProcess, port_free, tail
 from stack.postgres import EmbeddedPostgres
+from stack.standby import EmbeddedStandby
 from storage.lake import Lake
 from storage.tiering import ensure_native_compression
 
@@ -47,6 +48,7 @@ class Stack:
         self.settings = settings
         self.state_dir = settings.state_dir
         self.postgres = EmbeddedPostgres(settings.database, settings.state_dir)
+        self.standby = EmbeddedStandby(settings.database, settings.state_dir)
         bin_dir = Path(sys.executable).parent
         run, log = self.state_dir / "run", self.state_dir / "log"
         lake = settings.lake
@@ -115,6 +117,8 @@ class Stack:
         names = []
         if self.settings.database.embedded:
             names.append("postgres")
+            if self.standby.initialized() or self._replica_configured():
+                names.append("replica")
         if self.settings.lake.endpoint is None:
             names.append("lake")
         if self.settings.prefect.embedded:
@@ -123,6 +127,11 @@ class Stack:
             names.append("sandbox")
         return names
 
+    def _replica_configured(self) -> bool:
+        """Whether the settings ask for the embedded read replica (`marketpipe up --replica` does too)."""
+        replica = self.settings.database.read_replica
+        return replica.enabled and replica.embedded and self.settings.database.embedded
+
     def _processes(self) -> dict[str, ManagedProcess]:
         return {"lake": self.lake_process, "prefect": self.prefect_process, "sandbox": self.sandbox_process}
 
@@ -130,6 +139,8 @@ class Stack:
         s = self.settings
         if name == "postgres":
             return [(s.database.port, "database.port")]
+        if name == "replica":
+            return [(s.database.read_replica.port, "database.read_replica.port")]
         if name == "lake":
             base = s.lake.internal_port_base
             http = [base, base + 1, base + 2, base + 3]
@@ -146,17 +157,28 @@ class Stack:
 
     def _host(self, name: str) -> str:
         s = self.settings
-        return {"postgres": s.database.host, "lake": s.lake.host, "prefect": s.prefect.host, "sandbox": s.sandbox.host}[
-            name
-        ]
+        hosts = {"postgres": s.database.host, "replica": s.database.read_replica.host, "lake": s.lake.host}
+        return {**hosts, "prefect": s.prefect.host, "sandbox": s.sandbox.host}[name]
 
     # -- up / down / status ----------------------------------------------------------------
-    def up(self) -> UpReport:
+    def up(self, replica: bool = False) -> UpReport:
+        """``replica`` (``marketpipe up --replica``) also starts the read replica, as
+        ``database.read_replica.enabled`` with the embedded cluster does."""
         began = time.monotonic()
         self.settings.require_secrets()
+        if replica and not self.settings.database.embedded:
+            raise ConfigurationError(
+                "`marketpipe up --replica` runs a standby of the embedded cluster, but database.embedded is false: "
+                "run the standby beside your server (docker compose's `standby` service) and point "
+                "database.read_replica.host/port at it"
+            )
         self.state_dir.mkdir(parents=True, exist_ok=True)
         report = UpReport()
         embedded = self._embedded()
+        if replica and "replica" not in embedded:
+            embedded.append("replica")
+        if "replica" in embedded:
+            self.standby._password()  # refuse before anything starts when its secret is missing
         running = {name for name in embedded if self._pid(name) is not None}
         if "sandbox" in embedded and "sandbox" not in running:
             require_sandbox()
@@ -172,6 +194,10 @@ class Stack:
             (report.started if self.postgres.start() else report.already_running).append("postgres")
             self.postgres.bootstrap()
             report.extensions_updated = self.postgres.update_extensions()
+            if "replica" in embedded:
+                self.standby.prepare_primary(self.postgres)
+                self.standby.init()
+                (report.started if self.standby.start() else report.already_running).append("replica")
         with database_connection(self.settings, autocommit=True) as conn:
             applied = migrate(conn)
             report.compression_policies_set = list(ensure_native_compression(conn, self.settings).policies_set)
@@ -188,7 +214,8 @@ class Stack:
             sick = [c for c in status.components.values() if not c.healthy]
             lines = []
             for c in sick:
-                log_file = processes[c.name].log_file if c.name in processes else self.postgres.log_file
+                servers = {"postgres": self.postgres.log_file, "replica": self.standby.log_file}
+                log_file = processes[c.name].log_file if c.name in processes else servers[c.name]
                 lines.append(
                     f"{c.name} at {c.address}: {c.detail}\n  last lines of {log_file}:\n"
                     + "\n".join("    " + line for line in tail(log_file).splitlines())
@@ -216,7 +243,8 @@ class Stack:
 
     def down(self) -> list[str]:
         """Stop every component this stack started; returns the names stopped."""
-        stopped = [name for name, proc in self._processes().items() if proc.stop()]
+        stopped = ["replica"] if self.standby.initialized() and self.standby.stop() else []
+        stopped += [name for name, proc in self._processes().items() if proc.stop()]
         if self.postgres.initialized() and self.postgres.stop():
             stopped.append("postgres")
         return stopped
@@ -228,6 +256,8 @@ class Stack:
     def _pid(self, name: str) -> int | None:
         if name == "postgres":
             return self.postgres.pid()
+        if name == "replica":
+            return self.standby.pid()
         return self._processes()[name].pid()
 
     # -- environment of the children ----------------------------------------------------------

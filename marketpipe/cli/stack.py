@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 import typer
 
@@ -12,13 +13,22 @@ app = typer.Typer()
 
 
 @app.command()
-def up(ctx: typer.Context) -> None:
+def up(
+    ctx: typer.Context,
+    replica: Annotated[
+        bool,
+        typer.Option(
+            "--replica",
+            help="also start the read replica, a streaming hot standby (reads use it: database.read_replica.enabled)",
+        ),
+    ] = False,
+) -> None:
     """Start the embedded stack (PostgreSQL+TimescaleDB, S3 lake, Prefect server, market sandbox)."""
     from stack.supervisor import Stack
 
     settings = settings_of(ctx)
     stack = Stack(settings)
-    report = stack.up()
+    report = stack.up(replica=replica)
     status = stack.status()
     for name in report.started:
         typer.echo(f"started  {name:<9} {status.components[name].address}")
@@ -68,5 +78,11 @@ def status(ctx: typer.Context, as_json: JsonOutput = False) -> None:
         if result.jobs:
             for line in result.jobs.lines():
                 typer.echo(line)
+        if result.replication and result.replication.lagging:
+            rep = result.replication
+            typer.echo(
+                f"replica LAGGING: {rep.state.lag_seconds if rep.state.lag_seconds is not None else 'unknown'} s, "
+                f"more than database.read_replica.max_lag_seconds ({rep.max_lag_seconds:g} s)"
+            )
     if not result.healthy:
         raise typer.Exit(1)

@@ -215,5 +215,5 @@ def test_the_read_replica_is_off_by_default_and_its_password_is_a_secret(
     assert "repl-hunter2" not in repr(settings) + settings.model_dump_json()
     assert "repl-hunter2" in settings.secret_values()
     assert "port=6543" in settings.database.replica_conninfo()
-    with pytest.raises(ConfigurationError, match="database.read_replica.slot"):
+    with pytest.raises(ConfigurationError, match=r"database\.read_replica\.slot"):
         load_settings(overrides=parse_overrides(["database.read_replica.slot=Bad-Slot"]))
