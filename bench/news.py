@@ -8,7 +8,7 @@ every story about ``symbols`` symbols over ``days`` days, rendered in each vendo
 parsed by the product's parsers, so the pipeline sees what an ingest would. It runs in batches of
 ``batch`` items in publication order (a 5-minute poll's worth), each batch as the processing stage
 runs it: prepare (HTML, language, MinHash signature, our sentiment), dedup against what the store
-holds in the window (:func:`tasks.news.assign_stories`), the embedding of each story the batch
+holds in the window (:func:`pipeline.news.assign_stories`), the embedding of each story the batch
 founds (the embedder of ``features.embeddings``: ``embed(texts) -> float32 (n, dim)``; reported
 ``absent`` with the reason when it cannot load, never estimated), and the store's write
 (:func:`storage.news.write_news`), into a throwaway database (``bench_news``) migrated by the real
@@ -91,10 +91,10 @@ def run(settings: Settings, symbols: int = 60, days: int = 180, batch: int = 500
     from db.connect import database_connection
     from db.migrate import migrate
     from features.sentiment import labels, load_sentiment_model
+    from pipeline.news import assign_stories, prepare_items
     from quality.dedup import DedupConfig, StoryIndex, pairwise_scores
     from stack.scratch import create_database
     from storage.news import lock_news_dedup, stored_items, write_news
-    from tasks.news import assign_stories, prepare_items
 
     polygon, alpaca, truth = corpus(symbols, days)
     frame = pd.concat([polygon, alpaca], ignore_index=True).sort_values(["ts", "source", "id"], ignore_index=True)

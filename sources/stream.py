@@ -51,6 +51,7 @@ from sources.stream_parsing import (
     CANCELS,
     CORRECTIONS,
     DATASETS,
+    NEWS_DATASETS,
     DeadFrame,
     Decoded,
     StreamBatch,
@@ -359,13 +360,13 @@ class StreamConnection:
     async def subscribe(self, datasets: Collection[str], symbols: Collection[str]) -> None:
         """Add ``datasets`` x ``symbols`` (``*`` = every symbol); sent now when connected, and
         after every reconnect."""
-        wanted, names = check_datasets(self.source, datasets), _symbols(self.source, symbols)
+        wanted, names = check_datasets(self.source, datasets, self.protocol.datasets), _symbols(self.source, symbols)
         for dataset in wanted:
             self._wanted.setdefault(dataset, set()).update(names)
         await self._send_if_open("subscribe", wanted, names)
 
     async def unsubscribe(self, datasets: Collection[str], symbols: Collection[str]) -> None:
-        wanted, names = check_datasets(self.source, datasets), _symbols(self.source, symbols)
+        wanted, names = check_datasets(self.source, datasets, self.protocol.datasets), _symbols(self.source, symbols)
         for dataset in wanted:
             self._wanted.get(dataset, set()).difference_update(names)
         await self._send_if_open("unsubscribe", wanted, names)
@@ -710,7 +711,13 @@ class StreamConnection:
 # Wiring from settings
 
 
-def protocol_for(source: str) -> StreamProtocol:
+def protocol_for(source: str, datasets: Collection[str] = ()) -> StreamProtocol:
+    """The wire format of ``source``'s stream endpoint carrying ``datasets`` (Alpaca's news has its
+    own endpoint, ``/v1beta1/news``; trades, quotes and bars share ``/v2/{feed}``)."""
+    if source == "alpaca" and set(datasets) & set(NEWS_DATASETS):
+        from sources.alpaca.news_stream import PROTOCOL as alpaca_news
+
+        return alpaca_news
     if source == "polygon":
         from sources.polygon.stream import PROTOCOL as polygon
 
@@ -748,13 +755,15 @@ def open_stream(
     breaker: CircuitBreaker | None = None,
     connect: Connect | None = None,
     rng: random.Random | None = None,
+    datasets: Collection[str] = (),
 ) -> StreamConnection:
     """A connection of ``source`` with its credentials from settings (the same as its REST source's,
-    the sandbox's placeholder when routed there). Pass the REST source's breaker
-    (``source.context.resilience.breaker``) to share it. Nothing connects until ``batches``."""
+    the sandbox's placeholder when routed there), to the endpoint of ``datasets`` (Alpaca's
+    ``news``: its news stream). Pass the REST source's breaker (``source.context.resilience.breaker``)
+    to share it. Nothing connects until ``batches``."""
     from sources.factory import source_context
 
-    protocol = protocol_for(source)
+    protocol = protocol_for(source, datasets)
     if feed is not None and protocol.feeds and feed not in protocol.feeds:
         raise RequestError(f"unknown {source} stream feed {feed!r}; choose from {', '.join(protocol.feeds)}")
     context = source_context(source, settings, resilience=_no_resilience(source))

@@ -29,6 +29,8 @@ from core import model
 from core.errors import RequestError
 
 DATASETS = ("trades", "quotes", "bars")
+#: Datasets with an endpoint of their own (Alpaca's news stream, ``/v1beta1/news``).
+NEWS_DATASETS = ("news",)
 
 # Alpaca trade corrections: the original print (as the trade row had it) and what it becomes.
 CORRECTIONS: dict[str, str] = {
@@ -101,10 +103,12 @@ class StreamBatch:
     received_ns: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # per trade row
     events: list[StreamEvent] = field(default_factory=list)
     ignored: int = 0  # well-formed messages of types not modelled (Polygon A, Alpaca d, statuses, ...)
+    news: pd.DataFrame = field(default_factory=lambda: model.empty_frame(model.NEWS))  # Alpaca n, as REST parses
 
     @property
     def rows(self) -> int:
-        return len(self.trades) + len(self.quotes) + len(self.bars) + len(self.corrections) + len(self.cancels)
+        frames = (self.trades, self.quotes, self.bars, self.corrections, self.cancels, self.news)
+        return sum(len(f) for f in frames)
 
     @classmethod
     def empty(cls, source: str) -> StreamBatch:
@@ -503,6 +507,7 @@ class StreamProtocol:
     default_feed: str | None = None
     feeds: tuple[str, ...] = ()  # the endpoints {feed} may name (Alpaca: iex, sip, test)
     extra_headers: dict[str, str] = field(default_factory=dict)
+    datasets: tuple[str, ...] = DATASETS  # what this endpoint streams
 
     def parse_frames(self, frames: Sequence[bytes], received_ns: Sequence[int]) -> StreamBatch:
         """Frames -> one batch (pure): ``orjson.loads`` per frame, then column by column."""
@@ -514,11 +519,11 @@ class StreamProtocol:
             return self.build_batch(decoded)
 
 
-def check_datasets(source: str, datasets: Collection[str]) -> list[str]:
+def check_datasets(source: str, datasets: Collection[str], allowed: Collection[str] = DATASETS) -> list[str]:
     wanted = [d.strip() for d in datasets if d and d.strip()]
-    unknown = sorted(set(wanted) - set(DATASETS))
+    unknown = sorted(set(wanted) - set(allowed))
     if unknown or not wanted:
         raise RequestError(
-            f"{source} stream: unknown dataset(s) {unknown or list(datasets)}; choose from {', '.join(DATASETS)}"
+            f"{source} stream: unknown dataset(s) {unknown or list(datasets)}; choose from {', '.join(allowed)}"
         )
     return wanted

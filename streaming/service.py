@@ -20,6 +20,11 @@ through the same windows and writer. Trades are keyed (symbol, ts, exchange, tra
 windows drop duplicates, so the overlap of REST and stream writes nothing twice; the windows see
 every trade of the minutes around a disconnect, so the bars built are the vendor's bars.
 
+News (``datasets=("news",)``, Alpaca only, alone: its own endpoint ``/v1beta1/news``): each
+micro-batch of ``n`` messages takes the batch path's news path (:func:`pipeline.news.store_streamed_news`:
+dedup into stories against what is stored, sentiment, the story's embedding, the symbols'
+watermarks) in one transaction; an article later fetched over REST is the same row and story.
+
 Which bars are written, one source of truth per bar:
 - 1-minute bars: the vendor's own minute bars when the ``bars`` dataset is streamed (Polygon ``AM``,
   Alpaca ``b``: the same bars its REST API serves, VWAP included), caught up over REST aggregates in
@@ -49,7 +54,9 @@ if TYPE_CHECKING:
     from sources.stream import StreamBatch, StreamConnection
     from storage.streams import StreamCommit
 
-DATASETS = ("trades", "quotes", "bars")
+DATASETS = ("trades", "quotes", "bars", "news")
+#: Datasets a vendor streams on an endpoint of their own (Alpaca's news): alone in a plan.
+OWN_ENDPOINT = {"news": ("alpaca",)}
 SOURCES = ("polygon", "alpaca")
 _EPOCH = pd.Timestamp(0, tz="UTC")
 STATUS_EVERY_S = 5.0
@@ -88,6 +95,16 @@ class StreamPlan:
         unknown = sorted(set(wanted) - set(DATASETS))
         if unknown or not wanted:
             raise RequestError(f"unknown stream dataset(s) {unknown or wanted}; choose from {', '.join(DATASETS)}")
+        for dataset, sources in OWN_ENDPOINT.items():
+            if dataset in wanted and source not in sources:
+                raise RequestError(f"{source} has no {dataset} stream; {dataset} streams from {', '.join(sources)}")
+            if dataset in wanted and len(wanted) > 1:
+                raise RequestError(
+                    f"{dataset} streams on an endpoint of its own: run it as a stream of its own "
+                    f"(--datasets {dataset}), apart from {', '.join(d for d in wanted if d != dataset)}"
+                )
+            if dataset in wanted and kwargs.get("hybrid"):
+                raise RequestError(f"--hybrid catches up trades and bars; a {dataset} stream has no catch-up")
         return cls(source, tuple(dict.fromkeys(normalize_symbol(s.strip()) for s in names)), tuple(wanted), **kwargs)
 
 
@@ -107,6 +124,8 @@ class StreamReport:
     connects: int = 0
     catchups: int = 0
     catchup_trades: int = 0
+    news: int = 0  # news items inserted or updated
+    news_refused: int = 0  # news items refused (dead-lettered with their reason)
     database_retries: int = 0
     newest_event: pd.Timestamp | None = None
     commit_latency_ms: list[float] = field(default_factory=list)  # received -> committed, per batch sample
@@ -127,6 +146,8 @@ class StreamReport:
             "connects": self.connects,
             "catchups": self.catchups,
             "catchup_trades": self.catchup_trades,
+            "news": self.news,
+            "news_refused": self.news_refused,
             "database_retries": self.database_retries,
             "newest_event": self.newest_event.isoformat() if self.newest_event is not None else None,
             "commit_p50_ms": round(float(np.percentile(lat, 50)), 2) if lat is not None else None,
@@ -189,6 +210,11 @@ class StreamService:
         self._started_at: Any = None
         self._status_at = 0.0
         self._forming_at = 0.0
+        self._news_models: Any = None  # pipeline.news.NewsModels of a news stream, loaded at start
+
+    @property
+    def streams_news(self) -> bool:
+        return "news" in self.plan.datasets
 
     # -- the loop ----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> StreamReport:
@@ -209,7 +235,12 @@ class StreamService:
             feed=self.plan.feed,
             spill=self.spill_frames,
             breaker=self._resilience.breaker,
+            datasets=self.plan.datasets,
         )
+        if self.streams_news:  # the sentiment lexicon and the embedding model load once, off the loop
+            from pipeline.news import NewsModels
+
+            self._news_models = await asyncio.to_thread(NewsModels.from_settings, self.settings)
         stream.on_connected = self._connected
         self._conn = database_connection(self.settings, autocommit=True)
         try:
@@ -221,7 +252,7 @@ class StreamService:
                     await self._handle(batch, windows, stream)
                 # Stopping is not the end of the market: windows still open stay provisional (the
                 # next run, in hybrid mode, refetches their trades and finishes them).
-                if self.report.newest_event is not None:
+                if self.report.newest_event is not None and not self.streams_news:
                     last = windows.advance(self.report.newest_event, provisional=True)
                     final, forming = self._bars_to_write(last, empty_frame(BARS))
                     await self._commit(final_bars=final, provisional_bars=forming, removed_bars=self._removed(last))
@@ -295,6 +326,9 @@ class StreamService:
             self._resumed.append(int(getattr(connected, "at_ns", None) or time.time_ns()))
 
     async def _handle(self, batch: StreamBatch, windows: Any, stream: StreamConnection) -> None:
+        if self.streams_news:
+            await self._handle_news(batch, stream)
+            return
         report = self.report
         if self._resumed and self.plan.hybrid:
             resume = self._resume_point(batch, self._resumed[-1])
@@ -335,6 +369,32 @@ class StreamService:
         report.quotes += commit.quotes.changed
         if out is not None:
             report.duplicates, report.late_trades = out.duplicates, out.late_trades
+        if batch.dead:
+            report.dead += len(batch.dead)
+            await self._db(self._dead_letters, batch.dead)
+        if time.monotonic() - self._status_at >= STATUS_EVERY_S:
+            await self._record_status("running", stream)
+        if self.heartbeat is not None:
+            report.connection = _stats_dict(stream)
+            self.heartbeat(report)
+
+    async def _handle_news(self, batch: StreamBatch, stream: StreamConnection) -> None:
+        """Articles take the batch path's news path (pipeline.news: dedup into stories, sentiment,
+        embedding, the watermarks) in one transaction per micro-batch; malformed frames and
+        messages are dead-lettered with their raw text, refused articles with their reason."""
+        from pipeline.news import store_streamed_news
+
+        report = self.report
+        if not batch.news.empty:
+            request = {"stream": self.plan.source, "feed": self.plan.feed, "dataset": "news"}
+            written, rejected = await self._db(store_streamed_news, batch.news, self._news_models, request)
+            report.news += written.inserted + written.updated
+            report.news_refused += len(rejected)
+            newest = batch.news["updated_ts"].max()
+            if report.newest_event is None or newest > report.newest_event:
+                report.newest_event = newest
+        report.batches += 1
+        report.messages += len(batch.news)
         if batch.dead:
             report.dead += len(batch.dead)
             await self._db(self._dead_letters, batch.dead)

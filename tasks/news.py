@@ -7,54 +7,31 @@ Embedding runs inside that transaction, after the write: a story and its vector 
 no crash leaves a stored story without its vector (a rerun of the pages, or the next item of the
 story, also fills a vector that is missing because embedding was off when the story was stored).
 
-:func:`prepare_items` (pure) turns parsed frames into stored rows and refusals;
-:func:`assign_stories` (pure over what is stored) gives each item its story;
-:func:`process_symbol_news` is the transaction.
+The news path itself (clean, dedup, score, write, embed) is :mod:`pipeline.news`, which the live
+stream's ``n`` messages take too; :func:`process_symbol_news` is the batch path's transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-import numpy as np
 import pandas as pd
 import psycopg
 from prefect import task
 from prefect.cache_policies import NONE
 
-from core import model
-from core.errors import ConfigurationError
 from features.embeddings import EmbeddingModel
-from features.news_search import StoryText, store_story_embeddings
 from features.news_sentiment import NEWS_FEATURE_SET, WINDOWS_HOURS, symbol_feature_frame
-from features.sentiment import SentimentModel, item_text, symbol_sentiment
+from features.sentiment import SentimentModel
+from pipeline.news import store_items
 from pipeline.request import IngestRequest
-from quality.dedup import (
-    DedupConfig,
-    StoryIndex,
-    canonical_url,
-    signature_bytes,
-    signature_from_bytes,
-)
-from quality.news_text import cashtags, clean_text, is_spam, split_symbols
+from quality.dedup import DedupConfig
 from sources.dead_letters import record_dead_letter_sync
 from sources.registry import SourceRegistry
 from storage.lake import Lake
-from storage.news import (
-    NewsWriteResult,
-    StoredItem,
-    bar_stamps,
-    lock_news_dedup,
-    stored_items,
-    symbol_sentiment_rows,
-    write_news,
-    write_news_features,
-)
-from storage.story_vectors import stories_to_embed
+from storage.news import bar_stamps, symbol_sentiment_rows, write_news_features
 from storage.watermarks import Watermark, advance_watermarks
 from tasks.collection import ParsedPage
 from tasks.processing import PendingPage, SymbolProcessing, page_frames, read_unparsed
@@ -64,238 +41,6 @@ from tasks.retries import DATABASE_RETRY_OPTIONS
 NEWS_DATASETS = ("news",)
 SOCIAL_DATASETS = ("social_posts",)
 TEXT_DATASETS = NEWS_DATASETS + SOCIAL_DATASETS
-_LABEL_VALUE = {"positive": 1.0, "negative": -1.0, "neutral": 0.0}
-
-
-@dataclass
-class PreparedItems:
-    """Rows ready for dedup and the store, and what was refused (with reasons)."""
-
-    items: pd.DataFrame
-    links: pd.DataFrame
-    rejected: list[dict[str, Any]] = field(default_factory=list)
-    signatures: list[np.ndarray] = field(default_factory=list)
-
-
-def _vendor_labels(text: Any) -> dict[str, str]:
-    if not isinstance(text, str) or not text:
-        return {}
-    pairs = (p.split(":", 1) for p in text.split(",") if ":" in p)
-    return {model.normalize_symbol(s): label.strip().lower() for s, label in pairs}
-
-
-def canonical_items(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
-    """News (:data:`model.NEWS`) or posts (:data:`model.SOCIAL_POSTS`) in one shape."""
-    if kind == "news":
-        return pd.DataFrame(
-            {
-                "source": frame["source"].astype(str),
-                "id": frame["id"].astype(str),
-                "published_at": frame["ts"],
-                "updated_at": frame["updated_ts"].fillna(frame["ts"]) if "updated_ts" in frame else frame["ts"],
-                "headline": frame["headline"],
-                "summary": frame["summary"],
-                "body": frame.get("body", None),
-                "author": frame["author"],
-                "publisher": frame["publisher"],
-                "community": None,
-                "url": frame["url"],
-                "raw_symbols": frame["symbols"],
-                "vendor_labels": frame.get("vendor_sentiment", None),
-                "score": None,
-                "comments": None,
-            }
-        )
-    return pd.DataFrame(
-        {
-            "source": frame["source"].astype(str),
-            "id": frame["id"].astype(str),
-            "published_at": frame["ts"],
-            "updated_at": frame["ts"],
-            "headline": frame["title"],
-            "summary": None,
-            "body": frame["body"],
-            "author": frame["author"],
-            "publisher": None,
-            "community": frame["community"],
-            "url": frame["url"],
-            "raw_symbols": None,
-            "vendor_labels": None,
-            "score": frame["score"],
-            "comments": frame["comments"],
-        }
-    )
-
-
-def prepare_items(frame: pd.DataFrame, kind: str, sentiment: SentimentModel, dedup: StoryIndex) -> PreparedItems:
-    """Clean, flag, score and sign every item of ``frame`` (pure). Refused items (no text at all)
-    come back in ``rejected`` with their reason; everything else is kept, flagged."""
-    raw = canonical_items(frame, kind)
-    raw = raw.sort_values(["updated_at"]).drop_duplicates(["source", "id"], keep="last")
-    raw = raw.sort_values(["published_at", "source", "id"]).reset_index(drop=True)
-    rows: list[dict[str, Any]] = []
-    links: list[dict[str, Any]] = []
-    rejected: list[dict[str, Any]] = []
-    signatures: list[np.ndarray] = []
-    texts: list[str] = []
-    for rec in raw.to_dict("records"):
-        clean = clean_text(_text(rec["headline"]), _text(rec["summary"]), _text(rec["body"]))
-        if clean.reject:
-            rejected.append({"source": rec["source"], "id": rec["id"], "reason": clean.reject})
-            continue
-        flags = list(clean.flags)
-        if kind == "news":
-            listed = [s for s in str(rec["raw_symbols"] or "").split(",") if s]
-        else:
-            listed = cashtags(f"{clean.headline} {clean.body}")
-            if is_spam(f"{clean.headline} {clean.body}"):
-                flags.append("spam")
-            if not listed:
-                flags.append("off_topic")
-        symbols, refused = split_symbols(listed)
-        if refused:
-            flags.append("bad_symbols:" + "|".join(refused[:5]))
-        vendor = _vendor_labels(rec["vendor_labels"])
-        vendor_values = [_LABEL_VALUE[v] for v in vendor.values() if v in _LABEL_VALUE]
-        rows.append(
-            {
-                **{k: rec[k] for k in ("source", "id", "published_at", "updated_at", "author", "publisher")},
-                "kind": kind,
-                "headline": clean.headline,
-                "summary": clean.summary or None,
-                "body": clean.body or None,
-                "community": rec["community"],
-                "url": _text(rec["url"]) or None,
-                "canonical_url": canonical_url(_text(rec["url"])) if kind == "news" else None,
-                "symbols": symbols,
-                "lang": clean.lang,
-                "flags": flags,
-                "vendor_sentiment": float(np.mean(vendor_values)) if vendor_values else None,
-                "score": None if pd.isna(rec["score"]) else int(rec["score"]),
-                "comments": None if pd.isna(rec["comments"]) else int(rec["comments"]),
-                "_vendor": vendor,
-                "_lead": clean.lead,
-            }
-        )
-        texts.append(item_text(clean.headline, clean.lead) if clean.lang != "other" else "")
-        signatures.append(dedup.signature(clean.headline, clean.lead))
-    scores = sentiment.score(texts) if texts else np.zeros(0)
-    for row, score, text, signature in zip(rows, scores, texts, signatures, strict=True):
-        row["sentiment"] = float(score) if text else None
-        row["sentiment_model"] = sentiment.name if text else None
-        row["minhash"] = signature_bytes(signature) if kind == "news" else None
-        per_symbol = (
-            symbol_sentiment(sentiment, f"{row['headline']}. {row['_lead']}", row["symbols"], float(score))
-            if text
-            else dict.fromkeys(row["symbols"])
-        )
-        for symbol in row["symbols"]:
-            label = row["_vendor"].get(symbol)
-            links.append(
-                {
-                    "symbol": symbol,
-                    "published_at": row["published_at"],
-                    "source": row["source"],
-                    "id": row["id"],
-                    "kind": kind,
-                    "sentiment": per_symbol[symbol],
-                    "vendor_sentiment": _LABEL_VALUE.get(label) if label else None,
-                    "vendor_label": label,
-                }
-            )
-    items = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows])
-    return PreparedItems(items, pd.DataFrame(links), rejected, signatures)
-
-
-def _text(value: Any) -> str:
-    return "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
-
-
-def assign_stories(prepared: PreparedItems, stored: Sequence[StoredItem], index: StoryIndex) -> pd.DataFrame:
-    """Each prepared item's ``story_id`` (in place) given the ``stored`` items (kept ids first);
-    returns the stories the batch founds (:data:`storage.news.STORY_COLUMNS`)."""
-    items = prepared.items
-    num_perm = index.config.num_perm
-    for s in stored:
-        index.add(
-            s.source,
-            s.id,
-            s.story_id,
-            pd.Timestamp(s.published_at).value,
-            s.canonical_url,
-            signature_from_bytes(s.minhash, num_perm),
-            s.symbols,
-        )
-    story_ids: list[int] = []
-    founded: list[dict[str, Any]] = []
-    for i, row in enumerate(items.itertuples(index=False)):
-        published_ns = pd.Timestamp(row.published_at).value
-        if row.kind == "news":
-            story, new = index.assign(
-                row.source, row.id, published_ns, row.canonical_url, prepared.signatures[i], row.symbols
-            )
-        else:  # a post is its own story (posts are not syndicated articles)
-            story, new = index.assign(row.source, row.id, published_ns, None, np.zeros(0, np.uint32), row.symbols)
-        story_ids.append(story)
-        if new:
-            founded.append(
-                {
-                    "story_id": story,
-                    "first_seen": row.published_at,
-                    "canonical_url": row.canonical_url,
-                    "headline": row.headline,
-                }
-            )
-    items["story_id"] = np.array(story_ids, dtype=np.int64)
-    if len(prepared.links):
-        by_item = dict(zip(zip(items["source"], items["id"], strict=True), story_ids, strict=True))
-        prepared.links["story_id"] = [
-            by_item[(s, i)] for s, i in zip(prepared.links["source"], prepared.links["id"], strict=True)
-        ]
-    return pd.DataFrame(founded, columns=["story_id", "first_seen", "canonical_url", "headline"])
-
-
-def embed_stories(conn: psycopg.Connection, story_ids: Sequence[int], embedder: EmbeddingModel) -> int:
-    """Embed those of ``story_ids`` whose vector by ``embedder`` is missing or stale
-    (:func:`storage.story_vectors.stories_to_embed`: new stories, stories that gained or changed
-    items) from their headline and lead, and store one vector each; returns the stories embedded."""
-    todo = [s for s in stories_to_embed(conn, story_ids, embedder.name) if s.headline.strip() or s.lead]
-    if not todo:
-        return 0
-    texts = [StoryText(s.story_id, s.first_seen, s.headline, s.lead, s.symbols) for s in todo]
-    try:
-        return store_story_embeddings(conn, texts, embedder)
-    except ConfigurationError as exc:
-        raise ConfigurationError(
-            f"{exc}; or set embeddings.enabled: false to store news without embedding its stories"
-        ) from exc
-
-
-def store_items(
-    conn: psycopg.Connection,
-    frame: pd.DataFrame,
-    kind: str,
-    sentiment: SentimentModel,
-    config: DedupConfig,
-    embedder: EmbeddingModel | None = None,
-) -> tuple[NewsWriteResult, list[dict[str, Any]]]:
-    """Prepare, dedup against the store and write ``frame`` inside the caller's transaction; with
-    an ``embedder``, embed the stories of the written news items that are new or changed (posts,
-    each a story of its own, often spam or off topic, are left out of news search)."""
-    index = StoryIndex(config)
-    prepared = prepare_items(frame, kind, sentiment, index)
-    if prepared.items.empty:
-        return NewsWriteResult(), prepared.rejected
-    lock_news_dedup(conn)
-    window = timedelta(hours=config.window_hours)
-    low = prepared.items["published_at"].min() - window
-    high = prepared.items["published_at"].max() + window
-    keys = list(zip(prepared.items["source"], prepared.items["id"], strict=True))
-    stories = assign_stories(prepared, stored_items(conn, low, high, keys), index)
-    written = write_news(conn, prepared.items, prepared.links, stories)
-    if embedder is not None and kind == "news":  # a post is a story of its own, not searched as news
-        embed_stories(conn, sorted({int(s) for s in prepared.items["story_id"]}), embedder)
-    return written, prepared.rejected
 
 
 def process_symbol_news(

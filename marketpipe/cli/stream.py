@@ -32,7 +32,9 @@ def stream(
     ctx: typer.Context,
     source: Annotated[str, typer.Option(help="polygon or alpaca")] = "polygon",
     symbols: Symbols = None,
-    datasets: Annotated[str, typer.Option(help="comma-separated: trades, quotes, bars")] = "trades,quotes,bars",
+    datasets: Annotated[
+        str, typer.Option(help="comma-separated: trades, quotes, bars; or news alone (Alpaca's news stream)")
+    ] = "trades,quotes,bars",
     hybrid: Annotated[
         bool, typer.Option("--hybrid", help="fill every gap (start, reconnects) over REST before the stream takes over")
     ] = False,
@@ -42,7 +44,8 @@ def stream(
         float | None, typer.Option(help="stop (and drain) after this many seconds [default: until Ctrl-C]")
     ] = None,
 ) -> None:
-    """Stream SOURCE's live trades, quotes and bars for SYMBOLS into the hot store."""
+    """Stream SOURCE's live trades, quotes and bars for SYMBOLS into the hot store (or, with
+    --datasets news, Alpaca's news into the news store: --symbols '*' for every article)."""
     if ctx.invoked_subcommand is not None:
         return
     from core.errors import RequestError
@@ -60,6 +63,7 @@ def stream(
         f"stream {plan.source} stopped: {summary['messages']:,} messages, {summary['trades']:,} trades and "
         f"{summary['quotes']:,} quotes written, {summary['final_bars']:,} final bars, "
         f"{summary['connects']} connect(s), {summary['catchups']} catch-up(s), {summary['dead']} dead-lettered"
+        + (f", {summary['news']:,} news items written" if "news" in plan.datasets else "")
     )
 
 

@@ -14,8 +14,8 @@ from core import model
 from core.settings import Settings
 from db.connect import database_connection
 from features.sentiment import load_sentiment_model
+from pipeline.news import store_items
 from quality.dedup import DedupConfig
-from tasks.news import store_items
 from tests.support.news import ingest, sandbox_now, truth
 
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from core import model
 from core.settings import Settings
 from features.sentiment import load_sentiment_model
+from pipeline.news import store_items
 from quality.dedup import DedupConfig
 from storage.tiering import tier_chunks
-from tasks.news import store_items
 
 OLD = datetime(1999, 1, 1, tzinfo=UTC), datetime(1999, 12, 31, tzinfo=UTC)
 
