@@ -7,6 +7,8 @@ bars rewrites nothing (see :mod:`features.refresh`). Stored bars include those t
 features start from the first hot bar, and the flow says so in its log. The feature set is the standard set with
 the windows of the ``features`` settings, plus the plugins those settings name and every plugin
 registered through the ``marketpipe.features`` entry points.
+The symbol batches run in threads of this process or, with ``compute.task_runner=dask``, on a Dask
+cluster (see :mod:`tasks.features` and :mod:`tasks.compute`).
 Publishes a summary table artifact.
 """
 
@@ -42,7 +44,7 @@ async def features_flow(
             )
         if symbols is None:
             symbols = symbols_in_range(run.resources, timeframe, start, end)
-        done = await refresh_batches(run.resources, feature_set, sorted(set(symbols)), timeframe, start, end)
+        done = await refresh_batches(run.resources, feature_set, sorted(set(symbols)), timeframe, start, end, overrides)
         summary = run.summary = FeaturesSummary(run.run_id, feature_set.version, timeframe, done)
         await publish_features(summary)
     return summary.to_dict()

@@ -1,6 +1,13 @@
 """The features stage as Prefect tasks: the flow's date range, symbol batches, a
 ``features-<timeframe>-<first symbol>`` task per batch (a refresh of :mod:`features.refresh`),
-and the stage's summary."""
+and the stage's summary.
+
+Batches run in threads of the flow run's process, or, with ``compute.task_runner=dask``, as
+``features-shard`` tasks on a Dask cluster (:mod:`tasks.compute`): each shard builds its settings
+from its worker's environment, reads its symbols' history through the StorageRouter (the lake's
+Parquet and the hot store's recent rows), computes with the numba kernels on the worker and
+writes with the feature store's merge upsert, so a shard run twice (its worker died) writes
+each row once."""
 
 from __future__ import annotations
 
@@ -14,14 +21,14 @@ from prefect import get_run_logger, task
 from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NONE
 
-from features import FeatureSet
+from core.settings import ComputeSettings, load_settings
+from features import FeatureSet, feature_set_from_settings
 from features.refresh import FeatureRefresh, refresh_features
 from pipeline.metrics import RunFigures
 from pipeline.request import parse_when
 from storage.hot import symbols_with_bars
+from tasks.compute import dask_task_runner, public_overrides
 from tasks.resources import RunResources
-
-SYMBOLS_PER_BATCH = 50  # one engine call per batch: large enough to amortise it, small enough to retry
 
 
 def feature_range(start_date: Any, end_date: Any) -> tuple[datetime, datetime]:
@@ -33,7 +40,7 @@ def feature_range(start_date: Any, end_date: Any) -> tuple[datetime, datetime]:
     return start, end + timedelta(days=1) if date_only else end
 
 
-def batches(symbols: list[str], size: int = SYMBOLS_PER_BATCH) -> list[list[str]]:
+def batches(symbols: list[str], size: int) -> list[list[str]]:
     return [symbols[i : i + size] for i in range(0, len(symbols), size)]
 
 
@@ -79,16 +86,63 @@ async def refresh_batches(
     timeframe: str,
     start: datetime,
     end: datetime,
+    overrides: Mapping[str, Any] | None = None,
 ) -> list[FeatureRefresh]:
-    """A ``features-batch`` task per batch of ``symbols``, at most ``collection.max_parallel_symbols``
-    at once (each in a thread: the refresh is CPU-bound)."""
-    gate = asyncio.Semaphore(resources.settings.collection.max_parallel_symbols)
+    """A task per batch of ``compute.symbols_per_shard`` symbols: ``features-batch`` in threads, at
+    most ``collection.max_parallel_symbols`` at once, or ``features-shard`` on a Dask cluster
+    (``compute.task_runner=dask``; ``overrides`` are the run's, which the shards apply on top of
+    their worker's environment)."""
+    settings = resources.settings
+    shards = batches(symbols, settings.compute.symbols_per_shard)
+    if settings.compute.task_runner == "dask":
+        return await asyncio.to_thread(refresh_on_dask, settings.compute, shards, timeframe, start, end, overrides)
+    gate = asyncio.Semaphore(settings.collection.max_parallel_symbols)
 
     async def one(batch: list[str]) -> FeatureRefresh:
         async with gate:
             return await asyncio.to_thread(features_batch_task, resources, feature_set, batch, timeframe, start, end)
 
-    return list(await asyncio.gather(*(one(b) for b in batches(symbols))))
+    return list(await asyncio.gather(*(one(b) for b in shards)))
+
+
+def shard_parameters(
+    symbols: list[str], timeframe: str, start: datetime, end: datetime, overrides: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The parameters of one ``features-shard`` task: no settings object, no connection, no secret."""
+    return {
+        "symbols": symbols,
+        "timeframe": timeframe,
+        "start": start,
+        "end": end,
+        "overrides": public_overrides(overrides),
+    }
+
+
+@task(name="features-shard", cache_policy=NONE, task_run_name="features-{timeframe}-{symbols[0]}")
+def features_shard_task(
+    symbols: list[str], timeframe: str, start: datetime, end: datetime, overrides: dict[str, Any]
+) -> FeatureRefresh:
+    """One shard on a Dask worker: settings from the worker's environment plus the run's public
+    ``overrides``, then the same refresh as a ``features-batch`` task."""
+    settings = load_settings(overrides=overrides)
+    feature_set = feature_set_from_settings(settings.features)
+    return refresh_batch(RunResources.from_settings(settings), feature_set, symbols, timeframe, start, end)
+
+
+def refresh_on_dask(
+    compute: ComputeSettings,
+    shards: list[list[str]],
+    timeframe: str,
+    start: datetime,
+    end: datetime,
+    overrides: Mapping[str, Any] | None,
+) -> list[FeatureRefresh]:
+    """Every shard as a ``features-shard`` task through prefect-dask; the cluster reruns the shard
+    of a worker that dies, and the merge upsert makes that rerun write nothing twice."""
+    parameters = [shard_parameters(shard, timeframe, start, end, overrides) for shard in shards]
+    with dask_task_runner(compute) as runner:
+        futures = [runner.submit(features_shard_task, p) for p in parameters]
+        return [future.result() for future in futures]
 
 
 async def publish_features(summary: FeaturesSummary) -> None:

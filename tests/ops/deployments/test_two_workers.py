@@ -20,7 +20,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import string
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from core.settings import Settings
 from db.connect import database_connection
 from deployments.deploy import QUEUES, deploy_changed, ensure_work_pool
 from sources.resilience import default_burst
+from tests.support.netns import netns_possible, network_namespace
 from tests.support.processes import stop_process_group
 
 REPO = Path(__file__).resolve().parents[3]
@@ -42,7 +42,6 @@ BIN = Path(sys.executable).parent
 RPS = 1.0  # below what one run fetches at on its own, so the shared limit is what binds
 SYMBOLS_PER_SHARD = 16
 WAIT_SECONDS = 300.0
-COMMAND_TIMEOUT = 20
 
 
 def shard_symbols(count: int) -> tuple[list[str], list[str]]:
@@ -51,48 +50,6 @@ def shard_symbols(count: int) -> tuple[list[str], list[str]]:
     letters = string.ascii_uppercase
     names = [f"W{tag}{letters[i // 26]}{letters[i % 26]}" for i in range(2 * count)]
     return names[:count], names[count:]
-
-
-def sh(*argv: str) -> None:
-    subprocess.run(argv, check=True, capture_output=True, timeout=COMMAND_TIMEOUT)
-
-
-@contextmanager
-def network_namespace(ports: list[int]) -> Iterator[tuple[list[str], str]]:
-    """A namespace joined to this one by a veth pair in a private /30, and a forwarder from the
-    host side of the pair to the loopback services; yields (command prefix, host-side address)."""
-    suffix = secrets.token_hex(3)
-    ns, host_if, ns_if = f"mpw{suffix}", f"mph{suffix}", f"mpn{suffix}"
-    third = int(suffix[:2], 16)
-    host_ip, ns_ip = f"10.231.{third}.1", f"10.231.{third}.2"
-    forwarder = None
-    try:
-        sh("ip", "netns", "add", ns)
-        sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if)
-        sh("ip", "link", "set", ns_if, "netns", ns)
-        sh("ip", "addr", "add", f"{host_ip}/30", "dev", host_if)
-        sh("ip", "link", "set", host_if, "up")
-        sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{ns_ip}/30", "dev", ns_if)
-        sh("ip", "netns", "exec", ns, "ip", "link", "set", ns_if, "up")
-        sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
-        forwarder = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.tcp_forward", host_ip, *map(str, ports)],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert forwarder.stdout is not None and forwarder.stdout.readline().strip() == "ready"
-        yield ["ip", "netns", "exec", ns], host_ip
-    finally:
-        if forwarder is not None:
-            forwarder.terminate()
-            forwarder.wait(timeout=COMMAND_TIMEOUT)
-        subprocess.run(["ip", "link", "del", host_if], capture_output=True, timeout=COMMAND_TIMEOUT)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=COMMAND_TIMEOUT)
-
-
-def netns_possible() -> bool:
-    return os.geteuid() == 0 and shutil.which("ip") is not None
 
 
 @contextmanager
