@@ -41,7 +41,7 @@ import pyarrow.dataset as pads
 from core.errors import RequestError, StorageError
 from core.model import BARS, STR, TRADES, TS, canonical_timeframe, frame, to_utc
 from core.settings import Settings
-from db.connect import database_connection
+from db.replica import read_connection
 from storage.aggregates import (
     aggregates_available,
     closed_buckets,
@@ -139,13 +139,21 @@ class StorageRouter:
 
     @classmethod
     @contextmanager
-    def connect(cls, settings: Settings) -> Iterator[StorageRouter]:
+    def connect(
+        cls, settings: Settings, *, max_staleness_seconds: float | None = None, min_lsn: str | None = None
+    ) -> Iterator[StorageRouter]:
         """A router on its own autocommit connection to the configured hot store and lake::
 
         with StorageRouter.connect(load_settings()) as router:
             bars = router.read_bars(["AAPL"], "2024-01-01", "2024-07-01", "1day", adjusted=True)
+
+        With ``database.read_replica.enabled`` the connection is the read replica's when it meets
+        the bounds (:func:`db.replica.read_connection`), so such a router reads only (tiering and
+        compaction need a router on the primary: ``StorageRouter(conn, lake, settings)``).
         """
-        with database_connection(settings, autocommit=True) as conn:
+        with read_connection(
+            settings, autocommit=True, max_staleness_seconds=max_staleness_seconds, min_lsn=min_lsn
+        ) as conn:
             yield cls(conn, Lake.from_settings(settings.lake), settings)
 
     def hot_since(self, dataset: str) -> datetime:

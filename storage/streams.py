@@ -16,6 +16,8 @@ some symbols and a timeframe, fed by LISTEN.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pandas as pd
 import psycopg
+from loguru import logger
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from core.errors import RequestError, StorageError
+from core.errors import RequestError, ServiceError, StorageError
 from core.model import BARS, PROVISIONAL_FLAG, canonical_timeframe, frame, to_utc
 from core.settings import DEFAULT_SOURCE_PRECEDENCE
 from storage.hot import BARS_INTRADAY, UpsertResult, upsert_frame
@@ -306,7 +309,12 @@ async def subscribe_bars(
     once the LISTEN is in place (nothing committed after that is missed).
 
     Closed only: a provisional bar is never yielded; a bar corrected after it was final (a late
-    trade) is yielded again with its new values."""
+    trade) is yielded again with its new values.
+
+    The LISTEN is on the primary (a standby cannot listen). With ``database.read_replica.enabled``
+    the announced bars are read from the replica once it has replayed the primary's WAL position
+    taken after the announcement (waiting up to ``read_replica.catch_up_wait_seconds``), else from
+    the primary; each frame's ``attrs["read_from"]`` says which ("replica" or "primary")."""
     from db.connect import async_database_connection
 
     wanted = sorted({str(s).upper() for s in symbols})
@@ -317,7 +325,8 @@ async def subscribe_bars(
     # Two connections: psycopg's notifies() generator holds its connection while it waits.
     async with (
         await async_database_connection(settings, autocommit=True) as listener,
-        await async_database_connection(settings, autocommit=True) as reader,
+        await async_database_connection(settings, autocommit=True) as primary,
+        _ReplicaReader(settings) as replica,
     ):
         await listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         if ready is not None:
@@ -327,6 +336,7 @@ async def subscribe_bars(
             hit = wanted if announced.symbols is None else sorted(set(wanted) & set(announced.symbols))
             if not hit:
                 continue
+            reader = await replica.caught_up_with(primary) or primary
             cur = await reader.execute(
                 _CLOSED_BARS,
                 (
@@ -340,4 +350,52 @@ async def subscribe_bars(
             )
             rows = await cur.fetchall()
             if rows:
-                yield rows_to_bars(rows)
+                bars = rows_to_bars(rows)
+                bars.attrs["read_from"] = "primary" if reader is primary else "replica"
+                yield bars
+
+
+class _ReplicaReader:
+    """The read replica's connection of a subscriber, when ``database.read_replica.enabled`` and it
+    answers (else None: the primary reads everything)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.conn: psycopg.AsyncConnection | None = None
+
+    async def __aenter__(self) -> _ReplicaReader:
+        from db.replica import async_replica_connection
+
+        if self.settings.database.read_replica.enabled:
+            try:
+                self.conn = await async_replica_connection(self.settings, autocommit=True)
+            except ServiceError as exc:
+                logger.warning("{}; subscribe_bars reads from the primary", exc)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+
+    async def caught_up_with(self, primary: psycopg.AsyncConnection) -> psycopg.AsyncConnection | None:
+        """The replica's connection once it has replayed the primary's current WAL position (which
+        follows the announcing commit), within ``catch_up_wait_seconds``; else None. A replica lost
+        on the way is dropped: the primary reads the rest."""
+        from db.replica import async_replayed
+
+        if self.conn is None:
+            return None
+        row = await (await primary.execute("SELECT pg_current_wal_lsn()::text")).fetchone()
+        lsn = str(row[0]) if row else ""
+        deadline = time.monotonic() + self.settings.database.read_replica.catch_up_wait_seconds
+        try:
+            while not await async_replayed(self.conn, lsn):
+                if time.monotonic() >= deadline:
+                    return None
+                await asyncio.sleep(0.005)
+        except psycopg.OperationalError as exc:
+            logger.warning("lost the read replica ({}); subscribe_bars reads from the primary", exc)
+            await self.conn.close()
+            self.conn = None
+            return None
+        return self.conn

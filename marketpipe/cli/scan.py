@@ -1,7 +1,8 @@
 """`marketpipe scan ...`: SQL scanners over the hot store.
 
 Each scan command builds its call with :mod:`storage.scanners` (which refuses bad arguments
-with a ScanArgumentError before connecting) and prints the rows as a table.
+with a ScanArgumentError before connecting) and prints the rows as a table. Scans run on the read
+replica when one is enabled (``database.read_replica``) and within its lag bound.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ AsJson = Annotated[bool, typer.Option("--json", help="one JSON array of rows")]
 
 
 def _print_scan(ctx: typer.Context, query: ScanQuery, as_json: bool) -> None:
-    from db.connect import database_connection
+    from db.replica import read_connection
     from storage.scanners import run_scan
 
-    with database_connection(settings_of(ctx), autocommit=True) as conn:
+    # the read replica when database.read_replica.enabled and it lags no more than its max_lag_seconds
+    with read_connection(settings_of(ctx), autocommit=True) as conn:
         frame = run_scan(conn, query)
     if as_json:
         typer.echo(frame.to_json(orient="records", date_format="iso", date_unit="s"))
