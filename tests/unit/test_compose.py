@@ -28,7 +28,7 @@ DOCKERFILE = REPO / "deployments" / "Dockerfile"
 ENV_EXAMPLE = REPO / ".env.example"
 CONFIG_FILE = REPO / "config" / "data_pipeline_config.yaml"
 
-LONG_RUNNING = {"timescaledb", "minio", "prefect-db", "prefect-server", "worker"}
+LONG_RUNNING = {"timescaledb", "minio", "prefect-db", "prefect-server", "worker", "dask-scheduler", "dask-worker"}
 ONE_SHOT = {"minio-init", "migrate", "deployments"}
 SECRETS = {
     "MARKETPIPE_DATABASE__PASSWORD",
@@ -214,6 +214,35 @@ def test_worker_is_built_from_the_dockerfile_and_scalable(services: dict[str, di
     assert "container_name" not in worker
     assert "ports" not in worker
     assert ".env" in ([worker["env_file"]] if isinstance(worker["env_file"], str) else worker["env_file"])
+
+
+def test_dask_scheduler_and_workers_run_from_the_prefect_workers_image(services: dict[str, dict[str, Any]]) -> None:
+    worker = services["worker"]
+    for name in ("dask-scheduler", "dask-worker"):
+        assert (services[name]["build"], services[name]["image"]) == (worker["build"], worker["image"]), name
+    scheduler, dask_worker = services["dask-scheduler"]["command"], services["dask-worker"]["command"]
+    assert scheduler[:2] == ["dask", "scheduler"] and scheduler[scheduler.index("--port") + 1] == "8786"
+    assert dask_worker[:3] == ["dask", "worker", "tcp://dask-scheduler:8786"]
+    # `--scale dask-worker=N` fails on a fixed name or host port.
+    assert "container_name" not in services["dask-worker"] and "ports" not in services["dask-worker"]
+    assert set(services["dask-worker"]["depends_on"]) >= {"timescaledb", "minio-init", "migrate", "dask-scheduler"}
+
+
+def test_dask_workers_get_the_prefect_workers_settings_from_the_environment(
+    services: dict[str, dict[str, Any]], worker_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    active, _ = read_env_example()
+    environment = interpolate(services["dask-worker"]["environment"], active)
+    dask_env = {**dockerfile_env(), **active, **{key: str(value) for key, value in environment.items()}}
+    shared = {key: value for key, value in worker_env.items() if "COMPUTE" not in key}
+    assert {key: dask_env.get(key) for key in shared} == shared  # the same database, lake, Prefect and secrets
+    clear_marketpipe_env(monkeypatch)
+    for key, value in worker_env.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings(config_path=CONFIG_FILE, env_file=tmp_path / "absent.env")
+    assert settings.compute.task_runner == "dask"
+    assert urlsplit(settings.compute.dask_address).hostname == "dask-scheduler"
+    assert "dask-scheduler" in services["worker"]["depends_on"]
 
 
 def test_prefect_server_runs_on_its_own_postgres(services: dict[str, dict[str, Any]]) -> None:
