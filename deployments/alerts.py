@@ -27,6 +27,7 @@ from pipeline.alerts import (
     DEAD_LETTERS_GROWING,
     JOB_FAILED,
     QUALITY_LOW,
+    REPLICA_LAGGING,
     RESOURCE_PREFIX,
     STREAM_DEGRADED,
     STREAM_HEARTBEAT,
@@ -90,6 +91,12 @@ RULES = (
         "marketpipe: circuit breaker open",
         BREAKER_OPEN,
         "A source's circuit breaker is open: a process found the vendor failing and every process holds off.",
+    ),
+    AlertRule(
+        "marketpipe: read replica lagging",
+        REPLICA_LAGGING,
+        "The read replica lags more than database.read_replica.max_lag_seconds behind the primary; its reads go "
+        "to the primary meanwhile.",
     ),
     AlertRule(
         "marketpipe: stream stalled",

@@ -3,7 +3,7 @@
 It runs :func:`pipeline.health.check_health` on what the worker's probes find (it manages no
 process: :func:`pipeline.components.probe_components`), turns what it finds into alerts
 (:mod:`pipeline.alerts`: low quality, stale data, growing dead letters, a failed TimescaleDB
-background job, a degraded stream, an open circuit breaker) and emits each as a
+background job, a degraded stream, an open circuit breaker, a lagging read replica) and emits each as a
 Prefect event; the automations ``marketpipe deploy`` creates react to those events. The run itself
 completes whether or not the pipeline is healthy: an unhealthy pipeline is news, not a failure of
 the check. Its markdown artifact ``health-report`` lists the issues.
@@ -24,6 +24,7 @@ from pipeline.alerts import (
     dead_letter_alerts,
     freshness_from_dict,
     job_alerts,
+    replica_alerts,
     stale_alerts,
     stream_alerts,
 )
@@ -56,6 +57,7 @@ def health_flow(
         *job_alerts(jobs),
         *stream_alerts(report.get("streams") or [], datetime.fromisoformat(report["checked_at"])),
         *breaker_alerts(report["sources"]),
+        *replica_alerts(report.get("replication"), report["issues"]),
     ]
     logger = get_run_logger()
     for alert in alerts:

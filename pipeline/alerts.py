@@ -8,7 +8,9 @@ These conditions raise an alert, each its own event name so an automation can pi
 * ``marketpipe.health.job-failed``: a TimescaleDB background job's last run failed (``pipeline.jobs``);
 * ``marketpipe.health.stream-degraded``: a live stream lost frames or stopped reporting;
 * ``marketpipe.health.breaker-open``: a source's circuit breaker is open, in whichever process
-  opened it (``ops.circuit_breakers``).
+  opened it (``ops.circuit_breakers``);
+* ``marketpipe.health.replica-lagging``: the read replica lags more than
+  ``database.read_replica.max_lag_seconds`` behind the primary.
 
 The resource of an alert is what it is about (a dataset, a source, a run), so an automation can
 react once per resource (``for_each``) and the Prefect UI's event feed groups them. Everything here
@@ -34,7 +36,16 @@ DEAD_LETTERS_GROWING = "marketpipe.health.dead-letters-growing"
 JOB_FAILED = "marketpipe.health.job-failed"
 STREAM_DEGRADED = "marketpipe.health.stream-degraded"
 BREAKER_OPEN = "marketpipe.health.breaker-open"
-ALERT_EVENTS = (QUALITY_LOW, DATA_STALE, DEAD_LETTERS_GROWING, JOB_FAILED, STREAM_DEGRADED, BREAKER_OPEN)
+REPLICA_LAGGING = "marketpipe.health.replica-lagging"
+ALERT_EVENTS = (
+    QUALITY_LOW,
+    DATA_STALE,
+    DEAD_LETTERS_GROWING,
+    JOB_FAILED,
+    STREAM_DEGRADED,
+    BREAKER_OPEN,
+    REPLICA_LAGGING,
+)
 # Emitted by the stream flow itself (flows/streaming_flow.py): every few seconds while it runs, once
 # when it ends. The "stream stalled" automation fires when a heartbeat is followed by neither.
 STREAM_HEARTBEAT = "marketpipe.stream.heartbeat"
@@ -215,6 +226,29 @@ def breaker_alerts(sources: dict[str, dict[str, Any]]) -> list[Alert]:
         )
         for name, state in sources.items()
         if state.get("state") == "open"
+    ]
+
+
+def replica_alerts(replication: dict[str, Any] | None, issues: Sequence[str]) -> list[Alert]:
+    """One alert when the health report's ``replication`` says the read replica lags; its message is
+    the report's issue about it; the resource is the replica (its address)."""
+    if not replication or not replication.get("lagging"):
+        return []
+    address = replication["address"]
+    message = next(
+        (i for i in issues if i.startswith(f"the read replica at {address} ")), f"read replica {address} lags"
+    )
+    return [
+        Alert(
+            event=REPLICA_LAGGING,
+            resource_id=f"marketpipe.replica.{address}",
+            resource_name=f"read replica {address}",
+            message=message,
+            details={
+                k: replication.get(k)
+                for k in ("lag_seconds", "max_lag_seconds", "replay_lsn", "behind_bytes", "replay_paused")
+            },
+        )
     ]
 
 

@@ -50,6 +50,7 @@ DEFAULT_ALLOWED_MISSED_SESSIONS: dict[str, int] = {"1day": 2, "1hour": 1, "15min
 MAX_LOOKBACK = timedelta(days=366)  # older watermarks count "at least" a year of missed sessions
 COMPONENT_ROLES = {
     "postgres": "the database",
+    "replica": "the read replica",
     "lake": "the lake",
     "prefect": "Prefect",
     "sandbox": "the market sandbox",
@@ -195,6 +196,27 @@ def component_issues(status: StackStatus, settings: Settings) -> list[str]:
             "`marketpipe up` and check `marketpipe status` and its log in <state_dir>/log/"
         )
     return issues
+
+
+def replication_issues(status: StackStatus, settings: Settings) -> list[str]:
+    """The read replica lagging more than ``database.read_replica.max_lag_seconds`` (or having
+    replayed nothing): its reads go to the primary meanwhile, so the primary carries every read."""
+    replication = status.replication
+    if replication is None or not replication.lagging:
+        return []
+    replica = settings.database.read_replica
+    lag = replication.state.lag_seconds
+    behind = f"{lag:.1f} s" if lag is not None else "an unknown time (it has replayed nothing yet)"
+    paused = (
+        " (its replay is paused: SELECT pg_wal_replay_resume() as its superuser)"
+        if replication.state.replay_paused
+        else ""
+    )
+    return [
+        f"the read replica at {replica.host}:{replica.port} lags {behind} behind the primary, more than "
+        f"database.read_replica.max_lag_seconds ({replication.max_lag_seconds:g} s){paused}; reads go to the primary "
+        "until it catches up: check its log (<state_dir>/log/replica.log) and the primary's pg_stat_replication"
+    ]
 
 
 def source_states(
@@ -358,6 +380,7 @@ def check_health(
     if jobs is not None:
         issues += job_issues(jobs)
         warnings += job_warnings(jobs)
+    issues += replication_issues(status, settings)
     components = {
         name: {"healthy": c.healthy, "address": c.address, "detail": c.detail} for name, c in status.components.items()
     }
@@ -370,6 +393,11 @@ def check_health(
         "components": components,
         "timescaledb": {"version": ts.version, "edition": ts.edition} if ts else None,
         "jobs": jobs.to_dict() if jobs else None,
+        "replication": (
+            {"address": status.components["replica"].address, **status.replication.to_dict()}
+            if status.replication is not None and "replica" in status.components
+            else None
+        ),
         "sources": states,
         "streams": [s.to_dict() for s in streams],
         "freshness": None if freshness is None else [f.to_dict() for f in freshness],
@@ -421,6 +449,15 @@ def format_health(report: Mapping[str, Any]) -> list[str]:
         lines.append(f"  TimescaleDB {ts['version']}, edition: {ts['edition']}")
     if report.get("jobs"):
         lines += [f"  {line}" for line in JobsReport.from_dict(report["jobs"]).lines()]
+    replication = report.get("replication")
+    if replication:
+        lag = replication["lag_seconds"]
+        mark = "LAGGING" if replication["lagging"] else "ok"
+        lines.append(
+            f"  replica lag: {'unknown' if lag is None else f'{lag:.1f} s'} of {replication['max_lag_seconds']:g} s "
+            f"allowed ({mark}), replayed up to {replication['replay_lsn']}"
+            + (f", {replication['behind_bytes']:,} bytes behind" if replication.get("behind_bytes") is not None else "")
+        )
     dead = report["dead_letters"]
     lines += [
         "",
