@@ -28,7 +28,16 @@ DOCKERFILE = REPO / "deployments" / "Dockerfile"
 ENV_EXAMPLE = REPO / ".env.example"
 CONFIG_FILE = REPO / "config" / "data_pipeline_config.yaml"
 
-LONG_RUNNING = {"timescaledb", "minio", "prefect-db", "prefect-server", "worker", "dask-scheduler", "dask-worker"}
+LONG_RUNNING = {
+    "timescaledb",
+    "standby",
+    "minio",
+    "prefect-db",
+    "prefect-server",
+    "worker",
+    "dask-scheduler",
+    "dask-worker",
+}
 ONE_SHOT = {"minio-init", "migrate", "deployments"}
 SECRETS = {
     "MARKETPIPE_DATABASE__PASSWORD",
@@ -37,6 +46,7 @@ SECRETS = {
     "MARKETPIPE_VENDORS__ALPACA__API_KEY",
     "MARKETPIPE_VENDORS__ALPACA__SECRET_KEY",
     "MARKETPIPE_PREFECT__AUTH_STRING",
+    "MARKETPIPE_DATABASE__READ_REPLICA__REPLICATION_PASSWORD",
 }
 # ${PUBLISH_ADDRESS:-127.0.0.1}:${VAR:-default}:container
 PUBLISHED_PORT = re.compile(r"^\$\{PUBLISH_ADDRESS:-([0-9.]+)\}:\$\{(\w+):-(\d+)\}:(\d+)$")
@@ -255,6 +265,37 @@ def test_prefect_server_runs_on_its_own_postgres(services: dict[str, dict[str, A
     assert (url.hostname, url.port, url.path) == ("prefect-db", 5432, "/prefect")
     assert env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
     assert services["prefect-db"]["environment"]["POSTGRES_DB"] == "prefect"
+
+
+def test_the_standby_is_a_read_replica_of_the_hot_store(
+    services: dict[str, dict[str, Any]], defaults: Settings, worker_env: dict[str, str]
+) -> None:
+    standby = services["standby"]
+    assert standby["image"] == services["timescaledb"]["image"]  # the same PostgreSQL and TimescaleDB
+    assert standby["depends_on"] == {"timescaledb": {"condition": "service_healthy"}}
+    script = standby["command"][0]
+    replica = defaults.database.read_replica
+    assert f'pg_basebackup -U "$$REPLICATION_USER" -D "$$PGDATA" -X stream -S {replica.slot} -R' in script
+    assert "hot_standby=on" in script and "hot_standby_feedback=on" in script
+    env = interpolate(
+        standby["environment"],
+        {"MARKETPIPE_DATABASE__PASSWORD": "pw", "MARKETPIPE_DATABASE__READ_REPLICA__REPLICATION_PASSWORD": "rpw"},
+    )
+    assert (env["PGHOST"], env["REPLICATION_USER"], env["REPLICATION_PASSWORD"]) == (
+        "timescaledb",
+        replica.replication_user,
+        "rpw",
+    )
+    assert "REPLICATION_PASSWORD" not in script.replace("$$REPLICATION_PASSWORD", "").replace(
+        "getenv password REPLICATION_PASSWORD", ""
+    )  # the password is read from the environment only, never spelled on a command line
+    published = [m for p in standby["ports"] if (m := PUBLISHED_PORT.match(str(p)))]
+    assert [m.groups()[1:] for m in published] == [
+        ("MARKETPIPE_DATABASE__READ_REPLICA__PORT", str(replica.port), "5432")
+    ]
+    assert "standby" in services["worker"]["depends_on"]
+    assert worker_env["MARKETPIPE_DATABASE__READ_REPLICA__HOST"] == "standby"
+    assert worker_env["MARKETPIPE_DATABASE__READ_REPLICA__ENABLED"] == "true"
 
 
 def test_hot_store_and_lake_defaults_are_the_settings_defaults(
