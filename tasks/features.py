@@ -21,6 +21,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NONE
 
+from core.errors import ConfigurationError
 from core.settings import ComputeSettings, load_settings
 from features import FeatureSet, feature_set_from_settings
 from features.refresh import FeatureRefresh, refresh_features
@@ -95,7 +96,9 @@ async def refresh_batches(
     settings = resources.settings
     shards = batches(symbols, settings.compute.symbols_per_shard)
     if settings.compute.task_runner == "dask":
-        return await asyncio.to_thread(refresh_on_dask, settings.compute, shards, timeframe, start, end, overrides)
+        return await asyncio.to_thread(
+            refresh_on_dask, settings.compute, feature_set.version, shards, timeframe, start, end, overrides
+        )
     gate = asyncio.Semaphore(settings.collection.max_parallel_symbols)
 
     async def one(batch: list[str]) -> FeatureRefresh:
@@ -106,10 +109,16 @@ async def refresh_batches(
 
 
 def shard_parameters(
-    symbols: list[str], timeframe: str, start: datetime, end: datetime, overrides: Mapping[str, Any] | None
+    feature_set: str,
+    symbols: list[str],
+    timeframe: str,
+    start: datetime,
+    end: datetime,
+    overrides: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     """The parameters of one ``features-shard`` task: no settings object, no connection, no secret."""
     return {
+        "feature_set": feature_set,
         "symbols": symbols,
         "timeframe": timeframe,
         "start": start,
@@ -120,17 +129,24 @@ def shard_parameters(
 
 @task(name="features-shard", cache_policy=NONE, task_run_name="features-{timeframe}-{symbols[0]}")
 def features_shard_task(
-    symbols: list[str], timeframe: str, start: datetime, end: datetime, overrides: dict[str, Any]
+    feature_set: str, symbols: list[str], timeframe: str, start: datetime, end: datetime, overrides: dict[str, Any]
 ) -> FeatureRefresh:
     """One shard on a Dask worker: settings from the worker's environment plus the run's public
-    ``overrides``, then the same refresh as a ``features-batch`` task."""
+    ``overrides``, then the same refresh as a ``features-batch`` task; refused before it writes
+    anything when the worker's settings give another feature set (windows, plugins) than the run's."""
     settings = load_settings(overrides=overrides)
-    feature_set = feature_set_from_settings(settings.features)
-    return refresh_batch(RunResources.from_settings(settings), feature_set, symbols, timeframe, start, end)
+    computed = feature_set_from_settings(settings.features)
+    if computed.version != feature_set:
+        raise ConfigurationError(
+            f"this Dask worker's settings give feature set {computed.version}, the run computes {feature_set}: "
+            "give the workers the same features settings (and plugins) as the flow run's"
+        )
+    return refresh_batch(RunResources.from_settings(settings), computed, symbols, timeframe, start, end)
 
 
 def refresh_on_dask(
     compute: ComputeSettings,
+    feature_set: str,
     shards: list[list[str]],
     timeframe: str,
     start: datetime,
@@ -139,7 +155,7 @@ def refresh_on_dask(
 ) -> list[FeatureRefresh]:
     """Every shard as a ``features-shard`` task through prefect-dask; the cluster reruns the shard
     of a worker that dies, and the merge upsert makes that rerun write nothing twice."""
-    parameters = [shard_parameters(shard, timeframe, start, end, overrides) for shard in shards]
+    parameters = [shard_parameters(feature_set, shard, timeframe, start, end, overrides) for shard in shards]
     with dask_task_runner(compute) as runner:
         futures = [runner.submit(features_shard_task, p) for p in parameters]
         return [future.result() for future in futures]

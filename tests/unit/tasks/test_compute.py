@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pickle
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from core.errors import ConfigurationError
 from core.settings import ComputeSettings, Settings
 from tasks.compute import dask_task_runner, public_overrides
-from tasks.features import batches, shard_parameters
+from tasks.features import batches, features_shard_task, shard_parameters
 
 
 def test_an_address_connects_to_that_cluster() -> None:
@@ -53,9 +54,9 @@ def test_shard_parameters_carry_symbols_dates_and_public_overrides_only() -> Non
     overrides = {"features": {"sma": 10}, "database": {"host": "10.1.2.3"}}
     start, end = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 2, 1, tzinfo=UTC)
 
-    parameters = shard_parameters(["AAPL", "MSFT"], "1min", start, end, overrides)
+    parameters = shard_parameters("std1-abc", ["AAPL", "MSFT"], "1min", start, end, overrides)
 
-    assert set(parameters) == {"symbols", "timeframe", "start", "end", "overrides"}
+    assert set(parameters) == {"feature_set", "symbols", "timeframe", "start", "end", "overrides"}
     assert parameters["overrides"] == overrides
     wire = pickle.dumps(parameters)
     for secret in settings.secret_values():
@@ -64,3 +65,11 @@ def test_shard_parameters_carry_symbols_dates_and_public_overrides_only() -> Non
 
 def test_batches_split_symbols_by_the_shard_size() -> None:
     assert batches(["A", "B", "C", "D", "E"], 2) == [["A", "B"], ["C", "D"], ["E"]]
+
+
+def test_a_worker_whose_settings_give_another_feature_set_refuses_before_writing(isolated: Path) -> None:
+    start, end = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 2, 1, tzinfo=UTC)
+    # No database runs here: the shard must stop before it connects.
+    with pytest.raises(ConfigurationError, match="std1-of-the-run") as err:
+        features_shard_task.fn("std1-of-the-run", ["AAPL"], "1min", start, end, {"features": {"sma": 7}})
+    assert "same features settings" in str(err.value)
