@@ -180,6 +180,23 @@ def bench_stream(
     typer.echo(json.dumps(report, indent=2, default=str) if as_json else bench.render_table(report))
 
 
+@app.command("replica")
+def bench_replica(
+    ctx: typer.Context,
+    symbols: Annotated[int, typer.Option(min=1, help="symbols of synthetic 1-minute bars")] = 1000,
+    sessions: Annotated[int, typer.Option(min=3, help="sessions per symbol")] = 5,
+    repeats: Annotated[int, typer.Option(min=2, help="timed calls of each scanner on each side")] = 30,
+    keep: Annotated[bool, typer.Option("--keep", help="leave the bench databases behind")] = False,
+    as_json: JsonReport = False,
+) -> None:
+    """Scanner p50/p95 on the read replica beside the primary, idle and while the primary ingests a
+    stream at 20k msgs/s (the replica's lag and the load average beside them); needs `marketpipe up --replica`."""
+    from bench import replica as bench
+
+    report = bench.run(settings_of(ctx), symbols=symbols, sessions=sessions, repeats=repeats, keep=keep)
+    typer.echo(json.dumps(report, indent=2, default=str) if as_json else bench.render_table(report))
+
+
 @app.command("options")
 def bench_options(
     quotes: Annotated[int, typer.Option(min=1, help="synthetic option quotes solved by the kernel")] = 2_000_000,

@@ -24,7 +24,7 @@ TOP_LEVEL = [
 GROUPS = {
     "db": ["migrate", "status"],
     "dlq": ["list", "replay"],
-    "bench": ["ingest", "storage", "features", "stream", "options", "news"],
+    "bench": ["ingest", "storage", "features", "stream", "replica", "options", "news"],
     "features": ["export"],
     "lake": ["tier", "ls", "du", "compact", "prune-raw"],
     "news": ["search", "like", "latest", "story"],
