@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 @pytest.fixture(scope="module")
 def minilm() -> MiniLMOnnx:
-    return MiniLMOnnx(batch_size=4)
+    return MiniLMOnnx(batch_size=4, cache_texts=0)  # every text through the network
 
 
 def test_mean_pool_leaves_out_padding() -> None:
@@ -89,6 +89,18 @@ def test_a_text_gets_the_same_vector_alone_or_in_any_batch(minilm: MiniLMOnnx) -
     together = embed(texts, minilm)  # several batches of 4, sorted by length and put back in order
     alone = np.vstack([embed([t], minilm) for t in texts])
     assert np.allclose(together, alone, atol=1e-4)
+
+
+def test_recent_texts_are_answered_from_a_bounded_cache_with_the_networks_vectors(minilm: MiniLMOnnx) -> None:
+    cached = MiniLMOnnx(batch_size=4, cache_texts=3)
+    texts = ["Apple beats estimates", "Oil falls on supply worries", "Bank raises its dividend"]
+    first = cached.embed(texts)
+    assert cached.cache_hits == 0 and np.allclose(first, minilm.embed(texts), atol=1e-4)
+    again = cached.embed([texts[2], "A new text", texts[2]])
+    assert cached.cache_hits == 2 and np.array_equal(again[0], first[2]) and np.array_equal(again[2], first[2])
+    assert np.allclose(again[1], minilm.embed(["A new text"])[0], atol=1e-4)
+    cached.embed([texts[0]])  # evicted by "A new text" (the least recently used): the network again
+    assert cached.cache_hits == 2
 
 
 def test_texts_longer_than_the_model_window_are_truncated_not_refused(minilm: MiniLMOnnx) -> None:
