@@ -148,7 +148,7 @@ def prepare_items(frame: pd.DataFrame, kind: str, sentiment: SentimentModel, ded
                 "symbols": symbols,
                 "lang": clean.lang,
                 "flags": flags,
-                "vendor_sentiment": float(np.mean(vendor_values)) if vendor_values else None,
+                "vendor_sentiment": sum(vendor_values) / len(vendor_values) if vendor_values else None,
                 "score": None if pd.isna(rec["score"]) else int(rec["score"]),
                 "comments": None if pd.isna(rec["comments"]) else int(rec["comments"]),
                 "_vendor": vendor,

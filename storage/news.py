@@ -232,17 +232,16 @@ def refresh_stories(conn: psycopg.Connection, story_ids: Sequence[int]) -> None:
 
 
 def _rows(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple[Any, ...]]:
-    out = frame.loc[:, list(columns)].astype(object)
-    return [tuple(None if _missing(v) else v for v in row) for row in out.itertuples(index=False, name=None)]
-
-
-def _missing(value: Any) -> bool:
-    if isinstance(value, (list, tuple, bytes)):
-        return False
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
+    """Rows of ``columns`` for COPY, a missing value (None, NaN, NaT, pd.NA) as None; lists, tuples
+    and bytes as they are. Missing values are found column by column (``isna`` counts a list as
+    present), not value by value: per-value ``pd.isna`` took a tenth of the news write."""
+    values = []
+    for column in columns:
+        series = frame[column]
+        cells = series.astype(object).tolist()
+        missing = series.isna().tolist()
+        values.append([None if gone else cell for cell, gone in zip(cells, missing, strict=True)])
+    return list(zip(*values, strict=True)) if values else []
 
 
 def latest_items(
