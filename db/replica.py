@@ -90,29 +90,31 @@ def primary_lsn(conn: psycopg.Connection) -> str:
 
 def replica_connection(settings: Settings, dbname: str | None = None, **kwargs: Any) -> psycopg.Connection:
     """A connection to the read replica (same role and database as the primary's)."""
-    replica = settings.database.read_replica
     try:
         return psycopg.connect(
             settings.database.replica_conninfo(dbname), password=_password(settings), connect_timeout=5, **kwargs
         )
     except psycopg.OperationalError as exc:
-        message = str(exc).replace(_password(settings), "**********").strip()
-        raise ServiceError(
-            f"cannot connect to the read replica at {replica.host}:{replica.port}: {message}; "
-            "is it running (`marketpipe status`; `marketpipe up --replica` starts it)?"
-        ) from exc
+        raise _unreachable(settings, exc) from exc
 
 
 async def async_replica_connection(settings: Settings, dbname: str | None = None, **kwargs: Any) -> Any:
     """An asyncio connection to the read replica."""
-    replica = settings.database.read_replica
     try:
         return await psycopg.AsyncConnection.connect(
             settings.database.replica_conninfo(dbname), password=_password(settings), connect_timeout=5, **kwargs
         )
     except psycopg.OperationalError as exc:
-        message = str(exc).replace(_password(settings), "**********").strip()
-        raise ServiceError(f"cannot connect to the read replica at {replica.host}:{replica.port}: {message}") from exc
+        raise _unreachable(settings, exc) from exc
+
+
+def _unreachable(settings: Settings, exc: Exception) -> ServiceError:
+    replica = settings.database.read_replica
+    message = str(exc).replace(_password(settings), "**********").strip()
+    return ServiceError(
+        f"cannot connect to the read replica at {replica.host}:{replica.port}: {message}; "
+        "is it running (`marketpipe status`; `marketpipe up --replica` starts it)?"
+    )
 
 
 def read_connection(
