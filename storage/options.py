@@ -113,6 +113,51 @@ def write_option_chain(conn: psycopg.Connection, priced: pd.DataFrame) -> Upsert
     return result
 
 
+def write_option_quotes(conn: psycopg.Connection, priced: pd.DataFrame) -> UpsertResult:
+    """Upsert the quotes of priced chain rows only (a recompute of stored snapshots: their
+    contracts and watermark are stored already)."""
+    if priced.empty:
+        return UpsertResult()
+    return upsert_frame(conn, quote_rows(priced), OPTION_QUOTES_TABLE, method="merge")
+
+
+def read_stored_quotes(
+    conn: psycopg.Connection, underlying: str, start: pd.Timestamp, end: pd.Timestamp
+) -> pd.DataFrame:
+    """``underlying``'s stored quotes with ``start <= ts < end`` as a chain to price again: the
+    snapshot model's columns (the vendor's figures under their names, :func:`quote_rows` inverted)
+    with the snapshot model's dtypes, by ts and contract; ours are left out."""
+    stored = [
+        name for name in _QUOTE_TYPES if name not in (*_OURS, "rate", "dividend_yield", "iv_reason", "quote_flags")
+    ]
+    try:
+        rows = conn.execute(
+            f"SELECT {', '.join(stored)} FROM market.option_quotes"
+            " WHERE underlying = %s AND ts >= %s AND ts < %s ORDER BY ts, contract",
+            (underlying, start.to_pydatetime(), end.to_pydatetime()),
+        ).fetchall()
+    except psycopg.Error as exc:
+        raise StorageError(f"cannot read the stored option quotes of {underlying}: {exc}") from exc
+    frame = pd.DataFrame(rows, columns=stored).rename(columns={v: k for k, v in _VENDOR_COLUMNS.items()})
+    for name in ("ts", "quote_ts", "expiration"):
+        frame[name] = pd.to_datetime(frame[name], utc=True)
+    floats = ("strike", "bid", "ask", "last_price", "underlying_price", *_VENDOR_COLUMNS)
+    for name in floats:
+        frame[name] = frame[name].astype(np.float64)
+    for name in ("bid_size", "ask_size", "volume", "open_interest"):
+        frame[name] = frame[name].astype("Int64")
+    return frame
+
+
+def option_underlyings(conn: psycopg.Connection, start: pd.Timestamp, end: pd.Timestamp) -> list[str]:
+    """Every underlying with stored quotes with ``start <= ts < end``."""
+    rows = conn.execute(
+        "SELECT DISTINCT underlying FROM market.option_quotes WHERE ts >= %s AND ts < %s ORDER BY 1",
+        (start.to_pydatetime(), end.to_pydatetime()),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
 # ---------------------------------------------------------------------------------------------
 # The rate curve
 

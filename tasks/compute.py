@@ -1,6 +1,6 @@
-"""Where the features flow's shards run: the task runner the ``compute`` settings name.
+"""Where a flow's shards run (features, option analytics): the task runner the ``compute`` settings name.
 
-``threads`` keeps the shards in the flow run's process (:func:`tasks.features.refresh_batches`);
+``threads`` keeps the shards in the flow run's process (:func:`run_sharded`);
 ``dask`` submits them through prefect-dask's :class:`~prefect_dask.DaskTaskRunner`, to the
 scheduler at ``compute.dask_address`` or to a ``distributed.LocalCluster`` of ``n_workers``
 processes the run starts and stops.
@@ -13,15 +13,20 @@ when those hold no secret (:func:`public_overrides`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
+from prefect import Task
 from prefect_dask import DaskTaskRunner
 
 from core.errors import ConfigurationError
 from core.settings import ENV_NESTED_DELIMITER, ENV_PREFIX, ComputeSettings
 
 SECRET_WORDS = ("password", "secret", "api_key", "token", "auth_string")
+
+S = TypeVar("S")
+T = TypeVar("T")
 
 
 def dask_task_runner(compute: ComputeSettings) -> DaskTaskRunner:
@@ -40,6 +45,37 @@ def dask_task_runner(compute: ComputeSettings) -> DaskTaskRunner:
             "env": {"NUMBA_NUM_THREADS": str(compute.threads_per_worker)},
         },
     )
+
+
+async def run_sharded(
+    compute: ComputeSettings,
+    shards: Sequence[S],
+    *,
+    in_thread: Callable[[S], T],
+    remote: Task[..., T],
+    parameters: Callable[[S], dict[str, Any]],
+    max_parallel: int,
+) -> list[T]:
+    """One result per shard, in order: ``in_thread(shard)`` in threads of this process, at most
+    ``max_parallel`` at once (``compute.task_runner=threads``), or the Prefect task ``remote`` with
+    ``parameters(shard)`` on the Dask cluster of :func:`dask_task_runner` (``dask``)."""
+    if compute.task_runner == "dask":
+        return await asyncio.to_thread(run_on_dask, compute, remote, [parameters(s) for s in shards])
+    gate = asyncio.Semaphore(max_parallel)
+
+    async def one(shard: S) -> T:
+        async with gate:
+            return await asyncio.to_thread(in_thread, shard)
+
+    return list(await asyncio.gather(*(one(s) for s in shards)))
+
+
+def run_on_dask(compute: ComputeSettings, remote: Task[..., T], parameters: Sequence[dict[str, Any]]) -> list[T]:
+    """``remote`` once per parameter set through prefect-dask, results in order; the cluster reruns
+    the task of a worker that dies (tasks that upsert make that rerun write nothing twice)."""
+    with dask_task_runner(compute) as runner:
+        futures = [runner.submit(remote, p) for p in parameters]
+        return [future.result() for future in futures]
 
 
 def public_overrides(overrides: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -11,7 +11,6 @@ each row once."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
@@ -22,13 +21,13 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NONE
 
 from core.errors import ConfigurationError
-from core.settings import ComputeSettings, load_settings
+from core.settings import load_settings
 from features import FeatureSet, feature_set_from_settings
 from features.refresh import FeatureRefresh, refresh_features
 from pipeline.metrics import RunFigures
 from pipeline.request import parse_when
 from storage.hot import symbols_with_bars
-from tasks.compute import dask_task_runner, public_overrides
+from tasks.compute import public_overrides, run_sharded
 from tasks.resources import RunResources
 
 
@@ -94,18 +93,21 @@ async def refresh_batches(
     (``compute.task_runner=dask``; ``overrides`` are the run's, which the shards apply on top of
     their worker's environment)."""
     settings = resources.settings
-    shards = batches(symbols, settings.compute.symbols_per_shard)
-    if settings.compute.task_runner == "dask":
-        return await asyncio.to_thread(
-            refresh_on_dask, settings.compute, feature_set.version, shards, timeframe, start, end, overrides
-        )
-    gate = asyncio.Semaphore(settings.collection.max_parallel_symbols)
 
-    async def one(batch: list[str]) -> FeatureRefresh:
-        async with gate:
-            return await asyncio.to_thread(features_batch_task, resources, feature_set, batch, timeframe, start, end)
+    def in_thread(batch: list[str]) -> FeatureRefresh:
+        return features_batch_task(resources, feature_set, batch, timeframe, start, end)
 
-    return list(await asyncio.gather(*(one(b) for b in shards)))
+    def parameters(batch: list[str]) -> dict[str, Any]:
+        return shard_parameters(feature_set.version, batch, timeframe, start, end, overrides)
+
+    return await run_sharded(
+        settings.compute,
+        batches(symbols, settings.compute.symbols_per_shard),
+        in_thread=in_thread,
+        remote=features_shard_task,
+        parameters=parameters,
+        max_parallel=settings.collection.max_parallel_symbols,
+    )
 
 
 def shard_parameters(
@@ -142,23 +144,6 @@ def features_shard_task(
             "give the workers the same features settings (and plugins) as the flow run's"
         )
     return refresh_batch(RunResources.from_settings(settings), computed, symbols, timeframe, start, end)
-
-
-def refresh_on_dask(
-    compute: ComputeSettings,
-    feature_set: str,
-    shards: list[list[str]],
-    timeframe: str,
-    start: datetime,
-    end: datetime,
-    overrides: Mapping[str, Any] | None,
-) -> list[FeatureRefresh]:
-    """Every shard as a ``features-shard`` task through prefect-dask; the cluster reruns the shard
-    of a worker that dies, and the merge upsert makes that rerun write nothing twice."""
-    parameters = [shard_parameters(feature_set, shard, timeframe, start, end, overrides) for shard in shards]
-    with dask_task_runner(compute) as runner:
-        futures = [runner.submit(features_shard_task, p) for p in parameters]
-        return [future.result() for future in futures]
 
 
 async def publish_features(summary: FeaturesSummary) -> None:

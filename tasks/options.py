@@ -14,7 +14,8 @@ leaves all of it to the next run, and the idempotent upsert makes that rerun exa
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 import psycopg
@@ -25,13 +26,16 @@ from features.option_chains import TERM_TENORS_DAYS, atm_iv_at_tenors, price_cha
 from quality.options import check_option_snapshots
 from sources.registry import SourceRegistry
 from storage.corporate_actions import read_corporate_actions
+from storage.hot import UpsertResult
 from storage.lake import Lake
 from storage.options import (
     OPTION_DATASET,
     rate_curve_for,
+    read_stored_quotes,
     read_term_structure,
     write_daily_features,
     write_option_chain,
+    write_option_quotes,
     write_snapshot_features,
 )
 from tasks.collection import ParsedPage
@@ -62,9 +66,7 @@ def process_symbol_options(
         accepted, rejected = check_option_snapshots(chain, underlying)
         priced = price_accepted(conn, accepted, underlying, settings)
         written = write_option_chain(conn, priced.drop(columns=_PAGE, errors="ignore"))
-        for snapshot in priced["ts"].unique() if len(priced) else ():
-            write_snapshot_features(conn, underlying, pd.Timestamp(snapshot), tenor_ivs(conn, underlying, snapshot))
-            write_daily_features(conn, underlying, pd.Timestamp(snapshot))
+        write_chain_features(conn, underlying, priced["ts"].unique() if len(priced) else ())
         quarantine_by_page(conn, frames, rejected, what="option contract(s)", verdict="refused")
         conn.execute(
             "UPDATE ops.raw_pages SET processed_at = now(), process_error = NULL "
@@ -74,6 +76,17 @@ def process_symbol_options(
     outcome.accepted, outcome.rejected = len(accepted), len(rejected)
     outcome.inserted, outcome.updated, outcome.unchanged = written.inserted, written.updated, written.unchanged
     return outcome
+
+
+def write_chain_features(conn: psycopg.Connection, underlying: str, snapshots: Iterable[object]) -> UpsertResult:
+    """Each stored snapshot's chain features (feature set options1): its 15min row with the ATM IV
+    term structure, and the day's 1day row when it is the day's newest snapshot."""
+    written = UpsertResult()
+    for snapshot in snapshots:
+        at = pd.Timestamp(snapshot)
+        written += write_snapshot_features(conn, underlying, at, tenor_ivs(conn, underlying, at))
+        written += write_daily_features(conn, underlying, at)
+    return written
 
 
 def tenor_ivs(conn: psycopg.Connection, underlying: str, snapshot: object) -> dict[str, float]:
@@ -105,3 +118,49 @@ def price_accepted(
         dividend_yields={underlying: q},
         stale_after=pd.Timedelta(minutes=settings.stale_after_minutes),
     )
+
+
+@dataclass
+class OptionAnalytics:
+    """What a recompute of stored snapshots did for some underlyings: snapshots priced again,
+    their quotes and chain feature values as the upserts counted them."""
+
+    underlyings: list[str]
+    snapshots: int = 0
+    quotes: int = 0
+    quotes_updated: int = 0
+    quotes_unchanged: int = 0
+    features_inserted: int = 0
+    features_updated: int = 0
+    features_unchanged: int = 0
+
+
+def recompute_option_analytics(
+    conn: psycopg.Connection,
+    underlyings: Sequence[str],
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    settings: OptionSettings,
+) -> OptionAnalytics:
+    """Our IV and greeks of the stored snapshots of ``underlyings`` with ``start <= ts < end``
+    priced again by the ingest path's :func:`price_accepted` (its spot, rate curve and dividend
+    yield, snapshot by snapshot), upserted with their chain features: one transaction per
+    underlying, and a second run over the same rows changes nothing."""
+    done = OptionAnalytics(list(underlyings))
+    for underlying in underlyings:
+        with conn.transaction():
+            quotes = read_stored_quotes(conn, underlying, start, end)
+            snapshots = list(quotes["ts"].unique())
+            written, features = UpsertResult(), UpsertResult()
+            for snapshot in snapshots:
+                chain = quotes[quotes["ts"] == snapshot]
+                written += write_option_quotes(conn, price_accepted(conn, chain, underlying, settings))
+            features = write_chain_features(conn, underlying, snapshots)
+        done.snapshots += len(snapshots)
+        done.quotes += len(quotes)
+        done.quotes_updated += written.updated
+        done.quotes_unchanged += written.unchanged
+        done.features_inserted += features.inserted
+        done.features_updated += features.updated
+        done.features_unchanged += features.unchanged
+    return done
