@@ -476,8 +476,9 @@ class FeatureSettings(_Section):
 
 
 class ComputeSettings(_Section):
-    """Where the features flow computes (flows/features_flow.py, tasks/compute.py): threads of the
-    flow run's own process, or the workers of a Dask cluster through prefect-dask.
+    """Where the features flow and the option analytics recompute compute (flows/features_flow.py,
+    flows/options.py, tasks/compute.py): threads of the flow run's own process, or the workers of a
+    Dask cluster through prefect-dask.
 
     Dask workers build their settings and secrets from their own environment (MARKETPIPE_*), as
     Prefect workers do; a shard's task parameters carry symbols, dates and the flow's non-secret
