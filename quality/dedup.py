@@ -20,10 +20,13 @@ import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
-from datasketch import LeanMinHash, MinHashLSH  # type: ignore[import-untyped]
+
+if TYPE_CHECKING:  # datasketch imports scipy (~0.5 s): loaded when an index is built, not with the module
+    from datasketch import MinHashLSH  # type: ignore[import-untyped]
 
 _MERSENNE = np.uint64((1 << 61) - 1)
 _MAX_HASH = np.uint64((1 << 32) - 1)
@@ -142,12 +145,20 @@ class StoryIndex:
     def __post_init__(self) -> None:
         self.perms = self.perms or Permutations.of(self.config.num_perm, self.config.seed)
         bands_rows = (self.config.lsh_bands, self.config.lsh_rows)
+        from datasketch import MinHashLSH  # here, not at import: see the TYPE_CHECKING import
+
         self._lsh = MinHashLSH(threshold=self.config.threshold, num_perm=self.config.num_perm, params=bands_rows)
 
     def signature(self, headline: str, lead: str) -> np.ndarray:
         assert self.perms is not None
         tokens = text_tokens(headline, lead, self.config.lead_words)
         return self.perms.signature(shingle_hashes(tokens, self.config.shingle_words))
+
+    def _lean(self, signature: np.ndarray) -> Any:
+        """``signature`` as the LSH index stores it (datasketch's LeanMinHash, its legacy scheme)."""
+        from datasketch import LeanMinHash
+
+        return LeanMinHash(seed=self.config.seed, hashvalues=signature.astype(np.uint64), scheme="legacy")
 
     def add(
         self,
@@ -168,9 +179,7 @@ class StoryIndex:
             self._urls.setdefault(url, entry)
         if signature.size and not (signature == _MAX_HASH).all():
             self._signatures[entry] = signature
-            self._lsh.insert(
-                entry, LeanMinHash(seed=self.config.seed, hashvalues=signature.astype(np.uint64), scheme="legacy")
-            )
+            self._lsh.insert(entry, self._lean(signature))
 
     def known(self, source: str, item_id: str) -> int | None:
         return self._items.get((source, item_id))
@@ -192,9 +201,7 @@ class StoryIndex:
         if signature.size == 0 or (signature == _MAX_HASH).all():
             return None
         best: tuple[float, int] | None = None
-        for entry in self._lsh.query(
-            LeanMinHash(seed=self.config.seed, hashvalues=signature.astype(np.uint64), scheme="legacy")
-        ):
+        for entry in self._lsh.query(self._lean(signature)):
             story, seen, named = self._meta[entry]
             if abs(published_ns - seen) > window or (about and named and not about & named):
                 continue
