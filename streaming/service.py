@@ -369,6 +369,12 @@ class StreamService:
         report.quotes += commit.quotes.changed
         if out is not None:
             report.duplicates, report.late_trades = out.duplicates, out.late_trades
+        await self._end_batch(batch, stream)
+
+    async def _end_batch(self, batch: StreamBatch, stream: StreamConnection) -> None:
+        """What every micro-batch ends with: its dead letters stored, the status row now and then,
+        the heartbeat."""
+        report = self.report
         if batch.dead:
             report.dead += len(batch.dead)
             await self._db(self._dead_letters, batch.dead)
@@ -395,14 +401,7 @@ class StreamService:
                 report.newest_event = newest
         report.batches += 1
         report.messages += len(batch.news)
-        if batch.dead:
-            report.dead += len(batch.dead)
-            await self._db(self._dead_letters, batch.dead)
-        if time.monotonic() - self._status_at >= STATUS_EVERY_S:
-            await self._record_status("running", stream)
-        if self.heartbeat is not None:
-            report.connection = _stats_dict(stream)
-            self.heartbeat(report)
+        await self._end_batch(batch, stream)
 
     def _bars_to_write(self, out: Any, vendor: pd.DataFrame) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
         """(final, provisional) bars of one micro-batch, by the rule in the module docstring."""
