@@ -91,7 +91,7 @@ TARGET_COMPRESSION_RATIO = 10.0  # uncompressed / compressed bytes of the 1-minu
 TARGET_INGEST_RATIO = 0.9  # ingest with a compression policy at least 90 % of the rate without
 # Native compression (the columnstore) needs TimescaleDB's full edition; these hypertables are the
 # ones the scanners read, laid out for compression by db/routines/60_columnstore.sql.
-COMPRESSED_TABLES = ("market.bars_intraday", "market.bars_daily", "features.bar_features")
+COMPRESSED_TABLES = ("market.bars_intraday_store", "market.bars_daily_store", "features.bar_features")
 NOT_AVAILABLE = "not available on the {edition} edition"  # the compression parts without the full edition
 FULL_SESSION = timedelta(minutes=390)
 INGEST_ORDER = (False, True, True, False)  # policy off/on/on/off: a drift of the machine's load cancels out
@@ -124,11 +124,31 @@ def symbol_names(count: int) -> list[str]:
     return [f"S{i:05d}" for i in range(count)]
 
 
+def base_prices(symbols: int) -> np.ndarray:
+    """Each symbol's price level: lognormal around $40 (sigma 1, clipped to 3 sigma: $2 to $800), like
+    the prices of US listed stocks, from a closed form of the symbol's number so :data:`GENERATE_SQL`
+    computes the same levels."""
+    k = np.arange(symbols, dtype=np.float64)
+    u1 = np.maximum((k * 0.6180339887 + 0.1) % 1.0, 1e-9)
+    u2 = (k * 0.7548776662 + 0.3) % 1.0
+    z = np.clip(np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2), -3.0, 3.0)
+    return 40.0 * np.exp(z)
+
+
+def to_ticks(dollars: np.ndarray) -> np.ndarray:
+    """Prices on the US equity tick grid, in ticks of 1/10,000 dollar: whole cents from $1 up,
+    1/10,000 below (Rule 612), as the vendors send them."""
+    return np.where(dollars >= 1.0, np.rint(dollars * 100.0) * 100.0, np.rint(dollars * 10_000.0))
+
+
 def synthetic_session(
     symbols: int, session: int, open_utc: datetime, close_utc: datetime, seed: int = 0
 ) -> pd.DataFrame:
     """One session of 1-minute bars for ``symbols`` symbols (numpy, the COPY path's input): the same
-    price model as :data:`GENERATE_SQL` (a slow sine per symbol, a per-session level and noise)."""
+    price model as :data:`GENERATE_SQL`. A symbol's close wanders around its level (:func:`base_prices`)
+    by a slow sine and noise, about 0.06 % a minute; open, high and low around it; every price on the
+    tick grid and vwap the bar's mean price rounded to 1/10,000 as the vendors round it; volumes
+    uniform with a 20x spike one minute in a thousand."""
     from core.model import BARS, frame
 
     minutes = int((close_utc - open_utc).total_seconds() // 60)
@@ -136,10 +156,14 @@ def synthetic_session(
     i = np.tile(np.arange(minutes), symbols)
     rng = np.random.default_rng(seed + session)
     g = session * 390 + i
-    base = 20.0 + (k % 500)
+    base = base_prices(symbols)[k]
     level = 1 + 0.03 * np.sin(k * 7.0 + session * 3.0)
-    close = base * level * (1 + 0.05 * np.sin(g / 50.0 + k) + 0.002 * (rng.random(len(k)) - 0.5))
-    open_ = close * (1 + 0.001 * (rng.random(len(k)) - 0.5))
+    drift = base * level * (1 + 0.02 * np.sin(g / 50.0 + k) + 0.0012 * (rng.random(len(k)) - 0.5))
+    close = to_ticks(drift)
+    open_ = to_ticks(drift * (1 + 0.0006 * (rng.random(len(k)) - 0.5)))
+    high = to_ticks(np.maximum(open_, close) / 10_000 * (1 + 0.0004 * rng.random(len(k))))
+    low = to_ticks(np.minimum(open_, close) / 10_000 * (1 - 0.0004 * rng.random(len(k))))
+    high, low = np.maximum(high, np.maximum(open_, close)), np.minimum(low, np.minimum(open_, close))
     volume = (1000 + 5000 * rng.random(len(k))).astype(np.int64) * np.where(rng.random(len(k)) < 0.001, 20, 1)
     ts = pd.DatetimeIndex(np.datetime64(open_utc.replace(tzinfo=None), "ns") + i.astype("timedelta64[m]"))
     return frame(
@@ -148,12 +172,12 @@ def synthetic_session(
             "symbol": np.array(symbol_names(symbols), dtype=object)[k],
             "ts": ts.tz_localize("UTC"),
             "timeframe": "1min",
-            "open": open_,
-            "high": np.maximum(open_, close) * (1 + 0.0005 * rng.random(len(k))),
-            "low": np.minimum(open_, close) * (1 - 0.0005 * rng.random(len(k))),
-            "close": close,
+            "open": open_ / 10_000,
+            "high": high / 10_000,
+            "low": low / 10_000,
+            "close": close / 10_000,
             "volume": volume,
-            "vwap": (open_ + close) / 2,
+            "vwap": np.rint((open_ + high + low + close) / 4.0) / 10_000,
             "trade_count": volume // 100,
             "source": "bench",
         },
@@ -204,28 +228,48 @@ def ingest_comparison(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+# Prices in ticks of 1/10,000 dollar straight into the store (db/migrations/0023_bar_price_ticks.sql);
+# pg_temp.bench_ticks is to_ticks (:data:`TICKS_FUNCTION`, created by :func:`load` for its session).
 GENERATE_SQL = """
-INSERT INTO market.bars_intraday (symbol, timeframe, ts, open, high, low, close, volume, vwap, trade_count,
-                               source, quality_flags)
+INSERT INTO market.bars_intraday_store (symbol, timeframe, ts, open, high, low, close, volume, vwap, trade_count,
+                                        source, quality_flags)
 SELECT 'S' || lpad(k::text, 5, '0'), '1min', %(open)s::timestamptz + make_interval(mins => i),
-       o, greatest(o, c) * (1 + 0.0005 * random()), least(o, c) * (1 - 0.0005 * random()), c,
-       v, (o + c) / 2, v / 100, 'bench', 0
+       o, h, l, c, v, round((o + h + l + c) / 4.0)::bigint, v / 100, 'bench', 0
   FROM generate_series(0, %(symbols)s - 1) AS k
+ CROSS JOIN LATERAL (
+       SELECT 40 * exp(greatest(-3.0, least(3.0, sqrt(-2 * ln(greatest(u1 - floor(u1), 1e-9)))
+                                                  * cos(2 * pi() * (u2 - floor(u2)))))) AS base
+         FROM (SELECT k * 0.6180339887 + 0.1 AS u1, k * 0.7548776662 + 0.3 AS u2) u) b
  CROSS JOIN generate_series(0, %(minutes)s - 1) AS i
  CROSS JOIN LATERAL (
-       SELECT (20.0 + k %% 500) * (1 + 0.03 * sin(k * 7.0 + %(session)s * 3.0))
-              * (1 + 0.05 * sin((%(session)s * 390 + i) / 50.0 + k) + 0.002 * (random() - 0.5)) AS c0,
-              ((1000 + 5000 * random())::bigint * CASE WHEN random() < 0.001 THEN 20 ELSE 1 END) AS v0) p
- CROSS JOIN LATERAL (SELECT p.c0 * (1 + 0.001 * (random() - 0.5)) AS o, p.c0 AS c, p.v0 AS v) q
+       SELECT b.base * (1 + 0.03 * sin(k * 7.0 + %(session)s * 3.0))
+              * (1 + 0.02 * sin((%(session)s * 390 + i) / 50.0 + k) + 0.0012 * (random() - 0.5)) AS drift,
+              ((1000 + 5000 * random())::bigint * CASE WHEN random() < 0.001 THEN 20 ELSE 1 END) AS v) p
+ CROSS JOIN LATERAL (
+       SELECT pg_temp.bench_ticks(p.drift) AS c0,
+              pg_temp.bench_ticks(p.drift * (1 + 0.0006 * (random() - 0.5))) AS o0) q
+ CROSS JOIN LATERAL (
+       SELECT q.o0 AS o, q.c0 AS c, p.v AS v,
+              greatest(pg_temp.bench_ticks(greatest(q.o0, q.c0) / 10000.0 * (1 + 0.0004 * random())),
+                       greatest(q.o0, q.c0)) AS h,
+              least(pg_temp.bench_ticks(least(q.o0, q.c0) / 10000.0 * (1 - 0.0004 * random())),
+                    least(q.o0, q.c0)) AS l) r
+"""
+
+TICKS_FUNCTION = """
+CREATE OR REPLACE FUNCTION pg_temp.bench_ticks(p double precision) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p >= 1 THEN round(p * 100)::bigint * 100 ELSE round(p * 10000)::bigint END
+$$
 """
 
 DAILY_SQL = """
-INSERT INTO market.bars_daily (symbol, timeframe, ts, open, high, low, close, volume, vwap, trade_count,
-                            source, quality_flags)
+INSERT INTO market.bars_daily_store (symbol, timeframe, ts, open, high, low, close, volume, vwap, trade_count,
+                                     source, quality_flags)
 SELECT symbol, '1day', (%(day)s::date::timestamp AT TIME ZONE 'America/New_York'),
        first(open, ts), max(high), min(low), last(close, ts), sum(volume)::bigint,
-       sum(vwap * volume) / sum(volume), sum(trade_count)::bigint, 'bench', 0
-  FROM market.bars_intraday
+       round(sum(vwap::numeric * volume) / sum(volume))::bigint, sum(trade_count)::bigint, 'bench', 0
+  FROM market.bars_intraday_store
  WHERE timeframe = '1min' AND ts >= %(open)s AND ts < %(close)s
  GROUP BY symbol
 """
@@ -288,7 +332,7 @@ def compressed_summary(compressed: dict[str, Any], uncompressed_digests: dict[st
     only why it is not there."""
     if not compressed.get("available"):
         return {"available": False, "reason": compressed["reason"]}
-    bars = compressed["tables"]["market.bars_intraday"]
+    bars = compressed["tables"]["market.bars_intraday_store"]
     return {
         "available": True,
         "compression_ratio": bars["ratio"],
@@ -535,16 +579,18 @@ def _set_insert_trigger(conn: psycopg.Connection, enabled: bool) -> None:
     """Drop or recreate the latest-bar INSERT trigger (TimescaleDB refuses ALTER TABLE .. DISABLE TRIGGER)."""
     if enabled:
         conn.execute(
-            "CREATE TRIGGER latest_bars_on_insert AFTER INSERT ON market.bars_intraday"
+            "CREATE TRIGGER latest_bars_on_insert AFTER INSERT ON market.bars_intraday_store"
             " REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION market.latest_bars_upsert()"
         )
     else:
-        conn.execute("DROP TRIGGER latest_bars_on_insert ON market.bars_intraday")
+        conn.execute("DROP TRIGGER latest_bars_on_insert ON market.bars_intraday_store")
 
 
 def load(conn: psycopg.Connection, symbols: int, days: list[tuple[datetime, datetime]]) -> dict[str, Any]:
     """Every session of 1-minute bars, then daily bars and RSI features; returns the load figures."""
     from storage.hot import BARS_INTRADAY, upsert_frame
+
+    conn.execute(TICKS_FUNCTION)  # type: ignore[arg-type]  # a constant
 
     def generate(session: int) -> int:
         open_utc, close_utc = days[session]
@@ -583,7 +629,7 @@ def load(conn: psycopg.Connection, symbols: int, days: list[tuple[datetime, date
         "INSERT INTO features.bar_features (symbol, timeframe, ts, feature_set, rsi)"
         " SELECT symbol, timeframe, ts, 'bench', 100 * random() FROM market.bars_daily"
     )
-    for table in ("market.bars_intraday", "market.bars_daily", "market.latest_bars", "features.bar_features"):
+    for table in ("market.bars_intraday_store", "market.bars_daily_store", "market.latest_bars", "features.bar_features"):
         conn.execute(f"VACUUM ANALYZE {table}")  # type: ignore[arg-type]
     rate = {k: round(n / s) for k, (s, n) in timings.items()}
     reference = timings[fastest]
@@ -979,7 +1025,7 @@ def run(
             elif full_edition:
                 decompress_tables(conn)
             rows = _one(conn, "SELECT count(*) FROM market.bars_intraday")
-            hot_bytes = _one(conn, "SELECT hypertable_size('market.bars_intraday')")
+            hot_bytes = _one(conn, "SELECT hypertable_size('market.bars_intraday_store')")
             load_averages["scanners"] = _load_average()
             uncompressed = measure_scanners(conn, sessions, repeats)
             symbol = symbol_names(symbols)[symbols // 2]

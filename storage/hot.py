@@ -49,7 +49,16 @@ class Column:
     pg_type: str
 
 
-PG_TYPES = ("text", "float8", "int8", "timestamptz", "date")
+PG_TYPES = ("text", "float8", "int8", "timestamptz", "date", "price")
+# "price": a price in dollars in the frame, stored as bigint ticks of 1/PRICE_SCALE dollar (the bar
+# hypertables, db/migrations/0023_bar_price_ticks.sql): rounded to the nearest tick when encoded.
+PRICE_SCALE = 10_000
+_MAX_PRICE = 2**53 / PRICE_SCALE  # ticks beyond 2**53 would not read back exactly as double precision
+
+
+def sql_type(pg_type: str) -> str:
+    """The PostgreSQL type of a column kind (a price is stored as bigint ticks)."""
+    return "int8" if pg_type == "price" else pg_type
 
 
 @dataclass(frozen=True)
@@ -98,12 +107,12 @@ _BAR_TYPES = {
     "symbol": "text",
     "timeframe": "text",
     "ts": "timestamptz",
-    "open": "float8",
-    "high": "float8",
-    "low": "float8",
-    "close": "float8",
+    "open": "price",
+    "high": "price",
+    "low": "price",
+    "close": "price",
     "volume": "int8",
-    "vwap": "float8",
+    "vwap": "price",
     "trade_count": "int8",
     "source": "text",
     "quality_flags": "int8",
@@ -112,15 +121,17 @@ _BAR_TYPES = {
 # stores failing bars flagged, see db/migrations/0007_bar_quality_flags.sql).
 BAR_COLUMNS = (*BARS, "quality_flags")
 # The bar tables hold the consolidated series (one vendor's row per bar, by precedence); the other
-# vendors' rows live in market.vendor_bars_* (db/migrations/0018_vendor_bars.sql).
+# vendors' rows live in market.vendor_bars_* (db/migrations/0018_vendor_bars.sql). The writer
+# writes the hypertables, prices in ticks (market.bars_*_store); readers read the views in dollars
+# of the same name without "_store" (db/routines/10_market_bars.sql).
 BARS_INTRADAY = TableSpec(
-    name="market.bars_intraday",
+    name="market.bars_intraday_store",
     columns=tuple(Column(name, _BAR_TYPES[name]) for name in BAR_COLUMNS),
     key=BAR_KEY,
     defaults=(("quality_flags", np.int64(0)),),
     vendor_table="market.vendor_bars_intraday",
 )
-BARS_DAILY = replace(BARS_INTRADAY, name="market.bars_daily", vendor_table="market.vendor_bars_daily")
+BARS_DAILY = replace(BARS_INTRADAY, name="market.bars_daily_store", vendor_table="market.vendor_bars_daily")
 
 INTRADAY_TIMEFRAMES = frozenset({"1min", "5min", "15min", "1hour"})
 DAILY_TIMEFRAMES = frozenset({"1day"})
@@ -170,7 +181,7 @@ _PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes
 _PGCOPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z in Unix microseconds
 _PG_EPOCH_DAYS = 10_957  # 2000-01-01 in Unix days
-_FIXED = {"float8": ">f8", "int8": ">i8", "timestamptz": ">i8", "date": ">i4"}
+_FIXED = {"float8": ">f8", "int8": ">i8", "timestamptz": ">i8", "date": ">i4", "price": ">i8"}
 
 
 @dataclass
@@ -200,6 +211,8 @@ def _encode_column(series: pd.Series, pg_type: str) -> _Encoded:
         values = series.to_numpy(dtype=np.float64, na_value=np.nan)
         nulls = np.isnan(values)
         return _Encoded(values.astype(">f8"), nulls if nulls.any() else None)
+    if pg_type == "price":
+        return _encode_price(series)
     if pg_type == "int8":
         nulls = series.isna().to_numpy()
         values = series.to_numpy(dtype=np.int64, na_value=0)
@@ -214,6 +227,23 @@ def _encode_column(series: pd.Series, pg_type: str) -> _Encoded:
             values = (np.floor_divide(micros, 86_400_000_000) - _PG_EPOCH_DAYS).astype(">i4")
         return _Encoded(values, nulls if nulls.any() else None)
     raise StorageError(f"the hot writer cannot encode PostgreSQL type {pg_type!r}; supported: {PG_TYPES}")
+
+
+def _encode_price(series: pd.Series) -> _Encoded:
+    """Dollars as whole ticks of 1/PRICE_SCALE (round half to even); NaN is NULL. A price the
+    ticks cannot hold exactly (infinite, or beyond 2**53 ticks) is refused, naming it."""
+    values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    nulls = np.isnan(values)
+    bad = ~nulls & ~(np.abs(values) < _MAX_PRICE)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise StorageError(
+            f"price {values[first]!r} in column {series.name!r} (row {first}) cannot be stored: prices are kept as "
+            f"ticks of 1/{PRICE_SCALE:,} dollar and must be finite and below {_MAX_PRICE:,.0f} in absolute value; "
+            "fix or drop the row"
+        )
+    ticks = np.rint(np.where(nulls, 0.0, values) * PRICE_SCALE).astype(np.int64)
+    return _Encoded(ticks.astype(">i8"), nulls if nulls.any() else None)
 
 
 def encode_copy_binary(frame: pd.DataFrame, columns: Sequence[Column]) -> bytes:
@@ -505,7 +535,7 @@ def _merge(
         clash = _meets_other_vendors(cur, frame, table)
         merge, params = _ranked_merge(table, upsert, assignments, changed, list(precedence), clash=clash)
     defs = sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type)) for c in table.columns
+        sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(sql_type(c.pg_type))) for c in table.columns
     )
     cur.execute(sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(stage, defs))
     _copy(cur, frame, table, stage)
@@ -541,7 +571,13 @@ def _ranked_merge(
         return sql.SQL("coalesce(array_position(%(precedence)s::text[], {c}), %(unlisted)s)").format(c=column)
 
     def side(prefix: str) -> sql.Composable:
-        return sql.SQL(", ").join(sql.Identifier(f"{prefix}{c}") for c in names)
+        # the vendor table holds dollars (double precision): a price column's ticks are converted
+        return sql.SQL(", ").join(
+            sql.SQL("{}::float8 / {}").format(sql.Identifier(f"{prefix}{c.name}"), sql.Literal(PRICE_SCALE))
+            if c.pg_type == "price"
+            else sql.Identifier(f"{prefix}{c.name}")
+            for c in table.columns
+        )
 
     params: dict[str, object] = {"precedence": precedence, "unlisted": len(precedence) + 1}
     guard = sql.SQL("{} <= {}").format(rank(sql.SQL("EXCLUDED.source")), rank(sql.SQL("t.source")))

@@ -52,7 +52,7 @@ from storage.aggregates import (
 from storage.corporate_actions import adjustment_factors, apply_adjustment, read_corporate_actions
 from storage.feature_tables import FEATURES, latest_feature_set
 from storage.feature_tables import read_features as read_hot_features
-from storage.hot import ADJUSTMENTS, INTRADAY_TIMEFRAMES, Adjustment, bar_table
+from storage.hot import ADJUSTMENTS, BARS_INTRADAY, INTRADAY_TIMEFRAMES, Adjustment, bar_table
 from storage.hot import read_bars as read_hot_bars
 from storage.lake import Lake
 from storage.lifecycle import CompactionReport, compact
@@ -262,7 +262,7 @@ class StorageRouter:
         table = bar_table(timeframe)
         tf = canonical_timeframe(timeframe)
         lo, hi = to_utc(start).to_pydatetime(), to_utc(end).to_pydatetime()
-        ds = DATASETS["bars_intraday" if table.name.endswith("intraday") else "bars_daily"]
+        ds = DATASETS["bars_intraday" if table is BARS_INTRADAY else "bars_daily"]
         where = f"FROM {table.name} WHERE timeframe = %s AND symbol = ANY(%s) AND ts >= %s AND ts < %s"
         args = (tf, list(symbols), lo, hi)
         files = manifest_files(self.conn, dataset=ds.name, timeframe=tf, start=lo, end=hi, symbols=symbols)
@@ -318,7 +318,7 @@ class StorageRouter:
             hot = pd.DataFrame(self.conn.execute(query, args).fetchall(), columns=columns)
         except psycopg.Error as exc:
             raise StorageError(f"cannot read which sessions of {tf} bars {source} has stored: {exc}") from exc
-        ds = DATASETS["bars_intraday" if table.name.endswith("intraday") else "bars_daily"]
+        ds = DATASETS["bars_intraday" if table is BARS_INTRADAY else "bars_daily"]
         files = manifest_files(self.conn, dataset=ds.name, timeframe=tf, start=lo, end=hi, symbols=symbols)
         if not files:
             return hot
@@ -331,7 +331,7 @@ class StorageRouter:
         table = bar_table(timeframe)
         tf = canonical_timeframe(timeframe)
         lo, hi = to_utc(start).to_pydatetime(), to_utc(end).to_pydatetime()
-        ds = DATASETS["bars_intraday" if table.name.endswith("intraday") else "bars_daily"]
+        ds = DATASETS["bars_intraday" if table is BARS_INTRADAY else "bars_daily"]
         plan = self.plan(ds, symbols, lo, hi, tf)
         parts = []
         if plan.cold:

@@ -84,7 +84,7 @@ from core.settings import Settings
 from db.migrate import FULL_EDITION, running_edition
 from storage.aggregates import POLICY_WINDOW
 from storage.feature_tables import FEATURE_VALUES_TABLE, FEATURES_TABLE
-from storage.hot import BARS_DAILY, BARS_INTRADAY, Column, TableSpec
+from storage.hot import BARS_DAILY, BARS_INTRADAY, PRICE_SCALE, Column, TableSpec
 from storage.lake import Lake
 from storage.news import NEWS_ITEMS_TABLE, NEWS_LINKS_TABLE
 from storage.options import OPTION_QUOTES_TABLE
@@ -230,6 +230,7 @@ def arrow_schema(columns: Iterable[Column]) -> pa.Schema:
         "int8": pa.int64(),
         "timestamptz": pa.timestamp("us", tz="UTC"),
         "date": pa.date32(),
+        "price": pa.float64(),  # dollars in the lake; ticks only in the hot store (storage/hot.py)
     }
     return pa.schema([pa.field(c.name, types[c.pg_type]) for c in columns])
 
@@ -450,6 +451,8 @@ def read_chunk(conn: psycopg.Connection, ds: TierDataset, chunk: Chunk) -> pa.Ta
         ident = sql.Identifier(column.name)
         if column.pg_type == "timestamptz":
             select.append(sql.SQL("(extract(epoch FROM {c}) * 1000000)::int8 AS {c}").format(c=ident))
+        elif column.pg_type == "price":  # ticks to dollars, as the bar views read them
+            select.append(sql.SQL("({c}::float8 / {scale}) AS {c}").format(c=ident, scale=sql.Literal(PRICE_SCALE)))
         else:
             select.append(ident)
     query = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT csv)").format(

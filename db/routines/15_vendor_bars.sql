@@ -1,5 +1,6 @@
 -- Every vendor's bars, and where vendors disagree (issue 18; the tables are in
--- 0018_vendor_bars.sql, which says what goes where).
+-- 0018_vendor_bars.sql, which says what goes where). Prices in dollars: the consolidated bars are
+-- read through their views (10_market_bars.sql), the vendor tables hold double precision.
 --
 -- market.vendor_bars: one row per (symbol, timeframe, ts, source): the consolidated row of a bar
 -- under its own vendor, and every other vendor's row of it. A vendor's row kept in

@@ -4,7 +4,8 @@
 -- TRUNCATE miss.
 
 -- Folds one INSERT/COPY/UPDATE statement's rows (transition table new_rows) into market.latest_bars
--- with one set-based upsert. The newest row per series is found by a hash aggregate (max ts) joined
+-- with one set-based upsert. The triggers are on the stores (market.bars_*_store), whose prices are
+-- ticks of 1/10,000 dollar (0023_bar_price_ticks.sql): converted to dollars here. The newest row per series is found by a hash aggregate (max ts) joined
 -- back, not DISTINCT ON: sorting a 2M-row session spills with the default work_mem. Rows older than
 -- the stored latest bar are filtered out before the upsert, so a backfill takes no lock on the rows
 -- live ingestion keeps moving (ON CONFLICT DO UPDATE locks the row even when its WHERE is false);
@@ -14,7 +15,8 @@ LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO market.latest_bars AS l (symbol, timeframe, ts, open, high, low, close, volume, vwap,
                                          trade_count, source, quality_flags, ingested_at)
-    SELECT n.symbol, n.timeframe, n.ts, n.open, n.high, n.low, n.close, n.volume, n.vwap,
+    SELECT n.symbol, n.timeframe, n.ts, n.open::float8 / 10000, n.high::float8 / 10000, n.low::float8 / 10000,
+           n.close::float8 / 10000, n.volume, n.vwap::float8 / 10000,
            n.trade_count, n.source, n.quality_flags, n.ingested_at
       FROM new_rows n
       JOIN (SELECT g.symbol, g.timeframe, max(g.ts) AS ts FROM new_rows g GROUP BY g.symbol, g.timeframe) m
@@ -60,11 +62,12 @@ BEGIN
 END
 $$;
 
-DROP TRIGGER IF EXISTS latest_bars_on_delete ON market.bars_intraday;
-CREATE TRIGGER latest_bars_on_delete AFTER DELETE ON market.bars_intraday
+-- On the stores; the argument is the view the newest remaining bar is read from, in dollars.
+DROP TRIGGER IF EXISTS latest_bars_on_delete ON market.bars_intraday_store;
+CREATE TRIGGER latest_bars_on_delete AFTER DELETE ON market.bars_intraday_store
     FOR EACH ROW EXECUTE FUNCTION market.latest_bars_forget_row('market.bars_intraday');
-DROP TRIGGER IF EXISTS latest_bars_on_delete ON market.bars_daily;
-CREATE TRIGGER latest_bars_on_delete AFTER DELETE ON market.bars_daily
+DROP TRIGGER IF EXISTS latest_bars_on_delete ON market.bars_daily_store;
+CREATE TRIGGER latest_bars_on_delete AFTER DELETE ON market.bars_daily_store
     FOR EACH ROW EXECUTE FUNCTION market.latest_bars_forget_row('market.bars_daily');
 -- The statement-level function 0011_scanners.sql created for the former DELETE triggers.
 DROP FUNCTION IF EXISTS market.latest_bars_forget();

@@ -8,14 +8,17 @@
 -- A compressed chunk stores, per segment (the distinct values of segmentby), batches of up to 1,000
 -- rows in orderby order with each orderby column's min/max. The choices follow the readers:
 --
--- market.bars_intraday   segmentby symbol, timeframe; orderby ts DESC.
+-- market.bars_intraday_store   segmentby symbol, timeframe; orderby ts DESC.
+--   (The bar hypertables store prices as bigint ticks of 1/10,000 dollar, 0023_bar_price_ticks.sql:
+--   integers are delta-of-delta encoded and bit-packed, floats only XORed, which took the
+--   compressed bars from about 4-5x smaller to about 10x; market.bars_intraday is the view in dollars.)
 --   Every reader names one timeframe and a set of symbols over a time range: read_bars, the feature
 --   warm-up, the scanners' per-symbol probes, tiering's export. A 1-day chunk holds at most 960
 --   one-minute bars of one symbol, so one (symbol, timeframe) segment is one batch: a symbol's day
 --   is found by the segment filter and decompressed alone, never its neighbours'. ts DESC puts the
 --   latest bar first (top movers, latest bar) and the ts min/max prunes batches outside the range.
 --
--- market.bars_daily      segmentby timeframe; orderby symbol, ts DESC.
+-- market.bars_daily_store      segmentby timeframe; orderby symbol, ts DESC.
 --   A 30-day chunk holds ~21 daily bars of a symbol: segments of 21 rows would cost more metadata
 --   than they save. Ordering by symbol inside one segment keeps a symbol's bars adjacent (delta
 --   encoding of prices works across its days) and the symbol min/max of each 1,000-row batch lets a
@@ -51,13 +54,13 @@
 -- .. SET is idempotent); changing a choice here applies to chunks compressed after the change
 -- (`compress_chunk(c, recompress => true)` rewrites older ones).
 
-ALTER TABLE market.bars_intraday SET (
+ALTER TABLE market.bars_intraday_store SET (
     timescaledb.compress,
     timescaledb.compress_segmentby = 'symbol, timeframe',
     timescaledb.compress_orderby = 'ts DESC'
 );
 
-ALTER TABLE market.bars_daily SET (
+ALTER TABLE market.bars_daily_store SET (
     timescaledb.compress,
     timescaledb.compress_segmentby = 'timeframe',
     timescaledb.compress_orderby = 'symbol, ts DESC'

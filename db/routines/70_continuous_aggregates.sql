@@ -2,7 +2,7 @@
 -- 5min, 15min, 1hour and 1day bars aggregated from the stored 1-minute bars: hierarchical
 -- continuous aggregates (TimescaleDB's full edition), each level built on the one below it:
 --
---   market.bars_intraday (timeframe '1min') -> market.bars_agg_5min -> market.bars_agg_15min
+--   market.bars_intraday_store (timeframe '1min') -> market.bars_agg_5min -> market.bars_agg_15min
 --                                           -> market.bars_agg_1hour -> market.bars_agg_1day
 --
 -- A user asking for 5-minute bars gets them from here when 1-minute bars are stored, without a
@@ -62,11 +62,16 @@
 --   and left to an explicit refresh over the written range inside the hot window:
 --   storage.aggregates.refresh_bar_aggregates, which clips the range to the hot window for the
 --   same reason, refreshes the levels bottom-up (force => true) and is what a backfill should call.
---   TimescaleDB 2.28.3 records no invalidation for rows COPYed into market.bars_intraday (its
+--   TimescaleDB 2.28.3 records no invalidation for rows COPYed into market.bars_intraday_store (its
 --   transition-table trigger sends COPY down the row-by-row path, which skips the cagg log): the hot
 --   writer's COPY path records one itself (storage/hot.py, _invalidate_aggregates).
 --   schedule_interval: the 5min and 15min levels every 5 and 15 minutes (intraday readers want
 --   them fresh), 1hour and 1day hourly; between runs real-time aggregation covers the gap.
+--
+-- The first level reads the store, whose prices are ticks of 1/10,000 dollar (0023_bar_price_ticks.sql;
+-- a continuous aggregate must sit on a hypertable, not on the view in dollars): each price
+-- aggregate converts to dollars (max/min/first/last of ticks, then / 10000: the same double as the
+-- view's), and pv multiplies the vwap in dollars, so every level holds dollars as before.
 --
 -- Idempotent like every routine: CREATE .. IF NOT EXISTS WITH NO DATA (the first refresh is the
 -- policy's or refresh_bar_aggregates'), policies if_not_exists. Changing a view's definition
@@ -77,17 +82,17 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS market.bars_agg_5min
 WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
 SELECT b.symbol,
        time_bucket(INTERVAL '5 minutes', b.ts) AS ts,
-       first(b.open, b.ts) AS open,
-       max(b.high) AS high,
-       min(b.low) AS low,
-       last(b.close, b.ts) AS close,
+       first(b.open, b.ts)::float8 / 10000 AS open,
+       max(b.high)::float8 / 10000 AS high,
+       min(b.low)::float8 / 10000 AS low,
+       last(b.close, b.ts)::float8 / 10000 AS close,
        sum(b.volume)::bigint AS volume,
        sum(b.trade_count)::bigint AS trade_count,
-       sum(b.vwap * b.volume) AS pv,
+       sum(b.vwap::float8 / 10000 * b.volume) AS pv,
        sum(CASE WHEN b.vwap IS NOT NULL THEN b.volume END)::bigint AS pv_volume,
        min(b.source) AS source,
        count(*) AS minutes
-  FROM market.bars_intraday b
+  FROM market.bars_intraday_store b
  WHERE b.timeframe = '1min' AND b.quality_flags & 16 = 0
  GROUP BY b.symbol, time_bucket(INTERVAL '5 minutes', b.ts)
 WITH NO DATA;

@@ -69,6 +69,8 @@ def read_copy_binary(stream: bytes, types: list[str]) -> list[tuple]:
                 row.append(struct.unpack(">d", raw)[0])
             elif pg_type == "int8":
                 row.append(struct.unpack(">q", raw)[0])
+            elif pg_type == "price":  # ticks of 1/10,000 dollar on the wire, dollars here
+                row.append(struct.unpack(">q", raw)[0] / 10_000)
             elif pg_type == "timestamptz":
                 row.append(PG_EPOCH + timedelta(microseconds=struct.unpack(">q", raw)[0]))
             elif pg_type == "date":

@@ -111,3 +111,22 @@ def test_upsert_results_add_up():
     total = UpsertResult(1, 2, 3, 4, 5) + UpsertResult(10, 20, 30, 40, 50)
     assert total.as_dict() == {"inserted": 11, "updated": 22, "unchanged": 33, "duplicates": 44, "refused": 55}
     assert total.changed == 33
+
+
+def test_bar_prices_travel_as_whole_ticks_of_a_ten_thousandth_of_a_dollar():
+    frame = pd.DataFrame({"p": [150.23, 0.0001, 0.51234, 1234.5678, np.nan, -2.5]})
+    stream = encode_copy_binary(frame, [Column("p", "price")])
+    ticks = read_copy_binary(stream, ["int8"])  # the wire values, as the store holds them
+    # (rows come grouped by null layout: compared as multisets)
+    assert sorted(t[0] for t in ticks if t[0] is not None) == [-25_000, 1, 5_123, 1_502_300, 12_345_678]
+    assert sum(t[0] is None for t in ticks) == 1
+    # and ticks / 10,000 in double precision is the double nearest each 4-decimal price
+    dollars = [r[0] for r in read_copy_binary(stream, ["price"]) if r[0] is not None]
+    assert sorted(dollars) == [-2.5, 0.0001, 0.5123, 150.23, 1234.5678]
+
+
+@pytest.mark.parametrize("bad", [float("inf"), -float("inf"), 1e15])
+def test_a_price_the_ticks_cannot_hold_is_refused_naming_it(bad):
+    frame = pd.DataFrame({"close": [10.0, bad]})
+    with pytest.raises(StorageError, match=r"price .* in column 'close' \(row 1\).*ticks of 1/10,000"):
+        encode_copy_binary(frame, [Column("close", "price")])
