@@ -249,7 +249,7 @@ SELECT 'S' || lpad(k::text, 5, '0'), '1min', %(open)s::timestamptz + make_interv
        SELECT pg_temp.bench_ticks(p.drift) AS c0,
               pg_temp.bench_ticks(p.drift * (1 + 0.0006 * (random() - 0.5))) AS o0) q
  CROSS JOIN LATERAL (
-       SELECT q.o0 AS o, q.c0 AS c, p.v AS v,
+       SELECT q.o0 AS o, q.c0 AS c,
               greatest(pg_temp.bench_ticks(greatest(q.o0, q.c0) / 10000.0 * (1 + 0.0004 * random())),
                        greatest(q.o0, q.c0)) AS h,
               least(pg_temp.bench_ticks(least(q.o0, q.c0) / 10000.0 * (1 - 0.0004 * random())),
@@ -629,7 +629,12 @@ def load(conn: psycopg.Connection, symbols: int, days: list[tuple[datetime, date
         "INSERT INTO features.bar_features (symbol, timeframe, ts, feature_set, rsi)"
         " SELECT symbol, timeframe, ts, 'bench', 100 * random() FROM market.bars_daily"
     )
-    for table in ("market.bars_intraday_store", "market.bars_daily_store", "market.latest_bars", "features.bar_features"):
+    for table in (
+        "market.bars_intraday_store",
+        "market.bars_daily_store",
+        "market.latest_bars",
+        "features.bar_features",
+    ):
         conn.execute(f"VACUUM ANALYZE {table}")  # type: ignore[arg-type]
     rate = {k: round(n / s) for k, (s, n) in timings.items()}
     reference = timings[fastest]

@@ -252,7 +252,7 @@ def test_pipeline_metrics(stack: Settings, basic_run) -> None:
     assert 0.0 < metrics.quality_score <= 1.0 and not math.isnan(metrics.quality_score)
     assert metrics.throughput_records_per_second > 0
     assert metrics.storage_utilization["hot_store_bytes"] > 0
-    assert metrics.storage_utilization["hypertable_bytes"]["market.bars_daily"] > 0
+    assert metrics.storage_utilization["hypertable_bytes"]["market.bars_daily_store"] > 0
     assert metrics.storage_utilization["lake_bytes"] > 0  # the raw zone holds every vendor page
     assert printed[0] == f"Records ingested: {metrics.ingestion_records}"
     assert printed[1].startswith("Quality score: ") and printed[1].endswith("%")

@@ -173,8 +173,8 @@ def test_bars_hypertables_round_trip_with_chunk_interval_by_timeframe(stack: Set
                 "WHERE hypertable_schema = 'market'"
             ).fetchall()
         )
-        assert intervals["bars_intraday"].days == 1
-        assert intervals["bars_daily"].days == 30
+        assert intervals["bars_intraday_store"].days == 1
+        assert intervals["bars_daily_store"].days == 30
         ts = datetime(2024, 3, 4, 14, 30, tzinfo=UTC)
         with conn.transaction(force_rollback=True):
             conn.execute(

@@ -14,6 +14,7 @@ import pandas as pd
 import psycopg
 
 from core.model import BARS, frame
+from tests.support.storage import on_tick_grid
 
 # Two sessions of 1-minute bars (a winter Monday and Tuesday, 09:30-10:29 New York) and 60 daily bars.
 # The intraday days lie after any other test's bars, so that this module's symbols hold the newest
@@ -73,7 +74,7 @@ def intraday_bars(symbols: list[str], rng: np.random.Generator) -> pd.DataFrame:
         )
     stale = parts[-1]
     parts[-1] = stale.iloc[: len(stale) - STALE_MINUTES]
-    return pd.concat(parts, ignore_index=True)
+    return on_tick_grid(pd.concat(parts, ignore_index=True))
 
 
 def daily_bars(symbols: list[str], rng: np.random.Generator) -> pd.DataFrame:
@@ -108,7 +109,7 @@ def daily_bars(symbols: list[str], rng: np.random.Generator) -> pd.DataFrame:
                 what="test bars",
             )
         )
-    return pd.concat(parts, ignore_index=True)
+    return on_tick_grid(pd.concat(parts, ignore_index=True))
 
 
 def feature_rows(daily: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:

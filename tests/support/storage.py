@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 
 from core.model import BARS, CORPORATE_ACTIONS, frame
@@ -155,3 +156,16 @@ def by_day(frame: pd.DataFrame, column: str) -> dict[str, float]:
     """A column keyed by the New York session date of each bar."""
     days = frame["ts"].dt.tz_convert("America/New_York").dt.strftime("%Y-%m-%d")
     return dict(zip(days, frame[column], strict=True))
+
+
+def on_tick_grid(bars: pd.DataFrame) -> pd.DataFrame:
+    """``bars`` with prices as the vendors send them: whole cents from $1 up, 1/10,000 below, vwap
+    to 4 decimals. What the hot store keeps exactly (ticks of 1/10,000 dollar, 0023_bar_price_ticks.sql),
+    so a test can compare what it wrote with what it reads."""
+    out = bars.copy()
+    for column in ("open", "high", "low", "close"):
+        values = out[column].to_numpy(dtype=np.float64)
+        out[column] = np.where(np.abs(values) >= 1.0, np.round(values, 2), np.round(values, 4))
+    if "vwap" in out.columns:
+        out["vwap"] = np.round(out["vwap"].to_numpy(dtype=np.float64), 4)
+    return out

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from core.model import BARS, frame
+from tests.support.storage import on_tick_grid
 
 
 def year_window(year: int) -> tuple[datetime, datetime]:
@@ -23,7 +24,7 @@ def make_bars(
     symbols: list[str], start: str, sessions: int, timeframe: str = "1min", per_session: int = 30, seed: int = 1
 ) -> pd.DataFrame:
     """Bars of ``symbols``: ``per_session`` bars from 14:30 UTC on each of ``sessions`` weekdays
-    (daily bars: one a weekday at 05:00 UTC), random-walk prices, a null vwap now and then."""
+    (daily bars: one a weekday at 05:00 UTC), random-walk prices on the tick grid, a null vwap now and then."""
     rng = np.random.default_rng(seed)
     days = pd.bdate_range(start, periods=sessions, tz="UTC")
     if timeframe == "1day":
@@ -57,4 +58,4 @@ def make_bars(
                 what="test bars",
             )
         )
-    return pd.concat(parts, ignore_index=True)
+    return on_tick_grid(pd.concat(parts, ignore_index=True))

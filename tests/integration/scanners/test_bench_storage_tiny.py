@@ -57,7 +57,7 @@ def test_tiny_benchmark_compresses_and_scans_compressed_chunks_with_the_same_res
         assert compressed == {"available": False, "reason": "not available on the apache edition"}
         assert report["compression_ratio"] is None and report["targets"]["compression_ratio"]["met"] is None
         return
-    bars = compressed["tables"]["market.bars_intraday"]
+    bars = compressed["tables"]["market.bars_intraday_store"]
     assert bars["hypertable_bytes_after"] < bars["hypertable_bytes_before"] and report["compression_ratio"] > 1
     assert bars["compressed_chunks"] == bars["chunks"] == 4 and bars["rows"] == report["rows"]
     assert set(compressed["scanner_latency_ms"]) == {n for n in report["scanner_latency_ms"] if not n.endswith("_ref")}

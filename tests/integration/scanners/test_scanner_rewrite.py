@@ -18,6 +18,7 @@ from bench.storage import create_reference_scanners
 from core.model import BARS, frame
 from storage.hot import upsert_bars
 from tests.support.scanners import INTRADAY_DAYS, MINUTES_PER_DAY, Market
+from tests.support.storage import on_tick_grid
 
 # (call, whether the module's market symbols must be among the rows)
 CALLS = [
@@ -89,7 +90,7 @@ def irregular_bars(symbols: list[str]) -> pd.DataFrame:
                 what="test bars",
             )
         )
-    return pd.concat(parts, ignore_index=True)
+    return on_tick_grid(pd.concat(parts, ignore_index=True))
 
 
 @pytest.mark.parametrize(("call", "has_market"), CALLS)

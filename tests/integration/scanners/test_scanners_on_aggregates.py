@@ -28,6 +28,7 @@ from storage.aggregates import read_aggregated_bars, refresh_bar_aggregates
 from storage.hot import upsert_bars
 from storage.scanners import ScanQuery, run_scan
 from tests.support.scanners import delete_symbols, write_features
+from tests.support.storage import on_tick_grid
 
 ALL = 100_000  # a limit no shared database reaches: other tests' symbols cannot crowd ours out
 # Six regular sessions (New York, EDT: 09:30-16:00 is 13:30-20:00 UTC), all minutes in session.
@@ -63,6 +64,9 @@ def minute_bars(symbols: list[str], rng: np.random.Generator) -> pd.DataFrame:
         steps[::390] += rng.normal(0, 0.03, len(SESSIONS))  # opening gaps
         close = (40.0 + 15 * k) * np.exp(np.cumsum(steps))
         open_ = np.concatenate([[close[0]], close[:-1]]) * (1 + rng.normal(0, 0.0005, len(ts)))
+        # the latest session opens 1 % up, 1 % down or flat by symbol (the prices are on the cent grid:
+        # a sub-cent gap would round away)
+        open_[-390] = close[-391] * (1.01, 0.99, 1.0)[k % 3]
         volume = rng.integers(1_000, 3_000, len(ts))
         volume[-5:] *= 40  # a spike in the latest 5 minutes, so the latest 5min/1hour/1day bars spike too
         parts.append(
@@ -84,7 +88,7 @@ def minute_bars(symbols: list[str], rng: np.random.Generator) -> pd.DataFrame:
                 what="test minutes",
             )
         )
-    return pd.concat(parts, ignore_index=True)
+    return on_tick_grid(pd.concat(parts, ignore_index=True))
 
 
 def refresh(conn: psycopg.Connection) -> None:

@@ -68,8 +68,8 @@ def test_the_database_runs_the_full_edition_with_compression_policies(stack, con
     assert policies == [
         ("features.bar_feature_values", after),
         ("features.bar_features", after),
-        ("market.bars_daily", after),
-        ("market.bars_intraday", after),
+        ("market.bars_daily_store", after),
+        ("market.bars_intraday_store", after),
         ("market.option_quotes", after),
         ("market.quotes", after),
         ("market.trades", after),
@@ -84,7 +84,7 @@ def test_a_correction_and_a_late_backfill_into_a_compressed_day_upsert_like_anyw
     upsert_bars(
         conn, pd.concat([bars(symbol, n=60, start=f"{day} 14:30"), bars(neighbour, n=30, start=f"{day} 14:30")])
     )
-    chunks = compress_day(conn, "market.bars_intraday", day)
+    chunks = compress_day(conn, "market.bars_intraday_store", day)
     assert chunks and all(compressed(conn, c) for c in chunks)
     neighbour_before = stored(conn, neighbour)
 
@@ -103,7 +103,7 @@ def test_a_correction_and_a_late_backfill_into_a_compressed_day_upsert_like_anyw
     again = upsert_bars(conn, revised)  # a rerun finds every row, compressed or not, unchanged
     assert (again.inserted, again.updated, again.unchanged) == (0, 0, 70)
 
-    compress_day(conn, "market.bars_intraday", day)  # recompress what the writes decompressed
+    compress_day(conn, "market.bars_intraday_store", day)  # recompress what the writes decompressed
     pd.testing.assert_frame_equal(stored(conn, symbol), after)
     assert all(compressed(conn, c) for c in chunks)
 
@@ -112,7 +112,7 @@ def test_a_new_series_copied_into_a_compressed_day_and_a_delete_from_it(conn, sy
     first, second = symbols(), symbols()
     day = "2004-03-05"
     upsert_bars(conn, bars(first, n=20, start=f"{day} 14:30"))
-    chunks = compress_day(conn, "market.bars_intraday", day)
+    chunks = compress_day(conn, "market.bars_intraday_store", day)
     assert chunks
 
     result = upsert_bars(conn, bars(second, n=20, start=f"{day} 14:30"))  # no overlap: the COPY path
@@ -131,7 +131,7 @@ def test_daily_bars_and_trades_upsert_into_compressed_chunks(conn, symbols) -> N
     symbol = symbols()
     daily = bars(symbol, n=10, timeframe="1day", start="2004-06-01")
     upsert_bars(conn, daily)
-    assert compress_day(conn, "market.bars_daily", "2004-06-01")
+    assert compress_day(conn, "market.bars_daily_store", "2004-06-01")
     daily.loc[9, "close"] = 77.0
     result = upsert_bars(conn, daily)
     assert (result.inserted, result.updated, result.unchanged) == (0, 1, 9)
@@ -214,7 +214,7 @@ def test_the_compression_policy_compresses_what_is_older_than_its_age_and_leaves
 def test_writing_new_minutes_decompresses_nothing_when_older_chunks_are_compressed(conn, symbols) -> None:
     symbol = symbols()
     upsert_bars(conn, bars(symbol, n=30, start="2004-07-01 14:30"))
-    assert compress_day(conn, "market.bars_intraday", "2004-07-01")
+    assert compress_day(conn, "market.bars_intraday_store", "2004-07-01")
     # TimescaleDB counts the tuples a transaction's DML decompresses; allow none for this session
     conn.execute("SET timescaledb.max_tuples_decompressed_per_dml_transaction = 1")
     try:

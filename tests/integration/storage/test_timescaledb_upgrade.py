@@ -125,7 +125,7 @@ def test_a_populated_apache_database_is_updated_in_place_and_every_row_and_scan_
         assert "60_columnstore.sql" in [r.filename for r in applied.routines] and not applied.skipped
         compressed = conn.execute(
             "SELECT count(compress_chunk(c)) FROM (SELECT show_chunks(h) AS c FROM unnest(%s::regclass[]) h) s",
-            (["market.bars_intraday", "market.bars_daily", "features.bar_features"],),
+            (["market.bars_intraday_store", "market.bars_daily_store", "features.bar_features"],),
         ).fetchone()
         assert compressed is not None and compressed[0] >= 3
         assert_same(before, snapshot(conn))

@@ -194,7 +194,7 @@ def test_three_temperatures_hot_warm_cold_and_a_compressed_chunk_moves_to_the_la
     assert warm_bars["files"] >= 3 and warm_bars["uncompressed_bytes"] > 0 and warm_bars["bytes"] > 0
     mine = conn.execute(
         "SELECT sum(before_compression_total_bytes), sum(after_compression_total_bytes)"
-        " FROM chunk_compression_stats('market.bars_intraday')"
+        " FROM chunk_compression_stats('market.bars_intraday_store')"
         " WHERE format('%%I.%%I', chunk_schema, chunk_name) = ANY(%s)",
         ([w[0] for w in warm],),
     ).fetchone()
