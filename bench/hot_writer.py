@@ -33,7 +33,7 @@ import pandas as pd
 from core.model import BARS, frame
 from core.settings import Settings, load_settings
 from db.connect import database_connection
-from storage.hot import BARS_INTRADAY, UpsertResult, upsert_frame
+from storage.hot import BARS_INTRADAY, PRICE_SCALE, UpsertResult, upsert_frame
 
 SCHEMA = "bench_hot_writer"
 MINUTES_PER_SESSION = 390
@@ -86,12 +86,15 @@ def run(
     columns = ", ".join(BARS_INTRADAY.column_names)
     with database_connection(settings, autocommit=True) as conn, tempfile.TemporaryDirectory() as tmp:
         csv_path = Path(tmp) / "bars.csv"
-        bars[list(BARS_INTRADAY.column_names)].to_csv(csv_path, index=False, header=False)
+        # psql loads the same rows as the store holds them: prices in ticks of 1/10,000 dollar
+        prices = [c.name for c in BARS_INTRADAY.columns if c.pg_type == "price"]
+        in_ticks = bars.assign(**{c: np.rint(bars[c] * PRICE_SCALE).astype("Int64") for c in prices})
+        in_ticks[list(BARS_INTRADAY.column_names)].to_csv(csv_path, index=False, header=False)
         conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
         conn.execute(f"CREATE SCHEMA {SCHEMA}")
         try:
             for table in ("writer_bars", "psql_bars", "merge_bars"):
-                conn.execute(f"CREATE TABLE {SCHEMA}.{table} (LIKE market.bars_intraday INCLUDING ALL)")
+                conn.execute(f"CREATE TABLE {SCHEMA}.{table} (LIKE market.bars_intraday_store INCLUDING ALL)")
                 conn.execute(f"SELECT create_hypertable('{SCHEMA}.{table}', by_range('ts', INTERVAL '1 day'))")
             cpu_before = cpu_probe() if cpu_probe else {}
             writer_s, written = _timed(lambda: upsert_frame(conn, bars, BARS_INTRADAY.at(f"{SCHEMA}.writer_bars")))

@@ -358,7 +358,7 @@ def _reset_tables(settings: Settings) -> None:
     from db.connect import database_connection
 
     with database_connection(settings, autocommit=True) as conn:
-        conn.execute("TRUNCATE market.trades, market.bars_intraday, market.latest_bars, ops.watermarks")
+        conn.execute("TRUNCATE market.trades, market.bars_intraday_store, market.latest_bars, ops.watermarks")
 
 
 def _count_trades(settings: Settings) -> int:

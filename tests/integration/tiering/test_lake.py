@@ -177,7 +177,7 @@ def test_three_temperatures_hot_warm_cold_and_a_compressed_chunk_moves_to_the_la
     assert len(before) == 3 * 3 * 390
     warm = conn.execute(
         "SELECT compress_chunk(format('%I.%I', chunk_schema, chunk_name)::regclass, if_not_compressed => true)::text"
-        " FROM timescaledb_information.chunks WHERE hypertable_name = 'bars_intraday'"
+        " FROM timescaledb_information.chunks WHERE hypertable_name = 'bars_intraday_store'"
         " AND range_start >= '1988-03-01' AND range_end <= '1988-03-04'"
     ).fetchall()
     assert len(warm) == 3
