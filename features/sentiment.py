@@ -76,12 +76,20 @@ def loughran_mcdonald_words() -> dict[str, float] | None:
 
 class VaderModel:
     """VADER's compound score; with ``finance_words`` the Loughran-McDonald list extends its lexicon
-    (VADER's own valence wins where both have a word)."""
+    (VADER's own valence wins where both have a word).
 
-    def __init__(self, finance_words: bool = False) -> None:
+    The scores of the last ``cache_texts`` distinct texts are kept (0: none): a story's copies from
+    several vendors mostly share their headline, which is what an item is scored on, and VADER
+    (pure Python, ~0.1 ms a headline) is a third of the news path's time without the cache."""
+
+    def __init__(self, finance_words: bool = False, cache_texts: int = 8192) -> None:
+        if cache_texts < 0:
+            raise ConfigurationError(f"VaderModel: cache_texts {cache_texts} is negative; give 0 (no cache) or more")
         self.finance_words = finance_words
+        self.cache_texts = cache_texts
         self._analyzer: Any = None
         self._lock = threading.Lock()
+        self._cache: dict[str, float] = {}
 
     @property
     def name(self) -> str:
@@ -111,7 +119,19 @@ class VaderModel:
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
         analyzer = self._analyzer or self._load()
-        return np.array([analyzer.polarity_scores(t)["compound"] if t else 0.0 for t in texts], dtype=np.float64)
+        cache = self._cache
+        out = np.empty(len(texts), dtype=np.float64)
+        for i, text in enumerate(texts):
+            value = cache.get(text) if text else 0.0
+            if value is None:
+                value = analyzer.polarity_scores(text)["compound"]
+                if self.cache_texts:
+                    with self._lock:
+                        if len(cache) >= self.cache_texts:
+                            cache.pop(next(iter(cache)))  # the oldest entry (dicts keep insertion order)
+                        cache[text] = value
+            out[i] = value
+        return out
 
 
 _BUILTIN = {VADER: lambda: VaderModel(False), VADER_LM: lambda: VaderModel(True)}

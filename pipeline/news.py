@@ -114,9 +114,12 @@ def prepare_items(frame: pd.DataFrame, kind: str, sentiment: SentimentModel, ded
     rows: list[dict[str, Any]] = []
     links: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
-    signatures: list[np.ndarray] = []
     texts: list[str] = []
-    for rec in raw.to_dict("records"):
+    signed: list[tuple[str, str]] = []
+    columns = list(raw.columns)  # records from column lists: to_dict("records") boxed each value (arrow strings)
+    values = [raw[c].to_numpy(dtype=object, na_value=None).tolist() for c in columns]
+    for record in zip(*values, strict=True):
+        rec = dict(zip(columns, record, strict=True))
         clean = clean_text(_text(rec["headline"]), _text(rec["summary"]), _text(rec["body"]))
         if clean.reject:
             rejected.append({"source": rec["source"], "id": rec["id"], "reason": clean.reject})
@@ -149,14 +152,15 @@ def prepare_items(frame: pd.DataFrame, kind: str, sentiment: SentimentModel, ded
                 "lang": clean.lang,
                 "flags": flags,
                 "vendor_sentiment": sum(vendor_values) / len(vendor_values) if vendor_values else None,
-                "score": None if pd.isna(rec["score"]) else int(rec["score"]),
-                "comments": None if pd.isna(rec["comments"]) else int(rec["comments"]),
+                "score": None if rec["score"] is None else int(rec["score"]),
+                "comments": None if rec["comments"] is None else int(rec["comments"]),
                 "_vendor": vendor,
                 "_lead": clean.lead,
             }
         )
         texts.append(item_text(clean.headline, clean.lead) if clean.lang != "other" else "")
-        signatures.append(dedup.signature(clean.headline, clean.lead))
+        signed.append((clean.headline, clean.lead))
+    signatures = dedup.signatures(signed)
     scores = sentiment.score(texts) if texts else np.zeros(0)
     for row, score, text, signature in zip(rows, scores, texts, signatures, strict=True):
         row["sentiment"] = float(score) if text else None

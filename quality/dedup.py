@@ -5,10 +5,12 @@ hosts, fragments and trailing slashes removed), or when the estimated Jaccard si
 text's word shingles (headline + lead, lower-cased, punctuation dropped) is at least
 ``threshold`` and they were published within ``window_hours`` of the story's first item. The
 Jaccard estimate is MinHash (``num_perm`` permutations of a 32-bit hash, as datasketch computes
-it, vectorized over an item's shingles); candidates come from datasketch's ``MinHashLSH`` banding
-index, then the estimate is checked. Each item joins the most similar story among its candidates,
-or founds one: its ``story_id`` is derived from its own (source, id), so a rerun over the same
-items gives the same ids.
+it, vectorized over a batch's shingles); candidates come from an LSH banding index (``lsh_bands``
+bands of ``lsh_rows`` values: two signatures are candidates when one band is equal, as datasketch's
+``MinHashLSH`` finds them, without its per-item objects or its scipy import), then the estimate is
+checked. Each item joins the most similar story among its candidates (the earliest known on a
+tie), or founds one: its ``story_id`` is derived from its own (source, id), so a rerun over the
+same items gives the same ids.
 
 Measured against the sandbox's truth (tests/integration/news, ``marketpipe bench news``).
 """
@@ -20,13 +22,11 @@ import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
-if TYPE_CHECKING:  # datasketch imports scipy (~0.5 s): loaded when an index is built, not with the module
-    from datasketch import MinHashLSH  # type: ignore[import-untyped]
+from core.errors import ConfigurationError
 
 _MERSENNE = np.uint64((1 << 61) - 1)
 _MAX_HASH = np.uint64((1 << 32) - 1)
@@ -49,8 +49,8 @@ class DedupConfig:
     lead_words: int = 30  # of the lead (summary or body) read after the headline: its first sentences
     seed: int = 1
     # LSH banding (bands x rows <= num_perm): datasketch's optimum for threshold 0.5 and 64
-    # permutations with equal false positive/negative weights, fixed here because finding it
-    # integrates numerically (~40 ms for every index built); change it with threshold or num_perm.
+    # permutations with equal false positive/negative weights (its integration, done once);
+    # change it with threshold or num_perm.
     lsh_bands: int = 14
     lsh_rows: int = 4
 
@@ -94,10 +94,9 @@ def shingle_hashes(tokens: list[str], k: int) -> np.ndarray:
     """32-bit hashes (CRC-32) of the k-word shingles of ``tokens`` (one shingle for fewer words)."""
     if not tokens:
         return np.zeros(0, dtype=np.uint64)
-    grams = (
-        [" ".join(tokens)] if len(tokens) <= k else [" ".join(tokens[i : i + k]) for i in range(len(tokens) - k + 1)]
-    )
-    return np.fromiter((zlib.crc32(g.encode()) for g in set(grams)), dtype=np.uint64, count=len(set(grams)))
+    starts = range(max(1, len(tokens) - k + 1))
+    grams = {" ".join(tokens[i : i + k]) for i in starts}
+    return np.fromiter((zlib.crc32(g.encode()) for g in grams), dtype=np.uint64, count=len(grams))
 
 
 @dataclass(frozen=True)
@@ -122,6 +121,20 @@ class Permutations:
             phv = (hashes[None, :] * self.a[:, None] + self.b[:, None]) % _MERSENNE & _MAX_HASH
         return phv.min(axis=1).astype(np.uint32)
 
+    def signatures(self, texts: list[np.ndarray]) -> np.ndarray:
+        """:meth:`signature` of each of ``texts`` (shingle hashes), one row each, in one pass over
+        the batch's shingles (the same values: the permutation is elementwise)."""
+        out = np.full((len(texts), self.a.size), _MAX_HASH, dtype=np.uint32)
+        filled = [i for i, h in enumerate(texts) if h.size]
+        if not filled:
+            return out
+        hashes = np.concatenate([texts[i] for i in filled])
+        starts = np.cumsum([0] + [texts[i].size for i in filled[:-1]])
+        with np.errstate(over="ignore"):
+            phv = (hashes[None, :] * self.a[:, None] + self.b[:, None]) % _MERSENNE & _MAX_HASH
+        out[filled] = np.minimum.reduceat(phv, starts, axis=1).T.astype(np.uint32)
+        return out
+
 
 def story_id_of(source: str, item_id: str) -> int:
     """A story's id: a positive 63-bit number derived from its founding item (stable across runs)."""
@@ -135,7 +148,7 @@ class StoryIndex:
 
     config: DedupConfig = field(default_factory=DedupConfig)
     perms: Permutations | None = None
-    _lsh: MinHashLSH | None = None
+    _bands: list[dict[bytes, list[int]]] = field(default_factory=list)  # band value -> entries, per band
     _signatures: dict[int, np.ndarray] = field(default_factory=dict)
     # entry -> (story_id, published_ns, symbols)
     _meta: dict[int, tuple[int, int, frozenset[str]]] = field(default_factory=dict)
@@ -144,21 +157,30 @@ class StoryIndex:
 
     def __post_init__(self) -> None:
         self.perms = self.perms or Permutations.of(self.config.num_perm, self.config.seed)
-        bands_rows = (self.config.lsh_bands, self.config.lsh_rows)
-        from datasketch import MinHashLSH  # here, not at import: see the TYPE_CHECKING import
+        bands, rows = self.config.lsh_bands, self.config.lsh_rows
+        if bands < 1 or rows < 1 or bands * rows > self.config.num_perm:
+            raise ConfigurationError(
+                f"dedup LSH banding {bands} bands x {rows} rows does not fit {self.config.num_perm} permutations; "
+                "give bands, rows >= 1 with bands x rows <= num_perm"
+            )
+        self._bands = [{} for _ in range(bands)]
 
-        self._lsh = MinHashLSH(threshold=self.config.threshold, num_perm=self.config.num_perm, params=bands_rows)
+    def _shingles(self, headline: str, lead: str) -> np.ndarray:
+        return shingle_hashes(text_tokens(headline, lead, self.config.lead_words), self.config.shingle_words)
 
     def signature(self, headline: str, lead: str) -> np.ndarray:
         assert self.perms is not None
-        tokens = text_tokens(headline, lead, self.config.lead_words)
-        return self.perms.signature(shingle_hashes(tokens, self.config.shingle_words))
+        return self.perms.signature(self._shingles(headline, lead))
 
-    def _lean(self, signature: np.ndarray) -> Any:
-        """``signature`` as the LSH index stores it (datasketch's LeanMinHash, its legacy scheme)."""
-        from datasketch import LeanMinHash
+    def signatures(self, texts: Iterable[tuple[str, str]]) -> list[np.ndarray]:
+        """:meth:`signature` of each (headline, lead), computed for the batch at once."""
+        assert self.perms is not None
+        return list(self.perms.signatures([self._shingles(h, lead) for h, lead in texts]))
 
-        return LeanMinHash(seed=self.config.seed, hashvalues=signature.astype(np.uint64), scheme="legacy")
+    def _band_keys(self, signature: np.ndarray) -> list[bytes]:
+        rows = self.config.lsh_rows
+        data = np.ascontiguousarray(signature, dtype=np.uint32)
+        return [data[b * rows : (b + 1) * rows].tobytes() for b in range(len(self._bands))]
 
     def add(
         self,
@@ -171,7 +193,6 @@ class StoryIndex:
         symbols: Iterable[str] = (),
     ) -> None:
         """Know an item of ``story_id`` (a stored one, or one just assigned)."""
-        assert self._lsh is not None
         entry = len(self._meta)
         self._meta[entry] = (story_id, published_ns, frozenset(symbols))
         self._items[(source, item_id)] = story_id
@@ -179,7 +200,8 @@ class StoryIndex:
             self._urls.setdefault(url, entry)
         if signature.size and not (signature == _MAX_HASH).all():
             self._signatures[entry] = signature
-            self._lsh.insert(entry, self._lean(signature))
+            for table, key in zip(self._bands, self._band_keys(signature), strict=True):
+                table.setdefault(key, []).append(entry)
 
     def known(self, source: str, item_id: str) -> int | None:
         return self._items.get((source, item_id))
@@ -191,7 +213,6 @@ class StoryIndex:
         most similar LSH candidate at or above the threshold within the window that shares a
         symbol with the item (when both name symbols: the same wording about another company is
         another story)."""
-        assert self._lsh is not None
         window = int(self.config.window_hours * 3600 * 1e9)
         about = frozenset(symbols)
         if url and url in self._urls:
@@ -201,7 +222,10 @@ class StoryIndex:
         if signature.size == 0 or (signature == _MAX_HASH).all():
             return None
         best: tuple[float, int] | None = None
-        for entry in self._lsh.query(self._lean(signature)):
+        candidates: set[int] = set()
+        for table, key in zip(self._bands, self._band_keys(signature), strict=True):
+            candidates.update(table.get(key, ()))
+        for entry in sorted(candidates):
             story, seen, named = self._meta[entry]
             if abs(published_ns - seen) > window or (about and named and not about & named):
                 continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.errors import ConfigurationError
 from quality.dedup import (
     DedupConfig,
     StoryIndex,
@@ -102,3 +103,17 @@ def test_pairwise_scores_count_pairs_of_items_in_one_story() -> None:
     precision, recall = pairwise_scores(truth, found)
     assert precision == pytest.approx(1 / 2) and recall == pytest.approx(1 / 3)
     assert pairwise_scores([("a", "1")], [("a", "2")]) == (1.0, 1.0)
+
+
+def test_a_batch_of_signatures_equals_each_text_signed_alone() -> None:
+    index = StoryIndex(DedupConfig())
+    texts = [("ACME beats estimates", LEAD), ("", ""), ("Short", ""), ("Globex cuts guidance", LEAD[:40])]
+    batch = index.signatures(texts)
+    assert len(batch) == len(texts)
+    for (headline, lead), signature in zip(texts, batch, strict=True):
+        assert np.array_equal(signature, index.signature(headline, lead))
+
+
+def test_banding_that_does_not_fit_the_permutations_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="14 bands x 5 rows"):
+        StoryIndex(DedupConfig(lsh_bands=14, lsh_rows=5))

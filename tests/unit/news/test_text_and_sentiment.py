@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigurationError
-from features.sentiment import VADER, VADER_LM, labels, load_sentiment_model, symbol_sentiment
+from features.sentiment import VADER, VADER_LM, VaderModel, labels, load_sentiment_model, symbol_sentiment
 from quality.news_text import MAX_BODY_CHARS, cashtags, clean_text, guess_language, is_spam, split_symbols
 
 
@@ -71,3 +71,17 @@ def test_per_symbol_sentiment_reads_the_sentences_naming_each_symbol() -> None:
 def test_an_unknown_model_names_the_choices() -> None:
     with pytest.raises(ConfigurationError, match="vader"):
         load_sentiment_model("bert")
+
+
+def test_cached_sentiment_scores_equal_uncached_ones() -> None:
+    texts = [
+        "ACME shares surge on great results",
+        "ACME misses badly",
+        "ACME shares surge on great results",
+        "",
+        "Flat day",
+    ]
+    cached, uncached = VaderModel(cache_texts=2), VaderModel(cache_texts=0)
+    first, again = cached.score(texts), cached.score(texts)
+    assert np.array_equal(first, uncached.score(texts)) and np.array_equal(again, first)
+    assert len(cached._cache) <= 2 and first[0] > 0 > first[1]
