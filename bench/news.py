@@ -90,11 +90,52 @@ def _embedder(settings: Settings) -> tuple[Any, str | None]:
     try:
         from features.embeddings import load_model
 
-        model = load_model(settings.embeddings.model, batch_size=settings.embeddings.batch_size, threads=1)
+        model = load_model(
+            settings.embeddings.model,
+            batch_size=settings.embeddings.batch_size,
+            threads=1,
+            cache_dir=settings.embeddings.cache_dir,
+        )
         model.embed(["warm up"])
         return model, None
     except Exception as exc:  # the stage is reported absent with the reason, never faked
         return None, f"{type(exc).__name__}: {exc}"
+
+
+QUALITY_STORIES = 600  # stories the static model's neighbours are compared on (MiniLM runs ~45/s)
+
+
+def neighbour_overlap(model: Any, reference: Any, texts: list[str], k: int = 10) -> float:
+    """Mean share of each text's ``k`` nearest texts under ``model`` that are also among its ``k``
+    nearest under ``reference`` (recall@k of the reference's neighbours; 1.0: the same lists)."""
+    if len(texts) <= k:
+        raise ValueError(f"neighbour_overlap needs more than k={k} texts, got {len(texts)}")
+    tops = []
+    for m in (model, reference):
+        vectors = np.asarray(m.embed(texts), dtype=np.float32)
+        similarity = vectors @ vectors.T
+        np.fill_diagonal(similarity, -np.inf)
+        tops.append(np.argsort(-similarity, axis=1)[:, :k])
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(*tops, strict=True)]))
+
+
+def _quality(frame: pd.DataFrame, truth: dict[tuple[str, str], Any], embedder: Any) -> dict[str, Any] | None:
+    """The static model's neighbours against MiniLM's (the network it is distilled from) on one
+    text per true story (headline + summary of its first item, as the flow embeds a story)."""
+    from features.embeddings import MINILM, load_model, story_text
+
+    if embedder is None or embedder.name == MINILM:
+        return None
+    first = frame.assign(story=[str(truth[(s, i)].story) for s, i in zip(frame["source"], frame["id"], strict=True)])
+    first = first.drop_duplicates("story").head(QUALITY_STORIES)
+    texts = [
+        story_text(str(h), s if isinstance(s, str) else None)
+        for h, s in zip(first["headline"], first["summary"], strict=True)
+    ]
+    if len(texts) <= 10:
+        return None
+    recall = neighbour_overlap(embedder, load_model(MINILM, threads=1), texts)
+    return {"reference": MINILM, "stories": len(texts), "recall_at_10": round(recall, 4)}
 
 
 def run(settings: Settings, symbols: int = 60, days: int = 180, batch: int = 500, embed: bool = True) -> dict[str, Any]:
@@ -145,6 +186,7 @@ def run(settings: Settings, symbols: int = 60, days: int = 180, batch: int = 500
         stored = conn.execute("SELECT source, id, story_id, sentiment, vendor_sentiment FROM news.items").fetchall()
         conn.rollback()
     load_after = os.getloadavg()[0]
+    quality = _quality(frame, truth, embedder)
     n = len(frame)
     found = [(f"{s}:{i}", str(story)) for s, i, story, _, _ in stored]
     told = [(f"{s}:{i}", str(truth[(s, i)].story)) for s, i, _, _, _ in stored]
@@ -157,7 +199,7 @@ def run(settings: Settings, symbols: int = 60, days: int = 180, batch: int = 500
     stage_rates = {k: (round(n / v, 1) if v > 0 else None) for k, v in seconds.items()}
     if embedder is None:
         stage_rates["embedding"] = None
-    targets = {
+    targets: dict[str, dict[str, Any]] = {
         "items_per_s": {"target": TARGET_ITEMS_PER_S, "met": n / total >= TARGET_ITEMS_PER_S},
         "dedup_precision": {"target": TARGET_PRECISION, "met": precision >= TARGET_PRECISION},
         "dedup_recall": {"target": TARGET_RECALL, "met": recall >= TARGET_RECALL},
@@ -178,6 +220,7 @@ def run(settings: Settings, symbols: int = 60, days: int = 180, batch: int = 500
             "model": getattr(embedder, "name", None),
             "stories_embedded": embedded,
             "absent_reason": absent,
+            "quality_vs_minilm": quality,
         },
         "dedup_precision": round(precision, 4),
         "dedup_recall": round(recall, 4),

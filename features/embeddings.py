@@ -90,6 +90,13 @@ def _package_file(distribution: str, suffix: str) -> Path:
     )
 
 
+def minilm_files(model_path: Path | None = None, tokenizer_path: Path | None = None) -> tuple[Path, Path]:
+    """(the int8 ONNX network, its tokenizer.json) as the registry packages ship them."""
+    model = model_path or _package_file(_MODEL_PACKAGE, "model.onnx")
+    vocab = tokenizer_path or _package_file(_TOKENIZER_PACKAGE, f"all-MiniLM-L6-v2-onnx-int8/{_TOKENIZER_FILE}")
+    return model, vocab
+
+
 class MiniLMOnnx:
     """all-MiniLM-L6-v2 (int8 ONNX) on onnxruntime's CPU provider; loads lazily, thread-safe.
 
@@ -146,10 +153,7 @@ class MiniLMOnnx:
             import onnxruntime as ort
             from tokenizers import Tokenizer
 
-            model = self._model_path or _package_file(_MODEL_PACKAGE, "model.onnx")
-            vocab = self._tokenizer_path or _package_file(
-                _TOKENIZER_PACKAGE, f"all-MiniLM-L6-v2-onnx-int8/{_TOKENIZER_FILE}"
-            )
+            model, vocab = minilm_files(self._model_path, self._tokenizer_path)
             tokenizer = Tokenizer.from_file(str(vocab))
             tokenizer.enable_truncation(max_length=self.max_tokens)
             tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the longest text of each batch
@@ -220,17 +224,25 @@ def _checked_texts(texts: Sequence[str]) -> list[str]:
     return listed
 
 
-def load_model(spec: str = DEFAULT_MODEL, *, batch_size: int = 32, threads: int = 0) -> EmbeddingModel:
+def load_model(
+    spec: str = DEFAULT_MODEL, *, batch_size: int = 32, threads: int = 0, cache_dir: Path | None = None
+) -> EmbeddingModel:
     """The model ``spec`` names: the built-in ``all-minilm-l6-v2-int8`` (``batch_size`` texts per
-    forward pass, ``threads`` onnxruntime threads, 0 one per core), or ``"pkg.module:factory"``
-    (called without arguments; the result must have ``name``, ``dim`` and ``embed``). Nothing
-    loads until the model's first ``embed``."""
+    forward pass, ``threads`` onnxruntime threads, 0 one per core), the built-in
+    ``minilm-l6-v2-static`` (:mod:`features.static_embeddings`, its table cached in ``cache_dir``),
+    or ``"pkg.module:factory"`` (called without arguments; the result must have ``name``, ``dim``
+    and ``embed``). Nothing loads until the model's first ``embed``."""
     if spec == MINILM:
         return MiniLMOnnx(batch_size=batch_size, threads=threads)
+    from features.static_embeddings import STATIC_MINILM, StaticMiniLM
+
+    if spec == STATIC_MINILM:
+        return StaticMiniLM(cache_dir, threads=threads or 1)
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigurationError(
-            f"embeddings.model {spec!r} is neither the built-in {MINILM!r} nor an import path 'package.module:factory'"
+            f"embeddings.model {spec!r} is neither a built-in ({MINILM!r}, {STATIC_MINILM!r}) nor an import path "
+            "'package.module:factory'"
         )
     try:
         factory = getattr(importlib.import_module(module_name), attr)
@@ -248,13 +260,13 @@ _loaded: dict[tuple[str, int], EmbeddingModel] = {}
 _loaded_lock = threading.Lock()
 
 
-def process_model(spec: str = DEFAULT_MODEL, *, batch_size: int = 32) -> EmbeddingModel:
+def process_model(spec: str = DEFAULT_MODEL, *, batch_size: int = 32, cache_dir: Path | None = None) -> EmbeddingModel:
     """The model ``spec`` names, one instance per process for each (spec, batch size): a worker
     that runs many flows loads the network once (on its first ``embed``), not once per run."""
     with _loaded_lock:
         model = _loaded.get((spec, batch_size))
         if model is None:
-            model = _loaded[(spec, batch_size)] = load_model(spec, batch_size=batch_size)
+            model = _loaded[(spec, batch_size)] = load_model(spec, batch_size=batch_size, cache_dir=cache_dir)
         return model
 
 

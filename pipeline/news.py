@@ -295,7 +295,9 @@ class NewsModels:
         return cls(
             load_sentiment_model(news.sentiment_model),
             DedupConfig(threshold=news.dedup_threshold, window_hours=news.dedup_window_hours),
-            process_model(embeddings.model, batch_size=embeddings.batch_size) if embeddings.enabled else None,
+            process_model(embeddings.model, batch_size=embeddings.batch_size, cache_dir=embeddings.cache_dir)
+            if embeddings.enabled
+            else None,
         )
 
 

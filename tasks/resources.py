@@ -62,7 +62,7 @@ class RunResources:
         embeddings = self.settings.embeddings
         if not embeddings.enabled:
             return None
-        return process_model(embeddings.model, batch_size=embeddings.batch_size)
+        return process_model(embeddings.model, batch_size=embeddings.batch_size, cache_dir=embeddings.cache_dir)
 
     @cached_property
     def dedup(self) -> DedupConfig:

@@ -96,7 +96,11 @@ def _model(ctx: typer.Context):  # -> EmbeddingModel
     from features.embeddings import load_model
 
     settings = settings_of(ctx)
-    return load_model(settings.embeddings.model, batch_size=settings.embeddings.batch_size)
+    return load_model(
+        settings.embeddings.model,
+        batch_size=settings.embeddings.batch_size,
+        cache_dir=settings.embeddings.cache_dir,
+    )
 
 
 @app.command("search")

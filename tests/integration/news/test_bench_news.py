@@ -20,6 +20,7 @@ def test_bench_news_reports_every_figure(stack: Settings, marketpipe_cli) -> Non
     assert set(report["stage_seconds"]) == {"prepare", "dedup", "embedding", "store"}
     embedding = report["embedding"]
     assert embedding["present"] == (embedding["absent_reason"] is None)
+    assert "quality_vs_minilm" in embedding  # None for MiniLM itself, a recall@10 for another model
     assert embedding["present"] == (report["stage_items_per_s"]["embedding"] is not None)
     assert set(report["targets"]) == {"items_per_s", "dedup_precision", "dedup_recall"}
     assert report["targets_met"] == all(t["met"] for t in report["targets"].values())

@@ -123,7 +123,7 @@ def test_a_model_is_swapped_by_import_path() -> None:
 
 
 def test_a_bad_model_spec_is_a_configuration_error_naming_it() -> None:
-    with pytest.raises(ConfigurationError, match="'no-such-model' is neither the built-in"):
+    with pytest.raises(ConfigurationError, match="'no-such-model' is neither a built-in"):
         load_model("no-such-model")
     with pytest.raises(ConfigurationError, match="cannot be imported"):
         load_model("tests.support.embeddings:Missing")
