@@ -70,16 +70,21 @@ def sif_weights(vocab_size: int, coefficient: float = SIF_COEFFICIENT) -> np.nda
     return (coefficient / (coefficient + probability)).astype(np.float32)
 
 
-def pool(table: np.ndarray, token_ids: Sequence[Sequence[int]]) -> np.ndarray:
-    """Mean of each text's token rows, L2-normalised (a text without tokens: a zero row)."""
+def pool(table: np.ndarray, token_ids: Sequence[Sequence[int]], chunk_texts: int = 256) -> np.ndarray:
+    """Mean of each text's token rows, L2-normalised (a text without tokens: a zero row). Texts go
+    ``chunk_texts`` at a time: the gathered rows of a whole batch (tokens x 384 floats) would not
+    stay in cache."""
     out = np.zeros((len(token_ids), table.shape[1]), dtype=np.float32)
-    lengths = np.array([len(t) for t in token_ids], dtype=np.int64)
-    filled = np.flatnonzero(lengths)
-    if filled.size:
-        flat = np.fromiter((i for k in filled for i in token_ids[int(k)]), dtype=np.int64, count=int(lengths.sum()))
+    for begin in range(0, len(token_ids), chunk_texts):
+        chunk = token_ids[begin : begin + chunk_texts]
+        lengths = np.array([len(t) for t in chunk], dtype=np.int64)
+        filled = np.flatnonzero(lengths)
+        if not filled.size:
+            continue
+        flat = np.concatenate([np.asarray(chunk[int(k)], dtype=np.int64) for k in filled])
         starts = np.concatenate([[0], np.cumsum(lengths[filled])[:-1]])
         sums = np.add.reduceat(table[flat].astype(np.float32, copy=False), starts, axis=0)
-        out[filled] = sums / lengths[filled, None]
+        out[begin + filled] = sums / lengths[filled, None]
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     return (out / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
