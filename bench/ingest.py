@@ -562,11 +562,13 @@ async def _plain_pipeline(settings: Settings, symbols: list[str], first: date, l
     done: list = []
     try:
         names = list(request.symbols)
-        for offset in range(0, len(names), collection.batch_size):
-            waves = await asyncio.gather(*(one(s) for s in names[offset : offset + collection.batch_size]))
-            done += [r for results in waves for r in results]
+        async with resources.pooled_async_connections():
+            for offset in range(0, len(names), collection.batch_size):
+                waves = await asyncio.gather(*(one(s) for s in names[offset : offset + collection.batch_size]))
+                done += [r for results in waves for r in results]
     finally:
         await source.aclose()
+        resources.close()
     batch_quality([r for r in done if r is not None], settings.quality.min_quality_score)
     return stages
 

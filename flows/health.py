@@ -44,34 +44,34 @@ def health_flow(
     to the closed sessions a series may miss before it is stale (default: the health module's);
     quality is judged on top-level runs finished in the last ``quality_window_minutes`` (the
     schedule's interval, so each run is judged once)."""
-    resources = RunResources.from_settings(load_settings(overrides=overrides))
-    since = datetime.now(UTC) - timedelta(minutes=quality_window_minutes)
-    report = check_health_task(resources, allowed_missed_sessions)
-    counts = [DeadLetterCounts(**c) for c in report["dead_letters"]["by_source"].values()]
-    freshness = [freshness_from_dict(f) for f in report["freshness"] or []]
-    jobs = JobsReport.from_dict(report["jobs"]) if report["jobs"] else None
-    alerts = [
-        *quality_alerts_task(resources, since),
-        *stale_alerts(freshness),
-        *dead_letter_alerts(counts),
-        *job_alerts(jobs),
-        *stream_alerts(report.get("streams") or [], datetime.fromisoformat(report["checked_at"])),
-        *breaker_alerts(report["sources"]),
-        *replica_alerts(report.get("replication"), report["issues"]),
-    ]
-    logger = get_run_logger()
-    for alert in alerts:
-        emit_event(event=alert.event, resource=alert.resource(), payload=alert.payload())
-        logger.warning("%s: %s", alert.event, alert.message)
-    if not alerts and report["healthy"]:
-        logger.info("healthy")
-    create_markdown_artifact(
-        report_markdown(report, alerts), key="health-report", description="marketpipe health check"
-    )
-    emitted = [{"event": a.event, "resource_id": a.resource_id, "message": a.message} for a in alerts]
-    return {
-        "healthy": report["healthy"] and not alerts,
-        "issues": report["issues"],
-        "warnings": report["warnings"],
-        "alerts": emitted,
-    }
+    with RunResources.from_settings(load_settings(overrides=overrides)) as resources:
+        since = datetime.now(UTC) - timedelta(minutes=quality_window_minutes)
+        report = check_health_task(resources, allowed_missed_sessions)
+        counts = [DeadLetterCounts(**c) for c in report["dead_letters"]["by_source"].values()]
+        freshness = [freshness_from_dict(f) for f in report["freshness"] or []]
+        jobs = JobsReport.from_dict(report["jobs"]) if report["jobs"] else None
+        alerts = [
+            *quality_alerts_task(resources, since),
+            *stale_alerts(freshness),
+            *dead_letter_alerts(counts),
+            *job_alerts(jobs),
+            *stream_alerts(report.get("streams") or [], datetime.fromisoformat(report["checked_at"])),
+            *breaker_alerts(report["sources"]),
+            *replica_alerts(report.get("replication"), report["issues"]),
+        ]
+        logger = get_run_logger()
+        for alert in alerts:
+            emit_event(event=alert.event, resource=alert.resource(), payload=alert.payload())
+            logger.warning("%s: %s", alert.event, alert.message)
+        if not alerts and report["healthy"]:
+            logger.info("healthy")
+        create_markdown_artifact(
+            report_markdown(report, alerts), key="health-report", description="marketpipe health check"
+        )
+        emitted = [{"event": a.event, "resource_id": a.resource_id, "message": a.message} for a in alerts]
+        return {
+            "healthy": report["healthy"] and not alerts,
+            "issues": report["issues"],
+            "warnings": report["warnings"],
+            "alerts": emitted,
+        }

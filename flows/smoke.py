@@ -15,17 +15,17 @@ from tasks.smoke import hot_store_round_trip, lake_round_trip
 @flow(name="smoke", flow_run_name="smoke-{overrides_label}", log_prints=True)
 def smoke_flow(overrides: dict[str, Any] | None = None, overrides_label: str = "default") -> dict[str, Any]:
     run_id = str(flow_run.get_id())
-    resources = RunResources.from_settings(load_settings(overrides=overrides))
-    bars = hot_store_round_trip(resources)
-    key, size = lake_round_trip(resources, run_id)
-    get_run_logger().info("hot store: %d probe bars round-tripped; lake: %s (%d bytes)", bars, key, size)
-    return {
-        "bars": bars,
-        "lake_key": key,
-        "lake_bytes": size,
-        "flow_run_id": run_id,
-        "flow_run_name": flow_run.get_name(),
-    }
+    with RunResources.from_settings(load_settings(overrides=overrides)) as resources:
+        bars = hot_store_round_trip(resources)
+        key, size = lake_round_trip(resources, run_id)
+        get_run_logger().info("hot store: %d probe bars round-tripped; lake: %s (%d bytes)", bars, key, size)
+        return {
+            "bars": bars,
+            "lake_key": key,
+            "lake_bytes": size,
+            "flow_run_id": run_id,
+            "flow_run_name": flow_run.get_name(),
+        }
 
 
 def smoke(overrides: dict[str, Any] | None = None) -> dict[str, Any]:

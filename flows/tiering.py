@@ -28,23 +28,23 @@ def tiering_flow(
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Move old chunks of ``datasets`` (default: all of ``DATASETS``) to the lake."""
-    resources = RunResources.from_settings(load_settings(overrides=overrides))
-    names = [d.name for d in datasets_of(datasets or list(DATASETS))]
-    before = parse_when(older_than, "older_than") if older_than is not None else None
-    after = parse_when(newer_than, "newer_than") if newer_than is not None else None
-    compression = native_compression_task(resources)
-    moved = [tier_dataset_task(resources, name, before, after) for name in names]
-    rows, written = sum(m["rows"] for m in moved), sum(m["bytes_written"] for m in moved)
-    create_table_artifact(
-        [{k: m[k] for k in SUMMARY_COLUMNS} for m in moved],
-        key="tiering-summary",
-        description=f"{rows:,} rows, {written / 2**20:,.1f} MiB of Parquet moved to the lake; "
-        f"native compression: {compression['reason']}",
-    )
-    return {
-        "run_id": str(flow_run.get_id()),
-        "native_compression": compression,
-        "datasets": moved,
-        "rows": rows,
-        "bytes_written": written,
-    }
+    with RunResources.from_settings(load_settings(overrides=overrides)) as resources:
+        names = [d.name for d in datasets_of(datasets or list(DATASETS))]
+        before = parse_when(older_than, "older_than") if older_than is not None else None
+        after = parse_when(newer_than, "newer_than") if newer_than is not None else None
+        compression = native_compression_task(resources)
+        moved = [tier_dataset_task(resources, name, before, after) for name in names]
+        rows, written = sum(m["rows"] for m in moved), sum(m["bytes_written"] for m in moved)
+        create_table_artifact(
+            [{k: m[k] for k in SUMMARY_COLUMNS} for m in moved],
+            key="tiering-summary",
+            description=f"{rows:,} rows, {written / 2**20:,.1f} MiB of Parquet moved to the lake; "
+            f"native compression: {compression['reason']}",
+        )
+        return {
+            "run_id": str(flow_run.get_id()),
+            "native_compression": compression,
+            "datasets": moved,
+            "rows": rows,
+            "bytes_written": written,
+        }

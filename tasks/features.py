@@ -143,7 +143,8 @@ def features_shard_task(
             f"this Dask worker's settings give feature set {computed.version}, the run computes {feature_set}: "
             "give the workers the same features settings (and plugins) as the flow run's"
         )
-    return refresh_batch(RunResources.from_settings(settings), computed, symbols, timeframe, start, end)
+    with RunResources.from_settings(settings) as resources:
+        return refresh_batch(resources, computed, symbols, timeframe, start, end)
 
 
 async def publish_features(summary: FeaturesSummary) -> None:

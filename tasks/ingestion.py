@@ -46,7 +46,7 @@ async def collect_one(
     reprocess: bool,
     keep_parsed: bool = False,
 ) -> SymbolCollection:
-    async with await resources.aconnect(autocommit=True) as conn:
+    async with resources.aconnect(autocommit=True) as conn:
         return await collect_symbol(
             source, request, symbol, start, resources.lake, conn, run_id, reprocess, keep_parsed
         )
@@ -170,21 +170,22 @@ async def collect_all(
     progress = await acreate_progress_artifact(0.0, description=f"symbols collected from {request.source}")
     results: list[SymbolRun] = []
     try:
-        with terminal_progress(len(symbols), f"{request.source} {request.timeframe}") as advance:
-            for offset in range(0, len(symbols), collection.batch_size):
-                wave = symbols[offset : offset + collection.batch_size]
-                results += await symbol_wave_task(
-                    quote(resources),
-                    quote(source),
-                    quote(request),
-                    wave,
-                    quote({symbol: begin[symbol] for symbol in wave}),
-                    run_id,
-                    reprocess=starts is None,
-                    process=process,
-                )
-                advance(len(wave))
-                await aupdate_progress_artifact(progress, 100.0 * len(results) / len(symbols))
+        async with resources.pooled_async_connections():
+            with terminal_progress(len(symbols), f"{request.source} {request.timeframe}") as advance:
+                for offset in range(0, len(symbols), collection.batch_size):
+                    wave = symbols[offset : offset + collection.batch_size]
+                    results += await symbol_wave_task(
+                        quote(resources),
+                        quote(source),
+                        quote(request),
+                        wave,
+                        quote({symbol: begin[symbol] for symbol in wave}),
+                        run_id,
+                        reprocess=starts is None,
+                        process=process,
+                    )
+                    advance(len(wave))
+                    await aupdate_progress_artifact(progress, 100.0 * len(results) / len(symbols))
     finally:
         await source.aclose()
     return results

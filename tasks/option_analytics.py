@@ -63,7 +63,8 @@ def option_analytics_shard_task(
     """One shard on a Dask worker: settings from the worker's environment plus the run's public
     ``overrides``, then the same recompute as an ``option-analytics-batch`` task."""
     settings = load_settings(overrides=overrides)
-    return recompute_shard(RunResources.from_settings(settings), underlyings, start, end)
+    with RunResources.from_settings(settings) as resources:
+        return recompute_shard(resources, underlyings, start, end)
 
 
 async def recompute_batches(

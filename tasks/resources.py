@@ -1,24 +1,27 @@
-"""What a flow run works with, built once from its settings: the settings, a connection factory
-for the hot store and the lake.
+"""What a flow run works with, built once from its settings: the settings, connections to the
+hot store and the lake.
 
 Every task of the run takes this one object (passed ``quote``d: Prefect does not walk it) instead
-of rebuilding a lake client and reconnecting from the settings in each flow and helper. A
-connection is still opened per unit of work: psycopg connections are not shared between the
-threads and tasks that run at once.
+of rebuilding a lake client and reconnecting from the settings in each flow and helper. Each unit
+of work takes a connection of its own (psycopg connections are not shared between the threads and
+tasks that run at once) from the run's pool (db.pool): a connection opened for one symbol serves
+the next, instead of a backend started and authenticated per symbol and stage. The run closes its
+resources when it ends (``with RunResources.from_settings(...) as resources``, or :meth:`close`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import psycopg
 
 from core.settings import Settings
-from db.connect import async_database_connection, database_connection
+from db.connect import async_database_connection
+from db.pool import AsyncConnectionPool, ConnectionPool
 from features.embeddings import EmbeddingModel, process_model
 from features.sentiment import SentimentModel, load_sentiment_model
 from quality.dedup import DedupConfig
@@ -33,10 +36,34 @@ class RunResources:
     """The settings of a run, its lake, and connections to its hot store on demand."""
 
     settings: Settings
+    _pool: ConnectionPool | None = field(default=None, init=False, repr=False)
+    _async_pool: AsyncConnectionPool | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunResources:
         return cls(settings)
+
+    def __enter__(self) -> RunResources:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (a Dask worker, a subprocess): the settings and what is cheap to rebuild, no
+        connection."""
+        return {**self.__dict__, "_pool": None, "_async_pool": None}
+
+    def close(self) -> None:
+        """Close the run's idle connections (the resources stay usable: a later call opens new ones)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    @property
+    def keep_connections(self) -> int:
+        """Idle connections the run keeps: one per symbol in flight, and two for the flow's own steps."""
+        return self.settings.collection.max_parallel_symbols + 2
 
     @cached_property
     def lake(self) -> Lake:
@@ -70,14 +97,36 @@ class RunResources:
         news = self.settings.news
         return DedupConfig(threshold=news.dedup_threshold, window_hours=news.dedup_window_hours)
 
-    def connect(self, **kwargs: Any) -> psycopg.Connection:
-        """A new synchronous connection (use as a context manager; ``autocommit=True`` and the like
-        pass through)."""
-        return database_connection(self.settings, **kwargs)
+    @contextmanager
+    def connect(self, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+        """A synchronous connection of the run's pool for the block (committed at its end; rolled
+        back and closed on an exception)."""
+        if self._pool is None:
+            self._pool = ConnectionPool(self.settings, keep=self.keep_connections)
+        with self._pool.connection(autocommit=autocommit) as conn:
+            yield conn
 
-    async def aconnect(self, **kwargs: Any) -> psycopg.AsyncConnection:
-        """A new asyncio connection (use as an async context manager)."""
-        return await async_database_connection(self.settings, **kwargs)
+    @asynccontextmanager
+    async def pooled_async_connections(self) -> AsyncIterator[None]:
+        """Within the block, :meth:`aconnect` reuses connections (an asyncio connection belongs to
+        its event loop: the pool lives as long as the block, in the loop that runs it)."""
+        pool = self._async_pool = AsyncConnectionPool(self.settings, keep=self.keep_connections)
+        try:
+            yield
+        finally:
+            self._async_pool = None
+            await pool.close()
+
+    @asynccontextmanager
+    async def aconnect(self, autocommit: bool = False) -> AsyncIterator[psycopg.AsyncConnection]:
+        """An asyncio connection for the block: from the pool inside :meth:`pooled_async_connections`,
+        else a new one, closed at the end."""
+        if self._async_pool is not None:
+            async with self._async_pool.connection(autocommit=autocommit) as conn:
+                yield conn
+            return
+        async with await async_database_connection(self.settings, autocommit=autocommit) as conn:
+            yield conn
 
     @contextmanager
     def router(self) -> Iterator[StorageRouter]:

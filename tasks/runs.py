@@ -59,15 +59,16 @@ class RecordedRun:
 @contextmanager
 def recorded_run(flow: str, overrides: dict[str, Any] | None) -> Iterator[RecordedRun]:
     """Time the body, give it the run's settings and resources, record its ``summary`` at the end
-    (as a sub-flow of the parent run, if any)."""
+    (as a sub-flow of the parent run, if any); close the run's connections whatever happens."""
     began = time.monotonic()
     settings = load_settings(overrides=overrides)
-    run = RecordedRun(flow, RunResources.from_settings(settings), str(flow_run.get_id() or uuid.uuid4()), began)
-    yield run
-    summary: TimedSummary | None = run.summary
-    if summary is None:
-        return
-    summary.seconds = run.elapsed()
-    metrics = run_metrics(summary, flow, parent_run_id=flow_run.parent_flow_run_id)
-    with run.resources.connect() as conn:
-        record_run(conn, metrics)
+    with RunResources.from_settings(settings) as resources:
+        run = RecordedRun(flow, resources, str(flow_run.get_id() or uuid.uuid4()), began)
+        yield run
+        summary: TimedSummary | None = run.summary
+        if summary is None:
+            return
+        summary.seconds = run.elapsed()
+        metrics = run_metrics(summary, flow, parent_run_id=flow_run.parent_flow_run_id)
+        with run.resources.connect() as conn:
+            record_run(conn, metrics)
