@@ -24,6 +24,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import Generic, TypeVar
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -31,23 +32,32 @@ from psycopg.pq import TransactionStatus
 from core.settings import Settings
 from db.connect import async_database_connection, connection_lost, database_connection
 
+C = TypeVar("C", psycopg.Connection, psycopg.AsyncConnection)
+
 
 def _reusable(conn: psycopg.Connection | psycopg.AsyncConnection) -> bool:
     return not conn.closed and not conn.broken and conn.info.transaction_status == TransactionStatus.IDLE
 
 
-class ConnectionPool:
-    """Synchronous connections to the settings' database, reused across units of work and threads."""
+class _Pool(Generic[C]):
+    """What both pools hold: the settings to connect with, up to ``keep`` idle connections."""
 
     def __init__(self, settings: Settings, keep: int) -> None:
         if keep < 1:
             raise ValueError(f"keep={keep!r}: a pool keeps at least one idle connection")
         self._settings = settings
         self._keep = keep
-        self._idle: list[psycopg.Connection] = []
-        self._lock = threading.Lock()
+        self._idle: list[C] = []
         self._closed = False
         self.opened = 0  # connections opened over the pool's life (the rest were reuses)
+
+
+class ConnectionPool(_Pool[psycopg.Connection]):
+    """Synchronous connections to the settings' database, reused across units of work and threads."""
+
+    def __init__(self, settings: Settings, keep: int) -> None:
+        super().__init__(settings, keep)
+        self._lock = threading.Lock()
 
     @contextmanager
     def connection(self, autocommit: bool = False) -> Iterator[psycopg.Connection]:
@@ -97,17 +107,8 @@ class ConnectionPool:
         conn.close()
 
 
-class AsyncConnectionPool:
+class AsyncConnectionPool(_Pool[psycopg.AsyncConnection]):
     """Asyncio connections to the settings' database, reused by the tasks of one event loop."""
-
-    def __init__(self, settings: Settings, keep: int) -> None:
-        if keep < 1:
-            raise ValueError(f"keep={keep!r}: a pool keeps at least one idle connection")
-        self._settings = settings
-        self._keep = keep
-        self._idle: list[psycopg.AsyncConnection] = []
-        self._closed = False
-        self.opened = 0
 
     @asynccontextmanager
     async def connection(self, autocommit: bool = False) -> AsyncIterator[psycopg.AsyncConnection]:
