@@ -171,7 +171,11 @@ class EmbeddedPostgres:
             "timescaledb.max_background_workers": "16",
             "max_worker_processes": "32",
             "max_connections": "200",
-            "shared_buffers": "256MB",
+            # The HNSW graphs a news search without a time range walks (every chunk's: 1.1 GB at 1M
+            # stories, migration 0024) must stay in shared_buffers: a page read from the OS cache
+            # instead costs ~8 us, ~10 ms per chunk (bench/news_search.py). 3 GB of 24 GiB; pages are
+            # allocated as they are used.
+            "shared_buffers": "3GB",
             "max_wal_size": "2GB",
             "password_encryption": "scram-sha-256",
             # Streaming replication to the read replica (`marketpipe up --replica`): PostgreSQL's

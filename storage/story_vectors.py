@@ -1,4 +1,4 @@
-"""One embedding per news story in ``news.story_embeddings`` (migration 0022, pgvector), and the
+"""One embedding per news story in ``news.story_embeddings`` (migrations 0022 and 0024, pgvector), and the
 nearest stories to a vector in a time range, for some symbols.
 
 The table is a hypertable on ``first_seen`` (the story's earliest publication); its key is
@@ -8,10 +8,12 @@ story" is kept here: :func:`upsert_story_vectors` deletes a story's row stored u
 new one, in one transaction, so an update always replaces and a failed batch stores nothing.
 
 Search is cosine distance (``<=>``; vectors are unit length) through the HNSW index of each chunk the
-time range keeps. With a filter (symbols, a story left out, the model) pgvector 0.8's iterative
-index scan (``hnsw.iterative_scan = relaxed_order``) goes on reading the index until ``k`` rows pass
-it, and the outer query puts the few rows that scan returns slightly out of order back in order.
-HNSW is approximate: a search may miss a true neighbour (recall is measured by the news bench).
+time range keeps (90-day chunks). The index holds a half-precision copy of each vector (halfvec): the
+scan picks twice ``k`` candidates in that order and they are ranked by the stored float32 vectors, so
+the distances returned are exact. With a filter (symbols, a story left out, the model) pgvector 0.8's
+iterative index scan (``hnsw.iterative_scan = relaxed_order``) goes on reading the index until enough
+rows pass it. HNSW is approximate: a search may miss a true neighbour (recall is measured by the news
+bench).
 
 Vectors travel in pgvector's binary format (the ``pgvector`` package's psycopg 3 adapter).
 """
@@ -22,6 +24,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -36,6 +39,7 @@ TABLE = "news.story_embeddings"
 DIMENSIONS = 384  # the column's vector(384): all-MiniLM-L6-v2
 MAX_K = 1000  # hnsw.ef_search's ceiling: an HNSW scan cannot return more rows than that
 _EF_SEARCH_MIN = 40  # candidates an HNSW scan keeps (pgvector's default); more: better recall, slower
+_RERANK_FACTOR = 2  # the index's half-precision order picks k * this stories; float32 distances rank them
 
 
 @dataclass(frozen=True)
@@ -266,33 +270,9 @@ def search_vectors(
     if ef_search is not None and not (isinstance(ef_search, int) and k <= ef_search <= MAX_K):
         raise RequestError(f"ef_search={ef_search!r}: give between k ({k}) and {MAX_K} candidates per index scan")
     _checked_range(since, until)
-    wanted = normalize_symbols(symbols)
-    left_out = [int(s) for s in exclude]
-    where = [sql.SQL("model = %(model)s")]
-    if since is not None:
-        where.append(sql.SQL("first_seen >= %(since)s"))
-    if until is not None:
-        where.append(sql.SQL("first_seen < %(until)s"))
-    if wanted:
-        where.append(sql.SQL("symbols && %(symbols)s::text[]"))
-    if left_out:
-        where.append(sql.SQL("story_id <> ALL(%(exclude)s::bigint[])"))
-    statement = sql.SQL(
-        "WITH nearest AS MATERIALIZED ("
-        " SELECT story_id, first_seen, embedding <=> %(q)s AS distance FROM news.story_embeddings"
-        " WHERE {where} ORDER BY embedding <=> %(q)s LIMIT %(k)s)"
-        " SELECT n.story_id, n.first_seen, n.distance, s.headline, s.symbols, s.canonical_url"
-        " FROM nearest n JOIN news.stories s ON s.story_id = n.story_id ORDER BY n.distance, n.story_id"
-    ).format(where=sql.SQL(" AND ").join(where))
-    params = {
-        "q": Vector(query),
-        "model": model,
-        "since": since,
-        "until": until,
-        "symbols": list(wanted),
-        "exclude": left_out,
-        "k": k,
-    }
+    statement, params = search_statement(
+        query, model=model, k=k, since=since, until=until, symbols=normalize_symbols(symbols), exclude=exclude
+    )
     prepare(conn)
     candidates = str(ef_search or max(_EF_SEARCH_MIN, min(2 * k, MAX_K)))
     with conn.transaction():
@@ -303,6 +283,53 @@ def search_vectors(
         )
         rows = conn.execute(statement, params).fetchall()
     return [StoryHit(r[0], r[1], _finite(r[2]), r[3], tuple(r[4]), r[5]) for r in rows]
+
+
+def search_statement(
+    query: np.ndarray,
+    *,
+    model: str,
+    k: int,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    symbols: Sequence[str] = (),
+    exclude: Iterable[int] = (),
+) -> tuple[sql.Composed, dict[str, Any]]:
+    """The statement :func:`search_vectors` runs and its parameters (arguments already checked)."""
+    wanted = tuple(symbols)
+    left_out = [int(s) for s in exclude]
+    where = [sql.SQL("model = %(model)s")]
+    if since is not None:
+        where.append(sql.SQL("first_seen >= %(since)s"))
+    if until is not None:
+        where.append(sql.SQL("first_seen < %(until)s"))
+    if wanted:
+        where.append(sql.SQL("symbols && %(symbols)s::text[]"))
+    if left_out:
+        where.append(sql.SQL("story_id <> ALL(%(exclude)s::bigint[])"))
+    # The index orders by the half-precision copy (the expression of migration 0024's index, to the
+    # letter); the pool it yields is re-ranked by the stored float32 vectors, and only the k kept
+    # are joined to their stories.
+    statement = sql.SQL(
+        "WITH nearest AS MATERIALIZED ("
+        " SELECT story_id, first_seen, embedding <=> %(q)s AS distance FROM ("
+        "  SELECT story_id, first_seen, embedding FROM news.story_embeddings"
+        "  WHERE {where} ORDER BY embedding::halfvec({dim}) <=> %(q)s::halfvec({dim}) LIMIT %(pool)s) pool"
+        " ORDER BY distance, story_id LIMIT %(k)s)"
+        " SELECT n.story_id, n.first_seen, n.distance, s.headline, s.symbols, s.canonical_url"
+        " FROM nearest n JOIN news.stories s ON s.story_id = n.story_id ORDER BY n.distance, n.story_id"
+    ).format(where=sql.SQL(" AND ").join(where), dim=sql.Literal(DIMENSIONS))
+    params = {
+        "q": Vector(query),
+        "model": model,
+        "since": since,
+        "until": until,
+        "symbols": list(wanted),
+        "exclude": left_out,
+        "k": k,
+        "pool": min(_RERANK_FACTOR * k, MAX_K),
+    }
+    return statement, params
 
 
 def more_like_story(

@@ -8,8 +8,10 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import psycopg
 import pytest
+from psycopg import sql
 
 from core.errors import MigrationError, StorageError
 from core.settings import Settings
@@ -18,7 +20,7 @@ from db.migrate import migrate
 from features.embeddings import MiniLMOnnx
 from features.news_search import StoryText, search_news, store_story_embeddings, stories_like
 from stack.postgres import EmbeddedPostgres
-from storage.story_vectors import count_story_vectors, story_vector
+from storage.story_vectors import count_story_vectors, prepare, search_statement, search_vectors, story_vector
 from tests.support.cli import run_cli
 
 # Story ids and times of this module only (other tests share the session's database).
@@ -69,13 +71,40 @@ def test_the_table_is_a_hypertable_with_an_hnsw_index_on_pgvector(conn: psycopg.
         " WHERE hypertable_schema = 'news' AND hypertable_name = 'story_embeddings'"
     ).fetchall()
     assert dims == [("first_seen",)]
+    interval = conn.execute(
+        "SELECT time_interval FROM timescaledb_information.dimensions"
+        " WHERE hypertable_schema = 'news' AND hypertable_name = 'story_embeddings'"
+    ).fetchone()
+    assert interval == (timedelta(days=90),)  # migration 0024: fewer graphs for a search without a range
     indexes = {
         r[0]
         for r in conn.execute(
             "SELECT indexdef FROM pg_indexes WHERE schemaname = 'news' AND tablename = 'story_embeddings'"
         ).fetchall()
     }
-    assert any("USING hnsw (embedding vector_cosine_ops)" in d for d in indexes), indexes
+    assert any("USING hnsw (((embedding)::halfvec(384)) halfvec_cosine_ops)" in d for d in indexes), indexes
+
+
+def test_the_search_reads_the_hnsw_index_and_ranks_by_the_float32_vectors(
+    stored, conn: psycopg.Connection, model: MiniLMOnnx
+) -> None:
+    query = model.embed([SYNDICATED_COPY])[0]
+    statement, params = search_statement(query, model=model.name, k=3)  # no range: every chunk's graph
+    prepare(conn)
+    with conn.transaction():
+        # with the other scans priced out (the test's chunks are small), a query whose ORDER BY did not
+        # match the index expression would still scan: the plan names the HNSW index only when they match
+        conn.execute("SET LOCAL enable_seqscan = off")
+        conn.execute("SET LOCAL enable_bitmapscan = off")
+        plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN ") + statement, params).fetchall())
+    assert "story_embeddings_hnsw_idx" in plan, plan
+    hits = search_vectors(conn, query, model=model.name, k=3, since=T0 - timedelta(days=1))
+    for hit in hits:
+        stored_vector = story_vector(conn, hit.story_id, model.name)
+        assert stored_vector is not None
+        exact = 1.0 - float(np.dot(query.astype(np.float64), stored_vector.embedding.astype(np.float64)))
+        assert abs(hit.distance - exact) < 5e-6  # float32 arithmetic; half precision is ~3e-5 off
+    assert [h.distance for h in hits] == sorted(h.distance for h in hits)
 
 
 def test_the_syndicated_copy_finds_its_story_first(stored, conn: psycopg.Connection, model: MiniLMOnnx) -> None:

@@ -9,7 +9,15 @@ import pytest
 
 from core.errors import RequestError
 from db.migrate import required_extensions
-from storage.story_vectors import DIMENSIONS, StoryHit, checked_vector, normalize_symbols, search_vectors
+from storage.story_vectors import (
+    DIMENSIONS,
+    MAX_K,
+    StoryHit,
+    checked_vector,
+    normalize_symbols,
+    search_statement,
+    search_vectors,
+)
 
 
 def test_a_vector_must_have_the_table_dimension_and_be_finite_and_nonzero() -> None:
@@ -48,6 +56,17 @@ def test_symbols_are_upper_cased_stripped_and_deduplicated() -> None:
 def test_bad_search_arguments_are_refused_before_any_query(kwargs: dict, message: str) -> None:
     with pytest.raises(RequestError, match=message):
         search_vectors(None, np.ones(DIMENSIONS), model="m", **kwargs)  # type: ignore[arg-type]  # no connection used
+
+
+def test_the_index_orders_by_half_precision_and_twice_k_candidates_are_ranked_in_float32() -> None:
+    statement, params = search_statement(np.ones(DIMENSIONS, dtype=np.float32), model="m", k=10, symbols=("AAPL",))
+    text = statement.as_string(None)
+    # migration 0024's index expression, to the letter: another spelling would not use the index
+    assert "ORDER BY embedding::halfvec(384) <=> %(q)s::halfvec(384) LIMIT %(pool)s" in text
+    assert "embedding <=> %(q)s AS distance" in text and "ORDER BY distance, story_id LIMIT %(k)s" in text
+    assert "symbols && %(symbols)s::text[]" in text and "first_seen >=" not in text and "story_id <> ALL" not in text
+    assert (params["k"], params["pool"], params["symbols"]) == (10, 20, ["AAPL"])
+    assert search_statement(np.ones(DIMENSIONS, dtype=np.float32), model="m", k=MAX_K)[1]["pool"] == MAX_K
 
 
 def test_similarity_is_one_minus_the_cosine_distance() -> None:
