@@ -28,7 +28,10 @@ stored afterwards: bars, raw-page manifest rows, watermarks, dead letters, raw-z
   of ``latency_sessions`` sessions each (one page per symbol) go through the flow, and the naive
   loop runs under the same latency. ``rate_limit_utilization`` is the requests the sandbox served
   over the seconds from the run's first request to its last, against the limit;
-  ``end_to_end_vs_naive_latency`` the bars/s ratio.
+  ``end_to_end_vs_naive_latency`` the bars/s ratio. With ``latency_workers`` N > 1 the flow part
+  is N flows in processes of their own, each a shard of the symbols, sharing the rate limit through
+  the Prefect server as the workers of a process pool do (``refused_429`` shows whether the shared
+  limit held).
 
 CPU: ``cpu_vs_writer`` is the whole stack's CPU per bar in the end-to-end run over the hot
 writer's alone (this process + the database) storing as many rows into ``market.bars_intraday``
@@ -55,10 +58,13 @@ import os
 import resource
 import secrets
 import string
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -283,8 +289,8 @@ def render_table(report: dict[str, Any]) -> str:
     rows = [
         ("measure", "result", "reference / ratio", "target"),
         (
-            "rate limit, under latency",
-            f"{latency.get('requests_per_second', 0)} req/s",
+            f"rate limit, under latency ({latency.get('workers', 1)} worker(s))",
+            f"{latency.get('requests_per_second', 0)} req/s, {latency.get('refused_429', 0)} refused",
             f"limit {latency.get('rate_limit')} req/s",
             judged("rate_limit_utilization", f"{100 * (report['rate_limit_utilization'] or 0):.1f} %"),
         ),
@@ -513,6 +519,54 @@ def end_to_end(
     )
 
 
+def shard_main(spec: str) -> None:
+    """One worker of the sharded latency part, in a process of its own (see :func:`sharded_end_to_end`):
+    its symbols through ``ingest_flow``; what it did is written to the spec's ``out`` file."""
+    args = json.loads(spec)
+    settings = load_settings(overrides=args["overrides"])
+    os.environ.update(settings.prefect.client_environment())
+    first, last = date.fromisoformat(args["first"]), date.fromisoformat(args["last"])
+    seconds, summary = end_to_end(settings, args["symbols"], first, last, args["overrides"])
+    Path(args["out"]).write_text(json.dumps({"seconds": seconds, "failed": summary["failed"]}))
+
+
+def sharded_end_to_end(
+    shards: list[list[str]], first: date, last: date, overrides: dict[str, Any], timeout: float = 900.0
+) -> tuple[float, list[dict[str, Any]]]:
+    """Each shard through ``ingest_flow`` in a Python process of its own, all at once: what N
+    workers of a process work pool do with the ``pipeline/ingest-shard`` deployment (the rate
+    limit is shared through the Prefect server). Returns the wall seconds from the first process
+    started to the last finished (their start-up included, as a worker's flow-run process pays it),
+    and each shard's outcome."""
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        started = []
+        began = time.perf_counter()
+        for index, shard in enumerate(shards):
+            out, log = Path(tmp) / f"shard-{index}.json", Path(tmp) / f"shard-{index}.log"
+            spec = {"symbols": shard, "first": first.isoformat(), "last": last.isoformat()}
+            spec |= {"overrides": overrides, "out": str(out)}
+            command = [sys.executable, "-c", "import sys; from bench.ingest import shard_main; shard_main(sys.argv[1])"]
+            with log.open("wb") as sink:
+                process = subprocess.Popen([*command, json.dumps(spec)], stdout=sink, stderr=subprocess.STDOUT)
+            started.append((process, out, log))
+        try:
+            for process, _, _ in started:
+                process.wait(timeout=max(1.0, timeout - (time.perf_counter() - began)))
+        finally:
+            for process, _, _ in started:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+        seconds = time.perf_counter() - began
+        outcomes = []
+        for process, out, log in started:
+            if process.returncode != 0 or not out.exists():
+                tail = log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"a shard of the latency part failed (exit {process.returncode}): {tail}")
+            outcomes.append(json.loads(out.read_text()))
+    return seconds, outcomes
+
+
 async def _plain_pipeline(settings: Settings, symbols: list[str], first: date, last: date) -> dict[str, float]:
     """What ``ingest_flow(incremental=False)`` does, with the plain functions and no Prefect: in
     waves of ``batch_size``, ``max_parallel_symbols`` symbols at once, each collected and then its
@@ -695,23 +749,32 @@ def under_latency(
     first: date,
     last: date,
     overrides: dict[str, Any] | None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """The flow and the naive loop against the sandbox with its network model and the plan's rate
-    limit on (for :data:`SOURCE` only; turned off again whatever happens)."""
+    limit on (for :data:`SOURCE` only; turned off again whatever happens). With ``workers`` > 1
+    the symbols are split into that many shards, each run by a flow in a process of its own
+    (:func:`sharded_end_to_end`), sharing the rate limit."""
     import httpx
 
     limit = settings.rate_limits[SOURCE].requests_per_second
-    collection = latency_collection(limit, len(symbols))
+    shards = [symbols[index::workers] for index in range(workers)]
+    collection = latency_collection(limit, len(shards[0]))
     overrides = {**(overrides or {}), "collection": {**(overrides or {}).get("collection", {}), **collection}}
     with httpx.Client(base_url=settings.sandbox.base_url, timeout=30.0) as control:
         model = {**VENDOR_LATENCY, "requests_per_second": limit, "vendors": [SOURCE]}
         control.post("/_sandbox/latency", json=model).raise_for_status()
         try:
             before = control.get("/_sandbox/stats").json()
-            seconds, summary = end_to_end(settings, symbols, first, last, overrides)
+            if workers == 1:
+                seconds, summary = end_to_end(settings, symbols, first, last, overrides)
+                failed = summary["failed"]
+            else:
+                seconds, outcomes = sharded_end_to_end(shards, first, last, overrides)
+                failed = [symbol for outcome in outcomes for symbol in outcome["failed"]]
             after = control.get("/_sandbox/stats").json()
-            if summary["failed"]:
-                raise RuntimeError(f"the benchmark flow failed under latency for {summary['failed']}")
+            if failed:
+                raise RuntimeError(f"the benchmark flow failed under latency for {failed}")
             naive_seconds, naive_bars = naive(settings, naive_symbols, first, last)
         finally:
             control.delete("/_sandbox/latency")
@@ -728,6 +791,7 @@ def under_latency(
         "collection": collection,
         "mean_latency_ms": round(1000 * mean_latency_seconds(), 1),
         "rate_limit": limit,
+        "workers": workers,
         "symbols": len(symbols),
         "bars": stored_bars(settings, symbols),
         "seconds": round(seconds, 3),
@@ -750,12 +814,15 @@ def run(
     latency_symbols: int = 400,
     latency_sessions: int = 5,
     latency_naive_symbols: int = 20,
+    latency_workers: int = 1,
 ) -> dict[str, Any]:
     """Measure every part on the running stack; returns the report (see :func:`summarize`).
 
     ``overrides`` go to the flow (and to the settings of the other parts), e.g.
     ``{"collection": {"max_parallel_symbols": 8}}``.
     """
+    if not 1 <= latency_workers <= latency_symbols:
+        raise ValueError(f"latency_workers={latency_workers}: give between 1 and latency_symbols ({latency_symbols})")
     if overrides:
         settings = load_settings(overrides=overrides)
     os.environ.update(settings.prefect.client_environment())  # before Prefect is imported
@@ -808,7 +875,7 @@ def run(
     latency_first, latency_last = session_range(latency_sessions)
     try:
         parts["latency"] = under_latency(
-            settings, latency_names, latency_naive_names, latency_first, latency_last, overrides
+            settings, latency_names, latency_naive_names, latency_first, latency_last, overrides, latency_workers
         )
     finally:
         delete_symbols(settings, latency_names)
@@ -828,6 +895,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--latency-sessions", type=int, default=5, help="sessions per symbol (one page) under latency (default 5)"
     )
+    parser.add_argument(
+        "--latency-workers", type=int, default=1, help="flow processes sharing the rate limit under latency (default 1)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args(argv)
     report = run(
@@ -838,6 +908,7 @@ def main(argv: list[str] | None = None) -> int:
         naive_symbols=args.naive_symbols,
         latency_symbols=args.latency_symbols,
         latency_sessions=args.latency_sessions,
+        latency_workers=args.latency_workers,
     )
     print(json.dumps(report, indent=2) if args.json else render_table(report))
     return 0

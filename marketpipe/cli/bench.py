@@ -29,6 +29,12 @@ def bench_ingest(
     latency_sessions: Annotated[
         int, typer.Option(min=1, max=100, help="sessions per symbol (one vendor page) under latency")
     ] = 5,
+    latency_workers: Annotated[
+        int,
+        typer.Option(
+            min=1, max=8, help="flow processes sharing the rate limit under latency, each a shard of the symbols"
+        ),
+    ] = 1,
     as_json: JsonReport = False,
 ) -> None:
     """End-to-end ingest vs a naive baseline on loopback and under a vendor's latency and rate
@@ -43,6 +49,7 @@ def bench_ingest(
         naive_symbols=naive_symbols,
         latency_symbols=latency_symbols,
         latency_sessions=latency_sessions,
+        latency_workers=latency_workers,
     )
     typer.echo(json.dumps(report, indent=2, default=str) if as_json else bench.render_table(report))
 

@@ -5,9 +5,10 @@ broken benchmark is found here, not when someone measures (the full-size figures
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
-from bench.ingest import render_table, run
+from bench.ingest import _unused_tag, bench_symbols, delete_symbols, render_table, run, session_range, under_latency
 from core.settings import Settings
 from db.connect import database_connection
 
@@ -60,3 +61,22 @@ def test_tiny_benchmark_reports_positive_figures_and_cleans_up(stack: Settings) 
             {"p": patterns},
         ).fetchone()[0]
     assert left == 0  # the benchmark deleted what it stored
+
+
+def test_the_latency_part_in_two_worker_processes_shares_the_rate_limit(stack: Settings) -> None:
+    """Two flows in processes of their own, a shard of the symbols each (what two workers of the
+    ingest-shard deployment do): every symbol stored once, one page each, nothing refused by the
+    plan's limit (the limit is shared through the Prefect server)."""
+    os.environ.update(stack.prefect.client_environment())
+    tag = _unused_tag(stack, ("L", "M"))
+    names, naive_names = bench_symbols("L", tag, 4), bench_symbols("M", tag, 1)
+    first, last = session_range(1)
+    try:
+        latency = under_latency(stack, names, naive_names, first, last, None, workers=2)
+        assert latency["workers"] == 2 and latency["symbols"] == 4
+        assert latency["bars"] == 4 * 390 and latency["requests"] == 4 and latency["refused_429"] == 0
+        assert 0 < latency["utilization"] <= 1.0 and latency["naive_bars"] == 390
+    finally:
+        delete_symbols(stack, names)
+    with database_connection(stack) as conn:
+        assert conn.execute("SELECT count(*) FROM ops.raw_pages WHERE symbol = ANY(%s)", (names,)).fetchone()[0] == 0
