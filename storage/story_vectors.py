@@ -147,41 +147,45 @@ def upsert_story_vectors(conn: psycopg.Connection, rows: Sequence[StoryVector], 
     if not latest:
         return 0
     prepare(conn)
-    ids = list(latest)
-    firsts = [latest[i].first_seen for i in ids]
-    params = [
-        (
-            i,
-            latest[i].first_seen,
-            list(normalize_symbols(latest[i].symbols)),
-            model,
-            Vector(checked_vector(latest[i].embedding)),
-        )
-        for i in ids
-    ]
     try:
         with conn.transaction(), conn.cursor() as cur:
+            # the batch goes in by one binary COPY into a table of this transaction, then two statements
+            cur.execute(
+                "CREATE TEMP TABLE story_vectors_batch (story_id bigint, first_seen timestamptz, symbols text[],"
+                f" embedding vector({DIMENSIONS}))"
+            )
+            with cur.copy("COPY story_vectors_batch FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["bigint", "timestamptz", "text[]", "vector"])
+                for story_id, row in latest.items():
+                    copy.write_row(
+                        (
+                            story_id,
+                            row.first_seen,
+                            list(normalize_symbols(row.symbols)),
+                            Vector(checked_vector(row.embedding)),
+                        )
+                    )
             # the story stored under another first_seen (it moved earlier): the new row replaces it
             cur.execute(
-                "DELETE FROM news.story_embeddings e"
-                " USING unnest(%s::bigint[], %s::timestamptz[]) AS u(story_id, first_seen)"
-                " WHERE e.story_id = u.story_id AND e.first_seen <> u.first_seen",
-                (ids, firsts),
+                "DELETE FROM news.story_embeddings e USING story_vectors_batch b"
+                " WHERE e.story_id = b.story_id AND e.first_seen <> b.first_seen"
             )
-            cur.executemany(
+            cur.execute(
                 "INSERT INTO news.story_embeddings (story_id, first_seen, symbols, model, embedding)"
-                " VALUES (%s, %s, %s, %s, %s)"
+                " SELECT story_id, first_seen, symbols, %s, embedding FROM story_vectors_batch"
                 " ON CONFLICT (story_id, first_seen) DO UPDATE SET symbols = EXCLUDED.symbols,"
                 " model = EXCLUDED.model, embedding = EXCLUDED.embedding, updated_at = now()",
-                params,
+                (model,),
             )
+            # dropped here, not at commit: a caller's transaction may store another batch
+            cur.execute("DROP TABLE story_vectors_batch")
     except psycopg.errors.ForeignKeyViolation as exc:
         detail = exc.diag.message_detail or str(exc)
         raise StorageError(
             f"storing story embeddings: a story is not in news.stories ({detail}); store the stories first "
             "(nothing of this batch was stored)"
         ) from exc
-    return len(ids)
+    return len(latest)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,15 @@ from db.migrate import migrate
 from features.embeddings import MiniLMOnnx
 from features.news_search import StoryText, search_news, store_story_embeddings, stories_like
 from stack.postgres import EmbeddedPostgres
-from storage.story_vectors import count_story_vectors, prepare, search_statement, search_vectors, story_vector
+from storage.story_vectors import (
+    StoryVector,
+    count_story_vectors,
+    prepare,
+    search_statement,
+    search_vectors,
+    story_vector,
+    upsert_story_vectors,
+)
 from tests.support.cli import run_cli
 
 # Story ids and times of this module only (other tests share the session's database).
@@ -159,6 +167,26 @@ def test_an_update_replaces_the_row_even_when_the_story_moves_earlier(
         conn, "Airbus delivery shortfall", k=1, since=moved, until=moved + timedelta(hours=1), model=model
     )
     assert [h.story_id for h in hits] == [sid]
+
+
+def test_a_batch_keeps_each_storys_last_row_exactly_and_two_batches_fit_in_one_transaction(
+    conn: psycopg.Connection,
+) -> None:
+    rng = np.random.default_rng(16)
+    vectors = rng.standard_normal((3, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    _story_rows(conn, [(70, 300, "Copper hits a record", ("FCX",)), (71, 301, "Gold slips", ())])
+    a, b, t = BASE_ID + 70, BASE_ID + 71, T0 + timedelta(hours=300)
+    with conn.transaction():  # a caller's transaction holding two batches
+        first = [StoryVector(a, t, vectors[0], ("fcx",)), StoryVector(a, t, vectors[1], ("FCX", "SCCO"))]
+        assert upsert_story_vectors(conn, first, "synthetic") == 1
+        assert upsert_story_vectors(conn, [StoryVector(b, t + timedelta(hours=1), vectors[2])], "synthetic") == 1
+    kept = story_vector(conn, a, "synthetic")
+    assert kept is not None and np.array_equal(kept.embedding, vectors[1])  # the later row, bit for bit
+    assert kept.symbols == ("FCX", "SCCO") and kept.first_seen == t
+    other = story_vector(conn, b, "synthetic")
+    assert other is not None and np.array_equal(other.embedding, vectors[2]) and other.symbols == ()
+    assert conn.execute("SELECT to_regclass('story_vectors_batch')").fetchone() == (None,)
 
 
 def test_a_batch_with_an_unknown_story_stores_nothing(stored, conn: psycopg.Connection, model: MiniLMOnnx) -> None:
