@@ -12,15 +12,24 @@ from stack.scratch import database_exists
 
 
 def test_tiny_news_search_benchmark(stack: Settings) -> None:
-    report = run(stack, stories=3000, queries=12, texts=8, rebuild=True, drop=True)
+    report = run(stack, stories=3000, queries=12, texts=8, rebuild=True)
+    again = run(stack, stories=3000, queries=4, texts=8, drop=True)  # the same size: the database is reused
+
+    assert again["build"] == {
+        "reused": True,
+        "chunks": report["build"]["chunks"],
+        "hnsw_size": report["build"]["hnsw_size"],
+    }
 
     embedding = report["embedding"]
     assert embedding["model"] == "all-minilm-l6-v2-int8" and embedding["texts"] == 8
     assert embedding["items_per_s"] > 0 and embedding["load_s"] > 0
     build = report["build"]
     assert build["load_s"] >= 0 and build["index_build_s"] >= 0 and build["table_size"]
+    assert build["index"].startswith("CREATE INDEX story_embeddings_hnsw_idx") and "halfvec" in build["index"]
+    assert 8 <= build["chunks"] <= 10 and build["hnsw_size"].endswith(("kB", "MB"))  # 90-day chunks over two years
     search = report["search"]
-    assert search["queries"] == 12 and search["k"] == 10
+    assert search["queries"] == 12 and search["k"] == 10 and search["shared_buffers"].endswith(("MB", "GB"))
     assert 0 < search["p50_ms"] <= search["p95_ms"] <= search["p99_ms"]
     kinds = ("all_time", "30d", "ticker_90d", "like_story")
     assert set(search["by_kind"]) == set(kinds)
