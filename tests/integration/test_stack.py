@@ -45,7 +45,7 @@ def test_status_json_reports_every_component_healthy(stack: Settings, marketpipe
 def test_cluster_runs_as_non_root_with_timescaledb_preloaded(stack: Settings) -> None:
     server = EmbeddedPostgres(stack.database, stack.state_dir)
     with server.superuser_connection(stack.database.name) as conn:
-        assert conn.execute("SHOW shared_preload_libraries").fetchone()[0] == "timescaledb"
+        assert conn.execute("SHOW shared_preload_libraries").fetchone()[0] == "timescaledb,pg_prewarm"
         assert conn.execute("SHOW listen_addresses").fetchone()[0] == "127.0.0.1"
     with database_connection(stack, dbname=stack.database.prefect_database) as prefect_conn:
         ext = prefect_conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'").fetchone()
