@@ -48,6 +48,8 @@ def test_tiny_benchmark_reports_positive_figures_and_cleans_up(stack: Settings) 
     latency = report["latency"]
     assert latency["bars"] == 3 * 390 and latency["requests"] == 3 and latency["refused_429"] == 0
     assert 0 < report["rate_limit_utilization"] <= 1.0 and report["end_to_end_vs_naive_latency"] > 0
+    # bars/s over the flow's wall time, not over the span of the requests the sandbox served
+    assert latency["bars_per_s"] == round(latency["bars"] / latency["flow_seconds"])
     assert 0 < report["prefect_cpu_fraction"] < 1 and report["cpu_vs_writer"] > 0
     assert report["hot_store_writer"]["rows"] == report["bars"] and report["cpu_vs_bare_writer"] > 0
     assert len(report["load_average"]["before"]) == 3 and isinstance(report["load_average"]["idle"], bool)
@@ -76,6 +78,7 @@ def test_the_latency_part_in_two_worker_processes_shares_the_rate_limit(stack: S
         assert latency["workers"] == 2 and latency["symbols"] == 4
         assert latency["bars"] == 4 * 390 and latency["requests"] == 4 and latency["refused_429"] == 0
         assert 0 < latency["utilization"] <= 1.0 and latency["naive_bars"] == 390
+        assert latency["flow_seconds"] > 0  # the two processes' wall time, start-up included
     finally:
         delete_symbols(stack, names)
     with database_connection(stack) as conn:
