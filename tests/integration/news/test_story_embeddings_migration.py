@@ -16,7 +16,7 @@ import pytest
 from core.settings import Settings
 from db.connect import database_connection
 from db.migrate import MIGRATIONS_DIR, ROUTINES_DIR, migrate
-from stack.postgres import EmbeddedPostgres, create_superuser_extensions
+from stack.scratch import create_database, drop_database
 from storage.story_vectors import DIMENSIONS, StoryVector, search_vectors, upsert_story_vectors
 
 NAME = "story_vectors_0024_scratch"
@@ -38,17 +38,10 @@ def migrations_before(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def scratch(stack: Settings) -> Iterator[psycopg.Connection]:
-    server = EmbeddedPostgres(stack.database, stack.state_dir)
-    with server.superuser_connection("postgres") as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {NAME} OWNER {stack.database.user}")
-    with server.superuser_connection(NAME) as conn:
-        conn.execute("CREATE EXTENSION timescaledb")
-        create_superuser_extensions(conn)
+    create_database(stack, NAME)
     with database_connection(stack, dbname=NAME, autocommit=True) as conn:
         yield conn
-    with server.superuser_connection("postgres") as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {NAME} WITH (FORCE)")
+    drop_database(stack, NAME)
 
 
 def _vectors(n: int) -> np.ndarray:

@@ -17,7 +17,7 @@ import pytest
 from core.settings import Settings
 from db.connect import database_connection
 from db.migrate import MIGRATIONS_DIR, migrate
-from stack.postgres import EmbeddedPostgres, create_superuser_extensions
+from stack.scratch import create_database, drop_database
 
 BEFORE = "16cc561971dde03a957159ff747d6882bcea0ec0"  # main just before 0023_bar_price_ticks.sql
 REPO = Path(__file__).resolve().parents[3]
@@ -79,17 +79,10 @@ def layout_before(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.fixture
 def scratch(stack: Settings) -> Iterator[psycopg.Connection]:
-    server = EmbeddedPostgres(stack.database, stack.state_dir)
-    with server.superuser_connection("postgres") as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {NAME} OWNER {stack.database.user}")
-    with server.superuser_connection(NAME) as conn:
-        conn.execute("CREATE EXTENSION timescaledb")
-        create_superuser_extensions(conn)
+    create_database(stack, NAME)
     with database_connection(stack, dbname=NAME, autocommit=True) as conn:
         yield conn
-    with server.superuser_connection("postgres") as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {NAME} WITH (FORCE)")
+    drop_database(stack, NAME)
 
 
 def read_all(conn: psycopg.Connection) -> dict[str, list[tuple]]:
