@@ -11,6 +11,7 @@ resources when it ends (``with RunResources.from_settings(...) as resources``, o
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from sources.factory import source_registry
 from sources.registry import SourceRegistry
 from storage.lake import Lake
 from storage.router import StorageRouter
+
+_CREATING_POOL = threading.Lock()
 
 
 @dataclass
@@ -101,9 +104,13 @@ class RunResources:
     def connect(self, autocommit: bool = False) -> Iterator[psycopg.Connection]:
         """A synchronous connection of the run's pool for the block (committed at its end; rolled
         back and closed on an exception)."""
-        if self._pool is None:
-            self._pool = ConnectionPool(self.settings, keep=self.keep_connections)
-        with self._pool.connection(autocommit=autocommit) as conn:
+        pool = self._pool
+        if pool is None:
+            with _CREATING_POOL:  # threads of the run asking at once share one pool
+                if self._pool is None:
+                    self._pool = ConnectionPool(self.settings, keep=self.keep_connections)
+                pool = self._pool
+        with pool.connection(autocommit=autocommit) as conn:
             yield conn
 
     @asynccontextmanager
