@@ -43,6 +43,11 @@ if TYPE_CHECKING:
     from core.settings import Settings
 
 _LABEL_VALUE = {"positive": 1.0, "negative": -1.0, "neutral": 0.0}
+# prepare_items' columns in their order (storage.news.ITEM_COLUMNS and LINK_COLUMNS, by name)
+_ITEM_ORDER: tuple[str, ...] = ("source", "id", "published_at", "updated_at", "author", "publisher", "kind")
+_ITEM_ORDER += ("headline", "summary", "body", "community", "url", "canonical_url", "symbols", "lang", "flags")
+_ITEM_ORDER += ("vendor_sentiment", "score", "comments", "sentiment", "sentiment_model", "minhash")
+_LINK_ORDER = ("symbol", "published_at", "source", "id", "kind", "sentiment", "vendor_sentiment", "vendor_label")
 
 
 @dataclass
@@ -111,22 +116,24 @@ def prepare_items(frame: pd.DataFrame, kind: str, sentiment: SentimentModel, ded
     raw = canonical_items(frame, kind)
     raw = raw.sort_values(["updated_at"]).drop_duplicates(["source", "id"], keep="last")
     raw = raw.sort_values(["published_at", "source", "id"]).reset_index(drop=True)
-    rows: list[dict[str, Any]] = []
-    links: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
+    # the stored rows column by column (a frame of column lists: a list of row dicts made pandas
+    # infer every cell's type row by row); records are read from column lists, not to_dict (arrow boxing)
+    out: dict[str, list[Any]] = {name: [] for name in _ITEM_ORDER}
+    vendors: list[dict[str, str]] = []
+    leads: list[str] = []
     texts: list[str] = []
     signed: list[tuple[str, str]] = []
-    columns = list(raw.columns)  # records from column lists: to_dict("records") boxed each value (arrow strings)
-    values = [raw[c].to_numpy(dtype=object, na_value=None).tolist() for c in columns]
-    for record in zip(*values, strict=True):
-        rec = dict(zip(columns, record, strict=True))
-        clean = clean_text(_text(rec["headline"]), _text(rec["summary"]), _text(rec["body"]))
+    column = {c: raw[c].to_numpy(dtype=object, na_value=None).tolist() for c in raw.columns}
+    for i, source in enumerate(column["source"]):
+        item_id = column["id"][i]
+        clean = clean_text(_text(column["headline"][i]), _text(column["summary"][i]), _text(column["body"][i]))
         if clean.reject:
-            rejected.append({"source": rec["source"], "id": rec["id"], "reason": clean.reject})
+            rejected.append({"source": source, "id": item_id, "reason": clean.reject})
             continue
         flags = list(clean.flags)
         if kind == "news":
-            listed = [s for s in str(rec["raw_symbols"] or "").split(",") if s]
+            listed = [s for s in str(column["raw_symbols"][i] or "").split(",") if s]
         else:
             listed = cashtags(f"{clean.headline} {clean.body}")
             if is_spam(f"{clean.headline} {clean.body}"):
@@ -136,61 +143,77 @@ def prepare_items(frame: pd.DataFrame, kind: str, sentiment: SentimentModel, ded
         symbols, refused = split_symbols(listed)
         if refused:
             flags.append("bad_symbols:" + "|".join(refused[:5]))
-        vendor = _vendor_labels(rec["vendor_labels"])
+        vendor = _vendor_labels(column["vendor_labels"][i])
         vendor_values = [_LABEL_VALUE[v] for v in vendor.values() if v in _LABEL_VALUE]
-        rows.append(
-            {
-                **{k: rec[k] for k in ("source", "id", "published_at", "updated_at", "author", "publisher")},
-                "kind": kind,
-                "headline": clean.headline,
-                "summary": clean.summary or None,
-                "body": clean.body or None,
-                "community": rec["community"],
-                "url": _text(rec["url"]) or None,
-                "canonical_url": canonical_url(_text(rec["url"])) if kind == "news" else None,
-                "symbols": symbols,
-                "lang": clean.lang,
-                "flags": flags,
-                "vendor_sentiment": sum(vendor_values) / len(vendor_values) if vendor_values else None,
-                "score": None if rec["score"] is None else int(rec["score"]),
-                "comments": None if rec["comments"] is None else int(rec["comments"]),
-                "_vendor": vendor,
-                "_lead": clean.lead,
-            }
-        )
+        url = _text(column["url"][i])
+        score, comments = column["score"][i], column["comments"][i]
+        for name, value in (
+            ("source", source),
+            ("id", item_id),
+            ("published_at", column["published_at"][i]),
+            ("updated_at", column["updated_at"][i]),
+            ("author", column["author"][i]),
+            ("publisher", column["publisher"][i]),
+            ("kind", kind),
+            ("headline", clean.headline),
+            ("summary", clean.summary or None),
+            ("body", clean.body or None),
+            ("community", column["community"][i]),
+            ("url", url or None),
+            ("canonical_url", canonical_url(url) if kind == "news" else None),
+            ("symbols", symbols),
+            ("lang", clean.lang),
+            ("flags", flags),
+            ("vendor_sentiment", sum(vendor_values) / len(vendor_values) if vendor_values else None),
+            ("score", None if score is None else int(score)),
+            ("comments", None if comments is None else int(comments)),
+        ):
+            out[name].append(value)
+        vendors.append(vendor)
+        leads.append(clean.lead)
         texts.append(item_text(clean.headline, clean.lead) if clean.lang != "other" else "")
         signed.append((clean.headline, clean.lead))
     signatures = dedup.signatures(signed)
     scores = sentiment.score(texts) if texts else np.zeros(0)
-    for row, score, text, signature in zip(rows, scores, texts, signatures, strict=True):
-        row["sentiment"] = float(score) if text else None
-        row["sentiment_model"] = sentiment.name if text else None
-        row["minhash"] = signature_bytes(signature) if kind == "news" else None
+    links: dict[str, list[Any]] = {name: [] for name in _LINK_ORDER}
+    for i, (score, text, signature) in enumerate(zip(scores.tolist(), texts, signatures, strict=True)):
+        out["sentiment"].append(score if text else None)
+        out["sentiment_model"].append(sentiment.name if text else None)
+        out["minhash"].append(signature_bytes(signature) if kind == "news" else None)
+        symbols = out["symbols"][i]
+        if not symbols:
+            continue
         per_symbol = (
-            symbol_sentiment(sentiment, f"{row['headline']}. {row['_lead']}", row["symbols"], float(score))
+            symbol_sentiment(sentiment, f"{out['headline'][i]}. {leads[i]}", symbols, score)
             if text
-            else dict.fromkeys(row["symbols"])
+            else dict.fromkeys(symbols)
         )
-        for symbol in row["symbols"]:
-            label = row["_vendor"].get(symbol)
-            links.append(
-                {
-                    "symbol": symbol,
-                    "published_at": row["published_at"],
-                    "source": row["source"],
-                    "id": row["id"],
-                    "kind": kind,
-                    "sentiment": per_symbol[symbol],
-                    "vendor_sentiment": _LABEL_VALUE.get(label) if label else None,
-                    "vendor_label": label,
-                }
-            )
-    items = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows])
-    return PreparedItems(items, pd.DataFrame(links), rejected, signatures)
+        vendor = vendors[i]
+        published, source, item_id = out["published_at"][i], out["source"][i], out["id"][i]
+        for symbol in symbols:
+            label = vendor.get(symbol)
+            for name, value in (
+                ("symbol", symbol),
+                ("published_at", published),
+                ("source", source),
+                ("id", item_id),
+                ("kind", kind),
+                ("sentiment", per_symbol[symbol]),
+                ("vendor_sentiment", _LABEL_VALUE.get(label) if label else None),
+                ("vendor_label", label),
+            ):
+                links[name].append(value)
+    items = pd.DataFrame(out) if texts else pd.DataFrame()
+    return PreparedItems(items, pd.DataFrame(links) if links["symbol"] else pd.DataFrame(), rejected, signatures)
 
 
 def _text(value: Any) -> str:
     return "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+
+
+def _nanoseconds(stamps: pd.Series) -> list[int]:
+    """Epoch nanoseconds of a timezone-aware timestamp column (any resolution)."""
+    return pd.DatetimeIndex(stamps).as_unit("ns").asi8.tolist()
 
 
 def assign_stories(prepared: PreparedItems, stored: Sequence[StoredItem], index: StoryIndex) -> pd.DataFrame:
@@ -208,33 +231,37 @@ def assign_stories(prepared: PreparedItems, stored: Sequence[StoredItem], index:
             signature_from_bytes(s.minhash, num_perm),
             s.symbols,
         )
-    story_ids: list[int] = []
-    founded: list[dict[str, Any]] = []
-    for i, row in enumerate(items.itertuples(index=False)):
-        published_ns = pd.Timestamp(row.published_at).value
-        if row.kind == "news":
-            story, new = index.assign(
-                row.source, row.id, published_ns, row.canonical_url, prepared.signatures[i], row.symbols
-            )
-        else:  # a post is its own story (posts are not syndicated articles)
-            story, new = index.assign(row.source, row.id, published_ns, None, np.zeros(0, np.uint32), row.symbols)
-        story_ids.append(story)
-        if new:
-            founded.append(
-                {
-                    "story_id": story,
-                    "first_seen": row.published_at,
-                    "canonical_url": row.canonical_url,
-                    "headline": row.headline,
-                }
-            )
+    columns = ["story_id", "first_seen", "canonical_url", "headline"]
+    if items.empty:
+        items["story_id"] = np.zeros(0, dtype=np.int64)
+        return pd.DataFrame(columns=columns)
+    published = items["published_at"].tolist()
+    news = (items["kind"] == "news").tolist()
+    urls = items["canonical_url"].tolist()
+    no_text = np.zeros(0, np.uint32)  # a post is its own story (posts are not syndicated articles)
+    assigned = index.assign_many(
+        items["source"].tolist(),
+        items["id"].tolist(),
+        _nanoseconds(items["published_at"]),
+        [u if is_news else None for u, is_news in zip(urls, news, strict=True)],
+        [sig if is_news else no_text for sig, is_news in zip(prepared.signatures, news, strict=True)],
+        items["symbols"].tolist(),
+    )
+    story_ids = [story for story, _ in assigned]
+    founded = [
+        {"story_id": story, "first_seen": first_seen, "canonical_url": url, "headline": headline}
+        for (story, new), first_seen, url, headline in zip(
+            assigned, published, urls, items["headline"].tolist(), strict=True
+        )
+        if new
+    ]
     items["story_id"] = np.array(story_ids, dtype=np.int64)
     if len(prepared.links):
         by_item = dict(zip(zip(items["source"], items["id"], strict=True), story_ids, strict=True))
         prepared.links["story_id"] = [
             by_item[(s, i)] for s, i in zip(prepared.links["source"], prepared.links["id"], strict=True)
         ]
-    return pd.DataFrame(founded, columns=["story_id", "first_seen", "canonical_url", "headline"])
+    return pd.DataFrame(founded, columns=columns)
 
 
 def embed_stories(conn: psycopg.Connection, story_ids: Sequence[int], embedder: EmbeddingModel) -> int:

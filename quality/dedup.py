@@ -20,8 +20,9 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
@@ -30,6 +31,7 @@ from core.errors import ConfigurationError
 
 _MERSENNE = np.uint64((1 << 61) - 1)
 _MAX_HASH = np.uint64((1 << 32) - 1)
+_FOLD_SHIFT = np.uint64(61)
 _WORDS = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
 _TRACKING = re.compile(
     r"^(utm_[a-z]+|fbclid|gclid|dclid|mc_cid|mc_eid|ref|ref_src|src|cmpid|ncid|yptr|guccounter|soc_src|"
@@ -37,6 +39,7 @@ _TRACKING = re.compile(
     re.IGNORECASE,
 )
 _HOST_PREFIXES = ("www.", "m.", "mobile.", "amp.")
+_AMP_SUFFIX = re.compile(r"/amp/?$")
 _STOP_WORDS = frozenset({"update", "updated", "report", "breaking", "exclusive"})
 
 
@@ -76,8 +79,10 @@ def canonical_url(url: str | None) -> str | None:
         if host.startswith(prefix):
             host = host[len(prefix) :]
             break
-    path = re.sub(r"/amp/?$", "", parts.path or "")
+    path = _AMP_SUFFIX.sub("", parts.path or "")
     path = path.rstrip("/") or "/"
+    if not parts.query:  # what urlunsplit makes of a path (empty or from "/") without a query
+        return f"https://{host}{path}"
     query = urlencode(
         sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _TRACKING.match(k))
     )
@@ -85,18 +90,23 @@ def canonical_url(url: str | None) -> str | None:
 
 
 def text_tokens(headline: str, lead: str, lead_words: int) -> list[str]:
-    """Lower-case words of the headline and the first ``lead_words`` of the lead."""
+    """Lower-case words of the headline and the first ``lead_words`` of the lead (the lead is read
+    only as far as those words: a 600-character lead holds three times as many)."""
     head = [w for w in _WORDS.findall(headline.lower()) if w not in _STOP_WORDS]
-    return head + _WORDS.findall(lead.lower())[:lead_words]
+    if lead_words > 0 and lead:
+        head.extend(m.group() for m in islice(_WORDS.finditer(lead.lower()), lead_words))
+    return head
 
 
 def shingle_hashes(tokens: list[str], k: int) -> np.ndarray:
     """32-bit hashes (CRC-32) of the k-word shingles of ``tokens`` (one shingle for fewer words)."""
     if not tokens:
         return np.zeros(0, dtype=np.uint64)
-    starts = range(max(1, len(tokens) - k + 1))
-    grams = {" ".join(tokens[i : i + k]) for i in starts}
-    return np.fromiter((zlib.crc32(g.encode()) for g in grams), dtype=np.uint64, count=len(grams))
+    if k == 1 or len(tokens) <= k:
+        grams = {" ".join(tokens[:k])} if len(tokens) <= k else set(tokens)
+    else:  # the k-grams as k shifted copies of the list zipped (one join per gram, no slices)
+        grams = set(map(" ".join, zip(*(tokens[i:] for i in range(k)), strict=False)))
+    return np.fromiter(map(zlib.crc32, map(str.encode, grams)), dtype=np.uint64, count=len(grams))
 
 
 @dataclass(frozen=True)
@@ -130,9 +140,25 @@ class Permutations:
             return out
         hashes = np.concatenate([texts[i] for i in filled])
         starts = np.cumsum([0] + [texts[i].size for i in filled[:-1]])
+        mins = np.empty((len(filled), self.a.size), dtype=np.uint64)
+        x, r = np.empty_like(hashes), np.empty_like(hashes)
+        wrapped = np.empty(hashes.size, dtype=bool)
+        # One permutation at a time over the batch's shingles (cache-sized vectors, no 64-row
+        # temporaries), x mod (2^61 - 1) by folding instead of a 64-bit division: with x = q 2^61 + l,
+        # x = q + l (mod 2^61 - 1) and q + l <= 2^61 + 6; only the low 32 bits are kept, and those
+        # of q + l - (2^61 - 1) are those of q + l + 1, so a wrapped value adds 1. Same values as %.
         with np.errstate(over="ignore"):
-            phv = (hashes[None, :] * self.a[:, None] + self.b[:, None]) % _MERSENNE & _MAX_HASH
-        out[filled] = np.minimum.reduceat(phv, starts, axis=1).T.astype(np.uint32)
+            for p in range(self.a.size):
+                np.multiply(hashes, self.a[p], out=x)
+                x += self.b[p]
+                np.bitwise_and(x, _MERSENNE, out=r)
+                x >>= _FOLD_SHIFT
+                r += x
+                np.greater_equal(r, _MERSENNE, out=wrapped)
+                r += wrapped
+                r &= _MAX_HASH
+                mins[:, p] = np.minimum.reduceat(r, starts)
+        out[filled] = mins
         return out
 
 
@@ -178,9 +204,9 @@ class StoryIndex:
         return list(self.perms.signatures([self._shingles(h, lead) for h, lead in texts]))
 
     def _band_keys(self, signature: np.ndarray) -> list[bytes]:
-        rows = self.config.lsh_rows
-        data = np.ascontiguousarray(signature, dtype=np.uint32)
-        return [data[b * rows : (b + 1) * rows].tobytes() for b in range(len(self._bands))]
+        width = 4 * self.config.lsh_rows  # bytes of a band: lsh_rows uint32 values
+        data = np.ascontiguousarray(signature, dtype=np.uint32).tobytes()
+        return [data[b * width : (b + 1) * width] for b in range(len(self._bands))]
 
     def add(
         self,
@@ -193,14 +219,28 @@ class StoryIndex:
         symbols: Iterable[str] = (),
     ) -> None:
         """Know an item of ``story_id`` (a stored one, or one just assigned)."""
+        keys = self._band_keys(signature) if _signed(signature) else None
+        self._add(source, item_id, story_id, published_ns, url, signature, frozenset(symbols), keys)
+
+    def _add(
+        self,
+        source: str,
+        item_id: str,
+        story_id: int,
+        published_ns: int,
+        url: str | None,
+        signature: np.ndarray,
+        symbols: frozenset[str],
+        keys: list[bytes] | None,
+    ) -> None:
         entry = len(self._meta)
-        self._meta[entry] = (story_id, published_ns, frozenset(symbols))
+        self._meta[entry] = (story_id, published_ns, symbols)
         self._items[(source, item_id)] = story_id
         if url:
             self._urls.setdefault(url, entry)
-        if signature.size and not (signature == _MAX_HASH).all():
+        if keys is not None:
             self._signatures[entry] = signature
-            for table, key in zip(self._bands, self._band_keys(signature), strict=True):
+            for table, key in zip(self._bands, keys, strict=True):
                 table.setdefault(key, []).append(entry)
 
     def known(self, source: str, item_id: str) -> int | None:
@@ -213,23 +253,31 @@ class StoryIndex:
         most similar LSH candidate at or above the threshold within the window that shares a
         symbol with the item (when both name symbols: the same wording about another company is
         another story)."""
+        keys = self._band_keys(signature) if _signed(signature) else None
+        return self._match(published_ns, url, signature, frozenset(symbols), keys)
+
+    def _match(
+        self, published_ns: int, url: str | None, signature: np.ndarray, about: frozenset[str], keys: list[bytes] | None
+    ) -> int | None:
         window = int(self.config.window_hours * 3600 * 1e9)
-        about = frozenset(symbols)
         if url and url in self._urls:
             story, seen, _ = self._meta[self._urls[url]]
             if abs(published_ns - seen) <= window:
                 return story
-        if signature.size == 0 or (signature == _MAX_HASH).all():
+        if keys is None:
             return None
         best: tuple[float, int] | None = None
         candidates: set[int] = set()
-        for table, key in zip(self._bands, self._band_keys(signature), strict=True):
-            candidates.update(table.get(key, ()))
+        for table, key in zip(self._bands, keys, strict=True):
+            found = table.get(key)
+            if found:
+                candidates.update(found)
+        size = signature.size
         for entry in sorted(candidates):
             story, seen, named = self._meta[entry]
             if abs(published_ns - seen) > window or (about and named and not about & named):
                 continue
-            similarity = float(np.mean(self._signatures[entry] == signature))
+            similarity = np.count_nonzero(self._signatures[entry] == signature) / size
             if similarity >= self.config.threshold and (best is None or similarity > best[0]):
                 best = (similarity, story)
         return best[1] if best else None
@@ -244,15 +292,71 @@ class StoryIndex:
         symbols: Iterable[str] = (),
     ) -> tuple[int, bool]:
         """(story_id, founded): the item's known story, a matching one, or a new one it founds."""
-        symbols = tuple(symbols)
-        story = self.known(source, item_id)
+        keys = self._band_keys(signature) if _signed(signature) else None
+        return self._assign(source, item_id, published_ns, url, signature, frozenset(symbols), keys)
+
+    def assign_many(
+        self,
+        sources: Sequence[str],
+        item_ids: Sequence[str],
+        published_ns: Sequence[int],
+        urls: Sequence[str | None],
+        signatures: Sequence[np.ndarray],
+        symbols: Sequence[Iterable[str]],
+    ) -> list[tuple[int, bool]]:
+        """:meth:`assign` of each item in order (each sees the ones before it), the band keys of
+        the batch's signatures cut from one buffer."""
+        keys = self._batch_band_keys(signatures)
+        return [
+            self._assign(s, i, t, u, sig, frozenset(syms), k)
+            for s, i, t, u, sig, syms, k in zip(
+                sources, item_ids, published_ns, urls, signatures, symbols, keys, strict=True
+            )
+        ]
+
+    def _assign(
+        self,
+        source: str,
+        item_id: str,
+        published_ns: int,
+        url: str | None,
+        signature: np.ndarray,
+        about: frozenset[str],
+        keys: list[bytes] | None,
+    ) -> tuple[int, bool]:
+        story = self._items.get((source, item_id))
         founded = False
         if story is None:
-            story = self.match(published_ns, url, signature, symbols)
+            story = self._match(published_ns, url, signature, about, keys)
         if story is None:
             story, founded = story_id_of(source, item_id), True
-        self.add(source, item_id, story, published_ns, url, signature, symbols)
+        self._add(source, item_id, story, published_ns, url, signature, about, keys)
         return story, founded
+
+    def _batch_band_keys(self, signatures: Sequence[np.ndarray]) -> list[list[bytes] | None]:
+        """:meth:`_band_keys` of each signature (None for one that is empty or all-max: no text)."""
+        num_perm = self.config.num_perm
+        full = [i for i, sig in enumerate(signatures) if sig.size == num_perm]
+        out: list[list[bytes] | None] = [
+            None if sig.size == num_perm or not _signed(sig) else self._band_keys(sig) for sig in signatures
+        ]
+        if not full:
+            return out
+        matrix = np.stack([signatures[i] for i in full]).astype(np.uint32, copy=False)
+        signed = (matrix != _MAX_HASH).any(axis=1).tolist()
+        data = np.ascontiguousarray(matrix).tobytes()
+        width, row_bytes = 4 * self.config.lsh_rows, 4 * num_perm
+        starts = range(0, width * len(self._bands), width)
+        for n, i in enumerate(full):
+            if signed[n]:
+                base = n * row_bytes
+                out[i] = [data[base + start : base + start + width] for start in starts]
+        return out
+
+
+def _signed(signature: np.ndarray) -> bool:
+    """A signature of some text (not empty, not all-max: the signature of no shingle)."""
+    return bool(signature.size) and bool((signature != _MAX_HASH).any())
 
 
 def signature_bytes(signature: np.ndarray) -> bytes:

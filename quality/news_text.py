@@ -16,7 +16,6 @@ from dataclasses import dataclass
 MAX_BODY_CHARS = 20_000  # stored body; the raw zone keeps the whole article
 MAX_HEADLINE_CHARS = 1_000
 _TAG = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>|<[^>]+>", re.IGNORECASE | re.DOTALL)
-_SPACE = re.compile(r"\s+")
 _WORD = re.compile(r"[a-zà-ÿ']+")
 # A ticker as the pipeline accepts one (pipeline.request): letters/digits, an optional share class.
 _TICKER = re.compile(r"^[A-Z0-9]{1,10}([.][A-Z0-9]{1,4})?$")
@@ -96,7 +95,9 @@ def strip_html(text: str | None) -> tuple[str, bool]:
         return "", False
     had_markup = "<" in text and bool(_TAG.search(text))
     plain = _TAG.sub(" ", text) if had_markup else text
-    return _SPACE.sub(" ", html.unescape(plain)).strip(), had_markup
+    # whitespace runs to one space, ends stripped: str.split's whitespace is regex \s's (both
+    # str.isspace), and split + join is a third of the regex's time
+    return " ".join(html.unescape(plain).split()), had_markup
 
 
 def english_share(text: str) -> float:
@@ -105,7 +106,7 @@ def english_share(text: str) -> float:
 
 
 def _english_share(words: list[str]) -> float:
-    return sum(w in _ENGLISH for w in words) / len(words) if words else 0.0
+    return sum(map(_ENGLISH.__contains__, words)) / len(words) if words else 0.0
 
 
 def guess_language(text: str) -> str:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 
 from core.errors import ConfigurationError
 from quality.dedup import (
     DedupConfig,
+    Permutations,
     StoryIndex,
     canonical_url,
     pairwise_scores,
+    shingle_hashes,
     signature_bytes,
     signature_from_bytes,
     story_id_of,
+    text_tokens,
 )
 
 HOUR = 3_600 * 10**9
@@ -117,3 +122,48 @@ def test_a_batch_of_signatures_equals_each_text_signed_alone() -> None:
 def test_banding_that_does_not_fit_the_permutations_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="14 bands x 5 rows"):
         StoryIndex(DedupConfig(lsh_bands=14, lsh_rows=5))
+
+
+def test_batch_signatures_fold_the_mersenne_modulus_as_the_division_does() -> None:
+    # a = 1, b = 0: the permuted value is the hash itself, so the hashes reach the fold's edges
+    # (x = 2^61 - 1, 2^61 + 6 after folding, 2^64 - 1) where a wrapped value must come out as x % (2^61 - 1)
+    perms = Permutations(np.ones(4, dtype=np.uint64), np.zeros(4, dtype=np.uint64))
+    edges = [(1 << 61) - 1, (1 << 61) - 2, 1 << 61, (1 << 64) - 1, (1 << 64) - 2, (7 << 61) + (1 << 61) - 2]
+    texts = [np.array([h], dtype=np.uint64) for h in edges] + [np.array(edges, dtype=np.uint64), np.zeros(0, np.uint64)]
+    batch = perms.signatures(texts)
+    for hashes, signature in zip(texts, batch, strict=True):
+        expected = [min(((h % ((1 << 61) - 1)) & 0xFFFFFFFF) for h in hashes.tolist())] * 4 if hashes.size else None
+        assert np.array_equal(signature, perms.signature(hashes))
+        if expected is not None:
+            assert signature.tolist() == expected
+
+
+@pytest.mark.parametrize("words", [0, 1, 2, 3, 4, 7])
+def test_shingles_are_the_crc32_of_each_k_word_window(words: int) -> None:
+    tokens = [f"w{i}" for i in range(words)]
+    windows = {" ".join(tokens[i : i + 3]) for i in range(max(1, words - 2))} if tokens else set()
+    assert sorted(shingle_hashes(tokens, 3).tolist()) == sorted(zlib.crc32(w.encode()) for w in windows)
+
+
+def test_the_lead_is_read_only_as_far_as_its_first_words() -> None:
+    assert text_tokens("Update: ACME beats", "one two three four", 2) == ["acme", "beats", "one", "two"]
+    assert text_tokens("ACME", "one two", 0) == ["acme"]
+
+
+def test_assigning_a_batch_at_once_equals_assigning_item_by_item() -> None:
+    one, many = StoryIndex(DedupConfig()), StoryIndex(DedupConfig())
+    texts = [
+        ("ACME shares surge after earnings beat", LEAD, ["ACME"], None),
+        ("ACME stock soars following earnings beat - report", LEAD, ["ACME"], None),
+        ("", "", [], "https://example.com/x"),
+        ("Globex cuts guidance", LEAD[:40], ["GBX"], "https://example.com/x"),
+        ("ACME shares surge after earnings beat", LEAD, ["OTHR"], None),
+    ]
+    signatures = one.signatures((h, lead) for h, lead, _, _ in texts)
+    rows = [
+        ("v", str(n), n * HOUR, url, sig, syms)
+        for n, ((_, _, syms, url), sig) in enumerate(zip(texts, signatures, strict=True))
+    ]
+    expected = [one.assign(*row) for row in rows]
+    assert many.assign_many(*(list(column) for column in zip(*rows, strict=True))) == expected
+    assert expected[1] == (expected[0][0], False) and expected[3] == (expected[2][0], False) and expected[4][1]

@@ -7,13 +7,19 @@ import pytest
 
 from core.errors import ConfigurationError
 from features.sentiment import VADER, VADER_LM, VaderModel, labels, load_sentiment_model, symbol_sentiment
-from quality.news_text import MAX_BODY_CHARS, cashtags, clean_text, guess_language, is_spam, split_symbols
+from quality.news_text import MAX_BODY_CHARS, cashtags, clean_text, guess_language, is_spam, split_symbols, strip_html
 
 
 def test_html_is_stripped_and_flagged() -> None:
     clean = clean_text("ACME <b>beats</b>", None, "<p>Revenue rose &amp; margins grew.</p><script>x()</script>")
     assert clean.headline == "ACME beats" and clean.body == "Revenue rose & margins grew."
     assert "html_stripped" in clean.flags and clean.reject is None
+
+
+def test_whitespace_runs_of_any_kind_become_one_space() -> None:
+    text = "\t ACME\u00a0\u00a0beats\n\r\x0bestimates\u2003&nbsp;again\u3000 "
+    assert strip_html(text) == ("ACME beats estimates again", False)
+    assert strip_html("   ") == ("", False)
 
 
 def test_an_item_without_any_text_is_refused_with_a_reason() -> None:
