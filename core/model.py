@@ -225,7 +225,16 @@ def normalize_symbols(values: pd.Series) -> pd.Series:
 
 
 def empty_frame(schema: Mapping[str, str]) -> pd.DataFrame:
-    return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in schema.items()})
+    """A frame of ``schema`` without rows (a copy of one kept per schema: building one costs ~0.5 ms
+    of dtype resolution, a copy ~20 µs; empty frames are common, e.g. a symbol without actions)."""
+    key = tuple(schema.items())
+    template = _EMPTY_FRAMES.get(key)
+    if template is None:
+        template = _EMPTY_FRAMES[key] = pd.DataFrame({n: pd.Series([], dtype=d) for n, d in schema.items()})
+    return template.copy(deep=True)
+
+
+_EMPTY_FRAMES: dict[tuple[tuple[str, str], ...], pd.DataFrame] = {}
 
 
 def frame(schema: Mapping[str, str], columns: Mapping[str, Any], *, what: str) -> pd.DataFrame:

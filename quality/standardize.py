@@ -8,6 +8,7 @@ repeated rows; doing that once here keeps those steps free of defensive conversi
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from core import model
@@ -61,6 +62,17 @@ def standardize_bars(bars: pd.DataFrame) -> pd.DataFrame:
         raise DataQualityError("bars without a symbol or a timestamp cannot be keyed; drop them at the source")
     out["symbol"] = model.normalize_symbols(out["symbol"]).astype(model.STR)
     out["timeframe"] = canonical_timeframes(out["timeframe"])
+    if _one_series_in_time_order(out):  # a vendor page of one symbol: sorted, no two rows share a key
+        return out
     out = out.sort_values(KEY, kind="stable", ignore_index=True)
     out = out.drop_duplicates(subset=KEY + VALUES, keep="first", ignore_index=True)
     return out
+
+
+def _one_series_in_time_order(bars: pd.DataFrame) -> bool:
+    """Whether ``bars`` hold one (symbol, timeframe) with strictly increasing timestamps: then they
+    are in KEY order already and hold no duplicate (sorting and de-duplicating ~1.5 ms a page)."""
+    if bars["symbol"].nunique(dropna=False) != 1 or bars["timeframe"].nunique(dropna=False) != 1:
+        return False
+    stamps = pd.DatetimeIndex(bars["ts"]).asi8
+    return bool(np.all(stamps[1:] > stamps[:-1]))

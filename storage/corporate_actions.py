@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from core.model import CORPORATE_ACTIONS, frame, session_date
+from core.model import CORPORATE_ACTIONS, empty_frame, frame, session_date
 from storage.hot import Adjustment, Column, TableSpec, UpsertResult, check_adjustment, upsert_frame, utc_index
 from storage.watermarks import advance_watermarks, watermarks_of
 
@@ -76,7 +76,9 @@ def read_corporate_actions(conn: psycopg.Connection, symbols: list[str]) -> pd.D
         f"SELECT {', '.join(names)} FROM market.corporate_actions WHERE symbol = ANY(%s) ORDER BY symbol, ex_date",
         (symbols,),
     ).fetchall()
-    columns: list[Sequence[object]] = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
+    if not rows:  # most symbols: nothing to coerce
+        return empty_frame(CORPORATE_ACTIONS)
+    columns: list[Sequence[object]] = list(zip(*rows, strict=True))
     data = dict(zip(names, columns, strict=True))
     for name in ("ex_date", "record_date", "pay_date"):
         data[name] = pd.to_datetime(pd.Series(data[name], dtype=object), utc=True)

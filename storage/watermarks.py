@@ -48,6 +48,9 @@ def watermarks_of(
     """
     if frame.empty:
         return []
+    one = _one_series(frame, source)
+    if one is not None:  # the usual frame (one symbol's bars of one vendor): no grouping needed
+        return _one_series_watermark(frame, one, dataset, ts_column)
     keys = pd.DataFrame(
         {
             "source": frame["source"] if source is None else source,
@@ -70,6 +73,40 @@ def watermarks_of(
     return [
         Watermark(str(src), dataset, str(sym), str(tf), ts.to_pydatetime()) for (src, sym, tf), ts in newest.items()
     ]
+
+
+def _one_series(frame: pd.DataFrame, source: str | None) -> tuple[str, str, str] | None:
+    """(source, symbol, timeframe) when every row of ``frame`` has the same (none missing), else None."""
+    columns = {"symbol": frame["symbol"]}
+    if source is None:
+        columns["source"] = frame["source"]
+    if "timeframe" in frame.columns:
+        columns["timeframe"] = frame["timeframe"]
+    first = {name: values.iloc[0] for name, values in columns.items()}
+    for name, values in columns.items():
+        if values.isna().any() or not (values == first[name]).all():
+            return None
+    return (
+        source if source is not None else str(first["source"]),
+        str(first["symbol"]),
+        str(first["timeframe"]) if "timeframe" in first else NO_TIMEFRAME,
+    )
+
+
+def _one_series_watermark(
+    frame: pd.DataFrame, series: tuple[str, str, str], dataset: str, ts_column: str
+) -> list[Watermark]:
+    """:func:`watermarks_of` for a frame of one series: its newest ts before its first provisional bar."""
+    ts = frame[ts_column]
+    if "quality_flags" in frame.columns:
+        provisional = (frame["quality_flags"].fillna(0).to_numpy(np.int64) & PROVISIONAL_FLAG) != 0
+        if provisional.any():
+            ts = ts[ts < ts[provisional].min()]
+    newest = ts.max()
+    if pd.isna(newest):
+        return []
+    source, symbol, timeframe = series
+    return [Watermark(source, dataset, symbol, timeframe, newest.to_pydatetime())]
 
 
 def advance_watermarks(conn: psycopg.Connection, marks: Iterable[Watermark]) -> None:

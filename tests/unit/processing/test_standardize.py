@@ -62,3 +62,38 @@ def test_unknown_timeframe_or_missing_column_is_a_data_quality_error() -> None:
 def test_uncoercible_value_names_the_column() -> None:
     with pytest.raises(DataQualityError, match="open"):
         standardize_bars(raw(open=["x", 2, 2]))
+
+
+def one_series(stamps: list[str]) -> pd.DataFrame:
+    n = len(stamps)
+    return raw(
+        ts=stamps,
+        symbol=["aapl"] * n,
+        timeframe=["1min"] * n,
+        open=list(range(n)),
+        high=list(range(n)),
+        low=list(range(n)),
+        close=list(range(n)),
+        volume=[1.0] * n,
+        source=["polygon"] * n,
+        extra=[0] * n,
+    )
+
+
+def test_a_page_of_one_series_in_time_order_comes_out_as_the_sorted_general_case() -> None:
+    """One symbol in strictly increasing time skips sorting and de-duplication: the result is the
+    one the general path gives for the same rows shuffled."""
+    stamps = ["2024-06-03T13:30:00Z", "2024-06-03T13:31:00Z", "2024-06-03T13:33:00Z", "2024-06-03T13:34:00Z"]
+    in_order = standardize_bars(one_series(stamps))
+    shuffled = standardize_bars(one_series(stamps).iloc[[2, 0, 3, 1]].reset_index(drop=True))
+    pd.testing.assert_frame_equal(in_order, shuffled)
+    assert list(in_order["open"]) == [0, 1, 2, 3]
+
+
+def test_a_page_of_one_series_with_a_repeated_bar_still_drops_the_exact_copy() -> None:
+    stamps = ["2024-06-03T13:30:00Z", "2024-06-03T13:31:00Z", "2024-06-03T13:31:00Z"]
+    page = one_series(stamps)
+    page.loc[2, ["open", "high", "low", "close"]] = 1  # an exact copy of the second bar
+    out = standardize_bars(page)
+    assert len(out) == 2
+    assert out["ts"].is_monotonic_increasing
