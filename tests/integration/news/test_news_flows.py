@@ -155,6 +155,13 @@ def test_bad_input_is_stored_flagged_or_refused_with_a_reason(stack: Settings) -
                 "symbols": "ZZQA",
             },
             {**base, "id": "badsym", "headline": "ZZQA and friends", "body": "Text.", "symbols": "ZZQA,NOT A TICKER"},
+            {  # array literals: quotes, backslashes, braces and the word NULL read back as they were
+                **base,
+                "id": "oddsym",
+                "headline": "ZZQA and odd spellings",
+                "body": "Text.",
+                "symbols": 'ZZQA,null,{a"b\\c}',
+            },
         ]
     )
     with database_connection(stack) as conn:
@@ -170,11 +177,12 @@ def test_bad_input_is_stored_flagged_or_refused_with_a_reason(stack: Settings) -
         conn.execute("DELETE FROM news.item_symbols WHERE source = 'testvendor'")
         conn.commit()
     assert [r["id"] for r in rejected] == ["empty"] and "empty" in rejected[0]["reason"]
-    assert written.inserted == 4 and set(rows) == {"html", "huge", "spanish", "badsym"}
+    assert written.inserted == 5 and set(rows) == {"html", "huge", "spanish", "badsym", "oddsym"}
     assert "html_stripped" in rows["html"][0]
     assert "truncated" in rows["huge"][0] and rows["huge"][2] == 20_000
     assert "non_english" in rows["spanish"][0] and rows["spanish"][1] is None
     assert rows["badsym"][3] == ["ZZQA"] and any(f.startswith("bad_symbols:") for f in rows["badsym"][0])
+    assert rows["oddsym"][3] == ["ZZQA", "NULL"] and rows["oddsym"][0] == ['bad_symbols:{A"B\\C}']
 
 
 def test_cli_lists_the_latest_news_and_shows_a_story(stack: Settings, marketpipe_cli) -> None:

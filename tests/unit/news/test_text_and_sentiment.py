@@ -91,3 +91,38 @@ def test_cached_sentiment_scores_equal_uncached_ones() -> None:
     first, again = cached.score(texts), cached.score(texts)
     assert np.array_equal(first, uncached.score(texts)) and np.array_equal(again, first)
     assert len(cached._cache) <= 2 and first[0] > 0 > first[1]
+
+
+VADER_CASES = [
+    "VADER is VERY SMART, handsome, and FUNNY!!!",
+    "VADER is not smart, handsome, nor funny.",
+    "At least it isn't a horrible book.",
+    "The book was only kind of good.",
+    "The plot was good, but the characters are uncompelling and the dialog is not great.",
+    "Today only kinda sux! But I'll get by, lol",
+    "Make sure you :) or :D today!",
+    "Catch utf-8 emoji such as 💘 and 💋 and 😁",
+    "Not bad at all",
+    "never so good, never this bad",
+    "without doubt a great quarter, without any doubt bad",
+    "no good news and no or bad guidance",
+    "the least bad outcome, at least good, very least great",
+    "that was the bomb, yeah right, kiss of death, to die for",
+    "we had the kiss of death today and a meal to die for",
+    "you mayn't like it, it havn't helped",
+    "ACME shares SURGE after earnings BEAT?? Analysts downgrade the stock",
+    "  ",
+]
+
+
+def test_the_fast_vader_scores_as_vadersentiment_does() -> None:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # type: ignore[import-untyped]
+
+    from features.sentiment import _analyzer_class
+
+    fast, plain = _analyzer_class(SentimentIntensityAnalyzer)(), SentimentIntensityAnalyzer()
+    assert type(fast) is not SentimentIntensityAnalyzer  # the installed version is the one restated
+    words = " ".join(VADER_CASES).split()
+    salads = [" ".join(words[i : i + n]) for n in (3, 7, 12) for i in range(0, len(words) - n, 2)]
+    for text in VADER_CASES + salads:
+        assert fast.polarity_scores(text) == plain.polarity_scores(text), text
