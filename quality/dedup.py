@@ -22,7 +22,6 @@ import re
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
@@ -90,12 +89,10 @@ def canonical_url(url: str | None) -> str | None:
 
 
 def text_tokens(headline: str, lead: str, lead_words: int) -> list[str]:
-    """Lower-case words of the headline and the first ``lead_words`` of the lead (the lead is read
-    only as far as those words: a 600-character lead holds three times as many)."""
+    """Lower-case words of the headline and the first ``lead_words`` of the lead (findall of the
+    whole lead is faster than stopping a finditer there: a match object per word costs more)."""
     head = [w for w in _WORDS.findall(headline.lower()) if w not in _STOP_WORDS]
-    if lead_words > 0 and lead:
-        head.extend(m.group() for m in islice(_WORDS.finditer(lead.lower()), lead_words))
-    return head
+    return head + _WORDS.findall(lead.lower())[:lead_words]
 
 
 def shingle_hashes(tokens: list[str], k: int) -> np.ndarray:
