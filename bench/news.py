@@ -17,12 +17,23 @@ database (``bench_news``) migrated by the real migrator. One process, one thread
 rates are one core's. Figures are taken on a machine shared with other work: the load average is
 reported beside them.
 
-Where the time goes (2026-12-06, 4,056 items, 2,019 stories, load ~2.5 on 2 shared cores): the
-embedding is ~97 % of it. The flow embeds a story's headline and lead (~60 tokens), which the int8
-MiniLM runs at ~40-45 stories/s on one core (~270/s for a headline alone); everything else (prepare,
-dedup, store) runs at ~1,350 items/s. The 2,000 items/s target with embedding is out of reach of
-this model on one core; the model keeps the vectors of recent texts, so a story re-embedded because
-a copy of it arrived (its text unchanged) costs no forward pass.
+Where the time goes (2026-12-06, 4,056 items, 2,019 stories, 9 batches of 500, 2 shared cores; the
+report's ``stage_cpu_seconds`` is this process's CPU, ``stage_seconds`` wall time, the commit counted
+in the store): the embedding is ~94 % of it. The flow embeds a story's headline and lead (~60
+tokens); the int8 MiniLM ran 2,019 stories in 22 s on one core (load 0.7), so the whole path ran at
+~170 items/s. The 2,000 items/s target with embedding is out of reach of this model on one core;
+the model keeps the vectors of recent texts, so a story re-embedded because a copy of it arrived
+(its text unchanged) costs no forward pass.
+
+Without embedding (``--no-embed``) the path ran at 2,950-3,730 items/s (medians of runs alternated
+with the previous code, which ran 2,300-3,050 in the same runs; load 0.9-2.5). Client CPU: prepare
+0.40 s (HTML, language, MinHash, VADER: ~100 us an item, a tenth of it garbage collection), dedup
+0.09 s, the store's client side 0.14 s: ~6,200 items per CPU second (was 0.49 / 0.16 / 0.26 s,
+~4,400). The rest is the server's: about 60 % of the store's 0.5-0.9 s is TimescaleDB creating
+chunks, as the 180-day corpus spans 27 weekly chunks in each of news.items and news.item_symbols
+(5-10 ms of server CPU a chunk; ``hypertable_chunks`` in the report); with the chunks already there
+the store takes ~0.3 s. A live poll meets a new chunk once a week; a backfill meets one per week
+of history. The same runs with 28-day chunks (an experiment, not the schema) did 4,360-4,840 items/s.
 
 Sentiment accuracy: our label (VADER's thresholds on the compound score) against each story's
 polarity, and the vendor's (Polygon's insights) against the same truth, on the same items. No
@@ -155,6 +166,7 @@ def run(settings: Settings, symbols: int = 60, days: int = 180, batch: int = 500
     embedder, absent = _embedder(settings) if embed else (None, "not asked (--no-embed)")
     create_database(settings, DATABASE)
     seconds = {"prepare": 0.0, "dedup": 0.0, "embedding": 0.0, "store": 0.0}
+    cpu = dict.fromkeys(seconds, 0.0)  # this process's CPU (the server's is not in it)
     embedded = 0
     load_before = os.getloadavg()[0]
     with database_connection(settings, dbname=DATABASE, autocommit=True) as conn:
@@ -162,10 +174,10 @@ def run(settings: Settings, symbols: int = 60, days: int = 180, batch: int = 500
         conn.autocommit = False
         for offset in range(0, len(frame), batch):
             part = frame.iloc[offset : offset + batch]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             index = StoryIndex(config)
             prepared = prepare_items(part, "news", sentiment, index)
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             with conn.transaction():
                 lock_news_dedup(conn)
                 items = prepared.items
@@ -173,17 +185,28 @@ def run(settings: Settings, symbols: int = 60, days: int = 180, batch: int = 500
                 keys = list(zip(items["source"], items["id"], strict=True))
                 low, high = items["published_at"].min() - window, items["published_at"].max() + window
                 stories = assign_stories(prepared, stored_items(conn, low, high, keys), index)
-                t2 = time.perf_counter()
+                t2, c2 = time.perf_counter(), time.process_time()
                 write_news(conn, items, prepared.links, stories)
-                t3 = time.perf_counter()
+                t3, c3 = time.perf_counter(), time.process_time()
                 if embedder is not None:  # the flow's step: new or changed stories, headline + lead
                     embedded += embed_stories(conn, sorted({int(s) for s in items["story_id"]}), embedder)
-            t4 = time.perf_counter()
-            seconds["prepare"] += t1 - t0
-            seconds["dedup"] += t2 - t1
-            seconds["store"] += t3 - t2
-            seconds["embedding"] += t4 - t3
+                t4, c4 = time.perf_counter(), time.process_time()
+            t5, c5 = time.perf_counter(), time.process_time()  # the commit: the store's
+            for stage, wall, own in (
+                ("prepare", t1 - t0, c1 - c0),
+                ("dedup", t2 - t1, c2 - c1),
+                ("store", (t3 - t2) + (t5 - t4), (c3 - c2) + (c5 - c4)),
+                ("embedding", t4 - t3, c4 - c3),
+            ):
+                seconds[stage] += wall
+                cpu[stage] += own
         stored = conn.execute("SELECT source, id, story_id, sentiment, vendor_sentiment FROM news.items").fetchall()
+        chunks = dict(
+            conn.execute(
+                "SELECT hypertable_schema || '.' || hypertable_name, count(*) FROM timescaledb_information.chunks"
+                " WHERE hypertable_schema = 'news' AND hypertable_name IN ('items', 'item_symbols') GROUP BY 1"
+            ).fetchall()
+        )
         conn.rollback()
     load_after = os.getloadavg()[0]
     quality = _quality(frame, truth, embedder)
@@ -215,6 +238,8 @@ def run(settings: Settings, symbols: int = 60, days: int = 180, batch: int = 500
         "items_per_s_without_embedding": round(n / (total - seconds["embedding"]), 1),
         "stage_seconds": {k: round(v, 3) for k, v in seconds.items()},
         "stage_items_per_s": stage_rates,
+        "stage_cpu_seconds": {k: round(v, 3) for k, v in cpu.items()},
+        "hypertable_chunks": {t: int(chunks.get(t, 0)) for t in ("news.items", "news.item_symbols")},
         "embedding": {
             "present": embedder is not None,
             "model": getattr(embedder, "name", None),

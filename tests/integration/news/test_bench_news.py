@@ -18,6 +18,10 @@ def test_bench_news_reports_every_figure(stack: Settings, marketpipe_cli) -> Non
         assert math.isfinite(report[key]) and report[key] > 0, key
     assert 0 <= report["sentiment_accuracy"] <= 1 and 0 <= report["vendor_sentiment_accuracy"] <= 1
     assert set(report["stage_seconds"]) == {"prepare", "dedup", "embedding", "store"}
+    assert set(report["stage_cpu_seconds"]) == set(report["stage_seconds"])
+    assert all(math.isfinite(v) and v >= 0 for v in report["stage_cpu_seconds"].values())
+    assert report["stage_cpu_seconds"]["prepare"] > 0
+    assert report["hypertable_chunks"]["news.items"] >= 1 and report["hypertable_chunks"]["news.item_symbols"] >= 1
     embedding = report["embedding"]
     assert embedding["present"] == (embedding["absent_reason"] is None)
     assert "quality_vs_minilm" in embedding  # None for MiniLM itself, a recall@10 for another model
