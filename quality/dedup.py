@@ -200,6 +200,10 @@ class StoryIndex:
         assert self.perms is not None
         return list(self.perms.signatures([self._shingles(h, lead) for h, lead in texts]))
 
+    def _keys(self, signature: np.ndarray) -> list[bytes] | None:
+        """The signature's band keys, None for no text (no candidates, and a candidate of none)."""
+        return self._band_keys(signature) if _signed(signature) else None
+
     def _band_keys(self, signature: np.ndarray) -> list[bytes]:
         width = 4 * self.config.lsh_rows  # bytes of a band: lsh_rows uint32 values
         data = np.ascontiguousarray(signature, dtype=np.uint32).tobytes()
@@ -216,7 +220,7 @@ class StoryIndex:
         symbols: Iterable[str] = (),
     ) -> None:
         """Know an item of ``story_id`` (a stored one, or one just assigned)."""
-        keys = self._band_keys(signature) if _signed(signature) else None
+        keys = self._keys(signature)
         self._add(source, item_id, story_id, published_ns, url, signature, frozenset(symbols), keys)
 
     def _add(
@@ -250,7 +254,7 @@ class StoryIndex:
         most similar LSH candidate at or above the threshold within the window that shares a
         symbol with the item (when both name symbols: the same wording about another company is
         another story)."""
-        keys = self._band_keys(signature) if _signed(signature) else None
+        keys = self._keys(signature)
         return self._match(published_ns, url, signature, frozenset(symbols), keys)
 
     def _match(
@@ -289,7 +293,7 @@ class StoryIndex:
         symbols: Iterable[str] = (),
     ) -> tuple[int, bool]:
         """(story_id, founded): the item's known story, a matching one, or a new one it founds."""
-        keys = self._band_keys(signature) if _signed(signature) else None
+        keys = self._keys(signature)
         return self._assign(source, item_id, published_ns, url, signature, frozenset(symbols), keys)
 
     def assign_many(
@@ -334,9 +338,7 @@ class StoryIndex:
         """:meth:`_band_keys` of each signature (None for one that is empty or all-max: no text)."""
         num_perm = self.config.num_perm
         full = [i for i, sig in enumerate(signatures) if sig.size == num_perm]
-        out: list[list[bytes] | None] = [
-            None if sig.size == num_perm or not _signed(sig) else self._band_keys(sig) for sig in signatures
-        ]
+        out: list[list[bytes] | None] = [None if sig.size == num_perm else self._keys(sig) for sig in signatures]
         if not full:
             return out
         matrix = np.stack([signatures[i] for i in full]).astype(np.uint32, copy=False)

@@ -145,7 +145,7 @@ def test_shingles_are_the_crc32_of_each_k_word_window(words: int) -> None:
     assert sorted(shingle_hashes(tokens, 3).tolist()) == sorted(zlib.crc32(w.encode()) for w in windows)
 
 
-def test_the_lead_is_read_only_as_far_as_its_first_words() -> None:
+def test_only_the_first_lead_words_of_the_lead_are_tokens() -> None:
     assert text_tokens("Update: ACME beats", "one two three four", 2) == ["acme", "beats", "one", "two"]
     assert text_tokens("ACME", "one two", 0) == ["acme"]
 
