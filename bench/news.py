@@ -27,13 +27,14 @@ the model keeps the vectors of recent texts, so a story re-embedded because a co
 
 Without embedding (``--no-embed``) the path ran at 2,950-3,730 items/s (medians of runs alternated
 with the previous code, which ran 2,300-3,050 in the same runs; load 0.9-2.5). Client CPU: prepare
-0.40 s (HTML, language, MinHash, VADER: ~100 us an item, a tenth of it garbage collection), dedup
-0.09 s, the store's client side 0.14 s: ~6,200 items per CPU second (was 0.49 / 0.16 / 0.26 s,
-~4,400). The rest is the server's: about 60 % of the store's 0.5-0.9 s is TimescaleDB creating
-chunks, as the 180-day corpus spans 27 weekly chunks in each of news.items and news.item_symbols
-(5-10 ms of server CPU a chunk; ``hypertable_chunks`` in the report); with the chunks already there
-the store takes ~0.3 s. A live poll meets a new chunk once a week; a backfill meets one per week
-of history. The same runs with 28-day chunks (an experiment, not the schema) did 4,360-4,840 items/s.
+0.40-0.46 s (HTML, language, MinHash, VADER: ~100 us an item, a fifth of it one full garbage
+collection), dedup 0.09-0.11 s, the store's client side 0.13-0.17 s: ~6,000 items per CPU second
+(was 0.49 / 0.16 / 0.26 s, ~4,400). The rest is the server's: about 60 % of the store's 0.5-0.9 s
+is TimescaleDB creating chunks, as the 180-day corpus spans 27 weekly chunks in each of news.items
+and news.item_symbols (5-10 ms of server CPU a chunk; ``hypertable_chunks`` in the report); with
+the chunks already there the store takes ~0.3 s. A live poll meets a new chunk once a week; a
+backfill meets one per week of history. The same runs with 28-day chunks (an experiment, not the
+schema) did 4,360-4,840 items/s.
 
 Sentiment accuracy: our label (VADER's thresholds on the compound score) against each story's
 polarity, and the vendor's (Polygon's insights) against the same truth, on the same items. No
