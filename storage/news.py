@@ -251,10 +251,15 @@ def _rows(frame: pd.DataFrame, columns: Sequence[str], arrays: frozenset[str] = 
     return list(zip(*values, strict=True)) if values else []
 
 
-def _array_literal(values: Sequence[str]) -> str:
-    """``values`` (strings) as a text[] literal: each element double-quoted, backslash and quote
-    escaped, so any spelling (a vendor's junk symbol with commas or braces) reads back as it was."""
-    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+def _array_literal(values: Sequence[str | None]) -> str:
+    """``values`` as a text[] literal: each string double-quoted, backslash and quote escaped, so any
+    spelling (a vendor's junk symbol with commas or braces, the word NULL) reads back as it was; None
+    is a NULL element (as psycopg's list dumper sent it)."""
+    return "{" + ",".join("NULL" if v is None else '"' + _escape(str(v)) + '"' for v in values) + "}"
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def latest_items(

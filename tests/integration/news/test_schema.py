@@ -32,3 +32,14 @@ def test_story_id_is_a_bigint_key(conn):
         " AND table_name IN ('items', 'item_symbols', 'stories') ORDER BY 1"
     ).fetchall()
     assert types == [("item_symbols", "bigint"), ("items", "bigint"), ("stories", "bigint")]
+
+
+def test_text_array_literals_of_the_news_write_read_back_as_written(conn):
+    from storage.news import _array_literal
+
+    cases = [[], ["AAPL"], ['x"y\\z{}', None, "NULL", "", " a b ", "é✓", "line\nbreak\ttab", ",", "{", "}", "\\"]]
+    conn.execute("CREATE TEMP TABLE arrays (a text[])")
+    with conn.cursor().copy("COPY arrays (a) FROM STDIN") as copy:
+        for values in cases:
+            copy.write_row((_array_literal(values),))
+    assert [r[0] for r in conn.execute("SELECT a FROM arrays").fetchall()] == cases
