@@ -185,19 +185,18 @@ def check_outliers(
     ret[1:] = np.where(same, log_close[1:] - log_close[:-1], np.nan)
     if corporate_actions is not None and len(corporate_actions):
         ret = ret + _split_log_ratio(bars, corporate_actions)[order]
-    stats = pd.DataFrame({"group": group, "ret": ret})
-    grouped = stats.groupby("group")["ret"]
-    median = grouped.transform("median").to_numpy()
+    median = _per_group(ret, group, "median")
     deviation = ret - median
-    absdev = pd.Series(np.abs(deviation)).groupby(group)
-    mad = absdev.transform("median").to_numpy() * _MAD_SCALE
-    mean_ad = absdev.transform("mean").to_numpy() * _MEAN_AD_SCALE
+    absdev = np.abs(deviation)
+    mad = _per_group(absdev, group, "median") * _MAD_SCALE
+    mean_ad = _per_group(absdev, group, "mean") * _MEAN_AD_SCALE
     # One price increment (a cent at or above $1, 0.0001 below) relative to the typical price:
     # cent-rounded quotes of a $3 stock move in 0.3 % steps, which must not read as outliers.
-    tick_return = np.where(close >= 1.0, 0.01, 0.0001) / close
-    tick_floor = pd.Series(tick_return).groupby(group).transform("median").to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tick_return = np.where(close >= 1.0, 0.01, 0.0001) / close
+    tick_floor = _per_group(tick_return, group, "median")
     scale = np.fmax(np.where(mad > 0, mad, mean_ad), tick_floor)
-    count = grouped.transform("count").to_numpy()
+    count = _per_group(ret, group, "count")
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where((scale > 0) & (count >= MIN_RETURNS_FOR_OUTLIERS), deviation / scale, np.nan)
     big = np.abs(z) > threshold  # NaN compares False
@@ -220,6 +219,22 @@ def check_outliers(
     out = np.zeros(n, dtype=bool)
     out[order] = flagged
     return out
+
+
+def _per_group(values: np.ndarray, group: np.ndarray, how: Literal["median", "mean", "count"]) -> np.ndarray:
+    """``how`` of ``values`` per ``group`` (NaN skipped), broadcast back to each row: pandas'
+    ``groupby(group).transform(how)``, in numpy when there is one group (one symbol's page, what the
+    processing stage validates: ~0.3 ms a transform saved)."""
+    if not len(group) or (group != group[0]).any():
+        return pd.Series(values).groupby(group).transform(how).to_numpy(np.float64)
+    present = values[~np.isnan(values)]
+    if how == "count":
+        stat = float(len(present))
+    elif not len(present):
+        stat = np.nan
+    else:
+        stat = float(np.median(present)) if how == "median" else float(present.mean())
+    return np.full(len(values), stat)
 
 
 def check_stale(bars: pd.DataFrame, run: int = DEFAULT_STALE_RUN) -> np.ndarray:

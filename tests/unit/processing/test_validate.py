@@ -257,3 +257,37 @@ def test_bad_mode_or_parameters_are_refused() -> None:
         validate_bars(one(OPEN_JUNE_3), mode="loose")  # type: ignore[arg-type]
     with pytest.raises(DataQualityError, match="stale_run"):
         validate_bars(one(OPEN_JUNE_3), stale_run=1)
+
+
+def test_one_symbols_outliers_are_judged_alone_as_among_other_symbols() -> None:
+    """A page of one symbol is judged with numpy statistics, several symbols with pandas' group-by:
+    each symbol gets the same flags either way (a spike, a one-sided jump at a session end, a
+    cheap stock's ticks, a quiet stretch)."""
+    spikes = spiked(300, 0.8, spiked(120, 1.3, session_bars("AAPL", "2024-06-03", "2024-06-04")))
+    spikes.loc[389, ["open", "high", "low", "close", "vwap"]] *= 1.5  # the first session's last bar
+    cheap = session_bars("F", "2024-06-03", "2024-06-04", price=3.0)
+    cheap.loc[50, ["close", "high"]] = cheap.loc[50, "close"] + 0.01
+    alone = {
+        symbol: validate_bars(frame, mode="lenient").accepted.set_index("ts")[FLAGS]
+        for symbol, frame in (("AAPL", spikes), ("F", cheap))
+    }
+    together = validate_bars(pd.concat([spikes, cheap], ignore_index=True), mode="lenient").accepted
+    for symbol, flags in alone.items():
+        among = together[together["symbol"] == symbol].set_index("ts")[FLAGS]
+        pd.testing.assert_series_equal(flags.sort_index(), among.sort_index())
+    assert (alone["AAPL"].to_numpy() & Rule.OUTLIER_RETURN).astype(bool).sum() >= 2
+
+
+@pytest.mark.parametrize("how", ["median", "mean", "count"])
+def test_per_group_statistics_of_one_group_are_pandas_group_by(how: str) -> None:
+    from quality.validate import _per_group
+
+    rng = np.random.default_rng(7)
+    for values in (
+        rng.normal(size=391),
+        np.where(rng.random(390) < 0.1, np.nan, rng.normal(size=390)),
+        np.full(5, np.nan),
+    ):
+        group = np.zeros(len(values), dtype=np.int64)
+        expected = pd.Series(values).groupby(group).transform(how).to_numpy(np.float64)
+        np.testing.assert_allclose(_per_group(values, group, how), expected, rtol=1e-12, equal_nan=True)
