@@ -140,9 +140,10 @@ VADER_FAST_VERSION = "3.3.2"  # the vaderSentiment whose scoring _analyzer_class
 def _analyzer_class(base: type) -> type:
     """VADER's analyzer, faster where vaderSentiment 3.3.2 repeats work, with the same arithmetic
     in the same order (so the same scores, bit for bit; a test compares them): a text without emoji
-    skips the character-by-character copy that replaces emoji by their names, and the negation and
-    idiom checks lower-case the three or so neighbouring words they read instead of the whole text
-    for every lexicon word (quadratic in the text's words). Other versions get ``base`` itself."""
+    skips the character-by-character copy that replaces emoji by their names, a word outside the
+    lexicon scores 0 without the call that finds that out, and the negation and idiom checks
+    lower-case the three or so neighbouring words they read instead of the whole text for every
+    lexicon word (quadratic in the text's words). Other versions get ``base`` itself."""
     from importlib.metadata import version
 
     if version("vaderSentiment") != VADER_FAST_VERSION:
@@ -163,15 +164,19 @@ def _analyzer_class(base: type) -> type:
             sentitext = vs.SentiText(text)
             sentiments: list[float] = []
             words = sentitext.words_and_emoticons
+            lexicon = self.lexicon
             for i, item in enumerate(words):
-                valence = 0
-                if item.lower() in booster:
-                    sentiments.append(valence)
+                lower = item.lower()
+                if lower in booster:
+                    sentiments.append(0)
                     continue
-                if i < len(words) - 1 and item.lower() == "kind" and words[i + 1].lower() == "of":
-                    sentiments.append(valence)
+                if i < len(words) - 1 and lower == "kind" and words[i + 1].lower() == "of":
+                    sentiments.append(0)
                     continue
-                sentiments = self.sentiment_valence(valence, sentitext, item, i, sentiments)
+                if lower not in lexicon:  # what sentiment_valence appends for a word outside the lexicon
+                    sentiments.append(0)
+                    continue
+                sentiments = self.sentiment_valence(0, sentitext, item, i, sentiments)
             sentiments = self._but_check(words, sentiments)
             return self.score_valence(sentiments, text)
 
