@@ -69,6 +69,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from core.heap import frozen_heap
 from core.settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -616,10 +617,11 @@ async def _plain_pipeline(settings: Settings, symbols: list[str], first: date, l
     done: list = []
     try:
         names = list(request.symbols)
-        async with resources.pooled_async_connections():
-            for offset in range(0, len(names), collection.batch_size):
-                waves = await asyncio.gather(*(one(s) for s in names[offset : offset + collection.batch_size]))
-                done += [r for results in waves for r in results]
+        with frozen_heap():  # as recorded_run does for the flow
+            async with resources.pooled_async_connections():
+                for offset in range(0, len(names), collection.batch_size):
+                    waves = await asyncio.gather(*(one(s) for s in names[offset : offset + collection.batch_size]))
+                    done += [r for results in waves for r in results]
     finally:
         await source.aclose()
         resources.close()

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from prefect.runtime import flow_run
 
+from core.heap import frozen_heap
 from core.settings import Settings, load_settings
 from pipeline.metrics import RunFigures, record_run, run_metrics
 from tasks.resources import RunResources
@@ -59,10 +60,11 @@ class RecordedRun:
 @contextmanager
 def recorded_run(flow: str, overrides: dict[str, Any] | None) -> Iterator[RecordedRun]:
     """Time the body, give it the run's settings and resources, record its ``summary`` at the end
-    (as a sub-flow of the parent run, if any); close the run's connections whatever happens."""
+    (as a sub-flow of the parent run, if any); close the run's connections whatever happens. What
+    was alive before the run is out of the garbage collector's walks meanwhile (:mod:`core.heap`)."""
     began = time.monotonic()
     settings = load_settings(overrides=overrides)
-    with RunResources.from_settings(settings) as resources:
+    with frozen_heap(), RunResources.from_settings(settings) as resources:
         run = RecordedRun(flow, resources, str(flow_run.get_id() or uuid.uuid4()), began)
         yield run
         summary: TimedSummary | None = run.summary
