@@ -456,9 +456,7 @@ def _invalidate_aggregates(cur: psycopg.Cursor, frame: pd.DataFrame, table: Tabl
     time_col = table.time_column
     if time_col is None or not _has_aggregates(cur, table):
         return
-    times = pd.Series(utc_index(frame[time_col]).asi8)
-    by_day = times.groupby(times // 86_400_000_000_000)
-    edges = frame.iloc[np.unique(np.concatenate([by_day.idxmin().to_numpy(), by_day.idxmax().to_numpy()]))]
+    edges = frame.iloc[day_edges(utc_index(frame[time_col]).asi8)]
     key = [c for c in table.key if c != time_col]
     stamps = list(utc_index(edges[time_col]).to_pydatetime())
     cur.execute(
@@ -489,6 +487,19 @@ def _invalidate_aggregates(cur: psycopg.Cursor, frame: pd.DataFrame, table: Tabl
             *(sorted(set(edges[c].astype(str))) for c in key),
         ],
     )
+
+
+def day_edges(times_ns: np.ndarray) -> np.ndarray:
+    """Sorted positions of the earliest and the latest instant of each UTC day in ``times_ns``
+    (the first such row where several share it, as pandas' ``idxmin``/``idxmax``)."""
+    if not len(times_ns):
+        return np.empty(0, dtype=np.int64)
+    days = times_ns // 86_400_000_000_000
+    earliest = np.lexsort((times_ns, days))  # stable: equal instants keep their order
+    latest = np.lexsort((-times_ns, days))
+    sorted_days = days[earliest]
+    starts = np.flatnonzero(np.r_[True, sorted_days[1:] != sorted_days[:-1]])
+    return np.unique(np.concatenate([earliest[starts], latest[starts]]))
 
 
 def _has_aggregates(cur: psycopg.Cursor, table: TableSpec) -> bool:
@@ -650,7 +661,7 @@ def _overlaps_stored(
     assert time_col is not None
     series = [c for c in table.key if c != time_col]
     types = {c.name: c.pg_type for c in table.columns}
-    bounds = frame.groupby(series, sort=False, observed=True)[time_col].agg(["min", "max"]).reset_index()
+    bounds = _series_bounds(frame, series, time_col)
     arrays = [bounds[c].astype(object).tolist() for c in series]
     lo, hi = (_sql_time(bounds[b], types[time_col]) for b in ("min", "max"))
     # Tables without a source column (features) are asked about any stored row.
@@ -670,6 +681,16 @@ def _overlaps_stored(
     params = [*arrays, lo, hi, min(lo), max(hi)] + ([other_than_source] if other_than_source is not None else [])
     row = cur.execute(query, params).fetchone()
     return bool(row and row[0])
+
+
+def _series_bounds(frame: pd.DataFrame, series: list[str], time_col: str) -> pd.DataFrame:
+    """Each series' first and last instant (columns ``series`` + ``min``, ``max``); a frame of one
+    series (one symbol's page: the usual batch) without a group-by (~1 ms)."""
+    first = {c: frame[c].iloc[0] for c in series} if len(frame) else None
+    if first is not None and all(frame[c].notna().all() and (frame[c] == first[c]).all() for c in series):
+        times = frame[time_col]
+        return pd.DataFrame({**{c: [first[c]] for c in series}, "min": [times.min()], "max": [times.max()]})
+    return frame.groupby(series, sort=False, observed=True)[time_col].agg(["min", "max"]).reset_index()
 
 
 def _meets_other_vendors(cur: psycopg.Cursor, frame: pd.DataFrame, table: TableSpec) -> bool:

@@ -13,6 +13,7 @@ from storage.hot import (
     UpsertResult,
     bar_table,
     collapse_duplicates,
+    day_edges,
     encode_copy_binary,
     iter_copy_binary,
     route_bars,
@@ -130,3 +131,16 @@ def test_a_price_the_ticks_cannot_hold_is_refused_naming_it(bad):
     frame = pd.DataFrame({"close": [10.0, bad]})
     with pytest.raises(StorageError, match=r"price .* in column 'close' \(row 1\).*ticks of 1/10,000"):
         encode_copy_binary(frame, [Column("close", "price")])
+
+
+def test_day_edges_are_the_first_earliest_and_latest_row_of_each_day() -> None:
+    """The rows whose no-op update tells the aggregates a COPYed batch's range: as pandas'
+    group-by idxmin/idxmax per UTC day, ties (two symbols at one instant) taking the first row."""
+    rng = np.random.default_rng(11)
+    minute = 60 * 10**9
+    times = (rng.integers(0, 5 * 24 * 60, 500) * minute).astype(np.int64)  # 5 days, many ties
+    series = pd.Series(times)
+    by_day = series.groupby(series // (86_400 * 10**9))
+    expected = np.unique(np.concatenate([by_day.idxmin().to_numpy(), by_day.idxmax().to_numpy()]))
+    np.testing.assert_array_equal(day_edges(times), expected)
+    assert day_edges(np.empty(0, dtype=np.int64)).tolist() == []
