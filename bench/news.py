@@ -25,16 +25,18 @@ tokens); the int8 MiniLM ran 2,019 stories in 22 s on one core (load 0.7), so th
 the model keeps the vectors of recent texts, so a story re-embedded because a copy of it arrived
 (its text unchanged) costs no forward pass.
 
-Without embedding (``--no-embed``) the path ran at 2,950-3,730 items/s (medians of runs alternated
-with the previous code, which ran 2,300-3,050 in the same runs; load 0.9-2.5). Client CPU: prepare
-0.40-0.46 s (HTML, language, MinHash, VADER: ~100 us an item, a fifth of it one full garbage
-collection), dedup 0.09-0.11 s, the store's client side 0.13-0.17 s: ~6,000 items per CPU second
-(was 0.49 / 0.16 / 0.26 s, ~4,400). The rest is the server's: about 60 % of the store's 0.5-0.9 s
-is TimescaleDB creating chunks, as the 180-day corpus spans 27 weekly chunks in each of news.items
-and news.item_symbols (5-10 ms of server CPU a chunk; ``hypertable_chunks`` in the report); with
-the chunks already there the store takes ~0.3 s. A live poll meets a new chunk once a week; a
-backfill meets one per week of history. The same runs with 28-day chunks (an experiment, not the
-schema) did 4,360-4,840 items/s.
+Without embedding (``--no-embed``) the path ran at 2,460-3,730 items/s (medians of 3-5 runs
+alternated with the previous code in six sessions; the previous code ran 2,060-3,040 in the same
+sessions, 1.10-1.28x slower; load 0.8-3.0). The batches run inside :func:`core.heap.frozen_heap`,
+as the flow's run does (the last session's: 2,840 against 2,230). Client CPU: prepare
+0.34 s (HTML, language, MinHash, VADER: ~85 us an item), dedup 0.10 s, the store's client side
+0.17 s: ~6,700 items per CPU second (the previous code 0.53 / 0.17 / 0.21 s, ~4,500, same
+harness). The rest is the server's, and it varies with the machine: the store took 0.5-1.1 s of
+wall time, about 60 % of it TimescaleDB creating chunks, as the 180-day corpus spans 27 weekly
+chunks in each of news.items and news.item_symbols (5-10 ms of server CPU a chunk, measured on the
+backend's /proc; ``hypertable_chunks`` in the report); with the chunks already there the store
+takes ~0.3 s. A live poll meets a new chunk once a week; a backfill meets one per week of history.
+The same runs with 28-day chunks (an experiment, not the schema) did 4,360-4,840 items/s.
 
 Sentiment accuracy: our label (VADER's thresholds on the compound score) against each story's
 polarity, and the vendor's (Polygon's insights) against the same truth, on the same items. No
@@ -54,6 +56,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.heap import frozen_heap
 from core.settings import Settings
 
 DATABASE = "bench_news"
@@ -173,34 +176,35 @@ def run(settings: Settings, symbols: int = 60, days: int = 180, batch: int = 500
     with database_connection(settings, dbname=DATABASE, autocommit=True) as conn:
         migrate(conn)
         conn.autocommit = False
-        for offset in range(0, len(frame), batch):
-            part = frame.iloc[offset : offset + batch]
-            t0, c0 = time.perf_counter(), time.process_time()
-            index = StoryIndex(config)
-            prepared = prepare_items(part, "news", sentiment, index)
-            t1, c1 = time.perf_counter(), time.process_time()
-            with conn.transaction():
-                lock_news_dedup(conn)
-                items = prepared.items
-                window = pd.Timedelta(hours=config.window_hours)
-                keys = list(zip(items["source"], items["id"], strict=True))
-                low, high = items["published_at"].min() - window, items["published_at"].max() + window
-                stories = assign_stories(prepared, stored_items(conn, low, high, keys), index)
-                t2, c2 = time.perf_counter(), time.process_time()
-                write_news(conn, items, prepared.links, stories)
-                t3, c3 = time.perf_counter(), time.process_time()
-                if embedder is not None:  # the flow's step: new or changed stories, headline + lead
-                    embedded += embed_stories(conn, sorted({int(s) for s in items["story_id"]}), embedder)
-                t4, c4 = time.perf_counter(), time.process_time()
-            t5, c5 = time.perf_counter(), time.process_time()  # the commit: the store's
-            for stage, wall, own in (
-                ("prepare", t1 - t0, c1 - c0),
-                ("dedup", t2 - t1, c2 - c1),
-                ("store", (t3 - t2) + (t5 - t4), (c3 - c2) + (c5 - c4)),
-                ("embedding", t4 - t3, c4 - c3),
-            ):
-                seconds[stage] += wall
-                cpu[stage] += own
+        with frozen_heap():  # as recorded_run does for the flow that runs this stage (core.heap)
+            for offset in range(0, len(frame), batch):
+                part = frame.iloc[offset : offset + batch]
+                t0, c0 = time.perf_counter(), time.process_time()
+                index = StoryIndex(config)
+                prepared = prepare_items(part, "news", sentiment, index)
+                t1, c1 = time.perf_counter(), time.process_time()
+                with conn.transaction():
+                    lock_news_dedup(conn)
+                    items = prepared.items
+                    window = pd.Timedelta(hours=config.window_hours)
+                    keys = list(zip(items["source"], items["id"], strict=True))
+                    low, high = items["published_at"].min() - window, items["published_at"].max() + window
+                    stories = assign_stories(prepared, stored_items(conn, low, high, keys), index)
+                    t2, c2 = time.perf_counter(), time.process_time()
+                    write_news(conn, items, prepared.links, stories)
+                    t3, c3 = time.perf_counter(), time.process_time()
+                    if embedder is not None:  # the flow's step: new or changed stories, headline + lead
+                        embedded += embed_stories(conn, sorted({int(s) for s in items["story_id"]}), embedder)
+                    t4, c4 = time.perf_counter(), time.process_time()
+                t5, c5 = time.perf_counter(), time.process_time()  # the commit: the store's
+                for stage, wall, own in (
+                    ("prepare", t1 - t0, c1 - c0),
+                    ("dedup", t2 - t1, c2 - c1),
+                    ("store", (t3 - t2) + (t5 - t4), (c3 - c2) + (c5 - c4)),
+                    ("embedding", t4 - t3, c4 - c3),
+                ):
+                    seconds[stage] += wall
+                    cpu[stage] += own
         stored = conn.execute("SELECT source, id, story_id, sentiment, vendor_sentiment FROM news.items").fetchall()
         chunks = dict(
             conn.execute(
