@@ -162,10 +162,17 @@ def write_news(
         )
         sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in _VALUES)
         changed = " OR ".join(f"i.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in _VALUES if c != "minhash")
+        # a version older than the stored one is no update, also where its publication time (part
+        # of the key) differs: it would be a second row, and its links would replace the newer's
         written = conn.execute(
             f"""
             INSERT INTO news.items AS i ({", ".join(ITEM_COLUMNS)})
-            SELECT DISTINCT ON (source, id, published_at) {", ".join(ITEM_COLUMNS)} FROM news_stage
+            SELECT DISTINCT ON (source, id, published_at) {", ".join(ITEM_COLUMNS)} FROM news_stage s
+            WHERE NOT EXISTS (
+                SELECT 1 FROM news.items o
+                WHERE o.source = s.source AND o.id = s.id AND o.published_at <> s.published_at
+                  AND o.updated_at > s.updated_at
+            )
             ORDER BY source, id, published_at, updated_at DESC
             ON CONFLICT (source, id, published_at) DO UPDATE SET {sets}, ingested_at = now()
             WHERE EXCLUDED.updated_at >= i.updated_at AND ({changed})

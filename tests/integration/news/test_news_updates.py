@@ -1,0 +1,78 @@
+"""An article's versions: the newest stored version wins whatever order they arrive in, also when
+an update moved the publication time (the hypertable's key holds it, so two versions of one article
+have different keys). Items of 2001 only, source 'updtest' (a range and a source no other test uses)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from core import model
+from features.sentiment import load_sentiment_model
+from pipeline.news import store_items
+from quality.dedup import DedupConfig
+
+SOURCE = "updtest"
+
+
+def version(item: str, ts: str, updated: str, headline: str, symbols: str) -> dict[str, str]:
+    body = f"{headline}. The company said so in a statement on its results and outlook."
+    return {"id": item, "ts": ts, "updated_ts": updated, "headline": headline, "body": body, "symbols": symbols}
+
+
+def store(conn: psycopg.Connection, *versions: dict[str, str]):
+    rows = [{**v, "source": SOURCE} for v in versions]
+    frame = model.frame(model.NEWS, {k: [r.get(k) for r in rows] for k in model.NEWS}, what="test news")
+    with conn.transaction():
+        written, _ = store_items(conn, frame, "news", load_sentiment_model(), DedupConfig())
+    return written
+
+
+def stored(conn: psycopg.Connection, item: str) -> list[tuple]:
+    rows = conn.execute(
+        "SELECT published_at::text, headline, symbols FROM news.items WHERE source = %s AND id = %s", (SOURCE, item)
+    ).fetchall()
+    links = conn.execute(
+        "SELECT symbol, published_at::text FROM news.item_symbols WHERE source = %s AND id = %s ORDER BY symbol",
+        (SOURCE, item),
+    ).fetchall()
+    return [*rows, *links]
+
+
+@pytest.fixture
+def clean(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    yield conn
+    conn.execute("DELETE FROM news.item_symbols WHERE source = %s", (SOURCE,))
+    conn.execute("DELETE FROM news.items WHERE source = %s", (SOURCE,))
+
+
+NEWER = version("a1", "2001-03-05T15:00:00Z", "2001-03-06T09:00:00Z", "ZZQV raises its outlook", "ZZQV,ZZQW")
+OLDER = version("a1", "2001-03-05T14:00:00Z", "2001-03-05T14:00:00Z", "ZZQV to report results", "ZZQV")
+
+
+def test_a_stale_version_with_another_publication_time_changes_nothing(clean: psycopg.Connection) -> None:
+    store(clean, NEWER)
+    before = stored(clean, "a1")
+    written = store(clean, OLDER)  # arrives late: an earlier version, published an hour earlier
+    assert written.inserted == 0 and written.updated == 0
+    assert stored(clean, "a1") == before
+    assert before[0][1] == "ZZQV raises its outlook" and [r[0] for r in before[1:]] == ["ZZQV", "ZZQW"]
+
+
+def test_a_newer_version_with_another_publication_time_replaces_the_stored_one(clean: psycopg.Connection) -> None:
+    store(clean, OLDER)
+    written = store(clean, NEWER)
+    assert written.inserted == 1
+    rows = stored(clean, "a1")
+    assert rows[0] == ("2001-03-05 15:00:00+00", "ZZQV raises its outlook", ["ZZQV", "ZZQW"])
+    assert rows[1:] == [("ZZQV", "2001-03-05 15:00:00+00"), ("ZZQW", "2001-03-05 15:00:00+00")]
+
+
+def test_two_versions_in_one_batch_store_the_newer_once(clean: psycopg.Connection) -> None:
+    written = store(clean, OLDER, NEWER)
+    assert written.inserted == 1
+    rows = stored(clean, "a1")
+    assert rows[0] == ("2001-03-05 15:00:00+00", "ZZQV raises its outlook", ["ZZQV", "ZZQW"])
+    assert [r[0] for r in rows[1:]] == ["ZZQV", "ZZQW"]
