@@ -36,7 +36,12 @@ wall time, about 60 % of it TimescaleDB creating chunks, as the 180-day corpus s
 chunks in each of news.items and news.item_symbols (5-10 ms of server CPU a chunk, measured on the
 backend's /proc; ``hypertable_chunks`` in the report); with the chunks already there the store
 takes ~0.3 s. A live poll meets a new chunk once a week; a backfill meets one per week of history.
-The same runs with 28-day chunks (an experiment, not the schema) did 4,360-4,840 items/s.
+The same runs with 28-day chunks (an experiment, not the schema) did 4,360-4,840 items/s. On an
+idle machine (load 0.6) after the stale-version fix of ``write_news``: 3,990-4,480 items/s.
+
+The ``items_per_s`` target is judged with the default models only (``with_model`` in the target
+names the embedding model that ran): a run without embedding, or with another model, reports its
+rate and does not meet the target.
 
 Sentiment accuracy: our label (VADER's thresholds on the compound score) against each story's
 polarity, and the vendor's (Polygon's insights) against the same truth, on the same items. No
@@ -58,6 +63,7 @@ import pandas as pd
 
 from core.heap import frozen_heap
 from core.settings import Settings
+from features.embeddings import DEFAULT_MODEL
 
 DATABASE = "bench_news"
 TARGET_ITEMS_PER_S = 2_000
@@ -227,8 +233,15 @@ def run(settings: Settings, symbols: int = 60, days: int = 180, batch: int = 500
     stage_rates = {k: (round(n / v, 1) if v > 0 else None) for k, v in seconds.items()}
     if embedder is None:
         stage_rates["embedding"] = None
+    # The items/s target is the default models' (issue 16): a run without the embedding, or with
+    # another model, reports its rate but does not meet the target.
+    judged = embedder is not None and getattr(embedder, "name", None) == DEFAULT_MODEL
     targets: dict[str, dict[str, Any]] = {
-        "items_per_s": {"target": TARGET_ITEMS_PER_S, "met": n / total >= TARGET_ITEMS_PER_S},
+        "items_per_s": {
+            "target": TARGET_ITEMS_PER_S,
+            "met": judged and n / total >= TARGET_ITEMS_PER_S,
+            "with_model": getattr(embedder, "name", None),
+        },
         "dedup_precision": {"target": TARGET_PRECISION, "met": precision >= TARGET_PRECISION},
         "dedup_recall": {"target": TARGET_RECALL, "met": recall >= TARGET_RECALL},
     }

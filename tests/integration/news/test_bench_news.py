@@ -29,3 +29,15 @@ def test_bench_news_reports_every_figure(stack: Settings, marketpipe_cli) -> Non
     assert set(report["targets"]) == {"items_per_s", "dedup_precision", "dedup_recall"}
     assert report["targets_met"] == all(t["met"] for t in report["targets"].values())
     assert len(report["load_avg_1m"]) == 2
+    assert report["targets"]["items_per_s"]["with_model"] == embedding["model"]
+
+
+def test_without_the_default_models_the_items_per_second_target_is_not_met(stack: Settings, marketpipe_cli) -> None:
+    """The rate without embedding is reported, but the target is the default models' rate."""
+    args = ("bench", "news", "--symbols", "3", "--days", "20", "--batch", "50", "--no-embed", "--json")
+    run = marketpipe_cli(*args, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout)
+    assert report["items_per_s"] > 0 and report["embedding"]["present"] is False
+    assert report["targets"]["items_per_s"] == {"target": 2000, "met": False, "with_model": None}
+    assert report["targets_met"] is False
