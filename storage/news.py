@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psycopg
 
@@ -139,56 +140,43 @@ def write_news(
 ) -> NewsWriteResult:
     """Upsert ``items`` (columns :data:`ITEM_COLUMNS`), rewrite the links of the items that were
     inserted or replaced (``links``: :data:`LINK_COLUMNS`), insert founded ``stories``
-    (:data:`STORY_COLUMNS`) and refresh the aggregates of every story touched."""
+    (:data:`STORY_COLUMNS`) and refresh the aggregates of every story touched.
+
+    An article's newest version wins whatever order its versions arrive in, also when an update
+    moved its publication time (part of the key): :func:`plan_versions` decides from the stored
+    versions, read first. Every row changed is then named by its whole key, so a change in a
+    compressed chunk decompresses only the batch holding that row: a statement joining on
+    (source, id) alone decompressed every compressed chunk of the history and failed past
+    TimescaleDB's ``max_tuples_decompressed_per_dml_transaction`` (100,000) once a few weeks of
+    news were compressed."""
     if items.empty:
         return NewsWriteResult()
     try:
-        # one round trip: the stage exists from the transaction's first write on (its rows go at
-        # commit); a second write in one transaction empties it first
-        conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS news_stage (LIKE news.items INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;"
-            " DELETE FROM news_stage"
-        )
-        with conn.cursor().copy(f"COPY news_stage ({', '.join(ITEM_COLUMNS)}) FROM STDIN") as copy:
-            for row in _rows(items, ITEM_COLUMNS, arrays=_ITEM_ARRAYS):
-                copy.write_row(row)
-        # an update that moved the publication time: the old version goes (its key differs)
-        conn.execute(
-            """
-            DELETE FROM news.items i USING news_stage s
-            WHERE i.source = s.source AND i.id = s.id AND i.published_at <> s.published_at
-              AND s.updated_at >= i.updated_at
-            """
-        )
-        sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in _VALUES)
-        changed = " OR ".join(f"i.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in _VALUES if c != "minhash")
-        # a version older than the stored one is no update, also where its publication time (part
-        # of the key) differs: it would be a second row, and its links would replace the newer's
-        written = conn.execute(
-            f"""
-            INSERT INTO news.items AS i ({", ".join(ITEM_COLUMNS)})
-            SELECT DISTINCT ON (source, id, published_at) {", ".join(ITEM_COLUMNS)} FROM news_stage s
-            WHERE NOT EXISTS (
-                SELECT 1 FROM news.items o
-                WHERE o.source = s.source AND o.id = s.id AND o.published_at <> s.published_at
-                  AND o.updated_at > s.updated_at
-            )
-            ORDER BY source, id, published_at, updated_at DESC
-            ON CONFLICT (source, id, published_at) DO UPDATE SET {sets}, ingested_at = now()
-            WHERE EXCLUDED.updated_at >= i.updated_at AND ({changed})
-            RETURNING source, id, (xmax = 0) AS inserted
-            """
+        keys = items[["source", "id"]].drop_duplicates()
+        stored = conn.execute(
+            "SELECT source, id, published_at, updated_at FROM news.items"
+            " WHERE (source, id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+            (keys["source"].tolist(), keys["id"].tolist()),
         ).fetchall()
+        plan = plan_versions(items, stored)
+        if plan.moved:  # older versions published at another time: they go, with their links
+            with conn.cursor() as cur:
+                for table in ("news.items", "news.item_symbols"):
+                    cur.executemany(
+                        f"DELETE FROM {table} WHERE source = %s AND id = %s AND published_at = %s", plan.moved
+                    )
+        written = _upsert_items(conn, items[plan.keep]) if plan.keep.any() else []
         inserted = sum(1 for r in written if r[2])
-        touched = [(r[0], r[1]) for r in written]
-        if touched:
-            conn.execute(
-                "DELETE FROM news.item_symbols WHERE (source, id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
-                ([t[0] for t in touched], [t[1] for t in touched]),
-            )
-            keep = set(touched)
-            mask = [(s, i) in keep for s, i in zip(links["source"], links["id"], strict=True)] if len(links) else []
-            fresh = links[mask] if len(links) else links
+        touched = {(r[0], r[1]) for r in written}
+        replaced = [(r[0], r[1], r[3]) for r in written if not r[2]]  # their links at that key go
+        if replaced:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "DELETE FROM news.item_symbols WHERE source = %s AND id = %s AND published_at = %s", replaced
+                )
+        if touched and len(links):
+            mask = [(s, i) in touched for s, i in zip(links["source"], links["id"], strict=True)]
+            fresh = links[mask]
             if len(fresh):
                 with conn.cursor().copy(f"COPY news.item_symbols ({', '.join(LINK_COLUMNS)}) FROM STDIN") as copy:
                     for row in _rows(fresh.drop_duplicates(["symbol", "published_at", "source", "id"]), LINK_COLUMNS):
@@ -211,6 +199,70 @@ def write_news(
         raise StorageError(f"cannot store {len(items)} news item(s): {exc}") from exc
     updated = len(written) - inserted
     return NewsWriteResult(inserted, updated, len(items) - len(written), founded)
+
+
+@dataclass(frozen=True)
+class VersionPlan:
+    """Which rows of a batch to upsert (``keep``, a mask over the batch) and which stored versions
+    to delete (``moved``: (source, id, published_at) of versions the kept one supersedes)."""
+
+    keep: np.ndarray
+    moved: list[tuple[str, str, datetime]]
+
+
+def plan_versions(items: pd.DataFrame, stored: Sequence[tuple[str, str, datetime, datetime]]) -> VersionPlan:
+    """Per article (source, id): the batch's newest version (latest ``updated_at``) is kept unless a
+    stored version published at another time is newer still (then the batch's is stale: nothing
+    of it is written); stored versions published at another time and not newer are ``moved``
+    (superseded). A stored version at the kept one's own time is left to the upsert's own rule
+    (replaced when not newer and different)."""
+    versions: dict[tuple[str, str], list[tuple[datetime, datetime]]] = {}
+    for source, item, published, updated in stored:
+        versions.setdefault((source, item), []).append((published, updated))
+    # instants to the microsecond, as the database keeps them
+    published_at = [t.to_pydatetime() for t in items["published_at"].dt.floor("us")]
+    updated_at = [t.to_pydatetime() for t in items["updated_at"].dt.floor("us")]
+    order = np.lexsort((pd.DatetimeIndex(items["published_at"]).asi8, pd.DatetimeIndex(items["updated_at"]).asi8))
+    newest: dict[tuple[str, str], int] = {}
+    sources, ids = items["source"].tolist(), items["id"].tolist()
+    for position in order:  # ascending updated_at: the last one seen of an article is its newest
+        newest[(sources[position], ids[position])] = int(position)
+    keep = np.zeros(len(items), dtype=bool)
+    moved: list[tuple[str, str, datetime]] = []
+    for key, position in newest.items():
+        published, updated = published_at[position], updated_at[position]
+        elsewhere = [(p, u) for p, u in versions.get(key, ()) if p != published]
+        if any(u > updated for _, u in elsewhere):
+            continue  # stale: a newer version is stored under another publication time
+        keep[position] = True
+        moved += [(key[0], key[1], p) for p, _ in elsewhere]
+    return VersionPlan(keep, moved)
+
+
+def _upsert_items(conn: psycopg.Connection, items: pd.DataFrame) -> list[tuple[str, str, bool, datetime]]:
+    """Stage ``items`` (at most one version per article) and upsert them by their whole key: a
+    stored row is replaced when the staged one is not older and differs. Returns (source, id,
+    inserted, published_at) of each row written."""
+    # one round trip: the stage exists from the transaction's first write on (its rows go at
+    # commit); a second write in one transaction empties it first
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS news_stage (LIKE news.items INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;"
+        " DELETE FROM news_stage"
+    )
+    with conn.cursor().copy(f"COPY news_stage ({', '.join(ITEM_COLUMNS)}) FROM STDIN") as copy:
+        for row in _rows(items, ITEM_COLUMNS, arrays=_ITEM_ARRAYS):
+            copy.write_row(row)
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in _VALUES)
+    changed = " OR ".join(f"i.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in _VALUES if c != "minhash")
+    return conn.execute(
+        f"""
+        INSERT INTO news.items AS i ({", ".join(ITEM_COLUMNS)})
+        SELECT {", ".join(ITEM_COLUMNS)} FROM news_stage
+        ON CONFLICT (source, id, published_at) DO UPDATE SET {sets}, ingested_at = now()
+        WHERE EXCLUDED.updated_at >= i.updated_at AND ({changed})
+        RETURNING source, id, (xmax = 0) AS inserted, published_at
+        """
+    ).fetchall()
 
 
 def _crash_point(point: str) -> None:

@@ -76,3 +76,53 @@ def test_two_versions_in_one_batch_store_the_newer_once(clean: psycopg.Connectio
     rows = stored(clean, "a1")
     assert rows[0] == ("2001-03-05 15:00:00+00", "ZZQV raises its outlook", ["ZZQV", "ZZQW"])
     assert [r[0] for r in rows[1:]] == ["ZZQV", "ZZQW"]
+
+
+def filler(count: int, day: str, prefix: str) -> list[dict[str, str]]:
+    return [
+        version(
+            f"{prefix}{i}",
+            f"{day}T{10 + i // 60:02d}:{i % 60:02d}:00Z",
+            f"{day}T20:00:00Z",
+            f"ZZQV item {prefix} {i}",
+            "ZZQV",
+        )
+        for i in range(count)
+    ]
+
+
+def test_updates_in_compressed_history_decompress_only_the_rows_they_change(clean: psycopg.Connection) -> None:
+    """Three weeks apart, 151 and 600 items in compressed chunks; under a decompression limit of 500
+    tuples a transaction, an update that moves an article's time, one at the same time and a stale
+    one are written (a statement joining on (source, id) alone decompressed all 751 and failed)."""
+    moved = version("c1", "2001-06-05T14:00:00Z", "2001-06-05T14:00:00Z", "ZZQV to report results", "ZZQV")
+    same = version("c2", "2001-06-05T15:00:00Z", "2001-06-05T15:00:00Z", "ZZQV hires a new CFO", "ZZQV")
+    store(clean, moved, same, *filler(149, "2001-06-05", "f"), *filler(600, "2001-06-26", "g"))
+    for table in ("news.items", "news.item_symbols"):
+        clean.execute(
+            "SELECT compress_chunk(c, if_not_compressed => true) FROM show_chunks(%s::regclass,"
+            " older_than => '2001-07-15'::timestamptz, newer_than => '2001-06-01'::timestamptz) c",
+            (table,),
+        )
+    with clean.transaction():
+        clean.execute("SET LOCAL timescaledb.max_tuples_decompressed_per_dml_transaction = 500")
+        written = store(
+            clean,
+            version("c1", "2001-06-05T14:30:00Z", "2001-06-06T09:00:00Z", "ZZQV beats estimates", "ZZQV,ZZQW"),
+            version("c2", "2001-06-05T15:00:00Z", "2001-06-06T10:00:00Z", "ZZQV names a new CFO", "ZZQV,ZZQX"),
+            version("f0", "2001-06-05T09:00:00Z", "2001-06-04T09:00:00Z", "ZZQV item f 0 draft", "ZZQV"),  # stale
+        )
+    assert (written.inserted, written.updated) == (1, 1)
+    assert stored(clean, "c1") == [
+        ("2001-06-05 14:30:00+00", "ZZQV beats estimates", ["ZZQV", "ZZQW"]),
+        ("ZZQV", "2001-06-05 14:30:00+00"),
+        ("ZZQW", "2001-06-05 14:30:00+00"),
+    ]
+    assert stored(clean, "c2") == [
+        ("2001-06-05 15:00:00+00", "ZZQV names a new CFO", ["ZZQV", "ZZQX"]),
+        ("ZZQV", "2001-06-05 15:00:00+00"),
+        ("ZZQX", "2001-06-05 15:00:00+00"),
+    ]
+    assert stored(clean, "f0")[0][:2] == ("2001-06-05 10:00:00+00", "ZZQV item f 0")
+    count = clean.execute("SELECT count(*) FROM news.items WHERE source = %s", (SOURCE,)).fetchone()
+    assert count == (751,)
