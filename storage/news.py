@@ -194,7 +194,7 @@ def write_news(
                 ).fetchall()
             )
         _crash_point("before_commit")
-        refresh_stories(conn, sorted({int(s) for s in items["story_id"]}))
+        refresh_stories(conn, sorted({int(s) for s in items["story_id"]}), items["published_at"].min())
     except psycopg.Error as exc:
         raise StorageError(f"cannot store {len(items)} news item(s): {exc}") from exc
     updated = len(written) - inserted
@@ -271,15 +271,26 @@ def _crash_point(point: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def refresh_stories(conn: psycopg.Connection, story_ids: Sequence[int]) -> None:
-    """A story's items, symbols, polarity and first item from its stored items."""
+def refresh_stories(conn: psycopg.Connection, story_ids: Sequence[int], earliest: datetime | None = None) -> None:
+    """A story's items, symbols, polarity and first item from its stored items. ``earliest``: the
+    earliest publication time of the items just written (a story may now start there).
+
+    The items are read from the stories' first item on (``news.stories.first_seen``, or
+    ``earliest`` if before): a constant bound, so the chunks before it are left out when planning.
+    Without it every chunk was read, and a compressed chunk is decompressed whole to find a story
+    id (not a segment or order column): 6.8 s a batch over two years of news (1.5M items)."""
     if not story_ids:
         return
+    ids = list(story_ids)
+    row = conn.execute("SELECT min(first_seen) FROM news.stories WHERE story_id = ANY(%s)", (ids,)).fetchone()
+    bounds = [t for t in (row[0] if row else None, earliest) if t is not None and not pd.isna(t)]
+    since = min(bounds) if bounds else None
+    bounded = "AND published_at >= %(since)s" if since is not None else ""
     # the stories' items read once (every chunk's story index probed once, not once per aggregate)
-    conn.execute(
-        """
+    query = """
         WITH member AS MATERIALIZED (
-            SELECT story_id, sentiment, published_at, symbols FROM news.items WHERE story_id = ANY(%(ids)s)
+            SELECT story_id, sentiment, published_at, symbols FROM news.items
+            WHERE story_id = ANY(%(ids)s) /* bounded */
         ), agg AS (
             SELECT story_id, count(*)::int AS n, avg(sentiment) AS p, min(published_at) AS f
             FROM member GROUP BY story_id
@@ -291,9 +302,8 @@ def refresh_stories(conn: psycopg.Connection, story_ids: Sequence[int]) -> None:
             symbols = coalesce(syms.s, '{}'), updated_at = now()
         FROM agg LEFT JOIN syms USING (story_id)
         WHERE st.story_id = agg.story_id
-        """,
-        {"ids": list(story_ids)},
-    )
+        """
+    conn.execute(query.replace("/* bounded */", bounded), {"ids": ids, "since": since})
 
 
 def _rows(frame: pd.DataFrame, columns: Sequence[str], arrays: frozenset[str] = frozenset()) -> list[tuple[Any, ...]]:

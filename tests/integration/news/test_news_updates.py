@@ -126,3 +126,25 @@ def test_updates_in_compressed_history_decompress_only_the_rows_they_change(clea
     assert stored(clean, "f0")[0][:2] == ("2001-06-05 10:00:00+00", "ZZQV item f 0")
     count = clean.execute("SELECT count(*) FROM news.items WHERE source = %s", (SOURCE,)).fetchone()
     assert count == (751,)
+
+
+def test_a_story_counts_its_copies_from_earlier_batches_and_an_earlier_copy_moves_its_start(
+    clean: psycopg.Connection,
+) -> None:
+    """The story refresh reads items from the story's first one on (a bound that leaves older chunks
+    out): copies stored in earlier batches, before the batch's own items, still count."""
+    text = "ZZQY agrees to buy a rival chip designer for four billion dollars in cash"
+
+    def copy(item: str, ts: str) -> dict[str, str]:
+        return {**version(item, ts, ts, text, "ZZQY"), "body": text + ". The boards approved the deal."}
+
+    story_of = "SELECT story_id FROM news.items WHERE source = %s AND id = %s"
+    store(clean, copy("s1", "2001-09-04T10:00:00Z"))
+    store(clean, copy("s2", "2001-09-04T09:00:00Z"))  # an earlier copy, in a later batch
+    store(clean, copy("s3", "2001-09-04T11:00:00Z"))
+    stories = {clean.execute(story_of, (SOURCE, i)).fetchone()[0] for i in ("s1", "s2", "s3")}
+    assert len(stories) == 1
+    row = clean.execute(
+        "SELECT items, first_seen::text FROM news.stories WHERE story_id = %s", (stories.pop(),)
+    ).fetchone()
+    assert row == (3, "2001-09-04 09:00:00+00")
