@@ -195,9 +195,10 @@ def run(settings: Settings, symbols: int = 60, days: int = 180, batch: int = 500
                     window = pd.Timedelta(hours=config.window_hours)
                     keys = list(zip(items["source"], items["id"], strict=True))
                     low, high = items["published_at"].min() - window, items["published_at"].max() + window
-                    stories = assign_stories(prepared, stored_items(conn, low, high, keys), index)
+                    stored = stored_items(conn, low, high, keys)
+                    stories = assign_stories(prepared, stored, index)
                     t2, c2 = time.perf_counter(), time.process_time()
-                    write_news(conn, items, prepared.links, stories)
+                    write_news(conn, items, prepared.links, stories, stored)
                     t3, c3 = time.perf_counter(), time.process_time()
                     if embedder is not None:  # the flow's step: new or changed stories, headline + lead
                         embedded += embed_stories(conn, sorted({int(s) for s in items["story_id"]}), embedder)

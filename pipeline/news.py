@@ -300,8 +300,9 @@ def store_items(
     low = prepared.items["published_at"].min() - window
     high = prepared.items["published_at"].max() + window
     keys = list(zip(prepared.items["source"], prepared.items["id"], strict=True))
-    stories = assign_stories(prepared, stored_items(conn, low, high, keys), index)
-    written = write_news(conn, prepared.items, prepared.links, stories)
+    stored = stored_items(conn, low, high, keys)
+    stories = assign_stories(prepared, stored, index)
+    written = write_news(conn, prepared.items, prepared.links, stories, stored)
     if embedder is not None and kind == "news":  # a post is a story of its own, not searched as news
         embed_stories(conn, sorted({int(s) for s in prepared.items["story_id"]}), embedder)
     return written, prepared.rejected

@@ -136,7 +136,11 @@ def stored_items(
 
 
 def write_news(
-    conn: psycopg.Connection, items: pd.DataFrame, links: pd.DataFrame, stories: pd.DataFrame
+    conn: psycopg.Connection,
+    items: pd.DataFrame,
+    links: pd.DataFrame,
+    stories: pd.DataFrame,
+    stored: Sequence[StoredItem],
 ) -> NewsWriteResult:
     """Upsert ``items`` (columns :data:`ITEM_COLUMNS`), rewrite the links of the items that were
     inserted or replaced (``links``: :data:`LINK_COLUMNS`), insert founded ``stories``
@@ -148,17 +152,14 @@ def write_news(
     compressed chunk decompresses only the batch holding that row: a statement joining on
     (source, id) alone decompressed every compressed chunk of the history and failed past
     TimescaleDB's ``max_tuples_decompressed_per_dml_transaction`` (100,000) once a few weeks of
-    news were compressed."""
+    news were compressed. ``stored``: what :func:`stored_items` read with these items' keys in the
+    same transaction (under the dedup lock): every stored version of each article."""
     if items.empty:
         return NewsWriteResult()
     try:
-        keys = items[["source", "id"]].drop_duplicates()
-        stored = conn.execute(
-            "SELECT source, id, published_at, updated_at FROM news.items"
-            " WHERE (source, id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
-            (keys["source"].tolist(), keys["id"].tolist()),
-        ).fetchall()
-        plan = plan_versions(items, stored)
+        wanted = set(zip(items["source"], items["id"], strict=True))
+        versions = [(i.source, i.id, i.published_at, i.updated_at) for i in stored if (i.source, i.id) in wanted]
+        plan = plan_versions(items, versions)
         if plan.moved:  # older versions published at another time: they go, with their links
             with conn.cursor() as cur:
                 for table in ("news.items", "news.item_symbols"):
