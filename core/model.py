@@ -344,6 +344,15 @@ def numeric_columns(
     return out
 
 
+def sole_value(values: pd.Series) -> Any:
+    """The value every row of ``values`` holds; None when rows differ, one is missing or there are none
+    (a batch of one symbol's page takes paths without a group-by on it)."""
+    if not len(values) or values.isna().any():
+        return None
+    first = values.iloc[0]
+    return first if bool((values == first).all()) else None
+
+
 def join_list_column(values: pd.Series, *, normalize: bool = False) -> pd.Series:
     """A column of lists (condition codes, tickers) as comma-joined strings; None stays null."""
 

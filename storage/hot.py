@@ -35,7 +35,7 @@ from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
 from core.errors import PermanentSourceError, StorageError
-from core.model import BARS, canonical_timeframe, frame, to_utc
+from core.model import BARS, canonical_timeframe, frame, sole_value, to_utc
 from core.settings import DEFAULT_SOURCE_PRECEDENCE
 from storage.watermarks import advance_watermarks, watermarks_of
 
@@ -686,8 +686,8 @@ def _overlaps_stored(
 def _series_bounds(frame: pd.DataFrame, series: list[str], time_col: str) -> pd.DataFrame:
     """Each series' first and last instant (columns ``series`` + ``min``, ``max``); a frame of one
     series (one symbol's page: the usual batch) without a group-by (~1 ms)."""
-    first = {c: frame[c].iloc[0] for c in series} if len(frame) else None
-    if first is not None and all(frame[c].notna().all() and (frame[c] == first[c]).all() for c in series):
+    first = {c: sole_value(frame[c]) for c in series}
+    if all(value is not None for value in first.values()):
         times = frame[time_col]
         return pd.DataFrame({**{c: [first[c]] for c in series}, "min": [times.min()], "max": [times.max()]})
     return frame.groupby(series, sort=False, observed=True)[time_col].agg(["min", "max"]).reset_index()

@@ -17,7 +17,7 @@ import pandas as pd
 import psycopg
 
 from core.errors import StorageError
-from core.model import PROVISIONAL_FLAG
+from core.model import PROVISIONAL_FLAG, sole_value
 
 NO_TIMEFRAME = ""  # datasets without a timeframe (corporate actions, news)
 
@@ -82,10 +82,9 @@ def _one_series(frame: pd.DataFrame, source: str | None) -> tuple[str, str, str]
         columns["source"] = frame["source"]
     if "timeframe" in frame.columns:
         columns["timeframe"] = frame["timeframe"]
-    first = {name: values.iloc[0] for name, values in columns.items()}
-    for name, values in columns.items():
-        if values.isna().any() or not (values == first[name]).all():
-            return None
+    first = {name: sole_value(values) for name, values in columns.items()}
+    if any(value is None for value in first.values()):
+        return None
     return (
         source if source is not None else str(first["source"]),
         str(first["symbol"]),
