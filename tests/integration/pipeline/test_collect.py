@@ -181,6 +181,9 @@ def what_a_run_left(stack: Settings, run_ids: list[str], symbols: list[str]) -> 
     """Every place an ingest run writes text: its Prefect logs, flow runs (parameters, state
     messages) and artifacts, the dead letters and raw-page manifest rows of its symbols, and the
     raw-zone objects (request metadata and payload) of its symbols."""
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=30)  # logs go to the API in batches: all of them sent before reading
     ids = [UUID(r) for r in run_ids]
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))

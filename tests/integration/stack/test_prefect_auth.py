@@ -69,8 +69,10 @@ def test_the_ui_asks_for_the_auth_string(stack: Settings) -> None:
 def test_the_auth_string_is_in_no_log_and_no_artifact(stack: Settings, auth_string: str, marketpipe_cli) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
 
     run_id = smoke_flow(overrides={}, overrides_label=f"auth-{secrets.token_hex(3)}")["flow_run_id"]
+    APILogWorker.drain_all(timeout=30)  # the run's logs go to the API in batches: all of them sent before reading
     status = marketpipe_cli("--debug", "status")
     token = basic(auth_string)["Authorization"].split()[1]
 
