@@ -3,7 +3,7 @@
 Two figures, each a function the news bench (bench/news.py) can call, and a CLI of their own
 (``python -m bench.news_search --json``):
 
-- :func:`embedding_stage`: the built-in model (all-MiniLM-L6-v2, int8 ONNX, CPU) embedding news-like
+- :func:`embedding_stage`: the default embedding model embedding news-like
   headlines with summaries, in items/s, after the model is loaded (its load time reported apart).
 - :func:`search_latency`: p50/p95/p99 of :func:`storage.story_vectors.search_vectors` (the query
   the CLI and the Python call run: HNSW scan, re-ranking, filters, join to news.stories) over ``stories`` stored
@@ -81,10 +81,10 @@ def news_texts(n: int, seed: int = 3) -> list[str]:
 
 
 def embedding_stage(texts: int = 512, batch_size: int = 32) -> dict[str, Any]:
-    """Items/s of the built-in model over ``texts`` news-like texts (load time apart)."""
-    from features.embeddings import MiniLMOnnx
+    """Items/s of the default model over ``texts`` news-like texts (load time apart)."""
+    from features.embeddings import DEFAULT_MODEL, load_model
 
-    model = MiniLMOnnx(batch_size=batch_size)
+    model = load_model(DEFAULT_MODEL, batch_size=batch_size)
     corpus = news_texts(texts)
     t0 = time.perf_counter()
     model.embed(corpus[:1])

@@ -12,9 +12,9 @@ the stream's transaction (the batch path's is :func:`tasks.news.process_symbol_n
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,7 +36,7 @@ from quality.dedup import (
 from quality.news_text import cashtags, clean_text, is_spam, split_symbols
 from sources.dead_letters import record_dead_letter_sync
 from storage.news import NewsWriteResult, StoredItem, lock_news_dedup, stored_items, write_news
-from storage.story_vectors import stories_to_embed
+from storage.story_vectors import stories_to_embed, stories_without_vectors
 from storage.watermarks import Watermark, advance_watermarks
 
 if TYPE_CHECKING:
@@ -278,6 +278,39 @@ def embed_stories(conn: psycopg.Connection, story_ids: Sequence[int], embedder: 
         raise ConfigurationError(
             f"{exc}; or set embeddings.enabled: false to store news without embedding its stories"
         ) from exc
+
+
+@dataclass(frozen=True)
+class ReembedResult:
+    model: str
+    stories: int  # without a vector by the model when the run started
+    embedded: int
+
+
+def embed_missing_stories(
+    conn: psycopg.Connection,
+    embedder: EmbeddingModel,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    symbols: Sequence[str] | None = None,
+    *,
+    batch: int = 500,
+    advance: Callable[[int], None] | None = None,
+) -> ReembedResult:
+    """Embed every news story first seen in ``[since, until)`` (about any of ``symbols`` when
+    given) that has no vector by ``embedder``
+    (never embedded, or by another model before ``embeddings.model`` changed): ``batch`` stories a
+    transaction, so an interrupted run keeps what it stored and a rerun continues. ``advance(n)``
+    after each batch."""
+    todo = stories_without_vectors(conn, embedder.name, since, until, symbols)
+    done = 0
+    for begin in range(0, len(todo), batch):
+        part = todo[begin : begin + batch]
+        with conn.transaction():
+            done += embed_stories(conn, part, embedder)
+        if advance is not None:
+            advance(len(part))
+    return ReembedResult(embedder.name, len(todo), done)
 
 
 def store_items(

@@ -232,6 +232,36 @@ def stories_to_embed(conn: psycopg.Connection, story_ids: Iterable[int], model: 
     return [StoryToEmbed(r[0], r[1], r[2] or "", r[3], tuple(r[4] or ())) for r in rows]
 
 
+def stories_without_vectors(
+    conn: psycopg.Connection,
+    model: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    symbols: Sequence[str] | None = None,
+) -> list[int]:
+    """The news stories (a story with a news item; posts are not embedded) first seen in
+    ``[since, until)``, about any of ``symbols`` when given, that have no vector by ``model``: none
+    at all, or another model's (after a change of ``embeddings.model``). Oldest first."""
+    rows = conn.execute(
+        """
+        SELECT s.story_id FROM news.stories s
+        WHERE (%(since)s::timestamptz IS NULL OR s.first_seen >= %(since)s)
+          AND (%(until)s::timestamptz IS NULL OR s.first_seen < %(until)s)
+          AND (%(symbols)s::text[] IS NULL OR s.symbols && %(symbols)s::text[])
+          AND EXISTS (SELECT 1 FROM news.items i WHERE i.story_id = s.story_id AND i.kind = 'news')
+          AND NOT EXISTS (SELECT 1 FROM news.story_embeddings e WHERE e.story_id = s.story_id AND e.model = %(model)s)
+        ORDER BY s.first_seen, s.story_id
+        """,
+        {
+            "model": model,
+            "since": since,
+            "until": until,
+            "symbols": None if symbols is None else list(normalize_symbols(symbols)),
+        },
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
 def delete_story_vectors(conn: psycopg.Connection, story_ids: Iterable[int]) -> int:
     """Remove the embeddings of ``story_ids``; returns the rows removed."""
     with conn.transaction():

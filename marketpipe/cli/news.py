@@ -5,7 +5,8 @@ features/embeddings.py, searched through pgvector's HNSW index); ``news like STO
 nearest to a stored one. Both take a time range (``--since``/``--until``: an ISO date or time, UTC
 unless it says otherwise, or an age such as ``7d``, ``12h``, ``30m``) and ``--symbols``.
 ``news latest`` lists the newest stored items (ours and the vendor's sentiment beside each), ``news
-story ID`` one story with every vendor's copy of it (storage/news.py).
+story ID`` one story with every vendor's copy of it (storage/news.py). ``news embed`` embeds the
+stored stories without a vector by the configured model (after ``embeddings.model`` changed).
 """
 
 from __future__ import annotations
@@ -145,6 +146,35 @@ def news_like(
     with database_connection(settings_of(ctx), autocommit=True) as conn:
         hits = stories_like(conn, story_id, k=limit, since=start, until=end, symbols=wanted, model=model)
     _print(hits, as_json, f"no other stories near story {story_id} in that range")
+
+
+@app.command("embed")
+def news_embed(
+    ctx: typer.Context,
+    since: Since = None,
+    until: Until = None,
+    symbols: Symbols = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Embed the stored news stories that have no vector by the configured model (embeddings.model):
+    after a change of model, or news stored with embedding off. A transaction per 500 stories: an
+    interrupted run keeps what it stored; run it again to continue."""
+    from core.progress import terminal_progress
+    from db.connect import database_connection
+    from pipeline.news import embed_missing_stories
+    from storage.story_vectors import stories_without_vectors
+
+    start, end = parse_when(since, "--since"), parse_when(until, "--until")
+    wanted = parse_symbols(symbols)
+    model = _model(ctx)
+    with database_connection(settings_of(ctx), autocommit=True) as conn:
+        total = len(stories_without_vectors(conn, model.name, start, end, wanted))
+        with terminal_progress(total, f"embedding stories ({model.name})") as advance:
+            result = embed_missing_stories(conn, model, start, end, wanted, advance=advance)
+    if as_json:
+        typer.echo(json.dumps({"model": result.model, "stories": result.stories, "embedded": result.embedded}))
+    else:
+        typer.echo(f"embedded {result.embedded:,} of {result.stories:,} stories without a {result.model} vector")
 
 
 Kind = Annotated[str | None, typer.Option(help="news (articles) or social (posts); both when not given")]

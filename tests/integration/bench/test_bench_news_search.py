@@ -8,6 +8,7 @@ import math
 
 from bench.news_search import DATABASE, run
 from core.settings import Settings
+from features.embeddings import DEFAULT_MODEL
 from stack.scratch import database_exists
 
 
@@ -22,7 +23,7 @@ def test_tiny_news_search_benchmark(stack: Settings) -> None:
     }
 
     embedding = report["embedding"]
-    assert embedding["model"] == "all-minilm-l6-v2-int8" and embedding["texts"] == 8
+    assert embedding["model"] == DEFAULT_MODEL and embedding["texts"] == 8
     assert embedding["items_per_s"] > 0 and embedding["load_s"] > 0
     build = report["build"]
     assert build["load_s"] >= 0 and build["index_build_s"] >= 0 and build["table_size"]

@@ -6,7 +6,9 @@ the vectors as they were. Posts (each a story of its own) are not embedded."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -150,3 +152,40 @@ def test_a_rerun_fills_a_vector_that_is_missing(stack: Settings, window, ingeste
         ).fetchone()[0]
     assert len(after[sid]) == 1 and distance < 1e-3
     assert {s: r for s, r in after.items() if s != sid} == {s: r for s, r in ingested.items() if s != sid}
+
+
+def test_news_embed_moves_the_stored_stories_to_another_model_and_back(
+    stack: Settings, ingested, marketpipe_cli
+) -> None:
+    # after a change of embeddings.model the stored stories have the old model's vectors, which
+    # search never compares with the new one's: `news embed` re-embeds them, and a rerun has nothing to do
+    hashed = ("--set", "embeddings.model=tests.support.embeddings:make_hashed_words")
+    scope = ("--symbols", ",".join(SYMBOLS), "--json")
+    importable = {"PYTHONPATH": str(Path(__file__).resolve().parents[3])}  # the swapped model lives in tests/
+    first = marketpipe_cli(*hashed, "news", "embed", *scope, env=importable)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert json.loads(first.stdout) == {
+        "model": "hashed-words-384",
+        "stories": len(ingested),
+        "embedded": len(ingested),
+    }
+    with database_connection(stack) as conn:
+        moved = _vectors(conn)
+    assert set(moved) == set(ingested) and all(
+        len(rows) == 1 and rows[0][2] == "hashed-words-384" for rows in moved.values()
+    )
+    again = marketpipe_cli(*hashed, "news", "embed", *scope, env=importable)
+    assert json.loads(again.stdout) == {"model": "hashed-words-384", "stories": 0, "embedded": 0}
+
+    back = marketpipe_cli("news", "embed", *scope)  # the configured default again
+    assert back.returncode == 0, back.stderr[-2000:]
+    assert json.loads(back.stdout) == {"model": DEFAULT_MODEL, "stories": len(ingested), "embedded": len(ingested)}
+    with database_connection(stack) as conn:
+        restored = _vectors(conn)
+        distance = conn.execute(
+            "SELECT max(e.embedding <=> o.v::vector) FROM news.story_embeddings e"
+            " JOIN unnest(%s::bigint[], %s::text[]) AS o(story_id, v) USING (story_id)",
+            (list(ingested), [rows[0][-1] for rows in ingested.values()]),
+        ).fetchone()[0]
+    assert all(rows[0][2] == DEFAULT_MODEL for rows in restored.values())
+    assert distance < 1e-3  # the same vectors as the flow stored (same text, same model)

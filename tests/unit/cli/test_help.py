@@ -27,7 +27,7 @@ GROUPS = {
     "bench": ["ingest", "storage", "features", "stream", "replica", "options", "news"],
     "features": ["export"],
     "lake": ["tier", "ls", "du", "compact", "prune-raw"],
-    "news": ["search", "like", "latest", "story"],
+    "news": ["search", "like", "embed", "latest", "story"],
     "options": ["ingest", "chain"],
     "scan": [
         "latest",

@@ -12,6 +12,7 @@ import pytest
 
 from core.errors import ConfigurationError, RequestError
 from features.embeddings import (
+    DEFAULT_MODEL,
     MINILM,
     MINILM_DIM,
     EmbeddingModel,
@@ -22,6 +23,7 @@ from features.embeddings import (
     normalize_rows,
     story_text,
 )
+from features.static_embeddings import STATIC_MINILM
 from tests.support.embeddings import HashedWords
 
 REPO = Path(__file__).resolve().parents[3]
@@ -57,7 +59,8 @@ def test_nothing_loads_until_the_first_embed() -> None:
         "print(m.name, m.dim, 'onnxruntime' in sys.modules, 'tokenizers' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
-    assert out.stdout.split() == [MINILM, str(MINILM_DIM), "False", "False"]
+    assert out.stdout.split() == [DEFAULT_MODEL, str(MINILM_DIM), "False", "False"]
+    assert DEFAULT_MODEL == MINILM != STATIC_MINILM
     assert isinstance(MiniLMOnnx(), EmbeddingModel)
 
 

@@ -1,5 +1,6 @@
 """The static model's math (pure, a tiny vocabulary): distillation pools each token between
-[CLS] and [SEP], SIF weights fall with frequency, a text is the normalised mean of its tokens."""
+[CLS] and [SEP], SIF weights fall with frequency, a text is the normalised mean of its tokens, the
+fit finds a known weighting and map; and the shipped fit belongs to the installed network."""
 
 from __future__ import annotations
 
@@ -8,7 +9,19 @@ import pytest
 
 from core.errors import ConfigurationError
 from features.embeddings import load_model
-from features.static_embeddings import CLS_ID, SEP_ID, STATIC_MINILM, distill_token_vectors, pool, sif_weights
+from features.static_embeddings import (
+    CLS_ID,
+    SEP_ID,
+    STATIC_MINILM,
+    StaticFit,
+    StaticMiniLM,
+    distill_token_vectors,
+    fit_static,
+    load_fit,
+    pool,
+    save_fit,
+    sif_weights,
+)
 
 
 def _network(ids: np.ndarray) -> np.ndarray:
@@ -48,7 +61,82 @@ def test_the_static_model_is_a_built_in_that_loads_lazily(tmp_path) -> None:
 
 
 def test_a_bad_thread_count_is_refused() -> None:
-    from features.static_embeddings import StaticMiniLM
-
     with pytest.raises(ConfigurationError, match="threads -1"):
         StaticMiniLM(threads=-1)
+
+
+def _fitting_problem(seed: int = 5) -> tuple[np.ndarray, list[list[int]], np.ndarray]:
+    """A 60-token vocabulary of random rows and 400 texts whose targets are what a known weighting
+    and map of those rows give: the fit has something to find."""
+    rng = np.random.default_rng(seed)
+    distilled = rng.normal(size=(60, 8)).astype(np.float32)
+    true_weights = rng.uniform(0.1, 2.0, size=60)
+    true_map = np.eye(8) + rng.normal(scale=0.5, size=(8, 8))
+    texts = [list(rng.integers(0, 60, size=rng.integers(3, 12))) for _ in range(400)]
+    targets = np.array([(distilled[t] * true_weights[t, None]).mean(axis=0) @ true_map for t in texts])
+    targets /= np.linalg.norm(targets, axis=1, keepdims=True)
+    return distilled, texts, targets.astype(np.float32)
+
+
+def test_the_fit_turns_the_static_vectors_towards_the_targets_on_held_out_texts() -> None:
+    distilled, texts, targets = _fitting_problem()
+    seen: list[tuple[int, float]] = []
+    fit = fit_static(
+        distilled,
+        texts,
+        targets,
+        epochs=30,
+        batch_texts=32,
+        learning_rate=0.05,
+        source="abc",
+        progress=lambda e, c: seen.append((e, c)),
+    )
+    assert fit.source == "abc" and fit.weights.shape == (60,) and fit.projection.shape == (8, 8)
+    assert (fit.weights >= 0).all()
+    report = fit.report
+    assert report["texts"] == 360 and report["holdout_texts"] == 40 and [e for e, _ in seen] == list(range(1, 31))
+    assert report["holdout_cosine_before"] < 0.5 and report["holdout_cosine_after"] > 0.99  # 0.385 -> 0.997
+    held_out = pool(fit.table(distilled), texts[360:])
+    assert np.isclose((held_out * targets[360:]).sum(axis=1).mean(), report["holdout_cosine_after"], atol=1e-3)
+
+
+def test_the_fit_is_the_same_for_the_same_seed() -> None:
+    distilled, texts, targets = _fitting_problem()
+    first, second = (fit_static(distilled, texts, targets, epochs=2, seed=3) for _ in range(2))
+    assert np.array_equal(first.weights, second.weights) and np.array_equal(first.projection, second.projection)
+
+
+def test_a_fitted_table_maps_each_row_so_pooling_then_mapping_is_the_same() -> None:
+    distilled, texts, _ = _fitting_problem()
+    fit = StaticFit(
+        np.linspace(0.5, 1.5, 60, dtype=np.float32),
+        np.random.default_rng(1).normal(size=(8, 8)).astype(np.float32),
+        "s",
+    )
+    direct = pool(fit.table(distilled), texts[:5])
+    by_hand = np.array([(distilled[t] * fit.weights[t, None]).mean(axis=0) @ fit.projection for t in texts[:5]])
+    assert np.allclose(direct, by_hand / np.linalg.norm(by_hand, axis=1, keepdims=True), atol=1e-5)
+    with pytest.raises(ConfigurationError, match="60 x 8 table, the distilled one is 59 x 8"):
+        fit.table(distilled[:59])
+
+
+def test_a_fit_survives_the_file_and_a_broken_file_is_a_configuration_error(tmp_path) -> None:
+    fit = StaticFit(np.arange(4, dtype=np.float32), np.eye(3, dtype=np.float32), "cafe", {"texts": 7, "corpus": "x"})
+    save_fit(fit, tmp_path / "fit.npz")
+    again = load_fit(tmp_path / "fit.npz")
+    assert np.array_equal(again.weights, fit.weights) and np.array_equal(again.projection, fit.projection)
+    assert again.source == "cafe" and again.report == {"texts": "7", "corpus": "x"}
+    (tmp_path / "bad.npz").write_bytes(b"not a fit")
+    with pytest.raises(ConfigurationError, match=r"bad\.npz cannot be read.*bench\.static_fit"):
+        load_fit(tmp_path / "bad.npz")
+
+
+def test_the_shipped_fit_is_for_the_installed_network_and_another_is_refused(tmp_path) -> None:
+    shipped = load_fit()
+    assert shipped.weights.shape == (30522,) and shipped.projection.shape == (384, 384)
+    assert float(shipped.report["holdout_cosine_after"]) > 0.8
+    model = StaticMiniLM(threads=0)
+    assert model.embed(["Apple raises its dividend"]).shape == (1, 384)  # the shipped fit matches the install
+    other = StaticMiniLM(threads=0, fit=StaticFit(shipped.weights, shipped.projection, "0123456789abcdef"))
+    with pytest.raises(ConfigurationError, match=r"another MiniLM build.*0123456789abcdef.*bench\.static_fit"):
+        other.embed(["Apple raises its dividend"])

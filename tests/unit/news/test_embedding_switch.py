@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from core.settings import load_settings, parse_overrides
-from features.embeddings import MINILM, process_model
+from features.embeddings import DEFAULT_MODEL, process_model
 from tasks.resources import RunResources
 from tests.support.embeddings import HashedWords
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("isolated")
 def test_embedding_is_on_by_default_with_the_built_in_model_shared_by_runs() -> None:
     first = RunResources(load_settings()).embedder
     second = RunResources(load_settings()).embedder
-    assert first is not None and first.name == MINILM
+    assert first is not None and first.name == DEFAULT_MODEL == "all-minilm-l6-v2-int8"
     assert first is second  # a worker running many flows loads the network once
 
 
