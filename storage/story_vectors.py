@@ -379,8 +379,17 @@ def more_like_story(
     """The ``k`` stories nearest to story ``story_id``'s stored embedding (itself left out)."""
     stored = story_vector(conn, story_id, model)
     if stored is None:
-        exists = conn.execute("SELECT 1 FROM news.stories WHERE story_id = %s", (int(story_id),)).fetchone()
-        what = "has no embedding yet (it is embedded when the news flow stores it)" if exists else "does not exist"
+        row = conn.execute(
+            "SELECT s.story_id, e.model FROM news.stories s LEFT JOIN news.story_embeddings e USING (story_id)"
+            " WHERE s.story_id = %s",
+            (int(story_id),),
+        ).fetchone()
+        if row is not None and row[1] is not None:
+            raise RequestError(
+                f"story {story_id} has a vector by {row[1]}, not by {model} (embeddings.model); `marketpipe news "
+                "embed` re-embeds the stored stories with the configured model"
+            )
+        what = "has no embedding yet (it is embedded when the news flow stores it)" if row else "does not exist"
         raise RequestError(f"story {story_id} {what}; `marketpipe news search TEXT` finds stories by text")
     return search_vectors(
         conn, stored.embedding, model=model, k=k, since=since, until=until, symbols=symbols, exclude=[story_id]

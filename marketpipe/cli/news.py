@@ -117,13 +117,20 @@ def news_search(
     """The stories nearest in meaning to TEXT (similarity, story id, first seen, symbols, headline)."""
     from db.connect import database_connection
     from features.news_search import search_news
+    from storage.story_vectors import count_story_vectors
 
     start, end = parse_when(since, "--since"), parse_when(until, "--until")
     wanted = parse_symbols(symbols)
     model = _model(ctx)
     with database_connection(settings_of(ctx), autocommit=True) as conn:
         hits = search_news(conn, text, k=limit, since=start, until=end, symbols=wanted, model=model)
-    _print(hits, as_json, f"no stories match {text!r} in that range")
+        empty = f"no stories match {text!r} in that range"
+        if not hits and count_story_vectors(conn, model.name) == 0 and count_story_vectors(conn) > 0:
+            empty = (
+                f"no story has a {model.name} vector (embeddings.model) but some have another model's: "
+                "`marketpipe news embed` re-embeds the stored stories"
+            )
+    _print(hits, as_json, empty)
 
 
 @app.command("like")

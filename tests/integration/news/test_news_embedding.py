@@ -177,6 +177,14 @@ def test_news_embed_moves_the_stored_stories_to_another_model_and_back(
     again = marketpipe_cli(*hashed, "news", "embed", *scope, env=importable)
     assert json.loads(again.stdout) == {"model": "hashed-words-384", "stories": 0, "embedded": 0}
 
+    # meanwhile the default model's searches say what to do
+    sid = min(ingested)
+    like = marketpipe_cli("news", "like", str(sid))
+    assert (
+        like.returncode == 2 and f"story {sid} has a vector by hashed-words-384, not by {DEFAULT_MODEL}" in like.stderr
+    )
+    assert "`marketpipe news embed`" in like.stderr and "Traceback" not in like.stderr
+
     back = marketpipe_cli("news", "embed", *scope)  # the configured default again
     assert back.returncode == 0, back.stderr[-2000:]
     assert json.loads(back.stdout) == {"model": DEFAULT_MODEL, "stories": len(ingested), "embedded": len(ingested)}
