@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from core import model
 from features.sentiment import load_sentiment_model
@@ -148,3 +149,51 @@ def test_a_story_counts_its_copies_from_earlier_batches_and_an_earlier_copy_move
         "SELECT items, first_seen::text FROM news.stories WHERE story_id = %s", (stories.pop(),)
     ).fetchone()
     assert row == (3, "2001-09-04 09:00:00+00")
+
+
+def _compressed_rows_read(plan: dict) -> int:
+    """Rows the plan read from compressed chunks' tables: one row is one compressed batch."""
+    own = plan["Actual Rows"] if str(plan.get("Relation Name", "")).startswith("compress_hyper_") else 0
+    return own + sum(_compressed_rows_read(child) for child in plan.get("Plans", []))
+
+
+def test_a_key_lookup_in_compressed_history_reads_only_the_batches_whose_bloom_filter_may_hold_it(
+    clean: psycopg.Connection,
+) -> None:
+    """2,400 items of one chunk (Thursday 2001-08-09 to Sunday) compressed into three batches of up
+    to 1,000 rows: the lookup of one item by key, far outside the dedup window, reads one batch; the
+    bloom filter on id (61_news_columnstore.sql) rules out the two others, where the key's min/max
+    could not (a batch in time order spans nearly every id)."""
+    from datetime import UTC, datetime
+
+    from storage.news import STORED_ITEMS_SQL, stored_items, stored_items_params
+
+    items = [
+        version(
+            f"k{i}",
+            f"2001-08-{9 + i // 600:02d}T{8 + i % 600 // 60:02d}:{i % 60:02d}:00Z",
+            "2001-08-13T00:00:00Z",
+            f"ZZQV item k {i}",
+            "ZZQV",
+        )
+        for i in range(2400)
+    ]
+    store(clean, *items)
+    (chunk,) = clean.execute(
+        "SELECT c FROM show_chunks('news.items'::regclass, older_than => '2001-08-17'::timestamptz,"
+        " newer_than => '2001-08-08'::timestamptz) c"
+    ).fetchone()
+    clean.execute("SELECT compress_chunk(%s::regclass)", (chunk,))
+    compressed = clean.execute(
+        "SELECT cc.schema_name, cc.table_name FROM _timescaledb_catalog.chunk c"
+        " JOIN _timescaledb_catalog.chunk cc ON cc.id = c.compressed_chunk_id"
+        " WHERE format('%%I.%%I', c.schema_name, c.table_name)::regclass = %s::regclass",
+        (chunk,),
+    ).fetchone()
+    (batches,) = clean.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*compressed))).fetchone()
+    assert batches == 3
+    window = datetime(2001, 1, 1, tzinfo=UTC), datetime(2001, 1, 2, tzinfo=UTC)  # holds none of them
+    key = [(SOURCE, "k1234")]
+    assert [(i.source, i.id) for i in stored_items(clean, *window, key)] == key
+    plan = clean.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + STORED_ITEMS_SQL, stored_items_params(*window, key))
+    assert _compressed_rows_read(plan.fetchone()[0][0]["Plan"]) == 1
