@@ -200,15 +200,19 @@ def similarity_vs_humans(models: list[Any]) -> dict[str, Any]:
 
 
 def headline_search(conn: Any, embedder: Any) -> dict[str, Any] | None:
-    """A stored story found by its own headline: for every news story whose headline no other story
-    has, its headline is embedded as a query and ranked against every stored story's vector (by
-    ``embedder``, exact: no index); ``rank_1`` the share found first, ``same_symbol_at_1`` the share
-    whose first hit is about one of its tickers. The sandbox's stories are templated (one headline
-    pattern per polarity and kind, the ticker and a figure apart), so a query's own story competes
-    with near-copies about other tickers: what a model must tell apart is the ticker."""
+    """A stored story found by its own headline: every news story whose headline no other story has
+    is searched for by that headline through the product's search (:func:`features.news_search.
+    search_by_vector`, the HNSW graphs, the ticker lift), and once more without the lift (the plain
+    nearest vectors); ``rank_1`` the share whose first hit is the story itself, ``same_symbol_at_1``
+    the share whose first hit is about one of its tickers. The sandbox's stories are templated (one
+    headline pattern per polarity and kind, the ticker and a figure apart), so a query's own story
+    competes with near-copies about other tickers: what a model must tell apart is the ticker."""
+    from features.news_search import search_by_vector
+    from storage.story_vectors import search_vectors
+
     rows = conn.execute(
         """
-        SELECT s.story_id, s.headline, s.symbols, e.embedding::text FROM news.stories s
+        SELECT s.story_id, s.headline, s.symbols FROM news.stories s
         JOIN news.story_embeddings e ON e.story_id = s.story_id AND e.model = %s
         """,
         (embedder.name,),
@@ -216,18 +220,25 @@ def headline_search(conn: Any, embedder: Any) -> dict[str, Any] | None:
     if len(rows) < 2:
         return None
     counts = pd.Series([r[1] for r in rows]).value_counts()
-    vectors = np.array([np.array(r[3].strip("[]").split(","), dtype=np.float32) for r in rows])
-    asked = [i for i, r in enumerate(rows) if counts[r[1]] == 1]
-    queries = np.asarray(embedder.embed([rows[i][1] for i in asked]), dtype=np.float32)
-    similarity = queries @ vectors.T
-    own = similarity[np.arange(len(asked)), asked]
-    first = similarity.argmax(axis=1)
-    same = [bool(set(rows[i][2]) & set(rows[int(j)][2])) for i, j in zip(asked, first, strict=True)]
+    asked = [r for r in rows if counts[r[1]] == 1]
+    queries = np.asarray(embedder.embed([r[1] for r in asked]), dtype=np.float32)
+    first: dict[str, list[tuple[bool, bool]]] = {"with_ticker_lift": [], "plain": []}
+    for (story_id, headline, symbols), vector in zip(asked, queries, strict=True):
+        lifted = search_by_vector(conn, vector, headline, model=embedder.name, k=1)
+        plain = search_vectors(conn, vector, model=embedder.name, k=1)
+        for name, hits in (("with_ticker_lift", lifted), ("plain", plain)):
+            own = bool(hits) and hits[0].story_id == story_id
+            first[name].append((own, bool(hits) and bool(set(hits[0].symbols) & set(symbols))))
     return {
         "queries": len(asked),
         "stories": len(rows),
-        "rank_1": round(float(np.mean((similarity > own[:, None]).sum(axis=1) == 0)), 4),
-        "same_symbol_at_1": round(float(np.mean(same)), 4),
+        **{
+            name: {
+                "rank_1": round(float(np.mean([own for own, _ in found])), 4),
+                "same_symbol_at_1": round(float(np.mean([same for _, same in found])), 4),
+            }
+            for name, found in first.items()
+        },
     }
 
 

@@ -396,6 +396,18 @@ def more_like_story(
     )
 
 
+def stored_tickers(conn: psycopg.Connection, candidates: Sequence[str]) -> tuple[str, ...]:
+    """Those of ``candidates`` that some stored story vector is about (the GIN index on symbols)."""
+    if not candidates:
+        return ()
+    rows = conn.execute(
+        "SELECT c FROM unnest(%s::text[]) WITH ORDINALITY AS t(c, n)"
+        " WHERE EXISTS (SELECT 1 FROM news.story_embeddings e WHERE e.symbols @> ARRAY[c]) ORDER BY n",
+        (list(candidates),),
+    ).fetchall()
+    return tuple(r[0] for r in rows)
+
+
 def count_story_vectors(conn: psycopg.Connection, model: str | None = None) -> int:
     if model is None:
         row = conn.execute("SELECT count(*) FROM news.story_embeddings").fetchone()
