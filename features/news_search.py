@@ -3,7 +3,7 @@
 - :func:`store_story_embeddings` embeds stories (headline and summary) and upserts one vector per
   story (the news flow calls it after dedup; an updated story's vector replaces the old one);
 - :func:`search_news`: the stories nearest to a text, first seen in a time range, about some symbols;
-  a ticker the text names (``AAPL``, ``$F``) and the store knows lifts the stories about it
+  a ticker the text names (``AAPL``, ``$F``, ``BRK.B``) that stored stories are about lifts them
   (:data:`TICKER_BOOST` on the similarity, for the order only): a sentence embedding sees a
   ticker as a few word pieces among many, so a story about another company in the same words came
   first (the sandbox's headlines searched by headline: the first hit was about the named ticker
@@ -36,7 +36,7 @@ from storage.story_vectors import (
 )
 
 TICKER_BOOST = 0.1  # added to the similarity of a story about a ticker the text names, to order hits
-_TICKER = re.compile(r"^(\$)?([A-Z]{1,5}(?:\.[A-Z])?)$")
+_TICKER = re.compile(r"^(\$)?([A-Z0-9]{1,10}(?:\.[A-Z0-9]{1,4})?)$")  # the symbols' grammar (quality.news_text)
 
 
 @dataclass(frozen=True)
@@ -86,13 +86,14 @@ def search_news(
 
 
 def ticker_candidates(text: str) -> tuple[str, ...]:
-    """The words of ``text`` that may be tickers: 2-5 capital letters (a class suffix such as
-    ``.B`` allowed), or 1-5 after a ``$``; a lone capital letter without ``$`` is as often a word
-    ("A", "I"). Punctuation around a word is left out; each once, in order."""
+    """The words of ``text`` that may be tickers: capitals and digits with at least one letter, as
+    symbols are written (a class suffix such as ``.B`` allowed), two characters or more unless after
+    a ``$`` (a lone capital is as often a word: "A", "I"). Punctuation around a word is left out;
+    each once, in order. Only those some stored story is about are used (:func:`search_by_vector`)."""
     found: dict[str, None] = {}
     for word in text.split():
         match = _TICKER.match(word.strip(",.;:!?()[]\"'"))
-        if match and (match[1] or len(match[2]) >= 2):
+        if match and any(c.isalpha() for c in match[2]) and (match[1] or len(match[2]) >= 2):
             found.setdefault(match[2])
     return tuple(found)
 

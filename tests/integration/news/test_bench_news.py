@@ -29,6 +29,8 @@ def test_bench_news_reports_every_figure(stack: Settings, marketpipe_cli) -> Non
         humans = embedding["similarity_vs_humans"]
         assert humans["documents"] == 50 and humans[embedding["model"]]["pairs"] == 1225
         assert 0 < humans[embedding["model"]]["pearson"] <= 1
+        leads = embedding["lead_to_body"][embedding["model"]]  # first sentences of real articles find them
+        assert leads["articles"] > 300 and 0 <= leads["rank_1"] <= leads["mrr"] <= 1
         searched = embedding["headline_search"]  # each unique headline as a query against the stored vectors
         assert 0 < searched["queries"] <= searched["stories"] <= report["stories_found"]
         for way in ("with_ticker_lift", "plain"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.news import human_correlation, lee_similarity_set, similarity_vs_humans
+from bench.news import human_correlation, lead_and_body, lead_to_body, lee_similarity_set, similarity_vs_humans
 from features.embeddings import MINILM, MiniLMOnnx, load_model, normalize_rows
 from features.static_embeddings import STATIC_MINILM
 
@@ -70,3 +70,18 @@ def test_the_static_model_puts_a_paraphrase_nearer_than_other_news() -> None:
     )
     assert query @ paraphrase > 0.5  # measured 0.59 (MiniLM: 0.7)
     assert query @ paraphrase > query @ unrelated + 0.3 and query @ paraphrase > query @ other + 0.3
+
+
+def test_an_article_splits_into_its_first_sentence_and_the_rest() -> None:
+    assert lead_and_body('Shares rose 3.5% on Monday. "We are pleased," the CEO said. More follows.') == (
+        "Shares rose 3.5% on Monday.",
+        '"We are pleased," the CEO said. More follows.',
+    )
+
+
+def test_the_static_models_lead_sentences_find_their_articles() -> None:
+    # Measured 0.484 / 0.618 (MiniLM: 0.634 / 0.740) over 347 ABC articles; the distilled table
+    # with its frequency weights alone, before the fit, 0.349 / 0.480
+    report = lead_to_body(load_model(STATIC_MINILM))
+    assert report["articles"] == 347
+    assert report["rank_1"] >= 0.44 and report["mrr"] >= 0.58

@@ -9,14 +9,15 @@ from storage.story_vectors import StoryHit
 
 
 def test_capitals_and_cashtags_are_candidates_once_each_in_order() -> None:
-    text = "AAPL beats, $F jumps; a deal with BRK.B (MSFT) as AAPL said: $a NVDAX1 aapl A I"
-    assert ticker_candidates(text) == ("AAPL", "F", "BRK.B", "MSFT")
+    text = "AAPL beats, $F jumps; a deal with BRK.B (MSFT) as AAPL said: $a S0027 aapl A I 2024 Apple"
+    assert ticker_candidates(text) == ("AAPL", "F", "BRK.B", "MSFT", "S0027")
 
 
-def test_a_lone_capital_needs_its_cashtag_and_long_words_are_not_tickers() -> None:
+def test_a_lone_capital_needs_its_cashtag_and_numbers_or_long_words_are_not_tickers() -> None:
     assert ticker_candidates("A rally as I expected") == ()
     assert ticker_candidates("$A and $T") == ("A", "T")
-    assert ticker_candidates("GOOGLE ANNOUNCES") == ()  # more than five letters
+    assert ticker_candidates("up 12% in 2024, 0.5") == ()  # no letter
+    assert ticker_candidates("INTERNATIONAL") == ()  # longer than a symbol
     assert ticker_candidates("") == ()
 
 
