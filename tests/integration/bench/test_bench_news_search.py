@@ -32,7 +32,7 @@ def test_tiny_news_search_benchmark(stack: Settings) -> None:
     search = report["search"]
     assert search["queries"] == 12 and search["k"] == 10 and search["shared_buffers"].endswith(("MB", "GB"))
     assert 0 < search["p50_ms"] <= search["p95_ms"] <= search["p99_ms"]
-    kinds = ("all_time", "30d", "ticker_90d", "like_story")
+    kinds = ("all_time", "30d", "ticker_90d", "like_story", "named_ticker")
     assert set(search["by_kind"]) == set(kinds)
     for kind in search["by_kind"].values():
         assert math.isfinite(kind["p95_ms"]) and kind["p95_ms"] > 0
