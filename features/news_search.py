@@ -29,6 +29,7 @@ from features.embeddings import EmbeddingModel, default_model, embed, story_text
 from storage.story_vectors import (
     StoryHit,
     StoryVector,
+    estimated_stories,
     more_like_story,
     search_vectors,
     stored_tickers,
@@ -36,6 +37,7 @@ from storage.story_vectors import (
 )
 
 TICKER_BOOST = 0.1  # added to the similarity of a story about a ticker the text names, to order hits
+EXACT_TICKER_STORIES = 20_000  # up to this many stories about the named tickers, compare them all
 _TICKER = re.compile(r"^(\$)?([A-Z0-9]{1,10}(?:\.[A-Z0-9]{1,4})?)$")  # the symbols' grammar (quality.news_text)
 
 
@@ -126,12 +128,16 @@ def search_by_vector(
 ) -> list[StoryHit]:
     """:func:`search_news` for a query already embedded (``vector``, ``model``'s, of ``text``):
     the nearest ``k``; when no ``symbols`` filter is given and ``text`` names tickers the store
-    knows, also the nearest ``k`` about them, ranked together by :func:`rank_with_tickers`."""
+    knows, also the nearest ``k`` about them, ranked together by :func:`rank_with_tickers`. Those
+    are found by comparing every story about the tickers while the planner estimates them at most
+    :data:`EXACT_TICKER_STORIES` (an HNSW scan filtered to a rare ticker walks far), else through
+    the HNSW graphs."""
     hits = search_vectors(conn, vector, model=model, k=k, since=since, until=until, symbols=symbols)
-    named = () if symbols is not None else stored_tickers(conn, ticker_candidates(text))
+    named = () if symbols is not None else stored_tickers(conn, ticker_candidates(text), model)
     if not named:
         return hits
-    about = search_vectors(conn, vector, model=model, k=k, since=since, until=until, symbols=named)
+    exact = estimated_stories(conn, named, model) <= EXACT_TICKER_STORIES
+    about = search_vectors(conn, vector, model=model, k=k, since=since, until=until, symbols=named, exact=exact)
     return rank_with_tickers(hits, about, named, k)
 
 

@@ -292,13 +292,16 @@ def search_vectors(
     symbols: Iterable[str] | None = None,
     exclude: Iterable[int] = (),
     ef_search: int | None = None,
+    exact: bool = False,
 ) -> list[StoryHit]:
     """The ``k`` stories nearest to ``vector`` among ``model``'s, first seen in ``[since, until)``,
     about any of ``symbols`` (all stories when None), leaving out ``exclude``; nearest first.
 
     ``ef_search``: candidates each chunk's HNSW scan keeps (default max(40, 2k)): more is slower
     with better recall. A filter does not need a larger one: the iterative scan reads on until
-    ``k`` rows pass it."""
+    ``k`` rows pass it. ``exact``: no HNSW scan; every story the filters pass is compared (through
+    the symbols' GIN index), faster when they pass few: at 1M stories the iterative scan walked
+    ~170 ms to find ten about a ticker of 4,000 stories, the exact comparison of those 4,000 took 7 ms."""
     query = checked_vector(vector)
     k = _checked_k(k)
     if ef_search is not None and not (isinstance(ef_search, int) and k <= ef_search <= MAX_K):
@@ -312,8 +315,9 @@ def search_vectors(
     with conn.transaction():
         # both settings in one round trip, local to this transaction
         conn.execute(
-            "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)",
-            (candidates,),
+            "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+            " set_config('enable_indexscan', %s, true)",
+            (candidates, "off" if exact else "on"),
         )
         rows = conn.execute(statement, params).fetchall()
     return [StoryHit(r[0], r[1], _finite(r[2]), r[3], tuple(r[4]), r[5]) for r in rows]
@@ -396,16 +400,29 @@ def more_like_story(
     )
 
 
-def stored_tickers(conn: psycopg.Connection, candidates: Sequence[str]) -> tuple[str, ...]:
-    """Those of ``candidates`` that some stored story vector is about (the GIN index on symbols)."""
+def stored_tickers(conn: psycopg.Connection, candidates: Sequence[str], model: str) -> tuple[str, ...]:
+    """Those of ``candidates`` that some stored vector by ``model`` is about, in the order given
+    (the GIN index on symbols finds the first; nothing is counted)."""
     if not candidates:
         return ()
     rows = conn.execute(
         "SELECT c FROM unnest(%s::text[]) WITH ORDINALITY AS t(c, n)"
-        " WHERE EXISTS (SELECT 1 FROM news.story_embeddings e WHERE e.symbols @> ARRAY[c]) ORDER BY n",
-        (list(candidates),),
+        " WHERE EXISTS (SELECT 1 FROM news.story_embeddings e WHERE e.symbols @> ARRAY[c] AND e.model = %s)"
+        " ORDER BY n",
+        (list(candidates), model),
     ).fetchall()
     return tuple(r[0] for r in rows)
+
+
+def estimated_stories(conn: psycopg.Connection, symbols: Sequence[str], model: str) -> int:
+    """How many of ``model``'s stored stories are about any of ``symbols``, as the planner
+    estimates it from the column's statistics (its most common elements): a plan, not a count,
+    which would read every such story (15-30 ms for a ticker of 4,000 stories at 1M)."""
+    row = conn.execute(
+        "EXPLAIN (FORMAT JSON) SELECT 1 FROM news.story_embeddings WHERE model = %s AND symbols && %s::text[]",
+        (model, list(symbols)),
+    ).fetchone()
+    return int(row[0][0]["Plan"]["Plan Rows"]) if row else 0
 
 
 def count_story_vectors(conn: psycopg.Connection, model: str | None = None) -> int:

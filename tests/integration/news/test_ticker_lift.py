@@ -76,3 +76,14 @@ def test_no_lift_for_an_unknown_ticker_a_lowercase_word_or_an_explicit_symbols_f
     assert _ids(search_by_vector(stored, QUERY, "aapl results", model=MODEL, k=3)) == [1, 2, 3]
     filtered = search_by_vector(stored, QUERY, "AAPL results", model=MODEL, k=3, symbols=["MSFT", "AAPL"])
     assert _ids(filtered) == [1, 2]  # the caller's filter decides; nothing is lifted
+
+
+def test_the_exact_search_finds_what_the_graphs_find(stored: psycopg.Connection) -> None:
+    from storage.story_vectors import search_vectors
+
+    for symbols in (["AAPL"], ["MSFT", "IBM"], None):
+        graphs = search_vectors(stored, QUERY, model=MODEL, k=3, symbols=symbols)
+        exact = search_vectors(stored, QUERY, model=MODEL, k=3, symbols=symbols, exact=True)
+        assert _ids(exact) == _ids(graphs) and [h.distance for h in exact] == pytest.approx(
+            [h.distance for h in graphs]
+        )
