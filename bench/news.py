@@ -352,8 +352,8 @@ def run(settings: Settings, symbols: int = 60, days: int = 180, batch: int = 500
                 ):
                     seconds[stage] += wall
                     cpu[stage] += own
-        stored = conn.execute("SELECT source, id, story_id, sentiment, vendor_sentiment FROM news.items").fetchall()
-        chunks = dict(
+        result = conn.execute("SELECT source, id, story_id, sentiment, vendor_sentiment FROM news.items").fetchall()
+        chunks: dict[str, int] = dict(
             conn.execute(
                 "SELECT hypertable_schema || '.' || hypertable_name, count(*) FROM timescaledb_information.chunks"
                 " WHERE hypertable_schema = 'news' AND hypertable_name IN ('items', 'item_symbols') GROUP BY 1"
@@ -371,12 +371,12 @@ def run(settings: Settings, symbols: int = 60, days: int = 180, batch: int = 500
         humans = similarity_vs_humans(compared)
         leads = {model.name: lead_to_body(model) for model in compared}
     n = len(frame)
-    found = [(f"{s}:{i}", str(story)) for s, i, story, _, _ in stored]
-    told = [(f"{s}:{i}", str(truth[(s, i)].story)) for s, i, _, _, _ in stored]
+    found = [(f"{s}:{i}", str(story)) for s, i, story, _, _ in result]
+    told = [(f"{s}:{i}", str(truth[(s, i)].story)) for s, i, _, _, _ in result]
     precision, recall = pairwise_scores(told, found)
-    polarity = np.array([truth[(s, i)].polarity for s, i, _, _, _ in stored])
-    ours = labels(np.array([np.nan if v is None else v for _, _, _, v, _ in stored], dtype=np.float64))
-    vendor_rows = [(truth[(s, i)].polarity, v) for s, i, _, _, v in stored if v is not None]
+    polarity = np.array([truth[(s, i)].polarity for s, i, _, _, _ in result])
+    ours = labels(np.array([np.nan if v is None else v for _, _, _, v, _ in result], dtype=np.float64))
+    vendor_rows = [(truth[(s, i)].polarity, v) for s, i, _, _, v in result if v is not None]
     vendor = labels(np.array([v for _, v in vendor_rows], dtype=np.float64)) if vendor_rows else np.array([])
     total = sum(seconds.values())
     stage_rates = {k: (round(n / v, 1) if v > 0 else None) for k, v in seconds.items()}
@@ -397,7 +397,7 @@ def run(settings: Settings, symbols: int = 60, days: int = 180, batch: int = 500
     return {
         "items": n,
         "stories_true": len({t.story for t in truth.values()}),
-        "stories_found": len({story for _, _, story, _, _ in stored}),
+        "stories_found": len({story for _, _, story, _, _ in result}),
         "symbols": symbols,
         "days": days,
         "batch": batch,
