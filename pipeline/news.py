@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,7 +36,7 @@ from quality.dedup import (
 from quality.news_text import cashtags, clean_text, is_spam, split_symbols
 from sources.dead_letters import record_dead_letter_sync
 from storage.news import NewsWriteResult, StoredItem, lock_news_dedup, stored_items, write_news
-from storage.story_vectors import stories_to_embed, stories_without_vectors
+from storage.story_vectors import stories_to_embed
 from storage.watermarks import Watermark, advance_watermarks
 
 if TYPE_CHECKING:
@@ -280,37 +280,26 @@ def embed_stories(conn: psycopg.Connection, story_ids: Sequence[int], embedder: 
         ) from exc
 
 
-@dataclass(frozen=True)
-class ReembedResult:
-    model: str
-    stories: int  # without a vector by the model when the run started
-    embedded: int
-
-
-def embed_missing_stories(
+def embed_in_batches(
     conn: psycopg.Connection,
+    story_ids: Sequence[int],
     embedder: EmbeddingModel,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    symbols: Sequence[str] | None = None,
     *,
     batch: int = 500,
     advance: Callable[[int], None] | None = None,
-) -> ReembedResult:
-    """Embed every news story first seen in ``[since, until)`` (about any of ``symbols`` when
-    given) that has no vector by ``embedder``
-    (never embedded, or by another model before ``embeddings.model`` changed): ``batch`` stories a
-    transaction, so an interrupted run keeps what it stored and a rerun continues. ``advance(n)``
-    after each batch."""
-    todo = stories_without_vectors(conn, embedder.name, since, until, symbols)
+) -> int:
+    """:func:`embed_stories` over ``story_ids`` (e.g. :func:`storage.story_vectors.
+    stories_without_vectors`: after a change of ``embeddings.model``), ``batch`` stories a
+    transaction, so an interrupted run keeps what it stored and a rerun continues; ``advance(n)``
+    after each batch. Returns the stories embedded."""
     done = 0
-    for begin in range(0, len(todo), batch):
-        part = todo[begin : begin + batch]
+    for begin in range(0, len(story_ids), batch):
+        part = story_ids[begin : begin + batch]
         with conn.transaction():
             done += embed_stories(conn, part, embedder)
         if advance is not None:
             advance(len(part))
-    return ReembedResult(embedder.name, len(todo), done)
+    return done
 
 
 def store_items(

@@ -168,20 +168,20 @@ def news_embed(
     interrupted run keeps what it stored; run it again to continue."""
     from core.progress import terminal_progress
     from db.connect import database_connection
-    from pipeline.news import embed_missing_stories
+    from pipeline.news import embed_in_batches
     from storage.story_vectors import stories_without_vectors
 
     start, end = parse_when(since, "--since"), parse_when(until, "--until")
     wanted = parse_symbols(symbols)
     model = _model(ctx)
     with database_connection(settings_of(ctx), autocommit=True) as conn:
-        total = len(stories_without_vectors(conn, model.name, start, end, wanted))
-        with terminal_progress(total, f"embedding stories ({model.name})") as advance:
-            result = embed_missing_stories(conn, model, start, end, wanted, advance=advance)
+        todo = stories_without_vectors(conn, model.name, start, end, wanted)
+        with terminal_progress(len(todo), f"embedding stories ({model.name})") as advance:
+            embedded = embed_in_batches(conn, todo, model, advance=advance)
     if as_json:
-        typer.echo(json.dumps({"model": result.model, "stories": result.stories, "embedded": result.embedded}))
+        typer.echo(json.dumps({"model": model.name, "stories": len(todo), "embedded": embedded}))
     else:
-        typer.echo(f"embedded {result.embedded:,} of {result.stories:,} stories without a {result.model} vector")
+        typer.echo(f"embedded {embedded:,} of {len(todo):,} stories without a {model.name} vector")
 
 
 Kind = Annotated[str | None, typer.Option(help="news (articles) or social (posts); both when not given")]
