@@ -234,7 +234,7 @@ def load_model(
     spec: str = DEFAULT_MODEL, *, batch_size: int = 32, threads: int = 0, cache_dir: Path | None = None
 ) -> EmbeddingModel:
     """The model ``spec`` names: the built-in ``all-minilm-l6-v2-int8`` (``batch_size`` texts per
-    forward pass, ``threads`` onnxruntime threads, 0 one per core), the built-in default
+    forward pass, ``threads`` onnxruntime threads, 0 one per core; the default), the built-in
     ``minilm-l6-v2-static-fit`` (:mod:`features.static_embeddings`, its distilled table cached in
     ``cache_dir``, built with ``threads``),
     or ``"pkg.module:factory"`` (called without arguments; the result must have ``name``, ``dim``
