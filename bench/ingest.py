@@ -231,6 +231,7 @@ def summarize(parts: dict[str, Any], cpus: int | None) -> dict[str, Any]:
         "plain_seconds": round(parts["plain_seconds"], 3),
         "plain_collect_seconds": round(parts["plain_collect_seconds"], 3),
         "plain_process_seconds": round(parts["plain_process_seconds"], 3),
+        "plain_processing_batches": parts.get("plain_processing_batches"),
         "prefect_overhead_fraction": round(overhead, 4),
         "prefect_cpu_fraction": _rounded(prefect_cpu),
         "writer_rows": parts["writer_rows"],
@@ -571,12 +572,14 @@ def sharded_end_to_end(
 async def _plain_pipeline(settings: Settings, symbols: list[str], first: date, last: date) -> dict[str, float]:
     """What ``ingest_flow(incremental=False)`` does, with the plain functions and no Prefect: in
     waves of ``batch_size``, ``max_parallel_symbols`` symbols at once, each collected and then its
-    pending pages processed (in a thread, with the frames the collection parsed). Returns the
-    seconds spent in each stage, summed over symbols (stages of different symbols overlap)."""
+    pending pages processed (batched with the symbols collected meanwhile, in threads, with the
+    frames the collection parsed). Returns the seconds spent in each stage, summed over symbols
+    (stages of different symbols overlap; processing counts its wait for a batch), and the
+    number of processing batches."""
     from pipeline.request import parse_ingest_request
     from sources.factory import build_source, source_resilience
-    from tasks.ingestion import collect_one
-    from tasks.pending import batch_quality, process_symbol_pending
+    from tasks.ingestion import collect_one, pending_processor
+    from tasks.pending import batch_quality
     from tasks.resources import RunResources
 
     request = parse_ingest_request(
@@ -595,10 +598,7 @@ async def _plain_pipeline(settings: Settings, symbols: list[str], first: date, l
 
     resources = RunResources.from_settings(settings)
 
-    def process(symbol: str, parsed: dict) -> list:
-        return [
-            result for _, result in process_symbol_pending(resources, SOURCE, symbol, TIMEFRAME, "market_data", parsed)
-        ]
+    processor = pending_processor(resources, request)
 
     async def one(symbol: str) -> list:
         async with gate:
@@ -609,10 +609,11 @@ async def _plain_pipeline(settings: Settings, symbols: list[str], first: date, l
             if outcome.error:
                 raise RuntimeError(f"plain collection of {symbol} failed: {outcome.error}")
             collected = time.perf_counter()
-            results = await asyncio.to_thread(process, symbol, outcome.parsed)
-            stages["collect_seconds"] += collected - began
-            stages["process_seconds"] += time.perf_counter() - collected
-            return results
+            queued = await processor.submit(symbol, outcome.parsed)
+        results = [result for _, result in await queued]
+        stages["collect_seconds"] += collected - began
+        stages["process_seconds"] += time.perf_counter() - collected
+        return results
 
     done: list = []
     try:
@@ -626,6 +627,7 @@ async def _plain_pipeline(settings: Settings, symbols: list[str], first: date, l
         await source.aclose()
         resources.close()
     batch_quality([r for r in done if r is not None], settings.quality.min_quality_score)
+    stages["processing_batches"] = len(processor.batches)
     return stages
 
 

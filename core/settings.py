@@ -61,6 +61,9 @@ def _check_port(value: int) -> int:
 class CollectionSettings(_Section):
     max_parallel_symbols: PositiveInt = 5
     batch_size: PositiveInt = 50
+    # At most this many collected symbols' pages are processed in one transaction (tasks.pending.
+    # PendingProcessor): those that finished collecting while the previous batch was processed.
+    processing_batch_symbols: PositiveInt = 16
     retry_attempts: NonNegativeInt = 3
     exponential_backoff: bool = True
     request_timeout_seconds: PositiveFloat = 30.0

@@ -87,6 +87,39 @@ class ValidationResult:
     records: int
     thresholds: dict[str, float] = field(default_factory=dict)
 
+    def by_symbol(self) -> dict[str, ValidationResult]:
+        """The result of each symbol of the batch (those with records or coverage rows), as its
+        validation alone would have given it when the batch was validated with ``series_spans``:
+        its records and coverage rows, and its rule counts from their flags (each rule is a bit)."""
+        parts = {
+            name: _split(frame)
+            for name, frame in (("accepted", self.accepted), ("rejected", self.rejected), ("coverage", self.coverage))
+        }
+        names = sorted({str(name) for part in parts.values() for name in part})
+        out = {}
+        for name in names:
+            accepted, rejected, coverage = (
+                parts[kind].get(name, _empty_like(frame))
+                for kind, frame in (
+                    ("accepted", self.accepted),
+                    ("rejected", self.rejected),
+                    ("coverage", self.coverage),
+                )
+            )
+            flags = np.concatenate([accepted[FLAGS].to_numpy(np.int64), rejected[FLAGS].to_numpy(np.int64)])
+            out[name] = ValidationResult(
+                accepted=accepted,
+                rejected=rejected,
+                coverage=coverage,
+                rule_counts={
+                    code: int(np.count_nonzero(flags & Rule[code.upper()].value)) for code in self.rule_counts
+                },
+                mode=self.mode,
+                records=len(flags),
+                thresholds=dict(self.thresholds),
+            )
+        return out
+
     @property
     def gaps(self) -> pd.DataFrame:
         """Symbol-days with missing bars (the gap report), most missing first."""
@@ -279,9 +312,12 @@ def window_end_ns(bars: pd.DataFrame, schedule: cal.SessionSchedule) -> np.ndarr
     return end
 
 
-def check_window(bars: pd.DataFrame, schedule: cal.SessionSchedule, served_at_ns: int) -> tuple[np.ndarray, np.ndarray]:
-    """(future, forming) against the instant the batch was served: a window starting after it is
-    from the future (an error); one that had started but not closed was still forming (provisional)."""
+def check_window(
+    bars: pd.DataFrame, schedule: cal.SessionSchedule, served_at_ns: int | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(future, forming) against the instant the batch (or, an array, each row) was served: a
+    window starting after it is from the future (an error); one that had started but not closed
+    was still forming (provisional)."""
     ts_ns = _ts_ns(bars)
     future = ts_ns > served_at_ns
     forming = ~future & (window_end_ns(bars, schedule) > served_at_ns)
@@ -329,6 +365,17 @@ def describe_flags(flags: pd.Series | np.ndarray) -> pd.Series:
     return values.map(mapping).astype(model.STR)
 
 
+def _split(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """A frame's rows by symbol, each part indexed from 0 (one group-by for the batch)."""
+    if frame.empty:
+        return {}
+    return {str(name): part.reset_index(drop=True) for name, part in frame.groupby("symbol", sort=False, observed=True)}
+
+
+def _empty_like(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.iloc[:0].reset_index(drop=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # The batch
 
@@ -347,6 +394,7 @@ def validate_bars(
     stale_run: int = DEFAULT_STALE_RUN,
     corporate_actions: pd.DataFrame | None = None,
     served_at: Any = None,
+    series_spans: bool = False,
 ) -> ValidationResult:
     """Validate a standardized batch of bars.
 
@@ -363,6 +411,12 @@ def validate_bars(
     expected range is what the batch itself spans, per timeframe. ``anchor`` forces the intraday
     grid (default: by source, see :func:`anchors`).
 
+    ``series_spans`` validates a batch of series as each alone: without ``start``/``end`` each
+    symbol is expected over the sessions its own bars span (not the whole batch's), and
+    ``served_at`` may map each symbol to its own instant. Then :meth:`ValidationResult.by_symbol`
+    gives every symbol the result its validation alone would have given (the processing stage
+    validates a batch of collected symbols at once: one call instead of one per symbol).
+
     In ``strict`` mode every flagged record is rejected. In ``lenient`` mode flagged records stay
     accepted with their flags, except that of a conflicting key only the last record received is
     kept: the hot store's upsert cannot take one key twice in a batch.
@@ -377,10 +431,23 @@ def validate_bars(
     if missing:
         raise DataQualityError(f"bars lack column(s) {missing}; run standardize_bars first")
     frame = bars[list(model.BARS)].reset_index(drop=True)
+    symbols = list(symbols) if symbols is not None else None
     if schedule is None:
         schedule = _schedule_around(frame, start, end)
-    served_at_ns = int(pd.Timestamp(served_at if served_at is not None else pd.Timestamp.now("UTC")).value)
-    future, forming = check_window(frame, schedule, served_at_ns)
+    if isinstance(served_at, Mapping):
+        now_ns = int(pd.Timestamp.now("UTC").value)
+        served_by_symbol = {model.normalize_symbol(k): int(pd.Timestamp(v).value) for k, v in served_at.items()}
+        codes, labels = _codes(frame["symbol"])
+        by_label = np.array([served_by_symbol.get(str(label), now_ns) for label in labels], dtype=np.int64)
+        served_rows: int | np.ndarray = by_label[codes] if len(frame) else now_ns
+        asked = {model.normalize_symbol(name) for name in symbols or ()}
+        served_at_ns: int | dict[str, int] = {
+            name: served_by_symbol.get(name, now_ns) for name in {*map(str, labels), *asked, *served_by_symbol}
+        }
+    else:
+        served_at_ns = int(pd.Timestamp(served_at if served_at is not None else pd.Timestamp.now("UTC")).value)
+        served_rows = served_at_ns
+    future, forming = check_window(frame, schedule, served_rows)
     masks = rule_masks(
         frame,
         schedule,
@@ -399,7 +466,7 @@ def validate_bars(
         reject |= (flags & ALWAYS_REJECTED.value) != 0
     accepted = frame[~reject].reset_index(drop=True)
     rejected = frame[reject].reset_index(drop=True)
-    rejected[REASON] = describe_flags(rejected[FLAGS]).to_numpy()
+    rejected[REASON] = pd.array(describe_flags(rejected[FLAGS]).to_numpy(), dtype="str")  # str when empty too
     coverage = symbol_day_coverage(
         frame,
         schedule,
@@ -410,6 +477,7 @@ def validate_bars(
         timeframe=timeframe,
         anchor=anchor,
         served_at_ns=served_at_ns,
+        series_spans=series_spans,
     )
     return ValidationResult(
         accepted=accepted,
@@ -432,12 +500,16 @@ def symbol_day_coverage(
     symbols: Iterable[str] | None = None,
     timeframe: str | None = None,
     anchor: cal.Anchor | None = None,
-    served_at_ns: int | None = None,
+    served_at_ns: int | Mapping[str, int] | None = None,
+    series_spans: bool = False,
 ) -> pd.DataFrame:
     """Per (symbol, timeframe, session_date): expected bars by the calendar against what came.
 
     With ``served_at_ns`` only the windows closed by then are expected (none of a session still
-    to open, the ended ones of the session under way), and those that came while still open.
+    to open, the ended ones of the session under way), and those that came while still open; a
+    mapping gives each symbol its own instant (symbols it lacks: now). With ``series_spans`` each
+    symbol is expected over the sessions of its own bars (not the batch's) when ``start``/``end``
+    do not say.
 
     ``session_date`` is the New York date as midnight UTC (how the model stores dates). Records
     on a date that is no session (a holiday) get a row with ``expected`` 0, so they still count
@@ -462,10 +534,30 @@ def symbol_day_coverage(
     parts = [_expected_empty()]
     for code, label in enumerate(timeframes):
         mine = timeframe_code == code  # all False for a timeframe only asked for
-        seen = np.unique(day[mine & ~off_grid]).astype("datetime64[D]")
         names = sorted(set(symbol_labels[np.unique(symbol_code[mine])]) | set(wanted))
         grid = anchor or ("session" if mine.any() and (row_anchor[mine] == "session").all() else "clock")
-        parts.append(_expected_for(schedule, label, first, last, seen, names, grid, served_at_ns))
+        if not series_spans and not isinstance(served_at_ns, Mapping):
+            seen = np.unique(day[mine & ~off_grid]).astype("datetime64[D]")
+            parts.append(_expected_for(schedule, label, first, last, seen, names, grid, served_at_ns))
+            continue
+        # Symbols alike (the same span of sessions seen, the same serving instant) share one call.
+        alike: dict[tuple[Any, Any, int | None], list[str]] = {}
+        on_grid = mine & ~off_grid
+        code_of = {str(name): at for at, name in enumerate(symbol_labels)}
+        batch_seen = np.unique(day[on_grid]).astype("datetime64[D]")
+        for name in names:
+            if series_spans:  # a symbol without rows matches no code
+                seen = np.unique(day[on_grid & (symbol_code == code_of.get(name, -2))]).astype("datetime64[D]")
+            else:
+                seen = batch_seen
+            seen = seen[np.isin(seen, schedule.dates)]
+            seen_span = (seen.min(), seen.max()) if len(seen) else (None, None)
+            served = served_at_ns.get(name) if isinstance(served_at_ns, Mapping) else served_at_ns
+            alike.setdefault((*seen_span, served), []).append(name)
+        for (lo_day, hi_day, served), group in alike.items():
+            bounds = [lo_day, hi_day] if lo_day is not None else []
+            seen = np.array(bounds, dtype="datetime64[D]")
+            parts.append(_expected_for(schedule, label, first, last, seen, group, grid, served))
     expected = pd.concat(parts, ignore_index=True)
 
     # Ranks of the labels in output order; a key (symbol rank, timeframe rank, day) as one int64.
@@ -510,7 +602,7 @@ def symbol_day_coverage(
     all_ok = np.minimum.reduceat(stamp_ok, starts) if len(starts) else np.empty(0, bool)
     counts["present"] = np.bincount(stamp_group[starts], minlength=n)
     counts["valid"] = np.bincount(stamp_group[starts], weights=all_ok, minlength=n)
-    if served_at_ns is not None:
+    if served_at_ns is not None:  # (with a mapping every symbol has an instant: now by default)
         # A window under way that came (a forming bar, or one from the future) is expected too: it
         # exists, and a future one is judged by its flag, not hidden as a surplus.
         counts["expected"] = np.maximum(counts["expected"], counts["present"])

@@ -30,7 +30,7 @@ from sources.base import BaseSource
 from sources.factory import build_source
 from storage.watermarks import read_watermarks
 from tasks.collection import SymbolCollection, collect_symbol
-from tasks.pending import Processed, ProcessedBatch, pending_groups, process_series, process_symbol_pending
+from tasks.pending import PendingProcessor, Processed, ProcessedBatch, pending_groups, process_series
 from tasks.processing import SymbolProcessing
 from tasks.resources import RunResources
 from tasks.retries import retrying_on_lost_database
@@ -68,24 +68,33 @@ async def run_symbol(
     start: datetime,
     run_id: str,
     reprocess: bool,
-    process: bool,
+    processor: PendingProcessor | None,
+    gate: asyncio.Semaphore,
 ) -> SymbolRun:
-    """Collect one symbol; with ``process``, process its pending pages at once with the frames the
-    collection parsed (the processing work in a thread: it is CPU-bound)."""
-    collected = await collect_one(resources, source, request, symbol, start, run_id, reprocess, keep_parsed=process)
-    if not process:
-        return SymbolRun(collected)
-    processed = await asyncio.to_thread(
-        process_symbol_pending,
-        resources,
-        request.source,
-        symbol,
-        bar_timeframe(request),
-        request.data_type,
-        collected.parsed,
-    )
+    """Collect one symbol, holding a slot of ``gate`` (the symbols in flight); with a
+    ``processor``, process its pending pages at once with the frames the collection parsed (in a
+    batch with the symbols collected meanwhile, see :class:`tasks.pending.PendingProcessor`)."""
+    async with gate:
+        collected = await collect_one(
+            resources, source, request, symbol, start, run_id, reprocess, keep_parsed=processor is not None
+        )
+        if processor is None:
+            return SymbolRun(collected)
+        queued = await processor.submit(symbol, collected.parsed)
+    processed = await queued  # its slot is free for the next symbol's collection meanwhile
     collected.parsed.clear()  # processed: the frames are not needed any longer
     return SymbolRun(collected, processed)
+
+
+def pending_processor(resources: RunResources, request: IngestRequest) -> PendingProcessor:
+    """The processor of a run's collected symbols (batches of ``collection.processing_batch_symbols``)."""
+    return PendingProcessor(
+        resources,
+        request.source,
+        bar_timeframe(request),
+        request.data_type,
+        max_symbols=resources.settings.collection.processing_batch_symbols,
+    )
 
 
 def wave_run_name() -> str:
@@ -106,20 +115,22 @@ async def symbol_wave_task(
     reprocess: bool,
     process: bool,
 ) -> list[SymbolRun]:
-    """One wave of symbols, at most ``collection.max_parallel_symbols`` at once: each collected
-    and (``process``) processed. One task run per wave, not per symbol: each task run costs the
-    Prefect server tens of ms of CPU (its state events are recorded), and on a small machine that
-    server shares the cores with the run; each symbol's outcome is in the ``ingestion-summary``
-    table. A lost database connection repeats that symbol's work alone (collection is idempotent
-    and processing commits once)."""
+    """One wave of symbols, each collected (at most ``collection.max_parallel_symbols`` at once)
+    and, with ``process``, processed (in batches of the symbols collected meanwhile, at most
+    ``collection.processing_batch_symbols``, a transaction each). One task run per wave, not per
+    symbol: each task run costs the Prefect server tens of ms of CPU (its state events are
+    recorded), and on a small machine that server shares the cores with the run; each symbol's
+    outcome is in the ``ingestion-summary`` table. A lost database connection repeats that
+    symbol's work alone (collection is idempotent, and a batch's processing commits once or not
+    at all)."""
     gate = asyncio.Semaphore(resources.settings.collection.max_parallel_symbols)
+    processor = pending_processor(resources, request) if process else None
 
     async def one(symbol: str) -> SymbolRun:
-        async with gate:
-            return await retrying_on_lost_database(
-                lambda: run_symbol(resources, source, request, symbol, starts[symbol], run_id, reprocess, process),
-                f"symbol {symbol}",
-            )
+        return await retrying_on_lost_database(
+            lambda: run_symbol(resources, source, request, symbol, starts[symbol], run_id, reprocess, processor, gate),
+            f"symbol {symbol}",
+        )
 
     return list(await asyncio.gather(*(one(symbol) for symbol in symbols)))
 

@@ -11,7 +11,7 @@ and its SSL context) for every task run: that was most of Prefect's overhead per
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NONE
 from prefect.utilities.annotations import quote
 
+from db.connect import connection_lost
 from pipeline.metrics import RunFigures
 from quality.score import QualityReport, quality_report
 from quality.validate import ValidationResult
@@ -36,6 +37,7 @@ from tasks.processing import (
     PendingPage,
     SymbolProcessing,
     pending_pages,
+    process_series_bars,
     process_symbol_actions,
     process_symbol_bars,
 )
@@ -76,12 +78,48 @@ def process_symbol_pending(
 ) -> list[Processed]:
     """Whatever is pending for one symbol, looked up and processed on one connection (a
     connection costs ~20 ms of CPU between client and server: one per symbol, not one per step)."""
+    return process_symbols_pending(resources, source, [symbol], timeframe, data_type, parsed)[symbol]
+
+
+def process_symbols_pending(
+    resources: RunResources,
+    source: str,
+    symbols: Sequence[str],
+    timeframe: str | None,
+    data_type: str,
+    parsed: Mapping[str, ParsedPage] | None = None,
+) -> dict[str, list[Processed]]:
+    """Whatever is pending for these symbols, looked up at once and processed on one connection;
+    their bar series in one transaction (:func:`tasks.processing.process_series_bars`), any other
+    series a transaction each. Returns each symbol's processed series (none: nothing pending)."""
+    done: dict[str, list[Processed]] = {symbol: [] for symbol in symbols}
     with resources.connect() as conn:
         groups = pending_pages(
-            conn, source=source, symbols=[symbol], datasets=datasets_of(data_type), timeframe=timeframe
+            conn, source=source, symbols=list(symbols), datasets=datasets_of(data_type), timeframe=timeframe
         )
-        conn.commit()  # end the lookup's transaction: each series then commits on its own
-        return [_process_on(conn, resources.lake, resources, pages, parsed) for pages in groups]
+        conn.commit()  # end the lookup's transaction: the series then commit on their own
+        bars = [pages for pages in groups if pages[0].dataset in BAR_DATASETS]
+        quality = resources.settings.quality
+        stored = (
+            process_series_bars(
+                conn,
+                resources.lake,
+                bars,
+                mode=quality.validation_mode,
+                min_quality_score=quality.min_quality_score,
+                parsed=parsed,
+                precedence=resources.settings.storage.source_precedence,
+                registry=resources.sources,
+            )
+            if bars
+            else []
+        )
+        for (outcome, result, _), pages in zip(stored, bars, strict=True):
+            done[pages[0].symbol].append((outcome, result))
+        for pages in groups:
+            if pages[0].dataset not in BAR_DATASETS:
+                done[pages[0].symbol].append(_process_on(conn, resources.lake, resources, pages, parsed))
+    return done
 
 
 def _process_on(
@@ -114,6 +152,93 @@ def _process_on(
         registry=resources.sources,
     )
     return outcome, result
+
+
+class PendingProcessor:
+    """Processes collected symbols' pending pages in batches, in threads (the work is CPU-bound).
+
+    ``await processor.process(symbol, parsed)`` returns that symbol's processed series. Symbols
+    that finish collecting while a batch is processed wait and go together into the next one (at
+    most ``max_symbols``: :func:`process_symbols_pending`, one transaction for their bars), so an
+    idle processor adds no wait and a busy one spends its statements and transactions per batch,
+    not per symbol. ``lanes`` batches run at once (one computes while another waits on the
+    database). A batch that fails is retried a symbol at a time, so an error reaches the symbol
+    that caused it alone; a lost connection fails the whole batch (each symbol's caller retries)."""
+
+    def __init__(
+        self,
+        resources: RunResources,
+        source: str,
+        timeframe: str | None,
+        data_type: str,
+        *,
+        max_symbols: int = 16,
+        lanes: int = 2,
+    ) -> None:
+        if max_symbols < 1 or lanes < 1:
+            raise ValueError(f"PendingProcessor: max_symbols {max_symbols} and lanes {lanes} must be >= 1")
+        self.resources, self.source, self.timeframe, self.data_type = resources, source, timeframe, data_type
+        self.max_symbols, self.lanes = max_symbols, lanes
+        self._waiting: list[tuple[str, Mapping[str, ParsedPage] | None, asyncio.Future[list[Processed]]]] = []
+        self._lanes: set[asyncio.Task[None]] = set()
+        self._room = asyncio.Semaphore(max_symbols * (lanes + 1))
+        self.batches: list[int] = []  # the size of each batch processed, for tests and benchmarks
+
+    async def process(self, symbol: str, parsed: Mapping[str, ParsedPage] | None = None) -> list[Processed]:
+        """The symbol's processed series, once its batch is processed."""
+        return await (await self.submit(symbol, parsed))
+
+    async def submit(
+        self, symbol: str, parsed: Mapping[str, ParsedPage] | None = None
+    ) -> asyncio.Future[list[Processed]]:
+        """Queue the symbol (waiting while ``max_symbols`` x (``lanes`` + 1) symbols are queued or
+        processed: the collection slows down to what processing keeps up with); its future."""
+        await self._room.acquire()
+        future: asyncio.Future[list[Processed]] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda _: self._room.release())
+        self._waiting.append((symbol, parsed, future))
+        if len(self._lanes) < self.lanes:
+            lane = asyncio.create_task(self._drain())
+            self._lanes.add(lane)
+            lane.add_done_callback(self._lanes.discard)
+        return future
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[: self.max_symbols], self._waiting[self.max_symbols :]
+            self.batches.append(len(batch))
+            outcomes = await asyncio.to_thread(self._run, [(symbol, parsed) for symbol, parsed, _ in batch])
+            for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():  # its caller was cancelled
+                    continue
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+    def _run(self, batch: list[tuple[str, Mapping[str, ParsedPage] | None]]) -> list[list[Processed] | BaseException]:
+        try:
+            done = process_symbols_pending(
+                self.resources,
+                self.source,
+                [symbol for symbol, _ in batch],
+                self.timeframe,
+                self.data_type,
+                {key: page for _, parsed in batch for key, page in (parsed or {}).items()},
+            )
+            return [done[symbol] for symbol, _ in batch]
+        except Exception as exc:
+            if len(batch) == 1 or connection_lost(exc):
+                return [exc] * len(batch)
+        out: list[list[Processed] | BaseException] = []
+        for symbol, parsed in batch:
+            try:
+                out.append(
+                    process_symbol_pending(self.resources, self.source, symbol, self.timeframe, self.data_type, parsed)
+                )
+            except Exception as exc:
+                out.append(exc)
+        return out
 
 
 @task(name="process-symbol", cache_policy=NONE, **DATABASE_RETRY_OPTIONS, task_run_name="process-{symbol}")

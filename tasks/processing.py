@@ -31,7 +31,7 @@ from sources.dead_letters import record_dead_letter_sync
 from sources.http import Request
 from sources.registry import SourceRegistry
 from storage.corporate_actions import read_corporate_actions, write_corporate_actions
-from storage.hot import UpsertResult, write_bars
+from storage.hot import UpsertResult, write_series_bars
 from storage.lake import Lake
 from storage.raw import decode_envelope
 from tasks.collection import ParsedPage, parse_stored_page
@@ -212,49 +212,101 @@ def process_symbol_bars(
     parsed: Mapping[str, ParsedPage] | None = None,
     precedence: Sequence[str] = DEFAULT_SOURCE_PRECEDENCE,
     registry: SourceRegistry | None = None,
-) -> tuple[SymbolProcessing, ValidationResult | None, QualityReport | None]:
+) -> SeriesProcessed:
     """Process one symbol's pending bar pages in one transaction (see the module docstring).
 
     ``parsed``: frames the collection of this run kept, by raw key (pages not in it are read back).
     ``precedence``: storage.source_precedence (which vendor's bar the consolidated series keeps).
     ``registry``: the settings' sources, whose parsers read pages read back (default: the built-ins).
     """
-    symbol = pages[0].symbol
-    outcome = SymbolProcessing(symbol, pages=len(pages))
-    stored = read_unparsed(lake, pages, parsed)
+    return process_series_bars(
+        conn,
+        lake,
+        [pages],
+        mode=mode,
+        min_quality_score=min_quality_score,
+        parsed=parsed,
+        precedence=precedence,
+        registry=registry,
+    )[0]
+
+
+SeriesProcessed = tuple[SymbolProcessing, ValidationResult | None, QualityReport | None]
+
+
+def process_series_bars(
+    conn: psycopg.Connection,
+    lake: Lake,
+    groups: Sequence[Sequence[PendingPage]],
+    *,
+    mode: str,
+    min_quality_score: float,
+    parsed: Mapping[str, ParsedPage] | None = None,
+    precedence: Sequence[str] = DEFAULT_SOURCE_PRECEDENCE,
+    registry: SourceRegistry | None = None,
+) -> list[SeriesProcessed]:
+    """Several symbols' pending bar pages (a group per series, see :func:`pending_pages`) in ONE
+    transaction: each series parsed, standardized and validated on its own exactly as
+    :func:`process_symbol_bars` does, and what is stored written together (one query for their
+    corporate actions, one update of their pages, :func:`storage.hot.write_series_bars`): the
+    statements and round trips per symbol were most of the processing's cost for a page of a few
+    thousand bars. A failure anywhere leaves every series of the batch to the next run."""
+    stored = read_unparsed(lake, [page for pages in groups for page in pages], parsed)
+    done: list[SeriesProcessed] = []
+    series: list[tuple[int, list[tuple[PendingPage, dict[str, Any], pd.DataFrame]], datetime | None]] = []
     with conn.transaction():
-        frames = page_frames(conn, pages, parsed, stored, registry)
-        good = [(p, k.request, k.frame) for p, k in frames]
-        if not good:
-            outcome.error = "no page of this series could be parsed (dead-lettered)"
-            return outcome, None, None
-        conn.execute(
-            "UPDATE ops.raw_pages SET processed_at = now(), process_error = NULL WHERE key = ANY(%s)",
-            ([p.key for p, _, _ in good],),
-        )
-        # Pages that brought data define the range validated against the calendar: an empty page
-        # (nothing new since the watermark) is not a missing session.
-        with_data = [(p, r, f) for p, r, f in good if len(f)]
-        if not with_data:
-            return outcome, None, None
-        bars = pd.concat([f for _, _, f in with_data], ignore_index=True)
-        outcome.records = len(bars)
-        standardized = standardize_bars(bars)
-        timeframe = next((p.timeframe for p, _, _ in with_data if p.timeframe), None)
-        actions = read_corporate_actions(conn, [symbol])
-        # The calendar range checked is the one the bars span (sessions are fetched whole, see
-        # pipeline.plan.resume_starts); missing sessions at its edges are the historical
-        # stage's gap repair.
-        result = validate_bars(
-            standardized,
+        processed_keys: list[str] = []
+        for pages in groups:
+            outcome = SymbolProcessing(pages[0].symbol, pages=len(pages))
+            frames = page_frames(conn, pages, parsed, stored, registry)
+            good = [(p, k.request, k.frame) for p, k in frames]
+            if not good:
+                outcome.error = "no page of this series could be parsed (dead-lettered)"
+            processed_keys += [p.key for p, _, _ in good]
+            # Pages that brought data define the range validated against the calendar: an empty page
+            # (nothing new since the watermark) is not a missing session.
+            with_data = [(p, r, f) for p, r, f in good if len(f)]
+            if with_data:
+                outcome.records = sum(len(f) for _, _, f in with_data)
+                series.append((len(done), with_data, served_at([k for _, k in frames if len(k.frame)])))
+            done.append((outcome, None, None))
+        if processed_keys:
+            conn.execute(
+                "UPDATE ops.raw_pages SET processed_at = now(), process_error = NULL WHERE key = ANY(%s)",
+                (processed_keys,),
+            )
+        if not series:
+            return done
+        symbols = [done[index][0].symbol for index, _, _ in series]
+        timeframes = {p.timeframe for _, with_data, _ in series for p, _, _ in with_data if p.timeframe}
+        # The calendar range checked for each series is the one its bars span (sessions are fetched
+        # whole, see pipeline.plan.resume_starts); missing sessions at its edges are the historical
+        # stage's gap repair. One validation for the batch, each series judged as if alone.
+        batch = validate_bars(
+            standardize_bars(pd.concat([f for _, with_data, _ in series for _, _, f in with_data], ignore_index=True)),
             mode=mode,
-            symbols=[symbol],
-            timeframe=timeframe,
-            corporate_actions=actions,
-            served_at=served_at([k for _, k in frames if len(k.frame)]),
-        )
-        quarantine(conn, [p for p, _, _ in with_data], [r for _, r, _ in with_data], result.rejected)
-        written: UpsertResult = write_bars(conn, result.accepted, precedence=precedence)
+            symbols=symbols,
+            timeframe=next(iter(timeframes)) if len(timeframes) == 1 else None,
+            corporate_actions=read_corporate_actions(conn, symbols),
+            served_at={symbol: at for symbol, (_, _, at) in zip(symbols, series, strict=True) if at is not None},
+            series_spans=True,
+        ).by_symbol()
+        lost = [symbol for symbol in symbols if model.normalize_symbol(symbol) not in batch]
+        if lost:
+            raise MarketpipeError(f"the validation of a processing batch returned no result for {lost}")
+        results = [batch[model.normalize_symbol(symbol)] for symbol in symbols]
+        for (_, with_data, _), result in zip(series, results, strict=True):
+            quarantine(conn, [p for p, _, _ in with_data], [r for _, r, _ in with_data], result.rejected)
+        written = write_series_bars(conn, [result.accepted for result in results], precedence=precedence)
+    for (index, _, _), result, upsert in zip(series, results, written, strict=True):
+        done[index] = _outcome(done[index][0], result, upsert, min_quality_score)
+    return done
+
+
+def _outcome(
+    outcome: SymbolProcessing, result: ValidationResult, written: UpsertResult, min_quality_score: float
+) -> SeriesProcessed:
+    """A series' outcome once its bars are stored: counts, the 1-minute range changed, its quality."""
     report = quality_report(result, min_quality_score=min_quality_score)
     outcome.accepted, outcome.rejected = len(result.accepted), len(result.rejected)
     outcome.inserted, outcome.updated, outcome.unchanged = written.inserted, written.updated, written.unchanged

@@ -9,8 +9,6 @@ import json
 import logging
 import secrets
 import string
-import uuid
-from datetime import UTC, datetime
 from uuid import UUID
 
 import httpx
@@ -27,53 +25,14 @@ from prefect.client.schemas.filters import (
 )
 
 from core.settings import Settings
-from db.connect import async_database_connection, database_connection
+from db.connect import database_connection
 from flows.ingestion import ingest_flow
-from pipeline.request import parse_ingest_request
-from sources.factory import build_source
 from sources.http import Request
 from storage.lake import Lake
 from storage.raw import iter_raw_pages
-from tasks.collection import collect_symbol, parse_stored_page
+from tasks.collection import parse_stored_page
 from tests.support.cli import run_cli
-
-NOW = datetime(2026, 11, 20, tzinfo=UTC)
-
-
-def collect(
-    stack: Settings,
-    symbol: str,
-    start: str,
-    end: str,
-    timeframe: str = "1min",
-    keep_parsed: bool = False,
-    **source_options,
-):
-    request = parse_ingest_request(
-        data_type="market_data",
-        symbols=[symbol],
-        start_date=start,
-        end_date=end,
-        timeframe=timeframe,
-        source="polygon",
-        now=NOW,
-    )
-
-    async def run():
-        source = build_source("polygon", stack, options=source_options)
-        async with source, await async_database_connection(stack, autocommit=True) as conn:
-            return await collect_symbol(
-                source,
-                request,
-                symbol,
-                request.start,
-                Lake.from_settings(stack.lake),
-                conn,
-                run_id=str(uuid.uuid4()),
-                keep_parsed=keep_parsed,
-            )
-
-    return asyncio.run(run())
+from tests.support.collection import collect
 
 
 def manifest(stack: Settings, symbol: str) -> list[tuple]:
