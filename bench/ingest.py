@@ -437,24 +437,41 @@ def component_cpu_seconds(roots: dict[str, int], prefect_database: str | None = 
     """CPU seconds used so far by this process and by each component's process tree (Linux /proc;
     empty elsewhere). A tree's reaped children count through their parent's cutime/cstime.
 
+    ``client`` is this process with its own children (the processing's worker processes, live or
+    reaped), not counting a component's tree should one be its child (a stack started here).
     Live PostgreSQL backends serving ``prefect_database`` (their process title names it) count as
     ``prefect_db``: the Prefect server's own storage, not the pipeline's."""
     if not os.path.isdir("/proc"):
         return {}
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    out = {"client": usage.ru_utime + usage.ru_stime}
+    own, reaped = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     table = _proc_cpu_ticks()
     children: dict[int, list[int]] = {}
     for pid, (parent, _) in table.items():
         children.setdefault(parent, []).append(pid)
     tick = os.sysconf("SC_CLK_TCK")
-    for name, root in roots.items():
-        stack = [root]
+
+    def tree(root: int) -> list[int]:
+        found, stack = [], [root]
         while stack:
             pid = stack.pop()
+            found.append(pid)
+            stack += children.get(pid, [])
+        return found
+
+    components = {name: tree(root) for name, root in roots.items()}
+    skip = {pid for pids in components.values() for pid in pids}
+    live = [pid for pid in tree(os.getpid())[1:] if pid not in skip]
+    out = {
+        "client": own.ru_utime
+        + own.ru_stime
+        + reaped.ru_utime
+        + reaped.ru_stime
+        + sum(table[pid][1] for pid in live if pid in table) / tick
+    }
+    for name, pids in components.items():
+        for pid in pids:
             owner = "prefect_db" if name == "postgres" and _serves(pid, prefect_database) else name
             out[owner] = out.get(owner, 0.0) + table.get(pid, (0, 0))[1] / tick
-            stack += children.get(pid, [])
     return out
 
 

@@ -114,6 +114,7 @@ async def symbol_wave_task(
     run_id: str,
     reprocess: bool,
     process: bool,
+    processor: PendingProcessor | None = None,
 ) -> list[SymbolRun]:
     """One wave of symbols, each collected (at most ``collection.max_parallel_symbols`` at once)
     and, with ``process``, processed (in batches of the symbols collected meanwhile, at most
@@ -124,7 +125,10 @@ async def symbol_wave_task(
     symbol's work alone (collection is idempotent, and a batch's processing commits once or not
     at all)."""
     gate = asyncio.Semaphore(resources.settings.collection.max_parallel_symbols)
-    processor = pending_processor(resources, request) if process else None
+    if not process:
+        processor = None
+    elif processor is None:  # the run's (collect_all's) spans its waves
+        processor = pending_processor(resources, request)
 
     async def one(symbol: str) -> SymbolRun:
         return await retrying_on_lost_database(
@@ -180,6 +184,7 @@ async def collect_all(
     source = build_source(request.source, resources.settings)
     progress = await acreate_progress_artifact(0.0, description=f"symbols collected from {request.source}")
     results: list[SymbolRun] = []
+    processor = pending_processor(resources, request) if process else None
     try:
         async with resources.pooled_async_connections():
             with terminal_progress(len(symbols), f"{request.source} {request.timeframe}") as advance:
@@ -194,6 +199,7 @@ async def collect_all(
                         run_id,
                         reprocess=starts is None,
                         process=process,
+                        processor=quote(processor),
                     )
                     advance(len(wave))
                     await aupdate_progress_artifact(progress, 100.0 * len(results) / len(symbols))

@@ -22,11 +22,18 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NONE
 from prefect.utilities.annotations import quote
 
-from db.connect import connection_lost
 from pipeline.metrics import RunFigures
 from quality.score import QualityReport, quality_report
 from quality.validate import ValidationResult
 from storage.lake import Lake
+from tasks.batches import (
+    Batch,
+    Outcomes,
+    Processed,
+    in_batch,
+    process_bars_pending,
+    store_bar_series,
+)
 from tasks.collection import ParsedPage
 from tasks.fundamentals import EARNINGS_DATASETS, FUNDAMENTAL_DATASETS, process_symbol_fundamentals
 from tasks.news import NEWS_DATASETS, SOCIAL_DATASETS, TEXT_DATASETS, process_symbol_news
@@ -37,14 +44,11 @@ from tasks.processing import (
     PendingPage,
     SymbolProcessing,
     pending_pages,
-    process_series_bars,
     process_symbol_actions,
     process_symbol_bars,
 )
 from tasks.resources import RunResources
 from tasks.retries import DATABASE_RETRY_OPTIONS
-
-Processed = tuple[SymbolProcessing, ValidationResult | None]  # one series: its outcome, its validation
 
 
 def datasets_of(data_type: str) -> tuple[str, ...]:
@@ -92,6 +96,8 @@ def process_symbols_pending(
     """Whatever is pending for these symbols, looked up at once and processed on one connection;
     their bar series in one transaction (:func:`tasks.processing.process_series_bars`), any other
     series a transaction each. Returns each symbol's processed series (none: nothing pending)."""
+    if data_type == "market_data":
+        return process_bars_pending(resources, source, symbols, timeframe, parsed)
     done: dict[str, list[Processed]] = {symbol: [] for symbol in symbols}
     with resources.connect() as conn:
         groups = pending_pages(
@@ -99,23 +105,8 @@ def process_symbols_pending(
         )
         conn.commit()  # end the lookup's transaction: the series then commit on their own
         bars = [pages for pages in groups if pages[0].dataset in BAR_DATASETS]
-        quality = resources.settings.quality
-        stored = (
-            process_series_bars(
-                conn,
-                resources.lake,
-                bars,
-                mode=quality.validation_mode,
-                min_quality_score=quality.min_quality_score,
-                parsed=parsed,
-                precedence=resources.settings.storage.source_precedence,
-                registry=resources.sources,
-            )
-            if bars
-            else []
-        )
-        for (outcome, result, _), pages in zip(stored, bars, strict=True):
-            done[pages[0].symbol].append((outcome, result))
+        for symbol, processed in store_bar_series(conn, resources, bars, parsed):
+            done[symbol].append(processed)
         for pages in groups:
             if pages[0].dataset not in BAR_DATASETS:
                 done[pages[0].symbol].append(_process_on(conn, resources.lake, resources, pages, parsed))
@@ -207,7 +198,10 @@ class PendingProcessor:
         while self._waiting:
             batch, self._waiting = self._waiting[: self.max_symbols], self._waiting[self.max_symbols :]
             self.batches.append(len(batch))
-            outcomes = await asyncio.to_thread(self._run, [(symbol, parsed) for symbol, parsed, _ in batch])
+            work: Batch = [(symbol, parsed) for symbol, parsed, _ in batch]
+            outcomes = await asyncio.to_thread(
+                process_batch, self.resources, self.source, self.timeframe, self.data_type, work
+            )
             for (_, _, future), outcome in zip(batch, outcomes, strict=True):
                 if future.done():  # its caller was cancelled
                     continue
@@ -216,29 +210,15 @@ class PendingProcessor:
                 else:
                     future.set_result(outcome)
 
-    def _run(self, batch: list[tuple[str, Mapping[str, ParsedPage] | None]]) -> list[list[Processed] | BaseException]:
-        try:
-            done = process_symbols_pending(
-                self.resources,
-                self.source,
-                [symbol for symbol, _ in batch],
-                self.timeframe,
-                self.data_type,
-                {key: page for _, parsed in batch for key, page in (parsed or {}).items()},
-            )
-            return [done[symbol] for symbol, _ in batch]
-        except Exception as exc:
-            if len(batch) == 1 or connection_lost(exc):
-                return [exc] * len(batch)
-        out: list[list[Processed] | BaseException] = []
-        for symbol, parsed in batch:
-            try:
-                out.append(
-                    process_symbol_pending(self.resources, self.source, symbol, self.timeframe, self.data_type, parsed)
-                )
-            except Exception as exc:
-                out.append(exc)
-        return out
+
+def process_batch(
+    resources: RunResources, source: str, timeframe: str | None, data_type: str, batch: Batch
+) -> Outcomes:
+    """A batch of symbols' pending pages (each with the frames its collection parsed): each
+    symbol's processed series, or the exception that symbol's processing raised."""
+    return in_batch(
+        batch, lambda symbols, parsed: process_symbols_pending(resources, source, symbols, timeframe, data_type, parsed)
+    )
 
 
 @task(name="process-symbol", cache_policy=NONE, **DATABASE_RETRY_OPTIONS, task_run_name="process-{symbol}")
