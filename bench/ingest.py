@@ -151,19 +151,29 @@ def cpu_bounds(bars: int, cpu_seconds: dict[str, float], cores: int, naive_bars_
 
 
 def utilization(before: dict[str, int], after: dict[str, int], limit: float) -> dict[str, Any]:
-    """Requests a vendor served between two of the sandbox's per-second counts, against ``limit``:
-    over the seconds from the first request to the last (both whole seconds)."""
+    """Requests a vendor served between two of the sandbox's per-second counts, against ``limit``.
+
+    ``utilization`` is the rate sustained over the run: the requests of the whole seconds between
+    the first request's second and the last's, which are partial (a run starts and ends somewhere
+    inside them; with them, 400 requests at exactly the limit would read 89 %).
+    ``utilization_with_edges`` counts both edge seconds as whole ones. Runs of under three
+    seconds have no interior: both are then the edge-inclusive figure."""
     served = {int(second): count - before.get(second, 0) for second, count in after.items()}
     busy = sorted(second for second, count in served.items() if count > 0)
     if not busy:
         return {"requests": 0, "seconds": 0, "requests_per_second": 0.0, "utilization": 0.0}
     span = busy[-1] - busy[0] + 1
     requests = sum(served[second] for second in busy)
+    with_edges = requests / (span * limit)
+    interior = range(busy[0] + 1, busy[-1])
+    sustained = sum(served.get(second, 0) for second in interior) / (len(interior) * limit) if len(interior) else None
     return {
         "requests": requests,
         "seconds": span,
         "requests_per_second": round(requests / span, 2),
-        "utilization": round(requests / (span * limit), 4),
+        "sustained_requests_per_second": round(sustained * limit, 2) if sustained is not None else None,
+        "utilization": round(sustained if sustained is not None else with_edges, 4),
+        "utilization_with_edges": round(with_edges, 4),
     }
 
 
