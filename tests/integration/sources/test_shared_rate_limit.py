@@ -22,3 +22,29 @@ def test_three_parallel_runs_stay_within_the_shared_limit(stack, sandbox_url):
     polygon = stats(sandbox_url)["vendors"]["polygon"]
     assert polygon["total"] == 75
     assert polygon["max_per_second"] <= RPS * 1.1 + 1e-9
+
+
+def test_a_lone_holder_asks_for_slots_only_when_they_are_free(stack) -> None:
+    """A limiter paces its bucket requests by the limit's decay: alone on the limit, none is refused
+    (each refusal adds denied slots that push every holder's next try further out)."""
+    import asyncio
+    import uuid
+
+    from prefect.client.orchestration import get_client
+
+    from sources.resilience import PrefectRateLimiter
+
+    os.environ["PREFECT_API_URL"] = stack.prefect.resolved_api_url
+    source = f"pace{uuid.uuid4().hex[:8]}"
+    limiter = PrefectRateLimiter(source, 50.0)
+
+    async def take_and_read() -> int:
+        for _ in range(60):  # 12 buckets of 5: about 1.2 s at 50/s
+            await limiter.acquire()
+        async with get_client() as client:
+            limit = await client.read_global_concurrency_limit_by_name(limiter.name)
+            await client.delete_global_concurrency_limit_by_name(limiter.name)
+        return limit.limit
+
+    assert asyncio.run(take_and_read()) == 5
+    assert limiter.refusals == 0
