@@ -96,16 +96,11 @@ class ValidationResult:
             for name, frame in (("accepted", self.accepted), ("rejected", self.rejected), ("coverage", self.coverage))
         }
         names = sorted({str(name) for part in parts.values() for name in part})
+        # One empty frame of each kind for every symbol without rows of it (copy-on-write: shared safely).
+        empty = {kind: _empty_like(getattr(self, kind)) for kind in parts}
         out = {}
         for name in names:
-            accepted, rejected, coverage = (
-                parts[kind].get(name, _empty_like(frame))
-                for kind, frame in (
-                    ("accepted", self.accepted),
-                    ("rejected", self.rejected),
-                    ("coverage", self.coverage),
-                )
-            )
+            accepted, rejected, coverage = (parts[kind].get(name, empty[kind]) for kind in parts)
             flags = np.concatenate([accepted[FLAGS].to_numpy(np.int64), rejected[FLAGS].to_numpy(np.int64)])
             out[name] = ValidationResult(
                 accepted=accepted,
