@@ -267,6 +267,7 @@ def summarize(parts: dict[str, Any], cpus: int | None) -> dict[str, Any]:
         # the hot writer alone, on as many rows: no end-to-end run can store faster than it writes
         "writer_bound_ratio": round(writer / naive, 2),
         "prefect_settle_seconds": round(parts.get("prefect_settle_seconds", 0.0), 1),
+        "postgres_settle_seconds": round(parts.get("postgres_settle_seconds", 0.0), 1),
         **cpu_bounds(parts["end_to_end_bars"], cpu, cpus or 1, naive),
         "latency": {
             **latency,
@@ -905,6 +906,8 @@ def run(
     )
     parts["naive_seconds"], parts["naive_bars"] = naive(settings, naive_names, first, last)
     latency_first, latency_last = session_range(latency_sessions)
+    # The parts before deleted what they stored: autovacuum works that off; not during this part.
+    parts["postgres_settle_seconds"] = wait_until_quiet(pids, "postgres", busy_share=0.2)
     try:
         parts["latency"] = under_latency(
             settings, latency_names, latency_naive_names, latency_first, latency_last, overrides, latency_workers
