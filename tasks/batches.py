@@ -41,12 +41,11 @@ def store_bar_series(
         resources.lake,
         groups,
         mode=quality.validation_mode,
-        min_quality_score=quality.min_quality_score,
         parsed=parsed,
         precedence=storage.source_precedence,
         registry=resources.sources,
     )
-    return [(pages[0].symbol, (outcome, result)) for (outcome, result, _), pages in zip(stored, groups, strict=True)]
+    return [(pages[0].symbol, processed) for processed, pages in zip(stored, groups, strict=True)]
 
 
 def process_bars_pending(

@@ -132,12 +132,11 @@ def _process_on(
     if pages[0].dataset in OPTION_DATASETS:
         return process_symbol_options(conn, lake, pages, resources.settings.options, parsed, resources.sources), None
     quality = resources.settings.quality
-    outcome, result, _ = process_symbol_bars(
+    outcome, result = process_symbol_bars(
         conn,
         lake,
         pages,
         mode=quality.validation_mode,
-        min_quality_score=quality.min_quality_score,
         parsed=parsed,
         precedence=resources.settings.storage.source_precedence,
         registry=resources.sources,

@@ -24,7 +24,7 @@ import psycopg
 from core import model
 from core.errors import MarketpipeError
 from core.settings import DEFAULT_SOURCE_PRECEDENCE
-from quality.score import QualityReport, quality_report
+from quality.score import batch_score
 from quality.standardize import standardize_bars
 from quality.validate import ValidationResult, validate_bars
 from sources.dead_letters import record_dead_letter_sync
@@ -208,7 +208,6 @@ def process_symbol_bars(
     pages: Sequence[PendingPage],
     *,
     mode: str,
-    min_quality_score: float,
     parsed: Mapping[str, ParsedPage] | None = None,
     precedence: Sequence[str] = DEFAULT_SOURCE_PRECEDENCE,
     registry: SourceRegistry | None = None,
@@ -224,14 +223,13 @@ def process_symbol_bars(
         lake,
         [pages],
         mode=mode,
-        min_quality_score=min_quality_score,
         parsed=parsed,
         precedence=precedence,
         registry=registry,
     )[0]
 
 
-SeriesProcessed = tuple[SymbolProcessing, ValidationResult | None, QualityReport | None]
+SeriesProcessed = tuple[SymbolProcessing, ValidationResult | None]  # a series' outcome and its validation
 
 
 def process_series_bars(
@@ -240,7 +238,6 @@ def process_series_bars(
     groups: Sequence[Sequence[PendingPage]],
     *,
     mode: str,
-    min_quality_score: float,
     parsed: Mapping[str, ParsedPage] | None = None,
     precedence: Sequence[str] = DEFAULT_SOURCE_PRECEDENCE,
     registry: SourceRegistry | None = None,
@@ -269,7 +266,7 @@ def process_series_bars(
             if with_data:
                 outcome.records = sum(len(f) for _, _, f in with_data)
                 series.append((len(done), with_data, served_at([k for _, k in frames if len(k.frame)])))
-            done.append((outcome, None, None))
+            done.append((outcome, None))
         if processed_keys:
             conn.execute(
                 "UPDATE ops.raw_pages SET processed_at = now(), process_error = NULL WHERE key = ANY(%s)",
@@ -299,23 +296,22 @@ def process_series_bars(
             quarantine(conn, [p for p, _, _ in with_data], [r for _, r, _ in with_data], result.rejected)
         written = write_series_bars(conn, [result.accepted for result in results], precedence=precedence)
     for (index, _, _), result, upsert in zip(series, results, written, strict=True):
-        done[index] = _outcome(done[index][0], result, upsert, min_quality_score)
+        done[index] = _outcome(done[index][0], result, upsert)
     return done
 
 
-def _outcome(
-    outcome: SymbolProcessing, result: ValidationResult, written: UpsertResult, min_quality_score: float
-) -> SeriesProcessed:
-    """A series' outcome once its bars are stored: counts, the 1-minute range changed, its quality."""
-    report = quality_report(result, min_quality_score=min_quality_score)
+def _outcome(outcome: SymbolProcessing, result: ValidationResult, written: UpsertResult) -> SeriesProcessed:
+    """A series' outcome once its bars are stored: counts, the 1-minute range changed, its quality
+    score (the quality report's; the report itself is made over the whole batch, see
+    :func:`tasks.pending.batch_quality`)."""
     outcome.accepted, outcome.rejected = len(result.accepted), len(result.rejected)
     outcome.inserted, outcome.updated, outcome.unchanged = written.inserted, written.updated, written.unchanged
     outcome.kept_apart = written.refused
     minutes = result.accepted.loc[result.accepted["timeframe"] == "1min", "ts"]
     if written.changed and len(minutes):
         outcome.minutes_from, outcome.minutes_to = minutes.min().isoformat(), minutes.max().isoformat()
-    outcome.quality_score = report.score
-    return outcome, result, report
+    outcome.quality_score = batch_score(result.coverage)
+    return outcome, result
 
 
 def process_symbol_actions(
