@@ -243,11 +243,16 @@ def process_series_bars(
     registry: SourceRegistry | None = None,
 ) -> list[SeriesProcessed]:
     """Several symbols' pending bar pages (a group per series, see :func:`pending_pages`) in ONE
-    transaction: each series parsed, standardized and validated on its own exactly as
-    :func:`process_symbol_bars` does, and what is stored written together (one query for their
-    corporate actions, one update of their pages, :func:`storage.hot.write_series_bars`): the
-    statements and round trips per symbol were most of the processing's cost for a page of a few
-    thousand bars. A failure anywhere leaves every series of the batch to the next run."""
+    transaction: each series parsed on its own, all standardized and validated by one call that
+    judges each series as :func:`process_symbol_bars` alone would (``series_spans``), and what is
+    stored written together (one query for their corporate actions, one update of their pages,
+    :func:`storage.hot.write_series_bars`): the statements and round trips per symbol were most of
+    the processing's cost for a page of a few thousand bars. A failure anywhere leaves every series
+    of the batch to the next run. Series of one symbol in several timeframes are processed one
+    after the other instead (a transaction each): a batch keys its results by symbol."""
+    if len({pages[0].symbol for pages in groups}) < len(groups):
+        options = {"mode": mode, "parsed": parsed, "precedence": precedence, "registry": registry}
+        return [done for pages in groups for done in process_series_bars(conn, lake, [pages], **options)]
     stored = read_unparsed(lake, [page for pages in groups for page in pages], parsed)
     done: list[SeriesProcessed] = []
     series: list[tuple[int, list[tuple[PendingPage, dict[str, Any], pd.DataFrame]], datetime | None]] = []

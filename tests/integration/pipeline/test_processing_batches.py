@@ -13,6 +13,7 @@ import pytest
 
 from core.settings import Settings
 from db.connect import database_connection
+from tasks.batches import process_bars_pending
 from tasks.collection import ParsedPage
 from tasks.pending import PendingProcessor, process_symbol_pending
 from tasks.resources import RunResources
@@ -113,3 +114,20 @@ def test_a_failing_symbol_fails_alone_and_its_pages_stay_pending(stack: Settings
 def test_a_processor_refuses_a_batch_size_below_one(stack: Settings) -> None:
     with RunResources.from_settings(stack) as resources, pytest.raises(ValueError, match="max_symbols 0"):
         PendingProcessor(resources, "polygon", "1min", "market_data", max_symbols=0)
+
+
+def test_a_symbols_series_of_two_timeframes_are_each_stored_once(stack: Settings, symbols) -> None:
+    """Pending pages of one symbol in two timeframes (a processing stage without a timeframe
+    filter): each series is processed on its own, nothing is written or dead-lettered twice."""
+    name = symbols()
+    collect(stack, name, *WEEK, timeframe="1min")
+    collect(stack, name, *WEEK, timeframe="1day")
+    with RunResources.from_settings(stack) as resources:
+        done = process_bars_pending(resources, "polygon", [name], None)[name]
+    by_count = sorted((outcome.inserted, outcome.accepted, outcome.error) for outcome, _ in done)
+    assert by_count == [(5, 5, None), (1950, 1950, None)]
+    with database_connection(stack) as conn:
+        daily = conn.execute("SELECT count(*) FROM market.bars_daily WHERE symbol = %s", (name,)).fetchone()
+        conn.execute("DELETE FROM market.bars_daily WHERE symbol = %s", (name,))
+    assert len(stored(stack, [name])[name]) == 1950 and daily == (5,)
+    assert not unprocessed(stack, [name])
