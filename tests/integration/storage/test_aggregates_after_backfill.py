@@ -23,6 +23,11 @@ from tasks.aggregates import needs_refresh
 from tests.support.storage import bars
 from tests.support.vendors import polygon_bars
 
+# Every vendor minute stored, flagged or not: in strict mode a minute validation rejects (a random
+# symbol's outlier return, about one symbol in 150 over two sessions) is rightly missing from its
+# bucket, which then differs from the vendor's. These tests are about the aggregates.
+LENIENT = {"quality": {"validation_mode": "lenient"}}
+
 
 def watermark(conn: psycopg.Connection, view: str) -> pd.Timestamp:
     row = conn.execute(
@@ -61,7 +66,13 @@ def test_a_backfill_below_the_watermark_is_materialized_by_the_ingest(stack: Set
             assert watermark(conn, "bars_agg_5min") > pd.Timestamp(days[-1], tz="UTC") + pd.Timedelta(days=1)
 
             result = asyncio.run(
-                ingest_flow(symbols=[symbol], start_date=days[0], end_date=f"{days[-1]}T23:59:59", timeframe="1min")
+                ingest_flow(
+                    symbols=[symbol],
+                    start_date=days[0],
+                    end_date=f"{days[-1]}T23:59:59",
+                    timeframe="1min",
+                    overrides=LENIENT,
+                )
             )
             assert [p["symbol"] for p in result["processed"]] == [symbol], result
 
