@@ -644,6 +644,7 @@ async def _plain_pipeline(settings: Settings, symbols: list[str], first: date, l
     resources = RunResources.from_settings(settings)
 
     processor = pending_processor(resources, request)
+    processor.expect(len(symbols))
 
     async def one(symbol: str) -> list:
         async with gate:

@@ -64,6 +64,9 @@ class CollectionSettings(_Section):
     # At most this many collected symbols' pages are processed in one transaction (tasks.pending.
     # PendingProcessor): those that finished collecting while the previous batch was processed.
     processing_batch_symbols: PositiveInt = 16
+    # While more of a run's symbols are being collected, a batch waits up to this long from its
+    # first symbol's arrival to fill up (0: a batch is whatever waits when a lane is free).
+    processing_batch_wait_seconds: NonNegativeFloat = 0.25
     retry_attempts: NonNegativeInt = 3
     exponential_backoff: bool = True
     request_timeout_seconds: PositiveFloat = 30.0

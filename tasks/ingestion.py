@@ -75,9 +75,14 @@ async def run_symbol(
     ``processor``, process its pending pages at once with the frames the collection parsed (in a
     batch with the symbols collected meanwhile, see :class:`tasks.pending.PendingProcessor`)."""
     async with gate:
-        collected = await collect_one(
-            resources, source, request, symbol, start, run_id, reprocess, keep_parsed=processor is not None
-        )
+        try:
+            collected = await collect_one(
+                resources, source, request, symbol, start, run_id, reprocess, keep_parsed=processor is not None
+            )
+        except BaseException:
+            if processor is not None:
+                processor.forgo()
+            raise
         if processor is None:
             return SymbolRun(collected)
         queued = await processor.submit(symbol, collected.parsed)
@@ -94,6 +99,7 @@ def pending_processor(resources: RunResources, request: IngestRequest) -> Pendin
         bar_timeframe(request),
         request.data_type,
         max_symbols=resources.settings.collection.processing_batch_symbols,
+        wait_seconds=resources.settings.collection.processing_batch_wait_seconds,
     )
 
 
@@ -129,6 +135,8 @@ async def symbol_wave_task(
         processor = None
     elif processor is None:  # the run's (collect_all's) spans its waves
         processor = pending_processor(resources, request)
+    if processor is not None:
+        processor.expect(len(symbols))
 
     async def one(symbol: str) -> SymbolRun:
         return await retrying_on_lost_database(

@@ -111,9 +111,69 @@ def test_a_failing_symbol_fails_alone_and_its_pages_stay_pending(stack: Settings
     assert unprocessed(stack, names) == {names[1]}
 
 
+def arriving_one_by_one(
+    resources: RunResources,
+    names: list[str],
+    parsed: dict[str, dict[str, ParsedPage]],
+    *,
+    wait_seconds: float,
+    expected: int,
+    forgone: int = 0,
+) -> PendingProcessor:
+    """The symbols submitted one after the other, a tenth of a second apart (as under a vendor's
+    latency), to a processor that expects ``expected`` of them, ``forgone`` of which never come."""
+
+    async def run() -> PendingProcessor:
+        processor = PendingProcessor(
+            resources, "polygon", "1min", "market_data", max_symbols=16, lanes=1, wait_seconds=wait_seconds
+        )
+        processor.expect(expected)
+        queued = []
+        for name in names:
+            queued.append(await processor.submit(name, parsed[name]))
+            await asyncio.sleep(0.1)
+        for _ in range(forgone):
+            processor.forgo()
+        # a batch waiting for a symbol that never comes would hold these for its whole wait (an hour)
+        done = await asyncio.wait_for(asyncio.gather(*queued), timeout=120)
+        assert all(len(series) == 1 and series[0][0].inserted > 1500 for series in done)
+        return processor
+
+    return asyncio.run(run())
+
+
+def test_symbols_arriving_one_by_one_wait_for_each_other_while_more_are_expected(stack: Settings, symbols) -> None:
+    names = [symbols() for _ in range(3)]
+    parsed = {name: collect(stack, name, *WEEK, keep_parsed=True).parsed for name in names}
+    with RunResources.from_settings(stack) as resources:
+        processor = arriving_one_by_one(resources, names, parsed, wait_seconds=3600.0, expected=3)
+    assert processor.batches == [3]
+    assert not unprocessed(stack, names)
+
+
+def test_a_batch_does_not_wait_for_a_forgone_symbol(stack: Settings, symbols) -> None:
+    """Four expected, three submitted, one forgone (its collection raised): the three are processed
+    together as soon as the fourth is known not to come, not after the hour's wait."""
+    names = [symbols() for _ in range(3)]
+    parsed = {name: collect(stack, name, *WEEK, keep_parsed=True).parsed for name in names}
+    with RunResources.from_settings(stack) as resources:
+        processor = arriving_one_by_one(resources, names, parsed, wait_seconds=3600.0, expected=4, forgone=1)
+    assert processor.batches == [3]
+
+
+def test_without_a_wait_a_batch_is_what_waits_when_the_lane_is_free(stack: Settings, symbols) -> None:
+    names = [symbols() for _ in range(3)]
+    parsed = {name: collect(stack, name, *WEEK, keep_parsed=True).parsed for name in names}
+    with RunResources.from_settings(stack) as resources:
+        processor = arriving_one_by_one(resources, names, parsed, wait_seconds=0.0, expected=3)
+    assert sum(processor.batches) == 3 and processor.batches[0] == 1  # the first did not wait
+
+
 def test_a_processor_refuses_a_batch_size_below_one(stack: Settings) -> None:
     with RunResources.from_settings(stack) as resources, pytest.raises(ValueError, match="max_symbols 0"):
         PendingProcessor(resources, "polygon", "1min", "market_data", max_symbols=0)
+    with RunResources.from_settings(stack) as resources, pytest.raises(ValueError, match="wait_seconds -1"):
+        PendingProcessor(resources, "polygon", "1min", "market_data", wait_seconds=-1.0)
 
 
 def test_a_symbols_series_of_two_timeframes_are_each_stored_once(stack: Settings, symbols) -> None:
