@@ -39,12 +39,39 @@ def test_a_lone_holder_asks_for_slots_only_when_they_are_free(stack) -> None:
     limiter = PrefectRateLimiter(source, 50.0)
 
     async def take_and_read() -> int:
-        for _ in range(60):  # 12 buckets of 5: about 1.2 s at 50/s
+        for _ in range(100):  # 4 buckets of 25 (half a second at 50/s): about 2 s
             await limiter.acquire()
         async with get_client() as client:
             limit = await client.read_global_concurrency_limit_by_name(limiter.name)
             await client.delete_global_concurrency_limit_by_name(limiter.name)
         return limit.limit
 
-    assert asyncio.run(take_and_read()) == 5
+    assert asyncio.run(take_and_read()) == 25
+    assert limiter.refusals == 0 and limiter.buckets == 4
+
+
+def test_slots_held_through_an_idle_spell_are_dropped(stack) -> None:
+    """A bucket's slots are used within twice its period or not at all: slots the server counted a
+    while ago, sent now, would add to another process's requests of this second."""
+    import asyncio
+    import uuid
+
+    from prefect.client.orchestration import get_client
+
+    from sources.resilience import PrefectRateLimiter
+
+    os.environ["PREFECT_API_URL"] = stack.prefect.resolved_api_url
+    limiter = PrefectRateLimiter(f"idle{uuid.uuid4().hex[:8]}", 50.0)  # buckets of 25, 0.5 s
+
+    async def take_idle_take() -> list[int]:
+        await limiter.acquire()
+        taken = [limiter.buckets]
+        await asyncio.sleep(1.5)  # 24 slots held, past twice the bucket's period
+        await limiter.acquire()
+        taken.append(limiter.buckets)
+        async with get_client() as client:
+            await client.delete_global_concurrency_limit_by_name(limiter.name)
+        return taken
+
+    assert asyncio.run(take_idle_take()) == [1, 2]
     assert limiter.refusals == 0

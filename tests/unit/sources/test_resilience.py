@@ -12,6 +12,7 @@ from sources.resilience import (
     RetryPolicy,
     TokenBucket,
     default_burst,
+    shared_bucket,
     parse_retry_after,
     source_error,
 )
@@ -249,3 +250,7 @@ def test_token_bucket_admits_burst_then_paces_at_the_rate():
 
 def test_default_burst_keeps_bursts_within_ten_percent():
     assert default_burst(50) == 5 and default_burst(150) == 15 and default_burst(1) == 1
+
+
+def test_a_shared_bucket_is_half_a_second_of_requests():
+    assert shared_bucket(50) == 25 and shared_bucket(10) == 5 and shared_bucket(1) == 1 and shared_bucket(0.2) == 1
