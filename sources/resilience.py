@@ -375,12 +375,13 @@ def shared_bucket(requests_per_second: float) -> int:
     """Slots a process takes from a shared rate limit in one call: half a second of requests, at
     least one.
 
-    The limit's server hands out a bucket only when the last one has decayed in full, and the
-    call takes a round trip: a process gets ``bucket`` slots every ``bucket / r`` seconds plus
-    that round trip (~20-40 ms to a Prefect server sharing the cores with the run). With a tenth
-    of a second a bucket that was a fifth of the time (72-80 % of a 50/s limit, measured); with
-    half a second it is a twentieth. The process hands the slots out at the limit's pace
-    (:class:`PrefectRateLimiter`), so the vendor does not see the bucket as one burst.
+    The limit's server hands out a bucket only when the last one has decayed in full (a bucket
+    asked for sooner is refused, and the refusal restarts the decay), and the call takes a round
+    trip: a process gets ``bucket`` slots every ``bucket / r`` seconds plus that round trip
+    (~20-40 ms to a Prefect server sharing the cores with the run). With buckets of a tenth of a
+    second the round trip idled the limit a fifth of the time (72-80 % of a 50/s limit used,
+    measured); with half a second, a twentieth (95-99 %). The process hands the slots out at the
+    limit's pace (:class:`PrefectRateLimiter`), so the vendor does not see a bucket as one burst.
     """
     return max(1, math.floor(requests_per_second / 2))
 
