@@ -262,6 +262,7 @@ class Page:
     frame: pd.DataFrame
     payload: Any
     served_at: datetime | None = None  # the vendor's Date, when it sent one
+    body: bytes | None = None  # the response the payload was parsed from (the raw zone stores it as is)
 
 
 Parser = Callable[[Any], pd.DataFrame]
@@ -298,7 +299,9 @@ async def paginate(
                 request=request,
                 payload_text=response.text,
             ) from exc
-        yield Page(request=request, frame=frame, payload=response.payload, served_at=response.served_at)
+        yield Page(
+            request=request, frame=frame, payload=response.payload, served_at=response.served_at, body=response.body
+        )
         pages += 1
         request = next_request(response)
 

@@ -243,6 +243,7 @@ class _RawSink:
             request=redacted,
             payload=page.payload,
             fetched_at=page.served_at,
+            body=page.body,
         )
         timeframe = self.timeframe if dataset in ("bars", "chart", RECORDS_DATASET) else None
         await self.conn.execute(

@@ -28,9 +28,24 @@ def test_envelope_round_trip_and_determinism() -> None:
     assert decode_envelope("k", data) == page
 
 
-def test_garbage_object_is_a_storage_error() -> None:
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"not gzip",
+        b"not gzip data at all, longer than a gzip header",
+        b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xffxxxxxxxx",
+    ],
+    ids=["short", "no-magic", "corrupt-deflate"],
+)
+def test_garbage_object_is_a_storage_error(data: bytes) -> None:
     with pytest.raises(StorageError, match="not a marketpipe raw envelope"):
-        decode_envelope("raw/x.json.gz", b"not gzip")
+        decode_envelope("raw/x.json.gz", data)
+
+
+def test_a_truncated_envelope_is_a_storage_error() -> None:
+    page = RawPage("k", "polygon", "bars_1min", "AAPL", REQUEST, datetime(2024, 1, 2, tzinfo=UTC), {"results": [1]})
+    with pytest.raises(StorageError, match="not a marketpipe raw envelope"):
+        decode_envelope("k", encode_envelope(page)[:-5])
 
 
 def test_checksum_ignores_the_vendors_request_id_but_not_data() -> None:
@@ -39,3 +54,51 @@ def test_checksum_ignores_the_vendors_request_id_but_not_data() -> None:
     a = payload_checksum({"request_id": "a1", "results": [{"c": 1.0}]})
     assert a == payload_checksum({"request_id": "b2", "results": [{"c": 1.0}]})
     assert a != payload_checksum({"request_id": "a1", "results": [{"c": 1.5}]})
+
+
+def body_of(payload: dict) -> bytes:
+    import orjson
+
+    return orjson.dumps(payload)
+
+
+def test_an_envelope_with_the_vendors_body_reads_back_as_the_parsed_payload() -> None:
+    payload = {"ticker": "AAPL", "results": [{"o": 1.5, "t": 1704205800000}], "request_id": "r1", "status": "OK"}
+    body = b' {"ticker": "AAPL", "results": [{"o": 1.50, "t": 1704205800000}],\n "request_id": "r1", "status": "OK"}\n'
+    page = RawPage("k", "polygon", "bars_1min", "AAPL", REQUEST, datetime(2024, 1, 2, tzinfo=UTC), payload)
+    data = encode_envelope(page, body)
+    assert data == encode_envelope(page, body)
+    assert decode_envelope("k", data) == page == decode_envelope("k", encode_envelope(page))
+
+
+def test_an_envelope_written_by_zlibs_gzip_still_reads() -> None:
+    import gzip
+
+    import orjson
+
+    envelope = {"source": "polygon", "dataset": "bars_1min", "symbol": "AAPL", "request": REQUEST}
+    data = gzip.compress(orjson.dumps({**envelope, "fetched_at": "2024-01-02T00:00:00+00:00", "payload": [1]}))
+    assert decode_envelope("k", data).payload == [1]
+
+
+def test_the_body_checksum_ignores_the_vendors_request_id_but_not_data() -> None:
+    from storage.raw import body_checksum
+
+    first = {"results": [{"c": 1.0}], "request_id": "a1", "status": "OK"}
+    again = {**first, "request_id": "b2"}
+    changed = {**first, "results": [{"c": 1.5}]}
+    a = body_checksum(body_of(first), first)
+    assert a == body_checksum(body_of(again), again)
+    assert a != body_checksum(body_of(changed), changed)
+    no_id = {"results": [{"c": 1.0}]}
+    assert body_checksum(body_of(no_id), no_id) != body_checksum(body_of(changed), changed)
+
+
+def test_a_body_that_writes_its_request_id_otherwise_takes_the_payloads_checksum() -> None:
+    from storage.raw import body_checksum, payload_checksum
+
+    payload = {"results": [{"c": 1.0}], "request_id": "a1"}
+    spaced = b'{"results": [{"c": 1.0}], "request_id": "a1"}'
+    assert body_checksum(spaced, payload) == payload_checksum(payload)
+    twice = b'{"results":[{"c":1.0}],"request_id":"a1","echo":{"request_id":"a1"}}'
+    assert body_checksum(twice, payload) == payload_checksum(payload)
