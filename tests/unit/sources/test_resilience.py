@@ -12,8 +12,8 @@ from sources.resilience import (
     RetryPolicy,
     TokenBucket,
     default_burst,
-    shared_bucket,
     parse_retry_after,
+    shared_bucket,
     source_error,
 )
 
