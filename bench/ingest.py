@@ -173,6 +173,7 @@ def utilization(before: dict[str, int], after: dict[str, int], limit: float) -> 
     return {
         "requests": requests,
         "seconds": span,
+        "per_second": [served.get(second, 0) for second in range(busy[0], busy[-1] + 1)],
         "requests_per_second": round(requests / span, 2),
         "sustained_requests_per_second": round(sustained * limit, 2) if sustained is not None else None,
         "utilization": round(sustained if sustained is not None else with_edges, 4),
@@ -828,6 +829,8 @@ def under_latency(
         model = {**VENDOR_LATENCY, "requests_per_second": limit, "vendors": [SOURCE]}
         control.post("/_sandbox/latency", json=model).raise_for_status()
         try:
+            pids = stack_pids(settings)
+            cpu_before = component_cpu_seconds(pids, settings.database.prefect_database)
             before = control.get("/_sandbox/stats").json()
             if workers == 1:
                 seconds, summary = end_to_end(settings, symbols, first, last, overrides)
@@ -836,6 +839,7 @@ def under_latency(
                 seconds, outcomes = sharded_end_to_end(shards, first, last, overrides)
                 failed = [symbol for outcome in outcomes for symbol in outcome["failed"]]
             after = control.get("/_sandbox/stats").json()
+            cpu = cpu_delta(cpu_before, component_cpu_seconds(pids, settings.database.prefect_database))
             if failed:
                 raise RuntimeError(f"the benchmark flow failed under latency for {failed}")
             naive_seconds, naive_bars = naive(settings, naive_symbols, first, last)
@@ -861,6 +865,8 @@ def under_latency(
         # the flows' wall time (with N workers, from the first process started to the last ended)
         "flow_seconds": round(seconds, 3),
         "refused_429": refused,
+        # CPU-seconds of each stack process while the flow ran (the client's includes its children)
+        "cpu_seconds": {name: round(seconds, 2) for name, seconds in cpu.items()},
         "naive_symbols": len(naive_symbols),
         "naive_bars": naive_bars,
         "naive_seconds": round(naive_seconds, 3),

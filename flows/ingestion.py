@@ -96,7 +96,7 @@ async def ingest_flow(
             batch = await process_collected(run.resources, request, runs)
             await publish_processing(batch)
             if batch.minutes_changed:
-                refresh_aggregates_task(run.resources, *batch.minutes_changed)
+                await refresh_aggregates_task(quote(run.resources), *batch.minutes_changed)
             if request.data_type in TEXT_DATA_TYPES:  # sentiment features of the symbols' daily bars
                 await news_features_task(quote(run.resources), quote(request))
             if request.data_type in EARNINGS_DATASETS:  # surprise and days to earnings of daily bars

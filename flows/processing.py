@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
+from prefect.utilities.annotations import quote
 
 from tasks.aggregates import refresh_aggregates_task
 from tasks.pending import ProcessSummary, process_pending, publish_processing
@@ -28,6 +29,6 @@ async def process_flow(
         batch = await process_pending(run.resources, source, symbols, timeframe, data_type)
         await publish_processing(batch)
         if batch.minutes_changed:
-            refresh_aggregates_task(run.resources, *batch.minutes_changed)
+            await refresh_aggregates_task(quote(run.resources), *batch.minutes_changed)
         run.summary = ProcessSummary.of(run.run_id, batch)
     return run.summary.to_dict()

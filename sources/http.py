@@ -9,7 +9,9 @@ an ``httpx.MockTransport``).
 
 from __future__ import annotations
 
+import functools
 import logging
+import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -80,7 +82,15 @@ def make_http_client(
         headers=dict(headers or {}),
         transport=transport,
         follow_redirects=True,
+        verify=verifying_tls(),
     )
+
+
+@functools.cache
+def verifying_tls() -> ssl.SSLContext:
+    """httpx's default TLS context (certificates verified against certifi's bundle), built once per
+    process: building one loads the bundle (~17 ms of CPU), and a run builds a client per source."""
+    return httpx.create_ssl_context()
 
 
 @dataclass(frozen=True)

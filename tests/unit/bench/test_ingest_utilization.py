@@ -22,6 +22,7 @@ def test_an_idle_second_inside_the_run_counts_against_it() -> None:
     before = {1: 0}
     report = utilization(before, counts, 50.0)
     assert report["utilization"] == pytest.approx(100 / 150, abs=1e-4)
+    assert report["per_second"] == [10, 50, 0, 50, 10]  # the run's shape, idle second included
 
 
 def test_only_what_was_served_between_the_two_counts_is_judged() -> None:
