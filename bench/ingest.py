@@ -286,7 +286,7 @@ def summarize(parts: dict[str, Any], cpus: int | None) -> dict[str, Any]:
         "writer_bound_ratio": round(writer / naive, 2),
         "prefect_settle_seconds": round(parts.get("prefect_settle_seconds", 0.0), 1),
         "postgres_settle_seconds": round(parts.get("postgres_settle_seconds", 0.0), 1),
-        "vacuum_seconds": round(parts.get("vacuum_seconds", 0.0), 1),
+        "vacuum_seconds": round(parts.get("vacuum_seconds", 0.0), 2),
         **cpu_bounds(parts["end_to_end_bars"], cpu, cpus or 1, naive),
         "latency": {
             **latency,

@@ -73,7 +73,7 @@ KEYS = {
 # Figures that may be 0 in a tiny run: rounded to 2 decimals (a ratio of a slow flow to a fast
 # reference), clamped at 0 (an overhead), or a machine's state.
 MAY_BE_ZERO = {
-    "ingest": {"prefect_overhead_fraction", "end_to_end_vs_naive", "upper_bound_ratio"},
+    "ingest": {"prefect_overhead_fraction", "end_to_end_vs_naive", "upper_bound_ratio", "vacuum_seconds"},
     "features": {"ratio_fresh_output", "peak_extra_bytes", "peak_extra_vs_input"},
     "storage": {"load_average_1min"},
     "hot_writer": set(),
