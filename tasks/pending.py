@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import pandas as pd
 import psycopg
 from prefect import get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
@@ -23,7 +22,7 @@ from prefect.cache_policies import NONE
 from prefect.utilities.annotations import quote
 
 from pipeline.metrics import RunFigures
-from quality.score import QualityReport, quality_report
+from quality.score import QualityReport, combined_quality_report
 from quality.validate import ValidationResult
 from storage.lake import Lake
 from tasks.batches import (
@@ -278,15 +277,7 @@ def batch_quality(results: list[ValidationResult], min_score: float) -> QualityR
     """One report over every symbol's validation (coverage rows concatenate)."""
     if not results:
         return None
-    merged = ValidationResult(
-        accepted=pd.concat([r.accepted for r in results], ignore_index=True),
-        rejected=pd.concat([r.rejected for r in results], ignore_index=True),
-        coverage=pd.concat([r.coverage for r in results], ignore_index=True),
-        rule_counts={k: sum(r.rule_counts.get(k, 0) for r in results) for k in results[0].rule_counts},
-        mode=results[0].mode,
-        records=sum(r.records for r in results),
-    )
-    return quality_report(merged, min_quality_score=min_score)
+    return combined_quality_report(results, min_quality_score=min_score)
 
 
 async def process_series(resources: RunResources, pending: list[list[PendingPage]]) -> list[Processed]:

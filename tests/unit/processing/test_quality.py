@@ -98,3 +98,34 @@ def test_table_rows_are_plain_values_worst_first() -> None:
         "score": 0.5,
     }
     assert all(type(value) in (str, int, float) for row in table for value in row.values())
+
+
+def test_a_report_over_several_validations_equals_the_report_over_their_rows_together() -> None:
+    from quality.score import combined_quality_report
+    from quality.validate import ValidationResult
+
+    clean = session_bars("AAPL", "2024-06-03", "2024-06-04")
+    flawed = session_bars("MSFT", "2024-06-03", "2024-06-03").drop(index=range(0, 39)).reset_index(drop=True)
+    flawed.loc[:4, "low"] = -1.0  # five bars rejected in strict mode
+    parts = [validate_bars(clean), validate_bars(flawed, start="2024-06-03", end="2024-06-03")]
+    together = ValidationResult(
+        accepted=pd.concat([p.accepted for p in parts], ignore_index=True),
+        rejected=pd.concat([p.rejected for p in parts], ignore_index=True),
+        coverage=pd.concat([p.coverage for p in parts], ignore_index=True),
+        rule_counts={k: sum(p.rule_counts.get(k, 0) for p in parts) for k in parts[0].rule_counts},
+        mode=parts[0].mode,
+        records=sum(p.records for p in parts),
+    )
+    combined, merged = (
+        combined_quality_report(parts, min_quality_score=0.99),
+        quality_report(together, min_quality_score=0.99),
+    )
+    assert (combined.accepted, combined.rejected, combined.records) == (
+        merged.accepted,
+        merged.rejected,
+        merged.records,
+    )
+    assert combined.rejected == 5 and combined.accepted == 780 + 390 - 39 - 5
+    assert combined.score == merged.score < 1.0 and combined.reasons == merged.reasons and combined.reasons
+    assert combined.rule_counts == merged.rule_counts and combined.symbol_days.equals(merged.symbol_days)
+    assert combined.to_markdown() == merged.to_markdown()
