@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 
@@ -42,3 +44,27 @@ def test_debug_applies_to_marketpipe_tree_only(capsys) -> None:
     err = capsys.readouterr().err
     assert "ours-debug" in err
     assert "theirs-debug" not in err
+
+
+def test_the_prefect_server_does_not_log_its_background_polls(tmp_path) -> None:
+    """The server process runs with our Prefect logging file and the level the stack gives it
+    (stack.supervisor: PREFECT_LOGGING_SERVER_LEVEL=WARNING): its docket services' per-poll DEBUG
+    and INFO lines stay out of prefect.log, and a warning still gets through."""
+    from core.logs import PREFECT_LOGGING_CONFIG
+
+    probe = (
+        "import logging\n"
+        "from prefect.logging.configuration import setup_logging\n"
+        "setup_logging()\n"
+        "log = logging.getLogger('docket.worker')\n"
+        "print(log.isEnabledFor(logging.DEBUG), log.isEnabledFor(logging.INFO), log.isEnabledFor(logging.WARNING))\n"
+    )
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path),
+        "PREFECT_LOGGING_SETTINGS_PATH": str(PREFECT_LOGGING_CONFIG),
+        "PREFECT_LOGGING_SERVER_LEVEL": "WARNING",
+    }
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False", "True"]
