@@ -102,3 +102,25 @@ def test_a_body_that_writes_its_request_id_otherwise_takes_the_payloads_checksum
     assert body_checksum(spaced, payload) == payload_checksum(payload)
     twice = b'{"results":[{"c":1.0}],"request_id":"a1","echo":{"request_id":"a1"}}'
     assert body_checksum(twice, payload) == payload_checksum(payload)
+
+
+def test_a_nested_request_id_is_never_the_one_left_out() -> None:
+    """The top-level id written with a space and a compact copy nested somewhere: two bodies whose
+    data differ only in where the nested copy sits must not digest alike (the nested one would be
+    the one removed), and such a body takes the payload's checksum."""
+    import orjson
+
+    from storage.raw import body_checksum, payload_checksum
+
+    first = b'{"request_id": "r", "a":{"request_id":"r"}, "b":{}}'
+    moved = b'{"request_id": "r", "a":{}, "b":{"request_id":"r"}}'
+    a, b = orjson.loads(first), orjson.loads(moved)
+    assert body_checksum(first, a) != body_checksum(moved, b)
+    assert body_checksum(first, a) == payload_checksum(a)
+    inside_a_key = b'{"x\\"request_id":"r","request_id":"r"}'
+    assert body_checksum(inside_a_key, orjson.loads(inside_a_key)) == payload_checksum(orjson.loads(inside_a_key))
+
+
+def test_an_empty_body_is_stored_as_a_payload_of_none_and_reads_back() -> None:
+    page = RawPage("k", "plugin", "bars_1min", "AAPL", REQUEST, datetime(2024, 1, 2, tzinfo=UTC), None)
+    assert decode_envelope("k", encode_envelope(page, b"")) == page
