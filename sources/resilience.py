@@ -440,10 +440,17 @@ class PrefectRateLimiter:
     the entry point sets from ``settings.prefect``.
 
     Slots are taken a bucket at a time (:func:`shared_bucket`, the limit's capacity) and handed
-    out no faster than the limit with a burst of :func:`default_burst`: one process sends at most
-    r + r/10 requests in any second. A bucket's slots not used within twice its period are
-    dropped (the server counted them then), so slots held through an idle spell are never sent
-    on top of another process's.
+    out no faster than the limit with a burst of :func:`default_burst`, the pace taken at the
+    moment of sending (one process sends at most r + r/10 requests in any second, however many of
+    its tasks wait). A bucket's slots are held for one period (``bucket / r``) from the moment the
+    request that got them was sent: the server counts them free again no sooner, so slots held
+    past that (through an idle spell, say) are never sent on top of another process's bucket.
+    A limit deleted on the server is created again, once, and the bucket asked for again; one
+    made smaller than this process's bucket (another process configured with a lower rate) is an
+    error that says so: the lower limit holds until this process restarts with the new rate.
+
+    ``clock``, ``sleep`` and ``client`` (a factory of Prefect clients, ``get_client``) are the seams
+    a test drives time and a model of the server through.
     """
 
     def __init__(
@@ -453,12 +460,18 @@ class PrefectRateLimiter:
         *,
         burst: int | None = None,
         timeout_seconds: float | None = 300.0,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        client: Callable[[], Any] | None = None,
     ) -> None:
         self.name = prefect_limit_name(source)
         self.requests_per_second = requests_per_second
         self.limit = burst if burst is not None else shared_bucket(requests_per_second)
         self.timeout_seconds = timeout_seconds
-        self._pace = TokenBucket(requests_per_second)
+        self._clock = clock
+        self._sleep = sleep
+        self._client = client
+        self._pace = TokenBucket(requests_per_second, clock=clock, sleep=sleep)
         self._ensured = False
         # Slots are taken from the server a bucket's worth at a time (one API call, not one per
         # request) and handed out here; the shared limit is the same: every request is a slot.
@@ -472,12 +485,23 @@ class PrefectRateLimiter:
         self.refusals = 0  # bucket requests the server refused (423): other holders took the slots
         self.buckets = 0  # buckets taken
 
-    async def ensure_limit(self) -> None:
+    @property
+    def period(self) -> float:
+        """Seconds the server takes to count a bucket's slots free again."""
+        return self.limit / self.requests_per_second
+
+    def _prefect_client(self) -> Any:
+        if self._client is not None:
+            return self._client()
         from prefect.client.orchestration import get_client
+
+        return get_client()
+
+    async def ensure_limit(self) -> None:
         from prefect.exceptions import ObjectAlreadyExists
 
         try:
-            async with get_client() as client:
+            async with self._prefect_client() as client:
                 # Another run may create it between our read and our create: theirs is as good.
                 with contextlib.suppress(ObjectAlreadyExists):
                     await client.upsert_global_concurrency_limit_by_name(
@@ -490,56 +514,76 @@ class PrefectRateLimiter:
             ) from exc
         self._ensured = True
 
-    async def _take_bucket(self) -> None:
+    async def _take_bucket(self) -> float:
         """``limit`` slots from the server in one call, waiting out its 423s (their Retry-After)
-        until ``timeout_seconds``. The call is made on the run's own Prefect client (Prefect's
-        ``rate_limit`` goes through a service thread of its own and emits an event per call: ~25 ms
-        of this process's CPU a bucket, measured)."""
+        until ``timeout_seconds``; returns when the request that got them was sent. The call is
+        made on the run's own Prefect client (Prefect's ``rate_limit`` goes through a service
+        thread of its own and emits an event per call: ~25 ms of this process's CPU a bucket,
+        measured). A limit the server does not have raises :class:`LookupError`."""
         import httpx
-        from prefect.client.orchestration import get_client
 
-        deadline = time.monotonic() + self.timeout_seconds if self.timeout_seconds is not None else None
-        async with get_client() as client:
+        deadline = self._clock() + self.timeout_seconds if self.timeout_seconds is not None else None
+        async with self._prefect_client() as client:
             while True:
+                sent = self._clock()
                 try:
                     response = await client.increment_concurrency_slots(
                         names=[self.name], slots=self.limit, mode="rate_limit"
                     )
                 except httpx.HTTPStatusError as exc:
-                    if exc.response.status_code != 423:  # 423 Locked: the limit's slots are taken
+                    status = exc.response.status_code
+                    if status == 404:
+                        raise LookupError(f"the limit {self.name!r} does not exist on the server") from exc
+                    if status == 422:  # a bucket larger than the limit: another process set it lower
+                        raise ServiceError(
+                            f"the Prefect rate limit {self.name!r} is smaller on the server than this process's "
+                            f"bucket of {self.limit} ({self.requests_per_second:g} requests/s): another process "
+                            "runs with a lower rate_limits setting; restart this one with the same settings"
+                        ) from exc
+                    if status != 423:  # 423 Locked: the limit's slots are taken
                         raise
                     self.refusals += 1
                     retry = float(exc.response.headers.get("Retry-After", 1.0 / self.requests_per_second))
-                    if deadline is not None and time.monotonic() + retry > deadline:
+                    if deadline is not None and self._clock() + retry > deadline:
                         raise TimeoutError(f"no slot within {self.timeout_seconds} s") from exc
-                    await asyncio.sleep(retry)
+                    await self._sleep(retry)
                     continue
                 if not response.json():
                     raise LookupError(f"the limit {self.name!r} does not exist on the server")
-                return
+                return sent
+
+    async def _new_bucket(self) -> None:
+        if not self._ensured:
+            await self.ensure_limit()
+        early = self._next_bucket_at - self._clock()
+        if early > 0:
+            await self._sleep(early)
+        try:
+            try:
+                sent = await self._take_bucket()
+            except LookupError:
+                await self.ensure_limit()
+                sent = await self._take_bucket()
+        except ServiceError:
+            raise
+        except Exception as exc:
+            raise ServiceError(
+                f"cannot acquire slots of the Prefect rate limit {self.name!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        self._next_bucket_at = self._clock() + self.period
+        self._held_until = sent + self.period
+        self._held = self.limit
+        self.buckets += 1
 
     async def acquire(self) -> None:
-        await self._pace.acquire()
         async with self._lock:
-            if self._held and time.monotonic() >= self._held_until:
+            # The pace is taken here, at the moment of sending: taken before the lock, the tasks
+            # that queued while a bucket was asked for all went at once when it came.
+            await self._pace.acquire()
+            if self._held and self._clock() >= self._held_until:
                 self._held = 0
             if self._held == 0:
-                if not self._ensured:
-                    await self.ensure_limit()
-                early = self._next_bucket_at - time.monotonic()
-                if early > 0:
-                    await asyncio.sleep(early)
-                try:
-                    await self._take_bucket()
-                except Exception as exc:
-                    raise ServiceError(
-                        f"cannot acquire slots of the Prefect rate limit {self.name!r}: {type(exc).__name__}: {exc}"
-                    ) from exc
-                period = self.limit / self.requests_per_second
-                self._next_bucket_at = time.monotonic() + period
-                self._held_until = self._next_bucket_at + period
-                self._held = self.limit
-                self.buckets += 1
+                await self._new_bucket()
             self._held -= 1
 
 

@@ -51,8 +51,8 @@ def test_a_lone_holder_asks_for_slots_only_when_they_are_free(stack) -> None:
 
 
 def test_slots_held_through_an_idle_spell_are_dropped(stack) -> None:
-    """A bucket's slots are used within twice its period or not at all: slots the server counted a
-    while ago, sent now, would add to another process's requests of this second."""
+    """A bucket's slots are used within its period (from the request that got them) or not at all:
+    slots the server counts free again, sent now, would add to another process's requests."""
     import asyncio
     import uuid
 
@@ -66,7 +66,7 @@ def test_slots_held_through_an_idle_spell_are_dropped(stack) -> None:
     async def take_idle_take() -> list[int]:
         await limiter.acquire()
         taken = [limiter.buckets]
-        await asyncio.sleep(1.5)  # 24 slots held, past twice the bucket's period
+        await asyncio.sleep(1.5)  # 24 slots held, past the bucket's period
         await limiter.acquire()
         taken.append(limiter.buckets)
         async with get_client() as client:

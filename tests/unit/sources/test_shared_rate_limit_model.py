@@ -1,0 +1,223 @@
+"""The shared rate limit (:class:`sources.resilience.PrefectRateLimiter`) against a model of the
+Prefect server's rate-limit endpoint, in virtual time: what a vendor sees in any second, however
+the processes' requests fall (tests/integration/sources/test_shared_rate_limit.py runs the real
+server, in real time, with calendar-second counts).
+
+The model is Prefect 3.9's ``/v2/concurrency_limits/increment`` in ``rate_limit`` mode
+(prefect/server/models/concurrency_limits_v2.py): the active and denied slots decay by
+``floor(decay * seconds since updated)``; a grant adds the slots; a refusal (423, Retry-After)
+adds them to the denied ones and sets ``updated`` without decaying the active ones; a request
+for more slots than the limit is a 422.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import selectors
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from core.errors import ServiceError
+from sources.resilience import PrefectRateLimiter, default_burst
+
+ROUND_TRIP = 0.02  # seconds to the server and back
+
+
+class _VirtualSelector(selectors.DefaultSelector):
+    """A selector whose waits take no real time: a wait with nothing ready moves the clock on."""
+
+    def __init__(self, loop: VirtualTimeLoop) -> None:
+        super().__init__()
+        self._loop = loop
+
+    def select(self, timeout: float | None = None) -> list[Any]:
+        ready = super().select(0)
+        if not ready and timeout:
+            self._loop.now += timeout
+        return ready
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    def __init__(self) -> None:
+        self.now = 0.0
+        super().__init__(_VirtualSelector(self))
+
+    def time(self) -> float:
+        return self.now
+
+
+def _status(code: int, headers: dict[str, str] | None = None) -> httpx.HTTPStatusError:
+    request = httpx.Request("POST", "http://prefect/api/v2/concurrency_limits/increment")
+    response = httpx.Response(code, headers=headers, request=request)
+    return httpx.HTTPStatusError(str(code), request=request, response=response)
+
+
+class ModelServer:
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.limit: int | None = None
+        self.decay = 0.0
+        self.active = self.denied = 0
+        self.updated = 0.0
+        self.grants: list[tuple[float, int]] = []
+
+    def upsert(self, limit: int, decay: float) -> None:
+        if self.limit is None:
+            self.updated = self.clock()
+        self.limit, self.decay = limit, decay
+
+    def _decayed(self, slots: int) -> int:
+        return max(0, slots - math.floor(self.decay * (self.clock() - self.updated)))
+
+    def increment(self, slots: int) -> list[dict[str, int]]:
+        if self.limit is None:
+            return []
+        if slots > self.limit:
+            raise _status(422)
+        active, denied = self._decayed(self.active), self._decayed(self.denied)
+        if active + slots <= self.limit:
+            self.active, self.denied, self.updated = active + slots, denied, self.clock()
+            self.grants.append((self.clock(), slots))
+            return [{"granted": slots}]
+        retry = (slots + self.denied) / self.decay
+        self.denied, self.updated = denied + slots, self.clock()
+        raise _status(423, {"Retry-After": f"{retry:.3f}"})
+
+
+class ModelClient:
+    """The two calls of the Prefect client the limiter makes, a round trip each."""
+
+    def __init__(self, server: ModelServer) -> None:
+        self.server = server
+
+    async def __aenter__(self) -> ModelClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def upsert_global_concurrency_limit_by_name(
+        self, name: str, limit: int, slot_decay_per_second: float
+    ) -> None:
+        await asyncio.sleep(ROUND_TRIP)
+        self.server.upsert(limit, slot_decay_per_second)
+
+    async def increment_concurrency_slots(self, names: list[str], slots: int, mode: str) -> httpx.Response:
+        await asyncio.sleep(ROUND_TRIP / 2)
+        try:
+            granted = self.server.increment(slots)
+        finally:
+            await asyncio.sleep(ROUND_TRIP / 2)
+        return httpx.Response(200, json=granted)
+
+
+Plan = list[tuple[float, int, int]]  # per process: (start at, requests, concurrent tasks)
+
+
+def run(plans: list[Plan], requests_per_second: float) -> tuple[list[float], ModelServer]:
+    """Each plan a process with its own limiter on one shared limit; the instants requests went out."""
+    loop = VirtualTimeLoop()
+    server = ModelServer(loop.time)
+    sent: list[float] = []
+
+    def limiter() -> PrefectRateLimiter:
+        return PrefectRateLimiter(
+            "model", requests_per_second, clock=loop.time, sleep=asyncio.sleep, client=lambda: ModelClient(server)
+        )
+
+    async def task(limits: PrefectRateLimiter, left: list[int]) -> None:
+        while left[0] > 0:  # the requests of a step, shared by its tasks
+            left[0] -= 1
+            await limits.acquire()
+            sent.append(loop.time())
+
+    async def process(plan: Plan) -> None:
+        limits = limiter()
+        for at, requests, tasks in plan:
+            await asyncio.sleep(max(0.0, at - loop.time()))
+            await asyncio.gather(*(task(limits, left) for left in [[requests]] for _ in range(tasks)))
+
+    async def main() -> None:
+        await asyncio.gather(*(process(plan) for plan in plans))
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    return sorted(sent), server
+
+
+def most_in_any(sent: list[float], seconds: float) -> int:
+    """The most requests inside any window of ``seconds`` (a sliding window, not calendar seconds)."""
+    most, first = 0, 0
+    for last, at in enumerate(sent):
+        while sent[first] <= at - seconds:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+@pytest.mark.parametrize("rate", [5.0, 7.0, 50.0])
+def test_one_process_never_sends_more_than_the_limit_and_its_burst_in_any_second(rate: float) -> None:
+    sent, _ = run([[(0.0, int(rate * 6), 30)]], rate)
+    assert len(sent) == int(rate * 6)
+    assert most_in_any(sent, 1.0) <= rate + default_burst(rate)
+
+
+def test_the_tasks_waiting_for_a_bucket_do_not_go_out_at_once() -> None:
+    """30 tasks of one process queue while a bucket is asked for: when it comes they go out at the
+    limit's pace, at most its burst (and the request that asked) in the same instant."""
+    sent, _ = run([[(0.0, 150, 30)]], 50.0)
+    assert most_in_any(sent, 1e-6) <= default_burst(50.0) + 1
+
+
+def test_slots_held_past_their_period_are_not_sent_beside_another_processs_bucket() -> None:
+    """A takes a bucket, sends one request and is busy until 0.7 s; B takes the slots the server
+    counts free again from 0.5 s. A's 24 left are dropped, not sent beside B's: before, 72 requests
+    went out in one second of a 50/s limit."""
+    for a_back, b_from in [(0.7, 0.5), (0.6, 0.55), (0.8, 0.5), (0.9, 0.6)]:
+        sent, server = run([[(0.0, 1, 1), (a_back, 60, 1)], [(b_from, 60, 1)]], 50.0)
+        assert len(sent) == 121
+        assert len(server.grants) >= 5
+        assert most_in_any(sent, 1.0) <= 50 * 1.1, (a_back, b_from)
+
+
+def test_a_limit_deleted_on_the_server_is_created_again() -> None:
+    loop = VirtualTimeLoop()
+    server = ModelServer(loop.time)
+    limits = PrefectRateLimiter("model", 50.0, clock=loop.time, client=lambda: ModelClient(server))
+
+    async def take(n: int) -> None:
+        for _ in range(n):
+            await limits.acquire()
+
+    try:
+        loop.run_until_complete(take(25))
+        server.limit = None  # deleted (`prefect gcl delete`)
+        loop.run_until_complete(take(26))
+    finally:
+        loop.close()
+    assert limits.buckets == 3 and server.limit == 25
+
+
+def test_a_limit_made_smaller_by_another_process_is_an_error_that_says_so() -> None:
+    loop = VirtualTimeLoop()
+    server = ModelServer(loop.time)
+    limits = PrefectRateLimiter("model", 50.0, clock=loop.time, client=lambda: ModelClient(server))
+
+    async def take(n: int) -> None:
+        for _ in range(n):
+            await limits.acquire()
+
+    try:
+        loop.run_until_complete(take(25))
+        server.upsert(5, 10.0)  # another process, configured at 10 requests/s
+        with pytest.raises(ServiceError, match="smaller on the server than this process's bucket of 25"):
+            loop.run_until_complete(take(1))
+    finally:
+        loop.close()
+    assert server.limit == 5  # the lower limit holds
