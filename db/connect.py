@@ -51,13 +51,21 @@ def connection_lost(exc: BaseException | None) -> bool:
     """True when ``exc`` (or anything it was raised from) is a lost or refused database connection.
 
     Covers a server shutting down under an open session (``AdminShutdown``), one still starting up
-    (``CannotConnectNow``) and a refused connect, wherever our own errors wrapped them. Such a failure
-    is transient: the same work retried on a new connection can succeed.
+    (``CannotConnectNow``), a refused or broken connection (no SQLSTATE, or class 08) and a server
+    out of connection slots, wherever our own errors wrapped them. Such a failure is transient: the
+    same work retried on a new connection can succeed. Other operational errors (a statement
+    timeout, a full disk, a program limit, out of memory) are the work's own: retrying it on a new
+    connection fails the same way, and in a batch it would fail every symbol of the batch.
     """
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, psycopg.OperationalError):
-            return True
+            state = exc.sqlstate
+            return state is None or state.startswith("08") or state in LOST_CONNECTION_STATES
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+# admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections
+LOST_CONNECTION_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})

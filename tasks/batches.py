@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import psycopg
+from loguru import logger
 
 from db.connect import connection_lost
 from quality.validate import ValidationResult
@@ -24,6 +25,8 @@ from tasks.resources import RunResources
 Processed = tuple[SymbolProcessing, ValidationResult | None]  # one series: its outcome, its validation
 Batch = list[tuple[str, Mapping[str, ParsedPage] | None]]  # (symbol, the frames its collection parsed)
 Outcomes = list[list[Processed] | BaseException]  # per symbol of a batch: its series, or its error
+# processes symbols' pending pages with the frames their collection parsed: each symbol's series
+SymbolsProcessing = Callable[[Sequence[str], Mapping[str, ParsedPage]], dict[str, list[Processed]]]
 
 
 def store_bar_series(
@@ -66,19 +69,31 @@ def process_bars_pending(
     return done
 
 
-def in_batch(
-    batch: Batch, process: Callable[[Sequence[str], Mapping[str, ParsedPage]], dict[str, list[Processed]]]
-) -> Outcomes:
-    """``process(symbols, parsed)`` over the whole batch; if it fails, over each symbol alone (a
-    lost database connection fails them all: their callers retry)."""
+def in_batch(batch: Batch, process: SymbolsProcessing) -> Outcomes:
+    """``process(symbols, parsed)`` over the whole batch, which must commit once or not at all; if
+    it fails, over each symbol alone (a lost database connection fails them all: their callers
+    retry). The batch's error is logged: one that only a batch meets would otherwise turn every
+    batch into a transaction per symbol unseen."""
+    symbols = [symbol for symbol, _ in batch]
     try:
-        done = process(
-            [symbol for symbol, _ in batch], {key: page for _, kept in batch for key, page in (kept or {}).items()}
-        )
-        return [done[symbol] for symbol, _ in batch]
+        done = process(symbols, {key: page for _, kept in batch for key, page in (kept or {}).items()})
+        return [done[symbol] for symbol in symbols]
     except Exception as exc:
         if len(batch) == 1 or connection_lost(exc):
             return [exc] * len(batch)
+        logger.warning(
+            "a processing batch of {} symbols ({}..{}) failed ({}: {}); processing each alone",
+            len(symbols),
+            symbols[0],
+            symbols[-1],
+            type(exc).__name__,
+            " ".join(str(exc).split())[:300],
+        )
+    return each_alone(batch, process)
+
+
+def each_alone(batch: Batch, process: SymbolsProcessing) -> Outcomes:
+    """``process([symbol], parsed)`` for each symbol of the batch: its series, or its error."""
     out: Outcomes = []
     for symbol, kept in batch:
         try:

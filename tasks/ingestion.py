@@ -73,19 +73,27 @@ async def run_symbol(
 ) -> SymbolRun:
     """Collect one symbol, holding a slot of ``gate`` (the symbols in flight); with a
     ``processor``, process its pending pages at once with the frames the collection parsed (in a
-    batch with the symbols collected meanwhile, see :class:`tasks.pending.PendingProcessor`)."""
-    async with gate:
-        try:
+    batch with the symbols collected meanwhile, see :class:`tasks.pending.PendingProcessor`).
+
+    Each call tells the processor a symbol is coming (:meth:`~tasks.pending.PendingProcessor.
+    expect`), then either submits it or, when anything before that fails or is cancelled, forgoes
+    it: a batch waits for the symbols still coming, and a retried symbol comes again."""
+    if processor is None:
+        async with gate:
+            return SymbolRun(await collect_one(resources, source, request, symbol, start, run_id, reprocess))
+    processor.expect(1)
+    submitted = False
+    try:
+        async with gate:
             collected = await collect_one(
-                resources, source, request, symbol, start, run_id, reprocess, keep_parsed=processor is not None
+                resources, source, request, symbol, start, run_id, reprocess, keep_parsed=True
             )
-        except BaseException:
-            if processor is not None:
-                processor.forgo()
-            raise
-        if processor is None:
-            return SymbolRun(collected)
-        queued = await processor.submit(symbol, collected.parsed)
+            queued = await processor.submit(symbol, collected.parsed)
+            submitted = True
+    except BaseException:
+        if not submitted:
+            processor.forgo()
+        raise
     processed = await queued  # its slot is free for the next symbol's collection meanwhile
     collected.parsed.clear()  # processed: the frames are not needed any longer
     return SymbolRun(collected, processed)
@@ -135,8 +143,6 @@ async def symbol_wave_task(
         processor = None
     elif processor is None:  # the run's (collect_all's) spans its waves
         processor = pending_processor(resources, request)
-    if processor is not None:
-        processor.expect(len(symbols))
 
     async def one(symbol: str) -> SymbolRun:
         return await retrying_on_lost_database(

@@ -11,8 +11,9 @@ and its SSL context) for every task run: that was most of Prefect's overhead per
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -29,6 +30,8 @@ from tasks.batches import (
     Batch,
     Outcomes,
     Processed,
+    SymbolsProcessing,
+    each_alone,
     in_batch,
     process_bars_pending,
     store_bar_series,
@@ -167,7 +170,10 @@ class PendingProcessor:
         max_symbols: int = 16,
         lanes: int = 2,
         wait_seconds: float = 0.0,
+        process: Callable[[Batch], Outcomes] | None = None,
     ) -> None:
+        """``process`` (a seam for tests) processes a batch in a worker thread; by default
+        :func:`process_batch` with these resources."""
         if max_symbols < 1 or lanes < 1 or wait_seconds < 0:
             raise ValueError(
                 f"PendingProcessor: max_symbols {max_symbols} and lanes {lanes} must be >= 1, "
@@ -175,8 +181,9 @@ class PendingProcessor:
             )
         self.resources, self.source, self.timeframe, self.data_type = resources, source, timeframe, data_type
         self.max_symbols, self.lanes, self.wait_seconds = max_symbols, lanes, wait_seconds
-        self._waiting: list[tuple[str, Mapping[str, ParsedPage] | None, asyncio.Future[list[Processed]]]] = []
-        self._first_waiting_at = 0.0  # when the oldest waiting symbol arrived (event loop time)
+        self._process_batch = process or partial(process_batch, resources, source, timeframe, data_type)
+        # each waiting symbol: its frames, its future, when it arrived (event loop time)
+        self._waiting: list[tuple[str, Mapping[str, ParsedPage] | None, asyncio.Future[list[Processed]], float]] = []
         self._expected = 0  # symbols still to be submitted, as far as the caller said
         self._arrival = asyncio.Event()
         self._lanes: set[asyncio.Task[None]] = set()
@@ -204,43 +211,55 @@ class PendingProcessor:
         await self._room.acquire()
         future: asyncio.Future[list[Processed]] = asyncio.get_running_loop().create_future()
         future.add_done_callback(lambda _: self._room.release())
-        if not self._waiting:
-            self._first_waiting_at = asyncio.get_running_loop().time()
-        self._waiting.append((symbol, parsed, future))
+        self._waiting.append((symbol, parsed, future, asyncio.get_running_loop().time()))
         self._expected = max(0, self._expected - 1)
         self._arrival.set()
         if len(self._lanes) < self.lanes:
-            lane = asyncio.create_task(self._drain())
-            self._lanes.add(lane)
-            lane.add_done_callback(self._lanes.discard)
+            self._lanes.add(asyncio.create_task(self._drain()))
         return future
 
     async def _drain(self) -> None:
-        while self._waiting:
-            await self._filled()
-            if not self._waiting:  # the other lane took them while this one waited
-                break
-            batch, self._waiting = self._waiting[: self.max_symbols], self._waiting[self.max_symbols :]
-            self._first_waiting_at = asyncio.get_running_loop().time()
-            self.batches.append(len(batch))
-            work: Batch = [(symbol, parsed) for symbol, parsed, _ in batch]
-            outcomes = await asyncio.to_thread(
-                process_batch, self.resources, self.source, self.timeframe, self.data_type, work
-            )
-            for (_, _, future), outcome in zip(batch, outcomes, strict=True):
-                if future.done():  # its caller was cancelled
-                    continue
-                if isinstance(outcome, BaseException):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
+        try:
+            while self._waiting:
+                await self._filled()
+                if not self._waiting:  # the other lane took them while this one waited
+                    break
+                batch, self._waiting = self._waiting[: self.max_symbols], self._waiting[self.max_symbols :]
+                self.batches.append(len(batch))
+                await self._process(batch)
+        finally:
+            # Leaves the lanes at once, in the step that found nothing waiting: a done-callback
+            # would run a step later, and a symbol submitted in between would see every lane
+            # still there, start none, and wait for ever.
+            current = asyncio.current_task()
+            if current is not None:
+                self._lanes.discard(current)
+
+    async def _process(
+        self, batch: list[tuple[str, Mapping[str, ParsedPage] | None, asyncio.Future[list[Processed]], float]]
+    ) -> None:
+        work: Batch = [(symbol, parsed) for symbol, parsed, _, _ in batch]
+        try:
+            outcomes = await asyncio.to_thread(self._process_batch, work)
+        except BaseException as exc:  # cancelled (the thread's exceptions are in its outcomes): so are its callers
+            for _, _, future, _ in batch:
+                if not future.done():
+                    future.cancel() if isinstance(exc, asyncio.CancelledError) else future.set_exception(exc)
+            raise
+        for (_, _, future, _), outcome in zip(batch, outcomes, strict=True):
+            if future.done():  # its caller was cancelled
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
 
     async def _filled(self) -> None:
         """Return when a batch is full, nothing more is expected, or the oldest waiting symbol has
         waited ``wait_seconds``."""
         loop = asyncio.get_running_loop()
         while 0 < len(self._waiting) < self.max_symbols and self._expected > 0:
-            remaining = self._first_waiting_at + self.wait_seconds - loop.time()
+            remaining = self._waiting[0][3] + self.wait_seconds - loop.time()
             if remaining <= 0:
                 return
             self._arrival.clear()
@@ -254,10 +273,21 @@ def process_batch(
     resources: RunResources, source: str, timeframe: str | None, data_type: str, batch: Batch
 ) -> Outcomes:
     """A batch of symbols' pending pages (each with the frames its collection parsed): each
-    symbol's processed series, or the exception that symbol's processing raised."""
-    return in_batch(
-        batch, lambda symbols, parsed: process_symbols_pending(resources, source, symbols, timeframe, data_type, parsed)
-    )
+    symbol's processed series, or the exception that symbol's processing raised. Bars go in one
+    transaction for the batch (:func:`tasks.batches.in_batch`); other data types commit a series
+    at a time, so their symbols are processed one by one: a batch failing halfway would leave the
+    symbols it committed with nothing pending and their outcomes lost."""
+
+    def process(symbols: Sequence[str], parsed: Mapping[str, ParsedPage]) -> dict[str, list[Processed]]:
+        return process_symbols_pending(resources, source, symbols, timeframe, data_type, parsed)
+
+    return batch_outcomes(data_type, batch, process)
+
+
+def batch_outcomes(data_type: str, batch: Batch, process: SymbolsProcessing) -> Outcomes:
+    """``process`` over a batch as the data type commits: bars all at once (retried a symbol at a
+    time if that fails), anything else a symbol at a time."""
+    return in_batch(batch, process) if data_type == "market_data" else each_alone(batch, process)
 
 
 @task(name="process-symbol", cache_policy=NONE, **DATABASE_RETRY_OPTIONS, task_run_name="process-{symbol}")

@@ -26,6 +26,9 @@ def raised_from(outer: type[Exception], inner: Exception) -> Exception:
     [
         psycopg.OperationalError("server closed the connection unexpectedly"),
         psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
+        psycopg.errors.CannotConnectNow("the database system is starting up"),
+        psycopg.errors.ConnectionFailure("connection failure"),
+        psycopg.errors.TooManyConnections("sorry, too many clients already"),
         raised_from(StorageError, psycopg.errors.AdminShutdown("terminating connection")),
         raised_from(ServiceError, psycopg.OperationalError("connection refused")),
     ],
@@ -42,6 +45,11 @@ def test_lost_connections_are_retried(exc: Exception) -> None:
         DataQualityError("quality below threshold"),
         psycopg.errors.UniqueViolation("duplicate key"),
         raised_from(StorageError, psycopg.errors.UndefinedTable("relation does not exist")),
+        # operational, but the work's own: a new connection fails the same way
+        psycopg.errors.QueryCanceled("canceling statement due to statement timeout"),
+        psycopg.errors.DiskFull("could not extend file: No space left on device"),
+        psycopg.errors.ProgramLimitExceeded("index row size exceeds maximum"),
+        raised_from(StorageError, psycopg.errors.OutOfMemory("out of memory")),
     ],
 )
 def test_other_failures_are_not_retried(exc: Exception) -> None:
