@@ -4,7 +4,8 @@ A read of ``[start, end)`` asks two cheap catalogs where its rows are: Timescale
 (is any hot chunk in the range?) and the lake manifest ``ops.lake_files`` (which verified objects
 overlap the range and the symbols?). It then reads hot SQL, cold Parquet, or both (:func:`route`):
 cold objects through one ``pyarrow.dataset`` over exactly the manifest's files, with the symbol and
-time filters pushed down to the Parquet row groups. Results are merged on the natural key: a row
+time filters pushed down to the Parquet row groups. The hot rows are read before the manifest, so a
+chunk tiered during the read is found in one tier or both. Results are merged on the natural key: a row
 present in both tiers (a chunk exported but not yet dropped cannot be seen, but late rows re-added
 to an old range can) is taken from the hot store, and between two objects from the newer one.
 
@@ -25,7 +26,7 @@ Apache edition) reads return the stored bars only, as before.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -170,13 +171,31 @@ class StorageRouter:
         return compact(self.conn, self.lake, self.settings, **options)
 
     # -- planning ----------------------------------------------------------------------------
+    # Every read takes its hot rows BEFORE it reads the manifest. Tiering a chunk commits its
+    # manifest rows and its DROP together, so a chunk tiered between the two reads is in the
+    # manifest read second, and a row seen in both is merged once (the hot copy wins). In the other
+    # order the manifest is read before that commit and the hot rows after it: the chunk is in
+    # neither. Both reads are separate statements, each seeing what had committed when it began.
     def plan(self, ds: TierDataset, symbols: Sequence[str], start: datetime, end: datetime, timeframe: str) -> Route:
+        """Which tiers hold rows of the range (catalogs only, no rows read)."""
+        hot = self.hot_chunks(ds, start, end)
+        return route(hot, self.cold_files(ds, symbols, start, end, timeframe))
+
+    def hot_chunks(self, ds: TierDataset, start: datetime, end: datetime) -> bool:
+        """Whether a hot chunk of ``ds`` overlaps ``[start, end)`` (TimescaleDB's chunk catalog)."""
         schema, table = ds.table.name.split(".")
-        hot = self.conn.execute(
+        row = self.conn.execute(
             "SELECT EXISTS (SELECT 1 FROM timescaledb_information.chunks WHERE hypertable_schema = %s"
             " AND hypertable_name = %s AND range_start < %s AND range_end > %s)",
             (schema, table, end, start),
         ).fetchone()
+        return bool(row and row[0])
+
+    def cold_files(
+        self, ds: TierDataset, symbols: Sequence[str], start: datetime, end: datetime, timeframe: str
+    ) -> list[LakeFile]:
+        """The manifest's objects that can hold rows of the range, refused when the lake may not
+        be read (:func:`check_fallback`). Call it after reading the hot rows (see above)."""
         files = manifest_files(self.conn, dataset=ds.name, timeframe=timeframe, start=start, end=end, symbols=symbols)
         check_fallback(
             files,
@@ -186,7 +205,27 @@ class StorageRouter:
             self.settings.storage.routing.cold_fallback_enabled,
             f"{timeframe} {ds.name} of {list(symbols)[:5]}",
         )
-        return route(bool(hot and hot[0]), files)
+        return files
+
+    def read_tiers(
+        self,
+        ds: TierDataset,
+        symbols: Sequence[str],
+        start: datetime,
+        end: datetime,
+        timeframe: str,
+        read_hot: Callable[[], pd.DataFrame],
+        read_cold: Callable[[Sequence[LakeFile]], pd.DataFrame],
+    ) -> list[pd.DataFrame]:
+        """The range's rows as parts in merge order (cold, then hot: hot wins a key in both), read
+        hot rows first and the manifest second (see above). The hot store is read when a chunk
+        overlaps the range, or when nothing does at all (for an empty frame of the right dtypes)."""
+        hot = read_hot() if self.hot_chunks(ds, start, end) else None
+        files = self.cold_files(ds, symbols, start, end, timeframe)
+        parts = [read_cold(files)] if files else []
+        if hot is None and not parts:
+            hot = read_hot()
+        return parts + ([hot] if hot is not None else [])
 
     # -- cold reads --------------------------------------------------------------------------
     def read_cold(
@@ -265,14 +304,17 @@ class StorageRouter:
         ds = DATASETS["bars_intraday" if table is BARS_INTRADAY else "bars_daily"]
         where = f"FROM {table.name} WHERE timeframe = %s AND symbol = ANY(%s) AND ts >= %s AND ts < %s"
         args = (tf, list(symbols), lo, hi)
-        files = manifest_files(self.conn, dataset=ds.name, timeframe=tf, start=lo, end=hi, symbols=symbols)
         aggregated = self.has_aggregates(tf)
-        if not files and not aggregated:  # the common case: one grouped count in SQL
+        # Hot rows before the manifest, each time (see "planning"): a count whose manifest turns out
+        # to list objects is read again as keys, followed by the manifest again.
+        if not aggregated:  # the common case, nothing tiered: one grouped count in SQL
             rows = self.conn.execute(
                 f"SELECT symbol, (ts AT TIME ZONE 'America/New_York')::date, count(*) {where} GROUP BY 1, 2", args
             ).fetchall()
-            return pd.DataFrame(rows, columns=["symbol", "session_date", "bars"])
+            if not manifest_files(self.conn, dataset=ds.name, timeframe=tf, start=lo, end=hi, symbols=symbols):
+                return pd.DataFrame(rows, columns=["symbol", "session_date", "bars"])
         hot = pd.DataFrame(self.conn.execute(f"SELECT symbol, ts {where}", args).fetchall(), columns=["symbol", "ts"])
+        files = manifest_files(self.conn, dataset=ds.name, timeframe=tf, start=lo, end=hi, symbols=symbols)
         parts = [hot.astype({"ts": "datetime64[ns, UTC]"})]
         if files:
             cold = self.read_cold(files, symbols, lo, hi).select(["symbol", "ts"]).to_pandas()
@@ -332,14 +374,15 @@ class StorageRouter:
         tf = canonical_timeframe(timeframe)
         lo, hi = to_utc(start).to_pydatetime(), to_utc(end).to_pydatetime()
         ds = DATASETS["bars_intraday" if table is BARS_INTRADAY else "bars_daily"]
-        plan = self.plan(ds, symbols, lo, hi, tf)
-        parts = []
-        if plan.cold:
-            cold = self.read_cold(plan.cold, symbols, lo, hi).to_pandas()
+
+        def cold_bars(files: Sequence[LakeFile]) -> pd.DataFrame:
+            cold = self.read_cold(files, symbols, lo, hi).to_pandas()
             cold["timeframe"] = tf
-            parts.append(cold[list(BARS)])
-        if plan.hot or not parts:
-            parts.append(read_hot_bars(self.conn, symbols, lo, hi, tf))
+            return cold[list(BARS)]
+
+        parts = self.read_tiers(
+            ds, symbols, lo, hi, tf, lambda: read_hot_bars(self.conn, symbols, lo, hi, tf), cold_bars
+        )
         merged = merge_tiers(parts, ["symbol", "ts"])
         if self.has_aggregates(tf):
             aggregated = closed_buckets(read_aggregated_bars(self.conn, symbols, lo, hi, tf), tf, self.now)
@@ -381,12 +424,15 @@ class StorageRouter:
         natural key symbol, ts, exchange, trade_id) from whichever tiers hold them; a trade in both
         tiers is taken from the hot store."""
         names, lo, hi = check_trade_request(symbols, start, end)
-        plan = self.plan(DATASETS["trades"], names, lo, hi, NO_TIMEFRAME)
-        parts = []
-        if plan.cold:
-            parts.append(self.read_cold(plan.cold, names, lo, hi).to_pandas()[list(TRADES)])
-        if plan.hot or not parts:
-            parts.append(read_hot_trades(self.conn, names, lo, hi))
+        parts = self.read_tiers(
+            DATASETS["trades"],
+            names,
+            lo,
+            hi,
+            NO_TIMEFRAME,
+            lambda: read_hot_trades(self.conn, names, lo, hi),
+            lambda files: self.read_cold(files, names, lo, hi).to_pandas()[list(TRADES)],
+        )
         merged = merge_tiers(parts, TRADE_KEY)
         return frame(TRADES, {c: merged[c] for c in TRADES}, what="routed trades")
 
@@ -404,20 +450,23 @@ class StorageRouter:
         sorted by symbol and ts), from whichever tiers hold them."""
         tf = canonical_timeframe(timeframe)
         lo, hi = to_utc(start).to_pydatetime(), to_utc(end).to_pydatetime()
-        wide_plan = self.plan(DATASETS["features"], symbols, lo, hi, tf)
-        long_plan = self.plan(DATASETS["feature_values"], symbols, lo, hi, tf)
-        cold_wide = self.read_cold(wide_plan.cold, symbols, lo, hi) if wide_plan.cold else None
-        version = feature_set or latest_feature_set(self.conn, symbols, lo, hi, tf) or _latest_cold(cold_wide)
-        hot = read_hot_features(self.conn, symbols, lo, hi, tf, version, names) if version else None
+        # Hot rows before the manifest (see "planning"); the version is the hot store's latest, else
+        # the lake's (no hot row of the range existed when the hot store was asked).
+        hot_version = feature_set or latest_feature_set(self.conn, symbols, lo, hi, tf)
+        hot = read_hot_features(self.conn, symbols, lo, hi, tf, hot_version, names) if hot_version else None
+        wide_files = self.cold_files(DATASETS["features"], symbols, lo, hi, tf)
+        long_files = self.cold_files(DATASETS["feature_values"], symbols, lo, hi, tf)
+        cold_wide = self.read_cold(wide_files, symbols, lo, hi) if wide_files else None
+        version = hot_version or _latest_cold(cold_wide)
         standard = [n for n in (names if names is not None else FEATURES) if n in FEATURES]
         parts = []
         if cold_wide is not None and version is not None:
             wide = cold_wide.filter(pc.equal(cold_wide["feature_set"], version)).to_pandas()
             wide["timeframe"] = tf
             wide = wide[["symbol", "timeframe", "ts", "feature_set", *standard]]
-            if long_plan.cold:
+            if long_files:
                 version_filter = pc.field("feature_set") == version
-                long = self.read_cold(long_plan.cold, symbols, lo, hi, version_filter).to_pandas()
+                long = self.read_cold(long_files, symbols, lo, hi, version_filter).to_pandas()
                 long = merge_tiers([long], ["symbol", "ts", "name"])
                 if len(long):
                     pivot = long.pivot(index=["symbol", "ts"], columns="name", values="value").reset_index()

@@ -6,12 +6,18 @@ writes its bars in its own year (far from the data of other tests) and tiers onl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import psycopg
+from psycopg import sql
+from psycopg.abc import Query
 
 from core.model import BARS, frame
+from storage.tiering import TieringReport
 from tests.support.storage import on_tick_grid
 
 
@@ -59,3 +65,27 @@ def make_bars(
             )
         )
     return on_tick_grid(pd.concat(parts, ignore_index=True))
+
+
+class TieringBetweenReads:
+    """A reader's connection that runs ``tier`` once, right after the first statement that reads rows
+    of the hot store or of the lake manifest, whichever the reader sends first: a tiering commit
+    landing between a router's two reads. Everything else goes to ``conn`` unchanged.
+
+    Catalog lookups (``timescaledb_information``) do not count: they read no rows."""
+
+    ROW_READS = ("ops.lake_files", "market.", "features.")
+
+    def __init__(self, conn: psycopg.Connection, tier: Callable[[], TieringReport]) -> None:
+        self._conn, self._tier = conn, tier
+        self.report: TieringReport | None = None
+
+    def execute(self, query: Query, params: Any = None, **options: Any) -> psycopg.Cursor:
+        cursor = self._conn.execute(query, params, **options)
+        text = query.as_string(self._conn) if isinstance(query, sql.Composable) else str(query)
+        if self.report is None and "timescaledb_information" not in text and any(r in text for r in self.ROW_READS):
+            self.report = self._tier()
+        return cursor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
