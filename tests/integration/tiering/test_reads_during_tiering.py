@@ -67,11 +67,11 @@ def test_sessions_of_a_chunk_tiered_between_the_reads_are_counted_once(
     stack: Settings, conn: psycopg.Connection, reader: psycopg.Connection, lake: Lake, symbols: Callable[[], str]
 ) -> None:
     names = sorted(symbols() for _ in range(2))
-    upsert_bars(conn, make_bars(names, "1973-06-04", 2, "1min", 10))  # Mon, Tue: two daily chunks
-    expected = StorageRouter(conn, lake, stack).bars_per_session(names, "1973-06-04", "1973-06-06", "1min")
-    router, racing = racing_router(stack, reader, conn, lake, datetime(1973, 6, 4, tzinfo=UTC))
+    upsert_bars(conn, make_bars(names, "1977-06-06", 2, "1min", 10))  # Mon, Tue: two daily chunks
+    expected = StorageRouter(conn, lake, stack).bars_per_session(names, "1977-06-06", "1977-06-08", "1min")
+    router, racing = racing_router(stack, reader, conn, lake, datetime(1977, 6, 6, tzinfo=UTC))
 
-    counts = router.bars_per_session(names, "1973-06-04", "1973-06-06", "1min")
+    counts = router.bars_per_session(names, "1977-06-06", "1977-06-08", "1min")
 
     assert racing.report is not None and racing.report.rows == 2 * 10
     assert len(expected) == 4 and set(expected["bars"]) == {10}
