@@ -45,6 +45,7 @@ from storage.tiering import (
     lock_lake,
     manifest_files,
     object_key,
+    require_idle,
     sort_rows,
     table_checksum,
     write_verified,
@@ -119,7 +120,9 @@ class CompactionReport:
 def compact_partition(
     conn: psycopg.Connection, lake: Lake, settings: Settings, plan: CompactionPlan
 ) -> CompactionResult:
-    """Merge one partition's objects (see the module docstring for the steps)."""
+    """Merge one partition's objects (see the module docstring for the steps); ``conn`` must be
+    outside any transaction (:func:`~storage.tiering.require_idle`)."""
+    require_idle(conn, "compact_partition")
     ds = DATASETS[plan.dataset]
     compression = settings.storage.data_lake.compression
     with conn.transaction():
@@ -165,11 +168,16 @@ def compact(
     min_files: int | None = None,
 ) -> CompactionReport:
     """Compact every partition with at least ``min_files`` objects (default
-    ``storage.data_lake.compact_min_files``), then delete orphaned objects."""
+    ``storage.data_lake.compact_min_files``), then delete orphaned objects. ``conn``: a connection
+    outside any transaction (autocommit, or idle), else a :class:`RequestError`; each partition
+    commits on its own before its old objects are deleted."""
+    require_idle(conn, "compact")
     began = time.monotonic()
     report = CompactionReport()
     threshold = min_files if min_files is not None else settings.storage.data_lake.compact_min_files
-    for plan in plan_compaction(manifest_files(conn, dataset=dataset), threshold):
+    with conn.transaction():  # ends the listing's transaction on a connection without autocommit
+        files = manifest_files(conn, dataset=dataset)
+    for plan in plan_compaction(files, threshold):
         result = compact_partition(conn, lake, settings, plan)
         if result.key:
             logger.info(
@@ -192,7 +200,9 @@ def orphans(conn: psycopg.Connection, lake: Lake) -> list[str]:
 
 
 def sweep_orphans(conn: psycopg.Connection, lake: Lake) -> list[str]:
-    """Delete :func:`orphans`, under the lake lock so that no export in flight loses its object."""
+    """Delete :func:`orphans`, under the lake lock so that no export in flight loses its object;
+    ``conn`` must be outside any transaction (:func:`~storage.tiering.require_idle`)."""
+    require_idle(conn, "sweep_orphans")
     with conn.transaction():
         lock_lake(conn)
         found = orphans(conn, lake)

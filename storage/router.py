@@ -127,8 +127,9 @@ def as_adjustment(adjusted: bool | str) -> Adjustment:
 class StorageRouter:
     """The seed's StorageRouter: reads that do not care which tier holds the rows.
 
-    ``conn`` is a connection to the hot store (autocommit recommended: reads only), ``lake`` the
-    cold lake, ``now`` fixes the hot window for tests (default: the clock).
+    ``conn`` is a connection to the hot store (autocommit recommended: reads only; :meth:`tier`
+    and :meth:`compact` refuse one inside a transaction), ``lake`` the cold lake, ``now`` fixes the
+    hot window for tests (default: the clock).
     """
 
     def __init__(self, conn: psycopg.Connection, lake: Lake, settings: Settings, *, now: datetime | None = None):
@@ -150,7 +151,8 @@ class StorageRouter:
 
         With ``database.read_replica.enabled`` the connection is the read replica's when it meets
         the bounds (:func:`db.replica.read_connection`), so such a router reads only (tiering and
-        compaction need a router on the primary: ``StorageRouter(conn, lake, settings)``).
+        compaction need a router on the primary: ``StorageRouter(conn, lake, settings)`` with
+        ``conn`` autocommit, or idle, never inside a transaction).
         """
         with read_connection(
             settings, autocommit=True, max_staleness_seconds=max_staleness_seconds, min_lsn=min_lsn

@@ -490,6 +490,20 @@ def crash_point(point: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def require_idle(conn: psycopg.Connection, what: str) -> None:
+    """Refuse to move lake contents on a connection inside a transaction. There, psycopg turns each
+    chunk's or partition's ``conn.transaction()`` into a SAVEPOINT: nothing commits until the
+    caller does, yet compaction deletes the old objects after each one, and a later rollback leaves
+    a manifest listing deleted objects."""
+    status = conn.info.transaction_status
+    if status != psycopg.pq.TransactionStatus.IDLE:
+        raise RequestError(
+            f"{what} needs a connection outside any transaction, but this one is {status.name}: each chunk "
+            "or partition must commit on its own before lake objects are deleted; commit or roll back the "
+            "connection's transaction first, or use a connection opened with autocommit=True"
+        )
+
+
 def lock_lake(conn: psycopg.Connection) -> None:
     """Serialize movers of lake contents (tiering, compaction, orphan sweeps) until commit."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (LAKE_LOCK_KEY,))
@@ -577,7 +591,9 @@ def insert_manifest(conn: psycopg.Connection, files: Sequence[LakeFile]) -> None
 
 
 def tier_chunk(conn: psycopg.Connection, lake: Lake, settings: Settings, ds: TierDataset, chunk: Chunk) -> ChunkResult:
-    """Move one chunk to the lake in one transaction (see the module docstring for the steps)."""
+    """Move one chunk to the lake in one transaction (see the module docstring for the steps);
+    ``conn`` must be outside any transaction (:func:`require_idle`)."""
+    require_idle(conn, "tier_chunk")
     began = time.monotonic()
     compression = settings.storage.data_lake.compression
     row_group_rows = settings.storage.data_lake.row_group_rows
@@ -631,7 +647,8 @@ def tier_chunks(
 ) -> TieringReport:
     """Move every chunk older than the hot window to the lake, chunk by chunk; returns what moved.
 
-    ``conn``: an idle connection (autocommit or not); each chunk commits on its own.
+    ``conn``: a connection outside any transaction (autocommit, or idle), else a
+    :class:`RequestError`; each chunk commits on its own.
     ``older_than``: move chunks ending at or before this instant instead of each dataset's
     ``now - storage.routing.hot_days(dataset)``; ``newer_than``: only chunks starting at or after
     this instant (tier one range). ``dataset``: a name or names of :data:`DATASETS`
@@ -640,12 +657,15 @@ def tier_chunks(
     chunk and the later ones stay hot, and a rerun finishes the job.
     """
     check_hot_windows(settings)
+    require_idle(conn, "tier_chunks")
     report = TieringReport()
     began = time.monotonic()
     moment = now or datetime.now(UTC)
     for ds in datasets_of(dataset):
         limit = older_than or cutoff(moment, settings.storage.routing.hot_days(ds.name))
-        for chunk in list_chunks(conn, ds, limit, newer_than):
+        with conn.transaction():  # ends the listing's transaction on a connection without autocommit
+            chunks = list_chunks(conn, ds, limit, newer_than)
+        for chunk in chunks:
             try:
                 result = tier_chunk(conn, lake, settings, ds, chunk)
             except (MarketpipeError, psycopg.Error) as exc:
