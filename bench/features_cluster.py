@@ -116,7 +116,8 @@ def load_history(settings: Settings, symbols: int, sessions: int) -> dict[str, A
         for k, (open_utc, close_utc) in enumerate(days):
             upsert_bars(conn, synthetic_session(symbols, k, open_utc, close_utc))
         loaded = time.perf_counter() - began
-        report = tier_chunks(conn, lake, settings, dataset="bars_intraday", older_than=datetime.now(UTC))
+        after_last_session = datetime.combine(days[-1][0].date() + timedelta(days=1), datetime.min.time(), UTC)
+        report = tier_chunks(conn, lake, settings, dataset="bars_intraday", older_than=after_last_session)
         hot_left = conn.execute("SELECT count(*) FROM market.bars_intraday").fetchone()
     return {
         "bars": report.rows,

@@ -208,7 +208,7 @@ def check_hot_windows(settings: Settings) -> None:
             f"storage.routing.hot_data_days_by_dataset names unknown dataset(s) {unknown}; the datasets are "
             f"{sorted(DATASETS)}: fix the key(s) in the config file or environment"
         )
-    minimum = POLICY_WINDOW.days + 2  # the policies' window plus a day of margin either side
+    minimum = min_hot_days("bars_intraday")
     if routing.hot_days("bars_intraday") < minimum:
         raise ConfigurationError(
             f"the hot window of bars_intraday is {routing.hot_days('bars_intraday')} days; it must be at least "
@@ -216,6 +216,34 @@ def check_hot_windows(settings: Settings) -> None:
             "(db/routines/70_continuous_aggregates.sql): raise storage.routing.hot_data_days (or its "
             "bars_intraday override)"
         )
+
+
+def min_hot_days(dataset: str) -> int:
+    """The fewest days a chunk of ``dataset`` stays hot, whatever is asked: 1-minute bars outlive the
+    continuous aggregates' refresh window (:data:`POLICY_WINDOW`) by a day of margin either side,
+    since a refresh over a range tiering dropped would empty the aggregates' buckets there; a chunk
+    of any other dataset may move once its time range has passed."""
+    return POLICY_WINDOW.days + 2 if dataset == "bars_intraday" else 0
+
+
+def check_older_than(ds: TierDataset, older_than: datetime, now: datetime) -> None:
+    """Refuse an explicit ``older_than`` that would move chunks younger than :func:`min_hot_days`."""
+    latest = cutoff(now, min_hot_days(ds.name))
+    if older_than <= latest:
+        return
+    if latest == now:
+        why = "is in the future: chunks still being written would move"
+    else:
+        why = (
+            f"is within {min_hot_days(ds.name)} days of now, where the continuous aggregates' "
+            f"{POLICY_WINDOW.days}-day refresh (db/routines/70_continuous_aggregates.sql) would empty the "
+            "5min to 1day bars of the chunks it moved"
+        )
+    raise RequestError(
+        f"older_than {older_than:%Y-%m-%d %H:%M} UTC {why}; {ds.name} may be tiered up to "
+        f"{latest:%Y-%m-%d %H:%M} UTC (now is {now:%Y-%m-%d %H:%M} UTC): give that date or an earlier one, "
+        "or leave older_than out to use storage.routing.hot_data_days"
+    )
 
 
 def cutoff(now: datetime, hot_days: int) -> datetime:
@@ -650,8 +678,10 @@ def tier_chunks(
     ``conn``: a connection outside any transaction (autocommit, or idle), else a
     :class:`RequestError`; each chunk commits on its own.
     ``older_than``: move chunks ending at or before this instant instead of each dataset's
-    ``now - storage.routing.hot_days(dataset)``; ``newer_than``: only chunks starting at or after
-    this instant (tier one range). ``dataset``: a name or names of :data:`DATASETS`
+    ``now - storage.routing.hot_days(dataset)``, refused (:class:`RequestError`, nothing moved)
+    when later than ``now - min_hot_days(dataset)`` (:func:`check_older_than`: never in the future,
+    never inside the aggregates' refresh window for 1-minute bars); ``newer_than``: only chunks
+    starting at or after this instant (tier one range). ``dataset``: a name or names of :data:`DATASETS`
     (default all). ``on_chunk`` is called after each chunk commits (progress, benchmarks).
     Raises :class:`TieringError` (with the partial report) at the first chunk that fails; that
     chunk and the later ones stay hot, and a rerun finishes the job.
@@ -661,7 +691,11 @@ def tier_chunks(
     report = TieringReport()
     began = time.monotonic()
     moment = now or datetime.now(UTC)
-    for ds in datasets_of(dataset):
+    datasets = datasets_of(dataset)
+    if older_than is not None:  # refused before any chunk moves
+        for ds in datasets:
+            check_older_than(ds, older_than, moment)
+    for ds in datasets:
         limit = older_than or cutoff(moment, settings.storage.routing.hot_days(ds.name))
         with conn.transaction():  # ends the listing's transaction on a connection without autocommit
             chunks = list_chunks(conn, ds, limit, newer_than)
