@@ -121,11 +121,15 @@ class Lake:
         return len(data)
 
     def read_parquet(self, key: str) -> pa.Table:
+        """The object's rows; an object that is not Parquet, truncated or corrupt (a page that does
+        not decompress is an OSError from Arrow, not an ArrowInvalid) is a :class:`StorageError`."""
         data = self.get_bytes(key)
         try:
             return pq.read_table(pa.BufferReader(data))
-        except pa.ArrowInvalid as exc:
-            raise StorageError(f"lake object s3://{self.bucket}/{key} is not valid Parquet: {exc}") from exc
+        except (pa.ArrowException, OSError) as exc:
+            raise StorageError(
+                f"lake object s3://{self.bucket}/{key} is not valid Parquet ({type(exc).__name__}: {exc})"
+            ) from exc
 
     def filesystem(self) -> pafs.S3FileSystem:
         """pyarrow filesystem over the same endpoint, for datasets; paths are ``bucket/key``."""
