@@ -63,6 +63,7 @@ from storage.tiering import (
     LakeFile,
     TierDataset,
     TieringReport,
+    arrow_schema,
     manifest_files,
     tier_chunks,
 )
@@ -239,11 +240,16 @@ class StorageRouter:
         extra_filter: pc.Expression | None = None,
     ) -> pa.Table:
         """Rows of ``files`` (manifest order: older first) for ``symbols`` in ``[start, end)``; the
-        filter is pushed down to the row groups."""
+        filter is pushed down to the row groups. Every object is read with the dataset's current
+        columns (:attr:`TierDataset.file_columns`), not the first object's: a column added since an
+        object was written reads as null there instead of being dropped from every object."""
         if not files:
             raise StorageError("read_cold needs at least one lake file")
         dataset = pads.dataset(
-            [f"{self.lake.bucket}/{f.key}" for f in files], filesystem=self.lake.filesystem(), format="parquet"
+            [f"{self.lake.bucket}/{f.key}" for f in files],
+            schema=arrow_schema(DATASETS[files[0].dataset].file_columns),
+            filesystem=self.lake.filesystem(),
+            format="parquet",
         )
         ts_type = dataset.schema.field("ts").type
         condition = (
