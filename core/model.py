@@ -50,6 +50,9 @@ TRADES: dict[str, str] = {
     "tape": STR,
     "source": STR,
 }
+# A trade's identity (the hot store's key, storage/trades.py): a vendor's trade id names a trade
+# within one symbol's feed from one exchange. A trade lacking any of these cannot be stored.
+TRADE_KEY = ("symbol", "ts", "exchange", "trade_id")
 
 QUOTES: dict[str, str] = {
     "symbol": STR,
@@ -64,6 +67,8 @@ QUOTES: dict[str, str] = {
     "tape": STR,
     "source": STR,
 }
+# A quote has no vendor id: its identity is what it says (the hot store's key, storage/quotes.py).
+QUOTE_KEY = ("symbol", "ts", "bid_exchange", "ask_exchange", "bid_price", "ask_price", "bid_size", "ask_size")
 
 # quality_flags bit of a bar whose window has not closed (a stream's forming bar): stored so readers
 # see it form, never advancing a watermark (quality/validate.py Rule.PROVISIONAL, storage/streams.py).

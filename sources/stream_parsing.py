@@ -6,8 +6,9 @@ Performance (the stream's budget is ~10 µs per message from socket to committed
 ``orjson.loads`` per frame; messages grouped by type in one pass; each field transposed by one
 C-level ``itemgetter`` pass and typed by one numpy or Arrow call (ids cast to strings, condition
 lists joined by ``binary_join``, RFC 3339 parsed by Arrow); no Python object per message past that;
-the cyclic collector paused while a parse allocates. A malformed message sends its group down a
-slow path that checks each message and dead-letters the bad ones alone.
+the cyclic collector paused while a parse allocates. A malformed message, or a trade or quote
+lacking a field of its key (which the hot store would refuse, and the micro-batch with it), sends
+its group down a slow path that checks each message and dead-letters the bad ones alone.
 """
 
 from __future__ import annotations
@@ -417,10 +418,20 @@ def shared_frames(
     """Trades (with each kept row's receive time), quotes and minute bars of grouped messages, and
     the messages that could not be read."""
     trade_frame, dead, trade_ns = build_checked(
-        trades[0], trades[1], lambda ms: trades_frame(ms, wire), wire.check(wire.time, "p", "s"), "trade"
+        trades[0],
+        trades[1],
+        lambda ms: trades_frame(ms, wire),
+        wire.check(wire.time, "p", "s"),
+        "trade",
+        key=model.TRADE_KEY,
     )
     quote_frame, bad, _ = build_checked(
-        quotes[0], quotes[1], lambda ms: quotes_frame(ms, wire), wire.check(wire.time, "bp", "ap"), "quote"
+        quotes[0],
+        quotes[1],
+        lambda ms: quotes_frame(ms, wire),
+        wire.check(wire.time, "bp", "ap"),
+        "quote",
+        key=model.QUOTE_KEY,
     )
     dead += bad
     bar_keys = (wire.bar_time, "o", "h", "l", "c", "v")
@@ -456,14 +467,20 @@ def build_checked(
     build: Callable[[list[Any]], pd.DataFrame],
     check: Callable[[Any], str | None],
     what: str,
+    *,
+    key: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, list[DeadFrame], list[int]]:
-    """Columns of ``messages`` in one pass; when that fails, each message is checked, the bad ones
-    become dead (re-serialized, with the reason) and the rest are built. Returns the frame, the dead
-    and the received times of the rows kept."""
+    """Columns of ``messages`` in one pass; when that fails, or leaves a column of the row's ``key``
+    null (the hot store refuses such a row, and with it the whole micro-batch), each message is
+    checked, the bad ones become dead (re-serialized, with the reason) and the rest are built.
+    Returns the frame, the dead and the received times of the rows kept."""
     try:
-        return build(messages), [], received_ns
+        built = build(messages)
     except _BUILD_ERRORS:
         pass
+    else:
+        if not _null_key_columns(built, key):
+            return built, [], received_ns
     good: list[Any] = []
     kept: list[int] = []
     dead: list[DeadFrame] = []
@@ -471,15 +488,23 @@ def build_checked(
         reason = check(message)
         if reason is None:
             try:
-                build([message])
+                nulls = _null_key_columns(build([message]), key)
             except _BUILD_ERRORS as exc:
                 reason = f"{type(exc).__name__}: {exc}"
+            else:
+                if nulls:
+                    reason = f"no {', '.join(nulls)}, part of a {what}'s key {tuple(key)}: the hot store refuses it"
         if reason is None:
             good.append(message)
             kept.append(ns)
         else:
             dead.append(DeadFrame(message_text(message), f"malformed {what}: {reason}", ns))
     return build(good), dead, kept
+
+
+def _null_key_columns(rows: pd.DataFrame, key: Sequence[str]) -> list[str]:
+    """The columns of ``key`` that are null in some row of ``rows``."""
+    return [column for column in key if rows[column].isna().any()]
 
 
 def missing_keys(message: Any, keys: Sequence[str]) -> str | None:

@@ -13,11 +13,10 @@ from collections.abc import Sequence
 import pandas as pd
 import psycopg
 
-from core.model import QUOTES
+from core.model import QUOTE_KEY, QUOTES
 from storage.hot import Column, Method, TableSpec, UpsertResult, upsert_frame
 from storage.trades import check_natural_key, read_ticks
 
-QUOTE_KEY = ("symbol", "ts", "bid_exchange", "ask_exchange", "bid_price", "ask_price", "bid_size", "ask_size")
 _QUOTE_TYPES = {
     "symbol": "text",
     "ts": "timestamptz",

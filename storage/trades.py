@@ -17,10 +17,9 @@ import pandas as pd
 import psycopg
 
 from core.errors import RequestError, StorageError
-from core.model import TRADES, frame, to_utc
+from core.model import TRADE_KEY, TRADES, frame, to_utc
 from storage.hot import Column, Method, TableSpec, UpsertResult, upsert_frame
 
-TRADE_KEY = ("symbol", "ts", "exchange", "trade_id")
 _TRADE_TYPES = {
     "symbol": "text",
     "ts": "timestamptz",

@@ -143,6 +143,21 @@ def test_a_malformed_message_is_dead_alone(bad, reason):
     assert orjson.loads(batch.dead[0].raw) == bad
 
 
+@pytest.mark.parametrize(
+    ("bad", "missing"),
+    [
+        ({k: v for k, v in trade().items() if k != "i"}, "trade_id"),
+        (trade(x=None), "exchange"),
+        ({k: v for k, v in quote().items() if k != "ax"}, "ask_exchange"),
+    ],
+)
+def test_a_message_without_a_key_field_is_dead_alone_so_the_rest_of_the_batch_can_be_stored(bad, missing):
+    batch = parse([trade(i=1), quote(), bad, trade(i=2)])
+    assert batch.trades["trade_id"].tolist() == ["1", "2"] and len(batch.quotes) == 1
+    assert len(batch.dead) == 1 and f"no {missing}, part of a " in batch.dead[0].reason
+    assert orjson.loads(batch.dead[0].raw) == bad
+
+
 def test_a_cut_frame_is_dead_with_its_bytes():
     batch = parse_frames([orjson.dumps([trade()]), b'[{"T":"t","S":"AA'], [1, 2])
     assert len(batch.trades) == 1 and batch.dead[0].raw == b'[{"T":"t","S":"AA'

@@ -14,6 +14,8 @@ from sources.polygon.stream import (
     subscription_messages,
 )
 from sources.stream import CANCELS, CORRECTIONS
+from storage.quotes import check_quote_keys
+from storage.trades import check_trade_keys
 
 T0_MS = 1_717_421_400_123  # 2024-06-03 13:30:00.123 UTC
 
@@ -136,6 +138,27 @@ def test_a_malformed_message_is_dead_alone(bad, reason):
     assert batch.trades["trade_id"].tolist() == ["1", "2"]
     assert len(batch.dead) == 1 and reason in batch.dead[0].reason
     assert orjson.loads(batch.dead[0].raw) == bad
+
+
+@pytest.mark.parametrize(
+    ("bad", "missing"),
+    [
+        (trade(i=None), "trade_id"),
+        ({k: v for k, v in trade().items() if k != "i"}, "trade_id"),
+        ({k: v for k, v in trade().items() if k != "x"}, "exchange"),
+        ({k: v for k, v in quote().items() if k != "bx"}, "bid_exchange"),
+        (quote(ax=None), "ask_exchange"),
+    ],
+)
+def test_a_message_without_a_key_field_is_dead_alone_so_the_rest_of_the_batch_can_be_stored(bad, missing):
+    batch = parse([trade(i="1"), quote(), bad, trade(i="2"), quote(bp=190.3)])
+    assert batch.trades["trade_id"].tolist() == ["1", "2"]
+    assert len(batch.quotes) == 2
+    assert batch.received_ns.tolist() == [1, 1]
+    assert len(batch.dead) == 1 and f"no {missing}, part of a " in batch.dead[0].reason
+    assert orjson.loads(batch.dead[0].raw) == bad
+    check_trade_keys(batch.trades)
+    check_quote_keys(batch.quotes)
 
 
 def test_status_messages_are_control_events_and_second_aggregates_are_ignored():
