@@ -39,7 +39,7 @@ import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -630,12 +630,16 @@ class StreamConnection:
             oldest = buffer.oldest_received_ns() or time.time_ns()
             deadline = time.monotonic() + max_delay_s - max(0.0, (time.time_ns() - oldest) / 1e9)
             parts: list[Decoded] = []
+            raw: list[bytes] = []
+            raw_ns: list[int] = []
             rows = 0
             while True:
                 frames, received = buffer.take(8)  # a slice: decoding it holds the event loop ~10 ms at most
                 if frames:
                     part = decode_frames(frames, received)
                     parts.append(part)
+                    raw += frames
+                    raw_ns += received
                     rows += len(part.messages)
                     self._counters.parsed += len(frames)
                 if rows >= max_rows:
@@ -657,7 +661,7 @@ class StreamConnection:
                 batch = self.protocol.build(decoded)
             self._counters.messages += len(decoded.messages)
             self._counters.malformed += len(batch.dead)
-            yield batch
+            yield replace(batch, frames=tuple(raw), frames_received_ns=tuple(raw_ns))
         if self._error is not None:
             raise self._error
 

@@ -105,6 +105,10 @@ class StreamBatch:
     events: list[StreamEvent] = field(default_factory=list)
     ignored: int = 0  # well-formed messages of types not modelled (Polygon A, Alpaca d, statuses, ...)
     news: pd.DataFrame = field(default_factory=lambda: model.empty_frame(model.NEWS))  # Alpaca n, as REST parses
+    # The frames this batch was parsed from, as read (set by the connection): dead-lettered as they
+    # came if the hot store refuses the batch.
+    frames: tuple[bytes, ...] = ()
+    frames_received_ns: tuple[int, ...] = ()
 
     @property
     def rows(self) -> int:

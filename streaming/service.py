@@ -43,10 +43,11 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+import orjson
 import pandas as pd
 from loguru import logger
 
-from core.errors import RequestError
+from core.errors import RequestError, StorageError
 from core.model import BARS, TRADES, empty_frame, normalize_symbol, session_start
 
 if TYPE_CHECKING:
@@ -62,6 +63,9 @@ _EPOCH = pd.Timestamp(0, tz="UTC")
 STATUS_EVERY_S = 5.0
 PROVISIONAL_EVERY_S = 1.0  # forming bars are rebuilt and rewritten at most this often
 DATABASE_RETRY_S = 120.0  # how long a lost database is waited for before the stream gives up
+# Micro-batches refused in a row before the stream stops: one bad row is dead-lettered and passed,
+# a store that refuses everything (a schema or permission fault) is not a data problem.
+REFUSED_IN_A_ROW_LIMIT = 10
 T = TypeVar("T")  # ops.stream_status is rewritten this often while the stream runs
 
 
@@ -121,6 +125,7 @@ class StreamReport:
     duplicates: int = 0
     late_trades: int = 0
     dead: int = 0
+    refused_batches: int = 0  # micro-batches the hot store refused for their data (frames dead-lettered)
     connects: int = 0
     catchups: int = 0
     catchup_trades: int = 0
@@ -143,6 +148,7 @@ class StreamReport:
             "duplicates": self.duplicates,
             "late_trades": self.late_trades,
             "dead": self.dead,
+            "refused_batches": self.refused_batches,
             "connects": self.connects,
             "catchups": self.catchups,
             "catchup_trades": self.catchup_trades,
@@ -211,6 +217,7 @@ class StreamService:
         self._status_at = 0.0
         self._forming_at = 0.0
         self._news_models: Any = None  # pipeline.news.NewsModels of a news stream, loaded at start
+        self._refused_in_a_row = 0
 
     @property
     def streams_news(self) -> bool:
@@ -255,7 +262,8 @@ class StreamService:
                 if self.report.newest_event is not None and not self.streams_news:
                     last = windows.advance(self.report.newest_event, provisional=True)
                     final, forming = self._bars_to_write(last, empty_frame(BARS))
-                    await self._commit(final_bars=final, provisional_bars=forming, removed_bars=self._removed(last))
+                    removed = self._removed(last)
+                    await self._store((), (), final_bars=final, provisional_bars=forming, removed_bars=removed)
             finally:
                 stopper.cancel()
                 await stream.close()
@@ -352,7 +360,9 @@ class StreamService:
         if forming:
             self._forming_at = time.monotonic()
         final, provisional = self._bars_to_write(out, batch.bars)
-        commit = await self._commit(
+        commit = await self._store(
+            batch.frames,
+            batch.frames_received_ns,
             trades=trades if "trades" in self.plan.datasets else None,
             quotes=batch.quotes if "quotes" in self.plan.datasets else None,
             final_bars=final,
@@ -457,6 +467,40 @@ class StreamService:
         removed = out.removed if out is not None else None
         return _drop_minutes(removed) if "bars" in self.plan.datasets else removed
 
+    async def _store(
+        self, frames: Sequence[bytes], received_ns: Sequence[int], **parts: pd.DataFrame | None
+    ) -> StreamCommit:
+        """Commit what ``frames`` produced. A commit the hot store refuses for its data (a value it
+        cannot store; not a lost connection, which :meth:`_db` waits out) dead-letters ``frames``
+        with the store's reason, and the stream goes on: one bad row must not end the service.
+        ``REFUSED_IN_A_ROW_LIMIT`` refusals in a row raise the last: the store, not the data, is wrong."""
+        from db.connect import connection_lost
+        from sources.stream import DeadFrame
+        from storage.streams import StreamCommit
+
+        try:
+            commit = await self._commit(**parts)
+        except StorageError as exc:
+            self._refused_in_a_row += 1
+            if connection_lost(exc) or self._refused_in_a_row >= REFUSED_IN_A_ROW_LIMIT:
+                raise
+            reason = f"the hot store refused the micro-batch: {exc}"
+        else:
+            self._refused_in_a_row = 0
+            return commit
+        logger.error(
+            "stream {}: {}; its {} frame(s) are dead-lettered (dataset=stream) and the stream goes on",
+            self.name,
+            reason,
+            len(frames),
+        )
+        self.report.refused_batches += 1
+        self.report.dead += len(frames)
+        if frames:
+            letters = [DeadFrame(f, reason, ns) for f, ns in zip(frames, received_ns, strict=True)]
+            await self._db(self._dead_letters, letters)
+        return StreamCommit()
+
     async def _commit(self, **parts: pd.DataFrame | None) -> StreamCommit:
         from storage.streams import commit_stream_batch
 
@@ -492,7 +536,9 @@ class StreamService:
         if not trades.empty:
             windows.add_trades(trades)
         final, _ = self._bars_to_write(None, bars)
-        await self._commit(trades=trades, final_bars=final)
+        # Refused, the catch-up's dead letter says what to fetch again (REST rows have no frames).
+        what = {"catch_up": list(self.plan.datasets), "symbols": list(self.plan.symbols), "until": resume.isoformat()}
+        await self._store([orjson.dumps(what)], [time.time_ns()], trades=trades, final_bars=final)
 
     async def _fetch(self, source: Any, dataset: str, end: pd.Timestamp) -> pd.DataFrame:
         from storage.watermarks import read_watermarks

@@ -298,6 +298,28 @@ def test_the_connection_authenticates_subscribes_and_yields_the_vendors_trades()
     assert vendor.options["ping_interval"] == 10.0 and vendor.options["ping_timeout"] == 20.0
 
 
+def test_each_batch_keeps_the_frames_it_was_parsed_from_as_read():
+    frames = [trades_frame("1", "2"), b'[{"ev":"T","sym":"AA', trades_frame("3")]
+    vendor = FakePolygon(data=[frames])
+
+    async def scenario():
+        conn = connection(vendor)
+        await conn.subscribe(["trades"], ["AAPL"])
+        kept: list[bytes] = []
+        received: list[int] = []
+        async for batch in conn.batches(max_rows=1000, max_delay_s=0.01):
+            kept += batch.frames
+            received += batch.frames_received_ns
+            if frames[-1] in kept:
+                break
+        await conn.close()
+        return kept, received
+
+    kept, received = run(scenario())
+    assert [f for f in kept if f in frames] == frames  # beside the vendor's status frames
+    assert len(received) == len(kept) and received == sorted(received)
+
+
 def test_a_dropped_socket_is_reconnected_and_resubscribed():
     vendor = FakePolygon(data=[[trades_frame("1")], [trades_frame("2")]])
     connected = []

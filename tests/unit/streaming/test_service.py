@@ -1,0 +1,123 @@
+"""streaming.service: what a micro-batch does to the hot store, through the service's one database
+seam (``StreamService._db``) answered in memory."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+
+from core.errors import StorageError
+from core.settings import Settings
+from sources.polygon.stream import PROTOCOL
+from storage.streams import StreamCommit, commit_stream_batch, record_stream_status
+from streaming.service import REFUSED_IN_A_ROW_LIMIT, StreamPlan, StreamService
+from streaming.windows import BarWindows
+
+T0_MS = 1_717_421_400_000  # 2024-06-03 13:30:00 UTC
+
+
+class InMemoryStore(StreamService):
+    """A stream service whose database is a list: commits are kept, or refused with ``refusals``
+    (one error per commit, in order; None commits), and dead letters are kept."""
+
+    def __init__(self, plan: StreamPlan, refusals: list[BaseException | None]) -> None:
+        super().__init__(Settings(), plan)
+        self.refusals = refusals
+        self.committed: list[dict[str, Any]] = []
+        self.letters: list[Any] = []
+
+    async def _db(self, action: Any, *args: Any, **kwargs: Any) -> Any:
+        if action is commit_stream_batch:
+            refusal = self.refusals.pop(0) if self.refusals else None
+            if refusal is not None:
+                raise refusal
+            self.committed.append(kwargs)
+            return StreamCommit()
+        if action == self._dead_letters:
+            self.letters += list(args[0])
+            return None
+        assert action is record_stream_status
+        return None
+
+
+class Stream:
+    """The connection's side the service reads: its counters."""
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+
+def batch(*trade_ids: str, received_ns: int):
+    messages = [{"ev": "T", "sym": "AAPL", "i": i, "x": 4, "p": 1.5, "s": 10, "t": T0_MS} for i in trade_ids]
+    frames = [orjson.dumps([m]) for m in messages]
+    received = [received_ns + n for n in range(len(frames))]
+    parsed = PROTOCOL.parse_frames(frames, received)
+    return replace(parsed, frames=tuple(frames), frames_received_ns=tuple(received))
+
+
+def handle(service: StreamService, *batches: Any) -> None:
+    async def scenario() -> None:
+        windows = BarWindows(5, 2, source="polygon")
+        for b in batches:
+            await service._handle(b, windows, Stream())  # type: ignore[arg-type]
+
+    asyncio.run(scenario())
+
+
+def refused(text: str) -> StorageError:
+    try:
+        raise psycopg.DataError(text)
+    except psycopg.DataError as exc:
+        try:
+            raise StorageError(f"cannot write to market.trades: {text}") from exc
+        except StorageError as error:
+            return error
+
+
+def lost() -> StorageError:
+    try:
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+    except psycopg.OperationalError as exc:
+        try:
+            raise StorageError("cannot write to market.trades") from exc
+        except StorageError as error:
+            return error
+
+
+PLAN = StreamPlan("polygon", ("AAPL",), ("trades",))
+
+
+def test_a_micro_batch_the_store_refuses_is_dead_lettered_as_its_frames_and_the_stream_goes_on(isolated):
+    service = InMemoryStore(PLAN, [refused("invalid byte sequence for encoding UTF8: 0x00")])
+    bad, good = batch("1\x00", "2", received_ns=100), batch("3", received_ns=200)
+
+    handle(service, bad, good)
+
+    assert [(letter.raw, letter.received_ns) for letter in service.letters] == list(
+        zip(bad.frames, bad.frames_received_ns, strict=True)
+    )
+    assert all("refused the micro-batch" in letter.reason and "0x00" in letter.reason for letter in service.letters)
+    assert [c["trades"]["trade_id"].tolist() for c in service.committed] == [["3"]]
+    assert (service.report.refused_batches, service.report.dead, service.report.batches) == (1, 2, 2)
+
+
+def test_a_lost_database_is_not_taken_for_bad_data(isolated):
+    service = InMemoryStore(PLAN, [lost()])
+
+    with pytest.raises(StorageError):
+        handle(service, batch("1", received_ns=100))
+    assert service.letters == []
+
+
+def test_a_store_that_refuses_every_micro_batch_stops_the_stream(isolated):
+    service = InMemoryStore(PLAN, [refused("permission denied")] * REFUSED_IN_A_ROW_LIMIT)
+    batches = [batch(str(n), received_ns=n) for n in range(REFUSED_IN_A_ROW_LIMIT)]
+
+    with pytest.raises(StorageError, match="permission denied"):
+        handle(service, *batches)
+    assert service.report.refused_batches == REFUSED_IN_A_ROW_LIMIT - 1
