@@ -14,11 +14,12 @@ The pieces, each in its own module, in the order data flows:
 
 Hybrid mode (``hybrid=True``): on start and after every reconnect the first micro-batch names the
 point the stream resumed at; before it is used, every symbol's trades from the start of its oldest
-window that may still be open (its trades watermark, floored to the minute, less the lateness; the
-session's open when there is none) up to that point are fetched over the vendor's REST API and fed
-through the same windows and writer. Trades are keyed (symbol, ts, exchange, trade_id) and the
-windows drop duplicates, so the overlap of REST and stream writes nothing twice; the windows see
-every trade of the minutes around a disconnect, so the bars built are the vendor's bars.
+window that may still be open (:func:`trades_catch_up_start`: the window of its trades watermark
+less the lateness; the session's open when there is none) up to that point are fetched over the
+vendor's REST API and fed through the same windows and writer. Trades are keyed (symbol, ts,
+exchange, trade_id) and the windows drop duplicates, so the overlap of REST and stream writes
+nothing twice; the windows see every trade of the minutes around a disconnect, so the bars built
+are the vendor's bars.
 
 News (``datasets=("news",)``, Alpaca only, alone: its own endpoint ``/v1beta1/news``): each
 micro-batch of ``n`` messages takes the batch path's news path (:func:`pipeline.news.store_streamed_news`:
@@ -549,11 +550,12 @@ class StreamService:
         newest = {k[2]: pd.Timestamp(m.high_water_ts) for k, m in marks.items() if k[3] in ("", "1min")}
         opens = session_start(pd.Series([end])).iloc[0]
         lateness = pd.Timedelta(seconds=self.settings.streaming.lateness_seconds)
+        widths = (self.settings.streaming.window_seconds, 60.0)
         parts = []
         for symbol in self.plan.symbols:
             mark = newest.get(symbol)
             if dataset == "trades":  # from the oldest window that may still be open
-                start = opens if mark is None else max(opens, mark.floor("min") - lateness)
+                start = trades_catch_up_start(mark, opens, lateness, widths)
                 if start < end:
                     parts.append(await source.client.trades(symbol, start, end))
             else:  # minute bars after the newest final one
@@ -602,6 +604,24 @@ class StreamService:
                 error=str(getattr(letter, "reason", "malformed frame")),
                 payload=_text(getattr(letter, "raw", letter)),
             )
+
+
+def trades_catch_up_start(
+    mark: pd.Timestamp | None,
+    session_open: pd.Timestamp,
+    lateness: pd.Timedelta,
+    widths: Sequence[float] = (60.0,),
+) -> pd.Timestamp:
+    """Where a symbol's trades are fetched again from after a (re)start: the start of the oldest
+    window (of ``widths`` seconds, epoch-aligned like the windows') that may still be open at its
+    trades watermark ``mark``, i.e. the window of ``mark - lateness``; the session's open when there
+    is no mark. The windows, fresh or not, then see every trade of each window they finalize: a
+    start inside a window (``mark.floor("min") - lateness`` was the last ``lateness`` of the minute
+    before) made them finalize that window from its tail alone."""
+    if mark is None:
+        return session_open
+    oldest_open = mark - lateness
+    return max(session_open, min(oldest_open.floor(f"{round(w)}s") for w in widths))
 
 
 async def _raw_minute_bars(

@@ -8,14 +8,16 @@ from dataclasses import replace
 from typing import Any
 
 import orjson
+import pandas as pd
 import psycopg
 import pytest
 
 from core.errors import StorageError
+from core.model import TRADES, frame
 from core.settings import Settings
 from sources.polygon.stream import PROTOCOL
 from storage.streams import StreamCommit, commit_stream_batch, record_stream_status
-from streaming.service import REFUSED_IN_A_ROW_LIMIT, StreamPlan, StreamService
+from streaming.service import REFUSED_IN_A_ROW_LIMIT, StreamPlan, StreamService, trades_catch_up_start
 from streaming.windows import BarWindows
 
 T0_MS = 1_717_421_400_000  # 2024-06-03 13:30:00 UTC
@@ -121,3 +123,50 @@ def test_a_store_that_refuses_every_micro_batch_stops_the_stream(isolated):
     with pytest.raises(StorageError, match="permission denied"):
         handle(service, *batches)
     assert service.report.refused_batches == REFUSED_IN_A_ROW_LIMIT - 1
+
+
+# -- hybrid: where the REST catch-up starts ------------------------------------------------------
+
+NY_OPEN = pd.Timestamp("2024-06-20 08:00", tz="UTC")  # 04:00 New York, the session's start
+LATENESS = pd.Timedelta(seconds=2)
+
+
+@pytest.mark.parametrize(
+    ("mark", "widths", "start"),
+    [
+        ("14:05:30", (60.0,), "14:05:00"),  # the minute of the mark is the oldest still open
+        ("14:05:01", (60.0,), "14:04:00"),  # within the lateness: the minute before is still open
+        ("14:04:22", (45.0, 60.0), "14:03:45"),  # the epoch-aligned 45 s window of 14:04:20
+        ("08:00:01", (60.0,), "08:00:00"),  # never before the session's start
+    ],
+)
+def test_the_catch_up_starts_at_the_start_of_the_oldest_window_still_open(mark, widths, start):
+    at = pd.Timestamp(f"2024-06-20 {mark}", tz="UTC")
+    got = trades_catch_up_start(at, NY_OPEN, LATENESS, widths)
+    assert got == pd.Timestamp(f"2024-06-20 {start}", tz="UTC")
+
+
+def test_without_a_watermark_the_catch_up_starts_at_the_sessions_start():
+    assert trades_catch_up_start(None, NY_OPEN, LATENESS) == NY_OPEN
+
+
+def test_fresh_windows_fed_from_the_catch_up_start_finalize_only_complete_minutes():
+    """A restart: the previous run stored trades up to 14:05:30 (and the 14:04 bar, final); a fresh
+    BarWindows is fed the trades fetched from the catch-up start. No bar it finalizes may be a
+    minute seen in part (it would overwrite the complete stored bar)."""
+    ts = pd.date_range("2024-06-20 14:04:00", "2024-06-20 14:06:10", freq="500ms", tz="UTC")
+    trades = frame(
+        TRADES,
+        {"symbol": "AAPL", "ts": ts, "price": 100.0, "size": 10, "exchange": "4",
+         "trade_id": [str(i) for i in range(len(ts))], "conditions": None, "tape": "3", "source": "polygon"},
+        what="test trades",
+    )  # fmt: skip
+    start = trades_catch_up_start(pd.Timestamp("2024-06-20 14:05:30", tz="UTC"), NY_OPEN, LATENESS)
+    windows = BarWindows(60, LATENESS.total_seconds(), source="polygon")
+
+    windows.add_trades(trades[trades["ts"] >= start])
+    final = windows.advance(ts.max()).final
+
+    complete = trades.groupby(trades["ts"].dt.floor("min"))["size"].sum()
+    assert not final.empty
+    assert [(bar.ts, bar.volume) for bar in final.itertuples()] == [(t, complete[t]) for t in final["ts"]]
