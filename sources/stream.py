@@ -25,9 +25,11 @@ The connection authenticates, (re)subscribes after every connect, reconnects wit
 jittered exponential backoff (:class:`ReconnectPolicy`; the attempt counter resets after a healthy
 period), pauses long after the vendor's connection limit (Alpaca 406, Polygon ``max_connections``),
 detects dead peers by ping timeout and silent sockets by a separate data-idle timeout, and fails
-once, clearly, on a rejected key. Given its REST source's circuit breaker (``open_stream(...,
-breaker=)``) it shares it: failed connects count as the vendor's failures, an authenticated
-connection closes the breaker, and an open breaker delays the next connect.
+once, clearly, on a rejected key or on what the key's plan refuses (Alpaca 409 insufficient
+subscription at auth, 405 symbol limit after a subscribe: kind ``plan_limit``). Given its REST
+source's circuit breaker (``open_stream(..., breaker=)``) it shares it: failed connects count as
+the vendor's failures, an authenticated connection closes the breaker, and an open breaker delays
+the next connect.
 """
 
 from __future__ import annotations
@@ -509,6 +511,8 @@ class StreamConnection:
             for event in events:
                 if event.kind == "auth_failed":
                     raise self._auth_error(event)
+                if event.kind == "plan_limit":
+                    raise self._plan_error(event)
                 if event.kind == "connection_limit":
                     raise _Refused(event)
                 if event.kind == "authenticated":
@@ -525,6 +529,12 @@ class StreamConnection:
         return PermanentSourceError(
             f"{self.source} stream {_redact(self.url)} rejected the credentials: {event.message!r}"
             f"{f' (code {event.code})' if event.code else ''}; check {setting} ({env}); not retrying",
+            status_code=event.code,
+        )
+
+    def _plan_error(self, event: StreamEvent) -> PermanentSourceError:
+        return PermanentSourceError(
+            f"{self.source} stream {_redact(self.url)} refused: {event.message}; not retrying",
             status_code=event.code,
         )
 
@@ -661,7 +671,15 @@ class StreamConnection:
                 batch = self.protocol.build(decoded)
             self._counters.messages += len(decoded.messages)
             self._counters.malformed += len(batch.dead)
+            refusal = next((e for e in batch.events if e.kind == "plan_limit"), None)
             yield replace(batch, frames=tuple(raw), frames_received_ns=tuple(raw_ns))
+            if refusal is not None and self._error is None:
+                # A subscription the plan refuses (Alpaca 405): the connection stops like on a
+                # rejected key; the frames already read are still yielded, then it is raised.
+                self._error = self._plan_error(refusal)
+                self._note_error(str(self._error))
+                logger.error("{}", self._error)
+                await self.close()
         if self._error is not None:
             raise self._error
 

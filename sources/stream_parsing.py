@@ -81,7 +81,9 @@ class DeadFrame:
 class StreamEvent:
     """A control message: ``kind`` is connected, authenticated, auth_failed, subscribed, unsubscribed,
     connection_limit (Alpaca 406, Polygon max_connections), slow_consumer (Alpaca 407, Polygon
-    slow_consumer), error, or status (anything else the vendor says)."""
+    slow_consumer), plan_limit (what the key's plan refuses for good: Alpaca 405 symbol limit, 409
+    insufficient subscription; ``message`` says what to do), error, or status (anything else the
+    vendor says)."""
 
     kind: str
     message: str

@@ -53,7 +53,7 @@ from core.model import BARS, TRADES, empty_frame, normalize_symbol, session_star
 
 if TYPE_CHECKING:
     from core.settings import Settings
-    from sources.stream import StreamBatch, StreamConnection
+    from sources.stream import StreamBatch, StreamConnection, StreamEvent
     from storage.streams import StreamCommit
 
 DATASETS = ("trades", "quotes", "bars", "news")
@@ -127,6 +127,8 @@ class StreamReport:
     late_trades: int = 0
     dead: int = 0
     refused_batches: int = 0  # micro-batches the hot store refused for their data (frames dead-lettered)
+    vendor_errors: int = 0  # error events the vendor sent on the stream (a refused subscription, ...)
+    last_vendor_error: str | None = None
     connects: int = 0
     catchups: int = 0
     catchup_trades: int = 0
@@ -150,6 +152,8 @@ class StreamReport:
             "late_trades": self.late_trades,
             "dead": self.dead,
             "refused_batches": self.refused_batches,
+            "vendor_errors": self.vendor_errors,
+            "last_vendor_error": self.last_vendor_error,
             "connects": self.connects,
             "catchups": self.catchups,
             "catchup_trades": self.catchup_trades,
@@ -383,9 +387,10 @@ class StreamService:
         await self._end_batch(batch, stream)
 
     async def _end_batch(self, batch: StreamBatch, stream: StreamConnection) -> None:
-        """What every micro-batch ends with: its dead letters stored, the status row now and then,
-        the heartbeat."""
+        """What every micro-batch ends with: the vendor's control events said, its dead letters
+        stored, the status row now and then, the heartbeat."""
         report = self.report
+        self._say(batch.events)
         if batch.dead:
             report.dead += len(batch.dead)
             await self._db(self._dead_letters, batch.dead)
@@ -394,6 +399,20 @@ class StreamService:
         if self.heartbeat is not None:
             report.connection = _stats_dict(stream)
             self.heartbeat(report)
+
+    def _say(self, events: Sequence[StreamEvent]) -> None:
+        """The vendor's control events: an error (a subscription refused, a bad request) is logged
+        and counted, not dropped; what the plan refuses for good ends the connection (sources.stream)."""
+        for event in events:
+            text = f"{event.message}" + (f" (code {event.code})" if event.code is not None else "")
+            if event.kind in ("error", "plan_limit"):
+                self.report.vendor_errors += 1
+                self.report.last_vendor_error = text
+                logger.error("stream {}: the vendor answered {}", self.name, text)
+            elif event.kind == "slow_consumer":
+                logger.warning("stream {}: the vendor says we read too slowly: {}", self.name, text)
+            elif event.kind in ("subscribed", "unsubscribed", "status"):
+                logger.info("stream {}: {}: {}", self.name, event.kind, text)
 
     async def _handle_news(self, batch: StreamBatch, stream: StreamConnection) -> None:
         """Articles take the batch path's news path (pipeline.news: dedup into stories, sentiment,

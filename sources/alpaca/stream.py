@@ -3,7 +3,8 @@ events, and frames -> :class:`~sources.stream.StreamBatch` (the I/O is :mod:`sou
 
 Wire format (JSON text frames; alpaca-py asks for msgpack, we do not): every frame is a JSON array.
 Control: ``{"T":"success","msg":"connected"|"authenticated"}``, ``{"T":"error","code","msg"}`` (402
-auth failed, 406 connection limit exceeded, 407 slow client, ...), ``{"T":"subscription",...}``.
+auth failed, 405 symbol limit exceeded, 406 connection limit exceeded, 407 slow client, 409
+insufficient subscription, ...), ``{"T":"subscription",...}``.
 Data: trade ``{"T":"t","S","i","x","p","s","c","z","t"}``, quote ``{"T":"q","S","bx","bp","bs","ax","ap",
 "as","c","z","t"}``, minute bar ``b`` and updated minute bar ``u`` (``{"S","o","h","l","c","v","n","vw","t"}``),
 correction ``{"T":"c","S","x","oi","op","os","oc","ci","cp","cs","cc","z","t"}``, cancel/error
@@ -58,6 +59,13 @@ FEEDS = ("iex", "sip", "test")
 CHANNELS: dict[str, tuple[str, ...]] = {"trades": ("trades",), "quotes": ("quotes",), "bars": ("bars", "updatedBars")}
 _IGNORED = frozenset({"d", "s", "l", "n", "o"})
 _ERROR_KINDS = {402: "auth_failed", 406: "connection_limit", 407: "slow_consumer"}
+# Refusals no reconnect can change (kind ``plan_limit``): what the key's plan allows, and what to do.
+_PLAN_LIMITS = {
+    405: "the key's Alpaca plan allows fewer symbols than subscribed: stream fewer symbols (or split them "
+    "across keys), or upgrade the Alpaca market-data subscription",
+    409: "the key's Alpaca market-data subscription does not include this feed: stream the iex feed "
+    "(feed=iex), or upgrade the subscription",
+}
 
 
 # -- messages we send ---------------------------------------------------------------------------
@@ -88,6 +96,8 @@ def control_event(message: dict[str, Any], received_ns: int) -> StreamEvent:
         code = message.get("code")
         code = code if isinstance(code, int) else None
         text = str(message.get("msg", "error"))
+        if code in _PLAN_LIMITS:
+            return StreamEvent("plan_limit", f"{text!r} (code {code}): {_PLAN_LIMITS[code]}", code, received_ns)
         return StreamEvent(_ERROR_KINDS.get(code or 0, "error"), text, code, received_ns)
     summary = {k: v for k, v in message.items() if k != "T" and v}
     return StreamEvent("subscribed", orjson.dumps(summary).decode(), None, received_ns)

@@ -183,11 +183,13 @@ def test_control_messages_are_events_and_unmodelled_types_are_ignored():
         ({"T": "error", "code": 402, "msg": "auth failed"}, "auth_failed"),
         ({"T": "error", "code": 406, "msg": "connection limit exceeded"}, "connection_limit"),
         ({"T": "error", "code": 400, "msg": "invalid syntax"}, "error"),
+        ({"T": "error", "code": 405, "msg": "symbol limit exceeded"}, "plan_limit"),
+        ({"T": "error", "code": 409, "msg": "insufficient subscription"}, "plan_limit"),
     ],
 )
 def test_control_events_classify_the_vendors_codes(message, kind):
     (event,) = control_events(orjson.dumps([message]), 1)
-    assert event.kind == kind and event.message == message["msg"]
+    assert event.kind == kind and message["msg"] in event.message
 
 
 def test_auth_and_subscription_messages():
@@ -199,3 +201,9 @@ def test_auth_and_subscription_messages():
         "bars": ["AAPL"],
         "updatedBars": ["AAPL"],
     }
+
+
+@pytest.mark.parametrize(("code", "advice"), [(405, "stream fewer symbols"), (409, "stream the iex feed")])
+def test_what_the_plan_refuses_says_its_code_and_what_to_do(code, advice):
+    (event,) = control_events(orjson.dumps([{"T": "error", "code": code, "msg": "m"}]), 1)
+    assert event.code == code and f"(code {code})" in event.message and advice in event.message

@@ -13,6 +13,7 @@ from websockets.frames import Close
 
 from core.errors import ConfigurationError, PermanentSourceError, RequestError
 from core.settings import Settings, StreamingSettings
+from sources.alpaca.stream import PROTOCOL as ALPACA
 from sources.polygon.stream import PROTOCOL as POLYGON
 from sources.resilience import BreakerState, CircuitBreaker
 from sources.stream import FrameBuffer, ReconnectPolicy, StreamConnection, open_stream, stream_url
@@ -391,6 +392,90 @@ def test_a_rejected_key_is_a_clear_error_and_is_not_retried():
     run(scenario())
     assert vendor.attempts == 1
     assert breaker.state is BreakerState.CLOSED  # the vendor answered: no outage
+
+
+class FakeAlpaca(FakePolygon):
+    """Alpaca's handshake: welcome, auth (accepted, or refused with ``auth_error``), a subscription
+    ack (or ``subscribe_error``), then the frames ``data`` gives."""
+
+    def __init__(self, *, auth_error=None, subscribe_error=None, data=()):
+        super().__init__(data=data)
+        self.auth_error = auth_error
+        self.subscribe_error = subscribe_error
+
+    async def connect(self, url, **options):
+        self.attempts += 1
+        socket = FakeSocket(self)
+        self.sockets.append(socket)
+        socket.inbox.put_nowait(orjson.dumps([{"T": "success", "msg": "connected"}]))
+        return socket
+
+    def answer(self, socket, message):
+        def reply(*messages):
+            socket.inbox.put_nowait(orjson.dumps(list(messages)))
+
+        if message["action"] == "auth":
+            reply(self.auth_error or {"T": "success", "msg": "authenticated"})
+        elif message["action"] == "subscribe":
+            reply({"T": "subscription", "trades": message.get("trades", [])})
+            for frame in self.data[0] if self.data else ():
+                socket.inbox.put_nowait(frame)
+            if self.subscribe_error is not None:
+                reply(self.subscribe_error)
+
+
+def alpaca_connection(vendor):
+    return StreamConnection(
+        ALPACA,
+        "ws://127.0.0.1:1/v2/sip",
+        api_key="KEY",
+        secret_key="SECRET",
+        streaming=streaming(),
+        connect=vendor.connect,
+        rng=random.Random(0),
+    )
+
+
+def alpaca_trades(*ids):
+    return orjson.dumps(
+        [{"T": "t", "S": "AAPL", "i": i, "x": "V", "p": 1.5, "s": 10, "t": "2024-06-03T13:30:00Z"} for i in ids]
+    )
+
+
+def test_an_insufficient_subscription_at_auth_is_a_clear_error_and_is_not_retried():
+    vendor = FakeAlpaca(auth_error={"T": "error", "code": 409, "msg": "insufficient subscription"})
+
+    async def scenario():
+        conn = alpaca_connection(vendor)
+        await conn.subscribe(["trades"], ["AAPL"])
+        with pytest.raises(PermanentSourceError, match=r"insufficient subscription.*code 409.*feed=iex") as raised:
+            await collect_trades(conn, 1)
+        await asyncio.sleep(0.1)  # a retry, if any, would have happened by now (backoff 0.01 s)
+        await conn.close()
+        return raised.value
+
+    error = run(scenario())
+    assert vendor.attempts == 1 and error.status_code == 409
+
+
+def test_a_symbol_limit_after_subscribing_ends_the_stream_after_the_frames_read_before_it():
+    vendor = FakeAlpaca(
+        data=[[alpaca_trades(1, 2)]], subscribe_error={"T": "error", "code": 405, "msg": "symbol limit exceeded"}
+    )
+
+    async def scenario():
+        conn = alpaca_connection(vendor)
+        await conn.subscribe(["trades"], ["AAPL"])
+        ids: list[str] = []
+        with pytest.raises(PermanentSourceError, match=r"symbol limit exceeded.*code 405.*fewer symbols"):
+            async for batch in conn.batches(max_rows=1000, max_delay_s=0.01):
+                ids += batch.trades["trade_id"].tolist()
+        await asyncio.sleep(0.1)
+        return ids, conn.stats()
+
+    ids, stats = run(scenario())
+    assert ids == ["1", "2"]
+    assert vendor.attempts == 1 and "code 405" in (stats.last_error or "")
 
 
 def test_the_connection_limit_pauses_long_instead_of_reconnecting():

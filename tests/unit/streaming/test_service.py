@@ -125,6 +125,19 @@ def test_a_store_that_refuses_every_micro_batch_stops_the_stream(isolated):
     assert service.report.refused_batches == REFUSED_IN_A_ROW_LIMIT - 1
 
 
+def test_the_vendors_error_events_are_counted_and_kept_not_dropped(isolated):
+    from sources.alpaca.stream import PROTOCOL as ALPACA
+
+    service = InMemoryStore(StreamPlan("alpaca", ("AAPL",), ("trades",)), [])
+    frames = [orjson.dumps([{"T": "error", "code": 410, "msg": "invalid subscribe action for this feed"}])]
+
+    handle(service, ALPACA.parse_frames(frames, [1]))
+
+    assert service.report.vendor_errors == 1
+    assert service.report.last_vendor_error == "invalid subscribe action for this feed (code 410)"
+    assert service.report.as_dict()["last_vendor_error"] == service.report.last_vendor_error
+
+
 # -- hybrid: where the REST catch-up starts ------------------------------------------------------
 
 NY_OPEN = pd.Timestamp("2024-06-20 08:00", tz="UTC")  # 04:00 New York, the session's start
