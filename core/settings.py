@@ -187,6 +187,12 @@ class StreamingSettings(_Section):
         "max_connections + close 1008): another client holds the key's slot, or Alpaca still holds ours "
         "(a dropped connection's slot is reaped after ~90 s); an immediate retry would only evict or be refused",
     )
+    database_statement_timeout_seconds: PositiveFloat = Field(
+        default=120.0,
+        description="a statement of the stream's database connection running longer (a lock held by a batch "
+        "writer, a stalled server) is cancelled and retried on a new connection; TCP keepalives find a "
+        "vanished server meanwhile. Bounds what would otherwise block the consumer, and SIGTERM's drain, for ever",
+    )
     lag_limit_seconds: PositiveFloat = Field(
         default=2.0,
         description="the reader blocked this long on a full buffer hands the oldest half of the buffer to the "

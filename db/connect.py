@@ -47,6 +47,22 @@ async def async_database_connection(
         raise _unreachable(settings, dbname, exc) from exc
 
 
+def bounded_session(statement_timeout_s: float) -> dict[str, Any]:
+    """Connection parameters (``database_connection(..., **bounded_session(t))``) under which no call
+    blocks for ever: statements are cancelled past ``statement_timeout_s`` (``QueryCanceled``, which
+    :func:`connection_lost` counts as transient), and TCP keepalives plus ``tcp_user_timeout`` give up
+    on a server that vanished without closing the socket (a partition) within about 30 s."""
+    timeout_ms = max(1, round(statement_timeout_s * 1000))
+    return {
+        "options": f"-c statement_timeout={timeout_ms}",
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 30_000,
+    }
+
+
 def connection_lost(exc: BaseException | None) -> bool:
     """True when ``exc`` (or anything it was raised from) is a lost or refused database connection.
 

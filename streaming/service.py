@@ -254,7 +254,7 @@ class StreamService:
 
             self._news_models = await asyncio.to_thread(NewsModels.from_settings, self.settings)
         stream.on_connected = self._connected
-        self._conn = database_connection(self.settings, autocommit=True)
+        self._conn = database_connection(self.settings, autocommit=True, **self._session)
         try:
             await self._record_status("running", stream)
             stopper = asyncio.create_task(self._close_on(stop, stream))
@@ -280,7 +280,8 @@ class StreamService:
 
     async def _db(self, action: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``action(connection, ...)`` in a worker thread (the event loop keeps reading). A lost
-        database connection (a PostgreSQL restart) is reopened and the SAME action retried, with
+        database connection (a PostgreSQL restart; a statement past
+        ``streaming.database_statement_timeout_seconds``) is reopened and the SAME action retried, with
         backoff, for up to ``DATABASE_RETRY_S``: the micro-batch is still in memory and the writes are
         idempotent, while the connection's buffer (and its spill) absorbs the stream meanwhile."""
         from db.connect import connection_lost, database_connection
@@ -300,7 +301,16 @@ class StreamService:
             with contextlib.suppress(Exception):
                 self._conn.close()
             with contextlib.suppress(Exception):
-                self._conn = await asyncio.to_thread(database_connection, self.settings, autocommit=True)
+                self._conn = await asyncio.to_thread(
+                    database_connection, self.settings, autocommit=True, **self._session
+                )
+
+    @property
+    def _session(self) -> dict[str, Any]:
+        """The stream's database connection never blocks for ever (db.connect.bounded_session)."""
+        from db.connect import bounded_session
+
+        return bounded_session(self.settings.streaming.database_statement_timeout_seconds)
 
     @property
     def name(self) -> str:
