@@ -112,6 +112,18 @@ class StreamPlan:
                 raise RequestError(f"--hybrid catches up trades and bars; a {dataset} stream has no catch-up")
         return cls(source, tuple(dict.fromkeys(normalize_symbol(s.strip()) for s in names)), tuple(wanted), **kwargs)
 
+    def rest_options(self) -> dict[str, Any]:
+        """The options of the REST source that catches this stream up: Alpaca's trades and bars of the
+        feed the stream reads (its default, iex, when the plan names none); REST left to its own
+        default could fill an IEX stream's gaps with SIP prints. The stream-only ``test`` feed has
+        no REST counterpart."""
+        if self.source != "alpaca":
+            return {}
+        from sources.alpaca.stream import DEFAULT_FEED
+
+        feed = self.feed or DEFAULT_FEED
+        return {"feed": feed} if feed in ("iex", "sip") else {}
+
 
 @dataclass
 class StreamReport:
@@ -545,7 +557,9 @@ class StreamService:
         possibly-open window, vendor minute bars after each symbol's newest final one, up to ``resume``."""
         from sources.factory import build_source
 
-        source: Any = build_source(self.plan.source, self.settings, resilience=self._resilience)
+        source: Any = build_source(
+            self.plan.source, self.settings, resilience=self._resilience, options=self.plan.rest_options()
+        )
         trades, bars = empty_frame(TRADES), empty_frame(BARS)
         try:
             if "trades" in self.plan.datasets:

@@ -183,3 +183,18 @@ def test_fresh_windows_fed_from_the_catch_up_start_finalize_only_complete_minute
     complete = trades.groupby(trades["ts"].dt.floor("min"))["size"].sum()
     assert not final.empty
     assert [(bar.ts, bar.volume) for bar in final.itertuples()] == [(t, complete[t]) for t in final["ts"]]
+
+
+@pytest.mark.parametrize(("feed", "rest_feed"), [(None, "iex"), ("iex", "iex"), ("sip", "sip"), ("test", None)])
+def test_the_alpaca_catch_up_reads_the_feed_the_stream_reads(isolated, feed, rest_feed):
+    from sources.factory import build_source
+
+    plan = StreamPlan("alpaca", ("AAPL",), ("trades",), hybrid=True, feed=feed)
+
+    source: Any = build_source("alpaca", Settings(), options=plan.rest_options())
+
+    assert source.client.feed == rest_feed
+
+
+def test_a_polygon_catch_up_has_no_feed_to_choose():
+    assert StreamPlan("polygon", ("AAPL",), ("trades",), hybrid=True).rest_options() == {}
