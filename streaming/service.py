@@ -270,6 +270,7 @@ class StreamService:
         try:
             await self._record_status("running", stream)
             stopper = asyncio.create_task(self._close_on(stop, stream))
+            failure: BaseException | None = None
             try:
                 await stream.subscribe(self.plan.datasets, self.plan.symbols)
                 async for batch in stream.batches(streaming.batch_max_rows, streaming.batch_max_delay_seconds):
@@ -281,11 +282,14 @@ class StreamService:
                     final, forming = self._bars_to_write(last, empty_frame(BARS))
                     removed = self._removed(last)
                     await self._store((), (), final_bars=final, provisional_bars=forming, removed_bars=removed)
+            except BaseException as exc:
+                failure = exc
+                raise
             finally:
                 stopper.cancel()
                 await stream.close()
                 self.report.connection = _stats_dict(stream)
-                await self._record_status("stopped", stream)
+                await self._record_stopped(stream, failure)
         finally:
             self._conn.close()
         return self.report
@@ -348,6 +352,22 @@ class StreamService:
         self._started_at = status.started_at
         self._status_at = time.monotonic()
         await self._db(record_stream_status, status)
+
+    async def _record_stopped(self, stream: Any, failure: BaseException | None) -> None:
+        """The last status row. After a lost database it is not tried (it would wait out another
+        ``DATABASE_RETRY_S``); after another failure, its own error is logged and the failure,
+        the cause worth reporting, propagates."""
+        from db.connect import connection_lost
+
+        if failure is not None and connection_lost(failure):
+            logger.warning("stream {}: the database is lost; its stopped status is not recorded", self.name)
+            return
+        try:
+            await self._record_status("stopped", stream)
+        except Exception as exc:
+            if failure is None:
+                raise
+            logger.warning("stream {}: recording its stopped status failed too: {}", self.name, exc)
 
     async def _close_on(self, stop: asyncio.Event, stream: StreamConnection) -> None:
         await stop.wait()

@@ -32,6 +32,8 @@ class InMemoryStore(StreamService):
         self.refusals = refusals
         self.committed: list[dict[str, Any]] = []
         self.letters: list[Any] = []
+        self.statuses: list[str] = []
+        self.status_error: BaseException | None = None
 
     async def _db(self, action: Any, *args: Any, **kwargs: Any) -> Any:
         if action is commit_stream_batch:
@@ -44,6 +46,9 @@ class InMemoryStore(StreamService):
             self.letters += list(args[0])
             return None
         assert action is record_stream_status
+        if self.status_error is not None:
+            raise self.status_error
+        self.statuses.append(args[0].state)
         return None
 
 
@@ -136,6 +141,32 @@ def test_the_vendors_error_events_are_counted_and_kept_not_dropped(isolated):
     assert service.report.vendor_errors == 1
     assert service.report.last_vendor_error == "invalid subscribe action for this feed (code 410)"
     assert service.report.as_dict()["last_vendor_error"] == service.report.last_vendor_error
+
+
+def test_after_a_lost_database_the_stopped_status_is_not_waited_for(isolated):
+    service = InMemoryStore(PLAN, [])
+
+    asyncio.run(service._record_stopped(Stream(), lost()))
+
+    assert service.statuses == []
+
+
+def test_a_failing_stopped_status_does_not_replace_the_failure_that_stopped_the_stream(isolated):
+    service = InMemoryStore(PLAN, [])
+    service.status_error = refused("permission denied for table stream_status")
+
+    asyncio.run(service._record_stopped(Stream(), RuntimeError("the stream's own failure")))
+
+    with pytest.raises(StorageError, match="permission denied"):  # with nothing else failing, it is raised
+        asyncio.run(service._record_stopped(Stream(), None))
+
+
+def test_a_stream_that_ends_well_records_its_stopped_status(isolated):
+    service = InMemoryStore(PLAN, [])
+
+    asyncio.run(service._record_stopped(Stream(), None))
+
+    assert service.statuses == ["stopped"]
 
 
 # -- hybrid: where the REST catch-up starts ------------------------------------------------------
