@@ -32,6 +32,9 @@ Which bars are written, one source of truth per bar:
   hybrid mode; built from the trades by the windows otherwise. While a minute forms, the windows'
   bar of it is stored provisional (never over a vendor bar already stored final).
 - the stream's own window (``streaming.window_seconds`` when it is not 60): built from the trades.
+- without hybrid mode, a built bar whose window overlaps a span the stream missed (before its first
+  trade; between the last trade before a reconnect and the first after) is never final: it is
+  stored provisional when it closes (:func:`overlaps_gaps`).
 """
 
 from __future__ import annotations
@@ -225,6 +228,10 @@ class StreamService:
         self.report = StreamReport()
         self.heartbeat = heartbeat
         self._resumed: list[int] = []  # wall ns of (re)connects not yet caught up
+        # Without a catch-up (not hybrid): wall ns of (re)connects whose gap is not bounded yet, and
+        # the event-time spans the stream missed (bars of windows overlapping them stay provisional).
+        self._unbounded: list[int] = []
+        self._gaps: list[tuple[pd.Timestamp, pd.Timestamp]] = []
         self._vendor_minute: dict[str, pd.Timestamp] = {}  # newest vendor minute bar per symbol
         self._held_bars: list[pd.DataFrame] = []  # vendor bars that came before a pending catch-up
         self._conn: Any = None
@@ -377,8 +384,11 @@ class StreamService:
     def _connected(self, connected: Any = None) -> None:
         self.report.connects += 1
         self.connected.set()
-        if self.plan.hybrid:  # Connected.at_ns: wall ns once authenticated and resubscribed
-            self._resumed.append(int(getattr(connected, "at_ns", None) or time.time_ns()))
+        at_ns = int(getattr(connected, "at_ns", None) or time.time_ns())  # once authenticated and resubscribed
+        if self.plan.hybrid:
+            self._resumed.append(at_ns)
+        elif "trades" in self.plan.datasets:  # the windows build bars from trades alone
+            self._unbounded.append(at_ns)
 
     async def _handle(self, batch: StreamBatch, windows: Any, stream: StreamConnection) -> None:
         if self.streams_news:
@@ -394,6 +404,8 @@ class StreamService:
                 await self._catch_up(windows, resume)
                 batch = self._release_bars(batch)
         trades = batch.trades
+        if self._unbounded:
+            self._bound_gaps(batch)
         windows.add_trades(trades)
         if not batch.cancels.empty:
             windows.apply_cancels(batch.cancels)
@@ -479,6 +491,13 @@ class StreamService:
         """(final, provisional) bars of one micro-batch, by the rule in the module docstring."""
         built_final = out.final if out is not None else None
         built_forming = out.provisional if out is not None else None
+        if self._gaps and built_final is not None and not built_final.empty:
+            gapped = overlaps_gaps(built_final, self._gaps)
+            if gapped.any():  # seen in part: stored provisional, never announced as the vendor's bar
+                held = built_final[gapped]
+                built_final = built_final[~gapped]
+                parts = [f for f in (built_forming, held) if f is not None and not f.empty]
+                built_forming = pd.concat(parts, ignore_index=True)
         if "bars" not in self.plan.datasets:
             return built_final, built_forming
         if not vendor.empty:
@@ -493,6 +512,28 @@ class StreamService:
             forming = forming[(forming["timeframe"] != "1min") | (forming["ts"] > covered)]
         parts = [f for f in (final, vendor) if f is not None and not f.empty]
         return (pd.concat(parts, ignore_index=True) if parts else None), forming
+
+    def _bound_gaps(self, batch: StreamBatch) -> None:
+        """Bound the event-time span each pending (re)connect missed, once trades received after it
+        arrive: from the newest trade received before it (none at the first connect) to the
+        earliest received after it. A connection that delivered nothing merges into the next gap."""
+        trades = batch.trades
+        if trades.empty:
+            return
+        received = np.asarray(batch.received_ns)
+        ts = trades["ts"]
+        before_batch = self.report.newest_event if self.report.newest_event is not None else _EPOCH
+        while self._unbounded:
+            connected_ns = self._unbounded[0]
+            fresh = received >= connected_ns
+            if not fresh.any():
+                return
+            older = ts[~fresh]
+            start = max(before_batch, older.max()) if not older.empty else before_batch
+            self._gaps.append((pd.Timestamp(start), pd.Timestamp(ts[fresh].min())))
+            self._unbounded.pop(0)
+        horizon = self._gaps[-1][1] - pd.Timedelta(hours=1)  # windows correct final bars for 60 s at most
+        self._gaps = [g for g in self._gaps if g[1] >= horizon]
 
     def _hold_bars(self, batch: StreamBatch) -> StreamBatch:
         """Keep a batch's vendor minute bars back until the catch-up: stored first, the bar of the
@@ -694,6 +735,17 @@ async def _raw_minute_bars(
     if vendor == "polygon":
         return await source.client.aggregates(symbol, start, end, timeframe="1min", adjusted=False)
     return await source.client.bars(symbol, start, end, timeframe="1min", adjustment="raw")
+
+
+def overlaps_gaps(bars: pd.DataFrame, gaps: Sequence[tuple[pd.Timestamp, pd.Timestamp]]) -> pd.Series:
+    """Which ``bars`` (stamped at their window's start, ``timeframe`` its width) overlap one of the
+    event-time ``gaps`` (start, end) a stream missed: their window holds trades it never saw."""
+    starts = bars["ts"]
+    ends = starts + pd.to_timedelta(bars["timeframe"].astype(str))
+    hit = pd.Series(False, index=bars.index)
+    for first, last in gaps:
+        hit |= (starts < last) & (ends > first)
+    return hit
 
 
 def _drop_minutes(bars: pd.DataFrame | None) -> pd.DataFrame | None:

@@ -4,9 +4,12 @@ seam (``StreamService._db``) answered in memory."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 import psycopg
@@ -17,7 +20,13 @@ from core.model import TRADES, frame
 from core.settings import Settings
 from sources.polygon.stream import PROTOCOL
 from storage.streams import StreamCommit, commit_stream_batch, record_stream_status
-from streaming.service import REFUSED_IN_A_ROW_LIMIT, StreamPlan, StreamService, trades_catch_up_start
+from streaming.service import (
+    REFUSED_IN_A_ROW_LIMIT,
+    StreamPlan,
+    StreamService,
+    overlaps_gaps,
+    trades_catch_up_start,
+)
 from streaming.windows import BarWindows
 
 T0_MS = 1_717_421_400_000  # 2024-06-03 13:30:00 UTC
@@ -229,3 +238,52 @@ def test_the_alpaca_catch_up_reads_the_feed_the_stream_reads(isolated, feed, res
 
 def test_a_polygon_catch_up_has_no_feed_to_choose():
     assert StreamPlan("polygon", ("AAPL",), ("trades",), hybrid=True).rest_options() == {}
+
+
+# -- without a catch-up: windows the stream saw in part -----------------------------------------
+
+
+def test_bars_overlapping_a_gap_are_the_ones_whose_window_holds_part_of_it():
+    bars = pd.DataFrame(
+        {
+            "ts": pd.to_datetime(["14:04:00", "14:05:00", "14:06:00", "14:06:05", "14:06:10"], format="%H:%M:%S"),
+            "timeframe": ["1min", "1min", "1min", "5s", "5s"],
+        }
+    )
+    gap = (pd.Timestamp("1900-01-01 14:05:59"), pd.Timestamp("1900-01-01 14:06:07"))
+
+    assert overlaps_gaps(bars, [gap]).tolist() == [False, True, True, True, False]
+
+
+def trade_batch(seconds: Sequence[float], received_ns: int, first_id: int = 0):
+    """One frame per trade at T0 + ``seconds``, all received at ``received_ns``."""
+    frames = [
+        orjson.dumps([{"ev": "T", "sym": "AAPL", "i": str(first_id + n), "x": 4, "p": 1.5, "s": 10,
+                       "t": T0_MS + round(s * 1000)}])
+        for n, s in enumerate(seconds)
+    ]  # fmt: skip
+    return PROTOCOL.parse_frames(frames, [received_ns] * len(frames))
+
+
+def minutes(frames: list[pd.DataFrame | None]) -> list[str]:
+    parts = [f for f in frames if f is not None and not f.empty]
+    bars = pd.concat(parts) if parts else pd.DataFrame({"ts": [], "timeframe": []})
+    return sorted(f"{ts:%H:%M}" for ts in bars[bars["timeframe"] == "1min"]["ts"])
+
+
+def test_without_a_catch_up_the_minutes_around_a_start_or_a_reconnect_are_never_final(isolated):
+    service = InMemoryStore(StreamPlan("polygon", ("AAPL",), ("trades",)), [])
+    windows = BarWindows(60, 2, source="polygon")
+
+    async def scenario():
+        service._connected(SimpleNamespace(at_ns=100))  # the start: 13:30:58 is the first trade seen
+        await service._handle(trade_batch(np.arange(58, 130, 0.5), 150), windows, Stream())
+        service._connected(SimpleNamespace(at_ns=300))  # a drop: nothing from 13:32:09.5 to 13:34:30
+        await service._handle(trade_batch(np.arange(270, 370, 0.5), 350, 1000), windows, Stream())
+
+    asyncio.run(scenario())
+
+    final = minutes([c.get("final_bars") for c in service.committed])
+    provisional = minutes([c.get("provisional_bars") for c in service.committed])
+    assert final == ["13:31", "13:35"]  # 13:30, 13:32 and 13:34 were seen in part
+    assert {"13:30", "13:32", "13:34"} <= set(provisional)
