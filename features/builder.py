@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "marketpipe.features"
 KEY_COLUMNS = ("symbol", "timeframe", "ts")
 BAR_INPUTS = ("open", "high", "low", "close", "volume")
-STANDARD_VERSION = "std1"  # bump when a kernel's formula changes
+STANDARD_VERSION = "std2"  # bump when a kernel's formula or the stored basis changes (std2: levels as traded)
 
 
 class FeatureBuilder:
@@ -171,7 +171,7 @@ class FeatureSet:
 
     @property
     def version(self) -> str:
-        """``std1-<hash>``: changes when a window, a plugin or a plugin's version changes."""
+        """``std2-<hash>``: changes when a window, a plugin or a plugin's version changes."""
         spec = repr(
             (
                 sorted(asdict(self.params).items()),

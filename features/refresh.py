@@ -10,6 +10,11 @@ two runs over the same bars write the same values, which is what makes reruns no
 includes the lake: given a :class:`~storage.router.StorageRouter` as ``history``, a refresh
 reads the bars already tiered too, so tiering old bars does not change the features of the recent
 ones (the hot store alone would restart every warm-up at its first bar).
+
+Stored values are point-in-time: each bar's level-valued features (SMA, ATR, OBV, ...) are put
+back into the units that bar traded in (:mod:`features.basis`), so a split or dividend stored
+later does not change them. The bars are read raw and adjusted here with the same factors that
+convert the results back, so an action stored during a run cannot mix two bases.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import pandas as pd
 import psycopg
 
 from core.model import canonical_timeframe, to_utc
+from features.basis import as_traded
 from features.builder import BAR_INPUTS, FeatureSet
+from storage.corporate_actions import apply_adjustment, bar_factors, read_adjustment_factors
 from storage.feature_tables import write_features
 from storage.hot import Adjustment, UpsertResult, read_bars
 
@@ -41,6 +48,8 @@ class BarHistory(Protocol):
         *,
         adjusted: bool | str = False,
     ) -> pd.DataFrame: ...
+
+    def adjustment_factors(self, symbols: Sequence[str]) -> pd.DataFrame: ...
 
 
 @dataclass(frozen=True)
@@ -70,15 +79,27 @@ def refresh_features(
 
     Bars are read from each symbol's first stored bar (see the module docstring), through
     ``history`` when given (hot store and lake), else from the hot store on ``conn``; only rows
-    inside the range are written."""
+    inside the range are written, their level features in each bar's own basis."""
     lo = to_utc(start)
     if history is None:
-        bars = read_bars(conn, symbols, HISTORY_START, end, timeframe, adjustment=adjustment)
+        raw = read_bars(conn, symbols, HISTORY_START, end, timeframe)
+        factors = read_adjustment_factors(conn, symbols)
     else:
-        bars = history.read_bars(symbols, HISTORY_START, end, timeframe, adjusted=adjustment)
-    computed = feature_set.compute(bars, canonical_timeframe(timeframe)).frame
+        raw = history.read_bars(symbols, HISTORY_START, end, timeframe)
+        factors = history.adjustment_factors(symbols)
+    computed = point_in_time_features(feature_set, raw, factors, timeframe, adjustment)
     in_range = computed[computed["ts"] >= lo].drop(columns=list(BAR_INPUTS)).reset_index(drop=True)
     result = write_features(conn, in_range, feature_set.version) if len(in_range) else UpsertResult()
     return FeatureRefresh(
         len(symbols), len(in_range), feature_set.version, result.inserted, result.updated, result.unchanged
     )
+
+
+def point_in_time_features(
+    feature_set: FeatureSet, raw: pd.DataFrame, factors: pd.DataFrame, timeframe: str, adjustment: Adjustment = "all"
+) -> pd.DataFrame:
+    """The features of raw bars as they are stored: computed from the bars adjusted by ``factors``
+    (:func:`storage.corporate_actions.adjustment_factors`' steps), each bar's level features then
+    put back into that bar's own basis, so a value at bar t depends on no action ex after t."""
+    computed = feature_set.compute(apply_adjustment(raw, factors, adjustment), canonical_timeframe(timeframe)).frame
+    return as_traded(computed, *bar_factors(computed, factors, adjustment))

@@ -1,12 +1,14 @@
 """The features stage as a Prefect flow: stored bars into the feature store, a task per symbol batch.
 
 Features come from split- and dividend-adjusted bars (``adjustment="all"``: returns are not broken
-by a split or an ex-dividend drop) and from each symbol's first stored bar, so a rerun over the same
-bars rewrites nothing (see :mod:`features.refresh`). Stored bars include those tiered to the lake
-(read through the StorageRouter) unless ``storage.routing.cold_fallback_enabled`` is false; then
-features start from the first hot bar, and the flow says so in its log. The feature set is the standard set with
-the windows of the ``features`` settings, plus the plugins those settings name and every plugin
-registered through the ``marketpipe.features`` entry points.
+by a split or an ex-dividend drop), with each bar's level features (SMA, ATR, OBV, ...) stored in
+that bar's own as-traded units so a later action changes none of them, and from each symbol's first
+stored bar, so a rerun over the same bars rewrites nothing (see :mod:`features.refresh`). Stored
+bars include those tiered to the lake (read through the StorageRouter) unless
+``storage.routing.cold_fallback_enabled`` is false; then features start from the first hot bar, and
+the flow says so in its log. The feature set is the standard set with the windows of the
+``features`` settings, plus the plugins those settings name and every plugin registered through the
+``marketpipe.features`` entry points.
 The symbol batches run in threads of this process or, with ``compute.task_runner=dask``, on a Dask
 cluster (see :mod:`tasks.features` and :mod:`tasks.compute`).
 Publishes a summary table artifact.

@@ -133,6 +133,21 @@ def apply_adjustment(bars: pd.DataFrame, factors: pd.DataFrame, adjustment: Adju
     check_adjustment(adjustment)
     if adjustment == "raw" or bars.empty:
         return bars.copy()
+    split, price = bar_factors(bars, factors, adjustment)
+    adjusted = bars.copy()
+    for column in ("open", "high", "low", "close", "vwap"):
+        adjusted[column] = bars[column].to_numpy() * price
+    adjusted["volume"] = np.round(bars["volume"].to_numpy() / split).astype(np.int64)
+    return adjusted
+
+
+def bar_factors(bars: pd.DataFrame, factors: pd.DataFrame, adjustment: Adjustment) -> tuple[np.ndarray, np.ndarray]:
+    """The split factor (volumes are divided by it) and the price factor (prices are multiplied by
+    it) of each row of ``bars`` (``symbol``, ``ts``), in row order: 1 where no later action applies,
+    and everywhere for ``'raw'``. What :func:`apply_adjustment` applies, and what undoes it."""
+    check_adjustment(adjustment)
+    if adjustment == "raw" or bars.empty or factors.empty:
+        return np.ones(len(bars)), np.ones(len(bars))
     days = pd.Series(session_date(bars["ts"]).to_numpy(), name="day")
     left = pd.DataFrame({"row": np.arange(len(bars)), "symbol": bars["symbol"].astype(str).to_numpy(), "day": days})
     right = factors.assign(symbol=factors["symbol"].astype(str), day=pd.DatetimeIndex(factors["valid_until"]))
@@ -144,13 +159,25 @@ def apply_adjustment(bars: pd.DataFrame, factors: pd.DataFrame, adjustment: Adju
         direction="forward",
         allow_exact_matches=False,  # an ex date's own session is already adjusted by the market
     ).sort_values("row")
-    split = matched["split_factor"].fillna(1.0).to_numpy()
-    price = (matched["total_factor"] if adjustment == "all" else matched["split_factor"]).fillna(1.0).to_numpy()
-    adjusted = bars.copy()
-    for column in ("open", "high", "low", "close", "vwap"):
-        adjusted[column] = bars[column].to_numpy() * price
-    adjusted["volume"] = np.round(bars["volume"].to_numpy() / split).astype(np.int64)
-    return adjusted
+    split = matched["split_factor"].fillna(1.0).to_numpy(dtype=np.float64)
+    price = (matched["total_factor"] if adjustment == "all" else matched["split_factor"]).fillna(1.0)
+    return split, price.to_numpy(dtype=np.float64)
+
+
+def read_adjustment_factors(conn: psycopg.Connection, symbols: Sequence[str]) -> pd.DataFrame:
+    """The factor steps of ``symbols`` as the hot store computes them (``market.adjustment_factors``,
+    the frame :func:`adjustment_factors` gives): what ``market.adjusted_bars`` applies."""
+    rows = conn.execute(
+        "SELECT symbol, valid_from, valid_until, split_factor, total_factor FROM market.adjustment_factors(%s)",
+        (list(symbols),),
+    ).fetchall()
+    columns = ["symbol", "valid_from", "valid_until", "split_factor", "total_factor"]
+    data: list[Sequence[object]] = list(zip(*rows, strict=True)) if rows else [[] for _ in columns]
+    out = pd.DataFrame(dict(zip(columns, data, strict=True)))
+    out["symbol"] = out["symbol"].astype(_FACTOR_DTYPES[0])
+    for name in ("valid_from", "valid_until"):
+        out[name] = pd.to_datetime(pd.Series(out[name], dtype=object), utc=True).astype(_FACTOR_DTYPES[1])
+    return out.astype({"split_factor": "float64", "total_factor": "float64"})
 
 
 def _utc_dates(values: pd.Series) -> np.ndarray:

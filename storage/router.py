@@ -293,8 +293,13 @@ class StorageRouter:
         bars = self.read_raw_bars(symbols, start, end, timeframe)
         if adjustment == "raw" or bars.empty:
             return bars
+        return apply_adjustment(bars, self.adjustment_factors(symbols), adjustment)
+
+    def adjustment_factors(self, symbols: Sequence[str]) -> pd.DataFrame:
+        """The factor steps of ``symbols`` (:func:`storage.corporate_actions.adjustment_factors`),
+        the dividends' previous closes read from either tier: what :meth:`read_bars` applies."""
         actions = read_corporate_actions(self.conn, sorted(set(symbols)))
-        return apply_adjustment(bars, adjustment_factors(actions, self._closes_before(actions)), adjustment)
+        return adjustment_factors(actions, self._closes_before(actions))
 
     def bars_per_session(self, symbols: Sequence[str], start: object, end: object, timeframe: str) -> pd.DataFrame:
         """Distinct bars stored per symbol and New York session date in ``[start, end)``, in either

@@ -9,10 +9,11 @@ import pandas as pd
 import psycopg
 import pytest
 
-from core.model import BARS, frame
+from core.model import BARS, CORPORATE_ACTIONS, frame, session_date
 from features import FeatureBuilder, FeatureParams, FeatureSet
 from features.refresh import refresh_features
 from flows.features_flow import features_flow
+from storage.corporate_actions import upsert_corporate_actions
 from storage.feature_tables import export_features, read_features
 from storage.hot import upsert_bars
 from storage.lake import Lake
@@ -130,3 +131,30 @@ def test_export_writes_parquet_equal_to_read_features(stack, conn, symbols):
         assert list(exported.columns) == ["symbol", "timeframe", "ts", "feature_set", *names]
         pd.testing.assert_frame_equal(exported, expected)
         assert exported["ts"].is_monotonic_increasing and len(exported) == N_BARS
+
+
+def test_a_split_stored_later_leaves_the_features_of_earlier_bars(conn, symbols):
+    # 40 bars stored and their features computed; then a 4-for-1 split, ex on the 41st bar's session,
+    # arrives with the 20 bars after it (as traded: prices / 4, volumes x 4)
+    symbol, k = symbols(), 40
+    bars = daily_bars(symbol)
+    post = bars.index >= k
+    for column in ("open", "high", "low", "close", "vwap"):
+        bars.loc[post, column] = bars.loc[post, column] / 4
+    bars.loc[post, "volume"] = bars.loc[post, "volume"] * 4
+    upsert_bars(conn, bars.iloc[:k])
+    refresh_features(conn, FeatureSet(), [symbol], "1day", START, END)
+    before = read_features(conn, [symbol], START, END, "1day")
+
+    split = {"symbol": [symbol], "action": "split", "ex_date": [session_date(bars["ts"]).iloc[k]], "new_rate": 4.0}
+    upsert_corporate_actions(
+        conn, frame(CORPORATE_ACTIONS, {**split, "old_rate": 1.0, "source": "test"}, what="test split")
+    )
+    upsert_bars(conn, bars.iloc[k:])
+    redo = refresh_features(conn, FeatureSet(), [symbol], "1day", START, END)
+    after = read_features(conn, [symbol], START, END, "1day")
+
+    assert (redo.inserted, redo.updated, redo.unchanged) == (N_BARS - k, 0, k)
+    pd.testing.assert_frame_equal(after.iloc[:k], before)
+    assert after["sma"].iloc[k - 1] == pytest.approx(bars["close"].iloc[k - 20 : k].mean())
+    assert after["ret"].iloc[k] > -0.2  # the split is no -75 % return
