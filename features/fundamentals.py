@@ -4,13 +4,16 @@ Inputs are a :class:`storage.fundamentals.PointInTime`: the statements as filed 
 later restatement is not in them), the earnings calendar as known at its end, the raw close of the
 last session on or before it, and the corporate actions.
 
-**One basis for per-share figures and prices.** A filing counts its shares as they were at the
-period's end; the price is the raw close of the day asked about. A split between the two would
-make a per-share figure and the price disagree by the split ratio, so shares are carried forward
-to the price's day: ``shares x product(new_rate / old_rate)`` over the splits with
-``period_end < ex_date <= price day``. Dividends of the trailing year are carried forward the same
-way (``amount / product`` over the splits after their ex date), so every per-share figure is in
-the shares of the price's day and a split changes no ratio. (Equivalently: the split-adjusted
+**One basis for per-share figures and prices.** A filing counts its shares in the units of its
+filing date: a split after the period's end but before the filing is already in its share counts
+(filers restate them retroactively; GOOGL's 10-Q for Q2 2022, filed after the 20-for-1 split of
+2022-07-18, reports post-split shares). The price is the raw close of the day asked about. A split
+between the two would make a per-share figure and the price disagree by the split ratio, so shares
+are carried forward to the price's day: ``shares x product(new_rate / old_rate)`` over the splits
+with ``filing_date < ex_date <= price day`` (the period's end when the filing date is unknown).
+Dividends of the trailing year are carried forward the same way (``amount / product`` over the
+splits after their ex date), so every per-share figure is in the shares of the price's day and a
+split changes no ratio. (Equivalently: the split-adjusted
 series ending at the price's day; the raw close is that series' last value.)
 
 Ratios (NaN where the denominator is missing or not positive, when the ratio means nothing):
@@ -59,7 +62,7 @@ class Ratios:
     filing_date: date | None
     restated: bool  # that period's figures are a restatement
     shares: float  # in the shares of price_date
-    split_factor: float  # splits between the latest period's end and price_date
+    split_factor: float  # splits after the latest quarter's filing date, up to price_date
     market_cap: float
     eps_ttm: float
     book_value: float
@@ -165,8 +168,10 @@ def ratios(pit: PointInTime, symbol: str) -> Ratios:
     reported_shares = next(
         (v for v in (_value(latest_quarter, s) for s in _SHARES) if math.isfinite(v) and v > 0), math.nan
     )
-    quarter_end = _day(latest_quarter["period_end"]) if latest_quarter is not None else None
-    factor = split_factor(pit.actions, symbol, quarter_end, price_day) if quarter_end and price_day else 1.0
+    shares_day = None  # the day whose units the reported shares are in: the filing's
+    if latest_quarter is not None:
+        shares_day = _day(latest_quarter["filing_date"]) or _day(latest_quarter["period_end"])
+    factor = split_factor(pit.actions, symbol, shares_day, price_day) if shares_day and price_day else 1.0
     shares = reported_shares * factor
     market_cap = price * shares
     eps_ttm = trailing_sum(quarters, "net_income_loss") / shares

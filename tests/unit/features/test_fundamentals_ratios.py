@@ -11,6 +11,7 @@ import pytest
 from core import model
 from features.fundamentals import (
     EARNINGS_FEATURE_NAMES,
+    Ratios,
     earnings_bar_features,
     earnings_feature_series,
     earnings_features,
@@ -95,6 +96,31 @@ def test_a_split_after_the_period_changes_no_ratio() -> None:
     after = ratios(pit(10.0, "2024-02-15", split), "ACME")  # the same company at half the price per share
     assert after.split_factor == 2.0 and after.shares == pytest.approx(200.0)
     assert after.pe == pytest.approx(before.pe) and after.market_cap == pytest.approx(before.market_cap)
+
+
+SPLIT_20_FOR_1 = ("split", "2022-07-18", 20.0, 1.0, math.nan)
+
+
+def ratios_after_the_split(shares: float, filed_days_after_period_end: int) -> Ratios:
+    """GOOGL Q2 2022: the quarter ends 06-30 and a 20-for-1 split is ex 07-18; the price is 20 on
+    08-01, after it. The filing counts ``shares`` (100 before the split, 2,000 after)."""
+    filed = statements(shares=shares, quarters=("2021-09-30", "2021-12-31", "2022-03-31", "2022-06-30"))
+    filed["filing_date"] = pd.to_datetime(filed["period_end"]) + pd.Timedelta(days=filed_days_after_period_end)
+    return ratios(pit(20.0, "2022-08-01", actions(SPLIT_20_FOR_1), filed), "ACME")
+
+
+def test_a_split_before_the_filing_is_not_counted_again() -> None:
+    r = ratios_after_the_split(2000.0, filed_days_after_period_end=26)  # filed 07-26: post-split shares
+
+    assert r.split_factor == 1.0 and r.shares == pytest.approx(2000.0)
+    assert r.market_cap == pytest.approx(40_000.0) and r.eps_ttm == pytest.approx(0.05)
+    assert r.pe == pytest.approx(400.0) and r.pb == pytest.approx(40_000.0 / 1003.0)
+
+
+def test_a_split_after_the_filing_is_carried_forward() -> None:
+    r = ratios_after_the_split(100.0, filed_days_after_period_end=10)  # filed 07-10: pre-split shares
+
+    assert r.split_factor == 20.0 and r.shares == pytest.approx(2000.0) and r.pe == pytest.approx(400.0)
 
 
 def test_dividends_before_a_split_count_in_post_split_shares() -> None:
