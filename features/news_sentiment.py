@@ -6,8 +6,9 @@ published one nanosecond after a bar closes first counts for the next bar. Per w
 time-decayed mean (weights halve every ``half_life_hours`` of age at the close). A bar with no
 item in a window has count 0 and NaN means (no news is not neutral news).
 
-The close of a bar: ts + its width for intraday bars; the session's close (16:00 New York, 13:00
-on half days) for a daily bar, whose ts is the session's midnight in New York.
+The close of a bar: ts + its width for intraday bars (any ``<n>min`` or ``<n>hour``); the session's
+close (16:00 New York, 13:00 on half days) for a daily bar, whose ts is the session's midnight in
+New York. Bars of any other timeframe are refused (:func:`core.calendar.bar_width_ns`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ import numba
 import numpy as np
 import pandas as pd
 
-from core.calendar import nyse_sessions
+from core.calendar import bar_width_ns, nyse_sessions
+from core.errors import DataQualityError, PermanentSourceError, RequestError
 
 NEWS_FEATURE_SET = "news_sentiment_v1"
 WINDOWS_HOURS: tuple[int, ...] = (24, 72)
 HALF_LIFE_HOURS = 12.0
 HOUR_NS = 3_600 * 10**9
-INTRADAY_WIDTH_NS = {"1min": 60 * 10**9, "5min": 300 * 10**9, "15min": 900 * 10**9, "1hour": HOUR_NS}
 
 
 def feature_names(windows: Sequence[int] = WINDOWS_HOURS) -> list[str]:
@@ -90,10 +91,15 @@ def sentiment_features(
 
 def bar_close_ns(ts: pd.Series, timeframe: str) -> np.ndarray:
     """The instant each bar closes (see the module docstring)."""
+    try:
+        width = bar_width_ns(timeframe)
+    except (PermanentSourceError, DataQualityError) as exc:
+        # taken as daily, a 10:00 bar of an unknown width would see the news until the next close
+        raise RequestError(f"cannot tell when a {timeframe!r} bar closes for its news features: {exc}") from exc
     stamps = pd.to_datetime(ts, utc=True).astype("datetime64[ns, UTC]")
     ns = stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    if timeframe in INTRADAY_WIDTH_NS:
-        return ns + INTRADAY_WIDTH_NS[timeframe]
+    if width is not None:
+        return ns + width
     if len(ns) == 0:
         return ns
     schedule = nyse_sessions(stamps.min(), stamps.max())

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.errors import RequestError
 from features.news_sentiment import HOUR_NS, bar_close_ns, feature_names, sentiment_features, symbol_feature_frame
 
 CLOSE = 1_717_531_200 * 10**9  # 2024-06-04 20:00 UTC, the 16:00 New York close
@@ -50,6 +51,20 @@ def test_a_daily_bar_closes_at_the_session_close_and_a_minute_bar_after_its_minu
     ]
     minute = pd.Series(pd.to_datetime(["2024-06-04T13:30:00Z"]))
     assert bar_close_ns(minute, "1min")[0] == pd.Timestamp("2024-06-04T13:31:00Z").value
+
+
+@pytest.mark.parametrize(("timeframe", "close"), [("30min", "14:30"), ("2hour", "16:00"), ("1h", "15:00")])
+def test_an_intraday_bar_closes_after_its_width_whatever_the_timeframe(timeframe: str, close: str) -> None:
+    ten = pd.Series(pd.to_datetime(["2024-03-11T14:00:00Z"]))  # 10:00 New York
+    assert bar_close_ns(ten, timeframe)[0] == pd.Timestamp(f"2024-03-11T{close}:00Z").value
+
+
+@pytest.mark.parametrize("timeframe", ["5s", "15s", "1week", "2day", "1month"])
+def test_a_timeframe_without_a_known_close_is_refused(timeframe: str) -> None:
+    # taken as daily, a 10:00 bar of these saw the news until the next day's 10:00 (the review)
+    ten = pd.Series(pd.to_datetime(["2024-03-11T14:00:00Z"]))
+    with pytest.raises(RequestError, match="cannot tell when"):
+        bar_close_ns(ten, timeframe)
 
 
 def test_the_long_frame_has_every_feature_of_every_bar() -> None:
