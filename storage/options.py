@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 
+from core.calendar import nyse_sessions
 from core.errors import StorageError
 from storage.feature_tables import FEATURE_VALUES_TABLE
 from storage.hot import Column, TableSpec, UpsertResult, upsert_frame
@@ -332,13 +333,20 @@ def write_snapshot_features(
 def write_daily_features(conn: psycopg.Connection, underlying: str, ts: pd.Timestamp) -> UpsertResult:
     """The chain features of ``underlying``'s snapshot at ``ts`` as its daily values in the feature
     store (features.bar_feature_values, timeframe 1day, ts midnight New York like daily bars,
-    feature set :data:`OPTION_FEATURE_SET`), when it is the day's newest snapshot: the day's last
-    snapshot (the close, once the session ended) is the day's value, what IV rank is computed on."""
+    feature set :data:`OPTION_FEATURE_SET`), when it is the newest snapshot of its session taken
+    by the session's close (13:00 on half days): the close is the day's value, what IV rank is
+    computed on. A snapshot after the close (an evening ingest, after an after-the-close earnings
+    report) or on a day without a session is no session's value: daily bars, earnings and news
+    features of the day all stop at its close."""
     snapshot = pd.Timestamp(ts)
     day = snapshot.tz_convert(NEW_YORK).normalize()
+    session = nyse_sessions(day.date(), day.date())
+    if not len(session) or snapshot.value > int(session.close_ns[0]):
+        return UpsertResult()
+    close = pd.Timestamp(int(session.close_ns[0]), tz="UTC")
     newest = conn.execute(
-        "SELECT max(ts) FROM market.option_quotes WHERE underlying = %s AND ts >= %s AND ts < %s",
-        (underlying, day.to_pydatetime(), (day + pd.Timedelta(days=1)).to_pydatetime()),
+        "SELECT max(ts) FROM market.option_quotes WHERE underlying = %s AND ts >= %s AND ts <= %s",
+        (underlying, day.to_pydatetime(), close.to_pydatetime()),
     ).fetchone()
     if newest is None or newest[0] is None or pd.Timestamp(newest[0]) != snapshot:
         return UpsertResult()

@@ -80,7 +80,7 @@ def process_symbol_options(
 
 def write_chain_features(conn: psycopg.Connection, underlying: str, snapshots: Iterable[object]) -> UpsertResult:
     """Each stored snapshot's chain features (feature set options1): its 15min row with the ATM IV
-    term structure, and the day's 1day row when it is the day's newest snapshot."""
+    term structure, and the day's 1day row when it is the session's newest snapshot by its close."""
     written = UpsertResult()
     for snapshot in snapshots:
         at = pd.Timestamp(snapshot)

@@ -21,7 +21,7 @@
 --       iv_rank = 100 (iv - min) / (max - min), iv_percentile = 100 * share of the days below it;
 --       an underlying with fewer days or a flat history is left out rather than guessed. The daily
 --       values are the feature store's (features.bar_feature_values, feature set options1,
---       timeframe 1day: the day's last snapshot, written at ingest by storage/options.py
+--       timeframe 1day: the session's last snapshot by its close, written at ingest by storage/options.py
 --       write_daily_features), so the scan reads one row per underlying and day, not every snapshot
 --   scan.unusual_options(min_ratio, min_volume, limit)
 --       contracts of each underlying's newest snapshot whose session volume is at least

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.calendar import nyse_sessions
 from storage.options import (
     DAILY_FEATURES,
     OPTION_FEATURE_SET,
@@ -24,6 +25,7 @@ from tasks.options import tenor_ivs
 from tests.support.options import forget_options, ingest_options, stored_quotes
 
 SYMBOL = "OPTQB"
+COPY = "OPTQK"  # copies of its chain at chosen instants
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +108,10 @@ def test_the_days_features_are_in_the_feature_store(quotes, conn):
         (SYMBOL, OPTION_FEATURE_SET),
     ).fetchall()
     midnight = ts.tz_convert("America/New_York").normalize()
+    session = nyse_sessions(midnight.date(), midnight.date())
+    if not len(session) or ts.value > session.close_ns[0]:  # taken after the close or on a holiday
+        assert rows == []
+        return
     assert {r[0] for r in rows} == {midnight} and {r[1] for r in rows} == set(DAILY_FEATURES)
     for _, name, value in rows:
         assert value == pytest.approx(features[name], rel=1e-12)
@@ -156,33 +162,82 @@ def test_each_snapshots_features_and_term_structure_are_in_the_feature_store(quo
     assert sorted(after, key=lambda r: r[0]) == sorted([(n, v, c) for _, n, v, c in rows], key=lambda r: r[0])
 
 
-def test_iv_rank_ranks_the_newest_day_within_its_history(quotes, conn):
-    # the same chain on the two days before at 0.8x and 1.1x its IVs, stored as ingest stores a
-    # snapshot's daily features: the newest day sits inside the range, above one of the three
+def copy_chain(conn, snapshot: pd.Timestamp, underlying: str, at: pd.Timestamp, iv_scale=1.0, put_volume_scale=1):
+    """The stored chain of ``snapshot`` again as ``underlying``'s snapshot at ``at``, its IVs and
+    its puts' volumes scaled (so the copies' features tell them apart)."""
+    conn.execute(
+        "INSERT INTO market.option_quotes (contract, ts, underlying, expiration, strike, contract_type, bid, ask,"
+        " volume, open_interest, underlying_price, rate, dividend_yield, iv, delta, iv_reason, source)"
+        " SELECT contract, %s, %s, expiration, strike, contract_type, bid, ask,"
+        " CASE WHEN contract_type = 'put' THEN volume * %s ELSE volume END, open_interest, underlying_price, rate,"
+        " dividend_yield, iv * %s, delta, iv_reason, source"
+        " FROM market.option_quotes WHERE underlying = %s AND ts = %s",
+        (at.to_pydatetime(), underlying, put_volume_scale, iv_scale, SYMBOL, snapshot.to_pydatetime()),
+    )
+
+
+def session_closes(before: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The closes of the last full session and the last half day before ``before``'s date."""
+    sessions = nyse_sessions(before - pd.Timedelta(days=400), before.tz_convert("America/New_York").date())
+    past = sessions.midnight_ns < before.tz_convert("America/New_York").normalize().value
+    full = np.flatnonzero(past & ~sessions.half_days)[-1]
+    half = np.flatnonzero(past & sessions.half_days)[-1]
+    return pd.Timestamp(int(sessions.close_ns[full]), tz="UTC"), pd.Timestamp(int(sessions.close_ns[half]), tz="UTC")
+
+
+@pytest.fixture
+def copies(conn):
+    forget_options(conn, COPY)
+    yield COPY
+    forget_options(conn, COPY)
+
+
+def test_iv_rank_ranks_the_newest_day_within_its_history(quotes, conn, copies):
+    # the chain at the close of three sessions at 1.0x, 0.8x and 1.1x its IVs (newest first), stored
+    # as ingest stores a snapshot's daily features: the newest day sits inside the range
     newest = quotes["ts"].iloc[0]
-    for days, scale in ((1, 0.8), (2, 1.1)):
-        conn.execute(
-            "INSERT INTO market.option_quotes (contract, ts, underlying, expiration, strike, contract_type, bid, ask,"
-            " volume, open_interest, underlying_price, rate, dividend_yield, iv, delta, iv_reason, source)"
-            " SELECT contract, ts - make_interval(days => %s), underlying, expiration, strike, contract_type, bid,"
-            " ask, volume, open_interest, underlying_price, rate, dividend_yield, iv * %s, delta, iv_reason, source"
-            " FROM market.option_quotes WHERE underlying = %s AND ts = %s",
-            (days, scale, SYMBOL, newest.to_pydatetime()),
-        )
-        write_daily_features(conn, SYMBOL, newest - pd.Timedelta(days=days))
+    sessions = nyse_sessions(newest - pd.Timedelta(days=10), newest - pd.Timedelta(days=1))
+    closes = [pd.Timestamp(int(ns), tz="UTC") for ns in sessions.close_ns[::-1][:3]]
+    for close, scale in zip(closes, (1.0, 0.8, 1.1), strict=True):
+        copy_chain(conn, newest, copies, close, iv_scale=scale)
+        write_daily_features(conn, copies, close)
     found = run_scan(conn, option_iv_rank(30, limit=10_000))
-    row = found[found["underlying"] == SYMBOL].iloc[0]
-    history = [read_chain_features(conn, SYMBOL, newest - pd.Timedelta(days=d))["atm_iv_30d"] for d in (0, 1, 2)]
+    row = found[found["underlying"] == copies].iloc[0]
+    history = [read_chain_features(conn, copies, close)["atm_iv_30d"] for close in closes]
     assert history[2] > history[0] > history[1]  # the scaled snapshots keep their order
-    assert row["days"] == 3 and row["day"] == newest.tz_convert("America/New_York").normalize()
+    assert row["days"] == 3 and row["day"] == closes[0].tz_convert("America/New_York").normalize()
     assert row["atm_iv_30d"] == pytest.approx(history[0])
     lo, hi = min(history), max(history)
     assert row["iv_rank"] == pytest.approx(100 * (history[0] - lo) / (hi - lo), rel=1e-9)
     assert row["iv_percentile"] == pytest.approx(100 / 3)
-    conn.execute("DELETE FROM market.option_quotes WHERE underlying = %s AND ts < %s", (SYMBOL, newest))
-    conn.execute(
-        "DELETE FROM features.bar_feature_values WHERE symbol = %s AND ts < %s", (SYMBOL, row["day"].to_pydatetime())
-    )
+
+
+def daily_put_call_volume_ratio(conn, underlying: str, close: pd.Timestamp) -> float:
+    midnight = close.tz_convert("America/New_York").normalize()
+    return conn.execute(
+        "SELECT value FROM features.bar_feature_values WHERE symbol = %s AND feature_set = %s AND timeframe = '1day'"
+        " AND ts = %s AND name = 'put_call_volume_ratio'",
+        (underlying, OPTION_FEATURE_SET, midnight.to_pydatetime()),
+    ).fetchone()[0]
+
+
+@pytest.mark.parametrize("day", ["full", "half"])
+def test_the_daily_value_is_the_last_snapshot_by_the_close(quotes, conn, copies, day):
+    # a snapshot at the close (16:00, 13:00 on a half day) with twice the put volume, then one at
+    # 18:00 with three times: the evening one (after an after-the-close report) is not the day's
+    newest = quotes["ts"].iloc[0]
+    close = dict(zip(("full", "half"), session_closes(newest), strict=True))[day]
+    evening = close.tz_convert("America/New_York").normalize() + pd.Timedelta(hours=18)
+    ratio = read_chain_features(conn, SYMBOL, newest)["put_call_volume_ratio"]
+    for at, scale in ((close, 2), (evening, 3)):
+        copy_chain(conn, newest, copies, at, put_volume_scale=scale)
+        write_daily_features(conn, copies, at)
+
+    assert daily_put_call_volume_ratio(conn, copies, close) == pytest.approx(2 * ratio, rel=1e-12)
+    # written in the other order, the evening snapshot does not displace it either
+    write_daily_features(conn, copies, evening)
+    write_daily_features(conn, copies, close)
+    assert daily_put_call_volume_ratio(conn, copies, close) == pytest.approx(2 * ratio, rel=1e-12)
 
 
 def test_the_cli_prints_one_expiry_of_the_chain(quotes, marketpipe_cli):
