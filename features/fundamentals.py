@@ -115,7 +115,7 @@ def split_factor(actions: pd.DataFrame, symbol: str, after: date, until: date) -
     if actions.empty:
         return 1.0
     splits = actions[(actions["symbol"] == symbol) & (actions["action"] == "split")]
-    days = splits["ex_date"].dt.date
+    days = pd.to_datetime(splits["ex_date"], utc=True).dt.date
     inside = splits[(days > after) & (days <= until)]
     return float(np.prod((inside["new_rate"] / inside["old_rate"]).to_numpy(dtype=float))) if len(inside) else 1.0
 
@@ -207,16 +207,17 @@ def ratios(pit: PointInTime, symbol: str) -> Ratios:
 
 
 def trailing_dividends(actions: pd.DataFrame, symbol: str, day: date) -> float:
-    """Cash dividends per share of ``day`` with ex date in (day - 365 days, day]."""
+    """Cash dividends per share of ``day`` with ex date in (day - 365 days, day]; one without an
+    amount counts 0. The one reading of dividend amounts for valuation and option pricing."""
     if actions.empty:
         return 0.0
-    paid = actions[(actions["symbol"] == symbol) & (actions["action"] == "dividend")]
-    ex = paid["ex_date"].dt.date
-    paid = paid[(ex > day - timedelta(days=365)) & (ex <= day)]
+    paid = actions[(actions["symbol"] == symbol) & (actions["action"] == "dividend") & actions["amount"].notna()]
+    ex = pd.to_datetime(paid["ex_date"], utc=True).dt.date
+    inside = (ex > day - timedelta(days=365)) & (ex <= day)
     return float(
         sum(
             float(amount) / split_factor(actions, symbol, ex_day, day)
-            for amount, ex_day in zip(paid["amount"], paid["ex_date"].dt.date, strict=True)
+            for amount, ex_day in zip(paid.loc[inside, "amount"], ex[inside], strict=True)
         )
     )
 

@@ -9,8 +9,8 @@ yield) under these conventions, which the sandbox's model shares:
 - **Rate**: the stored rate curve (``market.rate_curve``) at the contract's tenor in days, linear
   between points and flat beyond the ends (:func:`rate_at`).
 - **Dividend yield**: the underlying's cash dividends with an ex date in the 365 days up to the
-  snapshot's New York date, over the underlying's price (:func:`trailing_dividend_yield`); 0 for an
-  underlying with no stored dividend.
+  snapshot's New York date, in that date's shares (across a split), over the underlying's price
+  (:func:`trailing_dividend_yield`); 0 for an underlying with no stored dividend.
 - **Price**: the mid of bid and ask when the contract has a two-sided quote (ask > 0), else the
   last trade. A crossed quote (bid above ask) gets no IV (reason ``IV_CROSSED``), not the last
   trade's: the quote says the market is broken, not that the trade is current.
@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from core.options import NEW_YORK, expiry_instants
+from features.fundamentals import trailing_dividends
 from features.options import IV_BELOW_INTRINSIC, IV_CROSSED, IV_OK, option_greeks
 
 SECONDS_PER_YEAR = 365 * 86_400.0
@@ -63,19 +64,13 @@ def rate_at(tenor_days: np.ndarray, curve: pd.DataFrame) -> np.ndarray:
 
 def trailing_dividend_yield(actions: pd.DataFrame, symbol: str, snapshot: pd.Timestamp, spot: float) -> float:
     """Cash dividends of ``symbol`` with an ex date in the 365 days up to ``snapshot``'s New York
-    date, over ``spot``; 0 without dividends or a usable spot. ``actions``: CORPORATE_ACTIONS rows."""
+    date, in the shares of that date (a dividend before a split inside the year divided by its
+    ratio, :func:`features.fundamentals.trailing_dividends`), over ``spot``; 0 without dividends or
+    a usable spot. ``actions``: CORPORATE_ACTIONS rows."""
     if actions.empty or not np.isfinite(spot) or spot <= 0:
         return 0.0
     day = pd.Timestamp(snapshot).tz_convert(NEW_YORK).date()
-    ex = pd.to_datetime(actions["ex_date"], utc=True).dt.date
-    window = (
-        (actions["symbol"] == symbol)
-        & (actions["action"] == "dividend")
-        & (ex > day - pd.Timedelta(days=365))
-        & (ex <= day)
-    )
-    paid = float(actions.loc[window, "amount"].fillna(0.0).sum())
-    return paid / spot
+    return trailing_dividends(actions, symbol, day) / spot
 
 
 def price_chain(

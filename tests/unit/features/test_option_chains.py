@@ -82,8 +82,26 @@ def test_the_dividend_yield_is_the_trailing_year_of_cash_over_the_spot():
             "symbol": ["AAPL"] * 4 + ["MSFT"],
             "action": ["dividend", "dividend", "dividend", "split", "dividend"],
             "ex_date": pd.to_datetime(["2023-06-01", "2023-12-01", "2024-06-01", "2024-03-01", "2024-05-01"], utc=True),
+            "new_rate": [np.nan, np.nan, np.nan, 1.0, np.nan],
+            "old_rate": [np.nan, np.nan, np.nan, 1.0, np.nan],
             "amount": [9.0, 0.5, 0.5, np.nan, 3.0],
         }
     )
     assert trailing_dividend_yield(actions, "AAPL", SNAPSHOT, 50.0) == pytest.approx(1.0 / 50.0)
     assert trailing_dividend_yield(actions, "IBM", SNAPSHOT, 50.0) == 0.0
+
+
+def test_dividends_before_a_split_in_the_year_count_in_the_snapshots_shares():
+    # the review's: $0.80 twice before a 4-for-1 split, $0.20 twice after; 0.8 %, not 2.0 %, at 100
+    actions = pd.DataFrame(
+        {
+            "symbol": "ACME",
+            "action": ["dividend", "dividend", "split", "dividend", "dividend"],
+            "ex_date": pd.to_datetime(["2023-08-10", "2023-11-09", "2024-01-02", "2024-02-08", "2024-05-09"], utc=True),
+            "new_rate": [np.nan, np.nan, 4.0, np.nan, np.nan],
+            "old_rate": [np.nan, np.nan, 1.0, np.nan, np.nan],
+            "amount": [0.80, 0.80, np.nan, 0.20, 0.20],
+        }
+    )
+    snapshot = pd.Timestamp("2024-06-03 15:00", tz="America/New_York").tz_convert("UTC")
+    assert trailing_dividend_yield(actions, "ACME", snapshot, 100.0) == pytest.approx(0.008)
