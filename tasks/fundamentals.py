@@ -60,7 +60,7 @@ def process_symbol_fundamentals(
         quarantine_by_page(conn, framed, checked.rejected)
         conn.execute(
             "UPDATE ops.raw_pages SET processed_at = now(), process_error = NULL "
-            "WHERE key = ANY(%s) AND process_error IS NULL",
+            "WHERE key = ANY(%s) AND processed_at IS NULL",  # not those dead-lettered just now
             ([p.key for p in pages],),
         )
     outcome.records = len(records)

@@ -23,6 +23,7 @@ from prefect.runtime import task_run
 from prefect.utilities.annotations import quote
 
 from core.progress import terminal_progress
+from db.connect import connection_lost
 from pipeline.metrics import RunFigures
 from pipeline.plan import resume_starts, sessions_to_check, uncovered_starts, watermark_dataset
 from pipeline.request import IngestRequest
@@ -31,7 +32,7 @@ from sources.factory import build_source
 from storage.watermarks import read_watermarks
 from tasks.collection import SymbolCollection, collect_symbol
 from tasks.pending import PendingProcessor, Processed, ProcessedBatch, pending_groups, process_series
-from tasks.processing import SymbolProcessing
+from tasks.processing import SymbolProcessing, processing_error
 from tasks.resources import RunResources
 from tasks.retries import retrying_on_lost_database
 
@@ -77,7 +78,11 @@ async def run_symbol(
 
     Each call tells the processor a symbol is coming (:meth:`~tasks.pending.PendingProcessor.
     expect`), then either submits it or, when anything before that fails or is cancelled, forgoes
-    it: a batch waits for the symbols still coming, and a retried symbol comes again."""
+    it: a batch waits for the symbols still coming, and a retried symbol comes again.
+
+    Its processing failing other than on a lost connection is its outcome (``error``), its pages
+    left pending: raised, it would fail the wave and every wave after it, and, the page that
+    caused it still pending, every run after."""
     if processor is None:
         async with gate:
             return SymbolRun(await collect_one(resources, source, request, symbol, start, run_id, reprocess))
@@ -94,7 +99,14 @@ async def run_symbol(
         if not submitted:
             processor.forgo()
         raise
-    processed = await queued  # its slot is free for the next symbol's collection meanwhile
+    try:
+        processed = await queued  # its slot is free for the next symbol's collection meanwhile
+    except Exception as exc:
+        if connection_lost(exc):
+            raise  # the caller runs the symbol again on a new connection
+        # its pages stay pending, marked with the error (tasks.pending.process_batch); the wave's
+        # other symbols and the run's later waves go on
+        processed = [(SymbolProcessing(symbol, error=processing_error(exc)), None)]
     collected.parsed.clear()  # processed: the frames are not needed any longer
     return SymbolRun(collected, processed)
 
@@ -137,7 +149,7 @@ async def symbol_wave_task(
     recorded), and on a small machine that server shares the cores with the run; each symbol's
     outcome is in the ``ingestion-summary`` table. A lost database connection repeats that
     symbol's work alone (collection is idempotent, and a batch's processing commits once or not
-    at all)."""
+    at all); any other processing error is that symbol's outcome (see :func:`run_symbol`)."""
     gate = asyncio.Semaphore(resources.settings.collection.max_parallel_symbols)
     if not process:
         processor = None
@@ -236,6 +248,7 @@ async def process_collected(resources: RunResources, request: IngestRequest, run
 async def publish_collection_summary(request: IngestRequest, summary: IngestSummary) -> None:
     """The ``ingestion-summary`` table, and the collection's log lines."""
     results = summary.collected
+    processing_errors = {p.symbol: p.error for p in summary.processed if p.error}
     rows = [
         {
             "symbol": r.symbol,
@@ -243,6 +256,7 @@ async def publish_collection_summary(request: IngestRequest, summary: IngestSumm
             "records": r.records,
             "dead_letters": len(r.dead_letter_ids),
             "error": (r.error or "")[:200],
+            "processing_error": (processing_errors.get(r.symbol) or "")[:200],
         }
         for r in results
     ]
@@ -257,10 +271,9 @@ async def publish_collection_summary(request: IngestRequest, summary: IngestSumm
         len(results),
         len(summary.up_to_date),
     )
-    if summary.failed:
-        logger.warning(
-            "%d symbol(s) failed and were dead-lettered: %s", len(summary.failed), ", ".join(summary.failed[:20])
-        )
+    failed = [r.symbol for r in results if r.error]
+    if failed:
+        logger.warning("%d symbol(s) failed and were dead-lettered: %s", len(failed), ", ".join(failed[:20]))
 
 
 @dataclass
@@ -282,7 +295,8 @@ class IngestSummary:
     def of(
         cls, run_id: str, request: IngestRequest, runs: list[SymbolRun], starts: dict[str, datetime | None] | None
     ) -> IngestSummary:
-        """The collection's part; :meth:`with_processing` adds the processing's."""
+        """The collection's part and the processing its waves did; :meth:`with_processing` adds
+        the rest of the processing's."""
         return cls(
             run_id,
             request.source,
@@ -290,6 +304,7 @@ class IngestSummary:
             request.timeframe,
             collected=[r.collected for r in runs],
             up_to_date=[s for s, start in (starts or {}).items() if start is None],
+            processed=[outcome for r in runs for outcome, _ in r.processed],
         )
 
     def with_processing(self, batch: ProcessedBatch) -> None:
@@ -314,7 +329,9 @@ class IngestSummary:
 
     @property
     def failed(self) -> list[str]:
-        return [r.symbol for r in self.collected if r.error]
+        """The symbols whose collection or processing failed."""
+        failed = [r.symbol for r in self.collected if r.error] + [p.symbol for p in self.processed if p.error]
+        return list(dict.fromkeys(failed))
 
     @property
     def records_ingested(self) -> int:

@@ -85,7 +85,7 @@ def process_symbol_news(
             advance_watermarks(conn, [Watermark(first.source, kind, first.symbol, "", newest.to_pydatetime())])
         conn.execute(
             "UPDATE ops.raw_pages SET processed_at = now(), process_error = NULL "
-            "WHERE key = ANY(%s) AND process_error IS NULL",
+            "WHERE key = ANY(%s) AND processed_at IS NULL",  # not those dead-lettered just now
             ([p.key for p in pages],),
         )
     return outcome

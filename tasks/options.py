@@ -70,7 +70,7 @@ def process_symbol_options(
         quarantine_by_page(conn, frames, rejected, what="option contract(s)", verdict="refused")
         conn.execute(
             "UPDATE ops.raw_pages SET processed_at = now(), process_error = NULL "
-            "WHERE key = ANY(%s) AND process_error IS NULL",
+            "WHERE key = ANY(%s) AND processed_at IS NULL",  # not those dead-lettered just now
             ([p.key for p in pages],),
         )
     outcome.accepted, outcome.rejected = len(accepted), len(rejected)

@@ -22,6 +22,7 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NONE
 from prefect.utilities.annotations import quote
 
+from db.connect import connection_lost
 from pipeline.metrics import RunFigures
 from quality.score import QualityReport, combined_quality_report
 from quality.validate import ValidationResult
@@ -48,6 +49,8 @@ from tasks.processing import (
     pending_pages,
     process_symbol_actions,
     process_symbol_bars,
+    processing_error,
+    record_process_error,
 )
 from tasks.resources import RunResources
 from tasks.retries import DATABASE_RETRY_OPTIONS
@@ -281,7 +284,24 @@ def process_batch(
     def process(symbols: Sequence[str], parsed: Mapping[str, ParsedPage]) -> dict[str, list[Processed]]:
         return process_symbols_pending(resources, source, symbols, timeframe, data_type, parsed)
 
-    return batch_outcomes(data_type, batch, process)
+    outcomes = batch_outcomes(data_type, batch, process)
+    failed = [
+        (symbol, outcome)
+        for (symbol, _), outcome in zip(batch, outcomes, strict=True)
+        if isinstance(outcome, BaseException) and not connection_lost(outcome)
+    ]
+    if failed:
+        with resources.connect() as conn:
+            for symbol, exc in failed:
+                record_process_error(
+                    conn,
+                    source=source,
+                    symbol=symbol,
+                    timeframe=timeframe,
+                    datasets=datasets_of(data_type),
+                    error=processing_error(exc),
+                )
+    return outcomes
 
 
 def batch_outcomes(data_type: str, batch: Batch, process: SymbolsProcessing) -> Outcomes:
@@ -312,14 +332,36 @@ def batch_quality(results: list[ValidationResult], min_score: float) -> QualityR
 
 async def process_series(resources: RunResources, pending: list[list[PendingPage]]) -> list[Processed]:
     """A ``process-<symbol>`` task per group of pending pages, at most
-    ``collection.max_parallel_symbols`` at once."""
+    ``collection.max_parallel_symbols`` at once. A series whose processing fails (other than on a
+    lost connection, which fails the stage once the task's retries are spent) is that series'
+    outcome, its pages left pending with the error: the other series go on."""
     gate = asyncio.Semaphore(resources.settings.collection.max_parallel_symbols)
 
     async def one(pages: list[PendingPage]) -> Processed:
         async with gate:
-            return await process_symbol_task(quote(resources), pages[0].symbol, quote(pages))
+            try:
+                return await process_symbol_task(quote(resources), pages[0].symbol, quote(pages))
+            except Exception as exc:
+                if connection_lost(exc):
+                    raise
+                return await asyncio.to_thread(failed_series, resources, pages, exc)
 
     return list(await asyncio.gather(*(one(pages) for pages in pending)))
+
+
+def failed_series(resources: RunResources, pages: list[PendingPage], exc: Exception) -> Processed:
+    """A series whose processing raised ``exc``: its outcome, the error recorded on its pending pages."""
+    first, error = pages[0], processing_error(exc)
+    with resources.connect() as conn:
+        record_process_error(
+            conn,
+            source=first.source,
+            symbol=first.symbol,
+            timeframe=first.timeframe,
+            datasets=sorted({page.dataset for page in pages}),
+            error=error,
+        )
+    return SymbolProcessing(first.symbol, pages=len(pages), error=error), None
 
 
 @dataclass
@@ -375,6 +417,13 @@ async def publish_processing(batch: ProcessedBatch) -> None:
             [asdict(o) for o in outcomes],
             key="processing-summary",
             description="per-symbol records, accepted, rejected, writes",
+        )
+    failed = [o for o in outcomes if o.error]
+    if failed:
+        get_run_logger().warning(
+            "%d symbol(s) failed processing, their pages left pending: %s",
+            len(failed),
+            "; ".join(f"{o.symbol}: {o.error}" for o in failed[:20]),
         )
     if report is not None:
         await acreate_markdown_artifact(

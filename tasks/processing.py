@@ -105,6 +105,33 @@ def pending_pages(
     return list(pending.values())
 
 
+def processing_error(exc: BaseException) -> str:
+    """How a symbol's failed processing reads on its outcome and on its pages left pending."""
+    return f"processing failed: {type(exc).__name__}: {' '.join(str(exc).split())}"[:1000]
+
+
+def record_process_error(
+    conn: psycopg.Connection,
+    *,
+    source: str,
+    symbol: str,
+    timeframe: str | None,
+    datasets: Sequence[str],
+    error: str,
+) -> None:
+    """Say on a symbol's pending pages why its processing failed. They stay pending (the next run
+    tries them again; the symbol's other series and the run's other symbols went on); the
+    processing that finally stores them clears the error."""
+    conn.execute(
+        """
+        UPDATE ops.raw_pages SET process_error = %(error)s
+        WHERE processed_at IS NULL AND source = %(source)s AND dataset = ANY(%(datasets)s) AND symbol = %(symbol)s
+          AND (%(timeframe)s::text IS NULL OR timeframe = %(timeframe)s)
+        """,
+        {"error": error, "source": source, "datasets": list(datasets), "symbol": symbol, "timeframe": timeframe},
+    )
+
+
 def read_unparsed(
     lake: Lake, pages: Sequence[PendingPage], parsed: Mapping[str, ParsedPage] | None
 ) -> dict[str, tuple[dict[str, Any], Any, datetime]]:
@@ -336,7 +363,7 @@ def process_symbol_actions(
         written = write_corporate_actions(conn, actions)
         conn.execute(
             "UPDATE ops.raw_pages SET processed_at = now(), process_error = NULL "
-            "WHERE key = ANY(%s) AND process_error IS NULL",
+            "WHERE key = ANY(%s) AND processed_at IS NULL",  # not those dead-lettered just now
             ([p.key for p in pages],),
         )
     outcome.inserted, outcome.updated, outcome.unchanged = written.inserted, written.updated, written.unchanged

@@ -25,10 +25,11 @@ def collect(
     end: str,
     timeframe: str = "1min",
     keep_parsed: bool = False,
+    data_type: str = "market_data",
     **source_options: Any,
 ) -> SymbolCollection:
     request = parse_ingest_request(
-        data_type="market_data",
+        data_type=data_type,
         symbols=[symbol],
         start_date=start,
         end_date=end,

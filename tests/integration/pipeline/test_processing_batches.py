@@ -7,17 +7,22 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import pytest
 
 from core.settings import Settings
 from db.connect import database_connection
-from tasks.batches import process_bars_pending
+from pipeline.metrics import run_metrics
+from pipeline.request import IngestRequest, parse_ingest_request
+from sources.factory import build_source
+from tasks import pending
+from tasks.batches import Batch, Outcomes, process_bars_pending
 from tasks.collection import ParsedPage
+from tasks.ingestion import IngestSummary, SymbolRun, symbol_wave_task
 from tasks.pending import PendingProcessor, process_symbol_pending
 from tasks.resources import RunResources
-from tests.support.collection import collect
+from tests.support.collection import NOW, collect
 
 WEEK = ("2024-03-04", "2024-03-08T23:59:59")
 
@@ -59,6 +64,14 @@ def unprocessed(stack: Settings, names: list[str]) -> set[str]:
     return {r[0] for r in rows}
 
 
+def mistimed(parsed: Mapping[str, ParsedPage]) -> dict[str, ParsedPage]:
+    """Pages whose bars carry a timeframe nothing knows: their processing raises."""
+    return {
+        key: ParsedPage(page.request, page.frame.assign(timeframe="7sec"), page.served_at)
+        for key, page in parsed.items()
+    }
+
+
 def process_batch(
     resources: RunResources, names: list[str], parsed: dict[str, dict[str, ParsedPage]]
 ) -> tuple[PendingProcessor, list[object]]:
@@ -95,10 +108,7 @@ def test_a_batch_stores_and_reports_what_processing_each_symbol_alone_does(stack
 def test_a_failing_symbol_fails_alone_and_its_pages_stay_pending(stack: Settings, symbols) -> None:
     names = [symbols() for _ in range(3)]
     parsed = {name: collect(stack, name, *WEEK, keep_parsed=True).parsed for name in names}
-    broken = {
-        key: ParsedPage(page.request, page.frame.assign(timeframe="7sec"), page.served_at)
-        for key, page in parsed[names[1]].items()
-    }
+    broken = mistimed(parsed[names[1]])
     with RunResources.from_settings(stack) as resources:
         processor, outcomes = process_batch(resources, names, {**parsed, names[1]: broken})
     assert processor.batches == [3]
@@ -191,3 +201,101 @@ def test_a_symbols_series_of_two_timeframes_are_each_stored_once(stack: Settings
         conn.execute("DELETE FROM market.bars_daily WHERE symbol = %s", (name,))
     assert len(stored(stack, [name])[name]) == 1950 and daily == (5,)
     assert not unprocessed(stack, [name])
+
+
+def week_request(names: list[str]) -> IngestRequest:
+    return parse_ingest_request(
+        data_type="market_data", symbols=names, start_date=WEEK[0], end_date=WEEK[1], timeframe="1min", now=NOW
+    )
+
+
+def ingested_in_waves(
+    resources: RunResources, waves: list[list[str]], process: Callable[[Batch], Outcomes]
+) -> list[SymbolRun]:
+    """The waves of an ``ingest`` run over the sandbox, one after the other as ``collect_all``
+    runs them, sharing one processor whose batches ``process``."""
+    request = week_request([name for wave in waves for name in wave])
+
+    async def run() -> list[SymbolRun]:
+        processor = PendingProcessor(resources, "polygon", "1min", "market_data", process=process)
+        runs: list[SymbolRun] = []
+        async with build_source("polygon", resources.settings) as source:
+            for wave in waves:
+                starts = {name: request.start for name in wave}
+                runs += await symbol_wave_task.fn(
+                    resources, source, request, wave, starts, "run", False, True, processor
+                )
+        return runs
+
+    return asyncio.run(run())
+
+
+def test_a_symbols_processing_error_is_its_outcome_and_later_waves_go_on(stack: Settings, symbols) -> None:
+    """A processing error that is not a lost connection failed the wave and every wave after it
+    (and, its page still pending, every run after). Now it is that symbol's outcome, its pages
+    stay pending with the error, the run is partial, and the other symbols are stored."""
+    first, bad, third, later = (symbols() for _ in range(4))
+
+    def breaking(batch: Batch) -> Outcomes:
+        broken = [(name, mistimed(kept or {}) if name == bad else kept) for name, kept in batch]
+        return pending.process_batch(resources, "polygon", "1min", "market_data", broken)
+
+    with RunResources.from_settings(stack) as resources:
+        runs = ingested_in_waves(resources, [[first, bad, third], [later]], breaking)
+
+    by_symbol = {r.collected.symbol: r for r in runs}
+    assert sorted(by_symbol) == sorted([first, bad, third, later])
+    ((failed, _),) = by_symbol[bad].processed
+    assert failed.error is not None and "7sec" in failed.error
+    for name in (first, third, later):
+        ((outcome, _),) = by_symbol[name].processed
+        assert outcome.error is None and outcome.inserted > 1500
+    assert unprocessed(stack, [first, bad, third, later]) == {bad}
+    with database_connection(stack) as conn:
+        errors = conn.execute("SELECT DISTINCT process_error FROM ops.raw_pages WHERE symbol = %s", (bad,)).fetchall()
+    assert errors == [(failed.error,)]
+    summary = IngestSummary.of("run", week_request(list(by_symbol)), runs, None)
+    assert summary.failed == [bad]
+    assert run_metrics(summary, "ingest").status == "partial"
+
+
+def test_pages_left_pending_with_an_error_are_marked_processed_once_processing_succeeds(
+    stack: Settings, symbols
+) -> None:
+    """Corporate actions (like news, fundamentals, options) marked processed only the pages without
+    an error, to spare those dead-lettered in the same transaction: a page left pending with the
+    error of a failed processing was then processed again in every run."""
+    name = symbols()
+    assert collect(stack, name, "2021-01-01", "2024-06-28", data_type="corporate_actions").pages
+    with database_connection(stack) as conn:
+        conn.execute("UPDATE ops.raw_pages SET process_error = 'processing failed: earlier' WHERE symbol = %s", (name,))
+    with RunResources.from_settings(stack) as resources:
+        done = process_symbol_pending(resources, "polygon", name, None, "corporate_actions")
+    assert done and all(outcome.error is None for outcome, _ in done)
+    with database_connection(stack) as conn:
+        left = conn.execute(
+            "SELECT count(*) FROM ops.raw_pages "
+            "WHERE symbol = %s AND (processed_at IS NULL OR process_error IS NOT NULL)",
+            (name,),
+        ).fetchone()
+        conn.execute("DELETE FROM market.corporate_actions WHERE symbol = %s", (name,))
+    assert left == (0,)
+
+
+def test_the_process_stage_records_a_series_failure_and_processes_the_others(stack: Settings, symbols) -> None:
+    """The ``process`` flow's stage (and an ingest run's leftovers) gathered a task per series: one
+    series failing (its page's object gone from the lake) failed the stage, run after run."""
+    good, gone = symbols(), symbols()
+    collect(stack, good, *WEEK)
+    lost = collect(stack, gone, *WEEK)
+    with RunResources.from_settings(stack) as resources:
+        resources.lake.delete(lost.raw_keys[0])
+        batch = asyncio.run(pending.process_pending(resources, "polygon", [good, gone], "1min"))
+    outcomes = {outcome.symbol: outcome for outcome in batch.outcomes}
+    assert outcomes[good].error is None and outcomes[good].inserted > 1500
+    assert outcomes[gone].error is not None and lost.raw_keys[0] in outcomes[gone].error
+    assert unprocessed(stack, [good, gone]) == {gone}
+    with database_connection(stack) as conn:
+        errors = conn.execute("SELECT DISTINCT process_error FROM ops.raw_pages WHERE symbol = %s", (gone,)).fetchall()
+    assert errors == [(outcomes[gone].error,)]
+    assert run_metrics(pending.ProcessSummary.of("run", batch), "process").status == "partial"

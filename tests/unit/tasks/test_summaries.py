@@ -80,3 +80,11 @@ def test_typed_summaries_state_the_metrics_their_dicts_give() -> None:
         assert run_metrics(typed, flow, finished_at=FINISHED) == run_metrics(typed.record(), flow, finished_at=FINISHED)
     metrics = run_metrics(ingest, "ingest", finished_at=FINISHED)
     assert (metrics.status, metrics.dead_lettered, metrics.details["failed_symbols"]) == ("partial", 2, ["BAD"])
+
+
+def test_a_symbol_whose_processing_failed_is_failed_and_the_run_partial() -> None:
+    summary = ingest_summary()
+    summary.processed.append(SymbolProcessing("MSFT", error="processing failed: DataQualityError: bad page"))
+    assert summary.to_dict()["failed"] == ["BAD", "MSFT"]
+    summary.collected = summary.collected[:2]  # BAD's collection did not fail: MSFT's processing still did
+    assert run_metrics(summary, "ingest", finished_at=FINISHED).status == "partial"
