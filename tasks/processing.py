@@ -194,39 +194,34 @@ def served_at(pages: Sequence[ParsedPage]) -> datetime | None:
 
 
 def quarantine(
-    conn: psycopg.Connection, pages: Sequence[PendingPage], requests: Sequence[dict[str, Any]], rejected: pd.DataFrame
+    conn: psycopg.Connection, pages: Sequence[tuple[PendingPage, ParsedPage]], rejected: pd.DataFrame
 ) -> int:
-    """Dead-letter rejected records, one letter per raw page they came from; returns letters written."""
+    """Dead-letter a series' rejected bars, one letter per raw page they came from (see
+    :func:`pages_of_bars`); returns letters written."""
     if rejected.empty:
         return 0
-    letters = 0
-    by_day = rejected.assign(_day=rejected["ts"].dt.tz_convert(model.EXCHANGE_TZ).dt.date)
-    for page, request in zip(pages, requests, strict=True):
-        part = by_day[by_day["_day"] == page.data_date].drop(columns="_day")
-        if part.empty:
-            continue
-        reasons = part["reason"].value_counts().to_dict()
-        records = part.head(MAX_QUARANTINED_RECORDS).astype(object).where(part.notna(), None)
-        payload = {
-            "raw_key": page.key,
-            "records": len(part),
-            "rejected": [
-                {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
-                for r in records.to_dict("records")
-            ],
-        }
-        summary = ", ".join(f"{reason} x{count}" for reason, count in reasons.items())
-        record_dead_letter_sync(
-            conn,
-            source=page.source,
-            dataset=page.dataset,
-            request=request,
-            error=f"{len(part)} record(s) failed validation: {summary}",
-            payload=payload,
-            payload_lake_key=page.key,
-        )
-        letters += 1
-    return letters
+    return quarantine_by_page(conn, pages, rejected.assign(**{PAGE_KEY: pages_of_bars(pages, rejected["ts"])}))
+
+
+def pages_of_bars(pages: Sequence[tuple[PendingPage, ParsedPage]], ts: pd.Series) -> pd.Series:
+    """The key of the page of a series (``pages`` in fetch order) each of ``ts`` came from: the
+    last page holding that instant. Matched by timestamp, not by the page's first day
+    (``data_date``): a page spans several sessions, and a bad bar on a later one had no letter."""
+    keys = pd.Series(
+        [page.key for page, kept in pages for _ in range(len(kept.frame))], index=_utc_ns(_stamps(pages)), dtype=object
+    )
+    keys = keys[~keys.index.duplicated(keep="last")]
+    return pd.Series(keys.reindex(_utc_ns(ts)).to_numpy(), index=ts.index).fillna(pages[-1][0].key)
+
+
+def _stamps(pages: Sequence[tuple[PendingPage, ParsedPage]]) -> pd.Series:
+    frames = [kept.frame["ts"] for _, kept in pages if len(kept.frame)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.Series([], dtype="datetime64[ns, UTC]")
+
+
+def _utc_ns(ts: pd.Series) -> pd.Index:
+    """Timestamps as UTC nanoseconds since the epoch, whatever their zone and unit."""
+    return pd.Index(pd.DatetimeIndex(pd.to_datetime(ts, utc=True)).as_unit("ns").asi8)
 
 
 def process_symbol_bars(
@@ -282,22 +277,21 @@ def process_series_bars(
         return [done for pages in groups for done in process_series_bars(conn, lake, [pages], **options)]
     stored = read_unparsed(lake, [page for pages in groups for page in pages], parsed)
     done: list[SeriesProcessed] = []
-    series: list[tuple[int, list[tuple[PendingPage, dict[str, Any], pd.DataFrame]], datetime | None]] = []
+    series: list[tuple[int, list[tuple[PendingPage, ParsedPage]], datetime | None]] = []
     with conn.transaction():
         processed_keys: list[str] = []
         for pages in groups:
             outcome = SymbolProcessing(pages[0].symbol, pages=len(pages))
             frames = page_frames(conn, pages, parsed, stored, registry)
-            good = [(p, k.request, k.frame) for p, k in frames]
-            if not good:
+            if not frames:
                 outcome.error = "no page of this series could be parsed (dead-lettered)"
-            processed_keys += [p.key for p, _, _ in good]
+            processed_keys += [p.key for p, _ in frames]
             # Pages that brought data define the range validated against the calendar: an empty page
             # (nothing new since the watermark) is not a missing session.
-            with_data = [(p, r, f) for p, r, f in good if len(f)]
+            with_data = [(p, k) for p, k in frames if len(k.frame)]
             if with_data:
-                outcome.records = sum(len(f) for _, _, f in with_data)
-                series.append((len(done), with_data, served_at([k for _, k in frames if len(k.frame)])))
+                outcome.records = sum(len(k.frame) for _, k in with_data)
+                series.append((len(done), with_data, served_at([k for _, k in with_data])))
             done.append((outcome, None))
         if processed_keys:
             conn.execute(
@@ -307,12 +301,14 @@ def process_series_bars(
         if not series:
             return done
         symbols = [done[index][0].symbol for index, _, _ in series]
-        timeframes = {p.timeframe for _, with_data, _ in series for p, _, _ in with_data if p.timeframe}
+        timeframes = {p.timeframe for _, with_data, _ in series for p, _ in with_data if p.timeframe}
         # The calendar range checked for each series is the one its bars span (sessions are fetched
         # whole, see pipeline.plan.resume_starts); missing sessions at its edges are the historical
         # stage's gap repair. One validation for the batch, each series judged as if alone.
         batch = validate_bars(
-            standardize_bars(pd.concat([f for _, with_data, _ in series for _, _, f in with_data], ignore_index=True)),
+            standardize_bars(
+                pd.concat([k.frame for _, with_data, _ in series for _, k in with_data], ignore_index=True)
+            ),
             mode=mode,
             symbols=symbols,
             timeframe=next(iter(timeframes)) if len(timeframes) == 1 else None,
@@ -325,7 +321,7 @@ def process_series_bars(
             raise MarketpipeError(f"the validation of a processing batch returned no result for {lost}")
         results = [batch[model.normalize_symbol(symbol)] for symbol in symbols]
         for (_, with_data, _), result in zip(series, results, strict=True):
-            quarantine(conn, [p for p, _, _ in with_data], [r for _, r, _ in with_data], result.rejected)
+            quarantine(conn, with_data, result.rejected)
         written = write_series_bars(conn, [result.accepted for result in results], precedence=precedence)
     for (index, _, _), result, upsert in zip(series, results, written, strict=True):
         done[index] = _outcome(done[index][0], result, upsert)
