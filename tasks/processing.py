@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psycopg
 
@@ -81,15 +82,18 @@ def pending_pages(
     datasets: Sequence[str] = BAR_DATASETS,
     timeframe: str | None = None,
 ) -> list[list[PendingPage]]:
-    """Unprocessed raw pages grouped by (symbol, timeframe), oldest data first: each group is one
-    series, validated against the calendar as a whole."""
+    """Unprocessed raw pages grouped by (symbol, timeframe), each group one series (validated
+    against the calendar as a whole), its pages in the order they were fetched: where two pages
+    hold the same bar, the later fetch is the vendor's newer word (see :func:`newest_bars`). The
+    key is a hash of the request, not a time: ordered by it, a page a killed run left pending
+    could come after its own correction fetched later under another key (another range asked)."""
     rows = conn.execute(
         """
         SELECT key, source, dataset, symbol, timeframe, data_date FROM ops.raw_pages
         WHERE processed_at IS NULL AND source = %(source)s AND dataset = ANY(%(datasets)s)
           AND (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s))
           AND (%(timeframe)s::text IS NULL OR timeframe = %(timeframe)s)
-        ORDER BY symbol, data_date, key
+        ORDER BY symbol, fetched_at, key
         """,
         {
             "source": source,
@@ -186,9 +190,24 @@ def _parse(
         return None
 
 
+def newest_bars(pages: Sequence[tuple[PendingPage, ParsedPage]]) -> list[tuple[PendingPage, ParsedPage]]:
+    """A series' pages (in fetch order) less the bars a later page of theirs holds too: only the
+    newest fetch of a bar is validated and stored. Both versions validated together were a
+    ``duplicate_conflict`` (strict: neither stored, the watermark past the bar) or, lenient, the
+    version of whichever page came last. Conflicts within one page are left to validation."""
+    seen = np.array([], dtype=np.int64)
+    out = []
+    for page, kept in reversed(pages):
+        stamps = np.asarray(_utc_ns(kept.frame["ts"])) if len(kept.frame) else seen[:0]
+        newest = ~np.isin(stamps, seen)
+        out.append((page, kept if newest.all() else replace(kept, frame=kept.frame[newest])))
+        seen = np.union1d(seen, stamps)
+    return out[::-1]
+
+
 def served_at(pages: Sequence[ParsedPage]) -> datetime | None:
-    """The instant a series was served: its newest page's (pages go oldest data first, so the
-    page holding a forming bar is the last fetched); None (validation's now) when none is known."""
+    """The instant a series was served: its newest page's (the page holding a forming bar is the
+    last fetched); None (validation's now) when none is known."""
     known = [p.served_at for p in pages if p.served_at is not None]
     return max(known) if known else None
 
@@ -291,7 +310,7 @@ def process_series_bars(
             with_data = [(p, k) for p, k in frames if len(k.frame)]
             if with_data:
                 outcome.records = sum(len(k.frame) for _, k in with_data)
-                series.append((len(done), with_data, served_at([k for _, k in with_data])))
+                series.append((len(done), newest_bars(with_data), served_at([k for _, k in with_data])))
             done.append((outcome, None))
         if processed_keys:
             conn.execute(

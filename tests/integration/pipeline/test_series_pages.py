@@ -15,7 +15,7 @@ import pytest
 from core.settings import Settings
 from db.connect import database_connection
 from storage.lake import Lake
-from storage.raw import store_raw_page
+from storage.raw import raw_key, store_raw_page
 from tasks.processing import pending_pages, process_symbol_bars
 
 SESSIONS = (date(2024, 3, 4), date(2024, 3, 5), date(2024, 3, 6))  # before DST: open at 14:30 UTC
@@ -102,3 +102,46 @@ def test_a_rejected_bar_on_a_later_session_of_a_page_is_dead_lettered_under_that
     assert letter["raw_key"] == key and letter["records"] == 1
     bad_ts = datetime(2024, 3, 6, 14, 30, tzinfo=UTC) + timedelta(minutes=200)
     assert [datetime.fromisoformat(r["ts"]) for r in letter["rejected"]] == [bad_ts]
+
+
+def corrected(bars: list[dict], index: int) -> list[dict]:
+    """The vendor's correction of bar ``index``: its volume."""
+    return [{**bar, "v": bar["v"] - 500} if i == index else bar for i, bar in enumerate(bars)]
+
+
+def stale_key_sorting_last(stack: Settings, symbol: Callable[[], str]) -> str:
+    """A symbol whose stale page's key sorts after its correction's (keys are hashes): ordered by
+    key, the stale version came last, the one lenient validation keeps."""
+
+    def key(name: str, last: date) -> str:
+        url = f"/v2/aggs/ticker/{name}/range/1/minute/{SESSIONS[0]}/{last}"
+        request = {"url": url, "params": {}, "context": {"symbol": name, "timeframe": "1min"}}
+        return raw_key("polygon", "bars", name, SESSIONS[0], request)
+
+    while True:
+        name = symbol()
+        if key(name, SESSIONS[0]) > key(name, SESSIONS[2]):
+            return name
+
+
+@pytest.mark.parametrize("mode", ["strict", "lenient"])
+def test_a_stale_pending_page_neither_beats_nor_blocks_its_correction(stack: Settings, symbol, mode: str) -> None:
+    """A killed run left its page of the 4th pending; a rerun days later asked 4th..6th, another
+    key, and got the 4th's bar 200 corrected. Both pending: strict rejected both versions as a
+    conflict (the bar lost, the watermark past it), lenient kept whichever key sorted last."""
+    name = stale_key_sorting_last(stack, symbol)
+    stale = session_bars(SESSIONS[0])
+    fresh = corrected(stale, 200) + session_bars(SESSIONS[1]) + session_bars(SESSIONS[2])
+    write_page(stack, name, stale, first=SESSIONS[0], last=SESSIONS[0], fetched=FETCHED)
+    write_page(stack, name, fresh, first=SESSIONS[0], last=SESSIONS[2], fetched=FETCHED + timedelta(days=2))
+    assert process(stack, name, mode) == (3 * 390, 0)
+    with database_connection(stack) as conn:
+        volume = conn.execute(
+            "SELECT volume FROM market.bars_intraday WHERE symbol = %s AND timeframe = '1min' AND ts = %s",
+            (name, datetime(2024, 3, 4, 14, 30, tzinfo=UTC) + timedelta(minutes=200)),
+        ).fetchone()
+        assert letters(conn, name) == []
+        pending = conn.execute(
+            "SELECT count(*) FROM ops.raw_pages WHERE symbol = %s AND processed_at IS NULL", (name,)
+        ).fetchone()
+    assert volume == (500,) and pending == (0,)
