@@ -197,12 +197,18 @@ async def replay_dead_letter(
 
     Raises the vendor's error when it still fails, so the replay counts another attempt; pages
     stored before the failure keep their idempotent keys, so a later replay rewrites the same keys.
+    A letter that names the raw page it was written for (records its validation rejected, a page
+    that no longer parsed) has its pages processed again even when the vendor's data is unchanged:
+    that page was marked processed, and otherwise the replay only closed the letter.
     """
     request = letter.to_request()
     symbol = str(request.context.get("symbol") or str(request.params.get("symbols", "")).split(",")[0] or "_all")
     outcome = SymbolCollection(symbol)
     timeframe = str(request.context.get("timeframe", ""))
-    sink = _RawSink(source.context.name, symbol, timeframe, letter.first_seen.date(), lake, conn, run_id, outcome)
+    reprocess = letter.payload_lake_key is not None
+    sink = _RawSink(
+        source.context.name, symbol, timeframe, letter.first_seen.date(), lake, conn, run_id, outcome, reprocess
+    )
     if request.dataset == RECORDS_DATASET:  # a plugin without pages: ask fetch_data again
         await sink.store(records_page_of(request, await fetch_records(source, request)))
         return outcome

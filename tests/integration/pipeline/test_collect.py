@@ -25,12 +25,14 @@ from prefect.client.schemas.filters import (
 )
 
 from core.settings import Settings
-from db.connect import database_connection
+from db.connect import async_database_connection, database_connection
 from flows.ingestion import ingest_flow
+from sources.dead_letters import list_dead_letters, record_dead_letter_sync
+from sources.factory import build_source
 from sources.http import Request
 from storage.lake import Lake
 from storage.raw import iter_raw_pages
-from tasks.collection import parse_stored_page
+from tasks.collection import parse_stored_page, replay_dead_letter
 from tests.support.cli import run_cli
 from tests.support.collection import collect
 
@@ -127,6 +129,49 @@ def test_dlq_list_and_replay_through_the_cli_are_idempotent(stack: Settings) -> 
     assert second.returncode == 0, second.stderr
     assert resolved(dead.dead_letter_ids[0])  # a replayed letter is not fetched again
     assert manifest(stack, "RPLYX") == rows
+
+
+@pytest.mark.parametrize(
+    ("symbol", "names_its_page", "pending_after"), [("RPLYQ", True, True), ("RPLYS", False, False)]
+)
+def test_replaying_a_letter_that_names_its_raw_page_processes_the_page_again(
+    stack: Settings, symbol: str, names_its_page: bool, pending_after: bool
+) -> None:
+    """A letter written by processing (rejected records, a page that no longer parsed) names its
+    page; the page is marked processed. Its replay refetched unchanged data, which left the page
+    processed: the letter was closed and nothing processed again. A vendor failure's letter names
+    no page, and unchanged data stays processed."""
+    collected = collect(stack, symbol, "2024-03-04", "2024-03-04T23:59:59", keep_parsed=True)
+    ((key, page),) = collected.parsed.items()
+    with database_connection(stack) as conn:
+        conn.execute("UPDATE ops.raw_pages SET processed_at = now() WHERE key = %s", (key,))
+        conn.commit()
+        letter_id = record_dead_letter_sync(
+            conn,
+            source="polygon",
+            dataset="bars",
+            request=page.request,
+            error=f"1 record(s) of {symbol} failed validation: ohlc_inconsistent (x1)",
+            payload={"raw_key": key, "records": 1, "rejected": []},
+            payload_lake_key=key if names_its_page else None,
+        )
+        conn.commit()
+
+    async def replay() -> None:  # as `marketpipe dlq replay` replays it
+        source = build_source("polygon", stack)
+        async with source, await async_database_connection(stack, autocommit=True) as conn:
+            (letter,) = [d for d in await list_dead_letters(conn, source="polygon", limit=None) if d.id == letter_id]
+            await replay_dead_letter(source, letter, Lake.from_settings(stack.lake), conn, "dlq-replay")
+
+    try:
+        asyncio.run(replay())
+        rows = manifest(stack, symbol)
+    finally:
+        with database_connection(stack) as conn:
+            conn.execute("DELETE FROM ops.dead_letters WHERE id = %s", (letter_id,))
+            conn.execute("DELETE FROM ops.raw_pages WHERE symbol = %s", (symbol,))
+    assert [r[0] for r in rows] == [key]
+    assert (rows[0][3] is None) == pending_after
 
 
 def polygon_like_key(prefix: str = "") -> str:
