@@ -186,38 +186,40 @@ def test_slots_held_past_their_period_are_not_sent_beside_another_processs_bucke
         assert most_in_any(sent, 1.0) <= 50 * 1.1, (a_back, b_from)
 
 
+class OneProcess:
+    """A limiter at 50/s on the model server, in virtual time; ``take(n)`` sends n requests."""
+
+    def __init__(self) -> None:
+        self.loop = VirtualTimeLoop()
+        self.server = ModelServer(self.loop.time)
+        self.limits = PrefectRateLimiter("model", 50.0, clock=self.loop.time, client=lambda: ModelClient(self.server))
+
+    def take(self, n: int) -> None:
+        async def requests() -> None:
+            for _ in range(n):
+                await self.limits.acquire()
+
+        self.loop.run_until_complete(requests())
+
+
 def test_a_limit_deleted_on_the_server_is_created_again() -> None:
-    loop = VirtualTimeLoop()
-    server = ModelServer(loop.time)
-    limits = PrefectRateLimiter("model", 50.0, clock=loop.time, client=lambda: ModelClient(server))
-
-    async def take(n: int) -> None:
-        for _ in range(n):
-            await limits.acquire()
-
+    process = OneProcess()
     try:
-        loop.run_until_complete(take(25))
-        server.limit = None  # deleted (`prefect gcl delete`)
-        loop.run_until_complete(take(26))
+        process.take(25)
+        process.server.limit = None  # deleted (`prefect gcl delete`)
+        process.take(26)
     finally:
-        loop.close()
-    assert limits.buckets == 3 and server.limit == 25
+        process.loop.close()
+    assert process.limits.buckets == 3 and process.server.limit == 25
 
 
 def test_a_limit_made_smaller_by_another_process_is_an_error_that_says_so() -> None:
-    loop = VirtualTimeLoop()
-    server = ModelServer(loop.time)
-    limits = PrefectRateLimiter("model", 50.0, clock=loop.time, client=lambda: ModelClient(server))
-
-    async def take(n: int) -> None:
-        for _ in range(n):
-            await limits.acquire()
-
+    process = OneProcess()
     try:
-        loop.run_until_complete(take(25))
-        server.upsert(5, 10.0)  # another process, configured at 10 requests/s
+        process.take(25)
+        process.server.upsert(5, 10.0)  # another process, configured at 10 requests/s
         with pytest.raises(ServiceError, match="smaller on the server than this process's bucket of 25"):
-            loop.run_until_complete(take(1))
+            process.take(1)
     finally:
-        loop.close()
-    assert server.limit == 5  # the lower limit holds
+        process.loop.close()
+    assert process.server.limit == 5  # the lower limit holds
