@@ -85,3 +85,16 @@ def connection_lost(exc: BaseException | None) -> bool:
 
 # admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections
 LOST_CONNECTION_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def statement_cancelled(exc: BaseException | None) -> bool:
+    """True when ``exc`` (or anything it was raised from) is a statement the server cancelled: a
+    ``statement_timeout`` (or ``pg_cancel_backend``). Not a lost connection (:func:`connection_lost`):
+    a connection that bounds its statements (:func:`bounded_session`) decides what to do with one."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

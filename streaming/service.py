@@ -73,6 +73,16 @@ REFUSED_IN_A_ROW_LIMIT = 10
 T = TypeVar("T")  # ops.stream_status is rewritten this often while the stream runs
 
 
+def database_lost(exc: BaseException | None) -> bool:
+    """The stream's connection is to be reopened and the action retried: it was lost, or one of
+    its statements ran past ``streaming.database_statement_timeout_seconds`` (stuck behind a lock or
+    a dead peer; db.connect.bounded_session). Elsewhere a cancelled statement is the work's own
+    failure, not a lost connection (db.connect.connection_lost)."""
+    from db.connect import connection_lost, statement_cancelled
+
+    return connection_lost(exc) or statement_cancelled(exc)
+
+
 @dataclass(frozen=True)
 class StreamPlan:
     """What one stream service carries: a vendor, its symbols and datasets, and whether it joins
@@ -307,7 +317,7 @@ class StreamService:
         ``streaming.database_statement_timeout_seconds``) is reopened and the SAME action retried, with
         backoff, for up to ``DATABASE_RETRY_S``: the micro-batch is still in memory and the writes are
         idempotent, while the connection's buffer (and its spill) absorbs the stream meanwhile."""
-        from db.connect import connection_lost, database_connection
+        from db.connect import database_connection
 
         deadline = time.monotonic() + DATABASE_RETRY_S
         delay = 0.2
@@ -315,7 +325,7 @@ class StreamService:
             try:
                 return await asyncio.to_thread(action, self._conn, *args, **kwargs)
             except Exception as exc:
-                if not connection_lost(exc) or time.monotonic() + delay > deadline:
+                if not database_lost(exc) or time.monotonic() + delay > deadline:
                     raise
                 logger.warning("stream {}: database connection lost ({}); retrying in {:.1f} s", self.name, exc, delay)
                 self.report.database_retries += 1
@@ -364,9 +374,7 @@ class StreamService:
         """The last status row. After a lost database it is not tried (it would wait out another
         ``DATABASE_RETRY_S``); after another failure, its own error is logged and the failure,
         the cause worth reporting, propagates."""
-        from db.connect import connection_lost
-
-        if failure is not None and connection_lost(failure):
+        if failure is not None and database_lost(failure):
             logger.warning("stream {}: the database is lost; its stopped status is not recorded", self.name)
             return
         try:
@@ -577,7 +585,6 @@ class StreamService:
         cannot store; not a lost connection, which :meth:`_db` waits out) dead-letters ``frames``
         with the store's reason, and the stream goes on: one bad row must not end the service.
         ``REFUSED_IN_A_ROW_LIMIT`` refusals in a row raise the last: the store, not the data, is wrong."""
-        from db.connect import connection_lost
         from sources.stream import DeadFrame
         from storage.streams import StreamCommit
 
@@ -585,7 +592,7 @@ class StreamService:
             commit = await self._commit(**parts)
         except StorageError as exc:
             self._refused_in_a_row += 1
-            if connection_lost(exc) or self._refused_in_a_row >= REFUSED_IN_A_ROW_LIMIT:
+            if database_lost(exc) or self._refused_in_a_row >= REFUSED_IN_A_ROW_LIMIT:
                 raise
             reason = f"the hot store refused the micro-batch: {exc}"
         else:
