@@ -657,6 +657,59 @@ def _ranked_merge(
     return statement, params
 
 
+def keep_vendor_rows(conn: psycopg.Connection, frame: pd.DataFrame, table: TableSpec) -> int:
+    """Upsert bars that lost their key to another vendor's row outside this writer (lake compaction,
+    :mod:`storage.lifecycle`) into ``table``'s vendor table, prices in dollars as that table holds
+    them, each row with its own ``ingested_at``: a stored row of the same key and source is replaced
+    only by one ingested later with other values, so a rerun changes nothing and an older version
+    never overwrites a newer one. Returns the rows written."""
+    if table.vendor_table is None:
+        raise StorageError(f"{table.name} keeps no other vendors' rows: it has no vendor table")
+    if frame.empty:
+        return 0
+    vendor = TableSpec(
+        name=table.vendor_table,
+        columns=(
+            *(Column(c.name, "float8" if c.pg_type == "price" else c.pg_type) for c in table.columns),
+            Column("ingested_at", "timestamptz"),
+        ),
+        key=(*table.key, "source"),
+        touched_at=None,
+    )
+    compared = [c for c in table.value_columns if c != "source"]
+    statement = sql.SQL(
+        "INSERT INTO {vendor} AS t ({cols}) SELECT {cols} FROM {stage}"
+        " ON CONFLICT ({key}) DO UPDATE SET {assignments}"
+        " WHERE EXCLUDED.ingested_at > t.ingested_at AND ({old}) IS DISTINCT FROM ({new})"
+    ).format(
+        vendor=vendor.identifier,
+        cols=_names(vendor.column_names),
+        stage=_STAGE,
+        key=_names(vendor.key),
+        assignments=sql.SQL(", ").join(
+            sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in vendor.value_columns
+        ),
+        old=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in compared),
+        new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in compared),
+    )
+    defs = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type)) for c in vendor.columns
+    )
+    rows = _collapsed(frame, vendor)
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(_STAGE, defs))
+            _copy(cur, rows, vendor, _STAGE)
+            cur.execute(statement)
+            written = cur.rowcount
+            cur.execute(sql.SQL("DROP TABLE {}").format(_STAGE))
+    except psycopg.Error as exc:
+        raise StorageError(
+            f"keeping {len(rows)} other vendors' row(s) in {table.vendor_table} failed and was rolled back: {exc}"
+        ) from exc
+    return written
+
+
 def _overlaps_stored(
     cur: psycopg.Cursor, frame: pd.DataFrame, table: TableSpec, *, other_than_source: str | None = None
 ) -> bool:

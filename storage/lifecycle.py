@@ -4,12 +4,14 @@ Compaction merges the objects of one partition (``cold/<dataset>/timeframe=../<d
 once it holds ``storage.data_lake.compact_min_files`` of them (daily data tiers a 30-day chunk at a
 time into monthly partitions, features of daily bars one 1-day chunk at a time, late rows add
 objects). Like tiering it is one transaction under the lake lock: read every object and check it
-against its manifest checksum, merge (a key in two objects: the newer object's row), sort by
-(symbol, ts), write ``compact-<digest>.parquet``, read it back and verify it, replace the
-partition's manifest rows by the new one, commit; only then delete the old objects. A crash before
-the commit leaves the old objects listed and the new one an orphan; after it, the old objects are
-orphans. Either way no reader (they read what the manifest lists) sees a row twice or misses one,
-and :func:`sweep_orphans` (run by ``marketpipe lake compact``) deletes the leftovers.
+against its manifest checksum, merge (a key in two objects: the newer object's row; for bars the
+better-ranked vendor's row first, the loser going to market.vendor_bars_* in the same transaction:
+:func:`merge_objects`), sort by (symbol, ts), write ``compact-<digest>.parquet``, read it back and
+verify it, replace the partition's manifest rows by the new one, commit; only then delete the old
+objects. A crash before the commit leaves the old objects listed and the new one an orphan; after
+it, the old objects are orphans. Either way no reader (they read what the manifest lists) sees a
+row twice or misses one, and :func:`sweep_orphans` (run by ``marketpipe lake compact``) deletes the
+leftovers.
 
 Raw-zone retention (:func:`prune_raw`) deletes vendor pages (``raw/...``, ``ops.raw_pages``) whose
 data date is older than ``storage.data_lake.raw_retention_days``, except pages not yet processed.
@@ -27,11 +29,13 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 from loguru import logger
 
 from core.errors import StorageError
 from core.settings import Settings
 from db.migrate import FULL_EDITION, running_edition
+from storage.hot import keep_vendor_rows
 from storage.lake import Lake
 from storage.raw import RAW_PREFIX
 from storage.tiering import (
@@ -50,6 +54,7 @@ from storage.tiering import (
     table_checksum,
     write_verified,
 )
+from storage.vendors import source_ranks
 
 ORPHAN_GRACE = timedelta(hours=1)  # a raw page is written before its ops.raw_pages row: leave young objects be
 
@@ -83,15 +88,44 @@ def plan_compaction(files: Sequence[LakeFile], min_files: int) -> list[Compactio
     ]
 
 
-def merge_objects(ds: TierDataset, tables: Sequence[pa.Table]) -> pa.Table:
-    """Rows of several objects of a partition as one sorted table; for a key present in more than
-    one, the row of the later table."""
+@dataclass(frozen=True)
+class PartitionMerge:
+    """What merging a partition's objects gives: its rows, one per key, sorted; and the rows of
+    other vendors that lost their bar to a better-ranked vendor's (or to an equally ranked,
+    newer one): the newest row of each (key, source), for the vendor table. Empty but for datasets
+    whose table ranks vendors (the bars)."""
+
+    rows: pa.Table
+    displaced: pa.Table
+
+
+def merge_objects(ds: TierDataset, tables: Sequence[pa.Table], *, precedence: Sequence[str]) -> PartitionMerge:
+    """Rows of several objects of a partition (oldest first) merged on the key: the row of the later
+    table, except that for bars the row of the better-ranked ``source`` in ``precedence`` wins first
+    (:func:`storage.vendors.source_ranks`), as in the hot writer and the read router. Without that a
+    worse vendor's bar written hot after the better one's was tiered would be the newer object's
+    row, and compaction would delete the better one from the lake."""
     merged = pa.concat_tables(tables).combine_chunks()
     key = [k for k in ds.key if k != "timeframe"]
-    order = pa.array(np.arange(merged.num_rows, dtype=np.int64))
-    latest = merged.append_column("_row", order).group_by(key, use_threads=False).aggregate([("_row", "max")])
-    keep = np.sort(latest["_row_max"].to_numpy())
-    return sort_rows(ds, merged.take(pa.array(keep)) if len(keep) != merged.num_rows else merged)
+    ranked = ds.table.vendor_table is not None and pc.count_distinct(merged["source"]).as_py() > 1
+    if not ranked:
+        keep = _last_of_each(merged, key)
+        displaced = merged.slice(0, 0)
+    else:
+        ranks = source_ranks(merged["source"].to_numpy(zero_copy_only=False), precedence)
+        order = np.argsort(-ranks, kind="stable")  # worst first, so the best of a key is its last row
+        keep = np.sort(order[_last_of_each(merged.select(key).take(pa.array(order)), key)])
+        newest = _last_of_each(merged, [*key, "source"])
+        displaced = merged.take(pa.array(np.setdiff1d(newest, keep, assume_unique=True)))
+    rows = merged.take(pa.array(keep)) if len(keep) != merged.num_rows else merged
+    return PartitionMerge(sort_rows(ds, rows), displaced)
+
+
+def _last_of_each(table: pa.Table, key: Sequence[str]) -> np.ndarray:
+    """Positions of the last row of each ``key`` value in ``table``, ascending."""
+    position = pa.array(np.arange(table.num_rows, dtype=np.int64))
+    latest = table.select(list(key)).append_column("_row", position)
+    return np.sort(latest.group_by(list(key), use_threads=False).aggregate([("_row", "max")])["_row_max"].to_numpy())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,6 +142,7 @@ class CompactionResult:
     rows: int
     size_bytes: int
     deleted: tuple[str, ...]
+    vendor_rows: int = 0  # other vendors' rows that lost their bar here, kept in the vendor table
 
 
 @dataclass
@@ -145,7 +180,10 @@ def compact_partition(
                     "restore it from the bucket's versions or a backup before compacting this partition"
                 )
             tables.append(table)
-        rows = merge_objects(ds, tables)
+        merge = merge_objects(ds, tables, precedence=settings.storage.source_precedence)
+        rows = merge.rows
+        if merge.displaced.num_rows:  # kept like the hot writer keeps them, in this transaction
+            keep_vendor_rows(conn, merge.displaced.to_pandas().assign(timeframe=plan.timeframe), ds.table)
         key = plan.key
         size, checksum = write_verified(lake, key, rows, compression, settings.storage.data_lake.row_group_rows)
         sources = sorted({c for f in plan.files for c in f.source_chunks})
@@ -155,7 +193,15 @@ def compact_partition(
         crash_point("compaction-before-commit")
     deleted = _delete_quietly(lake, [f.key for f in plan.files if f.key != key])
     return CompactionResult(
-        plan.dataset, plan.timeframe, plan.partition, key, len(plan.files), rows.num_rows, size, tuple(deleted)
+        plan.dataset,
+        plan.timeframe,
+        plan.partition,
+        key,
+        len(plan.files),
+        rows.num_rows,
+        size,
+        tuple(deleted),
+        merge.displaced.num_rows,
     )
 
 
@@ -187,6 +233,12 @@ def compact(
                 result.key,
                 result.rows,
             )
+            if result.vendor_rows:
+                logger.info(
+                    "kept {} bar(s) that lost to a better-ranked vendor's in {}",
+                    result.vendor_rows,
+                    DATASETS[plan.dataset].table.vendor_table,
+                )
             report.partitions.append(result)
     report.orphans_deleted = sweep_orphans(conn, lake)
     report.seconds = time.monotonic() - began

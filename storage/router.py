@@ -7,7 +7,9 @@ cold objects through one ``pyarrow.dataset`` over exactly the manifest's files, 
 time filters pushed down to the Parquet row groups. The hot rows are read before the manifest, so a
 chunk tiered during the read is found in one tier or both. Results are merged on the natural key: a row
 present in both tiers (a chunk exported but not yet dropped cannot be seen, but late rows re-added
-to an old range can) is taken from the hot store, and between two objects from the newer one.
+to an old range can) is taken from the hot store, and between two objects from the newer one;
+except that for bars a row of a better-ranked vendor (storage.source_precedence) wins over a worse
+one wherever each is, as in the hot writer (:func:`merge_tiers`).
 
 Adjusted bars are computed from raw bars with :mod:`storage.corporate_actions`' frame
 functions (the same computation as ``market.adjusted_bars``), with the dividends' previous closes
@@ -69,6 +71,7 @@ from storage.tiering import (
 )
 from storage.trades import TRADE_KEY, check_trade_request
 from storage.trades import read_trades as read_hot_trades
+from storage.vendors import source_ranks
 
 CLOSE_LOOKBACK = timedelta(days=31)  # how far before a dividend's ex date its previous close is sought
 
@@ -105,12 +108,22 @@ def check_fallback(
         )
 
 
-def merge_tiers(parts: Sequence[pd.DataFrame], key: Sequence[str]) -> pd.DataFrame:
-    """Concatenate frames in priority order (later wins on the natural ``key``), sorted by key."""
+def merge_tiers(
+    parts: Sequence[pd.DataFrame], key: Sequence[str], *, precedence: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Concatenate frames in priority order (later wins on the natural ``key``), sorted by key.
+
+    With ``precedence`` (bars: storage.source_precedence) the row of the better-ranked ``source``
+    wins a key first, wherever it sits (:func:`storage.vendors.source_ranks`), and the order decides
+    only between rows of equal rank: the hot writer's rule, so a worse vendor's bar written hot
+    after the better one's was tiered does not replace it."""
     frames = [p for p in parts if len(p)]
     if not frames:
         return parts[0].iloc[0:0] if parts else pd.DataFrame()
     merged = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if precedence is not None and merged["source"].nunique() > 1:
+        ranks = source_ranks(merged["source"].to_numpy(), precedence)
+        merged = merged.iloc[np.argsort(-ranks, kind="stable")]  # worst first, so the best is last
     merged = merged.drop_duplicates(subset=list(key), keep="last")
     return merged.sort_values(list(key), kind="stable").reset_index(drop=True)
 
@@ -396,7 +409,7 @@ class StorageRouter:
         parts = self.read_tiers(
             ds, symbols, lo, hi, tf, lambda: read_hot_bars(self.conn, symbols, lo, hi, tf), cold_bars
         )
-        merged = merge_tiers(parts, ["symbol", "ts"])
+        merged = merge_tiers(parts, ["symbol", "ts"], precedence=self.settings.storage.source_precedence)
         if self.has_aggregates(tf):
             aggregated = closed_buckets(read_aggregated_bars(self.conn, symbols, lo, hi, tf), tf, self.now)
             merged = fill_from_aggregate(merged, aggregated, tf)

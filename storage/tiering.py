@@ -42,7 +42,9 @@ Moving one chunk is ONE database transaction, so no crash or S3 outage can lose 
 A failure before 6 rolls back 4 and 5: the chunk stays hot and a rerun redoes it from 1. After 6
 the rows are cold only. Late rows for a time range already tiered land in a new chunk, which the
 next run tiers into the same partition as another object; readers resolve a key present in two
-objects in favour of the newer object (compaction does the same when it merges them).
+objects in favour of the newer object (compaction does the same when it merges them), except that
+for bars the better-ranked vendor's row (storage.source_precedence) wins first, in either tier:
+:func:`storage.router.merge_tiers`, :func:`storage.lifecycle.merge_objects`.
 
 Three temperatures on the full (Timescale License) edition:
 

@@ -6,12 +6,17 @@ storage.source_precedence) and every other vendor's row in market.vendor_bars_*
 same bar should agree; where they differ by more than ``quality.vendor_disagreement_tolerance``
 one of them is wrong, which no single vendor can tell: :func:`read_vendor_disagreements` lists
 those bars (``market.vendor_disagreements``, db/routines/15_vendor_bars.sql).
+
+The precedence also decides between rows of one bar in different tiers, or in two lake objects
+(:func:`source_ranks`): the read router's merge and lake compaction rank them as the hot writer
+does, so the outcome does not depend on which tier the better vendor's row had reached.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 import psycopg
 
@@ -30,6 +35,16 @@ DISAGREEMENT_COLUMNS = (
     "value_b",
     "relative_difference",
 )
+
+
+def source_ranks(sources: Sequence[object], precedence: Sequence[str]) -> np.ndarray:
+    """Pure: each source's rank in ``precedence`` (0 is best), sources it does not list after every
+    listed one and equal among themselves: the order the hot writer's merge guard applies in SQL
+    (``storage.hot._ranked_merge``), for rows ranked outside the hot store."""
+    order = {name: rank for rank, name in enumerate(precedence)}
+    unlisted = len(precedence)
+    codes, names = pd.factorize(pd.Series(sources, dtype=object), use_na_sentinel=False)
+    return np.array([order.get(str(name), unlisted) for name in names], dtype=np.int64)[codes]
 
 
 def read_vendor_disagreements(

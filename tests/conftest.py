@@ -41,6 +41,8 @@ SYMBOL_TABLES = (
     "market.bars_intraday",
     "market.bars_daily",
     "market.latest_bars",
+    "market.vendor_bars_intraday",
+    "market.vendor_bars_daily",
     "market.corporate_actions",
     "market.trades",
     "market.quotes",

@@ -63,6 +63,26 @@ def test_merge_keeps_the_later_tier_on_a_shared_key_and_sorts() -> None:
     assert merge_tiers([cold.iloc[0:0]], ["symbol", "ts"]).empty
 
 
+def test_merge_with_a_precedence_keeps_the_better_vendor_in_either_tier() -> None:
+    polygon = pd.DataFrame({"symbol": ["A", "A"], "ts": [1, 2], "close": [100.0, 101.0], "source": "polygon"})
+    yahoo = pd.DataFrame({"symbol": ["A", "B"], "ts": [1, 1], "close": [99.0, 5.0], "source": "yahoo"})
+    newer_yahoo = yahoo.assign(close=[98.0, 6.0])
+
+    for parts in ([polygon, yahoo], [yahoo, polygon]):
+        merged = merge_tiers(parts, ["symbol", "ts"], precedence=("polygon", "alpaca", "yahoo"))
+        assert merged.to_dict("list") == {
+            "symbol": ["A", "A", "B"],
+            "ts": [1, 2, 1],
+            "close": [100.0, 101.0, 5.0],
+            "source": ["polygon", "polygon", "yahoo"],
+        }
+    # one vendor's two versions (one frame holding several objects too): the later still wins
+    merged = merge_tiers([pd.concat([yahoo, newer_yahoo])], ["symbol", "ts"], precedence=("polygon", "yahoo"))
+    assert merged["close"].tolist() == [98.0, 6.0]
+    # without a precedence (trades, features): the later part wins, as before
+    assert merge_tiers([polygon, yahoo], ["symbol", "ts"])["source"].tolist() == ["yahoo", "polygon", "yahoo"]
+
+
 def test_adjusted_accepts_booleans_and_the_adjustment_names() -> None:
     assert [as_adjustment(a) for a in (False, True, "raw", "split", "all")] == ["raw", "all", "raw", "split", "all"]
     with pytest.raises(RequestError, match="'dividends'"):

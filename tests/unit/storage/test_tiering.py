@@ -28,6 +28,7 @@ from storage.tiering import (
 )
 
 BARS = DATASETS["bars_intraday"]
+PRECEDENCE = ("polygon", "alpaca", "yahoo")
 TS = pa.timestamp("us", tz="UTC")
 
 
@@ -192,10 +193,34 @@ def test_merging_objects_keeps_the_later_row_of_a_key_and_sorts() -> None:
         BARS, chunk_rows([("A", "1min", "2026-01-05T15:00", 9.0), ("A", "1min", "2026-01-05T15:01", 9.5)])
     )[0][2]
 
-    merged = merge_objects(BARS, [old, new])
+    merged = merge_objects(BARS, [old, new], precedence=PRECEDENCE)
 
-    assert merged["symbol"].to_pylist() == ["A", "A", "B"]
-    assert merged["close"].to_pylist() == [9.0, 9.5, 1.0]
+    assert merged.rows["symbol"].to_pylist() == ["A", "A", "B"]
+    assert merged.rows["close"].to_pylist() == [9.0, 9.5, 1.0]
+    assert merged.displaced.num_rows == 0  # one vendor: a later row is its own correction
+
+
+def test_merging_objects_keeps_the_better_vendors_row_whichever_object_is_newer() -> None:
+    def object_of(source: str, close: float) -> pa.Table:
+        rows = chunk_rows([("A", "1min", "2026-01-05T15:00", close), ("A", "1min", "2026-01-05T15:01", close)])
+        return split_partitions(BARS, rows.set_column(10, "source", pa.array([source] * 2)))[0][2]
+
+    polygon, yahoo, yahoo_fix = object_of("polygon", 100.0), object_of("yahoo", 99.0), object_of("yahoo", 98.0)
+
+    for tables in ([polygon, yahoo, yahoo_fix], [yahoo, polygon, yahoo_fix], [yahoo, yahoo_fix, polygon]):
+        merged = merge_objects(BARS, tables, precedence=PRECEDENCE)
+        assert merged.rows["source"].to_pylist() == ["polygon", "polygon"]
+        assert merged.rows["close"].to_pylist() == [100.0, 100.0]
+        # the loser kept for the vendor table: yahoo's newest version of each bar
+        assert merged.displaced["source"].to_pylist() == ["yahoo", "yahoo"]
+        assert merged.displaced["close"].to_pylist() == [98.0, 98.0]
+    # sources the precedence does not list rank after it and equal among themselves: the newer wins
+    plugin, other = object_of("myfeed", 1.0), object_of("otherfeed", 2.0)
+    merged = merge_objects(BARS, [plugin, other, yahoo], precedence=PRECEDENCE)
+    assert merged.rows["source"].to_pylist() == ["yahoo", "yahoo"]
+    merged = merge_objects(BARS, [plugin, other], precedence=PRECEDENCE)
+    assert merged.rows["source"].to_pylist() == ["otherfeed", "otherfeed"]
+    assert merged.displaced["source"].to_pylist() == ["myfeed", "myfeed"]
 
 
 def test_raw_retention_cutoff_and_key_dates() -> None:
