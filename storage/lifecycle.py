@@ -5,13 +5,13 @@ once it holds ``storage.data_lake.compact_min_files`` of them (daily data tiers 
 time into monthly partitions, features of daily bars one 1-day chunk at a time, late rows add
 objects). Like tiering it is one transaction under the lake lock: read every object and check it
 against its manifest checksum, merge (a key in two objects: the newer object's row; for bars the
-better-ranked vendor's row first, the loser going to market.vendor_bars_* in the same transaction:
-:func:`merge_objects`), sort by (symbol, ts), write ``compact-<digest>.parquet``, read it back and
-verify it, replace the partition's manifest rows by the new one, commit; only then delete the old
-objects. A crash before the commit leaves the old objects listed and the new one an orphan; after
-it, the old objects are orphans. Either way no reader (they read what the manifest lists) sees a
-row twice or misses one, and :func:`sweep_orphans` (run by ``marketpipe lake compact``) deletes the
-leftovers.
+better-ranked vendor's row first, the loser going to market.vendor_bars_* in the same transaction;
+for news items the latest version: :func:`merge_objects`), sort by (symbol, ts), write
+``compact-<digest>.parquet``, read it back and verify it, replace the partition's manifest rows by
+the new one, commit; only then delete the old objects. A crash before the commit leaves the old
+objects listed and the new one an orphan; after it, the old objects are orphans. Either way no
+reader (they read what the manifest lists) sees a row twice or misses one, and
+:func:`sweep_orphans` (run by ``marketpipe lake compact``) deletes the leftovers.
 
 Raw-zone retention (:func:`prune_raw`) deletes vendor pages (``raw/...``, ``ops.raw_pages``) whose
 data date is older than ``storage.data_lake.raw_retention_days``, except pages not yet processed.
@@ -101,24 +101,39 @@ class PartitionMerge:
 
 def merge_objects(ds: TierDataset, tables: Sequence[pa.Table], *, precedence: Sequence[str]) -> PartitionMerge:
     """Rows of several objects of a partition (oldest first) merged on the key: the row of the later
-    table, except that for bars the row of the better-ranked ``source`` in ``precedence`` wins first
-    (:func:`storage.vendors.source_ranks`), as in the hot writer and the read router. Without that a
-    worse vendor's bar written hot after the better one's was tiered would be the newer object's
-    row, and compaction would delete the better one from the lake."""
+    table, except that the row the hot store would keep wins first, wherever it sits: for bars the
+    better-ranked ``source`` in ``precedence`` (:func:`storage.vendors.source_ranks`, as the hot
+    writer and the read router rank them), for news the latest ``updated_at``
+    (:attr:`TierDataset.newest_by`). The hot writers only see hot rows: without this a worse
+    vendor's bar, or a stale version of an article, written hot after the better row was tiered
+    would be the newer object's row, and compaction would delete the better one from the lake."""
     merged = pa.concat_tables(tables).combine_chunks()
     key = [k for k in ds.key if k != "timeframe"]
-    ranked = ds.table.vendor_table is not None and pc.count_distinct(merged["source"]).as_py() > 1
-    if not ranked:
+    displaced = merged.slice(0, 0)
+    priority = _priority(ds, merged, precedence)
+    if priority is None:
         keep = _last_of_each(merged, key)
-        displaced = merged.slice(0, 0)
     else:
-        ranks = source_ranks(merged["source"].to_numpy(zero_copy_only=False), precedence)
-        order = np.argsort(-ranks, kind="stable")  # worst first, so the best of a key is its last row
+        order = np.argsort(priority, kind="stable")  # lowest first, so the winner of a key is its last row
         keep = np.sort(order[_last_of_each(merged.select(key).take(pa.array(order)), key)])
-        newest = _last_of_each(merged, [*key, "source"])
-        displaced = merged.take(pa.array(np.setdiff1d(newest, keep, assume_unique=True)))
+        if ds.table.vendor_table is not None:
+            newest = _last_of_each(merged, [*key, "source"])
+            displaced = merged.take(pa.array(np.setdiff1d(newest, keep, assume_unique=True)))
     rows = merged.take(pa.array(keep)) if len(keep) != merged.num_rows else merged
     return PartitionMerge(sort_rows(ds, rows), displaced)
+
+
+def _priority(ds: TierDataset, rows: pa.Table, precedence: Sequence[str]) -> np.ndarray | None:
+    """Per row, what decides a key before the objects' order (higher wins); None when only the
+    order does (one vendor's bars, datasets without versions)."""
+    if ds.table.vendor_table is not None:
+        if pc.count_distinct(rows["source"]).as_py() < 2:
+            return None
+        return -source_ranks(rows["source"].to_numpy(zero_copy_only=False), precedence)
+    if ds.newest_by is not None:
+        stamps = pc.fill_null(rows[ds.newest_by].cast(pa.int64()), np.iinfo(np.int64).min)
+        return stamps.to_numpy()
+    return None
 
 
 def _last_of_each(table: pa.Table, key: Sequence[str]) -> np.ndarray:

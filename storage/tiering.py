@@ -113,6 +113,9 @@ class TierDataset:
     lake_name: str  # cold/<lake_name>/...
     symbol_column: str = "symbol"  # what files are sorted by and the manifest's symbol range is of
     time_column: str = "ts"  # the hypertable's time column: partitions, sort order, the manifest's range
+    # a key in two objects keeps the row with the latest value of this column, not the newer
+    # object's (news: an article's versions by updated_at, as storage.news writes them)
+    newest_by: str | None = None
 
     @property
     def columns(self) -> tuple[Column, ...]:
@@ -148,7 +151,14 @@ DATASETS: dict[str, TierDataset] = {
         TierDataset("feature_values", FEATURE_VALUES_TABLE, "feature_values"),
         TierDataset("trades", TRADES_TABLE, "trades"),
         TierDataset("quotes", QUOTES_TABLE, "quotes"),
-        TierDataset("news_items", NEWS_ITEMS_TABLE, "news_items", symbol_column="source", time_column="published_at"),
+        TierDataset(
+            "news_items",
+            NEWS_ITEMS_TABLE,
+            "news_items",
+            symbol_column="source",
+            time_column="published_at",
+            newest_by="updated_at",
+        ),
         TierDataset("news_item_symbols", NEWS_LINKS_TABLE, "news_item_symbols", time_column="published_at"),
         # option chain snapshots, one UTC day per object, sorted and ranged by underlying
         TierDataset("option_quotes", OPTION_QUOTES_TABLE, "option_quotes", symbol_column="underlying"),

@@ -11,7 +11,8 @@ from core.settings import Settings
 from features.sentiment import load_sentiment_model
 from pipeline.news import store_items
 from quality.dedup import DedupConfig
-from storage.tiering import tier_chunks
+from storage.lifecycle import compact
+from storage.tiering import manifest_files, tier_chunks
 
 OLD = datetime(1999, 1, 1, tzinfo=UTC), datetime(1999, 12, 31, tzinfo=UTC)
 
@@ -45,3 +46,42 @@ def test_old_news_moves_to_the_lake_with_its_links(stack: Settings, conn, lake) 
         " GROUP BY dataset ORDER BY dataset"
     ).fetchall()
     assert manifest == [("news_item_symbols", 6), ("news_items", 4)]
+
+
+def test_a_stale_version_written_after_the_newest_was_tiered_does_not_replace_it_in_the_lake(
+    stack: Settings, conn, lake
+) -> None:
+    """Items of 1973 only. The writer's updated_at guard sees hot rows only, so a late copy of an
+    article's earlier version, arriving after the newest was tiered, is stored hot as new and tiered
+    as a newer object of the same partition; compaction keeps the latest version, not that object's."""
+    body = "The company said so in a statement on its results and outlook."
+    newest = {
+        "id": "v1",
+        "ts": "1973-03-05T15:00:00Z",
+        "updated_ts": "1973-03-06T09:00:00Z",
+        "headline": "ZZQX raises its outlook",
+        "body": f"Raised. {body}",
+        "symbols": "ZZQX",
+        "source": "tierver",
+    }
+    stale = {**newest, "updated_ts": "1973-03-05T15:00:00Z", "headline": "ZZQX to report results"}
+    year = datetime(1973, 1, 1, tzinfo=UTC), datetime(1973, 12, 31, tzinfo=UTC)
+
+    def store(row: dict[str, str]) -> int:
+        frame = model.frame(model.NEWS, {k: [row.get(k)] for k in model.NEWS}, what="test news")
+        with conn.transaction():
+            written, _ = store_items(conn, frame, "news", load_sentiment_model(), DedupConfig())
+        tier_chunks(
+            conn, lake, stack, older_than=year[1], newer_than=year[0], dataset=["news_items", "news_item_symbols"]
+        )
+        return written.inserted
+
+    assert store(newest) == 1
+    assert store(stale) == 1  # the hot store no longer holds the newest version to refuse it against
+
+    compact(conn, lake, stack, dataset="news_items", min_files=2)
+
+    files = [f for f in manifest_files(conn, dataset="news_items") if f.partition == "date=1973-03-05"]
+    assert len(files) == 1
+    kept = lake.read_parquet(files[0].key).to_pylist()
+    assert [(r["id"], r["headline"]) for r in kept if r["source"] == "tierver"] == [("v1", "ZZQX raises its outlook")]

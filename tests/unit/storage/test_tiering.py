@@ -223,6 +223,26 @@ def test_merging_objects_keeps_the_better_vendors_row_whichever_object_is_newer(
     assert merged.displaced["source"].to_pylist() == ["myfeed", "myfeed"]
 
 
+def test_merging_news_objects_keeps_each_articles_latest_version_whichever_object_is_newer() -> None:
+    def version(updated_hour: int, headline: str) -> pa.Table:
+        return pa.table(
+            {
+                "source": ["s"],
+                "id": ["a1"],
+                "published_at": pa.array([datetime(2026, 1, 5, 15, tzinfo=UTC)], TS),
+                "updated_at": pa.array([datetime(2026, 1, 5, updated_hour, tzinfo=UTC)], TS),
+                "headline": [headline],
+            }
+        )
+
+    newest, stale = version(18, "raised"), version(15, "first")
+    for tables in ([newest, stale], [stale, newest]):
+        merged = merge_objects(DATASETS["news_items"], tables, precedence=PRECEDENCE)
+        assert merged.rows["headline"].to_pylist() == ["raised"]
+    same_time = merge_objects(DATASETS["news_items"], [newest, version(18, "fixed")], precedence=PRECEDENCE)
+    assert same_time.rows["headline"].to_pylist() == ["fixed"]  # equal versions: the newer object's row
+
+
 def test_raw_retention_cutoff_and_key_dates() -> None:
     assert raw_cutoff(date(2026, 11, 26), 30) == date(2026, 10, 27)
     assert raw_key_date("raw/source=polygon/dataset=bars_1min/symbol=A/date=2024-01-02/ab.json.gz") == date(2024, 1, 2)
