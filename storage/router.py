@@ -121,9 +121,11 @@ def merge_tiers(
     if not frames:
         return parts[0].iloc[0:0] if parts else pd.DataFrame()
     merged = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    if precedence is not None and merged["source"].nunique() > 1:
-        ranks = source_ranks(merged["source"].to_numpy(), precedence)
-        merged = merged.iloc[np.argsort(-ranks, kind="stable")]  # worst first, so the best is last
+    if precedence is not None:
+        sources = merged["source"].to_numpy()
+        if (sources != sources[0]).any():  # several vendors (one: the order alone decides)
+            ranks = source_ranks(sources, precedence)
+            merged = merged.iloc[np.argsort(-ranks, kind="stable")]  # worst first, so the best is last
     merged = merged.drop_duplicates(subset=list(key), keep="last")
     return merged.sort_values(list(key), kind="stable").reset_index(drop=True)
 
