@@ -3,8 +3,11 @@
 Writes are idempotent upserts keyed by the vendor's identity (source, id, published_at): a rerun
 of the same items changes nothing, an item whose ``updated_at`` is newer than the stored one
 replaces it (headline, text, symbols, sentiment; its links are rewritten in the same transaction,
-so an update that drops a symbol leaves no stale link), an older version is ignored. Stories are
-inserted when founded and their aggregates (items, symbols, polarity) recomputed from their items.
+so an update that drops a symbol leaves no stale link), an older version is ignored. The version
+an update replaces is kept, with its links, in ``news.item_versions`` and ``news.item_symbol_versions``
+(migration 0026), known until the update's ``updated_at``: the reads show the latest version, the
+sentiment features each item's version known at a bar's close. Stories are inserted when founded
+and their aggregates (items, symbols, polarity) recomputed from their items.
 Callers run :func:`write_news` inside their transaction, after :func:`lock_news_dedup`, which
 serializes the dedup-and-store step of concurrent runs so two copies of one story processed at
 once cannot found two stories.
@@ -15,7 +18,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -81,6 +84,31 @@ NEWS_LINKS_TABLE = TableSpec(
     name="news.item_symbols",
     columns=tuple(Column(c, _LINK_TYPES.get(c, "text")) for c in LINK_COLUMNS),
     key=("symbol", "published_at", "source", "id"),
+    touched_at=None,
+    time_column="published_at",
+)
+# The superseded versions (migration 0026), tiered as news_item_versions and news_item_symbol_versions
+ITEM_VERSIONS_TABLE = TableSpec(
+    name="news.item_versions",
+    columns=(
+        *NEWS_ITEMS_TABLE.columns[:4],
+        Column("superseded_at", "timestamptz"),
+        *NEWS_ITEMS_TABLE.columns[4:],
+        Column("ingested_at", "timestamptz"),
+    ),
+    key=("source", "id", "updated_at", "published_at"),
+    touched_at=None,
+    time_column="published_at",
+)
+LINK_VERSIONS_TABLE = TableSpec(
+    name="news.item_symbol_versions",
+    columns=(
+        *NEWS_LINKS_TABLE.columns[:4],
+        Column("updated_at", "timestamptz"),
+        Column("superseded_at", "timestamptz"),
+        *NEWS_LINKS_TABLE.columns[4:],
+    ),
+    key=("symbol", "published_at", "source", "id", "updated_at"),
     touched_at=None,
     time_column="published_at",
 )
@@ -168,6 +196,8 @@ def write_news(
         wanted = set(zip(items["source"], items["id"], strict=True))
         versions = [(i.source, i.id, i.published_at, i.updated_at) for i in stored if (i.source, i.id) in wanted]
         plan = plan_versions(items, versions)
+        if plan.superseded:  # the versions this write replaces or moves stay, known until then
+            _keep_superseded(conn, plan.superseded)
         if plan.moved:  # older versions published at another time: they go, with their links
             with conn.cursor() as cur:
                 for table in ("news.items", "news.item_symbols"):
@@ -211,12 +241,26 @@ def write_news(
 
 
 @dataclass(frozen=True)
+class SupersededVersion:
+    """A stored version an update replaces: its key, and the newer version's ``updated_at``."""
+
+    source: str
+    id: str
+    published_at: datetime
+    updated_at: datetime
+    superseded_at: datetime
+
+
+@dataclass(frozen=True)
 class VersionPlan:
-    """Which rows of a batch to upsert (``keep``, a mask over the batch) and which stored versions
-    to delete (``moved``: (source, id, published_at) of versions the kept one supersedes)."""
+    """Which rows of a batch to upsert (``keep``, a mask over the batch), which stored versions
+    to delete (``moved``: (source, id, published_at) of versions the kept one supersedes) and which
+    stored versions to keep as history before they are replaced or deleted (``superseded``: those
+    older than the kept version)."""
 
     keep: np.ndarray
     moved: list[tuple[str, str, datetime]]
+    superseded: list[SupersededVersion] = field(default_factory=list)
 
 
 def plan_versions(items: pd.DataFrame, stored: Sequence[tuple[str, str, datetime, datetime]]) -> VersionPlan:
@@ -224,7 +268,10 @@ def plan_versions(items: pd.DataFrame, stored: Sequence[tuple[str, str, datetime
     stored version published at another time is newer still (then the batch's is stale: nothing
     of it is written); stored versions published at another time and not newer are ``moved``
     (superseded). A stored version at the kept one's own time is left to the upsert's own rule
-    (replaced when not newer and different)."""
+    (replaced when not newer and different). Every stored version with an older ``updated_at``
+    than the kept one, at any publication time, is ``superseded``: replaced or deleted by this
+    write, it is kept as history first (one with the same ``updated_at`` that differs is a
+    correction of that version, replaced in place: the vendor gave no time for the change)."""
     versions: dict[tuple[str, str], list[tuple[datetime, datetime]]] = {}
     for source, item, published, updated in stored:
         versions.setdefault((source, item), []).append((published, updated))
@@ -238,14 +285,46 @@ def plan_versions(items: pd.DataFrame, stored: Sequence[tuple[str, str, datetime
         newest[(sources[position], ids[position])] = int(position)
     keep = np.zeros(len(items), dtype=bool)
     moved: list[tuple[str, str, datetime]] = []
+    superseded: list[SupersededVersion] = []
     for key, position in newest.items():
         published, updated = published_at[position], updated_at[position]
-        elsewhere = [(p, u) for p, u in versions.get(key, ()) if p != published]
+        mine = sorted(set(versions.get(key, ())))
+        elsewhere = [(p, u) for p, u in mine if p != published]
         if any(u > updated for _, u in elsewhere):
             continue  # stale: a newer version is stored under another publication time
         keep[position] = True
         moved += [(key[0], key[1], p) for p, _ in elsewhere]
-    return VersionPlan(keep, moved)
+        superseded += [SupersededVersion(key[0], key[1], p, u, updated) for p, u in mine if u < updated]
+    return VersionPlan(keep, moved, superseded)
+
+
+def _keep_superseded(conn: psycopg.Connection, versions: Sequence[SupersededVersion]) -> None:
+    """Copy each stored version about to be replaced, and its links, into the history tables (one
+    statement a version, named by its whole key: only the batch holding it is decompressed in a
+    compressed chunk). A version already there (a rerun) is left as it is."""
+
+    def select_list(table: TableSpec, given: frozenset[str]) -> tuple[str, str]:
+        names = [c.name for c in table.columns]
+        values = [f"%({n})s::timestamptz" if n in given else n for n in names]
+        return ", ".join(names), ", ".join(values)
+
+    item_columns, item_values = select_list(ITEM_VERSIONS_TABLE, frozenset({"superseded_at"}))
+    link_columns, link_values = select_list(LINK_VERSIONS_TABLE, frozenset({"updated_at", "superseded_at"}))
+    key = "source = %(source)s AND id = %(id)s AND published_at = %(published_at)s"
+    with conn.cursor() as cur:
+        cur.executemany(
+            f"""
+            WITH item AS (
+                INSERT INTO news.item_versions ({item_columns})
+                SELECT {item_values} FROM news.items WHERE {key} AND updated_at = %(updated_at)s
+                ON CONFLICT DO NOTHING
+            )
+            INSERT INTO news.item_symbol_versions ({link_columns})
+            SELECT {link_values} FROM news.item_symbols WHERE {key}
+            ON CONFLICT DO NOTHING
+            """,
+            [asdict(v) for v in versions],
+        )
 
 
 def _upsert_items(conn: psycopg.Connection, items: pd.DataFrame) -> list[tuple[str, str, bool, datetime]]:
@@ -388,20 +467,32 @@ def story(conn: psycopg.Connection, story_id: int) -> dict[str, Any] | None:
 def symbol_sentiment_rows(
     conn: psycopg.Connection, symbols: Sequence[str], low: datetime, high: datetime, kind: str = "news"
 ) -> pd.DataFrame:
-    """(symbol, published_at, sentiment) of the items of ``kind`` about ``symbols`` published in
-    [low, high], oldest first; posts flagged spam are left out."""
+    """(symbol, published_at, known_at, superseded_at, sentiment) of every version of the items of
+    ``kind`` about ``symbols`` published in [low, high], oldest first; posts flagged spam are left
+    out. A version counts from ``known_at`` (its ``updated_at``) until ``superseded_at`` (the next
+    version's ``updated_at``; NaT for the stored one): the latest version's symbols and sentiment
+    are news.item_symbols', the earlier ones' news.item_symbol_versions' (migration 0026)."""
     rows = conn.execute(
         """
-        SELECT l.symbol, l.published_at, l.sentiment
+        SELECT l.symbol, l.published_at, i.updated_at, NULL::timestamptz, l.sentiment
         FROM news.item_symbols l
         JOIN news.items i ON i.source = l.source AND i.id = l.id AND i.published_at = l.published_at
-        WHERE l.symbol = ANY(%s) AND l.kind = %s AND l.published_at BETWEEN %s AND %s
+        WHERE l.symbol = ANY(%(symbols)s) AND l.kind = %(kind)s AND l.published_at BETWEEN %(low)s AND %(high)s
           AND NOT ('spam' = ANY(i.flags))
-        ORDER BY l.symbol, l.published_at
+        UNION ALL
+        SELECT l.symbol, l.published_at, l.updated_at, l.superseded_at, l.sentiment
+        FROM news.item_symbol_versions l
+        JOIN news.item_versions i
+          ON i.source = l.source AND i.id = l.id AND i.published_at = l.published_at AND i.updated_at = l.updated_at
+        WHERE l.symbol = ANY(%(symbols)s) AND l.kind = %(kind)s AND l.published_at BETWEEN %(low)s AND %(high)s
+          AND NOT ('spam' = ANY(i.flags))
+        ORDER BY 1, 2, 3
         """,
-        (list(symbols), kind, low, high),
+        {"symbols": list(symbols), "kind": kind, "low": low, "high": high},
     ).fetchall()
-    return pd.DataFrame(rows, columns=["symbol", "published_at", "sentiment"])
+    frame = pd.DataFrame(rows, columns=["symbol", "published_at", "known_at", "superseded_at", "sentiment"])
+    frame["superseded_at"] = pd.to_datetime(frame["superseded_at"], utc=True)
+    return frame
 
 
 def bar_stamps(

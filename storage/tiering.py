@@ -88,7 +88,7 @@ from storage.aggregates import POLICY_WINDOW
 from storage.feature_tables import FEATURE_VALUES_TABLE, FEATURES_TABLE
 from storage.hot import BARS_DAILY, BARS_INTRADAY, PRICE_SCALE, Column, TableSpec
 from storage.lake import Lake
-from storage.news import NEWS_ITEMS_TABLE, NEWS_LINKS_TABLE
+from storage.news import ITEM_VERSIONS_TABLE, LINK_VERSIONS_TABLE, NEWS_ITEMS_TABLE, NEWS_LINKS_TABLE
 from storage.options import OPTION_QUOTES_TABLE
 from storage.quotes import QUOTES_TABLE
 from storage.trades import TRADES_TABLE
@@ -160,6 +160,17 @@ DATASETS: dict[str, TierDataset] = {
             newest_by="updated_at",
         ),
         TierDataset("news_item_symbols", NEWS_LINKS_TABLE, "news_item_symbols", time_column="published_at"),
+        # the superseded versions of news items and their links (migration 0026), with the same weeks
+        TierDataset(
+            "news_item_versions",
+            ITEM_VERSIONS_TABLE,
+            "news_item_versions",
+            symbol_column="source",
+            time_column="published_at",
+        ),
+        TierDataset(
+            "news_item_symbol_versions", LINK_VERSIONS_TABLE, "news_item_symbol_versions", time_column="published_at"
+        ),
         # option chain snapshots, one UTC day per object, sorted and ranged by underlying
         TierDataset("option_quotes", OPTION_QUOTES_TABLE, "option_quotes", symbol_column="underlying"),
     )

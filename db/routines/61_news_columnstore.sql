@@ -15,6 +15,9 @@
 -- news.item_symbols   no segment; orderby symbol, published_at DESC, source, id.
 --   Readers take a few symbols over a window (the sentiment features, the news scanner): rows of a
 --   symbol stay adjacent and each 1,000-row batch's symbol min/max lets a read skip the others.
+-- news.item_versions, news.item_symbol_versions (migration 0026: the superseded versions) as the
+--   tables they shadow, the version's updated_at last in the order: the sentiment features read
+--   them as they read news.item_symbols, joined to their item's version by its whole key.
 
 ALTER TABLE news.items SET (
     timescaledb.compress,
@@ -27,4 +30,17 @@ ALTER TABLE news.item_symbols SET (
     timescaledb.compress,
     timescaledb.compress_segmentby = '',
     timescaledb.compress_orderby = 'symbol, published_at DESC, source, id'
+);
+
+ALTER TABLE news.item_versions SET (
+    timescaledb.compress,
+    timescaledb.compress_segmentby = 'kind',
+    timescaledb.compress_orderby = 'published_at DESC, updated_at',
+    timescaledb.sparse_index = 'bloom(id)'
+);
+
+ALTER TABLE news.item_symbol_versions SET (
+    timescaledb.compress,
+    timescaledb.compress_segmentby = '',
+    timescaledb.compress_orderby = 'symbol, published_at DESC, source, id, updated_at'
 );

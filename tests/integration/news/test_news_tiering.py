@@ -85,3 +85,33 @@ def test_a_stale_version_written_after_the_newest_was_tiered_does_not_replace_it
     assert len(files) == 1
     kept = lake.read_parquet(files[0].key).to_pylist()
     assert [(r["id"], r["headline"]) for r in kept if r["source"] == "tierver"] == [("v1", "ZZQX raises its outlook")]
+
+
+def test_the_superseded_versions_of_old_news_move_to_the_lake_too(stack: Settings, conn, lake) -> None:
+    """An article of 1998 and its update: the replaced version and its link tier like the items."""
+    versions = [
+        {"id": "v1", "ts": "1998-03-02T15:00:00Z", "updated_ts": updated, "headline": headline, "body": "Text.",
+         "symbols": symbols, "source": "tiertest"}
+        for updated, headline, symbols in (
+            ("1998-03-02T15:00:00Z", "ZZQT wins a contract", "ZZQT"),
+            ("1998-03-02T18:00:00Z", "ZZQT and ZZQU win a contract", "ZZQT,ZZQU"),
+        )
+    ]  # fmt: skip
+    for version in versions:
+        frame = model.frame(model.NEWS, {k: [version.get(k)] for k in model.NEWS}, what="test news")
+        with conn.transaction():
+            store_items(conn, frame, "news", load_sentiment_model(), DedupConfig())
+    datasets = ["news_item_versions", "news_item_symbol_versions"]
+    report = tier_chunks(
+        conn, lake, stack, older_than=datetime(1998, 12, 31, tzinfo=UTC), newer_than=datetime(1998, 1, 1, tzinfo=UTC),
+        dataset=datasets,
+    )  # fmt: skip
+    moved = {r.dataset: r.rows for r in report.chunks}
+    assert moved == {"news_item_versions": 1, "news_item_symbol_versions": 1}
+    left = conn.execute("SELECT count(*) FROM news.item_versions WHERE source = 'tiertest'").fetchone()[0]
+    assert left == 0
+    (key,) = [k for r in report.chunks if r.dataset == "news_item_versions" for k in r.files]
+    cold = lake.read_parquet(key).to_pylist()
+    assert [(r["headline"], r["symbols"], str(r["superseded_at"])) for r in cold] == [
+        ("ZZQT wins a contract", "{ZZQT}", "1998-03-02 18:00:00+00:00")
+    ]

@@ -45,8 +45,8 @@ def stored(conn: psycopg.Connection, item: str) -> list[tuple]:
 @pytest.fixture
 def clean(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
     yield conn
-    conn.execute("DELETE FROM news.item_symbols WHERE source = %s", (SOURCE,))
-    conn.execute("DELETE FROM news.items WHERE source = %s", (SOURCE,))
+    for table in ("news.item_symbol_versions", "news.item_versions", "news.item_symbols", "news.items"):
+        conn.execute(f"DELETE FROM {table} WHERE source = %s", (SOURCE,))  # type: ignore[arg-type]
 
 
 NEWER = version("a1", "2001-03-05T15:00:00Z", "2001-03-06T09:00:00Z", "ZZQV raises its outlook", "ZZQV,ZZQW")

@@ -73,7 +73,9 @@ def test_the_database_runs_the_full_edition_with_compression_policies(stack, con
         ("market.option_quotes", after),
         ("market.quotes", after),
         ("market.trades", after),
+        ("news.item_symbol_versions", after),
         ("news.item_symbols", after),
+        ("news.item_versions", after),
         ("news.items", after),
     ]
 

@@ -7,7 +7,14 @@ import pandas as pd
 import pytest
 
 from core.errors import RequestError
-from features.news_sentiment import HOUR_NS, bar_close_ns, feature_names, sentiment_features, symbol_feature_frame
+from features.news_sentiment import (
+    HOUR_NS,
+    NEVER_NS,
+    bar_close_ns,
+    feature_names,
+    sentiment_features,
+    symbol_feature_frame,
+)
 
 CLOSE = 1_717_531_200 * 10**9  # 2024-06-04 20:00 UTC, the 16:00 New York close
 
@@ -79,3 +86,42 @@ def test_the_long_frame_has_every_feature_of_every_bar() -> None:
     assert len(long) == 3 * len(feature_names())
     counts = long[long["name"] == "news_count_24h"].set_index(["symbol", "ts"])["value"]
     assert list(counts) == [0.0, 1.0, 0.0]  # after A's first close, before its second
+
+
+def test_an_updated_item_counts_as_the_version_known_at_each_close() -> None:
+    """Published an hour before the first close, updated between the closes: the first close sees
+    the first version's score, the second the update's, never both; a version known only after a
+    close (an item first seen updated) does not count for it."""
+    published, updated = CLOSE - HOUR_NS, CLOSE + HOUR_NS
+    closes = np.array([CLOSE, updated - 1, updated, CLOSE + 2 * HOUR_NS])
+    out = sentiment_features(
+        closes,
+        np.array([published, published, published]),
+        np.array([0.6, -0.4, 0.9]),
+        known_ns=np.array([published, updated, updated + HOUR_NS // 2]),
+        superseded_ns=np.array([updated, NEVER_NS, NEVER_NS]),
+    )
+    assert list(out["news_count_24h"]) == [1, 1, 1, 2]
+    assert list(out["news_sentiment_mean_24h"][:3]) == pytest.approx([0.6, 0.6, -0.4])
+    assert out["news_sentiment_mean_24h"][3] == pytest.approx(0.25)
+
+
+def test_the_long_frame_counts_each_version_while_it_is_the_known_one() -> None:
+    bars = pd.DataFrame({"symbol": ["A", "A"], "ts": pd.to_datetime(["2024-06-04T14:05Z", "2024-06-04T19:30Z"])})
+    items = pd.DataFrame(
+        {
+            "symbol": ["A", "A"],
+            "published_at": pd.to_datetime(["2024-06-04T14:00Z", "2024-06-04T14:00Z"]),
+            "known_at": pd.to_datetime(["2024-06-04T14:00Z", "2024-06-04T19:00Z"]),
+            "superseded_at": pd.to_datetime(["2024-06-04T19:00Z", None], utc=True),
+            "sentiment": [0.5, -0.5],
+        }
+    )
+    long = symbol_feature_frame(bars, items, "1min")
+    means = long[long["name"] == "news_sentiment_mean_24h"]["value"].tolist()
+    assert means == [0.5, -0.5]
+
+
+def test_item_arrays_of_different_lengths_are_refused() -> None:
+    with pytest.raises(RequestError, match="one value per item version"):
+        sentiment_features(np.array([CLOSE]), np.array([CLOSE - 1]), np.array([0.1]), known_ns=np.array([1, 2]))
