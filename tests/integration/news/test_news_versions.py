@@ -101,8 +101,9 @@ def test_the_replaced_version_is_kept_with_its_links_until_the_update(
 ) -> None:
     first, added = symbols(), symbols()
     store(clean, article("u2", PUBLISHED, f"{first} wins a large contract", first))
-    store(clean, article("u2", UPDATED, f"{first} and {added} win a large contract together", f"{first},{added}"))
-    store(clean, article("u2", UPDATED, f"{first} and {added} win a large contract together", f"{first},{added}"))
+    update = article("u2", UPDATED, f"{first} and {added} win a large contract together", f"{first},{added}")
+    store(clean, update)
+    store(clean, update)  # a rerun: the replaced version is kept once, the update supersedes nothing
     kept = clean.execute(
         "SELECT headline, symbols, updated_at::text, superseded_at::text FROM news.item_versions"
         " WHERE source = %s AND id = 'u2'",
