@@ -40,11 +40,13 @@ class ParsedPage:
     for the processing that follows in the same run, so that run does not read, decompress and
     re-parse what it has just stored (a replay still reads the raw zone). ``served_at``: the
     envelope's ``fetched_at``, the vendor's clock when it sent a Date (what validation judges
-    forming bars by)."""
+    forming bars by). ``checksum``: the stored page's (``ops.raw_pages.checksum``); processing
+    takes the frame only while the page still has it (another run may have collected it again)."""
 
     request: dict[str, Any]
     frame: pd.DataFrame
     served_at: datetime | None = None
+    checksum: str | None = None
 
 
 @dataclass
@@ -282,4 +284,4 @@ class _RawSink:
         self.outcome.records += len(page.frame)
         self.outcome.raw_keys.append(stored.key)
         if self.keep_parsed and dataset != RECORDS_DATASET:
-            self.outcome.parsed[stored.key] = ParsedPage(redacted, page.frame, page.served_at)
+            self.outcome.parsed[stored.key] = ParsedPage(redacted, page.frame, page.served_at, stored.checksum)

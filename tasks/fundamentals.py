@@ -29,7 +29,7 @@ from storage.lake import Lake
 from storage.news import bar_stamps
 from tasks.collection import ParsedPage
 from tasks.processing import PAGE_KEY as _PAGE
-from tasks.processing import PendingPage, SymbolProcessing, page_frames, quarantine_by_page, read_unparsed
+from tasks.processing import PendingPage, SymbolProcessing, claim_pages, page_frames, quarantine_by_page, read_unparsed
 from tasks.resources import RunResources
 from tasks.retries import DATABASE_RETRY_OPTIONS
 
@@ -51,18 +51,15 @@ def process_symbol_fundamentals(
     outcome = SymbolProcessing(symbol, pages=len(pages))
     stored = read_unparsed(lake, pages, parsed)
     with conn.transaction():
-        framed = page_frames(conn, pages, parsed, stored, registry)
+        claimed = claim_pages(conn, pages)
+        outcome.pages = len(claimed)
+        framed = page_frames(conn, claimed, parsed, stored, registry)
         parts = [kept.frame.assign(**{_PAGE: page.key}) for page, kept in framed if len(kept.frame)]
         records = pd.concat(parts, ignore_index=True) if parts else model.empty_frame(schema).assign(**{_PAGE: ""})
         checked: Checked = (check_earnings if earnings else check_financials)(records, symbol)
         accepted = checked.accepted.drop(columns=_PAGE)
         written = write_earnings(conn, accepted) if earnings else write_financials(conn, accepted)
         quarantine_by_page(conn, framed, checked.rejected)
-        conn.execute(
-            "UPDATE ops.raw_pages SET processed_at = now(), process_error = NULL "
-            "WHERE key = ANY(%s) AND processed_at IS NULL",  # not those dead-lettered just now
-            ([p.key for p in pages],),
-        )
     outcome.records = len(records)
     outcome.accepted, outcome.rejected = len(checked.accepted), len(checked.rejected)
     outcome.inserted, outcome.updated, outcome.unchanged = written.inserted, written.updated, written.unchanged

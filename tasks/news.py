@@ -34,7 +34,7 @@ from storage.lake import Lake
 from storage.news import bar_stamps, symbol_sentiment_rows, write_news_features
 from storage.watermarks import Watermark, advance_watermarks
 from tasks.collection import ParsedPage
-from tasks.processing import PendingPage, SymbolProcessing, page_frames, read_unparsed
+from tasks.processing import PendingPage, SymbolProcessing, claim_pages, page_frames, read_unparsed
 from tasks.resources import RunResources
 from tasks.retries import DATABASE_RETRY_OPTIONS
 
@@ -61,7 +61,9 @@ def process_symbol_news(
     outcome = SymbolProcessing(first.symbol, pages=len(pages))
     stored = read_unparsed(lake, pages, parsed)
     with conn.transaction():
-        frames = [(p, kept) for p, kept in page_frames(conn, pages, parsed, stored, registry)]
+        claimed = claim_pages(conn, pages)
+        outcome.pages = len(claimed)
+        frames = [(p, kept) for p, kept in page_frames(conn, claimed, parsed, stored, registry)]
         with_data = [(p, k) for p, k in frames if len(k.frame)]
         if with_data:
             frame = pd.concat([k.frame for _, k in with_data], ignore_index=True)
@@ -83,11 +85,6 @@ def process_symbol_news(
             outcome.inserted, outcome.updated, outcome.unchanged = written.inserted, written.updated, written.unchanged
             newest = frame["ts"].max()
             advance_watermarks(conn, [Watermark(first.source, kind, first.symbol, "", newest.to_pydatetime())])
-        conn.execute(
-            "UPDATE ops.raw_pages SET processed_at = now(), process_error = NULL "
-            "WHERE key = ANY(%s) AND processed_at IS NULL",  # not those dead-lettered just now
-            ([p.key for p in pages],),
-        )
     return outcome
 
 

@@ -39,7 +39,15 @@ from storage.options import (
     write_snapshot_features,
 )
 from tasks.collection import ParsedPage
-from tasks.processing import PAGE_KEY, PendingPage, SymbolProcessing, page_frames, quarantine_by_page, read_unparsed
+from tasks.processing import (
+    PAGE_KEY,
+    PendingPage,
+    SymbolProcessing,
+    claim_pages,
+    page_frames,
+    quarantine_by_page,
+    read_unparsed,
+)
 
 OPTION_DATASETS = (OPTION_DATASET,)
 _PAGE = PAGE_KEY
@@ -58,7 +66,9 @@ def process_symbol_options(
     outcome = SymbolProcessing(underlying, pages=len(pages))
     stored = read_unparsed(lake, pages, parsed)
     with conn.transaction():
-        frames = page_frames(conn, pages, parsed, stored, registry)
+        claimed = claim_pages(conn, pages)
+        outcome.pages = len(claimed)
+        frames = page_frames(conn, claimed, parsed, stored, registry)
         parts = [kept.frame.assign(**{_PAGE: page.key}) for page, kept in frames if len(kept.frame)]
         empty = model.empty_frame(model.OPTION_SNAPSHOTS).assign(**{_PAGE: pd.Series(dtype="string")})
         chain = pd.concat(parts, ignore_index=True) if parts else empty  # an underlying without options
@@ -68,11 +78,6 @@ def process_symbol_options(
         written = write_option_chain(conn, priced.drop(columns=_PAGE, errors="ignore"))
         write_chain_features(conn, underlying, priced["ts"].unique() if len(priced) else ())
         quarantine_by_page(conn, frames, rejected, what="option contract(s)", verdict="refused")
-        conn.execute(
-            "UPDATE ops.raw_pages SET processed_at = now(), process_error = NULL "
-            "WHERE key = ANY(%s) AND processed_at IS NULL",  # not those dead-lettered just now
-            ([p.key for p in pages],),
-        )
     outcome.accepted, outcome.rejected = len(accepted), len(rejected)
     outcome.inserted, outcome.updated, outcome.unchanged = written.inserted, written.updated, written.unchanged
     return outcome

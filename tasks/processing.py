@@ -3,15 +3,20 @@
 Per symbol, the pending pages of ``ops.raw_pages`` are read back from the lake and re-parsed with
 the vendor's own parser (or, right after their collection in the same run, taken as the
 collection parsed them: see :class:`tasks.collection.ParsedPage`), standardized and
-validated. Then ONE transaction writes the accepted bars, advances their watermarks, quarantines
-the rejected records to the dead-letter table (strict mode) and marks the pages processed: a
-crash anywhere leaves all of it to the next run, and the idempotent upsert makes that rerun
-exact. A page whose stored payload no longer parses is dead-lettered (with its lake key) and
-marked with its error; the symbol's other pages go on.
+validated. Then ONE transaction claims the pages (:func:`claim_pages`: the series locked, the
+pages marked processed if still pending with the checksum they were looked up with), writes the
+accepted bars, advances their watermarks and quarantines the rejected records to the dead-letter
+table (strict mode): a crash anywhere leaves all of it to the next run, and the idempotent upsert
+makes that rerun exact. Two runs on one series (a scheduled and a manual one) take turns, and a
+page collected again with other data since it was looked up is left pending for the run that
+collected it: its stale frame is never stored over the correction. A page whose stored payload
+no longer parses is dead-lettered (with its lake key) and marked with its error; the symbol's
+other pages go on.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -50,6 +55,7 @@ class PendingPage:
     symbol: str
     timeframe: str | None
     data_date: date
+    checksum: str  # of the page's data when it was looked up (ops.raw_pages.checksum)
 
 
 @dataclass
@@ -89,7 +95,7 @@ def pending_pages(
     could come after its own correction fetched later under another key (another range asked)."""
     rows = conn.execute(
         """
-        SELECT key, source, dataset, symbol, timeframe, data_date FROM ops.raw_pages
+        SELECT key, source, dataset, symbol, timeframe, data_date, checksum FROM ops.raw_pages
         WHERE processed_at IS NULL AND source = %(source)s AND dataset = ANY(%(datasets)s)
           AND (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s))
           AND (%(timeframe)s::text IS NULL OR timeframe = %(timeframe)s)
@@ -107,6 +113,40 @@ def pending_pages(
         page = PendingPage(*row)
         pending[(page.symbol, page.timeframe)].append(page)
     return list(pending.values())
+
+
+def series_lock_key(source: str, symbol: str, timeframe: str | None) -> int:
+    """The advisory lock id of a series of raw pages (a signed 64-bit digest of its source, symbol
+    and timeframe): processing of that series holds it for its transaction."""
+    digest = hashlib.blake2b(f"series\x1f{source}\x1f{symbol}\x1f{timeframe or ''}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def claim_pages(conn: psycopg.Connection, pages: Sequence[PendingPage]) -> list[PendingPage]:
+    """The pages of ``pages`` this transaction stores: their series locked until it ends (in one
+    order, the lock ids', so batches of several series never deadlock), then those still pending
+    with the checksum they were looked up with marked processed. A page processed by another run
+    meanwhile (it waited for that run's commit) or collected again with other data since is left
+    out: the run that collected it processes it, and the frame looked up (or kept in memory by
+    this run's collection) is never stored over the newer one. Marked by key alone, such a page
+    was processed with its stale frame and the correction skipped. Must run in a transaction."""
+    if not pages:
+        return []
+    locks = sorted({series_lock_key(p.source, p.symbol, p.timeframe) for p in pages})
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) WITH ORDINALITY AS l(k, n) ORDER BY n", (locks,)
+    )
+    rows = conn.execute(
+        """
+        UPDATE ops.raw_pages r SET processed_at = now(), process_error = NULL
+        FROM unnest(%s::text[], %s::text[]) AS p(key, checksum)
+        WHERE r.key = p.key AND r.checksum = p.checksum AND r.processed_at IS NULL
+        RETURNING r.key
+        """,
+        ([p.key for p in pages], [p.checksum for p in pages]),
+    ).fetchall()
+    claimed = {key for (key,) in rows}
+    return [page for page in pages if page.key in claimed]
 
 
 def processing_error(exc: BaseException) -> str:
@@ -139,10 +179,20 @@ def record_process_error(
 def read_unparsed(
     lake: Lake, pages: Sequence[PendingPage], parsed: Mapping[str, ParsedPage] | None
 ) -> dict[str, tuple[dict[str, Any], Any, datetime]]:
-    """The stored request, payload and fetch instant of each page the collection did not keep, by key."""
-    kept = parsed or {}
-    envelopes = (decode_envelope(p.key, lake.get_bytes(p.key)) for p in pages if p.key not in kept)
+    """The stored request, payload and fetch instant of each page the collection did not keep
+    (see :func:`kept_frame`), by key."""
+    envelopes = (decode_envelope(p.key, lake.get_bytes(p.key)) for p in pages if kept_frame(p, parsed) is None)
     return {raw.key: (raw.request, raw.payload, raw.fetched_at) for raw in envelopes}
+
+
+def kept_frame(page: PendingPage, parsed: Mapping[str, ParsedPage] | None) -> ParsedPage | None:
+    """The frame this run's collection kept of ``page``, if it is of the data the page was looked
+    up with (same checksum; a frame without one is taken as is): another run may have collected
+    the page again since, and its raw zone object is then the newer."""
+    kept = (parsed or {}).get(page.key)
+    if kept is None or (kept.checksum is not None and kept.checksum != page.checksum):
+        return None
+    return kept
 
 
 def page_frames(
@@ -157,7 +207,7 @@ def page_frames(
     out."""
     out = []
     for page in pages:
-        kept = (parsed or {}).get(page.key)
+        kept = kept_frame(page, parsed)
         if kept is None:
             request, payload, fetched_at = stored[page.key]
             frame = _parse(conn, page, request, payload, registry)
@@ -298,13 +348,13 @@ def process_series_bars(
     done: list[SeriesProcessed] = []
     series: list[tuple[int, list[tuple[PendingPage, ParsedPage]], datetime | None]] = []
     with conn.transaction():
-        processed_keys: list[str] = []
+        claimed = {page.key for page in claim_pages(conn, [page for pages in groups for page in pages])}
         for pages in groups:
-            outcome = SymbolProcessing(pages[0].symbol, pages=len(pages))
-            frames = page_frames(conn, pages, parsed, stored, registry)
-            if not frames:
+            mine = [page for page in pages if page.key in claimed]
+            outcome = SymbolProcessing(pages[0].symbol, pages=len(mine))
+            frames = page_frames(conn, mine, parsed, stored, registry)
+            if mine and not frames:
                 outcome.error = "no page of this series could be parsed (dead-lettered)"
-            processed_keys += [p.key for p, _ in frames]
             # Pages that brought data define the range validated against the calendar: an empty page
             # (nothing new since the watermark) is not a missing session.
             with_data = [(p, k) for p, k in frames if len(k.frame)]
@@ -312,11 +362,6 @@ def process_series_bars(
                 outcome.records = sum(len(k.frame) for _, k in with_data)
                 series.append((len(done), newest_bars(with_data), served_at([k for _, k in with_data])))
             done.append((outcome, None))
-        if processed_keys:
-            conn.execute(
-                "UPDATE ops.raw_pages SET processed_at = now(), process_error = NULL WHERE key = ANY(%s)",
-                (processed_keys,),
-            )
         if not series:
             return done
         symbols = [done[index][0].symbol for index, _, _ in series]
@@ -369,18 +414,15 @@ def process_symbol_actions(
     registry: SourceRegistry | None = None,
 ) -> SymbolProcessing:
     """Store one symbol's pending corporate-action pages (splits, dividends) in one transaction."""
-    outcome = SymbolProcessing(pages[0].symbol, pages=len(pages))
+    outcome = SymbolProcessing(pages[0].symbol)
     stored = read_unparsed(lake, pages, parsed)
     with conn.transaction():
-        frames = [kept.frame for _, kept in page_frames(conn, pages, parsed, stored, registry)]
+        claimed = claim_pages(conn, pages)
+        outcome.pages = len(claimed)
+        frames = [kept.frame for _, kept in page_frames(conn, claimed, parsed, stored, registry)]
         actions = pd.concat(frames, ignore_index=True) if frames else model.empty_frame(model.CORPORATE_ACTIONS)
         outcome.records = outcome.accepted = len(actions)
         written = write_corporate_actions(conn, actions)
-        conn.execute(
-            "UPDATE ops.raw_pages SET processed_at = now(), process_error = NULL "
-            "WHERE key = ANY(%s) AND processed_at IS NULL",  # not those dead-lettered just now
-            ([p.key for p in pages],),
-        )
     outcome.inserted, outcome.updated, outcome.unchanged = written.inserted, written.updated, written.unchanged
     return outcome
 

@@ -44,7 +44,12 @@ def test_spoiled_contracts_are_dead_letters_with_reasons_and_the_rest_is_stored(
     payload = spoil(sandbox_page(stack))
     frame = parse_option_chain(payload, underlying=SYMBOL)
     key = f"test/options/{SYMBOL}.json"
-    page = PendingPage(key, "polygon", "option_snapshots", SYMBOL, None, pd.Timestamp.now().date())
+    page = PendingPage(key, "polygon", "option_snapshots", SYMBOL, None, pd.Timestamp.now().date(), "spoiled")
+    conn.execute(  # pending, as the collection lists it: processing stores the pages it claims
+        "INSERT INTO ops.raw_pages (key, source, dataset, symbol, data_date, records, checksum) "
+        "VALUES (%s, 'polygon', 'option_snapshots', %s, %s, %s, 'spoiled')",
+        (key, SYMBOL, page.data_date, len(frame)),
+    )
     request = {"path": f"/v3/snapshot/options/{SYMBOL}", "params": {"limit": 40}, "context": {"symbol": SYMBOL}}
     spoiled = {r["details"]["ticker"] for r in payload["results"][:5]}
     try:
@@ -73,4 +78,5 @@ def test_spoiled_contracts_are_dead_letters_with_reasons_and_the_rest_is_stored(
             assert expected in reasons
     finally:
         conn.execute("DELETE FROM ops.dead_letters WHERE payload->>'raw_key' = %s", (key,))
+        conn.execute("DELETE FROM ops.raw_pages WHERE key = %s", (key,))
         forget_options(conn, SYMBOL)

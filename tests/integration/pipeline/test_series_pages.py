@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 
@@ -14,9 +15,11 @@ import pytest
 
 from core.settings import Settings
 from db.connect import database_connection
+from sources.http import Request
 from storage.lake import Lake
-from storage.raw import raw_key, store_raw_page
-from tasks.processing import pending_pages, process_symbol_bars
+from storage.raw import decode_envelope, raw_key, store_raw_page
+from tasks.collection import ParsedPage, parse_stored_page
+from tasks.processing import PendingPage, pending_pages, process_series_bars, process_symbol_bars, series_lock_key
 
 SESSIONS = (date(2024, 3, 4), date(2024, 3, 5), date(2024, 3, 6))  # before DST: open at 14:30 UTC
 FETCHED = datetime(2024, 3, 7, 12, 0, tzinfo=UTC)
@@ -76,9 +79,11 @@ def write_page(stack: Settings, symbol: str, bars: list[dict], *, first: date, l
 def process(stack: Settings, symbol: str, mode: str = "strict") -> tuple[int, int]:
     """The symbol's pending pages processed as the processing stage does: (accepted, rejected)."""
     with database_connection(stack) as conn:
-        (pages,) = pending_pages(conn, source="polygon", symbols=[symbol], timeframe="1min")
+        pending = pending_pages(conn, source="polygon", symbols=[symbol], timeframe="1min")
         conn.commit()
-        outcome, _ = process_symbol_bars(conn, Lake.from_settings(stack.lake), pages, mode=mode)
+        if not pending:
+            return 0, 0
+        outcome, _ = process_symbol_bars(conn, Lake.from_settings(stack.lake), pending[0], mode=mode)
     return outcome.accepted, outcome.rejected
 
 
@@ -145,3 +150,138 @@ def test_a_stale_pending_page_neither_beats_nor_blocks_its_correction(stack: Set
             "SELECT count(*) FROM ops.raw_pages WHERE symbol = %s AND processed_at IS NULL", (name,)
         ).fetchone()
     assert volume == (500,) and pending == (0,)
+
+
+def collect_again(stack: Settings, symbol: str, key: str, bars: list[dict]) -> None:
+    """Another run's collection of the page ``key`` (the same range asked, so the same key) that
+    got ``bars`` this time: the object rewritten, the row's checksum changed and its page pending
+    again, as the collection's manifest upsert does."""
+    lake = Lake.from_settings(stack.lake)
+    raw = decode_envelope(key, lake.get_bytes(key))
+    payload = {**raw.payload, "resultsCount": len(bars), "results": bars}
+    stored = store_raw_page(
+        lake,
+        source="polygon",
+        dataset="bars",
+        symbol=symbol,
+        data_date=SESSIONS[0],
+        request=raw.request,
+        payload=payload,
+    )
+    assert stored.key == key
+    with database_connection(stack) as conn:
+        conn.execute(
+            "UPDATE ops.raw_pages SET checksum = %s, records = %s, fetched_at = now(), processed_at = NULL, "
+            "process_error = NULL WHERE key = %s AND checksum <> %s",
+            (stored.checksum, len(bars), key, stored.checksum),
+        )
+
+
+def kept_by_collection(stack: Settings, key: str) -> dict[str, ParsedPage]:
+    """The frame a run's collection keeps in memory for its processing, with the page's checksum."""
+    raw = decode_envelope(key, Lake.from_settings(stack.lake).get_bytes(key))
+    frame = parse_stored_page("polygon", Request.from_redacted("polygon", "bars", raw.request), raw.payload)
+    with database_connection(stack) as conn:
+        row = conn.execute("SELECT checksum FROM ops.raw_pages WHERE key = %s", (key,)).fetchone()
+    assert row is not None
+    return {key: ParsedPage(raw.request, frame, raw.fetched_at, row[0])}
+
+
+def looked_up(stack: Settings, symbols: list[str]) -> list[list[PendingPage]]:
+    with database_connection(stack) as conn:
+        return pending_pages(conn, source="polygon", symbols=symbols, timeframe="1min")
+
+
+def volume_of_bar(stack: Settings, symbol: str, index: int) -> int:
+    with database_connection(stack) as conn:
+        row = conn.execute(
+            "SELECT volume FROM market.bars_intraday WHERE symbol = %s AND timeframe = '1min' AND ts = %s",
+            (symbol, datetime(2024, 3, 4, 14, 30, tzinfo=UTC) + timedelta(minutes=index)),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def pending_count(stack: Settings, symbol: str) -> int:
+    with database_connection(stack) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM ops.raw_pages WHERE symbol = %s AND processed_at IS NULL", (symbol,)
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.parametrize("correction_processed", ["after", "before"])
+def test_a_run_never_stores_its_stale_frame_over_another_runs_correction(
+    stack: Settings, symbol, correction_processed: str
+) -> None:
+    """Runs A (scheduled) and B (manual) on one series, the same day, so the same key: A collected
+    the page and looked it up pending; B collects it again with bar 200 corrected, then A
+    processes the frame its collection kept. Marked processed by key alone, A's stale frame was
+    stored and the page marked processed: B found nothing pending (``after``), or B's correction
+    stored first was overwritten by A's commit (``before``)."""
+    name = symbol()
+    stale = session_bars(SESSIONS[0])
+    key = write_page(stack, name, stale, first=SESSIONS[0], last=SESSIONS[0], fetched=FETCHED)
+    kept = kept_by_collection(stack, key)
+    (pages_of_a,) = looked_up(stack, [name])
+    collect_again(stack, name, key, corrected(stale, 200))
+    if correction_processed == "before":
+        assert process(stack, name) == (390, 0)
+    with database_connection(stack) as conn_a:
+        outcome, _ = process_symbol_bars(conn_a, Lake.from_settings(stack.lake), pages_of_a, mode="strict", parsed=kept)
+    assert outcome.pages == 0 and outcome.inserted == outcome.updated == 0  # the page was not A's to store
+    if correction_processed == "after":
+        assert process(stack, name) == (390, 0)
+    assert volume_of_bar(stack, name, 200) == 500 and pending_count(stack, name) == 0
+
+
+def test_a_batch_waits_for_the_run_holding_its_series_and_skips_the_page_that_run_collected_again(
+    stack: Settings, symbol
+) -> None:
+    """A batch of two series (one transaction) meets a run that holds the second series' lock and
+    collects its page again meanwhile: the batch waits, then stores the first series and leaves
+    the changed page pending; the page's new data is what the next processing stores."""
+    free, held = symbol(), symbol()
+    pages = {name: session_bars(SESSIONS[0]) for name in (free, held)}
+    keys = {
+        name: write_page(stack, name, pages[name], first=SESSIONS[0], last=SESSIONS[0], fetched=FETCHED)
+        for name in (free, held)
+    }
+    kept = {**kept_by_collection(stack, keys[free]), **kept_by_collection(stack, keys[held])}
+    groups = looked_up(stack, [free, held])
+    outcomes: list = []
+    with database_connection(stack) as holder:
+        lock = series_lock_key("polygon", held, "1min")
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+
+        def batch() -> None:
+            with database_connection(stack) as conn:
+                outcomes.extend(
+                    process_series_bars(conn, Lake.from_settings(stack.lake), groups, mode="strict", parsed=kept)
+                )
+
+        worker = threading.Thread(target=batch)
+        worker.start()
+        while worker.is_alive() and not waiting_for_advisory_lock(holder, lock):
+            worker.join(0.05)
+        waited = worker.is_alive()
+        collect_again(stack, held, keys[held], corrected(pages[held], 200))
+        holder.commit()
+        worker.join()
+    assert waited, "the batch did not wait for the run holding its series"
+    assert {outcome.symbol: outcome.pages for outcome, _ in outcomes} == {free: 1, held: 0}
+    assert pending_count(stack, free) == 0 and pending_count(stack, held) == 1
+    assert process(stack, held) == (390, 0)
+    assert volume_of_bar(stack, held, 200) == 500 and volume_of_bar(stack, free, 200) == 1000
+
+
+def waiting_for_advisory_lock(conn: psycopg.Connection, key: int) -> bool:
+    """Whether a session waits for the advisory lock ``key`` (a bigint key is classid: its high 32
+    bits, objid: its low 32 bits, objsubid 1)."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1)",
+        ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF),
+    ).fetchone()
+    return bool(row and row[0])
