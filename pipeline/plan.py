@@ -4,7 +4,7 @@ which sessions the historical stage must refetch."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -67,6 +67,25 @@ def resume_starts(request: IngestRequest, high_water: Mapping[str, datetime]) ->
             start = max(request.start, mark + step)
         starts[symbol] = start if start <= request.end else None
     return starts
+
+
+# Data types whose symbol asks the vendor several requests (Polygon's splits and dividends) that
+# commit one watermark (the newest ex date of either): one request's failure is not seen by it.
+SHARED_WATERMARK_DATA_TYPES = ("corporate_actions",)
+
+
+def unfinished_starts(
+    request: IngestRequest, resumes: Mapping[str, datetime | None], unfinished: Collection[str]
+) -> dict[str, datetime | None]:
+    """``resumes`` with the symbols in ``unfinished`` (an open dead letter for one of their
+    requests) starting at the request's start, for the data types whose requests share one
+    watermark: there the watermark may have moved past what the failed request should have
+    brought (Polygon's dividends failed, its splits returned a later ex date), and resuming after
+    it skipped that range for good. Asked again whole (the upsert keeps it exact) until the letter
+    is replayed."""
+    if request.data_type not in SHARED_WATERMARK_DATA_TYPES:
+        return dict(resumes)
+    return {symbol: request.start if symbol in unfinished else start for symbol, start in resumes.items()}
 
 
 def sessions_to_check(request: IngestRequest, resumes: Mapping[str, datetime | None]) -> list[date]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -216,6 +216,20 @@ async def mark_replayed(conn: psycopg.AsyncConnection, letter_id: int) -> bool:
             (letter_id,),
         )
         return cur.rowcount == 1
+
+
+def symbols_with_open_letters(
+    conn: psycopg.Connection, *, source: str, datasets: Sequence[str], symbols: Sequence[str]
+) -> set[str]:
+    """Those of ``symbols`` with an open letter of ``source`` for one of ``datasets`` (the symbol a
+    letter's request names in its context)."""
+    rows = conn.execute(
+        "SELECT DISTINCT request->'context'->>'symbol' FROM ops.dead_letters"
+        " WHERE resolved_at IS NULL AND source = %s AND dataset = ANY(%s)"
+        " AND request->'context'->>'symbol' = ANY(%s)",
+        (source, list(datasets), list(symbols)),
+    ).fetchall()
+    return {row[0] for row in rows}
 
 
 Fetcher = Callable[[DeadLetter], Awaitable[Any]]

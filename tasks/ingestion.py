@@ -25,14 +25,22 @@ from prefect.utilities.annotations import quote
 from core.progress import terminal_progress
 from db.connect import connection_lost
 from pipeline.metrics import RunFigures
-from pipeline.plan import resume_starts, sessions_to_check, uncovered_starts, watermark_dataset
+from pipeline.plan import (
+    SHARED_WATERMARK_DATA_TYPES,
+    resume_starts,
+    sessions_to_check,
+    uncovered_starts,
+    unfinished_starts,
+    watermark_dataset,
+)
 from pipeline.request import IngestRequest
 from sources.base import BaseSource
+from sources.dead_letters import symbols_with_open_letters
 from sources.factory import build_source
 from storage.watermarks import read_watermarks
 from tasks.collection import SymbolCollection, collect_symbol
 from tasks.pending import PendingProcessor, Processed, ProcessedBatch, pending_groups, process_series
-from tasks.processing import SymbolProcessing, processing_error
+from tasks.processing import ACTION_DATASETS, SymbolProcessing, processing_error
 from tasks.resources import RunResources
 from tasks.retries import retrying_on_lost_database
 
@@ -173,7 +181,9 @@ def bar_timeframe(request: IngestRequest) -> str | None:
 def incremental_starts(resources: RunResources, request: IngestRequest) -> dict[str, datetime | None]:
     """Where each symbol starts (None: nothing new): after its committed watermark, or earlier
     where the source has no bar stored in a session of the range asked for (an older range than
-    the one stored, a session missing in between; :func:`pipeline.plan.uncovered_starts`)."""
+    the one stored, a session missing in between; :func:`pipeline.plan.uncovered_starts`); for
+    corporate actions, at the request's start while the symbol has an open dead letter for one of
+    its requests (:func:`pipeline.plan.unfinished_starts`)."""
     dataset, timeframe = watermark_dataset(request.data_type)
     with resources.connect() as conn:
         marks = read_watermarks(
@@ -183,7 +193,15 @@ def incremental_starts(resources: RunResources, request: IngestRequest) -> dict[
             symbols=list(request.symbols),
             timeframe=request.timeframe if timeframe is None else timeframe,
         )
+        unfinished = (
+            symbols_with_open_letters(
+                conn, source=request.source, datasets=ACTION_DATASETS, symbols=list(request.symbols)
+            )
+            if request.data_type in SHARED_WATERMARK_DATA_TYPES
+            else set()
+        )
     resumes = resume_starts(request, {symbol: mark.high_water_ts for (_, _, symbol, _), mark in marks.items()})
+    resumes = unfinished_starts(request, resumes, unfinished)
     sessions = sessions_to_check(request, resumes)
     if not sessions:
         return resumes

@@ -174,7 +174,10 @@ class AlpacaClient(VendorClient):
             params["start"] = model.to_utc(start).strftime("%Y-%m-%d")
         if end is not None:
             params["end"] = model.to_utc(end).strftime("%Y-%m-%d")
-        return Request(SOURCE, "corporate_actions", "/v1/corporate-actions", params)
+        items = [symbols] if isinstance(symbols, str) else list(symbols)
+        # one symbol's request names it in its context: whose dead letter a failure is
+        context = {"symbol": model.normalize_symbol(items[0])} if len(items) == 1 else {}
+        return Request(SOURCE, "corporate_actions", "/v1/corporate-actions", params, context)
 
     async def corporate_actions(self, symbols: str | Sequence[str], start: Any = None, end: Any = None) -> pd.DataFrame:
         request = self.corporate_actions_request(symbols, start, end)

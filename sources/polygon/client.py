@@ -149,7 +149,8 @@ class PolygonClient(VendorClient):
             params[f"{date_field}.gte"] = model.to_utc(start).strftime("%Y-%m-%d")
         if end is not None:
             params[f"{date_field}.lte"] = model.to_utc(end).strftime("%Y-%m-%d")
-        return Request(SOURCE, kind, f"/v3/reference/{kind}", params)
+        context = {"symbol": model.normalize_symbol(symbol)} if symbol else {}  # whose letter a failure is
+        return Request(SOURCE, kind, f"/v3/reference/{kind}", params, context)
 
     async def splits(self, symbol: str | None = None, start: Any = None, end: Any = None) -> pd.DataFrame:
         request = self.reference_request("splits", symbol, start, end)

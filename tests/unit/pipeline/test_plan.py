@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pipeline.plan import resume_starts
+from pipeline.plan import resume_starts, unfinished_starts
 from pipeline.request import parse_ingest_request
 
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
@@ -42,6 +42,20 @@ def test_a_watermark_before_the_range_does_not_widen_it() -> None:
 def test_daily_bars_step_a_day() -> None:
     starts = resume_starts(request("1day"), {"B": datetime(2024, 3, 5, 5, 0, tzinfo=UTC)})
     assert starts["B"] == datetime(2024, 3, 6, 5, 0, tzinfo=UTC)
+
+
+def test_corporate_actions_of_a_symbol_with_an_open_letter_are_asked_again_whole() -> None:
+    """Splits and dividends share one watermark: after one of them failed it may be past what the
+    failed request should have brought, so that symbol asks the request's whole range."""
+    actions = request("1day", "corporate_actions")
+    resumes = resume_starts(actions, {"A": datetime(2024, 3, 5, tzinfo=UTC), "B": datetime(2024, 3, 5, tzinfo=UTC)})
+    starts = unfinished_starts(actions, resumes, {"A"})
+    assert starts == {**resumes, "A": datetime(2024, 3, 4, tzinfo=UTC)}
+    assert resumes["A"] == datetime(2024, 3, 6, tzinfo=UTC)  # after the watermark otherwise
+    bars = request("1day")  # bars have one request a symbol: their letters move nothing
+    assert unfinished_starts(bars, resume_starts(bars, {"A": datetime(2024, 3, 5, tzinfo=UTC)}), {"A"})[
+        "A"
+    ] == datetime(2024, 3, 6, tzinfo=UTC)
 
 
 def test_pipeline_jobs_put_corporate_actions_first_over_the_longest_lookback() -> None:
