@@ -95,8 +95,8 @@ async def ingest_flow(
         if process:
             batch = await process_collected(run.resources, request, runs)
             await publish_processing(batch)
-            if batch.minutes_changed:
-                await refresh_aggregates_task(quote(run.resources), *batch.minutes_changed)
+            if request.data_type == "market_data":  # the minutes this run (or a killed one) changed
+                await refresh_aggregates_task(quote(run.resources))
             if request.data_type in TEXT_DATA_TYPES:  # sentiment features of the symbols' daily bars
                 await news_features_task(quote(run.resources), quote(request))
             if request.data_type in EARNINGS_DATASETS:  # surprise and days to earnings of daily bars

@@ -28,7 +28,7 @@ async def process_flow(
     with recorded_run("process", overrides) as run:
         batch = await process_pending(run.resources, source, symbols, timeframe, data_type)
         await publish_processing(batch)
-        if batch.minutes_changed:
-            await refresh_aggregates_task(quote(run.resources), *batch.minutes_changed)
+        if data_type == "market_data":  # the minutes this run (or a killed one) changed
+            await refresh_aggregates_task(quote(run.resources))
         run.summary = ProcessSummary.of(run.run_id, batch)
     return run.summary.to_dict()

@@ -24,7 +24,9 @@ exist and :func:`aggregates_available` says so: reads return the stored bars exa
 Refreshing: the policies refresh the last 3 days; an older range written later (a backfill) is
 refreshed by :func:`refresh_bar_aggregates`, which never reaches before the hot window, because a
 refresh over a range tiering has dropped to the lake would materialize emptiness where the bars
-were.
+were. The ranges to refresh are recorded in ``ops.aggregate_refreshes`` by the transaction that
+writes the bars (:func:`record_changed_minutes`), so a run killed before its refresh leaves them
+to the next (:func:`recorded_refreshes`, :func:`forget_refreshes`).
 """
 
 from __future__ import annotations
@@ -183,3 +185,41 @@ def refresh_bar_aggregates(
         except psycopg.Error as exc:
             raise StorageError(f"cannot refresh {view} over [{window[0]}, {window[1]}): {exc}") from exc
     return window
+
+
+def record_changed_minutes(conn: psycopg.Connection, ranges: Sequence[tuple[datetime, datetime]]) -> None:
+    """Record, in the caller's transaction (the one writing the bars), the ``[first, last]`` minute
+    ranges whose aggregates must be refreshed: committed with the bars or not at all."""
+    if not ranges:
+        return
+    conn.execute(
+        "INSERT INTO ops.aggregate_refreshes (range_from, range_to)"
+        " SELECT * FROM unnest(%s::timestamptz[], %s::timestamptz[])",
+        ([lo for lo, _ in ranges], [hi for _, hi in ranges]),
+    )
+
+
+def recorded_refreshes(conn: psycopg.Connection) -> list[tuple[int, datetime, datetime]]:
+    """Every recorded range still to refresh: (id, first minute, last minute), oldest first."""
+    rows = conn.execute("SELECT id, range_from, range_to FROM ops.aggregate_refreshes ORDER BY id").fetchall()
+    return [(int(i), lo, hi) for i, lo, hi in rows]
+
+
+def forget_refreshes(conn: psycopg.Connection, ids: Sequence[int]) -> None:
+    """Delete the recorded ranges ``ids``, refreshed (or left to the policies): those recorded
+    meanwhile stay for the next refresh."""
+    if ids:
+        conn.execute("DELETE FROM ops.aggregate_refreshes WHERE id = ANY(%s)", (list(ids),))
+
+
+def merged_ranges(ranges: Sequence[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """Pure: ``[first, last]`` ranges merged where they overlap or touch (within a day: a refresh
+    widens each to whole New York days anyway), sorted. One refresh per merged range instead of
+    one per recorded series, and no refresh of the months between two distant ones."""
+    out: list[tuple[datetime, datetime]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + timedelta(days=1):
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out

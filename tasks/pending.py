@@ -383,14 +383,6 @@ class ProcessedBatch:
         return self.report.score if self.report else None
 
     @property
-    def minutes_changed(self) -> tuple[str, str] | None:
-        """The time range of every 1-minute bar the batch inserted or changed (ISO), or None."""
-        ranges = [(o.minutes_from, o.minutes_to) for o in self.outcomes if o.minutes_from and o.minutes_to]
-        if not ranges:
-            return None
-        return min(r[0] for r in ranges), max(r[1] for r in ranges)
-
-    @property
     def quality_reasons(self) -> list[str]:
         return self.report.reasons if self.report else []
 

@@ -36,6 +36,7 @@ from quality.validate import ValidationResult, validate_bars
 from sources.dead_letters import record_dead_letter_sync
 from sources.http import Request
 from sources.registry import SourceRegistry
+from storage.aggregates import record_changed_minutes
 from storage.corporate_actions import read_corporate_actions, write_corporate_actions
 from storage.hot import UpsertResult, write_series_bars
 from storage.lake import Lake
@@ -74,8 +75,9 @@ class SymbolProcessing:
     kept_apart: int = 0
     quality_score: float | None = None
     error: str | None = None
-    # the time range of the 1-minute bars this processing inserted or changed (ISO, UTC): the
-    # aggregates built on them are refreshed over it (tasks.aggregates)
+    # the time range of the 1-minute bars this processing inserted or changed (ISO, UTC): recorded
+    # with them in ops.aggregate_refreshes, the aggregates built on them are refreshed over it
+    # (tasks.aggregates)
     minutes_from: str | None = None
     minutes_to: str | None = None
 
@@ -387,9 +389,16 @@ def process_series_bars(
         for (_, with_data, _), result in zip(series, results, strict=True):
             quarantine(conn, with_data, result.rejected)
         written = write_series_bars(conn, [result.accepted for result in results], precedence=precedence)
-    for (index, _, _), result, upsert in zip(series, results, written, strict=True):
-        done[index] = _outcome(done[index][0], result, upsert)
+        for (index, _, _), result, upsert in zip(series, results, written, strict=True):
+            done[index] = _outcome(done[index][0], result, upsert)
+        # with the bars: a run killed before its refresh leaves these ranges to the next (tasks.aggregates)
+        record_changed_minutes(conn, [_changed_minutes(outcome) for outcome, _ in done if outcome.minutes_from])
     return done
+
+
+def _changed_minutes(outcome: SymbolProcessing) -> tuple[datetime, datetime]:
+    assert outcome.minutes_from is not None and outcome.minutes_to is not None
+    return datetime.fromisoformat(outcome.minutes_from), datetime.fromisoformat(outcome.minutes_to)
 
 
 def _outcome(outcome: SymbolProcessing, result: ValidationResult, written: UpsertResult) -> SeriesProcessed:

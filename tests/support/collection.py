@@ -26,6 +26,7 @@ def collect(
     timeframe: str = "1min",
     keep_parsed: bool = False,
     data_type: str = "market_data",
+    now: datetime = NOW,
     **source_options: Any,
 ) -> SymbolCollection:
     request = parse_ingest_request(
@@ -35,7 +36,7 @@ def collect(
         end_date=end,
         timeframe=timeframe,
         source="polygon",
-        now=NOW,
+        now=now,
     )
 
     async def run() -> SymbolCollection:

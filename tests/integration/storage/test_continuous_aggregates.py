@@ -26,6 +26,9 @@ from storage.aggregates import aggregates_available, refresh_bar_aggregates
 from storage.hot import upsert_bars
 from storage.lake import Lake
 from storage.router import StorageRouter
+from tasks.pending import process_symbol_pending
+from tasks.resources import RunResources
+from tests.support.collection import collect
 from tests.support.tiering import make_bars
 from tests.support.vendors import polygon_bars
 
@@ -239,3 +242,46 @@ def test_a_bucket_still_forming_is_not_served(
     assert day["volume"].iloc[0] == int(
         conn.execute("SELECT sum(volume) FROM market.bars_intraday WHERE symbol = %s", (symbol,)).fetchone()[0]
     )
+
+
+def materialized_days(conn: psycopg.Connection, symbol: str) -> dict[object, int]:
+    """The 1day buckets of ``symbol`` materialized (not computed at read time): its volume by day."""
+    table = conn.execute(
+        "SELECT quote_ident(materialization_hypertable_schema) || '.' || quote_ident(materialization_hypertable_name)"
+        " FROM timescaledb_information.continuous_aggregates"
+        " WHERE view_schema = 'market' AND view_name = 'bars_agg_1day'"
+    ).fetchone()
+    assert table is not None
+    rows = conn.execute(f"SELECT ts, volume FROM {table[0]} WHERE symbol = %s", (symbol,)).fetchall()  # type: ignore[arg-type]
+    return {ts: int(volume) for ts, volume in rows}
+
+
+def test_a_run_killed_before_its_refresh_leaves_it_to_the_next_run(stack: Settings, minute_symbols) -> None:
+    """A backfill older than the policies' 3 days, its processing committed and the run killed
+    before its refresh-aggregates step: the range lived in the run's memory alone, so the rerun
+    (nothing new to fetch, every row unchanged) refreshed nothing and the sessions' aggregates
+    stayed unmaterialized for good. The range is now recorded with the bars; the rerun refreshes it."""
+    with database_connection(stack, autocommit=True) as conn:
+        if not aggregates_available(conn):
+            pytest.fail(f"this stack's TimescaleDB edition ({running_edition(conn)}) has no continuous aggregates")
+    symbol = minute_symbols()
+    today = datetime.now(UTC).date()
+    start, end = str(today - pd.Timedelta(days=12)), str(today - pd.Timedelta(days=8))
+    parsed = collect(stack, symbol, start, f"{end}T23:59:59", keep_parsed=True, now=datetime.now(UTC)).parsed
+    with RunResources.from_settings(stack) as resources:  # the killed run: processed, not refreshed
+        ((outcome, _),) = process_symbol_pending(resources, "polygon", symbol, "1min", "market_data", parsed)
+    assert outcome.inserted > 0 and outcome.minutes_from is not None
+    with database_connection(stack, autocommit=True) as conn:
+        assert materialized_days(conn, symbol) == {}
+
+    asyncio.run(ingest_flow(symbols=[symbol], start_date=start, end_date=f"{end}T23:59:59", timeframe="1min"))
+
+    with database_connection(stack, autocommit=True) as conn:
+        days = materialized_days(conn, symbol)
+        stored = router(conn, stack).read_bars([symbol], *ny_window(start, end), "1day")
+        left = conn.execute(
+            "SELECT count(*) FROM ops.aggregate_refreshes WHERE range_to >= %s AND range_from <= %s",
+            (pd.Timestamp(start, tz=UTC), pd.Timestamp(end, tz=UTC) + pd.Timedelta(days=1)),
+        ).fetchone()
+    assert len(days) >= 2 and left == (0,)
+    assert days == {ts.to_pydatetime(): int(v) for ts, v in zip(stored["ts"], stored["volume"], strict=True)}

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from storage.aggregates import closed_buckets, fill_from_aggregate, refresh_window
+from storage.aggregates import closed_buckets, fill_from_aggregate, merged_ranges, refresh_window
 
 
 def bars(stamps: list[str], source: str) -> pd.DataFrame:
@@ -62,3 +62,22 @@ def test_a_day_closes_at_the_next_new_york_midnight_across_daylight_saving_chang
     assert len(closed_buckets(days.iloc[[0]], "1day", fall_end)) == 1
     assert closed_buckets(days.iloc[[1]], "1day", spring_end - pd.Timedelta(minutes=1)).empty
     assert len(closed_buckets(days.iloc[[1]], "1day", spring_end)) == 1
+
+
+def test_recorded_ranges_merge_where_they_overlap_or_lie_within_a_day() -> None:
+    def at(text: str) -> datetime:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+    recorded = [
+        (at("2026-11-03 14:30"), at("2026-11-03 20:59")),
+        (at("2026-06-01 14:30"), at("2026-06-02 20:59")),
+        (at("2026-11-02 14:30"), at("2026-11-03 15:00")),
+        (at("2026-11-04 14:30"), at("2026-11-04 20:59")),  # the next day: one refresh
+        (at("2026-11-10 14:30"), at("2026-11-10 20:59")),
+    ]
+    assert merged_ranges(recorded) == [
+        (at("2026-06-01 14:30"), at("2026-06-02 20:59")),
+        (at("2026-11-02 14:30"), at("2026-11-04 20:59")),
+        (at("2026-11-10 14:30"), at("2026-11-10 20:59")),
+    ]
+    assert merged_ranges([]) == []
