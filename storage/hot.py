@@ -25,6 +25,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -33,6 +34,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
+from psycopg.pq import TransactionStatus
 
 from core.errors import PermanentSourceError, StorageError
 from core.model import BARS, canonical_timeframe, frame, sole_value, to_utc
@@ -710,11 +712,23 @@ def keep_vendor_rows(conn: psycopg.Connection, frame: pd.DataFrame, table: Table
     return written
 
 
+#: Planner settings for the probe of :func:`_overlaps_stored`, the values it restores after.
+_INDEX_PROBES = {"enable_seqscan": "off", "enable_hashjoin": "off", "enable_mergejoin": "off"}
+
+
 def _overlaps_stored(
     cur: psycopg.Cursor, frame: pd.DataFrame, table: TableSpec, *, other_than_source: str | None = None
 ) -> bool:
     """Whether any series of the batch already has a stored row inside the batch's time range
-    (with ``other_than_source``: a row of another source)."""
+    (with ``other_than_source``: a row of another source).
+
+    The probe is planned as index lookups, a few per series and chunk, whatever the statistics
+    say: the chunks a backfill or today's ingest fills were analysed empty (a new chunk, or the
+    rows a rerun deleted), so the planner hashed the batch's series against a sequential scan of
+    every chunk in its range, reading every row the earlier batches of the run had just stored
+    (0.48 CPU-s of PostgreSQL's ~5 for 780k bars in 12 batches; 0.04 as lookups). The settings
+    hold for this statement only (``set_config(..., is_local)``, restored after); the caller is in
+    a transaction (:func:`upsert_frame`, :func:`write_series_bars`)."""
     time_col = table.time_column
     assert time_col is not None
     series = [c for c in table.key if c != time_col]
@@ -737,8 +751,30 @@ def _overlaps_stored(
         other=other,
     )
     params = [*arrays, lo, hi, min(lo), max(hi)] + ([other_than_source] if other_than_source is not None else [])
-    row = cur.execute(query, params).fetchone()
+    with _planned_as_index_probes(cur):
+        row = cur.execute(query, params).fetchone()
     return bool(row and row[0])
+
+
+@contextmanager
+def _planned_as_index_probes(cur: psycopg.Cursor) -> Iterator[None]:
+    """Statements inside are planned without sequential scans, hash or merge joins (a nested loop
+    of index lookups), then the transaction's own settings come back. One round trip each way."""
+    names = list(_INDEX_PROBES)
+    settings = sql.SQL(", ").join(sql.SQL("set_config(%s, %s, true)") for _ in names)
+    previous = cur.execute(
+        sql.SQL("SELECT {}, {}").format(sql.SQL(", ").join(sql.SQL("current_setting(%s)") for _ in names), settings),
+        [*names, *(v for name in names for v in (name, _INDEX_PROBES[name]))],
+    ).fetchone()
+    assert previous is not None
+    try:
+        yield
+    finally:
+        if not cur.connection.broken and cur.connection.info.transaction_status == TransactionStatus.INTRANS:
+            cur.execute(
+                sql.SQL("SELECT {}").format(settings),
+                [v for name, old in zip(names, previous[: len(names)], strict=True) for v in (name, old)],
+            )
 
 
 def _series_bounds(frame: pd.DataFrame, series: list[str], time_col: str) -> pd.DataFrame:
