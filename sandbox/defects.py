@@ -78,6 +78,8 @@ class FilingDefects:
     def apply(self, vendor: str, payload: Payload) -> int:
         """Break the matching filings of a one-symbol Polygon financials response; how many."""
         defects = [d for d in self.listed() if vendor == "polygon" and [d.symbol] == payload.symbols]
+        if not defects:  # every response passes here: a bars page's records are not walked for nothing
+            return 0
         changed = 0
         for records in payload.record_lists:
             for record in records:
