@@ -193,6 +193,15 @@ class StreamingSettings(_Section):
         "writer, a stalled server) is cancelled and retried on a new connection; TCP keepalives find a "
         "vanished server meanwhile. Bounds what would otherwise block the consumer, and SIGTERM's drain, for ever",
     )
+    catch_up_parallel_symbols: PositiveInt = Field(
+        default=8,
+        description="hybrid mode: REST requests of the catch-ups in flight at once (one per symbol and dataset)",
+    )
+    catch_up_hold_rows: PositiveInt = Field(
+        default=500_000,
+        description="hybrid mode: rows read while a catch-up is in flight wait in memory, in order, behind it; "
+        "past this many the consumer waits for the catch-up (the buffer's spill takes over, and is caught up too)",
+    )
     lag_limit_seconds: PositiveFloat = Field(
         default=2.0,
         description="the reader blocked this long on a full buffer hands the oldest half of the buffer to the "

@@ -12,14 +12,23 @@ The pieces, each in its own module, in the order data flows:
 3. the writer (:func:`storage.streams.commit_stream_batch`): one transaction per micro-batch, run
    in a worker thread so the event loop keeps reading; closed bars announced by NOTIFY.
 
-Hybrid mode (``hybrid=True``): on start and after every reconnect the first micro-batch names the
-point the stream resumed at; before it is used, every symbol's trades from the start of its oldest
-window that may still be open (:func:`trades_catch_up_start`: the window of its trades watermark
-less the lateness; the session's open when there is none) up to that point are fetched over the
-vendor's REST API and fed through the same windows and writer. Trades are keyed (symbol, ts,
-exchange, trade_id) and the windows drop duplicates, so the overlap of REST and stream writes
-nothing twice; the windows see every trade of the minutes around a disconnect, so the bars built
-are the vendor's bars.
+Hybrid mode (``hybrid=True``): what the stream missed is fetched over the vendor's REST API and fed
+through the same windows and writer. A span is missed at every (re)connect (from the newest event
+delivered before it; at the start, each symbol's trades from the start of its oldest window that may
+still be open, :func:`trades_catch_up_start`, and minute bars after its newest final one; up to the
+first event the new connection delivered) and at every spill (the span of each symbol's trades and
+bars in the spilled frames). Each is recorded when it happens (:mod:`streaming.gaps`), never derived
+from a watermark later (the stream's own commits move it), as a :class:`CatchUp` queued at its place
+in the stream's order, between the micro-batches read before and after it. Its fetch runs in the
+background, ``streaming.catch_up_parallel_symbols`` requests at a time; meanwhile the consumer
+keeps reading (the buffer does not fill and spill), and the micro-batches read after the span wait
+in memory, in order, behind it: the windows see the REST trades before the later ones, and no
+watermark moves past a span before its REST data is committed (a crash leaves it to the next run's
+catch-up). Spans survive reconnects: several may be in flight, each closed once committed. Past
+``streaming.catch_up_hold_rows`` rows held, the consumer waits for the oldest catch-up (the buffer's
+spill takes over, and a spill is caught up too). Trades are keyed (symbol, ts, exchange, trade_id)
+and the windows drop duplicates, so the overlap of REST and stream writes nothing twice; the
+windows see every trade of the minutes around a gap, so the bars built are the vendor's bars.
 
 News (``datasets=("news",)``, Alpaca only, alone: its own endpoint ``/v1beta1/news``): each
 micro-batch of ``n`` messages takes the batch path's news path (:func:`pipeline.news.store_streamed_news`:
@@ -42,8 +51,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -52,11 +62,21 @@ import pandas as pd
 from loguru import logger
 
 from core.errors import RequestError, StorageError
-from core.model import BARS, TRADES, empty_frame, normalize_symbol, session_start
+from core.model import BARS, TRADES, empty_frame, normalize_symbol
+from streaming.gaps import (
+    Gap,
+    connect_gaps,
+    delivered,
+    join_batches,
+    newest_bars,
+    resume_point,
+    spilled_gaps,
+    split_at,
+)
 
 if TYPE_CHECKING:
     from core.settings import Settings
-    from sources.stream import StreamBatch, StreamConnection, StreamEvent
+    from sources.stream import StreamBatch, StreamConnection, StreamEvent, StreamProtocol
     from storage.streams import StreamCommit
 
 DATASETS = ("trades", "quotes", "bars", "news")
@@ -70,6 +90,10 @@ DATABASE_RETRY_S = 120.0  # how long a lost database is waited for before the st
 # Micro-batches refused in a row before the stream stops: one bad row is dead-lettered and passed,
 # a store that refuses everything (a schema or permission fault) is not a data problem.
 REFUSED_IN_A_ROW_LIMIT = 10
+# Hybrid mode: at most this many waits of the consumer for the oldest catch-up when too much is held,
+# each up to CATCH_UP_WAIT_S; at the end, what is in flight is waited for up to CATCH_UP_WAIT_S.
+HOLD_WAITS = 10
+CATCH_UP_WAIT_S = 60.0
 T = TypeVar("T")  # ops.stream_status is rewritten this often while the stream runs
 
 
@@ -157,6 +181,8 @@ class StreamReport:
     connects: int = 0
     catchups: int = 0
     catchup_trades: int = 0
+    held_rows: int = 0  # hybrid: rows read and not yet stored (behind a catch-up in flight)
+    held_rows_peak: int = 0  # the most rows that waited behind a catch-up at once
     news: int = 0  # news items inserted or updated
     news_refused: int = 0  # news items refused (dead-lettered with their reason)
     database_retries: int = 0
@@ -182,6 +208,8 @@ class StreamReport:
             "connects": self.connects,
             "catchups": self.catchups,
             "catchup_trades": self.catchup_trades,
+            "held_rows": self.held_rows,
+            "held_rows_peak": self.held_rows_peak,
             "news": self.news,
             "news_refused": self.news_refused,
             "database_retries": self.database_retries,
@@ -190,6 +218,20 @@ class StreamReport:
             "commit_p99_ms": round(float(np.percentile(lat, 99)), 2) if lat is not None else None,
             **self.connection,
         }
+
+
+@dataclass(eq=False)
+class CatchUp:
+    """A span the stream missed, queued between the micro-batches read before and after it
+    (hybrid mode). A connect's gaps are known once the new connection delivered its first event
+    (``gaps`` None until then); a spill's at once. ``fetch`` is their REST fetch, running in the
+    background; the span is closed once what it fetched is committed."""
+
+    cause: str  # "connect" | "spill"
+    trades_from: dict[str, pd.Timestamp] = field(default_factory=dict)  # a connect: newest delivered before it
+    bars_from: dict[str, pd.Timestamp] = field(default_factory=dict)
+    gaps: list[Gap] | None = None
+    fetch: asyncio.Task[list[tuple[Gap, pd.DataFrame]]] | None = None
 
 
 @dataclass
@@ -237,13 +279,27 @@ class StreamService:
         self.plan = plan
         self.report = StreamReport()
         self.heartbeat = heartbeat
-        self._resumed: list[int] = []  # wall ns of (re)connects not yet caught up
+        # Hybrid: wall ns of (re)connects not yet placed in the queue; the queue of micro-batches and
+        # catch-ups in the stream's order; the newest trade and vendor bars read so far; the
+        # watermarks at the start (read once, before anything of this run is committed).
+        self._connects: list[int] = []
+        self._queue: deque[StreamBatch | CatchUp] = deque()
+        self._catch_ups = 0  # in the queue
+        self._unresumed: list[CatchUp] = []  # connects whose new connection delivered no trade yet
+        self._delivered_trade: pd.Timestamp | None = None
+        self._delivered_bars: dict[str, pd.Timestamp] = {}
+        self._start_marks: dict[str, dict[str, pd.Timestamp]] | None = None
+        self._order = asyncio.Lock()  # one micro-batch or catch-up applied at a time, in order
+        self._fetch_slots: asyncio.Semaphore | None = None
+        self._followers: set[asyncio.Task[None]] = set()
+        self._failure: BaseException | None = None
+        self._windows: Any = None
+        self._stream: Any = None
         # Without a catch-up (not hybrid): wall ns of (re)connects whose gap is not bounded yet, and
         # the event-time spans the stream missed (bars of windows overlapping them stay provisional).
         self._unbounded: list[int] = []
         self._gaps: list[tuple[pd.Timestamp, pd.Timestamp]] = []
         self._vendor_minute: dict[str, pd.Timestamp] = {}  # newest vendor minute bar per symbol
-        self._held_bars: list[pd.DataFrame] = []  # vendor bars that came before a pending catch-up
         self._conn: Any = None
         self._resilience: Any = None
         self.connected = asyncio.Event()  # set at the first connect
@@ -274,7 +330,7 @@ class StreamService:
             self.plan.source,
             url=self.plan.url,
             feed=self.plan.feed,
-            spill=self.spill_frames,
+            spill=self._spill if self.plan.hybrid else self.spill_frames,
             breaker=self._resilience.breaker,
             datasets=self.plan.datasets,
         )
@@ -283,6 +339,7 @@ class StreamService:
 
             self._news_models = await asyncio.to_thread(NewsModels.from_settings, self.settings)
         stream.on_connected = self._connected
+        self._windows, self._stream = windows, stream
         self._conn = database_connection(self.settings, autocommit=True, **self._session)
         try:
             await self._record_status("running", stream)
@@ -292,6 +349,8 @@ class StreamService:
                 await stream.subscribe(self.plan.datasets, self.plan.symbols)
                 async for batch in stream.batches(streaming.batch_max_rows, streaming.batch_max_delay_seconds):
                     await self._handle(batch, windows, stream)
+                if self.plan.hybrid:
+                    await self._settle()
                 # Stopping is not the end of the market: windows still open stay provisional (the
                 # next run, in hybrid mode, refetches their trades and finishes them).
                 if self.report.newest_event is not None and not self.streams_news:
@@ -304,6 +363,7 @@ class StreamService:
                 raise
             finally:
                 stopper.cancel()
+                self._cancel_catch_ups()
                 await stream.close()
                 self.report.connection = _stats_dict(stream)
                 await self._record_stopped(stream, failure)
@@ -394,7 +454,7 @@ class StreamService:
         self.connected.set()
         at_ns = int(getattr(connected, "at_ns", None) or time.time_ns())  # once authenticated and resubscribed
         if self.plan.hybrid:
-            self._resumed.append(at_ns)
+            self._connects.append(at_ns)
         elif "trades" in self.plan.datasets:  # the windows build bars from trades alone
             self._unbounded.append(at_ns)
 
@@ -402,15 +462,19 @@ class StreamService:
         if self.streams_news:
             await self._handle_news(batch, stream)
             return
+        if not self.plan.hybrid:
+            await self._process(batch, windows, stream)
+            return
+        self._windows, self._stream = windows, stream
+        self._raise_failure()
+        async with self._order:
+            await self._enqueue(batch)
+            await self._advance()
+        await self._bound_hold()
+
+    async def _process(self, batch: StreamBatch, windows: Any, stream: StreamConnection) -> None:
+        """One micro-batch through the windows to the hot store (in hybrid mode, in its turn)."""
         report = self.report
-        if self._resumed and self.plan.hybrid:
-            resume = self._resume_point(batch, self._resumed[-1])
-            if resume is None:  # nothing timed yet in this batch: the next one names the resumption point
-                batch = self._hold_bars(batch)
-            else:
-                self._resumed.clear()
-                await self._catch_up(windows, resume)
-                batch = self._release_bars(batch)
         trades = batch.trades
         if self._unbounded:
             self._bound_gaps(batch)
@@ -543,36 +607,6 @@ class StreamService:
         horizon = self._gaps[-1][1] - pd.Timedelta(hours=1)  # windows correct final bars for 60 s at most
         self._gaps = [g for g in self._gaps if g[1] >= horizon]
 
-    def _hold_bars(self, batch: StreamBatch) -> StreamBatch:
-        """Keep a batch's vendor minute bars back until the catch-up: stored first, the bar of the
-        minute that just ended (often a replay's or a reconnect's first message) would advance the
-        bars watermark past the gap and the catch-up would fetch nothing before it."""
-        if batch.bars.empty:
-            return batch
-        self._held_bars.append(batch.bars)
-        return replace(batch, bars=empty_frame(BARS))
-
-    def _release_bars(self, batch: StreamBatch) -> StreamBatch:
-        """The held bars join the first batch after the catch-up (a bar stored twice is one upsert)."""
-        if not self._held_bars:
-            return batch
-        bars = pd.concat([*self._held_bars, batch.bars], ignore_index=True)
-        self._held_bars.clear()
-        return replace(batch, bars=bars)
-
-    def _resume_point(self, batch: StreamBatch, connected_ns: int) -> pd.Timestamp | None:
-        """Where a (re)connected stream picked up: the earliest trade the NEW connection delivered
-        (a batch may still hold the old connection's frames, read before the drop). Without trades,
-        the newest minute bar of the batch (caught up to, exclusive; refetching a bar is harmless).
-        None until the new connection has delivered something."""
-        trades = batch.trades
-        if "trades" in self.plan.datasets:
-            if trades.empty:
-                return None
-            fresh = np.asarray(batch.received_ns) >= connected_ns
-            return pd.Timestamp(trades["ts"][fresh].min()) if fresh.any() else None
-        return pd.Timestamp(batch.bars["ts"].max()) if not batch.bars.empty else None
-
     def _removed(self, out: Any) -> pd.DataFrame | None:
         """Bars the windows withdrew (all their trades cancelled), unless the vendor's bars own them."""
         removed = out.removed if out is not None else None
@@ -619,69 +653,282 @@ class StreamService:
         self.report.provisional_bars += commit.provisional_bars.changed
         return commit
 
-    # -- hybrid: the REST catch-up -----------------------------------------------------------
-    async def _catch_up(self, windows: Any, resume: pd.Timestamp) -> None:
-        """Fetch over REST what the stream could not deliver: trades from each symbol's oldest
-        possibly-open window, vendor minute bars after each symbol's newest final one, up to ``resume``."""
-        from sources.factory import build_source
+    # -- hybrid: what was missed, recorded when it happens, caught up in the background ----------
+    @property
+    def _protocol(self) -> StreamProtocol:
+        from sources.stream import protocol_for
 
-        source: Any = build_source(
-            self.plan.source, self.settings, resilience=self._resilience, options=self.plan.rest_options()
-        )
-        trades, bars = empty_frame(TRADES), empty_frame(BARS)
-        try:
-            if "trades" in self.plan.datasets:
-                trades = await self._fetch(source, "trades", resume)
-            if "bars" in self.plan.datasets:
-                bars = await self._fetch(source, "bars", resume.floor("min"))
-        finally:
-            await source.aclose()
-        self.report.catchups += 1
-        self.report.catchup_trades += len(trades)
-        logger.info(
-            "stream {}: caught up {} trade(s) and {} minute bar(s) over REST up to {}",
-            self.plan.source,
-            len(trades),
-            len(bars),
-            resume,
-        )
-        if not trades.empty:
-            windows.add_trades(trades)
-        final, _ = self._bars_to_write(None, bars)
-        # Refused, the catch-up's dead letter says what to fetch again (REST rows have no frames).
-        what = {"catch_up": list(self.plan.datasets), "symbols": list(self.plan.symbols), "until": resume.isoformat()}
-        await self._store([orjson.dumps(what)], [time.time_ns()], trades=trades, final_bars=final)
+        return protocol_for(self.plan.source, self.plan.datasets)
 
-    async def _fetch(self, source: Any, dataset: str, end: pd.Timestamp) -> pd.DataFrame:
+    async def _enqueue(self, batch: StreamBatch) -> None:
+        """Queue ``batch`` behind what came before it; a (re)connect it crosses (a frame read after
+        the connect) becomes a catch-up between the frames read before and after it."""
+        while self._connects and delivered(batch, self._connects[0]):
+            at_ns = self._connects.pop(0)
+            before, batch = split_at(batch, at_ns, self._protocol.parse_frames)
+            if before is not None:
+                self._hold(before)
+            catch_up = await self._connect_catch_up()
+            self._queue_catch_up(catch_up)
+            self._unresumed.append(catch_up)
+        self._hold(batch)
+
+    async def _connect_catch_up(self) -> CatchUp:
+        """A (re)connect's catch-up, from the newest trade and minute bars delivered before it (the
+        watermarks at the start for what nothing was delivered of yet); its end comes later."""
+        marks = await self._watermarks_at_start()
+        trades_from = dict(marks.get("trades", {}))
+        if self._delivered_trade is not None:  # every symbol's trades up to it were delivered
+            trades_from = dict.fromkeys(self.plan.symbols, self._delivered_trade)
+        bars_from = {**marks.get("bars", {}), **self._delivered_bars}
+        return CatchUp("connect", trades_from, bars_from)
+
+    async def _watermarks_at_start(self) -> dict[str, dict[str, pd.Timestamp]]:
+        """The committed trades and bars watermarks, read once at the first connect: nothing of this
+        run is committed before its catch-up, and later catch-ups start from what was delivered."""
         from storage.watermarks import read_watermarks
 
-        marks = await self._db(
-            read_watermarks, source=self.plan.source, dataset=dataset, symbols=list(self.plan.symbols)
-        )
-        newest = {k[2]: pd.Timestamp(m.high_water_ts) for k, m in marks.items() if k[3] in ("", "1min")}
-        opens = session_start(pd.Series([end])).iloc[0]
-        lateness = pd.Timedelta(seconds=self.settings.streaming.lateness_seconds)
-        widths = (self.settings.streaming.window_seconds, 60.0)
-        parts = []
-        for symbol in self.plan.symbols:
-            mark = newest.get(symbol)
-            if dataset == "trades":  # from the oldest window that may still be open
-                start = trades_catch_up_start(mark, opens, lateness, widths)
-                if start < end:
-                    parts.append(await source.client.trades(symbol, start, end))
-            else:  # minute bars after the newest final one
-                start = opens if mark is None else max(opens, mark + pd.Timedelta(minutes=1))
-                if start < end:
-                    parts.append(await _raw_minute_bars(self.plan.source, source, symbol, start, end))
-        got = pd.concat(parts, ignore_index=True) if parts else empty_frame(TRADES if dataset == "trades" else BARS)
-        if dataset == "trades" and self.plan.source == "polygon":
-            # Polygon's WebSocket stamps trades in milliseconds, its REST API in nanoseconds: trades
-            # caught up over REST are stored at the stream's resolution, so a trade has ONE key
-            # whichever path delivered it (no duplicate at the join).
-            from sources.polygon.stream import align_to_stream
+        if self._start_marks is None:
+            marks: dict[str, dict[str, pd.Timestamp]] = {}
+            for dataset in ("trades", "bars"):
+                if dataset in self.plan.datasets:
+                    got = await self._db(
+                        read_watermarks, source=self.plan.source, dataset=dataset, symbols=list(self.plan.symbols)
+                    )
+                    marks[dataset] = {
+                        k[2]: pd.Timestamp(m.high_water_ts) for k, m in got.items() if k[3] in ("", "1min")
+                    }
+            self._start_marks = marks
+        return self._start_marks
 
-            got = align_to_stream(got)
-        return got[got["ts"] < end].reset_index(drop=True)
+    def _hold(self, batch: StreamBatch) -> None:
+        """Queue a micro-batch read wholly after every catch-up queued before it: it names where a
+        connect's catch-up ends (the first event the new connection delivered)."""
+        resume = resume_point(batch, self.plan.datasets)
+        if resume is not None:
+            for catch_up in self._unresumed:
+                self._start_fetch(catch_up, self._connect_gaps(catch_up, resume))
+            self._unresumed.clear()
+        if not batch.trades.empty:
+            newest = pd.Timestamp(batch.trades["ts"].max())
+            if self._delivered_trade is None or newest > self._delivered_trade:
+                self._delivered_trade = newest
+        for symbol, ts in newest_bars(batch).items():
+            if ts > self._delivered_bars.get(symbol, _EPOCH):
+                self._delivered_bars[symbol] = ts
+        self._queue.append(batch)
+        self.report.held_rows += batch.rows
+        if self._catch_ups:  # it waits behind one
+            self.report.held_rows_peak = max(self.report.held_rows_peak, self.report.held_rows)
+
+    def _connect_gaps(self, catch_up: CatchUp, resume: pd.Timestamp) -> list[Gap]:
+        streaming = self.settings.streaming
+        return connect_gaps(
+            self.plan.symbols,
+            self.plan.datasets,
+            catch_up.trades_from,
+            catch_up.bars_from,
+            resume,
+            lateness=pd.Timedelta(seconds=streaming.lateness_seconds),
+            widths=(streaming.window_seconds, 60.0),
+        )
+
+    async def _spill(self, frames: list[bytes]) -> None:
+        """The reader's spill in hybrid mode: the span of each symbol's trades and bars in the frames
+        becomes a catch-up, queued now, behind every micro-batch read before them (parsed here,
+        without yielding to the parser, which would queue later frames first); the frames go to the
+        lake's raw zone as without hybrid mode."""
+        gaps = spilled_gaps(self._protocol.parse_frames(frames, [0] * len(frames)), self.plan.datasets)
+        catch_up = CatchUp("spill")
+        self._queue_catch_up(catch_up)
+        self._start_fetch(catch_up, gaps)
+        logger.warning(
+            "stream {}: {} spilled frame(s) are caught up over REST ({} span(s))", self.name, len(frames), len(gaps)
+        )
+        await asyncio.to_thread(self.spill_frames, frames)
+
+    def _queue_catch_up(self, catch_up: CatchUp) -> None:
+        self._queue.append(catch_up)
+        self._catch_ups += 1
+
+    def _start_fetch(self, catch_up: CatchUp, gaps: list[Gap]) -> None:
+        catch_up.gaps = gaps
+        catch_up.fetch = asyncio.ensure_future(self._fetch_gaps(gaps))
+        catch_up.fetch.add_done_callback(self._fetched)
+
+    def _fetched(self, fetch: asyncio.Future[Any]) -> None:
+        """A fetch ended: what waited behind it goes on now, not at the next micro-batch (a quiet
+        stream may send none for a while)."""
+        if fetch.cancelled():
+            return
+        follower = asyncio.ensure_future(self._advance_in_order())
+        self._followers.add(follower)
+        follower.add_done_callback(self._followers.discard)
+
+    async def _advance_in_order(self) -> None:
+        try:
+            async with self._order:
+                await self._advance()
+        except Exception as exc:  # raised by the consumer at its next micro-batch, or at the end
+            self._failure = self._failure or exc
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    async def _advance(self) -> None:
+        """Apply the queue in order up to the first catch-up whose fetch has not ended."""
+        while self._queue:
+            head = self._queue[0]
+            if isinstance(head, CatchUp):
+                if head.fetch is None or not head.fetch.done():
+                    return
+                await self._apply(head, head.fetch.result())
+                self._catch_ups -= 1
+                self._queue.popleft()
+                continue
+            run = self._batches_at_head()
+            batch = join_batches(run)
+            await self._process(batch, self._windows, self._stream)
+            self.report.held_rows -= batch.rows
+            for _ in run:
+                self._queue.popleft()
+
+    def _batches_at_head(self) -> list[StreamBatch]:
+        """The micro-batches at the head of the queue, up to the next catch-up and together at most
+        ``streaming.batch_max_rows`` rows (at least one)."""
+        limit = self.settings.streaming.batch_max_rows
+        run: list[StreamBatch] = []
+        rows = 0
+        for item in self._queue:
+            if isinstance(item, CatchUp) or (run and rows + item.rows > limit):
+                break
+            run.append(item)
+            rows += item.rows
+        return run
+
+    async def _bound_hold(self) -> None:
+        """Past ``streaming.catch_up_hold_rows`` rows held, the consumer waits for the oldest
+        catch-up (a connect whose end is still unknown ends at the newest event held)."""
+        for _ in range(HOLD_WAITS):
+            if self.report.held_rows <= self.settings.streaming.catch_up_hold_rows:
+                return
+            head = next((item for item in self._queue if isinstance(item, CatchUp)), None)
+            if head is None:
+                return
+            if head.fetch is None:
+                self._end_at_newest_held(head)
+            assert head.fetch is not None  # a spill's is started when it is queued
+            logger.warning(
+                "stream {}: {} row(s) wait for a catch-up; the consumer waits for it", self.name, self.report.held_rows
+            )
+            await asyncio.wait({head.fetch}, timeout=CATCH_UP_WAIT_S)
+            self._raise_failure()
+            async with self._order:
+                await self._advance()
+
+    def _end_at_newest_held(self, catch_up: CatchUp) -> None:
+        """A connect's catch-up whose new connection delivered no trade (bar, in a plan without
+        trades) yet ends at the newest event held behind it; with nothing behind it, it fetches
+        nothing (the watermarks stay before it: the next hybrid run fetches it)."""
+        behind = list(self._queue)[self._queue.index(catch_up) + 1 :]
+        times = [
+            rows["ts"].max()
+            for item in behind
+            if not isinstance(item, CatchUp)
+            for rows in (item.trades, item.quotes, item.bars)
+            if not rows.empty
+        ]
+        end = pd.Timestamp(max(times)) + pd.Timedelta(1, "ns") if times else None
+        self._unresumed.remove(catch_up)
+        self._start_fetch(catch_up, self._connect_gaps(catch_up, end) if end is not None else [])
+
+    async def _settle(self) -> None:
+        """At the end: catch-ups still in flight are waited for (up to ``CATCH_UP_WAIT_S``) and what
+        waited behind them is stored. What is still held then is not (logged): the watermarks stay
+        before its span, so the next hybrid run fetches it again."""
+        self._connects.clear()  # nothing was read after them
+        for catch_up in list(self._unresumed):
+            self._end_at_newest_held(catch_up)
+        fetches = [item.fetch for item in self._queue if isinstance(item, CatchUp) and item.fetch is not None]
+        if fetches:
+            await asyncio.wait(fetches, timeout=CATCH_UP_WAIT_S)
+        async with self._order:
+            await self._advance()
+        self._raise_failure()
+        if self._queue:
+            logger.error(
+                "stream {}: a catch-up did not end in {} s; {} row(s) read after it are not stored (the next "
+                "hybrid run fetches the span again from the watermarks)",
+                self.name,
+                CATCH_UP_WAIT_S,
+                self.report.held_rows,
+            )
+
+    def _cancel_catch_ups(self) -> None:
+        for item in self._queue:
+            if isinstance(item, CatchUp) and item.fetch is not None:
+                item.fetch.cancel()
+        for follower in list(self._followers):
+            follower.cancel()
+
+    async def _apply(self, catch_up: CatchUp, fetched: list[tuple[Gap, pd.DataFrame]]) -> None:
+        """A catch-up's REST rows through the windows (before the micro-batches read after its span)
+        and the writer: its span is closed once they are committed."""
+        gaps = catch_up.gaps or []
+        if not gaps:
+            return
+        trades = [rows for gap, rows in fetched if gap.dataset == "trades" and not rows.empty]
+        bars = [rows for gap, rows in fetched if gap.dataset == "bars" and not rows.empty]
+        got_trades = pd.concat(trades, ignore_index=True) if trades else empty_frame(TRADES)
+        got_bars = pd.concat(bars, ignore_index=True) if bars else empty_frame(BARS)
+        self.report.catchups += 1
+        self.report.catchup_trades += len(got_trades)
+        logger.info(
+            "stream {}: caught up {} trade(s) and {} minute bar(s) over REST ({} after a {}, {} .. {})",
+            self.name,
+            len(got_trades),
+            len(got_bars),
+            len(gaps),
+            catch_up.cause,
+            min(g.start for g in gaps),
+            max(g.end for g in gaps),
+        )
+        if not got_trades.empty:
+            self._windows.add_trades(got_trades)
+        final, _ = self._bars_to_write(None, got_bars)
+        # Refused, the catch-up's dead letter says what to fetch again (REST rows have no frames).
+        what = {"catch_up": [gap.describe() for gap in gaps]}
+        await self._store([orjson.dumps(what)], [time.time_ns()], trades=got_trades, final_bars=final)
+
+    def _rest_source(self) -> Any:
+        """The REST source a catch-up fetches with (the seam tests answer)."""
+        from sources.factory import build_source
+
+        return build_source(
+            self.plan.source, self.settings, resilience=self._resilience, options=self.plan.rest_options()
+        )
+
+    async def _fetch_gaps(self, gaps: Sequence[Gap]) -> list[tuple[Gap, pd.DataFrame]]:
+        """Each gap's rows over REST, ``streaming.catch_up_parallel_symbols`` requests at a time
+        (shared by every catch-up in flight)."""
+        if not gaps:
+            return []
+        if self._fetch_slots is None:
+            self._fetch_slots = asyncio.Semaphore(self.settings.streaming.catch_up_parallel_symbols)
+        slots = self._fetch_slots
+        source = self._rest_source()
+
+        async def fetch(gap: Gap) -> tuple[Gap, pd.DataFrame]:
+            async with slots:
+                return gap, await _fetch_gap(self.plan.source, source, gap)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(fetch(gap)) for gap in gaps]
+        finally:
+            await source.aclose()
+        return [task.result() for task in tasks]
 
     # -- the edges: spill and dead letters ---------------------------------------------------
     def spill_frames(self, frames: Sequence[bytes]) -> None:
@@ -717,22 +964,20 @@ class StreamService:
             )
 
 
-def trades_catch_up_start(
-    mark: pd.Timestamp | None,
-    session_open: pd.Timestamp,
-    lateness: pd.Timedelta,
-    widths: Sequence[float] = (60.0,),
-) -> pd.Timestamp:
-    """Where a symbol's trades are fetched again from after a (re)start: the start of the oldest
-    window (of ``widths`` seconds, epoch-aligned like the windows') that may still be open at its
-    trades watermark ``mark``, i.e. the window of ``mark - lateness``; the session's open when there
-    is no mark. The windows, fresh or not, then see every trade of each window they finalize: a
-    start inside a window (``mark.floor("min") - lateness`` was the last ``lateness`` of the minute
-    before) made them finalize that window from its tail alone."""
-    if mark is None:
-        return session_open
-    oldest_open = mark - lateness
-    return max(session_open, min(oldest_open.floor(f"{round(w)}s") for w in widths))
+async def _fetch_gap(vendor: str, source: Any, gap: Gap) -> pd.DataFrame:
+    """One gap's trades, or the vendor's raw minute bars, over REST."""
+    if gap.dataset == "trades":
+        got = await source.client.trades(gap.symbol, gap.start, gap.end)
+        if vendor == "polygon":
+            # Polygon's WebSocket stamps trades in milliseconds, its REST API in nanoseconds: trades
+            # caught up over REST are stored at the stream's resolution, so a trade has ONE key
+            # whichever path delivered it (no duplicate at the join).
+            from sources.polygon.stream import align_to_stream
+
+            got = align_to_stream(got)
+    else:
+        got = await _raw_minute_bars(vendor, source, gap.symbol, gap.start, gap.end)
+    return got[(got["ts"] >= gap.start) & (got["ts"] < gap.end)].reset_index(drop=True)
 
 
 async def _raw_minute_bars(

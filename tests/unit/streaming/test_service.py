@@ -20,12 +20,12 @@ from core.model import TRADES, frame
 from core.settings import Settings
 from sources.polygon.stream import PROTOCOL
 from storage.streams import StreamCommit, commit_stream_batch, record_stream_status
+from streaming.gaps import trades_catch_up_start
 from streaming.service import (
     REFUSED_IN_A_ROW_LIMIT,
     StreamPlan,
     StreamService,
     overlaps_gaps,
-    trades_catch_up_start,
 )
 from streaming.windows import BarWindows
 
@@ -287,3 +287,208 @@ def test_without_a_catch_up_the_minutes_around_a_start_or_a_reconnect_are_never_
     provisional = minutes([c.get("provisional_bars") for c in service.committed])
     assert final == ["13:31", "13:35"]  # 13:30, 13:32 and 13:34 were seen in part
     assert {"13:30", "13:32", "13:34"} <= set(provisional)
+
+
+# -- hybrid: gaps recorded when they happen, caught up in the background ------------------------
+
+
+class RestTape:
+    """The vendor's REST API a catch-up reads (the service's ``_rest_source`` seam): the trades of
+    ``tape``; past the first ``free`` requests, while ``gate`` is not set, a request waits for it
+    (a catch-up in flight)."""
+
+    def __init__(self, tape: pd.DataFrame, gate: asyncio.Event | None = None, free: int = 0) -> None:
+        self.client = self
+        self.tape = tape
+        self.gate = gate
+        self.free = free
+        self.asked: list[tuple[str, pd.Timestamp, pd.Timestamp]] = []
+
+    async def trades(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        self.asked.append((symbol, start, end))
+        if self.gate is not None and len(self.asked) > self.free:
+            await self.gate.wait()
+        t = self.tape
+        return t[(t["symbol"] == symbol) & (t["ts"] >= start) & (t["ts"] < end)].reset_index(drop=True)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class HybridStore(InMemoryStore):
+    """A hybrid stream service: the hot store in memory (no watermark stored yet), REST from a tape,
+    spilled frames kept."""
+
+    def __init__(self, plan: StreamPlan, rest: RestTape) -> None:
+        super().__init__(plan, [])
+        self.rest = rest
+        self.spilled: list[bytes] = []
+
+    async def _db(self, action: Any, *args: Any, **kwargs: Any) -> Any:
+        from storage.watermarks import read_watermarks
+
+        if action is read_watermarks:
+            return {}
+        return await super()._db(action, *args, **kwargs)
+
+    def _rest_source(self) -> Any:
+        return self.rest
+
+    def spill_frames(self, frames: Sequence[bytes]) -> None:
+        self.spilled += frames
+
+
+HYBRID = StreamPlan("polygon", ("AAPL",), ("trades",), hybrid=True)
+
+
+def frames_at(seconds: Sequence[float], received_ns: int) -> tuple[list[bytes], list[int]]:
+    """One trade frame per second of ``seconds`` after T0 (its id: the half-second count)."""
+    frames = [
+        orjson.dumps([{"ev": "T", "sym": "AAPL", "i": str(round(s * 2)), "x": 4, "p": 1.5, "s": 10,
+                       "t": T0_MS + round(s * 1000)}])
+        for s in seconds
+    ]  # fmt: skip
+    return frames, [received_ns + n for n in range(len(frames))]
+
+
+def read(seconds: Sequence[float], received_ns: int):
+    """A micro-batch of trades at ``seconds`` read from ``received_ns`` on, with its frames."""
+    frames, received = frames_at(seconds, received_ns)
+    return replace(PROTOCOL.parse_frames(frames, received), frames=tuple(frames), frames_received_ns=tuple(received))
+
+
+SESSION = np.arange(0, 300, 0.5)  # the vendor's tape: a trade every half second, 13:30:00-13:34:59.5
+TAPE = read(SESSION, 0).trades
+
+
+def committed_ids(service: InMemoryStore) -> list[int]:
+    ids = [int(i) for c in service.committed if c.get("trades") is not None for i in c["trades"]["trade_id"]]
+    return sorted(set(ids))
+
+
+def final_minutes(service: InMemoryStore) -> dict[str, tuple[int, int]]:
+    """Each final 1-minute bar's (volume, trade count), the last one stored."""
+    out = {}
+    for c in service.committed:
+        bars = c.get("final_bars")
+        if bars is not None and not bars.empty:
+            for bar in bars[bars["timeframe"] == "1min"].itertuples():
+                out[f"{bar.ts:%H:%M}"] = (int(bar.volume), int(bar.trade_count))
+    return out
+
+
+def test_two_quick_reconnects_leave_both_gaps_caught_up(isolated):
+    """The review's double reconnect: both connects come before the parser reaches the first new
+    connection's frames. Each gap is bounded by the frames read around its connect, so the first
+    connection's frames, stored first, no longer hide gap 1 from the catch-up."""
+    service = HybridStore(HYBRID, RestTape(TAPE))
+    windows = BarWindows(60, 2, source="polygon")
+
+    async def scenario():
+        service._connected(SimpleNamespace(at_ns=100))
+        await service._handle(read(np.arange(0, 60, 0.5), 150), windows, Stream())
+        # gap 1: 13:31:00-13:32:00; gap 2: 13:32:30-13:33:30; both connects before the parser reads on
+        service._connected(SimpleNamespace(at_ns=1_000))
+        service._connected(SimpleNamespace(at_ns=2_000))
+        await service._handle(read(np.arange(120, 150, 0.5), 1_500), windows, Stream())
+        await service._handle(read(np.arange(210, 300, 0.5), 2_500), windows, Stream())
+        await service._settle()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+    assert committed_ids(service) == sorted(int(i) for i in TAPE["trade_id"])  # every trade of both gaps
+    assert {m: final_minutes(service)[m] for m in ("13:30", "13:31", "13:32", "13:33")} == dict.fromkeys(
+        ("13:30", "13:31", "13:32", "13:33"), (1200, 120)
+    )  # complete minutes, gaps included
+    assert service.report.catchups == 3  # at the start and after each reconnect
+    assert service.report.late_trades == 0  # each gap's trades reached the windows before later ones
+
+
+async def until(condition: Any, turns: int = 1000) -> None:
+    """Let the event loop run (background fetches and what follows them) until ``condition`` holds:
+    at most ``turns`` turns of the loop, no wall-clock wait."""
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"not reached in {turns} turns of the event loop")
+
+
+def test_a_catch_up_in_flight_does_not_stop_the_consumer(isolated):
+    """While a catch-up's REST requests wait, the consumer goes on taking micro-batches (it does
+    not block, so the reader's buffer does not fill and spill); they are stored after the
+    catch-up, in the order read (the backlog in one transaction), and its trades reach the windows
+    first."""
+    gate = asyncio.Event()
+    service = HybridStore(HYBRID, RestTape(TAPE, gate, free=1))  # the start's catch-up is served
+    windows = BarWindows(60, 2, source="polygon")
+    live = [read(np.arange(start, start + 30, 0.5), 1_000 + start) for start in (120, 150, 180)]
+
+    async def scenario():
+        service._connected(SimpleNamespace(at_ns=100))
+        await service._handle(read(np.arange(0, 60, 0.5), 150), windows, Stream())
+        await until(lambda: len(service.committed) == 2)  # the start's catch-up, then the first read
+        service._connected(SimpleNamespace(at_ns=1_000))  # 13:31:00-13:32:00 missed
+        for b in live:
+            await service._handle(b, windows, Stream())  # returns while the catch-up waits
+        await until(lambda: len(service.rest.asked) == 2)  # the gap's request is in flight
+        in_flight = (len(service.rest.asked), len(service.committed), service.report.held_rows)
+        gate.set()
+        await service._settle()
+        return in_flight
+
+    asked, committed_meanwhile, held = asyncio.run(asyncio.wait_for(scenario(), 30))
+
+    # in flight: the start's catch-up and the first read stored, the three live batches held in order
+    assert (asked, committed_meanwhile, held) == (2, 2, sum(b.rows for b in live))
+    trades = [c["trades"] for c in service.committed if c.get("trades") is not None]
+    order = [sorted({int(i) // 120 for i in t["trade_id"]}) for t in trades]  # the minute of each trade
+    # the start, the first read, the catch-up, then the live ones (held, stored together)
+    assert order == [[], [0], [0, 1], [2, 3]]
+    assert committed_ids(service) == list(range(0, 420))
+    assert final_minutes(service)["13:31"] == (1200, 120)
+
+
+def test_spilled_frames_are_caught_up_over_rest(isolated):
+    """Frames spilled past the lag limit are a gap like a reconnect's: the span of each symbol's
+    trades in them is fetched over REST and stored, in its place before the frames read after."""
+    service = HybridStore(HYBRID, RestTape(TAPE))
+    windows = BarWindows(60, 2, source="polygon")
+    spilled, _ = frames_at(np.arange(60, 90, 0.5), 1_000)
+
+    async def scenario():
+        service._connected(SimpleNamespace(at_ns=100))
+        await service._handle(read(np.arange(0, 60, 0.5), 150), windows, Stream())
+        await service._spill(spilled)
+        await service._handle(read(np.arange(90, 180, 0.5), 2_000), windows, Stream())
+        await service._settle()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+    assert service.spilled == spilled  # still in the lake's raw zone
+    span = (pd.Timestamp(T0_MS + 60_000, unit="ms", tz="UTC"), pd.Timestamp(T0_MS + 89_501, unit="ms", tz="UTC"))
+    assert service.rest.asked[-1] == ("AAPL", *span)
+    assert committed_ids(service) == list(range(0, 360))
+    assert final_minutes(service)["13:31"] == (1200, 120)
+
+
+def test_a_bars_only_catch_up_resumes_at_the_new_connections_first_bar():
+    """A pre-drop bar still buffered must not name the resumption point (it did: any bar did)."""
+    from streaming.gaps import connect_gaps, resume_point, split_at
+
+    frames = [
+        orjson.dumps([{"ev": "AM", "sym": "AAPL", "v": 10, "vw": 1.5, "o": 1.5, "c": 1.5, "h": 1.5, "l": 1.5,
+                       "s": T0_MS + m * 60_000, "e": T0_MS + (m + 1) * 60_000, "z": 10}])
+        for m in (0, 5)
+    ]  # fmt: skip
+    received = [150, 250]  # 13:30 read before the reconnect at 200, 13:35 after
+    both = replace(PROTOCOL.parse_frames(frames, received), frames=tuple(frames), frames_received_ns=tuple(received))
+
+    before, after = split_at(both, 200, PROTOCOL.parse_frames)
+    resume = resume_point(after, ("bars",))
+    gaps = connect_gaps(("AAPL",), ("bars",), {}, {"AAPL": before.bars["ts"].max()}, resume,
+                        lateness=LATENESS, widths=(60.0,))  # fmt: skip
+
+    assert before is not None and len(before.bars) == 1 and len(after.bars) == 1
+    assert [(g.start, g.end) for g in gaps] == [(pd.Timestamp("2024-06-03 13:31", tz="UTC"), resume)]
+    assert resume == pd.Timestamp("2024-06-03 13:35", tz="UTC")

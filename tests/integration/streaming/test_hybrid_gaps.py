@@ -1,0 +1,157 @@
+"""Hybrid mode against the sandbox, where the review found spans lost for good: two reconnects
+before the consumer reaches the first new connection's frames, frames spilled past the lag limit,
+and a catch-up slow enough to fill the buffer. Each run ends with exactly the batch path's trades
+and 1-minute bars stored (REST is the truth), over real WebSocket and HTTP traffic on 127.0.0.1.
+
+The consumer is held up by a lock on ``ops.watermarks`` (every commit of trades or bars updates it)
+taken in another connection: a slow database, while the reader goes on reading. Every wait is
+bounded in count and time."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from core.settings import Settings
+from db.connect import database_connection
+from streaming.service import StreamPlan, StreamReport, StreamService
+from tests.support.streaming import assert_stored_equals_batch, delete_symbols, new_symbols, stream_url
+
+
+@pytest.fixture
+def gap_symbols(stack: Settings):
+    names = new_symbols("GP")
+    yield names
+    delete_symbols(stack, names)
+
+
+def with_streaming(stack: Settings, **changes: Any) -> Settings:
+    return stack.model_copy(update={"streaming": stack.streaming.model_copy(update=changes)})
+
+
+async def wait_for(condition: Callable[[], bool], what: str, attempts: int = 150) -> None:
+    """Poll every 0.2 s, ``attempts`` times at most."""
+    for _ in range(attempts):
+        if condition():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{what}: not reached in {attempts * 0.2:.0f} s")
+
+
+async def run_stream(
+    settings: Settings, plan: StreamPlan, scenario: Callable[[StreamService, httpx.AsyncClient], Awaitable[None]]
+) -> StreamReport:
+    service = StreamService(settings, plan)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(service.run(stop))
+    try:
+        async with httpx.AsyncClient(base_url=settings.sandbox.base_url, timeout=10) as sandbox:
+            await wait_for(lambda: service.report.catchups >= 1 and service.report.batches > 5, "the start")
+            await scenario(service, sandbox)
+            await asyncio.sleep(2)  # a few more market minutes, stored
+    finally:
+        stop.set()
+    return await asyncio.wait_for(runner, 90)
+
+
+class SlowDatabase:
+    """Holds ``ops.watermarks`` locked from another connection: the stream's commits wait."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.conn: Any = None
+
+    def __enter__(self) -> SlowDatabase:
+        self.conn = database_connection(self.settings)
+        self.conn.execute("LOCK TABLE ops.watermarks IN EXCLUSIVE MODE")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.rollback()
+        self.conn.close()
+
+
+def hybrid_plan(stack: Settings, symbols: list[str], speed: float = 120) -> StreamPlan:
+    url = stream_url(stack, uuid.uuid4().hex, speed=speed)
+    return StreamPlan.of("polygon", symbols, ("trades", "bars"), hybrid=True, url=url)
+
+
+def test_two_reconnects_before_the_consumer_reads_on_lose_no_gap(stack: Settings, gap_symbols) -> None:
+    """The review's double reconnect (finding 2a): the first new connection's frames reach the
+    consumer after the second connect, in micro-batches of their own. Stored first, they moved the
+    trades watermark past gap 1, and the catch-up, reading the watermark then, never fetched it."""
+    settings = with_streaming(stack, reconnect_base_seconds=0.05, batch_max_rows=20, buffer_size=100_000)
+
+    async def two_quick_reconnects(service: StreamService, sandbox: httpx.AsyncClient) -> None:
+        with SlowDatabase(stack):
+            await asyncio.sleep(0.5)  # the consumer waits on its commit; the reader reads on
+            for _ in range(2):
+                connects = service.report.connects
+                assert (await sandbox.post("/_sandbox/streams/disconnect", json={"vendor": "polygon"})).json()[
+                    "disconnected"
+                ] >= 1
+                await wait_for(lambda n=connects: service.report.connects > n, "a reconnect")  # type: ignore[misc]
+                await asyncio.sleep(1.5)  # three market minutes read on the new connection
+
+    report = asyncio.run(
+        asyncio.wait_for(run_stream(settings, hybrid_plan(stack, gap_symbols), two_quick_reconnects), 240)
+    )
+
+    assert report.connects == 3
+    assert report.connection["spilled"] == 0 and report.connection["dropped"] == 0  # a reconnect's gap only
+    assert assert_stored_equals_batch(stack, stack, gap_symbols) > 100  # every minute of both gaps
+    assert report.catchups >= 3  # the start and each reconnect
+
+
+def test_spilled_frames_are_caught_up_over_rest(stack: Settings, gap_symbols) -> None:
+    """Frames the reader spilled past the lag limit (finding 2c) were never read back: a permanent
+    gap under bars announced final. Their span is now caught up over REST."""
+    settings = with_streaming(stack, buffer_size=20, lag_limit_seconds=0.2)
+
+    async def a_slow_database(service: StreamService, sandbox: httpx.AsyncClient) -> None:
+        with SlowDatabase(stack):
+            await asyncio.sleep(3)  # six market minutes: the buffer fills and spills
+
+    report = asyncio.run(asyncio.wait_for(run_stream(settings, hybrid_plan(stack, gap_symbols), a_slow_database), 240))
+
+    assert report.connection["spilled"] > 0 and report.connection["dropped"] == 0
+    assert assert_stored_equals_batch(stack, stack, gap_symbols) > 100
+    assert report.catchups >= 2  # the start and at least one spill
+
+
+def test_a_slow_catch_up_does_not_make_the_stream_spill(stack: Settings, gap_symbols) -> None:
+    """The catch-up ran inside the consumer, symbol after symbol (finding 3): meanwhile the buffer
+    filled and spilled the newest frames, a gap the catch-up itself opened. With every REST request
+    answered after 3 s, the consumer now goes on reading during the start's catch-up: more rows
+    than the buffer holds wait behind it, none is spilled, and nothing is lost."""
+    settings = with_streaming(stack, buffer_size=100, lag_limit_seconds=1.0)
+    plan = hybrid_plan(stack, gap_symbols, speed=300)
+
+    async def scenario() -> StreamReport:
+        async with httpx.AsyncClient(base_url=stack.sandbox.base_url, timeout=10) as sandbox:
+            slow = {"median_ms": 3000, "sigma": 0, "vendors": ["polygon"]}
+            (await sandbox.post("/_sandbox/latency", json=slow)).raise_for_status()
+            try:
+                service = StreamService(settings, plan)
+                stop = asyncio.Event()
+                runner = asyncio.create_task(service.run(stop))
+                try:
+                    await wait_for(lambda: service.report.catchups >= 1 and service.report.batches > 5, "the start")
+                    await asyncio.sleep(1)
+                finally:
+                    stop.set()
+                return await asyncio.wait_for(runner, 90)
+            finally:
+                await sandbox.delete("/_sandbox/latency")
+
+    report = asyncio.run(asyncio.wait_for(scenario(), 240))
+
+    assert report.connection["spilled"] == 0 and report.connection["dropped"] == 0
+    assert assert_stored_equals_batch(stack, stack, gap_symbols) > 100
+    assert report.held_rows_peak > settings.streaming.buffer_size  # read on while the catch-up was in flight
+    assert report.held_rows == 0  # everything held was stored in the end
