@@ -343,6 +343,8 @@ class StreamService:
         self._conn = database_connection(self.settings, autocommit=True, **self._session)
         try:
             await self._record_status("running", stream)
+            if self.plan.hybrid:  # where the start's catch-up begins, before anything is committed
+                await self._watermarks_at_start()
             stopper = asyncio.create_task(self._close_on(stop, stream))
             failure: BaseException | None = None
             try:
@@ -684,8 +686,9 @@ class StreamService:
         return CatchUp("connect", trades_from, bars_from)
 
     async def _watermarks_at_start(self) -> dict[str, dict[str, pd.Timestamp]]:
-        """The committed trades and bars watermarks, read once at the first connect: nothing of this
-        run is committed before its catch-up, and later catch-ups start from what was delivered."""
+        """The committed trades and bars watermarks, read once at the start (at the latest at the
+        first connect): nothing of this run is committed before, and later catch-ups start from what
+        was delivered."""
         from storage.watermarks import read_watermarks
 
         if self._start_marks is None:

@@ -449,6 +449,33 @@ def test_a_catch_up_in_flight_does_not_stop_the_consumer(isolated):
     assert final_minutes(service)["13:31"] == (1200, 120)
 
 
+def test_past_the_hold_limit_the_consumer_waits_for_the_catch_up(isolated):
+    """Rows held behind a catch-up are bounded (``streaming.catch_up_hold_rows``): past it the
+    consumer waits for the catch-up (the reader's buffer and its spill take over), then goes on."""
+    gate = asyncio.Event()
+    service = HybridStore(HYBRID, RestTape(TAPE, gate, free=1))
+    service.settings = Settings(streaming={"catch_up_hold_rows": 100})
+    windows = BarWindows(60, 2, source="polygon")
+
+    async def scenario():
+        service._connected(SimpleNamespace(at_ns=100))
+        await service._handle(read(np.arange(0, 60, 0.5), 150), windows, Stream())
+        await until(lambda: len(service.committed) == 2)
+        service._connected(SimpleNamespace(at_ns=1_000))
+        await service._handle(read(np.arange(120, 150, 0.5), 1_100), windows, Stream())  # 60 rows held
+        over = asyncio.ensure_future(service._handle(read(np.arange(150, 180, 0.5), 1_200), windows, Stream()))
+        await until(lambda: len(service.rest.asked) == 2)
+        waiting = (over.done(), service.report.held_rows)
+        gate.set()
+        await asyncio.wait_for(over, 10)
+        return waiting, service.report.held_rows
+
+    (done_while_in_flight, held), held_after = asyncio.run(asyncio.wait_for(scenario(), 30))
+
+    assert (done_while_in_flight, held) == (False, 120)  # the consumer waited past 100 rows held
+    assert held_after == 0 and committed_ids(service) == list(range(0, 360))
+
+
 def test_spilled_frames_are_caught_up_over_rest(isolated):
     """Frames spilled past the lag limit are a gap like a reconnect's: the span of each symbol's
     trades in them is fetched over REST and stored, in its place before the frames read after."""
