@@ -212,7 +212,12 @@ def check_outliers(
     same = segment[1:] == segment[:-1]
     ret[1:] = np.where(same, log_close[1:] - log_close[:-1], np.nan)
     if corporate_actions is not None and len(corporate_actions):
-        ret = ret + _split_log_ratio(bars, corporate_actions)[order]
+        # only the return into a split's ex date crosses it: the first bar of that day (a daily bar;
+        # intraday, a session's first return is not taken), never the minutes within the session
+        days = cal.local_dates(bars["ts"])[order]
+        into_day = np.ones(n, dtype=bool)
+        into_day[1:] = days[1:] != days[:-1]
+        ret = ret + np.where(into_day, _split_log_ratio(bars, corporate_actions)[order], 0.0)
     median = _per_group(ret, group, "median")
     deviation = ret - median
     absdev = np.abs(deviation)

@@ -174,6 +174,25 @@ def test_split_ex_date_is_not_an_outlier_when_corporate_actions_are_given() -> N
     assert validate_bars(frame, corporate_actions=actions).rule_counts["outlier_return"] == 0
 
 
+def test_minutes_of_a_split_ex_date_are_not_outliers_when_corporate_actions_are_given() -> None:
+    # raw minute bars of two weeks, the last day's a quarter of the others' after a 4-for-1 split
+    frame = session_bars("AAPL", "2024-05-20", "2024-06-03")
+    frame.loc[frame["ts"] >= pd.Timestamp("2024-06-03", tz="UTC"), ["open", "high", "low", "close", "vwap"]] /= 4
+    actions = model.frame(
+        model.CORPORATE_ACTIONS,
+        {
+            "symbol": ["AAPL"],
+            "action": ["split"],
+            "ex_date": [pd.Timestamp("2024-06-03", tz="UTC")],
+            "new_rate": [4.0],
+            "old_rate": [1.0],
+            "source": ["polygon"],
+        },
+        what="actions",
+    )
+    assert validate_bars(frame, corporate_actions=actions).rule_counts["outlier_return"] == 0
+
+
 def stale(count: int, volume: int = 0, step: float = 0.0) -> pd.DataFrame:
     stamps = pd.date_range(OPEN_JUNE_3, periods=count, freq="1min", tz="UTC")
     rows = [{"ts": ts, "close": 10.2 + i * step, "volume": volume, "high": 11.0} for i, ts in enumerate(stamps)]
