@@ -1,13 +1,20 @@
-"""Yahoo Finance chart endpoint: OHLCV with split-adjusted quotes, adjclose, dividend/split events."""
+"""Yahoo Finance chart endpoint: OHLCV with split-adjusted quotes, adjclose, dividend/split events.
+
+As Yahoo does, every price and every dividend amount is adjusted for the splits up to the market's
+today (its last session), whatever the range asked; the events listed are those whose session
+opens inside the range asked (``period1``..``period2``, up to today), so an intraday range before a
+split serves split-adjusted bars without the split.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
 from sandbox.handling import Payload, RequestContext, WireError
-from sandbox.market import canonical_symbol
+from sandbox.market import DividendEvent, SplitEvent, canonical_symbol
 from sandbox.wire import yahoo as wire
 
 INTERVALS = {
@@ -95,15 +102,20 @@ def chart(ctx: RequestContext) -> Payload:
     events = ctx.query.get("events", "")
     dividends, splits = [], []
     if len(bars):
-        first, last = int(bars.session[0]), int(bars.session[-1])
+        opens = calendar.open_ns
+
+        def listed(session: int) -> bool:
+            return p1 * S <= int(opens[session]) <= p2 * S
+
         if "div" in events:
+            all_splits = market.splits(sym)
             dividends = [
-                (int(calendar.open_ns[d.session]) // S, d) for d in market.dividends(sym) if first <= d.session <= last
+                (int(opens[d.session]) // S, _split_adjusted(d, all_splits))
+                for d in market.dividends(sym)
+                if listed(d.session)
             ]
         if "split" in events:
-            splits = [
-                (int(calendar.open_ns[s.session]) // S, s) for s in market.splits(sym) if first <= s.session <= last
-            ]
+            splits = [(int(opens[s.session]) // S, s) for s in market.splits(sym) if listed(s.session)]
     body = wire.chart_body(
         raw_symbol.upper(),
         bars,
@@ -125,3 +137,9 @@ def chart(ctx: RequestContext) -> Payload:
     if columns and adjclose is not None:
         columns.append(result["indicators"]["adjclose"][0]["adjclose"])
     return Payload(body, [], [sym], columns)
+
+
+def _split_adjusted(dividend: DividendEvent, splits: list[SplitEvent]) -> DividendEvent:
+    """The dividend as Yahoo lists it: its cash amount divided by the ratio of every later split."""
+    later = [s.split_to / s.split_from for s in splits if s.session > dividend.session]
+    return replace(dividend, cash_amount=round(dividend.cash_amount / float(np.prod(later)), 6)) if later else dividend

@@ -1,21 +1,24 @@
 """Yahoo Finance chart API: :class:`YahooClient` builds ``/v8/finance/chart/{T}`` requests.
 
 One request covers the whole range; its response holds both the bars and the corporate actions.
+Intraday bars take a second request: the daily chart's splits up to the vendor's today, which
+Yahoo applied to them (see :mod:`sources.yahoo.parsing`).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import pandas as pd
 
 from core import model
-from core.errors import PermanentSourceError
+from core.errors import PermanentSourceError, SourceError
 from sources.http import Page, Request, VendorClient, collect, paginate
-from sources.resilience import Resilience
-from sources.yahoo.parsing import SOURCE, parse_chart_bars, parser_for
+from sources.resilience import Resilience, source_error
+from sources.yahoo.parsing import SOURCE, later_splits_context, parse_chart_bars, parser_for, serves_no_bars
 
 DEFAULT_BASE_URL = "https://query1.finance.yahoo.com"
 USER_AGENT = "marketpipe/0.1"
@@ -66,9 +69,9 @@ class YahooClient(VendorClient):
     def chart_request(
         self, symbol: str, start: Any, end: Any, *, timeframe: str = "1day", dataset: str = "chart"
     ) -> Request:
-        """One chart request. Daily (or longer) bars run to the vendor's today, so the response lists
-        every later split (its parser undoes them, then keeps ``start``..``end``); the
-        ``corporate_actions`` dataset reads the daily chart's events of ``start``..``end``."""
+        """One chart request. Daily (or longer) bars and the ``corporate_actions`` dataset (the daily
+        chart's events) run to the vendor's today, so the response lists every later split (the
+        parsers undo them in prices and dividend amounts, then keep ``start``..``end``)."""
         interval = _INTERVAL.get(model.parse_timeframe(timeframe))
         if interval is None:
             raise PermanentSourceError(
@@ -77,7 +80,7 @@ class YahooClient(VendorClient):
             )
         first, last = model.to_utc(start), model.to_utc(end)
         params: dict[str, Any] = {"period1": int(first.timestamp()), "period2": int(last.timestamp())}
-        if dataset == "chart" and model.parse_timeframe(timeframe)[1] in ("day", "week", "month"):
+        if dataset == "corporate_actions" or model.parse_timeframe(timeframe)[1] in ("day", "week", "month"):
             del params["period2"]
         return Request(
             SOURCE,
@@ -110,7 +113,49 @@ class YahooClient(VendorClient):
 
     def iter_pages(self, request: Request) -> AsyncIterator[Page]:
         """The chart is one page; its frame holds the bars (events: :meth:`corporate_actions`)."""
+        if request.dataset == "chart" and _intraday(request):
+            return self._intraday_page(request)
         return paginate(self.http, request, parser_for(request), lambda response: None)
+
+    async def _intraday_page(self, request: Request) -> AsyncIterator[Page]:
+        """An intraday chart's one page, its request's context holding the splits Yahoo adjusted its
+        bars for (``later_splits``): those of the daily chart from the range's start to the vendor's
+        today, asked right after the bars (so it knows at least as far as they were adjusted; not
+        asked when no bar was served). A failure of that second request fails the page (its letter
+        replays both): without it the bars' basis is unknown."""
+        bars = await self.http.get_json(request)
+        context = request.context
+        if serves_no_bars(bars.payload):  # nothing to date (a range after the vendor's now, say)
+            dated = replace(request, context={**context, "later_splits": []})
+            yield Page(dated, parser_for(dated)(bars.payload), bars.payload, bars.served_at, bars.body)
+            return
+        splits = self.chart_request(
+            str(context["symbol"]), context["start"], context["end"], timeframe="1day", dataset="corporate_actions"
+        )
+        try:
+            daily = await self.http.get_json(splits)
+            later = later_splits_context(daily.payload, bars.served_at, bars.payload)
+        except SourceError as exc:
+            raise source_error(
+                type(exc),
+                f"yahoo intraday bars {request.describe()} not taken: the splits they are adjusted for could not be "
+                f"read from {splits.describe()}: {exc}",
+                request=request,
+                status_code=exc.status_code,
+                retry_after_seconds=exc.retry_after_seconds,
+                payload_text=exc.payload_text,
+            ) from exc
+        dated = replace(request, context={**context, **later})
+        try:
+            frame = parser_for(dated)(bars.payload)
+        except PermanentSourceError as exc:
+            raise source_error(
+                PermanentSourceError,
+                f"yahoo chart page {request.describe()} is malformed: {exc}",
+                request=request,
+                payload_text=bars.text,
+            ) from exc
+        yield Page(request=dated, frame=frame, payload=bars.payload, served_at=bars.served_at, body=bars.body)
 
     async def bars(self, symbol: str, start: Any, end: Any, *, timeframe: str = "1day") -> pd.DataFrame:
         frames = [
@@ -122,11 +167,21 @@ class YahooClient(VendorClient):
     async def chart(
         self, symbol: str, start: Any, end: Any, *, timeframe: str = "1day"
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Bars and corporate actions from one request (the bars without the splits after ``end``
-        undone: :meth:`bars` undoes those)."""
+        """Daily (or longer) bars and corporate actions of ``start``..``end`` from one request (it runs
+        to the vendor's today, so every later split is undone)."""
+        if model.parse_timeframe(timeframe)[1] not in ("day", "week", "month"):
+            raise PermanentSourceError(
+                f"yahoo chart(): bars and actions from one request are daily or longer, not {timeframe!r}; "
+                "ask bars() for intraday bars"
+            )
         request = self.chart_request(symbol, start, end, timeframe=timeframe, dataset="corporate_actions")
         page = await anext(self.iter_pages(request))  # its frame: the events
-        return parse_chart_bars(page.payload, timeframe=timeframe, symbol=symbol), page.frame
+        bars = parse_chart_bars(page.payload, timeframe=timeframe, symbol=symbol, start=start, end=end)
+        return bars, page.frame
 
     async def corporate_actions(self, symbol: str, start: Any, end: Any) -> pd.DataFrame:
         return (await self.chart(symbol, start, end))[1]
+
+
+def _intraday(request: Request) -> bool:
+    return model.parse_timeframe(str(request.context.get("timeframe", "1day")))[1] in ("min", "hour")

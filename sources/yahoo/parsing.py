@@ -5,18 +5,26 @@
 Timestamps are Unix seconds; OHLC are split-adjusted (not dividend-adjusted); rows Yahoo pads with
 nulls (halts, the current minute) are not bars and are dropped.
 
-The hot store keeps raw bars (adjustment is ours, from corporate actions), so :func:`parse_chart_bars`
-undoes the splits the chart's ``events`` list: a bar's prices are multiplied, and its volume divided,
-by ``numerator / denominator`` of every split with a later ex date (prices to 4 decimals, the
-vendor's own rounding of adjusted prices; volumes to whole shares). Yahoo lists only the splits of
-the range it returns, so a daily request runs to the vendor's today (``YahooClient.chart_request``)
-and the parser keeps the range asked for (``start``/``end`` of the request's context). An intraday
-request cannot (Yahoo caps its span): a split after an intraday request's range is not seen, and
-those minute bars stay split-adjusted.
+Yahoo adjusts its prices (and its dividends' amounts) for every split up to its own today, the
+date it serves the response. The hot store keeps raw bars and raw cash per share (adjustment is
+ours, from corporate actions), so :func:`parse_chart_bars` undoes those splits: a bar's prices are
+multiplied, and its volume divided, by ``numerator / denominator`` of every split with a later ex
+date (prices to 4 decimals, the vendor's own rounding of adjusted prices; volumes to whole shares),
+and :func:`parse_chart_events` multiplies a dividend's amount by the same ratios
+(:func:`later_split_factors`, the one rule for both). Yahoo lists only the splits of the range it
+returns, so daily and corporate-action requests run to the vendor's today
+(``YahooClient.chart_request``) and the parsers keep the range asked for (``start``/``end`` of the
+request's context). An intraday request cannot (Yahoo caps its span): its client fetches the daily
+chart's splits from the range's start to the vendor's today right after the bars and puts the
+vendor's split records into the bars request's context (``later_splits``, with ex dates up to the
+date the bars were served: :func:`later_splits_context`), where the stored page's parser finds them.
+Minute bars whose splits are unknown (a page without that context, served after its range) are
+refused with :class:`~core.errors.PermanentSourceError`, never stored as raw.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -51,10 +59,19 @@ def _symbol(result: dict[str, Any], symbol: str | None) -> str:
     return model.normalize_symbol(ticker)
 
 
-def _split_events(result: dict[str, Any]) -> list[tuple[pd.Timestamp, float]]:
-    """(ex date as midnight UTC of its New York date, shares after per share before) of each split."""
+Split = tuple[pd.Timestamp, float]  # (ex date as midnight UTC of its New York date, shares after per share before)
+
+
+def _split_records(result: dict[str, Any]) -> list[Any]:
+    """The chart's split events as Yahoo sent them."""
     events = result.get("events") or {}
-    splits = list((events.get("splits") or {}).values()) if isinstance(events, dict) else []
+    return list((events.get("splits") or {}).values()) if isinstance(events, dict) else []
+
+
+def _split_events(result: dict[str, Any], later: list[Any] | None = None) -> list[Split]:
+    """Each split of the chart's events and of ``later`` (split records of the same shape from the
+    daily chart, see :func:`later_splits_context`), once per ex date."""
+    splits = _split_records(result) + list(later or [])
     raw = model.require_keys(splits, ("date", "numerator", "denominator"), what="yahoo splits")
     if not len(raw):
         return []
@@ -62,17 +79,74 @@ def _split_events(result: dict[str, Any]) -> list[tuple[pd.Timestamp, float]]:
     ratios = pd.to_numeric(raw["numerator"], errors="coerce") / pd.to_numeric(raw["denominator"], errors="coerce")
     if not (np.isfinite(ratios) & (ratios > 0)).all():
         raise PermanentSourceError("yahoo chart: a split's numerator/denominator is not a positive ratio")
-    return list(zip(ex_dates, ratios.astype(float), strict=True))
+    return list(dict(zip(ex_dates, ratios.astype(float), strict=True)).items())
 
 
-def later_split_factors(ts: pd.Series, splits: list[tuple[pd.Timestamp, float]]) -> np.ndarray:
-    """Per bar: the product of the ratios of every split whose ex date is after the bar's session."""
-    factor = np.ones(len(ts))
-    if splits:
-        sessions = model.session_date(ts)
-        for ex_date, ratio in splits:
-            factor[(sessions < ex_date).to_numpy()] *= ratio
+def later_split_factors(sessions: pd.Series, splits: list[Split]) -> np.ndarray:
+    """Per session date (midnight UTC, as :func:`core.model.session_date` gives): the product of
+    the ratios of every split whose ex date is after it. Yahoo's split-adjusted price times it, or
+    its split-adjusted dividend amount times it, is the raw one; a split and a dividend on the same
+    ex date are in post-split units already."""
+    factor = np.ones(len(sessions))
+    for ex_date, ratio in splits:
+        factor[(sessions < ex_date).to_numpy()] *= ratio
     return factor
+
+
+def later_splits_context(daily_chart: Any, served_at: datetime | None, bars_chart: Any) -> dict[str, Any]:
+    """What an intraday chart request's context gains once its bars are served: ``later_splits``,
+    the split records of ``daily_chart`` (the daily chart from the range's start to the vendor's
+    today, fetched right after the bars) whose ex date is on or before the New York date the bars
+    were served (their HTTP Date; Yahoo's ``meta.regularMarketTime`` when it sent none): the splits
+    Yahoo had applied to them."""
+    if served_at is not None:
+        through = pd.Timestamp(served_at).tz_convert(model.EXCHANGE_TZ).tz_localize(None).normalize()
+    else:
+        market_time = _market_time(_result(bars_chart))
+        if market_time is None:
+            raise PermanentSourceError(
+                "yahoo chart: the minute bars came with no Date header and no meta.regularMarketTime, so the "
+                "splits Yahoo adjusted them for are unknown; ask again"
+            )
+        through = market_time.tz_localize(None)
+    records = _split_records(_result(daily_chart))
+    dated = model.require_keys(records, ("date", "numerator", "denominator"), what="yahoo splits")
+    if not len(dated):
+        return {"later_splits": []}
+    ex_dates = model.session_date(model.epoch_to_utc(dated["date"], "s")).dt.tz_localize(None)
+    return {"later_splits": [r for r, ex in zip(records, ex_dates, strict=True) if ex <= through]}
+
+
+def serves_no_bars(payload: Any) -> bool:
+    """A well-formed chart without timestamps (a range with no session yet, say)."""
+    try:
+        return not _result(payload).get("timestamp")
+    except PermanentSourceError:
+        return False  # its parser says what is wrong
+
+
+def _market_time(result: dict[str, Any]) -> pd.Timestamp | None:
+    """The New York date of the chart's ``meta.regularMarketTime`` (midnight UTC), None without one."""
+    meta = result.get("meta")
+    seconds = meta.get("regularMarketTime") if isinstance(meta, dict) else None
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        return None
+    return model.session_date(model.epoch_to_utc([seconds], "s"))[0]
+
+
+def _unknown_splits(result: dict[str, Any], ticker: str, ts: pd.Series, end: Any) -> PermanentSourceError | None:
+    """Why minute bars cannot be made raw without the splits after their range (None when they can:
+    the vendor served them on their range's last date, so every split it had applied is listed)."""
+    served = _market_time(result)
+    last = model.session_date(pd.Series([model.to_utc(end) if end is not None else ts.max()]))[0]
+    if served is not None and served <= last:
+        return None
+    return PermanentSourceError(
+        f"yahoo chart: {len(ts)} intraday bar(s) of {ticker} from {ts.min()} to {ts.max()} are split-adjusted "
+        f"up to the vendor's today ({served.date() if served is not None else 'unknown'}), and the splits after "
+        f"their range are not known (the request's context has no 'later_splits'): they are refused rather than "
+        "stored as raw; fetch the range again (the Yahoo client then asks for its later splits)"
+    )
 
 
 def parse_chart_bars(
@@ -82,8 +156,11 @@ def parse_chart_bars(
     symbol: str | None = None,
     start: Any = None,
     end: Any = None,
+    later_splits: list[Any] | None = None,
 ) -> pd.DataFrame:
-    """The chart's bars, raw (its splits undone), between ``start`` and ``end`` when given."""
+    """The chart's bars, raw (its splits and ``later_splits`` undone), between ``start`` and
+    ``end`` when given. Intraday bars without ``later_splits`` are refused unless they were served
+    on their range's last date (see the module docstring)."""
     result = _result(payload)
     ticker = _symbol(result, symbol)
     timestamps = result.get("timestamp") or []
@@ -108,7 +185,9 @@ def parse_chart_bars(
     frame_tf = model.canonical_timeframe(timeframe)
     if model.parse_timeframe(frame_tf)[1] in ("day", "week", "month"):
         ts = model.session_start(ts)
-    factor = later_split_factors(ts, _split_events(result))
+    elif later_splits is None and len(ts) and (refused := _unknown_splits(result, ticker, ts, end)) is not None:
+        raise refused
+    factor = later_split_factors(model.session_date(ts), _split_events(result, later_splits))
     if (factor != 1.0).any():
         for field in ("open", "high", "low", "close"):
             raw[field] = np.where(factor == 1.0, raw[field], np.round(raw[field].to_numpy(float) * factor, 4))
@@ -139,8 +218,10 @@ def parse_chart_bars(
     )
 
 
-def parse_chart_events(payload: Any, *, symbol: str | None = None) -> pd.DataFrame:
-    """Split and dividend events of a chart response -> :data:`model.CORPORATE_ACTIONS`."""
+def parse_chart_events(payload: Any, *, symbol: str | None = None, start: Any = None, end: Any = None) -> pd.DataFrame:
+    """Split and dividend events of a chart response -> :data:`model.CORPORATE_ACTIONS`, those
+    with an ex date from ``start``'s to ``end``'s New York date when given. Dividend amounts are
+    raw cash per share: Yahoo's split-adjusted amount times the ratios of the chart's later splits."""
     result = _result(payload)
     ticker = _symbol(result, symbol)
     events = result.get("events") or {}
@@ -167,14 +248,16 @@ def parse_chart_events(payload: Any, *, symbol: str | None = None) -> pd.DataFra
     dividends = list((events.get("dividends") or {}).values())
     raw = model.require_keys(dividends, ("date", "amount"), what="yahoo dividends")
     if len(raw):
+        ex_dates = model.session_date(model.epoch_to_utc(raw["date"], "s"))
+        amounts = pd.to_numeric(raw["amount"], errors="coerce")
         frames.append(
             model.frame(
                 model.CORPORATE_ACTIONS,
                 {
                     "symbol": ticker,
                     "action": "dividend",
-                    "ex_date": model.session_date(model.epoch_to_utc(raw["date"], "s")),
-                    "amount": raw["amount"],
+                    "ex_date": ex_dates,
+                    "amount": np.round(amounts * later_split_factors(ex_dates, _split_events(result)), 6),
                     "currency": (result.get("meta") or {}).get("currency"),
                     "source": SOURCE,
                 },
@@ -183,7 +266,13 @@ def parse_chart_events(payload: Any, *, symbol: str | None = None) -> pd.DataFra
         )
     if not frames:
         return model.empty_frame(model.CORPORATE_ACTIONS)
-    return pd.concat(frames, ignore_index=True).sort_values("ex_date", ignore_index=True)
+    actions = pd.concat(frames, ignore_index=True).sort_values("ex_date", ignore_index=True)
+    keep = np.ones(len(actions), dtype=bool)
+    if start is not None:
+        keep &= (actions["ex_date"] >= model.session_date(pd.Series([model.to_utc(start)]))[0]).to_numpy()
+    if end is not None:
+        keep &= (actions["ex_date"] <= model.session_date(pd.Series([model.to_utc(end)]))[0]).to_numpy()
+    return actions if keep.all() else actions[keep].reset_index(drop=True)
 
 
 def parser_for(request: Request) -> Parser:
@@ -191,11 +280,14 @@ def parser_for(request: Request) -> Parser:
     its corporate actions for the ``corporate_actions`` dataset, else its bars."""
     context = request.context
     if request.dataset == "corporate_actions":
-        return lambda payload: parse_chart_events(payload, symbol=context.get("symbol"))
+        return lambda payload: parse_chart_events(
+            payload, symbol=context.get("symbol"), start=context.get("start"), end=context.get("end")
+        )
     return lambda payload: parse_chart_bars(
         payload,
         timeframe=context.get("timeframe", "1day"),
         symbol=context.get("symbol"),
         start=context.get("start"),
         end=context.get("end"),
+        later_splits=context.get("later_splits"),
     )

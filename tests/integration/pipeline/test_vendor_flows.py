@@ -6,12 +6,14 @@ The stored bars are compared with the Polygon adapter's unadjusted bars of the s
 adjusted prices, which its parser turns into midnight-stamped raw bars). Each test ingests one
 vendor into symbols of its own, so which vendor's rows a consolidated read prefers never matters.
 
-The symbols are named (the sandbox's seed-42 market gives each its history): none splits after
-2023 (Yahoo cannot undo a split after an intraday request's range); the pipeline test picks VPA..
-symbols with a dividend in its 60-day window, which moves with the day it runs. VFAC splits 2-for-1
-on 2026-02-18, after the daily window: Yahoo's prices
-for it are halved and its volumes doubled, so its rows equal Polygon's only if the parser undoes the
-later split. Their rows are deleted before and after each test.
+The symbols are named (the sandbox's seed-42 market gives each its history); the pipeline test
+picks VPA.. symbols with a dividend in its 60-day window, which moves with the day it runs. VFAC
+splits 2-for-1 on 2026-02-18, after the daily window: Yahoo's prices for it are halved and its
+volumes doubled, so its rows equal Polygon's only if the parser undoes the later split. VFUG splits
+2-for-1 on 2026-01-16 (a Friday; Monday 19 is a holiday) and pays $1.1255 ex 2025-10-22, which
+Yahoo lists as 0.56275: its minute bars of 2026-01-08..21 come in two 7-day requests, the first all
+before the split (its events list none), the second with the split inside. Their rows are deleted
+before and after each test.
 """
 
 from __future__ import annotations
@@ -29,13 +31,16 @@ from flows.features_flow import features_flow
 from flows.ingestion import ingest_flow
 from flows.pipeline_flow import pipeline_flow
 from sources.factory import build_source
-from storage.hot import read_bars
+from storage.hot import Adjustment, read_bars
 
 DAILY = ("2024-01-02", "2024-06-28T23:59:59")
 INTRADAY = ("2024-03-04", "2024-03-15T23:59:59")  # 10 sessions: more than one Yahoo 1-minute request
 FLOW_SYMBOL = {"alpaca": "VPAB", "yahoo": "VPAD"}
 VENDORS = tuple(FLOW_SYMBOL)
 SPLIT_AFTER = "VFAC"  # see the module docstring
+SPLIT_IN_MINUTES = "VFUG"
+MINUTES_ACROSS_SPLIT = ("2026-01-08", "2026-01-21T23:59:59")
+SPLIT_EX = pd.Timestamp("2026-01-16", tz="America/New_York")
 PRICES = ["open", "high", "low", "close"]
 
 
@@ -78,11 +83,13 @@ def polygon_bars(stack: Settings, symbol: str, start: str, end: str, timeframe: 
     return asyncio.run(fetch())
 
 
-def stored_bars(stack: Settings, symbol: str, start: str, end: str, timeframe: str) -> pd.DataFrame:
+def stored_bars(
+    stack: Settings, symbol: str, start: str, end: str, timeframe: str, adjustment: Adjustment = "raw"
+) -> pd.DataFrame:
     lo = datetime.fromisoformat(start[:10]).replace(tzinfo=UTC)
     hi = datetime.fromisoformat(end[:10]).replace(tzinfo=UTC) + timedelta(days=1)
     with database_connection(stack) as conn:
-        return read_bars(conn, [symbol], lo, hi, timeframe)
+        return read_bars(conn, [symbol], lo, hi, timeframe, adjustment=adjustment)
 
 
 def assert_same_bars(stored: pd.DataFrame, reference: pd.DataFrame, source: str) -> None:
@@ -97,10 +104,12 @@ def assert_same_bars(stored: pd.DataFrame, reference: pd.DataFrame, source: str)
     assert (left["volume"] - right["volume"]).abs().max() <= (2 if source == "yahoo" else 0)
 
 
-def ingest(symbol: str, source: str, window: tuple[str, str], timeframe: str) -> dict:
+def ingest(symbol: str, source: str, window: tuple[str, str], timeframe: str, data_type: str = "market_data") -> dict:
     start, end = window
     return asyncio.run(
-        ingest_flow(symbols=[symbol], start_date=start, end_date=end, timeframe=timeframe, source=source)
+        ingest_flow(
+            symbols=[symbol], start_date=start, end_date=end, timeframe=timeframe, source=source, data_type=data_type
+        )
     )
 
 
@@ -143,6 +152,47 @@ def test_yahoo_prices_before_a_later_split_are_stored_raw(stack: Settings, named
     reference = polygon_bars(stack, symbol, *DAILY, "1day")
     assert_same_bars(stored, reference, "yahoo")
     assert reference["close"].min() > 0
+
+
+def test_yahoo_minute_bars_across_a_split_are_stored_raw_and_adjusted_once(stack: Settings, named) -> None:
+    symbol = named(SPLIT_IN_MINUTES)
+    actions = ingest(symbol, "yahoo", ("2025-06-02", MINUTES_ACROSS_SPLIT[1]), "1day", "corporate_actions")
+    minute = ingest(symbol, "yahoo", MINUTES_ACROSS_SPLIT, "1min")
+
+    assert actions["failed"] == [] and minute["failed"] == [], [c["error"] for c in minute["collected"]]
+    stored = stored_bars(stack, symbol, *MINUTES_ACROSS_SPLIT, "1min")
+    reference = polygon_bars(stack, symbol, *MINUTES_ACROSS_SPLIT, "1min")
+    assert_same_bars(stored, reference, "yahoo")  # the sandbox's raw truth, before and after the split
+    before = stored["ts"] < SPLIT_EX
+    assert before.sum() == 6 * 390 and (~before).sum() == 3 * 390
+    split_adjusted = stored_bars(stack, symbol, *MINUTES_ACROSS_SPLIT, "1min", adjustment="split")
+    assert (split_adjusted["ts"] == stored["ts"]).all()
+    assert (split_adjusted["close"][before] - stored["close"][before] / 2).abs().max() < 1e-9  # once, not twice
+    assert (split_adjusted["volume"][before] == stored["volume"][before] * 2).all()
+    assert (split_adjusted["close"][~before] == stored["close"][~before]).all()
+
+
+def test_yahoo_dividends_before_a_later_split_are_stored_in_cash_paid(stack: Settings, named) -> None:
+    symbol = named(SPLIT_IN_MINUTES)
+    ingest(symbol, "yahoo", ("2025-06-02", "2025-12-31"), "1day", "corporate_actions")
+
+    with database_connection(stack) as conn:
+        stored = conn.execute(
+            "SELECT ex_date, amount FROM market.corporate_actions WHERE symbol = %s AND action = 'dividend' "
+            "ORDER BY ex_date",
+            (symbol,),
+        ).fetchall()
+
+    async def paid() -> pd.DataFrame:
+        async with build_source("polygon", stack) as polygon:
+            return await polygon.client.dividends(symbol, date(2025, 6, 2), date(2025, 12, 31))
+
+    reference = asyncio.run(paid()).sort_values("ex_date")
+    assert [(d.isoformat(), float(a)) for d, a in stored] == [
+        (ts.date().isoformat(), pytest.approx(float(a)))
+        for ts, a in zip(reference["ex_date"], reference["amount"], strict=True)
+    ]
+    assert (date(2025, 10, 22), pytest.approx(1.1255)) in [(d, float(a)) for d, a in stored]  # Yahoo: 0.56275
 
 
 def dividend_payer(stack: Settings, start: date, end: date, skip: int) -> str:

@@ -1,9 +1,12 @@
+from datetime import UTC, datetime
+
 import pandas as pd
 import pytest
 
 from core import model
 from core.errors import PermanentSourceError
 from sources.yahoo import parse_chart_bars, parse_chart_events
+from sources.yahoo.parsing import later_splits_context
 from tests.support.payloads import JAN3_1430_UTC_S, yahoo_chart
 
 DAY = 86_400
@@ -27,7 +30,7 @@ def test_rows_yahoo_pads_with_nulls_are_dropped():
         [JAN3_1430_UTC_S, JAN3_1430_UTC_S + 60],
         {"open": [1.0, None], "high": [2.0, None], "low": [0.5, None], "close": [1.5, None], "volume": [100, None]},
     )
-    assert len(parse_chart_bars(chart, timeframe="1min")) == 1
+    assert len(parse_chart_bars(chart, timeframe="1min", later_splits=[])) == 1
 
 
 @pytest.mark.parametrize(
@@ -79,7 +82,8 @@ def test_chart_events_give_splits_and_dividends_on_their_new_york_date():
     )
     actions = parse_chart_events(chart)
     assert actions["action"].tolist() == ["dividend", "split"]
-    assert actions.loc[0, "ex_date"] == pd.Timestamp("2023-01-03T00:00:00Z") and actions.loc[0, "amount"] == 0.23
+    assert actions.loc[0, "ex_date"] == pd.Timestamp("2023-01-03T00:00:00Z")
+    assert actions.loc[0, "amount"] == 0.92  # Yahoo's 0.23 is in post-split shares: raw cash is x 4
     assert (actions.loc[1, "new_rate"], actions.loc[1, "old_rate"]) == (4.0, 1.0)
 
 
@@ -111,7 +115,7 @@ def test_minute_bars_before_a_split_in_the_chart_are_undone_too():
         {"open": [1.25] * 2, "high": [1.25] * 2, "low": [1.25] * 2, "close": [1.25] * 2, "volume": [400, 400]},
         events={"splits": {"a": split}},
     )
-    bars = parse_chart_bars(chart, timeframe="1min")
+    bars = parse_chart_bars(chart, timeframe="1min", later_splits=[])
     assert bars["close"].tolist() == [5.0, 1.25] and bars["volume"].tolist() == [100, 400]
 
 
@@ -122,3 +126,80 @@ def test_bars_outside_the_requested_range_are_left_out():
     )
     bars = parse_chart_bars(chart, timeframe="1day", start="2023-01-04", end="2023-01-04T23:59:59Z")
     assert bars["close"].tolist() == [2.0]
+
+
+MINUTES = {"open": [10.0] * 2, "high": [10.0] * 2, "low": [10.0] * 2, "close": [10.0, 10.5], "volume": [300, 400]}
+JAN5_SPLIT = {"date": JAN3_1430_UTC_S + 2 * DAY, "numerator": 4, "denominator": 1, "splitRatio": "4:1"}
+JAN9_SPLIT = {"date": JAN3_1430_UTC_S + 6 * DAY, "numerator": 3, "denominator": 2, "splitRatio": "3:2"}
+
+
+def served_minutes(market_time: int | None = None):
+    """Two Jan 3 minutes as Yahoo serves them later: split-adjusted, no split in their range's events."""
+    chart = yahoo_chart([JAN3_1430_UTC_S, JAN3_1430_UTC_S + 60], dict(MINUTES))
+    if market_time is not None:
+        chart["chart"]["result"][0]["meta"]["regularMarketTime"] = market_time
+    return chart
+
+
+def test_minute_bars_served_after_a_later_split_are_raw_with_the_splits_of_the_daily_chart():
+    daily = yahoo_chart([JAN3_1430_UTC_S], {k: v[:1] for k, v in MINUTES.items()}, {"splits": {"a": JAN5_SPLIT}})
+    served = datetime(2023, 1, 6, 15, tzinfo=UTC)  # after the 4:1 split ex Jan 5
+    context = later_splits_context(daily, served, served_minutes())
+
+    bars = parse_chart_bars(served_minutes(), timeframe="1min", end="2023-01-03T23:59:59Z", **context)
+
+    assert bars["close"].tolist() == [40.0, 42.0] and bars["volume"].tolist() == [75, 100]
+
+
+def test_a_split_after_the_day_the_bars_were_served_is_not_undone():
+    # the daily chart is asked right after the bars: a split ex after their Date was not applied to them
+    daily = yahoo_chart(
+        [JAN3_1430_UTC_S], {k: v[:1] for k, v in MINUTES.items()}, {"splits": {"a": JAN5_SPLIT, "b": JAN9_SPLIT}}
+    )
+    context = later_splits_context(daily, datetime(2023, 1, 6, 15, tzinfo=UTC), served_minutes())
+    assert context["later_splits"] == [JAN5_SPLIT]
+    # without a Date header, the New York date of meta.regularMarketTime stands for it
+    late = later_splits_context(daily, None, served_minutes(market_time=JAN3_1430_UTC_S + 6 * DAY))
+    assert late["later_splits"] == [JAN5_SPLIT, JAN9_SPLIT]
+
+
+def test_minute_bars_whose_later_splits_are_unknown_are_refused_not_stored_as_raw():
+    with pytest.raises(PermanentSourceError, match=r"split-adjusted up to the vendor.s today \(2023-01-06\).*refused"):
+        parse_chart_bars(
+            served_minutes(market_time=JAN3_1430_UTC_S + 3 * DAY), timeframe="1min", end="2023-01-03T23:59:59Z"
+        )
+    with pytest.raises(PermanentSourceError, match=r"no Date header and no meta\.regularMarketTime"):
+        later_splits_context(yahoo_chart([], {}), None, served_minutes())
+
+
+def test_minute_bars_served_on_their_own_last_day_need_no_later_splits():
+    bars = parse_chart_bars(
+        served_minutes(market_time=JAN3_1430_UTC_S + 6 * 3600), timeframe="1min", end="2023-01-03T23:59:59Z"
+    )
+    assert bars["close"].tolist() == [10.0, 10.5]
+
+
+def test_dividends_are_raw_cash_per_share_before_a_later_split():
+    # Yahoo lists a dividend paid before a 4:1 split at a quarter of its cash (AAPL 2020-08-07: 0.82 -> 0.205)
+    events = {
+        "dividends": {
+            "a": {"amount": 0.205, "date": JAN3_1430_UTC_S},
+            "b": {"amount": 0.22, "date": JAN3_1430_UTC_S + 2 * DAY},
+            "c": {"amount": 0.23, "date": JAN3_1430_UTC_S + 6 * DAY},
+        },
+        "splits": {"a": JAN5_SPLIT, "b": JAN9_SPLIT},
+    }
+    chart = yahoo_chart([JAN3_1430_UTC_S], {k: v[:1] for k, v in MINUTES.items()}, events)
+
+    actions = parse_chart_events(chart)
+    dividends = actions[actions["action"] == "dividend"]
+
+    # before both splits x 4 x 1.5; on the 4:1 split's ex date already post-split (x 1.5); after both as is
+    assert dividends["amount"].tolist() == pytest.approx([1.23, 0.33, 0.23])
+
+
+def test_chart_events_keep_the_range_asked():
+    events = {"dividends": {"a": {"amount": 0.2, "date": JAN3_1430_UTC_S}}, "splits": {"a": JAN5_SPLIT}}
+    chart = yahoo_chart([JAN3_1430_UTC_S], {k: v[:1] for k, v in MINUTES.items()}, events)
+    actions = parse_chart_events(chart, start="2023-01-01", end="2023-01-04T23:59:59Z")
+    assert actions["action"].tolist() == ["dividend"] and actions["amount"].tolist() == [0.8]
