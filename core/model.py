@@ -136,6 +136,7 @@ FINANCIALS: dict[str, str] = {
     "period_start": TS,
     "period_end": TS,
     "filing_date": TS,
+    "accepted_at": TS,  # the instant the filing was accepted (EDGAR's acceptance time); null when not given
     "fiscal_period": STR,
     "fiscal_year": STR,
     "statement": STR,  # balance_sheet, income_statement, cash_flow_statement, ...

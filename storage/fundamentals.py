@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import pandas as pd
 import psycopg
 
+from core.calendar import nyse_sessions
 from core.model import EARNINGS, EXCHANGE_TZ, FINANCIALS, frame
 from storage.corporate_actions import read_corporate_actions
 from storage.feature_tables import FEATURE_VALUES_TABLE
@@ -33,6 +34,7 @@ _TYPES = {
     "period_start": "date",
     "period_end": "date",
     "filing_date": "date",
+    "accepted_at": "timestamptz",
     "fiscal_period": "text",
     "fiscal_year": "text",
     "statement": "text",
@@ -92,15 +94,18 @@ def _frame_of(rows: list[tuple[object, ...]], names: Sequence[str]) -> pd.DataFr
     return pd.DataFrame({name: pd.Series(list(col), dtype=object) for name, col in zip(names, columns, strict=True)})
 
 
-def read_financials_as_of(conn: psycopg.Connection, symbols: Sequence[str], as_of: date) -> pd.DataFrame:
-    """Every line item of the latest version of each period filed by ``as_of`` (a New York date),
-    in the FINANCIALS frame plus ``restated`` (this version replaced an earlier filing)."""
+def read_financials_as_of(conn: psycopg.Connection, symbols: Sequence[str], as_of: datetime | date) -> pd.DataFrame:
+    """Every line item of the latest version of each period known at the instant ``as_of`` (a date:
+    the end of that New York day), in the FINANCIALS frame plus ``restated`` (this version replaced
+    an earlier filing). A filing is known from its acceptance time, or, when the vendor gave none,
+    from the first session close after its filing date (``market.financials_as_of``)."""
+    at = as_of if isinstance(as_of, datetime) else end_of_day(as_of)
     names = [*FINANCIALS, "restated"]
     rows = conn.execute(
-        f"SELECT {', '.join(names)} FROM market.financials_as_of(%s, %s)", (list(symbols), as_of)
+        f"SELECT {', '.join(names)} FROM market.financials_as_of(%s, %s)", (list(symbols), at)
     ).fetchall()
     raw = _frame_of(rows, names)
-    for name in ("period_start", "period_end", "filing_date"):
+    for name in ("period_start", "period_end", "filing_date", "accepted_at"):
         raw[name] = pd.to_datetime(raw[name], utc=True)
     out = frame(FINANCIALS, {name: raw[name] for name in FINANCIALS}, what="stored financials")
     out["restated"] = raw["restated"].astype(bool).to_numpy()
@@ -140,9 +145,10 @@ def end_of_day(day: date) -> datetime:
 
 @dataclass(frozen=True)
 class PointInTime:
-    """What was known about some symbols at the end of ``as_of``: statements as filed by then,
-    the calendar as known then, the raw close of the last session on or before it, and every
-    stored corporate action (the ratios take only those up to ``as_of``)."""
+    """What was known about some symbols at the end of ``as_of``: statements known at the close of
+    the last session on or before it (see :func:`close_of`), the calendar as known then, the raw
+    close of that session, and every stored corporate action (the ratios take only those up to
+    ``as_of``)."""
 
     as_of: date
     statements: pd.DataFrame
@@ -151,8 +157,19 @@ class PointInTime:
     actions: pd.DataFrame
 
 
+def close_of(as_of: date) -> datetime:
+    """The close ``as_of`` stands for: that of the last session on or before it (13:00 on half
+    days), in UTC. The statements a ratio of ``as_of`` uses are those known by then, the price its
+    close."""
+    sessions = nyse_sessions(as_of - timedelta(days=14), as_of)
+    if not len(sessions):
+        return end_of_day(as_of)
+    return pd.Timestamp(int(sessions.close_ns[-1]), unit="ns", tz=UTC).to_pydatetime()
+
+
 def point_in_time(router: StorageRouter, symbols: Sequence[str], as_of: date, lookback_days: int = 14) -> PointInTime:
-    """Read a :class:`PointInTime` (closes from the hot store or the lake, whichever holds them)."""
+    """Read a :class:`PointInTime` (closes from the hot store or the lake, whichever holds them;
+    statements known at that close, see :func:`close_of`)."""
     conn = router.conn
     start = pd.Timestamp(as_of - timedelta(days=lookback_days), tz=EXCHANGE_TZ)
     end = pd.Timestamp(as_of + timedelta(days=1), tz=EXCHANGE_TZ)
@@ -160,7 +177,7 @@ def point_in_time(router: StorageRouter, symbols: Sequence[str], as_of: date, lo
     closes = bars.sort_values(["symbol", "ts"]).groupby("symbol", observed=True).tail(1)[["symbol", "ts", "close"]]
     return PointInTime(
         as_of=as_of,
-        statements=read_financials_as_of(conn, symbols, as_of),
+        statements=read_financials_as_of(conn, symbols, close_of(as_of)),
         earnings=read_earnings_as_of(conn, symbols, end_of_day(as_of)),
         closes=closes.reset_index(drop=True),
         actions=read_corporate_actions(conn, list(symbols)),

@@ -1,29 +1,42 @@
 -- Point-in-time reads of fundamentals and earnings (tables: db/migrations/0020_fundamentals_earnings.sql).
 
--- Every line item of the latest version of each period filed by p_as_of (a New York date: a
--- filing counts from its filing date on). A period restated later than p_as_of is returned as
--- originally filed; `restated` says whether the version returned replaces an earlier filing.
-CREATE OR REPLACE FUNCTION market.financials_as_of(p_symbols text[], p_as_of date)
+-- Every line item of the latest version of each period known at the instant p_at. A filing is
+-- known from its acceptance time (accepted_at, migration 0029) or, when the vendor gave none, from
+-- the first session close after its filing date: a filing date has no time of day, and a 10-Q
+-- accepted at 16:30 must not meet that day's close (conservative: one accepted before the open
+-- waits a session too). Without acceptance time the rule reads "filing_date before p_at's New York
+-- date", which is that close when p_at is a session's close or later on its day (what
+-- storage.fundamentals asks: a close, or the end of a day). A period restated later than p_at is
+-- returned as originally filed; `restated` says whether the version returned replaces an earlier
+-- filing.
+DROP FUNCTION IF EXISTS market.financials_as_of(text[], date);
+CREATE OR REPLACE FUNCTION market.financials_as_of(p_symbols text[], p_at timestamptz)
 RETURNS TABLE (
     symbol text, fiscal_period text, fiscal_year text, period_start date, period_end date,
-    filing_date date, statement text, item text, value double precision, unit text, source text,
-    restated boolean
+    filing_date date, accepted_at timestamptz, statement text, item text, value double precision,
+    unit text, source text, restated boolean
 )
 LANGUAGE sql STABLE AS $$
-    WITH versions AS (
-        SELECT DISTINCT ON (f.symbol, f.fiscal_period, f.period_end)
-               f.symbol, f.fiscal_period, f.period_end, f.filing_date, f.source,
-               min(f.filing_date) OVER (PARTITION BY f.symbol, f.fiscal_period, f.period_end) < f.filing_date
-                   AS restated
+    WITH known AS (
+        SELECT f.*
         FROM market.financial_statements f
-        WHERE f.symbol = ANY(p_symbols) AND f.filing_date <= p_as_of
-        ORDER BY f.symbol, f.fiscal_period, f.period_end, f.filing_date DESC, f.source
+        WHERE f.symbol = ANY(p_symbols)
+          AND CASE WHEN f.accepted_at IS NOT NULL THEN f.accepted_at <= p_at
+                   ELSE f.filing_date < (p_at AT TIME ZONE 'America/New_York')::date END
+    ),
+    versions AS (
+        SELECT DISTINCT ON (k.symbol, k.fiscal_period, k.period_end)
+               k.symbol, k.fiscal_period, k.period_end, k.filing_date, k.source,
+               min(k.filing_date) OVER (PARTITION BY k.symbol, k.fiscal_period, k.period_end) < k.filing_date
+                   AS restated
+        FROM known k
+        ORDER BY k.symbol, k.fiscal_period, k.period_end, k.filing_date DESC, k.source
     )
-    SELECT f.symbol, f.fiscal_period, f.fiscal_year, f.period_start, f.period_end, f.filing_date,
-           f.statement, f.item, f.value, f.unit, f.source, v.restated
-    FROM market.financial_statements f
+    SELECT k.symbol, k.fiscal_period, k.fiscal_year, k.period_start, k.period_end, k.filing_date,
+           k.accepted_at, k.statement, k.item, k.value, k.unit, k.source, v.restated
+    FROM known k
     JOIN versions v USING (symbol, fiscal_period, period_end, filing_date, source)
-    ORDER BY f.symbol, f.period_end, f.fiscal_period, f.statement, f.item
+    ORDER BY k.symbol, k.period_end, k.fiscal_period, k.statement, k.item
 $$;
 
 -- Each report of the earnings calendar as known at p_as_of: its latest version with

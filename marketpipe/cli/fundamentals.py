@@ -57,8 +57,9 @@ def fundamentals(
     as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD [default: today]")] = None,
     json_output: JsonReport = False,
 ) -> None:
-    """Statements as filed by DATE, P/E, P/B, EV/EBITDA and dividend yield against that day's
-    close, the last earnings surprise and the days to the next report."""
+    """Statements known at DATE's close (a filing from its acceptance time, or the first close
+    after its filing date), P/E, P/B, EV/EBITDA and dividend yield against that close, the last
+    earnings surprise and the days to the next report."""
     from features.fundamentals import earnings_features, ratios
     from pipeline.request import parse_symbols
     from storage.fundamentals import point_in_time

@@ -298,6 +298,7 @@ def parse_financials(payload: Any, *, symbol: str | None = None) -> pd.DataFrame
                 rows["period_start"].append(filing.get("start_date"))
                 rows["period_end"].append(filing.get("end_date"))
                 rows["filing_date"].append(filing.get("filing_date"))
+                rows["accepted_at"].append(filing.get("acceptance_datetime"))
                 rows["fiscal_period"].append(filing.get("fiscal_period"))
                 rows["fiscal_year"].append(_none_or_str(filing.get("fiscal_year")))
                 rows["statement"].append(statement)

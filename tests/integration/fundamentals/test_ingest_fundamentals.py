@@ -7,11 +7,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date, timedelta
 
+import pandas as pd
 import psycopg
 import pytest
 
+from core.calendar import nyse_sessions
 from core.settings import Settings
-from storage.fundamentals import end_of_day, read_earnings_as_of, read_financials_as_of
+from storage.fundamentals import (
+    end_of_day,
+    point_in_time,
+    read_earnings_as_of,
+    read_financials_as_of,
+    write_financials,
+)
+from storage.router import StorageRouter
 from tests.support.cli import run_cli
 from tests.support.fundamentals import FUND_SYMBOLS, ingest, sandbox_results, wipe
 
@@ -117,3 +126,47 @@ def test_earnings_versions_as_known_at_each_instant(stack: Settings, conn: psyco
     assert known.loc[known["fiscal_period"] == last[1], "eps_actual"].notna().all()
     earlier = read_earnings_as_of(conn, [symbol], end_of_day(last[2] - timedelta(days=1)))
     assert (earlier["fiscal_year"].astype(str) + earlier["fiscal_period"].astype(str) != f"{last[0]}{last[1]}").all()
+
+
+def test_the_acceptance_time_is_stored_and_a_filing_counts_from_the_first_close_after_it(
+    stack: Settings, conn: psycopg.Connection, clean: None
+) -> None:
+    symbol, served, original, _ = _restated(stack)
+    _ingest(symbol, "fundamentals")
+    accepted = conn.execute(
+        "SELECT DISTINCT filing_date, accepted_at FROM market.financial_statements WHERE symbol = %s", (symbol,)
+    ).fetchall()
+    assert {(d.isoformat(), t) for d, t in accepted} == {
+        (f["filing_date"], pd.Timestamp(f["acceptance_datetime"]).to_pydatetime()) for f in served
+    }
+    # the same quarter filed again, accepted after the close of the session it is dated (the sandbox
+    # accepts at 16:05 UTC, in the session), and once more without an acceptance time
+    day = pd.Timestamp(nyse_sessions(date.fromisoformat(original["filing_date"]), date(2024, 6, 28)).dates[0]).date()
+    next_day = pd.Timestamp(nyse_sessions(day + timedelta(days=1), day + timedelta(days=10)).dates[0]).date()
+    after_close = pd.Timestamp(f"{day} 16:30", tz="America/New_York")
+    period = (original["end_date"], original["fiscal_period"])
+    stored = read_financials_as_of(conn, [symbol], next_day)
+    known = stored[(stored["period_end"].dt.strftime("%Y-%m-%d") == period[0]) & (stored["fiscal_period"] == period[1])]
+
+    def refile(source: str, accepted_at: pd.Timestamp | None) -> None:
+        write_financials(
+            conn,
+            known.drop(columns="restated").assign(
+                source=source, accepted_at=accepted_at, filing_date=pd.Timestamp(day, tz="UTC")
+            ),
+        )
+
+    def newest_source(as_of: date) -> str:
+        with StorageRouter.connect(stack) as router:
+            statements = point_in_time(router, [symbol], as_of).statements
+        of_period = statements[
+            (statements["period_end"].dt.strftime("%Y-%m-%d") == period[0]) & (statements["fiscal_period"] == period[1])
+        ]
+        (source,) = set(of_period["source"])
+        return source
+
+    # a source named to rank first among versions of one filing date, once known
+    refile("a-late", after_close)
+    assert newest_source(day) == "polygon" and newest_source(next_day) == "a-late"
+    refile("a-a-untimed", None)  # no acceptance time: from the first close after its filing date
+    assert newest_source(day) == "polygon" and newest_source(next_day) == "a-a-untimed"

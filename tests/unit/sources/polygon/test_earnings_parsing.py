@@ -84,3 +84,18 @@ def test_a_filing_of_another_company_keeps_its_own_ticker() -> None:
     assert parse_financials({"results": [{**filing, "tickers": ["ACME", "ACME.B"]}]}, symbol="acme")[
         "symbol"
     ].tolist() == ["ACME"]
+
+
+def test_a_filing_keeps_its_acceptance_time_when_the_vendor_gives_one() -> None:
+    filing = {
+        "end_date": "2024-03-31",
+        "filing_date": "2024-05-01",
+        "fiscal_period": "Q1",
+        "fiscal_year": "2024",
+        "tickers": ["ACME"],
+        "financials": {"income_statement": {"revenues": {"value": 1.0, "unit": "USD"}}},
+    }
+    timed = parse_financials({"results": [{**filing, "acceptance_datetime": "2024-05-01T20:30:00Z"}]}, symbol="ACME")
+    untimed = parse_financials({"results": [filing]}, symbol="ACME")
+    assert timed["accepted_at"].tolist() == [pd.Timestamp("2024-05-01T20:30:00Z")]  # 16:30 New York
+    assert untimed["accepted_at"].isna().all()
