@@ -13,7 +13,7 @@ import functools
 import logging
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
@@ -157,13 +157,17 @@ class VendorHttp:
     def __repr__(self) -> str:
         return f"VendorHttp(source={self.source!r}, base_url={redact_url(self.client.base_url)!r})"
 
-    async def get_json(self, request: Request) -> Response:
-        """One page, retried per the policy; every failure raises a chained SourceError."""
-        return await self.resilience.call(lambda: self._scrubbed(request), describe=request.describe(), request=request)
+    async def get_json(self, request: Request, *, decode: bool = True) -> Response:
+        """One page, retried per the policy; every failure raises a chained SourceError. With
+        ``decode=False`` the body is left undecoded (``payload`` None): the caller reads it
+        (:func:`paginate` with a ``read_body``) or decodes it with :meth:`decode`."""
+        return await self.resilience.call(
+            lambda: self._scrubbed(request, decode), describe=request.describe(), request=request
+        )
 
-    async def _scrubbed(self, request: Request) -> Response:
+    async def _scrubbed(self, request: Request, decode: bool = True) -> Response:
         try:
-            return await self._get_once(request)
+            return await self._get_once(request, decode)
         except SourceError as exc:
             # A vendor may echo the key back in an error body; never let it reach a message.
             exc.args = tuple(scrub(a, self._secrets) if isinstance(a, str) else a for a in exc.args)
@@ -171,7 +175,7 @@ class VendorHttp:
                 exc.payload_text = scrub(exc.payload_text, self._secrets)
             raise
 
-    async def _get_once(self, request: Request) -> Response:
+    async def _get_once(self, request: Request, decode: bool = True) -> Response:
         params = {**request.params, **self._auth_params}
         url = request.url
         if self._auth_params and "?" in url:
@@ -186,20 +190,26 @@ class VendorHttp:
             raise translate_transport_error(exc, request) from exc
         if response.status_code >= 400:
             raise error_for_status(response, request)
-        body = response.content
+        received = Response(request=request, payload=None, body=response.content, served_at=served_at(response.headers))
+        return self.decode(received) if decode else received
+
+    def decode(self, response: Response) -> Response:
+        """``response`` with its body decoded as its ``payload``; a body that is not JSON raises a
+        PermanentSourceError naming the request and the body's start (secrets scrubbed)."""
         try:
             # orjson: UTF-8 bytes straight to objects, ~5x the stdlib's speed on a 50,000-bar page
-            payload = orjson.loads(body) if body else None
+            payload = orjson.loads(response.body) if response.body else None
         except orjson.JSONDecodeError as exc:
-            text = response.text
+            text = scrub(response.text, self._secrets)
             error = source_error(
                 PermanentSourceError,
-                f"{self.source} sent malformed JSON for {request.describe()}: {exc}; body starts {_excerpt(text)!r}",
-                request=request,
+                f"{self.source} sent malformed JSON for {response.request.describe()}: {exc}; "
+                f"body starts {_excerpt(text)!r}",
+                request=response.request,
                 payload_text=text,
             )
             raise error from exc
-        return Response(request=request, payload=payload, body=body, served_at=served_at(response.headers))
+        return replace(response, payload=payload)
 
 
 def served_at(headers: Mapping[str, str]) -> datetime | None:
@@ -277,12 +287,27 @@ class Page:
 
 Parser = Callable[[Any], pd.DataFrame]
 NextRequest = Callable[[Response], "Request | None"]
+#: Reads a page straight from its body: (the payload, less what the frame holds; the frame), or
+#: None when the body is not of the shape it reads (the page is then decoded and parsed as usual).
+BodyReader = Callable[[bytes], "tuple[Any, pd.DataFrame] | None"]
 
 
 async def paginate(
-    http: VendorHttp, first: Request, parse: Parser, next_request: NextRequest, *, max_pages: int = 100_000
+    http: VendorHttp,
+    first: Request,
+    parse: Parser,
+    next_request: NextRequest,
+    *,
+    max_pages: int = 100_000,
+    read_body: BodyReader | None = None,
 ) -> AsyncIterator[Page]:
     """Fetch, parse and yield pages until ``next_request`` says there are no more.
+
+    With ``read_body`` (a columnar reader of the dataset's pages, e.g. Polygon's bars) a page is
+    first read from its body by it, and decoded and parsed by ``parse`` only when it declines: the
+    same frame either way, without a Python object per value on the common path. The page's
+    ``payload`` is then what the reader leaves of it (the records are in the frame; the raw zone
+    stores the body).
 
     A page that fails (after retries) raises a SourceError carrying its ``request``: the caller
     dead-letters it and keeps the pages already yielded; replay resumes pagination from it.
@@ -299,9 +324,14 @@ async def paginate(
                 request=request,
             )
         seen.add(key)
-        response = await http.get_json(request)
+        response = await http.get_json(request, decode=read_body is None)
+        read = _read(read_body, response.body)
+        if read is not None:
+            response = replace(response, payload=read[0])
+        elif read_body is not None:
+            response = http.decode(response)  # a body that is no JSON: the error get_json gives
         try:
-            frame = parse(response.payload)
+            frame = read[1] if read is not None else parse(response.payload)
         except PermanentSourceError as exc:
             raise source_error(
                 PermanentSourceError,
@@ -314,6 +344,17 @@ async def paginate(
         )
         pages += 1
         request = next_request(response)
+
+
+def _read(read_body: BodyReader | None, body: bytes) -> tuple[Any, pd.DataFrame] | None:
+    """``read_body``'s reading of ``body``; None when there is no reader or it declines or fails
+    (the usual decoding and parsing then names what is wrong)."""
+    if read_body is None or not body:
+        return None
+    try:
+        return read_body(body)
+    except PermanentSourceError:
+        return None
 
 
 async def collect(pages: AsyncIterator[Page], empty: pd.DataFrame) -> pd.DataFrame:

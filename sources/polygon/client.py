@@ -27,7 +27,7 @@ from sources.http import (
     follow_cursor_url,
     paginate,
 )
-from sources.polygon.parsing import SOURCE, parser_for
+from sources.polygon.parsing import SOURCE, body_reader_for, parser_for
 from sources.resilience import Resilience
 
 DEFAULT_BASE_URL = "https://api.polygon.io"
@@ -106,7 +106,7 @@ class PolygonClient(VendorClient):
 
     def iter_pages(self, request: Request) -> AsyncIterator[Page]:
         """Pages of any request this client builds; also resumes a dead-lettered request."""
-        return paginate(self.http, request, parser_for(request), _next)
+        return paginate(self.http, request, parser_for(request), _next, read_body=body_reader_for(request))
 
     async def aggregates(self, symbol: str, start: Any, end: Any, **kwargs: Any) -> pd.DataFrame:
         request = self.aggregates_request(symbol, start, end, **kwargs)

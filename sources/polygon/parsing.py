@@ -15,7 +15,8 @@ import pandas as pd
 
 from core import model
 from core.errors import PermanentSourceError
-from sources.http import Parser, Request
+from core.json_columns import records_as_columns
+from sources.http import BodyReader, Parser, Request
 
 SOURCE = "polygon"
 
@@ -35,10 +36,13 @@ def _results(payload: Any, what: str) -> list[Any]:
     return results
 
 
+_AGGREGATE_FIELDS, _AGGREGATE_OPTIONAL = ("t", "o", "h", "l", "c", "v"), ("vw", "n")
+
+
 def parse_aggregates(payload: Any, *, timeframe: str = "1day", symbol: str | None = None) -> pd.DataFrame:
     """Aggregates (also grouped daily, whose rows carry ``T``) -> :data:`model.BARS`."""
     results = _results(payload, "aggregates")
-    required, optional = ("t", "o", "h", "l", "c", "v"), ("vw", "n")
+    required, optional = _AGGREGATE_FIELDS, _AGGREGATE_OPTIONAL
     grouped = bool(results) and isinstance(results[0], dict) and "T" in results[0]
     raw: Any = None if grouped else model.numeric_columns(results, required, optional)
     if raw is None:  # grouped rows (they carry "T"), no rows, or records with a defect this path names
@@ -46,6 +50,27 @@ def parse_aggregates(payload: Any, *, timeframe: str = "1day", symbol: str | Non
         if not len(records):
             return model.empty_frame(model.BARS)
         raw = {name: records.get(name) for name in (*required, *optional, "T")}
+    return _aggregates_frame(payload, raw, timeframe, symbol)
+
+
+def read_aggregates_body(
+    body: bytes, *, timeframe: str = "1day", symbol: str | None = None
+) -> tuple[Any, pd.DataFrame] | None:
+    """An aggregates page straight from its body (:func:`core.json_columns.records_as_columns`):
+    (the payload without its ``results``, the frame :func:`parse_aggregates` gives), or None when
+    the body is not a page of plain numeric bars (grouped rows, a defect, no rows): parse it then."""
+    read = records_as_columns(body, "results", (*_AGGREGATE_FIELDS, *_AGGREGATE_OPTIONAL))
+    if read is None:
+        return None
+    head, columns = read
+    if any(name not in columns for name in _AGGREGATE_FIELDS):
+        return None
+    _results({**head, "results": []}, "aggregates")  # the vendor's error status, as parse_aggregates
+    raw = {name: columns.get(name) for name in (*_AGGREGATE_FIELDS, *_AGGREGATE_OPTIONAL)}
+    return head, _aggregates_frame(head, raw, timeframe, symbol)
+
+
+def _aggregates_frame(payload: Any, raw: dict[str, Any], timeframe: str, symbol: str | None) -> pd.DataFrame:
     if raw.get("T") is not None:
         symbols: Any = model.normalize_symbols(raw["T"])
     else:
@@ -377,6 +402,15 @@ def _none_or_str(value: Any) -> str | None:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return str(value)
+
+
+def body_reader_for(request: Request) -> BodyReader | None:
+    """The columnar reader of a request's pages, where its dataset has one (bars): see
+    :func:`sources.http.paginate`."""
+    if request.dataset != "bars":
+        return None
+    timeframe, symbol = request.context.get("timeframe", "1day"), request.context.get("symbol")
+    return lambda body: read_aggregates_body(body, timeframe=timeframe, symbol=symbol)
 
 
 def parser_for(request: Request) -> Parser:
