@@ -644,11 +644,12 @@ async def _plain_pipeline(settings: Settings, symbols: list[str], first: date, l
     """What ``ingest_flow(incremental=False)`` does, with the plain functions and no Prefect: in
     waves of ``batch_size``, ``max_parallel_symbols`` symbols at once, each collected and then its
     pending pages processed (batched with the symbols collected meanwhile, in threads, with the
-    frames the collection parsed). Returns the seconds spent in each stage, summed over symbols
-    (stages of different symbols overlap; processing counts its wait for a batch), and the
-    number of processing batches."""
+    frames the collection parsed), then the aggregates' refresh of what processing recorded.
+    Returns the seconds spent in each stage, summed over symbols (stages of different symbols
+    overlap; processing counts its wait for a batch), and the number of processing batches."""
     from pipeline.request import parse_ingest_request
     from sources.factory import build_source, source_resilience
+    from tasks.aggregates import refresh_recorded
     from tasks.ingestion import collect_one, pending_processor
     from tasks.pending import batch_quality
     from tasks.resources import RunResources
@@ -695,6 +696,7 @@ async def _plain_pipeline(settings: Settings, symbols: list[str], first: date, l
                 for offset in range(0, len(names), collection.batch_size):
                     waves = await asyncio.gather(*(one(s) for s in names[offset : offset + collection.batch_size]))
                     done += [r for results in waves for r in results]
+        await asyncio.to_thread(refresh_recorded, resources)  # the flow's refresh-aggregates step
     finally:
         await source.aclose()
         resources.close()
