@@ -159,6 +159,14 @@ class StreamingSettings(_Section):
     lateness_seconds: float = Field(default=2.0, ge=0.0)
     batch_max_rows: PositiveInt = 20_000
     batch_max_delay_seconds: PositiveFloat = 0.1
+    max_event_skew_seconds: PositiveFloat = Field(
+        default=5.0,
+        description="a trade, quote or minute bar stamped more than this after the instant its frame was received "
+        "is a bad timestamp (a vendor's bad print, a skewed clock): dead-lettered with the reason and counted "
+        "(future_events), never windowed, so it cannot move the event clock that closes the bar windows. One "
+        "stamped within it closes windows at most this much early (their later trades are corrections, within "
+        "the windows' 60 s correction horizon). Keep the host's clock synced (NTP)",
+    )
     # The connection (sources/stream.py): dead peers, silent sockets, reconnects, backpressure.
     ping_interval_seconds: PositiveFloat = Field(
         default=10.0, description="a WebSocket ping is sent this often (alpaca-py uses 10 s)"

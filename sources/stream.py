@@ -86,6 +86,7 @@ class StreamStats:
     spilled: int  # frames handed to the spill past the lag limit
     dropped: int  # frames lost (no spill, or the spill failed)
     malformed: int  # dead frames and dead messages
+    future_events: int  # of those, rows stamped in the future (streaming.max_event_skew_seconds)
     connects: int
     reconnects: int  # connects after the first
     idle_timeouts: int  # reconnects because the socket went silent
@@ -105,6 +106,7 @@ class _Counters:
     spilled: int = 0
     dropped: int = 0
     malformed: int = 0
+    future_events: int = 0
     connects: int = 0
     idle_timeouts: int = 0
     connection_limits: int = 0
@@ -327,7 +329,8 @@ class StreamConnection:
         connect: Connect | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.protocol = protocol
+        # Rows stamped past their receive time plus the allowed skew are dead (refuse_future).
+        self.protocol = protocol.bounded(streaming.max_event_skew_seconds)
         self.source = protocol.source
         self.url = url
         self._api_key = api_key
@@ -671,6 +674,14 @@ class StreamConnection:
                 batch = self.protocol.build(decoded)
             self._counters.messages += len(decoded.messages)
             self._counters.malformed += len(batch.dead)
+            self._counters.future_events += batch.future
+            if batch.future:
+                logger.error(
+                    "{} stream: {} row(s) stamped in the future dead-lettered: {}",
+                    self.source,
+                    batch.future,
+                    batch.dead[-1].reason,
+                )
             refusal = next((e for e in batch.events if e.kind == "plan_limit"), None)
             yield replace(batch, frames=tuple(raw), frames_received_ns=tuple(raw_ns))
             if refusal is not None and self._error is None:
@@ -695,6 +706,7 @@ class StreamConnection:
             spilled=c.spilled,
             dropped=c.dropped,
             malformed=c.malformed,
+            future_events=c.future_events,
             connects=c.connects,
             reconnects=max(0, c.connects - 1),
             idle_timeouts=c.idle_timeouts,

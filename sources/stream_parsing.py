@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from operator import itemgetter
 from typing import Any
 
@@ -111,6 +111,7 @@ class StreamBatch:
     # came if the hot store refuses the batch.
     frames: tuple[bytes, ...] = ()
     frames_received_ns: tuple[int, ...] = ()
+    future: int = 0  # rows stamped past their receive time plus the allowed skew (dead, in ``dead``)
 
     @property
     def rows(self) -> int:
@@ -539,6 +540,13 @@ class StreamProtocol:
     feeds: tuple[str, ...] = ()  # the endpoints {feed} may name (Alpaca: iex, sip, test)
     extra_headers: dict[str, str] = field(default_factory=dict)
     datasets: tuple[str, ...] = DATASETS  # what this endpoint streams
+    # Trades, quotes and bars stamped more than this after they were received are refused
+    # (:func:`refuse_future`); None: not checked (see :meth:`bounded`).
+    max_event_skew_ns: int | None = None
+
+    def bounded(self, max_event_skew_s: float) -> StreamProtocol:
+        """This protocol refusing rows stamped more than ``max_event_skew_s`` after they were received."""
+        return replace(self, max_event_skew_ns=round(max_event_skew_s * 1e9))
 
     def parse_frames(self, frames: Sequence[bytes], received_ns: Sequence[int]) -> StreamBatch:
         """Frames -> one batch (pure): ``orjson.loads`` per frame, then column by column."""
@@ -547,7 +555,74 @@ class StreamProtocol:
 
     def build(self, decoded: Decoded) -> StreamBatch:
         with no_cyclic_gc():
-            return self.build_batch(decoded)
+            batch = self.build_batch(decoded)
+        if self.max_event_skew_ns is None or not decoded.received_ns:
+            return batch
+        return refuse_future(batch, max(decoded.received_ns), self.max_event_skew_ns)
+
+
+def refuse_future(batch: StreamBatch, newest_received_ns: int, max_skew_ns: int) -> StreamBatch:
+    """``batch`` without the trades, quotes and vendor bars stamped more than ``max_skew_ns`` after
+    they were received (trades: their own frame's receive time; quotes and bars: the newest frame of
+    the batch): those become dead, with the reason. Nothing is stamped after it happened, so such a
+    row is a bad timestamp (a vendor's bad print, a skewed clock); let through, it would move the
+    stream's event clock ahead and with it close every open bar window early and make every later
+    trade of every symbol "late" (dropped past the correction horizon)."""
+    dead: list[DeadFrame] = []
+    received_ns = np.asarray(batch.received_ns, dtype=np.int64)
+    trades = batch.trades
+    if not trades.empty:
+        per_row = len(received_ns) == len(trades)
+        received = received_ns if per_row else np.full(len(trades), newest_received_ns, dtype=np.int64)
+        ahead = _nanoseconds(trades["ts"]) > received + max_skew_ns
+        if ahead.any():
+            dead += _future_rows(trades[ahead], received[ahead], "trade", max_skew_ns)
+            trades = trades[~ahead].reset_index(drop=True)
+            if per_row:
+                received_ns = received_ns[~ahead]
+    parts: dict[str, pd.DataFrame] = {}
+    for name, what in (("quotes", "quote"), ("bars", "minute bar")):
+        rows: pd.DataFrame = getattr(batch, name)
+        if rows.empty:
+            continue
+        ahead = _nanoseconds(rows["ts"]) > newest_received_ns + max_skew_ns
+        if ahead.any():
+            at = np.full(int(ahead.sum()), newest_received_ns, dtype=np.int64)
+            dead += _future_rows(rows[ahead], at, what, max_skew_ns)
+            parts[name] = rows[~ahead].reset_index(drop=True)
+    if not dead:
+        return batch
+    return replace(
+        batch,
+        trades=trades,
+        received_ns=received_ns,
+        dead=[*batch.dead, *dead],
+        future=batch.future + len(dead),
+        **parts,
+    )
+
+
+def _nanoseconds(ts: pd.Series) -> np.ndarray:
+    return np.asarray(ts.dt.as_unit("ns").array.asi8, dtype=np.int64)
+
+
+def _future_rows(rows: pd.DataFrame, received_ns: np.ndarray, what: str, max_skew_ns: int) -> list[DeadFrame]:
+    """Dead letters of rows stamped in the future: the row as parsed (JSON) and why it was refused."""
+    dead = []
+    for row, ns in zip(rows.to_dict("records"), received_ns.tolist(), strict=True):
+        ts = pd.Timestamp(row["ts"])
+        at = pd.Timestamp(ns, tz="UTC")
+        reason = (
+            f"bad timestamp: {what} of {row['symbol']} stamped {ts.isoformat()}, "
+            f"{(ts - at).total_seconds():.3f} s after it was received ({at.isoformat()}); "
+            f"streaming.max_event_skew_seconds allows {max_skew_ns / 1e9:g} s. Kept out of the bar windows "
+            "(it would close every open window early); if this host's clock runs behind the vendor's, "
+            "fix its time sync or raise streaming.max_event_skew_seconds"
+        )
+        fields_ = {key: None if pd.isna(value) else value for key, value in row.items()}
+        payload = orjson.dumps({"kind": what, **fields_, "ts": ts.isoformat()}, default=str)
+        dead.append(DeadFrame(payload, reason, ns))
+    return dead
 
 
 def check_datasets(source: str, datasets: Collection[str], allowed: Collection[str] = DATASETS) -> list[str]:

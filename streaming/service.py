@@ -660,7 +660,8 @@ class StreamService:
     def _protocol(self) -> StreamProtocol:
         from sources.stream import protocol_for
 
-        return protocol_for(self.plan.source, self.plan.datasets)
+        skew_s = self.settings.streaming.max_event_skew_seconds  # as the connection's (sources.stream)
+        return protocol_for(self.plan.source, self.plan.datasets).bounded(skew_s)
 
     async def _enqueue(self, batch: StreamBatch) -> None:
         """Queue ``batch`` behind what came before it; a (re)connect it crosses (a frame read after
@@ -741,7 +742,8 @@ class StreamService:
         becomes a catch-up, queued now, behind every micro-batch read before them (parsed here,
         without yielding to the parser, which would queue later frames first); the frames go to the
         lake's raw zone as without hybrid mode."""
-        gaps = spilled_gaps(self._protocol.parse_frames(frames, [0] * len(frames)), self.plan.datasets)
+        # read before now: what is stamped past now (plus the allowed skew) is no span to fetch
+        gaps = spilled_gaps(self._protocol.parse_frames(frames, [time.time_ns()] * len(frames)), self.plan.datasets)
         catch_up = CatchUp("spill")
         self._queue_catch_up(catch_up)
         self._start_fetch(catch_up, gaps)

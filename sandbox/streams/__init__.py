@@ -149,6 +149,9 @@ Faults (same precedence; seeded by ``seed``, default 0, so reruns see the same f
 - ``late`` (fraction of trades) with ``late_s`` (default 5 market seconds): delivered late, own ``t``.
 - ``corrections`` / ``cancels`` (fraction of trades, Alpaca only): see "The same market as REST";
   the ``c``/``x`` message follows 1 market second after the trade.
+- ``future_after`` (data messages, default 0 = off) with ``future_s`` (default 3600): once per connection,
+  the first trade past that many data messages is stamped ``future_s`` seconds after the wall clock (a
+  vendor's bad print, a skewed clock); the rest of the replay is unchanged.
 - ``kick_slow`` (frames): the server buffers up to that many frames for a client that reads too slowly,
   then kicks it (Alpaca 407 then close 1008; Polygon status ``slow_consumer`` then close 1008). Without
   it (default 0) a slow reader is paced by TCP backpressure and the replay clock falls behind.

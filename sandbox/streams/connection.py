@@ -165,6 +165,7 @@ class Connection:
         self._outbox: asyncio.Queue[tuple[str | bytes, bool]] = asyncio.Queue()
         self._room = asyncio.Semaphore(OUTBOX_FRAMES)
         self._stalled = False
+        self._stamped_ahead = False  # the future_after fault, once per connection
         self._carry: list[dict[str, Any]] = []
         self.id = hub.register(self)
 
@@ -332,12 +333,28 @@ class Connection:
             await self._ended.wait()
         self.state = "streaming"
 
+    def _stamp_one_ahead(self, messages: list[dict[str, Any]]) -> None:
+        """The ``future_after`` fault: once per connection, the first trade past that many data messages
+        is stamped ``future_s`` after the wall clock (a vendor's bad print, a skewed clock); a copy, so
+        the replay's own events stay as they are."""
+        s = self.settings
+        if not s.future_after or self._stamped_ahead or self.messages + len(messages) < s.future_after:
+            return
+        for i, message in enumerate(messages):
+            if self.messages + i >= s.future_after and message.get("ev", message.get("T")) in ("T", "t"):
+                ahead = dict(message)
+                self.restamp([ahead], time.time_ns() + round(s.future_s * 1e9))
+                messages[i] = ahead
+                self._stamped_ahead = True
+                return
+
     async def _emit(self, frame: list[dict[str, Any]], faults: DeliveryFaults) -> None:
         await self._maybe_stall()
         messages = self._carry + frame
         messages, self._carry = faults.disturb(self.frames, messages)
         if self.settings.stamp == "send":
             self.restamp(messages, time.time_ns())
+        self._stamp_one_ahead(messages)
         payload = self.encode(messages)
         broken = faults.corrupt(self.frames, payload)
         await self._queue(broken if broken is not None else payload)

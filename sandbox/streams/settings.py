@@ -61,6 +61,8 @@ class StreamSettings:
     corrections: float = 0.0
     cancels: float = 0.0
     kick_slow: int = 0
+    future_after: int = 0  # 0 = off; else the first trade after this many data messages is stamped ahead
+    future_s: float = 3600.0  # how far ahead of the wall clock that trade is stamped
 
     @classmethod
     def build(cls, *layers: Mapping[str, Any]) -> StreamSettings:
@@ -92,8 +94,9 @@ _NON_NEGATIVE = (
     "stall_after_s",
     "stall_s",
     "late_s",
+    "future_s",
 )
-_COUNTS = ("disconnect_after", "stall_after", "kick_slow", "seed")
+_COUNTS = ("disconnect_after", "stall_after", "kick_slow", "seed", "future_after")
 _POSITIVE = ("sessions", "batch", "max_connections")
 NAMES = tuple(_WIRE_NAME.get(f, f) for f in _FIELD_TYPES)
 

@@ -53,6 +53,40 @@ def test_malformed_frames_are_dead_lettered_and_the_stream_goes_on(stack: Settin
     assert all(payload and '"ev"' in payload for _, payload in letters)  # the raw frame, cut short
 
 
+def test_a_trade_stamped_an_hour_ahead_is_dead_lettered_and_the_windows_go_on(stack: Settings, fault_symbols) -> None:
+    """The sandbox stamps one trade an hour after the wall clock (its ``future_after`` fault). Let
+    through, it would be the windows' event clock: every open minute final at once, every later trade
+    too late. It is dead-lettered with the reason, and minutes keep closing with every trade counted."""
+    query = {"session": SESSION, "from": "10:00", "speed": 600, "future_after": 300, "clock": uuid.uuid4().hex}
+    url = stack.sandbox.base_url.replace("http://", "ws://") + "/stocks?" + urlencode(query)
+    plan = StreamPlan.of("polygon", fault_symbols, ("trades",), url=url, feed=fault_symbols[0])
+
+    async def scenario():
+        service = StreamService(stack, plan)
+        stop = asyncio.Event()
+        runner = asyncio.create_task(service.run(stop))
+        for _ in range(300):  # bounded: until the bad print came and minutes closed well after it
+            if service.report.dead >= 1 and service.report.final_bars > 40:
+                break
+            await asyncio.sleep(0.2)
+        stop.set()
+        return await asyncio.wait_for(runner, 60)
+
+    report = asyncio.run(asyncio.wait_for(scenario(), 120))
+    assert (report.dead, report.connection["future_events"], report.late_trades) == (1, 1, 0)
+    assert report.final_bars > 40
+    with database_connection(stack) as conn:
+        letters = conn.execute(
+            "SELECT error, payload #>> '{}' FROM ops.dead_letters WHERE source = 'polygon' AND dataset = 'stream'"
+            " AND request->>'feed' = %s",
+            (fault_symbols[0],),
+        ).fetchall()
+        newest = conn.execute("SELECT max(ts) FROM market.trades WHERE symbol = ANY(%s)", (fault_symbols,)).fetchone()
+    assert len(letters) == 1 and letters[0][0].startswith("bad timestamp: trade of ")
+    assert '"kind":"trade"' in letters[0][1]
+    assert newest is not None and newest[0].year == 2024  # the bad print was not stored
+
+
 def test_a_trades_only_stream_builds_its_own_window_and_minute_bars(stack: Settings, fault_symbols) -> None:
     """Without the vendor's bars the windows build them: 5 s bars beside 1-minute bars whose open,
     high, low, close, volume and count are the REST minute bars' (the sandbox draws its REST VWAP

@@ -4,6 +4,7 @@ speaks Polygon's protocol). No network; every wait is bounded."""
 
 import asyncio
 import random
+import time
 
 import orjson
 import pytest
@@ -594,3 +595,28 @@ def test_subscriptions_name_known_datasets_and_at_least_one_symbol():
             await conn.subscribe(["trades"], [])
 
     run(scenario())
+
+
+def test_a_trade_stamped_in_the_future_is_dead_lettered_and_counted_not_yielded():
+    ahead_ms = time.time_ns() // 1_000_000 + 3_600_000  # an hour after the wall clock: a bad print
+    future = orjson.dumps([{"ev": "T", "sym": "AAPL", "i": "2", "x": 4, "p": 1.5, "s": 10, "t": ahead_ms, "z": 3}])
+    vendor = FakePolygon(data=[[trades_frame("1"), future, trades_frame("3")]])
+
+    async def scenario():
+        conn = connection(vendor)
+        await conn.subscribe(["trades"], ["AAPL"])
+        ids: list[str] = []
+        dead = []
+        async for batch in conn.batches(max_rows=1000, max_delay_s=0.01):
+            ids += batch.trades["trade_id"].tolist()
+            dead += batch.dead
+            if "3" in ids:
+                break
+        await conn.close()
+        return ids, dead, conn.stats()
+
+    ids, dead, stats = run(scenario())
+    assert ids == ["1", "3"]
+    assert [orjson.loads(letter.raw)["trade_id"] for letter in dead] == ["2"]
+    assert dead[0].reason.startswith("bad timestamp: trade of AAPL stamped")
+    assert (stats.future_events, stats.malformed) == (1, 1)

@@ -200,3 +200,27 @@ def test_auth_and_subscription_messages():
 def test_no_frames_make_an_empty_batch_of_every_schema():
     batch = parse_frames([], [])
     assert batch.rows == 0 and batch.trades.dtypes.to_dict() == model.empty_frame(model.TRADES).dtypes.to_dict()
+
+
+def test_rows_stamped_past_their_receive_time_plus_the_allowed_skew_are_dead_with_the_reason():
+    from sources.polygon.stream import PROTOCOL
+
+    received = T0_MS * 1_000_000 + 50_000_000  # the frames were read 50 ms after the first print
+    hour = 3_600_000
+    good = [trade(i="1"), trade(i="2", t=T0_MS + 4_000), quote(), minute()]  # 4 s ahead: within 5 s
+    ahead = [trade(i="3", t=T0_MS + hour), quote(t=T0_MS + hour), minute(s=T0_MS + hour)]
+    encoded = frames(good, ahead)
+
+    batch = PROTOCOL.bounded(5.0).parse_frames(encoded, [received, received + 1])
+
+    assert batch.trades["trade_id"].tolist() == ["1", "2"]
+    assert batch.received_ns.tolist() == [received, received]  # still one per trade row
+    assert (len(batch.quotes), len(batch.bars), batch.future, len(batch.dead)) == (1, 1, 3, 3)
+    assert all(letter.reason.startswith("bad timestamp: ") for letter in batch.dead)
+    assert "trade of AAPL stamped 2024-06-03T14:30:00.123000+00:00, 3599.950 s after it was received" in (
+        batch.dead[0].reason
+    )
+    assert "streaming.max_event_skew_seconds allows 5 s" in batch.dead[0].reason
+    assert orjson.loads(batch.dead[0].raw)["trade_id"] == "3"  # the row as parsed, nothing lost
+    assert [orjson.loads(letter.raw)["kind"] for letter in batch.dead] == ["trade", "quote", "minute bar"]
+    assert len(PROTOCOL.parse_frames(encoded, [received, received + 1]).trades) == 3  # unbounded: unchecked

@@ -519,3 +519,35 @@ def test_a_bars_only_catch_up_resumes_at_the_new_connections_first_bar():
     assert before is not None and len(before.bars) == 1 and len(after.bars) == 1
     assert [(g.start, g.end) for g in gaps] == [(pd.Timestamp("2024-06-03 13:31", tz="UTC"), resume)]
     assert resume == pd.Timestamp("2024-06-03 13:35", tz="UTC")
+
+
+def test_a_trade_stamped_an_hour_ahead_closes_no_window_and_makes_no_later_trade_late(isolated):
+    """The event clock that closes the windows is the newest trade: a bad print an hour ahead is
+    refused as the frames are parsed (the connection's protocol is bounded by
+    streaming.max_event_skew_seconds), so the minute under way stays open and its later trades count."""
+    service = InMemoryStore(StreamPlan("polygon", ("AAPL",), ("trades",)), [])
+    windows = BarWindows(60, 2, source="polygon")
+    protocol = PROTOCOL.bounded(service.settings.streaming.max_event_skew_seconds)
+    t0_ns = T0_MS * 1_000_000
+
+    def received(seconds: Sequence[float], ns: int, first_id: int) -> Any:
+        frames = [
+            orjson.dumps([{"ev": "T", "sym": "AAPL", "i": str(first_id + n), "x": 4, "p": 1.5, "s": 10,
+                           "t": T0_MS + round(s * 1000)}])
+            for n, s in enumerate(seconds)
+        ]  # fmt: skip
+        return protocol.parse_frames(frames, [ns] * len(frames))
+
+    async def scenario():
+        await service._handle(received([1, 2, 3600], t0_ns + 3_100_000_000, 0), windows, Stream())
+        await service._handle(received([30, 59], t0_ns + 59_500_000_000, 10), windows, Stream())
+        await service._handle(received([65], t0_ns + 65_100_000_000, 20), windows, Stream())  # 13:30 closes
+
+    asyncio.run(scenario())
+
+    final = pd.concat([c["final_bars"] for c in service.committed if c.get("final_bars") is not None])
+    minute = final[final["timeframe"] == "1min"]
+    assert minute["ts"].tolist() == [pd.Timestamp(t0_ns, tz="UTC")]
+    assert minute["volume"].tolist() == [40]  # 13:30:01, :02, :30, :59; not the print stamped 14:30
+    assert service.report.late_trades == 0 and service.report.dead == 1
+    assert "bad timestamp" in service.letters[0].reason
