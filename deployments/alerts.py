@@ -85,7 +85,8 @@ RULES = (
     AlertRule(
         "marketpipe: stream degraded",
         STREAM_DEGRADED,
-        "A live stream spilled, dropped or dead-lettered frames, or stopped reporting while marked running.",
+        "A live stream spilled, dropped or dead-lettered frames, stopped reporting while marked running, or has "
+        "had no connection for over a minute.",
     ),
     AlertRule(
         "marketpipe: circuit breaker open",

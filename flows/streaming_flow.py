@@ -5,7 +5,8 @@ The flow hosts :class:`streaming.service.StreamService` and nothing else: no tas
 or batch (a flow keeps every task run's state in memory and the server spends 25-100 ms of CPU per
 task run). What the UI shows instead: a ``marketpipe.stream.heartbeat`` event every
 ``HEARTBEAT_S`` seconds with throughput, lag and the connection's counters (the stalled/lagging
-stream automation reacts to them), and a ``stream-report`` artifact when the run ends.
+stream automation reacts to them), one at the start (so a stream that never connects, and sends no
+other, fires the "stream stalled" automation too), and a ``stream-report`` artifact when the run ends.
 
 Stopping: cancelling the run in the UI (or SIGTERM from the worker) sets the service's stop event;
 it drains — frames already read are parsed, windowed and committed, open windows stored provisional — and the
@@ -38,7 +39,9 @@ STATE_POLL_S = 2.0
 class _Heartbeat:
     def __init__(self, source: str, every_s: float = HEARTBEAT_S) -> None:
         self.source, self.every_s = source, every_s
-        self.last, self.last_messages = time.monotonic(), 0
+        # the first call (the service's, at its start) is sent: it arms the "stream stalled" automation
+        # for a stream that never connects and so never sends another
+        self.last, self.last_messages = time.monotonic() - every_s, 0
 
     def __call__(self, report: StreamReport) -> None:
         now = time.monotonic()

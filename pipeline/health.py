@@ -322,6 +322,9 @@ def stream_issues(streams: Iterable[StreamStatus], now: datetime) -> list[str]:
                 "marked running: its process stalled or died; check the `stream` flow run (or restart "
                 "`marketpipe stream --hybrid`, which fills the gap over REST)"
             )
+        unconnected = _unconnected_issue(s, now)
+        if unconnected is not None:
+            issues.append(unconnected)
         lost = {k: int(s.counters.get(k) or 0) for k in STREAM_LOSS_COUNTERS}
         if any(lost.values()) and (s.state == "running" or now - s.updated_at <= STREAM_LOSS_WINDOW):
             told = ", ".join(f"{n} {k}" for k, n in lost.items() if n)
@@ -332,6 +335,26 @@ def stream_issues(streams: Iterable[StreamStatus], now: datetime) -> list[str]:
                 "fewer symbols per connection"
             )
     return issues
+
+
+def _unconnected_issue(s: StreamStatus, now: datetime) -> str | None:
+    """A running stream without a connection for longer than ``STREAM_SILENT_AFTER``: it reports
+    (its process lives) but reads nothing, and sends no heartbeat."""
+    since_text = s.counters.get("unconnected_since")
+    if s.state != "running" or s.counters.get("connected", True) or not since_text:
+        return None
+    since = datetime.fromisoformat(str(since_text))
+    if now - since <= STREAM_SILENT_AFTER:
+        return None
+    error = s.counters.get("last_error") or "none recorded"
+    if not int(s.counters.get("connects") or 0):
+        what = f"has not connected since it started at {since:%Y-%m-%d %H:%M:%S} UTC: every connect failed"
+    else:
+        what = f"has had no connection since {since:%Y-%m-%d %H:%M:%S} UTC"
+    return (
+        f"stream {s.stream} {what} (last error: {error}); it keeps retrying, but reads nothing: check "
+        f"vendors.{s.source}.stream_url (or the flow's url), the key, and the vendor's status"
+    )
 
 
 def check_health(

@@ -187,6 +187,9 @@ class StreamReport:
     news_refused: int = 0  # news items refused (dead-lettered with their reason)
     database_retries: int = 0
     newest_event: pd.Timestamp | None = None
+    # Since when the stream has had no connection (from its start until the first connect; from a
+    # drop until the reconnect), as the status row's ticker saw it; None while connected.
+    unconnected_since: pd.Timestamp | None = None
     commit_latency_ms: list[float] = field(default_factory=list)  # received -> committed, per batch sample
     connection: dict[str, Any] = field(default_factory=dict)  # the connection's counters (spilled, dropped, ...)
 
@@ -214,6 +217,7 @@ class StreamReport:
             "news_refused": self.news_refused,
             "database_retries": self.database_retries,
             "newest_event": self.newest_event.isoformat() if self.newest_event is not None else None,
+            "unconnected_since": self.unconnected_since.isoformat() if self.unconnected_since is not None else None,
             "commit_p50_ms": round(float(np.percentile(lat, 50)), 2) if lat is not None else None,
             "commit_p99_ms": round(float(np.percentile(lat, 99)), 2) if lat is not None else None,
             **self.connection,
@@ -308,6 +312,7 @@ class StreamService:
         self._forming_at = 0.0
         self._news_models: Any = None  # pipeline.news.NewsModels of a news stream, loaded at start
         self._refused_in_a_row = 0
+        self._database = asyncio.Lock()  # one statement at a time on the stream's connection
 
     @property
     def streams_news(self) -> bool:
@@ -342,10 +347,14 @@ class StreamService:
         self._windows, self._stream = windows, stream
         self._conn = database_connection(self.settings, autocommit=True, **self._session)
         try:
+            self.report.unconnected_since = pd.Timestamp.now(tz="UTC")
             await self._record_status("running", stream)
+            if self.heartbeat is not None:  # arms the "stream stalled" automation: a stream that
+                self.heartbeat(self.report)  # never connects sends no other heartbeat
             if self.plan.hybrid:  # where the start's catch-up begins, before anything is committed
                 await self._watermarks_at_start()
             stopper = asyncio.create_task(self._close_on(stop, stream))
+            ticker = asyncio.create_task(self._report_unconnected(stream))
             failure: BaseException | None = None
             try:
                 await stream.subscribe(self.plan.datasets, self.plan.symbols)
@@ -365,6 +374,7 @@ class StreamService:
                 raise
             finally:
                 stopper.cancel()
+                ticker.cancel()
                 self._cancel_catch_ups()
                 await stream.close()
                 self.report.connection = _stats_dict(stream)
@@ -385,7 +395,8 @@ class StreamService:
         delay = 0.2
         while True:
             try:
-                return await asyncio.to_thread(action, self._conn, *args, **kwargs)
+                async with self._database:  # the status ticker writes beside the consumer
+                    return await asyncio.to_thread(action, self._conn, *args, **kwargs)
             except Exception as exc:
                 if not database_lost(exc) or time.monotonic() + delay > deadline:
                     raise
@@ -446,6 +457,24 @@ class StreamService:
                 raise
             logger.warning("stream {}: recording its stopped status failed too: {}", self.name, exc)
 
+    async def _report_unconnected(self, stream: Any) -> None:
+        """While the stream has no connection (every connect refused, a wrong URL, the vendor down)
+        no micro-batch comes to write the status row: it is written here every ``STATUS_EVERY_S``,
+        with ``connected`` false and ``unconnected_since`` (pipeline.health.stream_issues alerts on
+        it). Runs until the service ends (cancelled then); a failed write waits for the next turn."""
+        while True:
+            await asyncio.sleep(STATUS_EVERY_S)
+            if _stats_dict(stream).get("connected"):
+                self.report.unconnected_since = None
+                continue
+            if self.report.unconnected_since is None:
+                self.report.unconnected_since = pd.Timestamp.now(tz="UTC")
+            if time.monotonic() - self._status_at >= STATUS_EVERY_S:
+                try:
+                    await self._record_status("running", stream)
+                except StorageError as exc:
+                    logger.warning("stream {}: its status could not be recorded: {}", self.name, exc)
+
     async def _close_on(self, stop: asyncio.Event, stream: StreamConnection) -> None:
         await stop.wait()
         logger.info("stream {}: stop requested, draining", self.plan.source)
@@ -453,6 +482,7 @@ class StreamService:
 
     def _connected(self, connected: Any = None) -> None:
         self.report.connects += 1
+        self.report.unconnected_since = None
         self.connected.set()
         at_ns = int(getattr(connected, "at_ns", None) or time.time_ns())  # once authenticated and resubscribed
         if self.plan.hybrid:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import datetime
 from urllib.parse import urlencode
 
 import pytest
@@ -167,3 +168,57 @@ def test_spilled_frames_land_in_the_lakes_raw_zone_replayable(stack: Settings, l
     assert replayed == frames
     trades = parse_frames(replayed, [0, 0]).trades  # the same parser reads them back
     assert trades["trade_id"].tolist() == ["1", "2"] and trades["size"].tolist() == [100, 200]
+
+
+def test_a_stream_that_never_connects_keeps_its_status_row_and_is_a_health_issue(stack: Settings) -> None:
+    """Every connect refused (a wrong URL, the vendor down): no micro-batch ever comes, yet the status
+    row is rewritten with ``connected`` false, the one heartbeat at the start arms the "stream stalled"
+    automation (no other follows), and the health check names the stream."""
+    import socket
+    from datetime import timedelta
+
+    from pipeline.health import stream_issues
+    from storage.streams import read_stream_status
+
+    with socket.socket() as probe:  # a loopback port nobody listens on: every connect is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    tag = uuid.uuid4().hex[:12]
+    # breakers kept in this process: the refused connects must not open the shared polygon breaker
+    settings = stack.model_copy(
+        update={"collection": stack.collection.model_copy(update={"circuit_share_refresh_seconds": 0.0})}
+    )
+    plan = StreamPlan.of("polygon", ["NEVERC"], ("trades",), url=f"ws://127.0.0.1:{port}/stocks", feed=tag)
+    beats: list[int] = []
+    service = StreamService(settings, plan, heartbeat=lambda report: beats.append(report.connects))
+
+    def row():
+        with database_connection(stack) as conn:
+            return next((s for s in read_stream_status(conn) if s.stream == service.name), None)
+
+    async def scenario():
+        stop = asyncio.Event()
+        runner = asyncio.create_task(service.run(stop))
+        seen = None
+        for _ in range(60):  # bounded: until the status row was rewritten after the start
+            await asyncio.sleep(0.5)
+            seen = await asyncio.to_thread(row)
+            if seen is not None and seen.updated_at - seen.started_at >= timedelta(seconds=4):
+                break
+        stop.set()
+        await asyncio.wait_for(runner, 60)
+        return seen
+
+    try:
+        seen = asyncio.run(asyncio.wait_for(scenario(), 120))
+    finally:
+        with database_connection(stack, autocommit=True) as conn:
+            conn.execute("DELETE FROM ops.stream_status WHERE stream = %s", (service.name,))
+    assert seen is not None and seen.state == "running"
+    assert seen.updated_at - seen.started_at >= timedelta(seconds=4)  # rewritten while unconnected
+    assert seen.counters["connected"] is False and seen.counters["connects"] == 0
+    assert seen.counters["last_error"] and seen.counters["unconnected_since"]
+    assert beats == [0]  # one heartbeat, at the start
+    later = datetime.fromisoformat(seen.counters["unconnected_since"]) + timedelta(seconds=61)
+    (issue,) = stream_issues([seen], later)
+    assert f"stream {service.name} has not connected since it started" in issue

@@ -48,3 +48,24 @@ def test_each_degraded_stream_is_one_alert_about_that_stream():
     (alert,) = stream_alerts(entries, NOW)
     assert alert.event == STREAM_DEGRADED and alert.resource_id == "marketpipe.stream.polygon"
     assert alert.details["counters"]["spilled"] == 1
+
+
+def unconnected(since_s: float, connects: int = 0) -> StreamStatus:
+    since = (NOW - timedelta(seconds=since_s)).isoformat()
+    counters = {"connected": False, "unconnected_since": since, "connects": connects, "last_error": "refused"}
+    return StreamStatus(**{**status().__dict__, "counters": counters})
+
+
+def test_a_stream_that_never_connected_is_an_issue_and_an_alert_though_it_reports():
+    (issue,) = stream_issues([unconnected(120)], NOW)
+    assert "stream polygon has not connected since it started at" in issue and "last error: refused" in issue
+    assert "vendors.polygon.stream_url" in issue
+    (alert,) = stream_alerts([unconnected(120).to_dict()], NOW)
+    assert alert.event == STREAM_DEGRADED and alert.resource_id == "marketpipe.stream.polygon"
+
+
+def test_a_stream_without_a_connection_for_long_is_an_issue_and_a_short_reconnect_is_not():
+    (issue,) = stream_issues([unconnected(120, connects=3)], NOW)
+    assert "has had no connection since" in issue
+    assert stream_issues([unconnected(10, connects=3)], NOW) == []
+    assert stream_issues([unconnected(10)], NOW) == []
