@@ -155,6 +155,12 @@ class StreamingSettings(_Section):
     ``batch_max_delay_seconds`` or ``batch_max_rows`` messages, whichever comes first."""
 
     buffer_size: PositiveInt = 10000
+    buffer_bytes: PositiveInt = Field(
+        default=256 * 2**20,
+        description="the frames read ahead of the parser take at most this many bytes as well (a frame may be up "
+        "to 16 MiB: 10,000 of them would be 160 GiB); full by either bound, the reader stops reading and, past "
+        "lag_limit_seconds, spills the oldest frames (half of them, and down to half of this) to the lake",
+    )
     window_seconds: PositiveFloat = 60.0
     lateness_seconds: float = Field(default=2.0, ge=0.0)
     batch_max_rows: PositiveInt = 20_000

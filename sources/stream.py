@@ -6,7 +6,8 @@ columnar helpers they share are :mod:`sources.stream_parsing` (its public names 
 Data flow, and why it is split this way:
 
 1. **Reader** (one task per connection): receives frames and only appends them, with their wall-clock
-   receive time, to a :class:`FrameBuffer` of ``streaming.buffer_size`` frames. A slow parser or
+   receive time, to a :class:`FrameBuffer` of at most ``streaming.buffer_size`` frames and
+   ``streaming.buffer_bytes`` bytes (a frame may be up to 16 MiB). A slow parser or
    writer never stalls the socket: vendors delay, then disconnect a slow consumer (Polygon's
    server-side buffer, Alpaca 407).
 2. **Backpressure policy** (explicit): when the buffer is full the reader stops reading; websockets
@@ -93,6 +94,8 @@ class StreamStats:
     connection_limits: int  # 406 / max_connections met
     buffered: int  # frames waiting for the parser now
     buffer_size: int
+    buffered_bytes: int  # their bytes
+    buffer_bytes: int
     last_connected_ns: int | None
     last_frame_ns: int | None
     last_error: str | None
@@ -124,22 +127,29 @@ Spill = Callable[[list[bytes]], "Awaitable[None] | None"]
 
 
 class FrameBuffer:
-    """Frames read ahead of the parser, at most ``capacity``. :meth:`put` waits while full (so the
-    reader stops reading); past ``lag_limit_s`` of waiting it takes the oldest half out and hands it
-    to ``spill`` (counted spilled; dropped when there is no spill or it raises) and returns."""
+    """Frames read ahead of the parser, at most ``capacity`` frames and ``capacity_bytes`` bytes (a
+    frame larger than that alone is still taken into an empty buffer). :meth:`put` waits while full
+    (so the reader stops reading); past ``lag_limit_s`` of waiting it takes the oldest half out (by
+    count, and by bytes: down to half of ``capacity_bytes``) and hands it to ``spill`` (counted
+    spilled; dropped when there is no spill or it raises) and returns."""
 
     def __init__(
         self,
         capacity: int,
         *,
         lag_limit_s: float,
+        capacity_bytes: int | None = None,
         spill: Spill | None = None,
         counters: _Counters | None = None,
         source: str = "stream",
     ) -> None:
         if capacity < 1:
             raise ConfigurationError(f"streaming.buffer_size must be >= 1, got {capacity}")
+        if capacity_bytes is not None and capacity_bytes < 1:
+            raise ConfigurationError(f"streaming.buffer_bytes must be >= 1, got {capacity_bytes}")
         self.capacity = capacity
+        self.capacity_bytes = capacity_bytes if capacity_bytes is not None else 2**62
+        self.size_bytes = 0  # of the frames buffered now
         self.lag_limit_s = lag_limit_s
         self.spill = spill
         self.counters = counters or _Counters()
@@ -159,28 +169,38 @@ class FrameBuffer:
     def closed(self) -> bool:
         return self._closed
 
+    def _full(self, incoming_bytes: int) -> bool:
+        """No room for a frame of ``incoming_bytes``: the frame count, or the bytes, would pass the bound."""
+        return len(self._frames) >= self.capacity or (
+            bool(self._frames) and self.size_bytes + incoming_bytes > self.capacity_bytes
+        )
+
     async def put(self, frame: bytes, received_ns: int) -> None:
-        while len(self._frames) >= self.capacity and not self._closed and not self._draining:
+        while self._full(len(frame)) and not self._closed and not self._draining:
             self._room.clear()
             self.blocked = True
             try:
                 await asyncio.wait_for(self._room.wait(), timeout=self.lag_limit_s)
             except TimeoutError:
-                await self._spill_oldest()
+                await self._spill_oldest(len(frame))
             finally:
                 self.blocked = False
         self._frames.append(frame)
         self._received.append(received_ns)
+        self.size_bytes += len(frame)
         self.counters.received += 1
         self._data.set()
 
-    async def _spill_oldest(self) -> None:
-        if len(self._frames) < self.capacity:  # the parser took frames as the lag limit passed
+    async def _spill_oldest(self, incoming_bytes: int) -> None:
+        if not self._full(incoming_bytes):  # the parser took frames as the lag limit passed
             return
-        count = max(1, len(self._frames) // 2)
-        frames = [self._frames.popleft() for _ in range(count)]
-        for _ in range(count):
+        half = max(1, len(self._frames) // 2)
+        frames: list[bytes] = []
+        while self._frames and (len(frames) < half or self.size_bytes > self.capacity_bytes // 2):
+            frames.append(self._frames.popleft())
             self._received.popleft()
+            self.size_bytes -= len(frames[-1])
+        count = len(frames)
         if self.spill is None:
             self.counters.dropped += count
             logger.error(
@@ -216,6 +236,7 @@ class FrameBuffer:
         n = min(max_frames, len(self._frames))
         frames = [self._frames.popleft() for _ in range(n)]
         received = [self._received.popleft() for _ in range(n)]
+        self.size_bytes -= sum(len(frame) for frame in frames)
         if not self._frames:
             self._data.clear()
         if n:
@@ -342,6 +363,7 @@ class StreamConnection:
         self._counters = _Counters()
         self.buffer = FrameBuffer(
             streaming.buffer_size,
+            capacity_bytes=streaming.buffer_bytes,
             lag_limit_s=streaming.lag_limit_seconds,
             spill=spill,
             counters=self._counters,
@@ -713,6 +735,8 @@ class StreamConnection:
             connection_limits=c.connection_limits,
             buffered=len(self.buffer),
             buffer_size=self.buffer.capacity,
+            buffered_bytes=self.buffer.size_bytes,
+            buffer_bytes=self.buffer.capacity_bytes,
             last_connected_ns=c.last_connected_ns,
             last_frame_ns=c.last_frame_ns,
             last_error=c.last_error,

@@ -89,6 +89,33 @@ def test_past_the_lag_limit_the_oldest_half_is_spilled_in_order_and_reading_resu
     assert (counters.received, counters.spilled, counters.dropped) == (5, 2, 0)
 
 
+def test_the_buffer_is_bounded_in_bytes_too_and_spills_down_to_half_of_them():
+    spilled: list[list[bytes]] = []
+
+    async def scenario():
+        buffer = FrameBuffer(100, capacity_bytes=10, lag_limit_s=0.01, spill=spilled.append)
+        for frame in (b"aaa", b"bbb", b"ccc"):  # 9 bytes: room in count and bytes
+            await asyncio.wait_for(buffer.put(frame, 1), 5)
+        held = (len(buffer), buffer.size_bytes)
+        await asyncio.wait_for(buffer.put(b"dddd", 2), 5)  # 13 bytes would pass 10: the reader waits, spills
+        return held, buffer.take(10), buffer.size_bytes, buffer.counters
+
+    held, (frames, _), left, counters = run(scenario())
+    assert held == (3, 9)
+    assert spilled == [[b"aaa", b"bbb"]]  # the oldest, down to at most 5 bytes held
+    assert frames == [b"ccc", b"dddd"] and left == 0
+    assert (counters.received, counters.spilled, counters.dropped) == (4, 2, 0)
+
+
+def test_a_frame_larger_than_the_byte_bound_is_taken_alone():
+    async def scenario():
+        buffer = FrameBuffer(100, capacity_bytes=4, lag_limit_s=60.0)
+        await asyncio.wait_for(buffer.put(b"0123456789", 1), 5)
+        return buffer.take(1)
+
+    assert run(scenario()) == ([b"0123456789"], [1])
+
+
 def test_an_async_spill_is_awaited():
     spilled: list[bytes] = []
 
