@@ -4,14 +4,17 @@ closed bars that trading code listens to.
 :func:`commit_stream_batch` writes what one micro-batch of a live stream produced — trades, quotes,
 final bars, provisional (forming) bars — with the same idempotent binary-COPY upsert as the batch
 path, so a replay or a reconnect never duplicates a row. In the SAME transaction it advances the
-watermarks of what is final (trades, quotes, final bars; never a provisional bar) and announces
-each timeframe's closed bars with ``pg_notify`` on :func:`bars_channel` (delivered at commit, so a
-listener never hears of a bar it cannot read yet). The payload is small: source, timeframe, the
-time range and the symbols (``null`` when they would not fit PostgreSQL's 8,000-byte payload: the
-listener then reads every symbol it wants in the range).
+watermarks of what is final (trades, quotes, final bars; never a provisional bar), logs the key of
+each final bar in ``ops.bar_changes`` under a number that grows in commit order (the change
+sequence), and announces each timeframe's closed bars with ``pg_notify`` on :func:`bars_channel`
+(delivered at commit, so a listener never hears of a bar it cannot read yet). The payload is small:
+source, timeframe, the time range, the symbols (``null`` when they would not fit PostgreSQL's
+8,000-byte payload) and ``seq``, the commit's last change number.
 
 :func:`subscribe_bars` is the trading code's side: an async iterator over committed closed bars of
-some symbols and a timeframe, fed by LISTEN.
+some symbols and a timeframe, fed by LISTEN, reading the changes after the number it has reached:
+each changed bar once (not the other bars of an announced range again), and from ``since`` (the
+number a previous subscriber reached) without loss after a lost connection.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +77,7 @@ class Announcement:
     start: pd.Timestamp
     end: pd.Timestamp
     symbols: tuple[str, ...] | None  # None: too many to list, every symbol may have changed
+    seq: int | None = None  # the commit's last change number (ops.bar_changes); set once logged
 
     def payload(self) -> str:
         body = {
@@ -82,6 +86,7 @@ class Announcement:
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
             "symbols": list(self.symbols) if self.symbols is not None else None,
+            "seq": self.seq,
         }
         text = orjson.dumps(body).decode()
         if len(text.encode()) > PAYLOAD_LIMIT:
@@ -98,6 +103,7 @@ class Announcement:
             start=to_utc(body["start"]),
             end=to_utc(body["end"]),
             symbols=tuple(symbols) if symbols is not None else None,
+            seq=int(body["seq"]) if body.get("seq") is not None else None,
         )
 
 
@@ -184,6 +190,9 @@ def commit_stream_batch(
             *(watermarks_of(final, dataset="bars") if not final.empty else []),
         ]
         advance_watermarks(conn, marks)
+        if announcements:
+            last = _log_changes(conn, final)
+            announcements = [replace(note, seq=last) for note in announcements]
         for note in announcements:
             try:
                 conn.execute("SELECT pg_notify(%s, %s)", (bars_channel(note.timeframe), note.payload()))
@@ -192,6 +201,37 @@ def commit_stream_batch(
                     f"cannot announce {note.timeframe} bars on {bars_channel(note.timeframe)}: {exc}"
                 ) from exc
     return StreamCommit(wrote_trades, wrote_quotes, wrote_final, wrote_forming, tuple(announcements))
+
+
+# Taken (for the rest of the transaction) before change numbers are drawn: a commit holding a higher
+# number than another's commits after it, so a reader at number n has seen every change up to n.
+CHANGE_LOCK = 0x6D70_6261_7273  # "mpbars"
+CHANGE_RETENTION = "1 day"  # ops.bar_changes rows kept: how far back a subscriber can resume
+
+
+def _log_changes(conn: psycopg.Connection, final: pd.DataFrame) -> int:
+    """Log the keys of ``final`` in ops.bar_changes under new change numbers (and delete rows past
+    ``CHANGE_RETENTION``); returns the last number drawn."""
+    args = [
+        final["source"].astype(str).tolist(),
+        final["timeframe"].astype(str).tolist(),
+        final["symbol"].astype(str).tolist(),
+        list(pd.DatetimeIndex(final["ts"]).to_pydatetime()),
+    ]
+    try:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGE_LOCK,))
+        row = conn.execute(
+            "WITH logged AS (INSERT INTO ops.bar_changes (seq, source, timeframe, symbol, ts)"
+            " SELECT nextval('ops.bar_change_seq'), k.source, k.timeframe, k.symbol, k.ts"
+            " FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[]) AS k(source, timeframe, symbol, ts)"
+            " RETURNING seq) SELECT max(seq) FROM logged",
+            args,
+        ).fetchone()
+        conn.execute("DELETE FROM ops.bar_changes WHERE committed_at < now() - %s::interval", (CHANGE_RETENTION,))
+    except psycopg.Error as exc:
+        raise StorageError(f"cannot log {len(final)} changed bar(s) in ops.bar_changes: {exc}") from exc
+    assert row is not None and row[0] is not None
+    return int(row[0])
 
 
 def _delete_bars(conn: psycopg.Connection, bars: pd.DataFrame) -> None:
@@ -285,11 +325,17 @@ def read_stream_status(conn: psycopg.Connection) -> list[StreamStatus]:
 # The trading code's side
 
 
-_CLOSED_BARS = (
-    "SELECT symbol, ts, timeframe, open, high, low, close, volume, vwap, trade_count, source"
-    " FROM market.bars_intraday WHERE timeframe = %s AND symbol = ANY(%s) AND ts >= %s AND ts <= %s"
-    " AND source = %s AND quality_flags & %s = 0 ORDER BY ts, symbol"
+# The closed bars of some symbols and a timeframe changed in (after, upto] of the change sequence,
+# each once, as served now (a key changed twice in that span is read once, with its last values).
+_CHANGED_BARS = (
+    "SELECT DISTINCT ON (b.ts, b.symbol, b.source) b.symbol, b.ts, b.timeframe, b.open, b.high, b.low, b.close,"
+    " b.volume, b.vwap, b.trade_count, b.source"
+    " FROM ops.bar_changes c JOIN market.bars_intraday b"
+    " ON b.symbol = c.symbol AND b.timeframe = c.timeframe AND b.ts = c.ts AND b.source = c.source"
+    " WHERE c.timeframe = %s AND c.symbol = ANY(%s) AND c.seq > %s AND c.seq <= %s AND b.quality_flags & %s = 0"
+    " ORDER BY b.ts, b.symbol, b.source"
 )
+_LAST_CHANGE = "SELECT coalesce(max(seq), 0) FROM ops.bar_changes"
 
 
 def rows_to_bars(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
@@ -302,14 +348,21 @@ async def subscribe_bars(
     symbols: Collection[str],
     timeframe: str = "1min",
     *,
+    since: int | None = None,
     ready: Any = None,
 ) -> AsyncIterator[pd.DataFrame]:
     """Yield closed bars of ``symbols`` and ``timeframe`` as each stream batch commits them
     (canonical BARS frames, sorted by ts then symbol). ``ready``, an ``asyncio.Event``, is set
     once the LISTEN is in place (nothing committed after that is missed).
 
-    Closed only: a provisional bar is never yielded; a bar corrected after it was final (a late
-    trade) is yielded again with its new values.
+    Each change once: a committed bar is yielded once per commit that changed it (a bar corrected
+    after it was final, by a late trade, is yielded again with its new values; the other bars of
+    that commit's range are not). Each frame's ``attrs["seq"]`` is the change number reached:
+    keep it, and a subscriber started with ``since=`` that number after a lost connection first
+    yields what changed meanwhile (each once), then goes on. Without ``since`` it starts at the
+    changes committed from now on. Changes are kept a day (``CHANGE_RETENTION``).
+
+    Closed only: a provisional bar is never yielded.
 
     The LISTEN is on the primary (a standby cannot listen). With ``database.read_replica.enabled``
     the announced bars are read from the replica once it has replayed the primary's WAL position
@@ -322,37 +375,57 @@ async def subscribe_bars(
         raise RequestError("subscribe_bars needs at least one symbol, e.g. ['AAPL']")
     channel = bars_channel(timeframe)
     tf = stream_timeframe(timeframe)
+    if since is not None and since < 0:
+        raise RequestError(f"since={since!r}: a change number is >= 0 (a frame's attrs['seq'])")
     # Two connections: psycopg's notifies() generator holds its connection while it waits.
     async with (
         await async_database_connection(settings, autocommit=True) as listener,
         await async_database_connection(settings, autocommit=True) as primary,
         _ReplicaReader(settings) as replica,
     ):
+        # Without ``since``: from the last change committed before the LISTEN (a commit between the
+        # two is read with the next announcement's changes, not lost).
+        reached = since if since is not None else await _last_change(primary)
         await listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         if ready is not None:
             ready.set()
+        if since is not None:  # what changed while no one listened
+            upto = await _last_change(primary)
+            bars = await _changed_bars(replica, primary, tf, wanted, reached, upto)
+            reached = upto
+            if bars is not None:
+                yield bars
         async for note in listener.notifies():
             announced = Announcement.parse(note.payload)
-            hit = wanted if announced.symbols is None else sorted(set(wanted) & set(announced.symbols))
-            if not hit:
+            upto = announced.seq if announced.seq is not None else await _last_change(primary)
+            if upto <= reached:
                 continue
-            reader = await replica.caught_up_with(primary) or primary
-            cur = await reader.execute(
-                _CLOSED_BARS,
-                (
-                    tf,
-                    hit,
-                    announced.start.to_pydatetime(),
-                    announced.end.to_pydatetime(),
-                    announced.source,
-                    PROVISIONAL,
-                ),
-            )
-            rows = await cur.fetchall()
-            if rows:
-                bars = rows_to_bars(rows)
-                bars.attrs["read_from"] = "primary" if reader is primary else "replica"
+            # read even when the announced symbols are not ours: the span may hold changes of a
+            # commit made between the start's read of the last change and the LISTEN
+            bars = await _changed_bars(replica, primary, tf, wanted, reached, upto)
+            reached = upto
+            if bars is not None:
                 yield bars
+
+
+async def _last_change(conn: psycopg.AsyncConnection) -> int:
+    row = await (await conn.execute(_LAST_CHANGE)).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def _changed_bars(
+    replica: _ReplicaReader, primary: psycopg.AsyncConnection, timeframe: str, symbols: list[str], after: int, upto: int
+) -> pd.DataFrame | None:
+    """The closed bars of ``symbols`` changed in (after, upto] (None if none), ``attrs["seq"] = upto``."""
+    reader = await replica.caught_up_with(primary) or primary
+    cur = await reader.execute(_CHANGED_BARS, (timeframe, symbols, after, upto, PROVISIONAL))
+    rows = await cur.fetchall()
+    if not rows:
+        return None
+    bars = rows_to_bars(rows)
+    bars.attrs["read_from"] = "primary" if reader is primary else "replica"
+    bars.attrs["seq"] = upto
+    return bars
 
 
 class _ReplicaReader:

@@ -177,3 +177,68 @@ def test_a_bar_whose_trades_were_all_cancelled_is_deleted_with_its_source_only(c
     commit_stream_batch(conn, removed_bars=pd.concat([bar_of(sym, close=0.0), other.assign(source="polygon")]))
     rows = conn.execute("SELECT ts, source FROM market.bars_intraday WHERE symbol = %s ORDER BY ts", (sym,)).fetchall()
     assert [(pd.Timestamp(ts), src) for ts, src in rows] == [(T0 + pd.Timedelta(minutes=1), "alpaca")]
+
+
+def test_a_subscriber_gets_each_changed_bar_once_not_the_announced_ranges_other_bars(stack, conn, symbols):
+    mine, other = symbols(), symbols()
+    t1 = T0 + pd.Timedelta(minutes=1)
+
+    async def scenario() -> list[pd.DataFrame]:
+        ready = asyncio.Event()
+        got: list[pd.DataFrame] = []
+
+        async def listen() -> None:
+            async for bars in subscribe_bars(stack, [mine, other], "1min", ready=ready):
+                got.append(bars)
+                if len(got) == 2:
+                    return
+
+        task = asyncio.create_task(listen())
+        await asyncio.wait_for(ready.wait(), 10)
+        both = pd.concat([bar_of(mine, close=100.3), bar_of(mine, close=100.5).assign(ts=t1)], ignore_index=True)
+        await asyncio.to_thread(commit_stream_batch, conn, final_bars=both)
+        # a correction of mine's first minute and a new minute of other's: the announced range is
+        # T0..t1 for both symbols, but only these two bars changed
+        changed = pd.concat([bar_of(mine, close=100.4), bar_of(other, close=7.0).assign(ts=t1)], ignore_index=True)
+        await asyncio.to_thread(commit_stream_batch, conn, final_bars=changed)
+        await asyncio.wait_for(task, 20)
+        return got
+
+    got = asyncio.run(scenario())
+    assert [list(zip(b["symbol"], b["ts"], b["close"], strict=True)) for b in got] == [
+        [(mine, T0, 100.3), (mine, t1, 100.5)],
+        [(mine, T0, 100.4), (other, t1, 7.0)],
+    ]
+    assert got[0].attrs["seq"] < got[1].attrs["seq"]
+
+
+def test_a_subscriber_resumes_from_its_change_number_without_loss_or_duplicates(stack, conn, symbols):
+    mine = symbols()
+    minute = [T0 + pd.Timedelta(minutes=i) for i in range(4)]
+
+    async def first(count: int, since: int | None, commits: list[pd.DataFrame]) -> list[pd.DataFrame]:
+        """Subscribe (from ``since``), commit ``commits`` once listening, take ``count`` frames."""
+        ready = asyncio.Event()
+        got: list[pd.DataFrame] = []
+
+        async def listen() -> None:
+            async for bars in subscribe_bars(stack, [mine], "1min", since=since, ready=ready):
+                got.append(bars)
+                if len(got) == count:
+                    return
+
+        task = asyncio.create_task(listen())
+        await asyncio.wait_for(ready.wait(), 10)
+        for bars in commits:
+            await asyncio.to_thread(commit_stream_batch, conn, final_bars=bars)
+        await asyncio.wait_for(task, 20)
+        return got
+
+    seen = asyncio.run(first(1, None, [bar_of(mine, close=1.0)]))  # then its connection is lost
+    cursor = seen[-1].attrs["seq"]
+    for i, close in ((1, 2.0), (2, 3.0)):  # committed while no one listens
+        commit_stream_batch(conn, final_bars=bar_of(mine, close=close).assign(ts=minute[i]))
+    resumed = asyncio.run(first(2, cursor, [bar_of(mine, close=4.0).assign(ts=minute[3])]))
+
+    delivered = [(ts, close) for b in seen + resumed for ts, close in zip(b["ts"], b["close"], strict=True)]
+    assert delivered == [(minute[0], 1.0), (minute[1], 2.0), (minute[2], 3.0), (minute[3], 4.0)]
