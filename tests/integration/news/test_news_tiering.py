@@ -115,3 +115,48 @@ def test_the_superseded_versions_of_old_news_move_to_the_lake_too(stack: Setting
     assert [(r["headline"], r["symbols"], str(r["superseded_at"])) for r in cold] == [
         ("ZZQT wins a contract", "{ZZQT}", "1998-03-02 18:00:00+00:00")
     ]
+
+
+def test_an_article_whose_item_is_tiered_but_not_its_links_is_stored_again(stack: Settings, conn, lake) -> None:
+    """Items of 1965 only. news_items tiers alone (its own hot window, or ``lake tier --dataset
+    news_items``): the item goes cold, its links stay hot. Storing the article again (a re-ingest,
+    then an update that drops a symbol) wrote its links by a plain COPY, which failed on their key
+    and lost the whole batch; now the links are rewritten, one per symbol of the version stored."""
+    first = {
+        "id": "m1",
+        "ts": "1965-03-02T15:00:00Z",
+        "updated_ts": "1965-03-02T15:00:00Z",
+        "headline": "ZZQM and ZZQN sign a supply deal",
+        "body": "The companies said so in a statement on the deal and its terms.",
+        "symbols": "ZZQM,ZZQN",
+        "source": "tiermix",
+    }
+    update = {**first, "updated_ts": "1965-03-02T18:00:00Z", "headline": "ZZQM signs a supply deal", "symbols": "ZZQM"}
+    year = datetime(1965, 1, 1, tzinfo=UTC), datetime(1965, 12, 31, tzinfo=UTC)
+
+    def store(row: dict[str, str]) -> int:
+        frame = model.frame(model.NEWS, {k: [row.get(k)] for k in model.NEWS}, what="test news")
+        with conn.transaction():
+            written, _ = store_items(conn, frame, "news", load_sentiment_model(), DedupConfig())
+        return written.inserted + written.updated
+
+    def tier_items_alone() -> None:
+        tier_chunks(conn, lake, stack, older_than=year[1], newer_than=year[0], dataset="news_items")
+        assert conn.execute("SELECT count(*) FROM news.items WHERE source = 'tiermix'").fetchone()[0] == 0
+
+    def hot_links() -> list[tuple[str, str]]:
+        return conn.execute(
+            "SELECT l.symbol, i.headline FROM news.item_symbols l"
+            " LEFT JOIN news.items i USING (source, id, published_at) WHERE l.source = 'tiermix' ORDER BY 1"
+        ).fetchall()
+
+    assert store(first) == 1
+    tier_items_alone()
+    assert [s for s, _ in hot_links()] == ["ZZQM", "ZZQN"]
+
+    assert store(first) == 1  # a re-ingest: the item is hot again, its links once each
+    assert hot_links() == [("ZZQM", first["headline"]), ("ZZQN", first["headline"])]
+
+    tier_items_alone()
+    assert store(update) == 1  # the dropped symbol's link goes
+    assert hot_links() == [("ZZQM", update["headline"])]
