@@ -216,8 +216,8 @@ def news_sentiment(
     hours: int = 24, direction: str = "both", *, min_items: int = 1, as_of: Any = None, limit: int = 20
 ) -> ScanQuery:
     """Symbols with the most negative (``down``) or positive (``up``) news of the last ``hours``
-    before ``as_of`` (default now), with their latest daily volume's z-score over the 20 sessions
-    before it (db/routines/57_news.sql)."""
+    before ``as_of`` (default now), each item as its version known at ``as_of``, with their latest
+    daily volume's z-score over the 20 sessions before it (db/routines/57_news.sql)."""
     check_positive_int("hours", hours, maximum=24 * 366)
     check_positive_int("min_items", min_items)
     check_positive_int("limit", limit)

@@ -8,8 +8,15 @@
 --     against the 20 daily bars before it (NULL with fewer than 20 or a zero deviation).
 --     direction 'down' ranks the most negative mean first, 'up' the most positive, 'both' by absolute
 --     mean; ties by more items, then symbol. Symbols with fewer than min_items items are left out.
--- Reads news.item_symbols' primary key (symbol, published_at, ...) by its time range (chunk
--- exclusion on published_at) and market.bars_daily's primary key per symbol (21 rows backward).
+--     An item counts as its version known at as_of (as the sentiment features count it at a bar's
+--     close, features/news_sentiment.py): the stored version (news.items, news.item_symbols) from
+--     its updated_at on, a superseded one (news.item_versions, news.item_symbol_versions, migration
+--     0026) over [updated_at, superseded_at). So an update made after as_of (a new sentiment, an
+--     added or dropped symbol) does not count at as_of, and an item whose first stored version was
+--     updated after as_of does not count at all; at as_of = now() that is the stored version.
+-- Reads news.item_symbols' and news.item_symbol_versions' primary keys (symbol, published_at, ...)
+-- by their time range (chunk exclusion on published_at), each current link's item by its whole key,
+-- and market.bars_daily's primary key per symbol (21 rows backward).
 
 CREATE OR REPLACE FUNCTION scan.news_sentiment(
     p_hours integer DEFAULT 24,
@@ -27,13 +34,25 @@ BEGIN
     PERFORM scan.check_positive('limit', p_limit);
     PERFORM scan.check_direction(p_direction);
     RETURN QUERY
-    WITH news AS (
-        SELECT l.symbol, count(*) AS items, avg(l.sentiment) AS sentiment, avg(l.vendor_sentiment) AS vendor,
-               max(l.published_at) AS latest
+    WITH known AS (
+        SELECT l.symbol, l.sentiment, l.vendor_sentiment, l.published_at
           FROM news.item_symbols l
+          JOIN news.items i ON i.source = l.source AND i.id = l.id AND i.published_at = l.published_at
          WHERE l.kind = 'news' AND l.sentiment IS NOT NULL
            AND l.published_at > p_as_of - make_interval(hours => p_hours) AND l.published_at <= p_as_of
-         GROUP BY l.symbol
+           AND i.published_at > p_as_of - make_interval(hours => p_hours) AND i.published_at <= p_as_of
+           AND i.updated_at <= p_as_of
+        UNION ALL
+        SELECT l.symbol, l.sentiment, l.vendor_sentiment, l.published_at
+          FROM news.item_symbol_versions l
+         WHERE l.kind = 'news' AND l.sentiment IS NOT NULL
+           AND l.published_at > p_as_of - make_interval(hours => p_hours) AND l.published_at <= p_as_of
+           AND l.updated_at <= p_as_of AND l.superseded_at > p_as_of
+    ), news AS (
+        SELECT k.symbol, count(*) AS items, avg(k.sentiment) AS sentiment, avg(k.vendor_sentiment) AS vendor,
+               max(k.published_at) AS latest
+          FROM known k
+         GROUP BY k.symbol
         HAVING count(*) >= p_min_items
     )
     SELECT n.symbol, n.items, n.sentiment, n.vendor, v.z, n.latest

@@ -20,6 +20,7 @@ from pipeline.news import store_items
 from quality.dedup import DedupConfig
 from storage.hot import upsert_bars
 from storage.news import latest_items, read_news_features, story
+from storage.scanners import news_sentiment, run_scan
 from tasks.news import refresh_news_features
 from tests.support.storage import bars
 
@@ -148,3 +149,28 @@ def test_an_item_first_stored_in_a_version_updated_after_a_bar_never_reaches_tha
     store(clean, article("u4", UPDATED, f"{symbol} plunges after a fraud probe and heavy losses", symbol))
     table = features(clean, [symbol])
     assert of(table, symbol, "news_count_24h", (0, 1, 2, 3)) == [0.0, 0.0, 1.0, 1.0]
+
+
+def test_the_news_scanner_as_of_a_past_time_sees_the_version_known_then(
+    clean: psycopg.Connection, symbols: Callable[[], str]
+) -> None:
+    """scan.news_sentiment(..., as_of) read the current links by publication time, so a 15:30
+    update (its sentiment, the symbol it added) counted as of 15:29; now as of 15:29 the 10:05
+    version counts (its symbol, its sentiment), from 15:30 on the update."""
+    first, added = symbols(), symbols()
+    store(clean, article("u5", PUBLISHED, f"{first} beats estimates and raises its outlook on strong demand", first))
+    store(clean, article("u5", UPDATED, f"{added} plunges after a fraud probe and heavy losses", added))
+    old_score, new_score = (
+        clean.execute(f"SELECT sentiment FROM news.{table} WHERE source = %s AND id = 'u5'", (SOURCE,)).fetchone()[0]
+        for table in ("item_symbol_versions", "item_symbols")
+    )
+    assert old_score > 0 > new_score
+
+    def scan(as_of: str) -> list[tuple[str, int, float]]:
+        found = run_scan(clean, news_sentiment(24, "both", as_of=as_of, limit=1000))
+        return [(s, int(n), m) for s, n, m in zip(found["symbol"], found["items"], found["sentiment"], strict=True)
+                if s in (first, added)]  # fmt: skip
+
+    assert scan("2002-03-04T20:29:59Z") == [(first, 1, pytest.approx(old_score))]
+    assert scan(UPDATED) == [(added, 1, pytest.approx(new_score))]
+    assert scan("2002-03-04T15:04:59Z") == []  # before its publication nothing
