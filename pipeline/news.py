@@ -35,7 +35,9 @@ from quality.dedup import (
 )
 from quality.news_text import cashtags, clean_text, is_spam, split_symbols
 from sources.dead_letters import record_dead_letter_sync
+from storage.lake import Lake
 from storage.news import NewsWriteResult, StoredItem, lock_news_dedup, stored_items, write_news
+from storage.news_tiers import tiered_items
 from storage.story_vectors import stories_to_embed
 from storage.watermarks import Watermark, advance_watermarks
 
@@ -309,10 +311,14 @@ def store_items(
     sentiment: SentimentModel,
     config: DedupConfig,
     embedder: EmbeddingModel | None = None,
+    lake: Lake | None = None,
 ) -> tuple[NewsWriteResult, list[dict[str, Any]]]:
     """Prepare, dedup against the store and write ``frame`` inside the caller's transaction; with
     an ``embedder``, embed the stories of the written news items that are new or changed (posts,
-    each a story of its own, often spam or off topic, are left out of news search)."""
+    each a story of its own, often spam or off topic, are left out of news search). With the
+    ``lake``, the versions and dedup candidates tiered to it count as stored
+    (:func:`storage.news_tiers.tiered_items`: read only when the batch's dedup window reaches
+    tiered news); without it, the hot ones only (the stream: live news is never tiered)."""
     index = StoryIndex(config)
     prepared = prepare_items(frame, kind, sentiment, index)
     if prepared.items.empty:
@@ -323,6 +329,10 @@ def store_items(
     high = prepared.items["published_at"].max() + window
     keys = list(zip(prepared.items["source"], prepared.items["id"], strict=True))
     stored = stored_items(conn, low, high, keys)
+    if lake is not None:
+        tiered = tiered_items(conn, lake, low, high, keys)
+        if tiered:
+            stored = sorted([*stored, *tiered], key=lambda i: i.published_at)
     stories = assign_stories(prepared, stored, index)
     written = write_news(conn, prepared.items, prepared.links, stories, stored)
     if embedder is not None and kind == "news":  # a post is a story of its own, not searched as news

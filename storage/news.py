@@ -264,10 +264,11 @@ class VersionPlan:
 
 def plan_versions(items: pd.DataFrame, stored: Sequence[tuple[str, str, datetime, datetime]]) -> VersionPlan:
     """Per article (source, id): the batch's newest version (latest ``updated_at``) is kept unless a
-    stored version published at another time is newer still (then the batch's is stale: nothing
-    of it is written); stored versions published at another time and not newer are ``moved``
-    (superseded). A stored version at the kept one's own time is left to the upsert's own rule
-    (replaced when not newer and different). Every stored version with an older ``updated_at``
+    stored version is newer still (then the batch's is stale: nothing of it is written; at the
+    same publication time the upsert would refuse it too, but a tiered version is no row it sees);
+    stored versions published at another time and not newer are ``moved`` (superseded). A stored
+    version at the kept one's own time is left to the upsert's own rule (replaced when not newer
+    and different). Every stored version with an older ``updated_at``
     than the kept one, at any publication time, is ``superseded``: replaced or deleted by this
     write, it is kept as history first (one with the same ``updated_at`` that differs is a
     correction of that version, replaced in place: the vendor gave no time for the change)."""
@@ -289,8 +290,8 @@ def plan_versions(items: pd.DataFrame, stored: Sequence[tuple[str, str, datetime
         published, updated = published_at[position], updated_at[position]
         mine = sorted(set(versions.get(key, ())))
         elsewhere = [(p, u) for p, u in mine if p != published]
-        if any(u > updated for _, u in elsewhere):
-            continue  # stale: a newer version is stored under another publication time
+        if any(u > updated for _, u in mine):
+            continue  # stale: a newer version is stored (a tiered one at this time too: no upsert sees it)
         keep[position] = True
         moved += [(key[0], key[1], p) for p, _ in elsewhere]
         superseded += [SupersededVersion(key[0], key[1], p, u, updated) for p, u in mine if u < updated]

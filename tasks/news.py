@@ -68,7 +68,7 @@ def process_symbol_news(
         if with_data:
             frame = pd.concat([k.frame for _, k in with_data], ignore_index=True)
             outcome.records = len(frame)
-            written, rejected = store_items(conn, frame, kind, sentiment, config, embedder)
+            written, rejected = store_items(conn, frame, kind, sentiment, config, embedder, lake)
             for refusal in rejected:
                 page, kept = with_data[0]
                 record_dead_letter_sync(

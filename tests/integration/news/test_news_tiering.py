@@ -6,12 +6,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from core import model
+from core.errors import StorageError
 from core.settings import Settings
 from features.sentiment import load_sentiment_model
 from pipeline.news import store_items
 from quality.dedup import DedupConfig
+from storage.lake import Lake
 from storage.lifecycle import compact
+from storage.news import NewsWriteResult
 from storage.tiering import manifest_files, tier_chunks
 
 OLD = datetime(1999, 1, 1, tzinfo=UTC), datetime(1999, 12, 31, tzinfo=UTC)
@@ -51,9 +56,10 @@ def test_old_news_moves_to_the_lake_with_its_links(stack: Settings, conn, lake) 
 def test_a_stale_version_written_after_the_newest_was_tiered_does_not_replace_it_in_the_lake(
     stack: Settings, conn, lake
 ) -> None:
-    """Items of 1973 only. The writer's updated_at guard sees hot rows only, so a late copy of an
-    article's earlier version, arriving after the newest was tiered, is stored hot as new and tiered
-    as a newer object of the same partition; compaction keeps the latest version, not that object's."""
+    """Items of 1973 only. Stored without the lake (store_items' ``lake`` not given: the writer's
+    updated_at guard sees hot rows only), a late copy of an article's earlier version, arriving after
+    the newest was tiered, is stored hot as new and tiered as a newer object of the same partition;
+    compaction keeps the latest version, not that object's."""
     body = "The company said so in a statement on its results and outlook."
     newest = {
         "id": "v1",
@@ -160,3 +166,76 @@ def test_an_article_whose_item_is_tiered_but_not_its_links_is_stored_again(stack
     tier_items_alone()
     assert store(update) == 1  # the dropped symbol's link goes
     assert hot_links() == [("ZZQM", update["headline"])]
+
+
+def _store_one(conn, row: dict[str, str], lake: Lake | None) -> NewsWriteResult:
+    frame = model.frame(model.NEWS, {k: [row.get(k)] for k in model.NEWS}, what="test news")
+    with conn.transaction():
+        written, _ = store_items(conn, frame, "news", load_sentiment_model(), DedupConfig(), lake=lake)
+    return written
+
+
+def _article(source: str, ts: str, updated: str, headline: str) -> dict[str, str]:
+    body = "The company said so in a statement on its results and outlook."
+    return {"id": "a1", "ts": ts, "updated_ts": updated, "headline": headline, "body": body, "symbols": "ZZQR",
+            "source": source}  # fmt: skip
+
+
+def _tier_year(conn, lake: Lake, stack: Settings, year: int) -> None:
+    bounds = datetime(year, 1, 1, tzinfo=UTC), datetime(year, 12, 31, tzinfo=UTC)
+    tier_chunks(
+        conn, lake, stack, older_than=bounds[1], newer_than=bounds[0], dataset=["news_items", "news_item_symbols"]
+    )
+
+
+def test_a_re_ingest_of_a_tiered_article_keeps_its_story(stack: Settings, conn, lake) -> None:
+    """Items of 1963 only. Two vendors' copies of one article (one canonical URL) are one story; both
+    tiered, the second vendor's period is re-ingested. The writer deduplicated against the hot items
+    only, so the copy founded a story of its own; the tiered copies are read now (the manifest lists
+    the object of their day) and it keeps the story it had."""
+    url = "https://example.com/news/zzqr-wins-a-large-contract"
+    copies = [
+        {**_article(source, ts, ts, "ZZQR wins a large contract"), "url": url}
+        for source, ts in (("tierstory1", "1963-03-05T15:00:00Z"), ("tierstory2", "1963-03-05T15:10:00Z"))
+    ]
+    frame = model.frame(model.NEWS, {k: [r.get(k) for r in copies] for k in model.NEWS}, what="test news")
+    with conn.transaction():
+        store_items(conn, frame, "news", load_sentiment_model(), DedupConfig(), lake=lake)
+    stories = "SELECT DISTINCT story_id FROM news.items WHERE source LIKE 'tierstory%'"
+    (story_id,) = conn.execute(stories).fetchall()
+    _tier_year(conn, lake, stack, 1963)
+
+    again = _store_one(conn, copies[1], lake)
+
+    assert again.inserted == 1 and again.stories_founded == 0
+    assert conn.execute(stories).fetchall() == [story_id]
+
+
+def test_a_stale_copy_arriving_after_the_newest_version_was_tiered_is_refused(stack: Settings, conn, lake) -> None:
+    """Items of 1962 only. The newest version is tiered; a late copy of the earlier version, at the
+    same publication time and at another, was stored hot as new (the upsert saw no row to refuse
+    it against); now the tiered version counts as stored and both are refused."""
+    newest = _article("tierstale", "1962-03-05T15:00:00Z", "1962-03-06T09:00:00Z", "ZZQR raises its outlook")
+    _store_one(conn, newest, lake)
+    _tier_year(conn, lake, stack, 1962)
+
+    for published in ("1962-03-05T15:00:00Z", "1962-03-05T14:58:00Z"):
+        stale = _article("tierstale", published, published, "ZZQR to report results")
+        written = _store_one(conn, stale, lake)
+        assert (written.inserted, written.updated, written.unchanged) == (0, 0, 1)
+    assert conn.execute("SELECT count(*) FROM news.items WHERE source = 'tierstale'").fetchone()[0] == 0
+
+
+def test_storing_news_whose_window_is_not_tiered_reads_no_lake_object(stack: Settings, conn, lake) -> None:
+    """Items of 1961 only, the ingest of news whose dedup window holds nothing tiered: the manifest
+    says so and no object is read, proved by a lake whose bucket does not exist (any read fails).
+    Once that window is tiered the same lake is read, and fails."""
+    absent = Lake(lake.endpoint_url, stack.lake.access_key, stack.lake.secret_key.get_secret_value(),  # type: ignore[union-attr]
+                  "no-such-bucket-news3", stack.lake.region)  # fmt: skip
+    row = _article("tierquiet", "1961-03-05T15:00:00Z", "1961-03-05T15:00:00Z", "ZZQR names a new chief")
+    assert _store_one(conn, row, absent).inserted == 1
+    assert _store_one(conn, {**row, "id": "a2"}, absent).inserted == 1
+
+    _tier_year(conn, lake, stack, 1961)
+    with pytest.raises(StorageError):
+        _store_one(conn, {**row, "id": "a3"}, absent)

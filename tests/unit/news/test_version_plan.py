@@ -47,3 +47,10 @@ def test_a_stale_version_a_rerun_and_a_correction_supersede_nothing() -> None:
 def test_a_new_article_supersedes_nothing() -> None:
     plan = plan_versions(batch(T0, T0), [("alpaca", "2", T0, T0)])
     assert plan.keep.tolist() == [True] and plan.superseded == []
+
+
+def test_a_newer_stored_version_at_the_same_publication_time_makes_the_batch_stale() -> None:
+    """A tiered version (storage.news_tiers) is no row the upsert's guard sees: the plan refuses
+    the stale arrival itself, at the same publication time as at another."""
+    assert plan_versions(batch(T0, T0), [("alpaca", "1", T0, T1)]).keep.tolist() == [False]
+    assert plan_versions(batch(MOVED, T0), [("alpaca", "1", T0, T1)]).keep.tolist() == [False]
