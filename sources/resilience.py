@@ -427,6 +427,14 @@ class TokenBucket:
             self._tokens = max(0.0, self._tokens - 1.0)
 
 
+OUTAGE_REMINDER_SECONDS = 60.0  # how often a process pacing alone says so again
+
+
+class LimitServerUnreachable(ServiceError):
+    """The Prefect server behind a shared rate limit did not answer (no connection, no answer in
+    time, a 5xx): :class:`PrefectRateLimiter` paces the process alone meanwhile."""
+
+
 def prefect_limit_name(source: str) -> str:
     return f"marketpipe-rate-{source}"
 
@@ -449,6 +457,14 @@ class PrefectRateLimiter:
     made smaller than this process's bucket (another process configured with a lower rate) is an
     error that says so: the lower limit holds until this process restarts with the new rate.
 
+    The server not answering (a restart, a slow API) holds the callers at most
+    ``server_timeout_seconds`` per call: the Prefect client's own retries (up to ~60 s of backoff)
+    are cut there. The process then paces its requests alone at the configured rate (the pace above:
+    never more than r + r/10 in any second from this process, though N processes may then send N x
+    r), says so in a warning and counts them (``local_requests``, ``outages``), and asks the server
+    again every ``server_retry_seconds`` beside those requests, never holding them, going back to
+    the shared limit at its first answer.
+
     ``clock``, ``sleep`` and ``client`` (a factory of Prefect clients, ``get_client``) are the seams
     a test drives time and a model of the server through.
     """
@@ -460,11 +476,15 @@ class PrefectRateLimiter:
         *,
         burst: int | None = None,
         timeout_seconds: float | None = 300.0,
+        server_timeout_seconds: float = 5.0,
+        server_retry_seconds: float = 5.0,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         client: Callable[[], Any] | None = None,
     ) -> None:
         self.name = prefect_limit_name(source)
+        self.server_timeout_seconds = server_timeout_seconds
+        self.server_retry_seconds = server_retry_seconds
         self.requests_per_second = requests_per_second
         self.limit = burst if burst is not None else shared_bucket(requests_per_second)
         self.timeout_seconds = timeout_seconds
@@ -484,6 +504,15 @@ class PrefectRateLimiter:
         self._held_until = 0.0  # when the held slots are dropped
         self.refusals = 0  # bucket requests the server refused (423): other holders took the slots
         self.buckets = 0  # buckets taken
+        # The server not answering: requests are paced by this process alone until _local_until,
+        # when the server is asked again.
+        self._local_until: float | None = None
+        self._local_since = 0.0
+        self._remind_at = 0.0
+        self._probe: asyncio.Task[None] | None = None
+        self._probe_error: Exception | None = None
+        self.outages = 0  # times the server stopped answering and the process paced alone
+        self.local_requests = 0  # requests paced by this process alone (not counted on the shared limit)
 
     @property
     def period(self) -> float:
@@ -497,16 +526,39 @@ class PrefectRateLimiter:
 
         return get_client()
 
+    async def _bounded(self, call: Awaitable[T], doing: str) -> T:
+        """One call to the Prefect server, cut after ``server_timeout_seconds`` (the client's own
+        retries included). No connection, no answer in time or a 5xx is a :class:`LimitServerUnreachable`."""
+        import httpx
+
+        try:
+            async with asyncio.timeout(self.server_timeout_seconds):
+                return await call
+        except TimeoutError as exc:
+            raise LimitServerUnreachable(f"{doing}: no answer within {self.server_timeout_seconds:g} s") from exc
+        except httpx.TransportError as exc:
+            raise LimitServerUnreachable(f"{doing}: {type(exc).__name__}: {exc}") from exc
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code >= 500:
+                raise LimitServerUnreachable(f"{doing}: HTTP {exc.response.status_code}") from exc
+            raise
+
     async def ensure_limit(self) -> None:
         from prefect.exceptions import ObjectAlreadyExists
 
         try:
-            async with self._prefect_client() as client:
+            async with contextlib.AsyncExitStack() as stack:
+                client = await self._bounded(stack.enter_async_context(self._prefect_client()), "connecting")
                 # Another run may create it between our read and our create: theirs is as good.
                 with contextlib.suppress(ObjectAlreadyExists):
-                    await client.upsert_global_concurrency_limit_by_name(
-                        self.name, self.limit, slot_decay_per_second=self.requests_per_second
+                    await self._bounded(
+                        client.upsert_global_concurrency_limit_by_name(
+                            self.name, self.limit, slot_decay_per_second=self.requests_per_second
+                        ),
+                        "creating the limit",
                     )
+        except LimitServerUnreachable:
+            raise
         except Exception as exc:  # httpx/Prefect errors: the server is the thing that failed
             raise ServiceError(
                 f"cannot create the Prefect rate limit {self.name!r}: {type(exc).__name__}: {exc}; "
@@ -523,12 +575,14 @@ class PrefectRateLimiter:
         import httpx
 
         deadline = self._clock() + self.timeout_seconds if self.timeout_seconds is not None else None
-        async with self._prefect_client() as client:
+        async with contextlib.AsyncExitStack() as stack:
+            client = await self._bounded(stack.enter_async_context(self._prefect_client()), "connecting")
             while True:
                 sent = self._clock()
                 try:
-                    response = await client.increment_concurrency_slots(
-                        names=[self.name], slots=self.limit, mode="rate_limit"
+                    response = await self._bounded(
+                        client.increment_concurrency_slots(names=[self.name], slots=self.limit, mode="rate_limit"),
+                        "asking for slots",
                     )
                 except httpx.HTTPStatusError as exc:
                     status = exc.response.status_code
@@ -575,16 +629,91 @@ class PrefectRateLimiter:
         self._held = self.limit
         self.buckets += 1
 
+    def _pace_alone(self, error: LimitServerUnreachable) -> None:
+        """The server did not answer: this process paces alone until the server is asked again."""
+        now = self._clock()
+        if self._local_until is None:
+            self.outages += 1
+            self._local_since = now
+            self._remind_at = now + OUTAGE_REMINDER_SECONDS
+            logger.warning(
+                "{}: the Prefect server does not answer ({}); this process now paces its requests ALONE at "
+                "{:g}/s, not shared with other processes (N processes may send N x that to the vendor); "
+                "asking the server again every {:g} s",
+                self.name,
+                error,
+                self.requests_per_second,
+                self.server_retry_seconds,
+            )
+        elif now >= self._remind_at:
+            self._remind_at = now + OUTAGE_REMINDER_SECONDS
+            logger.warning(
+                "{}: the Prefect server still does not answer after {:.0f} s ({}); {} requests paced by this "
+                "process alone so far",
+                self.name,
+                now - self._local_since,
+                error,
+                self.local_requests,
+            )
+        self._local_until = now + self.server_retry_seconds
+
+    async def _ask_again(self) -> None:
+        """Whether the server answers again, asked beside the requests paced alone (never holding them)."""
+        try:
+            await self.ensure_limit()
+        except LimitServerUnreachable as exc:
+            self._pace_alone(exc)
+        except Exception as exc:  # an answer, though not a good one: the next caller raises it
+            self._probe_error = exc
+        else:
+            self._back_on_shared()
+
+    def _back_on_shared(self) -> None:
+        logger.warning(
+            "{}: the Prefect server answers again after {:.0f} s; back on the shared limit "
+            "({} requests were paced by this process alone)",
+            self.name,
+            self._clock() - self._local_since,
+            self.local_requests,
+        )
+        self._local_until = None
+
+    async def _slot(self) -> bool:
+        """A held slot, a new bucket, or False: the server does not answer and the process paces alone."""
+        if self._probe_error is not None:
+            error, self._probe_error = self._probe_error, None
+            raise error
+        if self._local_until is not None:
+            loop = asyncio.get_running_loop()
+            probing = self._probe is not None and not self._probe.done() and self._probe.get_loop() is loop
+            if self._clock() >= self._local_until and not probing:
+                self._probe = loop.create_task(self._ask_again())
+            return False
+        if self._held and self._clock() >= self._held_until:
+            self._held = 0
+        if self._held == 0:
+            try:
+                await self._new_bucket()
+            except LimitServerUnreachable as exc:
+                self._pace_alone(exc)
+                return False
+        return True
+
     async def acquire(self) -> None:
         async with self._lock:
-            # The pace is taken here, at the moment of sending: taken before the lock, the tasks
-            # that queued while a bucket was asked for all went at once when it came.
-            await self._pace.acquire()
-            if self._held and self._clock() >= self._held_until:
-                self._held = 0
-            if self._held == 0:
-                await self._new_bucket()
-            self._held -= 1
+            while True:
+                shared = await self._slot()
+                # The pace is taken here, at the moment of sending, after the slot: taken before the
+                # lock, the tasks that queued while a bucket was asked for all went at once when it
+                # came; taken before the slot, a token taken before a bucket request the server did
+                # not answer for seconds went out beside a full burst.
+                await self._pace.acquire()
+                if not shared:
+                    self.local_requests += 1
+                    return
+                if self._clock() < self._held_until:  # the slot is still ours at the moment of sending
+                    self._held -= 1
+                    return
 
 
 def build_rate_limiter(

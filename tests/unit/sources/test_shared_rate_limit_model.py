@@ -13,6 +13,7 @@ for more slots than the limit is a 422.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import selectors
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from loguru import logger
 
 from core.errors import ServiceError
 from sources.resilience import PrefectRateLimiter, default_burst
@@ -64,6 +66,17 @@ class ModelServer:
         self.active = self.denied = 0
         self.updated = 0.0
         self.grants: list[tuple[float, int]] = []
+        # (from, to): the server does not answer; ``hangs``: each call waits a minute first (the
+        # Prefect client retrying with its backoff), else the connection is refused at once.
+        self.outage: tuple[float, float] | None = None
+        self.hangs = True
+
+    async def answer(self) -> None:
+        """Raises while the server is down, as the Prefect client would."""
+        if self.outage is not None and self.outage[0] <= self.clock() < self.outage[1]:
+            if self.hangs:
+                await asyncio.sleep(60.0)
+            raise httpx.ConnectError("All connection attempts failed")
 
     def upsert(self, limit: int, decay: float) -> None:
         if self.limit is None:
@@ -103,10 +116,12 @@ class ModelClient:
     async def upsert_global_concurrency_limit_by_name(
         self, name: str, limit: int, slot_decay_per_second: float
     ) -> None:
+        await self.server.answer()
         await asyncio.sleep(ROUND_TRIP)
         self.server.upsert(limit, slot_decay_per_second)
 
     async def increment_concurrency_slots(self, names: list[str], slots: int, mode: str) -> httpx.Response:
+        await self.server.answer()
         await asyncio.sleep(ROUND_TRIP / 2)
         try:
             granted = self.server.increment(slots)
@@ -223,3 +238,42 @@ def test_a_limit_made_smaller_by_another_process_is_an_error_that_says_so() -> N
     finally:
         process.loop.close()
     assert process.server.limit == 5  # the lower limit holds
+
+
+@pytest.mark.parametrize("hangs", [True, False], ids=["slow", "refused"])
+def test_while_the_server_does_not_answer_the_process_paces_alone_then_goes_back_to_the_shared_limit(
+    hangs: bool,
+) -> None:
+    """The server is down from 2 s to 20 s. Before, the Prefect client's retries ran under the
+    limiter's lock (every queued caller stalled a minute) and then the request failed."""
+    process = OneProcess()
+    process.server.outage, process.server.hangs = (2.0, 20.0), hangs
+    sent: list[float] = []
+    warnings: list[str] = []
+    sink = logger.add(lambda message: warnings.append(str(message)), level="WARNING")
+
+    async def task(left: list[int]) -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            await process.limits.acquire()
+            sent.append(process.loop.time())
+
+    async def tasks() -> None:
+        await asyncio.gather(*(task(left) for left in [[1500]] for _ in range(20)))
+
+    try:
+        process.loop.run_until_complete(tasks())
+    finally:
+        logger.remove(sink)
+        process.loop.close()
+    limits = process.limits
+    assert len(sent) == 1500
+    assert most_in_any(sent, 1.0) <= 50 + default_burst(50.0)  # never over the rate, alone or shared
+    longest_wait = max(later - earlier for earlier, later in itertools.pairwise(sent))
+    assert longest_wait <= limits.server_timeout_seconds + 0.1
+    # The requests went on meanwhile, held once by the request that found the server gone.
+    assert sum(2.0 <= at < 20.0 for at in sent) >= 50 * (18 - limits.server_timeout_seconds - 1)
+    assert limits.outages == 1 and limits.local_requests > 0
+    assert any(at >= 20.0 for at, _ in process.server.grants)  # back on the shared limit
+    assert any("paces its requests ALONE" in line for line in warnings)
+    assert any("answers again" in line for line in warnings)
