@@ -75,6 +75,10 @@ class CollectionSettings(_Section):
     # How stale a process's view of the breakers other processes share (ops.circuit_breakers) may
     # be; 0 keeps each process's breakers to itself.
     circuit_share_refresh_seconds: NonNegativeFloat = 2.0
+    # Without a Prefect server (no PREFECT_API_URL) a vendor's rate limit can only be kept per process:
+    # N processes then send N x the limit. True refuses to build a rate-limited source then; false
+    # runs with a per-process limit and a warning (one process alone, a notebook).
+    shared_rate_limit_required: bool = True
 
 
 class RateLimit(_Section):

@@ -3,7 +3,8 @@
 :func:`build_source` gives a source its base URL (the vendor's, or the market sandbox when
 ``sandbox.route_vendors``), credentials, timeout, and its resilience (retry policy from
 ``collection.*``, a circuit breaker, the rate limit from ``rate_limits.<name>``, shared through
-Prefect when a Prefect API is configured).
+Prefect when a Prefect API is configured; without one, an error unless
+``collection.shared_rate_limit_required`` is false, then a per-process limit and a warning).
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from loguru import logger
+
 from core import model
+from core.errors import ConfigurationError
 from sources.base import BaseSource, SourceContext
 from sources.http import SECRET_PARAMS
 from sources.registry import SourceRegistry, discover_sources
@@ -42,6 +46,8 @@ def source_resilience(
     policy = RetryPolicy(retry_attempts=collection.retry_attempts, exponential_backoff=collection.exponential_backoff)
     rate = settings.rate_limits.get(name)
     shared = prefect_api_configured() if shared_rate_limit is None else shared_rate_limit
+    if rate is not None and shared_rate_limit is None and not shared:
+        refuse_or_warn_per_process_limit(name, rate.requests_per_second, settings)
     limiter = build_rate_limiter(name, rate.requests_per_second if rate else None, shared=shared)
     breaker = breaker or CircuitBreaker(
         name,
@@ -57,6 +63,25 @@ def source_resilience(
         refresh_seconds=collection.circuit_share_refresh_seconds,
         redact=partial(redact_secrets, secrets=_credentials(name, settings), params=SECRET_PARAMS),
     )
+
+
+def refuse_or_warn_per_process_limit(name: str, requests_per_second: float, settings: Settings) -> None:
+    """No Prefect server is configured, so the rate limit cannot be shared: a ConfigurationError
+    when ``collection.shared_rate_limit_required`` (the default), else a warning. Either way the
+    message says what happens (each process keeps the limit alone, N of them send N x it) and what
+    to set."""
+    problem = (
+        f"{name}: no Prefect server is configured (PREFECT_API_URL is not set), so the rate limit of "
+        f"{requests_per_second:g} requests/s cannot be shared between processes: each process keeps it alone, "
+        f"and N worker processes send up to N x {requests_per_second:g} requests/s to the vendor"
+    )
+    fix = "point PREFECT_API_URL at the Prefect server (the marketpipe command sets it from settings.prefect)"
+    if settings.collection.shared_rate_limit_required:
+        raise ConfigurationError(
+            f"{problem}; {fix}, or set collection.shared_rate_limit_required: false "
+            "(MARKETPIPE_COLLECTION__SHARED_RATE_LIMIT_REQUIRED=false) to run with a per-process limit"
+        )
+    logger.warning("{} (collection.shared_rate_limit_required is false); {}", problem, fix)
 
 
 def shared_breaker_store(settings: Settings) -> BreakerStore | None:

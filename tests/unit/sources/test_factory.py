@@ -1,6 +1,10 @@
 import asyncio
+import contextlib
+from collections.abc import Iterator
 
 import pytest
+from loguru import logger
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from core.errors import ConfigurationError
 from core.settings import Settings
@@ -8,6 +12,7 @@ from sources.base import SourceContext
 from sources.factory import build_source
 from sources.polygon import PolygonSource
 from sources.registry import discover_sources
+from sources.resilience import PrefectRateLimiter, TokenBucket
 
 
 def test_build_source_routes_to_the_sandbox_unless_the_vendor_has_a_base_url():
@@ -43,5 +48,52 @@ def test_vendors_routed_to_the_sandbox_need_no_credentials():
     try:
         assert source.context.base_url == Settings().sandbox.base_url
         assert source.context.api_key == "sandbox"
+    finally:
+        asyncio.run(source.aclose())
+
+
+@contextlib.contextmanager
+def no_prefect_server() -> Iterator[None]:
+    """A process started without PREFECT_API_URL (outside the marketpipe command)."""
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        yield
+
+
+def test_without_a_prefect_server_a_rate_limited_source_is_refused_by_default():
+    """Each process would keep the limit alone: N workers, N x the vendor's limit."""
+    with no_prefect_server(), pytest.raises(ConfigurationError) as refused:
+        build_source("polygon", Settings(sandbox={"route_vendors": True}))
+    message = str(refused.value)
+    assert "PREFECT_API_URL" in message and "N x 50 requests/s" in message
+    assert "MARKETPIPE_COLLECTION__SHARED_RATE_LIMIT_REQUIRED=false" in message
+
+
+def test_without_a_prefect_server_a_per_process_limit_can_be_chosen_and_is_warned_about():
+    settings = Settings(sandbox={"route_vendors": True}, collection={"shared_rate_limit_required": False})
+    warnings: list[str] = []
+    sink = logger.add(lambda message: warnings.append(str(message)), level="WARNING")
+    try:
+        with no_prefect_server():
+            source = build_source("polygon", settings)
+    finally:
+        logger.remove(sink)
+    try:
+        assert isinstance(source.context.resilience.limiter, TokenBucket)
+        assert any("PREFECT_API_URL is not set" in line and "N x 50 requests/s" in line for line in warnings)
+    finally:
+        asyncio.run(source.aclose())
+
+
+def test_with_a_prefect_server_the_rate_limit_is_shared_without_a_warning():
+    warnings: list[str] = []
+    sink = logger.add(lambda message: warnings.append(str(message)), level="WARNING")
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:1/api"}):
+            source = build_source("polygon", Settings(sandbox={"route_vendors": True}))
+    finally:
+        logger.remove(sink)
+    try:
+        assert isinstance(source.context.resilience.limiter, PrefectRateLimiter)
+        assert not any("PREFECT_API_URL" in line for line in warnings)
     finally:
         asyncio.run(source.aclose())
