@@ -17,11 +17,13 @@ import itertools
 import math
 import selectors
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 from loguru import logger
+from prefect.exceptions import ObjectNotFound
 
 from core.errors import ServiceError
 from sources.resilience import PrefectRateLimiter, default_burst
@@ -66,6 +68,7 @@ class ModelServer:
         self.active = self.denied = 0
         self.updated = 0.0
         self.grants: list[tuple[float, int]] = []
+        self.refused = self.reads = 0
         # (from, to): the server does not answer; ``hangs``: each call waits a minute first (the
         # Prefect client retrying with its backoff), else the connection is refused at once.
         self.outage: tuple[float, float] | None = None
@@ -86,6 +89,13 @@ class ModelServer:
     def _decayed(self, slots: int) -> int:
         return max(0, slots - math.floor(self.decay * (self.clock() - self.updated)))
 
+    def read(self) -> Any:
+        """GET /v2/concurrency_limits/{name}: the active slots after decay; changes nothing."""
+        if self.limit is None:
+            raise ObjectNotFound(http_exc=_status(404))
+        self.reads += 1
+        return SimpleNamespace(limit=self.limit, active_slots=self._decayed(self.active))
+
     def increment(self, slots: int) -> list[dict[str, int]]:
         if self.limit is None:
             return []
@@ -98,6 +108,7 @@ class ModelServer:
             return [{"granted": slots}]
         retry = (slots + self.denied) / self.decay
         self.denied, self.updated = denied + slots, self.clock()
+        self.refused += 1
         raise _status(423, {"Retry-After": f"{retry:.3f}"})
 
 
@@ -119,6 +130,14 @@ class ModelClient:
         await self.server.answer()
         await asyncio.sleep(ROUND_TRIP)
         self.server.upsert(limit, slot_decay_per_second)
+
+    async def read_global_concurrency_limit_by_name(self, name: str) -> Any:
+        await self.server.answer()
+        await asyncio.sleep(ROUND_TRIP / 2)
+        try:
+            return self.server.read()
+        finally:
+            await asyncio.sleep(ROUND_TRIP / 2)
 
     async def increment_concurrency_slots(self, names: list[str], slots: int, mode: str) -> httpx.Response:
         await self.server.answer()
@@ -277,3 +296,16 @@ def test_while_the_server_does_not_answer_the_process_paces_alone_then_goes_back
     assert any(at >= 20.0 for at, _ in process.server.grants)  # back on the shared limit
     assert any("paces its requests ALONE" in line for line in warnings)
     assert any("answers again" in line for line in warnings)
+
+
+@pytest.mark.parametrize("starts", [[0.0, 0.13], [0.0, 0.13, 0.31], [0.0, 0.21, 0.37], [0.0, 0.05, 0.45]])
+def test_processes_saturating_one_limit_together_use_nine_tenths_of_it_and_never_more(starts: list[float]) -> None:
+    """A refusal restarts the limit's decay on the server. Before, a refused process waited the
+    refusal's Retry-After and asked in the middle of another's period, refusing it in turn: 2-3
+    processes got 40-55 % of the limit. They read the limit now and ask once it has room."""
+    requests = 20 * 50  # each process: 20 seconds of the limit
+    sent, server = run([[(at, requests, 20)] for at in starts], 50.0)
+    assert len(sent) == requests * len(starts)
+    assert most_in_any(sent, 1.0) <= 50
+    used = len(sent) / (sent[-1] - sent[0]) / 50
+    assert used >= 0.9, f"{used:.0%} of the limit used, {server.refused} refusals"
