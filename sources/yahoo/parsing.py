@@ -11,7 +11,10 @@ ours, from corporate actions), so :func:`parse_chart_bars` undoes those splits: 
 multiplied, and its volume divided, by ``numerator / denominator`` of every split with a later ex
 date (prices to 4 decimals, the vendor's own rounding of adjusted prices; volumes to whole shares),
 and :func:`parse_chart_events` multiplies a dividend's amount by the same ratios
-(:func:`later_split_factors`, the one rule for both). Yahoo lists only the splits of the range it
+(:func:`later_split_factors`, the one rule for both). Only the splits Yahoo had applied count:
+those with an ex date on or before the New York date it served the response (``meta.regularMarketTime``
+in the payload, the HTTP Date for an intraday page's ``later_splits``); an announced split it lists
+with a later ex date is not undone. Yahoo lists only the splits of the range it
 returns, so daily and corporate-action requests run to the vendor's today
 (``YahooClient.chart_request``) and the parsers keep the range asked for (``start``/``end`` of the
 request's context). An intraday request cannot (Yahoo caps its span): its client fetches the daily
@@ -68,10 +71,27 @@ def _split_records(result: dict[str, Any]) -> list[Any]:
     return list((events.get("splits") or {}).values()) if isinstance(events, dict) else []
 
 
+def _splits_through(records: list[Any], through: pd.Timestamp | None) -> list[Any]:
+    """The split records whose ex date is on or before the New York date ``through`` (midnight, no
+    zone; None: all of them): the splits Yahoo had applied to a response it served that day. Yahoo
+    may list an announced split with a later ex date, which it has not applied yet."""
+    if through is None:
+        return list(records)
+    dated = model.require_keys(records, ("date", "numerator", "denominator"), what="yahoo splits")
+    if not len(dated):
+        return []
+    ex_dates = model.session_date(model.epoch_to_utc(dated["date"], "s")).dt.tz_localize(None)
+    return [r for r, ex in zip(records, ex_dates, strict=True) if ex <= through]
+
+
 def _split_events(result: dict[str, Any], later: list[Any] | None = None) -> list[Split]:
-    """Each split of the chart's events and of ``later`` (split records of the same shape from the
-    daily chart, see :func:`later_splits_context`), once per ex date."""
-    splits = _split_records(result) + list(later or [])
+    """Each split of the chart's events that Yahoo had applied when it served the chart (ex date on
+    or before the New York date of ``meta.regularMarketTime``; every listed split without one) and
+    of ``later`` (split records of the same shape from the daily chart, already so chosen, see
+    :func:`later_splits_context`), once per ex date."""
+    served = _market_time(result)
+    own = _splits_through(_split_records(result), served.tz_localize(None) if served is not None else None)
+    splits = own + list(later or [])
     raw = model.require_keys(splits, ("date", "numerator", "denominator"), what="yahoo splits")
     if not len(raw):
         return []
@@ -109,12 +129,7 @@ def later_splits_context(daily_chart: Any, served_at: datetime | None, bars_char
                 "splits Yahoo adjusted them for are unknown; ask again"
             )
         through = market_time.tz_localize(None)
-    records = _split_records(_result(daily_chart))
-    dated = model.require_keys(records, ("date", "numerator", "denominator"), what="yahoo splits")
-    if not len(dated):
-        return {"later_splits": []}
-    ex_dates = model.session_date(model.epoch_to_utc(dated["date"], "s")).dt.tz_localize(None)
-    return {"later_splits": [r for r, ex in zip(records, ex_dates, strict=True) if ex <= through]}
+    return {"later_splits": _splits_through(_split_records(_result(daily_chart)), through)}
 
 
 def serves_no_bars(payload: Any) -> bool:

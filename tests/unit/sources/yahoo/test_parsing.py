@@ -203,3 +203,33 @@ def test_chart_events_keep_the_range_asked():
     chart = yahoo_chart([JAN3_1430_UTC_S], {k: v[:1] for k, v in MINUTES.items()}, events)
     actions = parse_chart_events(chart, start="2023-01-01", end="2023-01-04T23:59:59Z")
     assert actions["action"].tolist() == ["dividend"] and actions["amount"].tolist() == [0.8]
+
+
+def test_an_announced_split_after_the_day_the_chart_was_served_is_not_undone():
+    # a daily chart served Jan 12 listing a 2:1 split ex Jan 20: Yahoo has not applied it to its prices or dividends
+    announced = {"date": JAN3_1430_UTC_S + 17 * DAY, "numerator": 2, "denominator": 1, "splitRatio": "2:1"}
+    chart = yahoo_chart(
+        [JAN3_1430_UTC_S, JAN3_1430_UTC_S + DAY],
+        {"open": [5.0] * 2, "high": [5.0] * 2, "low": [5.0] * 2, "close": [5.0] * 2, "volume": [10, 10]},
+        {"splits": {"a": announced}, "dividends": {"d": {"date": JAN3_1430_UTC_S + DAY, "amount": 0.5}}},
+    )
+    chart["chart"]["result"][0]["meta"]["regularMarketTime"] = JAN3_1430_UTC_S + 9 * DAY
+
+    bars = parse_chart_bars(chart, timeframe="1day")
+    actions = parse_chart_events(chart, start="2023-01-01", end="2023-01-10")
+
+    assert bars["close"].tolist() == [5.0, 5.0] and bars["volume"].tolist() == [10, 10]
+    assert actions["action"].tolist() == ["dividend"] and actions["amount"].tolist() == [0.5]
+
+
+def test_a_split_on_or_before_the_day_the_chart_was_served_is_undone():
+    split = {"date": JAN3_1430_UTC_S + 2 * DAY, "numerator": 2, "denominator": 1, "splitRatio": "2:1"}
+    chart = yahoo_chart(
+        [JAN3_1430_UTC_S],
+        {"open": [5.0], "high": [5.0], "low": [5.0], "close": [5.0], "volume": [10]},
+        {"splits": {"a": split}, "dividends": {"d": {"date": JAN3_1430_UTC_S, "amount": 0.5}}},
+    )
+    chart["chart"]["result"][0]["meta"]["regularMarketTime"] = JAN3_1430_UTC_S + 2 * DAY  # served on the ex date
+
+    assert parse_chart_bars(chart, timeframe="1day")["close"].tolist() == [10.0]
+    assert parse_chart_events(chart)["amount"].dropna().tolist() == [1.0]
