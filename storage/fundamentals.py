@@ -57,6 +57,7 @@ FINANCIAL_STATEMENTS_TABLE = TableSpec(
     columns=tuple(Column(name, _TYPES[name]) for name in FINANCIALS),
     key=("symbol", "fiscal_period", "period_end", "statement", "item", "source", "filing_date"),
     time_column="filing_date",
+    kept_when_null=("accepted_at",),  # Polygon does not always send acceptance_datetime
 )
 EARNINGS_TABLE = TableSpec(
     name="market.earnings",

@@ -82,6 +82,9 @@ class TableSpec:
     # A table holding one vendor's row per key (the consolidated bars): where the rows of other
     # vendors go, the key plus `source`; rows are ranked by the writer's source precedence.
     vendor_table: str | None = None
+    # Value columns a merged row without a value (null) leaves as stored: a vendor that omits a
+    # field on a refetch does not erase what it sent before (a filing's acceptance time).
+    kept_when_null: tuple[str, ...] = ()
 
     def complete(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The frame with every defaulted column it lacks filled in."""
@@ -542,12 +545,18 @@ def _merge(
     stage = _STAGE
     cols = _names(table.column_names)
     values = table.value_columns
-    assignments = [sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in values]
+    incoming = {
+        c: sql.SQL("COALESCE(EXCLUDED.{c}, t.{c})" if c in table.kept_when_null else "EXCLUDED.{c}").format(
+            c=sql.Identifier(c)
+        )
+        for c in values
+    }
+    assignments = [sql.SQL("{} = {}").format(sql.Identifier(c), incoming[c]) for c in values]
     if table.touched_at:
         assignments.append(sql.SQL("{} = now()").format(sql.Identifier(table.touched_at)))
     changed = sql.SQL("({old}) IS DISTINCT FROM ({new})").format(
         old=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in values),
-        new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in values),
+        new=sql.SQL(", ").join(incoming[c] for c in values),
     )
     upsert = sql.SQL(
         "INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM {stage}"

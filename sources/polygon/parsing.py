@@ -323,7 +323,7 @@ def parse_financials(payload: Any, *, symbol: str | None = None) -> pd.DataFrame
                 rows["period_start"].append(filing.get("start_date"))
                 rows["period_end"].append(filing.get("end_date"))
                 rows["filing_date"].append(filing.get("filing_date"))
-                rows["accepted_at"].append(filing.get("acceptance_datetime"))
+                rows["accepted_at"].append(_acceptance_time(filing))
                 rows["fiscal_period"].append(filing.get("fiscal_period"))
                 rows["fiscal_year"].append(_none_or_str(filing.get("fiscal_year")))
                 rows["statement"].append(statement)
@@ -333,6 +333,27 @@ def parse_financials(payload: Any, *, symbol: str | None = None) -> pd.DataFrame
     if not rows["symbol"]:
         return model.empty_frame(model.FINANCIALS)
     return model.frame(model.FINANCIALS, {**rows, "source": SOURCE}, what="polygon financials")
+
+
+def _acceptance_time(filing: dict[str, Any]) -> pd.Timestamp | None:
+    """A filing's ``acceptance_datetime`` as an instant; None when absent. A time without a zone
+    (EDGAR's own ``YYYYMMDDHHMMSS`` is Eastern) is refused rather than read as UTC, which would make
+    the filing known hours before it was accepted."""
+    value = filing.get("acceptance_datetime")
+    if value is None or value == "":
+        return None
+    try:
+        at = pd.Timestamp(value) if isinstance(value, str) else None
+    except ValueError:
+        at = None
+    if at is None or at is pd.NaT or at.tzinfo is None:
+        raise PermanentSourceError(
+            f"polygon financials: acceptance_datetime {value!r} of the filing dated {filing.get('filing_date')!r} "
+            "is not a date-time with a time zone (e.g. '2023-02-03T21:05:00Z'); its instant is ambiguous, so the "
+            "page is refused (its raw page is kept): teach parse_financials the vendor's zone for this format, "
+            "then replay the dead letter"
+        )
+    return at.tz_convert("UTC")
 
 
 def _filer(symbol: str | None, tickers: list[Any]) -> str:

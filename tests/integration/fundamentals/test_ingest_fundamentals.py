@@ -170,3 +170,33 @@ def test_the_acceptance_time_is_stored_and_a_filing_counts_from_the_first_close_
     assert newest_source(day) == "polygon" and newest_source(next_day) == "a-late"
     refile("a-a-untimed", None)  # no acceptance time: from the first close after its filing date
     assert newest_source(day) == "polygon" and newest_source(next_day) == "a-a-untimed"
+
+
+def test_a_refetch_without_an_acceptance_time_keeps_the_stored_one(conn: psycopg.Connection, clean: None) -> None:
+    accepted = pd.Timestamp("2023-02-02T21:05:00Z")
+    filing = pd.DataFrame(
+        {
+            "symbol": [FUND_SYMBOLS[0]] * 2,
+            "period_start": [pd.Timestamp("2022-10-01", tz="UTC")] * 2,
+            "period_end": [pd.Timestamp("2022-12-31", tz="UTC")] * 2,
+            "filing_date": [pd.Timestamp("2023-02-02", tz="UTC")] * 2,
+            "accepted_at": [accepted] * 2,
+            "fiscal_period": ["Q1"] * 2,
+            "fiscal_year": ["2023"] * 2,
+            "statement": ["income_statement"] * 2,
+            "item": ["revenues", "net_income"],
+            "value": [1.0e9, 2.0e8],
+            "unit": ["USD"] * 2,
+            "source": ["polygon"] * 2,
+        }
+    )
+    write_financials(conn, filing)
+
+    # Polygon omits acceptance_datetime this time, and has restated one value
+    write_financials(conn, filing.assign(accepted_at=pd.NaT, value=[1.5e9, 2.0e8]))
+
+    stored = conn.execute(
+        "SELECT item, value, accepted_at FROM market.financial_statements WHERE symbol = %s ORDER BY item",
+        (FUND_SYMBOLS[0],),
+    ).fetchall()
+    assert stored == [("net_income", 2.0e8, accepted.to_pydatetime()), ("revenues", 1.5e9, accepted.to_pydatetime())]

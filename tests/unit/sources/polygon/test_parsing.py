@@ -238,3 +238,31 @@ def test_financials_become_one_row_per_line_item():
 def test_financials_without_statements_are_malformed():
     with pytest.raises(PermanentSourceError, match="financials"):
         parse_financials({"results": [{"tickers": ["AAPL"]}]})
+
+
+def _filing(**fields: object) -> dict:
+    return {
+        "results": [
+            {
+                "end_date": "2022-09-30",
+                "filing_date": "2022-10-28",
+                "fiscal_period": "Q4",
+                "fiscal_year": "2022",
+                "tickers": ["AAPL"],
+                "financials": {"income_statement": {"revenues": {"unit": "USD", "value": 9.0e10}}},
+                **fields,
+            }
+        ]
+    }
+
+
+def test_a_filings_acceptance_time_is_read_with_its_zone():
+    rows = parse_financials(_filing(acceptance_datetime="2022-10-28T18:01:02-04:00"))
+    assert rows["accepted_at"].tolist() == [pd.Timestamp("2022-10-28T22:01:02Z")]
+    assert parse_financials(_filing())["accepted_at"].isna().all()
+
+
+@pytest.mark.parametrize("stamp", ["2022-10-28T18:01:02", "20221028180102", "soon", 1666994462])
+def test_an_acceptance_time_without_a_zone_is_refused_not_read_as_utc(stamp):
+    with pytest.raises(PermanentSourceError, match=rf"acceptance_datetime {stamp!r}.*not a date-time with a time zone"):
+        parse_financials(_filing(acceptance_datetime=stamp))
