@@ -91,9 +91,33 @@ def encode_envelope(page: RawPage, body: bytes | None = None) -> bytes:
 
 
 def decode_envelope(key: str, data: bytes) -> RawPage:
+    return _decode(key, data)[0]
+
+
+def decode_envelope_of(key: str, data: bytes, checksum: str) -> RawPage | None:
+    """The page of raw-zone object ``data`` if it holds the data ``checksum`` is of, as
+    :func:`store_raw_page` computed it (:func:`body_checksum` of the body spliced into the envelope,
+    or :func:`payload_checksum`), else None. Two collections of one key whose lake writes and row
+    updates cross leave the row with one's checksum and the object with the other's data."""
+    page, envelope, text = _decode(key, data)
+    head = orjson.dumps({name: envelope[name] for name in _HEAD})[:-1] + b',"payload":'
+    body = text[len(head) : -1] if text.startswith(head) and text.endswith(b"}") else None
+    if body is not None and body_checksum(body, page.payload) == checksum:
+        return page
+    if page.payload is None and body_checksum(b"", None) == checksum:  # an empty body, written as null
+        return page
+    return page if payload_checksum(page.payload) == checksum else None
+
+
+_HEAD = ("source", "dataset", "symbol", "request", "fetched_at")  # the envelope's members before its payload
+
+
+def _decode(key: str, data: bytes) -> tuple[RawPage, dict[str, Any], bytes]:
+    """The page, the envelope it was read from and the envelope's JSON."""
     try:
-        envelope = orjson.loads(igzip.decompress(data))
-        return RawPage(
+        text = igzip.decompress(data)
+        envelope = orjson.loads(text)
+        page = RawPage(
             key=key,
             source=envelope["source"],
             dataset=envelope["dataset"],
@@ -104,6 +128,7 @@ def decode_envelope(key: str, data: bytes) -> RawPage:
         )
     except (OSError, EOFError, IsalError, ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
         raise StorageError(f"raw-zone object {key} is not a marketpipe raw envelope: {exc}") from exc
+    return page, envelope, text
 
 
 def store_raw_page(

@@ -29,7 +29,15 @@ from storage.lake import Lake
 from storage.news import bar_stamps
 from tasks.collection import ParsedPage
 from tasks.processing import PAGE_KEY as _PAGE
-from tasks.processing import PendingPage, SymbolProcessing, claim_pages, page_frames, quarantine_by_page, read_unparsed
+from tasks.processing import (
+    PendingPage,
+    SymbolProcessing,
+    at_hand,
+    claim_pages,
+    page_frames,
+    quarantine_by_page,
+    read_unparsed,
+)
 from tasks.resources import RunResources
 from tasks.retries import DATABASE_RETRY_OPTIONS
 
@@ -51,7 +59,7 @@ def process_symbol_fundamentals(
     outcome = SymbolProcessing(symbol, pages=len(pages))
     stored = read_unparsed(lake, pages, parsed)
     with conn.transaction():
-        claimed = claim_pages(conn, pages)
+        claimed = claim_pages(conn, at_hand(pages, parsed, stored))
         outcome.pages = len(claimed)
         framed = page_frames(conn, claimed, parsed, stored, registry)
         parts = [kept.frame.assign(**{_PAGE: page.key}) for page, kept in framed if len(kept.frame)]

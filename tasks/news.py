@@ -34,7 +34,7 @@ from storage.lake import Lake
 from storage.news import bar_stamps, symbol_sentiment_rows, write_news_features
 from storage.watermarks import Watermark, advance_watermarks
 from tasks.collection import ParsedPage
-from tasks.processing import PendingPage, SymbolProcessing, claim_pages, page_frames, read_unparsed
+from tasks.processing import PendingPage, SymbolProcessing, at_hand, claim_pages, page_frames, read_unparsed
 from tasks.resources import RunResources
 from tasks.retries import DATABASE_RETRY_OPTIONS
 
@@ -61,7 +61,7 @@ def process_symbol_news(
     outcome = SymbolProcessing(first.symbol, pages=len(pages))
     stored = read_unparsed(lake, pages, parsed)
     with conn.transaction():
-        claimed = claim_pages(conn, pages)
+        claimed = claim_pages(conn, at_hand(pages, parsed, stored))
         outcome.pages = len(claimed)
         frames = [(p, kept) for p, kept in page_frames(conn, claimed, parsed, stored, registry)]
         with_data = [(p, k) for p, k in frames if len(k.frame)]

@@ -43,6 +43,7 @@ from tasks.processing import (
     PAGE_KEY,
     PendingPage,
     SymbolProcessing,
+    at_hand,
     claim_pages,
     page_frames,
     quarantine_by_page,
@@ -66,7 +67,7 @@ def process_symbol_options(
     outcome = SymbolProcessing(underlying, pages=len(pages))
     stored = read_unparsed(lake, pages, parsed)
     with conn.transaction():
-        claimed = claim_pages(conn, pages)
+        claimed = claim_pages(conn, at_hand(pages, parsed, stored))
         outcome.pages = len(claimed)
         frames = page_frames(conn, claimed, parsed, stored, registry)
         parts = [kept.frame.assign(**{_PAGE: page.key}) for page, kept in frames if len(kept.frame)]

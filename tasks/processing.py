@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import psycopg
+from loguru import logger
 
 from core import model
 from core.errors import MarketpipeError
@@ -40,7 +41,7 @@ from storage.aggregates import record_changed_minutes
 from storage.corporate_actions import read_corporate_actions, write_corporate_actions
 from storage.hot import UpsertResult, write_series_bars
 from storage.lake import Lake
-from storage.raw import decode_envelope
+from storage.raw import decode_envelope_of
 from tasks.collection import ParsedPage, parse_stored_page
 
 BAR_DATASETS = ("bars", "chart", "records")
@@ -182,9 +183,36 @@ def read_unparsed(
     lake: Lake, pages: Sequence[PendingPage], parsed: Mapping[str, ParsedPage] | None
 ) -> dict[str, tuple[dict[str, Any], Any, datetime]]:
     """The stored request, payload and fetch instant of each page the collection did not keep
-    (see :func:`kept_frame`), by key."""
-    envelopes = (decode_envelope(p.key, lake.get_bytes(p.key)) for p in pages if kept_frame(p, parsed) is None)
-    return {raw.key: (raw.request, raw.payload, raw.fetched_at) for raw in envelopes}
+    (see :func:`kept_frame`), by key. A page whose raw-zone object does not hold the data its row's
+    checksum is of (two collections of its key crossed: the row has one's checksum, the object the
+    other's data) is left out and logged: claimed, the other's data would be stored as this
+    checksum's, and never processed again. It stays pending (see :func:`at_hand`) until a
+    collection writes its object and row again."""
+    stored = {}
+    for page in pages:
+        if kept_frame(page, parsed) is not None:
+            continue
+        raw = decode_envelope_of(page.key, lake.get_bytes(page.key), page.checksum)
+        if raw is None:
+            logger.warning(
+                "raw page {} is left pending: its raw-zone object does not hold the data of the checksum {} it was "
+                "collected with (another collection of the key wrote it); collect it again if it stays so",
+                page.key,
+                page.checksum,
+            )
+            continue
+        stored[page.key] = (raw.request, raw.payload, raw.fetched_at)
+    return stored
+
+
+def at_hand(
+    pages: Sequence[PendingPage],
+    parsed: Mapping[str, ParsedPage] | None,
+    stored: Mapping[str, tuple[dict[str, Any], Any, datetime]],
+) -> list[PendingPage]:
+    """The pages whose data this run holds as they were looked up (kept by its collection, or read
+    back by :func:`read_unparsed`): the only ones it may claim."""
+    return [page for page in pages if page.key in stored or kept_frame(page, parsed) is not None]
 
 
 def kept_frame(page: PendingPage, parsed: Mapping[str, ParsedPage] | None) -> ParsedPage | None:
@@ -350,7 +378,7 @@ def process_series_bars(
     done: list[SeriesProcessed] = []
     series: list[tuple[int, list[tuple[PendingPage, ParsedPage]], datetime | None]] = []
     with conn.transaction():
-        claimed = {page.key for page in claim_pages(conn, [page for pages in groups for page in pages])}
+        claimed = {page.key for page in claim_pages(conn, at_hand([p for ps in groups for p in ps], parsed, stored))}
         for pages in groups:
             mine = [page for page in pages if page.key in claimed]
             outcome = SymbolProcessing(pages[0].symbol, pages=len(mine))
@@ -426,7 +454,7 @@ def process_symbol_actions(
     outcome = SymbolProcessing(pages[0].symbol)
     stored = read_unparsed(lake, pages, parsed)
     with conn.transaction():
-        claimed = claim_pages(conn, pages)
+        claimed = claim_pages(conn, at_hand(pages, parsed, stored))
         outcome.pages = len(claimed)
         frames = [kept.frame for _, kept in page_frames(conn, claimed, parsed, stored, registry)]
         actions = pd.concat(frames, ignore_index=True) if frames else model.empty_frame(model.CORPORATE_ACTIONS)

@@ -124,3 +124,52 @@ def test_a_nested_request_id_is_never_the_one_left_out() -> None:
 def test_an_empty_body_is_stored_as_a_payload_of_none_and_reads_back() -> None:
     page = RawPage("k", "plugin", "bars_1min", "AAPL", REQUEST, datetime(2024, 1, 2, tzinfo=UTC), None)
     assert decode_envelope("k", encode_envelope(page, b"")) == page
+
+
+class ObjectStore:
+    """The one call of a Lake that store_raw_page makes, kept in memory."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self.objects[key] = data
+
+
+@pytest.mark.parametrize(
+    ("payload", "body"),
+    [
+        ({"results": [{"c": 1.0}], "request_id": "a1", "status": "OK"}, None),
+        ({"results": [{"c": 1.0}], "request_id": "a1"}, b'{"results":[{"c":1.0}],"request_id":"a1"}'),
+        ({"results": [{"c": 1.0}], "request_id": "a1"}, b' {"results": [{"c": 1.00}], "request_id": "a1"}\n'),
+        (None, b""),
+    ],
+    ids=["no-body", "compact-body", "spaced-body", "empty-body"],
+)
+def test_a_raw_object_is_read_only_with_the_checksum_of_the_data_it_holds(payload, body) -> None:
+    from storage.raw import StoredPage, decode_envelope_of, store_raw_page
+
+    lake = ObjectStore()
+
+    def store(payload: object, body: bytes | None = None) -> StoredPage:
+        at = datetime(2024, 1, 2, tzinfo=UTC)
+        day = date(2024, 1, 2)
+        return store_raw_page(
+            lake,
+            source="polygon",
+            dataset="bars",
+            symbol="AAPL",
+            data_date=day,
+            request=REQUEST,
+            payload=payload,
+            fetched_at=at,
+            body=body,
+        )
+
+    other = store({"results": [{"c": 2.0}]})  # another collection's data of the same key
+    stored = store(payload, body)
+
+    page = decode_envelope_of(stored.key, lake.objects[stored.key], stored.checksum)
+
+    assert page is not None and page.payload == payload
+    assert decode_envelope_of(stored.key, lake.objects[stored.key], other.checksum) is None

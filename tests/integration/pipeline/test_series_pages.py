@@ -17,7 +17,7 @@ from core.settings import Settings
 from db.connect import database_connection
 from sources.http import Request
 from storage.lake import Lake
-from storage.raw import decode_envelope, raw_key, store_raw_page
+from storage.raw import StoredPage, decode_envelope, raw_key, store_raw_page
 from tasks.collection import ParsedPage, parse_stored_page
 from tasks.processing import PendingPage, pending_pages, process_series_bars, process_symbol_bars, series_lock_key
 
@@ -156,6 +156,17 @@ def collect_again(stack: Settings, symbol: str, key: str, bars: list[dict]) -> N
     """Another run's collection of the page ``key`` (the same range asked, so the same key) that
     got ``bars`` this time: the object rewritten, the row's checksum changed and its page pending
     again, as the collection's manifest upsert does."""
+    stored = rewrite_object(stack, symbol, key, bars)
+    with database_connection(stack) as conn:
+        conn.execute(
+            "UPDATE ops.raw_pages SET checksum = %s, records = %s, fetched_at = now(), processed_at = NULL, "
+            "process_error = NULL WHERE key = %s AND checksum <> %s",
+            (stored.checksum, len(bars), key, stored.checksum),
+        )
+
+
+def rewrite_object(stack: Settings, symbol: str, key: str, bars: list[dict]) -> StoredPage:
+    """The raw-zone object of page ``key`` written again with ``bars`` (its row left as it is)."""
     lake = Lake.from_settings(stack.lake)
     raw = decode_envelope(key, lake.get_bytes(key))
     payload = {**raw.payload, "resultsCount": len(bars), "results": bars}
@@ -169,12 +180,7 @@ def collect_again(stack: Settings, symbol: str, key: str, bars: list[dict]) -> N
         payload=payload,
     )
     assert stored.key == key
-    with database_connection(stack) as conn:
-        conn.execute(
-            "UPDATE ops.raw_pages SET checksum = %s, records = %s, fetched_at = now(), processed_at = NULL, "
-            "process_error = NULL WHERE key = %s AND checksum <> %s",
-            (stored.checksum, len(bars), key, stored.checksum),
-        )
+    return stored
 
 
 def kept_by_collection(stack: Settings, key: str) -> dict[str, ParsedPage]:
@@ -285,3 +291,22 @@ def waiting_for_advisory_lock(conn: psycopg.Connection, key: int) -> bool:
         ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF),
     ).fetchone()
     return bool(row and row[0])
+
+
+def test_a_page_whose_raw_object_holds_other_data_than_its_checksum_stays_pending(stack: Settings, symbol) -> None:
+    """Two collections of one key crossed: the lake writes landed B then A, the row updates A then
+    B, so the row has B's checksum and the object A's data. Processing read the object, claimed
+    the page with B's checksum and stored A's data: B's data was never processed."""
+    name = symbol()
+    bars = session_bars(SESSIONS[0])
+    key = write_page(stack, name, bars, first=SESSIONS[0], last=SESSIONS[0], fetched=FETCHED)
+    rewrite_object(stack, name, key, corrected(bars, 200))  # the other collection's data, its row update lost
+
+    assert process(stack, name) == (0, 0)
+
+    with database_connection(stack) as conn:
+        stored = conn.execute("SELECT count(*) FROM market.bars_intraday WHERE symbol = %s", (name,)).fetchone()
+    assert stored == (0,) and pending_count(stack, name) == 1
+    # once a collection writes the object and the row again, the page is processed
+    collect_again(stack, name, key, corrected(bars, 200))
+    assert process(stack, name) == (390, 0) and volume_of_bar(stack, name, 200) == 500
