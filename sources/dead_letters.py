@@ -218,14 +218,16 @@ async def mark_replayed(conn: psycopg.AsyncConnection, letter_id: int) -> bool:
         return cur.rowcount == 1
 
 
-def symbols_with_open_letters(
+def symbols_with_failed_fetches(
     conn: psycopg.Connection, *, source: str, datasets: Sequence[str], symbols: Sequence[str]
 ) -> set[str]:
     """Those of ``symbols`` with an open letter of ``source`` for one of ``datasets`` (the symbol a
-    letter's request names in its context)."""
+    letter's request names in its context) whose request was not answered: a letter without a raw
+    page (``payload_lake_key``). A page that was fetched and stored but does not parse is not
+    fetched better by asking again."""
     rows = conn.execute(
         "SELECT DISTINCT request->'context'->>'symbol' FROM ops.dead_letters"
-        " WHERE resolved_at IS NULL AND source = %s AND dataset = ANY(%s)"
+        " WHERE resolved_at IS NULL AND source = %s AND dataset = ANY(%s) AND payload_lake_key IS NULL"
         " AND request->'context'->>'symbol' = ANY(%s)",
         (source, list(datasets), list(symbols)),
     ).fetchall()

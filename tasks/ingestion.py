@@ -35,7 +35,7 @@ from pipeline.plan import (
 )
 from pipeline.request import IngestRequest
 from sources.base import BaseSource
-from sources.dead_letters import symbols_with_open_letters
+from sources.dead_letters import symbols_with_failed_fetches
 from sources.factory import build_source
 from storage.watermarks import read_watermarks
 from tasks.collection import SymbolCollection, collect_symbol
@@ -183,7 +183,8 @@ def incremental_starts(resources: RunResources, request: IngestRequest) -> dict[
     where the source has no bar stored in a session of the range asked for (an older range than
     the one stored, a session missing in between; :func:`pipeline.plan.uncovered_starts`); for
     corporate actions, at the request's start while the symbol has an open dead letter for one of
-    its requests (:func:`pipeline.plan.unfinished_starts`)."""
+    its requests that was not answered (:func:`pipeline.plan.unfinished_starts`; a letter of a
+    stored page that does not parse is not fetched better again)."""
     dataset, timeframe = watermark_dataset(request.data_type)
     with resources.connect() as conn:
         marks = read_watermarks(
@@ -194,7 +195,7 @@ def incremental_starts(resources: RunResources, request: IngestRequest) -> dict[
             timeframe=request.timeframe if timeframe is None else timeframe,
         )
         unfinished = (
-            symbols_with_open_letters(
+            symbols_with_failed_fetches(
                 conn, source=request.source, datasets=ACTION_DATASETS, symbols=list(request.symbols)
             )
             if request.data_type in SHARED_WATERMARK_DATA_TYPES

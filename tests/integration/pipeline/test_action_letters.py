@@ -16,6 +16,7 @@ import pytest
 from core.settings import Settings
 from db.connect import async_database_connection, database_connection
 from pipeline.request import IngestRequest, parse_ingest_request
+from sources.dead_letters import record_dead_letter_sync
 from sources.factory import build_source
 from tasks.collection import SymbolCollection, collect_symbol
 from tasks.ingestion import incremental_starts
@@ -109,3 +110,43 @@ def test_a_failed_dividends_request_is_asked_again_by_the_next_run(stack: Settin
     assert second is not None and second.error is None
     dividends = stored_actions(stack)["dividend"]
     assert len(dividends) == 4 and dividends[0] < SPLIT < dividends[-1]
+
+
+def test_a_letter_of_a_page_that_does_not_parse_does_not_make_every_run_ask_the_range_again(
+    stack: Settings, clean
+) -> None:
+    request = parse_ingest_request(
+        data_type="corporate_actions",
+        symbols=[SYMBOL],
+        start_date=YEAR[0],
+        end_date=YEAR[1],
+        timeframe="1day",
+        source="polygon",
+        now=NOW,
+    )
+    transport = FailingDividends()
+    transport.failing = False
+    assert ingest(stack, request, transport) is not None  # the watermark at the newest ex date
+    dividends = {"url": "/v3/reference/dividends", "params": {}, "context": {"symbol": SYMBOL}}
+    with database_connection(stack) as conn:
+        record_dead_letter_sync(  # what processing writes for a stored page that no longer parses
+            conn,
+            source="polygon",
+            dataset="dividends",
+            request=dividends,
+            error="polygon dividends: malformed",
+            payload_lake_key=f"raw/source=polygon/dataset=dividends/symbol={SYMBOL}/date=2024-01-01/x.json.gz",
+        )
+        conn.commit()
+
+    with RunResources.from_settings(stack) as resources:
+        start = incremental_starts(resources, request)[SYMBOL]
+    assert start is None or start > request.start
+
+    with database_connection(stack) as conn:  # a request that was not answered: asked again whole
+        record_dead_letter_sync(
+            conn, source="polygon", dataset="dividends", request={**dividends, "params": {"x": 1}}, error="HTTP 400"
+        )
+        conn.commit()
+    with RunResources.from_settings(stack) as resources:
+        assert incremental_starts(resources, request)[SYMBOL] == request.start
