@@ -52,9 +52,12 @@ def test_tiny_benchmark_reports_positive_figures_and_cleans_up(stack: Settings) 
     assert latency["bars_per_s"] == round(latency["bars"] / latency["flow_seconds"])
     assert 0 < report["prefect_cpu_fraction"] < 1 and report["cpu_vs_writer"] > 0
     assert report["hot_store_writer"]["rows"] == report["bars"] and report["cpu_vs_bare_writer"] > 0
+    # a process's one-time costs are paid by a start-up run first and reported apart
+    assert report["start_up"]["bars"] == 2 * 1 * 390 and sum(report["start_up"]["cpu_seconds"].values()) > 0
+    assert report["cpu_vs_writer_cold"] > 0
     assert len(report["load_average"]["before"]) == 3 and isinstance(report["load_average"]["idle"], bool)
     assert "under latency" in render_table(report)
-    patterns = [f"{prefix}{report['run_tag']}%" for prefix in "BPNLMW"]  # the run's symbols
+    patterns = [f"{prefix}{report['run_tag']}%" for prefix in "SBPNLMW"]  # the run's symbols
     with database_connection(stack) as conn:
         left = conn.execute(
             "SELECT (SELECT count(*) FROM ops.raw_pages WHERE symbol LIKE ANY(%(p)s))"
