@@ -121,9 +121,9 @@ class _Counters:
 # ---------------------------------------------------------------------------------------------
 # The bounded buffer and its backpressure policy
 
-# Called with the spilled frames, oldest first: a coroutine function is awaited, a plain function
-# runs in a worker thread (it may block on storage).
-Spill = Callable[[list[bytes]], "Awaitable[None] | None"]
+# Called with the spilled frames, oldest first, and when each was read (wall ns): a coroutine
+# function is awaited, a plain function runs in a worker thread (it may block on storage).
+Spill = Callable[[list[bytes], list[int]], "Awaitable[None] | None"]
 
 
 class FrameBuffer:
@@ -196,9 +196,10 @@ class FrameBuffer:
             return
         half = max(1, len(self._frames) // 2)
         frames: list[bytes] = []
+        received: list[int] = []
         while self._frames and (len(frames) < half or self.size_bytes > self.capacity_bytes // 2):
             frames.append(self._frames.popleft())
-            self._received.popleft()
+            received.append(self._received.popleft())
             self.size_bytes -= len(frames[-1])
         count = len(frames)
         if self.spill is None:
@@ -212,9 +213,9 @@ class FrameBuffer:
             return
         try:
             if inspect.iscoroutinefunction(self.spill):
-                await self.spill(frames)
+                await self.spill(frames, received)
             else:  # a blocking spill (the lake's client) must not stall the event loop
-                await asyncio.to_thread(self.spill, frames)
+                await asyncio.to_thread(self.spill, frames, received)
         except Exception as exc:
             self.counters.dropped += count
             logger.error("{} stream: spilling {} frame(s) failed, dropped: {!r}", self.source, count, exc)

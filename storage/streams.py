@@ -156,11 +156,15 @@ def commit_stream_batch(
     provisional_bars: pd.DataFrame | None = None,
     removed_bars: pd.DataFrame | None = None,
     precedence: Sequence[str] = DEFAULT_SOURCE_PRECEDENCE,
+    marks_held: Collection[str] = (),
 ) -> StreamCommit:
     """Write one micro-batch in ONE transaction (see the module docstring); all or nothing.
 
     ``precedence`` (storage.source_precedence): a stream bar whose key holds another vendor's
-    better-ranked bar is kept in the vendor table, not served (:func:`storage.hot.upsert_frame`)."""
+    better-ranked bar is kept in the vendor table, not served (:func:`storage.hot.upsert_frame`).
+    ``marks_held``: datasets ("trades", "bars") whose watermarks stay where they are: the rows are
+    stored, but a span before them is still unfilled and the next run's catch-up starts from the
+    watermark (a hybrid stream's catch-up that failed or did not end)."""
     empty = pd.DataFrame()
     trades = empty if trades is None else trades
     quotes = empty if quotes is None else quotes
@@ -185,9 +189,9 @@ def commit_stream_batch(
         if removed_bars is not None and not removed_bars.empty:
             _delete_bars(conn, removed_bars)
         marks = [
-            *(watermarks_of(trades, dataset="trades") if not trades.empty else []),
-            *(watermarks_of(quotes, dataset="quotes") if not quotes.empty else []),
-            *(watermarks_of(final, dataset="bars") if not final.empty else []),
+            *(watermarks_of(trades, dataset="trades") if not trades.empty and "trades" not in marks_held else []),
+            *(watermarks_of(quotes, dataset="quotes") if not quotes.empty and "quotes" not in marks_held else []),
+            *(watermarks_of(final, dataset="bars") if not final.empty and "bars" not in marks_held else []),
         ]
         advance_watermarks(conn, marks)
         if announcements:

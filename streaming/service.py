@@ -24,11 +24,17 @@ background, ``streaming.catch_up_parallel_symbols`` requests at a time; meanwhil
 keeps reading (the buffer does not fill and spill), and the micro-batches read after the span wait
 in memory, in order, behind it: the windows see the REST trades before the later ones, and no
 watermark moves past a span before its REST data is committed (a crash leaves it to the next run's
-catch-up). Spans survive reconnects: several may be in flight, each closed once committed. Past
+catch-up). Spans survive reconnects: several may be in flight, each closed once committed. The
+queue is in receive order: a micro-batch is queued before the consumer waits for its turn, and a
+spill's catch-up is placed by its frames' receive time, behind the micro-batches read before them
+(a catch-up committed first would move the watermarks past them). Past
 ``streaming.catch_up_hold_rows`` rows held, the consumer waits for the oldest catch-up (the buffer's
-spill takes over, and a spill is caught up too). Trades are keyed (symbol, ts, exchange, trade_id)
-and the windows drop duplicates, so the overlap of REST and stream writes nothing twice; the
-windows see every trade of the minutes around a gap, so the bars built are the vendor's bars.
+spill takes over, and a spill is caught up too). A catch-up whose fetch fails, or has not ended at
+the stop, is left open: what follows it is stored without moving a trades or bars watermark (the
+next hybrid run fetches the span again), and a failure then ends the stream. Trades are keyed
+(symbol, ts, exchange, trade_id) and the windows drop duplicates, so the overlap of REST and stream
+writes nothing twice; the windows see every trade of the minutes around a gap, so the bars built
+are the vendor's bars.
 
 News (``datasets=("news",)``, Alpaca only, alone: its own endpoint ``/v1beta1/news``): each
 micro-batch of ``n`` messages takes the batch path's news path (:func:`pipeline.news.store_streamed_news`:
@@ -238,6 +244,17 @@ class CatchUp:
     fetch: asyncio.Task[list[tuple[Gap, pd.DataFrame]]] | None = None
 
 
+@dataclass(frozen=True)
+class SpilledSpan:
+    """A spill's catch-up before its place in the queue is known: frames read before
+    ``received_ns`` (its first frame's) go ahead of it, those read after behind it; ``resume``: the
+    first event in the spilled frames (where a connect before them resumed)."""
+
+    received_ns: int
+    catch_up: CatchUp
+    resume: pd.Timestamp | None
+
+
 @dataclass
 class LocalStream:
     """A stream run in this process by the Python API: how it is stopped and seen from outside
@@ -287,6 +304,7 @@ class StreamService:
         # catch-ups in the stream's order; the newest trade and vendor bars read so far; the
         # watermarks at the start (read once, before anything of this run is committed).
         self._connects: list[int] = []
+        self._spills: list[SpilledSpan] = []  # spills not placed in the queue yet (by receive time)
         self._queue: deque[StreamBatch | CatchUp] = deque()
         self._catch_ups = 0  # in the queue
         self._unresumed: list[CatchUp] = []  # connects whose new connection delivered no trade yet
@@ -297,6 +315,8 @@ class StreamService:
         self._fetch_slots: asyncio.Semaphore | None = None
         self._followers: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None
+        self._closing = False  # the end: no follower starts; the queue is stored by the closing code
+        self._marks_held = False  # a catch-up was left open: no trades/bars watermark moves any more
         self._windows: Any = None
         self._stream: Any = None
         # Without a catch-up (not hybrid): wall ns of (re)connects whose gap is not bounded yet, and
@@ -365,12 +385,15 @@ class StreamService:
                 # Stopping is not the end of the market: windows still open stay provisional (the
                 # next run, in hybrid mode, refetches their trades and finishes them).
                 if self.report.newest_event is not None and not self.streams_news:
-                    last = windows.advance(self.report.newest_event, provisional=True)
-                    final, forming = self._bars_to_write(last, empty_frame(BARS))
-                    removed = self._removed(last)
-                    await self._store((), (), final_bars=final, provisional_bars=forming, removed_bars=removed)
+                    async with self._order:  # after anything a catch-up's follower still stores
+                        last = windows.advance(self.report.newest_event, provisional=True)
+                        final, forming = self._bars_to_write(last, empty_frame(BARS))
+                        removed = self._removed(last)
+                        await self._store((), (), final_bars=final, provisional_bars=forming, removed_bars=removed)
             except BaseException as exc:
                 failure = exc
+                if self.plan.hybrid and isinstance(exc, Exception):
+                    await self._release_on_failure(exc)
                 raise
             finally:
                 stopper.cancel()
@@ -498,9 +521,10 @@ class StreamService:
             await self._process(batch, windows, stream)
             return
         self._windows, self._stream = windows, stream
-        self._raise_failure()
+        # Queued before waiting for the order: a spill meanwhile is placed by receive time, behind it.
+        await self._enqueue(batch)
+        self._raise_failure()  # what is queued is stored on the way out (_release_on_failure)
         async with self._order:
-            await self._enqueue(batch)
             await self._advance()
         await self._bound_hold()
 
@@ -680,7 +704,10 @@ class StreamService:
     async def _commit(self, **parts: pd.DataFrame | None) -> StreamCommit:
         from storage.streams import commit_stream_batch
 
-        commit = await self._db(commit_stream_batch, precedence=self.settings.storage.source_precedence, **parts)
+        held = ("trades", "bars") if self._marks_held else ()
+        commit = await self._db(
+            commit_stream_batch, precedence=self.settings.storage.source_precedence, marks_held=held, **parts
+        )
         self.report.final_bars += commit.final_bars.changed
         self.report.provisional_bars += commit.provisional_bars.changed
         return commit
@@ -694,17 +721,45 @@ class StreamService:
         return protocol_for(self.plan.source, self.plan.datasets).bounded(skew_s)
 
     async def _enqueue(self, batch: StreamBatch) -> None:
-        """Queue ``batch`` behind what came before it; a (re)connect it crosses (a frame read after
-        the connect) becomes a catch-up between the frames read before and after it."""
-        while self._connects and delivered(batch, self._connects[0]):
-            at_ns = self._connects.pop(0)
+        """Queue ``batch`` behind what came before it, by receive time: a (re)connect or a spill it
+        crosses (a frame read at or after the connect, or after the spill's first frame) becomes a
+        catch-up between the frames read before and after it. The parser yields frames in the order
+        read, and a spill takes the oldest frames buffered: every frame it yields after ``batch``
+        was read after the frames of the spills so far, which are queued behind ``batch`` now (a
+        catch-up of data read later is never ordered before data read earlier: its commit would
+        move the watermarks past it)."""
+        while (at_ns := self._next_mark()) is not None and delivered(batch, at_ns):
             before, batch = split_at(batch, at_ns, self._protocol.parse_frames)
             if before is not None:
                 self._hold(before)
-            catch_up = await self._connect_catch_up()
-            self._queue_catch_up(catch_up)
-            self._unresumed.append(catch_up)
+            await self._place_mark()
         self._hold(batch)
+        await self._place_spills()
+
+    def _next_mark(self) -> int | None:
+        """When the oldest connect or spill not placed yet happened (wall ns)."""
+        marks = [*self._connects[:1], *(spill.received_ns for spill in self._spills[:1])]
+        return min(marks) if marks else None
+
+    async def _place_mark(self) -> None:
+        """Queue the oldest connect or spill not placed yet."""
+        if self._spills and (not self._connects or self._spills[0].received_ns < self._connects[0]):
+            spill = self._spills.pop(0)
+            self._queue_catch_up(spill.catch_up)
+            if spill.resume is not None:  # a connect before it resumed in the spilled frames
+                self._resume(spill.resume)
+            return
+        self._connects.pop(0)
+        catch_up = await self._connect_catch_up()
+        self._queue_catch_up(catch_up)
+        self._unresumed.append(catch_up)
+
+    async def _place_spills(self) -> None:
+        """Queue every spill not placed yet, and the connects before them, in the order they happened."""
+        for _ in range(len(self._spills) + len(self._connects)):
+            if not self._spills:
+                return
+            await self._place_mark()
 
     async def _connect_catch_up(self) -> CatchUp:
         """A (re)connect's catch-up, from the newest trade and minute bars delivered before it (the
@@ -740,9 +795,7 @@ class StreamService:
         connect's catch-up ends (the first event the new connection delivered)."""
         resume = resume_point(batch, self.plan.datasets)
         if resume is not None:
-            for catch_up in self._unresumed:
-                self._start_fetch(catch_up, self._connect_gaps(catch_up, resume))
-            self._unresumed.clear()
+            self._resume(resume)
         if not batch.trades.empty:
             newest = pd.Timestamp(batch.trades["ts"].max())
             if self._delivered_trade is None or newest > self._delivered_trade:
@@ -754,6 +807,12 @@ class StreamService:
         self.report.held_rows += batch.rows
         if self._catch_ups:  # it waits behind one
             self.report.held_rows_peak = max(self.report.held_rows_peak, self.report.held_rows)
+
+    def _resume(self, resume: pd.Timestamp) -> None:
+        """The connects queued before an event read after them end at it (``resume``): fetched now."""
+        for catch_up in self._unresumed:
+            self._start_fetch(catch_up, self._connect_gaps(catch_up, resume))
+        self._unresumed.clear()
 
     def _connect_gaps(self, catch_up: CatchUp, resume: pd.Timestamp) -> list[Gap]:
         streaming = self.settings.streaming
@@ -767,16 +826,16 @@ class StreamService:
             widths=(streaming.window_seconds, 60.0),
         )
 
-    async def _spill(self, frames: list[bytes]) -> None:
+    async def _spill(self, frames: list[bytes], received_ns: list[int]) -> None:
         """The reader's spill in hybrid mode: the span of each symbol's trades and bars in the frames
-        becomes a catch-up, queued now, behind every micro-batch read before them (parsed here,
-        without yielding to the parser, which would queue later frames first); the frames go to the
-        lake's raw zone as without hybrid mode."""
-        # read before now: what is stamped past now (plus the allowed skew) is no span to fetch
-        gaps = spilled_gaps(self._protocol.parse_frames(frames, [time.time_ns()] * len(frames)), self.plan.datasets)
+        becomes a catch-up, fetched now and queued by receive time (:meth:`_enqueue`): behind every
+        micro-batch read before the frames (the one the consumer holds, the one the parser builds)
+        and ahead of those read after; the frames go to the lake's raw zone as without hybrid mode."""
+        spilled = self._protocol.parse_frames(frames, received_ns)
+        gaps = spilled_gaps(spilled, self.plan.datasets)
         catch_up = CatchUp("spill")
-        self._queue_catch_up(catch_up)
         self._start_fetch(catch_up, gaps)
+        self._spills.append(SpilledSpan(received_ns[0], catch_up, resume_point(spilled, self.plan.datasets)))
         logger.warning(
             "stream {}: {} spilled frame(s) are caught up over REST ({} span(s))", self.name, len(frames), len(gaps)
         )
@@ -794,7 +853,7 @@ class StreamService:
     def _fetched(self, fetch: asyncio.Future[Any]) -> None:
         """A fetch ended: what waited behind it goes on now, not at the next micro-batch (a quiet
         stream may send none for a while)."""
-        if fetch.cancelled():
+        if fetch.cancelled() or self._closing:  # closing: the closing code stores the queue
             return
         follower = asyncio.ensure_future(self._advance_in_order())
         self._followers.add(follower)
@@ -803,7 +862,8 @@ class StreamService:
     async def _advance_in_order(self) -> None:
         try:
             async with self._order:
-                await self._advance()
+                if not self._closing:
+                    await self._advance()
         except Exception as exc:  # raised by the consumer at its next micro-batch, or at the end
             self._failure = self._failure or exc
 
@@ -811,14 +871,22 @@ class StreamService:
         if self._failure is not None:
             raise self._failure
 
-    async def _advance(self) -> None:
-        """Apply the queue in order up to the first catch-up whose fetch has not ended."""
+    async def _advance(self, *, release: bool = False) -> None:
+        """Apply the queue in order up to the first catch-up whose fetch has not ended (``release``:
+        all of it, a catch-up not ended left open). A catch-up whose fetch failed is left open
+        (:meth:`_leave_open`) and what follows it is applied; its error ends the stream."""
         while self._queue:
             head = self._queue[0]
             if isinstance(head, CatchUp):
-                if head.fetch is None or not head.fetch.done():
+                fetch = head.fetch
+                ended = fetch is not None and fetch.done() and not fetch.cancelled()
+                if not ended and not release:
                     return
-                await self._apply(head, head.fetch.result())
+                error = fetch.exception() if ended and fetch is not None else None
+                if ended and fetch is not None and error is None:
+                    await self._apply(head, fetch.result())
+                else:
+                    self._leave_open(head, error)
                 self._catch_ups -= 1
                 self._queue.popleft()
                 continue
@@ -879,29 +947,67 @@ class StreamService:
         self._start_fetch(catch_up, self._connect_gaps(catch_up, end) if end is not None else [])
 
     async def _settle(self) -> None:
-        """At the end: catch-ups still in flight are waited for (up to ``CATCH_UP_WAIT_S``) and what
-        waited behind them is stored. What is still held then is not (logged): the watermarks stay
-        before its span, so the next hybrid run fetches it again."""
+        """At the end: catch-ups still in flight are waited for (up to ``CATCH_UP_WAIT_S``), then
+        the queue is stored (:meth:`_release`): one not ended by then is left open, what waited
+        behind it is stored all the same."""
+        await self._place_spills()  # everything read is queued: the spills go behind it
         self._connects.clear()  # nothing was read after them
         for catch_up in list(self._unresumed):
             self._end_at_newest_held(catch_up)
         fetches = [item.fetch for item in self._queue if isinstance(item, CatchUp) and item.fetch is not None]
         if fetches:
             await asyncio.wait(fetches, timeout=CATCH_UP_WAIT_S)
-        async with self._order:
-            await self._advance()
+        await self._release()
         self._raise_failure()
-        if self._queue:
-            logger.error(
-                "stream {}: a catch-up did not end in {} s; {} row(s) read after it are not stored (the next "
-                "hybrid run fetches the span again from the watermarks)",
-                self.name,
-                CATCH_UP_WAIT_S,
-                self.report.held_rows,
-            )
+
+    async def _release(self) -> None:
+        """The end of the queue: no follower starts any more, fetches not ended are cancelled (they
+        would store concurrently with the stream's last writes, on its connection), and everything
+        queued is stored in order under the order lock, a catch-up not ended left open."""
+        self._closing = True
+        await self._place_spills()
+        for item in self._queue:
+            if isinstance(item, CatchUp) and item.fetch is not None and not item.fetch.done():
+                item.fetch.cancel()
+        async with self._order:
+            await self._advance(release=True)
+
+    async def _release_on_failure(self, failure: Exception) -> None:
+        """The stream fails: what is queued (quotes included, which no catch-up fetches again) is
+        stored before it ends, unless the database is what failed (logged, not raised: the failure
+        is the cause worth reporting)."""
+        if database_lost(failure) or not self._queue:
+            return
+        try:
+            await self._release()
+        except Exception as exc:
+            logger.error("stream {}: {} row(s) read are not stored: {}", self.name, self.report.held_rows, exc)
+
+    def _leave_open(self, catch_up: CatchUp, error: BaseException | None) -> None:
+        """A catch-up whose fetch failed (``error``) or did not end: its span stays unfilled. From
+        here on no trades or bars watermark moves (the next hybrid run's catch-up starts before the
+        span) and the windows' bars overlapping it stay provisional; what was read after it is
+        stored all the same (quotes have no catch-up)."""
+        self._marks_held = True
+        if catch_up.gaps is not None:
+            self._gaps.extend((gap.start, gap.end) for gap in catch_up.gaps)
+        else:  # a connect whose new connection delivered nothing yet: from before it on
+            froms = [*catch_up.trades_from.values(), *catch_up.bars_from.values()]
+            self._gaps.append((min(froms, default=_EPOCH), pd.Timestamp.max.tz_localize("UTC")))
+        if error is not None:
+            self._failure = self._failure or error
+        logger.error(
+            "stream {}: a catch-up after a {} {}; its span is left to the next hybrid run (no trades or bars "
+            "watermark moves past it) and the {} row(s) read after it are stored",
+            self.name,
+            catch_up.cause,
+            f"failed: {error}" if error is not None else f"did not end in {CATCH_UP_WAIT_S} s",
+            self.report.held_rows,
+        )
 
     def _cancel_catch_ups(self) -> None:
-        for item in self._queue:
+        self._closing = True
+        for item in [*self._queue, *(spill.catch_up for spill in self._spills)]:
             if isinstance(item, CatchUp) and item.fetch is not None:
                 item.fetch.cancel()
         for follower in list(self._followers):
@@ -961,14 +1067,19 @@ class StreamService:
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(fetch(gap)) for gap in gaps]
+        except ExceptionGroup as errors:  # the first request's error (a SourceError), as the stream knows it
+            if len(errors.exceptions) == 1:
+                raise errors.exceptions[0] from None
+            raise errors.exceptions[0] from errors
         finally:
             await source.aclose()
         return [task.result() for task in tasks]
 
     # -- the edges: spill and dead letters ---------------------------------------------------
-    def spill_frames(self, frames: Sequence[bytes]) -> None:
+    def spill_frames(self, frames: Sequence[bytes], received_ns: Sequence[int] = ()) -> None:
         """Frames the consumer could not keep up with: into the lake's raw zone, replayable (one
-        gzip object of newline-separated frames under raw/source=<vendor>/dataset=stream/)."""
+        gzip object of newline-separated frames under raw/source=<vendor>/dataset=stream/; when
+        each was read is not kept)."""
         import gzip
 
         from storage.lake import Lake

@@ -199,7 +199,12 @@ def test_a_slow_consumer_spills_the_oldest_frames_instead_of_stalling_the_socket
 
     async def scenario() -> Any:
         conn = stream(
-            sandbox, new_key(), {"buffer_size": 4, "lag_limit_seconds": 0.1}, spilled.extend, speed=0, batch=50
+            sandbox,
+            new_key(),
+            {"buffer_size": 4, "lag_limit_seconds": 0.1},
+            lambda frames, _: spilled.extend(frames),
+            speed=0,
+            batch=50,
         )
         await conn.subscribe(["trades"], ["AAPL"])
         try:

@@ -75,16 +75,16 @@ def test_a_full_buffer_stops_the_reader_until_the_parser_takes_a_frame():
 
 
 def test_past_the_lag_limit_the_oldest_half_is_spilled_in_order_and_reading_resumes():
-    spilled: list[list[bytes]] = []
+    spilled: list[tuple[list[bytes], list[int]]] = []
 
     async def scenario():
-        buffer = FrameBuffer(4, lag_limit_s=0.01, spill=spilled.append)
+        buffer = FrameBuffer(4, lag_limit_s=0.01, spill=lambda frames, received: spilled.append((frames, received)))
         for i in range(5):  # the fifth waits past the lag limit: nobody takes
             await asyncio.wait_for(buffer.put(str(i).encode(), i), 5)
         return buffer.take(10), buffer.counters
 
     (frames, received), counters = run(scenario())
-    assert spilled == [[b"0", b"1"]]
+    assert spilled == [([b"0", b"1"], [0, 1])]  # with when each was read
     assert frames == [b"2", b"3", b"4"] and received == [2, 3, 4]
     assert (counters.received, counters.spilled, counters.dropped) == (5, 2, 0)
 
@@ -119,7 +119,7 @@ def test_a_frame_larger_than_the_byte_bound_is_taken_alone():
 def test_an_async_spill_is_awaited():
     spilled: list[bytes] = []
 
-    async def spill(frames):
+    async def spill(frames, received):
         await asyncio.sleep(0)
         spilled.extend(frames)
 
@@ -134,7 +134,7 @@ def test_an_async_spill_is_awaited():
 
 @pytest.mark.parametrize("spill", [None, "raises"])
 def test_without_a_working_spill_the_oldest_frames_are_dropped_and_counted(spill):
-    def broken(frames):
+    def broken(frames, received):
         raise OSError("lake unreachable")
 
     async def scenario():
@@ -152,7 +152,7 @@ def test_draining_keeps_the_blocked_readers_frame_past_the_capacity_instead_of_s
     spilled: list[list[bytes]] = []
 
     async def scenario():
-        buffer = FrameBuffer(1, lag_limit_s=60.0, spill=spilled.append)
+        buffer = FrameBuffer(1, lag_limit_s=60.0, spill=lambda frames, received: spilled.append(frames))
         await buffer.put(b"a", 1)
         reader = asyncio.create_task(buffer.put(b"b", 2))
         await asyncio.sleep(0)

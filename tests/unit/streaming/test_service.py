@@ -15,7 +15,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from core.errors import StorageError
+from core.errors import RetryableSourceError, StorageError
 from core.model import TRADES, frame
 from core.settings import Settings
 from sources.polygon.stream import PROTOCOL
@@ -481,12 +481,12 @@ def test_spilled_frames_are_caught_up_over_rest(isolated):
     trades in them is fetched over REST and stored, in its place before the frames read after."""
     service = HybridStore(HYBRID, RestTape(TAPE))
     windows = BarWindows(60, 2, source="polygon")
-    spilled, _ = frames_at(np.arange(60, 90, 0.5), 1_000)
+    spilled, received = frames_at(np.arange(60, 90, 0.5), 1_000)
 
     async def scenario():
         service._connected(SimpleNamespace(at_ns=100))
         await service._handle(read(np.arange(0, 60, 0.5), 150), windows, Stream())
-        await service._spill(spilled)
+        await service._spill(spilled, received)
         await service._handle(read(np.arange(90, 180, 0.5), 2_000), windows, Stream())
         await service._settle()
 
@@ -551,3 +551,210 @@ def test_a_trade_stamped_an_hour_ahead_closes_no_window_and_makes_no_later_trade
     assert minute["volume"].tolist() == [40]  # 13:30:01, :02, :30, :59; not the print stamped 14:30
     assert service.report.late_trades == 0 and service.report.dead == 1
     assert "bad timestamp" in service.letters[0].reason
+
+
+# -- hybrid: the queue in receive order, and what a catch-up that does not end leaves ------------
+
+
+class GatedStore(HybridStore):
+    """A hybrid service whose commits wait while ``db_open`` is clear (a slow database)."""
+
+    def __init__(self, plan: StreamPlan, rest: RestTape) -> None:
+        super().__init__(plan, rest)
+        self.db_open = asyncio.Event()
+        self.db_open.set()
+
+    async def _db(self, action: Any, *args: Any, **kwargs: Any) -> Any:
+        if action is commit_stream_batch:
+            await self.db_open.wait()
+        return await super()._db(action, *args, **kwargs)
+
+
+class FailingRest(RestTape):
+    """REST that refuses every request for trades from ``refused_from`` on (after the resilience
+    retries, as the source client raises it)."""
+
+    def __init__(self, tape: pd.DataFrame, refused_from: pd.Timestamp, gate: asyncio.Event, free: int) -> None:
+        super().__init__(tape, gate, free)
+        self.refused_from = refused_from
+
+    async def trades(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        if start >= self.refused_from:
+            raise RetryableSourceError(f"polygon answered 503 for {symbol} trades from {start}")
+        return await super().trades(symbol, start, end)
+
+
+OPEN = pd.Timestamp("2024-06-03 13:30", tz="UTC")
+
+
+def trades_committed(service: InMemoryStore) -> list[dict[str, Any]]:
+    return [c for c in service.committed if c.get("trades") is not None and not c["trades"].empty]
+
+
+def restart_point(service: InMemoryStore, commits: int | None = None) -> pd.Timestamp:
+    """Where the next hybrid run's trades catch-up starts after the first ``commits`` commits (all):
+    from the trades watermark they moved (commits that hold the marks move none)."""
+    moved = [
+        c["trades"]["ts"].max() for c in trades_committed(service)[:commits] if "trades" not in c.get("marks_held", ())
+    ]
+    return trades_catch_up_start(max(moved) if moved else None, OPEN, LATENESS, (60.0,))
+
+
+def lost_on_a_crash(service: InMemoryStore) -> list[int]:
+    """Trades a crash after some commit would lose for good: committed only later, but older than
+    where the next run's catch-up would start from the watermark that commit left."""
+    commits = trades_committed(service)
+    lost: set[int] = set()
+    for k in range(1, len(commits)):
+        restart = restart_point(service, k)
+        before = {int(i) for c in commits[:k] for i in c["trades"]["trade_id"]}
+        for c in commits[k:]:
+            t = c["trades"]
+            lost |= {int(i) for i in t.loc[t["ts"] < restart, "trade_id"] if int(i) not in before}
+    return sorted(lost)
+
+
+def spans(service: InMemoryStore) -> list[tuple[float, float]]:
+    """Each trades commit's (first, last) trade, in seconds after 13:30."""
+    return [
+        ((c["trades"]["ts"].min() - OPEN).total_seconds(), (c["trades"]["ts"].max() - OPEN).total_seconds())
+        for c in trades_committed(service)
+    ]
+
+
+async def while_a_follower_stores(service: GatedStore, gate: asyncio.Event, windows: BarWindows) -> None:
+    """The start (13:30), a reconnect (13:31 missed), 13:32:00-13:32:30 held behind its catch-up;
+    the catch-up's REST answer arrives and its follower stores the backlog on a slow database."""
+    service._connected(SimpleNamespace(at_ns=100))
+    await service._handle(read(np.arange(0, 60, 0.5), 150), windows, Stream())
+    service._connected(SimpleNamespace(at_ns=1_000))
+    await service._handle(read(np.arange(120, 150, 0.5), 1_500), windows, Stream())
+    service.db_open.clear()
+    gate.set()
+    await until(service._order.locked)  # the follower holds the order while it commits
+
+
+def test_a_spill_while_the_consumer_waits_is_queued_behind_the_batch_it_read_before(isolated):
+    """The review's finding 1: the consumer holds micro-batch B (13:32:30-13:33:00) and waits for
+    the order while a follower stores; the reader spills newer frames (13:33:00-13:33:30). The
+    spill's catch-up is queued behind B (by receive time), so its REST rows never move the
+    watermark past B before B is committed (a crash then lost B: the next run started at 13:33)."""
+    gate = asyncio.Event()
+    service = GatedStore(HYBRID, RestTape(TAPE, gate, free=1))
+    windows = BarWindows(60, 2, source="polygon")
+
+    async def scenario():
+        await while_a_follower_stores(service, gate, windows)
+        consumer = asyncio.ensure_future(service._handle(read(np.arange(150, 180, 0.5), 3_000), windows, Stream()))
+        await asyncio.sleep(0)  # B waits for the order
+        await service._spill(*frames_at(np.arange(180, 210, 0.5), 4_000))
+        service.db_open.set()
+        await consumer
+        await service._handle(read(np.arange(210, 240, 0.5), 5_000), windows, Stream())
+        await service._settle()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+    assert lost_on_a_crash(service) == []
+    # the start, the reconnect's catch-up, the backlog with B, the spill, then 13:33:30
+    assert spans(service) == [(0, 59.5), (0, 119.5), (120, 179.5), (180, 209.5), (210, 239.5)]
+    assert committed_ids(service) == list(range(0, 480))
+    assert service.report.late_trades == 0
+
+
+def test_a_spill_cuts_the_micro_batch_the_parser_built_across_it(isolated):
+    """The parser took frames before the spill and after it into one micro-batch: the frames read
+    before the spilled ones go ahead of its catch-up, those read after behind it."""
+    service = HybridStore(HYBRID, RestTape(TAPE))
+    windows = BarWindows(60, 2, source="polygon")
+    early, early_ns = frames_at(np.arange(60, 75, 0.5), 2_000)
+    spilled, spilled_ns = frames_at(np.arange(75, 90, 0.5), 3_000)
+    late, late_ns = frames_at(np.arange(90, 120, 0.5), 4_000)
+    across = replace(
+        PROTOCOL.parse_frames(early + late, early_ns + late_ns),
+        frames=tuple(early + late),
+        frames_received_ns=tuple(early_ns + late_ns),
+    )
+
+    async def scenario():
+        service._connected(SimpleNamespace(at_ns=100))
+        await service._handle(read(np.arange(0, 60, 0.5), 150), windows, Stream())
+        await service._spill(spilled, spilled_ns)
+        await service._handle(across, windows, Stream())
+        await service._settle()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+    assert lost_on_a_crash(service) == []
+    # read before the spill (with the start's, held behind its catch-up), the spill, read after
+    assert spans(service) == [(0, 74.5), (75, 89.5), (90, 119.5)]
+    assert committed_ids(service) == list(range(0, 240))
+    assert service.report.late_trades == 0
+
+
+def test_a_failed_catch_up_leaves_its_span_open_and_stores_what_was_read_around_it(isolated):
+    """The review's two spills while the consumer waits: B is stored before them, the first
+    spill's REST rows after it; the second spill's REST request fails. What was read after it is
+    stored, without moving the trades watermark past the failed span (the next run fetches it),
+    and the stream ends with the vendor's error, not an ExceptionGroup."""
+    gate = asyncio.Event()
+    refused_from = OPEN + pd.Timedelta(seconds=210)
+    service = GatedStore(HYBRID, FailingRest(TAPE, refused_from, gate, free=1))
+    windows = BarWindows(60, 2, source="polygon")
+
+    async def scenario():
+        await while_a_follower_stores(service, gate, windows)
+        consumer = asyncio.ensure_future(service._handle(read(np.arange(150, 180, 0.5), 3_000), windows, Stream()))
+        await asyncio.sleep(0)
+        await service._spill(*frames_at(np.arange(180, 210, 0.5), 4_000))  # S1
+        await service._spill(*frames_at(np.arange(210, 240, 0.5), 5_000))  # S2: its REST request fails
+        service.db_open.set()
+        await consumer
+        await service._handle(read(np.arange(240, 270, 0.5), 6_000), windows, Stream())
+        await service._settle()
+
+    with pytest.raises(RetryableSourceError, match="503"):
+        asyncio.run(asyncio.wait_for(scenario(), 30))
+
+    assert lost_on_a_crash(service) == []
+    assert committed_ids(service) == [*range(0, 420), *range(480, 540)]  # all but S2's span
+    assert [c["marks_held"] for c in trades_committed(service)][-1] == ("trades", "bars")  # read after S2
+    assert restart_point(service) <= refused_from  # the next hybrid run fetches S2's span
+
+
+def test_a_catch_up_not_ended_at_stop_is_cancelled_and_what_it_held_is_stored(isolated, monkeypatch):
+    """The review's finding 3: after the stop's wait for a catch-up, its fetch no longer stores
+    concurrently with the stream's last writes (its follower wrote on the stream's connection
+    after _settle returned): it is cancelled and what waited behind it, quotes included (no
+    REST catch-up fetches them again), is stored then, without moving the trades watermark."""
+    monkeypatch.setattr("streaming.service.CATCH_UP_WAIT_S", 0.05)
+    gate = asyncio.Event()
+    plan = StreamPlan("polygon", ("AAPL",), ("trades", "quotes"), hybrid=True)
+    service = HybridStore(plan, RestTape(TAPE, gate, free=1))
+    windows = BarWindows(60, 2, source="polygon")
+    quote = {"ev": "Q", "sym": "AAPL", "bx": 4, "bp": 1.4, "bs": 2, "ax": 7, "ap": 1.6, "as": 3, "t": T0_MS + 125_000}
+    trades, trades_ns = frames_at(np.arange(120, 150, 0.5), 1_500)
+    frames = [*trades, orjson.dumps([quote])]
+    received = [*trades_ns, 1_600]
+    held = replace(PROTOCOL.parse_frames(frames, received), frames=tuple(frames), frames_received_ns=tuple(received))
+
+    async def scenario():
+        service._connected(SimpleNamespace(at_ns=100))
+        await service._handle(read(np.arange(0, 60, 0.5), 150), windows, Stream())
+        service._connected(SimpleNamespace(at_ns=1_000))
+        await service._handle(held, windows, Stream())  # behind the reconnect's catch-up, which waits
+        await service._settle()
+        at_stop = len(service.committed)
+        gate.set()  # the REST answer comes late
+        for _ in range(200):
+            await asyncio.sleep(0)
+        return at_stop
+
+    at_stop = asyncio.run(asyncio.wait_for(scenario(), 30))
+
+    assert len(service.committed) == at_stop  # nothing stored after the stop's last store
+    last = service.committed[-1]
+    assert sorted(int(i) for i in last["trades"]["trade_id"]) == list(range(240, 300))
+    assert len(last["quotes"]) == 1 and last["marks_held"] == ("trades", "bars")
+    assert service.report.held_rows == 0
+    assert restart_point(service) <= OPEN + pd.Timedelta(seconds=60)  # the next run fetches 13:31
