@@ -28,9 +28,10 @@ catch-up). Spans survive reconnects: several may be in flight, each closed once 
 queue is in receive order: a micro-batch is queued before the consumer waits for its turn, and a
 spill's catch-up is placed by its frames' receive time, behind the micro-batches read before them
 (a catch-up committed first would move the watermarks past them). Past
-``streaming.catch_up_hold_rows`` rows held, the consumer waits for the oldest catch-up (the buffer's
-spill takes over, and a spill is caught up too). A catch-up whose fetch fails, or has not ended at
-the stop, is left open: what follows it is stored without moving a trades or bars watermark (the
+``streaming.catch_up_hold_rows`` rows held (fetched REST rows waiting behind an earlier catch-up
+included), the consumer waits for the oldest catch-up (the buffer's spill takes over, and a spill is
+caught up too), a bounded number of times. A catch-up whose fetch fails, or has not ended at the
+stop or after those waits, is left open: what follows it is stored without moving a trades or bars watermark (the
 next hybrid run fetches the span again), and a failure then ends the stream. Trades are keyed
 (symbol, ts, exchange, trade_id) and the windows drop duplicates, so the overlap of REST and stream
 writes nothing twice; the windows see every trade of the minutes around a gap, so the bars built
@@ -871,16 +872,17 @@ class StreamService:
         if self._failure is not None:
             raise self._failure
 
-    async def _advance(self, *, release: bool = False) -> None:
+    async def _advance(self, *, release: bool = False, give_up: CatchUp | None = None) -> None:
         """Apply the queue in order up to the first catch-up whose fetch has not ended (``release``:
-        all of it, a catch-up not ended left open). A catch-up whose fetch failed is left open
-        (:meth:`_leave_open`) and what follows it is applied; its error ends the stream."""
+        all of it; ``give_up``: past that one; a catch-up not ended left open). A catch-up whose
+        fetch failed is left open (:meth:`_leave_open`) and what follows it is applied; its error
+        ends the stream."""
         while self._queue:
             head = self._queue[0]
             if isinstance(head, CatchUp):
                 fetch = head.fetch
                 ended = fetch is not None and fetch.done() and not fetch.cancelled()
-                if not ended and not release:
+                if not ended and not release and head is not give_up:
                     return
                 error = fetch.exception() if ended and fetch is not None else None
                 if ended and fetch is not None and error is None:
@@ -910,11 +912,26 @@ class StreamService:
             rows += item.rows
         return run
 
+    def _held(self) -> int:
+        """Rows in memory for want of a catch-up: the micro-batches held behind one, and the rows of
+        catch-ups fetched but waiting behind an earlier one (a start's or a spill's can be many)."""
+        fetched = 0
+        if self._catch_ups or self._spills:
+            for item in [*self._queue, *(spill.catch_up for spill in self._spills)]:
+                if isinstance(item, CatchUp) and item.fetch is not None and _fetched_rows(item.fetch):
+                    fetched += sum(len(rows) for _, rows in item.fetch.result())
+        return self.report.held_rows + fetched
+
     async def _bound_hold(self) -> None:
-        """Past ``streaming.catch_up_hold_rows`` rows held, the consumer waits for the oldest
-        catch-up (a connect whose end is still unknown ends at the newest event held)."""
+        """Past ``streaming.catch_up_hold_rows`` rows held (:meth:`_held`), the consumer waits for
+        the oldest catch-up (a connect whose end is still unknown ends at the newest event held), at
+        most ``HOLD_WAITS`` times ``CATCH_UP_WAIT_S``; then it is left open (:meth:`_leave_open`):
+        what it held is stored and the next hybrid run fetches its span, rather than memory growing
+        and the consumer stalling a micro-batch at a time."""
+        limit = self.settings.streaming.catch_up_hold_rows
+        head: CatchUp | None = None
         for _ in range(HOLD_WAITS):
-            if self.report.held_rows <= self.settings.streaming.catch_up_hold_rows:
+            if self._held() <= limit:
                 return
             head = next((item for item in self._queue if isinstance(item, CatchUp)), None)
             if head is None:
@@ -923,12 +940,18 @@ class StreamService:
                 self._end_at_newest_held(head)
             assert head.fetch is not None  # a spill's is started when it is queued
             logger.warning(
-                "stream {}: {} row(s) wait for a catch-up; the consumer waits for it", self.name, self.report.held_rows
+                "stream {}: {} row(s) wait for a catch-up; the consumer waits for it", self.name, self._held()
             )
             await asyncio.wait({head.fetch}, timeout=CATCH_UP_WAIT_S)
             self._raise_failure()
             async with self._order:
                 await self._advance()
+        if head is None or head not in self._queue or self._held() <= limit:
+            return
+        if head.fetch is not None and not head.fetch.done():
+            head.fetch.cancel()
+        async with self._order:
+            await self._advance(give_up=head)
 
     def _end_at_newest_held(self, catch_up: CatchUp) -> None:
         """A connect's catch-up whose new connection delivered no trade (bar, in a plan without
@@ -1001,7 +1024,7 @@ class StreamService:
             "watermark moves past it) and the {} row(s) read after it are stored",
             self.name,
             catch_up.cause,
-            f"failed: {error}" if error is not None else f"did not end in {CATCH_UP_WAIT_S} s",
+            f"failed: {error}" if error is not None else "did not end in time",
             self.report.held_rows,
         )
 
@@ -1133,6 +1156,11 @@ async def _raw_minute_bars(
     if vendor == "polygon":
         return await source.client.aggregates(symbol, start, end, timeframe="1min", adjusted=False)
     return await source.client.bars(symbol, start, end, timeframe="1min", adjustment="raw")
+
+
+def _fetched_rows(fetch: asyncio.Task[Any] | None) -> bool:
+    """Whether ``fetch`` ended with rows to apply (not cancelled, not failed)."""
+    return fetch is not None and fetch.done() and not fetch.cancelled() and fetch.exception() is None
 
 
 def overlaps_gaps(bars: pd.DataFrame, gaps: Sequence[tuple[pd.Timestamp, pd.Timestamp]]) -> pd.Series:

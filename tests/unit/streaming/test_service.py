@@ -758,3 +758,79 @@ def test_a_catch_up_not_ended_at_stop_is_cancelled_and_what_it_held_is_stored(is
     assert len(last["quotes"]) == 1 and last["marks_held"] == ("trades", "bars")
     assert service.report.held_rows == 0
     assert restart_point(service) <= OPEN + pd.Timedelta(seconds=60)  # the next run fetches 13:31
+
+
+class GatedSpanRest(RestTape):
+    """REST whose trades requests starting before ``slow_before`` wait for ``gate`` (past the first
+    ``free`` requests); the others are answered at once."""
+
+    def __init__(self, tape: pd.DataFrame, gate: asyncio.Event, free: int, slow_before: pd.Timestamp) -> None:
+        super().__init__(tape)
+        self.release, self.free_left, self.slow_before = gate, free, slow_before
+
+    async def trades(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        self.free_left -= 1
+        if self.free_left < 0 and start < self.slow_before:
+            await self.release.wait()
+        return await super().trades(symbol, start, end)
+
+
+def test_rows_fetched_behind_a_catch_up_in_flight_count_in_the_hold_limit(isolated):
+    """The review's finding 4: a spill's REST rows, fetched while an earlier catch-up waits, are
+    held in memory too: with them the hold limit is passed and the consumer waits (it did not:
+    only micro-batches were counted)."""
+    gate = asyncio.Event()
+    service = HybridStore(HYBRID, GatedSpanRest(TAPE, gate, free=1, slow_before=OPEN + pd.Timedelta(minutes=1)))
+    service.settings = Settings(streaming={"catch_up_hold_rows": 100})
+    windows = BarWindows(60, 2, source="polygon")
+
+    async def scenario():
+        service._connected(SimpleNamespace(at_ns=100))
+        await service._handle(read(np.arange(0, 60, 0.5), 150), windows, Stream())
+        await until(lambda: len(service.committed) == 2)
+        service._connected(SimpleNamespace(at_ns=1_000))  # 13:31 missed: its request waits
+        await service._handle(read(np.arange(120, 150, 0.5), 1_500), windows, Stream())  # 60 rows held
+        await service._spill(*frames_at(np.arange(150, 180, 0.5), 2_000))  # its 60 REST rows come at once
+        spill = service._spills[0].catch_up
+        await until(lambda: spill.fetch is not None and spill.fetch.done())
+        over = asyncio.ensure_future(service._handle(read(np.arange(180, 190, 0.5), 3_000), windows, Stream()))
+        for _ in range(50):
+            await asyncio.sleep(0)
+        waiting = over.done()
+        gate.set()
+        await asyncio.wait_for(over, 10)
+        await service._settle()
+        return waiting
+
+    waited = not asyncio.run(asyncio.wait_for(scenario(), 30))
+
+    assert waited  # 60 + 20 rows held and 60 fetched: past 100
+    assert committed_ids(service) == list(range(0, 380))
+
+
+def test_a_catch_up_that_outlasts_the_consumers_waits_is_left_open(isolated, monkeypatch):
+    """Past the hold limit the consumer waits for the oldest catch-up at most HOLD_WAITS times;
+    then it is left open and what it held is stored (without moving the trades watermark): memory
+    no longer grows, nor does the consumer stall a micro-batch at a time."""
+    monkeypatch.setattr("streaming.service.CATCH_UP_WAIT_S", 0.01)
+    monkeypatch.setattr("streaming.service.HOLD_WAITS", 2)
+    gate = asyncio.Event()  # never set: the reconnect's REST request does not answer
+    service = HybridStore(HYBRID, RestTape(TAPE, gate, free=1))
+    service.settings = Settings(streaming={"catch_up_hold_rows": 100})
+    windows = BarWindows(60, 2, source="polygon")
+
+    async def scenario():
+        service._connected(SimpleNamespace(at_ns=100))
+        await service._handle(read(np.arange(0, 60, 0.5), 150), windows, Stream())
+        await until(lambda: len(service.committed) == 2)
+        service._connected(SimpleNamespace(at_ns=1_000))
+        await service._handle(read(np.arange(120, 150, 0.5), 1_100), windows, Stream())
+        await service._handle(read(np.arange(150, 180, 0.5), 1_200), windows, Stream())  # 120 held: past 100
+        return service.report.held_rows
+
+    held_after = asyncio.run(asyncio.wait_for(scenario(), 30))
+
+    assert held_after == 0
+    assert committed_ids(service) == [*range(0, 120), *range(240, 360)]  # 13:31 left to the next run
+    assert trades_committed(service)[-1]["marks_held"] == ("trades", "bars")
+    assert restart_point(service) <= OPEN + pd.Timedelta(minutes=1)
