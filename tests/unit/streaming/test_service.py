@@ -15,7 +15,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from core.errors import RetryableSourceError, StorageError
+from core.errors import RetryableSourceError, SourceError, StorageError
 from core.model import TRADES, frame
 from core.settings import Settings
 from sources.polygon.stream import PROTOCOL
@@ -834,3 +834,30 @@ def test_a_catch_up_that_outlasts_the_consumers_waits_is_left_open(isolated, mon
     assert committed_ids(service) == [*range(0, 120), *range(240, 360)]  # 13:31 left to the next run
     assert trades_committed(service)[-1]["marks_held"] == ("trades", "bars")
     assert restart_point(service) <= OPEN + pd.Timedelta(minutes=1)
+
+
+@pytest.mark.parametrize("failure", ["the reader", "the database"])
+def test_when_the_stream_fails_what_waits_behind_a_catch_up_is_stored_unless_the_database_failed(isolated, failure):
+    """The stream ends on an error (a rejected key, a REST failure) while rows wait behind a catch-up
+    in flight: they are stored on the way out, without moving the trades watermark; after a lost
+    database nothing is tried (it would wait out another DATABASE_RETRY_S)."""
+    gate = asyncio.Event()  # never set
+    service = HybridStore(HYBRID, RestTape(TAPE, gate, free=1))
+    windows = BarWindows(60, 2, source="polygon")
+    error = lost() if failure == "the database" else SourceError("polygon refused the key")
+
+    async def scenario():
+        service._connected(SimpleNamespace(at_ns=100))
+        await service._handle(read(np.arange(0, 60, 0.5), 150), windows, Stream())
+        await until(lambda: len(service.committed) == 2)
+        service._connected(SimpleNamespace(at_ns=1_000))
+        await service._handle(read(np.arange(120, 150, 0.5), 1_500), windows, Stream())
+        await service._release_on_failure(error)
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+    if failure == "the database":
+        assert committed_ids(service) == list(range(0, 120)) and service.report.held_rows == 60
+    else:
+        assert committed_ids(service) == [*range(0, 120), *range(240, 300)] and service.report.held_rows == 0
+        assert trades_committed(service)[-1]["marks_held"] == ("trades", "bars")
