@@ -93,7 +93,7 @@ def test_the_buffer_is_bounded_in_bytes_too_and_spills_down_to_half_of_them():
     spilled: list[list[bytes]] = []
 
     async def scenario():
-        buffer = FrameBuffer(100, capacity_bytes=10, lag_limit_s=0.01, spill=spilled.append)
+        buffer = FrameBuffer(100, capacity_bytes=10, lag_limit_s=0.01, spill=lambda frames, _: spilled.append(frames))
         for frame in (b"aaa", b"bbb", b"ccc"):  # 9 bytes: room in count and bytes
             await asyncio.wait_for(buffer.put(frame, 1), 5)
         held = (len(buffer), buffer.size_bytes)

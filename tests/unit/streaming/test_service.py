@@ -315,12 +315,21 @@ class RestTape:
         return None
 
 
+# Hybrid tests read receive times as an order (0, 100, 2000 ns), not as the wall clock: the bound on
+# how far past its receipt an event may be stamped (tested on its own) is lifted to ~160 years.
+ORDER_ONLY_SKEW_S = 5e9
+
+
 class HybridStore(InMemoryStore):
     """A hybrid stream service: the hot store in memory (no watermark stored yet), REST from a tape,
     spilled frames kept."""
 
     def __init__(self, plan: StreamPlan, rest: RestTape) -> None:
         super().__init__(plan, [])
+        # these tests read receive times as an order (0, 100, 2000 ns), not as the wall clock: the
+        # bound on how far an event may be stamped past its receipt (tested on its own) is lifted
+        streaming = self.settings.streaming.model_copy(update={"max_event_skew_seconds": ORDER_ONLY_SKEW_S})
+        self.settings = self.settings.model_copy(update={"streaming": streaming})
         self.rest = rest
         self.spilled: list[bytes] = []
 
@@ -454,7 +463,7 @@ def test_past_the_hold_limit_the_consumer_waits_for_the_catch_up(isolated):
     consumer waits for the catch-up (the reader's buffer and its spill take over), then goes on."""
     gate = asyncio.Event()
     service = HybridStore(HYBRID, RestTape(TAPE, gate, free=1))
-    service.settings = Settings(streaming={"catch_up_hold_rows": 100})
+    service.settings = Settings(streaming={"catch_up_hold_rows": 100, "max_event_skew_seconds": ORDER_ONLY_SKEW_S})
     windows = BarWindows(60, 2, source="polygon")
 
     async def scenario():
@@ -781,7 +790,7 @@ def test_rows_fetched_behind_a_catch_up_in_flight_count_in_the_hold_limit(isolat
     only micro-batches were counted)."""
     gate = asyncio.Event()
     service = HybridStore(HYBRID, GatedSpanRest(TAPE, gate, free=1, slow_before=OPEN + pd.Timedelta(minutes=1)))
-    service.settings = Settings(streaming={"catch_up_hold_rows": 100})
+    service.settings = Settings(streaming={"catch_up_hold_rows": 100, "max_event_skew_seconds": ORDER_ONLY_SKEW_S})
     windows = BarWindows(60, 2, source="polygon")
 
     async def scenario():
@@ -816,7 +825,7 @@ def test_a_catch_up_that_outlasts_the_consumers_waits_is_left_open(isolated, mon
     monkeypatch.setattr("streaming.service.HOLD_WAITS", 2)
     gate = asyncio.Event()  # never set: the reconnect's REST request does not answer
     service = HybridStore(HYBRID, RestTape(TAPE, gate, free=1))
-    service.settings = Settings(streaming={"catch_up_hold_rows": 100})
+    service.settings = Settings(streaming={"catch_up_hold_rows": 100, "max_event_skew_seconds": ORDER_ONLY_SKEW_S})
     windows = BarWindows(60, 2, source="polygon")
 
     async def scenario():
