@@ -41,6 +41,7 @@ from storage.aggregates import record_changed_minutes
 from storage.corporate_actions import read_corporate_actions, write_corporate_actions
 from storage.hot import UpsertResult, write_series_bars
 from storage.lake import Lake
+from storage.options import OPTION_DATASET
 from storage.raw import decode_envelope_of
 from tasks.collection import ParsedPage, parse_stored_page
 
@@ -118,16 +119,38 @@ def pending_pages(
     return list(pending.values())
 
 
-def series_lock_key(source: str, symbol: str, timeframe: str | None) -> int:
-    """The advisory lock id of a series of raw pages (a signed 64-bit digest of its source, symbol
-    and timeframe): processing of that series holds it for its transaction."""
-    digest = hashlib.blake2b(f"series\x1f{source}\x1f{symbol}\x1f{timeframe or ''}".encode(), digest_size=8)
+# The lock family of each non-bar raw dataset: the datasets one processing function stores
+# together (it reads what the others wrote) share their symbol's lock; families never wait on each
+# other (a symbol's news processing, slow with sentiment, embeddings and the global dedup lock, no
+# longer holds up its options or fundamentals). Bars are keyed by their timeframe instead.
+LOCK_FAMILIES: dict[str, str] = {
+    **{dataset: "actions" for dataset in ACTION_DATASETS},
+    "news": "news",
+    "social_posts": "news",
+    "financials": "fundamentals",
+    "earnings": "fundamentals",
+    OPTION_DATASET: "options",
+}
+
+
+def lock_family(dataset: str) -> str:
+    """The family whose lock a page of ``dataset`` is claimed under (a dataset of no known family
+    is its own)."""
+    return "bars" if dataset in BAR_DATASETS else LOCK_FAMILIES.get(dataset, dataset)
+
+
+def series_lock_key(source: str, symbol: str, dataset: str, timeframe: str | None) -> int:
+    """The advisory lock id of a series of raw pages (a signed 64-bit digest of its source, symbol,
+    dataset family and timeframe): processing of that series holds it for its transaction."""
+    series = f"series\x1f{source}\x1f{symbol}\x1f{lock_family(dataset)}\x1f{timeframe or ''}"
+    digest = hashlib.blake2b(series.encode(), digest_size=8)
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
 def claim_pages(conn: psycopg.Connection, pages: Sequence[PendingPage]) -> list[PendingPage]:
-    """The pages of ``pages`` this transaction stores: their series locked until it ends (in one
-    order, the lock ids', so batches of several series never deadlock), then those still pending
+    """The pages of ``pages`` this transaction stores: their series locked until it ends (one lock
+    per source, symbol and dataset family, see :data:`LOCK_FAMILIES`; taken in one statement in
+    one order, the lock ids', so batches of several series never deadlock), then those still pending
     with the checksum they were looked up with marked processed. A page processed by another run
     meanwhile (it waited for that run's commit) or collected again with other data since is left
     out: the run that collected it processes it, and the frame looked up (or kept in memory by
@@ -135,7 +158,7 @@ def claim_pages(conn: psycopg.Connection, pages: Sequence[PendingPage]) -> list[
     was processed with its stale frame and the correction skipped. Must run in a transaction."""
     if not pages:
         return []
-    locks = sorted({series_lock_key(p.source, p.symbol, p.timeframe) for p in pages})
+    locks = sorted({series_lock_key(p.source, p.symbol, p.dataset, p.timeframe) for p in pages})
     conn.execute(
         "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) WITH ORDINALITY AS l(k, n) ORDER BY n", (locks,)
     )

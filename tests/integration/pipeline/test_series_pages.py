@@ -19,7 +19,14 @@ from sources.http import Request
 from storage.lake import Lake
 from storage.raw import StoredPage, decode_envelope, raw_key, store_raw_page
 from tasks.collection import ParsedPage, parse_stored_page
-from tasks.processing import PendingPage, pending_pages, process_series_bars, process_symbol_bars, series_lock_key
+from tasks.processing import (
+    PendingPage,
+    claim_pages,
+    pending_pages,
+    process_series_bars,
+    process_symbol_bars,
+    series_lock_key,
+)
 
 SESSIONS = (date(2024, 3, 4), date(2024, 3, 5), date(2024, 3, 6))  # before DST: open at 14:30 UTC
 FETCHED = datetime(2024, 3, 7, 12, 0, tzinfo=UTC)
@@ -258,7 +265,7 @@ def test_a_batch_waits_for_the_run_holding_its_series_and_skips_the_page_that_ru
     groups = looked_up(stack, [free, held])
     outcomes: list = []
     with database_connection(stack) as holder:
-        lock = series_lock_key("polygon", held, "1min")
+        lock = series_lock_key("polygon", held, "bars", "1min")
         holder.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
 
         def batch() -> None:
@@ -280,6 +287,37 @@ def test_a_batch_waits_for_the_run_holding_its_series_and_skips_the_page_that_ru
     assert pending_count(stack, free) == 0 and pending_count(stack, held) == 1
     assert process(stack, held) == (390, 0)
     assert volume_of_bar(stack, held, 200) == 500 and volume_of_bar(stack, free, 200) == 1000
+
+
+def listed_pending(stack: Settings, symbol: str, dataset: str) -> PendingPage:
+    """A non-bar page (timeframe '', as collections list them) listed pending; no lake object: a
+    claim reads only the row."""
+    page = PendingPage(f"test/{dataset}/{symbol}", "polygon", dataset, symbol, "", SESSIONS[0], "c" * 64)
+    with database_connection(stack) as conn:
+        conn.execute(
+            "INSERT INTO ops.raw_pages (key, source, dataset, symbol, timeframe, data_date, records, checksum, "
+            "fetched_at) VALUES (%s, 'polygon', %s, %s, '', %s, 1, %s, %s)",
+            (page.key, dataset, symbol, page.data_date, page.checksum, FETCHED),
+        )
+    return page
+
+
+def test_a_symbols_options_are_claimed_while_its_news_processing_holds_its_lock(stack: Settings, symbol) -> None:
+    """All non-bar datasets have timeframe '': keyed by (source, symbol, timeframe) alone, a
+    symbol's news processing (sentiment, embeddings, the global dedup lock) held up its options.
+    Each dataset family has its own lock: the options claim does not wait (lock_timeout turns a
+    wait into an error), another news claim of the symbol still does."""
+    name = symbol()
+    news, options = listed_pending(stack, name, "news"), listed_pending(stack, name, "option_snapshots")
+    with database_connection(stack) as holder, database_connection(stack) as other:
+        assert claim_pages(holder, [news]) == [news]  # holder's transaction stays open: its lock is held
+        other.execute("SET lock_timeout = '5s'")
+        assert claim_pages(other, [options]) == [options]
+        other.commit()
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            claim_pages(other, [news])
+        other.rollback()
+        holder.rollback()
 
 
 def waiting_for_advisory_lock(conn: psycopg.Connection, key: int) -> bool:
