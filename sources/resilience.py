@@ -34,7 +34,7 @@ from typing import Any, Protocol, TypeVar
 
 from loguru import logger
 
-from core.errors import RetryableSourceError, ServiceError, SourceError
+from core.errors import PermanentSourceError, RetryableSourceError, ServiceError, SourceError
 
 T = TypeVar("T")
 Clock = Callable[[], float]
@@ -609,7 +609,8 @@ class PrefectRateLimiter:
                         raise ServiceError(
                             f"the Prefect rate limit {self.name!r} is smaller on the server than this process's "
                             f"bucket of {self.limit} ({self.requests_per_second:g} requests/s): another process "
-                            "runs with a lower rate_limits setting; restart this one with the same settings"
+                            "runs with a lower rate_limits setting; restart this one with the same settings "
+                            f"(the server said: {exc.response.text[:200]})"
                         ) from exc
                     if status != 423:  # 423 Locked: the limit's slots are taken
                         raise
@@ -654,6 +655,12 @@ class PrefectRateLimiter:
                 sent = await self._take_bucket()
         except ServiceError:
             raise
+        except TimeoutError as exc:
+            raise ServiceError(
+                f"no slot of the Prefect rate limit {self.name!r} ({self.requests_per_second:g} requests/s shared) "
+                f"within {self.timeout_seconds:g} s: other processes hold all of it; run fewer at once, or raise "
+                "rate_limits.<source>.requests_per_second if the vendor's plan allows"
+            ) from exc
         except Exception as exc:
             raise ServiceError(
                 f"cannot acquire slots of the Prefect rate limit {self.name!r}: {type(exc).__name__}: {exc}"
@@ -845,7 +852,10 @@ class Resilience:
     async def call(self, attempt: Callable[[], Awaitable[T]], *, describe: str = "request", request: Any = None) -> T:
         """``attempt()`` under the rate limit, the breaker and the retry policy. The error it gives up
         with names ``request`` when the attempt did not (an open breaker fails before any request
-        is sent), so the dead-letter queue can record the page and a replay can fetch it."""
+        is sent), so the dead-letter queue can record the page and a replay can fetch it. A rate
+        limit that gives no slot (the shared limit's server refusing: made smaller by another
+        process, no slot in time) is such an error too, not retried (the limiter already waited
+        its timeout) and not the vendor's failure (the breaker does not count it)."""
         retry = 0
         while True:
             try:
@@ -854,6 +864,17 @@ class Resilience:
                 await self.publish_breaker()  # a half-open trial going out
                 try:
                     await self.limiter.acquire()
+                except ServiceError as exc:  # the shared limit's server refused: the vendor was not asked
+                    self.breaker.abandon_trial()
+                    raise PermanentSourceError(
+                        f"{describe} was not sent: {exc}; the collection dead-letters the page: replay it "
+                        "(marketpipe dlq replay) once that is fixed",
+                        request=request,
+                    ) from exc
+                except BaseException:
+                    self.breaker.abandon_trial()
+                    raise
+                try:
                     result = await attempt()
                 except SourceError as exc:
                     if exc.retryable:

@@ -25,8 +25,9 @@ import pytest
 from loguru import logger
 from prefect.exceptions import ObjectNotFound
 
-from core.errors import ServiceError
-from sources.resilience import PrefectRateLimiter, default_burst
+from core.errors import PermanentSourceError, ServiceError
+from sources.http import Request
+from sources.resilience import PrefectRateLimiter, Resilience, RetryPolicy, default_burst
 
 ROUND_TRIP = 0.02  # seconds to the server and back
 
@@ -223,10 +224,16 @@ def test_slots_held_past_their_period_are_not_sent_beside_another_processs_bucke
 class OneProcess:
     """A limiter at 50/s on the model server, in virtual time; ``take(n)`` sends n requests."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout_seconds: float = 300.0) -> None:
         self.loop = VirtualTimeLoop()
         self.server = ModelServer(self.loop.time)
-        self.limits = PrefectRateLimiter("model", 50.0, clock=self.loop.time, client=lambda: ModelClient(self.server))
+        self.limits = PrefectRateLimiter(
+            "model",
+            50.0,
+            timeout_seconds=timeout_seconds,
+            clock=self.loop.time,
+            client=lambda: ModelClient(self.server),
+        )
 
     def take(self, n: int) -> None:
         async def requests() -> None:
@@ -257,6 +264,49 @@ def test_a_limit_made_smaller_by_another_process_is_an_error_that_says_so() -> N
     finally:
         process.loop.close()
     assert process.server.limit == 5  # the lower limit holds
+
+
+def smaller_limit(process: OneProcess) -> None:
+    process.take(25)
+    process.server.upsert(5, 10.0)  # another process, configured at 10 requests/s
+
+
+def limit_held_by_another_process(process: OneProcess) -> None:
+    process.server.upsert(25, 50.0)
+    process.server.active = 25  # another process's bucket, granted now: free again in 0.5 s
+
+
+@pytest.mark.parametrize(
+    ("refusal", "timeout_seconds", "says"),
+    [
+        (smaller_limit, 300.0, "smaller on the server than this process's bucket of 25"),
+        (limit_held_by_another_process, 0.1, "no slot of the Prefect rate limit 'marketpipe-rate-model'"),
+    ],
+    ids=["made-smaller", "no-slot-in-time"],
+)
+def test_a_page_the_shared_limit_gives_no_slot_for_is_an_error_naming_it_for_the_dead_letter_queue(
+    refusal: Callable[[OneProcess], None], timeout_seconds: float, says: str
+) -> None:
+    """A ServiceError of the limit's server went past Resilience, neither retried nor naming the
+    page: the collection dead-letters only SourceErrors naming their request, so the page was lost
+    from the run. Now it is a permanent SourceError naming the page, the limit and what to do."""
+    process = OneProcess(timeout_seconds)
+    refusal(process)
+    resilience = Resilience("model", policy=RetryPolicy(retry_attempts=3), limiter=process.limits)
+    request = Request("model", "bars", "/v2/aggs/ticker/AAPL", {}, {"symbol": "AAPL"})
+    sent: list[Request] = []
+
+    async def attempt() -> None:
+        sent.append(request)
+
+    try:
+        with pytest.raises(PermanentSourceError, match="dlq replay") as raised:
+            process.loop.run_until_complete(resilience.call(attempt, describe="AAPL bars", request=request))
+    finally:
+        process.loop.close()
+    assert raised.value.request is request and raised.value.attempts == 1  # type: ignore[attr-defined]
+    assert says in str(raised.value) and not sent
+    assert resilience.breaker.state.value == "closed"  # not the vendor's failure
 
 
 @pytest.mark.parametrize("hangs", [True, False], ids=["slow", "refused"])
