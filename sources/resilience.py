@@ -458,7 +458,10 @@ class PrefectRateLimiter:
     past that (through an idle spell, say) are never sent on top of another process's bucket.
     A limit deleted on the server is created again, once, and the bucket asked for again; one
     made smaller than this process's bucket (another process configured with a lower rate) is an
-    error that says so: the lower limit holds until this process restarts with the new rate.
+    error that says so: the lower limit holds until this process restarts with the new rate. A
+    limit found inactive on the server (``prefect gcl disable``: the server then grants every
+    request, so it no longer limits anything) is activated again, with a warning, when the process
+    first uses it and whenever it reads it (under contention).
 
     The server not answering (a restart, a slow API) holds the callers at most
     ``server_timeout_seconds`` per call: the Prefect client's own retries (up to ~60 s of backoff)
@@ -562,6 +565,11 @@ class PrefectRateLimiter:
                         ),
                         "creating the limit",
                     )
+                # The upsert corrects the limit and its decay, not whether it is active.
+                limit = await self._bounded(
+                    client.read_global_concurrency_limit_by_name(self.name), "reading the limit"
+                )
+                await self._keep_active(client, limit)
         except LimitServerUnreachable:
             raise
         except Exception as exc:  # httpx/Prefect errors: the server is the thing that failed
@@ -570,6 +578,25 @@ class PrefectRateLimiter:
                 "check that the Prefect server is up (marketpipe status)"
             ) from exc
         self._ensured = True
+
+    async def _keep_active(self, client: Any, limit: Any) -> None:
+        """Activate the limit again if the server has it inactive: Prefect grants every request on an
+        inactive limit, so the vendor would get every process's requests unlimited."""
+        if limit.active:
+            return
+        from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+        logger.warning(
+            "{}: the Prefect rate limit was INACTIVE on the server (the server then grants every request: "
+            "nothing limited the requests to the vendor); activating it again at {:g} requests/s. To run "
+            "without a shared limit, remove rate_limits.<source>.requests_per_second instead of disabling it",
+            self.name,
+            self.requests_per_second,
+        )
+        await self._bounded(
+            client.update_global_concurrency_limit(self.name, GlobalConcurrencyLimitUpdate(active=True)),
+            "activating the limit",
+        )
 
     async def _take_bucket(self) -> float:
         """``limit`` slots from the server in one call; returns when the request that got them was
@@ -633,6 +660,7 @@ class PrefectRateLimiter:
             except ObjectNotFound as exc:
                 raise LookupError(f"the limit {self.name!r} does not exist on the server") from exc
             self.reads += 1
+            await self._keep_active(client, limit)
             missing = limit.active_slots + self.limit - limit.limit  # slots to decay before a bucket fits
             if missing <= 0:
                 return

@@ -75,3 +75,30 @@ def test_slots_held_through_an_idle_spell_are_dropped(stack) -> None:
 
     assert asyncio.run(take_idle_take()) == [1, 2]
     assert limiter.refusals == 0
+
+
+def test_a_limit_disabled_on_the_server_is_activated_again(stack) -> None:
+    """An inactive limit grants every request (the real server, as the model in
+    tests/unit/sources/test_shared_rate_limit_model.py): the limiter activates it again."""
+    import asyncio
+    import uuid
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+    from sources.resilience import PrefectRateLimiter
+
+    os.environ["PREFECT_API_URL"] = stack.prefect.resolved_api_url
+    limiter = PrefectRateLimiter(f"off{uuid.uuid4().hex[:8]}", 50.0)
+
+    async def disable_then_take() -> tuple[bool, int]:
+        async with get_client() as client:
+            await client.upsert_global_concurrency_limit_by_name(limiter.name, 25, slot_decay_per_second=50.0)
+            await client.update_global_concurrency_limit(limiter.name, GlobalConcurrencyLimitUpdate(active=False))
+            await limiter.acquire()
+            limit = await client.read_global_concurrency_limit_by_name(limiter.name)
+            await client.delete_global_concurrency_limit_by_name(limiter.name)
+        return bool(limit.active), limit.active_slots
+
+    active, slots_taken = asyncio.run(disable_then_take())
+    assert active and slots_taken > 0  # the bucket was counted on the limit

@@ -7,7 +7,8 @@ The model is Prefect 3.9's ``/v2/concurrency_limits/increment`` in ``rate_limit`
 (prefect/server/models/concurrency_limits_v2.py): the active and denied slots decay by
 ``floor(decay * seconds since updated)``; a grant adds the slots; a refusal (423, Retry-After)
 adds them to the denied ones and sets ``updated`` without decaying the active ones; a request
-for more slots than the limit is a 422.
+for more slots than the limit is a 422. An inactive limit (``prefect gcl disable``) grants every
+request and counts none.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class ModelServer:
         self.limit: int | None = None
         self.decay = 0.0
         self.active = self.denied = 0
+        self.enabled = True  # the limit's ``active`` flag (``active`` here: its active slots)
         self.updated = 0.0
         self.grants: list[tuple[float, int]] = []
         self.refused = self.reads = 0
@@ -95,11 +97,20 @@ class ModelServer:
         if self.limit is None:
             raise ObjectNotFound(http_exc=_status(404))
         self.reads += 1
-        return SimpleNamespace(limit=self.limit, active_slots=self._decayed(self.active))
+        return SimpleNamespace(limit=self.limit, active_slots=self._decayed(self.active), active=self.enabled)
+
+    def update(self, active: bool | None) -> None:
+        """PATCH /v2/concurrency_limits/{name} (only its ``active`` flag is modelled)."""
+        if self.limit is None:
+            raise ObjectNotFound(http_exc=_status(404))
+        if active is not None:
+            self.enabled = active
 
     def increment(self, slots: int) -> list[dict[str, int]]:
         if self.limit is None:
             return []
+        if not self.enabled:
+            return [{"granted": 0}]  # the limit is listed in the answer, nothing is counted
         if slots > self.limit:
             raise _status(422)
         active, denied = self._decayed(self.active), self._decayed(self.denied)
@@ -114,7 +125,7 @@ class ModelServer:
 
 
 class ModelClient:
-    """The two calls of the Prefect client the limiter makes, a round trip each."""
+    """The calls of the Prefect client the limiter makes, a round trip each."""
 
     def __init__(self, server: ModelServer) -> None:
         self.server = server
@@ -139,6 +150,11 @@ class ModelClient:
             return self.server.read()
         finally:
             await asyncio.sleep(ROUND_TRIP / 2)
+
+    async def update_global_concurrency_limit(self, name: str, concurrency_limit: Any) -> None:
+        await self.server.answer()
+        await asyncio.sleep(ROUND_TRIP)
+        self.server.update(concurrency_limit.active)
 
     async def increment_concurrency_slots(self, names: list[str], slots: int, mode: str) -> httpx.Response:
         await self.server.answer()
@@ -264,6 +280,19 @@ def test_a_limit_made_smaller_by_another_process_is_an_error_that_says_so() -> N
     finally:
         process.loop.close()
     assert process.server.limit == 5  # the lower limit holds
+
+
+def test_a_limit_found_inactive_on_the_server_is_activated_again() -> None:
+    """An inactive limit grants every request: taken as granted, nothing limited the vendor."""
+    process = OneProcess()
+    process.server.upsert(25, 50.0)
+    process.server.enabled = False  # `prefect gcl disable marketpipe-rate-model`
+    try:
+        process.take(100)
+    finally:
+        process.loop.close()
+    assert process.server.enabled
+    assert sum(slots for _, slots in process.server.grants) == 100  # every request counted on the limit
 
 
 def smaller_limit(process: OneProcess) -> None:
