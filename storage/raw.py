@@ -178,14 +178,19 @@ def body_checksum(body: bytes, payload: Any) -> str:
     written compactly, takes :func:`payload_checksum`: the one occurrence removed is then the
     top-level member. The digest follows the body's bytes: the same data written with another
     key order or spacing counts as changed (processed again, nothing lost), and so does a page
-    stored before by the other digest, once."""
+    stored before by the other digest, once.
+
+    That fallback digests the payload decoded from ``body`` itself, not ``payload``: a page read
+    straight into columns (:func:`sources.http.paginate`'s ``read_body``) carries a payload without
+    its records, whose digest would not change with the data."""
+    whole = body
     if isinstance(payload, dict):
         for name in sorted(VOLATILE_KEYS & payload.keys()):
             quoted = orjson.dumps(name)
             member = quoted + b":" + orjson.dumps(payload[name], default=str)
             at = body.find(member)
             if at < 0 or body.count(quoted) != 1:
-                return payload_checksum(payload)
+                return payload_checksum(orjson.loads(whole))
             body = body[:at] + body[at + len(member) :]
     return hashlib.sha256(body).hexdigest()
 

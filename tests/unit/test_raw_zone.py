@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+import orjson
 import pytest
 
 from core.errors import StorageError
@@ -101,7 +102,33 @@ def test_a_body_that_writes_its_request_id_otherwise_takes_the_payloads_checksum
     spaced = b'{"results": [{"c": 1.0}], "request_id": "a1"}'
     assert body_checksum(spaced, payload) == payload_checksum(payload)
     twice = b'{"results":[{"c":1.0}],"request_id":"a1","echo":{"request_id":"a1"}}'
-    assert body_checksum(twice, payload) == payload_checksum(payload)
+    assert body_checksum(twice, orjson.loads(twice)) == payload_checksum(orjson.loads(twice))
+
+
+def test_a_page_read_into_columns_is_digested_with_its_records() -> None:
+    """An indented bars page (its request_id not written compactly) read by the columnar path: the
+    payload it carries has no records, so the digest must come from the body's own payload; two
+    pages differing only in a close digested alike before, and processing then refused the stored
+    page for good (its object never matched the checksum)."""
+    from sources.polygon.parsing import read_aggregates_body
+    from storage.raw import body_checksum, decode_envelope_of, payload_checksum
+
+    def page(close: float) -> bytes:
+        bars = [{"t": 1700000000000, "o": 1.5, "h": 2.0, "l": 1.0, "c": close, "v": 100, "vw": 1.6, "n": 3}]
+        body = {"ticker": "AAPL", "results": bars, "status": "OK", "request_id": "abc"}
+        return orjson.dumps(body, option=orjson.OPT_INDENT_2)
+
+    first, corrected = page(1.75), page(1.25)
+    read = read_aggregates_body(first, timeframe="1day", symbol="AAPL")
+    again = read_aggregates_body(corrected, timeframe="1day", symbol="AAPL")
+    assert read is not None and again is not None and "results" not in read[0]
+    digest = body_checksum(first, read[0])
+    assert digest != body_checksum(corrected, again[0])
+    assert digest == payload_checksum(orjson.loads(first))
+    stored = encode_envelope(
+        RawPage("k", "polygon", "bars", "AAPL", REQUEST, datetime(2024, 1, 2, tzinfo=UTC), read[0]), first
+    )
+    assert decode_envelope_of("k", stored, digest) is not None
 
 
 def test_a_nested_request_id_is_never_the_one_left_out() -> None:
