@@ -771,8 +771,11 @@ def _planned_as_index_probes(cur: psycopg.Cursor) -> Iterator[None]:
     of index lookups), then the transaction's own settings come back. One round trip each way."""
     names = list(_INDEX_PROBES)
     settings = sql.SQL(", ").join(sql.SQL("set_config(%s, %s, true)") for _ in names)
+    # the settings are read in a materialized CTE, so before the outer select list changes them
     previous = cur.execute(
-        sql.SQL("SELECT {}, {}").format(sql.SQL(", ").join(sql.SQL("current_setting(%s)") for _ in names), settings),
+        sql.SQL("WITH previous AS MATERIALIZED (SELECT {}) SELECT previous.*, {} FROM previous").format(
+            sql.SQL(", ").join(sql.SQL("current_setting(%s)") for _ in names), settings
+        ),
         [*names, *(v for name in names for v in (name, _INDEX_PROBES[name]))],
     ).fetchone()
     assert previous is not None
