@@ -197,7 +197,13 @@ class FrameBuffer:
         half = max(1, len(self._frames) // 2)
         frames: list[bytes] = []
         received: list[int] = []
-        while self._frames and (len(frames) < half or self.size_bytes > self.capacity_bytes // 2):
+        # the oldest half, more down to half the bytes, and more while the frame waiting to come in
+        # would not fit (it waited a lag limit for each halving)
+        while self._frames and (
+            len(frames) < half
+            or self.size_bytes > self.capacity_bytes // 2
+            or self.size_bytes + incoming_bytes > self.capacity_bytes
+        ):
             frames.append(self._frames.popleft())
             received.append(self._received.popleft())
             self.size_bytes -= len(frames[-1])

@@ -107,6 +107,24 @@ def test_the_buffer_is_bounded_in_bytes_too_and_spills_down_to_half_of_them():
     assert (counters.received, counters.spilled, counters.dropped) == (4, 2, 0)
 
 
+def test_a_frame_of_over_half_the_byte_bound_is_let_in_after_one_spill():
+    """The spill makes room for the frame that waits too (it took one lag-limit wait per halving,
+    each spill a catch-up of its own in hybrid mode)."""
+    spilled: list[int] = []
+
+    async def scenario():
+        buffer = FrameBuffer(
+            100, capacity_bytes=100, lag_limit_s=0.01, spill=lambda frames, _: spilled.append(len(frames))
+        )
+        for n in range(6):
+            await asyncio.wait_for(buffer.put(b"x" * 15, n), 5)
+        await asyncio.wait_for(buffer.put(b"y" * 90, 99), 5)
+        return len(buffer), buffer.size_bytes
+
+    assert run(scenario()) == (1, 90)
+    assert spilled == [6]
+
+
 def test_a_frame_larger_than_the_byte_bound_is_taken_alone():
     async def scenario():
         buffer = FrameBuffer(100, capacity_bytes=4, lag_limit_s=60.0)
