@@ -40,7 +40,8 @@ class _Heartbeat:
     def __init__(self, source: str, every_s: float = HEARTBEAT_S) -> None:
         self.source, self.every_s = source, every_s
         # the first call (the service's, at its start) is sent: it arms the "stream stalled" automation
-        # for a stream that never connects and so never sends another
+        # for a stream that never connects and so never sends another (a connected stream beats from
+        # its status ticker even when it reads nothing)
         self.last, self.last_messages = time.monotonic() - every_s, 0
 
     def __call__(self, report: StreamReport) -> None:

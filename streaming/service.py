@@ -370,8 +370,8 @@ class StreamService:
         try:
             self.report.unconnected_since = pd.Timestamp.now(tz="UTC")
             await self._record_status("running", stream)
-            if self.heartbeat is not None:  # arms the "stream stalled" automation: a stream that
-                self.heartbeat(self.report)  # never connects sends no other heartbeat
+            if self.heartbeat is not None:  # arms the "stream stalled" automation: a stream that never
+                self.heartbeat(self.report)  # connects sends no other (_tick beats while connected)
             if self.plan.hybrid:  # where the start's catch-up begins, before anything is committed
                 await self._watermarks_at_start()
             stopper = asyncio.create_task(self._close_on(stop, stream))
@@ -482,22 +482,33 @@ class StreamService:
             logger.warning("stream {}: recording its stopped status failed too: {}", self.name, exc)
 
     async def _report_unconnected(self, stream: Any) -> None:
-        """While the stream has no connection (every connect refused, a wrong URL, the vendor down)
-        no micro-batch comes to write the status row: it is written here every ``STATUS_EVERY_S``,
-        with ``connected`` false and ``unconnected_since`` (pipeline.health.stream_issues alerts on
-        it). Runs until the service ends (cancelled then); a failed write waits for the next turn."""
+        """Every ``STATUS_EVERY_S`` until the service ends (cancelled then): see :meth:`_tick`."""
         while True:
             await asyncio.sleep(STATUS_EVERY_S)
-            if _stats_dict(stream).get("connected"):
-                self.report.unconnected_since = None
-                continue
-            if self.report.unconnected_since is None:
-                self.report.unconnected_since = pd.Timestamp.now(tz="UTC")
-            if time.monotonic() - self._status_at >= STATUS_EVERY_S:
-                try:
-                    await self._record_status("running", stream)
-                except StorageError as exc:
-                    logger.warning("stream {}: its status could not be recorded: {}", self.name, exc)
+            await self._tick(stream)
+
+    async def _tick(self, stream: Any) -> None:
+        """While connected, a heartbeat: a connected stream that reads nothing (the market closed,
+        illiquid symbols) brings no micro-batch and so no other heartbeat, and the "stream stalled"
+        automation, armed by the start's heartbeat, would fire for it. While the stream has no
+        connection (every connect refused, a wrong URL, the vendor down) no heartbeat (that silence
+        is the alert) and no micro-batch comes to write the status row: it is written here, with
+        ``connected`` false and ``unconnected_since`` (pipeline.health.stream_issues alerts on it);
+        a failed write waits for the next turn."""
+        connection = _stats_dict(stream)
+        if connection.get("connected"):
+            self.report.unconnected_since = None
+            if self.heartbeat is not None:
+                self.report.connection = connection
+                self.heartbeat(self.report)
+            return
+        if self.report.unconnected_since is None:
+            self.report.unconnected_since = pd.Timestamp.now(tz="UTC")
+        if time.monotonic() - self._status_at >= STATUS_EVERY_S:
+            try:
+                await self._record_status("running", stream)
+            except StorageError as exc:
+                logger.warning("stream {}: its status could not be recorded: {}", self.name, exc)
 
     async def _close_on(self, stop: asyncio.Event, stream: StreamConnection) -> None:
         await stop.wait()

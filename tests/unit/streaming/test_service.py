@@ -870,3 +870,44 @@ def test_when_the_stream_fails_what_waits_behind_a_catch_up_is_stored_unless_the
     else:
         assert committed_ids(service) == [*range(0, 120), *range(240, 300)] and service.report.held_rows == 0
         assert trades_committed(service)[-1]["marks_held"] == ("trades", "bars")
+
+
+class Connection:
+    """The connection's counters, connected or not."""
+
+    def __init__(self, connected: bool) -> None:
+        self.connected = connected
+
+    def stats(self) -> dict[str, Any]:
+        return {"connected": self.connected}
+
+
+def test_a_connected_stream_that_reads_nothing_keeps_sending_heartbeats(isolated):
+    """The start's heartbeat arms the "stream stalled" automation; a stream connected after hours
+    (or on illiquid symbols) reads no micro-batch, so the status ticker's turn beats for it."""
+    service = InMemoryStore(PLAN, [])
+    beats: list[Any] = []
+    service.heartbeat = beats.append
+
+    async def scenario() -> None:
+        for _ in range(3):
+            await service._tick(Connection(connected=True))
+
+    asyncio.run(scenario())
+    assert len(beats) == 3 and beats[-1].connection == {"connected": True}
+    assert service.report.unconnected_since is None and service.statuses == []
+
+
+def test_a_stream_that_never_connects_sends_no_heartbeat_after_the_start_and_records_its_status(isolated):
+    """Its silence after the start's heartbeat is what fires "stream stalled"."""
+    service = InMemoryStore(PLAN, [])
+    beats: list[Any] = []
+    service.heartbeat = beats.append
+
+    async def scenario() -> None:
+        for _ in range(3):
+            await service._tick(Connection(connected=False))
+
+    asyncio.run(scenario())
+    assert beats == []
+    assert service.report.unconnected_since is not None and service.statuses[:1] == ["running"]
