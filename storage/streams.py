@@ -364,7 +364,10 @@ async def subscribe_bars(
     that commit's range are not). Each frame's ``attrs["seq"]`` is the change number reached:
     keep it, and a subscriber started with ``since=`` that number after a lost connection first
     yields what changed meanwhile (each once), then goes on. Without ``since`` it starts at the
-    changes committed from now on. Changes are kept a day (``CHANGE_RETENTION``).
+    changes committed from now on. Changes are kept a day (``CHANGE_RETENTION``): a ``since``
+    older than the oldest change kept, or above the last change number (a restore, a failover),
+    raises RequestError before anything is yielded (subscribe without ``since`` and re-read the
+    bars of the span missed).
 
     Closed only: a provisional bar is never yielded.
 
@@ -395,7 +398,10 @@ async def subscribe_bars(
             ready.set()
         if since is not None:  # what changed while no one listened
             upto = await _last_change(primary)
+            _check_resumable(since, upto, None)
             bars = await _changed_bars(replica, primary, tf, wanted, reached, upto)
+            # after the read: retention only deletes, so a kept successor now was kept at the read
+            _check_resumable(since, upto, await _first_change(primary))
             reached = upto
             if bars is not None:
                 yield bars
@@ -410,6 +416,33 @@ async def subscribe_bars(
             reached = upto
             if bars is not None:
                 yield bars
+
+
+def _check_resumable(since: int, last: int, first: int | None) -> None:
+    """Refuse a ``since`` the change log cannot resume from: above the last change number (the
+    database was restored, or failed over to a standby behind the primary: numbers at or below
+    ``since`` may be issued again and would be skipped), or older than the oldest change kept (the
+    changes after it are past ``CHANGE_RETENTION`` and deleted)."""
+    advice = (
+        "subscribe again without since, then re-read the bars of the span you missed "
+        "(StorageRouter.read_bars or market.bars_intraday) from before your last frame"
+    )
+    if since > last:
+        raise RequestError(
+            f"since={since}: above the last change number of ops.bar_changes ({last}); the database"
+            f" was restored or failed over since that number was read, and changes at or below it may"
+            f" be numbered again: {advice}"
+        )
+    if first is not None and first > since + 1:
+        raise RequestError(
+            f"since={since}: the changes after it are no longer kept (ops.bar_changes keeps"
+            f" {CHANGE_RETENTION}; it holds changes {first} to {last}): {advice}"
+        )
+
+
+async def _first_change(conn: psycopg.AsyncConnection) -> int | None:
+    row = await (await conn.execute("SELECT min(seq) FROM ops.bar_changes")).fetchone()
+    return int(row[0]) if row and row[0] is not None else None
 
 
 async def _last_change(conn: psycopg.AsyncConnection) -> int:

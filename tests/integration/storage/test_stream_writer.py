@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.errors import RequestError
 from core.model import BARS, QUOTES, TRADES, frame
 from storage.hot import read_bars
 from storage.quotes import read_quotes
@@ -261,3 +262,60 @@ def test_a_subscriber_resumes_from_its_change_number_without_loss_or_duplicates(
 
     delivered = [(ts, close) for b in seen + resumed for ts, close in zip(b["ts"], b["close"], strict=True)]
     assert delivered == [(minute[0], 1.0), (minute[1], 2.0), (minute[2], 3.0), (minute[3], 4.0)]
+
+
+def resume(stack, symbol: str, since: int) -> list[pd.DataFrame]:
+    """Subscribe from ``since`` and take what it yields before the first announcement."""
+
+    async def scenario() -> list[pd.DataFrame]:
+        got: list[pd.DataFrame] = []
+        ready = asyncio.Event()
+
+        async def listen() -> None:
+            async for bars in subscribe_bars(stack, [symbol], "1min", since=since, ready=ready):
+                got.append(bars)
+                return
+
+        await asyncio.wait_for(listen(), 20)
+        return got
+
+    return asyncio.run(scenario())
+
+
+def last_change(conn) -> int:
+    return conn.execute("SELECT max(seq) FROM ops.bar_changes").fetchone()[0]
+
+
+def test_a_subscriber_resuming_from_changes_past_the_retention_is_told_not_left_with_a_hole(stack, conn, symbols):
+    mine = symbols()
+    minute = [T0 + pd.Timedelta(minutes=i) for i in range(3)]
+    commit_stream_batch(conn, final_bars=bar_of(mine, close=1.0))
+    cursor = last_change(conn)  # the subscriber's last frame; then it is away for more than a day
+    commit_stream_batch(conn, final_bars=bar_of(mine, close=2.0).assign(ts=minute[1]))
+    # older than the retention: the next commit deletes them, the change after the cursor with them
+    conn.execute(
+        "UPDATE ops.bar_changes SET committed_at = now() - interval '2 days' WHERE seq <= %s", (last_change(conn),)
+    )
+    commit_stream_batch(conn, final_bars=bar_of(mine, close=3.0).assign(ts=minute[2]))
+    newest = last_change(conn)
+
+    with pytest.raises(RequestError) as refused:
+        resume(stack, mine, cursor)
+    text = str(refused.value)
+    assert f"since={cursor}: the changes after it are no longer kept" in text
+    assert f"to {newest}" in text and "subscribe again without since" in text
+
+
+def test_a_subscriber_resuming_above_the_last_change_number_is_told_the_database_went_back(stack, conn, symbols):
+    mine = symbols()
+    commit_stream_batch(conn, final_bars=bar_of(mine, close=1.0))
+    newest = last_change(conn)
+    ahead = newest + 1000  # a number read before a restore or a failover to a standby behind
+
+    with pytest.raises(RequestError) as refused:
+        resume(stack, mine, ahead)
+    text = str(refused.value)
+    assert f"since={ahead}: above the last change number of ops.bar_changes ({newest})" in text
+    assert "subscribe again without since" in text
+    # a number still kept resumes as before
+    assert [list(b["close"]) for b in resume(stack, mine, newest - 1)] == [[1.0]]
