@@ -309,6 +309,7 @@ def breaker_warnings(states: Mapping[str, Mapping[str, Any]]) -> list[str]:
 STREAM_SILENT_AFTER = timedelta(seconds=60)  # a running stream reports every few seconds
 STREAM_LOSS_COUNTERS = ("spilled", "dropped")  # malformed frames are dead letters: their own alert
 STREAM_LOSS_WINDOW = timedelta(hours=1)  # a stopped stream's losses age out like dead-letter growth
+STREAM_FUTURE_WINDOW = timedelta(minutes=15)  # a batch mostly stamped in the future this recent: a clock
 
 
 def stream_issues(streams: Iterable[StreamStatus], now: datetime) -> list[str]:
@@ -325,6 +326,9 @@ def stream_issues(streams: Iterable[StreamStatus], now: datetime) -> list[str]:
         unconnected = _unconnected_issue(s, now)
         if unconnected is not None:
             issues.append(unconnected)
+        skewed = _future_issue(s, now)
+        if skewed is not None:
+            issues.append(skewed)
         lost = {k: int(s.counters.get(k) or 0) for k in STREAM_LOSS_COUNTERS}
         if any(lost.values()) and (s.state == "running" or now - s.updated_at <= STREAM_LOSS_WINDOW):
             told = ", ".join(f"{n} {k}" for k, n in lost.items() if n)
@@ -335,6 +339,26 @@ def stream_issues(streams: Iterable[StreamStatus], now: datetime) -> list[str]:
                 "fewer symbols per connection"
             )
     return issues
+
+
+def _future_issue(s: StreamStatus, now: datetime) -> str | None:
+    """A stream a recent micro-batch of which was mostly stamped in the future (sources.stream
+    ``future_heavy_ns``): every such row is refused, so it stores next to nothing while it reports
+    and beats as usual."""
+    at_ns = s.counters.get("future_heavy_ns")
+    if not at_ns:
+        return None
+    at = datetime.fromtimestamp(int(at_ns) / 1e9, tz=UTC)
+    if now - at > STREAM_FUTURE_WINDOW:
+        return None
+    share = float(s.counters.get("future_heavy_share") or 0)
+    return (
+        f"stream {s.stream}: {share:.0%} of a micro-batch at {at:%Y-%m-%d %H:%M:%S} UTC was stamped more than "
+        f"streaming.max_event_skew_seconds after it was received ({int(s.counters.get('future_events') or 0)} "
+        "such rows in this run, refused and dead-lettered, so no bars come from them): this host's clock most "
+        "likely runs behind the vendor's; check its time sync (NTP: timedatectl, chronyc tracking), then "
+        "`marketpipe dlq list` for the refused rows"
+    )
 
 
 def _unconnected_issue(s: StreamStatus, now: datetime) -> str | None:

@@ -73,6 +73,10 @@ if TYPE_CHECKING:
 # ---------------------------------------------------------------------------------------------
 # Counters
 
+# A micro-batch more than this share of whose messages were stamped in the future is no vendor's bad
+# print but a clock (StreamStats.future_heavy_ns).
+FUTURE_HEAVY_SHARE = 0.5
+
 
 @dataclass(frozen=True)
 class StreamStats:
@@ -86,8 +90,13 @@ class StreamStats:
     messages: int  # vendor messages in parsed frames
     spilled: int  # frames handed to the spill past the lag limit
     dropped: int  # frames lost (no spill, or the spill failed)
-    malformed: int  # dead frames and dead messages
-    future_events: int  # of those, rows stamped in the future (streaming.max_event_skew_seconds)
+    malformed: int  # dead letters: dead frames, dead messages, future-stamped rows
+    future_events: int  # rows stamped in the future (streaming.max_event_skew_seconds), exact; dead-lettered
+    # one by one, or past FUTURE_LETTERS_PER_BATCH of a batch in one letter
+    # The newest micro-batch more than half of whose messages were stamped in the future (a host
+    # clock behind the vendor's: pipeline.health.stream_issues names it): when (wall ns), its share.
+    future_heavy_ns: int | None
+    future_heavy_share: float | None
     connects: int
     reconnects: int  # connects after the first
     idle_timeouts: int  # reconnects because the socket went silent
@@ -110,6 +119,8 @@ class _Counters:
     dropped: int = 0
     malformed: int = 0
     future_events: int = 0
+    future_heavy_ns: int | None = None
+    future_heavy_share: float | None = None
     connects: int = 0
     idle_timeouts: int = 0
     connection_limits: int = 0
@@ -704,6 +715,9 @@ class StreamConnection:
             self._counters.messages += len(decoded.messages)
             self._counters.malformed += len(batch.dead)
             self._counters.future_events += batch.future
+            if batch.future and batch.future > FUTURE_HEAVY_SHARE * len(decoded.messages):
+                self._counters.future_heavy_ns = time.time_ns()
+                self._counters.future_heavy_share = round(batch.future / len(decoded.messages), 3)
             if batch.future:
                 logger.error(
                     "{} stream: {} row(s) stamped in the future dead-lettered: {}",
@@ -736,6 +750,8 @@ class StreamConnection:
             dropped=c.dropped,
             malformed=c.malformed,
             future_events=c.future_events,
+            future_heavy_ns=c.future_heavy_ns,
+            future_heavy_share=c.future_heavy_share,
             connects=c.connects,
             reconnects=max(0, c.connects - 1),
             idle_timeouts=c.idle_timeouts,

@@ -561,14 +561,21 @@ class StreamProtocol:
         return refuse_future(batch, max(decoded.received_ns), self.max_event_skew_ns)
 
 
+# Future-stamped rows of one batch dead-lettered one by one up to this many; past it, in one letter
+# holding them all: a host clock behind the vendor's refuses every row, thousands a second.
+FUTURE_LETTERS_PER_BATCH = 10
+
+
 def refuse_future(batch: StreamBatch, newest_received_ns: int, max_skew_ns: int) -> StreamBatch:
     """``batch`` without the trades, quotes and vendor bars stamped more than ``max_skew_ns`` after
     they were received (trades: their own frame's receive time; quotes and bars: the newest frame of
-    the batch): those become dead, with the reason. Nothing is stamped after it happened, so such a
-    row is a bad timestamp (a vendor's bad print, a skewed clock); let through, it would move the
-    stream's event clock ahead and with it close every open bar window early and make every later
-    trade of every symbol "late" (dropped past the correction horizon)."""
-    dead: list[DeadFrame] = []
+    the batch): those become dead, with the reason (one letter each, or past
+    ``FUTURE_LETTERS_PER_BATCH`` one letter holding them all; ``future`` counts rows). Nothing is
+    stamped after it happened, so such a row is a bad timestamp (a vendor's bad print, a skewed
+    clock); let through, it would move the stream's event clock ahead and with it close every open
+    bar window early and make every later trade of every symbol "late" (dropped past the correction
+    horizon)."""
+    refused: list[tuple[pd.DataFrame, np.ndarray, str]] = []
     received_ns = np.asarray(batch.received_ns, dtype=np.int64)
     trades = batch.trades
     if not trades.empty:
@@ -576,7 +583,7 @@ def refuse_future(batch: StreamBatch, newest_received_ns: int, max_skew_ns: int)
         received = received_ns if per_row else np.full(len(trades), newest_received_ns, dtype=np.int64)
         ahead = _nanoseconds(trades["ts"]) > received + max_skew_ns
         if ahead.any():
-            dead += _future_rows(trades[ahead], received[ahead], "trade", max_skew_ns)
+            refused.append((trades[ahead], received[ahead], "trade"))
             trades = trades[~ahead].reset_index(drop=True)
             if per_row:
                 received_ns = received_ns[~ahead]
@@ -587,19 +594,61 @@ def refuse_future(batch: StreamBatch, newest_received_ns: int, max_skew_ns: int)
             continue
         ahead = _nanoseconds(rows["ts"]) > newest_received_ns + max_skew_ns
         if ahead.any():
-            at = np.full(int(ahead.sum()), newest_received_ns, dtype=np.int64)
-            dead += _future_rows(rows[ahead], at, what, max_skew_ns)
+            refused.append((rows[ahead], np.full(int(ahead.sum()), newest_received_ns, dtype=np.int64), what))
             parts[name] = rows[~ahead].reset_index(drop=True)
-    if not dead:
+    if not refused:
         return batch
+    count = sum(len(rows) for rows, _, _ in refused)
+    if count <= FUTURE_LETTERS_PER_BATCH:
+        dead = [letter for rows, at, what in refused for letter in _future_rows(rows, at, what, max_skew_ns)]
+    else:
+        dead = [_future_letter(refused, count, max_skew_ns)]
     return replace(
         batch,
         trades=trades,
         received_ns=received_ns,
         dead=[*batch.dead, *dead],
-        future=batch.future + len(dead),
+        future=batch.future + count,
         **parts,
     )
+
+
+def _future_letter(refused: list[tuple[pd.DataFrame, np.ndarray, str]], count: int, max_skew_ns: int) -> DeadFrame:
+    """One dead letter for the many future-stamped rows of a batch: the rows as parsed (JSON, all of
+    them) and a reason summarising them (how many, first and last stamps, when received, the setting)."""
+    records = [_future_record(row, what) for rows, _, what in refused for row in rows.to_dict("records")]
+    stamps = pd.DatetimeIndex(pd.concat([rows["ts"] for rows, _, _ in refused], ignore_index=True))
+    received = np.concatenate([at for _, at, _ in refused])
+    first_at, last_at = pd.Timestamp(int(received.min()), tz="UTC"), pd.Timestamp(int(received.max()), tz="UTC")
+    kinds = ", ".join(f"{len(rows)} {what}(s)" for rows, _, what in refused)
+    ahead = (stamps.max() - first_at).total_seconds()
+    reason = (
+        f"bad timestamps: {count} rows of one micro-batch ({kinds}) stamped {stamps.min().isoformat()} to "
+        f"{stamps.max().isoformat()}, up to {ahead:.3f} s after they were received ({first_at.isoformat()} to "
+        f"{last_at.isoformat()}); streaming.max_event_skew_seconds allows {max_skew_ns / 1e9:g} s. Kept out of "
+        "the bar windows, all of them in this letter's payload (rows). So many at once is most likely this "
+        "host's clock running behind the vendor's: check its time sync (NTP: timedatectl, chronyc tracking), "
+        "or raise streaming.max_event_skew_seconds"
+    )
+    payload = orjson.dumps(
+        {
+            "kind": "future-stamped rows",
+            "count": count,
+            "first_ts": stamps.min().isoformat(),
+            "last_ts": stamps.max().isoformat(),
+            "received_from": first_at.isoformat(),
+            "received_to": last_at.isoformat(),
+            "max_event_skew_seconds": max_skew_ns / 1e9,
+            "rows": records,
+        },
+        default=str,
+    )
+    return DeadFrame(payload, reason, int(received.min()))
+
+
+def _future_record(row: dict[str, Any], what: str) -> dict[str, Any]:
+    fields_ = {key: None if pd.isna(value) else value for key, value in row.items()}
+    return {"kind": what, **fields_, "ts": pd.Timestamp(row["ts"]).isoformat()}
 
 
 def _nanoseconds(ts: pd.Series) -> np.ndarray:
@@ -619,8 +668,7 @@ def _future_rows(rows: pd.DataFrame, received_ns: np.ndarray, what: str, max_ske
             "(it would close every open window early); if this host's clock runs behind the vendor's, "
             "fix its time sync or raise streaming.max_event_skew_seconds"
         )
-        fields_ = {key: None if pd.isna(value) else value for key, value in row.items()}
-        payload = orjson.dumps({"kind": what, **fields_, "ts": ts.isoformat()}, default=str)
+        payload = orjson.dumps(_future_record(row, what), default=str)
         dead.append(DeadFrame(payload, reason, ns))
     return dead
 

@@ -69,3 +69,13 @@ def test_a_stream_without_a_connection_for_long_is_an_issue_and_a_short_reconnec
     assert "has had no connection since" in issue
     assert stream_issues([unconnected(10, connects=3)], NOW) == []
     assert stream_issues([unconnected(10)], NOW) == []
+
+
+def test_a_stream_whose_recent_batch_was_mostly_stamped_in_the_future_is_named_with_the_clock_to_check():
+    recent = int((NOW - timedelta(minutes=2)).timestamp() * 1e9)
+    (issue,) = stream_issues([status(future_events=12_000, future_heavy_ns=recent, future_heavy_share=0.98)], NOW)
+    assert issue.startswith("stream polygon: 98% of a micro-batch at 2026-12-04 14:58:00 UTC was stamped more")
+    assert "12000 such rows" in issue and "NTP" in issue
+    old = int((NOW - timedelta(hours=1)).timestamp() * 1e9)
+    assert stream_issues([status(future_events=12_000, future_heavy_ns=old, future_heavy_share=0.98)], NOW) == []
+    assert stream_issues([status(future_events=3)], NOW) == []  # a few bad prints: dead letters only

@@ -665,3 +665,56 @@ def test_a_trade_stamped_in_the_future_is_dead_lettered_and_counted_not_yielded(
     assert [orjson.loads(letter.raw)["trade_id"] for letter in dead] == ["2"]
     assert dead[0].reason.startswith("bad timestamp: trade of AAPL stamped")
     assert (stats.future_events, stats.malformed) == (1, 1)
+
+
+def test_a_batch_mostly_stamped_in_the_future_marks_the_connection_with_when_and_its_share():
+    """A host clock behind the vendor's: the connection's counters say so (health names the stream)."""
+    ahead_ms = time.time_ns() // 1_000_000 + 3_600_000
+    future = orjson.dumps(
+        [
+            {"ev": "T", "sym": "AAPL", "i": f"f{k}", "x": 4, "p": 1.5, "s": 10, "t": ahead_ms + k, "z": 3}
+            for k in range(3)
+        ]
+    )
+    vendor = FakePolygon(data=[[future, trades_frame("3")]])
+
+    async def scenario():
+        conn = connection(vendor)
+        await conn.subscribe(["trades"], ["AAPL"])
+        ids: list[str] = []
+        async for batch in conn.batches(max_rows=1000, max_delay_s=0.5):
+            ids += batch.trades["trade_id"].tolist()
+            if "3" in ids:
+                break
+        await conn.close()
+        return conn.stats()
+
+    stats = run(scenario())
+    assert stats.future_events == 3
+    assert stats.future_heavy_ns is not None and stats.future_heavy_share is not None
+    assert stats.future_heavy_share > 0.5
+
+
+def test_a_lone_future_print_in_a_batch_is_no_clock():
+    ahead_ms = time.time_ns() // 1_000_000 + 3_600_000
+    good = [
+        {"ev": "T", "sym": "AAPL", "i": i, "x": 4, "p": 1.5, "s": 10, "t": 1_717_421_400_000, "z": 3} for i in "145"
+    ]
+    one_frame = orjson.dumps(
+        [*good, {"ev": "T", "sym": "AAPL", "i": "2", "x": 4, "p": 1.5, "s": 10, "t": ahead_ms, "z": 3}]
+    )
+    vendor = FakePolygon(data=[[one_frame, trades_frame("3")]])  # a batch holds a frame whole
+
+    async def scenario():
+        conn = connection(vendor)
+        await conn.subscribe(["trades"], ["AAPL"])
+        ids: list[str] = []
+        async for batch in conn.batches(max_rows=1000, max_delay_s=0.5):
+            ids += batch.trades["trade_id"].tolist()
+            if "3" in ids:
+                break
+        await conn.close()
+        return conn.stats()
+
+    stats = run(scenario())
+    assert stats.future_events == 1 and stats.future_heavy_ns is None

@@ -224,3 +224,25 @@ def test_rows_stamped_past_their_receive_time_plus_the_allowed_skew_are_dead_wit
     assert orjson.loads(batch.dead[0].raw)["trade_id"] == "3"  # the row as parsed, nothing lost
     assert [orjson.loads(letter.raw)["kind"] for letter in batch.dead] == ["trade", "quote", "minute bar"]
     assert len(PROTOCOL.parse_frames(encoded, [received, received + 1]).trades) == 3  # unbounded: unchecked
+
+
+def test_a_batch_mostly_stamped_in_the_future_is_one_dead_letter_holding_every_row_counted_exactly():
+    """A host clock behind the vendor's refuses every row: one letter per batch, not one per row."""
+    from sources.polygon.stream import PROTOCOL
+    from sources.stream_parsing import FUTURE_LETTERS_PER_BATCH
+
+    received = T0_MS * 1_000_000 - 60_000_000_000  # read a minute "before" they happened
+    n = FUTURE_LETTERS_PER_BATCH + 15
+    ahead = [trade(i=str(k), t=T0_MS + k) for k in range(n)] + [quote(), minute()]
+    batch = PROTOCOL.bounded(5.0).parse_frames(frames(ahead), [received])
+
+    assert (len(batch.trades), len(batch.quotes), len(batch.bars)) == (0, 0, 0)
+    assert (batch.future, len(batch.dead)) == (n + 2, 1)
+    (letter,) = batch.dead
+    kept = orjson.loads(letter.raw)
+    assert kept["count"] == n + 2 and len(kept["rows"]) == n + 2  # nothing lost
+    assert sorted(r["trade_id"] for r in kept["rows"] if r["kind"] == "trade") == sorted(str(k) for k in range(n))
+    assert kept["max_event_skew_seconds"] == 5.0 and kept["received_from"] == kept["received_to"]
+    assert letter.reason.startswith(f"bad timestamps: {n + 2} rows of one micro-batch ({n} trade(s), 1 quote(s), ")
+    assert "stamped 2024-06-03T13:30:00" in letter.reason and "allows 5 s" in letter.reason
+    assert "NTP" in letter.reason
