@@ -633,12 +633,7 @@ class PrefectRateLimiter:
                     if status == 404:
                         raise LookupError(f"the limit {self.name!r} does not exist on the server") from exc
                     if status == 422:  # a bucket larger than the limit: another process set it lower
-                        raise ServiceError(
-                            f"the Prefect rate limit {self.name!r} is smaller on the server than this process's "
-                            f"bucket of {self.limit} ({self.requests_per_second:g} requests/s): another process "
-                            "runs with a lower rate_limits setting; restart this one with the same settings "
-                            f"(the server said: {exc.response.text[:200]})"
-                        ) from exc
+                        raise self._smaller_on_server(f"the server said: {exc.response.text[:200]}") from exc
                     if status != 423:  # 423 Locked: the limit's slots are taken
                         raise
                     self.refusals += 1
@@ -661,6 +656,8 @@ class PrefectRateLimiter:
                 raise LookupError(f"the limit {self.name!r} does not exist on the server") from exc
             self.reads += 1
             await self._keep_active(client, limit)
+            if limit.limit < self.limit:  # no decay ever makes room for a bucket: say why at once
+                raise self._smaller_on_server(f"the server has a limit of {limit.limit} slots")
             missing = limit.active_slots + self.limit - limit.limit  # slots to decay before a bucket fits
             if missing <= 0:
                 return
@@ -668,6 +665,15 @@ class PrefectRateLimiter:
             if deadline is not None and self._clock() + wait > deadline:
                 raise TimeoutError(f"no slot within {self.timeout_seconds} s")
             await self._sleep(wait)
+
+    def _smaller_on_server(self, found: str) -> ServiceError:
+        """Another process set the shared limit lower than this process's bucket: no wait helps."""
+        return ServiceError(
+            f"the Prefect rate limit {self.name!r} is smaller on the server than this process's "
+            f"bucket of {self.limit} ({self.requests_per_second:g} requests/s): another process "
+            "runs with a lower rate_limits setting; restart this one with the same settings "
+            f"({found})"
+        )
 
     async def _new_bucket(self) -> None:
         if not self._ensured:

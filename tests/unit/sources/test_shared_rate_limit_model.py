@@ -282,6 +282,26 @@ def test_a_limit_made_smaller_by_another_process_is_an_error_that_says_so() -> N
     assert process.server.limit == 5  # the lower limit holds
 
 
+def test_a_limit_made_smaller_while_the_process_is_contended_is_the_same_error_at_once() -> None:
+    """Contended (after a refusal), the process reads the limit before asking. Before, a limit made
+    smaller than its bucket never had room: it slept and read again until the 300 s timeout, its
+    lock holding every request of the process, then raised a generic "no slot" timeout."""
+    process = OneProcess()
+    limit_held_by_another_process(process)
+    try:
+        process.take(1)  # refused once (423), then granted: contended for CONTENTION_SECONDS
+        assert process.server.refused == 1
+        process.server.upsert(5, 10.0)  # another process, configured at 10 requests/s
+        started = process.loop.time()
+        with pytest.raises(ServiceError, match=r"bucket of 25 .*the server has a limit of 5 slots") as raised:
+            process.take(25)  # the 25th needs a new bucket
+        waited = process.loop.time() - started
+    finally:
+        process.loop.close()
+    assert "lower rate_limits setting" in str(raised.value)
+    assert waited < 5.0  # virtual seconds: read once and raised, not slept to the timeout
+
+
 def test_a_limit_found_inactive_on_the_server_is_activated_again() -> None:
     """An inactive limit grants every request: taken as granted, nothing limited the vendor."""
     process = OneProcess()
