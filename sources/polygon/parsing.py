@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from loguru import logger
 
 from core import model
 from core.errors import PermanentSourceError
@@ -307,12 +308,20 @@ def parse_financials(payload: Any, *, symbol: str | None = None) -> pd.DataFrame
     """Financial filings -> one row per (filing, statement, line item) in :data:`model.FINANCIALS`."""
     results = _results(payload, "financials")
     rows: dict[str, list[Any]] = {name: [] for name in model.FINANCIALS if name != "source"}
+    unzoned: list[str] = []  # filings whose acceptance time has no zone: stored without it
     for filing in results:
         if not isinstance(filing, dict) or not isinstance(filing.get("financials"), dict):
             raise PermanentSourceError("polygon financials: every result needs a 'financials' object")
         tickers = filing.get("tickers") or ([symbol] if symbol else [])
         if not tickers:
             raise PermanentSourceError("polygon financials: a filing names no ticker")
+        accepted_at = _acceptance_time(filing)
+        if accepted_at is _UNZONED:
+            accepted_at = None
+            unzoned.append(
+                f"{filing.get('acceptance_datetime')!r} of the {filing.get('fiscal_period')} "
+                f"{filing.get('fiscal_year')} filing of {_filer(symbol, tickers)} dated {filing.get('filing_date')!r}"
+            )
         for statement, items in filing["financials"].items():
             if not isinstance(items, dict):
                 continue
@@ -323,22 +332,36 @@ def parse_financials(payload: Any, *, symbol: str | None = None) -> pd.DataFrame
                 rows["period_start"].append(filing.get("start_date"))
                 rows["period_end"].append(filing.get("end_date"))
                 rows["filing_date"].append(filing.get("filing_date"))
-                rows["accepted_at"].append(_acceptance_time(filing))
+                rows["accepted_at"].append(accepted_at)
                 rows["fiscal_period"].append(filing.get("fiscal_period"))
                 rows["fiscal_year"].append(_none_or_str(filing.get("fiscal_year")))
                 rows["statement"].append(statement)
                 rows["item"].append(item)
                 rows["value"].append(body["value"])
                 rows["unit"].append(body.get("unit"))
+    if unzoned:
+        logger.warning(
+            "polygon financials: {} filing(s) have an acceptance_datetime without a time zone, stored without an "
+            "acceptance time (known from the first session close after the filing date; a time stored before is "
+            "kept): {}. Its instant is ambiguous (read as UTC it would be hours early); if the vendor sends this "
+            "format for good, teach parse_financials its zone and recollect",
+            len(unzoned),
+            "; ".join(unzoned),
+        )
     if not rows["symbol"]:
         return model.empty_frame(model.FINANCIALS)
     return model.frame(model.FINANCIALS, {**rows, "source": SOURCE}, what="polygon financials")
 
 
+_UNZONED = pd.Timestamp(0)  # sentinel of _acceptance_time: a value without a zone (compared by identity)
+
+
 def _acceptance_time(filing: dict[str, Any]) -> pd.Timestamp | None:
-    """A filing's ``acceptance_datetime`` as an instant; None when absent. A time without a zone
-    (EDGAR's own ``YYYYMMDDHHMMSS`` is Eastern) is refused rather than read as UTC, which would make
-    the filing known hours before it was accepted."""
+    """A filing's ``acceptance_datetime`` as an instant; None when absent; :data:`_UNZONED` when it
+    has no zone (a naive ISO time, EDGAR's own ``YYYYMMDDHHMMSS``, a number, text): read as UTC it
+    would make the filing known hours before it was accepted, and nothing documents the vendor's
+    zone for such a value (REFERENCE.md says nothing of the field; the sandbox sends ``...Z``), so
+    the caller stores the filing without it rather than refusing the page."""
     value = filing.get("acceptance_datetime")
     if value is None or value == "":
         return None
@@ -347,12 +370,7 @@ def _acceptance_time(filing: dict[str, Any]) -> pd.Timestamp | None:
     except ValueError:
         at = None
     if at is None or at is pd.NaT or at.tzinfo is None:
-        raise PermanentSourceError(
-            f"polygon financials: acceptance_datetime {value!r} of the filing dated {filing.get('filing_date')!r} "
-            "is not a date-time with a time zone (e.g. '2023-02-03T21:05:00Z'); its instant is ambiguous, so the "
-            "page is refused (its raw page is kept): teach parse_financials the vendor's zone for this format, "
-            "then replay the dead letter"
-        )
+        return _UNZONED
     return at.tz_convert("UTC")
 
 

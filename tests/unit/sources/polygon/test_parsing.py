@@ -1,5 +1,6 @@
 import pandas as pd
 import pytest
+from loguru import logger
 
 from core import model
 from core.errors import PermanentSourceError
@@ -263,6 +264,20 @@ def test_a_filings_acceptance_time_is_read_with_its_zone():
 
 
 @pytest.mark.parametrize("stamp", ["2022-10-28T18:01:02", "20221028180102", "soon", 1666994462])
-def test_an_acceptance_time_without_a_zone_is_refused_not_read_as_utc(stamp):
-    with pytest.raises(PermanentSourceError, match=rf"acceptance_datetime {stamp!r}.*not a date-time with a time zone"):
-        parse_financials(_filing(acceptance_datetime=stamp))
+def test_an_acceptance_time_without_a_zone_is_stored_as_none_with_a_warning_and_the_page_kept(stamp):
+    """Before, one such filing refused the whole page (every filing on it lost until a code
+    change). Now that filing is stored without an acceptance time (known from the next session's
+    close, the conservative rule), the warning names the value and the filing, and counts them."""
+    page = _filing(acceptance_datetime=stamp)
+    page["results"].append({**page["results"][0], "fiscal_period": "Q3", "acceptance_datetime": "2022-07-29T20:05:00Z"})
+    warnings: list[str] = []
+    sink = logger.add(lambda message: warnings.append(str(message)), level="WARNING")
+    try:
+        rows = parse_financials(page)
+    finally:
+        logger.remove(sink)
+    assert rows["fiscal_period"].tolist() == ["Q4", "Q3"]  # the whole page kept
+    assert rows["accepted_at"].isna().tolist() == [True, False]
+    assert rows["accepted_at"].iloc[1] == pd.Timestamp("2022-07-29T20:05:00Z")
+    (warning,) = warnings
+    assert "1 filing(s)" in warning and f"{stamp!r} of the Q4 2022 filing of AAPL dated '2022-10-28'" in warning
