@@ -213,12 +213,15 @@ def write_news(
                 cur.executemany(
                     "DELETE FROM news.item_symbols WHERE source = %s AND id = %s AND published_at = %s", replaced
                 )
+        fresh = links.iloc[:0]
         if touched and len(links):
             mask = [(s, i) in touched for s, i in zip(links["source"], links["id"], strict=True)]
             fresh = links[mask].drop_duplicates(["symbol", "published_at", "source", "id"])
             if len(fresh):
-                inserted_at = {(r[0], r[1], r[3]) for r in written if r[2]}
-                _write_links(conn, fresh, inserted_at)
+                _write_links(conn, fresh)
+        inserted_at = sorted({(r[0], r[1], r[3]) for r in written if r[2]})
+        if inserted_at:
+            _drop_unnamed_links(conn, inserted_at, fresh)
         founded = 0
         if len(stories):
             founded = len(
@@ -353,38 +356,68 @@ def _upsert_items(conn: psycopg.Connection, items: pd.DataFrame) -> list[tuple[s
     ).fetchall()
 
 
-def _write_links(conn: psycopg.Connection, links: pd.DataFrame, inserted: set[tuple[str, str, datetime]]) -> None:
-    """Upsert ``links`` (one per key) of the items just written; ``inserted``: (source, id,
-    published_at) of those that were inserted, not replaced.
+def _write_links(conn: psycopg.Connection, links: pd.DataFrame) -> None:
+    """Upsert ``links`` (one per key) of the items just written.
 
     An inserted item has no links at its key unless its row was tiered to the lake while its links
     stayed hot (news_items and news_item_symbols have their own hot windows, and ``lake tier
     --dataset`` moves one alone): a plain COPY then failed on the links' key and the whole batch
-    was lost. A link already there is updated to this version's; the links at such an item's key
-    that this version does not name go (an update that dropped a symbol leaves no stale link), by
-    the item's whole key like the other deletes. One statement, as the COPY was (an upsert from
-    arrays: the 100 links of a 50-item batch took about 1 ms more than the COPY, A/B); the delete
-    runs only in that mixed case."""
+    was lost. A link already there is updated to this version's (the ones it does not name go in
+    :func:`_drop_unnamed_links`). One statement, as the COPY was (an upsert from arrays: the 100
+    links of a 50-item batch took about 1 ms more than the COPY, A/B)."""
     key = ("symbol", "published_at", "source", "id")
     sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in LINK_COLUMNS if c not in key)
     arrays = ", ".join(f"%s::{c.pg_type}[]" for c in NEWS_LINKS_TABLE.columns)
-    existed = conn.execute(
+    conn.execute(
         f"""
         INSERT INTO news.item_symbols ({", ".join(LINK_COLUMNS)}) SELECT * FROM unnest({arrays})
         ON CONFLICT ({", ".join(key)}) DO UPDATE SET {sets}
-        RETURNING source, id, published_at, (xmax <> 0) AS existed
         """,
         [list(c) for c in zip(*_rows(links, LINK_COLUMNS), strict=True)],
-    ).fetchall()
-    orphaned = sorted({(r[0], r[1], r[2]) for r in existed if r[3]} & inserted)
-    if orphaned:
-        named = links.groupby(["source", "id"])["symbol"].agg(list).to_dict()
-        with conn.cursor() as cur:
-            cur.executemany(
-                "DELETE FROM news.item_symbols"
-                " WHERE source = %s AND id = %s AND published_at = %s AND NOT (symbol = ANY(%s))",
-                [(s, i, p, named[(s, i)]) for s, i, p in orphaned],
-            )
+    )
+
+
+def _drop_unnamed_links(
+    conn: psycopg.Connection, inserted: Sequence[tuple[str, str, datetime]], links: pd.DataFrame
+) -> None:
+    """Delete the links at the key of each *inserted* item (source, id, published_at) whose symbol
+    the version stored does not name (``links``: the links just written). Such links exist only
+    when the item's row was tiered while its links stayed hot; before, they were deleted only when
+    one of the version's links met them, so a version naming other symbols (or none) left the old
+    ones, joined to the new row by ``scan.news_sentiment`` and the features with the old sentiment.
+
+    One statement a batch, joined to the keys (the links' ``(source, id)`` index, probed per key)
+    and bounded by the batch's first and last publication time as constants, so the chunks outside
+    it are left out when planning (``published_at = ANY(array)`` excluded none: every chunk was
+    scanned)."""
+    sources, ids, published = (list(c) for c in zip(*inserted, strict=True))
+    named = _rows(links, ("source", "id", "published_at", "symbol")) if len(links) else []
+    n_sources, n_ids, n_published, n_symbols = (list(c) for c in zip(*named, strict=True)) if named else ([],) * 4
+    conn.execute(
+        """
+        DELETE FROM news.item_symbols l
+        USING unnest(%(sources)s::text[], %(ids)s::text[], %(published)s::timestamptz[])
+            AS k(source, id, published_at)
+        WHERE l.published_at BETWEEN %(low)s::timestamptz AND %(high)s::timestamptz
+          AND l.source = k.source AND l.id = k.id AND l.published_at = k.published_at
+          AND NOT EXISTS (
+              SELECT FROM unnest(%(n_sources)s::text[], %(n_ids)s::text[], %(n_published)s::timestamptz[],
+                                 %(n_symbols)s::text[]) AS n(source, id, published_at, symbol)
+              WHERE n.source = l.source AND n.id = l.id AND n.published_at = l.published_at
+                AND n.symbol = l.symbol)
+        """,
+        {
+            "sources": sources,
+            "ids": ids,
+            "published": published,
+            "low": min(published),
+            "high": max(published),
+            "n_sources": n_sources,
+            "n_ids": n_ids,
+            "n_published": n_published,
+            "n_symbols": n_symbols,
+        },
+    )
 
 
 def _crash_point(point: str) -> None:

@@ -239,3 +239,46 @@ def test_storing_news_whose_window_is_not_tiered_reads_no_lake_object(stack: Set
     _tier_year(conn, lake, stack, 1961)
     with pytest.raises(StorageError):
         _store_one(conn, {**row, "id": "a3"}, absent)
+
+
+@pytest.mark.parametrize(("year", "symbols"), [(1963, "ZZQP"), (1964, "")], ids=["disjoint", "none"])
+def test_a_version_naming_none_of_the_hot_links_symbols_drops_them(
+    stack: Settings, conn, lake, year: int, symbols: str
+) -> None:
+    """The item row is tiered, its ZZQM link stays hot; the version stored next names only ZZQP
+    (or no symbol). No link of it met the old one, so the old link was kept and joined the new row
+    (counted with the old sentiment by scan.news_sentiment and the features). Now it goes."""
+    first = {
+        "id": f"d{year}",
+        "ts": f"{year}-03-02T15:00:00Z",
+        "updated_ts": f"{year}-03-02T15:00:00Z",
+        "headline": "ZZQM signs a supply deal",
+        "body": "The company said so in a statement on the deal and its terms.",
+        "symbols": "ZZQM",
+        "source": "tierdisjoint",
+    }
+    update = {**first, "updated_ts": f"{year}-03-02T18:00:00Z", "headline": "A deal is signed", "symbols": symbols}
+    span = datetime(year, 1, 1, tzinfo=UTC), datetime(year, 12, 31, tzinfo=UTC)
+
+    def store(row: dict[str, str]) -> int:
+        frame = model.frame(model.NEWS, {k: [row.get(k)] for k in model.NEWS}, what="test news")
+        with conn.transaction():
+            written, _ = store_items(conn, frame, "news", load_sentiment_model(), DedupConfig())
+        return written.inserted + written.updated
+
+    def hot_links() -> list[str]:
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT symbol FROM news.item_symbols WHERE source = 'tierdisjoint' AND id = %s ORDER BY 1",
+                (first["id"],),
+            ).fetchall()
+        ]
+
+    assert store(first) == 1
+    tier_chunks(conn, lake, stack, older_than=span[1], newer_than=span[0], dataset="news_items")
+    assert conn.execute("SELECT count(*) FROM news.items WHERE id = %s", (first["id"],)).fetchone()[0] == 0
+    assert hot_links() == ["ZZQM"]
+
+    assert store(update) == 1
+    assert hot_links() == (["ZZQP"] if symbols else [])
