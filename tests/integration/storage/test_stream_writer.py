@@ -204,12 +204,13 @@ def test_a_subscriber_gets_each_changed_bar_once_not_the_announced_ranges_other_
     t1 = T0 + pd.Timedelta(minutes=1)
 
     async def scenario() -> list[pd.DataFrame]:
-        ready = asyncio.Event()
+        ready, first = asyncio.Event(), asyncio.Event()
         got: list[pd.DataFrame] = []
 
         async def listen() -> None:
             async for bars in subscribe_bars(stack, [mine, other], "1min", ready=ready):
                 got.append(bars)
+                first.set()
                 if len(got) == 2:
                     return
 
@@ -217,6 +218,10 @@ def test_a_subscriber_gets_each_changed_bar_once_not_the_announced_ranges_other_
         await asyncio.wait_for(ready.wait(), 10)
         both = pd.concat([bar_of(mine, close=100.3), bar_of(mine, close=100.5).assign(ts=t1)], ignore_index=True)
         await asyncio.to_thread(commit_stream_batch, conn, final_bars=both)
+        # the first frame read before the correction commits (a frame holds each bar's values when
+        # it is read: read after the correction, it showed 100.4 already, and the test failed on a
+        # loaded machine)
+        await asyncio.wait_for(first.wait(), 20)
         # a correction of mine's first minute and a new minute of other's: the announced range is
         # T0..t1 for both symbols, but only these two bars changed
         changed = pd.concat([bar_of(mine, close=100.4), bar_of(other, close=7.0).assign(ts=t1)], ignore_index=True)
