@@ -377,6 +377,9 @@ def _write_links(conn: psycopg.Connection, links: pd.DataFrame) -> None:
     )
 
 
+_UNIT = "\x1f"  # separates the symbols of one key (no symbol holds it: quality.news_text)
+
+
 def _drop_unnamed_links(
     conn: psycopg.Connection, inserted: Sequence[tuple[str, str, datetime]], links: pd.DataFrame
 ) -> None:
@@ -389,33 +392,32 @@ def _drop_unnamed_links(
     One statement a batch, joined to the keys (the links' ``(source, id)`` index, probed per key)
     and bounded by the batch's first and last publication time as constants, so the chunks outside
     it are left out when planning (``published_at = ANY(array)`` excluded none: every chunk was
-    scanned)."""
+    scanned). Each key carries the symbols its version names, so a link is compared with its own
+    item's few symbols: a NOT EXISTS over the batch's named links compared every link found with
+    every link named (500 new items: ~20 ms a batch, a tenth of the news bench's time)."""
+    named: dict[tuple[str, str, pd.Timestamp], list[str]] = {}
+    if len(links):
+        for source, id_, published, symbol in _rows(links, ("source", "id", "published_at", "symbol")):
+            named.setdefault((source, id_, pd.Timestamp(published)), []).append(symbol)
     sources, ids, published = (list(c) for c in zip(*inserted, strict=True))
-    named = _rows(links, ("source", "id", "published_at", "symbol")) if len(links) else []
-    n_sources, n_ids, n_published, n_symbols = (list(c) for c in zip(*named, strict=True)) if named else ([],) * 4
+    symbols = [_UNIT.join(named.get((s, i, pd.Timestamp(p)), ())) for s, i, p in inserted]
     conn.execute(
         """
         DELETE FROM news.item_symbols l
-        USING unnest(%(sources)s::text[], %(ids)s::text[], %(published)s::timestamptz[])
-            AS k(source, id, published_at)
+        USING unnest(%(sources)s::text[], %(ids)s::text[], %(published)s::timestamptz[], %(symbols)s::text[])
+            AS k(source, id, published_at, symbols)
         WHERE l.published_at BETWEEN %(low)s::timestamptz AND %(high)s::timestamptz
           AND l.source = k.source AND l.id = k.id AND l.published_at = k.published_at
-          AND NOT EXISTS (
-              SELECT FROM unnest(%(n_sources)s::text[], %(n_ids)s::text[], %(n_published)s::timestamptz[],
-                                 %(n_symbols)s::text[]) AS n(source, id, published_at, symbol)
-              WHERE n.source = l.source AND n.id = l.id AND n.published_at = l.published_at
-                AND n.symbol = l.symbol)
+          AND l.symbol <> ALL (string_to_array(k.symbols, %(unit)s))
         """,
         {
             "sources": sources,
             "ids": ids,
             "published": published,
+            "symbols": symbols,
+            "unit": _UNIT,
             "low": min(published),
             "high": max(published),
-            "n_sources": n_sources,
-            "n_ids": n_ids,
-            "n_published": n_published,
-            "n_symbols": n_symbols,
         },
     )
 
