@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP_FLAGS ?= -q --disable-pip-version-check
 
-.PHONY: run test test-unit check install system python env-keys up down status lint bench help
+.PHONY: run test test-unit check install system python models env-keys up down status lint bench help
 .DEFAULT_GOAL := help
 
 help:
@@ -17,7 +17,7 @@ help:
 	@echo "make check     - ruff check, ruff format --check, mypy, import-linter, the unit tier"
 	@echo "make up | down | status | lint"
 
-install: system python .env env-keys
+install: system python models .env env-keys
 
 system:
 	@bash scripts/install-system.sh
@@ -35,6 +35,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	@touch $@
 
 python: $(VENV)/.installed
+
+# The default news embedding model's distilled table (features/static_embeddings.py), built once per
+# host into embeddings.cache_dir so the first news run does not pay ~30-45 s of CPU for it.
+models: python
+	@$(BIN)/python -m features.static_embeddings
 
 # Secrets for the embedded stack, random per machine, never committed.
 .env:

@@ -561,18 +561,19 @@ class EmbeddingSettings(_Section):
         "without vectors (a machine without the model)",
     )
     model: str = Field(
-        default="all-minilm-l6-v2-int8",
-        description="all-minilm-l6-v2-int8 (all-MiniLM-L6-v2 as int8 ONNX, 384-d, offline: ~90 texts/s on one "
-        "core), minilm-l6-v2-static-fit (a static token table distilled from it and fitted to it: ~12,000 texts "
-        "per CPU-second, as good on long news, weaker on short queries) or an import path "
-        "'pkg.module:factory' of a model with name, dim and embed(texts). Vectors of different models are "
-        "never compared: after a change, `marketpipe news embed` re-embeds the stored stories",
+        default="minilm-l6-v2-static-fit",
+        description="minilm-l6-v2-static-fit (a static token table distilled from all-MiniLM-L6-v2 and fitted to "
+        "it: ~12,000 texts per CPU-second, as good on whole news articles, weaker on short queries; the news path "
+        "keeps up with a backfill on one core), all-minilm-l6-v2-int8 (the network itself as int8 ONNX, 384-d, "
+        "offline: ~90 texts/s on one core) or an import path 'pkg.module:factory' of a model with name, dim and "
+        "embed(texts). Vectors of different models are never compared: after a change, `marketpipe news embed` "
+        "re-embeds the stored stories",
     )
     batch_size: PositiveInt = Field(default=32, description="texts per forward pass of the built-in model")
     cache_dir: Path | None = Field(
         default=None,
-        description="where minilm-l6-v2-static-fit keeps its distilled table (23 MB, built on first use in "
-        "~20-45 s of CPU); default $XDG_CACHE_HOME/marketpipe or ~/.cache/marketpipe",
+        description="where minilm-l6-v2-static-fit keeps its distilled table (23 MB, built by `make install` or "
+        "on first use in ~20-45 s of CPU); default $XDG_CACHE_HOME/marketpipe or ~/.cache/marketpipe",
     )
 
 

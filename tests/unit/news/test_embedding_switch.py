@@ -16,8 +16,8 @@ pytestmark = pytest.mark.usefixtures("isolated")
 def test_embedding_is_on_by_default_with_the_built_in_model_shared_by_runs() -> None:
     first = RunResources(load_settings()).embedder
     second = RunResources(load_settings()).embedder
-    assert first is not None and first.name == DEFAULT_MODEL == "all-minilm-l6-v2-int8"
-    assert first is second  # a worker running many flows loads the network once
+    assert first is not None and first.name == DEFAULT_MODEL == "minilm-l6-v2-static-fit"
+    assert first is second  # a worker running many flows loads the model (its table) once
 
 
 def test_disabled_embedding_gives_no_model() -> None:
