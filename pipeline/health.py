@@ -329,6 +329,9 @@ def stream_issues(streams: Iterable[StreamStatus], now: datetime) -> list[str]:
         skewed = _future_issue(s, now)
         if skewed is not None:
             issues.append(skewed)
+        held = _held_issue(s, now)
+        if held is not None:
+            issues.append(held)
         lost = {k: int(s.counters.get(k) or 0) for k in STREAM_LOSS_COUNTERS}
         if any(lost.values()) and (s.state == "running" or now - s.updated_at <= STREAM_LOSS_WINDOW):
             told = ", ".join(f"{n} {k}" for k, n in lost.items() if n)
@@ -358,6 +361,27 @@ def _future_issue(s: StreamStatus, now: datetime) -> str | None:
         "such rows in this run, refused and dead-lettered, so no bars come from them): this host's clock most "
         "likely runs behind the vendor's; check its time sync (NTP: timedatectl, chronyc tracking), then "
         "`marketpipe dlq list` for the refused rows"
+    )
+
+
+def _held_issue(s: StreamStatus, now: datetime) -> str | None:
+    """A hybrid stream with a span its REST catch-up could not fill, past one retry (its counters
+    ``open_spans``, ``open_span``, ...; streaming.service): the data after it is stored, but the
+    trades and bars watermarks of its symbols stay before it, so their freshness looks stale."""
+    if not int(s.counters.get("open_spans") or 0) or not int(s.counters.get("open_span_retries") or 0):
+        return None
+    if s.state != "running" and now - s.updated_at > STREAM_LOSS_WINDOW:
+        return None
+    since = (
+        datetime.fromisoformat(str(s.counters.get("open_span_since"))) if s.counters.get("open_span_since") else None
+    )
+    when = f" since {since:%Y-%m-%d %H:%M:%S} UTC" if since is not None else ""
+    return (
+        f"stream {s.stream} ({s.state}) has {s.counters['open_spans']} span(s) its REST catch-up could not fill"
+        f"{when}, the earliest {s.counters.get('open_span')}, tried again {s.counters['open_span_retries']} "
+        f"time(s) (last error: {s.counters.get('open_span_error') or 'no answer in time'}): the trades and bars "
+        "watermarks of its symbols stay before it, so they look stale; check the vendor's REST API and key; the "
+        "stream retries a few times, then leaves the span to the next `marketpipe stream --hybrid` run"
     )
 
 

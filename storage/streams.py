@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -39,7 +39,7 @@ from core.settings import DEFAULT_SOURCE_PRECEDENCE
 from storage.hot import BARS_INTRADAY, UpsertResult, upsert_frame
 from storage.quotes import upsert_quotes
 from storage.trades import upsert_trades
-from storage.watermarks import advance_watermarks, watermarks_of
+from storage.watermarks import Watermark, advance_watermarks, watermarks_of
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -156,15 +156,16 @@ def commit_stream_batch(
     provisional_bars: pd.DataFrame | None = None,
     removed_bars: pd.DataFrame | None = None,
     precedence: Sequence[str] = DEFAULT_SOURCE_PRECEDENCE,
-    marks_held: Collection[str] = (),
+    marks_until: Mapping[tuple[str, str], pd.Timestamp] | None = None,
 ) -> StreamCommit:
     """Write one micro-batch in ONE transaction (see the module docstring); all or nothing.
 
     ``precedence`` (storage.source_precedence): a stream bar whose key holds another vendor's
     better-ranked bar is kept in the vendor table, not served (:func:`storage.hot.upsert_frame`).
-    ``marks_held``: datasets ("trades", "bars") whose watermarks stay where they are: the rows are
-    stored, but a span before them is still unfilled and the next run's catch-up starts from the
-    watermark (a hybrid stream's catch-up that failed or did not end)."""
+    ``marks_until``: (dataset, symbol) -> the newest instant that series' watermark may reach: the
+    rows are stored, but a span before them is still unfilled (a hybrid stream's catch-up that
+    failed or did not end), so the watermark stops before it and the next run's catch-up starts
+    there (:func:`streaming.gaps.marks_until`)."""
     empty = pd.DataFrame()
     trades = empty if trades is None else trades
     quotes = empty if quotes is None else quotes
@@ -189,11 +190,11 @@ def commit_stream_batch(
         if removed_bars is not None and not removed_bars.empty:
             _delete_bars(conn, removed_bars)
         marks = [
-            *(watermarks_of(trades, dataset="trades") if not trades.empty and "trades" not in marks_held else []),
-            *(watermarks_of(quotes, dataset="quotes") if not quotes.empty and "quotes" not in marks_held else []),
-            *(watermarks_of(final, dataset="bars") if not final.empty and "bars" not in marks_held else []),
+            *(watermarks_of(trades, dataset="trades") if not trades.empty else []),
+            *(watermarks_of(quotes, dataset="quotes") if not quotes.empty else []),
+            *(watermarks_of(final, dataset="bars") if not final.empty else []),
         ]
-        advance_watermarks(conn, marks)
+        advance_watermarks(conn, _capped(marks, marks_until or {}))
         if announcements:
             last = _log_changes(conn, final)
             announcements = [replace(note, seq=last) for note in announcements]
@@ -205,6 +206,17 @@ def commit_stream_batch(
                     f"cannot announce {note.timeframe} bars on {bars_channel(note.timeframe)}: {exc}"
                 ) from exc
     return StreamCommit(wrote_trades, wrote_quotes, wrote_final, wrote_forming, tuple(announcements))
+
+
+def _capped(marks: list[Watermark], until: Mapping[tuple[str, str], pd.Timestamp]) -> list[Watermark]:
+    """``marks``, each at most its (dataset, symbol)'s ``until``."""
+    out = []
+    for mark in marks:
+        cap = until.get((mark.dataset, mark.symbol))
+        if cap is not None and mark.high_water_ts > cap:
+            mark = replace(mark, high_water_ts=pd.Timestamp(cap).to_pydatetime())
+        out.append(mark)
+    return out
 
 
 # Taken (for the rest of the transaction) before change numbers are drawn: a commit holding a higher

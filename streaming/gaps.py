@@ -17,7 +17,7 @@ reconnects).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -167,6 +167,51 @@ def spilled_gaps(spilled: StreamBatch, datasets: Collection[str]) -> list[Gap]:
         for symbol, first, last in spans.itertuples():
             gaps.append(Gap(str(symbol), dataset, pd.Timestamp(first), pd.Timestamp(last) + past_newest, "spill"))
     return gaps
+
+
+def marks_until(gaps: Iterable[Gap]) -> dict[tuple[str, str], pd.Timestamp]:
+    """How far each (dataset, symbol) watermark may move while ``gaps`` are unfilled: everything
+    before a gap was committed (a catch-up is left open at the head of the stream's queue), so a
+    symbol's trades watermark may reach the start of its earliest gap, and its bars watermark the
+    last minute ending by the earliest gap of either dataset (the stream's bars are built from its
+    trades, and the next run fetches minute bars from the watermark's next minute on). Symbols
+    without a gap are not limited."""
+    caps: dict[tuple[str, str], pd.Timestamp] = {}
+    for gap in gaps:
+        limits = [("bars", gap.start.floor("min") - MINUTE)]
+        if gap.dataset == "trades":
+            limits.append(("trades", gap.start))
+        for dataset, limit in limits:
+            key = (dataset, gap.symbol)
+            caps[key] = min(caps.get(key, limit), limit)
+    return caps
+
+
+def whole_windows(gap: Gap, widths: Sequence[float]) -> Gap:
+    """A trades ``gap`` widened to the whole windows (``widths`` seconds, epoch-aligned) it touches.
+    Fetched again after the live windows closed those windows without its trades, the span's bars
+    are built afresh from REST alone, which then holds every trade of each such window."""
+    if gap.dataset != "trades":
+        return gap
+    start = min(gap.start.floor(f"{round(w)}s") for w in widths)
+    end = max(gap.end.ceil(f"{round(w)}s") for w in widths)
+    return replace(gap, start=start, end=end)
+
+
+def bars_within(bars: pd.DataFrame, gaps: Sequence[Gap], closed_by: pd.Timestamp | None) -> pd.DataFrame:
+    """The ``bars`` (stamped at their window's start) whose whole window lies in one of their
+    symbol's trades ``gaps`` and ended by ``closed_by`` (the stream's event clock less the lateness:
+    the vendor had every trade of it): bars built from those gaps' REST trades alone are complete."""
+    if bars.empty or closed_by is None:
+        return bars.iloc[0:0]
+    starts = bars["ts"]
+    ends = starts + pd.to_timedelta(bars["timeframe"].astype(str))
+    symbols = bars["symbol"].astype(str)
+    inside = pd.Series(False, index=bars.index)
+    for gap in gaps:
+        if gap.dataset == "trades":
+            inside |= (symbols == gap.symbol) & (starts >= gap.start) & (ends <= gap.end)
+    return bars[inside & (ends <= closed_by)].reset_index(drop=True)
 
 
 def join_batches(batches: Sequence[StreamBatch]) -> StreamBatch:

@@ -30,9 +30,18 @@ spill's catch-up is placed by its frames' receive time, behind the micro-batches
 (a catch-up committed first would move the watermarks past them). Past
 ``streaming.catch_up_hold_rows`` rows held (fetched REST rows waiting behind an earlier catch-up
 included), the consumer waits for the oldest catch-up (the buffer's spill takes over, and a spill is
-caught up too), a bounded number of times. A catch-up whose fetch fails, or has not ended at the
-stop or after those waits, is left open: what follows it is stored without moving a trades or bars watermark (the
-next hybrid run fetches the span again), and a failure then ends the stream. Trades are keyed
+caught up too), a bounded number of times. A catch-up whose fetch fails (a retryable error), or has
+not ended after those waits, is left open: what follows it is stored, each symbol's trades and bars
+watermarks moving only up to the start of its earliest open span (:func:`streaming.gaps.marks_until`),
+and its span is fetched again in the background (``CATCH_UP_RETRIES`` tries, backing off from
+``CATCH_UP_RETRY_S``). Fetched late, after the live windows closed the span's windows, its trades
+are not fed to them: the whole windows it touches are fetched and their bars built afresh from the
+REST trades alone (:func:`streaming.gaps.whole_windows`), then stored with its vendor minute bars
+in one commit under the order lock; once no span is open the watermarks move on with the next
+micro-batch. The open spans are in the status counters (``open_spans``, ``open_span``, ...) and
+``pipeline.health`` names them once a retry failed. A span still open at the stop is left to the
+next hybrid run (the stream then ends with the fetch's error, if it failed); a permanent error (a
+refused key) ends the stream at once. Trades are keyed
 (symbol, ts, exchange, trade_id) and the windows drop duplicates, so the overlap of REST and stream
 writes nothing twice; the windows see every trade of the minutes around a gap, so the bars built
 are the vendor's bars.
@@ -68,17 +77,20 @@ import orjson
 import pandas as pd
 from loguru import logger
 
-from core.errors import RequestError, StorageError
+from core.errors import RequestError, SourceError, StorageError
 from core.model import BARS, TRADES, empty_frame, normalize_symbol
 from streaming.gaps import (
     Gap,
+    bars_within,
     connect_gaps,
     delivered,
     join_batches,
+    marks_until,
     newest_bars,
     resume_point,
     spilled_gaps,
     split_at,
+    whole_windows,
 )
 
 if TYPE_CHECKING:
@@ -101,6 +113,12 @@ REFUSED_IN_A_ROW_LIMIT = 10
 # each up to CATCH_UP_WAIT_S; at the end, what is in flight is waited for up to CATCH_UP_WAIT_S.
 HOLD_WAITS = 10
 CATCH_UP_WAIT_S = 60.0
+# Hybrid mode: a catch-up left open is fetched again in the background at most CATCH_UP_RETRIES
+# times, the first CATCH_UP_RETRY_S after it was left open, each next one after twice the wait (at
+# most CATCH_UP_RETRY_MAX_S), each up to CATCH_UP_WAIT_S: given up within about 13 minutes.
+CATCH_UP_RETRIES = 5
+CATCH_UP_RETRY_S = 15.0
+CATCH_UP_RETRY_MAX_S = 240.0
 T = TypeVar("T")  # ops.stream_status is rewritten this often while the stream runs
 
 
@@ -190,6 +208,14 @@ class StreamReport:
     catchup_trades: int = 0
     held_rows: int = 0  # hybrid: rows read and not yet stored (behind a catch-up in flight)
     held_rows_peak: int = 0  # the most rows that waited behind a catch-up at once
+    # hybrid: catch-ups left open (their spans unfilled, the trades and bars watermarks of their
+    # symbols held before them): how many, the earliest span, since when, its failed retries and error
+    open_spans: int = 0
+    open_span: str | None = None
+    open_span_since: pd.Timestamp | None = None
+    open_span_retries: int = 0
+    open_span_error: str | None = None
+    reopened_spans: int = 0  # spans left open, then filled by a retry
     news: int = 0  # news items inserted or updated
     news_refused: int = 0  # news items refused (dead-lettered with their reason)
     database_retries: int = 0
@@ -220,6 +246,12 @@ class StreamReport:
             "catchup_trades": self.catchup_trades,
             "held_rows": self.held_rows,
             "held_rows_peak": self.held_rows_peak,
+            "open_spans": self.open_spans,
+            "open_span": self.open_span,
+            "open_span_since": self.open_span_since.isoformat() if self.open_span_since is not None else None,
+            "open_span_retries": self.open_span_retries,
+            "open_span_error": self.open_span_error,
+            "reopened_spans": self.reopened_spans,
             "news": self.news,
             "news_refused": self.news_refused,
             "database_retries": self.database_retries,
@@ -243,6 +275,26 @@ class CatchUp:
     bars_from: dict[str, pd.Timestamp] = field(default_factory=dict)
     gaps: list[Gap] | None = None
     fetch: asyncio.Task[list[tuple[Gap, pd.DataFrame]]] | None = None
+
+
+@dataclass(eq=False)
+class OpenSpan:
+    """A catch-up left open (its fetch failed or did not end): its ``gaps`` are unfilled, and its
+    symbols' trades and bars watermarks stay before them until a retry fills them."""
+
+    cause: str
+    gaps: list[Gap]
+    since: pd.Timestamp  # when it was left open (wall clock)
+    error: BaseException | None = None  # what its last fetch raised
+    retries: int = 0  # retries that failed
+    retry: asyncio.Task[None] | None = None
+
+    def describe(self) -> str:
+        first = min(self.gaps, key=lambda gap: gap.start)
+        end = max(gap.end for gap in self.gaps)
+        symbols = sorted({gap.symbol for gap in self.gaps})
+        named = ", ".join(symbols[:5]) + (f" and {len(symbols) - 5} more" if len(symbols) > 5 else "")
+        return f"{named} from {first.start.isoformat()} to {end.isoformat()} (after a {self.cause})"
 
 
 @dataclass(frozen=True)
@@ -317,7 +369,7 @@ class StreamService:
         self._followers: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None
         self._closing = False  # the end: no follower starts; the queue is stored by the closing code
-        self._marks_held = False  # a catch-up was left open: no trades/bars watermark moves any more
+        self._open: list[OpenSpan] = []  # catch-ups left open: watermarks stay before them
         self._windows: Any = None
         self._stream: Any = None
         # Without a catch-up (not hybrid): wall ns of (re)connects whose gap is not bounded yet, and
@@ -381,8 +433,12 @@ class StreamService:
                 await stream.subscribe(self.plan.datasets, self.plan.symbols)
                 async for batch in stream.batches(streaming.batch_max_rows, streaming.batch_max_delay_seconds):
                     await self._handle(batch, windows, stream)
+                unfilled: SourceError | None = None
                 if self.plan.hybrid:
-                    await self._settle()
+                    try:
+                        await self._settle()
+                    except SourceError as exc:  # a span its fetch could not fill: said once all is stored
+                        unfilled = exc
                 # Stopping is not the end of the market: windows still open stay provisional (the
                 # next run, in hybrid mode, refetches their trades and finishes them).
                 if self.report.newest_event is not None and not self.streams_news:
@@ -391,6 +447,8 @@ class StreamService:
                         final, forming = self._bars_to_write(last, empty_frame(BARS))
                         removed = self._removed(last)
                         await self._store((), (), final_bars=final, provisional_bars=forming, removed_bars=removed)
+                if unfilled is not None:
+                    raise unfilled
             except BaseException as exc:
                 failure = exc
                 if self.plan.hybrid and isinstance(exc, Exception):
@@ -716,9 +774,9 @@ class StreamService:
     async def _commit(self, **parts: pd.DataFrame | None) -> StreamCommit:
         from storage.streams import commit_stream_batch
 
-        held = ("trades", "bars") if self._marks_held else ()
+        until = marks_until(gap for span in self._open for gap in span.gaps)
         commit = await self._db(
-            commit_stream_batch, precedence=self.settings.storage.source_precedence, marks_held=held, **parts
+            commit_stream_batch, precedence=self.settings.storage.source_precedence, marks_until=until, **parts
         )
         self.report.final_bars += commit.final_bars.changed
         self.report.provisional_bars += commit.provisional_bars.changed
@@ -993,6 +1051,9 @@ class StreamService:
             await asyncio.wait(fetches, timeout=CATCH_UP_WAIT_S)
         await self._release()
         self._raise_failure()
+        failed = next((span.error for span in self._open if span.error is not None), None)
+        if failed is not None:  # a span its fetch could not fill: the run says why (the next one fetches it)
+            raise failed
 
     async def _release(self) -> None:
         """The end of the queue: no follower starts any more, fetches not ended are cancelled (they
@@ -1018,26 +1079,139 @@ class StreamService:
             logger.error("stream {}: {} row(s) read are not stored: {}", self.name, self.report.held_rows, exc)
 
     def _leave_open(self, catch_up: CatchUp, error: BaseException | None) -> None:
-        """A catch-up whose fetch failed (``error``) or did not end: its span stays unfilled. From
-        here on no trades or bars watermark moves (the next hybrid run's catch-up starts before the
-        span) and the windows' bars overlapping it stay provisional; what was read after it is
-        stored all the same (quotes have no catch-up)."""
-        self._marks_held = True
+        """A catch-up whose fetch failed (``error``) or did not end: its span stays unfilled. What was
+        read after it is stored all the same (quotes have no catch-up), its symbols' trades and bars
+        watermarks moving only up to its start (:meth:`_commit`), and the windows' bars overlapping
+        it stay provisional. Its span is fetched again in the background (:meth:`_retry`), unless
+        the stream is ending (the next hybrid run fetches it) or ``error`` is not one a retry can
+        cure (a refused key: it ends the stream, as any error it does not know)."""
         if catch_up.gaps is not None:
-            self._gaps.extend((gap.start, gap.end) for gap in catch_up.gaps)
-        else:  # a connect whose new connection delivered nothing yet: from before it on
+            gaps = catch_up.gaps
+        else:  # a connect whose new connection delivered nothing yet (at the end): from before it on
             froms = [*catch_up.trades_from.values(), *catch_up.bars_from.values()]
-            self._gaps.append((min(froms, default=_EPOCH), pd.Timestamp.max.tz_localize("UTC")))
-        if error is not None:
+            start, end = min(froms, default=_EPOCH), pd.Timestamp.max.tz_localize("UTC")
+            datasets = [d for d in ("trades", "bars") if d in self.plan.datasets]
+            gaps = [Gap(symbol, d, start, end, catch_up.cause) for symbol in self.plan.symbols for d in datasets]
+        self._gaps.extend((gap.start, gap.end) for gap in gaps)
+        if not gaps:
+            return
+        span = OpenSpan(catch_up.cause, gaps, pd.Timestamp.now(tz="UTC"), error)
+        self._open.append(span)
+        retried = not self._closing and catch_up.gaps is not None and _retryable(error)
+        if error is not None and not _retryable(error):
             self._failure = self._failure or error
+        elif retried:
+            span.retry = asyncio.ensure_future(self._retry(span))
+        self._report_open()
         logger.error(
-            "stream {}: a catch-up after a {} {}; its span is left to the next hybrid run (no trades or bars "
-            "watermark moves past it) and the {} row(s) read after it are stored",
+            "stream {}: the catch-up of {} {}; the {} row(s) read after it are stored, the trades and bars "
+            "watermarks of its symbols held before it; {}",
             self.name,
-            catch_up.cause,
+            span.describe(),
             f"failed: {error}" if error is not None else "did not end in time",
             self.report.held_rows,
+            f"it is fetched again in {CATCH_UP_RETRY_S:g} s" if retried else "it is left to the next hybrid run",
         )
+
+    async def _retry(self, span: OpenSpan) -> None:
+        """Fetch an open span again, at most ``CATCH_UP_RETRIES`` times with a doubling wait, each
+        try bounded by ``CATCH_UP_WAIT_S``; the first that succeeds is stored (:meth:`_apply_late`)
+        and the span closed. Past the last, it is left to the next hybrid run. An error a retry
+        cannot cure ends the stream (raised by the consumer, like a follower's)."""
+        widths = (self.settings.streaming.window_seconds, 60.0)
+        gaps = [whole_windows(gap, widths) for gap in span.gaps]
+        wait = CATCH_UP_RETRY_S
+        try:
+            for _ in range(CATCH_UP_RETRIES):
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, CATCH_UP_RETRY_MAX_S)
+                clock = self.report.newest_event  # the windows the vendor closed before the fetch
+                try:
+                    fetched = await asyncio.wait_for(self._fetch_gaps(gaps), CATCH_UP_WAIT_S)
+                except Exception as exc:
+                    if not _retryable(exc):
+                        raise
+                    span.error = exc if not isinstance(exc, TimeoutError) else span.error
+                    span.retries += 1
+                    self._report_open()
+                    logger.warning(
+                        "stream {}: fetching {} again failed ({} of {} tries): {}",
+                        self.name,
+                        span.describe(),
+                        span.retries,
+                        CATCH_UP_RETRIES,
+                        exc if not isinstance(exc, TimeoutError) else f"no answer in {CATCH_UP_WAIT_S:g} s",
+                    )
+                    continue
+                async with self._order:
+                    if self._closing:  # the closing code stores the queue; the span is the next run's
+                        return
+                    await self._apply_late(span, gaps, fetched, clock)
+                return
+            logger.error(
+                "stream {}: {} could not be fetched in {} tries; it is left to the next hybrid run (the trades "
+                "and bars watermarks of its symbols stay before it until then)",
+                self.name,
+                span.describe(),
+                CATCH_UP_RETRIES,
+            )
+        except Exception as exc:  # raised by the consumer at its next micro-batch, or at the end
+            self._failure = self._failure or exc
+
+    async def _apply_late(
+        self, span: OpenSpan, gaps: list[Gap], fetched: list[tuple[Gap, pd.DataFrame]], clock: pd.Timestamp | None
+    ) -> None:
+        """An open span fetched again, stored in one commit: its REST trades, the bars of the whole
+        windows they cover, built afresh from them alone (the live windows closed those windows
+        without them; the windows still open, or not wholly in ``gaps``, keep their provisional
+        bars), and its vendor minute bars. The span closes with the commit: the watermarks it held
+        move on with the next micro-batch."""
+        streaming = self.settings.streaming
+        trades = [rows for gap, rows in fetched if gap.dataset == "trades" and not rows.empty]
+        bars = [rows for gap, rows in fetched if gap.dataset == "bars" and not rows.empty]
+        got_trades = pd.concat(trades, ignore_index=True) if trades else empty_frame(TRADES)
+        built = empty_frame(BARS)
+        if not got_trades.empty:
+            from streaming.windows import BarWindows
+
+            windows = BarWindows(streaming.window_seconds, streaming.lateness_seconds, source=self.plan.source)
+            windows.add_trades(got_trades)
+            closed_by = clock - pd.Timedelta(seconds=streaming.lateness_seconds) if clock is not None else None
+            built = bars_within(windows.flush().final, gaps, closed_by)
+            if "bars" in self.plan.datasets:  # the vendor's minute bars are the minute bars
+                built = built[built["timeframe"] != "1min"]
+        parts = [f for f in (built, *bars) if not f.empty]
+        final = pd.concat(parts, ignore_index=True) if parts else None
+        self._open.remove(span)  # its own commit is not held by it
+        self._report_open()
+        self.report.catchups += 1
+        self.report.catchup_trades += len(got_trades)
+        self.report.reopened_spans += 1
+        logger.info(
+            "stream {}: fetched {} again: {} trade(s), {} bar(s) stored",
+            self.name,
+            span.describe(),
+            len(got_trades),
+            0 if final is None else len(final),
+        )
+        what = {"catch_up": [gap.describe() for gap in gaps]}
+        try:
+            await self._store([orjson.dumps(what)], [time.time_ns()], trades=got_trades, final_bars=final)
+        except BaseException:
+            self._open.append(span)
+            self.report.reopened_spans -= 1
+            self._report_open()
+            raise
+
+    def _report_open(self) -> None:
+        """The open spans in the status counters: how many, the earliest, its retries and error."""
+        report = self.report
+        report.open_spans = len(self._open)
+        first = min(self._open, key=lambda span: min(gap.start for gap in span.gaps), default=None)
+        report.open_span = first.describe() if first is not None else None
+        report.open_span_since = first.since if first is not None else None
+        report.open_span_retries = first.retries if first is not None else 0
+        report.open_span_error = str(first.error) if first is not None and first.error is not None else None
 
     def _cancel_catch_ups(self) -> None:
         self._closing = True
@@ -1046,6 +1220,9 @@ class StreamService:
                 item.fetch.cancel()
         for follower in list(self._followers):
             follower.cancel()
+        for span in self._open:
+            if span.retry is not None:
+                span.retry.cancel()
 
     async def _apply(self, catch_up: CatchUp, fetched: list[tuple[Gap, pd.DataFrame]]) -> None:
         """A catch-up's REST rows through the windows (before the micro-batches read after its span)
@@ -1167,6 +1344,12 @@ async def _raw_minute_bars(
     if vendor == "polygon":
         return await source.client.aggregates(symbol, start, end, timeframe="1min", adjusted=False)
     return await source.client.bars(symbol, start, end, timeframe="1min", adjustment="raw")
+
+
+def _retryable(error: BaseException | None) -> bool:
+    """Whether a catch-up's fetch that ended with ``error`` (None: it did not end in time) may be
+    tried again: a transient vendor failure or a timeout, not a refused key or a bug."""
+    return error is None or isinstance(error, TimeoutError) or bool(getattr(error, "retryable", False))
 
 
 def _fetched_rows(fetch: asyncio.Task[Any] | None) -> bool:

@@ -118,23 +118,31 @@ def test_replayed_batch_changes_nothing_and_provisional_bars_never_advance_a_wat
     assert latest is not None and (pd.Timestamp(latest[0]), latest[1]) == (T0, 100.3)
 
 
-def test_rows_stored_behind_an_open_gap_leave_the_trades_and_bars_watermarks_where_they_were(conn, symbols):
-    """A hybrid stream stores what it read after a catch-up that failed (marks_held): the rows are
-    stored, the trades and bars watermarks stay before the gap (the next run's catch-up starts
-    there), the quotes watermark moves (quotes have no catch-up)."""
+def test_rows_stored_behind_an_open_gap_move_the_trades_and_bars_watermarks_up_to_it_only(conn, symbols):
+    """A hybrid stream stores what it read after a catch-up that failed (marks_until: the open
+    span's start): the rows are stored, the trades and bars watermarks move up to the limit and no
+    further (the next run's catch-up starts there), the quotes watermark moves (quotes have no
+    catch-up)."""
     sym = symbols()
     commit_stream_batch(conn, trades=trades_of(sym, 1), final_bars=bar_of(sym, close=100.2))
     before = read_watermarks(conn, symbols=[sym])
 
     later = trades_of(sym, 4)
     later_bar = bar_of(sym, close=100.3).assign(ts=T0 + pd.Timedelta(minutes=1))
-    commit_stream_batch(conn, trades=later, quotes=quotes_of(sym), final_bars=later_bar, marks_held=("trades", "bars"))
+    held = {k: m.high_water_ts for k, m in before.items()}
+    until = {(k[1], k[2]): pd.Timestamp(ts) for k, ts in held.items()}
+    commit_stream_batch(conn, trades=later, quotes=quotes_of(sym), final_bars=later_bar, marks_until=until)
 
     after = read_watermarks(conn, symbols=[sym])
     assert {k: m for k, m in after.items() if k[1] in ("trades", "bars")} == before
     assert {k[1] for k in after} == {"trades", "bars", "quotes"}
     assert len(read_trades(conn, [sym], T0, T0 + pd.Timedelta(minutes=1))) == 4
     assert read_bars(conn, [sym], T0, T0 + pd.Timedelta(minutes=2), "1min")["close"].tolist() == [100.2, 100.3]
+
+    limit = max(later["ts"]) - pd.Timedelta(milliseconds=1)  # an open span starting before the newest trade
+    commit_stream_batch(conn, trades=later, marks_until={("trades", sym): limit})
+    moved = read_watermarks(conn, symbols=[sym], dataset="trades")
+    assert [pd.Timestamp(m.high_water_ts) for m in moved.values()] == [limit]
 
 
 def test_a_failing_batch_writes_nothing(conn, symbols):

@@ -79,3 +79,25 @@ def test_a_stream_whose_recent_batch_was_mostly_stamped_in_the_future_is_named_w
     old = int((NOW - timedelta(hours=1)).timestamp() * 1e9)
     assert stream_issues([status(future_events=12_000, future_heavy_ns=old, future_heavy_share=0.98)], NOW) == []
     assert stream_issues([status(future_events=3)], NOW) == []  # a few bad prints: dead letters only
+
+
+def held(state: str = "running", age_s: float = 3, retries: int = 1) -> StreamStatus:
+    counters = {
+        "open_spans": 1,
+        "open_span": "AAPL from 2026-12-04T14:31:00+00:00 to 2026-12-04T14:32:00+00:00 (after a spill)",
+        "open_span_since": (NOW - timedelta(minutes=3)).isoformat(),
+        "open_span_retries": retries,
+        "open_span_error": "polygon answered 503",
+    }
+    return StreamStatus(**{**status(state, age_s).__dict__, "counters": counters})
+
+
+def test_a_span_its_catch_up_could_not_fill_past_a_retry_is_named_with_the_stream():
+    (issue,) = stream_issues([held()], NOW)
+    assert issue.startswith(
+        "stream polygon (running) has 1 span(s) its REST catch-up could not fill since 2026-12-04 14:57"
+    )
+    assert "AAPL from 2026-12-04T14:31:00+00:00" in issue and "polygon answered 503" in issue
+    assert stream_issues([held(retries=0)], NOW) == []  # left open a moment ago: its first retry is due
+    assert stream_issues([held(state="stopped", age_s=600)], NOW) != []  # the next hybrid run fetches it
+    assert stream_issues([held(state="stopped", age_s=7200)], NOW) == []

@@ -600,12 +600,17 @@ def trades_committed(service: InMemoryStore) -> list[dict[str, Any]]:
     return [c for c in service.committed if c.get("trades") is not None and not c["trades"].empty]
 
 
+def trades_mark(commit: dict[str, Any]) -> pd.Timestamp:
+    """The trades watermark a commit moves: its newest trade, at most its ``marks_until`` (an open span)."""
+    cap = (commit.get("marks_until") or {}).get(("trades", "AAPL"))
+    newest = commit["trades"]["ts"].max()
+    return newest if cap is None else min(newest, cap)
+
+
 def restart_point(service: InMemoryStore, commits: int | None = None) -> pd.Timestamp:
     """Where the next hybrid run's trades catch-up starts after the first ``commits`` commits (all):
-    from the trades watermark they moved (commits that hold the marks move none)."""
-    moved = [
-        c["trades"]["ts"].max() for c in trades_committed(service)[:commits] if "trades" not in c.get("marks_held", ())
-    ]
+    from the trades watermark they moved (commits behind an open span move it up to its start)."""
+    moved = [trades_mark(c) for c in trades_committed(service)[:commits]]
     return trades_catch_up_start(max(moved) if moved else None, OPEN, LATENESS, (60.0,))
 
 
@@ -727,7 +732,11 @@ def test_a_failed_catch_up_leaves_its_span_open_and_stores_what_was_read_around_
 
     assert lost_on_a_crash(service) == []
     assert committed_ids(service) == [*range(0, 420), *range(480, 540)]  # all but S2's span
-    assert [c["marks_held"] for c in trades_committed(service)][-1] == ("trades", "bars")  # read after S2
+    # read after S2: the watermarks stop at its start (bars: the minute before)
+    assert trades_committed(service)[-1]["marks_until"] == {
+        ("trades", "AAPL"): refused_from,
+        ("bars", "AAPL"): OPEN + pd.Timedelta(minutes=2),
+    }
     assert restart_point(service) <= refused_from  # the next hybrid run fetches S2's span
 
 
@@ -764,7 +773,7 @@ def test_a_catch_up_not_ended_at_stop_is_cancelled_and_what_it_held_is_stored(is
     assert len(service.committed) == at_stop  # nothing stored after the stop's last store
     last = service.committed[-1]
     assert sorted(int(i) for i in last["trades"]["trade_id"]) == list(range(240, 300))
-    assert len(last["quotes"]) == 1 and last["marks_held"] == ("trades", "bars")
+    assert len(last["quotes"]) == 1 and last["marks_until"][("trades", "AAPL")] == OPEN  # the reconnect's span
     assert service.report.held_rows == 0
     assert restart_point(service) <= OPEN + pd.Timedelta(seconds=60)  # the next run fetches 13:31
 
@@ -841,7 +850,7 @@ def test_a_catch_up_that_outlasts_the_consumers_waits_is_left_open(isolated, mon
 
     assert held_after == 0
     assert committed_ids(service) == [*range(0, 120), *range(240, 360)]  # 13:31 left to the next run
-    assert trades_committed(service)[-1]["marks_held"] == ("trades", "bars")
+    assert trades_committed(service)[-1]["marks_until"][("trades", "AAPL")] == OPEN  # the reconnect's span
     assert restart_point(service) <= OPEN + pd.Timedelta(minutes=1)
 
 
@@ -869,7 +878,7 @@ def test_when_the_stream_fails_what_waits_behind_a_catch_up_is_stored_unless_the
         assert committed_ids(service) == list(range(0, 120)) and service.report.held_rows == 60
     else:
         assert committed_ids(service) == [*range(0, 120), *range(240, 300)] and service.report.held_rows == 0
-        assert trades_committed(service)[-1]["marks_held"] == ("trades", "bars")
+        assert trades_committed(service)[-1]["marks_until"][("trades", "AAPL")] == OPEN  # the reconnect's span
 
 
 class Connection:
@@ -911,3 +920,121 @@ def test_a_stream_that_never_connects_sends_no_heartbeat_after_the_start_and_rec
     asyncio.run(scenario())
     assert beats == []
     assert service.report.unconnected_since is not None and service.statuses[:1] == ["running"]
+
+
+# -- hybrid: a catch-up left open is fetched again ---------------------------------------------
+
+
+class FlakyRest(RestTape):
+    """REST that refuses the first ``failures`` requests for trades from ``refused_from`` on (all of
+    them when None), as the source client raises it after its own retries."""
+
+    def __init__(self, tape: pd.DataFrame, refused_from: pd.Timestamp, failures: int | None) -> None:
+        super().__init__(tape)
+        self.refused_from, self.failures, self.refused = refused_from, failures, 0
+
+    async def trades(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        if start >= self.refused_from and (self.failures is None or self.refused < self.failures):
+            self.refused += 1
+            self.asked.append((symbol, start, end))
+            raise RetryableSourceError(f"polygon answered 503 for {symbol} trades from {start}")
+        return await super().trades(symbol, start, end)
+
+
+class StatusStore(HybridStore):
+    """A hybrid service that keeps the status rows it records (ops.stream_status)."""
+
+    def __init__(self, plan: StreamPlan, rest: RestTape) -> None:
+        super().__init__(plan, rest)
+        self.rows: list[Any] = []
+
+    async def _db(self, action: Any, *args: Any, **kwargs: Any) -> Any:
+        if action is record_stream_status:
+            self.rows.append(args[0])
+        return await super()._db(action, *args, **kwargs)
+
+
+SPILLED_FROM = OPEN + pd.Timedelta(seconds=60)  # the spill of 13:31 in the scenario below
+
+
+async def a_spill_whose_catch_up_fails(service: HybridStore, windows: BarWindows) -> None:
+    """The start (13:30), then 13:31 spilled (its REST request refused), then 13:32 read: the spill
+    is left open and 13:32 stored behind it."""
+    service._connected(SimpleNamespace(at_ns=100))
+    await service._handle(read(np.arange(0, 60, 0.5), 150), windows, Stream())
+    await until(lambda: len(service.committed) == 2)  # the start's catch-up, then 13:30
+    await service._spill(*frames_at(np.arange(60, 120, 0.5), 1_000))
+    await service._handle(read(np.arange(120, 180, 0.5), 2_000), windows, Stream())
+    await until(lambda: len(trades_committed(service)) == 2)  # 13:32, behind the span left open
+
+
+def test_a_catch_up_that_failed_once_is_fetched_again_and_the_watermarks_move_past_its_span(isolated, monkeypatch):
+    """F4: a span left open held the trades and bars watermarks for good (until a restart, which
+    then refetched everything since). Now it is fetched again in the background: its trades are
+    stored, its minute built afresh from them (final, complete: the live windows never saw it),
+    the hold clears and the next micro-batch moves the watermark past the span."""
+    monkeypatch.setattr("streaming.service.CATCH_UP_RETRY_S", 0.0)
+    service = HybridStore(HYBRID, FlakyRest(TAPE, SPILLED_FROM, failures=1))
+    windows = BarWindows(60, 2, source="polygon")
+
+    async def scenario():
+        await a_spill_whose_catch_up_fails(service, windows)
+        held = trades_committed(service)[-1]["marks_until"]  # 13:32, stored while 13:31 is open
+        await until(lambda: service.report.reopened_spans == 1)
+        await service._handle(read(np.arange(180, 240, 0.5), 3_000), windows, Stream())
+        await service._settle()
+        return held
+
+    held = asyncio.run(asyncio.wait_for(scenario(), 30))
+
+    assert held[("trades", "AAPL")] == SPILLED_FROM
+    assert service.rest.asked[-1] == ("AAPL", SPILLED_FROM, OPEN + pd.Timedelta(minutes=2))  # its whole minute
+    assert committed_ids(service) == list(range(0, 480))
+    assert final_minutes(service)["13:31"] == (1200, 120)
+    last = trades_committed(service)[-1]
+    assert last["marks_until"] == {} and trades_mark(last) == OPEN + pd.Timedelta(seconds=239.5)
+    assert lost_on_a_crash(service) == []
+    counters = service.report.as_dict()
+    assert (counters["open_spans"], counters["open_span"], counters["reopened_spans"]) == (0, None, 1)
+
+
+def test_a_catch_up_that_keeps_failing_holds_the_watermarks_at_its_start_and_is_a_health_issue(isolated, monkeypatch):
+    """Every retry refused: what is read after the span moves the trades watermark up to the
+    span's start (not past it: the next hybrid run fetches it; not short of it either), the status
+    counters name the span and its retries, and pipeline.health names the stream and the span."""
+    from pipeline.health import stream_issues
+
+    monkeypatch.setattr("streaming.service.CATCH_UP_RETRY_S", 0.0)
+    monkeypatch.setattr("streaming.service.CATCH_UP_RETRIES", 2)
+    service = StatusStore(HYBRID, FlakyRest(TAPE, SPILLED_FROM, failures=None))
+    windows = BarWindows(60, 2, source="polygon")
+
+    async def scenario():
+        await a_spill_whose_catch_up_fails(service, windows)
+        await until(lambda: service.report.open_span_retries == 2)
+        await service._handle(read(np.arange(180, 240, 0.5), 3_000), windows, Stream())
+        await service._record_status("running", Stream())
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+    assert service.rest.refused == 3  # the catch-up and its two retries
+    assert committed_ids(service) == [*range(0, 120), *range(240, 480)]  # 13:31 is the next run's
+    assert [trades_mark(c) for c in trades_committed(service)[-2:]] == [SPILLED_FROM, SPILLED_FROM]
+    assert restart_point(service) == trades_catch_up_start(SPILLED_FROM, OPEN, LATENESS, (60.0,))
+    assert lost_on_a_crash(service) == []
+    counters = service.rows[-1].counters
+    assert (counters["open_spans"], counters["open_span_retries"]) == (1, 2)
+    assert counters["open_span"].startswith("AAPL from 2024-06-03T13:31:00+00:00 to ")
+    (issue,) = stream_issues(service.rows[-1:], service.rows[-1].updated_at)
+    assert issue.startswith("stream polygon (running) has 1 span(s) its REST catch-up could not fill since ")
+    assert "AAPL from 2024-06-03T13:31:00+00:00" in issue and "503" in issue
+
+
+def test_an_open_span_limits_the_watermarks_of_its_symbols_only():
+    from streaming.gaps import Gap, marks_until
+
+    at = pd.Timestamp("2024-06-03 13:31:20", tz="UTC")
+    gaps = [Gap("AAPL", "trades", at, at + pd.Timedelta(minutes=1), "spill"),
+            Gap("AAPL", "bars", at + pd.Timedelta(seconds=40), at + pd.Timedelta(minutes=2), "spill")]  # fmt: skip
+
+    assert marks_until(gaps) == {("trades", "AAPL"): at, ("bars", "AAPL"): pd.Timestamp("2024-06-03 13:30", tz="UTC")}
