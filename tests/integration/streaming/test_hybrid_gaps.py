@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 
 from core.settings import Settings
@@ -155,3 +156,72 @@ def test_a_slow_catch_up_does_not_make_the_stream_spill(stack: Settings, gap_sym
     assert assert_stored_equals_batch(stack, stack, gap_symbols) > 100
     assert report.held_rows_peak > settings.streaming.buffer_size  # read on while the catch-up was in flight
     assert report.held_rows == 0  # everything held was stored in the end
+
+
+def test_a_catch_up_refused_over_rest_is_fetched_again_once_rest_answers(
+    stack: Settings, gap_symbols, monkeypatch
+) -> None:
+    """F4: a catch-up whose REST requests failed held the trades and bars watermarks until the
+    process restarted. The sandbox refuses every REST request naming the first symbol (its
+    ``killed_symbols`` fault) while the stream starts: the start's catch-up is left open, the stream
+    stores what it reads, and health names the stream and the span once a retry was refused. Once
+    REST answers again a retry fills the span: the hot store equals the batch path's, and the
+    trades watermarks move past the span."""
+    from pipeline.health import stream_issues
+    from storage.streams import read_stream_status
+    from storage.watermarks import read_watermarks
+
+    monkeypatch.setattr("streaming.service.CATCH_UP_RETRY_S", 1.0)
+    # the client gives up at once, on breakers of this process that the refusals never open
+    collection = {"retry_attempts": 0, "circuit_failure_threshold": 1000, "circuit_share_refresh_seconds": 0.0}
+    settings = stack.model_copy(update={"collection": stack.collection.model_copy(update=collection)})
+    url = stream_url(stack, uuid.uuid4().hex)
+    plan = StreamPlan.of("polygon", gap_symbols, ("trades", "bars"), hybrid=True, url=url, feed=uuid.uuid4().hex[:12])
+    service = StreamService(settings, plan)
+
+    def status_row() -> Any:
+        with database_connection(stack) as conn:
+            return next((s for s in read_stream_status(conn) if s.stream == service.name), None)
+
+    def trades_marks() -> dict[str, Any]:
+        with database_connection(stack) as conn:
+            marks = read_watermarks(conn, source="polygon", dataset="trades", symbols=gap_symbols)
+        return {k[2]: pd.Timestamp(m.high_water_ts) for k, m in marks.items()}
+
+    async def scenario() -> tuple[Any, StreamReport]:
+        async with httpx.AsyncClient(base_url=stack.sandbox.base_url, timeout=10) as sandbox:
+            refuse = {"seed": 1, "killed_symbols": [gap_symbols[0]], "vendors": ["polygon"]}
+            (await sandbox.post("/_sandbox/faults", json=refuse)).raise_for_status()
+            stop = asyncio.Event()
+            runner = asyncio.create_task(service.run(stop))
+            try:
+                try:
+                    held = None
+                    for _ in range(150):  # bounded: until a status row shows a refused retry
+                        await asyncio.sleep(0.2)
+                        held = await asyncio.to_thread(status_row)
+                        if held is not None and int(held.counters.get("open_span_retries") or 0) >= 1:
+                            break
+                finally:
+                    (await sandbox.delete("/_sandbox/faults")).raise_for_status()
+                await wait_for(lambda: service.report.reopened_spans >= 1, "the span fetched again")
+                await asyncio.sleep(2)  # four market minutes stored after it
+            finally:
+                stop.set()
+            return held, await asyncio.wait_for(runner, 90)
+
+    try:
+        held, report = asyncio.run(asyncio.wait_for(scenario(), 240))
+        marks = trades_marks()
+    finally:
+        with database_connection(stack, autocommit=True) as conn:
+            conn.execute("DELETE FROM ops.stream_status WHERE stream = %s", (service.name,))
+
+    assert held is not None and held.counters["open_spans"] == 1
+    (issue,) = stream_issues([held], held.updated_at)
+    assert f"stream {service.name} (running) has 1 span(s) its REST catch-up could not fill" in issue
+    assert gap_symbols[0] in issue and "503" in issue
+    assert (report.open_spans, report.reopened_spans) == (0, 1)
+    assert assert_stored_equals_batch(stack, stack, gap_symbols) > 100  # the span is filled
+    assert report.newest_event is not None
+    assert all(marks[s] > report.newest_event - pd.Timedelta(minutes=1) for s in gap_symbols)  # past the span
