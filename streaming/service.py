@@ -115,7 +115,8 @@ HOLD_WAITS = 10
 CATCH_UP_WAIT_S = 60.0
 # Hybrid mode: a catch-up left open is fetched again in the background at most CATCH_UP_RETRIES
 # times, the first CATCH_UP_RETRY_S after it was left open, each next one after twice the wait (at
-# most CATCH_UP_RETRY_MAX_S), each up to CATCH_UP_WAIT_S: given up within about 13 minutes.
+# most CATCH_UP_RETRY_MAX_S), each try given what the first fetch was (HOLD_WAITS x CATCH_UP_WAIT_S):
+# given up within about an hour.
 CATCH_UP_RETRIES = 5
 CATCH_UP_RETRY_S = 15.0
 CATCH_UP_RETRY_MAX_S = 240.0
@@ -1115,19 +1116,20 @@ class StreamService:
 
     async def _retry(self, span: OpenSpan) -> None:
         """Fetch an open span again, at most ``CATCH_UP_RETRIES`` times with a doubling wait, each
-        try bounded by ``CATCH_UP_WAIT_S``; the first that succeeds is stored (:meth:`_apply_late`)
-        and the span closed. Past the last, it is left to the next hybrid run. An error a retry
-        cannot cure ends the stream (raised by the consumer, like a follower's)."""
+        try bounded by ``HOLD_WAITS`` x ``CATCH_UP_WAIT_S`` (the first fetch's time); the first that
+        succeeds is stored (:meth:`_apply_late`) and the span closed. Past the last, it is left to
+        the next hybrid run. An error a retry cannot cure ends the stream (raised by the consumer,
+        like a follower's)."""
         widths = (self.settings.streaming.window_seconds, 60.0)
         gaps = [whole_windows(gap, widths) for gap in span.gaps]
-        wait = CATCH_UP_RETRY_S
+        wait, bound_s = CATCH_UP_RETRY_S, HOLD_WAITS * CATCH_UP_WAIT_S
         try:
             for _ in range(CATCH_UP_RETRIES):
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, CATCH_UP_RETRY_MAX_S)
                 clock = self.report.newest_event  # the windows the vendor closed before the fetch
                 try:
-                    fetched = await asyncio.wait_for(self._fetch_gaps(gaps), CATCH_UP_WAIT_S)
+                    fetched = await asyncio.wait_for(self._fetch_gaps(gaps), bound_s)
                 except Exception as exc:
                     if not _retryable(exc):
                         raise
@@ -1140,7 +1142,7 @@ class StreamService:
                         span.describe(),
                         span.retries,
                         CATCH_UP_RETRIES,
-                        exc if not isinstance(exc, TimeoutError) else f"no answer in {CATCH_UP_WAIT_S:g} s",
+                        exc if not isinstance(exc, TimeoutError) else f"no answer in {bound_s:g} s",
                     )
                     continue
                 async with self._order:

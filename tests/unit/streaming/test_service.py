@@ -1038,3 +1038,37 @@ def test_an_open_span_limits_the_watermarks_of_its_symbols_only():
             Gap("AAPL", "bars", at + pd.Timedelta(seconds=40), at + pd.Timedelta(minutes=2), "spill")]  # fmt: skip
 
     assert marks_until(gaps) == {("trades", "AAPL"): at, ("bars", "AAPL"): pd.Timestamp("2024-06-03 13:30", tz="UTC")}
+
+
+def test_a_catch_up_that_outlasted_the_consumers_waits_is_fetched_again_once_rest_answers(isolated, monkeypatch):
+    """The other way a span is left open: its REST request did not answer through the consumer's
+    waits. Its retry, answered, stores 13:31 and the next micro-batch moves the watermark past it."""
+    monkeypatch.setattr("streaming.service.CATCH_UP_WAIT_S", 0.01)
+    monkeypatch.setattr("streaming.service.HOLD_WAITS", 2)
+    monkeypatch.setattr("streaming.service.CATCH_UP_RETRY_S", 0.0)
+    gate = asyncio.Event()  # the REST answers wait for it: the reconnect's, then its retry's
+    service = HybridStore(HYBRID, RestTape(TAPE, gate, free=1))
+    service.settings = Settings(streaming={"catch_up_hold_rows": 100, "max_event_skew_seconds": ORDER_ONLY_SKEW_S})
+    windows = BarWindows(60, 2, source="polygon")
+
+    async def scenario():
+        service._connected(SimpleNamespace(at_ns=100))
+        await service._handle(read(np.arange(0, 60, 0.5), 150), windows, Stream())
+        await until(lambda: len(service.committed) == 2)
+        service._connected(SimpleNamespace(at_ns=1_000))
+        await service._handle(read(np.arange(120, 150, 0.5), 1_100), windows, Stream())
+        await service._handle(read(np.arange(150, 180, 0.5), 1_200), windows, Stream())  # past 100: left open
+        held = service.report.open_spans
+        await until(lambda: len(service.rest.asked) == 3)  # the retry's request waits
+        gate.set()
+        await until(lambda: service.report.reopened_spans == 1)
+        await service._handle(read(np.arange(180, 240, 0.5), 2_000), windows, Stream())
+        await service._settle()
+        return held
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 30)) == 1
+    assert committed_ids(service) == list(range(0, 480))
+    assert final_minutes(service)["13:31"] == (1200, 120)
+    last = trades_committed(service)[-1]
+    assert last["marks_until"] == {} and trades_mark(last) == OPEN + pd.Timedelta(seconds=239.5)
+    assert lost_on_a_crash(service) == []
