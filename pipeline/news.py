@@ -37,7 +37,7 @@ from quality.news_text import cashtags, clean_text, is_spam, split_symbols
 from sources.dead_letters import record_dead_letter_sync
 from storage.lake import Lake
 from storage.news import NewsWriteResult, StoredItem, lock_news_dedup, stored_items, write_news
-from storage.news_tiers import tiered_items
+from storage.news_tiers import TieredNews, dedup_candidates, tiered_items
 from storage.story_vectors import stories_to_embed
 from storage.watermarks import Watermark, advance_watermarks
 
@@ -318,23 +318,28 @@ def store_items(
     each a story of its own, often spam or off topic, are left out of news search). With the
     ``lake``, the versions and dedup candidates tiered to it count as stored
     (:func:`storage.news_tiers.tiered_items`: read only when the batch's dedup window reaches
-    tiered news); without it, the hot ones only (the stream: live news is never tiered)."""
+    tiered news, and before the news dedup lock, so a slow or failing lake holds up this batch
+    alone); without it, the hot ones only (the stream: live news is never tiered). A lake that
+    cannot be read fails the batch with a :class:`~core.errors.StorageError` naming the object,
+    before anything is written: the caller's transaction rolls back (the batch path's pages stay
+    pending for the next run)."""
     index = StoryIndex(config)
     prepared = prepare_items(frame, kind, sentiment, index)
     if prepared.items.empty:
         return NewsWriteResult(), prepared.rejected
-    lock_news_dedup(conn)
     window = timedelta(hours=config.window_hours)
     low = prepared.items["published_at"].min() - window
     high = prepared.items["published_at"].max() + window
     keys = list(zip(prepared.items["source"], prepared.items["id"], strict=True))
-    stored = stored_items(conn, low, high, keys)
-    if lake is not None:
-        tiered = tiered_items(conn, lake, low, high, keys)
-        if tiered:
-            stored = sorted([*stored, *tiered], key=lambda i: i.published_at)
-    stories = assign_stories(prepared, stored, index)
-    written = write_news(conn, prepared.items, prepared.links, stories, stored)
+    # the lake before the lock: no other writer waits on this batch's S3 reads
+    early = tiered_items(conn, lake, low, high, keys) if lake is not None else TieredNews()
+    lock_news_dedup(conn)
+    hot = stored_items(conn, low, high, keys)
+    # then what was tiered since (hot rows first, the manifest second: a row is in one or both)
+    tiered = tiered_items(conn, lake, low, high, keys, early).items if lake is not None else ()
+    stories = assign_stories(prepared, dedup_candidates(hot, tiered), index)
+    versions = sorted([*hot, *tiered], key=lambda i: i.published_at)
+    written = write_news(conn, prepared.items, prepared.links, stories, versions)
     if embedder is not None and kind == "news":  # a post is a story of its own, not searched as news
         embed_stories(conn, sorted({int(s) for s in prepared.items["story_id"]}), embedder)
     return written, prepared.rejected

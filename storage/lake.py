@@ -9,13 +9,14 @@ pushdown of partition and column filters. S3 and network errors are translated i
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 from urllib.parse import urlparse
 
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from minio import Minio
 from minio.error import MinioException, S3Error
@@ -129,6 +130,29 @@ class Lake:
         except (pa.ArrowException, OSError) as exc:
             raise StorageError(
                 f"lake object s3://{self.bucket}/{key} is not valid Parquet ({type(exc).__name__}: {exc})"
+            ) from exc
+
+    def read_parquet_columns(
+        self,
+        key: str,
+        columns: Sequence[str],
+        rows: pads.Expression | None = None,
+        schema: pa.Schema | None = None,
+    ) -> pa.Table:
+        """``columns`` of the object's ``rows`` (a filter, also tested against each row group's
+        statistics) by ranged reads of its footer and those column chunks only, not the whole
+        object as :meth:`read_parquet` downloads it. ``schema``: the dataset's columns (one added
+        after the object was written reads as null). Any failure, the S3 store's or the object's,
+        is a :class:`StorageError` naming the object."""
+        try:
+            dataset = pads.dataset(
+                f"{self.bucket}/{key}", schema=schema, filesystem=self.filesystem(), format="parquet"
+            )
+            return dataset.to_table(columns=list(columns), filter=rows)
+        except (OSError, pa.ArrowException) as exc:
+            raise StorageError(
+                f"cannot read columns {', '.join(columns)} of lake object s3://{self.bucket}/{key} "
+                f"({type(exc).__name__}: {exc}); is the S3 store running (`marketpipe status`)?"
             ) from exc
 
     def filesystem(self) -> pafs.S3FileSystem:

@@ -15,63 +15,122 @@ Bounds, by design: a tiered version published more than the dedup window away fr
 version of the article is not seen (an update moves the publication time by minutes); tiered items
 carry no MinHash signature (tiering leaves it behind), so they are dedup candidates by canonical
 URL and by their key, not by similar text.
+
+The lake is read before the dedup lock (:func:`pipeline.news.store_items`), so a slow or failing
+S3 store holds up the batch that needs it alone, not every news writer waiting on the lock; each
+object is read for the columns and rows the writer uses (ranged reads, row groups skipped by their
+statistics). Under the lock the writer reads the hot rows, then calls :func:`tiered_items` again
+with what it read: the manifest is consulted again and only the objects it lists that were not
+read are read (a chunk tiered, or a partition compacted, in between; there is no such object
+almost always). Hot rows first and the manifest second, as the read router does: a row tiered in
+between is found in one tier or both, never in neither.
+
+An article can be in both tiers: a version stored hot after an earlier one was tiered (the
+stream stores against the hot rows only). Its hot row is what every reader shows (``news
+latest|story``, the sentiment features and ``scan.news_sentiment`` read the hot store only), so
+the dedup candidates prefer it (:func:`dedup_candidates`); the versions decided from
+(:func:`storage.news.plan_versions`) are those of both tiers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import psycopg
 import pyarrow as pa
-import pyarrow.compute as pc
+import pyarrow.dataset as pads
 
 from storage.lake import Lake
 from storage.news import StoredItem
-from storage.tiering import manifest_files
+from storage.tiering import DATASETS, arrow_schema, manifest_files
 
 NEWS_ITEMS_DATASET = "news_items"
 _COLUMNS = ("source", "id", "story_id", "published_at", "updated_at", "canonical_url", "symbols", "kind")
 
 
+@dataclass(frozen=True)
+class TieredNews:
+    """What :func:`tiered_items` read of the lake: the manifest's objects it read, as (key,
+    checksum), and the items it kept of them (each key's latest version, oldest first)."""
+
+    objects: frozenset[tuple[str, str]] = frozenset()
+    items: tuple[StoredItem, ...] = ()
+
+
 def tiered_items(
-    conn: psycopg.Connection, lake: Lake, low: datetime, high: datetime, keys: Sequence[tuple[str, str]]
-) -> list[StoredItem]:
+    conn: psycopg.Connection,
+    lake: Lake,
+    low: datetime,
+    high: datetime,
+    keys: Sequence[tuple[str, str]],
+    earlier: TieredNews | None = None,
+) -> TieredNews:
     """The tiered news items published in [low, high]: those with the given (source, id) keys and
-    the news (kind ``news``) among them, each key's latest version; oldest first."""
+    the news (kind ``news``) among them, each key's latest version. ``earlier``: what a call with
+    the same arguments read before (the writer's, before its dedup lock); only the objects the
+    manifest lists now that it did not read are read, their items merged with its items (a key in
+    both keeps its latest ``updated_at``, the newer object's on a tie, as compaction does). A lake
+    that cannot be read is a :class:`~core.errors.StorageError` naming the object."""
+    earlier = earlier or TieredNews()
     files = manifest_files(conn, dataset=NEWS_ITEMS_DATASET, start=low, end=high + timedelta(microseconds=1))
-    if not files:
-        return []
+    unread = [f for f in files if (f.key, f.checksum) not in earlier.objects]  # oldest object first
+    if not unread:
+        return earlier
     wanted = set(keys)
-    ids = pa.array(sorted({i for _, i in keys}), type=pa.string())
-    latest: dict[tuple[str, str, datetime], dict] = {}
-    for file in files:  # oldest object first; a key in two keeps its latest updated_at
-        table = lake.read_parquet(file.key).select(list(_COLUMNS))
-        published = table["published_at"]
-        in_window = pc.and_(
-            pc.equal(table["kind"], "news"),
-            pc.and_(pc.greater_equal(published, pa.scalar(low, published.type)),
-                    pc.less_equal(published, pa.scalar(high, published.type))),
-        )  # fmt: skip
-        rows = table.filter(pc.or_(pc.is_in(table["id"], value_set=ids), in_window)).to_pylist()
-        for row in rows:
-            if (row["source"], row["id"]) not in wanted and not low <= row["published_at"] <= high:
-                continue
-            key = (row["source"], row["id"], row["published_at"])
-            if key not in latest or row["updated_at"] >= latest[key]["updated_at"]:
-                latest[key] = row
-    if not latest:
-        return []
-    rows = sorted(latest.values(), key=lambda r: (r["published_at"], r["source"], r["id"]))
-    return [
+    schema = arrow_schema(DATASETS[NEWS_ITEMS_DATASET].file_columns)
+    rows = _batch_rows(schema, low, high, sorted({i for _, i in keys}))
+    read: list[dict[str, Any]] = []
+    for file in unread:
+        for row in lake.read_parquet_columns(file.key, _COLUMNS, rows, schema).to_pylist():
+            in_window = row["kind"] == "news" and low <= row["published_at"] <= high
+            if in_window or (row["source"], row["id"]) in wanted:
+                read.append(row)
+    items = [
         StoredItem(r["source"], r["id"], r["story_id"], r["published_at"], r["updated_at"], r["canonical_url"], None, s)
-        for r, s in zip(rows, _symbols(conn, [r["symbols"] for r in rows]), strict=True)
+        for r, s in zip(read, _symbols(conn, [r["symbols"] for r in read]), strict=True)
     ]
+    objects = earlier.objects | {(f.key, f.checksum) for f in unread}
+    return TieredNews(objects, tuple(latest_versions([*earlier.items, *items])))
+
+
+def _batch_rows(schema: pa.Schema, low: datetime, high: datetime, ids: Sequence[str]) -> pads.Expression:
+    """The rows a batch needs of an object: its ids (whenever published; a row of another source
+    with the same id is dropped after the read), the news published in [low, high]."""
+    published, stamp = pads.field("published_at"), schema.field("published_at").type
+    in_window = (published >= pa.scalar(low, stamp)) & (published <= pa.scalar(high, stamp))
+    return pads.field("id").isin(pa.array(ids, pa.string())) | ((pads.field("kind") == "news") & in_window)
+
+
+def latest_versions(items: Sequence[StoredItem]) -> list[StoredItem]:
+    """Each key's (source, id, published_at) latest ``updated_at`` of ``items`` (listed oldest
+    object first: on a tie the later one), ordered by publication time, source and id."""
+    latest: dict[tuple[str, str, datetime], StoredItem] = {}
+    for item in items:
+        key = (item.source, item.id, item.published_at)
+        if key not in latest or item.updated_at >= latest[key].updated_at:
+            latest[key] = item
+    return sorted(latest.values(), key=lambda i: (i.published_at, i.source, i.id))
+
+
+def dedup_candidates(hot: Sequence[StoredItem], tiered: Sequence[StoredItem]) -> list[StoredItem]:
+    """The stored items a batch's stories are assigned against, by publication time: the ``hot``
+    ones, and the ``tiered`` ones of articles with no hot row. The dedup index knows an article
+    (source, id) by one story, the last one it is given: the tiered row of an article stored hot
+    again (with a story of its own: the stream reads no lake) came after the hot one, so an update
+    took the tiered row's story and left the story the readers showed it in."""
+    hot_articles = {(i.source, i.id) for i in hot}
+    kept = [i for i in tiered if (i.source, i.id) not in hot_articles]
+    return sorted([*hot, *kept], key=lambda i: i.published_at)
 
 
 def _symbols(conn: psycopg.Connection, literals: Sequence[str | None]) -> list[tuple[str, ...]]:
     """The lake's text form of the symbols arrays ({AAPL,"A,B"}) as tuples, read by PostgreSQL's own
     array parser (the form it wrote)."""
+    if not literals:
+        return []
     rows = conn.execute(
         "SELECT coalesce(x::text[], '{}') FROM unnest(%s::text[]) WITH ORDINALITY AS t(x, n) ORDER BY n",
         (list(literals),),

@@ -4,6 +4,7 @@ the hot store. Items of 1999 only (a range no other test stores), tiered by an e
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -229,7 +230,9 @@ def test_a_stale_copy_arriving_after_the_newest_version_was_tiered_is_refused(st
 def test_storing_news_whose_window_is_not_tiered_reads_no_lake_object(stack: Settings, conn, lake) -> None:
     """Items of 1961 only, the ingest of news whose dedup window holds nothing tiered: the manifest
     says so and no object is read, proved by a lake whose bucket does not exist (any read fails).
-    Once that window is tiered the same lake is read, and fails."""
+    Once that window is tiered the same lake is read, and fails: the error names the object, and
+    nothing of the batch is stored (the caller's transaction rolls back; the batch path's pages
+    stay pending with the error)."""
     absent = Lake(lake.endpoint_url, stack.lake.access_key, stack.lake.secret_key.get_secret_value(),  # type: ignore[union-attr]
                   "no-such-bucket-news3", stack.lake.region)  # fmt: skip
     row = _article("tierquiet", "1961-03-05T15:00:00Z", "1961-03-05T15:00:00Z", "ZZQR names a new chief")
@@ -237,8 +240,11 @@ def test_storing_news_whose_window_is_not_tiered_reads_no_lake_object(stack: Set
     assert _store_one(conn, {**row, "id": "a2"}, absent).inserted == 1
 
     _tier_year(conn, lake, stack, 1961)
-    with pytest.raises(StorageError):
+    (tiered,) = manifest_files(conn, dataset="news_items", start=datetime(1961, 1, 1, tzinfo=UTC),
+                               end=datetime(1962, 1, 1, tzinfo=UTC))  # fmt: skip
+    with pytest.raises(StorageError, match=re.escape(f"s3://no-such-bucket-news3/{tiered.key}")):
         _store_one(conn, {**row, "id": "a3"}, absent)
+    assert conn.execute("SELECT count(*) FROM news.items WHERE source = 'tierquiet' AND id = 'a3'").fetchone()[0] == 0
 
 
 @pytest.mark.parametrize(("year", "symbols"), [(1963, "ZZQP"), (1964, "")], ids=["disjoint", "none"])
