@@ -5,23 +5,25 @@ closed bars that trading code listens to.
 final bars, provisional (forming) bars — with the same idempotent binary-COPY upsert as the batch
 path, so a replay or a reconnect never duplicates a row. In the SAME transaction it advances the
 watermarks of what is final (trades, quotes, final bars; never a provisional bar), logs the key of
-each final bar in ``ops.bar_changes`` under a number that grows in commit order (the change
-sequence), and announces each timeframe's closed bars with ``pg_notify`` on :func:`bars_channel`
+each final bar it wrote or changed (not one a replay wrote again unchanged) and of each bar it
+removed in ``ops.bar_changes`` under a number that grows in commit order (the change sequence), and
+announces each timeframe's closed bars with ``pg_notify`` on :func:`bars_channel`
 (delivered at commit, so a listener never hears of a bar it cannot read yet). The payload is small:
 source, timeframe, the time range, the symbols (``null`` when they would not fit PostgreSQL's
 8,000-byte payload) and ``seq``, the commit's last change number.
 
 :func:`subscribe_bars` is the trading code's side: an async iterator over committed closed bars of
 some symbols and a timeframe, fed by LISTEN, reading the changes after the number it has reached:
-each changed bar once (not the other bars of an announced range again), and from ``since`` (the
-number a previous subscriber reached) without loss after a lost connection.
+each changed bar once (not the other bars of an announced range again), removed bars as such, and
+from ``since`` (the number a previous subscriber reached, its ``seq``) without loss after a lost
+connection, which it can also reconnect by itself (``reconnect_for_s``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncGenerator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -175,7 +177,6 @@ def commit_stream_batch(
         if provisional_bars is not None and not provisional_bars.empty
         else empty
     )
-    announcements = announcements_of(final) if not final.empty else []
     with conn.transaction():
         # Live trades and quotes are new rows unless a reconnect or a catch-up replays them: COPY
         # first, merge only on a key already stored (no per-batch overlap query).
@@ -187,17 +188,16 @@ def commit_stream_batch(
         wrote_forming = (
             upsert_frame(conn, forming, BARS_INTRADAY, precedence=precedence) if not forming.empty else UpsertResult()
         )
-        if removed_bars is not None and not removed_bars.empty:
-            _delete_bars(conn, removed_bars)
+        removed = (
+            _delete_bars(conn, removed_bars) if removed_bars is not None and not removed_bars.empty else _no_keys()
+        )
         marks = [
             *(watermarks_of(trades, dataset="trades") if not trades.empty else []),
             *(watermarks_of(quotes, dataset="quotes") if not quotes.empty else []),
             *(watermarks_of(final, dataset="bars") if not final.empty else []),
         ]
         advance_watermarks(conn, _capped(marks, marks_until or {}))
-        if announcements:
-            last = _log_changes(conn, final)
-            announcements = [replace(note, seq=last) for note in announcements]
+        announcements = _log_changes(conn, final, removed) if not final.empty or not removed.empty else []
         for note in announcements:
             try:
                 conn.execute("SELECT pg_notify(%s, %s)", (bars_channel(note.timeframe), note.payload()))
@@ -225,34 +225,74 @@ CHANGE_LOCK = 0x6D70_6261_7273  # "mpbars"
 CHANGE_RETENTION = "1 day"  # ops.bar_changes rows kept: how far back a subscriber can resume
 
 
-def _log_changes(conn: psycopg.Connection, final: pd.DataFrame) -> int:
-    """Log the keys of ``final`` in ops.bar_changes under new change numbers (and delete rows past
-    ``CHANGE_RETENTION``); returns the last number drawn."""
-    args = [
-        final["source"].astype(str).tolist(),
-        final["timeframe"].astype(str).tolist(),
-        final["symbol"].astype(str).tolist(),
-        list(pd.DatetimeIndex(final["ts"]).to_pydatetime()),
+_KEY_COLUMNS = ["source", "timeframe", "symbol", "ts"]
+
+
+def _no_keys() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="datetime64[us, UTC]" if c == "ts" else object) for c in _KEY_COLUMNS})
+
+
+def _key_arrays(keys: pd.DataFrame) -> list[list[Any]]:
+    """(source, timeframe, symbol, ts) of ``keys`` as lists for ``unnest``."""
+    return [
+        keys["source"].astype(str).tolist(),
+        keys["timeframe"].astype(str).tolist(),
+        keys["symbol"].astype(str).tolist(),
+        list(pd.DatetimeIndex(keys["ts"]).to_pydatetime()),
     ]
+
+
+# The keys of ``final`` whose served closed bar this transaction wrote (inserted or changed; the
+# writer sets ingested_at = now(), the transaction's start, on exactly those rows: a replayed bar
+# with the same values keeps its stored ingested_at, a bar kept in the vendor table leaves the
+# served row alone) and the keys of the bars it removed, logged under new change numbers.
+_LOG_CHANGES = (
+    "WITH written AS ("
+    " SELECT DISTINCT k.source, k.timeframe, k.symbol, k.ts, false AS removed"
+    " FROM unnest(%(source)s::text[], %(timeframe)s::text[], %(symbol)s::text[], %(ts)s::timestamptz[])"
+    " AS k(source, timeframe, symbol, ts)"
+    " JOIN market.bars_intraday_store b"
+    " ON b.symbol = k.symbol AND b.timeframe = k.timeframe AND b.ts = k.ts AND b.source = k.source"
+    # constants the planner sees: chunk exclusion by time (the join alone plans every chunk)
+    " WHERE b.ts BETWEEN %(first)s AND %(last)s AND b.ingested_at = now() AND b.quality_flags & %(provisional)s = 0),"
+    " changes AS (SELECT * FROM written UNION ALL"
+    " SELECT r.*, true FROM unnest(%(r_source)s::text[], %(r_timeframe)s::text[], %(r_symbol)s::text[],"
+    " %(r_ts)s::timestamptz[]) AS r(source, timeframe, symbol, ts))"
+    " INSERT INTO ops.bar_changes (seq, source, timeframe, symbol, ts, removed)"
+    " SELECT nextval('ops.bar_change_seq'), source, timeframe, symbol, ts, removed FROM changes"
+    " RETURNING source, timeframe, symbol, ts, seq"
+)
+
+
+def _log_changes(conn: psycopg.Connection, final: pd.DataFrame, removed: pd.DataFrame) -> list[Announcement]:
+    """Log in ops.bar_changes, under new change numbers, the bars of ``final`` this transaction
+    wrote or changed and the ``removed`` ones (see ``_LOG_CHANGES``), and delete rows past
+    ``CHANGE_RETENTION``; returns their announcements, each with the last number drawn (none when
+    nothing changed: a replayed batch announces nothing)."""
+    final = final if not final.empty else _no_keys()
+    stamps = pd.DatetimeIndex(final["ts"])
+    written = dict(zip(_KEY_COLUMNS, _key_arrays(final), strict=True))
+    gone = {f"r_{c}": values for c, values in zip(_KEY_COLUMNS, _key_arrays(removed), strict=True)}
+    bounds = {"first": stamps.min(), "last": stamps.max()} if len(stamps) else {"first": None, "last": None}
     try:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGE_LOCK,))
-        row = conn.execute(
-            "WITH logged AS (INSERT INTO ops.bar_changes (seq, source, timeframe, symbol, ts)"
-            " SELECT nextval('ops.bar_change_seq'), k.source, k.timeframe, k.symbol, k.ts"
-            " FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[]) AS k(source, timeframe, symbol, ts)"
-            " RETURNING seq) SELECT max(seq) FROM logged",
-            args,
-        ).fetchone()
+        rows = conn.execute(_LOG_CHANGES, {**written, **gone, **bounds, "provisional": PROVISIONAL}).fetchall()
         conn.execute("DELETE FROM ops.bar_changes WHERE committed_at < now() - %s::interval", (CHANGE_RETENTION,))
     except psycopg.Error as exc:
-        raise StorageError(f"cannot log {len(final)} changed bar(s) in ops.bar_changes: {exc}") from exc
-    assert row is not None and row[0] is not None
-    return int(row[0])
+        raise StorageError(
+            f"cannot log {len(final)} final and {len(removed)} removed bar(s) in ops.bar_changes: {exc}"
+        ) from exc
+    if not rows:
+        return []
+    logged = pd.DataFrame(rows, columns=[*_KEY_COLUMNS, "seq"])
+    last = int(logged["seq"].max())
+    return [replace(note, seq=last) for note in announcements_of(logged)]
 
 
-def _delete_bars(conn: psycopg.Connection, bars: pd.DataFrame) -> None:
+def _delete_bars(conn: psycopg.Connection, bars: pd.DataFrame) -> pd.DataFrame:
     """Delete bars no longer backed by any trade (every counted trade of the window was cancelled):
-    only the stream source's own rows of those keys, served or kept in the vendor table."""
+    only the stream source's own rows of those keys, served or kept in the vendor table. Returns
+    the keys of the served bars deleted (what a listener may hold)."""
     keys = bars.assign(timeframe=bars["timeframe"].map(stream_timeframe))
     args = [
         keys["symbol"].astype(str).tolist(),
@@ -260,16 +300,21 @@ def _delete_bars(conn: psycopg.Connection, bars: pd.DataFrame) -> None:
         list(pd.DatetimeIndex(keys["ts"]).to_pydatetime()),
         keys["source"].astype(str).tolist(),
     ]
+    deleted: list[tuple[Any, ...]] = []
     try:
         for table in (BARS_INTRADAY.name, BARS_INTRADAY.vendor_table):
-            conn.execute(
+            cur = conn.execute(
                 f"DELETE FROM {table} b USING unnest(%s::text[], %s::text[], %s::timestamptz[], %s::text[])"
                 " AS k(symbol, timeframe, ts, source)"
-                " WHERE b.symbol = k.symbol AND b.timeframe = k.timeframe AND b.ts = k.ts AND b.source = k.source",
+                " WHERE b.symbol = k.symbol AND b.timeframe = k.timeframe AND b.ts = k.ts AND b.source = k.source"
+                " RETURNING b.source, b.timeframe, b.symbol, b.ts",
                 args,
             )
+            if table == BARS_INTRADAY.name:
+                deleted = cur.fetchall()
     except psycopg.Error as exc:
         raise StorageError(f"cannot delete {len(bars)} bar(s) whose trades were all cancelled: {exc}") from exc
+    return pd.DataFrame(deleted, columns=_KEY_COLUMNS) if deleted else _no_keys()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,16 +387,30 @@ def read_stream_status(conn: psycopg.Connection) -> list[StreamStatus]:
 
 
 # The closed bars of some symbols and a timeframe changed in (after, upto] of the change sequence,
-# each once, as served now (a key changed twice in that span is read once, with its last values).
+# each once, as served now (a key changed twice in that span is read once, with its last values);
+# a key removed in the span and not served closed now comes with ``removed`` true (no values).
 _CHANGED_BARS = (
-    "SELECT DISTINCT ON (b.ts, b.symbol, b.source) b.symbol, b.ts, b.timeframe, b.open, b.high, b.low, b.close,"
-    " b.volume, b.vwap, b.trade_count, b.source"
-    " FROM ops.bar_changes c JOIN market.bars_intraday b"
+    "SELECT DISTINCT ON (c.ts, c.symbol, c.source) c.symbol, c.ts, c.timeframe, b.open, b.high, b.low, b.close,"
+    " b.volume, b.vwap, b.trade_count, c.source, b.symbol IS NULL AS removed"
+    " FROM ops.bar_changes c LEFT JOIN market.bars_intraday b"
     " ON b.symbol = c.symbol AND b.timeframe = c.timeframe AND b.ts = c.ts AND b.source = c.source"
-    " WHERE c.timeframe = %s AND c.symbol = ANY(%s) AND c.seq > %s AND c.seq <= %s AND b.quality_flags & %s = 0"
-    " ORDER BY b.ts, b.symbol, b.source"
+    " AND b.quality_flags & %s = 0"
+    " WHERE c.timeframe = %s AND c.symbol = ANY(%s) AND c.seq > %s AND c.seq <= %s"
+    " AND (b.symbol IS NOT NULL OR c.removed)"
+    " ORDER BY c.ts, c.symbol, c.source"
 )
 _LAST_CHANGE = "SELECT coalesce(max(seq), 0) FROM ops.bar_changes"
+RECONNECT_DELAYS_S = (0.2, 5.0)  # a subscriber's first wait after a lost connection, and the longest
+
+
+@dataclass(frozen=True)
+class RemovedBar:
+    """A closed bar a stream commit deleted: every counted trade of its window was cancelled."""
+
+    symbol: str
+    timeframe: str
+    ts: pd.Timestamp
+    source: str
 
 
 def rows_to_bars(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
@@ -359,27 +418,39 @@ def rows_to_bars(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
     return frame(BARS, dict(zip(BARS, columns, strict=True)), what="announced bars")
 
 
-async def subscribe_bars(
+def subscribe_bars(
     settings: Settings,
     symbols: Collection[str],
     timeframe: str = "1min",
     *,
     since: int | None = None,
     ready: Any = None,
-) -> AsyncIterator[pd.DataFrame]:
+    reconnect_for_s: float = 0.0,
+) -> BarSubscription:
     """Yield closed bars of ``symbols`` and ``timeframe`` as each stream batch commits them
     (canonical BARS frames, sorted by ts then symbol). ``ready``, an ``asyncio.Event``, is set
     once the LISTEN is in place (nothing committed after that is missed).
 
-    Each change once: a committed bar is yielded once per commit that changed it (a bar corrected
-    after it was final, by a late trade, is yielded again with its new values; the other bars of
-    that commit's range are not). Each frame's ``attrs["seq"]`` is the change number reached:
-    keep it, and a subscriber started with ``since=`` that number after a lost connection first
-    yields what changed meanwhile (each once), then goes on. Without ``since`` it starts at the
-    changes committed from now on. Changes are kept a day (``CHANGE_RETENTION``): a ``since``
-    older than the oldest change kept, or above the last change number (a restore, a failover),
-    raises RequestError before anything is yielded (subscribe without ``since`` and re-read the
-    bars of the span missed).
+    Each change once: a committed bar is yielded once per commit that changed its values (a bar
+    corrected after it was final, by a late trade, is yielded again with its new values; the other
+    bars of that commit's range are not, nor a bar a replayed batch wrote again unchanged). A bar
+    a commit deleted (every counted trade of its window was cancelled) is not in the frame but in
+    its ``attrs["removed"]``, a tuple of :class:`RemovedBar` (empty when none; a frame may hold
+    removals only, and no bars).
+
+    Resuming: the returned :class:`BarSubscription`'s ``seq`` is the change number reached, moved
+    by every announcement, those of other symbols too (each frame's ``attrs["seq"]`` is the number
+    when it was read). Keep it, and a subscriber started with ``since=`` that number after a lost
+    connection first yields what changed meanwhile (each once), then goes on. Without ``since`` it
+    starts at the changes committed from now on. Changes are kept a day (``CHANGE_RETENTION``): a
+    ``since`` older than the oldest change kept, or above the last change number (a restore, a
+    failover), raises RequestError before anything is yielded (subscribe without ``since`` and
+    re-read the bars of the span missed).
+
+    A lost database connection (a PostgreSQL restart) raises ServiceError naming the number
+    reached; with ``reconnect_for_s`` > 0 the subscription instead reconnects, resuming from
+    ``seq``, with backoff (0.2 s doubling to 5 s) for up to that many seconds from the loss, then
+    raises. A subscription that never connected raises at once.
 
     Closed only: a provisional bar is never yielded.
 
@@ -387,47 +458,147 @@ async def subscribe_bars(
     the announced bars are read from the replica once it has replayed the primary's WAL position
     taken after the announcement (waiting up to ``read_replica.catch_up_wait_seconds``), else from
     the primary; each frame's ``attrs["read_from"]`` says which ("replica" or "primary")."""
-    from db.connect import async_database_connection
-
     wanted = sorted({str(s).upper() for s in symbols})
     if not wanted:
         raise RequestError("subscribe_bars needs at least one symbol, e.g. ['AAPL']")
     channel = bars_channel(timeframe)
-    tf = stream_timeframe(timeframe)
     if since is not None and since < 0:
         raise RequestError(f"since={since!r}: a change number is >= 0 (a frame's attrs['seq'])")
-    # Two connections: psycopg's notifies() generator holds its connection while it waits.
-    async with (
-        await async_database_connection(settings, autocommit=True) as listener,
-        await async_database_connection(settings, autocommit=True) as primary,
-        _ReplicaReader(settings) as replica,
-    ):
-        # Without ``since``: from the last change committed before the LISTEN (a commit between the
-        # two is read with the next announcement's changes, not lost).
-        reached = since if since is not None else await _last_change(primary)
-        await listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-        if ready is not None:
-            ready.set()
-        if since is not None:  # what changed while no one listened
-            upto = await _last_change(primary)
-            _check_resumable(since, upto, None)
-            bars = await _changed_bars(replica, primary, tf, wanted, reached, upto)
-            # after the read: retention only deletes, so a kept successor now was kept at the read
-            _check_resumable(since, upto, await _first_change(primary))
-            reached = upto
-            if bars is not None:
+    if reconnect_for_s < 0:
+        raise RequestError(f"reconnect_for_s={reconnect_for_s!r}: seconds >= 0 (0: do not reconnect)")
+    return BarSubscription(settings, wanted, stream_timeframe(timeframe), channel, since, ready, reconnect_for_s)
+
+
+class BarSubscription:
+    """What :func:`subscribe_bars` returns: an async iterator over its frames, and ``seq``.
+
+    ``seq`` is the resume point, the change number reached: every change of the subscribed bars up
+    to it was in a frame already yielded, or concerned other bars. It moves with each announcement
+    (a subscriber whose symbols did not change has a number too), is ``None`` before the first
+    connection when no ``since`` was given, and ``reconnects`` counts the connections made again."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        symbols: list[str],
+        timeframe: str,
+        channel: str,
+        since: int | None,
+        ready: Any,
+        reconnect_for_s: float,
+    ) -> None:
+        self.settings = settings
+        self.symbols = symbols
+        self.timeframe = timeframe
+        self.channel = channel
+        self.seq: int | None = since
+        self.reconnects = 0
+        self.ready = ready
+        self.reconnect_for_s = reconnect_for_s
+        self._listening = False  # the current connection's LISTEN is in place
+        self._frames = self._follow()
+
+    def __aiter__(self) -> BarSubscription:
+        return self
+
+    async def __anext__(self) -> pd.DataFrame:
+        return await self._frames.__anext__()
+
+    async def aclose(self) -> None:
+        await self._frames.aclose()
+
+    async def _follow(self) -> AsyncGenerator[pd.DataFrame, None]:
+        """The frames of one connection after another, while a lost one is reconnected."""
+        from db.connect import connection_lost
+
+        connected = False
+        lost_at = time.monotonic()
+        delay, longest = RECONNECT_DELAYS_S
+        attempts = 0
+        while True:
+            self._listening = False
+            try:
+                async for bars in self._listen():
+                    yield bars
+            except ServiceError as exc:
+                connected = connected or self._listening
+                if not (connected and self.reconnect_for_s > 0 and connection_lost(exc)):
+                    raise
+                if self._listening:  # this connection had been listening: a new loss
+                    lost_at, delay, attempts = time.monotonic(), RECONNECT_DELAYS_S[0], 0
+                attempts += 1
+                waited = time.monotonic() - lost_at
+                if waited + delay > self.reconnect_for_s:
+                    raise ServiceError(
+                        f"subscribe_bars gave up reconnecting to the database after {attempts} attempt(s) over"
+                        f" {waited:.1f} s (reconnect_for_s={self.reconnect_for_s:g}): {exc}; once it is back,"
+                        f" subscribe again with since={self.seq} to resume without a gap"
+                    ) from exc
+                logger.warning(
+                    "subscribe_bars: {}; reconnecting in {:.1f} s (attempt {}), resuming from change {}",
+                    exc,
+                    delay,
+                    attempts,
+                    self.seq,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, longest)
+                self.reconnects += 1
+
+    async def _listen(self) -> AsyncGenerator[pd.DataFrame, None]:
+        """One connection's frames: from ``seq`` if set, else from the last change before LISTEN.
+        A lost connection raises ServiceError (its cause the driver's error), any other database
+        error StorageError."""
+        try:
+            async for bars in self._listen_raw():
                 yield bars
-        async for note in listener.notifies():
-            announced = Announcement.parse(note.payload)
-            upto = announced.seq if announced.seq is not None else await _last_change(primary)
-            if upto <= reached:
-                continue
-            # read even when the announced symbols are not ours: the span may hold changes of a
-            # commit made between the start's read of the last change and the LISTEN
-            bars = await _changed_bars(replica, primary, tf, wanted, reached, upto)
-            reached = upto
-            if bars is not None:
-                yield bars
+        except psycopg.OperationalError as exc:
+            raise ServiceError(
+                f"subscribe_bars lost its database connection: {str(exc).strip()}; the last change number"
+                f" reached is {self.seq}"
+            ) from exc
+        except psycopg.Error as exc:
+            raise StorageError(f"subscribe_bars failed reading {self.timeframe} bar changes: {exc}") from exc
+
+    async def _listen_raw(self) -> AsyncGenerator[pd.DataFrame, None]:
+        from db.connect import async_database_connection, bounded_session
+
+        # keepalives: a server that vanished without closing the socket is noticed within ~30 s
+        session = bounded_session(self.settings.streaming.database_statement_timeout_seconds)
+        since, tf, wanted = self.seq, self.timeframe, self.symbols
+        # Two connections: psycopg's notifies() generator holds its connection while it waits.
+        async with (
+            await async_database_connection(self.settings, autocommit=True, **session) as listener,
+            await async_database_connection(self.settings, autocommit=True, **session) as primary,
+            _ReplicaReader(self.settings) as replica,
+        ):
+            # Without ``since``: from the last change committed before the LISTEN (a commit between
+            # the two is read with the next announcement's changes, not lost).
+            reached = since if since is not None else await _last_change(primary)
+            await listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            self.seq, self._listening = reached, True
+            if self.ready is not None:
+                self.ready.set()
+            if since is not None:  # what changed while no one listened
+                upto = await _last_change(primary)
+                _check_resumable(since, upto, None)
+                bars = await _changed_bars(replica, primary, tf, wanted, reached, upto)
+                # after the read: retention only deletes, so a kept successor now was kept at the read
+                _check_resumable(since, upto, await _first_change(primary))
+                reached = self.seq = upto
+                if bars is not None:
+                    yield bars
+            async for note in listener.notifies():
+                announced = Announcement.parse(note.payload)
+                upto = announced.seq if announced.seq is not None else await _last_change(primary)
+                if upto <= reached:
+                    continue
+                # read even when the announced symbols are not ours: the span may hold changes of a
+                # commit made between the start's read of the last change and the LISTEN
+                bars = await _changed_bars(replica, primary, tf, wanted, reached, upto)
+                reached = self.seq = upto
+                if bars is not None:
+                    yield bars
 
 
 def _check_resumable(since: int, last: int, first: int | None) -> None:
@@ -465,13 +636,17 @@ async def _last_change(conn: psycopg.AsyncConnection) -> int:
 async def _changed_bars(
     replica: _ReplicaReader, primary: psycopg.AsyncConnection, timeframe: str, symbols: list[str], after: int, upto: int
 ) -> pd.DataFrame | None:
-    """The closed bars of ``symbols`` changed in (after, upto] (None if none), ``attrs["seq"] = upto``."""
+    """The closed bars of ``symbols`` changed in (after, upto] and those removed (None if none),
+    ``attrs["seq"] = upto``."""
     reader = await replica.caught_up_with(primary) or primary
-    cur = await reader.execute(_CHANGED_BARS, (timeframe, symbols, after, upto, PROVISIONAL))
+    cur = await reader.execute(_CHANGED_BARS, (PROVISIONAL, timeframe, symbols, after, upto))
     rows = await cur.fetchall()
     if not rows:
         return None
-    bars = rows_to_bars(rows)
+    bars = rows_to_bars([row[:-1] for row in rows if not row[-1]])
+    bars.attrs["removed"] = tuple(
+        RemovedBar(symbol=row[0], timeframe=row[2], ts=pd.Timestamp(row[1]), source=row[10]) for row in rows if row[-1]
+    )
     bars.attrs["read_from"] = "primary" if reader is primary else "replica"
     bars.attrs["seq"] = upto
     return bars

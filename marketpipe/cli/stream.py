@@ -3,7 +3,8 @@
 ``marketpipe stream --source polygon --symbols AAPL,MSFT [--hybrid]`` runs the stream service in
 this process until Ctrl-C / SIGTERM (or ``--duration``), printing a status line every few seconds;
 stopping drains: what was read is committed, open windows are stored provisional. ``marketpipe stream tail
---symbols AAPL`` prints closed bars as streams commit them (LISTEN/NOTIFY). The long-running
+--symbols AAPL`` prints closed bars as streams commit them (LISTEN/NOTIFY), reconnecting after a lost
+database connection from the change it reached. The long-running
 deployment `stream` (queue `streaming`) hosts the same service as a Prefect flow run.
 """
 
@@ -106,8 +107,15 @@ def tail(
     symbols: Symbols = None,
     timeframe: Annotated[str, typer.Option(help="1min, or a stream window such as 5s")] = "1min",
     count: Annotated[int | None, typer.Option(help="stop after this many bars [default: until Ctrl-C]")] = None,
+    since: Annotated[
+        int | None, typer.Option(help="resume after this change number (printed when a tail stops) [default: now]")
+    ] = None,
+    reconnect_for: Annotated[
+        float, typer.Option(help="after a lost database connection, reconnect for up to this many seconds (0: stop)")
+    ] = 120.0,
 ) -> None:
-    """Print closed bars of SYMBOLS as streams commit them."""
+    """Print closed bars of SYMBOLS as streams commit them (a removed bar as 'removed'). A lost
+    database connection (a PostgreSQL restart) is reconnected, resuming from the change reached."""
     from core.errors import RequestError
     from storage.streams import stream_timeframe, subscribe_bars
 
@@ -115,18 +123,30 @@ def tail(
         raise RequestError("no symbols to tail; pass e.g. --symbols AAPL,MSFT")
     names = [s.strip().upper() for s in symbols.split(",") if s.strip()]
     stream_timeframe(timeframe)  # a bad timeframe is refused before connecting
+    subscription = subscribe_bars(settings_of(ctx), names, timeframe, since=since, reconnect_for_s=reconnect_for)
 
     async def run() -> None:
         printed = 0
-        async for bars in subscribe_bars(settings_of(ctx), names, timeframe):
-            for row in bars.itertuples(index=False):
-                typer.echo(
-                    f"{row.ts:%Y-%m-%d %H:%M:%S} {row.symbol:<8} {row.timeframe:>5} o {row.open:.4f} h {row.high:.4f}"
-                    f" l {row.low:.4f} c {row.close:.4f} v {row.volume:,} ({row.source})"
-                )
+        async for bars in subscription:
+            lines = [
+                f"{row.ts:%Y-%m-%d %H:%M:%S} {row.symbol:<8} {row.timeframe:>5} o {row.open:.4f} h {row.high:.4f}"
+                f" l {row.low:.4f} c {row.close:.4f} v {row.volume:,} ({row.source})"
+                for row in bars.itertuples(index=False)
+            ]
+            lines += [
+                f"{gone.ts:%Y-%m-%d %H:%M:%S} {gone.symbol:<8} {gone.timeframe:>5} removed ({gone.source})"
+                for gone in bars.attrs["removed"]
+            ]
+            for line in lines:
+                typer.echo(line)
                 printed += 1
                 if count is not None and printed >= count:
+                    await subscription.aclose()
                     return
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run())
+    finally:
+        if subscription.seq is not None:
+            typer.echo(f"tail stopped at change {subscription.seq} (resume with --since {subscription.seq})", err=True)

@@ -4,6 +4,12 @@ provisional bars flagged and never watermarked, closed bars announced to `subscr
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,11 +19,20 @@ from core.errors import RequestError
 from core.model import BARS, QUOTES, TRADES, frame
 from storage.hot import read_bars
 from storage.quotes import read_quotes
-from storage.streams import PROVISIONAL, Announcement, bars_channel, commit_stream_batch, subscribe_bars
+from storage.streams import (
+    PROVISIONAL,
+    Announcement,
+    RemovedBar,
+    bars_channel,
+    commit_stream_batch,
+    subscribe_bars,
+)
 from storage.trades import read_trades
 from storage.watermarks import read_watermarks
+from tests.support.stack import REPO
 
 T0 = pd.Timestamp("2026-11-30 14:31", tz="UTC")
+BIN = Path(sys.executable).parent
 
 
 def trades_of(symbol: str, n: int = 4) -> pd.DataFrame:
@@ -332,3 +347,140 @@ def test_a_subscriber_resuming_above_the_last_change_number_is_told_the_database
     assert "subscribe again without since" in text
     # a number still kept resumes as before
     assert [list(b["close"]) for b in resume(stack, mine, newest - 1)] == [[1.0]]
+
+
+def test_a_subscriber_whose_symbols_did_not_change_still_has_a_number_to_resume_from(stack, conn, symbols):
+    """Only another symbol's bars were announced: no frame carried a number, yet the subscription's
+    ``seq`` moved past them, so a bar committed after its connection was lost is not missed."""
+    mine, other = symbols(), symbols()
+
+    async def scenario() -> int | None:
+        ready = asyncio.Event()
+        subscription = subscribe_bars(stack, [mine], "1min", ready=ready)
+        waiting = asyncio.create_task(anext(subscription))  # never answered: mine does not change
+        await asyncio.wait_for(ready.wait(), 10)
+        note = (await asyncio.to_thread(commit_stream_batch, conn, final_bars=bar_of(other, close=2.0))).announcements
+        for _ in range(2000):  # bounded: until the subscriber has read the announcement
+            if subscription.seq == note[0].seq:
+                break
+            await asyncio.sleep(0.01)
+        waiting.cancel()  # then its connection is lost
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        return subscription.seq
+
+    cursor = asyncio.run(scenario())
+    assert cursor is not None and cursor == last_change(conn)
+    commit_stream_batch(conn, final_bars=bar_of(mine, close=1.0))  # while no one listens
+    resumed = resume(stack, mine, cursor)
+    assert [list(zip(b["symbol"], b["close"], strict=True)) for b in resumed] == [[(mine, 1.0)]]
+
+
+def test_a_replayed_batch_is_not_announced_again(stack, conn, symbols):
+    mine = symbols()
+    t1 = T0 + pd.Timedelta(minutes=1)
+
+    async def scenario() -> tuple[list[pd.DataFrame], tuple[Announcement, ...]]:
+        ready = asyncio.Event()
+        got: list[pd.DataFrame] = []
+
+        async def listen() -> None:
+            async for bars in subscribe_bars(stack, [mine], "1min", ready=ready):
+                got.append(bars)
+                if t1 in set(bars["ts"]):
+                    return
+
+        task = asyncio.create_task(listen())
+        await asyncio.wait_for(ready.wait(), 10)
+        await asyncio.to_thread(commit_stream_batch, conn, final_bars=bar_of(mine, close=100.3))
+        # the same batch again (a reconnect replays it): the stored bar does not change
+        replay = await asyncio.to_thread(commit_stream_batch, conn, final_bars=bar_of(mine, close=100.3))
+        await asyncio.to_thread(commit_stream_batch, conn, final_bars=bar_of(mine, close=100.5).assign(ts=t1))
+        await asyncio.wait_for(task, 20)
+        return got, replay.announcements
+
+    got, replayed = asyncio.run(scenario())
+    assert replayed == ()
+    assert [list(zip(b["ts"], b["close"], strict=True)) for b in got] == [[(T0, 100.3)], [(t1, 100.5)]]
+
+
+def test_a_removed_bar_is_announced_as_removed(stack, conn, symbols):
+    """Every counted trade of a closed bar's window was cancelled: the stream deletes the bar, and a
+    listener holding it is told (``attrs["removed"]``) instead of keeping a bar the store lost."""
+    mine = symbols()
+    t1 = T0 + pd.Timedelta(minutes=1)
+
+    async def scenario() -> list[pd.DataFrame]:
+        ready, first = asyncio.Event(), asyncio.Event()
+        got: list[pd.DataFrame] = []
+
+        async def listen() -> None:
+            async for bars in subscribe_bars(stack, [mine], "1min", ready=ready):
+                got.append(bars)
+                first.set()
+                if t1 in set(bars["ts"]):
+                    return
+
+        task = asyncio.create_task(listen())
+        await asyncio.wait_for(ready.wait(), 10)
+        await asyncio.to_thread(commit_stream_batch, conn, final_bars=bar_of(mine, close=100.3))
+        await asyncio.wait_for(first.wait(), 20)  # read before it is removed
+        await asyncio.to_thread(commit_stream_batch, conn, removed_bars=bar_of(mine, close=100.3))
+        await asyncio.to_thread(commit_stream_batch, conn, final_bars=bar_of(mine, close=100.5).assign(ts=t1))
+        await asyncio.wait_for(task, 20)
+        return got
+
+    got = asyncio.run(scenario())
+    assert [(list(zip(b["ts"], b["close"], strict=True)), b.attrs.get("removed")) for b in got] == [
+        ([(T0, 100.3)], ()),
+        ([], (RemovedBar(mine, "1min", T0, "polygon"),)),
+        ([(t1, 100.5)], ()),
+    ]
+
+
+def tail_connections(conn, name: str, listening: bool = False) -> list[int]:
+    """The backends of a `marketpipe stream tail` started with PGAPPNAME=``name`` (its listener only)."""
+    rows = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND (NOT %s OR query LIKE 'LISTEN%%')",
+        (name, listening),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_stream_tail_reconnects_after_losing_its_database_connection_and_misses_nothing(stack, conn, symbols):
+    """Both of the tail's connections are terminated (as a PostgreSQL restart ends them) and a bar is
+    committed before it is back: it reconnects from the change it reached and prints both bars."""
+    mine = symbols()
+    t1 = T0 + pd.Timedelta(minutes=1)
+    name = f"tail-{mine}"
+    tail = subprocess.Popen(
+        [str(BIN / "marketpipe"), "stream", "tail", "--symbols", mine, "--count", "2", "--reconnect-for", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PGAPPNAME": name},
+        cwd=REPO,
+    )
+    try:
+        for _ in range(600):  # bounded: until the tail listens
+            if tail_connections(conn, name, listening=True) or tail.poll() is not None:
+                break
+            time.sleep(0.05)
+        commit_stream_batch(conn, final_bars=bar_of(mine, close=100.3))
+        dropped = conn.execute(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM unnest(%s::int[]) AS pid",
+            (tail_connections(conn, name),),
+        ).fetchone()[0]
+        commit_stream_batch(conn, final_bars=bar_of(mine, close=100.5).assign(ts=t1))
+        out, err = tail.communicate(timeout=60)
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+    assert dropped == 2
+    assert tail.returncode == 0, err[-3000:]
+    printed = [line.split() for line in out.strip().splitlines()]
+    assert [(p[1], p[2], p[10], p[11]) for p in printed] == [
+        ("14:31:00", mine, "c", "100.3000"),
+        ("14:32:00", mine, "c", "100.5000"),
+    ]
+    assert "reconnecting in" in err and "tail stopped at change" in err
