@@ -554,8 +554,8 @@ class BarSubscription:
                 yield bars
         except psycopg.OperationalError as exc:
             raise ServiceError(
-                f"subscribe_bars lost its database connection: {str(exc).strip()}; the last change number"
-                f" reached is {self.seq}"
+                f"subscribe_bars lost its database connection ({' '.join(str(exc).split())}); the last change"
+                f" number reached is {self.seq}: subscribe again with since={self.seq} to resume without a gap"
             ) from exc
         except psycopg.Error as exc:
             raise StorageError(f"subscribe_bars failed reading {self.timeframe} bar changes: {exc}") from exc
