@@ -264,11 +264,19 @@ _LOG_CHANGES = (
 )
 
 
+# Rows past the retention deleted, the highest number deleted kept in ops.bar_change_retention.
+_PRUNE_CHANGES = (
+    "WITH gone AS (DELETE FROM ops.bar_changes WHERE committed_at < now() - %s::interval RETURNING seq)"
+    " UPDATE ops.bar_change_retention r SET pruned_through = g.top FROM (SELECT max(seq) AS top FROM gone) g"
+    " WHERE g.top > r.pruned_through"
+)
+
+
 def _log_changes(conn: psycopg.Connection, final: pd.DataFrame, removed: pd.DataFrame) -> list[Announcement]:
     """Log in ops.bar_changes, under new change numbers, the bars of ``final`` this transaction
     wrote or changed and the ``removed`` ones (see ``_LOG_CHANGES``), and delete rows past
-    ``CHANGE_RETENTION``; returns their announcements, each with the last number drawn (none when
-    nothing changed: a replayed batch announces nothing)."""
+    ``CHANGE_RETENTION`` (recording the highest number deleted); returns their announcements,
+    each with the last number drawn (none when nothing changed: a replayed batch announces nothing)."""
     final = final if not final.empty else _no_keys()
     stamps = pd.DatetimeIndex(final["ts"])
     written = dict(zip(_KEY_COLUMNS, _key_arrays(final), strict=True))
@@ -277,7 +285,7 @@ def _log_changes(conn: psycopg.Connection, final: pd.DataFrame, removed: pd.Data
     try:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGE_LOCK,))
         rows = conn.execute(_LOG_CHANGES, {**written, **gone, **bounds, "provisional": PROVISIONAL}).fetchall()
-        conn.execute("DELETE FROM ops.bar_changes WHERE committed_at < now() - %s::interval", (CHANGE_RETENTION,))
+        conn.execute(_PRUNE_CHANGES, (CHANGE_RETENTION,))
     except psycopg.Error as exc:
         raise StorageError(
             f"cannot log {len(final)} final and {len(removed)} removed bar(s) in ops.bar_changes: {exc}"
@@ -389,7 +397,10 @@ def read_stream_status(conn: psycopg.Connection) -> list[StreamStatus]:
 # The closed bars of some symbols and a timeframe changed in (after, upto] of the change sequence,
 # each once, as served now (a key changed twice in that span is read once, with its last values);
 # a key removed in the span and not served closed now comes with ``removed`` true (no values).
+# Each row starts with the highest change number deleted by the retention, from the same snapshot
+# (one row with nulls when nothing changed): above ``after``, changes of the span may be missing.
 _CHANGED_BARS = (
+    "SELECT r.pruned_through, x.* FROM ops.bar_change_retention r LEFT JOIN LATERAL ("
     "SELECT DISTINCT ON (c.ts, c.symbol, c.source) c.symbol, c.ts, c.timeframe, b.open, b.high, b.low, b.close,"
     " b.volume, b.vwap, b.trade_count, c.source, b.symbol IS NULL AS removed"
     " FROM ops.bar_changes c LEFT JOIN market.bars_intraday b"
@@ -397,7 +408,8 @@ _CHANGED_BARS = (
     " AND b.quality_flags & %s = 0"
     " WHERE c.timeframe = %s AND c.symbol = ANY(%s) AND c.seq > %s AND c.seq <= %s"
     " AND (b.symbol IS NOT NULL OR c.removed)"
-    " ORDER BY c.ts, c.symbol, c.source"
+    " ORDER BY c.ts, c.symbol, c.source) x ON true"
+    " ORDER BY x.ts, x.symbol, x.source"
 )
 _LAST_CHANGE = "SELECT coalesce(max(seq), 0) FROM ops.bar_changes"
 RECONNECT_DELAYS_S = (0.2, 5.0)  # a subscriber's first wait after a lost connection, and the longest
@@ -581,10 +593,9 @@ class BarSubscription:
                 self.ready.set()
             if since is not None:  # what changed while no one listened
                 upto = await _last_change(primary)
-                _check_resumable(since, upto, None)
-                bars = await _changed_bars(replica, primary, tf, wanted, reached, upto)
-                # after the read: retention only deletes, so a kept successor now was kept at the read
-                _check_resumable(since, upto, await _first_change(primary))
+                _check_resumable(since, upto)
+                bars, pruned = await _changed_bars(replica, primary, tf, wanted, reached, upto)
+                _check_kept(since, upto, pruned)
                 reached = self.seq = upto
                 if bars is not None:
                     yield bars
@@ -595,37 +606,47 @@ class BarSubscription:
                     continue
                 # read even when the announced symbols are not ours: the span may hold changes of a
                 # commit made between the start's read of the last change and the LISTEN
-                bars = await _changed_bars(replica, primary, tf, wanted, reached, upto)
+                bars, pruned = await _changed_bars(replica, primary, tf, wanted, reached, upto)
+                _check_kept(reached, upto, pruned, listening=True)
                 reached = self.seq = upto
                 if bars is not None:
                     yield bars
 
 
-def _check_resumable(since: int, last: int, first: int | None) -> None:
-    """Refuse a ``since`` the change log cannot resume from: above the last change number (the
-    database was restored, or failed over to a standby behind the primary: numbers at or below
-    ``since`` may be issued again and would be skipped), or older than the oldest change kept (the
-    changes after it are past ``CHANGE_RETENTION`` and deleted)."""
-    advice = (
-        "subscribe again without since, then re-read the bars of the span you missed "
-        "(StorageRouter.read_bars or market.bars_intraday) from before your last frame"
-    )
+_RESUME_ADVICE = (
+    "subscribe again without since, then re-read the bars of the span you missed "
+    "(StorageRouter.read_bars or market.bars_intraday) from before your last frame"
+)
+
+
+def _check_resumable(since: int, last: int) -> None:
+    """Refuse a ``since`` above the last change number: the database was restored, or failed over
+    to a standby behind the primary, and numbers at or below ``since`` may be issued again and
+    would be skipped."""
     if since > last:
         raise RequestError(
             f"since={since}: above the last change number of ops.bar_changes ({last}); the database"
             f" was restored or failed over since that number was read, and changes at or below it may"
-            f" be numbered again: {advice}"
-        )
-    if first is not None and first > since + 1:
-        raise RequestError(
-            f"since={since}: the changes after it are no longer kept (ops.bar_changes keeps"
-            f" {CHANGE_RETENTION}; it holds changes {first} to {last}): {advice}"
+            f" be numbered again: {_RESUME_ADVICE}"
         )
 
 
-async def _first_change(conn: psycopg.AsyncConnection) -> int | None:
-    row = await (await conn.execute("SELECT min(seq) FROM ops.bar_changes")).fetchone()
-    return int(row[0]) if row and row[0] is not None else None
+def _check_kept(after: int, last: int, pruned: int, *, listening: bool = False) -> None:
+    """Refuse to go on from ``after`` when the retention deleted a change above it (``pruned``, the
+    highest number deleted, read with the span): what changed after it is past
+    ``CHANGE_RETENTION`` and the span read had changes missing. Resuming from an old ``since``,
+    or, ``listening``, a subscriber that did not take its frames for that long."""
+    if pruned <= after:
+        return
+    what = (
+        f"the subscription reached change {after} and its frames were not taken for {CHANGE_RETENTION}:"
+        if listening
+        else f"since={after}:"
+    )
+    raise RequestError(
+        f"{what} the changes after it are no longer kept (ops.bar_changes keeps {CHANGE_RETENTION}: changes up"
+        f" to {pruned} are deleted, those after it up to {last} are kept): {_RESUME_ADVICE}"
+    )
 
 
 async def _last_change(conn: psycopg.AsyncConnection) -> int:
@@ -635,21 +656,23 @@ async def _last_change(conn: psycopg.AsyncConnection) -> int:
 
 async def _changed_bars(
     replica: _ReplicaReader, primary: psycopg.AsyncConnection, timeframe: str, symbols: list[str], after: int, upto: int
-) -> pd.DataFrame | None:
+) -> tuple[pd.DataFrame | None, int]:
     """The closed bars of ``symbols`` changed in (after, upto] and those removed (None if none),
-    ``attrs["seq"] = upto``."""
+    ``attrs["seq"] = upto``, and the highest change number the retention deleted when they were read."""
     reader = await replica.caught_up_with(primary) or primary
     cur = await reader.execute(_CHANGED_BARS, (PROVISIONAL, timeframe, symbols, after, upto))
-    rows = await cur.fetchall()
+    marked = await cur.fetchall()
+    pruned = int(marked[0][0])
+    rows = [row[1:] for row in marked if row[1] is not None]
     if not rows:
-        return None
+        return None, pruned
     bars = rows_to_bars([row[:-1] for row in rows if not row[-1]])
     bars.attrs["removed"] = tuple(
         RemovedBar(symbol=row[0], timeframe=row[2], ts=pd.Timestamp(row[1]), source=row[10]) for row in rows if row[-1]
     )
     bars.attrs["read_from"] = "primary" if reader is primary else "replica"
     bars.attrs["seq"] = upto
-    return bars
+    return bars, pruned
 
 
 class _ReplicaReader:

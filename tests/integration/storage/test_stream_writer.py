@@ -484,3 +484,56 @@ def test_stream_tail_reconnects_after_losing_its_database_connection_and_misses_
         ("14:32:00", mine, "c", "100.5000"),
     ]
     assert "reconnecting in" in err and "tail stopped at change" in err
+
+
+def age_changes(conn, upto: int) -> None:
+    """Make the changes up to ``upto`` older than the retention: the next commit deletes them."""
+    conn.execute("UPDATE ops.bar_changes SET committed_at = now() - interval '2 days' WHERE seq <= %s", (upto,))
+
+
+def test_a_subscriber_resumes_across_a_gap_in_the_numbers_when_only_changes_before_it_were_deleted(
+    stack, conn, symbols
+):
+    """A number drawn by a commit that rolled back is never logged: after ``since`` comes a gap,
+    and the retention deleted ``since`` and what preceded it, nothing after it. Nothing is missing."""
+    mine = symbols()
+    commit_stream_batch(conn, final_bars=bar_of(mine, close=1.0))
+    cursor = last_change(conn)
+    conn.execute("SELECT nextval('ops.bar_change_seq')")  # as a rolled-back commit draws one
+    age_changes(conn, cursor)
+    commit_stream_batch(conn, final_bars=bar_of(mine, close=2.0).assign(ts=T0 + pd.Timedelta(minutes=1)))
+    assert conn.execute("SELECT min(seq) FROM ops.bar_changes").fetchone()[0] == cursor + 2
+
+    assert [list(b["close"]) for b in resume(stack, mine, cursor)] == [[2.0]]
+
+
+def test_a_subscriber_whose_frames_were_not_taken_past_the_retention_is_told_not_left_with_a_hole(stack, conn, symbols):
+    """The subscriber stops taking frames; a change of its symbol is deleted by the retention before
+    it reads on: it is told, not handed the next bars as if nothing were missing."""
+    mine = symbols()
+    minute = [T0 + pd.Timedelta(minutes=i) for i in range(3)]
+
+    async def scenario() -> tuple[list[pd.DataFrame], BaseException | None]:
+        ready = asyncio.Event()
+        subscription = subscribe_bars(stack, [mine], "1min", ready=ready)
+        taking = asyncio.create_task(anext(subscription))
+        await asyncio.wait_for(ready.wait(), 10)
+        await asyncio.to_thread(commit_stream_batch, conn, final_bars=bar_of(mine, close=1.0))
+        got = [await asyncio.wait_for(taking, 20)]  # then no frame is asked for a while
+        await asyncio.to_thread(commit_stream_batch, conn, final_bars=bar_of(mine, close=2.0).assign(ts=minute[1]))
+        await asyncio.to_thread(age_changes, conn, last_change(conn))
+        await asyncio.to_thread(commit_stream_batch, conn, final_bars=bar_of(mine, close=3.0).assign(ts=minute[2]))
+        try:
+            got.append(await asyncio.wait_for(anext(subscription), 20))
+        except RequestError as exc:
+            return got, exc
+        finally:
+            await subscription.aclose()
+        return got, None
+
+    got, refused = asyncio.run(scenario())
+    assert [list(b["close"]) for b in got] == [[1.0]]
+    assert refused is not None, "the frame after the deleted change was yielded as if nothing were missing"
+    reached = got[0].attrs["seq"]
+    assert f"the subscription reached change {reached} and its frames were not taken for 1 day" in str(refused)
+    assert f"changes up to {reached + 1} are deleted" in str(refused)
