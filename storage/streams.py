@@ -253,8 +253,10 @@ _LOG_CHANGES = (
     " AS k(source, timeframe, symbol, ts)"
     " JOIN market.bars_intraday_store b"
     " ON b.symbol = k.symbol AND b.timeframe = k.timeframe AND b.ts = k.ts AND b.source = k.source"
-    # constants the planner sees: chunk exclusion by time (the join alone plans every chunk)
-    " WHERE b.ts BETWEEN %(first)s AND %(last)s AND b.ingested_at = now() AND b.quality_flags & %(provisional)s = 0),"
+    # constants the planner sees: chunk exclusion by time (the join alone plans every chunk), the
+    # key's index by symbol (not every symbol's rows of the batch's time range)
+    " WHERE b.ts BETWEEN %(first)s AND %(last)s AND b.symbol = ANY(%(symbol)s::text[])"
+    " AND b.ingested_at = now() AND b.quality_flags & %(provisional)s = 0),"
     " changes AS (SELECT * FROM written UNION ALL"
     " SELECT r.*, true FROM unnest(%(r_source)s::text[], %(r_timeframe)s::text[], %(r_symbol)s::text[],"
     " %(r_ts)s::timestamptz[]) AS r(source, timeframe, symbol, ts))"
