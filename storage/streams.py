@@ -457,9 +457,10 @@ def subscribe_bars(
     when it was read). Keep it, and a subscriber started with ``since=`` that number after a lost
     connection first yields what changed meanwhile (each once), then goes on. Without ``since`` it
     starts at the changes committed from now on. Changes are kept a day (``CHANGE_RETENTION``): a
-    ``since`` older than the oldest change kept, or above the last change number (a restore, a
-    failover), raises RequestError before anything is yielded (subscribe without ``since`` and
-    re-read the bars of the span missed).
+    ``since`` followed by changes the retention deleted, or above the last change number (a
+    restore, a failover), raises RequestError before anything is yielded (subscribe without
+    ``since`` and re-read the bars of the span missed); so does a subscription whose frames were not
+    taken until changes after its number were deleted, when it reads on.
 
     A lost database connection (a PostgreSQL restart) raises ServiceError naming the number
     reached; with ``reconnect_for_s`` > 0 the subscription instead reconnects, resuming from
@@ -563,16 +564,18 @@ class BarSubscription:
         """One connection's frames: from ``seq`` if set, else from the last change before LISTEN.
         A lost connection raises ServiceError (its cause the driver's error), any other database
         error StorageError."""
+        from db.connect import connection_lost
+
         try:
             async for bars in self._listen_raw():
                 yield bars
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:
+            if not connection_lost(exc):
+                raise StorageError(f"subscribe_bars failed reading {self.timeframe} bar changes: {exc}") from exc
             raise ServiceError(
                 f"subscribe_bars lost its database connection ({' '.join(str(exc).split())}); the last change"
                 f" number reached is {self.seq}: subscribe again with since={self.seq} to resume without a gap"
             ) from exc
-        except psycopg.Error as exc:
-            raise StorageError(f"subscribe_bars failed reading {self.timeframe} bar changes: {exc}") from exc
 
     async def _listen_raw(self) -> AsyncGenerator[pd.DataFrame, None]:
         from db.connect import async_database_connection, bounded_session
