@@ -54,6 +54,24 @@ def test_a_text_is_the_normalised_mean_of_its_token_rows() -> None:
     assert np.allclose(vectors[3], np.array([2, 1]) / 5**0.5)
 
 
+def test_pooling_in_place_equals_gathering_the_rows() -> None:
+    rng = np.random.default_rng(5)
+    table = rng.standard_normal((500, 384)).astype(np.float32)
+    texts = [list(rng.integers(0, 500, size=int(n))) for n in rng.integers(0, 90, size=300)]
+    texts[7] = []
+    gathered = np.array([table[t].mean(axis=0) if t else np.zeros(384) for t in texts], dtype=np.float64)
+    norms = np.linalg.norm(gathered, axis=1, keepdims=True)
+    expected = gathered / np.maximum(norms, 1e-12)
+    vectors = pool(table, texts)
+    assert vectors.dtype == np.float32 and vectors.shape == (300, 384)
+    assert np.abs(vectors - expected).max() < 1e-6 and not vectors[7].any()
+
+
+def test_a_token_outside_the_table_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="token ids 0..3 outside the static table's 3 rows"):
+        pool(np.eye(3, dtype=np.float32), [[0, 3]])
+
+
 def test_the_static_model_is_a_built_in_that_loads_lazily(tmp_path) -> None:
     model = load_model(STATIC_MINILM, cache_dir=tmp_path)
     assert model.name == STATIC_MINILM and model.dim == 384
