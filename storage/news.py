@@ -145,13 +145,15 @@ def lock_news_dedup(conn: psycopg.Connection) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DEDUP_LOCK,))
 
 
+# A batch's arrays go as binary parameters (%b): in text form psycopg tests every string element
+# with a regex for quoting, ~7x the client CPU (four 8,000-element arrays: 27 vs 4 ms a statement).
 STORED_ITEMS_SQL = """
     SELECT source, id, story_id, published_at, updated_at, canonical_url, minhash, symbols
     FROM news.items WHERE kind = 'news' AND published_at BETWEEN %(low)s AND %(high)s
     UNION
     SELECT source, id, story_id, published_at, updated_at, canonical_url, minhash, symbols
     FROM news.items
-    WHERE id = ANY(%(ids)s::text[]) AND (source, id) IN (SELECT * FROM unnest(%(sources)s::text[], %(ids)s::text[]))
+    WHERE id = ANY(%(ids)b::text[]) AND (source, id) IN (SELECT * FROM unnest(%(sources)b::text[], %(ids)b::text[]))
     ORDER BY published_at
 """
 
@@ -228,7 +230,7 @@ def write_news(
                 conn.execute(
                     """
                     INSERT INTO news.stories (story_id, first_seen, canonical_url, headline)
-                    SELECT * FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[])
+                    SELECT * FROM unnest(%b::bigint[], %b::timestamptz[], %b::text[], %b::text[])
                     ON CONFLICT (story_id) DO NOTHING RETURNING story_id
                     """,
                     [list(c) for c in zip(*_rows(stories, STORY_COLUMNS), strict=True)],
@@ -367,7 +369,7 @@ def _write_links(conn: psycopg.Connection, links: pd.DataFrame) -> None:
     links of a 50-item batch took about 1 ms more than the COPY, A/B)."""
     key = ("symbol", "published_at", "source", "id")
     sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in LINK_COLUMNS if c not in key)
-    arrays = ", ".join(f"%s::{c.pg_type}[]" for c in NEWS_LINKS_TABLE.columns)
+    arrays = ", ".join(f"%b::{c.pg_type}[]" for c in NEWS_LINKS_TABLE.columns)  # binary, as STORED_ITEMS_SQL says
     conn.execute(
         f"""
         INSERT INTO news.item_symbols ({", ".join(LINK_COLUMNS)}) SELECT * FROM unnest({arrays})
@@ -404,7 +406,7 @@ def _drop_unnamed_links(
     conn.execute(
         """
         DELETE FROM news.item_symbols l
-        USING unnest(%(sources)s::text[], %(ids)s::text[], %(published)s::timestamptz[], %(symbols)s::text[])
+        USING unnest(%(sources)b::text[], %(ids)b::text[], %(published)b::timestamptz[], %(symbols)b::text[])
             AS k(source, id, published_at, symbols)
         WHERE l.published_at BETWEEN %(low)s::timestamptz AND %(high)s::timestamptz
           AND l.source = k.source AND l.id = k.id AND l.published_at = k.published_at
