@@ -14,8 +14,9 @@ embeds them (:func:`pipeline.news.embed_stories`: every new story, and a story w
 from its headline and lead, the vector stored; the model of ``embeddings.model`` on one onnxruntime
 thread; reported ``absent`` with the reason when it cannot load, never estimated), into a throwaway
 database (``bench_news``) migrated by the real migrator. One process, one thread of Python: the
-rates are one core's. Figures are taken on a machine shared with other work: the load average is
-reported beside them.
+rates are one core's: the process is held to one CPU while it runs (``os.sched_setaffinity``; the
+tokenizer's thread pool with it), the database server's processes are not. Figures are taken on a
+machine shared with other work: the load average is reported beside them.
 
 Where the time goes with the default model (the static one distilled from MiniLM,
 :mod:`features.static_embeddings`; 2026-12-07, 4,056 items, 2,012 stories, 9 batches of 500, 2
@@ -306,6 +307,17 @@ def _quality(frame: pd.DataFrame, truth: dict[tuple[str, str], Any], embedder: A
 
 
 def run(settings: Settings, symbols: int = 60, days: int = 180, batch: int = 500, embed: bool = True) -> dict[str, Any]:
+    """The report (module docstring). This process runs on one CPU while it measures (its affinity;
+    threads it starts inherit it, the tokenizer's pool among them); the server's processes do not."""
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})  # one core, threads started from here on too (the tokenizer's)
+    try:
+        return _run(settings, symbols, days, batch, embed)
+    finally:
+        os.sched_setaffinity(0, cpus)
+
+
+def _run(settings: Settings, symbols: int, days: int, batch: int, embed: bool) -> dict[str, Any]:
     from db.connect import database_connection
     from db.migrate import migrate
     from features.sentiment import labels, load_sentiment_model
@@ -433,6 +445,7 @@ def run(settings: Settings, symbols: int = 60, days: int = 180, batch: int = 500
         "labeled_financial_news_set": None,
         "load_avg_1m": [round(load_before, 2), round(load_after, 2)],
         "cpus": os.cpu_count(),
+        "pinned_cpus": sorted(os.sched_getaffinity(0)),
         "targets": targets,
         "targets_met": all(t["met"] for t in targets.values()),
     }
