@@ -68,7 +68,7 @@ def test_pooling_in_place_equals_gathering_the_rows() -> None:
 
 
 def test_a_token_outside_the_table_is_refused() -> None:
-    with pytest.raises(ConfigurationError, match="token ids 0..3 outside the static table's 3 rows"):
+    with pytest.raises(ConfigurationError, match=r"token ids 0\.\.3 outside the static table's 3 rows"):
         pool(np.eye(3, dtype=np.float32), [[0, 3]])
 
 
