@@ -16,9 +16,16 @@ import pandas as pd
 
 from core import model
 from core.errors import PermanentSourceError, SourceError
-from sources.http import Page, Request, VendorClient, collect, paginate
+from sources.http import Page, Request, Response, VendorClient, collect
 from sources.resilience import Resilience, source_error
-from sources.yahoo.parsing import SOURCE, later_splits_context, parse_chart_bars, parser_for, serves_no_bars
+from sources.yahoo.parsing import (
+    SOURCE,
+    later_splits_context,
+    parse_chart_bars,
+    parser_for,
+    served_on_context,
+    serves_no_bars,
+)
 
 DEFAULT_BASE_URL = "https://query1.finance.yahoo.com"
 USER_AGENT = "marketpipe/0.1"
@@ -115,7 +122,14 @@ class YahooClient(VendorClient):
         """The chart is one page; its frame holds the bars (events: :meth:`corporate_actions`)."""
         if request.dataset == "chart" and _intraday(request):
             return self._intraday_page(request)
-        return paginate(self.http, request, parser_for(request), lambda response: None)
+        return self._served_page(request)
+
+    async def _served_page(self, request: Request) -> AsyncIterator[Page]:
+        """A daily chart's one page, its request's context holding the New York date of its HTTP
+        Date (``served_on``): the splits Yahoo had applied to it are those ex up to that day."""
+        response = await self.http.get_json(request)
+        dated = replace(request, context={**request.context, **served_on_context(response.served_at)})
+        yield _page(request, dated, response)
 
     async def _intraday_page(self, request: Request) -> AsyncIterator[Page]:
         """An intraday chart's one page, its request's context holding the splits Yahoo adjusted its
@@ -145,17 +159,7 @@ class YahooClient(VendorClient):
                 retry_after_seconds=exc.retry_after_seconds,
                 payload_text=exc.payload_text,
             ) from exc
-        dated = replace(request, context={**context, **later})
-        try:
-            frame = parser_for(dated)(bars.payload)
-        except PermanentSourceError as exc:
-            raise source_error(
-                PermanentSourceError,
-                f"yahoo chart page {request.describe()} is malformed: {exc}",
-                request=request,
-                payload_text=bars.text,
-            ) from exc
-        yield Page(request=dated, frame=frame, payload=bars.payload, served_at=bars.served_at, body=bars.body)
+        yield _page(request, replace(request, context={**context, **later}), bars)
 
     async def bars(self, symbol: str, start: Any, end: Any, *, timeframe: str = "1day") -> pd.DataFrame:
         frames = [
@@ -176,11 +180,34 @@ class YahooClient(VendorClient):
             )
         request = self.chart_request(symbol, start, end, timeframe=timeframe, dataset="corporate_actions")
         page = await anext(self.iter_pages(request))  # its frame: the events
-        bars = parse_chart_bars(page.payload, timeframe=timeframe, symbol=symbol, start=start, end=end)
+        bars = parse_chart_bars(
+            page.payload,
+            timeframe=timeframe,
+            symbol=symbol,
+            start=start,
+            end=end,
+            served_on=page.request.context.get("served_on"),
+        )
         return bars, page.frame
 
     async def corporate_actions(self, symbol: str, start: Any, end: Any) -> pd.DataFrame:
         return (await self.chart(symbol, start, end))[1]
+
+
+def _page(asked: Request, dated: Request, response: Response) -> Page:
+    """The page of a chart ``response``, parsed with its ``dated`` request's context (what the
+    stored page keeps); a chart its parser refuses raises a PermanentSourceError carrying the
+    request ``asked`` (its dead letter asks again, and dates the new response)."""
+    try:
+        frame = parser_for(dated)(response.payload)
+    except PermanentSourceError as exc:
+        raise source_error(
+            PermanentSourceError,
+            f"yahoo {asked.dataset} page {asked.describe()} is malformed: {exc}",
+            request=asked,
+            payload_text=response.text,
+        ) from exc
+    return Page(dated, frame, response.payload, response.served_at, response.body)
 
 
 def _intraday(request: Request) -> bool:
