@@ -33,6 +33,7 @@ from sandbox.faults import (
     truncate_body,
 )
 from sandbox.handling import Handler, Payload, RequestContext, WireError
+from sandbox.late_splits import LateSplits, late_split_routes
 from sandbox.latency import LatencyConfig, VendorNetwork
 from sandbox.market import Market, canonical_symbol
 from sandbox.news import DEFAULT_UNIVERSE
@@ -90,6 +91,7 @@ class SandboxState:
         self.stats = Stats()
         self.skews = PriceSkews()  # planted price discrepancies (sandbox.skews)
         self.filing_defects = FilingDefects()  # planted bad filings (sandbox.defects)
+        self.late_splits = LateSplits()  # Yahoo late with a same-day split (sandbox.late_splits)
         self.network = VendorNetwork(LatencyConfig())  # latency and the vendors' plan limits (sandbox.latency)
 
     def set_faults(self, faults: FaultConfig) -> None:
@@ -229,6 +231,7 @@ def _vendor_endpoint(state: SandboxState, vendor: str, name: str, handler: Handl
             return JSONResponse(exc.body, exc.status, headers=exc.headers)
         state.skews.apply(vendor, payload)
         state.filing_defects.apply(vendor, payload)
+        state.late_splits.apply(vendor, payload, state.market)
         served = payload.record_count
         counts = _apply_data_faults(payload, decision, faults.record_fraction)
         malformed = 0
@@ -359,7 +362,12 @@ def _control_routes(state: SandboxState) -> list[Route]:
 def create_app(config: SandboxConfig | None = None, market: Market | None = None) -> Starlette:
     """One ASGI app serving every vendor; `market` may be shared between apps (tests) or built here."""
     state = SandboxState(config or SandboxConfig(), market)
-    routes: list[BaseRoute] = [*_control_routes(state), *skew_routes(state.skews), *defect_routes(state.filing_defects)]
+    routes: list[BaseRoute] = [
+        *_control_routes(state),
+        *skew_routes(state.skews),
+        *defect_routes(state.filing_defects),
+        *late_split_routes(state.late_splits),
+    ]
     routes += [
         Route(path, _vendor_endpoint(state, vendor, name, handler), methods=["GET"])
         for vendor, name, path, handler in VENDOR_ROUTES
