@@ -37,7 +37,7 @@ from quality.news_text import cashtags, clean_text, is_spam, split_symbols
 from sources.dead_letters import record_dead_letter_sync
 from storage.lake import Lake
 from storage.news import NewsWriteResult, StoredItem, lock_news_dedup, stored_items, write_news
-from storage.news_tiers import TieredNews, dedup_candidates, tiered_items
+from storage.news_tiers import TieredNews, dedup_candidates, lake_versions, tiered_items
 from storage.story_vectors import stories_to_embed
 from storage.watermarks import Watermark, advance_watermarks
 
@@ -333,13 +333,16 @@ def store_items(
     keys = list(zip(prepared.items["source"], prepared.items["id"], strict=True))
     # the lake before the lock: no other writer waits on this batch's S3 reads
     early = tiered_items(conn, lake, low, high, keys) if lake is not None else TieredNews()
+    # and the rows of the tiered versions the batch supersedes, for the history tables
+    early_rows = lake_versions(conn, lake, prepared.items, (), early.items) if lake is not None else {}
     lock_news_dedup(conn)
     hot = stored_items(conn, low, high, keys)
     # then what was tiered since (hot rows first, the manifest second: a row is in one or both)
     tiered = tiered_items(conn, lake, low, high, keys, early).items if lake is not None else ()
+    rows = lake_versions(conn, lake, prepared.items, hot, tiered, early_rows) if lake is not None else {}
     stories = assign_stories(prepared, dedup_candidates(hot, tiered), index)
     versions = sorted([*hot, *tiered], key=lambda i: i.published_at)
-    written = write_news(conn, prepared.items, prepared.links, stories, versions)
+    written = write_news(conn, prepared.items, prepared.links, stories, versions, rows)
     if embedder is not None and kind == "news":  # a post is a story of its own, not searched as news
         embed_stories(conn, sorted({int(s) for s in prepared.items["story_id"]}), embedder)
     return written, prepared.rejected

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -179,6 +179,7 @@ def write_news(
     links: pd.DataFrame,
     stories: pd.DataFrame,
     stored: Sequence[StoredItem],
+    tiered: Mapping[VersionKey, TieredVersion] | None = None,
 ) -> NewsWriteResult:
     """Upsert ``items`` (columns :data:`ITEM_COLUMNS`), rewrite the links of the items that were
     inserted or replaced (``links``: :data:`LINK_COLUMNS`), insert founded ``stories``
@@ -191,7 +192,10 @@ def write_news(
     (source, id) alone decompressed every compressed chunk of the history and failed past
     TimescaleDB's ``max_tuples_decompressed_per_dml_transaction`` (100,000) once a few weeks of
     news were compressed. ``stored``: what :func:`stored_items` read with these items' keys in the
-    same transaction (under the dedup lock): every stored version of each article."""
+    same transaction (under the dedup lock): every stored version of each article. ``tiered``: the
+    lake's rows (item and links) of the stored versions with no hot row that this write may
+    supersede (:func:`storage.news_tiers.lake_versions`); each one it does supersede is kept in the
+    history tables as a hot one is, so the reads as of a time before the update still see it."""
     if items.empty:
         return NewsWriteResult()
     try:
@@ -200,6 +204,9 @@ def write_news(
         plan = plan_versions(items, versions)
         if plan.superseded:  # the versions this write replaces or moves stay, known until then
             _keep_superseded(conn, plan.superseded)
+            from_lake = [(v, tiered[v.key]) for v in plan.superseded if tiered and v.key in tiered]
+            if from_lake:
+                _keep_tiered_superseded(conn, from_lake)
         if plan.moved:  # older versions published at another time: they go, with their links
             with conn.cursor() as cur:
                 for table in ("news.items", "news.item_symbols"):
@@ -253,6 +260,23 @@ class SupersededVersion:
     published_at: datetime
     updated_at: datetime
     superseded_at: datetime
+
+    @property
+    def key(self) -> VersionKey:
+        return (self.source, self.id, self.published_at, self.updated_at)
+
+
+# (source, id, published_at, updated_at): one version of an article
+VersionKey = tuple[str, str, datetime, datetime]
+
+
+@dataclass(frozen=True)
+class TieredVersion:
+    """A version of an item read from the lake: its news_items row (the lake's columns, arrays in
+    PostgreSQL's text form) and the news_item_symbols rows of the symbols it names."""
+
+    item: Mapping[str, Any]
+    links: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -330,6 +354,32 @@ def _keep_superseded(conn: psycopg.Connection, versions: Sequence[SupersededVers
             """,
             [asdict(v) for v in versions],
         )
+
+
+def _keep_tiered_superseded(
+    conn: psycopg.Connection, versions: Sequence[tuple[SupersededVersion, TieredVersion]]
+) -> None:
+    """Keep each superseded version that lives in the lake only, and its links, in the history
+    tables, as :func:`_keep_superseded` keeps a hot one (a version already there is left as it is)."""
+
+    def insert(table: TableSpec) -> str:
+        names = [c.name for c in table.columns]
+        casts = ["text[]" if c.name in _ITEM_ARRAYS else c.pg_type for c in table.columns]
+        values = ", ".join(f"%({n})s::{t}" for n, t in zip(names, casts, strict=True))
+        return f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({values}) ON CONFLICT DO NOTHING"
+
+    items = [{**row.item, "superseded_at": v.superseded_at} for v, row in versions]
+    stamps = [{"updated_at": v.updated_at, "superseded_at": v.superseded_at} for v, _ in versions]
+    links = [{**link, **stamp} for (_, row), stamp in zip(versions, stamps, strict=True) for link in row.links]
+    with conn.cursor() as cur:
+        cur.executemany(
+            insert(ITEM_VERSIONS_TABLE), [{c.name: r.get(c.name) for c in ITEM_VERSIONS_TABLE.columns} for r in items]
+        )
+        if links:
+            cur.executemany(
+                insert(LINK_VERSIONS_TABLE),
+                [{c.name: r.get(c.name) for c in LINK_VERSIONS_TABLE.columns} for r in links],
+            )
 
 
 def _upsert_items(conn: psycopg.Connection, items: pd.DataFrame) -> list[tuple[str, str, bool, datetime]]:

@@ -25,6 +25,10 @@ read are read (a chunk tiered, or a partition compacted, in between; there is no
 almost always). Hot rows first and the manifest second, as the read router does: a row tiered in
 between is found in one tier or both, never in neither.
 
+A tiered version the batch supersedes is kept as history like a hot one (:func:`lake_versions`:
+its whole row and links, read only for those versions, before the lock and, for what was tiered
+since, under it).
+
 An article can be in both tiers: a version stored hot after an earlier one was tiered (the
 stream stores against the hot rows only). Its hot row is what every reader shows (``news
 latest|story``, the sentiment features and ``scan.news_sentiment`` read the hot store only), so
@@ -39,15 +43,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import pandas as pd
 import psycopg
 import pyarrow as pa
 import pyarrow.dataset as pads
 
 from storage.lake import Lake
-from storage.news import StoredItem
+from storage.news import StoredItem, TieredVersion, VersionKey, plan_versions
 from storage.tiering import DATASETS, arrow_schema, manifest_files
 
 NEWS_ITEMS_DATASET = "news_items"
+NEWS_LINKS_DATASET = "news_item_symbols"
 _COLUMNS = ("source", "id", "story_id", "published_at", "updated_at", "canonical_url", "symbols", "kind")
 
 
@@ -94,6 +100,62 @@ def tiered_items(
     ]
     objects = earlier.objects | {(f.key, f.checksum) for f in unread}
     return TieredNews(objects, tuple(latest_versions([*earlier.items, *items])))
+
+
+def lake_versions(
+    conn: psycopg.Connection,
+    lake: Lake,
+    items: pd.DataFrame,
+    stored: Sequence[StoredItem],
+    tiered: Sequence[StoredItem],
+    earlier: dict[VersionKey, TieredVersion] | None = None,
+) -> dict[VersionKey, TieredVersion]:
+    """The lake's rows of the ``tiered`` versions that ``items`` (a batch, before
+    :func:`storage.news.write_news`) supersedes and no hot row holds (``stored``: the hot ones read,
+    or none before the dedup lock): their whole news_items row and the news_item_symbols rows of
+    the symbols each names (a stale link of another object is left out), for the history tables.
+    ``earlier``: what a call before read (before the lock; only the versions it lacks are read now).
+    Read only for those versions, so a re-ingest of the versions the lake holds reads no more."""
+    earlier = dict(earlier or {})
+    if not tiered or items.empty:
+        return earlier
+    hot = {(i.source, i.id, i.published_at, i.updated_at) for i in stored}
+    versions = [(i.source, i.id, i.published_at, i.updated_at) for i in (*stored, *tiered)]
+    plan = plan_versions(items, sorted(set(versions)))
+    needed = {v.key for v in plan.superseded if v.key not in hot and v.key not in earlier}
+    needed &= {(i.source, i.id, i.published_at, i.updated_at) for i in tiered}
+    if not needed:
+        return earlier
+    low, high = min(k[2] for k in needed), max(k[2] for k in needed)
+    ids = sorted({k[1] for k in needed})
+    rows: dict[VersionKey, dict[str, Any]] = {}
+    for row in _read(conn, lake, NEWS_ITEMS_DATASET, low, high, ids):  # a later object wins
+        if (key := (row["source"], row["id"], row["published_at"], row["updated_at"])) in needed:
+            rows[key] = row
+    symbols = dict(zip(rows, _symbols(conn, [r["symbols"] for r in rows.values()]), strict=True))
+    named = {(k[0], k[1], k[2], symbol): k for k, names in symbols.items() for symbol in names}
+    links: dict[VersionKey, dict[str, dict[str, Any]]] = {k: {} for k in rows}
+    for link in _read(conn, lake, NEWS_LINKS_DATASET, low, high, ids):
+        if (version := named.get((link["source"], link["id"], link["published_at"], link["symbol"]))) is not None:
+            links[version][link["symbol"]] = link
+    read = {k: TieredVersion(row, tuple(links[k].values())) for k, row in rows.items()}
+    return earlier | read
+
+
+def _read(
+    conn: psycopg.Connection, lake: Lake, dataset: str, low: datetime, high: datetime, ids: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Every column of the rows of ``dataset``'s objects with these ids published in [low, high],
+    oldest object first."""
+    files = manifest_files(conn, dataset=dataset, start=low, end=high + timedelta(microseconds=1))
+    schema = arrow_schema(DATASETS[dataset].file_columns)
+    published, stamp = pads.field("published_at"), schema.field("published_at").type
+    rows = pads.field("id").isin(pa.array(ids, pa.string()))
+    rows &= (published >= pa.scalar(low, stamp)) & (published <= pa.scalar(high, stamp))
+    out: list[dict[str, Any]] = []
+    for file in files:
+        out += lake.read_parquet_columns(file.key, schema.names, rows, schema).to_pylist()
+    return out
 
 
 def _batch_rows(schema: pa.Schema, low: datetime, high: datetime, ids: Sequence[str]) -> pads.Expression:
