@@ -107,7 +107,8 @@ def merge_objects(ds: TierDataset, tables: Sequence[pa.Table], *, precedence: Se
     (:attr:`TierDataset.newest_by`). The hot writers only see hot rows: without this a worse
     vendor's bar, or a stale version of an article, written hot after the better row was tiered
     would be the newer object's row, and compaction would delete the better one from the lake."""
-    merged = pa.concat_tables(tables).combine_chunks()
+    # an object written before a column was added (news_items' minhash) has it as nulls
+    merged = pa.concat_tables(tables, promote_options="default").combine_chunks()
     key = [k for k in ds.key if k != "timeframe"]
     displaced = merged.slice(0, 0)
     priority = _priority(ds, merged, precedence)

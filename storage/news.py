@@ -68,13 +68,13 @@ LINK_COLUMNS = (
 )
 STORY_COLUMNS = ("story_id", "first_seen", "canonical_url", "headline")
 # What tiering moves to the lake (storage/tiering.py: news_items, news_item_symbols). Arrays travel
-# as PostgreSQL's text form ({AAPL,MSFT}); the MinHash signature stays behind (it is recomputed
-# from the text, and only recent items are dedup candidates).
+# as PostgreSQL's text form ({AAPL,MSFT}); the MinHash signature as bytes, so a tiered item is a
+# dedup candidate by similar text too (storage/news_tiers.py).
 _ITEM_TYPES = {"published_at": "timestamptz", "updated_at": "timestamptz", "story_id": "int8", "sentiment": "float8"}
-_ITEM_TYPES |= {"vendor_sentiment": "float8", "score": "int8", "comments": "int8"}
+_ITEM_TYPES |= {"vendor_sentiment": "float8", "score": "int8", "comments": "int8", "minhash": "bytea"}
 NEWS_ITEMS_TABLE = TableSpec(
     name="news.items",
-    columns=tuple(Column(c, _ITEM_TYPES.get(c, "text")) for c in ITEM_COLUMNS if c != "minhash"),
+    columns=tuple(Column(c, _ITEM_TYPES.get(c, "text")) for c in ITEM_COLUMNS),
     key=("source", "id", "published_at"),
     touched_at="ingested_at",
     time_column="published_at",
@@ -88,12 +88,14 @@ NEWS_LINKS_TABLE = TableSpec(
     time_column="published_at",
 )
 # The superseded versions (migration 0026), tiered as news_item_versions and news_item_symbol_versions
+# (no MinHash signature: only an article's current version is a dedup candidate)
+_VERSIONED = tuple(c for c in NEWS_ITEMS_TABLE.columns if c.name != "minhash")
 ITEM_VERSIONS_TABLE = TableSpec(
     name="news.item_versions",
     columns=(
-        *NEWS_ITEMS_TABLE.columns[:4],
+        *_VERSIONED[:4],
         Column("superseded_at", "timestamptz"),
-        *NEWS_ITEMS_TABLE.columns[4:],
+        *_VERSIONED[4:],
         Column("ingested_at", "timestamptz"),
     ),
     key=("source", "id", "updated_at", "published_at"),

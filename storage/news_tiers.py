@@ -11,10 +11,10 @@ window]; none when that window is hot, which is the ingest of recent news: one i
 query, no lake read. Of those objects it keeps the rows of the batch's (source, id) keys and the
 news published in the window (dedup candidates), each key's latest ``updated_at`` (as compaction).
 
+Tiered items carry their MinHash signature (tiered with them since the lake kept it; an object
+written before reads it as null), so they are dedup candidates by similar text as hot ones are.
 Bounds, by design: a tiered version published more than the dedup window away from the batch's
-version of the article is not seen (an update moves the publication time by minutes); tiered items
-carry no MinHash signature (tiering leaves it behind), so they are dedup candidates by canonical
-URL and by their key, not by similar text.
+version of the article is not seen (an update moves the publication time by minutes).
 
 The lake is read before the dedup lock (:func:`pipeline.news.store_items`), so a slow or failing
 S3 store holds up the batch that needs it alone, not every news writer waiting on the lock; each
@@ -54,7 +54,7 @@ from storage.tiering import DATASETS, arrow_schema, manifest_files
 
 NEWS_ITEMS_DATASET = "news_items"
 NEWS_LINKS_DATASET = "news_item_symbols"
-_COLUMNS = ("source", "id", "story_id", "published_at", "updated_at", "canonical_url", "symbols", "kind")
+_COLUMNS = ("source", "id", "story_id", "published_at", "updated_at", "canonical_url", "minhash", "symbols", "kind")
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,9 @@ def tiered_items(
             if in_window or (row["source"], row["id"]) in wanted:
                 read.append(row)
     items = [
-        StoredItem(r["source"], r["id"], r["story_id"], r["published_at"], r["updated_at"], r["canonical_url"], None, s)
+        StoredItem(
+            r["source"], r["id"], r["story_id"], r["published_at"], r["updated_at"], r["canonical_url"], r["minhash"], s
+        )
         for r, s in zip(read, _symbols(conn, [r["symbols"] for r in read]), strict=True)
     ]
     objects = earlier.objects | {(f.key, f.checksum) for f in unread}

@@ -281,6 +281,7 @@ def arrow_schema(columns: Iterable[Column]) -> pa.Schema:
         "int8": pa.int64(),
         "timestamptz": pa.timestamp("us", tz="UTC"),
         "date": pa.date32(),
+        "bytea": pa.binary(),  # news items' MinHash signatures
         "price": pa.float64(),  # dollars in the lake; ticks only in the hot store (storage/hot.py)
     }
     return pa.schema([pa.field(c.name, types[c.pg_type]) for c in columns])
@@ -337,6 +338,9 @@ def table_checksum(table: pa.Table) -> str:
             digest.update(np.asarray(column.fill_null(0.0), dtype=np.float64).tobytes())
         elif pa.types.is_date32(column.type):  # days since the epoch (option expirations)
             digest.update(np.asarray(column.cast(pa.int32()).fill_null(0), dtype=np.int64).tobytes())
+        elif pa.types.is_binary(column.type):  # each value's length, then the values
+            digest.update(np.asarray(pc.binary_length(column).fill_null(0), dtype=np.int64).tobytes())
+            digest.update(b"".join(v for v in column.to_pylist() if v is not None))
         else:
             digest.update(np.asarray(column.cast(pa.int64()).fill_null(0), dtype=np.int64).tobytes())
     return digest.hexdigest()
@@ -504,6 +508,8 @@ def read_chunk(conn: psycopg.Connection, ds: TierDataset, chunk: Chunk) -> pa.Ta
             select.append(sql.SQL("(extract(epoch FROM {c}) * 1000000)::int8 AS {c}").format(c=ident))
         elif column.pg_type == "price":  # ticks to dollars, as the bar views read them
             select.append(sql.SQL("({c}::float8 / {scale}) AS {c}").format(c=ident, scale=sql.Literal(PRICE_SCALE)))
+        elif column.pg_type == "bytea":  # hex text in the CSV, bytes again below
+            select.append(sql.SQL("encode({c}, 'hex') AS {c}").format(c=ident))
         else:
             select.append(ident)
     query = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT csv)").format(
@@ -519,6 +525,7 @@ def read_chunk(conn: psycopg.Connection, ds: TierDataset, chunk: Chunk) -> pa.Ta
     if buffer.tell() == 0:
         return schema.empty_table()
     read_types = {f.name: (pa.int64() if pa.types.is_timestamp(f.type) else f.type) for f in schema}
+    read_types |= {f.name: pa.string() for f in schema if pa.types.is_binary(f.type)}
     try:
         table = pacsv.read_csv(
             pa.BufferReader(buffer.getbuffer()),
@@ -532,7 +539,14 @@ def read_chunk(conn: psycopg.Connection, ds: TierDataset, chunk: Chunk) -> pa.Ta
         raise StorageError(f"chunk {chunk.name} of {ds.table.name} could not be read as {schema}: {exc}") from exc
     if sent >= 0 and table.num_rows != sent:
         raise StorageError(f"chunk {chunk.name} of {ds.table.name}: {sent} row(s) sent, {table.num_rows} parsed")
-    return pa.table([table[f.name].cast(f.type) for f in schema], schema=schema)
+    return pa.table([_from_csv(table[f.name], f.type) for f in schema], schema=schema)
+
+
+def _from_csv(column: pa.ChunkedArray, to: pa.DataType) -> pa.Array | pa.ChunkedArray:
+    """A column as read from the CSV in its lake type: bytes from their hex text."""
+    if not pa.types.is_binary(to):
+        return column.cast(to)
+    return pa.array([None if h is None else bytes.fromhex(h) for h in column.to_pylist()], to)
 
 
 def crash_point(point: str) -> None:

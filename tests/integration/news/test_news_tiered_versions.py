@@ -74,3 +74,29 @@ def test_an_update_of_a_tiered_version_keeps_it_as_history(stack: Settings, conn
 
     assert _store(conn, [v2], lake).unchanged == 1  # a rerun keeps the history as it is
     assert conn.execute("SELECT count(*) FROM news.item_symbol_versions WHERE source = 'tierver'").fetchone()[0] == 2
+
+
+def test_a_reworded_copy_of_a_tiered_story_joins_it(stack: Settings, conn, lake) -> None:
+    """2013: an article is stored and tiered; another vendor's copy of it, under another URL and a
+    little reworded, arrives later. Tiering left the MinHash signature behind, so the tiered article
+    was a dedup candidate by key and canonical URL only and the copy founded a story of its own."""
+    body = ("The company said the contract covers the maintenance of aircraft at three bases, starts "
+            "next spring and lifts its order backlog to a record.")  # fmt: skip
+    first = {"id": "d1", "ts": "2013-04-08T13:00:00Z", "source": "tierdup1", "symbols": "ZZDP", "body": body,
+             "headline": "ZZDP wins a five year defense contract worth two billion dollars",
+             "url": "https://example.com/news/zzdp-wins-defense-contract"}  # fmt: skip
+    _store(conn, [first], lake)
+    (story,) = conn.execute("SELECT story_id FROM news.items WHERE source = 'tierdup1'").fetchone()
+    _tier_year(conn, lake, stack, 2013)
+    assert conn.execute("SELECT count(*) FROM news.items WHERE source = 'tierdup1'").fetchone()[0] == 0
+    (key,) = conn.execute("SELECT key FROM ops.lake_files WHERE dataset = 'news_items' AND min_ts >= '2013-01-01'"
+                          " AND max_ts < '2014-01-01'").fetchone()  # fmt: skip
+    assert [len(m) for m in lake.read_parquet(key)["minhash"].to_pylist()] == [4 * DedupConfig().num_perm]
+    copy = {**first, "id": "c7", "ts": "2013-04-08T15:30:00Z", "source": "tierdup2",
+            "headline": "ZZDP wins five year defense contract worth two billion dollars",
+            "url": "https://wire.example.org/markets/zzdp-contract-award"}  # fmt: skip
+
+    written = _store(conn, [copy], lake)
+
+    assert (written.inserted, written.stories_founded) == (1, 0)
+    assert conn.execute("SELECT story_id FROM news.items WHERE source = 'tierdup2'").fetchone()[0] == story

@@ -243,6 +243,38 @@ def test_merging_news_objects_keeps_each_articles_latest_version_whichever_objec
     assert same_time.rows["headline"].to_pylist() == ["fixed"]  # equal versions: the newer object's row
 
 
+def test_news_objects_written_before_the_minhash_column_merge_with_newer_ones() -> None:
+    """Objects of news_items tiered before the MinHash signature went to the lake lack the column:
+    merged with a newer object, their rows have no signature (concatenating refused the tables)."""
+
+    def item(item_id: str, minhash: bytes | None = None) -> pa.Table:
+        columns: dict[str, pa.Array] = {
+            "source": pa.array(["s"]),
+            "id": pa.array([item_id]),
+            "published_at": pa.array([datetime(2026, 1, 5, 15, tzinfo=UTC)], TS),
+            "updated_at": pa.array([datetime(2026, 1, 5, 15, tzinfo=UTC)], TS),
+        }
+        if minhash is not None:
+            columns["minhash"] = pa.array([minhash], pa.binary())
+        return pa.table(columns)
+
+    merged = merge_objects(DATASETS["news_items"], [item("a1"), item("a2", b"\x01\x02")], precedence=PRECEDENCE)
+
+    assert merged.rows["id"].to_pylist() == ["a1", "a2"]
+    assert merged.rows["minhash"].to_pylist() == [None, b"\x01\x02"]
+
+
+def test_the_checksum_of_bytes_survives_a_parquet_round_trip_and_sees_any_change() -> None:
+    table = pa.table({"id": ["a", "b", "c"], "minhash": pa.array([b"\x01\x02", None, b"\x03"], pa.binary())})
+    back = pq.read_table(io.BytesIO(parquet_bytes(table, "zstd", 2)))
+
+    assert table_checksum(back) == table_checksum(table)
+    moved = table.set_column(1, "minhash", pa.array([b"\x01", None, b"\x02\x03"], pa.binary()))
+    assert table_checksum(moved) != table_checksum(table)
+    changed = table.set_column(1, "minhash", pa.array([b"\x01\x02", None, b"\x04"], pa.binary()))
+    assert table_checksum(changed) != table_checksum(table)
+
+
 def test_raw_retention_cutoff_and_key_dates() -> None:
     assert raw_cutoff(date(2026, 11, 26), 30) == date(2026, 10, 27)
     assert raw_key_date("raw/source=polygon/dataset=bars_1min/symbol=A/date=2024-01-02/ab.json.gz") == date(2024, 1, 2)
