@@ -35,12 +35,12 @@ def _tier_year(conn: psycopg.Connection, lake: Lake, stack: Settings, year: int)
 def test_an_update_of_a_tiered_version_keeps_it_as_history(stack: Settings, conn, lake) -> None:
     """2012: v1 is stored and tiered (item and links), then v2 updates it. The reads as of a time
     between the two saw nothing: v1 was neither hot nor in news.item_versions."""
-    v1 = {"id": "v1", "ts": "2012-03-05T15:00:00Z", "updated_ts": "2012-03-05T15:00:00Z", "source": "tierver",
+    v1 = {"id": "v1", "ts": "2012-03-05T15:00:00Z", "updated_ts": "2012-03-05T15:00:00Z", "source": "tierhist",
           "headline": "ZZVR beats estimates and raises its outlook", "symbols": "ZZVR,ZZVS",
           "body": "The company reported strong growth in revenue and profit."}  # fmt: skip
     _store(conn, [v1], lake)
     _tier_year(conn, lake, stack, 2012)
-    assert conn.execute("SELECT count(*) FROM news.items WHERE source = 'tierver'").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM news.items WHERE source = 'tierhist'").fetchone()[0] == 0
     v2 = {**v1, "updated_ts": "2012-03-05T19:00:00Z", "symbols": "ZZVR",
           "headline": "ZZVR misses estimates and cuts its outlook",
           "body": "Revenue fell and losses widened."}  # fmt: skip
@@ -49,7 +49,7 @@ def test_an_update_of_a_tiered_version_keeps_it_as_history(stack: Settings, conn
 
     assert written.inserted == 1
     history = conn.execute(
-        "SELECT updated_at, superseded_at, headline, symbols FROM news.item_versions WHERE source = 'tierver'"
+        "SELECT updated_at, superseded_at, headline, symbols FROM news.item_versions WHERE source = 'tierhist'"
     ).fetchall()
     assert history == [
         (
@@ -61,7 +61,7 @@ def test_an_update_of_a_tiered_version_keeps_it_as_history(stack: Settings, conn
     ]
     links = conn.execute(
         "SELECT symbol, updated_at, superseded_at, sentiment IS NOT NULL FROM news.item_symbol_versions"
-        " WHERE source = 'tierver' ORDER BY symbol"
+        " WHERE source = 'tierhist' ORDER BY symbol"
     ).fetchall()
     stamps = (datetime(2012, 3, 5, 15, tzinfo=UTC), datetime(2012, 3, 5, 19, tzinfo=UTC))
     assert links == [("ZZVR", *stamps, True), ("ZZVS", *stamps, True)]
@@ -73,7 +73,7 @@ def test_an_update_of_a_tiered_version_keeps_it_as_history(stack: Settings, conn
     assert after.fetchall() == [("ZZVR", 1)]
 
     assert _store(conn, [v2], lake).unchanged == 1  # a rerun keeps the history as it is
-    assert conn.execute("SELECT count(*) FROM news.item_symbol_versions WHERE source = 'tierver'").fetchone()[0] == 2
+    assert conn.execute("SELECT count(*) FROM news.item_symbol_versions WHERE source = 'tierhist'").fetchone()[0] == 2
 
 
 def test_a_reworded_copy_of_a_tiered_story_joins_it(stack: Settings, conn, lake) -> None:
