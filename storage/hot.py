@@ -612,9 +612,6 @@ def _ranked_merge(
     vendor = sql.Identifier(*table.vendor_table.split("."))
     names = table.column_names
 
-    def rank(column: sql.Composable) -> sql.Composable:
-        return sql.SQL("coalesce(array_position(%(precedence)s::text[], {c}), %(unlisted)s)").format(c=column)
-
     def side(prefix: str) -> sql.Composable:
         # the vendor table holds dollars (double precision): a price column's ticks are converted
         return sql.SQL(", ").join(
@@ -624,8 +621,8 @@ def _ranked_merge(
             for c in table.columns
         )
 
-    params: dict[str, object] = {"precedence": precedence, "unlisted": len(precedence) + 1}
-    guard = sql.SQL("{} <= {}").format(rank(sql.SQL("EXCLUDED.source")), rank(sql.SQL("t.source")))
+    params = _rank_params(precedence)
+    guard = sql.SQL("{} <= {}").format(_source_rank(sql.SQL("EXCLUDED.source")), _source_rank(sql.SQL("t.source")))
     if not clash:
         alone = sql.SQL(
             "WITH merged AS ({upsert} AND {guard} RETURNING (t.xmax = 0) AS inserted)"
@@ -650,8 +647,8 @@ def _ranked_merge(
         old_cols=sql.SQL(", ").join(
             sql.SQL("t.{} AS {}").format(sql.Identifier(c), sql.Identifier(f"o_{c}")) for c in names
         ),
-        rank_new=rank(sql.SQL("s.source")),
-        rank_old=rank(sql.SQL("t.source")),
+        rank_new=_source_rank(sql.SQL("s.source")),
+        rank_old=_source_rank(sql.SQL("t.source")),
         stage=_STAGE,
         target=table.identifier,
         join=sql.SQL(" AND ").join(sql.SQL("t.{c} = s.{c}").format(c=sql.Identifier(c)) for c in table.key),
@@ -666,6 +663,110 @@ def _ranked_merge(
         guard=guard,
     )
     return statement, params
+
+
+def _source_rank(column: sql.Composable) -> sql.Composable:
+    """A row's rank by its source ``column`` in the precedence (:func:`_rank_params`): lower is better,
+    unlisted sources after every listed one and equal among themselves (as
+    :func:`storage.vendors.source_ranks` ranks outside the database)."""
+    return sql.SQL("coalesce(array_position(%(precedence)s::text[], {c}), %(unlisted)s)").format(c=column)
+
+
+def _rank_params(precedence: Sequence[str]) -> dict[str, object]:
+    return {"precedence": list(precedence), "unlisted": len(precedence) + 1}
+
+
+def promote_vendor_rows(
+    conn: psycopg.Connection,
+    keys: pd.DataFrame,
+    table: TableSpec,
+    *,
+    precedence: Sequence[str] = DEFAULT_SOURCE_PRECEDENCE,
+) -> pd.DataFrame:
+    """Serve the best other vendor's row of each key of ``keys`` (``table``'s key columns) whose
+    served row was just deleted: the row the vendor table holds for that key ranked best in
+    ``precedence`` (equal ranks: the one ingested last, as the merge's guard lets the newer row win),
+    moved out of the vendor table into ``table`` with ``ingested_at`` now() (the served row
+    changed), in ONE statement for the whole batch. Without this a key whose served row goes would
+    be missing from the consolidated series while a vendor's bar of it is stored. A key with no
+    row in the vendor table stays without a served row. Returns the promoted rows' key, ``source``
+    and ``quality_flags``, read from the database.
+
+    Call it in the transaction that deleted the served rows, after it (a key still served would
+    make the insert fail: it is a bug of the caller, not a state to merge)."""
+    if table.vendor_table is None:
+        raise StorageError(f"{table.name} keeps no other vendors' rows: it has no vendor table to promote from")
+    key = list(table.key)
+    columns = [*key, "source", "quality_flags"]
+    if keys.empty:
+        return pd.DataFrame({c: [] for c in columns})
+    time_col = table.time_column
+    assert time_col is not None and time_col in key
+    series = [c for c in key if c != time_col]
+    types = {c.name: c.pg_type for c in table.columns}
+    vendor = sql.Identifier(*table.vendor_table.split("."))
+    on = sql.SQL(" AND ").join(sql.SQL("v.{c} = k.{c}").format(c=sql.Identifier(c)) for c in key)
+    # constants the planner sees: chunk exclusion by time and the key's index by series (the join
+    # alone plans every chunk of the vendor table, which is never tiered)
+    constants = sql.SQL(" AND ").join(
+        [
+            sql.SQL("v.{t} BETWEEN %(first)s AND %(last)s").format(t=sql.Identifier(time_col)),
+            *(
+                sql.SQL("v.{c} = ANY({p}::{type}[])").format(
+                    c=sql.Identifier(c), p=sql.Placeholder(c), type=sql.SQL(types[c])
+                )
+                for c in series
+            ),
+        ]
+    )
+    served = sql.SQL(", ").join(
+        sql.SQL("round({c} * {scale})::bigint").format(c=sql.Identifier(c.name), scale=sql.Literal(PRICE_SCALE))
+        if c.pg_type == "price"
+        else sql.Identifier(c.name)
+        for c in table.columns
+    )
+    statement = sql.SQL(
+        "WITH k AS (SELECT * FROM unnest({arrays}) AS k({key})),"
+        " best AS (SELECT DISTINCT ON ({v_key}) {v_key}, v.source FROM k JOIN {vendor} v ON {on} WHERE {constants}"
+        " ORDER BY {v_key}, {rank}, v.ingested_at DESC, v.source),"
+        " moved AS (DELETE FROM {vendor} v USING best k WHERE {on} AND v.source = k.source AND {constants}"
+        " RETURNING v.*)"
+        " INSERT INTO {target} ({cols}, ingested_at) SELECT {served}, now() FROM moved"
+        " RETURNING {returned}"
+    ).format(
+        arrays=sql.SQL(", ").join(
+            sql.SQL("{p}::{type}[]").format(p=sql.Placeholder(c), type=sql.SQL(types[c])) for c in key
+        ),
+        key=_names(key),
+        v_key=sql.SQL(", ").join(sql.SQL("v.{}").format(sql.Identifier(c)) for c in key),
+        vendor=vendor,
+        on=on,
+        constants=constants,
+        rank=_source_rank(sql.SQL("v.source")),
+        target=table.identifier,
+        cols=_names(table.column_names),
+        served=served,
+        returned=_names(columns),
+    )
+    stamps = _sql_time(keys[time_col], types[time_col])
+    params: dict[str, object] = {
+        **{c: keys[c].astype(str).tolist() for c in series},
+        time_col: stamps,
+        "first": min(stamps),
+        "last": max(stamps),
+        **_rank_params(precedence),
+    }
+    try:
+        rows = conn.execute(statement, params).fetchall()
+    except psycopg.Error as exc:
+        raise StorageError(
+            f"cannot serve other vendors' rows from {table.vendor_table} in place of {len(keys)} deleted bar(s)"
+            f" of {table.name}: {exc}"
+        ) from exc
+    promoted = pd.DataFrame(rows, columns=columns)
+    if not promoted.empty:
+        promoted[time_col] = pd.to_datetime(promoted[time_col], utc=True)
+    return promoted
 
 
 def keep_vendor_rows(conn: psycopg.Connection, frame: pd.DataFrame, table: TableSpec) -> int:

@@ -6,7 +6,9 @@ final bars, provisional (forming) bars — with the same idempotent binary-COPY 
 path, so a replay or a reconnect never duplicates a row. In the SAME transaction it advances the
 watermarks of what is final (trades, quotes, final bars; never a provisional bar), logs the key of
 each final bar it wrote or changed (not one a replay wrote again unchanged) and of each bar it
-removed in ``ops.bar_changes`` under a number that grows in commit order (the change sequence), and
+removed in ``ops.bar_changes`` under a number that grows in commit order (the change sequence; a
+removed bar whose key another vendor's closed bar, kept in the vendor table, now serves is that
+bar's change, not a removal), and
 announces each timeframe's closed bars with ``pg_notify`` on :func:`bars_channel`
 (delivered at commit, so a listener never hears of a bar it cannot read yet). The payload is small:
 source, timeframe, the time range, the symbols (``null`` when they would not fit PostgreSQL's
@@ -38,7 +40,7 @@ from psycopg.types.json import Jsonb
 from core.errors import RequestError, ServiceError, StorageError
 from core.model import BARS, PROVISIONAL_FLAG, canonical_timeframe, frame, to_utc
 from core.settings import DEFAULT_SOURCE_PRECEDENCE
-from storage.hot import BARS_INTRADAY, UpsertResult, upsert_frame
+from storage.hot import BARS_INTRADAY, UpsertResult, promote_vendor_rows, upsert_frame
 from storage.quotes import upsert_quotes
 from storage.trades import upsert_trades
 from storage.watermarks import Watermark, advance_watermarks, watermarks_of
@@ -163,7 +165,8 @@ def commit_stream_batch(
     """Write one micro-batch in ONE transaction (see the module docstring); all or nothing.
 
     ``precedence`` (storage.source_precedence): a stream bar whose key holds another vendor's
-    better-ranked bar is kept in the vendor table, not served (:func:`storage.hot.upsert_frame`).
+    better-ranked bar is kept in the vendor table, not served (:func:`storage.hot.upsert_frame`);
+    a removed bar's key is served by the best-ranked other vendor's row kept there, if any.
     ``marks_until``: (dataset, symbol) -> the newest instant that series' watermark may reach: the
     rows are stored, but a span before them is still unfilled (a hybrid stream's catch-up that
     failed or did not end), so the watermark stops before it and the next run's catch-up starts
@@ -188,8 +191,10 @@ def commit_stream_batch(
         wrote_forming = (
             upsert_frame(conn, forming, BARS_INTRADAY, precedence=precedence) if not forming.empty else UpsertResult()
         )
-        removed = (
-            _delete_bars(conn, removed_bars) if removed_bars is not None and not removed_bars.empty else _no_keys()
+        removed, promoted = (
+            _delete_bars(conn, removed_bars, precedence)
+            if removed_bars is not None and not removed_bars.empty
+            else (_no_keys(), _no_keys())
         )
         marks = [
             *(watermarks_of(trades, dataset="trades") if not trades.empty else []),
@@ -197,7 +202,8 @@ def commit_stream_batch(
             *(watermarks_of(final, dataset="bars") if not final.empty else []),
         ]
         advance_watermarks(conn, _capped(marks, marks_until or {}))
-        announcements = _log_changes(conn, final, removed) if not final.empty or not removed.empty else []
+        changed = _keys_of(final, promoted)
+        announcements = _log_changes(conn, changed, removed) if not changed.empty or not removed.empty else []
         for note in announcements:
             try:
                 conn.execute("SELECT pg_notify(%s, %s)", (bars_channel(note.timeframe), note.payload()))
@@ -232,6 +238,15 @@ def _no_keys() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="datetime64[us, UTC]" if c == "ts" else object) for c in _KEY_COLUMNS})
 
 
+def _keys_of(*frames: pd.DataFrame) -> pd.DataFrame:
+    """The (source, timeframe, symbol, ts) of the rows of ``frames``, one frame."""
+    parts = [f[_KEY_COLUMNS].astype({c: object for c in _KEY_COLUMNS if c != "ts"}) for f in frames if not f.empty]
+    if not parts:
+        return _no_keys()
+    keys = pd.concat(parts, ignore_index=True)
+    return keys.assign(ts=pd.to_datetime(keys["ts"], utc=True))
+
+
 def _key_arrays(keys: pd.DataFrame) -> list[list[Any]]:
     """(source, timeframe, symbol, ts) of ``keys`` as lists for ``unnest``."""
     return [
@@ -242,10 +257,11 @@ def _key_arrays(keys: pd.DataFrame) -> list[list[Any]]:
     ]
 
 
-# The keys of ``final`` whose served closed bar this transaction wrote (inserted or changed; the
-# writer sets ingested_at = now(), the transaction's start, on exactly those rows: a replayed bar
-# with the same values keeps its stored ingested_at, a bar kept in the vendor table leaves the
-# served row alone) and the keys of the bars it removed, logged under new change numbers.
+# The keys of the final bars written and of the vendor rows promoted whose served closed bar this
+# transaction wrote (inserted, changed or promoted; the writer sets ingested_at = now(), the
+# transaction's start, on exactly those rows: a replayed bar with the same values keeps its stored
+# ingested_at, a bar kept in the vendor table leaves the served row alone, a promoted provisional
+# row is no closed bar) and the keys of the bars it removed, logged under new change numbers.
 _LOG_CHANGES = (
     "WITH written AS ("
     " SELECT DISTINCT k.source, k.timeframe, k.symbol, k.ts, false AS removed"
@@ -274,14 +290,15 @@ _PRUNE_CHANGES = (
 )
 
 
-def _log_changes(conn: psycopg.Connection, final: pd.DataFrame, removed: pd.DataFrame) -> list[Announcement]:
-    """Log in ops.bar_changes, under new change numbers, the bars of ``final`` this transaction
-    wrote or changed and the ``removed`` ones (see ``_LOG_CHANGES``), and delete rows past
-    ``CHANGE_RETENTION`` (recording the highest number deleted); returns their announcements,
-    each with the last number drawn (none when nothing changed: a replayed batch announces nothing)."""
-    final = final if not final.empty else _no_keys()
-    stamps = pd.DatetimeIndex(final["ts"])
-    written = dict(zip(_KEY_COLUMNS, _key_arrays(final), strict=True))
+def _log_changes(conn: psycopg.Connection, changed: pd.DataFrame, removed: pd.DataFrame) -> list[Announcement]:
+    """Log in ops.bar_changes, under new change numbers, the bars of ``changed`` (the keys of the
+    final bars written and of the vendor rows promoted) this transaction wrote or changed and the
+    ``removed`` ones (see ``_LOG_CHANGES``), and delete rows past ``CHANGE_RETENTION`` (recording
+    the highest number deleted); returns their announcements, each with the last number drawn
+    (none when nothing changed: a replayed batch announces nothing)."""
+    changed = changed if not changed.empty else _no_keys()
+    stamps = pd.DatetimeIndex(changed["ts"])
+    written = dict(zip(_KEY_COLUMNS, _key_arrays(changed), strict=True))
     gone = {f"r_{c}": values for c, values in zip(_KEY_COLUMNS, _key_arrays(removed), strict=True)}
     bounds = {"first": stamps.min(), "last": stamps.max()} if len(stamps) else {"first": None, "last": None}
     try:
@@ -290,7 +307,7 @@ def _log_changes(conn: psycopg.Connection, final: pd.DataFrame, removed: pd.Data
         conn.execute(_PRUNE_CHANGES, (CHANGE_RETENTION,))
     except psycopg.Error as exc:
         raise StorageError(
-            f"cannot log {len(final)} final and {len(removed)} removed bar(s) in ops.bar_changes: {exc}"
+            f"cannot log {len(changed)} written and {len(removed)} removed bar(s) in ops.bar_changes: {exc}"
         ) from exc
     if not rows:
         return []
@@ -299,10 +316,18 @@ def _log_changes(conn: psycopg.Connection, final: pd.DataFrame, removed: pd.Data
     return [replace(note, seq=last) for note in announcements_of(logged)]
 
 
-def _delete_bars(conn: psycopg.Connection, bars: pd.DataFrame) -> pd.DataFrame:
+def _delete_bars(
+    conn: psycopg.Connection, bars: pd.DataFrame, precedence: Sequence[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Delete bars no longer backed by any trade (every counted trade of the window was cancelled):
-    only the stream source's own rows of those keys, served or kept in the vendor table. Returns
-    the keys of the served bars deleted (what a listener may hold)."""
+    only the stream source's own rows of those keys, served or kept in the vendor table. Where a
+    served bar goes and another vendor's row of its key is kept in the vendor table, the best of
+    those (by ``precedence``) is served in its place (:func:`storage.hot.promote_vendor_rows`): the
+    key is not left missing from the consolidated series while a vendor's bar of it is stored.
+
+    Returns the keys of the served bars deleted with no closed bar served in their place now (what
+    a listener may hold and must drop), and the keys of the closed rows promoted (a change of the
+    bar, logged and announced as one, under the promoted row's source)."""
     keys = bars.assign(timeframe=bars["timeframe"].map(stream_timeframe))
     args = [
         keys["symbol"].astype(str).tolist(),
@@ -324,7 +349,14 @@ def _delete_bars(conn: psycopg.Connection, bars: pd.DataFrame) -> pd.DataFrame:
                 deleted = cur.fetchall()
     except psycopg.Error as exc:
         raise StorageError(f"cannot delete {len(bars)} bar(s) whose trades were all cancelled: {exc}") from exc
-    return pd.DataFrame(deleted, columns=_KEY_COLUMNS) if deleted else _no_keys()
+    if not deleted:
+        return _no_keys(), _no_keys()
+    gone = _keys_of(pd.DataFrame(deleted, columns=_KEY_COLUMNS))
+    promoted = promote_vendor_rows(conn, gone, BARS_INTRADAY, precedence=precedence)
+    closed = _keys_of(promoted[(promoted["quality_flags"].astype("int64") & PROVISIONAL) == 0])
+    served = pd.MultiIndex.from_frame(closed[["timeframe", "symbol", "ts"]])
+    removed = gone[~pd.MultiIndex.from_frame(gone[["timeframe", "symbol", "ts"]]).isin(served)]
+    return removed.reset_index(drop=True), closed
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 
 from core.errors import RequestError
 from core.model import BARS, QUOTES, TRADES, frame
-from storage.hot import read_bars
+from storage.hot import read_bars, upsert_bars
 from storage.quotes import read_quotes
 from storage.streams import (
     PROVISIONAL,
@@ -435,6 +435,40 @@ def test_a_removed_bar_is_announced_as_removed(stack, conn, symbols):
         ([(T0, 100.3)], ()),
         ([], (RemovedBar(mine, "1min", T0, "polygon"),)),
         ([(t1, 100.5)], ()),
+    ]
+
+
+def test_a_removed_bar_another_vendor_still_has_is_announced_as_that_vendors_bar(stack, conn, symbols):
+    """The stream's bar is removed while another vendor's bar of its key is kept apart (it ranked
+    after the stream's): that bar is served in its place, and a listener holding the stream's bar
+    gets it as the bar's new values, not a removal that would leave it without the bar."""
+    mine = symbols()
+    batch = bar_of(mine, close=99.0).assign(source="alpaca")
+    upsert_bars(conn, batch)  # the batch path: kept apart once the stream's (polygon) bar comes
+
+    async def scenario() -> list[pd.DataFrame]:
+        ready, first = asyncio.Event(), asyncio.Event()
+        got: list[pd.DataFrame] = []
+
+        async def listen() -> None:
+            async for bars in subscribe_bars(stack, [mine], "1min", ready=ready):
+                got.append(bars)
+                first.set()
+                if len(got) == 2:
+                    return
+
+        task = asyncio.create_task(listen())
+        await asyncio.wait_for(ready.wait(), 10)
+        await asyncio.to_thread(commit_stream_batch, conn, final_bars=bar_of(mine, close=100.3))
+        await asyncio.wait_for(first.wait(), 20)
+        await asyncio.to_thread(commit_stream_batch, conn, removed_bars=bar_of(mine, close=100.3))
+        await asyncio.wait_for(task, 20)
+        return got
+
+    got = asyncio.run(scenario())
+    assert [(list(zip(b["ts"], b["close"], b["source"], strict=True)), b.attrs.get("removed")) for b in got] == [
+        ([(T0, 100.3, "polygon")], ()),
+        ([(T0, 99.0, "alpaca")], ()),
     ]
 
 
