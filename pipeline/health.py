@@ -35,6 +35,7 @@ from core.errors import MarketpipeError
 from pipeline.jobs import job_issues, job_warnings
 from sources.breaker_store import read_breakers
 from sources.resilience import BreakerRecord, BreakerState
+from storage.stream_gaps import StreamGap, read_unfilled_gaps
 from storage.streams import StreamStatus, read_stream_status
 from storage.watermarks import Watermark, read_watermarks
 
@@ -312,6 +313,34 @@ STREAM_LOSS_WINDOW = timedelta(hours=1)  # a stopped stream's losses age out lik
 STREAM_FUTURE_WINDOW = timedelta(minutes=15)  # a batch mostly stamped in the future this recent: a clock
 
 
+STREAM_GAP_AFTER = timedelta(minutes=10)  # a hybrid stream's span unfilled this long: past its retries' first
+
+
+def stream_gap_issues(gaps: Iterable[StreamGap], now: datetime, older_than: timedelta = STREAM_GAP_AFTER) -> list[str]:
+    """The spans a hybrid stream missed that are still unfilled ``older_than`` after they were
+    recorded (ops.stream_gaps, storage.stream_gaps): read from the table, so a span its process
+    left open is named after the process is gone. One sentence per span."""
+    spans: dict[str, list[StreamGap]] = {}
+    for gap in gaps:
+        if gap.recorded_at is not None and now - gap.recorded_at > older_than:
+            spans.setdefault(gap.span_id, []).append(gap)
+    issues = []
+    for rows in spans.values():
+        first = rows[0]
+        symbols = sorted({r.symbol for r in rows})
+        named = ", ".join(symbols[:5]) + (f" and {len(symbols) - 5} more" if len(symbols) > 5 else "")
+        start, end = min(r.span_start for r in rows), max(r.span_end for r in rows)
+        state = "given up by the run that recorded it" if first.state == "given_up" else "open"
+        issues.append(
+            f"stream {first.stream}: the span of {named} ({', '.join(sorted({r.dataset for r in rows}))}) "
+            f"from {start.isoformat()} to {end.isoformat()} (after a {first.cause}), recorded "
+            f"{first.recorded_at:%Y-%m-%d %H:%M:%S} UTC, is not filled ({state}; {first.retries} failed "
+            f"retr{'y' if first.retries == 1 else 'ies'}, last error: {first.error or 'none recorded'}): run "
+            f"`marketpipe stream --hybrid` for {named}, which fetches it first"
+        )
+    return issues
+
+
 def stream_issues(streams: Iterable[StreamStatus], now: datetime) -> list[str]:
     """A running stream that stopped reporting, and a stream that spilled or dropped frames in its
     current run (or in its last one, ended within the hour): one sentence each, saying what to do."""
@@ -425,6 +454,7 @@ def check_health(
     freshness: list[DatasetFreshness] | None = None
     dead: list[DeadLetterCounts] = []
     streams: list[StreamStatus] = []
+    gaps: list[StreamGap] = []
     shared: dict[str, BreakerRecord] | None = None
     if status.components["postgres"].healthy:
         try:
@@ -432,6 +462,7 @@ def check_health(
                 marks = read_watermarks(conn).values()
                 dead = read_dead_letter_counts(conn, now)
                 streams = read_stream_status(conn)
+                gaps = read_unfilled_gaps(conn)
                 if settings.collection.circuit_share_refresh_seconds:
                     shared = read_breakers(conn)
         except (MarketpipeError, psycopg.Error) as exc:
@@ -444,6 +475,7 @@ def check_health(
             issues += [f.issue() for f in freshness if f.stale]
             issues += dead_letter_issues(dead)
             issues += stream_issues(streams, now)
+            issues += stream_gap_issues(gaps, now)
     states, source_issues = source_states(settings, sources, dead, shared, now)
     issues += source_issues
     jobs = status.jobs

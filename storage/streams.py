@@ -42,6 +42,7 @@ from core.model import BARS, PROVISIONAL_FLAG, canonical_timeframe, frame, to_ut
 from core.settings import DEFAULT_SOURCE_PRECEDENCE
 from storage.hot import BARS_INTRADAY, UpsertResult, promote_vendor_rows, upsert_frame
 from storage.quotes import upsert_quotes
+from storage.stream_gaps import GapChanges, write_gap_changes
 from storage.trades import upsert_trades
 from storage.watermarks import Watermark, advance_watermarks, watermarks_of
 
@@ -161,6 +162,7 @@ def commit_stream_batch(
     removed_bars: pd.DataFrame | None = None,
     precedence: Sequence[str] = DEFAULT_SOURCE_PRECEDENCE,
     marks_until: Mapping[tuple[str, str], pd.Timestamp] | None = None,
+    gaps: GapChanges | None = None,
 ) -> StreamCommit:
     """Write one micro-batch in ONE transaction (see the module docstring); all or nothing.
 
@@ -170,7 +172,9 @@ def commit_stream_batch(
     ``marks_until``: (dataset, symbol) -> the newest instant that series' watermark may reach: the
     rows are stored, but a span before them is still unfilled (a hybrid stream's catch-up that
     failed or did not end), so the watermark stops before it and the next run's catch-up starts
-    there (:func:`streaming.gaps.marks_until`)."""
+    there (:func:`streaming.gaps.marks_until`).
+    ``gaps``: the missed spans this commit records and fills (:mod:`storage.stream_gaps`), in its
+    transaction: a span's row is written with the first data stored after it, applied with its own."""
     empty = pd.DataFrame()
     trades = empty if trades is None else trades
     quotes = empty if quotes is None else quotes
@@ -202,6 +206,8 @@ def commit_stream_batch(
             *(watermarks_of(final, dataset="bars") if not final.empty else []),
         ]
         advance_watermarks(conn, _capped(marks, marks_until or {}))
+        if gaps:
+            write_gap_changes(conn, gaps)
         changed = _keys_of(final, promoted)
         announcements = _log_changes(conn, changed, removed) if not changed.empty or not removed.empty else []
         for note in announcements:

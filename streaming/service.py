@@ -67,6 +67,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -96,6 +97,7 @@ from streaming.gaps import (
 if TYPE_CHECKING:
     from core.settings import Settings
     from sources.stream import StreamBatch, StreamConnection, StreamEvent, StreamProtocol
+    from storage.stream_gaps import StreamGap
     from storage.streams import StreamCommit
 
 DATASETS = ("trades", "quotes", "bars", "news")
@@ -276,6 +278,7 @@ class CatchUp:
     bars_from: dict[str, pd.Timestamp] = field(default_factory=dict)
     gaps: list[Gap] | None = None
     fetch: asyncio.Task[list[tuple[Gap, pd.DataFrame]]] | None = None
+    span_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # its rows in ops.stream_gaps
 
 
 @dataclass(eq=False)
@@ -289,6 +292,7 @@ class OpenSpan:
     error: BaseException | None = None  # what its last fetch raised
     retries: int = 0  # retries that failed
     retry: asyncio.Task[None] | None = None
+    span_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # its rows in ops.stream_gaps
 
     def describe(self) -> str:
         first = min(self.gaps, key=lambda gap: gap.start)
@@ -371,6 +375,8 @@ class StreamService:
         self._failure: BaseException | None = None
         self._closing = False  # the end: no follower starts; the queue is stored by the closing code
         self._open: list[OpenSpan] = []  # catch-ups left open: watermarks stay before them
+        self._unrecorded: list[StreamGap] = []  # spans known, their rows written by the next commit
+        self._first_event = asyncio.Event()  # the stream's clock is known (a loaded span waits for it)
         self._windows: Any = None
         self._stream: Any = None
         # Without a catch-up (not hybrid): wall ns of (re)connects whose gap is not bounded yet, and
@@ -427,6 +433,7 @@ class StreamService:
                 self.heartbeat(self.report)  # connects sends no other (_tick beats while connected)
             if self.plan.hybrid:  # where the start's catch-up begins, before anything is committed
                 await self._watermarks_at_start()
+                await self._load_unfilled()
             stopper = asyncio.create_task(self._close_on(stop, stream))
             ticker = asyncio.create_task(self._report_unconnected(stream))
             failure: BaseException | None = None
@@ -448,6 +455,8 @@ class StreamService:
                         final, forming = self._bars_to_write(last, empty_frame(BARS))
                         removed = self._removed(last)
                         await self._store((), (), final_bars=final, provisional_bars=forming, removed_bars=removed)
+                if self._unrecorded:  # spans known at the end, after the last commit
+                    await self._commit()
                 if unfilled is not None:
                     raise unfilled
             except BaseException as exc:
@@ -613,6 +622,7 @@ class StreamService:
         newest = _newest(batch)
         if newest is not None and (report.newest_event is None or newest > report.newest_event):
             report.newest_event = newest
+            self._first_event.set()
         forming = time.monotonic() - self._forming_at >= PROVISIONAL_EVERY_S
         out = windows.advance(report.newest_event, provisional=forming) if report.newest_event is not None else None
         if forming:
@@ -740,7 +750,12 @@ class StreamService:
         return _drop_minutes(removed) if "bars" in self.plan.datasets else removed
 
     async def _store(
-        self, frames: Sequence[bytes], received_ns: Sequence[int], **parts: pd.DataFrame | None
+        self,
+        frames: Sequence[bytes],
+        received_ns: Sequence[int],
+        *,
+        filled: Sequence[tuple[str, Gap]] = (),
+        **parts: pd.DataFrame | None,
     ) -> StreamCommit:
         """Commit what ``frames`` produced. A commit the hot store refuses for its data (a value it
         cannot store; not a lost connection, which :meth:`_db` waits out) dead-letters ``frames``
@@ -750,7 +765,7 @@ class StreamService:
         from storage.streams import StreamCommit
 
         try:
-            commit = await self._commit(**parts)
+            commit = await self._commit(filled=filled, **parts)
         except StorageError as exc:
             self._refused_in_a_row += 1
             if database_lost(exc) or self._refused_in_a_row >= REFUSED_IN_A_ROW_LIMIT:
@@ -772,13 +787,23 @@ class StreamService:
             await self._db(self._dead_letters, letters)
         return StreamCommit()
 
-    async def _commit(self, **parts: pd.DataFrame | None) -> StreamCommit:
+    async def _commit(self, *, filled: Sequence[tuple[str, Gap]] = (), **parts: pd.DataFrame | None) -> StreamCommit:
+        """Commit ``parts``, with the rows of the spans known since the last commit (ops.stream_gaps)
+        and ``filled``: the (span id, gap) its data fills, set applied in the same transaction."""
+        from storage.stream_gaps import GapChanges
         from storage.streams import commit_stream_batch
 
         until = marks_until(gap for span in self._open for gap in span.gaps)
+        opened = tuple(self._unrecorded)  # the reader's spill may add more while this commit runs
+        changes = GapChanges(opened, tuple((span_id, g.symbol, g.dataset) for span_id, g in filled))
         commit = await self._db(
-            commit_stream_batch, precedence=self.settings.storage.source_precedence, marks_until=until, **parts
+            commit_stream_batch,
+            precedence=self.settings.storage.source_precedence,
+            marks_until=until,
+            gaps=changes,
+            **parts,
         )
+        del self._unrecorded[: len(opened)]
         self.report.final_bars += commit.final_bars.changed
         self.report.provisional_bars += commit.provisional_bars.changed
         return commit
@@ -918,6 +943,7 @@ class StreamService:
 
     def _start_fetch(self, catch_up: CatchUp, gaps: list[Gap]) -> None:
         catch_up.gaps = gaps
+        self._record(catch_up.span_id, gaps)
         catch_up.fetch = asyncio.ensure_future(self._fetch_gaps(gaps))
         catch_up.fetch.add_done_callback(self._fetched)
 
@@ -1093,10 +1119,11 @@ class StreamService:
             start, end = min(froms, default=_EPOCH), pd.Timestamp.max.tz_localize("UTC")
             datasets = [d for d in ("trades", "bars") if d in self.plan.datasets]
             gaps = [Gap(symbol, d, start, end, catch_up.cause) for symbol in self.plan.symbols for d in datasets]
+            self._record(catch_up.span_id, gaps)
         self._gaps.extend((gap.start, gap.end) for gap in gaps)
         if not gaps:
             return
-        span = OpenSpan(catch_up.cause, gaps, pd.Timestamp.now(tz="UTC"), error)
+        span = OpenSpan(catch_up.cause, gaps, pd.Timestamp.now(tz="UTC"), error, span_id=catch_up.span_id)
         self._open.append(span)
         retried = not self._closing and catch_up.gaps is not None and _retryable(error)
         if error is not None and not _retryable(error):
@@ -1114,19 +1141,24 @@ class StreamService:
             f"it is fetched again in {CATCH_UP_RETRY_S:g} s" if retried else "it is left to the next hybrid run",
         )
 
-    async def _retry(self, span: OpenSpan) -> None:
+    async def _retry(self, span: OpenSpan, first_wait_s: float | None = None) -> None:
         """Fetch an open span again, at most ``CATCH_UP_RETRIES`` times with a doubling wait, each
         try bounded by ``HOLD_WAITS`` x ``CATCH_UP_WAIT_S`` (the first fetch's time); the first that
         succeeds is stored (:meth:`_apply_late`) and the span closed. Past the last, it is left to
-        the next hybrid run. An error a retry cannot cure ends the stream (raised by the consumer,
-        like a follower's)."""
+        the next hybrid run (its rows in ops.stream_gaps given up: the next hybrid run loads them). An
+        error a retry cannot cure ends the stream (raised by the consumer, like a follower's). A
+        span a killed run left (:meth:`_load_unfilled`) is fetched at once, once the stream's clock
+        is known (the bars of its windows are then final)."""
+        from storage.stream_gaps import record_gap_retry
+
         widths = (self.settings.streaming.window_seconds, 60.0)
         gaps = [whole_windows(gap, widths) for gap in span.gaps]
-        wait, bound_s = CATCH_UP_RETRY_S, HOLD_WAITS * CATCH_UP_WAIT_S
+        wait, bound_s = CATCH_UP_RETRY_S if first_wait_s is None else first_wait_s, HOLD_WAITS * CATCH_UP_WAIT_S
         try:
             for _ in range(CATCH_UP_RETRIES):
                 await asyncio.sleep(wait)
-                wait = min(wait * 2, CATCH_UP_RETRY_MAX_S)
+                wait = min(max(wait, CATCH_UP_RETRY_S / 2) * 2, CATCH_UP_RETRY_MAX_S)
+                await self._first_event.wait()
                 clock = self.report.newest_event  # the windows the vendor closed before the fetch
                 try:
                     fetched = await asyncio.wait_for(self._fetch_gaps(gaps), bound_s)
@@ -1136,6 +1168,8 @@ class StreamService:
                     span.error = exc if not isinstance(exc, TimeoutError) else span.error
                     span.retries += 1
                     self._report_open()
+                    error = str(span.error) if span.error is not None else None
+                    await self._db(record_gap_retry, span.span_id, retries=span.retries, error=error, state="open")
                     logger.warning(
                         "stream {}: fetching {} again failed ({} of {} tries): {}",
                         self.name,
@@ -1150,6 +1184,8 @@ class StreamService:
                         return
                     await self._apply_late(span, gaps, fetched, clock)
                 return
+            error = str(span.error) if span.error is not None else None
+            await self._db(record_gap_retry, span.span_id, retries=span.retries, error=error, state="given_up")
             logger.error(
                 "stream {}: {} could not be fetched in {} tries; it is left to the next hybrid run (the trades "
                 "and bars watermarks of its symbols stay before it until then)",
@@ -1198,7 +1234,10 @@ class StreamService:
         )
         what = {"catch_up": [gap.describe() for gap in gaps]}
         try:
-            await self._store([orjson.dumps(what)], [time.time_ns()], trades=got_trades, final_bars=final)
+            filled = [(span.span_id, gap) for gap in span.gaps]
+            await self._store(
+                [orjson.dumps(what)], [time.time_ns()], filled=filled, trades=got_trades, final_bars=final
+            )
         except BaseException:
             self._open.append(span)
             self.report.reopened_spans -= 1
@@ -1253,7 +1292,53 @@ class StreamService:
         final, _ = self._bars_to_write(None, got_bars)
         # Refused, the catch-up's dead letter says what to fetch again (REST rows have no frames).
         what = {"catch_up": [gap.describe() for gap in gaps]}
-        await self._store([orjson.dumps(what)], [time.time_ns()], trades=got_trades, final_bars=final)
+        filled = [(catch_up.span_id, gap) for gap in gaps]
+        await self._store([orjson.dumps(what)], [time.time_ns()], filled=filled, trades=got_trades, final_bars=final)
+
+    def _record(self, span_id: str, gaps: Sequence[Gap]) -> None:
+        """A span's gaps, known now: their rows go into ops.stream_gaps with the next commit."""
+        from storage.stream_gaps import StreamGap
+
+        self._unrecorded.extend(
+            StreamGap(
+                span_id,
+                self.name,
+                self.plan.source,
+                g.symbol,
+                g.dataset,
+                g.start.to_pydatetime(),
+                g.end.to_pydatetime(),
+                g.cause,
+            )
+            for g in gaps
+        )
+
+    async def _load_unfilled(self) -> None:
+        """The spans a previous run of this stream left unfilled for these symbols (killed while
+        one was open or its catch-up in flight, or its retries spent), from ops.stream_gaps: open
+        spans again, holding the watermarks before them, each fetched at once in the background
+        (:meth:`_retry`, bounded as a left-open span's retries) and applied with its data."""
+        from storage.stream_gaps import prune_applied_gaps, read_unfilled_gaps
+
+        await self._db(prune_applied_gaps)
+        rows = await self._db(read_unfilled_gaps, stream=self.name, symbols=list(self.plan.symbols))
+        spans: dict[str, list[Any]] = {}
+        for row in rows:
+            if row.dataset in self.plan.datasets:
+                spans.setdefault(row.span_id, []).append(row)
+        for span_id, span_rows in spans.items():
+            gaps = [
+                Gap(r.symbol, r.dataset, pd.Timestamp(r.span_start), pd.Timestamp(r.span_end), r.cause)
+                for r in span_rows
+            ]
+            first = span_rows[0]  # its error was the previous run's: this run's retries say their own
+            span = OpenSpan(first.cause, gaps, pd.Timestamp(first.recorded_at), None, first.retries, span_id=span_id)
+            self._open.append(span)
+            span.retry = asyncio.ensure_future(self._retry(span, first_wait_s=0.0))
+            logger.warning(
+                "stream {}: a previous run left {} unfilled; it is fetched first", self.name, span.describe()
+            )
+        self._report_open()
 
     def _rest_source(self) -> Any:
         """The REST source a catch-up fetches with (the seam tests answer)."""

@@ -19,7 +19,14 @@ from storage.trades import read_trades
 
 SESSION = "2024-06-03"
 OPEN = pd.Timestamp("2024-06-03T13:30:00Z")  # 09:30 New York
-STREAM_TABLES = ("market.trades", "market.quotes", "market.bars_intraday", "market.latest_bars", "ops.watermarks")
+STREAM_TABLES = (
+    "market.trades",
+    "market.quotes",
+    "market.bars_intraday",
+    "market.latest_bars",
+    "ops.watermarks",
+    "ops.stream_gaps",
+)
 BAR_COLUMNS = ["symbol", "ts", "open", "high", "low", "close", "volume", "vwap", "trade_count"]
 
 

@@ -10,6 +10,7 @@ bounded in count and time."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,8 +21,9 @@ import pytest
 
 from core.settings import Settings
 from db.connect import database_connection
+from pipeline.health import STREAM_GAP_AFTER
 from streaming.service import StreamPlan, StreamReport, StreamService
-from tests.support.streaming import assert_stored_equals_batch, delete_symbols, new_symbols, stream_url
+from tests.support.streaming import OPEN, assert_stored_equals_batch, delete_symbols, new_symbols, stream_url
 
 
 @pytest.fixture
@@ -225,3 +227,100 @@ def test_a_catch_up_refused_over_rest_is_fetched_again_once_rest_answers(
     assert assert_stored_equals_batch(stack, stack, gap_symbols) > 100  # the span is filled
     assert report.newest_event is not None
     assert all(marks[s] > report.newest_event - pd.Timedelta(minutes=1) for s in gap_symbols)  # past the span
+
+
+def test_a_span_left_open_by_a_killed_run_is_fetched_by_the_next_hybrid_run(
+    stack: Settings, gap_symbols, monkeypatch
+) -> None:
+    """The spans a hybrid stream missed lived only in its memory: a process killed with a span open
+    left it to the watermarks held at its start, which a non-hybrid run (or any writer of those
+    symbols) moves past, and health could not name it once the process was gone. Now the span's
+    rows are in ops.stream_gaps from the first commit after it is known. Run 1 starts while REST
+    refuses the first symbol (the sandbox's ``killed_symbols`` fault): its start's catch-up is left
+    open and its rows are written open; the run is killed (cancelled, no retry yet). Health names
+    the span from the table alone. The watermarks are moved to the newest stored trade and bar, as
+    a non-hybrid run's commits move them. Run 2, hybrid, loads the span, fetches it, marks it
+    applied, and the hot store equals the batch path's."""
+    from pipeline.health import stream_gap_issues
+    from storage.stream_gaps import read_unfilled_gaps
+    from storage.watermarks import Watermark, advance_watermarks
+
+    monkeypatch.setattr("streaming.service.CATCH_UP_RETRY_S", 3600.0)  # run 1 never retries
+    collection = {"retry_attempts": 0, "circuit_failure_threshold": 1000, "circuit_share_refresh_seconds": 0.0}
+    settings = stack.model_copy(update={"collection": stack.collection.model_copy(update=collection)})
+    url = stream_url(stack, uuid.uuid4().hex)
+    plan = StreamPlan.of("polygon", gap_symbols, ("trades", "bars"), hybrid=True, url=url, feed=uuid.uuid4().hex[:12])
+    name = StreamService(settings, plan).name
+
+    def gap_rows() -> list[tuple[Any, ...]]:
+        with database_connection(stack) as conn:
+            return conn.execute(
+                "SELECT symbol, dataset, span_start, span_end, state FROM ops.stream_gaps"
+                " WHERE stream = %s AND symbol = ANY(%s) ORDER BY symbol, dataset",
+                (name, gap_symbols),
+            ).fetchall()
+
+    async def killed_run() -> StreamReport:
+        async with httpx.AsyncClient(base_url=stack.sandbox.base_url, timeout=10) as sandbox:
+            refuse = {"seed": 1, "killed_symbols": [gap_symbols[0]], "vendors": ["polygon"]}
+            (await sandbox.post("/_sandbox/faults", json=refuse)).raise_for_status()
+            service = StreamService(settings, plan)
+            runner = asyncio.create_task(service.run(asyncio.Event()))
+            try:
+                await wait_for(lambda: service.report.open_spans >= 1, "the start's catch-up left open")
+                batches = service.report.batches
+                await wait_for(lambda: service.report.batches > batches + 5, "micro-batches stored after it")
+            finally:
+                runner.cancel()  # killed: nothing of the run closes its span
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner
+                (await sandbox.delete("/_sandbox/faults")).raise_for_status()
+            return service.report
+
+    async def next_run() -> StreamReport:
+        service = StreamService(settings, plan)
+        stop = asyncio.Event()
+        runner = asyncio.create_task(service.run(stop))
+        try:
+            await wait_for(lambda: service.report.reopened_spans >= 1, "the killed run's span fetched")
+            await asyncio.sleep(2)  # a few more market minutes, stored
+        finally:
+            stop.set()
+        return await asyncio.wait_for(runner, 90)
+
+    try:
+        asyncio.run(asyncio.wait_for(killed_run(), 240))
+        left = gap_rows()
+        with database_connection(stack, autocommit=True) as conn:
+            unfilled = read_unfilled_gaps(conn, symbols=gap_symbols)
+            newest = conn.execute(
+                "SELECT symbol, max(ts) FROM market.trades WHERE symbol = ANY(%s) GROUP BY symbol", (gap_symbols,)
+            ).fetchall()
+            minutes = conn.execute(
+                "SELECT symbol, max(ts) FROM market.bars_intraday WHERE symbol = ANY(%s) AND timeframe = '1min'"
+                " AND quality_flags = 0 GROUP BY symbol",
+                (gap_symbols,),
+            ).fetchall()
+            with conn.transaction():  # what a non-hybrid run's commits do: the watermarks pass the span
+                advance_watermarks(
+                    conn,
+                    [Watermark("polygon", "trades", s, "", ts) for s, ts in newest]
+                    + [Watermark("polygon", "bars", s, "1min", ts) for s, ts in minutes],
+                )
+        report = asyncio.run(asyncio.wait_for(next_run(), 240))
+        after = gap_rows()
+    finally:
+        with database_connection(stack, autocommit=True) as conn:
+            conn.execute("DELETE FROM ops.stream_status WHERE stream = %s", (name,))
+            conn.execute("DELETE FROM ops.stream_gaps WHERE stream = %s", (name,))
+
+    assert {(s, d) for s, d, *_ in left} == {(s, d) for s in gap_symbols for d in ("trades", "bars")}
+    assert {state for *_, state in left} == {"open"}
+    assert all(start <= OPEN < end for _, _, start, end, _ in left)  # the start's span, from the session on
+    issues = stream_gap_issues(unfilled, max(g.recorded_at for g in unfilled) + STREAM_GAP_AFTER * 2)
+    assert len(issues) == 1 and f"stream {name}:" in issues[0] and gap_symbols[0] in issues[0]
+    assert report.reopened_spans >= 1 and report.open_spans == 0
+    spans = {(s, d, start, end) for s, d, start, end, _ in left}
+    assert {state for *key, state in after if tuple(key) in spans} == {"applied"}  # its rows, and the start's
+    assert {state for *_, state in after} == {"applied"}
+    assert assert_stored_equals_batch(stack, stack, gap_symbols) > 100  # the killed run's span is filled

@@ -101,3 +101,24 @@ def test_a_span_its_catch_up_could_not_fill_past_a_retry_is_named_with_the_strea
     assert stream_issues([held(retries=0)], NOW) == []  # left open a moment ago: its first retry is due
     assert stream_issues([held(state="stopped", age_s=600)], NOW) != []  # the next hybrid run fetches it
     assert stream_issues([held(state="stopped", age_s=7200)], NOW) == []
+
+
+def test_a_span_left_unfilled_in_ops_stream_gaps_is_an_issue_once_old_enough():
+    """Read from ops.stream_gaps, not from a status row: named after its process died. One issue per
+    span (its rows per symbol and dataset together); a span younger than the threshold is not one."""
+    from pipeline.health import STREAM_GAP_AFTER, stream_gap_issues
+    from storage.stream_gaps import StreamGap
+
+    start, end = NOW - timedelta(hours=1), NOW - timedelta(minutes=50)
+
+    def row(span: str, symbol: str, dataset: str, age: timedelta, state: str = "open") -> StreamGap:
+        return StreamGap(span, "polygon", "polygon", symbol, dataset, start, end, "connect", state, "503", 2, NOW - age)
+
+    old, young = STREAM_GAP_AFTER + timedelta(seconds=1), STREAM_GAP_AFTER - timedelta(seconds=1)
+    rows = [row("a", "AAPL", "trades", old), row("a", "MSFT", "bars", old), row("b", "IBM", "trades", young)]
+
+    (issue,) = stream_gap_issues(rows, NOW)
+    assert issue.startswith(f"stream polygon: the span of AAPL, MSFT (bars, trades) from {start.isoformat()}")
+    assert "(open; 2 failed retries, last error: 503)" in issue and "IBM" not in issue
+    (given_up,) = stream_gap_issues([row("c", "IBM", "trades", old, "given_up")], NOW)
+    assert "given up by the run that recorded it" in given_up

@@ -19,6 +19,7 @@ from core.errors import RetryableSourceError, SourceError, StorageError
 from core.model import TRADES, frame
 from core.settings import Settings
 from sources.polygon.stream import PROTOCOL
+from storage.stream_gaps import record_gap_retry
 from storage.streams import StreamCommit, commit_stream_batch, record_stream_status
 from streaming.gaps import trades_catch_up_start
 from streaming.service import (
@@ -43,6 +44,7 @@ class InMemoryStore(StreamService):
         self.letters: list[Any] = []
         self.statuses: list[str] = []
         self.status_error: BaseException | None = None
+        self.gap_states: list[str] = []  # ops.stream_gaps: a span's state after each failed retry
 
     async def _db(self, action: Any, *args: Any, **kwargs: Any) -> Any:
         if action is commit_stream_batch:
@@ -53,6 +55,9 @@ class InMemoryStore(StreamService):
             return StreamCommit()
         if action == self._dead_letters:
             self.letters += list(args[0])
+            return None
+        if action is record_gap_retry:
+            self.gap_states.append(kwargs["state"])
             return None
         assert action is record_stream_status
         if self.status_error is not None:
@@ -996,6 +1001,14 @@ def test_a_catch_up_that_failed_once_is_fetched_again_and_the_watermarks_move_pa
     assert lost_on_a_crash(service) == []
     counters = service.report.as_dict()
     assert (counters["open_spans"], counters["open_span"], counters["reopened_spans"]) == (0, None, 1)
+    # ops.stream_gaps: the spill's row is written with the first commit after it (13:32's, the span
+    # open), before any data after it; set applied by the commit of its data, the retry's
+    opened = [(n, g) for n, c in enumerate(service.committed) for g in c["gaps"].opened if g.cause == "spill"]
+    ((at, row),) = opened
+    assert (row.symbol, row.dataset, row.span_start, row.state) == ("AAPL", "trades", SPILLED_FROM, "open")
+    assert service.committed[at] is trades_committed(service)[1]  # 13:32, stored behind the open span
+    applied = [n for n, c in enumerate(service.committed) if (row.span_id, "AAPL", "trades") in c["gaps"].applied]
+    assert len(applied) == 1 and applied[0] > at and not service.committed[applied[0]]["trades"].empty
 
 
 def test_a_catch_up_that_keeps_failing_holds_the_watermarks_at_its_start_and_is_a_health_issue(isolated, monkeypatch):
@@ -1028,6 +1041,7 @@ def test_a_catch_up_that_keeps_failing_holds_the_watermarks_at_its_start_and_is_
     (issue,) = stream_issues(service.rows[-1:], service.rows[-1].updated_at)
     assert issue.startswith("stream polygon (running) has 1 span(s) its REST catch-up could not fill since ")
     assert "AAPL from 2024-06-03T13:31:00+00:00" in issue and "503" in issue
+    assert service.gap_states == ["open", "open", "given_up"]  # ops.stream_gaps: each refused retry, then given up
 
 
 def test_an_open_span_limits_the_watermarks_of_its_symbols_only():
