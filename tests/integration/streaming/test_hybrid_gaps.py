@@ -241,8 +241,8 @@ def test_a_span_left_open_by_a_killed_run_is_fetched_by_the_next_hybrid_run(
     the span from the table alone. The watermarks are moved to the newest stored trade and bar, as
     a non-hybrid run's commits move them. Run 2, hybrid, loads the span, fetches it, marks it
     applied, and the hot store equals the batch path's."""
-    from pipeline.health import stream_gap_issues
-    from storage.stream_gaps import read_unfilled_gaps
+    from pipeline.health import check_health
+    from stack.supervisor import Stack
     from storage.watermarks import Watermark, advance_watermarks
 
     monkeypatch.setattr("streaming.service.CATCH_UP_RETRY_S", 3600.0)  # run 1 never retries
@@ -255,7 +255,7 @@ def test_a_span_left_open_by_a_killed_run_is_fetched_by_the_next_hybrid_run(
     def gap_rows() -> list[tuple[Any, ...]]:
         with database_connection(stack) as conn:
             return conn.execute(
-                "SELECT symbol, dataset, span_start, span_end, state FROM ops.stream_gaps"
+                "SELECT symbol, dataset, span_start, span_end, state, recorded_at FROM ops.stream_gaps"
                 " WHERE stream = %s AND symbol = ANY(%s) ORDER BY symbol, dataset",
                 (name, gap_symbols),
             ).fetchall()
@@ -291,8 +291,9 @@ def test_a_span_left_open_by_a_killed_run_is_fetched_by_the_next_hybrid_run(
     try:
         asyncio.run(asyncio.wait_for(killed_run(), 240))
         left = gap_rows()
+        recorded = max(row[5] for row in left)
+        health = check_health(stack, status=Stack(stack).status(), now=recorded + STREAM_GAP_AFTER * 2)
         with database_connection(stack, autocommit=True) as conn:
-            unfilled = read_unfilled_gaps(conn, symbols=gap_symbols)
             newest = conn.execute(
                 "SELECT symbol, max(ts) FROM market.trades WHERE symbol = ANY(%s) GROUP BY symbol", (gap_symbols,)
             ).fetchall()
@@ -315,12 +316,12 @@ def test_a_span_left_open_by_a_killed_run_is_fetched_by_the_next_hybrid_run(
             conn.execute("DELETE FROM ops.stream_gaps WHERE stream = %s", (name,))
 
     assert {(s, d) for s, d, *_ in left} == {(s, d) for s in gap_symbols for d in ("trades", "bars")}
-    assert {state for *_, state in left} == {"open"}
-    assert all(start <= OPEN < end for _, _, start, end, _ in left)  # the start's span, from the session on
-    issues = stream_gap_issues(unfilled, max(g.recorded_at for g in unfilled) + STREAM_GAP_AFTER * 2)
-    assert len(issues) == 1 and f"stream {name}:" in issues[0] and gap_symbols[0] in issues[0]
+    assert {state for *_, state, _ in left} == {"open"}
+    assert all(start <= OPEN < end for _, _, start, end, *_ in left)  # the start's span, from the session on
+    (issue,) = [i for i in health["issues"] if i.startswith(f"stream {name}: the span of ")]  # from the table
+    assert gap_symbols[0] in issue and "(open; " in issue
     assert report.reopened_spans >= 1 and report.open_spans == 0
-    spans = {(s, d, start, end) for s, d, start, end, _ in left}
-    assert {state for *key, state in after if tuple(key) in spans} == {"applied"}  # its rows, and the start's
-    assert {state for *_, state in after} == {"applied"}
+    spans = {(s, d, start, end) for s, d, start, end, *_ in left}
+    assert {state for *key, state, _ in after if tuple(key) in spans} == {"applied"}  # its rows, and the start's
+    assert {state for *_, state, _ in after} == {"applied"}
     assert assert_stored_equals_batch(stack, stack, gap_symbols) > 100  # the killed run's span is filled
