@@ -41,7 +41,11 @@ in one commit under the order lock; once no span is open the watermarks move on 
 micro-batch. The open spans are in the status counters (``open_spans``, ``open_span``, ...) and
 ``pipeline.health`` names them once a retry failed. A span still open at the stop is left to the
 next hybrid run (the stream then ends with the fetch's error, if it failed); a permanent error (a
-refused key) ends the stream at once. Trades are keyed
+refused key) ends the stream at once. Every span is kept in ``ops.stream_gaps``
+(:mod:`storage.stream_gaps`): its rows are written open by the first commit after it is known and
+set applied by the commit of its data, so a span outlives the process: a hybrid run loads the
+spans its stream left unfilled for its symbols and fetches them first (:meth:`_load_unfilled`),
+and ``pipeline.health`` names one unfilled for long after its process died. Trades are keyed
 (symbol, ts, exchange, trade_id) and the windows drop duplicates, so the overlap of REST and stream
 writes nothing twice; the windows see every trade of the minutes around a gap, so the bars built
 are the vendor's bars.
