@@ -831,6 +831,17 @@ def test_rows_fetched_behind_a_catch_up_in_flight_count_in_the_hold_limit(isolat
     assert committed_ids(service) == list(range(0, 380))
 
 
+async def _hold_past_the_limit(service: HybridStore, windows: BarWindows) -> None:
+    """The first minute stored, a reconnect that misses the next one (its catch-up's REST answer
+    waits on the test's gate), then two live micro-batches: 120 rows held behind the catch-up."""
+    service._connected(SimpleNamespace(at_ns=100))
+    await service._handle(read(np.arange(0, 60, 0.5), 150), windows, Stream())
+    await until(lambda: len(service.committed) == 2)
+    service._connected(SimpleNamespace(at_ns=1_000))
+    await service._handle(read(np.arange(120, 150, 0.5), 1_100), windows, Stream())
+    await service._handle(read(np.arange(150, 180, 0.5), 1_200), windows, Stream())
+
+
 def test_a_catch_up_that_outlasts_the_consumers_waits_is_left_open(isolated, monkeypatch):
     """Past the hold limit the consumer waits for the oldest catch-up at most HOLD_WAITS times;
     then it is left open and what it held is stored (without moving the trades watermark): memory
@@ -843,12 +854,7 @@ def test_a_catch_up_that_outlasts_the_consumers_waits_is_left_open(isolated, mon
     windows = BarWindows(60, 2, source="polygon")
 
     async def scenario():
-        service._connected(SimpleNamespace(at_ns=100))
-        await service._handle(read(np.arange(0, 60, 0.5), 150), windows, Stream())
-        await until(lambda: len(service.committed) == 2)
-        service._connected(SimpleNamespace(at_ns=1_000))
-        await service._handle(read(np.arange(120, 150, 0.5), 1_100), windows, Stream())
-        await service._handle(read(np.arange(150, 180, 0.5), 1_200), windows, Stream())  # 120 held: past 100
+        await _hold_past_the_limit(service, windows)  # 120 held: past 100
         return service.report.held_rows
 
     held_after = asyncio.run(asyncio.wait_for(scenario(), 30))
@@ -1066,12 +1072,7 @@ def test_a_catch_up_that_outlasted_the_consumers_waits_is_fetched_again_once_res
     windows = BarWindows(60, 2, source="polygon")
 
     async def scenario():
-        service._connected(SimpleNamespace(at_ns=100))
-        await service._handle(read(np.arange(0, 60, 0.5), 150), windows, Stream())
-        await until(lambda: len(service.committed) == 2)
-        service._connected(SimpleNamespace(at_ns=1_000))
-        await service._handle(read(np.arange(120, 150, 0.5), 1_100), windows, Stream())
-        await service._handle(read(np.arange(150, 180, 0.5), 1_200), windows, Stream())  # past 100: left open
+        await _hold_past_the_limit(service, windows)  # past 100: left open
         held = service.report.open_spans
         await until(lambda: len(service.rest.asked) == 3)  # the retry's request waits
         gate.set()
