@@ -101,11 +101,15 @@ def test_three_vendors_are_kept_consolidated_by_precedence_and_compared(stack: S
         report = read_vendor_disagreements(
             conn, [symbol], JUNE[0], "2025-07-01", "1day", tolerance=stack.quality.vendor_disagreement_tolerance
         )
-    pairs = report[["session_date", "source_a", "source_b", "field"]].astype(str).values.tolist()
-    assert pairs == [[planted, "alpaca", "polygon", "close"], [planted, "alpaca", "yahoo", "close"]]
+    pairs = report[["session_date", "source_a", "source_b"]].astype(str).values.tolist()
+    assert pairs == [[planted, "alpaca", "polygon"], [planted, "alpaca", "yahoo"]]
+    # the skew scales open, high, low and close alike: the field reported is the one that differs most
+    # after each vendor's rounding to the tick, which one depends on the random symbol's prices
+    fields = report["field"].tolist()
+    assert set(fields) <= {"open", "high", "low", "close"}
     assert report["relative_difference"].between(0.029, 0.031).all()
 
     cli = run_cli("vendors", "--symbols", symbol, "--start", JUNE[0], "--end", JUNE[1])
     assert cli.returncode == 0, cli.stderr[-3000:]
     assert "2 disagreement(s) beyond 0.50% on 1 symbol-day(s)" in cli.stdout
-    assert f"{symbol:<8} {planted} alpaca/polygon close: " in cli.stdout
+    assert f"{symbol:<8} {planted} alpaca/polygon {fields[0]}: " in cli.stdout
