@@ -17,10 +17,12 @@ only vectors stored by that same model are searched.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from uuid import UUID
 
 import psycopg
 
@@ -52,6 +54,16 @@ class StoryText:
     symbols: tuple[str, ...] = ()
 
 
+def text_digest(headline: str, summary: str | None = None) -> UUID:
+    """The MD5 of the text a story is embedded by (:func:`features.embeddings.story_text`), kept
+    beside its vector: the vector is stale when the story's text no longer has this digest."""
+    return _digest(story_text(headline, summary))
+
+
+def _digest(text: str) -> UUID:
+    return UUID(bytes=hashlib.md5(text.encode(), usedforsecurity=False).digest())
+
+
 def store_story_embeddings(
     conn: psycopg.Connection, stories: Sequence[StoryText], model: EmbeddingModel | None = None
 ) -> int:
@@ -63,7 +75,10 @@ def store_story_embeddings(
         if not text:
             raise RequestError(f"story {s.story_id} has neither headline nor summary: nothing to embed")
     vectors = embed(texts, chosen)
-    rows = [StoryVector(s.story_id, s.first_seen, vectors[i], tuple(s.symbols)) for i, s in enumerate(stories)]
+    rows = [
+        StoryVector(s.story_id, s.first_seen, vectors[i], tuple(s.symbols), _digest(texts[i]))
+        for i, s in enumerate(stories)
+    ]
     return upsert_story_vectors(conn, rows, chosen.name)
 
 

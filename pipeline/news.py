@@ -6,14 +6,15 @@ article first, the other finds it stored under the same ``(source, id)`` and sto
 
 :func:`prepare_items` (pure) turns parsed frames into stored rows and refusals;
 :func:`assign_stories` (pure over what is stored) gives each item its story;
-:func:`store_items` writes a frame inside the caller's transaction; :func:`store_streamed_news` is
-the stream's transaction (the batch path's is :func:`tasks.news.process_symbol_news`).
+:func:`store_items` writes a frame inside the caller's transaction, :func:`embed_written` embeds
+its stories in the next one; :func:`store_streamed_news` is the stream's pair of transactions (the
+batch path's is :func:`tasks.news.process_symbol_news`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ import psycopg
 from core import model
 from core.errors import ConfigurationError
 from features.embeddings import EmbeddingModel, process_model
-from features.news_search import StoryText, store_story_embeddings
+from features.news_search import StoryText, store_story_embeddings, text_digest
 from features.sentiment import SentimentModel, item_text, load_sentiment_model, symbol_sentiment
 from quality.dedup import (
     DedupConfig,
@@ -38,7 +39,7 @@ from sources.dead_letters import record_dead_letter_sync
 from storage.lake import Lake
 from storage.news import NewsWriteResult, StoredItem, lock_news_dedup, stored_items, write_news
 from storage.news_tiers import TieredNews, dedup_candidates, lake_versions, tiered_items
-from storage.story_vectors import stories_to_embed
+from storage.story_vectors import lock_story_vectors, stories_to_embed
 from storage.watermarks import Watermark, advance_watermarks
 
 if TYPE_CHECKING:
@@ -268,9 +269,12 @@ def assign_stories(prepared: PreparedItems, stored: Sequence[StoredItem], index:
 
 def embed_stories(conn: psycopg.Connection, story_ids: Sequence[int], embedder: EmbeddingModel) -> int:
     """Embed those of ``story_ids`` whose vector by ``embedder`` is missing or stale
-    (:func:`storage.story_vectors.stories_to_embed`: new stories, stories that gained or changed
-    items) from their headline and lead, and store one vector each; returns the stories embedded."""
-    todo = [s for s in stories_to_embed(conn, story_ids, embedder.name) if s.headline.strip() or s.lead]
+    (:func:`storage.story_vectors.stories_to_embed`: new stories, stories whose text, first item or
+    tickers changed) from their headline and lead, and store one vector each, inside the caller's
+    transaction, under those stories' vector locks (one writer of a story at a time, each reading
+    what the last one stored); returns the stories embedded."""
+    lock_story_vectors(conn, story_ids)
+    todo = [s for s in stories_to_embed(conn, story_ids, embedder.name, text_digest) if s.headline.strip() or s.lead]
     if not todo:
         return 0
     texts = [StoryText(s.story_id, s.first_seen, s.headline, s.lead, s.symbols) for s in todo]
@@ -280,6 +284,18 @@ def embed_stories(conn: psycopg.Connection, story_ids: Sequence[int], embedder: 
         raise ConfigurationError(
             f"{exc}; or set embeddings.enabled: false to store news without embedding its stories"
         ) from exc
+
+
+def embed_written(conn: psycopg.Connection, written: NewsWriteResult, embedder: EmbeddingModel | None) -> int:
+    """The second transaction of storing news: the vectors of the stories ``written`` touched
+    (:attr:`storage.news.NewsWriteResult.stories`), after the items committed and the dedup lock
+    was let go, so the HNSW inserts (most of storing news) do not hold up the next batch's dedup.
+    A process killed in between leaves those stories' vectors missing or stale, which the next
+    embedding of the story, or the ingest flow's ``story-vectors`` step, finds by their text."""
+    if embedder is None or not written.stories:
+        return 0
+    with conn.transaction():
+        return embed_stories(conn, written.stories, embedder)
 
 
 def embed_in_batches(
@@ -310,12 +326,12 @@ def store_items(
     kind: str,
     sentiment: SentimentModel,
     config: DedupConfig,
-    embedder: EmbeddingModel | None = None,
     lake: Lake | None = None,
 ) -> tuple[NewsWriteResult, list[dict[str, Any]]]:
-    """Prepare, dedup against the store and write ``frame`` inside the caller's transaction; with
-    an ``embedder``, embed the stories of the written news items that are new or changed (posts,
-    each a story of its own, often spam or off topic, are left out of news search). With the
+    """Prepare, dedup against the store and write ``frame`` inside the caller's transaction, which
+    holds the news dedup lock from then on; the result names the stories of the written news items
+    (``stories``) for :func:`embed_written`, once that transaction committed (posts, each a story of
+    its own, often spam or off topic, are left out of news search). With the
     ``lake``, the versions and dedup candidates tiered to it count as stored
     (:func:`storage.news_tiers.tiered_items`: read only when the batch's dedup window reaches
     tiered news, and before the news dedup lock, so a slow or failing lake holds up this batch
@@ -343,8 +359,8 @@ def store_items(
     stories = assign_stories(prepared, dedup_candidates(hot, tiered), index)
     versions = sorted([*hot, *tiered], key=lambda i: i.published_at)
     written = write_news(conn, prepared.items, prepared.links, stories, versions, rows)
-    if embedder is not None and kind == "news":  # a post is a story of its own, not searched as news
-        embed_stories(conn, sorted({int(s) for s in prepared.items["story_id"]}), embedder)
+    if kind == "news":  # a post is a story of its own, not searched as news
+        written = replace(written, stories=tuple(sorted({int(s) for s in prepared.items["story_id"]})))
     return written, prepared.rejected
 
 
@@ -383,11 +399,12 @@ def symbol_watermarks(frame: pd.DataFrame, kind: str = "news") -> list[Watermark
 def store_streamed_news(
     conn: psycopg.Connection, frame: pd.DataFrame, models: NewsModels, request: Mapping[str, Any]
 ) -> tuple[NewsWriteResult, list[dict[str, Any]]]:
-    """One micro-batch of streamed articles (:data:`core.model.NEWS`) into the news store in one
-    transaction, as the batch path stores a page: items, links, stories, vectors, a dead letter per
-    refused item (``request`` names the stream), each symbol's watermark."""
+    """One micro-batch of streamed articles (:data:`core.model.NEWS`) into the news store as the
+    batch path stores a page: items, links, stories, a dead letter per refused item (``request``
+    names the stream), each symbol's watermark in one transaction; the stories' vectors in the next
+    (:func:`embed_written`)."""
     with conn.transaction():
-        written, rejected = store_items(conn, frame, "news", models.sentiment, models.dedup, models.embedder)
+        written, rejected = store_items(conn, frame, "news", models.sentiment, models.dedup)
         for refusal in rejected:
             record_dead_letter_sync(
                 conn,
@@ -398,4 +415,5 @@ def store_streamed_news(
                 payload=refusal,
             )
         advance_watermarks(conn, symbol_watermarks(frame))
+    embed_written(conn, written, models.embedder)
     return written, rejected

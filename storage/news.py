@@ -126,6 +126,7 @@ class NewsWriteResult:
     updated: int = 0
     unchanged: int = 0
     stories_founded: int = 0
+    stories: tuple[int, ...] = ()  # the written news items' stories (pipeline.news.store_items), to embed
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,7 @@ def write_news(
                     [list(c) for c in zip(*_rows(stories, STORY_COLUMNS), strict=True)],
                 ).fetchall()
             )
-        _crash_point("before_commit")
+        crash_point("before_commit")
         refresh_stories(conn, sorted({int(s) for s in items["story_id"]}), items["published_at"].min())
     except psycopg.Error as exc:
         raise StorageError(f"cannot store {len(items)} news item(s): {exc}") from exc
@@ -476,7 +477,7 @@ def _drop_unnamed_links(
     )
 
 
-def _crash_point(point: str) -> None:
+def crash_point(point: str) -> None:
     """Tests' kill -9 in the middle of a write (``MARKETPIPE_CRASH_AT=news:<point>``); a no-op otherwise."""
     if os.environ.get(CRASH_ENV) == f"news:{point}":
         os.kill(os.getpid(), signal.SIGKILL)

@@ -5,7 +5,10 @@ The table is a hypertable on ``first_seen`` (the story's earliest publication); 
 ``(story_id, first_seen)`` because a hypertable's unique index must hold the time column. "One row per
 story" is kept here: :func:`upsert_story_vectors` deletes a story's row stored under another
 ``first_seen`` (an earlier copy of the story arrived later) and inserts or replaces the row under the
-new one, in one transaction, so an update always replaces and a failed batch stores nothing.
+new one, in one transaction, so an update always replaces and a failed batch stores nothing. A row
+keeps the MD5 of the text its vector was computed from (``text_md5``, migration 0037):
+:func:`stories_to_embed` names the stories whose text, first publication or tickers differ from
+their row's, under :func:`lock_story_vectors` (one writer of a story at a time).
 
 Search is cosine distance (``<=>``; vectors are unit length) through the HNSW index of each chunk the
 time range keeps (90-day chunks). The index holds a half-precision copy of each vector (halfvec): the
@@ -21,10 +24,11 @@ Vectors travel in pgvector's binary format (the ``pgvector`` package's psycopg 3
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import numpy as np
 import psycopg
@@ -50,6 +54,7 @@ class StoryVector:
     first_seen: datetime
     embedding: np.ndarray = field(repr=False)
     symbols: tuple[str, ...] = ()
+    text_md5: UUID | None = None  # of the text the vector was computed from (None: not known)
 
 
 @dataclass(frozen=True)
@@ -152,10 +157,10 @@ def upsert_story_vectors(conn: psycopg.Connection, rows: Sequence[StoryVector], 
             # the batch goes in by one binary COPY into a table of this transaction, then two statements
             cur.execute(
                 "CREATE TEMP TABLE story_vectors_batch (story_id bigint, first_seen timestamptz, symbols text[],"
-                f" embedding vector({DIMENSIONS}))"
+                f" embedding vector({DIMENSIONS}), text_md5 uuid)"
             )
             with cur.copy("COPY story_vectors_batch FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(["bigint", "timestamptz", "text[]", "vector"])
+                copy.set_types(["bigint", "timestamptz", "text[]", "vector", "uuid"])
                 for story_id, row in latest.items():
                     copy.write_row(
                         (
@@ -163,6 +168,7 @@ def upsert_story_vectors(conn: psycopg.Connection, rows: Sequence[StoryVector], 
                             row.first_seen,
                             list(normalize_symbols(row.symbols)),
                             Vector(checked_vector(row.embedding)),
+                            row.text_md5,
                         )
                     )
             # the story stored under another first_seen (it moved earlier): the new row replaces it
@@ -171,10 +177,11 @@ def upsert_story_vectors(conn: psycopg.Connection, rows: Sequence[StoryVector], 
                 " WHERE e.story_id = b.story_id AND e.first_seen <> b.first_seen"
             )
             cur.execute(
-                "INSERT INTO news.story_embeddings (story_id, first_seen, symbols, model, embedding)"
-                " SELECT story_id, first_seen, symbols, %s, embedding FROM story_vectors_batch"
+                "INSERT INTO news.story_embeddings (story_id, first_seen, symbols, model, embedding, text_md5)"
+                " SELECT story_id, first_seen, symbols, %s, embedding, text_md5 FROM story_vectors_batch"
                 " ON CONFLICT (story_id, first_seen) DO UPDATE SET symbols = EXCLUDED.symbols,"
-                " model = EXCLUDED.model, embedding = EXCLUDED.embedding, updated_at = now()",
+                " model = EXCLUDED.model, embedding = EXCLUDED.embedding, text_md5 = EXCLUDED.text_md5,"
+                " updated_at = now()",
                 (model,),
             )
             # dropped here, not at commit: a caller's transaction may store another batch
@@ -197,24 +204,46 @@ class StoryToEmbed:
     headline: str
     lead: str | None
     symbols: tuple[str, ...]
+    text_md5: UUID  # of the text its vector is computed from (the ``digest`` of headline and lead)
 
 
 _LEAD_CHARS = 1000  # the model reads 256 tokens at most: a post's body is cut well past that
+_VECTOR_LOCKS = 0x76656373 << 32  # 'vecs': one advisory lock a story, its id in the low 32 bits
 
 
-def stories_to_embed(conn: psycopg.Connection, story_ids: Iterable[int], model: str) -> list[StoryToEmbed]:
-    """Those of ``story_ids`` whose ``model`` vector is missing or stale: no row by that model, a row
-    filed under another ``first_seen`` or other symbols than the story's, or an item of the story
-    written (``ingested_at``) after the vector. Inside the transaction that wrote the items this
-    sees them (their ``ingested_at`` is the transaction's ``now()``, later than any vector stored
-    before); a rerun that changed nothing finds nothing. The lead is the summary of the story's
-    earliest item that has one, else the start of its earliest body (posts have no summary)."""
+def lock_story_vectors(conn: psycopg.Connection, story_ids: Iterable[int]) -> None:
+    """Hold the vector locks of ``story_ids`` until the transaction ends (in key order, so two
+    writers cannot wait on each other). Whoever embeds stories takes them before reading those
+    stories (:func:`stories_to_embed`), so a writer reads what the last one to embed the same story
+    stored, and an older text's vector never replaces a newer one's; writers of other stories go on
+    at the same time. Two ids 2^32 apart share a lock (one waits for the other: no harm)."""
+    keys = sorted({_VECTOR_LOCKS | (int(s) & 0xFFFFFFFF) for s in story_ids})
+    if keys:
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) WITH ORDINALITY AS l(k, n) ORDER BY n", (keys,)
+        )
+
+
+def stories_to_embed(
+    conn: psycopg.Connection,
+    story_ids: Iterable[int],
+    model: str,
+    digest: Callable[[str, str | None], UUID],
+) -> list[StoryToEmbed]:
+    """Those of ``story_ids`` whose ``model`` vector is missing or stale: no row by that model, or a
+    row filed under another ``first_seen`` or other symbols than the story's, or computed from
+    another text: ``digest(headline, lead)`` (the MD5 of the text the model reads) differs from the
+    row's ``text_md5`` (none: a row stored before the digest was kept). The lead is the summary of
+    the story's earliest item that has one, else the start of its earliest body (posts have no
+    summary). Read in one statement: call it after :func:`lock_story_vectors` of the same stories,
+    in the transaction that stores the vectors."""
     ids = sorted({int(s) for s in story_ids})
     if not ids:
         return []
     rows = conn.execute(
         """
-        SELECT s.story_id, s.first_seen, s.headline, lead.text, s.symbols
+        SELECT s.story_id, s.first_seen, s.headline, lead.text, s.symbols,
+               e.story_id IS NULL OR e.first_seen <> s.first_seen OR e.symbols <> s.symbols, e.text_md5
         FROM news.stories s
         LEFT JOIN news.story_embeddings e ON e.story_id = s.story_id AND e.model = %(model)s
         LEFT JOIN LATERAL (
@@ -223,13 +252,26 @@ def stories_to_embed(conn: psycopg.Connection, story_ids: Iterable[int], model: 
             ORDER BY (nullif(i.summary, '') IS NULL), i.published_at, i.source, i.id LIMIT 1
         ) lead ON true
         WHERE s.story_id = ANY(%(ids)s)
-          AND (e.story_id IS NULL OR e.first_seen <> s.first_seen OR e.symbols <> s.symbols
-               OR EXISTS (SELECT 1 FROM news.items i WHERE i.story_id = s.story_id AND i.ingested_at > e.updated_at))
         ORDER BY s.story_id
         """,
         {"ids": ids, "model": model, "chars": _LEAD_CHARS},
     ).fetchall()
-    return [StoryToEmbed(r[0], r[1], r[2] or "", r[3], tuple(r[4] or ())) for r in rows]
+    todo = []
+    for story_id, first_seen, headline, lead, symbols, misfiled, stored_md5 in rows:
+        text_md5 = digest(headline or "", lead)
+        if misfiled or stored_md5 != text_md5:
+            todo.append(StoryToEmbed(story_id, first_seen, headline or "", lead, tuple(symbols or ()), text_md5))
+    return todo
+
+
+def news_story_ids(conn: psycopg.Connection, symbols: Sequence[str], since: datetime, until: datetime) -> list[int]:
+    """The stories of the news items about any of ``symbols`` published in ``[since, until]``."""
+    rows = conn.execute(
+        "SELECT DISTINCT story_id FROM news.item_symbols"
+        " WHERE symbol = ANY(%s) AND kind = 'news' AND published_at BETWEEN %s AND %s ORDER BY story_id",
+        (list(normalize_symbols(symbols)), since, until),
+    ).fetchall()
+    return [int(r[0]) for r in rows]
 
 
 def stories_without_vectors(

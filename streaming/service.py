@@ -52,8 +52,8 @@ are the vendor's bars.
 
 News (``datasets=("news",)``, Alpaca only, alone: its own endpoint ``/v1beta1/news``): each
 micro-batch of ``n`` messages takes the batch path's news path (:func:`pipeline.news.store_streamed_news`:
-dedup into stories against what is stored, sentiment, the story's embedding, the symbols'
-watermarks) in one transaction; an article later fetched over REST is the same row and story.
+dedup into stories against what is stored, sentiment, the symbols' watermarks in one transaction,
+the stories' embeddings in the next); an article later fetched over REST is the same row and story.
 
 Which bars are written, one source of truth per bar:
 - 1-minute bars: the vendor's own minute bars when the ``bars`` dataset is streamed (Polygon ``AM``,
@@ -683,7 +683,7 @@ class StreamService:
 
     async def _handle_news(self, batch: StreamBatch, stream: StreamConnection) -> None:
         """Articles take the batch path's news path (pipeline.news: dedup into stories, sentiment,
-        embedding, the watermarks) in one transaction per micro-batch; malformed frames and
+        the watermarks in one transaction per micro-batch, the embeddings in the next); malformed frames and
         messages are dead-lettered with their raw text, refused articles with their reason."""
         from pipeline.news import store_streamed_news
 

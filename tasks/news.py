@@ -1,11 +1,14 @@
 """News and social posts from raw pages into the news store: clean, dedup into stories, score
-sentiment, store, embed each new or changed news story for search, in one transaction per symbol (like
-bars: a crash leaves the pages pending and the rerun is exact, since items keep their story ids and
-every write is an upsert).
+sentiment, store, in one transaction per symbol (like bars: a crash leaves the pages pending and the
+rerun is exact, since items keep their story ids and every write is an upsert); then embed each new
+or changed news story for search in a second transaction.
 
-Embedding runs inside that transaction, after the write: a story and its vector commit together, so
-no crash leaves a stored story without its vector (a rerun of the pages, or the next item of the
-story, also fills a vector that is missing because embedding was off when the story was stored).
+The vectors commit after the items, without the dedup lock, so the HNSW inserts (most of the cost
+of storing news) overlap the processor's other lane deduplicating and writing its batch. A process
+killed between the two leaves some stories' vectors missing or stale (never wrong: a vector records
+the text it was computed from): the next item of such a story embeds it again, and so does the
+ingest flow's last step, :func:`story_vectors_task`, over the request's symbols and range (a
+rerun of a killed run fills them). A vector missing because embedding was off is filled the same way.
 
 The news path itself (clean, dedup, score, write, embed) is :mod:`pipeline.news`, which the live
 stream's ``n`` messages take too; :func:`process_symbol_news` is the batch path's transaction.
@@ -25,13 +28,14 @@ from prefect.cache_policies import NONE
 from features.embeddings import EmbeddingModel
 from features.news_sentiment import NEWS_FEATURE_SET, WINDOWS_HOURS, symbol_feature_frame
 from features.sentiment import SentimentModel
-from pipeline.news import store_items
+from pipeline.news import embed_in_batches, embed_written, store_items
 from pipeline.request import IngestRequest
 from quality.dedup import DedupConfig
 from sources.dead_letters import record_dead_letter_sync
 from sources.registry import SourceRegistry
 from storage.lake import Lake
-from storage.news import bar_stamps, symbol_sentiment_rows, write_news_features
+from storage.news import NewsWriteResult, bar_stamps, crash_point, symbol_sentiment_rows, write_news_features
+from storage.story_vectors import news_story_ids
 from storage.watermarks import Watermark, advance_watermarks
 from tasks.collection import ParsedPage
 from tasks.processing import PendingPage, SymbolProcessing, at_hand, claim_pages, page_frames, read_unparsed
@@ -54,11 +58,13 @@ def process_symbol_news(
     embedder: EmbeddingModel | None = None,
 ) -> SymbolProcessing:
     """One symbol's pending news or post pages into the news store, in one transaction: items,
-    links, stories, their vectors (with an ``embedder``), dead letters for refused items, the
-    watermark, the pages marked processed."""
+    links, stories, dead letters for refused items, the watermark, the pages marked processed; then,
+    with an ``embedder``, the vectors of the news stories it touched in a second one
+    (:func:`pipeline.news.embed_written`)."""
     first = pages[0]
     kind = "news" if first.dataset in NEWS_DATASETS else "social"
     outcome = SymbolProcessing(first.symbol, pages=len(pages))
+    written = NewsWriteResult()
     stored = read_unparsed(lake, pages, parsed)
     with conn.transaction():
         claimed = claim_pages(conn, at_hand(pages, parsed, stored))
@@ -68,7 +74,7 @@ def process_symbol_news(
         if with_data:
             frame = pd.concat([k.frame for _, k in with_data], ignore_index=True)
             outcome.records = len(frame)
-            written, rejected = store_items(conn, frame, kind, sentiment, config, embedder, lake)
+            written, rejected = store_items(conn, frame, kind, sentiment, config, lake)
             for refusal in rejected:
                 page, kept = with_data[0]
                 record_dead_letter_sync(
@@ -85,7 +91,37 @@ def process_symbol_news(
             outcome.inserted, outcome.updated, outcome.unchanged = written.inserted, written.updated, written.unchanged
             newest = frame["ts"].max()
             advance_watermarks(conn, [Watermark(first.source, kind, first.symbol, "", newest.to_pydatetime())])
+    if written.stories:
+        crash_point("before_vectors")
+        embed_written(conn, written, embedder)
     return outcome
+
+
+def embed_request_stories(
+    conn: psycopg.Connection, embedder: EmbeddingModel, symbols: Sequence[str], start: datetime, end: datetime
+) -> int:
+    """The vectors of the news stories about ``symbols`` with an item published in [start, end]
+    that are missing or stale (:func:`pipeline.news.embed_stories`), 500 stories a transaction;
+    returns the stories embedded (0 when every vector is current)."""
+    story_ids = news_story_ids(conn, symbols, start, end)
+    conn.commit()  # the look-up's transaction: each batch of vectors commits on its own
+    return embed_in_batches(conn, story_ids, embedder)
+
+
+@task(name="story-vectors", cache_policy=NONE, **DATABASE_RETRY_OPTIONS)
+async def story_vectors_task(resources: RunResources, request: IngestRequest) -> int:
+    """After a news ingest: the vectors its stories lack (a run killed between storing a batch and
+    embedding it, an embedding that failed), over the request's symbols and range."""
+    embedder = resources.embedder
+    if embedder is None:
+        return 0
+
+    def run() -> int:
+        with resources.connect() as conn:
+            start, end = request.start - timedelta(days=1), request.end + timedelta(days=1)
+            return embed_request_stories(conn, embedder, request.symbols, start, end)
+
+    return await asyncio.to_thread(run)
 
 
 def refresh_news_features(

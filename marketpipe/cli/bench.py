@@ -227,11 +227,14 @@ def bench_news(
     days: Annotated[int, typer.Option(min=1, help="days of news")] = 180,
     batch: Annotated[int, typer.Option(min=1, help="items per processed batch (one poll's worth)")] = 500,
     embed: Annotated[bool, typer.Option(help="embed each new story (--no-embed: leave the stage out)")] = True,
+    lanes: Annotated[
+        int, typer.Option(min=1, help="batches stored at once (the flow's processor runs 2: one computes, one waits)")
+    ] = 2,
     as_json: JsonReport = False,
 ) -> None:
     """News: items/s through clean + sentiment + dedup + embedding + store on one core, dedup
     precision/recall and sentiment accuracy against the sandbox's truth, the load it ran at."""
     from bench import news as bench
 
-    report = bench.run(settings_of(ctx), symbols, days, batch, embed=embed)
+    report = bench.run(settings_of(ctx), symbols, days, batch, embed=embed, lanes=lanes)
     typer.echo(json.dumps(report, indent=2, default=str) if as_json else bench.render_table(report))

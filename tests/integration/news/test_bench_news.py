@@ -14,8 +14,12 @@ def test_bench_news_reports_every_figure(stack: Settings, marketpipe_cli) -> Non
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout)
     assert report["items"] > 20 and report["stories_found"] > 0
-    for key in ("items_per_s", "items_per_s_without_embedding", "dedup_precision", "dedup_recall"):
+    for key in ("items_per_s", "seconds", "client_cpu_seconds", "dedup_precision", "dedup_recall"):
         assert math.isfinite(report[key]) and report[key] > 0, key
+    # two batches stored at once, as the flow's processor runs them; the process's CPU over the wall time
+    assert report["lanes"] == 2 and report["client_cores"] == round(report["client_cpu_seconds"] / report["seconds"], 2)
+    # the flow's last step finds every story's vector current: the two transactions left none behind
+    assert report["vector_check"]["stories_embedded"] == 0
     assert 0 <= report["sentiment_accuracy"] <= 1 and 0 <= report["vendor_sentiment_accuracy"] <= 1
     assert set(report["stage_seconds"]) == {"prepare", "dedup", "embedding", "store"}
     assert set(report["stage_cpu_seconds"]) == set(report["stage_seconds"])

@@ -1,0 +1,18 @@
+-- A story's vector records the text it was computed from, so "is this vector stale?" is answered
+-- by the text, not by the clock.
+--
+-- The news path stores a batch's items in one transaction (under the dedup lock) and embeds the
+-- stories it touched in the next (storage/story_vectors.py, pipeline/news.py): the HNSW inserts,
+-- the largest part of storing news, no longer hold the dedup lock, so the processor's other lane
+-- dedups and writes its batch meanwhile. A vector was stale when an item of its story had been
+-- written after it (ingested_at > updated_at); with two transactions that test can miss a change
+-- (a transaction's now() is its start, and the embedding of one batch may read the stories before
+-- another batch's items commit, after that batch began). text_md5 is the MD5 of the exact text
+-- the model read (features.embeddings.story_text: headline, then lead); a story is embedded again
+-- when its text, first_seen or tickers differ from its vector's, whoever wrote what when.
+--
+-- Rows stored before this migration have none: each is embedded again, once, the next time its
+-- story is touched (a story whose text did not change costs the model nothing: it keeps the
+-- vectors of recent texts). No backfill here: rewriting every row would insert every vector into
+-- the HNSW graphs again (~8 min per million stories).
+ALTER TABLE news.story_embeddings ADD COLUMN text_md5 uuid;
