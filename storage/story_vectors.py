@@ -233,7 +233,8 @@ def stories_to_embed(
     """Those of ``story_ids`` whose ``model`` vector is missing or stale: no row by that model, or a
     row filed under another ``first_seen`` or other symbols than the story's, or computed from
     another text: ``digest(headline, lead)`` (the MD5 of the text the model reads) differs from the
-    row's ``text_md5`` (none: a row stored before the digest was kept). The lead is the summary of
+    row's ``text_md5``. A row stored before the digest was kept (migration 0037) has none: it is
+    stale when an item of its story was written after it, the rule of its time. The lead is the summary of
     the story's earliest item that has one, else the start of its earliest body (posts have no
     summary). Read in one statement: call it after :func:`lock_story_vectors` of the same stories,
     in the transaction that stores the vectors."""
@@ -243,7 +244,10 @@ def stories_to_embed(
     rows = conn.execute(
         """
         SELECT s.story_id, s.first_seen, s.headline, lead.text, s.symbols,
-               e.story_id IS NULL OR e.first_seen <> s.first_seen OR e.symbols <> s.symbols, e.text_md5
+               e.story_id IS NULL OR e.first_seen <> s.first_seen OR e.symbols <> s.symbols, e.text_md5,
+               e.text_md5 IS NULL AND EXISTS (
+                   SELECT 1 FROM news.items i WHERE i.story_id = s.story_id AND i.ingested_at > e.updated_at
+               )
         FROM news.stories s
         LEFT JOIN news.story_embeddings e ON e.story_id = s.story_id AND e.model = %(model)s
         LEFT JOIN LATERAL (
@@ -257,9 +261,9 @@ def stories_to_embed(
         {"ids": ids, "model": model, "chars": _LEAD_CHARS},
     ).fetchall()
     todo = []
-    for story_id, first_seen, headline, lead, symbols, misfiled, stored_md5 in rows:
+    for story_id, first_seen, headline, lead, symbols, misfiled, stored_md5, written_after in rows:
         text_md5 = digest(headline or "", lead)
-        if misfiled or stored_md5 != text_md5:
+        if misfiled or (written_after if stored_md5 is None else stored_md5 != text_md5):
             todo.append(StoryToEmbed(story_id, first_seen, headline or "", lead, tuple(symbols or ()), text_md5))
     return todo
 

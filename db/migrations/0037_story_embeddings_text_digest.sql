@@ -11,8 +11,9 @@
 -- the model read (features.embeddings.story_text: headline, then lead); a story is embedded again
 -- when its text, first_seen or tickers differ from its vector's, whoever wrote what when.
 --
--- Rows stored before this migration have none: each is embedded again, once, the next time its
--- story is touched (a story whose text did not change costs the model nothing: it keeps the
--- vectors of recent texts). No backfill here: rewriting every row would insert every vector into
--- the HNSW graphs again (~8 min per million stories).
+-- Rows stored before this migration have none and keep the old rule (stale when an item of the
+-- story was written after the vector): a database upgraded with a million vectors does not embed
+-- them all again; each gets its digest the next time its story's vector is written. No backfill
+-- here: rewriting every row would insert every vector into the HNSW graphs again (~8 min per
+-- million stories).
 ALTER TABLE news.story_embeddings ADD COLUMN text_md5 uuid;
