@@ -10,27 +10,29 @@ parsed by the product's parsers, so the pipeline sees what an ingest would. It r
 stores a symbol's pages (:func:`store_batch`): prepare (HTML, language, MinHash signature, our
 sentiment), then under the news dedup lock the dedup against what the store holds in the window
 (:func:`pipeline.news.assign_stories`) and the store's write (:func:`storage.news.write_news`),
-commit; then the vectors of the stories the batch touched in a transaction of their own
-(:func:`pipeline.news.embed_written`: every new story, and a story whose text changed, from its
-headline and lead; the model of ``embeddings.model`` on one onnxruntime thread; reported ``absent``
-with the reason when it cannot load, never estimated), into a throwaway database (``bench_news``)
-migrated by the real migrator; last, the flow's ``story-vectors`` step over the symbols and range
-(``vector_check``: it finds nothing to embed when every vector is current). ``lanes`` batches are
+the stories queued as owed, commit; then the vectors of the stories the batch touched in a
+transaction of their own (:func:`pipeline.news.embed_written`: every new story, and a story whose
+text changed, from its headline and lead; the model of ``embeddings.model`` on one onnxruntime
+thread; reported ``absent`` with the reason when it cannot load, never estimated), into a throwaway
+database (``bench_news``) migrated by the real migrator; last, the flows' ``story-vectors`` step
+(``vector_check``: it finds the queue of owed vectors empty, ``owed_after`` 0). ``lanes`` batches are
 stored at once, as the flow's processor runs them (:class:`tasks.pending.PendingProcessor`, two
 lanes: one batch's HNSW inserts run in PostgreSQL while the other lane prepares, dedups and writes);
 ``--lanes 1`` stores one batch after the other. One process: its threads compute one at a time (the
 interpreter's lock; the tokenizer's thread pool is turned off while it runs,
 ``TOKENIZERS_PARALLELISM=false``, as it read a batch on both cores; the kernels are not parallel),
 and ``client_cores`` is its CPU time over the wall time, below 1: the rates are one core's; the
-database server's work (the inserts, the HNSW graphs) is PostgreSQL's. Stage seconds are summed over
+database server's work (the inserts, the HNSW graphs) is PostgreSQL's, on the other core here
+(``server_cpu_seconds``: the lanes' backends, from /proc; ``total_cores`` both over the wall
+time). Stage seconds are summed over
 the batches, lock waits included, so with two lanes they add up to more than the wall time; the
 stage CPU is each lane's thread's own. Figures are taken on a machine shared with other work: the
 load average is reported beside them.
 
-With two lanes (2026-12-07 20:10, idle, load 0.6-1.1): 2,760-2,880 items/s, the process's CPU 0.85
-s over 1.41-1.47 s (0.6 of a core); one lane: ~2,050 (1.98 s). Before the vectors had a
-transaction of their own they were written under the dedup lock, so the second lane had nothing to
-overlap: 1,660-2,056 items/s with two lanes.
+With two lanes (2026-12-07 20:42-20:47, load 0.2-1.35): 2,669-2,849 items/s, the process's CPU
+0.84-0.91 s over 1.42-1.52 s (0.6 of a core), the database's backends 1.10-1.15 s; one lane:
+2,094-2,134. Before the vectors had a transaction of their own they were written under the dedup
+lock, so the second lane had nothing to overlap: 1,658-2,056 items/s with two lanes.
 
 Where the time goes with the default model (the static one distilled from MiniLM,
 :mod:`features.static_embeddings`; 2026-12-07, 4,056 items, 2,012 stories, 9 batches of 500, 2
@@ -100,6 +102,7 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -325,6 +328,25 @@ def _quality(frame: pd.DataFrame, truth: dict[tuple[str, str], Any], embedder: A
 
 
 STAGES = ("prepare", "dedup", "store", "embedding")
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def backend_cpu_seconds(pids: list[int]) -> float | None:
+    """User + system CPU seconds of these (database backend) processes, from /proc on this machine;
+    None when one cannot be read (a server elsewhere)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        fields = stat.rsplit(")", 1)[1].split()  # after the command name: state, ppid, ...
+        total += (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    return total
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def store_batch(
@@ -340,6 +362,7 @@ def store_batch(
     from pipeline.news import assign_stories, embed_written, prepare_items
     from quality.dedup import StoryIndex
     from storage.news import lock_news_dedup, stored_items, write_news
+    from storage.story_vectors import queue_story_vectors
 
     stages: dict[str, tuple[float, float]] = {}
     mark = [time.perf_counter(), time.thread_time()]
@@ -363,6 +386,8 @@ def store_batch(
         done("dedup")
         written = write_news(conn, items, prepared.links, stories, stored)
         written = replace(written, stories=tuple(sorted({int(s) for s in items["story_id"]})))
+        if embedder is not None:  # store_items(queue_vectors=True), as the flow stores news
+            queue_story_vectors(conn, written.stories)
     done("store")  # the commit is the store's
     embedded = embed_written(conn, written, embedder)
     done("embedding")
@@ -395,13 +420,12 @@ def _run(settings: Settings, symbols: int, days: int, batch: int, embed: bool, l
     from db.connect import database_connection
     from db.migrate import migrate
     from features.sentiment import labels, load_sentiment_model
+    from pipeline.news import embed_queued
     from quality.dedup import DedupConfig, pairwise_scores
     from stack.scratch import create_database
-    from tasks.news import embed_request_stories
 
     polygon, alpaca, truth = corpus(symbols, days)
     frame = pd.concat([polygon, alpaca], ignore_index=True).sort_values(["ts", "source", "id"], ignore_index=True)
-    symbol_names = sorted({s for listed in frame["symbols"] for s in str(listed or "").split(",") if s})
     sentiment = load_sentiment_model()
     sentiment.score(["warm up"])
     config = DedupConfig()
@@ -423,18 +447,19 @@ def _run(settings: Settings, symbols: int, days: int, batch: int, embed: bool, l
             finally:
                 free.put(lane)
 
+        backends = [lane.info.backend_pid for lane in lanes_conns]
         try:
             with frozen_heap():  # as recorded_run does for the flow that runs this stage (core.heap)
+                s0 = backend_cpu_seconds(backends)
                 t0, c0 = time.perf_counter(), time.process_time()
                 with ThreadPoolExecutor(lanes, thread_name_prefix="lane") as pool:
                     timings = list(pool.map(stored, parts))
                 t1 = time.perf_counter()
                 checked = 0
-                if embedder is not None:  # the flow's last step (tasks.news.story_vectors_task)
-                    lane = lanes_conns[0]
-                    high = frame["ts"].max() + pd.Timedelta(days=1)
-                    checked = embed_request_stories(lane, embedder, symbol_names, frame["ts"].min(), high)
+                if embedder is not None:  # the flows' last step (tasks.news.story_vectors_task)
+                    checked = embed_queued(lanes_conns[0], embedder)
                 wall, client_cpu = time.perf_counter() - t0, time.process_time() - c0
+                s1 = backend_cpu_seconds(backends)
                 vector_check = time.perf_counter() - t1
         finally:
             for lane in lanes_conns:
@@ -442,6 +467,8 @@ def _run(settings: Settings, symbols: int, days: int, batch: int, embed: bool, l
         seconds = {stage: sum(t[stage][0] for t, _ in timings) for stage in STAGES}
         cpu = {stage: sum(t[stage][1] for t, _ in timings) for stage in STAGES}
         embedded = sum(e for _, e in timings)
+        owed = conn.execute("SELECT count(*) FROM news.story_vector_queue").fetchone()
+        server_cpu = s1 - s0 if s0 is not None and s1 is not None else None
         result = conn.execute("SELECT source, id, story_id, sentiment, vendor_sentiment FROM news.items").fetchall()
         chunks: dict[str, int] = dict(
             conn.execute(
@@ -495,7 +522,14 @@ def _run(settings: Settings, symbols: int, days: int, batch: int, embed: bool, l
         "seconds": round(wall, 3),
         "client_cpu_seconds": round(client_cpu, 3),
         "client_cores": round(client_cpu / wall, 2),
-        "vector_check": {"seconds": round(vector_check, 3), "stories_embedded": checked},
+        # the database's backends of the lanes (from /proc; None where it cannot be read)
+        "server_cpu_seconds": _rounded(server_cpu, 3),
+        "total_cores": _rounded((client_cpu + server_cpu) / wall if server_cpu is not None else None, 2),
+        "vector_check": {
+            "seconds": round(vector_check, 3),
+            "stories_embedded": checked,
+            "owed_after": int(owed[0]) if owed else None,
+        },
         "stage_seconds": {k: round(v, 3) for k, v in seconds.items()},
         "stage_items_per_s": stage_rates,
         "stage_cpu_seconds": {k: round(v, 3) for k, v in cpu.items()},

@@ -97,10 +97,10 @@ async def ingest_flow(
             await publish_processing(batch)
             if request.data_type == "market_data":  # the minutes this run (or a killed one) changed
                 await refresh_aggregates_task(quote(run.resources))
-            if request.data_type == "news":  # vectors a killed run (or a failed embedding) left behind
-                await story_vectors_task(quote(run.resources), quote(request))
             if request.data_type in TEXT_DATA_TYPES:  # sentiment features of the symbols' daily bars
                 await news_features_task(quote(run.resources), quote(request))
+            if request.data_type == "news":  # vectors a killed run (or a failed embedding) left owed
+                await story_vectors_task(quote(run.resources))
             if request.data_type in EARNINGS_DATASETS:  # surprise and days to earnings of daily bars
                 await earnings_features_task(quote(run.resources), quote(request))
             summary.with_processing(batch)

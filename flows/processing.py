@@ -12,6 +12,7 @@ from prefect import flow
 from prefect.utilities.annotations import quote
 
 from tasks.aggregates import refresh_aggregates_task
+from tasks.news import story_vectors_task
 from tasks.pending import ProcessSummary, process_pending, publish_processing
 from tasks.runs import recorded_run
 
@@ -30,5 +31,7 @@ async def process_flow(
         await publish_processing(batch)
         if data_type == "market_data":  # the minutes this run (or a killed one) changed
             await refresh_aggregates_task(quote(run.resources))
+        if data_type == "news":  # story vectors a killed run (or a failed embedding) left owed
+            await story_vectors_task(quote(run.resources))
         run.summary = ProcessSummary.of(run.run_id, batch)
     return run.summary.to_dict()

@@ -1,8 +1,8 @@
 """The news path shared by the batch flow (:mod:`tasks.news`, pages from the raw zone) and the live
 stream (:mod:`streaming.service`, Alpaca's ``n`` messages): parsed items in the ``core.model.NEWS``
 (or ``SOCIAL_POSTS``) layout are cleaned, deduplicated into stories against what is stored, scored,
-written and their stories embedded, inside the caller's transaction. Whichever path delivers an
-article first, the other finds it stored under the same ``(source, id)`` and story.
+written inside the caller's transaction, then their stories embedded in the next ones. Whichever
+path delivers an article first, the other finds it stored under the same ``(source, id)`` and story.
 
 :func:`prepare_items` (pure) turns parsed frames into stored rows and refusals;
 :func:`assign_stories` (pure over what is stored) gives each item its story;
@@ -39,7 +39,13 @@ from sources.dead_letters import record_dead_letter_sync
 from storage.lake import Lake
 from storage.news import NewsWriteResult, StoredItem, lock_news_dedup, stored_items, write_news
 from storage.news_tiers import TieredNews, dedup_candidates, lake_versions, tiered_items
-from storage.story_vectors import lock_story_vectors, stories_to_embed
+from storage.story_vectors import (
+    dequeue_story_vectors,
+    lock_story_vectors,
+    queue_story_vectors,
+    queued_story_ids,
+    stories_to_embed,
+)
 from storage.watermarks import Watermark, advance_watermarks
 
 if TYPE_CHECKING:
@@ -270,32 +276,24 @@ def assign_stories(prepared: PreparedItems, stored: Sequence[StoredItem], index:
 def embed_stories(conn: psycopg.Connection, story_ids: Sequence[int], embedder: EmbeddingModel) -> int:
     """Embed those of ``story_ids`` whose vector by ``embedder`` is missing or stale
     (:func:`storage.story_vectors.stories_to_embed`: new stories, stories whose text, first item or
-    tickers changed) from their headline and lead, and store one vector each, inside the caller's
-    transaction, under those stories' vector locks (one writer of a story at a time, each reading
-    what the last one stored); returns the stories embedded."""
+    tickers changed) from their headline and lead, store one vector each and take their entries off
+    the queue of owed vectors, inside the caller's transaction, under those stories' vector locks
+    (one writer of a story at a time, each reading what the last one stored); returns the stories
+    embedded."""
     lock_story_vectors(conn, story_ids)
-    todo = [s for s in stories_to_embed(conn, story_ids, embedder.name, text_digest) if s.headline.strip() or s.lead]
-    if not todo:
-        return 0
-    texts = [StoryText(s.story_id, s.first_seen, s.headline, s.lead, s.symbols) for s in todo]
-    try:
-        return store_story_embeddings(conn, texts, embedder)
-    except ConfigurationError as exc:
-        raise ConfigurationError(
-            f"{exc}; or set embeddings.enabled: false to store news without embedding its stories"
-        ) from exc
-
-
-def embed_written(conn: psycopg.Connection, written: NewsWriteResult, embedder: EmbeddingModel | None) -> int:
-    """The second transaction of storing news: the vectors of the stories ``written`` touched
-    (:attr:`storage.news.NewsWriteResult.stories`), after the items committed and the dedup lock
-    was let go, so the HNSW inserts (most of storing news) do not hold up the next batch's dedup.
-    A process killed in between leaves those stories' vectors missing or stale, which the next
-    embedding of the story, or the ingest flow's ``story-vectors`` step, finds by their text."""
-    if embedder is None or not written.stories:
-        return 0
-    with conn.transaction():
-        return embed_stories(conn, written.stories, embedder)
+    work = stories_to_embed(conn, story_ids, embedder.name, text_digest)
+    todo = [s for s in work.todo if s.headline.strip() or (s.lead or "").strip()]
+    done = 0
+    if todo:
+        texts = [StoryText(s.story_id, s.first_seen, s.headline, s.lead, s.symbols) for s in todo]
+        try:
+            done = store_story_embeddings(conn, texts, embedder)
+        except ConfigurationError as exc:
+            raise ConfigurationError(
+                f"{exc}; or set embeddings.enabled: false to store news without embedding its stories"
+            ) from exc
+    dequeue_story_vectors(conn, work.queued)
+    return done
 
 
 def embed_in_batches(
@@ -320,6 +318,41 @@ def embed_in_batches(
     return done
 
 
+VECTOR_BATCH = 500  # stories a vectors' transaction: its advisory locks and how long it holds them
+
+
+def embed_written(conn: psycopg.Connection, written: NewsWriteResult, embedder: EmbeddingModel | None) -> int:
+    """The second transaction of storing news (one per :data:`VECTOR_BATCH` stories): the vectors
+    of the stories ``written`` touched (:attr:`storage.news.NewsWriteResult.stories`), after the
+    items committed and the dedup lock was let go, so the HNSW inserts (most of storing news) do not
+    hold up the next batch's dedup. What a killed process or a failure leaves owed stays in the
+    queue (:func:`store_items` ``queue_vectors``) for :func:`embed_queued`."""
+    if embedder is None or not written.stories:
+        return 0
+    return embed_in_batches(conn, written.stories, embedder, batch=VECTOR_BATCH)
+
+
+def embed_queued(
+    conn: psycopg.Connection, embedder: EmbeddingModel, *, advance: Callable[[int], None] | None = None
+) -> int:
+    """The vectors still owed (:func:`storage.story_vectors.queued_story_ids`: a process killed
+    between a batch's items and its vectors, a vectors' transaction that failed), longest waiting
+    first, :data:`VECTOR_BATCH` stories a transaction, until the queue is empty or a round takes
+    nothing off it; returns the stories embedded."""
+    done = 0
+    last: list[int] = []
+    while True:
+        with conn.transaction():
+            owed = queued_story_ids(conn, VECTOR_BATCH)
+        if not owed or owed == last:  # the same entries again: another writer is re-queueing them
+            return done
+        with conn.transaction():
+            done += embed_stories(conn, owed, embedder)
+        if advance is not None:
+            advance(len(owed))
+        last = owed
+
+
 def store_items(
     conn: psycopg.Connection,
     frame: pd.DataFrame,
@@ -327,10 +360,13 @@ def store_items(
     sentiment: SentimentModel,
     config: DedupConfig,
     lake: Lake | None = None,
+    *,
+    queue_vectors: bool = False,
 ) -> tuple[NewsWriteResult, list[dict[str, Any]]]:
     """Prepare, dedup against the store and write ``frame`` inside the caller's transaction, which
     holds the news dedup lock from then on; the result names the stories of the written news items
-    (``stories``) for :func:`embed_written`, once that transaction committed (posts, each a story of
+    (``stories``) for :func:`embed_written`, once that transaction committed, and with
+    ``queue_vectors`` (the caller embeds) they are queued as owed in this one (posts, each a story of
     its own, often spam or off topic, are left out of news search). With the
     ``lake``, the versions and dedup candidates tiered to it count as stored
     (:func:`storage.news_tiers.tiered_items`: read only when the batch's dedup window reaches
@@ -361,6 +397,8 @@ def store_items(
     written = write_news(conn, prepared.items, prepared.links, stories, versions, rows)
     if kind == "news":  # a post is a story of its own, not searched as news
         written = replace(written, stories=tuple(sorted({int(s) for s in prepared.items["story_id"]})))
+        if queue_vectors:
+            queue_story_vectors(conn, written.stories)
     return written, prepared.rejected
 
 
@@ -404,7 +442,8 @@ def store_streamed_news(
     names the stream), each symbol's watermark in one transaction; the stories' vectors in the next
     (:func:`embed_written`)."""
     with conn.transaction():
-        written, rejected = store_items(conn, frame, "news", models.sentiment, models.dedup)
+        queue = models.embedder is not None
+        written, rejected = store_items(conn, frame, "news", models.sentiment, models.dedup, queue_vectors=queue)
         for refusal in rejected:
             record_dead_letter_sync(
                 conn,

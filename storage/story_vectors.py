@@ -224,56 +224,95 @@ def lock_story_vectors(conn: psycopg.Connection, story_ids: Iterable[int]) -> No
         )
 
 
+@dataclass(frozen=True)
+class VectorWork:
+    """What :func:`stories_to_embed` read in one statement: the stories to embed, and the queue
+    entries (:func:`queue_story_vectors`) of every story asked about, by story id, as they were."""
+
+    todo: list[StoryToEmbed]
+    queued: dict[int, datetime]
+
+
 def stories_to_embed(
     conn: psycopg.Connection,
     story_ids: Iterable[int],
     model: str,
     digest: Callable[[str, str | None], UUID],
-) -> list[StoryToEmbed]:
+) -> VectorWork:
     """Those of ``story_ids`` whose ``model`` vector is missing or stale: no row by that model, or a
     row filed under another ``first_seen`` or other symbols than the story's, or computed from
     another text: ``digest(headline, lead)`` (the MD5 of the text the model reads) differs from the
     row's ``text_md5``. A row stored before the digest was kept (migration 0037) has none: it is
-    stale when an item of its story was written after it, the rule of its time. The lead is the summary of
-    the story's earliest item that has one, else the start of its earliest body (posts have no
-    summary). Read in one statement: call it after :func:`lock_story_vectors` of the same stories,
-    in the transaction that stores the vectors."""
+    stale when an item of its story was written after it, the rule of its time. The lead is the
+    summary of the story's earliest item that has one, else the start of its earliest body (posts
+    have no summary). Read in one statement with the stories' queue entries: call it after
+    :func:`lock_story_vectors` of the same stories, in the transaction that stores the vectors and
+    then :func:`dequeue_story_vectors` the entries read."""
     ids = sorted({int(s) for s in story_ids})
     if not ids:
-        return []
+        return VectorWork([], {})
     rows = conn.execute(
         """
-        SELECT s.story_id, s.first_seen, s.headline, lead.text, s.symbols,
+        SELECT x.story_id, q.queued_at, s.story_id IS NOT NULL, s.first_seen, s.headline, lead.text, s.symbols,
                e.story_id IS NULL OR e.first_seen <> s.first_seen OR e.symbols <> s.symbols, e.text_md5,
-               e.text_md5 IS NULL AND EXISTS (
-                   SELECT 1 FROM news.items i WHERE i.story_id = s.story_id AND i.ingested_at > e.updated_at
+               e.story_id IS NOT NULL AND e.text_md5 IS NULL AND EXISTS (
+                   SELECT 1 FROM news.items i
+                   WHERE i.story_id = s.story_id AND i.published_at >= s.first_seen AND i.ingested_at > e.updated_at
                )
-        FROM news.stories s
+        FROM unnest(%(ids)s::bigint[]) AS x(story_id)
+        LEFT JOIN news.story_vector_queue q ON q.story_id = x.story_id
+        LEFT JOIN news.stories s ON s.story_id = x.story_id
         LEFT JOIN news.story_embeddings e ON e.story_id = s.story_id AND e.model = %(model)s
         LEFT JOIN LATERAL (
             SELECT coalesce(nullif(i.summary, ''), left(i.body, %(chars)s)) AS text FROM news.items i
-            WHERE i.story_id = s.story_id AND coalesce(nullif(i.summary, ''), i.body, '') <> ''
+            WHERE i.story_id = s.story_id AND i.published_at >= s.first_seen
+              AND coalesce(nullif(i.summary, ''), i.body, '') <> ''
             ORDER BY (nullif(i.summary, '') IS NULL), i.published_at, i.source, i.id LIMIT 1
         ) lead ON true
-        WHERE s.story_id = ANY(%(ids)s)
-        ORDER BY s.story_id
+        ORDER BY x.story_id
         """,
         {"ids": ids, "model": model, "chars": _LEAD_CHARS},
     ).fetchall()
     todo = []
-    for story_id, first_seen, headline, lead, symbols, misfiled, stored_md5, written_after in rows:
+    queued = {}
+    for story_id, queued_at, exists, first_seen, headline, lead, symbols, misfiled, stored_md5, written_after in rows:
+        if queued_at is not None:
+            queued[int(story_id)] = queued_at
+        if not exists:
+            continue
         text_md5 = digest(headline or "", lead)
         if misfiled or (written_after if stored_md5 is None else stored_md5 != text_md5):
             todo.append(StoryToEmbed(story_id, first_seen, headline or "", lead, tuple(symbols or ()), text_md5))
-    return todo
+    return VectorWork(todo, queued)
 
 
-def news_story_ids(conn: psycopg.Connection, symbols: Sequence[str], since: datetime, until: datetime) -> list[int]:
-    """The stories of the news items about any of ``symbols`` published in ``[since, until]``."""
+def queue_story_vectors(conn: psycopg.Connection, story_ids: Iterable[int]) -> None:
+    """Record that the vectors of ``story_ids`` are owed, in the transaction that wrote their items
+    (an entry already there is stamped again: a writer that read the story before leaves it)."""
+    ids = sorted({int(s) for s in story_ids})
+    if ids:
+        conn.execute(
+            "INSERT INTO news.story_vector_queue (story_id, queued_at) SELECT unnest(%b::bigint[]), clock_timestamp()"
+            " ON CONFLICT (story_id) DO UPDATE SET queued_at = EXCLUDED.queued_at",
+            (ids,),
+        )
+
+
+def dequeue_story_vectors(conn: psycopg.Connection, queued: dict[int, datetime]) -> None:
+    """Delete the queue entries ``queued`` as :func:`stories_to_embed` read them: one queued again
+    since has another time and stays."""
+    if queued:
+        conn.execute(
+            "DELETE FROM news.story_vector_queue q USING unnest(%b::bigint[], %b::timestamptz[]) AS d(story_id, at)"
+            " WHERE q.story_id = d.story_id AND q.queued_at = d.at",
+            (list(queued), list(queued.values())),
+        )
+
+
+def queued_story_ids(conn: psycopg.Connection, limit: int) -> list[int]:
+    """Up to ``limit`` stories whose vectors are owed, longest waiting first."""
     rows = conn.execute(
-        "SELECT DISTINCT story_id FROM news.item_symbols"
-        " WHERE symbol = ANY(%s) AND kind = 'news' AND published_at BETWEEN %s AND %s ORDER BY story_id",
-        (list(normalize_symbols(symbols)), since, until),
+        "SELECT story_id FROM news.story_vector_queue ORDER BY queued_at, story_id LIMIT %s", (limit,)
     ).fetchall()
     return [int(r[0]) for r in rows]
 

@@ -6,9 +6,11 @@ or changed news story for search in a second transaction.
 The vectors commit after the items, without the dedup lock, so the HNSW inserts (most of the cost
 of storing news) overlap the processor's other lane deduplicating and writing its batch. A process
 killed between the two leaves some stories' vectors missing or stale (never wrong: a vector records
-the text it was computed from): the next item of such a story embeds it again, and so does the
-ingest flow's last step, :func:`story_vectors_task`, over the request's symbols and range (a
-rerun of a killed run fills them). A vector missing because embedding was off is filled the same way.
+the text it was computed from): the items' transaction queues its stories' vectors as owed, the
+vectors' transaction takes them off the queue, and the last step of the ingest and process flows,
+:func:`story_vectors_task`, embeds what is left (a rerun of a killed run fills them); the next item
+of such a story embeds it too. A vector missing because embedding was off is filled by the next
+item of its story, or by `marketpipe news embed`.
 
 The news path itself (clean, dedup, score, write, embed) is :mod:`pipeline.news`, which the live
 stream's ``n`` messages take too; :func:`process_symbol_news` is the batch path's transaction.
@@ -22,20 +24,21 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 import psycopg
+from loguru import logger
 from prefect import task
 from prefect.cache_policies import NONE
 
+from db.connect import connection_lost
 from features.embeddings import EmbeddingModel
 from features.news_sentiment import NEWS_FEATURE_SET, WINDOWS_HOURS, symbol_feature_frame
 from features.sentiment import SentimentModel
-from pipeline.news import embed_in_batches, embed_written, store_items
+from pipeline.news import embed_queued, embed_written, store_items
 from pipeline.request import IngestRequest
 from quality.dedup import DedupConfig
 from sources.dead_letters import record_dead_letter_sync
 from sources.registry import SourceRegistry
 from storage.lake import Lake
 from storage.news import NewsWriteResult, bar_stamps, crash_point, symbol_sentiment_rows, write_news_features
-from storage.story_vectors import news_story_ids
 from storage.watermarks import Watermark, advance_watermarks
 from tasks.collection import ParsedPage
 from tasks.processing import PendingPage, SymbolProcessing, at_hand, claim_pages, page_frames, read_unparsed
@@ -74,7 +77,8 @@ def process_symbol_news(
         if with_data:
             frame = pd.concat([k.frame for _, k in with_data], ignore_index=True)
             outcome.records = len(frame)
-            written, rejected = store_items(conn, frame, kind, sentiment, config, lake)
+            owed = embedder is not None  # the vectors of its stories, queued with the items
+            written, rejected = store_items(conn, frame, kind, sentiment, config, lake, queue_vectors=owed)
             for refusal in rejected:
                 page, kept = with_data[0]
                 record_dead_letter_sync(
@@ -91,35 +95,36 @@ def process_symbol_news(
             outcome.inserted, outcome.updated, outcome.unchanged = written.inserted, written.updated, written.unchanged
             newest = frame["ts"].max()
             advance_watermarks(conn, [Watermark(first.source, kind, first.symbol, "", newest.to_pydatetime())])
-    if written.stories:
+    if written.stories and embedder is not None:
         crash_point("before_vectors")
-        embed_written(conn, written, embedder)
+        try:
+            embed_written(conn, written, embedder)
+        except Exception as exc:  # the items are stored: their stories' vectors stay owed, queued
+            if connection_lost(exc):
+                raise
+            logger.warning(
+                "news of {}: the items are stored, the vectors of {} stories are not ({}); they stay "
+                "queued for the story-vectors step of the next ingest or process run",
+                first.symbol,
+                len(written.stories),
+                exc,
+            )
     return outcome
 
 
-def embed_request_stories(
-    conn: psycopg.Connection, embedder: EmbeddingModel, symbols: Sequence[str], start: datetime, end: datetime
-) -> int:
-    """The vectors of the news stories about ``symbols`` with an item published in [start, end]
-    that are missing or stale (:func:`pipeline.news.embed_stories`), 500 stories a transaction;
-    returns the stories embedded (0 when every vector is current)."""
-    story_ids = news_story_ids(conn, symbols, start, end)
-    conn.commit()  # the look-up's transaction: each batch of vectors commits on its own
-    return embed_in_batches(conn, story_ids, embedder)
-
-
 @task(name="story-vectors", cache_policy=NONE, **DATABASE_RETRY_OPTIONS)
-async def story_vectors_task(resources: RunResources, request: IngestRequest) -> int:
-    """After a news ingest: the vectors its stories lack (a run killed between storing a batch and
-    embedding it, an embedding that failed), over the request's symbols and range."""
+async def story_vectors_task(resources: RunResources) -> int:
+    """After news is processed: the story vectors still owed (:func:`pipeline.news.embed_queued`:
+    a run killed between a batch's items and its vectors, a vectors' transaction that failed).
+    Nothing to do when every batch's vectors were stored; an embedding that keeps failing fails
+    this step, loudly, after the items and their features are stored."""
     embedder = resources.embedder
     if embedder is None:
         return 0
 
     def run() -> int:
         with resources.connect() as conn:
-            start, end = request.start - timedelta(days=1), request.end + timedelta(days=1)
-            return embed_request_stories(conn, embedder, request.symbols, start, end)
+            return embed_queued(conn, embedder)
 
     return await asyncio.to_thread(run)
 

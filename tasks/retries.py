@@ -2,7 +2,8 @@
 
 Only a lost database connection is retried here: a restarted or failed-over PostgreSQL comes back
 within seconds, and every task that writes does so in one transaction per symbol (rolled back when
-the connection drops), so running the task again on a new connection is safe. Vendor errors have
+the connection drops; news stores its story vectors in the next one, and what that one leaves owed
+is queued for the flows' story-vectors step), so running the task again on a new connection is safe. Vendor errors have
 their own retries inside the sources; data errors are not retried.
 """
 

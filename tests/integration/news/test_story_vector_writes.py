@@ -12,16 +12,17 @@ from datetime import timedelta
 
 import pandas as pd
 import psycopg
+import pytest
 
 from core import model
 from core.settings import Settings
 from db.connect import database_connection
 from features.news_search import text_digest
 from features.sentiment import load_sentiment_model
-from pipeline.news import embed_stories, embed_written, store_items
+from pipeline.news import embed_queued, embed_stories, embed_written, store_items
 from quality.dedup import DedupConfig
 from storage.news import NewsWriteResult
-from storage.story_vectors import lock_story_vectors
+from storage.story_vectors import dequeue_story_vectors, lock_story_vectors, queue_story_vectors, stories_to_embed
 from tests.support.embeddings import HashedWords
 from tests.support.news import sandbox_now
 
@@ -34,9 +35,11 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     return model.frame(model.NEWS, columns, what="test news")
 
 
-def _store(conn: psycopg.Connection, rows: list[dict]) -> NewsWriteResult:
+def _store(conn: psycopg.Connection, rows: list[dict], queue: bool = False) -> NewsWriteResult:
     with conn.transaction():
-        written, rejected = store_items(conn, _frame(rows), "news", load_sentiment_model(), DedupConfig())
+        written, rejected = store_items(
+            conn, _frame(rows), "news", load_sentiment_model(), DedupConfig(), queue_vectors=queue
+        )
     assert not rejected
     return written
 
@@ -51,6 +54,10 @@ def _forget(conn: psycopg.Connection) -> None:
     conn.rollback()
     conn.execute(
         "DELETE FROM news.stories WHERE story_id IN (SELECT story_id FROM news.items WHERE source = %s)", (SOURCE,)
+    )
+    conn.execute(
+        "DELETE FROM news.story_vector_queue WHERE story_id IN (SELECT story_id FROM news.items WHERE source = %s)",
+        (SOURCE,),
     )
     conn.execute("DELETE FROM news.item_symbols WHERE source = %s", (SOURCE,))
     conn.execute("DELETE FROM news.items WHERE source = %s", (SOURCE,))
@@ -150,6 +157,8 @@ def test_a_kill_between_the_items_and_their_vectors_is_mended_by_the_rerun(stack
     with database_connection(stack) as conn:
         stored, without = _stories_and_missing_vectors(conn, start)
     assert stored > 0 and without > 0  # the items committed, their stories' vectors did not
+    with database_connection(stack) as conn:
+        assert _owed(conn, start) >= without  # owed in the queue, with the items
 
     rerun = marketpipe_cli(*args, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
@@ -165,6 +174,16 @@ def test_a_kill_between_the_items_and_their_vectors_is_mended_by_the_rerun(stack
             (start,),
         ).fetchone()[0]
     assert after >= stored and missing == 0 and current == after
+    with database_connection(stack) as conn:
+        assert _owed(conn, start) == 0
+
+
+def _owed(conn: psycopg.Connection, start) -> int:
+    return conn.execute(
+        "SELECT count(*) FROM news.story_vector_queue WHERE story_id IN (SELECT story_id FROM news.item_symbols"
+        " WHERE symbol = 'UNH' AND kind = 'news' AND published_at >= %s)",
+        (start,),
+    ).fetchone()[0]
 
 
 def _stories_and_missing_vectors(conn: psycopg.Connection, start) -> tuple[int, int]:
@@ -201,3 +220,45 @@ def test_a_vector_stored_before_the_digest_keeps_the_rule_of_its_time(stack: Set
             conn.commit()
         finally:
             _forget(conn)
+
+
+class _Failing(HashedWords):
+    def embed(self, texts):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the model's process ran out of memory")
+
+
+def test_vectors_that_fail_stay_owed_and_a_writer_leaves_an_entry_queued_again_after_its_read(
+    stack: Settings,
+) -> None:
+    first = {"id": "e1", "ts": "2002-09-10T14:00:00Z", "symbols": "ZZVY", "url": "https://news.example.com/zzvy"}
+    first |= {"headline": "ZZVY buys a rival chipmaker", "summary": "The deal is worth two billion."}
+    with database_connection(stack) as conn, database_connection(stack) as other:
+        try:
+            written = _store(conn, [first], queue=True)
+            (story,) = written.stories
+            with pytest.raises(RuntimeError, match="out of memory"):
+                embed_written(conn, written, _Failing())
+            assert _queued(conn, story) is not None  # the items stored, the vector owed
+
+            # a writer reads the story and its entry; meanwhile another batch of the story queues it again
+            with conn.transaction():
+                lock_story_vectors(conn, [story])
+                work = stories_to_embed(conn, [story], "hashed-words-384", text_digest)
+                with other.transaction():
+                    queue_story_vectors(other, [story])
+                dequeue_story_vectors(conn, work.queued)
+            assert work.queued and _queued(conn, story) not in (None, work.queued[story])  # it stays owed
+
+            assert embed_queued(conn, HashedWords()) == 1  # the flows' story-vectors step pays the debt
+            assert _queued(conn, story) is None and _vector(conn, story)[0] == text_digest(
+                first["headline"], first["summary"]
+            )
+            assert embed_queued(conn, HashedWords()) == 0
+        finally:
+            _forget(conn)
+
+
+def _queued(conn: psycopg.Connection, story_id: int):
+    row = conn.execute("SELECT queued_at FROM news.story_vector_queue WHERE story_id = %s", (story_id,)).fetchone()
+    conn.commit()
+    return row[0] if row else None
