@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import psycopg
+from loguru import logger
 
 from core import model
 from core.errors import ConfigurationError
+from db.connect import connection_lost
 from features.embeddings import EmbeddingModel, process_model
 from features.news_search import StoryText, store_story_embeddings, text_digest
 from features.sentiment import SentimentModel, item_text, load_sentiment_model, symbol_sentiment
@@ -332,6 +334,27 @@ def embed_written(conn: psycopg.Connection, written: NewsWriteResult, embedder: 
     return embed_in_batches(conn, written.stories, embedder, batch=VECTOR_BATCH)
 
 
+def embed_written_or_owe(
+    conn: psycopg.Connection, written: NewsWriteResult, embedder: EmbeddingModel | None, what: str
+) -> int:
+    """:func:`embed_written`, where a failure other than a lost connection leaves the vectors owed
+    (queued with the items, for :func:`embed_queued`) with a warning naming ``what`` was stored,
+    instead of failing a caller whose items are already committed; returns the stories embedded."""
+    try:
+        return embed_written(conn, written, embedder)
+    except Exception as exc:
+        if connection_lost(exc):
+            raise
+        logger.warning(
+            "{}: the items are stored, the vectors of {} stories are not ({}); they stay queued for the "
+            "story-vectors step of the next ingest or process run",
+            what,
+            len(written.stories),
+            exc,
+        )
+        return 0
+
+
 def embed_queued(
     conn: psycopg.Connection, embedder: EmbeddingModel, *, advance: Callable[[int], None] | None = None
 ) -> int:
@@ -454,5 +477,5 @@ def store_streamed_news(
                 payload=refusal,
             )
         advance_watermarks(conn, symbol_watermarks(frame))
-    embed_written(conn, written, models.embedder)
+    embed_written_or_owe(conn, written, models.embedder, f"streamed news ({len(frame)} messages)")
     return written, rejected

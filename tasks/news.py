@@ -24,15 +24,13 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 import psycopg
-from loguru import logger
 from prefect import task
 from prefect.cache_policies import NONE
 
-from db.connect import connection_lost
 from features.embeddings import EmbeddingModel
 from features.news_sentiment import NEWS_FEATURE_SET, WINDOWS_HOURS, symbol_feature_frame
 from features.sentiment import SentimentModel
-from pipeline.news import embed_queued, embed_written, store_items
+from pipeline.news import embed_queued, embed_written_or_owe, store_items
 from pipeline.request import IngestRequest
 from quality.dedup import DedupConfig
 from sources.dead_letters import record_dead_letter_sync
@@ -97,18 +95,7 @@ def process_symbol_news(
             advance_watermarks(conn, [Watermark(first.source, kind, first.symbol, "", newest.to_pydatetime())])
     if written.stories and embedder is not None:
         crash_point("before_vectors")
-        try:
-            embed_written(conn, written, embedder)
-        except Exception as exc:  # the items are stored: their stories' vectors stay owed, queued
-            if connection_lost(exc):
-                raise
-            logger.warning(
-                "news of {}: the items are stored, the vectors of {} stories are not ({}); they stay "
-                "queued for the story-vectors step of the next ingest or process run",
-                first.symbol,
-                len(written.stories),
-                exc,
-            )
+        embed_written_or_owe(conn, written, embedder, f"news of {first.symbol}")
     return outcome
 
 
