@@ -109,6 +109,7 @@ class Stack:
             ],
             pid_file=run / "sandbox.pid",
             log_file=log / "sandbox.log",
+            env={"PYTHONFAULTHANDLER": "1"},  # a fatal signal leaves its traceback in the log
             cwd=self.state_dir,
         )
 

@@ -28,6 +28,7 @@ import psycopg
 import pytest
 
 from tests.support.stack import REPO, stack_environment
+from tests.support.stack_watch import StackWatch
 
 TESTS = Path(__file__).resolve().parent
 TIERS = ("unit", "integration", "ops")
@@ -59,9 +60,27 @@ def pytest_configure(config: pytest.Config) -> None:
     state_dir.chmod(0o755)  # the cluster's OS user must traverse it
     os.environ.update({**stack_environment(state_dir), "MARKETPIPE_TEST_STACK_READY": "1"})
     config.stash[_STATE_DIR] = state_dir
+    config.stash[_WATCH] = StackWatch(state_dir)
 
 
 _STATE_DIR = pytest.StashKey[Path]()
+_WATCH = pytest.StashKey[StackWatch]()
+
+
+@pytest.hookimpl(trylast=True)  # after the test's fixtures are torn down
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """Note a process of the session's stack that stopped during this test (tests/support/stack_watch.py)."""
+    watch = item.config.stash.get(_WATCH, None)
+    if watch is not None:
+        watch.check(item.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    watch = config.stash.get(_WATCH, None)
+    if watch is not None and watch.stopped:
+        terminalreporter.section("stack processes that stopped during the session")
+        for line in watch.report():
+            terminalreporter.write_line(line)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
