@@ -317,6 +317,11 @@ def queued_story_ids(conn: psycopg.Connection, limit: int) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
+def queued_story_count(conn: psycopg.Connection) -> int:
+    """How many stories' vectors are owed (:func:`queue_story_vectors`)."""
+    return int(conn.execute("SELECT count(*) FROM news.story_vector_queue").fetchone()[0])  # type: ignore[index]
+
+
 def stories_without_vectors(
     conn: psycopg.Connection,
     model: str,

@@ -163,25 +163,34 @@ def news_embed(
     symbols: Symbols = None,
     as_json: JsonOutput = False,
 ) -> None:
-    """Embed the stored news stories that have no vector by the configured model (embeddings.model):
-    after a change of model, or news stored with embedding off. A transaction per 500 stories: an
-    interrupted run keeps what it stored; run it again to continue."""
+    """Embed the news stories whose vectors are owed, then the stored stories that have no vector
+    by the configured model (embeddings.model). Owed: queued by a write whose vectors did not follow
+    (a process killed between a batch's items and its vectors, an embedding that failed); the queue
+    is emptied whatever --since, --until and --symbols say, which choose the stories without a
+    vector (after a change of model, or news stored with embedding off). A transaction per 500
+    stories: an interrupted run keeps what it stored; run it again to continue."""
     from core.progress import terminal_progress
     from db.connect import database_connection
-    from pipeline.news import embed_in_batches
-    from storage.story_vectors import stories_without_vectors
+    from pipeline.news import embed_in_batches, embed_queued
+    from storage.story_vectors import queued_story_count, stories_without_vectors
 
     start, end = parse_when(since, "--since"), parse_when(until, "--until")
     wanted = parse_symbols(symbols)
     model = _model(ctx)
     with database_connection(settings_of(ctx), autocommit=True) as conn:
+        owed = queued_story_count(conn)
+        with terminal_progress(owed, f"embedding owed stories ({model.name})") as advance:
+            owed_embedded = embed_queued(conn, model, advance=advance)
         todo = stories_without_vectors(conn, model.name, start, end, wanted)
         with terminal_progress(len(todo), f"embedding stories ({model.name})") as advance:
             embedded = embed_in_batches(conn, todo, model, advance=advance)
     if as_json:
-        typer.echo(json.dumps({"model": model.name, "stories": len(todo), "embedded": embedded}))
-    else:
-        typer.echo(f"embedded {embedded:,} of {len(todo):,} stories without a {model.name} vector")
+        summary = {"model": model.name, "owed": owed, "owed_embedded": owed_embedded}
+        typer.echo(json.dumps({**summary, "stories": len(todo), "embedded": embedded}))
+        return
+    if owed:
+        typer.echo(f"embedded {owed_embedded:,} of {owed:,} stories whose vectors were owed")
+    typer.echo(f"embedded {embedded:,} of {len(todo):,} stories without a {model.name} vector")
 
 
 Kind = Annotated[str | None, typer.Option(help="news (articles) or social (posts); both when not given")]
