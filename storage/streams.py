@@ -341,6 +341,8 @@ def _delete_bars(
         list(pd.DatetimeIndex(keys["ts"]).to_pydatetime()),
         keys["source"].astype(str).tolist(),
     ]
+    # the keys' time range and symbols, as plain bounds: the planner excludes the other chunks
+    bounds = [min(args[2]), max(args[2]), sorted(set(args[0]))]
     deleted: list[tuple[Any, ...]] = []
     try:
         for table in (BARS_INTRADAY.name, BARS_INTRADAY.vendor_table):
@@ -348,8 +350,9 @@ def _delete_bars(
                 f"DELETE FROM {table} b USING unnest(%s::text[], %s::text[], %s::timestamptz[], %s::text[])"
                 " AS k(symbol, timeframe, ts, source)"
                 " WHERE b.symbol = k.symbol AND b.timeframe = k.timeframe AND b.ts = k.ts AND b.source = k.source"
+                " AND b.ts BETWEEN %s AND %s AND b.symbol = ANY(%s::text[])"
                 " RETURNING b.source, b.timeframe, b.symbol, b.ts",
-                args,
+                [*args, *bounds],
             )
             if table == BARS_INTRADAY.name:
                 deleted = cur.fetchall()
