@@ -21,7 +21,7 @@ it say ``unknown``. :func:`format_health` is the report's human form (``marketpi
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -341,6 +341,14 @@ def stream_gap_issues(gaps: Iterable[StreamGap], now: datetime, older_than: time
     return issues
 
 
+def all_stream_issues(streams: Sequence[StreamStatus], gaps: Iterable[StreamGap], now: datetime) -> list[str]:
+    """:func:`stream_issues` and :func:`stream_gap_issues`, a span named once: the spans of a stream
+    whose status row already names them (alive, or stopped within the hour, with spans its catch-up
+    could not fill: :func:`_held_issue`) are not named again from ops.stream_gaps."""
+    named = {s.stream for s in streams if _held_issue(s, now) is not None}
+    return stream_issues(streams, now) + stream_gap_issues([g for g in gaps if g.stream not in named], now)
+
+
 def stream_issues(streams: Iterable[StreamStatus], now: datetime) -> list[str]:
     """A running stream that stopped reporting, and a stream that spilled or dropped frames in its
     current run (or in its last one, ended within the hour): one sentence each, saying what to do."""
@@ -474,8 +482,7 @@ def check_health(
             freshness = dataset_freshness(marks, now, thresholds)
             issues += [f.issue() for f in freshness if f.stale]
             issues += dead_letter_issues(dead)
-            issues += stream_issues(streams, now)
-            issues += stream_gap_issues(gaps, now)
+            issues += all_stream_issues(streams, gaps, now)
     states, source_issues = source_states(settings, sources, dead, shared, now)
     issues += source_issues
     jobs = status.jobs

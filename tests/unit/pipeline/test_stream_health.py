@@ -122,3 +122,27 @@ def test_a_span_left_unfilled_in_ops_stream_gaps_is_an_issue_once_old_enough():
     assert "(open; 2 failed retries, last error: 503)" in issue and "IBM" not in issue
     (given_up,) = stream_gap_issues([row("c", "IBM", "trades", old, "given_up")], NOW)
     assert "given up by the run that recorded it" in given_up
+
+
+def test_a_span_named_by_its_running_streams_status_is_not_named_again_from_ops_stream_gaps():
+    """While the stream that recorded a span is alive (or stopped within the hour), its status row
+    names its unfilled spans: the table's rows of that stream are not a second issue. Another
+    stream's rows are."""
+    from pipeline.health import STREAM_GAP_AFTER, all_stream_issues
+    from storage.stream_gaps import StreamGap
+
+    start, end = NOW - timedelta(hours=1), NOW - timedelta(minutes=50)
+    recorded = NOW - STREAM_GAP_AFTER - timedelta(seconds=1)
+
+    def row(stream: str) -> StreamGap:
+        return StreamGap(
+            "a" + stream, stream, "polygon", "AAPL", "trades", start, end, "spill", "open", "503", 2, recorded
+        )
+
+    (issue,) = all_stream_issues([held()], [row("polygon")], NOW)
+    assert issue.startswith("stream polygon (running) has 1 span(s) its REST catch-up could not fill")
+    issues = all_stream_issues([held()], [row("polygon"), row("polygon:other")], NOW)
+    assert len(issues) == 2 and issues[1].startswith("stream polygon:other: the span of AAPL (trades)")
+    gone = held(state="stopped", age_s=7200)  # its status row no longer names it: the table does
+    (from_table,) = all_stream_issues([gone], [row("polygon")], NOW)
+    assert from_table.startswith("stream polygon: the span of AAPL (trades)")
