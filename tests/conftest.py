@@ -75,6 +75,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
         watch.check(item.nodeid)
 
 
+@pytest.hookimpl(trylast=True)  # after the durations, right above the short summary: the tail CI shows
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     watch = config.stash.get(_WATCH, None)
     if watch is not None and watch.stopped:

@@ -35,7 +35,6 @@ class Stopped:
 @dataclass
 class StackWatch:
     state_dir: Path
-    seen: dict[str, int] = field(default_factory=dict)  # component -> the pid last found alive
     stopped: list[Stopped] = field(default_factory=list)
 
     def _pid(self, component: str) -> int | None:
@@ -45,15 +44,15 @@ class StackWatch:
             return None
 
     def check(self, after_test: str) -> None:
-        """Note each component seen alive before and now gone (a restart's new pid is seen anew)."""
+        """Note each component whose pid file names a process that is gone (the stack removes the
+        file when it stops one), once per pid; a restart's new pid is watched anew."""
+        noted = {(s.component, s.pid) for s in self.stopped}
         for component, (_, log) in COMPONENTS.items():
             pid = self._pid(component)
-            if pid is not None and process_alive(pid):
-                self.seen[component] = pid
+            if pid is None:
                 continue
-            last = self.seen.pop(component, None)
-            if last is not None:
-                self.stopped.append(Stopped(component, last, after_test, tail(self.state_dir / log, 30), kernel_tail()))
+            if not process_alive(pid) and (component, pid) not in noted:
+                self.stopped.append(Stopped(component, pid, after_test, tail(self.state_dir / log, 30), kernel_tail()))
 
     def report(self) -> list[str]:
         lines = []

@@ -17,7 +17,7 @@ def test_a_process_that_stops_is_named_with_the_test_and_its_log(tmp_path) -> No
         (tmp_path / "run" / "sandbox.pid").write_text(f"{child.pid}\n")
         watch = StackWatch(tmp_path)
         watch.check("tests/a.py::test_one")
-        assert watch.stopped == [] and watch.seen == {"sandbox": child.pid}
+        assert watch.stopped == []
         child.kill()
         child.wait(10)
         watch.check("tests/a.py::test_two")
@@ -35,3 +35,15 @@ def test_components_never_started_are_not_reported(tmp_path) -> None:
     watch = StackWatch(tmp_path)
     watch.check("tests/a.py::test_one")
     assert watch.stopped == [] and watch.report() == []
+
+
+def test_a_process_dead_before_the_first_check_is_named_too(tmp_path) -> None:
+    (tmp_path / "run").mkdir()
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(10)
+    (tmp_path / "run" / "lake.pid").write_text(f"{child.pid}\n")  # started, then gone at once
+    watch = StackWatch(tmp_path)
+    watch.check("tests/a.py::test_one")
+    watch.check("tests/a.py::test_two")
+    assert [(s.component, s.after_test) for s in watch.stopped] == [("lake", "tests/a.py::test_one")]
+    assert "(empty)" in "\n".join(watch.report())  # no log file
