@@ -397,7 +397,8 @@ async def _run_service(
     deadline = loop.call_later(seconds, stop.set)
     started_ns, started_cpu = time.time_ns(), time.process_time()
     try:
-        report = await asyncio.wait_for(service.run(stop), seconds + 60)
+        async with asyncio.timeout(seconds + 60):
+            report = await service.run(stop)
     finally:
         deadline.cancel()
     return log, report, started_ns, started_cpu
@@ -509,12 +510,14 @@ async def _naive_consumer(
 
         task = asyncio.create_task(client.connect(handle))
         try:
-            await asyncio.wait_for(enough.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await enough.wait()
         except TimeoutError:
             pass  # bounded by time: the rate is over what was inserted so far
         finally:
             await client.close()
-            await asyncio.wait_for(task, 15)
+            async with asyncio.timeout(15):
+                await task
     return inserted, (last - first) if first is not None else 0.0
 
 

@@ -191,7 +191,8 @@ class FrameBuffer:
             self._room.clear()
             self.blocked = True
             try:
-                await asyncio.wait_for(self._room.wait(), timeout=self.lag_limit_s)
+                async with asyncio.timeout(self.lag_limit_s):
+                    await self._room.wait()
             except TimeoutError:
                 await self._spill_oldest(len(frame))
             finally:
@@ -268,7 +269,8 @@ class FrameBuffer:
         if self._closed:
             return False
         try:
-            await asyncio.wait_for(self._data.wait(), timeout=timeout)
+            async with asyncio.timeout(timeout):
+                await self._data.wait()
         except TimeoutError:
             return False
         return bool(self._frames)
@@ -505,7 +507,8 @@ class StreamConnection:
         if why:
             logger.warning("{} stream: {}; reconnecting in {:.2f} s", self.source, why, seconds)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closing.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                await self._closing.wait()
 
     def _note_error(self, text: str) -> None:
         self._counters.last_error = text
@@ -515,8 +518,8 @@ class StreamConnection:
         PermanentSourceError on a rejected key."""
         connect = self._connect or _websockets_connect()
         s = self.settings
-        ws = await asyncio.wait_for(
-            connect(
+        async with asyncio.timeout(s.open_timeout_seconds):
+            ws = await connect(
                 self.url,
                 ping_interval=s.ping_interval_seconds,
                 ping_timeout=s.ping_timeout_seconds,
@@ -526,12 +529,11 @@ class StreamConnection:
                 max_size=2**24,
                 compression=None,  # loopback and LAN: inflating every frame costs more CPU than it saves
                 additional_headers=self.protocol.extra_headers or None,
-            ),
-            timeout=s.open_timeout_seconds,
-        )
+            )
         self._opening = ws  # close() during the handshake closes it too
         try:
-            await asyncio.wait_for(self._authenticate(ws), timeout=s.open_timeout_seconds)
+            async with asyncio.timeout(s.open_timeout_seconds):
+                await self._authenticate(ws)
         except BaseException:
             await _close_quietly(ws)
             raise
@@ -775,14 +777,11 @@ class StreamConnection:
                 await _close_quietly(ws)
         runner = self._runner
         if runner is not None and not runner.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(runner), timeout=2.0)
-            except TimeoutError:  # stuck in a connect: nothing read is lost by cancelling it
+            await asyncio.wait({runner}, timeout=2.0)  # its failure is reported through batches()
+            if not runner.done():  # stuck in a connect: nothing read is lost by cancelling it
                 runner.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await runner
-            except Exception:  # reported through batches()
-                pass
         self.buffer.close()
         for task in list(self._hook_tasks):
             task.cancel()

@@ -1165,7 +1165,8 @@ class StreamService:
                 await self._first_event.wait()
                 clock = self.report.newest_event  # the windows the vendor closed before the fetch
                 try:
-                    fetched = await asyncio.wait_for(self._fetch_gaps(gaps), bound_s)
+                    async with asyncio.timeout(bound_s):
+                        fetched = await self._fetch_gaps(gaps)
                 except Exception as exc:
                     if not _retryable(exc):
                         raise

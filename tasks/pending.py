@@ -267,7 +267,8 @@ class PendingProcessor:
                 return
             self._arrival.clear()
             try:
-                await asyncio.wait_for(self._arrival.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._arrival.wait()
             except TimeoutError:
                 return
 

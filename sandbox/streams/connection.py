@@ -470,9 +470,11 @@ class Connection:
         if not ending.by_client and self.ws.application_state == WebSocketState.CONNECTED:
             try:
                 if ending.final:
-                    await asyncio.wait_for(self._write(self.encode(ending.final)), CLOSE_WAIT_S)
+                    async with asyncio.timeout(CLOSE_WAIT_S):
+                        await self._write(self.encode(ending.final))
                 if ending.code != ABRUPT:
-                    await asyncio.wait_for(self.ws.close(ending.code, ending.reason[:120]), CLOSE_WAIT_S)
+                    async with asyncio.timeout(CLOSE_WAIT_S):
+                        await self.ws.close(ending.code, ending.reason[:120])
             except (TimeoutError, WebSocketDisconnect, OSError, RuntimeError):
                 pass
         self.state = "closed"
@@ -640,7 +642,8 @@ class AlpacaConnection(Connection):
 
     async def _auth_timeout(self) -> None:
         try:
-            await asyncio.wait_for(self.authed.wait(), self.settings.auth_timeout_s or None)
+            async with asyncio.timeout(self.settings.auth_timeout_s or None):
+                await self.authed.wait()
         except TimeoutError:
             self.end_by_server(1008, "auth timeout", [alpaca.error(404)])
 

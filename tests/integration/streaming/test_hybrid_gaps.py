@@ -10,7 +10,6 @@ bounded in count and time."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -272,9 +271,9 @@ def test_a_span_left_open_by_a_killed_run_is_fetched_by_the_next_hybrid_run(
                 await wait_for(lambda: service.report.batches > batches + 5, "micro-batches stored after it")
             finally:
                 runner.cancel()  # killed: nothing of the run closes its span
-                with contextlib.suppress(asyncio.CancelledError):
-                    await runner
+                await asyncio.wait({runner}, timeout=30)  # a swallowed cancel ran on to the close (stop 36)
                 (await sandbox.delete("/_sandbox/faults")).raise_for_status()
+            assert runner.cancelled(), f"the cancelled run stopped in 30 s: {runner}"
             return service.report
 
     async def next_run() -> StreamReport:
