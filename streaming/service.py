@@ -380,7 +380,7 @@ class StreamService:
         self._closing = False  # the end: no follower starts; the queue is stored by the closing code
         self._open: list[OpenSpan] = []  # catch-ups left open: watermarks stay before them
         self._unrecorded: list[StreamGap] = []  # spans known, their rows written by the next commit
-        self._first_event = asyncio.Event()  # the stream's clock is known (a loaded span waits for it)
+        self._first_event = asyncio.Event()  # the stream's clock is known (see _fetch_clock)
         self._windows: Any = None
         self._stream: Any = None
         # Without a catch-up (not hybrid): wall ns of (re)connects whose gap is not bounded yet, and
@@ -1152,7 +1152,7 @@ class StreamService:
         the next hybrid run (its rows in ops.stream_gaps given up: the next hybrid run loads them). An
         error a retry cannot cure ends the stream (raised by the consumer, like a follower's). A
         span a killed run left (:meth:`_load_unfilled`) is fetched at once, once the stream's clock
-        is known (the bars of its windows are then final)."""
+        is known (:meth:`_fetch_clock`: the bars of its windows are then final)."""
         from storage.stream_gaps import record_gap_retry
 
         widths = (self.settings.streaming.window_seconds, 60.0)
@@ -1162,8 +1162,7 @@ class StreamService:
             for _ in range(CATCH_UP_RETRIES):
                 await asyncio.sleep(wait)
                 wait = min(max(wait, CATCH_UP_RETRY_S / 2) * 2, CATCH_UP_RETRY_MAX_S)
-                await self._first_event.wait()
-                clock = self.report.newest_event  # the windows the vendor closed before the fetch
+                clock = await self._fetch_clock()  # the windows the vendor closed before the fetch
                 try:
                     async with asyncio.timeout(bound_s):
                         fetched = await self._fetch_gaps(gaps)
@@ -1248,6 +1247,22 @@ class StreamService:
             self.report.reopened_spans -= 1
             self._report_open()
             raise
+
+    async def _fetch_clock(self) -> pd.Timestamp:
+        """The vendor's clock before a span is fetched again: its newest event. A span a killed run
+        left is loaded before any event came; while none comes for ``streaming.data_idle_timeout_seconds``
+        (the market closed, the symbols quiet) the wall clock stands in, a live vendor's clock (the
+        span ended in an earlier run), so a restart after the close fills it that night, not at the
+        next session's first trade."""
+        if not self._first_event.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.streaming.data_idle_timeout_seconds):
+                    await self._first_event.wait()
+        newest = self.report.newest_event
+        if newest is None:
+            logger.info("stream {}: no event yet: a span left open is fetched by the wall clock", self.name)
+            return pd.Timestamp.now(tz="UTC")
+        return newest
 
     def _report_open(self) -> None:
         """The open spans in the status counters: how many, the earliest, its retries and error."""

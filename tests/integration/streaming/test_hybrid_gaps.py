@@ -228,8 +228,9 @@ def test_a_catch_up_refused_over_rest_is_fetched_again_once_rest_answers(
     assert all(marks[s] > report.newest_event - pd.Timedelta(minutes=1) for s in gap_symbols)  # past the span
 
 
+@pytest.mark.parametrize("restart", ["while the market is open", "after the close"])
 def test_a_span_left_open_by_a_killed_run_is_fetched_by_the_next_hybrid_run(
-    stack: Settings, gap_symbols, monkeypatch
+    stack: Settings, gap_symbols, monkeypatch, restart: str
 ) -> None:
     """The spans a hybrid stream missed lived only in its memory: a process killed with a span open
     left it to the watermarks held at its start, which a non-hybrid run (or any writer of those
@@ -239,7 +240,8 @@ def test_a_span_left_open_by_a_killed_run_is_fetched_by_the_next_hybrid_run(
     open and its rows are written open; the run is killed (cancelled, no retry yet). Health names
     the span from the table alone. The watermarks are moved to the newest stored trade and bar, as
     a non-hybrid run's commits move them. Run 2, hybrid, loads the span, fetches it, marks it
-    applied, and the hot store equals the batch path's."""
+    applied, and the hot store equals the batch path's. After the close run 2 reads no event (its
+    clock starts at 16:30): the span is fetched once the stream was quiet for the idle timeout."""
     from pipeline.health import check_health
     from stack.supervisor import Stack
     from storage.watermarks import Watermark, advance_watermarks
@@ -276,8 +278,15 @@ def test_a_span_left_open_by_a_killed_run_is_fetched_by_the_next_hybrid_run(
             assert runner.cancelled(), f"the cancelled run stopped in 30 s: {runner}"
             return service.report
 
+    if restart == "after the close":
+        closed = stream_url(stack, uuid.uuid4().hex, start="16:30")
+        next_plan = StreamPlan.of("polygon", gap_symbols, ("trades", "bars"), hybrid=True, url=closed, feed=plan.feed)
+        next_settings = with_streaming(settings, data_idle_timeout_seconds=2.0)
+    else:
+        next_plan, next_settings = plan, settings
+
     async def next_run() -> StreamReport:
-        service = StreamService(settings, plan)
+        service = StreamService(next_settings, next_plan)
         stop = asyncio.Event()
         runner = asyncio.create_task(service.run(stop))
         try:
@@ -320,6 +329,7 @@ def test_a_span_left_open_by_a_killed_run_is_fetched_by_the_next_hybrid_run(
     (issue,) = [i for i in health["issues"] if i.startswith(f"stream {name}: the span of ")]  # from the table
     assert gap_symbols[0] in issue and "(open; " in issue
     assert report.reopened_spans >= 1 and report.open_spans == 0
+    assert (report.newest_event is None) == (restart == "after the close")  # no event came after it
     spans = {(s, d, start, end) for s, d, start, end, *_ in left}
     assert {state for *key, state, _ in after if tuple(key) in spans} == {"applied"}  # its rows, and the start's
     assert {state for *_, state, _ in after} == {"applied"}
