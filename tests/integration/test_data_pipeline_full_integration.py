@@ -73,17 +73,17 @@ def expected_factors(raw: pd.DataFrame, actions: pd.DataFrame) -> tuple[pd.Serie
     return split, total
 
 
-def completed_sessions(start, end) -> int:
+def completed_sessions(start, end, as_of: datetime) -> int:
+    """Sessions closed by ``as_of`` (the run's start: a session closing during the run may be
+    stored forming, or not yet)."""
     schedule = nyse_sessions(start, end)
-    now_ns = int(datetime.now(UTC).timestamp() * 1e9)
-    return int((schedule.close_ns <= now_ns).sum())
+    return int((schedule.close_ns <= int(as_of.timestamp() * 1e9)).sum())
 
 
-def completed_session_minutes(start, end) -> int:
-    """Minutes of the sessions closed by now (a half day has 210, not 390)."""
+def completed_session_minutes(start, end, as_of: datetime) -> int:
+    """Minutes of the sessions closed by ``as_of`` (a half day has 210, not 390)."""
     schedule = nyse_sessions(start, end)
-    now_ns = int(datetime.now(UTC).timestamp() * 1e9)
-    closed = schedule.close_ns <= now_ns
+    closed = schedule.close_ns <= int(as_of.timestamp() * 1e9)
     return int(((schedule.close_ns[closed] - schedule.open_ns[closed]) // 60_000_000_000).sum())
 
 
@@ -92,11 +92,12 @@ def test_full_pipeline_then_an_incremental_rerun(stack: Settings) -> None:
     acting, actions = with_split_and_dividend(stack, today - timedelta(days=120), today)
     universe = ["FIA", "FIB", acting]
     overrides = {"pipeline": {"symbols": universe, "corporate_actions": True, "bars": SERIES}}
+    started = datetime.now(UTC)
     first = asyncio.run(pipeline_flow(overrides=overrides))
     assert first["stages"] == ["ingestion", "processing", "historical", "features"]
     assert first["rejected"] == 0 and first["quality_score"] == pytest.approx(1.0)
 
-    daily_expected = completed_sessions(today - timedelta(days=120), today)
+    daily_expected = completed_sessions(today - timedelta(days=120), today, started)
     with database_connection(stack) as conn:
         per_symbol = dict(
             conn.execute(
@@ -115,7 +116,7 @@ def test_full_pipeline_then_an_incremental_rerun(stack: Settings) -> None:
         ).fetchone()
     # today's session, if still trading, may be partly there: at least every completed session
     assert all(n >= daily_expected for n in per_symbol.values()) and set(per_symbol) == set(universe)
-    assert minute >= completed_session_minutes(today - timedelta(days=5), today) * len(universe)
+    assert minute >= completed_session_minutes(today - timedelta(days=5), today, started) * len(universe)
     assert runs == (first["records_ingested"], first["records_stored"])
     assert feature_rows == sum(per_symbol.values())  # one feature row per stored daily bar
 
